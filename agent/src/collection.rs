@@ -1,0 +1,338 @@
+//! One collection: run every probe under its own timeout and gather their
+//! metric families, plus the agent's own `countywatch_agent_*` metrics.
+//!
+//! A probe runs on a blocking thread. When it overruns its timeout the
+//! collection goes on without it; the probe stays parked until its thread
+//! returns, and is skipped (and reported as failing) until then, so a stuck
+//! mount costs one thread, never a pile of them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use countywatch_wire::{MetricFamily, MetricKind};
+use tokio::task::JoinHandle;
+
+use crate::probe::{Probe, ProbeError};
+
+/// Counters the sender updates and every batch reports.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    /// Batches the collector acknowledged.
+    pub batches_sent: AtomicU64,
+    /// Send attempts that failed (each retry counts).
+    pub send_failures: AtomicU64,
+    /// Batches discarded because the pending queue was full or the collector
+    /// refused them as invalid.
+    pub batches_dropped: AtomicU64,
+    /// Compressed bytes the collector acknowledged.
+    pub bytes_sent: AtomicU64,
+    /// Batches waiting to be sent.
+    pub pending_batches: AtomicU64,
+}
+
+type ProbeRun = (
+    Box<dyn Probe>,
+    Vec<MetricFamily>,
+    Result<(), ProbeError>,
+    Duration,
+);
+
+/// A probe and where it currently is.
+enum Slot {
+    /// Idle, ready to run.
+    Ready(Box<dyn Probe>),
+    /// Still running from an earlier collection that gave up waiting.
+    Stuck(JoinHandle<ProbeRun>),
+    /// Lost: its thread panicked. Never happens with our probes, but a lost
+    /// probe must not take the agent down.
+    Lost,
+}
+
+/// The outcome of one probe in one collection.
+struct ProbeOutcome {
+    /// Probe name.
+    name: &'static str,
+    /// Whether it produced its metrics.
+    success: bool,
+    /// How long it ran (the timeout when it overran).
+    duration: Duration,
+}
+
+/// Runs the probes and keeps per-probe state across collections.
+pub struct Collector {
+    /// The probes, in registration order.
+    slots: Vec<(&'static str, Slot)>,
+    /// Per-probe time limit.
+    timeout: Duration,
+    /// Shared with the sender, reported in each batch.
+    stats: Arc<TransportStats>,
+    /// Cumulative errors per probe, reported as a counter.
+    errors: Vec<u64>,
+    /// Whether each probe failed last time, so a failure is logged once per
+    /// change of state rather than every interval.
+    failing: Vec<bool>,
+}
+
+impl Collector {
+    /// A collector over `probes`.
+    pub fn new(probes: Vec<Box<dyn Probe>>, timeout: Duration, stats: Arc<TransportStats>) -> Self {
+        let count = probes.len();
+        Collector {
+            slots: probes
+                .into_iter()
+                .map(|probe| (probe.name(), Slot::Ready(probe)))
+                .collect(),
+            timeout,
+            stats,
+            errors: vec![0; count],
+            failing: vec![false; count],
+        }
+    }
+
+    /// Runs every probe once and returns all families, self-metrics last.
+    pub async fn collect(&mut self) -> Vec<MetricFamily> {
+        let mut families = Vec::new();
+        let mut outcomes = Vec::with_capacity(self.slots.len());
+        // Start every ready probe first so they run in parallel.
+        let mut running: Vec<Option<JoinHandle<ProbeRun>>> = Vec::with_capacity(self.slots.len());
+        for (_, slot) in &mut self.slots {
+            let handle = match std::mem::replace(slot, Slot::Lost) {
+                Slot::Ready(probe) => Some(spawn_probe(probe)),
+                Slot::Stuck(handle) if handle.is_finished() => Some(handle),
+                Slot::Stuck(handle) => {
+                    *slot = Slot::Stuck(handle);
+                    None
+                }
+                Slot::Lost => None,
+            };
+            running.push(handle);
+        }
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        for (index, handle) in running.into_iter().enumerate() {
+            let name = self.slots[index].0;
+            let Some(mut handle) = handle else {
+                let error = "still running from an earlier collection (timed out)";
+                self.record(index, Err(error.to_string()));
+                outcomes.push(ProbeOutcome {
+                    name,
+                    success: false,
+                    duration: self.timeout,
+                });
+                continue;
+            };
+            match tokio::time::timeout_at(deadline, &mut handle).await {
+                Ok(Ok((probe, probe_families, result, duration))) => {
+                    self.slots[index].1 = Slot::Ready(probe);
+                    let success = result.is_ok();
+                    families.extend(probe_families);
+                    self.record(index, result.map_err(|error| error.to_string()));
+                    outcomes.push(ProbeOutcome {
+                        name,
+                        success,
+                        duration,
+                    });
+                }
+                Ok(Err(join_error)) => {
+                    self.record(index, Err(format!("probe thread failed: {join_error}")));
+                    outcomes.push(ProbeOutcome {
+                        name,
+                        success: false,
+                        duration: self.timeout,
+                    });
+                }
+                Err(_) => {
+                    self.slots[index].1 = Slot::Stuck(handle);
+                    self.record(index, Err(format!("timed out after {:?}", self.timeout)));
+                    outcomes.push(ProbeOutcome {
+                        name,
+                        success: false,
+                        duration: self.timeout,
+                    });
+                }
+            }
+        }
+        families.extend(self.self_metrics(&outcomes));
+        families
+    }
+
+    fn record(&mut self, index: usize, result: Result<(), String>) {
+        let name = self.slots[index].0;
+        match result {
+            Ok(()) => {
+                if self.failing[index] {
+                    tracing::info!(probe = name, "probe recovered");
+                }
+                self.failing[index] = false;
+            }
+            Err(error) => {
+                self.errors[index] += 1;
+                if !self.failing[index] {
+                    tracing::warn!(probe = name, %error, "probe failed");
+                }
+                self.failing[index] = true;
+            }
+        }
+    }
+
+    fn self_metrics(&self, outcomes: &[ProbeOutcome]) -> Vec<MetricFamily> {
+        let mut build = MetricFamily::new(
+            "countywatch_agent_build_info",
+            "The agent's version; always 1.",
+            MetricKind::Gauge,
+        );
+        build.push(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+        let mut duration = MetricFamily::new(
+            "countywatch_agent_probe_duration_seconds",
+            "How long each probe took in the last collection.",
+            MetricKind::Gauge,
+        );
+        let mut success = MetricFamily::new(
+            "countywatch_agent_probe_success",
+            "Whether each probe succeeded in the last collection.",
+            MetricKind::Gauge,
+        );
+        let mut errors = MetricFamily::new(
+            "countywatch_agent_probe_errors_total",
+            "Collections in which each probe failed.",
+            MetricKind::Counter,
+        );
+        for (index, outcome) in outcomes.iter().enumerate() {
+            let labels = [("probe", outcome.name)];
+            duration.push(&labels, outcome.duration.as_secs_f64());
+            success.push(&labels, if outcome.success { 1.0 } else { 0.0 });
+            errors.push(&labels, self.errors.get(index).copied().unwrap_or(0) as f64);
+        }
+        let stats = &self.stats;
+        let counter = |name: &str, help: &str, value: &AtomicU64| {
+            MetricFamily::single(
+                name,
+                help,
+                MetricKind::Counter,
+                value.load(Ordering::Relaxed) as f64,
+            )
+        };
+        vec![
+            build,
+            duration,
+            success,
+            errors,
+            counter(
+                "countywatch_agent_batches_sent_total",
+                "Batches the collector acknowledged.",
+                &stats.batches_sent,
+            ),
+            counter(
+                "countywatch_agent_send_failures_total",
+                "Attempts to send a batch that failed.",
+                &stats.send_failures,
+            ),
+            counter(
+                "countywatch_agent_batches_dropped_total",
+                "Batches discarded unsent (queue full, or refused as invalid).",
+                &stats.batches_dropped,
+            ),
+            counter(
+                "countywatch_agent_sent_bytes_total",
+                "Compressed bytes of batches the collector acknowledged.",
+                &stats.bytes_sent,
+            ),
+            MetricFamily::single(
+                "countywatch_agent_pending_batches",
+                "Batches waiting to be sent.",
+                MetricKind::Gauge,
+                stats.pending_batches.load(Ordering::Relaxed) as f64,
+            ),
+        ]
+    }
+}
+
+fn spawn_probe(mut probe: Box<dyn Probe>) -> JoinHandle<ProbeRun> {
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut families = Vec::new();
+        let result = probe.collect(&mut families);
+        (probe, families, result, started.elapsed())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Sleepy {
+        delay: Duration,
+    }
+
+    impl Probe for Sleepy {
+        fn name(&self) -> &'static str {
+            "sleepy"
+        }
+        fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
+            std::thread::sleep(self.delay);
+            out.push(MetricFamily::single(
+                "sleepy_value",
+                "h",
+                MetricKind::Gauge,
+                1.0,
+            ));
+            Ok(())
+        }
+    }
+
+    struct Quick;
+
+    impl Probe for Quick {
+        fn name(&self) -> &'static str {
+            "quick"
+        }
+        fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
+            out.push(MetricFamily::single(
+                "quick_value",
+                "h",
+                MetricKind::Gauge,
+                2.0,
+            ));
+            Ok(())
+        }
+    }
+
+    fn success_of(families: &[MetricFamily], probe: &str) -> Option<f64> {
+        let family = families
+            .iter()
+            .find(|f| f.name == "countywatch_agent_probe_success")?;
+        family
+            .samples
+            .iter()
+            .find(|sample| sample.labels.iter().any(|(_, value)| value == probe))
+            .map(|sample| sample.value)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stuck_probe_does_not_stall_the_others_and_comes_back() {
+        let probes: Vec<Box<dyn Probe>> = vec![
+            Box::new(Sleepy {
+                delay: Duration::from_millis(400),
+            }),
+            Box::new(Quick),
+        ];
+        let mut collector = Collector::new(
+            probes,
+            Duration::from_millis(100),
+            Arc::new(TransportStats::default()),
+        );
+        let first = collector.collect().await;
+        assert!(first.iter().any(|f| f.name == "quick_value"));
+        assert!(!first.iter().any(|f| f.name == "sleepy_value"));
+        assert_eq!(success_of(&first, "sleepy"), Some(0.0));
+        assert_eq!(success_of(&first, "quick"), Some(1.0));
+        // While the first run is still sleeping the probe is skipped, not restarted.
+        let second = collector.collect().await;
+        assert_eq!(success_of(&second, "sleepy"), Some(0.0));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Its late result is taken back with the probe.
+        let third = collector.collect().await;
+        assert!(third.iter().any(|f| f.name == "sleepy_value"));
+        assert_eq!(success_of(&third, "sleepy"), Some(1.0));
+    }
+}

@@ -1,0 +1,343 @@
+//! The agent's configuration: file format, embedded defaults, validation.
+//!
+//! Every field documents itself here; `docs/agent-config.md` shows a full
+//! example. Command-line flags override the file (see `main.rs`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use countywatch_daemon::config_file::{self, Location, Problems, Spanned};
+use countywatch_daemon::duration::PromDuration;
+use serde::Deserialize;
+
+/// The whole agent configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Name this host reports as: the `instance` label of its metrics and the
+    /// `host` of its events. Defaults to the host name.
+    pub name: Option<Spanned<String>>,
+    /// Directory for the agent's own state (sequence numbers, later the spool
+    /// and log positions). Created if missing.
+    pub state_dir: PathBuf,
+    /// How often the probes run and a batch is sent.
+    pub interval: PromDuration,
+    /// Where and how to reach the collector.
+    pub collector: CollectorConfig,
+    /// Where the host's pseudo-filesystems are mounted; tests point these at
+    /// fixture trees, containers at the host's.
+    pub paths: PathsConfig,
+    /// Which probes run.
+    pub probes: ProbesConfig,
+}
+
+/// How the agent reaches the collector.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorConfig {
+    /// The collector's ingest URL, `https://HOST:PORT`.
+    pub url: Spanned<String>,
+    /// SHA-256 fingerprint (hex, colons allowed) of the collector's server
+    /// certificate, as `countywatch-collector fingerprint` prints it. The agent
+    /// talks only to a server presenting exactly this certificate.
+    pub server_sha256: Option<Spanned<String>>,
+    /// How long one send may take, connection included.
+    pub timeout: PromDuration,
+    /// Batches kept in memory while the collector is unreachable; the oldest
+    /// is dropped (and counted) beyond this.
+    pub max_pending_batches: usize,
+}
+
+/// Roots of the pseudo-filesystems the probes read.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathsConfig {
+    /// procfs mount point (node_exporter's `--path.procfs`).
+    pub procfs: PathBuf,
+    /// sysfs mount point (node_exporter's `--path.sysfs`).
+    pub sysfs: PathBuf,
+}
+
+/// Enable flags of the host probes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbesConfig {
+    /// CPU time per mode and the /proc/stat counters.
+    pub cpu: ProbeToggle,
+    /// Load averages.
+    pub load: ProbeToggle,
+    /// Every /proc/meminfo field.
+    pub memory: ProbeToggle,
+    /// Size and free space of mounted filesystems.
+    pub filesystem: ProbeToggle,
+    /// Per-interface network counters.
+    pub network: ProbeToggle,
+    /// How long one probe may run before the collection moves on without it.
+    pub timeout: PromDuration,
+}
+
+/// A probe's switch.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeToggle {
+    /// Whether the probe runs.
+    pub enabled: bool,
+}
+
+impl Default for ProbeToggle {
+    fn default() -> Self {
+        ProbeToggle { enabled: true }
+    }
+}
+
+/// Default collector URL: a collector on this host with its default ingest port.
+pub const DEFAULT_COLLECTOR_URL: &str = "https://127.0.0.1:9781";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: None,
+            state_dir: PathBuf::from(".countywatch/agent"),
+            interval: PromDuration(Duration::from_secs(15)),
+            collector: CollectorConfig::default(),
+            paths: PathsConfig::default(),
+            probes: ProbesConfig::default(),
+        }
+    }
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            url: unspanned(DEFAULT_COLLECTOR_URL.to_string()),
+            server_sha256: None,
+            timeout: PromDuration(Duration::from_secs(10)),
+            max_pending_batches: 240,
+        }
+    }
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        PathsConfig {
+            procfs: PathBuf::from("/proc"),
+            sysfs: PathBuf::from("/sys"),
+        }
+    }
+}
+
+impl Default for ProbesConfig {
+    fn default() -> Self {
+        ProbesConfig {
+            cpu: ProbeToggle::default(),
+            load: ProbeToggle::default(),
+            memory: ProbeToggle::default(),
+            filesystem: ProbeToggle::default(),
+            network: ProbeToggle::default(),
+            timeout: PromDuration(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// Wraps a value that did not come from a file (a default or a flag); its
+/// problems print without a position.
+pub fn unspanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
+}
+
+/// A parsed collector URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CollectorUrl {
+    /// Host name or IP address, without brackets.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl CollectorUrl {
+    /// Parses `https://HOST:PORT` with an optional trailing `/`.
+    pub fn parse(text: &str) -> Result<CollectorUrl, String> {
+        let rest = text
+            .strip_prefix("https://")
+            .ok_or_else(|| format!("collector URL {text:?} must start with https://"))?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains('/') || rest.contains('?') || rest.contains('@') {
+            return Err(format!(
+                "collector URL {text:?} must be https://HOST:PORT without a path"
+            ));
+        }
+        let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
+            let (host, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| format!("collector URL {text:?} has an unclosed '['"))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match rest.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (rest, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("collector URL {text:?} has no host"));
+        }
+        let port = match port {
+            Some(port) => port
+                .parse::<u16>()
+                .ok()
+                .filter(|port| *port != 0)
+                .ok_or_else(|| format!("collector URL {text:?} has an invalid port"))?,
+            None => 443,
+        };
+        Ok(CollectorUrl {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+/// Parses a hex SHA-256 fingerprint, with or without colons.
+pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
+    let hex_only: String = text.chars().filter(|c| *c != ':').collect();
+    let bytes =
+        hex::decode(&hex_only).map_err(|_| format!("fingerprint {text:?} is not hexadecimal"))?;
+    bytes
+        .try_into()
+        .map_err(|_| format!("fingerprint {text:?} is not 32 bytes (64 hex digits)"))
+}
+
+impl Config {
+    /// Loads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, Problems> {
+        let config: Config = config_file::load(path)?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot, reporting every problem at once.
+    pub fn validate(&self, path: &Path) -> Result<(), Problems> {
+        let mut problems = Problems::new(path);
+        if let Some(name) = &self.name
+            && !countywatch_wire::is_valid_agent_name(&name.value)
+        {
+            problems.at(
+                name,
+                format!(
+                    "name {:?} must be 1 to 253 letters, digits, '.', '-' or '_'",
+                    name.value
+                ),
+            );
+        }
+        if let Err(message) = CollectorUrl::parse(&self.collector.url.value) {
+            problems.at(&self.collector.url, message);
+        }
+        if let Some(pin) = &self.collector.server_sha256
+            && let Err(message) = parse_fingerprint(&pin.value)
+        {
+            problems.at(pin, message);
+        }
+        if self.interval.get() < Duration::from_secs(1) {
+            problems.general(format!("interval {} is shorter than 1s", self.interval));
+        }
+        if self.collector.max_pending_batches == 0 {
+            problems.general("collector.max_pending_batches must be at least 1");
+        }
+        problems.into_result()
+    }
+
+    /// The name to report as: the configured one, else the host name.
+    pub fn agent_name(&self) -> String {
+        match &self.name {
+            Some(name) => name.value.clone(),
+            None => sysinfo::System::host_name()
+                .ok()
+                .filter(|name| countywatch_wire::is_valid_agent_name(name))
+                .unwrap_or_else(|| "localhost".to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collector_urls() {
+        assert_eq!(
+            CollectorUrl::parse("https://collector.county.gov:9781/"),
+            Ok(CollectorUrl {
+                host: "collector.county.gov".into(),
+                port: 9781
+            })
+        );
+        assert_eq!(
+            CollectorUrl::parse("https://[::1]:9781"),
+            Ok(CollectorUrl {
+                host: "::1".into(),
+                port: 9781
+            })
+        );
+        assert_eq!(
+            CollectorUrl::parse("https://h").map(|url| url.port),
+            Ok(443)
+        );
+        for bad in [
+            "http://h:1",
+            "https://:1",
+            "https://h:0",
+            "https://h:1/x",
+            "https://[::1",
+        ] {
+            assert!(CollectorUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fingerprints() {
+        let hex = "ab".repeat(32);
+        assert_eq!(parse_fingerprint(&hex), Ok([0xab; 32]));
+        let colons = vec!["AB"; 32].join(":");
+        assert_eq!(parse_fingerprint(&colons), Ok([0xab; 32]));
+        assert!(parse_fingerprint("abcd").is_err());
+        assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn all_semantic_problems_are_reported_with_positions() {
+        let text = "name: \"bad name\"\ncollector:\n  url: http://x:1\n  server_sha256: nothex\n";
+        let config: Config = config_file::parse(Path::new("a.yaml"), text).unwrap();
+        let problems = config
+            .validate(Path::new("a.yaml"))
+            .unwrap_err()
+            .to_string();
+        let lines: Vec<&str> = problems.lines().collect();
+        assert_eq!(lines.len(), 3, "{problems}");
+        assert!(
+            lines[0].starts_with("a.yaml:1:7: name \"bad name\""),
+            "{problems}"
+        );
+        assert!(
+            lines[1].starts_with("a.yaml:3:8: collector URL"),
+            "{problems}"
+        );
+        assert!(
+            lines[2].starts_with("a.yaml:4:18: fingerprint"),
+            "{problems}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let text = "probes:\n  cpu:\n    enabeld: true\n";
+        let problems = Config::load_from_text(text).unwrap_err().to_string();
+        assert!(problems.starts_with("a.yaml:3:5: "), "{problems}");
+        assert!(problems.contains("enabeld"), "{problems}");
+    }
+
+    impl Config {
+        fn load_from_text(text: &str) -> Result<Config, Problems> {
+            let config: Config = config_file::parse(Path::new("a.yaml"), text)?;
+            config.validate(Path::new("a.yaml"))?;
+            Ok(config)
+        }
+    }
+}

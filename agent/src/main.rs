@@ -1,0 +1,155 @@
+//! `countywatch-agent`: the command line around the agent library.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 usage error (from clap),
+//! 3 invalid configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use countywatch_agent::config::{Config, unspanned};
+use countywatch_daemon::logging::{self, LogFormat};
+
+/// Exit code for an invalid configuration.
+const EXIT_CONFIG: u8 = 3;
+
+/// countywatch agent: reports this host's health and security events to a
+/// countywatch collector.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent until SIGTERM or SIGINT.
+    Run {
+        /// Configuration file (YAML); without it the embedded defaults apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Collect once and print what would be sent (metrics as Prometheus
+    /// text, events as JSON lines), without a collector.
+    Test {
+        /// Configuration file (YAML); without it the embedded defaults apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file: exit 0 when valid, else print every problem.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+/// Flags that override the configuration file.
+#[derive(clap::Args)]
+struct Overrides {
+    /// Collector ingest URL (collector.url), e.g. https://collector:9781.
+    #[arg(long)]
+    collector: Option<String>,
+    /// SHA-256 fingerprint of the collector's certificate (collector.server_sha256).
+    #[arg(long)]
+    collector_sha256: Option<String>,
+    /// Name to report as (name); defaults to the host name.
+    #[arg(long)]
+    name: Option<String>,
+    /// State directory (state_dir).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    match cli.command {
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(_) => {
+                println!("{}: valid", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                eprintln!("{problems}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Test { config } => {
+            let config = match load(config.as_ref(), None) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let families = runtime().block_on(countywatch_agent::collect_once(&config));
+            let mut text = String::new();
+            let refs: Vec<_> = families.iter().collect();
+            countywatch_wire::write_text(&mut text, &refs, &[]);
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Command::Run { config, overrides } => {
+            let config = match load(config.as_ref(), Some(overrides)) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let shutdown = countywatch_daemon::shutdown::signal();
+            match runtime().block_on(countywatch_agent::run(config, shutdown)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!("{error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// The agent runs on one thread: it sits on small county servers, and its
+/// probes block on their own threads anyway (see `collection.rs`).
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn load(path: Option<&PathBuf>, overrides: Option<Overrides>) -> Result<Config, ExitCode> {
+    let mut config = match path {
+        Some(path) => Config::load(path).map_err(|problems| {
+            eprintln!("{problems}");
+            ExitCode::from(EXIT_CONFIG)
+        })?,
+        None => Config::default(),
+    };
+    if let Some(overrides) = overrides {
+        if let Some(url) = overrides.collector {
+            config.collector.url = unspanned(url);
+        }
+        if let Some(pin) = overrides.collector_sha256 {
+            config.collector.server_sha256 = Some(unspanned(pin));
+        }
+        if let Some(name) = overrides.name {
+            config.name = Some(unspanned(name));
+        }
+        if let Some(state_dir) = overrides.state_dir {
+            config.state_dir = state_dir;
+        }
+    }
+    let source = path.cloned().unwrap_or_else(|| PathBuf::from("<flags>"));
+    config.validate(&source).map_err(|problems| {
+        eprintln!("{problems}");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    Ok(config)
+}

@@ -1,0 +1,311 @@
+//! The filesystem probe: size, free space and inodes of mounted
+//! filesystems, as node_exporter's filesystem collector reports them
+//! (`node_filesystem_size_bytes{device,fstype,mountpoint}` and siblings),
+//! with node_exporter's default excluded mount points and types.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use countywatch_wire::{MetricFamily, MetricKind};
+
+use super::{Probe, ProbeError, read_file};
+
+/// Filesystem types node_exporter excludes by default
+/// (`--collector.filesystem.fs-types-exclude`).
+const EXCLUDED_FS_TYPES: [&str; 25] = [
+    "autofs",
+    "binfmt_misc",
+    "bpf",
+    "cgroup",
+    "cgroup2",
+    "configfs",
+    "debugfs",
+    "devpts",
+    "devtmpfs",
+    "fusectl",
+    "hugetlbfs",
+    "iso9660",
+    "mqueue",
+    "nsfs",
+    "overlay",
+    "proc",
+    "procfs",
+    "pstore",
+    "rpc_pipefs",
+    "securityfs",
+    "selinuxfs",
+    "squashfs",
+    "erofs",
+    "sysfs",
+    "tracefs",
+];
+
+/// Mount points node_exporter excludes by default
+/// (`--collector.filesystem.mount-points-exclude`): these directories and
+/// everything below them.
+const EXCLUDED_MOUNT_ROOTS: [&str; 4] = ["/dev", "/proc", "/sys", "/run/credentials/"];
+
+/// Mount-point prefixes excluded only below them, not the directory itself.
+const EXCLUDED_MOUNT_CHILDREN: [&str; 2] = ["/var/lib/docker/", "/var/lib/containers/storage/"];
+
+/// One line of /proc/mounts that survived the exclusions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// The mounted device (`/dev/sda1`, `tmpfs`, `server:/export`).
+    pub device: String,
+    /// Where it is mounted, with the kernel's octal escapes decoded.
+    pub mountpoint: String,
+    /// The filesystem type.
+    pub fstype: String,
+    /// Whether it is mounted read-only.
+    pub readonly: bool,
+}
+
+/// Reads `<procfs>/mounts` and stats each filesystem.
+pub struct FilesystemProbe {
+    /// procfs root, `/proc` unless configured.
+    procfs: PathBuf,
+}
+
+impl FilesystemProbe {
+    /// A probe reading under `procfs`.
+    pub fn new(procfs: PathBuf) -> Self {
+        FilesystemProbe { procfs }
+    }
+}
+
+/// The statvfs figures of one filesystem, in bytes and inodes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Usage {
+    /// Total size.
+    pub size: f64,
+    /// Free space, including what only root may use.
+    pub free: f64,
+    /// Space available to unprivileged users.
+    pub avail: f64,
+    /// Total inodes.
+    pub files: f64,
+    /// Free inodes.
+    pub files_free: f64,
+}
+
+impl Probe for FilesystemProbe {
+    fn name(&self) -> &'static str {
+        "filesystem"
+    }
+
+    fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
+        let (_, text) = read_file(self.procfs.join("mounts"))?;
+        let mounts = parse_mounts(&text);
+        let usages = mounts
+            .iter()
+            .map(|mount| stat(&mount.mountpoint))
+            .collect::<Vec<_>>();
+        out.extend(families(&mounts, &usages));
+        Ok(())
+    }
+}
+
+fn stat(mountpoint: &str) -> Option<Usage> {
+    let stat = rustix::fs::statvfs(mountpoint).ok()?;
+    // node_exporter multiplies by the block size (f_bsize); we do the same so
+    // that the figures agree exactly.
+    let block = stat.f_bsize as f64;
+    Some(Usage {
+        size: stat.f_blocks as f64 * block,
+        free: stat.f_bfree as f64 * block,
+        avail: stat.f_bavail as f64 * block,
+        files: stat.f_files as f64,
+        files_free: stat.f_ffree as f64,
+    })
+}
+
+/// Builds the families from the mounts and their usage (`None` where the
+/// filesystem could not be stat'ed, reported as a device error).
+pub fn families(mounts: &[Mount], usages: &[Option<Usage>]) -> Vec<MetricFamily> {
+    let gauge = |name: &str, help: &str| MetricFamily::new(name, help, MetricKind::Gauge);
+    let mut size = gauge("node_filesystem_size_bytes", "Filesystem size in bytes.");
+    let mut free = gauge(
+        "node_filesystem_free_bytes",
+        "Filesystem free space in bytes.",
+    );
+    let mut avail = gauge(
+        "node_filesystem_avail_bytes",
+        "Filesystem space available to non-root users in bytes.",
+    );
+    let mut files = gauge("node_filesystem_files", "Filesystem total file nodes.");
+    let mut files_free = gauge(
+        "node_filesystem_files_free",
+        "Filesystem total free file nodes.",
+    );
+    let mut readonly = gauge("node_filesystem_readonly", "Filesystem read-only status.");
+    let mut device_error = gauge(
+        "node_filesystem_device_error",
+        "Whether an error occurred while getting statistics for the given device.",
+    );
+    for (mount, usage) in mounts.iter().zip(usages) {
+        let labels = [
+            ("device", mount.device.as_str()),
+            ("fstype", mount.fstype.as_str()),
+            ("mountpoint", mount.mountpoint.as_str()),
+        ];
+        device_error.push(&labels, if usage.is_some() { 0.0 } else { 1.0 });
+        let Some(usage) = usage else {
+            continue;
+        };
+        size.push(&labels, usage.size);
+        free.push(&labels, usage.free);
+        avail.push(&labels, usage.avail);
+        files.push(&labels, usage.files);
+        files_free.push(&labels, usage.files_free);
+        readonly.push(&labels, if mount.readonly { 1.0 } else { 0.0 });
+    }
+    let mut all = vec![size, free, avail, files, files_free, readonly, device_error];
+    all.retain(|family| !family.samples.is_empty());
+    all
+}
+
+/// Parses /proc/mounts, drops excluded mounts and keeps the last mount of
+/// each mount point (a later mount hides an earlier one).
+pub fn parse_mounts(text: &str) -> Vec<Mount> {
+    let mut by_mountpoint: BTreeMap<String, Mount> = BTreeMap::new();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(device), Some(mountpoint), Some(fstype), Some(options)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let mountpoint = unescape_octal(mountpoint);
+        if is_excluded(&mountpoint, fstype) {
+            continue;
+        }
+        let mount = Mount {
+            device: unescape_octal(device),
+            mountpoint: mountpoint.clone(),
+            fstype: fstype.to_string(),
+            readonly: options.split(',').any(|option| option == "ro"),
+        };
+        by_mountpoint.insert(mountpoint, mount);
+    }
+    by_mountpoint.into_values().collect()
+}
+
+fn is_excluded(mountpoint: &str, fstype: &str) -> bool {
+    if EXCLUDED_FS_TYPES.contains(&fstype) {
+        return true;
+    }
+    let under = |root: &str| {
+        let root = root.trim_end_matches('/');
+        mountpoint == root || mountpoint.starts_with(&format!("{root}/"))
+    };
+    EXCLUDED_MOUNT_ROOTS.iter().any(|root| {
+        if root.ends_with('/') {
+            mountpoint.starts_with(root) && mountpoint.len() > root.len()
+        } else {
+            under(root)
+        }
+    }) || EXCLUDED_MOUNT_CHILDREN
+        .iter()
+        .any(|prefix| mountpoint.starts_with(prefix) && mountpoint.len() > prefix.len())
+}
+
+/// Decodes the kernel's `\ooo` escapes (space is `\040`). Malformed escapes
+/// are kept as they are.
+fn unescape_octal(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'\\'
+            && index + 3 < bytes.len()
+            && bytes[index + 1..index + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let value = bytes[index + 1..index + 4]
+                .iter()
+                .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
+            if let Ok(byte) = u8::try_from(value) {
+                decoded.push(byte);
+                index += 4;
+                continue;
+            }
+        }
+        decoded.push(bytes[index]);
+        index += 1;
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTS: &str = "sysfs /sys sysfs rw,nosuid 0 0\n\
+proc /proc proc rw 0 0\n\
+/dev/vda1 / ext4 rw,relatime 0 0\n\
+tmpfs /run tmpfs rw,nosuid 0 0\n\
+/dev/vdb1 /srv/my\\040data xfs ro,relatime 0 0\n\
+overlay /var/lib/docker/overlay2/abc/merged overlay rw 0 0\n\
+/dev/vdc1 /var/lib/docker ext4 rw 0 0\n\
+/dev/vdd1 /var/lib/docker/volumes/x ext4 rw 0 0\n\
+none /run/credentials/systemd-sysctl.service ramfs ro 0 0\n\
+cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n\
+/dev/vde1 / ext4 rw 0 0\n\
+short line\n";
+
+    #[test]
+    fn exclusions_and_escapes_follow_node_exporter() {
+        let mounts = parse_mounts(MOUNTS);
+        let got: Vec<(&str, &str, bool)> = mounts
+            .iter()
+            .map(|mount| {
+                (
+                    mount.device.as_str(),
+                    mount.mountpoint.as_str(),
+                    mount.readonly,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/dev/vde1", "/", false),
+                ("tmpfs", "/run", false),
+                ("/dev/vdb1", "/srv/my data", true),
+                ("/dev/vdc1", "/var/lib/docker", false),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_filesystem_that_cannot_be_stated_reports_a_device_error_only() {
+        let mounts = parse_mounts("/dev/a / ext4 rw 0 0\nsrv:/x /mnt/nfs nfs4 rw 0 0\n");
+        let usage = Usage {
+            size: 100.0,
+            free: 50.0,
+            avail: 40.0,
+            files: 10.0,
+            files_free: 5.0,
+        };
+        let families = families(&mounts, &[Some(usage), None]);
+        let names: Vec<&str> = families.iter().map(|family| family.name.as_str()).collect();
+        assert_eq!(names.len(), 7);
+        let size = &families[0];
+        assert_eq!(size.samples.len(), 1);
+        assert_eq!(size.samples[0].value, 100.0);
+        let errors = families
+            .iter()
+            .find(|f| f.name == "node_filesystem_device_error")
+            .unwrap();
+        let values: Vec<f64> = errors.samples.iter().map(|sample| sample.value).collect();
+        assert_eq!(values, vec![0.0, 1.0]);
+    }
+
+    #[test]
+    fn root_filesystem_is_stated_for_real() {
+        let usage = stat("/").unwrap();
+        assert!(usage.size > 0.0 && usage.avail <= usage.free && usage.free <= usage.size);
+    }
+}

@@ -1,0 +1,260 @@
+//! YAML configuration files with located errors.
+//!
+//! Parsing goes through serde-saphyr (see ARCHITECTURE.md for why not
+//! serde_yaml). Shape errors (syntax, unknown keys, wrong types) stop at the
+//! first one, as serde does; semantic checks then run over the whole parsed
+//! config and report every problem at once through [`Problems`]. Both kinds
+//! print as `file:line:column: message`, one per line.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+pub use serde_saphyr::{Location, Spanned};
+
+/// Largest config file we accept. Configs are small; a huge file is a
+/// mistake (or a hostile file) and must not exhaust memory.
+const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// One problem found in a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The file the problem is in.
+    pub file: PathBuf,
+    /// 1-based line, or 0 when the problem has no position (an unreadable file).
+    pub line: u64,
+    /// 1-based column, or 0 when the problem has no position.
+    pub column: u64,
+    /// What is wrong, as a lower-case phrase without a trailing period.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )
+        }
+    }
+}
+
+/// Every problem found in one config file. Displays one problem per line.
+#[derive(Clone, Debug, Default, PartialEq, Eq, thiserror::Error)]
+pub struct Problems {
+    /// The problems in the order they were found.
+    pub problems: Vec<Problem>,
+    /// The file the problems are reported against.
+    file: PathBuf,
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, problem) in self.problems.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Problems {
+    /// An empty collection for `file`, to which semantic checks add.
+    pub fn new(file: impl Into<PathBuf>) -> Self {
+        Problems {
+            problems: Vec::new(),
+            file: file.into(),
+        }
+    }
+
+    /// Records a problem at the position of a spanned value.
+    pub fn at<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
+        let location = spanned.referenced;
+        self.problems.push(Problem {
+            file: self.file.clone(),
+            line: location.line(),
+            column: location.column(),
+            message: message.into(),
+        });
+    }
+
+    /// Records a problem that has no position in the file (a flag, say).
+    pub fn general(&mut self, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.file.clone(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+        });
+    }
+
+    /// `Ok(())` when nothing was recorded, else all the problems.
+    pub fn into_result(self) -> Result<(), Problems> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(self)
+        }
+    }
+
+    /// Whether no problem was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Reads and parses a YAML config file into `T`.
+pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, Problems> {
+    let mut problems = Problems::new(path);
+    let text = match read_bounded(path) {
+        Ok(text) => text,
+        Err(message) => {
+            problems.general(message);
+            return Err(problems);
+        }
+    };
+    parse(path, &text)
+}
+
+/// Parses YAML text that came from `path` (used for the error positions).
+pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Problems> {
+    // An empty file means "all defaults"; serde-saphyr treats it as null.
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    serde_saphyr::from_str::<T>(text).map_err(|error| {
+        let mut problems = Problems::new(path);
+        let (line, column) = error
+            .location()
+            .map(|location| (location.line(), location.column()))
+            .unwrap_or((0, 0));
+        problems.problems.push(Problem {
+            file: path.to_path_buf(),
+            line,
+            column,
+            message: plain_message(&error),
+        });
+        problems
+    })
+}
+
+/// The error's message alone, without serde-saphyr's own position suffix or
+/// source snippet, since [`Problem`] prints the position itself.
+fn plain_message(error: &serde_saphyr::Error) -> String {
+    let options = serde_saphyr::render_options! {
+        snippets: serde_saphyr::SnippetMode::Off,
+    };
+    let rendered = error.without_snippet().render_with_options(options);
+    let first_line = rendered.lines().next().unwrap_or("invalid YAML").trim();
+    // serde-saphyr appends " at line L, column C"; strip it when present.
+    match first_line.rfind(" at line ") {
+        Some(index) => first_line[..index].to_string(),
+        None => first_line.to_string(),
+    }
+}
+
+fn read_bounded(path: &Path) -> Result<String, String> {
+    let metadata = std::fs::metadata(path).map_err(|error| format!("cannot read: {error}"))?;
+    if !metadata.is_file() {
+        return Err("cannot read: not a regular file".to_string());
+    }
+    if metadata.len() > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "cannot read: file is {} bytes, larger than the {} byte limit",
+            metadata.len(),
+            MAX_CONFIG_BYTES
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|error| format!("cannot read: {error}"))?;
+    String::from_utf8(bytes).map_err(|error| {
+        format!(
+            "cannot read: not UTF-8 (invalid byte at offset {})",
+            error.utf8_error().valid_up_to()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        port: Option<Spanned<u16>>,
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_position() {
+        let error = parse::<Sample>(Path::new("c.yaml"), "name: a\nprot: 80\n")
+            .err()
+            .map(|problems| problems.to_string())
+            .unwrap_or_default();
+        assert!(error.starts_with("c.yaml:2:1: "), "{error}");
+        assert!(error.contains("prot"), "{error}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_position() {
+        let error = parse::<Sample>(Path::new("c.yaml"), "name: a\nport: lots\n")
+            .err()
+            .map(|problems| problems.to_string())
+            .unwrap_or_default();
+        assert!(error.starts_with("c.yaml:2:7: "), "{error}");
+    }
+
+    #[test]
+    fn empty_file_means_defaults() {
+        let parsed = parse::<Sample>(Path::new("c.yaml"), "\n");
+        assert!(matches!(parsed, Ok(Sample { ref name, port: None }) if name.is_empty()));
+    }
+
+    #[test]
+    fn semantic_problems_are_all_reported_with_positions() {
+        let parsed = parse::<Sample>(Path::new("c.yaml"), "name: a\nport: 0\n");
+        let Ok(sample) = parsed else {
+            panic!("valid YAML was refused");
+        };
+        let mut problems = Problems::new("c.yaml");
+        if let Some(port) = &sample.port {
+            problems.at(port, "port must not be 0");
+        }
+        problems.general("second problem");
+        assert_eq!(
+            problems.to_string(),
+            "c.yaml:2:7: port must not be 0\nc.yaml: second problem"
+        );
+    }
+
+    #[test]
+    fn missing_file_is_a_clear_error() {
+        let error = load::<Sample>(Path::new("/nonexistent/c.yaml"))
+            .err()
+            .map(|problems| problems.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some("/nonexistent/c.yaml: cannot read: No such file or directory (os error 2)")
+        );
+    }
+
+    #[test]
+    fn syntax_error_is_located() {
+        let error = parse::<Sample>(Path::new("c.yaml"), "name: [a\n")
+            .err()
+            .map(|problems| problems.to_string())
+            .unwrap_or_default();
+        assert!(error.starts_with("c.yaml:"), "{error}");
+        assert!(!error.starts_with("c.yaml: "), "no position in {error}");
+    }
+}

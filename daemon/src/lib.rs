@@ -1,0 +1,15 @@
+//! Process plumbing shared by both countywatch daemons.
+//!
+//! - [`logging`]: `tracing` set-up, human on a terminal, JSON on request.
+//! - [`config_file`]: YAML loading through serde-saphyr with every problem
+//!   reported as `file:line:column: message`.
+//! - [`duration`]: Prometheus-style durations (`15s`, `1m30s`) in configs.
+//! - [`shutdown`]: the future that resolves on SIGTERM or SIGINT.
+//!
+//! This crate knows nothing about metrics, events or the wire format; it
+//! exists so that the agent and the collector do not depend on each other.
+
+pub mod config_file;
+pub mod duration;
+pub mod logging;
+pub mod shutdown;

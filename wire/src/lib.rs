@@ -1,0 +1,20 @@
+//! The data that crosses from a countywatch agent to the collector.
+//!
+//! An agent sends [`Batch`]es: the metric families it sampled and the
+//! security events it observed since the last batch. A batch travels as
+//! gzip-compressed JSON in the body of `POST /v1/batches` (see
+//! `docs/wire-format.md`). This crate owns the types, their validation and
+//! their encoding; it does no IO, so both daemons can depend on it without
+//! depending on each other.
+
+mod batch;
+mod codec;
+mod exposition;
+mod metric;
+
+pub use batch::{Batch, BatchError, Event, WIRE_VERSION, is_valid_agent_name};
+pub use codec::{CONTENT_ENCODING_GZIP, DecodeError, INGEST_PATH, decode_batch, encode_batch};
+pub use exposition::{write_family_header, write_samples, write_text};
+pub use metric::{
+    MetricFamily, MetricKind, Sample, ValidationError, is_valid_label_name, is_valid_metric_name,
+};
