@@ -1,0 +1,262 @@
+//! The collector's configuration: file format, embedded defaults, validation.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use countywatch_daemon::config_file::{self, Location, Problems, Spanned};
+use countywatch_daemon::duration::PromDuration;
+use serde::Deserialize;
+
+/// The whole collector configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for the collector's state: its TLS key and certificate now,
+    /// incidents and the CA later. Created if missing.
+    pub data_dir: PathBuf,
+    /// The HTTP listener: `/metrics`, health endpoints, later the web page and API.
+    pub http: HttpConfig,
+    /// The listener agents send batches to (always TLS).
+    pub ingest: IngestConfig,
+    /// How agents' metrics are kept and exposed.
+    pub metrics: MetricsConfig,
+}
+
+/// The HTTP listener for Prometheus and people.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on, `HOST:PORT`.
+    pub listen: Spanned<String>,
+    /// Serve HTTPS with these files instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Allow plain HTTP on a non-loopback address. Off by default because
+    /// the page and API will carry incident data.
+    pub insecure_http: bool,
+}
+
+/// The ingest listener.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Address to listen on, `HOST:PORT`.
+    pub listen: Spanned<String>,
+    /// Use these files instead of the certificate generated in the data dir.
+    pub tls: Option<TlsFiles>,
+    /// Extra DNS names or IP addresses to put in the generated certificate
+    /// (localhost, 127.0.0.1, ::1 and the host name are always there).
+    pub server_names: Vec<String>,
+    /// Largest request body accepted, compressed, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Largest body after decompression, in bytes (413 beyond); refuses gzip bombs.
+    pub max_decompressed_bytes: usize,
+    /// Most connections served at once; further ones wait in the kernel's
+    /// backlog rather than costing memory here.
+    pub max_connections: usize,
+    /// Time allowed for the TLS handshake and for reading a whole request;
+    /// a slow sender (slowloris) is cut off after it.
+    pub request_timeout: PromDuration,
+}
+
+/// Certificate and key files in PEM.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+/// Keeping agents' metrics.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// An agent's metrics disappear from `/metrics` when it has not reported
+    /// for this long, so a dead host's last values are not served forever
+    /// (its `countywatch_agent_last_seen_timestamp_seconds` stays).
+    pub stale_after: PromDuration,
+}
+
+/// Default HTTP listener address.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9780";
+/// Default ingest listener address.
+pub const DEFAULT_INGEST_LISTEN: &str = "127.0.0.1:9781";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from(".countywatch/collector"),
+            http: HttpConfig::default(),
+            ingest: IngestConfig::default(),
+            metrics: MetricsConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: unspanned(DEFAULT_HTTP_LISTEN.to_string()),
+            tls: None,
+            insecure_http: false,
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            listen: unspanned(DEFAULT_INGEST_LISTEN.to_string()),
+            tls: None,
+            server_names: Vec::new(),
+            max_body_bytes: 8 * 1024 * 1024,
+            max_decompressed_bytes: 64 * 1024 * 1024,
+            max_connections: 4096,
+            request_timeout: PromDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            stale_after: PromDuration(Duration::from_secs(300)),
+        }
+    }
+}
+
+/// Wraps a value that did not come from a file (a default or a flag).
+pub fn unspanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
+}
+
+impl Config {
+    /// Loads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, Problems> {
+        let config: Config = config_file::load(path)?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot, reporting every problem at once.
+    pub fn validate(&self, path: &Path) -> Result<(), Problems> {
+        let mut problems = Problems::new(path);
+        let http = parse_listen(&mut problems, "http.listen", &self.http.listen);
+        parse_listen(&mut problems, "ingest.listen", &self.ingest.listen);
+        if let Some(address) = http
+            && !address.ip().is_loopback()
+            && self.http.tls.is_none()
+            && !self.http.insecure_http
+        {
+            problems.at(
+                &self.http.listen,
+                format!(
+                    "http.listen {address} is not a loopback address: configure http.tls, \
+                     or set http.insecure_http: true to serve plain HTTP on it"
+                ),
+            );
+        }
+        if self.ingest.max_body_bytes == 0 || self.ingest.max_decompressed_bytes == 0 {
+            problems.general(
+                "ingest.max_body_bytes and ingest.max_decompressed_bytes must be positive",
+            );
+        }
+        if self.ingest.max_connections == 0 {
+            problems.general("ingest.max_connections must be at least 1");
+        }
+        problems.into_result()
+    }
+
+    /// The HTTP listen address; call after [`Config::validate`].
+    pub fn http_listen(&self) -> anyhow::Result<SocketAddr> {
+        parse_address(&self.http.listen.value).map_err(anyhow::Error::msg)
+    }
+
+    /// The ingest listen address; call after [`Config::validate`].
+    pub fn ingest_listen(&self) -> anyhow::Result<SocketAddr> {
+        parse_address(&self.ingest.listen.value).map_err(anyhow::Error::msg)
+    }
+}
+
+fn parse_listen(
+    problems: &mut Problems,
+    key: &str,
+    listen: &Spanned<String>,
+) -> Option<SocketAddr> {
+    match parse_address(&listen.value) {
+        Ok(address) => Some(address),
+        Err(message) => {
+            problems.at(listen, format!("{key}: {message}"));
+            None
+        }
+    }
+}
+
+fn parse_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse::<SocketAddr>()
+        .map_err(|_| format!("{text:?} is not an address like 127.0.0.1:9780 or [::]:9781"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems_of(text: &str) -> String {
+        let config: Config = match config_file::parse(Path::new("c.yaml"), text) {
+            Ok(config) => config,
+            Err(problems) => return problems.to_string(),
+        };
+        config
+            .validate(Path::new("c.yaml"))
+            .err()
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(problems_of(""), "");
+    }
+
+    #[test]
+    fn plain_http_off_loopback_needs_an_explicit_opt_in() {
+        let problems = problems_of("http:\n  listen: 0.0.0.0:9780\n");
+        assert!(
+            problems.starts_with("c.yaml:2:11: http.listen 0.0.0.0:9780 is not a loopback"),
+            "{problems}"
+        );
+        assert_eq!(
+            problems_of("http:\n  listen: 0.0.0.0:9780\n  insecure_http: true\n"),
+            ""
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let problems = problems_of(
+            "http:\n  listen: nowhere\ningest:\n  listen: \"1.2.3.4\"\n  max_connections: 0\n",
+        );
+        let lines: Vec<&str> = problems.lines().collect();
+        assert_eq!(lines.len(), 3, "{problems}");
+        assert!(
+            lines[0].starts_with("c.yaml:2:11: http.listen: \"nowhere\""),
+            "{problems}"
+        );
+        assert!(
+            lines[1].starts_with("c.yaml:4:11: ingest.listen"),
+            "{problems}"
+        );
+        assert_eq!(
+            lines[2],
+            "c.yaml: ingest.max_connections must be at least 1"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let problems = problems_of("ingest:\n  lisen: x\n");
+        assert!(problems.starts_with("c.yaml:2:3: "), "{problems}");
+    }
+}

@@ -1,0 +1,201 @@
+//! The ingest endpoint: `POST /v1/batches` from agents.
+//!
+//! A body is read under a size cap and a deadline, decoded under a
+//! decompression cap, validated, and only then stored. Every refusal gets a
+//! status that says why (400 malformed, 413 too large, 408 too slow, 404,
+//! 405) and a one-line JSON error, is counted in
+//! `countywatch_ingest_requests_total{result}`, and leaves the collector
+//! serving everyone else.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use countywatch_wire::{Batch, INGEST_PATH, decode_batch};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::metric_store::MetricStore;
+use crate::telemetry::Telemetry;
+
+/// What the ingest handler needs.
+pub struct IngestState {
+    /// Where accepted metrics go.
+    pub store: Arc<MetricStore>,
+    /// Self-metrics.
+    pub telemetry: Arc<Telemetry>,
+    /// Largest compressed body.
+    pub max_body_bytes: usize,
+    /// Largest decompressed body.
+    pub max_decompressed_bytes: usize,
+    /// Deadline for reading a whole body.
+    pub request_timeout: Duration,
+}
+
+/// Handles one ingest request.
+pub async fn handle(
+    state: Arc<IngestState>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
+    match accept(&state, request).await {
+        Ok(batch) => {
+            state.telemetry.ingest_result("accepted");
+            let seq = batch.seq;
+            store(&state, batch);
+            json(StatusCode::OK, &format!("{{\"accepted_seq\":{seq}}}"))
+        }
+        Err(refusal) => {
+            state.telemetry.ingest_result(refusal.result);
+            if refusal.status != StatusCode::NOT_FOUND {
+                tracing::warn!(%peer, status = refusal.status.as_u16(), error = %refusal.message, "ingest request refused");
+            }
+            let body = serde_json::json!({ "error": refusal.message }).to_string();
+            json(refusal.status, &body)
+        }
+    }
+}
+
+/// Why a request was refused.
+struct Refusal {
+    /// The HTTP status.
+    status: StatusCode,
+    /// The `result` label value.
+    result: &'static str,
+    /// One line for the log and the response body.
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, result: &'static str, message: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            result,
+            message: message.into(),
+        }
+    }
+}
+
+async fn accept(state: &IngestState, request: Request<Incoming>) -> Result<Batch, Refusal> {
+    if request.uri().path() != INGEST_PATH {
+        return Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no such endpoint; agents POST to {INGEST_PATH}"),
+        ));
+    }
+    if request.method() != Method::POST {
+        return Err(Refusal::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use POST",
+        ));
+    }
+    let too_large = || {
+        Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body exceeds {} bytes", state.max_body_bytes),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > state.max_body_bytes as u64) {
+        return Err(too_large());
+    }
+    let encoding = match request.headers().get(hyper::header::CONTENT_ENCODING) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| {
+                    Refusal::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "Content-Encoding is not ASCII",
+                    )
+                })?
+                .to_string(),
+        ),
+    };
+    let body = Limited::new(request.into_body(), state.max_body_bytes);
+    let collected = tokio::time::timeout(state.request_timeout, body.collect())
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "request body not received in time",
+            )
+        })?;
+    let bytes = match collected {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Err(error) => {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("cannot read the body: {error}"),
+            ));
+        }
+    };
+    let batch = decode_batch(&bytes, encoding.as_deref(), state.max_decompressed_bytes).map_err(
+        |error| {
+            if error.is_too_large() {
+                Refusal::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    error.to_string(),
+                )
+            } else {
+                Refusal::new(StatusCode::BAD_REQUEST, "bad_request", error.to_string())
+            }
+        },
+    )?;
+    // The collector's own series share the namespace; an agent must not
+    // shadow them (agents' self-metrics are countywatch_agent_*).
+    if let Some(family) = batch.metrics.iter().find(|family| {
+        family.name.starts_with("countywatch_") && !family.name.starts_with("countywatch_agent_")
+    }) {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!(
+                "metric {} is in the collector's reserved namespace",
+                family.name
+            ),
+        ));
+    }
+    state.telemetry.ingest_bytes.inc_by(bytes.len() as u64);
+    Ok(batch)
+}
+
+fn store(state: &IngestState, batch: Batch) {
+    let samples: usize = batch
+        .metrics
+        .iter()
+        .map(|family| family.samples.len())
+        .sum();
+    state.telemetry.ingest_samples.inc_by(samples as u64);
+    state
+        .telemetry
+        .ingest_events
+        .inc_by(batch.events.len() as u64);
+    state.store.update(&batch.agent, batch.metrics);
+}
+
+/// A response with a JSON body.
+pub fn json(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,179 @@
+//! The accept loop both listeners share: optional TLS, HTTP/1.1 through
+//! hyper, a cap on concurrent connections, timeouts against slow peers, and
+//! graceful shutdown.
+//!
+//! Invariant: nothing a peer sends can make this loop stop or grow without
+//! bound. Accept errors back off; handshakes and request heads have
+//! deadlines; connections past the cap wait in the kernel's backlog.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::telemetry::Telemetry;
+
+/// How long open connections get to finish after shutdown starts.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How one listener serves.
+pub struct ServeOptions {
+    /// `http` or `ingest`, for logs and metric labels.
+    pub name: &'static str,
+    /// TLS, or plain HTTP when `None`.
+    pub tls: Option<TlsAcceptor>,
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// Deadline for the TLS handshake and for each request head.
+    pub request_timeout: Duration,
+}
+
+/// Serves `listener` with `handler` until `shutdown` turns true.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    options: ServeOptions,
+    telemetry: Arc<Telemetry>,
+    handler: H,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let options = Arc::new(options);
+    let semaphore = Arc::new(Semaphore::new(options.max_connections));
+    let mut connections = JoinSet::new();
+    let mut accept_backoff = Duration::from_millis(5);
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.changed() => break,
+            permit = Arc::clone(&semaphore).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Usually EMFILE: wait for connections to close.
+                    tracing::warn!(listener = options.name, %error, "accept failed");
+                    tokio::time::sleep(accept_backoff).await;
+                    accept_backoff = (accept_backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+        };
+        accept_backoff = Duration::from_millis(5);
+        while connections.try_join_next().is_some() {}
+        let options = Arc::clone(&options);
+        let telemetry = Arc::clone(&telemetry);
+        let handler = handler.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let gauge = telemetry
+                .open_connections
+                .with_label_values(&[options.name]);
+            gauge.inc();
+            serve_connection(stream, peer, &options, &telemetry, handler, shutdown).await;
+            gauge.dec();
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            listener = options.name,
+            "connections still open after the grace period, closing them"
+        );
+        connections.abort_all();
+    }
+}
+
+async fn serve_connection<H, F>(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    options: &ServeOptions,
+    telemetry: &Telemetry,
+    handler: H,
+    shutdown: watch::Receiver<bool>,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let _ = stream.set_nodelay(true);
+    match &options.tls {
+        Some(acceptor) => {
+            let handshake =
+                tokio::time::timeout(options.request_timeout, acceptor.accept(stream)).await;
+            match handshake {
+                Ok(Ok(tls)) => {
+                    serve_http(TokioIo::new(tls), peer, options, handler, shutdown).await
+                }
+                Ok(Err(error)) => {
+                    telemetry
+                        .tls_handshake_failures
+                        .with_label_values(&[options.name])
+                        .inc();
+                    tracing::debug!(listener = options.name, %peer, %error, "TLS handshake failed");
+                }
+                Err(_) => {
+                    telemetry
+                        .tls_handshake_failures
+                        .with_label_values(&[options.name])
+                        .inc();
+                    tracing::debug!(listener = options.name, %peer, "TLS handshake timed out");
+                }
+            }
+        }
+        None => serve_http(TokioIo::new(stream), peer, options, handler, shutdown).await,
+    }
+}
+
+async fn serve_http<I, H, F>(
+    io: I,
+    peer: SocketAddr,
+    options: &ServeOptions,
+    handler: H,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let response = handler(request, peer);
+        async move { Ok::<_, Infallible>(response.await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.request_timeout)
+        .max_buf_size(64 * 1024)
+        .serve_connection(io, service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = shutdown.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(listener = options.name, %peer, %error, "connection ended with an error");
+    }
+}
