@@ -107,7 +107,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             _ = ticker.tick() => {}
         }
         let metrics = collector.collect().await;
-        let seq = sequence.next()?;
+        let seq = sequence.advance()?;
         let batch = Batch {
             version: WIRE_VERSION,
             agent: name.clone(),

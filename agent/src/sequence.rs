@@ -34,7 +34,7 @@ impl Sequence {
 
     /// Hands out the next number and persists it (write, then rename, so a
     /// crash leaves either the old or the new number).
-    pub fn next(&mut self) -> anyhow::Result<u64> {
+    pub fn advance(&mut self) -> anyhow::Result<u64> {
         let next = self.last.saturating_add(1);
         let temporary = self.path.with_extension("tmp");
         std::fs::write(&temporary, format!("{next}\n"))
@@ -53,10 +53,10 @@ mod tests {
     fn survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let mut sequence = Sequence::open(dir.path()).unwrap();
-        assert_eq!(sequence.next().unwrap(), 1);
-        assert_eq!(sequence.next().unwrap(), 2);
+        assert_eq!(sequence.advance().unwrap(), 1);
+        assert_eq!(sequence.advance().unwrap(), 2);
         let mut reopened = Sequence::open(dir.path()).unwrap();
-        assert_eq!(reopened.next().unwrap(), 3);
+        assert_eq!(reopened.advance().unwrap(), 3);
     }
 
     #[test]

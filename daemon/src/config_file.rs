@@ -98,8 +98,11 @@ impl Problems {
         });
     }
 
-    /// `Ok(())` when nothing was recorded, else all the problems.
-    pub fn into_result(self) -> Result<(), Problems> {
+    /// `Ok(())` when nothing was recorded, else all the problems in file
+    /// order, the ones without a position last.
+    pub fn into_result(mut self) -> Result<(), Problems> {
+        self.problems
+            .sort_by_key(|problem| (problem.line == 0, problem.line, problem.column));
         if self.problems.is_empty() {
             Ok(())
         } else {

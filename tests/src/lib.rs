@@ -1,0 +1,15 @@
+//! The harness end-to-end tests and benchmarks share: start the real
+//! `countywatch-collector` and `countywatch-agent` binaries on loopback
+//! ports they choose themselves, wait until they are ready, talk to them
+//! over HTTP, and stop them.
+//!
+//! The daemons bind port 0 and report the address in a JSON log line, so no
+//! test ever guesses a free port. Binaries are looked up next to the test
+//! executable (`target/<profile>/`); `tests/run.sh` builds them first.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod http;
+pub mod process;
+
+pub use process::{Agent, Collector, binary};

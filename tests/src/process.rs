@@ -1,0 +1,304 @@
+//! Starting and stopping the real daemons.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary, next to the running test executable.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/e2e-<hash>, or target/<profile>/countywatch-bench.
+    let mut dir = exe.parent().unwrap().to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (tests/run.sh does `cargo build --bins`)",
+        path.display()
+    );
+    path
+}
+
+/// Lines a daemon wrote to stderr, collected by a reader thread.
+#[derive(Clone, Default)]
+pub struct LogLines(Arc<Mutex<Vec<String>>>);
+
+impl LogLines {
+    /// All lines so far.
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Whether some line contains `needle`.
+    pub fn contains(&self, needle: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains(needle))
+    }
+
+    /// How many lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .count()
+    }
+
+    /// Waits until some line contains `needle`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.contains(needle))
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn spawn_logged(mut command: Command) -> (Child, LogLines, mpsc::Receiver<String>) {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = LogLines::default();
+    let (sender, receiver) = mpsc::channel();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = sender.send(line.clone());
+            sink.0.lock().unwrap().push(line);
+        }
+    });
+    (child, lines, receiver)
+}
+
+fn terminate(child: &mut Child) -> Option<ExitStatus> {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).ok()?)?;
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// A running `countywatch-collector`.
+pub struct Collector {
+    /// The process.
+    child: Child,
+    /// Its stderr, JSON lines.
+    pub logs: LogLines,
+    /// Where `/metrics` is served.
+    pub http_addr: SocketAddr,
+    /// Where agents send batches.
+    pub ingest_addr: SocketAddr,
+    /// The ingest certificate's SHA-256.
+    pub fingerprint: String,
+    /// Data directory (kept alive as long as the collector).
+    pub data_dir: PathBuf,
+    /// Owns the temporary directory.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Collector {
+    /// Starts a collector with defaults on ephemeral loopback ports.
+    pub fn start() -> Collector {
+        Collector::start_with(None, &[])
+    }
+
+    /// Starts a collector with an optional config file text and extra flags.
+    pub fn start_with(config: Option<&str>, extra_args: &[&str]) -> Collector {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        Collector::start_in(dir, &data_dir, config, extra_args)
+    }
+
+    /// Starts a collector whose data directory is `data_dir`, keeping `dir` alive.
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        data_dir: &Path,
+        config: Option<&str>,
+        extra_args: &[&str],
+    ) -> Collector {
+        let mut command = Command::new(binary("countywatch-collector"));
+        command.args([
+            "--log-format",
+            "json",
+            "run",
+            "--http-listen",
+            "127.0.0.1:0",
+        ]);
+        if !extra_args.contains(&"--ingest-listen") {
+            command.args(["--ingest-listen", "127.0.0.1:0"]);
+        }
+        command.arg("--data-dir").arg(data_dir).args(extra_args);
+        if let Some(text) = config {
+            let path = dir.path().join("collector.yaml");
+            std::fs::write(&path, text).unwrap();
+            command.arg("--config").arg(path);
+        }
+        let (child, logs, receiver) = spawn_logged(command);
+        let mut http_addr = None;
+        let mut ingest = None;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_addr.is_none() || ingest.is_none() {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = receiver.recv_timeout(remaining) else {
+                panic!(
+                    "collector did not become ready; log:\n{}",
+                    logs.all().join("\n")
+                );
+            };
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if value["message"] != "listening" {
+                continue;
+            }
+            let addr: SocketAddr = value["addr"].as_str().unwrap().parse().unwrap();
+            match value["listener"].as_str() {
+                Some("http") => http_addr = Some(addr),
+                Some("ingest") => {
+                    ingest = Some((addr, value["fingerprint"].as_str().unwrap().to_string()));
+                }
+                _ => {}
+            }
+        }
+        let (ingest_addr, fingerprint) = ingest.unwrap();
+        Collector {
+            child,
+            logs,
+            http_addr: http_addr.unwrap(),
+            ingest_addr,
+            fingerprint,
+            data_dir: data_dir.to_path_buf(),
+            _dir: Some(dir),
+        }
+    }
+
+    /// The collector's `/metrics` text.
+    pub fn metrics(&self) -> String {
+        let response = crate::http::get(self.http_addr, "/metrics").unwrap();
+        assert_eq!(response.status, 200);
+        response.body
+    }
+
+    /// Waits until `/metrics` has a sample line starting with `series`.
+    pub fn wait_for_series(&self, series: &str, timeout: Duration) -> Option<f64> {
+        let mut found = None;
+        wait_until(timeout, || {
+            found = crate::http::sample_value(&self.metrics(), series);
+            found.is_some()
+        });
+        found
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn terminate(mut self) -> Option<ExitStatus> {
+        terminate(&mut self.child)
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `countywatch-agent`.
+pub struct Agent {
+    /// The process.
+    child: Child,
+    /// Its stderr, JSON lines.
+    pub logs: LogLines,
+    /// Owns the state directory.
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Starts an agent reporting as `name` to `url`, pinning `fingerprint`,
+    /// collecting every second.
+    pub fn start(name: &str, url: &str, fingerprint: &str) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("agent.yaml");
+        std::fs::write(&config, "interval: 1s\ncollector:\n  timeout: 2s\n").unwrap();
+        let mut command = Command::new(binary("countywatch-agent"));
+        command
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(&config)
+            .args([
+                "--name",
+                name,
+                "--collector",
+                url,
+                "--collector-sha256",
+                fingerprint,
+            ])
+            .arg("--state-dir")
+            .arg(dir.path().join("state"));
+        let (child, logs, _) = spawn_logged(command);
+        Agent {
+            child,
+            logs,
+            _dir: dir,
+        }
+    }
+
+    /// Starts an agent for `collector`.
+    pub fn start_for(name: &str, collector: &Collector) -> Agent {
+        Agent::start(
+            name,
+            &format!("https://{}", collector.ingest_addr),
+            &collector.fingerprint,
+        )
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn terminate(mut self) -> Option<ExitStatus> {
+        terminate(&mut self.child)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real binaries on loopback. One test binary for the
+//! whole suite (one link step); one module per area.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bad_input;
+mod cli;
+mod skeleton;
