@@ -3,7 +3,7 @@
 //! The collector decodes bodies from the network, so decoding caps the
 //! decompressed size (a gzip bomb is refused, not inflated) and never panics.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use flate2::Compression;
 use flate2::read::GzDecoder;
@@ -49,11 +49,15 @@ impl DecodeError {
 
 /// Serialises and gzips a batch for the request body.
 pub fn encode_batch(batch: &Batch) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
-    // Writing into a Vec cannot fail, and serde_json cannot fail on these
-    // types (no maps with non-string keys), so errors here are impossible;
-    // they still map to an empty body rather than a panic.
-    if serde_json::to_writer(&mut encoder, batch).is_err() {
+    // Serialise first and compress in one write: serde_json writes in tiny
+    // pieces, and feeding those to the deflater one by one is ~20x slower.
+    // Serialising these types cannot fail (no maps with non-string keys),
+    // and writing into a Vec cannot either; both still avoid a panic.
+    let Ok(json) = serde_json::to_vec(batch) else {
+        return Vec::new();
+    };
+    let mut encoder = GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::fast());
+    if encoder.write_all(&json).is_err() {
         return Vec::new();
     }
     encoder.finish().unwrap_or_default()
@@ -100,7 +104,6 @@ mod tests {
     use super::*;
     use crate::batch::WIRE_VERSION;
     use crate::metric::{MetricFamily, MetricKind};
-    use std::io::Write;
 
     fn batch() -> Batch {
         Batch {

@@ -1,0 +1,100 @@
+//! The benchmark harness: each benchmark is one file here, registered in
+//! [`ALL`], and prints its figures as `NAME: VALUE UNIT`, followed by
+//! `(PEER: VALUE UNIT, ratio R)` when it measured a peer in the same run.
+//!
+//! Benchmarks are never part of the test suite's pass or fail; their
+//! figures go into `docs/benchmarks.md` with the machine, date and command.
+
+mod wire_codec;
+
+use std::fmt;
+
+/// One measured figure, with its peer's figure when one was measured.
+pub struct Figure {
+    /// What was measured, e.g. `ingest_batches_per_second`.
+    pub name: String,
+    /// The value.
+    pub value: f64,
+    /// Its unit, e.g. `batches/s`, `MiB`, `ms`.
+    pub unit: String,
+    /// The same figure for the peer (name, value), same unit.
+    pub peer: Option<(String, f64)>,
+}
+
+impl Figure {
+    /// A figure without a peer.
+    pub fn new(name: &str, value: f64, unit: &str) -> Figure {
+        Figure {
+            name: name.to_string(),
+            value,
+            unit: unit.to_string(),
+            peer: None,
+        }
+    }
+
+    /// Adds the peer's value for the same figure.
+    pub fn with_peer(mut self, peer: &str, value: f64) -> Figure {
+        self.peer = Some((peer.to_string(), value));
+        self
+    }
+}
+
+impl fmt::Display for Figure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} {}", self.name, round(self.value), self.unit)?;
+        if let Some((peer, value)) = &self.peer {
+            let ratio = if *value == 0.0 {
+                f64::NAN
+            } else {
+                self.value / value
+            };
+            write!(
+                f,
+                " ({peer}: {} {}, ratio {:.3})",
+                round(*value),
+                self.unit,
+                ratio
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn round(value: f64) -> String {
+    if value.abs() >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+/// A benchmark: its name and the function that runs it.
+pub struct Benchmark {
+    /// Name given on the command line.
+    pub name: &'static str,
+    /// One line saying what it measures.
+    pub about: &'static str,
+    /// Runs it and returns its figures.
+    pub run: fn() -> Vec<Figure>,
+}
+
+/// Every benchmark. Adding one means adding a file and one line here.
+pub const ALL: &[Benchmark] = &[wire_codec::BENCHMARK];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_print_with_peer_and_ratio() {
+        let figure = Figure::new("rss_peak", 10.0, "MiB").with_peer("node_exporter", 20.0);
+        assert_eq!(
+            figure.to_string(),
+            "rss_peak: 10.000 MiB (node_exporter: 20.000 MiB, ratio 0.500)"
+        );
+        assert_eq!(
+            Figure::new("x", 1234.4, "lines/s").to_string(),
+            "x: 1234 lines/s"
+        );
+    }
+}
