@@ -6,6 +6,7 @@
 //! - [`collection`]: runs the probes under timeouts, adds self-metrics.
 //! - [`transport`]: HTTPS to the collector with a pinned certificate.
 //! - [`sequence`]: the persisted batch sequence number.
+//! - [`source`]: security event sources (auth logs, file integrity, ports).
 //!
 //! [`run`] is the daemon: collect every interval, queue the batch, and let a
 //! sender task deliver the queue with backoff while the collector is away.
@@ -14,6 +15,7 @@ pub mod collection;
 pub mod config;
 pub mod probe;
 pub mod sequence;
+pub mod source;
 pub mod transport;
 
 use std::collections::VecDeque;
