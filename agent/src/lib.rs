@@ -49,6 +49,9 @@ struct Pending {
     seq: u64,
     /// The gzip body.
     body: Bytes,
+    /// The event sources' positions after this batch's events, committed
+    /// once the collector acknowledged the batch.
+    checkpoint: Option<source::Checkpoint>,
 }
 
 /// The queue between the collection loop and the sender, bounded so that a
@@ -93,6 +96,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         config.probes.timeout.get(),
         Arc::clone(&stats),
     );
+    let mut sources = source::Sources::start(&config, name.clone());
     tracing::info!(
         agent = %name,
         collector = %config.collector.url.value,
@@ -108,7 +112,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             () = &mut shutdown => break,
             _ = ticker.tick() => {}
         }
-        let metrics = collector.collect().await;
+        let mut metrics = collector.collect().await;
+        let (events, checkpoint) = sources.poll();
+        metrics.extend(sources.metrics());
         let seq = sequence.advance()?;
         let batch = Batch {
             version: WIRE_VERSION,
@@ -116,7 +122,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             seq,
             collected_at_ms: now_ms(),
             metrics,
-            events: Vec::new(),
+            events,
         };
         enqueue(
             &queue,
@@ -124,6 +130,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             Pending {
                 seq,
                 body: Bytes::from(encode_batch(&batch)),
+                checkpoint: Some(checkpoint),
             },
         );
     }
@@ -209,18 +216,28 @@ async fn send_loop(mut transport: Transport, queue: Arc<Queue>, stats: Arc<Trans
     }
 }
 
+/// Removes the batch that was just delivered (or refused for good) and
+/// commits its event sources' checkpoint: a refused batch would be refused
+/// again after a restart, so its events are not kept either.
 fn pop_front(queue: &Queue, stats: &TransportStats, seq: u64) {
     let mut batches = queue
         .batches
         .lock()
         .unwrap_or_else(|poison| poison.into_inner());
     // The batch may already have been dropped for space while we sent it.
-    if batches.front().is_some_and(|pending| pending.seq == seq) {
-        batches.pop_front();
-    }
+    let delivered = if batches.front().is_some_and(|pending| pending.seq == seq) {
+        batches.pop_front()
+    } else {
+        None
+    };
     stats
         .pending_batches
         .store(batches.len() as u64, Ordering::Relaxed);
+    drop(batches);
+    if let Some(checkpoint) = delivered.and_then(|pending| pending.checkpoint) {
+        // Failures are logged and counted by the checkpoint itself.
+        let _ = checkpoint.commit();
+    }
 }
 
 /// Exponential backoff with "full jitter" between half and all of the step,
@@ -300,6 +317,7 @@ mod tests {
                 Pending {
                     seq,
                     body: Bytes::new(),
+                    checkpoint: None,
                 },
             );
         }
