@@ -69,7 +69,7 @@ pub fn set_remote(fields: &mut EventFields, address: &str) {
 /// one sshd wrote: a user name may itself contain ` from X port Y`.
 /// Returns (head, address, port, rest).
 pub fn split_last_from(text: &str) -> Option<(&str, &str, u16, &str)> {
-    let index = text.rfind(" from ")?;
+    let index = memchr::memmem::rfind(text.as_bytes(), b" from ")?;
     let (address, port, rest) = address_port(&text[index + 6..])?;
     Some((&text[..index], address, port, rest))
 }
@@ -77,7 +77,7 @@ pub fn split_last_from(text: &str) -> Option<(&str, &str, u16, &str)> {
 /// Splits `HEAD ADDR port N[ REST]` at the LAST ` port `, for the sshd lines
 /// that put the address right after the user name without `from`.
 pub fn split_last_address(text: &str) -> Option<(&str, &str, u16, &str)> {
-    let index = text.rfind(" port ")?;
+    let index = memchr::memmem::rfind(text.as_bytes(), b" port ")?;
     let (head, address) = text[..index].rsplit_once(' ')?;
     let (port, rest) = port_and_rest(&text[index + 6..])?;
     Some((head, address, port, rest))

@@ -117,9 +117,10 @@ pub fn parse(message: &str) -> Parsed {
 
 /// `METHOD for [invalid user ]USER from ADDR port N ssh2[: KEYTYPE FP]`.
 fn login(kind: EventKind, rest: &str) -> Parsed {
-    let Some((method, rest)) = rest.split_once(" for ") else {
+    let Some(for_at) = memchr::memmem::find(rest.as_bytes(), b" for ") else {
         return Parsed::Unknown;
     };
+    let (method, rest) = (&rest[..for_at], &rest[for_at + 5..]);
     let Some((user, address, port, tail)) = split_last_from(rest) else {
         return Parsed::Unknown;
     };

@@ -25,13 +25,32 @@ pub struct SyslogLine<'a> {
     pub message: &'a str,
 }
 
+/// "Now", which places year-less timestamps, with its year worked out once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clock {
+    /// Milliseconds since the Unix epoch.
+    pub now_ms: i64,
+    /// The (UTC) year of `now_ms`.
+    year: i64,
+}
+
+impl Clock {
+    /// The clock at `now_ms`.
+    pub fn new(now_ms: i64) -> Clock {
+        Clock {
+            now_ms,
+            year: civil_from_days(now_ms.div_euclid(86_400_000)).0,
+        }
+    }
+}
+
 /// Splits a line into its prefix and message; `None` when the line does not
-/// start with a syslog prefix. `now_ms` places year-less timestamps.
-pub fn parse(line: &str, now_ms: i64) -> Option<SyslogLine<'_>> {
+/// start with a syslog prefix. `clock` places year-less timestamps.
+pub fn parse<'a>(line: &'a str, clock: &Clock) -> Option<SyslogLine<'a>> {
     let (timestamp_ms, rest) = if line.as_bytes().first().is_some_and(u8::is_ascii_digit) {
         iso8601(line)?
     } else {
-        rfc3164(line, now_ms)?
+        rfc3164(line, clock)?
     };
     let (host, rest) = rest.split_once(' ')?;
     if host.is_empty() {
@@ -60,7 +79,7 @@ const MONTHS: [&str; 12] = [
 ];
 
 /// `Nov 28 01:14:37 ` (the day may be space-padded: `Nov  8`).
-fn rfc3164(line: &str, now_ms: i64) -> Option<(i64, &str)> {
+fn rfc3164<'a>(line: &'a str, now: &Clock) -> Option<(i64, &'a str)> {
     let bytes = line.as_bytes();
     if bytes.len() < 16 || bytes[3] != b' ' || bytes[15] != b' ' {
         return None;
@@ -74,11 +93,10 @@ fn rfc3164(line: &str, now_ms: i64) -> Option<(i64, &str)> {
         (tens, ones) => digit_value(tens)? * 10 + digit_value(ones)?,
     };
     let (hour, minute, second) = clock(&bytes[7..15])?;
-    let (now_year, _, _) = civil_from_days(now_ms.div_euclid(86_400_000));
     // Up to a day in the future is clock skew; more means last year.
-    let mut timestamp = to_ms(now_year, month, day, hour, minute, second, 0)?;
-    if timestamp > now_ms + 86_400_000 {
-        timestamp = to_ms(now_year - 1, month, day, hour, minute, second, 0)?;
+    let mut timestamp = to_ms(now.year, month, day, hour, minute, second, 0)?;
+    if timestamp > now.now_ms + 86_400_000 {
+        timestamp = to_ms(now.year - 1, month, day, hour, minute, second, 0)?;
     }
     Some((timestamp, &line[16..]))
 }
@@ -220,7 +238,7 @@ mod tests {
     fn rfc3164_lines() {
         let line = parse(
             "Nov 28 01:14:37 web-01 sshd[812]: Accepted password for bob from 10.0.0.5 port 50000 ssh2",
-            NOW,
+            &Clock::new(NOW),
         )
         .unwrap();
         assert_eq!(
@@ -231,7 +249,11 @@ mod tests {
         assert_eq!(line.program, "sshd");
         assert_eq!(line.pid, Some(812));
         assert!(line.message.starts_with("Accepted password"));
-        let padded = parse("Nov  8 09:00:00 h sudo:   alice : TTY=pts/0", NOW).unwrap();
+        let padded = parse(
+            "Nov  8 09:00:00 h sudo:   alice : TTY=pts/0",
+            &Clock::new(NOW),
+        )
+        .unwrap();
         assert_eq!(padded.program, "sudo");
         assert_eq!(padded.pid, None);
         assert_eq!(padded.message, "alice : TTY=pts/0");
@@ -241,7 +263,7 @@ mod tests {
     #[test]
     fn a_december_line_read_in_january_is_last_year() {
         let january = to_ms(2027, 1, 2, 0, 0, 0, 0).unwrap();
-        let line = parse("Dec 31 23:59:59 h su: x", january).unwrap();
+        let line = parse("Dec 31 23:59:59 h su: x", &Clock::new(january)).unwrap();
         assert_eq!(
             line.timestamp_ms,
             to_ms(2026, 12, 31, 23, 59, 59, 0).unwrap()
@@ -252,7 +274,7 @@ mod tests {
     fn iso8601_lines_with_zones_and_fractions() {
         let line = parse(
             "2026-11-28T09:14:37.123456+08:00 kylin-01 sshd-session[4242]: Invalid user admin from 203.0.113.7 port 41000",
-            NOW,
+            &Clock::new(NOW),
         )
         .unwrap();
         assert_eq!(
@@ -261,12 +283,16 @@ mod tests {
         );
         assert_eq!(line.program, "sshd-session");
         assert_eq!(line.pid, Some(4242));
-        let zulu = parse("2026-11-28T01:14:37Z h passwd[1]: x", NOW).unwrap();
+        let zulu = parse("2026-11-28T01:14:37Z h passwd[1]: x", &Clock::new(NOW)).unwrap();
         assert_eq!(
             zulu.timestamp_ms,
             to_ms(2026, 11, 28, 1, 14, 37, 0).unwrap()
         );
-        let west = parse("2026-11-27T20:14:37.5-05:00 h passwd[1]: x", NOW).unwrap();
+        let west = parse(
+            "2026-11-27T20:14:37.5-05:00 h passwd[1]: x",
+            &Clock::new(NOW),
+        )
+        .unwrap();
         assert_eq!(
             west.timestamp_ms,
             to_ms(2026, 11, 28, 1, 14, 37, 500).unwrap()
@@ -286,7 +312,7 @@ mod tests {
             "2026-11-28T01:14:37 h sshd[1]: x",
             "Nov 28 01:14:37",
         ] {
-            assert_eq!(parse(line, NOW), None, "{line:?}");
+            assert_eq!(parse(line, &Clock::new(NOW)), None, "{line:?}");
         }
     }
 }
