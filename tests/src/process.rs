@@ -276,6 +276,46 @@ impl Agent {
         }
     }
 
+    /// Starts an agent for `collector` with `config` (YAML) and its state in
+    /// `state_dir`, which outlives the agent so that a restarted agent can
+    /// resume from it.
+    pub fn start_with_state(
+        name: &str,
+        collector: &Collector,
+        config: &str,
+        state_dir: &Path,
+    ) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("agent.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut command = Command::new(binary("countywatch-agent"));
+        command
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(&config_path)
+            .args([
+                "--name",
+                name,
+                "--collector",
+                &format!("https://{}", collector.ingest_addr),
+                "--collector-sha256",
+                &collector.fingerprint,
+            ])
+            .arg("--state-dir")
+            .arg(state_dir);
+        let (child, logs, _) = spawn_logged(command);
+        Agent {
+            child,
+            logs,
+            _dir: dir,
+        }
+    }
+
+    /// Kills the agent with SIGKILL (no chance to clean up) and waits for it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Starts an agent for `collector`.
     pub fn start_for(name: &str, collector: &Collector) -> Agent {
         Agent::start(
