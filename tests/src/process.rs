@@ -310,6 +310,17 @@ impl Agent {
         }
     }
 
+    /// Freezes the agent with SIGSTOP, so that it does nothing more until
+    /// killed: a test can then change the world at a known point.
+    pub fn freeze(&self) {
+        if let Some(pid) = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::STOP);
+        }
+    }
+
     /// Kills the agent with SIGKILL (no chance to clean up) and waits for it.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -147,6 +147,9 @@ fn watch(inner: &Arc<Mutex<Inner>>, stats: &Arc<FimStats>) -> Option<notify::Rec
     let mut watcher = match notify::recommended_watcher(
         move |result: notify::Result<notify::Event>| {
             let relevant = match &result {
+                // Our own rescans open and read the watched files, which
+                // inotify reports as accesses: reacting to those would loop.
+                Ok(event) if event.kind.is_access() => false,
                 Ok(event) => event.paths.iter().any(|path| is_watched(&watched, path)),
                 // An overflow or error: rescan to be safe.
                 Err(_) => true,
@@ -502,6 +505,19 @@ mod tests {
         let events = poll_until_events(&fim);
         assert_eq!(kinds(&events), vec![("file_deleted", "sshd_config".into())]);
         assert!(events[0].fields.after.is_none());
+    }
+
+    #[test]
+    fn reading_the_watched_files_does_not_trigger_rescans_of_its_own() {
+        // Regression: inotify reports our own reads as accesses; reacting to
+        // them made every rescan trigger the next one, forever.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("crontab");
+        std::fs::write(&file, "* * * * * root true\n").unwrap();
+        let fim = Fim::new(vec![file], None, Duration::from_secs(3600));
+        std::thread::sleep(Duration::from_millis(500));
+        let rescans = fim.stats.rescans.load(Ordering::Relaxed);
+        assert!(rescans <= 2, "{rescans} rescans without any change");
     }
 
     #[test]
