@@ -268,6 +268,55 @@ impl Collector {
         dir
     }
 
+    /// Runs `countywatch-collector agents revoke NAME`.
+    pub fn revoke(&self, name: &str) {
+        let output = Command::new(binary("countywatch-collector"))
+            .args(["agents", "revoke", "--data-dir"])
+            .arg(&self.data_dir)
+            .arg(name)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "revoke failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Opens the collector's state database read-only (WAL allows it while
+    /// the collector writes).
+    pub fn database(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.data_dir.join("collector.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap()
+    }
+
+    /// The sequence numbers of every batch stored for `agent`, ascending.
+    pub fn batch_sequence_numbers(&self, agent: &str) -> Vec<i64> {
+        let database = self.database();
+        let mut statement = database
+            .prepare("SELECT seq FROM batches WHERE agent = ?1 ORDER BY seq")
+            .unwrap();
+        statement
+            .query_map([agent], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<Vec<i64>, _>>()
+            .unwrap()
+    }
+
+    /// How many events of `kind` are stored for `agent`.
+    pub fn event_count(&self, agent: &str, kind: &str) -> i64 {
+        self.database()
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE agent = ?1 AND kind = ?2",
+                [agent, kind],
+                |row| row.get(0),
+            )
+            .unwrap()
+    }
+
     /// The enrolment URL.
     pub fn enroll_url(&self) -> String {
         format!("https://{}", self.enroll_addr)
@@ -416,6 +465,26 @@ impl Agent {
     /// Sends SIGTERM and returns the exit status.
     pub fn terminate(mut self) -> Option<ExitStatus> {
         terminate(&mut self.child)
+    }
+
+    /// From the agent's spool: (batches waiting, last sequence number handed out).
+    pub fn spool_state(&self) -> (i64, i64) {
+        let spool = rusqlite::Connection::open_with_flags(
+            self.state_dir.join("spool.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let waiting = spool
+            .query_row("SELECT COUNT(*) FROM batches", [], |row| row.get(0))
+            .unwrap();
+        let last = spool
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'batches'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap_or(0);
+        (waiting, last)
     }
 
     /// Kills the agent with SIGKILL and returns its directory, for a restart.
