@@ -229,6 +229,11 @@ impl Collector {
         )
     }
 
+    /// The collector's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Creates an enrolment token with `countywatch-collector token create`.
     pub fn token(&self, name: Option<&str>) -> String {
         let mut command = Command::new(binary("countywatch-collector"));
@@ -439,10 +444,23 @@ impl Agent {
     /// Starts an agent whose state is in `<dir>/state` (already enrolled),
     /// with the given config text.
     pub fn start_in(dir: tempfile::TempDir, config: &str) -> Agent {
+        Agent::start_wrapped(dir, config, &[])
+    }
+
+    /// Like [`Agent::start_in`], with the binary run through `wrapper`
+    /// (e.g. `ip netns exec NS`).
+    pub fn start_wrapped(dir: tempfile::TempDir, config: &str, wrapper: &[&str]) -> Agent {
         let state_dir = dir.path().join("state");
         let config_path = dir.path().join("agent.yaml");
         std::fs::write(&config_path, config).unwrap();
-        let mut command = Command::new(binary("countywatch-agent"));
+        let mut command = match wrapper.split_first() {
+            Some((program, arguments)) => {
+                let mut command = Command::new(program);
+                command.args(arguments).arg(binary("countywatch-agent"));
+                command
+            }
+            None => Command::new(binary("countywatch-agent")),
+        };
         command
             .args(["--log-format", "json", "run", "--config"])
             .arg(&config_path)

@@ -5,5 +5,6 @@
 
 mod bad_input;
 mod cli;
+mod link_cut;
 mod skeleton;
 mod transport;
