@@ -13,4 +13,4 @@ pub mod bench;
 pub mod http;
 pub mod process;
 
-pub use process::{Agent, Collector, binary};
+pub use process::{Agent, Collector, TEST_AGENT_CONFIG, binary, enroll};

@@ -147,6 +147,10 @@ event_kinds! {
     PortOpened => "port_opened",
     /// Ports: a listening socket went away.
     PortClosed => "port_closed",
+    /// Agent: its spool was full and batches were dropped unsent.
+    SpoolOverflow => "spool_overflow",
+    /// Collector: an agent sent nothing for longer than allowed.
+    AgentSilent => "agent_silent",
 }
 
 /// The typed details of an event. Every field is optional; `docs/events.md`
@@ -238,6 +242,15 @@ pub struct EventFields {
     /// Ports: the port the socket is bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_port: Option<u16>,
+    /// `spool_overflow`: metric batches dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_metric_batches: Option<u64>,
+    /// `spool_overflow`: event batches dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_event_batches: Option<u64>,
+    /// `agent_silent`: when the agent's last batch arrived, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_ms: Option<i64>,
     /// The evidence line was longer than the agent keeps and was cut.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,

@@ -5,40 +5,37 @@
 //!   followed by [`tail`] (one line splitter in [`lines`]).
 //! - [`fim`]: file integrity monitoring.
 //! - [`ports`]: listening sockets.
-//! - [`state`]: the positions and baselines persisted in the state dir.
 //!
 //! Delivery contract: [`Sources::poll`] returns the new events together
 //! with a [`Checkpoint`] (log positions, FIM baseline, known listeners as
-//! of those events). The caller puts the events in a batch and calls
-//! [`Checkpoint::commit`] only once the collector acknowledged that batch.
-//! Checkpoints must be committed in the order they were produced (later
-//! ones supersede earlier ones). After a crash the sources resume from the
-//! last committed checkpoint, so unacknowledged events are read again and
-//! acknowledged ones are not.
+//! of those events). The caller stores the events and
+//! [`Checkpoint::positions`] atomically (the agent's spool writes both in
+//! one SQLite transaction), in the order they were produced; later
+//! positions supersede earlier ones. [`Sources::start`] resumes from the
+//! stored positions, so after a crash events not yet stored are read
+//! again and stored ones are not.
 
 pub mod auth_log;
 pub mod fim;
 pub mod lines;
 pub mod parse;
 pub mod ports;
-pub mod state;
 pub mod tail;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use countywatch_wire::{Event, EventKind, EventSource, MetricFamily, MetricKind};
 
 use crate::config::Config;
 
-/// State file of the log positions.
-const AUTH_STATE: &str = "auth-positions.json";
-/// State file of the FIM baseline.
-const FIM_STATE: &str = "fim-baseline.json";
-/// State file of the known listeners.
-const PORTS_STATE: &str = "ports-listeners.json";
+/// Position key of the log positions (a map of path to [`tail::Position`]).
+pub const AUTH_POSITION: &str = "auth";
+/// Position key of the FIM baseline ([`fim::Baseline`]).
+pub const FIM_POSITION: &str = "fim";
+/// Position key of the known listeners (a list of [`ports::Listener`]).
+pub const PORTS_POSITION: &str = "ports";
 
 /// Every enabled source.
 pub struct Sources {
@@ -56,95 +53,44 @@ pub struct Sources {
     events_total: BTreeMap<(EventSource, EventKind), u64>,
     /// Log files that could not be read, per poll.
     auth_read_errors: u64,
-    /// Shared with every checkpoint: what was last written and failures.
-    committer: Arc<Committer>,
+    /// The serialised positions last handed out, to skip unchanged ones.
+    last_positions: BTreeMap<&'static str, String>,
 }
 
-/// Persists checkpoints; shared by every [`Checkpoint`] of one [`Sources`].
-#[derive(Debug)]
-struct Committer {
-    /// The state directory.
-    state_dir: PathBuf,
-    /// The bytes last written per state file, so unchanged state is not
-    /// rewritten on every batch.
-    written: Mutex<BTreeMap<&'static str, Vec<u8>>>,
-    /// Commits that failed to write.
-    failures: AtomicU64,
-}
-
-/// What to persist once the events of one poll are acknowledged.
-#[derive(Debug)]
+/// The positions that go with the events of one poll: each source's name
+/// and its serialised state, only for the sources whose state changed.
+#[derive(Debug, Default)]
 pub struct Checkpoint {
-    /// Log positions by path.
-    auth: Option<BTreeMap<PathBuf, tail::Position>>,
-    /// The FIM baseline.
-    fim: Option<fim::Baseline>,
-    /// The known listeners.
-    ports: Option<Vec<ports::Listener>>,
-    /// Where and how to write.
-    committer: Arc<Committer>,
+    /// (source name, JSON state).
+    positions: Vec<(String, String)>,
 }
 
 impl Checkpoint {
-    /// Persists the state (atomically, file by file). Call it after the
-    /// collector acknowledged the batch holding this poll's events; on
-    /// error the previous state stays, and events are re-sent after a
-    /// restart rather than lost.
-    pub fn commit(&self) -> std::io::Result<()> {
-        let result = self.write();
-        if let Err(error) = &result {
-            self.committer.failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%error, "cannot persist source positions");
-        }
-        result
-    }
-
-    fn write(&self) -> std::io::Result<()> {
-        if let Some(auth) = &self.auth {
-            self.committer.store(AUTH_STATE, auth)?;
-        }
-        if let Some(fim) = &self.fim {
-            self.committer.store(FIM_STATE, fim)?;
-        }
-        if let Some(ports) = &self.ports {
-            self.committer.store(PORTS_STATE, ports)?;
-        }
-        Ok(())
-    }
-}
-
-impl Committer {
-    fn store<T: serde::Serialize>(&self, name: &'static str, value: &T) -> std::io::Result<()> {
-        let bytes = state::to_bytes(value)?;
-        let mut written = self
-            .written
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if written.get(name) == Some(&bytes) {
-            return Ok(());
-        }
-        state::store_bytes(&self.state_dir.join(name), &bytes)?;
-        written.insert(name, bytes);
-        Ok(())
+    /// What to store atomically with the poll's events.
+    pub fn positions(&self) -> Vec<(String, String)> {
+        self.positions.clone()
     }
 }
 
 impl Sources {
-    /// Starts the enabled sources from the state persisted in
-    /// `config.state_dir`; `host` is the name events carry.
-    pub fn start(config: &Config, host: String) -> Sources {
-        let state_dir = config.state_dir.join("sources");
+    /// Starts the enabled sources from their stored positions; `stored`
+    /// returns a source's serialised position by name ([`AUTH_POSITION`]...).
+    /// `host` is the name events carry.
+    pub fn start(
+        config: &Config,
+        host: String,
+        stored: impl Fn(&str) -> Option<String>,
+    ) -> Sources {
         let settings = &config.sources;
-        let mut written = BTreeMap::new();
-        let mut load = |name: &'static str| {
-            if let Ok(bytes) = std::fs::read(state_dir.join(name)) {
-                written.insert(name, bytes);
-            }
-            state_path(&state_dir, name)
+        let mut last_positions = BTreeMap::new();
+        let mut load = |name: &'static str| -> Option<String> {
+            let text = stored(name)?;
+            last_positions.insert(name, text.clone());
+            Some(text)
         };
         let auth = settings.auth.enabled.then(|| {
             let positions: BTreeMap<PathBuf, tail::Position> =
-                state::load(&load(AUTH_STATE)).unwrap_or_default();
+                parse_position(AUTH_POSITION, load(AUTH_POSITION)).unwrap_or_default();
             auth_log::AuthSource::new(
                 &settings.auth.paths,
                 &positions,
@@ -155,7 +101,7 @@ impl Sources {
         let fim = settings.fim.enabled.then(|| {
             fim::Fim::new(
                 settings.fim.paths.clone(),
-                state::load(&load(FIM_STATE)),
+                parse_position(FIM_POSITION, load(FIM_POSITION)),
                 settings.fim.rescan_interval.get(),
             )
         });
@@ -169,7 +115,7 @@ impl Sources {
             ports::PortsSource::new(
                 config.paths.procfs.clone(),
                 allow,
-                state::load(&load(PORTS_STATE)),
+                parse_position(PORTS_POSITION, load(PORTS_POSITION)),
             )
         });
         Sources {
@@ -180,11 +126,7 @@ impl Sources {
             max_events: settings.max_events_per_batch,
             events_total: BTreeMap::new(),
             auth_read_errors: 0,
-            committer: Arc::new(Committer {
-                state_dir,
-                written: Mutex::new(written),
-                failures: AtomicU64::new(0),
-            }),
+            last_positions,
         }
     }
 
@@ -194,25 +136,34 @@ impl Sources {
     pub fn poll(&mut self) -> (Vec<Event>, Checkpoint) {
         let now = now_ms();
         let mut events = Vec::new();
-        let mut checkpoint = Checkpoint {
-            auth: None,
-            fim: None,
-            ports: None,
-            committer: Arc::clone(&self.committer),
-        };
+        let mut states: Vec<(&'static str, std::io::Result<String>)> = Vec::new();
         if let Some(fim) = &self.fim {
             let (fim_events, baseline) = fim.poll();
             events.extend(fim_events);
-            checkpoint.fim = Some(baseline);
+            states.push((FIM_POSITION, to_json(&baseline)));
         }
         if let Some(ports) = &mut self.ports {
-            checkpoint.ports = Some(ports.poll(now, &mut events));
+            let known = ports.poll(now, &mut events);
+            states.push((PORTS_POSITION, to_json(&known)));
         }
         if let Some(auth) = &mut self.auth {
             let mut positions = BTreeMap::new();
             let budget = self.max_events.max(events.len() + 1);
             self.auth_read_errors += auth.poll(now, budget, &mut events, &mut positions);
-            checkpoint.auth = Some(positions);
+            states.push((AUTH_POSITION, to_json(&positions)));
+        }
+        let mut checkpoint = Checkpoint::default();
+        for (name, state) in states {
+            match state {
+                Ok(text) if self.last_positions.get(name) != Some(&text) => {
+                    self.last_positions.insert(name, text.clone());
+                    checkpoint.positions.push((name.to_string(), text));
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(source = name, %error, "cannot serialise a source position")
+                }
+            }
         }
         for event in &mut events {
             event.host.clone_from(&self.host);
@@ -286,17 +237,24 @@ impl Sources {
             );
         }
         families.push(errors);
-        families.push(counter(
-            "countywatch_agent_source_checkpoint_failures_total",
-            "Source positions that could not be persisted after an acknowledged batch.",
-            self.committer.failures.load(Ordering::Relaxed),
-        ));
         families
     }
 }
 
-fn state_path(state_dir: &Path, name: &str) -> PathBuf {
-    state_dir.join(name)
+/// A stored position, or `None` (with a warning) when it cannot be read.
+fn parse_position<T: serde::de::DeserializeOwned>(name: &str, text: Option<String>) -> Option<T> {
+    let text = text?;
+    match serde_json::from_str(&text) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            tracing::warn!(source = name, %error, "stored source position is unusable, starting afresh");
+            None
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> std::io::Result<String> {
+    serde_json::to_string(value).map_err(std::io::Error::other)
 }
 
 fn now_ms() -> i64 {
@@ -308,9 +266,27 @@ fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
     use std::io::Write;
+    use std::path::Path;
 
     use super::*;
+
+    /// Stands in for the spool's positions table.
+    #[derive(Default)]
+    struct Store(RefCell<BTreeMap<String, String>>);
+
+    impl Store {
+        fn start(&self, config: &Config) -> Sources {
+            Sources::start(config, "host-1".into(), |name| {
+                self.0.borrow().get(name).cloned()
+            })
+        }
+
+        fn commit(&self, checkpoint: &Checkpoint) {
+            self.0.borrow_mut().extend(checkpoint.positions());
+        }
+    }
 
     fn config(dir: &Path) -> Config {
         let mut config = Config {
@@ -351,25 +327,31 @@ mod tests {
         let config = config(dir.path());
         let log = dir.path().join("auth.log");
         append(&log, &line("a"));
-        let mut sources = Sources::start(&config, "host-1".into());
+        let store = Store::default();
+        let mut sources = store.start(&config);
         let (events, checkpoint) = sources.poll();
         assert_eq!(users(&events), vec!["a"]);
         assert_eq!(events[0].host, "host-1");
-        checkpoint.commit().unwrap();
+        store.commit(&checkpoint);
         append(&log, &line("b"));
-        let (events, _never_acknowledged) = sources.poll();
+        let (events, _never_stored) = sources.poll();
         assert_eq!(users(&events), vec!["b"]);
         drop(sources);
 
-        // A crash before the acknowledgement: b comes again, a does not.
+        // A crash before b was stored: b comes again, a does not.
         append(&log, &line("c"));
-        let mut sources = Sources::start(&config, "host-1".into());
+        let mut sources = store.start(&config);
         let (events, checkpoint) = sources.poll();
         assert_eq!(users(&events), vec!["b", "c"]);
-        checkpoint.commit().unwrap();
+        store.commit(&checkpoint);
         drop(sources);
-        let mut sources = Sources::start(&config, "host-1".into());
-        assert!(users(&sources.poll().0).is_empty());
+        let mut sources = store.start(&config);
+        let (events, checkpoint) = sources.poll();
+        assert!(users(&events).is_empty());
+        assert!(
+            checkpoint.positions().is_empty(),
+            "unchanged positions are not stored again"
+        );
     }
 
     #[test]
@@ -381,7 +363,7 @@ mod tests {
         for user in ["1", "2", "3", "4", "5"] {
             append(&log, &line(user));
         }
-        let mut sources = Sources::start(&config, "h".into());
+        let mut sources = Store::default().start(&config);
         assert_eq!(users(&sources.poll().0), vec!["1", "2", "3"]);
         assert_eq!(users(&sources.poll().0), vec!["4", "5"]);
         let text: String = sources
@@ -398,14 +380,15 @@ mod tests {
         let config = config(dir.path());
         let passwd = dir.path().join("passwd");
         std::fs::write(&passwd, "root:x:0:0::/root:/bin/sh\n").unwrap();
-        let mut sources = Sources::start(&config, "h".into());
+        let store = Store::default();
+        let mut sources = store.start(&config);
         let (_, checkpoint) = sources.poll();
-        checkpoint.commit().unwrap();
+        store.commit(&checkpoint);
         drop(sources);
         std::fs::write(&passwd, "root:x:0:0::/root:/bin/sh\neve:x:0:0::/:/bin/sh\n").unwrap();
         for _ in 0..2 {
-            // Not committed the first time: the change is reported again.
-            let mut sources = Sources::start(&config, "h".into());
+            // Not stored the first time: the change is reported again.
+            let mut sources = store.start(&config);
             let (events, _) = sources.poll();
             let fim: Vec<&Event> = events
                 .iter()

@@ -6,4 +6,6 @@
 mod bad_input;
 mod cli;
 mod events;
+mod link_cut;
 mod skeleton;
+mod transport;
