@@ -126,11 +126,36 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut ticker = tokio::time::interval(config.interval.get());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
+    // New log lines and file changes wake the loop for an early,
+    // events-only batch, at most one a second; metrics keep the interval.
+    let wake = sources.wake();
+    let mut last_source_poll = tokio::time::Instant::now();
     loop {
-        tokio::select! {
+        let woken = tokio::select! {
             () = &mut shutdown => break,
-            _ = ticker.tick() => {}
+            _ = ticker.tick() => false,
+            () = wake.notified() => true,
+        };
+        if woken {
+            // Let a burst of writes settle into one batch.
+            tokio::time::sleep_until(last_source_poll + Duration::from_secs(1)).await;
+            last_source_poll = tokio::time::Instant::now();
+            let (events, checkpoint) = sources.poll();
+            let positions = checkpoint.positions();
+            if !events.is_empty() || !positions.is_empty() {
+                spool_batch(
+                    &outbox,
+                    &stats,
+                    &name,
+                    BatchKind::Events,
+                    Vec::new(),
+                    events,
+                    &positions,
+                )?;
+            }
+            continue;
         }
+        last_source_poll = tokio::time::Instant::now();
         let mut metrics = collector.collect().await;
         // The events and the positions after them go into the spool in one
         // transaction: a crash keeps both or neither (exactly once).

@@ -77,6 +77,8 @@ struct Inner {
     pending: Vec<Event>,
     /// When the last full scan ran.
     last_scan: Instant,
+    /// Signalled when a rescan finds a change, so it is sent early.
+    wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// The FIM source.
@@ -94,7 +96,12 @@ pub struct Fim {
 impl Fim {
     /// Watches `paths` starting from the persisted `baseline`; without one,
     /// the first scan becomes the baseline silently.
-    pub fn new(paths: Vec<PathBuf>, baseline: Option<Baseline>, rescan_interval: Duration) -> Fim {
+    pub fn new(
+        paths: Vec<PathBuf>,
+        baseline: Option<Baseline>,
+        rescan_interval: Duration,
+        wake: Option<Arc<tokio::sync::Notify>>,
+    ) -> Fim {
         let stats = Arc::new(FimStats::default());
         let had_baseline = baseline.is_some();
         let mut baseline = baseline.unwrap_or_default();
@@ -106,6 +113,7 @@ impl Fim {
             baseline,
             pending: Vec::new(),
             last_scan: Instant::now(),
+            wake,
         };
         inner.rescan(&stats);
         if !had_baseline {
@@ -211,6 +219,11 @@ impl Inner {
             if !before.contains_key(path) {
                 events.push(event(now, EventKind::FileCreated, path, None, Some(new)));
             }
+        }
+        if !events.is_empty()
+            && let Some(wake) = &self.wake
+        {
+            wake.notify_one();
         }
         self.pending.extend(events);
         self.baseline.files = current;
@@ -408,6 +421,19 @@ mod tests {
 
     use super::*;
 
+    /// Whether `wake` holds a permit (or gets one within a second).
+    fn woken(wake: &tokio::sync::Notify) -> bool {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), wake.notified())
+                .await
+                .is_ok()
+        })
+    }
+
     /// Replaces a file the way package managers and `vipw` do: write a new
     /// file, rename it over the old one (one inotify event, no half state).
     fn replace(path: &Path, text: &str) {
@@ -462,10 +488,12 @@ mod tests {
         std::fs::create_dir(&drop_in).unwrap();
         std::fs::write(&config, "PermitRootLogin no\n").unwrap();
         // A rescan interval of an hour: only inotify can report in time.
+        let wake = Arc::new(tokio::sync::Notify::new());
         let fim = Fim::new(
             vec![config.clone(), drop_in.clone()],
             None,
             Duration::from_secs(3600),
+            Some(Arc::clone(&wake)),
         );
         let (events, baseline) = fim.poll();
         assert!(
@@ -477,6 +505,7 @@ mod tests {
         replace(&config, "PermitRootLogin yes\n");
         let events = poll_until_events(&fim);
         assert_eq!(kinds(&events), vec![("file_changed", "sshd_config".into())]);
+        assert!(woken(&wake), "a change found by inotify wakes the run loop");
         let before = events[0].fields.before.as_ref().unwrap();
         let after = events[0].fields.after.as_ref().unwrap();
         assert_eq!(
@@ -514,7 +543,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("crontab");
         std::fs::write(&file, "* * * * * root true\n").unwrap();
-        let fim = Fim::new(vec![file.clone()], None, Duration::from_secs(3600));
+        let fim = Fim::new(vec![file.clone()], None, Duration::from_secs(3600), None);
         // One real change starts it; then nothing else happens.
         replace(&file, "* * * * * root false\n");
         std::thread::sleep(Duration::from_millis(500));
@@ -529,7 +558,7 @@ mod tests {
         let shadow = dir.path().join("shadow");
         let old = "root:$6$salt$oldhash:19000:0:99999:7:::\nbob:$6$s$bobhash:19000:0:99999:7:::\n";
         std::fs::write(&shadow, old).unwrap();
-        let fim = Fim::new(vec![shadow.clone()], None, Duration::ZERO);
+        let fim = Fim::new(vec![shadow.clone()], None, Duration::ZERO, None);
         let (_, baseline) = fim.poll();
         let new = "root:$6$salt$NEWHASH:19001:0:99999:7:::\nbob:$6$s$bobhash:19000:0:99999:7:::\neve:$6$e$evehash:19001:0:99999:7:::\n";
         replace(&shadow, new);
@@ -558,13 +587,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let passwd = dir.path().join("passwd");
         std::fs::write(&passwd, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
-        let (_, committed) = Fim::new(vec![passwd.clone()], None, Duration::ZERO).poll();
+        let (_, committed) = Fim::new(vec![passwd.clone()], None, Duration::ZERO, None).poll();
         std::fs::write(
             &passwd,
             "root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/root:/bin/sh\n",
         )
         .unwrap();
-        let fim = Fim::new(vec![passwd.clone()], Some(committed), Duration::ZERO);
+        let fim = Fim::new(vec![passwd.clone()], Some(committed), Duration::ZERO, None);
         let (events, _) = fim.poll();
         assert_eq!(kinds(&events), vec![("file_changed", "passwd".into())]);
         assert_eq!(events[0].fields.users_changed, vec!["toor".to_string()]);

@@ -23,7 +23,8 @@ pub mod ports;
 pub mod tail;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use countywatch_wire::{Event, EventKind, EventSource, MetricFamily, MetricKind};
@@ -55,6 +56,10 @@ pub struct Sources {
     auth_read_errors: u64,
     /// The serialised positions last handed out, to skip unchanged ones.
     last_positions: BTreeMap<&'static str, String>,
+    /// Signalled when a followed log file changes or FIM finds a change.
+    wake: Arc<tokio::sync::Notify>,
+    /// The inotify watch on the log files' directories (dropping it stops it).
+    _log_watcher: Option<notify::RecommendedWatcher>,
 }
 
 /// The positions that go with the events of one poll: each source's name
@@ -98,13 +103,20 @@ impl Sources {
                 settings.auth.max_line_bytes,
             )
         });
+        let wake = Arc::new(tokio::sync::Notify::new());
         let fim = settings.fim.enabled.then(|| {
             fim::Fim::new(
                 settings.fim.paths.clone(),
                 parse_position(FIM_POSITION, load(FIM_POSITION)),
                 settings.fim.rescan_interval.get(),
+                Some(Arc::clone(&wake)),
             )
         });
+        let log_watcher = if settings.auth.enabled {
+            watch_logs(&settings.auth.paths, &wake)
+        } else {
+            None
+        };
         let ports = settings.ports.enabled.then(|| {
             let allow = settings
                 .ports
@@ -127,7 +139,16 @@ impl Sources {
             events_total: BTreeMap::new(),
             auth_read_errors: 0,
             last_positions,
+            wake,
+            _log_watcher: log_watcher,
         }
+    }
+
+    /// Signalled (at most one stored permit) when a followed log file was
+    /// written, created or renamed, or FIM found a change: a hint to poll
+    /// sooner than the interval. Polling on the interval alone stays correct.
+    pub fn wake(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.wake)
     }
 
     /// Collects what happened since the last poll: at most
@@ -241,6 +262,60 @@ impl Sources {
     }
 }
 
+/// Watches the directories of the log files (not the files: rotation
+/// replaces them) and signals `wake` on writes, creations and renames of a
+/// file whose name starts with a log's name. Accesses are ignored: our own
+/// reads would otherwise wake us forever.
+fn watch_logs(
+    paths: &[PathBuf],
+    wake: &Arc<tokio::sync::Notify>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let logs: Vec<(PathBuf, String)> = paths
+        .iter()
+        .filter_map(|path| {
+            let directory = path.parent()?.to_path_buf();
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            Some((directory, name))
+        })
+        .collect();
+    let watched = logs.clone();
+    let wake = Arc::clone(wake);
+    let is_log = move |path: &Path| {
+        watched.iter().any(|(directory, name)| {
+            path.parent() == Some(directory.as_path())
+                && path
+                    .file_name()
+                    .is_some_and(|file| file.to_string_lossy().starts_with(name.as_str()))
+        })
+    };
+    let mut watcher = match notify::recommended_watcher(
+        move |result: notify::Result<notify::Event>| {
+            let relevant = match &result {
+                Ok(event) => !event.kind.is_access() && event.paths.iter().any(|path| is_log(path)),
+                Err(_) => true,
+            };
+            if relevant {
+                wake.notify_one();
+            }
+        },
+    ) {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            tracing::warn!(%error, "cannot use inotify for the log files; reading them every interval");
+            return None;
+        }
+    };
+    let directories: std::collections::BTreeSet<&PathBuf> =
+        logs.iter().map(|(directory, _)| directory).collect();
+    for directory in directories {
+        if let Err(error) = watcher.watch(directory, notify::RecursiveMode::NonRecursive) {
+            tracing::debug!(directory = %directory.display(), %error, "cannot watch the log directory; reading it every interval");
+        }
+    }
+    Some(watcher)
+}
+
 /// A stored position, or `None` (with a warning) when it cannot be read.
 fn parse_position<T: serde::de::DeserializeOwned>(name: &str, text: Option<String>) -> Option<T> {
     let text = text?;
@@ -352,6 +427,35 @@ mod tests {
             checkpoint.positions().is_empty(),
             "unchanged positions are not stored again"
         );
+    }
+
+    fn woken_within(wake: &tokio::sync::Notify, timeout: std::time::Duration) -> bool {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async { tokio::time::timeout(timeout, wake.notified()).await.is_ok() })
+    }
+
+    #[test]
+    fn a_log_write_wakes_the_run_loop_and_our_own_reads_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path());
+        config.sources.fim.enabled = false;
+        let log = dir.path().join("auth.log");
+        append(&log, &line("a"));
+        let mut sources = Store::default().start(&config);
+        let wake = sources.wake();
+        // Drain whatever creating the file signalled, then read it.
+        woken_within(&wake, std::time::Duration::from_millis(200));
+        assert_eq!(users(&sources.poll().0), vec!["a"]);
+        assert!(
+            !woken_within(&wake, std::time::Duration::from_millis(300)),
+            "reading the log must not wake us"
+        );
+        append(&log, &line("b"));
+        assert!(woken_within(&wake, std::time::Duration::from_secs(5)));
+        assert_eq!(users(&sources.poll().0), vec!["b"]);
     }
 
     #[test]
