@@ -144,6 +144,23 @@ pub struct AuthSourceConfig {
     /// Longest line kept, in bytes; longer lines are cut and marked
     /// `truncated`.
     pub max_line_bytes: usize,
+    /// When to read systemd-journald instead of the files: `auto` when none
+    /// of `paths` exists at start and journald runs, `always`, or `never`.
+    pub journal: JournalMode,
+    /// The `journalctl` program run to read the journal.
+    pub journalctl: PathBuf,
+}
+
+/// When the auth source reads the journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalMode {
+    /// When none of the log files exists at start and journald runs.
+    Auto,
+    /// Always, ignoring the files.
+    Always,
+    /// Never.
+    Never,
 }
 
 /// File integrity monitoring.
@@ -193,6 +210,8 @@ impl Default for AuthSourceConfig {
             ],
             read_existing: false,
             max_line_bytes: 16 * 1024,
+            journal: JournalMode::Auto,
+            journalctl: PathBuf::from("journalctl"),
         }
     }
 }

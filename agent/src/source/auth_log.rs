@@ -85,6 +85,20 @@ impl LineParser {
             self.stats.lines_unknown += 1;
             return 0;
         };
+        self.parse_message(&prefix, &line, truncated, out)
+    }
+
+    /// Parses one message whose prefix is already split off (a syslog line,
+    /// or a journal entry's fields); `raw` is the evidence kept. Counts the
+    /// outcome and returns how many events were appended. Expects control
+    /// characters to be escaped already.
+    pub fn parse_message(
+        &mut self,
+        prefix: &syslog_prefix::SyslogLine<'_>,
+        raw: &str,
+        truncated: bool,
+        out: &mut Vec<Event>,
+    ) -> usize {
         let (message, repeat) = repeated(prefix.message);
         match parse::parse_message(prefix.program, message) {
             Parsed::Event(kind, mut fields) => {
@@ -92,14 +106,13 @@ impl LineParser {
                 fields.pid = prefix.pid;
                 fields.truncated = truncated;
                 cap_fields(&mut fields);
-                let raw = cap(&line, MAX_RAW_BYTES).to_string();
                 let event = Event {
                     timestamp_ms: prefix.timestamp_ms,
                     host: cap(prefix.host, MAX_FIELD_BYTES.min(253)).to_string(),
                     source: EventSource::Auth,
                     kind,
                     fields: *fields,
-                    raw,
+                    raw: cap(raw, MAX_RAW_BYTES).to_string(),
                 };
                 for _ in 1..repeat {
                     out.push(event.clone());
@@ -307,10 +320,12 @@ fn write_event(out: &mut impl Write, json: &mut Vec<u8>, event: &Event) -> std::
     out.write_all(json)
 }
 
-/// The live source: tails every configured file.
+/// The live source: tails every configured file, or reads the journal.
 pub struct AuthSource {
     /// One tailer per configured path.
     tailers: Vec<Tailer>,
+    /// The journal, when it replaces the files.
+    pub journal: Option<super::journal::JournalSource>,
     /// The parser and its counts.
     pub parser: LineParser,
     /// Cap on line length.
@@ -332,8 +347,19 @@ impl AuthSource {
             .collect();
         AuthSource {
             tailers,
+            journal: None,
             parser: LineParser::default(),
             max_line,
+        }
+    }
+
+    /// A source reading the journal instead of files.
+    pub fn from_journal(journal: super::journal::JournalSource) -> Self {
+        AuthSource {
+            tailers: Vec::new(),
+            journal: Some(journal),
+            parser: LineParser::default(),
+            max_line: MAX_RAW_BYTES,
         }
     }
 
@@ -369,6 +395,9 @@ impl AuthSource {
             if out.len() >= budget {
                 break;
             }
+        }
+        if let Some(journal) = &mut self.journal {
+            journal.poll(&mut self.parser, budget, out);
         }
         read_errors
     }

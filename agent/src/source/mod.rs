@@ -17,6 +17,7 @@
 
 pub mod auth_log;
 pub mod fim;
+pub mod journal;
 pub mod lines;
 pub mod parse;
 pub mod ports;
@@ -33,6 +34,8 @@ use crate::config::Config;
 
 /// Position key of the log positions (a map of path to [`tail::Position`]).
 pub const AUTH_POSITION: &str = "auth";
+/// Position key of the journal cursor ([`journal::JournalPosition`]).
+pub const JOURNAL_POSITION: &str = "journal";
 /// Position key of the FIM baseline ([`fim::Baseline`]).
 pub const FIM_POSITION: &str = "fim";
 /// Position key of the known listeners (a list of [`ports::Listener`]).
@@ -94,6 +97,14 @@ impl Sources {
             Some(text)
         };
         let auth = settings.auth.enabled.then(|| {
+            if use_journal(&settings.auth) {
+                let journal = journal::JournalSource::new(
+                    settings.auth.journalctl.clone(),
+                    parse_position(JOURNAL_POSITION, load(JOURNAL_POSITION)),
+                    settings.auth.read_existing,
+                );
+                return auth_log::AuthSource::from_journal(journal);
+            }
             let positions: BTreeMap<PathBuf, tail::Position> =
                 parse_position(AUTH_POSITION, load(AUTH_POSITION)).unwrap_or_default();
             auth_log::AuthSource::new(
@@ -171,7 +182,10 @@ impl Sources {
             let mut positions = BTreeMap::new();
             let budget = self.max_events.max(events.len() + 1);
             self.auth_read_errors += auth.poll(now, budget, &mut events, &mut positions);
-            states.push((AUTH_POSITION, to_json(&positions)));
+            match &auth.journal {
+                Some(journal) => states.push((JOURNAL_POSITION, to_json(journal.position()))),
+                None => states.push((AUTH_POSITION, to_json(&positions))),
+            }
         }
         let mut checkpoint = Checkpoint::default();
         for (name, state) in states {
@@ -242,8 +256,12 @@ impl Sources {
             "Failed reads of a log file, watched file or socket table, by source.",
             MetricKind::Counter,
         );
-        if self.auth.is_some() {
-            errors.push(&[("source", "auth")], self.auth_read_errors as f64);
+        if let Some(auth) = &self.auth {
+            let journal_errors = auth.journal.as_ref().map_or(0, |journal| journal.errors);
+            errors.push(
+                &[("source", "auth")],
+                (self.auth_read_errors + journal_errors) as f64,
+            );
         }
         if let Some(fim) = &self.fim {
             errors.push(
@@ -259,6 +277,20 @@ impl Sources {
         }
         families.push(errors);
         families
+    }
+}
+
+/// Whether the auth source reads the journal: when told to, or (`auto`)
+/// when none of the log files exists and journald runs.
+fn use_journal(settings: &crate::config::AuthSourceConfig) -> bool {
+    use crate::config::JournalMode;
+    match settings.journal {
+        JournalMode::Always => true,
+        JournalMode::Never => false,
+        JournalMode::Auto => {
+            !settings.paths.iter().any(|path| path.exists())
+                && journal::journald_present(Path::new("/"))
+        }
     }
 }
 
