@@ -251,9 +251,19 @@ impl Agent {
     /// Starts an agent reporting as `name` to `url`, pinning `fingerprint`,
     /// collecting every second.
     pub fn start(name: &str, url: &str, fingerprint: &str) -> Agent {
+        Agent::start_with(name, url, fingerprint, "")
+    }
+
+    /// Like [`Agent::start`], with `extra` appended to the config file
+    /// (top-level YAML keys other than `interval` and `collector`).
+    pub fn start_with(name: &str, url: &str, fingerprint: &str, extra: &str) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("agent.yaml");
-        std::fs::write(&config, "interval: 1s\ncollector:\n  timeout: 2s\n").unwrap();
+        std::fs::write(
+            &config,
+            format!("interval: 1s\ncollector:\n  timeout: 2s\n{extra}"),
+        )
+        .unwrap();
         let mut command = Command::new(binary("countywatch-agent"));
         command
             .args(["--log-format", "json", "run", "--config"])
@@ -288,6 +298,11 @@ impl Agent {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The process id, for reading its /proc entry (benchmarks).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends SIGTERM and returns the exit status.
