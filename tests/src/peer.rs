@@ -166,6 +166,40 @@ impl Drop for Prometheus {
     }
 }
 
+/// Runs `promtool check metrics` on exposition text and returns its
+/// findings, one per line, except the camelCase lint on node_exporter's
+/// own meminfo names (`node_memory_MemTotal_bytes`), which are the
+/// compatibility we promise and which promtool flags on node_exporter too.
+pub fn promtool_findings(text: &str) -> Vec<String> {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed by tests/run.sh");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    report
+        .lines()
+        .filter(|line| {
+            !(line.starts_with("node_memory_") && line.contains("'snake_case' not 'camelCase'"))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
 /// Percent-encodes everything but unreserved characters (RFC 3986).
 pub fn percent_encode(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len() * 3);

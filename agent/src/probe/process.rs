@@ -1,7 +1,11 @@
-//! The process probe: CPU seconds, resident memory, open file descriptors,
-//! start time and count of processes, grouped and labelled by process name
-//! (`countywatch_process_*{name}`), never by pid, so series survive
-//! restarts and their number stays bounded.
+//! The process probe: CPU seconds, memory, open file descriptors, start
+//! time and count of processes, grouped and labelled by process name, never
+//! by pid, so series survive restarts and their number stays bounded.
+//!
+//! Names and labels are process-exporter's
+//! (`namedprocess_namegroup_cpu_seconds_total{groupname,mode}` and
+//! siblings), so its Grafana dashboards work unchanged; the collector keeps
+//! the `countywatch_` namespace for itself.
 //!
 //! node_exporter refuses per-process metrics; county ops teams ask which
 //! process ate the memory, so this probe answers for a configured list of
@@ -21,8 +25,8 @@ use serde::Deserialize;
 use super::{Probe, ProbeError, read_file};
 use crate::config::ProbeToggle;
 
-/// The process probe's config section.
-#[derive(Clone, Debug, Deserialize)]
+/// The process probe's config section; off, with nothing listed, by default.
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProcessConfig {
     /// Whether the probe runs (off unless set).
@@ -35,17 +39,6 @@ pub struct ProcessConfig {
     /// Also report the N names using the most CPU since the last run, and
     /// the N using the most resident memory. 0 turns this off.
     pub top: usize,
-}
-
-impl Default for ProcessConfig {
-    fn default() -> Self {
-        ProcessConfig {
-            enabled: false,
-            interval: None,
-            names: Vec::new(),
-            top: 0,
-        }
-    }
 }
 
 impl ProcessConfig {
@@ -83,8 +76,12 @@ pub fn validate(config: &ProcessConfig, problems: &mut Problems) {
 pub struct ProcessStat {
     /// `comm`: the executable name, truncated by the kernel to 15 bytes.
     pub name: String,
-    /// User plus system CPU time, in clock ticks.
-    pub cpu_ticks: f64,
+    /// User CPU time, in clock ticks.
+    pub user_ticks: f64,
+    /// System CPU time, in clock ticks.
+    pub system_ticks: f64,
+    /// Virtual memory size, in bytes.
+    pub virtual_bytes: f64,
     /// Start time, in clock ticks after boot.
     pub start_ticks: f64,
     /// Resident set size, in pages.
@@ -102,7 +99,9 @@ pub fn parse_stat(text: &str) -> Option<ProcessStat> {
     let field = |number: usize| -> Option<f64> { fields.get(number - 3)?.parse().ok() };
     Some(ProcessStat {
         name,
-        cpu_ticks: field(14)? + field(15)?,
+        user_ticks: field(14)?,
+        system_ticks: field(15)?,
+        virtual_bytes: field(23)?,
         start_ticks: field(22)?,
         rss_pages: field(24)?,
     })
@@ -111,8 +110,12 @@ pub fn parse_stat(text: &str) -> Option<ProcessStat> {
 /// What a name group adds up to in one run.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Group {
-    /// CPU seconds of live processes plus those of exited ones.
-    pub cpu_seconds: f64,
+    /// User CPU seconds of live processes plus those of exited ones.
+    pub user_seconds: f64,
+    /// System CPU seconds, likewise.
+    pub system_seconds: f64,
+    /// Virtual memory of live processes.
+    pub virtual_bytes: f64,
     /// Resident bytes of live processes.
     pub rss_bytes: f64,
     /// Open file descriptors of live processes (those we may read).
@@ -138,10 +141,11 @@ pub struct ProcessProbe {
     page_size: f64,
     /// Boot time, seconds since the epoch, read once.
     boot_time: Option<f64>,
-    /// Live processes last run: pid -> (name, start ticks, CPU seconds).
-    seen: HashMap<i32, (String, f64, f64)>,
-    /// CPU seconds of exited processes, per name.
-    exited: HashMap<String, f64>,
+    /// Live processes last run: pid -> (name, start ticks, user and system
+    /// CPU seconds).
+    seen: HashMap<i32, (String, f64, [f64; 2])>,
+    /// User and system CPU seconds of exited processes, per name.
+    exited: HashMap<String, [f64; 2]>,
     /// Each group's CPU total last run, to rank by recent CPU use.
     last_cpu: HashMap<String, f64>,
 }
@@ -216,16 +220,23 @@ impl Probe for ProcessProbe {
                 .get(&pid)
                 .is_some_and(|stat| stat.start_ticks == start && stat.name == name);
             if !same {
-                *self.exited.entry(name).or_default() += cpu;
+                let total = self.exited.entry(name).or_default();
+                total[0] += cpu[0];
+                total[1] += cpu[1];
             }
         }
         let mut groups: BTreeMap<String, Group> = BTreeMap::new();
         for (pid, stat) in &live {
-            let cpu = stat.cpu_ticks / self.ticks_per_second;
+            let cpu = [
+                stat.user_ticks / self.ticks_per_second,
+                stat.system_ticks / self.ticks_per_second,
+            ];
             self.seen
                 .insert(*pid, (stat.name.clone(), stat.start_ticks, cpu));
             let group = groups.entry(stat.name.clone()).or_default();
-            group.cpu_seconds += cpu;
+            group.user_seconds += cpu[0];
+            group.system_seconds += cpu[1];
+            group.virtual_bytes += stat.virtual_bytes;
             group.rss_bytes += stat.rss_pages * self.page_size;
             let start = boot_time + stat.start_ticks / self.ticks_per_second;
             if group.count == 0.0 || start < group.start_time {
@@ -234,12 +245,14 @@ impl Probe for ProcessProbe {
             group.count += 1.0;
         }
         for (name, group) in &mut groups {
-            group.cpu_seconds += self.exited.get(name).copied().unwrap_or(0.0);
+            let exited = self.exited.get(name).copied().unwrap_or_default();
+            group.user_seconds += exited[0];
+            group.system_seconds += exited[1];
         }
         let chosen = choose(&groups, &self.names, self.top, &self.last_cpu);
         self.last_cpu = groups
             .iter()
-            .map(|(name, group)| (name.clone(), group.cpu_seconds))
+            .map(|(name, group)| (name.clone(), group.cpu_seconds()))
             .collect();
         // Counting descriptors lists a directory per process: done only for
         // the processes reported.
@@ -253,8 +266,10 @@ impl Probe for ProcessProbe {
         // Configured names with no live process report zero, so their alerts
         // see "not running" rather than nothing.
         for name in &self.names {
+            let exited = self.exited.get(name).copied().unwrap_or_default();
             groups.entry(name.clone()).or_insert_with(|| Group {
-                cpu_seconds: self.exited.get(name).copied().unwrap_or(0.0),
+                user_seconds: exited[0],
+                system_seconds: exited[1],
                 ..Group::default()
             });
         }
@@ -290,7 +305,7 @@ pub fn choose(
         .iter()
         .map(|(name, group)| {
             let before = last_cpu.get(name).copied().unwrap_or(0.0);
-            (name, group.cpu_seconds - before)
+            (name, group.cpu_seconds() - before)
         })
         .collect();
     by_cpu.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
@@ -304,49 +319,56 @@ pub fn choose(
     chosen
 }
 
-/// The families of the reported groups.
+/// The families of the reported groups, as process-exporter names them.
 pub fn families(groups: &[(&str, &Group)]) -> Vec<MetricFamily> {
-    let spec: [(&str, &str, MetricKind, fn(&Group) -> f64); 5] = [
-        (
-            "countywatch_process_cpu_seconds_total",
-            "CPU time (user and system) of the processes with this name, exited ones included.",
-            MetricKind::Counter,
-            |group| group.cpu_seconds,
-        ),
-        (
-            "countywatch_process_resident_memory_bytes",
-            "Resident memory of the processes with this name.",
-            MetricKind::Gauge,
-            |group| group.rss_bytes,
-        ),
-        (
-            "countywatch_process_open_fds",
-            "Open file descriptors of the processes with this name (those the agent may read).",
-            MetricKind::Gauge,
-            |group| group.open_fds,
-        ),
-        (
-            "countywatch_process_start_time_seconds",
-            "Start time of the oldest process with this name, seconds since the epoch.",
-            MetricKind::Gauge,
-            |group| group.start_time,
-        ),
-        (
-            "countywatch_process_count",
-            "Running processes with this name.",
-            MetricKind::Gauge,
-            |group| group.count,
-        ),
-    ];
-    spec.iter()
-        .map(|(name, help, kind, value)| {
-            let mut family = MetricFamily::new(*name, *help, *kind);
-            for (group_name, group) in groups {
-                family.push(&[("name", group_name)], value(group));
-            }
-            family
-        })
-        .collect()
+    let mut cpu = MetricFamily::new(
+        "namedprocess_namegroup_cpu_seconds_total",
+        "Cpu user usage in seconds",
+        MetricKind::Counter,
+    );
+    let mut memory = MetricFamily::new(
+        "namedprocess_namegroup_memory_bytes",
+        "number of bytes of memory in use",
+        MetricKind::Gauge,
+    );
+    let mut fds = MetricFamily::new(
+        "namedprocess_namegroup_open_filedesc",
+        "number of open file descriptors for this group",
+        MetricKind::Gauge,
+    );
+    let mut start = MetricFamily::new(
+        "namedprocess_namegroup_oldest_start_time_seconds",
+        "start time in seconds since 1970/01/01 of oldest process in group",
+        MetricKind::Gauge,
+    );
+    let mut count = MetricFamily::new(
+        "namedprocess_namegroup_num_procs",
+        "number of processes in this group",
+        MetricKind::Gauge,
+    );
+    for (name, group) in groups {
+        let label = ("groupname", *name);
+        cpu.push(&[label, ("mode", "user")], group.user_seconds);
+        cpu.push(&[label, ("mode", "system")], group.system_seconds);
+        memory.push(&[label, ("memtype", "resident")], group.rss_bytes);
+        memory.push(&[label, ("memtype", "virtual")], group.virtual_bytes);
+        fds.push(&[label], group.open_fds);
+        // A name with no process has no start time; 0 would read as 1970.
+        if group.count > 0.0 {
+            start.push(&[label], group.start_time);
+        }
+        count.push(&[label], group.count);
+    }
+    let mut all = vec![cpu, memory, fds, start, count];
+    all.retain(|family| !family.samples.is_empty());
+    all
+}
+
+impl Group {
+    /// User plus system CPU seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.user_seconds + self.system_seconds
+    }
 }
 
 #[cfg(test)]
@@ -366,7 +388,9 @@ mod tests {
             stat,
             ProcessStat {
                 name: "tmux: (server)".into(),
-                cpu_ticks: 100.0,
+                user_ticks: 95.0,
+                system_ticks: 5.0,
+                virtual_bytes: 1000.0,
                 start_ticks: 300.0,
                 rss_pages: 12.0
             }
@@ -383,14 +407,21 @@ mod tests {
         }
     }
 
-    fn value(out: &[MetricFamily], family: &str, name: &str) -> Option<f64> {
+    /// The value of `family{groupname=name[,second label=second]}`.
+    fn value(out: &[MetricFamily], family: &str, name: &str, second: Option<&str>) -> Option<f64> {
         out.iter()
             .find(|f| f.name == family)?
             .samples
             .iter()
-            .find(|sample| sample.labels[0].1 == name)
+            .find(|sample| {
+                sample.labels[0] == ("groupname".to_string(), name.to_string())
+                    && second.is_none_or(|second| sample.labels[1].1 == second)
+            })
             .map(|sample| sample.value)
     }
+
+    const CPU: &str = "namedprocess_namegroup_cpu_seconds_total";
+    const COUNT: &str = "namedprocess_namegroup_num_procs";
 
     #[test]
     fn groups_by_name_and_never_goes_backwards_when_a_process_exits() {
@@ -410,50 +441,53 @@ mod tests {
         probe.page_size = 4096.0;
         let mut out = Vec::new();
         probe.collect(&mut out).unwrap();
+        assert_eq!(value(&out, CPU, "postgres", Some("user")), Some(2.9));
+        assert_eq!(value(&out, CPU, "postgres", Some("system")), Some(0.1));
+        assert_eq!(value(&out, COUNT, "postgres", None), Some(2.0));
         assert_eq!(
-            value(&out, "countywatch_process_cpu_seconds_total", "postgres"),
-            Some(3.0)
-        );
-        assert_eq!(
-            value(&out, "countywatch_process_count", "postgres"),
-            Some(2.0)
-        );
-        assert_eq!(
-            value(&out, "countywatch_process_open_fds", "postgres"),
+            value(
+                &out,
+                "namedprocess_namegroup_open_filedesc",
+                "postgres",
+                None
+            ),
             Some(5.0)
         );
         assert_eq!(
             value(
                 &out,
-                "countywatch_process_resident_memory_bytes",
-                "postgres"
+                "namedprocess_namegroup_memory_bytes",
+                "postgres",
+                Some("resident")
             ),
             Some(2.0 * 10.0 * 4096.0)
         );
         assert_eq!(
-            value(&out, "countywatch_process_start_time_seconds", "postgres"),
-            Some(1700000001.0)
+            value(
+                &out,
+                "namedprocess_namegroup_memory_bytes",
+                "postgres",
+                Some("virtual")
+            ),
+            Some(2000.0)
         );
-        assert_eq!(value(&out, "countywatch_process_count", "httpd"), Some(0.0));
-        assert_eq!(value(&out, "countywatch_process_count", "sshd"), None);
+        let oldest = "namedprocess_namegroup_oldest_start_time_seconds";
+        assert_eq!(value(&out, oldest, "postgres", None), Some(1700000001.0));
+        assert_eq!(value(&out, COUNT, "httpd", None), Some(0.0));
+        assert_eq!(value(&out, oldest, "httpd", None), None);
+        assert_eq!(value(&out, COUNT, "sshd", None), None);
         // The busier postgres exits: its CPU stays in the counter.
         std::fs::remove_dir_all(root.join("11")).unwrap();
         out.clear();
         probe.collect(&mut out).unwrap();
-        assert_eq!(
-            value(&out, "countywatch_process_cpu_seconds_total", "postgres"),
-            Some(3.0)
-        );
-        assert_eq!(
-            value(&out, "countywatch_process_count", "postgres"),
-            Some(1.0)
-        );
+        assert_eq!(value(&out, CPU, "postgres", Some("user")), Some(2.9));
+        assert_eq!(value(&out, COUNT, "postgres", None), Some(1.0));
     }
 
     #[test]
     fn top_n_by_recent_cpu_and_by_memory() {
         let group = |cpu: f64, rss: f64| Group {
-            cpu_seconds: cpu,
+            user_seconds: cpu,
             rss_bytes: rss,
             ..Group::default()
         };

@@ -234,6 +234,9 @@ struct Target {
     /// TLS settings, for https and tls targets; an error when the CA file
     /// could not be read, reported on every run.
     tls: Option<Result<Arc<ClientConfig>, String>>,
+    /// Whether the last check failed, so that a failure is logged once per
+    /// change of state, not every interval.
+    failing: bool,
 }
 
 /// What one check found.
@@ -274,6 +277,7 @@ impl ServiceProbe {
                     config: target.clone(),
                     endpoint,
                     tls,
+                    failing: false,
                 }
             })
             .collect();
@@ -303,10 +307,18 @@ impl Probe for ServiceProbe {
                 })
                 .collect()
         });
-        for (target, outcome) in self.targets.iter().zip(&outcomes) {
-            if let Some(error) = &outcome.error {
-                tracing::debug!(target = %target.config.target.value, %error, "service check failed");
+        for (target, outcome) in self.targets.iter_mut().zip(&outcomes) {
+            let label = &target.config.target.value;
+            match (&outcome.error, target.failing) {
+                (Some(error), false) => {
+                    tracing::warn!(name = %target.config.name, target = %label, %error, "service check failed");
+                }
+                (None, true) => {
+                    tracing::info!(name = %target.config.name, target = %label, "service check passes again");
+                }
+                _ => {}
             }
+            target.failing = outcome.error.is_some();
         }
         let labelled: Vec<(&TargetConfig, &Outcome)> = self
             .targets

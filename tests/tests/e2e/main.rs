@@ -6,4 +6,5 @@
 mod bad_input;
 mod cli;
 mod node_exporter;
+mod service_probes;
 mod skeleton;
