@@ -26,13 +26,18 @@ pub struct TransportStats {
     pub batches_sent: AtomicU64,
     /// Send attempts that failed (each retry counts).
     pub send_failures: AtomicU64,
-    /// Batches discarded because the pending queue was full or the collector
-    /// refused them as invalid.
+    /// Batches the collector refused as invalid (never retried).
     pub batches_dropped: AtomicU64,
     /// Compressed bytes the collector acknowledged.
     pub bytes_sent: AtomicU64,
-    /// Batches waiting to be sent.
+    /// Batches waiting in the spool.
     pub pending_batches: AtomicU64,
+    /// Bytes waiting in the spool.
+    pub spool_bytes: AtomicU64,
+    /// Metric batches dropped because the spool was full.
+    pub spool_dropped_metrics: AtomicU64,
+    /// Event batches dropped because the spool was full.
+    pub spool_dropped_events: AtomicU64,
 }
 
 type ProbeRun = (
@@ -294,6 +299,19 @@ impl Collector {
             errors.push(&labels, self.errors.get(index).copied().unwrap_or(0) as f64);
         }
         let stats = &self.stats;
+        let mut spool_dropped = MetricFamily::new(
+            "countywatch_agent_spool_dropped_batches_total",
+            "Batches dropped because the spool was full, by kind.",
+            MetricKind::Counter,
+        );
+        spool_dropped.push(
+            &[("kind", "metrics")],
+            stats.spool_dropped_metrics.load(Ordering::Relaxed) as f64,
+        );
+        spool_dropped.push(
+            &[("kind", "events")],
+            stats.spool_dropped_events.load(Ordering::Relaxed) as f64,
+        );
         let counter = |name: &str, help: &str, value: &AtomicU64| {
             MetricFamily::single(
                 name,
@@ -324,8 +342,8 @@ impl Collector {
                 &stats.send_failures,
             ),
             counter(
-                "countywatch_agent_batches_dropped_total",
-                "Batches discarded unsent (queue full, or refused as invalid).",
+                "countywatch_agent_batches_refused_total",
+                "Batches the collector refused as invalid, dropped without retry.",
                 &stats.batches_dropped,
             ),
             counter(
@@ -334,11 +352,18 @@ impl Collector {
                 &stats.bytes_sent,
             ),
             MetricFamily::single(
-                "countywatch_agent_pending_batches",
-                "Batches waiting to be sent.",
+                "countywatch_agent_spool_batches",
+                "Batches waiting in the spool for the collector's acknowledgement.",
                 MetricKind::Gauge,
                 stats.pending_batches.load(Ordering::Relaxed) as f64,
             ),
+            MetricFamily::single(
+                "countywatch_agent_spool_bytes",
+                "Bytes of batches waiting in the spool.",
+                MetricKind::Gauge,
+                stats.spool_bytes.load(Ordering::Relaxed) as f64,
+            ),
+            spool_dropped,
         ]
     }
 }

@@ -16,4 +16,4 @@ pub mod http;
 pub mod peer;
 pub mod process;
 
-pub use process::{Agent, Collector, binary};
+pub use process::{Agent, Collector, TEST_AGENT_CONFIG, binary, enroll};

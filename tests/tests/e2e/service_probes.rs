@@ -89,12 +89,7 @@ fn service_checks_and_process_metrics_reach_the_collector() {
 "
     );
     let collector = Collector::start();
-    let agent = Agent::start_with(
-        "svc-host",
-        &format!("https://{}", collector.ingest_addr),
-        &collector.fingerprint,
-        &config,
-    );
+    let agent = Agent::start_for_with("svc-host", &collector, &config);
     let prefix = "{instance=\"svc-host\",job=\"countywatch\",";
     let series = |family: &str, name: &str, module: &str, target: &str| {
         format!("{family}{prefix}name=\"{name}\",module=\"{module}\",target=\"{target}\"}}")
