@@ -46,6 +46,8 @@ struct EnrollResponse {
     ca_pem: String,
     /// The ingest port on the same host.
     ingest_port: u16,
+    /// The first sequence number to use.
+    first_seq: u64,
 }
 
 /// Enrols with the collector at `collector` (its enrolment URL) and writes
@@ -97,6 +99,7 @@ pub async fn enroll(
     let enrollment = Enrollment {
         agent: answer.agent,
         ingest_url: format!("https://{host}:{}", answer.ingest_port),
+        first_seq: answer.first_seq,
     };
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;

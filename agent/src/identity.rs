@@ -17,6 +17,8 @@ pub struct Enrollment {
     pub agent: String,
     /// The ingest URL derived from the enrolment URL and the collector's answer.
     pub ingest_url: String,
+    /// The first batch sequence number the collector expects from this name.
+    pub first_seq: u64,
 }
 
 /// Paths of the identity files.
@@ -116,6 +118,7 @@ mod tests {
         let record = Enrollment {
             agent: "web-01".to_string(),
             ingest_url: "https://c:9781".to_string(),
+            first_seq: 1,
         };
         files.write("KEY", "CERT", "CA", &record).unwrap();
         files.write("KEY2", "CERT2", "CA", &record).unwrap();

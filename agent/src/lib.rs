@@ -89,7 +89,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let url = CollectorUrl::parse(&url_text).map_err(anyhow::Error::msg)?;
     let tls = transport::mutual_tls(&identity)?;
     let transport = Transport::new(url, tls, config.collector.timeout.get());
-    let spool = Spool::open(&config.state_dir, config.spool.max_bytes)?;
+    let spool = Spool::open(
+        &config.state_dir,
+        config.spool.max_bytes,
+        enrollment.first_seq,
+    )?;
     let stats = Arc::new(TransportStats::default());
     publish_spool_size(&spool, &stats);
     let outbox = Arc::new(Outbox {
@@ -391,7 +395,7 @@ mod tests {
     #[test]
     fn an_overflow_is_reported_as_an_event_and_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path(), 1024 * 1024).unwrap();
+        let spool = Spool::open(dir.path(), 1024 * 1024, 1).unwrap();
         let outbox = Outbox {
             spool: Mutex::new(spool),
             notify: Notify::new(),

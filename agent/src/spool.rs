@@ -58,8 +58,10 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Opens or creates `<state_dir>/spool.db`.
-    pub fn open(state_dir: &Path, max_bytes: u64) -> anyhow::Result<Spool> {
+    /// Opens or creates `<state_dir>/spool.db`. Sequence numbers continue
+    /// from at least `first_seq` (what the collector expects after an
+    /// enrolment), or above the last one handed out, whichever is higher.
+    pub fn open(state_dir: &Path, max_bytes: u64, first_seq: u64) -> anyhow::Result<Spool> {
         let path = state_dir.join("spool.db");
         let connection = Connection::open(&path)
             .with_context(|| format!("cannot open the spool {}", path.display()))?;
@@ -81,6 +83,20 @@ impl Spool {
                 )
             })
             .with_context(|| format!("cannot initialise the spool {}", path.display()))?;
+        let floor = i64::try_from(first_seq.saturating_sub(1)).unwrap_or(i64::MAX);
+        connection
+            .execute(
+                "INSERT INTO sqlite_sequence (name, seq) SELECT 'batches', ?1
+                 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'batches')",
+                params![floor],
+            )
+            .and_then(|_| {
+                connection.execute(
+                    "UPDATE sqlite_sequence SET seq = MAX(seq, ?1) WHERE name = 'batches'",
+                    params![floor],
+                )
+            })
+            .with_context(|| format!("cannot set the sequence of {}", path.display()))?;
         let (bytes, count): (i64, i64) = connection
             .query_row(
                 "SELECT COALESCE(SUM(LENGTH(body)), 0), COUNT(*) FROM batches",
@@ -253,7 +269,7 @@ mod tests {
     #[test]
     fn batches_survive_reopening_and_sequence_numbers_never_repeat() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20, 1).unwrap();
         let (first, _) = spool.push(BatchKind::Metrics, 0, body(10), &[]).unwrap();
         let (second, _) = spool
             .push(
@@ -266,7 +282,7 @@ mod tests {
         assert_eq!((first, second), (1, 2));
         spool.acknowledge(second).unwrap();
         drop(spool);
-        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20, 1).unwrap();
         assert_eq!(spool.len(), 1);
         assert_eq!(spool.bytes(), 10);
         let (seq, stored) = spool.oldest().unwrap().unwrap();
@@ -278,9 +294,26 @@ mod tests {
     }
 
     #[test]
+    fn sequence_numbers_start_where_the_collector_expects() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20, 41).unwrap();
+        assert_eq!(
+            spool.push(BatchKind::Metrics, 0, body(10), &[]).unwrap().0,
+            41
+        );
+        drop(spool);
+        // A lower floor never moves the sequence back.
+        let mut spool = Spool::open(dir.path(), 1 << 20, 1).unwrap();
+        assert_eq!(
+            spool.push(BatchKind::Metrics, 0, body(10), &[]).unwrap().0,
+            42
+        );
+    }
+
+    #[test]
     fn when_full_metrics_go_first_then_the_oldest_events() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = Spool::open(dir.path(), 300).unwrap();
+        let mut spool = Spool::open(dir.path(), 300, 1).unwrap();
         spool.push(BatchKind::Events, 0, body(100), &[]).unwrap();
         spool.push(BatchKind::Metrics, 0, body(100), &[]).unwrap();
         spool.push(BatchKind::Metrics, 0, body(100), &[]).unwrap();

@@ -47,7 +47,7 @@ pub enum SendError {
     #[error("collector at {0} did not answer in time")]
     Timeout(String),
     /// The collector answered with an error status.
-    #[error("collector refused the batch: HTTP {status}: {body}")]
+    #[error("collector refused the request (HTTP {status}): {body}")]
     Rejected {
         /// The HTTP status.
         status: u16,
@@ -223,9 +223,16 @@ impl Transport {
         if status.is_success() {
             return Ok(body);
         }
-        let text = String::from_utf8_lossy(&body[..body.len().min(512)])
-            .trim()
-            .to_string();
+        // The collector explains refusals as {"error": "..."}; show that text
+        // as it is, else the start of whatever came back.
+        let text = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|value| value.get("error")?.as_str().map(str::to_string))
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&body[..body.len().min(512)])
+                    .trim()
+                    .to_string()
+            });
         Err(SendError::Rejected {
             status: status.as_u16(),
             body: text,

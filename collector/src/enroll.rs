@@ -68,6 +68,9 @@ pub struct EnrollResponse {
     pub ca_pem: String,
     /// The port of the ingest listener, on the same host the agent enrolled with.
     pub ingest_port: u16,
+    /// The first batch sequence number the agent must use: one above the
+    /// last stored under this name, so a re-enrolled agent is not replayed.
+    pub first_seq: u64,
 }
 
 /// What the enrolment handler needs.
@@ -236,7 +239,7 @@ async fn enrol(
             .ca
             .sign_agent(&enroll.csr_pem, &name)
             .map_err(|error| (StatusCode::BAD_REQUEST, "bad_request", format!("{error:#}")))?;
-        state
+        let first_seq = state
             .registry
             .enrol(&name, &issued.sha256, now)
             .map_err(|error| {
@@ -251,6 +254,7 @@ async fn enrol(
             certificate_pem: issued.pem,
             ca_pem: state.ca.certificate_pem().to_string(),
             ingest_port: state.ingest_port,
+            first_seq,
         })
     })
     .await;

@@ -20,7 +20,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::ca::sha256_hex;
 
 /// Schema migrations, applied in order; the index + 1 is the version.
-const MIGRATIONS: &[&str] = &["CREATE TABLE tokens (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE tokens (
         hash TEXT PRIMARY KEY,
         name TEXT,
         created_ms INTEGER NOT NULL,
@@ -49,7 +50,17 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE tokens (
         body TEXT NOT NULL,
         UNIQUE (agent, seq, position)
     );
-    CREATE INDEX events_by_agent ON events (agent, timestamp_ms);"];
+    CREATE INDEX events_by_agent ON events (agent, timestamp_ms);",
+    // Every batch accepted, so that an operator (and the tests) can prove
+    // that an agent's sequence has no gap and no repeat.
+    "CREATE TABLE batches (
+        agent TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        received_ms INTEGER NOT NULL,
+        events INTEGER NOT NULL,
+        PRIMARY KEY (agent, seq)
+    ) WITHOUT ROWID;",
+];
 
 /// An enrolled agent as `agents list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,19 +214,29 @@ impl Registry {
         Ok(name)
     }
 
-    /// Records an agent's new certificate. Re-enrolling a name replaces its
-    /// certificate (the old one stops working at once), clears a
-    /// revocation, and restarts its sequence numbers.
-    pub fn enrol(&self, name: &str, cert_sha256: &str, now_ms: i64) -> anyhow::Result<()> {
-        self.lock()
+    /// Records an agent's new certificate and returns the first sequence
+    /// number its batches must use. Re-enrolling a name replaces its
+    /// certificate (the old one stops working at once) and clears a
+    /// revocation; its sequence numbers continue where they were, so that a
+    /// re-installed agent's batches are not taken for replays.
+    pub fn enrol(&self, name: &str, cert_sha256: &str, now_ms: i64) -> anyhow::Result<u64> {
+        let connection = self.lock();
+        connection
             .execute(
                 "INSERT INTO agents (name, cert_sha256, enrolled_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (name) DO UPDATE SET cert_sha256 = excluded.cert_sha256,
-                    enrolled_ms = excluded.enrolled_ms, revoked_ms = NULL, last_seq = 0, silent = 0",
+                    enrolled_ms = excluded.enrolled_ms, revoked_ms = NULL, silent = 0",
                 params![name, cert_sha256, now_ms],
             )
             .context("cannot record the agent")?;
-        Ok(())
+        let last_seq: i64 = connection
+            .query_row(
+                "SELECT last_seq FROM agents WHERE name = ?1",
+                params![name],
+                |row| row.get(0),
+            )
+            .context("cannot read the agent")?;
+        Ok(u64::try_from(last_seq).unwrap_or(0) + 1)
     }
 
     /// The agent a client certificate belongs to, if it is current and not
@@ -309,6 +330,15 @@ impl Registry {
                 ])?;
             }
         }
+        transaction.execute(
+            "INSERT INTO batches (agent, seq, received_ms, events) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                agent,
+                seq,
+                now_ms,
+                i64::try_from(events.len()).unwrap_or(i64::MAX)
+            ],
+        )?;
         transaction.execute(
             "UPDATE agents SET last_seq = ?1 WHERE name = ?2",
             params![seq, agent],

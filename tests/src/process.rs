@@ -229,6 +229,11 @@ impl Collector {
         )
     }
 
+    /// The collector's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Creates an enrolment token with `countywatch-collector token create`.
     pub fn token(&self, name: Option<&str>) -> String {
         let mut command = Command::new(binary("countywatch-collector"));
@@ -266,6 +271,55 @@ impl Collector {
         );
         assert_eq!(code, 0, "{stderr}");
         dir
+    }
+
+    /// Runs `countywatch-collector agents revoke NAME`.
+    pub fn revoke(&self, name: &str) {
+        let output = Command::new(binary("countywatch-collector"))
+            .args(["agents", "revoke", "--data-dir"])
+            .arg(&self.data_dir)
+            .arg(name)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "revoke failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Opens the collector's state database read-only (WAL allows it while
+    /// the collector writes).
+    pub fn database(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.data_dir.join("collector.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap()
+    }
+
+    /// The sequence numbers of every batch stored for `agent`, ascending.
+    pub fn batch_sequence_numbers(&self, agent: &str) -> Vec<i64> {
+        let database = self.database();
+        let mut statement = database
+            .prepare("SELECT seq FROM batches WHERE agent = ?1 ORDER BY seq")
+            .unwrap();
+        statement
+            .query_map([agent], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<Vec<i64>, _>>()
+            .unwrap()
+    }
+
+    /// How many events of `kind` are stored for `agent`.
+    pub fn event_count(&self, agent: &str, kind: &str) -> i64 {
+        self.database()
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE agent = ?1 AND kind = ?2",
+                [agent, kind],
+                |row| row.get(0),
+            )
+            .unwrap()
     }
 
     /// The enrolment URL.
@@ -397,10 +451,23 @@ impl Agent {
     /// Starts an agent whose state is in `<dir>/state` (already enrolled),
     /// with the given config text.
     pub fn start_in(dir: tempfile::TempDir, config: &str) -> Agent {
+        Agent::start_wrapped(dir, config, &[])
+    }
+
+    /// Like [`Agent::start_in`], with the binary run through `wrapper`
+    /// (e.g. `ip netns exec NS`).
+    pub fn start_wrapped(dir: tempfile::TempDir, config: &str, wrapper: &[&str]) -> Agent {
         let state_dir = dir.path().join("state");
         let config_path = dir.path().join("agent.yaml");
         std::fs::write(&config_path, config).unwrap();
-        let mut command = Command::new(binary("countywatch-agent"));
+        let mut command = match wrapper.split_first() {
+            Some((program, arguments)) => {
+                let mut command = Command::new(program);
+                command.args(arguments).arg(binary("countywatch-agent"));
+                command
+            }
+            None => Command::new(binary("countywatch-agent")),
+        };
         command
             .args(["--log-format", "json", "run", "--config"])
             .arg(&config_path)
@@ -428,6 +495,26 @@ impl Agent {
     /// Sends SIGTERM and returns the exit status.
     pub fn terminate(mut self) -> Option<ExitStatus> {
         terminate(&mut self.child)
+    }
+
+    /// From the agent's spool: (batches waiting, last sequence number handed out).
+    pub fn spool_state(&self) -> (i64, i64) {
+        let spool = rusqlite::Connection::open_with_flags(
+            self.state_dir.join("spool.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let waiting = spool
+            .query_row("SELECT COUNT(*) FROM batches", [], |row| row.get(0))
+            .unwrap();
+        let last = spool
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'batches'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap_or(0);
+        (waiting, last)
     }
 
     /// Kills the agent with SIGKILL and returns its directory, for a restart.

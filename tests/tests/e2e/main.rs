@@ -5,6 +5,8 @@
 
 mod bad_input;
 mod cli;
+mod link_cut;
 mod node_exporter;
 mod service_probes;
 mod skeleton;
+mod transport;
