@@ -10,6 +10,11 @@ use countywatch_daemon::config_file::{self, Location, Problems, Spanned};
 use countywatch_daemon::duration::PromDuration;
 use serde::Deserialize;
 
+pub use crate::probe::filesystem::FilesystemConfig;
+pub use crate::probe::process::ProcessConfig;
+pub use crate::probe::service::ServiceConfig;
+pub use crate::probe::systemd::SystemdConfig;
+
 /// The whole agent configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -81,7 +86,7 @@ pub struct PathsConfig {
     pub sysfs: PathBuf,
 }
 
-/// Enable flags of the host probes.
+/// The probes: one section each, with its enable flag and interval.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProbesConfig {
@@ -92,24 +97,42 @@ pub struct ProbesConfig {
     /// Every /proc/meminfo field.
     pub memory: ProbeToggle,
     /// Size and free space of mounted filesystems.
-    pub filesystem: ProbeToggle,
-    /// Per-interface network counters.
+    pub filesystem: FilesystemConfig,
+    /// Block device I/O counters from /proc/diskstats.
+    pub disk: ProbeToggle,
+    /// Per-interface network counters, link state and addresses.
     pub network: ProbeToggle,
+    /// Clock, kernel and OS identity, file descriptor use.
+    pub system: ProbeToggle,
+    /// Pressure stall information, where the kernel has it.
+    pub pressure: ProbeToggle,
+    /// State of the listed systemd units.
+    pub systemd: SystemdConfig,
+    /// Per-process CPU, memory and file descriptors (off by default).
+    pub process: ProcessConfig,
+    /// TCP, HTTP(S) and TLS checks of services (blackbox_exporter style).
+    pub service: ServiceConfig,
     /// How long one probe may run before the collection moves on without it.
     pub timeout: PromDuration,
 }
 
-/// A probe's switch.
+/// A probe's switch and schedule.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProbeToggle {
     /// Whether the probe runs.
     pub enabled: bool,
+    /// How often the probe runs; between runs each batch repeats its last
+    /// figures. Defaults to the agent's `interval` (every collection).
+    pub interval: Option<PromDuration>,
 }
 
 impl Default for ProbeToggle {
     fn default() -> Self {
-        ProbeToggle { enabled: true }
+        ProbeToggle {
+            enabled: true,
+            interval: None,
+        }
     }
 }
 
@@ -288,8 +311,14 @@ impl Default for ProbesConfig {
             cpu: ProbeToggle::default(),
             load: ProbeToggle::default(),
             memory: ProbeToggle::default(),
-            filesystem: ProbeToggle::default(),
+            filesystem: FilesystemConfig::default(),
+            disk: ProbeToggle::default(),
             network: ProbeToggle::default(),
+            system: ProbeToggle::default(),
+            pressure: ProbeToggle::default(),
+            systemd: SystemdConfig::default(),
+            process: ProcessConfig::default(),
+            service: ServiceConfig::default(),
             timeout: PromDuration(Duration::from_secs(5)),
         }
     }
@@ -398,6 +427,7 @@ impl Config {
         if self.interval.get() < Duration::from_secs(1) {
             problems.general(format!("interval {} is shorter than 1s", self.interval));
         }
+        crate::probe::validate(&self.probes, &mut problems);
         let sources = &self.sources;
         for rule in &sources.ports.allow {
             if let Err(message) = crate::source::ports::AllowRule::parse(&rule.value) {
@@ -524,6 +554,52 @@ mod tests {
                 .fim
                 .paths
                 .contains(&PathBuf::from("/etc/shadow"))
+        );
+    }
+
+    #[test]
+    fn every_probe_section_parses_and_is_checked() {
+        let text = "probes:
+  disk:
+    interval: 30s
+  filesystem:
+    stat_timeout: 1s
+  systemd:
+    units: [ssh.service, cron.service]
+  process:
+    enabled: true
+    top: 5
+  service:
+    interval: 1m
+    targets:
+      - name: portal
+        module: http
+        target: https://portal.example.invalid/
+        expect_status: [200, 301]
+      - name: db
+        module: tcp
+        target: 127.0.0.1:5432
+";
+        let config = Config::load_from_text(text).unwrap();
+        assert_eq!(config.probes.service.targets.len(), 2);
+        assert_eq!(config.probes.process.top, 5);
+        let bad = "probes:
+  cpu:
+    interval: 100ms
+  filesystem:
+    stat_timeout: 10s
+  service:
+    targets:
+      - name: x
+        module: tcp
+        target: nohost
+";
+        let problems = Config::load_from_text(bad).unwrap_err().to_string();
+        let lines: Vec<&str> = problems.lines().collect();
+        assert_eq!(lines.len(), 3, "{problems}");
+        assert!(
+            problems.contains("a.yaml:10:17: target \"nohost\" must be host:port"),
+            "{problems}"
         );
     }
 

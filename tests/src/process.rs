@@ -427,6 +427,13 @@ impl Agent {
     /// Enrols an agent named `name` with `collector` (a fresh token) and
     /// starts it, collecting every second.
     pub fn start_for(name: &str, collector: &Collector) -> Agent {
+        Agent::start_for_with(name, collector, "")
+    }
+
+    /// Like [`Agent::start_for`], with `extra` appended to the test config
+    /// (top-level YAML keys other than `interval` and `collector`, e.g. a
+    /// `probes:` section).
+    pub fn start_for_with(name: &str, collector: &Collector, extra: &str) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let state_dir = dir.path().join("state");
         let token = collector.token(None);
@@ -438,7 +445,7 @@ impl Agent {
             &state_dir,
         );
         assert_eq!(code, 0, "enrolment failed: {stderr}");
-        Agent::start_in(dir, TEST_AGENT_CONFIG)
+        Agent::start_in(dir, &format!("{TEST_AGENT_CONFIG}{extra}"))
     }
 
     /// Starts an agent whose state is in `<dir>/state` (already enrolled),
@@ -478,6 +485,11 @@ impl Agent {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The process id, for reading its /proc entry (benchmarks).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends SIGTERM and returns the exit status.

@@ -5,6 +5,7 @@
 //! Benchmarks are never part of the test suite's pass or fail; their
 //! figures go into `docs/benchmarks.md` with the machine, date and command.
 
+mod agent_footprint;
 mod auth_replay;
 mod ingest;
 mod wire_codec;
@@ -84,6 +85,7 @@ pub struct Benchmark {
 pub const ALL: &[Benchmark] = &[
     wire_codec::BENCHMARK,
     ingest::BENCHMARK,
+    agent_footprint::BENCHMARK,
     auth_replay::BENCHMARK,
 ];
 

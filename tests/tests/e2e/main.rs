@@ -7,5 +7,7 @@ mod bad_input;
 mod cli;
 mod events;
 mod link_cut;
+mod node_exporter;
+mod service_probes;
 mod skeleton;
 mod transport;
