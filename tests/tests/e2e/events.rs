@@ -12,7 +12,7 @@ use countywatch_e2e::{Agent, Collector};
 
 /// The test agent config reading only `log`, with FIM and ports off so that
 /// nothing else on the test machine adds events to the exact count.
-fn config(log: &Path) -> String {
+pub(crate) fn config(log: &Path) -> String {
     format!(
         "{TEST_AGENT_CONFIG}sources:\n  auth:\n    paths: [{}]\n    read_existing: true\n  fim:\n    enabled: false\n  ports:\n    enabled: false\n",
         log.display()
@@ -20,7 +20,7 @@ fn config(log: &Path) -> String {
 }
 
 /// Enrols `name` with `collector` and starts it with `config`.
-fn start_agent(name: &str, collector: &Collector, config: &str) -> Agent {
+pub(crate) fn start_agent(name: &str, collector: &Collector, config: &str) -> Agent {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, stderr) = enroll(
         &collector.enroll_url(),
@@ -33,7 +33,7 @@ fn start_agent(name: &str, collector: &Collector, config: &str) -> Agent {
     Agent::start_in(dir, config)
 }
 
-fn append_lines(log: &Path, first: usize, count: usize) {
+pub(crate) fn append_lines(log: &Path, first: usize, count: usize) {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -52,7 +52,7 @@ fn append_lines(log: &Path, first: usize, count: usize) {
     file.write_all(text.as_bytes()).unwrap();
 }
 
-fn wait_for_events(collector: &Collector, agent: &str, expected: i64) -> i64 {
+pub(crate) fn wait_for_events(collector: &Collector, agent: &str, expected: i64) -> i64 {
     let mut seen = 0;
     wait_until(Duration::from_secs(60), || {
         seen = collector.event_count(agent, "ssh_login_failed");
