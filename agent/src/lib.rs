@@ -69,8 +69,36 @@ impl Outbox {
     }
 }
 
-/// Runs the agent until `shutdown` resolves.
+/// Re-reads the configuration on SIGHUP (`systemctl reload`): the binary
+/// passes a function that loads the file and applies the command-line
+/// overrides again.
+pub type Reload =
+    Box<dyn FnMut() -> Result<Config, countywatch_daemon::config_file::Problems> + Send>;
+
+/// Runs the agent until `shutdown` resolves, without reloading.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    run_with_reload(config, shutdown, None).await
+}
+
+/// Runs the agent until `shutdown` resolves. On SIGHUP, `reload` (when
+/// given) produces a new configuration: a valid one replaces the probes,
+/// their settings and the interval at once; an invalid one is logged,
+/// problem by problem, and the running configuration stays. Settings that
+/// need a restart (collector, spool, sources, state directory) are reported
+/// when they changed.
+pub async fn run_with_reload(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    mut reload: Option<Reload>,
+) -> anyhow::Result<()> {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(stream) => Some(stream),
+        Err(error) => {
+            tracing::warn!(%error, "cannot install the SIGHUP handler; reload needs a restart");
+            None
+        }
+    };
+    let mut config = config;
     let identity = IdentityFiles::new(&config.state_dir);
     let enrollment = identity.read_enrollment()?;
     let name = enrollment.agent.clone();
@@ -131,10 +159,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let wake = sources.wake();
     let mut last_source_poll = tokio::time::Instant::now();
     loop {
+        let hangup = async {
+            match hangups.as_mut() {
+                Some(stream) => stream.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         let woken = tokio::select! {
             () = &mut shutdown => break,
             _ = ticker.tick() => false,
             () = wake.notified() => true,
+            _ = hangup => {
+                if let Some(reload) = reload.as_mut() {
+                    apply_reload(reload, &mut config, &mut collector, &mut ticker, &stats);
+                }
+                continue;
+            }
         };
         if woken {
             // Let a burst of writes settle into one batch.
@@ -179,6 +219,63 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     sender.abort();
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Loads the new configuration and, if valid, rebuilds the probes and the
+/// interval from it.
+fn apply_reload(
+    reload: &mut Reload,
+    config: &mut Config,
+    collector: &mut Collector,
+    ticker: &mut tokio::time::Interval,
+    stats: &Arc<TransportStats>,
+) {
+    match reload() {
+        Ok(new) => {
+            let restart_needed: Vec<&str> = [
+                (
+                    "collector",
+                    format!("{:?}", new.collector) != format!("{:?}", config.collector),
+                ),
+                (
+                    "spool",
+                    format!("{:?}", new.spool) != format!("{:?}", config.spool),
+                ),
+                (
+                    "sources",
+                    format!("{:?}", new.sources) != format!("{:?}", config.sources),
+                ),
+                ("state_dir", new.state_dir != config.state_dir),
+                (
+                    "name",
+                    format!("{:?}", new.name.as_ref().map(|name| &name.value))
+                        != format!("{:?}", config.name.as_ref().map(|name| &name.value)),
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(section, changed)| changed.then_some(section))
+            .collect();
+            if !restart_needed.is_empty() {
+                tracing::warn!(sections = ?restart_needed, "these settings changed and take effect at the next restart");
+            }
+            *collector = Collector::new(
+                probe::build(&new),
+                new.probes.timeout.get(),
+                Arc::clone(stats),
+            );
+            if new.interval != config.interval {
+                *ticker = tokio::time::interval(new.interval.get());
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            }
+            tracing::info!(interval = %new.interval, "configuration reloaded");
+            *config = new;
+        }
+        Err(problems) => {
+            for problem in &problems.problems {
+                tracing::error!(%problem, "configuration not reloaded");
+            }
+        }
+    }
 }
 
 /// Writes one batch to the spool, reports any overflow as a `spool_overflow`

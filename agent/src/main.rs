@@ -92,7 +92,7 @@ enum ReplaySource {
 }
 
 /// Flags that override the configuration file.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct Overrides {
     /// Collector ingest URL (collector.url), e.g. https://collector:9781;
     /// defaults to the one recorded at enrolment.
@@ -181,13 +181,23 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { config, overrides } => {
-            let config = match load(config.as_ref(), Some(overrides)) {
+        Command::Run {
+            config: path,
+            overrides,
+        } => {
+            let config = match load(path.as_ref(), Some(overrides.clone())) {
                 Ok(config) => config,
                 Err(code) => return code,
             };
+            // SIGHUP re-reads the same file with the same flags.
+            let reload: countywatch_agent::Reload =
+                Box::new(move || load_config(path.as_ref(), Some(overrides.clone())));
             let shutdown = countywatch_daemon::shutdown::signal();
-            match runtime().block_on(countywatch_agent::run(config, shutdown)) {
+            match runtime().block_on(countywatch_agent::run_with_reload(
+                config,
+                shutdown,
+                Some(reload),
+            )) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!("{error:#}");
@@ -248,12 +258,22 @@ fn runtime() -> tokio::runtime::Runtime {
     }
 }
 
+/// Loads the configuration, printing every problem and turning them into
+/// the configuration exit code.
 fn load(path: Option<&PathBuf>, overrides: Option<Overrides>) -> Result<Config, ExitCode> {
+    load_config(path, overrides).map_err(|problems| {
+        eprintln!("{problems}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// Loads the file (or the defaults), applies the flags, validates.
+fn load_config(
+    path: Option<&PathBuf>,
+    overrides: Option<Overrides>,
+) -> Result<Config, countywatch_daemon::config_file::Problems> {
     let mut config = match path {
-        Some(path) => Config::load(path).map_err(|problems| {
-            eprintln!("{problems}");
-            ExitCode::from(EXIT_CONFIG)
-        })?,
+        Some(path) => Config::load(path)?,
         None => Config::default(),
     };
     if let Some(overrides) = overrides {
@@ -268,9 +288,6 @@ fn load(path: Option<&PathBuf>, overrides: Option<Overrides>) -> Result<Config, 
         }
     }
     let source = path.cloned().unwrap_or_else(|| PathBuf::from("<flags>"));
-    config.validate(&source).map_err(|problems| {
-        eprintln!("{problems}");
-        ExitCode::from(EXIT_CONFIG)
-    })?;
+    config.validate(&source)?;
     Ok(config)
 }

@@ -497,6 +497,21 @@ impl Agent {
         terminate(&mut self.child)
     }
 
+    /// The config file the agent was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.state_dir.with_file_name("agent.yaml")
+    }
+
+    /// Sends SIGHUP (reload).
+    pub fn hangup(&self) {
+        if let Some(pid) = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::HUP);
+        }
+    }
+
     /// From the agent's spool: (batches waiting, last sequence number handed out).
     pub fn spool_state(&self) -> (i64, i64) {
         let spool = rusqlite::Connection::open_with_flags(
