@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod http;
+pub mod notify_peers;
 pub mod process;
 
 pub use process::{Agent, Collector, TEST_AGENT_CONFIG, binary, enroll};

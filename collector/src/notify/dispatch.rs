@@ -167,6 +167,18 @@ impl Dispatcher {
 
     fn submit_one(&mut self, mut alert: Alert, now_ms: i64) {
         let fingerprint = alert.fingerprint();
+        if let Some(known) = self.alerts.get(&fingerprint)
+            && self.resolved_at(known, now_ms).is_none()
+        {
+            alert.starts_at_ms = alert.starts_at_ms.min(known.alert.starts_at_ms);
+        }
+        // An end before the start is a producer's mistake; Alertmanager
+        // (a receiver) refuses such alerts, so end it when it started.
+        if let Some(end) = alert.ends_at_ms
+            && end < alert.starts_at_ms
+        {
+            alert.ends_at_ms = Some(alert.starts_at_ms);
+        }
         let firing = !alert.resolved_at(now_ms);
         if firing
             && let Some((matchers, _)) = &self.settings.heartbeat
@@ -187,8 +199,9 @@ impl Dispatcher {
         let flap_window = self.settings.flap.map(|(window, _)| window);
         match self.alerts.get_mut(&fingerprint) {
             Some(entry) => {
-                if was_firing == Some(true) && firing {
-                    // The same episode: keep when it started.
+                if was_firing == Some(true) {
+                    // The same episode (still firing, or its resolution):
+                    // keep when it started.
                     alert.starts_at_ms = alert.starts_at_ms.min(entry.alert.starts_at_ms);
                 }
                 if was_firing != Some(firing) && flap_window.is_some() {

@@ -201,8 +201,15 @@ pub fn escape_html(text: &str) -> String {
 pub fn data(notification: &Notification, language: Language) -> Value {
     let status = notification.status();
     let firing_count = notification.alerts.iter().filter(|alert| alert.firing()).count();
-    let group = notification
-        .group_labels
+    // Without group labels (a route without group_by), the labels the
+    // alerts share say more than nothing.
+    let common_labels = notification.common_labels();
+    let shown = if notification.group_labels.is_empty() {
+        &common_labels
+    } else {
+        &notification.group_labels
+    };
+    let group = shown
         .iter()
         .map(|(name, value)| format!("{name}={value}"))
         .collect::<Vec<_>>()
@@ -265,7 +272,7 @@ pub fn data(notification: &Notification, language: Language) -> Value {
         json!(notification.alerts.len().saturating_sub(MAX_LISTED)),
     );
     data.insert("external_url".into(), json!(notification.external_url));
-    data.insert("common_labels".into(), json!(notification.common_labels()));
+    data.insert("common_labels".into(), json!(common_labels));
     data.insert("common_annotations".into(), json!(notification.common_annotations()));
     data.insert("alerts".into(), Value::Array(alerts));
     Value::Object(data)

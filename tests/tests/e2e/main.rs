@@ -6,5 +6,6 @@
 mod bad_input;
 mod cli;
 mod link_cut;
+mod notify;
 mod skeleton;
 mod transport;

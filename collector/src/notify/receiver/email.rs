@@ -102,6 +102,7 @@ impl Email {
         let rendered = self.templates.render(notification);
         let mut builder = Message::builder()
             .from(self.from.clone())
+            .message_id(Some(message_id(notification)))
             .subject(rendered.subject);
         for to in &self.to {
             builder = builder.to(to.clone());
@@ -113,6 +114,22 @@ impl Email {
             .multipart(MultiPart::alternative_plain_html(rendered.text, rendered.html))
             .map_err(|error| SendError::Permanent(format!("cannot build the message: {error}")))
     }
+}
+
+/// A Message-ID derived from the notification, so that the rare repeat
+/// after a crash (delivery is at least once) carries the same id and mail
+/// clients show it once.
+fn message_id(notification: &Notification) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(notification.receiver.as_bytes());
+    hash.update([0]);
+    hash.update(notification.group_key.as_bytes());
+    hash.update([0]);
+    hash.update(notification.created_ms.to_be_bytes());
+    hash.update(serde_json::to_vec(&notification.alerts).unwrap_or_default());
+    let digest = hash.finalize();
+    format!("<{}.{}@countywatch>", notification.created_ms, hex::encode(&digest[..12]))
 }
 
 impl Integration for Email {
