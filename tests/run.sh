@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests start for real: promtool (prometheus), a real
 # node_exporter to compare against, curl as an HTTPS client, iproute2 for the
-# network namespaces of the link-cut test.
-packages=(prometheus prometheus-node-exporter curl iproute2)
+# network namespaces of the link-cut test, an SMTP server (aiosmtpd, run with
+# /usr/bin/python3) and Alertmanager for the notification tests.
+packages=(prometheus prometheus-node-exporter curl iproute2 python3-aiosmtpd prometheus-alertmanager)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -115,7 +115,7 @@ pub struct TestPki {
 
 impl TestPki {
     /// Creates a CA and a server certificate signed by it.
-    pub fn new() -> TestPki {
+    pub fn generate() -> TestPki {
         let dir = tempfile::tempdir().unwrap();
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -170,11 +170,7 @@ impl SmtpServer {
     }
 
     /// Starts a server; TLS modes need the PKI's files.
-    pub fn start(
-        mode: SmtpMode,
-        pki: Option<&TestPki>,
-        auth: Option<(&str, &str)>,
-    ) -> SmtpServer {
+    pub fn start(mode: SmtpMode, pki: Option<&TestPki>, auth: Option<(&str, &str)>) -> SmtpServer {
         let dir = tempfile::tempdir().unwrap();
         let out_dir = dir.path().join("messages");
         std::fs::create_dir_all(&out_dir).unwrap();
@@ -210,7 +206,9 @@ impl SmtpServer {
             command.arg(cert).arg(key);
         }
         if let Some((user, password)) = &self.auth {
-            command.env("SMTP_USER", user).env("SMTP_PASSWORD", password);
+            command
+                .env("SMTP_USER", user)
+                .env("SMTP_PASSWORD", password);
         }
         let mut child = command
             .stdin(Stdio::null())
@@ -492,7 +490,10 @@ impl AlertmanagerPeer {
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--cluster.listen-address=")
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

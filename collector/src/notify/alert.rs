@@ -151,7 +151,10 @@ mod tests {
             fingerprint(&labels([("ab", "c")])),
             fingerprint(&labels([("a", "bc")]))
         );
-        assert_eq!(fingerprint(&LabelSet::new()).to_string(), "cbf29ce484222325");
+        assert_eq!(
+            fingerprint(&LabelSet::new()).to_string(),
+            "cbf29ce484222325"
+        );
     }
 
     #[test]
@@ -159,7 +162,10 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_500), "1970-01-01T00:00:01.5Z");
         assert_eq!(parse_rfc3339("1970-01-01T00:00:01.5Z"), Ok(1_500));
-        assert_eq!(parse_rfc3339("2026-01-01T08:00:00+08:00"), parse_rfc3339("2026-01-01T00:00:00Z"));
+        assert_eq!(
+            parse_rfc3339("2026-01-01T08:00:00+08:00"),
+            parse_rfc3339("2026-01-01T00:00:00Z")
+        );
         assert!(parse_rfc3339("yesterday").is_err());
     }
 }

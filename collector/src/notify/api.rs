@@ -111,7 +111,9 @@ pub async fn handle(notifier: Arc<Notifier>, request: Request<Incoming>) -> Resp
             };
             post_silence(&notifier, &body)
         }
-        (Method::DELETE, path) if path.starts_with("/api/v2/silence/") && notifier.accept_silences_api => {
+        (Method::DELETE, path)
+            if path.starts_with("/api/v2/silence/") && notifier.accept_silences_api =>
+        {
             let id = &path["/api/v2/silence/".len()..];
             match notifier.silences().expire(id, now_ms()) {
                 Ok(true) => {
@@ -125,10 +127,14 @@ pub async fn handle(notifier: Arc<Notifier>, request: Request<Incoming>) -> Resp
                 }
             }
         }
-        (Method::POST | Method::DELETE, "/api/v2/silences") | (Method::DELETE, _) if path.starts_with("/api/v2/silence") => error(
-            StatusCode::FORBIDDEN,
-            "silences cannot be changed on this API; set notify.accept_silences_api: true or use `countywatch-collector silence`",
-        ),
+        (Method::POST | Method::DELETE, "/api/v2/silences") | (Method::DELETE, _)
+            if path.starts_with("/api/v2/silence") =>
+        {
+            error(
+                StatusCode::FORBIDDEN,
+                "silences cannot be changed on this API; set notify.accept_silences_api: true or use `countywatch-collector silence`",
+            )
+        }
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
 }
@@ -137,15 +143,26 @@ async fn read_body(request: Request<Incoming>) -> Result<Bytes, Response<Full<By
     let body = Limited::new(request.into_body(), MAX_BODY_BYTES);
     match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(_)) => Err(error(StatusCode::PAYLOAD_TOO_LARGE, "body too large or broken")),
-        Err(_) => Err(error(StatusCode::REQUEST_TIMEOUT, "body not received in time")),
+        Ok(Err(_)) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body too large or broken",
+        )),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "body not received in time",
+        )),
     }
 }
 
 async fn post_alerts(notifier: &Notifier, body: &[u8]) -> Response<Full<Bytes>> {
     let posted: Vec<PostableAlert> = match serde_json::from_slice(body) {
         Ok(posted) => posted,
-        Err(problem) => return error(StatusCode::BAD_REQUEST, &format!("invalid alerts: {problem}")),
+        Err(problem) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid alerts: {problem}"),
+            );
+        }
     };
     let now = now_ms();
     let mut alerts = Vec::with_capacity(posted.len());
@@ -153,17 +170,32 @@ async fn post_alerts(notifier: &Notifier, body: &[u8]) -> Response<Full<Bytes>> 
         if item.labels.is_empty() {
             return error(StatusCode::BAD_REQUEST, "an alert needs at least one label");
         }
-        if let Some(name) = item.labels.keys().find(|name| !crate::notify::matcher::valid_label_name(name)) {
-            return error(StatusCode::BAD_REQUEST, &format!("invalid label name {name:?}"));
+        if let Some(name) = item
+            .labels
+            .keys()
+            .find(|name| !crate::notify::matcher::valid_label_name(name))
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid label name {name:?}"),
+            );
         }
-        let starts_at_ms = match item.starts_at.as_deref().filter(|text| !text.starts_with("0001-")) {
+        let starts_at_ms = match item
+            .starts_at
+            .as_deref()
+            .filter(|text| !text.starts_with("0001-"))
+        {
             Some(text) => match parse_rfc3339(text) {
                 Ok(ms) => ms,
                 Err(problem) => return error(StatusCode::BAD_REQUEST, &problem),
             },
             None => now,
         };
-        let ends_at_ms = match item.ends_at.as_deref().filter(|text| !text.starts_with("0001-")) {
+        let ends_at_ms = match item
+            .ends_at
+            .as_deref()
+            .filter(|text| !text.starts_with("0001-"))
+        {
             Some(text) => match parse_rfc3339(text) {
                 Ok(ms) => Some(ms),
                 Err(problem) => return error(StatusCode::BAD_REQUEST, &problem),
@@ -188,7 +220,12 @@ async fn post_alerts(notifier: &Notifier, body: &[u8]) -> Response<Full<Bytes>> 
 fn post_silence(notifier: &Notifier, body: &[u8]) -> Response<Full<Bytes>> {
     let posted: PostableSilence = match serde_json::from_slice(body) {
         Ok(posted) => posted,
-        Err(problem) => return error(StatusCode::BAD_REQUEST, &format!("invalid silence: {problem}")),
+        Err(problem) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid silence: {problem}"),
+            );
+        }
     };
     if posted.id.as_deref().is_some_and(|id| !id.is_empty()) {
         return error(
@@ -209,15 +246,22 @@ fn post_silence(notifier: &Notifier, body: &[u8]) -> Response<Full<Bytes>> {
             Err(problem) => return error(StatusCode::BAD_REQUEST, &problem),
         }
     }
-    let (starts, ends) = match (parse_rfc3339(&posted.starts_at), parse_rfc3339(&posted.ends_at)) {
+    let (starts, ends) = match (
+        parse_rfc3339(&posted.starts_at),
+        parse_rfc3339(&posted.ends_at),
+    ) {
         (Ok(starts), Ok(ends)) => (starts, ends),
         (Err(problem), _) | (_, Err(problem)) => return error(StatusCode::BAD_REQUEST, &problem),
     };
     let now = now_ms();
-    match notifier
-        .silences()
-        .add(matchers, starts.max(now), ends, &posted.created_by, &posted.comment, now)
-    {
+    match notifier.silences().add(
+        matchers,
+        starts.max(now),
+        ends,
+        &posted.created_by,
+        &posted.comment,
+        now,
+    ) {
         Ok(id) => {
             tracing::info!(silence = %id, created_by = %posted.created_by, "silence created through the API");
             respond(StatusCode::OK, json!({"silenceID": id}))

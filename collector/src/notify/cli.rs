@@ -102,8 +102,15 @@ pub async fn notify_test(config: &NotifyConfig, receiver: &str) -> anyhow::Resul
             Ok(()) => println!("{receiver}/{index} ({}): sent", integration.kind()),
             Err(error) => {
                 failures += 1;
-                let retry = if error.retryable() { "temporary" } else { "permanent" };
-                println!("{receiver}/{index} ({}): failed ({retry}): {error}", integration.kind());
+                let retry = if error.retryable() {
+                    "temporary"
+                } else {
+                    "permanent"
+                };
+                println!(
+                    "{receiver}/{index} ({}): failed ({retry}): {error}",
+                    integration.kind()
+                );
             }
         }
     }

@@ -9,7 +9,7 @@
 //! offset (`+08:00`) or one of the zones without daylight saving listed in
 //! [`crate::notify::time_interval`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -450,7 +450,10 @@ impl NotifyConfig {
             if !intervals.insert(interval.name.value.as_str()) {
                 problems.at(
                     &interval.name,
-                    format!("notify.time_intervals: duplicate name {:?}", interval.name.value),
+                    format!(
+                        "notify.time_intervals: duplicate name {:?}",
+                        interval.name.value
+                    ),
                 );
             }
             for spec in &interval.time_intervals {
@@ -471,7 +474,9 @@ impl NotifyConfig {
         validate_route(&self.route, &receivers, &intervals, problems);
         for name in [
             self.outbox.fallback_receiver.as_ref(),
-            self.silence_notifications.as_ref().map(|config| &config.receiver),
+            self.silence_notifications
+                .as_ref()
+                .map(|config| &config.receiver),
         ]
         .into_iter()
         .flatten()
@@ -491,13 +496,19 @@ impl NotifyConfig {
         {
             problems.general("notify.flap_detection needs a positive window and max_changes");
         }
-        if self.heartbeat.as_ref().is_some_and(|heartbeat| heartbeat.matchers.is_empty()) {
+        if self
+            .heartbeat
+            .as_ref()
+            .is_some_and(|heartbeat| heartbeat.matchers.is_empty())
+        {
             problems.general("notify.heartbeat.matchers must not be empty");
         }
         for rule in &self.inhibit_rules {
             for label in &rule.equal {
                 if !crate::notify::matcher::valid_label_name(label) {
-                    problems.general(format!("notify.inhibit_rules: invalid label name {label:?} in equal"));
+                    problems.general(format!(
+                        "notify.inhibit_rules: invalid label name {label:?} in equal"
+                    ));
                 }
             }
         }
@@ -515,7 +526,11 @@ fn validate_route(
     {
         problems.at(receiver, format!("no receiver named {:?}", receiver.value));
     }
-    for name in route.mute_time_intervals.iter().chain(&route.active_time_intervals) {
+    for name in route
+        .mute_time_intervals
+        .iter()
+        .chain(&route.active_time_intervals)
+    {
         if !intervals.contains(name.value.as_str()) {
             problems.at(name, format!("no time interval named {:?}", name.value));
         }
@@ -523,14 +538,22 @@ fn validate_route(
     if let Some(group_by) = &route.group_by {
         for label in group_by {
             if label != "..." && !crate::notify::matcher::valid_label_name(label) {
-                problems.general(format!("notify.route: invalid label name {label:?} in group_by"));
+                problems.general(format!(
+                    "notify.route: invalid label name {label:?} in group_by"
+                ));
             }
         }
     }
-    if route.group_interval.is_some_and(|interval| interval.get().is_zero()) {
+    if route
+        .group_interval
+        .is_some_and(|interval| interval.get().is_zero())
+    {
         problems.general("notify.route: group_interval must be positive");
     }
-    if route.repeat_interval.is_some_and(|interval| interval.get().is_zero()) {
+    if route
+        .repeat_interval
+        .is_some_and(|interval| interval.get().is_zero())
+    {
         problems.general("notify.route: repeat_interval must be positive");
     }
     for child in &route.routes {
@@ -547,15 +570,24 @@ fn validate_receiver(receiver: &ReceiverConfig, problems: &mut Problems) {
             );
         }
         if email.to.is_empty() {
-            problems.at(&email.smarthost, "email_configs: `to` must name at least one address");
+            problems.at(
+                &email.smarthost,
+                "email_configs: `to` must name at least one address",
+            );
         }
         for address in email.to.iter().chain(&email.cc).chain([&email.from]) {
             if address.parse::<lettre::message::Mailbox>().is_err() {
-                problems.at(&email.smarthost, format!("email_configs: invalid address {address:?}"));
+                problems.at(
+                    &email.smarthost,
+                    format!("email_configs: invalid address {address:?}"),
+                );
             }
         }
         if email.auth_password.is_some() && email.auth_password_file.is_some() {
-            problems.at(&email.smarthost, "set auth_password or auth_password_file, not both");
+            problems.at(
+                &email.smarthost,
+                "set auth_password or auth_password_file, not both",
+            );
         }
         check_templates(&email.templates, &email.smarthost, problems);
     }
@@ -566,7 +598,12 @@ fn validate_receiver(receiver: &ReceiverConfig, problems: &mut Problems) {
         .chain(receiver.dingtalk_configs.iter().map(|config| &config.url))
         .chain(receiver.wecom_configs.iter().map(|config| &config.url))
         .chain(receiver.feishu_configs.iter().map(|config| &config.url))
-        .chain(receiver.alertmanager_configs.iter().map(|config| &config.url));
+        .chain(
+            receiver
+                .alertmanager_configs
+                .iter()
+                .map(|config| &config.url),
+        );
     for url in urls {
         if let Err(message) = crate::notify::http_client::Target::parse(&url.value) {
             problems.at(url, message);
@@ -583,15 +620,17 @@ fn validate_receiver(receiver: &ReceiverConfig, problems: &mut Problems) {
 }
 
 fn check_templates<T>(templates: &TemplateOverrides, at: &Spanned<T>, problems: &mut Problems) {
-    for source in [&templates.subject, &templates.text, &templates.html, &templates.markdown]
-        .into_iter()
-        .flatten()
+    for source in [
+        &templates.subject,
+        &templates.text,
+        &templates.html,
+        &templates.markdown,
+    ]
+    .into_iter()
+    .flatten()
     {
         if let Err(message) = crate::notify::template::Template::load(source) {
             problems.at(at, message);
         }
     }
 }
-
-/// Extra labels, used where a config names labels to add.
-pub type ExtraLabels = BTreeMap<String, String>;

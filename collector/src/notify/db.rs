@@ -17,8 +17,7 @@ use anyhow::Context;
 use rusqlite::Connection;
 
 /// Schema migrations, applied in order; the index + 1 is the version.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE outbox (
+const MIGRATIONS: &[&str] = &["CREATE TABLE outbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         receiver TEXT NOT NULL,
         integration INTEGER NOT NULL,
@@ -49,8 +48,7 @@ const MIGRATIONS: &[&str] = &[
         updated_ms INTEGER NOT NULL,
         noticed_created INTEGER NOT NULL DEFAULT 0,
         noticed_expired INTEGER NOT NULL DEFAULT 0
-    ) WITHOUT ROWID;",
-];
+    ) WITHOUT ROWID;"];
 
 /// The shared connection to `notify.db`.
 #[derive(Clone)]

@@ -334,7 +334,8 @@ impl Dispatcher {
                 continue;
             }
             let inhibited = index.is_some_and(|index| {
-                self.inhibitor.inhibited(index, *fingerprint, &entry.alert.labels)
+                self.inhibitor
+                    .inhibited(index, *fingerprint, &entry.alert.labels)
             });
             if inhibited || silenced(&entry.alert.labels) || self.flapping(entry, now_ms) {
                 suppressed.insert(*fingerprint);
@@ -365,8 +366,9 @@ impl Dispatcher {
             for (integration, send_resolved) in integrations.into_iter().enumerate() {
                 let log_key = (key.to_string(), receiver.clone(), integration);
                 let previous = self.nflog.get(&log_key);
-                let told: BTreeSet<Fingerprint> =
-                    previous.map(|entry| entry.firing.clone()).unwrap_or_default();
+                let told: BTreeSet<Fingerprint> = previous
+                    .map(|entry| entry.firing.clone())
+                    .unwrap_or_default();
                 let resolved_told: Vec<&(Fingerprint, AlertSnapshot)> = resolved
                     .iter()
                     .filter(|(fingerprint, _)| told.contains(fingerprint))
@@ -383,8 +385,10 @@ impl Dispatcher {
                     .chain(told.intersection(&suppressed).copied())
                     .collect();
                 if new_firing || repeat_due || resolution_due {
-                    let mut alerts: Vec<AlertSnapshot> =
-                        firing.iter().map(|(_, snapshot)| snapshot.clone()).collect();
+                    let mut alerts: Vec<AlertSnapshot> = firing
+                        .iter()
+                        .map(|(_, snapshot)| snapshot.clone())
+                        .collect();
                     if send_resolved {
                         alerts.extend(resolved_told.iter().map(|(_, snapshot)| snapshot.clone()));
                     }
@@ -424,7 +428,13 @@ impl Dispatcher {
         }
     }
 
-    fn set_nflog(&mut self, key: NflogKey, firing: BTreeSet<Fingerprint>, sent_ms: i64, flushed: &mut Flushed) {
+    fn set_nflog(
+        &mut self,
+        key: NflogKey,
+        firing: BTreeSet<Fingerprint>,
+        sent_ms: i64,
+        flushed: &mut Flushed,
+    ) {
         if firing.is_empty() {
             self.nflog.remove(&key);
             flushed.nflog.push((key, None));
@@ -465,7 +475,11 @@ impl Dispatcher {
         }
         if let Some((window, _)) = self.settings.flap {
             for entry in self.alerts.values_mut() {
-                while entry.transitions.front().is_some_and(|at| now_ms - at >= window) {
+                while entry
+                    .transitions
+                    .front()
+                    .is_some_and(|at| now_ms - at >= window)
+                {
                     entry.transitions.pop_front();
                 }
             }
@@ -491,9 +505,10 @@ impl Dispatcher {
                 counts.resolved += 1;
             } else if silenced(&entry.alert.labels)
                 || self.flapping(entry, now_ms)
-                || index
-                    .as_ref()
-                    .is_some_and(|index| self.inhibitor.inhibited(index, *fingerprint, &entry.alert.labels))
+                || index.as_ref().is_some_and(|index| {
+                    self.inhibitor
+                        .inhibited(index, *fingerprint, &entry.alert.labels)
+                })
             {
                 counts.suppressed += 1;
             } else {
@@ -555,7 +570,8 @@ mod tests {
             heartbeat: Option<(Vec<Matcher>, i64)>,
         ) -> Harness {
             let parse = |text: &str| std::path::Path::new(text).to_path_buf();
-            let route: RouteConfig = countywatch_daemon::config_file::parse(&parse("r"), route).unwrap();
+            let route: RouteConfig =
+                countywatch_daemon::config_file::parse(&parse("r"), route).unwrap();
             let inhibit: Vec<InhibitRuleConfig> =
                 countywatch_daemon::config_file::parse(&parse("i"), inhibit).unwrap();
             let intervals: Vec<TimeIntervalConfig> =
@@ -587,7 +603,8 @@ mod tests {
         }
 
         fn fire(&mut self, set: &[(&str, &str)], now: i64) {
-            self.dispatcher.submit(vec![Alert::firing(labels(set.iter().copied()), now)], now);
+            self.dispatcher
+                .submit(vec![Alert::firing(labels(set.iter().copied()), now)], now);
         }
 
         fn resolve(&mut self, set: &[(&str, &str)], now: i64) {
@@ -617,12 +634,22 @@ mod tests {
                         .map(|alert| {
                             format!(
                                 "{}:{}",
-                                alert.labels.get("instance").or(alert.labels.get("alertname")).cloned().unwrap_or_default(),
+                                alert
+                                    .labels
+                                    .get("instance")
+                                    .or(alert.labels.get("alertname"))
+                                    .cloned()
+                                    .unwrap_or_default(),
                                 &alert.status[..1]
                             )
                         })
                         .collect();
-                    format!("{}/{}: {}", out.notification.receiver, out.integration, alerts.join(" "))
+                    format!(
+                        "{}/{}: {}",
+                        out.notification.receiver,
+                        out.integration,
+                        alerts.join(" ")
+                    )
                 })
                 .collect()
         }
@@ -684,14 +711,20 @@ mod tests {
 
     #[test]
     fn a_storm_makes_one_notification_per_group() {
-        let mut h = Harness::new("receiver: mail\ngroup_by: [alertname, department]\ngroup_wait: 10s\n");
+        let mut h =
+            Harness::new("receiver: mail\ngroup_by: [alertname, department]\ngroup_wait: 10s\n");
         let mut alerts = Vec::new();
         for index in 0..10_000 {
             let host = format!("host{:03}", index % 500);
             let name = format!("Alert{}", index % 5);
             let department = format!("dept{}", (index / 5) % 4);
             alerts.push(Alert::firing(
-                labels([("alertname", name.as_str()), ("instance", host.as_str()), ("department", department.as_str()), ("n", &index.to_string())]),
+                labels([
+                    ("alertname", name.as_str()),
+                    ("instance", host.as_str()),
+                    ("department", department.as_str()),
+                    ("n", &index.to_string()),
+                ]),
                 0,
             ));
         }
@@ -737,7 +770,11 @@ mod tests {
         assert_eq!(sent, ["mail/0: web1:f", "mail/0: web2:f"]);
         assert_eq!(
             h.dispatcher.counts(0, &|_| false),
-            AlertCounts { active: 2, suppressed: 1, resolved: 0 }
+            AlertCounts {
+                active: 2,
+                suppressed: 1,
+                resolved: 0
+            }
         );
     }
 
@@ -800,7 +837,10 @@ mod tests {
 
     #[test]
     fn dead_mans_switch() {
-        let heartbeat = (crate::notify::matcher::parse_list("alertname=Watchdog").unwrap(), 60 * S);
+        let heartbeat = (
+            crate::notify::matcher::parse_list("alertname=Watchdog").unwrap(),
+            60 * S,
+        );
         let mut h = Harness::with(
             "receiver: hook\ngroup_wait: 0s\ngroup_interval: 10s\nroutes:\n- matchers: [alertname=Watchdog]\n  receiver: mail\n  repeat_interval: 1y\n",
             "[]",
@@ -830,8 +870,11 @@ mod tests {
             .into_iter()
             .filter_map(|(key, entry)| Some((key, entry?)))
             .collect();
-        let route: RouteConfig =
-            countywatch_daemon::config_file::parse(std::path::Path::new("r"), "receiver: hook\ngroup_wait: 0s\n").unwrap();
+        let route: RouteConfig = countywatch_daemon::config_file::parse(
+            std::path::Path::new("r"),
+            "receiver: hook\ngroup_wait: 0s\n",
+        )
+        .unwrap();
         let mut restarted = Dispatcher::new(
             Route::build(&route),
             TimeIntervals::default(),

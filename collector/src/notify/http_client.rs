@@ -68,7 +68,11 @@ impl Target {
     /// The same target with `extra` appended to the query string.
     pub fn with_query(&self, extra: &str) -> Target {
         let mut target = self.clone();
-        let separator = if target.path_and_query.contains('?') { '&' } else { '?' };
+        let separator = if target.path_and_query.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
         target.path_and_query = format!("{}{separator}{extra}", target.path_and_query);
         target
     }
@@ -134,7 +138,10 @@ async fn exchange(
     let mut request = Request::post(target.path_and_query.as_str())
         .header(hyper::header::HOST, target.authority.as_str())
         .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(hyper::header::USER_AGENT, concat!("countywatch/", env!("CARGO_PKG_VERSION")));
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("countywatch/", env!("CARGO_PKG_VERSION")),
+        );
     for (name, value) in headers {
         request = request.header(*name, value.as_str());
     }
@@ -162,7 +169,9 @@ async fn exchange(
     if (200..300).contains(&status) {
         return Ok((status, body));
     }
-    let text = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string();
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)])
+        .trim()
+        .to_string();
     let message = format!("{} answered {status}: {text}", target.authority);
     if status >= 500 || status == 429 || status == 408 {
         Err(SendError::Retryable(message))
@@ -206,7 +215,14 @@ mod tests {
             "/robot/send?access_token=x&sign=y"
         );
         let local = Target::parse("http://[::1]:8080").unwrap();
-        assert_eq!((local.host.as_str(), local.port, local.path_and_query.as_str()), ("::1", 8080, "/"));
+        assert_eq!(
+            (
+                local.host.as_str(),
+                local.port,
+                local.path_and_query.as_str()
+            ),
+            ("::1", 8080, "/")
+        );
         assert!(Target::parse("ftp://x/").is_err());
         assert!(Target::parse("not a url").is_err());
     }

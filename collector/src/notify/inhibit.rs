@@ -25,12 +25,16 @@ struct Rule {
     equal: Vec<String>,
 }
 
+/// Firing sources of one rule by their `equal` label values: (source
+/// fingerprint, whether the source also matches the target side).
+type Sources = HashMap<Vec<String>, Vec<(Fingerprint, bool)>>;
+
 /// Firing sources per rule, keyed by their `equal` label values; built
 /// once per flush round from the current alerts.
 #[derive(Debug, Default)]
 pub struct InhibitIndex {
     /// Per rule: equal values to (source fingerprint, source also matches target).
-    per_rule: Vec<HashMap<Vec<String>, Vec<(Fingerprint, bool)>>>,
+    per_rule: Vec<Sources>,
 }
 
 impl Inhibitor {
@@ -58,8 +62,7 @@ impl Inhibitor {
         &self,
         firing: impl Iterator<Item = (Fingerprint, &'a LabelSet)>,
     ) -> InhibitIndex {
-        let mut per_rule: Vec<HashMap<Vec<String>, Vec<(Fingerprint, bool)>>> =
-            vec![HashMap::new(); self.rules.len()];
+        let mut per_rule: Vec<Sources> = vec![HashMap::new(); self.rules.len()];
         if self.rules.is_empty() {
             return InhibitIndex { per_rule };
         }
@@ -76,20 +79,28 @@ impl Inhibitor {
     }
 
     /// Whether the alert is inhibited given the index of firing sources.
-    pub fn inhibited(&self, index: &InhibitIndex, fingerprint: Fingerprint, labels: &LabelSet) -> bool {
-        self.rules.iter().zip(&index.per_rule).any(|(rule, sources)| {
-            if !all_match(&rule.target, labels) {
-                return false;
-            }
-            let two_sided = all_match(&rule.source, labels);
-            sources
-                .get(&equal_values(&rule.equal, labels))
-                .is_some_and(|candidates| {
-                    candidates.iter().any(|(source, source_both)| {
-                        *source != fingerprint && !(two_sided && *source_both)
+    pub fn inhibited(
+        &self,
+        index: &InhibitIndex,
+        fingerprint: Fingerprint,
+        labels: &LabelSet,
+    ) -> bool {
+        self.rules
+            .iter()
+            .zip(&index.per_rule)
+            .any(|(rule, sources)| {
+                if !all_match(&rule.target, labels) {
+                    return false;
+                }
+                let two_sided = all_match(&rule.source, labels);
+                sources
+                    .get(&equal_values(&rule.equal, labels))
+                    .is_some_and(|candidates| {
+                        candidates.iter().any(|(source, source_both)| {
+                            *source != fingerprint && !(two_sided && *source_both)
+                        })
                     })
-                })
-        })
+            })
     }
 }
 
@@ -126,8 +137,14 @@ mod tests {
         let other = labels([("alertname", "DiskFull"), ("instance", "web2")]);
         assert!(muted(&rules, &[down.clone(), disk.clone()], &disk));
         assert!(!muted(&rules, &[down.clone(), other.clone()], &other));
-        assert!(!muted(&rules, &[down.clone()], &down), "a source never mutes itself");
-        assert!(!muted(&rules, &[disk.clone()], &disk), "no source firing");
+        assert!(
+            !muted(&rules, std::slice::from_ref(&down), &down),
+            "a source never mutes itself"
+        );
+        assert!(
+            !muted(&rules, std::slice::from_ref(&disk), &disk),
+            "no source firing"
+        );
     }
 
     #[test]
@@ -135,8 +152,16 @@ mod tests {
         let rules = inhibitor(
             "- source_matchers: ['severity=~\"critical|warning\"']\n  target_matchers: ['severity=~\"critical|warning\"']\n  equal: [instance]\n",
         );
-        let a = labels([("alertname", "A"), ("severity", "critical"), ("instance", "h")]);
-        let b = labels([("alertname", "B"), ("severity", "warning"), ("instance", "h")]);
+        let a = labels([
+            ("alertname", "A"),
+            ("severity", "critical"),
+            ("instance", "h"),
+        ]);
+        let b = labels([
+            ("alertname", "B"),
+            ("severity", "warning"),
+            ("instance", "h"),
+        ]);
         assert!(!muted(&rules, &[a.clone(), b.clone()], &a));
         assert!(!muted(&rules, &[a.clone(), b.clone()], &b));
     }

@@ -86,8 +86,9 @@ impl Matcher {
                 "{text:?} has no operator (=, !=, =~, !~) after the label name"
             ));
         };
-        let value = unquote(rest.trim())
-            .ok_or_else(|| format!("{text:?}: the value has an unterminated quote or a bad escape"))?;
+        let value = unquote(rest.trim()).ok_or_else(|| {
+            format!("{text:?}: the value has an unterminated quote or a bad escape")
+        })?;
         Matcher::new(name, kind, &value)
     }
 
@@ -256,7 +257,14 @@ mod tests {
 
     #[test]
     fn refusals() {
-        for text in ["instance", "=\"x\"", "1a=\"x\"", r#"a=~"(""#, r#"a="x"#, r#"a="x"y""#] {
+        for text in [
+            "instance",
+            "=\"x\"",
+            "1a=\"x\"",
+            r#"a=~"(""#,
+            r#"a="x"#,
+            r#"a="x"y""#,
+        ] {
             assert!(Matcher::parse(text).is_err(), "{text}");
         }
     }

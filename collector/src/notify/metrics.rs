@@ -6,7 +6,9 @@
 //! `countywatch_silences{state}`. Receiver names come from the config, so
 //! the label sets are bounded.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Outcomes in `countywatch_notifications_total{status}`.
 pub const STATUSES: [&str; 3] = ["success", "retry", "failed"];
@@ -31,9 +33,15 @@ pub struct NotifyMetrics {
 impl NotifyMetrics {
     /// Creates the metrics, pre-creating each receiver's series at 0, and
     /// registers them when a registry is given.
-    pub fn new(registry: Option<&Registry>, receivers: &[String]) -> Result<NotifyMetrics, prometheus::Error> {
+    pub fn new(
+        registry: Option<&Registry>,
+        receivers: &[String],
+    ) -> Result<NotifyMetrics, prometheus::Error> {
         let notifications = IntCounterVec::new(
-            Opts::new("countywatch_notifications_total", "Notification delivery attempts by receiver and outcome."),
+            Opts::new(
+                "countywatch_notifications_total",
+                "Notification delivery attempts by receiver and outcome.",
+            ),
             &["receiver", "status"],
         )?;
         let failed = IntCounterVec::new(
@@ -48,18 +56,26 @@ impl NotifyMetrics {
                 "countywatch_notification_latency_seconds",
                 "Time from a notification entering the outbox to its receiver accepting it.",
             )
-            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0, 3600.0]),
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0, 3600.0,
+            ]),
             &["receiver"],
         )?;
         let alerts = IntGaugeVec::new(
-            Opts::new("countywatch_alerts", "Alerts known to the notifier, by state."),
+            Opts::new(
+                "countywatch_alerts",
+                "Alerts known to the notifier, by state.",
+            ),
             &["state"],
         )?;
         let outbox_pending = IntGauge::new(
             "countywatch_outbox_pending",
             "Notifications written to the outbox and not yet accepted by their receiver.",
         )?;
-        let silences = IntGaugeVec::new(Opts::new("countywatch_silences", "Silences by state."), &["state"])?;
+        let silences = IntGaugeVec::new(
+            Opts::new("countywatch_silences", "Silences by state."),
+            &["state"],
+        )?;
         for receiver in receivers {
             for status in STATUSES {
                 notifications.with_label_values(&[receiver.as_str(), status]);

@@ -14,7 +14,7 @@
 //! - [`outbox`]: the persistent outbox and the delivery tasks.
 //! - [`receiver`]: email, webhook, DingTalk, WeCom, Feishu, Alertmanager.
 //! - [`http_client`]: the HTTP client the HTTP receivers share.
-//! - [`db`]: `<data_dir>/notify.db`.
+//! - [`db`]: the SQLite file `notify.db` in the data directory.
 //! - [`api`]: `/api/v2/alerts` and `/api/v2/silences` (Alertmanager's API).
 //! - [`cli`]: `silence add|list|expire` and `notify test`.
 //! - [`metrics`]: `countywatch_notifications_total` and friends.
@@ -122,12 +122,20 @@ pub fn start(
     let silences = Arc::new(SilenceStore::open(db.clone()).context("cannot load silences")?);
     let receivers = receiver::build(config)?;
     let names: Vec<String> = receivers.keys().cloned().collect();
-    let metrics = NotifyMetrics::new(registry, &names).context("cannot register notification metrics")?;
+    let metrics =
+        NotifyMetrics::new(registry, &names).context("cannot register notification metrics")?;
     let nflog = load_nflog(&db).context("cannot load the notification log")?;
     let now = now_ms();
     let integrations: BTreeMap<String, Vec<bool>> = receivers
         .iter()
-        .map(|(name, list)| (name.clone(), list.iter().map(|integration| integration.send_resolved()).collect()))
+        .map(|(name, list)| {
+            (
+                name.clone(),
+                list.iter()
+                    .map(|integration| integration.send_resolved())
+                    .collect(),
+            )
+        })
         .collect();
     let dispatcher = Dispatcher::new(
         route_tree::Route::build(&config.route),
@@ -209,10 +217,17 @@ async fn run_dispatcher(
     loop {
         let now = now_ms();
         if now >= next_housekeeping {
-            housekeeping(&mut dispatcher, &delivery, &silences, notices_to.as_deref(), now);
+            housekeeping(
+                &mut dispatcher,
+                &delivery,
+                &silences,
+                notices_to.as_deref(),
+                now,
+            );
             next_housekeeping = now + 1_000;
         }
-        let flushed = dispatcher.flush_due(now, &|labels| !silences.silencing(labels, now).is_empty());
+        let flushed =
+            dispatcher.flush_due(now, &|labels| !silences.silencing(labels, now).is_empty());
         if !flushed.outgoing.is_empty() || !flushed.nflog.is_empty() {
             write_flushed(&delivery, &flushed, now);
         }
@@ -253,16 +268,28 @@ fn write_flushed(delivery: &Delivery, flushed: &Flushed, now: i64) {
                 .receivers
                 .get(&outgoing.notification.receiver)
                 .and_then(|list| list.get(outgoing.integration))
-                .is_some_and(|integration| outbox::wants(integration.as_ref(), &outgoing.notification));
+                .is_some_and(|integration| {
+                    outbox::wants(integration.as_ref(), &outgoing.notification)
+                });
             if wanted {
-                outbox::insert(&transaction, outgoing.integration, &outgoing.notification, now, delivery.config.deadline.get())?;
+                outbox::insert(
+                    &transaction,
+                    outgoing.integration,
+                    &outgoing.notification,
+                    now,
+                    delivery.config.deadline.get(),
+                )?;
             }
         }
         for ((group, receiver, integration), entry) in &flushed.nflog {
             let receiver_key = format!("{receiver}/{integration}");
             match entry {
                 Some(entry) => {
-                    let firing: Vec<u64> = entry.firing.iter().map(|fingerprint| fingerprint.0).collect();
+                    let firing: Vec<u64> = entry
+                        .firing
+                        .iter()
+                        .map(|fingerprint| fingerprint.0)
+                        .collect();
                     transaction.execute(
                         "INSERT OR REPLACE INTO nflog (group_key, receiver, firing, resolved, sent_ms) VALUES (?1, ?2, ?3, '[]', ?4)",
                         params![group, receiver_key, serde_json::to_string(&firing).unwrap_or_default(), entry.sent_ms],
@@ -293,7 +320,8 @@ fn write_flushed(delivery: &Delivery, flushed: &Flushed, now: i64) {
 
 fn load_nflog(db: &Db) -> rusqlite::Result<HashMap<NflogKey, NflogEntry>> {
     let connection = db.lock();
-    let mut statement = connection.prepare("SELECT group_key, receiver, firing, sent_ms FROM nflog")?;
+    let mut statement =
+        connection.prepare("SELECT group_key, receiver, firing, sent_ms FROM nflog")?;
     let rows = statement.query_map([], |row| {
         Ok((
             row.get::<_, String>(0)?,
@@ -350,11 +378,23 @@ fn housekeeping(
     dispatcher.housekeeping(now);
     let counts = dispatcher.counts(now, &|labels| !silences.silencing(labels, now).is_empty());
     let metrics = &delivery.metrics;
-    metrics.alerts.with_label_values(&["active"]).set(counts.active as i64);
-    metrics.alerts.with_label_values(&["suppressed"]).set(counts.suppressed as i64);
-    metrics.alerts.with_label_values(&["resolved"]).set(counts.resolved as i64);
+    metrics
+        .alerts
+        .with_label_values(&["active"])
+        .set(counts.active as i64);
+    metrics
+        .alerts
+        .with_label_values(&["suppressed"])
+        .set(counts.suppressed as i64);
+    metrics
+        .alerts
+        .with_label_values(&["resolved"])
+        .set(counts.resolved as i64);
     for (state, count) in silences.counts(now) {
-        metrics.silences.with_label_values(&[state.as_str()]).set(count as i64);
+        metrics
+            .silences
+            .with_label_values(&[state.as_str()])
+            .set(count as i64);
     }
 }
 
@@ -401,12 +441,21 @@ fn give_notices(
             );
             let integrations = delivery.receivers.get(receiver).map_or(0, Vec::len);
             for index in 0..integrations {
-                outbox::insert(&transaction, index, &notification, now, delivery.config.deadline.get())?;
+                outbox::insert(
+                    &transaction,
+                    index,
+                    &notification,
+                    now,
+                    delivery.config.deadline.get(),
+                )?;
             }
         }
         SilenceStore::mark_noticed(&transaction, &silence.id, *notice)?;
     }
     transaction.commit()?;
-    delivery.metrics.outbox_pending.set(outbox::pending(&connection)?);
+    delivery
+        .metrics
+        .outbox_pending
+        .set(outbox::pending(&connection)?);
     Ok(())
 }

@@ -117,7 +117,11 @@ impl Notification {
 
     /// The link to an alert on the collector's page.
     pub fn alert_url(&self, alert: &AlertSnapshot) -> String {
-        format!("{}/alerts/{}", self.external_url.trim_end_matches('/'), alert.fingerprint)
+        format!(
+            "{}/alerts/{}",
+            self.external_url.trim_end_matches('/'),
+            alert.fingerprint
+        )
     }
 
     /// A notification about one synthetic alert (notices, tests, self-alerts).

@@ -54,7 +54,8 @@ pub fn insert(
 ) -> rusqlite::Result<()> {
     let payload = serde_json::to_string(notification)
         .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
-    let deadline_ms = now_ms.saturating_add(i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX / 2));
+    let deadline_ms =
+        now_ms.saturating_add(i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX / 2));
     connection.execute(
         "INSERT INTO outbox (receiver, integration, payload, created_ms, deadline_ms, next_attempt_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
@@ -95,7 +96,14 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    fn due(&self, receiver: &str, integration: usize, now: i64, busy: &HashSet<i64>, limit: usize) -> rusqlite::Result<Vec<Entry>> {
+    fn due(
+        &self,
+        receiver: &str,
+        integration: usize,
+        now: i64,
+        busy: &HashSet<i64>,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<Entry>> {
         let connection = self.db.lock();
         let mut statement = connection.prepare_cached(
             "SELECT id, payload, created_ms, deadline_ms, attempts FROM outbox
@@ -103,7 +111,12 @@ impl Delivery {
              ORDER BY id LIMIT ?4",
         )?;
         let rows = statement.query_map(
-            params![receiver, integration as i64, now, (limit + busy.len()) as i64],
+            params![
+                receiver,
+                integration as i64,
+                now,
+                (limit + busy.len()) as i64
+            ],
             |row| {
                 Ok((
                     row.get::<_, i64>(0)?,
@@ -146,7 +159,12 @@ impl Delivery {
         Ok(entries)
     }
 
-    fn next_attempt(&self, receiver: &str, integration: usize, busy: &HashSet<i64>) -> rusqlite::Result<Option<i64>> {
+    fn next_attempt(
+        &self,
+        receiver: &str,
+        integration: usize,
+        busy: &HashSet<i64>,
+    ) -> rusqlite::Result<Option<i64>> {
         // In-flight rows have a next attempt in the past; skip them by
         // looking only at rows not being sent. Their number is small.
         let connection = self.db.lock();
@@ -154,9 +172,10 @@ impl Delivery {
             "SELECT id, next_attempt_ms FROM outbox WHERE receiver = ?1 AND integration = ?2
              ORDER BY next_attempt_ms LIMIT ?3",
         )?;
-        let rows = statement.query_map(params![receiver, integration as i64, (busy.len() + 1) as i64], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
-        })?;
+        let rows = statement.query_map(
+            params![receiver, integration as i64, (busy.len() + 1) as i64],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+        )?;
         for row in rows {
             let (id, next) = row?;
             if !busy.contains(&id) {
@@ -185,7 +204,10 @@ impl Delivery {
     /// receiver in the same transaction.
     fn give_up(&self, entry: &Entry, error: &SendError) -> rusqlite::Result<()> {
         let now = now_ms();
-        self.metrics.failed.with_label_values(&[entry.receiver.as_str()]).inc();
+        self.metrics
+            .failed
+            .with_label_values(&[entry.receiver.as_str()])
+            .inc();
         self.metrics
             .notifications
             .with_label_values(&[entry.receiver.as_str(), "failed"])
@@ -201,7 +223,11 @@ impl Delivery {
         let mut connection = self.db.lock();
         let transaction = connection.transaction()?;
         transaction.execute("DELETE FROM outbox WHERE id = ?1", [entry.id])?;
-        let fallback = self.config.fallback_receiver.as_ref().map(|name| name.value.as_str());
+        let fallback = self
+            .config
+            .fallback_receiver
+            .as_ref()
+            .map(|name| name.value.as_str());
         // Never tell the failing receiver about itself, and never report a
         // failed failure report, so that this cannot loop.
         if let Some(fallback) = fallback
@@ -231,7 +257,13 @@ impl Delivery {
                 now,
             );
             for index in 0..integrations {
-                insert(&transaction, index, &notice, now, self.config.deadline.get())?;
+                insert(
+                    &transaction,
+                    index,
+                    &notice,
+                    now,
+                    self.config.deadline.get(),
+                )?;
             }
         }
         transaction.commit()?;
@@ -243,8 +275,17 @@ impl Delivery {
 }
 
 /// Delivers one integration's queue until `stop` turns true.
-pub async fn deliver(delivery: Arc<Delivery>, receiver: String, index: usize, mut stop: watch::Receiver<bool>) {
-    let Some(integration) = delivery.receivers.get(&receiver).and_then(|list| list.get(index)) else {
+pub async fn deliver(
+    delivery: Arc<Delivery>,
+    receiver: String,
+    index: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(integration) = delivery
+        .receivers
+        .get(&receiver)
+        .and_then(|list| list.get(index))
+    else {
         return;
     };
     let kind = integration.kind();
@@ -269,9 +310,15 @@ pub async fn deliver(delivery: Arc<Delivery>, receiver: String, index: usize, mu
                         let delivery = Arc::clone(&delivery);
                         let receiver = receiver.clone();
                         sending.spawn(async move {
-                            let result = match delivery.receivers.get(&receiver).and_then(|list| list.get(index)) {
+                            let result = match delivery
+                                .receivers
+                                .get(&receiver)
+                                .and_then(|list| list.get(index))
+                            {
                                 Some(integration) => integration.send(&entry.notification).await,
-                                None => Err(SendError::Permanent("integration removed from the config".into())),
+                                None => Err(SendError::Permanent(
+                                    "integration removed from the config".into(),
+                                )),
                             };
                             (entry, result)
                         });
@@ -284,7 +331,10 @@ pub async fn deliver(delivery: Arc<Delivery>, receiver: String, index: usize, mu
                     storage_failing = true;
                 }
             }
-            next = delivery.next_attempt(&receiver, index, &busy).ok().flatten();
+            next = delivery
+                .next_attempt(&receiver, index, &busy)
+                .ok()
+                .flatten();
         }
         let sleep_ms = next.map_or(1_000, |next| (next - now).clamp(0, 1_000));
         tokio::select! {
@@ -333,7 +383,8 @@ fn settle(delivery: &Delivery, kind: &str, entry: Entry, result: Result<(), Send
                 delivery.config.initial_backoff.get(),
                 delivery.config.max_backoff.get(),
             );
-            let next = (now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 4)).min(entry.deadline_ms.max(now));
+            let next = (now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 4))
+                .min(entry.deadline_ms.max(now));
             // The first failure is a warning; repeats are debug, so that a
             // receiver down for an hour does not flood the log.
             if entry.attempts == 0 {
@@ -353,7 +404,9 @@ fn settle(delivery: &Delivery, kind: &str, entry: Entry, result: Result<(), Send
 /// The oldest entry's age in milliseconds, for `notify test` and tests.
 pub fn oldest_ms(connection: &Connection) -> rusqlite::Result<Option<i64>> {
     connection
-        .query_row("SELECT MIN(created_ms) FROM outbox", [], |row| row.get::<_, Option<i64>>(0))
+        .query_row("SELECT MIN(created_ms) FROM outbox", [], |row| {
+            row.get::<_, Option<i64>>(0)
+        })
         .optional()
         .map(Option::flatten)
 }
@@ -361,7 +414,9 @@ pub fn oldest_ms(connection: &Connection) -> rusqlite::Result<Option<i64>> {
 /// Whether an integration wants a notification: resolved-only ones only
 /// when it sends resolved notices; notices and tests always.
 pub fn wants(integration: &dyn Integration, notification: &Notification) -> bool {
-    notification.kind != Kind::Alerts || notification.status() == "firing" || integration.send_resolved()
+    notification.kind != Kind::Alerts
+        || notification.status() == "firing"
+        || integration.send_resolved()
 }
 
 #[cfg(test)]
@@ -374,9 +429,15 @@ mod tests {
         let max = Duration::from_secs(60);
         for _ in 0..100 {
             let first = backoff(1, initial, max);
-            assert!(first >= Duration::from_millis(500) && first <= initial, "{first:?}");
+            assert!(
+                first >= Duration::from_millis(500) && first <= initial,
+                "{first:?}"
+            );
             let fourth = backoff(4, initial, max);
-            assert!(fourth >= Duration::from_secs(4) && fourth <= Duration::from_secs(8), "{fourth:?}");
+            assert!(
+                fourth >= Duration::from_secs(4) && fourth <= Duration::from_secs(8),
+                "{fourth:?}"
+            );
             let late = backoff(40, initial, max);
             assert!(late >= Duration::from_secs(30) && late <= max, "{late:?}");
         }

@@ -76,12 +76,14 @@ impl Route {
         };
         let mut route = Route {
             id: id.clone(),
-            receiver: config
-                .receiver
-                .as_ref()
-                .map_or_else(|| parent.receiver.clone(), |receiver| receiver.value.clone()),
+            receiver: config.receiver.as_ref().map_or_else(
+                || parent.receiver.clone(),
+                |receiver| receiver.value.clone(),
+            ),
             group_by,
-            group_wait: config.group_wait.map_or(parent.group_wait, |value| value.get()),
+            group_wait: config
+                .group_wait
+                .map_or(parent.group_wait, |value| value.get()),
             group_interval: config
                 .group_interval
                 .map_or(parent.group_interval, |value| value.get()),
@@ -202,10 +204,16 @@ routes:
             ["dba@0.1.0"]
         );
         assert_eq!(
-            receivers(&route, &[("department", "finance"), ("severity", "critical")]),
+            receivers(
+                &route,
+                &[("department", "finance"), ("severity", "critical")]
+            ),
             ["finance@0.0", "oncall@0.1"]
         );
-        assert_eq!(receivers(&route, &[("department", "finance")]), ["finance@0.0"]);
+        assert_eq!(
+            receivers(&route, &[("department", "finance")]),
+            ["finance@0.0"]
+        );
     }
 
     #[test]
@@ -222,7 +230,11 @@ routes:
     #[test]
     fn group_labels() {
         let route = tree("receiver: r\ngroup_by: [alertname, department]\n");
-        let set = labels([("alertname", "A"), ("instance", "h1"), ("department", "tax")]);
+        let set = labels([
+            ("alertname", "A"),
+            ("instance", "h1"),
+            ("department", "tax"),
+        ]);
         assert_eq!(
             route.group_labels(&set),
             labels([("alertname", "A"), ("department", "tax")])

@@ -189,7 +189,9 @@ impl SilenceStore {
         now_ms: i64,
     ) -> Result<String, SilenceError> {
         if matchers.is_empty() {
-            return Err(SilenceError::Invalid("a silence needs at least one matcher".into()));
+            return Err(SilenceError::Invalid(
+                "a silence needs at least one matcher".into(),
+            ));
         }
         if matchers.iter().all(|matcher| matcher.matches_value("")) {
             return Err(SilenceError::Invalid(
@@ -197,7 +199,9 @@ impl SilenceStore {
             ));
         }
         if ends_at_ms <= starts_at_ms || ends_at_ms <= now_ms {
-            return Err(SilenceError::Invalid("the silence must end after it starts and in the future".into()));
+            return Err(SilenceError::Invalid(
+                "the silence must end after it starts and in the future".into(),
+            ));
         }
         if created_by.trim().is_empty() {
             return Err(SilenceError::Invalid("a silence needs an author".into()));
@@ -315,7 +319,10 @@ impl SilenceStore {
             Notice::Created => "noticed_created",
             Notice::Expired => "noticed_expired",
         };
-        connection.execute(&format!("UPDATE silences SET {column} = 1 WHERE id = ?1"), [id])?;
+        connection.execute(
+            &format!("UPDATE silences SET {column} = 1 WHERE id = ?1"),
+            [id],
+        )?;
         Ok(())
     }
 
@@ -327,7 +334,9 @@ impl SilenceStore {
             [horizon],
         )?;
         if deleted > 0 {
-            self.cache().0.retain(|silence| silence.ends_at_ms >= horizon);
+            self.cache()
+                .0
+                .retain(|silence| silence.ends_at_ms >= horizon);
         }
         Ok(())
     }
@@ -349,12 +358,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SilenceStore::open(Db::open(dir.path()).unwrap()).unwrap();
         let id = store
-            .add(parse_list(r#"instance="web1""#).unwrap(), 1_000, 10_000, "ops", "maintenance", 500)
+            .add(
+                parse_list(r#"instance="web1""#).unwrap(),
+                1_000,
+                10_000,
+                "ops",
+                "maintenance",
+                500,
+            )
             .unwrap();
         let web1 = labels([("alertname", "Down"), ("instance", "web1")]);
         let web2 = labels([("alertname", "Down"), ("instance", "web2")]);
         assert!(store.silencing(&web1, 900).is_empty(), "pending");
-        assert_eq!(store.silencing(&web1, 5_000), [id.clone()]);
+        assert_eq!(store.silencing(&web1, 5_000), std::slice::from_ref(&id));
         assert!(store.silencing(&web2, 5_000).is_empty());
 
         // Another process (the CLI) sees it and expires it; we notice.

@@ -38,8 +38,15 @@ pub struct Template {
 #[derive(Clone, Debug, PartialEq)]
 enum Node {
     Text(String),
-    Variable { path: String, escape: bool },
-    Section { path: String, inverted: bool, children: Vec<Node> },
+    Variable {
+        path: String,
+        escape: bool,
+    },
+    Section {
+        path: String,
+        inverted: bool,
+        children: Vec<Node>,
+    },
 }
 
 /// How variables are escaped.
@@ -74,13 +81,29 @@ impl Template {
             } else if let Some(path) = tag.strip_prefix('/') {
                 let (open, inverted, children) = stack.pop().ok_or("unbalanced section")?;
                 if stack.is_empty() || open != path.trim() {
-                    return Err(format!("section {{{{/{}}}}} closes {{{{#{open}}}}}", path.trim()));
+                    return Err(format!(
+                        "section {{{{/{}}}}} closes {{{{#{open}}}}}",
+                        path.trim()
+                    ));
                 }
-                push(&mut stack, Node::Section { path: open, inverted, children });
+                push(
+                    &mut stack,
+                    Node::Section {
+                        path: open,
+                        inverted,
+                        children,
+                    },
+                );
             } else if tag.starts_with('!') {
                 // A comment.
             } else {
-                push(&mut stack, Node::Variable { path: tag.to_string(), escape: !raw });
+                push(
+                    &mut stack,
+                    Node::Variable {
+                        path: tag.to_string(),
+                        escape: !raw,
+                    },
+                );
             }
             rest = &rest[start + consumed..];
         }
@@ -88,7 +111,10 @@ impl Template {
             push(&mut stack, Node::Text(rest.to_string()));
         }
         if stack.len() != 1 {
-            return Err(format!("section {{{{#{}}}}} is not closed", stack.last().map_or("", |s| s.0.as_str())));
+            return Err(format!(
+                "section {{{{#{}}}}} is not closed",
+                stack.last().map_or("", |s| s.0.as_str())
+            ));
         }
         let nodes = stack.pop().map(|(_, _, nodes)| nodes).unwrap_or_default();
         Ok(Template { nodes })
@@ -97,11 +123,14 @@ impl Template {
     /// Reads a template given inline or as a file.
     pub fn load(source: &TemplateSource) -> Result<Template, String> {
         match source {
-            TemplateSource::Inline(text) => Template::parse(text).map_err(|error| format!("template: {error}")),
+            TemplateSource::Inline(text) => {
+                Template::parse(text).map_err(|error| format!("template: {error}"))
+            }
             TemplateSource::File { file } => {
                 let text = std::fs::read_to_string(file)
                     .map_err(|error| format!("cannot read template {}: {error}", file.display()))?;
-                Template::parse(&text).map_err(|error| format!("template {}: {error}", file.display()))
+                Template::parse(&text)
+                    .map_err(|error| format!("template {}: {error}", file.display()))
             }
         }
     }
@@ -145,11 +174,14 @@ fn truthy(value: Option<&Value>) -> bool {
     }
 }
 
-fn render_nodes<'a>(nodes: &[Node], stack: &mut Vec<&'a Value>, escape: Escape, out: &mut String) {
+fn render_nodes(nodes: &[Node], stack: &mut Vec<&Value>, escape: Escape, out: &mut String) {
     for node in nodes {
         match node {
             Node::Text(text) => out.push_str(text),
-            Node::Variable { path, escape: escaped } => {
+            Node::Variable {
+                path,
+                escape: escaped,
+            } => {
                 let text = match lookup(stack, path) {
                     None | Some(Value::Null) => String::new(),
                     Some(Value::String(text)) => text.clone(),
@@ -161,7 +193,11 @@ fn render_nodes<'a>(nodes: &[Node], stack: &mut Vec<&'a Value>, escape: Escape, 
                     out.push_str(&text);
                 }
             }
-            Node::Section { path, inverted, children } => {
+            Node::Section {
+                path,
+                inverted,
+                children,
+            } => {
                 let value = lookup(stack, path);
                 if *inverted {
                     if !truthy(value) {
@@ -200,7 +236,11 @@ pub fn escape_html(text: &str) -> String {
 /// The data templates see for a notification.
 pub fn data(notification: &Notification, language: Language) -> Value {
     let status = notification.status();
-    let firing_count = notification.alerts.iter().filter(|alert| alert.firing()).count();
+    let firing_count = notification
+        .alerts
+        .iter()
+        .filter(|alert| alert.firing())
+        .count();
     // Without group labels (a route without group_by), the labels the
     // alerts share say more than nothing.
     let common_labels = notification.common_labels();
@@ -266,14 +306,20 @@ pub fn data(notification: &Notification, language: Language) -> Value {
     data.insert("subject".into(), json!(subject));
     data.insert("alert_count".into(), json!(notification.alerts.len()));
     data.insert("firing_count".into(), json!(firing_count));
-    data.insert("resolved_count".into(), json!(notification.alerts.len() - firing_count));
+    data.insert(
+        "resolved_count".into(),
+        json!(notification.alerts.len() - firing_count),
+    );
     data.insert(
         "more_alerts".into(),
         json!(notification.alerts.len().saturating_sub(MAX_LISTED)),
     );
     data.insert("external_url".into(), json!(notification.external_url));
     data.insert("common_labels".into(), json!(common_labels));
-    data.insert("common_annotations".into(), json!(notification.common_annotations()));
+    data.insert(
+        "common_annotations".into(),
+        json!(notification.common_annotations()),
+    );
     data.insert("alerts".into(), Value::Array(alerts));
     Value::Object(data)
 }
@@ -369,10 +415,22 @@ mod tests {
     fn mustache_subset() {
         check("a {{x}} b", json!({"x": "<1>"}), "a &lt;1&gt; b");
         check("{{{x}}}", json!({"x": "<1>"}), "<1>");
-        check("{{#xs}}[{{name}}]{{/xs}}", json!({"xs": [{"name": "a"}, {"name": "b"}]}), "[a][b]");
+        check(
+            "{{#xs}}[{{name}}]{{/xs}}",
+            json!({"xs": [{"name": "a"}, {"name": "b"}]}),
+            "[a][b]",
+        );
         check("{{#xs}}{{.}},{{/xs}}", json!({"xs": ["a", "b"]}), "a,b,");
-        check("{{#flag}}yes{{/flag}}{{^flag}}no{{/flag}}", json!({"flag": false}), "no");
-        check("{{#o}}{{a.b}}{{top}}{{/o}}", json!({"o": {"a": {"b": 1}}, "top": "t"}), "1t");
+        check(
+            "{{#flag}}yes{{/flag}}{{^flag}}no{{/flag}}",
+            json!({"flag": false}),
+            "no",
+        );
+        check(
+            "{{#o}}{{a.b}}{{top}}{{/o}}",
+            json!({"o": {"a": {"b": 1}}, "top": "t"}),
+            "1t",
+        );
         check("{{missing}}{{! comment }}", json!({}), "");
         for bad in ["{{#a}}", "{{/a}}", "{{#a}}{{/b}}", "{{x"] {
             assert!(Template::parse(bad).is_err(), "{bad}");
@@ -381,7 +439,9 @@ mod tests {
 
     fn notification() -> Notification {
         let mut alert = Alert::firing(labels([("alertname", "磁盘将满"), ("instance", "web1")]), 0);
-        alert.annotations.insert("summary".into(), "/var 剩余 3%".into());
+        alert
+            .annotations
+            .insert("summary".into(), "/var 剩余 3%".into());
         alert.value = Some("0.03".into());
         Notification {
             kind: Kind::Alerts,
@@ -399,14 +459,32 @@ mod tests {
         let en = Templates::new(Language::En, &TemplateOverrides::default()).unwrap();
         let rendered = en.render(&notification());
         assert_eq!(rendered.subject, "[FIRING:1] alertname=磁盘将满");
-        assert!(rendered.text.contains("Summary: /var 剩余 3%"), "{}", rendered.text);
-        assert!(rendered.text.contains("Details: http://collector:9780/alerts/"), "{}", rendered.text);
+        assert!(
+            rendered.text.contains("Summary: /var 剩余 3%"),
+            "{}",
+            rendered.text
+        );
+        assert!(
+            rendered
+                .text
+                .contains("Details: http://collector:9780/alerts/"),
+            "{}",
+            rendered.text
+        );
         assert!(rendered.html.contains("<td>0.03</td>"), "{}", rendered.html);
         let zh = Templates::new(Language::Zh, &TemplateOverrides::default()).unwrap();
         let rendered = zh.render(&notification());
         assert_eq!(rendered.subject, "【告警:1】alertname=磁盘将满");
-        assert!(rendered.text.contains("摘要：/var 剩余 3%"), "{}", rendered.text);
-        assert!(rendered.markdown.contains("**【告警】磁盘将满**"), "{}", rendered.markdown);
+        assert!(
+            rendered.text.contains("摘要：/var 剩余 3%"),
+            "{}",
+            rendered.text
+        );
+        assert!(
+            rendered.markdown.contains("**【告警】磁盘将满**"),
+            "{}",
+            rendered.markdown
+        );
     }
 
     #[test]
@@ -416,7 +494,11 @@ mod tests {
         many.alerts = vec![alert; MAX_LISTED + 5];
         let en = Templates::new(Language::En, &TemplateOverrides::default()).unwrap();
         let rendered = en.render(&many);
-        assert!(rendered.text.contains("... and 5 more alert(s)."), "{}", rendered.text);
+        assert!(
+            rendered.text.contains("... and 5 more alert(s)."),
+            "{}",
+            rendered.text
+        );
         assert_eq!(rendered.text.matches("Labels:").count(), MAX_LISTED);
     }
 }

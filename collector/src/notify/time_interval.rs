@@ -51,11 +51,27 @@ pub struct Interval {
 type BuildError = (Option<Spanned<String>>, String);
 
 const WEEKDAYS: [&str; 7] = [
-    "sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
+    "sunday",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
 ];
 const MONTHS: [&str; 12] = [
-    "january", "february", "march", "april", "may", "june", "july", "august", "september",
-    "october", "november", "december",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
 ];
 
 impl Interval {
@@ -96,26 +112,31 @@ impl Interval {
                     .iter()
                     .position(|name| *name == part.to_ascii_lowercase())
                     .and_then(|index| u8::try_from(index + 1).ok())
-                    .or_else(|| part.parse::<u8>().ok().filter(|month| (1..=12).contains(month)))
+                    .or_else(|| {
+                        part.parse::<u8>()
+                            .ok()
+                            .filter(|month| (1..=12).contains(month))
+                    })
             })?;
             interval.months.push((a, b));
         }
         for text in &spec.years {
-            let (a, b) = range_of(text, |part| part.parse::<i32>().ok().filter(|year| *year > 0))?;
+            let (a, b) = range_of(text, |part| {
+                part.parse::<i32>().ok().filter(|year| *year > 0)
+            })?;
             interval.years.push((a, b));
         }
         if let Some(location) = &spec.location {
-            interval.offset_seconds = parse_location(&location.value)
-                .ok_or_else(|| {
-                    (
-                        Some(location.clone()),
-                        format!(
-                            "time interval: unsupported location {:?}; use UTC, an offset like +08:00, \
+            interval.offset_seconds = parse_location(&location.value).ok_or_else(|| {
+                (
+                    Some(location.clone()),
+                    format!(
+                        "time interval: unsupported location {:?}; use UTC, an offset like +08:00, \
                              or a zone without daylight saving such as Asia/Shanghai",
-                            location.value
-                        ),
-                    )
-                })?;
+                        location.value
+                    ),
+                )
+            })?;
         }
         Ok(interval)
     }
@@ -132,16 +153,26 @@ impl Interval {
         let day = i32::from(time.day());
         let days_in_month = i32::from(time.month().length(time.year()));
         let year = time.year();
-        let resolve_day = |day: i32| if day < 0 { days_in_month + 1 + day } else { day };
+        let resolve_day = |day: i32| {
+            if day < 0 {
+                days_in_month + 1 + day
+            } else {
+                day
+            }
+        };
         (self.times.is_empty() || self.times.iter().any(|(a, b)| (*a..*b).contains(&minute)))
             && (self.weekdays.is_empty()
-                || self.weekdays.iter().any(|(a, b)| (*a..=*b).contains(&weekday)))
+                || self
+                    .weekdays
+                    .iter()
+                    .any(|(a, b)| (*a..=*b).contains(&weekday)))
             && (self.days_of_month.is_empty()
                 || self
                     .days_of_month
                     .iter()
                     .any(|(a, b)| (resolve_day(*a)..=resolve_day(*b)).contains(&day)))
-            && (self.months.is_empty() || self.months.iter().any(|(a, b)| (*a..=*b).contains(&month)))
+            && (self.months.is_empty()
+                || self.months.iter().any(|(a, b)| (*a..=*b).contains(&month)))
             && (self.years.is_empty() || self.years.iter().any(|(a, b)| (*a..=*b).contains(&year)))
     }
 }
@@ -182,7 +213,10 @@ fn minute_of_day(text: &Spanned<String>) -> Result<u32, BuildError> {
     let fail = || {
         (
             Some(text.clone()),
-            format!("time interval: {:?} is not a time of day like 09:00", text.value),
+            format!(
+                "time interval: {:?} is not a time of day like 09:00",
+                text.value
+            ),
         )
     };
     let (hours, minutes) = text.value.split_once(':').ok_or_else(fail)?;
@@ -264,7 +298,8 @@ mod tests {
 
     #[test]
     fn holidays_and_last_days() {
-        let national_day = interval("months: [october]\ndays_of_month: [\"1:7\"]\nyears: [\"2026:2027\"]\n");
+        let national_day =
+            interval("months: [october]\ndays_of_month: [\"1:7\"]\nyears: [\"2026:2027\"]\n");
         assert!(national_day.contains(at("2026-10-03T12:00:00Z")));
         assert!(!national_day.contains(at("2026-10-08T12:00:00Z")));
         assert!(!national_day.contains(at("2028-10-03T12:00:00Z")));
@@ -283,7 +318,8 @@ mod tests {
             "months: [\"13\"]\n",
         ] {
             let spec: TimeIntervalSpec =
-                countywatch_daemon::config_file::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
+                countywatch_daemon::config_file::parse(std::path::Path::new("t.yaml"), yaml)
+                    .unwrap();
             assert!(Interval::build(&spec).is_err(), "{yaml}");
         }
     }

@@ -69,8 +69,15 @@ fn email_is_grouped_and_chinese_arrives_intact() {
         .iter()
         .map(|host| {
             alert(
-                &[("alertname", "磁盘将满"), ("instance", host), ("department", "财政局")],
-                &[("summary", "/var 分区剩余不足 5%"), ("description", "请清理日志")],
+                &[
+                    ("alertname", "磁盘将满"),
+                    ("instance", host),
+                    ("department", "财政局"),
+                ],
+                &[
+                    ("summary", "/var 分区剩余不足 5%"),
+                    ("description", "请清理日志"),
+                ],
             )
         })
         .collect();
@@ -81,7 +88,10 @@ fn email_is_grouped_and_chinese_arrives_intact() {
     assert_eq!(message["subject"], "【告警:3】alertname=磁盘将满");
     // On the wire the subject was RFC 2047-encoded, not raw UTF-8.
     assert!(
-        message["raw_subject"].as_str().unwrap().contains("=?utf-8?"),
+        message["raw_subject"]
+            .as_str()
+            .unwrap()
+            .contains("=?utf-8?"),
         "{message:#?}"
     );
     assert_eq!(message["from"], "countywatch <alerts@county.test>");
@@ -100,12 +110,21 @@ fn email_is_grouped_and_chinese_arrives_intact() {
     );
     assert_eq!(message["content_type"], "multipart/alternative");
     assert!(!message["date"].as_str().unwrap().is_empty());
-    assert!(message["message_id"].as_str().unwrap().ends_with("@countywatch>"), "{message:#?}");
+    assert!(
+        message["message_id"]
+            .as_str()
+            .unwrap()
+            .ends_with("@countywatch>"),
+        "{message:#?}"
+    );
     let text = message["text"].as_str().unwrap();
     assert!(text.contains("告警：共 3 条"), "{text}");
     assert!(text.contains("摘要：/var 分区剩余不足 5%"), "{text}");
     assert!(text.contains("department=财政局"), "{text}");
-    assert!(text.contains("详情：http://collector.test/alerts/"), "{text}");
+    assert!(
+        text.contains("详情：http://collector.test/alerts/"),
+        "{text}"
+    );
     let html = message["html"].as_str().unwrap();
     assert!(html.contains("<td>/var 分区剩余不足 5%</td>"), "{html}");
     // Re-sending the same alerts is not news: still exactly one message.
@@ -113,16 +132,22 @@ fn email_is_grouped_and_chinese_arrives_intact() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(smtp.messages().len(), 1);
     assert_eq!(
-        metric(&collector, "countywatch_notifications_total{receiver=\"mail\",status=\"success\"}"),
+        metric(
+            &collector,
+            "countywatch_notifications_total{receiver=\"mail\",status=\"success\"}"
+        ),
         1.0
     );
-    assert_eq!(metric(&collector, "countywatch_alerts{state=\"active\"}"), 3.0);
+    assert_eq!(
+        metric(&collector, "countywatch_alerts{state=\"active\"}"),
+        3.0
+    );
     assert_eq!(metric(&collector, "countywatch_outbox_pending"), 0.0);
 }
 
 #[test]
 fn email_over_starttls_and_implicit_tls_with_auth() {
-    let pki = TestPki::new();
+    let pki = TestPki::generate();
     let starttls = SmtpServer::start(SmtpMode::Starttls, Some(&pki), Some(("robot", "秘密pass")));
     let implicit = SmtpServer::start(SmtpMode::Implicit, Some(&pki), Some(("robot", "秘密pass")));
     let password_file = pki.dir.path().join("smtp-password");
@@ -145,15 +170,26 @@ fn email_over_starttls_and_implicit_tls_with_auth() {
     );
     post_alerts(
         collector.http_addr,
-        &json!([alert(&[("alertname", "HostDown"), ("instance", "db1")], &[("summary", "db1 is down")])]),
+        &json!([alert(
+            &[("alertname", "HostDown"), ("instance", "db1")],
+            &[("summary", "db1 is down")]
+        )]),
     );
     for server in [&starttls, &implicit] {
         let messages = server.wait_for(1, Duration::from_secs(20));
         assert_eq!(messages.len(), 1, "{}", collector.logs.all().join("\n"));
         assert_eq!(messages[0]["tls"], true);
         assert_eq!(messages[0]["auth"], true);
-        assert_eq!(messages[0]["subject"], "[FIRING:1] alertname=HostDown, instance=db1");
-        assert!(messages[0]["text"].as_str().unwrap().contains("Summary: db1 is down"));
+        assert_eq!(
+            messages[0]["subject"],
+            "[FIRING:1] alertname=HostDown, instance=db1"
+        );
+        assert!(
+            messages[0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("Summary: db1 is down")
+        );
     }
     // send_resolved: the resolution is mailed too.
     post_alerts(
@@ -163,7 +199,10 @@ fn email_over_starttls_and_implicit_tls_with_auth() {
     for server in [&starttls, &implicit] {
         let messages = server.wait_for(2, Duration::from_secs(20));
         assert_eq!(messages.len(), 2);
-        assert_eq!(messages[1]["subject"], "[RESOLVED:1] alertname=HostDown, instance=db1");
+        assert_eq!(
+            messages[1]["subject"],
+            "[RESOLVED:1] alertname=HostDown, instance=db1"
+        );
     }
 }
 
@@ -177,7 +216,13 @@ fn a_storm_of_10000_alerts_for_500_hosts_makes_one_email_per_group() {
         ))),
         &[],
     );
-    let names = ["HighCpu", "DiskFull", "MemoryLow", "SshBruteForce", "ServiceDown"];
+    let names = [
+        "HighCpu",
+        "DiskFull",
+        "MemoryLow",
+        "SshBruteForce",
+        "ServiceDown",
+    ];
     let departments = ["finance", "tax", "police", "health"];
     let mut alerts = Vec::new();
     for index in 0..10_000usize {
@@ -186,7 +231,12 @@ fn a_storm_of_10000_alerts_for_500_hosts_makes_one_email_per_group() {
         let name = names[(index / 2_000) % 5];
         let check = format!("check{index}");
         alerts.push(alert(
-            &[("alertname", name), ("instance", &host), ("department", department), ("check", &check)],
+            &[
+                ("alertname", name),
+                ("instance", &host),
+                ("department", department),
+                ("check", &check),
+            ],
             &[("summary", "storm")],
         ));
     }
@@ -203,11 +253,17 @@ fn a_storm_of_10000_alerts_for_500_hosts_makes_one_email_per_group() {
         .map(|message| message["subject"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(subjects.len(), 20, "{subjects:#?}");
-    assert!(subjects.contains("[FIRING:500] alertname=DiskFull, department=tax"), "{subjects:#?}");
+    assert!(
+        subjects.contains("[FIRING:500] alertname=DiskFull, department=tax"),
+        "{subjects:#?}"
+    );
     // A storm message lists a bounded number of alerts and counts the rest.
     let text = messages_after[0]["text"].as_str().unwrap();
     assert!(text.contains("... and 470 more alert(s)."), "{text}");
-    assert_eq!(metric(&collector, "countywatch_alerts{state=\"active\"}"), 10_000.0);
+    assert_eq!(
+        metric(&collector, "countywatch_alerts{state=\"active\"}"),
+        10_000.0
+    );
 }
 
 #[test]
@@ -224,11 +280,19 @@ fn smtp_outage_then_back_delivers_every_notification_once() {
         &[],
     );
     let alerts: Vec<Value> = (0..10)
-        .map(|index| alert(&[("alertname", "Down"), ("instance", &format!("web{index}"))], &[]))
+        .map(|index| {
+            alert(
+                &[("alertname", "Down"), ("instance", &format!("web{index}"))],
+                &[],
+            )
+        })
         .collect();
     post_alerts(collector.http_addr, &json!(alerts));
     assert!(wait_until(Duration::from_secs(20), || {
-        metric(&collector, "countywatch_notifications_total{receiver=\"mail\",status=\"retry\"}") >= 10.0
+        metric(
+            &collector,
+            "countywatch_notifications_total{receiver=\"mail\",status=\"retry\"}",
+        ) >= 10.0
     }));
     assert_eq!(metric(&collector, "countywatch_outbox_pending"), 10.0);
     std::thread::sleep(Duration::from_secs(5));
@@ -243,7 +307,11 @@ fn smtp_outage_then_back_delivers_every_notification_once() {
     assert_eq!(subjects.len(), 10);
     assert_eq!(metric(&collector, "countywatch_outbox_pending"), 0.0);
     assert!(collector.logs.contains("notification failed, will retry"));
-    assert!(collector.logs.contains("notification delivered after retries"));
+    assert!(
+        collector
+            .logs
+            .contains("notification delivered after retries")
+    );
 }
 
 #[test]
@@ -258,12 +326,22 @@ fn kill_9_with_50_notifications_in_the_outbox_loses_none_and_repeats_none() {
         &[],
     );
     let alerts: Vec<Value> = (0..50)
-        .map(|index| alert(&[("alertname", "Down"), ("instance", &format!("host{index:02}"))], &[]))
+        .map(|index| {
+            alert(
+                &[
+                    ("alertname", "Down"),
+                    ("instance", &format!("host{index:02}")),
+                ],
+                &[],
+            )
+        })
         .collect();
     post_alerts(collector.http_addr, &json!(alerts));
     let data_dir = collector.data_dir.clone();
     let (ingest, enroll) = (collector.ingest_addr, collector.enroll_addr);
-    assert!(wait_until(Duration::from_secs(20), || outbox_rows(&data_dir) == 50));
+    assert!(wait_until(Duration::from_secs(20), || outbox_rows(
+        &data_dir
+    ) == 50));
     let dir = collector.kill();
     smtp.resume();
     let collector = Collector::restart(dir, &data_dir, ingest, enroll);
@@ -279,7 +357,9 @@ fn kill_9_with_50_notifications_in_the_outbox_loses_none_and_repeats_none() {
         .map(|message| message["subject"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(subjects.len(), 50, "every host once");
-    assert!(wait_until(Duration::from_secs(10), || outbox_rows(&data_dir) == 0));
+    assert!(wait_until(Duration::from_secs(10), || outbox_rows(
+        &data_dir
+    ) == 0));
 }
 
 #[test]
@@ -298,7 +378,14 @@ fn webhook_gets_alertmanagers_payload_and_is_retried_after_500() {
     );
     post_alerts(
         collector.http_addr,
-        &json!([alert(&[("alertname", "DiskFull"), ("instance", "web1"), ("severity", "warning")], &[("summary", "disk")])]),
+        &json!([alert(
+            &[
+                ("alertname", "DiskFull"),
+                ("instance", "web1"),
+                ("severity", "warning")
+            ],
+            &[("summary", "disk")]
+        )]),
     );
     let requests = hook.wait_for(3, Duration::from_secs(20));
     assert_eq!(requests.len(), 3, "two refusals, then accepted");
@@ -322,21 +409,34 @@ fn webhook_gets_alertmanagers_payload_and_is_retried_after_500() {
     assert_eq!(first["endsAt"], "0001-01-01T00:00:00Z");
     assert_eq!(first["fingerprint"].as_str().unwrap().len(), 16);
     assert!(first["startsAt"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(requests[0].body, requests[2].body, "a retry sends the same notification");
     assert_eq!(
-        metric(&collector, "countywatch_notifications_total{receiver=\"hook\",status=\"retry\"}"),
+        requests[0].body, requests[2].body,
+        "a retry sends the same notification"
+    );
+    assert_eq!(
+        metric(
+            &collector,
+            "countywatch_notifications_total{receiver=\"hook\",status=\"retry\"}"
+        ),
         2.0
     );
     // Resolution: send_resolved is on by default for webhooks.
     post_alerts(
         collector.http_addr,
-        &json!([resolved(&[("alertname", "DiskFull"), ("instance", "web1"), ("severity", "warning")])]),
+        &json!([resolved(&[
+            ("alertname", "DiskFull"),
+            ("instance", "web1"),
+            ("severity", "warning")
+        ])]),
     );
     let requests = hook.wait_for(4, Duration::from_secs(20));
     let payload = requests[3].json();
     assert_eq!(payload["status"], "resolved");
     // The end came before the start the collector knew; it is clamped to it.
-    assert_eq!(payload["alerts"][0]["endsAt"], payload["alerts"][0]["startsAt"]);
+    assert_eq!(
+        payload["alerts"][0]["endsAt"],
+        payload["alerts"][0]["startsAt"]
+    );
 }
 
 #[test]
@@ -355,13 +455,22 @@ fn a_hanging_receiver_is_bounded_by_its_timeout_and_delays_no_other() {
     for index in 0..3 {
         post_alerts(
             collector.http_addr,
-            &json!([alert(&[("alertname", "Down"), ("instance", &format!("h{index}"))], &[])]),
+            &json!([alert(
+                &[("alertname", "Down"), ("instance", &format!("h{index}"))],
+                &[]
+            )]),
         );
-        assert_eq!(healthy.wait_for(index + 1, Duration::from_secs(10)).len(), index + 1);
+        assert_eq!(
+            healthy.wait_for(index + 1, Duration::from_secs(10)).len(),
+            index + 1
+        );
     }
     // The stuck receiver was tried, timed out after 1 s, and is tried again.
     assert!(wait_until(Duration::from_secs(20), || {
-        metric(&collector, "countywatch_notifications_total{receiver=\"stuck\",status=\"retry\"}") >= 2.0
+        metric(
+            &collector,
+            "countywatch_notifications_total{receiver=\"stuck\",status=\"retry\"}",
+        ) >= 2.0
     }));
     assert!(hanging.requests().len() >= 2);
     assert!(collector.logs.contains("no answer from"));
@@ -380,15 +489,26 @@ fn an_undeliverable_notification_is_counted_and_reported_to_the_fallback() {
         ))),
         &[],
     );
-    post_alerts(collector.http_addr, &json!([alert(&[("alertname", "Down")], &[])]));
+    post_alerts(
+        collector.http_addr,
+        &json!([alert(&[("alertname", "Down")], &[])]),
+    );
     let reports = fallback.wait_for(1, Duration::from_secs(20));
     assert_eq!(reports.len(), 1);
     let payload = reports[0].json();
     assert_eq!(payload["commonLabels"]["alertname"], "notification_failed");
     assert_eq!(payload["commonLabels"]["receiver"], "broken");
-    assert!(payload["commonAnnotations"]["summary"].as_str().unwrap().contains("502"));
+    assert!(
+        payload["commonAnnotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("502")
+    );
     assert_eq!(
-        metric(&collector, "countywatch_notifications_failed_total{receiver=\"broken\"}"),
+        metric(
+            &collector,
+            "countywatch_notifications_failed_total{receiver=\"broken\"}"
+        ),
         1.0
     );
     assert!(broken.requests().len() >= 3);
@@ -396,7 +516,10 @@ fn an_undeliverable_notification_is_counted_and_reported_to_the_fallback() {
 }
 
 fn verify_signature(python: &str) -> String {
-    let output = Command::new("/usr/bin/python3").args(["-c", python]).output().unwrap();
+    let output = Command::new("/usr/bin/python3")
+        .args(["-c", python])
+        .output()
+        .unwrap();
     String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
 
@@ -414,17 +537,33 @@ fn dingtalk_wecom_and_feishu_robots() {
     );
     post_alerts(
         collector.http_addr,
-        &json!([alert(&[("alertname", "暴力破解"), ("instance", "gw1")], &[("summary", "SSH 登录失败 300 次")])]),
+        &json!([alert(
+            &[("alertname", "暴力破解"), ("instance", "gw1")],
+            &[("summary", "SSH 登录失败 300 次")]
+        )]),
     );
     let requests = bots.wait_for(3, Duration::from_secs(20));
     assert_eq!(requests.len(), 3);
-    let find = |prefix: &str| requests.iter().find(|request| request.path.starts_with(prefix)).unwrap();
+    let find = |prefix: &str| {
+        requests
+            .iter()
+            .find(|request| request.path.starts_with(prefix))
+            .unwrap()
+    };
 
     let dingtalk = find("/robot/send");
     let body = dingtalk.json();
     assert_eq!(body["msgtype"], "markdown");
-    assert_eq!(body["markdown"]["title"], "【告警:1】alertname=暴力破解, instance=gw1");
-    assert!(body["markdown"]["text"].as_str().unwrap().contains("SSH 登录失败 300 次"));
+    assert_eq!(
+        body["markdown"]["title"],
+        "【告警:1】alertname=暴力破解, instance=gw1"
+    );
+    assert!(
+        body["markdown"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("SSH 登录失败 300 次")
+    );
     let query = dingtalk.path.split_once('?').unwrap().1;
     assert!(query.starts_with("access_token=abc&timestamp="), "{query}");
     let expected = verify_signature(&format!(
@@ -435,13 +574,26 @@ fn dingtalk_wecom_and_feishu_robots() {
     let wecom = find("/cgi-bin/webhook/send");
     let body = wecom.json();
     assert_eq!(body["msgtype"], "markdown");
-    assert!(body["markdown"]["content"].as_str().unwrap().contains("**【告警】暴力破解**"));
+    assert!(
+        body["markdown"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("**【告警】暴力破解**")
+    );
 
     let feishu = find("/open-apis/bot/v2/hook/h");
     let body = feishu.json();
     assert_eq!(body["msg_type"], "interactive");
-    assert_eq!(body["card"]["header"]["title"]["content"], "【告警:1】alertname=暴力破解, instance=gw1");
-    assert!(body["card"]["elements"][0]["content"].as_str().unwrap().contains("gw1"));
+    assert_eq!(
+        body["card"]["header"]["title"]["content"],
+        "【告警:1】alertname=暴力破解, instance=gw1"
+    );
+    assert!(
+        body["card"]["elements"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("gw1")
+    );
     let timestamp = body["timestamp"].as_str().unwrap();
     let sign = body["sign"].as_str().unwrap();
     let expected = verify_signature(&format!(
@@ -460,8 +612,15 @@ fn alerts_are_forwarded_to_a_real_alertmanager() {
         ))),
         &[],
     );
-    let labels = [("alertname", "HostDown"), ("instance", "web7"), ("department", "民政局")];
-    post_alerts(collector.http_addr, &json!([alert(&labels, &[("summary", "web7 down")])]));
+    let labels = [
+        ("alertname", "HostDown"),
+        ("instance", "web7"),
+        ("department", "民政局"),
+    ];
+    post_alerts(
+        collector.http_addr,
+        &json!([alert(&labels, &[("summary", "web7 down")])]),
+    );
     let mut found = Vec::new();
     assert!(wait_until(Duration::from_secs(20), || {
         found = alertmanager.alerts();
@@ -477,7 +636,9 @@ fn alerts_are_forwarded_to_a_real_alertmanager() {
     assert_eq!(found[0]["status"]["state"], "active");
     // The resolution is forwarded and Alertmanager drops the alert.
     post_alerts(collector.http_addr, &json!([resolved(&labels)]));
-    assert!(wait_until(Duration::from_secs(20), || alertmanager.alerts().is_empty()));
+    assert!(wait_until(Duration::from_secs(20), || alertmanager
+        .alerts()
+        .is_empty()));
 }
 
 fn collector_command(collector: &Collector, arguments: &[&str]) -> (bool, String, String) {
@@ -509,8 +670,16 @@ fn silences_from_the_cli_and_the_api_with_notices_and_metrics() {
     let (ok, stdout, stderr) = collector_command(
         &collector,
         &[
-            "silence", "add", "--matcher", "instance=\"web1\"", "--duration", "2h", "--comment",
-            "maintenance", "--author", "zhang.wei",
+            "silence",
+            "add",
+            "--matcher",
+            "instance=\"web1\"",
+            "--duration",
+            "2h",
+            "--comment",
+            "maintenance",
+            "--author",
+            "zhang.wei",
         ],
     );
     assert!(ok, "{stderr}");
@@ -523,7 +692,10 @@ fn silences_from_the_cli_and_the_api_with_notices_and_metrics() {
     assert_eq!(payload["commonLabels"]["silence_id"], id.as_str());
     assert_eq!(payload["commonAnnotations"]["created_by"], "zhang.wei");
     assert_eq!(payload["commonAnnotations"]["comment"], "maintenance");
-    assert_eq!(payload["commonAnnotations"]["matchers"], "instance=\"web1\"");
+    assert_eq!(
+        payload["commonAnnotations"]["matchers"],
+        "instance=\"web1\""
+    );
     assert!(wait_until(Duration::from_secs(5), || {
         metric(&collector, "countywatch_silences{state=\"active\"}") == 1.0
     }));
@@ -545,20 +717,32 @@ fn silences_from_the_cli_and_the_api_with_notices_and_metrics() {
 
     let (ok, listing, _) = collector_command(&collector, &["silence", "list"]);
     assert!(ok);
-    assert!(listing.contains(&id) && listing.contains("zhang.wei") && listing.contains("maintenance"), "{listing}");
+    assert!(
+        listing.contains(&id) && listing.contains("zhang.wei") && listing.contains("maintenance"),
+        "{listing}"
+    );
     let (status, body) = request(collector.http_addr, "GET", "/api/v2/silences", "");
     assert_eq!(status, 200);
     let silences: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(silences[0]["createdBy"], "zhang.wei");
     assert_eq!(silences[0]["status"]["state"], "active");
-    assert_eq!(silences[0]["matchers"][0], json!({"name": "instance", "value": "web1", "isRegex": false, "isEqual": true}));
+    assert_eq!(
+        silences[0]["matchers"][0],
+        json!({"name": "instance", "value": "web1", "isRegex": false, "isEqual": true})
+    );
 
     let (ok, _, stderr) = collector_command(&collector, &["silence", "expire", &id]);
     assert!(ok, "{stderr}");
     let expired = notices.wait_for(2, Duration::from_secs(10));
-    assert_eq!(expired[1].json()["commonLabels"]["alertname"], "SilenceExpired");
+    assert_eq!(
+        expired[1].json()["commonLabels"]["alertname"],
+        "SilenceExpired"
+    );
     // web1 is no longer silenced: it is notified now.
-    post_alerts(collector.http_addr, &json!([alert(&[("alertname", "Down"), ("instance", "web1")], &[])]));
+    post_alerts(
+        collector.http_addr,
+        &json!([alert(&[("alertname", "Down"), ("instance", "web1")], &[])]),
+    );
     let delivered = team.wait_for(2, Duration::from_secs(10));
     assert_eq!(delivered[1].json()["commonLabels"]["instance"], "web1");
     assert!(wait_until(Duration::from_secs(5), || {
@@ -580,18 +764,43 @@ fn silences_from_the_cli_and_the_api_with_notices_and_metrics() {
         .to_string(),
     );
     assert_eq!(status, 200, "{body}");
-    let api_id = serde_json::from_str::<Value>(&body).unwrap()["silenceID"].as_str().unwrap().to_string();
-    let (status, _) = request(collector.http_addr, "DELETE", &format!("/api/v2/silence/{api_id}"), "");
+    let api_id = serde_json::from_str::<Value>(&body).unwrap()["silenceID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = request(
+        collector.http_addr,
+        "DELETE",
+        &format!("/api/v2/silence/{api_id}"),
+        "",
+    );
     assert_eq!(status, 200);
-    let (status, _) = request(collector.http_addr, "DELETE", &format!("/api/v2/silence/{api_id}"), "");
+    let (status, _) = request(
+        collector.http_addr,
+        "DELETE",
+        &format!("/api/v2/silence/{api_id}"),
+        "",
+    );
     assert_eq!(status, 404);
     // Refusals name the problem.
     let (ok, _, stderr) = collector_command(
         &collector,
-        &["silence", "add", "--matcher", "instance=~\".*\"", "--duration", "1h", "--comment", "x"],
+        &[
+            "silence",
+            "add",
+            "--matcher",
+            "instance=~\".*\"",
+            "--duration",
+            "1h",
+            "--comment",
+            "x",
+        ],
     );
     assert!(!ok);
-    assert!(stderr.contains("must not match the empty string"), "{stderr}");
+    assert!(
+        stderr.contains("must not match the empty string"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -601,7 +810,11 @@ fn notify_test_sends_through_every_integration_of_the_receiver() {
     let config_path = dir.path().join("collector.yaml");
     std::fs::write(
         &config_path,
-        format!("data_dir: {}\nnotify:\n  route:\n    receiver: mail\n  receivers:\n{}", dir.path().join("data").display(), email_receiver("mail", &smtp, "")),
+        format!(
+            "data_dir: {}\nnotify:\n  route:\n    receiver: mail\n  receivers:\n{}",
+            dir.path().join("data").display(),
+            email_receiver("mail", &smtp, "")
+        ),
     )
     .unwrap();
     let output = Command::new(binary("countywatch-collector"))
@@ -610,10 +823,19 @@ fn notify_test_sends_through_every_integration_of_the_receiver() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("mail/0 (email): sent"), "{stdout}");
     let messages = smtp.wait_for(1, Duration::from_secs(10));
-    assert!(messages[0]["text"].as_str().unwrap().contains("CountywatchTest"));
+    assert!(
+        messages[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("CountywatchTest")
+    );
     // An unknown receiver and an unreachable server fail with a message.
     let output = Command::new(binary("countywatch-collector"))
         .args(["notify", "test", "--receiver", "nobody", "--config"])
@@ -648,9 +870,18 @@ fn bad_notify_configs_are_refused_with_positions() {
         .unwrap();
     assert_eq!(output.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("c.yaml:3:15: no receiver named \"nobody\""), "{stderr}");
-    assert!(stderr.contains("c.yaml:4:27: no time interval named \"never\""), "{stderr}");
-    assert!(stderr.contains("c.yaml:10:18: smarthost \"no-port\" is not HOST:PORT"), "{stderr}");
+    assert!(
+        stderr.contains("c.yaml:3:15: no receiver named \"nobody\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("c.yaml:4:27: no time interval named \"never\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("c.yaml:10:18: smarthost \"no-port\" is not HOST:PORT"),
+        "{stderr}"
+    );
     std::fs::write(&path, "notify:\n  route:\n    matchers: ['a=~\"(\"']\n").unwrap();
     let output = Command::new(binary("countywatch-collector"))
         .arg("check-config")
@@ -659,5 +890,8 @@ fn bad_notify_configs_are_refused_with_positions() {
         .unwrap();
     assert_eq!(output.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("c.yaml:3:") && stderr.contains("invalid regex"), "{stderr}");
+    assert!(
+        stderr.contains("c.yaml:3:") && stderr.contains("invalid regex"),
+        "{stderr}"
+    );
 }

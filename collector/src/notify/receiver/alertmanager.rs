@@ -81,9 +81,15 @@ impl Integration for Alertmanager {
                 headers.push(("authorization", format!("Bearer {token}")));
             }
             let body = payload(notification).to_string();
-            http_client::post(&self.target, &headers, body.into_bytes(), &self.tls, self.timeout)
-                .await
-                .map(|_| ())
+            http_client::post(
+                &self.target,
+                &headers,
+                body.into_bytes(),
+                &self.tls,
+                self.timeout,
+            )
+            .await
+            .map(|_| ())
         })
     }
 }

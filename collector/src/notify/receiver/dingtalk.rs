@@ -12,7 +12,9 @@ use crate::notify::alert::now_ms;
 use crate::notify::config::{BotConfig, Language};
 use crate::notify::http_client::{self, Target};
 use crate::notify::notification::Notification;
-use crate::notify::receiver::{Integration, SendFuture, check_bot_answer, hmac_sha256, percent_encode};
+use crate::notify::receiver::{
+    Integration, SendFuture, check_bot_answer, hmac_sha256, percent_encode,
+};
 use crate::notify::template::Templates;
 
 /// DingTalk refuses markdown longer than this many bytes.
@@ -36,7 +38,10 @@ pub struct DingTalk {
 
 /// The `timestamp` and `sign` query parameters for a signed request.
 pub fn sign_query(secret: &str, timestamp_ms: i64) -> String {
-    let signature = hmac_sha256(secret.as_bytes(), format!("{timestamp_ms}\n{secret}").as_bytes());
+    let signature = hmac_sha256(
+        secret.as_bytes(),
+        format!("{timestamp_ms}\n{secret}").as_bytes(),
+    );
     let encoded = base64::engine::general_purpose::STANDARD.encode(signature);
     format!("timestamp={timestamp_ms}&sign={}", percent_encode(&encoded))
 }
@@ -87,8 +92,14 @@ impl Integration for DingTalk {
                 Some(secret) => self.target.with_query(&sign_query(secret, now_ms())),
                 None => self.target.clone(),
             };
-            let (_, answer) =
-                http_client::post(&target, &[], body.to_string().into_bytes(), &self.tls, self.timeout).await?;
+            let (_, answer) = http_client::post(
+                &target,
+                &[],
+                body.to_string().into_bytes(),
+                &self.tls,
+                self.timeout,
+            )
+            .await?;
             check_bot_answer(&answer, &[130101])
         })
     }

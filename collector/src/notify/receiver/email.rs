@@ -73,7 +73,10 @@ impl Email {
             .tls(tls)
             .timeout(Some(timeout))
             .hello_name(ClientId::Domain(
-                config.hello.clone().unwrap_or_else(|| "localhost".to_string()),
+                config
+                    .hello
+                    .clone()
+                    .unwrap_or_else(|| "localhost".to_string()),
             ));
         if let Some(user) = &config.auth_username {
             let password = match (&config.auth_password, &config.auth_password_file) {
@@ -111,7 +114,10 @@ impl Email {
             builder = builder.cc(cc.clone());
         }
         builder
-            .multipart(MultiPart::alternative_plain_html(rendered.text, rendered.html))
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text,
+                rendered.html,
+            ))
             .map_err(|error| SendError::Permanent(format!("cannot build the message: {error}")))
     }
 }
@@ -129,7 +135,11 @@ fn message_id(notification: &Notification) -> String {
     hash.update(notification.created_ms.to_be_bytes());
     hash.update(serde_json::to_vec(&notification.alerts).unwrap_or_default());
     let digest = hash.finalize();
-    format!("<{}.{}@countywatch>", notification.created_ms, hex::encode(&digest[..12]))
+    format!(
+        "<{}.{}@countywatch>",
+        notification.created_ms,
+        hex::encode(&digest[..12])
+    )
 }
 
 impl Integration for Email {
@@ -148,9 +158,13 @@ impl Integration for Email {
                 Ok(Ok(_)) => Ok(()),
                 // A 5xx answer (unknown mailbox, refused credentials) will
                 // not change by retrying; anything else may.
-                Ok(Err(error)) if error.is_permanent() => Err(SendError::Permanent(format!("SMTP: {error}"))),
+                Ok(Err(error)) if error.is_permanent() => {
+                    Err(SendError::Permanent(format!("SMTP: {error}")))
+                }
                 Ok(Err(error)) => Err(SendError::Retryable(format!("SMTP: {error}"))),
-                Err(_) => Err(SendError::Retryable("SMTP: no answer within the timeout".to_string())),
+                Err(_) => Err(SendError::Retryable(
+                    "SMTP: no answer within the timeout".to_string(),
+                )),
             }
         })
     }

@@ -68,7 +68,11 @@ impl Integration for Feishu {
     fn send<'a>(&'a self, notification: &'a Notification) -> SendFuture<'a> {
         Box::pin(async move {
             let rendered = self.templates.render(notification);
-            let color = if notification.status() == "firing" { "red" } else { "green" };
+            let color = if notification.status() == "firing" {
+                "red"
+            } else {
+                "green"
+            };
             let mut body = json!({
                 "msg_type": "interactive",
                 "card": {
@@ -84,8 +88,14 @@ impl Integration for Feishu {
                 body["timestamp"] = json!(timestamp.to_string());
                 body["sign"] = json!(sign(secret, timestamp));
             }
-            let (_, answer) =
-                http_client::post(&self.target, &[], body.to_string().into_bytes(), &self.tls, self.timeout).await?;
+            let (_, answer) = http_client::post(
+                &self.target,
+                &[],
+                body.to_string().into_bytes(),
+                &self.tls,
+                self.timeout,
+            )
+            .await?;
             check_bot_answer(&answer, &[11232, 9499])
         })
     }
@@ -98,6 +108,9 @@ mod tests {
     #[test]
     fn signature_is_feishus() {
         // Computed independently with Python's hmac and base64 modules.
-        assert_eq!(sign("SEC000", 1_700_000_000), "QKhXycVUGrhA1dUEbXA2Vo/zGkv/W88IgYgKNA7Xmk0=");
+        assert_eq!(
+            sign("SEC000", 1_700_000_000),
+            "QKhXycVUGrhA1dUEbXA2Vo/zGkv/W88IgYgKNA7Xmk0="
+        );
     }
 }

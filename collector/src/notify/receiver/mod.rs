@@ -73,34 +73,36 @@ fn build_receiver(
     let context = |kind: &str, index: usize| format!("receiver {name:?}: {kind}_configs[{index}]");
     let mut integrations: Vec<Box<dyn Integration>> = Vec::new();
     for (index, config) in receiver.email_configs.iter().enumerate() {
-        integrations.push(Box::new(
-            email::Email::new(config, language).map_err(|error| anyhow::anyhow!("{}: {error}", context("email", index)))?,
-        ));
+        integrations.push(Box::new(email::Email::new(config, language).map_err(
+            |error| anyhow::anyhow!("{}: {error}", context("email", index)),
+        )?));
     }
     for (index, config) in receiver.webhook_configs.iter().enumerate() {
         integrations.push(Box::new(
-            webhook::Webhook::new(config, external_url).map_err(|error| anyhow::anyhow!("{}: {error}", context("webhook", index)))?,
+            webhook::Webhook::new(config, external_url)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", context("webhook", index)))?,
         ));
     }
     for (index, config) in receiver.dingtalk_configs.iter().enumerate() {
         integrations.push(Box::new(
-            dingtalk::DingTalk::new(config, language).map_err(|error| anyhow::anyhow!("{}: {error}", context("dingtalk", index)))?,
+            dingtalk::DingTalk::new(config, language)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", context("dingtalk", index)))?,
         ));
     }
     for (index, config) in receiver.wecom_configs.iter().enumerate() {
-        integrations.push(Box::new(
-            wecom::WeCom::new(config, language).map_err(|error| anyhow::anyhow!("{}: {error}", context("wecom", index)))?,
-        ));
+        integrations.push(Box::new(wecom::WeCom::new(config, language).map_err(
+            |error| anyhow::anyhow!("{}: {error}", context("wecom", index)),
+        )?));
     }
     for (index, config) in receiver.feishu_configs.iter().enumerate() {
-        integrations.push(Box::new(
-            feishu::Feishu::new(config, language).map_err(|error| anyhow::anyhow!("{}: {error}", context("feishu", index)))?,
-        ));
+        integrations.push(Box::new(feishu::Feishu::new(config, language).map_err(
+            |error| anyhow::anyhow!("{}: {error}", context("feishu", index)),
+        )?));
     }
     for (index, config) in receiver.alertmanager_configs.iter().enumerate() {
-        integrations.push(Box::new(
-            alertmanager::Alertmanager::new(config).map_err(|error| anyhow::anyhow!("{}: {error}", context("alertmanager", index)))?,
-        ));
+        integrations.push(Box::new(alertmanager::Alertmanager::new(config).map_err(
+            |error| anyhow::anyhow!("{}: {error}", context("alertmanager", index)),
+        )?));
     }
     Ok(integrations)
 }
@@ -188,7 +190,10 @@ mod tests {
         );
         // Test case 6: a key longer than the block.
         assert_eq!(
-            hex::encode(hmac_sha256(&[0xaa; 131], b"Test Using Larger Than Block-Size Key - Hash Key First")),
+            hex::encode(hmac_sha256(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
     }
@@ -197,8 +202,16 @@ mod tests {
     fn bot_answers() {
         assert!(check_bot_answer(br#"{"errcode":0,"errmsg":"ok"}"#, &[]).is_ok());
         assert!(check_bot_answer(br#"{"code":0,"msg":"success"}"#, &[]).is_ok());
-        assert!(check_bot_answer(br#"{"errcode":130101}"#, &[130101]).unwrap_err().retryable());
-        assert!(!check_bot_answer(br#"{"errcode":310000,"errmsg":"sign not match"}"#, &[]).unwrap_err().retryable());
+        assert!(
+            check_bot_answer(br#"{"errcode":130101}"#, &[130101])
+                .unwrap_err()
+                .retryable()
+        );
+        assert!(
+            !check_bot_answer(br#"{"errcode":310000,"errmsg":"sign not match"}"#, &[])
+                .unwrap_err()
+                .retryable()
+        );
         assert_eq!(percent_encode("a+b/c="), "a%2Bb%2Fc%3D");
     }
 }

@@ -31,7 +31,11 @@ pub struct Webhook {
 
 /// Alertmanager's webhook payload (version 4) for a notification.
 pub fn payload(notification: &Notification, max_alerts: usize, external_url: &str) -> Value {
-    let limit = if max_alerts == 0 { usize::MAX } else { max_alerts };
+    let limit = if max_alerts == 0 {
+        usize::MAX
+    } else {
+        max_alerts
+    };
     let alerts: Vec<Value> = notification
         .alerts
         .iter()
@@ -98,9 +102,15 @@ impl Integration for Webhook {
             if let Some(token) = &self.bearer_token {
                 headers.push(("authorization", format!("Bearer {token}")));
             }
-            http_client::post(&self.target, &headers, body.into_bytes(), &self.tls, self.timeout)
-                .await
-                .map(|_| ())
+            http_client::post(
+                &self.target,
+                &headers,
+                body.into_bytes(),
+                &self.tls,
+                self.timeout,
+            )
+            .await
+            .map(|_| ())
         })
     }
 }

@@ -59,8 +59,14 @@ impl Integration for WeCom {
                 "msgtype": "markdown",
                 "markdown": {"content": truncate(&rendered.markdown, MAX_CONTENT_BYTES)},
             });
-            let (_, answer) =
-                http_client::post(&self.target, &[], body.to_string().into_bytes(), &self.tls, self.timeout).await?;
+            let (_, answer) = http_client::post(
+                &self.target,
+                &[],
+                body.to_string().into_bytes(),
+                &self.tls,
+                self.timeout,
+            )
+            .await?;
             check_bot_answer(&answer, &[45009])
         })
     }
