@@ -18,7 +18,7 @@ use crate::process::wait_until;
 
 /// The SMTP server: aiosmtpd's `SMTP` protocol on an asyncio server.
 const SMTP_SERVER: &str = r#"
-import asyncio, email, email.policy, json, os, ssl, sys
+import asyncio, email, email.policy, json, os, ssl, sys, time
 from aiosmtpd.smtp import SMTP, AuthResult
 
 out_dir, mode, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -41,6 +41,7 @@ class Handler:
             elif kind == "text/html" and html is None:
                 html = part.get_content()
         record = {
+            "received_at": time.time(),
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "subject": str(parsed["subject"]),

@@ -6,6 +6,7 @@
 //! figures go into `docs/benchmarks.md` with the machine, date and command.
 
 mod ingest;
+mod notify_latency;
 mod wire_codec;
 
 use std::fmt;
@@ -80,7 +81,11 @@ pub struct Benchmark {
 }
 
 /// Every benchmark. Adding one means adding a file and one line here.
-pub const ALL: &[Benchmark] = &[wire_codec::BENCHMARK, ingest::BENCHMARK];
+pub const ALL: &[Benchmark] = &[
+    wire_codec::BENCHMARK,
+    ingest::BENCHMARK,
+    notify_latency::BENCHMARK,
+];
 
 #[cfg(test)]
 mod tests {

@@ -895,3 +895,19 @@ fn bad_notify_configs_are_refused_with_positions() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_shipped_notify_example_is_valid() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/notify.example.yaml");
+    let output = Command::new(binary("countywatch-collector"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
