@@ -583,6 +583,12 @@ fn validate_receiver(receiver: &ReceiverConfig, problems: &mut Problems) {
                 );
             }
         }
+        if email.auth_username.is_some() && email.tls == SmtpTls::None {
+            problems.at(
+                &email.smarthost,
+                "auth_username needs tls: starttls or implicit; a password must not cross the network in clear",
+            );
+        }
         if email.auth_password.is_some() && email.auth_password_file.is_some() {
             problems.at(
                 &email.smarthost,
@@ -632,5 +638,107 @@ fn check_templates<T>(templates: &TemplateOverrides, at: &Spanned<T>, problems: 
         if let Err(message) = crate::notify::template::Template::load(source) {
             problems.at(at, message);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn problems_of(text: &str) -> String {
+        let config: NotifyConfig =
+            match countywatch_daemon::config_file::parse(Path::new("n.yaml"), text) {
+                Ok(config) => config,
+                Err(problems) => return problems.to_string(),
+            };
+        let mut problems = Problems::new("n.yaml");
+        config.validate(&mut problems);
+        problems
+            .into_result()
+            .err()
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn defaults_and_the_shipped_example_are_valid() {
+        assert_eq!(problems_of(""), "");
+        let example = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/notify.example.yaml"
+        ))
+        .unwrap();
+        let section = example.split_once("notify:\n").unwrap().1;
+        let unindented: String = section
+            .lines()
+            .map(|line| line.strip_prefix("  ").unwrap_or(line))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(problems_of(&unindented), "");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_position() {
+        let problems = problems_of(
+            "route:\n  receiver: nobody\n  routes:\n  - active_time_intervals: [never]\nreceivers:\n- name: a\n  webhook_configs:\n  - url: ftp://x/\n- name: a\n  email_configs:\n  - to: []\n    from: not an address\n    smarthost: mail:25\n    tls: none\n    auth_username: u\noutbox:\n  fallback_receiver: ghost\n",
+        );
+        let lines: Vec<&str> = problems.lines().collect();
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.starts_with("n.yaml:2:13: no receiver named \"nobody\"")),
+            "{problems}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.starts_with("n.yaml:4:29: no time interval named \"never\"")),
+            "{problems}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.starts_with("n.yaml:8:10: URL \"ftp://x/\" must start with http")),
+            "{problems}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.starts_with("n.yaml:9:9: notify.receivers: duplicate name \"a\"")),
+            "{problems}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.contains("`to` must name at least one address")),
+            "{problems}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.contains("invalid address \"not an address\"")),
+            "{problems}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.contains("auth_username needs tls")),
+            "{problems}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.starts_with("n.yaml:17:22: no receiver named \"ghost\"")),
+            "{problems}"
+        );
+    }
+
+    #[test]
+    fn shape_errors_name_the_position() {
+        assert!(problems_of("route:\n  matchers: ['a=~\"(\"']\n").starts_with("n.yaml:2:"));
+        assert!(problems_of("route:\n  group_wait: soon\n").starts_with("n.yaml:2:15:"));
+        assert!(problems_of("language: fr\n").starts_with("n.yaml:1:"));
     }
 }

@@ -311,10 +311,21 @@ fn write_flushed(delivery: &Delivery, flushed: &Flushed, now: i64) {
             delivery.metrics.outbox_pending.set(pending);
             delivery.wake.send_modify(|version| *version += 1);
         }
-        // The notifications of this flush are lost to the outbox; say so
-        // loudly. The next flush after group_interval tries again, since the
-        // notification log was not updated either.
-        Err(error) => tracing::error!(%error, "cannot write notifications to the outbox"),
+        // The database refused the write (disk full, say): these
+        // notifications cannot be kept. Count each as failed, so that the
+        // loss shows in countywatch_notifications_failed_total, and say so.
+        // The in-memory log already counts them as sent, so they are not
+        // repeated before repeat_interval.
+        Err(error) => {
+            for outgoing in &flushed.outgoing {
+                delivery
+                    .metrics
+                    .failed
+                    .with_label_values(&[outgoing.notification.receiver.as_str()])
+                    .inc();
+            }
+            tracing::error!(%error, lost = flushed.outgoing.len(), "cannot write notifications to the outbox");
+        }
     }
 }
 

@@ -338,7 +338,12 @@ pub async fn deliver(
         }
         let sleep_ms = next.map_or(1_000, |next| (next - now).clamp(0, 1_000));
         tokio::select! {
-            _ = stop.changed() => {}
+            changed = stop.changed() => {
+                // A dropped sender means the collector is gone: stop too.
+                if changed.is_err() {
+                    break;
+                }
+            }
             _ = wake.changed() => {}
             () = tokio::time::sleep(Duration::from_millis(u64::try_from(sleep_ms).unwrap_or(1_000))) => {}
             Some(joined) = sending.join_next(), if !sending.is_empty() => {
