@@ -426,7 +426,192 @@ pub fn wants(integration: &dyn Integration, notification: &Notification) -> bool
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
+    use crate::notify::receiver::SendFuture;
+
+    /// An integration that answers from a script and records what it got.
+    struct Scripted {
+        answers: Mutex<Vec<Result<(), SendError>>>,
+        received: Received,
+    }
+
+    impl Integration for Scripted {
+        fn kind(&self) -> &'static str {
+            "scripted"
+        }
+        fn send_resolved(&self) -> bool {
+            true
+        }
+        fn send<'a>(&'a self, notification: &'a Notification) -> SendFuture<'a> {
+            Box::pin(async move {
+                self.received.lock().unwrap().push(notification.clone());
+                let mut answers = self.answers.lock().unwrap();
+                if answers.is_empty() {
+                    Ok(())
+                } else {
+                    answers.remove(0)
+                }
+            })
+        }
+    }
+
+    /// What a scripted integration received.
+    type Received = Arc<Mutex<Vec<Notification>>>;
+
+    fn delivery(
+        dir: &std::path::Path,
+        scripts: Vec<(&str, Vec<Result<(), SendError>>)>,
+        deadline: Duration,
+    ) -> (Arc<Delivery>, Vec<Received>) {
+        let mut receivers = Receivers::new();
+        let mut logs = Vec::new();
+        for (name, answers) in scripts {
+            let received = Arc::new(Mutex::new(Vec::new()));
+            logs.push(Arc::clone(&received));
+            let integration: Box<dyn Integration> = Box::new(Scripted {
+                answers: Mutex::new(answers),
+                received,
+            });
+            receivers.insert(name.to_string(), vec![integration]);
+        }
+        let mut config = OutboxConfig::default();
+        config.initial_backoff = Duration::from_millis(10).into();
+        config.max_backoff = Duration::from_millis(20).into();
+        config.deadline = deadline.into();
+        config.fallback_receiver = Some(crate::config::unspanned("fallback".to_string()));
+        let names: Vec<String> = receivers.keys().cloned().collect();
+        let (wake, _) = watch::channel(0);
+        let delivery = Delivery {
+            db: Db::open(dir).unwrap(),
+            receivers,
+            config,
+            metrics: NotifyMetrics::new(None, &names).unwrap(),
+            wake,
+            external_url: String::new(),
+        };
+        (Arc::new(delivery), logs)
+    }
+
+    fn enqueue(delivery: &Delivery, receiver: &str, deadline: Duration) {
+        let notification = Notification::synthetic(
+            Kind::Alerts,
+            receiver,
+            &[("alertname", "A")],
+            &[],
+            "",
+            now_ms(),
+        );
+        insert(&delivery.db.lock(), 0, &notification, now_ms(), deadline).unwrap();
+    }
+
+    async fn drain(delivery: &Arc<Delivery>, receivers: &[&str]) {
+        let (stop, stopped) = watch::channel(false);
+        let tasks: Vec<_> = receivers
+            .iter()
+            .map(|name| {
+                tokio::spawn(deliver(
+                    Arc::clone(delivery),
+                    name.to_string(),
+                    0,
+                    stopped.clone(),
+                ))
+            })
+            .collect();
+        for _ in 0..200 {
+            if pending(&delivery.db.lock()).unwrap() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = stop.send(true);
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_then_delivers_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let retry = || Err(SendError::Retryable("down".into()));
+        let (delivery, logs) = delivery(
+            dir.path(),
+            vec![("mail", vec![retry(), retry()])],
+            Duration::from_secs(60),
+        );
+        enqueue(&delivery, "mail", Duration::from_secs(60));
+        drain(&delivery, &["mail"]).await;
+        assert_eq!(pending(&delivery.db.lock()).unwrap(), 0);
+        assert_eq!(logs[0].lock().unwrap().len(), 3);
+        let counted = |status: &str| {
+            delivery
+                .metrics
+                .notifications
+                .with_label_values(&["mail", status])
+                .get()
+        };
+        assert_eq!(
+            (counted("retry"), counted("success"), counted("failed")),
+            (2, 1, 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_permanent_refusal_is_given_up_and_reported_to_the_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let (delivery, logs) = delivery(
+            dir.path(),
+            vec![
+                (
+                    "mail",
+                    vec![Err(SendError::Permanent("550 no such user".into()))],
+                ),
+                ("fallback", vec![]),
+            ],
+            Duration::from_secs(60),
+        );
+        enqueue(&delivery, "mail", Duration::from_secs(60));
+        drain(&delivery, &["mail", "fallback"]).await;
+        assert_eq!(logs[0].lock().unwrap().len(), 1, "never retried");
+        let reports = logs[1].lock().unwrap().clone();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].kind, Kind::NotificationFailed);
+        assert_eq!(reports[0].alerts[0].labels["receiver"], "mail");
+        assert!(reports[0].alerts[0].annotations["summary"].contains("550 no such user"));
+        assert_eq!(
+            delivery.metrics.failed.with_label_values(&["mail"]).get(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn retryable_failures_stop_at_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let answers = (0..1000)
+            .map(|_| Err(SendError::Retryable("down".into())))
+            .collect();
+        let (delivery, _) = delivery(
+            dir.path(),
+            vec![("mail", answers), ("fallback", vec![])],
+            Duration::from_millis(100),
+        );
+        enqueue(&delivery, "mail", Duration::from_millis(100));
+        drain(&delivery, &["mail", "fallback"]).await;
+        assert_eq!(pending(&delivery.db.lock()).unwrap(), 0);
+        assert_eq!(
+            delivery.metrics.failed.with_label_values(&["mail"]).get(),
+            1
+        );
+        assert!(
+            delivery
+                .metrics
+                .notifications
+                .with_label_values(&["mail", "retry"])
+                .get()
+                >= 2
+        );
+    }
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {
