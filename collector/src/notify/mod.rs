@@ -121,6 +121,9 @@ pub fn start(
     let db = Db::open(data_dir)?;
     let silences = Arc::new(SilenceStore::open(db.clone()).context("cannot load silences")?);
     let receivers = receiver::build(config)?;
+    if receivers.is_empty() {
+        tracing::info!("notify has no receivers: alerts are grouped but sent nowhere");
+    }
     let names: Vec<String> = receivers.keys().cloned().collect();
     let metrics =
         NotifyMetrics::new(registry, &names).context("cannot register notification metrics")?;

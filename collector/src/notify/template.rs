@@ -488,6 +488,37 @@ mod tests {
     }
 
     #[test]
+    fn user_templates_from_files_and_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("subject.tmpl");
+        std::fs::write(
+            &path,
+            "{{#alerts}}{{labels.instance}} {{/alerts}}{{common_labels.alertname}}",
+        )
+        .unwrap();
+        let overrides = TemplateOverrides {
+            subject: Some(TemplateSource::File { file: path }),
+            markdown: Some(TemplateSource::Inline(
+                "**{{status}}** {{alert_count}}".into(),
+            )),
+            ..TemplateOverrides::default()
+        };
+        let rendered = Templates::new(Language::En, &overrides)
+            .unwrap()
+            .render(&notification());
+        assert_eq!(rendered.subject, "web1 磁盘将满");
+        assert_eq!(rendered.markdown, "**firing** 1");
+        let missing = TemplateSource::File {
+            file: dir.path().join("missing"),
+        };
+        assert!(
+            Template::load(&missing)
+                .unwrap_err()
+                .starts_with("cannot read template")
+        );
+    }
+
+    #[test]
     fn long_groups_are_truncated() {
         let mut many = notification();
         let alert = many.alerts[0].clone();
