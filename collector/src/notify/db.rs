@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE outbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         receiver TEXT NOT NULL,
         integration INTEGER NOT NULL,
+        group_key TEXT NOT NULL,
         payload TEXT NOT NULL,
         created_ms INTEGER NOT NULL,
         deadline_ms INTEGER NOT NULL,
@@ -29,6 +30,7 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE outbox (
         last_error TEXT
     );
     CREATE INDEX outbox_due ON outbox (receiver, integration, next_attempt_ms);
+    CREATE INDEX outbox_group ON outbox (receiver, integration, group_key, id);
     CREATE TABLE nflog (
         group_key TEXT NOT NULL,
         receiver TEXT NOT NULL,

@@ -6,6 +6,11 @@
 //! then it gives up, counts the failure and raises a `notification_failed`
 //! alert to the fallback receiver.
 //!
+//! Within one integration, notifications about the same group go out in
+//! the order they were written (a later one waits while an earlier one is
+//! in flight or backing off), so a receiver never sees a group resolve
+//! before it saw it fire; different groups do not wait for each other.
+//!
 //! Delivery is at least once: a crash between the receiver's acceptance
 //! and the delete repeats that one notification after restart; nothing is
 //! ever dropped silently.
@@ -57,9 +62,16 @@ pub fn insert(
     let deadline_ms =
         now_ms.saturating_add(i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX / 2));
     connection.execute(
-        "INSERT INTO outbox (receiver, integration, payload, created_ms, deadline_ms, next_attempt_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
-        params![notification.receiver, integration as i64, payload, now_ms, deadline_ms],
+        "INSERT INTO outbox (receiver, integration, group_key, payload, created_ms, deadline_ms, next_attempt_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5)",
+        params![
+            notification.receiver,
+            integration as i64,
+            notification.group_key,
+            payload,
+            now_ms,
+            deadline_ms
+        ],
     )?;
     Ok(())
 }
@@ -108,6 +120,9 @@ impl Delivery {
         let mut statement = connection.prepare_cached(
             "SELECT id, payload, created_ms, deadline_ms, attempts FROM outbox
              WHERE receiver = ?1 AND integration = ?2 AND next_attempt_ms <= ?3
+               AND NOT EXISTS (SELECT 1 FROM outbox AS earlier
+                   WHERE earlier.receiver = outbox.receiver AND earlier.integration = outbox.integration
+                     AND earlier.group_key = outbox.group_key AND earlier.id < outbox.id)
              ORDER BY id LIMIT ?4",
         )?;
         let rows = statement.query_map(
@@ -170,6 +185,9 @@ impl Delivery {
         let connection = self.db.lock();
         let mut statement = connection.prepare_cached(
             "SELECT id, next_attempt_ms FROM outbox WHERE receiver = ?1 AND integration = ?2
+               AND NOT EXISTS (SELECT 1 FROM outbox AS earlier
+                   WHERE earlier.receiver = outbox.receiver AND earlier.integration = outbox.integration
+                     AND earlier.group_key = outbox.group_key AND earlier.id < outbox.id)
              ORDER BY next_attempt_ms LIMIT ?3",
         )?;
         let rows = statement.query_map(
@@ -582,6 +600,77 @@ mod tests {
         assert_eq!(
             delivery.metrics.failed.with_label_values(&["mail"]).get(),
             1
+        );
+    }
+
+    #[tokio::test]
+    async fn one_groups_notifications_keep_their_order_through_retries() {
+        let dir = tempfile::tempdir().unwrap();
+        let retry = || Err(SendError::Retryable("down".into()));
+        let (delivery, logs) = delivery(
+            dir.path(),
+            vec![("mail", vec![retry(), retry(), retry()])],
+            Duration::from_secs(60),
+        );
+        let mut firing = Notification::synthetic(
+            Kind::Alerts,
+            "mail",
+            &[("alertname", "A")],
+            &[],
+            "",
+            now_ms(),
+        );
+        let mut resolved = firing.clone();
+        resolved.alerts[0].status = "resolved".into();
+        let other = Notification::synthetic(
+            Kind::Alerts,
+            "mail",
+            &[("alertname", "B")],
+            &[],
+            "",
+            now_ms(),
+        );
+        firing.group_key = "g".into();
+        resolved.group_key = "g".into();
+        for notification in [&firing, &resolved, &other] {
+            insert(
+                &delivery.db.lock(),
+                0,
+                notification,
+                now_ms(),
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        }
+        drain(&delivery, &["mail"]).await;
+        let received = logs[0].lock().unwrap().clone();
+        let statuses: Vec<(String, String)> = received
+            .iter()
+            .filter(|notification| notification.group_key == "g")
+            .map(|notification| {
+                (
+                    notification.group_key.clone(),
+                    notification.alerts[0].status.clone(),
+                )
+            })
+            .collect();
+        let first_resolved = statuses
+            .iter()
+            .position(|(_, status)| status == "resolved")
+            .unwrap();
+        assert!(
+            statuses[..first_resolved]
+                .iter()
+                .all(|(_, status)| status == "firing")
+        );
+        assert_eq!(statuses.last().unwrap().1, "resolved");
+        assert_eq!(
+            statuses
+                .iter()
+                .filter(|(_, status)| status == "resolved")
+                .count(),
+            1,
+            "{statuses:?}"
         );
     }
 
