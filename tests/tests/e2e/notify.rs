@@ -911,3 +911,98 @@ fn the_shipped_notify_example_is_valid() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn inhibition_the_dead_mans_switch_and_resolved_notices_for_silenced_alerts() {
+    let hook = Recorder::start("{}");
+    let collector = Collector::start_with(
+        Some(&config(&format!(
+            "  heartbeat:\n    matchers: ['alertname=\"Watchdog\"']\n    timeout: 3s\n  inhibit_rules:\n  - source_matchers: ['alertname=\"HostDown\"']\n    target_matchers: ['alertname!=\"HostDown\"']\n    equal: [instance]\n  route:\n    receiver: hook\n    group_by: ['...']\n    group_wait: 0s\n    group_interval: 1s\n    routes:\n    - matchers: ['alertname=\"Watchdog\"']\n      receiver: blackhole\n  receivers:\n  - name: blackhole\n  - name: hook\n    webhook_configs:\n      - url: {}\n",
+            hook.url("/")
+        ))),
+        &[],
+    );
+    let names = |requests: &[countywatch_e2e::notify_peers::Recorded]| -> Vec<String> {
+        requests
+            .iter()
+            .map(|request| {
+                let payload = request.json();
+                format!(
+                    "{}:{}",
+                    payload["commonLabels"]["alertname"].as_str().unwrap_or(""),
+                    payload["status"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    // The heartbeat arrives, then stops: HeartbeatMissing after 3 s.
+    post_alerts(
+        collector.http_addr,
+        &json!([alert(&[("alertname", "Watchdog")], &[])]),
+    );
+    let requests = hook.wait_for(1, Duration::from_secs(15));
+    assert_eq!(names(&requests), ["HeartbeatMissing:firing"]);
+    post_alerts(
+        collector.http_addr,
+        &json!([alert(&[("alertname", "Watchdog")], &[])]),
+    );
+    let requests = hook.wait_for(2, Duration::from_secs(10));
+    assert_eq!(names(&requests[1..]), ["HeartbeatMissing:resolved"]);
+    // Keep the heartbeat alive from here on.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let beating = {
+        let stop = std::sync::Arc::clone(&stop);
+        let addr = collector.http_addr;
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                post_alerts(addr, &json!([alert(&[("alertname", "Watchdog")], &[])]));
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    // A host that is down mutes its other alerts.
+    post_alerts(
+        collector.http_addr,
+        &json!([
+            alert(&[("alertname", "HostDown"), ("instance", "web1")], &[]),
+            alert(&[("alertname", "DiskFull"), ("instance", "web1")], &[]),
+        ]),
+    );
+    let requests = hook.wait_for(3, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(names(&hook.requests()[2..]), ["HostDown:firing"]);
+    // An alert notified, then silenced, still gets its resolved notice.
+    post_alerts(
+        collector.http_addr,
+        &json!([alert(&[("alertname", "CpuHot"), ("instance", "web2")], &[])]),
+    );
+    hook.wait_for(requests.len() + 1, Duration::from_secs(10));
+    let (ok, _, stderr) = collector_command(
+        &collector,
+        &[
+            "silence",
+            "add",
+            "--matcher",
+            "alertname=CpuHot",
+            "--duration",
+            "1h",
+            "--comment",
+            "known",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    std::thread::sleep(Duration::from_secs(2));
+    post_alerts(
+        collector.http_addr,
+        &json!([resolved(&[("alertname", "CpuHot"), ("instance", "web2")])]),
+    );
+    let requests = hook.wait_for(5, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    beating.join().unwrap();
+    assert_eq!(
+        names(&hook.requests()[3..]),
+        ["CpuHot:firing", "CpuHot:resolved"],
+        "{requests:?}"
+    );
+}
