@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests start for real: promtool (prometheus), a real
 # node_exporter to compare against, curl as an HTTPS client, iproute2 for the
 # network namespaces of the link-cut test, OpenSSH (server, client, sshpass)
-# for the replay test over a real sshd's log.
-packages=(prometheus prometheus-node-exporter curl iproute2 openssh-server openssh-client sshpass)
+# for the replay test over a real sshd's log, an SMTP server (aiosmtpd, run
+# with /usr/bin/python3) and Alertmanager for the notification tests.
+packages=(prometheus prometheus-node-exporter curl iproute2 openssh-server openssh-client sshpass python3-aiosmtpd prometheus-alertmanager)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

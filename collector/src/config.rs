@@ -29,6 +29,8 @@ pub struct Config {
     pub ca: Option<TlsFiles>,
     /// Agent liveness.
     pub agents: AgentsConfig,
+    /// Notifications: routes, receivers, silences, the outbox.
+    pub notify: crate::notify::config::NotifyConfig,
 }
 
 /// The enrolment listener.
@@ -125,6 +127,7 @@ impl Default for Config {
             enroll: EnrollConfig::default(),
             ca: None,
             agents: AgentsConfig::default(),
+            notify: crate::notify::config::NotifyConfig::default(),
         }
     }
 }
@@ -218,6 +221,7 @@ impl Config {
         if self.ingest.max_connections == 0 {
             problems.general("ingest.max_connections must be at least 1");
         }
+        self.notify.validate(&mut problems);
         problems.into_result()
     }
 

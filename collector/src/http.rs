@@ -1,6 +1,7 @@
 //! The HTTP listener's routes: `/metrics` for Prometheus, `/-/healthy` and
 //! `/-/ready` for supervisors, and `/`, a status page for people (the
-//! incident review page replaces it in its own issue).
+//! incident review page replaces it in its own issue). `/api/v2/` belongs
+//! to the notifier's API (`notify/api.rs`).
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct HttpState {
     pub ca_fingerprint: String,
     /// An agent not heard from for this long is down.
     pub silent_after: std::time::Duration,
+    /// The notifier, for the alerts and silences API.
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 /// Content type of the Prometheus text format.
@@ -39,6 +42,9 @@ pub async fn handle(
     request: Request<Incoming>,
     _peer: crate::serve::Peer,
 ) -> Response<Full<Bytes>> {
+    if crate::notify::api::owns(request.uri().path()) {
+        return crate::notify::api::handle(Arc::clone(&state.notifier), request).await;
+    }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,

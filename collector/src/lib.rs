@@ -12,6 +12,7 @@
 //! - [`metric_store`]: the latest metrics per agent and their exposition.
 //! - [`http`]: `/metrics`, health endpoints and the status page.
 //! - [`telemetry`]: the collector's own `countywatch_*` metrics.
+//! - [`notify`]: routing, grouping, silences, the outbox and receivers.
 //!
 //! [`start`] binds the listeners and returns a [`Running`] collector whose
 //! addresses tests can read; [`run`] is start-then-wait for the binary.
@@ -23,6 +24,7 @@ pub mod http;
 pub mod ingest;
 pub mod liveness;
 pub mod metric_store;
+pub mod notify;
 pub mod registry;
 pub mod serve;
 pub mod telemetry;
@@ -55,6 +57,8 @@ pub struct Running {
     pub enroll_addr: Option<SocketAddr>,
     /// SHA-256 of the CA certificate, which agents pin when they enrol.
     pub ca_fingerprint: String,
+    /// Where alerting and detection rules submit alerts.
+    pub notifier: Arc<notify::Notifier>,
     /// Turning this true stops every listener.
     stop: watch::Sender<bool>,
     /// The listeners' and background tasks.
@@ -151,7 +155,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
+    let notify::Started {
+        notifier,
+        tasks: notify_tasks,
+    } = notify::start(
+        &config.notify,
+        &config.data_dir,
+        Some(telemetry.registry()),
+        stopped.clone(),
+    )?;
+    tasks.extend(notify_tasks);
     let http_state = Arc::new(http::HttpState {
+        notifier: Arc::clone(&notifier),
         store: Arc::clone(&store),
         registry: Arc::clone(&registry),
         telemetry: Arc::clone(&telemetry),
@@ -226,6 +241,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ingest_addr,
         enroll_addr,
         ca_fingerprint,
+        notifier,
         stop,
         tasks,
     })

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use countywatch_collector::config::{Config, unspanned};
+use countywatch_collector::notify;
 use countywatch_daemon::logging::{self, LogFormat};
 
 /// Exit code for an invalid configuration.
@@ -55,6 +56,64 @@ enum Command {
     Agents {
         #[command(subcommand)]
         command: AgentsCommand,
+    },
+    /// Silences: mute matching alerts for a while.
+    Silence {
+        #[command(subcommand)]
+        command: SilenceCommand,
+    },
+    /// Notifications.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SilenceCommand {
+    /// Create a silence and print its id.
+    Add {
+        #[command(flatten)]
+        location: StateLocation,
+        /// A matcher such as 'instance="web1"' (=, !=, =~, !~); repeat for more.
+        #[arg(long = "matcher", required = true)]
+        matchers: Vec<String>,
+        /// How long it lasts from now, e.g. 2h.
+        #[arg(long)]
+        duration: String,
+        /// Why; shown in `silence list` and in the silence notices.
+        #[arg(long)]
+        comment: String,
+        /// Who; defaults to $USER.
+        #[arg(long)]
+        author: Option<String>,
+    },
+    /// List silences that have not expired.
+    List {
+        #[command(flatten)]
+        location: StateLocation,
+        /// Include expired silences.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Expire a silence now.
+    Expire {
+        #[command(flatten)]
+        location: StateLocation,
+        /// The silence's id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotifyCommand {
+    /// Send a test notification through every integration of a receiver.
+    Test {
+        #[command(flatten)]
+        location: StateLocation,
+        /// The receiver's name in notify.receivers.
+        #[arg(long)]
+        receiver: String,
     },
 }
 
@@ -161,6 +220,15 @@ fn main() -> ExitCode {
                 anyhow::bail!("no enrolled, unrevoked agent named {name:?}")
             }
         }),
+        Command::Silence { command } => silence(command),
+        Command::Notify {
+            command: NotifyCommand::Test { location, receiver },
+        } => with_state(location, |config| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(notify::cli::notify_test(&config.notify, &receiver))
+        }),
         Command::Run { config, overrides } => {
             let config = match load(config.as_ref(), overrides) {
                 Ok(config) => config,
@@ -185,6 +253,29 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+fn silence(command: SilenceCommand) -> ExitCode {
+    match command {
+        SilenceCommand::Add {
+            location,
+            matchers,
+            duration,
+            comment,
+            author,
+        } => with_state(location, |config| {
+            let author = author
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".to_string());
+            notify::cli::silence_add(&config.data_dir, &matchers, &duration, &author, &comment)
+        }),
+        SilenceCommand::List { location, all } => with_state(location, |config| {
+            notify::cli::silence_list(&config.data_dir, all)
+        }),
+        SilenceCommand::Expire { location, id } => with_state(location, |config| {
+            notify::cli::silence_expire(&config.data_dir, &id)
+        }),
     }
 }
 

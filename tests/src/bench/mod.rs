@@ -8,6 +8,7 @@
 mod agent_footprint;
 mod auth_replay;
 mod ingest;
+mod notify_latency;
 mod wire_codec;
 
 use std::fmt;
@@ -87,6 +88,7 @@ pub const ALL: &[Benchmark] = &[
     ingest::BENCHMARK,
     agent_footprint::BENCHMARK,
     auth_replay::BENCHMARK,
+    notify_latency::BENCHMARK,
 ];
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod cli;
 mod events;
 mod link_cut;
 mod node_exporter;
+mod notify;
 mod openssh;
 mod reload;
 mod service_probes;

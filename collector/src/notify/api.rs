@@ -1,0 +1,315 @@
+//! The notifier's HTTP API on the collector's HTTP listener, in
+//! Alertmanager's API v2 shapes so that its tools (amtool, Prometheus's
+//! alerting config) work against the collector:
+//!
+//! - `POST /api/v2/alerts`: submit alerts (when `notify.accept_alerts_api`).
+//! - `GET /api/v2/silences`: list silences.
+//! - `POST /api/v2/silences`: create one (when `notify.accept_silences_api`),
+//!   answers `{"silenceID": ...}`.
+//! - `DELETE /api/v2/silence/{id}`: expire one (same switch).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::notify::Notifier;
+use crate::notify::alert::{Alert, LabelSet, now_ms, parse_rfc3339, rfc3339};
+use crate::notify::matcher::{MatchType, Matcher};
+use crate::notify::silence::{Silence, SilenceError};
+
+/// Largest request body: 10,000 alerts of a few hundred bytes each.
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Time allowed to read a body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An alert in Alertmanager's API v2 (`postableAlert`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PostableAlert {
+    labels: LabelSet,
+    #[serde(default)]
+    annotations: LabelSet,
+    #[serde(default)]
+    starts_at: Option<String>,
+    #[serde(default)]
+    ends_at: Option<String>,
+    #[serde(default, rename = "generatorURL")]
+    generator_url: String,
+}
+
+/// A matcher in Alertmanager's API v2.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiMatcher {
+    name: String,
+    value: String,
+    #[serde(default)]
+    is_regex: bool,
+    #[serde(default = "yes")]
+    is_equal: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A silence in Alertmanager's API v2 (`postableSilence`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PostableSilence {
+    #[serde(default)]
+    id: Option<String>,
+    matchers: Vec<ApiMatcher>,
+    starts_at: String,
+    ends_at: String,
+    created_by: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// Whether the path belongs to this API.
+pub fn owns(path: &str) -> bool {
+    path.starts_with("/api/v2/")
+}
+
+/// Handles one API request.
+pub async fn handle(notifier: Arc<Notifier>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    match (method, path.as_str()) {
+        (Method::POST, "/api/v2/alerts") if notifier.accept_alerts_api => {
+            let body = match read_body(request).await {
+                Ok(body) => body,
+                Err(response) => return response,
+            };
+            post_alerts(&notifier, &body).await
+        }
+        (Method::POST, "/api/v2/alerts") => error(
+            StatusCode::FORBIDDEN,
+            "alerts are not accepted on this API; set notify.accept_alerts_api: true",
+        ),
+        (Method::GET, "/api/v2/silences") => {
+            let now = now_ms();
+            let list: Vec<Value> = notifier
+                .silences()
+                .list()
+                .iter()
+                .map(|silence| silence_json(silence, now))
+                .collect();
+            respond(StatusCode::OK, Value::Array(list))
+        }
+        (Method::POST, "/api/v2/silences") if notifier.accept_silences_api => {
+            let body = match read_body(request).await {
+                Ok(body) => body,
+                Err(response) => return response,
+            };
+            post_silence(&notifier, &body)
+        }
+        (Method::DELETE, path)
+            if path.starts_with("/api/v2/silence/") && notifier.accept_silences_api =>
+        {
+            let id = &path["/api/v2/silence/".len()..];
+            match notifier.silences().expire(id, now_ms()) {
+                Ok(true) => {
+                    tracing::info!(silence = id, "silence expired through the API");
+                    respond(StatusCode::OK, json!({}))
+                }
+                Ok(false) => error(StatusCode::NOT_FOUND, "no unexpired silence with that id"),
+                Err(storage) => {
+                    tracing::error!(%storage, "cannot expire a silence");
+                    error(StatusCode::INTERNAL_SERVER_ERROR, "storage error")
+                }
+            }
+        }
+        (Method::POST | Method::DELETE, "/api/v2/silences") | (Method::DELETE, _)
+            if path.starts_with("/api/v2/silence") =>
+        {
+            error(
+                StatusCode::FORBIDDEN,
+                "silences cannot be changed on this API; set notify.accept_silences_api: true or use `countywatch-collector silence`",
+            )
+        }
+        _ => error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+async fn read_body(request: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
+    let body = Limited::new(request.into_body(), MAX_BODY_BYTES);
+    match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(_)) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body too large or broken",
+        )),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "body not received in time",
+        )),
+    }
+}
+
+async fn post_alerts(notifier: &Notifier, body: &[u8]) -> Response<Full<Bytes>> {
+    let posted: Vec<PostableAlert> = match serde_json::from_slice(body) {
+        Ok(posted) => posted,
+        Err(problem) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid alerts: {problem}"),
+            );
+        }
+    };
+    let now = now_ms();
+    let mut alerts = Vec::with_capacity(posted.len());
+    for item in posted {
+        if item.labels.is_empty() {
+            return error(StatusCode::BAD_REQUEST, "an alert needs at least one label");
+        }
+        if let Some(name) = item
+            .labels
+            .keys()
+            .find(|name| !crate::notify::matcher::valid_label_name(name))
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid label name {name:?}"),
+            );
+        }
+        let starts_at_ms = match item
+            .starts_at
+            .as_deref()
+            .filter(|text| !text.starts_with("0001-"))
+        {
+            Some(text) => match parse_rfc3339(text) {
+                Ok(ms) => ms,
+                Err(problem) => return error(StatusCode::BAD_REQUEST, &problem),
+            },
+            None => now,
+        };
+        let ends_at_ms = match item
+            .ends_at
+            .as_deref()
+            .filter(|text| !text.starts_with("0001-"))
+        {
+            Some(text) => match parse_rfc3339(text) {
+                Ok(ms) => Some(ms),
+                Err(problem) => return error(StatusCode::BAD_REQUEST, &problem),
+            },
+            None => None,
+        };
+        alerts.push(Alert {
+            labels: item.labels,
+            annotations: item.annotations,
+            starts_at_ms,
+            ends_at_ms,
+            generator_url: item.generator_url,
+            value: None,
+        });
+    }
+    match notifier.submit(alerts).await {
+        Ok(()) => respond(StatusCode::OK, json!({})),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the notifier is stopping"),
+    }
+}
+
+fn post_silence(notifier: &Notifier, body: &[u8]) -> Response<Full<Bytes>> {
+    let posted: PostableSilence = match serde_json::from_slice(body) {
+        Ok(posted) => posted,
+        Err(problem) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid silence: {problem}"),
+            );
+        }
+    };
+    if posted.id.as_deref().is_some_and(|id| !id.is_empty()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "updating a silence is not supported: expire it and create a new one",
+        );
+    }
+    let mut matchers = Vec::new();
+    for matcher in &posted.matchers {
+        let kind = match (matcher.is_regex, matcher.is_equal) {
+            (false, true) => MatchType::Equal,
+            (false, false) => MatchType::NotEqual,
+            (true, true) => MatchType::Regex,
+            (true, false) => MatchType::NotRegex,
+        };
+        match Matcher::new(&matcher.name, kind, &matcher.value) {
+            Ok(matcher) => matchers.push(matcher),
+            Err(problem) => return error(StatusCode::BAD_REQUEST, &problem),
+        }
+    }
+    let (starts, ends) = match (
+        parse_rfc3339(&posted.starts_at),
+        parse_rfc3339(&posted.ends_at),
+    ) {
+        (Ok(starts), Ok(ends)) => (starts, ends),
+        (Err(problem), _) | (_, Err(problem)) => return error(StatusCode::BAD_REQUEST, &problem),
+    };
+    let now = now_ms();
+    match notifier.silences().add(
+        matchers,
+        starts.max(now),
+        ends,
+        &posted.created_by,
+        &posted.comment,
+        now,
+    ) {
+        Ok(id) => {
+            tracing::info!(silence = %id, created_by = %posted.created_by, "silence created through the API");
+            respond(StatusCode::OK, json!({"silenceID": id}))
+        }
+        Err(SilenceError::Invalid(problem)) => error(StatusCode::BAD_REQUEST, &problem),
+        Err(SilenceError::Storage(storage)) => {
+            tracing::error!(%storage, "cannot store a silence");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "storage error")
+        }
+    }
+}
+
+/// A silence in Alertmanager's API v2 shape (`gettableSilence`).
+pub fn silence_json(silence: &Silence, now: i64) -> Value {
+    let matchers: Vec<Value> = silence
+        .matchers
+        .iter()
+        .map(|matcher| {
+            json!({
+                "name": matcher.name,
+                "value": matcher.value,
+                "isRegex": matches!(matcher.kind, MatchType::Regex | MatchType::NotRegex),
+                "isEqual": matches!(matcher.kind, MatchType::Equal | MatchType::Regex),
+            })
+        })
+        .collect();
+    json!({
+        "id": silence.id,
+        "matchers": matchers,
+        "startsAt": rfc3339(silence.starts_at_ms),
+        "endsAt": rfc3339(silence.ends_at_ms),
+        "updatedAt": rfc3339(silence.updated_at_ms),
+        "createdBy": silence.created_by,
+        "comment": silence.comment,
+        "status": {"state": silence.state(now).as_str()},
+    })
+}
+
+fn respond(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    respond(status, json!({"error": message}))
+}

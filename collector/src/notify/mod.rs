@@ -1,0 +1,475 @@
+//! Notifications: from alerts to people, grouped, deduplicated,
+//! silenceable and never lost.
+//!
+//! - [`alert`]: the input type both producers submit, and its fingerprint.
+//! - [`matcher`]: label matchers (`=`, `!=`, `=~`, `!~`, anchored regexes).
+//! - [`config`]: the `notify:` config section (Alertmanager's shape).
+//! - [`route_tree`]: the routing tree.
+//! - [`dispatch`]: grouping and the decision to notify (a pure state machine).
+//! - [`inhibit`]: inhibition rules.
+//! - [`silence`]: silences, persisted.
+//! - [`time_interval`]: `mute_time_intervals` and `active_time_intervals`.
+//! - [`notification`]: what is stored and sent for one group and receiver.
+//! - [`template`]: mustache-style templates, defaults in English and Chinese.
+//! - [`outbox`]: the persistent outbox and the delivery tasks.
+//! - [`receiver`]: email, webhook, DingTalk, WeCom, Feishu, Alertmanager.
+//! - [`http_client`]: the HTTP client the HTTP receivers share.
+//! - [`db`]: the SQLite file `notify.db` in the data directory.
+//! - [`api`]: `/api/v2/alerts` and `/api/v2/silences` (Alertmanager's API).
+//! - [`cli`]: `silence add|list|expire` and `notify test`.
+//! - [`metrics`]: `countywatch_notifications_total` and friends.
+//!
+//! The entry point is [`Notifier::submit`]: producers hand it alerts; a
+//! dispatcher task groups them and writes notifications to the outbox; one
+//! delivery task per integration sends them.
+//!
+//! **Architecture Invariant:** a notification exists in the outbox before
+//! any attempt to send it, and leaves it only when its receiver accepted it
+//! or after its deadline, counted and reported to the fallback receiver.
+
+pub mod alert;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod dispatch;
+pub mod http_client;
+pub mod inhibit;
+pub mod matcher;
+pub mod metrics;
+pub mod notification;
+pub mod outbox;
+pub mod receiver;
+pub mod route_tree;
+pub mod silence;
+pub mod template;
+pub mod time_interval;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rusqlite::params;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::notify::alert::{Alert, Fingerprint, now_ms};
+use crate::notify::config::NotifyConfig;
+use crate::notify::db::Db;
+use crate::notify::dispatch::{Dispatcher, Flushed, NflogEntry, NflogKey, Settings};
+use crate::notify::metrics::NotifyMetrics;
+use crate::notify::notification::{Kind, Notification};
+use crate::notify::outbox::Delivery;
+use crate::notify::silence::{Notice, SilenceStore};
+
+/// Alert batches queued between producers and the dispatcher; a full
+/// queue makes `submit` wait, which slows producers instead of growing memory.
+const QUEUE_BATCHES: usize = 1024;
+
+/// The notification subsystem as producers and the API see it.
+pub struct Notifier {
+    /// Alert batches to the dispatcher task.
+    sender: mpsc::Sender<Vec<Alert>>,
+    /// Silences (the API reads and writes them).
+    silences: Arc<SilenceStore>,
+    /// Whether `POST /api/v2/alerts` is served.
+    pub accept_alerts_api: bool,
+    /// Whether silences may be changed through the API.
+    pub accept_silences_api: bool,
+}
+
+/// The dispatcher has stopped (the collector is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("the notifier has stopped")]
+pub struct Stopped;
+
+impl Notifier {
+    /// Hands alerts to the notifier. Producers call this on every
+    /// evaluation with their firing alerts (and once with `ends_at` set when
+    /// an alert resolves). Waits only when the queue is full.
+    pub async fn submit(&self, alerts: Vec<Alert>) -> Result<(), Stopped> {
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        self.sender.send(alerts).await.map_err(|_| Stopped)
+    }
+
+    /// The silences.
+    pub fn silences(&self) -> &SilenceStore {
+        &self.silences
+    }
+}
+
+/// A started notifier and its tasks.
+pub struct Started {
+    /// Where producers submit alerts.
+    pub notifier: Arc<Notifier>,
+    /// The dispatcher and delivery tasks; they end when `stop` turns true.
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Opens `notify.db`, builds the receivers and starts the dispatcher and
+/// one delivery task per integration.
+pub fn start(
+    config: &NotifyConfig,
+    data_dir: &Path,
+    registry: Option<&prometheus::Registry>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Started> {
+    let db = Db::open(data_dir)?;
+    let silences = Arc::new(SilenceStore::open(db.clone()).context("cannot load silences")?);
+    let receivers = receiver::build(config)?;
+    if receivers.is_empty() {
+        tracing::info!("notify has no receivers: alerts are grouped but sent nowhere");
+    }
+    let names: Vec<String> = receivers.keys().cloned().collect();
+    let metrics =
+        NotifyMetrics::new(registry, &names).context("cannot register notification metrics")?;
+    let nflog = load_nflog(&db).context("cannot load the notification log")?;
+    let now = now_ms();
+    let integrations: BTreeMap<String, Vec<bool>> = receivers
+        .iter()
+        .map(|(name, list)| {
+            (
+                name.clone(),
+                list.iter()
+                    .map(|integration| integration.send_resolved())
+                    .collect(),
+            )
+        })
+        .collect();
+    let dispatcher = Dispatcher::new(
+        route_tree::Route::build(&config.route),
+        time_interval::TimeIntervals::build(&config.time_intervals),
+        inhibit::Inhibitor::new(&config.inhibit_rules),
+        Settings {
+            integrations,
+            resolve_timeout_ms: millis(config.resolve_timeout.get()),
+            flap: config
+                .flap_detection
+                .as_ref()
+                .map(|flap| (millis(flap.window.get()), flap.max_changes as usize)),
+            heartbeat: config
+                .heartbeat
+                .as_ref()
+                .map(|heartbeat| (heartbeat.matchers.clone(), millis(heartbeat.timeout.get()))),
+            external_url: config.external_url.clone(),
+        },
+        nflog,
+        now,
+    );
+    metrics.outbox_pending.set(outbox::pending(&db.lock())?);
+    let (wake, _) = watch::channel(0u64);
+    let delivery = Arc::new(Delivery {
+        db,
+        receivers,
+        config: config.outbox.clone(),
+        metrics,
+        wake,
+        external_url: config.external_url.clone(),
+    });
+    let (sender, queue) = mpsc::channel(QUEUE_BATCHES);
+    let mut tasks = Vec::new();
+    for (name, list) in &delivery.receivers {
+        for index in 0..list.len() {
+            tasks.push(tokio::spawn(outbox::deliver(
+                Arc::clone(&delivery),
+                name.clone(),
+                index,
+                stop.clone(),
+            )));
+        }
+    }
+    tasks.push(tokio::spawn(run_dispatcher(
+        dispatcher,
+        queue,
+        Arc::clone(&delivery),
+        Arc::clone(&silences),
+        config
+            .silence_notifications
+            .as_ref()
+            .map(|notices| notices.receiver.value.clone()),
+        stop,
+    )));
+    Ok(Started {
+        notifier: Arc::new(Notifier {
+            sender,
+            silences,
+            accept_alerts_api: config.accept_alerts_api,
+            accept_silences_api: config.accept_silences_api,
+        }),
+        tasks,
+    })
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+async fn run_dispatcher(
+    mut dispatcher: Dispatcher,
+    mut queue: mpsc::Receiver<Vec<Alert>>,
+    delivery: Arc<Delivery>,
+    silences: Arc<SilenceStore>,
+    notices_to: Option<String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut next_housekeeping = 0;
+    loop {
+        let now = now_ms();
+        if now >= next_housekeeping {
+            housekeeping(
+                &mut dispatcher,
+                &delivery,
+                &silences,
+                notices_to.as_deref(),
+                now,
+            );
+            next_housekeeping = now + 1_000;
+        }
+        let flushed =
+            dispatcher.flush_due(now, &|labels| !silences.silencing(labels, now).is_empty());
+        if !flushed.outgoing.is_empty() || !flushed.nflog.is_empty() {
+            write_flushed(&delivery, &flushed, now);
+        }
+        let wake_at = dispatcher
+            .next_flush_ms()
+            .map_or(next_housekeeping, |at| at.min(next_housekeeping));
+        let sleep_ms = u64::try_from((wake_at - now_ms()).clamp(0, 1_000)).unwrap_or(1_000);
+        tokio::select! {
+            batch = queue.recv() => match batch {
+                Some(alerts) => {
+                    let now = now_ms();
+                    dispatcher.submit(alerts, now);
+                    // Take whatever else is queued before flushing, so that
+                    // a burst is grouped in one pass.
+                    while let Ok(more) = queue.try_recv() {
+                        dispatcher.submit(more, now);
+                    }
+                }
+                None => break,
+            },
+            () = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
+            _ = stop.changed() => break,
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+}
+
+/// Writes a flush's notifications and notification-log changes in one
+/// transaction, then wakes the delivery tasks.
+fn write_flushed(delivery: &Delivery, flushed: &Flushed, now: i64) {
+    let result = (|| -> rusqlite::Result<i64> {
+        let mut connection = delivery.db.lock();
+        let transaction = connection.transaction()?;
+        for outgoing in &flushed.outgoing {
+            let wanted = delivery
+                .receivers
+                .get(&outgoing.notification.receiver)
+                .and_then(|list| list.get(outgoing.integration))
+                .is_some_and(|integration| {
+                    outbox::wants(integration.as_ref(), &outgoing.notification)
+                });
+            if wanted {
+                outbox::insert(
+                    &transaction,
+                    outgoing.integration,
+                    &outgoing.notification,
+                    now,
+                    delivery.config.deadline.get(),
+                )?;
+            }
+        }
+        for ((group, receiver, integration), entry) in &flushed.nflog {
+            let receiver_key = format!("{receiver}/{integration}");
+            match entry {
+                Some(entry) => {
+                    let firing: Vec<u64> = entry
+                        .firing
+                        .iter()
+                        .map(|fingerprint| fingerprint.0)
+                        .collect();
+                    transaction.execute(
+                        "INSERT OR REPLACE INTO nflog (group_key, receiver, firing, resolved, sent_ms) VALUES (?1, ?2, ?3, '[]', ?4)",
+                        params![group, receiver_key, serde_json::to_string(&firing).unwrap_or_default(), entry.sent_ms],
+                    )?;
+                }
+                None => {
+                    transaction.execute(
+                        "DELETE FROM nflog WHERE group_key = ?1 AND receiver = ?2",
+                        params![group, receiver_key],
+                    )?;
+                }
+            }
+        }
+        transaction.commit()?;
+        outbox::pending(&connection)
+    })();
+    match result {
+        Ok(pending) => {
+            delivery.metrics.outbox_pending.set(pending);
+            delivery.wake.send_modify(|version| *version += 1);
+        }
+        // The database refused the write (disk full, say): these
+        // notifications cannot be kept. Count each as failed, so that the
+        // loss shows in countywatch_notifications_failed_total, and say so.
+        // The in-memory log already counts them as sent, so they are not
+        // repeated before repeat_interval.
+        Err(error) => {
+            for outgoing in &flushed.outgoing {
+                delivery
+                    .metrics
+                    .failed
+                    .with_label_values(&[outgoing.notification.receiver.as_str()])
+                    .inc();
+            }
+            tracing::error!(%error, lost = flushed.outgoing.len(), "cannot write notifications to the outbox");
+        }
+    }
+}
+
+fn load_nflog(db: &Db) -> rusqlite::Result<HashMap<NflogKey, NflogEntry>> {
+    let connection = db.lock();
+    let mut statement =
+        connection.prepare("SELECT group_key, receiver, firing, sent_ms FROM nflog")?;
+    let rows = statement.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, i64>(3)?,
+        ))
+    })?;
+    let mut log = HashMap::new();
+    for row in rows {
+        let (group, receiver_key, firing, sent_ms) = row?;
+        let Some((receiver, integration)) = receiver_key.rsplit_once('/') else {
+            continue;
+        };
+        let Ok(integration) = integration.parse::<usize>() else {
+            continue;
+        };
+        let firing: Vec<u64> = serde_json::from_str(&firing).unwrap_or_default();
+        log.insert(
+            (group, receiver.to_string(), integration),
+            NflogEntry {
+                firing: firing.into_iter().map(Fingerprint).collect(),
+                sent_ms,
+            },
+        );
+    }
+    Ok(log)
+}
+
+fn housekeeping(
+    dispatcher: &mut Dispatcher,
+    delivery: &Delivery,
+    silences: &SilenceStore,
+    notices_to: Option<&str>,
+    now: i64,
+) {
+    if let Err(error) = silences.refresh() {
+        tracing::error!(%error, "cannot reload silences");
+    }
+    match silences.owed_notices(now) {
+        Ok(owed) if !owed.is_empty() => {
+            if let Err(error) = give_notices(delivery, &owed, notices_to, now) {
+                tracing::error!(%error, "cannot record silence notices");
+            } else {
+                delivery.wake.send_modify(|version| *version += 1);
+            }
+        }
+        Ok(_) => {}
+        Err(error) => tracing::error!(%error, "cannot read silences"),
+    }
+    if let Err(error) = silences.collect_garbage(now) {
+        tracing::error!(%error, "cannot delete old silences");
+    }
+    dispatcher.housekeeping(now);
+    let counts = dispatcher.counts(now, &|labels| !silences.silencing(labels, now).is_empty());
+    let metrics = &delivery.metrics;
+    metrics
+        .alerts
+        .with_label_values(&["active"])
+        .set(counts.active as i64);
+    metrics
+        .alerts
+        .with_label_values(&["suppressed"])
+        .set(counts.suppressed as i64);
+    metrics
+        .alerts
+        .with_label_values(&["resolved"])
+        .set(counts.resolved as i64);
+    for (state, count) in silences.counts(now) {
+        metrics
+            .silences
+            .with_label_values(&[state.as_str()])
+            .set(count as i64);
+    }
+}
+
+fn give_notices(
+    delivery: &Delivery,
+    owed: &[(silence::Silence, Notice)],
+    notices_to: Option<&str>,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let mut connection = delivery.db.lock();
+    let transaction = connection.transaction()?;
+    for (silence, notice) in owed {
+        if let Some(receiver) = notices_to {
+            let (kind, name, verb) = match notice {
+                Notice::Created => (Kind::SilenceCreated, "SilenceCreated", "created"),
+                Notice::Expired => (Kind::SilenceExpired, "SilenceExpired", "expired"),
+            };
+            let matchers = silence
+                .matchers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let summary = format!(
+                "Silence {} {verb}: {{{matchers}}} by {}: {}",
+                silence.id, silence.created_by, silence.comment
+            );
+            let starts = alert::rfc3339(silence.starts_at_ms);
+            let ends = alert::rfc3339(silence.ends_at_ms);
+            let notification = Notification::synthetic(
+                kind,
+                receiver,
+                &[("alertname", name), ("silence_id", silence.id.as_str())],
+                &[
+                    ("summary", summary.as_str()),
+                    ("matchers", matchers.as_str()),
+                    ("created_by", silence.created_by.as_str()),
+                    ("comment", silence.comment.as_str()),
+                    ("starts_at", starts.as_str()),
+                    ("ends_at", ends.as_str()),
+                ],
+                &delivery.external_url,
+                now,
+            );
+            let integrations = delivery.receivers.get(receiver).map_or(0, Vec::len);
+            for index in 0..integrations {
+                outbox::insert(
+                    &transaction,
+                    index,
+                    &notification,
+                    now,
+                    delivery.config.deadline.get(),
+                )?;
+            }
+        }
+        SilenceStore::mark_noticed(&transaction, &silence.id, *notice)?;
+    }
+    transaction.commit()?;
+    delivery
+        .metrics
+        .outbox_pending
+        .set(outbox::pending(&connection)?);
+    Ok(())
+}
