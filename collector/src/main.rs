@@ -50,6 +50,28 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Prometheus rule files: `check` and `test`, drop-ins for promtool's.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+/// `rules` subcommands; exit 0 when everything passed, 1 otherwise.
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate rule files, printing every problem with file:line:column.
+    Check {
+        /// Rule files (YAML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run promtool-format rule unit-test files.
+    Test {
+        /// Unit-test files (YAML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// Flags that override the configuration file.
@@ -70,6 +92,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match cli.command {
+        Command::Rules { command } => rules_command(command),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(_) => {
                 println!("{}: valid", file.display());
@@ -131,6 +154,30 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+fn rules_command(command: RulesCommand) -> ExitCode {
+    let passed = match command {
+        RulesCommand::Check { files } => {
+            let outcome = countywatch_rules::check::check_files(&files);
+            print!("{}", outcome.report);
+            outcome.passed
+        }
+        RulesCommand::Test { files } => {
+            let mut passed = true;
+            for file in &files {
+                let outcome = countywatch_rules::unittest::run_file(file);
+                println!("{}", outcome.report);
+                passed &= outcome.passed;
+            }
+            passed
+        }
+    };
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
