@@ -5,7 +5,7 @@
 //! series. Prometheus compresses its head chunks (Gorilla encoding); this
 //! store does not yet, so a sample costs 16 bytes (see the crate README).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use crate::labels::Labels;
 
@@ -43,16 +43,22 @@ pub enum AppendError {
     OutOfOrder,
 }
 
-/// Series grouped by metric name, each name's series ordered by labels so
-/// that evaluation order (and so `topk` ties) is deterministic.
+/// Series in creation order, indexed by labels and by metric name.
+/// Creation order is the order Prometheus's head returns unsorted series
+/// in, so evaluation order (`topk` ties, which duplicate an error names)
+/// is the same as promtool's.
 #[derive(Debug)]
 pub struct Storage {
-    /// Metric name to that name's series.
-    by_name: BTreeMap<String, BTreeMap<Labels, Series>>,
+    /// Series by creation number.
+    series: BTreeMap<u64, (Labels, Series)>,
+    /// Labels to creation number.
+    ids: HashMap<Labels, u64>,
+    /// Metric name to its series' creation numbers.
+    by_name: HashMap<String, BTreeSet<u64>>,
+    /// The next creation number.
+    next_id: u64,
     /// Most series kept; a new series beyond it is refused, never an OOM.
     max_series: usize,
-    /// Series currently held.
-    series_count: usize,
     /// Samples refused because of `max_series`, for the operator to see.
     pub refused_samples: u64,
 }
@@ -67,9 +73,11 @@ impl Storage {
     /// An empty store holding at most `max_series` series.
     pub fn new(max_series: usize) -> Storage {
         Storage {
-            by_name: BTreeMap::new(),
+            series: BTreeMap::new(),
+            ids: HashMap::new(),
+            by_name: HashMap::new(),
+            next_id: 0,
             max_series,
-            series_count: 0,
             refused_samples: 0,
         }
     }
@@ -77,21 +85,26 @@ impl Storage {
     /// Appends one sample. A sample at the same timestamp as the newest
     /// replaces it; an older one is refused.
     pub fn append(&mut self, labels: &Labels, t: Millis, value: f64) -> Result<(), AppendError> {
-        let name = labels.name();
-        let family = match self.by_name.get_mut(name) {
-            Some(family) => family,
-            None => self.by_name.entry(name.to_string()).or_default(),
-        };
-        let series = match family.get_mut(labels) {
-            Some(series) => series,
+        let id = match self.ids.get(labels) {
+            Some(id) => *id,
             None => {
-                if self.series_count >= self.max_series {
+                if self.ids.len() >= self.max_series {
                     self.refused_samples += 1;
                     return Err(AppendError::SeriesLimit(self.max_series));
                 }
-                self.series_count += 1;
-                family.entry(labels.clone()).or_default()
+                let id = self.next_id;
+                self.next_id += 1;
+                self.ids.insert(labels.clone(), id);
+                self.by_name
+                    .entry(labels.name().to_string())
+                    .or_default()
+                    .insert(id);
+                self.series.insert(id, (labels.clone(), Series::default()));
+                id
             }
+        };
+        let Some((_, series)) = self.series.get_mut(&id) else {
+            return Ok(());
         };
         match series.samples.back_mut() {
             Some(last) if last.0 == t => last.1 = value,
@@ -103,59 +116,61 @@ impl Storage {
 
     /// Drops samples older than `before` and series left empty.
     pub fn trim(&mut self, before: Millis) {
-        let mut removed = 0;
-        for family in self.by_name.values_mut() {
-            family.retain(|_, series| {
-                while series.samples.front().is_some_and(|(t, _)| *t < before) {
-                    series.samples.pop_front();
-                }
-                let keep = !series.samples.is_empty();
-                if !keep {
-                    removed += 1;
-                }
-                keep
-            });
+        let mut emptied = Vec::new();
+        for (id, (labels, series)) in &mut self.series {
+            while series.samples.front().is_some_and(|(t, _)| *t < before) {
+                series.samples.pop_front();
+            }
+            if series.samples.is_empty() {
+                emptied.push((*id, labels.clone()));
+            }
         }
-        self.by_name.retain(|_, family| !family.is_empty());
-        self.series_count -= removed;
+        for (id, labels) in emptied {
+            self.series.remove(&id);
+            self.ids.remove(&labels);
+            if let Some(ids) = self.by_name.get_mut(labels.name()) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.by_name.remove(labels.name());
+                }
+            }
+        }
     }
 
-    /// Series whose metric name is `name` (every series when `None`).
+    /// Series whose metric name is `name` (every series when `None`), in
+    /// creation order.
     pub fn candidates<'a>(
         &'a self,
         name: Option<&'a str>,
     ) -> Box<dyn Iterator<Item = (&'a Labels, &'a Series)> + 'a> {
         match name {
             Some(name) => match self.by_name.get(name) {
-                Some(family) => Box::new(family.iter()),
+                Some(ids) => Box::new(
+                    ids.iter()
+                        .filter_map(|id| self.series.get(id))
+                        .map(|(labels, series)| (labels, series)),
+                ),
                 None => Box::new(std::iter::empty()),
             },
-            None => Box::new(self.by_name.values().flat_map(|family| family.iter())),
+            None => Box::new(self.series.values().map(|(labels, series)| (labels, series))),
         }
     }
 
     /// Number of series held.
     pub fn series_count(&self) -> usize {
-        self.series_count
+        self.series.len()
     }
 
     /// Number of samples held.
     pub fn sample_count(&self) -> usize {
-        self.by_name
-            .values()
-            .flat_map(|family| family.values())
-            .map(|series| series.samples.len())
-            .sum()
+        self.series.values().map(|(_, series)| series.samples.len()).sum()
     }
 
     /// Approximate bytes held, for the memory figures the benchmark prints.
     pub fn approximate_bytes(&self) -> usize {
-        self.by_name
+        self.series
             .values()
-            .flat_map(|family| family.iter())
-            .map(|(labels, series)| {
-                labels.heap_bytes() + series.samples.capacity() * 16 + 96
-            })
+            .map(|(labels, series)| 2 * labels.heap_bytes() + series.samples.capacity() * 16 + 160)
             .sum()
     }
 }

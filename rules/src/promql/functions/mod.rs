@@ -8,6 +8,7 @@
 //! - [`misc`]: `vector`, `scalar`, `sort`, `absent`.
 
 pub mod histogram;
+pub mod go_math;
 pub mod labels;
 pub mod math;
 pub mod misc;

@@ -86,7 +86,7 @@ pub fn eval(
             "max_over_time" => Some(fold_first(points, |acc, v| {
                 if v > acc || acc.is_nan() { v } else { acc }
             })),
-            "sum_over_time" => Some(points.iter().map(|(_, v)| *v).sum::<f64>()),
+            "sum_over_time" => Some(kahan_sum(points)),
             "count_over_time" => Some(points.len() as f64),
             "last_over_time" => points.last().map(|(_, v)| *v),
             "present_over_time" => Some(1.0),
@@ -182,10 +182,13 @@ fn extrapolated_rate(
     } else {
         average_between / 2.0
     };
-    result *= extrapolate_to / sampled_interval;
+    // The factor is built first and applied once, as Prometheus 2.x does;
+    // the order matters for the last bit of the result.
+    let mut factor = extrapolate_to / sampled_interval;
     if is_rate {
-        result /= range_seconds;
+        factor /= range_seconds;
     }
+    result *= factor;
     Some(result)
 }
 
@@ -271,9 +274,10 @@ fn fold_first(points: &[(Millis, f64)], step: impl Fn(f64, f64) -> f64) -> f64 {
     values.fold(first, step)
 }
 
-/// `avg_over_time`'s running mean, which avoids overflow on large values.
+/// `avg_over_time`: a running mean (no overflow on large values) with
+/// compensated addition, as Prometheus 2.42 computes it.
 fn average(points: &[(Millis, f64)]) -> f64 {
-    let (mut mean, mut count) = (0.0_f64, 0.0);
+    let (mut mean, mut compensation, mut count) = (0.0_f64, 0.0, 0.0);
     for (_, value) in points {
         count += 1.0;
         if mean.is_infinite() {
@@ -284,19 +288,28 @@ fn average(points: &[(Millis, f64)]) -> f64 {
                 continue;
             }
         }
-        mean += value / count - mean / count;
+        (mean, compensation) = kahan_add(value / count - mean / count, mean, compensation);
     }
-    mean
+    if mean.is_infinite() { mean } else { mean + compensation }
 }
 
-/// Population variance by Welford's method.
+/// `sum_over_time` with compensated addition.
+fn kahan_sum(points: &[(Millis, f64)]) -> f64 {
+    let (mut sum, mut compensation) = (0.0, 0.0);
+    for (_, value) in points {
+        (sum, compensation) = kahan_add(*value, sum, compensation);
+    }
+    if f64::is_infinite(sum) { sum } else { sum + compensation }
+}
+
+/// Population variance by Welford's method with compensated addition.
 fn variance(points: &[(Millis, f64)]) -> f64 {
-    let (mut count, mut mean, mut aux) = (0.0, 0.0, 0.0);
+    let (mut count, mut mean, mut mean_c, mut aux, mut aux_c) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for (_, value) in points {
         count += 1.0;
-        let delta = value - mean;
-        mean += delta / count;
-        aux += delta * (value - mean);
+        let delta = value - (mean + mean_c);
+        (mean, mean_c) = kahan_add(delta / count, mean, mean_c);
+        (aux, aux_c) = kahan_add(delta * (value - (mean + mean_c)), aux, aux_c);
     }
-    aux / count
+    (aux + aux_c) / count
 }
