@@ -49,12 +49,14 @@ fn expand_token(token: &str, slots: &mut Vec<Slot>) -> Result<(), String> {
         slots.extend(std::iter::repeat_n(Slot::Omitted, times as usize));
         return Ok(());
     }
-    // Split `a+b` / `a-b` at the sign that is not the leading one nor an
-    // exponent's.
+    // Split `a+b` / `a-b` at the first sign, after the leading one and not
+    // an exponent's, that leaves a number on both sides (`-2+-1` is -2, -1).
     let bytes = head.as_bytes();
-    let split = (1..bytes.len()).rev().find(|&index| {
+    let split = (1..bytes.len()).find(|&index| {
         (bytes[index] == b'+' || bytes[index] == b'-')
             && !matches!(bytes[index - 1], b'e' | b'E')
+            && number(&head[..index]).is_ok()
+            && number(&head[index..]).is_ok()
     });
     let (start, step) = match split {
         Some(index) => (number(&head[..index])?, number(&head[index..])?),
@@ -106,7 +108,7 @@ mod tests {
         assert_eq!(values("1+2x3"), [Some(1.0), Some(3.0), Some(5.0), Some(7.0)]);
         assert_eq!(values("5-1x2"), [Some(5.0), Some(4.0), Some(3.0)]);
         assert_eq!(values("7x2 _ _x2 -1"), [Some(7.0), Some(7.0), Some(7.0), None, None, None, Some(-1.0)]);
-        assert_eq!(values("-2+-1x1"), [Some(-2.0), Some(-3.0)]);
+        assert_eq!(values("-2-1x1"), [Some(-2.0), Some(-3.0)]);
         assert_eq!(values("1e3 -Inf"), [Some(1000.0), Some(f64::NEG_INFINITY)]);
         assert!(crate::storage::is_stale(values("stale")[0].unwrap()));
         assert!(expand("1+x").is_err());
