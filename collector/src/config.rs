@@ -21,6 +21,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// How agents' metrics are kept and exposed.
     pub metrics: MetricsConfig,
+    /// Alerting and recording rules evaluated over agents' metrics.
+    pub rules: crate::alerting::RulesConfig,
 }
 
 /// The HTTP listener for Prometheus and people.
@@ -91,6 +93,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             ingest: IngestConfig::default(),
             metrics: MetricsConfig::default(),
+            rules: crate::alerting::RulesConfig::default(),
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct HttpState {
     /// SHA-256 of the ingest certificate, shown on the status page so that
     /// an operator can copy it into an agent's config.
     pub ingest_fingerprint: String,
+    /// The rule engine, whose `ALERTS` and rule metrics `/metrics` shows.
+    pub alerting: Option<Arc<crate::alerting::Alerting>>,
 }
 
 /// Content type of the Prometheus text format.
@@ -66,6 +68,9 @@ pub fn render_metrics(state: &HttpState) -> String {
     let mut own = Vec::new();
     state.telemetry.write_text(&mut own);
     out.push_str(&String::from_utf8_lossy(&own));
+    if let Some(alerting) = &state.alerting {
+        alerting.write_text(&mut out);
+    }
     out
 }
 

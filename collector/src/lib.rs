@@ -8,10 +8,12 @@
 //! - [`metric_store`]: the latest metrics per agent and their exposition.
 //! - [`http`]: `/metrics`, health endpoints and the status page.
 //! - [`telemetry`]: the collector's own `countywatch_*` metrics.
+//! - [`alerting`]: rule evaluation over agents' metrics (`countywatch-rules`).
 //!
 //! [`start`] binds both listeners and returns a [`Running`] collector whose
 //! addresses tests can read; [`run`] is start-then-wait for the binary.
 
+pub mod alerting;
 pub mod config;
 pub mod http;
 pub mod ingest;
@@ -43,6 +45,9 @@ pub struct Running {
     pub ingest_addr: SocketAddr,
     /// SHA-256 of the ingest certificate, for agents to pin.
     pub ingest_fingerprint: String,
+    /// The rule engine, when rule files are configured; notifiers read its
+    /// firing alerts.
+    pub alerting: Option<Arc<alerting::Alerting>>,
     /// Turning this true stops both listeners.
     stop: watch::Sender<bool>,
     /// The listeners' tasks.
@@ -102,7 +107,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
 
     let (stop, stopped) = watch::channel(false);
+    let rules = alerting::start(&config.rules, Arc::clone(&store), stopped.clone())?;
     let http_state = Arc::new(http::HttpState {
+        alerting: rules.as_ref().map(|(engine, _)| Arc::clone(engine)),
         store: Arc::clone(&store),
         telemetry: Arc::clone(&telemetry),
         ingest_fingerprint: ingest_fingerprint.clone(),
@@ -150,12 +157,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         fingerprint = %ingest_fingerprint,
         "listening"
     );
+    let mut tasks = vec![http_task, ingest_task];
+    let alerting = rules.map(|(engine, task)| {
+        tasks.push(task);
+        engine
+    });
     Ok(Running {
         http_addr,
         ingest_addr,
         ingest_fingerprint,
+        alerting,
         stop,
-        tasks: vec![http_task, ingest_task],
+        tasks,
     })
 }
 

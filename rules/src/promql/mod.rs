@@ -3,6 +3,7 @@
 //!
 //! - [`eval`]: the evaluator's entry point, selectors and subqueries.
 //! - [`binary`]: arithmetic, comparison and set operators with vector matching.
+//! - [`analysis`]: how much history an expression reads.
 //! - [`aggregate`]: `sum`, `avg`, `topk` and the other aggregations.
 //! - [`functions`]: the function library, one file per family.
 //!
@@ -12,6 +13,7 @@
 //! not supported.
 
 pub mod aggregate;
+pub mod analysis;
 pub mod binary;
 pub mod eval;
 pub mod functions;
