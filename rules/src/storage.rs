@@ -181,7 +181,7 @@ impl Series {
     pub fn instant(&self, t: Millis, lookback: Millis) -> Option<(Millis, f64)> {
         let end = self.samples.partition_point(|(ts, _)| *ts <= t);
         let (ts, value) = *self.samples.get(end.checked_sub(1)?)?;
-        if ts < t - lookback || is_stale(value) {
+        if ts < t.saturating_sub(lookback) || is_stale(value) {
             return None;
         }
         Some((ts, value))

@@ -12,6 +12,10 @@ use super::{EvalError, RangeSeries, Sample, Value, aggregate, binary, functions}
 use crate::labels::{Labels, METRIC_NAME};
 use crate::storage::{Millis, Storage};
 
+/// Most steps one subquery may evaluate, so that `x[1y:1s]` fails fast
+/// instead of running for hours.
+pub const MAX_SUBQUERY_STEPS: Millis = 100_000;
+
 /// Prometheus's default lookback for instant selectors: five minutes.
 pub const DEFAULT_LOOKBACK: Millis = 5 * 60 * 1000;
 
@@ -169,10 +173,11 @@ impl<'a> Evaluator<'a> {
             Some(AtModifier::Start) | Some(AtModifier::End) => self.query_time,
             Some(AtModifier::At(time)) => system_time_millis(*time)?,
         };
+        // Saturating: `offset 100000y` must give an empty result, not overflow.
         Ok(match offset {
             None => base,
-            Some(Offset::Pos(duration)) => base - millis(*duration),
-            Some(Offset::Neg(duration)) => base + millis(*duration),
+            Some(Offset::Pos(duration)) => base.saturating_sub(millis(*duration)),
+            Some(Offset::Neg(duration)) => base.saturating_add(millis(*duration)),
         })
     }
 
@@ -213,7 +218,7 @@ impl<'a> Evaluator<'a> {
             if !matches(selector, labels) {
                 continue;
             }
-            let points = series.range(t - range, t);
+            let points = series.range(t.saturating_sub(range), t);
             if !points.is_empty() {
                 out.push(RangeSeries {
                     labels: labels.clone(),
@@ -233,10 +238,16 @@ impl<'a> Evaluator<'a> {
         step: Millis,
         end: Millis,
     ) -> Result<Vec<RangeSeries>, EvalError> {
-        let start = end - range;
-        let mut t = step * start.div_euclid(step);
+        let step = step.max(1);
+        let start = end.saturating_sub(range);
+        if range / step > MAX_SUBQUERY_STEPS {
+            return Err(EvalError::new(format!(
+                "subquery would evaluate more than {MAX_SUBQUERY_STEPS} steps; use a larger step"
+            )));
+        }
+        let mut t = step.saturating_mul(start.div_euclid(step));
         if t < start {
-            t += step;
+            t = t.saturating_add(step);
         }
         let mut collected: BTreeMap<Labels, Vec<(Millis, f64)>> = BTreeMap::new();
         while t <= end {
@@ -257,7 +268,10 @@ impl<'a> Evaluator<'a> {
                     )));
                 }
             }
-            t += step;
+            t = match t.checked_add(step) {
+                Some(next) => next,
+                None => break,
+            };
         }
         Ok(collected
             .into_iter()

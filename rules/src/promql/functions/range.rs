@@ -50,7 +50,7 @@ pub fn eval(
         "predict_linear" => scalar_arg(1)?,
         _ => 0.0,
     };
-    let range_seconds = (window.end - window.start) as f64 / 1000.0;
+    let range_seconds = window.end.saturating_sub(window.start) as f64 / 1000.0;
     let mut out = Vec::with_capacity(window.series.len());
     for series in window.series {
         let points = &series.points;
@@ -129,7 +129,7 @@ fn window(evaluator: &Evaluator<'_>, expr: &Expr, t: Millis) -> Result<Window, E
     };
     Ok(Window {
         series: evaluator.eval_matrix(expr, t)?,
-        start: end - range,
+        start: end.saturating_sub(range),
         end,
     })
 }
