@@ -169,6 +169,15 @@ impl Config {
         if self.ingest.max_connections == 0 {
             problems.general("ingest.max_connections must be at least 1");
         }
+        // Rule files are part of the configuration: a bad one stops the
+        // collector at start with every problem, like a bad config.
+        for file in &self.rules.files {
+            if let Err(rule_problems) = countywatch_rules::rulefmt::load(file) {
+                for problem in rule_problems.problems {
+                    problems.general(format!("rules.files: {problem}"));
+                }
+            }
+        }
         problems.into_result()
     }
 

@@ -1,0 +1,73 @@
+//! Rules in the running collector: an agent's metrics feed the configured
+//! rule files, and firing alerts appear as `ALERTS` on `/metrics`.
+
+use std::time::Duration;
+
+use countywatch_e2e::{Agent, Collector};
+
+#[test]
+fn agent_metrics_fire_alerts_visible_on_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        r#"groups:
+  - name: e2e
+    interval: 1s
+    rules:
+      - record: instance:memory_total:bytes
+        expr: sum by (instance) (node_memory_MemTotal_bytes)
+      - alert: MemoryReported
+        expr: instance:memory_total:bytes > 0
+        labels:
+          severity: info
+        annotations:
+          summary: "{{ $labels.instance }} has {{ $value | humanize }}B"
+"#,
+    )
+    .unwrap();
+    let config = format!(
+        "rules:\n  files: [{:?}]\n  evaluation_interval: 1s\n",
+        rules.display().to_string()
+    );
+    let collector = Collector::start_with(Some(&config), &[]);
+    let _agent = Agent::start_for("e2e-rules", &collector);
+    let value = collector.wait_for_series(
+        "ALERTS{alertname=\"MemoryReported\",alertstate=\"firing\",instance=\"e2e-rules\",severity=\"info\"}",
+        Duration::from_secs(30),
+    );
+    assert_eq!(value, Some(1.0), "{}", collector.metrics());
+    let text = collector.metrics();
+    assert!(
+        text.contains("ALERTS_FOR_STATE{alertname=\"MemoryReported\",instance=\"e2e-rules\",severity=\"info\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("countywatch_rule_evaluation_failures_total{file="),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bad_rule_file_stops_the_collector_with_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("bad.yaml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: x\n    rules:\n      - alert: A\n        expr: rate(up[5m]\n",
+    )
+    .unwrap();
+    let config = dir.path().join("collector.yaml");
+    std::fs::write(&config, format!("rules:\n  files: [{:?}]\n", rules.display().to_string())).unwrap();
+    let output = std::process::Command::new(countywatch_e2e::binary("countywatch-collector"))
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!("rules.files: {}:5:15: group \"x\", alert \"A\": could not parse expression", rules.display())),
+        "{stderr}"
+    );
+}
