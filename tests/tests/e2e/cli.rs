@@ -199,3 +199,16 @@ fn fingerprint_is_stable_and_matches_the_running_collector() {
     let collector = countywatch_e2e::Collector::start_in(dir, &data, None, &[]);
     assert_eq!(collector.fingerprint, first.trim());
 }
+
+#[test]
+fn shipped_example_configs_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (name, file) in [
+        ("countywatch-collector", "deploy/collector.example.yaml"),
+        ("countywatch-agent", "deploy/agent.example.yaml"),
+    ] {
+        let path = root.join(file);
+        let (code, _, stderr) = run(name, &["check-config", path.to_str().unwrap()]);
+        assert_eq!(code, 0, "{file}: {stderr}");
+    }
+}

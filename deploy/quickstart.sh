@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# README command 1: builds countywatch, starts a collector with its embedded
+# defaults and an agent for this host connected to it, and prints where to
+# look. Data lives in ./.countywatch/. `deploy/quickstart.sh stop` stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+state=.countywatch
+mkdir -p "$state"
+
+stop() {
+    for name in agent collector; do
+        if [ -f "$state/$name.pid" ] && kill -0 "$(cat "$state/$name.pid")" 2>/dev/null; then
+            kill "$(cat "$state/$name.pid")"
+            echo "stopped the $name"
+        fi
+        rm -f "$state/$name.pid"
+    done
+}
+
+if [ "${1:-}" = "stop" ]; then
+    stop
+    exit 0
+fi
+stop >/dev/null
+
+cargo build --release --bins -p countywatch-collector -p countywatch-agent
+bin=target/release
+
+"$bin/countywatch-collector" --log-format json run --data-dir "$state/collector" \
+    >"$state/collector.log" 2>&1 &
+echo $! >"$state/collector.pid"
+
+# Wait until both listeners are up; the log says where.
+http_addr=""
+for _ in $(seq 1 100); do
+    http_addr=$(grep -o '"listener":"http","addr":"[^"]*"' "$state/collector.log" | head -1 | cut -d'"' -f8 || true)
+    if [ -n "$http_addr" ] && grep -q '"listener":"ingest"' "$state/collector.log"; then
+        break
+    fi
+    if ! kill -0 "$(cat "$state/collector.pid")" 2>/dev/null; then
+        echo "the collector did not start:" >&2
+        cat "$state/collector.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+ingest_addr=$(grep -o '"listener":"ingest","addr":"[^"]*"' "$state/collector.log" | head -1 | cut -d'"' -f8)
+fingerprint=$("$bin/countywatch-collector" fingerprint --data-dir "$state/collector")
+
+"$bin/countywatch-agent" --log-format json run --state-dir "$state/agent" \
+    --collector "https://$ingest_addr" --collector-sha256 "$fingerprint" \
+    >"$state/agent.log" 2>&1 &
+echo $! >"$state/agent.pid"
+
+cat <<MSG
+countywatch is running.
+  metrics (Prometheus format): http://$http_addr/metrics
+  web page:                    http://$http_addr/
+  agent reports to:            https://$ingest_addr (certificate SHA-256 $fingerprint)
+  logs:                        $state/collector.log, $state/agent.log
+  stop both:                   deploy/quickstart.sh stop
+The agent's first batch arrives within a few seconds; try
+  curl -s http://$http_addr/metrics | grep node_memory_MemTotal_bytes
+MSG
