@@ -5,6 +5,7 @@
 //! Benchmarks are never part of the test suite's pass or fail; their
 //! figures go into `docs/benchmarks.md` with the machine, date and command.
 
+mod rule_eval;
 mod wire_codec;
 
 use std::fmt;
@@ -79,7 +80,7 @@ pub struct Benchmark {
 }
 
 /// Every benchmark. Adding one means adding a file and one line here.
-pub const ALL: &[Benchmark] = &[wire_codec::BENCHMARK];
+pub const ALL: &[Benchmark] = &[wire_codec::BENCHMARK, rule_eval::BENCHMARK];
 
 #[cfg(test)]
 mod tests {
