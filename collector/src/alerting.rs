@@ -126,9 +126,11 @@ impl Alerting {
                         let interval = spec.interval.unwrap_or(config.evaluation_interval.get());
                         for rule in &spec.rules {
                             let hold = match &rule.kind {
-                                rulefmt::RuleKind::Alert { for_, keep_firing_for, .. } => {
-                                    *for_ + *keep_firing_for
-                                }
+                                rulefmt::RuleKind::Alert {
+                                    for_,
+                                    keep_firing_for,
+                                    ..
+                                } => *for_ + *keep_firing_for,
                                 rulefmt::RuleKind::Record { .. } => Duration::ZERO,
                             };
                             history = history.max(history_needed(&rule.expr) + millis(hold));
@@ -166,7 +168,9 @@ impl Alerting {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, EngineState> {
-        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Copies the agents' current samples into the rule store, labelled
@@ -174,12 +178,15 @@ impl Alerting {
     pub fn ingest(&self, store: &MetricStore, now: SystemTime) {
         let mut state = self.lock();
         store.visit_samples(now, |agent, received_at, name, labels, value| {
-            let mut series = Labels::from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let mut series =
+                Labels::from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             series.set(METRIC_NAME, name);
             series.set("instance", agent);
             series.set("job", JOB);
             // A full store refuses new series and counts them itself.
-            let _ = state.storage.append(&series, unix_millis(received_at), value);
+            let _ = state
+                .storage
+                .append(&series, unix_millis(received_at), value);
         });
         let oldest = unix_millis(now) - self.retention;
         state.storage.trim(oldest);
@@ -225,7 +232,11 @@ impl Alerting {
             .iter()
             .flat_map(|group| group.group.firing())
             .map(|alert| FiringAlert {
-                labels: alert.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                labels: alert
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
                 annotations: alert.annotations.clone(),
                 active_at: from_millis(alert.active_at),
                 fired_at: from_millis(alert.fired_at.unwrap_or(alert.active_at)),
@@ -265,16 +276,17 @@ impl Alerting {
         out.push_str(&alerts);
         out.push_str("# HELP ALERTS_FOR_STATE When each pending or firing alert became active, in Unix seconds.\n# TYPE ALERTS_FOR_STATE gauge\n");
         out.push_str(&for_state);
-        let mut per_group = |name: &str, help: &str, kind: &str, value: &dyn Fn(&GroupState) -> f64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for group in &state.groups {
-                let labels = Labels::from_pairs([
-                    ("rule_group", group.group.spec.name.as_str()),
-                    ("file", group.file.as_str()),
-                ]);
-                let _ = writeln!(out, "{name}{} {}", exposition_labels(&labels), value(group));
-            }
-        };
+        let mut per_group =
+            |name: &str, help: &str, kind: &str, value: &dyn Fn(&GroupState) -> f64| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for group in &state.groups {
+                    let labels = Labels::from_pairs([
+                        ("rule_group", group.group.spec.name.as_str()),
+                        ("file", group.file.as_str()),
+                    ]);
+                    let _ = writeln!(out, "{name}{} {}", exposition_labels(&labels), value(group));
+                }
+            };
         per_group(
             "countywatch_rule_group_last_evaluation_timestamp_seconds",
             "When the group was last evaluated, in Unix seconds (0 before the first time).",
@@ -333,7 +345,11 @@ pub fn start(
 
 /// Ingests and evaluates until `stopped` turns true. Evaluation is CPU
 /// work, so it runs on a blocking thread and never stalls the listeners.
-pub async fn run(alerting: Arc<Alerting>, store: Arc<MetricStore>, mut stopped: watch::Receiver<bool>) {
+pub async fn run(
+    alerting: Arc<Alerting>,
+    store: Arc<MetricStore>,
+    mut stopped: watch::Receiver<bool>,
+) {
     loop {
         let engine = Arc::clone(&alerting);
         let metrics = Arc::clone(&store);
@@ -363,7 +379,10 @@ fn exposition_labels(labels: &Labels) -> String {
         .iter()
         .filter(|(name, _)| *name != METRIC_NAME)
         .map(|(name, value)| {
-            let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            let escaped = value
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
             format!("{name}=\"{escaped}\"")
         })
         .collect();
@@ -371,9 +390,7 @@ fn exposition_labels(labels: &Labels) -> String {
 }
 
 fn unix_millis(time: SystemTime) -> Millis {
-    time.duration_since(UNIX_EPOCH)
-        .map(|elapsed| millis(elapsed))
-        .unwrap_or(0)
+    time.duration_since(UNIX_EPOCH).map(millis).unwrap_or(0)
 }
 
 fn from_millis(t: Millis) -> SystemTime {
@@ -404,34 +421,68 @@ mod tests {
         };
         let alerting = Alerting::load(&config).unwrap();
         let store = MetricStore::new(Duration::from_secs(300));
-        store.update("web1", vec![MetricFamily::single("node_load1", "load", MetricKind::Gauge, 3.0)]);
-        store.update("web2", vec![MetricFamily::single("node_load1", "load", MetricKind::Gauge, 0.5)]);
+        store.update(
+            "web1",
+            vec![MetricFamily::single(
+                "node_load1",
+                "load",
+                MetricKind::Gauge,
+                3.0,
+            )],
+        );
+        store.update(
+            "web2",
+            vec![MetricFamily::single(
+                "node_load1",
+                "load",
+                MetricKind::Gauge,
+                0.5,
+            )],
+        );
         let now = SystemTime::now();
         alerting.ingest(&store, now);
         alerting.evaluate_due(now, Instant::now());
         let firing = alerting.firing();
         assert_eq!(firing.len(), 1, "{firing:?}");
-        assert!(firing[0].labels.contains(&("instance".to_string(), "web1".to_string())));
-        assert_eq!(firing[0].annotations, vec![("summary".to_string(), "web1 load 3".to_string())]);
+        assert!(
+            firing[0]
+                .labels
+                .contains(&("instance".to_string(), "web1".to_string()))
+        );
+        assert_eq!(
+            firing[0].annotations,
+            vec![("summary".to_string(), "web1 load 3".to_string())]
+        );
         let mut text = String::new();
         alerting.write_text(&mut text);
         assert!(
             text.contains("ALERTS{alertname=\"LoadHigh\",alertstate=\"firing\",instance=\"web1\",job=\"countywatch\",severity=\"warning\"} 1"),
             "{text}"
         );
-        assert!(text.contains("countywatch_rule_evaluation_failures_total{file="), "{text}");
+        assert!(
+            text.contains("countywatch_rule_evaluation_failures_total{file="),
+            "{text}"
+        );
     }
 
     #[test]
     fn bad_rule_files_are_refused_with_positions() {
         let dir = tempfile::tempdir().unwrap();
         let rules = dir.path().join("bad.yaml");
-        std::fs::write(&rules, "groups:\n  - name: x\n    rules:\n      - alert: A\n        expr: rate(\n").unwrap();
+        std::fs::write(
+            &rules,
+            "groups:\n  - name: x\n    rules:\n      - alert: A\n        expr: rate(\n",
+        )
+        .unwrap();
         let config = RulesConfig {
             files: vec![rules],
             ..RulesConfig::default()
         };
         let problems = Alerting::load(&config).err().unwrap();
-        assert!(problems[0].to_string().contains("bad.yaml:5:15:"), "{}", problems[0]);
+        assert!(
+            problems[0].to_string().contains("bad.yaml:5:15:"),
+            "{}",
+            problems[0]
+        );
     }
 }

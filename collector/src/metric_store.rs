@@ -136,14 +136,18 @@ impl MetricStore {
             .read()
             .unwrap_or_else(|poison| poison.into_inner());
         for (agent, metrics) in agents.iter() {
-            let fresh = now
-                .duration_since(metrics.received_at)
-                .unwrap_or_default()
-                <= self.stale_after;
+            let fresh =
+                now.duration_since(metrics.received_at).unwrap_or_default() <= self.stale_after;
             if fresh {
                 for family in &metrics.families {
                     for sample in &family.samples {
-                        visit(agent, metrics.received_at, &family.name, &sample.labels, sample.value);
+                        visit(
+                            agent,
+                            metrics.received_at,
+                            &family.name,
+                            &sample.labels,
+                            sample.value,
+                        );
                     }
                 }
             }

@@ -92,7 +92,9 @@ impl AlertingRule {
         let mut labels: Vec<(String, Template)> = group_labels
             .iter()
             .filter_map(|(name, value)| {
-                Template::parse(value).ok().map(|template| (name.clone(), template))
+                Template::parse(value)
+                    .ok()
+                    .map(|template| (name.clone(), template))
             })
             .collect();
         labels.extend(spec.labels.iter().cloned());

@@ -91,7 +91,12 @@ impl Group {
 
     /// Evaluates every rule at `t`, writing outputs into `storage`.
     /// Returns the rules that failed; the others still ran.
-    pub fn eval(&mut self, storage: &mut Storage, t: Millis, options: &EvalOptions) -> Vec<RuleFailure> {
+    pub fn eval(
+        &mut self,
+        storage: &mut Storage,
+        t: Millis,
+        options: &EvalOptions,
+    ) -> Vec<RuleFailure> {
         let mut failures = Vec::new();
         for index in 0..self.rules.len() {
             let Some(spec) = self.spec.rules.get(index) else {
@@ -101,22 +106,26 @@ impl Group {
             evaluator.max_samples = options.max_samples;
             evaluator.default_subquery_step = options.default_subquery_step;
             evaluator.deadline = options.rule_timeout.map(|timeout| Instant::now() + timeout);
-            let result = evaluator.instant(&spec.expr, t).and_then(|value| match value {
-                Value::Vector(samples) => Ok(samples),
-                Value::Scalar(value) => Ok(vec![Sample {
-                    labels: Labels::default(),
-                    value,
-                    timestamp: t,
-                }]),
-                other => Err(crate::promql::EvalError::new(format!(
-                    "rule result is a {}, not an instant vector or scalar",
-                    other.type_name()
-                ))),
-            });
+            let result = evaluator
+                .instant(&spec.expr, t)
+                .and_then(|value| match value {
+                    Value::Vector(samples) => Ok(samples),
+                    Value::Scalar(value) => Ok(vec![Sample {
+                        labels: Labels::default(),
+                        value,
+                        timestamp: t,
+                    }]),
+                    other => Err(crate::promql::EvalError::new(format!(
+                        "rule result is a {}, not an instant vector or scalar",
+                        other.type_name()
+                    ))),
+                });
             let output = match result {
                 Err(error) => Err(error.to_string()),
                 Ok(samples) => match &mut self.rules[index] {
-                    Rule::Alert(rule) => rule.eval(samples, t, &options.external_labels, self.spec.limit),
+                    Rule::Alert(rule) => {
+                        rule.eval(samples, t, &options.external_labels, self.spec.limit)
+                    }
                     Rule::Record(rule) => rule.eval(samples, t, self.spec.limit),
                 },
             };

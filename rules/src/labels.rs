@@ -2,14 +2,57 @@
 //! equal sets compare, hash and order the same way Prometheus's do.
 
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 /// The label holding a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
 
 /// A sorted set of label pairs. Empty values are never stored because
-/// Prometheus treats an empty label as an absent one.
+/// Prometheus treats an empty label as an absent one. Names and values are
+/// shared (`Arc<str>`), so copying a series' labels into a result, which
+/// every selector does for every series, costs no string copies.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Vec<(String, String)>);
+pub struct Labels(Vec<(Arc<str>, Arc<str>)>);
+
+/// A fast hasher for maps keyed by labels inside one evaluation (FxHash's
+/// multiply-rotate): keys come from the store, not from a network peer
+/// choosing collisions, and SipHash dominated evaluation time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0_u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, value: u8) {
+        self.add(u64::from(value));
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.add(value as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FastHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// `HashMap` with [`FastHasher`].
+pub type FastMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<FastHasher>>;
+/// `HashSet` with [`FastHasher`].
+pub type FastSet<K> = std::collections::HashSet<K, BuildHasherDefault<FastHasher>>;
 
 impl Labels {
     /// Builds a set from pairs in any order; a later duplicate name wins and
@@ -26,7 +69,7 @@ impl Labels {
 
     /// The value of `name`, or `""` when absent (as in Prometheus).
     pub fn get(&self, name: &str) -> &str {
-        match self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+        match self.0.binary_search_by(|(n, _)| n.as_ref().cmp(name)) {
             Ok(index) => &self.0[index].1,
             Err(_) => "",
         }
@@ -35,23 +78,23 @@ impl Labels {
     /// Whether `name` is present.
     pub fn has(&self, name: &str) -> bool {
         self.0
-            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .binary_search_by(|(n, _)| n.as_ref().cmp(name))
             .is_ok()
     }
 
     /// Sets `name`; an empty value removes it.
     pub fn set(&mut self, name: &str, value: &str) {
-        match self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+        match self.0.binary_search_by(|(n, _)| n.as_ref().cmp(name)) {
             Ok(index) => {
                 if value.is_empty() {
                     self.0.remove(index);
-                } else {
-                    self.0[index].1 = value.to_string();
+                } else if &*self.0[index].1 != value {
+                    self.0[index].1 = Arc::from(value);
                 }
             }
             Err(index) => {
                 if !value.is_empty() {
-                    self.0.insert(index, (name.to_string(), value.to_string()));
+                    self.0.insert(index, (Arc::from(name), Arc::from(value)));
                 }
             }
         }
@@ -59,7 +102,7 @@ impl Labels {
 
     /// Removes `name` if present.
     pub fn remove(&mut self, name: &str) {
-        if let Ok(index) = self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+        if let Ok(index) = self.0.binary_search_by(|(n, _)| n.as_ref().cmp(name)) {
             self.0.remove(index);
         }
     }
@@ -76,7 +119,7 @@ impl Labels {
         Labels(
             self.0
                 .iter()
-                .filter(|(name, _)| names.iter().any(|kept| kept == name))
+                .filter(|(name, _)| names.iter().any(|kept| kept.as_str() == name.as_ref()))
                 .cloned()
                 .collect(),
         )
@@ -87,7 +130,11 @@ impl Labels {
         Labels(
             self.0
                 .iter()
-                .filter(|(name, _)| !names.iter().any(|dropped| dropped == name))
+                .filter(|(name, _)| {
+                    !names
+                        .iter()
+                        .any(|dropped| dropped.as_str() == name.as_ref())
+                })
                 .cloned()
                 .collect(),
         )
@@ -102,7 +149,7 @@ impl Labels {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0
             .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .map(|(name, value)| (name.as_ref(), value.as_ref()))
     }
 
     /// Number of labels.
@@ -115,12 +162,19 @@ impl Labels {
         self.0.is_empty()
     }
 
-    /// Bytes held by the names and values, for memory accounting.
+    /// Bytes held by the names and values (with their `Arc` headers) and
+    /// by this set's own vector, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
         self.0
             .iter()
-            .map(|(name, value)| name.capacity() + value.capacity() + 48)
+            .map(|(name, value)| name.len() + value.len() + 2 * 16 + 32)
             .sum()
+    }
+
+    /// Bytes of this set's own vector alone: what a second copy of the
+    /// same labels costs, since names and values are shared.
+    pub fn shared_copy_bytes(&self) -> usize {
+        self.0.len() * 32 + 24
     }
 }
 

@@ -35,7 +35,12 @@ impl RecordingRule {
     }
 
     /// Renames and relabels the expression's result at `t`.
-    pub fn eval(&self, result: Vec<Sample>, t: Millis, limit: usize) -> Result<Vec<Sample>, String> {
+    pub fn eval(
+        &self,
+        result: Vec<Sample>,
+        t: Millis,
+        limit: usize,
+    ) -> Result<Vec<Sample>, String> {
         let mut output = Vec::with_capacity(result.len());
         let mut seen = std::collections::HashSet::with_capacity(result.len());
         for sample in result {
@@ -57,7 +62,10 @@ impl RecordingRule {
             });
         }
         if limit > 0 && output.len() > limit {
-            return Err(format!("exceeded limit of {limit} with {} series", output.len()));
+            return Err(format!(
+                "exceeded limit of {limit} with {} series",
+                output.len()
+            ));
         }
         Ok(output)
     }

@@ -202,7 +202,11 @@ pub fn validate(path: &Path, raw: &RawFile) -> Result<Vec<GroupSpec>, Problems> 
     problems.into_result().map(|()| groups)
 }
 
-fn validate_rule(problems: &mut Problems, group: &str, rule: &Spanned<RawRule>) -> Option<RuleSpec> {
+fn validate_rule(
+    problems: &mut Problems,
+    group: &str,
+    rule: &Spanned<RawRule>,
+) -> Option<RuleSpec> {
     let raw = &rule.value;
     // The rule is usable when validating it added no problem.
     let problems_before = problems.problems.len();
@@ -212,9 +216,13 @@ fn validate_rule(problems: &mut Problems, group: &str, rule: &Spanned<RawRule>) 
         (None, None) => format!("group {group:?}"),
     };
     match (&raw.alert, &raw.record) {
-        (Some(_), Some(_)) => problems.at(rule, format!("{context}: only one of 'record' and 'alert' must be set"),
+        (Some(_), Some(_)) => problems.at(
+            rule,
+            format!("{context}: only one of 'record' and 'alert' must be set"),
         ),
-        (None, None) => problems.at(rule, format!("{context}: one of 'record' or 'alert' must be set"),
+        (None, None) => problems.at(
+            rule,
+            format!("{context}: one of 'record' or 'alert' must be set"),
         ),
         _ => {}
     }
@@ -229,7 +237,10 @@ fn validate_rule(problems: &mut Problems, group: &str, rule: &Spanned<RawRule>) 
         }
         Some(text) => match parse_expr(&text.value) {
             Ok(expr) => {
-                if matches!(expr, Expr::StringLiteral(_) | Expr::MatrixSelector(_) | Expr::Subquery(_)) {
+                if matches!(
+                    expr,
+                    Expr::StringLiteral(_) | Expr::MatrixSelector(_) | Expr::Subquery(_)
+                ) {
                     problems.at(
                         text,
                         format!(
@@ -243,7 +254,10 @@ fn validate_rule(problems: &mut Problems, group: &str, rule: &Spanned<RawRule>) 
                 }
             }
             Err(error) => {
-                problems.at(text, format!("{context}: could not parse expression: {error}"));
+                problems.at(
+                    text,
+                    format!("{context}: could not parse expression: {error}"),
+                );
                 None
             }
         },
@@ -257,13 +271,19 @@ fn validate_rule(problems: &mut Problems, group: &str, rule: &Spanned<RawRule>) 
         match Template::parse(&value.value) {
             Ok(template) => labels.push((name.clone(), template)),
             Err(error) => {
-                problems.at(value, format!("{context}: label {name}: template error: {error}"));
+                problems.at(
+                    value,
+                    format!("{context}: label {name}: template error: {error}"),
+                );
             }
         }
     }
     let kind = if let Some(record) = &raw.record {
         if !is_metric_name(&record.value) {
-            problems.at(record, format!("{context}: invalid recording rule name: {}", record.value));
+            problems.at(
+                record,
+                format!("{context}: invalid recording rule name: {}", record.value),
+            );
         }
         for (field, present) in [
             ("annotations", !raw.annotations.is_empty()),
@@ -271,19 +291,29 @@ fn validate_rule(problems: &mut Problems, group: &str, rule: &Spanned<RawRule>) 
             ("keep_firing_for", raw.keep_firing_for.is_some()),
         ] {
             if present {
-                problems.at(rule, format!("{context}: invalid field '{field}' in recording rule"));
+                problems.at(
+                    rule,
+                    format!("{context}: invalid field '{field}' in recording rule"),
+                );
             }
         }
         for (name, value) in &raw.labels {
             if value.value.contains("{{") {
-                problems.at(value, format!("{context}: label {name}: recording rule labels cannot be templates"));
+                problems.at(
+                    value,
+                    format!("{context}: label {name}: recording rule labels cannot be templates"),
+                );
             }
         }
         RuleKind::Record {
             name: record.value.clone(),
         }
     } else {
-        let name = raw.alert.as_ref().map(|alert| alert.value.clone()).unwrap_or_default();
+        let name = raw
+            .alert
+            .as_ref()
+            .map(|alert| alert.value.clone())
+            .unwrap_or_default();
         if let Some(alert) = &raw.alert
             && alert.value.is_empty()
         {
@@ -302,13 +332,19 @@ fn validate_rule(problems: &mut Problems, group: &str, rule: &Spanned<RawRule>) 
         let mut annotations = Vec::new();
         for (annotation, value) in &raw.annotations {
             if !is_label_name(annotation) {
-                problems.at(value, format!("{context}: invalid annotation name: {annotation}"));
+                problems.at(
+                    value,
+                    format!("{context}: invalid annotation name: {annotation}"),
+                );
                 continue;
             }
             match Template::parse(&value.value) {
                 Ok(template) => annotations.push((annotation.clone(), template)),
                 Err(error) => {
-                    problems.at(value, format!("{context}: annotation {annotation}: template error: {error}"));
+                    problems.at(
+                        value,
+                        format!("{context}: annotation {annotation}: template error: {error}"),
+                    );
                 }
             }
         }
@@ -325,13 +361,21 @@ fn validate_rule(problems: &mut Problems, group: &str, rule: &Spanned<RawRule>) 
     let expr = expr?;
     Some(RuleSpec {
         kind,
-        expr_text: raw.expr.as_ref().map(|text| text.value.clone()).unwrap_or_default(),
+        expr_text: raw
+            .expr
+            .as_ref()
+            .map(|text| text.value.clone())
+            .unwrap_or_default(),
         expr,
         labels,
     })
 }
 
-fn parse_duration(problems: &mut Problems, field: &str, text: &Spanned<String>) -> Option<Duration> {
+fn parse_duration(
+    problems: &mut Problems,
+    field: &str,
+    text: &Spanned<String>,
+) -> Option<Duration> {
     match duration::parse(&text.value) {
         Ok(parsed) => Some(parsed),
         Err(error) => {

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use crate::labels::Labels;
+use crate::labels::{FastMap, Labels};
 
 /// Milliseconds since the Unix epoch, as Prometheus timestamps are.
 pub type Millis = i64;
@@ -52,7 +52,7 @@ pub struct Storage {
     /// Series by creation number.
     series: BTreeMap<u64, (Labels, Series)>,
     /// Labels to creation number.
-    ids: HashMap<Labels, u64>,
+    ids: FastMap<Labels, u64>,
     /// Metric name to its series' creation numbers.
     by_name: HashMap<String, BTreeSet<u64>>,
     /// The next creation number.
@@ -74,7 +74,7 @@ impl Storage {
     pub fn new(max_series: usize) -> Storage {
         Storage {
             series: BTreeMap::new(),
-            ids: HashMap::new(),
+            ids: FastMap::default(),
             by_name: HashMap::new(),
             next_id: 0,
             max_series,
@@ -152,7 +152,11 @@ impl Storage {
                 ),
                 None => Box::new(std::iter::empty()),
             },
-            None => Box::new(self.series.values().map(|(labels, series)| (labels, series))),
+            None => Box::new(
+                self.series
+                    .values()
+                    .map(|(labels, series)| (labels, series)),
+            ),
         }
     }
 
@@ -163,14 +167,24 @@ impl Storage {
 
     /// Number of samples held.
     pub fn sample_count(&self) -> usize {
-        self.series.values().map(|(_, series)| series.samples.len()).sum()
+        self.series
+            .values()
+            .map(|(_, series)| series.samples.len())
+            .sum()
     }
 
     /// Approximate bytes held, for the memory figures the benchmark prints.
     pub fn approximate_bytes(&self) -> usize {
         self.series
             .values()
-            .map(|(labels, series)| 2 * labels.heap_bytes() + series.samples.capacity() * 16 + 160)
+            // The series' labels, the index's copy (sharing the strings),
+            // the samples' buffer, and the map entries' overhead.
+            .map(|(labels, series)| {
+                labels.heap_bytes()
+                    + labels.shared_copy_bytes()
+                    + series.samples.capacity() * 16
+                    + 128
+            })
             .sum()
     }
 }
@@ -179,7 +193,11 @@ impl Series {
     /// The newest sample at or before `t` and not before `t - lookback`,
     /// unless it is a staleness marker.
     pub fn instant(&self, t: Millis, lookback: Millis) -> Option<(Millis, f64)> {
-        let end = self.samples.partition_point(|(ts, _)| *ts <= t);
+        // Rules nearly always ask for "now": the newest sample, no search.
+        let end = match self.samples.back() {
+            Some((last, _)) if *last <= t => self.samples.len(),
+            _ => self.samples.partition_point(|(ts, _)| *ts <= t),
+        };
         let (ts, value) = *self.samples.get(end.checked_sub(1)?)?;
         if ts < t.saturating_sub(lookback) || is_stale(value) {
             return None;
@@ -190,7 +208,10 @@ impl Series {
     /// Samples with `start <= t <= end`, staleness markers left out.
     pub fn range(&self, start: Millis, end: Millis) -> Vec<(Millis, f64)> {
         let first = self.samples.partition_point(|(ts, _)| *ts < start);
-        let last = self.samples.partition_point(|(ts, _)| *ts <= end);
+        let last = match self.samples.back() {
+            Some((newest, _)) if *newest <= end => self.samples.len(),
+            _ => self.samples.partition_point(|(ts, _)| *ts <= end),
+        };
         self.samples
             .range(first..last.max(first))
             .filter(|(_, value)| !is_stale(*value))

@@ -158,7 +158,9 @@ fn parse_pipeline(action: &str) -> Result<Vec<Command>, String> {
         };
         let operands = if function.is_some() { args } else { segment };
         if function.is_none() && operands.len() != 1 {
-            return Err(format!("unexpected arguments in template action {action:?}"));
+            return Err(format!(
+                "unexpected arguments in template action {action:?}"
+            ));
         }
         let args = operands
             .iter()
@@ -263,7 +265,11 @@ fn unescape(text: &str) -> String {
     out
 }
 
-fn run_command(command: &Command, piped: Option<Runtime>, data: &Data<'_>) -> Result<Runtime, String> {
+fn run_command(
+    command: &Command,
+    piped: Option<Runtime>,
+    data: &Data<'_>,
+) -> Result<Runtime, String> {
     let mut args: Vec<Runtime> = command.args.iter().map(|arg| resolve(arg, data)).collect();
     if let Some(piped) = piped {
         args.push(piped);
@@ -418,7 +424,7 @@ pub fn go_float_v(value: f64) -> String {
     let scientific = format!("{value:e}");
     let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
-    if exponent < -4 || exponent >= 6 {
+    if !(-4..6).contains(&exponent) {
         format!("{mantissa}{}", go_exponent(exponent))
     } else {
         format!("{value}")
@@ -481,7 +487,10 @@ fn printf(format: &str, args: &[Runtime]) -> String {
             ('e', _, Some(value)) => {
                 let text = format!("{value:.*e}", precision.unwrap_or(6));
                 let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
-                out.push_str(&format!("{mantissa}{}", go_exponent(exponent.parse().unwrap_or(0))));
+                out.push_str(&format!(
+                    "{mantissa}{}",
+                    go_exponent(exponent.parse().unwrap_or(0))
+                ));
             }
             ('g', _, Some(value)) => match precision {
                 Some(precision) => out.push_str(&go_g(value, precision)),
@@ -520,7 +529,7 @@ mod tests {
             ("{{ $value | humanizePercentage }}", 0.1234, "12.34%"),
             ("{{ $value | humanizeDuration }}", 90061.0, "1d 1h 1m 1s"),
             ("{{ humanizeDuration 0.5 }}", 0.0, "500ms"),
-            ("{{ printf \"%.2f\" $value }}", 3.14159, "3.14"),
+            ("{{ printf \"%.2f\" $value }}", 12.3456, "12.35"),
             ("{{ $externalLabels.site }}", 0.0, "county"),
             ("{{ $labels.missing }}", 0.0, "<no value>"),
             ("a {{- \" b\" -}} c", 0.0, "a bc"),
@@ -532,8 +541,15 @@ mod tests {
     #[test]
     fn refuses_the_rest_clearly() {
         let error = render("{{ if $value }}x{{ end }}", 0.0).unwrap_err();
-        assert!(error.contains("unsupported template function or keyword \"if\""), "{error}");
+        assert!(
+            error.contains("unsupported template function or keyword \"if\""),
+            "{error}"
+        );
         assert!(render("{{ query \"up\" }}", 0.0).is_err());
-        assert!(render("{{ $labels.x ", 0.0).unwrap_err().contains("unclosed"));
+        assert!(
+            render("{{ $labels.x ", 0.0)
+                .unwrap_err()
+                .contains("unclosed")
+        );
     }
 }

@@ -40,7 +40,12 @@ fn bad_rule_files_report_every_problem_with_its_position() {
         let text = std::fs::read_to_string(&path).unwrap();
         let problems = rulefmt::parse(name, &text).expect_err("bad file loaded");
         let expected = std::fs::read_to_string(path.with_extension("expected")).unwrap();
-        assert_eq!(problems.to_string(), expected.trim_end(), "{}", path.display());
+        assert_eq!(
+            problems.to_string(),
+            expected.trim_end(),
+            "{}",
+            path.display()
+        );
     }
 }
 
@@ -52,9 +57,16 @@ fn check_reports_like_promtool() {
         outcome.report,
         "Checking testdata/rulefmt/good.yaml\n  SUCCESS: 2 rules found\n\n"
     );
-    let outcome = check::check_files(&["testdata/rulefmt/bad_shape.yaml", "testdata/rulefmt/good.yaml"]);
+    let outcome = check::check_files(&[
+        "testdata/rulefmt/bad_shape.yaml",
+        "testdata/rulefmt/good.yaml",
+    ]);
     assert!(!outcome.passed);
-    assert!(outcome.report.contains("SUCCESS: 2 rules found"), "{}", outcome.report);
+    assert!(
+        outcome.report.contains("SUCCESS: 2 rules found"),
+        "{}",
+        outcome.report
+    );
 }
 
 #[test]

@@ -48,28 +48,75 @@ const SELECTORS: &[&str] = &[
     "m offset -292y",
 ];
 const RANGES: &[&str] = &[
-    "[1m]", "[5m]", "[30s]", "[10m] offset 2m", "[2m:30s]", "[5m:]", "[292y]", "[1y:1ms]",
-    "[5m] @ 100", "[1m:1m] offset 292y",
+    "[1m]",
+    "[5m]",
+    "[30s]",
+    "[10m] offset 2m",
+    "[2m:30s]",
+    "[5m:]",
+    "[292y]",
+    "[1y:1ms]",
+    "[5m] @ 100",
+    "[1m:1m] offset 292y",
 ];
 const RANGE_FUNCTIONS: &[&str] = &[
-    "rate", "irate", "increase", "delta", "idelta", "deriv", "resets", "changes",
-    "avg_over_time", "min_over_time", "max_over_time", "sum_over_time", "count_over_time",
-    "last_over_time", "stddev_over_time", "stdvar_over_time", "present_over_time",
+    "rate",
+    "irate",
+    "increase",
+    "delta",
+    "idelta",
+    "deriv",
+    "resets",
+    "changes",
+    "avg_over_time",
+    "min_over_time",
+    "max_over_time",
+    "sum_over_time",
+    "count_over_time",
+    "last_over_time",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "present_over_time",
     "absent_over_time",
 ];
 const INSTANT_FUNCTIONS: &[&str] = &[
-    "abs", "ceil", "floor", "round", "exp", "ln", "log2", "log10", "sqrt", "sgn", "sort",
-    "sort_desc", "absent", "timestamp", "hour", "minute", "month", "year", "day_of_week",
-    "days_in_month", "day_of_month",
+    "abs",
+    "ceil",
+    "floor",
+    "round",
+    "exp",
+    "ln",
+    "log2",
+    "log10",
+    "sqrt",
+    "sgn",
+    "sort",
+    "sort_desc",
+    "absent",
+    "timestamp",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "day_of_week",
+    "days_in_month",
+    "day_of_month",
 ];
-const AGGREGATIONS: &[&str] = &["sum", "avg", "min", "max", "count", "stddev", "stdvar", "group"];
+const AGGREGATIONS: &[&str] = &[
+    "sum", "avg", "min", "max", "count", "stddev", "stdvar", "group",
+];
 const OPERATORS: &[&str] = &[
     "+", "-", "*", "/", "%", "^", "==", "!=", ">", "<", ">=", "<=", "> bool", "== bool", "and",
     "or", "unless", "atan2",
 ];
 const MODIFIERS: &[&str] = &[
-    "", " on(a)", " ignoring(a)", " on(a) group_left", " on(a) group_right(b)",
-    " ignoring(b) group_left(a)", " on()",
+    "",
+    " on(a)",
+    " ignoring(a)",
+    " on(a) group_left",
+    " on(a) group_right(b)",
+    " ignoring(b) group_left(a)",
+    " on()",
 ];
 
 fn vector(random: &mut Random, depth: u32) -> String {
@@ -77,14 +124,27 @@ fn vector(random: &mut Random, depth: u32) -> String {
         return random.pick(SELECTORS).to_string();
     }
     match random.below(12) {
-        0 => format!("{}({}{})", random.pick(RANGE_FUNCTIONS), random.pick(SELECTORS), random.pick(RANGES)),
-        1 => format!("{}({})", random.pick(INSTANT_FUNCTIONS), vector(random, depth - 1)),
+        0 => format!(
+            "{}({}{})",
+            random.pick(RANGE_FUNCTIONS),
+            random.pick(SELECTORS),
+            random.pick(RANGES)
+        ),
+        1 => format!(
+            "{}({})",
+            random.pick(INSTANT_FUNCTIONS),
+            vector(random, depth - 1)
+        ),
         2 => format!(
             "{} by (a) ({})",
             random.pick(AGGREGATIONS),
             vector(random, depth - 1)
         ),
-        3 => format!("{} without (b) ({})", random.pick(AGGREGATIONS), vector(random, depth - 1)),
+        3 => format!(
+            "{} without (b) ({})",
+            random.pick(AGGREGATIONS),
+            vector(random, depth - 1)
+        ),
         4 => format!(
             "({}) {}{} ({})",
             vector(random, depth - 1),
@@ -92,14 +152,23 @@ fn vector(random: &mut Random, depth: u32) -> String {
             random.pick(MODIFIERS),
             vector(random, depth - 1)
         ),
-        5 => format!("{} {} {}", vector(random, depth - 1), random.pick(OPERATORS), scalar(random)),
+        5 => format!(
+            "{} {} {}",
+            vector(random, depth - 1),
+            random.pick(OPERATORS),
+            scalar(random)
+        ),
         6 => format!(
             "{}({}, {})",
             random.pick(&["topk", "bottomk", "quantile"]),
             scalar(random),
             vector(random, depth - 1)
         ),
-        7 => format!("histogram_quantile({}, {})", scalar(random), vector(random, depth - 1)),
+        7 => format!(
+            "histogram_quantile({}, {})",
+            scalar(random),
+            vector(random, depth - 1)
+        ),
         8 => format!(
             "label_replace({}, \"{}\", \"$1-$2\", \"a\", \"{}\")",
             vector(random, depth - 1),
@@ -118,19 +187,48 @@ fn vector(random: &mut Random, depth: u32) -> String {
             random.pick(RANGES),
             scalar(random)
         ),
-        _ => format!("count_values(\"{}\", {})", random.pick(&["v", "a", "", "1x"]), vector(random, depth - 1)),
+        _ => format!(
+            "count_values(\"{}\", {})",
+            random.pick(&["v", "a", "", "1x"]),
+            vector(random, depth - 1)
+        ),
     }
 }
 
 fn scalar(random: &mut Random) -> String {
     random
-        .pick(&["0", "1", "-1", "0.5", "2", "1e308", "Inf", "-Inf", "NaN", "time()", "scalar(m)", "1/0", "100000000000000000000"])
+        .pick(&[
+            "0",
+            "1",
+            "-1",
+            "0.5",
+            "2",
+            "1e308",
+            "Inf",
+            "-Inf",
+            "NaN",
+            "time()",
+            "scalar(m)",
+            "1/0",
+            "100000000000000000000",
+        ])
         .to_string()
 }
 
 fn awkward_store() -> Storage {
     let mut storage = Storage::default();
-    let values = [1.0, f64::NAN, 5.0, 2.0, f64::INFINITY, f64::NEG_INFINITY, stale_marker(), 0.0, -3.0, 1e308];
+    let values = [
+        1.0,
+        f64::NAN,
+        5.0,
+        2.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        stale_marker(),
+        0.0,
+        -3.0,
+        1e308,
+    ];
     for (index, a) in ["1", "2", "3"].iter().enumerate() {
         for (name, b) in [("m", "x"), ("n", "y"), ("m", "z")] {
             let labels = Labels::from_pairs([("__name__", name), ("a", a), ("b", b)]);
@@ -177,7 +275,9 @@ fn random_text_never_panics() {
     let storage = awkward_store();
     let evaluator = Evaluator::new(&storage);
     let mut random = Random(12345);
-    let alphabet: Vec<char> = "m{}()[]\"=~!,.:+-*/^%<> 0123456789abyxon@_$|\\\nsumrate".chars().collect();
+    let alphabet: Vec<char> = "m{}()[]\"=~!,.:+-*/^%<> 0123456789abyxon@_$|\\\nsumrate"
+        .chars()
+        .collect();
     for _ in 0..20_000 {
         let length = random.below(24) as usize;
         let text: String = (0..length)

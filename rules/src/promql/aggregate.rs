@@ -2,7 +2,7 @@
 //! arithmetic as Prometheus 2.x (running mean for `avg`, Welford for
 //! `stddev`/`stdvar`) so that results are bit-for-bit comparable.
 
-use std::collections::HashMap;
+use crate::labels::FastMap as HashMap;
 
 use promql_parser::parser::token::{
     T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
@@ -48,19 +48,19 @@ pub fn eval(
         }
     }
     if op == T_COUNT_VALUES && !is_valid_label_name(&value_label) {
-        return Err(EvalError::new(format!("invalid label name {value_label:?}")));
+        return Err(EvalError::new(format!(
+            "invalid label name {value_label:?}"
+        )));
     }
     let group_labels = |labels: &Labels| -> Labels {
         match &expr.modifier {
             Some(LabelModifier::Include(by)) => labels.keep_only(&by.labels),
-            Some(LabelModifier::Exclude(without)) => {
-                labels.without(&without.labels).without_name()
-            }
+            Some(LabelModifier::Exclude(without)) => labels.without(&without.labels).without_name(),
             None => Labels::default(),
         }
     };
     let mut order: Vec<Labels> = Vec::new();
-    let mut groups: HashMap<Labels, Group> = HashMap::new();
+    let mut groups: HashMap<Labels, Group> = HashMap::default();
     for sample in input {
         let mut key = group_labels(&sample.labels);
         if op == T_COUNT_VALUES {
@@ -201,11 +201,17 @@ fn select_k(members: Vec<Sample>, k: f64, top: bool, t: Millis) -> Vec<Sample> {
         }
     }
     kept.sort_by(|a, b| {
-        let order = a.value.partial_cmp(&b.value).unwrap_or(std::cmp::Ordering::Equal);
+        let order = a
+            .value
+            .partial_cmp(&b.value)
+            .unwrap_or(std::cmp::Ordering::Equal);
         if top { order.reverse() } else { order }
     });
     kept.into_iter()
-        .map(|sample| Sample { timestamp: t, ..sample })
+        .map(|sample| Sample {
+            timestamp: t,
+            ..sample
+        })
         .collect()
 }
 

@@ -15,7 +15,9 @@ pub fn history_needed(expr: &Expr) -> Millis {
         Expr::VectorSelector(selector) => DEFAULT_LOOKBACK + offset(selector.offset.as_ref()),
         Expr::MatrixSelector(matrix) => millis(matrix.range) + offset(matrix.vs.offset.as_ref()),
         Expr::Subquery(subquery) => {
-            millis(subquery.range) + offset(subquery.offset.as_ref()) + history_needed(&subquery.expr)
+            millis(subquery.range)
+                + offset(subquery.offset.as_ref())
+                + history_needed(&subquery.expr)
         }
         Expr::Aggregate(aggregate) => {
             let param = aggregate.param.as_deref().map(history_needed).unwrap_or(0);

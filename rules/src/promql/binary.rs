@@ -2,7 +2,7 @@
 //! set operators, with `on`/`ignoring` and `group_left`/`group_right`
 //! matching exactly as Prometheus's `VectorBinop` does.
 
-use std::collections::{HashMap, HashSet};
+use crate::labels::{FastMap as HashMap, FastSet as HashSet};
 
 use promql_parser::parser::token::{
     T_ADD, T_ATAN2, T_DIV, T_EQLC, T_GTE, T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS, T_MOD,
@@ -79,7 +79,7 @@ fn apply(op: u16, left: f64, right: f64) -> Result<(f64, bool), EvalError> {
         T_DIV => (left / right, true),
         T_POW => (left.powf(right), true),
         T_MOD => (left % right, true),
-        T_ATAN2 => (go_atan2(left, right), true),
+        T_ATAN2 => (super::go_math::atan2(left, right), true),
         T_EQLC => (left, left == right),
         T_NEQ => (left, left != right),
         T_GTR => (left, left > right),
@@ -180,16 +180,20 @@ fn vector_vector(
     let matching = Matching { on, labels, card };
     match op {
         T_LAND => {
-            let right_signatures: HashSet<Labels> =
-                right.iter().map(|s| matching.signature(&s.labels)).collect();
+            let right_signatures: HashSet<Labels> = right
+                .iter()
+                .map(|s| matching.signature(&s.labels))
+                .collect();
             Ok(left
                 .into_iter()
                 .filter(|s| right_signatures.contains(&matching.signature(&s.labels)))
                 .collect())
         }
         T_LUNLESS => {
-            let right_signatures: HashSet<Labels> =
-                right.iter().map(|s| matching.signature(&s.labels)).collect();
+            let right_signatures: HashSet<Labels> = right
+                .iter()
+                .map(|s| matching.signature(&s.labels))
+                .collect();
             Ok(left
                 .into_iter()
                 .filter(|s| !right_signatures.contains(&matching.signature(&s.labels)))
@@ -232,7 +236,8 @@ fn matched_binop(
     } else {
         (left, right)
     };
-    let mut one_by_signature: HashMap<Labels, Sample> = HashMap::with_capacity(one.len());
+    let mut one_by_signature: HashMap<Labels, Sample> =
+        HashMap::with_capacity_and_hasher(one.len(), Default::default());
     for sample in one {
         let signature = matching.signature(&sample.labels);
         if let Some(duplicate) = one_by_signature.get(&signature) {
@@ -244,7 +249,7 @@ fn matched_binop(
         }
         one_by_signature.insert(signature, sample);
     }
-    let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
+    let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::default();
     let mut out = Vec::new();
     for sample in many {
         let signature = matching.signature(&sample.labels);
@@ -299,81 +304,4 @@ fn matched_binop(
         });
     }
     Ok(out)
-}
-
-/// Go's `math.Atan2` (a Cephes port), so results match promtool bit for bit
-/// where the platform `atan2` rounds differently.
-pub fn go_atan2(y: f64, x: f64) -> f64 {
-    use std::f64::consts::PI;
-    if y.is_nan() || x.is_nan() {
-        return f64::NAN;
-    }
-    if y == 0.0 {
-        return if x >= 0.0 && !x.is_sign_negative() {
-            0.0_f64.copysign(y)
-        } else {
-            PI.copysign(y)
-        };
-    }
-    if x == 0.0 {
-        return (PI / 2.0).copysign(y);
-    }
-    if x.is_infinite() {
-        return if x > 0.0 {
-            if y.is_infinite() { (PI / 4.0).copysign(y) } else { 0.0_f64.copysign(y) }
-        } else if y.is_infinite() {
-            (3.0 * PI / 4.0).copysign(y)
-        } else {
-            PI.copysign(y)
-        };
-    }
-    if y.is_infinite() {
-        return (PI / 2.0).copysign(y);
-    }
-    let q = go_atan(y / x);
-    if x < 0.0 {
-        if q <= 0.0 { q + PI } else { q - PI }
-    } else {
-        q
-    }
-}
-
-fn go_atan(x: f64) -> f64 {
-    if x == 0.0 {
-        x
-    } else if x > 0.0 {
-        go_satan(x)
-    } else {
-        -go_satan(-x)
-    }
-}
-
-fn go_satan(x: f64) -> f64 {
-    const MORE_BITS: f64 = 6.123233995736765886130e-17;
-    const TAN_3PI_8: f64 = 2.41421356237309504880;
-    use std::f64::consts::PI;
-    if x <= 0.66 {
-        go_xatan(x)
-    } else if x > TAN_3PI_8 {
-        PI / 2.0 - go_xatan(1.0 / x) + MORE_BITS
-    } else {
-        PI / 4.0 + go_xatan((x - 1.0) / (x + 1.0)) + 0.5 * MORE_BITS
-    }
-}
-
-fn go_xatan(x: f64) -> f64 {
-    const P0: f64 = -8.750608600031904122785e-01;
-    const P1: f64 = -1.615753718733365076637e+01;
-    const P2: f64 = -7.500855792314704667340e+01;
-    const P3: f64 = -1.228866684490136173410e+02;
-    const P4: f64 = -6.485021904942025371773e+01;
-    const Q0: f64 = 2.485846490142306297962e+01;
-    const Q1: f64 = 1.650270098316988542046e+02;
-    const Q2: f64 = 4.328810604912902668951e+02;
-    const Q3: f64 = 4.853903996359136964868e+02;
-    const Q4: f64 = 1.945506571482613964425e+02;
-    let mut z = x * x;
-    z = z * ((((P0 * z + P1) * z + P2) * z + P3) * z + P4)
-        / (((((z + Q0) * z + Q1) * z + Q2) * z + Q3) * z + Q4);
-    x * z + x
 }

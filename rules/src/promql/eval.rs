@@ -112,7 +112,9 @@ impl<'a> Evaluator<'a> {
             Expr::Binary(binary_expr) => binary::eval(self, binary_expr, t)?,
             Expr::Aggregate(aggregate_expr) => aggregate::eval(self, aggregate_expr, t)?,
             Expr::Call(call) => functions::eval(self, call, t)?,
-            Expr::Extension(_) => return Err(EvalError::new("extension expressions are not supported")),
+            Expr::Extension(_) => {
+                return Err(EvalError::new("extension expressions are not supported"));
+            }
         };
         let size = match &value {
             Value::Vector(samples) => samples.len(),
@@ -151,7 +153,11 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Evaluates `expr` and requires a range vector.
-    pub(crate) fn eval_matrix(&self, expr: &Expr, t: Millis) -> Result<Vec<RangeSeries>, EvalError> {
+    pub(crate) fn eval_matrix(
+        &self,
+        expr: &Expr,
+        t: Millis,
+    ) -> Result<Vec<RangeSeries>, EvalError> {
         match self.eval(expr, t)? {
             Value::Matrix(series) => Ok(series),
             other => Err(EvalError::new(format!(
@@ -260,7 +266,10 @@ impl<'a> Evaluator<'a> {
                             .push((t, sample.value));
                     }
                 }
-                Value::Scalar(value) => collected.entry(Labels::default()).or_default().push((t, value)),
+                Value::Scalar(value) => collected
+                    .entry(Labels::default())
+                    .or_default()
+                    .push((t, value)),
                 other => {
                     return Err(EvalError::new(format!(
                         "subquery is only allowed on instant vector, got {} instead",

@@ -5,6 +5,7 @@
 //! - [`binary`]: arithmetic, comparison and set operators with vector matching.
 //! - [`analysis`]: how much history an expression reads.
 //! - [`aggregate`]: `sum`, `avg`, `topk` and the other aggregations.
+//! - [`go_math`]: Go's `log` and `atan2`, for bit-exact results.
 //! - [`functions`]: the function library, one file per family.
 //!
 //! Semantics follow Prometheus 2.x, the version whose `promtool` the
@@ -17,6 +18,7 @@ pub mod analysis;
 pub mod binary;
 pub mod eval;
 pub mod functions;
+pub mod go_math;
 
 use crate::labels::Labels;
 use crate::storage::Millis;

@@ -183,7 +183,7 @@ pub fn run_file(path: &Path) -> FileOutcome {
     });
     let evaluation_interval = file
         .evaluation_interval
-        .map(|interval| millis(interval))
+        .map(millis)
         .unwrap_or(60_000)
         .max(1);
     let mut failures = Vec::new();
@@ -210,9 +210,17 @@ pub fn run_file(path: &Path) -> FileOutcome {
 }
 
 /// Runs one test group; returns its failures.
-pub fn run_group(test: &TestGroup, specs: &[GroupSpec], evaluation_interval: Millis) -> Vec<String> {
+pub fn run_group(
+    test: &TestGroup,
+    specs: &[GroupSpec],
+    evaluation_interval: Millis,
+) -> Vec<String> {
     let mut errors = Vec::new();
-    let interval = test.interval.map(millis).unwrap_or(evaluation_interval).max(1);
+    let interval = test
+        .interval
+        .map(millis)
+        .unwrap_or(evaluation_interval)
+        .max(1);
     let mut storage = Storage::default();
     for input in &test.input_series {
         let labels = match parse_series(&input.series) {
@@ -244,7 +252,11 @@ pub fn run_group(test: &TestGroup, specs: &[GroupSpec], evaluation_interval: Mil
         ..EvalOptions::default()
     };
     let mut groups: Vec<Group> = specs.iter().cloned().map(Group::new).collect();
-    let mut alert_times: Vec<Millis> = test.alert_rule_test.iter().map(|t| millis(t.eval_time)).collect();
+    let mut alert_times: Vec<Millis> = test
+        .alert_rule_test
+        .iter()
+        .map(|t| millis(t.eval_time))
+        .collect();
     alert_times.sort_unstable();
     alert_times.dedup();
     let max_time = alert_times
@@ -273,7 +285,11 @@ pub fn run_group(test: &TestGroup, specs: &[GroupSpec], evaluation_interval: Mil
             && alert_times[next_alert_time] < ts + evaluation_interval
         {
             let time = alert_times[next_alert_time];
-            for alert_test in test.alert_rule_test.iter().filter(|t| millis(t.eval_time) == time) {
+            for alert_test in test
+                .alert_rule_test
+                .iter()
+                .filter(|t| millis(t.eval_time) == time)
+            {
                 check_alerts(alert_test, &groups, &mut errors);
             }
             next_alert_time += 1;
@@ -296,7 +312,12 @@ fn check_alerts(test: &AlertTest, groups: &[Group], errors: &mut Vec<String>) {
                 for alert in rule.firing() {
                     got.push((
                         alert.labels.clone(),
-                        Labels::from_pairs(alert.annotations.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                        Labels::from_pairs(
+                            alert
+                                .annotations
+                                .iter()
+                                .map(|(k, v)| (k.as_str(), v.as_str())),
+                        ),
                     ));
                 }
             }
@@ -306,11 +327,21 @@ fn check_alerts(test: &AlertTest, groups: &[Group], errors: &mut Vec<String>) {
         .exp_alerts
         .iter()
         .map(|alert| {
-            let mut labels = Labels::from_pairs(alert.exp_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let mut labels = Labels::from_pairs(
+                alert
+                    .exp_labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            );
             labels.set("alertname", &test.alertname);
             (
                 labels,
-                Labels::from_pairs(alert.exp_annotations.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                Labels::from_pairs(
+                    alert
+                        .exp_annotations
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                ),
             )
         })
         .collect();
@@ -342,7 +373,12 @@ fn show_alerts(alerts: &[(Labels, Labels)]) -> String {
     out
 }
 
-fn check_expr(test: &ExprTest, storage: &Storage, evaluation_interval: Millis, errors: &mut Vec<String>) {
+fn check_expr(
+    test: &ExprTest,
+    storage: &Storage,
+    evaluation_interval: Millis,
+    errors: &mut Vec<String>,
+) {
     let time = millis(test.eval_time);
     let mut evaluator = Evaluator::new(storage);
     evaluator.default_subquery_step = evaluation_interval;
@@ -363,7 +399,11 @@ fn check_expr(test: &ExprTest, storage: &Storage, evaluation_interval: Millis, e
             return;
         }
         Err(error) => {
-            errors.push(format!("    expr: {:?}, time: {}, err: {error}", test.expr, show_time(time)));
+            errors.push(format!(
+                "    expr: {:?}, time: {}, err: {error}",
+                test.expr,
+                show_time(time)
+            ));
             return;
         }
     };
@@ -439,7 +479,11 @@ pub fn parse_series(text: &str) -> Result<Labels, String> {
     // A selector without a name may have only empty-matching matchers,
     // which PromQL refuses; a placeholder name sidesteps that.
     let unnamed = text.starts_with('{');
-    let source = if unnamed { format!("placeholder{text}") } else { text.to_string() };
+    let source = if unnamed {
+        format!("placeholder{text}")
+    } else {
+        text.to_string()
+    };
     let expr = parse_expr(&source).map_err(|error| error.to_string())?;
     let Expr::VectorSelector(selector) = expr else {
         return Err("expected a series like metric{label=\"value\"}".to_string());

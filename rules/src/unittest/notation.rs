@@ -17,7 +17,8 @@ pub enum Slot {
 pub fn expand(text: &str) -> Result<Vec<Slot>, String> {
     let mut slots = Vec::new();
     for token in text.split_whitespace() {
-        expand_token(token, &mut slots).map_err(|reason| format!("bad value {token:?}: {reason}"))?;
+        expand_token(token, &mut slots)
+            .map_err(|reason| format!("bad value {token:?}: {reason}"))?;
     }
     Ok(slots)
 }
@@ -33,7 +34,9 @@ fn expand_token(token: &str, slots: &mut Vec<Slot>) -> Result<(), String> {
     }
     let (head, times) = match token.rsplit_once('x') {
         Some((head, times)) if !times.is_empty() && times.bytes().all(|b| b.is_ascii_digit()) => {
-            let times: u64 = times.parse().map_err(|_| "repeat count too large".to_string())?;
+            let times: u64 = times
+                .parse()
+                .map_err(|_| "repeat count too large".to_string())?;
             if times > 1_000_000 {
                 return Err("repeat count above 1000000".to_string());
             }
@@ -79,7 +82,9 @@ fn number(text: &str) -> Result<f64, String> {
     let value = match unsigned {
         "Inf" | "inf" => f64::INFINITY,
         "NaN" | "nan" => return Ok(f64::NAN),
-        _ => text.parse::<f64>().map_err(|_| format!("{text:?} is not a number"))?,
+        _ => text
+            .parse::<f64>()
+            .map_err(|_| format!("{text:?} is not a number"))?,
     };
     Ok(if unsigned.eq_ignore_ascii_case("inf") && negative {
         -value
@@ -105,9 +110,23 @@ mod tests {
 
     #[test]
     fn expands_promtool_notation() {
-        assert_eq!(values("1+2x3"), [Some(1.0), Some(3.0), Some(5.0), Some(7.0)]);
+        assert_eq!(
+            values("1+2x3"),
+            [Some(1.0), Some(3.0), Some(5.0), Some(7.0)]
+        );
         assert_eq!(values("5-1x2"), [Some(5.0), Some(4.0), Some(3.0)]);
-        assert_eq!(values("7x2 _ _x2 -1"), [Some(7.0), Some(7.0), Some(7.0), None, None, None, Some(-1.0)]);
+        assert_eq!(
+            values("7x2 _ _x2 -1"),
+            [
+                Some(7.0),
+                Some(7.0),
+                Some(7.0),
+                None,
+                None,
+                None,
+                Some(-1.0)
+            ]
+        );
         assert_eq!(values("-2-1x1"), [Some(-2.0), Some(-3.0)]);
         assert_eq!(values("1e3 -Inf"), [Some(1000.0), Some(f64::NEG_INFINITY)]);
         assert!(crate::storage::is_stale(values("stale")[0].unwrap()));

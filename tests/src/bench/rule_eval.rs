@@ -44,27 +44,62 @@ fn host_series(host: usize) -> Vec<(String, String)> {
             ));
         }
     }
-    let available = if host % 10 == 0 { 50 } else { 500 };
-    series.push((format!("node_memory_MemAvailable_bytes{{{base}}}"), format!("{available}x{STEPS}")));
-    series.push((format!("node_memory_MemTotal_bytes{{{base}}}"), format!("1000x{STEPS}")));
+    let available = if host.is_multiple_of(10) { 50 } else { 500 };
+    series.push((
+        format!("node_memory_MemAvailable_bytes{{{base}}}"),
+        format!("{available}x{STEPS}"),
+    ));
+    series.push((
+        format!("node_memory_MemTotal_bytes{{{base}}}"),
+        format!("1000x{STEPS}"),
+    ));
     for (mount, fstype) in [("/", "ext4"), ("/data", "xfs")] {
         let labels = format!("{base}, mountpoint=\"{mount}\", fstype=\"{fstype}\", device=\"sda\"");
-        let falling = if host % 7 == 0 { "100-0.1" } else { "900+0" };
-        series.push((format!("node_filesystem_avail_bytes{{{labels}}}"), format!("{falling}x{STEPS}")));
-        series.push((format!("node_filesystem_size_bytes{{{labels}}}"), format!("1000x{STEPS}")));
-        series.push((format!("node_filesystem_readonly{{{labels}}}"), format!("0x{STEPS}")));
+        let falling = if host.is_multiple_of(7) {
+            "100-0.1"
+        } else {
+            "900+0"
+        };
+        series.push((
+            format!("node_filesystem_avail_bytes{{{labels}}}"),
+            format!("{falling}x{STEPS}"),
+        ));
+        series.push((
+            format!("node_filesystem_size_bytes{{{labels}}}"),
+            format!("1000x{STEPS}"),
+        ));
+        series.push((
+            format!("node_filesystem_readonly{{{labels}}}"),
+            format!("0x{STEPS}"),
+        ));
     }
-    series.push((format!("node_load5{{{base}}}"), format!("{}x{STEPS}", host % 5)));
-    series.push((format!("node_timex_offset_seconds{{{base}}}"), format!("0.001x{STEPS}")));
+    series.push((
+        format!("node_load5{{{base}}}"),
+        format!("{}x{STEPS}", host % 5),
+    ));
+    series.push((
+        format!("node_timex_offset_seconds{{{base}}}"),
+        format!("0.001x{STEPS}"),
+    ));
     for unit in ["ssh.service", "cron.service", "nginx.service"] {
-        let failed = if host % 13 == 0 && unit == "nginx.service" { 1 } else { 0 };
+        let failed = if host.is_multiple_of(13) && unit == "nginx.service" {
+            1
+        } else {
+            0
+        };
         series.push((
             format!("node_systemd_unit_state{{{base}, name=\"{unit}\", state=\"failed\"}}"),
             format!("{failed}x{STEPS}"),
         ));
     }
-    series.push((format!("node_vmstat_oom_kill{{{base}}}"), format!("0x{STEPS}")));
-    series.push((format!("node_boot_time_seconds{{{base}}}"), format!("1700000000x{STEPS}")));
+    series.push((
+        format!("node_vmstat_oom_kill{{{base}}}"),
+        format!("0x{STEPS}"),
+    ));
+    series.push((
+        format!("node_boot_time_seconds{{{base}}}"),
+        format!("1700000000x{STEPS}"),
+    ));
     series
 }
 
@@ -74,7 +109,10 @@ fn test_file(evaluation_interval: &str) -> String {
     );
     for host in 0..HOSTS {
         for (series, values) in host_series(host) {
-            let _ = writeln!(text, "      - series: '{series}'\n        values: '{values}'");
+            let _ = writeln!(
+                text,
+                "      - series: '{series}'\n        values: '{values}'"
+            );
         }
     }
     text.push_str("    promql_expr_test:\n      - expr: vector(1)\n        eval_time: 60m\n        exp_samples:\n          - labels: '{}'\n            value: 1\n");
@@ -89,7 +127,9 @@ fn time(program: impl FnOnce() -> bool) -> f64 {
 }
 
 fn run() -> Vec<Figure> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("."));
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."));
     let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("no temporary directory: {error}"));
     let pack = repo.join("rules/packs/host.yaml");
     std::fs::copy(&pack, dir.path().join("host.yaml")).unwrap_or_else(|error| panic!("{error}"));
@@ -142,8 +182,12 @@ fn run() -> Vec<Figure> {
     assert_eq!(failures, 0, "rules failed during the benchmark");
 
     vec![
-        Figure::new("rule_eval_host_pack_per_evaluation", our_per_evaluation * 1e3, "ms")
-            .with_peer("promtool", promtool_per_evaluation * 1e3),
+        Figure::new(
+            "rule_eval_host_pack_per_evaluation",
+            our_per_evaluation * 1e3,
+            "ms",
+        )
+        .with_peer("promtool", promtool_per_evaluation * 1e3),
         Figure::new("rule_eval_host_pack_at_full_hour", full_hour * 1e3, "ms"),
         Figure::new("rule_store_series", series, "series"),
         Figure::new("rule_store_bytes_per_series", bytes / series, "bytes"),

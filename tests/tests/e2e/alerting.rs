@@ -58,7 +58,11 @@ fn a_bad_rule_file_stops_the_collector_with_positions() {
     )
     .unwrap();
     let config = dir.path().join("collector.yaml");
-    std::fs::write(&config, format!("rules:\n  files: [{:?}]\n", rules.display().to_string())).unwrap();
+    std::fs::write(
+        &config,
+        format!("rules:\n  files: [{:?}]\n", rules.display().to_string()),
+    )
+    .unwrap();
     let output = std::process::Command::new(countywatch_e2e::binary("countywatch-collector"))
         .arg("check-config")
         .arg(&config)
@@ -67,7 +71,10 @@ fn a_bad_rule_file_stops_the_collector_with_positions() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(
-        stderr.contains(&format!("rules.files: {}:5:15: group \"x\", alert \"A\": could not parse expression", rules.display())),
+        stderr.contains(&format!(
+            "rules.files: {}:5:15: group \"x\", alert \"A\": could not parse expression",
+            rules.display()
+        )),
         "{stderr}"
     );
 }

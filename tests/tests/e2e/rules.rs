@@ -10,7 +10,10 @@ use std::process::Command;
 use countywatch_e2e::binary;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn promtool() -> &'static str {
@@ -24,7 +27,11 @@ fn promtool() -> &'static str {
 
 /// Runs a command in `dir`; exit code and stdout+stderr.
 fn run(program: &Path, args: &[&str], dir: &Path) -> (i32, String) {
-    let output = Command::new(program).args(args).current_dir(dir).output().unwrap();
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
     (output.status.code().unwrap_or(-1), text)
@@ -101,7 +108,10 @@ fn unit_tests_agree_with_promtool_case_by_case() {
     // The issue asks for at least 150 cases over every function and operator.
     assert!(total_cases >= 150, "only {total_cases} cases");
     // Most cases must pass in both, or the comparison proves little.
-    assert!(failing_total * 5 < total_cases, "{failing_total} of {total_cases} fail");
+    assert!(
+        failing_total * 5 < total_cases,
+        "{failing_total} of {total_cases} fail"
+    );
 }
 
 #[test]
@@ -109,7 +119,11 @@ fn rule_checks_agree_with_promtool() {
     let promtool = Path::new(promtool());
     let collector = binary("countywatch-collector");
     let mut files = Vec::new();
-    for dir in ["rules/testdata/rulefmt", "rules/packs", "rules/testdata/corpus"] {
+    for dir in [
+        "rules/testdata/rulefmt",
+        "rules/packs",
+        "rules/testdata/corpus",
+    ] {
         for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
             let path = entry.unwrap().path();
             let name = path.to_string_lossy().into_owned();
@@ -145,10 +159,16 @@ fn rule_checks_agree_with_promtool() {
 #[test]
 fn rules_check_prints_positions_and_exits_1() {
     let dir = repo().join("rules/testdata/rulefmt");
-    let (code, report) = run(&binary("countywatch-collector"), &["rules", "check", "bad_rules.yaml"], &dir);
+    let (code, report) = run(
+        &binary("countywatch-collector"),
+        &["rules", "check", "bad_rules.yaml"],
+        &dir,
+    );
     assert_eq!(code, 1, "{report}");
     assert!(
-        report.contains("bad_rules.yaml:10:15: group \"broken\", alert \"BadExpr\": could not parse expression"),
+        report.contains(
+            "bad_rules.yaml:10:15: group \"broken\", alert \"BadExpr\": could not parse expression"
+        ),
         "{report}"
     );
 }

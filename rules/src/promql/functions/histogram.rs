@@ -1,7 +1,7 @@
 //! `histogram_quantile` over classic histograms (`le` buckets), with
 //! Prometheus's bucket coalescing and monotonicity repair.
 
-use std::collections::HashMap;
+use crate::labels::FastMap as HashMap;
 
 use promql_parser::parser::Expr;
 
@@ -16,7 +16,7 @@ pub fn eval(evaluator: &Evaluator<'_>, args: &[&Expr], t: Millis) -> Result<Valu
     let q = evaluator.eval_scalar(arg(args, 0, "histogram_quantile")?, t)?;
     let input = evaluator.eval_vector(arg(args, 1, "histogram_quantile")?, t)?;
     let mut order: Vec<Labels> = Vec::new();
-    let mut groups: HashMap<Labels, Vec<(f64, f64)>> = HashMap::new();
+    let mut groups: HashMap<Labels, Vec<(f64, f64)>> = HashMap::default();
     for sample in input {
         let Ok(upper) = parse_go_float(sample.labels.get("le")) else {
             continue;
@@ -56,7 +56,7 @@ fn parse_go_float(text: &str) -> Result<f64, ()> {
 }
 
 /// Prometheus's `bucketQuantile`: buckets are `(upper bound, cumulative count)`.
-fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
+fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }

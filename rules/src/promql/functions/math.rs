@@ -20,9 +20,9 @@ pub fn eval(
         "ceil" => Some(f64::ceil),
         "floor" => Some(f64::floor),
         "exp" => Some(f64::exp),
-        "ln" => Some(super::go_math::ln),
-        "log2" => Some(super::go_math::log2),
-        "log10" => Some(super::go_math::log10),
+        "ln" => Some(super::super::go_math::ln),
+        "log2" => Some(super::super::go_math::log2),
+        "log10" => Some(super::super::go_math::log10),
         "sqrt" => Some(f64::sqrt),
         "sgn" => Some(|v: f64| {
             if v < 0.0 {
@@ -80,4 +80,3 @@ fn map(input: Vec<Sample>, t: Millis, function: impl Fn(f64) -> f64) -> Vec<Samp
         })
         .collect()
 }
-

@@ -33,8 +33,15 @@ pub fn eval(
         "sort" | "sort_desc" => {
             let mut samples = evaluator.eval_vector(arg(args, 0, name)?, t)?;
             samples.sort_by(|a, b| {
-                let order = a.value.partial_cmp(&b.value).unwrap_or(std::cmp::Ordering::Equal);
-                if name == "sort" { order } else { order.reverse() }
+                let order = a
+                    .value
+                    .partial_cmp(&b.value)
+                    .unwrap_or(std::cmp::Ordering::Equal);
+                if name == "sort" {
+                    order
+                } else {
+                    order.reverse()
+                }
             });
             Value::Vector(samples)
         }

@@ -8,14 +8,13 @@
 //! - [`misc`]: `vector`, `scalar`, `sort`, `absent`.
 
 pub mod histogram;
-pub mod go_math;
 pub mod labels;
 pub mod math;
 pub mod misc;
 pub mod range;
 pub mod time;
 
-use std::collections::HashSet;
+use crate::labels::FastSet as HashSet;
 
 use promql_parser::parser::{Call, Expr};
 
@@ -40,7 +39,9 @@ pub fn eval(evaluator: &Evaluator<'_>, call: &Call, t: Millis) -> Result<Value, 
     } else if name == "histogram_quantile" {
         histogram::eval(evaluator, &args, t)?
     } else {
-        return Err(EvalError::new(format!("function {name}() is not supported")));
+        return Err(EvalError::new(format!(
+            "function {name}() is not supported"
+        )));
     };
     if let Value::Vector(samples) = &value {
         ensure_unique(samples)?;
@@ -54,7 +55,7 @@ pub fn ensure_unique(samples: &[Sample]) -> Result<(), EvalError> {
     if samples.len() < 2 {
         return Ok(());
     }
-    let mut seen = HashSet::with_capacity(samples.len());
+    let mut seen = HashSet::with_capacity_and_hasher(samples.len(), Default::default());
     for sample in samples {
         if !seen.insert(&sample.labels) {
             return Err(EvalError::new(

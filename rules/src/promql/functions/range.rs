@@ -55,9 +55,20 @@ pub fn eval(
     for series in window.series {
         let points = &series.points;
         let value = match name {
-            "rate" => extrapolated_rate(points, window.start, window.end, true, true, range_seconds),
-            "increase" => extrapolated_rate(points, window.start, window.end, true, false, range_seconds),
-            "delta" => extrapolated_rate(points, window.start, window.end, false, false, range_seconds),
+            "rate" => {
+                extrapolated_rate(points, window.start, window.end, true, true, range_seconds)
+            }
+            "increase" => {
+                extrapolated_rate(points, window.start, window.end, true, false, range_seconds)
+            }
+            "delta" => extrapolated_rate(
+                points,
+                window.start,
+                window.end,
+                false,
+                false,
+                range_seconds,
+            ),
             "irate" => instant_value(points, true),
             "idelta" => instant_value(points, false),
             "deriv" => {
@@ -290,7 +301,11 @@ fn average(points: &[(Millis, f64)]) -> f64 {
         }
         (mean, compensation) = kahan_add(value / count - mean / count, mean, compensation);
     }
-    if mean.is_infinite() { mean } else { mean + compensation }
+    if mean.is_infinite() {
+        mean
+    } else {
+        mean + compensation
+    }
 }
 
 /// `sum_over_time` with compensated addition.
@@ -299,7 +314,11 @@ fn kahan_sum(points: &[(Millis, f64)]) -> f64 {
     for (_, value) in points {
         (sum, compensation) = kahan_add(*value, sum, compensation);
     }
-    if f64::is_infinite(sum) { sum } else { sum + compensation }
+    if f64::is_infinite(sum) {
+        sum
+    } else {
+        sum + compensation
+    }
 }
 
 /// Population variance by Welford's method with compensated addition.

@@ -88,11 +88,16 @@ fn civil(seconds: f64) -> Option<Civil> {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year_march = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year_march + 2) / 153;
     let day = (day_of_year_march - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     let cumulative: u32 = (1..month).map(|m| days_in_month(year, m)).sum();
     Some(Civil {
@@ -122,10 +127,16 @@ mod tests {
     #[test]
     fn civil_dates() {
         let c = civil(0.0).unwrap();
-        assert_eq!((c.year, c.month, c.day, c.weekday, c.day_of_year), (1970, 1, 1, 4, 1));
+        assert_eq!(
+            (c.year, c.month, c.day, c.weekday, c.day_of_year),
+            (1970, 1, 1, 4, 1)
+        );
         // 2024-02-29T13:45:00Z, a Thursday.
         let c = civil(1_709_214_300.0).unwrap();
-        assert_eq!((c.year, c.month, c.day, c.hour, c.minute, c.weekday), (2024, 2, 29, 13, 45, 4));
+        assert_eq!(
+            (c.year, c.month, c.day, c.hour, c.minute, c.weekday),
+            (2024, 2, 29, 13, 45, 4)
+        );
         assert_eq!(days_in_month(2024, 2), 29);
         assert_eq!(civil(-1.0).unwrap().year, 1969);
     }
