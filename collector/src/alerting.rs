@@ -8,22 +8,29 @@
 //! dropped. `/metrics` shows `ALERTS`, `ALERTS_FOR_STATE` and the engine's
 //! own `countywatch_rule_*` metrics through [`Alerting::write_text`];
 //! notifiers read [`Alerting::firing`].
+//!
+//! Pending and firing alerts are saved in `DATA_DIR/rules/alerts.json`
+//! after every evaluation and restored at start, so a restart neither
+//! forgets a firing alert nor restarts its `for` clock. Rule files are
+//! reloaded on SIGHUP and when one changes on disk; a reload that fails
+//! keeps the old rules running, logs why and sets
+//! `countywatch_rules_last_reload_successful` to 0.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use countywatch_daemon::config_file::Problems;
 use countywatch_daemon::duration::PromDuration;
-use countywatch_rules::alert::State;
-use countywatch_rules::group::{EvalOptions, Group};
+use countywatch_rules::alert::{Alert, State};
+use countywatch_rules::group::{EvalOptions, Group, Rule};
 use countywatch_rules::labels::{Labels, METRIC_NAME};
 use countywatch_rules::promql::analysis::history_needed;
 use countywatch_rules::rulefmt;
 use countywatch_rules::storage::{Millis, Storage};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::metric_store::{JOB, MetricStore};
@@ -38,7 +45,7 @@ pub struct RulesConfig {
     /// How often a group without its own `interval` runs.
     pub evaluation_interval: PromDuration,
     /// The least history kept per series; more is kept when a rule reads
-    /// further back (`rate(x[1h])` needs an hour).
+    /// further back (`rate(x[2h])` needs two hours).
     pub retention: PromDuration,
     /// Most series the rule store holds; samples of new series beyond it
     /// are refused and counted, so a cardinality explosion cannot exhaust
@@ -89,15 +96,23 @@ pub struct Alerting {
     /// into the store, and the two must not be seen half-updated. A std
     /// mutex, since evaluation runs on a blocking thread and never awaits.
     state: Mutex<EngineState>,
+    /// The configuration, kept for reloads.
+    config: RulesConfig,
     /// Settings passed to every group.
     options: EvalOptions,
-    /// History kept per series, in milliseconds.
-    retention: Millis,
+    /// Where alert state is saved; `None` keeps it in memory only.
+    state_file: Option<PathBuf>,
 }
 
 struct EngineState {
     storage: Storage,
     groups: Vec<GroupState>,
+    /// History kept per series, in milliseconds.
+    retention: Millis,
+    /// Each rule file's modification time at the last (re)load.
+    file_times: Vec<Option<SystemTime>>,
+    /// Whether the last reload worked (1 at start).
+    last_reload_successful: bool,
 }
 
 /// A group with its schedule and its own metrics.
@@ -112,58 +127,126 @@ struct GroupState {
     failures: u64,
 }
 
-impl Alerting {
-    /// Loads every rule file, reporting all problems of all files at once.
-    pub fn load(config: &RulesConfig) -> Result<Alerting, Vec<Problems>> {
-        let mut groups = Vec::new();
-        let mut problems = Vec::new();
-        let mut history: Millis = 0;
-        let now = Instant::now();
-        for file in &config.files {
-            match rulefmt::load(file) {
-                Ok(specs) => {
-                    for spec in specs {
-                        let interval = spec.interval.unwrap_or(config.evaluation_interval.get());
-                        for rule in &spec.rules {
-                            let hold = match &rule.kind {
-                                rulefmt::RuleKind::Alert {
-                                    for_,
-                                    keep_firing_for,
-                                    ..
-                                } => *for_ + *keep_firing_for,
-                                rulefmt::RuleKind::Record { .. } => Duration::ZERO,
-                            };
-                            history = history.max(history_needed(&rule.expr) + millis(hold));
-                        }
-                        groups.push(GroupState {
-                            group: Group::new(spec),
-                            file: file.display().to_string(),
-                            interval,
-                            next_due: now,
-                            last_evaluation: None,
-                            last_duration: Duration::ZERO,
-                            failures: 0,
-                        });
+/// Groups loaded from the rule files, and the history they need.
+struct Loaded {
+    groups: Vec<GroupState>,
+    retention: Millis,
+    file_times: Vec<Option<SystemTime>>,
+}
+
+/// An alert as saved in `alerts.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SavedAlert {
+    group: String,
+    rule: String,
+    labels: Vec<(String, String)>,
+    annotations: Vec<(String, String)>,
+    firing: bool,
+    active_at_ms: Millis,
+    fired_at_ms: Option<Millis>,
+    keep_firing_since_ms: Option<Millis>,
+    value: f64,
+}
+
+fn load_groups(config: &RulesConfig) -> Result<Loaded, Vec<Problems>> {
+    let mut groups = Vec::new();
+    let mut problems = Vec::new();
+    let mut history: Millis = 0;
+    let now = Instant::now();
+    for file in &config.files {
+        match rulefmt::load(file) {
+            Ok(specs) => {
+                for spec in specs {
+                    let interval = spec.interval.unwrap_or(config.evaluation_interval.get());
+                    for rule in &spec.rules {
+                        let hold = match &rule.kind {
+                            rulefmt::RuleKind::Alert {
+                                for_,
+                                keep_firing_for,
+                                ..
+                            } => *for_ + *keep_firing_for,
+                            rulefmt::RuleKind::Record { .. } => Duration::ZERO,
+                        };
+                        history = history.max(history_needed(&rule.expr) + millis(hold));
                     }
+                    groups.push(GroupState {
+                        group: Group::new(spec),
+                        file: file.display().to_string(),
+                        interval,
+                        next_due: now,
+                        last_evaluation: None,
+                        last_duration: Duration::ZERO,
+                        failures: 0,
+                    });
                 }
-                Err(file_problems) => problems.push(file_problems),
             }
+            Err(file_problems) => problems.push(file_problems),
         }
-        if !problems.is_empty() {
-            return Err(problems);
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Loaded {
+        groups,
+        retention: history.max(millis(config.retention.get())),
+        file_times: modification_times(&config.files),
+    })
+}
+
+fn modification_times(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
+    files
+        .iter()
+        .map(|file| {
+            std::fs::metadata(file)
+                .and_then(|meta| meta.modified())
+                .ok()
+        })
+        .collect()
+}
+
+/// The alerting rule named `rule` in group `group`, if any.
+fn alerting_rule<'a>(
+    groups: &'a mut [GroupState],
+    group: &str,
+    rule: &str,
+) -> Option<&'a mut countywatch_rules::alert::AlertingRule> {
+    groups
+        .iter_mut()
+        .filter(|state| state.group.spec.name == group)
+        .flat_map(|state| state.group.rules.iter_mut())
+        .find_map(|candidate| match candidate {
+            Rule::Alert(alerting) if alerting.name == rule => Some(alerting),
+            _ => None,
+        })
+}
+
+impl Alerting {
+    /// Loads every rule file, reporting all problems of all files at once,
+    /// and restores alert state saved in `state_file` by a previous run.
+    pub fn load(
+        config: &RulesConfig,
+        state_file: Option<PathBuf>,
+    ) -> Result<Alerting, Vec<Problems>> {
+        let mut loaded = load_groups(config)?;
+        if let Some(path) = &state_file {
+            restore_saved(path, &mut loaded.groups);
         }
         Ok(Alerting {
             state: Mutex::new(EngineState {
                 storage: Storage::new(config.max_series),
-                groups,
+                groups: loaded.groups,
+                retention: loaded.retention,
+                file_times: loaded.file_times,
+                last_reload_successful: true,
             }),
+            config: config.clone(),
             options: EvalOptions {
                 external_labels: config.external_labels.clone(),
                 max_samples: config.max_samples,
                 rule_timeout: Some(config.rule_timeout.get()),
                 default_subquery_step: millis(config.evaluation_interval.get()),
             },
-            retention: history.max(millis(config.retention.get())),
+            state_file,
         })
     }
 
@@ -173,10 +256,53 @@ impl Alerting {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
+    /// Whether a rule file changed on disk since the last (re)load.
+    pub fn files_changed(&self) -> bool {
+        self.lock().file_times != modification_times(&self.config.files)
+    }
+
+    /// Reloads the rule files. On success the new rules replace the old,
+    /// keeping the alerts of alerting rules with the same group and name;
+    /// on failure the old rules keep running. Returns the problems found.
+    pub fn reload(&self) -> Result<(), Vec<Problems>> {
+        let loaded = load_groups(&self.config);
+        let mut state = self.lock();
+        match loaded {
+            Ok(mut loaded) => {
+                for old in &mut state.groups {
+                    let group = old.group.spec.name.clone();
+                    for rule in &mut old.group.rules {
+                        if let Rule::Alert(rule) = rule
+                            && let Some(new) = alerting_rule(&mut loaded.groups, &group, &rule.name)
+                        {
+                            for alert in rule.take_alerts() {
+                                new.restore(alert);
+                            }
+                        }
+                    }
+                }
+                state.groups = loaded.groups;
+                state.retention = loaded.retention;
+                state.file_times = loaded.file_times;
+                state.last_reload_successful = true;
+                Ok(())
+            }
+            Err(problems) => {
+                // Do not retry the same broken files on every tick.
+                state.file_times = modification_times(&self.config.files);
+                state.last_reload_successful = false;
+                Err(problems)
+            }
+        }
+    }
+
     /// Copies the agents' current samples into the rule store, labelled
     /// with `instance` and `job` as on `/metrics`.
     pub fn ingest(&self, store: &MetricStore, now: SystemTime) {
         let mut state = self.lock();
+        let EngineState {
+            storage, retention, ..
+        } = &mut *state;
         store.visit_samples(now, |agent, received_at, name, labels, value| {
             let mut series =
                 Labels::from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -184,24 +310,25 @@ impl Alerting {
             series.set("instance", agent);
             series.set("job", JOB);
             // A full store refuses new series and counts them itself.
-            let _ = state
-                .storage
-                .append(&series, unix_millis(received_at), value);
+            let _ = storage.append(&series, unix_millis(received_at), value);
         });
-        let oldest = unix_millis(now) - self.retention;
-        state.storage.trim(oldest);
+        storage.trim(unix_millis(now) - *retention);
     }
 
-    /// Evaluates every group whose interval has come round; returns how
-    /// long until the next group is due.
+    /// Evaluates every group whose interval has come round, then saves
+    /// alert state; returns how long until the next group is due.
     pub fn evaluate_due(&self, now: SystemTime, clock: Instant) -> Duration {
         let mut state = self.lock();
-        let EngineState { storage, groups } = &mut *state;
+        let EngineState {
+            storage, groups, ..
+        } = &mut *state;
         let t = unix_millis(now);
+        let mut evaluated = false;
         for group in groups.iter_mut() {
             if group.next_due > clock {
                 continue;
             }
+            evaluated = true;
             let started = Instant::now();
             let failures = group.group.eval(storage, t, &self.options);
             group.last_duration = started.elapsed();
@@ -216,6 +343,9 @@ impl Alerting {
                 );
             }
             group.next_due = clock + group.interval;
+        }
+        if evaluated && let Some(path) = &self.state_file {
+            save(path, groups);
         }
         groups
             .iter()
@@ -253,7 +383,7 @@ impl Alerting {
         let mut for_state = String::new();
         for group in &state.groups {
             for rule in &group.group.rules {
-                let countywatch_rules::group::Rule::Alert(rule) = rule else {
+                let Rule::Alert(rule) = rule else {
                     continue;
                 };
                 for alert in rule.alerts() {
@@ -272,7 +402,9 @@ impl Alerting {
                 }
             }
         }
-        out.push_str("# HELP ALERTS Pending and firing alerts of the collector's rules.\n# TYPE ALERTS gauge\n");
+        out.push_str(
+            "# HELP ALERTS Pending and firing alerts of the collector's rules.\n# TYPE ALERTS gauge\n",
+        );
         out.push_str(&alerts);
         out.push_str("# HELP ALERTS_FOR_STATE When each pending or firing alert became active, in Unix seconds.\n# TYPE ALERTS_FOR_STATE gauge\n");
         out.push_str(&for_state);
@@ -321,19 +453,115 @@ impl Alerting {
             "# HELP countywatch_rules_refused_samples_total Samples refused because the store held rules.max_series series.\n# TYPE countywatch_rules_refused_samples_total counter\ncountywatch_rules_refused_samples_total {}",
             state.storage.refused_samples
         );
+        let _ = writeln!(
+            out,
+            "# HELP countywatch_rules_last_reload_successful Whether the last reload of the rule files worked (1) or kept the old rules (0).\n# TYPE countywatch_rules_last_reload_successful gauge\ncountywatch_rules_last_reload_successful {}",
+            u8::from(state.last_reload_successful)
+        );
+    }
+}
+
+/// Writes pending and firing alerts to `path` (through a temporary file
+/// and a rename, so a crash never leaves half a file).
+fn save(path: &Path, groups: &[GroupState]) {
+    let mut saved = Vec::new();
+    for group in groups {
+        for rule in &group.group.rules {
+            let Rule::Alert(rule) = rule else {
+                continue;
+            };
+            for alert in rule.alerts() {
+                if alert.state == State::Inactive {
+                    continue;
+                }
+                saved.push(SavedAlert {
+                    group: group.group.spec.name.clone(),
+                    rule: rule.name.clone(),
+                    labels: alert
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    annotations: alert.annotations.clone(),
+                    firing: alert.state == State::Firing,
+                    active_at_ms: alert.active_at,
+                    fired_at_ms: alert.fired_at,
+                    keep_firing_since_ms: alert.keep_firing_since,
+                    value: if alert.value.is_finite() {
+                        alert.value
+                    } else {
+                        0.0
+                    },
+                });
+            }
+        }
+    }
+    let result = serde_json::to_vec(&saved)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let temporary = path.with_extension("json.tmp");
+            std::fs::write(&temporary, bytes)?;
+            std::fs::rename(&temporary, path)
+        });
+    if let Err(error) = result {
+        tracing::warn!(path = %path.display(), %error, "cannot save alert state");
+    }
+}
+
+/// Restores alerts saved by a previous run into rules of the same group
+/// and name; an unreadable file is logged and ignored.
+fn restore_saved(path: &Path, groups: &mut [GroupState]) {
+    let saved: Vec<SavedAlert> = match std::fs::read(path) {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(saved) => saved,
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "ignoring unreadable alert state");
+                return;
+            }
+        },
+        Err(_) => return,
+    };
+    let mut restored = 0;
+    for alert in saved {
+        let Some(rule) = alerting_rule(groups, &alert.group, &alert.rule) else {
+            continue;
+        };
+        rule.restore(Alert {
+            labels: Labels::from_pairs(alert.labels),
+            annotations: alert.annotations,
+            state: if alert.firing {
+                State::Firing
+            } else {
+                State::Pending
+            },
+            active_at: alert.active_at_ms,
+            fired_at: alert.fired_at_ms,
+            resolved_at: None,
+            keep_firing_since: alert.keep_firing_since_ms,
+            value: alert.value,
+        });
+        restored += 1;
+    }
+    if restored > 0 {
+        tracing::info!(restored, "alert state restored");
     }
 }
 
 /// Starts the evaluation task when rule files are configured.
 pub fn start(
     config: &RulesConfig,
+    data_dir: &Path,
     store: Arc<MetricStore>,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<(Arc<Alerting>, tokio::task::JoinHandle<()>)>> {
     if config.files.is_empty() {
         return Ok(None);
     }
-    let alerting = Alerting::load(config).map_err(|problems| {
+    let state_file = data_dir.join("rules").join("alerts.json");
+    let alerting = Alerting::load(config, Some(state_file)).map_err(|problems| {
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("invalid rule files:\n{}", text.join("\n"))
     })?;
@@ -343,29 +571,58 @@ pub fn start(
     Ok(Some((alerting, task)))
 }
 
-/// Ingests and evaluates until `stopped` turns true. Evaluation is CPU
-/// work, so it runs on a blocking thread and never stalls the listeners.
+/// Ingests and evaluates until `stopped` turns true; reloads the rule
+/// files on SIGHUP or when one changes. Evaluation is CPU work, so it runs
+/// on a blocking thread and never stalls the listeners.
 pub async fn run(
     alerting: Arc<Alerting>,
     store: Arc<MetricStore>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    loop {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    while !*stopped.borrow() {
         let engine = Arc::clone(&alerting);
         let metrics = Arc::clone(&store);
         let wait = tokio::task::spawn_blocking(move || {
+            if engine.files_changed() {
+                reload_and_log(&engine, "a rule file changed");
+            }
             let now = SystemTime::now();
             engine.ingest(&metrics, now);
             engine.evaluate_due(now, Instant::now())
         })
         .await
         .unwrap_or(Duration::from_secs(1));
-        // Ingest at least every 15 s so that counters get enough samples
-        // for rate() even when every group runs less often.
-        let wait = wait.clamp(Duration::from_millis(100), Duration::from_secs(15));
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stopped.wait_for(|stop| *stop) => break,
+        // Ingest at least every 5 s so that counters get samples for rate()
+        // and file changes are noticed, even when groups run less often.
+        let wait = wait.clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let hangup_received = async {
+            match hangup.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let reload = tokio::select! {
+            _ = tokio::time::sleep(wait) => false,
+            _ = hangup_received => true,
+            _ = stopped.changed() => false,
+        };
+        if *stopped.borrow() {
+            break;
+        }
+        if reload {
+            let engine = Arc::clone(&alerting);
+            let _ = tokio::task::spawn_blocking(move || reload_and_log(&engine, "SIGHUP")).await;
+        }
+    }
+}
+
+fn reload_and_log(alerting: &Alerting, reason: &str) {
+    match alerting.reload() {
+        Ok(()) => tracing::info!(%reason, "rule files reloaded"),
+        Err(problems) => {
+            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            tracing::error!(%reason, problems = %text.join("\n"), "rule reload failed; the previous rules keep running");
         }
     }
 }
@@ -406,20 +663,16 @@ mod tests {
     use super::*;
     use countywatch_wire::{MetricFamily, MetricKind};
 
-    #[test]
-    fn agent_metrics_feed_rules_and_alerts_show_on_metrics() {
+    const LOAD_RULES: &str = "groups:\n  - name: load\n    rules:\n      - alert: LoadHigh\n        expr: node_load1 > 1\n        for: 1h\n        labels:\n          severity: warning\n        annotations:\n          summary: \"{{ $labels.instance }} load {{ $value }}\"\n";
+
+    fn setup(rules_text: &str) -> (tempfile::TempDir, RulesConfig, MetricStore) {
         let dir = tempfile::tempdir().unwrap();
         let rules = dir.path().join("rules.yaml");
-        std::fs::write(
-            &rules,
-            "groups:\n  - name: load\n    rules:\n      - alert: LoadHigh\n        expr: node_load1 > 1\n        labels:\n          severity: warning\n        annotations:\n          summary: \"{{ $labels.instance }} load {{ $value }}\"\n",
-        )
-        .unwrap();
+        std::fs::write(&rules, rules_text).unwrap();
         let config = RulesConfig {
             files: vec![rules],
             ..RulesConfig::default()
         };
-        let alerting = Alerting::load(&config).unwrap();
         let store = MetricStore::new(Duration::from_secs(300));
         store.update(
             "web1",
@@ -439,9 +692,19 @@ mod tests {
                 0.5,
             )],
         );
-        let now = SystemTime::now();
-        alerting.ingest(&store, now);
-        alerting.evaluate_due(now, Instant::now());
+        (dir, config, store)
+    }
+
+    fn evaluate(alerting: &Alerting, store: &MetricStore, now: SystemTime) {
+        alerting.ingest(store, now);
+        alerting.evaluate_due(now, Instant::now() + Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn agent_metrics_feed_rules_and_alerts_show_on_metrics() {
+        let (_dir, config, store) = setup(&LOAD_RULES.replace("for: 1h", "for: 0s"));
+        let alerting = Alerting::load(&config, None).unwrap();
+        evaluate(&alerting, &store, SystemTime::now());
         let firing = alerting.firing();
         assert_eq!(firing.len(), 1, "{firing:?}");
         assert!(
@@ -463,24 +726,77 @@ mod tests {
             text.contains("countywatch_rule_evaluation_failures_total{file="),
             "{text}"
         );
+        assert!(
+            text.contains("countywatch_rules_last_reload_successful 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_restart_keeps_the_for_clock_and_firing_alerts() {
+        let (dir, config, store) = setup(LOAD_RULES);
+        let state_file = dir.path().join("data/rules/alerts.json");
+        let first = Alerting::load(&config, Some(state_file.clone())).unwrap();
+        evaluate(&first, &store, SystemTime::now());
+        assert!(first.firing().is_empty(), "pending, not firing yet");
+        drop(first);
+        // Pretend the pending alert became active two hours ago, as if the
+        // collector had been evaluating it that long before this restart.
+        let mut saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+        let started = SystemTime::now() - Duration::from_secs(7200);
+        saved[0]["active_at_ms"] = serde_json::json!(unix_millis(started));
+        std::fs::write(&state_file, serde_json::to_vec(&saved).unwrap()).unwrap();
+        // The restored `for` clock says the alert has been active for 2 h,
+        // so it fires at once instead of waiting another hour.
+        let second = Alerting::load(&config, Some(state_file)).unwrap();
+        evaluate(&second, &store, SystemTime::now());
+        let firing = second.firing();
+        assert_eq!(firing.len(), 1, "{firing:?}");
+        assert_eq!(unix_millis(firing[0].active_at), unix_millis(started));
+    }
+
+    #[test]
+    fn a_bad_reload_keeps_the_old_rules_and_a_good_one_keeps_alerts() {
+        let (_dir, config, store) = setup(&LOAD_RULES.replace("for: 1h", "for: 0s"));
+        let alerting = Alerting::load(&config, None).unwrap();
+        evaluate(&alerting, &store, SystemTime::now());
+        assert_eq!(alerting.firing().len(), 1);
+        std::fs::write(
+            &config.files[0],
+            "groups:\n  - name: load\n    rules:\n      - alert: X\n        expr: rate(\n",
+        )
+        .unwrap();
+        assert!(alerting.reload().is_err());
+        let mut text = String::new();
+        alerting.write_text(&mut text);
+        assert!(
+            text.contains("countywatch_rules_last_reload_successful 0"),
+            "{text}"
+        );
+        assert_eq!(
+            alerting.firing().len(),
+            1,
+            "old rules still hold their alert"
+        );
+        std::fs::write(
+            &config.files[0],
+            LOAD_RULES
+                .replace("for: 1h", "for: 0s")
+                .replace("severity: warning", "severity: page"),
+        )
+        .unwrap();
+        assert!(alerting.reload().is_ok());
+        assert_eq!(alerting.firing().len(), 1, "alert carried over the reload");
     }
 
     #[test]
     fn bad_rule_files_are_refused_with_positions() {
-        let dir = tempfile::tempdir().unwrap();
-        let rules = dir.path().join("bad.yaml");
-        std::fs::write(
-            &rules,
-            "groups:\n  - name: x\n    rules:\n      - alert: A\n        expr: rate(\n",
-        )
-        .unwrap();
-        let config = RulesConfig {
-            files: vec![rules],
-            ..RulesConfig::default()
-        };
-        let problems = Alerting::load(&config).err().unwrap();
+        let (_dir, config, _store) =
+            setup("groups:\n  - name: x\n    rules:\n      - alert: A\n        expr: rate(\n");
+        let problems = Alerting::load(&config, None).err().unwrap();
         assert!(
-            problems[0].to_string().contains("bad.yaml:5:15:"),
+            problems[0].to_string().contains("rules.yaml:5:15:"),
             "{}",
             problems[0]
         );

@@ -107,7 +107,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
 
     let (stop, stopped) = watch::channel(false);
-    let rules = alerting::start(&config.rules, Arc::clone(&store), stopped.clone())?;
+    let rules = alerting::start(
+        &config.rules,
+        &config.data_dir,
+        Arc::clone(&store),
+        stopped.clone(),
+    )?;
     let http_state = Arc::new(http::HttpState {
         alerting: rules.as_ref().map(|(engine, _)| Arc::clone(engine)),
         store: Arc::clone(&store),

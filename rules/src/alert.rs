@@ -241,6 +241,22 @@ impl AlertingRule {
         alerts
     }
 
+    /// Puts back an alert saved before a restart (or kept across a
+    /// reload), unless the rule already holds one with the same labels.
+    /// Its `for` clock and firing state carry on, so a restart neither
+    /// re-notifies nor restarts the pending time; if its condition no
+    /// longer holds at the next evaluation it resolves as usual.
+    pub fn restore(&mut self, alert: Alert) {
+        if alert.state != State::Inactive {
+            self.active.entry(alert.labels.clone()).or_insert(alert);
+        }
+    }
+
+    /// Hands over every alert, for a reloaded rule of the same name.
+    pub fn take_alerts(&mut self) -> Vec<Alert> {
+        self.active.drain().map(|(_, alert)| alert).collect()
+    }
+
     /// The alerts currently firing.
     pub fn firing(&self) -> Vec<&Alert> {
         self.alerts()
