@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use countywatch_e2e::http::sample_value;
 use countywatch_e2e::{Agent, Collector};
 
 #[test]
@@ -76,5 +77,49 @@ fn a_bad_rule_file_stops_the_collector_with_positions() {
             rules.display()
         )),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_rule_file_change_keeps_the_old_rules_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: always\n    interval: 1s\n    rules:\n      - alert: Always\n        expr: vector(1)\n",
+    )
+    .unwrap();
+    let config = format!("rules:\n  files: [{:?}]\n", rules.display().to_string());
+    let collector = Collector::start_with(Some(&config), &[]);
+    assert_eq!(
+        collector.wait_for_series(
+            "ALERTS{alertname=\"Always\",alertstate=\"firing\"}",
+            Duration::from_secs(30)
+        ),
+        Some(1.0)
+    );
+    // A broken edit: the collector notices the change, refuses the file,
+    // keeps evaluating the old rules and reports the failed reload.
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: always\n    rules:\n      - alert: Always\n        expr: vector(\n",
+    )
+    .unwrap();
+    let reload_failed = countywatch_e2e::process::wait_until(Duration::from_secs(30), || {
+        sample_value(
+            &collector.metrics(),
+            "countywatch_rules_last_reload_successful",
+        ) == Some(0.0)
+    });
+    assert!(reload_failed, "{}", collector.metrics());
+    assert!(
+        collector
+            .logs
+            .wait_for("rule reload failed", Duration::from_secs(5))
+    );
+    assert!(
+        collector
+            .metrics()
+            .contains("ALERTS{alertname=\"Always\",alertstate=\"firing\"} 1")
     );
 }
