@@ -158,17 +158,21 @@ fn main() -> ExitCode {
 }
 
 fn rules_command(command: RulesCommand) -> ExitCode {
+    use std::io::Write;
+    // Write errors (a closed pipe, as with `| head`) are ignored rather
+    // than panicking as `print!` would; the exit code still tells.
+    let mut stdout = std::io::stdout().lock();
     let passed = match command {
         RulesCommand::Check { files } => {
             let outcome = countywatch_rules::check::check_files(&files);
-            print!("{}", outcome.report);
+            let _ = write!(stdout, "{}", outcome.report);
             outcome.passed
         }
         RulesCommand::Test { files } => {
             let mut passed = true;
             for file in &files {
                 let outcome = countywatch_rules::unittest::run_file(file);
-                println!("{}", outcome.report);
+                let _ = writeln!(stdout, "{}", outcome.report);
                 passed &= outcome.passed;
             }
             passed

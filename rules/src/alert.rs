@@ -269,3 +269,126 @@ impl AlertingRule {
 fn millis(duration: std::time::Duration) -> Millis {
     Millis::try_from(duration.as_millis()).unwrap_or(Millis::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rulefmt;
+
+    /// Runs an alerting rule over a sequence of evaluations: at each minute,
+    /// whether its expression returned the element; checks the state after
+    /// each step (`-` for no alert at all).
+    fn check(rule_yaml: &str, present: &[bool], expected: &[&str]) {
+        let text = format!("groups:\n  - name: g\n    rules:\n{rule_yaml}");
+        let groups = rulefmt::parse(std::path::Path::new("t.yaml"), &text).unwrap();
+        let mut rule = AlertingRule::new(&groups[0].rules[0], &[]).unwrap();
+        let external = BTreeMap::new();
+        for (step, (present, expected)) in present.iter().zip(expected).enumerate() {
+            let t = step as Millis * 60_000;
+            let result = if *present {
+                vec![Sample {
+                    labels: Labels::from_pairs([("__name__", "up"), ("instance", "a")]),
+                    value: 0.0,
+                    timestamp: t,
+                }]
+            } else {
+                Vec::new()
+            };
+            rule.eval(result, t, &external, 0).unwrap();
+            let state = rule
+                .alerts()
+                .first()
+                .map(|alert| alert.state.as_str())
+                .unwrap_or("-");
+            assert_eq!(state, *expected, "step {step} of {rule_yaml}");
+        }
+    }
+
+    #[test]
+    fn for_holds_an_alert_pending() {
+        check(
+            "      - alert: A\n        expr: up == 0\n        for: 2m\n",
+            &[true, true, true, true, false, true],
+            &[
+                "pending", "pending", "firing", "firing", "inactive", "pending",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_pending_alert_that_clears_is_forgotten() {
+        check(
+            "      - alert: A\n        expr: up == 0\n        for: 5m\n",
+            &[true, false, true],
+            &["pending", "-", "pending"],
+        );
+    }
+
+    #[test]
+    fn keep_firing_for_holds_a_cleared_alert() {
+        check(
+            "      - alert: A\n        expr: up == 0\n        keep_firing_for: 2m\n",
+            &[true, false, false, false, true],
+            &["firing", "firing", "firing", "inactive", "firing"],
+        );
+    }
+
+    #[test]
+    fn resolved_alerts_are_kept_fifteen_minutes() {
+        let mut present = vec![true, false];
+        let mut expected = vec!["firing", "inactive"];
+        present.extend([false; 16]);
+        expected.extend(["inactive"; 15]);
+        expected.push("-");
+        check(
+            "      - alert: A\n        expr: up == 0\n",
+            &present,
+            &expected,
+        );
+    }
+
+    #[test]
+    fn labels_and_annotations_are_expanded_per_alert() {
+        let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        labels:\n          where: \"{{ $labels.instance }}\"\n        annotations:\n          value: \"{{ $value }}\"\n";
+        let groups = rulefmt::parse(std::path::Path::new("t.yaml"), text).unwrap();
+        let mut rule = AlertingRule::new(&groups[0].rules[0], &[]).unwrap();
+        let result = vec![Sample {
+            labels: Labels::from_pairs([("__name__", "up"), ("instance", "a")]),
+            value: 0.5,
+            timestamp: 0,
+        }];
+        let output = rule.eval(result, 0, &BTreeMap::new(), 0).unwrap();
+        let alert = rule.alerts()[0].clone();
+        assert_eq!(
+            alert.labels.to_string(),
+            r#"{alertname="A", instance="a", where="a"}"#
+        );
+        assert_eq!(
+            alert.annotations,
+            vec![("value".to_string(), "0.5".to_string())]
+        );
+        assert_eq!(output.len(), 2, "ALERTS and ALERTS_FOR_STATE");
+        assert_eq!(output[0].labels.name(), "ALERTS");
+        assert_eq!(output[0].labels.get("alertstate"), "firing");
+    }
+
+    #[test]
+    fn a_limit_above_zero_caps_alerts() {
+        let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n";
+        let groups = rulefmt::parse(std::path::Path::new("t.yaml"), text).unwrap();
+        let mut rule = AlertingRule::new(&groups[0].rules[0], &[]).unwrap();
+        let result: Vec<Sample> = ["a", "b", "c"]
+            .iter()
+            .map(|instance| Sample {
+                labels: Labels::from_pairs([("instance", *instance)]),
+                value: 1.0,
+                timestamp: 0,
+            })
+            .collect();
+        assert_eq!(
+            rule.eval(result, 0, &BTreeMap::new(), 2),
+            Err("exceeded limit of 2 with 3 alerts".to_string())
+        );
+        assert!(rule.alerts().is_empty());
+    }
+}

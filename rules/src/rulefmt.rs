@@ -24,7 +24,7 @@ use crate::template::Template;
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
     /// The rule groups.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::rulefmt::null_as_default")]
     pub groups: Vec<RawGroup>,
 }
 
@@ -41,10 +41,10 @@ pub struct RawGroup {
     #[serde(default)]
     pub limit: Option<Spanned<i64>>,
     /// Labels added to every rule's output (Prometheus 3.x).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::rulefmt::null_as_default")]
     pub labels: BTreeMap<String, Spanned<String>>,
     /// The rules, evaluated in order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::rulefmt::null_as_default")]
     pub rules: Vec<Spanned<RawRule>>,
 }
 
@@ -68,10 +68,10 @@ pub struct RawRule {
     #[serde(default)]
     pub keep_firing_for: Option<Spanned<String>>,
     /// Labels added to the output (templates for alerts).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::rulefmt::null_as_default")]
     pub labels: BTreeMap<String, Spanned<String>>,
     /// Annotations of an alert (templates).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::rulefmt::null_as_default")]
     pub annotations: BTreeMap<String, Spanned<String>>,
 }
 
@@ -131,6 +131,16 @@ impl RuleSpec {
             RuleKind::Alert { name, .. } | RuleKind::Record { name } => name,
         }
     }
+}
+
+/// Deserializes a missing or `null` value (`labels:` with nothing after
+/// it) as the default, as Prometheus's YAML decoding does.
+pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
 /// Reads, parses and validates a rule file.

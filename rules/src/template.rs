@@ -305,17 +305,12 @@ fn run_command(
 
 fn resolve(operand: &Operand, data: &Data<'_>) -> Runtime {
     match operand {
-        Operand::Label(name) => Runtime::Text(if data.labels.has(name) {
-            data.labels.get(name).to_string()
-        } else {
-            "<no value>".to_string()
-        }),
-        Operand::ExternalLabel(name) => Runtime::Text(
-            data.external_labels
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| "<no value>".to_string()),
-        ),
+        // A missing label expands to nothing, as in Prometheus (its
+        // template data are maps of strings, whose zero value is "").
+        Operand::Label(name) => Runtime::Text(data.labels.get(name).to_string()),
+        Operand::ExternalLabel(name) => {
+            Runtime::Text(data.external_labels.get(name).cloned().unwrap_or_default())
+        }
         Operand::AllLabels => Runtime::Text(format!(
             "map[{}]",
             data.labels
@@ -367,7 +362,12 @@ pub fn humanize_duration(mut value: f64) -> String {
     if value.abs() >= 1.0 {
         let sign = if value < 0.0 { "-" } else { "" };
         value = value.abs();
-        let duration = value as i64;
+        // Go's int64(v) on amd64 gives i64::MIN when v does not fit.
+        let duration = if value < 9.2e18 {
+            value as i64
+        } else {
+            i64::MIN
+        };
         let (seconds, minutes) = (duration % 60, (duration / 60) % 60);
         let (hours, days) = ((duration / 3600) % 24, duration / 86_400);
         if days != 0 {
@@ -531,7 +531,7 @@ mod tests {
             ("{{ humanizeDuration 0.5 }}", 0.0, "500ms"),
             ("{{ printf \"%.2f\" $value }}", 12.3456, "12.35"),
             ("{{ $externalLabels.site }}", 0.0, "county"),
-            ("{{ $labels.missing }}", 0.0, "<no value>"),
+            ("{{ $labels.missing }}|{{ .Labels.instance }}", 0.0, "|web1"),
             ("a {{- \" b\" -}} c", 0.0, "a bc"),
         ] {
             assert_eq!(render(text, value).as_deref(), Ok(expected), "{text}");

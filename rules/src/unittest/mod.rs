@@ -30,16 +30,16 @@ use notation::Slot;
 #[serde(deny_unknown_fields)]
 pub struct TestFile {
     /// Rule files under test, relative to this file.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::rulefmt::null_as_default")]
     pub rule_files: Vec<String>,
     /// How often rules are evaluated (default 1m).
     #[serde(default)]
     pub evaluation_interval: Option<PromDuration>,
     /// Group names in the order to evaluate them; others follow.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::rulefmt::null_as_default")]
     pub group_eval_order: Vec<String>,
     /// The test groups.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::rulefmt::null_as_default")]
     pub tests: Vec<TestGroup>,
 }
 
@@ -51,16 +51,16 @@ pub struct TestGroup {
     #[serde(default)]
     pub interval: Option<PromDuration>,
     /// The input series.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::rulefmt::null_as_default")]
     pub input_series: Vec<InputSeries>,
     /// Alert expectations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::rulefmt::null_as_default")]
     pub alert_rule_test: Vec<AlertTest>,
     /// Expression expectations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::rulefmt::null_as_default")]
     pub promql_expr_test: Vec<ExprTest>,
     /// `$externalLabels` for templates.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::rulefmt::null_as_default")]
     pub external_labels: BTreeMap<String, String>,
     /// `$externalURL` (accepted; templates here do not use it).
     #[serde(default)]
@@ -89,7 +89,7 @@ pub struct AlertTest {
     /// The alert name.
     pub alertname: String,
     /// The firing alerts expected (none when empty).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::rulefmt::null_as_default")]
     pub exp_alerts: Vec<ExpectedAlert>,
 }
 
@@ -98,10 +98,10 @@ pub struct AlertTest {
 #[serde(deny_unknown_fields)]
 pub struct ExpectedAlert {
     /// Its labels, without `alertname`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::rulefmt::null_as_default")]
     pub exp_labels: BTreeMap<String, String>,
     /// Its expanded annotations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::rulefmt::null_as_default")]
     pub exp_annotations: BTreeMap<String, String>,
 }
 
@@ -114,7 +114,7 @@ pub struct ExprTest {
     /// When to evaluate it.
     pub eval_time: PromDuration,
     /// The expected samples (none when empty).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::rulefmt::null_as_default")]
     pub exp_samples: Vec<ExpectedSample>,
 }
 
@@ -364,9 +364,10 @@ fn show_alerts(alerts: &[(Labels, Labels)]) -> String {
     }
     let mut out = String::from("[\n");
     for (index, (labels, annotations)) in alerts.iter().enumerate() {
+        let separator = if index + 1 < alerts.len() { "," } else { "" };
         let _ = writeln!(
             out,
-            "            {index}:\n              Labels:{labels}\n              Annotations:{annotations}"
+            "            {index}:\n              Labels:{labels}\n              Annotations:{annotations}{separator}"
         );
     }
     out.push_str("            ]");
