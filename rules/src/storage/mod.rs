@@ -1,11 +1,17 @@
 //! The in-memory series store that rules read: recent samples per series,
 //! indexed by metric name, bounded in age and in series count.
 //!
-//! Samples are kept as plain `(timestamp, value)` pairs in a `VecDeque` per
-//! series. Prometheus compresses its head chunks (Gorilla encoding); this
-//! store does not yet, so a sample costs 16 bytes (see the crate README).
+//! - [`chunk`]: Gorilla-compressed chunks, which hold every sample.
+//!
+//! Each series is a queue of chunks of 120 samples; the newest is appended
+//! to in place, still compressed, and old chunks are dropped whole once all
+//! their samples are older than the retention.
+
+pub mod chunk;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use chunk::Chunk;
 
 use crate::labels::{FastMap, Labels};
 
@@ -28,8 +34,8 @@ pub fn stale_marker() -> f64 {
 /// One stored series.
 #[derive(Clone, Debug, Default)]
 pub struct Series {
-    /// Samples in increasing timestamp order.
-    pub samples: VecDeque<(Millis, f64)>,
+    /// Chunks in time order; only the last one takes appends.
+    chunks: VecDeque<Chunk>,
 }
 
 /// Why a sample was not stored.
@@ -106,22 +112,15 @@ impl Storage {
         let Some((_, series)) = self.series.get_mut(&id) else {
             return Ok(());
         };
-        match series.samples.back_mut() {
-            Some(last) if last.0 == t => last.1 = value,
-            Some(last) if last.0 > t => return Err(AppendError::OutOfOrder),
-            _ => series.samples.push_back((t, value)),
-        }
-        Ok(())
+        series.append(t, value)
     }
 
     /// Drops samples older than `before` and series left empty.
     pub fn trim(&mut self, before: Millis) {
         let mut emptied = Vec::new();
         for (id, (labels, series)) in &mut self.series {
-            while series.samples.front().is_some_and(|(t, _)| *t < before) {
-                series.samples.pop_front();
-            }
-            if series.samples.is_empty() {
+            series.trim(before);
+            if series.chunks.is_empty() {
                 emptied.push((*id, labels.clone()));
             }
         }
@@ -167,10 +166,7 @@ impl Storage {
 
     /// Number of samples held.
     pub fn sample_count(&self) -> usize {
-        self.series
-            .values()
-            .map(|(_, series)| series.samples.len())
-            .sum()
+        self.series.values().map(|(_, series)| series.len()).sum()
     }
 
     /// Approximate bytes held, for the memory figures the benchmark prints.
@@ -178,44 +174,170 @@ impl Storage {
         self.series
             .values()
             // The series' labels, the index's copy (sharing the strings),
-            // the samples' buffer, and the map entries' overhead.
+            // the chunks, and the map entries' overhead.
             .map(|(labels, series)| {
-                labels.heap_bytes()
-                    + labels.shared_copy_bytes()
-                    + series.samples.capacity() * 16
-                    + 128
+                labels.heap_bytes() + labels.shared_copy_bytes() + series.heap_bytes() + 128
             })
             .sum()
     }
 }
 
 impl Series {
+    /// Appends a sample. A sample at the newest timestamp replaces it when
+    /// the newest chunk is still open; an older one is refused.
+    fn append(&mut self, t: Millis, value: f64) -> Result<(), AppendError> {
+        if let Some((last_t, last_value)) = self.chunks.back().and_then(Chunk::last) {
+            if t < last_t {
+                return Err(AppendError::OutOfOrder);
+            }
+            if t == last_t {
+                // Re-ingesting the same batch is common and harmless; a
+                // different value at the same instant is rare and the first
+                // one is kept (rewriting a compressed sample is not cheap).
+                let _ = last_value;
+                return Ok(());
+            }
+        }
+        if self.chunks.back().is_none_or(Chunk::is_full) {
+            if let Some(full) = self.chunks.back_mut() {
+                full.seal();
+            }
+            self.chunks.push_back(Chunk::new());
+        }
+        if let Some(open) = self.chunks.back_mut() {
+            open.push(t, value);
+        }
+        Ok(())
+    }
+
+    /// Drops chunks whose samples are all older than `before`.
+    fn trim(&mut self, before: Millis) {
+        while self
+            .chunks
+            .front()
+            .is_some_and(|chunk| chunk.is_empty() || chunk.bounds().1 < before)
+        {
+            self.chunks.pop_front();
+        }
+    }
+
+    /// Samples held.
+    pub fn len(&self) -> usize {
+        self.chunks
+            .iter()
+            .map(|chunk| usize::from(chunk.len()))
+            .sum()
+    }
+
+    /// Whether the series holds no sample.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held by the chunks.
+    pub fn heap_bytes(&self) -> usize {
+        self.chunks
+            .iter()
+            .map(|chunk| chunk.byte_len() + std::mem::size_of::<Chunk>())
+            .sum::<usize>()
+            + 32
+    }
+
     /// The newest sample at or before `t` and not before `t - lookback`,
     /// unless it is a staleness marker.
     pub fn instant(&self, t: Millis, lookback: Millis) -> Option<(Millis, f64)> {
-        // Rules nearly always ask for "now": the newest sample, no search.
-        let end = match self.samples.back() {
-            Some((last, _)) if *last <= t => self.samples.len(),
-            _ => self.samples.partition_point(|(ts, _)| *ts <= t),
+        // Rules nearly always ask for "now": the newest sample, no decoding.
+        let newest = self.chunks.back().and_then(Chunk::last)?;
+        let found = if newest.0 <= t {
+            newest
+        } else {
+            let chunk = self
+                .chunks
+                .iter()
+                .rev()
+                .find(|chunk| !chunk.is_empty() && chunk.bounds().0 <= t)?;
+            chunk.iter().take_while(|(ts, _)| *ts <= t).last()?
         };
-        let (ts, value) = *self.samples.get(end.checked_sub(1)?)?;
-        if ts < t.saturating_sub(lookback) || is_stale(value) {
+        if found.0 < t.saturating_sub(lookback) || is_stale(found.1) {
             return None;
         }
-        Some((ts, value))
+        Some(found)
     }
 
     /// Samples with `start <= t <= end`, staleness markers left out.
     pub fn range(&self, start: Millis, end: Millis) -> Vec<(Millis, f64)> {
-        let first = self.samples.partition_point(|(ts, _)| *ts < start);
-        let last = match self.samples.back() {
-            Some((newest, _)) if *newest <= end => self.samples.len(),
-            _ => self.samples.partition_point(|(ts, _)| *ts <= end),
-        };
-        self.samples
-            .range(first..last.max(first))
-            .filter(|(_, value)| !is_stale(*value))
+        let mut out = Vec::new();
+        for chunk in &self.chunks {
+            let (first, last) = chunk.bounds();
+            if chunk.is_empty() || last < start || first > end {
+                continue;
+            }
+            out.extend(
+                chunk
+                    .iter()
+                    .filter(|(t, value)| *t >= start && *t <= end && !is_stale(*value)),
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_match_a_plain_list_across_chunks() {
+        let mut series = Series::default();
+        let mut plain = Vec::new();
+        for step in 0..500_i64 {
+            let t = step * 15_000 + (step % 7) * 3;
+            let value = if step % 50 == 49 {
+                stale_marker()
+            } else {
+                (step * step) as f64 / 3.0
+            };
+            series.append(t, value).unwrap();
+            plain.push((t, value));
+        }
+        assert_eq!(series.len(), 500);
+        assert_eq!(series.append(0, 1.0), Err(AppendError::OutOfOrder));
+        for (start, end) in [
+            (0, 7_500_000),
+            (1_000_000, 2_000_000),
+            (1_799_990, 1_800_010),
+            (-5, -1),
+        ] {
+            let want: Vec<(Millis, f64)> = plain
+                .iter()
+                .copied()
+                .filter(|(t, v)| *t >= start && *t <= end && !is_stale(*v))
+                .collect();
+            let got = series.range(start, end);
+            assert_eq!(got.len(), want.len());
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.0 == b.0 && a.1.to_bits() == b.1.to_bits())
+            );
+        }
+        for t in [
+            0, 14_999, 15_000, 3_000_000, 7_484_999, 7_485_000, 9_000_000,
+        ] {
+            let want = plain
+                .iter()
+                .copied()
+                .rfind(|(ts, _)| *ts <= t)
+                .filter(|(ts, v)| *ts >= t - 300_000 && !is_stale(*v));
+            assert_eq!(series.instant(t, 300_000), want, "at {t}");
+        }
+        series.trim(3_000_000);
+        assert!(series.len() < 500 && series.len() >= 300);
+        let kept: Vec<(Millis, f64)> = plain
+            .iter()
             .copied()
-            .collect()
+            .filter(|(t, _)| *t >= 3_000_000 && *t <= 3_100_000)
+            .collect();
+        assert_eq!(series.range(3_000_000, 3_100_000), kept);
     }
 }
