@@ -171,8 +171,19 @@ impl Labels {
             .sum()
     }
 
-    /// Bytes of this set's own vector alone: what a second copy of the
-    /// same labels costs, since names and values are shared.
+    /// The same labels with every name and value passed through `intern`,
+    /// so that equal strings across series share one allocation.
+    pub fn interned(&self, mut intern: impl FnMut(&Arc<str>) -> Arc<str>) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .map(|(name, value)| (intern(name), intern(value)))
+                .collect(),
+        )
+    }
+
+    /// Bytes of this set's own vector alone: what a copy of the labels
+    /// costs when names and values are shared.
     pub fn shared_copy_bytes(&self) -> usize {
         self.0.len() * 32 + 24
     }

@@ -196,12 +196,17 @@ struct BitReader<'a> {
 
 impl BitReader<'_> {
     fn read(&mut self, width: u8) -> u64 {
+        // A byte's worth of bits at a time: decoding is on every range read.
         let mut value = 0_u64;
-        for _ in 0..width {
+        let mut remaining = width;
+        while remaining > 0 {
             let byte = self.bytes.get(self.position / 8).copied().unwrap_or(0);
-            let bit = (byte >> (7 - self.position % 8)) & 1;
-            value = (value << 1) | u64::from(bit);
-            self.position += 1;
+            let available = 8 - (self.position % 8) as u8;
+            let take = available.min(remaining);
+            let bits = (byte >> (available - take)) & (((1_u16 << take) - 1) as u8);
+            value = (value << take) | u64::from(bits);
+            self.position += usize::from(take);
+            remaining -= take;
         }
         value
     }

@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use chunk::Chunk;
 
-use crate::labels::{FastMap, Labels};
+use std::sync::Arc;
+
+use crate::labels::{FastMap, FastSet, Labels};
 
 /// Milliseconds since the Unix epoch, as Prometheus timestamps are.
 pub type Millis = i64;
@@ -63,6 +65,8 @@ pub struct Storage {
     by_name: HashMap<String, BTreeSet<u64>>,
     /// The next creation number.
     next_id: u64,
+    /// Every label name and value held, each stored once.
+    strings: FastSet<Arc<str>>,
     /// Most series kept; a new series beyond it is refused, never an OOM.
     max_series: usize,
     /// Samples refused because of `max_series`, for the operator to see.
@@ -83,6 +87,7 @@ impl Storage {
             ids: FastMap::default(),
             by_name: HashMap::new(),
             next_id: 0,
+            strings: FastSet::default(),
             max_series,
             refused_samples: 0,
         }
@@ -100,6 +105,16 @@ impl Storage {
                 }
                 let id = self.next_id;
                 self.next_id += 1;
+                // Label names and most values repeat across series
+                // (`instance`, `job`, `mode="idle"`); store each string once.
+                let strings = &mut self.strings;
+                let labels = &labels.interned(|text| match strings.get(text) {
+                    Some(shared) => Arc::clone(shared),
+                    None => {
+                        strings.insert(Arc::clone(text));
+                        Arc::clone(text)
+                    }
+                });
                 self.ids.insert(labels.clone(), id);
                 self.by_name
                     .entry(labels.name().to_string())
@@ -124,6 +139,7 @@ impl Storage {
                 emptied.push((*id, labels.clone()));
             }
         }
+        let removed_any = !emptied.is_empty();
         for (id, labels) in emptied {
             self.series.remove(&id);
             self.ids.remove(&labels);
@@ -133,6 +149,10 @@ impl Storage {
                     self.by_name.remove(labels.name());
                 }
             }
+        }
+        if removed_any {
+            // Strings only the set still holds belonged to removed series.
+            self.strings.retain(|text| Arc::strong_count(text) > 1);
         }
     }
 
@@ -169,16 +189,27 @@ impl Storage {
         self.series.values().map(|(_, series)| series.len()).sum()
     }
 
-    /// Approximate bytes held, for the memory figures the benchmark prints.
-    pub fn approximate_bytes(&self) -> usize {
+    /// Bytes of compressed sample data alone (the chunks' bit streams).
+    pub fn chunk_bytes(&self) -> usize {
         self.series
             .values()
-            // The series' labels, the index's copy (sharing the strings),
-            // the chunks, and the map entries' overhead.
-            .map(|(labels, series)| {
-                labels.heap_bytes() + labels.shared_copy_bytes() + series.heap_bytes() + 128
-            })
+            .flat_map(|(_, series)| series.chunks.iter())
+            .map(Chunk::byte_len)
             .sum()
+    }
+
+    /// Approximate bytes held, for the memory figures the benchmark prints.
+    pub fn approximate_bytes(&self) -> usize {
+        // Each distinct string once (with its Arc header and set slot),
+        // then per series: its labels' vector and the index's copy, its
+        // chunks, and the map entries' overhead.
+        let strings: usize = self.strings.iter().map(|text| text.len() + 16 + 16).sum();
+        let series: usize = self
+            .series
+            .values()
+            .map(|(labels, series)| 2 * labels.shared_copy_bytes() + series.heap_bytes() + 128)
+            .sum();
+        strings + series
     }
 }
 
