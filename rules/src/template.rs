@@ -444,6 +444,9 @@ fn trim_zeros(text: &str) -> String {
     }
 }
 
+/// The largest precision `printf` honours.
+const MAX_PRECISION: usize = 100;
+
 /// A small `fmt.Sprintf`: `%s %v %d %f %e %g` with optional precision, `%%`.
 fn printf(format: &str, args: &[Runtime]) -> String {
     let mut out = String::new();
@@ -462,7 +465,8 @@ fn printf(format: &str, args: &[Runtime]) -> String {
                 digits.push(*d);
                 chars.next();
             }
-            precision = Some(digits.parse().unwrap_or(0));
+            // Capped: `%.999999999f` must not allocate a gigabyte.
+            precision = Some(digits.parse::<usize>().unwrap_or(0).min(MAX_PRECISION));
         }
         let Some(verb) = chars.next() else {
             out.push_str("%!(NOVERB)");
@@ -533,6 +537,11 @@ mod tests {
             ("{{ $externalLabels.site }}", 0.0, "county"),
             ("{{ $labels.missing }}|{{ .Labels.instance }}", 0.0, "|web1"),
             ("a {{- \" b\" -}} c", 0.0, "a bc"),
+            (
+                "{{ printf \"%.99999999999f\" 1 }}",
+                0.0,
+                &format!("1.{}", "0".repeat(100)),
+            ),
         ] {
             assert_eq!(render(text, value).as_deref(), Ok(expected), "{text}");
         }
