@@ -47,8 +47,17 @@ done
 ingest_addr=$(grep -o '"listener":"ingest","addr":"[^"]*"' "$state/collector.log" | head -1 | cut -d'"' -f8)
 fingerprint=$("$bin/countywatch-collector" fingerprint --data-dir "$state/collector")
 
+# Enrol this host's agent once: a single-use token, then the agent's own
+# key and a certificate from the collector's CA.
+if [ ! -f "$state/agent/identity/enrollment.json" ]; then
+    enroll_addr=$(grep -o '"listener":"enroll","addr":"[^"]*"' "$state/collector.log" | head -1 | cut -d'"' -f8)
+    token=$("$bin/countywatch-collector" token create --data-dir "$state/collector" --ttl 10m \
+        | sed -n 's/^token: //p')
+    "$bin/countywatch-agent" enroll --collector "https://$enroll_addr" --token "$token" \
+        --ca-sha256 "$fingerprint" --state-dir "$state/agent"
+fi
+
 "$bin/countywatch-agent" --log-format json run --state-dir "$state/agent" \
-    --collector "https://$ingest_addr" --collector-sha256 "$fingerprint" \
     >"$state/agent.log" 2>&1 &
 echo $! >"$state/agent.pid"
 
@@ -56,7 +65,8 @@ cat <<MSG
 countywatch is running.
   metrics (Prometheus format): http://$http_addr/metrics
   web page:                    http://$http_addr/
-  agent reports to:            https://$ingest_addr (certificate SHA-256 $fingerprint)
+  agent reports to:            https://$ingest_addr (mutual TLS; CA SHA-256 $fingerprint)
+  enrol another server:        $bin/countywatch-collector token create --data-dir $state/collector
   logs:                        $state/collector.log, $state/agent.log
   stop both:                   deploy/quickstart.sh stop
 The agent's first batch arrives within a few seconds; try

@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests start for real: promtool (prometheus), a real
-# node_exporter to compare against, curl as an HTTPS client.
-packages=(prometheus prometheus-node-exporter curl)
+# node_exporter to compare against, curl as an HTTPS client, iproute2 for the
+# network namespaces of the link-cut test.
+packages=(prometheus prometheus-node-exporter curl iproute2)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -5,6 +5,10 @@
 //! collection goes on without it; the probe stays parked until its thread
 //! returns, and is skipped (and reported as failing) until then, so a stuck
 //! mount costs one thread, never a pile of them.
+//!
+//! A probe with its own interval runs only when due; in between, each batch
+//! repeats its last families, because the collector replaces an agent's
+//! metrics with every batch and the series must not blink out.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,13 +26,18 @@ pub struct TransportStats {
     pub batches_sent: AtomicU64,
     /// Send attempts that failed (each retry counts).
     pub send_failures: AtomicU64,
-    /// Batches discarded because the pending queue was full or the collector
-    /// refused them as invalid.
+    /// Batches the collector refused as invalid (never retried).
     pub batches_dropped: AtomicU64,
     /// Compressed bytes the collector acknowledged.
     pub bytes_sent: AtomicU64,
-    /// Batches waiting to be sent.
+    /// Batches waiting in the spool.
     pub pending_batches: AtomicU64,
+    /// Bytes waiting in the spool.
+    pub spool_bytes: AtomicU64,
+    /// Metric batches dropped because the spool was full.
+    pub spool_dropped_metrics: AtomicU64,
+    /// Event batches dropped because the spool was full.
+    pub spool_dropped_events: AtomicU64,
 }
 
 type ProbeRun = (
@@ -49,6 +58,16 @@ enum Slot {
     Lost,
 }
 
+/// What the collection does with a probe this time.
+enum Run {
+    /// Started (or a late result is ready to be taken back).
+    Started(JoinHandle<ProbeRun>),
+    /// Not due under its own interval: repeat its last families.
+    NotDue,
+    /// Still stuck from an earlier collection, or lost.
+    Skipped,
+}
+
 /// The outcome of one probe in one collection.
 struct ProbeOutcome {
     /// Probe name.
@@ -59,10 +78,40 @@ struct ProbeOutcome {
     duration: Duration,
 }
 
+/// When a probe last ran and what it produced, for probes that do not run
+/// every collection.
+struct Schedule {
+    /// The probe's own interval; `None` means every collection.
+    interval: Option<Duration>,
+    /// When it was last started.
+    last_started: Option<Instant>,
+    /// Its families from the last run, repeated while it is not due.
+    cached: Vec<MetricFamily>,
+    /// The outcome of the last run, repeated with the families.
+    last_success: bool,
+    /// How long the last run took.
+    last_duration: Duration,
+}
+
+impl Schedule {
+    /// Whether the probe should run now. A quarter second of slack keeps a
+    /// tick that fires a hair early from skipping a whole interval.
+    fn is_due(&self, now: Instant) -> bool {
+        match (self.interval, self.last_started) {
+            (Some(interval), Some(last)) => {
+                now.duration_since(last) + Duration::from_millis(250) >= interval
+            }
+            _ => true,
+        }
+    }
+}
+
 /// Runs the probes and keeps per-probe state across collections.
 pub struct Collector {
     /// The probes, in registration order.
     slots: Vec<(&'static str, Slot)>,
+    /// Per-probe schedule, parallel to `slots`.
+    schedules: Vec<Schedule>,
     /// Per-probe time limit.
     timeout: Duration,
     /// Shared with the sender, reported in each batch.
@@ -72,13 +121,26 @@ pub struct Collector {
     /// Whether each probe failed last time, so a failure is logged once per
     /// change of state rather than every interval.
     failing: Vec<bool>,
+    /// How long the previous collection took, reported in the next one.
+    last_collection: Duration,
 }
 
 impl Collector {
     /// A collector over `probes`.
     pub fn new(probes: Vec<Box<dyn Probe>>, timeout: Duration, stats: Arc<TransportStats>) -> Self {
         let count = probes.len();
+        let schedules = probes
+            .iter()
+            .map(|probe| Schedule {
+                interval: probe.interval(),
+                last_started: None,
+                cached: Vec::new(),
+                last_success: true,
+                last_duration: Duration::ZERO,
+            })
+            .collect();
         Collector {
+            schedules,
             slots: probes
                 .into_iter()
                 .map(|probe| (probe.name(), Slot::Ready(probe)))
@@ -87,6 +149,7 @@ impl Collector {
             stats,
             errors: vec![0; count],
             failing: vec![false; count],
+            last_collection: Duration::ZERO,
         }
     }
 
@@ -95,36 +158,66 @@ impl Collector {
         let mut families = Vec::new();
         let mut outcomes = Vec::with_capacity(self.slots.len());
         // Start every ready probe first so they run in parallel.
-        let mut running: Vec<Option<JoinHandle<ProbeRun>>> = Vec::with_capacity(self.slots.len());
-        for (_, slot) in &mut self.slots {
-            let handle = match std::mem::replace(slot, Slot::Lost) {
-                Slot::Ready(probe) => Some(spawn_probe(probe)),
-                Slot::Stuck(handle) if handle.is_finished() => Some(handle),
+        let started = Instant::now();
+        let mut running: Vec<Run> = Vec::with_capacity(self.slots.len());
+        for ((_, slot), schedule) in self.slots.iter_mut().zip(&mut self.schedules) {
+            let run = match std::mem::replace(slot, Slot::Lost) {
+                Slot::Ready(probe) if !schedule.is_due(started) => {
+                    *slot = Slot::Ready(probe);
+                    Run::NotDue
+                }
+                Slot::Ready(probe) => {
+                    schedule.last_started = Some(started);
+                    Run::Started(spawn_probe(probe))
+                }
+                Slot::Stuck(handle) if handle.is_finished() => {
+                    schedule.last_started = Some(started);
+                    Run::Started(handle)
+                }
                 Slot::Stuck(handle) => {
                     *slot = Slot::Stuck(handle);
-                    None
+                    Run::Skipped
                 }
-                Slot::Lost => None,
+                Slot::Lost => Run::Skipped,
             };
-            running.push(handle);
+            running.push(run);
         }
         let deadline = tokio::time::Instant::now() + self.timeout;
-        for (index, handle) in running.into_iter().enumerate() {
+        for (index, run) in running.into_iter().enumerate() {
             let name = self.slots[index].0;
-            let Some(mut handle) = handle else {
-                let error = "still running from an earlier collection (timed out)";
-                self.record(index, Err(error.to_string()));
-                outcomes.push(ProbeOutcome {
-                    name,
-                    success: false,
-                    duration: self.timeout,
-                });
-                continue;
+            let mut handle = match run {
+                Run::Started(handle) => handle,
+                Run::NotDue => {
+                    let schedule = &self.schedules[index];
+                    families.extend(schedule.cached.iter().cloned());
+                    outcomes.push(ProbeOutcome {
+                        name,
+                        success: schedule.last_success,
+                        duration: schedule.last_duration,
+                    });
+                    continue;
+                }
+                Run::Skipped => {
+                    let error = "still running from an earlier collection (timed out)";
+                    self.record(index, Err(error.to_string()));
+                    outcomes.push(ProbeOutcome {
+                        name,
+                        success: false,
+                        duration: self.timeout,
+                    });
+                    continue;
+                }
             };
             match tokio::time::timeout_at(deadline, &mut handle).await {
                 Ok(Ok((probe, probe_families, result, duration))) => {
                     self.slots[index].1 = Slot::Ready(probe);
                     let success = result.is_ok();
+                    let schedule = &mut self.schedules[index];
+                    if schedule.interval.is_some() {
+                        schedule.cached.clone_from(&probe_families);
+                    }
+                    schedule.last_success = success;
+                    schedule.last_duration = duration;
                     families.extend(probe_families);
                     self.record(index, result.map_err(|error| error.to_string()));
                     outcomes.push(ProbeOutcome {
@@ -143,6 +236,7 @@ impl Collector {
                 }
                 Err(_) => {
                     self.slots[index].1 = Slot::Stuck(handle);
+                    self.schedules[index].cached.clear();
                     self.record(index, Err(format!("timed out after {:?}", self.timeout)));
                     outcomes.push(ProbeOutcome {
                         name,
@@ -152,6 +246,7 @@ impl Collector {
                 }
             }
         }
+        self.last_collection = started.elapsed();
         families.extend(self.self_metrics(&outcomes));
         families
     }
@@ -204,6 +299,19 @@ impl Collector {
             errors.push(&labels, self.errors.get(index).copied().unwrap_or(0) as f64);
         }
         let stats = &self.stats;
+        let mut spool_dropped = MetricFamily::new(
+            "countywatch_agent_spool_dropped_batches_total",
+            "Batches dropped because the spool was full, by kind.",
+            MetricKind::Counter,
+        );
+        spool_dropped.push(
+            &[("kind", "metrics")],
+            stats.spool_dropped_metrics.load(Ordering::Relaxed) as f64,
+        );
+        spool_dropped.push(
+            &[("kind", "events")],
+            stats.spool_dropped_events.load(Ordering::Relaxed) as f64,
+        );
         let counter = |name: &str, help: &str, value: &AtomicU64| {
             MetricFamily::single(
                 name,
@@ -214,6 +322,12 @@ impl Collector {
         };
         vec![
             build,
+            MetricFamily::single(
+                "countywatch_agent_collection_duration_seconds",
+                "How long the previous collection took, all probes together.",
+                MetricKind::Gauge,
+                self.last_collection.as_secs_f64(),
+            ),
             duration,
             success,
             errors,
@@ -228,8 +342,8 @@ impl Collector {
                 &stats.send_failures,
             ),
             counter(
-                "countywatch_agent_batches_dropped_total",
-                "Batches discarded unsent (queue full, or refused as invalid).",
+                "countywatch_agent_batches_refused_total",
+                "Batches the collector refused as invalid, dropped without retry.",
                 &stats.batches_dropped,
             ),
             counter(
@@ -238,11 +352,18 @@ impl Collector {
                 &stats.bytes_sent,
             ),
             MetricFamily::single(
-                "countywatch_agent_pending_batches",
-                "Batches waiting to be sent.",
+                "countywatch_agent_spool_batches",
+                "Batches waiting in the spool for the collector's acknowledgement.",
                 MetricKind::Gauge,
                 stats.pending_batches.load(Ordering::Relaxed) as f64,
             ),
+            MetricFamily::single(
+                "countywatch_agent_spool_bytes",
+                "Bytes of batches waiting in the spool.",
+                MetricKind::Gauge,
+                stats.spool_bytes.load(Ordering::Relaxed) as f64,
+            ),
+            spool_dropped,
         ]
     }
 }
@@ -334,5 +455,43 @@ mod tests {
         let third = collector.collect().await;
         assert!(third.iter().any(|f| f.name == "sleepy_value"));
         assert_eq!(success_of(&third, "sleepy"), Some(1.0));
+    }
+
+    struct Counting {
+        runs: u32,
+    }
+
+    impl Probe for Counting {
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+        fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
+            self.runs += 1;
+            out.push(MetricFamily::single(
+                "runs_total",
+                "h",
+                MetricKind::Counter,
+                f64::from(self.runs),
+            ));
+            Ok(())
+        }
+        fn interval(&self) -> Option<Duration> {
+            Some(Duration::from_secs(3600))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_probe_not_due_repeats_its_last_families() {
+        let mut collector = Collector::new(
+            vec![Box::new(Counting { runs: 0 })],
+            Duration::from_secs(1),
+            Arc::new(TransportStats::default()),
+        );
+        for _ in 0..3 {
+            let families = collector.collect().await;
+            let runs = families.iter().find(|f| f.name == "runs_total").unwrap();
+            assert_eq!(runs.samples[0].value, 1.0, "ran once, repeated since");
+            assert_eq!(success_of(&families, "counting"), Some(1.0));
+        }
     }
 }

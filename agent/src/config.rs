@@ -10,6 +10,11 @@ use countywatch_daemon::config_file::{self, Location, Problems, Spanned};
 use countywatch_daemon::duration::PromDuration;
 use serde::Deserialize;
 
+pub use crate::probe::filesystem::FilesystemConfig;
+pub use crate::probe::process::ProcessConfig;
+pub use crate::probe::service::ServiceConfig;
+pub use crate::probe::systemd::SystemdConfig;
+
 /// The whole agent configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -17,13 +22,16 @@ pub struct Config {
     /// Name this host reports as: the `instance` label of its metrics and the
     /// `host` of its events. Defaults to the host name.
     pub name: Option<Spanned<String>>,
-    /// Directory for the agent's own state (sequence numbers, later the spool
-    /// and log positions). Created if missing.
+    /// Directory for the agent's own state: its identity (key and
+    /// certificates from enrolment), the spool, source positions. Created if
+    /// missing.
     pub state_dir: PathBuf,
     /// How often the probes run and a batch is sent.
     pub interval: PromDuration,
     /// Where and how to reach the collector.
     pub collector: CollectorConfig,
+    /// The durable spool batches wait in until the collector acknowledges them.
+    pub spool: SpoolConfig,
     /// Where the host's pseudo-filesystems are mounted; tests point these at
     /// fixture trees, containers at the host's.
     pub paths: PathsConfig,
@@ -35,17 +43,34 @@ pub struct Config {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CollectorConfig {
-    /// The collector's ingest URL, `https://HOST:PORT`.
-    pub url: Spanned<String>,
-    /// SHA-256 fingerprint (hex, colons allowed) of the collector's server
-    /// certificate, as `countywatch-collector fingerprint` prints it. The agent
-    /// talks only to a server presenting exactly this certificate.
-    pub server_sha256: Option<Spanned<String>>,
+    /// The collector's ingest URL, `https://HOST:PORT`. Default: the one
+    /// recorded at enrolment (the enrolment host with the ingest port).
+    pub url: Option<Spanned<String>>,
     /// How long one send may take, connection included.
     pub timeout: PromDuration,
-    /// Batches kept in memory while the collector is unreachable; the oldest
-    /// is dropped (and counted) beyond this.
-    pub max_pending_batches: usize,
+    /// Most batches sent per second while catching up after an outage, so
+    /// that a thousand agents reconnecting at once do not flatten the
+    /// collector. Batches go one at a time (the collector drops a sequence
+    /// number below one it already has, so they must arrive in order).
+    pub catch_up_rate: f64,
+}
+
+/// The durable spool.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Most bytes of batches kept. When full, the oldest metric batches are
+    /// dropped first; security events only when nothing else is left. Every
+    /// drop is counted and reported in a `spool_overflow` event.
+    pub max_bytes: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            max_bytes: 256 * 1024 * 1024,
+        }
+    }
 }
 
 /// Roots of the pseudo-filesystems the probes read.
@@ -58,7 +83,7 @@ pub struct PathsConfig {
     pub sysfs: PathBuf,
 }
 
-/// Enable flags of the host probes.
+/// The probes: one section each, with its enable flag and interval.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProbesConfig {
@@ -69,29 +94,44 @@ pub struct ProbesConfig {
     /// Every /proc/meminfo field.
     pub memory: ProbeToggle,
     /// Size and free space of mounted filesystems.
-    pub filesystem: ProbeToggle,
-    /// Per-interface network counters.
+    pub filesystem: FilesystemConfig,
+    /// Block device I/O counters from /proc/diskstats.
+    pub disk: ProbeToggle,
+    /// Per-interface network counters, link state and addresses.
     pub network: ProbeToggle,
+    /// Clock, kernel and OS identity, file descriptor use.
+    pub system: ProbeToggle,
+    /// Pressure stall information, where the kernel has it.
+    pub pressure: ProbeToggle,
+    /// State of the listed systemd units.
+    pub systemd: SystemdConfig,
+    /// Per-process CPU, memory and file descriptors (off by default).
+    pub process: ProcessConfig,
+    /// TCP, HTTP(S) and TLS checks of services (blackbox_exporter style).
+    pub service: ServiceConfig,
     /// How long one probe may run before the collection moves on without it.
     pub timeout: PromDuration,
 }
 
-/// A probe's switch.
+/// A probe's switch and schedule.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProbeToggle {
     /// Whether the probe runs.
     pub enabled: bool,
+    /// How often the probe runs; between runs each batch repeats its last
+    /// figures. Defaults to the agent's `interval` (every collection).
+    pub interval: Option<PromDuration>,
 }
 
 impl Default for ProbeToggle {
     fn default() -> Self {
-        ProbeToggle { enabled: true }
+        ProbeToggle {
+            enabled: true,
+            interval: None,
+        }
     }
 }
-
-/// Default collector URL: a collector on this host with its default ingest port.
-pub const DEFAULT_COLLECTOR_URL: &str = "https://127.0.0.1:9781";
 
 impl Default for Config {
     fn default() -> Self {
@@ -100,6 +140,7 @@ impl Default for Config {
             state_dir: PathBuf::from(".countywatch/agent"),
             interval: PromDuration(Duration::from_secs(15)),
             collector: CollectorConfig::default(),
+            spool: SpoolConfig::default(),
             paths: PathsConfig::default(),
             probes: ProbesConfig::default(),
         }
@@ -109,10 +150,9 @@ impl Default for Config {
 impl Default for CollectorConfig {
     fn default() -> Self {
         CollectorConfig {
-            url: unspanned(DEFAULT_COLLECTOR_URL.to_string()),
-            server_sha256: None,
+            url: None,
             timeout: PromDuration(Duration::from_secs(10)),
-            max_pending_batches: 240,
+            catch_up_rate: 20.0,
         }
     }
 }
@@ -132,8 +172,14 @@ impl Default for ProbesConfig {
             cpu: ProbeToggle::default(),
             load: ProbeToggle::default(),
             memory: ProbeToggle::default(),
-            filesystem: ProbeToggle::default(),
+            filesystem: FilesystemConfig::default(),
+            disk: ProbeToggle::default(),
             network: ProbeToggle::default(),
+            system: ProbeToggle::default(),
+            pressure: ProbeToggle::default(),
+            systemd: SystemdConfig::default(),
+            process: ProcessConfig::default(),
+            service: ServiceConfig::default(),
             timeout: PromDuration(Duration::from_secs(5)),
         }
     }
@@ -227,20 +273,22 @@ impl Config {
                 ),
             );
         }
-        if let Err(message) = CollectorUrl::parse(&self.collector.url.value) {
-            problems.at(&self.collector.url, message);
-        }
-        if let Some(pin) = &self.collector.server_sha256
-            && let Err(message) = parse_fingerprint(&pin.value)
+        if let Some(url) = &self.collector.url
+            && let Err(message) = CollectorUrl::parse(&url.value)
         {
-            problems.at(pin, message);
+            problems.at(url, message);
+        }
+        if !self.collector.catch_up_rate.is_finite() || self.collector.catch_up_rate <= 0.0 {
+            problems
+                .general("collector.catch_up_rate must be a positive number of batches per second");
+        }
+        if self.spool.max_bytes < 1024 * 1024 {
+            problems.general("spool.max_bytes must be at least 1 MiB");
         }
         if self.interval.get() < Duration::from_secs(1) {
             problems.general(format!("interval {} is shorter than 1s", self.interval));
         }
-        if self.collector.max_pending_batches == 0 {
-            problems.general("collector.max_pending_batches must be at least 1");
-        }
+        crate::probe::validate(&self.probes, &mut problems);
         problems.into_result()
     }
 
@@ -303,7 +351,7 @@ mod tests {
 
     #[test]
     fn all_semantic_problems_are_reported_with_positions() {
-        let text = "name: \"bad name\"\ncollector:\n  url: http://x:1\n  server_sha256: nothex\n";
+        let text = "name: \"bad name\"\ncollector:\n  url: http://x:1\n  catch_up_rate: 0\n";
         let config: Config = config_file::parse(Path::new("a.yaml"), text).unwrap();
         let problems = config
             .validate(Path::new("a.yaml"))
@@ -320,7 +368,53 @@ mod tests {
             "{problems}"
         );
         assert!(
-            lines[2].starts_with("a.yaml:4:18: fingerprint"),
+            lines[2].starts_with("a.yaml: collector.catch_up_rate"),
+            "{problems}"
+        );
+    }
+
+    #[test]
+    fn every_probe_section_parses_and_is_checked() {
+        let text = "probes:
+  disk:
+    interval: 30s
+  filesystem:
+    stat_timeout: 1s
+  systemd:
+    units: [ssh.service, cron.service]
+  process:
+    enabled: true
+    top: 5
+  service:
+    interval: 1m
+    targets:
+      - name: portal
+        module: http
+        target: https://portal.example.invalid/
+        expect_status: [200, 301]
+      - name: db
+        module: tcp
+        target: 127.0.0.1:5432
+";
+        let config = Config::load_from_text(text).unwrap();
+        assert_eq!(config.probes.service.targets.len(), 2);
+        assert_eq!(config.probes.process.top, 5);
+        let bad = "probes:
+  cpu:
+    interval: 100ms
+  filesystem:
+    stat_timeout: 10s
+  service:
+    targets:
+      - name: x
+        module: tcp
+        target: nohost
+";
+        let problems = Config::load_from_text(bad).unwrap_err().to_string();
+        let lines: Vec<&str> = problems.lines().collect();
+        assert_eq!(lines.len(), 3, "{problems}");
+        assert!(
+            problems.contains("a.yaml:10:17: target \"nohost\" must be host:port"),
             "{problems}"
         );
     }

@@ -4,19 +4,23 @@
 //! - [`config`]: the configuration file, its defaults and validation.
 //! - [`probe`]: host probes, one file each, node_exporter metric names.
 //! - [`collection`]: runs the probes under timeouts, adds self-metrics.
-//! - [`transport`]: HTTPS to the collector with a pinned certificate.
-//! - [`sequence`]: the persisted batch sequence number.
+//! - [`enroll`]: `countywatch-agent enroll`, a token in, a certificate out.
+//! - [`identity`]: the key, certificates and enrolment record on disk.
+//! - [`spool`]: the durable, bounded queue of batches (SQLite).
+//! - [`transport`]: HTTPS to the collector, mutual TLS.
 //!
-//! [`run`] is the daemon: collect every interval, queue the batch, and let a
-//! sender task deliver the queue with backoff while the collector is away.
+//! [`run`] is the daemon: every interval the probes run and their batch is
+//! written to the spool; a sender task delivers the spool oldest first,
+//! deleting each batch only when the collector acknowledges it.
 
 pub mod collection;
 pub mod config;
+pub mod enroll;
+pub mod identity;
 pub mod probe;
-pub mod sequence;
+pub mod spool;
 pub mod transport;
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -24,12 +28,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use countywatch_wire::{Batch, MetricFamily, WIRE_VERSION, encode_batch};
+use countywatch_wire::{
+    Batch, CONTENT_ENCODING_GZIP, Event, INGEST_PATH, MetricFamily, WIRE_VERSION, encode_batch,
+};
 use tokio::sync::Notify;
 
 use crate::collection::{Collector, TransportStats};
-use crate::config::{CollectorUrl, Config, parse_fingerprint};
-use crate::transport::Transport;
+use crate::config::{CollectorUrl, Config};
+use crate::identity::IdentityFiles;
+use crate::spool::{BatchKind, Overflow, Spool};
+use crate::transport::{SendError, Transport};
 
 /// Collects once and returns the families, as `countywatch-agent test` prints them.
 pub async fn collect_once(config: &Config) -> Vec<MetricFamily> {
@@ -41,62 +49,70 @@ pub async fn collect_once(config: &Config) -> Vec<MetricFamily> {
     collector.collect().await
 }
 
-/// An encoded batch waiting to be sent.
-struct Pending {
-    /// The batch's sequence number, for logs.
-    seq: u64,
-    /// The gzip body.
-    body: Bytes,
+/// The spool and the signal that it has something new, shared by the
+/// collection loop and the sender.
+struct Outbox {
+    /// The spool; a std mutex because every operation is a short SQLite call.
+    spool: Mutex<Spool>,
+    /// Wakes the sender when a batch is spooled.
+    notify: Notify,
 }
 
-/// The queue between the collection loop and the sender, bounded so that a
-/// long outage costs bounded memory (the durable spool replaces it later).
-struct Queue {
-    /// Oldest first.
-    batches: Mutex<VecDeque<Pending>>,
-    /// Wakes the sender when a batch arrives.
-    notify: Notify,
-    /// Largest number of batches kept.
-    capacity: usize,
+impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Spool> {
+        self.spool
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
 }
 
 /// Runs the agent until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let name = config.agent_name();
-    let url = CollectorUrl::parse(&config.collector.url.value).map_err(anyhow::Error::msg)?;
-    let pin = config.collector.server_sha256.as_ref().context(
-        "collector.server_sha256 is not set: pass --collector-sha256 with the fingerprint \
-             that `countywatch-collector fingerprint` prints",
+    let identity = IdentityFiles::new(&config.state_dir);
+    let enrollment = identity.read_enrollment()?;
+    let name = enrollment.agent.clone();
+    if let Some(configured) = &config.name
+        && configured.value != name
+    {
+        tracing::warn!(
+            configured = %configured.value,
+            enrolled = %name,
+            "the configured name differs from the enrolled one; the certificate's name is used"
+        );
+    }
+    let url_text = config
+        .collector
+        .url
+        .as_ref()
+        .map(|url| url.value.clone())
+        .unwrap_or_else(|| enrollment.ingest_url.clone());
+    let url = CollectorUrl::parse(&url_text).map_err(anyhow::Error::msg)?;
+    let tls = transport::mutual_tls(&identity)?;
+    let transport = Transport::new(url, tls, config.collector.timeout.get());
+    let spool = Spool::open(
+        &config.state_dir,
+        config.spool.max_bytes,
+        enrollment.first_seq,
     )?;
-    let pin = parse_fingerprint(&pin.value).map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(&config.state_dir).with_context(|| {
-        format!(
-            "cannot create state directory {}",
-            config.state_dir.display()
-        )
-    })?;
-    let mut sequence = sequence::Sequence::open(&config.state_dir)?;
-    let transport = Transport::new(url.clone(), pin, config.collector.timeout.get())
-        .context("cannot set up TLS")?;
-
     let stats = Arc::new(TransportStats::default());
-    let queue = Arc::new(Queue {
-        batches: Mutex::new(VecDeque::new()),
+    publish_spool_size(&spool, &stats);
+    let outbox = Arc::new(Outbox {
+        spool: Mutex::new(spool),
         notify: Notify::new(),
-        capacity: config.collector.max_pending_batches,
     });
-    let sender = tokio::spawn(send_loop(transport, Arc::clone(&queue), Arc::clone(&stats)));
+    let pace = Duration::from_secs_f64(1.0 / config.collector.catch_up_rate);
+    let sender = tokio::spawn(send_loop(
+        transport,
+        Arc::clone(&outbox),
+        Arc::clone(&stats),
+        pace,
+    ));
     let mut collector = Collector::new(
         probe::build(&config),
         config.probes.timeout.get(),
         Arc::clone(&stats),
     );
-    tracing::info!(
-        agent = %name,
-        collector = %config.collector.url.value,
-        interval = %config.interval,
-        "agent started"
-    );
+    tracing::info!(agent = %name, collector = %url_text, interval = %config.interval, "agent started");
 
     let mut ticker = tokio::time::interval(config.interval.get());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -107,74 +123,155 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             _ = ticker.tick() => {}
         }
         let metrics = collector.collect().await;
-        let seq = sequence.advance()?;
-        let batch = Batch {
-            version: WIRE_VERSION,
-            agent: name.clone(),
-            seq,
-            collected_at_ms: now_ms(),
-            metrics,
-            events: Vec::new(),
-        };
-        enqueue(
-            &queue,
+        spool_batch(
+            &outbox,
             &stats,
-            Pending {
-                seq,
-                body: Bytes::from(encode_batch(&batch)),
-            },
-        );
+            &name,
+            BatchKind::Metrics,
+            metrics,
+            Vec::new(),
+            &[],
+        )?;
     }
     sender.abort();
     tracing::info!("agent stopped");
     Ok(())
 }
 
-fn enqueue(queue: &Queue, stats: &TransportStats, pending: Pending) {
-    let mut batches = queue
-        .batches
-        .lock()
-        .unwrap_or_else(|poison| poison.into_inner());
-    batches.push_back(pending);
-    while batches.len() > queue.capacity {
-        if let Some(dropped) = batches.pop_front() {
-            stats.batches_dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                seq = dropped.seq,
-                "pending queue full, dropped the oldest batch"
-            );
-        }
+/// Writes one batch to the spool, reports any overflow as a `spool_overflow`
+/// event (itself spooled), and wakes the sender.
+fn spool_batch(
+    outbox: &Outbox,
+    stats: &TransportStats,
+    agent: &str,
+    kind: BatchKind,
+    metrics: Vec<MetricFamily>,
+    events: Vec<Event>,
+    positions: &[(String, String)],
+) -> anyhow::Result<()> {
+    let now = now_ms();
+    let mut batch = Batch {
+        version: WIRE_VERSION,
+        agent: agent.to_string(),
+        seq: 0,
+        collected_at_ms: now,
+        metrics,
+        events,
+    };
+    let mut spool = outbox.lock();
+    let (_, overflow) = spool
+        .push(
+            kind,
+            now,
+            |seq| {
+                batch.seq = seq;
+                encode_batch(&batch)
+            },
+            positions,
+        )
+        .context("cannot spool a batch")?;
+    if overflow != Overflow::default() {
+        stats
+            .spool_dropped_metrics
+            .fetch_add(overflow.metrics, Ordering::Relaxed);
+        stats
+            .spool_dropped_events
+            .fetch_add(overflow.events, Ordering::Relaxed);
+        tracing::warn!(
+            metric_batches = overflow.metrics,
+            event_batches = overflow.events,
+            "spool full, dropped the oldest batches"
+        );
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert("host".to_string(), agent.to_string());
+        fields.insert(
+            "dropped_metric_batches".to_string(),
+            overflow.metrics.to_string(),
+        );
+        fields.insert(
+            "dropped_event_batches".to_string(),
+            overflow.events.to_string(),
+        );
+        let event = Event {
+            timestamp_ms: now,
+            source: "agent".to_string(),
+            kind: "spool_overflow".to_string(),
+            fields,
+            raw: format!(
+                "spool full: dropped {} metric and {} event batches",
+                overflow.metrics, overflow.events
+            ),
+        };
+        let mut report = Batch {
+            version: WIRE_VERSION,
+            agent: agent.to_string(),
+            seq: 0,
+            collected_at_ms: now,
+            metrics: Vec::new(),
+            events: vec![event],
+        };
+        // The report may itself push out a metric batch; that is counted
+        // above on the next overflow, not reported again, to avoid a loop.
+        let (_, again) = spool
+            .push(
+                BatchKind::Events,
+                now,
+                |seq| {
+                    report.seq = seq;
+                    encode_batch(&report)
+                },
+                &[],
+            )
+            .context("cannot spool a batch")?;
+        stats
+            .spool_dropped_metrics
+            .fetch_add(again.metrics, Ordering::Relaxed);
+        stats
+            .spool_dropped_events
+            .fetch_add(again.events, Ordering::Relaxed);
     }
-    stats
-        .pending_batches
-        .store(batches.len() as u64, Ordering::Relaxed);
-    drop(batches);
-    queue.notify.notify_one();
+    publish_spool_size(&spool, stats);
+    drop(spool);
+    outbox.notify.notify_one();
+    Ok(())
 }
 
-/// Delivers queued batches oldest first, retrying with exponential backoff
-/// and jitter. Logs once when the collector becomes unreachable and once
-/// when it is back, not on every attempt.
-async fn send_loop(mut transport: Transport, queue: Arc<Queue>, stats: Arc<TransportStats>) {
+fn publish_spool_size(spool: &Spool, stats: &TransportStats) {
+    stats.pending_batches.store(spool.len(), Ordering::Relaxed);
+    stats.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
+}
+
+/// Delivers the spool oldest first, one batch at a time, retrying with
+/// exponential backoff and jitter. Logs once when the collector becomes
+/// unreachable and once when it is back, not on every attempt.
+async fn send_loop(
+    mut transport: Transport,
+    outbox: Arc<Outbox>,
+    stats: Arc<TransportStats>,
+    pace: Duration,
+) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
     let mut failing = false;
     loop {
-        let next = {
-            let batches = queue
-                .batches
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            batches
-                .front()
-                .map(|pending| (pending.seq, pending.body.clone()))
-        };
-        let Some((seq, body)) = next else {
-            queue.notify.notified().await;
-            continue;
+        let next = outbox.lock().oldest();
+        let (seq, body) = match next {
+            Ok(Some(next)) => next,
+            Ok(None) => {
+                outbox.notify.notified().await;
+                continue;
+            }
+            Err(error) => {
+                tracing::error!("{error:#}");
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
         };
         let size = body.len() as u64;
-        match transport.send(body).await {
-            Ok(()) => {
+        match transport
+            .post(INGEST_PATH, Some(CONTENT_ENCODING_GZIP), Bytes::from(body))
+            .await
+        {
+            Ok(_) => {
                 if failing {
                     tracing::info!("collector reachable again");
                     failing = false;
@@ -182,15 +279,20 @@ async fn send_loop(mut transport: Transport, queue: Arc<Queue>, stats: Arc<Trans
                 backoff.reset();
                 stats.batches_sent.fetch_add(1, Ordering::Relaxed);
                 stats.bytes_sent.fetch_add(size, Ordering::Relaxed);
-                pop_front(&queue, &stats, seq);
+                acknowledge(&outbox, &stats, seq);
+                // Pace the catch-up after an outage; a live agent has at
+                // most one batch waiting and does not sleep here.
+                if !outbox.lock().is_empty() {
+                    tokio::time::sleep(pace).await;
+                }
             }
-            Err(error) if !error.is_retryable() => {
+            Err(error) if !is_worth_retrying(&error) => {
                 // The collector will never take this batch; keeping it would
                 // block every later one.
                 tracing::error!(seq, %error, "batch refused, dropping it");
                 stats.send_failures.fetch_add(1, Ordering::Relaxed);
                 stats.batches_dropped.fetch_add(1, Ordering::Relaxed);
-                pop_front(&queue, &stats, seq);
+                acknowledge(&outbox, &stats, seq);
             }
             Err(error) => {
                 stats.send_failures.fetch_add(1, Ordering::Relaxed);
@@ -207,22 +309,28 @@ async fn send_loop(mut transport: Transport, queue: Arc<Queue>, stats: Arc<Trans
     }
 }
 
-fn pop_front(queue: &Queue, stats: &TransportStats, seq: u64) {
-    let mut batches = queue
-        .batches
-        .lock()
-        .unwrap_or_else(|poison| poison.into_inner());
-    // The batch may already have been dropped for space while we sent it.
-    if batches.front().is_some_and(|pending| pending.seq == seq) {
-        batches.pop_front();
+/// Whether to keep a batch after this error. A 401/403 (not enrolled,
+/// revoked) keeps the spool intact: once the agent is re-enrolled, nothing
+/// it recorded meanwhile is lost.
+fn is_worth_retrying(error: &SendError) -> bool {
+    match error {
+        SendError::Rejected {
+            status: 401 | 403, ..
+        } => true,
+        other => other.is_retryable(),
     }
-    stats
-        .pending_batches
-        .store(batches.len() as u64, Ordering::Relaxed);
 }
 
-/// Exponential backoff with "full jitter" between half and all of the step,
-/// so that agents cut off together do not reconnect together.
+fn acknowledge(outbox: &Outbox, stats: &TransportStats, seq: u64) {
+    let mut spool = outbox.lock();
+    if let Err(error) = spool.acknowledge(seq) {
+        tracing::error!("{error:#}");
+    }
+    publish_spool_size(&spool, stats);
+}
+
+/// Exponential backoff with jitter between half and all of the step, so
+/// that agents cut off together do not reconnect together.
 pub struct Backoff {
     /// First delay.
     base: Duration,
@@ -258,7 +366,8 @@ impl Backoff {
     }
 }
 
-fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
@@ -284,32 +393,53 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_drops_the_oldest_and_counts_it() {
-        let queue = Queue {
-            batches: Mutex::new(VecDeque::new()),
+    fn an_overflow_is_reported_as_an_event_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1024 * 1024, 1).unwrap();
+        let outbox = Outbox {
+            spool: Mutex::new(spool),
             notify: Notify::new(),
-            capacity: 2,
         };
         let stats = TransportStats::default();
-        for seq in 1..=3 {
-            enqueue(
-                &queue,
+        // Fill the spool with incompressible metric batches.
+        let big = |seed: u64| {
+            let mut family = MetricFamily::new("x", "h", countywatch_wire::MetricKind::Gauge);
+            for index in 0..3000u64 {
+                let label = format!(
+                    "{:x}",
+                    (seed * 1_000_003 + index).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                );
+                family.push(&[("k", &label)], index as f64);
+            }
+            vec![family]
+        };
+        for seed in 0..40 {
+            spool_batch(
+                &outbox,
                 &stats,
-                Pending {
-                    seq,
-                    body: Bytes::new(),
-                },
-            );
+                "a",
+                BatchKind::Metrics,
+                big(seed),
+                Vec::new(),
+                &[],
+            )
+            .unwrap();
         }
-        let seqs: Vec<u64> = queue
-            .batches
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|p| p.seq)
-            .collect();
-        assert_eq!(seqs, vec![2, 3]);
-        assert_eq!(stats.batches_dropped.load(Ordering::Relaxed), 1);
-        assert_eq!(stats.pending_batches.load(Ordering::Relaxed), 2);
+        assert!(stats.spool_dropped_metrics.load(Ordering::Relaxed) > 0);
+        assert_eq!(stats.spool_dropped_events.load(Ordering::Relaxed), 0);
+        assert!(outbox.lock().bytes() <= 1024 * 1024 + 200_000);
+        // The overflow reports are in the spool, as event batches.
+        let mut reports = 0;
+        let mut spool = outbox.lock();
+        while let Some((seq, body)) = spool.oldest().unwrap() {
+            let batch = countywatch_wire::decode_batch(&body, Some("gzip"), 64 << 20).unwrap();
+            reports += batch
+                .events
+                .iter()
+                .filter(|event| event.kind == "spool_overflow")
+                .count();
+            spool.acknowledge(seq).unwrap();
+        }
+        assert!(reports > 0);
     }
 }

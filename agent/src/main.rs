@@ -42,6 +42,28 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Enrol with a collector: generate a key pair, send a certificate
+    /// request with a single-use token, keep the certificate it returns.
+    Enroll {
+        /// The collector's enrolment URL, https://HOST:PORT (as `token create` prints it).
+        #[arg(long)]
+        collector: String,
+        /// The single-use token from `countywatch-collector token create`.
+        #[arg(long)]
+        token: String,
+        /// SHA-256 of the collector's CA certificate, from `token create`.
+        #[arg(long)]
+        ca_sha256: String,
+        /// Name to enrol as; defaults to the token's name, else the host name.
+        #[arg(long)]
+        name: Option<String>,
+        /// State directory (state_dir); defaults to the config's.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Configuration file (YAML), for its state_dir and name.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Check a configuration file: exit 0 when valid, else print every problem.
     CheckConfig {
         /// The file to check.
@@ -52,12 +74,10 @@ enum Command {
 /// Flags that override the configuration file.
 #[derive(clap::Args)]
 struct Overrides {
-    /// Collector ingest URL (collector.url), e.g. https://collector:9781.
+    /// Collector ingest URL (collector.url), e.g. https://collector:9781;
+    /// defaults to the one recorded at enrolment.
     #[arg(long)]
     collector: Option<String>,
-    /// SHA-256 fingerprint of the collector's certificate (collector.server_sha256).
-    #[arg(long)]
-    collector_sha256: Option<String>,
     /// Name to report as (name); defaults to the host name.
     #[arg(long)]
     name: Option<String>,
@@ -91,6 +111,50 @@ fn main() -> ExitCode {
             countywatch_wire::write_text(&mut text, &refs, &[]);
             print!("{text}");
             ExitCode::SUCCESS
+        }
+        Command::Enroll {
+            collector,
+            token,
+            ca_sha256,
+            name,
+            state_dir,
+            config,
+        } => {
+            let overrides = Overrides {
+                collector: None,
+                name: None,
+                state_dir,
+            };
+            let config = match load(config.as_ref(), Some(overrides)) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            // The token's bound name wins on the collector; without one, the
+            // flag, the config's name, then the host name.
+            let name = name.or_else(|| config.name.as_ref().map(|name| name.value.clone()));
+            let enrolled = runtime().block_on(countywatch_agent::enroll::enroll(
+                &collector,
+                &token,
+                &ca_sha256,
+                name.as_deref(),
+                &config.agent_name(),
+                &config.state_dir,
+            ));
+            match enrolled {
+                Ok(enrollment) => {
+                    println!(
+                        "enrolled as {}; batches go to {}. Start the agent with: countywatch-agent run --state-dir {}",
+                        enrollment.agent,
+                        enrollment.ingest_url,
+                        config.state_dir.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("{error:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Run { config, overrides } => {
             let config = match load(config.as_ref(), Some(overrides)) {
@@ -134,10 +198,7 @@ fn load(path: Option<&PathBuf>, overrides: Option<Overrides>) -> Result<Config, 
     };
     if let Some(overrides) = overrides {
         if let Some(url) = overrides.collector {
-            config.collector.url = unspanned(url);
-        }
-        if let Some(pin) = overrides.collector_sha256 {
-            config.collector.server_sha256 = Some(unspanned(pin));
+            config.collector.url = Some(unspanned(url));
         }
         if let Some(name) = overrides.name {
             config.name = Some(unspanned(name));

@@ -1,26 +1,34 @@
-//! Sending batches to the collector over HTTPS.
+//! HTTPS to the collector: mutual TLS for batches, CA pinning for enrolment.
 //!
-//! The agent trusts exactly one server certificate, pinned by its SHA-256
-//! fingerprint; no CA store is consulted. One HTTP/1.1 connection is kept
-//! open and reused; any error drops it and the next send reconnects.
+//! For batches the agent trusts only the collector's CA (received at
+//! enrolment, never the system store) and presents its own client
+//! certificate. For enrolment it has no CA yet: it accepts a server whose
+//! chain contains a CA certificate with the SHA-256 the operator pasted,
+//! and then verifies the chain against that CA as usual (names included).
+//! One HTTP/1.1 connection is kept open and reused; any error drops it and
+//! the next request reconnects.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use bytes::Bytes;
-use countywatch_wire::{CONTENT_ENCODING_GZIP, INGEST_PATH};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::DigitallySignedStruct;
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, RootCertStore};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::config::CollectorUrl;
+use crate::identity::IdentityFiles;
 
 /// Why a send failed. Every variant is worth retrying except
 /// [`SendError::Rejected`] with a 4xx status, which means the batch itself
@@ -39,7 +47,7 @@ pub enum SendError {
     #[error("collector at {0} did not answer in time")]
     Timeout(String),
     /// The collector answered with an error status.
-    #[error("collector refused the batch: HTTP {status}: {body}")]
+    #[error("collector refused the request (HTTP {status}): {body}")]
     Rejected {
         /// The HTTP status.
         status: u16,
@@ -62,7 +70,7 @@ impl SendError {
 pub struct Transport {
     /// Where the collector is.
     url: CollectorUrl,
-    /// TLS settings with the pinning verifier.
+    /// TLS settings: mutual TLS for batches, CA pinning for enrolment.
     connector: TlsConnector,
     /// The open connection, if any.
     connection: Option<SendRequest<Full<Bytes>>>,
@@ -70,25 +78,73 @@ pub struct Transport {
     timeout: Duration,
 }
 
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The TLS configuration for sending batches: trust the collector's CA from
+/// the identity files, present the agent's certificate.
+pub fn mutual_tls(identity: &IdentityFiles) -> anyhow::Result<Arc<ClientConfig>> {
+    let ca = CertificateDer::from_pem_file(identity.ca()).with_context(|| {
+        format!(
+            "cannot read the collector CA from {}",
+            identity.ca().display()
+        )
+    })?;
+    let chain = CertificateDer::pem_file_iter(identity.certificate())
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| {
+            format!(
+                "cannot read the agent certificate from {}",
+                identity.certificate().display()
+            )
+        })?;
+    let key = PrivateKeyDer::from_pem_file(identity.key()).with_context(|| {
+        format!(
+            "cannot read the agent key from {}",
+            identity.key().display()
+        )
+    })?;
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(ca)
+        .context("the collector CA certificate is unusable")?;
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("cannot configure TLS versions")?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .context("the agent certificate and key do not form a usable pair")?;
+    Ok(Arc::new(config))
+}
+
+/// The TLS configuration for enrolling: trust the CA whose certificate has
+/// SHA-256 `pin`, found in the chain the server presents.
+pub fn pinned_ca_tls(pin: [u8; 32]) -> anyhow::Result<Arc<ClientConfig>> {
+    let provider = provider();
+    let verifier = Arc::new(PinnedCa {
+        pin,
+        provider: Arc::clone(&provider),
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("cannot configure TLS versions")?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 impl Transport {
-    /// A transport that trusts only the certificate with `pin` as SHA-256.
-    pub fn new(url: CollectorUrl, pin: [u8; 32], timeout: Duration) -> Result<Self, rustls::Error> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(PinnedCertificate {
-            pin,
-            algorithms: provider.signature_verification_algorithms,
-        });
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
-        Ok(Transport {
+    /// A transport to `url` with the given TLS configuration.
+    pub fn new(url: CollectorUrl, tls: Arc<ClientConfig>, timeout: Duration) -> Self {
+        Transport {
             url,
-            connector: TlsConnector::from(Arc::new(config)),
+            connector: TlsConnector::from(tls),
             connection: None,
             timeout,
-        })
+        }
     }
 
     fn address(&self) -> String {
@@ -99,11 +155,18 @@ impl Transport {
         }
     }
 
-    /// Sends one encoded batch and waits for the collector's answer.
-    pub async fn send(&mut self, body: Bytes) -> Result<(), SendError> {
+    /// POSTs `body` to `path` and returns the response body of a 2xx answer.
+    pub async fn post(
+        &mut self,
+        path: &str,
+        content_encoding: Option<&str>,
+        body: Bytes,
+    ) -> Result<Bytes, SendError> {
         let address = self.address();
-        match tokio::time::timeout(self.timeout, self.send_inner(body)).await {
-            Ok(Ok(())) => Ok(()),
+        match tokio::time::timeout(self.timeout, self.post_inner(path, content_encoding, body))
+            .await
+        {
+            Ok(Ok(answer)) => Ok(answer),
             Ok(Err(error)) => {
                 self.connection = None;
                 Err(error)
@@ -115,7 +178,12 @@ impl Transport {
         }
     }
 
-    async fn send_inner(&mut self, body: Bytes) -> Result<(), SendError> {
+    async fn post_inner(
+        &mut self,
+        path: &str,
+        content_encoding: Option<&str>,
+        body: Bytes,
+    ) -> Result<Bytes, SendError> {
         let address = self.address();
         let unreachable = |message: String| SendError::Unreachable {
             address: address.clone(),
@@ -131,10 +199,13 @@ impl Transport {
         let Some(sender) = self.connection.as_mut() else {
             return Err(unreachable("no connection".to_string()));
         };
-        let request = hyper::Request::post(INGEST_PATH)
+        let mut request = hyper::Request::post(path)
             .header(hyper::header::HOST, &address)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(hyper::header::CONTENT_ENCODING, CONTENT_ENCODING_GZIP)
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(encoding) = content_encoding {
+            request = request.header(hyper::header::CONTENT_ENCODING, encoding);
+        }
+        let request = request
             .body(Full::new(body))
             .map_err(|error| unreachable(error.to_string()))?;
         let response = sender
@@ -150,11 +221,18 @@ impl Transport {
             .map(|collected| collected.to_bytes())
             .unwrap_or_default();
         if status.is_success() {
-            return Ok(());
+            return Ok(body);
         }
-        let text = String::from_utf8_lossy(&body[..body.len().min(512)])
-            .trim()
-            .to_string();
+        // The collector explains refusals as {"error": "..."}; show that text
+        // as it is, else the start of whatever came back.
+        let text = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|value| value.get("error")?.as_str().map(str::to_string))
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&body[..body.len().min(512)])
+                    .trim()
+                    .to_string()
+            });
         Err(SendError::Rejected {
             status: status.as_u16(),
             body: text,
@@ -185,36 +263,50 @@ impl Transport {
     }
 }
 
-/// Accepts exactly one server certificate, identified by the SHA-256 of its
-/// DER encoding. Host names and validity dates are not checked: the pin is
-/// the identity, as with an SSH host key.
+/// Accepts a server whose presented chain contains the CA certificate with
+/// SHA-256 `pin`, verified against that CA like any other chain (validity,
+/// server-auth usage and host name included).
 #[derive(Debug)]
-struct PinnedCertificate {
-    /// SHA-256 of the one acceptable end-entity certificate.
+struct PinnedCa {
+    /// SHA-256 of the CA certificate the operator pasted.
     pin: [u8; 32],
-    /// How to check the handshake signatures made with that certificate.
+    /// The crypto provider for the delegated verification.
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    /// How to check handshake signatures.
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for PinnedCertificate {
+impl ServerCertVerifier for PinnedCa {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let got: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
-        if got == self.pin {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(format!(
-                "server certificate SHA-256 {} does not match the pinned {}",
-                hex::encode(got),
-                hex::encode(self.pin)
-            )))
-        }
+        let ca = intermediates
+            .iter()
+            .find(|certificate| <[u8; 32]>::from(Sha256::digest(certificate.as_ref())) == self.pin)
+            .ok_or_else(|| {
+                rustls::Error::General(format!(
+                    "the collector did not present a CA certificate with SHA-256 {}",
+                    hex::encode(self.pin)
+                ))
+            })?;
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(ca.clone().into_owned())
+            .map_err(|error| rustls::Error::General(format!("pinned CA unusable: {error}")))?;
+        let verifier = WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::clone(&self.provider),
+        )
+        .build()
+        .map_err(|error| {
+            rustls::Error::General(format!("cannot verify against the pinned CA: {error}"))
+        })?;
+        verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
     fn verify_tls12_signature(

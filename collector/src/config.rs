@@ -23,6 +23,33 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Alerting and recording rules evaluated over agents' metrics.
     pub rules: crate::alerting::RulesConfig,
+    /// The enrolment listener agents use once, with a token, to get their
+    /// client certificate.
+    pub enroll: EnrollConfig,
+    /// Use this CA (certificate and key) instead of the one generated in the
+    /// data dir. It signs the server certificate and agents' certificates.
+    pub ca: Option<TlsFiles>,
+    /// Agent liveness.
+    pub agents: AgentsConfig,
+}
+
+/// The enrolment listener.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrollConfig {
+    /// Whether the listener runs. Turn it off when no agent is enrolling.
+    pub enabled: bool,
+    /// Address to listen on, `HOST:PORT` (TLS, no client certificate).
+    pub listen: Spanned<String>,
+}
+
+/// Agent liveness.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsConfig {
+    /// An enrolled agent not heard from for this long is down
+    /// (`countywatch_agent_up` 0) and gets one `agent_silent` event.
+    pub silent_after: PromDuration,
 }
 
 /// The HTTP listener for Prometheus and people.
@@ -44,7 +71,9 @@ pub struct HttpConfig {
 pub struct IngestConfig {
     /// Address to listen on, `HOST:PORT`.
     pub listen: Spanned<String>,
-    /// Use these files instead of the certificate generated in the data dir.
+    /// Use these files instead of the server certificate the CA issues in
+    /// the data dir (used by the enrolment listener too). The chain must end
+    /// in the CA agents pin.
     pub tls: Option<TlsFiles>,
     /// Extra DNS names or IP addresses to put in the generated certificate
     /// (localhost, 127.0.0.1, ::1 and the host name are always there).
@@ -85,6 +114,8 @@ pub struct MetricsConfig {
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9780";
 /// Default ingest listener address.
 pub const DEFAULT_INGEST_LISTEN: &str = "127.0.0.1:9781";
+/// Default enrolment listener address.
+pub const DEFAULT_ENROLL_LISTEN: &str = "127.0.0.1:9782";
 
 impl Default for Config {
     fn default() -> Self {
@@ -94,6 +125,26 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             metrics: MetricsConfig::default(),
             rules: crate::alerting::RulesConfig::default(),
+            enroll: EnrollConfig::default(),
+            ca: None,
+            agents: AgentsConfig::default(),
+        }
+    }
+}
+
+impl Default for EnrollConfig {
+    fn default() -> Self {
+        EnrollConfig {
+            enabled: true,
+            listen: unspanned(DEFAULT_ENROLL_LISTEN.to_string()),
+        }
+    }
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        AgentsConfig {
+            silent_after: PromDuration(Duration::from_secs(120)),
         }
     }
 }
@@ -148,6 +199,7 @@ impl Config {
         let mut problems = Problems::new(path);
         let http = parse_listen(&mut problems, "http.listen", &self.http.listen);
         parse_listen(&mut problems, "ingest.listen", &self.ingest.listen);
+        parse_listen(&mut problems, "enroll.listen", &self.enroll.listen);
         if let Some(address) = http
             && !address.ip().is_loopback()
             && self.http.tls.is_none()
@@ -184,6 +236,11 @@ impl Config {
     /// The HTTP listen address; call after [`Config::validate`].
     pub fn http_listen(&self) -> anyhow::Result<SocketAddr> {
         parse_address(&self.http.listen.value).map_err(anyhow::Error::msg)
+    }
+
+    /// The enrolment listen address; call after [`Config::validate`].
+    pub fn enroll_listen(&self) -> anyhow::Result<SocketAddr> {
+        parse_address(&self.enroll.listen.value).map_err(anyhow::Error::msg)
     }
 
     /// The ingest listen address; call after [`Config::validate`].

@@ -3,7 +3,6 @@
 //! incident review page replaces it in its own issue).
 
 use std::fmt::Write;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -12,7 +11,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
-use crate::metric_store::MetricStore;
+use crate::enroll::now_ms;
+use crate::metric_store::{JOB, MetricStore};
+use crate::registry::Registry;
 use crate::telemetry::Telemetry;
 
 /// What the HTTP routes read.
@@ -21,9 +22,12 @@ pub struct HttpState {
     pub store: Arc<MetricStore>,
     /// Self-metrics.
     pub telemetry: Arc<Telemetry>,
-    /// SHA-256 of the ingest certificate, shown on the status page so that
-    /// an operator can copy it into an agent's config.
-    pub ingest_fingerprint: String,
+    /// Enrolled agents, for `countywatch_agent_up`.
+    pub registry: Arc<Registry>,
+    /// SHA-256 of the CA certificate, shown on the status page for enrolling agents.
+    pub ca_fingerprint: String,
+    /// An agent not heard from for this long is down.
+    pub silent_after: std::time::Duration,
     /// The rule engine, whose `ALERTS` and rule metrics `/metrics` shows.
     pub alerting: Option<Arc<crate::alerting::Alerting>>,
 }
@@ -35,7 +39,7 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub async fn handle(
     state: Arc<HttpState>,
     request: Request<Incoming>,
-    _peer: SocketAddr,
+    _peer: crate::serve::Peer,
 ) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(
@@ -45,7 +49,17 @@ pub async fn handle(
         );
     }
     match request.uri().path() {
-        "/metrics" => text(StatusCode::OK, PROMETHEUS_TEXT, render_metrics(&state)),
+        "/metrics" => {
+            let rendered = tokio::task::spawn_blocking(move || render_metrics(&state)).await;
+            match rendered {
+                Ok(body) => text(StatusCode::OK, PROMETHEUS_TEXT, body),
+                Err(_) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    "rendering failed\n".to_string(),
+                ),
+            }
+        }
         "/-/healthy" | "/-/ready" => text(StatusCode::OK, "text/plain", "ok\n".to_string()),
         "/" => text(
             StatusCode::OK,
@@ -65,6 +79,7 @@ pub fn render_metrics(state: &HttpState) -> String {
     let mut out = String::with_capacity(64 * 1024);
     let fresh = state.store.write_text(&mut out, SystemTime::now());
     state.telemetry.agents_reporting.set(fresh as i64);
+    write_agent_up(state, &mut out);
     let mut own = Vec::new();
     state.telemetry.write_text(&mut own);
     out.push_str(&String::from_utf8_lossy(&own));
@@ -72,6 +87,35 @@ pub fn render_metrics(state: &HttpState) -> String {
         alerting.write_text(&mut out);
     }
     out
+}
+
+/// `countywatch_agent_up{instance}` for every enrolled, unrevoked agent: 1
+/// when it reported within `agents.silent_after`.
+fn write_agent_up(state: &HttpState, out: &mut String) {
+    let agents = match state.registry.agents() {
+        Ok(agents) => agents,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            return;
+        }
+    };
+    let now = now_ms();
+    let silent_ms = i64::try_from(state.silent_after.as_millis()).unwrap_or(i64::MAX);
+    let mut up = countywatch_wire::MetricFamily::new(
+        "countywatch_agent_up",
+        "Whether the enrolled agent reported within agents.silent_after.",
+        countywatch_wire::MetricKind::Gauge,
+    );
+    for agent in agents.iter().filter(|agent| agent.revoked_ms.is_none()) {
+        let alive = agent
+            .last_seen_ms
+            .is_some_and(|seen| now.saturating_sub(seen) <= silent_ms);
+        up.push(&[("instance", &agent.name)], if alive { 1.0 } else { 0.0 });
+    }
+    if !up.samples.is_empty() {
+        countywatch_wire::write_family_header(out, &up);
+        countywatch_wire::write_samples(out, &up, &[("job", JOB)]);
+    }
 }
 
 fn status_page(state: &HttpState) -> String {
@@ -92,10 +136,10 @@ fn status_page(state: &HttpState) -> String {
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>countywatch collector</title></head>\
          <body><h1>countywatch collector</h1>\
          <p>Prometheus metrics: <a href=\"/metrics\">/metrics</a></p>\
-         <p>Ingest certificate SHA-256: <code>{}</code></p>\
+         <p>CA certificate SHA-256 (agents pin it when they enrol): <code>{}</code></p>\
          <table><thead><tr><th>Agent</th><th>Last batch</th></tr></thead><tbody>{rows}</tbody></table>\
          </body></html>\n",
-        state.ingest_fingerprint
+        state.ca_fingerprint
     )
 }
 

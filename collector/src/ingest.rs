@@ -1,13 +1,18 @@
-//! The ingest endpoint: `POST /v1/batches` from agents.
+//! The ingest endpoint: `POST /v1/batches` from enrolled agents.
 //!
-//! A body is read under a size cap and a deadline, decoded under a
-//! decompression cap, validated, and only then stored. Every refusal gets a
-//! status that says why (400 malformed, 413 too large, 408 too slow, 404,
-//! 405) and a one-line JSON error, is counted in
+//! The TLS handshake has already required a client certificate signed by our
+//! CA; here the certificate is looked up on every request (so a revocation
+//! takes effect at once, even on an open connection) and the agent's name
+//! comes from it, never from the payload: a batch claiming another host is
+//! refused. A body is read under a size cap and a deadline, decoded under a
+//! decompression cap, validated, and stored exactly once: its sequence
+//! number must be above the agent's last, else it is acknowledged as a
+//! duplicate and nothing is written. Every refusal gets a status that says
+//! why (400 malformed, 403 unknown/revoked/forged, 413 too large, 408 too
+//! slow, 404, 405) and a one-line JSON error, is counted in
 //! `countywatch_ingest_requests_total{result}`, and leaves the collector
 //! serving everyone else.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,13 +22,18 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
+use crate::enroll::now_ms;
 use crate::metric_store::MetricStore;
+use crate::registry::{BatchOutcome, Registry};
+use crate::serve::Peer;
 use crate::telemetry::Telemetry;
 
 /// What the ingest handler needs.
 pub struct IngestState {
     /// Where accepted metrics go.
     pub store: Arc<MetricStore>,
+    /// Enrolled agents, sequence numbers and events.
+    pub registry: Arc<Registry>,
     /// Self-metrics.
     pub telemetry: Arc<Telemetry>,
     /// Largest compressed body.
@@ -38,19 +48,28 @@ pub struct IngestState {
 pub async fn handle(
     state: Arc<IngestState>,
     request: Request<Incoming>,
-    peer: SocketAddr,
+    peer: Peer,
 ) -> Response<Full<Bytes>> {
-    match accept(&state, request).await {
-        Ok(batch) => {
+    let outcome = match accept(&state, request, &peer).await {
+        Ok(batch) => store(&state, batch).await,
+        Err(refusal) => Err(refusal),
+    };
+    match outcome {
+        Ok((seq, BatchOutcome::Stored)) => {
             state.telemetry.ingest_result("accepted");
-            let seq = batch.seq;
-            store(&state, batch);
             json(StatusCode::OK, &format!("{{\"accepted_seq\":{seq}}}"))
+        }
+        Ok((seq, BatchOutcome::Duplicate)) => {
+            state.telemetry.ingest_result("duplicate");
+            json(
+                StatusCode::OK,
+                &format!("{{\"accepted_seq\":{seq},\"duplicate\":true}}"),
+            )
         }
         Err(refusal) => {
             state.telemetry.ingest_result(refusal.result);
             if refusal.status != StatusCode::NOT_FOUND {
-                tracing::warn!(%peer, status = refusal.status.as_u16(), error = %refusal.message, "ingest request refused");
+                tracing::warn!(peer = %peer.addr, status = refusal.status.as_u16(), error = %refusal.message, "ingest request refused");
             }
             let body = serde_json::json!({ "error": refusal.message }).to_string();
             json(refusal.status, &body)
@@ -78,7 +97,12 @@ impl Refusal {
     }
 }
 
-async fn accept(state: &IngestState, request: Request<Incoming>) -> Result<Batch, Refusal> {
+async fn accept(
+    state: &IngestState,
+    request: Request<Incoming>,
+    peer: &Peer,
+) -> Result<Batch, Refusal> {
+    let agent = identify(state, peer).await?;
     if request.uri().path() != INGEST_PATH {
         return Err(Refusal::new(
             StatusCode::NOT_FOUND,
@@ -171,22 +195,88 @@ async fn accept(state: &IngestState, request: Request<Incoming>) -> Result<Batch
             ),
         ));
     }
+    if batch.agent != agent {
+        return Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            "forged_identity",
+            format!(
+                "batch claims to come from {:?} but the certificate is {agent:?}'s",
+                batch.agent
+            ),
+        ));
+    }
     state.telemetry.ingest_bytes.inc_by(bytes.len() as u64);
     Ok(batch)
 }
 
-fn store(state: &IngestState, batch: Batch) {
-    let samples: usize = batch
-        .metrics
-        .iter()
-        .map(|family| family.samples.len())
-        .sum();
-    state.telemetry.ingest_samples.inc_by(samples as u64);
-    state
-        .telemetry
-        .ingest_events
-        .inc_by(batch.events.len() as u64);
-    state.store.update(&batch.agent, batch.metrics);
+/// The agent name the peer's certificate belongs to, if it is enrolled and
+/// not revoked.
+async fn identify(state: &IngestState, peer: &Peer) -> Result<String, Refusal> {
+    let unauthorized = |message: &str| Refusal::new(StatusCode::FORBIDDEN, "unauthorized", message);
+    let Some(fingerprint) = peer.certificate_sha256.clone() else {
+        return Err(unauthorized("a client certificate is required"));
+    };
+    let registry = Arc::clone(&state.registry);
+    let found = tokio::task::spawn_blocking(move || registry.identify(&fingerprint)).await;
+    match found {
+        Ok(Ok(Some(name))) => Ok(name),
+        Ok(Ok(None)) => Err(unauthorized("certificate revoked or not enrolled")),
+        Ok(Err(error)) => Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "error",
+            format!("{error:#}"),
+        )),
+        Err(error) => Err(Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "error",
+            error.to_string(),
+        )),
+    }
+}
+
+/// Stores a batch exactly once and returns its sequence number and whether
+/// it was new. Metrics of a duplicate are older than what is stored and are
+/// not applied.
+async fn store(state: &IngestState, batch: Batch) -> Result<(u64, BatchOutcome), Refusal> {
+    let registry = Arc::clone(&state.registry);
+    let Batch {
+        agent,
+        seq,
+        metrics,
+        events,
+        ..
+    } = batch;
+    let event_count = events.len();
+    let agent_for_store = agent.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        registry.accept_batch(&agent_for_store, seq, &events, now_ms())
+    })
+    .await
+    .map_err(|error| {
+        Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "error",
+            error.to_string(),
+        )
+    })?
+    .map_err(|error| {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "error",
+            format!("{error:#}"),
+        )
+    })?;
+    if outcome == BatchOutcome::Stored {
+        let samples: usize = metrics.iter().map(|family| family.samples.len()).sum();
+        state.telemetry.ingest_samples.inc_by(samples as u64);
+        state.telemetry.ingest_events.inc_by(event_count as u64);
+        if !metrics.is_empty() {
+            state.store.update(&agent, metrics);
+        } else {
+            state.store.touch(&agent);
+        }
+    }
+    Ok((seq, outcome))
 }
 
 /// A response with a JSON body.

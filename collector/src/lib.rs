@@ -2,22 +2,30 @@
 //! the command line around these functions, and tests call them directly.
 //!
 //! - [`config`]: the configuration file, its defaults and validation.
-//! - [`tls`]: the ingest certificate (generated once) and rustls set-up.
-//! - [`serve`]: the accept loop both listeners share (limits, timeouts, shutdown).
-//! - [`ingest`]: `POST /v1/batches`, decoding and validating agents' batches.
+//! - [`ca`]: the certificate authority that signs server and agent certificates.
+//! - [`tls`]: rustls set-up; mutual TLS on the ingest listener.
+//! - [`registry`]: SQLite state: tokens, agents, sequence numbers, events.
+//! - [`serve`]: the accept loop all listeners share (limits, timeouts, shutdown).
+//! - [`enroll`]: `POST /v1/enroll`, tokens in, client certificates out.
+//! - [`ingest`]: `POST /v1/batches`, identity from the certificate, exactly-once storage.
+//! - [`liveness`]: marks silent agents and records `agent_silent` events.
 //! - [`metric_store`]: the latest metrics per agent and their exposition.
 //! - [`http`]: `/metrics`, health endpoints and the status page.
 //! - [`telemetry`]: the collector's own `countywatch_*` metrics.
 //! - [`alerting`]: rule evaluation over agents' metrics (`countywatch-rules`).
 //!
-//! [`start`] binds both listeners and returns a [`Running`] collector whose
+//! [`start`] binds the listeners and returns a [`Running`] collector whose
 //! addresses tests can read; [`run`] is start-then-wait for the binary.
 
 pub mod alerting;
+pub mod ca;
 pub mod config;
+pub mod enroll;
 pub mod http;
 pub mod ingest;
+pub mod liveness;
 pub mod metric_store;
+pub mod registry;
 pub mod serve;
 pub mod telemetry;
 pub mod tls;
@@ -32,8 +40,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::ca::CertificateAuthority;
 use crate::config::Config;
 use crate::metric_store::MetricStore;
+use crate::registry::Registry;
 use crate::serve::{ServeOptions, serve};
 use crate::telemetry::Telemetry;
 
@@ -43,26 +53,28 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// Where the ingest listener is bound.
     pub ingest_addr: SocketAddr,
-    /// SHA-256 of the ingest certificate, for agents to pin.
-    pub ingest_fingerprint: String,
+    /// Where the enrolment listener is bound, when enabled.
+    pub enroll_addr: Option<SocketAddr>,
+    /// SHA-256 of the CA certificate, which agents pin when they enrol.
+    pub ca_fingerprint: String,
     /// The rule engine, when rule files are configured; notifiers read its
     /// firing alerts.
     pub alerting: Option<Arc<alerting::Alerting>>,
-    /// Turning this true stops both listeners.
+    /// Turning this true stops every listener.
     stop: watch::Sender<bool>,
-    /// The listeners' tasks.
+    /// The listeners' and background tasks.
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
-    /// Waits for `shutdown`, then stops both listeners, letting open
+    /// Waits for `shutdown`, then stops the listeners, letting open
     /// connections finish within a grace period.
     pub async fn wait(self, shutdown: impl Future<Output = ()>) {
         shutdown.await;
         self.stop().await;
     }
 
-    /// Stops both listeners now.
+    /// Stops every listener now.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
@@ -72,105 +84,164 @@ impl Running {
     }
 }
 
-/// Binds the listeners and starts serving.
-pub async fn start(config: Config) -> anyhow::Result<Running> {
+/// The names the generated server certificate is valid for.
+fn server_names(config: &Config) -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim();
+        if !host.is_empty() {
+            names.push(host.to_string());
+        }
+    }
+    names.extend(config.ingest.server_names.iter().cloned());
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The CA, creating it and the server certificate on first start. Also used
+/// by the `token create` and `fingerprint` commands.
+pub fn certificate_authority(config: &Config) -> anyhow::Result<CertificateAuthority> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    CertificateAuthority::load_or_create(&config.data_dir, config.ca.as_ref())
+}
+
+async fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} ({key})"))
+}
+
+/// Binds the listeners and starts serving.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let ca = Arc::new(certificate_authority(&config)?);
+    let registry = Arc::new(Registry::open(&config.data_dir)?);
     let telemetry = Arc::new(Telemetry::new().context("cannot register self-metrics")?);
     let store = Arc::new(MetricStore::new(config.metrics.stale_after.get()));
 
-    let ingest_files = tls::ensure_ingest_identity(
-        &config.data_dir,
-        config.ingest.tls.as_ref(),
-        &config.ingest.server_names,
-    )?;
-    let ingest_fingerprint = tls::fingerprint_of(&ingest_files)?;
-    let ingest_tls = TlsAcceptor::from(tls::server_config(&ingest_files)?);
+    let server_files = match &config.ingest.tls {
+        Some(files) => files.clone(),
+        None => ca.ensure_server_certificate(&config.data_dir, &server_names(&config))?,
+    };
+    let ingest_tls = TlsAcceptor::from(tls::mutual_server_config(&server_files, ca.certificate())?);
+    let enroll_tls = TlsAcceptor::from(tls::server_config(&server_files)?);
     let http_tls = match &config.http.tls {
         Some(files) => Some(TlsAcceptor::from(tls::server_config(files)?)),
         None => None,
     };
 
-    let http_listen = config.http_listen()?;
-    let ingest_listen = config.ingest_listen()?;
-    let http_listener = TcpListener::bind(http_listen)
-        .await
-        .with_context(|| format!("cannot listen on {http_listen} (http.listen)"))?;
-    let ingest_listener = TcpListener::bind(ingest_listen)
-        .await
-        .with_context(|| format!("cannot listen on {ingest_listen} (ingest.listen)"))?;
+    let http_listener = bind(config.http_listen()?, "http.listen").await?;
+    let ingest_listener = bind(config.ingest_listen()?, "ingest.listen").await?;
+    let enroll_listener = match config.enroll.enabled {
+        true => Some(bind(config.enroll_listen()?, "enroll.listen").await?),
+        false => None,
+    };
     let http_addr = http_listener.local_addr()?;
     let ingest_addr = ingest_listener.local_addr()?;
+    let enroll_addr = match &enroll_listener {
+        Some(listener) => Some(listener.local_addr()?),
+        None => None,
+    };
     let scheme = if http_tls.is_some() { "https" } else { "http" };
     if http_tls.is_none() && !http_addr.ip().is_loopback() {
         tracing::warn!(%http_addr, "serving plain HTTP on a non-loopback address (http.insecure_http is set)");
     }
+    let request_timeout = config.ingest.request_timeout.get();
+    let ca_fingerprint = ca.fingerprint();
 
     let (stop, stopped) = watch::channel(false);
+    let mut tasks = Vec::new();
     let rules = alerting::start(
         &config.rules,
         &config.data_dir,
         Arc::clone(&store),
         stopped.clone(),
     )?;
+    let alerting = rules.map(|(engine, task)| {
+        tasks.push(task);
+        engine
+    });
     let http_state = Arc::new(http::HttpState {
-        alerting: rules.as_ref().map(|(engine, _)| Arc::clone(engine)),
+        alerting: alerting.clone(),
         store: Arc::clone(&store),
+        registry: Arc::clone(&registry),
         telemetry: Arc::clone(&telemetry),
-        ingest_fingerprint: ingest_fingerprint.clone(),
+        ca_fingerprint: ca_fingerprint.clone(),
+        silent_after: config.agents.silent_after.get(),
     });
-    let ingest_state = Arc::new(ingest::IngestState {
-        store,
-        telemetry: Arc::clone(&telemetry),
-        max_body_bytes: config.ingest.max_body_bytes,
-        max_decompressed_bytes: config.ingest.max_decompressed_bytes,
-        request_timeout: config.ingest.request_timeout.get(),
-    });
-    let http_task = tokio::spawn(serve(
+    tasks.push(tokio::spawn(serve(
         http_listener,
         ServeOptions {
             name: "http",
             tls: http_tls,
             max_connections: 256,
-            request_timeout: config.ingest.request_timeout.get(),
+            request_timeout,
         },
         Arc::clone(&telemetry),
         move |request, peer| http::handle(Arc::clone(&http_state), request, peer),
         stopped.clone(),
-    ));
-    let ingest_task = tokio::spawn(serve(
+    )));
+    let ingest_state = Arc::new(ingest::IngestState {
+        store,
+        registry: Arc::clone(&registry),
+        telemetry: Arc::clone(&telemetry),
+        max_body_bytes: config.ingest.max_body_bytes,
+        max_decompressed_bytes: config.ingest.max_decompressed_bytes,
+        request_timeout,
+    });
+    tasks.push(tokio::spawn(serve(
         ingest_listener,
         ServeOptions {
             name: "ingest",
             tls: Some(ingest_tls),
             max_connections: config.ingest.max_connections,
-            request_timeout: config.ingest.request_timeout.get(),
+            request_timeout,
         },
-        telemetry,
+        Arc::clone(&telemetry),
         move |request, peer| ingest::handle(Arc::clone(&ingest_state), request, peer),
+        stopped.clone(),
+    )));
+    if let Some(listener) = enroll_listener {
+        let enroll_state = Arc::new(enroll::EnrollState::new(
+            Arc::clone(&ca),
+            Arc::clone(&registry),
+            Arc::clone(&telemetry),
+            ingest_addr.port(),
+        ));
+        tasks.push(tokio::spawn(serve(
+            listener,
+            ServeOptions {
+                name: "enroll",
+                tls: Some(enroll_tls),
+                max_connections: 64,
+                request_timeout,
+            },
+            Arc::clone(&telemetry),
+            move |request, peer| enroll::handle(Arc::clone(&enroll_state), request, peer),
+            stopped.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(liveness::watch(
+        registry,
+        config.agents.silent_after.get(),
         stopped,
-    ));
-    tracing::info!(
-        listener = "http",
-        addr = %http_addr,
-        url = %format!("{scheme}://{http_addr}/metrics"),
-        "listening"
-    );
-    tracing::info!(
-        listener = "ingest",
-        addr = %ingest_addr,
-        fingerprint = %ingest_fingerprint,
-        "listening"
-    );
-    let mut tasks = vec![http_task, ingest_task];
-    let alerting = rules.map(|(engine, task)| {
-        tasks.push(task);
-        engine
-    });
+    )));
+
+    tracing::info!(listener = "http", addr = %http_addr, url = %format!("{scheme}://{http_addr}/metrics"), "listening");
+    tracing::info!(listener = "ingest", addr = %ingest_addr, ca_sha256 = %ca_fingerprint, "listening");
+    if let Some(addr) = enroll_addr {
+        tracing::info!(listener = "enroll", addr = %addr, ca_sha256 = %ca_fingerprint, "listening");
+    }
     Ok(Running {
         http_addr,
         ingest_addr,
-        ingest_fingerprint,
+        enroll_addr,
+        ca_fingerprint,
         alerting,
         stop,
         tasks,

@@ -40,15 +40,21 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
-    /// Print the SHA-256 fingerprint of the ingest certificate that agents
-    /// pin, generating the certificate if the data directory has none yet.
+    /// Print the SHA-256 fingerprint of the CA certificate that agents pin
+    /// when they enrol, creating the CA if the data directory has none yet.
     Fingerprint {
-        /// Configuration file (YAML); without it the embedded defaults apply.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Data directory (data_dir).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        location: StateLocation,
+    },
+    /// Enrolment tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Enrolled agents.
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
     },
     /// Prometheus rule files: `check` and `test`, drop-ins for promtool's.
     Rules {
@@ -74,6 +80,49 @@ enum RulesCommand {
     },
 }
 
+/// Where the collector's state is: a config file's data_dir, or a directory.
+#[derive(clap::Args)]
+struct StateLocation {
+    /// Configuration file (YAML); its data_dir is used.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (overrides the config's data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a single-use enrolment token and print the command to run on
+    /// the server being enrolled.
+    Create {
+        #[command(flatten)]
+        location: StateLocation,
+        /// How long the token stays valid.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// Bind the token to this agent name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentsCommand {
+    /// List enrolled agents.
+    List {
+        #[command(flatten)]
+        location: StateLocation,
+    },
+    /// Revoke an agent: its certificate is refused from the next request on.
+    Revoke {
+        #[command(flatten)]
+        location: StateLocation,
+        /// The agent's name.
+        name: String,
+    },
+}
+
 /// Flags that override the configuration file.
 #[derive(clap::Args)]
 struct Overrides {
@@ -83,6 +132,9 @@ struct Overrides {
     /// Ingest listen address for agents (ingest.listen).
     #[arg(long)]
     ingest_listen: Option<String>,
+    /// Enrolment listen address for agents (enroll.listen).
+    #[arg(long)]
+    enroll_listen: Option<String>,
     /// Data directory (data_dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -103,33 +155,35 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Fingerprint { config, data_dir } => {
-            let overrides = Overrides {
-                http_listen: None,
-                ingest_listen: None,
-                data_dir,
-            };
-            let config = match load(config.as_ref(), overrides) {
-                Ok(config) => config,
-                Err(code) => return code,
-            };
-            let fingerprint = countywatch_collector::tls::ensure_ingest_identity(
-                &config.data_dir,
-                config.ingest.tls.as_ref(),
-                &config.ingest.server_names,
-            )
-            .and_then(|files| countywatch_collector::tls::fingerprint_of(&files));
-            match fingerprint {
-                Ok(fingerprint) => {
-                    println!("{fingerprint}");
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("{error:#}");
-                    ExitCode::FAILURE
-                }
+        Command::Fingerprint { location } => with_state(location, |config| {
+            let ca = countywatch_collector::certificate_authority(config)?;
+            println!("{}", ca.fingerprint());
+            Ok(())
+        }),
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    location,
+                    ttl,
+                    name,
+                },
+        } => with_state(location, |config| {
+            token_create(config, &ttl, name.as_deref())
+        }),
+        Command::Agents {
+            command: AgentsCommand::List { location },
+        } => with_state(location, agents_list),
+        Command::Agents {
+            command: AgentsCommand::Revoke { location, name },
+        } => with_state(location, |config| {
+            let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
+            if registry.revoke(&name, countywatch_collector::enroll::now_ms())? {
+                println!("revoked {name}: its certificate is refused from its next request on");
+                Ok(())
+            } else {
+                anyhow::bail!("no enrolled, unrevoked agent named {name:?}")
             }
-        }
+        }),
         Command::Run { config, overrides } => {
             let config = match load(config.as_ref(), overrides) {
                 Ok(config) => config,
@@ -155,6 +209,92 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Runs an administrative command against the state `location` names.
+fn with_state(
+    location: StateLocation,
+    command: impl FnOnce(&Config) -> anyhow::Result<()>,
+) -> ExitCode {
+    let overrides = Overrides {
+        http_listen: None,
+        ingest_listen: None,
+        enroll_listen: None,
+        data_dir: location.data_dir,
+    };
+    let config = match load(location.config.as_ref(), overrides) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    match command(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn token_create(config: &Config, ttl: &str, name: Option<&str>) -> anyhow::Result<()> {
+    let ttl = countywatch_daemon::duration::parse(ttl)?;
+    if let Some(name) = name
+        && !countywatch_wire::is_valid_agent_name(name)
+    {
+        anyhow::bail!("invalid agent name {name:?}: use 1 to 253 letters, digits, '.', '-' or '_'");
+    }
+    let ca = countywatch_collector::certificate_authority(config)?;
+    let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
+    let token = registry.create_token(name, ttl, countywatch_collector::enroll::now_ms())?;
+    let enroll = config.enroll_listen()?;
+    let host = if enroll.ip().is_unspecified() {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|host| host.trim().to_string())
+            .unwrap_or_else(|_| "COLLECTOR-HOST".to_string())
+    } else if enroll.is_ipv6() {
+        format!("[{}]", enroll.ip())
+    } else {
+        enroll.ip().to_string()
+    };
+    let name_flag = name
+        .map(|name| format!(" --name {name}"))
+        .unwrap_or_default();
+    println!("token: {token}");
+    println!(
+        "expires in: {}",
+        countywatch_daemon::duration::PromDuration(ttl)
+    );
+    println!("CA SHA-256: {}", ca.fingerprint());
+    println!("enrol with:");
+    println!(
+        "  countywatch-agent enroll --collector https://{host}:{} --token {token} --ca-sha256 {}{name_flag}",
+        enroll.port(),
+        ca.fingerprint()
+    );
+    Ok(())
+}
+
+fn agents_list(config: &Config) -> anyhow::Result<()> {
+    let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
+    println!(
+        "{:<32} {:<10} {:>10} {:<24} CERT SHA-256",
+        "NAME", "STATE", "LAST SEQ", "LAST SEEN (UNIX MS)"
+    );
+    for agent in registry.agents()? {
+        let state = if agent.revoked_ms.is_some() {
+            "revoked"
+        } else {
+            "enrolled"
+        };
+        let seen = agent
+            .last_seen_ms
+            .map(|ms| ms.to_string())
+            .unwrap_or_else(|| "never".to_string());
+        println!(
+            "{:<32} {:<10} {:>10} {:<24} {}",
+            agent.name, state, agent.last_seq, seen, agent.cert_sha256
+        );
+    }
+    Ok(())
 }
 
 fn rules_command(command: RulesCommand) -> ExitCode {
@@ -198,6 +338,9 @@ fn load(path: Option<&PathBuf>, overrides: Overrides) -> Result<Config, ExitCode
     }
     if let Some(listen) = overrides.ingest_listen {
         config.ingest.listen = unspanned(listen);
+    }
+    if let Some(listen) = overrides.enroll_listen {
+        config.enroll.listen = unspanned(listen);
     }
     if let Some(data_dir) = overrides.data_dir {
         config.data_dir = data_dir;

@@ -54,6 +54,27 @@ impl MetricStore {
         );
     }
 
+    /// Marks `agent` as heard from without replacing its metrics (a batch
+    /// that carried only events).
+    pub fn touch(&self, agent: &str) {
+        let mut agents = self
+            .agents
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        match agents.get_mut(agent) {
+            Some(metrics) => metrics.received_at = SystemTime::now(),
+            None => {
+                agents.insert(
+                    agent.to_string(),
+                    AgentMetrics {
+                        families: Vec::new(),
+                        received_at: SystemTime::now(),
+                    },
+                );
+            }
+        }
+    }
+
     /// Writes every agent's metrics in the Prometheus text format and
     /// returns how many agents were fresh enough to be written.
     pub fn write_text(&self, out: &mut String, now: SystemTime) -> usize {

@@ -27,6 +27,16 @@ use crate::telemetry::Telemetry;
 /// How long open connections get to finish after shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Who is on the other end of a connection.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// The remote address.
+    pub addr: SocketAddr,
+    /// SHA-256 (hex) of the client certificate, when the peer presented one
+    /// that the listener's verifier accepted.
+    pub certificate_sha256: Option<String>,
+}
+
 /// How one listener serves.
 pub struct ServeOptions {
     /// `http` or `ingest`, for logs and metric labels.
@@ -47,7 +57,7 @@ pub async fn serve<H, F>(
     handler: H,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Peer) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let options = Arc::new(options);
@@ -113,7 +123,7 @@ async fn serve_connection<H, F>(
     handler: H,
     shutdown: watch::Receiver<bool>,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Peer) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let _ = stream.set_nodelay(true);
@@ -123,7 +133,17 @@ async fn serve_connection<H, F>(
                 tokio::time::timeout(options.request_timeout, acceptor.accept(stream)).await;
             match handshake {
                 Ok(Ok(tls)) => {
-                    serve_http(TokioIo::new(tls), peer, options, handler, shutdown).await
+                    let certificate_sha256 = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|leaf| crate::ca::sha256_hex(leaf.as_ref()));
+                    let peer = Peer {
+                        addr: peer,
+                        certificate_sha256,
+                    };
+                    serve_http(TokioIo::new(tls), peer, options, handler, shutdown).await;
                 }
                 Ok(Err(error)) => {
                     telemetry
@@ -141,23 +161,30 @@ async fn serve_connection<H, F>(
                 }
             }
         }
-        None => serve_http(TokioIo::new(stream), peer, options, handler, shutdown).await,
+        None => {
+            let peer = Peer {
+                addr: peer,
+                certificate_sha256: None,
+            };
+            serve_http(TokioIo::new(stream), peer, options, handler, shutdown).await;
+        }
     }
 }
 
 async fn serve_http<I, H, F>(
     io: I,
-    peer: SocketAddr,
+    peer: Peer,
     options: &ServeOptions,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Peer) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
+    let addr = peer.addr;
     let service = hyper::service::service_fn(move |request| {
-        let response = handler(request, peer);
+        let response = handler(request, peer.clone());
         async move { Ok::<_, Infallible>(response.await) }
     });
     let connection = hyper::server::conn::http1::Builder::new()
@@ -174,6 +201,6 @@ async fn serve_http<I, H, F>(
         }
     };
     if let Err(error) = result {
-        tracing::debug!(listener = options.name, %peer, %error, "connection ended with an error");
+        tracing::debug!(listener = options.name, peer = %addr, %error, "connection ended with an error");
     }
 }

@@ -11,8 +11,7 @@ use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, T
 pub struct Telemetry {
     /// The registry the metrics live in.
     registry: Registry,
-    /// Ingest requests by outcome: `accepted`, `bad_request`, `too_large`,
-    /// `timeout`, `not_found`, `method_not_allowed`.
+    /// Ingest requests by outcome (see [`INGEST_RESULTS`]).
     pub ingest_requests: IntCounterVec,
     /// Samples accepted from agents.
     pub ingest_samples: IntCounter,
@@ -26,12 +25,28 @@ pub struct Telemetry {
     pub open_connections: prometheus::IntGaugeVec,
     /// Agents whose metrics are currently exposed.
     pub agents_reporting: IntGauge,
+    /// Enrolment requests by outcome.
+    pub enroll_requests: IntCounterVec,
 }
+
+/// The outcomes `enroll_requests` is labelled with.
+pub const ENROLL_RESULTS: [&str; 6] = [
+    "enrolled",
+    "invalid_token",
+    "bad_request",
+    "rate_limited",
+    "not_found",
+    "error",
+];
 
 /// The outcomes `ingest_requests` is labelled with; pre-created so that
 /// each series exists (at 0) from the start, which `rate()` needs.
-pub const INGEST_RESULTS: [&str; 6] = [
+pub const INGEST_RESULTS: [&str; 10] = [
     "accepted",
+    "duplicate",
+    "unauthorized",
+    "forged_identity",
+    "error",
     "bad_request",
     "too_large",
     "timeout",
@@ -90,7 +105,7 @@ impl Telemetry {
             ),
             &["listener"],
         )?;
-        for listener in ["http", "ingest"] {
+        for listener in ["http", "ingest", "enroll"] {
             tls_handshake_failures.with_label_values(&[listener]);
             open_connections.with_label_values(&[listener]);
         }
@@ -98,6 +113,17 @@ impl Telemetry {
             "countywatch_agents_reporting",
             "Agents whose metrics are currently exposed (reported within metrics.stale_after).",
         )?;
+        let enroll_requests = IntCounterVec::new(
+            Opts::new(
+                "countywatch_enroll_requests_total",
+                "Enrolment requests by outcome.",
+            ),
+            &["result"],
+        )?;
+        for result in ENROLL_RESULTS {
+            enroll_requests.with_label_values(&[result]);
+        }
+        registry.register(Box::new(enroll_requests.clone()))?;
         registry.register(Box::new(ingest_requests.clone()))?;
         registry.register(Box::new(ingest_samples.clone()))?;
         registry.register(Box::new(ingest_events.clone()))?;
@@ -114,12 +140,18 @@ impl Telemetry {
             tls_handshake_failures,
             open_connections,
             agents_reporting,
+            enroll_requests,
         })
     }
 
     /// Counts one ingest request with the given outcome.
     pub fn ingest_result(&self, result: &str) {
         self.ingest_requests.with_label_values(&[result]).inc();
+    }
+
+    /// Counts one enrolment request with the given outcome.
+    pub fn enroll_result(&self, result: &str) {
+        self.enroll_requests.with_label_values(&[result]).inc();
     }
 
     /// Appends the self-metrics in the Prometheus text format.

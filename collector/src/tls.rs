@@ -1,99 +1,18 @@
-//! TLS material of the collector: the ingest certificate generated on first
-//! start (or the operator's own), and the rustls server configurations.
+//! rustls server configurations for the collector's listeners.
 //!
-//! Agents pin the ingest certificate by its SHA-256 fingerprint, so the
-//! certificate is generated once and kept: regenerating it would cut every
-//! agent off. The private key is written with mode 0600.
+//! TLS 1.2 and 1.3 only, ring provider. The ingest listener requires a
+//! client certificate signed by the collector's CA during the handshake;
+//! the enrolment listener and the optional HTTPS listener do not.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use sha2::{Digest, Sha256};
+use rustls::server::WebPkiClientVerifier;
 
 use crate::config::TlsFiles;
-
-/// File names of the generated ingest identity inside the data dir.
-const CERT_FILE: &str = "tls/ingest.crt";
-const KEY_FILE: &str = "tls/ingest.key";
-
-/// Where the generated ingest certificate and key are kept.
-pub fn generated_files(data_dir: &Path) -> TlsFiles {
-    TlsFiles {
-        cert_file: data_dir.join(CERT_FILE),
-        key_file: data_dir.join(KEY_FILE),
-    }
-}
-
-/// Returns the ingest certificate files: the configured ones, or those in
-/// the data dir, generating them on first start.
-pub fn ensure_ingest_identity(
-    data_dir: &Path,
-    configured: Option<&TlsFiles>,
-    extra_names: &[String],
-) -> anyhow::Result<TlsFiles> {
-    if let Some(files) = configured {
-        return Ok(files.clone());
-    }
-    let files = generated_files(data_dir);
-    if files.cert_file.exists() && files.key_file.exists() {
-        return Ok(files);
-    }
-    let mut names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
-    if let Some(host) = host_name() {
-        names.push(host);
-    }
-    names.extend(extra_names.iter().cloned());
-    names.sort();
-    names.dedup();
-    let certified = rcgen::generate_simple_self_signed(names.clone())
-        .context("cannot generate the ingest certificate")?;
-    let directory = files
-        .cert_file
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    std::fs::create_dir_all(&directory)
-        .with_context(|| format!("cannot create {}", directory.display()))?;
-    write_file(
-        &files.key_file,
-        certified.signing_key.serialize_pem().as_bytes(),
-        0o600,
-    )?;
-    write_file(&files.cert_file, certified.cert.pem().as_bytes(), 0o644)?;
-    tracing::info!(
-        cert = %files.cert_file.display(),
-        names = ?names,
-        "generated the ingest certificate"
-    );
-    Ok(files)
-}
-
-fn host_name() -> Option<String> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    let name = name.trim();
-    (!name.is_empty()).then(|| name.to_string())
-}
-
-fn write_file(path: &PathBuf, contents: &[u8], mode: u32) -> anyhow::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
-}
 
 /// Reads a PEM certificate chain and private key.
 pub fn load(
@@ -119,56 +38,50 @@ pub fn load(
     Ok((chain, key))
 }
 
-/// The SHA-256 fingerprint of a certificate, lower-case hex, as agents pin it.
-pub fn fingerprint(certificate: &CertificateDer<'_>) -> String {
-    hex::encode(Sha256::digest(certificate.as_ref()))
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The fingerprint of the leaf certificate in `files`.
-pub fn fingerprint_of(files: &TlsFiles) -> anyhow::Result<String> {
-    let (chain, _) = load(files)?;
-    chain
-        .first()
-        .map(fingerprint)
-        .context("no certificate found")
-}
-
-/// A rustls server configuration (TLS 1.2 and 1.3, ring) for the files.
+/// A server configuration without client authentication.
 pub fn server_config(files: &TlsFiles) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let (chain, key) = load(files)?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .context("cannot configure TLS versions")?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .context("the certificate and key do not form a usable pair")?;
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("cannot configure TLS versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the certificate and key do not form a usable pair")?;
+    Ok(Arc::new(config))
+}
+
+/// A server configuration that requires a client certificate issued by
+/// `client_ca`. Expired certificates and certificates of other CAs fail the
+/// handshake; revocation is checked per request by the ingest handler.
+pub fn mutual_server_config(
+    files: &TlsFiles,
+    client_ca: &CertificateDer<'static>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let (chain, key) = load(files)?;
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(client_ca.clone())
+        .context("cannot use the CA certificate as a trust root")?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .context("cannot build the client certificate verifier")?;
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("cannot configure TLS versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .context("the certificate and key do not form a usable pair")?;
     Ok(Arc::new(config))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn generates_once_with_a_private_key_and_a_stable_fingerprint() {
-        let dir = tempfile::tempdir().unwrap();
-        let files =
-            ensure_ingest_identity(dir.path(), None, &["collector.county".to_string()]).unwrap();
-        let mode = std::fs::metadata(&files.key_file)
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
-        assert_eq!(mode, 0o600);
-        let first = fingerprint_of(&files).unwrap();
-        assert_eq!(first.len(), 64);
-        let again = ensure_ingest_identity(dir.path(), None, &[]).unwrap();
-        assert_eq!(fingerprint_of(&again).unwrap(), first);
-        assert!(server_config(&files).is_ok());
-    }
+    use std::path::PathBuf;
 
     #[test]
     fn missing_files_are_a_clear_error() {
@@ -181,5 +94,16 @@ mod tests {
             error.starts_with("cannot read certificates from /nonexistent/c.pem"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn server_certificates_from_the_ca_load_with_and_without_client_auth() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = crate::ca::CertificateAuthority::load_or_create(dir.path(), None).unwrap();
+        let files = ca
+            .ensure_server_certificate(dir.path(), &["localhost".to_string()])
+            .unwrap();
+        assert!(server_config(&files).is_ok());
+        assert!(mutual_server_config(&files, ca.certificate()).is_ok());
     }
 }

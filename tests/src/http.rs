@@ -58,17 +58,30 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-/// POSTs `body` to `https://addr/path` through curl, trusting any
-/// certificate (the tests check the pinning separately, with the agent).
-/// Returns the status and the response body.
-pub fn curl_post(addr: SocketAddr, path: &str, body: &[u8], headers: &[&str]) -> Response {
+/// A client identity for curl: an enrolled agent's state directory.
+pub struct CurlIdentity<'a> {
+    /// `<state_dir>` of an agent that ran `countywatch-agent enroll`.
+    pub state_dir: &'a std::path::Path,
+}
+
+/// POSTs `body` to `https://addr/path` through curl. With an identity, curl
+/// presents the agent's certificate and trusts only the collector's CA;
+/// without one it presents none and trusts anything (to test refusals).
+/// Returns the status (0 when no HTTP answer came) and the response body.
+pub fn curl_post(
+    addr: SocketAddr,
+    path: &str,
+    body: &[u8],
+    headers: &[&str],
+    identity: Option<&CurlIdentity<'_>>,
+) -> Response {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("body");
     std::fs::write(&file, body).unwrap();
     let mut command = std::process::Command::new("curl");
     command
         .args([
-            "-sk",
+            "-s",
             "--max-time",
             "30",
             "-o",
@@ -78,6 +91,21 @@ pub fn curl_post(addr: SocketAddr, path: &str, body: &[u8], headers: &[&str]) ->
             "--data-binary",
         ])
         .arg(format!("@{}", file.display()));
+    match identity {
+        Some(identity) => {
+            let files = identity.state_dir.join("identity");
+            command
+                .arg("--cert")
+                .arg(files.join("agent.crt"))
+                .arg("--key")
+                .arg(files.join("agent.key"))
+                .arg("--cacert")
+                .arg(files.join("ca.crt"));
+        }
+        None => {
+            command.arg("-k");
+        }
+    }
     for header in headers {
         command.args(["-H", header]);
     }

@@ -6,11 +6,14 @@
 //! The daemons bind port 0 and report the address in a JSON log line, so no
 //! test ever guesses a free port. Binaries are looked up next to the test
 //! executable (`target/<profile>/`); `tests/run.sh` builds them first.
+//! Third-party peers ([`peer`]: node_exporter, Prometheus) cannot report a
+//! port they chose, so for them the harness picks a free one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod bench;
 pub mod http;
+pub mod peer;
 pub mod process;
 
-pub use process::{Agent, Collector, binary};
+pub use process::{Agent, Collector, TEST_AGENT_CONFIG, binary, enroll};

@@ -118,12 +118,14 @@ pub struct Collector {
     pub http_addr: SocketAddr,
     /// Where agents send batches.
     pub ingest_addr: SocketAddr,
-    /// The ingest certificate's SHA-256.
-    pub fingerprint: String,
+    /// Where agents enrol.
+    pub enroll_addr: SocketAddr,
+    /// The CA certificate's SHA-256, which agents pin.
+    pub ca_sha256: String,
     /// Data directory (kept alive as long as the collector).
     pub data_dir: PathBuf,
     /// Owns the temporary directory.
-    _dir: Option<tempfile::TempDir>,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Collector {
@@ -157,6 +159,9 @@ impl Collector {
         if !extra_args.contains(&"--ingest-listen") {
             command.args(["--ingest-listen", "127.0.0.1:0"]);
         }
+        if !extra_args.contains(&"--enroll-listen") {
+            command.args(["--enroll-listen", "127.0.0.1:0"]);
+        }
         command.arg("--data-dir").arg(data_dir).args(extra_args);
         if let Some(text) = config {
             let path = dir.path().join("collector.yaml");
@@ -166,8 +171,9 @@ impl Collector {
         let (child, logs, receiver) = spawn_logged(command);
         let mut http_addr = None;
         let mut ingest = None;
+        let mut enroll_addr = None;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while http_addr.is_none() || ingest.is_none() {
+        while http_addr.is_none() || ingest.is_none() || enroll_addr.is_none() {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let Ok(line) = receiver.recv_timeout(remaining) else {
                 panic!(
@@ -185,21 +191,153 @@ impl Collector {
             match value["listener"].as_str() {
                 Some("http") => http_addr = Some(addr),
                 Some("ingest") => {
-                    ingest = Some((addr, value["fingerprint"].as_str().unwrap().to_string()));
+                    ingest = Some((addr, value["ca_sha256"].as_str().unwrap().to_string()));
                 }
+                Some("enroll") => enroll_addr = Some(addr),
                 _ => {}
             }
         }
-        let (ingest_addr, fingerprint) = ingest.unwrap();
+        let (ingest_addr, ca_sha256) = ingest.unwrap();
         Collector {
             child,
             logs,
             http_addr: http_addr.unwrap(),
             ingest_addr,
-            fingerprint,
+            enroll_addr: enroll_addr.unwrap(),
+            ca_sha256,
             data_dir: data_dir.to_path_buf(),
-            _dir: Some(dir),
+            dir: Some(dir),
         }
+    }
+
+    /// Restarts a stopped collector on the same data directory and the same
+    /// ingest and enrolment ports, with the same config.
+    pub fn restart(
+        dir: tempfile::TempDir,
+        data_dir: &Path,
+        ingest: SocketAddr,
+        enroll: SocketAddr,
+    ) -> Collector {
+        let ingest = ingest.to_string();
+        let enroll = enroll.to_string();
+        let config = std::fs::read_to_string(dir.path().join("collector.yaml")).ok();
+        Collector::start_in(
+            dir,
+            data_dir,
+            config.as_deref(),
+            &["--ingest-listen", &ingest, "--enroll-listen", &enroll],
+        )
+    }
+
+    /// The collector's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Creates an enrolment token with `countywatch-collector token create`.
+    pub fn token(&self, name: Option<&str>) -> String {
+        let mut command = Command::new(binary("countywatch-collector"));
+        command
+            .args(["token", "create", "--data-dir"])
+            .arg(&self.data_dir);
+        if let Some(name) = name {
+            command.args(["--name", name]);
+        }
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "token create failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("token: "))
+            .unwrap()
+            .to_string()
+    }
+
+    /// Enrols an identity named `name` without running an agent and returns
+    /// the directory holding it (`<dir>/identity/...`).
+    pub fn enrolled_identity(&self, name: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let token = self.token(None);
+        let (code, _, stderr) = enroll(
+            &self.enroll_url(),
+            &token,
+            &self.ca_sha256,
+            Some(name),
+            dir.path(),
+        );
+        assert_eq!(code, 0, "{stderr}");
+        dir
+    }
+
+    /// Runs `countywatch-collector agents revoke NAME`.
+    pub fn revoke(&self, name: &str) {
+        let output = Command::new(binary("countywatch-collector"))
+            .args(["agents", "revoke", "--data-dir"])
+            .arg(&self.data_dir)
+            .arg(name)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "revoke failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Opens the collector's state database read-only (WAL allows it while
+    /// the collector writes).
+    pub fn database(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.data_dir.join("collector.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap()
+    }
+
+    /// The sequence numbers of every batch stored for `agent`, ascending.
+    pub fn batch_sequence_numbers(&self, agent: &str) -> Vec<i64> {
+        let database = self.database();
+        let mut statement = database
+            .prepare("SELECT seq FROM batches WHERE agent = ?1 ORDER BY seq")
+            .unwrap();
+        statement
+            .query_map([agent], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<Vec<i64>, _>>()
+            .unwrap()
+    }
+
+    /// How many events of `kind` are stored for `agent`.
+    pub fn event_count(&self, agent: &str, kind: &str) -> i64 {
+        self.database()
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE agent = ?1 AND kind = ?2",
+                [agent, kind],
+                |row| row.get(0),
+            )
+            .unwrap()
+    }
+
+    /// The enrolment URL.
+    pub fn enroll_url(&self) -> String {
+        format!("https://{}", self.enroll_addr)
+    }
+
+    /// Kills the collector with SIGKILL and returns its directory, for a restart.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.dir.take().unwrap()
+    }
+
+    /// Stops the collector with SIGTERM and returns its directory, for a restart.
+    pub fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        terminate(&mut self.child);
+        self.dir.take().unwrap()
     }
 
     /// The collector's `/metrics` text.
@@ -243,46 +381,105 @@ pub struct Agent {
     child: Child,
     /// Its stderr, JSON lines.
     pub logs: LogLines,
+    /// Its state directory.
+    pub state_dir: PathBuf,
     /// Owns the state directory.
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
 }
 
+/// Runs `countywatch-agent enroll` and returns (exit code, stdout, stderr).
+pub fn enroll(
+    url: &str,
+    token: &str,
+    ca_sha256: &str,
+    name: Option<&str>,
+    state_dir: &Path,
+) -> (i32, String, String) {
+    let mut command = Command::new(binary("countywatch-agent"));
+    command
+        .args([
+            "enroll",
+            "--collector",
+            url,
+            "--token",
+            token,
+            "--ca-sha256",
+            ca_sha256,
+            "--state-dir",
+        ])
+        .arg(state_dir);
+    if let Some(name) = name {
+        command.args(["--name", name]);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The agent config the tests use: collect every second, short timeouts.
+pub const TEST_AGENT_CONFIG: &str =
+    "interval: 1s\ncollector:\n  timeout: 2s\n  catch_up_rate: 200\n";
+
 impl Agent {
-    /// Starts an agent reporting as `name` to `url`, pinning `fingerprint`,
-    /// collecting every second.
-    pub fn start(name: &str, url: &str, fingerprint: &str) -> Agent {
+    /// Enrols an agent named `name` with `collector` (a fresh token) and
+    /// starts it, collecting every second.
+    pub fn start_for(name: &str, collector: &Collector) -> Agent {
+        Agent::start_for_with(name, collector, "")
+    }
+
+    /// Like [`Agent::start_for`], with `extra` appended to the test config
+    /// (top-level YAML keys other than `interval` and `collector`, e.g. a
+    /// `probes:` section).
+    pub fn start_for_with(name: &str, collector: &Collector, extra: &str) -> Agent {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("agent.yaml");
-        std::fs::write(&config, "interval: 1s\ncollector:\n  timeout: 2s\n").unwrap();
-        let mut command = Command::new(binary("countywatch-agent"));
+        let state_dir = dir.path().join("state");
+        let token = collector.token(None);
+        let (code, _, stderr) = enroll(
+            &collector.enroll_url(),
+            &token,
+            &collector.ca_sha256,
+            Some(name),
+            &state_dir,
+        );
+        assert_eq!(code, 0, "enrolment failed: {stderr}");
+        Agent::start_in(dir, &format!("{TEST_AGENT_CONFIG}{extra}"))
+    }
+
+    /// Starts an agent whose state is in `<dir>/state` (already enrolled),
+    /// with the given config text.
+    pub fn start_in(dir: tempfile::TempDir, config: &str) -> Agent {
+        Agent::start_wrapped(dir, config, &[])
+    }
+
+    /// Like [`Agent::start_in`], with the binary run through `wrapper`
+    /// (e.g. `ip netns exec NS`).
+    pub fn start_wrapped(dir: tempfile::TempDir, config: &str, wrapper: &[&str]) -> Agent {
+        let state_dir = dir.path().join("state");
+        let config_path = dir.path().join("agent.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut command = match wrapper.split_first() {
+            Some((program, arguments)) => {
+                let mut command = Command::new(program);
+                command.args(arguments).arg(binary("countywatch-agent"));
+                command
+            }
+            None => Command::new(binary("countywatch-agent")),
+        };
         command
             .args(["--log-format", "json", "run", "--config"])
-            .arg(&config)
-            .args([
-                "--name",
-                name,
-                "--collector",
-                url,
-                "--collector-sha256",
-                fingerprint,
-            ])
+            .arg(&config_path)
             .arg("--state-dir")
-            .arg(dir.path().join("state"));
+            .arg(&state_dir);
         let (child, logs, _) = spawn_logged(command);
         Agent {
             child,
             logs,
-            _dir: dir,
+            state_dir,
+            dir: Some(dir),
         }
-    }
-
-    /// Starts an agent for `collector`.
-    pub fn start_for(name: &str, collector: &Collector) -> Agent {
-        Agent::start(
-            name,
-            &format!("https://{}", collector.ingest_addr),
-            &collector.fingerprint,
-        )
     }
 
     /// Whether the process is still running.
@@ -290,9 +487,41 @@ impl Agent {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The process id, for reading its /proc entry (benchmarks).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM and returns the exit status.
     pub fn terminate(mut self) -> Option<ExitStatus> {
         terminate(&mut self.child)
+    }
+
+    /// From the agent's spool: (batches waiting, last sequence number handed out).
+    pub fn spool_state(&self) -> (i64, i64) {
+        let spool = rusqlite::Connection::open_with_flags(
+            self.state_dir.join("spool.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let waiting = spool
+            .query_row("SELECT COUNT(*) FROM batches", [], |row| row.get(0))
+            .unwrap();
+        let last = spool
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'batches'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap_or(0);
+        (waiting, last)
+    }
+
+    /// Kills the agent with SIGKILL and returns its directory, for a restart.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.dir.take().unwrap()
     }
 }
 

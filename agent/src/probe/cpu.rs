@@ -13,8 +13,8 @@ use countywatch_wire::{MetricFamily, MetricKind};
 use super::{Probe, ProbeError, read_file};
 
 /// The modes of a `cpu` line, in the kernel's column order. Guest time is
-/// already included in user and nice, so node_exporter reports it apart
-/// (as do we, later) and never in `node_cpu_seconds_total`.
+/// already included in user and nice, so node_exporter reports it apart,
+/// in `node_cpu_guest_seconds_total`, and never in `node_cpu_seconds_total`.
 const MODES: [&str; 8] = [
     "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
 ];
@@ -64,6 +64,11 @@ pub fn parse(text: &str, ticks_per_second: f64) -> Vec<MetricFamily> {
         "Seconds the CPUs spent in each mode.",
         MetricKind::Counter,
     );
+    let mut guest_seconds = MetricFamily::new(
+        "node_cpu_guest_seconds_total",
+        "Seconds the CPUs spent in guests (VMs) for each mode.",
+        MetricKind::Counter,
+    );
     let mut singles = Vec::new();
     for line in text.lines() {
         let mut fields = line.split_whitespace();
@@ -75,10 +80,13 @@ pub fn parse(text: &str, ticks_per_second: f64) -> Vec<MetricFamily> {
             if index.is_empty() || index.parse::<u32>().is_err() {
                 continue;
             }
-            for (mode, value) in MODES.iter().zip(fields) {
-                if let Ok(ticks) = value.parse::<f64>() {
-                    cpu_seconds.push(&[("cpu", index), ("mode", mode)], ticks / ticks_per_second);
-                }
+            let values: Vec<f64> = fields.map_while(|value| value.parse().ok()).collect();
+            for (mode, ticks) in MODES.iter().zip(&values) {
+                cpu_seconds.push(&[("cpu", index), ("mode", mode)], ticks / ticks_per_second);
+            }
+            // Columns 9 and 10: guest and guest_nice (kernels since 2.6.33).
+            for (mode, ticks) in ["user", "nice"].iter().zip(values.iter().skip(MODES.len())) {
+                guest_seconds.push(&[("cpu", index), ("mode", mode)], ticks / ticks_per_second);
             }
             continue;
         }
@@ -123,6 +131,9 @@ pub fn parse(text: &str, ticks_per_second: f64) -> Vec<MetricFamily> {
         return Vec::new();
     }
     let mut families = vec![cpu_seconds];
+    if !guest_seconds.samples.is_empty() {
+        families.push(guest_seconds);
+    }
     families.extend(singles);
     families
 }
@@ -132,8 +143,8 @@ mod tests {
     use super::*;
 
     const STAT: &str = "cpu  10 20 30 40 50 60 70 80 90 100\n\
-cpu0 100 0 200 300 4 5 6 7 0 0\n\
-cpu1 1 2 3 4 5 6 7 8 0 0\n\
+cpu0 100 0 200 300 4 5 6 7\n\
+cpu1 1 2 3 4 5 6 7 8 9 10\n\
 intr 12345 1 2 3\n\
 ctxt 999\n\
 btime 1700000000\n\
@@ -157,7 +168,12 @@ softirq 1 2 3\n";
         );
         assert_eq!(cpu.samples[0].value, 1.0);
         assert_eq!(cpu.samples[3].value, 3.0);
-        let singles: Vec<(&str, f64)> = families[1..]
+        let guest = &families[1];
+        assert_eq!(guest.name, "node_cpu_guest_seconds_total");
+        assert_eq!(guest.samples.len(), 2, "cpu0 has no guest columns");
+        assert_eq!(guest.samples[0].labels[0].1, "1");
+        assert_eq!(guest.samples[1].value, 0.1);
+        let singles: Vec<(&str, f64)> = families[2..]
             .iter()
             .map(|family| (family.name.as_str(), family.samples[0].value))
             .collect();

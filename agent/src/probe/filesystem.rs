@@ -2,13 +2,70 @@
 //! filesystems, as node_exporter's filesystem collector reports them
 //! (`node_filesystem_size_bytes{device,fstype,mountpoint}` and siblings),
 //! with node_exporter's default excluded mount points and types.
+//!
+//! Each filesystem is stat'ed on its own thread under `stat_timeout`: a hung
+//! NFS or CIFS server blocks `statvfs` in the kernel, possibly for ever. A
+//! mount that does not answer in time is reported with
+//! `node_filesystem_device_error 1` and is not stat'ed again until its
+//! stuck thread returns, so one dead server costs one thread, not one per
+//! collection (node_exporter's issues #244 and #1353).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
+use countywatch_daemon::config_file::Problems;
+use countywatch_daemon::duration::PromDuration;
 use countywatch_wire::{MetricFamily, MetricKind};
+use serde::Deserialize;
 
 use super::{Probe, ProbeError, read_file};
+use crate::config::ProbeToggle;
+
+/// The filesystem probe's config section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesystemConfig {
+    /// Whether the probe runs.
+    pub enabled: bool,
+    /// How often the probe runs; defaults to the agent's interval.
+    pub interval: Option<PromDuration>,
+    /// How long one filesystem's `statvfs` may take before the mount is
+    /// reported as failing and skipped until it answers. Must be shorter
+    /// than `probes.timeout`.
+    pub stat_timeout: PromDuration,
+}
+
+impl Default for FilesystemConfig {
+    fn default() -> Self {
+        FilesystemConfig {
+            enabled: true,
+            interval: None,
+            stat_timeout: PromDuration(Duration::from_secs(2)),
+        }
+    }
+}
+
+impl FilesystemConfig {
+    /// The enable flag and interval, as every probe has them.
+    pub fn toggle(&self) -> ProbeToggle {
+        ProbeToggle {
+            enabled: self.enabled,
+            interval: self.interval,
+        }
+    }
+}
+
+/// Checks the section against the overall probe timeout.
+pub fn validate(config: &FilesystemConfig, probe_timeout: Duration, problems: &mut Problems) {
+    if config.stat_timeout.get() >= probe_timeout || config.stat_timeout.get().is_zero() {
+        problems.general(format!(
+            "probes.filesystem.stat_timeout {} must be above 0 and shorter than probes.timeout",
+            config.stat_timeout
+        ));
+    }
+}
 
 /// Filesystem types node_exporter excludes by default
 /// (`--collector.filesystem.fs-types-exclude`).
@@ -65,12 +122,76 @@ pub struct Mount {
 pub struct FilesystemProbe {
     /// procfs root, `/proc` unless configured.
     procfs: PathBuf,
+    /// Time limit of one filesystem's stat.
+    stat_timeout: Duration,
+    /// The stat function; tests swap in one that hangs.
+    stat: fn(&str) -> Option<Usage>,
+    /// Mount points whose stat has not returned yet, with the channel its
+    /// thread will answer on.
+    stuck: HashMap<String, mpsc::Receiver<Option<Usage>>>,
 }
 
 impl FilesystemProbe {
     /// A probe reading under `procfs`.
-    pub fn new(procfs: PathBuf) -> Self {
-        FilesystemProbe { procfs }
+    pub fn new(procfs: PathBuf, stat_timeout: Duration) -> Self {
+        FilesystemProbe {
+            procfs,
+            stat_timeout,
+            stat,
+            stuck: HashMap::new(),
+        }
+    }
+
+    /// Stats every mount, each on its own thread, and waits for them until
+    /// the deadline. Mounts still stuck from earlier are not tried again.
+    fn stat_all(&mut self, mounts: &[Mount]) -> Vec<Option<Usage>> {
+        let (stuck, stat) = (&mut self.stuck, self.stat);
+        let pending: Vec<Option<mpsc::Receiver<Option<Usage>>>> = mounts
+            .iter()
+            .map(|mount| {
+                if let Some(receiver) = stuck.get(&mount.mountpoint) {
+                    match receiver.try_recv() {
+                        Err(mpsc::TryRecvError::Empty) => return None,
+                        Ok(_) | Err(mpsc::TryRecvError::Disconnected) => {
+                            tracing::info!(mountpoint = %mount.mountpoint, "filesystem answers again");
+                            stuck.remove(&mount.mountpoint);
+                        }
+                    }
+                }
+                let (sender, receiver) = mpsc::channel();
+                let mountpoint = mount.mountpoint.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("statvfs".to_string())
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        let _ = sender.send(stat(&mountpoint));
+                    });
+                spawned.ok().map(|_| receiver)
+            })
+            .collect();
+        let deadline = Instant::now() + self.stat_timeout;
+        let mut usages = Vec::with_capacity(mounts.len());
+        for (mount, receiver) in mounts.iter().zip(pending) {
+            let Some(receiver) = receiver else {
+                usages.push(None);
+                continue;
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match receiver.recv_timeout(remaining) {
+                Ok(usage) => usages.push(usage),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    tracing::warn!(
+                        mountpoint = %mount.mountpoint,
+                        timeout = ?self.stat_timeout,
+                        "filesystem did not answer statvfs in time; skipping it until it does"
+                    );
+                    self.stuck.insert(mount.mountpoint.clone(), receiver);
+                    usages.push(None);
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => usages.push(None),
+            }
+        }
+        usages
     }
 }
 
@@ -97,10 +218,7 @@ impl Probe for FilesystemProbe {
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let (_, text) = read_file(self.procfs.join("mounts"))?;
         let mounts = parse_mounts(&text);
-        let usages = mounts
-            .iter()
-            .map(|mount| stat(&mount.mountpoint))
-            .collect::<Vec<_>>();
+        let usages = self.stat_all(&mounts);
         out.extend(families(&mounts, &usages));
         Ok(())
     }
@@ -301,6 +419,59 @@ short line\n";
             .unwrap();
         let values: Vec<f64> = errors.samples.iter().map(|sample| sample.value).collect();
         assert_eq!(values, vec![0.0, 1.0]);
+    }
+
+    fn hangs_on_mnt(mountpoint: &str) -> Option<Usage> {
+        if mountpoint == "/mnt/nfs" {
+            std::thread::sleep(Duration::from_millis(600));
+        }
+        Some(Usage {
+            size: 1.0,
+            free: 1.0,
+            avail: 1.0,
+            files: 1.0,
+            files_free: 1.0,
+        })
+    }
+
+    fn device_errors(families: &[MetricFamily]) -> Vec<(String, f64)> {
+        let errors = families
+            .iter()
+            .find(|f| f.name == "node_filesystem_device_error")
+            .unwrap();
+        errors
+            .samples
+            .iter()
+            .map(|sample| (sample.labels[2].1.clone(), sample.value))
+            .collect()
+    }
+
+    #[test]
+    fn a_hung_mount_is_reported_and_skipped_until_it_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("mounts"),
+            "/dev/a / ext4 rw 0 0\nsrv:/x /mnt/nfs nfs4 rw 0 0\n",
+        )
+        .unwrap();
+        let mut probe = FilesystemProbe::new(dir.path().to_path_buf(), Duration::from_millis(100));
+        probe.stat = hangs_on_mnt;
+        let mut out = Vec::new();
+        let started = Instant::now();
+        probe.collect(&mut out).unwrap();
+        assert!(started.elapsed() < Duration::from_millis(500));
+        let expected = vec![("/".to_string(), 0.0), ("/mnt/nfs".to_string(), 1.0)];
+        assert_eq!(device_errors(&out), expected);
+        // While it hangs the mount is not stat'ed again (no second thread).
+        out.clear();
+        probe.collect(&mut out).unwrap();
+        assert_eq!(device_errors(&out), expected);
+        assert_eq!(probe.stuck.len(), 1);
+        std::thread::sleep(Duration::from_millis(700));
+        // Once it answered, it is tried again (and hangs again here).
+        out.clear();
+        probe.collect(&mut out).unwrap();
+        assert_eq!(device_errors(&out), expected);
     }
 
     #[test]

@@ -9,18 +9,31 @@
 //! Probes are synchronous: the collection loop runs each one on a blocking
 //! thread under a timeout, so a probe stuck in the kernel (a hung NFS mount)
 //! cannot stall the others or the agent.
+//!
+//! Each probe has its own config section (an enable flag, an interval where
+//! it makes sense); sections with more than a flag are defined in the
+//! probe's own file beside the code that reads them, and checked by
+//! [`validate`].
 
 mod cpu;
-mod filesystem;
+mod disk;
+pub mod filesystem;
 mod load;
 mod memory;
 mod network;
+mod pressure;
+pub mod process;
+pub mod service;
+mod system;
+pub mod systemd;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use countywatch_daemon::config_file::Problems;
 use countywatch_wire::MetricFamily;
 
-use crate::config::Config;
+use crate::config::{Config, ProbeToggle, ProbesConfig};
 
 /// What every probe implements.
 pub trait Probe: Send {
@@ -29,6 +42,33 @@ pub trait Probe: Send {
 
     /// Reads the host and appends metric families to `out`.
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError>;
+
+    /// How often the probe runs, when not every collection.
+    fn interval(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// A probe with its own interval, as its config section sets it.
+struct Every {
+    /// The probe.
+    probe: Box<dyn Probe>,
+    /// Its interval.
+    interval: Duration,
+}
+
+impl Probe for Every {
+    fn name(&self) -> &'static str {
+        self.probe.name()
+    }
+
+    fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
+        self.probe.collect(out)
+    }
+
+    fn interval(&self) -> Option<Duration> {
+        Some(self.interval)
+    }
 }
 
 /// Why a probe produced nothing (or only part of its metrics).
@@ -64,25 +104,101 @@ pub(crate) fn read_file(path: PathBuf) -> Result<(PathBuf, String), ProbeError> 
 }
 
 /// Builds the enabled probes in a fixed order. Adding a probe means adding
-/// its file and one line here.
+/// its file, its config section and one line here.
 pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
     let procfs = &config.paths.procfs;
+    let sysfs = &config.paths.sysfs;
     let probes = &config.probes;
     let mut built: Vec<Box<dyn Probe>> = Vec::new();
-    if probes.cpu.enabled {
-        built.push(Box::new(cpu::CpuProbe::new(procfs.clone())));
+    let mut add = |toggle: &ProbeToggle, make: &dyn Fn() -> Box<dyn Probe>| {
+        if !toggle.enabled {
+            return;
+        }
+        let probe = make();
+        match toggle.interval {
+            Some(interval) => built.push(Box::new(Every {
+                probe,
+                interval: interval.get(),
+            })),
+            None => built.push(probe),
+        }
+    };
+    add(&probes.cpu, &|| {
+        Box::new(cpu::CpuProbe::new(procfs.clone()))
+    });
+    add(&probes.load, &|| {
+        Box::new(load::LoadProbe::new(procfs.clone()))
+    });
+    add(&probes.memory, &|| {
+        Box::new(memory::MemoryProbe::new(procfs.clone()))
+    });
+    add(&probes.filesystem.toggle(), &|| {
+        Box::new(filesystem::FilesystemProbe::new(
+            procfs.clone(),
+            probes.filesystem.stat_timeout.get(),
+        ))
+    });
+    add(&probes.disk, &|| {
+        Box::new(disk::DiskProbe::new(procfs.clone()))
+    });
+    add(&probes.network, &|| {
+        Box::new(network::NetworkProbe::new(procfs.clone(), sysfs.clone()))
+    });
+    add(&probes.system, &|| {
+        Box::new(system::SystemProbe::new(procfs.clone()))
+    });
+    add(&probes.pressure, &|| {
+        Box::new(pressure::PressureProbe::new(procfs.clone()))
+    });
+    // Without units there is nothing to ask systemd.
+    if !probes.systemd.units.is_empty() {
+        add(&probes.systemd.toggle(), &|| {
+            Box::new(systemd::SystemdProbe::new(&probes.systemd))
+        });
     }
-    if probes.load.enabled {
-        built.push(Box::new(load::LoadProbe::new(procfs.clone())));
-    }
-    if probes.memory.enabled {
-        built.push(Box::new(memory::MemoryProbe::new(procfs.clone())));
-    }
-    if probes.filesystem.enabled {
-        built.push(Box::new(filesystem::FilesystemProbe::new(procfs.clone())));
-    }
-    if probes.network.enabled {
-        built.push(Box::new(network::NetworkProbe::new(procfs.clone())));
+    add(&probes.process.toggle(), &|| {
+        Box::new(process::ProcessProbe::new(procfs.clone(), &probes.process))
+    });
+    if !probes.service.targets.is_empty() {
+        add(&probes.service.toggle(), &|| {
+            Box::new(service::ServiceProbe::new(&probes.service))
+        });
     }
     built
+}
+
+/// Checks every probe section, adding each problem to `problems`.
+pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
+    let sections: [(&str, Option<_>); 11] = [
+        ("cpu", probes.cpu.interval),
+        ("load", probes.load.interval),
+        ("memory", probes.memory.interval),
+        ("filesystem", probes.filesystem.interval),
+        ("disk", probes.disk.interval),
+        ("network", probes.network.interval),
+        ("system", probes.system.interval),
+        ("pressure", probes.pressure.interval),
+        ("systemd", probes.systemd.interval),
+        ("process", probes.process.interval),
+        ("service", probes.service.interval),
+    ];
+    for (name, interval) in sections {
+        if let Some(interval) = interval
+            && interval.get() < Duration::from_secs(1)
+        {
+            problems.general(format!(
+                "probes.{name}.interval {interval} is shorter than 1s"
+            ));
+        }
+    }
+    if probes.timeout.get() < Duration::from_millis(100) {
+        problems.general(format!(
+            "probes.timeout {} is shorter than 100ms",
+            probes.timeout
+        ));
+    }
+    filesystem::validate(&probes.filesystem, probes.timeout.get(), problems);
+    systemd::validate(&probes.systemd, problems);
+    process::validate(&probes.process, problems);
+    service::validate(&probes.service, probes.timeout.get(), problems);
 }

@@ -1,8 +1,10 @@
 //! The network probe: per-interface counters from /proc/net/dev, named as
 //! node_exporter's netdev collector names them
-//! (`node_network_receive_bytes_total{device}` and its siblings).
+//! (`node_network_receive_bytes_total{device}` and its siblings), plus the
+//! link attributes of /sys/class/net as its netclass collector reports them
+//! (`node_network_up`, `node_network_info`, `node_network_mtu_bytes`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
@@ -28,17 +30,109 @@ const COLUMNS: [&str; 16] = [
     "transmit_compressed",
 ];
 
-/// Reads `<procfs>/net/dev`.
+/// Reads `<procfs>/net/dev` and `<sysfs>/class/net`.
 pub struct NetworkProbe {
     /// procfs root, `/proc` unless configured.
     procfs: PathBuf,
+    /// sysfs root, `/sys` unless configured.
+    sysfs: PathBuf,
 }
 
 impl NetworkProbe {
-    /// A probe reading under `procfs`.
-    pub fn new(procfs: PathBuf) -> Self {
-        NetworkProbe { procfs }
+    /// A probe reading under `procfs` and `sysfs`.
+    pub fn new(procfs: PathBuf, sysfs: PathBuf) -> Self {
+        NetworkProbe { procfs, sysfs }
     }
+}
+
+/// The attributes of one interface under /sys/class/net/<device>/.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Link {
+    /// Interface name.
+    pub device: String,
+    /// `up`, `down`, `unknown`, ...
+    pub operstate: String,
+    /// Hardware address.
+    pub address: String,
+    /// Broadcast address.
+    pub broadcast: String,
+    /// `full`, `half`, or empty where the driver has none (reading it fails).
+    pub duplex: String,
+    /// Administrator's alias.
+    pub ifalias: String,
+    /// MTU in bytes, when readable.
+    pub mtu: Option<f64>,
+}
+
+/// Reads every interface's attributes; an unreadable attribute is empty,
+/// as in node_exporter.
+pub fn read_links(sysfs: &Path) -> Vec<Link> {
+    let class = sysfs.join("class/net");
+    let Ok(entries) = std::fs::read_dir(&class) else {
+        return Vec::new();
+    };
+    let mut links: Vec<Link> = entries
+        .filter_map(Result::ok)
+        .map(|entry| {
+            let dir = entry.path();
+            let read = |name: &str| {
+                std::fs::read_to_string(dir.join(name))
+                    .map(|text| text.trim().to_string())
+                    .unwrap_or_default()
+            };
+            Link {
+                device: entry.file_name().to_string_lossy().into_owned(),
+                operstate: read("operstate"),
+                address: read("address"),
+                broadcast: read("broadcast"),
+                duplex: read("duplex"),
+                ifalias: read("ifalias"),
+                mtu: read("mtu").parse().ok(),
+            }
+        })
+        .collect();
+    links.sort_by(|a, b| a.device.cmp(&b.device));
+    links
+}
+
+/// `node_network_up`, `node_network_info` and `node_network_mtu_bytes`.
+pub fn link_families(links: &[Link]) -> Vec<MetricFamily> {
+    let mut up = MetricFamily::new(
+        "node_network_up",
+        "Value is 1 if operstate is 'up', 0 otherwise.",
+        MetricKind::Gauge,
+    );
+    let mut info = MetricFamily::new(
+        "node_network_info",
+        "Non-numeric data from /sys/class/net/<iface>, value is always 1.",
+        MetricKind::Gauge,
+    );
+    let mut mtu = MetricFamily::new(
+        "node_network_mtu_bytes",
+        "Network device property: mtu_bytes",
+        MetricKind::Gauge,
+    );
+    for link in links {
+        let device = [("device", link.device.as_str())];
+        up.push(&device, if link.operstate == "up" { 1.0 } else { 0.0 });
+        info.push(
+            &[
+                ("address", link.address.as_str()),
+                ("broadcast", link.broadcast.as_str()),
+                ("device", link.device.as_str()),
+                ("duplex", link.duplex.as_str()),
+                ("ifalias", link.ifalias.as_str()),
+                ("operstate", link.operstate.as_str()),
+            ],
+            1.0,
+        );
+        if let Some(value) = link.mtu {
+            mtu.push(&device, value);
+        }
+    }
+    let mut families = vec![up, info, mtu];
+    families.retain(|family| !family.samples.is_empty());
+    families
 }
 
 impl Probe for NetworkProbe {
@@ -49,6 +143,7 @@ impl Probe for NetworkProbe {
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let (_, text) = read_file(self.procfs.join("net/dev"))?;
         out.extend(parse(&text));
+        out.extend(link_families(&read_links(&self.sysfs)));
         Ok(())
     }
 }
@@ -114,5 +209,41 @@ eth0: 2000 20 1 2 0 0 0 3 4000 40 5 6 0 7 0 0\n broken: 1 2\n";
         assert_eq!(families[2].samples[1].value, 1.0);
         assert_eq!(families[13].name, "node_network_transmit_colls_total");
         assert_eq!(families[13].samples[1].value, 7.0);
+    }
+
+    #[test]
+    fn link_attributes_from_a_fixture_sysfs() {
+        let sysfs = tempfile::tempdir().unwrap();
+        for (device, operstate, duplex) in [("eth0", "up", Some("full")), ("lo", "unknown", None)] {
+            let dir = sysfs.path().join("class/net").join(device);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("operstate"), format!("{operstate}\n")).unwrap();
+            std::fs::write(dir.join("address"), "02:fc:00:00:00:01\n").unwrap();
+            std::fs::write(dir.join("broadcast"), "ff:ff:ff:ff:ff:ff\n").unwrap();
+            std::fs::write(dir.join("ifalias"), "\n").unwrap();
+            std::fs::write(dir.join("mtu"), "1500\n").unwrap();
+            if let Some(duplex) = duplex {
+                std::fs::write(dir.join("duplex"), duplex).unwrap();
+            }
+        }
+        let families = link_families(&read_links(sysfs.path()));
+        let up = &families[0];
+        assert_eq!(up.name, "node_network_up");
+        let values: Vec<(&str, f64)> = up
+            .samples
+            .iter()
+            .map(|sample| (sample.labels[0].1.as_str(), sample.value))
+            .collect();
+        assert_eq!(values, vec![("eth0", 1.0), ("lo", 0.0)]);
+        let info = &families[1];
+        assert_eq!(
+            info.samples[1].labels[3],
+            ("duplex".to_string(), String::new())
+        );
+        assert_eq!(
+            info.samples[0].labels[5],
+            ("operstate".to_string(), "up".to_string())
+        );
+        assert_eq!(families[2].samples[0].value, 1500.0);
     }
 }

@@ -5,6 +5,8 @@
 //! Benchmarks are never part of the test suite's pass or fail; their
 //! figures go into `docs/benchmarks.md` with the machine, date and command.
 
+mod agent_footprint;
+mod ingest;
 mod rule_eval;
 mod wire_codec;
 
@@ -80,7 +82,12 @@ pub struct Benchmark {
 }
 
 /// Every benchmark. Adding one means adding a file and one line here.
-pub const ALL: &[Benchmark] = &[wire_codec::BENCHMARK, rule_eval::BENCHMARK];
+pub const ALL: &[Benchmark] = &[
+    wire_codec::BENCHMARK,
+    ingest::BENCHMARK,
+    agent_footprint::BENCHMARK,
+    rule_eval::BENCHMARK,
+];
 
 #[cfg(test)]
 mod tests {

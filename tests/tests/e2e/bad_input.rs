@@ -2,11 +2,11 @@
 //! counts the refusal and keeps serving; the agent keeps retrying.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use countywatch_e2e::http::{curl_post, sample_value};
-use countywatch_e2e::{Agent, Collector};
+use countywatch_e2e::http::{CurlIdentity, curl_post, sample_value};
+use countywatch_e2e::{Agent, Collector, TEST_AGENT_CONFIG};
 use countywatch_wire::{Batch, MetricFamily, MetricKind, WIRE_VERSION, encode_batch};
 
 fn valid_batch(agent: &str) -> Batch {
@@ -39,8 +39,15 @@ fn garbage_oversized_and_bombs_are_refused_and_counted() {
     );
     let addr = collector.ingest_addr;
     let gzip_header = "Content-Encoding: gzip";
+    let dir = collector.enrolled_identity("x");
+    let identity = CurlIdentity {
+        state_dir: dir.path(),
+    };
+    let post = |path: &str, body: &[u8], headers: &[&str]| {
+        curl_post(addr, path, body, headers, Some(&identity))
+    };
 
-    let garbage = curl_post(addr, "/v1/batches", b"\x00\x01garbage", &[gzip_header]);
+    let garbage = post("/v1/batches", b"\x00\x01garbage", &[gzip_header]);
     assert_eq!(garbage.status, 400, "{}", garbage.body);
     assert!(
         garbage.body.contains("corrupt gzip body"),
@@ -48,7 +55,7 @@ fn garbage_oversized_and_bombs_are_refused_and_counted() {
         garbage.body
     );
 
-    let not_json = curl_post(addr, "/v1/batches", b"hello", &[]);
+    let not_json = post("/v1/batches", b"hello", &[]);
     assert_eq!(not_json.status, 400);
     assert!(
         not_json.body.contains("invalid batch JSON"),
@@ -56,7 +63,15 @@ fn garbage_oversized_and_bombs_are_refused_and_counted() {
         not_json.body
     );
 
-    let oversized = curl_post(addr, "/v1/batches", &vec![b'x'; 200_000], &[]);
+    // A client announcing a large body waits for the verdict before sending
+    // it (Expect: 100-continue); without that, the collector still refuses
+    // but closes the connection under the upload, which curl may report as
+    // a reset rather than the 413.
+    let oversized = post(
+        "/v1/batches",
+        &vec![b'x'; 200_000],
+        &["Expect: 100-continue"],
+    );
     assert_eq!(oversized.status, 413, "{}", oversized.body);
 
     let bomb = gzip(&vec![b' '; 8 * 1024 * 1024]);
@@ -65,7 +80,7 @@ fn garbage_oversized_and_bombs_are_refused_and_counted() {
         "the bomb fits the body cap: {}",
         bomb.len()
     );
-    let bombed = curl_post(addr, "/v1/batches", &bomb, &[gzip_header]);
+    let bombed = post("/v1/batches", &bomb, &[gzip_header]);
     assert_eq!(bombed.status, 413, "{}", bombed.body);
     assert!(
         bombed
@@ -77,7 +92,7 @@ fn garbage_oversized_and_bombs_are_refused_and_counted() {
 
     let mut future = valid_batch("x");
     future.version = 2;
-    let versioned = curl_post(addr, "/v1/batches", &encode_batch(&future), &[gzip_header]);
+    let versioned = post("/v1/batches", &encode_batch(&future), &[gzip_header]);
     assert_eq!(versioned.status, 400);
     assert!(
         versioned
@@ -89,7 +104,7 @@ fn garbage_oversized_and_bombs_are_refused_and_counted() {
 
     let mut forged = valid_batch("x");
     forged.metrics[0].push(&[("instance", "someone-else")], 1.0);
-    let forged = curl_post(addr, "/v1/batches", &encode_batch(&forged), &[gzip_header]);
+    let forged = post("/v1/batches", &encode_batch(&forged), &[gzip_header]);
     assert_eq!(forged.status, 400);
     assert!(
         forged.body.contains("reserved label name \\\"instance\\\""),
@@ -104,27 +119,23 @@ fn garbage_oversized_and_bombs_are_refused_and_counted() {
         MetricKind::Counter,
         1e9,
     ));
-    let shadow = curl_post(addr, "/v1/batches", &encode_batch(&shadow), &[gzip_header]);
+    let shadow = post("/v1/batches", &encode_batch(&shadow), &[gzip_header]);
     assert_eq!(shadow.status, 400);
 
-    let wrong_path = curl_post(addr, "/v2/other", b"{}", &[]);
+    let wrong_path = post("/v2/other", b"{}", &[]);
     assert_eq!(wrong_path.status, 404);
 
     // After all that, a valid batch is still accepted and exposed.
-    let accepted = curl_post(
-        addr,
+    let accepted = post(
         "/v1/batches",
-        &encode_batch(&valid_batch("still-ok")),
+        &encode_batch(&valid_batch("x")),
         &[gzip_header],
     );
     assert_eq!(accepted.status, 200, "{}", accepted.body);
     assert_eq!(accepted.body, "{\"accepted_seq\":1}");
     let text = collector.metrics();
     assert_eq!(
-        sample_value(
-            &text,
-            "node_load1{instance=\"still-ok\",job=\"countywatch\"}"
-        ),
+        sample_value(&text, "node_load1{instance=\"x\",job=\"countywatch\"}"),
         Some(0.5)
     );
     assert_eq!(
@@ -165,11 +176,15 @@ fn a_silent_connection_is_cut_off_and_costs_others_nothing() {
     idle.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     // Meanwhile a real request goes through.
+    let dir = collector.enrolled_identity("meanwhile");
     let accepted = curl_post(
         collector.ingest_addr,
         "/v1/batches",
         &encode_batch(&valid_batch("meanwhile")),
         &["Content-Encoding: gzip"],
+        Some(&CurlIdentity {
+            state_dir: dir.path(),
+        }),
     );
     assert_eq!(accepted.status, 200);
     let started = Instant::now();
@@ -193,26 +208,18 @@ fn a_silent_connection_is_cut_off_and_costs_others_nothing() {
 }
 
 #[test]
-fn an_agent_retries_until_the_collector_appears() {
-    // Reserve a port, then free it so that nothing listens there yet.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    // The fingerprint command generates the certificate the collector will use.
-    let output = std::process::Command::new(countywatch_e2e::binary("countywatch-collector"))
-        .args(["fingerprint", "--data-dir", data.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let fingerprint = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    let mut agent = Agent::start(
-        "late-host",
-        &format!("https://127.0.0.1:{port}"),
-        &fingerprint,
+fn an_agent_retries_until_the_collector_comes_back() {
+    let collector = Collector::start();
+    let dir = collector.enrolled_identity("late-host");
+    let (ingest, enroll_addr, data) = (
+        collector.ingest_addr,
+        collector.enroll_addr,
+        collector.data_dir.clone(),
     );
+    let collector_dir = collector.stop_keeping_data();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::rename(dir.path(), state.path().join("state")).unwrap();
+    let mut agent = Agent::start_in(state, TEST_AGENT_CONFIG);
     assert!(agent.logs.wait_for(
         "cannot send to the collector, will retry with backoff",
         Duration::from_secs(30)
@@ -224,8 +231,7 @@ fn an_agent_retries_until_the_collector_appears() {
         1,
         "logged once, not per attempt"
     );
-    let listen = format!("127.0.0.1:{port}");
-    let collector = Collector::start_in(dir, &data, None, &["--ingest-listen", &listen]);
+    let collector = Collector::restart(collector_dir, &data, ingest, enroll_addr);
     let value = collector.wait_for_series(
         "node_load1{instance=\"late-host\",job=\"countywatch\"}",
         Duration::from_secs(60),

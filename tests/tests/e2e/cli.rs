@@ -125,27 +125,18 @@ fn missing_or_malformed_config_is_one_clear_line() {
 fn bad_flags_are_config_errors() {
     let (code, _, stderr) = run(
         "countywatch-agent",
-        &[
-            "run",
-            "--collector",
-            "http://x:1",
-            "--collector-sha256",
-            "ab",
-        ],
+        &["run", "--collector", "http://x:1", "--name", "a b"],
     );
     assert_eq!(code, 3);
     assert!(
         stderr.contains("collector URL \"http://x:1\" must start with https://"),
         "{stderr}"
     );
-    assert!(
-        stderr.contains("fingerprint \"ab\" is not 32 bytes"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("name \"a b\" must be"), "{stderr}");
 }
 
 #[test]
-fn agent_without_a_pin_says_how_to_get_one() {
+fn an_agent_that_has_not_enrolled_says_how_to() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let (code, _, stderr) = run(
@@ -153,12 +144,9 @@ fn agent_without_a_pin_says_how_to_get_one() {
         &["run", "--state-dir", state.to_str().unwrap()],
     );
     assert_eq!(code, 1);
+    assert!(stderr.contains("this agent has not enrolled"), "{stderr}");
     assert!(
-        stderr.contains("collector.server_sha256 is not set"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("countywatch-collector fingerprint"),
+        stderr.contains("countywatch-collector token create"),
         "{stderr}"
     );
 }
@@ -197,7 +185,7 @@ fn fingerprint_is_stable_and_matches_the_running_collector() {
     );
     assert_eq!(first, second);
     let collector = countywatch_e2e::Collector::start_in(dir, &data, None, &[]);
-    assert_eq!(collector.fingerprint, first.trim());
+    assert_eq!(collector.ca_sha256, first.trim());
 }
 
 #[test]

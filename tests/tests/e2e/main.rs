@@ -6,5 +6,9 @@
 mod alerting;
 mod bad_input;
 mod cli;
+mod link_cut;
+mod node_exporter;
 mod rules;
+mod service_probes;
 mod skeleton;
+mod transport;

@@ -107,21 +107,35 @@ fn both_daemons_stop_cleanly_on_sigterm() {
 }
 
 #[test]
-fn an_agent_with_the_wrong_pin_sends_nothing() {
+fn enrolling_with_the_wrong_ca_fingerprint_fails_and_sends_nothing() {
     let collector = Collector::start();
+    let dir = tempfile::tempdir().unwrap();
+    let token = collector.token(None);
     let wrong = "00".repeat(32);
-    let mut agent = Agent::start(
-        "pinned-host",
-        &format!("https://{}", collector.ingest_addr),
+    let (code, _, stderr) = countywatch_e2e::enroll(
+        &collector.enroll_url(),
+        &token,
         &wrong,
+        Some("pinned-host"),
+        dir.path(),
     );
+    assert_eq!(code, 1);
     assert!(
-        agent
-            .logs
-            .wait_for("does not match the pinned", Duration::from_secs(30))
+        stderr.contains(&format!(
+            "did not present a CA certificate with SHA-256 {wrong}"
+        )),
+        "{stderr}"
     );
-    assert!(agent.is_running());
-    assert!(!collector.metrics().contains("pinned-host"));
+    assert!(!dir.path().join("identity/agent.crt").exists());
+    // The token was not spent on the impostor check: it still enrols.
+    let (code, _, stderr) = countywatch_e2e::enroll(
+        &collector.enroll_url(),
+        &token,
+        &collector.ca_sha256,
+        Some("pinned-host"),
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
 }
 
 #[test]

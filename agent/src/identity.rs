@@ -1,0 +1,143 @@
+//! The agent's identity, obtained by enrolling: its private key, its client
+//! certificate, the collector's CA, and where to send batches. Kept in
+//! `<state_dir>/identity/`, the key with mode 0600.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// What enrolment recorded besides the key and certificates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enrollment {
+    /// The name the certificate is bound to.
+    pub agent: String,
+    /// The ingest URL derived from the enrolment URL and the collector's answer.
+    pub ingest_url: String,
+    /// The first batch sequence number the collector expects from this name.
+    pub first_seq: u64,
+}
+
+/// Paths of the identity files.
+pub struct IdentityFiles {
+    /// The directory holding them.
+    pub directory: PathBuf,
+}
+
+impl IdentityFiles {
+    /// The identity files under `state_dir`.
+    pub fn new(state_dir: &Path) -> Self {
+        IdentityFiles {
+            directory: state_dir.join("identity"),
+        }
+    }
+
+    /// The private key, PEM, mode 0600.
+    pub fn key(&self) -> PathBuf {
+        self.directory.join("agent.key")
+    }
+
+    /// The client certificate, PEM.
+    pub fn certificate(&self) -> PathBuf {
+        self.directory.join("agent.crt")
+    }
+
+    /// The collector's CA certificate, PEM.
+    pub fn ca(&self) -> PathBuf {
+        self.directory.join("ca.crt")
+    }
+
+    /// The enrolment record, JSON.
+    pub fn enrollment(&self) -> PathBuf {
+        self.directory.join("enrollment.json")
+    }
+
+    /// Reads the enrolment record, with a message that says what to do when
+    /// the agent has not enrolled.
+    pub fn read_enrollment(&self) -> anyhow::Result<Enrollment> {
+        let path = self.enrollment();
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "this agent has not enrolled ({} is missing): run `countywatch-agent enroll` with a token from \
+                 `countywatch-collector token create`",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("corrupt enrolment record {}", path.display()))
+    }
+
+    /// Writes every file of a new identity, replacing an old one. Each file
+    /// is written to a temporary name and renamed, so a crash leaves either
+    /// the old identity or the new one.
+    pub fn write(
+        &self,
+        key_pem: &str,
+        certificate_pem: &str,
+        ca_pem: &str,
+        enrollment: &Enrollment,
+    ) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.directory)
+            .with_context(|| format!("cannot create {}", self.directory.display()))?;
+        let record = serde_json::to_string_pretty(enrollment)
+            .context("cannot encode the enrolment record")?;
+        write_replacing(&self.key(), key_pem.as_bytes(), 0o600)?;
+        write_replacing(&self.certificate(), certificate_pem.as_bytes(), 0o644)?;
+        write_replacing(&self.ca(), ca_pem.as_bytes(), 0o644)?;
+        write_replacing(&self.enrollment(), record.as_bytes(), 0o644)
+    }
+}
+
+fn write_replacing(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&temporary);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&temporary)
+        .with_context(|| format!("cannot create {}", temporary.display()))?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn written_identity_reads_back_with_a_private_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = IdentityFiles::new(dir.path());
+        let record = Enrollment {
+            agent: "web-01".to_string(),
+            ingest_url: "https://c:9781".to_string(),
+            first_seq: 1,
+        };
+        files.write("KEY", "CERT", "CA", &record).unwrap();
+        files.write("KEY2", "CERT2", "CA", &record).unwrap();
+        assert_eq!(files.read_enrollment().unwrap(), record);
+        assert_eq!(std::fs::read_to_string(files.key()).unwrap(), "KEY2");
+        let mode = std::fs::metadata(files.key()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn a_missing_enrolment_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = format!(
+            "{:#}",
+            IdentityFiles::new(dir.path())
+                .read_enrollment()
+                .unwrap_err()
+        );
+        assert!(error.contains("has not enrolled"), "{error}");
+        assert!(error.contains("countywatch-agent enroll"), "{error}");
+    }
+}

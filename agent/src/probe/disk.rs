@@ -1,0 +1,265 @@
+//! The disk probe: block device I/O counters from /proc/diskstats, named
+//! as node_exporter's diskstats collector names them
+//! (`node_disk_read_bytes_total{device}` and its siblings), with its
+//! default device exclusion (partitions, loop, ram and floppy devices).
+//!
+//! The kernel counts sectors of 512 bytes whatever the device's real sector
+//! size, and times in milliseconds; both become bytes and seconds here.
+
+use std::path::PathBuf;
+
+use countywatch_wire::{MetricFamily, MetricKind};
+
+use super::{Probe, ProbeError, read_file};
+
+/// How one /proc/diskstats column (after major, minor and name) becomes a
+/// metric: name, help, and the factor to base units.
+const COLUMNS: [(&str, &str, f64); 17] = [
+    (
+        "node_disk_reads_completed_total",
+        "The total number of reads completed successfully.",
+        1.0,
+    ),
+    (
+        "node_disk_reads_merged_total",
+        "The total number of reads merged.",
+        1.0,
+    ),
+    (
+        "node_disk_read_bytes_total",
+        "The total number of bytes read successfully.",
+        SECTOR_BYTES,
+    ),
+    (
+        "node_disk_read_time_seconds_total",
+        "The total number of seconds spent by all reads.",
+        0.001,
+    ),
+    (
+        "node_disk_writes_completed_total",
+        "The total number of writes completed successfully.",
+        1.0,
+    ),
+    (
+        "node_disk_writes_merged_total",
+        "The number of writes merged.",
+        1.0,
+    ),
+    (
+        "node_disk_written_bytes_total",
+        "The total number of bytes written successfully.",
+        SECTOR_BYTES,
+    ),
+    (
+        "node_disk_write_time_seconds_total",
+        "This is the total number of seconds spent by all writes.",
+        0.001,
+    ),
+    (
+        "node_disk_io_now",
+        "The number of I/Os currently in progress.",
+        1.0,
+    ),
+    (
+        "node_disk_io_time_seconds_total",
+        "Total seconds spent doing I/Os.",
+        0.001,
+    ),
+    (
+        "node_disk_io_time_weighted_seconds_total",
+        "The weighted # of seconds spent doing I/Os.",
+        0.001,
+    ),
+    (
+        "node_disk_discards_completed_total",
+        "The total number of discards completed successfully.",
+        1.0,
+    ),
+    (
+        "node_disk_discards_merged_total",
+        "The total number of discards merged.",
+        1.0,
+    ),
+    (
+        "node_disk_discarded_sectors_total",
+        "The total number of sectors discarded successfully.",
+        1.0,
+    ),
+    (
+        "node_disk_discard_time_seconds_total",
+        "This is the total number of seconds spent by all discards.",
+        0.001,
+    ),
+    (
+        "node_disk_flush_requests_total",
+        "The total number of flush requests completed successfully",
+        1.0,
+    ),
+    (
+        "node_disk_flush_requests_time_seconds_total",
+        "This is the total number of seconds spent by all flush requests.",
+        0.001,
+    ),
+];
+
+/// /proc/diskstats counts in 512-byte sectors regardless of the device.
+const SECTOR_BYTES: f64 = 512.0;
+
+/// Reads `<procfs>/diskstats`.
+pub struct DiskProbe {
+    /// procfs root, `/proc` unless configured.
+    procfs: PathBuf,
+}
+
+impl DiskProbe {
+    /// A probe reading under `procfs`.
+    pub fn new(procfs: PathBuf) -> Self {
+        DiskProbe { procfs }
+    }
+}
+
+impl Probe for DiskProbe {
+    fn name(&self) -> &'static str {
+        "disk"
+    }
+
+    fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
+        let (_, text) = read_file(self.procfs.join("diskstats"))?;
+        out.extend(parse(&text));
+        Ok(())
+    }
+}
+
+/// Turns /proc/diskstats text into families. Older kernels have fewer
+/// columns (no discard or flush counters); those families are then absent.
+pub fn parse(text: &str) -> Vec<MetricFamily> {
+    let mut families: Vec<MetricFamily> = COLUMNS
+        .iter()
+        .map(|(name, help, _)| {
+            let kind = if name.ends_with("_total") {
+                MetricKind::Counter
+            } else {
+                MetricKind::Gauge
+            };
+            MetricFamily::new(*name, *help, kind)
+        })
+        .collect();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(_major), Some(_minor), Some(device)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if is_excluded(device) {
+            continue;
+        }
+        let values: Vec<f64> = fields.map_while(|value| value.parse().ok()).collect();
+        for ((family, (_, _, factor)), value) in families.iter_mut().zip(COLUMNS).zip(values) {
+            family.push(&[("device", device)], value * factor);
+        }
+    }
+    families.retain(|family| !family.samples.is_empty());
+    families
+}
+
+/// node_exporter's default `--collector.diskstats.device-exclude`,
+/// `^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$`, without a regex
+/// engine: partitions of whole disks and virtual devices are left out.
+pub fn is_excluded(device: &str) -> bool {
+    // Every excluded name ends in digits after one of the prefixes.
+    let stem = device.trim_end_matches(|c: char| c.is_ascii_digit());
+    if stem.len() == device.len() {
+        return false;
+    }
+    if matches!(stem, "ram" | "zram" | "loop" | "fd") {
+        return true;
+    }
+    // (h|s|v|xv)d[a-z] followed by digits: sda1, vdb2, xvda1.
+    for prefix in ["hd", "sd", "vd", "xvd"] {
+        if let Some(letter) = stem.strip_prefix(prefix)
+            && letter.len() == 1
+            && letter.chars().all(|c| c.is_ascii_lowercase())
+        {
+            return true;
+        }
+    }
+    // nvme\d+n\d+p followed by digits: nvme0n1p1.
+    if let Some(rest) = stem.strip_prefix("nvme")
+        && let Some(rest) = rest.strip_suffix('p')
+        && let Some((controller, namespace)) = rest.split_once('n')
+    {
+        let digits = |text: &str| !text.is_empty() && text.chars().all(|c| c.is_ascii_digit());
+        return digits(controller) && digits(namespace);
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DISKSTATS: &str = "   7       0 loop0 12 0 24 1 0 0 0 0 0 4 1 0 0 0 0 0 0\n \
+254       0 vda 95190 8291 7807130 74735 14216 41163 10510568 38732 0 9948 114347 6257 40 1155888 785 1404 93\n \
+254       1 vda1 100 0 200 1 0 0 0 0 0 1 1 0 0 0 0 0 0\n \
+259       0 nvme0n1 1 2 3 4 5 6 7 8 9 10 11\n \
+259       1 nvme0n1p1 1 2 3 4 5 6 7 8 9 10 11\n \
+253       0 dm-0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15\n";
+
+    #[test]
+    fn units_and_exclusions_follow_node_exporter() {
+        let families = parse(DISKSTATS);
+        let find = |name: &str| families.iter().find(|f| f.name == name).unwrap();
+        let read = find("node_disk_read_bytes_total");
+        let devices: Vec<&str> = read
+            .samples
+            .iter()
+            .map(|sample| sample.labels[0].1.as_str())
+            .collect();
+        assert_eq!(devices, vec!["vda", "nvme0n1", "dm-0"]);
+        assert_eq!(read.samples[0].value, 7807130.0 * 512.0);
+        assert_eq!(
+            find("node_disk_reads_completed_total").samples[0].value,
+            95190.0
+        );
+        assert_eq!(
+            find("node_disk_writes_completed_total").samples[0].value,
+            14216.0
+        );
+        assert_eq!(
+            find("node_disk_written_bytes_total").samples[0].value,
+            10510568.0 * 512.0
+        );
+        assert_eq!(
+            find("node_disk_io_time_seconds_total").samples[0].value,
+            9.948
+        );
+        assert_eq!(find("node_disk_io_now").kind, MetricKind::Gauge);
+        // The old 11-column nvme line has no discard or flush counters.
+        assert_eq!(find("node_disk_flush_requests_total").samples.len(), 1);
+        assert_eq!(find("node_disk_discards_completed_total").samples.len(), 2);
+    }
+
+    #[test]
+    fn device_exclusion_matches_the_regex() {
+        for excluded in [
+            "sda1",
+            "vdb12",
+            "xvda1",
+            "hdc3",
+            "nvme0n1p1",
+            "nvme10n2p3",
+            "loop7",
+            "ram0",
+            "zram0",
+            "fd0",
+        ] {
+            assert!(is_excluded(excluded), "{excluded}");
+        }
+        for kept in [
+            "sda", "vda", "nvme0n1", "dm-0", "md0", "sdaa1", "mmcblk0", "xvda", "loop",
+        ] {
+            assert!(!is_excluded(kept), "{kept}");
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The enrolment endpoint, `POST /v1/enroll` on its own TLS listener.
+//!
+//! An agent presents a single-use token and a certificate signing request;
+//! it gets back a client certificate bound to its name and the CA
+//! certificate. Enrolment has its own listener (as Wazuh separates its
+//! enrolment port from its event port) so that the ingest listener can
+//! refuse every connection without a client certificate during the TLS
+//! handshake, and so that enrolment can be firewalled when not in use.
+//!
+//! Failed attempts are rate-limited per source address and overall, so a
+//! token cannot be guessed by brute force (it has 192 random bits anyway).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use crate::ca::CertificateAuthority;
+use crate::ingest::json;
+use crate::registry::{Registry, TokenError};
+use crate::serve::Peer;
+use crate::telemetry::Telemetry;
+
+/// Where agents enrol.
+pub const ENROLL_PATH: &str = "/v1/enroll";
+
+/// Largest enrolment request body.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Failed attempts allowed per source address per window.
+const FAILURES_PER_ADDRESS: u32 = 10;
+/// Failed attempts allowed from everyone together per window.
+const FAILURES_OVERALL: u32 = 100;
+/// The rate-limit window.
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// What an agent sends to enrol.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The token from `countywatch-collector token create`.
+    pub token: String,
+    /// The name the agent asks for explicitly; a token bound to another
+    /// name refuses it.
+    pub name: Option<String>,
+    /// The agent's host name, used when neither the token nor `name` gives one.
+    #[serde(default)]
+    pub host_name: Option<String>,
+    /// PKCS#10 request in PEM, signed with the agent's new key.
+    pub csr_pem: String,
+}
+
+/// What the collector answers.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollResponse {
+    /// The name the certificate is bound to.
+    pub agent: String,
+    /// The agent's client certificate, PEM.
+    pub certificate_pem: String,
+    /// The CA certificate, PEM, which the agent trusts from now on.
+    pub ca_pem: String,
+    /// The port of the ingest listener, on the same host the agent enrolled with.
+    pub ingest_port: u16,
+    /// The first batch sequence number the agent must use: one above the
+    /// last stored under this name, so a re-enrolled agent is not replayed.
+    pub first_seq: u64,
+}
+
+/// What the enrolment handler needs.
+pub struct EnrollState {
+    /// Signs agent certificates.
+    pub ca: Arc<CertificateAuthority>,
+    /// Tokens and agents.
+    pub registry: Arc<Registry>,
+    /// Self-metrics.
+    pub telemetry: Arc<Telemetry>,
+    /// Told to agents so that they know where to send batches.
+    pub ingest_port: u16,
+    /// Failed attempts per address and overall.
+    limiter: Mutex<FailureLimiter>,
+}
+
+impl EnrollState {
+    /// The state for a new listener.
+    pub fn new(
+        ca: Arc<CertificateAuthority>,
+        registry: Arc<Registry>,
+        telemetry: Arc<Telemetry>,
+        ingest_port: u16,
+    ) -> Self {
+        EnrollState {
+            ca,
+            registry,
+            telemetry,
+            ingest_port,
+            limiter: Mutex::new(FailureLimiter::default()),
+        }
+    }
+}
+
+/// Counts failures in fixed windows.
+#[derive(Default)]
+struct FailureLimiter {
+    /// Start of the current window.
+    window_start: Option<Instant>,
+    /// Failures per address in the window.
+    by_address: HashMap<IpAddr, u32>,
+    /// Failures overall in the window.
+    overall: u32,
+}
+
+impl FailureLimiter {
+    fn roll(&mut self, now: Instant) {
+        if self
+            .window_start
+            .is_none_or(|start| now.duration_since(start) >= WINDOW)
+        {
+            self.window_start = Some(now);
+            self.by_address.clear();
+            self.overall = 0;
+        }
+    }
+
+    fn is_limited(&mut self, address: IpAddr, now: Instant) -> bool {
+        self.roll(now);
+        self.overall >= FAILURES_OVERALL
+            || self.by_address.get(&address).copied().unwrap_or(0) >= FAILURES_PER_ADDRESS
+    }
+
+    fn record_failure(&mut self, address: IpAddr, now: Instant) {
+        self.roll(now);
+        self.overall = self.overall.saturating_add(1);
+        let count = self.by_address.entry(address).or_insert(0);
+        *count = count.saturating_add(1);
+    }
+}
+
+/// Handles one enrolment request.
+pub async fn handle(
+    state: Arc<EnrollState>,
+    request: Request<Incoming>,
+    peer: Peer,
+) -> Response<Full<Bytes>> {
+    let address = peer.addr.ip();
+    let limited = state
+        .limiter
+        .lock()
+        .map(|mut limiter| limiter.is_limited(address, Instant::now()))
+        .unwrap_or(true);
+    if limited {
+        state.telemetry.enroll_result("rate_limited");
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed enrolment attempts; wait a minute",
+        );
+    }
+    let outcome = enrol(&state, request).await;
+    match outcome {
+        Ok(response) => {
+            state.telemetry.enroll_result("enrolled");
+            tracing::info!(agent = %response.agent, peer = %peer.addr, "agent enrolled");
+            let body = serde_json::to_string(&response).unwrap_or_default();
+            json(StatusCode::OK, &body)
+        }
+        Err((status, result, message)) => {
+            state.telemetry.enroll_result(result);
+            if let Ok(mut limiter) = state.limiter.lock() {
+                limiter.record_failure(address, Instant::now());
+            }
+            tracing::warn!(peer = %peer.addr, status = status.as_u16(), error = %message, "enrolment refused");
+            error(status, &message)
+        }
+    }
+}
+
+type Refusal = (StatusCode, &'static str, String);
+
+async fn enrol(
+    state: &Arc<EnrollState>,
+    request: Request<Incoming>,
+) -> Result<EnrollResponse, Refusal> {
+    let bad = |message: String| (StatusCode::BAD_REQUEST, "bad_request", message);
+    if request.uri().path() != ENROLL_PATH {
+        return Err((
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("agents enrol at {ENROLL_PATH}"),
+        ));
+    }
+    if request.method() != Method::POST {
+        return Err((
+            StatusCode::METHOD_NOT_ALLOWED,
+            "bad_request",
+            "use POST".to_string(),
+        ));
+    }
+    let body = tokio::time::timeout(
+        Duration::from_secs(30),
+        Limited::new(request.into_body(), MAX_BODY).collect(),
+    )
+    .await
+    .map_err(|_| bad("request body not received in time".to_string()))?
+    .map_err(|error| bad(format!("cannot read the body: {error}")))?
+    .to_bytes();
+    let enroll: EnrollRequest = serde_json::from_slice(&body)
+        .map_err(|error| bad(format!("invalid enrolment request: {error}")))?;
+    for name in enroll.name.iter().chain(enroll.host_name.iter()) {
+        if !countywatch_wire::is_valid_agent_name(name) {
+            return Err(bad(format!("invalid agent name {name:?}")));
+        }
+    }
+    let state = Arc::clone(state);
+    let outcome = tokio::task::spawn_blocking(move || {
+        let now = now_ms();
+        let name = state
+            .registry
+            .redeem_token(
+                &enroll.token,
+                enroll.name.as_deref(),
+                enroll.host_name.as_deref(),
+                now,
+            )
+            .map_err(|error| match error {
+                TokenError::Storage(error) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "error",
+                    format!("storage error: {error}"),
+                ),
+                other => (StatusCode::FORBIDDEN, "invalid_token", other.to_string()),
+            })?;
+        let issued = state
+            .ca
+            .sign_agent(&enroll.csr_pem, &name)
+            .map_err(|error| (StatusCode::BAD_REQUEST, "bad_request", format!("{error:#}")))?;
+        let first_seq = state
+            .registry
+            .enrol(&name, &issued.sha256, now)
+            .map_err(|error| {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "error",
+                    format!("{error:#}"),
+                )
+            })?;
+        Ok(EnrollResponse {
+            agent: name,
+            certificate_pem: issued.pem,
+            ca_pem: state.ca.certificate_pem().to_string(),
+            ingest_port: state.ingest_port,
+            first_seq,
+        })
+    })
+    .await;
+    outcome.unwrap_or_else(|error| {
+        Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "error",
+            error.to_string(),
+        ))
+    })
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    json(status, &serde_json::json!({ "error": message }).to_string())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_limited_per_address_and_overall() {
+        let mut limiter = FailureLimiter::default();
+        let now = Instant::now();
+        let one: IpAddr = "127.0.0.1".parse().unwrap();
+        let two: IpAddr = "127.0.0.2".parse().unwrap();
+        for _ in 0..FAILURES_PER_ADDRESS {
+            assert!(!limiter.is_limited(one, now));
+            limiter.record_failure(one, now);
+        }
+        assert!(limiter.is_limited(one, now));
+        assert!(!limiter.is_limited(two, now));
+        assert!(
+            !limiter.is_limited(one, now + WINDOW),
+            "a new window forgives"
+        );
+    }
+}

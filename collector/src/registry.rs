@@ -1,0 +1,572 @@
+//! The collector's durable state in SQLite (`<data_dir>/collector.db`, WAL):
+//! enrolment tokens, enrolled agents with their certificate and last
+//! acknowledged sequence number, and every security event accepted.
+//!
+//! Accepting a batch's events and raising the agent's sequence number happen
+//! in one transaction, so a batch is stored exactly once even when an agent
+//! retries it after a lost acknowledgement, or the collector dies mid-way.
+//! The schema is versioned in code; [`Registry::open`] migrates forward.
+//!
+//! Calls block on SQLite; async callers run them on the blocking pool.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context;
+use countywatch_wire::Event;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::ca::sha256_hex;
+
+/// Schema migrations, applied in order; the index + 1 is the version.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE tokens (
+        hash TEXT PRIMARY KEY,
+        name TEXT,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        used_ms INTEGER,
+        used_by TEXT
+    );
+    CREATE TABLE agents (
+        name TEXT PRIMARY KEY,
+        cert_sha256 TEXT NOT NULL UNIQUE,
+        enrolled_ms INTEGER NOT NULL,
+        revoked_ms INTEGER,
+        last_seq INTEGER NOT NULL DEFAULT 0,
+        last_seen_ms INTEGER,
+        silent INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        agent TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        received_ms INTEGER NOT NULL,
+        timestamp_ms INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        UNIQUE (agent, seq, position)
+    );
+    CREATE INDEX events_by_agent ON events (agent, timestamp_ms);",
+    // Every batch accepted, so that an operator (and the tests) can prove
+    // that an agent's sequence has no gap and no repeat.
+    "CREATE TABLE batches (
+        agent TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        received_ms INTEGER NOT NULL,
+        events INTEGER NOT NULL,
+        PRIMARY KEY (agent, seq)
+    ) WITHOUT ROWID;",
+];
+
+/// An enrolled agent as `agents list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentRecord {
+    /// Its name, the `instance` label.
+    pub name: String,
+    /// SHA-256 of its current client certificate.
+    pub cert_sha256: String,
+    /// When it enrolled, Unix milliseconds.
+    pub enrolled_ms: i64,
+    /// When it was revoked, if it was.
+    pub revoked_ms: Option<i64>,
+    /// Highest batch sequence number stored.
+    pub last_seq: i64,
+    /// When its last batch arrived.
+    pub last_seen_ms: Option<i64>,
+}
+
+/// Why a token could not be redeemed. The messages are what the enrolling
+/// agent sees, so they say what to do without revealing which tokens exist.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Unknown, used or expired: all look the same from outside.
+    #[error(
+        "invalid, expired or already used token; create a new one with `countywatch-collector token create`"
+    )]
+    Invalid,
+    /// Neither the token nor the agent gave a name.
+    #[error("no agent name given: pass --name")]
+    NoName,
+    /// The token was created for another name.
+    #[error("this token was created for agent {bound:?}, not {requested:?}")]
+    WrongName {
+        /// The name the token is bound to.
+        bound: String,
+        /// The name the agent asked for.
+        requested: String,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] rusqlite::Error),
+}
+
+/// What happened to a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// New: its events were stored.
+    Stored,
+    /// Already stored earlier (a retry or a replay): nothing was written.
+    Duplicate,
+}
+
+/// The state database.
+pub struct Registry {
+    /// One connection, serialised: writes are short and SQLite serialises
+    /// writers anyway.
+    connection: Mutex<Connection>,
+}
+
+impl Registry {
+    /// Opens (creating and migrating) the database in `data_dir`.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Registry> {
+        let path = data_dir.join("collector.db");
+        let connection =
+            Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        // WAL lets the CLI (token create, agents revoke) write while the
+        // daemon runs; NORMAL sync survives a killed process (the WAL is in
+        // the OS's hands) and costs no fsync per batch.
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .and_then(|()| connection.pragma_update(None, "synchronous", "NORMAL"))
+            .and_then(|()| connection.busy_timeout(Duration::from_secs(5)))
+            .with_context(|| format!("cannot configure {}", path.display()))?;
+        migrate(&connection).with_context(|| format!("cannot migrate {}", path.display()))?;
+        Ok(Registry {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Creates a single-use token valid for `ttl`, optionally bound to an
+    /// agent name, and returns it. Only its hash is stored.
+    pub fn create_token(
+        &self,
+        name: Option<&str>,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> anyhow::Result<String> {
+        let secret: [u8; 24] = rand::random();
+        let token = format!("cwt_{}", hex::encode(secret));
+        let expires = now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        self.lock()
+            .execute(
+                "INSERT INTO tokens (hash, name, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![sha256_hex(token.as_bytes()), name, now_ms, expires],
+            )
+            .context("cannot store the token")?;
+        Ok(token)
+    }
+
+    /// Redeems a token and returns the name to enrol: the token's bound
+    /// name, else `requested`, else `fallback` (the agent's host name). A
+    /// `requested` name other than the bound one is refused. The token is
+    /// used up.
+    pub fn redeem_token(
+        &self,
+        token: &str,
+        requested: Option<&str>,
+        fallback: Option<&str>,
+        now_ms: i64,
+    ) -> Result<String, TokenError> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let row: Option<(Option<String>, i64, Option<i64>)> = transaction
+            .query_row(
+                "SELECT name, expires_ms, used_ms FROM tokens WHERE hash = ?1",
+                params![sha256_hex(token.as_bytes())],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()?;
+        let Some((bound, expires_ms, used_ms)) = row else {
+            return Err(TokenError::Invalid);
+        };
+        if used_ms.is_some() || expires_ms < now_ms {
+            return Err(TokenError::Invalid);
+        }
+        let name = match (bound, requested) {
+            (Some(bound), Some(requested)) if bound != requested => {
+                return Err(TokenError::WrongName {
+                    bound,
+                    requested: requested.to_string(),
+                });
+            }
+            (Some(bound), _) => bound,
+            (None, Some(requested)) => requested.to_string(),
+            (None, None) => match fallback {
+                Some(fallback) => fallback.to_string(),
+                None => return Err(TokenError::NoName),
+            },
+        };
+        transaction.execute(
+            "UPDATE tokens SET used_ms = ?1, used_by = ?2 WHERE hash = ?3",
+            params![now_ms, name, sha256_hex(token.as_bytes())],
+        )?;
+        transaction.commit()?;
+        Ok(name)
+    }
+
+    /// Records an agent's new certificate and returns the first sequence
+    /// number its batches must use. Re-enrolling a name replaces its
+    /// certificate (the old one stops working at once) and clears a
+    /// revocation; its sequence numbers continue where they were, so that a
+    /// re-installed agent's batches are not taken for replays.
+    pub fn enrol(&self, name: &str, cert_sha256: &str, now_ms: i64) -> anyhow::Result<u64> {
+        let connection = self.lock();
+        connection
+            .execute(
+                "INSERT INTO agents (name, cert_sha256, enrolled_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET cert_sha256 = excluded.cert_sha256,
+                    enrolled_ms = excluded.enrolled_ms, revoked_ms = NULL, silent = 0",
+                params![name, cert_sha256, now_ms],
+            )
+            .context("cannot record the agent")?;
+        let last_seq: i64 = connection
+            .query_row(
+                "SELECT last_seq FROM agents WHERE name = ?1",
+                params![name],
+                |row| row.get(0),
+            )
+            .context("cannot read the agent")?;
+        Ok(u64::try_from(last_seq).unwrap_or(0) + 1)
+    }
+
+    /// The agent a client certificate belongs to, if it is current and not
+    /// revoked. Called on every request, so revocation is immediate.
+    pub fn identify(&self, cert_sha256: &str) -> anyhow::Result<Option<String>> {
+        self.lock()
+            .query_row(
+                "SELECT name FROM agents WHERE cert_sha256 = ?1 AND revoked_ms IS NULL",
+                params![cert_sha256],
+                |row| row.get(0),
+            )
+            .optional()
+            .context("cannot look up the agent")
+    }
+
+    /// Revokes an agent; returns false when no such agent is enrolled.
+    pub fn revoke(&self, name: &str, now_ms: i64) -> anyhow::Result<bool> {
+        let changed = self
+            .lock()
+            .execute(
+                "UPDATE agents SET revoked_ms = ?1 WHERE name = ?2 AND revoked_ms IS NULL",
+                params![now_ms, name],
+            )
+            .context("cannot revoke the agent")?;
+        Ok(changed > 0)
+    }
+
+    /// Every enrolled agent, by name.
+    pub fn agents(&self) -> anyhow::Result<Vec<AgentRecord>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT name, cert_sha256, enrolled_ms, revoked_ms, last_seq, last_seen_ms FROM agents ORDER BY name",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(AgentRecord {
+                name: row.get(0)?,
+                cert_sha256: row.get(1)?,
+                enrolled_ms: row.get(2)?,
+                revoked_ms: row.get(3)?,
+                last_seq: row.get(4)?,
+                last_seen_ms: row.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Stores a batch's events unless its sequence number is not above the
+    /// agent's last one, and marks the agent seen. One transaction.
+    pub fn accept_batch(
+        &self,
+        agent: &str,
+        seq: u64,
+        events: &[Event],
+        now_ms: i64,
+    ) -> anyhow::Result<BatchOutcome> {
+        let seq = i64::try_from(seq).context("sequence number out of range")?;
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let last_seq: i64 = transaction
+            .query_row(
+                "SELECT last_seq FROM agents WHERE name = ?1",
+                params![agent],
+                |row| row.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        transaction.execute(
+            "UPDATE agents SET last_seen_ms = ?1, silent = 0 WHERE name = ?2",
+            params![now_ms, agent],
+        )?;
+        if seq <= last_seq {
+            transaction.commit()?;
+            return Ok(BatchOutcome::Duplicate);
+        }
+        {
+            let mut insert = transaction.prepare_cached(
+                "INSERT INTO events (agent, seq, position, received_ms, timestamp_ms, source, kind, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for (position, event) in events.iter().enumerate() {
+                let body = serde_json::to_string(event).context("cannot serialise an event")?;
+                insert.execute(params![
+                    agent,
+                    seq,
+                    i64::try_from(position).unwrap_or(i64::MAX),
+                    now_ms,
+                    event.timestamp_ms,
+                    event.source,
+                    event.kind,
+                    body
+                ])?;
+            }
+        }
+        transaction.execute(
+            "INSERT INTO batches (agent, seq, received_ms, events) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                agent,
+                seq,
+                now_ms,
+                i64::try_from(events.len()).unwrap_or(i64::MAX)
+            ],
+        )?;
+        transaction.execute(
+            "UPDATE agents SET last_seq = ?1 WHERE name = ?2",
+            params![seq, agent],
+        )?;
+        transaction.commit()?;
+        Ok(BatchOutcome::Stored)
+    }
+
+    /// Marks agents silent when their last batch is older than `silent_after`
+    /// and records one `agent_silent` event for each; returns their names.
+    pub fn mark_silent(&self, silent_after: Duration, now_ms: i64) -> anyhow::Result<Vec<String>> {
+        let cutoff =
+            now_ms.saturating_sub(i64::try_from(silent_after.as_millis()).unwrap_or(i64::MAX));
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let names: Vec<(String, Option<i64>)> = {
+            let mut statement = transaction.prepare(
+                "SELECT name, last_seen_ms FROM agents WHERE revoked_ms IS NULL AND silent = 0
+                 AND COALESCE(last_seen_ms, enrolled_ms) < ?1",
+            )?;
+            let rows =
+                statement.query_map(params![cutoff], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        for (name, last_seen_ms) in &names {
+            let mut fields = std::collections::BTreeMap::new();
+            fields.insert("host".to_string(), name.clone());
+            if let Some(seen) = last_seen_ms {
+                fields.insert("last_seen_ms".to_string(), seen.to_string());
+            }
+            let event = Event {
+                timestamp_ms: now_ms,
+                source: "agent".to_string(),
+                kind: "agent_silent".to_string(),
+                fields,
+                raw: format!("no batch from agent {name} for {}s", silent_after.as_secs()),
+            };
+            transaction.execute(
+                "INSERT INTO events (agent, seq, position, received_ms, timestamp_ms, source, kind, body)
+                 VALUES (?1, -?2, 0, ?2, ?2, 'agent', 'agent_silent', ?3)",
+                params![name, now_ms, serde_json::to_string(&event)?],
+            )?;
+            transaction.execute(
+                "UPDATE agents SET silent = 1 WHERE name = ?1",
+                params![name],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(names.into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// Number of stored events of `agent` with `kind` (all kinds when `None`).
+    pub fn count_events(&self, agent: &str, kind: Option<&str>) -> anyhow::Result<i64> {
+        Ok(self.lock().query_row(
+            "SELECT COUNT(*) FROM events WHERE agent = ?1 AND (?2 IS NULL OR kind = ?2)",
+            params![agent, kind],
+            |row| row.get(0),
+        )?)
+    }
+}
+
+fn migrate(connection: &Connection) -> rusqlite::Result<()> {
+    connection
+        .execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let version: i64 = connection
+        .query_row("SELECT version FROM schema_version", [], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0);
+    for (index, migration) in MIGRATIONS.iter().enumerate() {
+        let target = i64::try_from(index).unwrap_or(i64::MAX) + 1;
+        if target <= version {
+            continue;
+        }
+        connection.execute_batch(&format!(
+            "BEGIN; {migration}; DELETE FROM schema_version; INSERT INTO schema_version VALUES ({target}); COMMIT;"
+        ))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str) -> Event {
+        Event {
+            timestamp_ms: 1,
+            source: "auth".to_string(),
+            kind: kind.to_string(),
+            fields: Default::default(),
+            raw: "raw".to_string(),
+        }
+    }
+
+    #[test]
+    fn tokens_are_single_use_expire_and_bind_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        let token = registry
+            .create_token(None, Duration::from_secs(60), 1_000)
+            .unwrap();
+        assert_eq!(
+            registry
+                .redeem_token(&token, Some("a"), None, 2_000)
+                .unwrap(),
+            "a"
+        );
+        assert!(matches!(
+            registry.redeem_token(&token, Some("a"), None, 2_000),
+            Err(TokenError::Invalid)
+        ));
+        let expired = registry
+            .create_token(None, Duration::from_secs(1), 1_000)
+            .unwrap();
+        assert!(matches!(
+            registry.redeem_token(&expired, Some("a"), None, 5_000),
+            Err(TokenError::Invalid)
+        ));
+        let bound = registry
+            .create_token(Some("web-01"), Duration::from_secs(60), 1_000)
+            .unwrap();
+        assert!(matches!(
+            registry.redeem_token(&bound, Some("db-01"), None, 2_000),
+            Err(TokenError::WrongName { .. })
+        ));
+        assert_eq!(
+            registry
+                .redeem_token(&bound, None, Some("host"), 2_000)
+                .unwrap(),
+            "web-01"
+        );
+        let unbound = registry
+            .create_token(None, Duration::from_secs(60), 1_000)
+            .unwrap();
+        assert_eq!(
+            registry
+                .redeem_token(&unbound, None, Some("host"), 2_000)
+                .unwrap(),
+            "host"
+        );
+        assert!(matches!(
+            registry.redeem_token("cwt_guess", Some("a"), None, 2_000),
+            Err(TokenError::Invalid)
+        ));
+    }
+
+    #[test]
+    fn batches_are_stored_once_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        registry.enrol("a", "cert-a", 0).unwrap();
+        let events = [event("ssh_login_failed"), event("ssh_login_failed")];
+        assert_eq!(
+            registry.accept_batch("a", 1, &events, 10).unwrap(),
+            BatchOutcome::Stored
+        );
+        assert_eq!(
+            registry.accept_batch("a", 1, &events, 11).unwrap(),
+            BatchOutcome::Duplicate
+        );
+        assert_eq!(
+            registry.accept_batch("a", 2, &events[..1], 12).unwrap(),
+            BatchOutcome::Stored
+        );
+        drop(registry);
+        let registry = Registry::open(dir.path()).unwrap();
+        assert_eq!(
+            registry.accept_batch("a", 2, &events, 13).unwrap(),
+            BatchOutcome::Duplicate
+        );
+        assert_eq!(
+            registry
+                .count_events("a", Some("ssh_login_failed"))
+                .unwrap(),
+            3
+        );
+        assert_eq!(registry.agents().unwrap()[0].last_seq, 2);
+    }
+
+    #[test]
+    fn revocation_and_reenrolment() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        registry.enrol("a", "cert-1", 0).unwrap();
+        assert_eq!(registry.identify("cert-1").unwrap().as_deref(), Some("a"));
+        assert!(registry.revoke("a", 5).unwrap());
+        assert_eq!(registry.identify("cert-1").unwrap(), None);
+        assert!(!registry.revoke("nobody", 5).unwrap());
+        registry.enrol("a", "cert-2", 6).unwrap();
+        assert_eq!(
+            registry.identify("cert-1").unwrap(),
+            None,
+            "the old certificate stays refused"
+        );
+        assert_eq!(registry.identify("cert-2").unwrap().as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn silent_agents_get_one_event_until_they_report_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        registry.enrol("a", "cert-a", 0).unwrap();
+        registry.accept_batch("a", 1, &[], 1_000).unwrap();
+        assert!(
+            registry
+                .mark_silent(Duration::from_secs(60), 30_000)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            registry
+                .mark_silent(Duration::from_secs(60), 100_000)
+                .unwrap(),
+            vec!["a"]
+        );
+        assert!(
+            registry
+                .mark_silent(Duration::from_secs(60), 200_000)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(registry.count_events("a", Some("agent_silent")).unwrap(), 1);
+        registry.accept_batch("a", 2, &[], 210_000).unwrap();
+        assert_eq!(
+            registry
+                .mark_silent(Duration::from_secs(60), 300_000)
+                .unwrap(),
+            vec!["a"]
+        );
+    }
+}

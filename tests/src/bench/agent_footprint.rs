@@ -1,0 +1,123 @@
+//! The agent's footprint on a small server, against Debian's
+//! `prometheus-node-exporter` doing the same job: the agent runs with every
+//! host probe at a 1 s interval (sending each batch over TLS to a real
+//! collector), node_exporter with its default collectors is scraped once a
+//! second, both for the same number of collections. Reported: peak RSS
+//! (VmHWM) and CPU seconds (user + system) per collection, each with
+//! node_exporter's figure and the ratio. Issue 4's targets are ratios of at
+//! most 0.5.
+//!
+//! CPU is counted from the first collection on, so one-off start-up work
+//! is left out on both sides; peak RSS includes start-up, as it would on a
+//! real server. `COUNTYWATCH_BENCH_COLLECTIONS` sets the number of
+//! collections (default 60).
+
+use std::time::{Duration, Instant};
+
+use super::{Benchmark, Figure};
+use crate::peer::NodeExporter;
+use crate::{Agent, Collector};
+
+/// Registration.
+pub const BENCHMARK: Benchmark = Benchmark {
+    name: "agent_footprint",
+    about: "agent with all host probes at 1 s vs prometheus-node-exporter scraped at 1 s: peak RSS, CPU per collection",
+    run,
+};
+
+/// What /proc says about a process.
+#[derive(Clone, Copy, Debug)]
+struct Usage {
+    /// User plus system CPU, seconds.
+    cpu_seconds: f64,
+    /// Peak resident set size, bytes.
+    peak_rss: f64,
+}
+
+fn usage(pid: u32) -> Usage {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14 and 15 of proc(5); fields[0] is field 3.
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    let per_second = rustix::param::clock_ticks_per_second() as f64;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let peak_kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+        .unwrap();
+    Usage {
+        cpu_seconds: ticks / per_second,
+        peak_rss: peak_kib * 1024.0,
+    }
+}
+
+fn collections() -> u32 {
+    std::env::var("COUNTYWATCH_BENCH_COLLECTIONS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .filter(|count| *count > 0)
+        .unwrap_or(60)
+}
+
+/// The agent: wait for its first batch, then for `count` more collections.
+fn measure_agent(count: u32) -> (Usage, Usage) {
+    let collector = Collector::start();
+    // Every host probe is on by default; the process and service probes are
+    // not host probes (and node_exporter has neither).
+    let agent = Agent::start_for("bench-host", &collector);
+    collector
+        .wait_for_series(
+            "node_load1{instance=\"bench-host\",job=\"countywatch\"}",
+            Duration::from_secs(30),
+        )
+        .expect("the agent's first batch arrives");
+    let before = usage(agent.pid());
+    std::thread::sleep(Duration::from_secs(u64::from(count)));
+    let after = usage(agent.pid());
+    (before, after)
+}
+
+/// node_exporter: one warm-up scrape, then `count` scrapes a second apart.
+fn measure_node_exporter(count: u32) -> (Usage, Usage) {
+    let node_exporter = NodeExporter::start();
+    let scrape = || {
+        let response = crate::http::get(node_exporter.addr, "/metrics").unwrap();
+        assert_eq!(response.status, 200);
+    };
+    scrape();
+    let before = usage(node_exporter.pid());
+    let started = Instant::now();
+    for index in 1..=count {
+        let next = started + Duration::from_secs(u64::from(index));
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        scrape();
+    }
+    let after = usage(node_exporter.pid());
+    (before, after)
+}
+
+fn run() -> Vec<Figure> {
+    let count = collections();
+    let (agent_before, agent_after) = measure_agent(count);
+    let (node_before, node_after) = measure_node_exporter(count);
+    let per_collection =
+        |before: Usage, after: Usage| (after.cpu_seconds - before.cpu_seconds) / f64::from(count);
+    let mib = |bytes: f64| bytes / (1024.0 * 1024.0);
+    vec![
+        Figure::new("collections", f64::from(count), "each side"),
+        Figure::new("agent_peak_rss", mib(agent_after.peak_rss), "MiB")
+            .with_peer("node_exporter", mib(node_after.peak_rss)),
+        Figure::new(
+            "agent_cpu_per_collection",
+            per_collection(agent_before, agent_after) * 1e3,
+            "ms",
+        )
+        .with_peer(
+            "node_exporter",
+            per_collection(node_before, node_after) * 1e3,
+        ),
+    ]
+}

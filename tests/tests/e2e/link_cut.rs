@@ -1,0 +1,168 @@
+//! A cut link: the agent in a network namespace of its own, joined to the
+//! collector by a veth pair the test creates, and the link set down for two
+//! minutes. Everything the agent produced meanwhile must arrive, once.
+//!
+//! Needs root and iproute2 (`tests/run.sh` installs it); the addresses are
+//! the test's own hosts, inside the namespace it made, never anyone else's.
+
+use std::process::Command;
+use std::time::Duration;
+
+use countywatch_e2e::process::wait_until;
+use countywatch_e2e::{Agent, Collector, TEST_AGENT_CONFIG, binary};
+
+/// A namespace and veth pair, removed on drop.
+struct Link {
+    /// The namespace the agent runs in.
+    namespace: String,
+    /// The collector's end of the veth pair, in the root namespace.
+    host_end: String,
+}
+
+fn ip(arguments: &[&str]) {
+    let status = Command::new("ip")
+        .args(arguments)
+        .status()
+        .expect("iproute2 is installed by tests/run.sh");
+    assert!(status.success(), "ip {arguments:?} failed");
+}
+
+impl Link {
+    fn new(host_address: &str, agent_address: &str) -> Link {
+        let id = std::process::id() % 100_000;
+        let link = Link {
+            namespace: format!("cw-agent-{id}"),
+            host_end: format!("cwh{id}"),
+        };
+        let agent_end = format!("cwa{id}");
+        ip(&["netns", "add", &link.namespace]);
+        ip(&[
+            "link",
+            "add",
+            &link.host_end,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &agent_end,
+        ]);
+        ip(&["link", "set", &agent_end, "netns", &link.namespace]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{host_address}/30"),
+            "dev",
+            &link.host_end,
+        ]);
+        ip(&["link", "set", &link.host_end, "up"]);
+        let inside = |arguments: &[&str]| {
+            let mut all = vec!["netns", "exec", &link.namespace, "ip"];
+            all.extend_from_slice(arguments);
+            ip(&all);
+        };
+        inside(&[
+            "addr",
+            "add",
+            &format!("{agent_address}/30"),
+            "dev",
+            &agent_end,
+        ]);
+        inside(&["link", "set", &agent_end, "up"]);
+        inside(&["link", "set", "lo", "up"]);
+        link
+    }
+
+    fn set(&self, up: bool) {
+        ip(&[
+            "link",
+            "set",
+            &self.host_end,
+            if up { "up" } else { "down" },
+        ]);
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_end])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.namespace])
+            .status();
+    }
+}
+
+#[test]
+fn a_link_cut_for_two_minutes_loses_nothing() {
+    // Test-only addresses, on the veth pair this test owns.
+    let (host_address, agent_address) = ("10.231.7.1", "10.231.7.2");
+    let link = Link::new(host_address, agent_address);
+    let listen = format!("{host_address}:0");
+    let collector = Collector::start_with(
+        Some(&format!(
+            "ingest:\n  server_names: [\"{host_address}\"]\nagents:\n  silent_after: 1h\n"
+        )),
+        &["--ingest-listen", &listen, "--enroll-listen", &listen],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let token = collector.token(Some("far-office"));
+    let output = Command::new("ip")
+        .args(["netns", "exec", &link.namespace])
+        .arg(binary("countywatch-agent"))
+        .args([
+            "enroll",
+            "--collector",
+            &collector.enroll_url(),
+            "--token",
+            &token,
+            "--ca-sha256",
+            &collector.ca_sha256,
+            "--state-dir",
+        ])
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let agent = Agent::start_wrapped(
+        dir,
+        TEST_AGENT_CONFIG,
+        &["ip", "netns", "exec", &link.namespace],
+    );
+    assert!(
+        collector
+            .wait_for_series(
+                "node_load1{instance=\"far-office\",job=\"countywatch\"}",
+                Duration::from_secs(30)
+            )
+            .is_some()
+    );
+
+    link.set(false);
+    std::thread::sleep(Duration::from_secs(120));
+    let (waiting, _) = agent.spool_state();
+    assert!(
+        waiting >= 100,
+        "two minutes at one batch a second should be spooled: {waiting}"
+    );
+    link.set(true);
+
+    let mut handed_out = 0;
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            let (waiting, last) = agent.spool_state();
+            handed_out = last;
+            waiting == 0
+        }),
+        "the spool should drain once the link is back"
+    );
+    let stored = collector.batch_sequence_numbers("far-office");
+    let expected: Vec<i64> = (1..=*stored.last().unwrap()).collect();
+    assert_eq!(stored, expected, "every batch once, no gap");
+    assert!(*stored.last().unwrap() >= handed_out);
+    drop(agent);
+}
