@@ -195,9 +195,10 @@ impl<'a> Evaluator<'a> {
         t: Millis,
     ) -> Result<Vec<Sample>, EvalError> {
         let t = self.shift(t, selector.offset.as_ref(), selector.at.as_ref())?;
+        let filter = Filter::new(selector);
         let mut out = Vec::new();
-        for (labels, series) in self.storage.candidates(selector_name(selector)) {
-            if !matches(selector, labels) {
+        for (labels, series) in self.storage.candidates(filter.name) {
+            if !filter.matches(labels) {
                 continue;
             }
             if let Some((timestamp, value)) = series.instant(t, self.lookback) {
@@ -219,9 +220,10 @@ impl<'a> Evaluator<'a> {
         t: Millis,
     ) -> Result<Vec<RangeSeries>, EvalError> {
         let t = self.shift(t, selector.offset.as_ref(), selector.at.as_ref())?;
+        let filter = Filter::new(selector);
         let mut out = Vec::new();
-        for (labels, series) in self.storage.candidates(selector_name(selector)) {
-            if !matches(selector, labels) {
+        for (labels, series) in self.storage.candidates(filter.name) {
+            if !filter.matches(labels) {
                 continue;
             }
             let points = series.range(t.saturating_sub(range), t);
@@ -306,6 +308,55 @@ fn selector_name(selector: &VectorSelector) -> Option<&str> {
                 && matches!(matcher.op, promql_parser::label::MatchOp::Equal)
         })
         .map(|matcher| matcher.value.as_str())
+}
+
+/// A selector prepared for matching many series: the metric name it pins
+/// (the store's candidates all have it, so it is not checked again) and
+/// the matchers left to check.
+struct Filter<'s> {
+    /// The pinned metric name, which narrows the candidates.
+    name: Option<&'s str>,
+    /// Matchers other than the one pinning the name.
+    matchers: Vec<&'s promql_parser::label::Matcher>,
+    /// The selector, for `or` groups (checked in full).
+    selector: &'s VectorSelector,
+}
+
+impl<'s> Filter<'s> {
+    fn new(selector: &'s VectorSelector) -> Filter<'s> {
+        let name = selector_name(selector);
+        let matchers = selector
+            .matchers
+            .matchers
+            .iter()
+            .filter(|matcher| {
+                !(matcher.name == METRIC_NAME
+                    && matches!(matcher.op, promql_parser::label::MatchOp::Equal)
+                    && Some(matcher.value.as_str()) == name)
+            })
+            .collect();
+        Filter {
+            name,
+            matchers,
+            selector,
+        }
+    }
+
+    /// Whether a candidate series (already of the pinned name) matches.
+    fn matches(&self, labels: &Labels) -> bool {
+        if !self.selector.matchers.or_matchers.is_empty() {
+            return matches(self.selector, labels);
+        }
+        if self.name.is_none()
+            && let Some(name) = &self.selector.name
+            && labels.name() != name
+        {
+            return false;
+        }
+        self.matchers
+            .iter()
+            .all(|matcher| matcher.is_match(labels.get(&matcher.name)))
+    }
 }
 
 /// Whether a series' labels satisfy a selector's name and matchers.
