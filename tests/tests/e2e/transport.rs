@@ -6,7 +6,9 @@ use std::time::Duration;
 use countywatch_e2e::http::{CurlIdentity, curl_post, sample_value};
 use countywatch_e2e::process::wait_until;
 use countywatch_e2e::{Agent, Collector, enroll};
-use countywatch_wire::{Batch, Event, MetricFamily, MetricKind, WIRE_VERSION, encode_batch};
+use countywatch_wire::{
+    Batch, Event, EventKind, EventSource, MetricFamily, MetricKind, WIRE_VERSION, encode_batch,
+};
 
 const GZIP: &str = "Content-Encoding: gzip";
 
@@ -23,12 +25,11 @@ fn batch(agent: &str, seq: u64, events: usize) -> Batch {
             seq as f64,
         )],
         events: (0..events)
-            .map(|index| Event {
-                timestamp_ms: index as i64,
-                source: "auth".to_string(),
-                kind: "ssh_login_failed".to_string(),
-                fields: Default::default(),
-                raw: format!("line {index}"),
+            .map(|index| {
+                let mut event =
+                    Event::new(index as i64, EventSource::Auth, EventKind::SshLoginFailed);
+                event.raw = format!("line {index}");
+                event
             })
             .collect(),
     }
