@@ -21,6 +21,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// How agents' metrics are kept and exposed.
     pub metrics: MetricsConfig,
+    /// Alerting and recording rules evaluated over agents' metrics.
+    pub rules: crate::alerting::RulesConfig,
     /// The enrolment listener agents use once, with a token, to get their
     /// client certificate.
     pub enroll: EnrollConfig,
@@ -124,6 +126,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             ingest: IngestConfig::default(),
             metrics: MetricsConfig::default(),
+            rules: crate::alerting::RulesConfig::default(),
             enroll: EnrollConfig::default(),
             ca: None,
             agents: AgentsConfig::default(),
@@ -222,6 +225,15 @@ impl Config {
             problems.general("ingest.max_connections must be at least 1");
         }
         self.notify.validate(&mut problems);
+        // Rule files are part of the configuration: a bad one stops the
+        // collector at start with every problem, like a bad config.
+        for file in &self.rules.files {
+            if let Err(rule_problems) = countywatch_rules::rulefmt::load(file) {
+                for problem in rule_problems.problems {
+                    problems.general(format!("rules.files: {problem}"));
+                }
+            }
+        }
         problems.into_result()
     }
 

@@ -31,6 +31,8 @@ pub struct HttpState {
     pub silent_after: std::time::Duration,
     /// The notifier, for the alerts and silences API.
     pub notifier: Arc<crate::notify::Notifier>,
+    /// The rule engine, whose `ALERTS` and rule metrics `/metrics` shows.
+    pub alerting: Option<Arc<crate::alerting::Alerting>>,
 }
 
 /// Content type of the Prometheus text format.
@@ -87,6 +89,9 @@ pub fn render_metrics(state: &HttpState) -> String {
     let mut own = Vec::new();
     state.telemetry.write_text(&mut own);
     out.push_str(&String::from_utf8_lossy(&own));
+    if let Some(alerting) = &state.alerting {
+        alerting.write_text(&mut out);
+    }
     out
 }
 

@@ -13,10 +13,13 @@
 //! - [`http`]: `/metrics`, health endpoints and the status page.
 //! - [`telemetry`]: the collector's own `countywatch_*` metrics.
 //! - [`notify`]: routing, grouping, silences, the outbox and receivers.
+//! - [`alerting`]: rule evaluation over agents' metrics (`countywatch-rules`).
+//! - [`rule_alerts`]: hands the alerting rules' firing alerts to [`notify`].
 //!
 //! [`start`] binds the listeners and returns a [`Running`] collector whose
 //! addresses tests can read; [`run`] is start-then-wait for the binary.
 
+pub mod alerting;
 pub mod ca;
 pub mod config;
 pub mod enroll;
@@ -26,6 +29,7 @@ pub mod liveness;
 pub mod metric_store;
 pub mod notify;
 pub mod registry;
+pub mod rule_alerts;
 pub mod serve;
 pub mod telemetry;
 pub mod tls;
@@ -59,6 +63,9 @@ pub struct Running {
     pub ca_fingerprint: String,
     /// Where alerting and detection rules submit alerts.
     pub notifier: Arc<notify::Notifier>,
+    /// The rule engine, when rule files are configured; notifiers read its
+    /// firing alerts.
+    pub alerting: Option<Arc<alerting::Alerting>>,
     /// Turning this true stops every listener.
     stop: watch::Sender<bool>,
     /// The listeners' and background tasks.
@@ -165,8 +172,26 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         stopped.clone(),
     )?;
     tasks.extend(notify_tasks);
+    let rules = alerting::start(
+        &config.rules,
+        &config.data_dir,
+        Arc::clone(&store),
+        stopped.clone(),
+    )?;
+    let alerting = rules.map(|(engine, task)| {
+        tasks.push(task);
+        engine
+    });
+    if let Some(engine) = &alerting {
+        tasks.push(tokio::spawn(rule_alerts::forward(
+            Arc::clone(engine),
+            Arc::clone(&notifier),
+            stopped.clone(),
+        )));
+    }
     let http_state = Arc::new(http::HttpState {
         notifier: Arc::clone(&notifier),
+        alerting: alerting.clone(),
         store: Arc::clone(&store),
         registry: Arc::clone(&registry),
         telemetry: Arc::clone(&telemetry),
@@ -242,6 +267,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         enroll_addr,
         ca_fingerprint,
         notifier,
+        alerting,
         stop,
         tasks,
     })

@@ -67,6 +67,11 @@ enum Command {
         #[command(subcommand)]
         command: NotifyCommand,
     },
+    /// Prometheus rule files: `check` and `test`, drop-ins for promtool's.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -114,6 +119,23 @@ enum NotifyCommand {
         /// The receiver's name in notify.receivers.
         #[arg(long)]
         receiver: String,
+    },
+}
+
+/// `rules` subcommands; exit 0 when everything passed, 1 otherwise.
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate rule files, printing every problem with file:line:column.
+    Check {
+        /// Rule files (YAML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run promtool-format rule unit-test files.
+    Test {
+        /// Unit-test files (YAML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -181,6 +203,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match cli.command {
+        Command::Rules { command } => rules_command(command),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(_) => {
                 println!("{}: valid", file.display());
@@ -363,6 +386,34 @@ fn agents_list(config: &Config) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn rules_command(command: RulesCommand) -> ExitCode {
+    use std::io::Write;
+    // Write errors (a closed pipe, as with `| head`) are ignored rather
+    // than panicking as `print!` would; the exit code still tells.
+    let mut stdout = std::io::stdout().lock();
+    let passed = match command {
+        RulesCommand::Check { files } => {
+            let outcome = countywatch_rules::check::check_files(&files);
+            let _ = write!(stdout, "{}", outcome.report);
+            outcome.passed
+        }
+        RulesCommand::Test { files } => {
+            let mut passed = true;
+            for file in &files {
+                let outcome = countywatch_rules::unittest::run_file(file);
+                let _ = writeln!(stdout, "{}", outcome.report);
+                passed &= outcome.passed;
+            }
+            passed
+        }
+    };
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn load(path: Option<&PathBuf>, overrides: Overrides) -> Result<Config, ExitCode> {

@@ -141,6 +141,52 @@ impl MetricStore {
         fresh.len()
     }
 
+    /// Calls `visit` with every fresh agent's samples, for the rule
+    /// engine's series store: the agent's name (the `instance` label), when
+    /// its batch arrived, the family name, the sample's labels and value.
+    /// Also visits each known agent's last-seen time under
+    /// `countywatch_agent_last_seen_timestamp_seconds`, so that rules can
+    /// alert on a silent agent.
+    pub fn visit_samples(
+        &self,
+        now: SystemTime,
+        mut visit: impl FnMut(&str, SystemTime, &str, &[(String, String)], f64),
+    ) {
+        let agents = self
+            .agents
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for (agent, metrics) in agents.iter() {
+            let fresh =
+                now.duration_since(metrics.received_at).unwrap_or_default() <= self.stale_after;
+            if fresh {
+                for family in &metrics.families {
+                    for sample in &family.samples {
+                        visit(
+                            agent,
+                            metrics.received_at,
+                            &family.name,
+                            &sample.labels,
+                            sample.value,
+                        );
+                    }
+                }
+            }
+            let seconds = metrics
+                .received_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_secs_f64())
+                .unwrap_or(0.0);
+            visit(
+                agent,
+                now,
+                "countywatch_agent_last_seen_timestamp_seconds",
+                &[],
+                seconds,
+            );
+        }
+    }
+
     /// The agents known, with the time of their last batch, sorted by name.
     pub fn agents(&self) -> Vec<(String, SystemTime)> {
         let agents = self

@@ -9,6 +9,7 @@ mod agent_footprint;
 mod auth_replay;
 mod ingest;
 mod notify_latency;
+mod rule_eval;
 mod wire_codec;
 
 use std::fmt;
@@ -89,6 +90,7 @@ pub const ALL: &[Benchmark] = &[
     agent_footprint::BENCHMARK,
     auth_replay::BENCHMARK,
     notify_latency::BENCHMARK,
+    rule_eval::BENCHMARK,
 ];
 
 #[cfg(test)]

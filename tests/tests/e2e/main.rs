@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alerting;
 mod bad_input;
 mod cli;
 mod events;
@@ -11,6 +12,7 @@ mod node_exporter;
 mod notify;
 mod openssh;
 mod reload;
+mod rules;
 mod service_probes;
 mod skeleton;
 mod transport;
