@@ -29,6 +29,9 @@ pub struct Config {
     pub ca: Option<TlsFiles>,
     /// Agent liveness.
     pub agents: AgentsConfig,
+    /// Scale-out outputs: Prometheus remote_write and security-event
+    /// forwarding (see `output/config.rs`).
+    pub outputs: crate::output::config::OutputsConfig,
 }
 
 /// The enrolment listener.
@@ -125,6 +128,7 @@ impl Default for Config {
             enroll: EnrollConfig::default(),
             ca: None,
             agents: AgentsConfig::default(),
+            outputs: Default::default(),
         }
     }
 }
@@ -218,6 +222,7 @@ impl Config {
         if self.ingest.max_connections == 0 {
             problems.general("ingest.max_connections must be at least 1");
         }
+        self.outputs.validate(&mut problems);
         problems.into_result()
     }
 

@@ -12,6 +12,7 @@
 //! - [`metric_store`]: the latest metrics per agent and their exposition.
 //! - [`http`]: `/metrics`, health endpoints and the status page.
 //! - [`telemetry`]: the collector's own `countywatch_*` metrics.
+//! - [`output`]: scale-out outputs: remote_write and event forwarding.
 //!
 //! [`start`] binds the listeners and returns a [`Running`] collector whose
 //! addresses tests can read; [`run`] is start-then-wait for the binary.
@@ -23,6 +24,7 @@ pub mod http;
 pub mod ingest;
 pub mod liveness;
 pub mod metric_store;
+pub mod output;
 pub mod registry;
 pub mod serve;
 pub mod telemetry;
@@ -150,7 +152,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let ca_fingerprint = ca.fingerprint();
 
     let (stop, stopped) = watch::channel(false);
-    let mut tasks = Vec::new();
+    let (outputs, mut tasks) = output::Outputs::start(
+        &config.outputs,
+        &config.data_dir,
+        telemetry.registry(),
+        &stopped,
+    )?;
     let http_state = Arc::new(http::HttpState {
         store: Arc::clone(&store),
         registry: Arc::clone(&registry),
@@ -174,6 +181,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         store,
         registry: Arc::clone(&registry),
         telemetry: Arc::clone(&telemetry),
+        outputs,
         max_body_bytes: config.ingest.max_body_bytes,
         max_decompressed_bytes: config.ingest.max_decompressed_bytes,
         request_timeout,

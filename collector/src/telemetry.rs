@@ -154,6 +154,11 @@ impl Telemetry {
         self.enroll_requests.with_label_values(&[result]).inc();
     }
 
+    /// The registry, for modules that register their own metrics (outputs).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Appends the self-metrics in the Prometheus text format.
     pub fn write_text(&self, out: &mut Vec<u8>) {
         let families = self.registry.gather();

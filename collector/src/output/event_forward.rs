@@ -1,0 +1,739 @@
+//! Security-event forwarding: every event the registry stored, sent to a
+//! SIEM or syslog relay as RFC 5424 syslog over TCP with octet-counting
+//! framing (RFC 6587), over TLS (RFC 5425), or as JSON lines over HTTP(S).
+//!
+//! The registry's `events` table in `<data_dir>/collector.db` is the queue:
+//! events are stored there exactly once before an agent's batch is
+//! acknowledged, and their `id` only grows. Each output keeps a durable
+//! cursor (the last id it delivered, table `forward_cursors` in
+//! `<data_dir>/outputs.db`) and advances it only after a write succeeded,
+//! so a receiver outage or a collector restart resends from the cursor:
+//! at least once, never lost while the event is stored. This module reads
+//! the events table through its own read-only connection and never writes
+//! it.
+//!
+//! Plain TCP syslog has no acknowledgement: bytes accepted by the kernel
+//! before the receiver dies are lost from the receiver's side too (RFC 5425
+//! and 6587 share this); use `json_lines`, which waits for the HTTP answer,
+//! where that matters.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use countywatch_wire::Event;
+use prometheus::{IntCounterVec, Opts};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+
+use crate::output::config::{ForwardConfig, HttpUrl, parse_host_port, severity_number};
+use crate::output::connect::{Connector, HttpClient, HttpError, Stream, next_backoff};
+
+/// The outcomes `countywatch_forward_events_total` is labelled with.
+pub const RESULTS: [&str; 4] = ["sent", "filtered", "retried", "rejected"];
+
+/// The SD-ID of the structured data element holding an event's own fields.
+/// 32473 is the private enterprise number RFC 5612 reserves for
+/// documentation; a deployment that registers its own can change it here.
+pub const SD_EVENT: &str = "countywatch@32473";
+/// The SD-ID of the element holding the event's typed fields.
+pub const SD_FIELDS: &str = "fields@32473";
+
+/// The forwarding metrics, labelled by output name.
+#[derive(Clone)]
+pub struct ForwardMetrics {
+    /// Events by outcome: `sent`, `filtered` (skipped by the output's
+    /// filter), `retried` (a failed attempt), `rejected` (a 4xx answer).
+    pub events: IntCounterVec,
+    /// The id of the last event delivered (the durable cursor).
+    pub cursor: prometheus::IntGaugeVec,
+    /// When a write last succeeded, Unix seconds.
+    pub last_success: prometheus::GaugeVec,
+}
+
+impl ForwardMetrics {
+    /// Creates and registers the metrics.
+    pub fn register(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
+        let events = IntCounterVec::new(
+            Opts::new(
+                "countywatch_forward_events_total",
+                "Security events handled by forwarding outputs, by outcome.",
+            ),
+            &["output", "result"],
+        )?;
+        let cursor = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "countywatch_forward_cursor_event_id",
+                "The id of the last event a forwarding output delivered.",
+            ),
+            &["output"],
+        )?;
+        let last_success = prometheus::GaugeVec::new(
+            Opts::new(
+                "countywatch_forward_last_success_timestamp_seconds",
+                "When a forwarding output's last write succeeded, in Unix seconds.",
+            ),
+            &["output"],
+        )?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(cursor.clone()))?;
+        registry.register(Box::new(last_success.clone()))?;
+        Ok(ForwardMetrics {
+            events,
+            cursor,
+            last_success,
+        })
+    }
+}
+
+/// One stored event as the forwarder reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    /// The registry's row id: increasing, the cursor's unit.
+    pub id: i64,
+    /// The agent it came from (the syslog HOSTNAME).
+    pub agent: String,
+    /// When the collector stored it, Unix milliseconds.
+    pub received_ms: i64,
+    /// The event itself.
+    pub event: Event,
+}
+
+/// Where an output's events go.
+enum Target {
+    /// Syslog over TCP or TLS.
+    Syslog {
+        /// How to connect.
+        connector: Connector,
+        /// The open connection.
+        stream: Option<Box<dyn Stream>>,
+        /// Syslog facility.
+        facility: u8,
+    },
+    /// JSON lines POSTed over HTTP(S).
+    JsonLines {
+        /// The client.
+        client: HttpClient,
+        /// `Authorization` header value, if configured.
+        authorization: Option<String>,
+    },
+}
+
+/// Forwards events to one output until `stopped` turns true.
+pub async fn forward_loop(
+    data_dir: PathBuf,
+    config: ForwardConfig,
+    metrics: ForwardMetrics,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let name = config.name.clone();
+    let mut target = match build_target(&config) {
+        Ok(target) => target,
+        Err(error) => {
+            tracing::error!(output = %name, error = %format!("{error:#}"), "forwarding output disabled");
+            return;
+        }
+    };
+    for result in RESULTS {
+        metrics.events.with_label_values(&[&name, result]);
+    }
+    let state = {
+        let data_dir = data_dir.clone();
+        let name = name.clone();
+        let from_beginning = config.from_beginning;
+        tokio::task::spawn_blocking(move || Cursor::open(&data_dir, &name, from_beginning)).await
+    };
+    let mut cursor = match state {
+        Ok(Ok(cursor)) => cursor,
+        Ok(Err(error)) => {
+            tracing::error!(output = %name, error = %format!("{error:#}"), "forwarding output disabled");
+            return;
+        }
+        Err(_) => return,
+    };
+    metrics
+        .cursor
+        .with_label_values(&[&name])
+        .set(cursor.last_id);
+    let max_backoff = config.max_backoff.get();
+    let mut backoff = Duration::from_millis(100);
+    let mut failing = false;
+    let filter = Filter::new(&config);
+    while !*stopped.borrow() {
+        let limit = config.max_events_per_send;
+        let (read_cursor, events) = match tokio::task::spawn_blocking(move || {
+            let events = cursor.read(limit);
+            (cursor, events)
+        })
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => return,
+        };
+        cursor = read_cursor;
+        let events = match events {
+            Ok(events) => events,
+            Err(error) => {
+                tracing::error!(output = %name, error = %format!("{error:#}"), "cannot read stored events");
+                pause(&mut stopped, max_backoff).await;
+                continue;
+            }
+        };
+        let Some(last) = events.last().map(|event| event.id) else {
+            // Caught up: look again shortly. A query on the primary key
+            // costs microseconds, so polling is cheaper than wiring a
+            // notification through the ingest path.
+            pause(&mut stopped, Duration::from_millis(200)).await;
+            continue;
+        };
+        let selected: Vec<&StoredEvent> = events
+            .iter()
+            .filter(|event| filter.accepts(event))
+            .collect();
+        let filtered = (events.len() - selected.len()) as u64;
+        let outcome = match selected.is_empty() {
+            true => Ok(()),
+            false => send(&mut target, &selected).await,
+        };
+        match outcome {
+            Ok(()) | Err(SendFailure::Rejected(_)) => {
+                if let Err(SendFailure::Rejected(message)) = &outcome {
+                    tracing::warn!(output = %name, %message, events = selected.len(), "receiver refused events; skipping them");
+                    count(&metrics, &name, "rejected", selected.len() as u64);
+                } else {
+                    count(&metrics, &name, "sent", selected.len() as u64);
+                }
+                count(&metrics, &name, "filtered", filtered);
+                let saved = tokio::task::spawn_blocking(move || {
+                    let saved = cursor.advance(last);
+                    (cursor, saved)
+                })
+                .await;
+                let Ok((saved_cursor, saved)) = saved else {
+                    return;
+                };
+                cursor = saved_cursor;
+                if let Err(error) = saved {
+                    tracing::error!(output = %name, error = %format!("{error:#}"), "cannot save the forwarding cursor");
+                }
+                metrics.cursor.with_label_values(&[&name]).set(last);
+                if !selected.is_empty() {
+                    metrics
+                        .last_success
+                        .with_label_values(&[&name])
+                        .set(unix_seconds());
+                }
+                if failing {
+                    tracing::info!(output = %name, "forwarding receiver reachable again");
+                    failing = false;
+                }
+                backoff = Duration::from_millis(100);
+            }
+            Err(SendFailure::Retry(message)) => {
+                count(&metrics, &name, "retried", selected.len() as u64);
+                if !failing {
+                    tracing::warn!(output = %name, %message, "cannot forward events, will retry with backoff");
+                    failing = true;
+                }
+                let (wait, next) = next_backoff(backoff, max_backoff);
+                backoff = next;
+                pause(&mut stopped, wait).await;
+            }
+        }
+    }
+}
+
+fn count(metrics: &ForwardMetrics, name: &str, result: &str, events: u64) {
+    if events > 0 {
+        metrics
+            .events
+            .with_label_values(&[name, result])
+            .inc_by(events);
+    }
+}
+
+fn unix_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// Why a send failed.
+enum SendFailure {
+    /// Try the same events again later.
+    Retry(String),
+    /// The receiver refused them for good.
+    Rejected(String),
+}
+
+fn build_target(config: &ForwardConfig) -> anyhow::Result<Target> {
+    if let Some(syslog) = &config.syslog {
+        let (host, port) = parse_host_port(&syslog.address.value).map_err(anyhow::Error::msg)?;
+        return Ok(Target::Syslog {
+            connector: Connector::new(&host, port, syslog.tls.as_ref())?,
+            stream: None,
+            facility: syslog.facility,
+        });
+    }
+    if let Some(json) = &config.json_lines {
+        let url = HttpUrl::parse(&json.url.value).map_err(anyhow::Error::msg)?;
+        let authorization = match &json.bearer_token_file {
+            Some(file) => Some(format!(
+                "Bearer {}",
+                crate::output::remote_write::read_secret(file)?
+            )),
+            None => None,
+        };
+        return Ok(Target::JsonLines {
+            client: HttpClient::new(url, json.tls.as_ref(), Duration::from_secs(30))?,
+            authorization,
+        });
+    }
+    anyhow::bail!("no syslog or json_lines target")
+}
+
+async fn send(target: &mut Target, events: &[&StoredEvent]) -> Result<(), SendFailure> {
+    match target {
+        Target::Syslog {
+            connector,
+            stream,
+            facility,
+        } => {
+            let mut frames = Vec::with_capacity(events.len() * 256);
+            for event in events {
+                let message = format_syslog(event, *facility);
+                frames.extend_from_slice(format!("{} ", message.len()).as_bytes());
+                frames.extend_from_slice(message.as_bytes());
+            }
+            if stream.is_none() {
+                *stream = Some(connector.connect(Duration::from_secs(10)).await.map_err(
+                    |message| SendFailure::Retry(format!("{}: {message}", connector.address())),
+                )?);
+            }
+            let Some(open) = stream.as_mut() else {
+                return Err(SendFailure::Retry("no connection".to_string()));
+            };
+            let written = tokio::time::timeout(Duration::from_secs(30), async {
+                open.write_all(&frames).await?;
+                open.flush().await
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => {
+                    *stream = None;
+                    Err(SendFailure::Retry(error.to_string()))
+                }
+                Err(_) => {
+                    *stream = None;
+                    Err(SendFailure::Retry("write timed out".to_string()))
+                }
+            }
+        }
+        Target::JsonLines {
+            client,
+            authorization,
+        } => {
+            let mut body = String::with_capacity(events.len() * 256);
+            for event in events {
+                body.push_str(&format_json_line(event));
+                body.push('\n');
+            }
+            let mut headers = vec![("Content-Type", "application/x-ndjson")];
+            if let Some(value) = authorization.as_deref() {
+                headers.push(("Authorization", value));
+            }
+            client
+                .post(&headers, Bytes::from(body))
+                .await
+                .map_err(|error| match error {
+                    HttpError::Retryable(message) => SendFailure::Retry(message),
+                    refused @ HttpError::Refused(..) => SendFailure::Rejected(refused.to_string()),
+                })
+        }
+    }
+}
+
+async fn pause(stopped: &mut watch::Receiver<bool>, wait: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {}
+        _ = stopped.changed() => {}
+    }
+}
+
+/// An output's durable position in the events table.
+struct Cursor {
+    /// Read-only connection to `collector.db`.
+    events: Connection,
+    /// Connection to `outputs.db`, where the cursor is saved.
+    state: Connection,
+    /// The output's name.
+    name: String,
+    /// The last id delivered.
+    last_id: i64,
+}
+
+impl Cursor {
+    /// Loads the output's cursor, creating it at the start (or the current
+    /// end) of the events table on first use.
+    fn open(data_dir: &Path, name: &str, from_beginning: bool) -> anyhow::Result<Cursor> {
+        let path = data_dir.join("collector.db");
+        let events = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("cannot open {} to read events", path.display()))?;
+        events.busy_timeout(Duration::from_secs(5))?;
+        let state = crate::output::open_database(data_dir)?;
+        let saved: Option<i64> = state
+            .query_row(
+                "SELECT last_id FROM forward_cursors WHERE output = ?1",
+                params![name],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let last_id = match saved {
+            Some(last_id) => last_id,
+            None => {
+                let start = match from_beginning {
+                    true => 0,
+                    false => {
+                        events.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |row| {
+                            row.get(0)
+                        })?
+                    }
+                };
+                state.execute(
+                    "INSERT INTO forward_cursors (output, last_id) VALUES (?1, ?2)",
+                    params![name, start],
+                )?;
+                start
+            }
+        };
+        Ok(Cursor {
+            events,
+            state,
+            name: name.to_string(),
+            last_id,
+        })
+    }
+
+    /// Up to `limit` events after the cursor, oldest first. A row whose
+    /// body does not decode is skipped with a log line rather than
+    /// blocking the output forever.
+    fn read(&self, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
+        let mut statement = self.events.prepare_cached(
+            "SELECT id, agent, received_ms, body FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = statement.query_map(
+            params![self.last_id, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, String>(3)?,
+                ))
+            },
+        )?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (id, agent, received_ms, body) = row?;
+            match serde_json::from_str::<Event>(&body) {
+                Ok(event) => events.push(StoredEvent {
+                    id,
+                    agent,
+                    received_ms,
+                    event,
+                }),
+                Err(error) => {
+                    tracing::error!(output = %self.name, id, %error, "stored event does not decode; not forwarded");
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// Saves `last_id` as delivered.
+    fn advance(&mut self, last_id: i64) -> anyhow::Result<()> {
+        self.state.execute(
+            "UPDATE forward_cursors SET last_id = ?2 WHERE output = ?1",
+            params![self.name, last_id],
+        )?;
+        self.last_id = last_id;
+        Ok(())
+    }
+}
+
+/// An output's filter, compiled.
+struct Filter {
+    /// Accepted sources; all when empty.
+    sources: Vec<String>,
+    /// Accepted kinds; all when empty.
+    kinds: Vec<String>,
+    /// Least severe accepted severity number.
+    max_severity_number: u8,
+}
+
+impl Filter {
+    fn new(config: &ForwardConfig) -> Filter {
+        Filter {
+            sources: config.filter.sources.clone(),
+            kinds: config.filter.kinds.clone(),
+            max_severity_number: config
+                .filter
+                .min_severity
+                .as_ref()
+                .and_then(|severity| severity_number(&severity.value))
+                .unwrap_or(7),
+        }
+    }
+
+    fn accepts(&self, stored: &StoredEvent) -> bool {
+        let event = &stored.event;
+        (self.sources.is_empty() || self.sources.contains(&event.source))
+            && (self.kinds.is_empty() || self.kinds.contains(&event.kind))
+            && severity(event) <= self.max_severity_number
+    }
+}
+
+/// An event's syslog severity: its `severity` field, `notice` (5) without
+/// a recognisable one.
+pub fn severity(event: &Event) -> u8 {
+    event
+        .fields
+        .get("severity")
+        .and_then(|name| severity_number(name))
+        .unwrap_or(5)
+}
+
+/// One RFC 5424 message (without framing):
+/// `<PRI>1 TIMESTAMP HOSTNAME countywatch - KIND [countywatch@32473 ...][fields@32473 ...] BOM RAW`.
+/// HOSTNAME is the agent the event is about; the structured data carries
+/// the event id, agent, source, kind and receive time, then every field.
+pub fn format_syslog(stored: &StoredEvent, facility: u8) -> String {
+    let event = &stored.event;
+    let priority = u16::from(facility) * 8 + u16::from(severity(event));
+    let mut out = String::with_capacity(256 + event.raw.len());
+    out.push_str(&format!(
+        "<{priority}>1 {} {} countywatch - {} [{SD_EVENT}",
+        rfc3339_ms(event.timestamp_ms),
+        header_field(&stored.agent, 255),
+        header_field(&event.kind, 32),
+    ));
+    for (name, value) in [
+        ("id", stored.id.to_string()),
+        ("agent", stored.agent.clone()),
+        ("source", event.source.clone()),
+        ("kind", event.kind.clone()),
+        ("received", rfc3339_ms(stored.received_ms)),
+    ] {
+        push_param(&mut out, name, &value);
+    }
+    out.push(']');
+    if !event.fields.is_empty() {
+        out.push('[');
+        out.push_str(SD_FIELDS);
+        for (name, value) in &event.fields {
+            push_param(&mut out, &sd_name(name), value);
+        }
+        out.push(']');
+    }
+    if !event.raw.is_empty() {
+        out.push(' ');
+        out.push('\u{feff}');
+        out.push_str(&event.raw);
+    }
+    out
+}
+
+/// One JSON object for the JSON-lines output.
+pub fn format_json_line(stored: &StoredEvent) -> String {
+    let event = &stored.event;
+    serde_json::json!({
+        "id": stored.id,
+        "agent": stored.agent,
+        "received_ms": stored.received_ms,
+        "timestamp_ms": event.timestamp_ms,
+        "severity": crate::output::config::SEVERITIES[usize::from(severity(event))],
+        "source": event.source,
+        "kind": event.kind,
+        "fields": event.fields,
+        "raw": event.raw,
+    })
+    .to_string()
+}
+
+fn push_param(out: &mut String, name: &str, value: &str) {
+    out.push(' ');
+    out.push_str(name);
+    out.push_str("=\"");
+    for c in value.chars() {
+        // RFC 5424 6.3.3: '"', '\' and ']' are escaped with a backslash.
+        if matches!(c, '"' | '\\' | ']') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+/// A header field: printable US-ASCII only, at most `max` characters, `-`
+/// when empty (RFC 5424 NILVALUE).
+fn header_field(text: &str, max: usize) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .take(max)
+        .collect();
+    if cleaned.is_empty() {
+        "-".to_string()
+    } else {
+        cleaned
+    }
+}
+
+/// An SD-NAME: printable US-ASCII except `=`, space, `]` and `"`, at most 32.
+fn sd_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && !matches!(c, '=' | ']' | '"') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(32)
+        .collect();
+    if cleaned.is_empty() {
+        "_".to_string()
+    } else {
+        cleaned
+    }
+}
+
+/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339_ms(unix_ms: i64) -> String {
+    let seconds = unix_ms.div_euclid(1000);
+    let millis = unix_ms.rem_euclid(1000);
+    let days = seconds.div_euclid(86_400);
+    let in_day = seconds.rem_euclid(86_400);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        in_day / 3600,
+        in_day % 3600 / 60,
+        in_day % 60
+    )
+}
+
+/// Starts forwarding for every configured output.
+pub fn spawn_all(
+    data_dir: &Path,
+    outputs: &[ForwardConfig],
+    metrics: &ForwardMetrics,
+    stopped: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    outputs
+        .iter()
+        .map(|config| {
+            tokio::spawn(forward_loop(
+                data_dir.to_path_buf(),
+                config.clone(),
+                metrics.clone(),
+                stopped.clone(),
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn stored(fields: &[(&str, &str)], raw: &str) -> StoredEvent {
+        StoredEvent {
+            id: 42,
+            agent: "web-1".into(),
+            received_ms: 1_764_295_675_500,
+            event: Event {
+                timestamp_ms: 1_764_295_675_123,
+                source: "auth".into(),
+                kind: "ssh_login_failed".into(),
+                fields: fields
+                    .iter()
+                    .map(|(name, value)| (name.to_string(), value.to_string()))
+                    .collect::<BTreeMap<_, _>>(),
+                raw: raw.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn syslog_messages_follow_rfc5424_with_escaped_structured_data() {
+        let message = format_syslog(
+            &stored(
+                &[
+                    ("user", "张三"),
+                    ("note", "a \"quoted\" ] \\ value"),
+                    ("severity", "warning"),
+                ],
+                "Failed password for 张三",
+            ),
+            10,
+        );
+        assert_eq!(
+            message,
+            "<84>1 2025-11-28T02:07:55.123Z web-1 countywatch - ssh_login_failed \
+             [countywatch@32473 id=\"42\" agent=\"web-1\" source=\"auth\" kind=\"ssh_login_failed\" received=\"2025-11-28T02:07:55.500Z\"]\
+             [fields@32473 note=\"a \\\"quoted\\\" \\] \\\\ value\" severity=\"warning\" user=\"张三\"] \
+             \u{feff}Failed password for 张三"
+        );
+    }
+
+    #[test]
+    fn timestamps_convert_across_leap_years_and_before_1970() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(951_782_400_001), "2000-02-29T00:00:00.001Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn filters_match_source_kind_and_severity() {
+        let config: ForwardConfig = countywatch_daemon::config_file::parse(
+            Path::new("f.yaml"),
+            "name: f\nsyslog:\n  address: 127.0.0.1:1\nfilter:\n  sources: [auth]\n  min_severity: warning\n",
+        )
+        .unwrap();
+        let filter = Filter::new(&config);
+        assert!(
+            !filter.accepts(&stored(&[], "")),
+            "notice is less severe than warning"
+        );
+        assert!(filter.accepts(&stored(&[("severity", "crit")], "")));
+        let mut other = stored(&[("severity", "crit")], "");
+        other.event.source = "fim".into();
+        assert!(!filter.accepts(&other));
+    }
+
+    #[test]
+    fn json_lines_carry_every_field() {
+        let line = format_json_line(&stored(&[("user", "李四")], "raw"));
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["fields"]["user"], "李四");
+        assert_eq!(value["severity"], "notice");
+        assert_eq!(value["id"], 42);
+    }
+}
