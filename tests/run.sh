@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests start for real: promtool (prometheus), a real
 # node_exporter to compare against, curl as an HTTPS client, iproute2 for the
-# network namespaces of the link-cut test.
-packages=(prometheus prometheus-node-exporter curl iproute2)
+# network namespaces of the link-cut test, rsyslog (with its gtls driver) as
+# the syslog receiver of event forwarding.
+packages=(prometheus prometheus-node-exporter curl iproute2 rsyslog rsyslog-gnutls)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -308,6 +308,15 @@ async fn send(target: &mut Target, events: &[&StoredEvent]) -> Result<(), SendFa
                 frames.extend_from_slice(format!("{} ", message.len()).as_bytes());
                 frames.extend_from_slice(message.as_bytes());
             }
+            // A receiver that closed the connection while we were idle
+            // would otherwise swallow the next write: the kernel accepts it
+            // and only the write after fails. Syslog receivers never send,
+            // so anything readable (end of stream, an error) means closed.
+            if let Some(open) = stream.as_mut()
+                && !still_open(open).await
+            {
+                *stream = None;
+            }
             if stream.is_none() {
                 *stream = Some(connector.connect(Duration::from_secs(10)).await.map_err(
                     |message| SendFailure::Retry(format!("{}: {message}", connector.address())),
@@ -355,6 +364,17 @@ async fn send(target: &mut Target, events: &[&StoredEvent]) -> Result<(), SendFa
                 })
         }
     }
+}
+
+/// Whether an idle syslog connection is still open: a read that would
+/// block means yes; end of stream, an error or unexpected data mean no.
+async fn still_open(stream: &mut Box<dyn Stream>) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 64];
+    // `timeout` polls the read once before looking at the (zero) deadline.
+    tokio::time::timeout(Duration::ZERO, stream.read(&mut buffer))
+        .await
+        .is_err()
 }
 
 async fn pause(stopped: &mut watch::Receiver<bool>, wait: Duration) {

@@ -1,0 +1,377 @@
+//! Scale-out outputs against the real receivers (issue 14): Debian's
+//! Prometheus as a remote_write receiver, Debian's rsyslog as a syslog
+//! receiver over TCP and TLS.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant, SystemTime};
+
+use countywatch_e2e::Collector;
+use countywatch_e2e::http::{post_batch, sample_value};
+use countywatch_e2e::peer::{Prometheus, Rsyslog, TlsFiles};
+use countywatch_e2e::process::wait_until;
+use countywatch_wire::{Batch, Event, MetricFamily, MetricKind, WIRE_VERSION};
+
+/// How long the remote_write receiver is down: the two minutes issue 14
+/// asks for.
+const OUTAGE: Duration = Duration::from_secs(120);
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn metric_batch(agent: &str, seq: u64, at_ms: i64) -> Batch {
+    let mut gauge = MetricFamily::new("cw_test_value", "Test gauge.", MetricKind::Gauge);
+    gauge.push(&[("place", "东区")], seq as f64);
+    let mut counter = MetricFamily::new(
+        "cw_test_requests_total",
+        "Test counter.",
+        MetricKind::Counter,
+    );
+    counter.push(&[("code", "200")], seq as f64 * 10.0);
+    Batch {
+        version: WIRE_VERSION,
+        agent: agent.to_string(),
+        seq,
+        collected_at_ms: at_ms,
+        metrics: vec![gauge, counter],
+        events: Vec::new(),
+    }
+}
+
+#[test]
+fn remote_write_reaches_prometheus_with_external_labels_and_catches_up_after_an_outage() {
+    let mut prometheus = Prometheus::start_receiver();
+    let config = format!(
+        "outputs:\n  remote_write:\n    - name: central\n      url: {}\n      external_labels:\n        county: M\n      min_backoff: 100ms\n      max_backoff: 2s\n",
+        prometheus.remote_write_url()
+    );
+    let collector = Collector::start_with(Some(&config), &[]);
+    let identity = collector.enrolled_identity("rw-host");
+    let first_ms = now_ms();
+    let mut seq = 0u64;
+    let mut last_ms = first_ms;
+    let send = |seq: u64| {
+        let at = now_ms();
+        let response = post_batch(
+            collector.ingest_addr,
+            identity.path(),
+            &metric_batch("rw-host", seq, at),
+        );
+        assert_eq!(response.status, 200, "{}", response.body);
+        at
+    };
+    for _ in 0..5 {
+        seq += 1;
+        last_ms = send(seq);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let gauge = "cw_test_value{county=\"M\",instance=\"rw-host\",job=\"countywatch\",place=\"东区\"}";
+    let at = |ms: i64| ms as f64 / 1000.0;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            prometheus.query(gauge, at(last_ms)) == vec![(labels(gauge), 5.0)]
+        }),
+        "{:?}",
+        prometheus.query(gauge, at(last_ms))
+    );
+    let counter = "cw_test_requests_total{code=\"200\",county=\"M\",instance=\"rw-host\",job=\"countywatch\"}";
+    assert_eq!(
+        prometheus.query(counter, at(last_ms)),
+        vec![(labels(counter), 50.0)]
+    );
+
+    // The receiver goes away for the outage; the agent keeps reporting.
+    prometheus.stop();
+    let outage_started = Instant::now();
+    while outage_started.elapsed() < OUTAGE {
+        seq += 1;
+        last_ms = send(seq);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let pending = sample_value(
+        &collector.metrics(),
+        "countywatch_remote_write_pending_samples{output=\"central\"}",
+    )
+    .unwrap();
+    assert!(pending >= 2.0 * (seq - 6) as f64, "pending {pending}");
+    assert_eq!(
+        collector
+            .logs
+            .count("cannot write to the remote_write receiver"),
+        1,
+        "logged once per outage, not per attempt"
+    );
+
+    prometheus.start_again();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            sample_value(
+                &collector.metrics(),
+                "countywatch_remote_write_pending_samples{output=\"central\"}",
+            ) == Some(0.0)
+        }),
+        "the queue should drain once the receiver is back"
+    );
+    assert!(
+        collector
+            .logs
+            .wait_for("remote_write receiver reachable again", Duration::from_secs(5))
+    );
+
+    // No gap: one sample per batch over the whole run, each with its value.
+    let window = (last_ms - first_ms) / 1000 + 5;
+    let count = format!("count_over_time({gauge}[{window}s])");
+    let sum = format!("sum_over_time({gauge}[{window}s])");
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            prometheus
+                .query(&count, at(last_ms) + 0.001)
+                .first()
+                .map(|(_, value)| *value)
+                == Some(seq as f64)
+        }),
+        "{count}: {:?}, expected {seq}",
+        prometheus.query(&count, at(last_ms) + 0.001)
+    );
+    assert_eq!(
+        prometheus.query(&sum, at(last_ms) + 0.001)[0].1,
+        (seq * (seq + 1) / 2) as f64
+    );
+    let text = collector.metrics();
+    assert_eq!(
+        sample_value(
+            &text,
+            "countywatch_remote_write_samples_total{output=\"central\",result=\"sent\"}"
+        ),
+        Some(2.0 * seq as f64),
+        "{text}"
+    );
+    assert_eq!(
+        sample_value(
+            &text,
+            "countywatch_remote_write_samples_total{output=\"central\",result=\"dropped\"}"
+        ),
+        Some(0.0)
+    );
+    assert!(
+        sample_value(
+            &text,
+            "countywatch_remote_write_last_success_timestamp_seconds{output=\"central\"}"
+        )
+        .unwrap()
+            >= at(last_ms) - 1.0
+    );
+}
+
+/// The label set of a selector written as `name{a="b",...}`.
+fn labels(selector: &str) -> BTreeMap<String, String> {
+    let (name, rest) = selector.split_once('{').unwrap();
+    let mut labels = BTreeMap::from([("__name__".to_string(), name.to_string())]);
+    for pair in rest.trim_end_matches('}').split(',') {
+        let (label, value) = pair.split_once('=').unwrap();
+        labels.insert(label.to_string(), value.trim_matches('"').to_string());
+    }
+    labels
+}
+
+fn auth_event(n: usize) -> Event {
+    Event {
+        timestamp_ms: now_ms(),
+        source: "auth".into(),
+        kind: "ssh_login_failed".into(),
+        fields: BTreeMap::from([
+            ("n".to_string(), n.to_string()),
+            ("user".to_string(), format!("张三{n}")),
+            ("src_ip".to_string(), "192.0.2.7".to_string()),
+            (
+                "note".to_string(),
+                "quotes \" brackets ] backslash \\ 中文".to_string(),
+            ),
+        ]),
+        raw: format!("Failed password for 张三{n} from 192.0.2.7 port 22 ssh2 第{n}次"),
+    }
+}
+
+fn fim_event(n: usize) -> Event {
+    Event {
+        timestamp_ms: now_ms(),
+        source: "fim".into(),
+        kind: "file_changed".into(),
+        fields: BTreeMap::from([
+            ("n".to_string(), n.to_string()),
+            ("path".to_string(), "/etc/公文/passwd".to_string()),
+        ]),
+        raw: String::new(),
+    }
+}
+
+fn event_batch(seq: u64, events: Vec<Event>) -> Batch {
+    Batch {
+        version: WIRE_VERSION,
+        agent: "fw-host".into(),
+        seq,
+        collected_at_ms: now_ms(),
+        metrics: Vec::new(),
+        events,
+    }
+}
+
+/// Parses RFC 5424 structured data as rsyslog passes it on:
+/// `[id k="v" ...][id ...]`, with `\"`, `\\` and `\]` escapes.
+fn parse_structured_data(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut elements = BTreeMap::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        assert_eq!(c, '[', "{text}");
+        let mut id = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == ' ' || c == ']' {
+                break;
+            }
+            id.push(c);
+            chars.next();
+        }
+        let mut params = BTreeMap::new();
+        loop {
+            match chars.next() {
+                Some(']') => break,
+                Some(' ') => {
+                    let mut name = String::new();
+                    for c in chars.by_ref() {
+                        if c == '=' {
+                            break;
+                        }
+                        name.push(c);
+                    }
+                    assert_eq!(chars.next(), Some('"'), "{text}");
+                    let mut value = String::new();
+                    loop {
+                        match chars.next().unwrap() {
+                            '\\' => value.push(chars.next().unwrap()),
+                            '"' => break,
+                            c => value.push(c),
+                        }
+                    }
+                    params.insert(name, value);
+                }
+                other => panic!("unexpected {other:?} in {text}"),
+            }
+        }
+        elements.insert(id, params);
+    }
+    elements
+}
+
+/// Checks every line rsyslog wrote against the events sent and returns
+/// the `n` field of each, asserting that no event id arrived twice.
+fn check_received(lines: &[serde_json::Value], facility_and_severity: &str) -> Vec<usize> {
+    let mut ids = BTreeSet::new();
+    let mut numbers = Vec::new();
+    for line in lines {
+        assert_eq!(line["hostname"], "fw-host", "{line}");
+        assert_eq!(line["app"], "countywatch", "{line}");
+        assert_eq!(line["pri"], facility_and_severity, "{line}");
+        let sd = parse_structured_data(line["sd"].as_str().unwrap());
+        let own = &sd["countywatch@32473"];
+        assert!(ids.insert(own["id"].clone()), "event {} twice", own["id"]);
+        assert_eq!(own["agent"], "fw-host");
+        assert_eq!(line["msgid"].as_str().unwrap(), own["kind"]);
+        let fields = &sd["fields@32473"];
+        let n: usize = fields["n"].parse().unwrap();
+        let msg = line["msg"].as_str().unwrap().trim_start_matches('\u{feff}');
+        match own["source"].as_str() {
+            "auth" => {
+                let expected = auth_event(n);
+                for (name, value) in &expected.fields {
+                    assert_eq!(&fields[name], value, "{line}");
+                }
+                assert_eq!(msg, expected.raw, "{line}");
+            }
+            "fim" => assert_eq!(fields["path"], "/etc/公文/passwd"),
+            other => panic!("unexpected source {other}"),
+        }
+        numbers.push(n);
+    }
+    numbers.sort_unstable();
+    numbers
+}
+
+#[test]
+fn events_reach_rsyslog_over_tcp_and_tls_once_each_with_fields_intact() {
+    let tls_dir = tempfile::tempdir().unwrap();
+    let tls = TlsFiles::create(tls_dir.path());
+    let mut plain = Rsyslog::start(None);
+    let secure = Rsyslog::start(Some(&tls));
+    let config = format!(
+        "outputs:\n  forward:\n    - name: siem-tcp\n      syslog:\n        address: {}\n      from_beginning: true\n      max_backoff: 1s\n    - name: siem-tls\n      syslog:\n        address: {}\n        facility: 13\n        tls:\n          ca_file: {}\n      filter:\n        sources: [auth]\n",
+        plain.addr,
+        secure.addr,
+        tls.ca.display()
+    );
+    let collector = Collector::start_with(Some(&config), &[]);
+    let identity = collector.enrolled_identity("fw-host");
+    let mut events: Vec<Event> = (0..20).map(auth_event).collect();
+    events.extend((20..25).map(fim_event));
+    let response = post_batch(collector.ingest_addr, identity.path(), &event_batch(1, events));
+    assert_eq!(response.status, 200, "{}", response.body);
+
+    assert!(
+        wait_until(Duration::from_secs(30), || plain.received().len() >= 25
+            && secure.received().len() >= 20),
+        "plain {} secure {}",
+        plain.received().len(),
+        secure.received().len()
+    );
+    // authpriv (10) * 8 + notice (5); log audit (13) * 8 + notice.
+    assert_eq!(
+        check_received(&plain.received(), "85"),
+        (0..25).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        check_received(&secure.received(), "109"),
+        (0..20).collect::<Vec<_>>(),
+        "the TLS output takes auth events only"
+    );
+
+    // The plain receiver goes away; events accepted meanwhile arrive once
+    // it is back, and none twice.
+    plain.stop();
+    let response = post_batch(
+        collector.ingest_addr,
+        identity.path(),
+        &event_batch(2, (25..35).map(auth_event).collect()),
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert!(collector.logs.wait_for(
+        "cannot forward events, will retry with backoff",
+        Duration::from_secs(30)
+    ));
+    plain.start_again();
+    assert!(
+        wait_until(Duration::from_secs(30), || plain.received().len() >= 35),
+        "{}",
+        plain.received().len()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        check_received(&plain.received(), "85"),
+        (0..35).collect::<Vec<_>>()
+    );
+    assert!(wait_until(Duration::from_secs(30), || secure.received().len() >= 30));
+    assert_eq!(
+        check_received(&secure.received(), "109"),
+        (0..20).chain(25..35).collect::<Vec<_>>()
+    );
+    let text = collector.metrics();
+    assert_eq!(
+        sample_value(
+            &text,
+            "countywatch_forward_events_total{output=\"siem-tls\",result=\"filtered\"}"
+        ),
+        Some(5.0),
+        "{text}"
+    );
+}
