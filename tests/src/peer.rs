@@ -26,6 +26,17 @@ pub fn free_port() -> u16 {
 /// ports in case one was taken between picking and binding.
 fn start_listening(
     ready_path: &str,
+    make: impl FnMut(SocketAddr) -> Command,
+) -> (Child, SocketAddr) {
+    start_listening_until(
+        |addr| crate::http::get(addr, ready_path).is_ok_and(|response| response.status == 200),
+        make,
+    )
+}
+
+/// Like [`start_listening`], with readiness decided by `ready(addr)`.
+fn start_listening_until(
+    ready: impl Fn(SocketAddr) -> bool,
     mut make: impl FnMut(SocketAddr) -> Command,
 ) -> (Child, SocketAddr) {
     for _ in 0..5 {
@@ -38,17 +49,19 @@ fn start_listening(
         let mut child = command.spawn().unwrap_or_else(|error| {
             panic!("cannot start {command:?} (tests/run.sh installs it): {error}")
         });
-        let ready = wait_until(Duration::from_secs(30), || {
-            matches!(child.try_wait(), Ok(Some(_)))
-                || crate::http::get(addr, ready_path).is_ok_and(|response| response.status == 200)
+        let started = wait_until(Duration::from_secs(30), || {
+            matches!(child.try_wait(), Ok(Some(_))) || ready(addr)
         });
-        if ready && matches!(child.try_wait(), Ok(None)) {
+        if started && matches!(child.try_wait(), Ok(None)) {
             return (child, addr);
         }
         let _ = child.kill();
         let _ = child.wait();
     }
-    panic!("could not start {ready_path} server on a free port");
+    panic!(
+        "could not start {:?} on a free port",
+        make(SocketAddr::from(([127, 0, 0, 1], 0)))
+    );
 }
 
 /// A running `prometheus-node-exporter` with its default collectors.
@@ -125,6 +138,23 @@ impl Prometheus {
         Prometheus::start_in(dir, &["--web.enable-remote-write-receiver"])
     }
 
+    /// Starts Prometheus as a remote_write receiver behind `web_config`
+    /// (Prometheus's `--web.config.file`: TLS, client certificates, basic
+    /// auth). Ready once it accepts TCP connections; remote writes before
+    /// its storage is ready get a 503, which senders retry.
+    pub fn start_receiver_with_web_config(web_config: &str) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("prometheus.yml"),
+            "global:\n  evaluation_interval: 1s\nscrape_configs: []\n",
+        )
+        .unwrap();
+        let web = dir.path().join("web.yml");
+        std::fs::write(&web, web_config).unwrap();
+        let web = format!("--web.config.file={}", web.display());
+        Prometheus::start_in(dir, &["--web.enable-remote-write-receiver", &web])
+    }
+
     fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Prometheus {
         let mut args = vec![
             format!(
@@ -135,7 +165,14 @@ impl Prometheus {
             "--log.level=warn".to_string(),
         ];
         args.extend(extra.iter().map(|arg| arg.to_string()));
-        let (child, addr) = start_listening("/-/ready", |addr| {
+        let behind_web_config = extra.iter().any(|arg| arg.starts_with("--web.config.file"));
+        let ready = |addr: SocketAddr| match behind_web_config {
+            true => std::net::TcpStream::connect(addr).is_ok(),
+            false => {
+                crate::http::get(addr, "/-/ready").is_ok_and(|response| response.status == 200)
+            }
+        };
+        let (child, addr) = start_listening_until(ready, |addr| {
             let mut command = Command::new("prometheus");
             command
                 .args(&args)
@@ -249,6 +286,10 @@ pub struct TlsFiles {
     pub cert: std::path::PathBuf,
     /// Its key.
     pub key: std::path::PathBuf,
+    /// A client certificate signed by the CA, for mutual TLS.
+    pub client_cert: std::path::PathBuf,
+    /// Its key.
+    pub client_key: std::path::PathBuf,
 }
 
 impl TlsFiles {
@@ -268,14 +309,25 @@ impl TlsFiles {
             .push(rcgen::DnType::CommonName, "127.0.0.1");
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let cert = params.signed_by(&key, &issuer).unwrap();
+        let client_key = rcgen::KeyPair::generate().unwrap();
+        let mut client_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        client_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "countywatch collector");
+        client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = client_params.signed_by(&client_key, &issuer).unwrap();
         let files = TlsFiles {
             ca: dir.join("ca.pem"),
             cert: dir.join("server.pem"),
             key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
         };
         std::fs::write(&files.ca, ca.pem()).unwrap();
         std::fs::write(&files.cert, cert.pem()).unwrap();
         std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        std::fs::write(&files.client_cert, client_cert.pem()).unwrap();
+        std::fs::write(&files.client_key, client_key.serialize_pem()).unwrap();
         files
     }
 }
@@ -405,13 +457,24 @@ impl Rsyslog {
     /// Starts a stopped rsyslog again on the same port and output file.
     pub fn start_again(&mut self) {
         self.stop();
-        assert!(self.try_start(), "rsyslogd did not come back on {}", self.addr);
+        assert!(
+            self.try_start(),
+            "rsyslogd did not come back on {}",
+            self.addr
+        );
+    }
+
+    /// How many lines rsyslog has written so far.
+    pub fn line_count(&self) -> usize {
+        std::fs::read(self.dir.path().join("received.jsonl"))
+            .map(|bytes| bytes.iter().filter(|byte| **byte == b'\n').count())
+            .unwrap_or(0)
     }
 
     /// Every line received so far, each parsed as JSON.
     pub fn received(&self) -> Vec<serde_json::Value> {
-        let text = std::fs::read_to_string(self.dir.path().join("received.jsonl"))
-            .unwrap_or_default();
+        let text =
+            std::fs::read_to_string(self.dir.path().join("received.jsonl")).unwrap_or_default();
         text.lines()
             .map(|line| {
                 serde_json::from_str(line)

@@ -7,6 +7,7 @@
 
 mod agent_footprint;
 mod ingest;
+mod outputs;
 mod wire_codec;
 
 use std::fmt;
@@ -85,6 +86,7 @@ pub const ALL: &[Benchmark] = &[
     wire_codec::BENCHMARK,
     ingest::BENCHMARK,
     agent_footprint::BENCHMARK,
+    outputs::BENCHMARK,
 ];
 
 #[cfg(test)]

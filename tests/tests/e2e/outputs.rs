@@ -68,7 +68,8 @@ fn remote_write_reaches_prometheus_with_external_labels_and_catches_up_after_an_
         last_ms = send(seq);
         std::thread::sleep(Duration::from_secs(1));
     }
-    let gauge = "cw_test_value{county=\"M\",instance=\"rw-host\",job=\"countywatch\",place=\"东区\"}";
+    let gauge =
+        "cw_test_value{county=\"M\",instance=\"rw-host\",job=\"countywatch\",place=\"东区\"}";
     let at = |ms: i64| ms as f64 / 1000.0;
     assert!(
         wait_until(Duration::from_secs(30), || {
@@ -115,11 +116,10 @@ fn remote_write_reaches_prometheus_with_external_labels_and_catches_up_after_an_
         }),
         "the queue should drain once the receiver is back"
     );
-    assert!(
-        collector
-            .logs
-            .wait_for("remote_write receiver reachable again", Duration::from_secs(5))
-    );
+    assert!(collector.logs.wait_for(
+        "remote_write receiver reachable again",
+        Duration::from_secs(5)
+    ));
 
     // No gap: one sample per batch over the whole run, each with its value.
     let window = (last_ms - first_ms) / 1000 + 5;
@@ -315,7 +315,11 @@ fn events_reach_rsyslog_over_tcp_and_tls_once_each_with_fields_intact() {
     let identity = collector.enrolled_identity("fw-host");
     let mut events: Vec<Event> = (0..20).map(auth_event).collect();
     events.extend((20..25).map(fim_event));
-    let response = post_batch(collector.ingest_addr, identity.path(), &event_batch(1, events));
+    let response = post_batch(
+        collector.ingest_addr,
+        identity.path(),
+        &event_batch(1, events),
+    );
     assert_eq!(response.status, 200, "{}", response.body);
 
     assert!(
@@ -360,7 +364,10 @@ fn events_reach_rsyslog_over_tcp_and_tls_once_each_with_fields_intact() {
         check_received(&plain.received(), "85"),
         (0..35).collect::<Vec<_>>()
     );
-    assert!(wait_until(Duration::from_secs(30), || secure.received().len() >= 30));
+    assert!(wait_until(Duration::from_secs(30), || secure
+        .received()
+        .len()
+        >= 30));
     assert_eq!(
         check_received(&secure.received(), "109"),
         (0..20).chain(25..35).collect::<Vec<_>>()
@@ -373,5 +380,100 @@ fn events_reach_rsyslog_over_tcp_and_tls_once_each_with_fields_intact() {
         ),
         Some(5.0),
         "{text}"
+    );
+}
+
+/// bcrypt of `county-secret` (cost 4), for Prometheus's `basic_auth_users`.
+const PASSWORD_HASH: &str = "$2b$04$2hDEac6Hef3C8HNL15jsUOpHTD5n0VQkUvkIrnE5pYXNSPwMASESO";
+
+#[test]
+fn remote_write_over_mutual_tls_with_basic_auth_and_refusals_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TlsFiles::create(dir.path());
+    let prometheus = Prometheus::start_receiver_with_web_config(&format!(
+        "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\nbasic_auth_users:\n  countywatch: {PASSWORD_HASH}\n",
+        tls.cert.display(),
+        tls.key.display(),
+        tls.ca.display()
+    ));
+    let password = dir.path().join("password");
+    std::fs::write(&password, "county-secret\n").unwrap();
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "guess\n").unwrap();
+    let output = |name: &str, password_file: &std::path::Path| {
+        format!(
+            "    - name: {name}\n      url: https://{}/api/v1/write\n      external_labels:\n        county: M\n      basic_auth:\n        username: countywatch\n        password_file: {}\n      tls:\n        ca_file: {}\n        cert_file: {}\n        key_file: {}\n      min_backoff: 100ms\n      max_backoff: 1s\n",
+            prometheus.addr,
+            password_file.display(),
+            tls.ca.display(),
+            tls.client_cert.display(),
+            tls.client_key.display()
+        )
+    };
+    let config = format!(
+        "outputs:\n  remote_write:\n{}{}",
+        output("secure", &password),
+        output("wrong-password", &wrong)
+    );
+    let collector = Collector::start_with(Some(&config), &[]);
+    let identity = collector.enrolled_identity("tls-host");
+    let mut last_ms = 0;
+    for seq in 1..=3 {
+        last_ms = now_ms();
+        let response = post_batch(
+            collector.ingest_addr,
+            identity.path(),
+            &metric_batch("tls-host", seq, last_ms),
+        );
+        assert_eq!(response.status, 200, "{}", response.body);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let counted = |output: &str, result: &str| {
+        sample_value(
+            &collector.metrics(),
+            &format!(
+                "countywatch_remote_write_samples_total{{output=\"{output}\",result=\"{result}\"}}"
+            ),
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || counted("secure", "sent")
+            == Some(6.0)
+            && counted("wrong-password", "rejected") == Some(6.0)),
+        "sent {:?} rejected {:?}",
+        counted("secure", "sent"),
+        counted("wrong-password", "rejected")
+    );
+    assert!(
+        collector
+            .logs
+            .contains("remote_write receiver refused a request")
+    );
+
+    // Read it back through the same TLS and authentication, with curl.
+    let query = countywatch_e2e::peer::percent_encode(
+        "cw_test_value{county=\"M\",instance=\"tls-host\",job=\"countywatch\"}",
+    );
+    let output = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "10", "-u", "countywatch:county-secret"])
+        .arg("--cacert")
+        .arg(&tls.ca)
+        .arg("--cert")
+        .arg(&tls.client_cert)
+        .arg("--key")
+        .arg(&tls.client_key)
+        .arg(format!(
+            "https://{}/api/v1/query?query={query}&time={:.3}",
+            prometheus.addr,
+            last_ms as f64 / 1000.0
+        ))
+        .output()
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&output.stdout)));
+    assert_eq!(body["data"]["result"][0]["value"][1], "3", "{body}");
+    assert_eq!(
+        body["data"]["result"][0]["metric"]["place"], "东区",
+        "{body}"
     );
 }
