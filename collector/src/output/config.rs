@@ -463,6 +463,96 @@ mod tests {
         assert!(HttpUrl::parse("http://h:port/").is_err());
     }
 
+    fn problems_of(text: &str) -> String {
+        let path = std::path::Path::new("c.yaml");
+        let config: crate::config::Config = match countywatch_daemon::config_file::parse(path, text)
+        {
+            Ok(config) => config,
+            Err(problems) => return problems.to_string(),
+        };
+        config
+            .validate(path)
+            .err()
+            .map(|problems| problems.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_full_outputs_section_is_valid() {
+        let text = "outputs:
+  remote_write:
+    - name: province
+      url: https://[::1]:9201/api/v1/push
+      external_labels: {county: M}
+      basic_auth: {username: u, password_file: /p}
+      tls: {ca_file: /ca, cert_file: /c, key_file: /k}
+      max_backoff: 1m
+  forward:
+    - name: siem
+      syslog: {address: 127.0.0.1:6514, tls: {ca_file: /ca}}
+      filter: {sources: [auth], min_severity: warning}
+    - name: json
+      json_lines: {url: http://127.0.0.1:8080/x}
+";
+        assert_eq!(problems_of(text), "");
+    }
+
+    #[test]
+    fn every_output_problem_is_reported_with_its_position() {
+        let text = "outputs:
+  remote_write:
+    - name: a
+      url: https://h/x
+      external_labels: {0bad: x}
+    - name: a
+      url: mailto:x
+  forward:
+    - name: f
+      syslog: {address: nowhere}
+      filter: {min_severity: loud}
+    - name: g
+";
+        let problems = problems_of(text);
+        let lines: Vec<&str> = problems.lines().collect();
+        assert!(
+            lines.contains(
+                &"c.yaml:4:12: outputs.remote_write \"a\": an https:// URL needs tls.ca_file"
+            ),
+            "{problems}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.starts_with("c.yaml:7:12: outputs.remote_write \"a\": url:")),
+            "{problems}"
+        );
+        assert!(lines.iter().any(|line| line.starts_with("c.yaml:10:25: outputs.forward \"f\": syslog.address")), "{problems}");
+        assert!(
+            lines
+                .iter()
+                .any(|line| line
+                    .starts_with("c.yaml:11:30: outputs.forward \"f\": filter.min_severity")),
+            "{problems}"
+        );
+        assert!(
+            lines.contains(&"c.yaml: outputs.remote_write: name \"a\" is used twice"),
+            "{problems}"
+        );
+        assert!(
+            lines.contains(
+                &"c.yaml: outputs.forward \"g\": set exactly one of syslog and json_lines"
+            ),
+            "{problems}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.contains("external label \"0bad\"")),
+            "{problems}"
+        );
+        assert_eq!(lines.len(), 7, "{problems}");
+    }
+
     #[test]
     fn severities_have_their_syslog_numbers() {
         assert_eq!(severity_number("emerg"), Some(0));
