@@ -17,7 +17,7 @@
 //! and 6587 share this); use `json_lines`, which waits for the HTTP answer,
 //! where that matters.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -122,8 +122,8 @@ enum Target {
 }
 
 /// Forwards events to one output until `stopped` turns true.
-pub async fn forward_loop(
-    data_dir: PathBuf,
+async fn forward_loop(
+    mut cursor: Cursor,
     config: ForwardConfig,
     metrics: ForwardMetrics,
     mut stopped: watch::Receiver<bool>,
@@ -139,20 +139,6 @@ pub async fn forward_loop(
     for result in RESULTS {
         metrics.events.with_label_values(&[&name, result]);
     }
-    let state = {
-        let data_dir = data_dir.clone();
-        let name = name.clone();
-        let from_beginning = config.from_beginning;
-        tokio::task::spawn_blocking(move || Cursor::open(&data_dir, &name, from_beginning)).await
-    };
-    let mut cursor = match state {
-        Ok(Ok(cursor)) => cursor,
-        Ok(Err(error)) => {
-            tracing::error!(output = %name, error = %format!("{error:#}"), "forwarding output disabled");
-            return;
-        }
-        Err(_) => return,
-    };
     metrics
         .cursor
         .with_label_values(&[&name])
@@ -195,7 +181,12 @@ pub async fn forward_loop(
         let filtered = (events.len() - selected.len()) as u64;
         let outcome = match selected.is_empty() {
             true => Ok(()),
-            false => send(&mut target, &selected).await,
+            // A shutdown abandons the write; the cursor has not moved, so
+            // these events are sent again on the next start.
+            false => tokio::select! {
+                outcome = send(&mut target, &selected) => outcome,
+                _ = stopped.changed() => break,
+            },
         };
         match outcome {
             Ok(()) | Err(SendFailure::Rejected(_)) => {
@@ -658,24 +649,28 @@ pub fn rfc3339_ms(unix_ms: i64) -> String {
     )
 }
 
-/// Starts forwarding for every configured output.
+/// Starts forwarding for every configured output. Each cursor is opened
+/// (on first use, placed) here, before the ingest listener accepts
+/// anything, so that no event stored after start-up can fall before it.
 pub fn spawn_all(
     data_dir: &Path,
     outputs: &[ForwardConfig],
     metrics: &ForwardMetrics,
     stopped: &watch::Receiver<bool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    outputs
-        .iter()
-        .map(|config| {
-            tokio::spawn(forward_loop(
-                data_dir.to_path_buf(),
-                config.clone(),
-                metrics.clone(),
-                stopped.clone(),
-            ))
-        })
-        .collect()
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    for config in outputs {
+        let cursor = Cursor::open(data_dir, &config.name, config.from_beginning)
+            .with_context(|| format!("forwarding output {:?}", config.name))?;
+        tracing::info!(output = %config.name, cursor = cursor.last_id, "forwarding output started");
+        tasks.push(tokio::spawn(forward_loop(
+            cursor,
+            config.clone(),
+            metrics.clone(),
+            stopped.clone(),
+        )));
+    }
+    Ok(tasks)
 }
 
 #[cfg(test)]

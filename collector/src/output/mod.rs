@@ -110,7 +110,7 @@ impl Outputs {
                 &config.forward,
                 &metrics,
                 stopped,
-            ));
+            )?);
         }
         Ok((Arc::new(Outputs { remote_writes }), tasks))
     }

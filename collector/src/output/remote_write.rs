@@ -426,7 +426,12 @@ pub async fn send_loop(output: std::sync::Arc<RemoteWrite>, mut stopped: watch::
                     .iter()
                     .map(|(name, value)| (name.as_str(), value.as_str()))
                     .collect();
-                client.post(&headers, Bytes::from(compressed)).await
+                // A shutdown abandons the request; its chunks stay queued
+                // and are sent again on the next start.
+                tokio::select! {
+                    outcome = client.post(&headers, Bytes::from(compressed)) => outcome,
+                    _ = stopped.changed() => break,
+                }
             }
             Err(error) => Err(HttpError::Retryable(format!("{error:#}"))),
         };
