@@ -5,8 +5,9 @@
 //! Samples are encoded at once as protobuf `TimeSeries` messages (written by
 //! hand: the three messages of the 1.0 specification need no code
 //! generator) and appended to a durable queue, the `remote_write_queue`
-//! table of `<data_dir>/outputs.db`, in chunks of at most
-//! `max_samples_per_send` samples. A sender task sends the oldest chunks as
+//! table of `<data_dir>/outputs.db`, in snappy-compressed chunks of at most
+//! `max_samples_per_send` samples (labels repeat in every series, so
+//! compression divides the disk a backlog needs several times). A sender task sends the oldest chunks as
 //! one snappy-compressed `WriteRequest` (the concatenation of encoded
 //! `TimeSeries` fields is itself a valid `WriteRequest`), deletes them on a
 //! 2xx answer, retries 5xx, 429 and network failures with exponential
@@ -240,8 +241,10 @@ impl RemoteWrite {
             let mut insert = transaction.prepare_cached(
                 "INSERT INTO remote_write_queue (output, samples, body) VALUES (?1, ?2, ?3)",
             )?;
+            let mut encoder = snap::raw::Encoder::new();
             for (body, samples) in chunks {
-                insert.execute(params![name, i64::try_from(*samples)?, body])?;
+                let compressed = encoder.compress_vec(body)?;
+                insert.execute(params![name, i64::try_from(*samples)?, compressed])?;
             }
         }
         let mut pending = self.pending() + chunks.iter().map(|(_, samples)| samples).sum::<u64>();
@@ -268,7 +271,9 @@ impl RemoteWrite {
     }
 
     /// The oldest chunks, up to `max_samples_per_send` samples (at least one
-    /// chunk): (last id, samples, concatenated body).
+    /// chunk): (last id, samples, concatenated uncompressed body). A chunk
+    /// that does not decompress (a damaged file) is deleted and counted as
+    /// dropped rather than blocking the queue.
     fn peek(&self) -> anyhow::Result<Option<(i64, u64, Vec<u8>)>> {
         let connection = self.lock();
         let mut statement = connection.prepare_cached(
@@ -278,15 +283,32 @@ impl RemoteWrite {
         let mut last_id = None;
         let mut samples = 0u64;
         let mut body = Vec::new();
+        let mut damaged = Vec::new();
+        let mut decoder = snap::raw::Decoder::new();
         while let Some(row) = rows.next()? {
             let row_samples = u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0);
             if last_id.is_some() && samples + row_samples > self.config.max_samples_per_send as u64
             {
                 break;
             }
-            last_id = Some(row.get::<_, i64>(0)?);
+            let id = row.get::<_, i64>(0)?;
+            match decoder.decompress_vec(row.get_ref(2)?.as_blob()?) {
+                Ok(chunk) => body.extend_from_slice(&chunk),
+                Err(error) => {
+                    tracing::error!(output = %self.config.name, id, %error, "damaged remote_write chunk dropped");
+                    damaged.push((id, row_samples));
+                    continue;
+                }
+            }
+            last_id = Some(id);
             samples += row_samples;
-            body.extend_from_slice(row.get_ref(2)?.as_blob()?);
+        }
+        drop(rows);
+        drop(statement);
+        for (id, row_samples) in damaged {
+            connection.execute("DELETE FROM remote_write_queue WHERE id = ?1", params![id])?;
+            self.set_pending(self.pending().saturating_sub(row_samples));
+            self.count("dropped", row_samples);
         }
         Ok(last_id.map(|id| (id, samples, body)))
     }
@@ -683,7 +705,31 @@ mod tests {
         assert_eq!(samples, 4);
         assert_eq!(output.remove_through(last_id).unwrap(), 4);
         assert_eq!(output.pending(), 4, "the chunks of one and three are left");
-        let (_, samples, _) = output.peek().unwrap().unwrap();
+        let (_, samples, body) = output.peek().unwrap().unwrap();
         assert_eq!(samples, 4, "both fit one request");
+        assert_eq!(fields(&body).len(), 4, "four time series, decompressed");
+    }
+
+    #[test]
+    fn a_damaged_chunk_is_dropped_and_counted_not_retried_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = prometheus::Registry::new();
+        let metrics = RemoteWriteMetrics::register(&registry).unwrap();
+        let output = RemoteWrite::open(dir.path(), config(100, 2), metrics.clone()).unwrap();
+        output.enqueue(series(4));
+        output
+            .lock()
+            .execute(
+                "UPDATE remote_write_queue SET body = x'ff00ff' WHERE id = (SELECT MIN(id) FROM remote_write_queue)",
+                [],
+            )
+            .unwrap();
+        let (_, samples, body) = output.peek().unwrap().unwrap();
+        assert_eq!((samples, fields(&body).len()), (2, 2));
+        assert_eq!(output.pending(), 2);
+        assert_eq!(
+            metrics.samples.with_label_values(&["t", "dropped"]).get(),
+            2
+        );
     }
 }

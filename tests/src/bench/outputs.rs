@@ -108,6 +108,11 @@ fn run() -> Vec<Figure> {
     };
     let samples = (BATCHES * SAMPLES_PER_BATCH) as f64;
     assert_eq!(pending(), samples, "the whole backlog is queued");
+    let queue_bytes: u64 = ["outputs.db", "outputs.db-wal"]
+        .iter()
+        .filter_map(|file| std::fs::metadata(collector.data_dir.join(file)).ok())
+        .map(|metadata| metadata.len())
+        .sum();
 
     prometheus.start_again();
     let started = Instant::now();
@@ -127,6 +132,11 @@ fn run() -> Vec<Figure> {
             "remote_write_samples_per_second",
             samples / remote_write_seconds,
             "samples/s",
+        ),
+        Figure::new(
+            "remote_write_queue_bytes_per_sample",
+            queue_bytes as f64 / samples,
+            "bytes",
         ),
         Figure::new(
             "syslog_forward_events_per_second",
