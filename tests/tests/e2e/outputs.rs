@@ -477,3 +477,51 @@ fn remote_write_over_mutual_tls_with_basic_auth_and_refusals_counted() {
         "{body}"
     );
 }
+
+#[test]
+fn events_stored_while_the_receiver_is_down_survive_a_collector_restart() {
+    let mut rsyslog = Rsyslog::start(None);
+    let config = format!(
+        "outputs:\n  forward:\n    - name: siem\n      syslog:\n        address: {}\n      max_backoff: 1s\n",
+        rsyslog.addr
+    );
+    let collector = Collector::start_with(Some(&config), &[]);
+    let identity = collector.enrolled_identity("fw-host");
+    rsyslog.stop();
+    let response = post_batch(
+        collector.ingest_addr,
+        identity.path(),
+        &event_batch(1, (0..10).map(auth_event).collect()),
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert!(collector.logs.wait_for(
+        "cannot forward events, will retry with backoff",
+        Duration::from_secs(30)
+    ));
+    let (ingest, enroll, data_dir) = (
+        collector.ingest_addr,
+        collector.enroll_addr,
+        collector.data_dir.clone(),
+    );
+    let dir = collector.stop_keeping_data();
+
+    rsyslog.start_again();
+    let collector = Collector::restart(dir, &data_dir, ingest, enroll);
+    let response = post_batch(
+        collector.ingest_addr,
+        identity.path(),
+        &event_batch(2, (10..15).map(auth_event).collect()),
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert!(
+        wait_until(Duration::from_secs(30), || rsyslog.received().len() >= 15),
+        "{}",
+        rsyslog.received().len()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        check_received(&rsyslog.received(), "85"),
+        (0..15).collect::<Vec<_>>(),
+        "every event once, across the restart"
+    );
+}
