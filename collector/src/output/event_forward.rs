@@ -677,6 +677,7 @@ pub fn spawn_all(
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+    use tokio::io::AsyncWriteExt;
 
     fn stored(fields: &[(&str, &str)], raw: &str) -> StoredEvent {
         StoredEvent {
@@ -741,6 +742,114 @@ mod tests {
         let mut other = stored(&[("severity", "crit")], "");
         other.event.source = "fim".into();
         assert!(!filter.accepts(&other));
+    }
+
+    /// Reads one HTTP/1.1 request (head and Content-Length body) and
+    /// answers `status`; returns the body.
+    async fn answer_one(stream: &mut tokio::net::TcpStream, status: &str) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            let read = stream.read(&mut buffer).await.unwrap();
+            assert!(read > 0, "connection closed mid-request");
+            request.extend_from_slice(&buffer[..read]);
+            let text = String::from_utf8_lossy(&request).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text[..end]
+                    .lines()
+                    .find_map(|line| {
+                        line.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(|value| value.trim().parse().unwrap())
+                    })
+                    .unwrap();
+                if request.len() >= end + 4 + length {
+                    let body = String::from_utf8(request[end + 4..end + 4 + length].to_vec());
+                    stream
+                        .write_all(
+                            format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").as_bytes(),
+                        )
+                        .await
+                        .unwrap();
+                    return body.unwrap();
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn json_lines_are_posted_once_and_the_cursor_survives_in_outputs_db() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = crate::registry::Registry::open(dir.path()).unwrap();
+        let event = |n: usize| Event {
+            timestamp_ms: 1,
+            source: if n % 2 == 0 { "auth" } else { "fim" }.into(),
+            kind: "k".into(),
+            fields: BTreeMap::from([("n".to_string(), n.to_string())]),
+            raw: "日志".into(),
+        };
+        let events: Vec<Event> = (0..6).map(event).collect();
+        registry.accept_batch("a", 1, &events, 5).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config: ForwardConfig = countywatch_daemon::config_file::parse(
+            Path::new("f.yaml"),
+            &format!(
+                "name: j\njson_lines:\n  url: http://{}/ingest\nfrom_beginning: true\nfilter:\n  sources: [auth]\n",
+                listener.local_addr().unwrap()
+            ),
+        )
+        .unwrap();
+        let metrics = ForwardMetrics::register(&prometheus::Registry::new()).unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let tasks = spawn_all(dir.path(), &[config.clone()], &metrics, &stopped).unwrap();
+        let (mut stream, _) = listener.accept().await.unwrap();
+        // The first answer is a 503: the client drops the connection and
+        // the same events must come again on a new one.
+        let first = answer_one(&mut stream, "503 Service Unavailable").await;
+        drop(stream);
+        let (mut stream, _) = listener.accept().await.unwrap();
+        assert_eq!(
+            answer_one(&mut stream, "200 OK").await,
+            first,
+            "retried as they were"
+        );
+        let lines: Vec<serde_json::Value> = first
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        let numbers: Vec<&str> = lines
+            .iter()
+            .map(|line| line["fields"]["n"].as_str().unwrap())
+            .collect();
+        assert_eq!(numbers, ["0", "2", "4"], "only auth events, in order");
+        assert_eq!(lines[0]["raw"], "日志");
+        assert!(wait_for(|| metrics.cursor.with_label_values(&["j"]).get() == 6).await);
+        assert_eq!(
+            metrics.events.with_label_values(&["j", "filtered"]).get(),
+            3
+        );
+        assert_eq!(metrics.events.with_label_values(&["j", "retried"]).get(), 3);
+        let _ = stop.send(true);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        drop(stream.shutdown().await);
+
+        // A restart resumes after the last delivered event.
+        let cursor = Cursor::open(dir.path(), "j", true).unwrap();
+        assert_eq!(cursor.last_id, 6);
+        assert!(cursor.read(10).unwrap().is_empty());
+    }
+
+    async fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
+        for _ in 0..200 {
+            if condition() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
     }
 
     #[test]
