@@ -784,7 +784,7 @@ mod tests {
         let registry = crate::registry::Registry::open(dir.path()).unwrap();
         let event = |n: usize| Event {
             timestamp_ms: 1,
-            source: if n % 2 == 0 { "auth" } else { "fim" }.into(),
+            source: if n.is_multiple_of(2) { "auth" } else { "fim" }.into(),
             kind: "k".into(),
             fields: BTreeMap::from([("n".to_string(), n.to_string())]),
             raw: "日志".into(),
@@ -802,7 +802,13 @@ mod tests {
         .unwrap();
         let metrics = ForwardMetrics::register(&prometheus::Registry::new()).unwrap();
         let (stop, stopped) = watch::channel(false);
-        let tasks = spawn_all(dir.path(), &[config.clone()], &metrics, &stopped).unwrap();
+        let tasks = spawn_all(
+            dir.path(),
+            std::slice::from_ref(&config),
+            &metrics,
+            &stopped,
+        )
+        .unwrap();
         let (mut stream, _) = listener.accept().await.unwrap();
         // The first answer is a 503: the client drops the connection and
         // the same events must come again on a new one.
