@@ -37,6 +37,9 @@ pub struct Config {
     pub paths: PathsConfig,
     /// Which probes run.
     pub probes: ProbesConfig,
+    /// Security event sources: authentication logs, file integrity,
+    /// listening ports (see `docs/events.md`).
+    pub sources: SourcesConfig,
 }
 
 /// How the agent reaches the collector.
@@ -133,6 +136,141 @@ impl Default for ProbeToggle {
     }
 }
 
+/// The security event sources.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesConfig {
+    /// Authentication logs.
+    pub auth: AuthSourceConfig,
+    /// File integrity monitoring.
+    pub fim: FimSourceConfig,
+    /// Listening ports.
+    pub ports: PortsSourceConfig,
+    /// Most events put in one batch; the rest wait for the next batch
+    /// (the log positions only advance past what was sent).
+    pub max_events_per_batch: usize,
+}
+
+/// The authentication log source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSourceConfig {
+    /// Whether the source runs.
+    pub enabled: bool,
+    /// Log files to follow. Missing files are waited for, so the default
+    /// lists both the Debian/Ubuntu and the RHEL/Kylin/openEuler names.
+    pub paths: Vec<PathBuf>,
+    /// Whether a file found at the very first start (no saved position) is
+    /// read from its beginning; by default only lines written from then on
+    /// are reported. Files appearing later are always read whole.
+    pub read_existing: bool,
+    /// Longest line kept, in bytes; longer lines are cut and marked
+    /// `truncated`.
+    pub max_line_bytes: usize,
+    /// When to read systemd-journald instead of the files: `auto` when none
+    /// of `paths` exists at start and journald runs, `always`, or `never`.
+    pub journal: JournalMode,
+    /// The `journalctl` program run to read the journal.
+    pub journalctl: PathBuf,
+}
+
+/// When the auth source reads the journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalMode {
+    /// When none of the log files exists at start and journald runs.
+    Auto,
+    /// Always, ignoring the files.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// File integrity monitoring.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FimSourceConfig {
+    /// Whether the source runs.
+    pub enabled: bool,
+    /// Files and directories to watch; a directory's files are watched one
+    /// level deep.
+    pub paths: Vec<PathBuf>,
+    /// How often everything is rescanned besides the realtime inotify
+    /// watch.
+    pub rescan_interval: PromDuration,
+}
+
+/// The listening ports source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortsSourceConfig {
+    /// Whether the source runs.
+    pub enabled: bool,
+    /// Listeners that produce no events: `tcp/22` (any address),
+    /// `tcp/127.0.0.1:5432`, `udp/[::1]:53`. `tcp` and `udp` cover both
+    /// IPv4 and IPv6.
+    pub allow: Vec<Spanned<String>>,
+}
+
+impl Default for SourcesConfig {
+    fn default() -> Self {
+        SourcesConfig {
+            auth: AuthSourceConfig::default(),
+            fim: FimSourceConfig::default(),
+            ports: PortsSourceConfig::default(),
+            max_events_per_batch: 10_000,
+        }
+    }
+}
+
+impl Default for AuthSourceConfig {
+    fn default() -> Self {
+        AuthSourceConfig {
+            enabled: true,
+            paths: vec![
+                PathBuf::from("/var/log/auth.log"),
+                PathBuf::from("/var/log/secure"),
+            ],
+            read_existing: false,
+            max_line_bytes: 16 * 1024,
+            journal: JournalMode::Auto,
+            journalctl: PathBuf::from("journalctl"),
+        }
+    }
+}
+
+impl Default for FimSourceConfig {
+    fn default() -> Self {
+        FimSourceConfig {
+            enabled: true,
+            paths: [
+                "/etc/passwd",
+                "/etc/shadow",
+                "/etc/group",
+                "/etc/sudoers",
+                "/etc/sudoers.d",
+                "/etc/ssh/sshd_config",
+                "/root/.ssh/authorized_keys",
+                "/etc/crontab",
+                "/etc/cron.d",
+            ]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+            rescan_interval: PromDuration(Duration::from_secs(300)),
+        }
+    }
+}
+
+impl Default for PortsSourceConfig {
+    fn default() -> Self {
+        PortsSourceConfig {
+            enabled: true,
+            allow: Vec::new(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -143,6 +281,7 @@ impl Default for Config {
             spool: SpoolConfig::default(),
             paths: PathsConfig::default(),
             probes: ProbesConfig::default(),
+            sources: SourcesConfig::default(),
         }
     }
 }
@@ -289,6 +428,27 @@ impl Config {
             problems.general(format!("interval {} is shorter than 1s", self.interval));
         }
         crate::probe::validate(&self.probes, &mut problems);
+        let sources = &self.sources;
+        for rule in &sources.ports.allow {
+            if let Err(message) = crate::source::ports::AllowRule::parse(&rule.value) {
+                problems.at(rule, message);
+            }
+        }
+        if !(1..=countywatch_wire::MAX_RAW_BYTES).contains(&sources.auth.max_line_bytes) {
+            problems.general(format!(
+                "sources.auth.max_line_bytes must be between 1 and {}",
+                countywatch_wire::MAX_RAW_BYTES
+            ));
+        }
+        if !(1..=40_000).contains(&sources.max_events_per_batch) {
+            problems.general("sources.max_events_per_batch must be between 1 and 40000");
+        }
+        if sources.fim.rescan_interval.get() < Duration::from_secs(1) {
+            problems.general(format!(
+                "sources.fim.rescan_interval {} is shorter than 1s",
+                sources.fim.rescan_interval
+            ));
+        }
         problems.into_result()
     }
 
@@ -370,6 +530,30 @@ mod tests {
         assert!(
             lines[2].starts_with("a.yaml: collector.catch_up_rate"),
             "{problems}"
+        );
+    }
+
+    #[test]
+    fn source_settings_are_checked_with_positions() {
+        let text =
+            "sources:\n  ports:\n    allow: [tcp/22, \"sctp/9\"]\n  max_events_per_batch: 0\n";
+        let problems = Config::load_from_text(text).unwrap_err().to_string();
+        let lines: Vec<&str> = problems.lines().collect();
+        assert_eq!(lines.len(), 2, "{problems}");
+        assert!(
+            lines[0].starts_with("a.yaml:3:21: port allow-list entry \"sctp/9\""),
+            "{problems}"
+        );
+        assert!(lines[1].contains("max_events_per_batch"), "{problems}");
+        let config =
+            Config::load_from_text("sources:\n  auth:\n    paths: [/tmp/x.log]\n").unwrap();
+        assert_eq!(config.sources.auth.paths, vec![PathBuf::from("/tmp/x.log")]);
+        assert!(
+            config
+                .sources
+                .fim
+                .paths
+                .contains(&PathBuf::from("/etc/shadow"))
         );
     }
 

@@ -7,6 +7,7 @@
 //! - [`enroll`]: `countywatch-agent enroll`, a token in, a certificate out.
 //! - [`identity`]: the key, certificates and enrolment record on disk.
 //! - [`spool`]: the durable, bounded queue of batches (SQLite).
+//! - [`source`]: security event sources (auth logs, file integrity, ports).
 //! - [`transport`]: HTTPS to the collector, mutual TLS.
 //!
 //! [`run`] is the daemon: every interval the probes run and their batch is
@@ -18,6 +19,7 @@ pub mod config;
 pub mod enroll;
 pub mod identity;
 pub mod probe;
+pub mod source;
 pub mod spool;
 pub mod transport;
 
@@ -29,7 +31,8 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use countywatch_wire::{
-    Batch, CONTENT_ENCODING_GZIP, Event, INGEST_PATH, MetricFamily, WIRE_VERSION, encode_batch,
+    Batch, CONTENT_ENCODING_GZIP, Event, EventKind, EventSource, INGEST_PATH, MetricFamily,
+    WIRE_VERSION, encode_batch,
 };
 use tokio::sync::Notify;
 
@@ -112,25 +115,65 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         config.probes.timeout.get(),
         Arc::clone(&stats),
     );
+    let mut sources = {
+        let spool = outbox.lock();
+        source::Sources::start(&config, name.clone(), |source| {
+            spool.position(source).ok().flatten()
+        })
+    };
     tracing::info!(agent = %name, collector = %url_text, interval = %config.interval, "agent started");
 
     let mut ticker = tokio::time::interval(config.interval.get());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
+    // New log lines and file changes wake the loop for an early,
+    // events-only batch, at most one a second; metrics keep the interval.
+    let wake = sources.wake();
+    let mut last_source_poll = tokio::time::Instant::now();
     loop {
-        tokio::select! {
+        let woken = tokio::select! {
             () = &mut shutdown => break,
-            _ = ticker.tick() => {}
+            _ = ticker.tick() => false,
+            () = wake.notified() => true,
+        };
+        if woken {
+            // Let a burst of writes settle into one batch.
+            tokio::time::sleep_until(last_source_poll + Duration::from_secs(1)).await;
+            last_source_poll = tokio::time::Instant::now();
+            let (events, checkpoint) = sources.poll();
+            let positions = checkpoint.positions();
+            if !events.is_empty() || !positions.is_empty() {
+                spool_batch(
+                    &outbox,
+                    &stats,
+                    &name,
+                    BatchKind::Events,
+                    Vec::new(),
+                    events,
+                    &positions,
+                )?;
+            }
+            continue;
         }
-        let metrics = collector.collect().await;
+        last_source_poll = tokio::time::Instant::now();
+        let mut metrics = collector.collect().await;
+        // The events and the positions after them go into the spool in one
+        // transaction: a crash keeps both or neither (exactly once).
+        let (events, checkpoint) = sources.poll();
+        metrics.extend(sources.metrics());
+        let kind = if events.is_empty() {
+            BatchKind::Metrics
+        } else {
+            BatchKind::Events
+        };
         spool_batch(
             &outbox,
             &stats,
             &name,
-            BatchKind::Metrics,
+            kind,
             metrics,
-            Vec::new(),
-            &[],
+            events,
+            &checkpoint.positions(),
         )?;
     }
     sender.abort();
@@ -182,26 +225,14 @@ fn spool_batch(
             event_batches = overflow.events,
             "spool full, dropped the oldest batches"
         );
-        let mut fields = std::collections::BTreeMap::new();
-        fields.insert("host".to_string(), agent.to_string());
-        fields.insert(
-            "dropped_metric_batches".to_string(),
-            overflow.metrics.to_string(),
+        let mut event = Event::new(now, EventSource::Agent, EventKind::SpoolOverflow);
+        event.host = agent.to_string();
+        event.fields.dropped_metric_batches = Some(overflow.metrics);
+        event.fields.dropped_event_batches = Some(overflow.events);
+        event.raw = format!(
+            "spool full: dropped {} metric and {} event batches",
+            overflow.metrics, overflow.events
         );
-        fields.insert(
-            "dropped_event_batches".to_string(),
-            overflow.events.to_string(),
-        );
-        let event = Event {
-            timestamp_ms: now,
-            source: "agent".to_string(),
-            kind: "spool_overflow".to_string(),
-            fields,
-            raw: format!(
-                "spool full: dropped {} metric and {} event batches",
-                overflow.metrics, overflow.events
-            ),
-        };
         let mut report = Batch {
             version: WIRE_VERSION,
             agent: agent.to_string(),
@@ -436,7 +467,7 @@ mod tests {
             reports += batch
                 .events
                 .iter()
-                .filter(|event| event.kind == "spool_overflow")
+                .filter(|event| event.kind == EventKind::SpoolOverflow)
                 .count();
             spool.acknowledge(seq).unwrap();
         }

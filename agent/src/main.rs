@@ -69,6 +69,26 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Read a log file through the event parsers: one JSON event per line on
+    /// stdout, then a summary on stderr (lines read, events by kind, lines
+    /// not understood). Checks the parsers against your own logs.
+    Replay {
+        /// Which source's parsers to use.
+        #[arg(long, value_enum)]
+        source: ReplaySource,
+        /// Longest line kept, in bytes; longer lines are cut and marked.
+        #[arg(long, default_value_t = 16 * 1024)]
+        max_line_bytes: usize,
+        /// The log file (`-` for standard input).
+        file: PathBuf,
+    },
+}
+
+/// Sources `replay` can read.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReplaySource {
+    /// Authentication logs (auth.log, secure).
+    Auth,
 }
 
 /// Flags that override the configuration file.
@@ -90,6 +110,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match cli.command {
+        Command::Replay {
+            source: ReplaySource::Auth,
+            max_line_bytes,
+            file,
+        } => replay(&file, max_line_bytes),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(_) => {
                 println!("{}: valid", file.display());
@@ -169,6 +194,41 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `replay --source auth FILE`.
+fn replay(file: &PathBuf, max_line_bytes: usize) -> ExitCode {
+    use std::io::Write;
+    let input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        match std::fs::File::open(file) {
+            Ok(opened) => Box::new(opened),
+            Err(error) => {
+                eprintln!("cannot open {}: {error}", file.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let max_line = max_line_bytes.clamp(1, countywatch_wire::MAX_RAW_BYTES);
+    match countywatch_agent::source::auth_log::replay(input, &mut out, max_line, now) {
+        Ok(summary) => {
+            let _ = out.flush();
+            eprintln!("{summary}");
+            ExitCode::SUCCESS
+        }
+        // `replay ... | head` closes stdout early; that is not a failure.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("cannot replay {}: {error}", file.display());
+            ExitCode::FAILURE
         }
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
-use countywatch_wire::Event;
+use countywatch_wire::{Event, EventKind, EventSource};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::ca::sha256_hex;
@@ -324,8 +324,8 @@ impl Registry {
                     i64::try_from(position).unwrap_or(i64::MAX),
                     now_ms,
                     event.timestamp_ms,
-                    event.source,
-                    event.kind,
+                    event.source.as_str(),
+                    event.kind.as_str(),
                     body
                 ])?;
             }
@@ -364,18 +364,10 @@ impl Registry {
             rows.collect::<Result<Vec<_>, _>>()?
         };
         for (name, last_seen_ms) in &names {
-            let mut fields = std::collections::BTreeMap::new();
-            fields.insert("host".to_string(), name.clone());
-            if let Some(seen) = last_seen_ms {
-                fields.insert("last_seen_ms".to_string(), seen.to_string());
-            }
-            let event = Event {
-                timestamp_ms: now_ms,
-                source: "agent".to_string(),
-                kind: "agent_silent".to_string(),
-                fields,
-                raw: format!("no batch from agent {name} for {}s", silent_after.as_secs()),
-            };
+            let mut event = Event::new(now_ms, EventSource::Agent, EventKind::AgentSilent);
+            event.host.clone_from(name);
+            event.fields.last_seen_ms = *last_seen_ms;
+            event.raw = format!("no batch from agent {name} for {}s", silent_after.as_secs());
             transaction.execute(
                 "INSERT INTO events (agent, seq, position, received_ms, timestamp_ms, source, kind, body)
                  VALUES (?1, -?2, 0, ?2, ?2, 'agent', 'agent_silent', ?3)",
@@ -423,14 +415,10 @@ fn migrate(connection: &Connection) -> rusqlite::Result<()> {
 mod tests {
     use super::*;
 
-    fn event(kind: &str) -> Event {
-        Event {
-            timestamp_ms: 1,
-            source: "auth".to_string(),
-            kind: kind.to_string(),
-            fields: Default::default(),
-            raw: "raw".to_string(),
-        }
+    fn event(kind: EventKind) -> Event {
+        let mut event = Event::new(1, EventSource::Auth, kind);
+        event.raw = "raw".to_string();
+        event
     }
 
     #[test]
@@ -490,7 +478,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(dir.path()).unwrap();
         registry.enrol("a", "cert-a", 0).unwrap();
-        let events = [event("ssh_login_failed"), event("ssh_login_failed")];
+        let events = [
+            event(EventKind::SshLoginFailed),
+            event(EventKind::SshLoginFailed),
+        ];
         assert_eq!(
             registry.accept_batch("a", 1, &events, 10).unwrap(),
             BatchOutcome::Stored

@@ -1,9 +1,8 @@
 //! A batch: the unit an agent sends and the collector acknowledges.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
+use crate::event::{Event, EventError};
 use crate::metric::{MetricFamily, ValidationError};
 
 /// The version of the wire format this build speaks. The collector refuses
@@ -30,25 +29,6 @@ pub struct Batch {
     /// Security events observed since the previous batch.
     #[serde(default)]
     pub events: Vec<Event>,
-}
-
-/// A security event as observed on a host (an SSH login, a file change...).
-/// The full model is in `docs/events.md`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Event {
-    /// When it happened, in milliseconds since the Unix epoch.
-    pub timestamp_ms: i64,
-    /// Which source saw it: `auth`, `fim`, `ports`, `syslog`, `agent`.
-    pub source: String,
-    /// What happened, e.g. `ssh_login_failed`.
-    pub kind: String,
-    /// Typed fields such as `user`, `src_ip`; names are documented per kind.
-    #[serde(default)]
-    pub fields: BTreeMap<String, String>,
-    /// The original log line or observation, kept as evidence.
-    #[serde(default)]
-    pub raw: String,
 }
 
 /// Upper bounds on what one batch may hold, so that one agent cannot make
@@ -80,6 +60,9 @@ pub enum BatchError {
     /// A metric family is malformed.
     #[error(transparent)]
     Metric(#[from] ValidationError),
+    /// An event is malformed.
+    #[error(transparent)]
+    Event(#[from] EventError),
 }
 
 /// Whether `name` is acceptable as an agent name: 1 to 253 characters of
@@ -125,6 +108,9 @@ impl Batch {
             if !names.insert(family.name.as_str()) {
                 return Err(ValidationError::DuplicateFamily(family.name.clone()).into());
             }
+        }
+        for (index, event) in self.events.iter().enumerate() {
+            event.validate(index)?;
         }
         Ok(())
     }

@@ -9,11 +9,16 @@
 
 mod batch;
 mod codec;
+mod event;
 mod exposition;
 mod metric;
 
-pub use batch::{Batch, BatchError, Event, WIRE_VERSION, is_valid_agent_name};
+pub use batch::{Batch, BatchError, WIRE_VERSION, is_valid_agent_name};
 pub use codec::{CONTENT_ENCODING_GZIP, DecodeError, INGEST_PATH, decode_batch, encode_batch};
+pub use event::{
+    Event, EventError, EventFields, EventKind, EventSource, FileState, MAX_FIELD_BYTES,
+    MAX_RAW_BYTES, MAX_USERS_CHANGED,
+};
 pub use exposition::{write_family_header, write_samples, write_text};
 pub use metric::{
     MetricFamily, MetricKind, Sample, ValidationError, is_valid_label_name, is_valid_metric_name,

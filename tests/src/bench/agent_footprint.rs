@@ -63,11 +63,13 @@ fn collections() -> u32 {
 }
 
 /// The agent: wait for its first batch, then for `count` more collections.
-fn measure_agent(count: u32) -> (Usage, Usage) {
+/// `extra` is appended to the test config (e.g. to turn the security
+/// sources off, which node_exporter has no equivalent of).
+fn measure_agent(count: u32, extra: &str) -> (Usage, Usage) {
     let collector = Collector::start();
     // Every host probe is on by default; the process and service probes are
     // not host probes (and node_exporter has neither).
-    let agent = Agent::start_for("bench-host", &collector);
+    let agent = Agent::start_for_with("bench-host", &collector, extra);
     collector
         .wait_for_series(
             "node_load1{instance=\"bench-host\",job=\"countywatch\"}",
@@ -79,6 +81,10 @@ fn measure_agent(count: u32) -> (Usage, Usage) {
     let after = usage(agent.pid());
     (before, after)
 }
+
+/// Turns the security sources off: the like-for-like comparison with
+/// node_exporter is host probes only.
+const SOURCES_OFF: &str = "sources:\n  auth:\n    enabled: false\n  fim:\n    enabled: false\n  ports:\n    enabled: false\n";
 
 /// node_exporter: one warm-up scrape, then `count` scrapes a second apart.
 fn measure_node_exporter(count: u32) -> (Usage, Usage) {
@@ -101,7 +107,8 @@ fn measure_node_exporter(count: u32) -> (Usage, Usage) {
 
 fn run() -> Vec<Figure> {
     let count = collections();
-    let (agent_before, agent_after) = measure_agent(count);
+    let (agent_before, agent_after) = measure_agent(count, SOURCES_OFF);
+    let (full_before, full_after) = measure_agent(count, "");
     let (node_before, node_after) = measure_node_exporter(count);
     let per_collection =
         |before: Usage, after: Usage| (after.cpu_seconds - before.cpu_seconds) / f64::from(count);
@@ -118,6 +125,12 @@ fn run() -> Vec<Figure> {
         .with_peer(
             "node_exporter",
             per_collection(node_before, node_after) * 1e3,
+        ),
+        Figure::new("agent_with_sources_peak_rss", mib(full_after.peak_rss), "MiB"),
+        Figure::new(
+            "agent_with_sources_cpu_per_collection",
+            per_collection(full_before, full_after) * 1e3,
+            "ms",
         ),
     ]
 }

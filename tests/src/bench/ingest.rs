@@ -14,7 +14,9 @@ use bytes::Bytes;
 use countywatch_agent::config::CollectorUrl;
 use countywatch_agent::identity::IdentityFiles;
 use countywatch_agent::transport::{Transport, mutual_tls};
-use countywatch_wire::{Batch, Event, MetricFamily, MetricKind, WIRE_VERSION, encode_batch};
+use countywatch_wire::{
+    Batch, Event, EventKind, EventSource, MetricFamily, MetricKind, WIRE_VERSION, encode_batch,
+};
 
 use super::{Benchmark, Figure};
 use crate::Collector;
@@ -48,19 +50,14 @@ fn batch(agent: &str, seq: u64) -> Batch {
         metrics.push(family);
     }
     let events = (0..EVENTS_PER_BATCH)
-        .map(|index| Event {
-            timestamp_ms: seq as i64,
-            source: "auth".to_string(),
-            kind: "ssh_login_failed".to_string(),
-            fields: [
-                ("user".to_string(), format!("user{index}")),
-                ("src_ip".to_string(), "127.0.0.1".to_string()),
-            ]
-            .into_iter()
-            .collect(),
-            raw: format!(
+        .map(|index| {
+            let mut event = Event::new(seq as i64, EventSource::Auth, EventKind::SshLoginFailed);
+            event.fields.user = Some(format!("user{index}"));
+            event.fields.src_ip = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+            event.raw = format!(
                 "sshd[{index}]: Failed password for user{index} from 127.0.0.1 port 22 ssh2"
-            ),
+            );
+            event
         })
         .collect();
     Batch {

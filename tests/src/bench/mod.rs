@@ -6,6 +6,7 @@
 //! figures go into `docs/benchmarks.md` with the machine, date and command.
 
 mod agent_footprint;
+mod auth_replay;
 mod ingest;
 mod outputs;
 mod wire_codec;
@@ -86,6 +87,7 @@ pub const ALL: &[Benchmark] = &[
     wire_codec::BENCHMARK,
     ingest::BENCHMARK,
     agent_footprint::BENCHMARK,
+    auth_replay::BENCHMARK,
     outputs::BENCHMARK,
 ];
 

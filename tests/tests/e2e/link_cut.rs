@@ -1,6 +1,7 @@
 //! A cut link: the agent in a network namespace of its own, joined to the
 //! collector by a veth pair the test creates, and the link set down for two
-//! minutes. Everything the agent produced meanwhile must arrive, once.
+//! minutes while the agent keeps reading new log lines. Every batch and
+//! every event it produced meanwhile must arrive, once.
 //!
 //! Needs root and iproute2 (`tests/run.sh` installs it); the addresses are
 //! the test's own hosts, inside the namespace it made, never anyone else's.
@@ -9,7 +10,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use countywatch_e2e::process::wait_until;
-use countywatch_e2e::{Agent, Collector, TEST_AGENT_CONFIG, binary};
+use countywatch_e2e::{Agent, Collector, binary};
+
+use crate::events::{append_lines, config, wait_for_events};
 
 /// A namespace and veth pair, removed on drop.
 struct Link {
@@ -128,28 +131,25 @@ fn a_link_cut_for_two_minutes_loses_nothing() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let agent = Agent::start_wrapped(
-        dir,
-        TEST_AGENT_CONFIG,
-        &["ip", "netns", "exec", &link.namespace],
-    );
-    assert!(
-        collector
-            .wait_for_series(
-                "node_load1{instance=\"far-office\",job=\"countywatch\"}",
-                Duration::from_secs(30)
-            )
-            .is_some()
-    );
+    // The agent tails a log the test writes (the namespace shares the file
+    // system), so events are produced on both sides of the cut.
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, "").unwrap();
+    let agent = Agent::start_wrapped(dir, &config(&log), &["ip", "netns", "exec", &link.namespace]);
+    let series = "node_load1{instance=\"far-office\",job=\"countywatch\"}";
+    assert!(collector.wait_for_series(series, Duration::from_secs(30)).is_some());
+    append_lines(&log, 0, 50);
 
     link.set(false);
-    std::thread::sleep(Duration::from_secs(120));
+    // Two minutes without a link, five lines a second.
+    for second in 0..120 {
+        append_lines(&log, 50 + second * 5, 5);
+        std::thread::sleep(Duration::from_secs(1));
+    }
     let (waiting, _) = agent.spool_state();
-    assert!(
-        waiting >= 100,
-        "two minutes at one batch a second should be spooled: {waiting}"
-    );
+    assert!(waiting >= 100, "two minutes at one batch a second should be spooled: {waiting}");
     link.set(true);
+    append_lines(&log, 650, 50);
 
     let mut handed_out = 0;
     assert!(
@@ -164,5 +164,8 @@ fn a_link_cut_for_two_minutes_loses_nothing() {
     let expected: Vec<i64> = (1..=*stored.last().unwrap()).collect();
     assert_eq!(stored, expected, "every batch once, no gap");
     assert!(*stored.last().unwrap() >= handed_out);
+    assert_eq!(wait_for_events(&collector, "far-office", 700), 700);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(collector.event_count("far-office", "ssh_login_failed"), 700, "every event once");
     drop(agent);
 }

@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod cli;
+mod events;
 mod link_cut;
 mod node_exporter;
 mod outputs;

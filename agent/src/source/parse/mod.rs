@@ -1,0 +1,159 @@
+//! Parsers of authentication log messages, one file per program family.
+//!
+//! Each parser is a pure function from one message (the text after the
+//! syslog prefix, see [`syslog_prefix`]) to a [`Parsed`] outcome. They use
+//! plain string matching anchored at the start of the message, never a
+//! search anywhere in the line, so text an attacker put in a user name
+//! ("Accepted password for root...") cannot turn into an event of its own.
+//! Addresses are taken from the end of a line, where sshd writes them after
+//! the attacker-chosen user name.
+
+pub mod pam;
+pub mod shadow_utils;
+pub mod sshd;
+pub mod su;
+pub mod sudo;
+pub mod syslog_prefix;
+
+use std::net::IpAddr;
+
+use countywatch_wire::{EventFields, EventKind};
+
+/// What a parser made of one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// A security event.
+    Event(EventKind, Box<EventFields>),
+    /// A message the parser knows and deliberately turns into no event
+    /// (session bookkeeping, a duplicate of another line's event).
+    Ignored,
+    /// A message the parser does not know; counted as not understood.
+    Unknown,
+}
+
+impl Parsed {
+    /// An event outcome.
+    pub fn event(kind: EventKind, fields: EventFields) -> Parsed {
+        Parsed::Event(kind, Box::new(fields))
+    }
+}
+
+/// Parses `message` as logged by `program`. The program name picks the
+/// parser; PAM messages can come from any program.
+pub fn parse_message(program: &str, message: &str) -> Parsed {
+    let parsed = match program {
+        "sshd" | "sshd-session" | "sshd-auth" => sshd::parse(message),
+        "sudo" => sudo::parse(message),
+        "su" => su::parse(message),
+        "useradd" | "userdel" | "usermod" | "groupadd" | "groupdel" | "groupmod" | "gpasswd"
+        | "passwd" | "chpasswd" | "chage" | "newusers" => shadow_utils::parse(message),
+        _ => Parsed::Unknown,
+    };
+    match parsed {
+        Parsed::Unknown if message.starts_with("pam_") => pam::parse(message),
+        other => other,
+    }
+}
+
+/// Sets `src_ip` when `address` is an IP address, else `src_host` (sshd logs
+/// a name when `UseDNS` is on).
+pub fn set_remote(fields: &mut EventFields, address: &str) {
+    match address.parse::<IpAddr>() {
+        Ok(ip) => fields.src_ip = Some(ip),
+        Err(_) if !address.is_empty() => fields.src_host = Some(address.to_string()),
+        Err(_) => {}
+    }
+}
+
+/// Splits `HEAD from ADDR port N[ REST]` at the LAST ` from `, which is the
+/// one sshd wrote: a user name may itself contain ` from X port Y`.
+/// Returns (head, address, port, rest).
+pub fn split_last_from(text: &str) -> Option<(&str, &str, u16, &str)> {
+    let index = memchr::memmem::rfind(text.as_bytes(), b" from ")?;
+    let (address, port, rest) = address_port(&text[index + 6..])?;
+    Some((&text[..index], address, port, rest))
+}
+
+/// Splits `HEAD ADDR port N[ REST]` at the LAST ` port `, for the sshd lines
+/// that put the address right after the user name without `from`.
+pub fn split_last_address(text: &str) -> Option<(&str, &str, u16, &str)> {
+    let index = memchr::memmem::rfind(text.as_bytes(), b" port ")?;
+    let (head, address) = text[..index].rsplit_once(' ')?;
+    let (port, rest) = port_and_rest(&text[index + 6..])?;
+    Some((head, address, port, rest))
+}
+
+/// `ADDR port N[ REST]` → (address, port, rest).
+fn address_port(text: &str) -> Option<(&str, u16, &str)> {
+    let (address, after) = text.split_once(' ')?;
+    let (port, rest) = port_and_rest(after.strip_prefix("port ")?)?;
+    Some((address, port, rest))
+}
+
+/// `N[ REST]` or `N:REST` → (port, rest).
+fn port_and_rest(text: &str) -> Option<(u16, &str)> {
+    let end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let port = text[..end].parse().ok()?;
+    Some((port, &text[end..]))
+}
+
+/// The text between `'` quotes at the start of `text`, and what follows.
+pub fn quoted(text: &str) -> Option<(&str, &str)> {
+    let inner = text.strip_prefix('\'')?;
+    let end = inner.find('\'')?;
+    Some((&inner[..end], &inner[end + 1..]))
+}
+
+/// The value of `key=` in a `k=v, k=v` or `k=v k=v` list, up to the next
+/// `,` or space.
+pub fn key_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let mut search = 0;
+    while let Some(found) = text[search..].find(key) {
+        let start = search + found;
+        let at_boundary = start == 0 || matches!(text.as_bytes()[start - 1], b' ' | b',');
+        let value_start = start + key.len();
+        if at_boundary && text[value_start..].starts_with('=') {
+            let value = &text[value_start + 1..];
+            let end = value.find([',', ' ']).unwrap_or(value.len());
+            return Some(&value[..end]);
+        }
+        search = value_start;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_from_is_the_real_address() {
+        let text = "for invalid user x from 6.6.6.6 port 1 from 10.0.0.5 port 4444 ssh2";
+        assert_eq!(
+            split_last_from(text),
+            Some((
+                "for invalid user x from 6.6.6.6 port 1",
+                "10.0.0.5",
+                4444,
+                " ssh2"
+            ))
+        );
+        assert_eq!(
+            split_last_address("user root 6.6.6.6 port 1 10.0.0.5 port 22 [preauth]"),
+            Some(("user root 6.6.6.6 port 1", "10.0.0.5", 22, " [preauth]"))
+        );
+        assert_eq!(split_last_from("for x from 10.0.0.5 port notaport"), None);
+    }
+
+    #[test]
+    fn key_values_need_a_boundary() {
+        let text = "name=bob, UID=1001, GID=1001, home=/home/bob, shell=/bin/bash, from=/dev/pts/0";
+        assert_eq!(key_value(text, "name"), Some("bob"));
+        assert_eq!(key_value(text, "UID"), Some("1001"));
+        assert_eq!(key_value(text, "from"), Some("/dev/pts/0"));
+        assert_eq!(key_value("username=x", "name"), None);
+        assert_eq!(key_value("tty=ssh ruser= rhost=1.2.3.4", "ruser"), Some(""));
+    }
+}

@@ -1,0 +1,436 @@
+//! Listening sockets: a periodic scan of `/proc/net/{tcp,tcp6,udp,udp6}`
+//! and an event when a listener appears (`port_opened`) or goes away
+//! (`port_closed`), with the owning process found through `/proc/PID/fd`.
+//!
+//! A listener is identified by protocol, address and port. Listeners on the
+//! allow-list produce no events. The set of known listeners is persisted
+//! with the checkpoint, so a restart neither re-reports every listener nor
+//! misses one that appeared while the agent was down.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use countywatch_wire::{Event, EventFields, EventKind, EventSource};
+use serde::{Deserialize, Serialize};
+
+/// The protocol tables scanned, by file name under `/proc/net`.
+pub const PROTOCOLS: [&str; 4] = ["tcp", "tcp6", "udp", "udp6"];
+
+/// One listening socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// `tcp`, `tcp6`, `udp` or `udp6`.
+    pub protocol: String,
+    /// The bound address.
+    pub ip: IpAddr,
+    /// The bound port.
+    pub port: u16,
+    /// The owning user id.
+    pub uid: u32,
+    /// The socket inode, which links it to a process.
+    pub inode: u64,
+    /// The owning process, when it could be found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// That process's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+}
+
+impl Listener {
+    /// The identity of a listener: `tcp/0.0.0.0:22`, `tcp6/[::]:22`.
+    pub fn key(&self) -> String {
+        match self.ip {
+            IpAddr::V4(ip) => format!("{}/{ip}:{}", self.protocol, self.port),
+            IpAddr::V6(ip) => format!("{}/[{ip}]:{}", self.protocol, self.port),
+        }
+    }
+}
+
+/// An allow-list entry: `tcp/22` (any address) or `tcp/127.0.0.1:5432`,
+/// `udp/[::1]:53`. `tcp` and `udp` cover IPv4 and IPv6.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowRule {
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// The address, or any.
+    pub ip: Option<IpAddr>,
+    /// The port.
+    pub port: u16,
+}
+
+impl AllowRule {
+    /// Parses `PROTO/PORT` or `PROTO/ADDR:PORT`.
+    pub fn parse(text: &str) -> Result<AllowRule, String> {
+        let fail = || {
+            format!(
+                "port allow-list entry {text:?} must be PROTO/PORT or PROTO/ADDRESS:PORT, PROTO tcp or udp (e.g. tcp/22, udp/[::1]:53)"
+            )
+        };
+        let (protocol, rest) = text.split_once('/').ok_or_else(fail)?;
+        if !matches!(protocol, "tcp" | "udp") {
+            return Err(fail());
+        }
+        let (ip, port) = match rest.rsplit_once(':') {
+            Some((address, port)) => {
+                let address = address
+                    .strip_prefix('[')
+                    .and_then(|inner| inner.strip_suffix(']'))
+                    .unwrap_or(address);
+                (Some(address.parse().map_err(|_| fail())?), port)
+            }
+            None => (None, rest),
+        };
+        Ok(AllowRule {
+            protocol: protocol.to_string(),
+            ip,
+            port: port.parse().map_err(|_| fail())?,
+        })
+    }
+
+    fn allows(&self, listener: &Listener) -> bool {
+        listener.protocol.starts_with(&self.protocol)
+            && listener.port == self.port
+            && self.ip.is_none_or(|ip| ip == listener.ip)
+    }
+}
+
+/// Parses one `/proc/net/{tcp,udp}{,6}` table into its listening sockets.
+/// Malformed rows are skipped.
+pub fn parse(protocol: &str, text: &str) -> Vec<Listener> {
+    let udp = protocol.starts_with("udp");
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut columns = line.split_whitespace();
+            let _slot = columns.next()?;
+            let local = columns.next()?;
+            let remote = columns.next()?;
+            let state = columns.next()?;
+            // TCP_LISTEN is 0A; an unconnected UDP socket is 07 (TCP_CLOSE)
+            // with no remote port.
+            let listening = if udp {
+                state == "07" && remote.ends_with(":0000")
+            } else {
+                state == "0A"
+            };
+            if !listening {
+                return None;
+            }
+            let uid = columns.nth(3)?.parse().ok()?;
+            let inode = columns.nth(1)?.parse().ok()?;
+            let (ip, port) = parse_address(local)?;
+            Some(Listener {
+                protocol: protocol.to_string(),
+                ip,
+                port,
+                uid,
+                inode,
+                pid: None,
+                process: None,
+            })
+        })
+        .collect()
+}
+
+/// `0100007F:0016` or the 32-digit IPv6 form. The kernel prints the address
+/// as host-order 32-bit words, so each word's bytes are reversed.
+fn parse_address(text: &str) -> Option<(IpAddr, u16)> {
+    let (address, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let ip = match address.len() {
+        8 => {
+            let word = u32::from_str_radix(address, 16).ok()?;
+            IpAddr::V4(Ipv4Addr::from(word.swap_bytes()))
+        }
+        32 => {
+            let mut bytes = [0u8; 16];
+            for (index, chunk) in bytes.chunks_mut(4).enumerate() {
+                let word = u32::from_str_radix(address.get(index * 8..index * 8 + 8)?, 16).ok()?;
+                chunk.copy_from_slice(&word.swap_bytes().to_be_bytes());
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some((ip, port))
+}
+
+/// Counters the ports source reports.
+#[derive(Debug, Default)]
+pub struct PortsStats {
+    /// Tables that could not be read.
+    pub read_errors: AtomicU64,
+}
+
+/// The ports source.
+pub struct PortsSource {
+    /// procfs root.
+    procfs: PathBuf,
+    /// Listeners that produce no events.
+    allow: Vec<AllowRule>,
+    /// Listeners as of the last scan, by key (ahead of the committed set).
+    known: Option<BTreeMap<String, Listener>>,
+    /// Counters.
+    pub stats: PortsStats,
+}
+
+impl PortsSource {
+    /// A source reading under `procfs`, starting from the persisted set
+    /// (`None`: the first scan becomes the baseline silently).
+    pub fn new(procfs: PathBuf, allow: Vec<AllowRule>, known: Option<Vec<Listener>>) -> Self {
+        PortsSource {
+            procfs,
+            allow,
+            known: known.map(|listeners| {
+                listeners
+                    .into_iter()
+                    .map(|listener| (listener.key(), listener))
+                    .collect()
+            }),
+            stats: PortsStats::default(),
+        }
+    }
+
+    /// Scans, appends an event per change, and returns the set to persist.
+    pub fn poll(&mut self, now_ms: i64, out: &mut Vec<Event>) -> Vec<Listener> {
+        let mut current = BTreeMap::new();
+        for protocol in PROTOCOLS {
+            let path = self.procfs.join("net").join(protocol);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    for listener in parse(protocol, &text) {
+                        if !self.allow.iter().any(|rule| rule.allows(&listener)) {
+                            current.insert(listener.key(), listener);
+                        }
+                    }
+                }
+                // IPv6 may be disabled; that is not an error.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(path = %path.display(), %error, "cannot read socket table");
+                }
+            }
+        }
+        let Some(known) = self.known.take() else {
+            self.known = Some(current);
+            return self.persisted();
+        };
+        let opened: Vec<String> = current
+            .keys()
+            .filter(|key| !known.contains_key(*key))
+            .cloned()
+            .collect();
+        if !opened.is_empty() {
+            let owners = socket_owners(&self.procfs);
+            for key in &opened {
+                if let Some(listener) = current.get_mut(key)
+                    && let Some((pid, process)) = owners.get(&listener.inode)
+                {
+                    listener.pid = Some(*pid);
+                    listener.process = Some(process.clone());
+                }
+            }
+        }
+        for (key, listener) in &known {
+            if !current.contains_key(key) {
+                out.push(event(now_ms, EventKind::PortClosed, listener));
+            }
+        }
+        for key in &opened {
+            if let Some(listener) = current.get(key) {
+                out.push(event(now_ms, EventKind::PortOpened, listener));
+            }
+        }
+        // Keep the owner found when the listener opened.
+        for (key, listener) in current.iter_mut() {
+            if let Some(old) = known.get(key) {
+                listener.pid = listener.pid.or(old.pid);
+                listener.process = listener.process.take().or_else(|| old.process.clone());
+            }
+        }
+        self.known = Some(current);
+        self.persisted()
+    }
+
+    fn persisted(&self) -> Vec<Listener> {
+        self.known
+            .as_ref()
+            .map(|known| known.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn event(now_ms: i64, kind: EventKind, listener: &Listener) -> Event {
+    let mut event = Event::new(now_ms, EventSource::Ports, kind);
+    event.raw = format!(
+        "{} {} uid={}{}",
+        kind.as_str(),
+        listener.key(),
+        listener.uid,
+        listener
+            .process
+            .as_ref()
+            .map(|process| format!(" process={process}"))
+            .unwrap_or_default()
+    );
+    event.fields = EventFields {
+        protocol: Some(listener.protocol.clone()),
+        local_ip: Some(listener.ip),
+        local_port: Some(listener.port),
+        uid: Some(listener.uid),
+        pid: listener.pid,
+        process: listener.process.clone(),
+        ..EventFields::default()
+    };
+    event
+}
+
+/// Socket inode to (pid, process name), from `/proc/PID/fd/*` links
+/// (`socket:[INODE]`). Processes we may not inspect are skipped.
+fn socket_owners(procfs: &Path) -> HashMap<u64, (u32, String)> {
+    let mut owners = HashMap::new();
+    let Ok(processes) = std::fs::read_dir(procfs) else {
+        return owners;
+    };
+    for process in processes.flatten() {
+        let Some(pid) = process
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(process.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let target = target.to_string_lossy();
+            if let Some(inode) = target
+                .strip_prefix("socket:[")
+                .and_then(|rest| rest.strip_suffix(']'))
+                .and_then(|inode| inode.parse::<u64>().ok())
+            {
+                owners.entry(inode).or_insert_with(|| {
+                    let name = std::fs::read_to_string(process.path().join("comm"))
+                        .map(|name| name.trim_end().to_string())
+                        .unwrap_or_default();
+                    (pid, name)
+                });
+            }
+        }
+    }
+    owners
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 21391 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   112        0 23456 1 0000000000000000 100 0 0 10 0
+   2: 0F02000A:0016 0A01010A:C350 01 00000000:00000000 02:0009A2B5 00000000     0        0 34567 2 0000000000000000 20 4 30 10 -1
+";
+    const TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:0016 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 21393 1 0000000000000000 100 0 0 10 0
+   1: 00000000000000000000000001000000:0277 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 21394 1 0000000000000000 100 0 0 10 0
+";
+    const UDP: &str = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  100: 3500007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000   102        0 18200 2 0000000000000000 0
+  101: 0F02000A:A1B2 08080808:0035 01 00000000:00000000 00:00000000 00000000  1000        0 18201 2 0000000000000000 0
+";
+
+    #[test]
+    fn parses_listening_sockets_only() {
+        let tcp = parse("tcp", TCP);
+        let keys: Vec<String> = tcp.iter().map(Listener::key).collect();
+        assert_eq!(keys, vec!["tcp/0.0.0.0:22", "tcp/127.0.0.1:5432"]);
+        assert_eq!(tcp[1].uid, 112);
+        assert_eq!(tcp[1].inode, 23456);
+        let tcp6: Vec<String> = parse("tcp6", TCP6).iter().map(Listener::key).collect();
+        assert_eq!(tcp6, vec!["tcp6/[::]:22", "tcp6/[::1]:631"]);
+        let udp: Vec<String> = parse("udp", UDP).iter().map(Listener::key).collect();
+        assert_eq!(udp, vec!["udp/127.0.0.53:53"]);
+        assert!(parse("tcp", "header\ngarbage line\n").is_empty());
+    }
+
+    #[test]
+    fn allow_rules() {
+        let rule = AllowRule::parse("tcp/22").unwrap();
+        let tcp = parse("tcp", TCP);
+        assert!(rule.allows(&tcp[0]));
+        assert!(!rule.allows(&tcp[1]));
+        assert!(rule.allows(&parse("tcp6", TCP6)[0]));
+        let exact = AllowRule::parse("tcp/127.0.0.1:5432").unwrap();
+        assert!(exact.allows(&tcp[1]));
+        assert!(AllowRule::parse("udp/[::1]:53").is_ok());
+        for bad in ["22", "sctp/22", "tcp/x", "tcp/1.2.3:4", "tcp/99999"] {
+            assert!(AllowRule::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_real_listener_opens_and_closes_with_its_process() {
+        let procfs = PathBuf::from("/proc");
+        let mut source = PortsSource::new(procfs, Vec::new(), None);
+        let mut events = Vec::new();
+        source.poll(0, &mut events);
+        assert!(events.is_empty(), "the first scan is the baseline");
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mine = |event: &&Event| event.fields.local_port == Some(port);
+        let known = source.poll(1, &mut events);
+        let opened: Vec<&Event> = events.iter().filter(mine).collect();
+        assert_eq!(opened.len(), 1, "{events:?}");
+        assert_eq!(opened[0].kind, EventKind::PortOpened);
+        assert_eq!(opened[0].fields.protocol.as_deref(), Some("tcp"));
+        assert_eq!(
+            opened[0].fields.local_ip,
+            Some("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(opened[0].fields.pid, Some(std::process::id()));
+        assert!(known.iter().any(|listener| listener.port == port));
+
+        // A restart from the persisted set reports nothing new.
+        let mut restarted = PortsSource::new("/proc".into(), Vec::new(), Some(known));
+        let mut after_restart = Vec::new();
+        restarted.poll(2, &mut after_restart);
+        assert!(!after_restart.iter().any(|event| mine(&event)));
+
+        drop(listener);
+        events.clear();
+        restarted.poll(3, &mut events);
+        let closed: Vec<&Event> = events.iter().filter(mine).collect();
+        assert_eq!(closed.len(), 1, "{events:?}");
+        assert_eq!(closed[0].kind, EventKind::PortClosed);
+        assert_eq!(
+            closed[0].fields.pid,
+            Some(std::process::id()),
+            "owner kept from opening"
+        );
+    }
+
+    #[test]
+    fn allowed_listeners_make_no_events() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let rule = AllowRule::parse(&format!("tcp/127.0.0.1:{port}")).unwrap();
+        let mut source = PortsSource::new("/proc".into(), vec![rule], Some(Vec::new()));
+        let mut events = Vec::new();
+        source.poll(0, &mut events);
+        assert!(
+            !events
+                .iter()
+                .any(|event| event.fields.local_port == Some(port))
+        );
+    }
+}
