@@ -161,7 +161,8 @@ pub struct EventFilter {
     pub kinds: Vec<String>,
     /// Forward only events at least this severe (syslog names: `emerg`,
     /// `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`). An
-    /// event's severity is its `severity` field, `notice` without one.
+    /// event's severity follows from its kind (`event_forward::severity`,
+    /// tabled in docs/scaling.md).
     pub min_severity: Option<Spanned<String>>,
 }
 

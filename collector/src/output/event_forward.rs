@@ -502,20 +502,82 @@ impl Filter {
 
     fn accepts(&self, stored: &StoredEvent) -> bool {
         let event = &stored.event;
-        (self.sources.is_empty() || self.sources.contains(&event.source))
-            && (self.kinds.is_empty() || self.kinds.contains(&event.kind))
+        let source = event.source.as_str();
+        let kind = event.kind.as_str();
+        (self.sources.is_empty() || self.sources.iter().any(|wanted| wanted == source))
+            && (self.kinds.is_empty() || self.kinds.iter().any(|wanted| wanted == kind))
             && severity(event) <= self.max_severity_number
     }
 }
 
-/// An event's syslog severity: its `severity` field, `notice` (5) without
-/// a recognisable one.
+/// An event's syslog severity, from its kind: `err` for a likely attack in
+/// progress, `warning` for failures and changes to accounts, files and
+/// listening ports, `notice` for successful privileged access, `info` for
+/// session ends; `notice` for kinds added later until they are placed here.
 pub fn severity(event: &Event) -> u8 {
-    event
-        .fields
-        .get("severity")
-        .and_then(|name| severity_number(name))
-        .unwrap_or(5)
+    match event.kind.as_str() {
+        "ssh_possible_break_in" => 3,
+        "ssh_login_failed"
+        | "ssh_invalid_user"
+        | "ssh_max_auth_attempts"
+        | "sudo_auth_failed"
+        | "su_failed"
+        | "pam_auth_failed"
+        | "user_added"
+        | "user_deleted"
+        | "user_modified"
+        | "group_added"
+        | "group_deleted"
+        | "group_member_added"
+        | "group_member_removed"
+        | "passwd_changed"
+        | "file_changed"
+        | "file_created"
+        | "file_deleted"
+        | "file_mode_changed"
+        | "port_opened"
+        | "spool_overflow"
+        | "agent_silent" => 4,
+        "ssh_connection_closed" | "ssh_disconnected" | "port_closed" => 6,
+        _ => 5,
+    }
+}
+
+/// The event's fields as flat (name, text) pairs, sorted by name:
+/// nested file states become `before.size` and the like, lists are joined
+/// with commas, booleans and numbers are written as JSON writes them.
+pub fn flat_fields(event: &Event) -> Vec<(String, String)> {
+    fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (name, inner) in map {
+                    let name = match prefix.is_empty() {
+                        true => name.clone(),
+                        false => format!("{prefix}.{name}"),
+                    };
+                    flatten(&name, inner, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                let texts: Vec<String> = items
+                    .iter()
+                    .map(|item| match item {
+                        serde_json::Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                out.push((prefix.to_string(), texts.join(",")));
+            }
+            serde_json::Value::String(text) => out.push((prefix.to_string(), text.clone())),
+            serde_json::Value::Null => {}
+            other => out.push((prefix.to_string(), other.to_string())),
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(value) = serde_json::to_value(&event.fields) {
+        flatten("", &value, &mut out);
+    }
+    out
 }
 
 /// One RFC 5424 message (without framing):
@@ -530,22 +592,23 @@ pub fn format_syslog(stored: &StoredEvent, facility: u8) -> String {
         "<{priority}>1 {} {} countywatch - {} [{SD_EVENT}",
         rfc3339_ms(event.timestamp_ms),
         header_field(&stored.agent, 255),
-        header_field(&event.kind, 32),
+        header_field(event.kind.as_str(), 32),
     ));
     for (name, value) in [
         ("id", stored.id.to_string()),
         ("agent", stored.agent.clone()),
-        ("source", event.source.clone()),
-        ("kind", event.kind.clone()),
+        ("source", event.source.as_str().to_string()),
+        ("kind", event.kind.as_str().to_string()),
         ("received", rfc3339_ms(stored.received_ms)),
     ] {
         push_param(&mut out, name, &value);
     }
     out.push(']');
-    if !event.fields.is_empty() {
+    let fields = flat_fields(event);
+    if !fields.is_empty() {
         out.push('[');
         out.push_str(SD_FIELDS);
-        for (name, value) in &event.fields {
+        for (name, value) in &fields {
             push_param(&mut out, &sd_name(name), value);
         }
         out.push(']');
@@ -676,47 +739,77 @@ pub fn spawn_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use countywatch_wire::{EventFields, EventKind, EventSource, FileState};
     use tokio::io::AsyncWriteExt;
 
-    fn stored(fields: &[(&str, &str)], raw: &str) -> StoredEvent {
+    fn stored(kind: EventKind, fields: EventFields, raw: &str) -> StoredEvent {
+        let mut event = Event::new(1_764_295_675_123, EventSource::Auth, kind);
+        event.fields = fields;
+        event.raw = raw.into();
         StoredEvent {
             id: 42,
             agent: "web-1".into(),
             received_ms: 1_764_295_675_500,
-            event: Event {
-                timestamp_ms: 1_764_295_675_123,
-                source: "auth".into(),
-                kind: "ssh_login_failed".into(),
-                fields: fields
-                    .iter()
-                    .map(|(name, value)| (name.to_string(), value.to_string()))
-                    .collect::<BTreeMap<_, _>>(),
-                raw: raw.into(),
-            },
+            event,
         }
+    }
+
+    fn failed_login() -> StoredEvent {
+        stored(
+            EventKind::SshLoginFailed,
+            EventFields {
+                user: Some("张三".into()),
+                reason: Some("a \"quoted\" ] \\ value".into()),
+                src_ip: Some("192.0.2.7".parse().unwrap()),
+                ..EventFields::default()
+            },
+            "Failed password for 张三",
+        )
     }
 
     #[test]
     fn syslog_messages_follow_rfc5424_with_escaped_structured_data() {
-        let message = format_syslog(
-            &stored(
-                &[
-                    ("user", "张三"),
-                    ("note", "a \"quoted\" ] \\ value"),
-                    ("severity", "warning"),
-                ],
-                "Failed password for 张三",
-            ),
-            10,
-        );
         assert_eq!(
-            message,
+            format_syslog(&failed_login(), 10),
             "<84>1 2025-11-28T02:07:55.123Z web-1 countywatch - ssh_login_failed \
              [countywatch@32473 id=\"42\" agent=\"web-1\" source=\"auth\" kind=\"ssh_login_failed\" received=\"2025-11-28T02:07:55.500Z\"]\
-             [fields@32473 note=\"a \\\"quoted\\\" \\] \\\\ value\" severity=\"warning\" user=\"张三\"] \
+             [fields@32473 reason=\"a \\\"quoted\\\" \\] \\\\ value\" src_ip=\"192.0.2.7\" user=\"张三\"] \
              \u{feff}Failed password for 张三"
         );
+    }
+
+    #[test]
+    fn nested_and_list_fields_are_flattened() {
+        let event = stored(
+            EventKind::FileChanged,
+            EventFields {
+                path: Some("/etc/公文".into()),
+                after: Some(FileState {
+                    size: 3,
+                    mode: 0o100644,
+                    ..FileState::default()
+                }),
+                users_changed: vec!["a".into(), "b".into()],
+                ..EventFields::default()
+            },
+            "",
+        );
+        let fields = flat_fields(&event.event);
+        let names: Vec<&str> = fields.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "after.gid",
+                "after.mode",
+                "after.mtime_ms",
+                "after.size",
+                "after.uid",
+                "path",
+                "users_changed"
+            ]
+        );
+        assert!(fields.contains(&("users_changed".into(), "a,b".into())));
+        assert!(fields.contains(&("after.size".into(), "3".into())));
     }
 
     #[test]
@@ -734,13 +827,14 @@ mod tests {
         )
         .unwrap();
         let filter = Filter::new(&config);
+        let accepted = stored(EventKind::SshLoginAccepted, EventFields::default(), "");
         assert!(
-            !filter.accepts(&stored(&[], "")),
+            !filter.accepts(&accepted),
             "notice is less severe than warning"
         );
-        assert!(filter.accepts(&stored(&[("severity", "crit")], "")));
-        let mut other = stored(&[("severity", "crit")], "");
-        other.event.source = "fim".into();
+        assert!(filter.accepts(&failed_login()));
+        let mut other = failed_login();
+        other.event.source = EventSource::Fim;
         assert!(!filter.accepts(&other));
     }
 
@@ -782,12 +876,15 @@ mod tests {
     async fn json_lines_are_posted_once_and_the_cursor_survives_in_outputs_db() {
         let dir = tempfile::tempdir().unwrap();
         let registry = crate::registry::Registry::open(dir.path()).unwrap();
-        let event = |n: usize| Event {
-            timestamp_ms: 1,
-            source: if n.is_multiple_of(2) { "auth" } else { "fim" }.into(),
-            kind: "k".into(),
-            fields: BTreeMap::from([("n".to_string(), n.to_string())]),
-            raw: "日志".into(),
+        let event = |n: u32| {
+            let source = match n.is_multiple_of(2) {
+                true => EventSource::Auth,
+                false => EventSource::Fim,
+            };
+            let mut event = Event::new(1, source, EventKind::SshLoginFailed);
+            event.fields.count = Some(n);
+            event.raw = "日志".into();
+            event
         };
         let events: Vec<Event> = (0..6).map(event).collect();
         registry.accept_batch("a", 1, &events, 5).unwrap();
@@ -824,11 +921,11 @@ mod tests {
             .lines()
             .map(|line| serde_json::from_str(line).unwrap())
             .collect();
-        let numbers: Vec<&str> = lines
+        let numbers: Vec<u64> = lines
             .iter()
-            .map(|line| line["fields"]["n"].as_str().unwrap())
+            .map(|line| line["fields"]["count"].as_u64().unwrap())
             .collect();
-        assert_eq!(numbers, ["0", "2", "4"], "only auth events, in order");
+        assert_eq!(numbers, [0, 2, 4], "only auth events, in order");
         assert_eq!(lines[0]["raw"], "日志");
         assert!(wait_for(|| metrics.cursor.with_label_values(&["j"]).get() == 6).await);
         assert_eq!(
@@ -860,10 +957,11 @@ mod tests {
 
     #[test]
     fn json_lines_carry_every_field() {
-        let line = format_json_line(&stored(&[("user", "李四")], "raw"));
+        let line = format_json_line(&failed_login());
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(value["fields"]["user"], "李四");
-        assert_eq!(value["severity"], "notice");
+        assert_eq!(value["fields"]["user"], "张三");
+        assert_eq!(value["severity"], "warning");
+        assert_eq!(value["kind"], "ssh_login_failed");
         assert_eq!(value["id"], 42);
     }
 }

@@ -126,7 +126,11 @@ fn run() -> Vec<Figure> {
             "node_exporter",
             per_collection(node_before, node_after) * 1e3,
         ),
-        Figure::new("agent_with_sources_peak_rss", mib(full_after.peak_rss), "MiB"),
+        Figure::new(
+            "agent_with_sources_peak_rss",
+            mib(full_after.peak_rss),
+            "MiB",
+        ),
         Figure::new(
             "agent_with_sources_cpu_per_collection",
             per_collection(full_before, full_after) * 1e3,

@@ -8,10 +8,11 @@
 //! the output's sustained rate, not the ingest rate. Needs the release
 //! collector: `cargo build --release --bins` first.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use countywatch_wire::{Batch, Event, MetricFamily, MetricKind, WIRE_VERSION};
+use countywatch_wire::{
+    Batch, Event, EventFields, EventKind, EventSource, MetricFamily, MetricKind, WIRE_VERSION,
+};
 
 use super::{Benchmark, Figure};
 use crate::Collector;
@@ -47,17 +48,17 @@ fn batch(seq: usize, at_ms: i64) -> Batch {
         metrics.push(family);
     }
     let events = (0..EVENTS_PER_BATCH)
-        .map(|index| Event {
-            timestamp_ms: at_ms,
-            source: "auth".to_string(),
-            kind: "ssh_login_failed".to_string(),
-            fields: BTreeMap::from([
-                ("user".to_string(), format!("user{index}")),
-                ("src_ip".to_string(), "127.0.0.1".to_string()),
-            ]),
-            raw: format!(
+        .map(|index| {
+            let mut event = Event::new(at_ms, EventSource::Auth, EventKind::SshLoginFailed);
+            event.fields = EventFields {
+                user: Some(format!("user{index}")),
+                src_ip: Some(std::net::IpAddr::from([127, 0, 0, 1])),
+                ..EventFields::default()
+            };
+            event.raw = format!(
                 "sshd[{index}]: Failed password for user{index} from 127.0.0.1 port 22 ssh2"
-            ),
+            );
+            event
         })
         .collect();
     Batch {

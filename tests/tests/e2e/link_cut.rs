@@ -135,9 +135,17 @@ fn a_link_cut_for_two_minutes_loses_nothing() {
     // system), so events are produced on both sides of the cut.
     let log = dir.path().join("auth.log");
     std::fs::write(&log, "").unwrap();
-    let agent = Agent::start_wrapped(dir, &config(&log), &["ip", "netns", "exec", &link.namespace]);
+    let agent = Agent::start_wrapped(
+        dir,
+        &config(&log),
+        &["ip", "netns", "exec", &link.namespace],
+    );
     let series = "node_load1{instance=\"far-office\",job=\"countywatch\"}";
-    assert!(collector.wait_for_series(series, Duration::from_secs(30)).is_some());
+    assert!(
+        collector
+            .wait_for_series(series, Duration::from_secs(30))
+            .is_some()
+    );
     append_lines(&log, 0, 50);
 
     link.set(false);
@@ -147,7 +155,10 @@ fn a_link_cut_for_two_minutes_loses_nothing() {
         std::thread::sleep(Duration::from_secs(1));
     }
     let (waiting, _) = agent.spool_state();
-    assert!(waiting >= 100, "two minutes at one batch a second should be spooled: {waiting}");
+    assert!(
+        waiting >= 100,
+        "two minutes at one batch a second should be spooled: {waiting}"
+    );
     link.set(true);
     append_lines(&log, 650, 50);
 
@@ -166,6 +177,10 @@ fn a_link_cut_for_two_minutes_loses_nothing() {
     assert!(*stored.last().unwrap() >= handed_out);
     assert_eq!(wait_for_events(&collector, "far-office", 700), 700);
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(collector.event_count("far-office", "ssh_login_failed"), 700, "every event once");
+    assert_eq!(
+        collector.event_count("far-office", "ssh_login_failed"),
+        700,
+        "every event once"
+    );
     drop(agent);
 }

@@ -504,7 +504,11 @@ fn five_agents_stream_events_through_a_collector_killed_for_20_seconds() {
         .collect();
     // 60 s of lines, 10 a second per agent; the collector is killed at 20 s
     // and restarted 20 s later on the same data and ports.
-    let (ingest, enroll_addr, data) = (collector.ingest_addr, collector.enroll_addr, collector.data_dir.clone());
+    let (ingest, enroll_addr, data) = (
+        collector.ingest_addr,
+        collector.enroll_addr,
+        collector.data_dir.clone(),
+    );
     let mut collector = Some(collector);
     let mut killed = None;
     let started = std::time::Instant::now();
@@ -528,13 +532,25 @@ fn five_agents_stream_events_through_a_collector_killed_for_20_seconds() {
     }
     let collector = collector.unwrap();
     for name in &names {
-        assert_eq!(wait_for_events(&collector, name, written as i64), written as i64, "{name}");
+        assert_eq!(
+            wait_for_events(&collector, name, written as i64),
+            written as i64,
+            "{name}"
+        );
     }
     // Give a duplicate time to show up before declaring there is none.
     std::thread::sleep(Duration::from_secs(3));
     for name in &names {
-        assert_eq!(collector.event_count(name, "ssh_login_failed"), written as i64, "{name}");
-        assert_eq!(distinct_users(&collector, name), written as i64, "{name}: every line exactly once");
+        assert_eq!(
+            collector.event_count(name, "ssh_login_failed"),
+            written as i64,
+            "{name}"
+        );
+        assert_eq!(
+            distinct_users(&collector, name),
+            written as i64,
+            "{name}: every line exactly once"
+        );
         assert_contiguous(&collector.batch_sequence_numbers(name));
     }
     drop(agents);
