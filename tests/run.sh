@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 # node_exporter to compare against, curl as an HTTPS client, iproute2 for the
 # network namespaces of the link-cut test, OpenSSH (server, client, sshpass)
 # for the replay test over a real sshd's log, an SMTP server (aiosmtpd, run
-# with /usr/bin/python3) and Alertmanager for the notification tests.
-packages=(prometheus prometheus-node-exporter curl iproute2 openssh-server openssh-client sshpass python3-aiosmtpd prometheus-alertmanager)
+# with /usr/bin/python3) and Alertmanager for the notification tests, rsyslog
+# (with its gtls driver) as the syslog receiver of event forwarding.
+packages=(prometheus prometheus-node-exporter curl iproute2 openssh-server openssh-client sshpass python3-aiosmtpd prometheus-alertmanager rsyslog rsyslog-gnutls)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -33,6 +33,9 @@ pub struct Config {
     pub agents: AgentsConfig,
     /// Notifications: routes, receivers, silences, the outbox.
     pub notify: crate::notify::config::NotifyConfig,
+    /// Scale-out outputs: Prometheus remote_write and security-event
+    /// forwarding (see `output/config.rs`).
+    pub outputs: crate::output::config::OutputsConfig,
 }
 
 /// The enrolment listener.
@@ -131,6 +134,7 @@ impl Default for Config {
             ca: None,
             agents: AgentsConfig::default(),
             notify: crate::notify::config::NotifyConfig::default(),
+            outputs: Default::default(),
         }
     }
 }
@@ -234,6 +238,7 @@ impl Config {
                 }
             }
         }
+        self.outputs.validate(&mut problems);
         problems.into_result()
     }
 

@@ -36,6 +36,8 @@ pub struct IngestState {
     pub registry: Arc<Registry>,
     /// Self-metrics.
     pub telemetry: Arc<Telemetry>,
+    /// Scale-out outputs that get every stored batch's samples.
+    pub outputs: Arc<crate::output::Outputs>,
     /// Largest compressed body.
     pub max_body_bytes: usize,
     /// Largest decompressed body.
@@ -244,6 +246,7 @@ async fn store(state: &IngestState, batch: Batch) -> Result<(u64, BatchOutcome),
         seq,
         metrics,
         events,
+        collected_at_ms,
         ..
     } = batch;
     let event_count = events.len();
@@ -270,6 +273,10 @@ async fn store(state: &IngestState, batch: Batch) -> Result<(u64, BatchOutcome),
         let samples: usize = metrics.iter().map(|family| family.samples.len()).sum();
         state.telemetry.ingest_samples.inc_by(samples as u64);
         state.telemetry.ingest_events.inc_by(event_count as u64);
+        let metrics = state
+            .outputs
+            .enqueue_agent_samples(&agent, crate::metric_store::JOB, collected_at_ms, metrics)
+            .await;
         if !metrics.is_empty() {
             state.store.update(&agent, metrics);
         } else {

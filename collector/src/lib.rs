@@ -15,6 +15,7 @@
 //! - [`notify`]: routing, grouping, silences, the outbox and receivers.
 //! - [`alerting`]: rule evaluation over agents' metrics (`countywatch-rules`).
 //! - [`rule_alerts`]: hands the alerting rules' firing alerts to [`notify`].
+//! - [`output`]: scale-out outputs: remote_write and event forwarding.
 //!
 //! [`start`] binds the listeners and returns a [`Running`] collector whose
 //! addresses tests can read; [`run`] is start-then-wait for the binary.
@@ -28,6 +29,7 @@ pub mod ingest;
 pub mod liveness;
 pub mod metric_store;
 pub mod notify;
+pub mod output;
 pub mod registry;
 pub mod rule_alerts;
 pub mod serve;
@@ -161,7 +163,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let ca_fingerprint = ca.fingerprint();
 
     let (stop, stopped) = watch::channel(false);
-    let mut tasks = Vec::new();
+    let (outputs, mut tasks) = output::Outputs::start(
+        &config.outputs,
+        &config.data_dir,
+        telemetry.registry(),
+        &stopped,
+    )?;
     let notify::Started {
         notifier,
         tasks: notify_tasks,
@@ -214,6 +221,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         store,
         registry: Arc::clone(&registry),
         telemetry: Arc::clone(&telemetry),
+        outputs,
         max_body_bytes: config.ingest.max_body_bytes,
         max_decompressed_bytes: config.ingest.max_decompressed_bytes,
         request_timeout,

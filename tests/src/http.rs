@@ -125,3 +125,19 @@ pub fn sample_value(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
+
+/// POSTs `batch` (gzip JSON, as agents send it) to the collector's ingest
+/// listener as the enrolled agent in `state_dir`; returns the status.
+pub fn post_batch(
+    addr: SocketAddr,
+    state_dir: &std::path::Path,
+    batch: &countywatch_wire::Batch,
+) -> Response {
+    curl_post(
+        addr,
+        countywatch_wire::INGEST_PATH,
+        &countywatch_wire::encode_batch(batch),
+        &["Content-Encoding: gzip"],
+        Some(&CurlIdentity { state_dir }),
+    )
+}

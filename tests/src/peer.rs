@@ -1,8 +1,9 @@
 //! Real third-party peers the tests start on loopback: Debian's
-//! `prometheus-node-exporter` (the reference our host metrics must match)
-//! and `prometheus` (which scrapes both and answers the dashboards'
-//! queries). Each listens on 127.0.0.1 only, keeps its state in a
-//! temporary directory, and is killed when dropped.
+//! `prometheus-node-exporter` (the reference our host metrics must match),
+//! `prometheus` (which scrapes both and answers the dashboards' queries, or
+//! receives remote_write) and `rsyslog` (a syslog receiver over TCP or TLS
+//! writing what it parsed to a file). Each listens on 127.0.0.1 only, keeps
+//! its state in a temporary directory, and is killed when dropped.
 //!
 //! Neither can report a port it chose itself, so the test picks a free one
 //! by binding port 0 and releasing it; startup retries with a new port if
@@ -25,6 +26,17 @@ pub fn free_port() -> u16 {
 /// ports in case one was taken between picking and binding.
 fn start_listening(
     ready_path: &str,
+    make: impl FnMut(SocketAddr) -> Command,
+) -> (Child, SocketAddr) {
+    start_listening_until(
+        |addr| crate::http::get(addr, ready_path).is_ok_and(|response| response.status == 200),
+        make,
+    )
+}
+
+/// Like [`start_listening`], with readiness decided by `ready(addr)`.
+fn start_listening_until(
+    ready: impl Fn(SocketAddr) -> bool,
     mut make: impl FnMut(SocketAddr) -> Command,
 ) -> (Child, SocketAddr) {
     for _ in 0..5 {
@@ -37,17 +49,19 @@ fn start_listening(
         let mut child = command.spawn().unwrap_or_else(|error| {
             panic!("cannot start {command:?} (tests/run.sh installs it): {error}")
         });
-        let ready = wait_until(Duration::from_secs(30), || {
-            matches!(child.try_wait(), Ok(Some(_)))
-                || crate::http::get(addr, ready_path).is_ok_and(|response| response.status == 200)
+        let started = wait_until(Duration::from_secs(30), || {
+            matches!(child.try_wait(), Ok(Some(_))) || ready(addr)
         });
-        if ready && matches!(child.try_wait(), Ok(None)) {
+        if started && matches!(child.try_wait(), Ok(None)) {
             return (child, addr);
         }
         let _ = child.kill();
         let _ = child.wait();
     }
-    panic!("could not start {ready_path} server on a free port");
+    panic!(
+        "could not start {:?} on a free port",
+        make(SocketAddr::from(([127, 0, 0, 1], 0)))
+    );
 }
 
 /// A running `prometheus-node-exporter` with its default collectors.
@@ -84,12 +98,15 @@ impl Drop for NodeExporter {
 
 /// A running `prometheus` with a temporary storage directory.
 pub struct Prometheus {
-    /// The process.
-    child: Child,
+    /// The process (`None` while stopped for an outage).
+    child: Option<Child>,
     /// Where its HTTP API is.
     pub addr: SocketAddr,
     /// Owns the config file and the TSDB.
     _dir: tempfile::TempDir,
+    /// The command-line arguments, to start it again on the same port and
+    /// storage after [`Prometheus::kill`].
+    args: Vec<String>,
 }
 
 impl Prometheus {
@@ -105,21 +122,114 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let storage = dir.path().join("data");
-        let (child, addr) = start_listening("/-/ready", |addr| {
+        Prometheus::start_in(dir, &[])
+    }
+
+    /// Starts Prometheus as a remote_write receiver
+    /// (`--web.enable-remote-write-receiver`, `/api/v1/write`), scraping
+    /// nothing.
+    pub fn start_receiver() -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("prometheus.yml"),
+            "global:\n  evaluation_interval: 1s\nscrape_configs: []\n",
+        )
+        .unwrap();
+        Prometheus::start_in(dir, &["--web.enable-remote-write-receiver"])
+    }
+
+    /// Starts Prometheus as a remote_write receiver behind `web_config`
+    /// (Prometheus's `--web.config.file`: TLS, client certificates, basic
+    /// auth). Ready once it accepts TCP connections; remote writes before
+    /// its storage is ready get a 503, which senders retry.
+    pub fn start_receiver_with_web_config(web_config: &str) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("prometheus.yml"),
+            "global:\n  evaluation_interval: 1s\nscrape_configs: []\n",
+        )
+        .unwrap();
+        let web = dir.path().join("web.yml");
+        std::fs::write(&web, web_config).unwrap();
+        let web = format!("--web.config.file={}", web.display());
+        Prometheus::start_in(dir, &["--web.enable-remote-write-receiver", &web])
+    }
+
+    fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Prometheus {
+        let mut args = vec![
+            format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ),
+            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            "--log.level=warn".to_string(),
+        ];
+        args.extend(extra.iter().map(|arg| arg.to_string()));
+        let behind_web_config = extra.iter().any(|arg| arg.starts_with("--web.config.file"));
+        let ready = |addr: SocketAddr| match behind_web_config {
+            true => std::net::TcpStream::connect(addr).is_ok(),
+            false => {
+                crate::http::get(addr, "/-/ready").is_ok_and(|response| response.status == 200)
+            }
+        };
+        let (child, addr) = start_listening_until(ready, |addr| {
             let mut command = Command::new("prometheus");
             command
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!("--storage.tsdb.path={}", storage.display()))
-                .arg(format!("--web.listen-address={addr}"))
-                .arg("--log.level=warn");
+                .args(&args)
+                .arg(format!("--web.listen-address={addr}"));
             command
         });
         Prometheus {
-            child,
+            child: Some(child),
             addr,
             _dir: dir,
+            args,
         }
+    }
+
+    /// The remote_write endpoint URL.
+    pub fn remote_write_url(&self) -> String {
+        format!("http://{}/api/v1/write", self.addr)
+    }
+
+    /// Stops Prometheus for an outage, keeping its storage. SIGTERM, so
+    /// that its own WAL is flushed and what it received before stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            if !wait_until(Duration::from_secs(20), || {
+                matches!(child.try_wait(), Ok(Some(_)))
+            }) {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a stopped Prometheus again on the same port and storage, and
+    /// waits until it is ready.
+    pub fn start_again(&mut self) {
+        self.stop();
+        let mut child = Command::new("prometheus")
+            .args(&self.args)
+            .arg(format!("--web.listen-address={}", self.addr))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = self.addr;
+        let ready = wait_until(Duration::from_secs(60), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+                || crate::http::get(addr, "/-/ready").is_ok_and(|response| response.status == 200)
+        });
+        assert!(
+            ready && matches!(child.try_wait(), Ok(None)),
+            "prometheus did not come back on {addr}"
+        );
+        self.child = Some(child);
     }
 
     /// Runs an instant query at `time` (seconds since the epoch) and returns
@@ -161,8 +271,222 @@ impl Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// TLS files for a TLS syslog receiver, PEM.
+pub struct TlsFiles {
+    /// The CA certificate clients trust.
+    pub ca: std::path::PathBuf,
+    /// The server certificate (for 127.0.0.1), signed by the CA.
+    pub cert: std::path::PathBuf,
+    /// Its key.
+    pub key: std::path::PathBuf,
+    /// A client certificate signed by the CA, for mutual TLS.
+    pub client_cert: std::path::PathBuf,
+    /// Its key.
+    pub client_key: std::path::PathBuf,
+}
+
+impl TlsFiles {
+    /// A fresh CA and a server certificate for 127.0.0.1 in `dir`.
+    pub fn create(dir: &std::path::Path) -> TlsFiles {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "test syslog CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "127.0.0.1");
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let client_key = rcgen::KeyPair::generate().unwrap();
+        let mut client_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        client_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "countywatch collector");
+        client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = client_params.signed_by(&client_key, &issuer).unwrap();
+        let files = TlsFiles {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        };
+        std::fs::write(&files.ca, ca.pem()).unwrap();
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        std::fs::write(&files.client_cert, client_cert.pem()).unwrap();
+        std::fs::write(&files.client_key, client_key.serialize_pem()).unwrap();
+        files
+    }
+}
+
+/// A running `rsyslogd` (Debian's rsyslog) in the foreground with its own
+/// config: one `imtcp` input on 127.0.0.1 (plain, or TLS through the `gtls`
+/// driver of rsyslog-gnutls), writing every message it parsed as one JSON
+/// object per line (RFC 5424 header fields, structured data, message).
+pub struct Rsyslog {
+    /// The process (`None` while stopped).
+    child: Option<Child>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Owns the config, work directory and output file.
+    dir: tempfile::TempDir,
+}
+
+impl Rsyslog {
+    /// Starts rsyslog on a free loopback port, with TLS when `tls` is given.
+    pub fn start(tls: Option<&TlsFiles>) -> Rsyslog {
+        let mut dir = tempfile::tempdir().unwrap();
+        for _ in 0..5 {
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            Rsyslog::write_config(dir.path(), addr, tls);
+            let mut rsyslog = Rsyslog {
+                child: None,
+                addr,
+                dir,
+            };
+            if rsyslog.try_start() {
+                return rsyslog;
+            }
+            dir = rsyslog.into_dir();
+        }
+        panic!("could not start rsyslogd on a free port");
+    }
+
+    fn into_dir(mut self) -> tempfile::TempDir {
+        self.stop();
+        let placeholder = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, placeholder)
+    }
+
+    fn write_config(dir: &std::path::Path, addr: SocketAddr, tls: Option<&TlsFiles>) {
+        let work = dir.join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let (global_tls, module) = match tls {
+            Some(files) => (
+                format!(
+                    "global(DefaultNetstreamDriverCAFile=\"{}\" DefaultNetstreamDriverCertFile=\"{}\" DefaultNetstreamDriverKeyFile=\"{}\")\n",
+                    files.ca.display(),
+                    files.cert.display(),
+                    files.key.display()
+                ),
+                "module(load=\"imtcp\" StreamDriver.Name=\"gtls\" StreamDriver.Mode=\"1\" StreamDriver.AuthMode=\"anon\")\n",
+            ),
+            None => (String::new(), "module(load=\"imtcp\")\n"),
+        };
+        let config = format!(
+            "global(workDirectory=\"{work}\" maxMessageSize=\"64k\")\n\
+             {global_tls}{module}\
+             template(name=\"parsed\" type=\"list\" option.jsonf=\"on\") {{\n\
+               property(outname=\"pri\" name=\"pri\" format=\"jsonf\")\n\
+               property(outname=\"timestamp\" name=\"timereported\" dateFormat=\"rfc3339\" format=\"jsonf\")\n\
+               property(outname=\"hostname\" name=\"hostname\" format=\"jsonf\")\n\
+               property(outname=\"app\" name=\"app-name\" format=\"jsonf\")\n\
+               property(outname=\"msgid\" name=\"msgid\" format=\"jsonf\")\n\
+               property(outname=\"sd\" name=\"structured-data\" format=\"jsonf\")\n\
+               property(outname=\"msg\" name=\"msg\" format=\"jsonf\")\n\
+             }}\n\
+             ruleset(name=\"received\") {{\n\
+               action(type=\"omfile\" file=\"{output}\" template=\"parsed\")\n\
+             }}\n\
+             input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"received\")\n",
+            work = work.display(),
+            output = dir.join("received.jsonl").display(),
+            port = addr.port(),
+        );
+        std::fs::write(dir.join("rsyslog.conf"), config).unwrap();
+    }
+
+    fn try_start(&mut self) -> bool {
+        let config = self.dir.path().join("rsyslog.conf");
+        let mut child = Command::new("rsyslogd")
+            .arg("-n")
+            .arg("-f")
+            .arg(&config)
+            .arg("-i")
+            .arg(self.dir.path().join("rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot start rsyslogd (tests/run.sh installs rsyslog): {error}")
+            });
+        let addr = self.addr;
+        let ready = wait_until(Duration::from_secs(20), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+                || std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        });
+        let running = matches!(child.try_wait(), Ok(None));
+        self.child = Some(child);
+        if !(ready && running) {
+            self.stop();
+            return false;
+        }
+        true
+    }
+
+    /// Stops rsyslog (SIGTERM, so it flushes its output file).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let exited = wait_until(Duration::from_secs(10), || {
+                matches!(child.try_wait(), Ok(Some(_)))
+            });
+            if !exited {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a stopped rsyslog again on the same port and output file.
+    pub fn start_again(&mut self) {
+        self.stop();
+        assert!(
+            self.try_start(),
+            "rsyslogd did not come back on {}",
+            self.addr
+        );
+    }
+
+    /// How many lines rsyslog has written so far.
+    pub fn line_count(&self) -> usize {
+        std::fs::read(self.dir.path().join("received.jsonl"))
+            .map(|bytes| bytes.iter().filter(|byte| **byte == b'\n').count())
+            .unwrap_or(0)
+    }
+
+    /// Every line received so far, each parsed as JSON.
+    pub fn received(&self) -> Vec<serde_json::Value> {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("received.jsonl")).unwrap_or_default();
+        text.lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|error| panic!("rsyslog wrote non-JSON {line:?}: {error}"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

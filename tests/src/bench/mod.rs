@@ -9,6 +9,7 @@ mod agent_footprint;
 mod auth_replay;
 mod ingest;
 mod notify_latency;
+mod outputs;
 mod rule_eval;
 mod wire_codec;
 
@@ -91,6 +92,7 @@ pub const ALL: &[Benchmark] = &[
     auth_replay::BENCHMARK,
     notify_latency::BENCHMARK,
     rule_eval::BENCHMARK,
+    outputs::BENCHMARK,
 ];
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod link_cut;
 mod node_exporter;
 mod notify;
 mod openssh;
+mod outputs;
 mod reload;
 mod rules;
 mod service_probes;
