@@ -6,8 +6,10 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests start for real: promtool (prometheus), a real
 # node_exporter to compare against, curl as an HTTPS client, iproute2 for the
-# network namespaces of the link-cut test.
-packages=(prometheus prometheus-node-exporter curl iproute2)
+# network namespaces of the link-cut test; for the packaging tests
+# (tests/tests/e2e/packaging.rs): debootstrap for a Debian 12 root, rpm to
+# list the .rpm, systemd for systemd-analyze, binutils for objdump.
+packages=(prometheus prometheus-node-exporter curl iproute2 debootstrap rpm systemd binutils)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
@@ -22,6 +24,24 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The end-to-end tests start the real binaries, so build them first.
+# Packaging tools, pinned, installed only when missing: cargo-zigbuild
+# builds for glibc 2.17 with zig (from PyPI), cargo-deb and
+# cargo-generate-rpm make the packages. A first install compiles for
+# several minutes; later runs find them.
+cargo_tools=(cargo-zigbuild@0.24.1 cargo-deb@3.8.0 cargo-generate-rpm@0.21.1)
+for tool in "${cargo_tools[@]}"; do
+    if ! command -v "${tool%@*}" >/dev/null 2>&1; then
+        cargo install --locked --quiet "$tool"
+    fi
+done
+if ! python3 -c 'import ziglang' 2>/dev/null; then
+    python3 -m pip install --quiet 'ziglang==0.17.1'
+fi
+
+# The end-to-end tests start the real binaries, so build them first; the
+# packaging tests need the glibc 2.17 build and the packages.
 cargo build --workspace --bins
-cargo test --workspace
+time deploy/build-packages.sh
+cargo test --workspace -- --skip packaging::
+# The packaging tests print exposure scores and the time of each heavy step.
+cargo test -p countywatch-e2e --test e2e packaging:: -- --nocapture --test-threads=1

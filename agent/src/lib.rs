@@ -113,6 +113,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         Arc::clone(&stats),
     );
     tracing::info!(agent = %name, collector = %url_text, interval = %config.interval, "agent started");
+    countywatch_daemon::notify::ready();
 
     let mut ticker = tokio::time::interval(config.interval.get());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -234,6 +234,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 /// Runs the collector until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let running = start(config).await?;
+    countywatch_daemon::notify::ready();
     running.wait(shutdown).await;
     Ok(())
 }

@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod link_cut;
 mod node_exporter;
+mod packaging;
 mod service_probes;
 mod skeleton;
 mod transport;
