@@ -340,10 +340,7 @@ fn debian_root() -> tempfile::TempDir {
 /// The Debian mirror apt is configured with on this machine, so that
 /// debootstrap downloads from the same place as apt-get.
 fn debian_mirror() -> String {
-    let mut texts = Vec::new();
-    for path in ["/etc/apt/sources.list"] {
-        texts.push(std::fs::read_to_string(path).unwrap_or_default());
-    }
+    let mut texts = vec![std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default()];
     if let Ok(entries) = std::fs::read_dir("/etc/apt/sources.list.d") {
         for entry in entries.flatten() {
             texts.push(std::fs::read_to_string(entry.path()).unwrap_or_default());
