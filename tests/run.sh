@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 # node_exporter to compare against, curl as an HTTPS client, iproute2 for the
 # network namespaces of the link-cut test; for the packaging tests
 # (tests/tests/e2e/packaging.rs): debootstrap for a Debian 12 root, rpm to
-# list the .rpm, systemd for systemd-analyze, binutils for objdump.
-packages=(prometheus prometheus-node-exporter curl iproute2 debootstrap rpm systemd binutils)
+# list the .rpm, systemd for systemd-analyze, binutils for objdump, strace to
+# check the daemons against the units' system call filter.
+packages=(prometheus prometheus-node-exporter curl iproute2 debootstrap rpm systemd binutils strace)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -648,3 +648,186 @@ fn kubernetes_manifests_parse_with_kinds_and_names() {
         );
     }
 }
+
+/// The system calls the units' filter lets through: `@system-service`
+/// without `@privileged` and `@resources`, expanded by systemd-analyze.
+fn unit_filter_allows() -> std::collections::BTreeSet<String> {
+    let output = run_ok(Command::new("systemd-analyze").arg("syscall-filter"));
+    let text = stdout(&output);
+    let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut current = None;
+    for line in text.lines() {
+        if line.starts_with('@') {
+            let name = line.split_whitespace().next().unwrap().to_string();
+            groups.insert(name.clone(), Vec::new());
+            current = Some(name);
+        } else if let Some(group) = &current {
+            let entry = line.trim();
+            if !entry.is_empty() && !entry.starts_with('#') {
+                let entry = entry.split_whitespace().next().unwrap().to_string();
+                groups.get_mut(group).unwrap().push(entry);
+            }
+        }
+    }
+    fn expand(
+        groups: &std::collections::BTreeMap<String, Vec<String>>,
+        group: &str,
+        into: &mut std::collections::BTreeSet<String>,
+    ) {
+        for entry in groups.get(group).into_iter().flatten() {
+            if entry.starts_with('@') {
+                expand(groups, entry, into);
+            } else {
+                into.insert(entry.clone());
+            }
+        }
+    }
+    let mut allowed = Default::default();
+    expand(&groups, "@system-service", &mut allowed);
+    let mut denied = Default::default();
+    expand(&groups, "@privileged", &mut denied);
+    expand(&groups, "@resources", &mut denied);
+    allowed.difference(&denied).cloned().collect()
+}
+
+/// Names of the system calls in an `strace -f` output file.
+fn traced_calls(trace: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_to_string(trace)
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let rest = line.split_once(' ')?.1.trim_start();
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            (!name.is_empty() && rest[name.len()..].starts_with('(')).then_some(name)
+        })
+        .collect()
+}
+
+/// Runs `args` under strace as the unprivileged user `nobody` (as the units
+/// run the daemons under their own users) for `seconds`, and returns the
+/// system calls made.
+fn trace_as_nobody(
+    dir: &Path,
+    label: &str,
+    args: &[&std::ffi::OsStr],
+    seconds: u64,
+) -> std::collections::BTreeSet<String> {
+    use std::os::unix::process::CommandExt;
+    let trace = dir.join(format!("{label}.trace"));
+    let mut child = Command::new("strace")
+        .args(["-f", "-qq", "-o"])
+        .arg(&trace)
+        .args(args)
+        .uid(65534)
+        .gid(65534)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(seconds));
+    // strace blocks fatal signals when it runs a command, so stop the
+    // daemon itself (the pid on the trace's first line) with SIGTERM: its
+    // shutdown path is traced too, and strace exits after it.
+    let text = std::fs::read_to_string(&trace).unwrap_or_default();
+    let daemon = text
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let _ = Command::new("kill").arg(&daemon).status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = Command::new("kill").args(["-KILL", &daemon]).status();
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{label} did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    traced_calls(&trace)
+}
+
+#[test]
+fn daemons_stay_within_the_units_system_call_filter() {
+    // The filter modelled here is the one both units set.
+    for unit in ["countywatch-agent.service", "countywatch-collector.service"] {
+        let text = std::fs::read_to_string(workspace().join("deploy/systemd").join(unit)).unwrap();
+        assert!(
+            text.contains(
+                "SystemCallFilter=@system-service\nSystemCallFilter=~@privileged @resources\n"
+            ),
+            "{unit}"
+        );
+    }
+    let allowed = unit_filter_allows();
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+    let collector_data = dir.path().join("collector");
+    let collector_calls = trace_as_nobody(
+        dir.path(),
+        "collector",
+        &[
+            binary("countywatch-collector").as_os_str(),
+            "run".as_ref(),
+            "--http-listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--ingest-listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--enroll-listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--data-dir".as_ref(),
+            collector_data.as_os_str(),
+        ],
+        3,
+    );
+
+    // An agent enrolled with a real collector, its state then handed to
+    // nobody, runs every probe including systemd and process.
+    let collector = Collector::start();
+    let state = collector.enrolled_identity("filter-agent");
+    let config = state.path().join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "{TEST_AGENT_CONFIG}probes:\n  systemd: {{enabled: true, units: [ssh.service]}}\n  process: {{enabled: true, top: 3}}\n"
+        ),
+    )
+    .unwrap();
+    run_ok(
+        Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(state.path()),
+    );
+    let agent_calls = trace_as_nobody(
+        dir.path(),
+        "agent",
+        &[
+            binary("countywatch-agent").as_os_str(),
+            "run".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--state-dir".as_ref(),
+            state.path().as_os_str(),
+        ],
+        4,
+    );
+    for (daemon, calls) in [("collector", collector_calls), ("agent", agent_calls)] {
+        let outside: Vec<_> = calls.difference(&allowed).collect();
+        println!(
+            "packaging: {daemon} as an unprivileged user made {} distinct system calls, outside the units' filter: {outside:?}",
+            calls.len()
+        );
+        assert!(
+            calls.len() > 20,
+            "{daemon}: too few calls traced: {calls:?}"
+        );
+        assert!(
+            outside.is_empty(),
+            "{daemon} needs {outside:?}, which the unit's SystemCallFilter refuses"
+        );
+    }
+}
