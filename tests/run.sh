@@ -9,8 +9,11 @@ cd "$(dirname "$0")/.."
 # network namespaces of the link-cut test, OpenSSH (server, client, sshpass)
 # for the replay test over a real sshd's log, an SMTP server (aiosmtpd, run
 # with /usr/bin/python3) and Alertmanager for the notification tests, rsyslog
-# (with its gtls driver) as the syslog receiver of event forwarding.
-packages=(prometheus prometheus-node-exporter curl iproute2 openssh-server openssh-client sshpass python3-aiosmtpd prometheus-alertmanager rsyslog rsyslog-gnutls)
+# (with its gtls driver) as the syslog receiver of event forwarding; for the
+# packaging tests (tests/tests/e2e/packaging.rs): debootstrap for a Debian 12
+# root, rpm to list the .rpm, systemd for systemd-analyze, binutils for
+# objdump, strace to check the daemons against the units' system call filter.
+packages=(prometheus prometheus-node-exporter curl iproute2 openssh-server openssh-client sshpass python3-aiosmtpd prometheus-alertmanager rsyslog rsyslog-gnutls debootstrap rpm systemd binutils strace)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
@@ -25,6 +28,24 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The end-to-end tests start the real binaries, so build them first.
+# Packaging tools, pinned, installed only when missing: cargo-zigbuild
+# builds for glibc 2.17 with zig (from PyPI), cargo-deb and
+# cargo-generate-rpm make the packages. A first install compiles for
+# several minutes; later runs find them.
+cargo_tools=(cargo-zigbuild@0.24.1 cargo-deb@3.8.0 cargo-generate-rpm@0.21.1)
+for tool in "${cargo_tools[@]}"; do
+    if ! command -v "${tool%@*}" >/dev/null 2>&1; then
+        cargo install --locked --quiet "$tool"
+    fi
+done
+if ! python3 -c 'import ziglang' 2>/dev/null; then
+    python3 -m pip install --quiet 'ziglang==0.17.1'
+fi
+
+# The end-to-end tests start the real binaries, so build them first; the
+# packaging tests need the glibc 2.17 build and the packages.
 cargo build --workspace --bins
-cargo test --workspace
+time deploy/build-packages.sh
+cargo test --workspace -- --skip packaging::
+# The packaging tests print exposure scores and the time of each heavy step.
+cargo test -p countywatch-e2e --test e2e packaging:: -- --nocapture --test-threads=1

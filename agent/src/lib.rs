@@ -150,6 +150,7 @@ pub async fn run_with_reload(
         })
     };
     tracing::info!(agent = %name, collector = %url_text, interval = %config.interval, "agent started");
+    countywatch_daemon::notify::ready();
 
     let mut ticker = tokio::time::interval(config.interval.get());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -284,6 +284,23 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 /// Runs the collector until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let running = start(config).await?;
+    countywatch_daemon::notify::ready();
+    // `systemctl reload` sends SIGHUP, whose default action would end the
+    // process. Rule files reload on it (see `alerting`); everything else in
+    // the configuration needs a restart, which this says.
+    let hangups = tokio::spawn(async {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!(
+                "SIGHUP: rule files are reloaded; other settings take effect at the next restart"
+            );
+        }
+    });
     running.wait(shutdown).await;
+    hangups.abort();
     Ok(())
 }

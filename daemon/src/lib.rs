@@ -5,6 +5,7 @@
 //!   reported as `file:line:column: message`.
 //! - [`duration`]: Prometheus-style durations (`15s`, `1m30s`) in configs.
 //! - [`shutdown`]: the future that resolves on SIGTERM or SIGINT.
+//! - [`notify`]: systemd readiness (`READY=1` on `$NOTIFY_SOCKET`).
 //!
 //! This crate knows nothing about metrics, events or the wire format; it
 //! exists so that the agent and the collector do not depend on each other.
@@ -12,4 +13,5 @@
 pub mod config_file;
 pub mod duration;
 pub mod logging;
+pub mod notify;
 pub mod shutdown;

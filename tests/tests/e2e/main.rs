@@ -12,6 +12,7 @@ mod node_exporter;
 mod notify;
 mod openssh;
 mod outputs;
+mod packaging;
 mod reload;
 mod rules;
 mod service_probes;

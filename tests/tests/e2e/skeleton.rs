@@ -159,3 +159,24 @@ fn metrics_of_two_agents_are_kept_apart() {
     assert_eq!(help_lines, 1, "one family header for both agents");
     assert!(sample_value(&text, "countywatch_agents_reporting").is_some());
 }
+
+#[test]
+fn the_collector_survives_sighup() {
+    let mut collector = Collector::start();
+    let pid = rustix::process::Pid::from_raw(collector.pid() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    assert!(
+        collector
+            .logs
+            .wait_for("SIGHUP", std::time::Duration::from_secs(10))
+    );
+    assert!(
+        collector.is_running(),
+        "systemctl reload must not end the collector"
+    );
+    assert!(
+        collector
+            .metrics()
+            .contains("countywatch_collector_build_info")
+    );
+}
