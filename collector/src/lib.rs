@@ -283,15 +283,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
 /// Runs the collector until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    // `systemctl reload` sends SIGHUP, whose default action would end the
+    // process. The handler is installed before the listeners exist, so no
+    // SIGHUP can arrive unhandled once the collector says it listens. Rule
+    // files reload on it (see `alerting`); everything else in the
+    // configuration needs a restart, which this says.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let running = start(config).await?;
     countywatch_daemon::notify::ready();
-    // `systemctl reload` sends SIGHUP, whose default action would end the
-    // process. Rule files reload on it (see `alerting`); everything else in
-    // the configuration needs a restart, which this says.
-    let hangups = tokio::spawn(async {
-        let Ok(mut hangups) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
+    let hangups = tokio::spawn(async move {
+        let Ok(mut hangups) = hangups else {
             return;
         };
         while hangups.recv().await.is_some() {
