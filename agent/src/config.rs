@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use countywatch_daemon::config_file::{self, Location, Problems, Spanned};
+use countywatch_daemon::config_file::{self, Problems, Spanned};
 use countywatch_daemon::duration::PromDuration;
 use serde::Deserialize;
 
@@ -324,11 +324,7 @@ impl Default for ProbesConfig {
     }
 }
 
-/// Wraps a value that did not come from a file (a default or a flag); its
-/// problems print without a position.
-pub fn unspanned<T>(value: T) -> Spanned<T> {
-    Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
-}
+pub use countywatch_daemon::config_file::unspanned;
 
 /// A parsed collector URL.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -495,13 +495,7 @@ impl Backoff {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use countywatch_daemon::clock::now_ms;
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use countywatch_daemon::config_file::{self, Location, Problems, Spanned};
+use countywatch_daemon::config_file::{self, Problems, Spanned};
 use countywatch_daemon::duration::PromDuration;
 use serde::Deserialize;
 
@@ -188,10 +188,7 @@ impl Default for MetricsConfig {
     }
 }
 
-/// Wraps a value that did not come from a file (a default or a flag).
-pub fn unspanned<T>(value: T) -> Spanned<T> {
-    Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
-}
+pub use countywatch_daemon::config_file::unspanned;
 
 impl Config {
     /// Loads and validates a config file.

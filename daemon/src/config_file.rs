@@ -116,6 +116,12 @@ impl Problems {
     }
 }
 
+/// Wraps a value that did not come from a file (a default or a flag); its
+/// problems print without a position.
+pub fn unspanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
+}
+
 /// Reads and parses a YAML config file into `T`.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, Problems> {
     let mut problems = Problems::new(path);

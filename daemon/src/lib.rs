@@ -1,6 +1,7 @@
 //! Process plumbing shared by both countywatch daemons.
 //!
 //! - [`logging`]: `tracing` set-up, human on a terminal, JSON on request.
+//! - [`clock`]: Unix milliseconds, the one timestamp both daemons record.
 //! - [`config_file`]: YAML loading through serde-saphyr with every problem
 //!   reported as `file:line:column: message`.
 //! - [`duration`]: Prometheus-style durations (`15s`, `1m30s`) in configs.
@@ -10,6 +11,7 @@
 //! This crate knows nothing about metrics, events or the wire format; it
 //! exists so that the agent and the collector do not depend on each other.
 
+pub mod clock;
 pub mod config_file;
 pub mod duration;
 pub mod logging;

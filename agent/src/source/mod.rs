@@ -364,12 +364,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> std::io::Result<String> {
     serde_json::to_string(value).map_err(std::io::Error::other)
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+use countywatch_daemon::clock::now_ms;
 
 #[cfg(test)]
 mod tests {

@@ -107,13 +107,7 @@ pub fn labels<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> LabelS
         .collect()
 }
 
-/// Now, in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use countywatch_daemon::clock::now_ms;
 
 /// Formats Unix milliseconds as RFC 3339 in UTC (`2026-11-28T01:02:03.456Z`).
 pub fn rfc3339(ms: i64) -> String {
