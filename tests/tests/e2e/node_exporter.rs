@@ -249,23 +249,26 @@ fn panels() -> Vec<Panel> {
             Absolute(1.0),
         ),
         // Not in the two rows, but the disk metrics: I/O rates per device.
+        // The two exporters sample a second apart, and CI compiles while this
+        // runs (bursts of tens of MB/s), so disk rates get wide margins: the
+        // check is that the same devices report the same order of magnitude.
         panel(
             "Disk/Read bytes",
             "rate(node_disk_read_bytes_total{SEL}[W])",
             Some("device"),
-            Relative(0.5, 4e6),
+            Relative(0.5, 3e7),
         ),
         panel(
             "Disk/Written bytes",
             "rate(node_disk_written_bytes_total{SEL}[W])",
             Some("device"),
-            Relative(0.5, 4e6),
+            Relative(0.5, 3e7),
         ),
         panel(
             "Disk/IO time",
             "rate(node_disk_io_time_seconds_total{SEL}[W])",
             Some("device"),
-            Absolute(0.3),
+            Absolute(0.6),
         ),
     ]
 }
