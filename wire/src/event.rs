@@ -51,8 +51,10 @@ pub enum EventSource {
     Fim,
     /// Listening sockets.
     Ports,
-    /// Generic syslog (reserved for a later source).
+    /// The agent's syslog receiver: messages network devices sent it.
     Syslog,
+    /// The agent's SNMP probe: state changes it saw on a network device.
+    Snmp,
     /// The agent itself.
     Agent,
 }
@@ -65,6 +67,7 @@ impl EventSource {
             EventSource::Fim => "fim",
             EventSource::Ports => "ports",
             EventSource::Syslog => "syslog",
+            EventSource::Snmp => "snmp",
             EventSource::Agent => "agent",
         }
     }
@@ -151,6 +154,26 @@ event_kinds! {
     SpoolOverflow => "spool_overflow",
     /// Collector: an agent sent nothing for longer than allowed.
     AgentSilent => "agent_silent",
+    /// Network device: a login (SSH, telnet, console, web) was refused.
+    DeviceLoginFailed => "device_login_failed",
+    /// Network device: a login succeeded.
+    DeviceLoginSucceeded => "device_login_succeeded",
+    /// Network device: its configuration was changed.
+    DeviceConfigChanged => "device_config_changed",
+    /// Network device: an interface went down (SNMP ifOperStatus on an
+    /// admin-up interface, or the device's own link-down message).
+    InterfaceDown => "interface_down",
+    /// Network device: an interface came back up.
+    InterfaceUp => "interface_up",
+    /// Network device: its uptime went back, so it restarted.
+    DeviceRebooted => "device_rebooted",
+    /// Network device: SNMP polls stopped being answered.
+    DeviceUnreachable => "device_unreachable",
+    /// Network device: SNMP polls are answered again.
+    DeviceReachable => "device_reachable",
+    /// Syslog: a message no device parser recognised, kept with its
+    /// facility and severity rather than dropped.
+    SyslogMessage => "syslog_message",
 }
 
 /// The typed details of an event. Every field is optional; `docs/events.md`
@@ -251,6 +274,33 @@ pub struct EventFields {
     /// `agent_silent`: when the agent's last batch arrived, ms since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen_ms: Option<i64>,
+    /// The network device the event is about: the syslog sender's address
+    /// or the SNMP target's configured name. `host` stays the agent that
+    /// observed it, because that is the only name the collector can
+    /// authenticate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// A network interface's name (`ifName`, or as the device's log wrote it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// A network interface's SNMP `ifIndex`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_index: Option<u32>,
+    /// Syslog facility number (0-23).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facility: Option<u8>,
+    /// Syslog severity number (0 emergency .. 7 debug).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syslog_severity: Option<u8>,
+    /// Syslog APP-NAME or RFC 3164 tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_name: Option<String>,
+    /// Syslog MSGID, or a device's message mnemonic (`SEC_LOGIN-4-LOGIN_FAILED`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg_id: Option<String>,
+    /// The message text, without the syslog header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// The evidence line was longer than the agent keeps and was cut.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
@@ -295,7 +345,7 @@ impl EventFields {
     }
 
     /// Every string field with its name, for the length check.
-    fn strings(&self) -> [(&'static str, Option<&str>); 17] {
+    fn strings(&self) -> [(&'static str, Option<&str>); 22] {
         [
             ("user", self.user.as_deref()),
             ("target_user", self.target_user.as_deref()),
@@ -314,6 +364,11 @@ impl EventFields {
             ("path", self.path.as_deref()),
             ("before.sha256", file_hash(&self.before)),
             ("after.sha256", file_hash(&self.after)),
+            ("device", self.device.as_deref()),
+            ("interface", self.interface.as_deref()),
+            ("app_name", self.app_name.as_deref()),
+            ("msg_id", self.msg_id.as_deref()),
+            ("message", self.message.as_deref()),
         ]
     }
 }
