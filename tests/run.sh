@@ -13,7 +13,25 @@ cd "$(dirname "$0")/.."
 # packaging tests (tests/tests/e2e/packaging.rs): debootstrap for a Debian 12
 # root, rpm to list the .rpm, systemd for systemd-analyze, binutils for
 # objdump, strace to check the daemons against the units' system call filter.
-packages=(prometheus prometheus-node-exporter curl iproute2 openssh-server openssh-client sshpass python3-aiosmtpd prometheus-alertmanager rsyslog rsyslog-gnutls debootstrap rpm systemd binutils strace)
+# One package per line, so that issues adding peers do not collide.
+packages=(
+    prometheus
+    prometheus-node-exporter
+    curl
+    iproute2
+    openssh-server
+    openssh-client
+    sshpass
+    python3-aiosmtpd
+    prometheus-alertmanager
+    rsyslog
+    rsyslog-gnutls
+    debootstrap
+    rpm
+    systemd
+    binutils
+    strace
+)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
