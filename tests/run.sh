@@ -31,6 +31,8 @@ packages=(
     systemd
     binutils
     strace
+    # The TLS audit (tests/tests/e2e/tls_audit.rs) is done with openssl s_client.
+    openssl
 )
 missing=()
 for package in "${packages[@]}"; do

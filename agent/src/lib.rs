@@ -14,6 +14,10 @@
 //! written to the spool; a sender task delivers the spool oldest first,
 //! deleting each batch only when the collector acknowledges it.
 
+// The daemons never panic on purpose outside tests (clippy.toml allows it in
+// tests); unwrap and expect are denied workspace-wide.
+#![deny(clippy::panic, clippy::todo, clippy::unimplemented)]
+
 pub mod collection;
 pub mod config;
 pub mod enroll;

@@ -20,6 +20,10 @@
 //! [`start`] binds the listeners and returns a [`Running`] collector whose
 //! addresses tests can read; [`run`] is start-then-wait for the binary.
 
+// The daemons never panic on purpose outside tests (clippy.toml allows it in
+// tests); unwrap and expect are denied workspace-wide.
+#![deny(clippy::panic, clippy::todo, clippy::unimplemented)]
+
 pub mod alerting;
 pub mod ca;
 pub mod config;

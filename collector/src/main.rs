@@ -3,6 +3,10 @@
 //! Exit codes: 0 success, 1 runtime failure, 2 usage error (from clap),
 //! 3 invalid configuration.
 
+// The daemons never panic on purpose outside tests (clippy.toml allows it in
+// tests); unwrap and expect are denied workspace-wide.
+#![deny(clippy::panic, clippy::todo, clippy::unimplemented)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
