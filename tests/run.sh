@@ -33,6 +33,10 @@ packages=(
     strace
     # The TLS audit (tests/tests/e2e/tls_audit.rs) is done with openssl s_client.
     openssl
+    # libfaketime, to jump the agent's wall clock (tests/tests/e2e/faults.rs).
+    faketime
+    # The sqlite3 shell holds a lock on the collector's database in a fault test.
+    sqlite3
 )
 missing=()
 for package in "${packages[@]}"; do

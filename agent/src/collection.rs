@@ -38,6 +38,11 @@ pub struct TransportStats {
     pub spool_dropped_metrics: AtomicU64,
     /// Event batches dropped because the spool was full.
     pub spool_dropped_events: AtomicU64,
+    /// Attempts to write the spool that failed (a full disk, an I/O error).
+    pub spool_write_failures: AtomicU64,
+    /// Whether the last attempt to write the spool failed, so that a run of
+    /// failures is logged once.
+    pub spool_failing: std::sync::atomic::AtomicBool,
 }
 
 type ProbeRun = (
@@ -350,6 +355,11 @@ impl Collector {
                 "countywatch_agent_sent_bytes_total",
                 "Compressed bytes of batches the collector acknowledged.",
                 &stats.bytes_sent,
+            ),
+            counter(
+                "countywatch_agent_spool_write_failures_total",
+                "Attempts to write a batch to the spool that failed (a full disk, an I/O error); the batch is held and retried.",
+                &stats.spool_write_failures,
             ),
             MetricFamily::single(
                 "countywatch_agent_spool_batches",

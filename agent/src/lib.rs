@@ -187,16 +187,19 @@ pub async fn run_with_reload(
             last_source_poll = tokio::time::Instant::now();
             let (events, checkpoint) = sources.poll();
             let positions = checkpoint.positions();
-            if !events.is_empty() || !positions.is_empty() {
-                spool_batch(
+            if (!events.is_empty() || !positions.is_empty())
+                && !spool_holding(
                     &outbox,
                     &stats,
                     &name,
                     BatchKind::Events,
-                    Vec::new(),
-                    events,
+                    (Vec::new(), events),
                     &positions,
-                )?;
+                    shutdown.as_mut(),
+                )
+                .await
+            {
+                break;
             }
             continue;
         }
@@ -211,15 +214,19 @@ pub async fn run_with_reload(
         } else {
             BatchKind::Events
         };
-        spool_batch(
+        if !spool_holding(
             &outbox,
             &stats,
             &name,
             kind,
-            metrics,
-            events,
+            (metrics, events),
             &checkpoint.positions(),
-        )?;
+            shutdown.as_mut(),
+        )
+        .await
+        {
+            break;
+        }
     }
     sender.abort();
     tracing::info!("agent stopped");
@@ -283,15 +290,63 @@ fn apply_reload(
     }
 }
 
+/// Spools a batch and, while the spool cannot be written (a full disk, an
+/// I/O error), holds it and retries every second instead of ending the
+/// agent. Only one batch is ever held: the run loop polls no source
+/// meanwhile, and source positions are saved only with their batch, so even
+/// a stop while holding loses nothing (a restart re-reads those lines). A
+/// batch of metrics alone is not worth waiting for: it is dropped and
+/// counted. Returns false if the agent was asked to stop while holding.
+async fn spool_holding<F: Future<Output = ()>>(
+    outbox: &Outbox,
+    stats: &TransportStats,
+    agent: &str,
+    kind: BatchKind,
+    (mut metrics, mut events): (Vec<MetricFamily>, Vec<Event>),
+    positions: &[(String, String)],
+    mut shutdown: std::pin::Pin<&mut F>,
+) -> bool {
+    loop {
+        let Err(error) = spool_batch(
+            outbox,
+            stats,
+            agent,
+            kind,
+            (&mut metrics, &mut events),
+            positions,
+        ) else {
+            if stats.spool_failing.swap(false, Ordering::Relaxed) {
+                tracing::info!("the spool is writable again");
+            }
+            return true;
+        };
+        stats.spool_write_failures.fetch_add(1, Ordering::Relaxed);
+        if !stats.spool_failing.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "cannot write the spool; holding the batch and retrying every second"
+            );
+        }
+        if events.is_empty() && positions.is_empty() {
+            stats.spool_dropped_metrics.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        tokio::select! {
+            () = shutdown.as_mut() => return false,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
 /// Writes one batch to the spool, reports any overflow as a `spool_overflow`
-/// event (itself spooled), and wakes the sender.
+/// event (itself spooled), and wakes the sender. On failure the metrics and
+/// events are given back, so the caller can try again.
 fn spool_batch(
     outbox: &Outbox,
     stats: &TransportStats,
     agent: &str,
     kind: BatchKind,
-    metrics: Vec<MetricFamily>,
-    events: Vec<Event>,
+    (metrics, events): (&mut Vec<MetricFamily>, &mut Vec<Event>),
     positions: &[(String, String)],
 ) -> anyhow::Result<()> {
     let now = now_ms();
@@ -300,21 +355,27 @@ fn spool_batch(
         agent: agent.to_string(),
         seq: 0,
         collected_at_ms: now,
-        metrics,
-        events,
+        metrics: std::mem::take(metrics),
+        events: std::mem::take(events),
     };
     let mut spool = outbox.lock();
-    let (_, overflow) = spool
-        .push(
-            kind,
-            now,
-            |seq| {
-                batch.seq = seq;
-                encode_batch(&batch)
-            },
-            positions,
-        )
-        .context("cannot spool a batch")?;
+    let pushed = spool.push(
+        kind,
+        now,
+        |seq| {
+            batch.seq = seq;
+            encode_batch(&batch)
+        },
+        positions,
+    );
+    let (_, overflow) = match pushed {
+        Ok(pushed) => pushed,
+        Err(error) => {
+            *metrics = batch.metrics;
+            *events = batch.events;
+            return Err(error).context("cannot spool a batch");
+        }
+    };
     if overflow != Overflow::default() {
         stats
             .spool_dropped_metrics
@@ -546,8 +607,7 @@ mod tests {
                 &stats,
                 "a",
                 BatchKind::Metrics,
-                big(seed),
-                Vec::new(),
+                (&mut big(seed), &mut Vec::new()),
                 &[],
             )
             .unwrap();

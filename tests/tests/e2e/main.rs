@@ -7,6 +7,7 @@ mod alerting;
 mod bad_input;
 mod cli;
 mod events;
+mod faults;
 mod link_cut;
 mod node_exporter;
 mod notify;

@@ -1,0 +1,324 @@
+//! Fault injection (issue 13): full disks under the collector's data dir and
+//! the agent's spool, a collector database locked by another process, and
+//! the agent's wall clock jumping. Each test counts every event it makes the
+//! "host" log and asserts that exactly that many arrive, once each.
+//!
+//! Full disks are small tmpfs mounts the test makes (the suite runs as root,
+//! as CI does); a filler file takes the rest of the space.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use countywatch_e2e::http::sample_value;
+use countywatch_e2e::process::wait_until;
+use countywatch_e2e::{Agent, Collector};
+
+use crate::events::{append_lines, config, start_agent, wait_for_events};
+
+/// A tmpfs of `megabytes` at `path`, unmounted on drop.
+struct SmallDisk {
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: &Path, megabytes: u32) -> SmallDisk {
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m")])
+            .arg("countywatch-test")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (CI runs as root)"
+        );
+        SmallDisk {
+            path: path.to_path_buf(),
+        }
+    }
+
+    fn filler(&self) -> PathBuf {
+        self.path.join("filler")
+    }
+
+    /// Writes a file until the disk refuses more.
+    fn fill(&self) {
+        let mut file = std::fs::File::create(self.filler()).unwrap();
+        let chunk = vec![0u8; 4096];
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.sync_all();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.filler()).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+fn ingest_results(collector: &Collector, result: &str) -> f64 {
+    sample_value(
+        &collector.metrics(),
+        &format!("countywatch_ingest_requests_total{{result=\"{result}\"}}"),
+    )
+    .unwrap_or(0.0)
+}
+
+fn integrity(database: &Path) -> String {
+    let connection = rusqlite::Connection::open(database).unwrap();
+    connection
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_full_collector_disk_refuses_ingest_with_503_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let disk = SmallDisk::mount(&data_dir, 16);
+    let mut collector = Collector::start_in(dir, &data_dir, None, &[]);
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("auth.log");
+    let config = config(&log);
+    append_lines(&log, 0, 100);
+    let mut agent = start_agent("full-disk", &collector, &config);
+    assert_eq!(wait_for_events(&collector, "full-disk", 100), 100);
+
+    disk.fill();
+    // Enough lines to outgrow what SQLite can still write into the space
+    // its files already hold.
+    let mut written = 100;
+    let refused = wait_until(Duration::from_secs(60), || {
+        append_lines(&log, written, 200);
+        written += 200;
+        std::thread::sleep(Duration::from_millis(500));
+        ingest_results(&collector, "error") >= 1.0
+    });
+    assert!(
+        refused,
+        "ingest never refused on a full disk; log:\n{}",
+        collector.logs.all().join("\n")
+    );
+    assert!(
+        collector.is_running(),
+        "the collector must survive a full disk"
+    );
+    assert!(agent.is_running(), "the agent keeps spooling");
+
+    disk.free();
+    let expected = written as i64;
+    assert_eq!(
+        wait_for_events(&collector, "full-disk", expected),
+        expected,
+        "every line once the space is back"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        collector.event_count("full-disk", "ssh_login_failed"),
+        expected
+    );
+    assert_eq!(integrity(&data_dir.join("collector.db")), "ok");
+    drop(agent);
+    drop(collector);
+    drop(disk);
+}
+
+#[test]
+fn a_full_spool_disk_stalls_the_agent_and_loses_nothing() {
+    let collector = Collector::start();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("auth.log");
+    let config = config(&log);
+    append_lines(&log, 0, 50);
+    // Enrol into a state dir on a small disk.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let disk = SmallDisk::mount(&state, 8);
+    let (code, _, stderr) = countywatch_e2e::enroll(
+        &collector.enroll_url(),
+        &collector.token(None),
+        &collector.ca_sha256,
+        Some("full-spool"),
+        &state,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let mut agent = Agent::start_in(dir, &config);
+    assert_eq!(wait_for_events(&collector, "full-spool", 50), 50);
+
+    disk.fill();
+    append_lines(&log, 50, 300);
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        agent.is_running(),
+        "a full spool disk must not end the agent; log:\n{}",
+        agent.logs.all().join("\n")
+    );
+    disk.free();
+    assert_eq!(wait_for_events(&collector, "full-spool", 350), 350);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(collector.event_count("full-spool", "ssh_login_failed"), 350);
+    drop(agent);
+    drop(disk);
+}
+
+#[test]
+fn a_collector_database_locked_by_another_process_delays_but_loses_nothing() {
+    let mut collector = Collector::start();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("auth.log");
+    let config = config(&log);
+    append_lines(&log, 0, 20);
+    let agent = start_agent("locked-db", &collector, &config);
+    assert_eq!(wait_for_events(&collector, "locked-db", 20), 20);
+
+    // Another process (the sqlite3 shell, as an operator might leave it)
+    // holds the write lock for longer than the collector's busy timeout.
+    let mut shell = Command::new("sqlite3")
+        .arg(collector.data_dir.join("collector.db"))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = shell.stdin.take().unwrap();
+    writeln!(stdin, "BEGIN IMMEDIATE;").unwrap();
+    writeln!(stdin, "SELECT 'locked';").unwrap();
+    stdin.flush().unwrap();
+    append_lines(&log, 20, 100);
+    assert!(
+        wait_until(Duration::from_secs(30), || ingest_results(
+            &collector, "error"
+        ) >= 1.0),
+        "ingest must answer (503) while the database is locked"
+    );
+    assert!(collector.is_running());
+    writeln!(stdin, "ROLLBACK;").unwrap();
+    drop(stdin);
+    let _ = shell.wait();
+    assert_eq!(wait_for_events(&collector, "locked-db", 120), 120);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(collector.event_count("locked-db", "ssh_login_failed"), 120);
+    drop(agent);
+}
+
+#[test]
+fn the_agents_clock_jumping_back_and_forward_loses_nothing() {
+    let collector = Collector::start();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("auth.log");
+    let config = config(&log);
+    append_lines(&log, 0, 30);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (code, _, stderr) = countywatch_e2e::enroll(
+        &collector.enroll_url(),
+        &collector.token(None),
+        &collector.ca_sha256,
+        Some("clock-jump"),
+        &state,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    // libfaketime (Debian's faketime) reads the offset from this file on
+    // every call; the monotonic clock, which timers use, stays real.
+    let offset = logs.path().join("faketime");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let preload = "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    let file = format!("FAKETIME_TIMESTAMP_FILE={}", offset.display());
+    let mut agent = Agent::start_wrapped(
+        dir,
+        &config,
+        &[
+            "env",
+            preload,
+            &file,
+            "FAKETIME_NO_CACHE=1",
+            "DONT_FAKE_MONOTONIC=1",
+        ],
+    );
+    assert_eq!(wait_for_events(&collector, "clock-jump", 30), 30);
+    let mut expected = 30;
+    for (jump, hours) in [("-2h", -2.0), ("+3h", 3.0), ("-10d", -240.0), ("+0", 0.0)] {
+        std::fs::write(&offset, format!("{jump}\n")).unwrap();
+        // The fault is real: the agent's own clock reading moved.
+        let moved = wait_until(Duration::from_secs(20), || {
+            let real = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
+            sample_value(
+                &collector.metrics(),
+                "node_time_seconds{instance=\"clock-jump\",job=\"countywatch\"}",
+            )
+            .is_some_and(|agent_time| (agent_time - real - hours * 3600.0).abs() < 600.0)
+        });
+        assert!(moved, "the agent's clock did not jump by {jump}");
+        append_lines(&log, expected, 40);
+        expected += 40;
+        assert_eq!(
+            wait_for_events(&collector, "clock-jump", expected as i64),
+            expected as i64,
+            "after a jump of {jump}; agent log:\n{}",
+            agent.logs.all().join("\n")
+        );
+        assert!(agent.is_running());
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        collector.event_count("clock-jump", "ssh_login_failed"),
+        expected as i64
+    );
+}
+
+#[test]
+fn a_torn_spool_wal_tail_after_kill_9_is_skipped_and_the_rest_delivered() {
+    let collector = Collector::start();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("auth.log");
+    let config = config(&log);
+    append_lines(&log, 0, 40);
+    let agent = start_agent("torn-wal", &collector, &config);
+    assert_eq!(wait_for_events(&collector, "torn-wal", 40), 40);
+    // The collector goes away, the agent spools what it reads...
+    let ingest = collector.ingest_addr;
+    let enroll = collector.enroll_addr;
+    let data_dir = collector.data_dir.clone();
+    let collector_dir = collector.kill();
+    append_lines(&log, 40, 60);
+    assert!(wait_until(Duration::from_secs(20), || agent
+        .spool_state()
+        .0
+        >= 1));
+    std::thread::sleep(Duration::from_secs(2));
+    // ...and dies mid-write: the WAL ends in a frame that was never
+    // completed (random bytes where its header and checksum should be).
+    let state_dir = agent.state_dir.clone();
+    let agent_dir = agent.kill();
+    let wal = state_dir.join("spool.db-wal");
+    let mut tail = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&wal)
+        .unwrap();
+    let garbage: Vec<u8> = (0..10_000u32)
+        .map(|index| (index.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    tail.write_all(&garbage).unwrap();
+    drop(tail);
+
+    let collector = Collector::restart(collector_dir, &data_dir, ingest, enroll);
+    let agent = Agent::start_in(agent_dir, &config);
+    assert_eq!(
+        wait_for_events(&collector, "torn-wal", 100),
+        100,
+        "agent log:\n{}",
+        agent.logs.all().join("\n")
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(collector.event_count("torn-wal", "ssh_login_failed"), 100);
+    assert_eq!(integrity(&state_dir.join("spool.db")), "ok");
+}
