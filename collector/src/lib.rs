@@ -129,7 +129,9 @@ async fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let ca = Arc::new(certificate_authority(&config)?);
     let registry = Arc::new(Registry::open(&config.data_dir)?);
-    let telemetry = Arc::new(Telemetry::new().context("cannot register self-metrics")?);
+    let telemetry = Arc::new(
+        Telemetry::for_data_dir(&config.data_dir).context("cannot register self-metrics")?,
+    );
     let store = Arc::new(MetricStore::new(config.metrics.stale_after.get()));
 
     let server_files = match &config.ingest.tls {
