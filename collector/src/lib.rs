@@ -198,7 +198,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             stopped.clone(),
         )));
     }
+    let metrics_auth = match &config.http.metrics_auth {
+        Some(auth) => Some(http::MetricsCredentials::load(auth).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let http_state = Arc::new(http::HttpState {
+        metrics_auth,
         notifier: Arc::clone(&notifier),
         alerting: alerting.clone(),
         store: Arc::clone(&store),

@@ -37,6 +37,8 @@ pub struct Telemetry {
     pub agents_reporting: IntGauge,
     /// Enrolment requests by outcome.
     pub enroll_requests: IntCounterVec,
+    /// `/metrics` requests by outcome (`ok`, `unauthorized`).
+    metrics_scrapes: IntCounterVec,
     /// Security events stored, by agent (`instance`) and kind.
     security_events: IntCounterVec,
     /// Incidents by severity and status; set by the incident store.
@@ -132,6 +134,17 @@ impl Telemetry {
             ),
             &["file"],
         )?;
+        let metrics_scrapes = IntCounterVec::new(
+            Opts::new(
+                "countywatch_metrics_scrapes_total",
+                "Requests for /metrics by outcome (ok, unauthorized).",
+            ),
+            &["result"],
+        )?;
+        for result in ["ok", "unauthorized"] {
+            metrics_scrapes.with_label_values(&[result]);
+        }
+        registry.register(Box::new(metrics_scrapes.clone()))?;
         registry.register(Box::new(security_events.clone()))?;
         registry.register(Box::new(incidents.clone()))?;
         registry.register(Box::new(incidents_opened.clone()))?;
@@ -208,12 +221,18 @@ impl Telemetry {
             open_connections,
             agents_reporting,
             enroll_requests,
+            metrics_scrapes,
             security_events,
             incidents,
             incidents_opened,
             store_size,
             data_dir: None,
         })
+    }
+
+    /// Counts one `/metrics` request with the given outcome.
+    pub fn metrics_scrape(&self, result: &str) {
+        self.metrics_scrapes.with_label_values(&[result]).inc();
     }
 
     /// Counts `count` security events of `kind` stored for agent `instance`.

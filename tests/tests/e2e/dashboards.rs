@@ -508,3 +508,64 @@ fn dashboards_lint_clean() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+#[test]
+fn prometheus_scrapes_metrics_over_tls_with_a_bearer_token_and_others_get_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = countywatch_e2e::peer::TlsFiles::create(dir.path());
+    let token = dir.path().join("metrics.token");
+    std::fs::write(&token, "scrape-secret\n").unwrap();
+    let collector = Collector::start_with(
+        Some(&format!(
+            "http:\n  tls:\n    cert_file: {}\n    key_file: {}\n  metrics_auth:\n    bearer_token_file: {}\n",
+            tls.cert.display(),
+            tls.key.display(),
+            token.display()
+        )),
+        &[],
+    );
+    let prometheus = Prometheus::start(&format!(
+        "  - job_name: countywatch\n    honor_labels: true\n    scheme: https\n    tls_config:\n      ca_file: {}\n    authorization:\n      type: Bearer\n      credentials_file: {}\n    static_configs:\n      - targets: ['{}']\n",
+        tls.ca.display(),
+        token.display(),
+        collector.http_addr
+    ));
+    let scraped = wait_until(Duration::from_secs(60), || {
+        query(
+            &prometheus,
+            "countywatch_build_info{component=\"collector\"} and on (instance) up{job=\"countywatch\"} == 1",
+        ) == Ok(1)
+    });
+    assert!(scraped, "Prometheus did not scrape over TLS with the token");
+    let curl = |extra: &[&str]| {
+        let output = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&tls.ca)
+            .args(extra)
+            .arg(format!("https://{}/metrics", collector.http_addr))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    assert_eq!(curl(&[]), "401");
+    assert_eq!(curl(&["-H", "Authorization: Bearer wrong-secret"]), "401");
+    assert_eq!(curl(&["-H", "Authorization: Bearer scrape-secret"]), "200");
+    // The two refusals are counted (asked of the collector directly: the
+    // last Prometheus scrape may predate them).
+    let text = std::process::Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(&tls.ca)
+        .args(["-H", "Authorization: Bearer scrape-secret"])
+        .arg(format!("https://{}/metrics", collector.http_addr))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(
+        countywatch_e2e::http::sample_value(
+            &text,
+            "countywatch_metrics_scrapes_total{result=\"unauthorized\"}"
+        ),
+        Some(2.0),
+        "{text}"
+    );
+}
