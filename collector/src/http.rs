@@ -3,7 +3,8 @@
 //! incident review page replaces it in its own issue). `/api/v2/` belongs
 //! to the notifier's API (`notify/api.rs`).
 //!
-//! `/metrics` may require a bearer token or basic auth
+//! `/metrics` answers in the text format 0.0.4, or in OpenMetrics 1.0.0
+//! when the scraper's `Accept` asks for it (`openmetrics`). It may require a bearer token or basic auth
 //! (`http.metrics_auth`); a request without them gets a 401 and is counted
 //! in `countywatch_metrics_scrapes_total{result="unauthorized"}`. It is
 //! rendered on a blocking thread from snapshots (see `metric_store`), so a
@@ -144,9 +145,25 @@ pub async fn handle(
                 }
             }
             state.telemetry.metrics_scrape("ok");
-            let rendered = tokio::task::spawn_blocking(move || render_metrics(&state)).await;
+            let openmetrics = request
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|value| value.to_str().ok())
+                .is_some_and(crate::openmetrics::is_requested);
+            let rendered = tokio::task::spawn_blocking(move || {
+                let body = render_metrics(&state);
+                match openmetrics {
+                    true => crate::openmetrics::from_text(&body),
+                    false => body,
+                }
+            })
+            .await;
+            let content_type = match openmetrics {
+                true => crate::openmetrics::CONTENT_TYPE,
+                false => PROMETHEUS_TEXT,
+            };
             match rendered {
-                Ok(body) => text(StatusCode::OK, PROMETHEUS_TEXT, body),
+                Ok(body) => text(StatusCode::OK, content_type, body),
                 Err(_) => text(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "text/plain",

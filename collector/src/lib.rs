@@ -11,6 +11,7 @@
 //! - [`liveness`]: marks silent agents and records `agent_silent` events.
 //! - [`metric_store`]: the latest metrics per agent and their exposition.
 //! - [`http`]: `/metrics`, health endpoints and the status page.
+//! - [`openmetrics`]: `/metrics` in OpenMetrics 1.0.0 for scrapers that ask for it.
 //! - [`telemetry`]: the collector's own `countywatch_*` metrics.
 //! - [`notify`]: routing, grouping, silences, the outbox and receivers.
 //! - [`alerting`]: rule evaluation over agents' metrics (`countywatch-rules`).
@@ -29,6 +30,7 @@ pub mod ingest;
 pub mod liveness;
 pub mod metric_store;
 pub mod notify;
+pub mod openmetrics;
 pub mod output;
 pub mod registry;
 pub mod rule_alerts;

@@ -5,8 +5,10 @@
 //! watches a directory (FIM), sees a new listener and probes two services.
 //! Every panel target of every dashboard, template variables filled with
 //! real values from Prometheus's own label API, must parse, and each panel
-//! must return at least one series. A second test lints the JSON without
-//! Prometheus; a third runs `promtool check metrics` on a real scrape.
+//! must return at least one series. Prometheus asks for OpenMetrics, so
+//! that format is proven by the same scrapes. Other tests lint the JSON
+//! without Prometheus, run `promtool check metrics` on a real scrape (text
+//! format 0.0.4), and scrape over TLS with a bearer token.
 //!
 //! Grafana itself is not in Debian's archive, so what is proven here is
 //! what Grafana would send to Prometheus, not how it draws it.
@@ -406,8 +408,32 @@ fn promtool_check_metrics_finds_nothing_on_a_real_scrape() {
         .unwrap();
     let stamp: f64 = load.split(' ').nth(2).unwrap().parse().unwrap();
     assert!((stamp / 1000.0 - now()).abs() < 60.0, "{load}");
-    let response = countywatch_e2e::http::get(fixture.collector.http_addr, "/metrics").unwrap();
-    assert_eq!(response.status, 200);
+    // Prometheus's own Accept header gets OpenMetrics (the Prometheus in
+    // the dashboards test scrapes it that way and must parse every sample).
+    let output = std::process::Command::new("curl")
+        .args(["-s", "-i", "-H"])
+        .arg("Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+        .arg(format!("http://{}/metrics", fixture.collector.http_addr))
+        .output()
+        .unwrap();
+    let openmetrics = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        openmetrics
+            .to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{openmetrics}"
+    );
+    assert!(openmetrics.ends_with("# EOF\n"));
+    assert!(openmetrics.contains("# TYPE countywatch_security_events counter\n"));
+    let plain = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{content_type}"])
+        .arg(format!("http://{}/metrics", fixture.collector.http_addr))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&plain.stdout),
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
 }
 
 #[test]
