@@ -65,7 +65,11 @@ impl MetricStore {
             .agents
             .write()
             .unwrap_or_else(|poison| poison.into_inner());
-        agents.insert(agent.to_string(), metrics);
+        let previous = agents.insert(agent.to_string(), metrics);
+        // Free the previous families after the lock, not under it (unless a
+        // snapshot being rendered still shares them, then it frees them).
+        drop(agents);
+        drop(previous);
     }
 
     /// Marks `agent` as heard from without replacing its metrics (a batch
