@@ -327,7 +327,20 @@ fn every_panel_of_every_dashboard_returns_data_from_a_real_prometheus() {
         fixture.collector.metrics()
     );
     // Recording rules need an evaluation after the data arrived.
-    std::thread::sleep(Duration::from_secs(3));
+    let recorded = wait_until(Duration::from_secs(60), || {
+        [
+            "instance:node_cpu_utilisation:rate5m",
+            "instance:node_memory_utilisation:ratio",
+            "instance:node_filesystem_usage:max_ratio",
+            "instance:node_load5_per_cpu:ratio",
+            "instance:node_network_transmit_receive_bytes:rate5m",
+            "instance_kind:countywatch_security_events:increase1h",
+            "collector:countywatch_ingest_samples:rate5m",
+        ]
+        .iter()
+        .all(|name| query(prometheus, name).is_ok_and(|count| count > 0))
+    });
+    assert!(recorded, "recording rules produced nothing");
 
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -434,6 +447,178 @@ fn promtool_check_metrics_finds_nothing_on_a_real_scrape() {
         String::from_utf8_lossy(&plain.stdout),
         "text/plain; version=0.0.4; charset=utf-8"
     );
+}
+
+/// Panels whose thresholds are an alert rule's: (dashboard, panel title,
+/// threshold value, rule pack, alert name, the literal in its expr).
+const THRESHOLDS_FROM_RULES: &[(&str, &str, f64, &str, &str, &str)] = &[
+    (
+        "fleet-overview.json",
+        "Time since each agent's last batch",
+        120.0,
+        "agent",
+        "AgentSilent",
+        "> 120",
+    ),
+    (
+        "fleet-overview.json",
+        "Time since each agent's last batch",
+        3600.0,
+        "agent",
+        "AgentGone",
+        "> 3600",
+    ),
+    (
+        "fleet-overview.json",
+        "CPU busy, top 10 hosts",
+        0.9,
+        "host",
+        "HostHighCpuLoad",
+        "> 0.9",
+    ),
+    (
+        "fleet-overview.json",
+        "Memory used, top 10 hosts",
+        0.9,
+        "host",
+        "HostOutOfMemory",
+        "< 0.10",
+    ),
+    (
+        "fleet-overview.json",
+        "Fullest filesystem, top 10 hosts",
+        0.95,
+        "host",
+        "HostOutOfDiskSpace",
+        "< 0.05",
+    ),
+    (
+        "fleet-overview.json",
+        "Load per core",
+        2.0,
+        "host",
+        "HostHighLoad",
+        "> 2",
+    ),
+    (
+        "host-detail.json",
+        "CPU busy",
+        0.9,
+        "host",
+        "HostHighCpuLoad",
+        "> 0.9",
+    ),
+    (
+        "host-detail.json",
+        "Load per core",
+        2.0,
+        "host",
+        "HostHighLoad",
+        "> 2",
+    ),
+    (
+        "host-detail.json",
+        "Memory used",
+        0.9,
+        "host",
+        "HostOutOfMemory",
+        "< 0.10",
+    ),
+    (
+        "host-detail.json",
+        "Filesystem used",
+        0.95,
+        "host",
+        "HostOutOfDiskSpace",
+        "< 0.05",
+    ),
+    (
+        "host-detail.json",
+        "Probe success",
+        1.0,
+        "service",
+        "EndpointDown",
+        "probe_success == 0",
+    ),
+    (
+        "host-detail.json",
+        "HTTP status",
+        500.0,
+        "service",
+        "EndpointHttpError",
+        ">= 500",
+    ),
+    (
+        "host-detail.json",
+        "Certificate expires in",
+        1_209_600.0,
+        "service",
+        "CertificateExpiringSoon",
+        "14 * 86400",
+    ),
+    (
+        "host-detail.json",
+        "Certificate expires in",
+        0.0,
+        "service",
+        "CertificateExpired",
+        "<= 0",
+    ),
+    (
+        "network-devices.json",
+        "Errors",
+        1.0,
+        "network",
+        "InterfaceErrorsRising",
+        "> 1",
+    ),
+    (
+        "network-devices.json",
+        "Interface status",
+        2.0,
+        "network",
+        "InterfaceDown",
+        "ifOperStatus == 2",
+    ),
+];
+
+#[test]
+fn panel_thresholds_are_the_shipped_alert_rules() {
+    let dashboards = dashboards();
+    let mut problems = Vec::new();
+    for (file, title, value, pack, alert, literal) in THRESHOLDS_FROM_RULES {
+        let rules =
+            std::fs::read_to_string(repository().join(format!("rules/packs/{pack}.yaml"))).unwrap();
+        let rule = rules
+            .split_once(&format!("alert: {alert}\n"))
+            .map(|(_, rest)| rest.split("- alert:").next().unwrap_or(rest))
+            .unwrap_or_default();
+        if !rule.contains(literal) {
+            problems.push(format!("{pack}.yaml {alert}: no {literal:?} in its rule"));
+        }
+        let panel = dashboards
+            .iter()
+            .filter(|(name, _)| name == file)
+            .flat_map(|(_, dashboard)| panels(dashboard))
+            .find(|panel| panel["title"] == *title);
+        let Some(panel) = panel else {
+            problems.push(format!("{file}: no panel {title:?}"));
+            continue;
+        };
+        let steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !steps
+            .iter()
+            .any(|step| step["value"].as_f64() == Some(*value))
+        {
+            problems.push(format!(
+                "{file} / {title}: no threshold at {value} ({alert})"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 #[test]
@@ -594,4 +779,43 @@ fn prometheus_scrapes_metrics_over_tls_with_a_bearer_token_and_others_get_401() 
         Some(2.0),
         "{text}"
     );
+}
+
+#[test]
+fn shipped_prometheus_files_pass_promtool_and_the_collectors_rules_check() {
+    let prometheus_dir = repository().join("deploy/prometheus");
+    let rules = prometheus_dir.join("countywatch-recording-rules.yml");
+    for (program, args) in [
+        (
+            PathBuf::from("promtool"),
+            vec!["check".into(), "rules".into(), rules.clone()],
+        ),
+        (
+            PathBuf::from("promtool"),
+            vec![
+                "check".into(),
+                "config".into(),
+                prometheus_dir.join("prometheus.yml"),
+            ],
+        ),
+        (
+            countywatch_e2e::process::binary("countywatch-collector"),
+            vec!["rules".into(), "check".into(), rules.clone()],
+        ),
+    ] {
+        let output = std::process::Command::new(&program)
+            .args(&args)
+            .output()
+            .unwrap();
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success() && report.contains("SUCCESS: 9 rules found"),
+            "{} {args:?}:\n{report}",
+            program.display()
+        );
+    }
 }
