@@ -682,6 +682,7 @@ mod tests {
                 MetricKind::Gauge,
                 3.0,
             )],
+            0,
         );
         store.update(
             "web2",
@@ -691,6 +692,7 @@ mod tests {
                 MetricKind::Gauge,
                 0.5,
             )],
+            0,
         );
         (dir, config, store)
     }

@@ -68,6 +68,28 @@ pub struct HttpConfig {
     /// Allow plain HTTP on a non-loopback address. Off by default because
     /// the page and API will carry incident data.
     pub insecure_http: bool,
+    /// Require credentials on `/metrics`: a bearer token or basic auth, as
+    /// Prometheus sends them with `authorization` or `basic_auth`. Unset,
+    /// `/metrics` is open to whoever reaches the listener.
+    pub metrics_auth: Option<MetricsAuthConfig>,
+}
+
+/// Credentials `/metrics` requires. Set either `bearer_token_file`, or
+/// `username` and `password_file`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsAuthConfig {
+    /// File holding the token Prometheus sends as `Authorization: Bearer
+    /// TOKEN` (its `authorization: {credentials_file: ...}`). Read at start.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Basic auth user name (Prometheus's `basic_auth.username`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the basic auth password (`basic_auth.password_file`).
+    /// Read at start.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 /// The ingest listener.
@@ -162,6 +184,7 @@ impl Default for HttpConfig {
             listen: unspanned(DEFAULT_HTTP_LISTEN.to_string()),
             tls: None,
             insecure_http: false,
+            metrics_auth: None,
         }
     }
 }
@@ -216,6 +239,11 @@ impl Config {
                      or set http.insecure_http: true to serve plain HTTP on it"
                 ),
             );
+        }
+        if let Some(auth) = &self.http.metrics_auth
+            && let Err(message) = crate::http::MetricsCredentials::load(auth)
+        {
+            problems.general(format!("http.metrics_auth: {message}"));
         }
         if self.ingest.max_body_bytes == 0 || self.ingest.max_decompressed_bytes == 0 {
             problems.general(
@@ -326,6 +354,25 @@ mod tests {
         assert_eq!(
             lines[2],
             "c.yaml: ingest.max_connections must be at least 1"
+        );
+    }
+
+    #[test]
+    fn metrics_auth_needs_one_kind_of_credentials() {
+        let problems = problems_of(
+            "http:\n  metrics_auth:\n    bearer_token_file: /nonexistent/token\n    username: prometheus\n",
+        );
+        assert!(
+            problems.contains(
+                "http.metrics_auth: set either bearer_token_file, or username and password_file"
+            ),
+            "{problems}"
+        );
+        let problems =
+            problems_of("http:\n  metrics_auth:\n    bearer_token_file: /nonexistent/token\n");
+        assert!(
+            problems.contains("cannot read /nonexistent/token"),
+            "{problems}"
         );
     }
 

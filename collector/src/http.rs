@@ -2,6 +2,13 @@
 //! `/-/ready` for supervisors, and `/`, a status page for people (the
 //! incident review page replaces it in its own issue). `/api/v2/` belongs
 //! to the notifier's API (`notify/api.rs`).
+//!
+//! `/metrics` answers in the text format 0.0.4, or in OpenMetrics 1.0.0
+//! when the scraper's `Accept` asks for it (`openmetrics`). It may require a bearer token or basic auth
+//! (`http.metrics_auth`); a request without them gets a 401 and is counted
+//! in `countywatch_metrics_scrapes_total{result="unauthorized"}`. It is
+//! rendered on a blocking thread from snapshots (see `metric_store`), so a
+//! scrape never holds up ingest.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -33,6 +40,68 @@ pub struct HttpState {
     pub notifier: Arc<crate::notify::Notifier>,
     /// The rule engine, whose `ALERTS` and rule metrics `/metrics` shows.
     pub alerting: Option<Arc<crate::alerting::Alerting>>,
+    /// Credentials `/metrics` requires, if any.
+    pub metrics_auth: Option<MetricsCredentials>,
+}
+
+/// What `/metrics` accepts in the `Authorization` header.
+#[derive(Clone)]
+pub struct MetricsCredentials {
+    /// The whole expected header value: `Bearer TOKEN` or `Basic BASE64`.
+    expected: String,
+    /// The challenge sent with a 401 (`Bearer` or `Basic realm=...`).
+    challenge: &'static str,
+}
+
+impl MetricsCredentials {
+    /// Reads the configured secret files.
+    pub fn load(config: &crate::config::MetricsAuthConfig) -> Result<Self, String> {
+        use base64::Engine;
+        let read = crate::notify::receiver::read_secret;
+        match (
+            &config.bearer_token_file,
+            &config.username,
+            &config.password_file,
+        ) {
+            (Some(token_file), None, None) => {
+                let token = read(token_file)?;
+                if token.is_empty() {
+                    return Err(format!("{} is empty", token_file.display()));
+                }
+                Ok(MetricsCredentials {
+                    expected: format!("Bearer {token}"),
+                    challenge: "Bearer",
+                })
+            }
+            (None, Some(username), Some(password_file)) => {
+                let password = read(password_file)?;
+                let encoded = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{password}"));
+                Ok(MetricsCredentials {
+                    expected: format!("Basic {encoded}"),
+                    challenge: "Basic realm=\"countywatch\"",
+                })
+            }
+            _ => Err("set either bearer_token_file, or username and password_file".to_string()),
+        }
+    }
+
+    /// Whether `header` (the request's `Authorization` value) matches, in
+    /// time that does not depend on where it differs.
+    fn accepts(&self, header: Option<&[u8]>) -> bool {
+        let Some(header) = header else {
+            return false;
+        };
+        let expected = self.expected.as_bytes();
+        if header.len() != expected.len() {
+            return false;
+        }
+        header
+            .iter()
+            .zip(expected)
+            .fold(0u8, |difference, (a, b)| difference | (a ^ b))
+            == 0
+    }
 }
 
 /// Content type of the Prometheus text format.
@@ -56,9 +125,45 @@ pub async fn handle(
     }
     match request.uri().path() {
         "/metrics" => {
-            let rendered = tokio::task::spawn_blocking(move || render_metrics(&state)).await;
+            if let Some(credentials) = &state.metrics_auth {
+                let header = request
+                    .headers()
+                    .get(hyper::header::AUTHORIZATION)
+                    .map(|value| value.as_bytes());
+                if !credentials.accepts(header) {
+                    state.telemetry.metrics_scrape("unauthorized");
+                    let mut response = text(
+                        StatusCode::UNAUTHORIZED,
+                        "text/plain",
+                        "credentials required\n".to_string(),
+                    );
+                    response.headers_mut().insert(
+                        hyper::header::WWW_AUTHENTICATE,
+                        hyper::header::HeaderValue::from_static(credentials.challenge),
+                    );
+                    return response;
+                }
+            }
+            state.telemetry.metrics_scrape("ok");
+            let openmetrics = request
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|value| value.to_str().ok())
+                .is_some_and(crate::openmetrics::is_requested);
+            let rendered = tokio::task::spawn_blocking(move || {
+                let body = render_metrics(&state);
+                match openmetrics {
+                    true => crate::openmetrics::from_text(&body),
+                    false => body,
+                }
+            })
+            .await;
+            let content_type = match openmetrics {
+                true => crate::openmetrics::CONTENT_TYPE,
+                false => PROMETHEUS_TEXT,
+            };
             match rendered {
-                Ok(body) => text(StatusCode::OK, PROMETHEUS_TEXT, body),
+                Ok(body) => text(StatusCode::OK, content_type, body),
                 Err(_) => text(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "text/plain",
@@ -164,4 +269,36 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
         hyper::header::HeaderValue::from_static(content_type),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MetricsAuthConfig;
+
+    #[test]
+    fn bearer_and_basic_credentials_are_checked_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let bearer = MetricsCredentials::load(&MetricsAuthConfig {
+            bearer_token_file: Some(token.clone()),
+            username: None,
+            password_file: None,
+        })
+        .unwrap();
+        assert!(bearer.accepts(Some(b"Bearer s3cret")));
+        assert!(!bearer.accepts(Some(b"Bearer s3creT")));
+        assert!(!bearer.accepts(Some(b"Bearer s3cret2")));
+        assert!(!bearer.accepts(None));
+        let basic = MetricsCredentials::load(&MetricsAuthConfig {
+            bearer_token_file: None,
+            username: Some("prometheus".to_string()),
+            password_file: Some(token),
+        })
+        .unwrap();
+        // base64("prometheus:s3cret")
+        assert!(basic.accepts(Some(b"Basic cHJvbWV0aGV1czpzM2NyZXQ=")));
+        assert!(!basic.accepts(Some(b"Bearer s3cret")));
+    }
 }

@@ -250,6 +250,10 @@ async fn store(state: &IngestState, batch: Batch) -> Result<(u64, BatchOutcome),
         ..
     } = batch;
     let event_count = events.len();
+    let mut kinds: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    for event in &events {
+        *kinds.entry(event.kind.as_str()).or_default() += 1;
+    }
     let agent_for_store = agent.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         registry.accept_batch(&agent_for_store, seq, &events, now_ms())
@@ -273,12 +277,15 @@ async fn store(state: &IngestState, batch: Batch) -> Result<(u64, BatchOutcome),
         let samples: usize = metrics.iter().map(|family| family.samples.len()).sum();
         state.telemetry.ingest_samples.inc_by(samples as u64);
         state.telemetry.ingest_events.inc_by(event_count as u64);
+        for (kind, count) in kinds {
+            state.telemetry.security_events(&agent, kind, count);
+        }
         let metrics = state
             .outputs
             .enqueue_agent_samples(&agent, crate::metric_store::JOB, collected_at_ms, metrics)
             .await;
         if !metrics.is_empty() {
-            state.store.update(&agent, metrics);
+            state.store.update(&agent, metrics, collected_at_ms);
         } else {
             state.store.touch(&agent);
         }

@@ -11,6 +11,7 @@
 //! - [`liveness`]: marks silent agents and records `agent_silent` events.
 //! - [`metric_store`]: the latest metrics per agent and their exposition.
 //! - [`http`]: `/metrics`, health endpoints and the status page.
+//! - [`openmetrics`]: `/metrics` in OpenMetrics 1.0.0 for scrapers that ask for it.
 //! - [`telemetry`]: the collector's own `countywatch_*` metrics.
 //! - [`notify`]: routing, grouping, silences, the outbox and receivers.
 //! - [`alerting`]: rule evaluation over agents' metrics (`countywatch-rules`).
@@ -33,6 +34,7 @@ pub mod ingest;
 pub mod liveness;
 pub mod metric_store;
 pub mod notify;
+pub mod openmetrics;
 pub mod output;
 pub mod registry;
 pub mod rule_alerts;
@@ -133,7 +135,9 @@ async fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let ca = Arc::new(certificate_authority(&config)?);
     let registry = Arc::new(Registry::open(&config.data_dir)?);
-    let telemetry = Arc::new(Telemetry::new().context("cannot register self-metrics")?);
+    let telemetry = Arc::new(
+        Telemetry::for_data_dir(&config.data_dir).context("cannot register self-metrics")?,
+    );
     let store = Arc::new(MetricStore::new(config.metrics.stale_after.get()));
 
     let server_files = match &config.ingest.tls {
@@ -200,7 +204,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             stopped.clone(),
         )));
     }
+    let metrics_auth = match &config.http.metrics_auth {
+        Some(auth) => Some(http::MetricsCredentials::load(auth).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let http_state = Arc::new(http::HttpState {
+        metrics_auth,
         notifier: Arc::clone(&notifier),
         alerting: alerting.clone(),
         store: Arc::clone(&store),

@@ -1,25 +1,39 @@
 //! The latest metrics of every agent, and their exposition on `/metrics`.
 //!
 //! Each batch replaces its agent's previous metrics (agents send counters
-//! since boot, not deltas, so the latest value is the whole truth). Families
-//! of the same name from different agents are written together, as the
-//! text format requires, each sample labelled with `instance` and `job`.
+//! since boot, not deltas, so the latest value is the whole truth): a series
+//! the agent stops reporting is gone from the next scrape. An agent silent
+//! for `metrics.stale_after` has all its series dropped (only its
+//! `countywatch_agent_last_seen_timestamp_seconds` stays), so dashboards do
+//! not show a dead host's frozen values. Families of the same name from
+//! different agents are written together, as the text format requires,
+//! each sample labelled with `instance` and `job` and stamped with the time
+//! the agent collected it.
+//!
+//! A scrape renders from a snapshot: under the read lock it only copies
+//! each agent's name and an `Arc` of its families, then formats with no lock
+//! held, so ingest (which takes the write lock) never waits for the
+//! formatting of a thousand agents' series.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use countywatch_wire::{MetricFamily, MetricKind, write_family_header, write_samples};
+use countywatch_wire::{MetricFamily, MetricKind, write_family_header, write_samples_at};
 
 /// The `job` label of every agent metric.
 pub const JOB: &str = "countywatch";
 
-/// What one agent last reported.
+/// What one agent last reported. Cheap to clone: the families are shared.
+#[derive(Clone)]
 struct AgentMetrics {
-    /// Its families, as sent.
-    families: Vec<MetricFamily>,
+    /// Its families, as sent, shared with snapshots being rendered.
+    families: Arc<Vec<MetricFamily>>,
     /// When its last batch arrived.
     received_at: SystemTime,
+    /// When the agent collected the families, in milliseconds since the
+    /// Unix epoch: the samples' timestamp on `/metrics`.
+    collected_at_ms: i64,
 }
 
 /// The latest metrics per agent.
@@ -39,19 +53,23 @@ impl MetricStore {
         }
     }
 
-    /// Replaces `agent`'s metrics with a new batch's.
-    pub fn update(&self, agent: &str, families: Vec<MetricFamily>) {
+    /// Replaces `agent`'s metrics with a new batch's, collected at
+    /// `collected_at_ms` (milliseconds since the Unix epoch).
+    pub fn update(&self, agent: &str, families: Vec<MetricFamily>, collected_at_ms: i64) {
+        let metrics = AgentMetrics {
+            families: Arc::new(families),
+            received_at: SystemTime::now(),
+            collected_at_ms,
+        };
         let mut agents = self
             .agents
             .write()
             .unwrap_or_else(|poison| poison.into_inner());
-        agents.insert(
-            agent.to_string(),
-            AgentMetrics {
-                families,
-                received_at: SystemTime::now(),
-            },
-        );
+        let previous = agents.insert(agent.to_string(), metrics);
+        // Free the previous families after the lock, not under it (unless a
+        // snapshot being rendered still shares them, then it frees them).
+        drop(agents);
+        drop(previous);
     }
 
     /// Marks `agent` as heard from without replacing its metrics (a batch
@@ -67,49 +85,64 @@ impl MetricStore {
                 agents.insert(
                     agent.to_string(),
                     AgentMetrics {
-                        families: Vec::new(),
+                        families: Arc::new(Vec::new()),
                         received_at: SystemTime::now(),
+                        collected_at_ms: 0,
                     },
                 );
             }
         }
     }
 
-    /// Writes every agent's metrics in the Prometheus text format and
-    /// returns how many agents were fresh enough to be written.
-    pub fn write_text(&self, out: &mut String, now: SystemTime) -> usize {
+    /// Every agent's entry, sorted by name, copied under the read lock
+    /// (names and `Arc`s only) so that rendering holds no lock.
+    fn snapshot(&self) -> Vec<(String, AgentMetrics)> {
         let agents = self
             .agents
             .read()
             .unwrap_or_else(|poison| poison.into_inner());
-        let mut fresh: Vec<(&String, &AgentMetrics)> = agents
+        let mut snapshot: Vec<(String, AgentMetrics)> = agents
+            .iter()
+            .map(|(name, metrics)| (name.clone(), metrics.clone()))
+            .collect();
+        drop(agents);
+        snapshot.sort_by(|a, b| a.0.cmp(&b.0));
+        snapshot
+    }
+
+    /// Writes every agent's metrics in the Prometheus text format and
+    /// returns how many agents were fresh enough to be written.
+    pub fn write_text(&self, out: &mut String, now: SystemTime) -> usize {
+        let snapshot = self.snapshot();
+        let fresh: Vec<&(String, AgentMetrics)> = snapshot
             .iter()
             .filter(|(_, metrics)| {
                 now.duration_since(metrics.received_at).unwrap_or_default() <= self.stale_after
             })
             .collect();
-        fresh.sort_by(|a, b| a.0.cmp(b.0));
 
         // Group families by name across agents. The first agent to report a
         // name fixes its type; a family of the same name but another type
         // from another agent is left out rather than producing invalid text.
-        let mut by_name: BTreeMap<&str, Vec<(&str, &MetricFamily)>> = BTreeMap::new();
+        let mut by_name: BTreeMap<&str, Vec<(&str, i64, &MetricFamily)>> = BTreeMap::new();
         for (agent, metrics) in &fresh {
-            for family in &metrics.families {
-                by_name
-                    .entry(family.name.as_str())
-                    .or_default()
-                    .push((agent.as_str(), family));
+            for family in metrics.families.iter() {
+                by_name.entry(family.name.as_str()).or_default().push((
+                    agent.as_str(),
+                    metrics.collected_at_ms,
+                    family,
+                ));
             }
         }
         for (_, members) in by_name {
-            let Some((_, first)) = members.first() else {
+            let Some((_, _, first)) = members.first() else {
                 continue;
             };
             write_family_header(out, first);
-            for (agent, family) in &members {
+            for (agent, collected_at_ms, family) in &members {
                 if family.kind == first.kind {
-                    write_samples(out, family, &[("instance", agent), ("job", JOB)]);
+                    let timestamp = (*collected_at_ms > 0).then_some(*collected_at_ms);
+                    write_samples_at(out, family, &[("instance", agent), ("job", JOB)], timestamp);
                 }
             }
         }
@@ -119,24 +152,20 @@ impl MetricStore {
             "When the collector last received a batch from the agent, in Unix seconds.",
             MetricKind::Gauge,
         );
-        let mut names: Vec<&String> = agents.keys().collect();
-        names.sort();
-        for name in names {
-            if let Some(metrics) = agents.get(name) {
-                let seconds = metrics
-                    .received_at
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map(|elapsed| elapsed.as_secs_f64())
-                    .unwrap_or(0.0);
-                last_seen.samples.push(countywatch_wire::Sample {
-                    labels: vec![("instance".to_string(), name.clone())],
-                    value: seconds,
-                });
-            }
+        for (name, metrics) in &snapshot {
+            let seconds = metrics
+                .received_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_secs_f64())
+                .unwrap_or(0.0);
+            last_seen.samples.push(countywatch_wire::Sample {
+                labels: vec![("instance".to_string(), name.clone())],
+                value: seconds,
+            });
         }
         if !last_seen.samples.is_empty() {
             write_family_header(out, &last_seen);
-            write_samples(out, &last_seen, &[("job", JOB)]);
+            write_samples_at(out, &last_seen, &[("job", JOB)], None);
         }
         fresh.len()
     }
@@ -152,15 +181,11 @@ impl MetricStore {
         now: SystemTime,
         mut visit: impl FnMut(&str, SystemTime, &str, &[(String, String)], f64),
     ) {
-        let agents = self
-            .agents
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner());
-        for (agent, metrics) in agents.iter() {
+        for (agent, metrics) in &self.snapshot() {
             let fresh =
                 now.duration_since(metrics.received_at).unwrap_or_default() <= self.stale_after;
             if fresh {
-                for family in &metrics.families {
+                for family in metrics.families.iter() {
                     for sample in &family.samples {
                         visit(
                             agent,
@@ -213,13 +238,14 @@ mod tests {
     #[test]
     fn families_are_grouped_across_agents_and_labelled() {
         let store = MetricStore::new(Duration::from_secs(60));
-        store.update("b", vec![family("node_load1", MetricKind::Gauge, 2.0)]);
+        store.update("b", vec![family("node_load1", MetricKind::Gauge, 2.0)], 0);
         store.update(
             "a",
             vec![
                 family("node_load1", MetricKind::Gauge, 1.0),
                 family("up_x", MetricKind::Gauge, 1.0),
             ],
+            0,
         );
         let mut out = String::new();
         let fresh = store.write_text(&mut out, SystemTime::now());
@@ -244,8 +270,8 @@ mod tests {
     #[test]
     fn a_conflicting_type_from_another_agent_is_left_out() {
         let store = MetricStore::new(Duration::from_secs(60));
-        store.update("a", vec![family("x", MetricKind::Gauge, 1.0)]);
-        store.update("b", vec![family("x", MetricKind::Counter, 5.0)]);
+        store.update("a", vec![family("x", MetricKind::Gauge, 1.0)], 0);
+        store.update("b", vec![family("x", MetricKind::Counter, 5.0)], 0);
         let mut out = String::new();
         store.write_text(&mut out, SystemTime::now());
         assert!(out.contains("x{instance=\"a\",job=\"countywatch\"} 1"));
@@ -255,7 +281,7 @@ mod tests {
     #[test]
     fn stale_agents_disappear_but_keep_their_last_seen() {
         let store = MetricStore::new(Duration::from_secs(60));
-        store.update("a", vec![family("node_load1", MetricKind::Gauge, 1.0)]);
+        store.update("a", vec![family("node_load1", MetricKind::Gauge, 1.0)], 0);
         let mut out = String::new();
         let later = SystemTime::now() + Duration::from_secs(120);
         assert_eq!(store.write_text(&mut out, later), 0);
@@ -263,5 +289,36 @@ mod tests {
         assert!(out.contains(
             "countywatch_agent_last_seen_timestamp_seconds{job=\"countywatch\",instance=\"a\"}"
         ));
+    }
+
+    #[test]
+    fn samples_carry_the_agents_collection_time() {
+        let store = MetricStore::new(Duration::from_secs(60));
+        store.update(
+            "a",
+            vec![family("node_load1", MetricKind::Gauge, 1.0)],
+            1_700_000_000_500,
+        );
+        let mut out = String::new();
+        store.write_text(&mut out, SystemTime::now());
+        assert!(
+            out.contains("node_load1{instance=\"a\",job=\"countywatch\"} 1 1700000000500\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_series_the_agent_stops_reporting_is_gone_from_the_next_scrape() {
+        let store = MetricStore::new(Duration::from_secs(60));
+        let mut disk = MetricFamily::new("node_disk_io_now", "help", MetricKind::Gauge);
+        disk.push(&[("device", "sda")], 1.0);
+        disk.push(&[("device", "sdb")], 2.0);
+        store.update("a", vec![disk.clone()], 1);
+        disk.samples.truncate(1);
+        store.update("a", vec![disk], 2);
+        let mut out = String::new();
+        store.write_text(&mut out, SystemTime::now());
+        assert!(out.contains("device=\"sda\"} 1 2\n"), "{out}");
+        assert!(!out.contains("sdb"), "{out}");
     }
 }

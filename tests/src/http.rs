@@ -120,10 +120,17 @@ pub fn curl_post(
 }
 
 /// Finds the value of the sample whose line starts with `series` (name and
-/// labels exactly as exposed) in Prometheus text.
+/// labels exactly as exposed) in Prometheus text, ignoring the timestamp
+/// that may follow the value.
 pub fn sample_value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    text.lines().find_map(|line| {
+        line.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    })
 }
 
 /// POSTs `batch` (gzip JSON, as agents send it) to the collector's ingest

@@ -125,6 +125,27 @@ impl Prometheus {
         Prometheus::start_in(dir, &[])
     }
 
+    /// Starts Prometheus with a whole configuration file's text and the
+    /// files it refers to by relative path (rule files), written beside it.
+    pub fn start_with_files(config: &str, files: &[(&str, &str)]) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        Prometheus::start_in(dir, &[])
+    }
+
+    /// Runs an API GET (`/api/v1/...`) and returns its `data`. Panics
+    /// unless the status is `success`.
+    pub fn api(&self, path: &str) -> serde_json::Value {
+        let response = crate::http::get(self.addr, path).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&response.body)
+            .unwrap_or_else(|_| panic!("not JSON from {path}: {}", response.body));
+        assert_eq!(body["status"], "success", "{path}: {}", response.body);
+        body["data"].clone()
+    }
+
     /// Starts Prometheus as a remote_write receiver
     /// (`--web.enable-remote-write-receiver`, `/api/v1/write`), scraping
     /// nothing.

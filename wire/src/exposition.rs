@@ -28,6 +28,19 @@ pub fn write_family_header(out: &mut String, family: &MetricFamily) {
 
 /// Writes the sample lines of a family, each with `extra_labels` first.
 pub fn write_samples(out: &mut String, family: &MetricFamily, extra_labels: &[(&str, &str)]) {
+    write_samples_at(out, family, extra_labels, None);
+}
+
+/// Like [`write_samples`], with `timestamp_ms` (milliseconds since the Unix
+/// epoch) after every value: the collector passes the time the agent took
+/// the samples, so that Prometheus records when they were measured rather
+/// than when it scraped the collector.
+pub fn write_samples_at(
+    out: &mut String,
+    family: &MetricFamily,
+    extra_labels: &[(&str, &str)],
+    timestamp_ms: Option<i64>,
+) {
     for sample in &family.samples {
         out.push_str(&family.name);
         let labels = extra_labels.iter().copied().chain(
@@ -50,6 +63,9 @@ pub fn write_samples(out: &mut String, family: &MetricFamily, extra_labels: &[(&
         }
         out.push(' ');
         write_value(out, sample.value);
+        if let Some(timestamp_ms) = timestamp_ms {
+            let _ = write!(out, " {timestamp_ms}");
+        }
         out.push('\n');
     }
 }
@@ -122,6 +138,19 @@ mod tests {
              # TYPE x_total counter\n\
              x_total{instance=\"h1\",job=\"countywatch\"} NaN\n"
         );
+    }
+
+    #[test]
+    fn a_timestamp_follows_the_value() {
+        let family = MetricFamily::single("node_load1", "h", MetricKind::Gauge, 0.5);
+        let mut out = String::new();
+        write_samples_at(
+            &mut out,
+            &family,
+            &[("instance", "a")],
+            Some(1_700_000_000_123),
+        );
+        assert_eq!(out, "node_load1{instance=\"a\"} 0.5 1700000000123\n");
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub use event::{
     Event, EventError, EventFields, EventKind, EventSource, FileState, MAX_FIELD_BYTES,
     MAX_RAW_BYTES, MAX_USERS_CHANGED,
 };
-pub use exposition::{write_family_header, write_samples, write_text};
+pub use exposition::{write_family_header, write_samples, write_samples_at, write_text};
 pub use metric::{
     MetricFamily, MetricKind, Sample, ValidationError, is_valid_label_name, is_valid_metric_name,
 };

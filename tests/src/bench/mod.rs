@@ -8,6 +8,7 @@
 mod agent_footprint;
 mod auth_replay;
 mod ingest;
+mod metrics_scrape;
 mod notify_latency;
 mod outputs;
 mod rule_eval;
@@ -93,6 +94,7 @@ pub const ALL: &[Benchmark] = &[
     notify_latency::BENCHMARK,
     rule_eval::BENCHMARK,
     outputs::BENCHMARK,
+    metrics_scrape::BENCHMARK,
 ];
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 mod alerting;
 mod bad_input;
 mod cli;
+mod dashboards;
 mod events;
 mod faults;
 mod link_cut;

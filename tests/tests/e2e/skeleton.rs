@@ -174,9 +174,5 @@ fn the_collector_survives_sighup() {
         collector.is_running(),
         "systemctl reload must not end the collector"
     );
-    assert!(
-        collector
-            .metrics()
-            .contains("countywatch_collector_build_info")
-    );
+    assert!(collector.metrics().contains("countywatch_build_info"));
 }
