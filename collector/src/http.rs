@@ -1,7 +1,9 @@
 //! The HTTP listener's routes: `/metrics` for Prometheus, `/-/healthy` and
-//! `/-/ready` for supervisors, and `/`, a status page for people (the
-//! incident review page replaces it in its own issue). `/api/v2/` belongs
-//! to the notifier's API (`notify/api.rs`).
+//! `/-/ready` for supervisors, and `/status`, a status page with the CA
+//! fingerprint. The incident page and API (`/`, `/incidents`, `/api/v1/`,
+//! and the role check of `/api/v2/` writes) belong to `incident/`, whose
+//! route table decides; other `/api/v2/` paths go to the notifier's API
+//! (`notify/api.rs`).
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -33,6 +35,8 @@ pub struct HttpState {
     pub notifier: Arc<crate::notify::Notifier>,
     /// The rule engine, whose `ALERTS` and rule metrics `/metrics` shows.
     pub alerting: Option<Arc<crate::alerting::Alerting>>,
+    /// The incident page and API.
+    pub incidents: Arc<crate::incident::Incidents>,
 }
 
 /// Content type of the Prometheus text format.
@@ -42,8 +46,11 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub async fn handle(
     state: Arc<HttpState>,
     request: Request<Incoming>,
-    _peer: crate::serve::Peer,
+    peer: crate::serve::Peer,
 ) -> Response<Full<Bytes>> {
+    if crate::incident::owns(request.uri().path()) {
+        return crate::incident::handle(Arc::clone(&state.incidents), request, peer).await;
+    }
     if crate::notify::api::owns(request.uri().path()) {
         return crate::notify::api::handle(Arc::clone(&state.notifier), request).await;
     }
@@ -67,7 +74,7 @@ pub async fn handle(
             }
         }
         "/-/healthy" | "/-/ready" => text(StatusCode::OK, "text/plain", "ok\n".to_string()),
-        "/" => text(
+        "/status" => text(
             StatusCode::OK,
             "text/html; charset=utf-8",
             status_page(&state),
