@@ -31,6 +31,12 @@ packages=(
     systemd
     binutils
     strace
+    # The incident page's browser test (tests/tests/e2e/incident_web.rs):
+    # headless Chromium driven over WebDriver by chromedriver.
+    chromium
+    chromium-driver
+    # The audit test edits incidents.db with the sqlite3 CLI, as an intruder would.
+    sqlite3
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -312,7 +312,7 @@ fn main() -> ExitCode {
         Command::Silence { command } => silence(command),
         Command::Audit {
             command: AuditCommand::Verify { location },
-        } => with_state(location, |config| audit_verify(config)),
+        } => with_state(location, audit_verify),
         Command::Backup {
             location,
             events,

@@ -190,20 +190,37 @@ pub(crate) struct NewEntry<'a> {
     pub details: &'a str,
 }
 
+/// The hashed fields of an entry.
+pub struct Content<'a> {
+    /// Position in the chain.
+    pub seq: i64,
+    /// When, Unix milliseconds.
+    pub at_ms: i64,
+    /// Who.
+    pub actor: &'a str,
+    /// What.
+    pub action: &'a str,
+    /// On what.
+    pub target: &'a str,
+    /// `success` or `failure`.
+    pub outcome: &'a str,
+    /// Free text.
+    pub details: &'a str,
+}
+
 /// The hash of an entry: SHA-256 over the previous hash and the content as
 /// a JSON array (unambiguous: no separator can be forged inside a field).
-pub fn entry_hash(
-    prev_hash: &str,
-    seq: i64,
-    at_ms: i64,
-    actor: &str,
-    action: &str,
-    target: &str,
-    outcome: &str,
-    details: &str,
-) -> String {
-    let content = serde_json::json!([seq, at_ms, actor, action, target, outcome, details]);
-    sha256_hex(format!("{prev_hash}\n{content}").as_bytes())
+pub fn entry_hash(prev_hash: &str, content: &Content<'_>) -> String {
+    let fields = serde_json::json!([
+        content.seq,
+        content.at_ms,
+        content.actor,
+        content.action,
+        content.target,
+        content.outcome,
+        content.details
+    ]);
+    sha256_hex(format!("{prev_hash}\n{fields}").as_bytes())
 }
 
 /// Appends inside the caller's transaction (so an incident change and its
@@ -230,13 +247,15 @@ pub(crate) fn append_in(
     let outcome = entry.outcome.as_str();
     let hash = entry_hash(
         &prev_hash,
-        seq,
-        entry.at_ms,
-        entry.actor,
-        entry.action,
-        entry.target,
-        outcome,
-        entry.details,
+        &Content {
+            seq,
+            at_ms: entry.at_ms,
+            actor: entry.actor,
+            action: entry.action,
+            target: entry.target,
+            outcome,
+            details: entry.details,
+        },
     );
     connection.execute(
         "INSERT INTO audit (seq, at_ms, actor, action, target, outcome, details, prev_hash, hash)
@@ -383,13 +402,15 @@ pub fn verify(data_dir: &Path) -> anyhow::Result<Verification> {
         let hash: String = row.get(8)?;
         let computed = entry_hash(
             &prev_hash,
-            seq,
-            row.get(1)?,
-            &row.get::<_, String>(2)?,
-            &row.get::<_, String>(3)?,
-            &row.get::<_, String>(4)?,
-            &row.get::<_, String>(5)?,
-            &row.get::<_, String>(6)?,
+            &Content {
+                seq,
+                at_ms: row.get(1)?,
+                actor: &row.get::<_, String>(2)?,
+                action: &row.get::<_, String>(3)?,
+                target: &row.get::<_, String>(4)?,
+                outcome: &row.get::<_, String>(5)?,
+                details: &row.get::<_, String>(6)?,
+            },
         );
         result.entries += 1;
         let problem = match &previous {
@@ -544,7 +565,18 @@ mod tests {
                 row.get(0)
             })
             .unwrap();
-        let forged = entry_hash(&prev, 2, at, "mallory", "b", "c", "success", "");
+        let forged = entry_hash(
+            &prev,
+            &Content {
+                seq: 2,
+                at_ms: at,
+                actor: "mallory",
+                action: "b",
+                target: "c",
+                outcome: "success",
+                details: "",
+            },
+        );
         connection
             .execute(
                 "UPDATE audit SET actor = 'mallory', hash = ?1 WHERE seq = 2",

@@ -7,6 +7,8 @@ mod alerting;
 mod bad_input;
 mod cli;
 mod events;
+mod incident_web;
+mod incidents;
 mod link_cut;
 mod node_exporter;
 mod notify;
