@@ -72,3 +72,31 @@ impl IncidentsConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn problems(text: &str) -> String {
+        let path = Path::new("collector.yaml");
+        let config: Config = countywatch_daemon::config_file::parse(path, text).unwrap();
+        match config.validate(path) {
+            Ok(()) => String::new(),
+            Err(problems) => problems.to_string(),
+        }
+    }
+
+    #[test]
+    fn retention_below_180_days_needs_a_reason() {
+        let short = problems("incidents:\n  retention: 30d\n");
+        assert!(short.contains("collector.yaml:2:14"), "{short}");
+        assert!(short.contains("retention_override_reason"), "{short}");
+        assert_eq!(
+            problems("incidents:\n  retention: 30d\n  retention_override_reason: lab\n"),
+            ""
+        );
+        assert_eq!(problems("incidents:\n  retention: 400d\n"), "");
+    }
+}
