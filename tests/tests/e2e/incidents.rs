@@ -469,6 +469,11 @@ fn audit_verify_finds_the_row_edited_with_sqlite3_and_backup_copies_the_store() 
     );
     assert_eq!(status, 200);
     collector.revoke("county-web-01");
+    let _identity = collector.enrolled_identity("county-web-02");
+    let enrolled = audit_trail(collector.http_addr, &token, "agent/county-web-02");
+    assert_eq!(enrolled.len(), 1, "{enrolled:?}");
+    assert_eq!(enrolled[0].0, "agent:county-web-02");
+    assert_eq!(enrolled[0].1, "agent.enrolled");
 
     let verified = collector_cli(&data_dir, &["audit", "verify"]);
     let stdout = String::from_utf8_lossy(&verified.stdout);
