@@ -130,6 +130,15 @@ pub fn check_password(
         return Ok(None);
     }
     let Some((role, hash)) = row else {
+        // Spend the same time as for a real user, so that response times
+        // do not tell which user names exist.
+        let _ = dummy_hash().and_then(|dummy| {
+            PasswordHash::new(dummy).ok().and_then(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .ok()
+            })
+        });
         return Ok(None);
     };
     let Ok(parsed) = PasswordHash::new(&hash) else {
@@ -139,6 +148,21 @@ pub fn check_password(
         .verify_password(password.as_bytes(), &parsed)
         .ok()
         .and_then(|()| Role::parse(&role)))
+}
+
+/// A hash of a random password, made once, checked against when the user
+/// does not exist.
+fn dummy_hash() -> Option<&'static str> {
+    static DUMMY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    DUMMY
+        .get_or_init(|| {
+            let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).ok()?;
+            Argon2::default()
+                .hash_password(&rand::random::<[u8; 16]>(), &salt)
+                .ok()
+                .map(|hash| hash.to_string())
+        })
+        .as_deref()
 }
 
 /// A fresh random secret, hex.

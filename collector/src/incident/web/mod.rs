@@ -69,7 +69,7 @@ pub async fn serve(
     };
     let mut response = match authorized.route.endpoint {
         Endpoint::Style => request::respond(StatusCode::OK, "text/css; charset=utf-8", STYLE),
-        Endpoint::LoginPage => login_page(&context, None, StatusCode::OK),
+        Endpoint::LoginPage => login_page(&context, None, StatusCode::OK, incidents.secure_cookies),
         Endpoint::Login => {
             let body = match request::body(request).await {
                 Ok(body) => body,
@@ -195,17 +195,18 @@ fn failure(context: &PageContext, error: &anyhow::Error) -> Response<Full<Bytes>
     response
 }
 
+/// The login page with a fresh double-submit CSRF token in its form and
+/// cookie (`secure` when the listener serves TLS).
 fn login_page(
     context: &PageContext,
     error: Option<&str>,
     status: StatusCode,
+    secure: bool,
 ) -> Response<Full<Bytes>> {
     let token = csrf::login_token();
     let mut response = html(pages::login(context, &token, error));
     *response.status_mut() = status;
-    // Secure is not set here on purpose only when the listener is plain
-    // HTTP; the caller's setting is applied in `login` for the session.
-    request::set_cookie(&mut response, LOGIN_CSRF_COOKIE, &token, Some(3600), false);
+    request::set_cookie(&mut response, LOGIN_CSRF_COOKIE, &token, Some(3600), secure);
     response
 }
 
@@ -229,6 +230,7 @@ async fn login(
             context,
             Some(context.lang.text("error")),
             StatusCode::FORBIDDEN,
+            incidents.secure_cookies,
         );
     }
     let user = form.get("username").cloned().unwrap_or_default();
@@ -246,6 +248,7 @@ async fn login(
             context,
             Some(context.lang.text("login_limited")),
             StatusCode::TOO_MANY_REQUESTS,
+            incidents.secure_cookies,
         );
     }
     // argon2 takes tens of milliseconds of CPU: off the async workers.
@@ -275,6 +278,7 @@ async fn login(
             context,
             Some(context.lang.text("login_failed")),
             StatusCode::UNAUTHORIZED,
+            incidents.secure_cookies,
         );
     }
     incidents.limiter.succeeded(address);
