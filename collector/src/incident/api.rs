@@ -9,7 +9,6 @@ use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use rusqlite::params;
 use serde::Deserialize;
@@ -53,12 +52,12 @@ struct CommentBody {
 }
 
 /// Serves an authorized API request.
-pub async fn serve(
+pub fn serve(
     incidents: &Incidents,
-    request: Request<Incoming>,
+    request: &Request<Bytes>,
     authorized: &Authorized,
 ) -> Response<Full<Bytes>> {
-    let query = request::query(&request);
+    let query = request::query(request);
     let user = authorized
         .principal
         .as_ref()
@@ -80,11 +79,7 @@ pub async fn serve(
         Endpoint::ApiIncidents => list(incidents, &query),
         Endpoint::ApiIncident => detail(incidents, authorized.id.unwrap_or(0)),
         Endpoint::ApiTransition | Endpoint::ApiComment => {
-            let body = match request::body(request).await {
-                Ok(body) => body,
-                Err(response) => return response,
-            };
-            change(incidents, authorized, &user, &body)
+            change(incidents, authorized, &user, request.body())
         }
         Endpoint::ApiExport => export_list(incidents, &query, &user),
         Endpoint::ApiEvents => events(incidents, &query),

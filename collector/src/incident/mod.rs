@@ -90,21 +90,69 @@ pub fn owns(path: &str) -> bool {
     routes::known_path(path)
 }
 
-/// Serves one request of the page or the API.
+/// Serves one request of the page or the API. SQLite and argon2 work runs
+/// on the blocking pool, never on the async workers.
 pub async fn handle(
     incidents: Arc<Incidents>,
     request: Request<Incoming>,
     peer: Peer,
 ) -> Response<Full<Bytes>> {
-    let method = request.method().as_str().to_string();
-    let path = request.uri().path().to_string();
-    let Some((route, id)) = routes::find(&method, &path) else {
-        return match routes::known_path(&path) {
+    let Some((route, id)) = routes::find(request.method().as_str(), request.uri().path()) else {
+        return match routes::known_path(request.uri().path()) {
             true => request::json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             false => request::json_error(StatusCode::NOT_FOUND, "not found"),
         };
     };
-    let principal = authenticate(&incidents, &request);
+    let mut head = Request::new(());
+    *head.method_mut() = request.method().clone();
+    *head.uri_mut() = request.uri().clone();
+    *head.headers_mut() = request.headers().clone();
+    let decided = {
+        let incidents = Arc::clone(&incidents);
+        tokio::task::spawn_blocking(move || authorize(&incidents, &head, route, id, peer)).await
+    };
+    let authorized = match decided {
+        Ok(Ok(authorized)) => authorized,
+        Ok(Err(refusal)) => return *refusal,
+        Err(error) => return internal_error(&error),
+    };
+    if route.endpoint == Endpoint::Alertmanager {
+        return alertmanager(&incidents, request, &authorized).await;
+    }
+    let (parts, body) = request.into_parts();
+    let body = match parts.method {
+        hyper::Method::GET | hyper::Method::HEAD => Bytes::new(),
+        _ => match request::body(body).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        },
+    };
+    let request = Request::from_parts(parts, body);
+    let served = tokio::task::spawn_blocking(move || match route.surface {
+        Surface::Api => api::serve(&incidents, &request, &authorized),
+        Surface::Page => web::serve(&incidents, &request, &authorized),
+    })
+    .await;
+    served.unwrap_or_else(|error| internal_error(&error))
+}
+
+fn internal_error(error: &tokio::task::JoinError) -> Response<Full<Bytes>> {
+    tracing::error!(%error, "request handler failed");
+    request::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+}
+
+/// Authenticates and checks the route's role (and, for API writes made with
+/// a session, the CSRF header); every refusal is logged and audited.
+fn authorize(
+    incidents: &Incidents,
+    head: &Request<()>,
+    route: &'static Route,
+    id: Option<i64>,
+    peer: Peer,
+) -> Result<Authorized, Box<Response<Full<Bytes>>>> {
+    let method = head.method().as_str();
+    let path = head.uri().path();
+    let principal = authenticate(incidents, head);
     if let Access::AtLeast(role) = route.access {
         let refusal = match &principal {
             None => Some((
@@ -126,11 +174,11 @@ pub async fn handle(
                 || format!("anonymous@{}", peer.addr.ip()),
                 |p| p.user.clone(),
             );
-            refuse_audited(&incidents, &actor, &method, &path, &reason);
-            return match (route.surface, status) {
+            refuse_audited(incidents, &actor, method, path, &reason);
+            return Err(Box::new(match (route.surface, status) {
                 (Surface::Page, StatusCode::UNAUTHORIZED) => request::redirect("/login"),
                 _ => request::json_error(status, &reason),
-            };
+            }));
         }
     }
     // API writes with a session cookie must carry its CSRF token; forms
@@ -138,28 +186,26 @@ pub async fn handle(
     if route.surface == Surface::Api
         && method != "GET"
         && let Some(principal) = &principal
-        && !csrf::valid(principal, request::header(&request, csrf::HEADER))
+        && !csrf::valid(principal, request::header(head, csrf::HEADER))
     {
         refuse_audited(
-            &incidents,
+            incidents,
             &principal.user,
-            &method,
-            &path,
+            method,
+            path,
             "missing or wrong CSRF token",
         );
-        return request::json_error(StatusCode::FORBIDDEN, "missing or wrong CSRF token");
+        return Err(Box::new(request::json_error(
+            StatusCode::FORBIDDEN,
+            "missing or wrong CSRF token",
+        )));
     }
-    let authorized = Authorized {
+    Ok(Authorized {
         route,
         id,
         principal,
         peer,
-    };
-    match route.endpoint {
-        Endpoint::Alertmanager => alertmanager(&incidents, request, &authorized).await,
-        _ if route.surface == Surface::Api => api::serve(&incidents, request, &authorized).await,
-        _ => web::serve(&incidents, request, &authorized).await,
-    }
+    })
 }
 
 /// The caller, from a bearer token or else the session cookie.
@@ -223,13 +269,13 @@ async fn alertmanager(
         true => Outcome::Success,
         false => Outcome::Failure,
     };
-    if let Err(error) = incidents.store.audit(
-        actor,
-        action,
-        &path,
-        outcome,
-        &format!("HTTP {}", response.status().as_u16()),
-    ) {
+    let store = Arc::clone(&incidents.store);
+    let actor = actor.to_string();
+    let details = format!("HTTP {}", response.status().as_u16());
+    let audited =
+        tokio::task::spawn_blocking(move || store.audit(&actor, action, &path, outcome, &details))
+            .await;
+    if let Ok(Err(error)) = audited {
         tracing::error!("cannot audit a silence change: {error:#}");
     }
     response

@@ -63,13 +63,10 @@ pub fn header<'a, B>(request: &'a Request<B>, name: &str) -> Option<&'a str> {
         .and_then(|value| value.to_str().ok())
 }
 
-/// Reads the body, at most [`MAX_BODY_BYTES`], within a deadline.
-pub async fn body(request: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
-    let collected = tokio::time::timeout(
-        BODY_TIMEOUT,
-        Limited::new(request.into_body(), MAX_BODY_BYTES).collect(),
-    )
-    .await;
+/// Reads a body, at most [`MAX_BODY_BYTES`], within a deadline.
+pub async fn body(body: Incoming) -> Result<Bytes, Response<Full<Bytes>>> {
+    let collected =
+        tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await;
     match collected {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(_)) => Err(respond(

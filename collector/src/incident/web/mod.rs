@@ -14,12 +14,10 @@ pub mod pages;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use countywatch_wire::{Event, EventKind, EventSource};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use maud::Markup;
 
@@ -50,17 +48,17 @@ pub struct PageContext {
 }
 
 /// Serves an authorized page request.
-pub async fn serve(
-    incidents: &Arc<Incidents>,
-    request: Request<Incoming>,
+pub fn serve(
+    incidents: &Incidents,
+    request: &Request<Bytes>,
     authorized: &Authorized,
 ) -> Response<Full<Bytes>> {
-    let query = request::query(&request);
-    let cookies = request::cookies(&request);
+    let query = request::query(request);
+    let cookies = request::cookies(request);
     let lang = Lang::choose(
         &query,
         cookies.get(LANGUAGE_COOKIE),
-        request::header(&request, "accept-language"),
+        request::header(request, "accept-language"),
     );
     let context = PageContext {
         lang,
@@ -70,26 +68,15 @@ pub async fn serve(
     let mut response = match authorized.route.endpoint {
         Endpoint::Style => request::respond(StatusCode::OK, "text/css; charset=utf-8", STYLE),
         Endpoint::LoginPage => login_page(&context, None, StatusCode::OK, incidents.secure_cookies),
-        Endpoint::Login => {
-            let body = match request::body(request).await {
-                Ok(body) => body,
-                Err(response) => return response,
-            };
-            login(
-                incidents,
-                &context,
-                &cookies,
-                &body,
-                authorized.peer.addr.ip(),
-            )
-            .await
-        }
+        Endpoint::Login => login(
+            incidents,
+            &context,
+            &cookies,
+            request.body(),
+            authorized.peer.addr.ip(),
+        ),
         Endpoint::Logout | Endpoint::TransitionForm | Endpoint::CommentForm => {
-            let body = match request::body(request).await {
-                Ok(body) => body,
-                Err(response) => return response,
-            };
-            let form = request::form(&body);
+            let form = request::form(request.body());
             let Some(principal) = &authorized.principal else {
                 return request::redirect("/login");
             };
@@ -210,8 +197,8 @@ fn login_page(
     response
 }
 
-async fn login(
-    incidents: &Arc<Incidents>,
+fn login(
+    incidents: &Incidents,
     context: &PageContext,
     cookies: &HashMap<String, String>,
     body: &[u8],
@@ -251,19 +238,11 @@ async fn login(
             incidents.secure_cookies,
         );
     }
-    // argon2 takes tens of milliseconds of CPU: off the async workers.
-    let checked = {
-        let incidents = Arc::clone(incidents);
-        let user = user.clone();
-        tokio::task::spawn_blocking(move || {
-            auth::check_password(&incidents.store, &user, &password)
-        })
-        .await
-    };
-    let role = match checked {
-        Ok(Ok(role)) => role,
-        Ok(Err(error)) => return failure(context, &error),
-        Err(error) => return failure(context, &anyhow::anyhow!("{error}")),
+    // argon2 takes tens of milliseconds of CPU; this runs on the blocking
+    // pool (see `incident::handle`).
+    let role = match auth::check_password(&incidents.store, &user, &password) {
+        Ok(role) => role,
+        Err(error) => return failure(context, &error),
     };
     if role.is_none() {
         let count = incidents.limiter.failed(address, now);
