@@ -341,6 +341,28 @@ fn roles_gate_the_api_and_every_refusal_is_audited() {
             > 0
     );
 
+    // The other pages, with a bearer token and in Chinese by Accept-Language.
+    let bearer = format!("Authorization: Bearer {viewer}");
+    let agents_page = request(
+        addr,
+        "GET",
+        "/agents",
+        &[&bearer, "Accept-Language: zh-CN,zh;q=0.9"],
+        "",
+    )
+    .unwrap();
+    assert_eq!(agents_page.status, 200);
+    assert!(
+        agents_page.body.contains("county-web-01"),
+        "{}",
+        agents_page.body
+    );
+    assert!(agents_page.body.contains("探针"), "{}", agents_page.body);
+    let alerts_page = request(addr, "GET", "/alerts", &[&bearer], "").unwrap();
+    assert_eq!(alerts_page.status, 200);
+    let export_page = request(addr, "GET", "/incidents/export.csv", &[&bearer], "").unwrap();
+    assert_eq!(export_page.status, 403, "exports are for security officers");
+
     // Export, as CSV, of the filtered list.
     let csv = request(
         addr,
