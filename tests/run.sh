@@ -35,7 +35,12 @@ packages=(
     openssl
     # libfaketime, to jump the agent's wall clock (tests/tests/e2e/faults.rs).
     faketime
-    # The sqlite3 shell holds a lock on the collector's database in a fault test.
+    # The incident page's browser test (tests/tests/e2e/incident_web.rs):
+    # headless Chromium driven over WebDriver by chromedriver.
+    chromium
+    chromium-driver
+    # The audit test edits incidents.db with the sqlite3 CLI, as an intruder
+    # would; a fault test holds a lock on collector.db with it.
     sqlite3
 )
 missing=()

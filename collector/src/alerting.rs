@@ -102,6 +102,8 @@ pub struct Alerting {
     options: EvalOptions,
     /// Where alert state is saved; `None` keeps it in memory only.
     state_file: Option<PathBuf>,
+    /// The data dir whose audit trail records reloads; `None` in tests.
+    audit_dir: Option<PathBuf>,
 }
 
 struct EngineState {
@@ -247,6 +249,7 @@ impl Alerting {
                 default_subquery_step: millis(config.evaluation_interval.get()),
             },
             state_file,
+            audit_dir: None,
         })
     }
 
@@ -565,7 +568,10 @@ pub fn start(
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("invalid rule files:\n{}", text.join("\n"))
     })?;
-    let alerting = Arc::new(alerting);
+    let alerting = Arc::new(Alerting {
+        audit_dir: Some(data_dir.to_path_buf()),
+        ..alerting
+    });
     tracing::info!(files = config.files.len(), "rule evaluation started");
     let task = tokio::spawn(run(Arc::clone(&alerting), store, stopped));
     Ok(Some((alerting, task)))
@@ -618,12 +624,29 @@ pub async fn run(
 }
 
 fn reload_and_log(alerting: &Alerting, reason: &str) {
-    match alerting.reload() {
-        Ok(()) => tracing::info!(%reason, "rule files reloaded"),
+    let outcome = match alerting.reload() {
+        Ok(()) => {
+            tracing::info!(%reason, "rule files reloaded");
+            (crate::incident::audit::Outcome::Success, reason.to_string())
+        }
         Err(problems) => {
             let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
             tracing::error!(%reason, problems = %text.join("\n"), "rule reload failed; the previous rules keep running");
+            (
+                crate::incident::audit::Outcome::Failure,
+                format!("{reason}: {}", text.join("; ")),
+            )
         }
+    };
+    if let Some(data_dir) = &alerting.audit_dir {
+        crate::incident::audit::record_outcome(
+            data_dir,
+            "system",
+            "rules.reloaded",
+            "rules",
+            outcome.0,
+            &outcome.1,
+        );
     }
 }
 

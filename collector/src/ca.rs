@@ -26,7 +26,7 @@ use crate::config::TlsFiles;
 
 /// How long an agent certificate is valid. Revocation, not expiry, is how
 /// an agent is cut off; expiry only bounds a forgotten key's life.
-const AGENT_CERT_VALIDITY: Duration = Duration::from_secs(5 * 365 * 24 * 3600);
+pub const AGENT_CERT_VALIDITY: Duration = Duration::from_secs(5 * 365 * 24 * 3600);
 /// How long the CA and server certificates are valid.
 const CA_VALIDITY: Duration = Duration::from_secs(20 * 365 * 24 * 3600);
 

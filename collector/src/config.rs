@@ -36,6 +36,8 @@ pub struct Config {
     /// Scale-out outputs: Prometheus remote_write and security-event
     /// forwarding (see `output/config.rs`).
     pub outputs: crate::output::config::OutputsConfig,
+    /// Incidents, the audit trail, retention and the web page's sessions.
+    pub incidents: crate::incident::config::IncidentsConfig,
 }
 
 /// The enrolment listener.
@@ -157,6 +159,7 @@ impl Default for Config {
             agents: AgentsConfig::default(),
             notify: crate::notify::config::NotifyConfig::default(),
             outputs: Default::default(),
+            incidents: Default::default(),
         }
     }
 }
@@ -264,6 +267,7 @@ impl Config {
             }
         }
         self.outputs.validate(&mut problems);
+        self.incidents.validate(&mut problems);
         problems.into_result()
     }
 

@@ -83,6 +83,8 @@ pub struct EnrollState {
     pub telemetry: Arc<Telemetry>,
     /// Told to agents so that they know where to send batches.
     pub ingest_port: u16,
+    /// The data dir whose audit trail records enrolments; `None` in tests.
+    pub audit_dir: Option<std::path::PathBuf>,
     /// Failed attempts per address and overall.
     limiter: Mutex<FailureLimiter>,
 }
@@ -100,6 +102,7 @@ impl EnrollState {
             registry,
             telemetry,
             ingest_port,
+            audit_dir: None,
             limiter: Mutex::new(FailureLimiter::default()),
         }
     }
@@ -166,6 +169,20 @@ pub async fn handle(
         Ok(response) => {
             state.telemetry.enroll_result("enrolled");
             tracing::info!(agent = %response.agent, peer = %peer.addr, "agent enrolled");
+            if let Some(data_dir) = state.audit_dir.clone() {
+                let agent = response.agent.clone();
+                let address = peer.addr;
+                let _ = tokio::task::spawn_blocking(move || {
+                    crate::incident::audit::record(
+                        &data_dir,
+                        &format!("agent:{agent}"),
+                        "agent.enrolled",
+                        &format!("agent/{agent}"),
+                        &format!("from {address}"),
+                    );
+                })
+                .await;
+            }
             let body = serde_json::to_string(&response).unwrap_or_default();
             json(StatusCode::OK, &body)
         }

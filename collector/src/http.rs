@@ -1,12 +1,15 @@
 //! The HTTP listener's routes: `/metrics` for Prometheus, `/-/healthy` and
-//! `/-/ready` for supervisors, and `/`, a status page for people (the
-//! incident review page replaces it in its own issue). `/api/v2/` belongs
-//! to the notifier's API (`notify/api.rs`).
+//! `/-/ready` for supervisors, and `/status`, a status page with the CA
+//! fingerprint. The incident page and API (`/`, `/incidents`, `/api/v1/`,
+//! and the role check of `/api/v2/` writes) belong to `incident/`, whose
+//! route table decides; other `/api/v2/` paths go to the notifier's API
+//! (`notify/api.rs`).
 //!
 //! `/metrics` answers in the text format 0.0.4, or in OpenMetrics 1.0.0
-//! when the scraper's `Accept` asks for it (`openmetrics`). It may require a bearer token or basic auth
-//! (`http.metrics_auth`); a request without them gets a 401 and is counted
-//! in `countywatch_metrics_scrapes_total{result="unauthorized"}`. It is
+//! when the scraper's `Accept` asks for it (`openmetrics`). It may require a
+//! bearer token or basic auth (`http.metrics_auth`); a request without them
+//! gets a 401 and is counted in
+//! `countywatch_metrics_scrapes_total{result="unauthorized"}`. It is
 //! rendered on a blocking thread from snapshots (see `metric_store`), so a
 //! scrape never holds up ingest.
 
@@ -40,6 +43,8 @@ pub struct HttpState {
     pub notifier: Arc<crate::notify::Notifier>,
     /// The rule engine, whose `ALERTS` and rule metrics `/metrics` shows.
     pub alerting: Option<Arc<crate::alerting::Alerting>>,
+    /// The incident page and API.
+    pub incidents: Arc<crate::incident::Incidents>,
     /// Credentials `/metrics` requires, if any.
     pub metrics_auth: Option<MetricsCredentials>,
 }
@@ -111,8 +116,11 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub async fn handle(
     state: Arc<HttpState>,
     request: Request<Incoming>,
-    _peer: crate::serve::Peer,
+    peer: crate::serve::Peer,
 ) -> Response<Full<Bytes>> {
+    if crate::incident::owns(request.uri().path()) {
+        return crate::incident::handle(Arc::clone(&state.incidents), request, peer).await;
+    }
     if crate::notify::api::owns(request.uri().path()) {
         return crate::notify::api::handle(Arc::clone(&state.notifier), request).await;
     }
@@ -172,7 +180,7 @@ pub async fn handle(
             }
         }
         "/-/healthy" | "/-/ready" => text(StatusCode::OK, "text/plain", "ok\n".to_string()),
-        "/" => text(
+        "/status" => text(
             StatusCode::OK,
             "text/html; charset=utf-8",
             status_page(&state),

@@ -17,6 +17,7 @@
 //! - [`alerting`]: rule evaluation over agents' metrics (`countywatch-rules`).
 //! - [`rule_alerts`]: hands the alerting rules' firing alerts to [`notify`].
 //! - [`output`]: scale-out outputs: remote_write and event forwarding.
+//! - [`incident`]: incidents, the audit trail, the web page and `/api/v1/`.
 //!
 //! [`start`] binds the listeners and returns a [`Running`] collector whose
 //! addresses tests can read; [`run`] is start-then-wait for the binary.
@@ -30,6 +31,7 @@ pub mod ca;
 pub mod config;
 pub mod enroll;
 pub mod http;
+pub mod incident;
 pub mod ingest;
 pub mod liveness;
 pub mod metric_store;
@@ -74,6 +76,9 @@ pub struct Running {
     /// The rule engine, when rule files are configured; notifiers read its
     /// firing alerts.
     pub alerting: Option<Arc<alerting::Alerting>>,
+    /// The incident store; detections go in through
+    /// [`incident::store::IncidentStore::record_detection`].
+    pub incidents: Arc<incident::store::IncidentStore>,
     /// Turning this true stops every listener.
     stop: watch::Sender<bool>,
     /// The listeners' and background tasks.
@@ -208,7 +213,40 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(auth) => Some(http::MetricsCredentials::load(auth).map_err(anyhow::Error::msg)?),
         None => None,
     };
+    let incident_store = Arc::new(incident::store::IncidentStore::open_with(
+        &config.data_dir,
+        &config.incidents,
+    )?);
+    if let Some(reason) = &config.incidents.retention_override_reason
+        && config.incidents.retention.value.get() < incident::config::MINIMUM_RETENTION
+    {
+        incident_store.audit(
+            "system",
+            "retention.override",
+            "config",
+            incident::audit::Outcome::Success,
+            &format!("retention {}: {reason}", config.incidents.retention.value),
+        )?;
+    }
+    tasks.push(tokio::spawn(incident::retention::run(
+        Arc::clone(&incident_store),
+        config.data_dir.clone(),
+        config.incidents.retention.value.get(),
+        stopped.clone(),
+    )));
+    let incidents = Arc::new(incident::Incidents {
+        store: Arc::clone(&incident_store),
+        registry: Arc::clone(&registry),
+        notifier: Arc::clone(&notifier),
+        alerting: alerting.clone(),
+        limiter: incident::auth::LoginLimiter::default(),
+        secure_cookies: http_tls.is_some(),
+        session_ttl: config.incidents.session_ttl.get(),
+        silent_after: config.agents.silent_after.get(),
+        data_dir: config.data_dir.clone(),
+    });
     let http_state = Arc::new(http::HttpState {
+        incidents,
         metrics_auth,
         notifier: Arc::clone(&notifier),
         alerting: alerting.clone(),
@@ -252,12 +290,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         stopped.clone(),
     )));
     if let Some(listener) = enroll_listener {
-        let enroll_state = Arc::new(enroll::EnrollState::new(
+        let mut enroll_state = enroll::EnrollState::new(
             Arc::clone(&ca),
             Arc::clone(&registry),
             Arc::clone(&telemetry),
             ingest_addr.port(),
-        ));
+        );
+        enroll_state.audit_dir = Some(config.data_dir.clone());
+        let enroll_state = Arc::new(enroll_state);
         tasks.push(tokio::spawn(serve(
             listener,
             ServeOptions {
@@ -289,6 +329,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ca_fingerprint,
         notifier,
         alerting,
+        incidents: incident_store,
         stop,
         tasks,
     })

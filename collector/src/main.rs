@@ -12,6 +12,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use countywatch_collector::config::{Config, unspanned};
+use countywatch_collector::incident::audit;
+use countywatch_collector::incident::auth::{self, Role};
+use countywatch_collector::incident::store::IncidentStore;
 use countywatch_collector::notify;
 use countywatch_daemon::logging::{self, LogFormat};
 
@@ -75,6 +78,62 @@ enum Command {
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+    /// The tamper-evident audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Copy the incident store (incidents, evidence, audit trail, users)
+    /// to FILE with SQLite's online backup, while the collector runs.
+    Backup {
+        #[command(flatten)]
+        location: StateLocation,
+        /// Also copy the raw security events (collector.db) to this file.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// The backup file to write (must not exist).
+        file: PathBuf,
+    },
+    /// Users of the web page and the API.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain and the signed checkpoints; exit 1 at the first
+    /// broken link, naming the entry.
+    Verify {
+        #[command(flatten)]
+        location: StateLocation,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user (or reset its role and password). The password is read
+    /// from standard input (one line), so it never appears in `ps`.
+    Add {
+        #[command(flatten)]
+        location: StateLocation,
+        /// The user name.
+        name: String,
+        /// viewer, operator, security_officer or admin.
+        #[arg(long)]
+        role: String,
+    },
+    /// Create an API token for a user and print it (shown once).
+    Token {
+        #[command(flatten)]
+        location: StateLocation,
+        /// The user the token acts as.
+        name: String,
+        /// What the token is for, e.g. "monthly report script".
+        #[arg(long, default_value = "api")]
+        label: String,
     },
 }
 
@@ -241,6 +300,13 @@ fn main() -> ExitCode {
         } => with_state(location, |config| {
             let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
             if registry.revoke(&name, countywatch_collector::enroll::now_ms())? {
+                audit::record(
+                    &config.data_dir,
+                    &audit::cli_actor(),
+                    "agent.revoked",
+                    &format!("agent/{name}"),
+                    "",
+                );
                 println!("revoked {name}: its certificate is refused from its next request on");
                 Ok(())
             } else {
@@ -248,6 +314,15 @@ fn main() -> ExitCode {
             }
         }),
         Command::Silence { command } => silence(command),
+        Command::Audit {
+            command: AuditCommand::Verify { location },
+        } => with_state(location, audit_verify),
+        Command::Backup {
+            location,
+            events,
+            file,
+        } => with_state(location, |config| backup(config, &file, events.as_deref())),
+        Command::User { command } => user(command),
         Command::Notify {
             command: NotifyCommand::Test { location, receiver },
         } => with_state(location, |config| {
@@ -295,13 +370,29 @@ fn silence(command: SilenceCommand) -> ExitCode {
             let author = author
                 .or_else(|| std::env::var("USER").ok())
                 .unwrap_or_else(|| "unknown".to_string());
-            notify::cli::silence_add(&config.data_dir, &matchers, &duration, &author, &comment)
+            notify::cli::silence_add(&config.data_dir, &matchers, &duration, &author, &comment)?;
+            audit::record(
+                &config.data_dir,
+                &audit::cli_actor(),
+                "silence.created",
+                "silences",
+                &format!("{} for {duration}: {comment}", matchers.join(", ")),
+            );
+            Ok(())
         }),
         SilenceCommand::List { location, all } => with_state(location, |config| {
             notify::cli::silence_list(&config.data_dir, all)
         }),
         SilenceCommand::Expire { location, id } => with_state(location, |config| {
-            notify::cli::silence_expire(&config.data_dir, &id)
+            notify::cli::silence_expire(&config.data_dir, &id)?;
+            audit::record(
+                &config.data_dir,
+                &audit::cli_actor(),
+                "silence.expired",
+                &format!("silence/{id}"),
+                "",
+            );
+            Ok(())
         }),
     }
 }
@@ -366,6 +457,137 @@ fn token_create(config: &Config, ttl: &str, name: Option<&str>) -> anyhow::Resul
         ca.fingerprint()
     );
     Ok(())
+}
+
+fn audit_verify(config: &Config) -> anyhow::Result<()> {
+    let verification = audit::verify(&config.data_dir)?;
+    if let Some(key) = &verification.public_key {
+        println!("checkpoint public key (Ed25519): {key}");
+    }
+    match verification.first_break {
+        None => {
+            println!(
+                "audit trail intact: {} entries, {} signed checkpoints",
+                verification.entries, verification.checkpoints
+            );
+            Ok(())
+        }
+        Some((seq, problem)) => {
+            anyhow::bail!(
+                "audit trail broken at entry {seq}: {problem} ({} entries checked)",
+                verification.entries
+            )
+        }
+    }
+}
+
+fn backup(
+    config: &Config,
+    file: &std::path::Path,
+    events: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    for target in std::iter::once(file).chain(events) {
+        if target.exists() {
+            anyhow::bail!("{} exists; give a new file name", target.display());
+        }
+    }
+    let store = IncidentStore::open(&config.data_dir)?;
+    store.backup(file)?;
+    println!("incident store copied to {}", file.display());
+    if let Some(events) = events {
+        countywatch_collector::incident::store::backup_file(
+            &config.data_dir.join("collector.db"),
+            events,
+        )?;
+        println!("security events copied to {}", events.display());
+    }
+    audit::record(
+        &config.data_dir,
+        &audit::cli_actor(),
+        "store.backed_up",
+        &file.display().to_string(),
+        "",
+    );
+    Ok(())
+}
+
+fn user(command: UserCommand) -> ExitCode {
+    match command {
+        UserCommand::Add {
+            location,
+            name,
+            role,
+        } => with_state(location, |config| {
+            let Some(role) = Role::parse(&role) else {
+                anyhow::bail!(
+                    "unknown role {role:?}: use viewer, operator, security_officer or admin"
+                );
+            };
+            let password = read_password()?;
+            let store = IncidentStore::open(&config.data_dir)?;
+            auth::add_user(
+                &store,
+                &name,
+                role,
+                &password,
+                countywatch_collector::enroll::now_ms(),
+            )?;
+            audit::record(
+                &config.data_dir,
+                &audit::cli_actor(),
+                "user.added",
+                &format!("user/{name}"),
+                role.as_str(),
+            );
+            println!("user {name} has role {}", role.as_str());
+            Ok(())
+        }),
+        UserCommand::Token {
+            location,
+            name,
+            label,
+        } => with_state(location, |config| {
+            let store = IncidentStore::open(&config.data_dir)?;
+            let token = auth::create_token(
+                &store,
+                &name,
+                &label,
+                countywatch_collector::enroll::now_ms(),
+            )?;
+            audit::record(
+                &config.data_dir,
+                &audit::cli_actor(),
+                "token.created",
+                &format!("user/{name}"),
+                &label,
+            );
+            println!("{token}");
+            Ok(())
+        }),
+    }
+}
+
+/// One line from standard input; on a terminal, prompts and turns echo off.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let terminal = std::io::stdin().is_terminal();
+    if terminal {
+        eprint!("password: ");
+        let _ = std::io::stderr().flush();
+        let _ = std::process::Command::new("stty").arg("-echo").status();
+    }
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if terminal {
+        let _ = std::process::Command::new("stty").arg("echo").status();
+        eprintln!();
+    }
+    read?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        anyhow::bail!("no password given on standard input");
+    }
+    Ok(password)
 }
 
 fn agents_list(config: &Config) -> anyhow::Result<()> {

@@ -382,6 +382,30 @@ impl Registry {
         Ok(names.into_iter().map(|(name, _)| name).collect())
     }
 
+    /// Stores an event the collector itself observed (a failed login to its
+    /// web page), under the agent name `collector`, so detection rules and
+    /// outputs see it like any agent's event. Returns its row id.
+    pub fn record_collector_event(&self, event: &Event, now_ms: i64) -> anyhow::Result<i64> {
+        let connection = self.lock();
+        // seq is the negated time, as for `agent_silent`; position counts
+        // events within the same millisecond, keeping (agent, seq, position)
+        // unique.
+        connection.execute(
+            "INSERT INTO events (agent, seq, position, received_ms, timestamp_ms, source, kind, body)
+             VALUES ('collector', -?1,
+                COALESCE((SELECT MAX(position) + 1 FROM events WHERE agent = 'collector' AND seq = -?1), 0),
+                ?1, ?2, ?3, ?4, ?5)",
+            params![
+                now_ms,
+                event.timestamp_ms,
+                event.source.as_str(),
+                event.kind.as_str(),
+                serde_json::to_string(event)?
+            ],
+        )?;
+        Ok(connection.last_insert_rowid())
+    }
+
     /// Number of stored events of `agent` with `kind` (all kinds when `None`).
     pub fn count_events(&self, agent: &str, kind: Option<&str>) -> anyhow::Result<i64> {
         Ok(self.lock().query_row(

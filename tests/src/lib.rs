@@ -16,5 +16,6 @@ pub mod http;
 pub mod notify_peers;
 pub mod peer;
 pub mod process;
+pub mod webdriver;
 
 pub use process::{Agent, Collector, TEST_AGENT_CONFIG, binary, enroll};

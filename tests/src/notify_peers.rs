@@ -528,15 +528,23 @@ impl Drop for AlertmanagerPeer {
     }
 }
 
-/// Sends `method path` with a JSON body and returns (status, body).
+/// Sends `method path` with a JSON body and returns (status, body). Writes
+/// carry an operator's bearer token when `addr` is a collector this process
+/// started (its `/api/v2/` writes need the operator role).
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let authorization = match method {
+        "GET" => String::new(),
+        _ => crate::process::operator_token(addr)
+            .map(|token| format!("Authorization: Bearer {token}\r\n"))
+            .unwrap_or_default(),
+    };
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{authorization}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();

@@ -108,6 +108,74 @@ fn terminate(child: &mut Child) -> Option<ExitStatus> {
     None
 }
 
+/// Data directories of the collectors started, by HTTP address, so that
+/// helpers given only an address can provision an API token.
+static DATA_DIRS: Mutex<std::collections::BTreeMap<SocketAddr, PathBuf>> =
+    Mutex::new(std::collections::BTreeMap::new());
+/// Operator tokens already created, by HTTP address.
+static OPERATOR_TOKENS: Mutex<std::collections::BTreeMap<SocketAddr, String>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+/// Creates a user with `countywatch-collector user add` (password on
+/// standard input) in `data_dir`.
+pub fn add_user(data_dir: &Path, name: &str, role: &str, password: &str) {
+    use std::io::Write;
+    let mut child = Command::new(binary("countywatch-collector"))
+        .args(["user", "add", "--data-dir"])
+        .arg(data_dir)
+        .args([name, "--role", role])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "user add failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Creates an API token for `name` with `countywatch-collector user token`.
+pub fn api_token(data_dir: &Path, name: &str) -> String {
+    let output = Command::new(binary("countywatch-collector"))
+        .args(["user", "token", "--data-dir"])
+        .arg(data_dir)
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "user token failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// A bearer token with the operator role for the collector serving HTTP on
+/// `http_addr` (created on first use): the Alertmanager-compatible write
+/// routes need one.
+pub fn operator_token(http_addr: SocketAddr) -> Option<String> {
+    if let Some(token) = OPERATOR_TOKENS.lock().unwrap().get(&http_addr) {
+        return Some(token.clone());
+    }
+    let data_dir = DATA_DIRS.lock().unwrap().get(&http_addr)?.clone();
+    add_user(
+        &data_dir,
+        "test-operator",
+        "operator",
+        "test-operator-password",
+    );
+    let token = api_token(&data_dir, "test-operator");
+    OPERATOR_TOKENS
+        .lock()
+        .unwrap()
+        .insert(http_addr, token.clone());
+    Some(token)
+}
+
 /// A running `countywatch-collector`.
 pub struct Collector {
     /// The process.
@@ -198,6 +266,10 @@ impl Collector {
             }
         }
         let (ingest_addr, ca_sha256) = ingest.unwrap();
+        DATA_DIRS
+            .lock()
+            .unwrap()
+            .insert(http_addr.unwrap(), data_dir.to_path_buf());
         Collector {
             child,
             logs,

@@ -154,6 +154,8 @@ event_kinds! {
     SpoolOverflow => "spool_overflow",
     /// Collector: an agent sent nothing for longer than allowed.
     AgentSilent => "agent_silent",
+    /// Collector: a login to its web page or API failed.
+    WebLoginFailed => "web_login_failed",
     /// Network device: a login (SSH, telnet, console, web) was refused.
     DeviceLoginFailed => "device_login_failed",
     /// Network device: a login succeeded.

@@ -7,6 +7,7 @@
 
 mod agent_footprint;
 mod auth_replay;
+mod incident_store;
 mod ingest;
 mod metrics_scrape;
 mod notify_latency;
@@ -95,6 +96,7 @@ pub const ALL: &[Benchmark] = &[
     rule_eval::BENCHMARK,
     outputs::BENCHMARK,
     metrics_scrape::BENCHMARK,
+    incident_store::BENCHMARK,
 ];
 
 #[cfg(test)]

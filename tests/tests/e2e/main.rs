@@ -9,6 +9,8 @@ mod cli;
 mod dashboards;
 mod events;
 mod faults;
+mod incident_web;
+mod incidents;
 mod link_cut;
 mod node_exporter;
 mod notify;

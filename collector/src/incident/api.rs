@@ -1,0 +1,386 @@
+//! The JSON API under `/api/v1/` (described in `openapi.json`, served at
+//! `/api/v1/openapi.json`): incidents with filters, detail with evidence and
+//! timeline, transitions, comments, exports, the raw events search, agents,
+//! firing alerts, silences, the audit trail and users. Roles are checked
+//! before these handlers run (see `routes.rs`).
+
+use std::collections::HashMap;
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use rusqlite::params;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::enroll::now_ms;
+use crate::incident::audit::Outcome;
+use crate::incident::lifecycle::{Transition, TransitionError};
+use crate::incident::request::{self, json_error};
+use crate::incident::routes::Endpoint;
+use crate::incident::store::{IncidentFilter, Status, connect};
+use crate::incident::{Authorized, Incidents, export};
+
+/// The OpenAPI description of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+/// Most evidence events returned with an incident.
+pub const MAX_EVIDENCE: u32 = 1_000;
+/// Most incidents in one export.
+pub const MAX_EXPORT: u32 = 100_000;
+
+/// A transition request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransitionBody {
+    /// `acknowledged`, `resolved`, `false_positive` or `open`.
+    status: String,
+    /// Who takes it (acknowledged).
+    #[serde(default)]
+    assignee: Option<String>,
+    /// Why (required for resolved and false_positive).
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// A comment request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommentBody {
+    /// The comment.
+    text: String,
+}
+
+/// Serves an authorized API request.
+pub fn serve(
+    incidents: &Incidents,
+    request: &Request<Bytes>,
+    authorized: &Authorized,
+) -> Response<Full<Bytes>> {
+    let query = request::query(request);
+    let user = authorized
+        .principal
+        .as_ref()
+        .map_or("anonymous", |principal| principal.user.as_str())
+        .to_string();
+    let result = match authorized.route.endpoint {
+        Endpoint::OpenApi => Ok(request::respond(
+            StatusCode::OK,
+            "application/json",
+            OPENAPI,
+        )),
+        Endpoint::ApiWhoami => Ok(request::json(
+            StatusCode::OK,
+            &json!({
+                "user": user,
+                "role": authorized.principal.as_ref().map(|principal| principal.role.as_str()),
+            }),
+        )),
+        Endpoint::ApiIncidents => list(incidents, &query),
+        Endpoint::ApiIncident => detail(incidents, authorized.id.unwrap_or(0)),
+        Endpoint::ApiTransition | Endpoint::ApiComment => {
+            change(incidents, authorized, &user, request.body())
+        }
+        Endpoint::ApiExport => export_list(incidents, &query, &user),
+        Endpoint::ApiEvents => events(incidents, &query),
+        Endpoint::ApiAgents => agents(incidents),
+        Endpoint::ApiAlerts => Ok(request::json(StatusCode::OK, &alerts(incidents))),
+        Endpoint::ApiSilences => {
+            let now = now_ms();
+            let silences: Vec<Value> = incidents
+                .notifier
+                .silences()
+                .list()
+                .iter()
+                .map(|silence| crate::notify::api::silence_json(silence, now))
+                .collect();
+            Ok(request::json(StatusCode::OK, &Value::Array(silences)))
+        }
+        Endpoint::ApiAudit => {
+            let limit = query
+                .get("limit")
+                .and_then(|limit| limit.parse().ok())
+                .unwrap_or(200_u32)
+                .min(10_000);
+            crate::incident::audit::entries(
+                &incidents.store,
+                query.get("target").map(String::as_str),
+                limit,
+            )
+            .map(|entries| request::json(StatusCode::OK, &json!({ "entries": entries })))
+        }
+        Endpoint::ApiUsers => users(incidents),
+        _ => Ok(json_error(StatusCode::NOT_FOUND, "not found")),
+    };
+    result.unwrap_or_else(|error| {
+        tracing::error!("API request failed: {error:#}");
+        json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the collector's log",
+        )
+    })
+}
+
+fn list(
+    incidents: &Incidents,
+    query: &HashMap<String, String>,
+) -> anyhow::Result<Response<Full<Bytes>>> {
+    let filter = IncidentFilter::from_query(query);
+    let (list, total) = incidents.store.list(&filter)?;
+    let counts = incidents.store.counts_by_severity(&filter)?;
+    Ok(request::json(
+        StatusCode::OK,
+        &json!({ "total": total, "counts_by_severity": counts, "incidents": list }),
+    ))
+}
+
+fn detail(incidents: &Incidents, id: i64) -> anyhow::Result<Response<Full<Bytes>>> {
+    let Some(incident) = incidents.store.incident(id)? else {
+        return Ok(json_error(StatusCode::NOT_FOUND, "no such incident"));
+    };
+    let evidence = incidents.store.evidence(id, MAX_EVIDENCE)?;
+    let timeline = incidents.store.timeline(id)?;
+    Ok(request::json(
+        StatusCode::OK,
+        &json!({ "incident": incident, "evidence": evidence, "timeline": timeline }),
+    ))
+}
+
+fn change(
+    incidents: &Incidents,
+    authorized: &Authorized,
+    user: &str,
+    body: &[u8],
+) -> anyhow::Result<Response<Full<Bytes>>> {
+    let id = authorized.id.unwrap_or(0);
+    let now = now_ms();
+    let done = if authorized.route.endpoint == Endpoint::ApiComment {
+        let Ok(comment) = serde_json::from_slice::<CommentBody>(body) else {
+            return Ok(json_error(
+                StatusCode::BAD_REQUEST,
+                "expected {\"text\": ...}",
+            ));
+        };
+        if comment.text.trim().is_empty() || comment.text.len() > 16 * 1024 {
+            return Ok(json_error(
+                StatusCode::BAD_REQUEST,
+                "a comment is 1 to 16384 bytes",
+            ));
+        }
+        incidents.store.comment(id, &comment.text, user, now)
+    } else {
+        let Ok(body) = serde_json::from_slice::<TransitionBody>(body) else {
+            return Ok(json_error(
+                StatusCode::BAD_REQUEST,
+                "expected {\"status\": ..., \"assignee\"?: ..., \"reason\"?: ...}",
+            ));
+        };
+        let Some(to) = Status::parse(&body.status) else {
+            return Ok(json_error(StatusCode::BAD_REQUEST, "unknown status"));
+        };
+        incidents
+            .store
+            .transition(
+                id,
+                &Transition {
+                    to,
+                    assignee: body.assignee,
+                    reason: body.reason,
+                },
+                user,
+                now,
+            )
+            .map(|_| ())
+    };
+    Ok(match done {
+        Ok(()) => detail(incidents, id)?,
+        Err(TransitionError::NotFound(_)) => json_error(StatusCode::NOT_FOUND, "no such incident"),
+        Err(TransitionError::Storage(error)) => return Err(error),
+        Err(refused) => json_error(StatusCode::CONFLICT, &refused.to_string()),
+    })
+}
+
+/// Every incident matching the filter (paged internally), as CSV or JSON.
+pub fn export_list(
+    incidents: &Incidents,
+    query: &HashMap<String, String>,
+    user: &str,
+) -> anyhow::Result<Response<Full<Bytes>>> {
+    let mut filter = IncidentFilter::from_query(query);
+    let mut all = Vec::new();
+    filter.offset = Some(0);
+    filter.limit = Some(1_000);
+    loop {
+        let (page, _) = incidents.store.list(&filter)?;
+        let done = page.len() < 1_000 || all.len() + page.len() >= MAX_EXPORT as usize;
+        all.extend(page);
+        if done {
+            break;
+        }
+        filter.offset = Some(filter.offset.unwrap_or(0).saturating_add(1_000));
+    }
+    let format = query.get("format").map_or("json", String::as_str);
+    incidents.store.audit(
+        user,
+        "incidents.exported",
+        "incidents",
+        Outcome::Success,
+        &format!(
+            "{} incidents as {format}, filter {}",
+            all.len(),
+            describe(query)
+        ),
+    )?;
+    let mut response = match format {
+        "csv" => request::respond(StatusCode::OK, "text/csv; charset=utf-8", export::csv(&all)),
+        _ => request::respond(StatusCode::OK, "application/json", export::json(&all)?),
+    };
+    let extension = if format == "csv" { "csv" } else { "json" };
+    request::add_header(
+        &mut response,
+        "content-disposition",
+        &format!("attachment; filename=\"incidents.{extension}\""),
+    );
+    Ok(response)
+}
+
+fn describe(query: &HashMap<String, String>) -> String {
+    let mut pairs: Vec<String> = query
+        .iter()
+        .filter(|(name, _)| name.as_str() != "format")
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    pairs.sort();
+    pairs.join("&")
+}
+
+/// The raw events search over `collector.db`'s `events` table.
+fn events(
+    incidents: &Incidents,
+    query: &HashMap<String, String>,
+) -> anyhow::Result<Response<Full<Bytes>>> {
+    let connection = connect(&incidents.data_dir.join("collector.db"))?;
+    let text = |name: &str| query.get(name).filter(|value| !value.is_empty()).cloned();
+    let number = |name: &str| query.get(name).and_then(|value| value.parse::<i64>().ok());
+    let limit = number("limit").unwrap_or(100).clamp(1, 1_000);
+    let mut statement = connection.prepare_cached(
+        "SELECT id, agent, received_ms, body FROM events
+         WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR kind = ?2)
+           AND (?3 IS NULL OR timestamp_ms >= ?3) AND (?4 IS NULL OR timestamp_ms < ?4)
+           AND (?5 IS NULL OR instr(body, ?5) > 0) AND (?6 IS NULL OR id < ?6)
+         ORDER BY id DESC LIMIT ?7",
+    )?;
+    let rows = statement.query_map(
+        params![
+            text("host"),
+            text("kind"),
+            number("since_ms"),
+            number("until_ms"),
+            text("q"),
+            number("before_id"),
+            limit
+        ],
+        |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, String>(3)?,
+            ))
+        },
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, agent, received_ms, body) = row?;
+        let event: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        out.push(json!({ "id": id, "agent": agent, "received_ms": received_ms, "event": event }));
+    }
+    Ok(request::json(StatusCode::OK, &json!({ "events": out })))
+}
+
+/// Agents as the API and the agents page show them.
+pub fn agent_rows(incidents: &Incidents) -> anyhow::Result<Vec<Value>> {
+    let now = now_ms();
+    let silent_ms = i64::try_from(incidents.silent_after.as_millis()).unwrap_or(i64::MAX);
+    let validity_ms = i64::try_from(crate::ca::AGENT_CERT_VALIDITY.as_millis()).unwrap_or(i64::MAX);
+    Ok(incidents
+        .registry
+        .agents()?
+        .into_iter()
+        .map(|agent| {
+            let up = agent.revoked_ms.is_none()
+                && agent
+                    .last_seen_ms
+                    .is_some_and(|seen| now.saturating_sub(seen) <= silent_ms);
+            json!({
+                "name": agent.name,
+                "up": up,
+                "revoked_ms": agent.revoked_ms,
+                "enrolled_ms": agent.enrolled_ms,
+                "last_seen_ms": agent.last_seen_ms,
+                "last_seq": agent.last_seq,
+                "certificate_sha256": agent.cert_sha256,
+                "certificate_expires_ms": agent.enrolled_ms.saturating_add(validity_ms),
+            })
+        })
+        .collect())
+}
+
+fn agents(incidents: &Incidents) -> anyhow::Result<Response<Full<Bytes>>> {
+    Ok(request::json(
+        StatusCode::OK,
+        &json!({ "agents": agent_rows(incidents)? }),
+    ))
+}
+
+/// The alerting rules' firing alerts.
+pub fn alerts(incidents: &Incidents) -> Value {
+    let millis = |time: std::time::SystemTime| {
+        time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+    };
+    let firing: Vec<Value> = incidents
+        .alerting
+        .as_ref()
+        .map(|alerting| alerting.firing())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|alert| {
+            let labels: serde_json::Map<String, Value> = alert
+                .labels
+                .into_iter()
+                .map(|(name, value)| (name, Value::String(value)))
+                .collect();
+            let annotations: serde_json::Map<String, Value> = alert
+                .annotations
+                .into_iter()
+                .map(|(name, value)| (name, Value::String(value)))
+                .collect();
+            json!({
+                "labels": labels,
+                "annotations": annotations,
+                "active_at_ms": millis(alert.active_at),
+                "fired_at_ms": millis(alert.fired_at),
+                "value": alert.value,
+            })
+        })
+        .collect();
+    json!({ "alerts": firing })
+}
+
+fn users(incidents: &Incidents) -> anyhow::Result<Response<Full<Bytes>>> {
+    let connection = incidents.store.read();
+    let mut statement = connection
+        .prepare_cached("SELECT name, role, created_ms, disabled FROM users ORDER BY name")?;
+    let rows = statement.query_map([], |row| {
+        Ok(json!({
+            "name": row.get::<_, String>(0)?,
+            "role": row.get::<_, String>(1)?,
+            "created_ms": row.get::<_, i64>(2)?,
+            "disabled": row.get::<_, bool>(3)?,
+        }))
+    })?;
+    let users = rows.collect::<Result<Vec<_>, _>>()?;
+    Ok(request::json(StatusCode::OK, &json!({ "users": users })))
+}

@@ -1,0 +1,172 @@
+//! Retention: once a day, security events (in `collector.db`), closed
+//! incidents and audit entries older than `incidents.retention` are
+//! deleted, a few hundred rows per transaction so ingest and the page never
+//! wait long for the write lock. Open incidents are kept whatever their age.
+//! The purge itself is audited.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::params;
+use tokio::sync::watch;
+
+use crate::incident::audit::Outcome;
+use crate::incident::store::{IncidentStore, connect};
+
+/// Rows deleted per transaction.
+const BATCH_ROWS: i64 = 500;
+/// Time between purges.
+const PERIOD: Duration = Duration::from_secs(24 * 3600);
+
+/// Rows deleted by one purge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Events deleted from `collector.db`.
+    pub events: u64,
+    /// Closed incidents deleted (with their evidence and timeline).
+    pub incidents: u64,
+    /// Audit entries deleted.
+    pub audit: u64,
+}
+
+/// Deletes everything older than `cutoff_ms`, in small transactions.
+pub fn purge(store: &IncidentStore, data_dir: &Path, cutoff_ms: i64) -> anyhow::Result<Purged> {
+    let mut purged = Purged::default();
+    let events_db = data_dir.join("collector.db");
+    if events_db.exists() {
+        let connection = connect(&events_db)?;
+        purged.events = delete_in_batches(
+            &connection,
+            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE received_ms < ?1 LIMIT ?2)",
+            cutoff_ms,
+        )?;
+    }
+    purged.incidents = delete_in_batches(
+        &store.write(),
+        "DELETE FROM incidents WHERE id IN (SELECT id FROM incidents
+            WHERE status IN ('resolved', 'false_positive') AND last_seen_ms < ?1 LIMIT ?2)",
+        cutoff_ms,
+    )?;
+    // The newest entry is never purged: the chain must keep a head.
+    purged.audit = delete_in_batches(
+        &store.write(),
+        "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE at_ms < ?1
+            AND seq < (SELECT MAX(seq) FROM audit) ORDER BY seq LIMIT ?2)",
+        cutoff_ms,
+    )?;
+    store.write().execute(
+        "DELETE FROM audit_checkpoints WHERE seq < COALESCE((SELECT MIN(seq) FROM audit), 0)",
+        [],
+    )?;
+    if purged != Purged::default() {
+        store.audit(
+            "system",
+            "retention.purged",
+            "store",
+            Outcome::Success,
+            &format!(
+                "before {cutoff_ms}: {} events, {} incidents, {} audit entries",
+                purged.events, purged.incidents, purged.audit
+            ),
+        )?;
+    }
+    Ok(purged)
+}
+
+fn delete_in_batches(
+    connection: &rusqlite::Connection,
+    sql: &str,
+    cutoff_ms: i64,
+) -> anyhow::Result<u64> {
+    let mut total = 0_u64;
+    loop {
+        let deleted = connection.execute(sql, params![cutoff_ms, BATCH_ROWS])?;
+        total += deleted as u64;
+        if (deleted as i64) < BATCH_ROWS {
+            return Ok(total);
+        }
+    }
+}
+
+/// Purges once a day (first a minute after start) and signs an audit
+/// checkpoint, until `stopped`.
+pub async fn run(
+    store: Arc<IncidentStore>,
+    data_dir: std::path::PathBuf,
+    retention: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut next = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        next += PERIOD;
+        let store = Arc::clone(&store);
+        let data_dir = data_dir.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let cutoff = crate::enroll::now_ms()
+                .saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+            let purged = purge(&store, &data_dir, cutoff)?;
+            let audit =
+                crate::incident::audit::Audit::open(&data_dir, store.settings.checkpoint_every)?;
+            audit.checkpoint()?;
+            anyhow::Ok(purged)
+        })
+        .await;
+        match done {
+            Ok(Ok(purged)) => tracing::info!(?purged, "retention purge done"),
+            Ok(Err(error)) => tracing::error!("retention purge failed: {error:#}"),
+            Err(error) => tracing::error!(%error, "retention purge failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incident::lifecycle::Transition;
+    use crate::incident::store::Status;
+
+    #[test]
+    fn purge_keeps_open_incidents_and_the_chain_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        let detection = |rule: &str| countywatch_detect::Detection {
+            rule_id: rule.to_string(),
+            title: rule.to_string(),
+            severity: countywatch_detect::Severity::Low,
+            group_key: String::new(),
+            labels: Default::default(),
+            annotations: Default::default(),
+            tags: Vec::new(),
+            hosts: Vec::new(),
+            at_ms: 1_000,
+            evidence: Vec::new(),
+        };
+        let open = store.record_detection(&detection("a")).unwrap().id();
+        let closed = store.record_detection(&detection("b")).unwrap().id();
+        store
+            .transition(
+                closed,
+                &Transition {
+                    to: Status::Resolved,
+                    assignee: None,
+                    reason: Some("done".to_string()),
+                },
+                "alice",
+                2_000,
+            )
+            .unwrap();
+        let purged = purge(&store, dir.path(), i64::MAX).unwrap();
+        assert_eq!(purged.incidents, 1);
+        assert!(store.incident(open).unwrap().is_some());
+        assert!(store.incident(closed).unwrap().is_none());
+        assert!(purged.audit >= 2);
+        // What is left still verifies from its oldest entry.
+        let verification = crate::incident::audit::verify(dir.path()).unwrap();
+        assert_eq!(verification.first_break, None);
+    }
+}

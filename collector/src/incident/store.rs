@@ -1,0 +1,581 @@
+//! The incident store: `<data_dir>/incidents.db` (SQLite, WAL), its schema
+//! and migrations, and the read side (lists, details, filters).
+//!
+//! The raw security events are not copied here: `registry.rs` already writes
+//! each accepted event exactly once into `collector.db`'s `events` table,
+//! and the events search reads them there. Evidence is copied: an incident
+//! keeps the full events that made it fire (with their raw lines) even after
+//! retention purged the `events` table, and its row id in `events` for
+//! cross-reference.
+//!
+//! Two connections: writes serialise on one (SQLite has one writer anyway),
+//! reads use the other, so the page never waits behind a write transaction
+//! (WAL readers see the last commit).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context;
+use countywatch_detect::Severity;
+use countywatch_wire::Event;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::incident::config::IncidentsConfig;
+
+/// Schema migrations, applied in order; the index + 1 is the version.
+const MIGRATIONS: &[&str] = &[
+    // Incidents, their evidence and timeline, the audit trail, users.
+    "CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        rule_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        severity_rank INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL,
+        hosts TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        annotations TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        assignee TEXT,
+        reason TEXT,
+        closed_ms INTEGER,
+        evidence_count INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX incidents_by_key ON incidents (rule_id, group_key, id);
+    CREATE INDEX incidents_by_last_seen ON incidents (last_seen_ms);
+    CREATE INDEX incidents_by_status ON incidents (status, last_seen_ms);
+    CREATE TABLE evidence (
+        id INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+        event_id INTEGER,
+        timestamp_ms INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        event TEXT NOT NULL
+    );
+    CREATE INDEX evidence_by_incident ON evidence (incident_id, timestamp_ms);
+    CREATE TABLE timeline (
+        id INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+        at_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX timeline_by_incident ON timeline (incident_id, at_ms);
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE TABLE audit_checkpoints (
+        seq INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        signature TEXT NOT NULL
+    );
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
+    CREATE TABLE api_tokens (
+        token_hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+        label TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER
+    );",
+];
+
+/// Where an incident is in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// New, nobody has looked at it.
+    Open,
+    /// Someone is on it.
+    Acknowledged,
+    /// Dealt with.
+    Resolved,
+    /// Not an attack: the rule matched something harmless.
+    FalsePositive,
+}
+
+impl Status {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Status; 4] = [
+        Status::Open,
+        Status::Acknowledged,
+        Status::Resolved,
+        Status::FalsePositive,
+    ];
+
+    /// The name stored and used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Acknowledged => "acknowledged",
+            Status::Resolved => "resolved",
+            Status::FalsePositive => "false_positive",
+        }
+    }
+
+    /// The status with this name.
+    pub fn parse(name: &str) -> Option<Status> {
+        Status::ALL
+            .into_iter()
+            .find(|status| status.as_str() == name)
+    }
+
+    /// Whether the incident still needs work (dedup adds evidence to it).
+    pub fn is_active(self) -> bool {
+        matches!(self, Status::Open | Status::Acknowledged)
+    }
+}
+
+/// The severity with this name.
+pub fn parse_severity(name: &str) -> Option<Severity> {
+    Severity::ALL
+        .into_iter()
+        .find(|severity| severity.as_str() == name)
+}
+
+/// An incident as lists and the detail page show it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Incident {
+    /// Its number.
+    pub id: i64,
+    /// The detection rule that raised it.
+    pub rule_id: String,
+    /// The rule's title.
+    pub title: String,
+    /// How bad.
+    pub severity: Severity,
+    /// Where it is in its lifecycle.
+    pub status: Status,
+    /// The rule's group key (`src_ip=...`); dedup is on rule and key.
+    pub group_key: String,
+    /// First evidence, Unix milliseconds.
+    pub first_seen_ms: i64,
+    /// Latest evidence, Unix milliseconds.
+    pub last_seen_ms: i64,
+    /// Hosts the evidence came from.
+    pub hosts: Vec<String>,
+    /// The detection's labels.
+    pub labels: BTreeMap<String, String>,
+    /// The detection's annotations (summary, description, runbook).
+    pub annotations: BTreeMap<String, String>,
+    /// The rule's tags (ATT&CK ids).
+    pub tags: Vec<String>,
+    /// Who is on it.
+    pub assignee: Option<String>,
+    /// Why it was resolved or marked false positive.
+    pub reason: Option<String>,
+    /// When it was resolved or marked false positive.
+    pub closed_ms: Option<i64>,
+    /// How many evidence events it holds.
+    pub evidence_count: i64,
+}
+
+/// One evidence event of an incident.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EvidenceRecord {
+    /// Its row id here.
+    pub id: i64,
+    /// The event's row id in `collector.db`'s `events`, when known.
+    pub event_id: Option<i64>,
+    /// The full event with its raw line.
+    pub event: Event,
+}
+
+/// One line of an incident's timeline: a transition, a comment, evidence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimelineEntry {
+    /// When, Unix milliseconds.
+    pub at_ms: i64,
+    /// Who (a user name, or `detection` for the engine).
+    pub actor: String,
+    /// What: `opened`, `evidence`, `reopened`, `acknowledged`, `comment`...
+    pub action: String,
+    /// The comment, reason or count.
+    pub detail: String,
+}
+
+/// Filters of the incident list (all optional, combined with AND).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct IncidentFilter {
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this severity.
+    pub severity: Option<String>,
+    /// Only incidents with evidence from this host.
+    pub host: Option<String>,
+    /// Only this rule.
+    pub rule: Option<String>,
+    /// Last seen at or after this time, Unix milliseconds.
+    pub since_ms: Option<i64>,
+    /// Last seen before this time, Unix milliseconds.
+    pub until_ms: Option<i64>,
+    /// Free text in the title, rule id, group key or hosts.
+    pub q: Option<String>,
+    /// Sort column: `last_seen` (default), `first_seen`, `severity`, `id`.
+    pub sort: Option<String>,
+    /// Ascending instead of the default descending.
+    pub asc: Option<bool>,
+    /// Page size (default 100, at most 1000).
+    pub limit: Option<u32>,
+    /// Rows to skip.
+    pub offset: Option<u32>,
+}
+
+impl IncidentFilter {
+    /// Reads the filter from query-string pairs; malformed numbers are
+    /// ignored rather than refused (the page's links can be edited by hand).
+    pub fn from_query(query: &std::collections::HashMap<String, String>) -> IncidentFilter {
+        let text = |name: &str| query.get(name).filter(|value| !value.is_empty()).cloned();
+        let number = |name: &str| query.get(name).and_then(|value| value.parse().ok());
+        IncidentFilter {
+            status: text("status"),
+            severity: text("severity"),
+            host: text("host"),
+            rule: text("rule"),
+            since_ms: number("since_ms"),
+            until_ms: number("until_ms"),
+            q: text("q"),
+            sort: text("sort"),
+            asc: query
+                .get("asc")
+                .map(|value| value == "true" || value == "1"),
+            limit: query.get("limit").and_then(|value| value.parse().ok()),
+            offset: query.get("offset").and_then(|value| value.parse().ok()),
+        }
+    }
+}
+
+/// The incidents database.
+pub struct IncidentStore {
+    /// Where the database file is (for `backup`).
+    pub(crate) path: PathBuf,
+    /// The one writer connection.
+    writer: Mutex<Connection>,
+    /// A reader, so lists never wait for a write transaction.
+    reader: Mutex<Connection>,
+    /// The audit signing key's path.
+    pub(crate) key_path: PathBuf,
+    /// Lifecycle and audit settings.
+    pub(crate) settings: IncidentsConfig,
+}
+
+/// The database file name inside the data directory.
+pub const FILE_NAME: &str = "incidents.db";
+
+impl IncidentStore {
+    /// Opens (creating and migrating) `<data_dir>/incidents.db`.
+    pub fn open(data_dir: &Path) -> anyhow::Result<IncidentStore> {
+        IncidentStore::open_with(data_dir, &IncidentsConfig::default())
+    }
+
+    /// Opens the store with the configured reopen window and checkpoint period.
+    pub fn open_with(data_dir: &Path, settings: &IncidentsConfig) -> anyhow::Result<IncidentStore> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let path = data_dir.join(FILE_NAME);
+        let writer = connect(&path)?;
+        migrate(&writer).with_context(|| format!("cannot migrate {}", path.display()))?;
+        let reader = connect(&path)?;
+        Ok(IncidentStore {
+            path,
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+            key_path: data_dir.join(crate::incident::audit::KEY_FILE),
+            settings: settings.clone(),
+        })
+    }
+
+    /// The writer connection.
+    pub(crate) fn write(&self) -> MutexGuard<'_, Connection> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The reader connection.
+    pub(crate) fn read(&self) -> MutexGuard<'_, Connection> {
+        self.reader
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// One incident.
+    pub fn incident(&self, id: i64) -> anyhow::Result<Option<Incident>> {
+        let connection = self.read();
+        Ok(connection
+            .query_row(
+                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"),
+                params![id],
+                incident_row,
+            )
+            .optional()?)
+    }
+
+    /// An incident's evidence, oldest first, at most `limit`.
+    pub fn evidence(&self, id: i64, limit: u32) -> anyhow::Result<Vec<EvidenceRecord>> {
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(
+            "SELECT id, event_id, event FROM evidence WHERE incident_id = ?1
+             ORDER BY timestamp_ms, id LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![id, limit], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, Option<i64>>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, event_id, body) = row?;
+            let event = serde_json::from_str(&body)
+                .with_context(|| format!("evidence {id} is not a valid event"))?;
+            out.push(EvidenceRecord {
+                id,
+                event_id,
+                event,
+            });
+        }
+        Ok(out)
+    }
+
+    /// An incident's timeline, oldest first.
+    pub fn timeline(&self, id: i64) -> anyhow::Result<Vec<TimelineEntry>> {
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(
+            "SELECT at_ms, actor, action, detail FROM timeline WHERE incident_id = ?1
+             ORDER BY at_ms, id",
+        )?;
+        let rows = statement.query_map(params![id], |row| {
+            Ok(TimelineEntry {
+                at_ms: row.get(0)?,
+                actor: row.get(1)?,
+                action: row.get(2)?,
+                detail: row.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Incidents matching `filter`, one page, and the total count.
+    pub fn list(&self, filter: &IncidentFilter) -> anyhow::Result<(Vec<Incident>, i64)> {
+        let (clause, values) = where_clause(filter);
+        let order = match filter.sort.as_deref() {
+            Some("first_seen") => "first_seen_ms",
+            Some("severity") => "severity_rank",
+            Some("id") => "id",
+            _ => "last_seen_ms",
+        };
+        let direction = if filter.asc.unwrap_or(false) {
+            "ASC"
+        } else {
+            "DESC"
+        };
+        let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
+        let offset = filter.offset.unwrap_or(0);
+        let connection = self.read();
+        let total: i64 = connection.query_row(
+            &format!("SELECT COUNT(*) FROM incidents {clause}"),
+            rusqlite::params_from_iter(values.iter()),
+            |row| row.get(0),
+        )?;
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents {clause}
+             ORDER BY {order} {direction}, id {direction} LIMIT {limit} OFFSET {offset}"
+        ))?;
+        let rows = statement.query_map(rusqlite::params_from_iter(values.iter()), incident_row)?;
+        Ok((rows.collect::<Result<_, _>>()?, total))
+    }
+
+    /// Incidents per severity among those matching `filter`'s status (the
+    /// queue's counters).
+    pub fn counts_by_severity(
+        &self,
+        filter: &IncidentFilter,
+    ) -> anyhow::Result<BTreeMap<String, i64>> {
+        let (clause, values) = where_clause(&IncidentFilter {
+            severity: None,
+            ..filter.clone()
+        });
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT severity, COUNT(*) FROM incidents {clause} GROUP BY severity"
+        ))?;
+        let rows = statement.query_map(rusqlite::params_from_iter(values.iter()), |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Copies the database to `destination` with SQLite's online backup API:
+    /// a consistent snapshot while the collector keeps writing.
+    pub fn backup(&self, destination: &Path) -> anyhow::Result<()> {
+        backup_file(&self.path, destination)
+    }
+}
+
+/// Copies the SQLite database `source` to `destination` with the online
+/// backup API, 256 pages at a time so writers are never blocked for long.
+pub fn backup_file(source: &Path, destination: &Path) -> anyhow::Result<()> {
+    let source = connect(source)?;
+    let mut target = Connection::open(destination)
+        .with_context(|| format!("cannot create {}", destination.display()))?;
+    let backup = rusqlite::backup::Backup::new(&source, &mut target)?;
+    backup
+        .run_to_completion(256, Duration::from_millis(5), None)
+        .with_context(|| format!("backup to {} failed", destination.display()))?;
+    Ok(())
+}
+
+/// Opens a connection with the store's settings.
+pub(crate) fn connect(path: &Path) -> anyhow::Result<Connection> {
+    let connection =
+        Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    // WAL: the page reads while ingest writes, and the CLI (user add, audit
+    // verify) works while the daemon runs. NORMAL sync survives a killed
+    // process; foreign keys so that purging an incident drops its evidence.
+    connection
+        .pragma_update(None, "journal_mode", "WAL")
+        .and_then(|()| connection.pragma_update(None, "synchronous", "NORMAL"))
+        .and_then(|()| connection.pragma_update(None, "foreign_keys", "ON"))
+        .and_then(|()| connection.busy_timeout(Duration::from_secs(5)))
+        .with_context(|| format!("cannot configure {}", path.display()))?;
+    Ok(connection)
+}
+
+fn migrate(connection: &Connection) -> rusqlite::Result<()> {
+    connection
+        .execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let version: i64 = connection
+        .query_row("SELECT version FROM schema_version", [], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0);
+    for (index, migration) in MIGRATIONS.iter().enumerate() {
+        let target = i64::try_from(index).unwrap_or(i64::MAX).saturating_add(1);
+        if target <= version {
+            continue;
+        }
+        let transaction = connection.unchecked_transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.execute("DELETE FROM schema_version", [])?;
+        transaction.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            params![target],
+        )?;
+        transaction.commit()?;
+    }
+    Ok(())
+}
+
+/// The columns [`incident_row`] reads, in order.
+pub(crate) const INCIDENT_COLUMNS: &str = "id, rule_id, title, severity, status, group_key, \
+     first_seen_ms, last_seen_ms, hosts, labels, annotations, tags, assignee, reason, closed_ms, \
+     evidence_count";
+
+/// Reads an incident from a row of [`INCIDENT_COLUMNS`]. Unknown names
+/// (written by a newer version) read as the most cautious value.
+pub(crate) fn incident_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
+    let severity: String = row.get(3)?;
+    let status: String = row.get(4)?;
+    let hosts: String = row.get(8)?;
+    let labels: String = row.get(9)?;
+    let annotations: String = row.get(10)?;
+    let tags: String = row.get(11)?;
+    Ok(Incident {
+        id: row.get(0)?,
+        rule_id: row.get(1)?,
+        title: row.get(2)?,
+        severity: parse_severity(&severity).unwrap_or(Severity::Critical),
+        status: Status::parse(&status).unwrap_or(Status::Open),
+        group_key: row.get(5)?,
+        first_seen_ms: row.get(6)?,
+        last_seen_ms: row.get(7)?,
+        hosts: serde_json::from_str(&hosts).unwrap_or_default(),
+        labels: serde_json::from_str(&labels).unwrap_or_default(),
+        annotations: serde_json::from_str(&annotations).unwrap_or_default(),
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        assignee: row.get(12)?,
+        reason: row.get(13)?,
+        closed_ms: row.get(14)?,
+        evidence_count: row.get(15)?,
+    })
+}
+
+/// The SQL `WHERE` for `filter` and its bound values. Values are always
+/// bound, never spliced.
+fn where_clause(filter: &IncidentFilter) -> (String, Vec<Value>) {
+    let mut conditions = Vec::new();
+    let mut values = Vec::new();
+    let non_empty = |value: &Option<String>| value.clone().filter(|value| !value.is_empty());
+    if let Some(status) = non_empty(&filter.status) {
+        conditions.push("status = ?");
+        values.push(Value::Text(status));
+    }
+    if let Some(severity) = non_empty(&filter.severity) {
+        conditions.push("severity = ?");
+        values.push(Value::Text(severity));
+    }
+    if let Some(rule) = non_empty(&filter.rule) {
+        conditions.push("rule_id = ?");
+        values.push(Value::Text(rule));
+    }
+    if let Some(host) = non_empty(&filter.host) {
+        // Hosts are stored as a JSON array of strings: match the quoted name.
+        conditions.push("instr(hosts, ?) > 0");
+        values.push(Value::Text(
+            serde_json::to_string(&host).unwrap_or_default(),
+        ));
+    }
+    if let Some(since) = filter.since_ms {
+        conditions.push("last_seen_ms >= ?");
+        values.push(Value::Integer(since));
+    }
+    if let Some(until) = filter.until_ms {
+        conditions.push("last_seen_ms < ?");
+        values.push(Value::Integer(until));
+    }
+    if let Some(text) = non_empty(&filter.q) {
+        conditions.push("(instr(title, ?) > 0 OR instr(rule_id, ?) > 0 OR instr(group_key, ?) > 0 OR instr(hosts, ?) > 0)");
+        for _ in 0..4 {
+            values.push(Value::Text(text.clone()));
+        }
+    }
+    let clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    (clause, values)
+}

@@ -1,0 +1,419 @@
+//! The web page for security officers, rendered on the server with maud
+//! (every interpolated value is HTML-escaped by construction; evidence is
+//! attacker-controlled text). No JavaScript: forms post and redirect.
+//!
+//! - [`i18n`]: Chinese and English strings and the language choice.
+//! - [`pages`]: the HTML of each page.
+//!
+//! This file handles the requests: login (rate-limited; failures become
+//! `web_login_failed` security events), logout, the forms (each checked
+//! against the session's CSRF token), and which page to render.
+
+pub mod i18n;
+pub mod pages;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use countywatch_wire::{Event, EventKind, EventSource};
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use maud::Markup;
+
+use crate::enroll::now_ms;
+use crate::incident::audit::Outcome;
+use crate::incident::auth::{self, Principal};
+use crate::incident::lifecycle::Transition;
+use crate::incident::request::{self, LANGUAGE_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
+use crate::incident::routes::Endpoint;
+use crate::incident::store::{IncidentFilter, Status};
+use crate::incident::{Authorized, Incidents, api, csrf, refuse_audited};
+
+use self::i18n::Lang;
+
+/// The stylesheet.
+const STYLE: &str = include_str!("style.css");
+/// Longest user name kept in a security event.
+const MAX_LOGGED_USER: usize = 128;
+
+/// What a page needs besides its data.
+pub struct PageContext {
+    /// The language.
+    pub lang: Lang,
+    /// Who is logged in.
+    pub principal: Option<Principal>,
+    /// The path and query, for the language switch.
+    pub path: String,
+}
+
+/// Serves an authorized page request.
+pub fn serve(
+    incidents: &Incidents,
+    request: &Request<Bytes>,
+    authorized: &Authorized,
+) -> Response<Full<Bytes>> {
+    let query = request::query(request);
+    let cookies = request::cookies(request);
+    let lang = Lang::choose(
+        &query,
+        cookies.get(LANGUAGE_COOKIE),
+        request::header(request, "accept-language"),
+    );
+    let context = PageContext {
+        lang,
+        principal: authorized.principal.clone(),
+        path: request.uri().path().to_string(),
+    };
+    let mut response = match authorized.route.endpoint {
+        Endpoint::Style => request::respond(StatusCode::OK, "text/css; charset=utf-8", STYLE),
+        Endpoint::LoginPage => login_page(&context, None, StatusCode::OK, incidents.secure_cookies),
+        Endpoint::Login => login(
+            incidents,
+            &context,
+            &cookies,
+            request.body(),
+            authorized.peer.addr.ip(),
+        ),
+        Endpoint::Logout | Endpoint::TransitionForm | Endpoint::CommentForm => {
+            let form = request::form(request.body());
+            let Some(principal) = &authorized.principal else {
+                return request::redirect("/login");
+            };
+            if !csrf::valid(principal, form.get(csrf::FIELD).map(String::as_str)) {
+                refuse_audited(
+                    incidents,
+                    &principal.user,
+                    authorized.route.method,
+                    &context.path,
+                    "missing or wrong CSRF token",
+                );
+                return request::respond(
+                    StatusCode::FORBIDDEN,
+                    "text/plain; charset=utf-8",
+                    "missing or wrong CSRF token; reload the page\n",
+                );
+            }
+            post_form(incidents, authorized, principal, &form, &cookies, &context)
+        }
+        Endpoint::ExportPage => {
+            let mut query = query.clone();
+            let format = if context.path.ends_with(".csv") {
+                "csv"
+            } else {
+                "json"
+            };
+            query.insert("format".to_string(), format.to_string());
+            let user = authorized
+                .principal
+                .as_ref()
+                .map_or("anonymous", |principal| principal.user.as_str());
+            api::export_list(incidents, &query, user)
+                .unwrap_or_else(|error| failure(&context, &error))
+        }
+        Endpoint::QueuePage => {
+            let filter = IncidentFilter::from_query(&query);
+            incidents
+                .store
+                .list(&filter)
+                .and_then(|(list, total)| {
+                    let counts = incidents.store.counts_by_severity(&filter)?;
+                    Ok(html(pages::queue(&context, &filter, &list, total, &counts)))
+                })
+                .unwrap_or_else(|error| failure(&context, &error))
+        }
+        Endpoint::DetailPage => {
+            let id = authorized.id.unwrap_or(0);
+            detail(
+                incidents,
+                &context,
+                id,
+                query.get("error").map(String::as_str),
+            )
+            .unwrap_or_else(|error| failure(&context, &error))
+        }
+        Endpoint::AgentsPage => api::agent_rows(incidents)
+            .map(|agents| html(pages::agents(&context, &agents)))
+            .unwrap_or_else(|error| failure(&context, &error)),
+        Endpoint::AlertsPage => {
+            let now = now_ms();
+            let silences: Vec<serde_json::Value> = incidents
+                .notifier
+                .silences()
+                .list()
+                .iter()
+                .map(|silence| crate::notify::api::silence_json(silence, now))
+                .collect();
+            html(pages::alerts(&context, &api::alerts(incidents), &silences))
+        }
+        _ => request::respond(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found\n",
+        ),
+    };
+    if let Some(code) = query
+        .get("lang")
+        .filter(|code| matches!(code.as_str(), "zh" | "en"))
+    {
+        request::set_cookie(
+            &mut response,
+            LANGUAGE_COOKIE,
+            code,
+            Some(365 * 24 * 3600),
+            incidents.secure_cookies,
+        );
+    }
+    response
+}
+
+fn html(markup: Markup) -> Response<Full<Bytes>> {
+    request::respond(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        markup.into_string(),
+    )
+}
+
+fn failure(context: &PageContext, error: &anyhow::Error) -> Response<Full<Bytes>> {
+    tracing::error!("page failed: {error:#}");
+    let mut response = html(pages::message(context, context.lang.text("error")));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
+}
+
+/// The login page with a fresh double-submit CSRF token in its form and
+/// cookie (`secure` when the listener serves TLS).
+fn login_page(
+    context: &PageContext,
+    error: Option<&str>,
+    status: StatusCode,
+    secure: bool,
+) -> Response<Full<Bytes>> {
+    let token = csrf::login_token();
+    let mut response = html(pages::login(context, &token, error));
+    *response.status_mut() = status;
+    request::set_cookie(&mut response, LOGIN_CSRF_COOKIE, &token, Some(3600), secure);
+    response
+}
+
+fn login(
+    incidents: &Incidents,
+    context: &PageContext,
+    cookies: &HashMap<String, String>,
+    body: &[u8],
+    address: IpAddr,
+) -> Response<Full<Bytes>> {
+    let form = request::form(body);
+    if !csrf::login_valid(cookies, &form) {
+        refuse_audited(
+            incidents,
+            &format!("anonymous@{address}"),
+            "POST",
+            "/login",
+            "login form without its CSRF cookie",
+        );
+        return login_page(
+            context,
+            Some(context.lang.text("error")),
+            StatusCode::FORBIDDEN,
+            incidents.secure_cookies,
+        );
+    }
+    let user = form.get("username").cloned().unwrap_or_default();
+    let password = form.get("password").cloned().unwrap_or_default();
+    let now = now_ms();
+    if !incidents.limiter.allows(address, now) {
+        login_failed(
+            incidents,
+            &user,
+            address,
+            "rate limited",
+            auth::MAX_FAILURES,
+        );
+        return login_page(
+            context,
+            Some(context.lang.text("login_limited")),
+            StatusCode::TOO_MANY_REQUESTS,
+            incidents.secure_cookies,
+        );
+    }
+    // argon2 takes tens of milliseconds of CPU; this runs on the blocking
+    // pool (see `incident::handle`).
+    let role = match auth::check_password(&incidents.store, &user, &password) {
+        Ok(role) => role,
+        Err(error) => return failure(context, &error),
+    };
+    if role.is_none() {
+        let count = incidents.limiter.failed(address, now);
+        login_failed(
+            incidents,
+            &user,
+            address,
+            "wrong user name or password",
+            count,
+        );
+        return login_page(
+            context,
+            Some(context.lang.text("login_failed")),
+            StatusCode::UNAUTHORIZED,
+            incidents.secure_cookies,
+        );
+    }
+    incidents.limiter.succeeded(address);
+    let ttl_ms = i64::try_from(incidents.session_ttl.as_millis()).unwrap_or(i64::MAX);
+    let session = match auth::create_session(&incidents.store, &user, ttl_ms, now) {
+        Ok(session) => session,
+        Err(error) => return failure(context, &error),
+    };
+    if let Err(error) = incidents.store.audit(
+        &user,
+        "login",
+        &format!("user/{user}"),
+        Outcome::Success,
+        &format!("from {address}"),
+    ) {
+        tracing::error!("cannot audit a login: {error:#}");
+    }
+    tracing::info!(user, %address, "login");
+    let mut response = request::redirect("/incidents");
+    request::set_cookie(
+        &mut response,
+        SESSION_COOKIE,
+        &session,
+        Some(ttl_ms / 1000),
+        incidents.secure_cookies,
+    );
+    request::set_cookie(
+        &mut response,
+        LOGIN_CSRF_COOKIE,
+        "",
+        Some(0),
+        incidents.secure_cookies,
+    );
+    response
+}
+
+/// A failed login: logged, audited, and stored as a `web_login_failed`
+/// security event so detection rules can see password guessing.
+fn login_failed(incidents: &Incidents, user: &str, address: IpAddr, reason: &str, count: u32) {
+    let user: String = user.chars().take(MAX_LOGGED_USER).collect();
+    tracing::warn!(user, %address, reason, "login failed");
+    let now = now_ms();
+    let mut event = Event::new(now, EventSource::Auth, EventKind::WebLoginFailed);
+    event.host = "collector".to_string();
+    event.fields.user = Some(user.clone());
+    event.fields.src_ip = Some(address);
+    event.fields.reason = Some(reason.to_string());
+    event.fields.count = Some(count);
+    event.fields.service = Some("countywatch-collector".to_string());
+    event.raw = format!("web login failed for {user:?} from {address}: {reason}");
+    if let Err(error) = incidents.registry.record_collector_event(&event, now) {
+        tracing::error!("cannot record a login failure event: {error:#}");
+    }
+    if let Err(error) = incidents.store.audit(
+        &format!("anonymous@{address}"),
+        "login",
+        &format!("user/{user}"),
+        Outcome::Failure,
+        reason,
+    ) {
+        tracing::error!("cannot audit a login failure: {error:#}");
+    }
+}
+
+fn post_form(
+    incidents: &Incidents,
+    authorized: &Authorized,
+    principal: &Principal,
+    form: &HashMap<String, String>,
+    cookies: &HashMap<String, String>,
+    context: &PageContext,
+) -> Response<Full<Bytes>> {
+    let now = now_ms();
+    let id = authorized.id.unwrap_or(0);
+    let back = format!("/incidents/{id}");
+    let field = |name: &str| {
+        form.get(name)
+            .map(|value| value.trim().to_string())
+            .filter(|value| !value.is_empty())
+    };
+    let result = match authorized.route.endpoint {
+        Endpoint::Logout => {
+            if let Some(session) = cookies.get(SESSION_COOKIE)
+                && let Err(error) = auth::end_session(&incidents.store, session)
+            {
+                return failure(context, &error);
+            }
+            let mut response = request::redirect("/login");
+            request::set_cookie(
+                &mut response,
+                SESSION_COOKIE,
+                "",
+                Some(0),
+                incidents.secure_cookies,
+            );
+            return response;
+        }
+        Endpoint::CommentForm => match field("text") {
+            Some(text) => incidents.store.comment(id, &text, &principal.user, now),
+            None => return request::redirect(&back),
+        },
+        _ => {
+            let Some(to) = form.get("status").and_then(|status| Status::parse(status)) else {
+                return request::redirect(&format!("{back}?error=status"));
+            };
+            let changed = incidents.store.transition(
+                id,
+                &Transition {
+                    to,
+                    assignee: field("assignee"),
+                    reason: field("reason"),
+                },
+                &principal.user,
+                now,
+            );
+            match (changed, field("comment")) {
+                (Ok(_), Some(comment)) => {
+                    incidents.store.comment(id, &comment, &principal.user, now)
+                }
+                (Ok(_), None) => Ok(()),
+                (Err(error), _) => Err(error),
+            }
+        }
+    };
+    match result {
+        Ok(()) => request::redirect(&back),
+        Err(error) => {
+            tracing::warn!(
+                user = principal.user,
+                id,
+                "incident change refused: {error}"
+            );
+            let code = match error {
+                crate::incident::lifecycle::TransitionError::ReasonRequired(_) => "reason",
+                crate::incident::lifecycle::TransitionError::NotAllowed { .. } => "transition",
+                _ => "failed",
+            };
+            request::redirect(&format!("{back}?error={code}"))
+        }
+    }
+}
+
+fn detail(
+    incidents: &Incidents,
+    context: &PageContext,
+    id: i64,
+    error: Option<&str>,
+) -> anyhow::Result<Response<Full<Bytes>>> {
+    let Some(incident) = incidents.store.incident(id)? else {
+        let mut response = html(pages::message(context, "404"));
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return Ok(response);
+    };
+    let evidence = incidents.store.evidence(id, api::MAX_EVIDENCE)?;
+    let timeline = incidents.store.timeline(id)?;
+    Ok(html(pages::detail(
+        context, &incident, &evidence, &timeline, error,
+    )))
+}
