@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use countywatch_e2e::Collector;
 use countywatch_e2e::process::{TEST_AGENT_CONFIG, wait_until};
-use countywatch_e2e::{Agent, Collector};
 
 use crate::events::start_agent;
 
@@ -23,35 +23,6 @@ fn config(queue: usize) -> String {
     format!(
         "{TEST_AGENT_CONFIG}sources:\n  auth:\n    enabled: false\n  fim:\n    enabled: false\n  ports:\n    enabled: false\n  syslog:\n    udp: 127.0.0.1:0\n    tcp: 127.0.0.1:0\n    allow: [127.0.0.1/32]\n    queue: {queue}\n    max_message_bytes: 2048\n"
     )
-}
-
-/// The syslog listeners' addresses, from the agent's `listening` log lines.
-fn syslog_addresses(agent: &Agent) -> (SocketAddr, SocketAddr) {
-    let mut found = (None, None);
-    wait_until(Duration::from_secs(30), || {
-        for line in agent.logs.all() {
-            let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if value["message"] != "listening" {
-                continue;
-            }
-            let addr = value["addr"].as_str().and_then(|addr| addr.parse().ok());
-            match value["listener"].as_str() {
-                Some("syslog_udp") => found.0 = addr,
-                Some("syslog_tcp") => found.1 = addr,
-                _ => {}
-            }
-        }
-        found.0.is_some() && found.1.is_some()
-    });
-    match found {
-        (Some(udp), Some(tcp)) => (udp, tcp),
-        _ => panic!(
-            "agent did not log its syslog listeners:\n{}",
-            agent.logs.all().join("\n")
-        ),
-    }
 }
 
 /// Runs `logger` with `arguments` against `address`.
@@ -96,7 +67,7 @@ fn agent_counter(collector: &Collector, agent: &str, result: &str) -> Option<f64
 fn logger_messages_over_udp_and_tcp_arrive_as_device_events() {
     let collector = Collector::start();
     let agent = start_agent("syslog-host", &collector, &config(20_000));
-    let (udp, tcp) = syslog_addresses(&agent);
+    let (udp, tcp) = agent.syslog_addresses();
 
     logger(
         udp,
@@ -242,7 +213,7 @@ fn a_flood_over_tcp_is_accounted_for_message_by_message() {
     let collector = Collector::start();
     // A queue far smaller than the flood, so that some of it is dropped.
     let agent = start_agent("flood-host", &collector, &config(500));
-    let (_, tcp) = syslog_addresses(&agent);
+    let (_, tcp) = agent.syslog_addresses();
     let mut stream = std::net::TcpStream::connect(tcp).unwrap();
     let mut text = Vec::new();
     for index in 0..SENT {

@@ -34,6 +34,12 @@ use countywatch_wire::{
 use super::auth_log::{cap, cap_fields, escape_controls};
 use super::parse::{parse_device, syslog_header};
 
+/// Most message bytes turned into events per poll. Each event carries its
+/// message about twice (`raw` and `message`), so a batch stays near 7 MiB
+/// of JSON, under the collector's default 8 MiB body cap even compressed
+/// poorly and far under its 64 MiB decompression cap.
+pub const MAX_DRAIN_BYTES: usize = 3 * 1024 * 1024;
+
 /// One message as it came off a socket.
 #[derive(Clone, Debug)]
 pub struct Received {
@@ -131,10 +137,24 @@ impl Inbox {
         }
     }
 
-    /// Removes and returns up to `max` messages, oldest first.
-    pub fn take(&self, max: usize) -> Vec<Received> {
+    /// Removes and returns up to `max` messages, oldest first, stopping
+    /// before their bytes pass `max_bytes` (at least one is taken).
+    pub fn take(&self, max: usize, max_bytes: usize) -> Vec<Received> {
         let mut queue = self.lock();
-        let count = queue.len().min(max);
+        let mut bytes = 0;
+        let count = queue
+            .iter()
+            .take(max)
+            .take_while(|received| {
+                bytes += received.bytes.len();
+                bytes <= max_bytes
+            })
+            .count();
+        let count = if count == 0 {
+            max.min(queue.len()).min(1)
+        } else {
+            count
+        };
         queue.drain(..count).collect()
     }
 
@@ -170,9 +190,11 @@ impl SyslogSource {
         Ok(SyslogSource { inbox, listeners })
     }
 
-    /// Turns up to `budget` waiting messages into events appended to `out`.
+    /// Turns up to `budget` waiting messages into events appended to `out`,
+    /// at most [`MAX_DRAIN_BYTES`] of them, so that a batch of the largest
+    /// messages stays under the collector's body and decompression caps.
     pub fn drain(&self, budget: usize, out: &mut Vec<Event>) {
-        for received in self.inbox.take(budget) {
+        for received in self.inbox.take(budget, MAX_DRAIN_BYTES) {
             let (event, lossy) = message_to_event(
                 &received.bytes,
                 &received.from.to_string(),
@@ -476,7 +498,8 @@ mod tests {
         }
         assert_eq!(inbox.stats.accepted.load(Ordering::Relaxed), 2);
         assert_eq!(inbox.stats.dropped_queue_full.load(Ordering::Relaxed), 3);
-        assert_eq!(inbox.take(10).len(), 2);
+        assert_eq!(inbox.take(10, 5).len(), 1, "byte budget");
+        assert_eq!(inbox.take(10, 1).len(), 1, "at least one");
         assert!(inbox.is_empty());
     }
 
