@@ -491,6 +491,37 @@ mod tests {
     }
 
     #[test]
+    fn no_prefix_or_mutation_of_a_device_message_panics() {
+        let fixtures: [&[u8]; 6] = [
+            b"<188>52: *Mar  1 00:01:02.345: %SEC_LOGIN-4-LOGIN_FAILED: Login failed [user: admin] [Source: 10.1.1.1] [localport: 22] [Reason: Login Authentication Failed] at 10:56:24 UTC Wed Mar 3 2010",
+            b"<189>%SYS-5-CONFIG_I: Configured from console by admin on vty0 (192.0.2.10)",
+            b"<188>Nov 28 2026 01:02:03-08:00 HUAWEI %%01SSH/5/SSH_USER_LOGIN_FAIL(s)[12]:The SSH user failed to login. (ServiceType=stelnet, FailedReason=x, UserName=admin, UserAddress=203.0.113.5, VPNInstanceName=)",
+            b"<190>Nov 28 01:02:03:123 2026 H3C %%10SSHS/6/SSHS_LOG: Authentication failed for user root from 140.1.1.46 port 16266 because of invalid username or wrong password.",
+            b"<188>%%01IFNET/2/linkDown_active(l):CID=0x1;The interface status changes. (ifName=GE1/0/1, ifIndex=7, Reason=down)",
+            b"<134>1 2026-11-28T01:02:03.456Z fw-1 policy 77 RELOAD [a b=\"c\"] policy reloaded",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for fixture in fixtures {
+            for end in 0..=fixture.len() {
+                let event = message_to_event(&fixture[..end], "d", NOW, NOW).0;
+                assert!(event.validate(0).is_ok());
+            }
+            for _ in 0..300 {
+                let mut mutated = fixture.to_vec();
+                for _ in 0..3 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let at = (seed % mutated.len() as u64) as usize;
+                    mutated[at] = (seed >> 32) as u8;
+                }
+                let event = message_to_event(&mutated, "d", NOW, NOW).0;
+                assert!(event.validate(0).is_ok());
+            }
+        }
+    }
+
+    #[test]
     fn a_full_inbox_drops_and_counts() {
         let inbox = Inbox::new(2, Arc::new(tokio::sync::Notify::new()));
         for _ in 0..5 {
