@@ -258,3 +258,43 @@ fn a_flood_over_tcp_is_accounted_for_message_by_message() {
         accepted
     );
 }
+
+#[test]
+fn replay_reads_device_messages_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("devices.log");
+    std::fs::write(
+        &file,
+        "<189>52: *Mar  1 00:01:02.345: %LINK-3-UPDOWN: Interface GigabitEthernet0/1, changed state to down\n\
+         <188>Nov 28 2026 01:02:03-08:00 HUAWEI %%01SSH/5/SSH_USER_LOGIN(s)[4]:The SSH user succeeded in logging in. (ServiceType=stelnet, UserName=ops, IPAddress=10.0.0.8, VpnInstanceName=_public_)\n\
+         Nov 28 01:02:03 sw-9 something the parsers do not know\n",
+    )
+    .unwrap();
+    let output = Command::new(countywatch_e2e::binary("countywatch-agent"))
+        .args(["replay", "--source", "syslog", "--device", "sw-1"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let events: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|event| event["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["interface_down", "device_login_succeeded", "syslog_message"]
+    );
+    assert!(
+        events
+            .iter()
+            .all(|event| event["fields"]["device"] == "sw-1")
+    );
+    assert_eq!(events[1]["fields"]["src_ip"], "10.0.0.8");
+    let summary = String::from_utf8(output.stderr).unwrap();
+    assert!(summary.contains("messages read: 3"), "{summary}");
+}
