@@ -257,7 +257,7 @@ fn line_count(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// (received, peak RSS MiB, kernel drops) for rsyslogd.
+/// (lines written, peak RSS MiB, kernel drops) for rsyslogd.
 fn measure_rsyslog(rate: u64, seconds: u64) -> (f64, f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let port = UdpSocket::bind("127.0.0.1:0")
@@ -302,7 +302,8 @@ fn run() -> Vec<Figure> {
     let (peer_received, peer_rss, peer_kernel_drops) = measure_rsyslog(rate, seconds);
     for figure in &mut figures {
         match figure.name.as_str() {
-            "agent_received" => figure.peer = Some(("rsyslogd".into(), peer_received)),
+            // What each turned into output: events spooled, lines written.
+            "agent_forwarded" => figure.peer = Some(("rsyslogd".into(), peer_received)),
             "agent_peak_rss" => figure.peer = Some(("rsyslogd".into(), peer_rss)),
             "agent_kernel_udp_drops" => {
                 figure.peer = Some(("rsyslogd".into(), peer_kernel_drops));
