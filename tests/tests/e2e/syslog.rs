@@ -5,7 +5,8 @@
 //! allow-list (another loopback address) are dropped and counted, and a
 //! flood larger than the agent's queue is accounted for message by message:
 //! sent = accepted + counted drops, and every accepted message reaches the
-//! collector.
+//! collector. Oversized and non-UTF-8 messages are counted, respectively
+//! kept with replacement characters and flagged.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -297,4 +298,63 @@ fn replay_reads_device_messages_from_a_file() {
     assert_eq!(events[1]["fields"]["src_ip"], "10.0.0.8");
     let summary = String::from_utf8(output.stderr).unwrap();
     assert!(summary.contains("messages read: 3"), "{summary}");
+}
+
+#[test]
+fn oversized_and_non_utf8_messages_are_counted_and_kept_flagged() {
+    let collector = Collector::start();
+    let agent = start_agent("bad-syslog-host", &collector, &config(20_000));
+    let (udp, tcp) = agent.syslog_addresses();
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Over max_message_bytes (2048): dropped, counted.
+    let mut oversized = b"<13>Nov 28 01:02:03 h app: ".to_vec();
+    oversized.extend(std::iter::repeat_n(b'x', 3000));
+    sender.send_to(&oversized, udp).unwrap();
+    // Latin-1 bytes and an ANSI escape: kept, flagged, escaped.
+    sender
+        .send_to(b"<13>Nov 28 01:02:03 h app: caf\xe9 \x1b[31mred", udp)
+        .unwrap();
+    // The same over TCP, with an oversized octet-counted frame in between.
+    let mut stream = std::net::TcpStream::connect(tcp).unwrap();
+    let mut frames = format!("{} ", oversized.len()).into_bytes();
+    frames.extend_from_slice(&oversized);
+    frames.extend_from_slice(b"<13>Nov 28 01:02:03 h app: after\n");
+    stream.write_all(&frames).unwrap();
+    drop(stream);
+
+    let mut events = Vec::new();
+    wait_until(Duration::from_secs(60), || {
+        events = stored(&collector, "bad-syslog-host");
+        events.len() >= 2
+    });
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let lossy = events
+        .iter()
+        .find(|event| {
+            event["raw"]
+                .as_str()
+                .unwrap()
+                .starts_with("[invalid UTF-8] ")
+        })
+        .unwrap();
+    let raw = lossy["raw"].as_str().unwrap();
+    assert!(raw.contains("caf\u{fffd}"), "{raw}");
+    assert!(raw.contains("\\x1b[31mred"), "{raw}");
+    assert!(
+        events
+            .iter()
+            .any(|event| event["fields"]["message"] == "after")
+    );
+    let mut counts = (None, None);
+    wait_until(Duration::from_secs(30), || {
+        counts = (
+            agent_counter(&collector, "bad-syslog-host", "dropped_oversize"),
+            countywatch_e2e::http::sample_value(
+                &collector.metrics(),
+                "countywatch_agent_syslog_invalid_utf8_total{instance=\"bad-syslog-host\",job=\"countywatch\"}",
+            ),
+        );
+        counts == (Some(2.0), Some(1.0))
+    });
+    assert_eq!(counts, (Some(2.0), Some(1.0)));
 }
