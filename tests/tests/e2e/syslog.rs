@@ -5,8 +5,8 @@
 //! allow-list (another loopback address) are dropped and counted, and a
 //! flood larger than the agent's queue is accounted for message by message:
 //! sent = accepted + counted drops, and every accepted message reaches the
-//! collector. Oversized and non-UTF-8 messages are counted, respectively
-//! kept with replacement characters and flagged.
+//! collector. Oversized messages are dropped and counted; non-UTF-8 ones
+//! are kept with replacement characters and flagged.
 
 use std::io::Write;
 use std::net::SocketAddr;
