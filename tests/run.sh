@@ -12,7 +12,9 @@ cd "$(dirname "$0")/.."
 # (with its gtls driver) as the syslog receiver of event forwarding; for the
 # packaging tests (tests/tests/e2e/packaging.rs): debootstrap for a Debian 12
 # root, rpm to list the .rpm, systemd for systemd-analyze, binutils for
-# objdump, strace to check the daemons against the units' system call filter.
+# objdump, strace to check the daemons against the units' system call filter;
+# bsdutils for logger, the syslog client of tests/tests/e2e/syslog.rs
+# (essential on Debian, listed so the dependency is written down).
 # One package per line, so that issues adding peers do not collide.
 packages=(
     prometheus
@@ -42,6 +44,7 @@ packages=(
     # The audit test edits incidents.db with the sqlite3 CLI, as an intruder
     # would; a fault test holds a lock on collector.db with it.
     sqlite3
+    bsdutils
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -146,6 +146,8 @@ pub struct SourcesConfig {
     pub fim: FimSourceConfig,
     /// Listening ports.
     pub ports: PortsSourceConfig,
+    /// Syslog from network devices (off unless a listener is set).
+    pub syslog: SyslogSourceConfig,
     /// Most events put in one batch; the rest wait for the next batch
     /// (the log positions only advance past what was sent).
     pub max_events_per_batch: usize,
@@ -212,12 +214,93 @@ pub struct PortsSourceConfig {
     pub allow: Vec<Spanned<String>>,
 }
 
+/// The syslog receiver for network devices (`docs/events.md`, `syslog`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogSourceConfig {
+    /// UDP address to receive on, `ADDRESS:PORT` (`0.0.0.0:514`,
+    /// `[::]:514`); none by default. Port 514 needs root or
+    /// CAP_NET_BIND_SERVICE.
+    pub udp: Option<Spanned<String>>,
+    /// TCP address to receive on (RFC 6587: octet counting or one message
+    /// per line); none by default.
+    pub tcp: Option<Spanned<String>>,
+    /// Senders accepted: CIDR blocks or single addresses (`192.0.2.0/24`,
+    /// `10.1.1.1`, `2001:db8::/32`). Messages from anyone else are dropped
+    /// and counted. Required when a listener is set; `0.0.0.0/0` and
+    /// `::/0` accept everyone.
+    pub allow: Vec<Spanned<String>>,
+    /// Longest message accepted, in bytes; longer ones are dropped and
+    /// counted (RFC 5424 receivers must take 480 and should take 2048).
+    pub max_message_bytes: usize,
+    /// Most messages waiting to become events. A flood beyond it is dropped
+    /// and counted, so memory stays under `queue` × `max_message_bytes`.
+    pub queue: usize,
+    /// Most TCP connections open at once; more are closed and counted.
+    pub max_connections: usize,
+}
+
+impl Default for SyslogSourceConfig {
+    fn default() -> Self {
+        SyslogSourceConfig {
+            udp: None,
+            tcp: None,
+            allow: Vec::new(),
+            max_message_bytes: 8 * 1024,
+            queue: 20_000,
+            max_connections: 256,
+        }
+    }
+}
+
+impl SyslogSourceConfig {
+    /// Whether any listener is configured.
+    pub fn enabled(&self) -> bool {
+        self.udp.is_some() || self.tcp.is_some()
+    }
+
+    /// Adds every problem of this section to `problems`.
+    fn validate(&self, problems: &mut Problems) {
+        for address in self.udp.iter().chain(&self.tcp) {
+            if address.value.parse::<std::net::SocketAddr>().is_err() {
+                problems.at(
+                    address,
+                    format!(
+                        "syslog listen address {:?} must be ADDRESS:PORT (0.0.0.0:514, [::]:514)",
+                        address.value
+                    ),
+                );
+            }
+        }
+        for entry in &self.allow {
+            if let Err(message) = crate::source::syslog::allow::Cidr::parse(&entry.value) {
+                problems.at(entry, message);
+            }
+        }
+        if self.enabled() && self.allow.is_empty() {
+            problems.general(
+                "sources.syslog.allow must list the senders (CIDR blocks) when a syslog listener is set",
+            );
+        }
+        if !(480..=65_535).contains(&self.max_message_bytes) {
+            problems.general("sources.syslog.max_message_bytes must be between 480 and 65535");
+        }
+        if !(1..=1_000_000).contains(&self.queue) {
+            problems.general("sources.syslog.queue must be between 1 and 1000000");
+        }
+        if !(1..=10_000).contains(&self.max_connections) {
+            problems.general("sources.syslog.max_connections must be between 1 and 10000");
+        }
+    }
+}
+
 impl Default for SourcesConfig {
     fn default() -> Self {
         SourcesConfig {
             auth: AuthSourceConfig::default(),
             fim: FimSourceConfig::default(),
             ports: PortsSourceConfig::default(),
+            syslog: SyslogSourceConfig::default(),
             max_events_per_batch: 10_000,
         }
     }
@@ -436,6 +519,7 @@ impl Config {
                 countywatch_wire::MAX_RAW_BYTES
             ));
         }
+        sources.syslog.validate(&mut problems);
         if !(1..=40_000).contains(&sources.max_events_per_batch) {
             problems.general("sources.max_events_per_batch must be between 1 and 40000");
         }
@@ -551,6 +635,35 @@ mod tests {
                 .paths
                 .contains(&PathBuf::from("/etc/shadow"))
         );
+    }
+
+    #[test]
+    fn the_syslog_section_is_checked_with_positions() {
+        let config = Config::load_from_text(
+            "sources:\n  syslog:\n    udp: 0.0.0.0:514\n    tcp: \"[::]:6514\"\n    allow: [192.0.2.0/24, 10.1.1.1]\n",
+        )
+        .unwrap();
+        assert!(config.sources.syslog.enabled());
+        assert_eq!(config.sources.syslog.allow.len(), 2);
+        assert!(!Config::default().sources.syslog.enabled());
+        let bad = "sources:\n  syslog:\n    udp: nowhere\n    allow: [10.0.0.0/40]\n    max_message_bytes: 10\n    queue: 0\n";
+        let problems = Config::load_from_text(bad).unwrap_err().to_string();
+        let lines: Vec<&str> = problems.lines().collect();
+        assert_eq!(lines.len(), 4, "{problems}");
+        assert!(
+            lines[0].starts_with("a.yaml:3:10: syslog listen address \"nowhere\""),
+            "{problems}"
+        );
+        assert!(
+            lines[1].starts_with("a.yaml:4:13: allow-list entry \"10.0.0.0/40\""),
+            "{problems}"
+        );
+        assert!(problems.contains("max_message_bytes"), "{problems}");
+        assert!(problems.contains("sources.syslog.queue"), "{problems}");
+        let open = Config::load_from_text("sources:\n  syslog:\n    tcp: 127.0.0.1:0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(open.contains("sources.syslog.allow must list"), "{open}");
     }
 
     #[test]

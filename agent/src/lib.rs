@@ -7,7 +7,8 @@
 //! - [`enroll`]: `countywatch-agent enroll`, a token in, a certificate out.
 //! - [`identity`]: the key, certificates and enrolment record on disk.
 //! - [`spool`]: the durable, bounded queue of batches (SQLite).
-//! - [`source`]: security event sources (auth logs, file integrity, ports).
+//! - [`source`]: security event sources (auth logs, file integrity, ports,
+//!   syslog from network devices).
 //! - [`transport`]: HTTPS to the collector, mutual TLS.
 //!
 //! [`run`] is the daemon: every interval the probes run and their batch is
@@ -153,6 +154,9 @@ pub async fn run_with_reload(
             spool.position(source).ok().flatten()
         })
     };
+    sources
+        .start_syslog(&config)
+        .context("cannot start the syslog receiver")?;
     tracing::info!(agent = %name, collector = %url_text, interval = %config.interval, "agent started");
     countywatch_daemon::notify::ready();
 
@@ -163,6 +167,8 @@ pub async fn run_with_reload(
     // events-only batch, at most one a second; metrics keep the interval.
     let wake = sources.wake();
     let mut last_source_poll = tokio::time::Instant::now();
+    // Whether the last poll left received syslog waiting (a full batch).
+    let mut backlog = false;
     loop {
         let hangup = async {
             match hangups.as_mut() {
@@ -182,10 +188,18 @@ pub async fn run_with_reload(
             }
         };
         if woken {
-            // Let a burst of writes settle into one batch.
-            tokio::time::sleep_until(last_source_poll + Duration::from_secs(1)).await;
+            // Let a burst of writes settle into one batch, unless received
+            // syslog is still waiting after a full batch: then keep
+            // draining, or a flood would be dropped from the queue.
+            if !backlog {
+                tokio::time::sleep_until(last_source_poll + Duration::from_secs(1)).await;
+            }
             last_source_poll = tokio::time::Instant::now();
             let (events, checkpoint) = sources.poll();
+            backlog = sources.has_backlog();
+            if backlog {
+                wake.notify_one();
+            }
             let positions = checkpoint.positions();
             if (!events.is_empty() || !positions.is_empty())
                 && !spool_holding(
@@ -208,6 +222,10 @@ pub async fn run_with_reload(
         // The events and the positions after them go into the spool in one
         // transaction: a crash keeps both or neither (exactly once).
         let (events, checkpoint) = sources.poll();
+        backlog = sources.has_backlog();
+        if backlog {
+            wake.notify_one();
+        }
         metrics.extend(sources.metrics());
         let kind = if events.is_empty() {
             BatchKind::Metrics

@@ -83,6 +83,10 @@ enum Command {
         /// Longest line kept, in bytes; longer lines are cut and marked.
         #[arg(long, default_value_t = 16 * 1024)]
         max_line_bytes: usize,
+        /// `--source syslog`: what the events' `device` field says (live,
+        /// it is the sender's address).
+        #[arg(long, default_value = "replay")]
+        device: String,
         /// The log file (`-` for standard input).
         file: PathBuf,
     },
@@ -93,6 +97,9 @@ enum Command {
 enum ReplaySource {
     /// Authentication logs (auth.log, secure).
     Auth,
+    /// Syslog messages from network devices, one per line, as sent
+    /// (`<PRI>...`) or as a syslog daemon wrote them.
+    Syslog,
 }
 
 /// Flags that override the configuration file.
@@ -115,10 +122,11 @@ fn main() -> ExitCode {
     logging::init(cli.log_format);
     match cli.command {
         Command::Replay {
-            source: ReplaySource::Auth,
+            source,
             max_line_bytes,
+            device,
             file,
-        } => replay(&file, max_line_bytes),
+        } => replay(source, &file, max_line_bytes, &device),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(_) => {
                 println!("{}: valid", file.display());
@@ -212,8 +220,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// `replay --source auth FILE`.
-fn replay(file: &PathBuf, max_line_bytes: usize) -> ExitCode {
+/// `replay --source auth|syslog FILE`.
+fn replay(source: ReplaySource, file: &PathBuf, max_line_bytes: usize, device: &str) -> ExitCode {
     use std::io::Write;
     let input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
@@ -232,7 +240,17 @@ fn replay(file: &PathBuf, max_line_bytes: usize) -> ExitCode {
         .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0);
     let max_line = max_line_bytes.clamp(1, countywatch_wire::MAX_RAW_BYTES);
-    match countywatch_agent::source::auth_log::replay(input, &mut out, max_line, now) {
+    let summary = match source {
+        ReplaySource::Auth => {
+            countywatch_agent::source::auth_log::replay(input, &mut out, max_line, now)
+                .map(|summary| summary.to_string())
+        }
+        ReplaySource::Syslog => {
+            countywatch_agent::source::syslog::replay(input, &mut out, max_line, device, now)
+                .map(|summary| summary.to_string())
+        }
+    };
+    match summary {
         Ok(summary) => {
             let _ = out.flush();
             eprintln!("{summary}");

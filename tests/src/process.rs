@@ -559,6 +559,36 @@ impl Agent {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The syslog receiver's (UDP, TCP) addresses, from the agent's
+    /// `listening` log lines; panics when they do not appear in 30 s.
+    pub fn syslog_addresses(&self) -> (SocketAddr, SocketAddr) {
+        let mut found = (None, None);
+        wait_until(Duration::from_secs(30), || {
+            for line in self.logs.all() {
+                let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if value["message"] != "listening" {
+                    continue;
+                }
+                let addr = value["addr"].as_str().and_then(|addr| addr.parse().ok());
+                match value["listener"].as_str() {
+                    Some("syslog_udp") => found.0 = addr,
+                    Some("syslog_tcp") => found.1 = addr,
+                    _ => {}
+                }
+            }
+            found.0.is_some() && found.1.is_some()
+        });
+        match found {
+            (Some(udp), Some(tcp)) => (udp, tcp),
+            _ => panic!(
+                "the agent did not log its syslog listeners:\n{}",
+                self.logs.all().join("\n")
+            ),
+        }
+    }
+
     /// The process id, for reading its /proc entry (benchmarks).
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -211,7 +211,8 @@ pub fn cap(text: &str, limit: usize) -> &str {
     &text[..end]
 }
 
-fn cap_fields(fields: &mut countywatch_wire::EventFields) {
+/// Cuts every string field to the wire's cap, setting `truncated` when one was cut.
+pub fn cap_fields(fields: &mut countywatch_wire::EventFields) {
     for value in [
         &mut fields.user,
         &mut fields.target_user,
@@ -228,6 +229,11 @@ fn cap_fields(fields: &mut countywatch_wire::EventFields) {
         &mut fields.home,
         &mut fields.shell,
         &mut fields.path,
+        &mut fields.device,
+        &mut fields.interface,
+        &mut fields.app_name,
+        &mut fields.msg_id,
+        &mut fields.message,
     ]
     .into_iter()
     .flatten()

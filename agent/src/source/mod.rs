@@ -5,6 +5,8 @@
 //!   followed by [`tail`] (one line splitter in [`lines`]).
 //! - [`fim`]: file integrity monitoring.
 //! - [`ports`]: listening sockets.
+//! - [`syslog`]: syslog received from network devices (UDP, TCP), turned
+//!   into device events by the vendor parsers in [`parse`].
 //!
 //! Delivery contract: [`Sources::poll`] returns the new events together
 //! with a [`Checkpoint`] (log positions, FIM baseline, known listeners as
@@ -13,7 +15,8 @@
 //! one SQLite transaction), in the order they were produced; later
 //! positions supersede earlier ones. [`Sources::start`] resumes from the
 //! stored positions, so after a crash events not yet stored are read
-//! again and stored ones are not.
+//! again and stored ones are not. Received syslog has no position: its
+//! events are handed out once, and the caller spools them at once.
 
 pub mod auth_log;
 pub mod fim;
@@ -21,6 +24,7 @@ pub mod journal;
 pub mod lines;
 pub mod parse;
 pub mod ports;
+pub mod syslog;
 pub mod tail;
 
 use std::collections::BTreeMap;
@@ -51,6 +55,8 @@ pub struct Sources {
     fim: Option<fim::Fim>,
     /// Listening ports, when enabled.
     ports: Option<ports::PortsSource>,
+    /// The syslog receiver, once started ([`Sources::start_syslog`]).
+    syslog: Option<syslog::SyslogSource>,
     /// Most events returned by one poll.
     max_events: usize,
     /// Events produced, by source and kind, for self-metrics.
@@ -146,6 +152,7 @@ impl Sources {
             auth,
             fim,
             ports,
+            syslog: None,
             max_events: settings.max_events_per_batch,
             events_total: BTreeMap::new(),
             auth_read_errors: 0,
@@ -153,6 +160,34 @@ impl Sources {
             wake,
             _log_watcher: log_watcher,
         }
+    }
+
+    /// Binds the syslog listeners when `sources.syslog` sets any (inside a
+    /// tokio runtime). A configured address that cannot be bound is an
+    /// error: the operator asked for it.
+    pub fn start_syslog(&mut self, config: &Config) -> std::io::Result<()> {
+        if config.sources.syslog.enabled() {
+            self.syslog = Some(syslog::SyslogSource::start(
+                &config.sources.syslog,
+                Arc::clone(&self.wake),
+            )?);
+        }
+        Ok(())
+    }
+
+    /// The syslog receiver's bound addresses (UDP, TCP), for tests.
+    pub fn syslog_addresses(&self) -> (Option<std::net::SocketAddr>, Option<std::net::SocketAddr>) {
+        self.syslog.as_ref().map_or((None, None), |source| {
+            (source.listeners.udp, source.listeners.tcp)
+        })
+    }
+
+    /// Whether received messages are still waiting after the last poll
+    /// (it hit its event budget): poll again without waiting.
+    pub fn has_backlog(&self) -> bool {
+        self.syslog
+            .as_ref()
+            .is_some_and(|source| !source.inbox.is_empty())
     }
 
     /// Signalled (at most one stored permit) when a followed log file was
@@ -186,6 +221,9 @@ impl Sources {
                 Some(journal) => states.push((JOURNAL_POSITION, to_json(journal.position()))),
                 None => states.push((AUTH_POSITION, to_json(&positions))),
             }
+        }
+        if let Some(syslog) = &self.syslog {
+            syslog.drain(self.max_events.saturating_sub(events.len()), &mut events);
         }
         let mut checkpoint = Checkpoint::default();
         for (name, state) in states {
@@ -276,6 +314,9 @@ impl Sources {
             );
         }
         families.push(errors);
+        if let Some(syslog) = &self.syslog {
+            families.extend(syslog.metrics());
+        }
         families
     }
 }

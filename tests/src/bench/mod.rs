@@ -13,6 +13,7 @@ mod metrics_scrape;
 mod notify_latency;
 mod outputs;
 mod rule_eval;
+mod syslog_flood;
 mod wire_codec;
 
 use std::fmt;
@@ -97,6 +98,7 @@ pub const ALL: &[Benchmark] = &[
     outputs::BENCHMARK,
     metrics_scrape::BENCHMARK,
     incident_store::BENCHMARK,
+    syslog_flood::BENCHMARK,
 ];
 
 #[cfg(test)]

@@ -21,5 +21,6 @@ mod reload;
 mod rules;
 mod service_probes;
 mod skeleton;
+mod syslog;
 mod tls_audit;
 mod transport;

@@ -1,4 +1,6 @@
-//! Parsers of authentication log messages, one file per program family.
+//! Parsers of authentication log messages, one file per program family,
+//! and of network devices' syslog messages, one file per vendor
+//! ([`cisco`], [`huawei`], [`h3c`]; dispatched by [`parse_device`]).
 //!
 //! Each parser is a pure function from one message (the text after the
 //! syslog prefix, see [`syslog_prefix`]) to a [`Parsed`] outcome. They use
@@ -8,11 +10,15 @@
 //! Addresses are taken from the end of a line, where sshd writes them after
 //! the attacker-chosen user name.
 
+pub mod cisco;
+pub mod h3c;
+pub mod huawei;
 pub mod pam;
 pub mod shadow_utils;
 pub mod sshd;
 pub mod su;
 pub mod sudo;
+pub mod syslog_header;
 pub mod syslog_prefix;
 
 use std::net::IpAddr;
@@ -53,6 +59,44 @@ pub fn parse_message(program: &str, message: &str) -> Parsed {
         Parsed::Unknown if message.starts_with("pam_") => pam::parse(message),
         other => other,
     }
+}
+
+/// What the device parsers made of a message that carries a vendor tag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceMessage<'a> {
+    /// The tag without its `%`s: `SEC_LOGIN-4-LOGIN_FAILED`, `SSH/5/SSH_USER_LOGIN_FAIL`.
+    pub msg_id: String,
+    /// The text after the tag.
+    pub text: &'a str,
+    /// The event it means, when a parser knows the message.
+    pub event: Option<(EventKind, EventFields)>,
+}
+
+/// Finds the first vendor tag in `text` (a received message after its
+/// `<PRI>`): Cisco/Ruijie `%FAC-N-MNEMONIC:` or Huawei/H3C
+/// `%%NNMOD/N/MNEMONIC:`. The first tag is the device's own; anything an
+/// attacker typed (a user name) comes after it. `None` when there is none.
+pub fn parse_device(text: &str) -> Option<DeviceMessage<'_>> {
+    let cisco = cisco::find_tag(text);
+    let vrp = huawei::find_tag(text);
+    let cisco_first = match (&cisco, &vrp) {
+        (Some(cisco), Some(vrp)) => cisco.0 < vrp.0,
+        (found, _) => found.is_some(),
+    };
+    if cisco_first {
+        let (_, tag, rest) = cisco?;
+        return Some(DeviceMessage {
+            msg_id: tag.msg_id(),
+            text: rest,
+            event: cisco::parse(&tag, rest),
+        });
+    }
+    let (_, tag, rest) = vrp?;
+    Some(DeviceMessage {
+        msg_id: tag.msg_id(),
+        text: rest,
+        event: huawei::parse(&tag, rest).or_else(|| h3c::parse(&tag, rest)),
+    })
 }
 
 /// Sets `src_ip` when `address` is an IP address, else `src_host` (sshd logs
@@ -145,6 +189,24 @@ mod tests {
             Some(("user root 6.6.6.6 port 1", "10.0.0.5", 22, " [preauth]"))
         );
         assert_eq!(split_last_from("for x from 10.0.0.5 port notaport"), None);
+    }
+
+    #[test]
+    fn the_first_vendor_tag_decides() {
+        let cisco = parse_device("1: %SYS-5-CONFIG_I: Configured from console by %%01CFG/4/CFG_CHANGE:x on vty0 (10.0.0.1)").unwrap();
+        assert_eq!(cisco.msg_id, "SYS-5-CONFIG_I");
+        assert_eq!(cisco.event.unwrap().0, EventKind::DeviceConfigChanged);
+        let vrp =
+            parse_device("H %%10SHELL/5/SHELL_LOGIN: %SYS-5-CONFIG_I: logged in from 10.1.1.2.")
+                .unwrap();
+        assert_eq!(vrp.msg_id, "SHELL/5/SHELL_LOGIN");
+        assert_eq!(vrp.event.unwrap().0, EventKind::DeviceLoginSucceeded);
+        assert_eq!(parse_device("plain text, 100% sure"), None);
+        let unknown = parse_device("%FOO-6-BAR: something").unwrap();
+        assert_eq!(
+            (unknown.msg_id.as_str(), unknown.text, unknown.event),
+            ("FOO-6-BAR", "something", None)
+        );
     }
 
     #[test]
