@@ -31,6 +31,10 @@ packages=(
     systemd
     binutils
     strace
+    # A real SNMP agent (net-snmp) the SNMP probe polls (e2e snmp).
+    snmpd
+    # snmpget/snmpwalk, to compare the agent's figures with net-snmp's (e2e snmp).
+    snmp
 )
 missing=()
 for package in "${packages[@]}"; do

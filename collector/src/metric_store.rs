@@ -4,12 +4,16 @@
 //! since boot, not deltas, so the latest value is the whole truth). Families
 //! of the same name from different agents are written together, as the
 //! text format requires, each sample labelled with `instance` and `job`.
+//! A network device's series (polled by an agent over SNMP) carries the
+//! device as `instance` and the agent in `agent` (`exposed_labels`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
 
-use countywatch_wire::{MetricFamily, MetricKind, write_family_header, write_samples};
+use countywatch_wire::{
+    MetricFamily, MetricKind, write_agent_samples, write_family_header, write_samples,
+};
 
 /// The `job` label of every agent metric.
 pub const JOB: &str = "countywatch";
@@ -109,7 +113,7 @@ impl MetricStore {
             write_family_header(out, first);
             for (agent, family) in &members {
                 if family.kind == first.kind {
-                    write_samples(out, family, &[("instance", agent), ("job", JOB)]);
+                    write_agent_samples(out, family, agent, JOB);
                 }
             }
         }
