@@ -269,40 +269,88 @@ async fn poll(
         Some(client) => client,
         None => connect(config).await?,
     };
-    let failed = |error: Box<async_snmp::Error>| PollFailure {
-        reason: error.kind().as_str(),
-        message: explain(config, &error),
-    };
     let system = [
         Oid::from_slice(if_mib::SYS_DESCR),
         Oid::from_slice(if_mib::SYS_UPTIME),
         Oid::from_slice(if_mib::SYS_NAME),
     ];
-    let mut varbinds: Vec<VarBind> = client.get_many(&system).await.map_err(failed)?.varbinds;
+    let mut varbinds: Vec<VarBind> = checked(config, &client, client.get_many(&system))
+        .await?
+        .varbinds;
     for column in Column::ALL {
-        let rows = client
-            .bulk_walk(column.oid(), config.max_repetitions)
-            .map_err(failed)?
-            .collect()
-            .await
-            .map_err(failed)?;
-        varbinds.extend(rows);
+        varbinds.extend(walk_subtree(config, &client, column.oid()).await?);
     }
     let mut walk = DeviceWalk::from_varbinds(&varbinds);
     for (name, oid, kind) in config.extra_oids() {
-        let mut rows = client
-            .bulk_walk(oid.clone(), config.max_repetitions)
-            .map_err(failed)?
-            .collect()
-            .await
-            .map_err(failed)?;
+        let mut rows = walk_subtree(config, &client, oid.clone()).await?;
         if rows.is_empty() {
             // A scalar instance (`...0`) has no subtree: ask for it.
-            rows = client.get(&oid).await.map_err(failed)?.varbinds;
+            rows = checked(config, &client, client.get(&oid)).await?.varbinds;
         }
         walk.add_extra(&name, kind, &oid, &rows);
     }
     Ok((client, walk))
+}
+
+/// Walks `oid`'s subtree with GETBULK.
+async fn walk_subtree(
+    config: &DeviceConfig,
+    client: &Client,
+    oid: Oid,
+) -> Result<Vec<VarBind>, PollFailure> {
+    let stream = client
+        .bulk_walk(oid, config.max_repetitions)
+        .map_err(|error| failure(config, &error, false))?;
+    checked(config, client, stream.collect()).await
+}
+
+/// Runs one request, turning its error into a [`PollFailure`]. A v3 reply
+/// that fails authentication (a wrong pass phrase or user: the device
+/// answers with an unauthenticated report) is discarded by the library,
+/// which then times out; the datagrams the client received in the meantime
+/// tell that case apart from a device that never answered.
+async fn checked<T>(
+    config: &DeviceConfig,
+    client: &Client,
+    request: impl Future<Output = async_snmp::Result<T>>,
+) -> Result<T, PollFailure> {
+    let received_before = client.stats().correlated_datagrams;
+    request.await.map_err(|error| {
+        let answered = client.stats().correlated_datagrams > received_before;
+        failure(config, &error, answered)
+    })
+}
+
+/// What a failed request means, for the log and the `reason` label.
+fn failure(config: &DeviceConfig, error: &async_snmp::Error, answered: bool) -> PollFailure {
+    use async_snmp::ErrorKind;
+    let kind = error.kind();
+    if kind == ErrorKind::Timeout && answered && config.version == config::SnmpVersion::V3 {
+        return PollFailure {
+            reason: "authentication",
+            message: format!(
+                "the device answers but no reply passed authentication: wrong v3 user, pass phrase or protocols ({error})"
+            ),
+        };
+    }
+    let hint = match (kind, config.version) {
+        // An agent drops a v2c request with an unknown community without
+        // answering, so a wrong community looks exactly like a dead device.
+        (ErrorKind::Timeout, config::SnmpVersion::V2c) => {
+            " (wrong community, an ACL refusing this agent, or the device is unreachable)"
+        }
+        (ErrorKind::Timeout, config::SnmpVersion::V3) => {
+            " (the device is unreachable or not answering SNMP)"
+        }
+        (ErrorKind::Auth | ErrorKind::Report | ErrorKind::Privacy, _) => {
+            " (check the v3 user, pass phrases and protocols)"
+        }
+        _ => "",
+    };
+    PollFailure {
+        reason: kind.as_str(),
+        message: format!("{error}{hint}"),
+    }
 }
 
 /// Makes the device's client.
@@ -325,24 +373,4 @@ async fn connect(config: &DeviceConfig) -> Result<Client, PollFailure> {
             reason: error.kind().as_str(),
             message: format!("cannot set up the client: {error}"),
         })
-}
-
-/// The library's error with what it most likely means for an operator.
-fn explain(config: &DeviceConfig, error: &async_snmp::Error) -> String {
-    use async_snmp::ErrorKind;
-    let hint = match (error.kind(), config.version) {
-        // An agent drops a v2c request with an unknown community without
-        // answering, so a wrong community looks exactly like a dead device.
-        (ErrorKind::Timeout, config::SnmpVersion::V2c) => {
-            " (wrong community, an ACL refusing this agent, or the device is unreachable)"
-        }
-        (ErrorKind::Timeout, config::SnmpVersion::V3) => {
-            " (the device is unreachable or not answering SNMP)"
-        }
-        (ErrorKind::Auth | ErrorKind::Report | ErrorKind::Privacy, _) => {
-            " (check the v3 user, pass phrases and protocols)"
-        }
-        _ => "",
-    };
-    format!("{error}{hint}")
 }
