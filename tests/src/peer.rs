@@ -1,8 +1,9 @@
 //! Real third-party peers the tests start on loopback: Debian's
 //! `prometheus-node-exporter` (the reference our host metrics must match),
 //! `prometheus` (which scrapes both and answers the dashboards' queries, or
-//! receives remote_write) and `rsyslog` (a syslog receiver over TCP or TLS
-//! writing what it parsed to a file). Each listens on 127.0.0.1 only, keeps
+//! receives remote_write), `rsyslog` (a syslog receiver over TCP or TLS
+//! writing what it parsed to a file) and `snmpd` (net-snmp's agent, the
+//! network device the SNMP probe polls, with `snmpget` to read it directly). Each listens on 127.0.0.1 only, keeps
 //! its state in a temporary directory, and is killed when dropped.
 //!
 //! Neither can report a port it chose itself, so the test picks a free one
@@ -535,4 +536,158 @@ pub fn percent_encode(text: &str) -> String {
         }
     }
     encoded
+}
+
+/// The v2c community [`Snmpd`] answers.
+pub const SNMP_COMMUNITY: &str = "cw-community";
+/// The SNMPv3 user [`Snmpd`] knows (SHA authentication, AES privacy).
+pub const SNMP_USER: &str = "cwuser";
+/// [`SNMP_USER`]'s authentication pass phrase.
+pub const SNMP_AUTH_PASSWORD: &str = "cw-auth-pass";
+/// [`SNMP_USER`]'s privacy pass phrase.
+pub const SNMP_PRIV_PASSWORD: &str = "cw-priv-pass";
+
+/// A running `snmpd` with its own config and persistent directory: a v2c
+/// community and a v3 user, `sysName` set, every MIB readable.
+pub struct Snmpd {
+    /// The process.
+    child: Child,
+    /// `host:port` it answers on.
+    pub address: String,
+    /// The command prefix it runs under (e.g. `ip netns exec NS`), also
+    /// used for `snmpget`.
+    wrapper: Vec<String>,
+    /// Its config and persistent state.
+    _dir: tempfile::TempDir,
+}
+
+impl Snmpd {
+    /// Starts snmpd on a free UDP port of 127.0.0.1.
+    pub fn start(sys_name: &str) -> Snmpd {
+        for _ in 0..5 {
+            let port = std::net::UdpSocket::bind("127.0.0.1:0")
+                .and_then(|socket| socket.local_addr())
+                .unwrap()
+                .port();
+            if let Some(snmpd) = Snmpd::try_start(sys_name, &format!("127.0.0.1:{port}"), &[]) {
+                return snmpd;
+            }
+        }
+        panic!("could not start snmpd on a free port");
+    }
+
+    /// Starts snmpd on `address` (`ip:port`) under `wrapper`; `None` when
+    /// it does not answer (the port was taken).
+    pub fn try_start(sys_name: &str, address: &str, wrapper: &[&str]) -> Option<Snmpd> {
+        let dir = tempfile::tempdir().unwrap();
+        let persistent = dir.path().join("persist");
+        std::fs::create_dir(&persistent).unwrap();
+        let config = dir.path().join("snmpd.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "[snmp] persistentDir {persistent}
+agentAddress udp:{address}
+rocommunity {SNMP_COMMUNITY} default
+createUser {SNMP_USER} SHA \"{SNMP_AUTH_PASSWORD}\" AES \"{SNMP_PRIV_PASSWORD}\"
+rouser {SNMP_USER} priv
+sysName {sys_name}
+sysLocation countywatch test
+",
+                persistent = persistent.display()
+            ),
+        )
+        .unwrap();
+        let wrapper: Vec<String> = wrapper.iter().map(|part| part.to_string()).collect();
+        let mut command = wrapped(&wrapper, "snmpd");
+        command
+            .args(["-f", "-C", "-c"])
+            .arg(&config)
+            .arg("-Lf")
+            .arg(dir.path().join("snmpd.log"))
+            .arg("-p")
+            .arg(dir.path().join("snmpd.pid"))
+            // No MIB files are installed (Debian keeps them in non-free);
+            // every OID here is numeric.
+            .env("MIBS", "")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = command.spawn().unwrap_or_else(|error| {
+            panic!("cannot start snmpd (tests/run.sh installs it): {error}")
+        });
+        let mut snmpd = Snmpd {
+            child,
+            address: address.to_string(),
+            wrapper,
+            _dir: dir,
+        };
+        let ready = wait_until(Duration::from_secs(20), || {
+            matches!(snmpd.child.try_wait(), Ok(Some(_)))
+                || snmpd.get("1.3.6.1.2.1.1.5.0").is_some()
+        });
+        if ready && matches!(snmpd.child.try_wait(), Ok(None)) {
+            Some(snmpd)
+        } else {
+            None
+        }
+    }
+
+    /// `snmpget -v2c` of one numeric OID: its value as snmpget prints it
+    /// with `-Oqv` (strings without quotes), or `None` without an answer.
+    pub fn get(&self, oid: &str) -> Option<String> {
+        let output = self.snmp("snmpget", "-Oqvt", oid).output().ok()?;
+        if !output.status.success() {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        Some(text.trim_matches('"').to_string())
+    }
+
+    /// `snmpwalk -v2c` of a numeric OID: (the last arc of each row's OID,
+    /// the value).
+    pub fn walk(&self, oid: &str) -> Vec<(u32, String)> {
+        let output = self.snmp("snmpwalk", "-Oqn", oid).output().unwrap();
+        assert!(output.status.success(), "snmpwalk {oid} failed");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(' ')?;
+                let index = name.rsplit('.').next()?.parse().ok()?;
+                Some((index, value.trim().trim_matches('"').to_string()))
+            })
+            .collect()
+    }
+
+    fn snmp(&self, program: &str, output_flags: &str, oid: &str) -> Command {
+        let mut command = wrapped(&self.wrapper, program);
+        command
+            .args(["-m", "", "-v2c", "-c", SNMP_COMMUNITY, output_flags])
+            .args(["-t", "1", "-r", "1"])
+            .arg(&self.address)
+            .arg(oid)
+            .env("MIBS", "")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null());
+        command
+    }
+}
+
+/// `program` run under `wrapper` (nothing, or e.g. `ip netns exec NS`).
+fn wrapped(wrapper: &[String], program: &str) -> Command {
+    match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+impl Drop for Snmpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

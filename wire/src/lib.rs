@@ -21,6 +21,7 @@ pub use event::{
 };
 pub use exposition::{write_agent_samples, write_family_header, write_samples, write_text};
 pub use metric::{
-    DEVICE_INSTANCE_LABEL, MetricFamily, MetricKind, POLLING_AGENT_LABEL, Sample, ValidationError,
-    exposed_labels, is_valid_label_name, is_valid_metric_name,
+    AGENT_METRIC_PREFIXES, DEVICE_INSTANCE_LABEL, MetricFamily, MetricKind, POLLING_AGENT_LABEL,
+    Sample, ValidationError, exposed_labels, is_agent_metric_name, is_valid_label_name,
+    is_valid_metric_name,
 };

@@ -89,6 +89,20 @@ impl MetricFamily {
 /// Labels the collector owns and attaches itself.
 pub const RESERVED_LABELS: [&str; 2] = ["instance", "job"];
 
+/// The parts of the collector's `countywatch_` namespace agents report
+/// in: their own self-metrics and their SNMP probe's per-device figures.
+pub const AGENT_METRIC_PREFIXES: [&str; 2] = ["countywatch_agent_", "countywatch_snmp_"];
+
+/// Whether an agent may report a family named `name`: anything outside
+/// `countywatch_`, and [`AGENT_METRIC_PREFIXES`] inside it (the rest is
+/// the collector's own, which an agent must not shadow).
+pub fn is_agent_metric_name(name: &str) -> bool {
+    !name.starts_with("countywatch_")
+        || AGENT_METRIC_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+}
+
 /// The label an agent puts on the series of a network device it polls
 /// (SNMP) rather than its own host. The collector exposes such a series
 /// with `instance` set to this label's value and the agent's name in

@@ -17,4 +17,5 @@ mod reload;
 mod rules;
 mod service_probes;
 mod skeleton;
+mod snmp;
 mod transport;

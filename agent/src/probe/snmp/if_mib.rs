@@ -27,52 +27,52 @@ const IFX_ENTRY: &[u32] = &[1, 3, 6, 1, 2, 1, 31, 1, 1, 1];
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Column {
     /// ifDescr (ifTable 2).
-    IfDescr,
+    Descr,
     /// ifAdminStatus (ifTable 7).
-    IfAdminStatus,
+    AdminStatus,
     /// ifOperStatus (ifTable 8).
-    IfOperStatus,
+    OperStatus,
     /// ifInOctets (ifTable 10), only used without ifHCInOctets.
-    IfInOctets,
+    InOctets,
     /// ifInDiscards (ifTable 13).
-    IfInDiscards,
+    InDiscards,
     /// ifInErrors (ifTable 14).
-    IfInErrors,
+    InErrors,
     /// ifOutOctets (ifTable 16), only used without ifHCOutOctets.
-    IfOutOctets,
+    OutOctets,
     /// ifOutDiscards (ifTable 19).
-    IfOutDiscards,
+    OutDiscards,
     /// ifOutErrors (ifTable 20).
-    IfOutErrors,
+    OutErrors,
     /// ifName (ifXTable 1).
-    IfName,
+    Name,
     /// ifHCInOctets (ifXTable 6).
-    IfHcInOctets,
+    HcInOctets,
     /// ifHCOutOctets (ifXTable 10).
-    IfHcOutOctets,
+    HcOutOctets,
     /// ifHighSpeed (ifXTable 15).
-    IfHighSpeed,
+    HighSpeed,
     /// ifAlias (ifXTable 18).
-    IfAlias,
+    Alias,
 }
 
 impl Column {
     /// Every column, in the order they are walked.
     pub const ALL: [Column; 14] = [
-        Column::IfDescr,
-        Column::IfAdminStatus,
-        Column::IfOperStatus,
-        Column::IfInOctets,
-        Column::IfInDiscards,
-        Column::IfInErrors,
-        Column::IfOutOctets,
-        Column::IfOutDiscards,
-        Column::IfOutErrors,
-        Column::IfName,
-        Column::IfHcInOctets,
-        Column::IfHcOutOctets,
-        Column::IfHighSpeed,
-        Column::IfAlias,
+        Column::Descr,
+        Column::AdminStatus,
+        Column::OperStatus,
+        Column::InOctets,
+        Column::InDiscards,
+        Column::InErrors,
+        Column::OutOctets,
+        Column::OutDiscards,
+        Column::OutErrors,
+        Column::Name,
+        Column::HcInOctets,
+        Column::HcOutOctets,
+        Column::HighSpeed,
+        Column::Alias,
     ];
 
     /// The column's OID (the table entry plus the column number).
@@ -83,20 +83,20 @@ impl Column {
 
     fn position(self) -> (&'static [u32], u32) {
         match self {
-            Column::IfDescr => (IF_ENTRY, 2),
-            Column::IfAdminStatus => (IF_ENTRY, 7),
-            Column::IfOperStatus => (IF_ENTRY, 8),
-            Column::IfInOctets => (IF_ENTRY, 10),
-            Column::IfInDiscards => (IF_ENTRY, 13),
-            Column::IfInErrors => (IF_ENTRY, 14),
-            Column::IfOutOctets => (IF_ENTRY, 16),
-            Column::IfOutDiscards => (IF_ENTRY, 19),
-            Column::IfOutErrors => (IF_ENTRY, 20),
-            Column::IfName => (IFX_ENTRY, 1),
-            Column::IfHcInOctets => (IFX_ENTRY, 6),
-            Column::IfHcOutOctets => (IFX_ENTRY, 10),
-            Column::IfHighSpeed => (IFX_ENTRY, 15),
-            Column::IfAlias => (IFX_ENTRY, 18),
+            Column::Descr => (IF_ENTRY, 2),
+            Column::AdminStatus => (IF_ENTRY, 7),
+            Column::OperStatus => (IF_ENTRY, 8),
+            Column::InOctets => (IF_ENTRY, 10),
+            Column::InDiscards => (IF_ENTRY, 13),
+            Column::InErrors => (IF_ENTRY, 14),
+            Column::OutOctets => (IF_ENTRY, 16),
+            Column::OutDiscards => (IF_ENTRY, 19),
+            Column::OutErrors => (IF_ENTRY, 20),
+            Column::Name => (IFX_ENTRY, 1),
+            Column::HcInOctets => (IFX_ENTRY, 6),
+            Column::HcOutOctets => (IFX_ENTRY, 10),
+            Column::HighSpeed => (IFX_ENTRY, 15),
+            Column::Alias => (IFX_ENTRY, 18),
         }
     }
 
@@ -219,30 +219,30 @@ impl DeviceWalk {
         let interface = self.interfaces.entry(index).or_default();
         let counters = &mut interface.counters;
         match column {
-            Column::IfDescr => interface.descr = text(value).unwrap_or_default(),
-            Column::IfName => interface.name = text(value).unwrap_or_default(),
-            Column::IfAlias => interface.alias = text(value).unwrap_or_default(),
-            Column::IfAdminStatus => interface.admin_status = value.as_i32().map(i64::from),
-            Column::IfOperStatus => interface.oper_status = value.as_i32().map(i64::from),
-            Column::IfHighSpeed => interface.high_speed = value.as_u64(),
-            Column::IfHcInOctets => counters.in_octets = wide(value).or(counters.in_octets),
-            Column::IfHcOutOctets => counters.out_octets = wide(value).or(counters.out_octets),
+            Column::Descr => interface.descr = text(value).unwrap_or_default(),
+            Column::Name => interface.name = text(value).unwrap_or_default(),
+            Column::Alias => interface.alias = text(value).unwrap_or_default(),
+            Column::AdminStatus => interface.admin_status = value.as_i32().map(i64::from),
+            Column::OperStatus => interface.oper_status = value.as_i32().map(i64::from),
+            Column::HighSpeed => interface.high_speed = value.as_u64(),
+            Column::HcInOctets => counters.in_octets = wide(value).or(counters.in_octets),
+            Column::HcOutOctets => counters.out_octets = wide(value).or(counters.out_octets),
             // The 32-bit octet counters fill in only where the 64-bit ones
             // are missing, whichever the device sent first.
-            Column::IfInOctets => {
+            Column::InOctets => {
                 if !counters.in_octets.is_some_and(|counter| counter.wide) {
                     counters.in_octets = narrow(value);
                 }
             }
-            Column::IfOutOctets => {
+            Column::OutOctets => {
                 if !counters.out_octets.is_some_and(|counter| counter.wide) {
                     counters.out_octets = narrow(value);
                 }
             }
-            Column::IfInErrors => counters.in_errors = narrow(value),
-            Column::IfOutErrors => counters.out_errors = narrow(value),
-            Column::IfInDiscards => counters.in_discards = narrow(value),
-            Column::IfOutDiscards => counters.out_discards = narrow(value),
+            Column::InErrors => counters.in_errors = narrow(value),
+            Column::OutErrors => counters.out_errors = narrow(value),
+            Column::InDiscards => counters.in_discards = narrow(value),
+            Column::OutDiscards => counters.out_discards = narrow(value),
         }
     }
 

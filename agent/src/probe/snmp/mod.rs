@@ -61,9 +61,9 @@ struct Device {
     cached: Vec<MetricFamily>,
     /// Failed polls by reason, for `countywatch_snmp_poll_errors_total`.
     errors: std::collections::BTreeMap<&'static str, u64>,
-    /// The last error, so it is logged once per change rather than every
-    /// poll.
-    last_error: Option<String>,
+    /// The reason of the last failure, so a failure is logged once per
+    /// change rather than every poll.
+    last_error: Option<&'static str>,
 }
 
 /// Why one poll of one device failed.
@@ -177,12 +177,14 @@ impl Probe for SnmpProbe {
                         "SNMP poll of {} ({}) failed: {}",
                         name, device.config.address.value, failure.message
                     );
-                    if device.last_error.as_deref() != Some(message.as_str()) {
+                    // Once per change of reason: the message carries
+                    // timings that differ every poll.
+                    if device.last_error != Some(failure.reason) {
                         tracing::warn!(device = %name, reason = failure.reason, "{message}");
                     }
                     self.events
                         .extend(device.state.unreachable(&name, &message, now_ms));
-                    device.last_error = Some(message);
+                    device.last_error = Some(failure.reason);
                     false
                 }
             };
