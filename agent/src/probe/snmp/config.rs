@@ -222,11 +222,23 @@ impl DeviceConfig {
         self.extra_oids
             .iter()
             .filter_map(|extra| {
-                let oid = Oid::parse(extra.oid.value.trim_start_matches('.')).ok()?;
+                let oid = parse_oid(&extra.oid.value)?;
                 Some((extra.name.value.clone(), oid, extra.kind))
             })
             .collect()
     }
+}
+
+/// A numeric OID (`1.3.6.1...`, a leading dot allowed) of at least two
+/// arcs; names are not resolved (no MIB files on the agent).
+fn parse_oid(text: &str) -> Option<Oid> {
+    let arcs: Vec<u32> = text
+        .strip_prefix('.')
+        .unwrap_or(text)
+        .split('.')
+        .map(|arc| arc.parse().ok())
+        .collect::<Option<_>>()?;
+    (arcs.len() >= 2).then(|| Oid::new(arcs))
 }
 
 fn auth_protocol(name: AuthProtocolName) -> AuthProtocol {
@@ -341,14 +353,104 @@ pub fn validate(config: &SnmpConfig, probe_timeout: Duration, problems: &mut Pro
                     format!("{:?} is not a valid metric name", extra.name.value),
                 );
             }
-            let text = extra.oid.value.trim_start_matches('.');
-            match Oid::parse(text) {
-                Ok(oid) if oid.arcs().len() >= 2 => {}
-                _ => problems.at(
+            if parse_oid(&extra.oid.value).is_none() {
+                problems.at(
                     &extra.oid,
                     format!("{:?} is not a numeric OID", extra.oid.value),
-                ),
+                );
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use countywatch_daemon::config_file;
+
+    use super::*;
+
+    fn problems_of(text: &str) -> String {
+        let config: SnmpConfig = config_file::parse(Path::new("a.yaml"), text).unwrap();
+        let mut problems = Problems::new(Path::new("a.yaml"));
+        validate(&config, Duration::from_secs(5), &mut problems);
+        problems.to_string()
+    }
+
+    #[test]
+    fn good_devices_pass() {
+        let text = "devices:
+  - name: core-sw
+    address: 10.0.0.1
+    version: v2c
+    community: public
+    extra_oids:
+      - {name: hwCpu, oid: .1.3.6.1.4.1.2011.5.25.31.1.1.1.1.5, type: gauge}
+  - name: fw
+    address: \"[2001:db8::1]:1161\"
+    version: v3
+    user: monitor
+    auth_protocol: sha256
+    auth_password: long-enough
+    priv_protocol: aes
+    priv_password: long-enough
+    interval: 30s
+";
+        assert_eq!(problems_of(text), "");
+        let config: SnmpConfig = config_file::parse(Path::new("a.yaml"), text).unwrap();
+        assert_eq!(config.devices[0].extra_oids()[0].1.arcs()[6], 2011);
+        assert!(config.devices[1].auth().is_ok());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_its_device() {
+        let text = "devices:
+  - name: a
+    address: 10.0.0.1
+    version: v2c
+  - name: a
+    address: 10.0.0.2
+    version: v3
+    user: u
+    auth_protocol: sha
+    auth_password: short
+    community: public
+    timeout: 2s
+    retries: 2
+    max_repetitions: 0
+    extra_oids:
+      - {name: 9bad, oid: not.an.oid, type: counter}
+";
+        let problems = problems_of(text);
+        for expected in [
+            "a.yaml:2:11: device a: a v2c device needs a community",
+            "a.yaml:5:11: device \"a\" is listed twice",
+            "a.yaml:5:11: device a: v3 credentials:",
+            "a.yaml:5:11: device a: community is for v2c",
+            "a.yaml:5:11: device a: timeout 2s with 2 retries must be above 0 and fit in 90% of probes.timeout (5s)",
+            "a.yaml:5:11: device a: max_repetitions must be 1 to 200",
+            "a.yaml:16:16: \"9bad\" is not a valid metric name",
+            "a.yaml:16:27: \"not.an.oid\" is not a numeric OID",
+        ] {
+            assert!(
+                problems.contains(expected),
+                "missing {expected:?} in\n{problems}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_protocols_are_refused() {
+        for text in [
+            "devices:\n  - {name: a, address: b, version: v2c, comunity: x}\n",
+            "devices:\n  - {name: a, address: b, version: v1}\n",
+            "devices:\n  - {name: a, address: b, version: v3, user: u, auth_protocol: sha3}\n",
+        ] {
+            assert!(
+                config_file::parse::<SnmpConfig>(Path::new("a.yaml"), text).is_err(),
+                "{text}"
+            );
         }
     }
 }

@@ -376,3 +376,101 @@ async fn connect(config: &DeviceConfig) -> Result<Client, PollFailure> {
             message: format!("cannot set up the client: {error}"),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use countywatch_daemon::config_file;
+    use tokio::net::UdpSocket;
+
+    use super::*;
+
+    fn device(address: &str, version: &str) -> DeviceConfig {
+        let credentials = match version {
+            "v2c" => "community: public".to_string(),
+            _ => "user: u\nauth_protocol: sha\nauth_password: pass-phrase\npriv_protocol: aes\npriv_password: pass-phrase".to_string(),
+        };
+        let text = format!(
+            "name: d\naddress: \"{address}\"\nversion: {version}\n{credentials}\ntimeout: 200ms\nretries: 1\n"
+        );
+        config_file::parse(Path::new("a.yaml"), &text).unwrap()
+    }
+
+    /// How a fake device answers the `count`th request.
+    type Answer = fn(&[u8], usize) -> Option<Vec<u8>>;
+
+    /// A UDP "device" answering each request with `answer(request, count)`.
+    async fn responder(answer: Answer) -> String {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut buffer = vec![0u8; 65_536];
+            let mut count = 0;
+            while let Ok((length, peer)) = socket.recv_from(&mut buffer).await {
+                if let Some(reply) = answer(&buffer[..length], count) {
+                    let _ = socket.send_to(&reply, peer).await;
+                }
+                count += 1;
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn malformed_answers_fail_the_poll_without_panicking() {
+        let answers: [Answer; 5] = [
+            // The request cut short, as a truncated datagram.
+            |request, _| Some(request[..request.len() / 2].to_vec()),
+            // The request echoed: right id, but a GetRequest, not a Response.
+            |request, _| Some(request.to_vec()),
+            // A SEQUENCE claiming far more bytes than follow.
+            |_, _| Some(vec![0x30, 0x84, 0x7f, 0xff, 0xff, 0xff, 0x02, 0x01]),
+            // Bytes that are not BER at all, different every time.
+            |request, count| {
+                Some(
+                    request
+                        .iter()
+                        .map(|byte| byte ^ (count as u8 + 0x5a))
+                        .collect(),
+                )
+            },
+            // The request with every length byte set to its maximum.
+            |request, _| {
+                Some(
+                    request
+                        .iter()
+                        .map(|byte| if *byte < 0x80 { 0x7f } else { *byte })
+                        .collect(),
+                )
+            },
+        ];
+        for (case, answer) in answers.into_iter().enumerate() {
+            for version in ["v2c", "v3"] {
+                let address = responder(answer).await;
+                let result = poll(&device(&address, version), None).await;
+                let Err(failure) = result else {
+                    panic!("case {case} {version}: a malformed answer was accepted");
+                };
+                assert!(!failure.message.is_empty(), "case {case} {version}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_device_is_bounded_by_timeout_and_retries() {
+        let address = responder(|_, _| None).await;
+        let started = Instant::now();
+        let Err(failure) = poll(&device(&address, "v2c"), None).await else {
+            panic!("a silent device answered");
+        };
+        assert_eq!(failure.reason, "timeout");
+        assert!(
+            failure.message.contains("wrong community"),
+            "{}",
+            failure.message
+        );
+        // Two attempts of 200ms; far under a second however loaded the host.
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
