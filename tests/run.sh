@@ -35,6 +35,8 @@ packages=(
     snmpd
     # snmpget/snmpwalk, to compare the agent's figures with net-snmp's (e2e snmp).
     snmp
+    # The reference for the SNMP probe's names, labels and values (e2e snmp).
+    prometheus-snmp-exporter
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -691,3 +691,116 @@ impl Drop for Snmpd {
         let _ = self.child.wait();
     }
 }
+
+/// A running `prometheus-snmp-exporter` with an `if_mib` module written
+/// here: Debian ships no `snmp.yml` (the generator needs MIB files it
+/// cannot ship), so the module lists by number the OIDs, names, types and
+/// `ifIndex` lookups that the upstream generator's `if_mib` module has.
+pub struct SnmpExporter {
+    /// The process.
+    child: Child,
+    /// Where `/snmp` is served.
+    pub addr: SocketAddr,
+    /// Its config.
+    _dir: tempfile::TempDir,
+}
+
+/// snmp_exporter's `if_mib` metrics: (name, OID, type), per interface.
+const IF_MIB_COLUMNS: [(&str, &str, &str); 11] = [
+    ("ifAdminStatus", "1.3.6.1.2.1.2.2.1.7", "gauge"),
+    ("ifOperStatus", "1.3.6.1.2.1.2.2.1.8", "gauge"),
+    ("ifInDiscards", "1.3.6.1.2.1.2.2.1.13", "counter"),
+    ("ifInErrors", "1.3.6.1.2.1.2.2.1.14", "counter"),
+    ("ifOutDiscards", "1.3.6.1.2.1.2.2.1.19", "counter"),
+    ("ifOutErrors", "1.3.6.1.2.1.2.2.1.20", "counter"),
+    ("ifHCInOctets", "1.3.6.1.2.1.31.1.1.1.6", "counter"),
+    ("ifHCOutOctets", "1.3.6.1.2.1.31.1.1.1.10", "counter"),
+    ("ifHighSpeed", "1.3.6.1.2.1.31.1.1.1.15", "gauge"),
+    ("ifInOctets", "1.3.6.1.2.1.2.2.1.10", "counter"),
+    ("ifOutOctets", "1.3.6.1.2.1.2.2.1.16", "counter"),
+];
+
+impl SnmpExporter {
+    /// Starts snmp_exporter on a free loopback port with an `if_mib`
+    /// module using [`SNMP_COMMUNITY`].
+    pub fn start() -> SnmpExporter {
+        let dir = tempfile::tempdir().unwrap();
+        let lookups = "    lookups:
+    - labels: [ifIndex]
+      labelname: ifAlias
+      oid: 1.3.6.1.2.1.31.1.1.1.18
+      type: DisplayString
+    - labels: [ifIndex]
+      labelname: ifDescr
+      oid: 1.3.6.1.2.1.2.2.1.2
+      type: DisplayString
+    - labels: [ifIndex]
+      labelname: ifName
+      oid: 1.3.6.1.2.1.31.1.1.1.1
+      type: DisplayString
+";
+        let mut config = format!(
+            "if_mib:
+  version: 2
+  auth:
+    community: {SNMP_COMMUNITY}
+  walk:
+  - 1.3.6.1.2.1.2.2.1
+  - 1.3.6.1.2.1.31.1.1.1
+  get:
+  - 1.3.6.1.2.1.1.3.0
+  - 1.3.6.1.2.1.1.5.0
+  metrics:
+  - name: sysUpTime
+    oid: 1.3.6.1.2.1.1.3
+    type: gauge
+    help: sysUpTime
+  - name: sysName
+    oid: 1.3.6.1.2.1.1.5
+    type: DisplayString
+    help: sysName
+"
+        );
+        for (name, oid, kind) in IF_MIB_COLUMNS {
+            config.push_str(&format!(
+                "  - name: {name}
+    oid: {oid}
+    type: {kind}
+    help: {name}
+    indexes:
+    - labelname: ifIndex
+      type: gauge
+{lookups}"
+            ));
+        }
+        let config_path = dir.path().join("snmp.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let (child, addr) = start_listening("/", |addr| {
+            let mut command = Command::new("prometheus-snmp-exporter");
+            command
+                .arg(format!("--config.file={}", config_path.display()))
+                .arg(format!("--web.listen-address={addr}"));
+            command
+        });
+        SnmpExporter {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    /// The `if_mib` module's answer for `target` (`host:port`).
+    pub fn scrape(&self, target: &str) -> String {
+        let response =
+            crate::http::get(self.addr, &format!("/snmp?module=if_mib&target={target}")).unwrap();
+        assert_eq!(response.status, 200, "{}", response.body);
+        response.body
+    }
+}
+
+impl Drop for SnmpExporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

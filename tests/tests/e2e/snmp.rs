@@ -4,17 +4,20 @@
 //! compared with what `snmpget`/`snmpwalk` read from the same snmpd. Wrong
 //! credentials fail their own device only, with a clear reason. In a
 //! network namespace the test makes, a veth link whose peer is taken down
-//! gives an `interface_down` event at the collector.
+//! gives an `interface_down` event at the collector. Debian's
+//! snmp_exporter, polling the same snmpd, gives the same names, label sets
+//! and values.
 //!
 //! The namespace test needs root and iproute2 (`tests/run.sh` installs
 //! both packages); its addresses are on links the test owns.
 
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
 use countywatch_e2e::http::sample_value;
 use countywatch_e2e::peer::{
-    SNMP_AUTH_PASSWORD, SNMP_COMMUNITY, SNMP_PRIV_PASSWORD, SNMP_USER, Snmpd,
+    SNMP_AUTH_PASSWORD, SNMP_COMMUNITY, SNMP_PRIV_PASSWORD, SNMP_USER, SnmpExporter, Snmpd,
 };
 use countywatch_e2e::process::wait_until;
 use countywatch_e2e::{Agent, Collector};
@@ -356,4 +359,96 @@ fn a_port_losing_its_link_gives_interface_down_then_up() {
         "interface_up should follow"
     );
     assert_eq!(collector.event_count("edge-host", "interface_down"), 1);
+}
+
+/// The samples of `text` whose family is in `families`, keyed by family and
+/// label set, without `instance`, `job` and `agent` (which only the
+/// collector adds). Label values here are plain (interface names), so a
+/// simple split is enough.
+fn samples(text: &str, families: &[&str]) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
+    let mut found = BTreeMap::new();
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+        if !families.contains(&name) {
+            continue;
+        }
+        let labels: BTreeMap<String, String> = labels
+            .trim_end_matches('}')
+            .split("\",")
+            .filter_map(|pair| {
+                let (label, value) = pair.split_once("=\"")?;
+                Some((label.to_string(), value.trim_end_matches('"').to_string()))
+            })
+            .filter(|(label, _)| !["instance", "job", "agent"].contains(&label.as_str()))
+            .collect();
+        found.insert((name.to_string(), labels), value.parse().unwrap());
+    }
+    found
+}
+
+#[test]
+fn names_labels_and_values_match_snmp_exporter_on_the_same_snmpd() {
+    let snmpd = Snmpd::start("cw-compare");
+    let exporter = SnmpExporter::start();
+    let config = format!(
+        "probes:\n  snmp:\n    devices:\n{}",
+        v2c_device("sw-compare", &snmpd.address, SNMP_COMMUNITY, "")
+    );
+    let collector = Collector::start();
+    let agent = Agent::start_for_with("compare-host", &collector, &config);
+    let up = format!("snmp_up{{{}}}", device_prefix("sw-compare", "compare-host"));
+    assert_eq!(
+        collector.wait_for_series(&up, Duration::from_secs(60)),
+        Some(1.0),
+        "agent log:\n{}",
+        agent.logs.all().join("\n")
+    );
+    let families = [
+        "ifAdminStatus",
+        "ifOperStatus",
+        "ifHighSpeed",
+        "ifInErrors",
+        "ifOutErrors",
+        "ifInDiscards",
+        "ifOutDiscards",
+        "ifHCInOctets",
+        "ifHCOutOctets",
+        "sysName",
+        "sysUpTime",
+    ];
+    let ours_text = collector.metrics();
+    let ours: BTreeMap<_, _> = samples(&ours_text, &families)
+        .into_iter()
+        .filter(|((_, labels), _)| labels.get("device_instance").is_none())
+        .collect();
+    let theirs = samples(&exporter.scrape(&snmpd.address), &families);
+    // Ours holds the device's series only (the collector rewrote
+    // device_instance into instance), so the same keys mean the same
+    // names and label sets.
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>(),
+        "ours:\n{ours_text}"
+    );
+    assert!(ours.len() > 10, "{ours:?}");
+    for (key, their_value) in &theirs {
+        let our_value = ours[key];
+        let (family, _) = key;
+        match family.as_str() {
+            // Read by two pollers at two moments: ours first, the loopback
+            // carrying batches in between.
+            "ifHCInOctets" | "ifHCOutOctets" => assert!(
+                our_value <= *their_value && their_value - our_value < 50e6,
+                "{key:?}: ours {our_value}, snmp_exporter {their_value}"
+            ),
+            "sysUpTime" => assert!(
+                our_value <= *their_value && their_value - our_value < 120.0 * 100.0,
+                "{key:?}: ours {our_value}, snmp_exporter {their_value}"
+            ),
+            _ => assert_eq!(our_value, *their_value, "{key:?}"),
+        }
+    }
 }
