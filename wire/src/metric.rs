@@ -344,4 +344,23 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn agents_report_outside_the_collectors_namespace_only() {
+        for allowed in [
+            "node_load1",
+            "ifHCInOctets",
+            "countywatch_agent_probe_success",
+            "countywatch_snmp_scrape_duration_seconds",
+        ] {
+            assert!(is_agent_metric_name(allowed), "{allowed}");
+        }
+        for refused in [
+            "countywatch_ingest_requests_total",
+            "countywatch_snmpx",
+            "countywatch_",
+        ] {
+            assert!(!is_agent_metric_name(refused), "{refused}");
+        }
+    }
 }
