@@ -11,6 +11,7 @@ mod ingest;
 mod notify_latency;
 mod outputs;
 mod rule_eval;
+mod snmp_poll;
 mod wire_codec;
 
 use std::fmt;
@@ -93,6 +94,7 @@ pub const ALL: &[Benchmark] = &[
     notify_latency::BENCHMARK,
     rule_eval::BENCHMARK,
     outputs::BENCHMARK,
+    snmp_poll::BENCHMARK,
 ];
 
 #[cfg(test)]
