@@ -45,6 +45,12 @@ packages=(
     # would; a fault test holds a lock on collector.db with it.
     sqlite3
     bsdutils
+    # A real SNMP agent (net-snmp) the SNMP probe polls (e2e snmp).
+    snmpd
+    # snmpget/snmpwalk, to compare the agent's figures with net-snmp's (e2e snmp).
+    snmp
+    # The reference for the SNMP probe's names, labels and values (e2e snmp).
+    prometheus-snmp-exporter
 )
 missing=()
 for package in "${packages[@]}"; do

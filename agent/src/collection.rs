@@ -1,5 +1,6 @@
 //! One collection: run every probe under its own timeout and gather their
-//! metric families, plus the agent's own `countywatch_agent_*` metrics.
+//! metric families, plus the agent's own `countywatch_agent_*` metrics,
+//! and the events probes saw (the SNMP probe's device state changes).
 //!
 //! A probe runs on a blocking thread. When it overruns its timeout the
 //! collection goes on without it; the probe stays parked until its thread
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use countywatch_wire::{MetricFamily, MetricKind};
+use countywatch_wire::{Event, MetricFamily, MetricKind};
 use tokio::task::JoinHandle;
 
 use crate::probe::{Probe, ProbeError};
@@ -48,9 +49,20 @@ pub struct TransportStats {
 type ProbeRun = (
     Box<dyn Probe>,
     Vec<MetricFamily>,
+    Vec<Event>,
     Result<(), ProbeError>,
     Duration,
 );
+
+/// What one collection produced.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Every probe's families, self-metrics last.
+    pub families: Vec<MetricFamily>,
+    /// Events probes saw since the previous collection; a probe that
+    /// overran keeps its events until its late result is taken back.
+    pub events: Vec<Event>,
+}
 
 /// A probe and where it currently is.
 enum Slot {
@@ -158,9 +170,11 @@ impl Collector {
         }
     }
 
-    /// Runs every probe once and returns all families, self-metrics last.
-    pub async fn collect(&mut self) -> Vec<MetricFamily> {
+    /// Runs every probe once and returns all families, self-metrics last,
+    /// with the events probes saw.
+    pub async fn collect(&mut self) -> Collected {
         let mut families = Vec::new();
+        let mut events = Vec::new();
         let mut outcomes = Vec::with_capacity(self.slots.len());
         // Start every ready probe first so they run in parallel.
         let started = Instant::now();
@@ -214,8 +228,9 @@ impl Collector {
                 }
             };
             match tokio::time::timeout_at(deadline, &mut handle).await {
-                Ok(Ok((probe, probe_families, result, duration))) => {
+                Ok(Ok((probe, probe_families, probe_events, result, duration))) => {
                     self.slots[index].1 = Slot::Ready(probe);
+                    events.extend(probe_events);
                     let success = result.is_ok();
                     let schedule = &mut self.schedules[index];
                     if schedule.interval.is_some() {
@@ -253,7 +268,7 @@ impl Collector {
         }
         self.last_collection = started.elapsed();
         families.extend(self.self_metrics(&outcomes));
-        families
+        Collected { families, events }
     }
 
     fn record(&mut self, index: usize, result: Result<(), String>) {
@@ -383,7 +398,8 @@ fn spawn_probe(mut probe: Box<dyn Probe>) -> JoinHandle<ProbeRun> {
         let started = Instant::now();
         let mut families = Vec::new();
         let result = probe.collect(&mut families);
-        (probe, families, result, started.elapsed())
+        let events = probe.take_events();
+        (probe, families, events, result, started.elapsed())
     })
 }
 
@@ -452,17 +468,17 @@ mod tests {
             Duration::from_millis(100),
             Arc::new(TransportStats::default()),
         );
-        let first = collector.collect().await;
+        let first = collector.collect().await.families;
         assert!(first.iter().any(|f| f.name == "quick_value"));
         assert!(!first.iter().any(|f| f.name == "sleepy_value"));
         assert_eq!(success_of(&first, "sleepy"), Some(0.0));
         assert_eq!(success_of(&first, "quick"), Some(1.0));
         // While the first run is still sleeping the probe is skipped, not restarted.
-        let second = collector.collect().await;
+        let second = collector.collect().await.families;
         assert_eq!(success_of(&second, "sleepy"), Some(0.0));
         tokio::time::sleep(Duration::from_millis(400)).await;
         // Its late result is taken back with the probe.
-        let third = collector.collect().await;
+        let third = collector.collect().await.families;
         assert!(third.iter().any(|f| f.name == "sleepy_value"));
         assert_eq!(success_of(&third, "sleepy"), Some(1.0));
     }
@@ -498,7 +514,7 @@ mod tests {
             Arc::new(TransportStats::default()),
         );
         for _ in 0..3 {
-            let families = collector.collect().await;
+            let families = collector.collect().await.families;
             let runs = families.iter().find(|f| f.name == "runs_total").unwrap();
             assert_eq!(runs.samples[0].value, 1.0, "ran once, repeated since");
             assert_eq!(success_of(&families, "counting"), Some(1.0));

@@ -13,6 +13,7 @@ use serde::Deserialize;
 pub use crate::probe::filesystem::FilesystemConfig;
 pub use crate::probe::process::ProcessConfig;
 pub use crate::probe::service::ServiceConfig;
+pub use crate::probe::snmp::SnmpConfig;
 pub use crate::probe::systemd::SystemdConfig;
 
 /// The whole agent configuration.
@@ -112,6 +113,8 @@ pub struct ProbesConfig {
     pub process: ProcessConfig,
     /// TCP, HTTP(S) and TLS checks of services (blackbox_exporter style).
     pub service: ServiceConfig,
+    /// SNMP polling of network devices (snmp_exporter's if_mib names).
+    pub snmp: SnmpConfig,
     /// How long one probe may run before the collection moves on without it.
     pub timeout: PromDuration,
 }
@@ -402,6 +405,7 @@ impl Default for ProbesConfig {
             systemd: SystemdConfig::default(),
             process: ProcessConfig::default(),
             service: ServiceConfig::default(),
+            snmp: SnmpConfig::default(),
             timeout: PromDuration(Duration::from_secs(5)),
         }
     }

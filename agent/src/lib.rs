@@ -54,7 +54,7 @@ pub async fn collect_once(config: &Config) -> Vec<MetricFamily> {
         config.probes.timeout.get(),
         Arc::new(TransportStats::default()),
     );
-    collector.collect().await
+    collector.collect().await.families
 }
 
 /// The spool and the signal that it has something new, shared by the
@@ -218,10 +218,13 @@ pub async fn run_with_reload(
             continue;
         }
         last_source_poll = tokio::time::Instant::now();
-        let mut metrics = collector.collect().await;
+        let collected = collector.collect().await;
+        let mut metrics = collected.families;
         // The events and the positions after them go into the spool in one
-        // transaction: a crash keeps both or neither (exactly once).
-        let (events, checkpoint) = sources.poll();
+        // transaction: a crash keeps both or neither (exactly once). Probe
+        // events (SNMP state changes) have no position and ride along.
+        let (mut events, checkpoint) = sources.poll();
+        events.extend(collected.events);
         backlog = sources.has_backlog();
         if backlog {
             wake.notify_one();

@@ -307,11 +307,11 @@ impl Alerting {
             storage, retention, ..
         } = &mut *state;
         store.visit_samples(now, |agent, received_at, name, labels, value| {
+            // `instance` and `job` as on /metrics: a device's series has
+            // the device as instance.
             let mut series =
-                Labels::from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                Labels::from_pairs(countywatch_wire::exposed_labels(agent, JOB, labels));
             series.set(METRIC_NAME, name);
-            series.set("instance", agent);
-            series.set("job", JOB);
             // A full store refuses new series and counts them itself.
             let _ = storage.append(&series, unix_millis(received_at), value);
         });

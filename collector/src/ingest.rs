@@ -184,10 +184,12 @@ async fn accept(
         },
     )?;
     // The collector's own series share the namespace; an agent must not
-    // shadow them (agents' self-metrics are countywatch_agent_*).
-    if let Some(family) = batch.metrics.iter().find(|family| {
-        family.name.starts_with("countywatch_") && !family.name.starts_with("countywatch_agent_")
-    }) {
+    // shadow them (agents report countywatch_agent_* and countywatch_snmp_*).
+    if let Some(family) = batch
+        .metrics
+        .iter()
+        .find(|family| !countywatch_wire::is_agent_metric_name(&family.name))
+    {
         return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "bad_request",

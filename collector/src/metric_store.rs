@@ -14,12 +14,17 @@
 //! each agent's name and an `Arc` of its families, then formats with no lock
 //! held, so ingest (which takes the write lock) never waits for the
 //! formatting of a thousand agents' series.
+//!
+//! A network device's series (polled by an agent over SNMP) carries the
+//! device as `instance` and the agent in `agent` (`exposed_labels`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use countywatch_wire::{MetricFamily, MetricKind, write_family_header, write_samples_at};
+use countywatch_wire::{
+    MetricFamily, MetricKind, write_agent_samples, write_family_header, write_samples_at,
+};
 
 /// The `job` label of every agent metric.
 pub const JOB: &str = "countywatch";
@@ -142,7 +147,7 @@ impl MetricStore {
             for (agent, collected_at_ms, family) in &members {
                 if family.kind == first.kind {
                     let timestamp = (*collected_at_ms > 0).then_some(*collected_at_ms);
-                    write_samples_at(out, family, &[("instance", agent), ("job", JOB)], timestamp);
+                    write_agent_samples(out, family, agent, JOB, timestamp);
                 }
             }
         }

@@ -21,7 +21,10 @@ pub enum LogFormat {
 /// Installs the global `tracing` subscriber. Calling it twice is harmless:
 /// the second call keeps the first subscriber.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        // The SNMP library logs every failed request of every poll; the
+        // agent's SNMP probe logs each device's failure once per change.
+        .unwrap_or_else(|_| EnvFilter::new("info,async_snmp=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

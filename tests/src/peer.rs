@@ -1,8 +1,9 @@
 //! Real third-party peers the tests start on loopback: Debian's
 //! `prometheus-node-exporter` (the reference our host metrics must match),
 //! `prometheus` (which scrapes both and answers the dashboards' queries, or
-//! receives remote_write) and `rsyslog` (a syslog receiver over TCP or TLS
-//! writing what it parsed to a file). Each listens on 127.0.0.1 only, keeps
+//! receives remote_write), `rsyslog` (a syslog receiver over TCP or TLS
+//! writing what it parsed to a file) and `snmpd` (net-snmp's agent, the
+//! network device the SNMP probe polls, with `snmpget` to read it directly). Each listens on 127.0.0.1 only, keeps
 //! its state in a temporary directory, and is killed when dropped.
 //!
 //! Neither can report a port it chose itself, so the test picks a free one
@@ -556,4 +557,271 @@ pub fn percent_encode(text: &str) -> String {
         }
     }
     encoded
+}
+
+/// The v2c community [`Snmpd`] answers.
+pub const SNMP_COMMUNITY: &str = "cw-community";
+/// The SNMPv3 user [`Snmpd`] knows (SHA authentication, AES privacy).
+pub const SNMP_USER: &str = "cwuser";
+/// [`SNMP_USER`]'s authentication pass phrase.
+pub const SNMP_AUTH_PASSWORD: &str = "cw-auth-pass";
+/// [`SNMP_USER`]'s privacy pass phrase.
+pub const SNMP_PRIV_PASSWORD: &str = "cw-priv-pass";
+
+/// A running `snmpd` with its own config and persistent directory: a v2c
+/// community and a v3 user, `sysName` set, every MIB readable.
+pub struct Snmpd {
+    /// The process.
+    child: Child,
+    /// `host:port` it answers on.
+    pub address: String,
+    /// The command prefix it runs under (e.g. `ip netns exec NS`), also
+    /// used for `snmpget`.
+    wrapper: Vec<String>,
+    /// Its config and persistent state.
+    _dir: tempfile::TempDir,
+}
+
+impl Snmpd {
+    /// Starts snmpd on a free UDP port of 127.0.0.1.
+    pub fn start(sys_name: &str) -> Snmpd {
+        for _ in 0..5 {
+            let port = std::net::UdpSocket::bind("127.0.0.1:0")
+                .and_then(|socket| socket.local_addr())
+                .unwrap()
+                .port();
+            if let Some(snmpd) = Snmpd::try_start(sys_name, &format!("127.0.0.1:{port}"), &[]) {
+                return snmpd;
+            }
+        }
+        panic!("could not start snmpd on a free port");
+    }
+
+    /// Starts snmpd on `address` (`ip:port`) under `wrapper`; `None` when
+    /// it does not answer (the port was taken).
+    pub fn try_start(sys_name: &str, address: &str, wrapper: &[&str]) -> Option<Snmpd> {
+        let dir = tempfile::tempdir().unwrap();
+        let persistent = dir.path().join("persist");
+        std::fs::create_dir(&persistent).unwrap();
+        let config = dir.path().join("snmpd.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "[snmp] persistentDir {persistent}
+agentAddress udp:{address}
+rocommunity {SNMP_COMMUNITY} default
+createUser {SNMP_USER} SHA \"{SNMP_AUTH_PASSWORD}\" AES \"{SNMP_PRIV_PASSWORD}\"
+rouser {SNMP_USER} priv
+sysName {sys_name}
+sysLocation countywatch test
+",
+                persistent = persistent.display()
+            ),
+        )
+        .unwrap();
+        let wrapper: Vec<String> = wrapper.iter().map(|part| part.to_string()).collect();
+        let mut command = wrapped(&wrapper, "snmpd");
+        command
+            .args(["-f", "-C", "-c"])
+            .arg(&config)
+            .arg("-Lf")
+            .arg(dir.path().join("snmpd.log"))
+            .arg("-p")
+            .arg(dir.path().join("snmpd.pid"))
+            // No MIB files are installed (Debian keeps them in non-free);
+            // every OID here is numeric.
+            .env("MIBS", "")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = command.spawn().unwrap_or_else(|error| {
+            panic!("cannot start snmpd (tests/run.sh installs it): {error}")
+        });
+        let mut snmpd = Snmpd {
+            child,
+            address: address.to_string(),
+            wrapper,
+            _dir: dir,
+        };
+        let ready = wait_until(Duration::from_secs(20), || {
+            matches!(snmpd.child.try_wait(), Ok(Some(_)))
+                || snmpd.get("1.3.6.1.2.1.1.5.0").is_some()
+        });
+        if ready && matches!(snmpd.child.try_wait(), Ok(None)) {
+            Some(snmpd)
+        } else {
+            None
+        }
+    }
+
+    /// `snmpget -v2c` of one numeric OID: its value as snmpget prints it
+    /// with `-Oqv` (strings without quotes), or `None` without an answer.
+    pub fn get(&self, oid: &str) -> Option<String> {
+        let output = self.snmp("snmpget", "-Oqvt", oid).output().ok()?;
+        if !output.status.success() {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        Some(text.trim_matches('"').to_string())
+    }
+
+    /// `snmpwalk -v2c` of a numeric OID: (the last arc of each row's OID,
+    /// the value).
+    pub fn walk(&self, oid: &str) -> Vec<(u32, String)> {
+        let output = self.snmp("snmpwalk", "-Oqn", oid).output().unwrap();
+        assert!(output.status.success(), "snmpwalk {oid} failed");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(' ')?;
+                let index = name.rsplit('.').next()?.parse().ok()?;
+                Some((index, value.trim().trim_matches('"').to_string()))
+            })
+            .collect()
+    }
+
+    fn snmp(&self, program: &str, output_flags: &str, oid: &str) -> Command {
+        let mut command = wrapped(&self.wrapper, program);
+        command
+            .args(["-m", "", "-v2c", "-c", SNMP_COMMUNITY, output_flags])
+            .args(["-t", "1", "-r", "1"])
+            .arg(&self.address)
+            .arg(oid)
+            .env("MIBS", "")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null());
+        command
+    }
+}
+
+/// `program` run under `wrapper` (nothing, or e.g. `ip netns exec NS`).
+fn wrapped(wrapper: &[String], program: &str) -> Command {
+    match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+impl Drop for Snmpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `prometheus-snmp-exporter` with an `if_mib` module written
+/// here: Debian ships no `snmp.yml` (the generator needs MIB files it
+/// cannot ship), so the module lists by number the OIDs, names, types and
+/// `ifIndex` lookups that the upstream generator's `if_mib` module has.
+pub struct SnmpExporter {
+    /// The process.
+    child: Child,
+    /// Where `/snmp` is served.
+    pub addr: SocketAddr,
+    /// Its config.
+    _dir: tempfile::TempDir,
+}
+
+/// snmp_exporter's `if_mib` metrics: (name, OID, type), per interface.
+const IF_MIB_COLUMNS: [(&str, &str, &str); 11] = [
+    ("ifAdminStatus", "1.3.6.1.2.1.2.2.1.7", "gauge"),
+    ("ifOperStatus", "1.3.6.1.2.1.2.2.1.8", "gauge"),
+    ("ifInDiscards", "1.3.6.1.2.1.2.2.1.13", "counter"),
+    ("ifInErrors", "1.3.6.1.2.1.2.2.1.14", "counter"),
+    ("ifOutDiscards", "1.3.6.1.2.1.2.2.1.19", "counter"),
+    ("ifOutErrors", "1.3.6.1.2.1.2.2.1.20", "counter"),
+    ("ifHCInOctets", "1.3.6.1.2.1.31.1.1.1.6", "counter"),
+    ("ifHCOutOctets", "1.3.6.1.2.1.31.1.1.1.10", "counter"),
+    ("ifHighSpeed", "1.3.6.1.2.1.31.1.1.1.15", "gauge"),
+    ("ifInOctets", "1.3.6.1.2.1.2.2.1.10", "counter"),
+    ("ifOutOctets", "1.3.6.1.2.1.2.2.1.16", "counter"),
+];
+
+impl SnmpExporter {
+    /// Starts snmp_exporter on a free loopback port with an `if_mib`
+    /// module using [`SNMP_COMMUNITY`].
+    pub fn start() -> SnmpExporter {
+        let dir = tempfile::tempdir().unwrap();
+        let lookups = "    lookups:
+    - labels: [ifIndex]
+      labelname: ifAlias
+      oid: 1.3.6.1.2.1.31.1.1.1.18
+      type: DisplayString
+    - labels: [ifIndex]
+      labelname: ifDescr
+      oid: 1.3.6.1.2.1.2.2.1.2
+      type: DisplayString
+    - labels: [ifIndex]
+      labelname: ifName
+      oid: 1.3.6.1.2.1.31.1.1.1.1
+      type: DisplayString
+";
+        let mut config = format!(
+            "if_mib:
+  version: 2
+  auth:
+    community: {SNMP_COMMUNITY}
+  walk:
+  - 1.3.6.1.2.1.2.2.1
+  - 1.3.6.1.2.1.31.1.1.1
+  get:
+  - 1.3.6.1.2.1.1.3.0
+  - 1.3.6.1.2.1.1.5.0
+  metrics:
+  - name: sysUpTime
+    oid: 1.3.6.1.2.1.1.3
+    type: gauge
+    help: sysUpTime
+  - name: sysName
+    oid: 1.3.6.1.2.1.1.5
+    type: DisplayString
+    help: sysName
+"
+        );
+        for (name, oid, kind) in IF_MIB_COLUMNS {
+            config.push_str(&format!(
+                "  - name: {name}
+    oid: {oid}
+    type: {kind}
+    help: {name}
+    indexes:
+    - labelname: ifIndex
+      type: gauge
+{lookups}"
+            ));
+        }
+        let config_path = dir.path().join("snmp.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let (child, addr) = start_listening("/", |addr| {
+            let mut command = Command::new("prometheus-snmp-exporter");
+            command
+                .arg(format!("--config.file={}", config_path.display()))
+                .arg(format!("--web.listen-address={addr}"));
+            command
+        });
+        SnmpExporter {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    /// The `if_mib` module's answer for `target` (`host:port`).
+    pub fn scrape(&self, target: &str) -> String {
+        let response =
+            crate::http::get(self.addr, &format!("/snmp?module=if_mib&target={target}")).unwrap();
+        assert_eq!(response.status, 200, "{}", response.body);
+        response.body
+    }
+}
+
+impl Drop for SnmpExporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

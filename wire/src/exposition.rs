@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use crate::metric::MetricFamily;
+use crate::metric::{MetricFamily, exposed_labels};
 
 /// Writes `families` as Prometheus text. `extra_labels` are prepended to
 /// every sample (the collector's `instance` and `job`). Families must have
@@ -26,6 +26,27 @@ pub fn write_family_header(out: &mut String, family: &MetricFamily) {
     let _ = writeln!(out, "# TYPE {} {}", family.name, family.kind.as_str());
 }
 
+/// Writes the sample lines of an agent's family with the labels
+/// [`exposed_labels`] gives each sample (`instance`, `job`, and `agent` on a
+/// device's series), each stamped with `timestamp_ms` when given.
+pub fn write_agent_samples(
+    out: &mut String,
+    family: &MetricFamily,
+    agent: &str,
+    job: &str,
+    timestamp_ms: Option<i64>,
+) {
+    for sample in &family.samples {
+        write_sample(
+            out,
+            &family.name,
+            exposed_labels(agent, job, &sample.labels),
+            sample.value,
+            timestamp_ms,
+        );
+    }
+}
+
 /// Writes the sample lines of a family, each with `extra_labels` first.
 pub fn write_samples(out: &mut String, family: &MetricFamily, extra_labels: &[(&str, &str)]) {
     write_samples_at(out, family, extra_labels, None);
@@ -42,32 +63,43 @@ pub fn write_samples_at(
     timestamp_ms: Option<i64>,
 ) {
     for sample in &family.samples {
-        out.push_str(&family.name);
         let labels = extra_labels.iter().copied().chain(
             sample
                 .labels
                 .iter()
                 .map(|(name, value)| (name.as_str(), value.as_str())),
         );
-        let mut first = true;
-        for (name, value) in labels {
-            out.push(if first { '{' } else { ',' });
-            first = false;
-            out.push_str(name);
-            out.push_str("=\"");
-            escape_label_value_into(out, value);
-            out.push('"');
-        }
-        if !first {
-            out.push('}');
-        }
-        out.push(' ');
-        write_value(out, sample.value);
-        if let Some(timestamp_ms) = timestamp_ms {
-            let _ = write!(out, " {timestamp_ms}");
-        }
-        out.push('\n');
+        write_sample(out, &family.name, labels, sample.value, timestamp_ms);
     }
+}
+
+/// Writes one sample line, with a timestamp in milliseconds if given.
+fn write_sample<'a>(
+    out: &mut String,
+    name: &str,
+    labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+    value: f64,
+    timestamp_ms: Option<i64>,
+) {
+    out.push_str(name);
+    let mut first = true;
+    for (label, label_value) in labels {
+        out.push(if first { '{' } else { ',' });
+        first = false;
+        out.push_str(label);
+        out.push_str("=\"");
+        escape_label_value_into(out, label_value);
+        out.push('"');
+    }
+    if !first {
+        out.push('}');
+    }
+    out.push(' ');
+    write_value(out, value);
+    if let Some(timestamp_ms) = timestamp_ms {
+        let _ = write!(out, " {timestamp_ms}");
+    }
+    out.push('\n');
 }
 
 fn write_value(out: &mut String, value: f64) {

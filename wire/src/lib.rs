@@ -19,7 +19,11 @@ pub use event::{
     Event, EventError, EventFields, EventKind, EventSource, FileState, MAX_FIELD_BYTES,
     MAX_RAW_BYTES, MAX_USERS_CHANGED,
 };
-pub use exposition::{write_family_header, write_samples, write_samples_at, write_text};
+pub use exposition::{
+    write_agent_samples, write_family_header, write_samples, write_samples_at, write_text,
+};
 pub use metric::{
-    MetricFamily, MetricKind, Sample, ValidationError, is_valid_label_name, is_valid_metric_name,
+    AGENT_METRIC_PREFIXES, DEVICE_INSTANCE_LABEL, MetricFamily, MetricKind, POLLING_AGENT_LABEL,
+    Sample, ValidationError, exposed_labels, is_agent_metric_name, is_valid_label_name,
+    is_valid_metric_name,
 };

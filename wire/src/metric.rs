@@ -89,6 +89,71 @@ impl MetricFamily {
 /// Labels the collector owns and attaches itself.
 pub const RESERVED_LABELS: [&str; 2] = ["instance", "job"];
 
+/// The parts of the collector's `countywatch_` namespace agents report
+/// in: their own self-metrics and their SNMP probe's per-device figures.
+pub const AGENT_METRIC_PREFIXES: [&str; 2] = ["countywatch_agent_", "countywatch_snmp_"];
+
+/// Whether an agent may report a family named `name`: anything outside
+/// `countywatch_`, and [`AGENT_METRIC_PREFIXES`] inside it (the rest is
+/// the collector's own, which an agent must not shadow).
+pub fn is_agent_metric_name(name: &str) -> bool {
+    !name.starts_with("countywatch_")
+        || AGENT_METRIC_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+}
+
+/// The label an agent puts on the series of a network device it polls
+/// (SNMP) rather than its own host. The collector exposes such a series
+/// with `instance` set to this label's value and the agent's name in
+/// [`POLLING_AGENT_LABEL`], as snmp_exporter's targets appear in
+/// Prometheus; the label itself is not exposed.
+pub const DEVICE_INSTANCE_LABEL: &str = "device_instance";
+
+/// The label carrying the polling agent's name on a device's series.
+pub const POLLING_AGENT_LABEL: &str = "agent";
+
+/// The labels a sample that `agent` reported is exposed with, in order:
+/// `instance`, `job`, then the sample's own labels. A device's sample (one
+/// with [`DEVICE_INSTANCE_LABEL`]) gets the device as `instance` and the
+/// agent in [`POLLING_AGENT_LABEL`], replacing any label of that name.
+pub fn exposed_labels<'a>(
+    agent: &'a str,
+    job: &'a str,
+    labels: &'a [(String, String)],
+) -> Vec<(&'a str, &'a str)> {
+    let device = labels
+        .iter()
+        .find(|(name, _)| name == DEVICE_INSTANCE_LABEL)
+        .map(|(_, value)| value.as_str());
+    let mut exposed = Vec::with_capacity(labels.len() + 3);
+    match device {
+        Some(device) => {
+            exposed.push(("instance", device));
+            exposed.push(("job", job));
+            exposed.push((POLLING_AGENT_LABEL, agent));
+            exposed.extend(
+                labels
+                    .iter()
+                    .filter(|(name, _)| {
+                        name != DEVICE_INSTANCE_LABEL && name != POLLING_AGENT_LABEL
+                    })
+                    .map(|(name, value)| (name.as_str(), value.as_str())),
+            );
+        }
+        None => {
+            exposed.push(("instance", agent));
+            exposed.push(("job", job));
+            exposed.extend(
+                labels
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str())),
+            );
+        }
+    }
+    exposed
+}
+
 /// Why a metric family was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
@@ -251,5 +316,51 @@ mod tests {
         assert_eq!(back.samples[1].value, f64::INFINITY);
         assert_eq!(back.samples[2].value, f64::NEG_INFINITY);
         assert_eq!(back.samples[3].value, 1.5);
+    }
+
+    #[test]
+    fn a_device_sample_is_exposed_with_the_device_as_instance() {
+        let own = vec![("device".to_string(), "sda".to_string())];
+        assert_eq!(
+            exposed_labels("agent-1", "countywatch", &own),
+            [
+                ("instance", "agent-1"),
+                ("job", "countywatch"),
+                ("device", "sda")
+            ]
+        );
+        let device = vec![
+            ("ifIndex".to_string(), "1".to_string()),
+            (DEVICE_INSTANCE_LABEL.to_string(), "switch-1".to_string()),
+            (POLLING_AGENT_LABEL.to_string(), "forged".to_string()),
+        ];
+        assert_eq!(
+            exposed_labels("agent-1", "countywatch", &device),
+            [
+                ("instance", "switch-1"),
+                ("job", "countywatch"),
+                ("agent", "agent-1"),
+                ("ifIndex", "1")
+            ]
+        );
+    }
+
+    #[test]
+    fn agents_report_outside_the_collectors_namespace_only() {
+        for allowed in [
+            "node_load1",
+            "ifHCInOctets",
+            "countywatch_agent_probe_success",
+            "countywatch_snmp_scrape_duration_seconds",
+        ] {
+            assert!(is_agent_metric_name(allowed), "{allowed}");
+        }
+        for refused in [
+            "countywatch_ingest_requests_total",
+            "countywatch_snmpx",
+            "countywatch_",
+        ] {
+            assert!(!is_agent_metric_name(refused), "{refused}");
+        }
     }
 }

@@ -24,6 +24,7 @@ mod network;
 mod pressure;
 pub mod process;
 pub mod service;
+pub mod snmp;
 mod system;
 pub mod systemd;
 
@@ -31,7 +32,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use countywatch_daemon::config_file::Problems;
-use countywatch_wire::MetricFamily;
+use countywatch_wire::{Event, MetricFamily};
 
 use crate::config::{Config, ProbeToggle, ProbesConfig};
 
@@ -46,6 +47,14 @@ pub trait Probe: Send {
     /// How often the probe runs, when not every collection.
     fn interval(&self) -> Option<Duration> {
         None
+    }
+
+    /// Takes the events the probe saw since it was last asked: state
+    /// changes of the network devices it polls. Host probes see none. The
+    /// collection returns them beside the families and the run loop spools
+    /// them in the same batch, so a probe still never touches the spool.
+    fn take_events(&mut self) -> Vec<Event> {
+        Vec::new()
     }
 }
 
@@ -68,6 +77,10 @@ impl Probe for Every {
 
     fn interval(&self) -> Option<Duration> {
         Some(self.interval)
+    }
+
+    fn take_events(&mut self) -> Vec<Event> {
+        self.probe.take_events()
     }
 }
 
@@ -164,6 +177,15 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
             Box::new(service::ServiceProbe::new(&probes.service))
         });
     }
+    if !probes.snmp.devices.is_empty() {
+        add(&probes.snmp.toggle(), &|| {
+            Box::new(snmp::SnmpProbe::new(
+                &probes.snmp,
+                probes.timeout.get(),
+                config.interval.get(),
+            ))
+        });
+    }
     built
 }
 
@@ -201,4 +223,5 @@ pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
     systemd::validate(&probes.systemd, problems);
     process::validate(&probes.process, problems);
     service::validate(&probes.service, probes.timeout.get(), problems);
+    snmp::validate(&probes.snmp, probes.timeout.get(), problems);
 }

@@ -174,9 +174,11 @@ impl RemoteWrite {
             family.samples.iter().map(move |sample| {
                 let mut labels = Vec::with_capacity(sample.labels.len() + 3);
                 labels.push(("__name__".to_string(), family.name.clone()));
-                labels.push(("instance".to_string(), agent.to_string()));
-                labels.push(("job".to_string(), job.to_string()));
-                labels.extend(sample.labels.iter().cloned());
+                labels.extend(
+                    countywatch_wire::exposed_labels(agent, job, &sample.labels)
+                        .into_iter()
+                        .map(|(name, value)| (name.to_string(), value.to_string())),
+                );
                 Series {
                     labels,
                     samples: vec![(sample.value, timestamp_ms)],

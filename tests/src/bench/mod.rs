@@ -13,6 +13,7 @@ mod metrics_scrape;
 mod notify_latency;
 mod outputs;
 mod rule_eval;
+mod snmp_poll;
 mod syslog_flood;
 mod wire_codec;
 
@@ -99,6 +100,7 @@ pub const ALL: &[Benchmark] = &[
     metrics_scrape::BENCHMARK,
     incident_store::BENCHMARK,
     syslog_flood::BENCHMARK,
+    snmp_poll::BENCHMARK,
 ];
 
 #[cfg(test)]

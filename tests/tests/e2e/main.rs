@@ -21,6 +21,7 @@ mod reload;
 mod rules;
 mod service_probes;
 mod skeleton;
+mod snmp;
 mod syslog;
 mod tls_audit;
 mod transport;
