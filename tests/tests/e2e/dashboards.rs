@@ -19,13 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use countywatch_e2e::Collector;
-use countywatch_e2e::peer::{Prometheus, percent_encode, promtool_findings};
+use countywatch_e2e::peer::{Prometheus, SNMP_COMMUNITY, Snmpd, percent_encode, promtool_findings};
 use countywatch_e2e::process::{TEST_AGENT_CONFIG, wait_until};
-
-/// Dashboards whose every panel is checked for parsing only: their series
-/// come from the SNMP probe, which is being built in parallel. Once it is
-/// merged, the test feeds a real snmpd and this list empties.
-const PARSE_ONLY_UNTIL_THE_SNMP_PROBE: &[&str] = &["network-devices.json"];
 
 /// Panels (dashboard file, title) checked for parsing only because their
 /// series come from the incident store (issue 9), which sets
@@ -204,6 +199,9 @@ struct Fixture {
     prometheus: Prometheus,
     _files: tempfile::TempDir,
     _listener: TcpListener,
+    /// The network device the network dashboard shows: a real snmpd the
+    /// agent polls over SNMP v2c.
+    _snmpd: Snmpd,
 }
 
 fn start_fixture() -> Fixture {
@@ -228,6 +226,7 @@ fn start_fixture() -> Fixture {
     std::fs::create_dir(&watched).unwrap();
     std::fs::write(watched.join("passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
     let ca_file = collector.data_dir.join("ca/ca.crt");
+    let snmpd = Snmpd::start("dash-switch");
     let agent_config = format!(
         "{TEST_AGENT_CONFIG}sources:
   auth:
@@ -252,7 +251,15 @@ probes:
         module: http
         target: https://{enroll}/
         ca_file: {ca}
+  snmp:
+    devices:
+      - name: dash-switch
+        address: \"{snmp}\"
+        version: v2c
+        community: {community}
 ",
+        snmp = snmpd.address,
+        community = SNMP_COMMUNITY,
         auth = auth_log.display(),
         watched = watched.display(),
         http = collector.http_addr,
@@ -297,6 +304,7 @@ probes:
         prometheus,
         _files: files,
         _listener: listener,
+        _snmpd: snmpd,
     }
 }
 
@@ -345,14 +353,12 @@ fn every_panel_of_every_dashboard_returns_data_from_a_real_prometheus() {
     let mut failures = Vec::new();
     let mut checked = 0;
     for (file, dashboard) in dashboards() {
-        let parse_only_dashboard = PARSE_ONLY_UNTIL_THE_SNMP_PROBE.contains(&file.as_str());
         let mut values = BTreeMap::new();
         for (name, variable_query) in query_variables(&dashboard) {
             let (selector, label) = parse_label_values(&substitute(&variable_query, &values));
             let found = label_values(prometheus, &selector, &label);
             let value = match found.first() {
                 Some(value) => value.clone(),
-                None if parse_only_dashboard => "parse-only".to_string(),
                 None => {
                     failures.push(format!(
                         "{file}: variable {name}: no values for {variable_query}"
@@ -368,8 +374,8 @@ fn every_panel_of_every_dashboard_returns_data_from_a_real_prometheus() {
         }
         for panel in panels(&dashboard) {
             let title = panel["title"].as_str().unwrap_or_default().to_string();
-            let parse_only = parse_only_dashboard
-                || PARSE_ONLY_UNTIL_THE_INCIDENT_STORE.contains(&(file.as_str(), title.as_str()));
+            let parse_only =
+                PARSE_ONLY_UNTIL_THE_INCIDENT_STORE.contains(&(file.as_str(), title.as_str()));
             let mut panel_series = 0;
             for target in panel["targets"].as_array().cloned().unwrap_or_default() {
                 let expr = substitute(target["expr"].as_str().unwrap_or_default(), &values);
@@ -405,8 +411,44 @@ fn promtool_check_metrics_finds_nothing_on_a_real_scrape() {
     });
     let text = fixture.collector.metrics();
     assert!(ready, "series missing:\n{text}");
-    let findings = promtool_findings(&text);
+    // snmp_exporter's if_mib names (`ifHCInOctets{ifIndex=...}`) are
+    // camelCase counters without `_total` by design, and the issue asks for
+    // exactly those names so that existing network dashboards work;
+    // promtool's lint says the same of snmp_exporter's own output. Those
+    // findings, on those families only, are the ones allowed.
+    const SNMP_EXPORTER_FAMILIES: &[&str] = &[
+        "ifOperStatus",
+        "ifAdminStatus",
+        "ifHCInOctets",
+        "ifHCOutOctets",
+        "ifInErrors",
+        "ifOutErrors",
+        "ifInDiscards",
+        "ifOutDiscards",
+        "ifHighSpeed",
+        "sysUpTime",
+        "sysName",
+        "sysDescr",
+    ];
+    const SNMP_EXPORTER_FINDINGS: &[&str] = &[
+        "label names should be written in 'snake_case' not 'camelCase'",
+        "metric names should be written in 'snake_case' not 'camelCase'",
+        "counter metrics should have \"_total\" suffix",
+    ];
+    let findings: Vec<String> = promtool_findings(&text)
+        .into_iter()
+        .filter(|finding| {
+            let (family, complaint) = finding.split_once(' ').unwrap_or_default();
+            let family = family.trim_end_matches("_info");
+            !(SNMP_EXPORTER_FAMILIES.contains(&family)
+                && SNMP_EXPORTER_FINDINGS.contains(&complaint))
+        })
+        .collect();
     assert!(findings.is_empty(), "promtool:\n{}", findings.join("\n"));
+    assert!(
+        text.contains("ifOperStatus{"),
+        "the SNMP series are part of the check"
+    );
     // Every family has HELP, and samples carry the agent's timestamp.
     for line in text.lines().filter(|line| line.starts_with("# TYPE ")) {
         let name = line.split(' ').nth(2).unwrap();
