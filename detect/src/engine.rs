@@ -1,0 +1,646 @@
+//! The engine: runs every event through the rules that can match its kind,
+//! keeps each rule's per-key state bounded (the least recently touched key
+//! is evicted, and counted, beyond `max_groups`), and turns firings into
+//! [`Detection`]s. Its state can be saved as bytes and restored, so a
+//! collector restart in the middle of a window still fires.
+//!
+//! **Architecture Invariant:** the engine has no clock and does no IO. Time
+//! is the events' own (and what callers pass to [`Engine::advance`]); the
+//! events behind a firing's evidence are fetched through the caller's
+//! `lookup`, since the state keeps only their ids.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+
+use countywatch_rules::labels::Labels;
+use countywatch_rules::template::Data;
+use countywatch_wire::{Event, EventKind};
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::Calendar;
+use crate::condition::kind_bit;
+use crate::detection::{Detection, Evidence};
+use crate::field::{self, Field};
+use crate::kind::{self, GroupState, Hit};
+use crate::rulefmt::{KindSpec, Rule};
+use crate::suppress;
+
+/// How often, in event time, expired keys are dropped and absences checked.
+const SWEEP_EVERY_MS: i64 = 1_000;
+/// Version of the snapshot format.
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// Looks up an event by the id the caller gave it.
+pub type Lookup<'a> = dyn FnMut(i64) -> Option<Event> + 'a;
+
+/// The detection engine over a set of rules.
+pub struct Engine {
+    /// The calendar `working_hours` and `time_of_day` use.
+    calendar: Calendar,
+    /// The rules with their state.
+    rules: Vec<RuleRuntime>,
+    /// For each event kind, the indexes of the rules that can match it.
+    by_kind: Vec<Vec<usize>>,
+    /// Hashes group keys; keyed per process so that attacker-chosen keys
+    /// cannot be made to collide.
+    hasher: RandomState,
+    /// The latest time seen (events or `advance`).
+    clock_ms: i64,
+    /// When the next sweep is due, in event time.
+    next_sweep_ms: i64,
+    /// Reused buffer for building group keys.
+    key_buffer: String,
+    /// Template expansions that failed (the raw template is used instead).
+    template_failures: u64,
+}
+
+/// A rule with its state.
+struct RuleRuntime {
+    /// The rule.
+    rule: Rule,
+    /// Per-key state.
+    groups: Groups,
+    /// Detections produced.
+    detections: u64,
+    /// The first matching event's time (the `new_value` learning start).
+    first_event_ms: Option<i64>,
+}
+
+/// A rule's keys, bounded.
+#[derive(Default)]
+struct Groups {
+    /// Per-key state, by the key's hash.
+    map: HashMap<u64, Group, BuildHasherDefault<IdentityHasher>>,
+    /// Keys in the order they were touched, as (hash, touched_ms); an entry
+    /// is current when its time is still the group's `touched_ms`. Stale
+    /// entries are skipped, and the queue is rebuilt when mostly stale.
+    order: VecDeque<(u64, i64)>,
+    /// Keys evicted because `max_groups` was reached.
+    evictions: u64,
+}
+
+/// One group key's state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Group {
+    /// The key in canonical form.
+    key: Box<str>,
+    /// The latest event time that touched the key.
+    touched_ms: i64,
+    /// Until when the key stays quiet after firing.
+    quiet_until_ms: i64,
+    /// What the kind remembers.
+    state: GroupState,
+}
+
+/// Counters for one rule, for metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleStats {
+    /// The rule's id.
+    pub rule_id: String,
+    /// Keys held now.
+    pub groups: usize,
+    /// Keys evicted so far.
+    pub evictions: u64,
+    /// Detections so far.
+    pub detections: u64,
+}
+
+/// What [`Engine::restore`] kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoreSummary {
+    /// Rules whose state was restored.
+    pub rules_restored: usize,
+    /// Keys restored.
+    pub groups_restored: usize,
+    /// Rules in the snapshot that are gone or changed meaning.
+    pub rules_dropped: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    version: u32,
+    clock_ms: i64,
+    rules: Vec<RuleSnapshot>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RuleSnapshot {
+    id: String,
+    signature: String,
+    first_event_ms: Option<i64>,
+    groups: Vec<Group>,
+}
+
+/// A hasher for keys that are already hashes.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 << 8) | u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+impl Engine {
+    /// An engine over `rules` with empty state.
+    pub fn new(rules: Vec<Rule>, calendar: Calendar) -> Engine {
+        let mut engine = Engine {
+            calendar,
+            rules: Vec::new(),
+            by_kind: Vec::new(),
+            hasher: RandomState::new(),
+            clock_ms: i64::MIN,
+            next_sweep_ms: i64::MIN,
+            key_buffer: String::new(),
+            template_failures: 0,
+        };
+        engine.set_rules(rules);
+        engine
+    }
+
+    /// Replaces the rules (a reload), keeping the state of every rule whose
+    /// id and meaning are unchanged.
+    pub fn replace_rules(&mut self, rules: Vec<Rule>, calendar: Calendar) {
+        let snapshot = self.snapshot();
+        self.calendar = calendar;
+        self.set_rules(rules);
+        // Our own snapshot always parses.
+        let _ = self.restore(&snapshot);
+    }
+
+    fn set_rules(&mut self, rules: Vec<Rule>) {
+        self.by_kind = vec![Vec::new(); EventKind::ALL.len()];
+        for (index, rule) in rules.iter().enumerate() {
+            for kind in EventKind::ALL {
+                if rule.kinds & kind_bit(*kind) != 0
+                    && let Some(list) = self.by_kind.get_mut(*kind as usize)
+                {
+                    list.push(index);
+                }
+            }
+        }
+        self.rules = rules
+            .into_iter()
+            .map(|rule| RuleRuntime {
+                rule,
+                groups: Groups::default(),
+                detections: 0,
+                first_event_ms: None,
+            })
+            .collect();
+    }
+
+    /// The loaded rules.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().map(|runtime| &runtime.rule)
+    }
+
+    /// Runs one event through the rules; `event_id` is how `lookup` finds
+    /// it again. Detections are appended to `out`.
+    pub fn process(&mut self, event: &Event, event_id: i64, lookup: &mut Lookup<'_>, out: &mut Vec<Detection>) {
+        let at_ms = event.timestamp_ms;
+        if at_ms >= self.next_sweep_ms {
+            self.advance(at_ms, lookup, out);
+        }
+        self.clock_ms = self.clock_ms.max(at_ms);
+        let Some(candidates) = self.by_kind.get_mut(event.kind as usize).map(std::mem::take) else {
+            return;
+        };
+        let hit = Hit { at_ms, id: event_id };
+        for &index in &candidates {
+            let Some(runtime) = self.rules.get_mut(index) else {
+                continue;
+            };
+            let rule = &runtime.rule;
+            if !rule.condition.matches(event, &self.calendar) {
+                continue;
+            }
+            let mut steps = [0usize; 8];
+            let mut matched_steps = 0;
+            if let KindSpec::Sequence { steps: conditions, .. } = &rule.kind {
+                for (step, (condition, _)) in conditions.iter().enumerate() {
+                    if condition.matches(event, &self.calendar) && matched_steps < steps.len() {
+                        steps[matched_steps] = step;
+                        matched_steps += 1;
+                    }
+                }
+                if matched_steps == 0 {
+                    continue;
+                }
+            }
+            if suppress::is_allowed(rule, event, &self.calendar) {
+                continue;
+            }
+            let first_event_ms = *runtime.first_event_ms.get_or_insert(at_ms);
+            if matches!(rule.kind, KindSpec::Single) && rule.cooldown_ms == 0 {
+                runtime.detections += 1;
+                let hits = kind::single::on_match(hit);
+                let key = group_key(&rule.group_by, event, &mut self.key_buffer).to_string();
+                out.push(self.build(index, &key, &hits, at_ms, Some(event), lookup));
+                continue;
+            }
+            let key = group_key(&rule.group_by, event, &mut self.key_buffer);
+            let hash = self.hasher.hash_one(key);
+            let rule = &runtime.rule;
+            let group = runtime.groups.touch(hash, key, at_ms, rule);
+            let fired = match (&rule.kind, &mut group.state) {
+                (KindSpec::Single, _) => Some(kind::single::on_match(hit)),
+                (KindSpec::Threshold { count, window_ms }, GroupState::Hits(hits)) => {
+                    kind::threshold::on_match(hits, hit, *count, *window_ms)
+                }
+                (KindSpec::Distinct { field, count, window_ms }, GroupState::Distinct(values)) => {
+                    // An event without the counted field is not a value.
+                    match field.get(event) {
+                        Some(value) => {
+                            let value_hash = kind::stable_hash(value.to_text().as_bytes());
+                            kind::distinct::on_match(values, value_hash, hit, *count, *window_ms)
+                        }
+                        None => None,
+                    }
+                }
+                (KindSpec::Sequence { window_ms, steps: conditions }, GroupState::Sequence(progress)) => {
+                    let counts: Vec<usize> = conditions.iter().map(|(_, count)| *count).collect();
+                    kind::sequence::on_match(progress, &steps[..matched_steps], hit, &counts, *window_ms)
+                }
+                (KindSpec::NewValue { fields, learning_ms, max_values }, GroupState::Seen(seen)) => {
+                    let mut value = String::new();
+                    for field in fields {
+                        if let Some(found) = field.get(event) {
+                            found.write_to(&mut value);
+                        }
+                        value.push('\u{1f}');
+                    }
+                    let learning_until = first_event_ms.saturating_add(*learning_ms);
+                    kind::new_value::on_match(seen, kind::stable_hash(value.as_bytes()), hit, learning_until, *max_values)
+                }
+                (KindSpec::Absence { .. }, GroupState::LastSeen { hit: last, fired }) => {
+                    kind::absence::on_match(last, fired, hit);
+                    None
+                }
+                // A state of another kind (a restored key whose rule changed
+                // kind keeps its signature out, so this is only a fresh key).
+                (spec, state) => {
+                    *state = initial_state(spec, hit);
+                    if let KindSpec::Absence { .. } = spec {
+                        None
+                    } else {
+                        continue;
+                    }
+                }
+            };
+            let Some(hits) = fired else {
+                continue;
+            };
+            if suppress::is_cooling_down(group.quiet_until_ms, at_ms) {
+                continue;
+            }
+            group.quiet_until_ms = suppress::quiet_until(rule, at_ms);
+            let key = group.key.to_string();
+            runtime.detections += 1;
+            out.push(self.build(index, &key, &hits, at_ms, Some(event), lookup));
+        }
+        if let Some(slot) = self.by_kind.get_mut(event.kind as usize) {
+            *slot = candidates;
+        }
+    }
+
+    /// Moves the clock to `now_ms`: drops keys whose window has passed and
+    /// fires absences that are due. Callers with a real clock call it
+    /// periodically; events advance it too.
+    pub fn advance(&mut self, now_ms: i64, lookup: &mut Lookup<'_>, out: &mut Vec<Detection>) {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        self.next_sweep_ms = now_ms.saturating_add(SWEEP_EVERY_MS);
+        for index in 0..self.rules.len() {
+            let Some(runtime) = self.rules.get_mut(index) else {
+                continue;
+            };
+            runtime.groups.expire(now_ms, &runtime.rule);
+            let KindSpec::Absence { window_ms } = runtime.rule.kind else {
+                continue;
+            };
+            let mut due = Vec::new();
+            for group in runtime.groups.map.values_mut() {
+                if let GroupState::LastSeen { hit, fired } = &mut group.state
+                    && kind::absence::is_due(*hit, *fired, now_ms, window_ms)
+                {
+                    *fired = true;
+                    if !suppress::is_cooling_down(group.quiet_until_ms, now_ms) {
+                        group.quiet_until_ms = suppress::quiet_until(&runtime.rule, now_ms);
+                        due.push((group.key.to_string(), *hit));
+                    }
+                }
+            }
+            runtime.detections += due.len() as u64;
+            for (key, hit) in due {
+                let trigger = lookup(hit.id);
+                out.push(self.build(index, &key, &[hit], now_ms, trigger.as_ref(), lookup));
+            }
+        }
+    }
+
+    /// Builds the detection for rule `index` and key `key` from its hits.
+    fn build(
+        &mut self,
+        index: usize,
+        key: &str,
+        hits: &[Hit],
+        at_ms: i64,
+        trigger: Option<&Event>,
+        lookup: &mut Lookup<'_>,
+    ) -> Detection {
+        let Some(runtime) = self.rules.get(index) else {
+            return Detection {
+                rule_id: String::new(),
+                title: String::new(),
+                severity: crate::Severity::Info,
+                group_key: key.to_string(),
+                labels: BTreeMap::new(),
+                annotations: BTreeMap::new(),
+                tags: Vec::new(),
+                hosts: Vec::new(),
+                at_ms,
+                evidence: Vec::new(),
+            };
+        };
+        let rule = &runtime.rule;
+        let mut labels: BTreeMap<String, String> = rule.labels.iter().cloned().collect();
+        if let Some(event) = trigger {
+            for field in &rule.group_by {
+                if let Some(value) = field.get(event) {
+                    labels.insert(label_name(*field), value.to_text());
+                }
+            }
+        }
+        labels.insert("rule_id".to_string(), rule.id.clone());
+        labels.insert("alertname".to_string(), rule.id.clone());
+        labels.insert("severity".to_string(), rule.severity.as_str().to_string());
+        // Templates see the event's fields, then the detection's labels.
+        let mut template_labels: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(event) = trigger {
+            for (name, value) in field::all_values(event) {
+                template_labels.insert(name.replace('.', "_"), value);
+            }
+        }
+        template_labels.extend(labels.iter().map(|(name, value)| (name.clone(), value.clone())));
+        let template_labels = Labels::from_pairs(template_labels);
+        let external = BTreeMap::new();
+        let data = Data {
+            labels: &template_labels,
+            external_labels: &external,
+            value: hits.len() as f64,
+        };
+        let mut failures = 0;
+        let mut render = |template: &countywatch_rules::template::Template| {
+            template.render(&data).unwrap_or_else(|_| {
+                failures += 1;
+                template.source().to_string()
+            })
+        };
+        let title = render(&rule.title);
+        let annotations = rule
+            .annotations
+            .iter()
+            .map(|(name, template)| (name.clone(), render(template)))
+            .collect();
+        let kept = &hits[hits.len().saturating_sub(rule.evidence)..];
+        let mut evidence = Vec::with_capacity(kept.len());
+        for hit in kept {
+            let event = match trigger {
+                Some(event) if event.timestamp_ms == hit.at_ms && Some(hit) == hits.last() => Some(event.clone()),
+                _ => lookup(hit.id),
+            };
+            if let Some(event) = event {
+                evidence.push(Evidence {
+                    event_id: (hit.id >= 0).then_some(hit.id),
+                    event,
+                });
+            }
+        }
+        let mut hosts: Vec<String> = evidence
+            .iter()
+            .map(|item| item.event.host.clone())
+            .filter(|host| !host.is_empty())
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        let detection = Detection {
+            rule_id: rule.id.clone(),
+            title,
+            severity: rule.severity,
+            group_key: key.to_string(),
+            labels,
+            annotations,
+            tags: rule.tags.clone(),
+            hosts,
+            at_ms,
+            evidence,
+        };
+        self.template_failures += failures;
+        detection
+    }
+
+    /// Per-rule counters.
+    pub fn rule_stats(&self) -> Vec<RuleStats> {
+        self.rules
+            .iter()
+            .map(|runtime| RuleStats {
+                rule_id: runtime.rule.id.clone(),
+                groups: runtime.groups.map.len(),
+                evictions: runtime.groups.evictions,
+                detections: runtime.detections,
+            })
+            .collect()
+    }
+
+    /// Template expansions that failed so far.
+    pub fn template_failures(&self) -> u64 {
+        self.template_failures
+    }
+
+    /// Keys held across all rules.
+    pub fn group_count(&self) -> usize {
+        self.rules.iter().map(|runtime| runtime.groups.map.len()).sum()
+    }
+
+    /// An estimate of the memory the state takes, in bytes: the hash
+    /// tables, the keys, the kinds' lists and the touch queues.
+    pub fn state_bytes(&self) -> usize {
+        self.rules
+            .iter()
+            .map(|runtime| {
+                let groups = &runtime.groups;
+                let table = groups.map.capacity() * (size_of::<(u64, Group)>() + 1);
+                let heap: usize = groups
+                    .map
+                    .values()
+                    .map(|group| group.key.len() + group.state.heap_bytes())
+                    .sum();
+                table + heap + groups.order.capacity() * size_of::<(u64, i64)>()
+            })
+            .sum()
+    }
+
+    /// The state as bytes, for persistence.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let snapshot = Snapshot {
+            version: SNAPSHOT_VERSION,
+            clock_ms: self.clock_ms,
+            rules: self
+                .rules
+                .iter()
+                .map(|runtime| RuleSnapshot {
+                    id: runtime.rule.id.clone(),
+                    signature: runtime.rule.signature.clone(),
+                    first_event_ms: runtime.first_event_ms,
+                    groups: runtime.groups.map.values().cloned().collect(),
+                })
+                .collect(),
+        };
+        serde_json::to_vec(&snapshot).unwrap_or_default()
+    }
+
+    /// Restores state saved by [`Engine::snapshot`] into the rules that
+    /// still exist with the same meaning; the others' state is dropped.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<RestoreSummary, String> {
+        let snapshot: Snapshot =
+            serde_json::from_slice(bytes).map_err(|error| format!("unreadable detection state: {error}"))?;
+        if snapshot.version != SNAPSHOT_VERSION {
+            return Err(format!("detection state version {} is not {SNAPSHOT_VERSION}", snapshot.version));
+        }
+        let mut summary = RestoreSummary::default();
+        self.clock_ms = self.clock_ms.max(snapshot.clock_ms);
+        for saved in snapshot.rules {
+            let Some(runtime) = self
+                .rules
+                .iter_mut()
+                .find(|runtime| runtime.rule.id == saved.id && runtime.rule.signature == saved.signature)
+            else {
+                summary.rules_dropped += 1;
+                continue;
+            };
+            summary.rules_restored += 1;
+            runtime.first_event_ms = saved.first_event_ms;
+            runtime.groups.map.clear();
+            runtime.groups.order.clear();
+            let mut groups = saved.groups;
+            groups.sort_by_key(|group| group.touched_ms);
+            // Keep the most recently touched keys if the cap went down.
+            let skip = groups.len().saturating_sub(runtime.rule.max_groups);
+            for group in groups.into_iter().skip(skip) {
+                let hash = self.hasher.hash_one(&*group.key);
+                runtime.groups.order.push_back((hash, group.touched_ms));
+                runtime.groups.map.insert(hash, group);
+                summary.groups_restored += 1;
+            }
+        }
+        Ok(summary)
+    }
+}
+
+impl Groups {
+    /// The key's group, created (evicting the least recently touched key
+    /// if the rule is full) when new, and marked touched at `at_ms`.
+    fn touch(&mut self, hash: u64, key: &str, at_ms: i64, rule: &Rule) -> &mut Group {
+        let exists = self.map.get(&hash).is_some_and(|group| &*group.key == key);
+        if !exists {
+            // A different key with the same hash starts afresh.
+            self.map.remove(&hash);
+            while self.map.len() >= rule.max_groups && self.evict_oldest() {}
+        }
+        if self.order.len() > 2 * self.map.len() + 1024 {
+            self.rebuild_order();
+        }
+        let group = self.map.entry(hash).or_insert_with(|| Group {
+            key: key.into(),
+            touched_ms: at_ms,
+            quiet_until_ms: i64::MIN,
+            state: initial_state(&rule.kind, Hit { at_ms, id: -1 }),
+        });
+        group.touched_ms = group.touched_ms.max(at_ms);
+        self.order.push_back((hash, group.touched_ms));
+        group
+    }
+
+    /// Removes the least recently touched key; false when there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((hash, touched)) = self.order.pop_front() {
+            if self.map.get(&hash).is_some_and(|group| group.touched_ms == touched) {
+                self.map.remove(&hash);
+                self.evictions += 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Drops keys untouched for longer than they can matter to `rule`.
+    fn expire(&mut self, now_ms: i64, rule: &Rule) {
+        let retention = rule.kind.retention_ms().max(rule.cooldown_ms);
+        if retention == i64::MAX {
+            return;
+        }
+        let cutoff = now_ms.saturating_sub(retention);
+        while let Some(&(hash, touched)) = self.order.front() {
+            let current = self.map.get(&hash).is_some_and(|group| group.touched_ms == touched);
+            if current && touched >= cutoff {
+                break;
+            }
+            self.order.pop_front();
+            if current {
+                self.map.remove(&hash);
+            }
+        }
+    }
+
+    fn rebuild_order(&mut self) {
+        let mut entries: Vec<(u64, i64)> =
+            self.map.iter().map(|(hash, group)| (*hash, group.touched_ms)).collect();
+        entries.sort_by_key(|(_, touched)| *touched);
+        self.order = entries.into();
+    }
+}
+
+/// The empty state of a new key for a kind.
+fn initial_state(kind: &KindSpec, first: Hit) -> GroupState {
+    match kind {
+        KindSpec::Single => GroupState::Empty,
+        KindSpec::Threshold { .. } => GroupState::Hits(Vec::with_capacity(1)),
+        KindSpec::Distinct { .. } => GroupState::Distinct(Vec::with_capacity(1)),
+        KindSpec::Sequence { .. } => GroupState::Sequence(Vec::new()),
+        KindSpec::NewValue { .. } => GroupState::Seen(Vec::with_capacity(1)),
+        KindSpec::Absence { .. } => GroupState::LastSeen { hit: first, fired: false },
+    }
+}
+
+/// Builds the canonical group key (`src_ip=203.0.113.9,host=web1`) into
+/// `buffer` and returns it; an unset field is written empty.
+fn group_key<'a>(fields: &[Field], event: &Event, buffer: &'a mut String) -> &'a str {
+    buffer.clear();
+    for (index, field) in fields.iter().enumerate() {
+        if index > 0 {
+            buffer.push(',');
+        }
+        buffer.push_str(field.name());
+        buffer.push('=');
+        if let Some(value) = field.get(event) {
+            value.write_to(buffer);
+        }
+    }
+    buffer
+}
+
+/// The label name of a field (`after.sha256` becomes `after_sha256`).
+fn label_name(field: Field) -> String {
+    field.name().replace('.', "_")
+}
