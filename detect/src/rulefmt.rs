@@ -711,7 +711,7 @@ rules:
         assert!(lines[1].starts_with("r.yaml:6:15: group_by src_ip can take very many values"), "{report}");
         assert!(lines[2].starts_with("r.yaml:7:24: threshold count must be between 1 and"), "{report}");
         assert!(lines[3].starts_with("r.yaml:7:35: window must be at least 1s"), "{report}");
-        assert!(lines[4].starts_with("r.yaml:11:24: invalid regex"), "{report}");
+        assert!(lines[4].starts_with("r.yaml:11:27: invalid regex"), "{report}");
         assert!(lines[5].contains("unknown field \"nope\""), "{report}");
         assert!(lines[6].contains("longer than the 30-day limit"), "{report}");
         let huge = problems("rules:\n  - {id: c, title: t, severity: low, match: {}, absence: {window: 3y}}\n");
