@@ -644,3 +644,150 @@ fn group_key<'a>(fields: &[Field], event: &Event, buffer: &'a mut String) -> &'a
 fn label_name(field: Field) -> String {
     field.name().replace('.', "_")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rulefmt;
+    use countywatch_wire::EventSource;
+    use std::path::Path;
+
+    fn engine(yaml: &str) -> Engine {
+        let rules = rulefmt::parse(Path::new("r.yaml"), yaml).unwrap_or_else(|p| panic!("{p}"));
+        Engine::new(rules, Calendar::default())
+    }
+
+    fn failed(at_ms: i64, ip: &str) -> Event {
+        let mut event = Event::new(at_ms, EventSource::Auth, EventKind::SshLoginFailed);
+        event.host = "web1".into();
+        event.fields.src_ip = ip.parse().ok();
+        event.fields.user = Some("root".into());
+        event
+    }
+
+    /// Runs events (ids are positions) and returns the detections.
+    fn run(engine: &mut Engine, events: &[Event]) -> Vec<Detection> {
+        crate::unittest::run_events(engine, events, None)
+    }
+
+    const BRUTE: &str = "rules:\n  - {id: brute, title: 'from {{ $labels.src_ip }} as {{ $labels.user }}, {{ $value }} times', severity: high, match: {kind: ssh_login_failed}, group_by: [src_ip], max_groups: 3, threshold: {count: 3, window: 1m}, cooldown: 5m, labels: {team: sec}}\n";
+
+    #[test]
+    fn a_threshold_detection_carries_labels_evidence_and_templates() {
+        let mut engine = engine(BRUTE);
+        let events: Vec<Event> = (0..3).map(|i| failed(i * 1000, "203.0.113.9")).collect();
+        let detections = run(&mut engine, &events);
+        assert_eq!(detections.len(), 1);
+        let detection = &detections[0];
+        assert_eq!(detection.title, "from 203.0.113.9 as root, 3 times");
+        assert_eq!(detection.group_key, "src_ip=203.0.113.9");
+        assert_eq!(detection.labels.get("team").map(String::as_str), Some("sec"));
+        assert_eq!(detection.labels.get("alertname").map(String::as_str), Some("brute"));
+        assert_eq!(detection.labels.get("severity").map(String::as_str), Some("high"));
+        assert_eq!(detection.labels.get("src_ip").map(String::as_str), Some("203.0.113.9"));
+        assert_eq!(detection.hosts, vec!["web1".to_string()]);
+        assert_eq!(detection.at_ms, 2000);
+        let ids: Vec<Option<i64>> = detection.evidence.iter().map(|e| e.event_id).collect();
+        assert_eq!(ids, vec![Some(0), Some(1), Some(2)]);
+    }
+
+    #[test]
+    fn cooldown_keeps_a_key_quiet_and_other_keys_still_fire() {
+        let mut engine = engine(BRUTE);
+        let mut events: Vec<Event> = (0..9).map(|i| failed(i * 1000, "203.0.113.9")).collect();
+        events.extend((0..3).map(|i| failed(10_000 + i, "203.0.113.10")));
+        // After the cooldown the first key fires again.
+        events.extend((0..3).map(|i| failed(400_000 + i, "203.0.113.9")));
+        let detections = run(&mut engine, &events);
+        let keys: Vec<&str> = detections.iter().map(|d| d.group_key.as_str()).collect();
+        assert_eq!(keys, vec!["src_ip=203.0.113.9", "src_ip=203.0.113.10", "src_ip=203.0.113.9"]);
+    }
+
+    #[test]
+    fn keys_beyond_the_cap_evict_the_least_recently_touched_and_are_counted() {
+        let mut engine = engine(BRUTE);
+        let mut events = Vec::new();
+        for (i, ip) in ["192.0.2.1", "192.0.2.2", "192.0.2.1", "192.0.2.3", "192.0.2.4", "192.0.2.1", "192.0.2.2"].iter().enumerate() {
+            events.push(failed(i as i64 * 10, ip));
+        }
+        let detections = run(&mut engine, &events);
+        // 192.0.2.1 stays (touched often) and fires; .2 was evicted by .4,
+        // so its count started over.
+        assert_eq!(detections.len(), 1);
+        assert_eq!(detections[0].group_key, "src_ip=192.0.2.1");
+        let stats = &engine.rule_stats()[0];
+        assert_eq!(stats.evictions, 2);
+        assert!(stats.groups <= 3);
+    }
+
+    #[test]
+    fn state_survives_a_snapshot_and_restore_in_the_middle_of_a_window() {
+        let mut first = engine(BRUTE);
+        let events: Vec<Event> = (0..3).map(|i| failed(i * 1000, "203.0.113.9")).collect();
+        assert!(run(&mut first, &events[..2]).is_empty());
+        let bytes = first.snapshot();
+        let mut second = engine(BRUTE);
+        let summary = second.restore(&bytes).unwrap();
+        assert_eq!(summary, RestoreSummary { rules_restored: 1, groups_restored: 1, rules_dropped: 0 });
+        let mut lookup = |id: i64| events.get(usize::try_from(id).ok()?).cloned();
+        let mut out = Vec::new();
+        second.process(&events[2], 2, &mut lookup, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].evidence.len(), 3);
+        // A changed rule (another window) does not inherit the state.
+        let mut changed = engine(&BRUTE.replace("window: 1m", "window: 2m"));
+        assert_eq!(changed.restore(&bytes).unwrap().rules_dropped, 1);
+        assert!(second.restore(b"garbage").is_err());
+    }
+
+    #[test]
+    fn absence_fires_once_when_a_seen_key_goes_quiet() {
+        let mut engine = engine(
+            "rules:\n  - {id: quiet, title: '{{ $labels.host }} quiet', severity: medium, match: {kind: sudo_command}, group_by: [host], absence: {window: 10m}}\n",
+        );
+        let mut event = Event::new(0, EventSource::Auth, EventKind::SudoCommand);
+        event.host = "db1".into();
+        let events = vec![event];
+        let detections = crate::unittest::run_events(&mut engine, &events, Some(30 * 60_000));
+        assert_eq!(detections.len(), 1);
+        assert_eq!(detections[0].title, "db1 quiet");
+        assert_eq!(detections[0].at_ms, 10 * 60_000);
+        assert_eq!(detections[0].evidence.len(), 1);
+    }
+
+    #[test]
+    fn rules_only_see_the_kinds_they_can_match() {
+        let engine = engine(BRUTE);
+        let offered: usize = engine.by_kind.iter().map(Vec::len).sum();
+        assert_eq!(offered, 1);
+        assert_eq!(engine.by_kind[EventKind::SshLoginFailed as usize], vec![0]);
+    }
+
+    #[test]
+    fn odd_events_never_panic() {
+        let packs = rulefmt::rule_files(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/detection")]).unwrap();
+        let rules = rulefmt::load_all(&packs).unwrap_or_else(|_| panic!("packs load"));
+        let mut engine = Engine::new(rules, Calendar::default());
+        let mut events = Vec::new();
+        for (index, kind) in EventKind::ALL.iter().enumerate() {
+            for at in [i64::MIN, -1, 0, i64::MAX] {
+                // Bare events: every field missing.
+                events.push(Event::new(at, EventSource::Auth, *kind));
+                let mut odd = Event::new(at, EventSource::Syslog, *kind);
+                odd.fields.user = Some("\u{0}{n}\u{202e}".repeat(100));
+                odd.fields.src_ip = Some(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+                odd.fields.users_changed = vec![String::new(); 3];
+                odd.fields.path = Some(String::from("/etc/sudoers.d/").repeat(index));
+                events.push(odd);
+            }
+        }
+        let mut lookup = |_id: i64| None;
+        let mut out = Vec::new();
+        for (id, event) in events.iter().enumerate() {
+            engine.process(event, id as i64, &mut lookup, &mut out);
+        }
+        engine.advance(i64::MAX, &mut lookup, &mut out);
+        // Some fired (root logins are not needed: agent_silent alone does).
+        assert!(out.iter().any(|detection| detection.rule_id == "agent_silent"));
+    }
+}
