@@ -36,6 +36,8 @@ pub struct Config {
     /// Scale-out outputs: Prometheus remote_write and security-event
     /// forwarding (see `output/config.rs`).
     pub outputs: crate::output::config::OutputsConfig,
+    /// Detection rules over agents' security events (docs/detection.md).
+    pub detection: crate::detection::DetectionConfig,
 }
 
 /// The enrolment listener.
@@ -135,6 +137,7 @@ impl Default for Config {
             agents: AgentsConfig::default(),
             notify: crate::notify::config::NotifyConfig::default(),
             outputs: Default::default(),
+            detection: Default::default(),
         }
     }
 }
@@ -236,6 +239,7 @@ impl Config {
             }
         }
         self.outputs.validate(&mut problems);
+        self.detection.validate(&mut problems);
         problems.into_result()
     }
 

@@ -15,6 +15,8 @@
 //! - [`notify`]: routing, grouping, silences, the outbox and receivers.
 //! - [`alerting`]: rule evaluation over agents' metrics (`countywatch-rules`).
 //! - [`rule_alerts`]: hands the alerting rules' firing alerts to [`notify`].
+//! - [`detection`]: detection rules over stored events (`countywatch-detect`):
+//!   alerts to [`notify`], detections with evidence to a sink.
 //! - [`output`]: scale-out outputs: remote_write and event forwarding.
 //!
 //! [`start`] binds the listeners and returns a [`Running`] collector whose
@@ -23,6 +25,7 @@
 pub mod alerting;
 pub mod ca;
 pub mod config;
+pub mod detection;
 pub mod enroll;
 pub mod http;
 pub mod ingest;
@@ -195,6 +198,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             Arc::clone(&notifier),
             stopped.clone(),
         )));
+    }
+    if let Some(task) = detection::start(
+        &config.detection,
+        &config.data_dir,
+        Arc::clone(&notifier),
+        telemetry.registry(),
+        stopped.clone(),
+    )? {
+        tasks.push(task);
     }
     let http_state = Arc::new(http::HttpState {
         notifier: Arc::clone(&notifier),

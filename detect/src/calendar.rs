@@ -111,7 +111,10 @@ impl Calendar {
         });
         let mut workdays = [false; 7];
         for day in &config.workdays {
-            match WEEKDAYS.iter().position(|name| name.eq_ignore_ascii_case(day)) {
+            match WEEKDAYS
+                .iter()
+                .position(|name| name.eq_ignore_ascii_case(day))
+            {
                 Some(index) => workdays[index] = true,
                 None => problems.push(format!("unknown weekday {day:?} (expected mon .. sun)")),
             }
@@ -208,7 +211,9 @@ fn parse_zone(text: &str) -> Result<i32, String> {
     };
     match parse_clock(&text[1..]) {
         Some(minutes) if minutes <= 14 * 60 => Ok(sign * i32::try_from(minutes).unwrap_or(0)),
-        _ => Err(format!("timezone offset {text:?} is not +HH:MM within ±14:00")),
+        _ => Err(format!(
+            "timezone offset {text:?} is not +HH:MM within ±14:00"
+        )),
     }
 }
 

@@ -235,12 +235,20 @@ fn mask(address: IpAddr, prefix: u8) -> IpAddr {
     match address {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
-            let kept = if prefix == 0 { 0 } else { bits & (u32::MAX << (32 - u32::from(prefix))) };
+            let kept = if prefix == 0 {
+                0
+            } else {
+                bits & (u32::MAX << (32 - u32::from(prefix)))
+            };
             IpAddr::V4(kept.into())
         }
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
-            let kept = if prefix == 0 { 0 } else { bits & (u128::MAX << (128 - u32::from(prefix))) };
+            let kept = if prefix == 0 {
+                0
+            } else {
+                bits & (u128::MAX << (128 - u32::from(prefix)))
+            };
             IpAddr::V6(kept.into())
         }
     }
@@ -267,10 +275,13 @@ pub fn compile_regex(pattern: &str) -> Result<Regex, String> {
         .dfa_size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|error| match error {
-            regex::Error::CompiledTooBig(limit) => format!(
-                "regex {pattern:?} is too large once compiled (limit {limit} bytes)"
+            regex::Error::CompiledTooBig(limit) => {
+                format!("regex {pattern:?} is too large once compiled (limit {limit} bytes)")
+            }
+            other => format!(
+                "invalid regex {pattern:?}: {}",
+                first_line(&other.to_string())
             ),
-            other => format!("invalid regex {pattern:?}: {}", first_line(&other.to_string())),
         })
 }
 
@@ -297,7 +308,10 @@ fn compile_node(problems: &mut Problems, scope: &Scope, node: &Spanned<Node>) ->
     let Node::Map(entries) = &node.value else {
         problems.at(
             node,
-            format!("a condition must be a mapping, not {}", node.value.describe()),
+            format!(
+                "a condition must be a mapping, not {}",
+                node.value.describe()
+            ),
         );
         return Condition::True;
     };
@@ -312,7 +326,12 @@ fn compile_node(problems: &mut Problems, scope: &Scope, node: &Spanned<Node>) ->
     }
 }
 
-fn compile_list(problems: &mut Problems, scope: &Scope, key: &str, value: &Spanned<Node>) -> Vec<Condition> {
+fn compile_list(
+    problems: &mut Problems,
+    scope: &Scope,
+    key: &str,
+    value: &Spanned<Node>,
+) -> Vec<Condition> {
     match &value.value {
         Node::Seq(items) if !items.is_empty() => items
             .iter()
@@ -325,7 +344,12 @@ fn compile_list(problems: &mut Problems, scope: &Scope, key: &str, value: &Spann
     }
 }
 
-fn compile_entry(problems: &mut Problems, scope: &Scope, key: &str, value: &Spanned<Node>) -> Condition {
+fn compile_entry(
+    problems: &mut Problems,
+    scope: &Scope,
+    key: &str,
+    value: &Spanned<Node>,
+) -> Condition {
     match key {
         "all" => Condition::All(compile_list(problems, scope, key, value)),
         "any" => Condition::Any(compile_list(problems, scope, key, value)),
@@ -383,13 +407,19 @@ fn compile_time_of_day(problems: &mut Problems, value: &Spanned<Node>) -> Condit
                 _ => None,
             };
             let Some(minute) = minute else {
-                problems.at(bound, format!("time_of_day {key} must be a local time \"HH:MM\""));
+                problems.at(
+                    bound,
+                    format!("time_of_day {key} must be a local time \"HH:MM\""),
+                );
                 continue;
             };
             match key.as_str() {
                 "from" => from = Some(minute),
                 "to" => to = Some(minute),
-                other => problems.at(bound, format!("unknown time_of_day key {other:?} (expected from, to)")),
+                other => problems.at(
+                    bound,
+                    format!("unknown time_of_day key {other:?} (expected from, to)"),
+                ),
             }
         }
     }
@@ -415,7 +445,11 @@ fn compile_kinds(problems: &mut Problems, scope: &Scope, value: &Spanned<Node>) 
                     item,
                     format!(
                         "unknown event kind {name:?} (kinds: {})",
-                        EventKind::ALL.iter().map(|kind| kind.as_str()).collect::<Vec<_>>().join(", ")
+                        EventKind::ALL
+                            .iter()
+                            .map(|kind| kind.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 );
             }
@@ -448,7 +482,12 @@ fn compile_kinds(problems: &mut Problems, scope: &Scope, value: &Spanned<Node>) 
     Condition::Kinds(kinds)
 }
 
-fn compile_field(problems: &mut Problems, scope: &Scope, field: Field, value: &Spanned<Node>) -> Condition {
+fn compile_field(
+    problems: &mut Problems,
+    scope: &Scope,
+    field: Field,
+    value: &Spanned<Node>,
+) -> Condition {
     let mut tests = Vec::new();
     match &value.value {
         Node::Map(entries) => {
@@ -472,7 +511,10 @@ fn compile_field(problems: &mut Problems, scope: &Scope, field: Field, value: &S
             }
         }
     }
-    let mut conditions: Vec<Condition> = tests.into_iter().map(|test| Condition::Field(field, test)).collect();
+    let mut conditions: Vec<Condition> = tests
+        .into_iter()
+        .map(|test| Condition::Field(field, test))
+        .collect();
     match conditions.len() {
         1 => conditions.pop().unwrap_or(Condition::True),
         _ => Condition::All(conditions),
@@ -491,7 +533,11 @@ fn compile_operator(
     let wrong_type = |problems: &mut Problems| {
         problems.at(
             operand,
-            format!("{operator} does not apply to {} ({})", field.name(), field_type.as_str()),
+            format!(
+                "{operator} does not apply to {} ({})",
+                field.name(),
+                field_type.as_str()
+            ),
         );
         None
     };
@@ -553,7 +599,11 @@ fn compile_operator(
                 "starts_with" => Some(Test::StartsWith(text.clone())),
                 "ends_with" => Some(Test::EndsWith(text.clone())),
                 _ => {
-                    let pattern = if operator == "glob" { glob_to_regex(text) } else { text.clone() };
+                    let pattern = if operator == "glob" {
+                        glob_to_regex(text)
+                    } else {
+                        text.clone()
+                    };
                     match compile_regex(&pattern) {
                         Ok(regex) => Some(Test::Pattern(regex)),
                         Err(message) => {
@@ -579,7 +629,12 @@ fn compile_eq(problems: &mut Problems, field: Field, value: &Spanned<Node>) -> O
 }
 
 /// Equality with any of `items`, typed by the field.
-fn compile_in(problems: &mut Problems, field: Field, items: &[Spanned<Node>], at: &Spanned<Node>) -> Option<Test> {
+fn compile_in(
+    problems: &mut Problems,
+    field: Field,
+    items: &[Spanned<Node>],
+    at: &Spanned<Node>,
+) -> Option<Test> {
     if items.is_empty() {
         problems.at(at, "an empty list matches nothing");
         return None;
@@ -593,7 +648,14 @@ fn compile_in(problems: &mut Problems, field: Field, items: &[Spanned<Node>], at
                     Some(text) => {
                         set.insert(text);
                     }
-                    None => problems.at(item, format!("expected a value for {}, not {}", field.name(), item.value.describe())),
+                    None => problems.at(
+                        item,
+                        format!(
+                            "expected a value for {}, not {}",
+                            field.name(),
+                            item.value.describe()
+                        ),
+                    ),
                 }
             }
             if set.len() == 1 {
@@ -607,7 +669,14 @@ fn compile_in(problems: &mut Problems, field: Field, items: &[Spanned<Node>], at
             for item in items {
                 match item.value {
                     Node::Int(number) => numbers.push(number),
-                    _ => problems.at(item, format!("{} is a number; expected an integer, not {}", field.name(), item.value.describe())),
+                    _ => problems.at(
+                        item,
+                        format!(
+                            "{} is a number; expected an integer, not {}",
+                            field.name(),
+                            item.value.describe()
+                        ),
+                    ),
                 }
             }
             Some(Test::NumberIn(numbers))
@@ -630,7 +699,9 @@ fn compile_in(problems: &mut Problems, field: Field, items: &[Spanned<Node>], at
             }
         },
     };
-    (problems.problems.len() == before).then_some(test).flatten()
+    (problems.problems.len() == before)
+        .then_some(test)
+        .flatten()
 }
 
 #[cfg(test)]
@@ -641,9 +712,11 @@ mod tests {
     use std::path::Path;
 
     fn condition(yaml: &str) -> Result<Condition, String> {
-        let node: Spanned<Node> = config_file::parse(Path::new("t.yaml"), yaml).map_err(|p| p.to_string())?;
+        let node: Spanned<Node> =
+            config_file::parse(Path::new("t.yaml"), yaml).map_err(|p| p.to_string())?;
         let mut scope = Scope::default();
-        let list: Spanned<Node> = config_file::parse(Path::new("t.yaml"), "[10.1.2.3, 192.168.0.0/16]").unwrap();
+        let list: Spanned<Node> =
+            config_file::parse(Path::new("t.yaml"), "[10.1.2.3, 192.168.0.0/16]").unwrap();
         if let Node::Seq(items) = list.value {
             scope.lists.insert("bastions".into(), items);
         }
@@ -662,7 +735,9 @@ mod tests {
     }
 
     fn check(yaml: &str, event: &Event) -> bool {
-        condition(yaml).unwrap().matches(event, &Calendar::default())
+        condition(yaml)
+            .unwrap()
+            .matches(event, &Calendar::default())
     }
 
     #[test]
@@ -670,7 +745,10 @@ mod tests {
         let event = failed("203.0.113.9", "root");
         assert!(check("{kind: ssh_login_failed, user: root}", &event));
         assert!(!check("{kind: ssh_login_accepted}", &event));
-        assert!(check("{kind: [ssh_login_accepted, ssh_login_failed]}", &event));
+        assert!(check(
+            "{kind: [ssh_login_accepted, ssh_login_failed]}",
+            &event
+        ));
         assert!(check("{user: {in: [admin, root]}}", &event));
         assert!(!check("{user: [admin, oracle]}", &event));
         assert!(check("{kind: {glob: 'ssh_*'}}", &event));
@@ -688,7 +766,10 @@ mod tests {
         assert!(check("{user: {glob: 'ora*'}}", &event));
         assert!(check("{user: {regex: '^o.+e$'}}", &event));
         assert!(!check("{user: {regex: '^root$'}}", &event));
-        assert!(check("{user: {starts_with: or, ends_with: cle, contains: acl}}", &event));
+        assert!(check(
+            "{user: {starts_with: or, ends_with: cle, contains: acl}}",
+            &event
+        ));
     }
 
     #[test]
@@ -709,16 +790,25 @@ mod tests {
         let all = condition("{all: [{kind: [su, su_failed]}, {kind: su}]}").unwrap();
         assert_eq!(all.kinds(), kind_bit(EventKind::Su));
         let any = condition("{any: [{kind: su}, {kind: su_failed}]}").unwrap();
-        assert_eq!(any.kinds(), kind_bit(EventKind::Su) | kind_bit(EventKind::SuFailed));
+        assert_eq!(
+            any.kinds(),
+            kind_bit(EventKind::Su) | kind_bit(EventKind::SuFailed)
+        );
         assert_eq!(condition("{user: root}").unwrap().kinds(), ALL_KINDS);
     }
 
     #[test]
     fn bad_conditions_are_reported_with_positions() {
         let error = condition("user: root\ncolour: red\n").unwrap_err();
-        assert!(error.starts_with("t.yaml:2:9: unknown field \"colour\""), "{error}");
+        assert!(
+            error.starts_with("t.yaml:2:9: unknown field \"colour\""),
+            "{error}"
+        );
         let error = condition("kind: ssh_logn_failed\n").unwrap_err();
-        assert!(error.starts_with("t.yaml:1:7: unknown event kind \"ssh_logn_failed\""), "{error}");
+        assert!(
+            error.starts_with("t.yaml:1:7: unknown event kind \"ssh_logn_failed\""),
+            "{error}"
+        );
         let error = condition("user: {regex: '(unclosed'}\n").unwrap_err();
         assert!(error.starts_with("t.yaml:1:15: invalid regex"), "{error}");
         let error = condition("user: {regex: '\\w{1000}{1000}'}\n").unwrap_err();

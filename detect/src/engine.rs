@@ -208,16 +208,29 @@ impl Engine {
 
     /// Runs one event through the rules; `event_id` is how `lookup` finds
     /// it again. Detections are appended to `out`.
-    pub fn process(&mut self, event: &Event, event_id: i64, lookup: &mut Lookup<'_>, out: &mut Vec<Detection>) {
+    pub fn process(
+        &mut self,
+        event: &Event,
+        event_id: i64,
+        lookup: &mut Lookup<'_>,
+        out: &mut Vec<Detection>,
+    ) {
         let at_ms = event.timestamp_ms;
         if at_ms >= self.next_sweep_ms {
             self.advance(at_ms, lookup, out);
         }
         self.clock_ms = self.clock_ms.max(at_ms);
-        let Some(candidates) = self.by_kind.get_mut(event.kind as usize).map(std::mem::take) else {
+        let Some(candidates) = self
+            .by_kind
+            .get_mut(event.kind as usize)
+            .map(std::mem::take)
+        else {
             return;
         };
-        let hit = Hit { at_ms, id: event_id };
+        let hit = Hit {
+            at_ms,
+            id: event_id,
+        };
         for &index in &candidates {
             let Some(runtime) = self.rules.get_mut(index) else {
                 continue;
@@ -228,7 +241,10 @@ impl Engine {
             }
             let mut steps = [0usize; 8];
             let mut matched_steps = 0;
-            if let KindSpec::Sequence { steps: conditions, .. } = &rule.kind {
+            if let KindSpec::Sequence {
+                steps: conditions, ..
+            } = &rule.kind
+            {
                 for (step, (condition, _)) in conditions.iter().enumerate() {
                     if condition.matches(event, &self.calendar) && matched_steps < steps.len() {
                         steps[matched_steps] = step;
@@ -259,7 +275,14 @@ impl Engine {
                 (KindSpec::Threshold { count, window_ms }, GroupState::Hits(hits)) => {
                     kind::threshold::on_match(hits, hit, *count, *window_ms)
                 }
-                (KindSpec::Distinct { field, count, window_ms }, GroupState::Distinct(values)) => {
+                (
+                    KindSpec::Distinct {
+                        field,
+                        count,
+                        window_ms,
+                    },
+                    GroupState::Distinct(values),
+                ) => {
                     // An event without the counted field is not a value.
                     match field.get(event) {
                         Some(value) => {
@@ -269,11 +292,30 @@ impl Engine {
                         None => None,
                     }
                 }
-                (KindSpec::Sequence { window_ms, steps: conditions }, GroupState::Sequence(progress)) => {
+                (
+                    KindSpec::Sequence {
+                        window_ms,
+                        steps: conditions,
+                    },
+                    GroupState::Sequence(progress),
+                ) => {
                     let counts: Vec<usize> = conditions.iter().map(|(_, count)| *count).collect();
-                    kind::sequence::on_match(progress, &steps[..matched_steps], hit, &counts, *window_ms)
+                    kind::sequence::on_match(
+                        progress,
+                        &steps[..matched_steps],
+                        hit,
+                        &counts,
+                        *window_ms,
+                    )
                 }
-                (KindSpec::NewValue { fields, learning_ms, max_values }, GroupState::Seen(seen)) => {
+                (
+                    KindSpec::NewValue {
+                        fields,
+                        learning_ms,
+                        max_values,
+                    },
+                    GroupState::Seen(seen),
+                ) => {
                     let mut value = String::new();
                     for field in fields {
                         if let Some(found) = field.get(event) {
@@ -282,7 +324,13 @@ impl Engine {
                         value.push('\u{1f}');
                     }
                     let learning_until = first_event_ms.saturating_add(*learning_ms);
-                    kind::new_value::on_match(seen, kind::stable_hash(value.as_bytes()), hit, learning_until, *max_values)
+                    kind::new_value::on_match(
+                        seen,
+                        kind::stable_hash(value.as_bytes()),
+                        hit,
+                        learning_until,
+                        *max_values,
+                    )
                 }
                 (KindSpec::Absence { .. }, GroupState::LastSeen { hit: last, fired }) => {
                     kind::absence::on_match(last, fired, hit);
@@ -392,7 +440,11 @@ impl Engine {
                 template_labels.insert(name.replace('.', "_"), value);
             }
         }
-        template_labels.extend(labels.iter().map(|(name, value)| (name.clone(), value.clone())));
+        template_labels.extend(
+            labels
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone())),
+        );
         let template_labels = Labels::from_pairs(template_labels);
         let external = BTreeMap::new();
         let data = Data {
@@ -417,7 +469,9 @@ impl Engine {
         let mut evidence = Vec::with_capacity(kept.len());
         for hit in kept {
             let event = match trigger {
-                Some(event) if event.timestamp_ms == hit.at_ms && Some(hit) == hits.last() => Some(event.clone()),
+                Some(event) if event.timestamp_ms == hit.at_ms && Some(hit) == hits.last() => {
+                    Some(event.clone())
+                }
                 _ => lookup(hit.id),
             };
             if let Some(event) = event {
@@ -470,7 +524,10 @@ impl Engine {
 
     /// Keys held across all rules.
     pub fn group_count(&self) -> usize {
-        self.rules.iter().map(|runtime| runtime.groups.map.len()).sum()
+        self.rules
+            .iter()
+            .map(|runtime| runtime.groups.map.len())
+            .sum()
     }
 
     /// An estimate of the memory the state takes, in bytes: the hash
@@ -513,19 +570,20 @@ impl Engine {
     /// Restores state saved by [`Engine::snapshot`] into the rules that
     /// still exist with the same meaning; the others' state is dropped.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<RestoreSummary, String> {
-        let snapshot: Snapshot =
-            serde_json::from_slice(bytes).map_err(|error| format!("unreadable detection state: {error}"))?;
+        let snapshot: Snapshot = serde_json::from_slice(bytes)
+            .map_err(|error| format!("unreadable detection state: {error}"))?;
         if snapshot.version != SNAPSHOT_VERSION {
-            return Err(format!("detection state version {} is not {SNAPSHOT_VERSION}", snapshot.version));
+            return Err(format!(
+                "detection state version {} is not {SNAPSHOT_VERSION}",
+                snapshot.version
+            ));
         }
         let mut summary = RestoreSummary::default();
         self.clock_ms = self.clock_ms.max(snapshot.clock_ms);
         for saved in snapshot.rules {
-            let Some(runtime) = self
-                .rules
-                .iter_mut()
-                .find(|runtime| runtime.rule.id == saved.id && runtime.rule.signature == saved.signature)
-            else {
+            let Some(runtime) = self.rules.iter_mut().find(|runtime| {
+                runtime.rule.id == saved.id && runtime.rule.signature == saved.signature
+            }) else {
                 summary.rules_dropped += 1;
                 continue;
             };
@@ -575,7 +633,11 @@ impl Groups {
     /// Removes the least recently touched key; false when there is none.
     fn evict_oldest(&mut self) -> bool {
         while let Some((hash, touched)) = self.order.pop_front() {
-            if self.map.get(&hash).is_some_and(|group| group.touched_ms == touched) {
+            if self
+                .map
+                .get(&hash)
+                .is_some_and(|group| group.touched_ms == touched)
+            {
                 self.map.remove(&hash);
                 self.evictions += 1;
                 return true;
@@ -592,7 +654,10 @@ impl Groups {
         }
         let cutoff = now_ms.saturating_sub(retention);
         while let Some(&(hash, touched)) = self.order.front() {
-            let current = self.map.get(&hash).is_some_and(|group| group.touched_ms == touched);
+            let current = self
+                .map
+                .get(&hash)
+                .is_some_and(|group| group.touched_ms == touched);
             if current && touched >= cutoff {
                 break;
             }
@@ -604,8 +669,11 @@ impl Groups {
     }
 
     fn rebuild_order(&mut self) {
-        let mut entries: Vec<(u64, i64)> =
-            self.map.iter().map(|(hash, group)| (*hash, group.touched_ms)).collect();
+        let mut entries: Vec<(u64, i64)> = self
+            .map
+            .iter()
+            .map(|(hash, group)| (*hash, group.touched_ms))
+            .collect();
         entries.sort_by_key(|(_, touched)| *touched);
         self.order = entries.into();
     }
@@ -619,7 +687,10 @@ fn initial_state(kind: &KindSpec, first: Hit) -> GroupState {
         KindSpec::Distinct { .. } => GroupState::Distinct(Vec::with_capacity(1)),
         KindSpec::Sequence { .. } => GroupState::Sequence(Vec::new()),
         KindSpec::NewValue { .. } => GroupState::Seen(Vec::with_capacity(1)),
-        KindSpec::Absence { .. } => GroupState::LastSeen { hit: first, fired: false },
+        KindSpec::Absence { .. } => GroupState::LastSeen {
+            hit: first,
+            fired: false,
+        },
     }
 }
 
@@ -681,10 +752,22 @@ mod tests {
         let detection = &detections[0];
         assert_eq!(detection.title, "from 203.0.113.9 as root, 3 times");
         assert_eq!(detection.group_key, "src_ip=203.0.113.9");
-        assert_eq!(detection.labels.get("team").map(String::as_str), Some("sec"));
-        assert_eq!(detection.labels.get("alertname").map(String::as_str), Some("brute"));
-        assert_eq!(detection.labels.get("severity").map(String::as_str), Some("high"));
-        assert_eq!(detection.labels.get("src_ip").map(String::as_str), Some("203.0.113.9"));
+        assert_eq!(
+            detection.labels.get("team").map(String::as_str),
+            Some("sec")
+        );
+        assert_eq!(
+            detection.labels.get("alertname").map(String::as_str),
+            Some("brute")
+        );
+        assert_eq!(
+            detection.labels.get("severity").map(String::as_str),
+            Some("high")
+        );
+        assert_eq!(
+            detection.labels.get("src_ip").map(String::as_str),
+            Some("203.0.113.9")
+        );
         assert_eq!(detection.hosts, vec!["web1".to_string()]);
         assert_eq!(detection.at_ms, 2000);
         let ids: Vec<Option<i64>> = detection.evidence.iter().map(|e| e.event_id).collect();
@@ -700,14 +783,32 @@ mod tests {
         events.extend((0..3).map(|i| failed(400_000 + i, "203.0.113.9")));
         let detections = run(&mut engine, &events);
         let keys: Vec<&str> = detections.iter().map(|d| d.group_key.as_str()).collect();
-        assert_eq!(keys, vec!["src_ip=203.0.113.9", "src_ip=203.0.113.10", "src_ip=203.0.113.9"]);
+        assert_eq!(
+            keys,
+            vec![
+                "src_ip=203.0.113.9",
+                "src_ip=203.0.113.10",
+                "src_ip=203.0.113.9"
+            ]
+        );
     }
 
     #[test]
     fn keys_beyond_the_cap_evict_the_least_recently_touched_and_are_counted() {
         let mut engine = engine(BRUTE);
         let mut events = Vec::new();
-        for (i, ip) in ["192.0.2.1", "192.0.2.2", "192.0.2.1", "192.0.2.3", "192.0.2.4", "192.0.2.1", "192.0.2.2"].iter().enumerate() {
+        for (i, ip) in [
+            "192.0.2.1",
+            "192.0.2.2",
+            "192.0.2.1",
+            "192.0.2.3",
+            "192.0.2.4",
+            "192.0.2.1",
+            "192.0.2.2",
+        ]
+        .iter()
+        .enumerate()
+        {
             events.push(failed(i as i64 * 10, ip));
         }
         let detections = run(&mut engine, &events);
@@ -728,7 +829,14 @@ mod tests {
         let bytes = first.snapshot();
         let mut second = engine(BRUTE);
         let summary = second.restore(&bytes).unwrap();
-        assert_eq!(summary, RestoreSummary { rules_restored: 1, groups_restored: 1, rules_dropped: 0 });
+        assert_eq!(
+            summary,
+            RestoreSummary {
+                rules_restored: 1,
+                groups_restored: 1,
+                rules_dropped: 0
+            }
+        );
         let mut lookup = |id: i64| events.get(usize::try_from(id).ok()?).cloned();
         let mut out = Vec::new();
         second.process(&events[2], 2, &mut lookup, &mut out);
@@ -765,7 +873,11 @@ mod tests {
 
     #[test]
     fn odd_events_never_panic() {
-        let packs = rulefmt::rule_files(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/detection")]).unwrap();
+        let packs =
+            rulefmt::rule_files(
+                &[Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/detection")],
+            )
+            .unwrap();
         let rules = rulefmt::load_all(&packs).unwrap_or_else(|_| panic!("packs load"));
         let mut engine = Engine::new(rules, Calendar::default());
         let mut events = Vec::new();
@@ -788,6 +900,9 @@ mod tests {
         }
         engine.advance(i64::MAX, &mut lookup, &mut out);
         // Some fired (root logins are not needed: agent_silent alone does).
-        assert!(out.iter().any(|detection| detection.rule_id == "agent_silent"));
+        assert!(
+            out.iter()
+                .any(|detection| detection.rule_id == "agent_silent")
+        );
     }
 }

@@ -177,7 +177,10 @@ fields! {
 impl Field {
     /// The field called `name`.
     pub fn from_name(name: &str) -> Option<Field> {
-        Field::ALL.iter().copied().find(|field| field.name() == name)
+        Field::ALL
+            .iter()
+            .copied()
+            .find(|field| field.name() == name)
     }
 
     /// Every field name, for "unknown field" messages.
@@ -226,7 +229,11 @@ impl Value<'_> {
 pub fn all_values(event: &Event) -> Vec<(&'static str, String)> {
     Field::ALL
         .iter()
-        .filter_map(|field| field.get(event).map(|value| (field.name(), value.to_text())))
+        .filter_map(|field| {
+            field
+                .get(event)
+                .map(|value| (field.name(), value.to_text()))
+        })
         .collect()
 }
 
@@ -251,8 +258,14 @@ mod tests {
         assert_eq!(Field::AfterMode.get(&event), None);
         event.fields.src_ip = "203.0.113.9".parse().ok();
         event.fields.src_port = Some(22);
-        assert_eq!(Field::SrcIp.get(&event).map(|v| v.to_text()), Some("203.0.113.9".into()));
+        assert_eq!(
+            Field::SrcIp.get(&event).map(|v| v.to_text()),
+            Some("203.0.113.9".into())
+        );
         assert_eq!(Field::SrcPort.get(&event), Some(Value::Number(22)));
-        assert_eq!(Field::Kind.get(&event), Some(Value::Text("ssh_login_failed")));
+        assert_eq!(
+            Field::Kind.get(&event),
+            Some(Value::Text("ssh_login_failed"))
+        );
     }
 }

@@ -55,7 +55,12 @@ pub fn replay(engine: &mut Engine, input: impl BufRead) -> std::io::Result<Repla
         let Some(event) = events.last() else {
             continue;
         };
-        let mut lookup = |id: i64| usize::try_from(id).ok().and_then(|id| events.get(id)).cloned();
+        let mut lookup = |id: i64| {
+            usize::try_from(id)
+                .ok()
+                .and_then(|id| events.get(id))
+                .cloned()
+        };
         engine.process(event, id, &mut lookup, &mut found);
         outcome.detections.append(&mut found);
     }
@@ -100,11 +105,16 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let days = days + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }

@@ -324,7 +324,10 @@ pub fn rule_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
             let mut found = Vec::new();
             for entry in std::fs::read_dir(path)? {
                 let entry_path = entry?.path();
-                let name = entry_path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let name = entry_path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("");
                 let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
                 let test = name.ends_with(".test.yaml") || name.ends_with(".test.yml");
                 if yaml && !test && entry_path.is_file() {
@@ -355,11 +358,18 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Rule>, Vec<Problems>> {
     for rule in &rules {
         if !seen.insert(rule.id.clone()) {
             let mut problems = Problems::new(&rule.file);
-            problems.general(format!("rule id {:?} is defined in more than one file", rule.id));
+            problems.general(format!(
+                "rule id {:?} is defined in more than one file",
+                rule.id
+            ));
             failures.push(problems);
         }
     }
-    if failures.is_empty() { Ok(rules) } else { Err(failures) }
+    if failures.is_empty() {
+        Ok(rules)
+    } else {
+        Err(failures)
+    }
 }
 
 /// Checks every rule of a parsed file, collecting every problem.
@@ -372,9 +382,18 @@ pub fn validate(path: &Path, raw: &RawFile) -> Result<Vec<Rule>, Problems> {
         let before = problems.problems.len();
         let id = &rule.value.id;
         if !is_rule_id(&id.value) {
-            problems.at(id, format!("rule id {:?} must be letters, digits, '_', '-' or '.'", id.value));
+            problems.at(
+                id,
+                format!(
+                    "rule id {:?} must be letters, digits, '_', '-' or '.'",
+                    id.value
+                ),
+            );
         } else if !ids.insert(id.value.clone()) {
-            problems.at(id, format!("rule id {:?} is repeated in the same file", id.value));
+            problems.at(
+                id,
+                format!("rule id {:?} is repeated in the same file", id.value),
+            );
         }
         let validated = validate_rule(&mut problems, &scope, path, rule);
         if problems.problems.len() == before
@@ -389,7 +408,9 @@ pub fn validate(path: &Path, raw: &RawFile) -> Result<Vec<Rule>, Problems> {
 fn is_rule_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 fn build_scope(problems: &mut Problems, raw: &RawFile) -> Scope {
@@ -402,12 +423,21 @@ fn build_scope(problems: &mut Problems, raw: &RawFile) -> Scope {
                         Node::Seq(items) => {
                             scope.lists.insert(name.clone(), items.clone());
                         }
-                        other => problems.at(value, format!("list {name:?} must be a list, not {}", other.describe())),
+                        other => problems.at(
+                            value,
+                            format!("list {name:?} must be a list, not {}", other.describe()),
+                        ),
                     }
                 }
             }
             Node::Null => {}
-            other => problems.at(lists, format!("lists must be a mapping of names to lists, not {}", other.describe())),
+            other => problems.at(
+                lists,
+                format!(
+                    "lists must be a mapping of names to lists, not {}",
+                    other.describe()
+                ),
+            ),
         }
     }
     if let Some(macros) = &raw.macros {
@@ -420,7 +450,13 @@ fn build_scope(problems: &mut Problems, raw: &RawFile) -> Scope {
                 }
             }
             Node::Null => {}
-            other => problems.at(macros, format!("macros must be a mapping of names to conditions, not {}", other.describe())),
+            other => problems.at(
+                macros,
+                format!(
+                    "macros must be a mapping of names to conditions, not {}",
+                    other.describe()
+                ),
+            ),
         }
     }
     scope
@@ -429,11 +465,21 @@ fn build_scope(problems: &mut Problems, raw: &RawFile) -> Scope {
 fn window(problems: &mut Problems, what: &str, text: &Spanned<String>, max: Duration) -> i64 {
     match duration::parse(&text.value) {
         Ok(value) if value < MIN_WINDOW => {
-            problems.at(text, format!("{what} must be at least {}s", MIN_WINDOW.as_secs()));
+            problems.at(
+                text,
+                format!("{what} must be at least {}s", MIN_WINDOW.as_secs()),
+            );
             0
         }
         Ok(value) if value > max => {
-            problems.at(text, format!("{what} {:?} is longer than the {}-day limit", text.value, max.as_secs() / 86_400));
+            problems.at(
+                text,
+                format!(
+                    "{what} {:?} is longer than the {}-day limit",
+                    text.value,
+                    max.as_secs() / 86_400
+                ),
+            );
             0
         }
         Ok(value) => i64::try_from(value.as_millis()).unwrap_or(i64::MAX),
@@ -454,7 +500,14 @@ fn count(problems: &mut Problems, what: &str, value: &Spanned<u64>, max: u64) ->
 fn field(problems: &mut Problems, name: &Spanned<String>) -> Option<Field> {
     let found = Field::from_name(&name.value);
     if found.is_none() {
-        problems.at(name, format!("unknown field {:?} (fields: {})", name.value, Field::names()));
+        problems.at(
+            name,
+            format!(
+                "unknown field {:?} (fields: {})",
+                name.value,
+                Field::names()
+            ),
+        );
     }
     found
 }
@@ -465,7 +518,12 @@ fn template(problems: &mut Problems, text: &Spanned<String>) -> Option<Template>
         .ok()
 }
 
-fn validate_rule(problems: &mut Problems, scope: &Scope, path: &Path, rule: &Spanned<RawRule>) -> Option<Rule> {
+fn validate_rule(
+    problems: &mut Problems,
+    scope: &Scope,
+    path: &Path,
+    rule: &Spanned<RawRule>,
+) -> Option<Rule> {
     let raw = &rule.value;
     let title = template(problems, &raw.title);
     let mut annotations = Vec::new();
@@ -487,7 +545,10 @@ fn validate_rule(problems: &mut Problems, scope: &Scope, path: &Path, rule: &Spa
             None
         }
     };
-    let allow = raw.allow.as_ref().and_then(|node| condition::compile(problems, scope, node));
+    let allow = raw
+        .allow
+        .as_ref()
+        .and_then(|node| condition::compile(problems, scope, node));
     let mut group_by = Vec::new();
     let mut high_cardinality = None;
     if let Some(fields) = &raw.group_by {
@@ -513,11 +574,13 @@ fn validate_rule(problems: &mut Problems, scope: &Scope, path: &Path, rule: &Spa
         }
         (None, None) => DEFAULT_MAX_GROUPS,
     };
-    let cooldown_ms = raw.cooldown.as_ref().map_or(0, |text| window(problems, "cooldown", text, MAX_WINDOW));
-    let evidence = raw
-        .evidence
+    let cooldown_ms = raw
+        .cooldown
         .as_ref()
-        .map_or(DEFAULT_EVIDENCE, |value| count(problems, "evidence", value, MAX_EVIDENCE));
+        .map_or(0, |text| window(problems, "cooldown", text, MAX_WINDOW));
+    let evidence = raw.evidence.as_ref().map_or(DEFAULT_EVIDENCE, |value| {
+        count(problems, "evidence", value, MAX_EVIDENCE)
+    });
     let kind = validate_kind(problems, scope, rule)?;
     let condition = condition?;
     let title = title?;
@@ -528,7 +591,10 @@ fn validate_rule(problems: &mut Problems, scope: &Scope, path: &Path, rule: &Spa
     let signature = format!(
         "{}|{:?}|{}",
         kind.name(),
-        group_by.iter().map(|field| field.name()).collect::<Vec<_>>(),
+        group_by
+            .iter()
+            .map(|field| field.name())
+            .collect::<Vec<_>>(),
         kind_parameters(&kind)
     );
     Some(Rule {
@@ -556,19 +622,30 @@ fn kind_parameters(kind: &KindSpec) -> String {
     match kind {
         KindSpec::Single => String::new(),
         KindSpec::Threshold { count, window_ms } => format!("{count}/{window_ms}"),
-        KindSpec::Distinct { field, count, window_ms } => format!("{}/{count}/{window_ms}", field.name()),
+        KindSpec::Distinct {
+            field,
+            count,
+            window_ms,
+        } => format!("{}/{count}/{window_ms}", field.name()),
         KindSpec::Sequence { window_ms, steps } => format!(
             "{window_ms}/{:?}",
             steps.iter().map(|(_, count)| *count).collect::<Vec<_>>()
         ),
         KindSpec::NewValue { fields, .. } => {
-            format!("{:?}", fields.iter().map(|field| field.name()).collect::<Vec<_>>())
+            format!(
+                "{:?}",
+                fields.iter().map(|field| field.name()).collect::<Vec<_>>()
+            )
         }
         KindSpec::Absence { window_ms } => format!("{window_ms}"),
     }
 }
 
-fn validate_kind(problems: &mut Problems, scope: &Scope, rule: &Spanned<RawRule>) -> Option<KindSpec> {
+fn validate_kind(
+    problems: &mut Problems,
+    scope: &Scope,
+    rule: &Spanned<RawRule>,
+) -> Option<KindSpec> {
     let raw = &rule.value;
     let given = [
         raw.threshold.is_some(),
@@ -583,12 +660,20 @@ fn validate_kind(problems: &mut Problems, scope: &Scope, rule: &Spanned<RawRule>
     if given > 1 {
         problems.at(
             rule,
-            format!("rule {:?}: set at most one of threshold, distinct, sequence, new_value, absence", raw.id.value),
+            format!(
+                "rule {:?}: set at most one of threshold, distinct, sequence, new_value, absence",
+                raw.id.value
+            ),
         );
         return None;
     }
     if let Some(threshold) = &raw.threshold {
-        let count = count(problems, "threshold count", &threshold.value.count, MAX_COUNT);
+        let count = count(
+            problems,
+            "threshold count",
+            &threshold.value.count,
+            MAX_COUNT,
+        );
         let window_ms = window(problems, "window", &threshold.value.window, MAX_WINDOW);
         return Some(KindSpec::Threshold { count, window_ms });
     }
@@ -596,7 +681,11 @@ fn validate_kind(problems: &mut Problems, scope: &Scope, rule: &Spanned<RawRule>
         let counted = field(problems, &distinct.value.field);
         let count = count(problems, "distinct count", &distinct.value.count, MAX_COUNT);
         let window_ms = window(problems, "window", &distinct.value.window, MAX_WINDOW);
-        return Some(KindSpec::Distinct { field: counted?, count, window_ms });
+        return Some(KindSpec::Distinct {
+            field: counted?,
+            count,
+            window_ms,
+        });
     }
     if let Some(sequence) = &raw.sequence {
         let window_ms = window(problems, "window", &sequence.value.window, MAX_WINDOW);
@@ -623,7 +712,10 @@ fn validate_kind(problems: &mut Problems, scope: &Scope, rule: &Spanned<RawRule>
             fields.extend(field(problems, name));
         }
         if new_value.value.fields.value.is_empty() {
-            problems.at(&new_value.value.fields, "new_value needs at least one field");
+            problems.at(
+                &new_value.value.fields,
+                "new_value needs at least one field",
+            );
         }
         let learning_ms = match &new_value.value.learning {
             Some(text) if text.value == "0" => 0,
@@ -635,7 +727,11 @@ fn validate_kind(problems: &mut Problems, scope: &Scope, rule: &Spanned<RawRule>
             .max_values
             .as_ref()
             .map_or(100, |value| count(problems, "max_values", value, MAX_COUNT));
-        return Some(KindSpec::NewValue { fields, learning_ms, max_values });
+        return Some(KindSpec::NewValue {
+            fields,
+            learning_ms,
+            max_values,
+        });
     }
     if let Some(absence) = &raw.absence {
         let window_ms = window(problems, "window", &absence.value.window, MAX_WINDOW);
@@ -655,7 +751,10 @@ mod tests {
     use super::*;
 
     fn problems(text: &str) -> String {
-        parse(Path::new("r.yaml"), text).map(|_| ()).unwrap_err().to_string()
+        parse(Path::new("r.yaml"), text)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -683,7 +782,13 @@ rules:
 "#;
         let rules = parse(Path::new("r.yaml"), text).unwrap();
         assert_eq!(rules.len(), 2);
-        assert!(matches!(rules[0].kind, KindSpec::Threshold { count: 10, window_ms: 120_000 }));
+        assert!(matches!(
+            rules[0].kind,
+            KindSpec::Threshold {
+                count: 10,
+                window_ms: 120_000
+            }
+        ));
         assert_eq!(rules[0].cooldown_ms, 600_000);
         assert_eq!(rules[0].group_by, vec![Field::SrcIp]);
         assert!(matches!(rules[1].kind, KindSpec::Single));
@@ -707,20 +812,41 @@ rules:
         let report = problems(text);
         let lines: Vec<&str> = report.lines().collect();
         assert_eq!(lines.len(), 7, "{report}");
-        assert!(lines[0].starts_with("r.yaml:5:45: unknown field \"colour\""), "{report}");
-        assert!(lines[1].starts_with("r.yaml:6:15: group_by src_ip can take very many values"), "{report}");
-        assert!(lines[2].starts_with("r.yaml:7:24: threshold count must be between 1 and"), "{report}");
-        assert!(lines[3].starts_with("r.yaml:7:35: window must be at least 1s"), "{report}");
-        assert!(lines[4].starts_with("r.yaml:11:27: invalid regex"), "{report}");
+        assert!(
+            lines[0].starts_with("r.yaml:5:45: unknown field \"colour\""),
+            "{report}"
+        );
+        assert!(
+            lines[1].starts_with("r.yaml:6:15: group_by src_ip can take very many values"),
+            "{report}"
+        );
+        assert!(
+            lines[2].starts_with("r.yaml:7:24: threshold count must be between 1 and"),
+            "{report}"
+        );
+        assert!(
+            lines[3].starts_with("r.yaml:7:35: window must be at least 1s"),
+            "{report}"
+        );
+        assert!(
+            lines[4].starts_with("r.yaml:11:27: invalid regex"),
+            "{report}"
+        );
         assert!(lines[5].contains("unknown field \"nope\""), "{report}");
-        assert!(lines[6].contains("longer than the 30-day limit"), "{report}");
-        let huge = problems("rules:\n  - {id: c, title: t, severity: low, match: {}, absence: {window: 3y}}\n");
+        assert!(
+            lines[6].contains("longer than the 30-day limit"),
+            "{report}"
+        );
+        let huge = problems(
+            "rules:\n  - {id: c, title: t, severity: low, match: {}, absence: {window: 3y}}\n",
+        );
         assert!(huge.contains("longer than the 30-day limit"), "{huge}");
     }
 
     #[test]
     fn shape_errors_stop_at_the_first_with_a_position() {
-        let report = problems("rules:\n  - id: a\n    title: t\n    severity: severe\n    match: {}\n");
+        let report =
+            problems("rules:\n  - id: a\n    title: t\n    severity: severe\n    match: {}\n");
         assert!(report.starts_with("r.yaml:4:"), "{report}");
         let report = problems("rules:\n  - id: a\n    titel: t\n");
         assert!(report.contains("titel"), "{report}");
@@ -728,7 +854,9 @@ rules:
 
     #[test]
     fn two_kinds_in_one_rule_are_refused() {
-        let report = problems("rules:\n  - id: a\n    title: t\n    severity: low\n    match: {}\n    threshold: {count: 2, window: 1m}\n    absence: {window: 1m}\n");
+        let report = problems(
+            "rules:\n  - id: a\n    title: t\n    severity: low\n    match: {}\n    threshold: {count: 2, window: 1m}\n    absence: {window: 1m}\n",
+        );
         assert!(report.contains("at most one of"), "{report}");
     }
 }

@@ -145,7 +145,10 @@ pub fn default_source(kind: EventKind) -> EventSource {
         EventSource::Agent
     } else if matches!(
         kind,
-        EventKind::DeviceLoginFailed | EventKind::DeviceLoginSucceeded | EventKind::DeviceConfigChanged | EventKind::SyslogMessage
+        EventKind::DeviceLoginFailed
+            | EventKind::DeviceLoginSucceeded
+            | EventKind::DeviceConfigChanged
+            | EventKind::SyslogMessage
     ) {
         EventSource::Syslog
     } else if name.starts_with("interface_") || name.starts_with("device_") {
@@ -163,8 +166,15 @@ pub fn parse_time(text: &str) -> Option<i64> {
         (clock, 0)
     } else {
         let split = rest.rfind(['+', '-'])?;
-        let sign = if rest[split..].starts_with('-') { -1 } else { 1 };
-        (&rest[..split], sign * i64::from(crate::calendar::parse_clock(&rest[split + 1..])?))
+        let sign = if rest[split..].starts_with('-') {
+            -1
+        } else {
+            1
+        };
+        (
+            &rest[..split],
+            sign * i64::from(crate::calendar::parse_clock(&rest[split + 1..])?),
+        )
     };
     let mut parts = clock.split(':');
     let hours: i64 = parts.next()?.parse().ok()?;
@@ -188,7 +198,11 @@ pub fn run_file(path: &Path) -> TestOutcome {
     let _ = writeln!(report, "Unit Testing: {}", path.display());
     let fail = |mut report: String, message: String| {
         let _ = writeln!(report, "  FAILED:\n{message}");
-        TestOutcome { passed: false, report, tests: 0 }
+        TestOutcome {
+            passed: false,
+            report,
+            tests: 0,
+        }
     };
     let file: TestFile = match config_file::load(path) {
         Ok(file) => file,
@@ -199,13 +213,22 @@ pub fn run_file(path: &Path) -> TestOutcome {
     let rules = match rulefmt::load_all(&rule_paths) {
         Ok(rules) => rules,
         Err(failures) => {
-            let text = failures.iter().map(|problems| problems.to_string()).collect::<Vec<_>>().join("\n");
+            let text = failures
+                .iter()
+                .map(|problems| problems.to_string())
+                .collect::<Vec<_>>()
+                .join("\n");
             return fail(report, text);
         }
     };
     let calendar = match file.calendar.as_ref().map(Calendar::new).transpose() {
         Ok(calendar) => calendar.unwrap_or_default(),
-        Err(problems) => return fail(report, format!("{}: calendar: {}", path.display(), problems.join("; "))),
+        Err(problems) => {
+            return fail(
+                report,
+                format!("{}: calendar: {}", path.display(), problems.join("; ")),
+            );
+        }
     };
     let mut problems = Problems::new(path);
     let mut failures = Vec::new();
@@ -213,19 +236,34 @@ pub fn run_file(path: &Path) -> TestOutcome {
         let start = test.value.start.as_ref().or(file.start.as_ref());
         let start_ms = match start {
             Some(text) => parse_time(&text.value).unwrap_or_else(|| {
-                problems.at(text, format!("start {:?} is not an RFC 3339 time like {DEFAULT_START}", text.value));
+                problems.at(
+                    text,
+                    format!(
+                        "start {:?} is not an RFC 3339 time like {DEFAULT_START}",
+                        text.value
+                    ),
+                );
                 0
             }),
             None => parse_time(DEFAULT_START).unwrap_or(0),
         };
         let events = build_events(&mut problems, &test.value, start_ms);
-        let advance_to = test.value.advance.as_ref().and_then(|text| offset(&mut problems, text)).map(|offset| start_ms + offset);
+        let advance_to = test
+            .value
+            .advance
+            .as_ref()
+            .and_then(|text| offset(&mut problems, text))
+            .map(|offset| start_ms + offset);
         if !problems.is_empty() {
             continue;
         }
         let mut engine = Engine::new(rules.clone(), calendar.clone());
         let detections = run_events(&mut engine, &events, advance_to);
-        failures.extend(compare(&test.value, &detections).into_iter().map(|message| (test.value.name.clone(), message)));
+        failures.extend(
+            compare(&test.value, &detections)
+                .into_iter()
+                .map(|message| (test.value.name.clone(), message)),
+        );
     }
     if let Err(problems) = problems.into_result() {
         return fail(report, problems.to_string());
@@ -233,7 +271,11 @@ pub fn run_file(path: &Path) -> TestOutcome {
     let tests = file.tests.len();
     if failures.is_empty() {
         let _ = writeln!(report, "  SUCCESS ({tests} tests)");
-        TestOutcome { passed: true, report, tests }
+        TestOutcome {
+            passed: true,
+            report,
+            tests,
+        }
     } else {
         let mut text = String::new();
         for (name, message) in failures {
@@ -255,11 +297,17 @@ fn offset(problems: &mut Problems, text: &Spanned<String>) -> Option<i64> {
 
 fn substitute(value: &serde_json::Value, n: u32) -> serde_json::Value {
     match value {
-        serde_json::Value::String(text) => serde_json::Value::String(text.replace("{n}", &n.to_string())),
-        serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(|item| substitute(item, n)).collect()),
-        serde_json::Value::Object(map) => {
-            serde_json::Value::Object(map.iter().map(|(key, item)| (key.clone(), substitute(item, n))).collect())
+        serde_json::Value::String(text) => {
+            serde_json::Value::String(text.replace("{n}", &n.to_string()))
         }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(|item| substitute(item, n)).collect())
+        }
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .map(|(key, item)| (key.clone(), substitute(item, n)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -268,12 +316,23 @@ fn build_events(problems: &mut Problems, test: &TestCase, start_ms: i64) -> Vec<
     let mut events = Vec::new();
     for spec in &test.events {
         let raw = &spec.value;
-        let at = raw.at.as_ref().map_or(Some(0), |text| offset(problems, text));
-        let every = raw.every.as_ref().map_or(Some(1000), |text| offset(problems, text));
+        let at = raw
+            .at
+            .as_ref()
+            .map_or(Some(0), |text| offset(problems, text));
+        let every = raw
+            .every
+            .as_ref()
+            .map_or(Some(1000), |text| offset(problems, text));
         let (Some(at), Some(every)) = (at, every) else {
             continue;
         };
-        let fields = serde_json::Value::Object(raw.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        let fields = serde_json::Value::Object(
+            raw.fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
         for n in 0..raw.repeat.unwrap_or(1) {
             let json = serde_json::json!({
                 "timestamp_ms": start_ms + at + every * i64::from(n),
@@ -286,7 +345,10 @@ fn build_events(problems: &mut Problems, test: &TestCase, start_ms: i64) -> Vec<
             match serde_json::from_value::<Event>(json) {
                 Ok(event) => events.push(event),
                 Err(error) => {
-                    problems.at(spec, format!("test {:?}: not a valid event: {error}", test.name));
+                    problems.at(
+                        spec,
+                        format!("test {:?}: not a valid event: {error}", test.name),
+                    );
                     break;
                 }
             }
@@ -299,11 +361,25 @@ fn build_events(problems: &mut Problems, test: &TestCase, start_ms: i64) -> Vec<
 
 /// Runs events (ids are their positions) and then the clock to
 /// `advance_to`; returns every detection.
-pub fn run_events(engine: &mut Engine, events: &[Event], advance_to: Option<i64>) -> Vec<Detection> {
+pub fn run_events(
+    engine: &mut Engine,
+    events: &[Event],
+    advance_to: Option<i64>,
+) -> Vec<Detection> {
     let mut detections = Vec::new();
-    let mut lookup = |id: i64| usize::try_from(id).ok().and_then(|id| events.get(id)).cloned();
+    let mut lookup = |id: i64| {
+        usize::try_from(id)
+            .ok()
+            .and_then(|id| events.get(id))
+            .cloned()
+    };
     for (index, event) in events.iter().enumerate() {
-        engine.process(event, i64::try_from(index).unwrap_or(i64::MAX), &mut lookup, &mut detections);
+        engine.process(
+            event,
+            i64::try_from(index).unwrap_or(i64::MAX),
+            &mut lookup,
+            &mut detections,
+        );
     }
     if let Some(now) = advance_to {
         // Step through the time so that what is due fires at its moment.
@@ -323,9 +399,17 @@ fn compare(test: &TestCase, detections: &[Detection]) -> Vec<String> {
         let found = test.expect.iter().position(|expected| {
             let expected = &expected.value;
             expected.rule == detection.rule_id
-                && expected.labels.iter().all(|(name, value)| detection.labels.get(name) == Some(value))
-                && expected.title.as_ref().is_none_or(|title| *title == detection.title)
-                && expected.evidence.is_none_or(|count| count == detection.evidence.len())
+                && expected
+                    .labels
+                    .iter()
+                    .all(|(name, value)| detection.labels.get(name) == Some(value))
+                && expected
+                    .title
+                    .as_ref()
+                    .is_none_or(|title| *title == detection.title)
+                && expected
+                    .evidence
+                    .is_none_or(|count| count == detection.evidence.len())
         });
         match found {
             Some(index) => matched[index] += 1,
@@ -365,14 +449,21 @@ mod tests {
     fn sources_follow_kinds() {
         assert_eq!(default_source(EventKind::FileChanged), EventSource::Fim);
         assert_eq!(default_source(EventKind::InterfaceDown), EventSource::Snmp);
-        assert_eq!(default_source(EventKind::DeviceConfigChanged), EventSource::Syslog);
+        assert_eq!(
+            default_source(EventKind::DeviceConfigChanged),
+            EventSource::Syslog
+        );
         assert_eq!(default_source(EventKind::SshLoginFailed), EventSource::Auth);
         assert_eq!(default_source(EventKind::AgentSilent), EventSource::Agent);
     }
 
     #[test]
     fn test_files_are_told_from_promtool_ones() {
-        assert!(looks_like_test_file("rule_files: [a.yaml]\ntests:\n  - name: x\n    events: []\n"));
-        assert!(!looks_like_test_file("rule_files: [a.yaml]\ntests:\n  - interval: 1m\n    input_series: []\n"));
+        assert!(looks_like_test_file(
+            "rule_files: [a.yaml]\ntests:\n  - name: x\n    events: []\n"
+        ));
+        assert!(!looks_like_test_file(
+            "rule_files: [a.yaml]\ntests:\n  - interval: 1m\n    input_series: []\n"
+        ));
     }
 }

@@ -32,7 +32,11 @@ fn every_pack_passes_its_tests_and_every_rule_fires_in_them() {
                 rule.id
             );
         }
-        assert!(text.contains("expect: []"), "{} never shows a rule not firing", test_file.display());
+        assert!(
+            text.contains("expect: []"),
+            "{} never shows a rule not firing",
+            test_file.display()
+        );
     }
     // The list, by rule id.
     for id in [
@@ -61,7 +65,14 @@ fn every_pack_passes_its_tests_and_every_rule_fires_in_them() {
 fn all_packs_load_together_with_unique_ids() {
     let packs = rulefmt::rule_files(&[pack_dir()]).unwrap();
     let rules = rulefmt::load_all(&packs).unwrap_or_else(|failures| {
-        panic!("{}", failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+        panic!(
+            "{}",
+            failures
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
     });
     assert!(rules.len() >= 16);
 }

@@ -39,7 +39,10 @@ mod tests {
         assert_eq!(values.len(), 2);
         // Value 1 was last seen at 10: still inside at 105.
         let fired = on_match(&mut values, 3, hit(105), 3, 100).unwrap();
-        assert_eq!(fired.iter().map(|h| h.at_ms).collect::<Vec<_>>(), vec![10, 20, 105]);
+        assert_eq!(
+            fired.iter().map(|h| h.at_ms).collect::<Vec<_>>(),
+            vec![10, 20, 105]
+        );
         let mut values = vec![(1, hit(0)), (2, hit(10))];
         assert_eq!(on_match(&mut values, 3, hit(200), 3, 100), None);
         assert_eq!(values.len(), 1);

@@ -55,7 +55,10 @@ impl GroupState {
             GroupState::Distinct(values) => values.capacity() * size_of::<(u64, Hit)>(),
             GroupState::Sequence(steps) => {
                 steps.capacity() * size_of::<Vec<Hit>>()
-                    + steps.iter().map(|step| step.capacity() * size_of::<Hit>()).sum::<usize>()
+                    + steps
+                        .iter()
+                        .map(|step| step.capacity() * size_of::<Hit>())
+                        .sum::<usize>()
             }
             GroupState::Seen(values) => values.capacity() * size_of::<u64>(),
         }
@@ -66,7 +69,10 @@ impl GroupState {
 /// oldest-first list.
 pub fn expire<T>(items: &mut Vec<T>, hit_of: impl Fn(&T) -> Hit, now_ms: i64, window_ms: i64) {
     let cutoff = now_ms.saturating_sub(window_ms);
-    let stale = items.iter().take_while(|item| hit_of(item).at_ms < cutoff).count();
+    let stale = items
+        .iter()
+        .take_while(|item| hit_of(item).at_ms < cutoff)
+        .count();
     if stale > 0 {
         items.drain(..stale);
     }
