@@ -349,7 +349,9 @@ impl Detector {
                 }
             }
         }
-        self.engine.advance(now_ms(), &mut lookup, &mut detections);
+        // Windows follow the events' time; silence is measured in real time.
+        self.engine
+            .fire_absences(now_ms(), &mut lookup, &mut detections);
         self.report(metrics);
         Ok((detections, rows.len()))
     }

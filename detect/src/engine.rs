@@ -363,17 +363,32 @@ impl Engine {
         }
     }
 
-    /// Moves the clock to `now_ms`: drops keys whose window has passed and
-    /// fires absences that are due. Callers with a real clock call it
-    /// periodically; events advance it too.
+    /// Moves the event clock to `now_ms`: drops keys whose window has
+    /// passed and fires absences that are due. Events advance it; replay
+    /// and tests call it to move time past the last event.
     pub fn advance(&mut self, now_ms: i64, lookup: &mut Lookup<'_>, out: &mut Vec<Detection>) {
         self.clock_ms = self.clock_ms.max(now_ms);
         self.next_sweep_ms = now_ms.saturating_add(SWEEP_EVERY_MS);
+        for runtime in &mut self.rules {
+            runtime.groups.expire(now_ms, &runtime.rule);
+        }
+        self.fire_absences(now_ms, lookup, out);
+    }
+
+    /// Fires the absences due at `now_ms` without dropping any window: a
+    /// collector calls this with its wall clock, since silence is measured
+    /// in real time, while windows follow the events' own time (events that
+    /// arrive late, from a spool, must still count together).
+    pub fn fire_absences(
+        &mut self,
+        now_ms: i64,
+        lookup: &mut Lookup<'_>,
+        out: &mut Vec<Detection>,
+    ) {
         for index in 0..self.rules.len() {
             let Some(runtime) = self.rules.get_mut(index) else {
                 continue;
             };
-            runtime.groups.expire(now_ms, &runtime.rule);
             let KindSpec::Absence { window_ms } = runtime.rule.kind else {
                 continue;
             };

@@ -6,6 +6,7 @@
 mod alerting;
 mod bad_input;
 mod cli;
+mod detection;
 mod events;
 mod link_cut;
 mod node_exporter;
