@@ -631,7 +631,9 @@ impl Groups {
             self.map.remove(&hash);
             while self.map.len() >= rule.max_groups && self.evict_oldest() {}
         }
-        if self.order.len() > 2 * self.map.len() + 1024 {
+        // Rebuilt when half again as long as the keys: each key then costs
+        // at most 1.5 queue entries, and rebuilding stays amortised.
+        if self.order.len() > self.map.len() + self.map.len() / 2 + 1024 {
             self.rebuild_order();
         }
         let group = self.map.entry(hash).or_insert_with(|| Group {
@@ -698,10 +700,10 @@ impl Groups {
 fn initial_state(kind: &KindSpec, first: Hit) -> GroupState {
     match kind {
         KindSpec::Single => GroupState::Empty,
-        KindSpec::Threshold { .. } => GroupState::Hits(Vec::with_capacity(1)),
-        KindSpec::Distinct { .. } => GroupState::Distinct(Vec::with_capacity(1)),
+        KindSpec::Threshold { .. } => GroupState::Hits(Vec::new()),
+        KindSpec::Distinct { .. } => GroupState::Distinct(Vec::new()),
         KindSpec::Sequence { .. } => GroupState::Sequence(Vec::new()),
-        KindSpec::NewValue { .. } => GroupState::Seen(Vec::with_capacity(1)),
+        KindSpec::NewValue { .. } => GroupState::Seen(Vec::new()),
         KindSpec::Absence { .. } => GroupState::LastSeen {
             hit: first,
             fired: false,

@@ -18,6 +18,7 @@ pub fn on_match(
         // Keep the list oldest first: the value moves to the end.
         values.remove(index);
     }
+    values.reserve_exact(1);
     values.push((value_hash, hit));
     (values.len() >= count).then(|| std::mem::take(values).into_iter().map(|(_, h)| h).collect())
 }

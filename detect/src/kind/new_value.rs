@@ -22,6 +22,7 @@ pub fn on_match(
     if seen.len() >= max_values {
         seen.remove(0);
     }
+    seen.reserve_exact(1);
     seen.push(value_hash);
     (hit.at_ms >= learning_until_ms).then(|| vec![hit])
 }

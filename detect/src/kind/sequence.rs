@@ -16,7 +16,8 @@ pub fn on_match(
     window_ms: i64,
 ) -> Option<Vec<Hit>> {
     if progress.len() != counts.len() {
-        *progress = vec![Vec::new(); counts.len()];
+        *progress = Vec::with_capacity(counts.len());
+        progress.resize(counts.len(), Vec::new());
     }
     // A sequence that cannot finish in time is abandoned.
     let started = progress[0].first().map(|first| first.at_ms);
@@ -41,6 +42,7 @@ pub fn on_match(
             // Keep only the latest `count` first-step hits.
             progress[0].remove(0);
         }
+        progress[step].reserve_exact(1);
         progress[step].push(hit);
         if step + 1 == counts.len() && progress[step].len() >= counts[step] {
             let fired = progress.iter_mut().flat_map(std::mem::take).collect();

@@ -11,6 +11,9 @@ pub fn on_match(hits: &mut Vec<Hit>, hit: Hit, count: usize, window_ms: i64) -> 
     if hits.len() >= count {
         hits.drain(..=hits.len() - count);
     }
+    // Exact growth: a key holds at most `count` hits, usually one or two,
+    // and doubling would make most keys' lists mostly empty space.
+    hits.reserve_exact(1);
     hits.push(hit);
     (hits.len() >= count).then(|| std::mem::take(hits))
 }

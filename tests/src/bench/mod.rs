@@ -7,6 +7,7 @@
 
 mod agent_footprint;
 mod auth_replay;
+mod detect_engine;
 mod ingest;
 mod notify_latency;
 mod outputs;
@@ -93,6 +94,7 @@ pub const ALL: &[Benchmark] = &[
     notify_latency::BENCHMARK,
     rule_eval::BENCHMARK,
     outputs::BENCHMARK,
+    detect_engine::BENCHMARK,
 ];
 
 #[cfg(test)]
