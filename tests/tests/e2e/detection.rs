@@ -269,3 +269,84 @@ fn a_detection_reaches_smtp_and_survives_a_collector_restart_mid_window() {
     );
     drop(agent);
 }
+
+#[test]
+fn rules_test_passes_for_every_shipped_detection_pack() {
+    let dir = repo().join("rules/detection");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().ends_with(".test.yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 6, "{files:?}");
+    let output = Command::new(binary("countywatch-collector"))
+        .args(["rules", "test"])
+        .args(&files)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert_eq!(
+        stdout.matches("  SUCCESS (").count(),
+        files.len(),
+        "{stdout}"
+    );
+    // The same command fails when a pack's expectation is wrong.
+    let broken_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.join("ssh.yaml"), broken_dir.path().join("ssh.yaml")).unwrap();
+    let test = std::fs::read_to_string(dir.join("ssh.test.yaml"))
+        .unwrap()
+        .replace("evidence: 10", "evidence: 9");
+    std::fs::write(broken_dir.path().join("ssh.test.yaml"), test).unwrap();
+    let output = Command::new(binary("countywatch-collector"))
+        .args(["rules", "test"])
+        .arg(broken_dir.path().join("ssh.test.yaml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("unexpected detection ssh_brute_force [src_ip=203.0.113.9]"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_detection_rules_are_refused_with_positions_by_check_and_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("bad.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n  - id: a\n    title: t\n    severity: high\n    match: {kind: ssh_login_failed, colour: red}\n    group_by: [src_ip]\n    threshold: {count: 5, window: 0s}\n",
+    )
+    .unwrap();
+    let output = Command::new(binary("countywatch-collector"))
+        .args(["rules", "check"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let path = rules.display().to_string();
+    for expected in [
+        format!("{path}:5:45: unknown field \"colour\""),
+        format!("{path}:6:15: group_by src_ip can take very many values"),
+        format!("{path}:7:35: window must be at least 1s"),
+    ] {
+        assert!(stdout.contains(&expected), "{expected}\n{stdout}");
+    }
+    let config = dir.path().join("collector.yaml");
+    std::fs::write(&config, format!("detection:\n  rule_files: [{path:?}]\n")).unwrap();
+    let output = Command::new(binary("countywatch-collector"))
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!("detection.rule_files: {path}:5:45: unknown field")),
+        "{stderr}"
+    );
+}
