@@ -231,27 +231,19 @@ pub fn parse_clock(text: &str) -> Option<u32> {
     Some(hours * 60 + minutes)
 }
 
-/// `YYYY-MM-DD` to days since 1970-01-01 (proleptic Gregorian).
+/// `YYYY-MM-DD` to days since 1970-01-01.
 pub fn parse_date(text: &str) -> Option<i64> {
     let mut parts = text.split('-');
-    let year: i64 = parts.next()?.parse().ok()?;
-    let month: i64 = parts.next()?.parse().ok()?;
-    let day: i64 = parts.next()?.parse().ok()?;
-    if parts.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+    let year: i32 = parts.next()?.parse().ok()?;
+    let month: u8 = parts.next()?.parse().ok()?;
+    let day: u8 = parts.next()?.parse().ok()?;
+    if parts.next().is_some() {
         return None;
     }
-    Some(days_from_civil(year, month, day))
-}
-
-/// Howard Hinnant's `days_from_civil`.
-pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    let date =
+        time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()?;
+    // 2440588 is the Julian day number of 1970-01-01.
+    Some(i64::from(date.to_julian_day()) - 2_440_588)
 }
 
 #[cfg(test)]

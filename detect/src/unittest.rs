@@ -160,27 +160,9 @@ pub fn default_source(kind: EventKind) -> EventSource {
 
 /// Parses an RFC 3339 time (`2026-11-02T10:00:00+08:00`, `...Z`) to ms.
 pub fn parse_time(text: &str) -> Option<i64> {
-    let (date, rest) = text.split_once('T')?;
-    let day = crate::calendar::parse_date(date)?;
-    let (clock, offset_minutes) = if let Some(clock) = rest.strip_suffix('Z') {
-        (clock, 0)
-    } else {
-        let split = rest.rfind(['+', '-'])?;
-        let sign = if rest[split..].starts_with('-') {
-            -1
-        } else {
-            1
-        };
-        (
-            &rest[..split],
-            sign * i64::from(crate::calendar::parse_clock(&rest[split + 1..])?),
-        )
-    };
-    let mut parts = clock.split(':');
-    let hours: i64 = parts.next()?.parse().ok()?;
-    let minutes: i64 = parts.next()?.parse().ok()?;
-    let seconds: i64 = parts.next().unwrap_or("0").parse().ok()?;
-    Some(((day * 1440 + hours * 60 + minutes - offset_minutes) * 60 + seconds) * 1000)
+    let moment =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(moment.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 /// Whether a file looks like a detection test file rather than a promtool
