@@ -866,6 +866,24 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_keeps_the_state_of_unchanged_rules_only() {
+        let two = format!(
+            "{BRUTE}  - {{id: other, title: t, severity: low, match: {{kind: ssh_login_failed}}, threshold: {{count: 3, window: 1m}}}}\n"
+        );
+        let mut engine = engine(&two);
+        let events: Vec<Event> = (0..3).map(|i| failed(i * 1000, "203.0.113.9")).collect();
+        assert!(run(&mut engine, &events[..2]).is_empty());
+        let changed = two.replace("count: 3, window: 1m}}\n", "count: 3, window: 5m}}\n");
+        let rules = rulefmt::parse(Path::new("r.yaml"), &changed).unwrap();
+        engine.replace_rules(rules, Calendar::default());
+        let mut lookup = |id: i64| events.get(usize::try_from(id).ok()?).cloned();
+        let mut out = Vec::new();
+        engine.process(&events[2], 2, &mut lookup, &mut out);
+        let fired: Vec<&str> = out.iter().map(|d| d.rule_id.as_str()).collect();
+        assert_eq!(fired, vec!["brute"]);
+    }
+
+    #[test]
     fn absence_fires_once_when_a_seen_key_goes_quiet() {
         let mut engine = engine(
             "rules:\n  - {id: quiet, title: '{{ $labels.host }} quiet', severity: medium, match: {kind: sudo_command}, group_by: [host], absence: {window: 10m}}\n",
