@@ -11,7 +11,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash, Hasher};
 
 use countywatch_rules::labels::Labels;
 use countywatch_rules::template::Data;
@@ -42,9 +42,10 @@ pub struct Engine {
     rules: Vec<RuleRuntime>,
     /// For each event kind, the indexes of the rules that can match it.
     by_kind: Vec<Vec<usize>>,
-    /// Hashes group keys; keyed per process so that attacker-chosen keys
-    /// cannot be made to collide.
-    hasher: RandomState,
+    /// A random salt for hashing group keys, so that attacker-chosen keys
+    /// cannot be made to collide; saved in snapshots, since keys are kept
+    /// as their hashes only.
+    salt: u64,
     /// The latest time seen (events or `advance`).
     clock_ms: i64,
     /// When the next sweep is due, in event time.
@@ -80,11 +81,12 @@ struct Groups {
     evictions: u64,
 }
 
-/// One group key's state.
+/// One group key's state. The key itself is not kept (only its salted
+/// 64-bit hash, in the table): a detection's key is rebuilt from the event
+/// that completed it. Two keys colliding would share a window; with a
+/// random salt and 10 million keys that has a chance near 1 in 100,000.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Group {
-    /// The key in canonical form.
-    key: Box<str>,
     /// The latest event time that touched the key.
     touched_ms: i64,
     /// Until when the key stays quiet after firing.
@@ -121,6 +123,7 @@ pub struct RestoreSummary {
 struct Snapshot {
     version: u32,
     clock_ms: i64,
+    salt: u64,
     rules: Vec<RuleSnapshot>,
 }
 
@@ -129,7 +132,7 @@ struct RuleSnapshot {
     id: String,
     signature: String,
     first_event_ms: Option<i64>,
-    groups: Vec<Group>,
+    groups: Vec<(u64, Group)>,
 }
 
 /// A hasher for keys that are already hashes.
@@ -159,7 +162,7 @@ impl Engine {
             calendar,
             rules: Vec::new(),
             by_kind: Vec::new(),
-            hasher: RandomState::new(),
+            salt: RandomState::new().hash_one(0u8),
             clock_ms: i64::MIN,
             next_sweep_ms: i64::MIN,
             key_buffer: String::new(),
@@ -267,9 +270,9 @@ impl Engine {
                 continue;
             }
             let key = group_key(&rule.group_by, event, &mut self.key_buffer);
-            let hash = self.hasher.hash_one(key);
+            let hash = salted_hash(self.salt, key);
             let rule = &runtime.rule;
-            let group = runtime.groups.touch(hash, key, at_ms, rule);
+            let group = runtime.groups.touch(hash, at_ms, rule);
             let fired = match (&rule.kind, &mut group.state) {
                 (KindSpec::Single, _) => Some(kind::single::on_match(hit)),
                 (KindSpec::Threshold { count, window_ms }, GroupState::Hits(hits)) => {
@@ -354,7 +357,7 @@ impl Engine {
                 continue;
             }
             group.quiet_until_ms = suppress::quiet_until(rule, at_ms);
-            let key = group.key.to_string();
+            let key = group_key(&rule.group_by, event, &mut self.key_buffer).to_string();
             runtime.detections += 1;
             out.push(self.build(index, &key, &hits, at_ms, Some(event), lookup));
         }
@@ -400,13 +403,22 @@ impl Engine {
                     *fired = true;
                     if !suppress::is_cooling_down(group.quiet_until_ms, now_ms) {
                         group.quiet_until_ms = suppress::quiet_until(&runtime.rule, now_ms);
-                        due.push((group.key.to_string(), *hit));
+                        due.push(*hit);
                     }
                 }
             }
             runtime.detections += due.len() as u64;
-            for (key, hit) in due {
+            for hit in due {
                 let trigger = lookup(hit.id);
+                let group_by = self
+                    .rules
+                    .get(index)
+                    .map(|runtime| runtime.rule.group_by.clone())
+                    .unwrap_or_default();
+                let key = trigger
+                    .as_ref()
+                    .map(|event| group_key(&group_by, event, &mut self.key_buffer).to_string())
+                    .unwrap_or_default();
                 out.push(self.build(index, &key, &[hit], now_ms, trigger.as_ref(), lookup));
             }
         }
@@ -556,7 +568,7 @@ impl Engine {
                 let heap: usize = groups
                     .map
                     .values()
-                    .map(|group| group.key.len() + group.state.heap_bytes())
+                    .map(|group| group.state.heap_bytes())
                     .sum();
                 table + heap + groups.order.capacity() * size_of::<(u64, i64)>()
             })
@@ -568,6 +580,7 @@ impl Engine {
         let snapshot = Snapshot {
             version: SNAPSHOT_VERSION,
             clock_ms: self.clock_ms,
+            salt: self.salt,
             rules: self
                 .rules
                 .iter()
@@ -575,7 +588,12 @@ impl Engine {
                     id: runtime.rule.id.clone(),
                     signature: runtime.rule.signature.clone(),
                     first_event_ms: runtime.first_event_ms,
-                    groups: runtime.groups.map.values().cloned().collect(),
+                    groups: runtime
+                        .groups
+                        .map
+                        .iter()
+                        .map(|(hash, group)| (*hash, group.clone()))
+                        .collect(),
                 })
                 .collect(),
         };
@@ -595,6 +613,13 @@ impl Engine {
         }
         let mut summary = RestoreSummary::default();
         self.clock_ms = self.clock_ms.max(snapshot.clock_ms);
+        // The saved hashes are salted with the saved salt: adopt it, and
+        // forget any key hashed with ours.
+        self.salt = snapshot.salt;
+        for runtime in &mut self.rules {
+            runtime.groups.map.clear();
+            runtime.groups.order.clear();
+        }
         for saved in snapshot.rules {
             let Some(runtime) = self.rules.iter_mut().find(|runtime| {
                 runtime.rule.id == saved.id && runtime.rule.signature == saved.signature
@@ -604,14 +629,11 @@ impl Engine {
             };
             summary.rules_restored += 1;
             runtime.first_event_ms = saved.first_event_ms;
-            runtime.groups.map.clear();
-            runtime.groups.order.clear();
             let mut groups = saved.groups;
-            groups.sort_by_key(|group| group.touched_ms);
+            groups.sort_by_key(|(_, group)| group.touched_ms);
             // Keep the most recently touched keys if the cap went down.
             let skip = groups.len().saturating_sub(runtime.rule.max_groups);
-            for group in groups.into_iter().skip(skip) {
-                let hash = self.hasher.hash_one(&*group.key);
+            for (hash, group) in groups.into_iter().skip(skip) {
                 runtime.groups.order.push_back((hash, group.touched_ms));
                 runtime.groups.map.insert(hash, group);
                 summary.groups_restored += 1;
@@ -624,11 +646,8 @@ impl Engine {
 impl Groups {
     /// The key's group, created (evicting the least recently touched key
     /// if the rule is full) when new, and marked touched at `at_ms`.
-    fn touch(&mut self, hash: u64, key: &str, at_ms: i64, rule: &Rule) -> &mut Group {
-        let exists = self.map.get(&hash).is_some_and(|group| &*group.key == key);
-        if !exists {
-            // A different key with the same hash starts afresh.
-            self.map.remove(&hash);
+    fn touch(&mut self, hash: u64, at_ms: i64, rule: &Rule) -> &mut Group {
+        if !self.map.contains_key(&hash) {
             while self.map.len() >= rule.max_groups && self.evict_oldest() {}
         }
         // Rebuilt when half again as long as the keys: each key then costs
@@ -637,7 +656,6 @@ impl Groups {
             self.rebuild_order();
         }
         let group = self.map.entry(hash).or_insert_with(|| Group {
-            key: key.into(),
             touched_ms: at_ms,
             quiet_until_ms: i64::MIN,
             state: initial_state(&rule.kind, Hit { at_ms, id: -1 }),
@@ -709,6 +727,17 @@ fn initial_state(kind: &KindSpec, first: Hit) -> GroupState {
             fired: false,
         },
     }
+}
+
+/// The group key's hash, salted. `DefaultHasher::new()` is SipHash with
+/// fixed keys (the salt is what makes it unpredictable); should a Rust
+/// release change its algorithm, a snapshot taken before the upgrade would
+/// restore into keys nothing matches: windows start empty, nothing worse.
+fn salted_hash(salt: u64, key: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    salt.hash(&mut hasher);
+    key.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Builds the canonical group key (`src_ip=203.0.113.9,host=web1`) into
