@@ -613,3 +613,87 @@ pub fn replay_command(
     }
     Ok(outcome.bad_line_count == 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use countywatch_detect::{Evidence, Severity};
+    use countywatch_wire::{EventKind, EventSource};
+
+    fn detection() -> Detection {
+        Detection {
+            rule_id: "ssh_brute_force".into(),
+            title: "SSH brute force from 203.0.113.9".into(),
+            severity: Severity::High,
+            group_key: "src_ip=203.0.113.9".into(),
+            labels: [("alertname", "ssh_brute_force"), ("src_ip", "203.0.113.9")]
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            annotations: BTreeMap::new(),
+            tags: vec!["T1110.001".into()],
+            hosts: vec!["web1".into()],
+            at_ms: 1_000,
+            evidence: vec![Evidence {
+                event_id: Some(7),
+                event: Event::new(1_000, EventSource::Auth, EventKind::SshLoginFailed),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_detection_is_a_one_shot_alert_with_its_labels_and_title() {
+        let alert = to_alert(&detection(), 50_000);
+        assert_eq!(
+            alert.labels.get("src_ip").map(String::as_str),
+            Some("203.0.113.9")
+        );
+        assert_eq!(
+            alert.annotations.get("summary").map(String::as_str),
+            Some("SSH brute force from 203.0.113.9")
+        );
+        assert_eq!(alert.starts_at_ms, 1_000);
+        assert_eq!(alert.ends_at_ms, Some(50_000 + ALERT_LEASE_MS));
+        assert_eq!(alert.value.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn the_sink_appends_one_json_line_per_detection() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = JsonLinesSink::open(dir.path()).unwrap();
+        sink.record(&detection()).unwrap();
+        sink.record(&detection()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("detections.jsonl")).unwrap();
+        let lines: Vec<Detection> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines, vec![detection(), detection()]);
+    }
+
+    #[test]
+    fn rule_and_test_files_are_told_apart_by_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        assert!(is_detection_rule_file(&write(
+            "d.yaml",
+            "rules:\n  - id: a\n"
+        )));
+        assert!(!is_detection_rule_file(&write(
+            "p.yaml",
+            "groups:\n  - name: a\n    rules: []\n"
+        )));
+        assert!(is_detection_test_file(&write(
+            "d.test.yaml",
+            "rule_files: [d.yaml]\ntests:\n  - name: x\n    events: []\n    expect: []\n"
+        )));
+        assert!(!is_detection_test_file(&write(
+            "p.test.yaml",
+            "rule_files: [p.yaml]\ntests:\n  - input_series: []\n"
+        )));
+    }
+}
