@@ -52,6 +52,8 @@ pub struct Engine {
     next_sweep_ms: i64,
     /// Reused buffer for building group keys.
     key_buffer: String,
+    /// Reused buffer for the values `distinct` and `new_value` remember.
+    value_buffer: String,
     /// Template expansions that failed (the raw template is used instead).
     template_failures: u64,
 }
@@ -166,6 +168,7 @@ impl Engine {
             clock_ms: i64::MIN,
             next_sweep_ms: i64::MIN,
             key_buffer: String::new(),
+            value_buffer: String::new(),
             template_failures: 0,
         };
         engine.set_rules(rules);
@@ -289,7 +292,9 @@ impl Engine {
                     // An event without the counted field is not a value.
                     match field.get(event) {
                         Some(value) => {
-                            let value_hash = kind::stable_hash(value.to_text().as_bytes());
+                            self.value_buffer.clear();
+                            value.write_to(&mut self.value_buffer);
+                            let value_hash = kind::stable_hash(self.value_buffer.as_bytes());
                             kind::distinct::on_match(values, value_hash, hit, *count, *window_ms)
                         }
                         None => None,
@@ -302,12 +307,16 @@ impl Engine {
                     },
                     GroupState::Sequence(progress),
                 ) => {
-                    let counts: Vec<usize> = conditions.iter().map(|(_, count)| *count).collect();
+                    // At most 8 steps (checked at load): no allocation.
+                    let mut counts = [0usize; 8];
+                    for (slot, (_, count)) in counts.iter_mut().zip(conditions) {
+                        *slot = *count;
+                    }
                     kind::sequence::on_match(
                         progress,
                         &steps[..matched_steps],
                         hit,
-                        &counts,
+                        &counts[..conditions.len().min(counts.len())],
                         *window_ms,
                     )
                 }
@@ -319,10 +328,11 @@ impl Engine {
                     },
                     GroupState::Seen(seen),
                 ) => {
-                    let mut value = String::new();
+                    let value = &mut self.value_buffer;
+                    value.clear();
                     for field in fields {
                         if let Some(found) = field.get(event) {
-                            found.write_to(&mut value);
+                            found.write_to(value);
                         }
                         value.push('\u{1f}');
                     }
