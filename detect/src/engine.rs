@@ -657,7 +657,8 @@ impl Groups {
     /// The key's group, created (evicting the least recently touched key
     /// if the rule is full) when new, and marked touched at `at_ms`.
     fn touch(&mut self, hash: u64, at_ms: i64, rule: &Rule) -> &mut Group {
-        if !self.map.contains_key(&hash) {
+        // Below the cap one hash lookup suffices (the entry below).
+        if self.map.len() >= rule.max_groups && !self.map.contains_key(&hash) {
             while self.map.len() >= rule.max_groups && self.evict_oldest() {}
         }
         // Rebuilt when half again as long as the keys: each key then costs
@@ -665,13 +666,21 @@ impl Groups {
         if self.order.len() > self.map.len() + self.map.len() / 2 + 1024 {
             self.rebuild_order();
         }
-        let group = self.map.entry(hash).or_insert_with(|| Group {
-            touched_ms: at_ms,
-            quiet_until_ms: i64::MIN,
-            state: initial_state(&rule.kind, Hit { at_ms, id: -1 }),
+        let mut created = false;
+        let group = self.map.entry(hash).or_insert_with(|| {
+            created = true;
+            Group {
+                touched_ms: at_ms,
+                quiet_until_ms: i64::MIN,
+                state: initial_state(&rule.kind, Hit { at_ms, id: -1 }),
+            }
         });
-        group.touched_ms = group.touched_ms.max(at_ms);
-        self.order.push_back((hash, group.touched_ms));
+        // The queue already holds (hash, touched) unless the key is new or
+        // its time moved.
+        if created || at_ms > group.touched_ms {
+            group.touched_ms = group.touched_ms.max(at_ms);
+            self.order.push_back((hash, group.touched_ms));
+        }
         group
     }
 
