@@ -350,3 +350,55 @@ fn bad_detection_rules_are_refused_with_positions_by_check_and_check_config() {
         "{stderr}"
     );
 }
+
+fn hangup(collector: &Collector) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(collector.pid()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+}
+
+#[test]
+fn detection_rules_reload_on_sighup_and_a_broken_file_keeps_the_running_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    let rule = |id: &str| {
+        format!(
+            "rules:\n  - {{id: {id}, title: t, severity: low, match: {{kind: ssh_login_accepted}}}}\n"
+        )
+    };
+    std::fs::write(&rules, rule("first")).unwrap();
+    let config = format!(
+        "detection:\n  rule_files: [{:?}]\n",
+        rules.display().to_string()
+    );
+    let collector = Collector::start_with(Some(&config), &[]);
+    std::fs::write(&rules, rule("second")).unwrap();
+    hangup(&collector);
+    assert!(
+        collector
+            .logs
+            .wait_for("SIGHUP: detection rules reloaded", Duration::from_secs(10))
+    );
+    std::fs::write(
+        &rules,
+        "rules:\n  - {id: broken, title: t, severity: low, match: {colour: red}}\n",
+    )
+    .unwrap();
+    hangup(&collector);
+    assert!(
+        collector
+            .logs
+            .wait_for("detection rules not reloaded", Duration::from_secs(10))
+    );
+    let failures = countywatch_e2e::http::sample_value(
+        &collector.metrics(),
+        "countywatch_detection_failures_total{stage=\"reload\"}",
+    );
+    assert_eq!(failures, Some(1.0));
+    let line = collector
+        .logs
+        .all()
+        .into_iter()
+        .find(|line| line.contains("not reloaded"))
+        .unwrap();
+    assert!(line.contains("unknown field"), "{line}");
+}
