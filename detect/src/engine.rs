@@ -52,6 +52,9 @@ pub struct Engine {
     next_sweep_ms: i64,
     /// Reused buffer for building group keys.
     key_buffer: String,
+    /// For each rule, a number shared by the rules with the same
+    /// `group_by`, so one event's key is built and hashed once per set.
+    key_kinds: Vec<usize>,
     /// Reused buffer for the values `distinct` and `new_value` remember.
     value_buffer: String,
     /// Template expansions that failed (the raw template is used instead).
@@ -168,6 +171,7 @@ impl Engine {
             clock_ms: i64::MIN,
             next_sweep_ms: i64::MIN,
             key_buffer: String::new(),
+            key_kinds: Vec::new(),
             value_buffer: String::new(),
             template_failures: 0,
         };
@@ -196,6 +200,15 @@ impl Engine {
                 }
             }
         }
+        self.key_kinds = rules
+            .iter()
+            .map(|rule| {
+                rules
+                    .iter()
+                    .position(|other| other.group_by == rule.group_by)
+                    .unwrap_or(usize::MAX)
+            })
+            .collect();
         self.rules = rules
             .into_iter()
             .map(|rule| RuleRuntime {
@@ -237,6 +250,7 @@ impl Engine {
             at_ms,
             id: event_id,
         };
+        let mut last_key: Option<(usize, u64)> = None;
         for &index in &candidates {
             let Some(runtime) = self.rules.get_mut(index) else {
                 continue;
@@ -272,8 +286,18 @@ impl Engine {
                 out.push(self.build(index, &key, &hits, at_ms, Some(event), lookup));
                 continue;
             }
-            let key = group_key(&rule.group_by, event, &mut self.key_buffer);
-            let hash = salted_hash(self.salt, key);
+            // Rules grouping by the same fields share the key's hash: the
+            // shipped packs group four rules by src_ip alone.
+            let key_kind = self.key_kinds.get(index).copied().unwrap_or(usize::MAX);
+            let hash = match last_key {
+                Some((kind, hash)) if kind == key_kind => hash,
+                _ => {
+                    let key = group_key(&rule.group_by, event, &mut self.key_buffer);
+                    let hash = salted_hash(self.salt, key);
+                    last_key = Some((key_kind, hash));
+                    hash
+                }
+            };
             let rule = &runtime.rule;
             let group = runtime.groups.touch(hash, at_ms, rule);
             let fired = match (&rule.kind, &mut group.state) {
