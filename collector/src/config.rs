@@ -38,6 +38,8 @@ pub struct Config {
     pub outputs: crate::output::config::OutputsConfig,
     /// Incidents, the audit trail, retention and the web page's sessions.
     pub incidents: crate::incident::config::IncidentsConfig,
+    /// Detection rules over agents' security events (docs/detection.md).
+    pub detection: crate::detection::DetectionConfig,
 }
 
 /// The enrolment listener.
@@ -160,6 +162,7 @@ impl Default for Config {
             notify: crate::notify::config::NotifyConfig::default(),
             outputs: Default::default(),
             incidents: Default::default(),
+            detection: Default::default(),
         }
     }
 }
@@ -268,6 +271,7 @@ impl Config {
         }
         self.outputs.validate(&mut problems);
         self.incidents.validate(&mut problems);
+        self.detection.validate(&mut problems);
         problems.into_result()
     }
 

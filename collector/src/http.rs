@@ -199,6 +199,10 @@ pub fn render_metrics(state: &HttpState) -> String {
     let fresh = state.store.write_text(&mut out, SystemTime::now());
     state.telemetry.agents_reporting.set(fresh as i64);
     write_agent_up(state, &mut out);
+    crate::incident::detection_sink::refresh_incident_counts(
+        &state.incidents.store,
+        &state.telemetry,
+    );
     let mut own = Vec::new();
     state.telemetry.write_text(&mut own);
     out.push_str(&String::from_utf8_lossy(&own));

@@ -16,6 +16,8 @@
 //! - [`notify`]: routing, grouping, silences, the outbox and receivers.
 //! - [`alerting`]: rule evaluation over agents' metrics (`countywatch-rules`).
 //! - [`rule_alerts`]: hands the alerting rules' firing alerts to [`notify`].
+//! - [`detection`]: detection rules over stored events (`countywatch-detect`):
+//!   alerts to [`notify`], detections with evidence to a sink.
 //! - [`output`]: scale-out outputs: remote_write and event forwarding.
 //! - [`incident`]: incidents, the audit trail, the web page and `/api/v1/`.
 //!
@@ -29,6 +31,7 @@
 pub mod alerting;
 pub mod ca;
 pub mod config;
+pub mod detection;
 pub mod enroll;
 pub mod http;
 pub mod incident;
@@ -245,6 +248,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         silent_after: config.agents.silent_after.get(),
         data_dir: config.data_dir.clone(),
     });
+    if let Some(task) = detection::start(
+        &config.detection,
+        &config.data_dir,
+        Arc::new(incident::detection_sink::IncidentSink {
+            store: Arc::clone(&incident_store),
+            telemetry: Arc::clone(&telemetry),
+        }),
+        Arc::clone(&notifier),
+        telemetry.registry(),
+        stopped.clone(),
+    )? {
+        tasks.push(task);
+    }
     let http_state = Arc::new(http::HttpState {
         incidents,
         metrics_auth,

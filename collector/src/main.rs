@@ -74,7 +74,9 @@ enum Command {
         #[command(subcommand)]
         command: NotifyCommand,
     },
-    /// Prometheus rule files: `check` and `test`, drop-ins for promtool's.
+    /// Rule files: `check` and `test` (drop-ins for promtool's, and the same
+    /// for detection rules), and `replay` of recorded events through
+    /// detection rules.
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
@@ -188,17 +190,31 @@ enum NotifyCommand {
 /// `rules` subcommands; exit 0 when everything passed, 1 otherwise.
 #[derive(Subcommand)]
 enum RulesCommand {
-    /// Validate rule files, printing every problem with file:line:column.
+    /// Validate rule files (alerting or detection, told apart by content),
+    /// printing every problem with file:line:column.
     Check {
         /// Rule files (YAML).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Run promtool-format rule unit-test files.
+    /// Run rule unit-test files: promtool's format, or detection tests.
     Test {
         /// Unit-test files (YAML).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Run recorded events (`countywatch-agent replay` output, one JSON
+    /// event per line) through detection rules and print what they raise.
+    Replay {
+        /// The events file; `-` for standard input.
+        #[arg(long)]
+        events: PathBuf,
+        /// Detection rule files or directories of them.
+        #[arg(long, default_value = "/etc/countywatch/detection")]
+        rules: Vec<PathBuf>,
+        /// Print each detection as one JSON object per line, with evidence.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -621,19 +637,50 @@ fn rules_command(command: RulesCommand) -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     let passed = match command {
         RulesCommand::Check { files } => {
-            let outcome = countywatch_rules::check::check_files(&files);
-            let _ = write!(stdout, "{}", outcome.report);
-            outcome.passed
-        }
-        RulesCommand::Test { files } => {
             let mut passed = true;
             for file in &files {
-                let outcome = countywatch_rules::unittest::run_file(file);
-                let _ = writeln!(stdout, "{}", outcome.report);
+                let outcome = if countywatch_collector::detection::is_detection_rule_file(file) {
+                    countywatch_collector::detection::check_file(file)
+                } else {
+                    countywatch_rules::check::check_files(std::slice::from_ref(file))
+                };
+                let _ = write!(stdout, "{}", outcome.report);
                 passed &= outcome.passed;
             }
             passed
         }
+        RulesCommand::Test { files } => {
+            let mut passed = true;
+            for file in &files {
+                let (report, file_passed) =
+                    if countywatch_collector::detection::is_detection_test_file(file) {
+                        let outcome = countywatch_detect::unittest::run_file(file);
+                        (outcome.report, outcome.passed)
+                    } else {
+                        let outcome = countywatch_rules::unittest::run_file(file);
+                        (outcome.report, outcome.passed)
+                    };
+                let _ = writeln!(stdout, "{report}");
+                passed &= file_passed;
+            }
+            passed
+        }
+        RulesCommand::Replay {
+            events,
+            rules,
+            json,
+        } => match countywatch_collector::detection::replay_command(
+            &events,
+            &rules,
+            json,
+            &mut stdout,
+        ) {
+            Ok(passed) => passed,
+            Err(error) => {
+                eprintln!("{error:#}");
+                false
+            }
+        },
     };
     if passed {
         ExitCode::SUCCESS

@@ -5,6 +5,8 @@
 //! - [`config`]: the `incidents:` section (retention, reopen window, sessions).
 //! - [`store`]: `incidents.db` (SQLite, WAL), its schema and the read side.
 //! - [`lifecycle`]: detections in (dedup, reopen), transitions and comments.
+//! - [`detection_sink`]: the store as the detection task's sink, and the
+//!   incident gauges on `/metrics`.
 //! - [`audit`]: the hash-chained audit trail, signed checkpoints, `verify`.
 //! - [`retention`]: the daily purge in small transactions.
 //! - [`auth`]: users (argon2), sessions, API tokens, roles, login rate limit.
@@ -24,6 +26,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod csrf;
+pub mod detection_sink;
 pub mod export;
 pub mod lifecycle;
 pub mod request;

@@ -439,6 +439,21 @@ impl IncidentStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Incidents per (severity, status), for `countywatch_incidents`.
+    pub fn counts_by_severity_and_status(&self) -> anyhow::Result<BTreeMap<(String, String), i64>> {
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(
+            "SELECT severity, status, COUNT(*) FROM incidents GROUP BY severity, status",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                (row.get::<_, String>(0)?, row.get::<_, String>(1)?),
+                row.get::<_, i64>(2)?,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Copies the database to `destination` with SQLite's online backup API:
     /// a consistent snapshot while the collector keeps writing.
     pub fn backup(&self, destination: &Path) -> anyhow::Result<()> {

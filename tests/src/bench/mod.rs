@@ -7,6 +7,7 @@
 
 mod agent_footprint;
 mod auth_replay;
+mod detect_engine;
 mod incident_store;
 mod ingest;
 mod metrics_scrape;
@@ -101,6 +102,7 @@ pub const ALL: &[Benchmark] = &[
     incident_store::BENCHMARK,
     syslog_flood::BENCHMARK,
     snmp_poll::BENCHMARK,
+    detect_engine::BENCHMARK,
 ];
 
 #[cfg(test)]

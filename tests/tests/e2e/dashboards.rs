@@ -22,15 +22,6 @@ use countywatch_e2e::Collector;
 use countywatch_e2e::peer::{Prometheus, SNMP_COMMUNITY, Snmpd, percent_encode, promtool_findings};
 use countywatch_e2e::process::{TEST_AGENT_CONFIG, wait_until};
 
-/// Panels (dashboard file, title) checked for parsing only because their
-/// series come from the incident store (issue 9), which sets
-/// `countywatch_incidents` and counts `countywatch_incidents_opened_total`
-/// through `Telemetry` once it is merged.
-const PARSE_ONLY_UNTIL_THE_INCIDENT_STORE: &[(&str, &str)] = &[
-    ("security.json", "Open incidents by severity"),
-    ("security.json", "Incidents opened by rule (range)"),
-];
-
 /// The agent's name, hence its `instance` label.
 const AGENT: &str = "dash-host";
 
@@ -214,7 +205,8 @@ fn start_fixture() -> Fixture {
     let webhook_port = unreachable.local_addr().unwrap().port();
     drop(unreachable);
     let collector_config = format!(
-        "rules:\n  files:\n{}\nnotify:\n  route:\n    receiver: ops\n  receivers:\n    - name: ops\n      webhook_configs:\n        - url: http://127.0.0.1:{webhook_port}/hook\n",
+        "detection:\n  rule_files:\n    - {}\nrules:\n  files:\n{}\nnotify:\n  route:\n    receiver: ops\n  receivers:\n    - name: ops\n      webhook_configs:\n        - url: http://127.0.0.1:{webhook_port}/hook\n",
+        repository().join("rules/detection").display(),
         rule_files.join("\n")
     );
     let collector = Collector::start_with(Some(&collector_config), &[]);
@@ -374,8 +366,6 @@ fn every_panel_of_every_dashboard_returns_data_from_a_real_prometheus() {
         }
         for panel in panels(&dashboard) {
             let title = panel["title"].as_str().unwrap_or_default().to_string();
-            let parse_only =
-                PARSE_ONLY_UNTIL_THE_INCIDENT_STORE.contains(&(file.as_str(), title.as_str()));
             let mut panel_series = 0;
             for target in panel["targets"].as_array().cloned().unwrap_or_default() {
                 let expr = substitute(target["expr"].as_str().unwrap_or_default(), &values);
@@ -385,7 +375,7 @@ fn every_panel_of_every_dashboard_returns_data_from_a_real_prometheus() {
                     Err(error) => failures.push(format!("{file} / {title}: {expr}: {error}")),
                 }
             }
-            if panel_series == 0 && !parse_only {
+            if panel_series == 0 {
                 failures.push(format!("{file} / {title}: no series"));
             }
         }

@@ -7,6 +7,7 @@ mod alerting;
 mod bad_input;
 mod cli;
 mod dashboards;
+mod detection;
 mod events;
 mod faults;
 mod incident_web;

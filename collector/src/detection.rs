@@ -1,0 +1,699 @@
+//! Detection rules in the collector (issue 7): a task that reads accepted
+//! events from the registry's `events` table by row id with a durable
+//! cursor, runs them through the detection engine (`countywatch-detect`),
+//! and turns each [`Detection`] into an alert for the notifier and a record
+//! for a [`DetectionSink`] (the incident store, `incident/detection_sink.rs`).
+//!
+//! The engine's state is saved with the cursor in `<data_dir>/detection.db`,
+//! in one transaction, every `save_every` and at shutdown. On start the
+//! state is restored and the events after the cursor are read again, so a
+//! restart in the middle of a window still fires. Detections raised after
+//! the last save and before a crash are raised again after it (at least
+//! once). Rule files reload on SIGHUP; a reload that fails keeps the rules
+//! that run.
+//!
+//! Also here: the `rules check|test|replay` helpers for detection files.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use countywatch_daemon::clock::now_ms;
+use countywatch_daemon::duration::PromDuration;
+use countywatch_detect::calendar::{Calendar, CalendarConfig};
+use countywatch_detect::engine::Engine;
+use countywatch_detect::{Detection, rulefmt};
+use countywatch_rules::check::CheckOutcome;
+use countywatch_wire::Event;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::notify::Notifier;
+use crate::notify::alert::{Alert, LabelSet};
+
+/// How long a detection's alert stays active: detections are one-shot, so
+/// the alert resolves by itself after this lease.
+const ALERT_LEASE_MS: i64 = 5 * 60_000;
+/// Most events read per round.
+const EVENTS_PER_READ: i64 = 1_000;
+/// Pause when there was nothing to read.
+const IDLE: Duration = Duration::from_millis(200);
+
+/// `detection:` in the collector configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionConfig {
+    /// Detection rule files or directories of them (`*.yaml`, tests
+    /// excluded). None by default: the packs in `rules/detection/` are
+    /// opt-in.
+    pub rule_files: Vec<PathBuf>,
+    /// Working hours and time zone for `working_hours:` and `time_of_day:`
+    /// conditions (Asia/Shanghai, 09:00-18:00 Monday to Friday by default).
+    pub calendar: CalendarConfig,
+    /// How often the engine's state and cursor are saved.
+    pub save_every: PromDuration,
+    /// On the very first start, run the events already stored rather than
+    /// only those accepted from now on.
+    pub from_beginning: bool,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        DetectionConfig {
+            rule_files: Vec::new(),
+            calendar: CalendarConfig::default(),
+            save_every: PromDuration(Duration::from_secs(10)),
+            from_beginning: false,
+        }
+    }
+}
+
+impl DetectionConfig {
+    /// Adds every problem of the rule files and calendar to `problems`.
+    pub fn validate(&self, problems: &mut countywatch_daemon::config_file::Problems) {
+        if let Err(messages) = Calendar::new(&self.calendar) {
+            for message in messages {
+                problems.general(format!("detection.calendar: {message}"));
+            }
+        }
+        if self.save_every.get().is_zero() {
+            problems.general("detection.save_every must be positive");
+        }
+        if let Err(failures) = self.load_rules() {
+            for problem in failures.lines() {
+                problems.general(format!("detection.rule_files: {problem}"));
+            }
+        }
+    }
+
+    /// Loads the rules; the error lists every problem, one per line.
+    pub fn load_rules(&self) -> Result<Vec<rulefmt::Rule>, String> {
+        let files = rulefmt::rule_files(&self.rule_files)
+            .map_err(|error| format!("cannot list rule files: {error}"))?;
+        rulefmt::load_all(&files).map_err(|failures| {
+            failures
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+}
+
+/// Where detections are recorded with their evidence: the incident store in
+/// the collector (`incident::detection_sink`); [`JsonLinesSink`] where no
+/// store is wanted (tests, tools).
+pub trait DetectionSink: Send + Sync {
+    /// Records one detection.
+    fn record(&self, detection: &Detection) -> anyhow::Result<()>;
+}
+
+/// Appends each detection, evidence included, as one JSON line.
+pub struct JsonLinesSink {
+    /// The file, opened for appending.
+    file: Mutex<std::fs::File>,
+}
+
+impl JsonLinesSink {
+    /// Opens (creating) `<data_dir>/detections.jsonl`.
+    pub fn open(data_dir: &Path) -> anyhow::Result<JsonLinesSink> {
+        let path = data_dir.join("detections.jsonl");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(JsonLinesSink {
+            file: Mutex::new(file),
+        })
+    }
+}
+
+impl DetectionSink for JsonLinesSink {
+    fn record(&self, detection: &Detection) -> anyhow::Result<()> {
+        let mut line = serde_json::to_vec(detection)?;
+        line.push(b'\n');
+        let mut file = self
+            .file
+            .lock()
+            .map_err(|_| anyhow::anyhow!("detections file lock poisoned"))?;
+        file.write_all(&line)?;
+        Ok(())
+    }
+}
+
+/// The detection task's metrics.
+#[derive(Clone)]
+pub struct DetectionMetrics {
+    /// Events run through the engine.
+    pub events: IntCounter,
+    /// Detections by rule and severity.
+    pub detections: IntCounterVec,
+    /// Group keys evicted because a rule was full, by rule.
+    pub evictions: IntCounterVec,
+    /// Failures by stage: `read` (events), `decode` (a stored event),
+    /// `template`, `record` (the sink), `save` (the state), `reload`.
+    pub failures: IntCounterVec,
+    /// Group keys held across all rules.
+    pub groups: IntGauge,
+}
+
+impl DetectionMetrics {
+    /// Registers the metrics.
+    pub fn register(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
+        let events = IntCounter::new(
+            "countywatch_detection_events_total",
+            "Security events run through the detection rules.",
+        )?;
+        let detections = IntCounterVec::new(
+            Opts::new(
+                "countywatch_detections_total",
+                "Detections raised, by rule and severity.",
+            ),
+            &["rule", "severity"],
+        )?;
+        let evictions = IntCounterVec::new(
+            Opts::new(
+                "countywatch_detection_state_evictions_total",
+                "Group keys a detection rule forgot because it held max_groups keys.",
+            ),
+            &["rule"],
+        )?;
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "countywatch_detection_failures_total",
+                "Detection failures by stage: read, decode, template, record, save, reload.",
+            ),
+            &["stage"],
+        )?;
+        let groups = IntGauge::new(
+            "countywatch_detection_state_groups",
+            "Group keys the detection rules hold.",
+        )?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(detections.clone()))?;
+        registry.register(Box::new(evictions.clone()))?;
+        registry.register(Box::new(failures.clone()))?;
+        registry.register(Box::new(groups.clone()))?;
+        for stage in ["read", "decode", "template", "record", "save", "reload"] {
+            failures.with_label_values(&[stage]);
+        }
+        Ok(DetectionMetrics {
+            events,
+            detections,
+            evictions,
+            failures,
+            groups,
+        })
+    }
+}
+
+/// The alert a detection raises: its labels, title as `summary` unless the
+/// rule set one, and a short lease.
+pub fn to_alert(detection: &Detection, now_ms: i64) -> Alert {
+    let mut annotations: LabelSet = detection.annotations.clone();
+    annotations
+        .entry("summary".to_string())
+        .or_insert_with(|| detection.title.clone());
+    Alert {
+        labels: detection.labels.clone(),
+        annotations,
+        starts_at_ms: detection.at_ms,
+        ends_at_ms: Some(now_ms.max(detection.at_ms).saturating_add(ALERT_LEASE_MS)),
+        generator_url: String::new(),
+        value: Some(detection.evidence.len().to_string()),
+    }
+}
+
+/// The engine with where it reads and saves.
+struct Detector {
+    /// The engine.
+    engine: Engine,
+    /// Read-only connection to `collector.db`.
+    events: Connection,
+    /// `detection.db`, where state and cursor are saved.
+    state: Connection,
+    /// The last event id run through the engine.
+    cursor: i64,
+    /// Evictions already reported to the metric, by rule.
+    reported_evictions: BTreeMap<String, u64>,
+    /// Template failures already reported.
+    reported_template_failures: u64,
+}
+
+const STATE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS detection_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    cursor INTEGER NOT NULL,
+    state BLOB NOT NULL,
+    saved_ms INTEGER NOT NULL
+);";
+
+impl Detector {
+    fn open(data_dir: &Path, engine: Engine, from_beginning: bool) -> anyhow::Result<Detector> {
+        let path = data_dir.join("collector.db");
+        let events = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("cannot open {} to read events", path.display()))?;
+        events.busy_timeout(Duration::from_secs(5))?;
+        let state_path = data_dir.join("detection.db");
+        let state = Connection::open(&state_path)
+            .with_context(|| format!("cannot open {}", state_path.display()))?;
+        state
+            .pragma_update(None, "journal_mode", "WAL")
+            .and_then(|()| state.pragma_update(None, "synchronous", "NORMAL"))
+            .and_then(|()| state.busy_timeout(Duration::from_secs(5)))
+            .and_then(|()| state.execute_batch(STATE_SCHEMA))
+            .with_context(|| format!("cannot set up {}", state_path.display()))?;
+        let saved: Option<(i64, Vec<u8>)> = state
+            .query_row(
+                "SELECT cursor, state FROM detection_state WHERE id = 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        let mut detector = Detector {
+            engine,
+            events,
+            state,
+            cursor: 0,
+            reported_evictions: BTreeMap::new(),
+            reported_template_failures: 0,
+        };
+        match saved {
+            Some((cursor, bytes)) => {
+                detector.cursor = cursor;
+                match detector.engine.restore(&bytes) {
+                    Ok(summary) => tracing::info!(
+                        cursor,
+                        rules = summary.rules_restored,
+                        keys = summary.groups_restored,
+                        dropped_rules = summary.rules_dropped,
+                        "detection state restored"
+                    ),
+                    Err(error) => {
+                        tracing::warn!(%error, "detection state not restored; windows start empty")
+                    }
+                }
+            }
+            None if !from_beginning => {
+                detector.cursor = detector.events.query_row(
+                    "SELECT COALESCE(MAX(id), 0) FROM events",
+                    [],
+                    |row| row.get(0),
+                )?;
+            }
+            None => {}
+        }
+        Ok(detector)
+    }
+
+    /// Runs the next events through the engine, and the clock to now.
+    /// Returns the detections and how many events were read.
+    fn step(&mut self, metrics: &DetectionMetrics) -> anyhow::Result<(Vec<Detection>, usize)> {
+        let mut statement = self
+            .events
+            .prepare_cached("SELECT id, body FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+        let rows: Vec<(i64, String)> = statement
+            .query_map(params![self.cursor, EVENTS_PER_READ], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        drop(statement);
+        let mut detections = Vec::new();
+        let events = &self.events;
+        let mut lookup = |id: i64| -> Option<Event> {
+            let body: String = events
+                .query_row(
+                    "SELECT body FROM events WHERE id = ?1",
+                    params![id],
+                    |row| row.get(0),
+                )
+                .ok()?;
+            serde_json::from_str(&body).ok()
+        };
+        for (id, body) in &rows {
+            self.cursor = *id;
+            match serde_json::from_str::<Event>(body) {
+                Ok(event) => {
+                    metrics.events.inc();
+                    self.engine
+                        .process(&event, *id, &mut lookup, &mut detections);
+                }
+                Err(error) => {
+                    metrics.failures.with_label_values(&["decode"]).inc();
+                    tracing::warn!(id, %error, "stored event does not decode; skipped by detection");
+                }
+            }
+        }
+        // Windows follow the events' time; silence is measured in real time.
+        self.engine
+            .fire_absences(now_ms(), &mut lookup, &mut detections);
+        self.report(metrics);
+        Ok((detections, rows.len()))
+    }
+
+    fn report(&mut self, metrics: &DetectionMetrics) {
+        for stats in self.engine.rule_stats() {
+            let reported = self
+                .reported_evictions
+                .entry(stats.rule_id.clone())
+                .or_insert(0);
+            if stats.evictions > *reported {
+                metrics
+                    .evictions
+                    .with_label_values(&[&stats.rule_id])
+                    .inc_by(stats.evictions - *reported);
+                *reported = stats.evictions;
+            }
+        }
+        let failures = self.engine.template_failures();
+        if failures > self.reported_template_failures {
+            metrics
+                .failures
+                .with_label_values(&["template"])
+                .inc_by(failures - self.reported_template_failures);
+            self.reported_template_failures = failures;
+        }
+        metrics
+            .groups
+            .set(i64::try_from(self.engine.group_count()).unwrap_or(i64::MAX));
+    }
+
+    /// Saves the state and the cursor together.
+    fn save(&mut self) -> anyhow::Result<()> {
+        let bytes = self.engine.snapshot();
+        self.state.execute(
+            "INSERT INTO detection_state (id, cursor, state, saved_ms) VALUES (1, ?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor, state = excluded.state, saved_ms = excluded.saved_ms",
+            params![self.cursor, bytes, now_ms()],
+        )?;
+        Ok(())
+    }
+}
+
+/// Starts the detection task when rule files are configured.
+pub fn start(
+    config: &DetectionConfig,
+    data_dir: &Path,
+    sink: Arc<dyn DetectionSink>,
+    notifier: Arc<Notifier>,
+    registry: &prometheus::Registry,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    if config.rule_files.is_empty() {
+        return Ok(None);
+    }
+    let rules = config.load_rules().map_err(anyhow::Error::msg)?;
+    let calendar =
+        Calendar::new(&config.calendar).map_err(|problems| anyhow::anyhow!(problems.join("; ")))?;
+    let rule_count = rules.len();
+    let engine = Engine::new(rules, calendar);
+    let detector = Detector::open(data_dir, engine, config.from_beginning)?;
+    let metrics =
+        DetectionMetrics::register(registry).context("cannot register detection metrics")?;
+    tracing::info!(
+        rules = rule_count,
+        cursor = detector.cursor,
+        "detection rules loaded"
+    );
+    Ok(Some(tokio::spawn(run(
+        detector,
+        config.clone(),
+        sink,
+        notifier,
+        metrics,
+        stopped,
+    ))))
+}
+
+async fn run(
+    mut detector: Detector,
+    config: DetectionConfig,
+    sink: Arc<dyn DetectionSink>,
+    notifier: Arc<Notifier>,
+    metrics: DetectionMetrics,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut last_save = tokio::time::Instant::now();
+    loop {
+        let step_metrics = metrics.clone();
+        let Ok((returned, stepped)) = tokio::task::spawn_blocking(move || {
+            let result = detector.step(&step_metrics);
+            (detector, result)
+        })
+        .await
+        else {
+            return;
+        };
+        detector = returned;
+        let read = match stepped {
+            Ok((detections, read)) => {
+                let now = now_ms();
+                let mut alerts = Vec::with_capacity(detections.len());
+                for detection in &detections {
+                    metrics
+                        .detections
+                        .with_label_values(&[&detection.rule_id, detection.severity.as_str()])
+                        .inc();
+                    tracing::info!(rule = %detection.rule_id, key = %detection.group_key, title = %detection.title, "detection");
+                    if let Err(error) = sink.record(detection) {
+                        metrics.failures.with_label_values(&["record"]).inc();
+                        tracing::error!(error = %format!("{error:#}"), "cannot record a detection");
+                    }
+                    alerts.push(to_alert(detection, now));
+                }
+                if notifier.submit(alerts).await.is_err() {
+                    break;
+                }
+                read
+            }
+            Err(error) => {
+                metrics.failures.with_label_values(&["read"]).inc();
+                tracing::error!(error = %format!("{error:#}"), "cannot read events for detection");
+                0
+            }
+        };
+        if last_save.elapsed() >= config.save_every.get() {
+            save(&mut detector, &metrics);
+            last_save = tokio::time::Instant::now();
+        }
+        if *stopped.borrow() {
+            break;
+        }
+        if read > 0 {
+            continue;
+        }
+        let hangup_received = async {
+            match hangup.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stopped.changed() => break,
+            _ = tokio::time::sleep(IDLE) => {}
+            _ = hangup_received => reload(&mut detector, &config, &metrics),
+        }
+    }
+    save(&mut detector, &metrics);
+}
+
+fn save(detector: &mut Detector, metrics: &DetectionMetrics) {
+    if let Err(error) = detector.save() {
+        metrics.failures.with_label_values(&["save"]).inc();
+        tracing::error!(error = %format!("{error:#}"), "cannot save the detection state");
+    }
+}
+
+fn reload(detector: &mut Detector, config: &DetectionConfig, metrics: &DetectionMetrics) {
+    match config.load_rules() {
+        Ok(rules) => {
+            let count = rules.len();
+            let calendar = Calendar::new(&config.calendar).unwrap_or_default();
+            detector.engine.replace_rules(rules, calendar);
+            tracing::info!(rules = count, "SIGHUP: detection rules reloaded");
+        }
+        Err(problems) => {
+            metrics.failures.with_label_values(&["reload"]).inc();
+            tracing::error!(%problems, "SIGHUP: detection rules not reloaded; the previous ones keep running");
+        }
+    }
+}
+
+/// Whether `path` holds detection rules (a top-level `rules:` key) rather
+/// than Prometheus rule groups (`groups:`).
+pub fn is_detection_rule_file(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| {
+        text.lines().any(|line| line.starts_with("rules:"))
+            && !text.lines().any(|line| line.starts_with("groups:"))
+    })
+}
+
+/// Whether `path` holds detection tests rather than promtool tests.
+pub fn is_detection_test_file(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .is_ok_and(|text| countywatch_detect::unittest::looks_like_test_file(&text))
+}
+
+/// `rules check` for one detection rule file, in promtool's report style.
+pub fn check_file(path: &Path) -> CheckOutcome {
+    let mut report = format!("Checking {}\n", path.display());
+    match rulefmt::load(path) {
+        Ok(rules) => {
+            report.push_str(&format!(
+                "  SUCCESS: {} detection rules found\n\n",
+                rules.len()
+            ));
+            CheckOutcome {
+                passed: true,
+                report,
+            }
+        }
+        Err(problems) => {
+            report.push_str(&format!("  FAILED:\n{problems}\n\n"));
+            CheckOutcome {
+                passed: false,
+                report,
+            }
+        }
+    }
+}
+
+/// `rules replay`: prints what `rules` raise over the events in `events`
+/// (`-` for standard input); returns whether the rules loaded and every
+/// line was an event.
+pub fn replay_command(
+    events: &Path,
+    rules: &[PathBuf],
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<bool> {
+    let files = rulefmt::rule_files(rules).context("cannot list rule files")?;
+    let loaded = rulefmt::load_all(&files).map_err(|failures| {
+        anyhow::anyhow!(
+            failures
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    let mut engine = Engine::new(loaded, Calendar::default());
+    let input: Box<dyn std::io::BufRead> = if events.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file = std::fs::File::open(events)
+            .with_context(|| format!("cannot open {}", events.display()))?;
+        Box::new(std::io::BufReader::with_capacity(1 << 16, file))
+    };
+    let outcome = countywatch_detect::replay::replay(&mut engine, input)?;
+    for detection in &outcome.detections {
+        let line = if json {
+            serde_json::to_string(detection)?
+        } else {
+            countywatch_detect::replay::describe(detection)
+        };
+        if writeln!(out, "{line}").is_err() {
+            break;
+        }
+    }
+    eprintln!(
+        "{} events, {} detections, {} lines not events",
+        outcome.events,
+        outcome.detections.len(),
+        outcome.bad_line_count
+    );
+    for (line, reason) in &outcome.bad_lines {
+        eprintln!("line {line}: {reason}");
+    }
+    Ok(outcome.bad_line_count == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use countywatch_detect::{Evidence, Severity};
+    use countywatch_wire::{EventKind, EventSource};
+
+    fn detection() -> Detection {
+        Detection {
+            rule_id: "ssh_brute_force".into(),
+            title: "SSH brute force from 203.0.113.9".into(),
+            severity: Severity::High,
+            group_key: "src_ip=203.0.113.9".into(),
+            labels: [("alertname", "ssh_brute_force"), ("src_ip", "203.0.113.9")]
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            annotations: BTreeMap::new(),
+            tags: vec!["T1110.001".into()],
+            hosts: vec!["web1".into()],
+            at_ms: 1_000,
+            evidence: vec![Evidence {
+                event_id: Some(7),
+                event: Event::new(1_000, EventSource::Auth, EventKind::SshLoginFailed),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_detection_is_a_one_shot_alert_with_its_labels_and_title() {
+        let alert = to_alert(&detection(), 50_000);
+        assert_eq!(
+            alert.labels.get("src_ip").map(String::as_str),
+            Some("203.0.113.9")
+        );
+        assert_eq!(
+            alert.annotations.get("summary").map(String::as_str),
+            Some("SSH brute force from 203.0.113.9")
+        );
+        assert_eq!(alert.starts_at_ms, 1_000);
+        assert_eq!(alert.ends_at_ms, Some(50_000 + ALERT_LEASE_MS));
+        assert_eq!(alert.value.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn the_sink_appends_one_json_line_per_detection() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = JsonLinesSink::open(dir.path()).unwrap();
+        sink.record(&detection()).unwrap();
+        sink.record(&detection()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("detections.jsonl")).unwrap();
+        let lines: Vec<Detection> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines, vec![detection(), detection()]);
+    }
+
+    #[test]
+    fn rule_and_test_files_are_told_apart_by_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        assert!(is_detection_rule_file(&write(
+            "d.yaml",
+            "rules:\n  - id: a\n"
+        )));
+        assert!(!is_detection_rule_file(&write(
+            "p.yaml",
+            "groups:\n  - name: a\n    rules: []\n"
+        )));
+        assert!(is_detection_test_file(&write(
+            "d.test.yaml",
+            "rule_files: [d.yaml]\ntests:\n  - name: x\n    events: []\n    expect: []\n"
+        )));
+        assert!(!is_detection_test_file(&write(
+            "p.test.yaml",
+            "rule_files: [p.yaml]\ntests:\n  - input_series: []\n"
+        )));
+    }
+}

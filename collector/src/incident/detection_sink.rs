@@ -1,0 +1,51 @@
+//! Where detection rules' findings become incidents: the incident store as
+//! the detection task's [`DetectionSink`], counting each new incident in
+//! `countywatch_incidents_opened_total`.
+
+use std::sync::Arc;
+
+use countywatch_detect::Detection;
+
+use crate::detection::DetectionSink;
+use crate::incident::lifecycle::Recorded;
+use crate::incident::store::IncidentStore;
+use crate::telemetry::Telemetry;
+
+/// Records detections as incidents (deduplicated per rule and group key).
+pub struct IncidentSink {
+    /// The store the incidents go to.
+    pub store: Arc<IncidentStore>,
+    /// Where new incidents are counted.
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl DetectionSink for IncidentSink {
+    fn record(&self, detection: &Detection) -> anyhow::Result<()> {
+        // Only a new incident is counted as opened: evidence added to an
+        // open one, or a reopened one, is the same incident.
+        if let Recorded::Opened(_) = self.store.record_detection(detection)? {
+            self.telemetry
+                .incident_opened(&detection.rule_id, detection.severity.as_str());
+        }
+        Ok(())
+    }
+}
+
+/// Sets `countywatch_incidents{severity,status}` from the store, every
+/// combination included, so that a count that drops to zero reads zero.
+pub fn refresh_incident_counts(store: &IncidentStore, telemetry: &Telemetry) {
+    let counts = match store.counts_by_severity_and_status() {
+        Ok(counts) => counts,
+        Err(error) => {
+            tracing::error!("cannot count incidents: {error:#}");
+            return;
+        }
+    };
+    for severity in countywatch_detect::Severity::ALL {
+        for status in crate::incident::store::Status::ALL {
+            let key = (severity.as_str().to_string(), status.as_str().to_string());
+            let count = counts.get(&key).copied().unwrap_or(0);
+            telemetry.set_incident_count(severity.as_str(), status.as_str(), count);
+        }
+    }
+}

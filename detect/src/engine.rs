@@ -1,0 +1,1015 @@
+//! The engine: runs every event through the rules that can match its kind,
+//! keeps each rule's per-key state bounded (the least recently touched key
+//! is evicted, and counted, beyond `max_groups`), and turns firings into
+//! [`Detection`]s. Its state can be saved as bytes and restored, so a
+//! collector restart in the middle of a window still fires.
+//!
+//! **Architecture Invariant:** the engine has no clock and does no IO. Time
+//! is the events' own (and what callers pass to [`Engine::advance`]); the
+//! events behind a firing's evidence are fetched through the caller's
+//! `lookup`, since the state keeps only their ids.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash, Hasher};
+
+use countywatch_rules::labels::Labels;
+use countywatch_rules::template::Data;
+use countywatch_wire::{Event, EventKind};
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::Calendar;
+use crate::condition::kind_bit;
+use crate::detection::{Detection, Evidence};
+use crate::field::{self, Field};
+use crate::kind::{self, GroupState, Hit};
+use crate::rulefmt::{KindSpec, Rule};
+use crate::suppress;
+
+/// How often, in event time, expired keys are dropped and absences checked.
+const SWEEP_EVERY_MS: i64 = 1_000;
+/// Version of the snapshot format.
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// Looks up an event by the id the caller gave it.
+pub type Lookup<'a> = dyn FnMut(i64) -> Option<Event> + 'a;
+
+/// The detection engine over a set of rules.
+pub struct Engine {
+    /// The calendar `working_hours` and `time_of_day` use.
+    calendar: Calendar,
+    /// The rules with their state.
+    rules: Vec<RuleRuntime>,
+    /// For each event kind, the indexes of the rules that can match it.
+    by_kind: Vec<Vec<usize>>,
+    /// A random salt for hashing group keys, so that attacker-chosen keys
+    /// cannot be made to collide; saved in snapshots, since keys are kept
+    /// as their hashes only.
+    salt: u64,
+    /// The latest time seen (events or `advance`).
+    clock_ms: i64,
+    /// When the next sweep is due, in event time.
+    next_sweep_ms: i64,
+    /// Reused buffer for building group keys.
+    key_buffer: String,
+    /// For each rule, a number shared by the rules with the same
+    /// `group_by`, so one event's key is built and hashed once per set.
+    key_kinds: Vec<usize>,
+    /// Reused buffer for the values `distinct` and `new_value` remember.
+    value_buffer: String,
+    /// Template expansions that failed (the raw template is used instead).
+    template_failures: u64,
+}
+
+/// A rule with its state.
+struct RuleRuntime {
+    /// The rule.
+    rule: Rule,
+    /// Per-key state.
+    groups: Groups,
+    /// Detections produced.
+    detections: u64,
+    /// The first matching event's time (the `new_value` learning start).
+    first_event_ms: Option<i64>,
+}
+
+/// A rule's keys, bounded.
+#[derive(Default)]
+struct Groups {
+    /// Per-key state, by the key's hash.
+    map: HashMap<u64, Group, BuildHasherDefault<IdentityHasher>>,
+    /// Keys in the order they were touched, as (hash, touched_ms); an entry
+    /// is current when its time is still the group's `touched_ms`. Stale
+    /// entries are skipped, and the queue is rebuilt when mostly stale.
+    order: VecDeque<(u64, i64)>,
+    /// Keys evicted because `max_groups` was reached.
+    evictions: u64,
+}
+
+/// One group key's state. The key itself is not kept (only its salted
+/// 64-bit hash, in the table): a detection's key is rebuilt from the event
+/// that completed it. Two keys colliding would share a window; with a
+/// random salt and 10 million keys that has a chance near 1 in 100,000.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Group {
+    /// The latest event time that touched the key.
+    touched_ms: i64,
+    /// Until when the key stays quiet after firing.
+    quiet_until_ms: i64,
+    /// What the kind remembers.
+    state: GroupState,
+}
+
+/// Counters for one rule, for metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleStats {
+    /// The rule's id.
+    pub rule_id: String,
+    /// Keys held now.
+    pub groups: usize,
+    /// Keys evicted so far.
+    pub evictions: u64,
+    /// Detections so far.
+    pub detections: u64,
+}
+
+/// What [`Engine::restore`] kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoreSummary {
+    /// Rules whose state was restored.
+    pub rules_restored: usize,
+    /// Keys restored.
+    pub groups_restored: usize,
+    /// Rules in the snapshot that are gone or changed meaning.
+    pub rules_dropped: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    version: u32,
+    clock_ms: i64,
+    salt: u64,
+    rules: Vec<RuleSnapshot>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RuleSnapshot {
+    id: String,
+    signature: String,
+    first_event_ms: Option<i64>,
+    groups: Vec<(u64, Group)>,
+}
+
+/// A hasher for keys that are already hashes.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 << 8) | u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+impl Engine {
+    /// An engine over `rules` with empty state.
+    pub fn new(rules: Vec<Rule>, calendar: Calendar) -> Engine {
+        let mut engine = Engine {
+            calendar,
+            rules: Vec::new(),
+            by_kind: Vec::new(),
+            salt: RandomState::new().hash_one(0u8),
+            clock_ms: i64::MIN,
+            next_sweep_ms: i64::MIN,
+            key_buffer: String::new(),
+            key_kinds: Vec::new(),
+            value_buffer: String::new(),
+            template_failures: 0,
+        };
+        engine.set_rules(rules);
+        engine
+    }
+
+    /// Replaces the rules (a reload), keeping the state of every rule whose
+    /// id and meaning are unchanged.
+    pub fn replace_rules(&mut self, rules: Vec<Rule>, calendar: Calendar) {
+        let snapshot = self.snapshot();
+        self.calendar = calendar;
+        self.set_rules(rules);
+        // Our own snapshot always parses.
+        let _ = self.restore(&snapshot);
+    }
+
+    fn set_rules(&mut self, rules: Vec<Rule>) {
+        self.by_kind = vec![Vec::new(); EventKind::ALL.len()];
+        for (index, rule) in rules.iter().enumerate() {
+            for kind in EventKind::ALL {
+                if rule.kinds & kind_bit(*kind) != 0
+                    && let Some(list) = self.by_kind.get_mut(*kind as usize)
+                {
+                    list.push(index);
+                }
+            }
+        }
+        self.key_kinds = rules
+            .iter()
+            .map(|rule| {
+                rules
+                    .iter()
+                    .position(|other| other.group_by == rule.group_by)
+                    .unwrap_or(usize::MAX)
+            })
+            .collect();
+        self.rules = rules
+            .into_iter()
+            .map(|rule| RuleRuntime {
+                rule,
+                groups: Groups::default(),
+                detections: 0,
+                first_event_ms: None,
+            })
+            .collect();
+    }
+
+    /// The loaded rules.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().map(|runtime| &runtime.rule)
+    }
+
+    /// Runs one event through the rules; `event_id` is how `lookup` finds
+    /// it again. Detections are appended to `out`.
+    pub fn process(
+        &mut self,
+        event: &Event,
+        event_id: i64,
+        lookup: &mut Lookup<'_>,
+        out: &mut Vec<Detection>,
+    ) {
+        let at_ms = event.timestamp_ms;
+        if at_ms >= self.next_sweep_ms {
+            self.advance(at_ms, lookup, out);
+        }
+        self.clock_ms = self.clock_ms.max(at_ms);
+        let Some(candidates) = self
+            .by_kind
+            .get_mut(event.kind as usize)
+            .map(std::mem::take)
+        else {
+            return;
+        };
+        let hit = Hit {
+            at_ms,
+            id: event_id,
+        };
+        let mut last_key: Option<(usize, u64)> = None;
+        for &index in &candidates {
+            let Some(runtime) = self.rules.get_mut(index) else {
+                continue;
+            };
+            let rule = &runtime.rule;
+            if !rule.condition.matches(event, &self.calendar) {
+                continue;
+            }
+            let mut steps = [0usize; 8];
+            let mut matched_steps = 0;
+            if let KindSpec::Sequence {
+                steps: conditions, ..
+            } = &rule.kind
+            {
+                for (step, (condition, _)) in conditions.iter().enumerate() {
+                    if condition.matches(event, &self.calendar) && matched_steps < steps.len() {
+                        steps[matched_steps] = step;
+                        matched_steps += 1;
+                    }
+                }
+                if matched_steps == 0 {
+                    continue;
+                }
+            }
+            if suppress::is_allowed(rule, event, &self.calendar) {
+                continue;
+            }
+            let first_event_ms = *runtime.first_event_ms.get_or_insert(at_ms);
+            if matches!(rule.kind, KindSpec::Single) && rule.cooldown_ms == 0 {
+                runtime.detections += 1;
+                let hits = kind::single::on_match(hit);
+                let key = group_key(&rule.group_by, event, &mut self.key_buffer).to_string();
+                out.push(self.build(index, &key, &hits, at_ms, Some(event), lookup));
+                continue;
+            }
+            // Rules grouping by the same fields share the key's hash: the
+            // shipped packs group four rules by src_ip alone.
+            let key_kind = self.key_kinds.get(index).copied().unwrap_or(usize::MAX);
+            let hash = match last_key {
+                Some((kind, hash)) if kind == key_kind => hash,
+                _ => {
+                    let key = group_key(&rule.group_by, event, &mut self.key_buffer);
+                    let hash = salted_hash(self.salt, key);
+                    last_key = Some((key_kind, hash));
+                    hash
+                }
+            };
+            let rule = &runtime.rule;
+            let group = runtime.groups.touch(hash, at_ms, rule);
+            let fired = match (&rule.kind, &mut group.state) {
+                (KindSpec::Single, _) => Some(kind::single::on_match(hit)),
+                (KindSpec::Threshold { count, window_ms }, GroupState::Hits(hits)) => {
+                    kind::threshold::on_match(hits, hit, *count, *window_ms)
+                }
+                (
+                    KindSpec::Distinct {
+                        field,
+                        count,
+                        window_ms,
+                    },
+                    GroupState::Distinct(values),
+                ) => {
+                    // An event without the counted field is not a value.
+                    match field.get(event) {
+                        Some(value) => {
+                            self.value_buffer.clear();
+                            value.write_to(&mut self.value_buffer);
+                            let value_hash = kind::stable_hash(self.value_buffer.as_bytes());
+                            kind::distinct::on_match(values, value_hash, hit, *count, *window_ms)
+                        }
+                        None => None,
+                    }
+                }
+                (
+                    KindSpec::Sequence {
+                        window_ms,
+                        steps: conditions,
+                    },
+                    GroupState::Sequence(progress),
+                ) => {
+                    // At most 8 steps (checked at load): no allocation.
+                    let mut counts = [0usize; 8];
+                    for (slot, (_, count)) in counts.iter_mut().zip(conditions) {
+                        *slot = *count;
+                    }
+                    kind::sequence::on_match(
+                        progress,
+                        &steps[..matched_steps],
+                        hit,
+                        &counts[..conditions.len().min(counts.len())],
+                        *window_ms,
+                    )
+                }
+                (
+                    KindSpec::NewValue {
+                        fields,
+                        learning_ms,
+                        max_values,
+                    },
+                    GroupState::Seen(seen),
+                ) => {
+                    let value = &mut self.value_buffer;
+                    value.clear();
+                    for field in fields {
+                        if let Some(found) = field.get(event) {
+                            found.write_to(value);
+                        }
+                        value.push('\u{1f}');
+                    }
+                    let learning_until = first_event_ms.saturating_add(*learning_ms);
+                    kind::new_value::on_match(
+                        seen,
+                        kind::stable_hash(value.as_bytes()),
+                        hit,
+                        learning_until,
+                        *max_values,
+                    )
+                }
+                (KindSpec::Absence { .. }, GroupState::LastSeen { hit: last, fired }) => {
+                    kind::absence::on_match(last, fired, hit);
+                    None
+                }
+                // A state of another kind (a restored key whose rule changed
+                // kind keeps its signature out, so this is only a fresh key).
+                (spec, state) => {
+                    *state = initial_state(spec, hit);
+                    if let KindSpec::Absence { .. } = spec {
+                        None
+                    } else {
+                        continue;
+                    }
+                }
+            };
+            let Some(hits) = fired else {
+                continue;
+            };
+            if suppress::is_cooling_down(group.quiet_until_ms, at_ms) {
+                continue;
+            }
+            group.quiet_until_ms = suppress::quiet_until(rule, at_ms);
+            let key = group_key(&rule.group_by, event, &mut self.key_buffer).to_string();
+            runtime.detections += 1;
+            out.push(self.build(index, &key, &hits, at_ms, Some(event), lookup));
+        }
+        if let Some(slot) = self.by_kind.get_mut(event.kind as usize) {
+            *slot = candidates;
+        }
+    }
+
+    /// Moves the event clock to `now_ms`: drops keys whose window has
+    /// passed and fires absences that are due. Events advance it; replay
+    /// and tests call it to move time past the last event.
+    pub fn advance(&mut self, now_ms: i64, lookup: &mut Lookup<'_>, out: &mut Vec<Detection>) {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        self.next_sweep_ms = now_ms.saturating_add(SWEEP_EVERY_MS);
+        for runtime in &mut self.rules {
+            runtime.groups.expire(now_ms, &runtime.rule);
+        }
+        self.fire_absences(now_ms, lookup, out);
+    }
+
+    /// Fires the absences due at `now_ms` without dropping any window: a
+    /// collector calls this with its wall clock, since silence is measured
+    /// in real time, while windows follow the events' own time (events that
+    /// arrive late, from a spool, must still count together).
+    pub fn fire_absences(
+        &mut self,
+        now_ms: i64,
+        lookup: &mut Lookup<'_>,
+        out: &mut Vec<Detection>,
+    ) {
+        for index in 0..self.rules.len() {
+            let Some(runtime) = self.rules.get_mut(index) else {
+                continue;
+            };
+            let KindSpec::Absence { window_ms } = runtime.rule.kind else {
+                continue;
+            };
+            let mut due = Vec::new();
+            for group in runtime.groups.map.values_mut() {
+                if let GroupState::LastSeen { hit, fired } = &mut group.state
+                    && kind::absence::is_due(*hit, *fired, now_ms, window_ms)
+                {
+                    *fired = true;
+                    if !suppress::is_cooling_down(group.quiet_until_ms, now_ms) {
+                        group.quiet_until_ms = suppress::quiet_until(&runtime.rule, now_ms);
+                        due.push(*hit);
+                    }
+                }
+            }
+            runtime.detections += due.len() as u64;
+            for hit in due {
+                let trigger = lookup(hit.id);
+                let group_by = self
+                    .rules
+                    .get(index)
+                    .map(|runtime| runtime.rule.group_by.clone())
+                    .unwrap_or_default();
+                let key = trigger
+                    .as_ref()
+                    .map(|event| group_key(&group_by, event, &mut self.key_buffer).to_string())
+                    .unwrap_or_default();
+                out.push(self.build(index, &key, &[hit], now_ms, trigger.as_ref(), lookup));
+            }
+        }
+    }
+
+    /// Builds the detection for rule `index` and key `key` from its hits.
+    fn build(
+        &mut self,
+        index: usize,
+        key: &str,
+        hits: &[Hit],
+        at_ms: i64,
+        trigger: Option<&Event>,
+        lookup: &mut Lookup<'_>,
+    ) -> Detection {
+        let Some(runtime) = self.rules.get(index) else {
+            return Detection {
+                rule_id: String::new(),
+                title: String::new(),
+                severity: crate::Severity::Info,
+                group_key: key.to_string(),
+                labels: BTreeMap::new(),
+                annotations: BTreeMap::new(),
+                tags: Vec::new(),
+                hosts: Vec::new(),
+                at_ms,
+                evidence: Vec::new(),
+            };
+        };
+        let rule = &runtime.rule;
+        let mut labels: BTreeMap<String, String> = rule.labels.iter().cloned().collect();
+        if let Some(event) = trigger {
+            for field in &rule.group_by {
+                if let Some(value) = field.get(event) {
+                    labels.insert(label_name(*field), value.to_text());
+                }
+            }
+        }
+        labels.insert("rule_id".to_string(), rule.id.clone());
+        labels.insert("alertname".to_string(), rule.id.clone());
+        labels.insert("severity".to_string(), rule.severity.as_str().to_string());
+        // Templates see the event's fields, then the detection's labels.
+        let mut template_labels: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(event) = trigger {
+            for (name, value) in field::all_values(event) {
+                template_labels.insert(name.replace('.', "_"), value);
+            }
+        }
+        template_labels.extend(
+            labels
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone())),
+        );
+        let template_labels = Labels::from_pairs(template_labels);
+        let external = BTreeMap::new();
+        let data = Data {
+            labels: &template_labels,
+            external_labels: &external,
+            value: hits.len() as f64,
+        };
+        let mut failures = 0;
+        let mut render = |template: &countywatch_rules::template::Template| {
+            template.render(&data).unwrap_or_else(|_| {
+                failures += 1;
+                template.source().to_string()
+            })
+        };
+        let title = render(&rule.title);
+        let annotations = rule
+            .annotations
+            .iter()
+            .map(|(name, template)| (name.clone(), render(template)))
+            .collect();
+        let kept = &hits[hits.len().saturating_sub(rule.evidence)..];
+        let mut evidence = Vec::with_capacity(kept.len());
+        for hit in kept {
+            let event = match trigger {
+                Some(event) if event.timestamp_ms == hit.at_ms && Some(hit) == hits.last() => {
+                    Some(event.clone())
+                }
+                _ => lookup(hit.id),
+            };
+            if let Some(event) = event {
+                evidence.push(Evidence {
+                    event_id: (hit.id >= 0).then_some(hit.id),
+                    event,
+                });
+            }
+        }
+        let mut hosts: Vec<String> = evidence
+            .iter()
+            .map(|item| item.event.host.clone())
+            .filter(|host| !host.is_empty())
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        let detection = Detection {
+            rule_id: rule.id.clone(),
+            title,
+            severity: rule.severity,
+            group_key: key.to_string(),
+            labels,
+            annotations,
+            tags: rule.tags.clone(),
+            hosts,
+            at_ms,
+            evidence,
+        };
+        self.template_failures += failures;
+        detection
+    }
+
+    /// Per-rule counters.
+    pub fn rule_stats(&self) -> Vec<RuleStats> {
+        self.rules
+            .iter()
+            .map(|runtime| RuleStats {
+                rule_id: runtime.rule.id.clone(),
+                groups: runtime.groups.map.len(),
+                evictions: runtime.groups.evictions,
+                detections: runtime.detections,
+            })
+            .collect()
+    }
+
+    /// Template expansions that failed so far.
+    pub fn template_failures(&self) -> u64 {
+        self.template_failures
+    }
+
+    /// Keys held across all rules.
+    pub fn group_count(&self) -> usize {
+        self.rules
+            .iter()
+            .map(|runtime| runtime.groups.map.len())
+            .sum()
+    }
+
+    /// An estimate of the memory the state takes, in bytes: the hash
+    /// tables, the keys, the kinds' lists and the touch queues.
+    pub fn state_bytes(&self) -> usize {
+        self.rules
+            .iter()
+            .map(|runtime| {
+                let groups = &runtime.groups;
+                let table = groups.map.capacity() * (size_of::<(u64, Group)>() + 1);
+                let heap: usize = groups
+                    .map
+                    .values()
+                    .map(|group| group.state.heap_bytes())
+                    .sum();
+                table + heap + groups.order.capacity() * size_of::<(u64, i64)>()
+            })
+            .sum()
+    }
+
+    /// The state as bytes, for persistence.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let snapshot = Snapshot {
+            version: SNAPSHOT_VERSION,
+            clock_ms: self.clock_ms,
+            salt: self.salt,
+            rules: self
+                .rules
+                .iter()
+                .map(|runtime| RuleSnapshot {
+                    id: runtime.rule.id.clone(),
+                    signature: runtime.rule.signature.clone(),
+                    first_event_ms: runtime.first_event_ms,
+                    groups: runtime
+                        .groups
+                        .map
+                        .iter()
+                        .map(|(hash, group)| (*hash, group.clone()))
+                        .collect(),
+                })
+                .collect(),
+        };
+        serde_json::to_vec(&snapshot).unwrap_or_default()
+    }
+
+    /// Restores state saved by [`Engine::snapshot`] into the rules that
+    /// still exist with the same meaning; the others' state is dropped.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<RestoreSummary, String> {
+        let snapshot: Snapshot = serde_json::from_slice(bytes)
+            .map_err(|error| format!("unreadable detection state: {error}"))?;
+        if snapshot.version != SNAPSHOT_VERSION {
+            return Err(format!(
+                "detection state version {} is not {SNAPSHOT_VERSION}",
+                snapshot.version
+            ));
+        }
+        let mut summary = RestoreSummary::default();
+        self.clock_ms = self.clock_ms.max(snapshot.clock_ms);
+        // The saved hashes are salted with the saved salt: adopt it, and
+        // forget any key hashed with ours.
+        self.salt = snapshot.salt;
+        for runtime in &mut self.rules {
+            runtime.groups.map.clear();
+            runtime.groups.order.clear();
+        }
+        for saved in snapshot.rules {
+            let Some(runtime) = self.rules.iter_mut().find(|runtime| {
+                runtime.rule.id == saved.id && runtime.rule.signature == saved.signature
+            }) else {
+                summary.rules_dropped += 1;
+                continue;
+            };
+            summary.rules_restored += 1;
+            runtime.first_event_ms = saved.first_event_ms;
+            let mut groups = saved.groups;
+            groups.sort_by_key(|(_, group)| group.touched_ms);
+            // Keep the most recently touched keys if the cap went down.
+            let skip = groups.len().saturating_sub(runtime.rule.max_groups);
+            for (hash, group) in groups.into_iter().skip(skip) {
+                runtime.groups.order.push_back((hash, group.touched_ms));
+                runtime.groups.map.insert(hash, group);
+                summary.groups_restored += 1;
+            }
+        }
+        Ok(summary)
+    }
+}
+
+impl Groups {
+    /// The key's group, created (evicting the least recently touched key
+    /// if the rule is full) when new, and marked touched at `at_ms`.
+    fn touch(&mut self, hash: u64, at_ms: i64, rule: &Rule) -> &mut Group {
+        // Below the cap one hash lookup suffices (the entry below).
+        if self.map.len() >= rule.max_groups && !self.map.contains_key(&hash) {
+            while self.map.len() >= rule.max_groups && self.evict_oldest() {}
+        }
+        // Rebuilt when half again as long as the keys: each key then costs
+        // at most 1.5 queue entries, and rebuilding stays amortised.
+        if self.order.len() > self.map.len() + self.map.len() / 2 + 1024 {
+            self.rebuild_order();
+        }
+        let mut created = false;
+        let group = self.map.entry(hash).or_insert_with(|| {
+            created = true;
+            Group {
+                touched_ms: at_ms,
+                quiet_until_ms: i64::MIN,
+                state: initial_state(&rule.kind, Hit { at_ms, id: -1 }),
+            }
+        });
+        // The queue already holds (hash, touched) unless the key is new or
+        // its time moved.
+        if created || at_ms > group.touched_ms {
+            group.touched_ms = group.touched_ms.max(at_ms);
+            self.order.push_back((hash, group.touched_ms));
+        }
+        group
+    }
+
+    /// Removes the least recently touched key; false when there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((hash, touched)) = self.order.pop_front() {
+            if self
+                .map
+                .get(&hash)
+                .is_some_and(|group| group.touched_ms == touched)
+            {
+                self.map.remove(&hash);
+                self.evictions += 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Drops keys untouched for longer than they can matter to `rule`.
+    fn expire(&mut self, now_ms: i64, rule: &Rule) {
+        let retention = rule.kind.retention_ms().max(rule.cooldown_ms);
+        if retention == i64::MAX {
+            return;
+        }
+        let cutoff = now_ms.saturating_sub(retention);
+        while let Some(&(hash, touched)) = self.order.front() {
+            let current = self
+                .map
+                .get(&hash)
+                .is_some_and(|group| group.touched_ms == touched);
+            if current && touched >= cutoff {
+                break;
+            }
+            self.order.pop_front();
+            if current {
+                self.map.remove(&hash);
+            }
+        }
+    }
+
+    fn rebuild_order(&mut self) {
+        let mut entries: Vec<(u64, i64)> = self
+            .map
+            .iter()
+            .map(|(hash, group)| (*hash, group.touched_ms))
+            .collect();
+        entries.sort_by_key(|(_, touched)| *touched);
+        self.order = entries.into();
+    }
+}
+
+/// The empty state of a new key for a kind.
+fn initial_state(kind: &KindSpec, first: Hit) -> GroupState {
+    match kind {
+        KindSpec::Single => GroupState::Empty,
+        KindSpec::Threshold { .. } => GroupState::Hits(Vec::new()),
+        KindSpec::Distinct { .. } => GroupState::Distinct(Vec::new()),
+        KindSpec::Sequence { .. } => GroupState::Sequence(Vec::new()),
+        KindSpec::NewValue { .. } => GroupState::Seen(Vec::new()),
+        KindSpec::Absence { .. } => GroupState::LastSeen {
+            hit: first,
+            fired: false,
+        },
+    }
+}
+
+/// The group key's hash, salted. `DefaultHasher::new()` is SipHash with
+/// fixed keys (the salt is what makes it unpredictable); should a Rust
+/// release change its algorithm, a snapshot taken before the upgrade would
+/// restore into keys nothing matches: windows start empty, nothing worse.
+fn salted_hash(salt: u64, key: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    salt.hash(&mut hasher);
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Builds the canonical group key (`src_ip=203.0.113.9,host=web1`) into
+/// `buffer` and returns it; an unset field is written empty.
+fn group_key<'a>(fields: &[Field], event: &Event, buffer: &'a mut String) -> &'a str {
+    buffer.clear();
+    for (index, field) in fields.iter().enumerate() {
+        if index > 0 {
+            buffer.push(',');
+        }
+        buffer.push_str(field.name());
+        buffer.push('=');
+        if let Some(value) = field.get(event) {
+            value.write_to(buffer);
+        }
+    }
+    buffer
+}
+
+/// The label name of a field (`after.sha256` becomes `after_sha256`).
+fn label_name(field: Field) -> String {
+    field.name().replace('.', "_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rulefmt;
+    use countywatch_wire::EventSource;
+    use std::path::Path;
+
+    fn engine(yaml: &str) -> Engine {
+        let rules = rulefmt::parse(Path::new("r.yaml"), yaml).unwrap_or_else(|p| panic!("{p}"));
+        Engine::new(rules, Calendar::default())
+    }
+
+    fn failed(at_ms: i64, ip: &str) -> Event {
+        let mut event = Event::new(at_ms, EventSource::Auth, EventKind::SshLoginFailed);
+        event.host = "web1".into();
+        event.fields.src_ip = ip.parse().ok();
+        event.fields.user = Some("root".into());
+        event
+    }
+
+    /// Runs events (ids are positions) and returns the detections.
+    fn run(engine: &mut Engine, events: &[Event]) -> Vec<Detection> {
+        crate::unittest::run_events(engine, events, None)
+    }
+
+    const BRUTE: &str = "rules:\n  - {id: brute, title: 'from {{ $labels.src_ip }} as {{ $labels.user }}, {{ $value }} times', severity: high, match: {kind: ssh_login_failed}, group_by: [src_ip], max_groups: 3, threshold: {count: 3, window: 1m}, cooldown: 5m, labels: {team: sec}}\n";
+
+    #[test]
+    fn a_threshold_detection_carries_labels_evidence_and_templates() {
+        let mut engine = engine(BRUTE);
+        let events: Vec<Event> = (0..3).map(|i| failed(i * 1000, "203.0.113.9")).collect();
+        let detections = run(&mut engine, &events);
+        assert_eq!(detections.len(), 1);
+        let detection = &detections[0];
+        assert_eq!(detection.title, "from 203.0.113.9 as root, 3 times");
+        assert_eq!(detection.group_key, "src_ip=203.0.113.9");
+        assert_eq!(
+            detection.labels.get("team").map(String::as_str),
+            Some("sec")
+        );
+        assert_eq!(
+            detection.labels.get("alertname").map(String::as_str),
+            Some("brute")
+        );
+        assert_eq!(
+            detection.labels.get("severity").map(String::as_str),
+            Some("high")
+        );
+        assert_eq!(
+            detection.labels.get("src_ip").map(String::as_str),
+            Some("203.0.113.9")
+        );
+        assert_eq!(detection.hosts, vec!["web1".to_string()]);
+        assert_eq!(detection.at_ms, 2000);
+        let ids: Vec<Option<i64>> = detection.evidence.iter().map(|e| e.event_id).collect();
+        assert_eq!(ids, vec![Some(0), Some(1), Some(2)]);
+    }
+
+    #[test]
+    fn cooldown_keeps_a_key_quiet_and_other_keys_still_fire() {
+        let mut engine = engine(BRUTE);
+        let mut events: Vec<Event> = (0..9).map(|i| failed(i * 1000, "203.0.113.9")).collect();
+        events.extend((0..3).map(|i| failed(10_000 + i, "203.0.113.10")));
+        // After the cooldown the first key fires again.
+        events.extend((0..3).map(|i| failed(400_000 + i, "203.0.113.9")));
+        let detections = run(&mut engine, &events);
+        let keys: Vec<&str> = detections.iter().map(|d| d.group_key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "src_ip=203.0.113.9",
+                "src_ip=203.0.113.10",
+                "src_ip=203.0.113.9"
+            ]
+        );
+    }
+
+    #[test]
+    fn keys_beyond_the_cap_evict_the_least_recently_touched_and_are_counted() {
+        let mut engine = engine(BRUTE);
+        let mut events = Vec::new();
+        for (i, ip) in [
+            "192.0.2.1",
+            "192.0.2.2",
+            "192.0.2.1",
+            "192.0.2.3",
+            "192.0.2.4",
+            "192.0.2.1",
+            "192.0.2.2",
+        ]
+        .iter()
+        .enumerate()
+        {
+            events.push(failed(i as i64 * 10, ip));
+        }
+        let detections = run(&mut engine, &events);
+        // 192.0.2.1 stays (touched often) and fires; .2 was evicted by .4,
+        // so its count started over.
+        assert_eq!(detections.len(), 1);
+        assert_eq!(detections[0].group_key, "src_ip=192.0.2.1");
+        let stats = &engine.rule_stats()[0];
+        assert_eq!(stats.evictions, 2);
+        assert!(stats.groups <= 3);
+    }
+
+    #[test]
+    fn state_survives_a_snapshot_and_restore_in_the_middle_of_a_window() {
+        let mut first = engine(BRUTE);
+        let events: Vec<Event> = (0..3).map(|i| failed(i * 1000, "203.0.113.9")).collect();
+        assert!(run(&mut first, &events[..2]).is_empty());
+        let bytes = first.snapshot();
+        let mut second = engine(BRUTE);
+        let summary = second.restore(&bytes).unwrap();
+        assert_eq!(
+            summary,
+            RestoreSummary {
+                rules_restored: 1,
+                groups_restored: 1,
+                rules_dropped: 0
+            }
+        );
+        let mut lookup = |id: i64| events.get(usize::try_from(id).ok()?).cloned();
+        let mut out = Vec::new();
+        second.process(&events[2], 2, &mut lookup, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].evidence.len(), 3);
+        // A changed rule (another window) does not inherit the state.
+        let mut changed = engine(&BRUTE.replace("window: 1m", "window: 2m"));
+        assert_eq!(changed.restore(&bytes).unwrap().rules_dropped, 1);
+        assert!(second.restore(b"garbage").is_err());
+    }
+
+    #[test]
+    fn a_reload_keeps_the_state_of_unchanged_rules_only() {
+        let two = format!(
+            "{BRUTE}  - {{id: other, title: t, severity: low, match: {{kind: ssh_login_failed}}, threshold: {{count: 3, window: 1m}}}}\n"
+        );
+        let mut engine = engine(&two);
+        let events: Vec<Event> = (0..3).map(|i| failed(i * 1000, "203.0.113.9")).collect();
+        assert!(run(&mut engine, &events[..2]).is_empty());
+        let changed = two.replace("count: 3, window: 1m}}\n", "count: 3, window: 5m}}\n");
+        let rules = rulefmt::parse(Path::new("r.yaml"), &changed).unwrap();
+        engine.replace_rules(rules, Calendar::default());
+        let mut lookup = |id: i64| events.get(usize::try_from(id).ok()?).cloned();
+        let mut out = Vec::new();
+        engine.process(&events[2], 2, &mut lookup, &mut out);
+        let fired: Vec<&str> = out.iter().map(|d| d.rule_id.as_str()).collect();
+        assert_eq!(fired, vec!["brute"]);
+    }
+
+    #[test]
+    fn absence_fires_once_when_a_seen_key_goes_quiet() {
+        let mut engine = engine(
+            "rules:\n  - {id: quiet, title: '{{ $labels.host }} quiet', severity: medium, match: {kind: sudo_command}, group_by: [host], absence: {window: 10m}}\n",
+        );
+        let mut event = Event::new(0, EventSource::Auth, EventKind::SudoCommand);
+        event.host = "db1".into();
+        let events = vec![event];
+        let detections = crate::unittest::run_events(&mut engine, &events, Some(30 * 60_000));
+        assert_eq!(detections.len(), 1);
+        assert_eq!(detections[0].title, "db1 quiet");
+        assert_eq!(detections[0].at_ms, 10 * 60_000);
+        assert_eq!(detections[0].evidence.len(), 1);
+    }
+
+    #[test]
+    fn rules_only_see_the_kinds_they_can_match() {
+        let engine = engine(BRUTE);
+        let offered: usize = engine.by_kind.iter().map(Vec::len).sum();
+        assert_eq!(offered, 1);
+        assert_eq!(engine.by_kind[EventKind::SshLoginFailed as usize], vec![0]);
+    }
+
+    #[test]
+    fn odd_events_never_panic() {
+        let packs =
+            rulefmt::rule_files(
+                &[Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/detection")],
+            )
+            .unwrap();
+        let rules = rulefmt::load_all(&packs).unwrap_or_else(|_| panic!("packs load"));
+        let mut engine = Engine::new(rules, Calendar::default());
+        let mut events = Vec::new();
+        for (index, kind) in EventKind::ALL.iter().enumerate() {
+            for at in [i64::MIN, -1, 0, i64::MAX] {
+                // Bare events: every field missing.
+                events.push(Event::new(at, EventSource::Auth, *kind));
+                let mut odd = Event::new(at, EventSource::Syslog, *kind);
+                odd.fields.user = Some("\u{0}{n}\u{202e}".repeat(100));
+                odd.fields.src_ip = Some(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+                odd.fields.users_changed = vec![String::new(); 3];
+                odd.fields.path = Some(String::from("/etc/sudoers.d/").repeat(index));
+                events.push(odd);
+            }
+        }
+        let mut lookup = |_id: i64| None;
+        let mut out = Vec::new();
+        for (id, event) in events.iter().enumerate() {
+            engine.process(event, id as i64, &mut lookup, &mut out);
+        }
+        engine.advance(i64::MAX, &mut lookup, &mut out);
+        // Some fired (root logins are not needed: agent_silent alone does).
+        assert!(
+            out.iter()
+                .any(|detection| detection.rule_id == "agent_silent")
+        );
+    }
+}
