@@ -125,11 +125,20 @@ enum NotifyCommand {
 /// `rules` subcommands; exit 0 when everything passed, 1 otherwise.
 #[derive(Subcommand)]
 enum RulesCommand {
-    /// Validate rule files, printing every problem with file:line:column.
+    /// Validate rule files, printing every problem with file:line:column
+    /// (exit 1), and lint them as promtool does (exit 0, or 3 with
+    /// --lint-fatal).
     Check {
         /// Rule files (YAML).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Lint checks: duplicate-rules (same name and labels in a file),
+        /// all, or none.
+        #[arg(long, default_value = "duplicate-rules", value_parser = ["duplicate-rules", "all", "none"])]
+        lint: String,
+        /// Exit 3 when only lint problems were found.
+        #[arg(long)]
+        lint_fatal: bool,
     },
     /// Run promtool-format rule unit-test files.
     Test {
@@ -394,10 +403,18 @@ fn rules_command(command: RulesCommand) -> ExitCode {
     // than panicking as `print!` would; the exit code still tells.
     let mut stdout = std::io::stdout().lock();
     let passed = match command {
-        RulesCommand::Check { files } => {
-            let outcome = countywatch_rules::check::check_files(&files);
+        RulesCommand::Check {
+            files,
+            lint,
+            lint_fatal,
+        } => {
+            let lint = countywatch_rules::check::LintOptions {
+                duplicate_rules: lint != "none",
+                fatal: lint_fatal,
+            };
+            let outcome = countywatch_rules::check::check_files_with(&files, lint);
             let _ = write!(stdout, "{}", outcome.report);
-            outcome.passed
+            return ExitCode::from(outcome.exit_code);
         }
         RulesCommand::Test { files } => {
             let mut passed = true;
