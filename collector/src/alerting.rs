@@ -316,11 +316,14 @@ impl Alerting {
             storage, retention, ..
         } = &mut *state;
         store.visit_samples(now, |agent, received_at, name, labels, value| {
-            let mut series =
-                Labels::from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            series.set(METRIC_NAME, name);
-            series.set("instance", agent);
-            series.set("job", JOB);
+            // Built in one go: a label set is a shared slice, and each
+            // `set` on it would copy it.
+            let series =
+                Labels::from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain([
+                    (METRIC_NAME, name),
+                    ("instance", agent),
+                    ("job", JOB),
+                ]));
             // A full store refuses new series and counts them itself.
             let _ = storage.append(&series, unix_millis(received_at), value);
         });
