@@ -34,6 +34,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::metric_store::{JOB, MetricStore};
+use crate::output::Outputs;
+use crate::output::remote_write::Series;
 
 /// Alerting and recording rules (`rules:` in the collector config).
 #[derive(Clone, Debug, Deserialize)]
@@ -104,6 +106,8 @@ pub struct Alerting {
     state_file: Option<PathBuf>,
     /// The data dir whose audit trail records reloads; `None` in tests.
     audit_dir: Option<PathBuf>,
+    /// Where computed series go (remote_write), after each evaluation.
+    outputs: Arc<Outputs>,
 }
 
 struct EngineState {
@@ -250,7 +254,15 @@ impl Alerting {
             },
             state_file,
             audit_dir: None,
+            outputs: Outputs::none(),
         })
+    }
+
+    /// Sends the series every evaluation computes (recording rules,
+    /// `ALERTS`, `ALERTS_FOR_STATE`) to `outputs` from now on.
+    pub fn with_outputs(mut self, outputs: Arc<Outputs>) -> Alerting {
+        self.outputs = outputs;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, EngineState> {
@@ -307,11 +319,14 @@ impl Alerting {
             storage, retention, ..
         } = &mut *state;
         store.visit_samples(now, |agent, received_at, name, labels, value| {
-            // `instance` and `job` as on /metrics: a device's series has
-            // the device as instance.
-            let mut series =
-                Labels::from_pairs(countywatch_wire::exposed_labels(agent, JOB, labels));
-            series.set(METRIC_NAME, name);
+            // `instance` and `job` as on /metrics (a device's series has
+            // the device as instance), built in one go: a label set is a
+            // shared slice, and each `set` on it would copy it.
+            let series = Labels::from_pairs(
+                countywatch_wire::exposed_labels(agent, JOB, labels)
+                    .into_iter()
+                    .chain([(METRIC_NAME, name)]),
+            );
             // A full store refuses new series and counts them itself.
             let _ = storage.append(&series, unix_millis(received_at), value);
         });
@@ -321,11 +336,29 @@ impl Alerting {
     /// Evaluates every group whose interval has come round, then saves
     /// alert state; returns how long until the next group is due.
     pub fn evaluate_due(&self, now: SystemTime, clock: Instant) -> Duration {
+        let mut computed = Vec::new();
+        let wait = self.evaluate_due_collecting(now, clock, &mut computed);
+        // Outside the engine's lock: a slow disk must not hold up /metrics.
+        if !computed.is_empty() {
+            self.outputs.enqueue_computed(&computed);
+        }
+        wait
+    }
+
+    /// [`Alerting::evaluate_due`] under the lock, collecting the computed
+    /// series into `computed` when an output wants them.
+    fn evaluate_due_collecting(
+        &self,
+        now: SystemTime,
+        clock: Instant,
+        computed: &mut Vec<Series>,
+    ) -> Duration {
         let mut state = self.lock();
         let EngineState {
             storage, groups, ..
         } = &mut *state;
         let t = unix_millis(now);
+        let collect = self.outputs.wants_computed();
         let mut evaluated = false;
         for group in groups.iter_mut() {
             if group.next_due > clock {
@@ -333,7 +366,19 @@ impl Alerting {
             }
             evaluated = true;
             let started = Instant::now();
-            let failures = group.group.eval(storage, t, &self.options);
+            let failures = group
+                .group
+                .eval_with(storage, t, &self.options, |labels, value| {
+                    if collect {
+                        computed.push(Series {
+                            labels: labels
+                                .iter()
+                                .map(|(name, value)| (name.to_string(), value.to_string()))
+                                .collect(),
+                            samples: vec![(value, t)],
+                        });
+                    }
+                });
             group.last_duration = started.elapsed();
             group.last_evaluation = Some(now);
             group.failures += failures.len() as u64;
@@ -558,6 +603,7 @@ pub fn start(
     config: &RulesConfig,
     data_dir: &Path,
     store: Arc<MetricStore>,
+    outputs: Arc<Outputs>,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<(Arc<Alerting>, tokio::task::JoinHandle<()>)>> {
     if config.files.is_empty() {
@@ -570,7 +616,7 @@ pub fn start(
     })?;
     let alerting = Arc::new(Alerting {
         audit_dir: Some(data_dir.to_path_buf()),
-        ..alerting
+        ..alerting.with_outputs(outputs)
     });
     tracing::info!(files = config.files.len(), "rule evaluation started");
     let task = tokio::spawn(run(Arc::clone(&alerting), store, stopped));
@@ -813,6 +859,62 @@ mod tests {
         .unwrap();
         assert!(alerting.reload().is_ok());
         assert_eq!(alerting.firing().len(), 1, "alert carried over the reload");
+    }
+
+    /// The failure counter of group `limits` as `/metrics` shows it.
+    fn failures(alerting: &Alerting) -> String {
+        let mut text = String::new();
+        alerting.write_text(&mut text);
+        text.lines()
+            .find(|line| {
+                line.starts_with("countywatch_rule_evaluation_failures_total{")
+                    && line.contains("rule_group=\"limits\"")
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Ingests and evaluates as the `round`th interval comes round.
+    fn evaluate_round(alerting: &Alerting, store: &MetricStore, round: u32) {
+        let now = SystemTime::now();
+        alerting.ingest(store, now);
+        alerting.evaluate_due(now, Instant::now() + Duration::from_secs(3600) * round);
+    }
+
+    const LIMIT_RULES: &str = "groups:\n  - name: limits\n    rules:\n      - alert: LoadHigh\n        expr: node_load1 > 1\n      - alert: Always\n        expr: vector(1)\n";
+
+    #[test]
+    fn a_rule_over_its_time_budget_is_aborted_counted_and_run_again_next_interval() {
+        let (_dir, mut config, store) = setup(LIMIT_RULES);
+        // Past the budget before the first node is evaluated.
+        config.rule_timeout = PromDuration(Duration::from_nanos(1));
+        let alerting = Alerting::load(&config, None).unwrap();
+        evaluate_round(&alerting, &store, 1);
+        assert_eq!(failures(&alerting), "2");
+        // The group was not stopped: it runs again, and fails again.
+        evaluate_round(&alerting, &store, 2);
+        assert_eq!(failures(&alerting), "4");
+        assert!(alerting.firing().is_empty());
+    }
+
+    #[test]
+    fn a_rule_over_the_sample_cap_fails_alone_and_the_group_goes_on() {
+        let (_dir, mut config, store) = setup(LIMIT_RULES);
+        // node_load1 has two series (web1, web2); vector(1) has one.
+        config.max_samples = 1;
+        let alerting = Alerting::load(&config, None).unwrap();
+        evaluate_round(&alerting, &store, 1);
+        assert_eq!(failures(&alerting), "1");
+        let firing = alerting.firing();
+        assert_eq!(firing.len(), 1, "{firing:?}");
+        assert!(
+            firing[0]
+                .labels
+                .contains(&("alertname".to_string(), "Always".to_string()))
+        );
+        evaluate_round(&alerting, &store, 2);
+        assert_eq!(failures(&alerting), "2");
     }
 
     #[test]

@@ -551,6 +551,7 @@ pub fn check_file(path: &Path) -> CheckOutcome {
             ));
             CheckOutcome {
                 passed: true,
+                exit_code: 0,
                 report,
             }
         }
@@ -558,6 +559,7 @@ pub fn check_file(path: &Path) -> CheckOutcome {
             report.push_str(&format!("  FAILED:\n{problems}\n\n"));
             CheckOutcome {
                 passed: false,
+                exit_code: countywatch_rules::check::EXIT_FAILED,
                 report,
             }
         }

@@ -199,6 +199,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         &config.rules,
         &config.data_dir,
         Arc::clone(&store),
+        Arc::clone(&outputs),
         stopped.clone(),
     )?;
     let alerting = rules.map(|(engine, task)| {

@@ -191,11 +191,19 @@ enum NotifyCommand {
 #[derive(Subcommand)]
 enum RulesCommand {
     /// Validate rule files (alerting or detection, told apart by content),
-    /// printing every problem with file:line:column.
+    /// printing every problem with file:line:column (exit 1), and lint
+    /// alerting rules as promtool does (exit 0, or 3 with --lint-fatal).
     Check {
         /// Rule files (YAML).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Lint checks: duplicate-rules (same name and labels in a file),
+        /// all, or none.
+        #[arg(long, default_value = "duplicate-rules", value_parser = ["duplicate-rules", "all", "none"])]
+        lint: String,
+        /// Exit 3 when only lint problems were found.
+        #[arg(long)]
+        lint_fatal: bool,
     },
     /// Run rule unit-test files: promtool's format, or detection tests.
     Test {
@@ -636,18 +644,30 @@ fn rules_command(command: RulesCommand) -> ExitCode {
     // than panicking as `print!` would; the exit code still tells.
     let mut stdout = std::io::stdout().lock();
     let passed = match command {
-        RulesCommand::Check { files } => {
-            let mut passed = true;
+        RulesCommand::Check {
+            files,
+            lint,
+            lint_fatal,
+        } => {
+            let lint = countywatch_rules::check::LintOptions {
+                duplicate_rules: lint != "none",
+                fatal: lint_fatal,
+            };
+            // promtool's exit codes: 1 when a file is invalid, else 3 when
+            // a fatal lint found something, else 0.
+            let mut exit_code = 0;
             for file in &files {
                 let outcome = if countywatch_collector::detection::is_detection_rule_file(file) {
                     countywatch_collector::detection::check_file(file)
                 } else {
-                    countywatch_rules::check::check_files(std::slice::from_ref(file))
+                    countywatch_rules::check::check_files_with(std::slice::from_ref(file), lint)
                 };
                 let _ = write!(stdout, "{}", outcome.report);
-                passed &= outcome.passed;
+                if exit_code != 1 && outcome.exit_code != 0 {
+                    exit_code = outcome.exit_code;
+                }
             }
-            passed
+            return ExitCode::from(exit_code);
         }
         RulesCommand::Test { files } => {
             let mut passed = true;

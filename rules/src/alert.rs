@@ -5,9 +5,9 @@
 //! holds it firing a while longer. Resolved alerts are kept 15 minutes so
 //! that a notifier can report them resolved.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use crate::labels::{Labels, METRIC_NAME};
+use crate::labels::{FastMap, Labels, METRIC_NAME};
 use crate::promql::Sample;
 use crate::rulefmt::RuleSpec;
 use crate::storage::Millis;
@@ -74,7 +74,7 @@ pub struct AlertingRule {
     /// Annotation templates.
     annotations: Vec<(String, Template)>,
     /// Alerts by their labels.
-    active: HashMap<Labels, Alert>,
+    active: FastMap<Labels, Alert>,
 }
 
 impl AlertingRule {
@@ -104,7 +104,7 @@ impl AlertingRule {
             keep_firing_for: millis(*keep_firing_for),
             labels,
             annotations: annotations.clone(),
-            active: HashMap::new(),
+            active: FastMap::default(),
         })
     }
 
@@ -118,7 +118,8 @@ impl AlertingRule {
         external_labels: &BTreeMap<String, String>,
         limit: usize,
     ) -> Result<Vec<Sample>, String> {
-        let mut current: HashMap<Labels, Alert> = HashMap::with_capacity(result.len());
+        let mut current: FastMap<Labels, Alert> =
+            FastMap::with_capacity_and_hasher(result.len(), Default::default());
         for sample in result {
             let data = Data {
                 labels: &sample.labels,

@@ -3,11 +3,11 @@
 //! evaluation) see it, with staleness markers for series a rule stopped
 //! producing, as Prometheus's `Group.Eval` does.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::alert::{Alert, AlertingRule};
-use crate::labels::Labels;
+use crate::labels::{FastSet, Labels};
 use crate::promql::{Evaluator, Sample, Value};
 use crate::recording::RecordingRule;
 use crate::rulefmt::GroupSpec;
@@ -54,7 +54,7 @@ pub struct Group {
     /// The rules, in spec order.
     pub rules: Vec<Rule>,
     /// Per rule, the series it wrote last time, to mark the missing stale.
-    previous: Vec<HashSet<Labels>>,
+    previous: Vec<FastSet<Labels>>,
     /// Per rule, the error of its last evaluation.
     pub last_errors: Vec<Option<String>>,
 }
@@ -84,7 +84,7 @@ impl Group {
         Group {
             spec,
             rules,
-            previous: vec![HashSet::new(); count],
+            previous: vec![FastSet::default(); count],
             last_errors: vec![None; count],
         }
     }
@@ -96,6 +96,21 @@ impl Group {
         storage: &mut Storage,
         t: Millis,
         options: &EvalOptions,
+    ) -> Vec<RuleFailure> {
+        self.eval_with(storage, t, options, |_, _| {})
+    }
+
+    /// [`Group::eval`], also handing every sample written into `storage`
+    /// (recording rules' series, `ALERTS`, `ALERTS_FOR_STATE`, and the
+    /// staleness markers of series a rule stopped producing) to `written`,
+    /// so that the collector can forward computed series to remote_write
+    /// exactly as Prometheus appends them to its own storage.
+    pub fn eval_with(
+        &mut self,
+        storage: &mut Storage,
+        t: Millis,
+        options: &EvalOptions,
+        mut written: impl FnMut(&Labels, f64),
     ) -> Vec<RuleFailure> {
         let mut failures = Vec::new();
         for index in 0..self.rules.len() {
@@ -143,16 +158,18 @@ impl Group {
                     Vec::new()
                 }
             };
-            let mut written = HashSet::with_capacity(output.len());
+            let mut current = FastSet::with_capacity_and_hasher(output.len(), Default::default());
             for sample in output {
                 // A full store refuses new series; the store counts them.
                 let _ = storage.append(&sample.labels, t, sample.value);
-                written.insert(sample.labels);
+                written(&sample.labels, sample.value);
+                current.insert(sample.labels);
             }
-            for gone in self.previous[index].difference(&written) {
+            for gone in self.previous[index].difference(&current) {
                 let _ = storage.append(gone, t, stale_marker());
+                written(gone, stale_marker());
             }
-            self.previous[index] = written;
+            self.previous[index] = current;
         }
         failures
     }

@@ -9,11 +9,19 @@ use std::sync::Arc;
 pub const METRIC_NAME: &str = "__name__";
 
 /// A sorted set of label pairs. Empty values are never stored because
-/// Prometheus treats an empty label as an absent one. Names and values are
-/// shared (`Arc<str>`), so copying a series' labels into a result, which
-/// every selector does for every series, costs no string copies.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Vec<(Arc<str>, Arc<str>)>);
+/// Prometheus treats an empty label as an absent one. The set is shared
+/// (`Arc<[...]>`), so copying a series' labels into a result, which every
+/// selector does for every series, costs one reference count and no
+/// allocation; changing a copy rebuilds it. Names and values are shared
+/// too (`Arc<str>`), so equal strings across series are stored once.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels(Arc<[(Arc<str>, Arc<str>)]>);
+
+impl Default for Labels {
+    fn default() -> Self {
+        Labels(Arc::from([]))
+    }
+}
 
 /// A fast hasher for maps keyed by labels inside one evaluation (FxHash's
 /// multiply-rotate): keys come from the store, not from a network peer
@@ -60,11 +68,19 @@ impl Labels {
     pub fn from_pairs<N: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (N, V)>,
     ) -> Labels {
-        let mut labels = Labels::default();
+        let mut sorted: Vec<(Arc<str>, Arc<str>)> = Vec::new();
         for (name, value) in pairs {
-            labels.set(&name.into(), &value.into());
+            let (name, value): (String, String) = (name.into(), value.into());
+            match sorted.binary_search_by(|(n, _)| n.as_ref().cmp(name.as_str())) {
+                Ok(index) if value.is_empty() => {
+                    sorted.remove(index);
+                }
+                Ok(index) => sorted[index].1 = Arc::from(value),
+                Err(_) if value.is_empty() => {}
+                Err(index) => sorted.insert(index, (Arc::from(name), Arc::from(value))),
+            }
         }
-        labels
+        Labels(sorted.into())
     }
 
     /// The value of `name`, or `""` when absent (as in Prometheus).
@@ -87,14 +103,20 @@ impl Labels {
         match self.0.binary_search_by(|(n, _)| n.as_ref().cmp(name)) {
             Ok(index) => {
                 if value.is_empty() {
-                    self.0.remove(index);
+                    self.remove_at(index);
                 } else if &*self.0[index].1 != value {
-                    self.0[index].1 = Arc::from(value);
+                    let mut pairs = self.0.to_vec();
+                    pairs[index].1 = Arc::from(value);
+                    self.0 = pairs.into();
                 }
             }
             Err(index) => {
                 if !value.is_empty() {
-                    self.0.insert(index, (Arc::from(name), Arc::from(value)));
+                    let mut pairs = Vec::with_capacity(self.0.len() + 1);
+                    pairs.extend_from_slice(&self.0[..index]);
+                    pairs.push((Arc::from(name), Arc::from(value)));
+                    pairs.extend_from_slice(&self.0[index..]);
+                    self.0 = pairs.into();
                 }
             }
         }
@@ -103,8 +125,15 @@ impl Labels {
     /// Removes `name` if present.
     pub fn remove(&mut self, name: &str) {
         if let Ok(index) = self.0.binary_search_by(|(n, _)| n.as_ref().cmp(name)) {
-            self.0.remove(index);
+            self.remove_at(index);
         }
+    }
+
+    fn remove_at(&mut self, index: usize) {
+        let mut pairs = Vec::with_capacity(self.0.len().saturating_sub(1));
+        pairs.extend_from_slice(&self.0[..index]);
+        pairs.extend_from_slice(&self.0[index + 1..]);
+        self.0 = pairs.into();
     }
 
     /// A copy without the metric name.
@@ -116,6 +145,13 @@ impl Labels {
 
     /// A copy keeping only the named labels.
     pub fn keep_only(&self, names: &[String]) -> Labels {
+        if self
+            .0
+            .iter()
+            .all(|(name, _)| names.iter().any(|kept| kept.as_str() == name.as_ref()))
+        {
+            return self.clone();
+        }
         Labels(
             self.0
                 .iter()
@@ -127,14 +163,24 @@ impl Labels {
 
     /// A copy without the named labels.
     pub fn without(&self, names: &[String]) -> Labels {
+        self.without_names(names, false)
+    }
+
+    /// A copy without the named labels and, when `and_metric_name`, the
+    /// metric name too: one new set at most, none when nothing is removed
+    /// (vector matching computes this for every sample on both sides).
+    pub fn without_names(&self, names: &[String], and_metric_name: bool) -> Labels {
+        let dropped = |name: &str| {
+            (and_metric_name && name == METRIC_NAME)
+                || names.iter().any(|dropped| dropped.as_str() == name)
+        };
+        if !self.0.iter().any(|(name, _)| dropped(name)) {
+            return self.clone();
+        }
         Labels(
             self.0
                 .iter()
-                .filter(|(name, _)| {
-                    !names
-                        .iter()
-                        .any(|dropped| dropped.as_str() == name.as_ref())
-                })
+                .filter(|(name, _)| !dropped(name))
                 .cloned()
                 .collect(),
         )
@@ -182,10 +228,11 @@ impl Labels {
         )
     }
 
-    /// Bytes of this set's own vector alone: what a copy of the labels
-    /// costs when names and values are shared.
+    /// Bytes of this set's own shared slice alone (its pairs and the
+    /// reference counts): what a series' labels cost when names and values
+    /// are shared with other series. Copies share the slice.
     pub fn shared_copy_bytes(&self) -> usize {
-        self.0.len() * 32 + 24
+        self.0.len() * 32 + 16
     }
 }
 

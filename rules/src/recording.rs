@@ -42,7 +42,8 @@ impl RecordingRule {
         limit: usize,
     ) -> Result<Vec<Sample>, String> {
         let mut output = Vec::with_capacity(result.len());
-        let mut seen = std::collections::HashSet::with_capacity(result.len());
+        let mut seen =
+            crate::labels::FastSet::with_capacity_and_hasher(result.len(), Default::default());
         for sample in result {
             let mut labels: Labels = sample.labels;
             labels.set(METRIC_NAME, &self.name);

@@ -409,28 +409,43 @@ pub fn is_metric_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
-/// Recording rules that write the same metric with the same static labels
-/// within one file: Prometheus's `promtool check rules` warns about them
-/// rather than failing, and so does countywatch.
-pub fn duplicate_recording_rules(groups: &[GroupSpec]) -> Vec<String> {
-    let mut seen: HashMap<(String, Vec<(String, String)>), usize> = HashMap::new();
-    let mut order = Vec::new();
-    for group in groups {
-        for rule in &group.rules {
-            if let RuleKind::Record { name } = &rule.kind {
-                let labels = rule
-                    .labels
-                    .iter()
-                    .map(|(label, template)| (label.clone(), template.source().to_string()))
-                    .collect();
-                let key = (name.clone(), labels);
-                let count = seen.entry(key).or_insert(0);
-                *count += 1;
-                if *count == 2 {
-                    order.push(name.clone());
-                }
+/// A rule's name and its labels as written, the identity promtool's
+/// duplicate lint compares.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RuleIdentity {
+    /// The alert name or the recorded metric.
+    pub name: String,
+    /// The rule's own labels (templates unexpanded), sorted by name.
+    pub labels: Vec<(String, String)>,
+}
+
+/// Rules of a file, alerting or recording, that share a name and labels:
+/// promtool 2.42's `checkDuplicates`, in its order (sorted by name, then
+/// labels) and listing each duplicated identity once.
+pub fn duplicate_rules(groups: &[GroupSpec]) -> Vec<RuleIdentity> {
+    let mut rules: Vec<RuleIdentity> = groups
+        .iter()
+        .flat_map(|group| &group.rules)
+        .map(|rule| {
+            // `labels` is in file order; the identity is a set.
+            let mut labels: Vec<(String, String)> = rule
+                .labels
+                .iter()
+                .map(|(label, template)| (label.clone(), template.source().to_string()))
+                .collect();
+            labels.sort();
+            RuleIdentity {
+                name: rule.name().to_string(),
+                labels,
             }
+        })
+        .collect();
+    rules.sort();
+    let mut duplicates: Vec<RuleIdentity> = Vec::new();
+    for pair in rules.windows(2) {
+        if pair[0] == pair[1] && duplicates.last() != Some(&pair[1]) {
+            duplicates.push(pair[1].clone());
         }
     }
-    order
+    duplicates
 }

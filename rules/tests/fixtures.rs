@@ -53,6 +53,7 @@ fn bad_rule_files_report_every_problem_with_its_position() {
 fn check_reports_like_promtool() {
     let outcome = check::check_files(&["testdata/rulefmt/good.yaml"]);
     assert!(outcome.passed);
+    assert_eq!(outcome.exit_code, 0);
     assert_eq!(
         outcome.report,
         "Checking testdata/rulefmt/good.yaml\n  SUCCESS: 2 rules found\n\n"
@@ -67,6 +68,35 @@ fn check_reports_like_promtool() {
         "{}",
         outcome.report
     );
+}
+
+#[test]
+fn duplicate_rules_are_a_lint_error_as_in_promtool() {
+    let path = "testdata/rulefmt/lint_duplicates.yaml";
+    let outcome = check::check_files(&[path]);
+    assert_eq!(outcome.exit_code, 0, "a lint error exits 0 by default");
+    assert!(!outcome.passed);
+    assert_eq!(
+        outcome.report,
+        format!(
+            "Checking {path}\n  FAILED:\nlint error 2 duplicate rule(s) found.\nMetric: HighLoad\nLabel(s):\n\tseverity: warning\nMetric: job:up:sum\nLabel(s):\nMight cause inconsistency while recording expressions\n\n"
+        )
+    );
+    let fatal = check::LintOptions {
+        duplicate_rules: true,
+        fatal: true,
+    };
+    assert_eq!(check::check_files_with(&[path], fatal).exit_code, 3);
+    let none = check::LintOptions {
+        duplicate_rules: false,
+        fatal: true,
+    };
+    let outcome = check::check_files_with(&[path], none);
+    assert_eq!(outcome.exit_code, 0);
+    assert!(outcome.report.contains("SUCCESS: 6 rules found"));
+    // A real error wins over lint: exit 1.
+    let outcome = check::check_files_with(&[path, "testdata/rulefmt/bad_rules.yaml"], fatal);
+    assert_eq!(outcome.exit_code, 1);
 }
 
 #[test]

@@ -40,10 +40,11 @@ fn type_errors_and_bad_syntax_are_parse_errors() {
         ),
         ("m{i=~\"(\"}", "illegal regex for ("),
         ("frobnicate(m)", "unknown function with name 'frobnicate'"),
-        ("sum(m", "unclosed left parenthesis"),
-        // FIXME: promql-parser reports a plain syntax error without saying
-        // where or why; rule problems point at the `expr:` field instead.
-        ("m + ", "invalid promql query"),
+        ("sum(m", "1:4: parse error: unclosed left parenthesis"),
+        // promql-parser says only "invalid promql query"; the position and
+        // the token are found by syntax_error.
+        ("m + ", "1:5: parse error: unexpected end of input"),
+        ("sum(m) by (x) y", "1:15: parse error: unexpected \"y\""),
     ] {
         let error = parse_error(text);
         assert!(error.contains(expected), "{text}: {error}");

@@ -148,29 +148,18 @@ impl Outputs {
         task.await.unwrap_or_default()
     }
 
-    /// The hook for series the collector computes (recording rules,
-    /// `ALERTS`): each family's samples are written with exactly the labels
-    /// they carry (no `instance`/`job` added) plus the external labels, at
-    /// `timestamp_ms`. Blocks on SQLite: call it from the blocking pool or a
-    /// blocking evaluation thread.
-    pub fn enqueue_computed(&self, families: &[MetricFamily], timestamp_ms: i64) {
-        if self.remote_writes.is_empty() {
-            return;
-        }
-        let series: Vec<Series> = families
-            .iter()
-            .flat_map(|family| {
-                family.samples.iter().map(move |sample| {
-                    let mut labels = Vec::with_capacity(sample.labels.len() + 1);
-                    labels.push(("__name__".to_string(), family.name.clone()));
-                    labels.extend(sample.labels.iter().cloned());
-                    Series {
-                        labels,
-                        samples: vec![(sample.value, timestamp_ms)],
-                    }
-                })
-            })
-            .collect();
+    /// Whether any output takes the series the collector computes, so that
+    /// the rule engine collects them only when someone will send them.
+    pub fn wants_computed(&self) -> bool {
+        !self.remote_writes.is_empty()
+    }
+
+    /// Queues series the collector computes (recording rules' outputs,
+    /// `ALERTS`, `ALERTS_FOR_STATE`, and their staleness markers): each
+    /// written with exactly the labels it carries (`__name__` included, no
+    /// `instance`/`job` added) plus the external labels. Blocks on SQLite:
+    /// call it from the blocking pool or a blocking evaluation thread.
+    pub fn enqueue_computed(&self, series: &[Series]) {
         for output in &self.remote_writes {
             output.enqueue(series.iter().cloned());
         }

@@ -55,7 +55,7 @@ pub fn eval(
     let group_labels = |labels: &Labels| -> Labels {
         match &expr.modifier {
             Some(LabelModifier::Include(by)) => labels.keep_only(&by.labels),
-            Some(LabelModifier::Exclude(without)) => labels.without(&without.labels).without_name(),
+            Some(LabelModifier::Exclude(without)) => labels.without_names(&without.labels, true),
             None => Labels::default(),
         }
     };

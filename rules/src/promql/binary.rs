@@ -156,7 +156,7 @@ impl Matching {
         if self.on {
             labels.keep_only(&self.labels)
         } else {
-            labels.without(&self.labels).without_name()
+            labels.without_names(&self.labels, true)
         }
     }
 }
@@ -249,6 +249,9 @@ fn matched_binop(
         }
         one_by_signature.insert(signature, sample);
     }
+    // One-to-one: the signatures already matched; otherwise each match
+    // group's output label sets, which must differ.
+    let mut matched_one_to_one: HashSet<Labels> = HashSet::default();
     let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::default();
     let mut out = Vec::new();
     for sample in many {
@@ -267,36 +270,40 @@ fn matched_binop(
         } else if !keep {
             continue;
         }
-        let mut labels = sample.labels.clone();
-        if drops_name(op) {
-            labels.remove(crate::labels::METRIC_NAME);
-        }
-        if one_to_one {
-            labels = if matching.on {
-                labels.keep_only(&matching.labels)
+        // The output labels: the name dropped for arithmetic, and for
+        // one-to-one matching only the matched labels; built at once.
+        let mut labels = if one_to_one && !matching.on {
+            sample
+                .labels
+                .without_names(&matching.labels, drops_name(op))
+        } else {
+            let mut labels = if one_to_one {
+                sample.labels.keep_only(&matching.labels)
             } else {
-                labels.without(&matching.labels)
+                sample.labels.clone()
             };
-        }
+            if drops_name(op) {
+                labels.remove(crate::labels::METRIC_NAME);
+            }
+            labels
+        };
         for name in &include {
             labels.set(name, other.labels.get(name));
         }
         if return_bool {
             labels.remove(crate::labels::METRIC_NAME);
         }
-        let inserted = matched.entry(signature).or_default();
         if one_to_one {
-            if !inserted.is_empty() {
+            if !matched_one_to_one.insert(signature) {
                 return Err(EvalError::new(
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
                 ));
             }
-        } else if inserted.contains(&labels) {
+        } else if !matched.entry(signature).or_default().insert(labels.clone()) {
             return Err(EvalError::new(
                 "multiple matches for labels: grouping labels must ensure unique matches",
             ));
         }
-        inserted.insert(labels.clone());
         out.push(Sample {
             labels,
             value,

@@ -19,10 +19,11 @@ pub const MAX_SUBQUERY_STEPS: Millis = 100_000;
 /// Prometheus's default lookback for instant selectors: five minutes.
 pub const DEFAULT_LOOKBACK: Millis = 5 * 60 * 1000;
 
-/// Parses a PromQL expression, refusing the string type at the top (rules
-/// must yield a vector or a scalar).
+/// Parses a PromQL expression; an error says where in the text it is
+/// (`1:6: parse error: ...`), as Prometheus's parser does.
 pub fn parse_expr(text: &str) -> Result<Expr, EvalError> {
-    parser::parse(text).map_err(EvalError::new)
+    parser::parse(text)
+        .map_err(|message| EvalError::new(super::syntax_error::describe(text, &message)))
 }
 
 /// Evaluates expressions against a store.

@@ -6,6 +6,7 @@
 //! - [`analysis`]: how much history an expression reads.
 //! - [`aggregate`]: `sum`, `avg`, `topk` and the other aggregations.
 //! - [`go_math`]: Go's `log` and `atan2`, for bit-exact results.
+//! - [`syntax_error`]: where in an expression a parse error is.
 //! - [`functions`]: the function library, one file per family.
 //!
 //! Semantics follow Prometheus 2.x, the version whose `promtool` the
@@ -19,6 +20,7 @@ pub mod binary;
 pub mod eval;
 pub mod functions;
 pub mod go_math;
+pub mod syntax_error;
 
 use crate::labels::Labels;
 use crate::storage::Millis;

@@ -9,7 +9,7 @@
 
 pub mod chunk;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use chunk::Chunk;
 
@@ -57,12 +57,12 @@ pub enum AppendError {
 /// is the same as promtool's.
 #[derive(Debug)]
 pub struct Storage {
-    /// Series by creation number.
-    series: BTreeMap<u64, (Labels, Series)>,
-    /// Labels to creation number.
+    /// Series grouped by metric name, each group keyed by creation number:
+    /// a selector naming its metric (nearly all do) walks one group in
+    /// order without a lookup per series.
+    by_name: FastMap<Arc<str>, BTreeMap<u64, (Labels, Series)>>,
+    /// Labels to creation number (the labels share the group's copy).
     ids: FastMap<Labels, u64>,
-    /// Metric name to its series' creation numbers.
-    by_name: HashMap<String, BTreeSet<u64>>,
     /// The next creation number.
     next_id: u64,
     /// Every label name and value held, each stored once.
@@ -83,9 +83,8 @@ impl Storage {
     /// An empty store holding at most `max_series` series.
     pub fn new(max_series: usize) -> Storage {
         Storage {
-            series: BTreeMap::new(),
+            by_name: FastMap::default(),
             ids: FastMap::default(),
-            by_name: HashMap::new(),
             next_id: 0,
             strings: FastSet::default(),
             max_series,
@@ -108,23 +107,28 @@ impl Storage {
                 // Label names and most values repeat across series
                 // (`instance`, `job`, `mode="idle"`); store each string once.
                 let strings = &mut self.strings;
-                let labels = &labels.interned(|text| match strings.get(text) {
+                let mut intern = |text: &Arc<str>| match strings.get(text) {
                     Some(shared) => Arc::clone(shared),
                     None => {
                         strings.insert(Arc::clone(text));
                         Arc::clone(text)
                     }
-                });
+                };
+                let labels = labels.interned(&mut intern);
+                let name = intern(&Arc::from(labels.name()));
                 self.ids.insert(labels.clone(), id);
                 self.by_name
-                    .entry(labels.name().to_string())
+                    .entry(name)
                     .or_default()
-                    .insert(id);
-                self.series.insert(id, (labels.clone(), Series::default()));
+                    .insert(id, (labels, Series::default()));
                 id
             }
         };
-        let Some((_, series)) = self.series.get_mut(&id) else {
+        let Some((_, series)) = self
+            .by_name
+            .get_mut(labels.name())
+            .and_then(|group| group.get_mut(&id))
+        else {
             return Ok(());
         };
         series.append(t, value)
@@ -132,25 +136,20 @@ impl Storage {
 
     /// Drops samples older than `before` and series left empty.
     pub fn trim(&mut self, before: Millis) {
-        let mut emptied = Vec::new();
-        for (id, (labels, series)) in &mut self.series {
-            series.trim(before);
-            if series.chunks.is_empty() {
-                emptied.push((*id, labels.clone()));
-            }
-        }
-        let removed_any = !emptied.is_empty();
-        for (id, labels) in emptied {
-            self.series.remove(&id);
-            self.ids.remove(&labels);
-            if let Some(ids) = self.by_name.get_mut(labels.name()) {
-                ids.remove(&id);
-                if ids.is_empty() {
-                    self.by_name.remove(labels.name());
+        let mut removed_any = false;
+        for group in self.by_name.values_mut() {
+            group.retain(|_, (labels, series)| {
+                series.trim(before);
+                if series.chunks.is_empty() {
+                    self.ids.remove(labels);
+                    removed_any = true;
+                    return false;
                 }
-            }
+                true
+            });
         }
         if removed_any {
+            self.by_name.retain(|_, group| !group.is_empty());
             // Strings only the set still holds belonged to removed series.
             self.strings.retain(|text| Arc::strong_count(text) > 1);
         }
@@ -164,35 +163,40 @@ impl Storage {
     ) -> Box<dyn Iterator<Item = (&'a Labels, &'a Series)> + 'a> {
         match name {
             Some(name) => match self.by_name.get(name) {
-                Some(ids) => Box::new(
-                    ids.iter()
-                        .filter_map(|id| self.series.get(id))
-                        .map(|(labels, series)| (labels, series)),
-                ),
+                Some(group) => Box::new(group.values().map(|(labels, series)| (labels, series))),
                 None => Box::new(std::iter::empty()),
             },
-            None => Box::new(
-                self.series
+            None => {
+                // Rare (`{job="x"}`): merge the groups back into creation order.
+                let mut all: Vec<(u64, &'a Labels, &'a Series)> = self
+                    .by_name
                     .values()
-                    .map(|(labels, series)| (labels, series)),
-            ),
+                    .flat_map(|group| group.iter())
+                    .map(|(id, (labels, series))| (*id, labels, series))
+                    .collect();
+                all.sort_unstable_by_key(|(id, _, _)| *id);
+                Box::new(all.into_iter().map(|(_, labels, series)| (labels, series)))
+            }
         }
+    }
+
+    fn all_series(&self) -> impl Iterator<Item = &(Labels, Series)> {
+        self.by_name.values().flat_map(|group| group.values())
     }
 
     /// Number of series held.
     pub fn series_count(&self) -> usize {
-        self.series.len()
+        self.ids.len()
     }
 
     /// Number of samples held.
     pub fn sample_count(&self) -> usize {
-        self.series.values().map(|(_, series)| series.len()).sum()
+        self.all_series().map(|(_, series)| series.len()).sum()
     }
 
     /// Bytes of compressed sample data alone (the chunks' bit streams).
     pub fn chunk_bytes(&self) -> usize {
-        self.series
-            .values()
+        self.all_series()
             .flat_map(|(_, series)| series.chunks.iter())
             .map(Chunk::byte_len)
             .sum()
@@ -201,13 +205,12 @@ impl Storage {
     /// Approximate bytes held, for the memory figures the benchmark prints.
     pub fn approximate_bytes(&self) -> usize {
         // Each distinct string once (with its Arc header and set slot),
-        // then per series: its labels' vector and the index's copy, its
-        // chunks, and the map entries' overhead.
+        // then per series: its shared labels slice (the index holds another
+        // reference to it), its chunks, and the map entries' overhead.
         let strings: usize = self.strings.iter().map(|text| text.len() + 16 + 16).sum();
         let series: usize = self
-            .series
-            .values()
-            .map(|(labels, series)| 2 * labels.shared_copy_bytes() + series.heap_bytes() + 128)
+            .all_series()
+            .map(|(labels, series)| labels.shared_copy_bytes() + series.heap_bytes() + 128)
             .sum();
         strings + series
     }
@@ -303,11 +306,20 @@ impl Series {
             if chunk.is_empty() || last < start || first > end {
                 continue;
             }
-            out.extend(
-                chunk
-                    .iter()
-                    .filter(|(t, value)| *t >= start && *t <= end && !is_stale(*value)),
-            );
+            if first >= start && last <= end {
+                // Wholly inside: no bound to check per sample.
+                out.reserve(usize::from(chunk.len()));
+                out.extend(chunk.iter().filter(|(_, value)| !is_stale(*value)));
+            } else {
+                // Decoding stops at the first sample past `end`: a query in
+                // the past reads only the head of a chunk.
+                out.extend(
+                    chunk
+                        .iter()
+                        .take_while(|(t, _)| *t <= end)
+                        .filter(|(t, value)| *t >= start && !is_stale(*value)),
+                );
+            }
         }
         out
     }

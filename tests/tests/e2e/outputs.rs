@@ -168,6 +168,70 @@ fn remote_write_reaches_prometheus_with_external_labels_and_catches_up_after_an_
     );
 }
 
+#[test]
+fn recording_rule_series_and_alerts_reach_prometheus_with_external_labels() {
+    let prometheus = Prometheus::start_receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: computed\n    interval: 1s\n    rules:\n      - record: place:cw_test_value:sum\n        expr: sum by (place) (cw_test_value)\n      - alert: CwTestValuePositive\n        expr: cw_test_value > 0\n        labels:\n          severity: info\n",
+    )
+    .unwrap();
+    let config = format!(
+        "rules:\n  files: [{:?}]\n  evaluation_interval: 1s\noutputs:\n  remote_write:\n    - name: central\n      url: {}\n      external_labels:\n        county: M\n      min_backoff: 100ms\n      max_backoff: 2s\n",
+        rules.display().to_string(),
+        prometheus.remote_write_url()
+    );
+    let collector = Collector::start_with(Some(&config), &[]);
+    let identity = collector.enrolled_identity("rw-rules");
+    let started_ms = now_ms();
+    for seq in 1..=3 {
+        let response = post_batch(
+            collector.ingest_addr,
+            identity.path(),
+            &metric_batch("rw-rules", seq, now_ms()),
+        );
+        assert_eq!(response.status, 200, "{}", response.body);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // The last batch's gauge (3) stays the newest sample the rules read,
+    // so every later evaluation records 3 and keeps the alert firing.
+    let now = || now_ms() as f64 / 1000.0;
+    let recorded = "place:cw_test_value:sum{county=\"M\",place=\"东区\"}";
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            prometheus.query(recorded, now()) == vec![(labels(recorded), 3.0)]
+        }),
+        "{:?}",
+        prometheus.query(recorded, now())
+    );
+    let alert = "ALERTS{alertname=\"CwTestValuePositive\",alertstate=\"firing\",county=\"M\",instance=\"rw-rules\",job=\"countywatch\",place=\"东区\",severity=\"info\"}";
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            prometheus.query(alert, now()) == vec![(labels(alert), 1.0)]
+        }),
+        "{:?}",
+        prometheus.query("ALERTS", now())
+    );
+    // ALERTS_FOR_STATE carries when the alert became active, in seconds:
+    // after this test started, and before now.
+    let for_state = prometheus.query(
+        "ALERTS_FOR_STATE{alertname=\"CwTestValuePositive\",county=\"M\",instance=\"rw-rules\"}",
+        now(),
+    );
+    assert_eq!(for_state.len(), 1, "{for_state:?}");
+    let active_at = for_state[0].1;
+    assert!(
+        active_at >= (started_ms / 1000) as f64 && active_at <= now(),
+        "active at {active_at}"
+    );
+    // Agent samples still arrive beside the computed ones.
+    let gauge =
+        "cw_test_value{county=\"M\",instance=\"rw-rules\",job=\"countywatch\",place=\"东区\"}";
+    assert_eq!(prometheus.query(gauge, now()), vec![(labels(gauge), 3.0)]);
+}
+
 /// The label set of a selector written as `name{a="b",...}`.
 fn labels(selector: &str) -> BTreeMap<String, String> {
     let (name, rest) = selector.split_once('{').unwrap();

@@ -157,6 +157,81 @@ fn rule_checks_agree_with_promtool() {
 }
 
 #[test]
+fn duplicate_rules_are_linted_like_promtool() {
+    let promtool = Path::new(promtool());
+    let collector = binary("countywatch-collector");
+    let dir = repo().join("rules/testdata/rulefmt");
+    // promtool prints the lint on stderr after "Checking" on stdout; the
+    // lines, not their interleaving, must be the same.
+    let lines = |report: &str| {
+        let mut lines: Vec<String> = report
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    };
+    for flags in [
+        &[][..],
+        &["--lint-fatal"],
+        &["--lint=none"],
+        &["--lint=all"],
+    ] {
+        let mut reference_args = vec!["check", "rules"];
+        reference_args.extend_from_slice(flags);
+        reference_args.push("lint_duplicates.yaml");
+        let mut our_args = vec!["rules", "check"];
+        our_args.extend_from_slice(flags);
+        our_args.push("lint_duplicates.yaml");
+        let (reference_code, reference) = run(promtool, &reference_args, &dir);
+        let (our_code, ours) = run(&collector, &our_args, &dir);
+        assert_eq!(
+            our_code, reference_code,
+            "{flags:?}\npromtool:\n{reference}\ncountywatch:\n{ours}"
+        );
+        assert_eq!(
+            lines(&ours),
+            lines(&reference),
+            "{flags:?}\npromtool:\n{reference}\ncountywatch:\n{ours}"
+        );
+    }
+    // The cases above include a failing lint and a fatal one.
+    let (code, report) = run(
+        &collector,
+        &["rules", "check", "--lint-fatal", "lint_duplicates.yaml"],
+        &dir,
+    );
+    assert_eq!(code, 3, "{report}");
+    assert!(
+        report.contains("lint error 2 duplicate rule(s) found."),
+        "{report}"
+    );
+}
+
+#[test]
+fn syntax_errors_carry_their_position_inside_the_expression() {
+    let dir = repo().join("rules/testdata/rulefmt");
+    let (code, report) = run(
+        &binary("countywatch-collector"),
+        &["rules", "check", "bad_syntax.yaml"],
+        &dir,
+    );
+    assert_eq!(code, 1, "{report}");
+    // The same inner positions and messages as promtool 2.42 gives for
+    // these expressions (promtool words the tokens as `identifier "above"`
+    // and `<op:<>`).
+    for expected in [
+        "bad_syntax.yaml:5:15: group \"syntax\", alert \"TrailingOperator\": could not parse expression: 1:13: parse error: unexpected end of input",
+        "could not parse expression: 1:32: parse error: unexpected \"above\"",
+        "could not parse expression: 3:5: parse error: unexpected \"<\"",
+        "could not parse expression: 1:12: parse error: unexpected character: '$'",
+    ] {
+        assert!(report.contains(expected), "{expected}\n{report}");
+    }
+}
+
+#[test]
 fn rules_check_prints_positions_and_exits_1() {
     let dir = repo().join("rules/testdata/rulefmt");
     let (code, report) = run(

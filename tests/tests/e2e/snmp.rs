@@ -368,7 +368,16 @@ fn a_port_losing_its_link_gives_interface_down_then_up() {
 fn samples(text: &str, families: &[&str]) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
     let mut found = BTreeMap::new();
     for line in text.lines().filter(|line| !line.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
+        // `name{labels} value [timestamp]`: the collector stamps samples
+        // with the agent's collection time, snmp_exporter does not.
+        let split = match line.rfind('}') {
+            Some(end) => Some((&line[..=end], &line[end + 1..])),
+            None => line.split_once(' '),
+        };
+        let Some((series, rest)) = split else {
+            continue;
+        };
+        let Some(value) = rest.split_whitespace().next() else {
             continue;
         };
         let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
