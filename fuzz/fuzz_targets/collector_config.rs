@@ -1,0 +1,16 @@
+//! The collector's YAML configuration (listeners, notifications, outputs)
+//! through parsing and validation.
+#![no_main]
+
+use std::path::Path;
+
+use countywatch_collector::config::Config;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let path = Path::new("collector.yaml");
+    if let Ok(config) = countywatch_daemon::config_file::parse::<Config>(path, &text) {
+        let _ = config.validate(path);
+    }
+});
