@@ -232,6 +232,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             &format!("retention {}: {reason}", config.incidents.retention.value),
         )?;
     }
+    incident_store.announce_changes_to(Arc::clone(&registry));
     tasks.push(tokio::spawn(incident::retention::run(
         Arc::clone(&incident_store),
         config.data_dir.clone(),

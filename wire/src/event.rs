@@ -173,6 +173,10 @@ event_kinds! {
     DeviceUnreachable => "device_unreachable",
     /// Network device: SNMP polls are answered again.
     DeviceReachable => "device_reachable",
+    /// Collector: an incident was opened, reopened or changed status
+    /// (`status` says to what), so that platforms fed by event forwarding
+    /// see incidents' lifecycle as well as the events behind them.
+    IncidentChanged => "incident_changed",
     /// Syslog: a message no device parser recognised, kept with its
     /// facility and severity rather than dropped.
     SyslogMessage => "syslog_message",
@@ -303,6 +307,19 @@ pub struct EventFields {
     /// The message text, without the syslog header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// `incident_changed`: the incident's id in the incident store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_id: Option<i64>,
+    /// `incident_changed`: the detection rule behind the incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<String>,
+    /// `incident_changed`: the incident's severity (`info` .. `critical`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// `incident_changed`: the status it moved to (`open`, `acknowledged`,
+    /// `resolved`, `false_positive`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
     /// The evidence line was longer than the agent keeps and was cut.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
@@ -347,7 +364,7 @@ impl EventFields {
     }
 
     /// Every string field with its name, for the length check.
-    fn strings(&self) -> [(&'static str, Option<&str>); 22] {
+    fn strings(&self) -> [(&'static str, Option<&str>); 25] {
         [
             ("user", self.user.as_deref()),
             ("target_user", self.target_user.as_deref()),
@@ -371,6 +388,9 @@ impl EventFields {
             ("app_name", self.app_name.as_deref()),
             ("msg_id", self.msg_id.as_deref()),
             ("message", self.message.as_deref()),
+            ("rule_id", self.rule_id.as_deref()),
+            ("severity", self.severity.as_deref()),
+            ("status", self.status.as_deref()),
         ]
     }
 }

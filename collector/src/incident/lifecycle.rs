@@ -10,6 +10,60 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use crate::incident::audit::{NewEntry, Outcome, append_in};
 use crate::incident::store::{IncidentStore, Status};
 
+/// What an `incident_changed` event says about the incident it announces.
+struct Change<'a> {
+    id: i64,
+    rule_id: &'a str,
+    title: &'a str,
+    severity: &'a str,
+    status: &'a str,
+    actor: &'a str,
+    reason: Option<&'a str>,
+    at_ms: i64,
+}
+
+impl IncidentStore {
+    /// Announces this store's lifecycle changes as `incident_changed`
+    /// events in `registry`, where event forwarding picks them up.
+    pub fn announce_changes_to(&self, registry: std::sync::Arc<crate::registry::Registry>) {
+        let _ = self.event_log.set(registry);
+    }
+
+    /// Records one change as an event, after its transaction committed: a
+    /// failure is logged, never undoes the change.
+    fn announce(&self, change: &Change<'_>) {
+        let Some(registry) = self.event_log.get() else {
+            return;
+        };
+        let mut event = countywatch_wire::Event::new(
+            change.at_ms,
+            countywatch_wire::EventSource::Agent,
+            countywatch_wire::EventKind::IncidentChanged,
+        );
+        event.host = "collector".to_string();
+        event.fields.incident_id = Some(change.id);
+        event.fields.rule_id = Some(change.rule_id.to_string());
+        event.fields.severity = Some(change.severity.to_string());
+        event.fields.status = Some(change.status.to_string());
+        // Titles and reasons can carry attacker text (a templated user
+        // name): cut well inside the wire's field limit.
+        let clip = |text: &str| text.chars().take(1024).collect::<String>();
+        event.fields.user = Some(clip(change.actor));
+        event.fields.reason = change.reason.map(clip);
+        event.fields.message = Some(clip(change.title));
+        event.raw = format!(
+            "incident {} ({}) is {} ({})",
+            change.id, change.rule_id, change.status, change.actor
+        );
+        if let Err(error) = registry.record_collector_event(&event, crate::enroll::now_ms()) {
+            tracing::error!(
+                incident = change.id,
+                "cannot record an incident_changed event: {error:#}"
+            );
+        }
+    }
+}
+
 /// The actor name detections are recorded under.
 pub const DETECTION_ACTOR: &str = "detection";
 
@@ -214,6 +268,23 @@ impl IncidentStore {
             },
         )?;
         transaction.commit()?;
+        let status = match recorded {
+            Recorded::Opened(_) => Some("open"),
+            Recorded::Reopened(_) => Some("reopened"),
+            Recorded::Deduplicated(_) => None,
+        };
+        if let Some(status) = status {
+            self.announce(&Change {
+                id,
+                rule_id: &detection.rule_id,
+                title: &detection.title,
+                severity: detection.severity.as_str(),
+                status,
+                actor: DETECTION_ACTOR,
+                reason: None,
+                at_ms: detection.at_ms,
+            });
+        }
         Ok(recorded)
     }
 
@@ -235,14 +306,14 @@ impl IncidentStore {
         }
         let mut connection = self.write();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current: Option<String> = transaction
+        let current: Option<(String, String, String, String)> = transaction
             .query_row(
-                "SELECT status FROM incidents WHERE id = ?1",
+                "SELECT status, rule_id, title, severity FROM incidents WHERE id = ?1",
                 params![id],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
             )
             .optional()?;
-        let Some(current) = current else {
+        let Some((current, rule_id, title, severity)) = current else {
             return Err(TransitionError::NotFound(id));
         };
         let from = Status::parse(&current).unwrap_or(Status::Open);
@@ -294,6 +365,16 @@ impl IncidentStore {
             },
         )?;
         transaction.commit()?;
+        self.announce(&Change {
+            id,
+            rule_id: &rule_id,
+            title: &title,
+            severity: &severity,
+            status: change.to.as_str(),
+            actor,
+            reason,
+            at_ms: now_ms,
+        });
         Ok(change.to)
     }
 

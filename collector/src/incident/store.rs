@@ -289,6 +289,10 @@ pub struct IncidentStore {
     pub(crate) key_path: PathBuf,
     /// Lifecycle and audit settings.
     pub(crate) settings: IncidentsConfig,
+    /// Where lifecycle changes are announced as `incident_changed` events
+    /// (the registry's `events` table, which event forwarding reads), once
+    /// the collector has connected it; tools and tests run without.
+    pub(crate) event_log: std::sync::OnceLock<std::sync::Arc<crate::registry::Registry>>,
 }
 
 /// The database file name inside the data directory.
@@ -314,6 +318,7 @@ impl IncidentStore {
             reader: Mutex::new(reader),
             key_path: data_dir.join(crate::incident::audit::KEY_FILE),
             settings: settings.clone(),
+            event_log: std::sync::OnceLock::new(),
         })
     }
 

@@ -590,3 +590,94 @@ fn events_stored_while_the_receiver_is_down_survive_a_collector_restart() {
         "every event once, across the restart"
     );
 }
+
+#[test]
+fn incident_transitions_are_forwarded_to_rsyslog() {
+    let rsyslog = Rsyslog::start(None);
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/detection");
+    let config = format!(
+        "detection:\n  rule_files: [{:?}]\n  save_every: 1s\noutputs:\n  forward:\n    - name: siem\n      syslog:\n        address: {}\n      max_backoff: 1s\n      filter:\n        kinds: [incident_changed]\n",
+        rules.display(),
+        rsyslog.addr
+    );
+    let collector = Collector::start_with(Some(&config), &[]);
+    let identity = collector.enrolled_identity("fw-host");
+    // Twelve refused SSH passwords from one address within a minute: the
+    // shipped ssh_brute_force rule opens one incident.
+    let now = now_ms();
+    let events: Vec<Event> = (0..12)
+        .map(|n| {
+            let mut event = Event::new(
+                now - 60_000 + n * 1_000,
+                EventSource::Auth,
+                EventKind::SshLoginFailed,
+            );
+            // One user name, so that password spraying (distinct users)
+            // stays quiet and exactly one rule fires.
+            event.fields.user = Some("admin".to_string());
+            event.fields.src_ip = Some("198.51.100.23".parse().unwrap());
+            event.raw = format!("Failed password for admin from 198.51.100.23 port {n}");
+            event
+        })
+        .collect();
+    let response = post_batch(
+        collector.ingest_addr,
+        identity.path(),
+        &event_batch(1, events),
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    let forwarded = |status: &str| {
+        rsyslog
+            .received()
+            .iter()
+            .filter(|line| line["msgid"] == "incident_changed")
+            .filter_map(|line| {
+                let sd = parse_structured_data(line["sd"].as_str()?);
+                let fields = sd.get("fields@32473")?.clone();
+                (fields.get("status").map(String::as_str) == Some(status)).then_some(fields)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || !forwarded("open").is_empty()),
+        "no incident_changed arrived; collector log:\n{}",
+        collector.logs.all().join("\n")
+    );
+    let opened = forwarded("open");
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(opened[0]["rule_id"], "ssh_brute_force");
+    assert_eq!(opened[0]["severity"], "high");
+    assert_eq!(opened[0]["user"], "detection");
+    let incident: i64 = opened[0]["incident_id"].parse().unwrap();
+
+    // An officer acknowledges it through the API: that transition follows.
+    countywatch_e2e::process::add_user(
+        &collector.data_dir,
+        "officer",
+        "security_officer",
+        "pw-officer-1",
+    );
+    let token = countywatch_e2e::process::api_token(&collector.data_dir, "officer");
+    let response = countywatch_e2e::http::request(
+        collector.http_addr,
+        "POST",
+        &format!("/api/v1/incidents/{incident}/transition"),
+        &[
+            &format!("Authorization: Bearer {token}"),
+            "Content-Type: application/json",
+        ],
+        r#"{"status":"acknowledged"}"#,
+    )
+    .unwrap();
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert!(
+        wait_until(Duration::from_secs(30), || !forwarded("acknowledged")
+            .is_empty()),
+        "the acknowledgement was not forwarded"
+    );
+    let acknowledged = forwarded("acknowledged");
+    assert_eq!(acknowledged.len(), 1, "{acknowledged:?}");
+    assert_eq!(acknowledged[0]["user"], "officer");
+    assert_eq!(acknowledged[0]["incident_id"], incident.to_string());
+    assert_eq!(forwarded("open").len(), 1, "nothing twice");
+}
