@@ -53,7 +53,7 @@ pub async fn handle(
     peer: Peer,
 ) -> Response<Full<Bytes>> {
     let outcome = match accept(&state, request, &peer).await {
-        Ok(batch) => store(&state, batch).await,
+        Ok(batch) => store(&state, batch, peer.addr.ip()).await,
         Err(refusal) => Err(refusal),
     };
     match outcome {
@@ -241,7 +241,11 @@ async fn identify(state: &IngestState, peer: &Peer) -> Result<String, Refusal> {
 /// Stores a batch exactly once and returns its sequence number and whether
 /// it was new. Metrics of a duplicate are older than what is stored and are
 /// not applied.
-async fn store(state: &IngestState, batch: Batch) -> Result<(u64, BatchOutcome), Refusal> {
+async fn store(
+    state: &IngestState,
+    batch: Batch,
+    address: std::net::IpAddr,
+) -> Result<(u64, BatchOutcome), Refusal> {
     let registry = Arc::clone(&state.registry);
     let Batch {
         agent,
@@ -258,7 +262,13 @@ async fn store(state: &IngestState, batch: Batch) -> Result<(u64, BatchOutcome),
     }
     let agent_for_store = agent.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        registry.accept_batch(&agent_for_store, seq, &events, now_ms())
+        let outcome = registry.accept_batch(&agent_for_store, seq, &events, now_ms());
+        // The address is for people (the agents page); failing to note it
+        // must not refuse a batch that was stored.
+        if let Err(error) = registry.note_address(&agent_for_store, &address.to_string()) {
+            tracing::warn!(agent = %agent_for_store, "cannot note the agent's address: {error:#}");
+        }
+        outcome
     })
     .await
     .map_err(|error| {

@@ -242,6 +242,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let incidents = Arc::new(incident::Incidents {
         store: Arc::clone(&incident_store),
         registry: Arc::clone(&registry),
+        metrics: Arc::clone(&store),
         notifier: Arc::clone(&notifier),
         alerting: alerting.clone(),
         limiter: incident::auth::LoginLimiter::default(),

@@ -60,6 +60,8 @@ const MIGRATIONS: &[&str] = &[
         events INTEGER NOT NULL,
         PRIMARY KEY (agent, seq)
     ) WITHOUT ROWID;",
+    // The address each agent last sent from, for the agents page.
+    "ALTER TABLE agents ADD COLUMN last_address TEXT;",
 ];
 
 /// An enrolled agent as `agents list` shows it.
@@ -77,6 +79,8 @@ pub struct AgentRecord {
     pub last_seq: i64,
     /// When its last batch arrived.
     pub last_seen_ms: Option<i64>,
+    /// The IP address its last batch came from.
+    pub last_address: Option<String>,
 }
 
 /// Why a token could not be redeemed. The messages are what the enrolling
@@ -268,7 +272,8 @@ impl Registry {
     pub fn agents(&self) -> anyhow::Result<Vec<AgentRecord>> {
         let connection = self.lock();
         let mut statement = connection.prepare(
-            "SELECT name, cert_sha256, enrolled_ms, revoked_ms, last_seq, last_seen_ms FROM agents ORDER BY name",
+            "SELECT name, cert_sha256, enrolled_ms, revoked_ms, last_seq, last_seen_ms, last_address
+             FROM agents ORDER BY name",
         )?;
         let rows = statement.query_map([], |row| {
             Ok(AgentRecord {
@@ -278,9 +283,21 @@ impl Registry {
                 revoked_ms: row.get(3)?,
                 last_seq: row.get(4)?,
                 last_seen_ms: row.get(5)?,
+                last_address: row.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Records the address `agent` sent from. Written only when it changed,
+    /// so the usual batch costs a lookup, not a write.
+    pub fn note_address(&self, agent: &str, address: &str) -> anyhow::Result<()> {
+        self.lock().execute(
+            "UPDATE agents SET last_address = ?2
+             WHERE name = ?1 AND last_address IS NOT ?2",
+            params![agent, address],
+        )?;
+        Ok(())
     }
 
     /// Stores a batch's events unless its sequence number is not above the

@@ -303,6 +303,17 @@ pub fn agent_rows(incidents: &Incidents) -> anyhow::Result<Vec<Value>> {
     let now = now_ms();
     let silent_ms = i64::try_from(incidents.silent_after.as_millis()).unwrap_or(i64::MAX);
     let validity_ms = i64::try_from(crate::ca::AGENT_CERT_VALIDITY.as_millis()).unwrap_or(i64::MAX);
+    // The version each agent reports in countywatch_agent_build_info.
+    let mut versions = std::collections::HashMap::new();
+    incidents
+        .metrics
+        .visit_samples(std::time::SystemTime::now(), |agent, _, name, labels, _| {
+            if name == "countywatch_agent_build_info"
+                && let Some((_, version)) = labels.iter().find(|(label, _)| label == "version")
+            {
+                versions.insert(agent.to_string(), version.clone());
+            }
+        });
     Ok(incidents
         .registry
         .agents()?
@@ -313,6 +324,8 @@ pub fn agent_rows(incidents: &Incidents) -> anyhow::Result<Vec<Value>> {
                     .last_seen_ms
                     .is_some_and(|seen| now.saturating_sub(seen) <= silent_ms);
             json!({
+                "version": versions.get(&agent.name),
+                "address": agent.last_address,
                 "name": agent.name,
                 "up": up,
                 "revoked_ms": agent.revoked_ms,

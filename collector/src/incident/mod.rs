@@ -60,6 +60,8 @@ pub struct Incidents {
     pub store: Arc<IncidentStore>,
     /// Agents and the raw events (`collector.db`).
     pub registry: Arc<Registry>,
+    /// Agents' latest metrics, for the version each reports.
+    pub metrics: Arc<crate::metric_store::MetricStore>,
     /// Silences and the Alertmanager-compatible API.
     pub notifier: Arc<Notifier>,
     /// Firing alerts, when rules are configured.

@@ -545,3 +545,50 @@ fn audit_verify_finds_the_row_edited_with_sqlite3_and_backup_copies_the_store() 
         "{stderr}"
     );
 }
+
+#[test]
+fn the_agents_list_shows_each_agents_version_and_address() {
+    let collector = Collector::start();
+    let agent = countywatch_e2e::Agent::start_for("listed-host", &collector);
+    assert!(
+        collector
+            .wait_for_series(
+                "countywatch_agent_build_info{instance=\"listed-host\",job=\"countywatch\",version=\"0.1.0\"}",
+                std::time::Duration::from_secs(30)
+            )
+            .is_some(),
+        "{}",
+        agent.logs.all().join("\n")
+    );
+    add_user(
+        &collector.data_dir,
+        "viewer1",
+        "viewer",
+        "viewer-password-1",
+    );
+    let token = api_token(&collector.data_dir, "viewer1");
+    let response = request(
+        collector.http_addr,
+        "GET",
+        "/api/v1/agents",
+        &[&format!("Authorization: Bearer {token}")],
+        "",
+    )
+    .unwrap();
+    assert_eq!(response.status, 200, "{}", response.body);
+    let body: Value = serde_json::from_str(&response.body).unwrap();
+    let listed = body["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["name"] == "listed-host")
+        .cloned()
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(listed["address"], "127.0.0.1", "{listed}");
+    assert_eq!(listed["version"], env!("CARGO_PKG_VERSION"), "{listed}");
+    assert_eq!(listed["up"], true, "{listed}");
+    assert!(
+        listed["certificate_expires_ms"].as_i64().unwrap()
+            > listed["enrolled_ms"].as_i64().unwrap()
+    );
+}

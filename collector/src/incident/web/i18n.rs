@@ -106,6 +106,8 @@ impl Lang {
             "revoked" => ("已吊销", "revoked"),
             "name" => ("名称", "Name"),
             "cert_expiry" => ("证书到期", "Certificate expires"),
+            "version" => ("版本", "Version"),
+            "address" => ("地址", "Address"),
             "firing" => ("正在触发的告警", "Firing alerts"),
             "silences" => ("静默", "Silences"),
             "matchers" => ("匹配条件", "Matchers"),

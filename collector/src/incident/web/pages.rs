@@ -341,13 +341,15 @@ pub fn agents(context: &PageContext, agents: &[Value]) -> Markup {
         html! {
             h1 { (lang.text("agents")) }
             table #agents {
-                thead { tr { th { (lang.text("name")) } th { (lang.text("status")) } th { (lang.text("last_seen")) } th { (lang.text("cert_expiry")) } } }
+                thead { tr { th { (lang.text("name")) } th { (lang.text("status")) } th { (lang.text("version")) } th { (lang.text("address")) } th { (lang.text("last_seen")) } th { (lang.text("cert_expiry")) } } }
                 tbody {
                     @for agent in agents {
                         @let state = if !agent["revoked_ms"].is_null() { "revoked" } else if agent["up"].as_bool().unwrap_or(false) { "up" } else { "down" };
                         tr {
                             td { (agent["name"].as_str().unwrap_or("")) }
                             td class={ "agent-" (state) } { (lang.text(state)) }
+                            td { (agent["version"].as_str().unwrap_or("")) }
+                            td { (agent["address"].as_str().unwrap_or("")) }
                             td { (time(&agent["last_seen_ms"])) }
                             td { (time(&agent["certificate_expires_ms"])) }
                         }
