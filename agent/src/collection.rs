@@ -46,6 +46,26 @@ pub struct TransportStats {
     pub spool_failing: std::sync::atomic::AtomicBool,
 }
 
+/// `countywatch_agent_info`: the host's configured labels (`labels:` in
+/// the config, e.g. its department) on one sample of value 1, the usual
+/// Prometheus info metric, so dashboards join on `instance` to filter by
+/// them. Reported even without labels, so the join never loses a host.
+pub fn agent_info(
+    labels: &std::collections::BTreeMap<String, countywatch_daemon::config_file::Spanned<String>>,
+) -> MetricFamily {
+    let mut family = MetricFamily::new(
+        "countywatch_agent_info",
+        "The agent's configured labels (department, ...); always 1.",
+        MetricKind::Gauge,
+    );
+    let pairs: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.value.as_str()))
+        .collect();
+    family.push(&pairs, 1.0);
+    family
+}
+
 type ProbeRun = (
     Box<dyn Probe>,
     Vec<MetricFamily>,

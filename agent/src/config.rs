@@ -41,7 +41,19 @@ pub struct Config {
     /// Security event sources: authentication logs, file integrity,
     /// listening ports (see `docs/events.md`).
     pub sources: SourcesConfig,
+    /// Labels describing this host, such as `department: 财政局`, reported
+    /// as `countywatch_agent_info{department="财政局"} 1` so that dashboards
+    /// and rules can group and filter hosts by them
+    /// (`* on (instance) group_left (department) countywatch_agent_info`).
+    pub labels: std::collections::BTreeMap<String, Spanned<String>>,
 }
+
+/// Most labels an agent may describe itself with.
+pub const MAX_AGENT_LABELS: usize = 16;
+/// Longest agent label value, in bytes.
+pub const MAX_AGENT_LABEL_BYTES: usize = 256;
+/// Label names the collector sets itself, which an agent may not claim.
+const RESERVED_LABELS: &[&str] = &["instance", "job", "agent", "device_instance"];
 
 /// How the agent reaches the collector.
 #[derive(Clone, Debug, Deserialize)]
@@ -368,6 +380,7 @@ impl Default for Config {
             paths: PathsConfig::default(),
             probes: ProbesConfig::default(),
             sources: SourcesConfig::default(),
+            labels: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -484,6 +497,33 @@ impl Config {
     /// Checks what the types cannot, reporting every problem at once.
     pub fn validate(&self, path: &Path) -> Result<(), Problems> {
         let mut problems = Problems::new(path);
+        if self.labels.len() > MAX_AGENT_LABELS {
+            problems.general(format!(
+                "labels: {} labels, at most {MAX_AGENT_LABELS}",
+                self.labels.len()
+            ));
+        }
+        for (name, value) in &self.labels {
+            if !countywatch_wire::is_valid_label_name(name) || name.starts_with("__") {
+                problems.at(
+                    value,
+                    format!("label name {name:?} is not a valid Prometheus label name"),
+                );
+            } else if RESERVED_LABELS.contains(&name.as_str()) {
+                problems.at(
+                    value,
+                    format!("label {name:?} is set by the collector; choose another name"),
+                );
+            }
+            if value.value.is_empty() || value.value.len() > MAX_AGENT_LABEL_BYTES {
+                problems.at(
+                    value,
+                    format!(
+                        "label {name:?} must have a value of 1 to {MAX_AGENT_LABEL_BYTES} bytes"
+                    ),
+                );
+            }
+        }
         if let Some(name) = &self.name
             && !countywatch_wire::is_valid_agent_name(&name.value)
         {
@@ -668,6 +708,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(open.contains("sources.syslog.allow must list"), "{open}");
+    }
+
+    #[test]
+    fn host_labels_are_checked_with_positions_and_reported_as_an_info_metric() {
+        let config =
+            Config::load_from_text("labels:\n  department: 财政局\n  site: town-3\n").unwrap();
+        let info = crate::collection::agent_info(&config.labels);
+        assert_eq!(info.name, "countywatch_agent_info");
+        assert_eq!(
+            info.samples[0].labels,
+            vec![
+                ("department".to_string(), "财政局".to_string()),
+                ("site".to_string(), "town-3".to_string())
+            ]
+        );
+        let bad = "labels:\n  instance: web\n  9bad: x\n  empty: \"\"\n";
+        let problems = Config::load_from_text(bad).unwrap_err().to_string();
+        let lines: Vec<&str> = problems.lines().collect();
+        assert_eq!(lines.len(), 3, "{problems}");
+        assert!(
+            problems.contains("a.yaml:2:13: label \"instance\" is set by the collector"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("a.yaml:3:9: label name \"9bad\""),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("label \"empty\" must have a value"),
+            "{problems}"
+        );
     }
 
     #[test]

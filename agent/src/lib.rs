@@ -230,6 +230,7 @@ pub async fn run_with_reload(
             wake.notify_one();
         }
         metrics.extend(sources.metrics());
+        metrics.push(collection::agent_info(&config.labels));
         let kind = if events.is_empty() {
             BatchKind::Metrics
         } else {

@@ -220,7 +220,9 @@ fn start_fixture() -> Fixture {
     let ca_file = collector.data_dir.join("ca/ca.crt");
     let snmpd = Snmpd::start("dash-switch");
     let agent_config = format!(
-        "{TEST_AGENT_CONFIG}sources:
+        "{TEST_AGENT_CONFIG}labels:
+  department: 财政局
+sources:
   auth:
     paths: [{auth}]
     read_existing: true
