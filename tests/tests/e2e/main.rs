@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod alerting;
+mod authorization;
 mod bad_input;
 mod cli;
 mod dashboards;
