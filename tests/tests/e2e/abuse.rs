@@ -386,7 +386,7 @@ fn a_one_gigabyte_log_line_is_capped_and_the_next_line_still_counts() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("auth.log");
     crate::events::append_lines(&log, 0, 1);
-    let agent =
+    let mut agent =
         crate::events::start_agent("long-line-host", &collector, &crate::events::config(&log));
     assert_eq!(
         crate::events::wait_for_events(&collector, "long-line-host", 1),
@@ -400,15 +400,12 @@ fn a_one_gigabyte_log_line_is_capped_and_the_next_line_still_counts() {
         file.write_all(b"Nov 28 01:00:00 web-01 kernel: ").unwrap();
         let end = file.metadata().unwrap().len() + HUGE;
         file.set_len(end).unwrap();
-    }
-    {
-        let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        // Append mode writes at the new end, after the hole.
         file.write_all(b"\n").unwrap();
     }
     crate::events::append_lines(&log, 1, 1);
     let seen = crate::events::wait_for_events(&collector, "long-line-host", 2);
     assert_eq!(seen, 2, "the line after the long one became an event");
-    let mut agent = agent;
     assert!(agent.is_running(), "the agent survived the long line");
     let fds = open_fds(agent.pid());
     // The agent caps lines at sources.auth.max_line_bytes (16 KiB); one
