@@ -102,6 +102,13 @@ const EXPECTED: &[(&str, &str, Listener, May)] = &[
     ("POST", "/v1/enroll", Listener::Enroll, May::EnrolmentToken),
 ];
 
+/// Routes in the table whose handler answers 404 to every caller let
+/// through: the Alertmanager API has no alert listing yet (`notify/api.rs`
+/// serves only the POST). Listed so that the check below, that a let-through
+/// caller of a route without placeholders never gets 404, holds for the
+/// others; a route here that starts answering fails the test too.
+const UNSERVED: &[(&str, &str)] = &[("GET", "/api/v2/alerts")];
+
 /// Every route the collector's code dispatches, as `(method, path)`.
 fn routes_in_code() -> BTreeSet<(String, String)> {
     let mut routes: BTreeSet<(String, String)> = ROUTES
@@ -299,6 +306,13 @@ fn every_route_answers_every_caller_as_the_matrix_says() {
                         May::Role(least) => token.is_some() && rank > least,
                         May::AgentCertificate | May::EnrolmentToken => false,
                     };
+                    let unserved = UNSERVED.contains(&(method, path));
+                    if allowed && !path.contains('{') && (status == 404) != unserved {
+                        failures.push(format!(
+                            "{method} {target} as {who}: {status}, but it is {}in UNSERVED",
+                            if unserved { "" } else { "not " }
+                        ));
+                    }
                     let ok = match (allowed, token) {
                         // Let through: whatever the handler makes of the
                         // request, it is not an authentication refusal.
