@@ -30,6 +30,20 @@ seed() {
     rule_file)
         cp "$root"/rules/packs/*.yaml "corpus/$target/"
         find "$root"/rules/testdata/rulefmt -name '*.yaml' -exec cp {} "corpus/$target/" \; ;;
+    device_message)
+        split -l 1 -d -a 4 seeds/device_message.txt "corpus/$target/message-" ;;
+    syslog_stream)
+        # A read size byte (7), then the messages newline-framed, and one
+        # octet-counted stream.
+        i=0
+        while IFS= read -r line; do
+            printf '\x07%s\n' "$line" >"corpus/$target/stream-$i"
+            i=$((i + 1))
+        done <seeds/device_message.txt
+        message='<13>Nov 28 01:02:03 h app: one'
+        printf '\x03%d %s<13>two\n' "${#message}" "$message" >"corpus/$target/octets" ;;
+    detection_rules)
+        cp "$root"/rules/detection/*.yaml "corpus/$target/" ;;
     agent_config)
         cp "$root"/deploy/agent.example.yaml "$root"/deploy/packaging/agent.yaml "corpus/$target/" 2>/dev/null || true ;;
     collector_config)

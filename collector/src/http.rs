@@ -109,6 +109,37 @@ impl MetricsCredentials {
     }
 }
 
+/// What this file serves itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnEndpoint {
+    /// `/metrics`.
+    Metrics,
+    /// `/-/healthy` and `/-/ready`.
+    Health,
+    /// `/status`.
+    Status,
+}
+
+/// The routes this file serves (GET and HEAD), all open to anyone:
+/// `/metrics` asks for credentials only when `http.metrics_auth` is set.
+/// The dispatcher answers only what is listed here, so this table (with
+/// `incident::routes::ROUTES`) is the whole HTTP listener's authorization
+/// matrix, which `tests/tests/e2e/authorization.rs` walks.
+pub const OWN_ROUTES: &[(&str, OwnEndpoint)] = &[
+    ("/metrics", OwnEndpoint::Metrics),
+    ("/-/healthy", OwnEndpoint::Health),
+    ("/-/ready", OwnEndpoint::Health),
+    ("/status", OwnEndpoint::Status),
+];
+
+/// The endpoint `OWN_ROUTES` lists for `path`.
+fn own_endpoint(path: &str) -> Option<OwnEndpoint> {
+    OWN_ROUTES
+        .iter()
+        .find(|(listed, _)| *listed == path)
+        .map(|(_, endpoint)| *endpoint)
+}
+
 /// Content type of the Prometheus text format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -131,8 +162,8 @@ pub async fn handle(
             "use GET\n".to_string(),
         );
     }
-    match request.uri().path() {
-        "/metrics" => {
+    match own_endpoint(request.uri().path()) {
+        Some(OwnEndpoint::Metrics) => {
             if let Some(credentials) = &state.metrics_auth {
                 let header = request
                     .headers()
@@ -179,13 +210,13 @@ pub async fn handle(
                 ),
             }
         }
-        "/-/healthy" | "/-/ready" => text(StatusCode::OK, "text/plain", "ok\n".to_string()),
-        "/status" => text(
+        Some(OwnEndpoint::Health) => text(StatusCode::OK, "text/plain", "ok\n".to_string()),
+        Some(OwnEndpoint::Status) => text(
             StatusCode::OK,
             "text/html; charset=utf-8",
             status_page(&state),
         ),
-        _ => text(
+        None => text(
             StatusCode::NOT_FOUND,
             "text/plain",
             "not found\n".to_string(),
@@ -312,5 +343,15 @@ mod tests {
         // base64("prometheus:s3cret")
         assert!(basic.accepts(Some(b"Basic cHJvbWV0aGV1czpzM2NyZXQ=")));
         assert!(!basic.accepts(Some(b"Bearer s3cret")));
+    }
+
+    #[test]
+    fn own_routes_do_not_overlap_the_incident_and_notifier_routes() {
+        for (path, _) in OWN_ROUTES {
+            assert!(!crate::incident::owns(path), "{path}");
+            assert!(!crate::notify::api::owns(path), "{path}");
+        }
+        assert_eq!(own_endpoint("/-/ready"), Some(OwnEndpoint::Health));
+        assert_eq!(own_endpoint("/metrics/"), None);
     }
 }

@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod abuse;
 mod alerting;
+mod authorization;
 mod bad_input;
 mod cli;
 mod dashboards;
