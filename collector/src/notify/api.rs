@@ -94,6 +94,15 @@ pub async fn handle(notifier: Arc<Notifier>, request: Request<Incoming>) -> Resp
             StatusCode::FORBIDDEN,
             "alerts are not accepted on this API; set notify.accept_alerts_api: true",
         ),
+        (Method::GET, "/api/v2/alerts") => {
+            let now = now_ms();
+            let alerts: Vec<Value> = notifier
+                .active_alerts()
+                .iter()
+                .map(|alert| alert_json(alert, &notifier.silences().silencing(&alert.labels, now)))
+                .collect();
+            respond(StatusCode::OK, Value::Array(alerts))
+        }
         (Method::GET, "/api/v2/silences") => {
             let now = now_ms();
             let list: Vec<Value> = notifier
@@ -272,6 +281,26 @@ fn post_silence(notifier: &Notifier, body: &[u8]) -> Response<Full<Bytes>> {
             error(StatusCode::INTERNAL_SERVER_ERROR, "storage error")
         }
     }
+}
+
+/// An alert in Alertmanager's API v2 shape (`gettableAlert`); silenced
+/// alerts are `suppressed` with the silences' ids.
+fn alert_json(alert: &Alert, silenced_by: &[String]) -> Value {
+    let state = if silenced_by.is_empty() {
+        "active"
+    } else {
+        "suppressed"
+    };
+    json!({
+        "labels": alert.labels,
+        "annotations": alert.annotations,
+        "startsAt": rfc3339(alert.starts_at_ms),
+        "endsAt": alert.ends_at_ms.map(rfc3339),
+        "updatedAt": rfc3339(now_ms()),
+        "generatorURL": alert.generator_url,
+        "fingerprint": alert.fingerprint().to_string(),
+        "status": {"state": state, "silencedBy": silenced_by, "inhibitedBy": []},
+    })
 }
 
 /// A silence in Alertmanager's API v2 shape (`gettableSilence`).

@@ -78,7 +78,15 @@ pub struct Notifier {
     pub accept_alerts_api: bool,
     /// Whether silences may be changed through the API.
     pub accept_silences_api: bool,
+    /// The latest submission of every alert not yet resolved, for
+    /// `GET /api/v2/alerts`. Bounded like the dispatcher: an alert leaves
+    /// when it resolves or its lease runs out.
+    active: std::sync::Mutex<HashMap<Fingerprint, Alert>>,
 }
+
+/// Most alerts `GET /api/v2/alerts` keeps; beyond this, new fingerprints
+/// are not listed (they are still notified).
+const MAX_LISTED_ALERTS: usize = 100_000;
 
 /// The dispatcher has stopped (the collector is shutting down).
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +101,39 @@ impl Notifier {
         if alerts.is_empty() {
             return Ok(());
         }
+        self.note_active(&alerts);
         self.sender.send(alerts).await.map_err(|_| Stopped)
+    }
+
+    /// Keeps the latest state of each submitted alert for the API.
+    fn note_active(&self, alerts: &[Alert]) {
+        let now = now_ms();
+        let mut active = self
+            .active
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for alert in alerts {
+            let fingerprint = alert.fingerprint();
+            if alert.resolved_at(now) {
+                active.remove(&fingerprint);
+            } else if active.len() < MAX_LISTED_ALERTS || active.contains_key(&fingerprint) {
+                active.insert(fingerprint, alert.clone());
+            }
+        }
+    }
+
+    /// The alerts firing now (resolved ones and expired leases left out),
+    /// sorted by fingerprint.
+    pub fn active_alerts(&self) -> Vec<Alert> {
+        let now = now_ms();
+        let mut active = self
+            .active
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        active.retain(|_, alert| !alert.resolved_at(now));
+        let mut alerts: Vec<Alert> = active.values().cloned().collect();
+        alerts.sort_by_key(Alert::fingerprint);
+        alerts
     }
 
     /// The silences.
@@ -199,6 +239,7 @@ pub fn start(
             silences,
             accept_alerts_api: config.accept_alerts_api,
             accept_silences_api: config.accept_silences_api,
+            active: std::sync::Mutex::new(HashMap::new()),
         }),
         tasks,
     })

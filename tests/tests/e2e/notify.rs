@@ -1011,3 +1011,67 @@ fn inhibition_the_dead_mans_switch_and_resolved_notices_for_silenced_alerts() {
         "{requests:?}"
     );
 }
+
+#[test]
+fn get_alerts_lists_firing_alerts_as_alertmanager_does() {
+    let collector = Collector::start_with(
+        Some(&config(
+            "  route:\n    receiver: nobody\n  receivers:\n    - name: nobody\n",
+        )),
+        &[],
+    );
+    let labels = [
+        ("alertname", "DiskFull"),
+        ("instance", "web-01"),
+        ("severity", "critical"),
+    ];
+    post_alerts(
+        collector.http_addr,
+        &json!([
+            alert(&labels, &[("summary", "磁盘已满")]),
+            alert(&[("alertname", "LoadHigh"), ("instance", "web-02")], &[])
+        ]),
+    );
+    let (status, body) = request(collector.http_addr, "GET", "/api/v2/alerts", "");
+    assert_eq!(status, 200, "{body}");
+    let listed: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed.len(), 2, "{body}");
+    let disk = listed
+        .iter()
+        .find(|alert| alert["labels"]["alertname"] == "DiskFull")
+        .unwrap();
+    assert_eq!(disk["annotations"]["summary"], "磁盘已满");
+    assert_eq!(disk["status"]["state"], "active");
+    assert_eq!(disk["fingerprint"].as_str().unwrap().len(), 16);
+
+    // A silence suppresses it; a resolution removes the other.
+    let silence = json!({
+        "matchers": [{"name": "alertname", "value": "DiskFull", "isRegex": false}],
+        "startsAt": "2000-01-01T00:00:00Z",
+        "endsAt": "2999-01-01T00:00:00Z",
+        "createdBy": "ops",
+        "comment": "replacing the disk"
+    });
+    let (status, body) = request(
+        collector.http_addr,
+        "POST",
+        "/api/v2/silences",
+        &silence.to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    post_alerts(
+        collector.http_addr,
+        &json!([resolved(&[
+            ("alertname", "LoadHigh"),
+            ("instance", "web-02")
+        ])]),
+    );
+    let (_, body) = request(collector.http_addr, "GET", "/api/v2/alerts", "");
+    let listed: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed.len(), 1, "{body}");
+    assert_eq!(listed[0]["status"]["state"], "suppressed", "{body}");
+    assert_eq!(
+        listed[0]["status"]["silencedBy"].as_array().unwrap().len(),
+        1
+    );
+}
