@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for SECONDS (default 600) and prints
-# `target: executions, crashes` for each. Not part of CI's time budget.
+# Usage: fuzz/run-all.sh [SECONDS] [TARGET...]
+# Runs every fuzz target (or only the TARGETs named) for SECONDS (default
+# 600) each and prints `target: executions, crashes` for each. Not part of
+# CI's time budget.
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
 # Crashes are kept in fuzz/artifacts/TARGET/; each must become a regression
 # test next to the parser it broke.
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-600}"
+shift || true
 root=..
 
 # Seed corpora from the project's own fixtures, once.
@@ -51,7 +54,11 @@ seed() {
     esac
 }
 
-targets=$(cargo +nightly fuzz list)
+if [ "$#" -gt 0 ]; then
+    targets="$*"
+else
+    targets=$(cargo +nightly fuzz list)
+fi
 for target in $targets; do
     seed "$target"
 done
