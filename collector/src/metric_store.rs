@@ -217,6 +217,32 @@ impl MetricStore {
         }
     }
 
+    /// For each agent (fresh or not), the value of `label` on the first
+    /// sample of its `family`: e.g. the version in
+    /// `countywatch_agent_build_info`. Skips other families whole, so the
+    /// agents page costs one pass over family names, not over every sample.
+    pub fn label_per_agent(&self, family: &str, label: &str) -> HashMap<String, String> {
+        let mut values = HashMap::new();
+        for (agent, metrics) in self.snapshot() {
+            let value = metrics
+                .families
+                .iter()
+                .filter(|candidate| candidate.name == family)
+                .flat_map(|family| family.samples.first())
+                .find_map(|sample| {
+                    sample
+                        .labels
+                        .iter()
+                        .find(|(name, _)| name == label)
+                        .map(|(_, value)| value.clone())
+                });
+            if let Some(value) = value {
+                values.insert(agent, value);
+            }
+        }
+        values
+    }
+
     /// The agents known, with the time of their last batch, sorted by name.
     pub fn agents(&self) -> Vec<(String, SystemTime)> {
         let agents = self
@@ -270,6 +296,20 @@ mod tests {
                 "# TYPE up_x gauge",
             ]
         );
+    }
+
+    #[test]
+    fn a_label_per_agent_is_read_from_the_named_family_only() {
+        let store = MetricStore::new(Duration::from_secs(60));
+        let mut info = MetricFamily::new("countywatch_agent_build_info", "help", MetricKind::Gauge);
+        info.push(&[("version", "1.2.3")], 1.0);
+        let mut decoy = MetricFamily::new("other_info", "help", MetricKind::Gauge);
+        decoy.push(&[("version", "9.9.9")], 1.0);
+        store.update("a", vec![decoy.clone(), info], 0);
+        store.update("b", vec![decoy], 0);
+        let versions = store.label_per_agent("countywatch_agent_build_info", "version");
+        assert_eq!(versions.get("a").map(String::as_str), Some("1.2.3"));
+        assert_eq!(versions.get("b"), None);
     }
 
     #[test]

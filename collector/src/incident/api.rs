@@ -304,16 +304,9 @@ pub fn agent_rows(incidents: &Incidents) -> anyhow::Result<Vec<Value>> {
     let silent_ms = i64::try_from(incidents.silent_after.as_millis()).unwrap_or(i64::MAX);
     let validity_ms = i64::try_from(crate::ca::AGENT_CERT_VALIDITY.as_millis()).unwrap_or(i64::MAX);
     // The version each agent reports in countywatch_agent_build_info.
-    let mut versions = std::collections::HashMap::new();
-    incidents
+    let versions = incidents
         .metrics
-        .visit_samples(std::time::SystemTime::now(), |agent, _, name, labels, _| {
-            if name == "countywatch_agent_build_info"
-                && let Some((_, version)) = labels.iter().find(|(label, _)| label == "version")
-            {
-                versions.insert(agent.to_string(), version.clone());
-            }
-        });
+        .label_per_agent("countywatch_agent_build_info", "version");
     Ok(incidents
         .registry
         .agents()?
