@@ -13,6 +13,7 @@
 
 pub mod bench;
 pub mod http;
+pub mod netns;
 pub mod notify_peers;
 pub mod peer;
 pub mod process;

@@ -9,98 +9,17 @@
 use std::process::Command;
 use std::time::Duration;
 
+use countywatch_e2e::netns::NetNs;
 use countywatch_e2e::process::wait_until;
 use countywatch_e2e::{Agent, Collector, binary};
 
 use crate::events::{append_lines, config, wait_for_events};
 
-/// A namespace and veth pair, removed on drop.
-struct Link {
-    /// The namespace the agent runs in.
-    namespace: String,
-    /// The collector's end of the veth pair, in the root namespace.
-    host_end: String,
-}
-
-fn ip(arguments: &[&str]) {
-    let status = Command::new("ip")
-        .args(arguments)
-        .status()
-        .expect("iproute2 is installed by tests/run.sh");
-    assert!(status.success(), "ip {arguments:?} failed");
-}
-
-impl Link {
-    fn new(host_address: &str, agent_address: &str) -> Link {
-        let id = std::process::id() % 100_000;
-        let link = Link {
-            namespace: format!("cw-agent-{id}"),
-            host_end: format!("cwh{id}"),
-        };
-        let agent_end = format!("cwa{id}");
-        ip(&["netns", "add", &link.namespace]);
-        ip(&[
-            "link",
-            "add",
-            &link.host_end,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &agent_end,
-        ]);
-        ip(&["link", "set", &agent_end, "netns", &link.namespace]);
-        ip(&[
-            "addr",
-            "add",
-            &format!("{host_address}/30"),
-            "dev",
-            &link.host_end,
-        ]);
-        ip(&["link", "set", &link.host_end, "up"]);
-        let inside = |arguments: &[&str]| {
-            let mut all = vec!["netns", "exec", &link.namespace, "ip"];
-            all.extend_from_slice(arguments);
-            ip(&all);
-        };
-        inside(&[
-            "addr",
-            "add",
-            &format!("{agent_address}/30"),
-            "dev",
-            &agent_end,
-        ]);
-        inside(&["link", "set", &agent_end, "up"]);
-        inside(&["link", "set", "lo", "up"]);
-        link
-    }
-
-    fn set(&self, up: bool) {
-        ip(&[
-            "link",
-            "set",
-            &self.host_end,
-            if up { "up" } else { "down" },
-        ]);
-    }
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_end])
-            .status();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.namespace])
-            .status();
-    }
-}
-
 #[test]
 fn a_link_cut_for_two_minutes_loses_nothing() {
     // Test-only addresses, on the veth pair this test owns.
     let (host_address, agent_address) = ("10.231.7.1", "10.231.7.2");
-    let link = Link::new(host_address, agent_address);
+    let link = NetNs::new("agt", host_address, agent_address);
     let listen = format!("{host_address}:0");
     let collector = Collector::start_with(
         Some(&format!(
@@ -111,7 +30,7 @@ fn a_link_cut_for_two_minutes_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let token = collector.token(Some("far-office"));
     let output = Command::new("ip")
-        .args(["netns", "exec", &link.namespace])
+        .args(["netns", "exec", &link.name])
         .arg(binary("countywatch-agent"))
         .args([
             "enroll",
@@ -135,11 +54,7 @@ fn a_link_cut_for_two_minutes_loses_nothing() {
     // system), so events are produced on both sides of the cut.
     let log = dir.path().join("auth.log");
     std::fs::write(&log, "").unwrap();
-    let agent = Agent::start_wrapped(
-        dir,
-        &config(&log),
-        &["ip", "netns", "exec", &link.namespace],
-    );
+    let agent = Agent::start_wrapped(dir, &config(&log), &link.exec());
     let series = "node_load1{instance=\"far-office\",job=\"countywatch\"}";
     assert!(
         collector
@@ -148,7 +63,7 @@ fn a_link_cut_for_two_minutes_loses_nothing() {
     );
     append_lines(&log, 0, 50);
 
-    link.set(false);
+    link.set_link(false);
     // Two minutes without a link, five lines a second.
     for second in 0..120 {
         append_lines(&log, 50 + second * 5, 5);
@@ -159,7 +74,7 @@ fn a_link_cut_for_two_minutes_loses_nothing() {
         waiting >= 100,
         "two minutes at one batch a second should be spooled: {waiting}"
     );
-    link.set(true);
+    link.set_link(true);
     append_lines(&log, 650, 50);
 
     let mut handed_out = 0;

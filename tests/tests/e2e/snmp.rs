@@ -12,10 +12,10 @@
 //! both packages); its addresses are on links the test owns.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use countywatch_e2e::http::sample_value;
+use countywatch_e2e::netns::NetNs;
 use countywatch_e2e::peer::{
     SNMP_AUTH_PASSWORD, SNMP_COMMUNITY, SNMP_PRIV_PASSWORD, SNMP_USER, SnmpExporter, Snmpd,
 };
@@ -201,99 +201,29 @@ fn the_loopback_interface_matches_snmpget_over_v2c_and_v3_and_bad_credentials_fa
     assert_eq!(collector.event_count("snmp-host", "device_unreachable"), 2);
 }
 
-/// A network namespace with snmpd in it, reachable from the root namespace
-/// over a veth pair, and a second veth pair inside it to take down.
-struct DeviceNamespace {
-    /// The namespace's name.
-    namespace: String,
-    /// The root namespace's end of the link to it.
-    host_end: String,
-}
-
-fn ip(arguments: &[&str]) {
-    let status = Command::new("ip")
-        .args(arguments)
-        .status()
-        .expect("iproute2 is installed by tests/run.sh");
-    assert!(status.success(), "ip {arguments:?} failed");
-}
-
-impl DeviceNamespace {
-    fn new(host_address: &str, device_address: &str) -> DeviceNamespace {
-        let id = std::process::id() % 100_000;
-        let namespace = DeviceNamespace {
-            namespace: format!("cw-snmp-{id}"),
-            host_end: format!("cwsh{id}"),
-        };
-        let device_end = format!("cwsd{id}");
-        ip(&["netns", "add", &namespace.namespace]);
-        ip(&[
-            "link",
-            "add",
-            &namespace.host_end,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &device_end,
-        ]);
-        ip(&["link", "set", &device_end, "netns", &namespace.namespace]);
-        ip(&[
-            "addr",
-            "add",
-            &format!("{host_address}/30"),
-            "dev",
-            &namespace.host_end,
-        ]);
-        ip(&["link", "set", &namespace.host_end, "up"]);
-        namespace.inside(&[
-            "addr",
-            "add",
-            &format!("{device_address}/30"),
-            "dev",
-            &device_end,
-        ]);
-        namespace.inside(&["link", "set", &device_end, "up"]);
-        namespace.inside(&["link", "set", "lo", "up"]);
-        // The port the test takes down: a veth pair inside the namespace,
-        // as a switch port with a cable to another device.
-        namespace.inside(&[
-            "link", "add", "port1", "type", "veth", "peer", "name", "far1",
-        ]);
-        namespace.inside(&["link", "set", "port1", "up"]);
-        namespace.inside(&["link", "set", "far1", "up"]);
-        namespace
-    }
-
-    fn inside(&self, arguments: &[&str]) {
-        let mut all = vec!["netns", "exec", &self.namespace, "ip"];
-        all.extend_from_slice(arguments);
-        ip(&all);
-    }
-}
-
-impl Drop for DeviceNamespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_end])
-            .status();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.namespace])
-            .status();
-    }
+/// The device's namespace, with a second veth pair inside it to take down:
+/// a switch port with a cable to another device.
+fn device_namespace(host_address: &str, device_address: &str) -> NetNs {
+    let namespace = NetNs::new("snmp", host_address, device_address);
+    namespace.ip(&[
+        "link", "add", "port1", "type", "veth", "peer", "name", "far1",
+    ]);
+    namespace.ip(&["link", "set", "port1", "up"]);
+    namespace.ip(&["link", "set", "far1", "up"]);
+    namespace
 }
 
 #[test]
 fn a_port_losing_its_link_gives_interface_down_then_up() {
     // Test-only addresses, on the veth pair this test owns.
     let (host_address, device_address) = ("10.231.9.1", "10.231.9.2");
-    let namespace = DeviceNamespace::new(host_address, device_address);
+    let namespace = device_namespace(host_address, device_address);
     // snmpd on the namespace's standard port 161: the device's address in
     // the agent's config has no port, as most real configs will.
     let snmpd = Snmpd::try_start(
         "cw-access-switch",
         &format!("{device_address}:161"),
-        &["ip", "netns", "exec", &namespace.namespace],
+        &namespace.exec(),
     )
     .expect("snmpd starts in the namespace");
     let config = format!(
@@ -323,7 +253,7 @@ fn a_port_losing_its_link_gives_interface_down_then_up() {
 
     // The far end goes down: port1 loses its carrier while it stays
     // administratively up, as when a cable is pulled.
-    namespace.inside(&["link", "set", "far1", "down"]);
+    namespace.ip(&["link", "set", "far1", "down"]);
     assert!(
         wait_until(Duration::from_secs(60), || {
             collector.event_count("edge-host", "interface_down") >= 1
@@ -351,7 +281,7 @@ fn a_port_losing_its_link_gives_interface_down_then_up() {
         Some("2")
     );
 
-    namespace.inside(&["link", "set", "far1", "up"]);
+    namespace.ip(&["link", "set", "far1", "up"]);
     assert!(
         wait_until(Duration::from_secs(60), || {
             collector.event_count("edge-host", "interface_up") >= 1
