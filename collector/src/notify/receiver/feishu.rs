@@ -1,40 +1,23 @@
 //! Feishu / Lark group robots: an interactive card with a markdown body,
 //! and when a secret is set ("签名校验"), `timestamp` and `sign` in the body,
 //! the signature being HMAC-SHA256 keyed with `timestamp\nsecret` over an
-//! empty message, as Feishu documents. Code 11232 (rate limit) is retried.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! empty message, as Feishu documents. Codes 11232 and 9499 (rate limits)
+//! are retried.
 
 use base64::Engine;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::notify::alert::now_ms;
-use crate::notify::config::{BotConfig, Language};
-use crate::notify::http_client::{self, Target};
+use crate::notify::http_client::Target;
 use crate::notify::notification::Notification;
-use crate::notify::receiver::dingtalk::truncate;
-use crate::notify::receiver::{Integration, SendFuture, check_bot_answer, hmac_sha256};
-use crate::notify::template::Templates;
+use crate::notify::receiver::chat_bot::{ChatBot, Dialect, truncate};
+use crate::notify::receiver::hmac_sha256;
 
 /// Feishu refuses request bodies above 20 KB.
 const MAX_CONTENT_BYTES: usize = 18_000;
 
-/// One Feishu robot.
-pub struct Feishu {
-    /// The robot URL.
-    target: Target,
-    /// Signing secret.
-    secret: Option<String>,
-    /// TLS client configuration.
-    tls: Arc<rustls::ClientConfig>,
-    /// Title and markdown.
-    templates: Templates,
-    /// Whether resolved-only notifications are wanted.
-    send_resolved: bool,
-    /// Bound on one delivery.
-    timeout: Duration,
-}
+/// The Feishu dialect.
+pub struct Feishu;
 
 /// Feishu's signature for `timestamp` (seconds).
 pub fn sign(secret: &str, timestamp_seconds: i64) -> String {
@@ -42,62 +25,33 @@ pub fn sign(secret: &str, timestamp_seconds: i64) -> String {
     base64::engine::general_purpose::STANDARD.encode(hmac_sha256(key.as_bytes(), b""))
 }
 
-impl Feishu {
-    /// Builds the integration from its config.
-    pub fn new(config: &BotConfig, language: Language) -> Result<Feishu, String> {
-        Ok(Feishu {
-            target: Target::parse(&config.url.value)?,
-            secret: config.secret.clone(),
-            tls: http_client::tls_config(config.tls_config.ca_file.as_deref())?,
-            templates: Templates::new(config.language.unwrap_or(language), &config.templates)?,
-            send_resolved: config.send_resolved,
-            timeout: config.timeout.get(),
-        })
-    }
-}
+impl Dialect for Feishu {
+    const KIND: &'static str = "feishu";
+    const RATE_LIMIT_CODES: &'static [i64] = &[11232, 9499];
 
-impl Integration for Feishu {
-    fn kind(&self) -> &'static str {
-        "feishu"
-    }
-
-    fn send_resolved(&self) -> bool {
-        self.send_resolved
-    }
-
-    fn send<'a>(&'a self, notification: &'a Notification) -> SendFuture<'a> {
-        Box::pin(async move {
-            let rendered = self.templates.render(notification);
-            let color = if notification.status() == "firing" {
-                "red"
-            } else {
-                "green"
-            };
-            let mut body = json!({
-                "msg_type": "interactive",
-                "card": {
-                    "header": {
-                        "title": {"tag": "plain_text", "content": rendered.subject},
-                        "template": color,
-                    },
-                    "elements": [{"tag": "markdown", "content": truncate(&rendered.markdown, MAX_CONTENT_BYTES)}],
+    fn request(bot: &ChatBot<Self>, notification: &Notification) -> (Target, Value) {
+        let rendered = bot.templates.render(notification);
+        let color = if notification.status() == "firing" {
+            "red"
+        } else {
+            "green"
+        };
+        let mut body = json!({
+            "msg_type": "interactive",
+            "card": {
+                "header": {
+                    "title": {"tag": "plain_text", "content": rendered.subject},
+                    "template": color,
                 },
-            });
-            if let Some(secret) = &self.secret {
-                let timestamp = now_ms() / 1000;
-                body["timestamp"] = json!(timestamp.to_string());
-                body["sign"] = json!(sign(secret, timestamp));
-            }
-            let (_, answer) = http_client::post(
-                &self.target,
-                &[],
-                body.to_string().into_bytes(),
-                &self.tls,
-                self.timeout,
-            )
-            .await?;
-            check_bot_answer(&answer, &[11232, 9499])
-        })
+                "elements": [{"tag": "markdown", "content": truncate(&rendered.markdown, MAX_CONTENT_BYTES)}],
+            },
+        });
+        if let Some(secret) = &bot.secret {
+            let timestamp = now_ms() / 1000;
+            body["timestamp"] = json!(timestamp.to_string());
+            body["sign"] = json!(sign(secret, timestamp));
+        }
+        (bot.target.clone(), body)
     }
 }
 

@@ -4,6 +4,7 @@
 //! itself.
 
 pub mod alertmanager;
+pub mod chat_bot;
 pub mod dingtalk;
 pub mod email;
 pub mod feishu;
@@ -16,6 +17,7 @@ use std::pin::Pin;
 
 use crate::notify::config::{Language, NotifyConfig, ReceiverConfig};
 use crate::notify::notification::Notification;
+use crate::notify::receiver::chat_bot::ChatBot;
 
 /// Why a delivery failed, and whether trying again can help.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -85,19 +87,21 @@ fn build_receiver(
     }
     for (index, config) in receiver.dingtalk_configs.iter().enumerate() {
         integrations.push(Box::new(
-            dingtalk::DingTalk::new(config, language)
+            ChatBot::<dingtalk::DingTalk>::new(config, language)
                 .map_err(|error| anyhow::anyhow!("{}: {error}", context("dingtalk", index)))?,
         ));
     }
     for (index, config) in receiver.wecom_configs.iter().enumerate() {
-        integrations.push(Box::new(wecom::WeCom::new(config, language).map_err(
-            |error| anyhow::anyhow!("{}: {error}", context("wecom", index)),
-        )?));
+        integrations.push(Box::new(
+            ChatBot::<wecom::WeCom>::new(config, language)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", context("wecom", index)))?,
+        ));
     }
     for (index, config) in receiver.feishu_configs.iter().enumerate() {
-        integrations.push(Box::new(feishu::Feishu::new(config, language).map_err(
-            |error| anyhow::anyhow!("{}: {error}", context("feishu", index)),
-        )?));
+        integrations.push(Box::new(
+            ChatBot::<feishu::Feishu>::new(config, language)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", context("feishu", index)))?,
+        ));
     }
     for (index, config) in receiver.alertmanager_configs.iter().enumerate() {
         integrations.push(Box::new(alertmanager::Alertmanager::new(config).map_err(
