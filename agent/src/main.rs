@@ -12,10 +12,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use countywatch_agent::config::{Config, unspanned};
+use countywatch_daemon::config_file;
 use countywatch_daemon::logging::{self, LogFormat};
-
-/// Exit code for an invalid configuration.
-const EXIT_CONFIG: u8 = 3;
 
 /// countywatch agent: reports this host's health and security events to a
 /// countywatch collector.
@@ -127,16 +125,7 @@ fn main() -> ExitCode {
             device,
             file,
         } => replay(source, &file, max_line_bytes, &device),
-        Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(_) => {
-                println!("{}: valid", file.display());
-                ExitCode::SUCCESS
-            }
-            Err(problems) => {
-                eprintln!("{problems}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+        Command::CheckConfig { file } => config_file::check_command(&file, Config::load(&file)),
         Command::Test { config } => {
             let config = match load(config.as_ref(), None) {
                 Ok(config) => config,
@@ -283,10 +272,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Loads the configuration, printing every problem and turning them into
 /// the configuration exit code.
 fn load(path: Option<&PathBuf>, overrides: Option<Overrides>) -> Result<Config, ExitCode> {
-    load_config(path, overrides).map_err(|problems| {
-        eprintln!("{problems}");
-        ExitCode::from(EXIT_CONFIG)
-    })
+    load_config(path, overrides).map_err(|problems| problems.report())
 }
 
 /// Loads the file (or the defaults), applies the flags, validates.

@@ -16,10 +16,8 @@ use countywatch_collector::incident::audit;
 use countywatch_collector::incident::auth::{self, Role};
 use countywatch_collector::incident::store::IncidentStore;
 use countywatch_collector::notify;
+use countywatch_daemon::config_file;
 use countywatch_daemon::logging::{self, LogFormat};
-
-/// Exit code for an invalid configuration.
-const EXIT_CONFIG: u8 = 3;
 
 /// countywatch collector: receives agents' reports, exposes them to
 /// Prometheus, evaluates rules and sends alerts.
@@ -291,16 +289,7 @@ fn main() -> ExitCode {
     logging::init(cli.log_format);
     match cli.command {
         Command::Rules { command } => rules_command(command),
-        Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(_) => {
-                println!("{}: valid", file.display());
-                ExitCode::SUCCESS
-            }
-            Err(problems) => {
-                eprintln!("{problems}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+        Command::CheckConfig { file } => config_file::check_command(&file, Config::load(&file)),
         Command::Fingerprint { location } => with_state(location, |config| {
             let ca = countywatch_collector::certificate_authority(config)?;
             println!("{}", ca.fingerprint());
@@ -711,10 +700,7 @@ fn rules_command(command: RulesCommand) -> ExitCode {
 
 fn load(path: Option<&PathBuf>, overrides: Overrides) -> Result<Config, ExitCode> {
     let mut config = match path {
-        Some(path) => Config::load(path).map_err(|problems| {
-            eprintln!("{problems}");
-            ExitCode::from(EXIT_CONFIG)
-        })?,
+        Some(path) => Config::load(path).map_err(|problems| problems.report())?,
         None => Config::default(),
     };
     if let Some(listen) = overrides.http_listen {
@@ -730,9 +716,8 @@ fn load(path: Option<&PathBuf>, overrides: Overrides) -> Result<Config, ExitCode
         config.data_dir = data_dir;
     }
     let source = path.cloned().unwrap_or_else(|| PathBuf::from("<flags>"));
-    config.validate(&source).map_err(|problems| {
-        eprintln!("{problems}");
-        ExitCode::from(EXIT_CONFIG)
-    })?;
+    config
+        .validate(&source)
+        .map_err(|problems| problems.report())?;
     Ok(config)
 }

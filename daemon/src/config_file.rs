@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use serde::de::DeserializeOwned;
 
@@ -113,6 +114,30 @@ impl Problems {
     /// Whether no problem was recorded.
     pub fn is_empty(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// Prints every problem to standard error and returns the exit code of
+    /// an invalid configuration: what a daemon refusing its config and
+    /// `check-config` both end with.
+    pub fn report(&self) -> ExitCode {
+        eprintln!("{self}");
+        ExitCode::from(EXIT_INVALID_CONFIG)
+    }
+}
+
+/// The exit code of both daemons for an invalid configuration (0 is
+/// success, 1 a runtime failure, 2 a usage error from clap).
+pub const EXIT_INVALID_CONFIG: u8 = 3;
+
+/// The `check-config` command of both daemons: `FILE: valid` and exit 0,
+/// or every problem and [`EXIT_INVALID_CONFIG`].
+pub fn check_command<T>(file: &Path, loaded: Result<T, Problems>) -> ExitCode {
+    match loaded {
+        Ok(_) => {
+            println!("{}: valid", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(problems) => problems.report(),
     }
 }
 
