@@ -2,11 +2,10 @@
 //! certificate, the collector's CA, and where to send batches. Kept in
 //! `<state_dir>/identity/`, the key with mode 0600.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use countywatch_daemon::durable_file;
 use serde::{Deserialize, Serialize};
 
 /// What enrolment recorded besides the key and certificates.
@@ -84,26 +83,12 @@ impl IdentityFiles {
             .with_context(|| format!("cannot create {}", self.directory.display()))?;
         let record = serde_json::to_string_pretty(enrollment)
             .context("cannot encode the enrolment record")?;
-        write_replacing(&self.key(), key_pem.as_bytes(), 0o600)?;
-        write_replacing(&self.certificate(), certificate_pem.as_bytes(), 0o644)?;
-        write_replacing(&self.ca(), ca_pem.as_bytes(), 0o644)?;
-        write_replacing(&self.enrollment(), record.as_bytes(), 0o644)
+        durable_file::replace(&self.key(), key_pem.as_bytes(), 0o600)?;
+        durable_file::replace(&self.certificate(), certificate_pem.as_bytes(), 0o644)?;
+        durable_file::replace(&self.ca(), ca_pem.as_bytes(), 0o644)?;
+        durable_file::replace(&self.enrollment(), record.as_bytes(), 0o644)?;
+        Ok(())
     }
-}
-
-fn write_replacing(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
-    let temporary = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&temporary);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&temporary)
-        .with_context(|| format!("cannot create {}", temporary.display()))?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(&temporary, path))
-        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]

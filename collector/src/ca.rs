@@ -8,12 +8,11 @@
 //! only the server-auth usage, so a stolen agent key cannot impersonate the
 //! collector to other agents.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use countywatch_daemon::durable_file;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
@@ -120,11 +119,11 @@ impl CertificateAuthority {
             .signed_by(&key, &self.issuer)
             .context("cannot sign the server certificate")?;
         create_parent(&files.cert_file)?;
-        write_file(&files.key_file, key.serialize_pem().as_bytes(), 0o600)?;
+        durable_file::create_new(&files.key_file, key.serialize_pem().as_bytes(), 0o600)?;
         // The chain carries the CA so that enrolling agents can find the CA
         // they pinned by fingerprint.
         let chain = format!("{}{}", certificate.pem(), self.certificate_pem);
-        write_file(&files.cert_file, chain.as_bytes(), 0o644)?;
+        durable_file::create_new(&files.cert_file, chain.as_bytes(), 0o644)?;
         tracing::info!(cert = %files.cert_file.display(), names = ?names, "issued the server certificate");
         Ok(files)
     }
@@ -173,8 +172,8 @@ fn create(files: &TlsFiles) -> anyhow::Result<()> {
         .self_signed(&key)
         .context("cannot create the CA certificate")?;
     create_parent(&files.cert_file)?;
-    write_file(&files.key_file, key.serialize_pem().as_bytes(), 0o600)?;
-    write_file(&files.cert_file, certificate.pem().as_bytes(), 0o644)?;
+    durable_file::create_new(&files.key_file, key.serialize_pem().as_bytes(), 0o600)?;
+    durable_file::create_new(&files.cert_file, certificate.pem().as_bytes(), 0o644)?;
     tracing::info!(
         cert = %files.cert_file.display(),
         fingerprint = %sha256_hex(certificate.der().as_ref()),
@@ -208,19 +207,6 @@ fn create_parent(path: &Path) -> anyhow::Result<()> {
     let directory = path.parent().map(Path::to_path_buf).unwrap_or_default();
     std::fs::create_dir_all(&directory)
         .with_context(|| format!("cannot create {}", directory.display()))
-}
-
-/// Writes a new file with `mode`, refusing to overwrite an existing one.
-pub fn write_file(path: &PathBuf, contents: &[u8], mode: u32) -> anyhow::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]

@@ -7,12 +7,15 @@
 //! - [`duration`]: Prometheus-style durations (`15s`, `1m30s`) in configs.
 //! - [`shutdown`]: the future that resolves on SIGTERM or SIGINT.
 //! - [`notify`]: systemd readiness (`READY=1` on `$NOTIFY_SOCKET`).
+//! - [`durable_file`]: keys, certificates and records written whole, with
+//!   their permissions from the first byte.
 //!
 //! This crate knows nothing about metrics, events or the wire format; it
 //! exists so that the agent and the collector do not depend on each other.
 
 pub mod clock;
 pub mod config_file;
+pub mod durable_file;
 pub mod duration;
 pub mod logging;
 pub mod notify;

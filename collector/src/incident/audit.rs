@@ -329,7 +329,7 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<Ed25519KeyPair> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
                 .map_err(|_| anyhow::anyhow!("cannot generate the audit signing key"))?;
-            write_private(path, document.as_ref())?;
+            countywatch_daemon::durable_file::create_new(path, document.as_ref(), 0o600)?;
             document.as_ref().to_vec()
         }
         Err(error) => {
@@ -338,20 +338,6 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<Ed25519KeyPair> {
     };
     Ed25519KeyPair::from_pkcs8(&bytes)
         .map_err(|_| anyhow::anyhow!("{} is not an Ed25519 PKCS#8 key", path.display()))
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// What [`verify`] found.
