@@ -4,7 +4,15 @@
 //!
 //! Invariant: nothing a peer sends can make this loop stop or grow without
 //! bound. Accept errors back off; handshakes and request heads have
-//! deadlines; connections past the cap wait in the kernel's backlog.
+//! deadlines; past the cap, one accepted connection waits for a slot and the
+//! rest wait in the kernel's backlog.
+//!
+//! At the cap, idle keep-alive connections are what usually fill it (a
+//! client that keeps finished connections open holds its slot until the
+//! head deadline). So when a peer is waiting and no slot is free, every
+//! open connection is told to close after its current request: idle ones
+//! close at once, busy ones answer first. Nothing in flight is lost, and
+//! the waiting agent gets a slot in milliseconds instead of a deadline.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,7 +26,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -62,16 +70,10 @@ pub async fn serve<H, F>(
 {
     let options = Arc::new(options);
     let semaphore = Arc::new(Semaphore::new(options.max_connections));
+    let pressure = Arc::new(Notify::new());
     let mut connections = JoinSet::new();
     let mut accept_backoff = Duration::from_millis(5);
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.changed() => break,
-            permit = Arc::clone(&semaphore).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-        };
         let (stream, peer) = tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
@@ -86,17 +88,38 @@ pub async fn serve<H, F>(
             },
         };
         accept_backoff = Duration::from_millis(5);
+        let permit = match Arc::clone(&semaphore).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // At the cap with a peer waiting: make room (see the module
+                // comment), then wait for the first slot to free up.
+                pressure.notify_waiters();
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    permit = Arc::clone(&semaphore).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         while connections.try_join_next().is_some() {}
         let options = Arc::clone(&options);
         let telemetry = Arc::clone(&telemetry);
         let handler = handler.clone();
         let shutdown = shutdown.clone();
+        let pressure = Arc::clone(&pressure);
         connections.spawn(async move {
             let gauge = telemetry
                 .open_connections
                 .with_label_values(&[options.name]);
             gauge.inc();
-            serve_connection(stream, peer, &options, &telemetry, handler, shutdown).await;
+            let context = Context {
+                options: &options,
+                telemetry: &telemetry,
+                pressure: &pressure,
+            };
+            serve_connection(stream, peer, &context, handler, shutdown).await;
             gauge.dec();
             drop(permit);
         });
@@ -115,17 +138,28 @@ pub async fn serve<H, F>(
     }
 }
 
+/// What every connection of a listener shares.
+struct Context<'a> {
+    /// The listener's options.
+    options: &'a ServeOptions,
+    /// Where handshake failures and shed connections are counted.
+    telemetry: &'a Telemetry,
+    /// Notified when the listener is at its cap and a peer is waiting.
+    pressure: &'a Notify,
+}
+
 async fn serve_connection<H, F>(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    options: &ServeOptions,
-    telemetry: &Telemetry,
+    context: &Context<'_>,
     handler: H,
     shutdown: watch::Receiver<bool>,
 ) where
     H: Fn(Request<Incoming>, Peer) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
+    let options = context.options;
+    let telemetry = context.telemetry;
     let _ = stream.set_nodelay(true);
     match &options.tls {
         Some(acceptor) => {
@@ -143,7 +177,7 @@ async fn serve_connection<H, F>(
                         addr: peer,
                         certificate_sha256,
                     };
-                    serve_http(TokioIo::new(tls), peer, options, handler, shutdown).await;
+                    serve_http(TokioIo::new(tls), peer, context, handler, shutdown).await;
                 }
                 Ok(Err(error)) => {
                     telemetry
@@ -166,7 +200,7 @@ async fn serve_connection<H, F>(
                 addr: peer,
                 certificate_sha256: None,
             };
-            serve_http(TokioIo::new(stream), peer, options, handler, shutdown).await;
+            serve_http(TokioIo::new(stream), peer, context, handler, shutdown).await;
         }
     }
 }
@@ -174,7 +208,7 @@ async fn serve_connection<H, F>(
 async fn serve_http<I, H, F>(
     io: I,
     peer: Peer,
-    options: &ServeOptions,
+    context: &Context<'_>,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -182,6 +216,7 @@ async fn serve_http<I, H, F>(
     H: Fn(Request<Incoming>, Peer) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
+    let options = context.options;
     let addr = peer.addr;
     let service = hyper::service::service_fn(move |request| {
         let response = handler(request, peer.clone());
@@ -196,6 +231,15 @@ async fn serve_http<I, H, F>(
     let result = tokio::select! {
         result = connection.as_mut() => result,
         _ = shutdown.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+        () = context.pressure.notified() => {
+            context
+                .telemetry
+                .connections_shed
+                .with_label_values(&[options.name])
+                .inc();
             connection.as_mut().graceful_shutdown();
             connection.await
         }

@@ -33,6 +33,9 @@ pub struct Telemetry {
     pub tls_handshake_failures: IntCounterVec,
     /// Connections currently open, by listener.
     pub open_connections: prometheus::IntGaugeVec,
+    /// Keep-alive connections closed to make room when the listener was
+    /// at its connection cap, by listener.
+    pub connections_shed: IntCounterVec,
     /// Agents whose metrics are currently exposed.
     pub agents_reporting: IntGauge,
     /// Enrolment requests by outcome.
@@ -185,9 +188,17 @@ impl Telemetry {
             ),
             &["listener"],
         )?;
+        let connections_shed = IntCounterVec::new(
+            Opts::new(
+                "countywatch_connections_shed_total",
+                "Keep-alive connections told to close because the listener was at its connection cap and another peer was waiting, by listener.",
+            ),
+            &["listener"],
+        )?;
         for listener in ["http", "ingest", "enroll"] {
             tls_handshake_failures.with_label_values(&[listener]);
             open_connections.with_label_values(&[listener]);
+            connections_shed.with_label_values(&[listener]);
         }
         let agents_reporting = IntGauge::new(
             "countywatch_agents_reporting",
@@ -210,6 +221,7 @@ impl Telemetry {
         registry.register(Box::new(ingest_bytes.clone()))?;
         registry.register(Box::new(tls_handshake_failures.clone()))?;
         registry.register(Box::new(open_connections.clone()))?;
+        registry.register(Box::new(connections_shed.clone()))?;
         registry.register(Box::new(agents_reporting.clone()))?;
         Ok(Telemetry {
             registry,
@@ -219,6 +231,7 @@ impl Telemetry {
             ingest_bytes,
             tls_handshake_failures,
             open_connections,
+            connections_shed,
             agents_reporting,
             enroll_requests,
             metrics_scrapes,

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use countywatch_e2e::Collector;
-use countywatch_e2e::http::{CurlIdentity, curl_post, get, post_batch};
+use countywatch_e2e::http::{CurlIdentity, curl_post, get, post_batch, sample_value};
 
 /// The collector's listeners tightened so that each abuse runs its course
 /// quickly: connections cut 2 s after accept without a handshake or head.
@@ -243,6 +243,85 @@ fn slowloris_on_the_http_listener_is_cut_off_by_the_head_deadline() {
 }
 
 #[test]
+fn idle_keep_alive_connections_make_room_for_a_waiting_agent() {
+    const CAP: usize = 4;
+    // A head deadline far past curl's 30 s: if the idle connections kept
+    // their slots until it, the waiting agent's request would time out.
+    let collector = Collector::start_with(
+        Some(&format!(
+            "ingest:\n  max_connections: {CAP}\n  request_timeout: 300s\n"
+        )),
+        &[],
+    );
+    let identity = collector.enrolled_identity("keepalive-agent");
+    let files = identity.path().join("identity");
+    let body = countywatch_wire::encode_batch(&batch("keepalive-agent", 1));
+    // CAP clients that each send one batch over mutual TLS, read the
+    // answer, and keep the connection open without a word more, as an
+    // HTTP client with a connection pool does.
+    let mut holders = Vec::new();
+    for _ in 0..CAP {
+        let mut child = std::process::Command::new("openssl")
+            .args(["s_client", "-quiet", "-connect"])
+            .arg(collector.ingest_addr.to_string())
+            .arg("-cert")
+            .arg(files.join("agent.crt"))
+            .arg("-key")
+            .arg(files.join("agent.key"))
+            .arg("-CAfile")
+            .arg(files.join("ca.crt"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl is installed by tests/run.sh");
+        let mut stdin = child.stdin.take().unwrap();
+        write!(
+            stdin,
+            "POST {} HTTP/1.1\r\nHost: collector\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            countywatch_wire::INGEST_PATH,
+            body.len()
+        )
+        .unwrap();
+        stdin.write_all(&body).unwrap();
+        stdin.flush().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut status = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut status).unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status:?}");
+        // Kept: dropping stdin would end s_client's side.
+        holders.push((child, stdin, stdout));
+    }
+    let metrics = collector.metrics();
+    assert_eq!(
+        sample_value(
+            &metrics,
+            "countywatch_open_connections{listener=\"ingest\"}"
+        ),
+        Some(CAP as f64),
+        "{metrics}"
+    );
+    // Every slot is held by an idle connection; an agent arrives.
+    still_serves(&collector, identity.path(), "keepalive-agent", 2);
+    // The server closed the idle connections to make room: each s_client
+    // saw the end of its connection and exited.
+    assert!(
+        countywatch_e2e::process::wait_until(Duration::from_secs(30), || {
+            holders
+                .iter_mut()
+                .all(|(child, _, _)| child.try_wait().unwrap().is_some())
+        }),
+        "idle connections were left open"
+    );
+    let shed = sample_value(
+        &collector.metrics(),
+        "countywatch_connections_shed_total{listener=\"ingest\"}",
+    )
+    .unwrap_or(0.0);
+    assert!(shed >= CAP as f64, "{shed} connections shed");
+}
+
+#[test]
 fn a_thousand_agents_connecting_at_once_are_all_served() {
     const AGENTS: usize = 1_000;
     // curl's parallel transfers are capped at 300 per process.
@@ -278,10 +357,9 @@ fn a_thousand_agents_connecting_at_once_are_all_served() {
                 let mut command = std::process::Command::new("curl");
                 command
                     .args(["-s", "--parallel", "--parallel-immediate"])
-                    // One connection per agent, closed after its answer:
-                    // curl would otherwise keep finished connections idle
-                    // (holding the collector's connection slots until the
-                    // idle deadline) while others wait in the backlog.
+                    // One connection per agent, closed after its answer, as
+                    // 1,000 separate agents would do (idle keep-alive
+                    // connections are the next test's subject).
                     .args(["-H", "Connection: close"])
                     .args(["--parallel-max", &PER_CURL.to_string()])
                     .args(["--max-time", "120", "-w", "%{http_code} %{errormsg}\n"])
