@@ -55,6 +55,9 @@ const RANGES: &[&str] = &[
     "[2m:30s]",
     "[5m:]",
     "[292y]",
+    // Bare-number durations the parser once panicked on (fuzzing found it).
+    "[1e40]",
+    "[30]",
     "[1y:1ms]",
     "[5m] @ 100",
     "[1m:1m] offset 292y",

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::Matchers;
-use promql_parser::parser::{self, AtModifier, Expr, Offset, VectorSelector};
+use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 
 use super::{EvalError, RangeSeries, Sample, Value, aggregate, binary, functions};
 use crate::labels::{Labels, METRIC_NAME};
@@ -22,7 +22,7 @@ pub const DEFAULT_LOOKBACK: Millis = 5 * 60 * 1000;
 /// Parses a PromQL expression; an error says where in the text it is
 /// (`1:6: parse error: ...`), as Prometheus's parser does.
 pub fn parse_expr(text: &str) -> Result<Expr, EvalError> {
-    parser::parse(text)
+    super::parse_guard::parse(text)
         .map_err(|message| EvalError::new(super::syntax_error::describe(text, &message)))
 }
 

@@ -7,6 +7,7 @@
 //! - [`aggregate`]: `sum`, `avg`, `topk` and the other aggregations.
 //! - [`go_math`]: Go's `log` and `atan2`, for bit-exact results.
 //! - [`syntax_error`]: where in an expression a parse error is.
+//! - [`parse_guard`]: the parser's panics turned into parse errors.
 //! - [`functions`]: the function library, one file per family.
 //!
 //! Semantics follow Prometheus 2.x, the version whose `promtool` the
@@ -20,6 +21,7 @@ pub mod binary;
 pub mod eval;
 pub mod functions;
 pub mod go_math;
+pub mod parse_guard;
 pub mod syntax_error;
 
 use crate::labels::Labels;

@@ -87,7 +87,7 @@ fn viable(prefix: &str, open: &[&str]) -> bool {
         TRAILING_ENDINGS.iter().any(|trailing| {
             let candidate = format!("{prefix}{operand}{closers}{trailing}");
             parser::lexer(&candidate).is_ok()
-                && match parser::parse(&candidate) {
+                && match super::parse_guard::parse(&candidate) {
                     Ok(_) => true,
                     Err(message) => message != INVALID_QUERY,
                 }
