@@ -1,22 +1,18 @@
-//! The authentication log source: turns lines of `/var/log/auth.log` or
-//! `/var/log/secure` into security events.
+//! Lines of an authentication log (`/var/log/auth.log`, `/var/log/secure`,
+//! or a journal entry's fields) to security events.
 //!
-//! [`LineParser`] is the pure part, shared by the live source and by
-//! `countywatch-agent replay`: escape control characters, split off the
-//! syslog prefix, expand rsyslog's `message repeated N times: [ ... ]`, and
-//! hand the message to the program's parser. [`AuthSource`] is the thin IO
-//! part: one [`Tailer`] per configured file.
+//! [`LineParser`] escapes control characters, splits off the syslog prefix
+//! ([`crate::syslog_prefix`]), expands rsyslog's `message repeated N times:
+//! [ ... ]`, and hands the message to the program's parser
+//! ([`crate::parse_message`]). It is shared by the agent's live source, by
+//! `countywatch-agent replay` and by detection-rule tests' `lines:`.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::path::PathBuf;
 
 use countywatch_wire::{Event, EventKind, EventSource, MAX_FIELD_BYTES, MAX_RAW_BYTES};
 
-use super::lines::LineSplitter;
-use super::parse::{self, Parsed, syslog_prefix};
-use super::tail::{Position, Tailer};
+use crate::sanitize::{cap, cap_fields, escape_controls};
+use crate::{Parsed, syslog_prefix};
 
 /// Most events one `message repeated N times` line expands to; rsyslog
 /// repeats for bursts, and a forged huge N must not flood the batch.
@@ -100,7 +96,7 @@ impl LineParser {
         out: &mut Vec<Event>,
     ) -> usize {
         let (message, repeat) = repeated(prefix.message);
-        match parse::parse_message(prefix.program, message) {
+        match crate::parse_message(prefix.program, message) {
             Parsed::Event(kind, mut fields) => {
                 fields.process = Some(prefix.program.to_string());
                 fields.pid = prefix.pid;
@@ -146,285 +142,6 @@ fn repeated(message: &str) -> (&str, u32) {
         return (message, 1);
     };
     (inner.trim_start(), count.clamp(1, MAX_REPEAT))
-}
-
-/// Replaces control characters (ANSI escapes, carriage returns, NULs...)
-/// with visible escapes such as `\x1b`, so nothing in an event can drive a
-/// terminal or fake a line break when an analyst prints it.
-pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    // Fast path over bytes: C0 controls and DEL are single bytes; C1
-    // controls start with 0xC2 and U+2028/U+2029 with 0xE2, so a line
-    // without those bytes needs no character-by-character look.
-    if !may_hold_controls(text.as_bytes()) || !text.chars().any(is_escaped) {
-        return Cow::Borrowed(text);
-    }
-    let mut escaped = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if is_escaped(c) {
-            escaped.push_str(&format!("\\x{:02x}", u32::from(c)));
-        } else {
-            escaped.push(c);
-        }
-    }
-    Cow::Owned(escaped)
-}
-
-/// Whether `bytes` may hold a byte below 0x20 or one of 0x7F, 0xC2, 0xE2.
-/// Eight bytes at a time with word arithmetic (fast at any optimisation
-/// level); it may answer yes wrongly, never no wrongly.
-fn may_hold_controls(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let has_zero_byte = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let word = <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes);
-        let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
-        if below_space
-            || has_zero_byte(word ^ (ONES * 0x7f))
-            || has_zero_byte(word ^ (ONES * 0xc2))
-            || has_zero_byte(word ^ (ONES * 0xe2))
-        {
-            return true;
-        }
-    }
-    chunks
-        .remainder()
-        .iter()
-        .any(|byte| *byte < 0x20 || matches!(*byte, 0x7f | 0xc2 | 0xe2))
-}
-
-fn is_escaped(c: char) -> bool {
-    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
-}
-
-/// The longest prefix of `text` of at most `limit` bytes ending on a
-/// character boundary.
-pub fn cap(text: &str, limit: usize) -> &str {
-    if text.len() <= limit {
-        return text;
-    }
-    let mut end = limit;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-/// Cuts every string field to the wire's cap, setting `truncated` when one was cut.
-pub fn cap_fields(fields: &mut countywatch_wire::EventFields) {
-    for value in [
-        &mut fields.user,
-        &mut fields.target_user,
-        &mut fields.group,
-        &mut fields.src_host,
-        &mut fields.method,
-        &mut fields.tty,
-        &mut fields.command,
-        &mut fields.cwd,
-        &mut fields.service,
-        &mut fields.reason,
-        &mut fields.key_fingerprint,
-        &mut fields.process,
-        &mut fields.home,
-        &mut fields.shell,
-        &mut fields.path,
-        &mut fields.device,
-        &mut fields.interface,
-        &mut fields.app_name,
-        &mut fields.msg_id,
-        &mut fields.message,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if value.len() > MAX_FIELD_BYTES {
-            let kept = cap(value, MAX_FIELD_BYTES).len();
-            value.truncate(kept);
-            fields.truncated = true;
-        }
-    }
-}
-
-/// What `replay` prints on stderr at the end.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReplaySummary {
-    /// The parser's counts.
-    pub stats: ParseStats,
-}
-
-impl std::fmt::Display for ReplaySummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let stats = &self.stats;
-        let events: u64 = stats.events.values().sum();
-        writeln!(f, "lines read: {}", stats.lines)?;
-        writeln!(f, "events: {events}")?;
-        for (kind, count) in &stats.events {
-            writeln!(f, "  {}: {count}", kind.as_str())?;
-        }
-        writeln!(
-            f,
-            "lines ignored (understood, no event): {}",
-            stats.lines_ignored
-        )?;
-        writeln!(f, "lines not understood: {}", stats.lines_unknown)?;
-        write!(f, "lines truncated: {}", stats.lines_truncated)
-    }
-}
-
-/// Reads a whole log through the parsers and writes one JSON event per line
-/// to `out`. Lines are capped at `max_line` bytes like the live source.
-pub fn replay(
-    mut input: impl Read,
-    out: &mut impl Write,
-    max_line: usize,
-    now_ms: i64,
-) -> std::io::Result<ReplaySummary> {
-    let mut parser = LineParser::default();
-    let mut splitter = LineSplitter::new(max_line);
-    let mut buffer = vec![0u8; 256 * 1024];
-    let mut filled = 0;
-    let mut events = Vec::new();
-    let mut json = Vec::with_capacity(1024);
-    let mut write_error = None;
-    loop {
-        if filled == buffer.len() {
-            // Only a partial line shorter than the cap is ever kept, so
-            // this grows at most once.
-            buffer.resize(buffer.len() * 2, 0);
-        }
-        let read = match input.read(&mut buffer[filled..]) {
-            Ok(read) => read,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
-        };
-        let at_end = read == 0;
-        filled += read;
-        let mut emit = |line: &[u8], truncated: bool| {
-            let text = String::from_utf8_lossy(line);
-            parser.parse_line(&text, truncated, now_ms, &mut events);
-            for event in events.drain(..) {
-                if write_error.is_none()
-                    && let Err(error) = write_event(out, &mut json, &event)
-                {
-                    write_error = Some(error);
-                }
-            }
-            write_error.is_none()
-        };
-        let consumed = splitter.split(&buffer[..filled], &mut emit);
-        if at_end {
-            if consumed < filled && !splitter.skipping {
-                // The last line has no newline; it is still a line.
-                emit(&buffer[consumed..filled], false);
-            }
-            break;
-        }
-        buffer.copy_within(consumed..filled, 0);
-        filled -= consumed;
-        if let Some(error) = write_error.take() {
-            return Err(error);
-        }
-    }
-    if let Some(error) = write_error {
-        return Err(error);
-    }
-    out.flush()?;
-    Ok(ReplaySummary {
-        stats: parser.stats,
-    })
-}
-
-/// Serialises into a reused buffer and writes it in one call, which is
-/// markedly faster than serde_json's many small writes to the output.
-fn write_event(out: &mut impl Write, json: &mut Vec<u8>, event: &Event) -> std::io::Result<()> {
-    json.clear();
-    serde_json::to_writer(&mut *json, event)?;
-    json.push(b'\n');
-    out.write_all(json)
-}
-
-/// The live source: tails every configured file, or reads the journal.
-pub struct AuthSource {
-    /// One tailer per configured path.
-    tailers: Vec<Tailer>,
-    /// The journal, when it replaces the files.
-    pub journal: Option<super::journal::JournalSource>,
-    /// The parser and its counts.
-    pub parser: LineParser,
-    /// Cap on line length.
-    max_line: usize,
-}
-
-impl AuthSource {
-    /// Tails `paths`, resuming from the persisted `positions`. Files met for
-    /// the first time start at their end unless `read_existing`.
-    pub fn new(
-        paths: &[PathBuf],
-        positions: &BTreeMap<PathBuf, Position>,
-        read_existing: bool,
-        max_line: usize,
-    ) -> Self {
-        let tailers = paths
-            .iter()
-            .map(|path| Tailer::new(path.clone(), positions.get(path).cloned(), read_existing))
-            .collect();
-        AuthSource {
-            tailers,
-            journal: None,
-            parser: LineParser::default(),
-            max_line,
-        }
-    }
-
-    /// A source reading the journal instead of files.
-    pub fn from_journal(journal: super::journal::JournalSource) -> Self {
-        AuthSource {
-            tailers: Vec::new(),
-            journal: Some(journal),
-            parser: LineParser::default(),
-            max_line: MAX_RAW_BYTES,
-        }
-    }
-
-    /// Reads new lines of every file into events, stopping once `budget`
-    /// events were produced; the positions after what was read go into
-    /// `positions`.
-    pub fn poll(
-        &mut self,
-        now_ms: i64,
-        budget: usize,
-        out: &mut Vec<Event>,
-        positions: &mut BTreeMap<PathBuf, Position>,
-    ) -> u64 {
-        let mut read_errors = 0;
-        for tailer in &mut self.tailers {
-            let parser = &mut self.parser;
-            let start = out.len();
-            let mut emit = |line: &[u8], truncated: bool| {
-                let text = String::from_utf8_lossy(line);
-                parser.parse_line(&text, truncated, now_ms, out);
-                out.len() < budget
-            };
-            if tailer.poll(self.max_line, &mut emit).is_err() {
-                read_errors += 1;
-            }
-            let path = tailer.path().display().to_string();
-            for event in &mut out[start..] {
-                event.fields.path.get_or_insert_with(|| path.clone());
-            }
-            if let Some(position) = tailer.checkpoint() {
-                positions.insert(tailer.path().to_path_buf(), position);
-            }
-            if out.len() >= budget {
-                break;
-            }
-        }
-        if let Some(journal) = &mut self.journal {
-            journal.poll(&mut self.parser, budget, out);
-        }
-        read_errors
-    }
 }
 
 #[cfg(test)]
@@ -605,47 +322,6 @@ Nov 28 01:09:01 web-01 CRON[1400]: pam_unix(cron:session): session opened for us
             Some("\"root\" from 6.6.6.6 port 22")
         );
         assert_eq!(events[3].fields.user.as_deref(), Some("eve"));
-    }
-
-    #[test]
-    fn replay_prints_json_lines_and_counts_everything() {
-        let mut log = DEBIAN_AUTH_LOG.as_bytes().to_vec();
-        log.extend_from_slice(b"\xff\xfe binary garbage\n");
-        log.extend_from_slice(&vec![b'x'; 100_000]);
-        log.extend_from_slice(
-            b"\nNov 28 03:00:00 web-01 sshd[1]: Invalid user last from 192.0.2.1 port 1",
-        );
-        let mut out = Vec::new();
-        let summary = replay(&log[..], &mut out, 16 * 1024, NOW).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        let events: Vec<Event> = text
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect();
-        assert_eq!(events.len(), 23);
-        assert_eq!(events[22].fields.user.as_deref(), Some("last"));
-        assert_eq!(summary.stats.lines, 30);
-        assert_eq!(summary.stats.lines_truncated, 1);
-        assert_eq!(summary.stats.lines_unknown, 3);
-        let printed = summary.to_string();
-        assert!(printed.contains("lines read: 30"), "{printed}");
-        assert!(printed.contains("  ssh_login_failed: 7"), "{printed}");
-        assert!(printed.contains("lines not understood: 3"), "{printed}");
-    }
-
-    #[test]
-    fn the_control_byte_scan_never_misses_one() {
-        for position in 0..20 {
-            for byte in (0u8..0x20).chain([0x7f, 0xc2, 0xe2]) {
-                let mut line = vec![b'a'; 20];
-                line[position] = byte;
-                assert!(may_hold_controls(&line), "{byte:#x} at {position}");
-            }
-        }
-        assert!(!may_hold_controls(
-            b"Nov 28 01:00:00 web-01 sshd[1]: Invalid user x"
-        ));
-        assert_eq!(escape_controls("caf\u{e9} \u{85}x"), "caf\u{e9} \\x85x");
     }
 
     #[test]
