@@ -25,6 +25,7 @@ use countywatch_daemon::clock::now_ms;
 use countywatch_daemon::duration::PromDuration;
 use countywatch_detect::calendar::{Calendar, CalendarConfig};
 use countywatch_detect::engine::Engine;
+use countywatch_detect::replay::{self, RecentEvents, ReplaySink, Reread, SkipReason};
 use countywatch_detect::{Detection, rulefmt};
 use countywatch_rules::check::CheckOutcome;
 use countywatch_wire::Event;
@@ -567,13 +568,16 @@ pub fn check_file(path: &Path) -> CheckOutcome {
 }
 
 /// `rules replay`: prints what `rules` raise over the events in `events`
-/// (`-` for standard input); returns whether the rules loaded and every
-/// line was an event.
+/// (`-` for standard input) on `out`, with `calendar` (a calendar file) or
+/// the default one; skipped lines and the summary go to `err`. Returns
+/// whether the rules loaded and every line was replayed.
 pub fn replay_command(
     events: &Path,
     rules: &[PathBuf],
+    calendar: Option<&Path>,
     json: bool,
     out: &mut impl std::io::Write,
+    err: &mut impl std::io::Write,
 ) -> anyhow::Result<bool> {
     let files = rulefmt::rule_files(rules).context("cannot list rule files")?;
     let loaded = rulefmt::load_all(&files).map_err(|failures| {
@@ -585,35 +589,88 @@ pub fn replay_command(
                 .join("\n")
         )
     })?;
-    let mut engine = Engine::new(loaded, Calendar::default());
-    let input: Box<dyn std::io::BufRead> = if events.as_os_str() == "-" {
-        Box::new(std::io::stdin().lock())
+    let calendar = match calendar {
+        Some(path) => Calendar::load(path).map_err(anyhow::Error::msg)?,
+        None => Calendar::default(),
+    };
+    let mut engine = Engine::new(loaded, calendar);
+    let mut sink = PrintingSink {
+        out,
+        err: &mut *err,
+        json,
+        described: 0,
+    };
+    let summary = if events.as_os_str() == "-" {
+        // Standard input cannot be read twice: evidence comes from the
+        // last events kept in memory.
+        let mut evidence = RecentEvents::new(replay::RECENT_EVENTS);
+        replay::replay(
+            &mut engine,
+            std::io::stdin().lock(),
+            &mut evidence,
+            &mut sink,
+        )
     } else {
         let file = std::fs::File::open(events)
             .with_context(|| format!("cannot open {}", events.display()))?;
-        Box::new(std::io::BufReader::with_capacity(1 << 16, file))
-    };
-    let outcome = countywatch_detect::replay::replay(&mut engine, input)?;
-    for detection in &outcome.detections {
-        let line = if json {
-            serde_json::to_string(detection)?
+        let input = std::io::BufReader::with_capacity(1 << 16, file);
+        let regular = std::fs::metadata(events).is_ok_and(|metadata| metadata.is_file());
+        if regular {
+            // A second handle on the same file: evidence is read back by
+            // offset, so nothing is kept in memory.
+            let reread = std::fs::File::open(events)
+                .with_context(|| format!("cannot open {}", events.display()))?;
+            replay::replay(&mut engine, input, &mut Reread::new(reread), &mut sink)
         } else {
-            countywatch_detect::replay::describe(detection)
-        };
-        if writeln!(out, "{line}").is_err() {
-            break;
+            // A pipe (`<(zcat ...)`) must not be opened twice.
+            let mut evidence = RecentEvents::new(replay::RECENT_EVENTS);
+            replay::replay(&mut engine, input, &mut evidence, &mut sink)
         }
     }
-    eprintln!(
-        "{} events, {} detections, {} lines not events",
-        outcome.events,
-        outcome.detections.len(),
-        outcome.bad_line_count
-    );
-    for (line, reason) in &outcome.bad_lines {
-        eprintln!("line {line}: {reason}");
+    .context("replay stopped")?;
+    if sink.described < summary.skipped() {
+        writeln!(
+            err,
+            "(only the first {MAX_SKIPPED_DESCRIBED} skipped lines are described)"
+        )?;
     }
-    Ok(outcome.bad_line_count == 0)
+    writeln!(err, "{summary}")?;
+    Ok(summary.skipped() == 0)
+}
+
+/// Most skipped lines `rules replay` describes one by one; the rest are
+/// counted in the summary.
+const MAX_SKIPPED_DESCRIBED: u64 = 100;
+
+/// Prints detections as they fire, and the first skipped lines.
+struct PrintingSink<'a, O, E> {
+    /// Where detections go (standard output).
+    out: &'a mut O,
+    /// Where skipped lines go (standard error).
+    err: &'a mut E,
+    /// One JSON object per detection instead of a line for people.
+    json: bool,
+    /// Skipped lines described so far.
+    described: u64,
+}
+
+impl<O: std::io::Write, E: std::io::Write> ReplaySink for PrintingSink<'_, O, E> {
+    fn detection(&mut self, detection: &Detection) -> std::io::Result<()> {
+        if self.json {
+            serde_json::to_writer(&mut *self.out, detection)?;
+            writeln!(self.out)
+        } else {
+            writeln!(self.out, "{}", replay::describe(detection))
+        }
+    }
+
+    fn skipped(&mut self, line_number: u64, reason: &SkipReason) {
+        if self.described < MAX_SKIPPED_DESCRIBED {
+            self.described += 1;
+            // Standard error going away is no reason to stop the replay.
+            let _ = writeln!(self.err, "line {line_number}: {reason}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -697,5 +754,98 @@ mod tests {
             "p.test.yaml",
             "rule_files: [p.yaml]\ntests:\n  - input_series: []\n"
         )));
+    }
+
+    /// The shipped ssh pack, whose `ssh_login_outside_working_hours` rule
+    /// follows the calendar.
+    fn ssh_pack() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../rules/detection/ssh.yaml")
+    }
+
+    /// Replays `events` (JSON lines) from a file with the ssh pack and
+    /// `calendar`; returns (passed, stdout, stderr).
+    fn replay_file(events: &str, calendar: Option<&str>) -> (bool, String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let events_path = dir.path().join("events.jsonl");
+        std::fs::write(&events_path, events).unwrap();
+        let calendar_path = calendar.map(|text| {
+            let path = dir.path().join("calendar.yaml");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let passed = replay_command(
+            &events_path,
+            &[ssh_pack()],
+            calendar_path.as_deref(),
+            false,
+            &mut out,
+            &mut err,
+        )
+        .unwrap_or_else(|error| {
+            err.extend_from_slice(format!("{error:#}").as_bytes());
+            false
+        });
+        (
+            passed,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    /// Monday 2026-11-02 20:00 in Shanghai (12:00 UTC).
+    const MONDAY_20H: &str = r#"{"timestamp_ms":1793620800000,"host":"web1","source":"auth","kind":"ssh_login_accepted","fields":{"user":"alice","src_ip":"10.0.0.8"}}"#;
+
+    #[test]
+    fn replay_follows_the_calendar_it_is_given() {
+        let (passed, out, err) = replay_file(MONDAY_20H, None);
+        assert!(passed, "{err}");
+        assert!(
+            out.contains("ssh_login_outside_working_hours [host=web1,user=alice]"),
+            "{out}"
+        );
+        assert!(
+            err.contains("1 events, 1 detections, 0 lines skipped"),
+            "{err}"
+        );
+        // The county works until 21:00: 20:00 is working time.
+        let late_shift = "timezone: Asia/Shanghai\nworkdays: [mon, tue, wed, thu, fri]\nstart: \"08:00\"\nend: \"21:00\"\n";
+        let (passed, out, err) = replay_file(MONDAY_20H, Some(late_shift));
+        assert!(passed, "{err}");
+        assert_eq!(out, "");
+        assert!(err.contains("1 events, 0 detections"), "{err}");
+        // A holiday makes the Monday a day off again.
+        let holiday = "start: \"08:00\"\nend: \"21:00\"\nholidays: [2026-11-02]\n";
+        let (_, out, _) = replay_file(MONDAY_20H, Some(holiday));
+        assert!(out.contains("ssh_login_outside_working_hours"), "{out}");
+    }
+
+    #[test]
+    fn a_bad_calendar_file_is_refused_with_its_position() {
+        let (passed, out, err) = replay_file(MONDAY_20H, Some("timezone: Europe/Paris\n"));
+        assert!(!passed);
+        assert_eq!(out, "");
+        assert!(err.contains("calendar.yaml: "), "{err}");
+        assert!(err.contains("Europe/Paris"), "{err}");
+        let (passed, _, err) = replay_file(MONDAY_20H, Some("start: \"08:00\"\nopen: always\n"));
+        assert!(!passed);
+        assert!(err.contains("calendar.yaml:2:1"), "{err}");
+    }
+
+    #[test]
+    fn replay_reports_bad_lines_by_number_and_still_replays_the_rest() {
+        let events = format!(
+            "{MONDAY_20H}\n{{\"oops\n{}\n",
+            MONDAY_20H.replace("1793620800000", "1793620700000")
+        );
+        let (passed, out, err) = replay_file(&events, None);
+        assert!(!passed, "skipped lines make the command fail");
+        assert!(out.contains("ssh_login_outside_working_hours"), "{out}");
+        assert!(err.contains("line 2: not an event: "), "{err}");
+        assert!(err.contains("line 3: out of time order: "), "{err}");
+        assert!(
+            err.contains("1 events, 1 detections, 2 lines skipped (1 not events, 1 out of time order, 0 too long)"),
+            "{err}"
+        );
     }
 }

@@ -221,6 +221,12 @@ enum RulesCommand {
         /// Print each detection as one JSON object per line, with evidence.
         #[arg(long)]
         json: bool,
+        /// Working hours for `working_hours`/`time_of_day` rules: a YAML
+        /// file holding a `calendar:` mapping's fields (`timezone`,
+        /// `workdays`, `start`, `end`, `holidays`, `extra_workdays`);
+        /// Asia/Shanghai 09:00-18:00 Monday to Friday when absent.
+        #[arg(long)]
+        calendar: Option<PathBuf>,
     },
 }
 
@@ -678,11 +684,14 @@ fn rules_command(command: RulesCommand) -> ExitCode {
             events,
             rules,
             json,
+            calendar,
         } => match countywatch_collector::detection::replay_command(
             &events,
             &rules,
+            calendar.as_deref(),
             json,
             &mut stdout,
+            &mut std::io::stderr().lock(),
         ) {
             Ok(passed) => passed,
             Err(error) => {

@@ -155,6 +155,23 @@ impl Calendar {
         }
     }
 
+    /// Reads a calendar file (the `calendar:` mapping of the collector's
+    /// `detection:` section or of a test file, on its own: `timezone`,
+    /// `workdays`, `start`, `end`, `holidays`, `extra_workdays`), as
+    /// `rules replay --calendar` does. Problems name the file, and the line
+    /// and column for the YAML's shape.
+    pub fn load(path: &std::path::Path) -> Result<Calendar, String> {
+        let config: CalendarConfig =
+            countywatch_daemon::config_file::load(path).map_err(|problems| problems.to_string())?;
+        Calendar::new(&config).map_err(|problems| {
+            problems
+                .iter()
+                .map(|problem| format!("{}: {problem}", path.display()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
     /// Minutes after local midnight at `at_ms`.
     pub fn local_minute(&self, at_ms: i64) -> u32 {
         let minutes = self.local_minutes(at_ms);

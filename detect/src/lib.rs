@@ -12,6 +12,8 @@
 //! - [`suppress`]: allow-lists and cooldowns.
 //! - [`engine`]: state per rule and key, bounded, with snapshot/restore.
 //! - [`unittest`]: the detection test-file format and its runner.
+//! - [`test_lines`]: raw log lines in tests, through the agent's parsers
+//!   (`countywatch-parse`).
 //! - [`replay`]: recorded events through the rules, for backtesting.
 //! - [`detection`]: what a firing rule produces.
 //!
@@ -29,6 +31,7 @@ pub mod node;
 pub mod replay;
 pub mod rulefmt;
 pub mod suppress;
+pub mod test_lines;
 pub mod unittest;
 
 pub use detection::{Detection, Evidence, Severity};

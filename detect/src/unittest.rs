@@ -15,7 +15,10 @@
 //!
 //! `{n}` in a string is replaced by the repetition number (0, 1, ...). An
 //! event's `source` defaults to the one that emits its kind, `host` to
-//! `web1`. `expect` lists every detection the test's events raise: one
+//! `web1`. A test may also give raw log lines (`lines:`) with the parser
+//! that reads them (`auth_log`, `syslog`); [`crate::test_lines`] turns them
+//! into events at the test's times, and a line that makes no event is a
+//! problem at its position. `expect` lists every detection the test's events raise: one
 //! that no expectation matches fails the test, and so does an expectation
 //! matched a number of times other than its `count` (1 by default).
 
@@ -32,6 +35,7 @@ use crate::calendar::{Calendar, CalendarConfig};
 use crate::detection::Detection;
 use crate::engine::Engine;
 use crate::rulefmt;
+use crate::test_lines::{self, TestLine};
 
 /// The default start of a test: Monday 2026-11-02 10:00 in Shanghai, inside
 /// the default working hours.
@@ -65,6 +69,10 @@ pub struct TestCase {
     /// The input events, in any order (they are sorted by time).
     #[serde(default)]
     pub events: Vec<Spanned<TestEvent>>,
+    /// Raw log lines through the agent's parsers, in any order; merged with
+    /// `events` by time.
+    #[serde(default)]
+    pub lines: Vec<Spanned<TestLine>>,
     /// Move the clock to this long after the start once the events are in
     /// (for `absence` rules).
     #[serde(default)]
@@ -166,11 +174,12 @@ pub fn parse_time(text: &str) -> Option<i64> {
 }
 
 /// Whether a file looks like a detection test file rather than a promtool
-/// one: its tests have `events` or `expect` instead of `input_series`.
+/// one: its tests have `events`, `lines` or `expect` instead of
+/// `input_series`.
 pub fn looks_like_test_file(text: &str) -> bool {
     text.lines().any(|line| {
         let line = line.trim_start().trim_start_matches("- ");
-        line.starts_with("events:") || line.starts_with("expect:")
+        line.starts_with("events:") || line.starts_with("lines:") || line.starts_with("expect:")
     }) && !text.contains("input_series")
 }
 
@@ -336,7 +345,23 @@ fn build_events(problems: &mut Problems, test: &TestCase, start_ms: i64) -> Vec<
             }
         }
     }
-    // Stable: events at the same time keep their written order.
+    for spec in &test.lines {
+        let at = spec
+            .value
+            .at
+            .as_ref()
+            .map_or(Some(0), |text| offset(problems, text));
+        let every = spec
+            .value
+            .every
+            .as_ref()
+            .map_or(Some(1000), |text| offset(problems, text));
+        if let (Some(at), Some(every)) = (at, every) {
+            test_lines::build(problems, &test.name, spec, start_ms, at, every, &mut events);
+        }
+    }
+    // Stable: events at the same time keep their written order (events
+    // before lines).
     events.sort_by_key(|event| event.timestamp_ms);
     events
 }
@@ -443,6 +468,9 @@ mod tests {
     fn test_files_are_told_from_promtool_ones() {
         assert!(looks_like_test_file(
             "rule_files: [a.yaml]\ntests:\n  - name: x\n    events: []\n"
+        ));
+        assert!(looks_like_test_file(
+            "rule_files: [a.yaml]\ntests:\n  - name: x\n    lines: []\n"
         ));
         assert!(!looks_like_test_file(
             "rule_files: [a.yaml]\ntests:\n  - interval: 1m\n    input_series: []\n"

@@ -2,7 +2,7 @@
 //! name or a client version string, through every auth parser.
 #![no_main]
 
-use countywatch_agent::source::auth_log::LineParser;
+use countywatch_parse::auth_line::LineParser;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

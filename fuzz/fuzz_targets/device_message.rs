@@ -3,7 +3,7 @@
 //! parsers, directly, so the fuzzer does not spend its time on framing.
 #![no_main]
 
-use countywatch_agent::source::parse::{parse_device, syslog_header};
+use countywatch_parse::{parse_device, syslog_header};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@
 #![no_main]
 
 use countywatch_agent::source::syslog::framing::{Frame, Framer};
-use countywatch_agent::source::syslog::message_to_event;
+use countywatch_parse::syslog_message::message_to_event;
 use libfuzzer_sys::fuzz_target;
 
 /// The cap the listener uses by default is larger; a small one reaches the

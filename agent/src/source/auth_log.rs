@@ -1,250 +1,18 @@
-//! The authentication log source: turns lines of `/var/log/auth.log` or
-//! `/var/log/secure` into security events.
-//!
-//! [`LineParser`] is the pure part, shared by the live source and by
-//! `countywatch-agent replay`: escape control characters, split off the
-//! syslog prefix, expand rsyslog's `message repeated N times: [ ... ]`, and
-//! hand the message to the program's parser. [`AuthSource`] is the thin IO
-//! part: one [`Tailer`] per configured file.
+//! The authentication log source: tails `/var/log/auth.log` or
+//! `/var/log/secure` (or reads the journal) and turns new lines into
+//! security events with `countywatch_parse`'s [`LineParser`]. This is the
+//! thin IO part: one [`Tailer`] per configured file, and
+//! `countywatch-agent replay` over a whole file.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use countywatch_wire::{Event, EventKind, EventSource, MAX_FIELD_BYTES, MAX_RAW_BYTES};
+use countywatch_parse::auth_line::{LineParser, ParseStats};
+use countywatch_wire::{Event, MAX_RAW_BYTES};
 
 use super::lines::LineSplitter;
-use super::parse::{self, Parsed, syslog_prefix};
 use super::tail::{Position, Tailer};
-
-/// Most events one `message repeated N times` line expands to; rsyslog
-/// repeats for bursts, and a forged huge N must not flood the batch.
-pub const MAX_REPEAT: u32 = 1_000;
-
-/// Counts of what the parser saw, for self-metrics and the replay summary.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ParseStats {
-    /// Lines offered to the parser.
-    pub lines: u64,
-    /// Lines that produced at least one event.
-    pub lines_with_events: u64,
-    /// Lines understood and deliberately turned into no event.
-    pub lines_ignored: u64,
-    /// Lines not understood: no syslog prefix, or an unknown message.
-    pub lines_unknown: u64,
-    /// Lines longer than the cap, kept cut.
-    pub lines_truncated: u64,
-    /// Events produced, by kind.
-    pub events: BTreeMap<EventKind, u64>,
-}
-
-/// Parses authentication log lines into events.
-#[derive(Debug, Default)]
-pub struct LineParser {
-    /// What was seen so far.
-    pub stats: ParseStats,
-    /// The clock of the last line, reused while "now" stays the same.
-    clock: Option<syslog_prefix::Clock>,
-}
-
-impl LineParser {
-    /// The clock for `now_ms`, computed once per distinct value.
-    fn clock(&mut self, now_ms: i64) -> syslog_prefix::Clock {
-        match self.clock {
-            Some(clock) if clock.now_ms == now_ms => clock,
-            _ => {
-                let clock = syslog_prefix::Clock::new(now_ms);
-                self.clock = Some(clock);
-                clock
-            }
-        }
-    }
-
-    /// Parses one line (without its newline) and appends its events to
-    /// `out`. `now_ms` places year-less timestamps; `truncated` says the
-    /// line was cut by the reader. Returns how many events were appended.
-    pub fn parse_line(
-        &mut self,
-        line: &str,
-        truncated: bool,
-        now_ms: i64,
-        out: &mut Vec<Event>,
-    ) -> usize {
-        self.stats.lines += 1;
-        if truncated {
-            self.stats.lines_truncated += 1;
-        }
-        if line.is_empty() {
-            self.stats.lines_ignored += 1;
-            return 0;
-        }
-        let line = escape_controls(line);
-        let clock = self.clock(now_ms);
-        let Some(prefix) = syslog_prefix::parse(&line, &clock) else {
-            self.stats.lines_unknown += 1;
-            return 0;
-        };
-        self.parse_message(&prefix, &line, truncated, out)
-    }
-
-    /// Parses one message whose prefix is already split off (a syslog line,
-    /// or a journal entry's fields); `raw` is the evidence kept. Counts the
-    /// outcome and returns how many events were appended. Expects control
-    /// characters to be escaped already.
-    pub fn parse_message(
-        &mut self,
-        prefix: &syslog_prefix::SyslogLine<'_>,
-        raw: &str,
-        truncated: bool,
-        out: &mut Vec<Event>,
-    ) -> usize {
-        let (message, repeat) = repeated(prefix.message);
-        match parse::parse_message(prefix.program, message) {
-            Parsed::Event(kind, mut fields) => {
-                fields.process = Some(prefix.program.to_string());
-                fields.pid = prefix.pid;
-                fields.truncated = truncated;
-                cap_fields(&mut fields);
-                let event = Event {
-                    timestamp_ms: prefix.timestamp_ms,
-                    host: cap(prefix.host, MAX_FIELD_BYTES.min(253)).to_string(),
-                    source: EventSource::Auth,
-                    kind,
-                    fields: *fields,
-                    raw: cap(raw, MAX_RAW_BYTES).to_string(),
-                };
-                for _ in 1..repeat {
-                    out.push(event.clone());
-                }
-                out.push(event);
-                self.stats.lines_with_events += 1;
-                *self.stats.events.entry(kind).or_default() += u64::from(repeat);
-                repeat as usize
-            }
-            Parsed::Ignored => {
-                self.stats.lines_ignored += 1;
-                0
-            }
-            Parsed::Unknown => {
-                self.stats.lines_unknown += 1;
-                0
-            }
-        }
-    }
-}
-
-/// `message repeated N times: [ MESSAGE]` → (MESSAGE, N); anything else → (message, 1).
-fn repeated(message: &str) -> (&str, u32) {
-    let Some(rest) = message.strip_prefix("message repeated ") else {
-        return (message, 1);
-    };
-    let Some((count, inner)) = rest.split_once(" times: [") else {
-        return (message, 1);
-    };
-    let (Ok(count), Some(inner)) = (count.parse::<u32>(), inner.strip_suffix(']')) else {
-        return (message, 1);
-    };
-    (inner.trim_start(), count.clamp(1, MAX_REPEAT))
-}
-
-/// Replaces control characters (ANSI escapes, carriage returns, NULs...)
-/// with visible escapes such as `\x1b`, so nothing in an event can drive a
-/// terminal or fake a line break when an analyst prints it.
-pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    // Fast path over bytes: C0 controls and DEL are single bytes; C1
-    // controls start with 0xC2 and U+2028/U+2029 with 0xE2, so a line
-    // without those bytes needs no character-by-character look.
-    if !may_hold_controls(text.as_bytes()) || !text.chars().any(is_escaped) {
-        return Cow::Borrowed(text);
-    }
-    let mut escaped = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if is_escaped(c) {
-            escaped.push_str(&format!("\\x{:02x}", u32::from(c)));
-        } else {
-            escaped.push(c);
-        }
-    }
-    Cow::Owned(escaped)
-}
-
-/// Whether `bytes` may hold a byte below 0x20 or one of 0x7F, 0xC2, 0xE2.
-/// Eight bytes at a time with word arithmetic (fast at any optimisation
-/// level); it may answer yes wrongly, never no wrongly.
-fn may_hold_controls(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let has_zero_byte = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let word = <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes);
-        let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
-        if below_space
-            || has_zero_byte(word ^ (ONES * 0x7f))
-            || has_zero_byte(word ^ (ONES * 0xc2))
-            || has_zero_byte(word ^ (ONES * 0xe2))
-        {
-            return true;
-        }
-    }
-    chunks
-        .remainder()
-        .iter()
-        .any(|byte| *byte < 0x20 || matches!(*byte, 0x7f | 0xc2 | 0xe2))
-}
-
-fn is_escaped(c: char) -> bool {
-    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
-}
-
-/// The longest prefix of `text` of at most `limit` bytes ending on a
-/// character boundary.
-pub fn cap(text: &str, limit: usize) -> &str {
-    if text.len() <= limit {
-        return text;
-    }
-    let mut end = limit;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-/// Cuts every string field to the wire's cap, setting `truncated` when one was cut.
-pub fn cap_fields(fields: &mut countywatch_wire::EventFields) {
-    for value in [
-        &mut fields.user,
-        &mut fields.target_user,
-        &mut fields.group,
-        &mut fields.src_host,
-        &mut fields.method,
-        &mut fields.tty,
-        &mut fields.command,
-        &mut fields.cwd,
-        &mut fields.service,
-        &mut fields.reason,
-        &mut fields.key_fingerprint,
-        &mut fields.process,
-        &mut fields.home,
-        &mut fields.shell,
-        &mut fields.path,
-        &mut fields.device,
-        &mut fields.interface,
-        &mut fields.app_name,
-        &mut fields.msg_id,
-        &mut fields.message,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if value.len() > MAX_FIELD_BYTES {
-            let kept = cap(value, MAX_FIELD_BYTES).len();
-            value.truncate(kept);
-            fields.truncated = true;
-        }
-    }
-}
 
 /// What `replay` prints on stderr at the end.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -434,182 +202,19 @@ mod tests {
     /// 2026-11-28T12:00:00Z.
     const NOW: i64 = 1_795_867_200_000;
 
-    fn parse_all(text: &str) -> (Vec<Event>, ParseStats) {
-        let mut parser = LineParser::default();
-        let mut events = Vec::new();
-        for line in text.lines() {
-            parser.parse_line(line, false, NOW, &mut events);
-        }
-        (events, parser.stats)
-    }
-
-    fn kinds(events: &[Event]) -> Vec<&'static str> {
-        events.iter().map(|event| event.kind.as_str()).collect()
-    }
-
-    /// A Debian/Ubuntu auth.log excerpt in OpenSSH's, sudo's, PAM's and
-    /// shadow's real formats.
-    const DEBIAN_AUTH_LOG: &str = "\
-Nov 28 01:00:01 web-01 sshd[1001]: Invalid user admin from 203.0.113.5 port 40000
-Nov 28 01:00:01 web-01 sshd[1001]: pam_unix(sshd:auth): check pass; user unknown
-Nov 28 01:00:01 web-01 sshd[1001]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=203.0.113.5
-Nov 28 01:00:03 web-01 sshd[1001]: Failed password for invalid user admin from 203.0.113.5 port 40000 ssh2
-Nov 28 01:00:04 web-01 sshd[1001]: Connection closed by invalid user admin 203.0.113.5 port 40000 [preauth]
-Nov 28 01:00:10 web-01 sshd[1002]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=203.0.113.5  user=root
+    /// Four lines in OpenSSH's and rsyslog's real formats: two failures
+    /// (one repeated five times), a session line that is no event, an
+    /// accepted key.
+    const AUTH_LOG: &str = "\
 Nov 28 01:00:12 web-01 sshd[1002]: Failed password for root from 203.0.113.5 port 40002 ssh2
 Nov 28 01:00:15 web-01 sshd[1002]: message repeated 5 times: [ Failed password for root from 203.0.113.5 port 40002 ssh2]
-Nov 28 01:00:15 web-01 sshd[1002]: error: maximum authentication attempts exceeded for root from 203.0.113.5 port 40002 ssh2 [preauth]
-Nov 28 01:00:15 web-01 sshd[1002]: Disconnecting authenticating user root 203.0.113.5 port 40002: Too many authentication failures [preauth]
-Nov 28 01:00:15 web-01 sshd[1002]: PAM 5 more authentication failures; logname= uid=0 euid=0 tty=ssh ruser= rhost=203.0.113.5  user=root
-Nov 28 01:05:00 web-01 sshd[1100]: Accepted publickey for deploy from 10.0.0.8 port 51000 ssh2: ED25519 SHA256:q1w2e3r4t5y6u7i8o9p0
-Nov 28 01:05:00 web-01 sshd[1100]: pam_unix(sshd:session): session opened for user deploy(uid=1001) by (uid=0)
-Nov 28 01:05:00 web-01 systemd-logind[400]: New session 12 of user deploy.
-Nov 28 01:05:30 web-01 sudo:   deploy : TTY=pts/0 ; PWD=/home/deploy ; USER=root ; COMMAND=/usr/sbin/useradd -m eve
-Nov 28 01:05:30 web-01 sudo: pam_unix(sudo:session): session opened for user root(uid=0) by deploy(uid=1001)
-Nov 28 01:05:30 web-01 useradd[1200]: new group: name=eve, GID=1002
-Nov 28 01:05:30 web-01 useradd[1200]: new user: name=eve, UID=1002, GID=1002, home=/home/eve, shell=/bin/sh, from=/dev/pts/0
-Nov 28 01:05:31 web-01 usermod[1201]: add 'eve' to group 'sudo'
-Nov 28 01:05:31 web-01 usermod[1201]: add 'eve' to shadow group 'sudo'
-Nov 28 01:05:40 web-01 passwd[1202]: pam_unix(passwd:chauthtok): password changed for eve
-Nov 28 01:06:00 web-01 su[1300]: (to root) deploy on pts/0
-Nov 28 01:06:00 web-01 su[1300]: pam_unix(su:session): session opened for user root(uid=0) by deploy(uid=1001)
-Nov 28 01:07:00 web-01 su[1301]: FAILED SU (to root) eve on pts/1
-Nov 28 01:08:00 web-01 sudo:      eve : 3 incorrect password attempts ; TTY=pts/1 ; PWD=/home/eve ; USER=root ; COMMAND=/bin/bash
-Nov 28 01:09:00 web-01 sshd[1100]: Disconnected from user deploy 10.0.0.8 port 51000
-Nov 28 01:09:01 web-01 CRON[1400]: pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)
+Nov 28 01:00:20 web-01 sshd[1003]: pam_unix(sshd:session): session closed for user root
+Nov 28 01:05:00 web-01 sshd[1004]: Accepted publickey for deploy from 192.0.2.10 port 50000 ssh2: ED25519 SHA256:abc
 ";
-
-    #[test]
-    fn a_debian_auth_log() {
-        let (events, stats) = parse_all(DEBIAN_AUTH_LOG);
-        assert_eq!(
-            kinds(&events),
-            vec![
-                "ssh_invalid_user",
-                "pam_auth_failed",
-                "ssh_login_failed",
-                "ssh_connection_closed",
-                "pam_auth_failed",
-                "ssh_login_failed",
-                "ssh_login_failed",
-                "ssh_login_failed",
-                "ssh_login_failed",
-                "ssh_login_failed",
-                "ssh_login_failed",
-                "ssh_max_auth_attempts",
-                "ssh_login_accepted",
-                "sudo_command",
-                "group_added",
-                "user_added",
-                "group_member_added",
-                "passwd_changed",
-                "su",
-                "su_failed",
-                "sudo_auth_failed",
-                "ssh_disconnected",
-            ]
-        );
-        assert_eq!(stats.lines, 27);
-        assert_eq!(stats.lines_unknown, 1, "systemd-logind's line");
-        assert_eq!(stats.events[&EventKind::SshLoginFailed], 7);
-        let accepted = &events[12];
-        assert_eq!(accepted.fields.user.as_deref(), Some("deploy"));
-        assert_eq!(accepted.fields.src_ip, Some("10.0.0.8".parse().unwrap()));
-        assert_eq!(accepted.fields.process.as_deref(), Some("sshd"));
-        assert_eq!(accepted.fields.pid, Some(1100));
-        assert_eq!(accepted.host, "web-01");
-        assert!(accepted.raw.ends_with("SHA256:q1w2e3r4t5y6u7i8o9p0"));
-        // The repeated line stands for five events with the inner message's fields.
-        for event in &events[6..11] {
-            assert_eq!(event.fields.user.as_deref(), Some("root"));
-            assert_eq!(event.fields.src_port, Some(40002));
-        }
-    }
-
-    #[test]
-    fn a_rhel_secure_log_with_iso_timestamps_and_sshd_session() {
-        let log = "\
-2026-11-28T09:00:01.000000+08:00 kylin-01 sshd-session[2001]: Invalid user test from 198.51.100.9 port 50100
-2026-11-28T09:00:03.000000+08:00 kylin-01 sshd-session[2001]: Failed password for invalid user test from 198.51.100.9 port 50100 ssh2
-2026-11-28T09:00:05.000000+08:00 kylin-01 sshd-session[2002]: Accepted password for ops from 198.51.100.10 port 50200 ssh2
-2026-11-28T09:00:06.000000+08:00 kylin-01 sshd[2000]: reverse mapping checking getaddrinfo for bad.example [198.51.100.11] failed - POSSIBLE BREAK-IN ATTEMPT!
-2026-11-28T09:01:00.000000+08:00 kylin-01 su[2100]: pam_unix(su-l:session): session opened for user root by ops(uid=1000)
-2026-11-28T09:02:00.000000+08:00 kylin-01 groupadd[2200]: group added to /etc/group: name=audit2, GID=1500
-2026-11-28T09:02:00.000000+08:00 kylin-01 groupadd[2200]: group added to /etc/gshadow: name=audit2
-2026-11-28T09:02:00.000000+08:00 kylin-01 groupadd[2200]: new group: name=audit2, GID=1500
-2026-11-28T09:03:00.000000+08:00 kylin-01 gpasswd[2300]: user ops added by root to group audit2
-2026-11-28T09:04:00.000000+08:00 kylin-01 userdel[2400]: delete user 'olduser'
-2026-11-28T09:05:00.000000+08:00 kylin-01 chpasswd[2500]: pam_unix(chpasswd:chauthtok): password changed for ops
-";
-        let (events, stats) = parse_all(log);
-        assert_eq!(
-            kinds(&events),
-            vec![
-                "ssh_invalid_user",
-                "ssh_login_failed",
-                "ssh_login_accepted",
-                "ssh_possible_break_in",
-                "su",
-                "group_added",
-                "group_member_added",
-                "user_deleted",
-                "passwd_changed",
-            ]
-        );
-        assert_eq!(stats.lines_unknown, 0);
-        // 09:00:01+08:00 is 01:00:01Z.
-        assert_eq!(events[0].timestamp_ms, NOW - 11 * 3_600_000 + 1_000);
-        assert_eq!(events[2].fields.user.as_deref(), Some("ops"));
-    }
-
-    #[test]
-    fn injected_text_cannot_forge_events() {
-        let log = concat!(
-            // A user name holding an escaped newline and a whole fake line
-            // (rsyslog writes control characters as #012).
-            "Nov 28 02:00:00 web-01 sshd[3000]: Invalid user x#012Nov 28 02:00:00 web-01 sshd[3000]: Accepted password for root from 6.6.6.6 port 22 ssh2 from 10.9.8.7 port 41000\n",
-            // The same with a raw ESC sequence and a carriage return.
-            "Nov 28 02:00:01 web-01 sshd[3001]: Invalid user \u{1b}[2K\rAccepted password for root from 6.6.6.6 port 22 ssh2 from 10.9.8.7 port 41001\n",
-            // Quotes and a fake address in the user name of a failed login.
-            "Nov 28 02:00:02 web-01 sshd[3002]: Failed password for invalid user \"root\" from 6.6.6.6 port 22 from 10.9.8.7 port 41002 ssh2\n",
-            // A fake line in a sudo command.
-            "Nov 28 02:00:03 web-01 sudo:    eve : TTY=pts/1 ; PWD=/home/eve ; USER=root ; COMMAND=/bin/echo Nov 28 02:00:03 web-01 sshd[1]: Accepted password for root from 6.6.6.6 port 22 ssh2\n",
-            // A line that is nothing but the fake text: no prefix, not understood.
-            "Accepted password for root from 6.6.6.6 port 22 ssh2\n",
-        );
-        let (events, stats) = parse_all(log);
-        assert_eq!(
-            kinds(&events),
-            vec![
-                "ssh_invalid_user",
-                "ssh_invalid_user",
-                "ssh_login_failed",
-                "sudo_command"
-            ]
-        );
-        assert_eq!(stats.lines_unknown, 1);
-        for event in &events[..3] {
-            assert_eq!(
-                event.fields.src_ip,
-                Some("10.9.8.7".parse().unwrap()),
-                "{event:?}"
-            );
-            assert!(!event.raw.contains('\u{1b}') && !event.raw.contains('\r'));
-        }
-        assert_eq!(
-            events[1].fields.user.as_deref(),
-            Some("\\x1b[2K\\x0dAccepted password for root from 6.6.6.6 port 22 ssh2")
-        );
-        assert_eq!(
-            events[2].fields.user.as_deref(),
-            Some("\"root\" from 6.6.6.6 port 22")
-        );
-        assert_eq!(events[3].fields.user.as_deref(), Some("eve"));
-    }
 
     #[test]
     fn replay_prints_json_lines_and_counts_everything() {
-        let mut log = DEBIAN_AUTH_LOG.as_bytes().to_vec();
+        let mut log = AUTH_LOG.as_bytes().to_vec();
         log.extend_from_slice(b"\xff\xfe binary garbage\n");
         log.extend_from_slice(&vec![b'x'; 100_000]);
         log.extend_from_slice(
@@ -622,39 +227,14 @@ Nov 28 01:09:01 web-01 CRON[1400]: pam_unix(cron:session): session opened for us
             .lines()
             .map(|line| serde_json::from_str(line).unwrap())
             .collect();
-        assert_eq!(events.len(), 23);
-        assert_eq!(events[22].fields.user.as_deref(), Some("last"));
-        assert_eq!(summary.stats.lines, 30);
+        assert_eq!(events.len(), 8);
+        assert_eq!(events[7].fields.user.as_deref(), Some("last"));
+        assert_eq!(summary.stats.lines, 7);
         assert_eq!(summary.stats.lines_truncated, 1);
-        assert_eq!(summary.stats.lines_unknown, 3);
+        assert_eq!(summary.stats.lines_unknown, 2);
         let printed = summary.to_string();
-        assert!(printed.contains("lines read: 30"), "{printed}");
-        assert!(printed.contains("  ssh_login_failed: 7"), "{printed}");
-        assert!(printed.contains("lines not understood: 3"), "{printed}");
-    }
-
-    #[test]
-    fn the_control_byte_scan_never_misses_one() {
-        for position in 0..20 {
-            for byte in (0u8..0x20).chain([0x7f, 0xc2, 0xe2]) {
-                let mut line = vec![b'a'; 20];
-                line[position] = byte;
-                assert!(may_hold_controls(&line), "{byte:#x} at {position}");
-            }
-        }
-        assert!(!may_hold_controls(
-            b"Nov 28 01:00:00 web-01 sshd[1]: Invalid user x"
-        ));
-        assert_eq!(escape_controls("caf\u{e9} \u{85}x"), "caf\u{e9} \\x85x");
-    }
-
-    #[test]
-    fn repeated_counts_are_capped_and_malformed_ones_are_plain_messages() {
-        assert_eq!(repeated("message repeated 3 times: [ x]"), ("x", 3));
-        assert_eq!(
-            repeated("message repeated 4000000000 times: [ x]"),
-            ("x", MAX_REPEAT)
-        );
-        assert_eq!(repeated("message repeated many times: [ x]").1, 1);
+        assert!(printed.contains("lines read: 7"), "{printed}");
+        assert!(printed.contains("  ssh_login_failed: 6"), "{printed}");
+        assert!(printed.contains("lines not understood: 2"), "{printed}");
     }
 }

@@ -268,7 +268,8 @@ fn event(
     before: Option<&FileRecord>,
     after: Option<&FileRecord>,
 ) -> Event {
-    let path_text = super::auth_log::escape_controls(&path.to_string_lossy()).into_owned();
+    let path_text =
+        countywatch_parse::sanitize::escape_controls(&path.to_string_lossy()).into_owned();
     let mut event = Event::new(now, EventSource::Fim, kind);
     event.raw = format!("{} {path_text}", kind.as_str());
     event.fields = EventFields {
@@ -379,8 +380,8 @@ fn account_lines(bytes: &[u8], salt: &str) -> BTreeMap<String, String> {
         .filter(|line| !line.is_empty() && !line.starts_with(b"#"))
         .filter_map(|line| {
             let name = line.split(|byte| *byte == b':').next()?;
-            let name =
-                super::auth_log::escape_controls(&String::from_utf8_lossy(name)).into_owned();
+            let name = countywatch_parse::sanitize::escape_controls(&String::from_utf8_lossy(name))
+                .into_owned();
             Some((name, salted(salt, line)))
         })
         .collect()

@@ -17,12 +17,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
+use countywatch_parse::auth_line::LineParser;
+use countywatch_parse::sanitize::escape_controls;
+use countywatch_parse::syslog_prefix::SyslogLine;
 use countywatch_wire::Event;
 use serde::{Deserialize, Serialize};
 
-use super::auth_log::{LineParser, escape_controls};
 use super::lines::LineSplitter;
-use super::parse::syslog_prefix::SyslogLine;
 
 /// Entries buffered between journalctl and the poll.
 const CHANNEL_CAPACITY: usize = 4_096;

@@ -1,12 +1,12 @@
 //! Security event sources: what the host already records, turned into
 //! [`Event`]s for the collector's detection rules.
 //!
-//! - [`auth_log`]: authentication logs through the parsers in [`parse`],
-//!   followed by [`tail`] (one line splitter in [`lines`]).
+//! - [`auth_log`]: authentication logs through the `countywatch-parse`
+//!   crate's parsers, followed by [`tail`] (one line splitter in [`lines`]).
 //! - [`fim`]: file integrity monitoring.
 //! - [`ports`]: listening sockets.
 //! - [`syslog`]: syslog received from network devices (UDP, TCP), turned
-//!   into device events by the vendor parsers in [`parse`].
+//!   into device events by the vendor parsers in `countywatch-parse`.
 //!
 //! Delivery contract: [`Sources::poll`] returns the new events together
 //! with a [`Checkpoint`] (log positions, FIM baseline, known listeners as
@@ -22,7 +22,6 @@ pub mod auth_log;
 pub mod fim;
 pub mod journal;
 pub mod lines;
-pub mod parse;
 pub mod ports;
 pub mod syslog;
 pub mod tail;

@@ -13,6 +13,7 @@ mod ingest;
 mod metrics_scrape;
 mod notify_latency;
 mod outputs;
+mod replay_memory;
 mod rule_eval;
 mod snmp_poll;
 mod syslog_flood;
@@ -103,6 +104,7 @@ pub const ALL: &[Benchmark] = &[
     syslog_flood::BENCHMARK,
     snmp_poll::BENCHMARK,
     detect_engine::BENCHMARK,
+    replay_memory::BENCHMARK,
 ];
 
 #[cfg(test)]

@@ -411,3 +411,112 @@ fn detection_rules_reload_on_sighup_and_a_broken_file_keeps_the_running_rules() 
         .unwrap();
     assert!(line.contains("unknown field"), "{line}");
 }
+
+/// The `rules test` command runs the shipped packs' raw-line tests, and a
+/// line that makes no event fails the file with its position (issue 7:
+/// "raw log lines with their source parser").
+#[test]
+fn rules_test_reads_raw_log_lines_and_points_at_one_that_makes_no_event() {
+    let packs = repo().join("rules/detection");
+    let output = Command::new(binary("countywatch-collector"))
+        .args(["rules", "test"])
+        .arg(packs.join("ssh.test.yaml"))
+        .arg(packs.join("network.test.yaml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert_eq!(stdout.matches("SUCCESS").count(), 2, "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let test_file = dir.path().join("typo.test.yaml");
+    std::fs::write(
+        &test_file,
+        format!(
+            "rule_files: [{:?}]\ntests:\n  - name: a typo in sshd's words\n    lines:\n      - {{parser: auth_log, text: \"sshd[1]: Faild password for root from 203.0.113.9 port 22 ssh2\"}}\n    expect: []\n",
+            packs.join("ssh.yaml")
+        ),
+    )
+    .unwrap();
+    let output = Command::new(binary("countywatch-collector"))
+        .args(["rules", "test"])
+        .arg(&test_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{}:5:9: test \"a typo in sshd's words\": auth_log line \"sshd[1]: Faild password",
+            test_file.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("is not understood by the parser"),
+        "{stdout}"
+    );
+}
+
+/// `rules replay --calendar`: a login at 20:00 on a Monday in Shanghai is
+/// outside the default working hours and inside a county's 08:00-21:00;
+/// a bad line in between is reported by number and the rest replayed.
+#[test]
+fn rules_replay_backtests_with_the_countys_calendar_and_skips_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    // 2026-11-02T20:00:00+08:00 and five minutes later.
+    let login = |at_ms: i64, user: &str| {
+        format!(
+            r#"{{"timestamp_ms":{at_ms},"host":"web1","source":"auth","kind":"ssh_login_accepted","fields":{{"user":"{user}","src_ip":"10.0.0.8"}}}}"#
+        )
+    };
+    std::fs::write(
+        &events,
+        format!(
+            "{}\n{{\"truncated\n{}\n",
+            login(1_793_620_800_000, "alice"),
+            login(1_793_621_100_000, "bob")
+        ),
+    )
+    .unwrap();
+    let calendar = dir.path().join("calendar.yaml");
+    std::fs::write(
+        &calendar,
+        "timezone: Asia/Shanghai\nworkdays: [mon, tue, wed, thu, fri]\nstart: \"08:00\"\nend: \"21:00\"\n",
+    )
+    .unwrap();
+    let replay = |calendar: Option<&Path>| {
+        let mut command = Command::new(binary("countywatch-collector"));
+        command
+            .args(["rules", "replay", "--events"])
+            .arg(&events)
+            .arg("--rules")
+            .arg(repo().join("rules/detection/ssh.yaml"));
+        if let Some(calendar) = calendar {
+            command.arg("--calendar").arg(calendar);
+        }
+        let output = command.output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = replay(None);
+    let outside: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.contains("ssh_login_outside_working_hours"))
+        .collect();
+    assert_eq!(outside.len(), 2, "{stdout}");
+    assert!(stderr.contains("line 2: not an event: "), "{stderr}");
+    assert!(
+        stderr.contains("2 events, 2 detections, 1 lines skipped"),
+        "{stderr}"
+    );
+    assert_eq!(code, Some(1), "a skipped line makes the exit status 1");
+
+    let (_, stdout, stderr) = replay(Some(&calendar));
+    assert_eq!(stdout, "", "{stderr}");
+    assert!(stderr.contains("2 events, 0 detections"), "{stderr}");
+}

@@ -10,7 +10,7 @@
 
 use countywatch_wire::{EventFields, EventKind};
 
-use super::Parsed;
+use crate::Parsed;
 
 /// Keys sudo writes between ` ; ` separators.
 const KEYS: &[&str] = &[

@@ -24,7 +24,7 @@
 
 use countywatch_wire::{EventFields, EventKind};
 
-use super::set_remote;
+use crate::set_remote;
 
 /// The `MODULE/SEVERITY/MNEMONIC` tag of a VRP or Comware message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

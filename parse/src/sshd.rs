@@ -2,11 +2,11 @@
 //!
 //! The formats are OpenSSH's own (auth.c `auth_log`, sshd.c, auth2.c); the
 //! user name in them is whatever the client sent, so every address is taken
-//! from the end of the line (see [`super::split_last_from`]).
+//! from the end of the line (see [`crate::split_last_from`]).
 
 use countywatch_wire::{EventFields, EventKind};
 
-use super::{Parsed, set_remote, split_last_address, split_last_from};
+use crate::{Parsed, set_remote, split_last_address, split_last_from};
 
 /// Messages that are understood and carry no security event of their own:
 /// session bookkeeping, protocol noise, and lines that duplicate another

@@ -6,7 +6,7 @@
 
 use countywatch_wire::{EventFields, EventKind};
 
-use super::{Parsed, key_value, quoted};
+use crate::{Parsed, key_value, quoted};
 
 /// Parses one shadow-utils message.
 pub fn parse(message: &str) -> Parsed {

@@ -5,7 +5,7 @@
 
 use countywatch_wire::{EventFields, EventKind};
 
-use super::Parsed;
+use crate::Parsed;
 
 /// Parses one su message.
 pub fn parse(message: &str) -> Parsed {

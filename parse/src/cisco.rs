@@ -17,7 +17,7 @@
 
 use countywatch_wire::{EventFields, EventKind};
 
-use super::set_remote;
+use crate::set_remote;
 
 /// The `%FACILITY-SEVERITY-MNEMONIC` tag of a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

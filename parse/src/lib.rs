@@ -1,24 +1,49 @@
-//! Parsers of authentication log messages, one file per program family,
-//! and of network devices' syslog messages, one file per vendor
-//! ([`cisco`], [`huawei`], [`h3c`]; dispatched by [`parse_device`]).
+//! countywatch-parse owns turning attacker-written text into events: the
+//! lines of authentication logs and the syslog messages network devices
+//! send. Everything here is pure (text in, [`EventKind`] and
+//! [`EventFields`] or a whole [`countywatch_wire::Event`] out): no IO, no
+//! clock, no async, so the agent's live sources, `countywatch-agent
+//! replay`, detection-rule tests (`lines:`) and the fuzz targets all run the
+//! same code.
 //!
-//! Each parser is a pure function from one message (the text after the
-//! syslog prefix, see [`syslog_prefix`]) to a [`Parsed`] outcome. They use
-//! plain string matching anchored at the start of the message, never a
-//! search anywhere in the line, so text an attacker put in a user name
-//! ("Accepted password for root...") cannot turn into an event of its own.
-//! Addresses are taken from the end of a line, where sshd writes them after
-//! the attacker-chosen user name.
+//! - [`auth_line`]: one auth log line to its events (prefix, rsyslog
+//!   repeats, the program's parser), with counts.
+//! - [`syslog_prefix`]: the `TIMESTAMP HOST program[pid]:` a local syslog
+//!   daemon writes (RFC 3164 and ISO-8601).
+//! - [`sshd`], [`pam`], [`sudo`], [`su`], [`shadow_utils`]: one parser per
+//!   program family, picked by [`parse_message`].
+//! - [`syslog_message`]: one message a device sent to its event.
+//! - [`syslog_header`]: its RFC 3164 / RFC 5424 header (`syslog_loose`).
+//! - [`cisco`] (also Ruijie), [`huawei`], [`h3c`]: one parser per vendor,
+//!   dispatched by [`parse_device`].
+//! - [`sanitize`]: control characters escaped and fields capped, on
+//!   everything that leaves the crate.
+//!
+//! Each message parser is a pure function from one message (the text after
+//! the syslog prefix) to a [`Parsed`] outcome. They use plain string
+//! matching anchored at the start of the message, never a search anywhere
+//! in the line, so text an attacker put in a user name ("Accepted password
+//! for root...") cannot turn into an event of its own. Addresses are taken
+//! from the end of a line, where sshd writes them after the attacker-chosen
+//! user name.
+//!
+//! **Architecture Invariant:** no IO and no panics on any input; every
+//! string that leaves the crate went through [`sanitize`].
 
+#![forbid(unsafe_code)]
+
+pub mod auth_line;
 pub mod cisco;
 pub mod h3c;
 pub mod huawei;
 pub mod pam;
+pub mod sanitize;
 pub mod shadow_utils;
 pub mod sshd;
 pub mod su;
 pub mod sudo;
 pub mod syslog_header;
+pub mod syslog_message;
 pub mod syslog_prefix;
 
 use std::net::IpAddr;

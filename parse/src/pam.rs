@@ -5,7 +5,7 @@
 
 use countywatch_wire::{EventFields, EventKind};
 
-use super::{Parsed, set_remote};
+use crate::{Parsed, set_remote};
 
 /// Parses one `pam_MODULE(SERVICE:TYPE): TEXT` message.
 pub fn parse(message: &str) -> Parsed {

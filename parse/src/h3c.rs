@@ -1,5 +1,5 @@
 //! H3C Comware messages. They share the `%%10MODULE/SEVERITY/MNEMONIC:`
-//! tag with Huawei VRP (parsed in [`super::huawei`]); the texts differ.
+//! tag with Huawei VRP (parsed in [`crate::huawei`]); the texts differ.
 //!
 //! Known shapes (H3C's system log message references):
 //! - `SSHS/6/SSHS_AUTH_FAIL: SSH user U (IP: A) didn't pass public key
@@ -18,8 +18,8 @@
 
 use countywatch_wire::{EventFields, EventKind};
 
-use super::huawei::VrpTag;
-use super::{set_remote, split_last_from};
+use crate::huawei::VrpTag;
+use crate::{set_remote, split_last_from};
 
 /// The event a tagged Comware message means, if it is one we know.
 pub fn parse(tag: &VrpTag<'_>, text: &str) -> Option<(EventKind, EventFields)> {
@@ -95,8 +95,8 @@ fn link(text: &str) -> Option<(EventKind, EventFields)> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::huawei::find_tag;
     use super::*;
+    use crate::huawei::find_tag;
 
     fn check(text: &str) -> Option<(EventKind, EventFields)> {
         let (_, tag, rest) = find_tag(text)?;
