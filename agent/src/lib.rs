@@ -44,7 +44,7 @@ use tokio::sync::Notify;
 use crate::collection::{Collector, TransportStats};
 use crate::config::{CollectorUrl, Config};
 use crate::identity::IdentityFiles;
-use crate::spool::{BatchKind, Overflow, Spool};
+use crate::spool::{BatchKind, Loss, Overflow, Spool};
 use crate::transport::{SendError, Transport};
 
 /// Collects once and returns the families, as `countywatch-agent test` prints them.
@@ -125,13 +125,13 @@ pub async fn run_with_reload(
     let url = CollectorUrl::parse(&url_text).map_err(anyhow::Error::msg)?;
     let tls = transport::mutual_tls(&identity)?;
     let transport = Transport::new(url, tls, config.collector.timeout.get());
-    let spool = Spool::open(
+    let mut spool = Spool::open(
         &config.state_dir,
         config.spool.max_bytes,
         enrollment.first_seq,
     )?;
     let stats = Arc::new(TransportStats::default());
-    publish_spool_size(&spool, &stats);
+    publish_spool_state(&mut spool, &stats);
     let outbox = Arc::new(Outbox {
         spool: Mutex::new(spool),
         notify: Notify::new(),
@@ -381,9 +381,11 @@ fn spool_batch(
         events: std::mem::take(events),
     };
     let mut spool = outbox.lock();
+    let event_count = batch.events.len() as u64;
     let pushed = spool.push(
         kind,
         now,
+        event_count,
         |seq| {
             batch.seq = seq;
             encode_batch(&batch)
@@ -432,6 +434,7 @@ fn spool_batch(
             .push(
                 BatchKind::Events,
                 now,
+                1,
                 |seq| {
                     report.seq = seq;
                     encode_batch(&report)
@@ -446,15 +449,35 @@ fn spool_batch(
             .spool_dropped_events
             .fetch_add(again.events, Ordering::Relaxed);
     }
-    publish_spool_size(&spool, stats);
+    publish_spool_state(&mut spool, stats);
     drop(spool);
     outbox.notify.notify_one();
     Ok(())
 }
 
-fn publish_spool_size(spool: &Spool, stats: &TransportStats) {
+/// Publishes the spool's size, and counts what damage to it cost since
+/// the last call (the spool has logged each loss).
+fn publish_spool_state(spool: &mut Spool, stats: &TransportStats) {
     stats.pending_batches.store(spool.len(), Ordering::Relaxed);
     stats.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
+    let loss = spool.take_loss();
+    if loss != Loss::default() {
+        stats
+            .spool_salvages
+            .fetch_add(loss.salvages, Ordering::Relaxed);
+        stats
+            .spool_damaged_event_batches
+            .fetch_add(loss.event_batches, Ordering::Relaxed);
+        stats
+            .spool_damaged_metric_batches
+            .fetch_add(loss.metric_batches, Ordering::Relaxed);
+        stats
+            .spool_damaged_uncounted_batches
+            .fetch_add(loss.uncounted_batches, Ordering::Relaxed);
+        stats
+            .spool_damaged_events
+            .fetch_add(loss.events, Ordering::Relaxed);
+    }
 }
 
 /// Delivers the spool oldest first, one batch at a time, retrying with
@@ -469,7 +492,12 @@ async fn send_loop(
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
     let mut failing = false;
     loop {
-        let next = outbox.lock().oldest();
+        let next = {
+            let mut spool = outbox.lock();
+            let next = spool.oldest();
+            publish_spool_state(&mut spool, &stats);
+            next
+        };
         let (seq, body) = match next {
             Ok(Some(next)) => next,
             Ok(None) => {
@@ -542,7 +570,7 @@ fn acknowledge(outbox: &Outbox, stats: &TransportStats, seq: u64) {
     if let Err(error) = spool.acknowledge(seq) {
         tracing::error!("{error:#}");
     }
-    publish_spool_size(&spool, stats);
+    publish_spool_state(&mut spool, stats);
 }
 
 /// Exponential backoff with jitter between half and all of the step, so
