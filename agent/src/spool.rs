@@ -232,7 +232,18 @@ impl Spool {
                 let placeholder =
                     Connection::open_in_memory().context("cannot open a placeholder")?;
                 drop(std::mem::replace(&mut self.connection, placeholder));
-                let (connection, loss) = salvage::salvage(&self.path, self.first_seq, &error)?;
+                let (connection, loss) = match salvage::salvage(&self.path, self.first_seq, &error)
+                {
+                    Ok(salvaged) => salvaged,
+                    Err(salvage_error) => {
+                        // Back to the damaged file, so the next operation
+                        // finds the damage and tries again.
+                        self.connection = Connection::open(&self.path).with_context(|| {
+                            format!("cannot reopen the spool {}", self.path.display())
+                        })?;
+                        return Err(salvage_error);
+                    }
+                };
                 self.connection = connection;
                 self.loss.add(loss);
                 self.recount()?;
@@ -792,6 +803,57 @@ mod tests {
                 .unwrap()
                 .0,
             2
+        );
+    }
+
+    #[test]
+    fn damage_found_while_sending_is_salvaged_and_sending_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.db");
+        let mut spool = Spool::open(dir.path(), 1 << 30, 1).unwrap();
+        let mut bodies = Vec::new();
+        for seq in 1..=40u64 {
+            spool
+                .push(BatchKind::Events, 0, 2, distinct_body(1500), &[])
+                .unwrap();
+            bodies.push(distinct_body(1500)(seq));
+        }
+        spool
+            .connection
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        let page_size: usize = spool
+            .connection
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .unwrap();
+        let mut file = std::fs::read(&path).unwrap();
+        let page = page_of(&file, &bodies[29], page_size);
+        for byte in &mut file[page * page_size..(page + 1) * page_size] {
+            *byte = 0xa5;
+        }
+        std::fs::write(&path, &file).unwrap();
+        // The running agent's page cache must not hide the damage.
+        spool
+            .connection
+            .execute_batch("PRAGMA shrink_memory")
+            .unwrap();
+        let mut delivered = 0u64;
+        while let Some((seq, body)) = spool.oldest().unwrap() {
+            assert_eq!(body, bodies[seq as usize - 1]);
+            delivered += 1;
+            spool.acknowledge(seq).unwrap();
+        }
+        let loss = spool.take_loss();
+        assert_eq!(loss.salvages, 1, "{loss:?}");
+        assert!(loss.event_batches > 0);
+        assert_eq!(delivered + loss.event_batches, 40);
+        assert_eq!(loss.events, 2 * loss.event_batches);
+        assert_eq!(
+            spool
+                .push(BatchKind::Events, 0, 1, distinct_body(10), &[])
+                .unwrap()
+                .0,
+            41
         );
     }
 }

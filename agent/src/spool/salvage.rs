@@ -404,4 +404,30 @@ mod tests {
         }
         assert_eq!(past_damage(i64::MAX - 1, |_| false), None);
     }
+
+    #[test]
+    fn only_the_newest_damaged_copies_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool.db");
+        for name in [
+            "spool.db.corrupt-100",
+            "spool.db.corrupt-100-wal",
+            "spool.db.corrupt-300",
+            "spool.db.corrupt-200",
+            "spool.db.corrupt-200.1",
+            "spool.db",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        prune_damaged(&spool);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["spool.db", "spool.db.corrupt-200.1", "spool.db.corrupt-300"]
+        );
+    }
 }
