@@ -506,6 +506,19 @@ fn a_damaged_spool_page_is_salvaged_and_exactly_its_events_are_reported_lost() {
         "delivered + reported lost = generated"
     );
     assert_eq!(series("countywatch_agent_spool_salvages_total"), Some(1.0));
+    // And the officer gets an event saying so, with the exact count.
+    let reported: Vec<i64> = collector
+        .database()
+        .prepare(
+            "SELECT json_extract(body, '$.fields.count') FROM events
+             WHERE agent = 'damaged-spool' AND kind = 'spool_damaged'",
+        )
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(reported, [destroyed_events]);
     let kept: Vec<String> = std::fs::read_dir(&state_dir)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
