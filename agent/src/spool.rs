@@ -856,4 +856,67 @@ mod tests {
             41
         );
     }
+
+    #[test]
+    fn bodies_whose_index_page_is_damaged_are_kept_when_they_decode_as_their_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.db");
+        let mut spool = Spool::open(dir.path(), 1 << 30, 1).unwrap();
+        let batch = |seq: u64| {
+            let mut event = countywatch_wire::Event::new(
+                0,
+                countywatch_wire::EventSource::Auth,
+                countywatch_wire::EventKind::SshLoginFailed,
+            );
+            event.raw = format!("line {seq}");
+            countywatch_wire::encode_batch(&countywatch_wire::Batch {
+                version: countywatch_wire::WIRE_VERSION,
+                agent: "a".into(),
+                seq,
+                collected_at_ms: 0,
+                metrics: Vec::new(),
+                events: vec![event; 3],
+            })
+        };
+        for _ in 0..400 {
+            spool.push(BatchKind::Events, 0, 3, batch, &[]).unwrap();
+        }
+        drop(spool);
+        let connection = Connection::open(&path).unwrap();
+        let (page, page_size): (usize, usize) = connection
+            .query_row(
+                "SELECT pageno, (SELECT page_size FROM pragma_page_size) FROM dbstat
+                 WHERE name = 'batches' AND pagetype = 'leaf' ORDER BY pageno LIMIT 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        drop(connection);
+        let mut file = std::fs::read(&path).unwrap();
+        for byte in &mut file[(page - 1) * page_size..page * page_size] {
+            *byte = 0xa5;
+        }
+        std::fs::write(&path, &file).unwrap();
+
+        let mut spool = Spool::open(dir.path(), 1 << 30, 1).unwrap();
+        assert_eq!(
+            spool.take_loss(),
+            Loss {
+                salvages: 1,
+                ..Loss::default()
+            },
+            "every body decodes as its own batch: nothing lost"
+        );
+        assert_eq!(spool.len(), 400);
+        let mut seq_expected = 1;
+        while let Some((seq, body)) = spool.oldest().unwrap() {
+            assert_eq!((seq, &body), (seq_expected, &batch(seq)));
+            spool.acknowledge(seq).unwrap();
+            seq_expected += 1;
+        }
+        assert_eq!(
+            spool.push(BatchKind::Events, 0, 3, batch, &[]).unwrap().0,
+            401
+        );
+    }
 }

@@ -35,17 +35,13 @@ struct IndexRow {
     checksum: Option<i64>,
 }
 
-/// Everything readable in the damaged file.
+/// What a salvage copied.
 #[derive(Default)]
-struct Readable {
-    /// The last sequence number handed out, if `sqlite_sequence` was readable.
-    sequence: Option<i64>,
-    /// Index rows by sequence number.
-    index: BTreeMap<i64, IndexRow>,
-    /// Bodies by sequence number.
-    bodies: BTreeMap<i64, Vec<u8>>,
+struct Copied {
+    /// Batches.
+    batches: u64,
     /// Source positions.
-    positions: Vec<(String, String)>,
+    positions: usize,
 }
 
 /// Salvages the spool at `path`, whose connections must all be closed
@@ -62,7 +58,6 @@ pub(super) fn salvage(
         error = format!("{cause:#}"),
         "the spool database is damaged; salvaging every readable batch into a fresh one"
     );
-    let readable = read_damaged(path);
     let fresh_path = sibling(path, ".salvage");
     remove_with_sidecars(&fresh_path);
     let mut loss = Loss {
@@ -71,8 +66,17 @@ pub(super) fn salvage(
     };
     let mut fresh = Connection::open(&fresh_path)
         .with_context(|| format!("cannot create {}", fresh_path.display()))?;
-    let salvaged = fill(&mut fresh, &readable, first_seq, &mut loss)
-        .with_context(|| format!("cannot write {}", fresh_path.display()))?;
+    let copied = match Connection::open(path) {
+        Ok(damaged) => copy_readable(&damaged, &mut fresh, first_seq, &mut loss),
+        // Nothing is readable; the fresh spool still needs its tables.
+        Err(_) => copy_readable(
+            &Connection::open_in_memory()?,
+            &mut fresh,
+            first_seq,
+            &mut loss,
+        ),
+    }
+    .with_context(|| format!("cannot write {}", fresh_path.display()))?;
     drop(fresh);
     let kept = move_aside(path)?;
     std::fs::rename(&fresh_path, path)
@@ -81,145 +85,50 @@ pub(super) fn salvage(
     tracing::error!(
         spool = %path.display(),
         kept = %kept.display(),
-        salvaged_batches = salvaged,
+        salvaged_batches = copied.batches,
+        salvaged_positions = copied.positions,
         lost_event_batches = loss.event_batches,
         lost_events = loss.events,
         lost_metric_batches = loss.metric_batches,
         lost_uncounted_batches = loss.uncounted_batches,
-        positions = readable.positions.len(),
         "spool salvaged; the damaged file is kept for inspection"
     );
     let connection = open_checked(path, first_seq)?;
     Ok((connection, loss))
 }
 
-/// Writes what was readable into the fresh database in one transaction.
-/// Returns the number of batches salvaged.
-fn fill(
+/// Copies every readable batch and position of `damaged` into `fresh`, in
+/// one transaction, and counts the rest in `loss`. The index rows and
+/// positions are small and read first; bodies are copied one at a time as
+/// the walk reads them, so memory stays at one batch whatever the spool's
+/// size.
+fn copy_readable(
+    damaged: &Connection,
     fresh: &mut Connection,
-    readable: &Readable,
     first_seq: u64,
     loss: &mut Loss,
-) -> anyhow::Result<u64> {
-    let transaction = fresh.transaction()?;
-    transaction.execute_batch(SCHEMA)?;
-    let mut salvaged = 0;
-    let sequences: BTreeSet<i64> = readable
-        .index
-        .keys()
-        .chain(readable.bodies.keys())
-        .copied()
-        .collect();
-    for seq in &sequences {
-        let body = readable.bodies.get(seq);
-        let row = match (readable.index.get(seq), body) {
-            (Some(row), Some(body))
-                if row.checksum.is_none_or(|stored| stored == checksum(body)) =>
-            {
-                Some((row.kind.clone(), row.created_ms, row.events))
-            }
-            (Some(row), _) => {
-                loss.lost(Some(&row.kind), row.events);
-                None
-            }
-            // The index row is gone: the body is trusted only if it
-            // decodes (gzip's own CRC) as the batch of that number.
-            (None, Some(body)) => {
-                match countywatch_wire::decode_batch(
-                    body,
-                    Some(countywatch_wire::CONTENT_ENCODING_GZIP),
-                    MAX_DECODED_BYTES,
-                ) {
-                    Ok(batch) if i64::try_from(batch.seq) == Ok(*seq) => {
-                        let kind = if batch.events.is_empty() {
-                            "metrics"
-                        } else {
-                            "events"
-                        };
-                        Some((
-                            kind.to_string(),
-                            batch.collected_at_ms,
-                            Some(batch.events.len() as i64),
-                        ))
-                    }
-                    _ => {
-                        loss.uncounted_batches += 1;
-                        None
-                    }
-                }
-            }
-            (None, None) => None,
-        };
-        let (Some((kind, created_ms, events)), Some(body)) = (row, body) else {
-            continue;
-        };
-        transaction.execute(
-            "INSERT INTO batches (seq, kind, created_ms, events, bytes, checksum)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                seq,
-                kind,
-                created_ms,
-                events,
-                body.len() as i64,
-                checksum(body)
-            ],
-        )?;
-        transaction.execute(
-            "INSERT INTO bodies (seq, body) VALUES (?1, ?2)",
-            params![seq, body],
-        )?;
-        salvaged += 1;
-    }
-    for (source, position) in &readable.positions {
-        transaction.execute(
-            "INSERT OR REPLACE INTO positions (source, position) VALUES (?1, ?2)",
-            params![source, position],
-        )?;
-    }
-    // A sequence number must never be handed out twice: the collector
-    // would take the new batch for one it already has. When the damaged
-    // file no longer says how far it got, the clock in milliseconds is a
-    // floor no agent reaches (one batch a millisecond for decades).
-    let seen = sequences.last().copied().unwrap_or(0);
-    let last_handed_out = readable
-        .sequence
-        .unwrap_or_else(countywatch_daemon::clock::now_ms)
-        .max(seen);
-    let floor = u64::try_from(last_handed_out)
-        .unwrap_or(0)
-        .max(first_seq.saturating_sub(1));
-    set_sequence_floor(&transaction, floor)?;
-    transaction.commit()?;
-    Ok(salvaged)
-}
-
-/// Reads every row of the damaged spool that can still be read.
-fn read_damaged(path: &Path) -> Readable {
-    let mut readable = Readable::default();
-    let Ok(connection) = Connection::open(path) else {
-        return readable;
-    };
-    readable.sequence = connection
+) -> anyhow::Result<Copied> {
+    let mut copied = Copied::default();
+    let sequence: Option<i64> = damaged
         .query_row(
             "SELECT seq FROM sqlite_sequence WHERE name = 'batches'",
             [],
             |row| row.get(0),
         )
         .ok();
-    let columns: Vec<String> = connection
+    let columns: Vec<String> = damaged
         .prepare("SELECT name FROM pragma_table_info('batches')")
         .and_then(|mut statement| statement.query_map([], |row| row.get(0))?.collect())
         .unwrap_or_default();
-    let has = |name: &str| columns.iter().any(|column| column == name);
     // A spool from before the split keeps its bodies in `batches`.
-    let (bodies_table, events, stored) = if has("body") {
+    let (bodies_table, events, stored) = if columns.iter().any(|column| column == "body") {
         ("batches", "NULL", "NULL")
     } else {
         ("bodies", "events", "checksum")
     };
-    readable.index = walk(
-        &connection,
+    let mut index: BTreeMap<i64, IndexRow> = BTreeMap::new();
+    walk(
+        damaged,
         "batches",
         &format!("kind, created_ms, {events}, {stored}"),
         |row| {
@@ -230,49 +139,159 @@ fn read_damaged(path: &Path) -> Readable {
                 checksum: row.get(4)?,
             })
         },
-    )
-    .into_iter()
-    .collect();
-    readable.bodies = walk(&connection, bodies_table, "body", |row| row.get(1))
-        .into_iter()
-        .collect();
-    readable.positions = walk(&connection, "positions", "source, position", |row| {
-        Ok((row.get(1)?, row.get(2)?))
-    })
-    .into_iter()
-    .map(|(_, position)| position)
-    .collect();
-    readable
+        |seq, row| {
+            index.insert(seq, row);
+        },
+    );
+    let mut positions = Vec::new();
+    walk(
+        damaged,
+        "positions",
+        "source, position",
+        |row| Ok((row.get::<_, String>(1)?, row.get::<_, String>(2)?)),
+        |_, position| positions.push(position),
+    );
+
+    let transaction = fresh.transaction()?;
+    transaction.execute_batch(SCHEMA)?;
+    let mut salvaged: BTreeSet<i64> = BTreeSet::new();
+    let mut highest_seen = index.keys().next_back().copied().unwrap_or(0);
+    let mut write_error = None;
+    walk(
+        damaged,
+        bodies_table,
+        "body",
+        |row| row.get::<_, Vec<u8>>(1),
+        |seq, body| {
+            highest_seen = highest_seen.max(seq);
+            if write_error.is_some() {
+                return;
+            }
+            let Some((kind, created_ms, events)) = trusted(index.get(&seq), seq, &body) else {
+                if !index.contains_key(&seq) {
+                    loss.uncounted_batches += 1;
+                }
+                return;
+            };
+            let inserted = transaction
+                .execute(
+                    "INSERT INTO batches (seq, kind, created_ms, events, bytes, checksum)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        seq,
+                        kind,
+                        created_ms,
+                        events,
+                        body.len() as i64,
+                        checksum(&body)
+                    ],
+                )
+                .and_then(|_| {
+                    transaction.execute(
+                        "INSERT INTO bodies (seq, body) VALUES (?1, ?2)",
+                        params![seq, body],
+                    )
+                });
+            match inserted {
+                Ok(_) => {
+                    salvaged.insert(seq);
+                }
+                Err(error) => write_error = Some(error),
+            }
+        },
+    );
+    if let Some(error) = write_error {
+        return Err(error.into());
+    }
+    // An index row whose body was unreadable, missing or wrong: lost, and
+    // the row says exactly what it held.
+    for (seq, row) in &index {
+        if !salvaged.contains(seq) {
+            loss.lost(Some(&row.kind), row.events);
+        }
+    }
+    for (source, position) in &positions {
+        transaction.execute(
+            "INSERT OR REPLACE INTO positions (source, position) VALUES (?1, ?2)",
+            params![source, position],
+        )?;
+    }
+    // A sequence number must never be handed out twice: the collector
+    // would take the new batch for one it already has. When the damaged
+    // file no longer says how far it got, the clock in milliseconds is a
+    // floor no agent reaches (one batch a millisecond for decades).
+    let last_handed_out = sequence
+        .unwrap_or_else(countywatch_daemon::clock::now_ms)
+        .max(highest_seen);
+    let floor = u64::try_from(last_handed_out)
+        .unwrap_or(0)
+        .max(first_seq.saturating_sub(1));
+    set_sequence_floor(&transaction, floor)?;
+    transaction.commit()?;
+    copied.batches = salvaged.len() as u64;
+    copied.positions = positions.len();
+    Ok(copied)
 }
 
-/// Every readable row of `table` in rowid order, stepping over damage.
+/// Whether a body read back may be delivered, and with what index row:
+/// with its own row if its checksum matches; without one (the row was
+/// lost) only if it decodes (gzip's own CRC) as the batch of that number.
+fn trusted(index: Option<&IndexRow>, seq: i64, body: &[u8]) -> Option<(String, i64, Option<i64>)> {
+    if let Some(row) = index {
+        return row
+            .checksum
+            .is_none_or(|stored| stored == checksum(body))
+            .then(|| (row.kind.clone(), row.created_ms, row.events));
+    }
+    let batch = countywatch_wire::decode_batch(
+        body,
+        Some(countywatch_wire::CONTENT_ENCODING_GZIP),
+        MAX_DECODED_BYTES,
+    )
+    .ok()?;
+    if i64::try_from(batch.seq) != Ok(seq) {
+        return None;
+    }
+    let kind = if batch.events.is_empty() {
+        "metrics"
+    } else {
+        "events"
+    };
+    Some((
+        kind.to_string(),
+        batch.collected_at_ms,
+        Some(batch.events.len() as i64),
+    ))
+}
+
+/// Hands every readable row of `table` to `visit`, in rowid order,
+/// stepping over damage.
 fn walk<T>(
     connection: &Connection,
     table: &str,
     columns: &str,
     read: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
-) -> Vec<(i64, T)> {
+    mut visit: impl FnMut(i64, T),
+) {
     let sql =
         format!("SELECT rowid, {columns} FROM {table} WHERE rowid > ?1 ORDER BY rowid LIMIT 1");
-    let Ok(mut statement) = connection.prepare(&sql) else {
-        return Vec::new();
-    };
     let point_sql = format!("SELECT rowid, {columns} FROM {table} WHERE rowid = ?1");
-    let Ok(mut point) = connection.prepare(&point_sql) else {
-        return Vec::new();
+    let (Ok(mut statement), Ok(mut point)) =
+        (connection.prepare(&sql), connection.prepare(&point_sql))
+    else {
+        return;
     };
     let mut next_after = |after: i64| -> rusqlite::Result<Option<(i64, T)>> {
         statement
             .query_row(params![after], |row| Ok((row.get(0)?, read(row)?)))
             .optional()
     };
-    let mut rows = Vec::new();
     // Rowids of these tables are positive; the walk starts below them.
     let mut after = 0i64;
     loop {
         match next_after(after) {
             Ok(Some((rowid, value))) => {
-                rows.push((rowid, value));
+                visit(rowid, value);
                 after = rowid;
             }
             Ok(None) => break,
@@ -280,11 +299,11 @@ fn walk<T>(
                 Some(resume) => {
                     // An ordered read from `resume` skips the row `resume`
                     // itself, which may lie on the next, intact page.
-                    if let Ok(Some(row)) = point
+                    if let Ok(Some((rowid, value))) = point
                         .query_row(params![resume], |row| Ok((row.get(0)?, read(row)?)))
                         .optional()
                     {
-                        rows.push(row);
+                        visit(rowid, value);
                     }
                     after = resume;
                 }
@@ -292,7 +311,6 @@ fn walk<T>(
             },
         }
     }
-    rows
 }
 
 /// The smallest `from` above `after` (whose ordered read fails) from which
