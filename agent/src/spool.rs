@@ -16,8 +16,8 @@
 //! a damaged page of bodies loses those bodies but not the knowledge of
 //! what they held. A body that fails its checksum is dropped and counted;
 //! a database SQLite itself finds corrupt (`PRAGMA quick_check` at open, or
-//! a corrupt-page error later) is salvaged into a fresh spool by
-//! [`salvage`], and what could not be read is counted as [`Loss`].
+//! a corrupt-page error later) is salvaged into a fresh spool
+//! (`spool/salvage.rs`), and what could not be read is counted as [`Loss`].
 //!
 //! The spool is bounded (`spool.max_bytes`). When full, metric batches go
 //! first (a newer one supersedes them anyway); security events go only when
@@ -84,10 +84,10 @@ impl Loss {
     }
 
     /// Counts one lost batch from its index row.
-    fn lost(&mut self, kind: Option<&str>, events: Option<i64>) {
+    fn lost(&mut self, kind: &str, events: Option<i64>) {
         match (kind, events) {
-            (Some("metrics"), _) => self.metric_batches += 1,
-            (Some(_), Some(events)) => {
+            ("metrics", _) => self.metric_batches += 1,
+            (_, Some(events)) => {
                 self.event_batches += 1;
                 self.events += u64::try_from(events).unwrap_or(0);
             }
@@ -177,7 +177,7 @@ impl Spool {
     /// Opens or creates `<state_dir>/spool.db`. Sequence numbers continue
     /// from at least `first_seq` (what the collector expects after an
     /// enrolment), or above the last one handed out, whichever is higher.
-    /// A damaged database is salvaged first (see [`salvage`]); what that
+    /// A damaged database is salvaged first (`spool/salvage.rs`); what that
     /// lost waits in [`Spool::take_loss`].
     pub fn open(state_dir: &Path, max_bytes: u64, first_seq: u64) -> anyhow::Result<Spool> {
         let path = state_dir.join("spool.db");
@@ -406,7 +406,7 @@ impl Spool {
                         events,
                         "a spooled batch's body is missing or fails its checksum (a damaged spool file); dropping it"
                     );
-                    spool.loss.lost(Some(&kind), events);
+                    spool.loss.lost(&kind, events);
                     spool.delete(seq as u64).context("cannot delete from the spool")?;
                     spool.bytes = spool.bytes.saturating_sub(u64::try_from(size).unwrap_or(0));
                     spool.count = spool.count.saturating_sub(1);

@@ -207,7 +207,7 @@ fn copy_readable(
     // the row says exactly what it held.
     for (seq, row) in &index {
         if !salvaged.contains(seq) {
-            loss.lost(Some(&row.kind), row.events);
+            loss.lost(&row.kind, row.events);
         }
     }
     for (source, position) in &positions {
