@@ -385,7 +385,7 @@ fn a_damaged_spool_page_is_salvaged_and_exactly_its_events_are_reported_lost() {
     let log = logs.path().join("auth.log");
     let config = config(&log);
     append_lines(&log, 0, 20);
-    let mut agent = start_agent("damaged-spool", &collector, &config);
+    let agent = start_agent("damaged-spool", &collector, &config);
     assert_eq!(wait_for_events(&collector, "damaged-spool", 20), 20);
     let state_dir = agent.state_dir.clone();
     let spool_path = state_dir.join("spool.db");
@@ -424,13 +424,7 @@ fn a_damaged_spool_page_is_salvaged_and_exactly_its_events_are_reported_lost() {
         total - 20
     );
     // A clean stop, so every page is in the main file, not the WAL.
-    let status = Command::new("kill")
-        .arg(agent.pid().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(wait_until(Duration::from_secs(20), || !agent.is_running()));
-    let agent_dir = agent.kill();
+    let agent_dir = agent.stop_keeping_state();
     let spool = rusqlite::Connection::open(&spool_path).unwrap();
     spool
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
