@@ -47,6 +47,10 @@ seed() {
         printf '\x03%d %s<13>two\n' "${#message}" "$message" >"corpus/$target/octets" ;;
     detection_rules)
         cp "$root"/rules/detection/*.yaml "corpus/$target/" ;;
+    snmp_response)
+        # Real snmpd answers (a system GET, IF-MIB GETBULK walks) captured
+        # on loopback with `snmpbulkwalk -d`, in pairs behind a u16 length.
+        cp seeds/snmp_response/* "corpus/$target/" ;;
     agent_config)
         cp "$root"/deploy/agent.example.yaml "$root"/deploy/packaging/agent.yaml "corpus/$target/" 2>/dev/null || true ;;
     collector_config)

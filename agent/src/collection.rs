@@ -41,6 +41,16 @@ pub struct TransportStats {
     pub spool_dropped_events: AtomicU64,
     /// Attempts to write the spool that failed (a full disk, an I/O error).
     pub spool_write_failures: AtomicU64,
+    /// Times the spool database was found damaged and salvaged.
+    pub spool_salvages: AtomicU64,
+    /// Event batches lost to a damaged spool file.
+    pub spool_damaged_event_batches: AtomicU64,
+    /// Metric batches lost to a damaged spool file.
+    pub spool_damaged_metric_batches: AtomicU64,
+    /// Batches lost to a damaged spool file whose kind and size are unknown.
+    pub spool_damaged_uncounted_batches: AtomicU64,
+    /// Events in the event batches lost to a damaged spool file.
+    pub spool_damaged_events: AtomicU64,
     /// Whether the last attempt to write the spool failed, so that a run of
     /// failures is logged once.
     pub spool_failing: std::sync::atomic::AtomicBool,
@@ -352,6 +362,18 @@ impl Collector {
             &[("kind", "events")],
             stats.spool_dropped_events.load(Ordering::Relaxed) as f64,
         );
+        let mut spool_damaged = MetricFamily::new(
+            "countywatch_agent_spool_damaged_batches_total",
+            "Batches lost to a damaged spool file, by kind (unknown: neither the index row nor the body was readable as a batch).",
+            MetricKind::Counter,
+        );
+        for (kind, value) in [
+            ("events", &stats.spool_damaged_event_batches),
+            ("metrics", &stats.spool_damaged_metric_batches),
+            ("unknown", &stats.spool_damaged_uncounted_batches),
+        ] {
+            spool_damaged.push(&[("kind", kind)], value.load(Ordering::Relaxed) as f64);
+        }
         let counter = |name: &str, help: &str, value: &AtomicU64| {
             MetricFamily::single(
                 name,
@@ -409,6 +431,17 @@ impl Collector {
                 stats.spool_bytes.load(Ordering::Relaxed) as f64,
             ),
             spool_dropped,
+            spool_damaged,
+            counter(
+                "countywatch_agent_spool_damaged_events_total",
+                "Events in the event batches lost to a damaged spool file (exact: each batch's count is kept apart from its body).",
+                &stats.spool_damaged_events,
+            ),
+            counter(
+                "countywatch_agent_spool_salvages_total",
+                "Times the spool database was found damaged and its readable batches moved to a fresh one.",
+                &stats.spool_salvages,
+            ),
         ]
     }
 }

@@ -44,7 +44,7 @@ use tokio::sync::Notify;
 use crate::collection::{Collector, TransportStats};
 use crate::config::{CollectorUrl, Config};
 use crate::identity::IdentityFiles;
-use crate::spool::{BatchKind, Overflow, Spool};
+use crate::spool::{BatchKind, Loss, Overflow, Spool};
 use crate::transport::{SendError, Transport};
 
 /// Collects once and returns the families, as `countywatch-agent test` prints them.
@@ -125,13 +125,13 @@ pub async fn run_with_reload(
     let url = CollectorUrl::parse(&url_text).map_err(anyhow::Error::msg)?;
     let tls = transport::mutual_tls(&identity)?;
     let transport = Transport::new(url, tls, config.collector.timeout.get());
-    let spool = Spool::open(
+    let mut spool = Spool::open(
         &config.state_dir,
         config.spool.max_bytes,
         enrollment.first_seq,
     )?;
     let stats = Arc::new(TransportStats::default());
-    publish_spool_size(&spool, &stats);
+    publish_spool_state(&mut spool, &stats, &name);
     let outbox = Arc::new(Outbox {
         spool: Mutex::new(spool),
         notify: Notify::new(),
@@ -142,6 +142,7 @@ pub async fn run_with_reload(
         Arc::clone(&outbox),
         Arc::clone(&stats),
         pace,
+        name.clone(),
     ));
     let mut collector = Collector::new(
         probe::build(&config),
@@ -381,9 +382,11 @@ fn spool_batch(
         events: std::mem::take(events),
     };
     let mut spool = outbox.lock();
+    let event_count = batch.events.len() as u64;
     let pushed = spool.push(
         kind,
         now,
+        event_count,
         |seq| {
             batch.seq = seq;
             encode_batch(&batch)
@@ -432,6 +435,7 @@ fn spool_batch(
             .push(
                 BatchKind::Events,
                 now,
+                1,
                 |seq| {
                     report.seq = seq;
                     encode_batch(&report)
@@ -446,15 +450,76 @@ fn spool_batch(
             .spool_dropped_events
             .fetch_add(again.events, Ordering::Relaxed);
     }
-    publish_spool_size(&spool, stats);
+    publish_spool_state(&mut spool, stats, agent);
     drop(spool);
     outbox.notify.notify_one();
     Ok(())
 }
 
-fn publish_spool_size(spool: &Spool, stats: &TransportStats) {
+/// Publishes the spool's size, and counts and reports what damage to it
+/// cost since the last call: the spool has logged each loss; the counters
+/// feed `countywatch_agent_spool_damaged_*`, and a `spool_damaged` event,
+/// itself spooled, tells the security officer.
+fn publish_spool_state(spool: &mut Spool, stats: &TransportStats, agent: &str) {
+    let loss = spool.take_loss();
+    if loss != Loss::default() {
+        stats
+            .spool_salvages
+            .fetch_add(loss.salvages, Ordering::Relaxed);
+        stats
+            .spool_damaged_event_batches
+            .fetch_add(loss.event_batches, Ordering::Relaxed);
+        stats
+            .spool_damaged_metric_batches
+            .fetch_add(loss.metric_batches, Ordering::Relaxed);
+        stats
+            .spool_damaged_uncounted_batches
+            .fetch_add(loss.uncounted_batches, Ordering::Relaxed);
+        stats
+            .spool_damaged_events
+            .fetch_add(loss.events, Ordering::Relaxed);
+        if let Err(error) = spool_damage_report(spool, agent, loss) {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "cannot spool the spool_damaged event; the loss is in the metrics only"
+            );
+        }
+    }
     stats.pending_batches.store(spool.len(), Ordering::Relaxed);
     stats.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
+}
+
+/// Spools a `spool_damaged` event describing `loss`.
+fn spool_damage_report(spool: &mut Spool, agent: &str, loss: Loss) -> anyhow::Result<()> {
+    let now = now_ms();
+    let mut event = Event::new(now, EventSource::Agent, EventKind::SpoolDamaged);
+    event.host = agent.to_string();
+    event.fields.dropped_event_batches = Some(loss.event_batches);
+    event.fields.dropped_metric_batches = Some(loss.metric_batches);
+    event.fields.count = Some(u32::try_from(loss.events).unwrap_or(u32::MAX));
+    event.raw = format!(
+        "spool damaged: lost {} events in {} event batches, {} metric batches and {} batches of unknown kind; the damaged file is kept in the state directory as spool.db.corrupt-<time>",
+        loss.events, loss.event_batches, loss.metric_batches, loss.uncounted_batches
+    );
+    let mut report = Batch {
+        version: WIRE_VERSION,
+        agent: agent.to_string(),
+        seq: 0,
+        collected_at_ms: now,
+        metrics: Vec::new(),
+        events: vec![event],
+    };
+    spool.push(
+        BatchKind::Events,
+        now,
+        1,
+        |seq| {
+            report.seq = seq;
+            encode_batch(&report)
+        },
+        &[],
+    )?;
+    Ok(())
 }
 
 /// Delivers the spool oldest first, one batch at a time, retrying with
@@ -465,11 +530,17 @@ async fn send_loop(
     outbox: Arc<Outbox>,
     stats: Arc<TransportStats>,
     pace: Duration,
+    agent: String,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
     let mut failing = false;
     loop {
-        let next = outbox.lock().oldest();
+        let next = {
+            let mut spool = outbox.lock();
+            let next = spool.oldest();
+            publish_spool_state(&mut spool, &stats, &agent);
+            next
+        };
         let (seq, body) = match next {
             Ok(Some(next)) => next,
             Ok(None) => {
@@ -495,7 +566,7 @@ async fn send_loop(
                 backoff.reset();
                 stats.batches_sent.fetch_add(1, Ordering::Relaxed);
                 stats.bytes_sent.fetch_add(size, Ordering::Relaxed);
-                acknowledge(&outbox, &stats, seq);
+                acknowledge(&outbox, &stats, &agent, seq);
                 // Pace the catch-up after an outage; a live agent has at
                 // most one batch waiting and does not sleep here.
                 if !outbox.lock().is_empty() {
@@ -508,7 +579,7 @@ async fn send_loop(
                 tracing::error!(seq, %error, "batch refused, dropping it");
                 stats.send_failures.fetch_add(1, Ordering::Relaxed);
                 stats.batches_dropped.fetch_add(1, Ordering::Relaxed);
-                acknowledge(&outbox, &stats, seq);
+                acknowledge(&outbox, &stats, &agent, seq);
             }
             Err(error) => {
                 stats.send_failures.fetch_add(1, Ordering::Relaxed);
@@ -537,12 +608,12 @@ fn is_worth_retrying(error: &SendError) -> bool {
     }
 }
 
-fn acknowledge(outbox: &Outbox, stats: &TransportStats, seq: u64) {
+fn acknowledge(outbox: &Outbox, stats: &TransportStats, agent: &str, seq: u64) {
     let mut spool = outbox.lock();
     if let Err(error) = spool.acknowledge(seq) {
         tracing::error!("{error:#}");
     }
-    publish_spool_size(&spool, stats);
+    publish_spool_state(&mut spool, stats, agent);
 }
 
 /// Exponential backoff with jitter between half and all of the step, so

@@ -5,18 +5,31 @@
 //! SQLite (bundled, WAL, `synchronous=FULL`) rather than a home-made
 //! segment log: transactions give us, for free, the atomic "batch + source
 //! positions" write that exactly-once delivery needs (see
-//! [`Spool::push`]'s `positions`), crash recovery, and checksummed pages;
-//! ARCHITECTURE.md has the longer argument. Sequence numbers come from
-//! `AUTOINCREMENT`, so they are never reused, even after deletes and restarts.
+//! [`Spool::push`]'s `positions`), crash recovery, and checksummed WAL
+//! frames; ARCHITECTURE.md has the longer argument. Sequence numbers come
+//! from `AUTOINCREMENT`, so they are never reused, even after deletes and
+//! restarts.
+//!
+//! The main database file has no page checksums, so a damaged disk can
+//! still hurt it. Each batch's index row (`batches`: kind, event count,
+//! size, a checksum of the body) lives apart from its body (`bodies`), so
+//! a damaged page of bodies loses those bodies but not the knowledge of
+//! what they held. A body that fails its checksum is dropped and counted;
+//! a database SQLite itself finds corrupt (`PRAGMA quick_check` at open, or
+//! a corrupt-page error later) is salvaged into a fresh spool
+//! (`spool/salvage.rs`), and what could not be read is counted as [`Loss`].
 //!
 //! The spool is bounded (`spool.max_bytes`). When full, metric batches go
 //! first (a newer one supersedes them anyway); security events go only when
 //! nothing else is left. Every drop is counted and reported.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+mod salvage;
 
 /// What a spooled batch carries; decides what is dropped first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,93 +58,246 @@ pub struct Overflow {
     pub events: u64,
 }
 
+/// Batches lost to a damaged spool file, not yet reported.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Loss {
+    /// Times the database was found corrupt and salvaged.
+    pub salvages: u64,
+    /// Event batches lost.
+    pub event_batches: u64,
+    /// Metric batches lost.
+    pub metric_batches: u64,
+    /// Events in the lost batches whose index row was readable: exact.
+    pub events: u64,
+    /// Lost batches whose kind and event count are unknown (their index
+    /// row was damaged too, or they were spooled before counts were kept).
+    pub uncounted_batches: u64,
+}
+
+impl Loss {
+    fn add(&mut self, other: Loss) {
+        self.salvages += other.salvages;
+        self.event_batches += other.event_batches;
+        self.metric_batches += other.metric_batches;
+        self.events += other.events;
+        self.uncounted_batches += other.uncounted_batches;
+    }
+
+    /// Counts one lost batch from its index row.
+    fn lost(&mut self, kind: &str, events: Option<i64>) {
+        match (kind, events) {
+            ("metrics", _) => self.metric_batches += 1,
+            (_, Some(events)) => {
+                self.event_batches += 1;
+                self.events += u64::try_from(events).unwrap_or(0);
+            }
+            _ => self.uncounted_batches += 1,
+        }
+    }
+}
+
 /// The spool database.
 pub struct Spool {
     /// The connection; the agent has one thread, so no pool.
     connection: Connection,
+    /// `<state_dir>/spool.db`, kept to salvage it when a read finds damage.
+    path: PathBuf,
+    /// The sequence floor the spool was opened with, for a salvage.
+    first_seq: u64,
     /// Bytes of batch bodies the spool may hold.
     max_bytes: u64,
     /// Bytes of batch bodies it holds now (kept in memory, set at open).
     bytes: u64,
     /// Batches it holds now.
     count: u64,
+    /// Losses to damage since the caller last took them ([`Spool::take_loss`]).
+    loss: Loss,
+}
+
+/// The tables. `batches` is the index (small rows, many to a page) and
+/// owns the sequence; `bodies` holds the encoded batches on pages of their
+/// own, so that damage to one side leaves the other readable.
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS batches (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        events INTEGER,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        checksum INTEGER
+    );
+    CREATE TABLE IF NOT EXISTS bodies (
+        seq INTEGER PRIMARY KEY,
+        body BLOB NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS positions (
+        source TEXT PRIMARY KEY,
+        position TEXT NOT NULL
+    );";
+
+/// A spool written before bodies moved to their own table (one `batches`
+/// table with a `body` column) is converted in place; its batches have no
+/// event count or checksum (NULL), which a loss reports as uncounted.
+const MIGRATE_SINGLE_TABLE: &str = "CREATE TABLE bodies (
+        seq INTEGER PRIMARY KEY,
+        body BLOB NOT NULL
+    );
+    INSERT INTO bodies (seq, body) SELECT seq, body FROM batches;
+    ALTER TABLE batches ADD COLUMN events INTEGER;
+    ALTER TABLE batches ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE batches ADD COLUMN checksum INTEGER;
+    UPDATE batches SET bytes = LENGTH(body);
+    ALTER TABLE batches DROP COLUMN body;";
+
+/// The body's checksum as stored: the first eight bytes of its SHA-256.
+/// SHA-256 rather than a CRC because the agent already links it; a batch
+/// is hashed once when written and once when read.
+fn checksum(body: &[u8]) -> i64 {
+    let digest = Sha256::digest(body);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_le_bytes(first)
+}
+
+/// Whether an error means the database file is damaged (as opposed to a
+/// full disk or a lock, which pass).
+fn is_corruption(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<rusqlite::Error>(),
+            Some(rusqlite::Error::SqliteFailure(failure, _))
+                if matches!(
+                    failure.code,
+                    rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+                )
+        )
+    })
 }
 
 impl Spool {
     /// Opens or creates `<state_dir>/spool.db`. Sequence numbers continue
     /// from at least `first_seq` (what the collector expects after an
     /// enrolment), or above the last one handed out, whichever is higher.
+    /// A damaged database is salvaged first (`spool/salvage.rs`); what that
+    /// lost waits in [`Spool::take_loss`].
     pub fn open(state_dir: &Path, max_bytes: u64, first_seq: u64) -> anyhow::Result<Spool> {
         let path = state_dir.join("spool.db");
-        let connection = Connection::open(&path)
-            .with_context(|| format!("cannot open the spool {}", path.display()))?;
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .and_then(|()| connection.pragma_update(None, "synchronous", "FULL"))
-            .and_then(|()| {
-                connection.execute_batch(
-                    "CREATE TABLE IF NOT EXISTS batches (
-                        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                        kind TEXT NOT NULL,
-                        created_ms INTEGER NOT NULL,
-                        body BLOB NOT NULL
-                    );
-                    CREATE TABLE IF NOT EXISTS positions (
-                        source TEXT PRIMARY KEY,
-                        position TEXT NOT NULL
-                    );",
-                )
-            })
-            .with_context(|| format!("cannot initialise the spool {}", path.display()))?;
-        let floor = i64::try_from(first_seq.saturating_sub(1)).unwrap_or(i64::MAX);
-        connection
-            .execute(
-                "INSERT INTO sqlite_sequence (name, seq) SELECT 'batches', ?1
-                 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'batches')",
-                params![floor],
-            )
-            .and_then(|_| {
-                connection.execute(
-                    "UPDATE sqlite_sequence SET seq = MAX(seq, ?1) WHERE name = 'batches'",
-                    params![floor],
-                )
-            })
-            .with_context(|| format!("cannot set the sequence of {}", path.display()))?;
-        let (bytes, count): (i64, i64) = connection
+        let mut loss = Loss::default();
+        let connection = match open_checked(&path, first_seq) {
+            Ok(connection) => connection,
+            Err(error) if is_corruption(&error) => {
+                let (connection, salvage_loss) = salvage::salvage(&path, first_seq, &error)?;
+                loss.add(salvage_loss);
+                connection
+            }
+            Err(error) => return Err(error),
+        };
+        let mut spool = Spool {
+            connection,
+            path,
+            first_seq,
+            max_bytes,
+            bytes: 0,
+            count: 0,
+            loss,
+        };
+        spool.recount()?;
+        Ok(spool)
+    }
+
+    /// Reads the size and count of what is waiting.
+    fn recount(&mut self) -> anyhow::Result<()> {
+        let (bytes, count): (i64, i64) = self
+            .connection
             .query_row(
-                "SELECT COALESCE(SUM(LENGTH(body)), 0), COUNT(*) FROM batches",
+                "SELECT COALESCE(SUM(bytes), 0), COUNT(*) FROM batches",
                 [],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
-            .with_context(|| format!("cannot read the spool {}", path.display()))?;
-        Ok(Spool {
-            connection,
-            max_bytes,
-            bytes: u64::try_from(bytes).unwrap_or(0),
-            count: u64::try_from(count).unwrap_or(0),
-        })
+            .with_context(|| format!("cannot read the spool {}", self.path.display()))?;
+        self.bytes = u64::try_from(bytes).unwrap_or(0);
+        self.count = u64::try_from(count).unwrap_or(0);
+        Ok(())
     }
 
-    /// Spools a batch. `encode` gets the batch's sequence number and returns
-    /// its body. `positions` (source name, serialised position) are saved in
-    /// the same transaction, so a source's read position moves exactly when
-    /// its events become durable: a crash either keeps both or neither.
-    /// Returns the sequence number and what was dropped to make room.
+    /// Runs `operation`; if it finds the database corrupt, salvages it and
+    /// runs `operation` once more on the fresh spool.
+    fn guarded<T>(
+        &mut self,
+        mut operation: impl FnMut(&mut Spool) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        match operation(self) {
+            Err(error) if is_corruption(&error) => {
+                // The damaged connection must be closed before its files
+                // move (see `salvage`); an in-memory one stands in.
+                let placeholder =
+                    Connection::open_in_memory().context("cannot open a placeholder")?;
+                drop(std::mem::replace(&mut self.connection, placeholder));
+                let (connection, loss) = match salvage::salvage(&self.path, self.first_seq, &error)
+                {
+                    Ok(salvaged) => salvaged,
+                    Err(salvage_error) => {
+                        // Back to the damaged file, so the next operation
+                        // finds the damage and tries again.
+                        self.connection = Connection::open(&self.path).with_context(|| {
+                            format!("cannot reopen the spool {}", self.path.display())
+                        })?;
+                        return Err(salvage_error);
+                    }
+                };
+                self.connection = connection;
+                self.loss.add(loss);
+                self.recount()?;
+                operation(self)
+            }
+            other => other,
+        }
+    }
+
+    /// Spools a batch of `events` events (0 for metrics). `encode` gets the
+    /// batch's sequence number and returns its body. `positions` (source
+    /// name, serialised position) are saved in the same transaction, so a
+    /// source's read position moves exactly when its events become
+    /// durable: a crash either keeps both or neither. Returns the sequence
+    /// number and what was dropped to make room.
     pub fn push(
         &mut self,
         kind: BatchKind,
         created_ms: i64,
-        encode: impl FnOnce(u64) -> Vec<u8>,
+        events: u64,
+        mut encode: impl FnMut(u64) -> Vec<u8>,
         positions: &[(String, String)],
     ) -> anyhow::Result<(u64, Overflow)> {
+        // After a salvage the batch is encoded again under the fresh
+        // spool's next number (the failed transaction committed nothing).
+        let (seq, size) =
+            self.guarded(|spool| spool.insert(kind, created_ms, events, &mut encode, positions))?;
+        self.bytes += size;
+        self.count += 1;
+        let overflow = self.guarded(|spool| spool.enforce_bound(seq))?;
+        Ok((seq, overflow))
+    }
+
+    /// One push's transaction; returns the sequence number and body size.
+    fn insert(
+        &mut self,
+        kind: BatchKind,
+        created_ms: i64,
+        events: u64,
+        encode: &mut impl FnMut(u64) -> Vec<u8>,
+        positions: &[(String, String)],
+    ) -> anyhow::Result<(u64, u64)> {
         let transaction = self
             .connection
             .transaction()
             .context("cannot write the spool")?;
         transaction
             .execute(
-                "INSERT INTO batches (kind, created_ms, body) VALUES (?1, ?2, x'')",
-                params![kind.as_str(), created_ms],
+                "INSERT INTO batches (kind, created_ms, events) VALUES (?1, ?2, ?3)",
+                params![
+                    kind.as_str(),
+                    created_ms,
+                    i64::try_from(events).unwrap_or(i64::MAX)
+                ],
             )
             .context("cannot write the spool")?;
         let seq =
@@ -140,8 +306,14 @@ impl Spool {
         let size = body.len() as u64;
         transaction
             .execute(
-                "UPDATE batches SET body = ?1 WHERE seq = ?2",
-                params![body, seq as i64],
+                "UPDATE batches SET bytes = ?1, checksum = ?2 WHERE seq = ?3",
+                params![size as i64, checksum(&body), seq as i64],
+            )
+            .context("cannot write the spool")?;
+        transaction
+            .execute(
+                "INSERT INTO bodies (seq, body) VALUES (?1, ?2)",
+                params![seq as i64, body],
             )
             .context("cannot write the spool")?;
         for (source, position) in positions {
@@ -154,10 +326,7 @@ impl Spool {
                 .context("cannot save a source position")?;
         }
         transaction.commit().context("cannot write the spool")?;
-        self.bytes += size;
-        self.count += 1;
-        let overflow = self.enforce_bound(seq)?;
-        Ok((seq, overflow))
+        Ok((seq, size))
     }
 
     /// Drops batches, metrics first and oldest first, until the spool fits,
@@ -168,7 +337,7 @@ impl Spool {
             let victim: Option<(i64, String, i64)> = self
                 .connection
                 .query_row(
-                    "SELECT seq, kind, LENGTH(body) FROM batches WHERE seq != ?1
+                    "SELECT seq, kind, bytes FROM batches WHERE seq != ?1
                      ORDER BY (kind = 'events'), seq LIMIT 1",
                     params![keep as i64],
                     |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
@@ -178,9 +347,7 @@ impl Spool {
             let Some((seq, kind, size)) = victim else {
                 break;
             };
-            self.connection
-                .execute("DELETE FROM batches WHERE seq = ?1", params![seq])
-                .context("cannot trim the spool")?;
+            self.delete(seq as u64).context("cannot trim the spool")?;
             self.bytes = self.bytes.saturating_sub(u64::try_from(size).unwrap_or(0));
             self.count = self.count.saturating_sub(1);
             if kind == "events" {
@@ -192,41 +359,85 @@ impl Spool {
         Ok(overflow)
     }
 
-    /// The oldest unacknowledged batch.
-    pub fn oldest(&self) -> anyhow::Result<Option<(u64, Vec<u8>)>> {
-        self.connection
-            .query_row(
-                "SELECT seq, body FROM batches ORDER BY seq LIMIT 1",
-                [],
-                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
-            )
-            .optional()
-            .context("cannot read the spool")
-            .map(|row| row.map(|(seq, body)| (u64::try_from(seq).unwrap_or(0), body)))
+    /// Deletes a batch's index row and body together.
+    fn delete(&mut self, seq: u64) -> anyhow::Result<()> {
+        let transaction = self.connection.transaction()?;
+        transaction.execute("DELETE FROM batches WHERE seq = ?1", params![seq as i64])?;
+        transaction.execute("DELETE FROM bodies WHERE seq = ?1", params![seq as i64])?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// The oldest unacknowledged batch whose body is intact. A body that is
+    /// missing or fails its checksum is deleted and counted as lost (see
+    /// [`Spool::take_loss`]); the next one is tried.
+    pub fn oldest(&mut self) -> anyhow::Result<Option<(u64, Vec<u8>)>> {
+        self.guarded(|spool| loop {
+            type Index = (i64, String, Option<i64>, i64, Option<i64>);
+            let index: Option<Index> = spool
+                .connection
+                .query_row(
+                    "SELECT seq, kind, events, bytes, checksum FROM batches ORDER BY seq LIMIT 1",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+                )
+                .optional()
+                .context("cannot read the spool")?;
+            let Some((seq, kind, events, size, stored)) = index else {
+                return Ok(None);
+            };
+            let body: Option<Vec<u8>> = spool
+                .connection
+                .query_row(
+                    "SELECT body FROM bodies WHERE seq = ?1",
+                    params![seq],
+                    |row| row.get(0),
+                )
+                .optional()
+                .context("cannot read the spool")?;
+            match body {
+                Some(body) if stored.is_none_or(|stored| stored == checksum(&body)) => {
+                    return Ok(Some((u64::try_from(seq).unwrap_or(0), body)));
+                }
+                _ => {
+                    tracing::error!(
+                        seq,
+                        kind,
+                        events,
+                        "a spooled batch's body is missing or fails its checksum (a damaged spool file); dropping it"
+                    );
+                    spool.loss.lost(&kind, events);
+                    spool.delete(seq as u64).context("cannot delete from the spool")?;
+                    spool.bytes = spool.bytes.saturating_sub(u64::try_from(size).unwrap_or(0));
+                    spool.count = spool.count.saturating_sub(1);
+                }
+            }
+        })
     }
 
     /// Deletes an acknowledged batch.
     pub fn acknowledge(&mut self, seq: u64) -> anyhow::Result<()> {
-        let size: Option<i64> = self
-            .connection
-            .query_row(
-                "SELECT LENGTH(body) FROM batches WHERE seq = ?1",
-                params![seq as i64],
-                |row| row.get(0),
-            )
-            .optional()
-            .context("cannot read the spool")?;
-        if let Some(size) = size {
-            self.connection
-                .execute("DELETE FROM batches WHERE seq = ?1", params![seq as i64])
-                .context("cannot delete from the spool")?;
-            self.bytes = self.bytes.saturating_sub(u64::try_from(size).unwrap_or(0));
-            self.count = self.count.saturating_sub(1);
-        }
-        Ok(())
+        self.guarded(|spool| {
+            let size: Option<i64> = spool
+                .connection
+                .query_row(
+                    "SELECT bytes FROM batches WHERE seq = ?1",
+                    params![seq as i64],
+                    |row| row.get(0),
+                )
+                .optional()
+                .context("cannot read the spool")?;
+            if let Some(size) = size {
+                spool.delete(seq).context("cannot delete from the spool")?;
+                spool.bytes = spool.bytes.saturating_sub(u64::try_from(size).unwrap_or(0));
+                spool.count = spool.count.saturating_sub(1);
+            }
+            Ok(())
+        })
     }
 
-    /// A source's saved position, if any.
+    /// A source's saved position, if any. Read at start, just after
+    /// [`Spool::open`] checked the database, so not guarded.
     pub fn position(&self, source: &str) -> anyhow::Result<Option<String>> {
         self.connection
             .query_row(
@@ -236,6 +447,11 @@ impl Spool {
             )
             .optional()
             .context("cannot read a source position")
+    }
+
+    /// What damage cost since the last call, and resets it.
+    pub fn take_loss(&mut self) -> Loss {
+        std::mem::take(&mut self.loss)
     }
 
     /// Bytes of batches waiting.
@@ -254,11 +470,72 @@ impl Spool {
     }
 }
 
+/// Opens the database, checks it (`PRAGMA quick_check`: cheap for a
+/// bounded spool, and it reads every page of both tables), creates or
+/// converts the tables and sets the sequence floor.
+fn open_checked(path: &Path, first_seq: u64) -> anyhow::Result<Connection> {
+    let connection = Connection::open(path)
+        .with_context(|| format!("cannot open the spool {}", path.display()))?;
+    connection
+        .pragma_update(None, "journal_mode", "WAL")
+        .and_then(|()| connection.pragma_update(None, "synchronous", "FULL"))
+        .with_context(|| format!("cannot initialise the spool {}", path.display()))?;
+    let problems: Vec<String> = connection
+        .prepare("PRAGMA quick_check(20)")
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| row.get::<_, String>(0))?
+                .collect()
+        })
+        .with_context(|| format!("cannot check the spool {}", path.display()))?;
+    if problems != ["ok"] {
+        return Err(anyhow::Error::new(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            Some(problems.join("; ")),
+        )))
+        .with_context(|| format!("the spool {} is damaged", path.display()));
+    }
+    let single_table: bool = connection
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('batches') WHERE name = 'body'",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .map(|count| count > 0)
+        .with_context(|| format!("cannot read the spool {}", path.display()))?;
+    if single_table {
+        connection
+            .execute_batch(&format!("BEGIN; {MIGRATE_SINGLE_TABLE} COMMIT;"))
+            .with_context(|| format!("cannot convert the spool {}", path.display()))?;
+    }
+    connection
+        .execute_batch(SCHEMA)
+        .with_context(|| format!("cannot initialise the spool {}", path.display()))?;
+    set_sequence_floor(&connection, first_seq.saturating_sub(1))
+        .with_context(|| format!("cannot set the sequence of {}", path.display()))?;
+    Ok(connection)
+}
+
+/// Makes the next sequence number at least `floor + 1`.
+fn set_sequence_floor(connection: &Connection, floor: u64) -> rusqlite::Result<()> {
+    let floor = i64::try_from(floor).unwrap_or(i64::MAX);
+    connection.execute(
+        "INSERT INTO sqlite_sequence (name, seq) SELECT 'batches', ?1
+         WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'batches')",
+        params![floor],
+    )?;
+    connection.execute(
+        "UPDATE sqlite_sequence SET seq = MAX(seq, ?1) WHERE name = 'batches'",
+        params![floor],
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn body(size: usize) -> impl FnOnce(u64) -> Vec<u8> {
+    fn body(size: usize) -> impl FnMut(u64) -> Vec<u8> {
         move |seq| {
             let mut body = seq.to_le_bytes().to_vec();
             body.resize(size, 0);
@@ -270,11 +547,12 @@ mod tests {
     fn batches_survive_reopening_and_sequence_numbers_never_repeat() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 1 << 20, 1).unwrap();
-        let (first, _) = spool.push(BatchKind::Metrics, 0, body(10), &[]).unwrap();
+        let (first, _) = spool.push(BatchKind::Metrics, 0, 0, body(10), &[]).unwrap();
         let (second, _) = spool
             .push(
                 BatchKind::Events,
                 0,
+                1,
                 body(10),
                 &[("auth".into(), "pos-1".into())],
             )
@@ -289,7 +567,7 @@ mod tests {
         assert_eq!(seq, 1);
         assert_eq!(&stored[..8], &1u64.to_le_bytes());
         assert_eq!(spool.position("auth").unwrap().as_deref(), Some("pos-1"));
-        let (third, _) = spool.push(BatchKind::Metrics, 0, body(10), &[]).unwrap();
+        let (third, _) = spool.push(BatchKind::Metrics, 0, 0, body(10), &[]).unwrap();
         assert_eq!(third, 3, "the acknowledged number 2 is not reused");
     }
 
@@ -298,14 +576,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 1 << 20, 41).unwrap();
         assert_eq!(
-            spool.push(BatchKind::Metrics, 0, body(10), &[]).unwrap().0,
+            spool
+                .push(BatchKind::Metrics, 0, 0, body(10), &[])
+                .unwrap()
+                .0,
             41
         );
         drop(spool);
         // A lower floor never moves the sequence back.
         let mut spool = Spool::open(dir.path(), 1 << 20, 1).unwrap();
         assert_eq!(
-            spool.push(BatchKind::Metrics, 0, body(10), &[]).unwrap().0,
+            spool
+                .push(BatchKind::Metrics, 0, 0, body(10), &[])
+                .unwrap()
+                .0,
             42
         );
     }
@@ -314,10 +598,14 @@ mod tests {
     fn when_full_metrics_go_first_then_the_oldest_events() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 300, 1).unwrap();
-        spool.push(BatchKind::Events, 0, body(100), &[]).unwrap();
-        spool.push(BatchKind::Metrics, 0, body(100), &[]).unwrap();
-        spool.push(BatchKind::Metrics, 0, body(100), &[]).unwrap();
-        let (_, overflow) = spool.push(BatchKind::Events, 0, body(100), &[]).unwrap();
+        spool.push(BatchKind::Events, 0, 1, body(100), &[]).unwrap();
+        spool
+            .push(BatchKind::Metrics, 0, 0, body(100), &[])
+            .unwrap();
+        spool
+            .push(BatchKind::Metrics, 0, 0, body(100), &[])
+            .unwrap();
+        let (_, overflow) = spool.push(BatchKind::Events, 0, 1, body(100), &[]).unwrap();
         assert_eq!(
             overflow,
             Overflow {
@@ -325,7 +613,7 @@ mod tests {
                 events: 0
             }
         );
-        let (_, overflow) = spool.push(BatchKind::Events, 0, body(100), &[]).unwrap();
+        let (_, overflow) = spool.push(BatchKind::Events, 0, 1, body(100), &[]).unwrap();
         assert_eq!(
             overflow,
             Overflow {
@@ -333,7 +621,7 @@ mod tests {
                 events: 0
             }
         );
-        let (_, overflow) = spool.push(BatchKind::Events, 0, body(100), &[]).unwrap();
+        let (_, overflow) = spool.push(BatchKind::Events, 0, 1, body(100), &[]).unwrap();
         assert_eq!(
             overflow,
             Overflow {
@@ -346,6 +634,289 @@ mod tests {
             spool.oldest().unwrap().unwrap().0,
             4,
             "event 1 was the oldest left"
+        );
+    }
+
+    /// Bytes no page of the file holds by chance: a different stream per
+    /// batch, so a body can be found in the file by its first bytes.
+    fn distinct_body(size: usize) -> impl FnMut(u64) -> Vec<u8> {
+        move |seq| {
+            let mut state = seq.wrapping_mul(6_364_136_223_846_793_005) | 1;
+            (0..size)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    (state >> 33) as u8
+                })
+                .collect()
+        }
+    }
+
+    /// The page of `file` holding the start of `body`, given the page size.
+    fn page_of(file: &[u8], body: &[u8], page_size: usize) -> usize {
+        let needle = &body[..32];
+        let offset = file
+            .windows(needle.len())
+            .position(|window| window == needle)
+            .unwrap();
+        offset / page_size
+    }
+
+    #[test]
+    fn a_body_that_fails_its_checksum_is_dropped_and_counted_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20, 1).unwrap();
+        for events in [5, 7, 11] {
+            spool
+                .push(BatchKind::Events, 0, events, distinct_body(100), &[])
+                .unwrap();
+        }
+        // Bytes changed inside a body leave the page well-formed: only the
+        // checksum can tell.
+        Connection::open(dir.path().join("spool.db"))
+            .unwrap()
+            .execute("UPDATE bodies SET body = zeroblob(100) WHERE seq = 2", [])
+            .unwrap();
+        assert_eq!(spool.oldest().unwrap().unwrap().0, 1);
+        spool.acknowledge(1).unwrap();
+        assert_eq!(spool.oldest().unwrap().unwrap().0, 3);
+        assert_eq!(
+            spool.take_loss(),
+            Loss {
+                event_batches: 1,
+                events: 7,
+                ..Loss::default()
+            }
+        );
+        assert_eq!((spool.len(), spool.bytes()), (1, 100));
+    }
+
+    #[test]
+    fn a_damaged_page_of_bodies_is_salvaged_keeping_numbers_and_counting_the_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.db");
+        let mut spool = Spool::open(dir.path(), 1 << 30, 1).unwrap();
+        let mut bodies = Vec::new();
+        for seq in 1..=40u64 {
+            let (pushed, _) = spool
+                .push(
+                    BatchKind::Events,
+                    0,
+                    seq,
+                    distinct_body(1500),
+                    &[("auth".into(), format!("pos-{seq}"))],
+                )
+                .unwrap();
+            assert_eq!(pushed, seq);
+            bodies.push(distinct_body(1500)(seq));
+        }
+        drop(spool);
+        let page_size: usize = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .unwrap();
+        let mut file = std::fs::read(&path).unwrap();
+        // The page holding the start of batch 20, and every batch that
+        // starts on it: what the damage destroys.
+        let page = page_of(&file, &bodies[19], page_size);
+        let destroyed: Vec<u64> = (1..=40u64)
+            .filter(|seq| page_of(&file, &bodies[*seq as usize - 1], page_size) == page)
+            .collect();
+        assert!(!destroyed.is_empty());
+        for byte in &mut file[page * page_size..(page + 1) * page_size] {
+            *byte = 0xa5;
+        }
+        std::fs::write(&path, &file).unwrap();
+
+        let mut spool = Spool::open(dir.path(), 1 << 30, 1).unwrap();
+        assert_eq!(
+            spool.take_loss(),
+            Loss {
+                salvages: 1,
+                event_batches: destroyed.len() as u64,
+                events: destroyed.iter().sum(),
+                ..Loss::default()
+            }
+        );
+        assert_eq!(spool.len(), 40 - destroyed.len() as u64);
+        // Every other batch, under its own number, intact.
+        let mut delivered = Vec::new();
+        while let Some((seq, body)) = spool.oldest().unwrap() {
+            assert_eq!(body, bodies[seq as usize - 1]);
+            delivered.push(seq);
+            spool.acknowledge(seq).unwrap();
+        }
+        let expected: Vec<u64> = (1..=40).filter(|seq| !destroyed.contains(seq)).collect();
+        assert_eq!(delivered, expected);
+        assert_eq!(spool.take_loss(), Loss::default());
+        assert_eq!(spool.position("auth").unwrap().as_deref(), Some("pos-40"));
+        let (next, _) = spool
+            .push(BatchKind::Events, 0, 1, distinct_body(10), &[])
+            .unwrap();
+        assert_eq!(next, 41, "no number is handed out twice");
+        let kept: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("spool.db.corrupt-"))
+            .collect();
+        assert_eq!(kept.len(), 1, "the damaged file is kept: {kept:?}");
+    }
+
+    #[test]
+    fn an_unreadable_file_becomes_an_empty_spool_with_numbers_past_any_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20, 1).unwrap();
+        spool.push(BatchKind::Events, 0, 3, body(10), &[]).unwrap();
+        drop(spool);
+        std::fs::write(dir.path().join("spool.db"), vec![0x5a; 8192]).unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20, 1).unwrap();
+        assert_eq!(spool.len(), 0);
+        let loss = spool.take_loss();
+        assert_eq!(loss.salvages, 1);
+        // Nothing says how far the numbers got: the clock is the floor.
+        let (next, _) = spool.push(BatchKind::Events, 0, 1, body(10), &[]).unwrap();
+        assert!(next > 1_700_000_000_000, "{next}");
+    }
+
+    #[test]
+    fn a_spool_from_before_the_split_is_converted_with_its_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let connection = Connection::open(dir.path().join("spool.db")).unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
+                     created_ms INTEGER NOT NULL, body BLOB NOT NULL);
+                 CREATE TABLE positions (source TEXT PRIMARY KEY, position TEXT NOT NULL);
+                 INSERT INTO batches (kind, created_ms, body) VALUES ('events', 0, x'0102');
+                 INSERT INTO positions VALUES ('auth', 'p');",
+            )
+            .unwrap();
+        drop(connection);
+        let mut spool = Spool::open(dir.path(), 1 << 20, 1).unwrap();
+        assert_eq!((spool.len(), spool.bytes()), (1, 2));
+        assert_eq!(spool.oldest().unwrap(), Some((1, vec![1, 2])));
+        assert_eq!(spool.position("auth").unwrap().as_deref(), Some("p"));
+        assert_eq!(
+            spool
+                .push(BatchKind::Metrics, 0, 0, body(10), &[])
+                .unwrap()
+                .0,
+            2
+        );
+    }
+
+    #[test]
+    fn damage_found_while_sending_is_salvaged_and_sending_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.db");
+        let mut spool = Spool::open(dir.path(), 1 << 30, 1).unwrap();
+        let mut bodies = Vec::new();
+        for seq in 1..=40u64 {
+            spool
+                .push(BatchKind::Events, 0, 2, distinct_body(1500), &[])
+                .unwrap();
+            bodies.push(distinct_body(1500)(seq));
+        }
+        spool
+            .connection
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        let page_size: usize = spool
+            .connection
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .unwrap();
+        let mut file = std::fs::read(&path).unwrap();
+        let page = page_of(&file, &bodies[29], page_size);
+        for byte in &mut file[page * page_size..(page + 1) * page_size] {
+            *byte = 0xa5;
+        }
+        std::fs::write(&path, &file).unwrap();
+        // The running agent's page cache must not hide the damage.
+        spool
+            .connection
+            .execute_batch("PRAGMA shrink_memory")
+            .unwrap();
+        let mut delivered = 0u64;
+        while let Some((seq, body)) = spool.oldest().unwrap() {
+            assert_eq!(body, bodies[seq as usize - 1]);
+            delivered += 1;
+            spool.acknowledge(seq).unwrap();
+        }
+        let loss = spool.take_loss();
+        assert_eq!(loss.salvages, 1, "{loss:?}");
+        assert!(loss.event_batches > 0);
+        assert_eq!(delivered + loss.event_batches, 40);
+        assert_eq!(loss.events, 2 * loss.event_batches);
+        assert_eq!(
+            spool
+                .push(BatchKind::Events, 0, 1, distinct_body(10), &[])
+                .unwrap()
+                .0,
+            41
+        );
+    }
+
+    #[test]
+    fn bodies_whose_index_page_is_damaged_are_kept_when_they_decode_as_their_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.db");
+        let mut spool = Spool::open(dir.path(), 1 << 30, 1).unwrap();
+        let batch = |seq: u64| {
+            let mut event = countywatch_wire::Event::new(
+                0,
+                countywatch_wire::EventSource::Auth,
+                countywatch_wire::EventKind::SshLoginFailed,
+            );
+            event.raw = format!("line {seq}");
+            countywatch_wire::encode_batch(&countywatch_wire::Batch {
+                version: countywatch_wire::WIRE_VERSION,
+                agent: "a".into(),
+                seq,
+                collected_at_ms: 0,
+                metrics: Vec::new(),
+                events: vec![event; 3],
+            })
+        };
+        for _ in 0..400 {
+            spool.push(BatchKind::Events, 0, 3, batch, &[]).unwrap();
+        }
+        drop(spool);
+        let connection = Connection::open(&path).unwrap();
+        let (page, page_size): (usize, usize) = connection
+            .query_row(
+                "SELECT pageno, (SELECT page_size FROM pragma_page_size) FROM dbstat
+                 WHERE name = 'batches' AND pagetype = 'leaf' ORDER BY pageno LIMIT 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        drop(connection);
+        let mut file = std::fs::read(&path).unwrap();
+        for byte in &mut file[(page - 1) * page_size..page * page_size] {
+            *byte = 0xa5;
+        }
+        std::fs::write(&path, &file).unwrap();
+
+        let mut spool = Spool::open(dir.path(), 1 << 30, 1).unwrap();
+        assert_eq!(
+            spool.take_loss(),
+            Loss {
+                salvages: 1,
+                ..Loss::default()
+            },
+            "every body decodes as its own batch: nothing lost"
+        );
+        assert_eq!(spool.len(), 400);
+        let mut seq_expected = 1;
+        while let Some((seq, body)) = spool.oldest().unwrap() {
+            assert_eq!((seq, &body), (seq_expected, &batch(seq)));
+            spool.acknowledge(seq).unwrap();
+            seq_expected += 1;
+        }
+        assert_eq!(
+            spool.push(BatchKind::Events, 0, 3, batch, &[]).unwrap().0,
+            401
         );
     }
 }

@@ -149,7 +149,10 @@ pub fn default_source(kind: EventKind) -> EventSource {
         EventSource::Fim
     } else if name.starts_with("port_") {
         EventSource::Ports
-    } else if matches!(kind, EventKind::SpoolOverflow | EventKind::AgentSilent) {
+    } else if matches!(
+        kind,
+        EventKind::SpoolOverflow | EventKind::SpoolDamaged | EventKind::AgentSilent
+    ) {
         EventSource::Agent
     } else if matches!(
         kind,

@@ -634,6 +634,14 @@ impl Agent {
         (waiting, last)
     }
 
+    /// Stops the agent with SIGTERM (it closes its spool, so every page is
+    /// in `spool.db` rather than the WAL) and returns its directory, for a
+    /// restart.
+    pub fn stop_keeping_state(mut self) -> tempfile::TempDir {
+        terminate(&mut self.child);
+        self.dir.take().unwrap()
+    }
+
     /// Kills the agent with SIGKILL and returns its directory, for a restart.
     pub fn kill(mut self) -> tempfile::TempDir {
         let _ = self.child.kill();

@@ -180,6 +180,10 @@ event_kinds! {
     /// Syslog: a message no device parser recognised, kept with its
     /// facility and severity rather than dropped.
     SyslogMessage => "syslog_message",
+    /// Agent: its spool file was found damaged; every readable batch was
+    /// salvaged and the rest were lost, counted (last, so that adding it
+    /// moved no other kind's bit in saved detection state).
+    SpoolDamaged => "spool_damaged",
 }
 
 /// The typed details of an event. Every field is optional; `docs/events.md`
@@ -271,10 +275,10 @@ pub struct EventFields {
     /// Ports: the port the socket is bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_port: Option<u16>,
-    /// `spool_overflow`: metric batches dropped.
+    /// `spool_overflow`, `spool_damaged`: metric batches dropped or lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped_metric_batches: Option<u64>,
-    /// `spool_overflow`: event batches dropped.
+    /// `spool_overflow`, `spool_damaged`: event batches dropped or lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped_event_batches: Option<u64>,
     /// `agent_silent`: when the agent's last batch arrived, ms since the epoch.

@@ -537,6 +537,7 @@ pub fn severity(event: &Event) -> u8 {
         | "file_mode_changed"
         | "port_opened"
         | "spool_overflow"
+        | "spool_damaged"
         | "agent_silent" => 4,
         "ssh_connection_closed" | "ssh_disconnected" | "port_closed" => 6,
         _ => 5,

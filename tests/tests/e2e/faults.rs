@@ -1,7 +1,9 @@
 //! Fault injection (issue 13): full disks under the collector's data dir and
-//! the agent's spool, a collector database locked by another process, and
-//! the agent's wall clock jumping. Each test counts every event it makes the
-//! "host" log and asserts that exactly that many arrive, once each.
+//! the agent's spool, a collector database locked by another process, the
+//! agent's wall clock jumping, a torn spool WAL and a damaged spool page.
+//! Each test counts every event it makes the "host" log and asserts that
+//! exactly that many arrive, once each, or exactly that many minus what the
+//! agent reports lost under its documented policy.
 //!
 //! Full disks are small tmpfs mounts the test makes (the suite runs as root,
 //! as CI does); a filler file takes the rest of the space.
@@ -345,4 +347,182 @@ fn a_torn_spool_wal_tail_after_kill_9_is_skipped_and_the_rest_delivered() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(collector.event_count("torn-wal", "ssh_login_failed"), 100);
     assert_eq!(integrity(&state_dir.join("spool.db")), "ok");
+}
+
+/// The rowids of the cells on a table b-tree leaf page (SQLite file
+/// format: a header, then a big-endian u16 pointer per cell to a varint
+/// payload size and a varint rowid).
+fn leaf_rowids(page: &[u8]) -> Vec<i64> {
+    fn varint(bytes: &[u8]) -> (i64, usize) {
+        let mut value = 0i64;
+        for (index, byte) in bytes.iter().take(9).enumerate() {
+            if index == 8 {
+                return ((value << 8) | i64::from(*byte), 9);
+            }
+            value = (value << 7) | i64::from(byte & 0x7f);
+            if byte & 0x80 == 0 {
+                return (value, index + 1);
+            }
+        }
+        (value, 9)
+    }
+    assert_eq!(page[0], 0x0d, "not a table leaf page");
+    let cells = usize::from(u16::from_be_bytes([page[3], page[4]]));
+    (0..cells)
+        .map(|cell| {
+            let pointer = 8 + 2 * cell;
+            let offset = usize::from(u16::from_be_bytes([page[pointer], page[pointer + 1]]));
+            let (_, size_length) = varint(&page[offset..]);
+            varint(&page[offset + size_length..]).0
+        })
+        .collect()
+}
+
+#[test]
+fn a_damaged_spool_page_is_salvaged_and_exactly_its_events_are_reported_lost() {
+    let collector = Collector::start();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("auth.log");
+    let config = config(&log);
+    append_lines(&log, 0, 20);
+    let agent = start_agent("damaged-spool", &collector, &config);
+    assert_eq!(wait_for_events(&collector, "damaged-spool", 20), 20);
+    let state_dir = agent.state_dir.clone();
+    let spool_path = state_dir.join("spool.db");
+    let spooled_events = || -> i64 {
+        rusqlite::Connection::open_with_flags(
+            &spool_path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .and_then(|spool| {
+            spool.query_row("SELECT COALESCE(SUM(events), 0) FROM batches", [], |row| {
+                row.get(0)
+            })
+        })
+        .unwrap_or(-1)
+    };
+    // The first batch acknowledged too, so that only the events written
+    // while the collector is away are in the spool.
+    assert!(wait_until(Duration::from_secs(20), || spooled_events() == 0));
+    // The collector goes away; the agent spools batch after batch (one
+    // per burst of lines, at most one a second, and metrics between).
+    let (ingest, enroll, data_dir) = (
+        collector.ingest_addr,
+        collector.enroll_addr,
+        collector.data_dir.clone(),
+    );
+    let collector_dir = collector.kill();
+    let total: i64 = 20 + 12 * 30;
+    for burst in 0..12 {
+        append_lines(&log, 20 + burst * 30, 30);
+        std::thread::sleep(Duration::from_millis(1_300));
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || spooled_events() == total - 20),
+        "the agent spooled {} of {} events",
+        spooled_events(),
+        total - 20
+    );
+    // A clean stop, so every page is in the main file, not the WAL.
+    let agent_dir = agent.stop_keeping_state();
+    let spool = rusqlite::Connection::open(&spool_path).unwrap();
+    spool
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let page_size: usize = spool
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .unwrap();
+    let events_by_seq: std::collections::BTreeMap<i64, i64> = spool
+        .prepare("SELECT seq, events FROM batches")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let leaves: Vec<usize> = spool
+        .prepare(
+            "SELECT pageno FROM dbstat WHERE name = 'bodies' AND pagetype = 'leaf' ORDER BY pageno",
+        )
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    drop(spool);
+    let mut file = std::fs::read(&spool_path).unwrap();
+    let page_bytes = |page: usize| (page - 1) * page_size..page * page_size;
+    // The first leaf of batch bodies that holds events: the damage must
+    // cost something for the test to show it is counted.
+    let (page, destroyed) = leaves
+        .iter()
+        .map(|page| (*page, leaf_rowids(&file[page_bytes(*page)])))
+        .find(|(_, rowids)| rowids.iter().any(|seq| events_by_seq[seq] > 0))
+        .unwrap_or_else(|| panic!("no leaf page of bodies holds events: {leaves:?}"));
+    let destroyed_events: i64 = destroyed.iter().map(|seq| events_by_seq[seq]).sum();
+    assert!(destroyed_events > 0);
+    for byte in &mut file[page_bytes(page)] {
+        *byte = 0xa5;
+    }
+    std::fs::write(&spool_path, &file).unwrap();
+
+    let collector = Collector::restart(collector_dir, &data_dir, ingest, enroll);
+    let agent = Agent::start_in(agent_dir, &config);
+    // The collector still shows the agent's last report before the damage
+    // (0) until the restarted agent's first metrics arrive.
+    let series = |name: &str| {
+        sample_value(
+            &collector.metrics(),
+            &format!("{name}{{instance=\"damaged-spool\",job=\"countywatch\"}}"),
+        )
+    };
+    let mut lost = None;
+    wait_until(Duration::from_secs(60), || {
+        lost = series("countywatch_agent_spool_damaged_events_total");
+        lost.is_some_and(|lost| lost > 0.0)
+    });
+    assert_eq!(
+        lost,
+        Some(destroyed_events as f64),
+        "the agent reports exactly the events on the damaged page ({destroyed:?}); agent log:\n{}",
+        agent.logs.all().join("\n")
+    );
+    let delivered = total - destroyed_events;
+    assert_eq!(
+        wait_for_events(&collector, "damaged-spool", delivered),
+        delivered,
+        "agent log:\n{}",
+        agent.logs.all().join("\n")
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        collector.event_count("damaged-spool", "ssh_login_failed") + destroyed_events,
+        total,
+        "delivered + reported lost = generated"
+    );
+    assert_eq!(series("countywatch_agent_spool_salvages_total"), Some(1.0));
+    // And the officer gets an event saying so, with the exact count.
+    let reported: Vec<i64> = collector
+        .database()
+        .prepare(
+            "SELECT json_extract(body, '$.fields.count') FROM events
+             WHERE agent = 'damaged-spool' AND kind = 'spool_damaged'",
+        )
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(reported, [destroyed_events]);
+    let kept: Vec<String> = std::fs::read_dir(&state_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("spool.db.corrupt-") && !name.ends_with("-wal"))
+        .collect();
+    assert_eq!(
+        kept.len(),
+        1,
+        "the damaged file is kept for the officer: {kept:?}"
+    );
+    assert_eq!(integrity(&spool_path), "ok");
+    drop(agent);
 }

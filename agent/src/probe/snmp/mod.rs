@@ -18,8 +18,10 @@
 //! silent device costs its own metrics only.
 
 mod config;
-mod if_mib;
-mod state;
+// Public, with `state`, so that the `snmp_response` fuzz target runs
+// decoded hostile answers through the same mapping a poll uses.
+pub mod if_mib;
+pub mod state;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +29,7 @@ use std::time::{Duration, Instant};
 use async_snmp::{Client, Oid, Retry, Target, VarBind};
 use countywatch_wire::{DEVICE_INSTANCE_LABEL, Event, MetricFamily, MetricKind};
 
-pub use config::{DeviceConfig, SnmpConfig, validate};
+pub use config::{DeviceConfig, ExtraType, SnmpConfig, validate};
 
 use self::if_mib::{Column, DeviceWalk};
 use self::state::DeviceState;
