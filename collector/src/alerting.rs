@@ -619,7 +619,10 @@ pub fn start(
         ..alerting.with_outputs(outputs)
     });
     tracing::info!(files = config.files.len(), "rule evaluation started");
-    let task = tokio::spawn(run(Arc::clone(&alerting), store, stopped));
+    // Listened for here, not in the task: a SIGHUP sent as soon as the
+    // collector says it listens must not fall before the task first runs.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let task = tokio::spawn(run(Arc::clone(&alerting), store, hangup, stopped));
     Ok(Some((alerting, task)))
 }
 
@@ -629,9 +632,9 @@ pub fn start(
 pub async fn run(
     alerting: Arc<Alerting>,
     store: Arc<MetricStore>,
+    mut hangup: Option<tokio::signal::unix::Signal>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     while !*stopped.borrow() {
         let engine = Arc::clone(&alerting);
         let metrics = Arc::clone(&store);

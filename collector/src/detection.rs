@@ -421,8 +421,12 @@ pub fn start(
         cursor = detector.cursor,
         "detection rules loaded"
     );
+    // Listened for here, not in the task: a SIGHUP sent as soon as the
+    // collector says it listens must not fall before the task first runs.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     Ok(Some(tokio::spawn(run(
         detector,
+        hangup,
         config.clone(),
         sink,
         notifier,
@@ -433,13 +437,13 @@ pub fn start(
 
 async fn run(
     mut detector: Detector,
+    mut hangup: Option<tokio::signal::unix::Signal>,
     config: DetectionConfig,
     sink: Arc<dyn DetectionSink>,
     notifier: Arc<Notifier>,
     metrics: DetectionMetrics,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut last_save = tokio::time::Instant::now();
     loop {
         let step_metrics = metrics.clone();
