@@ -10,7 +10,7 @@
 //! `lookup`, since the state keeps only their ids.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash, Hasher};
 
 use countywatch_rules::labels::Labels;
@@ -28,6 +28,9 @@ use crate::suppress;
 
 /// How often, in event time, expired keys are dropped and absences checked.
 const SWEEP_EVERY_MS: i64 = 1_000;
+/// A full rule evicts this fraction of its cap at once (see
+/// `KeyTable::evict`).
+const EVICTION_BATCH_DIVISOR: usize = 16;
 /// Version of the snapshot format.
 const SNAPSHOT_VERSION: u32 = 1;
 
@@ -52,9 +55,8 @@ pub struct Engine {
     next_sweep_ms: i64,
     /// Reused buffer for building group keys.
     key_buffer: String,
-    /// For each rule, a number shared by the rules with the same
-    /// `group_by`, so one event's key is built and hashed once per set.
-    key_kinds: Vec<usize>,
+    /// The key tables, one per distinct `group_by` field set.
+    tables: Vec<KeyTable>,
     /// Reused buffer for the values `distinct` and `new_value` remember.
     value_buffer: String,
     /// Template expansions that failed (the raw template is used instead).
@@ -65,34 +67,55 @@ pub struct Engine {
 struct RuleRuntime {
     /// The rule.
     rule: Rule,
-    /// Per-key state.
-    groups: Groups,
+    /// Its key table (in `Engine::tables`).
+    table: usize,
+    /// Its slot in that table's entries.
+    slot: usize,
+    /// Keys the rule holds now.
+    held: usize,
+    /// Keys evicted because `max_groups` was reached.
+    evictions: u64,
     /// Detections produced.
     detections: u64,
     /// The first matching event's time (the `new_value` learning start).
     first_event_ms: Option<i64>,
 }
 
-/// A rule's keys, bounded.
-#[derive(Default)]
-struct Groups {
-    /// Per-key state, by the key's hash.
-    map: HashMap<u64, Group, BuildHasherDefault<IdentityHasher>>,
-    /// Keys in the order they were touched, as (hash, touched_ms); an entry
-    /// is current when its time is still the group's `touched_ms`. Stale
-    /// entries are skipped, and the queue is rebuilt when mostly stale.
-    order: VecDeque<(u64, i64)>,
-    /// Keys evicted because `max_groups` was reached.
-    evictions: u64,
+/// The keys of the rules that group by the same fields, in one table: an
+/// event's key is hashed and probed once for all of them (the shipped packs
+/// group four rules by `src_ip` alone, and with 100,000 addresses every
+/// probe of a separate table missed the cache), and the per-key overhead is
+/// shared. Each rule keeps its own slot, touch time and bound.
+struct KeyTable {
+    /// The fields.
+    group_by: Vec<Field>,
+    /// The rules using the table (indexes into `Engine::rules`), in slot order.
+    rules: Vec<usize>,
+    /// Per-key slots, by the key's salted hash.
+    map: HashMap<u64, Entry, BuildHasherDefault<IdentityHasher>>,
+    /// No slot can expire before this event time: the table is not swept
+    /// until then. A lower bound: touches only push expiries later.
+    next_expiry_ms: i64,
 }
 
-/// One group key's state. The key itself is not kept (only its salted
-/// 64-bit hash, in the table): a detection's key is rebuilt from the event
-/// that completed it. Two keys colliding would share a window; with a
-/// random salt and 10 million keys that has a chance near 1 in 100,000.
+/// One key of a [`KeyTable`].
+struct Entry {
+    /// The latest time any rule touched the key: a sweep skips the slots
+    /// of keys touched recently without reading them.
+    touched_ms: i64,
+    /// One slot per rule of the table; `None` when that rule holds no state
+    /// for the key.
+    slots: Box<[Option<Group>]>,
+}
+
+/// One rule's state for one group key. The key itself is not kept (only
+/// its salted 64-bit hash, in the table): a detection's key is rebuilt from
+/// the event that completed it. Two keys colliding would share a window;
+/// with a random salt and 10 million keys that has a chance near 1 in
+/// 100,000.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Group {
-    /// The latest event time that touched the key.
+    /// The latest event time that touched the key for this rule.
     touched_ms: i64,
     /// Until when the key stays quiet after firing.
     quiet_until_ms: i64,
@@ -171,7 +194,7 @@ impl Engine {
             clock_ms: i64::MIN,
             next_sweep_ms: i64::MIN,
             key_buffer: String::new(),
-            key_kinds: Vec::new(),
+            tables: Vec::new(),
             value_buffer: String::new(),
             template_failures: 0,
         };
@@ -200,24 +223,47 @@ impl Engine {
                 }
             }
         }
-        self.key_kinds = rules
-            .iter()
-            .map(|rule| {
-                rules
+        self.tables = Vec::new();
+        self.rules = Vec::with_capacity(rules.len());
+        for (index, rule) in rules.into_iter().enumerate() {
+            // A rule that fires on every match without a cooldown keeps
+            // nothing per key.
+            let (table, slot) = if keeps_state(&rule) {
+                let table = match self
+                    .tables
                     .iter()
-                    .position(|other| other.group_by == rule.group_by)
-                    .unwrap_or(usize::MAX)
-            })
-            .collect();
-        self.rules = rules
-            .into_iter()
-            .map(|rule| RuleRuntime {
+                    .position(|table| table.group_by == rule.group_by)
+                {
+                    Some(found) => found,
+                    None => {
+                        self.tables.push(KeyTable {
+                            group_by: rule.group_by.clone(),
+                            rules: Vec::new(),
+                            map: HashMap::default(),
+                            next_expiry_ms: i64::MIN,
+                        });
+                        self.tables.len() - 1
+                    }
+                };
+                let mut slot = usize::MAX;
+                if let Some(found) = self.tables.get_mut(table) {
+                    slot = found.rules.len();
+                    found.rules.push(index);
+                }
+                (table, slot)
+            } else {
+                (usize::MAX, usize::MAX)
+            };
+            self.rules.push(RuleRuntime {
                 rule,
-                groups: Groups::default(),
+                table,
+                slot,
+                held: 0,
+                evictions: 0,
                 detections: 0,
                 first_event_ms: None,
-            })
-            .collect();
+            });
+        }
     }
 
     /// The loaded rules.
@@ -279,27 +325,33 @@ impl Engine {
                 continue;
             }
             let first_event_ms = *runtime.first_event_ms.get_or_insert(at_ms);
-            if matches!(rule.kind, KindSpec::Single) && rule.cooldown_ms == 0 {
+            if !keeps_state(rule) {
                 runtime.detections += 1;
                 let hits = kind::single::on_match(hit);
                 let key = group_key(&rule.group_by, event, &mut self.key_buffer).to_string();
                 out.push(self.build(index, &key, &hits, at_ms, Some(event), lookup));
                 continue;
             }
-            // Rules grouping by the same fields share the key's hash: the
-            // shipped packs group four rules by src_ip alone.
-            let key_kind = self.key_kinds.get(index).copied().unwrap_or(usize::MAX);
+            // Rules grouping by the same fields share one table, so the
+            // key is built, hashed and probed (a cache miss with many keys)
+            // once; the next rules' probes find it in the cache.
+            let table_index = runtime.table;
+            let Some(table) = self.tables.get_mut(table_index) else {
+                continue;
+            };
             let hash = match last_key {
-                Some((kind, hash)) if kind == key_kind => hash,
+                Some((seen, hash)) if seen == table_index => hash,
                 _ => {
-                    let key = group_key(&rule.group_by, event, &mut self.key_buffer);
+                    let key = group_key(&table.group_by, event, &mut self.key_buffer);
                     let hash = salted_hash(self.salt, key);
-                    last_key = Some((key_kind, hash));
+                    last_key = Some((table_index, hash));
                     hash
                 }
             };
+            let Some(group) = table.touch(hash, at_ms, runtime) else {
+                continue;
+            };
             let rule = &runtime.rule;
-            let group = runtime.groups.touch(hash, at_ms, rule);
             let fired = match (&rule.kind, &mut group.state) {
                 (KindSpec::Single, _) => Some(kind::single::on_match(hit)),
                 (KindSpec::Threshold { count, window_ms }, GroupState::Hits(hits)) => {
@@ -406,8 +458,8 @@ impl Engine {
     pub fn advance(&mut self, now_ms: i64, lookup: &mut Lookup<'_>, out: &mut Vec<Detection>) {
         self.clock_ms = self.clock_ms.max(now_ms);
         self.next_sweep_ms = now_ms.saturating_add(SWEEP_EVERY_MS);
-        for runtime in &mut self.rules {
-            runtime.groups.expire(now_ms, &runtime.rule);
+        for table in &mut self.tables {
+            table.expire(now_ms, &mut self.rules);
         }
         self.fire_absences(now_ms, lookup, out);
     }
@@ -429,8 +481,15 @@ impl Engine {
             let KindSpec::Absence { window_ms } = runtime.rule.kind else {
                 continue;
             };
+            let Some(table) = self.tables.get_mut(runtime.table) else {
+                continue;
+            };
             let mut due = Vec::new();
-            for group in runtime.groups.map.values_mut() {
+            let groups = table
+                .map
+                .values_mut()
+                .filter_map(|entry| entry.slots.get_mut(runtime.slot)?.as_mut());
+            for group in groups {
                 if let GroupState::LastSeen { hit, fired } = &mut group.state
                     && kind::absence::is_due(*hit, *fired, now_ms, window_ms)
                 {
@@ -571,8 +630,8 @@ impl Engine {
             .iter()
             .map(|runtime| RuleStats {
                 rule_id: runtime.rule.id.clone(),
-                groups: runtime.groups.map.len(),
-                evictions: runtime.groups.evictions,
+                groups: runtime.held,
+                evictions: runtime.evictions,
                 detections: runtime.detections,
             })
             .collect()
@@ -585,26 +644,30 @@ impl Engine {
 
     /// Keys held across all rules.
     pub fn group_count(&self) -> usize {
-        self.rules
-            .iter()
-            .map(|runtime| runtime.groups.map.len())
-            .sum()
+        self.rules.iter().map(|runtime| runtime.held).sum()
     }
 
     /// An estimate of the memory the state takes, in bytes: the hash
-    /// tables, the keys, the kinds' lists and the touch queues.
+    /// tables at their capacity, each key's slots and the kinds' lists.
     pub fn state_bytes(&self) -> usize {
-        self.rules
+        self.tables
             .iter()
-            .map(|runtime| {
-                let groups = &runtime.groups;
-                let table = groups.map.capacity() * (size_of::<(u64, Group)>() + 1);
-                let heap: usize = groups
+            .map(|table| {
+                let buckets = table.map.capacity() * (size_of::<(u64, Entry)>() + 1);
+                let slots: usize = table
                     .map
                     .values()
-                    .map(|group| group.state.heap_bytes())
+                    .map(|entry| {
+                        entry.slots.len() * size_of::<Option<Group>>()
+                            + entry
+                                .slots
+                                .iter()
+                                .flatten()
+                                .map(|group| group.state.heap_bytes())
+                                .sum::<usize>()
+                    })
                     .sum();
-                table + heap + groups.order.capacity() * size_of::<(u64, i64)>()
+                buckets + slots
             })
             .sum()
     }
@@ -622,12 +685,20 @@ impl Engine {
                     id: runtime.rule.id.clone(),
                     signature: runtime.rule.signature.clone(),
                     first_event_ms: runtime.first_event_ms,
-                    groups: runtime
-                        .groups
-                        .map
-                        .iter()
-                        .map(|(hash, group)| (*hash, group.clone()))
-                        .collect(),
+                    groups: self
+                        .tables
+                        .get(runtime.table)
+                        .map(|table| {
+                            table
+                                .map
+                                .iter()
+                                .filter_map(|(hash, entry)| {
+                                    let group = entry.slots.get(runtime.slot)?.as_ref()?;
+                                    Some((*hash, group.clone()))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 })
                 .collect(),
         };
@@ -650,9 +721,12 @@ impl Engine {
         // The saved hashes are salted with the saved salt: adopt it, and
         // forget any key hashed with ours.
         self.salt = snapshot.salt;
+        for table in &mut self.tables {
+            table.map.clear();
+            table.next_expiry_ms = i64::MIN;
+        }
         for runtime in &mut self.rules {
-            runtime.groups.map.clear();
-            runtime.groups.order.clear();
+            runtime.held = 0;
         }
         for saved in snapshot.rules {
             let Some(runtime) = self.rules.iter_mut().find(|runtime| {
@@ -667,94 +741,180 @@ impl Engine {
             groups.sort_by_key(|(_, group)| group.touched_ms);
             // Keep the most recently touched keys if the cap went down.
             let skip = groups.len().saturating_sub(runtime.rule.max_groups);
+            let Some(table) = self.tables.get_mut(runtime.table) else {
+                continue;
+            };
+            let slots = table.rules.len();
             for (hash, group) in groups.into_iter().skip(skip) {
-                runtime.groups.order.push_back((hash, group.touched_ms));
-                runtime.groups.map.insert(hash, group);
-                summary.groups_restored += 1;
+                let entry = table.map.entry(hash).or_insert_with(|| Entry::new(slots));
+                entry.touched_ms = entry.touched_ms.max(group.touched_ms);
+                if let Some(slot) = entry.slots.get_mut(runtime.slot) {
+                    *slot = Some(group);
+                    runtime.held += 1;
+                    summary.groups_restored += 1;
+                }
             }
         }
         Ok(summary)
     }
 }
 
-impl Groups {
-    /// The key's group, created (evicting the least recently touched key
-    /// if the rule is full) when new, and marked touched at `at_ms`.
-    fn touch(&mut self, hash: u64, at_ms: i64, rule: &Rule) -> &mut Group {
+impl Entry {
+    /// A key with no rule's state yet.
+    fn new(slots: usize) -> Entry {
+        Entry {
+            touched_ms: i64::MIN,
+            slots: (0..slots).map(|_| None).collect(),
+        }
+    }
+}
+
+impl KeyTable {
+    /// The group of `runtime`'s rule for the key, created when new
+    /// (evicting the rule's least recently touched keys if it is full),
+    /// and marked touched at `at_ms`. `None` only if the rule has no slot
+    /// here, which [`Engine::set_rules`] rules out.
+    fn touch<'a>(
+        &'a mut self,
+        hash: u64,
+        at_ms: i64,
+        runtime: &mut RuleRuntime,
+    ) -> Option<&'a mut Group> {
+        let slot = runtime.slot;
         // Below the cap one hash lookup suffices (the entry below).
-        if self.map.len() >= rule.max_groups && !self.map.contains_key(&hash) {
-            while self.map.len() >= rule.max_groups && self.evict_oldest() {}
+        if runtime.held >= runtime.rule.max_groups
+            && !self
+                .map
+                .get(&hash)
+                .is_some_and(|entry| entry.slots.get(slot).is_some_and(Option::is_some))
+        {
+            self.evict(runtime);
         }
-        // Rebuilt when half again as long as the keys: each key then costs
-        // at most 1.5 queue entries, and rebuilding stays amortised.
-        if self.order.len() > self.map.len() + self.map.len() / 2 + 1024 {
-            self.rebuild_order();
+        let slots = self.rules.len();
+        let entry = self.map.entry(hash).or_insert_with(|| Entry::new(slots));
+        entry.touched_ms = entry.touched_ms.max(at_ms);
+        let place = entry.slots.get_mut(slot)?;
+        if place.is_none() {
+            runtime.held += 1;
+            self.next_expiry_ms = self
+                .next_expiry_ms
+                .min(at_ms.saturating_add(retention_ms(&runtime.rule)));
         }
-        let mut created = false;
-        let group = self.map.entry(hash).or_insert_with(|| {
-            created = true;
-            Group {
-                touched_ms: at_ms,
-                quiet_until_ms: i64::MIN,
-                state: initial_state(&rule.kind, Hit { at_ms, id: -1 }),
-            }
+        let group = place.get_or_insert_with(|| Group {
+            touched_ms: at_ms,
+            quiet_until_ms: i64::MIN,
+            state: initial_state(&runtime.rule.kind, Hit { at_ms, id: -1 }),
         });
-        // The queue already holds (hash, touched) unless the key is new or
-        // its time moved.
-        if created || at_ms > group.touched_ms {
-            group.touched_ms = group.touched_ms.max(at_ms);
-            self.order.push_back((hash, group.touched_ms));
-        }
-        group
+        group.touched_ms = group.touched_ms.max(at_ms);
+        Some(group)
     }
 
-    /// Removes the least recently touched key; false when there is none.
-    fn evict_oldest(&mut self) -> bool {
-        while let Some((hash, touched)) = self.order.pop_front() {
-            if self
-                .map
-                .get(&hash)
-                .is_some_and(|group| group.touched_ms == touched)
-            {
-                self.map.remove(&hash);
-                self.evictions += 1;
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Drops keys untouched for longer than they can matter to `rule`.
-    fn expire(&mut self, now_ms: i64, rule: &Rule) {
-        let retention = rule.kind.retention_ms().max(rule.cooldown_ms);
-        if retention == i64::MAX {
-            return;
-        }
-        let cutoff = now_ms.saturating_sub(retention);
-        while let Some(&(hash, touched)) = self.order.front() {
-            let current = self
-                .map
-                .get(&hash)
-                .is_some_and(|group| group.touched_ms == touched);
-            if current && touched >= cutoff {
-                break;
-            }
-            self.order.pop_front();
-            if current {
-                self.map.remove(&hash);
-            }
-        }
-    }
-
-    fn rebuild_order(&mut self) {
-        let mut entries: Vec<(u64, i64)> = self
+    /// Makes room for one more key of `runtime`'s rule: removes its least
+    /// recently touched keys, a sixteenth of its cap at a time (at least
+    /// as many as needed), so that finding them, a pass over the table,
+    /// costs each new key a few steps rather than a pass each.
+    fn evict(&mut self, runtime: &mut RuleRuntime) {
+        let slot = runtime.slot;
+        let needed = (runtime.held + 1).saturating_sub(runtime.rule.max_groups);
+        let mut touched: Vec<(i64, u64)> = self
             .map
             .iter()
-            .map(|(hash, group)| (*hash, group.touched_ms))
+            .filter_map(|(hash, entry)| {
+                let group = entry.slots.get(slot)?.as_ref()?;
+                Some((group.touched_ms, *hash))
+            })
             .collect();
-        entries.sort_by_key(|(_, touched)| *touched);
-        self.order = entries.into();
+        let batch = needed
+            .max(runtime.rule.max_groups / EVICTION_BATCH_DIVISOR)
+            .min(touched.len());
+        if batch == 0 {
+            return;
+        }
+        if batch < touched.len() {
+            touched.select_nth_unstable(batch - 1);
+        }
+        for (_, hash) in touched.iter().take(batch) {
+            let Some(entry) = self.map.get_mut(hash) else {
+                continue;
+            };
+            if let Some(place) = entry.slots.get_mut(slot)
+                && place.take().is_some()
+            {
+                runtime.held = runtime.held.saturating_sub(1);
+                runtime.evictions += 1;
+            }
+            if entry.slots.iter().all(Option::is_none) {
+                self.map.remove(hash);
+            }
+        }
     }
+
+    /// Drops the slots untouched for longer than they can matter to their
+    /// rule. A pass over the table, so it runs only when a slot may be due,
+    /// and at most every eighth of the shortest retention: a slot outlives
+    /// its retention by at most that much, which no kind notices (each
+    /// drops its own hits that left the window) and `max_groups` bounds.
+    fn expire(&mut self, now_ms: i64, rules: &mut [RuleRuntime]) {
+        if now_ms < self.next_expiry_ms {
+            return;
+        }
+        let retentions: Vec<i64> = self
+            .rules
+            .iter()
+            .map(|index| {
+                rules
+                    .get(*index)
+                    .map_or(i64::MAX, |r| retention_ms(&r.rule))
+            })
+            .collect();
+        let shortest = retentions.iter().copied().min().unwrap_or(i64::MAX);
+        if shortest == i64::MAX {
+            self.next_expiry_ms = i64::MAX;
+            return;
+        }
+        let mut removed = vec![0usize; retentions.len()];
+        let mut next = i64::MAX;
+        self.map.retain(|_, entry| {
+            let mut kept = false;
+            for ((place, retention), removed) in entry
+                .slots
+                .iter_mut()
+                .zip(&retentions)
+                .zip(removed.iter_mut())
+            {
+                let Some(group) = place else {
+                    continue;
+                };
+                let expiry = group.touched_ms.saturating_add(*retention);
+                if expiry < now_ms {
+                    *place = None;
+                    *removed += 1;
+                } else {
+                    next = next.min(expiry);
+                    kept = true;
+                }
+            }
+            kept
+        });
+        for (index, removed) in self.rules.iter().zip(removed) {
+            if let Some(runtime) = rules.get_mut(*index) {
+                runtime.held = runtime.held.saturating_sub(removed);
+            }
+        }
+        let gap = (shortest / 8).max(SWEEP_EVERY_MS);
+        self.next_expiry_ms = next.max(now_ms.saturating_add(gap));
+    }
+}
+
+/// Whether a rule keeps state per key: all but those that fire on every
+/// match with no cooldown.
+fn keeps_state(rule: &Rule) -> bool {
+    !(matches!(rule.kind, KindSpec::Single) && rule.cooldown_ms == 0)
+}
+
+/// How long a rule's key can matter after its last touch.
+fn retention_ms(rule: &Rule) -> i64 {
+    rule.kind.retention_ms().max(rule.cooldown_ms)
 }
 
 /// The empty state of a new key for a kind.
