@@ -9,6 +9,7 @@
 //! events behind a firing's evidence are fetched through the caller's
 //! `lookup`, since the state keeps only their ids.
 
+use std::borrow::Cow;
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash, Hasher};
@@ -546,26 +547,24 @@ impl Engine {
         if let Some(event) = trigger {
             for field in &rule.group_by {
                 if let Some(value) = field.get(event) {
-                    labels.insert(label_name(*field), value.to_text());
+                    labels.insert(label_name(*field).into_owned(), value.to_text());
                 }
             }
         }
         labels.insert("rule_id".to_string(), rule.id.clone());
         labels.insert("alertname".to_string(), rule.id.clone());
         labels.insert("severity".to_string(), rule.severity.as_str().to_string());
-        // Templates see the event's fields, then the detection's labels.
-        let mut template_labels: BTreeMap<String, String> = BTreeMap::new();
-        if let Some(event) = trigger {
-            for (name, value) in field::all_values(event) {
-                template_labels.insert(name.replace('.', "_"), value);
-            }
-        }
-        template_labels.extend(
-            labels
-                .iter()
-                .map(|(name, value)| (name.clone(), value.clone())),
+        // Templates see the event's fields, then the detection's labels
+        // (a later pair replaces an earlier one of the same name).
+        let event_values = trigger.map(field::all_values).unwrap_or_default();
+        let template_labels = Labels::from_pairs(
+            event_values
+                .into_iter()
+                .map(|(field, value)| (label_name(field), Cow::Owned(value)))
+                .chain(labels.iter().map(|(name, value)| {
+                    (Cow::Borrowed(name.as_str()), Cow::Borrowed(value.as_str()))
+                })),
         );
-        let template_labels = Labels::from_pairs(template_labels);
         let external = BTreeMap::new();
         let data = Data {
             labels: &template_labels,
@@ -601,13 +600,14 @@ impl Engine {
                 });
             }
         }
-        let mut hosts: Vec<String> = evidence
+        let mut hosts: Vec<&str> = evidence
             .iter()
-            .map(|item| item.event.host.clone())
+            .map(|item| item.event.host.as_str())
             .filter(|host| !host.is_empty())
             .collect();
-        hosts.sort();
+        hosts.sort_unstable();
         hosts.dedup();
+        let hosts = hosts.into_iter().map(str::to_string).collect();
         let detection = Detection {
             rule_id: rule.id.clone(),
             title,
@@ -961,8 +961,13 @@ fn group_key<'a>(fields: &[Field], event: &Event, buffer: &'a mut String) -> &'a
 }
 
 /// The label name of a field (`after.sha256` becomes `after_sha256`).
-fn label_name(field: Field) -> String {
-    field.name().replace('.', "_")
+fn label_name(field: Field) -> Cow<'static, str> {
+    let name = field.name();
+    if name.contains('.') {
+        Cow::Owned(name.replace('.', "_"))
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 #[cfg(test)]

@@ -225,15 +225,11 @@ impl Value<'_> {
     }
 }
 
-/// Every set field of `event` as (name, text), for templates.
-pub fn all_values(event: &Event) -> Vec<(&'static str, String)> {
+/// Every set field of `event` with its value as text, for templates.
+pub fn all_values(event: &Event) -> Vec<(Field, String)> {
     Field::ALL
         .iter()
-        .filter_map(|field| {
-            field
-                .get(event)
-                .map(|value| (field.name(), value.to_text()))
-        })
+        .filter_map(|field| field.get(event).map(|value| (*field, value.to_text())))
         .collect()
 }
 

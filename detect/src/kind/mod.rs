@@ -78,6 +78,22 @@ pub fn expire<T>(items: &mut Vec<T>, hit_of: impl Fn(&T) -> Hit, now_ms: i64, wi
     }
 }
 
+/// Appends `item` to a list that never holds more than `most` items,
+/// growing it by doubling up to `most`: a handful of reallocations per key
+/// instead of one per item (each realloc was a malloc, a copy and a free on
+/// the hot path), and never more room than the list can use.
+pub fn push_bounded<T>(items: &mut Vec<T>, item: T, most: usize) {
+    if items.len() == items.capacity() {
+        let wanted = items
+            .len()
+            .max(1)
+            .min(most.saturating_sub(items.len()))
+            .max(1);
+        items.reserve_exact(wanted);
+    }
+    items.push(item);
+}
+
 /// FNV-1a over bytes: a hash that is the same in every run, so the hashes
 /// in a snapshot still mean the same values after a restart.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
