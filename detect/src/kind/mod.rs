@@ -47,6 +47,18 @@ pub enum GroupState {
 }
 
 impl GroupState {
+    /// The first word of the state's list, if it has one: reading it
+    /// brings the list into the cache (see the engine's `prefetch`).
+    pub fn first_heap_word(&self) -> Option<i64> {
+        match self {
+            GroupState::Empty | GroupState::LastSeen { .. } => None,
+            GroupState::Hits(hits) => hits.first().map(|hit| hit.at_ms),
+            GroupState::Distinct(values) => values.first().map(|(_, hit)| hit.at_ms),
+            GroupState::Sequence(steps) => steps.first().map(|step| step.len() as i64),
+            GroupState::Seen(values) => values.first().map(|value| *value as i64),
+        }
+    }
+
     /// Heap bytes the state holds, for the memory figure.
     pub fn heap_bytes(&self) -> usize {
         match self {
