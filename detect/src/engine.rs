@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::Calendar;
 use crate::condition::kind_bit;
 use crate::detection::{Detection, Evidence};
-use crate::field::{self, Field};
+use crate::field::Field;
 use crate::kind::{self, GroupState, Hit};
 use crate::rulefmt::{KindSpec, Rule};
 use crate::suppress;
@@ -76,6 +76,15 @@ struct RuleRuntime {
     held: usize,
     /// Keys evicted because `max_groups` was reached.
     evictions: u64,
+    /// The rule's templates (title and annotations), one after the other:
+    /// a template names the labels it reads literally, so a label whose
+    /// name does not occur here is not given to them.
+    template_text: String,
+    /// Whether a template prints all labels (`{{ $labels }}`).
+    templates_read_all: bool,
+    /// The event fields whose label names occur in `template_text` (all
+    /// of them if `templates_read_all`).
+    template_fields: Vec<Field>,
     /// Detections produced.
     detections: u64,
     /// The first matching event's time (the `new_value` learning start).
@@ -255,7 +264,23 @@ impl Engine {
             } else {
                 (usize::MAX, usize::MAX)
             };
+            let mut template_text = rule.title.source().to_string();
+            for (_, template) in &rule.annotations {
+                template_text.push('\n');
+                template_text.push_str(template.source());
+            }
+            let templates_read_all = names_all_labels(&template_text);
+            let template_fields = Field::ALL
+                .iter()
+                .copied()
+                .filter(|field| {
+                    templates_read_all || template_text.contains(label_name(*field).as_ref())
+                })
+                .collect();
             self.rules.push(RuleRuntime {
+                template_text,
+                templates_read_all,
+                template_fields,
                 rule,
                 table,
                 slot,
@@ -556,15 +581,24 @@ impl Engine {
         labels.insert("alertname".to_string(), rule.id.clone());
         labels.insert("severity".to_string(), rule.severity.as_str().to_string());
         // Templates see the event's fields, then the detection's labels
-        // (a later pair replaces an earlier one of the same name).
-        let event_values = trigger.map(field::all_values).unwrap_or_default();
+        // (a later pair replaces an earlier one of the same name); only
+        // those their text names, since building the rest was most of the
+        // cost of a detection.
+        let event_values = runtime.template_fields.iter().filter_map(|field| {
+            let value = trigger.and_then(|event| field.get(event))?;
+            Some((label_name(*field), Cow::Owned(value.to_text())))
+        });
         let template_labels = Labels::from_pairs(
-            event_values
-                .into_iter()
-                .map(|(field, value)| (label_name(field), Cow::Owned(value)))
-                .chain(labels.iter().map(|(name, value)| {
-                    (Cow::Borrowed(name.as_str()), Cow::Borrowed(value.as_str()))
-                })),
+            event_values.chain(
+                labels
+                    .iter()
+                    .filter(|(name, _)| {
+                        runtime.templates_read_all || runtime.template_text.contains(name.as_str())
+                    })
+                    .map(|(name, value)| {
+                        (Cow::Borrowed(name.as_str()), Cow::Borrowed(value.as_str()))
+                    }),
+            ),
         );
         let external = BTreeMap::new();
         let data = Data {
@@ -919,6 +953,15 @@ impl KeyTable {
     }
 }
 
+/// Whether template text uses `$labels` or `.Labels` whole (not one label
+/// of it, `$labels.user`).
+fn names_all_labels(text: &str) -> bool {
+    ["$labels", ".Labels"].iter().any(|operand| {
+        text.match_indices(operand)
+            .any(|(at, _)| !text[at + operand.len()..].starts_with('.'))
+    })
+}
+
 /// Whether a rule keeps state per key: all but those that fire on every
 /// match with no cooldown.
 fn keeps_state(rule: &Rule) -> bool {
@@ -1039,6 +1082,36 @@ mod tests {
         assert_eq!(detection.at_ms, 2000);
         let ids: Vec<Option<i64>> = detection.evidence.iter().map(|e| e.event_id).collect();
         assert_eq!(ids, vec![Some(0), Some(1), Some(2)]);
+    }
+
+    #[test]
+    fn templates_get_the_labels_they_name_or_all_of_them() {
+        let rule = |title: &str| {
+            BRUTE
+                .replace("max_groups: 3", "max_groups: 3, evidence: 1")
+                .replace(
+                    "'from {{ $labels.src_ip }} as {{ $labels.user }}, {{ $value }} times'",
+                    title,
+                )
+        };
+        let events: Vec<Event> = (0..3).map(|i| failed(i * 1000, "203.0.113.9")).collect();
+        let mut named = engine(&rule(
+            "'{{ $labels.method }}{{ .Labels.team }} {{ $labels.host }}'",
+        ));
+        assert_eq!(run(&mut named, &events)[0].title, "sec web1");
+        let mut all = engine(&rule("'{{ $labels }}'"));
+        let title = run(&mut all, &events)[0].title.clone();
+        for part in [
+            "host:web1",
+            "src_ip:203.0.113.9",
+            "team:sec",
+            "user:root",
+            "kind:ssh_login_failed",
+        ] {
+            assert!(title.contains(part), "{title}");
+        }
+        assert!(names_all_labels("{{ .Labels }}"));
+        assert!(!names_all_labels("{{ .Labels.user }} {{ $labels.host }}"));
     }
 
     #[test]

@@ -247,14 +247,6 @@ fn push_decimal(out: &mut String, value: u8) {
     out.push(char::from(b'0' + value % 10));
 }
 
-/// Every set field of `event` with its value as text, for templates.
-pub fn all_values(event: &Event) -> Vec<(Field, String)> {
-    Field::ALL
-        .iter()
-        .filter_map(|field| field.get(event).map(|value| (*field, value.to_text())))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
