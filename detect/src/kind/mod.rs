@@ -54,7 +54,10 @@ impl GroupState {
             GroupState::Empty | GroupState::LastSeen { .. } => None,
             GroupState::Hits(hits) => hits.first().map(|hit| hit.at_ms),
             GroupState::Distinct(values) => values.first().map(|(_, hit)| hit.at_ms),
-            GroupState::Sequence(steps) => steps.first().map(|step| step.len() as i64),
+            GroupState::Sequence(steps) => steps
+                .first()
+                .and_then(|step| step.first())
+                .map(|hit| hit.at_ms),
             GroupState::Seen(values) => values.first().map(|value| *value as i64),
         }
     }
@@ -115,4 +118,23 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_lists_grow_by_doubling_up_to_their_bound() {
+        let mut items = Vec::new();
+        let mut capacities = Vec::new();
+        for item in 0..12 {
+            push_bounded(&mut items, item, 10);
+            capacities.push(items.capacity());
+        }
+        // Reallocations at 1, 2, 4, 8 and 10 items; past the bound (which
+        // sequence steps can reach) one at a time.
+        assert_eq!(capacities, vec![1, 2, 4, 4, 8, 8, 8, 8, 10, 10, 11, 12]);
+        assert_eq!(items, (0..12).collect::<Vec<_>>());
+    }
 }
