@@ -1,6 +1,7 @@
 //! The engine: runs every event through the rules that can match its kind,
-//! keeps each rule's per-key state bounded (the least recently touched key
-//! is evicted, and counted, beyond `max_groups`), and turns firings into
+//! keeps each rule's per-key state bounded (the least recently touched keys
+//! are evicted, and counted, beyond `max_groups`) in key tables shared by
+//! the rules with the same `group_by`, and turns firings into
 //! [`Detection`]s. Its state can be saved as bytes and restored, so a
 //! collector restart in the middle of a window still fires.
 //!
