@@ -92,7 +92,8 @@ struct RuleRuntime {
     first_event_ms: Option<i64>,
 }
 
-/// The keys of the rules that group by the same fields, in one table: an
+/// The keys of the rules that group by the same fields (and have the same
+/// cap), in one table: an
 /// event's key is hashed and probed once for all of them (the shipped packs
 /// group four rules by `src_ip` alone, and with 100,000 addresses every
 /// probe of a separate table missed the cache), and the per-key overhead is
@@ -100,6 +101,13 @@ struct RuleRuntime {
 struct KeyTable {
     /// The fields.
     group_by: Vec<Field>,
+    /// The rules' common `max_groups`. Only rules with the same cap share
+    /// a table: a full rule's eviction is a pass over the table, which
+    /// then holds at most a few times the rule's cap, so the pass stays
+    /// amortised over the sixteenth of the cap it evicts (a rule capped
+    /// at 10 keys sharing with one holding a million would pass over the
+    /// million for every new key).
+    max_groups: usize,
     /// The rules using the table (indexes into `Engine::rules`), in slot order.
     rules: Vec<usize>,
     /// Per-key slots, by the key's salted hash.
@@ -240,15 +248,14 @@ impl Engine {
             // A rule that fires on every match without a cooldown keeps
             // nothing per key.
             let (table, slot) = if keeps_state(&rule) {
-                let table = match self
-                    .tables
-                    .iter()
-                    .position(|table| table.group_by == rule.group_by)
-                {
+                let table = match self.tables.iter().position(|table| {
+                    table.group_by == rule.group_by && table.max_groups == rule.max_groups
+                }) {
                     Some(found) => found,
                     None => {
                         self.tables.push(KeyTable {
                             group_by: rule.group_by.clone(),
+                            max_groups: rule.max_groups,
                             rules: Vec::new(),
                             map: HashMap::default(),
                             next_expiry_ms: i64::MIN,
@@ -1207,36 +1214,43 @@ mod tests {
         assert_eq!(fired, vec!["brute"]);
     }
 
-    /// Two rules grouping by `src_ip` share one table; each keeps its own
-    /// cap, evictions, expiry and snapshot.
-    const SHARED: &str = "rules:\n  - {id: wide, title: t, severity: low, match: {kind: ssh_login_failed}, group_by: [src_ip], max_groups: 10, threshold: {count: 3, window: 1m}}\n  - {id: narrow, title: t, severity: low, match: {kind: ssh_login_failed}, group_by: [src_ip], max_groups: 2, threshold: {count: 2, window: 10s}}\n";
+    /// Two rules grouping by `src_ip` with the same cap share one table;
+    /// each keeps its own keys, evictions, expiry and snapshot.
+    const SHARED: &str = "rules:\n  - {id: wide, title: t, severity: low, match: {kind: ssh_login_failed}, group_by: [src_ip], max_groups: 3, threshold: {count: 3, window: 1m}}\n  - {id: narrow, title: t, severity: low, match: {kind: ssh_login_failed, src_ip: {in: [192.0.2.1, 192.0.2.2, 192.0.2.3]}}, group_by: [src_ip], max_groups: 3, threshold: {count: 2, window: 10s}}\n";
 
     #[test]
     fn rules_sharing_a_key_table_keep_their_own_caps_expiry_and_snapshots() {
+        // Another cap, another table.
+        assert_eq!(
+            self::engine(&SHARED.replacen("max_groups: 3", "max_groups: 4", 1))
+                .tables
+                .len(),
+            2
+        );
         let mut engine = engine(SHARED);
         assert_eq!(engine.tables.len(), 1);
-        let events: Vec<Event> = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+        let events: Vec<Event> = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"]
             .iter()
             .enumerate()
             .map(|(i, ip)| failed(i as i64 * 1000, ip))
             .collect();
         assert!(run(&mut engine, &events).is_empty());
         let stats = engine.rule_stats();
-        assert_eq!((stats[0].groups, stats[0].evictions), (3, 0));
-        // The narrow rule's cap of 2 evicted its oldest key, .1, for it only.
-        assert_eq!((stats[1].groups, stats[1].evictions), (2, 1));
-        assert_eq!(engine.group_count(), 5);
+        // The wide rule's fourth key evicted its oldest, .1, for it only.
+        assert_eq!((stats[0].groups, stats[0].evictions), (3, 1));
+        assert_eq!((stats[1].groups, stats[1].evictions), (3, 0));
+        assert_eq!(engine.group_count(), 6);
         let bytes = engine.snapshot();
         let mut restored = self::engine(SHARED);
         let summary = restored.restore(&bytes).unwrap();
-        assert_eq!(summary.groups_restored, 5);
+        assert_eq!(summary.groups_restored, 6);
         assert_eq!(
             restored
                 .rule_stats()
                 .iter()
                 .map(|s| s.groups)
                 .collect::<Vec<_>>(),
-            vec![3, 2]
+            vec![3, 3]
         );
         // A second failure from .2 completes the narrow rule (10 s window)
         // but not the wide one (3 needed).
@@ -1293,7 +1307,7 @@ mod tests {
 
     #[test]
     fn a_full_rule_evicts_a_sixteenth_of_its_cap_at_once() {
-        let mut engine = engine(&SHARED.replace("max_groups: 10,", "max_groups: 64,"));
+        let mut engine = engine(&SHARED.replacen("max_groups: 3", "max_groups: 64", 1));
         let events: Vec<Event> = (0..65)
             .map(|i| failed(i * 10, &format!("198.51.100.{i}")))
             .collect();
@@ -1324,6 +1338,20 @@ mod tests {
         let offered: usize = engine.by_kind.iter().map(Vec::len).sum();
         assert_eq!(offered, 1);
         assert_eq!(engine.by_kind[EventKind::SshLoginFailed as usize], vec![0]);
+    }
+
+    #[test]
+    fn the_shipped_ssh_rules_grouping_by_address_share_one_table() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/detection/ssh.yaml");
+        let rules = rulefmt::load(&path).unwrap_or_else(|p| panic!("{p}"));
+        let engine = Engine::new(rules, Calendar::default());
+        let by_address: Vec<&KeyTable> = engine
+            .tables
+            .iter()
+            .filter(|table| table.group_by == [Field::SrcIp])
+            .collect();
+        assert_eq!(by_address.len(), 1);
+        assert_eq!(by_address[0].rules.len(), 4);
     }
 
     #[test]
