@@ -1,6 +1,7 @@
 //! The engine: runs every event through the rules that can match its kind,
-//! keeps each rule's per-key state bounded (the least recently touched key
-//! is evicted, and counted, beyond `max_groups`), and turns firings into
+//! keeps each rule's per-key state bounded (the least recently touched keys
+//! are evicted, and counted, beyond `max_groups`) in key tables shared by
+//! the rules with the same `group_by`, and turns firings into
 //! [`Detection`]s. Its state can be saved as bytes and restored, so a
 //! collector restart in the middle of a window still fires.
 //!
@@ -9,8 +10,9 @@
 //! events behind a firing's evidence are fetched through the caller's
 //! `lookup`, since the state keeps only their ids.
 
+use std::borrow::Cow;
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash, Hasher};
 
 use countywatch_rules::labels::Labels;
@@ -21,13 +23,16 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::Calendar;
 use crate::condition::kind_bit;
 use crate::detection::{Detection, Evidence};
-use crate::field::{self, Field};
+use crate::field::Field;
 use crate::kind::{self, GroupState, Hit};
 use crate::rulefmt::{KindSpec, Rule};
 use crate::suppress;
 
 /// How often, in event time, expired keys are dropped and absences checked.
 const SWEEP_EVERY_MS: i64 = 1_000;
+/// A full rule evicts this fraction of its cap at once (see
+/// `KeyTable::evict`).
+const EVICTION_BATCH_DIVISOR: usize = 16;
 /// Version of the snapshot format.
 const SNAPSHOT_VERSION: u32 = 1;
 
@@ -52,9 +57,8 @@ pub struct Engine {
     next_sweep_ms: i64,
     /// Reused buffer for building group keys.
     key_buffer: String,
-    /// For each rule, a number shared by the rules with the same
-    /// `group_by`, so one event's key is built and hashed once per set.
-    key_kinds: Vec<usize>,
+    /// The key tables, one per distinct `group_by` field set.
+    tables: Vec<KeyTable>,
     /// Reused buffer for the values `distinct` and `new_value` remember.
     value_buffer: String,
     /// Template expansions that failed (the raw template is used instead).
@@ -65,34 +69,72 @@ pub struct Engine {
 struct RuleRuntime {
     /// The rule.
     rule: Rule,
-    /// Per-key state.
-    groups: Groups,
+    /// Its key table (in `Engine::tables`).
+    table: usize,
+    /// Its slot in that table's entries.
+    slot: usize,
+    /// Keys the rule holds now.
+    held: usize,
+    /// Keys evicted because `max_groups` was reached.
+    evictions: u64,
+    /// The rule's templates (title and annotations), one after the other:
+    /// a template names the labels it reads literally, so a label whose
+    /// name does not occur here is not given to them.
+    template_text: String,
+    /// Whether a template prints all labels (`{{ $labels }}`).
+    templates_read_all: bool,
+    /// The event fields whose label names occur in `template_text` (all
+    /// of them if `templates_read_all`).
+    template_fields: Vec<Field>,
     /// Detections produced.
     detections: u64,
     /// The first matching event's time (the `new_value` learning start).
     first_event_ms: Option<i64>,
 }
 
-/// A rule's keys, bounded.
-#[derive(Default)]
-struct Groups {
-    /// Per-key state, by the key's hash.
-    map: HashMap<u64, Group, BuildHasherDefault<IdentityHasher>>,
-    /// Keys in the order they were touched, as (hash, touched_ms); an entry
-    /// is current when its time is still the group's `touched_ms`. Stale
-    /// entries are skipped, and the queue is rebuilt when mostly stale.
-    order: VecDeque<(u64, i64)>,
-    /// Keys evicted because `max_groups` was reached.
-    evictions: u64,
+/// The keys of the rules that group by the same fields (and have the same
+/// cap), in one table: an
+/// event's key is hashed and probed once for all of them (the shipped packs
+/// group four rules by `src_ip` alone, and with 100,000 addresses every
+/// probe of a separate table missed the cache), and the per-key overhead is
+/// shared. Each rule keeps its own slot, touch time and bound.
+struct KeyTable {
+    /// The fields.
+    group_by: Vec<Field>,
+    /// The rules' common `max_groups`. Only rules with the same cap share
+    /// a table: a full rule's eviction is a pass over the table, which
+    /// then holds at most a few times the rule's cap, so the pass stays
+    /// amortised over the sixteenth of the cap it evicts (a rule capped
+    /// at 10 keys sharing with one holding a million would pass over the
+    /// million for every new key).
+    max_groups: usize,
+    /// The rules using the table (indexes into `Engine::rules`), in slot order.
+    rules: Vec<usize>,
+    /// Per-key slots, by the key's salted hash.
+    map: HashMap<u64, Entry, BuildHasherDefault<IdentityHasher>>,
+    /// No slot can expire before this event time: the table is not swept
+    /// until then. A lower bound: touches only push expiries later.
+    next_expiry_ms: i64,
 }
 
-/// One group key's state. The key itself is not kept (only its salted
-/// 64-bit hash, in the table): a detection's key is rebuilt from the event
-/// that completed it. Two keys colliding would share a window; with a
-/// random salt and 10 million keys that has a chance near 1 in 100,000.
+/// One key of a [`KeyTable`].
+struct Entry {
+    /// The latest time any rule touched the key: a sweep skips the slots
+    /// of keys touched recently without reading them.
+    touched_ms: i64,
+    /// One slot per rule of the table; `None` when that rule holds no state
+    /// for the key.
+    slots: Box<[Option<Group>]>,
+}
+
+/// One rule's state for one group key. The key itself is not kept (only
+/// its salted 64-bit hash, in the table): a detection's key is rebuilt from
+/// the event that completed it. Two keys colliding would share a window;
+/// with a random salt and 10 million keys that has a chance near 1 in
+/// 100,000.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Group {
-    /// The latest event time that touched the key.
+    /// The latest event time that touched the key for this rule.
     touched_ms: i64,
     /// Until when the key stays quiet after firing.
     quiet_until_ms: i64,
@@ -171,7 +213,7 @@ impl Engine {
             clock_ms: i64::MIN,
             next_sweep_ms: i64::MIN,
             key_buffer: String::new(),
-            key_kinds: Vec::new(),
+            tables: Vec::new(),
             value_buffer: String::new(),
             template_failures: 0,
         };
@@ -200,24 +242,62 @@ impl Engine {
                 }
             }
         }
-        self.key_kinds = rules
-            .iter()
-            .map(|rule| {
-                rules
-                    .iter()
-                    .position(|other| other.group_by == rule.group_by)
-                    .unwrap_or(usize::MAX)
-            })
-            .collect();
-        self.rules = rules
-            .into_iter()
-            .map(|rule| RuleRuntime {
+        self.tables = Vec::new();
+        self.rules = Vec::with_capacity(rules.len());
+        for (index, rule) in rules.into_iter().enumerate() {
+            // A rule that fires on every match without a cooldown keeps
+            // nothing per key.
+            let (table, slot) = if keeps_state(&rule) {
+                let table = match self.tables.iter().position(|table| {
+                    table.group_by == rule.group_by && table.max_groups == rule.max_groups
+                }) {
+                    Some(found) => found,
+                    None => {
+                        self.tables.push(KeyTable {
+                            group_by: rule.group_by.clone(),
+                            max_groups: rule.max_groups,
+                            rules: Vec::new(),
+                            map: HashMap::default(),
+                            next_expiry_ms: i64::MIN,
+                        });
+                        self.tables.len() - 1
+                    }
+                };
+                let mut slot = usize::MAX;
+                if let Some(found) = self.tables.get_mut(table) {
+                    slot = found.rules.len();
+                    found.rules.push(index);
+                }
+                (table, slot)
+            } else {
+                (usize::MAX, usize::MAX)
+            };
+            let mut template_text = rule.title.source().to_string();
+            for (_, template) in &rule.annotations {
+                template_text.push('\n');
+                template_text.push_str(template.source());
+            }
+            let templates_read_all = names_all_labels(&template_text);
+            let template_fields = Field::ALL
+                .iter()
+                .copied()
+                .filter(|field| {
+                    templates_read_all || template_text.contains(label_name(*field).as_ref())
+                })
+                .collect();
+            self.rules.push(RuleRuntime {
+                template_text,
+                templates_read_all,
+                template_fields,
                 rule,
-                groups: Groups::default(),
+                table,
+                slot,
+                held: 0,
+                evictions: 0,
                 detections: 0,
                 first_event_ms: None,
-            })
-            .collect();
+            });
+        }
     }
 
     /// The loaded rules.
@@ -279,27 +359,34 @@ impl Engine {
                 continue;
             }
             let first_event_ms = *runtime.first_event_ms.get_or_insert(at_ms);
-            if matches!(rule.kind, KindSpec::Single) && rule.cooldown_ms == 0 {
+            if !keeps_state(rule) {
                 runtime.detections += 1;
                 let hits = kind::single::on_match(hit);
                 let key = group_key(&rule.group_by, event, &mut self.key_buffer).to_string();
                 out.push(self.build(index, &key, &hits, at_ms, Some(event), lookup));
                 continue;
             }
-            // Rules grouping by the same fields share the key's hash: the
-            // shipped packs group four rules by src_ip alone.
-            let key_kind = self.key_kinds.get(index).copied().unwrap_or(usize::MAX);
+            // Rules grouping by the same fields share one table, so the
+            // key is built, hashed and probed (a cache miss with many keys)
+            // once; the next rules' probes find it in the cache.
+            let table_index = runtime.table;
+            let Some(table) = self.tables.get_mut(table_index) else {
+                continue;
+            };
             let hash = match last_key {
-                Some((kind, hash)) if kind == key_kind => hash,
+                Some((seen, hash)) if seen == table_index => hash,
                 _ => {
-                    let key = group_key(&rule.group_by, event, &mut self.key_buffer);
+                    let key = group_key(&table.group_by, event, &mut self.key_buffer);
                     let hash = salted_hash(self.salt, key);
-                    last_key = Some((key_kind, hash));
+                    last_key = Some((table_index, hash));
+                    table.prefetch(hash);
                     hash
                 }
             };
+            let Some(group) = table.touch(hash, at_ms, runtime) else {
+                continue;
+            };
             let rule = &runtime.rule;
-            let group = runtime.groups.touch(hash, at_ms, rule);
             let fired = match (&rule.kind, &mut group.state) {
                 (KindSpec::Single, _) => Some(kind::single::on_match(hit)),
                 (KindSpec::Threshold { count, window_ms }, GroupState::Hits(hits)) => {
@@ -406,8 +493,8 @@ impl Engine {
     pub fn advance(&mut self, now_ms: i64, lookup: &mut Lookup<'_>, out: &mut Vec<Detection>) {
         self.clock_ms = self.clock_ms.max(now_ms);
         self.next_sweep_ms = now_ms.saturating_add(SWEEP_EVERY_MS);
-        for runtime in &mut self.rules {
-            runtime.groups.expire(now_ms, &runtime.rule);
+        for table in &mut self.tables {
+            table.expire(now_ms, &mut self.rules);
         }
         self.fire_absences(now_ms, lookup, out);
     }
@@ -429,8 +516,15 @@ impl Engine {
             let KindSpec::Absence { window_ms } = runtime.rule.kind else {
                 continue;
             };
+            let Some(table) = self.tables.get_mut(runtime.table) else {
+                continue;
+            };
             let mut due = Vec::new();
-            for group in runtime.groups.map.values_mut() {
+            let groups = table
+                .map
+                .values_mut()
+                .filter_map(|entry| entry.slots.get_mut(runtime.slot)?.as_mut());
+            for group in groups {
                 if let GroupState::LastSeen { hit, fired } = &mut group.state
                     && kind::absence::is_due(*hit, *fired, now_ms, window_ms)
                 {
@@ -487,26 +581,33 @@ impl Engine {
         if let Some(event) = trigger {
             for field in &rule.group_by {
                 if let Some(value) = field.get(event) {
-                    labels.insert(label_name(*field), value.to_text());
+                    labels.insert(label_name(*field).into_owned(), value.to_text());
                 }
             }
         }
         labels.insert("rule_id".to_string(), rule.id.clone());
         labels.insert("alertname".to_string(), rule.id.clone());
         labels.insert("severity".to_string(), rule.severity.as_str().to_string());
-        // Templates see the event's fields, then the detection's labels.
-        let mut template_labels: BTreeMap<String, String> = BTreeMap::new();
-        if let Some(event) = trigger {
-            for (name, value) in field::all_values(event) {
-                template_labels.insert(name.replace('.', "_"), value);
-            }
-        }
-        template_labels.extend(
-            labels
-                .iter()
-                .map(|(name, value)| (name.clone(), value.clone())),
+        // Templates see the event's fields, then the detection's labels
+        // (a later pair replaces an earlier one of the same name); only
+        // those their text names, since building the rest was most of the
+        // cost of a detection.
+        let event_values = runtime.template_fields.iter().filter_map(|field| {
+            let value = trigger.and_then(|event| field.get(event))?;
+            Some((label_name(*field), Cow::Owned(value.to_text())))
+        });
+        let template_labels = Labels::from_pairs(
+            event_values.chain(
+                labels
+                    .iter()
+                    .filter(|(name, _)| {
+                        runtime.templates_read_all || runtime.template_text.contains(name.as_str())
+                    })
+                    .map(|(name, value)| {
+                        (Cow::Borrowed(name.as_str()), Cow::Borrowed(value.as_str()))
+                    }),
+            ),
         );
-        let template_labels = Labels::from_pairs(template_labels);
         let external = BTreeMap::new();
         let data = Data {
             labels: &template_labels,
@@ -542,13 +643,14 @@ impl Engine {
                 });
             }
         }
-        let mut hosts: Vec<String> = evidence
+        let mut hosts: Vec<&str> = evidence
             .iter()
-            .map(|item| item.event.host.clone())
+            .map(|item| item.event.host.as_str())
             .filter(|host| !host.is_empty())
             .collect();
-        hosts.sort();
+        hosts.sort_unstable();
         hosts.dedup();
+        let hosts = hosts.into_iter().map(str::to_string).collect();
         let detection = Detection {
             rule_id: rule.id.clone(),
             title,
@@ -571,8 +673,8 @@ impl Engine {
             .iter()
             .map(|runtime| RuleStats {
                 rule_id: runtime.rule.id.clone(),
-                groups: runtime.groups.map.len(),
-                evictions: runtime.groups.evictions,
+                groups: runtime.held,
+                evictions: runtime.evictions,
                 detections: runtime.detections,
             })
             .collect()
@@ -585,26 +687,30 @@ impl Engine {
 
     /// Keys held across all rules.
     pub fn group_count(&self) -> usize {
-        self.rules
-            .iter()
-            .map(|runtime| runtime.groups.map.len())
-            .sum()
+        self.rules.iter().map(|runtime| runtime.held).sum()
     }
 
     /// An estimate of the memory the state takes, in bytes: the hash
-    /// tables, the keys, the kinds' lists and the touch queues.
+    /// tables at their capacity, each key's slots and the kinds' lists.
     pub fn state_bytes(&self) -> usize {
-        self.rules
+        self.tables
             .iter()
-            .map(|runtime| {
-                let groups = &runtime.groups;
-                let table = groups.map.capacity() * (size_of::<(u64, Group)>() + 1);
-                let heap: usize = groups
+            .map(|table| {
+                let buckets = table.map.capacity() * (size_of::<(u64, Entry)>() + 1);
+                let slots: usize = table
                     .map
                     .values()
-                    .map(|group| group.state.heap_bytes())
+                    .map(|entry| {
+                        entry.slots.len() * size_of::<Option<Group>>()
+                            + entry
+                                .slots
+                                .iter()
+                                .flatten()
+                                .map(|group| group.state.heap_bytes())
+                                .sum::<usize>()
+                    })
                     .sum();
-                table + heap + groups.order.capacity() * size_of::<(u64, i64)>()
+                buckets + slots
             })
             .sum()
     }
@@ -622,12 +728,20 @@ impl Engine {
                     id: runtime.rule.id.clone(),
                     signature: runtime.rule.signature.clone(),
                     first_event_ms: runtime.first_event_ms,
-                    groups: runtime
-                        .groups
-                        .map
-                        .iter()
-                        .map(|(hash, group)| (*hash, group.clone()))
-                        .collect(),
+                    groups: self
+                        .tables
+                        .get(runtime.table)
+                        .map(|table| {
+                            table
+                                .map
+                                .iter()
+                                .filter_map(|(hash, entry)| {
+                                    let group = entry.slots.get(runtime.slot)?.as_ref()?;
+                                    Some((*hash, group.clone()))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 })
                 .collect(),
         };
@@ -650,9 +764,12 @@ impl Engine {
         // The saved hashes are salted with the saved salt: adopt it, and
         // forget any key hashed with ours.
         self.salt = snapshot.salt;
+        for table in &mut self.tables {
+            table.map.clear();
+            table.next_expiry_ms = i64::MIN;
+        }
         for runtime in &mut self.rules {
-            runtime.groups.map.clear();
-            runtime.groups.order.clear();
+            runtime.held = 0;
         }
         for saved in snapshot.rules {
             let Some(runtime) = self.rules.iter_mut().find(|runtime| {
@@ -667,94 +784,201 @@ impl Engine {
             groups.sort_by_key(|(_, group)| group.touched_ms);
             // Keep the most recently touched keys if the cap went down.
             let skip = groups.len().saturating_sub(runtime.rule.max_groups);
+            let Some(table) = self.tables.get_mut(runtime.table) else {
+                continue;
+            };
+            let slots = table.rules.len();
             for (hash, group) in groups.into_iter().skip(skip) {
-                runtime.groups.order.push_back((hash, group.touched_ms));
-                runtime.groups.map.insert(hash, group);
-                summary.groups_restored += 1;
+                let entry = table.map.entry(hash).or_insert_with(|| Entry::new(slots));
+                entry.touched_ms = entry.touched_ms.max(group.touched_ms);
+                if let Some(slot) = entry.slots.get_mut(runtime.slot) {
+                    *slot = Some(group);
+                    runtime.held += 1;
+                    summary.groups_restored += 1;
+                }
             }
         }
         Ok(summary)
     }
 }
 
-impl Groups {
-    /// The key's group, created (evicting the least recently touched key
-    /// if the rule is full) when new, and marked touched at `at_ms`.
-    fn touch(&mut self, hash: u64, at_ms: i64, rule: &Rule) -> &mut Group {
+impl Entry {
+    /// A key with no rule's state yet.
+    fn new(slots: usize) -> Entry {
+        Entry {
+            touched_ms: i64::MIN,
+            slots: (0..slots).map(|_| None).collect(),
+        }
+    }
+}
+
+impl KeyTable {
+    /// Reads the first word of each of the key's slots' lists before the
+    /// rules run: with 100,000 keys each list is a cache miss, and asking
+    /// for them all at once lets the misses overlap instead of each rule
+    /// waiting for its own in turn.
+    fn prefetch(&self, hash: u64) {
+        if let Some(entry) = self.map.get(&hash) {
+            for group in entry.slots.iter().flatten() {
+                std::hint::black_box(group.state.first_heap_word());
+            }
+        }
+    }
+
+    /// The group of `runtime`'s rule for the key, created when new
+    /// (evicting the rule's least recently touched keys if it is full),
+    /// and marked touched at `at_ms`. `None` only if the rule has no slot
+    /// here, which [`Engine::set_rules`] rules out.
+    fn touch<'a>(
+        &'a mut self,
+        hash: u64,
+        at_ms: i64,
+        runtime: &mut RuleRuntime,
+    ) -> Option<&'a mut Group> {
+        let slot = runtime.slot;
         // Below the cap one hash lookup suffices (the entry below).
-        if self.map.len() >= rule.max_groups && !self.map.contains_key(&hash) {
-            while self.map.len() >= rule.max_groups && self.evict_oldest() {}
+        if runtime.held >= runtime.rule.max_groups
+            && !self
+                .map
+                .get(&hash)
+                .is_some_and(|entry| entry.slots.get(slot).is_some_and(Option::is_some))
+        {
+            self.evict(runtime);
         }
-        // Rebuilt when half again as long as the keys: each key then costs
-        // at most 1.5 queue entries, and rebuilding stays amortised.
-        if self.order.len() > self.map.len() + self.map.len() / 2 + 1024 {
-            self.rebuild_order();
+        let slots = self.rules.len();
+        let entry = self.map.entry(hash).or_insert_with(|| Entry::new(slots));
+        entry.touched_ms = entry.touched_ms.max(at_ms);
+        let place = entry.slots.get_mut(slot)?;
+        if place.is_none() {
+            runtime.held += 1;
+            self.next_expiry_ms = self
+                .next_expiry_ms
+                .min(at_ms.saturating_add(retention_ms(&runtime.rule)));
         }
-        let mut created = false;
-        let group = self.map.entry(hash).or_insert_with(|| {
-            created = true;
-            Group {
-                touched_ms: at_ms,
-                quiet_until_ms: i64::MIN,
-                state: initial_state(&rule.kind, Hit { at_ms, id: -1 }),
-            }
+        let group = place.get_or_insert_with(|| Group {
+            touched_ms: at_ms,
+            quiet_until_ms: i64::MIN,
+            state: initial_state(&runtime.rule.kind, Hit { at_ms, id: -1 }),
         });
-        // The queue already holds (hash, touched) unless the key is new or
-        // its time moved.
-        if created || at_ms > group.touched_ms {
-            group.touched_ms = group.touched_ms.max(at_ms);
-            self.order.push_back((hash, group.touched_ms));
-        }
-        group
+        group.touched_ms = group.touched_ms.max(at_ms);
+        Some(group)
     }
 
-    /// Removes the least recently touched key; false when there is none.
-    fn evict_oldest(&mut self) -> bool {
-        while let Some((hash, touched)) = self.order.pop_front() {
-            if self
-                .map
-                .get(&hash)
-                .is_some_and(|group| group.touched_ms == touched)
-            {
-                self.map.remove(&hash);
-                self.evictions += 1;
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Drops keys untouched for longer than they can matter to `rule`.
-    fn expire(&mut self, now_ms: i64, rule: &Rule) {
-        let retention = rule.kind.retention_ms().max(rule.cooldown_ms);
-        if retention == i64::MAX {
-            return;
-        }
-        let cutoff = now_ms.saturating_sub(retention);
-        while let Some(&(hash, touched)) = self.order.front() {
-            let current = self
-                .map
-                .get(&hash)
-                .is_some_and(|group| group.touched_ms == touched);
-            if current && touched >= cutoff {
-                break;
-            }
-            self.order.pop_front();
-            if current {
-                self.map.remove(&hash);
-            }
-        }
-    }
-
-    fn rebuild_order(&mut self) {
-        let mut entries: Vec<(u64, i64)> = self
+    /// Makes room for one more key of `runtime`'s rule: removes its least
+    /// recently touched keys, a sixteenth of its cap at a time (at least
+    /// as many as needed), so that finding them, a pass over the table,
+    /// costs each new key a few steps rather than a pass each.
+    fn evict(&mut self, runtime: &mut RuleRuntime) {
+        let slot = runtime.slot;
+        let needed = (runtime.held + 1).saturating_sub(runtime.rule.max_groups);
+        let mut touched: Vec<(i64, u64)> = self
             .map
             .iter()
-            .map(|(hash, group)| (*hash, group.touched_ms))
+            .filter_map(|(hash, entry)| {
+                let group = entry.slots.get(slot)?.as_ref()?;
+                Some((group.touched_ms, *hash))
+            })
             .collect();
-        entries.sort_by_key(|(_, touched)| *touched);
-        self.order = entries.into();
+        let batch = needed
+            .max(runtime.rule.max_groups / EVICTION_BATCH_DIVISOR)
+            .min(touched.len());
+        if batch == 0 {
+            return;
+        }
+        if batch < touched.len() {
+            touched.select_nth_unstable(batch - 1);
+        }
+        for (_, hash) in touched.iter().take(batch) {
+            let Some(entry) = self.map.get_mut(hash) else {
+                continue;
+            };
+            if let Some(place) = entry.slots.get_mut(slot)
+                && place.take().is_some()
+            {
+                runtime.held = runtime.held.saturating_sub(1);
+                runtime.evictions += 1;
+            }
+            if entry.slots.iter().all(Option::is_none) {
+                self.map.remove(hash);
+            }
+        }
     }
+
+    /// Drops the slots untouched for longer than they can matter to their
+    /// rule. A pass over the table, so it runs only when a slot may be due,
+    /// and at most every eighth of the shortest retention: a slot outlives
+    /// its retention by at most that much, which no kind notices (each
+    /// drops its own hits that left the window) and `max_groups` bounds.
+    fn expire(&mut self, now_ms: i64, rules: &mut [RuleRuntime]) {
+        if now_ms < self.next_expiry_ms {
+            return;
+        }
+        let retentions: Vec<i64> = self
+            .rules
+            .iter()
+            .map(|index| {
+                rules
+                    .get(*index)
+                    .map_or(i64::MAX, |r| retention_ms(&r.rule))
+            })
+            .collect();
+        let shortest = retentions.iter().copied().min().unwrap_or(i64::MAX);
+        if shortest == i64::MAX {
+            self.next_expiry_ms = i64::MAX;
+            return;
+        }
+        let mut removed = vec![0usize; retentions.len()];
+        let mut next = i64::MAX;
+        self.map.retain(|_, entry| {
+            let mut kept = false;
+            for ((place, retention), removed) in entry
+                .slots
+                .iter_mut()
+                .zip(&retentions)
+                .zip(removed.iter_mut())
+            {
+                let Some(group) = place else {
+                    continue;
+                };
+                let expiry = group.touched_ms.saturating_add(*retention);
+                if expiry < now_ms {
+                    *place = None;
+                    *removed += 1;
+                } else {
+                    next = next.min(expiry);
+                    kept = true;
+                }
+            }
+            kept
+        });
+        for (index, removed) in self.rules.iter().zip(removed) {
+            if let Some(runtime) = rules.get_mut(*index) {
+                runtime.held = runtime.held.saturating_sub(removed);
+            }
+        }
+        let gap = (shortest / 8).max(SWEEP_EVERY_MS);
+        self.next_expiry_ms = next.max(now_ms.saturating_add(gap));
+    }
+}
+
+/// Whether template text uses `$labels` or `.Labels` whole (not one label
+/// of it, `$labels.user`).
+fn names_all_labels(text: &str) -> bool {
+    ["$labels", ".Labels"].iter().any(|operand| {
+        text.match_indices(operand)
+            .any(|(at, _)| !text[at + operand.len()..].starts_with('.'))
+    })
+}
+
+/// Whether a rule keeps state per key: all but those that fire on every
+/// match with no cooldown.
+fn keeps_state(rule: &Rule) -> bool {
+    !(matches!(rule.kind, KindSpec::Single) && rule.cooldown_ms == 0)
+}
+
+/// How long a rule's key can matter after its last touch.
+fn retention_ms(rule: &Rule) -> i64 {
+    rule.kind.retention_ms().max(rule.cooldown_ms)
 }
 
 /// The empty state of a new key for a kind.
@@ -801,8 +1025,13 @@ fn group_key<'a>(fields: &[Field], event: &Event, buffer: &'a mut String) -> &'a
 }
 
 /// The label name of a field (`after.sha256` becomes `after_sha256`).
-fn label_name(field: Field) -> String {
-    field.name().replace('.', "_")
+fn label_name(field: Field) -> Cow<'static, str> {
+    let name = field.name();
+    if name.contains('.') {
+        Cow::Owned(name.replace('.', "_"))
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 #[cfg(test)]
@@ -861,6 +1090,36 @@ mod tests {
         assert_eq!(detection.at_ms, 2000);
         let ids: Vec<Option<i64>> = detection.evidence.iter().map(|e| e.event_id).collect();
         assert_eq!(ids, vec![Some(0), Some(1), Some(2)]);
+    }
+
+    #[test]
+    fn templates_get_the_labels_they_name_or_all_of_them() {
+        let rule = |title: &str| {
+            BRUTE
+                .replace("max_groups: 3", "max_groups: 3, evidence: 1")
+                .replace(
+                    "'from {{ $labels.src_ip }} as {{ $labels.user }}, {{ $value }} times'",
+                    title,
+                )
+        };
+        let events: Vec<Event> = (0..3).map(|i| failed(i * 1000, "203.0.113.9")).collect();
+        let mut named = engine(&rule(
+            "'{{ $labels.method }}{{ .Labels.team }} {{ $labels.host }}'",
+        ));
+        assert_eq!(run(&mut named, &events)[0].title, "sec web1");
+        let mut all = engine(&rule("'{{ $labels }}'"));
+        let title = run(&mut all, &events)[0].title.clone();
+        for part in [
+            "host:web1",
+            "src_ip:203.0.113.9",
+            "team:sec",
+            "user:root",
+            "kind:ssh_login_failed",
+        ] {
+            assert!(title.contains(part), "{title}");
+        }
+        assert!(names_all_labels("{{ .Labels }}"));
+        assert!(!names_all_labels("{{ .Labels.user }} {{ $labels.host }}"));
     }
 
     #[test]
@@ -955,6 +1214,109 @@ mod tests {
         assert_eq!(fired, vec!["brute"]);
     }
 
+    /// Two rules grouping by `src_ip` with the same cap share one table;
+    /// each keeps its own keys, evictions, expiry and snapshot.
+    const SHARED: &str = "rules:\n  - {id: wide, title: t, severity: low, match: {kind: ssh_login_failed}, group_by: [src_ip], max_groups: 3, threshold: {count: 3, window: 1m}}\n  - {id: narrow, title: t, severity: low, match: {kind: ssh_login_failed, src_ip: {in: [192.0.2.1, 192.0.2.2, 192.0.2.3]}}, group_by: [src_ip], max_groups: 3, threshold: {count: 2, window: 10s}}\n";
+
+    #[test]
+    fn rules_sharing_a_key_table_keep_their_own_caps_expiry_and_snapshots() {
+        // Another cap, another table.
+        assert_eq!(
+            self::engine(&SHARED.replacen("max_groups: 3", "max_groups: 4", 1))
+                .tables
+                .len(),
+            2
+        );
+        let mut engine = engine(SHARED);
+        assert_eq!(engine.tables.len(), 1);
+        let events: Vec<Event> = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"]
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| failed(i as i64 * 1000, ip))
+            .collect();
+        assert!(run(&mut engine, &events).is_empty());
+        let stats = engine.rule_stats();
+        // The wide rule's fourth key evicted its oldest, .1, for it only.
+        assert_eq!((stats[0].groups, stats[0].evictions), (3, 1));
+        assert_eq!((stats[1].groups, stats[1].evictions), (3, 0));
+        assert_eq!(engine.group_count(), 6);
+        let bytes = engine.snapshot();
+        let mut restored = self::engine(SHARED);
+        let summary = restored.restore(&bytes).unwrap();
+        assert_eq!(summary.groups_restored, 6);
+        assert_eq!(
+            restored
+                .rule_stats()
+                .iter()
+                .map(|s| s.groups)
+                .collect::<Vec<_>>(),
+            vec![3, 3]
+        );
+        // A second failure from .2 completes the narrow rule (10 s window)
+        // but not the wide one (3 needed).
+        let mut lookup = |id: i64| events.get(usize::try_from(id).ok()?).cloned();
+        let mut out = Vec::new();
+        let second = failed(5_000, "192.0.2.2");
+        restored.process(&second, 9, &mut lookup, &mut out);
+        let fired: Vec<&str> = out.iter().map(|d| d.rule_id.as_str()).collect();
+        assert_eq!(fired, vec!["narrow"]);
+        assert_eq!(out[0].evidence.len(), 2);
+        // 30 s later the narrow rule's keys have expired, the wide rule's
+        // (1 m window) have not.
+        restored.advance(35_000, &mut lookup, &mut out);
+        let stats = restored.rule_stats();
+        assert_eq!((stats[0].groups, stats[1].groups), (3, 0));
+        restored.advance(200_000, &mut lookup, &mut out);
+        assert_eq!(restored.group_count(), 0);
+        assert!(restored.tables[0].map.is_empty());
+    }
+
+    /// The snapshot format did not change when rules came to share key
+    /// tables: state saved by the engine before that (written out here as
+    /// it wrote it) still restores.
+    #[test]
+    fn a_snapshot_in_the_format_of_per_rule_tables_restores() {
+        let mut engine = engine(BRUTE);
+        let signature = engine.rules[0].rule.signature.clone();
+        let salt = 7u64;
+        let hash = salted_hash(salt, "src_ip=203.0.113.9");
+        let saved = serde_json::json!({
+            "version": 1,
+            "clock_ms": 1000,
+            "salt": salt,
+            "rules": [{
+                "id": "brute",
+                "signature": signature,
+                "first_event_ms": 0,
+                "groups": [[hash, {
+                    "touched_ms": 1000,
+                    "quiet_until_ms": i64::MIN,
+                    "state": {"hits": [{"at_ms": 0, "id": 0}, {"at_ms": 1000, "id": 1}]}
+                }]]
+            }]
+        });
+        let summary = engine.restore(saved.to_string().as_bytes()).unwrap();
+        assert_eq!(summary.groups_restored, 1);
+        let events: Vec<Event> = (0..3).map(|i| failed(i * 1000, "203.0.113.9")).collect();
+        let mut lookup = |id: i64| events.get(usize::try_from(id).ok()?).cloned();
+        let mut out = Vec::new();
+        engine.process(&events[2], 2, &mut lookup, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].evidence.len(), 3);
+    }
+
+    #[test]
+    fn a_full_rule_evicts_a_sixteenth_of_its_cap_at_once() {
+        let mut engine = engine(&SHARED.replacen("max_groups: 3", "max_groups: 64", 1));
+        let events: Vec<Event> = (0..65)
+            .map(|i| failed(i * 10, &format!("198.51.100.{i}")))
+            .collect();
+        assert!(run(&mut engine, &events).is_empty());
+        let stats = &engine.rule_stats()[0];
+        // The 65th key found the rule full: the 4 oldest went.
+        assert_eq!((stats.groups, stats.evictions), (61, 4));
+    }
+
     #[test]
     fn absence_fires_once_when_a_seen_key_goes_quiet() {
         let mut engine = engine(
@@ -976,6 +1338,20 @@ mod tests {
         let offered: usize = engine.by_kind.iter().map(Vec::len).sum();
         assert_eq!(offered, 1);
         assert_eq!(engine.by_kind[EventKind::SshLoginFailed as usize], vec![0]);
+    }
+
+    #[test]
+    fn the_shipped_ssh_rules_grouping_by_address_share_one_table() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/detection/ssh.yaml");
+        let rules = rulefmt::load(&path).unwrap_or_else(|p| panic!("{p}"));
+        let engine = Engine::new(rules, Calendar::default());
+        let by_address: Vec<&KeyTable> = engine
+            .tables
+            .iter()
+            .filter(|table| table.group_by == [Field::SrcIp])
+            .collect();
+        assert_eq!(by_address.len(), 1);
+        assert_eq!(by_address[0].rules.len(), 4);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! tried by one address, say) fall within a sliding `window` for one key.
 //! Values are kept as hashes with the latest hit of each.
 
-use super::{Hit, expire};
+use super::{Hit, expire, push_bounded};
 
 /// Adds `hit` with the hash of its value; returns one hit per distinct value
 /// (and forgets them) once there are `count` within `window_ms`.
@@ -18,8 +18,7 @@ pub fn on_match(
         // Keep the list oldest first: the value moves to the end.
         values.remove(index);
     }
-    values.reserve_exact(1);
-    values.push((value_hash, hit));
+    push_bounded(values, (value_hash, hit), count);
     (values.len() >= count).then(|| std::mem::take(values).into_iter().map(|(_, h)| h).collect())
 }
 

@@ -47,6 +47,21 @@ pub enum GroupState {
 }
 
 impl GroupState {
+    /// The first word of the state's list, if it has one: reading it
+    /// brings the list into the cache (see the engine's `prefetch`).
+    pub fn first_heap_word(&self) -> Option<i64> {
+        match self {
+            GroupState::Empty | GroupState::LastSeen { .. } => None,
+            GroupState::Hits(hits) => hits.first().map(|hit| hit.at_ms),
+            GroupState::Distinct(values) => values.first().map(|(_, hit)| hit.at_ms),
+            GroupState::Sequence(steps) => steps
+                .first()
+                .and_then(|step| step.first())
+                .map(|hit| hit.at_ms),
+            GroupState::Seen(values) => values.first().map(|value| *value as i64),
+        }
+    }
+
     /// Heap bytes the state holds, for the memory figure.
     pub fn heap_bytes(&self) -> usize {
         match self {
@@ -78,6 +93,22 @@ pub fn expire<T>(items: &mut Vec<T>, hit_of: impl Fn(&T) -> Hit, now_ms: i64, wi
     }
 }
 
+/// Appends `item` to a list that never holds more than `most` items,
+/// growing it by doubling up to `most`: a handful of reallocations per key
+/// instead of one per item (each realloc was a malloc, a copy and a free on
+/// the hot path), and never more room than the list can use.
+pub fn push_bounded<T>(items: &mut Vec<T>, item: T, most: usize) {
+    if items.len() == items.capacity() {
+        let wanted = items
+            .len()
+            .max(1)
+            .min(most.saturating_sub(items.len()))
+            .max(1);
+        items.reserve_exact(wanted);
+    }
+    items.push(item);
+}
+
 /// FNV-1a over bytes: a hash that is the same in every run, so the hashes
 /// in a snapshot still mean the same values after a restart.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
@@ -87,4 +118,23 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_lists_grow_by_doubling_up_to_their_bound() {
+        let mut items = Vec::new();
+        let mut capacities = Vec::new();
+        for item in 0..12 {
+            push_bounded(&mut items, item, 10);
+            capacities.push(items.capacity());
+        }
+        // Reallocations at 1, 2, 4, 8 and 10 items; past the bound (which
+        // sequence steps can reach) one at a time.
+        assert_eq!(capacities, vec![1, 2, 4, 4, 8, 8, 8, 8, 10, 10, 11, 12]);
+        assert_eq!(items, (0..12).collect::<Vec<_>>());
+    }
 }

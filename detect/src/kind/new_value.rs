@@ -3,7 +3,7 @@
 //! rule's learning period is over. Values are remembered as hashes, at most
 //! `max_values` per key, oldest forgotten first.
 
-use super::Hit;
+use super::{Hit, push_bounded};
 
 /// Remembers `value_hash`; fires when it was new and learning is over.
 pub fn on_match(
@@ -22,8 +22,7 @@ pub fn on_match(
     if seen.len() >= max_values {
         seen.remove(0);
     }
-    seen.reserve_exact(1);
-    seen.push(value_hash);
+    push_bounded(seen, value_hash, max_values);
     (hit.at_ms >= learning_until_ms).then(|| vec![hit])
 }
 

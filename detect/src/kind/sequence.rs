@@ -3,7 +3,7 @@
 //! success from the same address"). Step 0 slides like a threshold; a later
 //! step only counts once every step before it is complete.
 
-use super::{Hit, expire};
+use super::{Hit, expire, push_bounded};
 
 /// Offers `hit`, which matched the steps whose indexes are in `matched`
 /// (ascending), to a key's progress. Returns every counted hit when the
@@ -42,8 +42,7 @@ pub fn on_match(
             // Keep only the latest `count` first-step hits.
             progress[0].remove(0);
         }
-        progress[step].reserve_exact(1);
-        progress[step].push(hit);
+        push_bounded(&mut progress[step], hit, counts[step]);
         if step + 1 == counts.len() && progress[step].len() >= counts[step] {
             let fired = progress.iter_mut().flat_map(std::mem::take).collect();
             return Some(fired);

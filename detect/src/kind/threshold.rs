@@ -2,7 +2,7 @@
 //! `window`. Only the latest `count` hits are kept: count >= N within the
 //! window exactly when the N-th latest hit is inside it.
 
-use super::{Hit, expire};
+use super::{Hit, expire, push_bounded};
 
 /// Adds `hit`; returns the hits that fired (and forgets them) once `count`
 /// are within `window_ms`.
@@ -11,10 +11,8 @@ pub fn on_match(hits: &mut Vec<Hit>, hit: Hit, count: usize, window_ms: i64) -> 
     if hits.len() >= count {
         hits.drain(..=hits.len() - count);
     }
-    // Exact growth: a key holds at most `count` hits, usually one or two,
-    // and doubling would make most keys' lists mostly empty space.
-    hits.reserve_exact(1);
-    hits.push(hit);
+    // A key holds at most `count` hits, usually few: doubling up to that.
+    push_bounded(hits, hit, count);
     (hits.len() >= count).then(|| std::mem::take(hits))
 }
 
