@@ -288,8 +288,8 @@ impl SyslogSourceConfig {
             }
         }
         for entry in &self.allow {
-            if let Err(message) = crate::source::syslog::allow::Cidr::parse(&entry.value) {
-                problems.at(entry, message);
+            if let Err(error) = countywatch_wire::Cidr::parse(&entry.value) {
+                problems.at(entry, format!("allow-list entry {:?} {error}", entry.value));
             }
         }
         if self.enabled() && self.allow.is_empty() {

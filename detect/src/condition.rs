@@ -15,10 +15,9 @@
 //! ```
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
 
 use countywatch_daemon::config_file::{Problems, Spanned};
-use countywatch_wire::{Event, EventKind};
+use countywatch_wire::{Cidr, Event, EventKind};
 use regex::{Regex, RegexBuilder};
 
 use crate::calendar::{Calendar, in_span, parse_clock};
@@ -83,7 +82,7 @@ pub enum Test {
     /// Number comparison.
     Compare(Comparison, i64),
     /// Address in a set of blocks (an address is a /32 or /128 block).
-    IpIn(Vec<IpBlock>),
+    IpIn(Vec<Cidr>),
     /// Flag equality.
     BoolEq(bool),
 }
@@ -99,15 +98,6 @@ pub enum Comparison {
     Less,
     /// `le`
     LessOrEqual,
-}
-
-/// A CIDR block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IpBlock {
-    /// The network address, host bits cleared.
-    network: IpAddr,
-    /// The prefix length.
-    prefix: u8,
 }
 
 /// What conditions may refer to: the file's lists and the macros defined so
@@ -201,55 +191,6 @@ impl Test {
             Test::EndsWith(part) => text.ends_with(part.as_str()),
             Test::Pattern(regex) => regex.is_match(text),
             _ => false,
-        }
-    }
-}
-
-impl IpBlock {
-    /// Parses `10.0.0.0/8`, `2001:db8::/32` or a lone address.
-    pub fn parse(text: &str) -> Option<IpBlock> {
-        let (address, prefix) = match text.split_once('/') {
-            Some((address, prefix)) => (address, Some(prefix)),
-            None => (text, None),
-        };
-        let address: IpAddr = address.trim().parse().ok()?;
-        let address = address.to_canonical();
-        let max = if address.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(prefix) => prefix.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
-            None => max,
-        };
-        Some(IpBlock {
-            network: mask(address, prefix),
-            prefix,
-        })
-    }
-
-    fn contains(&self, address: IpAddr) -> bool {
-        let address = address.to_canonical();
-        address.is_ipv4() == self.network.is_ipv4() && mask(address, self.prefix) == self.network
-    }
-}
-
-fn mask(address: IpAddr, prefix: u8) -> IpAddr {
-    match address {
-        IpAddr::V4(v4) => {
-            let bits = u32::from(v4);
-            let kept = if prefix == 0 {
-                0
-            } else {
-                bits & (u32::MAX << (32 - u32::from(prefix)))
-            };
-            IpAddr::V4(kept.into())
-        }
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            let kept = if prefix == 0 {
-                0
-            } else {
-                bits & (u128::MAX << (128 - u32::from(prefix)))
-            };
-            IpAddr::V6(kept.into())
         }
     }
 }
@@ -684,7 +625,7 @@ fn compile_in(
         FieldType::Ip => {
             let mut blocks = Vec::new();
             for item in items {
-                match item.value.scalar_text().as_deref().and_then(IpBlock::parse) {
+                match item.value.scalar_text().as_deref().and_then(|text| Cidr::parse(text).ok()) {
                     Some(block) => blocks.push(block),
                     None => problems.at(item, format!("{} is an IP address; expected an address or a CIDR block like 10.0.0.0/8", field.name())),
                 }

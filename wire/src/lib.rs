@@ -4,16 +4,19 @@
 //! security events it observed since the last batch. A batch travels as
 //! gzip-compressed JSON in the body of `POST /v1/batches` (see
 //! `docs/wire-format.md`). This crate owns the types, their validation and
-//! their encoding; it does no IO, so both daemons can depend on it without
-//! depending on each other.
+//! their encoding, and the address blocks ([`Cidr`]) both daemons'
+//! configurations write; it does no IO, so both daemons can depend on it
+//! without depending on each other.
 
 mod batch;
+mod cidr;
 mod codec;
 mod event;
 mod exposition;
 mod metric;
 
 pub use batch::{Batch, BatchError, WIRE_VERSION, is_valid_agent_name};
+pub use cidr::{Cidr, CidrError};
 pub use codec::{CONTENT_ENCODING_GZIP, DecodeError, INGEST_PATH, decode_batch, encode_batch};
 pub use event::{
     Event, EventError, EventFields, EventKind, EventSource, FileState, MAX_FIELD_BYTES,
