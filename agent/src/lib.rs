@@ -421,28 +421,9 @@ fn spool_batch(
             "spool full: dropped {} metric and {} event batches",
             overflow.metrics, overflow.events
         );
-        let mut report = Batch {
-            version: WIRE_VERSION,
-            agent: agent.to_string(),
-            seq: 0,
-            collected_at_ms: now,
-            metrics: Vec::new(),
-            events: vec![event],
-        };
-        // The report may itself push out a metric batch; that is counted
-        // above on the next overflow, not reported again, to avoid a loop.
-        let (_, again) = spool
-            .push(
-                BatchKind::Events,
-                now,
-                1,
-                |seq| {
-                    report.seq = seq;
-                    encode_batch(&report)
-                },
-                &[],
-            )
-            .context("cannot spool a batch")?;
+        // The report may itself push out a metric batch; that is counted,
+        // not reported again, to avoid a loop.
+        let again = spool_own_event(&mut spool, agent, event).context("cannot spool a batch")?;
         stats
             .spool_dropped_metrics
             .fetch_add(again.metrics, Ordering::Relaxed);
@@ -478,19 +459,29 @@ fn publish_spool_state(spool: &mut Spool, stats: &TransportStats, agent: &str) {
         stats
             .spool_damaged_events
             .fetch_add(loss.events, Ordering::Relaxed);
-        if let Err(error) = spool_damage_report(spool, agent, loss) {
-            tracing::error!(
+        match spool_own_event(spool, agent, spool_damage_event(agent, loss)) {
+            // Room for the report may push out a batch: counted, not
+            // reported again.
+            Ok(overflow) => {
+                stats
+                    .spool_dropped_metrics
+                    .fetch_add(overflow.metrics, Ordering::Relaxed);
+                stats
+                    .spool_dropped_events
+                    .fetch_add(overflow.events, Ordering::Relaxed);
+            }
+            Err(error) => tracing::error!(
                 error = format!("{error:#}"),
                 "cannot spool the spool_damaged event; the loss is in the metrics only"
-            );
+            ),
         }
     }
     stats.pending_batches.store(spool.len(), Ordering::Relaxed);
     stats.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
 }
 
-/// Spools a `spool_damaged` event describing `loss`.
-fn spool_damage_report(spool: &mut Spool, agent: &str, loss: Loss) -> anyhow::Result<()> {
+/// A `spool_damaged` event describing `loss`.
+fn spool_damage_event(agent: &str, loss: Loss) -> Event {
     let now = now_ms();
     let mut event = Event::new(now, EventSource::Agent, EventKind::SpoolDamaged);
     event.host = agent.to_string();
@@ -501,6 +492,14 @@ fn spool_damage_report(spool: &mut Spool, agent: &str, loss: Loss) -> anyhow::Re
         "spool damaged: lost {} events in {} event batches, {} metric batches and {} batches of unknown kind; the damaged file is kept in the state directory as spool.db.corrupt-<time>",
         loss.events, loss.event_batches, loss.metric_batches, loss.uncounted_batches
     );
+    event
+}
+
+/// Spools one event of the agent's own (a spool overflow or damage
+/// report) as a batch of its own, and returns what making room for it
+/// dropped.
+fn spool_own_event(spool: &mut Spool, agent: &str, event: Event) -> anyhow::Result<Overflow> {
+    let now = event.timestamp_ms;
     let mut report = Batch {
         version: WIRE_VERSION,
         agent: agent.to_string(),
@@ -509,7 +508,7 @@ fn spool_damage_report(spool: &mut Spool, agent: &str, loss: Loss) -> anyhow::Re
         metrics: Vec::new(),
         events: vec![event],
     };
-    spool.push(
+    let (_, overflow) = spool.push(
         BatchKind::Events,
         now,
         1,
@@ -519,7 +518,7 @@ fn spool_damage_report(spool: &mut Spool, agent: &str, loss: Loss) -> anyhow::Re
         },
         &[],
     )?;
-    Ok(())
+    Ok(overflow)
 }
 
 /// Delivers the spool oldest first, one batch at a time, retrying with
