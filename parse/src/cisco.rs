@@ -17,78 +17,26 @@
 
 use countywatch_wire::{EventFields, EventKind};
 
+use crate::device_tag::{self, DeviceTag};
 use crate::set_remote;
-
-/// The `%FACILITY-SEVERITY-MNEMONIC` tag of a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CiscoTag<'a> {
-    /// `SEC_LOGIN`, `SYS`, `LINK`...
-    pub facility: &'a str,
-    /// The severity digit.
-    pub severity: u8,
-    /// `LOGIN_FAILED`, `CONFIG_I`, `UPDOWN`...
-    pub mnemonic: &'a str,
-}
-
-impl CiscoTag<'_> {
-    /// `FACILITY-SEVERITY-MNEMONIC`, as the `msg_id` field carries it.
-    pub fn msg_id(&self) -> String {
-        format!("{}-{}-{}", self.facility, self.severity, self.mnemonic)
-    }
-}
 
 /// Finds the first `%FACILITY-N-MNEMONIC:` tag at the start of `text` or
 /// after a space; returns where it starts, the tag, and the text after its
 /// colon (trimmed).
-pub fn find_tag(text: &str) -> Option<(usize, CiscoTag<'_>, &str)> {
-    let mut search = 0;
-    while let Some(found) = memchr::memchr(b'%', &text.as_bytes()[search..]) {
-        let start = search + found;
-        search = start + 1;
-        if start > 0 && text.as_bytes()[start - 1] != b' ' {
-            continue;
-        }
-        if let Some((tag, rest)) = tag_at(&text[start + 1..]) {
-            return Some((start, tag, rest.trim()));
-        }
-    }
-    None
+pub fn find_tag(text: &str) -> Option<(usize, DeviceTag<'_>, &str)> {
+    device_tag::find(text, b"%", tag_at)
 }
 
 /// `FACILITY-N-MNEMONIC: rest` → the tag and `rest`.
-fn tag_at(text: &str) -> Option<(CiscoTag<'_>, &str)> {
-    let end = text.find(':')?;
-    let mut parts = text[..end].splitn(3, '-');
-    let facility = parts.next()?;
-    let severity = parts.next()?;
-    let mnemonic = parts.next()?;
-    let word = |part: &str| {
-        !part.is_empty()
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-    };
-    if !word(facility) || !word(mnemonic) || severity.len() != 1 {
-        return None;
-    }
-    let severity = severity
-        .bytes()
-        .next()
-        .filter(|b| (b'0'..=b'7').contains(b))?
-        - b'0';
-    Some((
-        CiscoTag {
-            facility,
-            severity,
-            mnemonic,
-        },
-        &text[end + 1..],
-    ))
+fn tag_at(text: &str) -> Option<(DeviceTag<'_>, &str)> {
+    let (head, rest) = text.split_once(':')?;
+    let name_byte = |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_';
+    Some((device_tag::split(head, '-', name_byte)?, rest))
 }
 
 /// The event a tagged message means, if it is one we know.
-pub fn parse(tag: &CiscoTag<'_>, text: &str) -> Option<(EventKind, EventFields)> {
-    match (tag.facility, tag.mnemonic) {
+pub fn parse(tag: &DeviceTag<'_>, text: &str) -> Option<(EventKind, EventFields)> {
+    match (tag.module, tag.mnemonic) {
         ("SEC_LOGIN", "LOGIN_FAILED") => login(text.strip_prefix("Login failed ")?, false),
         ("SEC_LOGIN", "LOGIN_SUCCESS") => login(text.strip_prefix("Login Success ")?, true),
         ("SYS", "CONFIG_I") => configured(text),

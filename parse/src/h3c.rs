@@ -18,11 +18,11 @@
 
 use countywatch_wire::{EventFields, EventKind};
 
-use crate::huawei::VrpTag;
+use crate::device_tag::DeviceTag;
 use crate::{set_remote, split_last_from};
 
 /// The event a tagged Comware message means, if it is one we know.
-pub fn parse(tag: &VrpTag<'_>, text: &str) -> Option<(EventKind, EventFields)> {
+pub fn parse(tag: &DeviceTag<'_>, text: &str) -> Option<(EventKind, EventFields)> {
     let text = text.trim_end_matches('.');
     match (tag.module, tag.mnemonic) {
         ("SSHS", "SSHS_AUTH_FAIL") => {

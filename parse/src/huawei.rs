@@ -24,84 +24,30 @@
 
 use countywatch_wire::{EventFields, EventKind};
 
+use crate::device_tag::{self, DeviceTag};
 use crate::set_remote;
-
-/// The `MODULE/SEVERITY/MNEMONIC` tag of a VRP or Comware message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VrpTag<'a> {
-    /// `SSH`, `IFNET`, `CFG`...
-    pub module: &'a str,
-    /// The severity digit.
-    pub severity: u8,
-    /// `SSH_USER_LOGIN_FAIL`, `LINK_STATE`...
-    pub mnemonic: &'a str,
-}
-
-impl VrpTag<'_> {
-    /// `MODULE/SEVERITY/MNEMONIC`, as the `msg_id` field carries it.
-    pub fn msg_id(&self) -> String {
-        format!("{}/{}/{}", self.module, self.severity, self.mnemonic)
-    }
-}
 
 /// Finds the first `%%NNMODULE/N/MNEMONIC[(x)][[n]]:` tag at the start of
 /// `text` or after a space; returns where it starts, the tag and the text
-/// after its colon (trimmed).
-pub fn find_tag(text: &str) -> Option<(usize, VrpTag<'_>, &str)> {
-    let mut search = 0;
-    while let Some(found) = memchr::memmem::find(&text.as_bytes()[search..], b"%%") {
-        let start = search + found;
-        search = start + 2;
-        if start > 0 && text.as_bytes()[start - 1] != b' ' {
-            continue;
-        }
-        if let Some((tag, rest)) = tag_at(&text[start + 2..]) {
-            return Some((start, tag, rest.trim()));
-        }
-    }
-    None
+/// after its colon (trimmed). H3C's Comware writes the same tag.
+pub fn find_tag(text: &str) -> Option<(usize, DeviceTag<'_>, &str)> {
+    device_tag::find(text, b"%%", tag_at)
 }
 
 /// `NNMODULE/N/MNEMONIC[(x)][[n]]: rest`.
-fn tag_at(text: &str) -> Option<(VrpTag<'_>, &str)> {
+fn tag_at(text: &str) -> Option<(DeviceTag<'_>, &str)> {
     let bytes = text.as_bytes();
     if bytes.len() < 2 || !bytes[0].is_ascii_digit() || !bytes[1].is_ascii_digit() {
         return None;
     }
-    let text = &text[2..];
-    let end = text.find(':')?;
-    let head = &text[..end];
+    let (head, rest) = text[2..].split_once(':')?;
     let head = head.split(['(', '[']).next()?;
-    let mut parts = head.splitn(3, '/');
-    let module = parts.next()?;
-    let severity = parts.next()?;
-    let mnemonic = parts.next()?;
-    let word = |part: &str| {
-        !part.is_empty()
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    };
-    if !word(module) || !word(mnemonic) || severity.len() != 1 {
-        return None;
-    }
-    let severity = severity
-        .bytes()
-        .next()
-        .filter(|b| (b'0'..=b'7').contains(b))?
-        - b'0';
-    Some((
-        VrpTag {
-            module,
-            severity,
-            mnemonic,
-        },
-        &text[end + 1..],
-    ))
+    let name_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    Some((device_tag::split(head, '/', name_byte)?, rest))
 }
 
 /// The event a tagged Huawei message means, if it is one we know.
-pub fn parse(tag: &VrpTag<'_>, text: &str) -> Option<(EventKind, EventFields)> {
+pub fn parse(tag: &DeviceTag<'_>, text: &str) -> Option<(EventKind, EventFields)> {
     match (tag.module, tag.mnemonic) {
         ("SSH", "SSH_USER_LOGIN_FAIL" | "SSH_FAIL") => login(text, EventKind::DeviceLoginFailed),
         ("SSH", "SSH_USER_LOGIN") => login(text, EventKind::DeviceLoginSucceeded),

@@ -15,7 +15,8 @@
 //! - [`syslog_message`]: one message a device sent to its event.
 //! - [`syslog_header`]: its RFC 3164 / RFC 5424 header (`syslog_loose`).
 //! - [`cisco`] (also Ruijie), [`huawei`], [`h3c`]: one parser per vendor,
-//!   dispatched by [`parse_device`].
+//!   dispatched by [`parse_device`]; [`device_tag`] finds and splits the
+//!   vendors' `%FAC-N-MNEMONIC:` / `%%NNMOD/N/MNEMONIC:` tags.
 //! - [`sanitize`]: control characters escaped and fields capped, on
 //!   everything that leaves the crate.
 //!
@@ -34,6 +35,7 @@
 
 pub mod auth_line;
 pub mod cisco;
+pub mod device_tag;
 pub mod h3c;
 pub mod huawei;
 pub mod pam;
