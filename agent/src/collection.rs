@@ -56,6 +56,16 @@ pub struct TransportStats {
     pub spool_failing: std::sync::atomic::AtomicBool,
 }
 
+impl TransportStats {
+    /// Counts the batches a spool push dropped to stay within its bound.
+    pub fn count_overflow(&self, overflow: crate::spool::Overflow) {
+        self.spool_dropped_metrics
+            .fetch_add(overflow.metrics, Ordering::Relaxed);
+        self.spool_dropped_events
+            .fetch_add(overflow.events, Ordering::Relaxed);
+    }
+}
+
 /// `countywatch_agent_info`: the host's configured labels (`labels:` in
 /// the config, e.g. its department) on one sample of value 1, the usual
 /// Prometheus info metric, so dashboards join on `instance` to filter by

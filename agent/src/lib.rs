@@ -402,12 +402,7 @@ fn spool_batch(
         }
     };
     if overflow != Overflow::default() {
-        stats
-            .spool_dropped_metrics
-            .fetch_add(overflow.metrics, Ordering::Relaxed);
-        stats
-            .spool_dropped_events
-            .fetch_add(overflow.events, Ordering::Relaxed);
+        stats.count_overflow(overflow);
         tracing::warn!(
             metric_batches = overflow.metrics,
             event_batches = overflow.events,
@@ -424,12 +419,7 @@ fn spool_batch(
         // The report may itself push out a metric batch; that is counted,
         // not reported again, to avoid a loop.
         let again = spool_own_event(&mut spool, agent, event).context("cannot spool a batch")?;
-        stats
-            .spool_dropped_metrics
-            .fetch_add(again.metrics, Ordering::Relaxed);
-        stats
-            .spool_dropped_events
-            .fetch_add(again.events, Ordering::Relaxed);
+        stats.count_overflow(again);
     }
     publish_spool_state(&mut spool, stats, agent);
     drop(spool);
@@ -462,14 +452,7 @@ fn publish_spool_state(spool: &mut Spool, stats: &TransportStats, agent: &str) {
         match spool_own_event(spool, agent, spool_damage_event(agent, loss)) {
             // Room for the report may push out a batch: counted, not
             // reported again.
-            Ok(overflow) => {
-                stats
-                    .spool_dropped_metrics
-                    .fetch_add(overflow.metrics, Ordering::Relaxed);
-                stats
-                    .spool_dropped_events
-                    .fetch_add(overflow.events, Ordering::Relaxed);
-            }
+            Ok(overflow) => stats.count_overflow(overflow),
             Err(error) => tracing::error!(
                 error = format!("{error:#}"),
                 "cannot spool the spool_damaged event; the loss is in the metrics only"
