@@ -83,8 +83,19 @@ pub struct RouteConfig {
     pub group_interval: Option<PromDuration>,
     /// Wait this long before repeating a notification that already went out.
     pub repeat_interval: Option<PromDuration>,
-    /// Every matcher must match for an alert to take this route.
+    /// Every matcher must match for an alert to take this route; one
+    /// entry may hold several (`'{a="x", b="y"}'`).
+    #[serde(deserialize_with = "crate::notify::matcher::deserialize_lists")]
     pub matchers: Vec<Matcher>,
+    /// Alertmanager's deprecated `match:` map: label name to exact value.
+    #[serde(
+        rename = "match",
+        deserialize_with = "crate::notify::matcher::deserialize_legacy_equal"
+    )]
+    pub match_equal: Vec<Matcher>,
+    /// Alertmanager's deprecated `match_re:` map: label name to regex.
+    #[serde(deserialize_with = "crate::notify::matcher::deserialize_legacy_regex")]
+    pub match_re: Vec<Matcher>,
     /// Keep looking at the following sibling routes after this one matched.
     #[serde(rename = "continue")]
     pub continue_matching: bool,
@@ -294,11 +305,41 @@ pub struct AlertmanagerConfig {
 #[serde(deny_unknown_fields)]
 pub struct InhibitRuleConfig {
     /// What makes an alert a source.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::notify::matcher::deserialize_lists"
+    )]
     pub source_matchers: Vec<Matcher>,
+    /// Alertmanager's deprecated `source_match:` map (exact values).
+    #[serde(
+        default,
+        deserialize_with = "crate::notify::matcher::deserialize_legacy_equal"
+    )]
+    pub source_match: Vec<Matcher>,
+    /// Alertmanager's deprecated `source_match_re:` map (regexes).
+    #[serde(
+        default,
+        deserialize_with = "crate::notify::matcher::deserialize_legacy_regex"
+    )]
+    pub source_match_re: Vec<Matcher>,
     /// What makes an alert a target.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::notify::matcher::deserialize_lists"
+    )]
     pub target_matchers: Vec<Matcher>,
+    /// Alertmanager's deprecated `target_match:` map (exact values).
+    #[serde(
+        default,
+        deserialize_with = "crate::notify::matcher::deserialize_legacy_equal"
+    )]
+    pub target_match: Vec<Matcher>,
+    /// Alertmanager's deprecated `target_match_re:` map (regexes).
+    #[serde(
+        default,
+        deserialize_with = "crate::notify::matcher::deserialize_legacy_regex"
+    )]
+    pub target_match_re: Vec<Matcher>,
     /// Labels whose values must be equal in source and target.
     #[serde(default)]
     pub equal: Vec<String>,
@@ -378,6 +419,7 @@ pub struct FlapConfig {
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatConfig {
     /// What identifies the heartbeat alert, e.g. `alertname="Watchdog"`.
+    #[serde(deserialize_with = "crate::notify::matcher::deserialize_lists")]
     pub matchers: Vec<Matcher>,
     /// When no firing heartbeat arrived for this long, a
     /// `HeartbeatMissing` alert fires and is routed like any other.
@@ -432,6 +474,42 @@ impl Default for OutboxConfig {
     }
 }
 
+impl RouteConfig {
+    /// Every matcher of this route, legacy `match`/`match_re` included,
+    /// sorted as Alertmanager sorts them (by name, value, then kind).
+    pub fn all_matchers(&self) -> Vec<Matcher> {
+        let mut all: Vec<Matcher> = self
+            .match_equal
+            .iter()
+            .chain(&self.match_re)
+            .chain(&self.matchers)
+            .cloned()
+            .collect();
+        all.sort_by(|left, right| left.sort_key().cmp(&right.sort_key()));
+        all
+    }
+}
+
+impl InhibitRuleConfig {
+    /// The source matchers, legacy `source_match`/`source_match_re` included.
+    pub fn source_matchers(&self) -> impl Iterator<Item = Matcher> + '_ {
+        self.source_match
+            .iter()
+            .chain(&self.source_match_re)
+            .chain(&self.source_matchers)
+            .cloned()
+    }
+
+    /// The target matchers, legacy `target_match`/`target_match_re` included.
+    pub fn target_matchers(&self) -> impl Iterator<Item = Matcher> + '_ {
+        self.target_match
+            .iter()
+            .chain(&self.target_match_re)
+            .chain(&self.target_matchers)
+            .cloned()
+    }
+}
+
 impl NotifyConfig {
     /// Semantic checks: names that must exist, URLs, addresses, intervals.
     pub fn validate(&self, problems: &mut Problems) {
@@ -471,6 +549,7 @@ impl NotifyConfig {
             }
             _ => {}
         }
+        validate_root_route(&self.route, problems);
         validate_route(&self.route, &receivers, &intervals, problems);
         for name in [
             self.outbox.fallback_receiver.as_ref(),
@@ -515,6 +594,29 @@ impl NotifyConfig {
     }
 }
 
+/// What Alertmanager refuses on the root route, which is the fallback for
+/// every alert and so must match everything, always.
+fn validate_root_route(root: &RouteConfig, problems: &mut Problems) {
+    if !root.all_matchers().is_empty() {
+        problems.general("notify.route: root route must not have any matchers");
+    }
+    if let Some(name) = root.mute_time_intervals.first() {
+        problems.at(
+            name,
+            "notify.route: root route must not have any mute time intervals",
+        );
+    }
+    if let Some(name) = root.active_time_intervals.first() {
+        problems.at(
+            name,
+            "notify.route: root route must not have any active time intervals",
+        );
+    }
+    if root.continue_matching {
+        problems.general("notify.route: cannot have continue in root route");
+    }
+}
+
 fn validate_route(
     route: &RouteConfig,
     receivers: &BTreeSet<&str>,
@@ -536,12 +638,23 @@ fn validate_route(
         }
     }
     if let Some(group_by) = &route.group_by {
+        let mut seen = BTreeSet::new();
         for label in group_by {
             if label != "..." && !crate::notify::matcher::valid_label_name(label) {
                 problems.general(format!(
-                    "notify.route: invalid label name {label:?} in group_by"
+                    "notify.route: invalid label name {label:?} in group_by list"
                 ));
             }
+            if label != "..." && !seen.insert(label.as_str()) {
+                problems.general(format!(
+                    "notify.route: duplicated label {label:?} in group_by"
+                ));
+            }
+        }
+        if !seen.is_empty() && group_by.iter().any(|label| label == "...") {
+            problems.general(
+                "notify.route: cannot have wildcard group_by (`...`) and other labels at the same time",
+            );
         }
     }
     if route
@@ -732,6 +845,84 @@ mod tests {
                 .iter()
                 .any(|line| line.starts_with("n.yaml:17:22: no receiver named \"ghost\"")),
             "{problems}"
+        );
+    }
+
+    #[test]
+    fn what_alertmanager_refuses_is_refused() {
+        for (yaml, expected) in [
+            (
+                "route:\n  group_by: ['...', foo]\n",
+                "cannot have wildcard group_by",
+            ),
+            (
+                "route:\n  group_by: [a, b, a]\n",
+                "duplicated label \"a\" in group_by",
+            ),
+            (
+                "route:\n  matchers: [a=b]\n",
+                "root route must not have any matchers",
+            ),
+            (
+                "route:\n  match: {a: b}\n",
+                "root route must not have any matchers",
+            ),
+            (
+                "route:\n  continue: true\n",
+                "cannot have continue in root route",
+            ),
+            (
+                "route:\n  routes:\n  - matchers: ['x=y\"z']\n",
+                "unescaped double quote",
+            ),
+            (
+                "route:\n  routes:\n  - match: {1a: b}\n",
+                "invalid label name",
+            ),
+            (
+                "route:\n  routes:\n  - match_re: {a: '('}\n",
+                "invalid regex",
+            ),
+            (
+                "route:\n  routes:\n  - match_re: {a: 'x{1001}'}\n",
+                "invalid repeat count",
+            ),
+        ] {
+            let problems = problems_of(yaml);
+            assert!(problems.contains(expected), "{yaml}: {problems}");
+        }
+    }
+
+    #[test]
+    fn legacy_match_and_lists_in_one_string_are_read() {
+        let config: NotifyConfig = countywatch_daemon::config_file::parse(
+            Path::new("n.yaml"),
+            "route:\n  routes:\n  - match: {service: db, b: x}\n    match_re: {team: 'a|b'}\n    matchers: ['{z=\"1\", c=~\"2\"}', 'c=3']\ninhibit_rules:\n- source_match: {severity: critical}\n  target_match_re: {severity: 'warn.*'}\n  equal: [x]\n",
+        )
+        .unwrap();
+        let written: Vec<String> = config.route.routes[0]
+            .all_matchers()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            written,
+            [
+                "b=\"x\"",
+                "c=~\"2\"",
+                "c=\"3\"",
+                "service=\"db\"",
+                "team=~\"^(?:a|b)$\"",
+                "z=\"1\""
+            ]
+        );
+        let rule = &config.inhibit_rules[0];
+        assert_eq!(rule.source_matchers().count(), 1);
+        assert_eq!(
+            rule.target_matchers()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>(),
+            ["severity=~\"^(?:warn.*)$\""]
         );
     }
 
