@@ -10,7 +10,7 @@
 //! [`crate::notify::time_interval`].
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use countywatch_daemon::config_file::{Problems, Spanned};
@@ -38,6 +38,11 @@ pub struct NotifyConfig {
     /// Accept silences on `POST`/`DELETE /api/v2/silences` (the CLI writes
     /// the database directly and needs no API).
     pub accept_silences_api: bool,
+    /// An unmodified Alertmanager configuration file (`alertmanager.yml`)
+    /// giving the route tree, receivers, inhibit rules, time intervals and
+    /// `global.resolve_timeout` instead of the keys of the same names here
+    /// (setting both is an error). Relative to the working directory.
+    pub alertmanager_config: Option<Spanned<PathBuf>>,
     /// The routing tree; its root matches every alert.
     pub route: RouteConfig,
     /// Where notifications go, by name.
@@ -450,6 +455,7 @@ impl Default for NotifyConfig {
             resolve_timeout: PromDuration(Duration::from_secs(300)),
             accept_alerts_api: false,
             accept_silences_api: false,
+            alertmanager_config: None,
             route: RouteConfig::default(),
             receivers: Vec::new(),
             inhibit_rules: Vec::new(),
@@ -475,6 +481,20 @@ impl Default for OutboxConfig {
 }
 
 impl RouteConfig {
+    /// Whether nothing of the route was written (the default).
+    pub fn is_unset(&self) -> bool {
+        self.receiver.is_none()
+            && self.group_by.is_none()
+            && self.group_wait.is_none()
+            && self.group_interval.is_none()
+            && self.repeat_interval.is_none()
+            && self.all_matchers().is_empty()
+            && !self.continue_matching
+            && self.routes.is_empty()
+            && self.mute_time_intervals.is_empty()
+            && self.active_time_intervals.is_empty()
+    }
+
     /// Every matcher of this route, legacy `match`/`match_re` included,
     /// sorted as Alertmanager sorts them (by name, value, then kind).
     pub fn all_matchers(&self) -> Vec<Matcher> {
@@ -511,8 +531,60 @@ impl InhibitRuleConfig {
 }
 
 impl NotifyConfig {
+    /// With `alertmanager_config` set, reads that file into the route,
+    /// receivers, inhibit rules, time intervals and resolve timeout; its
+    /// problems are reported against its own lines. Refuses a config that
+    /// also sets those keys here.
+    pub fn apply_alertmanager_file(&mut self, config_path: &Path) -> Result<(), Problems> {
+        let Some(path) = &self.alertmanager_config else {
+            return Ok(());
+        };
+        if !self.route.is_unset()
+            || !self.receivers.is_empty()
+            || !self.inhibit_rules.is_empty()
+            || !self.time_intervals.is_empty()
+        {
+            let mut problems = Problems::new(config_path);
+            problems.at(
+                path,
+                "notify.alertmanager_config is set together with notify.route, receivers, inhibit_rules or time_intervals; keep one of the two forms",
+            );
+            return Err(problems);
+        }
+        let converted = crate::notify::alertmanager_file::load(&path.value)?;
+        self.route = converted.route;
+        self.receivers = converted.receivers;
+        self.inhibit_rules = converted.inhibit_rules;
+        self.time_intervals = converted.time_intervals;
+        self.resolve_timeout = converted.resolve_timeout;
+        Ok(())
+    }
+
     /// Semantic checks: names that must exist, URLs, addresses, intervals.
+    /// What came from an `alertmanager_config` file is reported against it.
     pub fn validate(&self, problems: &mut Problems) {
+        match &self.alertmanager_config {
+            Some(path) => {
+                let mut file_problems = Problems::new(&path.value);
+                self.validate_alerting(&mut file_problems);
+                problems.problems.extend(file_problems.problems);
+            }
+            None => self.validate_alerting(problems),
+        }
+        self.validate_own_keys(problems);
+    }
+
+    /// The receiver names.
+    fn receiver_names(&self) -> BTreeSet<&str> {
+        self.receivers
+            .iter()
+            .map(|receiver| receiver.name.value.as_str())
+            .collect()
+    }
+
+    /// Checks the keys an `alertmanager.yml` can give: receivers, time
+    /// intervals, the route tree and inhibit rules.
+    pub fn validate_alerting(&self, problems: &mut Problems) {
         let mut receivers = BTreeSet::new();
         for receiver in &self.receivers {
             if !receivers.insert(receiver.name.value.as_str()) {
@@ -551,6 +623,20 @@ impl NotifyConfig {
         }
         validate_root_route(&self.route, problems);
         validate_route(&self.route, &receivers, &intervals, problems);
+        for rule in &self.inhibit_rules {
+            for label in &rule.equal {
+                if !crate::notify::matcher::valid_label_name(label) {
+                    problems.general(format!(
+                        "notify.inhibit_rules: invalid label name {label:?} in equal"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Checks countywatch's own keys beside the Alertmanager-shaped ones.
+    fn validate_own_keys(&self, problems: &mut Problems) {
+        let receivers = self.receiver_names();
         for name in [
             self.outbox.fallback_receiver.as_ref(),
             self.silence_notifications
@@ -581,15 +667,6 @@ impl NotifyConfig {
             .is_some_and(|heartbeat| heartbeat.matchers.is_empty())
         {
             problems.general("notify.heartbeat.matchers must not be empty");
-        }
-        for rule in &self.inhibit_rules {
-            for label in &rule.equal {
-                if !crate::notify::matcher::valid_label_name(label) {
-                    problems.general(format!(
-                        "notify.inhibit_rules: invalid label name {label:?} in equal"
-                    ));
-                }
-            }
         }
     }
 }

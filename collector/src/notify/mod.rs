@@ -28,6 +28,7 @@
 //! or after its deadline, counted and reported to the fallback receiver.
 
 pub mod alert;
+pub mod alertmanager_file;
 pub mod api;
 pub mod cli;
 pub mod config;
