@@ -663,3 +663,130 @@ fn tls_ca_file(tls: &AmTlsConfig, problems: &mut Problems) -> Option<PathBuf> {
     }
     tls.ca_file.clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let directory =
+            std::env::temp_dir().join(format!("countywatch-amfile-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let path = directory.join("alertmanager.yml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn problems(name: &str, text: &str) -> String {
+        match load(&write(name, text)) {
+            Ok(_) => String::new(),
+            Err(problems) => problems.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_shipped_differential_files_load_unchanged() {
+        let directory =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/testdata/alertmanager");
+        for name in [
+            "simple.yml",
+            "route_test.yml",
+            "matchers_tree.yml",
+            "kube_prometheus.yml",
+        ] {
+            let path = directory.join(name);
+            let converted = load(&path).unwrap_or_else(|problems| panic!("{problems}"));
+            let notify = crate::notify::config::NotifyConfig {
+                route: converted.route,
+                receivers: converted.receivers,
+                inhibit_rules: converted.inhibit_rules,
+                time_intervals: converted.time_intervals,
+                ..Default::default()
+            };
+            let mut problems = Problems::new(&path);
+            notify.validate(&mut problems);
+            assert!(problems.is_empty(), "{name}: {problems}");
+        }
+    }
+
+    #[test]
+    fn global_defaults_fill_email_and_webhook_settings() {
+        let converted = load(&write(
+            "global",
+            "global:\n  resolve_timeout: 1m\n  smtp_smarthost: mail.test:465\n  smtp_from: am@county.test\n  smtp_auth_username: u\n  smtp_auth_password: p\n  http_config:\n    bearer_token: tok\n    tls_config: {ca_file: /etc/ca.pem}\nroute: {receiver: r}\nreceivers:\n- name: r\n  email_configs:\n  - to: 'a@county.test, b@county.test'\n  webhook_configs:\n  - url: http://127.0.0.1:1/x\n    max_alerts: 3\nmute_time_intervals:\n- name: night\n  time_intervals: [{times: [{start_time: '00:00', end_time: '06:00'}]}]\n",
+        ))
+        .unwrap();
+        assert_eq!(converted.resolve_timeout.get(), Duration::from_secs(60));
+        let email = &converted.receivers[0].email_configs[0];
+        assert_eq!(email.to, ["a@county.test", "b@county.test"]);
+        assert_eq!(email.from, "am@county.test");
+        assert_eq!(email.tls, SmtpTls::Implicit);
+        assert_eq!(email.auth_password.as_deref(), Some("p"));
+        assert!(!email.send_resolved);
+        let webhook = &converted.receivers[0].webhook_configs[0];
+        assert_eq!(webhook.bearer_token.as_deref(), Some("tok"));
+        assert_eq!(
+            webhook.tls_config.ca_file,
+            Some(PathBuf::from("/etc/ca.pem"))
+        );
+        assert_eq!(webhook.max_alerts, 3);
+        assert!(webhook.send_resolved);
+        assert_eq!(converted.time_intervals[0].name.value, "night");
+    }
+
+    #[test]
+    fn what_countywatch_lacks_is_refused_at_its_position() {
+        let found = problems(
+            "slack",
+            "route: {receiver: r}\nreceivers:\n- name: r\n  slack_configs:\n  - api_url: http://x/\n  webhook_configs:\n  - url: http://127.0.0.1:1/\n    http_config:\n      basic_auth: {username: a, password: b}\ntemplates: ['/etc/am/*.tmpl']\n",
+        );
+        let lines: Vec<&str> = found.lines().collect();
+        assert!(
+            lines.iter().any(|line| line.contains(":5:")
+                && line.contains("no Slack integration")
+                && line.contains("webhook_configs")),
+            "{found}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.contains(":9:") && line.contains("basic_auth")),
+            "{found}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.contains(":10:") && line.contains("Go templates")),
+            "{found}"
+        );
+        assert!(problems("noroute", "receivers: [{name: r}]\n").contains("no routes provided"));
+        assert!(
+            problems("noreceiver", "route: {group_by: [a]}\n")
+                .contains("root route must specify a default receiver")
+        );
+    }
+
+    #[test]
+    fn both_forms_together_are_refused() {
+        let path = write("both", "route: {receiver: r}\nreceivers: [{name: r}]\n");
+        let mut notify: crate::notify::config::NotifyConfig =
+            countywatch_daemon::config_file::parse(
+                Path::new("c.yaml"),
+                &format!(
+                    "alertmanager_config: {}\nroute: {{receiver: x}}\nreceivers: [{{name: x}}]\n",
+                    path.display()
+                ),
+            )
+            .unwrap();
+        let error = notify
+            .apply_alertmanager_file(Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("c.yaml:1:"), "{error}");
+        assert!(error.contains("keep one of the two forms"), "{error}");
+        notify.route = RouteConfig::default();
+        notify.receivers.clear();
+        notify.apply_alertmanager_file(Path::new("c.yaml")).unwrap();
+        assert_eq!(notify.receivers[0].name.value, "r");
+    }
+}
