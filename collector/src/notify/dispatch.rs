@@ -356,6 +356,7 @@ impl Dispatcher {
         let repeat_ms = i64::try_from(route.repeat_interval.as_millis()).unwrap_or(i64::MAX / 4);
         let interval = i64::try_from(route.group_interval.as_millis()).unwrap_or(i64::MAX / 4);
         let receiver = route.receiver.clone();
+        let notification_key = format!("{}:{}", route.key, go_label_set_string(&group_labels));
         let integrations = self
             .settings
             .integrations
@@ -392,12 +393,13 @@ impl Dispatcher {
                     if send_resolved {
                         alerts.extend(resolved_told.iter().map(|(_, snapshot)| snapshot.clone()));
                     }
+                    alerts.sort_by(|left, right| alertmanager_order(&left.labels, &right.labels));
                     flushed.outgoing.push(Outgoing {
                         integration,
                         notification: Notification {
                             kind: Kind::Alerts,
                             receiver: receiver.clone(),
-                            group_key: key.to_string(),
+                            group_key: notification_key.clone(),
                             group_labels: group_labels.clone(),
                             alerts,
                             external_url: self.settings.external_url.clone(),
@@ -534,6 +536,74 @@ fn heartbeat_alert(now_ms: i64) -> Alert {
         "The heartbeat alert stopped arriving: the alerting pipeline may be broken".to_string(),
     );
     alert
+}
+
+/// Alertmanager's order of alerts in a notification: by `job`, then
+/// `instance` (an alert having the label first), then by the label sets
+/// (fewer labels first, then name by name).
+pub fn alertmanager_order(left: &LabelSet, right: &LabelSet) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    for name in ["job", "instance"] {
+        match (left.get(name), right.get(name)) {
+            (None, None) => continue,
+            (None, Some(_)) => return Ordering::Greater,
+            (Some(_), None) => return Ordering::Less,
+            (Some(a), Some(b)) if a != b => return a.cmp(b),
+            (Some(_), Some(_)) => {}
+        }
+    }
+    if left.len() != right.len() {
+        return left.len().cmp(&right.len());
+    }
+    let names: BTreeSet<&String> = left.keys().chain(right.keys()).collect();
+    for name in names {
+        match (left.get(name), right.get(name)) {
+            (None, _) => return Ordering::Less,
+            (_, None) => return Ordering::Greater,
+            (Some(a), Some(b)) if a != b => return a.cmp(b),
+            _ => {}
+        }
+    }
+    Ordering::Equal
+}
+
+/// A label set written as Alertmanager writes it in a `groupKey`:
+/// `{alertname="X", instance="y"}`, values quoted as Go quotes them.
+pub fn go_label_set_string(labels: &LabelSet) -> String {
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(name, value)| format!("{name}={}", go_quote(value)))
+        .collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+/// Go's `%q` for the text of label values: escapes for quotes, backslashes
+/// and control characters, printable Unicode kept as it is.
+fn go_quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for character in value.chars() {
+        match character {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\u{b}' => out.push_str("\\v"),
+            control if (control as u32) < 0x20 || control == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", control as u32));
+            }
+            control if control.is_control() => {
+                out.push_str(&format!("\\u{:04x}", control as u32));
+            }
+            other => out.push(other),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// A group's key: the route's position and the group's labels.

@@ -1169,3 +1169,118 @@ fn routes_test_prints_what_amtool_prints_for_unmodified_alertmanager_files() {
         assert_eq!(collector, amtool, "--verify-receivers {receivers}");
     }
 }
+
+#[test]
+fn an_alertmanager_yml_groups_orders_and_keys_as_alertmanager_does() {
+    // Issue 25: the same alertmanager.yml (apart from the webhook's path)
+    // drives Debian's Alertmanager and the collector
+    // (notify.alertmanager_config); the same alerts posted to both give
+    // the same group, groupKey, alert order, labels (empty ones dropped),
+    // fingerprints and truncation.
+    let hook = Recorder::start("{}");
+    let yaml = |path: &str| {
+        format!(
+            "global:\n  resolve_timeout: 5m\nroute:\n  receiver: default\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  routes:\n  - matchers: ['{{team=\"A\", severity=~\"warn.*\"}}']\n    receiver: team-a\n    group_by: [alertname, team]\n    routes:\n    - match: {{job: node}}\n      continue: true\nreceivers:\n- name: default\n- name: team-a\n  webhook_configs:\n  - url: '{}'\n    max_alerts: 2\n",
+            hook.url(path)
+        )
+    };
+    let alertmanager = AlertmanagerPeer::start_with_config(&yaml("/am"));
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("alertmanager.yml");
+    std::fs::write(&file, yaml("/cw")).unwrap();
+    let collector = Collector::start_with(
+        Some(&config(&format!(
+            "  alertmanager_config: {}\n",
+            file.display()
+        ))),
+        &[],
+    );
+    let alerts: Vec<Value> = [
+        ("web3", "node"),
+        ("web1", "node"),
+        ("db1", "mysql"),
+        ("web2", ""),
+        ("web0", "node"),
+    ]
+    .iter()
+    .map(|(instance, job)| {
+        alert(
+            &[
+                ("alertname", "DiskFull"),
+                ("team", "A"),
+                ("severity", "warning"),
+                ("instance", instance),
+                ("job", job),
+                ("empty", ""),
+            ],
+            &[("summary", "disk")],
+        )
+    })
+    .collect();
+    post_alerts(collector.http_addr, &json!(alerts));
+    let (status, body) = request(
+        alertmanager.addr,
+        "POST",
+        "/api/v2/alerts",
+        &json!(alerts).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    // Two groups each: job="node" alerts take the child route.
+    let mut by_path: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Value>> =
+        Default::default();
+    assert!(wait_until(Duration::from_secs(30), || {
+        for recorded in hook.requests() {
+            let payload = recorded.json();
+            let key = payload["groupKey"].as_str().unwrap_or_default().to_string();
+            by_path
+                .entry(recorded.path.clone())
+                .or_default()
+                .entry(key)
+                .or_insert(payload);
+        }
+        by_path.values().map(|groups| groups.len()).sum::<usize>() == 4
+    }));
+    let (am, cw) = (&by_path["/am"], &by_path["/cw"]);
+    assert_eq!(
+        am.keys().collect::<Vec<_>>(),
+        [
+            "{}/{severity=~\"warn.*\",team=\"A\"}/{job=\"node\"}:{alertname=\"DiskFull\", team=\"A\"}",
+            "{}/{severity=~\"warn.*\",team=\"A\"}:{alertname=\"DiskFull\", team=\"A\"}"
+        ]
+    );
+    assert_eq!(cw.keys().collect::<Vec<_>>(), am.keys().collect::<Vec<_>>());
+    // Three node alerts, two sent: which two depends on the order.
+    let node_group = am.values().next().unwrap();
+    assert_eq!(node_group["truncatedAlerts"], 1);
+    assert_eq!(node_group["alerts"][0]["labels"]["instance"], "web0");
+    let summary = |payload: &Value| -> Vec<(Value, Value, Value)> {
+        payload["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|alert| {
+                (
+                    alert["labels"].clone(),
+                    alert["fingerprint"].clone(),
+                    alert["status"].clone(),
+                )
+            })
+            .collect()
+    };
+    let keys =
+        |value: &Value| -> Vec<String> { value.as_object().unwrap().keys().cloned().collect() };
+    for (group, am) in am {
+        let cw = &cw[group];
+        for key in [
+            "receiver",
+            "status",
+            "groupLabels",
+            "commonLabels",
+            "truncatedAlerts",
+        ] {
+            assert_eq!(cw[key], am[key], "{key} of {group}");
+        }
+        assert_eq!(summary(cw), summary(am), "{group}");
+        assert_eq!(keys(cw), keys(am), "{group}");
+    }
+}
