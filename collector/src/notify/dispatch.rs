@@ -98,6 +98,8 @@ struct Group {
     labels: LabelSet,
     alerts: BTreeSet<Fingerprint>,
     next_flush_ms: i64,
+    /// Whether the group has been flushed once (its group_wait is over).
+    flushed: bool,
 }
 
 /// The grouping state machine.
@@ -236,6 +238,7 @@ impl Dispatcher {
                 (key, route.id.clone(), group_labels, wait)
             })
             .collect();
+        let starts_at_ms = entry.alert.starts_at_ms;
         let mut joined = 0;
         for (key, route_id, group_labels, wait) in routed {
             let group = self.groups.entry(key).or_insert_with(|| Group {
@@ -243,7 +246,13 @@ impl Dispatcher {
                 labels: group_labels,
                 alerts: BTreeSet::new(),
                 next_flush_ms: now_ms + wait,
+                flushed: false,
             });
+            // As Alertmanager: an alert that started more than group_wait
+            // ago makes a group that has not notified yet due at once.
+            if !group.flushed && starts_at_ms.saturating_add(wait) < now_ms {
+                group.next_flush_ms = group.next_flush_ms.min(now_ms);
+            }
             if group.alerts.insert(fingerprint) {
                 joined += 1;
             }
@@ -416,6 +425,7 @@ impl Dispatcher {
         let mut emptied = false;
         if let Some(group) = self.groups.get_mut(key) {
             group.next_flush_ms = now_ms + interval;
+            group.flushed = true;
             for (fingerprint, _) in &resolved {
                 if group.alerts.remove(fingerprint)
                     && let Some(entry) = self.alerts.get_mut(fingerprint)
@@ -572,38 +582,9 @@ pub fn alertmanager_order(left: &LabelSet, right: &LabelSet) -> std::cmp::Orderi
 pub fn go_label_set_string(labels: &LabelSet) -> String {
     let inner: Vec<String> = labels
         .iter()
-        .map(|(name, value)| format!("{name}={}", go_quote(value)))
+        .map(|(name, value)| format!("{name}={}", countywatch_rules::labels::quote(value)))
         .collect();
     format!("{{{}}}", inner.join(", "))
-}
-
-/// Go's `%q` for the text of label values: escapes for quotes, backslashes
-/// and control characters, printable Unicode kept as it is.
-fn go_quote(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for character in value.chars() {
-        match character {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            control if (control as u32) < 0x20 || control == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", control as u32));
-            }
-            control if control.is_control() => {
-                out.push_str(&format!("\\u{:04x}", control as u32));
-            }
-            other => out.push(other),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// A group's key: the route's position and the group's labels.
@@ -723,6 +704,21 @@ mod tests {
                 })
                 .collect()
         }
+    }
+
+    #[test]
+    fn alerts_that_started_before_group_wait_are_notified_at_once() {
+        let mut h = Harness::new("receiver: mail\ngroup_by: [alertname]\ngroup_wait: 30s\n");
+        // Started 10 minutes before it reached the collector (Prometheus
+        // restarted, or the collector did): its group is already due.
+        let mut alert = Alert::firing(labels([("alertname", "Old")]), 0);
+        alert.starts_at_ms = 0;
+        h.dispatcher.submit(vec![alert], 600 * S);
+        assert_eq!(h.flush(600 * S), ["mail/0: Old:f"]);
+        // A fresh alert still waits.
+        h.fire(&[("alertname", "New")], 600 * S);
+        assert!(h.flush(601 * S).is_empty());
+        assert_eq!(h.flush(630 * S), ["mail/0: New:f"]);
     }
 
     #[test]
