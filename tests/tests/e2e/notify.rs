@@ -689,7 +689,7 @@ fn silences_from_the_cli_and_the_api_with_notices_and_metrics() {
     );
     assert!(ok, "{stderr}");
     let id = stdout.trim().to_string();
-    assert_eq!(id.len(), 32, "{stdout}");
+    assert_eq!(id.len(), 36, "a UUID, as Alertmanager gives: {stdout}");
     // The running collector notices the CLI's silence and announces it.
     let created = notices.wait_for(1, Duration::from_secs(10));
     let payload = created[0].json();
