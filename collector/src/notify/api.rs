@@ -7,6 +7,10 @@
 //! - `POST /api/v2/silences`: create one (when `notify.accept_silences_api`),
 //!   answers `{"silenceID": ...}`.
 //! - `DELETE /api/v2/silence/{id}`: expire one (same switch).
+//! - `GET /api/v2/status`: the configuration as Alertmanager configuration
+//!   text, uptime and version, so that `amtool config show` and `amtool
+//!   config routes test --alertmanager.url` work (admins only: the
+//!   configuration names every receiver).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +107,22 @@ pub async fn handle(notifier: Arc<Notifier>, request: Request<Incoming>) -> Resp
                 .collect();
             respond(StatusCode::OK, Value::Array(alerts))
         }
+        (Method::GET, "/api/v2/status") => respond(
+            StatusCode::OK,
+            json!({
+                "cluster": {"status": "disabled", "peers": []},
+                "config": {"original": notifier.config_original},
+                "uptime": rfc3339(notifier.started_ms),
+                "versionInfo": {
+                    "branch": "",
+                    "buildDate": "",
+                    "buildUser": "",
+                    "goVersion": "",
+                    "revision": "",
+                    "version": format!("countywatch-collector {}", env!("CARGO_PKG_VERSION")),
+                },
+            }),
+        ),
         (Method::GET, "/api/v2/silences") => {
             let now = now_ms();
             let list: Vec<Value> = notifier

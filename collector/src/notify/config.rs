@@ -53,6 +53,9 @@ pub struct NotifyConfig {
     pub time_intervals: Vec<TimeIntervalConfig>,
     /// The persistent outbox: retries, backoff and the give-up deadline.
     pub outbox: OutboxConfig,
+    /// The text of the `alertmanager_config` file as it was loaded.
+    #[serde(skip)]
+    pub alertmanager_text: Option<String>,
     /// Hold back alerts that change state too often.
     pub flap_detection: Option<FlapConfig>,
     /// The dead-man's switch: report when an always-firing alert stops arriving.
@@ -462,6 +465,7 @@ impl Default for NotifyConfig {
             inhibit_rules: Vec::new(),
             time_intervals: Vec::new(),
             outbox: OutboxConfig::default(),
+            alertmanager_text: None,
             flap_detection: None,
             heartbeat: None,
             silence_notifications: None,
@@ -558,6 +562,7 @@ impl NotifyConfig {
         self.inhibit_rules = converted.inhibit_rules;
         self.time_intervals = converted.time_intervals;
         self.resolve_timeout = converted.resolve_timeout;
+        self.alertmanager_text = Some(converted.text);
         Ok(())
     }
 

@@ -84,6 +84,11 @@ pub struct Notifier {
     /// `GET /api/v2/alerts`. Bounded like the dispatcher: an alert leaves
     /// when it resolves or its lease runs out.
     active: std::sync::Mutex<HashMap<Fingerprint, Alert>>,
+    /// The configuration as Alertmanager configuration text, for
+    /// `GET /api/v2/status` (amtool reads routes from it).
+    pub config_original: String,
+    /// When the notifier started, Unix milliseconds (`uptime` there).
+    pub started_ms: i64,
 }
 
 /// Most alerts `GET /api/v2/alerts` keeps; beyond this, new fingerprints
@@ -248,6 +253,8 @@ pub fn start(
             accept_alerts_api: config.accept_alerts_api,
             accept_silences_api: config.accept_silences_api,
             active: std::sync::Mutex::new(HashMap::new()),
+            config_original: alertmanager_file::original_text(config),
+            started_ms: now_ms(),
         }),
         tasks,
     })

@@ -1284,3 +1284,68 @@ fn an_alertmanager_yml_groups_orders_and_keys_as_alertmanager_does() {
         assert_eq!(keys(cw), keys(am), "{group}");
     }
 }
+
+#[test]
+fn amtool_reads_routes_from_the_collectors_status_endpoint_as_an_admin() {
+    // Issue 25: GET /api/v2/status serves the loaded alertmanager.yml, so
+    // amtool's --alertmanager.url works against the collector; it is for
+    // admins only, since the configuration names every receiver.
+    let file = alertmanager_testdata().join("route_test.yml");
+    let collector = Collector::start_with(
+        Some(&config(&format!(
+            "  alertmanager_config: {}\n",
+            file.display()
+        ))),
+        &[],
+    );
+    let (status, _) = countywatch_e2e::http::get(collector.http_addr, "/api/v2/status")
+        .map(|response| (response.status, response.body))
+        .unwrap();
+    assert_eq!(status, 401, "anonymous");
+    countywatch_e2e::process::add_user(&collector.data_dir, "chief", "admin", "chief-password");
+    let token = countywatch_e2e::process::api_token(&collector.data_dir, "chief");
+    let http_config = collector.data_dir.join("amtool-http.yml");
+    std::fs::write(
+        &http_config,
+        format!("authorization:\n  credentials: {token}\n"),
+    )
+    .unwrap();
+    let remote = run_for_output(
+        Command::new("amtool")
+            .args(["config", "routes", "test"])
+            .arg(format!("--alertmanager.url=http://{}", collector.http_addr))
+            .arg(format!("--http.config.file={}", http_config.display()))
+            .args(["owner=team-A", "env=production"]),
+    );
+    assert_eq!(
+        remote,
+        (
+            Some(0),
+            "notify-productionA,notify-productionB\n".to_string()
+        )
+    );
+    let shown = run_for_output(
+        Command::new("amtool")
+            .args(["config", "show"])
+            .arg(format!("--alertmanager.url=http://{}", collector.http_addr))
+            .arg(format!("--http.config.file={}", http_config.display())),
+    );
+    assert_eq!(shown.0, Some(0));
+    assert!(shown.1.contains("notify-productionB"), "{}", shown.1);
+    // An operator may post alerts but not read the configuration.
+    countywatch_e2e::process::add_user(&collector.data_dir, "duty", "operator", "duty-password");
+    let operator = countywatch_e2e::process::api_token(&collector.data_dir, "duty");
+    std::fs::write(
+        &http_config,
+        format!("authorization:\n  credentials: {operator}\n"),
+    )
+    .unwrap();
+    let refused = run_for_output(
+        Command::new("amtool")
+            .args(["config", "routes", "test"])
+            .arg(format!("--alertmanager.url=http://{}", collector.http_addr))
+            .arg(format!("--http.config.file={}", http_config.display()))
+            .arg("owner=team-A"),
+    );
+    assert_ne!(refused.0, Some(0));
+}
