@@ -89,6 +89,10 @@ pub struct Notifier {
     pub config_original: String,
     /// When the notifier started, Unix milliseconds (`uptime` there).
     pub started_ms: i64,
+    /// The route tree, for `receivers` in `GET /api/v2/alerts`.
+    pub routes: route_tree::Route,
+    /// The inhibit rules, for `inhibitedBy` there.
+    pub inhibitor: inhibit::Inhibitor,
 }
 
 /// Most alerts `GET /api/v2/alerts` keeps; beyond this, new fingerprints
@@ -255,6 +259,8 @@ pub fn start(
             active: std::sync::Mutex::new(HashMap::new()),
             config_original: alertmanager_file::original_text(config),
             started_ms: now_ms(),
+            routes: route_tree::Route::build(&config.route),
+            inhibitor: inhibit::Inhibitor::new(&config.inhibit_rules),
         }),
         tasks,
     })

@@ -1016,7 +1016,7 @@ fn inhibition_the_dead_mans_switch_and_resolved_notices_for_silenced_alerts() {
 fn get_alerts_lists_firing_alerts_as_alertmanager_does() {
     let collector = Collector::start_with(
         Some(&config(
-            "  route:\n    receiver: nobody\n  receivers:\n    - name: nobody\n",
+            "  route:\n    receiver: nobody\n    routes:\n    - matchers: [instance=~\"web-.*\"]\n      receiver: web\n      continue: true\n    - matchers: [severity=critical]\n      receiver: oncall\n  receivers:\n    - name: nobody\n    - name: web\n    - name: oncall\n  inhibit_rules:\n    - source_matchers: [severity=critical]\n      target_matchers: [severity=warning]\n      equal: [instance]\n",
         )),
         &[],
     );
@@ -1025,6 +1025,19 @@ fn get_alerts_lists_firing_alerts_as_alertmanager_does() {
         ("instance", "web-01"),
         ("severity", "critical"),
     ];
+    // Issue 25: an inhibited alert is listed suppressed, with the alert
+    // inhibiting it, and every alert names its receivers in tree order.
+    post_alerts(
+        collector.http_addr,
+        &json!([alert(
+            &[
+                ("alertname", "DiskSlow"),
+                ("instance", "web-01"),
+                ("severity", "warning")
+            ],
+            &[]
+        )]),
+    );
     post_alerts(
         collector.http_addr,
         &json!([
@@ -1035,14 +1048,26 @@ fn get_alerts_lists_firing_alerts_as_alertmanager_does() {
     let (status, body) = request(collector.http_addr, "GET", "/api/v2/alerts", "");
     assert_eq!(status, 200, "{body}");
     let listed: Vec<Value> = serde_json::from_str(&body).unwrap();
-    assert_eq!(listed.len(), 2, "{body}");
-    let disk = listed
-        .iter()
-        .find(|alert| alert["labels"]["alertname"] == "DiskFull")
-        .unwrap();
+    assert_eq!(listed.len(), 3, "{body}");
+    let find = |name: &str| {
+        listed
+            .iter()
+            .find(|alert| alert["labels"]["alertname"] == name)
+            .unwrap()
+            .clone()
+    };
+    let disk = find("DiskFull");
     assert_eq!(disk["annotations"]["summary"], "磁盘已满");
     assert_eq!(disk["status"]["state"], "active");
     assert_eq!(disk["fingerprint"].as_str().unwrap().len(), 16);
+    assert_eq!(
+        disk["receivers"],
+        json!([{"name": "web"}, {"name": "oncall"}])
+    );
+    let slow = find("DiskSlow");
+    assert_eq!(slow["status"]["state"], "suppressed", "{body}");
+    assert_eq!(slow["status"]["inhibitedBy"], json!([disk["fingerprint"]]));
+    assert_eq!(find("LoadHigh")["receivers"], json!([{"name": "web"}]));
 
     // A silence suppresses it; a resolution removes the other.
     let silence = json!({
@@ -1064,6 +1089,14 @@ fn get_alerts_lists_firing_alerts_as_alertmanager_does() {
         &json!([resolved(&[
             ("alertname", "LoadHigh"),
             ("instance", "web-02")
+        ])]),
+    );
+    post_alerts(
+        collector.http_addr,
+        &json!([resolved(&[
+            ("alertname", "DiskSlow"),
+            ("instance", "web-01"),
+            ("severity", "warning")
         ])]),
     );
     let (_, body) = request(collector.http_addr, "GET", "/api/v2/alerts", "");
