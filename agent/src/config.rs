@@ -189,6 +189,10 @@ pub struct AuthSourceConfig {
     pub journal: JournalMode,
     /// The `journalctl` program run to read the journal.
     pub journalctl: PathBuf,
+    /// The zone of the files' zone-less timestamps (`Dec  6 10:00:01`):
+    /// `local` (the default: `TZ`, else `/etc/localtime`) or a tzdb name
+    /// (`Asia/Shanghai`, `UTC`). ISO-8601 stamps keep their own offset.
+    pub timezone: Option<Spanned<String>>,
 }
 
 /// When the auth source reads the journal.
@@ -253,6 +257,10 @@ pub struct SyslogSourceConfig {
     pub queue: usize,
     /// Most TCP connections open at once; more are closed and counted.
     pub max_connections: usize,
+    /// The zone of zone-less timestamps (`Dec  6 10:00:01`) in lines that
+    /// old servers forward (auth lines, `docs/events.md`): `local` (the
+    /// default: this host's zone) or a tzdb name (`Asia/Shanghai`).
+    pub timezone: Option<Spanned<String>>,
 }
 
 impl Default for SyslogSourceConfig {
@@ -264,6 +272,7 @@ impl Default for SyslogSourceConfig {
             max_message_bytes: 8 * 1024,
             queue: 20_000,
             max_connections: 256,
+            timezone: None,
         }
     }
 }
@@ -306,6 +315,16 @@ impl SyslogSourceConfig {
         if !(1..=10_000).contains(&self.max_connections) {
             problems.general("sources.syslog.max_connections must be between 1 and 10000");
         }
+        validate_timezone(self.timezone.as_ref(), problems);
+    }
+}
+
+/// A source's `timezone` must name a zone the system's tzdb knows.
+fn validate_timezone(setting: Option<&Spanned<String>>, problems: &mut Problems) {
+    if let Some(setting) = setting
+        && let Err(error) = crate::source::log_time::zone(Some(&setting.value))
+    {
+        problems.at(setting, error.to_string());
     }
 }
 
@@ -333,6 +352,7 @@ impl Default for AuthSourceConfig {
             max_line_bytes: 16 * 1024,
             journal: JournalMode::Auto,
             journalctl: PathBuf::from("journalctl"),
+            timezone: None,
         }
     }
 }
@@ -563,6 +583,7 @@ impl Config {
                 countywatch_wire::MAX_RAW_BYTES
             ));
         }
+        validate_timezone(sources.auth.timezone.as_ref(), &mut problems);
         sources.syslog.validate(&mut problems);
         if !(1..=40_000).contains(&sources.max_events_per_batch) {
             problems.general("sources.max_events_per_batch must be between 1 and 40000");
@@ -678,6 +699,27 @@ mod tests {
                 .fim
                 .paths
                 .contains(&PathBuf::from("/etc/shadow"))
+        );
+    }
+
+    #[test]
+    fn time_zones_must_be_known_to_the_tzdb() {
+        let text = "sources:\n  auth:\n    timezone: Asia/Shanghai\n  syslog:\n    timezone: Mars/Olympus\n";
+        let problems = Config::load_from_text(text).unwrap_err().to_string();
+        assert!(
+            problems.starts_with("a.yaml:5:15: time zone \"Mars/Olympus\""),
+            "{problems}"
+        );
+        assert_eq!(problems.lines().count(), 1, "{problems}");
+        let config = Config::load_from_text("sources:\n  auth:\n    timezone: local\n").unwrap();
+        assert_eq!(
+            config
+                .sources
+                .auth
+                .timezone
+                .map(|zone| zone.value)
+                .as_deref(),
+            Some("local")
         );
     }
 

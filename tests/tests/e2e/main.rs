@@ -15,6 +15,7 @@ mod faults;
 mod incident_web;
 mod incidents;
 mod link_cut;
+mod local_time;
 mod node_exporter;
 mod notify;
 mod openssh;
