@@ -231,6 +231,11 @@ pub struct PortsSourceConfig {
     /// `tcp/127.0.0.1:5432`, `udp/[::1]:53`. `tcp` and `udp` cover both
     /// IPv4 and IPv6.
     pub allow: Vec<Spanned<String>>,
+    /// How long an unconnected UDP socket bound to a port in the kernel's
+    /// ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`) must stay
+    /// bound before it counts as a listener; DNS and NTP clients' sockets
+    /// live seconds. UDP ports outside the range count at once.
+    pub udp_grace: PromDuration,
 }
 
 /// The syslog receiver for network devices (`docs/events.md`, `syslog`).
@@ -385,6 +390,7 @@ impl Default for PortsSourceConfig {
         PortsSourceConfig {
             enabled: true,
             allow: Vec::new(),
+            udp_grace: PromDuration(Duration::from_secs(300)),
         }
     }
 }

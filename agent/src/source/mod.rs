@@ -142,15 +142,20 @@ impl Sources {
             None
         };
         let ports = settings.ports.enabled.then(|| {
-            let allow = settings
-                .ports
-                .allow
-                .iter()
-                .filter_map(|rule| ports::AllowRule::parse(&rule.value).ok())
-                .collect();
+            let options = ports::PortsOptions {
+                allow: settings
+                    .ports
+                    .allow
+                    .iter()
+                    .filter_map(|rule| ports::AllowRule::parse(&rule.value).ok())
+                    .collect(),
+                udp_grace_ms: i64::try_from(settings.ports.udp_grace.get().as_millis())
+                    .unwrap_or(i64::MAX),
+                own_pid: Some(std::process::id()),
+            };
             ports::PortsSource::new(
                 config.paths.procfs.clone(),
-                allow,
+                options,
                 parse_position(PORTS_POSITION, load(PORTS_POSITION)),
             )
         });

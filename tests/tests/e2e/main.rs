@@ -21,6 +21,7 @@ mod notify;
 mod openssh;
 mod outputs;
 mod packaging;
+mod ports;
 mod reload;
 mod rules;
 mod service_probes;
