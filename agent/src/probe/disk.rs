@@ -123,6 +123,10 @@ impl Probe for DiskProbe {
         "disk"
     }
 
+    fn collectors(&self) -> Vec<&'static str> {
+        vec!["diskstats"]
+    }
+
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let (_, text) = read_file(self.procfs.join("diskstats"))?;
         out.extend(parse(&text));

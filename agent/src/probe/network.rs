@@ -140,6 +140,10 @@ impl Probe for NetworkProbe {
         "network"
     }
 
+    fn collectors(&self) -> Vec<&'static str> {
+        vec!["netdev", "netclass"]
+    }
+
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let (_, text) = read_file(self.procfs.join("net/dev"))?;
         out.extend(parse(&text));

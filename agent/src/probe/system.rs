@@ -54,6 +54,10 @@ impl Probe for SystemProbe {
         "system"
     }
 
+    fn collectors(&self) -> Vec<&'static str> {
+        vec!["time", "uname", "os", "filefd"]
+    }
+
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
