@@ -192,6 +192,10 @@ pub struct Collector {
     failing: Vec<bool>,
     /// How long the previous collection took, reported in the next one.
     last_collection: Duration,
+    /// Families dropped because an earlier probe reported the same name
+    /// (a textfile naming `node_load1`): the collector refuses a batch
+    /// with a name twice, so the later one goes, counted.
+    duplicate_families: u64,
 }
 
 impl Collector {
@@ -221,6 +225,7 @@ impl Collector {
             errors: vec![0; count],
             failing: vec![false; count],
             last_collection: Duration::ZERO,
+            duplicate_families: 0,
         }
     }
 
@@ -324,6 +329,7 @@ impl Collector {
             }
         }
         self.last_collection = started.elapsed();
+        self.drop_duplicate_families(&mut families);
         families.extend(self.self_metrics(&outcomes));
         families.extend(
             self.scrape_metrics(&outcomes)
@@ -349,6 +355,30 @@ impl Collector {
                 }
                 self.failing[index] = true;
             }
+        }
+    }
+
+    /// Keeps the first family of each name, counting the others.
+    fn drop_duplicate_families(&mut self, families: &mut Vec<MetricFamily>) {
+        let keep: Vec<bool> = {
+            let mut seen = std::collections::HashSet::with_capacity(families.len());
+            families
+                .iter()
+                .map(|family| seen.insert(family.name.as_str()))
+                .collect()
+        };
+        let before = families.len();
+        let mut keep = keep.into_iter();
+        families.retain(|_| keep.next().unwrap_or(true));
+        let dropped = before - families.len();
+        if dropped > 0 {
+            if self.duplicate_families == 0 {
+                tracing::warn!(
+                    dropped,
+                    "probes reported a metric family name twice; the later ones are dropped"
+                );
+            }
+            self.duplicate_families += dropped as u64;
         }
     }
 
@@ -500,6 +530,12 @@ impl Collector {
             ),
             spool_dropped,
             spool_damaged,
+            MetricFamily::single(
+                "countywatch_agent_duplicate_families_total",
+                "Metric families dropped because an earlier probe reported the same name (a textfile naming a family the agent serves).",
+                MetricKind::Counter,
+                self.duplicate_families as f64,
+            ),
             counter(
                 "countywatch_agent_spool_damaged_events_total",
                 "Events in the event batches lost to a damaged spool file (exact: each batch's count is kept apart from its body).",
@@ -667,6 +703,11 @@ mod tests {
             scrape_series(&families, "node_scrape_collector_duration_seconds").len(),
             3
         );
+        // Quick's family twice: the batch would be refused, so one goes.
+        let mut twice = vec![MetricFamily::single("quick_value", "h", MetricKind::Gauge, 1.0); 2];
+        collector.drop_duplicate_families(&mut twice);
+        assert_eq!(twice.len(), 1);
+        assert_eq!(collector.duplicate_families, 1);
         // Absent is node_exporter's failed collector, but not an agent error.
         let errors = families
             .iter()

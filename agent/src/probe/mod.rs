@@ -34,6 +34,7 @@ mod sockstat;
 mod softnet;
 mod system;
 pub mod systemd;
+pub mod textfile;
 mod udp_queues;
 mod vmstat;
 
@@ -236,12 +237,19 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
             ))
         });
     }
+    // Last, so that a file naming a family another probe reports loses
+    // (the collection drops the later duplicate).
+    add(&probes.textfile.toggle(), &|| {
+        Box::new(textfile::TextfileProbe::new(
+            probes.textfile.directory.clone(),
+        ))
+    });
     built
 }
 
 /// Checks every probe section, adding each problem to `problems`.
 pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
-    let sections: [(&str, Option<_>); 11] = [
+    let sections: [(&str, Option<_>); 12] = [
         ("cpu", probes.cpu.interval),
         ("load", probes.load.interval),
         ("memory", probes.memory.interval),
@@ -253,6 +261,7 @@ pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
         ("systemd", probes.systemd.interval),
         ("process", probes.process.interval),
         ("service", probes.service.interval),
+        ("textfile", probes.textfile.interval),
     ];
     let file_sections = file_probes(probes).map(|(name, toggle, _)| (name, toggle.interval));
     for (name, interval) in sections.into_iter().chain(file_sections) {
