@@ -206,7 +206,7 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
         Box::new(network::NetworkProbe::new(procfs.clone(), sysfs.clone()))
     });
     add(&probes.system, &|| {
-        Box::new(system::SystemProbe::new(procfs.clone()))
+        Box::new(system::SystemProbe::new(procfs.clone(), sysfs.clone()))
     });
     add(&probes.pressure, &|| {
         Box::new(pressure::PressureProbe::new(procfs.clone()))
