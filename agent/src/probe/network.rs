@@ -39,7 +39,7 @@ const COLUMNS: [&str; 16] = [
 
 /// The numeric properties of /sys/class/net/<device>/: file, the name
 /// after `node_network_`, its type, and how its text is read.
-const PROPERTIES: [(&str, &str, MetricKind, Number); 16] = [
+const PROPERTIES: [(&str, &str, MetricKind, Number); 17] = [
     (
         "addr_assign_type",
         "address_assign_type",
@@ -94,6 +94,12 @@ const PROPERTIES: [(&str, &str, MetricKind, Number); 16] = [
         "speed_bytes",
         MetricKind::Gauge,
         Number::MegabitsToBytes,
+    ),
+    (
+        "tx_queue_len",
+        "transmit_queue_length",
+        MetricKind::Gauge,
+        Number::Decimal,
     ),
     ("type", "protocol_type", MetricKind::Gauge, Number::Decimal),
 ];
