@@ -135,6 +135,8 @@ pub struct ProbesConfig {
     pub arp: ProbeToggle,
     /// Bytes queued in the kernel for UDP sockets.
     pub udp_queues: ProbeToggle,
+    /// Whether SELinux is on, and its modes.
+    pub selinux: ProbeToggle,
     /// Metrics from `*.prom` files that cron jobs and scripts write.
     pub textfile: crate::probe::textfile::TextfileConfig,
     /// State of the listed systemd units.
@@ -441,6 +443,7 @@ impl Default for ProbesConfig {
             softnet: ProbeToggle::default(),
             arp: ProbeToggle::default(),
             udp_queues: ProbeToggle::default(),
+            selinux: ProbeToggle::default(),
             textfile: crate::probe::textfile::TextfileConfig::default(),
             systemd: SystemdConfig::default(),
             process: ProcessConfig::default(),

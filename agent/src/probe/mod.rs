@@ -28,6 +28,7 @@ mod netstat;
 mod network;
 mod pressure;
 pub mod process;
+mod selinux;
 pub mod service;
 pub mod snmp;
 mod sockstat;
@@ -214,6 +215,9 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
     for (_, toggle, make) in file_probes(probes) {
         add(toggle, &|| Box::new(make(procfs, sysfs)));
     }
+    add(&probes.selinux, &|| {
+        Box::new(selinux::SelinuxProbe::new(sysfs))
+    });
     // Without units there is nothing to ask systemd.
     if !probes.systemd.units.is_empty() {
         add(&probes.systemd.toggle(), &|| {
@@ -249,7 +253,7 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
 
 /// Checks every probe section, adding each problem to `problems`.
 pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
-    let sections: [(&str, Option<_>); 12] = [
+    let sections: [(&str, Option<_>); 13] = [
         ("cpu", probes.cpu.interval),
         ("load", probes.load.interval),
         ("memory", probes.memory.interval),
@@ -262,6 +266,7 @@ pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
         ("process", probes.process.interval),
         ("service", probes.service.interval),
         ("textfile", probes.textfile.interval),
+        ("selinux", probes.selinux.interval),
     ];
     let file_sections = file_probes(probes).map(|(name, toggle, _)| (name, toggle.interval));
     for (name, interval) in sections.into_iter().chain(file_sections) {
