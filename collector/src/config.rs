@@ -222,7 +222,8 @@ pub use countywatch_daemon::config_file::unspanned;
 impl Config {
     /// Loads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, Problems> {
-        let config: Config = config_file::load(path)?;
+        let mut config: Config = config_file::load(path)?;
+        config.notify.apply_alertmanager_file(path)?;
         config.validate(path)?;
         Ok(config)
     }

@@ -183,6 +183,59 @@ enum NotifyCommand {
         #[arg(long)]
         receiver: String,
     },
+    /// The routing tree, printed as `amtool config routes` prints it.
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
+}
+
+/// `notify routes` subcommands (drop-ins for amtool's).
+#[derive(Subcommand)]
+enum RoutesCommand {
+    /// Print the receivers the labels are routed to, comma-separated in
+    /// tree order (exit 1 when --verify-receivers differs).
+    Test {
+        #[command(flatten)]
+        source: RoutesSource,
+        /// Print the matching part of the tree first.
+        #[arg(long)]
+        tree: bool,
+        /// The expected receivers, comma-separated.
+        #[arg(long)]
+        verify_receivers: Option<String>,
+        /// Labels as `name=value` or `name="value"`.
+        labels: Vec<String>,
+    },
+    /// Print the whole routing tree.
+    Show {
+        #[command(flatten)]
+        source: RoutesSource,
+    },
+}
+
+/// Where `notify routes` reads the routes from.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct RoutesSource {
+    /// The collector's configuration file (either notify form).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// An Alertmanager configuration file (alertmanager.yml).
+    #[arg(long)]
+    alertmanager_config: Option<PathBuf>,
+}
+
+/// Loads the route tree for `notify routes`, or the exit code of an invalid
+/// configuration.
+fn routes_tree(source: &RoutesSource) -> Result<notify::route_tree::Route, ExitCode> {
+    let source = match (&source.config, &source.alertmanager_config) {
+        (Some(path), _) => notify::cli::RoutesSource::Collector(path),
+        (None, Some(path)) => notify::cli::RoutesSource::Alertmanager(path),
+        (None, None) => return Err(ExitCode::from(2)),
+    };
+    let config = notify::cli::load_routes(source).map_err(|problems| problems.report())?;
+    Ok(notify::route_tree::Route::build(&config.route))
 }
 
 /// `rules` subcommands; exit 0 when everything passed, 1 otherwise.
@@ -343,6 +396,9 @@ fn main() -> ExitCode {
         } => with_state(location, |config| backup(config, &file, events.as_deref())),
         Command::User { command } => user(command),
         Command::Notify {
+            command: NotifyCommand::Routes { command },
+        } => notify_routes(command),
+        Command::Notify {
             command: NotifyCommand::Test { location, receiver },
         } => with_state(location, |config| {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -374,6 +430,45 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// `notify routes test|show`: amtool's output and exit codes.
+fn notify_routes(command: RoutesCommand) -> ExitCode {
+    match command {
+        RoutesCommand::Test {
+            source,
+            tree,
+            verify_receivers,
+            labels,
+        } => {
+            let route = match routes_tree(&source) {
+                Ok(route) => route,
+                Err(code) => return code,
+            };
+            let labels = match notify::cli::parse_label_arguments(&labels) {
+                Ok(labels) => labels,
+                Err(problem) => {
+                    eprintln!("{problem}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let (text, verified) =
+                notify::cli::routes_test(&route, &labels, tree, verify_receivers.as_deref());
+            print!("{text}");
+            if verified {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        RoutesCommand::Show { source } => match routes_tree(&source) {
+            Ok(route) => {
+                print!("{}", notify::cli::routes_show(&route));
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
     }
 }
 
