@@ -262,9 +262,10 @@ impl Config {
         self.notify.validate(&mut problems);
         // Rule files are part of the configuration: a bad one stops the
         // collector at start with every problem, like a bad config.
-        for file in &self.rules.files {
-            if let Err(rule_problems) = countywatch_rules::rulefmt::load(file) {
-                for problem in rule_problems.problems {
+        match crate::alerting::rule_groups(&self.rules) {
+            Ok(_) => self.rules.validate_disabled(&mut problems),
+            Err(failures) => {
+                for problem in failures.into_iter().flat_map(|failure| failure.problems) {
                     problems.general(format!("rules.files: {problem}"));
                 }
             }

@@ -15,6 +15,8 @@
 //! - [`telemetry`]: the collector's own `countywatch_*` metrics.
 //! - [`notify`]: routing, grouping, silences, the outbox and receivers.
 //! - [`alerting`]: rule evaluation over agents' metrics (`countywatch-rules`).
+//! - [`builtin_packs`]: the shipped rule packs, compiled in and on by default.
+//! - [`rule_listing`]: `rules list`, every rule that would run and its origin.
 //! - [`rule_alerts`]: hands the alerting rules' firing alerts to [`notify`].
 //! - [`detection`]: detection rules over stored events (`countywatch-detect`):
 //!   alerts to [`notify`], detections with evidence to a sink.
@@ -29,6 +31,7 @@
 #![deny(clippy::panic, clippy::todo, clippy::unimplemented)]
 
 pub mod alerting;
+pub mod builtin_packs;
 pub mod ca;
 pub mod config;
 pub mod detection;
@@ -43,6 +46,7 @@ pub mod openmetrics;
 pub mod output;
 pub mod registry;
 pub mod rule_alerts;
+pub mod rule_listing;
 pub mod serve;
 pub mod telemetry;
 pub mod tls;
@@ -231,6 +235,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             incident::audit::Outcome::Success,
             &format!("retention {}: {reason}", config.incidents.retention.value),
         )?;
+    }
+    if let Some(path) = incident::accounts::ensure_first_admin(
+        &incident_store,
+        &config.data_dir,
+        crate::enroll::now_ms(),
+    )? {
+        tracing::warn!(
+            user = incident::accounts::FIRST_ADMIN,
+            path = %path.display(),
+            "no user existed: created the first admin; its password is in this file \
+             (readable by this service's user only), and its first login must change it"
+        );
     }
     incident_store.announce_changes_to(Arc::clone(&registry));
     tasks.push(tokio::spawn(incident::retention::run(

@@ -59,6 +59,27 @@ impl Lang {
             "alerts" => ("告警与静默", "Alerts and silences"),
             "logout" => ("退出", "Log out"),
             "login" => ("登录", "Log in"),
+            "change_password" => ("修改密码", "Change password"),
+            "must_change_password" => (
+                "这是初始密码，请先设置您自己的新密码。",
+                "This is the initial password: set your own before going on.",
+            ),
+            "current_password" => ("当前密码", "Current password"),
+            "new_password" => (
+                "新密码（12 至 1024 个字符）",
+                "New password (12 to 1024 characters)",
+            ),
+            "confirm_password" => ("再次输入新密码", "New password again"),
+            "password_mismatch" => ("两次输入的新密码不一致。", "The new passwords differ."),
+            "password_wrong" => ("当前密码错误。", "The current password is wrong."),
+            "password_unchanged" => (
+                "新密码不能与当前密码相同。",
+                "The new password must differ from the current one.",
+            ),
+            "password_length" => (
+                "密码长度须为 12 至 1024 个字符。",
+                "Passwords are 12 to 1024 characters long.",
+            ),
             "username" => ("用户名", "User name"),
             "password" => ("密码", "Password"),
             "login_failed" => ("用户名或密码错误。", "Wrong user name or password."),

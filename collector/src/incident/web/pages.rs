@@ -91,6 +91,35 @@ pub fn login(context: &PageContext, token: &str, error: Option<&str>) -> Markup 
     )
 }
 
+/// The form to change one's own password (the only page a user whose
+/// password someone else chose can reach).
+pub fn password(context: &PageContext, error: Option<&str>) -> Markup {
+    let lang = context.lang;
+    let forced = context
+        .principal
+        .as_ref()
+        .is_some_and(|principal| principal.must_change_password);
+    layout(
+        context,
+        lang.text("change_password"),
+        html! {
+            h1 { (lang.text("change_password")) }
+            @if forced { p #must-change { (lang.text("must_change_password")) } }
+            @if let Some(error) = error { p.error #password-error { (error) } }
+            form method="post" action="/password" {
+                (csrf_field(context))
+                p { label for="current" { (lang.text("current_password")) } " "
+                    input #current type="password" name="current" autocomplete="current-password" required; }
+                p { label for="new" { (lang.text("new_password")) } " "
+                    input #new type="password" name="new" autocomplete="new-password" minlength="12" maxlength="1024" required; }
+                p { label for="confirm" { (lang.text("confirm_password")) } " "
+                    input #confirm type="password" name="confirm" autocomplete="new-password" minlength="12" maxlength="1024" required; }
+                p { button #change-password type="submit" { (lang.text("change_password")) } }
+            }
+        },
+    )
+}
+
 fn status_text(lang: Lang, status: Status) -> &'static str {
     match status {
         Status::Open => lang.text("open"),
