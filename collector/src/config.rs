@@ -40,6 +40,8 @@ pub struct Config {
     pub incidents: crate::incident::config::IncidentsConfig,
     /// Detection rules over agents' security events (docs/detection.md).
     pub detection: crate::detection::DetectionConfig,
+    /// The time zone and language people read (`display.rs`).
+    pub display: crate::display::DisplayConfig,
 }
 
 /// The enrolment listener.
@@ -163,6 +165,7 @@ impl Default for Config {
             outputs: Default::default(),
             incidents: Default::default(),
             detection: Default::default(),
+            display: Default::default(),
         }
     }
 }
@@ -273,7 +276,15 @@ impl Config {
         self.outputs.validate(&mut problems);
         self.incidents.validate(&mut problems);
         self.detection.validate(&mut problems);
+        self.display.validate(&mut problems);
         problems.into_result()
+    }
+
+    /// The time zone and language people read.
+    pub fn display(&self) -> crate::display::Display {
+        let calendar = countywatch_detect::calendar::Calendar::new(&self.detection.calendar)
+            .unwrap_or_default();
+        self.display.resolve(calendar.zone())
     }
 
     /// The HTTP listen address; call after [`Config::validate`].

@@ -643,12 +643,16 @@ pub fn replay_command(
         Some(path) => Calendar::load(path).map_err(anyhow::Error::msg)?,
         None => Calendar::default(),
     };
+    // People read the detections' times in the host's zone, else the
+    // calendar's.
+    let display = crate::display::DisplayConfig::default().resolve(calendar.zone());
     let mut engine = Engine::new(loaded, calendar);
     let mut sink = PrintingSink {
         out,
         err: &mut *err,
         json,
         described: 0,
+        display,
     };
     let summary = if events.as_os_str() == "-" {
         // Standard input cannot be read twice: evidence comes from the
@@ -702,6 +706,8 @@ struct PrintingSink<'a, O, E> {
     json: bool,
     /// Skipped lines described so far.
     described: u64,
+    /// The zone detections' times are printed in.
+    display: crate::display::Display,
 }
 
 impl<O: std::io::Write, E: std::io::Write> ReplaySink for PrintingSink<'_, O, E> {
@@ -710,7 +716,8 @@ impl<O: std::io::Write, E: std::io::Write> ReplaySink for PrintingSink<'_, O, E>
             serde_json::to_writer(&mut *self.out, detection)?;
             writeln!(self.out)
         } else {
-            writeln!(self.out, "{}", replay::describe(detection))
+            let time = self.display.time(detection.at_ms);
+            writeln!(self.out, "{}", replay::describe(detection, &time))
         }
     }
 

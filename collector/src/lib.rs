@@ -2,6 +2,7 @@
 //! the command line around these functions, and tests call them directly.
 //!
 //! - [`config`]: the configuration file, its defaults and validation.
+//! - [`display`]: the time zone and language people read.
 //! - [`ca`]: the certificate authority that signs server and agent certificates.
 //! - [`tls`]: rustls set-up; mutual TLS on the ingest listener.
 //! - [`registry`]: SQLite state: tokens, agents, sequence numbers, events.
@@ -35,6 +36,7 @@ pub mod builtin_packs;
 pub mod ca;
 pub mod config;
 pub mod detection;
+pub mod display;
 pub mod enroll;
 pub mod http;
 pub mod incident;
@@ -266,6 +268,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         session_ttl: config.incidents.session_ttl.get(),
         silent_after: config.agents.silent_after.get(),
         data_dir: config.data_dir.clone(),
+        display: Arc::new(config.display()),
     });
     if let Some(task) = detection::start(
         &config.detection,

@@ -105,6 +105,22 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
+    /// Print audit entries, oldest first, with times in the display zone.
+    List {
+        #[command(flatten)]
+        location: StateLocation,
+        /// Only entries from this long ago on (`24h`, `7d`) or since this
+        /// RFC 3339 time (`2026-12-06T09:00:00+08:00`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only entries by this actor (`admin`, `cli:root`, `system`).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only entries with this action (`login`, `user.added`), or with
+        /// this prefix when it ends in `.` (`user.`).
+        #[arg(long)]
+        action: Option<String>,
+    },
     /// Walk the hash chain and the signed checkpoints; exit 1 at the first
     /// broken link, naming the entry.
     Verify {
@@ -388,6 +404,22 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { location },
         } => with_state(location, audit_verify),
+        Command::Audit {
+            command:
+                AuditCommand::List {
+                    location,
+                    since,
+                    actor,
+                    action,
+                },
+        } => with_state(location, |config| {
+            audit_list(
+                config,
+                since.as_deref(),
+                actor.as_deref(),
+                action.as_deref(),
+            )
+        }),
         Command::Backup {
             location,
             events,
@@ -550,6 +582,62 @@ fn audit_verify(config: &Config) -> anyhow::Result<()> {
             )
         }
     }
+}
+
+fn audit_list(
+    config: &Config,
+    since: Option<&str>,
+    actor: Option<&str>,
+    action: Option<&str>,
+) -> anyhow::Result<()> {
+    let now = countywatch_collector::enroll::now_ms();
+    let since_ms = match since {
+        None => None,
+        Some(text) => Some(match countywatch_daemon::duration::parse(text) {
+            Ok(ago) => now.saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX)),
+            Err(_) => notify::alert::parse_rfc3339(text).map_err(|error| {
+                anyhow::anyhow!(
+                    "--since {text:?}: give a duration like 24h or an RFC 3339 time ({error})"
+                )
+            })?,
+        }),
+    };
+    let store = IncidentStore::open(&config.data_dir)?;
+    let display = config.display();
+    // Every entry, newest first, filtered here: the audit module owns the
+    // table, and a county's trail is small enough to read whole.
+    let mut entries = audit::entries(&store, None, u32::MAX)?;
+    entries.retain(|entry| {
+        since_ms.is_none_or(|since| entry.at_ms >= since)
+            && actor.is_none_or(|actor| entry.actor == actor)
+            && action.is_none_or(|action| match action.strip_suffix('.') {
+                Some(prefix) => entry.action.starts_with(&format!("{prefix}.")),
+                None => entry.action == action,
+            })
+    });
+    entries.reverse();
+    println!(
+        "{:>6} {:<27} {:<20} {:<22} {:<28} {:<8} DETAILS",
+        "SEQ",
+        format!("TIME ({})", display.zone_name()),
+        "ACTOR",
+        "ACTION",
+        "TARGET",
+        "OUTCOME"
+    );
+    for entry in entries {
+        println!(
+            "{:>6} {:<27} {:<20} {:<22} {:<28} {:<8} {}",
+            entry.seq,
+            display.time(entry.at_ms),
+            entry.actor,
+            entry.action,
+            entry.target,
+            entry.outcome,
+            entry.details
+        );
+    }
+    Ok(())
 }
 
 fn backup(
@@ -773,24 +861,41 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 fn agents_list(config: &Config) -> anyhow::Result<()> {
+    use countywatch_collector::display::ago;
     let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
+    let display = config.display();
+    let now = countywatch_collector::enroll::now_ms();
+    let silent_ms = i64::try_from(config.agents.silent_after.get().as_millis()).unwrap_or(i64::MAX);
+    let validity_ms = i64::try_from(countywatch_collector::ca::AGENT_CERT_VALIDITY.as_millis())
+        .unwrap_or(i64::MAX);
     println!(
-        "{:<32} {:<10} {:>10} {:<24} CERT SHA-256",
-        "NAME", "STATE", "LAST SEQ", "LAST SEEN (UNIX MS)"
+        "{:<32} {:<8} {:<42} {:<12} {:<26} {:<40} CERT SHA-256",
+        "NAME",
+        "STATE",
+        format!("LAST SEEN ({})", display.zone_name()),
+        "VERSION",
+        "CERT EXPIRES",
+        "ADDRESS"
     );
     for agent in registry.agents()? {
-        let state = if agent.revoked_ms.is_some() {
-            "revoked"
-        } else {
-            "enrolled"
+        let state = match (agent.revoked_ms, agent.last_seen_ms) {
+            (Some(_), _) => "revoked",
+            (None, Some(seen)) if now.saturating_sub(seen) <= silent_ms => "up",
+            (None, _) => "down",
         };
-        let seen = agent
-            .last_seen_ms
-            .map(|ms| ms.to_string())
-            .unwrap_or_else(|| "never".to_string());
+        let seen = agent.last_seen_ms.map_or_else(
+            || "never".to_string(),
+            |ms| format!("{}, {}", ago(now, ms), display.time(ms)),
+        );
         println!(
-            "{:<32} {:<10} {:>10} {:<24} {}",
-            agent.name, state, agent.last_seq, seen, agent.cert_sha256
+            "{:<32} {:<8} {:<42} {:<12} {:<26} {:<40} {}",
+            agent.name,
+            state,
+            seen,
+            agent.last_version.as_deref().unwrap_or("-"),
+            display.time(agent.enrolled_ms.saturating_add(validity_ms)),
+            agent.last_address.as_deref().unwrap_or("-"),
+            agent.cert_sha256
         );
     }
     Ok(())

@@ -79,6 +79,8 @@ pub struct Incidents {
     pub silent_after: Duration,
     /// The data directory (for `collector.db` reads).
     pub data_dir: PathBuf,
+    /// The time zone and default language people read.
+    pub display: Arc<crate::display::Display>,
 }
 
 /// A request that passed routing and authorization.

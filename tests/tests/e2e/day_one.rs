@@ -287,3 +287,89 @@ fn resetting_disabling_and_revoking_end_sessions_and_tokens_and_tokens_can_expir
         assert!(actions.iter().any(|a| a == action), "{action}: {actions:?}");
     }
 }
+
+/// Whether `text` holds a time as people read it in Shanghai:
+/// `2026-12-06 18:30:05 +08:00` (seconds, no milliseconds, the offset).
+fn has_shanghai_time(text: &str) -> bool {
+    text.match_indices(" +08:00").any(|(index, _)| {
+        let Some(stamp) = index
+            .checked_sub(19)
+            .and_then(|start| text.get(start..index))
+        else {
+            return false;
+        };
+        stamp
+            .bytes()
+            .enumerate()
+            .all(|(position, byte)| match position {
+                4 | 7 => byte == b'-',
+                10 => byte == b' ',
+                13 | 16 => byte == b':',
+                _ => byte.is_ascii_digit(),
+            })
+    })
+}
+
+#[test]
+fn the_page_and_the_cli_show_times_in_the_display_zone_with_the_offset() {
+    let collector = Collector::start_with(
+        Some("display:\n  timezone: Asia/Shanghai\n  language: en\n"),
+        &[],
+    );
+    let data_dir = collector.data_dir.clone();
+    let id = crate::incidents::raise_brute_force_incident(&data_dir);
+    add_user(&data_dir, "officer", "security_officer", "officer-password");
+    let (status, session) =
+        crate::incidents::login(collector.http_addr, "officer", "officer-password");
+    assert_eq!(status, 303);
+    let cookie = format!("Cookie: cw_session={}", session.unwrap());
+    for path in ["/incidents".to_string(), format!("/incidents/{id}")] {
+        let page =
+            countywatch_e2e::http::request(collector.http_addr, "GET", &path, &[&cookie], "")
+                .unwrap();
+        assert_eq!(page.status, 200, "{path}");
+        assert!(has_shanghai_time(&page.body), "{path}: {}", page.body);
+        assert!(
+            !page.body.contains("Z</td>"),
+            "{path}: UTC left: {}",
+            page.body
+        );
+        // `language: en` is the default when the browser states none.
+        assert!(page.body.contains("Incidents"), "{}", page.body);
+    }
+
+    // `audit list` reads the same zone from the same configuration.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("collector.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir: {:?}\ndisplay:\n  timezone: Asia/Shanghai\n",
+            data_dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(binary("countywatch-collector"))
+        .args([
+            "audit", "list", "--since", "1h", "--action", "user.", "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{listed}");
+    assert!(
+        listed.starts_with("   SEQ TIME (Asia/Shanghai)"),
+        "{listed}"
+    );
+    let officer = listed
+        .lines()
+        .find(|line| line.contains("user/officer"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(has_shanghai_time(officer), "{officer}");
+    assert!(officer.contains("user.added"), "{officer}");
+    assert!(
+        !listed.lines().any(|line| line.contains(" login ")),
+        "--action user. keeps only user.* entries: {listed}"
+    );
+}

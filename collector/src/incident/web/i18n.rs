@@ -28,6 +28,7 @@ impl Lang {
         query: &HashMap<String, String>,
         cookie: Option<&String>,
         accept_language: Option<&str>,
+        default: crate::display::Language,
     ) -> Lang {
         let parse = |code: &str| match code {
             code if code.starts_with("zh") => Some(Lang::Zh),
@@ -47,7 +48,10 @@ impl Lang {
             .split(',')
             .filter_map(|item| parse(item.trim().to_ascii_lowercase().as_str()))
             .next()
-            .unwrap_or(Lang::En)
+            .unwrap_or(match default {
+                crate::display::Language::Zh => Lang::Zh,
+                crate::display::Language::En => Lang::En,
+            })
     }
 
     /// The text for `key` in this language; the key itself when missing.
@@ -159,17 +163,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn query_beats_cookie_beats_accept_language() {
+    fn query_beats_cookie_beats_accept_language_beats_the_configured_default() {
+        use crate::display::Language;
         let none = HashMap::new();
         assert_eq!(
-            Lang::choose(&none, None, Some("zh-CN,zh;q=0.9,en;q=0.8")),
+            Lang::choose(&none, None, Some("zh-CN,zh;q=0.9,en;q=0.8"), Language::En),
             Lang::Zh
         );
-        assert_eq!(Lang::choose(&none, None, Some("fr, en-US")), Lang::En);
-        assert_eq!(Lang::choose(&none, None, None), Lang::En);
+        assert_eq!(
+            Lang::choose(&none, None, Some("fr, en-US"), Language::Zh),
+            Lang::En
+        );
+        assert_eq!(Lang::choose(&none, None, None, Language::En), Lang::En);
+        assert_eq!(Lang::choose(&none, None, None, Language::Zh), Lang::Zh);
+        assert_eq!(
+            Lang::choose(&none, None, Some("fr"), Language::Zh),
+            Lang::Zh
+        );
         let cookie = "en".to_string();
-        assert_eq!(Lang::choose(&none, Some(&cookie), Some("zh-CN")), Lang::En);
+        assert_eq!(
+            Lang::choose(&none, Some(&cookie), Some("zh-CN"), Language::Zh),
+            Lang::En
+        );
         let query = HashMap::from([("lang".to_string(), "zh".to_string())]);
-        assert_eq!(Lang::choose(&query, Some(&cookie), None), Lang::Zh);
+        assert_eq!(
+            Lang::choose(&query, Some(&cookie), None, Language::En),
+            Lang::Zh
+        );
     }
 }

@@ -15,6 +15,7 @@ pub mod password;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use countywatch_wire::{Event, EventKind, EventSource};
@@ -46,6 +47,15 @@ pub struct PageContext {
     pub principal: Option<Principal>,
     /// The path and query, for the language switch.
     pub path: String,
+    /// The time zone times are shown in.
+    pub display: Arc<crate::display::Display>,
+}
+
+impl PageContext {
+    /// Unix milliseconds as people read them, in the display zone.
+    pub fn time(&self, ms: i64) -> String {
+        self.display.time(ms)
+    }
 }
 
 /// Serves an authorized page request.
@@ -60,11 +70,13 @@ pub fn serve(
         &query,
         cookies.get(LANGUAGE_COOKIE),
         request::header(request, "accept-language"),
+        incidents.display.language,
     );
     let context = PageContext {
         lang,
         principal: authorized.principal.clone(),
         path: request.uri().path().to_string(),
+        display: Arc::clone(&incidents.display),
     };
     let mut response = match authorized.route.endpoint {
         Endpoint::Style => request::respond(StatusCode::OK, "text/css; charset=utf-8", STYLE),
