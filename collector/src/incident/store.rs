@@ -109,6 +109,8 @@ const MIGRATIONS: &[&str] = &[
         created_ms INTEGER NOT NULL,
         expires_ms INTEGER
     );",
+    // The first admin's generated password must be replaced at first login.
+    "ALTER TABLE users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Where an incident is in its lifecycle.

@@ -9,6 +9,7 @@ mod authorization;
 mod bad_input;
 mod cli;
 mod dashboards;
+mod day_one;
 mod detection;
 mod events;
 mod faults;
