@@ -40,6 +40,8 @@ pub struct Config {
     pub incidents: crate::incident::config::IncidentsConfig,
     /// Detection rules over agents' security events (docs/detection.md).
     pub detection: crate::detection::DetectionConfig,
+    /// Where audit checkpoints are sent off the host (docs/security.md).
+    pub audit: crate::incident::audit_anchor::AuditConfig,
 }
 
 /// The enrolment listener.
@@ -163,6 +165,7 @@ impl Default for Config {
             outputs: Default::default(),
             incidents: Default::default(),
             detection: Default::default(),
+            audit: Default::default(),
         }
     }
 }

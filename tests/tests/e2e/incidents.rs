@@ -165,7 +165,8 @@ pub fn audit_trail(addr: SocketAddr, token: &str, target: &str) -> Vec<(String, 
     entries
 }
 
-fn collector_cli(data_dir: &Path, args: &[&str]) -> std::process::Output {
+/// Runs a `countywatch-collector` command on `data_dir`.
+pub fn collector_cli(data_dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(binary("countywatch-collector"))
         .args(args)
         .arg("--data-dir")
