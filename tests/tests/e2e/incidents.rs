@@ -177,7 +177,7 @@ pub fn collector_cli(data_dir: &Path, args: &[&str]) -> std::process::Output {
 
 /// Posts the login form the way a browser does (double-submit cookie);
 /// returns the status and the session cookie when one was set.
-fn login(addr: SocketAddr, user: &str, password: &str) -> (u16, Option<String>) {
+pub fn login(addr: SocketAddr, user: &str, password: &str) -> (u16, Option<String>) {
     let page = request(addr, "GET", "/login", &[], "").unwrap();
     assert_eq!(page.status, 200);
     let token = page

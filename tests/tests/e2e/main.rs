@@ -16,6 +16,7 @@ mod faults;
 mod incident_web;
 mod incidents;
 mod link_cut;
+mod login_guessing;
 mod node_exporter;
 mod notify;
 mod openssh;
