@@ -42,6 +42,8 @@ pub struct Config {
     pub detection: crate::detection::DetectionConfig,
     /// The time zone and language people read (`display.rs`).
     pub display: crate::display::DisplayConfig,
+    /// Where audit checkpoints are sent off the host (docs/security.md).
+    pub audit: crate::incident::audit_anchor::AuditConfig,
 }
 
 /// The enrolment listener.
@@ -166,6 +168,7 @@ impl Default for Config {
             incidents: Default::default(),
             detection: Default::default(),
             display: Default::default(),
+            audit: Default::default(),
         }
     }
 }

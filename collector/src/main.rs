@@ -121,11 +121,24 @@ enum AuditCommand {
         #[arg(long)]
         action: Option<String>,
     },
-    /// Walk the hash chain and the signed checkpoints; exit 1 at the first
-    /// broken link, naming the entry.
+    /// Walk the hash chain and the signed checkpoint chain; print what was
+    /// proved and what cannot be without anchors; exit 1 at the first
+    /// broken entry.
     Verify {
         #[command(flatten)]
         location: StateLocation,
+        /// A file of `countywatch-audit-checkpoint` lines received by syslog
+        /// or the SIEM; the database must hold every one of them unchanged.
+        #[arg(long)]
+        anchors: Option<PathBuf>,
+    },
+    /// Print the signed checkpoints as the anchor lines sent off the host.
+    Checkpoints {
+        #[command(flatten)]
+        location: StateLocation,
+        /// Start at this checkpoint number.
+        #[arg(long, default_value_t = 1)]
+        since: i64,
     },
 }
 
@@ -455,8 +468,17 @@ fn main() -> ExitCode {
         }),
         Command::Silence { command } => silence(command),
         Command::Audit {
-            command: AuditCommand::Verify { location },
-        } => with_state(location, audit_verify),
+            command: AuditCommand::Verify { location, anchors },
+        } => with_state(location, |config| audit_verify(config, anchors.as_deref())),
+        Command::Audit {
+            command: AuditCommand::Checkpoints { location, since },
+        } => with_state(location, |config| {
+            let audit = audit::Audit::open(&config.data_dir, config.incidents.checkpoint_every)?;
+            for checkpoint in audit.checkpoints_since(since)? {
+                println!("{}", checkpoint.anchor_line());
+            }
+            Ok(())
+        }),
         Command::Audit {
             command:
                 AuditCommand::List {
@@ -657,22 +679,22 @@ fn token_create(config: &Config, ttl: &str, name: Option<&str>) -> anyhow::Resul
     Ok(())
 }
 
-fn audit_verify(config: &Config) -> anyhow::Result<()> {
-    let verification = audit::verify(&config.data_dir)?;
-    if let Some(key) = &verification.public_key {
-        println!("checkpoint public key (Ed25519): {key}");
-    }
+fn audit_verify(config: &Config, anchors: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let options = audit::VerifyOptions {
+        checkpoint_every: config.incidents.checkpoint_every,
+        anchors: anchors.map(audit::read_anchors).transpose()?,
+    };
+    let verification = audit::verify_with(&config.data_dir, &options)?;
     match verification.first_break {
         None => {
-            println!(
-                "audit trail intact: {} entries, {} signed checkpoints",
-                verification.entries, verification.checkpoints
-            );
+            println!("{}", verification.report());
             Ok(())
         }
-        Some((seq, problem)) => {
+        Some(broken) => {
             anyhow::bail!(
-                "audit trail broken at entry {seq}: {problem} ({} entries checked)",
+                "audit trail broken at {}: {} ({} entries checked)",
+                broken.at,
+                broken.problem,
                 verification.entries
             )
         }

@@ -5,6 +5,7 @@
 
 mod abuse;
 mod alerting;
+mod audit_tamper;
 mod authorization;
 mod bad_input;
 mod cli;
@@ -17,6 +18,7 @@ mod incident_web;
 mod incidents;
 mod link_cut;
 mod local_time;
+mod login_guessing;
 mod node_exporter;
 mod notify;
 mod openssh;
