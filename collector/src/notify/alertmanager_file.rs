@@ -346,6 +346,20 @@ pub fn load(path: &Path) -> Result<Converted, Problems> {
         problems.general("root route must specify a default receiver");
     }
     let converted = file.convert(&mut problems, text);
+    if !problems.is_empty()
+        && let Some(converted) = &converted
+    {
+        // Report the routing problems too, so that one check-config run
+        // lists everything wrong with the file.
+        let notify = crate::notify::config::NotifyConfig {
+            route: converted.route.clone(),
+            receivers: converted.receivers.clone(),
+            inhibit_rules: converted.inhibit_rules.clone(),
+            time_intervals: converted.time_intervals.clone(),
+            ..Default::default()
+        };
+        notify.validate_alerting(&mut problems);
+    }
     problems.into_result()?;
     converted.ok_or_else(|| {
         let mut problems = Problems::new(path);

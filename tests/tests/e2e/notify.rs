@@ -1382,3 +1382,59 @@ fn amtool_reads_routes_from_the_collectors_status_endpoint_as_an_admin() {
     );
     assert_ne!(refused.0, Some(0));
 }
+
+#[test]
+fn check_config_reports_an_alertmanager_yml_s_problems_at_its_own_lines() {
+    // Issue 25: what countywatch lacks is an error at the file's line and
+    // column, never ignored; a file using only what it has loads as is.
+    let dir = tempfile::tempdir().unwrap();
+    let alertmanager = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &alertmanager,
+        "route:\n  receiver: team\n  routes:\n  - matchers: [severity=critical]\n    receiver: pager\nreceivers:\n- name: team\n  slack_configs:\n  - channel: '#ops'\n",
+    )
+    .unwrap();
+    let collector_config = dir.path().join("c.yaml");
+    std::fs::write(
+        &collector_config,
+        format!(
+            "notify:\n  alertmanager_config: {}\n",
+            alertmanager.display()
+        ),
+    )
+    .unwrap();
+    let check = |path: &std::path::Path| {
+        let output = Command::new(binary("countywatch-collector"))
+            .arg("check-config")
+            .arg(path)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = check(&collector_config);
+    assert_eq!(code, Some(3), "{stderr}");
+    let at = |line: &str| format!("{}:{line}", alertmanager.display());
+    assert!(
+        stderr.contains(&at(
+            "9:5: receiver \"team\": slack_configs: countywatch has no Slack integration"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&at("5:15: no receiver named \"pager\"")),
+        "{stderr}"
+    );
+    std::fs::write(
+        &collector_config,
+        format!(
+            "notify:\n  alertmanager_config: {}\n",
+            alertmanager_testdata().join("simple.yml").display()
+        ),
+    )
+    .unwrap();
+    let (code, stderr) = check(&collector_config);
+    assert_eq!(code, Some(0), "{stderr}");
+}
