@@ -400,7 +400,9 @@ impl Dispatcher {
                         .map(|(_, snapshot)| snapshot.clone())
                         .collect();
                     if send_resolved {
-                        alerts.extend(resolved_told.iter().map(|(_, snapshot)| snapshot.clone()));
+                        // As Alertmanager: every resolved alert still in
+                        // the group is listed, told before or not.
+                        alerts.extend(resolved.iter().map(|(_, snapshot)| snapshot.clone()));
                     }
                     alerts.sort_by(|left, right| alertmanager_order(&left.labels, &right.labels));
                     flushed.outgoing.push(Outgoing {
@@ -704,6 +706,19 @@ mod tests {
                 })
                 .collect()
         }
+    }
+
+    #[test]
+    fn a_resolved_notification_lists_every_resolved_alert_of_the_group() {
+        let mut h = Harness::new("receiver: hook\ngroup_wait: 0s\ngroup_interval: 1m\n");
+        h.fire(&[("alertname", "Down"), ("instance", "a")], 0);
+        assert_eq!(h.flush(0), ["hook/0: a:f"]);
+        // b fires and resolves between two flushes; a resolves too. As in
+        // Alertmanager, both are listed, though b was never notified.
+        h.fire(&[("alertname", "Down"), ("instance", "b")], 10 * S);
+        h.resolve(&[("alertname", "Down"), ("instance", "b")], 20 * S);
+        h.resolve(&[("alertname", "Down"), ("instance", "a")], 30 * S);
+        assert_eq!(h.flush(60 * S), ["hook/0: a:r b:r"]);
     }
 
     #[test]

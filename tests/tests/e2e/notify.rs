@@ -1316,6 +1316,46 @@ fn an_alertmanager_yml_groups_orders_and_keys_as_alertmanager_does() {
         assert_eq!(summary(cw), summary(am), "{group}");
         assert_eq!(keys(cw), keys(am), "{group}");
     }
+    // All resolved: each group's resolved notification lists the same
+    // alerts, in the same order, with the same truncation.
+    let resolved_alerts: Vec<Value> = alerts
+        .iter()
+        .map(|alert| {
+            let mut alert = alert.clone();
+            alert["endsAt"] = json!("2000-01-01T00:00:00Z");
+            alert
+        })
+        .collect();
+    post_alerts(collector.http_addr, &json!(resolved_alerts));
+    let (status, body) = request(
+        alertmanager.addr,
+        "POST",
+        "/api/v2/alerts",
+        &json!(resolved_alerts).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut resolved: std::collections::BTreeMap<(String, String), Value> = Default::default();
+    assert!(wait_until(Duration::from_secs(30), || {
+        for recorded in hook.requests() {
+            let payload = recorded.json();
+            if payload["status"] == "resolved" {
+                let key = payload["groupKey"].as_str().unwrap_or_default().to_string();
+                resolved.insert((recorded.path.clone(), key), payload);
+            }
+        }
+        resolved.len() == 4
+    }));
+    for ((path, group), payload) in &resolved {
+        if path != "/am" {
+            continue;
+        }
+        let ours = &resolved[&("/cw".to_string(), group.clone())];
+        assert_eq!(
+            ours["truncatedAlerts"], payload["truncatedAlerts"],
+            "{group}"
+        );
+        assert_eq!(summary(ours), summary(payload), "resolved {group}");
+    }
 }
 
 #[test]
