@@ -36,8 +36,18 @@ pub enum Endpoint {
     Logout,
     /// `GET /assets/style.css`.
     Style,
-    /// `GET /` and `GET /incidents`: the queue.
+    /// `GET /incidents`: the queue.
     QueuePage,
+    /// `GET /`: the overview.
+    OverviewPage,
+    /// `GET /events`: the raw events search.
+    EventsPage,
+    /// `GET /events/export.csv` and `.json`.
+    EventsExport,
+    /// `GET /audit`: the audit trail.
+    AuditPage,
+    /// `GET /audit/export.csv` and `.json`.
+    AuditExport,
     /// `GET /incidents/{id}`.
     DetailPage,
     /// `POST /incidents/{id}/transition` (form).
@@ -122,7 +132,7 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/login", Public, Page, Endpoint::Login),
     route("POST", "/logout", AtLeast(Viewer), Page, Endpoint::Logout),
     route("GET", "/assets/style.css", Public, Page, Endpoint::Style),
-    route("GET", "/", AtLeast(Viewer), Page, Endpoint::QueuePage),
+    route("GET", "/", AtLeast(Viewer), Page, Endpoint::OverviewPage),
     route(
         "GET",
         "/incidents",
@@ -178,6 +188,48 @@ pub const ROUTES: &[Route] = &[
         AtLeast(Viewer),
         Page,
         Endpoint::AlertsPage,
+    ),
+    route(
+        "GET",
+        "/events",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::EventsPage,
+    ),
+    route(
+        "GET",
+        "/events/export.csv",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::EventsExport,
+    ),
+    route(
+        "GET",
+        "/events/export.json",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::EventsExport,
+    ),
+    route(
+        "GET",
+        "/audit",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::AuditPage,
+    ),
+    route(
+        "GET",
+        "/audit/export.csv",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::AuditExport,
+    ),
+    route(
+        "GET",
+        "/audit/export.json",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::AuditExport,
     ),
     route(
         "GET",

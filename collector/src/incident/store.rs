@@ -225,11 +225,21 @@ pub struct TimelineEntry {
     pub detail: String,
 }
 
+/// What [`IncidentStore::top_evidence`] counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvidenceField {
+    /// The event's `src_ip`.
+    SourceAddress,
+    /// The host the event came from.
+    Host,
+}
+
 /// Filters of the incident list (all optional, combined with AND).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct IncidentFilter {
-    /// Only this status.
+    /// Only this status; `queue` for open and acknowledged, `all` (or
+    /// none) for every status.
     pub status: Option<String>,
     /// Only this severity.
     pub severity: Option<String>,
@@ -294,6 +304,11 @@ pub struct IncidentStore {
     /// the collector has connected it; tools and tests run without.
     pub(crate) event_log: std::sync::OnceLock<std::sync::Arc<crate::registry::Registry>>,
 }
+
+/// The `status` filter value for the queue: open and acknowledged.
+pub const QUEUE_STATUS: &str = "queue";
+/// The `status` filter value for every status.
+pub const ALL_STATUSES: &str = "all";
 
 /// The database file name inside the data directory.
 pub const FILE_NAME: &str = "incidents.db";
@@ -459,6 +474,103 @@ impl IncidentStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Other incidents last seen since `since_ms` with the same source
+    /// address (in the group key) or one of the same hosts, newest first.
+    pub fn related(
+        &self,
+        incident: &Incident,
+        since_ms: i64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Incident>> {
+        let mut conditions = Vec::new();
+        let mut values = vec![Value::Integer(incident.id), Value::Integer(since_ms)];
+        if let Some(address) = incident
+            .labels
+            .get("src_ip")
+            .filter(|value| !value.is_empty())
+        {
+            conditions.push("instr(group_key, ?) > 0");
+            values.push(Value::Text(format!("src_ip={address}")));
+        }
+        for host in incident.hosts.iter().take(10) {
+            conditions.push("instr(hosts, ?) > 0");
+            values.push(Value::Text(serde_json::to_string(host)?));
+        }
+        if conditions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents
+             WHERE id != ? AND last_seen_ms >= ? AND ({})
+             ORDER BY last_seen_ms DESC LIMIT {limit}",
+            conditions.join(" OR ")
+        ))?;
+        let rows = statement.query_map(rusqlite::params_from_iter(values.iter()), incident_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// New incidents per day (UTC days since the epoch) since `since_ms`.
+    pub fn incidents_per_day(&self, since_ms: i64) -> anyhow::Result<BTreeMap<i64, i64>> {
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(
+            "SELECT first_seen_ms / 86400000, COUNT(*) FROM incidents
+             WHERE first_seen_ms >= ?1 GROUP BY 1",
+        )?;
+        let rows = statement.query_map(params![since_ms], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The most frequent values of an evidence event's field (`src_ip`) or
+    /// of its host (`host`) among evidence since `since_ms`: what attacks
+    /// and what is attacked.
+    pub fn top_evidence(
+        &self,
+        field: EvidenceField,
+        since_ms: i64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<(String, i64)>> {
+        let column = match field {
+            EvidenceField::SourceAddress => "json_extract(event, '$.fields.src_ip')",
+            EvidenceField::Host => "host",
+        };
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT {column} AS value, COUNT(*) AS n FROM evidence
+             WHERE timestamp_ms >= ?1 AND value IS NOT NULL AND value != ''
+             GROUP BY value ORDER BY n DESC, value LIMIT ?2"
+        ))?;
+        let rows = statement.query_map(params![since_ms, limit], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The incidents each of these `events` rows is evidence of.
+    pub fn incidents_of_events(
+        &self,
+        event_ids: &[i64],
+    ) -> anyhow::Result<BTreeMap<i64, Vec<i64>>> {
+        let mut found: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        if event_ids.is_empty() {
+            return Ok(found);
+        }
+        let placeholders = vec!["?"; event_ids.len()].join(", ");
+        let connection = self.read();
+        let mut statement = connection.prepare(&format!(
+            "SELECT DISTINCT event_id, incident_id FROM evidence
+             WHERE event_id IN ({placeholders}) ORDER BY incident_id"
+        ))?;
+        let rows = statement.query_map(rusqlite::params_from_iter(event_ids.iter()), |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (event, incident) = row?;
+            found.entry(event).or_default().push(incident);
+        }
+        Ok(found)
+    }
+
     /// Copies the database to `destination` with SQLite's online backup API:
     /// a consistent snapshot while the collector keeps writing.
     pub fn backup(&self, destination: &Path) -> anyhow::Result<()> {
@@ -559,9 +671,13 @@ fn where_clause(filter: &IncidentFilter) -> (String, Vec<Value>) {
     let mut conditions = Vec::new();
     let mut values = Vec::new();
     let non_empty = |value: &Option<String>| value.clone().filter(|value| !value.is_empty());
-    if let Some(status) = non_empty(&filter.status) {
-        conditions.push("status = ?");
-        values.push(Value::Text(status));
+    match non_empty(&filter.status).as_deref() {
+        None | Some(ALL_STATUSES) => {}
+        Some(QUEUE_STATUS) => conditions.push("status IN ('open', 'acknowledged')"),
+        Some(status) => {
+            conditions.push("status = ?");
+            values.push(Value::Text(status.to_string()));
+        }
     }
     if let Some(severity) = non_empty(&filter.severity) {
         conditions.push("severity = ?");

@@ -3,14 +3,27 @@
 //! attacker-controlled text). No JavaScript: forms post and redirect.
 //!
 //! - [`i18n`]: Chinese and English strings and the language choice.
-//! - [`pages`]: the HTML of each page.
+//! - [`pages`]: the layout, the incident list and page, agents, alerts.
+//! - [`overview`]: `/`, how the county is doing, with inline SVG charts.
+//! - [`events_page`]: `/events`, the raw events search and its export.
+//! - [`audit_page`]: `/audit`, the audit trail with filters and export.
+//! - [`list_parts`]: what those two lists share (ranges, links, downloads).
+//! - [`rule_texts`]: detection rules' titles, descriptions and guidance
+//!   in the page's language.
+//! - [`attack`]: MITRE ATT&CK technique names.
 //!
 //! This file handles the requests: login (rate-limited; failures become
 //! `web_login_failed` security events), logout, the forms (each checked
 //! against the session's CSRF token), and which page to render.
 
+pub mod attack;
+pub mod audit_page;
+pub mod events_page;
 pub mod i18n;
+pub mod list_parts;
+pub mod overview;
 pub mod pages;
+pub mod rule_texts;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -34,6 +47,8 @@ use self::i18n::Lang;
 
 /// The stylesheet.
 const STYLE: &str = include_str!("style.css");
+/// How far back related incidents are looked for.
+const RELATED_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
 /// Longest user name kept in a security event.
 const MAX_LOGGED_USER: usize = 128;
 
@@ -43,8 +58,35 @@ pub struct PageContext {
     pub lang: Lang,
     /// Who is logged in.
     pub principal: Option<Principal>,
-    /// The path and query, for the language switch.
+    /// The path, for the language switch and the navigation.
     pub path: String,
+    /// The query, for the language switch.
+    pub query: HashMap<String, String>,
+}
+
+impl PageContext {
+    /// Whether the user's role is at least `role`.
+    pub fn is_at_least(&self, role: auth::Role) -> bool {
+        self.principal
+            .as_ref()
+            .is_some_and(|principal| principal.role >= role)
+    }
+
+    /// This page in language `code`, with its query.
+    pub fn language_link(&self, code: &str) -> String {
+        let mut serializer = form_urlencoded::Serializer::new(String::new());
+        let mut pairs: Vec<(&String, &String)> = self
+            .query
+            .iter()
+            .filter(|(name, _)| name.as_str() != "lang")
+            .collect();
+        pairs.sort();
+        for (name, value) in pairs {
+            serializer.append_pair(name, value);
+        }
+        serializer.append_pair("lang", code);
+        format!("{}?{}", self.path, serializer.finish())
+    }
 }
 
 /// Serves an authorized page request.
@@ -59,11 +101,13 @@ pub fn serve(
         &query,
         cookies.get(LANGUAGE_COOKIE),
         request::header(request, "accept-language"),
+        &incidents.language,
     );
     let context = PageContext {
         lang,
         principal: authorized.principal.clone(),
         path: request.uri().path().to_string(),
+        query: query.clone(),
     };
     let mut response = match authorized.route.endpoint {
         Endpoint::Style => request::respond(StatusCode::OK, "text/css; charset=utf-8", STYLE),
@@ -111,8 +155,15 @@ pub fn serve(
             api::export_list(incidents, &query, user)
                 .unwrap_or_else(|error| failure(&context, &error))
         }
+        Endpoint::OverviewPage => overview::serve(incidents, &context),
+        Endpoint::EventsPage | Endpoint::EventsExport => {
+            events_page::serve(incidents, &context, authorized.route.endpoint)
+        }
+        Endpoint::AuditPage | Endpoint::AuditExport => {
+            audit_page::serve(incidents, &context, authorized.route.endpoint)
+        }
         Endpoint::QueuePage => {
-            let filter = IncidentFilter::from_query(&query);
+            let filter = queue_filter(&query);
             incidents
                 .store
                 .list(&filter)
@@ -133,7 +184,7 @@ pub fn serve(
             .unwrap_or_else(|error| failure(&context, &error))
         }
         Endpoint::AgentsPage => api::agent_rows(incidents)
-            .map(|agents| html(pages::agents(&context, &agents)))
+            .map(|agents| html(pages::agents(&context, &agents, now_ms())))
             .unwrap_or_else(|error| failure(&context, &error)),
         Endpoint::AlertsPage => {
             let now = now_ms();
@@ -144,7 +195,9 @@ pub fn serve(
                 .iter()
                 .map(|silence| crate::notify::api::silence_json(silence, now))
                 .collect();
-            html(pages::alerts(&context, &api::alerts(incidents), &silences))
+            let mut firing = incidents.notifier.active_alerts();
+            firing.sort_by_key(|alert| std::cmp::Reverse(alert.starts_at_ms));
+            html(pages::alerts(&context, &firing, &silences))
         }
         _ => request::respond(
             StatusCode::NOT_FOUND,
@@ -167,7 +220,19 @@ pub fn serve(
     response
 }
 
-fn html(markup: Markup) -> Response<Full<Bytes>> {
+/// The queue's filter: without a `status`, the queue (open and
+/// acknowledged); `status=all` for every status.
+fn queue_filter(query: &HashMap<String, String>) -> IncidentFilter {
+    let mut filter = IncidentFilter::from_query(query);
+    if filter.status.is_none() {
+        filter.status = Some(crate::incident::store::QUEUE_STATUS.to_string());
+    }
+    filter.limit = Some(pages::PAGE_SIZE);
+    filter
+}
+
+/// A page's response.
+pub fn html(markup: Markup) -> Response<Full<Bytes>> {
     request::respond(
         StatusCode::OK,
         "text/html; charset=utf-8",
@@ -175,7 +240,8 @@ fn html(markup: Markup) -> Response<Full<Bytes>> {
     )
 }
 
-fn failure(context: &PageContext, error: &anyhow::Error) -> Response<Full<Bytes>> {
+/// The error page (the details go to the log, not to the browser).
+pub fn failure(context: &PageContext, error: &anyhow::Error) -> Response<Full<Bytes>> {
     tracing::error!("page failed: {error:#}");
     let mut response = html(pages::message(context, context.lang.text("error")));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
@@ -276,7 +342,7 @@ fn login(
         tracing::error!("cannot audit a login: {error:#}");
     }
     tracing::info!(user, %address, "login");
-    let mut response = request::redirect("/incidents");
+    let mut response = request::redirect("/");
     request::set_cookie(
         &mut response,
         SESSION_COOKIE,
@@ -407,13 +473,29 @@ fn detail(
     error: Option<&str>,
 ) -> anyhow::Result<Response<Full<Bytes>>> {
     let Some(incident) = incidents.store.incident(id)? else {
-        let mut response = html(pages::message(context, "404"));
+        let mut response = html(pages::message(context, context.lang.text("not_found")));
         *response.status_mut() = StatusCode::NOT_FOUND;
         return Ok(response);
     };
     let evidence = incidents.store.evidence(id, api::MAX_EVIDENCE)?;
     let timeline = incidents.store.timeline(id)?;
+    let related =
+        incidents
+            .store
+            .related(&incident, now_ms().saturating_sub(RELATED_WINDOW_MS), 20)?;
+    let assignable = auth::assignable_users(&incidents.store)?;
+    let lang = context.lang;
     Ok(html(pages::detail(
-        context, &incident, &evidence, &timeline, error,
+        context,
+        &incident,
+        &pages::DetailData {
+            evidence: &evidence,
+            timeline: &timeline,
+            related: &related,
+            assignable: &assignable,
+            description: incidents.rule_texts.description(lang, &incident.rule_id),
+            guidance: incidents.rule_texts.guidance(lang, &incident.rule_id),
+            error,
+        },
     )))
 }
