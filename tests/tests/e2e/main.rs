@@ -6,6 +6,7 @@
 mod abuse;
 mod alerting;
 mod authorization;
+mod console_web;
 mod bad_input;
 mod cli;
 mod dashboards;
