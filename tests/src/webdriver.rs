@@ -184,10 +184,7 @@ impl Browser {
             &json!({ "width": width, "height": height }),
         );
         // The window's frame takes some of it: grow by the difference.
-        let inner = self.execute(
-            "return [window.innerWidth, window.innerHeight]",
-            &[],
-        );
+        let inner = self.execute("return [window.innerWidth, window.innerHeight]", &[]);
         let extra_width = width - inner[0].as_i64().unwrap_or(width);
         let extra_height = height - inner[1].as_i64().unwrap_or(height);
         if extra_width != 0 || extra_height != 0 {

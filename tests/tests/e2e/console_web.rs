@@ -73,15 +73,23 @@ fn store_attack_events(data_dir: &Path) -> usize {
         .arg(&log)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let events: Vec<Event> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
     let registry = Registry::open(data_dir).unwrap();
     let now = countywatch_collector::enroll::now_ms();
-    registry.enrol("county-web-01", "test-certificate", now).unwrap();
-    registry.accept_batch("county-web-01", 1, &events, now).unwrap();
+    registry
+        .enrol("county-web-01", "test-certificate", now)
+        .unwrap();
+    registry
+        .accept_batch("county-web-01", 1, &events, now)
+        .unwrap();
     events.len()
 }
 
@@ -146,17 +154,26 @@ fn has_chinese(text: &str) -> bool {
 fn has_local_time(text: &str) -> bool {
     text.as_bytes().windows(26).any(|window| {
         let shape = "dddd-dd-dd dd:dd:dd +dd:dd";
-        window.iter().zip(shape.bytes()).all(|(byte, expected)| match expected {
-            b'd' => byte.is_ascii_digit(),
-            b'+' => *byte == b'+' || *byte == b'-',
-            other => *byte == other,
-        })
+        window
+            .iter()
+            .zip(shape.bytes())
+            .all(|(byte, expected)| match expected {
+                b'd' => byte.is_ascii_digit(),
+                b'+' => *byte == b'+' || *byte == b'-',
+                other => *byte == other,
+            })
     })
 }
 
 /// The pages a role may load, least privileged first.
 fn pages_for(role: &str) -> Vec<&'static str> {
-    let mut pages = vec!["/", "/incidents", "/incidents?status=all", "/alerts", "/agents"];
+    let mut pages = vec![
+        "/",
+        "/incidents",
+        "/incidents?status=all",
+        "/alerts",
+        "/agents",
+    ];
     if matches!(role, "security_officer" | "admin") {
         pages.extend(["/events", "/audit"]);
     }
@@ -186,7 +203,12 @@ fn every_role_reads_every_page_in_chinese_and_english_in_chromium() {
     let data_dir = collector.data_dir.clone();
     assert!(store_attack_events(&data_dir) >= 25);
     for role in ["viewer", "operator", "security_officer", "admin"] {
-        add_user(&data_dir, &format!("console-{role}"), role, "console-password");
+        add_user(
+            &data_dir,
+            &format!("console-{role}"),
+            role,
+            "console-password",
+        );
     }
     let base = format!("http://{}", collector.http_addr);
 
@@ -206,9 +228,13 @@ fn every_role_reads_every_page_in_chinese_and_english_in_chromium() {
                         .and_then(Iterator::collect)
                 })
                 .unwrap_or_default();
-            ["ssh_brute_force", "ssh_success_after_failures", "ssh_invalid_user_burst"]
-                .iter()
-                .all(|rule| rules.iter().any(|found| found == rule))
+            [
+                "ssh_brute_force",
+                "ssh_success_after_failures",
+                "ssh_invalid_user_burst",
+            ]
+            .iter()
+            .all(|rule| rules.iter().any(|found| found == rule))
         }),
         "incidents raised: {rules:?}"
     );
@@ -222,34 +248,63 @@ fn every_role_reads_every_page_in_chinese_and_english_in_chromium() {
 
     for role in ["viewer", "operator", "security_officer", "admin"] {
         browser.go(&format!("{base}/login?lang=zh"));
-        browser.find("#username").type_text(&format!("console-{role}"));
+        browser
+            .find("#username")
+            .type_text(&format!("console-{role}"));
         browser.find("#password").type_text("console-password");
         browser.find("#login").click_and_wait();
-        assert_eq!(browser.url(), format!("{base}/"), "{role} lands on the overview");
+        assert_eq!(
+            browser.url(),
+            format!("{base}/"),
+            "{role} lands on the overview"
+        );
         for lang in ["zh", "en"] {
             for page in pages_for(role) {
                 let separator = if page.contains('?') { '&' } else { '?' };
                 browser.go(&format!("{base}{page}{separator}lang={lang}"));
                 let html = browser.source();
-                assert!(html.contains(&format!("lang=\"{}\"", if lang == "zh" { "zh-CN" } else { "en" })));
-                assert!(browser.find_all("p.error").is_empty(), "{role} {page} {lang}: {html}");
-                let name = page.trim_start_matches('/').replace(['/', '?', '=', '&'], "_");
-                let name = if name.is_empty() { "overview".to_string() } else { name };
+                assert!(html.contains(&format!(
+                    "lang=\"{}\"",
+                    if lang == "zh" { "zh-CN" } else { "en" }
+                )));
+                assert!(
+                    browser.find_all("p.error").is_empty(),
+                    "{role} {page} {lang}: {html}"
+                );
+                let name = page
+                    .trim_start_matches('/')
+                    .replace(['/', '?', '=', '&'], "_");
+                let name = if name.is_empty() {
+                    "overview".to_string()
+                } else {
+                    name
+                };
                 let path = dir.join(format!("{role}-{lang}-{name}.png"));
                 std::fs::write(&path, browser.screenshot()).unwrap();
             }
             // The queue: Chinese titles for the shipped rules, local times,
             // readable chips.
             browser.go(&format!("{base}/incidents?lang={lang}"));
-            let titles: Vec<String> =
-                browser.find_all("td.incident-title").iter().map(|cell| cell.text()).collect();
+            let titles: Vec<String> = browser
+                .find_all("td.incident-title")
+                .iter()
+                .map(|cell| cell.text())
+                .collect();
             assert!(titles.len() >= 3, "{titles:?}");
             if lang == "zh" {
                 for title in &titles {
-                    assert!(has_chinese(title), "an English title on the Chinese list: {title}");
+                    assert!(
+                        has_chinese(title),
+                        "an English title on the Chinese list: {title}"
+                    );
                 }
             } else {
-                assert!(titles.iter().any(|title| title.contains("SSH brute force from")), "{titles:?}");
+                assert!(
+                    titles
+                        .iter()
+                        .any(|title| title.contains("SSH brute force from")),
+                    "{titles:?}"
+                );
             }
             let table = browser.find("#incidents").text();
             assert!(has_local_time(&table), "{table}");
@@ -257,10 +312,15 @@ fn every_role_reads_every_page_in_chinese_and_english_in_chromium() {
             assert_eq!(counted.len(), 5, "{counted:?}");
             for (text, color, background) in &counted {
                 let ratio = contrast(color, background);
-                assert!(ratio >= 4.5, "{text}: {color} on {background} is {ratio:.2}:1");
+                assert!(
+                    ratio >= 4.5,
+                    "{text}: {color} on {background} is {ratio:.2}:1"
+                );
             }
             assert!(
-                counted.iter().any(|(text, _, _)| text.ends_with(": 2") || text.ends_with(": 1")),
+                counted
+                    .iter()
+                    .any(|(text, _, _)| text.ends_with(": 2") || text.ends_with(": 1")),
                 "{counted:?}"
             );
         }
@@ -269,23 +329,41 @@ fn every_role_reads_every_page_in_chinese_and_english_in_chromium() {
         browser.find_all("a.incident-link")[0].click_and_wait();
         let guidance = browser.find("#guidance").text();
         assert!(guidance.contains("封禁"), "{guidance}");
-        assert!(browser.find("#techniques").text().contains("T1110.001 暴力破解：密码猜测"));
+        assert!(
+            browser
+                .find("#techniques")
+                .text()
+                .contains("T1110.001 暴力破解：密码猜测")
+        );
         assert!(browser.find("#timeline").text().contains("检测引擎"));
-        assert!(!browser.find_all("#evidence mark").is_empty(), "matched fields highlighted");
+        assert!(
+            !browser.find_all("#evidence mark").is_empty(),
+            "matched fields highlighted"
+        );
         let officer = matches!(role, "security_officer" | "admin");
-        assert_eq!(!browser.find_all("#ack-assignee").is_empty(), officer, "{role}");
+        assert_eq!(
+            !browser.find_all("#ack-assignee").is_empty(),
+            officer,
+            "{role}"
+        );
         let name = format!("{role}-zh-incident.png");
         std::fs::write(dir.join(&name), browser.screenshot()).unwrap();
         browser.go(&format!("{base}/incidents?lang=en&rule=ssh_brute_force"));
         browser.find_all("a.incident-link")[0].click_and_wait();
-        std::fs::write(dir.join(format!("{role}-en-incident.png")), browser.screenshot()).unwrap();
+        std::fs::write(
+            dir.join(format!("{role}-en-incident.png")),
+            browser.screenshot(),
+        )
+        .unwrap();
         browser.find("#logout").click_and_wait();
     }
 
     // An officer searches the events by source address, and each links to
     // the incident it is evidence of.
     browser.go(&format!("{base}/login?lang=en"));
-    browser.find("#username").type_text("console-security_officer");
+    browser
+        .find("#username")
+        .type_text("console-security_officer");
     browser.find("#password").type_text("console-password");
     browser.find("#login").click_and_wait();
     browser.go(&format!("{base}/events?src_ip={SCANNER}"));
@@ -293,5 +371,10 @@ fn every_role_reads_every_page_in_chinese_and_english_in_chromium() {
     assert_eq!(rows.len(), 12);
     assert!(!browser.find_all("a.evidence-of").is_empty());
     browser.go(&format!("{base}/audit?action=login"));
-    assert!(browser.find("#audit").text().contains("console-security_officer"));
+    assert!(
+        browser
+            .find("#audit")
+            .text()
+            .contains("console-security_officer")
+    );
 }

@@ -99,7 +99,7 @@ fn page(
         lang.text("audit"),
         html! {
             h1 { (lang.text("audit")) }
-            p #verification { strong { (lang.text("audit_verification")) ": " } (verification(incidents, lang)) }
+            p #verification { strong { (lang.text("audit_verification")) ": " } (verification(incidents, context)) }
             form.filters method="get" action="/audit" {
                 label { (lang.text("actor")) " " input #filter-actor type="text" name="actor" value=(value("actor")); }
                 label { (lang.text("action")) " " input #filter-action type="text" name="action" value=(value("action")); }
@@ -121,7 +121,7 @@ fn page(
                         @for entry in &shown {
                             tr.audit-row {
                                 td.num { (entry.seq) }
-                                (time_cell(entry.at_ms))
+                                (time_cell(context, entry.at_ms))
                                 td { (entry.actor) }
                                 td { code { (entry.action) } }
                                 td { (entry.target) }

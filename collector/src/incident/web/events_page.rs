@@ -100,7 +100,7 @@ fn page(
                 tbody {
                     @for row in &rows {
                         tr.event-row {
-                            (time_cell(row.event["timestamp_ms"].as_i64().unwrap_or(row.received_ms)))
+                            (time_cell(context, row.event["timestamp_ms"].as_i64().unwrap_or(row.received_ms)))
                             td { (row.event["host"].as_str().unwrap_or(&row.agent)) }
                             td { (row.event["kind"].as_str().unwrap_or("")) }
                             td { (field(row, "user")) }

@@ -23,10 +23,12 @@ pub mod i18n;
 pub mod list_parts;
 pub mod overview;
 pub mod pages;
+pub mod password;
 pub mod rule_texts;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use countywatch_wire::{Event, EventKind, EventSource};
@@ -62,9 +64,16 @@ pub struct PageContext {
     pub path: String,
     /// The query, for the language switch.
     pub query: HashMap<String, String>,
+    /// The time zone times are shown in.
+    pub display: Arc<crate::display::Display>,
 }
 
 impl PageContext {
+    /// Unix milliseconds as people read them, in the display zone.
+    pub fn time(&self, ms: i64) -> String {
+        self.display.time(ms)
+    }
+
     /// Whether the user's role is at least `role`.
     pub fn is_at_least(&self, role: auth::Role) -> bool {
         self.principal
@@ -101,17 +110,19 @@ pub fn serve(
         &query,
         cookies.get(LANGUAGE_COOKIE),
         request::header(request, "accept-language"),
-        &incidents.language,
+        incidents.display.language,
     );
     let context = PageContext {
         lang,
         principal: authorized.principal.clone(),
         path: request.uri().path().to_string(),
         query: query.clone(),
+        display: Arc::clone(&incidents.display),
     };
     let mut response = match authorized.route.endpoint {
         Endpoint::Style => request::respond(StatusCode::OK, "text/css; charset=utf-8", STYLE),
         Endpoint::LoginPage => login_page(&context, None, StatusCode::OK, incidents.secure_cookies),
+        Endpoint::PasswordPage => html(pages::password(&context, None)),
         Endpoint::Login => login(
             incidents,
             &context,
@@ -119,7 +130,10 @@ pub fn serve(
             request.body(),
             authorized.peer.addr.ip(),
         ),
-        Endpoint::Logout | Endpoint::TransitionForm | Endpoint::CommentForm => {
+        Endpoint::Logout
+        | Endpoint::TransitionForm
+        | Endpoint::CommentForm
+        | Endpoint::PasswordForm => {
             let form = request::form(request.body());
             let Some(principal) = &authorized.principal else {
                 return request::redirect("/login");
@@ -232,7 +246,7 @@ fn queue_filter(query: &HashMap<String, String>) -> IncidentFilter {
 }
 
 /// A page's response.
-pub fn html(markup: Markup) -> Response<Full<Bytes>> {
+pub(crate) fn html(markup: Markup) -> Response<Full<Bytes>> {
     request::respond(
         StatusCode::OK,
         "text/html; charset=utf-8",
@@ -241,7 +255,7 @@ pub fn html(markup: Markup) -> Response<Full<Bytes>> {
 }
 
 /// The error page (the details go to the log, not to the browser).
-pub fn failure(context: &PageContext, error: &anyhow::Error) -> Response<Full<Bytes>> {
+pub(crate) fn failure(context: &PageContext, error: &anyhow::Error) -> Response<Full<Bytes>> {
     tracing::error!("page failed: {error:#}");
     let mut response = html(pages::message(context, context.lang.text("error")));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
@@ -289,7 +303,9 @@ fn login(
     let user = form.get("username").cloned().unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
     let now = now_ms();
-    if !incidents.limiter.allows(address, now) {
+    // The attempt counts before its password is checked, so that parallel
+    // requests cannot all pass the limit before any failure is counted.
+    let Some(count) = incidents.limiter.reserve(address, now) else {
         login_failed(
             incidents,
             &user,
@@ -303,15 +319,33 @@ fn login(
             StatusCode::TOO_MANY_REQUESTS,
             incidents.secure_cookies,
         );
-    }
+    };
+    // At most CONCURRENT_PASSWORD_CHECKS argon2 runs hold memory; others
+    // are turned away at once rather than queued with theirs. The attempt
+    // stays counted: a flood from one address uses up its own limit.
+    let Some(mut memory) = incidents.limiter.lease_memory() else {
+        login_failed(incidents, &user, address, "server busy", count);
+        let mut response = login_page(
+            context,
+            Some(context.lang.text("login_limited")),
+            StatusCode::SERVICE_UNAVAILABLE,
+            incidents.secure_cookies,
+        );
+        response.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("1"),
+        );
+        return response;
+    };
     // argon2 takes tens of milliseconds of CPU; this runs on the blocking
     // pool (see `incident::handle`).
-    let role = match auth::check_password(&incidents.store, &user, &password) {
+    let role = auth::check_password(&incidents.store, &user, &password, &mut memory);
+    drop(memory);
+    let role = match role {
         Ok(role) => role,
         Err(error) => return failure(context, &error),
     };
     if role.is_none() {
-        let count = incidents.limiter.failed(address, now);
         login_failed(
             incidents,
             &user,
@@ -405,6 +439,7 @@ fn post_form(
             .filter(|value| !value.is_empty())
     };
     let result = match authorized.route.endpoint {
+        Endpoint::PasswordForm => return password::change(incidents, principal, form, context),
         Endpoint::Logout => {
             if let Some(session) = cookies.get(SESSION_COOKIE)
                 && let Err(error) = auth::end_session(&incidents.store, session)

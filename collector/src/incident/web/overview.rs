@@ -30,11 +30,40 @@ pub fn serve(incidents: &Incidents, context: &PageContext) -> Response<Full<Byte
     render(incidents, context).unwrap_or_else(|error| failure(context, &error))
 }
 
-/// The audit trail's last verification in `lang`. The collector does not
-/// verify the trail by itself yet (`audit verify` on the command line
-/// does), so the page says so rather than claim a result.
-pub fn verification(_incidents: &Incidents, lang: Lang) -> &'static str {
-    lang.text("not_verified")
+/// The audit trail's last self-verification (hourly, by
+/// `incident::audit_anchor`), from its metrics: "not verified yet" until it
+/// has run, else its result and when.
+pub fn verification(incidents: &Incidents, context: &PageContext) -> String {
+    let gauge = |name: &str| {
+        incidents
+            .telemetry
+            .gather()
+            .into_iter()
+            .find(|family| family.name() == name)
+            .and_then(|family| {
+                family
+                    .get_metric()
+                    .first()
+                    .map(|metric| metric.get_gauge().get_value())
+            })
+    };
+    let lang = context.lang;
+    #[allow(clippy::cast_possible_truncation)]
+    match (
+        gauge("countywatch_audit_verify_timestamp_seconds"),
+        gauge("countywatch_audit_verify_success"),
+    ) {
+        (Some(seconds), Some(success)) if seconds > 0.0 => format!(
+            "{} ({})",
+            if success >= 1.0 {
+                lang.text("verified_ok")
+            } else {
+                lang.text("verified_failed")
+            },
+            context.time((seconds * 1000.0) as i64)
+        ),
+        _ => lang.text("not_verified").to_string(),
+    }
 }
 
 fn render(incidents: &Incidents, context: &PageContext) -> anyhow::Result<Response<Full<Bytes>>> {
@@ -55,7 +84,8 @@ fn render(incidents: &Incidents, context: &PageContext) -> anyhow::Result<Respon
     let per_day = incidents.store.incidents_per_day((today - 29) * DAY_MS)?;
     let day_bars: Vec<(String, i64)> = (today - 29..=today)
         .map(|day| {
-            let label = crate::incident::export::rfc3339(day * DAY_MS)
+            let label = context
+                .time(day * DAY_MS)
                 .get(5..10)
                 .unwrap_or("")
                 .to_string();
@@ -66,7 +96,8 @@ fn render(incidents: &Incidents, context: &PageContext) -> anyhow::Result<Respon
     let per_hour = event_search::per_hour(&incidents.data_dir, (this_hour - 23) * HOUR_MS)?;
     let hour_bars: Vec<(String, i64)> = (this_hour - 23..=this_hour)
         .map(|hour| {
-            let label = crate::incident::export::rfc3339(hour * HOUR_MS)
+            let label = context
+                .time(hour * HOUR_MS)
                 .get(11..13)
                 .unwrap_or("")
                 .to_string();
@@ -116,7 +147,7 @@ fn render(incidents: &Incidents, context: &PageContext) -> anyhow::Result<Respon
                     }
                 }
                 p #audit-verification { strong { (lang.text("audit_verification")) ": " }
-                    @if officer { a href="/audit" { (verification(incidents, lang)) } } @else { (verification(incidents, lang)) }
+                    @if officer { a href="/audit" { (verification(incidents, context)) } } @else { (verification(incidents, context)) }
                 }
             }
             section.panel #incidents-chart {

@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use crate::incident::auth::Role;
 use crate::incident::csrf;
-use crate::incident::export::rfc3339;
 use crate::incident::store::{
     self, EvidenceRecord, Incident, IncidentFilter, Status, TimelineEntry,
 };
@@ -22,20 +21,9 @@ pub const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "info"];
 /// Rows per page of the lists.
 pub const PAGE_SIZE: u32 = 50;
 
-/// A time as people read it: local date and time to the second with its
-/// offset (`2026-12-06 10:30:05 +00:00`), never wrapped.
-pub fn local_time(ms: i64) -> String {
-    let text = rfc3339(ms);
-    // `2026-12-06T10:30:05.123Z`: the seconds, then the offset.
-    match text.get(..19) {
-        Some(seconds) => format!("{} +00:00", seconds.replacen('T', " ", 1)),
-        None => text,
-    }
-}
-
-/// A time cell that does not wrap.
-pub fn time_cell(ms: i64) -> Markup {
-    html! { td.time { (local_time(ms)) } }
+/// A time cell in the display zone that does not wrap.
+pub fn time_cell(context: &PageContext, ms: i64) -> Markup {
+    html! { td.time { (context.time(ms)) } }
 }
 
 /// The navigation: path, text key, lowest role that sees it.
@@ -129,6 +117,35 @@ pub fn login(context: &PageContext, token: &str, error: Option<&str>) -> Markup 
                 p { label for="password" { (lang.text("password")) } " "
                     input #password type="password" name="password" autocomplete="current-password" required; }
                 p { button #login type="submit" { (lang.text("login")) } }
+            }
+        },
+    )
+}
+
+/// The form to change one's own password (the only page a user whose
+/// password someone else chose can reach).
+pub fn password(context: &PageContext, error: Option<&str>) -> Markup {
+    let lang = context.lang;
+    let forced = context
+        .principal
+        .as_ref()
+        .is_some_and(|principal| principal.must_change_password);
+    layout(
+        context,
+        lang.text("change_password"),
+        html! {
+            h1 { (lang.text("change_password")) }
+            @if forced { p #must-change { (lang.text("must_change_password")) } }
+            @if let Some(error) = error { p.error #password-error { (error) } }
+            form method="post" action="/password" {
+                (csrf_field(context))
+                p { label for="current" { (lang.text("current_password")) } " "
+                    input #current type="password" name="current" autocomplete="current-password" required; }
+                p { label for="new" { (lang.text("new_password")) } " "
+                    input #new type="password" name="new" autocomplete="new-password" minlength="12" maxlength="1024" required; }
+                p { label for="confirm" { (lang.text("confirm_password")) } " "
+                    input #confirm type="password" name="confirm" autocomplete="new-password" minlength="12" maxlength="1024" required; }
+                p { button #change-password type="submit" { (lang.text("change_password")) } }
             }
         },
     )
@@ -307,8 +324,8 @@ pub fn queue(
                                 td.time { (status_text(lang, incident.status)) }
                                 td.incident-title { a href={ "/incidents/" (incident.id) } { (rule_texts::incident_title(lang, incident)) } }
                                 td { (incident.hosts.join(", ")) }
-                                (time_cell(incident.first_seen_ms))
-                                (time_cell(incident.last_seen_ms))
+                                (time_cell(context, incident.first_seen_ms))
+                                (time_cell(context, incident.last_seen_ms))
                                 td.num { (incident.evidence_count) }
                                 td { (incident.assignee.clone().unwrap_or_default()) }
                             }
@@ -438,8 +455,8 @@ pub fn detail(context: &PageContext, incident: &Incident, data: &DetailData<'_>)
                         dt { (lang.text("rule")) } dd { code { (incident.rule_id) } }
                         dt { (lang.text("group")) } dd { code { (incident.group_key) } }
                         dt { (lang.text("host")) } dd #hosts { (incident.hosts.join(", ")) }
-                        dt { (lang.text("first_seen")) } dd.time { (local_time(incident.first_seen_ms)) }
-                        dt { (lang.text("last_seen")) } dd.time { (local_time(incident.last_seen_ms)) }
+                        dt { (lang.text("first_seen")) } dd.time { (context.time(incident.first_seen_ms)) }
+                        dt { (lang.text("last_seen")) } dd.time { (context.time(incident.last_seen_ms)) }
                         dt { (lang.text("assignee")) } dd #assignee { (incident.assignee.clone().unwrap_or_default()) }
                         @if let Some(reason) = &incident.reason { dt { (lang.text("reason")) } dd { (reason) } }
                         @if !incident.tags.is_empty() {
@@ -521,7 +538,7 @@ pub fn detail(context: &PageContext, incident: &Incident, data: &DetailData<'_>)
                     @for record in data.evidence {
                         @let event = serde_json::to_value(&record.event).unwrap_or(Value::Null);
                         tr.evidence-row {
-                            (time_cell(record.event.timestamp_ms))
+                            (time_cell(context, record.event.timestamp_ms))
                             td { (record.event.host) }
                             td { (record.event.kind.as_str()) }
                             td.evidence-user { (highlighted(&field_text(&event, "user"), &terms)) }
@@ -543,7 +560,7 @@ pub fn detail(context: &PageContext, incident: &Incident, data: &DetailData<'_>)
                                 td { span class={ "chip severity-" (other.severity.as_str()) } { (severity_text(lang, other.severity.as_str())) } }
                                 td.time { (status_text(lang, other.status)) }
                                 td { (rule_texts::incident_title(lang, other)) }
-                                (time_cell(other.last_seen_ms))
+                                (time_cell(context, other.last_seen_ms))
                             }
                         }
                     }
@@ -555,7 +572,7 @@ pub fn detail(context: &PageContext, incident: &Incident, data: &DetailData<'_>)
                 tbody {
                     @for entry in data.timeline {
                         tr {
-                            (time_cell(entry.at_ms))
+                            (time_cell(context, entry.at_ms))
                             td { (i18n::actor(lang, &entry.actor)) }
                             td.time { (i18n::timeline_action(lang, &entry.action)) }
                             td { (i18n::timeline_detail(lang, &entry.action, &entry.detail)) }
@@ -619,10 +636,10 @@ pub fn agents(context: &PageContext, agents: &[Value], now_ms: i64) -> Markup {
                                 td { (agent["address"].as_str().unwrap_or("")) }
                                 td.time {
                                     @if let Some(seen) = agent["last_seen_ms"].as_i64() {
-                                        (ago(lang, seen, now_ms)) " · " span.muted { (local_time(seen)) }
+                                        (ago(lang, seen, now_ms)) " · " span.muted { (context.time(seen)) }
                                     }
                                 }
-                                td.time { (agent["certificate_expires_ms"].as_i64().map(local_time).unwrap_or_default()) }
+                                td.time { (agent["certificate_expires_ms"].as_i64().map(|ms| context.time(ms)).unwrap_or_default()) }
                             }
                         }
                     }
@@ -674,7 +691,7 @@ pub fn alerts(
                                         .unwrap_or_default())
                                 }
                                 td { small { (pairs(&alert.labels)) } }
-                                (time_cell(alert.starts_at_ms))
+                                (time_cell(context, alert.starts_at_ms))
                             }
                         }
                     }
