@@ -52,6 +52,10 @@ pub enum Endpoint {
     AuditPage,
     /// `GET /audit/export.csv` and `.json`.
     AuditExport,
+    /// `GET /users`: users and tokens.
+    UsersPage,
+    /// `POST /users`: a change to a user or token (form).
+    UsersForm,
     /// `GET /incidents/{id}`.
     DetailPage,
     /// `POST /incidents/{id}/transition` (form).
@@ -242,6 +246,8 @@ pub const ROUTES: &[Route] = &[
         Page,
         Endpoint::AuditExport,
     ),
+    route("GET", "/users", AtLeast(Admin), Page, Endpoint::UsersPage),
+    route("POST", "/users", AtLeast(Admin), Page, Endpoint::UsersForm),
     route(
         "GET",
         "/audit/export.json",

@@ -79,6 +79,8 @@ const EXPECTED: &[(&str, &str, Listener, May)] = &[
     ("GET", "/audit", PAGE, OFFICER),
     ("GET", "/audit/export.csv", PAGE, OFFICER),
     ("GET", "/audit/export.json", PAGE, OFFICER),
+    ("GET", "/users", PAGE, ADMIN),
+    ("POST", "/users", PAGE, ADMIN),
     ("GET", "/api/v1/openapi.json", API, May::Anyone),
     ("GET", "/api/v1/whoami", API, VIEWER),
     ("GET", "/api/v1/incidents", API, VIEWER),

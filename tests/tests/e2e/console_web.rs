@@ -177,6 +177,9 @@ fn pages_for(role: &str) -> Vec<&'static str> {
     if matches!(role, "security_officer" | "admin") {
         pages.extend(["/events", "/audit"]);
     }
+    if role == "admin" {
+        pages.push("/users");
+    }
     pages
 }
 

@@ -247,6 +247,7 @@ impl Lang {
             "never" => ("永不", "never"),
             "revoke" => ("吊销", "Revoke"),
             "saved" => ("已保存。", "Saved."),
+            "saved_button" => ("保存", "Save"),
             "silence_create" => ("新建静默", "New silence"),
             "silence_this" => ("静默此告警", "Silence"),
             "expire" => ("使失效", "Expire"),

@@ -11,6 +11,7 @@
 //! - [`rule_texts`]: detection rules' titles, descriptions and guidance
 //!   in the page's language.
 //! - [`attack`]: MITRE ATT&CK technique names.
+//! - [`users_page`]: `/users`, users and tokens for admins.
 //!
 //! This file handles the requests: login (rate-limited; failures become
 //! `web_login_failed` security events), logout, the forms (each checked
@@ -25,6 +26,7 @@ pub mod overview;
 pub mod pages;
 pub mod password;
 pub mod rule_texts;
+pub mod users_page;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -133,7 +135,8 @@ pub fn serve(
         Endpoint::Logout
         | Endpoint::TransitionForm
         | Endpoint::CommentForm
-        | Endpoint::PasswordForm => {
+        | Endpoint::PasswordForm
+        | Endpoint::UsersForm => {
             let form = request::form(request.body());
             let Some(principal) = &authorized.principal else {
                 return request::redirect("/login");
@@ -170,6 +173,7 @@ pub fn serve(
                 .unwrap_or_else(|error| failure(&context, &error))
         }
         Endpoint::OverviewPage => overview::serve(incidents, &context),
+        Endpoint::UsersPage => users_page::page(incidents, &context),
         Endpoint::EventsPage | Endpoint::EventsExport => {
             events_page::serve(incidents, &context, authorized.route.endpoint)
         }
@@ -440,6 +444,7 @@ fn post_form(
     };
     let result = match authorized.route.endpoint {
         Endpoint::PasswordForm => return password::change(incidents, principal, form, context),
+        Endpoint::UsersForm => return users_page::change(incidents, principal, form),
         Endpoint::Logout => {
             if let Some(session) = cookies.get(SESSION_COOKIE)
                 && let Err(error) = auth::end_session(&incidents.store, session)
