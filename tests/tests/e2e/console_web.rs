@@ -234,7 +234,7 @@ fn every_role_reads_every_page_in_chinese_and_english_in_chromium() {
             [
                 "ssh_brute_force",
                 "ssh_success_after_failures",
-                "ssh_invalid_user_burst",
+                "ssh_password_spraying",
             ]
             .iter()
             .all(|rule| rules.iter().any(|found| found == rule))

@@ -101,7 +101,7 @@ fn page(
                     @for row in &rows {
                         tr.event-row {
                             (time_cell(context, row.event["timestamp_ms"].as_i64().unwrap_or(row.received_ms)))
-                            td { (row.event["host"].as_str().unwrap_or(&row.agent)) }
+                            td.nowrap { (row.event["host"].as_str().unwrap_or(&row.agent)) }
                             td { (row.event["kind"].as_str().unwrap_or("")) }
                             td { (field(row, "user")) }
                             td.time { (field(row, "src_ip")) }

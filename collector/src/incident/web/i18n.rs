@@ -69,10 +69,10 @@ impl Lang {
     /// The text for `key` in this language; the key itself when missing.
     pub fn text(self, key: &'static str) -> &'static str {
         let (zh, en) = match key {
-            "app" => ("countywatch 安全事件", "countywatch incidents"),
+            "app" => ("countywatch 安全事件", "countywatch"),
             "incidents" => ("安全事件", "Incidents"),
             "agents" => ("探针", "Agents"),
-            "alerts" => ("告警与静默", "Alerts and silences"),
+            "alerts" => ("告警与静默", "Alerts"),
             "logout" => ("退出", "Log out"),
             "login" => ("登录", "Log in"),
             "change_password" => ("修改密码", "Change password"),
@@ -248,6 +248,7 @@ impl Lang {
             "revoke" => ("吊销", "Revoke"),
             "saved" => ("已保存。", "Saved."),
             "saved_button" => ("保存", "Save"),
+            "new_password_short" => ("新密码（至少 12 个字符）", "New password (12+ characters)"),
             "silence_create" => ("新建静默", "New silence"),
             "silence_this" => ("静默此告警", "Silence"),
             "expire" => ("使失效", "Expire"),

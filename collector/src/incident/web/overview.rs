@@ -14,7 +14,7 @@ use crate::enroll::now_ms;
 use crate::incident::auth::Role;
 use crate::incident::event_search;
 use crate::incident::store::{EvidenceField, IncidentFilter, QUEUE_STATUS};
-use crate::incident::web::i18n::Lang;
+use crate::incident::web::i18n::{self, Lang};
 use crate::incident::web::pages::{SEVERITIES, agent_state, layout, severity_text};
 use crate::incident::web::{PageContext, failure, html};
 use crate::incident::{Incidents, api};
@@ -22,8 +22,8 @@ use crate::incident::{Incidents, api};
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 /// The SVG charts' drawing size (they scale to their box).
-const CHART_WIDTH: i64 = 600;
-const CHART_HEIGHT: i64 = 120;
+const CHART_WIDTH: i64 = 360;
+const CHART_HEIGHT: i64 = 130;
 
 /// Serves the overview.
 pub fn serve(incidents: &Incidents, context: &PageContext) -> Response<Full<Bytes>> {
@@ -143,18 +143,23 @@ fn render(incidents: &Incidents, context: &PageContext) -> anyhow::Result<Respon
                 @if firing.is_empty() { p { (lang.text("no_alerts")) } }
                 ul {
                     @for alert in firing.iter().take(5) {
-                        li { (alert.labels.get("alertname").map_or("", String::as_str)) " " small.muted { (alert.labels.get("instance").or_else(|| alert.labels.get("host")).map_or("", String::as_str)) } }
+                        li {
+                            (i18n::localized_annotation(lang, &alert.annotations, "title")
+                                .or_else(|| alert.labels.get("alertname"))
+                                .map_or("", String::as_str))
+                            " " small.muted { (alert.labels.get("instance").map_or("", String::as_str)) }
+                        }
                     }
                 }
                 p #audit-verification { strong { (lang.text("audit_verification")) ": " }
                     @if officer { a href="/audit" { (verification(incidents, context)) } } @else { (verification(incidents, context)) }
                 }
             }
-            section.panel #incidents-chart {
+            section.panel.wide #incidents-chart {
                 h2 { (lang.text("incidents_per_day")) }
                 (bar_chart(&day_bars, 5))
             }
-            section.panel #events-chart {
+            section.panel.wide #events-chart {
                 h2 { (lang.text("events_per_hour")) }
                 (bar_chart(&hour_bars, 3))
             }
@@ -245,9 +250,9 @@ mod tests {
         )
         .into_string();
         assert!(svg.contains("max 10"), "{svg}");
-        // The plot is 90 high: 10 fills it, 5 half of it, 0 draws nothing.
-        assert!(svg.contains(r#"height="90""#), "{svg}");
-        assert!(svg.contains(r#"height="45""#), "{svg}");
+        // The plot is 100 high: 10 fills it, 5 half of it, 0 draws nothing.
+        assert!(svg.contains(r#"height="100""#), "{svg}");
+        assert!(svg.contains(r#"height="50""#), "{svg}");
         assert!(svg.contains(r#"height="0""#), "{svg}");
         assert!(svg.contains("<title>b: 5</title>"), "{svg}");
     }

@@ -71,8 +71,8 @@ pub fn layout(context: &PageContext, title: &str, body: Markup) -> Markup {
                         " | "
                         a #lang-en href=(context.language_link("en")) { "English" }
                         @if let Some(principal) = &context.principal {
-                            " · " (lang.text("signed_in_as")) ": "
-                            span #whoami { (principal.user) } " (" span #role { (i18n::role(lang, principal.role)) } ") "
+                            " · "
+                            span #whoami title=(lang.text("signed_in_as")) { (principal.user) } " (" span #role { (i18n::role(lang, principal.role)) } ") "
                             form method="post" action="/logout" {
                                 (csrf_field(context))
                                 button type="submit" #logout { (lang.text("logout")) }
@@ -539,7 +539,7 @@ pub fn detail(context: &PageContext, incident: &Incident, data: &DetailData<'_>)
                         @let event = serde_json::to_value(&record.event).unwrap_or(Value::Null);
                         tr.evidence-row {
                             (time_cell(context, record.event.timestamp_ms))
-                            td { (record.event.host) }
+                            td.nowrap { (record.event.host) }
                             td { (record.event.kind.as_str()) }
                             td.evidence-user { (highlighted(&field_text(&event, "user"), &terms)) }
                             td.time { (highlighted(&field_text(&event, "src_ip"), &terms)) }

@@ -85,7 +85,8 @@ fn render(context: &PageContext, users: &[UserRow], tokens: &[TokenRow]) -> maud
                                     input type="hidden" name="user" value=(user.name);
                                     input type="hidden" name="action" value="reset";
                                     input type="password" name="password" minlength="12" maxlength="1024" required
-                                        autocomplete="new-password" placeholder=(lang.text("reset_password_hint"));
+                                        autocomplete="new-password" placeholder=(lang.text("new_password_short"))
+                                        title=(lang.text("reset_password_hint"));
                                     " " button.reset type="submit" { (lang.text("reset_password")) }
                                 }
                             }
