@@ -9,6 +9,7 @@ use maud::html;
 
 use crate::incident::audit::{self, AuditEntry, Outcome};
 use crate::incident::routes::Endpoint;
+use crate::incident::web::i18n;
 use crate::incident::web::list_parts::{TimeRange, download, list_link, range_select, range_since};
 use crate::incident::web::overview::verification;
 use crate::incident::web::pages::{PAGE_SIZE, layout, pager, time_cell};
@@ -122,7 +123,7 @@ fn page(
                             tr.audit-row {
                                 td.num { (entry.seq) }
                                 (time_cell(context, entry.at_ms))
-                                td { (entry.actor) }
+                                td { (i18n::actor(lang, &entry.actor)) }
                                 td { code { (entry.action) } }
                                 td { (entry.target) }
                                 td class={ "outcome-" (entry.outcome) } {

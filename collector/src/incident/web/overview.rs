@@ -22,8 +22,8 @@ use crate::incident::{Incidents, api};
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 /// The SVG charts' drawing size (they scale to their box).
-const CHART_WIDTH: i64 = 360;
-const CHART_HEIGHT: i64 = 130;
+const CHART_WIDTH: i64 = 600;
+const CHART_HEIGHT: i64 = 150;
 
 /// Serves the overview.
 pub fn serve(incidents: &Incidents, context: &PageContext) -> Response<Full<Bytes>> {
@@ -250,9 +250,9 @@ mod tests {
         )
         .into_string();
         assert!(svg.contains("max 10"), "{svg}");
-        // The plot is 100 high: 10 fills it, 5 half of it, 0 draws nothing.
-        assert!(svg.contains(r#"height="100""#), "{svg}");
-        assert!(svg.contains(r#"height="50""#), "{svg}");
+        // The plot is 120 high: 10 fills it, 5 half of it, 0 draws nothing.
+        assert!(svg.contains(r#"height="120""#), "{svg}");
+        assert!(svg.contains(r#"height="60""#), "{svg}");
         assert!(svg.contains(r#"height="0""#), "{svg}");
         assert!(svg.contains("<title>b: 5</title>"), "{svg}");
     }

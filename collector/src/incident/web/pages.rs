@@ -479,7 +479,7 @@ pub fn detail(context: &PageContext, incident: &Incident, data: &DetailData<'_>)
                         div.guidance #guidance { strong { (lang.text("guidance")) ": " } (data.guidance) }
                     }
                     @if !data.description.is_empty() {
-                        p #description { strong { (lang.text("description")) ": " } (data.description) }
+                        p #description { strong { (lang.text("rule_description")) ": " } (data.description) }
                     }
                 }
                 @if officer {
