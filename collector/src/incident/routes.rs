@@ -52,6 +52,8 @@ pub enum Endpoint {
     AuditPage,
     /// `GET /audit/export.csv` and `.json`.
     AuditExport,
+    /// `POST /alerts/silences`: create or expire a silence (form).
+    SilenceForm,
     /// `GET /users`: users and tokens.
     UsersPage,
     /// `POST /users`: a change to a user or token (form).
@@ -245,6 +247,13 @@ pub const ROUTES: &[Route] = &[
         AtLeast(SecurityOfficer),
         Page,
         Endpoint::AuditExport,
+    ),
+    route(
+        "POST",
+        "/alerts/silences",
+        AtLeast(Operator),
+        Page,
+        Endpoint::SilenceForm,
     ),
     route("GET", "/users", AtLeast(Admin), Page, Endpoint::UsersPage),
     route("POST", "/users", AtLeast(Admin), Page, Endpoint::UsersForm),

@@ -79,6 +79,7 @@ const EXPECTED: &[(&str, &str, Listener, May)] = &[
     ("GET", "/audit", PAGE, OFFICER),
     ("GET", "/audit/export.csv", PAGE, OFFICER),
     ("GET", "/audit/export.json", PAGE, OFFICER),
+    ("POST", "/alerts/silences", PAGE, OPERATOR),
     ("GET", "/users", PAGE, ADMIN),
     ("POST", "/users", PAGE, ADMIN),
     ("GET", "/api/v1/openapi.json", API, May::Anyone),

@@ -358,6 +358,28 @@ fn every_role_reads_every_page_in_chinese_and_english_in_chromium() {
             browser.screenshot(),
         )
         .unwrap();
+        // Operators silence a firing alert (its labels prefilled) and
+        // expire the silence; viewers get no such form.
+        browser.go(&format!("{base}/alerts?lang=en"));
+        let operator = role != "viewer";
+        assert_eq!(
+            !browser.find_all("button.silence").is_empty(),
+            operator,
+            "{role}"
+        );
+        if role == "operator" {
+            browser.find_all("button.silence")[0].click_and_wait();
+            assert_eq!(browser.find("#notice").text(), "Saved.");
+            assert!(browser.find("#silences").text().contains("alertname="));
+            std::fs::write(
+                dir.join("operator-en-alerts-silenced.png"),
+                browser.screenshot(),
+            )
+            .unwrap();
+            browser.find_all("button.expire")[0].click_and_wait();
+            assert_eq!(browser.find("#notice").text(), "Saved.");
+            assert!(browser.find_all("button.expire").is_empty());
+        }
         browser.find("#logout").click_and_wait();
     }
 

@@ -202,6 +202,7 @@ impl Lang {
             "runbook_url" => ("处置手册", "Runbook"),
             "guidance" => ("处置建议", "What to do"),
             "rule_description" => ("规则说明", "About this rule"),
+            "max" => ("最大", "max"),
             "techniques" => ("ATT&CK 技术", "ATT&CK techniques"),
             "related" => (
                 "相关事件（30 天内同一来源或主机）",

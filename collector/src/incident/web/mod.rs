@@ -12,6 +12,7 @@
 //!   in the page's language.
 //! - [`attack`]: MITRE ATT&CK technique names.
 //! - [`users_page`]: `/users`, users and tokens for admins.
+//! - [`silence_form`]: silencing an alert and expiring a silence.
 //!
 //! This file handles the requests: login (rate-limited; failures become
 //! `web_login_failed` security events), logout, the forms (each checked
@@ -26,6 +27,7 @@ pub mod overview;
 pub mod pages;
 pub mod password;
 pub mod rule_texts;
+pub mod silence_form;
 pub mod users_page;
 
 use std::collections::HashMap;
@@ -136,7 +138,8 @@ pub fn serve(
         | Endpoint::TransitionForm
         | Endpoint::CommentForm
         | Endpoint::PasswordForm
-        | Endpoint::UsersForm => {
+        | Endpoint::UsersForm
+        | Endpoint::SilenceForm => {
             let form = request::form(request.body());
             let Some(principal) = &authorized.principal else {
                 return request::redirect("/login");
@@ -445,6 +448,7 @@ fn post_form(
     let result = match authorized.route.endpoint {
         Endpoint::PasswordForm => return password::change(incidents, principal, form, context),
         Endpoint::UsersForm => return users_page::change(incidents, principal, form),
+        Endpoint::SilenceForm => return silence_form::change(incidents, principal, form),
         Endpoint::Logout => {
             if let Some(session) = cookies.get(SESSION_COOKIE)
                 && let Err(error) = auth::end_session(&incidents.store, session)

@@ -157,11 +157,11 @@ fn render(incidents: &Incidents, context: &PageContext) -> anyhow::Result<Respon
             }
             section.panel.wide #incidents-chart {
                 h2 { (lang.text("incidents_per_day")) }
-                (bar_chart(&day_bars, 5))
+                (bar_chart(lang, &day_bars, 5))
             }
             section.panel.wide #events-chart {
                 h2 { (lang.text("events_per_hour")) }
-                (bar_chart(&hour_bars, 3))
+                (bar_chart(lang, &hour_bars, 3))
             }
             section.panel #top-sources {
                 h2 { (lang.text("top_sources")) }
@@ -203,7 +203,7 @@ fn top_table(lang: Lang, key: &'static str, rows: &[(String, i64)], link: Option
 /// A bar chart of `bars` (label, value) as inline SVG; every
 /// `label_every`-th bar is labelled under the axis, the largest value
 /// above it, and each bar has its value as a tooltip.
-fn bar_chart(bars: &[(String, i64)], label_every: usize) -> Markup {
+fn bar_chart(lang: Lang, bars: &[(String, i64)], label_every: usize) -> Markup {
     let top = 14;
     let bottom = 16;
     let plot = CHART_HEIGHT - top - bottom;
@@ -218,7 +218,7 @@ fn bar_chart(bars: &[(String, i64)], label_every: usize) -> Markup {
     let view_box = format!("0 0 {CHART_WIDTH} {CHART_HEIGHT}");
     html! {
         svg.chart xmlns="http://www.w3.org/2000/svg" viewBox=(view_box) role="img" {
-            text x="0" y="10" { "max " (max) }
+            text x="0" y="10" { (lang.text("max")) " " (max) }
             line x1="0" y1=(top + plot) x2=(CHART_WIDTH) y2=(top + plot) stroke="#8a93a3" {}
             @for (index, (label, value)) in bars.iter().enumerate() {
                 @let position = i64::try_from(index).unwrap_or(0);
@@ -241,6 +241,7 @@ mod tests {
     #[test]
     fn bars_scale_to_the_largest_value() {
         let svg = bar_chart(
+            Lang::En,
             &[
                 ("a".to_string(), 0),
                 ("b".to_string(), 5),

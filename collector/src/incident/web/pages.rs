@@ -13,7 +13,7 @@ use crate::incident::store::{
     self, EvidenceRecord, Incident, IncidentFilter, Status, TimelineEntry,
 };
 use crate::incident::web::i18n::{self, Lang};
-use crate::incident::web::{PageContext, attack, rule_texts};
+use crate::incident::web::{PageContext, attack, rule_texts, silence_form};
 
 /// Severities, most severe first, as the queue counts them.
 pub const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "info"];
@@ -665,10 +665,17 @@ pub fn alerts(
     silences: &[Value],
 ) -> Markup {
     let lang = context.lang;
+    let operator = context.is_at_least(Role::Operator);
+    let done = context.query.get("done").map(String::as_str);
     layout(
         context,
         lang.text("alerts"),
         html! {
+            @match done {
+                Some("ok") => p #notice { (lang.text("saved")) },
+                Some(_) => p.error #notice { (lang.text("error")) },
+                None => {},
+            }
             h1 { (lang.text("firing")) " (" span #firing-count { (firing.len()) } ")" }
             @if firing.is_empty() { p #no-alerts { (lang.text("no_alerts")) } }
             @else {
@@ -676,6 +683,7 @@ pub fn alerts(
                     thead { tr {
                         th { (lang.text("alertname")) } th { (lang.text("severity")) } th { (lang.text("origin")) }
                         th { (lang.text("summary")) } th { (lang.text("labels")) } th { (lang.text("fired_at")) }
+                        @if operator { th { (lang.text("silence_this")) } }
                     } }
                     tbody {
                         @for alert in firing {
@@ -692,6 +700,21 @@ pub fn alerts(
                                 }
                                 td { small { (pairs(&alert.labels)) } }
                                 (time_cell(context, alert.starts_at_ms))
+                                @if operator {
+                                    td.nowrap {
+                                        form.inline method="post" action="/alerts/silences" {
+                                            (csrf_field(context))
+                                            input type="hidden" name="action" value="create";
+                                            input type="hidden" name="matchers" value=(silence_form::matchers_of(&alert.labels));
+                                            select name="duration" {
+                                                @for (value, key, _) in silence_form::DURATIONS {
+                                                    option value=(value) { (lang.text(key)) }
+                                                }
+                                            }
+                                            " " button.silence type="submit" { (lang.text("silence_this")) }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
@@ -701,7 +724,7 @@ pub fn alerts(
             @if silences.is_empty() { p #no-silences { (lang.text("no_silences")) } }
             @else {
                 table #silences {
-                    thead { tr { th { (lang.text("matchers")) } th { (lang.text("status")) } th { (lang.text("ends")) } th { (lang.text("created_by")) } th { (lang.text("comment")) } } }
+                    thead { tr { th { (lang.text("matchers")) } th { (lang.text("status")) } th { (lang.text("ends")) } th { (lang.text("created_by")) } th { (lang.text("comment")) } @if operator { th {} } } }
                     tbody {
                         @for silence in silences {
                             tr {
@@ -710,6 +733,18 @@ pub fn alerts(
                                 td.time { (silence["endsAt"].as_str().unwrap_or("")) }
                                 td { (silence["createdBy"].as_str().unwrap_or("")) }
                                 td { (silence["comment"].as_str().unwrap_or("")) }
+                                @if operator {
+                                    td {
+                                        @if silence["status"]["state"].as_str() != Some("expired") {
+                                            form.inline method="post" action="/alerts/silences" {
+                                                (csrf_field(context))
+                                                input type="hidden" name="action" value="expire";
+                                                input type="hidden" name="id" value=(silence["id"].as_str().unwrap_or(""));
+                                                button.expire type="submit" { (lang.text("expire")) }
+                                            }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
