@@ -203,6 +203,9 @@ impl Lang {
             "guidance" => ("处置建议", "What to do"),
             "rule_description" => ("规则说明", "About this rule"),
             "max" => ("最大", "max"),
+            "for_1h" => ("1 小时", "1 hour"),
+            "for_24h" => ("24 小时", "24 hours"),
+            "for_7d" => ("7 天", "7 days"),
             "techniques" => ("ATT&CK 技术", "ATT&CK techniques"),
             "related" => (
                 "相关事件（30 天内同一来源或主机）",

@@ -649,10 +649,12 @@ pub fn agents(context: &PageContext, agents: &[Value], now_ms: i64) -> Markup {
     )
 }
 
-/// `name=value` pairs, comma-separated.
+/// `name=value` pairs, comma-separated, without those the table shows in
+/// their own columns.
 fn pairs(labels: &BTreeMap<String, String>) -> String {
     labels
         .iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "alertname" | "severity" | "rule_id"))
         .map(|(name, value)| format!("{name}={value}"))
         .collect::<Vec<_>>()
         .join(", ")
@@ -692,7 +694,7 @@ pub fn alerts(
                                 td { (alert.labels.get("alertname").map_or("", String::as_str)) }
                                 td { @if !severity.is_empty() { span class={ "chip severity-" (severity) } { (severity_text(lang, severity)) } } }
                                 td.time { @if alert.labels.contains_key("rule_id") { (lang.text("origin_detection")) } @else { (lang.text("origin_alerting")) } }
-                                td {
+                                td.summary {
                                     (i18n::localized_annotation(lang, &alert.annotations, "title")
                                         .or_else(|| i18n::localized_annotation(lang, &alert.annotations, "summary"))
                                         .cloned()

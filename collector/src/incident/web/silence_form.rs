@@ -19,9 +19,9 @@ use crate::notify::matcher::{self, MatchType, Matcher};
 
 /// The durations offered: form value, text key, milliseconds.
 pub const DURATIONS: &[(&str, &str, i64)] = &[
-    ("1h", "range_1h", 3_600_000),
-    ("24h", "range_24h", 86_400_000),
-    ("7d", "range_7d", 7 * 86_400_000),
+    ("1h", "for_1h", 3_600_000),
+    ("24h", "for_24h", 86_400_000),
+    ("7d", "for_7d", 7 * 86_400_000),
 ];
 
 /// An alert's labels as the form's matchers (`{a="b",c="d"}`).
