@@ -312,14 +312,10 @@ mod tests {
         assert_eq!(password.len(), GENERATED_PASSWORD_LENGTH);
         // Only once: a second start leaves the user and the file alone.
         assert_eq!(ensure_first_admin(&store, dir.path(), 2).unwrap(), None);
+        let limiter = auth::LoginLimiter::default();
+        let mut memory = limiter.lease_memory().unwrap();
         assert_eq!(
-            auth::check_password(
-                &store,
-                FIRST_ADMIN,
-                &password,
-                &mut auth::LoginLimiter::default().lease_memory().unwrap()
-            )
-            .unwrap(),
+            auth::check_password(&store, FIRST_ADMIN, &password, &mut memory).unwrap(),
             Some(Role::Admin)
         );
         let session = auth::create_session(&store, FIRST_ADMIN, 1_000_000, 1).unwrap();
@@ -330,8 +326,6 @@ mod tests {
                 .must_change_password
         );
 
-        let limiter = auth::LoginLimiter::default();
-        let mut memory = limiter.lease_memory().unwrap();
         assert!(matches!(
             change_own_password(
                 &store,
