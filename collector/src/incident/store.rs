@@ -134,6 +134,11 @@ const MIGRATIONS: &[&str] = &[
         key_id TEXT NOT NULL,
         signature TEXT NOT NULL
     );",
+    // The console: the events page links each event to the incidents it is
+    // evidence of, and the overview counts the week's evidence by source
+    // address and host.
+    "CREATE INDEX evidence_by_event ON evidence (event_id);
+    CREATE INDEX evidence_by_time ON evidence (timestamp_ms);",
 ];
 
 /// Where an incident is in its lifecycle.
@@ -739,4 +744,118 @@ fn where_clause(filter: &IncidentFilter) -> (String, Vec<Value>) {
         format!("WHERE {}", conditions.join(" AND "))
     };
     (clause, values)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use countywatch_detect::{Detection, Evidence, Severity};
+    use countywatch_wire::{Event, EventKind, EventSource};
+
+    use super::*;
+
+    /// A detection from `address` on `host` with evidence rows `event_ids`.
+    fn detection(
+        rule: &str,
+        address: &str,
+        host: &str,
+        at_ms: i64,
+        event_ids: &[i64],
+    ) -> Detection {
+        Detection {
+            rule_id: rule.to_string(),
+            title: format!("{rule} from {address}"),
+            severity: Severity::High,
+            group_key: format!("src_ip={address}"),
+            labels: BTreeMap::from([("src_ip".to_string(), address.to_string())]),
+            annotations: BTreeMap::new(),
+            tags: Vec::new(),
+            hosts: vec![host.to_string()],
+            at_ms,
+            evidence: event_ids
+                .iter()
+                .map(|&id| {
+                    let mut event = Event::new(at_ms, EventSource::Auth, EventKind::SshLoginFailed);
+                    event.host = host.to_string();
+                    event.fields.src_ip = address.parse().ok();
+                    Evidence {
+                        event_id: Some(id),
+                        event,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_console_s_reads_find_the_queue_related_incidents_and_evidence() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        let record = |detection: &Detection| store.record_detection(detection).unwrap().id();
+        let brute = record(&detection(
+            "brute",
+            "203.0.113.9",
+            "web1",
+            1_000,
+            &[1, 2, 3],
+        ));
+        let spray = record(&detection("spray", "203.0.113.9", "db1", 2_000, &[4]));
+        let other = record(&detection("brute", "198.51.100.7", "db1", 3_000, &[5, 6]));
+        let unrelated = record(&detection("brute", "192.0.2.1", "mail1", 4_000, &[7]));
+        store
+            .transition(
+                unrelated,
+                &crate::incident::lifecycle::Transition {
+                    to: Status::Resolved,
+                    assignee: None,
+                    reason: Some("blocked".to_string()),
+                },
+                "alice",
+                5_000,
+            )
+            .unwrap();
+
+        // The queue leaves out the resolved one; `all` keeps it.
+        let queue = |status: &str| {
+            store
+                .list(&IncidentFilter {
+                    status: Some(status.to_string()),
+                    ..IncidentFilter::default()
+                })
+                .unwrap()
+                .1
+        };
+        assert_eq!((queue(QUEUE_STATUS), queue(ALL_STATUSES)), (3, 4));
+
+        // Related: the same source address, or one of the same hosts.
+        let of = |id: i64| {
+            let incident = store.incident(id).unwrap().unwrap();
+            let mut ids: Vec<i64> = store
+                .related(&incident, 0, 10)
+                .unwrap()
+                .iter()
+                .map(|incident| incident.id)
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        assert_eq!(of(brute), vec![spray]);
+        assert_eq!(of(spray), vec![brute, other]);
+        assert!(of(unrelated).is_empty());
+
+        let top = store
+            .top_evidence(EvidenceField::SourceAddress, 0, 10)
+            .unwrap();
+        assert_eq!(top[0], ("203.0.113.9".to_string(), 4));
+        let hosts = store.top_evidence(EvidenceField::Host, 2_500, 10).unwrap();
+        assert_eq!(
+            hosts,
+            vec![("db1".to_string(), 2), ("mail1".to_string(), 1)]
+        );
+        let linked = store.incidents_of_events(&[3, 4, 99]).unwrap();
+        assert_eq!(linked.get(&3), Some(&vec![brute]));
+        assert_eq!(linked.get(&4), Some(&vec![spray]));
+        assert_eq!(linked.get(&99), None);
+    }
 }
