@@ -379,6 +379,8 @@ fn every_role_reads_every_page_in_chinese_and_english_in_chromium() {
             browser.find_all("button.expire")[0].click_and_wait();
             assert_eq!(browser.find("#notice").text(), "Saved.");
             assert!(browser.find_all("button.expire").is_empty());
+            assert!(browser.find("#silences").text().contains("expired"));
+            assert!(has_local_time(&browser.find("#silences").text()));
         }
         browser.find("#logout").click_and_wait();
     }

@@ -649,6 +649,16 @@ pub fn agents(context: &PageContext, agents: &[Value], now_ms: i64) -> Markup {
     )
 }
 
+/// A silence's state (`active`, `pending`, `expired`) in `lang`.
+fn silence_state(lang: Lang, state: &str) -> &str {
+    match state {
+        "active" => lang.text("silence_active"),
+        "pending" => lang.text("silence_pending"),
+        "expired" => lang.text("silence_expired"),
+        other => other,
+    }
+}
+
 /// `name=value` pairs, comma-separated, without those the table shows in
 /// their own columns.
 fn pairs(labels: &BTreeMap<String, String>) -> String {
@@ -731,8 +741,11 @@ pub fn alerts(
                         @for silence in silences {
                             tr {
                                 td { (silence["matchers"].as_array().map(|matchers| matchers.iter().map(|m| format!("{}={}", m["name"].as_str().unwrap_or(""), m["value"].as_str().unwrap_or(""))).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
-                                td { (silence["status"]["state"].as_str().unwrap_or("")) }
-                                td.time { (silence["endsAt"].as_str().unwrap_or("")) }
+                                td.time { (silence_state(lang, silence["status"]["state"].as_str().unwrap_or(""))) }
+                                td.time {
+                                    @let ends = silence["endsAt"].as_str().unwrap_or("");
+                                    (ends.parse::<jiff::Timestamp>().map_or_else(|_| ends.to_string(), |at| context.time(at.as_millisecond())))
+                                }
                                 td { (silence["createdBy"].as_str().unwrap_or("")) }
                                 td { (silence["comment"].as_str().unwrap_or("")) }
                                 @if operator {
