@@ -540,14 +540,21 @@ impl IncidentStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// New incidents per day (UTC days since the epoch) since `since_ms`.
-    pub fn incidents_per_day(&self, since_ms: i64) -> anyhow::Result<BTreeMap<i64, i64>> {
+    /// New incidents per day since `since_ms`; days are counted since the
+    /// epoch in a zone `offset_ms` ahead of UTC (the display zone's).
+    pub fn incidents_per_day(
+        &self,
+        since_ms: i64,
+        offset_ms: i64,
+    ) -> anyhow::Result<BTreeMap<i64, i64>> {
         let connection = self.read();
         let mut statement = connection.prepare_cached(
-            "SELECT first_seen_ms / 86400000, COUNT(*) FROM incidents
+            "SELECT (first_seen_ms + ?2) / 86400000, COUNT(*) FROM incidents
              WHERE first_seen_ms >= ?1 GROUP BY 1",
         )?;
-        let rows = statement.query_map(params![since_ms], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let rows = statement.query_map(params![since_ms, offset_ms], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -80,12 +80,16 @@ fn render(incidents: &Incidents, context: &PageContext) -> anyhow::Result<Respon
         status: Some(QUEUE_STATUS.to_string()),
         ..IncidentFilter::default()
     })?;
-    let today = now.div_euclid(DAY_MS);
-    let per_day = incidents.store.incidents_per_day((today - 29) * DAY_MS)?;
+    // Days are the display zone's: a day starts at its local midnight.
+    let offset = context.display.offset_ms(now);
+    let today = (now + offset).div_euclid(DAY_MS);
+    let per_day = incidents
+        .store
+        .incidents_per_day((today - 29) * DAY_MS - offset, offset)?;
     let day_bars: Vec<(String, i64)> = (today - 29..=today)
         .map(|day| {
             let label = context
-                .time(day * DAY_MS)
+                .time(day * DAY_MS - offset)
                 .get(5..10)
                 .unwrap_or("")
                 .to_string();
