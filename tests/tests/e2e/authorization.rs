@@ -97,6 +97,7 @@ const EXPECTED: &[(&str, &str, Listener, May)] = &[
     ("GET", "/api/v1/users", API, ADMIN),
     ("GET", "/api/v2/alerts", API, May::Anyone),
     ("GET", "/api/v2/silences", API, May::Anyone),
+    ("GET", "/api/v2/status", API, ADMIN),
     ("POST", "/api/v2/alerts", API, OPERATOR),
     ("POST", "/api/v2/silences", API, OPERATOR),
     ("DELETE", "/api/v2/silence/{silence}", API, OPERATOR),
