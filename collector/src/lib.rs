@@ -4,7 +4,10 @@
 //! - [`config`]: the configuration file, its defaults and validation.
 //! - [`ca`]: the certificate authority that signs server and agent certificates.
 //! - [`tls`]: rustls set-up; mutual TLS on the ingest listener.
-//! - [`registry`]: SQLite state: tokens, agents, sequence numbers, events.
+//! - [`sqlite`]: opens every SQLite database with the pragmas they rely on.
+//! - [`registry`]: SQLite state: tokens, agents, sequence numbers.
+//! - [`event_log`]: the `events` table's one owner: append, read after a
+//!   cursor, get, search, purge.
 //! - [`serve`]: the accept loop all listeners share (limits, timeouts, shutdown).
 //! - [`enroll`]: `POST /v1/enroll`, tokens in, client certificates out.
 //! - [`ingest`]: `POST /v1/batches`, identity from the certificate, exactly-once storage.
@@ -33,6 +36,7 @@ pub mod ca;
 pub mod config;
 pub mod detection;
 pub mod enroll;
+pub mod event_log;
 pub mod http;
 pub mod incident;
 pub mod ingest;
@@ -44,6 +48,7 @@ pub mod output;
 pub mod registry;
 pub mod rule_alerts;
 pub mod serve;
+pub mod sqlite;
 pub mod telemetry;
 pub mod tls;
 

@@ -481,18 +481,8 @@ pub fn backup_file(source: &Path, destination: &Path) -> anyhow::Result<()> {
 
 /// Opens a connection with the store's settings.
 pub(crate) fn connect(path: &Path) -> anyhow::Result<Connection> {
-    let connection =
-        Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    // WAL: the page reads while ingest writes, and the CLI (user add, audit
-    // verify) works while the daemon runs. NORMAL sync survives a killed
-    // process; foreign keys so that purging an incident drops its evidence.
-    connection
-        .pragma_update(None, "journal_mode", "WAL")
-        .and_then(|()| connection.pragma_update(None, "synchronous", "NORMAL"))
-        .and_then(|()| connection.pragma_update(None, "foreign_keys", "ON"))
-        .and_then(|()| connection.busy_timeout(Duration::from_secs(5)))
-        .with_context(|| format!("cannot configure {}", path.display()))?;
-    Ok(connection)
+    // Foreign keys so that purging an incident drops its evidence.
+    Ok(crate::sqlite::open_with_foreign_keys(path)?)
 }
 
 fn migrate(connection: &Connection) -> rusqlite::Result<()> {
