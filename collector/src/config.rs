@@ -379,7 +379,7 @@ mod tests {
         let problems =
             problems_of("http:\n  metrics_auth:\n    bearer_token_file: /nonexistent/token\n");
         assert!(
-            problems.contains("cannot read /nonexistent/token"),
+            problems.contains("cannot read secret file /nonexistent/token"),
             "{problems}"
         );
     }

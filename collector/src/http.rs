@@ -62,7 +62,9 @@ impl MetricsCredentials {
     /// Reads the configured secret files.
     pub fn load(config: &crate::config::MetricsAuthConfig) -> Result<Self, String> {
         use base64::Engine;
-        let read = crate::notify::receiver::read_secret;
+        let read = |path: &std::path::Path| {
+            crate::secret::read_secret(path).map_err(|error| error.to_string())
+        };
         match (
             &config.bearer_token_file,
             &config.username,

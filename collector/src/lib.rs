@@ -4,6 +4,8 @@
 //! - [`config`]: the configuration file, its defaults and validation.
 //! - [`ca`]: the certificate authority that signs server and agent certificates.
 //! - [`tls`]: rustls set-up; mutual TLS on the ingest listener.
+//! - [`backoff`], [`secret`]: the retry schedule and the secret-file reader
+//!   every sender shares.
 //! - [`sqlite`]: opens every SQLite database with the pragmas they rely on.
 //! - [`registry`]: SQLite state: tokens, agents, sequence numbers.
 //! - [`event_log`]: the `events` table's one owner: append, read after a
@@ -32,6 +34,7 @@
 #![deny(clippy::panic, clippy::todo, clippy::unimplemented)]
 
 pub mod alerting;
+pub mod backoff;
 pub mod ca;
 pub mod config;
 pub mod detection;
@@ -47,6 +50,7 @@ pub mod openmetrics;
 pub mod output;
 pub mod registry;
 pub mod rule_alerts;
+pub mod secret;
 pub mod serve;
 pub mod sqlite;
 pub mod telemetry;

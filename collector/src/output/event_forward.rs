@@ -28,9 +28,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
+use crate::backoff::backoff;
 use crate::event_log::{EventCursor, EventLog, StoredEvent};
 use crate::output::config::{ForwardConfig, HttpUrl, parse_host_port, severity_number};
-use crate::output::connect::{Connector, HttpClient, HttpError, Stream, next_backoff};
+use crate::output::connect::{Connector, HttpClient, HttpError, Stream};
 
 /// The outcomes `countywatch_forward_events_total` is labelled with.
 pub const RESULTS: [&str; 4] = ["sent", "filtered", "retried", "rejected"];
@@ -132,7 +133,8 @@ async fn forward_loop(
         .with_label_values(&[&name])
         .set(cursor.position.id());
     let max_backoff = config.max_backoff.get();
-    let mut backoff = Duration::from_millis(100);
+    // Failures in a row, for the backoff.
+    let mut failures = 0u32;
     let mut failing = false;
     let filter = Filter::new(&config);
     while !*stopped.borrow() {
@@ -208,7 +210,7 @@ async fn forward_loop(
                     tracing::info!(output = %name, "forwarding receiver reachable again");
                     failing = false;
                 }
-                backoff = Duration::from_millis(100);
+                failures = 0;
             }
             Err(SendFailure::Retry(message)) => {
                 count(&metrics, &name, "retried", selected.len() as u64);
@@ -216,8 +218,8 @@ async fn forward_loop(
                     tracing::warn!(output = %name, %message, "cannot forward events, will retry with backoff");
                     failing = true;
                 }
-                let (wait, next) = next_backoff(backoff, max_backoff);
-                backoff = next;
+                failures = failures.saturating_add(1);
+                let wait = backoff(failures, Duration::from_millis(100), max_backoff);
                 pause(&mut stopped, wait).await;
             }
         }
@@ -260,10 +262,7 @@ fn build_target(config: &ForwardConfig) -> anyhow::Result<Target> {
     if let Some(json) = &config.json_lines {
         let url = HttpUrl::parse(&json.url.value).map_err(anyhow::Error::msg)?;
         let authorization = match &json.bearer_token_file {
-            Some(file) => Some(format!(
-                "Bearer {}",
-                crate::output::remote_write::read_secret(file)?
-            )),
+            Some(file) => Some(format!("Bearer {}", crate::secret::read_secret(file)?)),
             None => None,
         };
         return Ok(Target::JsonLines {
