@@ -4,6 +4,8 @@
 //! - [`config`]: the configuration file, its defaults and validation.
 //! - [`ca`]: the certificate authority that signs server and agent certificates.
 //! - [`tls`]: rustls set-up; mutual TLS on the ingest listener.
+//! - [`tls_files`], [`digest`]: the certificate/key file pair and SHA-256
+//!   hex, leaf modules the layers above share.
 //! - [`backoff`], [`secret`]: the retry schedule and the secret-file reader
 //!   every sender shares.
 //! - [`sqlite`]: opens every SQLite database with the pragmas they rely on.
@@ -13,9 +15,11 @@
 //! - [`serve`]: the accept loop all listeners share (limits, timeouts, shutdown).
 //! - [`enroll`]: `POST /v1/enroll`, tokens in, client certificates out.
 //! - [`ingest`]: `POST /v1/batches`, identity from the certificate, exactly-once storage.
+//! - [`response`]: the JSON responses enrolment and ingest answer with.
 //! - [`liveness`]: marks silent agents and records `agent_silent` events.
 //! - [`metric_store`]: the latest metrics per agent and their exposition.
 //! - [`http`]: `/metrics`, health endpoints and the status page.
+//! - [`metrics_auth`]: the credentials `/metrics` requires.
 //! - [`openmetrics`]: `/metrics` in OpenMetrics 1.0.0 for scrapers that ask for it.
 //! - [`telemetry`]: the collector's own `countywatch_*` metrics.
 //! - [`notify`]: routing, grouping, silences, the outbox and receivers.
@@ -38,6 +42,7 @@ pub mod backoff;
 pub mod ca;
 pub mod config;
 pub mod detection;
+pub mod digest;
 pub mod enroll;
 pub mod event_log;
 pub mod http;
@@ -45,16 +50,19 @@ pub mod incident;
 pub mod ingest;
 pub mod liveness;
 pub mod metric_store;
+pub mod metrics_auth;
 pub mod notify;
 pub mod openmetrics;
 pub mod output;
 pub mod registry;
+pub mod response;
 pub mod rule_alerts;
 pub mod secret;
 pub mod serve;
 pub mod sqlite;
 pub mod telemetry;
 pub mod tls;
+pub mod tls_files;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -223,7 +231,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         )));
     }
     let metrics_auth = match &config.http.metrics_auth {
-        Some(auth) => Some(http::MetricsCredentials::load(auth).map_err(anyhow::Error::msg)?),
+        Some(auth) => {
+            Some(metrics_auth::MetricsCredentials::load(auth).map_err(anyhow::Error::msg)?)
+        }
         None => None,
     };
     let incident_store = Arc::new(incident::store::IncidentStore::open_with(

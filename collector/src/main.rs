@@ -318,7 +318,7 @@ fn main() -> ExitCode {
             command: AgentsCommand::Revoke { location, name },
         } => with_state(location, |config| {
             let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
-            if registry.revoke(&name, countywatch_collector::enroll::now_ms())? {
+            if registry.revoke(&name, countywatch_daemon::clock::now_ms())? {
                 audit::record(
                     &config.data_dir,
                     &audit::cli_actor(),
@@ -449,7 +449,7 @@ fn token_create(config: &Config, ttl: &str, name: Option<&str>) -> anyhow::Resul
     }
     let ca = countywatch_collector::certificate_authority(config)?;
     let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
-    let token = registry.create_token(name, ttl, countywatch_collector::enroll::now_ms())?;
+    let token = registry.create_token(name, ttl, countywatch_daemon::clock::now_ms())?;
     let enroll = config.enroll_listen()?;
     let host = if enroll.ip().is_unspecified() {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -549,7 +549,7 @@ fn user(command: UserCommand) -> ExitCode {
                 &name,
                 role,
                 &password,
-                countywatch_collector::enroll::now_ms(),
+                countywatch_daemon::clock::now_ms(),
             )?;
             audit::record(
                 &config.data_dir,
@@ -567,12 +567,8 @@ fn user(command: UserCommand) -> ExitCode {
             label,
         } => with_state(location, |config| {
             let store = IncidentStore::open(&config.data_dir)?;
-            let token = auth::create_token(
-                &store,
-                &name,
-                &label,
-                countywatch_collector::enroll::now_ms(),
-            )?;
+            let token =
+                auth::create_token(&store, &name, &label, countywatch_daemon::clock::now_ms())?;
             audit::record(
                 &config.data_dir,
                 &audit::cli_actor(),

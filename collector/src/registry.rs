@@ -18,7 +18,7 @@ use anyhow::Context;
 use countywatch_wire::{Event, EventKind, EventSource};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::ca::sha256_hex;
+use crate::digest::sha256_hex;
 use crate::event_log::{self, NewEvent, Position};
 
 /// Schema migrations, applied in order; the index + 1 is the version.

@@ -85,7 +85,7 @@ pub async fn run(
         let store = Arc::clone(&store);
         let data_dir = data_dir.clone();
         let done = tokio::task::spawn_blocking(move || {
-            let cutoff = crate::enroll::now_ms()
+            let cutoff = countywatch_daemon::clock::now_ms()
                 .saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
             let purged = purge(&store, &data_dir, cutoff)?;
             let audit =

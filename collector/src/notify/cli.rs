@@ -6,12 +6,13 @@
 
 use std::path::Path;
 
-use crate::notify::alert::{now_ms, rfc3339};
+use crate::notify::alert::rfc3339;
 use crate::notify::config::NotifyConfig;
 use crate::notify::db::Db;
 use crate::notify::matcher::Matcher;
 use crate::notify::notification::{Kind, Notification};
 use crate::notify::silence::{SilenceState, SilenceStore};
+use countywatch_daemon::clock::now_ms;
 
 /// `silence add`: prints the new silence's id.
 pub fn silence_add(

@@ -24,12 +24,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::backoff::backoff;
-use crate::notify::alert::now_ms;
 use crate::notify::config::OutboxConfig;
 use crate::notify::db::Db;
 use crate::notify::metrics::NotifyMetrics;
 use crate::notify::notification::{Kind, Notification};
 use crate::notify::receiver::{Integration, Receivers, SendError};
+use countywatch_daemon::clock::now_ms;
 
 /// One stored notification.
 #[derive(Clone, Debug)]

@@ -128,7 +128,7 @@ fn run() -> Vec<Figure> {
                 &format!("host-{host}"),
                 sequence[slot],
                 &events,
-                countywatch_collector::enroll::now_ms(),
+                countywatch_daemon::clock::now_ms(),
             )
             .unwrap();
     }
@@ -171,7 +171,7 @@ fn run() -> Vec<Figure> {
                         &format!("host-{host}"),
                         sequence[slot],
                         &events,
-                        countywatch_collector::enroll::now_ms(),
+                        countywatch_daemon::clock::now_ms(),
                     )
                     .unwrap();
                 stored.fetch_add(BATCH_EVENTS, Ordering::Relaxed);

@@ -12,6 +12,7 @@ mod dashboards;
 mod detection;
 mod events;
 mod faults;
+mod import_circles;
 mod incident_web;
 mod incidents;
 mod link_cut;
