@@ -143,7 +143,8 @@ impl Registry {
         // WAL lets the CLI (token create, agents revoke) write while the
         // daemon runs; NORMAL sync costs no fsync per batch.
         let connection = crate::sqlite::open(&path)?;
-        migrate(&connection).with_context(|| format!("cannot migrate {}", path.display()))?;
+        crate::sqlite::migrate(&connection, MIGRATIONS)
+            .with_context(|| format!("cannot migrate {}", path.display()))?;
         Ok(Registry {
             connection: Mutex::new(connection),
             last_senders: Mutex::new(HashMap::new()),
@@ -456,25 +457,6 @@ impl Registry {
             |row| row.get(0),
         )?)
     }
-}
-
-fn migrate(connection: &Connection) -> rusqlite::Result<()> {
-    connection
-        .execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
-    let version: i64 = connection
-        .query_row("SELECT version FROM schema_version", [], |row| row.get(0))
-        .optional()?
-        .unwrap_or(0);
-    for (index, migration) in MIGRATIONS.iter().enumerate() {
-        let target = i64::try_from(index).unwrap_or(i64::MAX) + 1;
-        if target <= version {
-            continue;
-        }
-        connection.execute_batch(&format!(
-            "BEGIN; {migration}; DELETE FROM schema_version; INSERT INTO schema_version VALUES ({target}); COMMIT;"
-        ))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 /// How long a connection waits for another connection's write lock.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -120,6 +120,33 @@ pub fn delete_in_batches(
     }
 }
 
+/// Brings a database's schema up to date: `migrations[n]` takes it from
+/// version `n` to `n + 1`, the version kept in a one-row `schema_version`
+/// table. Each migration commits with its version or not at all.
+pub fn migrate(connection: &Connection, migrations: &[&str]) -> rusqlite::Result<()> {
+    connection
+        .execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let version: i64 = connection
+        .query_row("SELECT version FROM schema_version", [], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0);
+    for (index, migration) in migrations.iter().enumerate() {
+        let target = i64::try_from(index).unwrap_or(i64::MAX).saturating_add(1);
+        if target <= version {
+            continue;
+        }
+        let transaction = connection.unchecked_transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.execute("DELETE FROM schema_version", [])?;
+        transaction.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            rusqlite::params![target],
+        )?;
+        transaction.commit()?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +178,35 @@ mod tests {
             .unwrap();
         assert_eq!(x, 7);
         assert!(reader.execute("INSERT INTO t VALUES (8)", []).is_err());
+    }
+
+    #[test]
+    fn migrations_run_once_each_in_order_and_a_failed_one_leaves_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let connection = open(&dir.path().join("m.db")).unwrap();
+        let first = ["CREATE TABLE a (x INTEGER)"];
+        migrate(&connection, &first).unwrap();
+        migrate(&connection, &first).unwrap();
+        let both = ["CREATE TABLE a (x INTEGER)", "ALTER TABLE a ADD COLUMN y"];
+        migrate(&connection, &both).unwrap();
+        let version: i64 = connection
+            .query_row("SELECT version FROM schema_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+        let broken = [both[0], both[1], "CREATE TABLE b (z); THIS IS NOT SQL"];
+        assert!(migrate(&connection, &broken).is_err());
+        let version: i64 = connection
+            .query_row("SELECT version FROM schema_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 2, "the failed migration rolled back");
+        let b_exists: i64 = connection
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'b'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(b_exists, 0);
     }
 
     #[test]

@@ -335,7 +335,8 @@ impl IncidentStore {
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
         let path = data_dir.join(FILE_NAME);
         let writer = connect(&path)?;
-        migrate(&writer).with_context(|| format!("cannot migrate {}", path.display()))?;
+        crate::sqlite::migrate(&writer, MIGRATIONS)
+            .with_context(|| format!("cannot migrate {}", path.display()))?;
         let reader = connect(&path)?;
         Ok(IncidentStore {
             path,
@@ -508,30 +509,6 @@ pub fn backup_file(source: &Path, destination: &Path) -> anyhow::Result<()> {
 pub(crate) fn connect(path: &Path) -> anyhow::Result<Connection> {
     // Foreign keys so that purging an incident drops its evidence.
     Ok(crate::sqlite::open_with_foreign_keys(path)?)
-}
-
-fn migrate(connection: &Connection) -> rusqlite::Result<()> {
-    connection
-        .execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
-    let version: i64 = connection
-        .query_row("SELECT version FROM schema_version", [], |row| row.get(0))
-        .optional()?
-        .unwrap_or(0);
-    for (index, migration) in MIGRATIONS.iter().enumerate() {
-        let target = i64::try_from(index).unwrap_or(i64::MAX).saturating_add(1);
-        if target <= version {
-            continue;
-        }
-        let transaction = connection.unchecked_transaction()?;
-        transaction.execute_batch(migration)?;
-        transaction.execute("DELETE FROM schema_version", [])?;
-        transaction.execute(
-            "INSERT INTO schema_version (version) VALUES (?1)",
-            params![target],
-        )?;
-        transaction.commit()?;
-    }
-    Ok(())
 }
 
 /// The columns [`incident_row`] reads, in order.
