@@ -28,7 +28,8 @@ use crate::notify::config::OutboxConfig;
 use crate::notify::db::Db;
 use crate::notify::metrics::NotifyMetrics;
 use crate::notify::notification::{Kind, Notification};
-use crate::notify::receiver::{Integration, Receivers, SendError};
+use crate::notify::receiver::{Integration, Receivers};
+use crate::send_error::SendError;
 use countywatch_daemon::clock::now_ms;
 
 /// One stored notification.

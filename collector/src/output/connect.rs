@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::output::config::{ClientTls, HttpUrl};
+use crate::send_error::SendError;
 
 /// A byte stream to a receiver, plain or TLS.
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -125,26 +126,6 @@ fn read_certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>
         .with_context(|| format!("cannot read certificates from {}", path.display()))
 }
 
-/// Why an HTTP request failed.
-#[derive(Debug)]
-pub enum HttpError {
-    /// No answer (connect, TLS, timeout, broken connection) or an answer
-    /// that says "later" (5xx, 429): worth retrying.
-    Retryable(String),
-    /// The receiver refused the request for good (4xx): retrying the same
-    /// body cannot succeed.
-    Refused(u16, String),
-}
-
-impl std::fmt::Display for HttpError {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HttpError::Retryable(message) => formatter.write_str(message),
-            HttpError::Refused(status, body) => write!(formatter, "HTTP {status}: {body}"),
-        }
-    }
-}
-
 /// An HTTP/1.1 client for one endpoint that keeps its connection open.
 pub struct HttpClient {
     /// The endpoint.
@@ -175,23 +156,23 @@ impl HttpClient {
     }
 
     /// POSTs `body` with `headers`; `Ok` on a 2xx answer.
-    pub async fn post(&mut self, headers: &[(&str, &str)], body: Bytes) -> Result<(), HttpError> {
+    pub async fn post(&mut self, headers: &[(&str, &str)], body: Bytes) -> Result<(), SendError> {
         match tokio::time::timeout(self.timeout, self.post_inner(headers, body)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => {
-                if matches!(error, HttpError::Retryable(_)) {
+                if matches!(error, SendError::Retryable(_)) {
                     self.connection = None;
                 }
                 Err(error)
             }
             Err(_) => {
                 self.connection = None;
-                Err(HttpError::Retryable("request timed out".to_string()))
+                Err(SendError::Retryable("request timed out".to_string()))
             }
         }
     }
 
-    async fn post_inner(&mut self, headers: &[(&str, &str)], body: Bytes) -> Result<(), HttpError> {
+    async fn post_inner(&mut self, headers: &[(&str, &str)], body: Bytes) -> Result<(), SendError> {
         let reusable = match &mut self.connection {
             Some(sender) => sender.ready().await.is_ok(),
             None => false,
@@ -201,10 +182,10 @@ impl HttpClient {
                 .connector
                 .connect(self.timeout)
                 .await
-                .map_err(HttpError::Retryable)?;
+                .map_err(SendError::Retryable)?;
             let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
-                .map_err(|error| HttpError::Retryable(error.to_string()))?;
+                .map_err(|error| SendError::Retryable(error.to_string()))?;
             tokio::spawn(async move {
                 if let Err(error) = connection.await {
                     tracing::debug!(%error, "output connection closed");
@@ -213,7 +194,7 @@ impl HttpClient {
             self.connection = Some(sender);
         }
         let Some(sender) = self.connection.as_mut() else {
-            return Err(HttpError::Retryable("no connection".to_string()));
+            return Err(SendError::Retryable("no connection".to_string()));
         };
         let mut request = hyper::Request::post(self.url.path.as_str())
             .header(hyper::header::HOST, self.url.authority())
@@ -226,11 +207,11 @@ impl HttpClient {
         }
         let request = request
             .body(Full::new(body))
-            .map_err(|error| HttpError::Retryable(error.to_string()))?;
+            .map_err(|error| SendError::Retryable(error.to_string()))?;
         let response = sender
             .send_request(request)
             .await
-            .map_err(|error| HttpError::Retryable(error.to_string()))?;
+            .map_err(|error| SendError::Retryable(error.to_string()))?;
         let status = response.status();
         // Read the body so the connection can be reused; keep only its start
         // for the log line.
@@ -246,13 +227,9 @@ impl HttpClient {
         let text = String::from_utf8_lossy(&body[..body.len().min(512)])
             .trim()
             .to_string();
-        if status.is_server_error() || status.as_u16() == 429 {
-            Err(HttpError::Retryable(format!(
-                "HTTP {}: {text}",
-                status.as_u16()
-            )))
-        } else {
-            Err(HttpError::Refused(status.as_u16(), text))
-        }
+        Err(SendError::from_status(
+            status.as_u16(),
+            format!("HTTP {}: {text}", status.as_u16()),
+        ))
     }
 }

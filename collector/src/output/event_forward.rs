@@ -31,7 +31,8 @@ use tokio::sync::watch;
 use crate::backoff::backoff;
 use crate::event_log::{EventCursor, EventLog, StoredEvent};
 use crate::output::config::{ForwardConfig, HttpUrl, parse_host_port, severity_number};
-use crate::output::connect::{Connector, HttpClient, HttpError, Stream};
+use crate::output::connect::{Connector, HttpClient, Stream};
+use crate::send_error::SendError;
 
 /// The outcomes `countywatch_forward_events_total` is labelled with.
 pub const RESULTS: [&str; 4] = ["sent", "filtered", "retried", "rejected"];
@@ -337,8 +338,8 @@ async fn send(target: &mut Target, events: &[&StoredEvent]) -> Result<(), SendFa
                 .post(&headers, Bytes::from(body))
                 .await
                 .map_err(|error| match error {
-                    HttpError::Retryable(message) => SendFailure::Retry(message),
-                    refused @ HttpError::Refused(..) => SendFailure::Rejected(refused.to_string()),
+                    SendError::Retryable(message) => SendFailure::Retry(message),
+                    SendError::Permanent(message) => SendFailure::Rejected(message),
                 })
         }
     }

@@ -10,7 +10,7 @@
 //! compression divides the disk a backlog needs several times). A sender task sends the oldest chunks as
 //! one snappy-compressed `WriteRequest` (the concatenation of encoded
 //! `TimeSeries` fields is itself a valid `WriteRequest`), deletes them on a
-//! 2xx answer, retries 5xx, 429 and network failures with exponential
+//! 2xx answer, retries 5xx, 429, 408 and network failures with exponential
 //! backoff and jitter, and drops (counting) what the receiver refuses with
 //! another 4xx, as the specification asks. Memory holds one request at a
 //! time; the disk holds at most `max_pending_samples`, beyond which the
@@ -32,8 +32,9 @@ use tokio::sync::{Notify, watch};
 
 use crate::backoff::backoff;
 use crate::output::config::{HttpUrl, RemoteWriteConfig};
-use crate::output::connect::{HttpClient, HttpError};
+use crate::output::connect::HttpClient;
 use crate::secret::read_secret;
+use crate::send_error::SendError;
 
 /// The outcomes `countywatch_remote_write_samples_total` is labelled with.
 pub const RESULTS: [&str; 4] = ["sent", "retried", "rejected", "dropped"];
@@ -461,7 +462,7 @@ pub async fn send_loop(output: std::sync::Arc<RemoteWrite>, mut stopped: watch::
                     _ = stopped.changed() => break,
                 }
             }
-            Err(error) => Err(HttpError::Retryable(format!("{error:#}"))),
+            Err(error) => Err(SendError::Retryable(format!("{error:#}"))),
         };
         match outcome {
             Ok(()) => {
@@ -482,12 +483,12 @@ pub async fn send_loop(output: std::sync::Arc<RemoteWrite>, mut stopped: watch::
                 }
                 failures = 0;
             }
-            Err(HttpError::Refused(status, body)) => {
-                tracing::warn!(output = %name, status, %body, samples, "remote_write receiver refused a request; dropping it");
+            Err(SendError::Permanent(message)) => {
+                tracing::warn!(output = %name, %message, samples, "remote_write receiver refused a request; dropping it");
                 output.count("rejected", samples);
                 remove(&output, last_id).await;
             }
-            Err(HttpError::Retryable(message)) => {
+            Err(SendError::Retryable(message)) => {
                 output.count("retried", samples);
                 if !failing {
                     tracing::warn!(output = %name, %message, "cannot write to the remote_write receiver, will retry with backoff");

@@ -11,9 +11,10 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::notify::config::{EmailConfig, Language, SmtpTls};
 use crate::notify::notification::Notification;
-use crate::notify::receiver::{Integration, SendError, SendFuture};
+use crate::notify::receiver::{Integration, SendFuture};
 use crate::notify::template::Templates;
 use crate::secret::read_secret;
+use crate::send_error::SendError;
 
 /// One email integration.
 pub struct Email {

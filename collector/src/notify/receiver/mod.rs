@@ -18,24 +18,7 @@ use std::pin::Pin;
 use crate::notify::config::{Language, NotifyConfig, ReceiverConfig};
 use crate::notify::notification::Notification;
 use crate::notify::receiver::chat_bot::ChatBot;
-
-/// Why a delivery failed, and whether trying again can help.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
-    /// A temporary failure: connection refused, timeout, 5xx, rate limit.
-    #[error("{0}")]
-    Retryable(String),
-    /// A failure no retry will fix: bad address, 4xx, refused credentials.
-    #[error("{0}")]
-    Permanent(String),
-}
-
-impl SendError {
-    /// Whether a retry can help.
-    pub fn retryable(&self) -> bool {
-        matches!(self, SendError::Retryable(_))
-    }
-}
+use crate::send_error::SendError;
 
 /// The future a delivery returns.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>>;
