@@ -15,6 +15,7 @@ mod day_one;
 mod detection;
 mod events;
 mod faults;
+mod import_circles;
 mod incident_web;
 mod incidents;
 mod link_cut;
