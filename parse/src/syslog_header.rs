@@ -25,6 +25,8 @@ pub struct SyslogHeader<'a> {
     pub hostname: Option<&'a str>,
     /// RFC 5424 APP-NAME or the RFC 3164 tag.
     pub app_name: Option<&'a str>,
+    /// RFC 5424 PROCID or the RFC 3164 tag's `[pid]`, when numeric.
+    pub pid: Option<u32>,
     /// RFC 5424 MSGID.
     pub msg_id: Option<&'a str>,
     /// The message after the header (RFC 5424 MSG, RFC 3164 CONTENT), or
@@ -70,6 +72,11 @@ pub fn parse(text: &str, year: i32) -> SyslogHeader<'_> {
         timestamp_ms: parsed.timestamp.map(|time| time.timestamp_millis()),
         hostname: non_empty(parsed.hostname),
         app_name: non_empty(parsed.appname),
+        pid: match parsed.procid {
+            Some(syslog_loose::ProcId::PID(pid)) => u32::try_from(pid).ok(),
+            Some(syslog_loose::ProcId::Name(name)) => name.parse().ok(),
+            None => None,
+        },
         msg_id: non_empty(parsed.msgid),
         message: parsed.msg.trim(),
         after_pri,
@@ -84,7 +91,7 @@ fn non_empty(value: Option<&str>) -> Option<&str> {
 
 /// `<N>` at the start, N at most 191 (facility 23, severity 7), up to
 /// three digits; returns N and the text after `>`.
-fn pri(text: &str) -> Option<(u8, &str)> {
+pub(crate) fn pri(text: &str) -> Option<(u8, &str)> {
     let rest = text.strip_prefix('<')?;
     let end = rest.find('>')?;
     let digits = &rest[..end];

@@ -18,6 +18,7 @@ mod link_cut;
 mod local_time;
 mod node_exporter;
 mod notify;
+mod old_servers;
 mod openssh;
 mod outputs;
 mod packaging;
