@@ -9,6 +9,7 @@
 //! lines are counted apart from the not understood.
 
 use std::net::SocketAddr;
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use countywatch_e2e::Collector;
@@ -220,4 +221,96 @@ fn old_openssh_and_rhel4_pam_lines_give_the_same_events_tailed_and_forwarded_by_
         ),
         Some(0.0)
     );
+}
+
+/// Kills the rsyslogd this test started when the test ends, pass or fail.
+struct Rsyslogd(std::process::Child);
+
+impl Drop for Rsyslogd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_two_line_rsyslog_forwarding_of_docs_deploy_reaches_the_agent() {
+    let collector = Collector::start();
+    let config = format!(
+        "{TEST_AGENT_CONFIG}sources:\n  auth:\n    enabled: false\n  fim:\n    enabled: false\n  ports:\n    enabled: false\n  syslog:\n    udp: 127.0.0.1:0\n    tcp: 127.0.0.1:0\n    allow: [127.0.0.1/32]\n    timezone: Asia/Shanghai\n"
+    );
+    let agent = start_agent("rsyslog-relay", &collector, &config);
+    let (_, tcp) = agent.syslog_addresses();
+    // rsyslog stands in for the old server: it takes local messages on a
+    // UDP port (as its /dev/log would) and forwards with the two lines
+    // docs/deploy.md gives, in its default (traditional) format.
+    let dir = tempfile::tempdir().unwrap();
+    let input = countywatch_e2e::peer::free_port();
+    let conf = dir.path().join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "$WorkDirectory {}\nmodule(load=\"imudp\")\ninput(type=\"imudp\" address=\"127.0.0.1\" port=\"{input}\")\n$ActionQueueType LinkedList\nauthpriv.*;auth.*  @@127.0.0.1:{}\n",
+            dir.path().display(),
+            tcp.port()
+        ),
+    )
+    .unwrap();
+    let _rsyslogd = Rsyslogd(
+        Command::new("rsyslogd")
+            .env("TZ", "Asia/Shanghai")
+            .args(["-n", "-f"])
+            .arg(&conf)
+            .arg("-i")
+            .arg(dir.path().join("rsyslogd.pid"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("rsyslogd (tests/run.sh installs rsyslog)"),
+    );
+    let to_rsyslog = SocketAddr::from(([127, 0, 0, 1], input));
+    let mut events = Vec::new();
+    // rsyslog may take a moment to bind: send until the events arrive
+    // (the agent's counts below say how many sends got through).
+    let sent = wait_until(Duration::from_secs(60), || {
+        logger(
+            to_rsyslog,
+            &["-d", "--rfc3164"],
+            "sshd(pam_unix)",
+            3100,
+            "2 more authentication failures; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=host-44.example.net  user=root",
+        );
+        logger(
+            to_rsyslog,
+            &["-d", "--rfc3164"],
+            "sshd",
+            3101,
+            "Invalid user oracle from 192.0.2.44",
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        events = stored(&collector, "rsyslog-relay", "auth");
+        events.len() >= 3
+    });
+    assert!(sent, "nothing forwarded by rsyslog reached the collector");
+    let first: Vec<&serde_json::Value> = events.iter().take(3).collect();
+    let mut kinds: Vec<&str> = first
+        .iter()
+        .map(|event| event["kind"].as_str().unwrap())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["pam_auth_failed", "pam_auth_failed", "ssh_invalid_user"],
+        "{events:?}"
+    );
+    for event in &first {
+        assert!(event["fields"]["device"].is_string(), "{event}");
+        let stamp = event["timestamp_ms"].as_i64().unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!((now - 120_000..now + 5_000).contains(&stamp), "{event}");
+    }
 }
