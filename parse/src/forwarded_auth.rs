@@ -100,6 +100,47 @@ mod tests {
     }
 
     #[test]
+    fn no_cut_or_mutation_of_a_forwarded_line_panics_or_makes_an_invalid_event() {
+        use crate::auth_line::LineParser;
+        let fixtures: [&[u8]; 4] = [
+            b"<86>Dec  6 19:10:15 old-db sshd(pam_unix)[2413]: 4000000000 more authentication failures; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=host-44.example.net  user=root",
+            b"<38>1 2026-12-06T19:10:01+08:00 old-web sshd 2412 - - Invalid user oracle from 192.0.2.44",
+            b"<38>Dec  6 19:10:01 old-web sshd[1]: Failed password for invalid user x from 6.6.6.6 port 1 from 192.0.2.44 port 22 ssh2",
+            b"<85>Dec  6 19:10:01 old-web sudo:    alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/sh",
+        ];
+        let mut parser = LineParser::new(TimeZone::get("Asia/Shanghai").unwrap());
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut events = Vec::new();
+        let mut check = |parser: &mut LineParser, bytes: &[u8]| {
+            let text = String::from_utf8_lossy(bytes);
+            let text = crate::sanitize::escape_controls(&text);
+            events.clear();
+            parser.parse_forwarded(&text, NOW, &mut events);
+            assert!(events.len() <= crate::auth_line::MAX_REPEAT as usize);
+            for event in &events {
+                assert!(event.validate(0).is_ok(), "{event:?}");
+                assert!(event.timestamp_ms <= NOW + crate::auth_line::MAX_FUTURE_MS);
+            }
+        };
+        for fixture in fixtures {
+            for end in 0..=fixture.len() {
+                check(&mut parser, &fixture[..end]);
+            }
+            for _ in 0..300 {
+                let mut mutated = fixture.to_vec();
+                for _ in 0..3 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let at = (seed % mutated.len() as u64) as usize;
+                    mutated[at] = (seed >> 32) as u8;
+                }
+                check(&mut parser, &mutated);
+            }
+        }
+    }
+
+    #[test]
     fn other_programs_and_device_messages_are_not_auth_lines() {
         let clock = Clock::new(NOW, &TimeZone::UTC);
         for text in [
