@@ -119,6 +119,26 @@ pub struct ProbesConfig {
     pub system: ProbeToggle,
     /// Pressure stall information, where the kernel has it.
     pub pressure: ProbeToggle,
+    /// Paging, swapping, page faults and OOM kills from /proc/vmstat.
+    pub vmstat: ProbeToggle,
+    /// TCP, UDP, ICMP and IP protocol counters from /proc/net/netstat and snmp.
+    pub netstat: ProbeToggle,
+    /// Sockets in use per protocol and state from /proc/net/sockstat.
+    pub sockstat: ProbeToggle,
+    /// The kernel's random pool.
+    pub entropy: ProbeToggle,
+    /// The netfilter connection table's fill and limit (absent without the module).
+    pub conntrack: ProbeToggle,
+    /// Per-CPU packet processing and backlog drops from /proc/net/softnet_stat.
+    pub softnet: ProbeToggle,
+    /// ARP entries per device.
+    pub arp: ProbeToggle,
+    /// Bytes queued in the kernel for UDP sockets.
+    pub udp_queues: ProbeToggle,
+    /// Whether SELinux is on, and its modes.
+    pub selinux: ProbeToggle,
+    /// Metrics from `*.prom` files that cron jobs and scripts write.
+    pub textfile: crate::probe::textfile::TextfileConfig,
     /// State of the listed systemd units.
     pub systemd: SystemdConfig,
     /// Per-process CPU, memory and file descriptors (off by default).
@@ -441,6 +461,16 @@ impl Default for ProbesConfig {
             network: ProbeToggle::default(),
             system: ProbeToggle::default(),
             pressure: ProbeToggle::default(),
+            vmstat: ProbeToggle::default(),
+            netstat: ProbeToggle::default(),
+            sockstat: ProbeToggle::default(),
+            entropy: ProbeToggle::default(),
+            conntrack: ProbeToggle::default(),
+            softnet: ProbeToggle::default(),
+            arp: ProbeToggle::default(),
+            udp_queues: ProbeToggle::default(),
+            selinux: ProbeToggle::default(),
+            textfile: crate::probe::textfile::TextfileConfig::default(),
             systemd: SystemdConfig::default(),
             process: ProcessConfig::default(),
             service: ServiceConfig::default(),

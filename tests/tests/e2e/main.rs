@@ -5,10 +5,12 @@
 
 mod abuse;
 mod alerting;
+mod audit_tamper;
 mod authorization;
 mod bad_input;
 mod cli;
 mod dashboards;
+mod day_one;
 mod detection;
 mod events;
 mod faults;
@@ -16,6 +18,7 @@ mod incident_web;
 mod incidents;
 mod link_cut;
 mod local_time;
+mod login_guessing;
 mod node_exporter;
 mod notify;
 mod old_servers;
