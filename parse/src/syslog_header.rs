@@ -43,6 +43,13 @@ pub struct SyslogHeader<'a> {
 /// timestamps, which carry none. Never fails: an unparseable header leaves
 /// the fields empty and the whole text as the message.
 pub fn parse(text: &str, year: i32) -> SyslogHeader<'_> {
+    parse_at_offset(text, year, 0)
+}
+
+/// [`parse`], reading zone-less RFC 3164 times at `utc_offset_seconds`
+/// east of UTC (`replay --timezone`; the live receiver stamps device
+/// events with their arrival instead).
+pub fn parse_at_offset(text: &str, year: i32, utc_offset_seconds: i32) -> SyslogHeader<'_> {
     let (facility, severity, after_pri) = match pri(text) {
         Some((value, rest)) => (Some(value >> 3), Some(value & 7), rest),
         None => (None, None, text),
@@ -57,11 +64,11 @@ pub fn parse(text: &str, year: i32) -> SyslogHeader<'_> {
     if facility.is_none() {
         return fallback;
     }
-    let utc = FixedOffset::east_opt(0);
+    let zone = FixedOffset::east_opt(utc_offset_seconds);
     let Ok(parsed) = syslog_loose::parse_message_with_year_exact_tz(
         text,
         |_| year,
-        utc,
+        zone,
         syslog_loose::Variant::Either,
     ) else {
         return fallback;

@@ -425,7 +425,7 @@ pub fn replay(
         summary.invalid_utf8 += u64::from(lossy);
         for event in &mut events {
             if event.source == countywatch_wire::EventSource::Syslog
-                && let Some(stamp) = header_time(message, now_ms)
+                && let Some(stamp) = header_time(message, now_ms, &options.zone)
             {
                 event.timestamp_ms = stamp;
             }
