@@ -16,9 +16,11 @@
 //! [`validate`].
 
 mod arp;
+mod bonding;
 mod conntrack;
 mod cpu;
 mod disk;
+mod edac;
 mod entropy;
 mod file_probe;
 pub mod filesystem;
@@ -253,7 +255,7 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
 
 /// Checks every probe section, adding each problem to `problems`.
 pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
-    let sections: [(&str, Option<_>); 13] = [
+    let sections: [(&str, Option<_>); 15] = [
         ("cpu", probes.cpu.interval),
         ("load", probes.load.interval),
         ("memory", probes.memory.interval),
@@ -267,6 +269,8 @@ pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
         ("service", probes.service.interval),
         ("textfile", probes.textfile.interval),
         ("selinux", probes.selinux.interval),
+        ("bonding", probes.bonding.interval),
+        ("edac", probes.edac.interval),
     ];
     let file_sections = file_probes(probes).map(|(name, toggle, _)| (name, toggle.interval));
     for (name, interval) in sections.into_iter().chain(file_sections) {

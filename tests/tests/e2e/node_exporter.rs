@@ -422,8 +422,6 @@ const NOT_SERVED: &[(&str, &str)] = &[
         "thermal_zone collector not done yet",
     ),
     ("node_md_", "mdadm collector not done yet"),
-    ("node_edac_", "edac collector not done yet"),
-    ("node_bonding_", "bonding collector not done yet"),
     ("node_dmi_info", "dmi collector not done yet"),
     ("node_schedstat_", "schedstat collector not done yet"),
     ("node_cpu_frequency_", "cpufreq collector not done yet"),
