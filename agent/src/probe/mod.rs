@@ -220,6 +220,10 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
     add(&probes.selinux, &|| {
         Box::new(selinux::SelinuxProbe::new(sysfs))
     });
+    add(&probes.bonding, &|| {
+        Box::new(bonding::BondingProbe::new(sysfs))
+    });
+    add(&probes.edac, &|| Box::new(edac::EdacProbe::new(sysfs)));
     // Without units there is nothing to ask systemd.
     if !probes.systemd.units.is_empty() {
         add(&probes.systemd.toggle(), &|| {
