@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
-use super::{Probe, ProbeError};
+use super::{Probe, ProbeError, numbered_entries};
 
 /// Reads `<sysfs>/devices/system/edac/mc`.
 pub struct EdacProbe {
@@ -28,28 +28,6 @@ impl EdacProbe {
             absent: false,
         }
     }
-}
-
-/// The numbered entries `prefix<N>` of a directory, sorted by number.
-fn numbered(dir: &Path, prefix: &str) -> Vec<(String, PathBuf)> {
-    let mut found: Vec<(u32, String, PathBuf)> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|entry| {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    let number = name.strip_prefix(prefix)?;
-                    let parsed = number.parse::<u32>().ok()?;
-                    Some((parsed, number.to_string(), entry.path()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found
-        .into_iter()
-        .map(|(_, number, path)| (number, path))
-        .collect()
 }
 
 impl Probe for EdacProbe {
@@ -80,7 +58,7 @@ impl Probe for EdacProbe {
             })
         };
         let mut controllers = Vec::new();
-        for (controller, path) in numbered(&self.root, "mc") {
+        for (controller, path) in numbered_entries(&self.root, "mc") {
             let mut counts = Counts {
                 controller,
                 correctable: read(path.join("ce_count"))?,
@@ -91,7 +69,7 @@ impl Probe for EdacProbe {
                     read(path.join("ue_noinfo_count"))?,
                 )],
             };
-            for (row, row_path) in numbered(&path, "csrow") {
+            for (row, row_path) in numbered_entries(&path, "csrow") {
                 counts.rows.push((
                     row,
                     read(row_path.join("ce_count"))?,

@@ -139,12 +139,45 @@ pub enum ProbeError {
     System(String),
 }
 
+/// The entries `<prefix><N>` of a sysfs directory (`mc0`, `csrow10`,
+/// `clocksource0`) as (N, path), sorted by N; none when it cannot be read.
+pub(crate) fn numbered_entries(dir: &Path, prefix: &str) -> Vec<(String, PathBuf)> {
+    let mut found: Vec<(u32, String, PathBuf)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let number = name.strip_prefix(prefix)?;
+                    let parsed = number.parse::<u32>().ok()?;
+                    Some((parsed, number.to_string(), entry.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+        .into_iter()
+        .map(|(_, number, path)| (number, path))
+        .collect()
+}
+
 /// Reads a small pseudo-file completely.
 pub(crate) fn read_file(path: PathBuf) -> Result<(PathBuf, String), ProbeError> {
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok((path, text)),
         Err(source) => Err(ProbeError::Read { path, source }),
     }
+}
+
+/// For tests: each family's name and its first sample's value, the shape
+/// most probes' single-sample families are checked in.
+#[cfg(test)]
+pub(crate) fn first_values(families: &[MetricFamily]) -> Vec<(&str, f64)> {
+    families
+        .iter()
+        .map(|family| (family.name.as_str(), family.samples[0].value))
+        .collect()
 }
 
 /// Builds a collector that reads files under procfs and sysfs.

@@ -126,20 +126,7 @@ fn clocksource_families(sysfs: &Path) -> Vec<MetricFamily> {
         "Current clocksource read from '/sys/devices/system/clocksource'.",
         MetricKind::Gauge,
     );
-    let root = sysfs.join("devices/system/clocksource");
-    let mut devices: Vec<(String, PathBuf)> = std::fs::read_dir(&root)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|entry| {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    let device = name.strip_prefix("clocksource")?.to_string();
-                    Some((device, entry.path()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    devices.sort();
+    let devices = super::numbered_entries(&sysfs.join("devices/system/clocksource"), "clocksource");
     for (device, path) in devices {
         let read = |file: &str| std::fs::read_to_string(path.join(file)).unwrap_or_default();
         for source in read("available_clocksource").split_whitespace() {
