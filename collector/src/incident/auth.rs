@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{self, PasswordHash, PasswordHasher, SaltString};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
@@ -72,6 +72,9 @@ pub struct Principal {
     /// The session's CSRF token (`None` for bearer tokens, which browsers
     /// never send by themselves).
     pub csrf: Option<String>,
+    /// The user logged in with a password someone else chose (the first
+    /// admin's) and may do nothing but set their own until they have.
+    pub must_change_password: bool,
 }
 
 /// Longest password accepted (argon2 takes time proportional to it).
@@ -93,30 +96,40 @@ pub fn add_user(
     {
         anyhow::bail!("user names are 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'");
     }
-    if password.chars().count() < 12 || password.len() > MAX_PASSWORD_BYTES {
-        anyhow::bail!("passwords must be 12 to 1024 characters long");
-    }
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
-        .map_err(|error| anyhow::anyhow!("cannot make a salt: {error}"))?;
-    let hash = Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|error| anyhow::anyhow!("cannot hash the password: {error}"))?
-        .to_string();
-    store.write().execute(
+    let hash = hash_password(password)?;
+    let connection = store.write();
+    // A reset password ends every session and token the old one allowed.
+    crate::incident::accounts::revoke_credentials(&connection, name)?;
+    connection.execute(
         "INSERT INTO users (name, role, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash,
-            disabled = 0",
+            disabled = 0, must_change_password = 0",
         params![name, role.as_str(), hash, now_ms],
     )?;
     Ok(())
 }
 
-/// Checks a password; `None` when the user is unknown, disabled or the
-/// password is wrong (callers cannot tell which, nor can attackers).
+/// The argon2id PHC string of a password of 12 to 1024 characters.
+pub(crate) fn hash_password(password: &str) -> anyhow::Result<String> {
+    if password.chars().count() < 12 || password.len() > MAX_PASSWORD_BYTES {
+        anyhow::bail!("passwords must be 12 to 1024 characters long");
+    }
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+        .map_err(|error| anyhow::anyhow!("cannot make a salt: {error}"))?;
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|error| anyhow::anyhow!("cannot hash the password: {error}"))?
+        .to_string())
+}
+
+/// Checks a password with argon2 work memory leased from
+/// [`LoginLimiter::lease_memory`]; `None` when the user is unknown, disabled
+/// or the password is wrong (callers cannot tell which, nor can attackers).
 pub fn check_password(
     store: &IncidentStore,
     name: &str,
     password: &str,
+    memory: &mut HashMemory,
 ) -> anyhow::Result<Option<Role>> {
     let row: Option<(String, String)> = store
         .read()
@@ -132,22 +145,55 @@ pub fn check_password(
     let Some((role, hash)) = row else {
         // Spend the same time as for a real user, so that response times
         // do not tell which user names exist.
-        let _ = dummy_hash().and_then(|dummy| {
-            PasswordHash::new(dummy).ok().and_then(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .ok()
-            })
-        });
+        if let Some(dummy) = dummy_hash() {
+            let _ = matches(password, dummy, memory);
+        }
         return Ok(None);
     };
-    let Ok(parsed) = PasswordHash::new(&hash) else {
-        return Ok(None);
+    Ok(matches(password, &hash, memory)
+        .then(|| Role::parse(&role))
+        .flatten())
+}
+
+/// Whether `password` matches the PHC string `stored`, computed in
+/// `memory` rather than in a fresh allocation. A stored hash asking for
+/// more memory than a lease holds never matches (this code never writes
+/// one).
+fn matches(password: &str, stored: &str, memory: &mut HashMemory) -> bool {
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return false;
     };
-    Ok(Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .ok()
-        .and_then(|()| Role::parse(&role)))
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
+        argon2::Algorithm::try_from(parsed.algorithm),
+        argon2::Params::try_from(&parsed),
+        parsed.salt,
+        parsed.hash,
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let blocks = params.block_count();
+    let Some(work) = memory.blocks.get_mut(..blocks) else {
+        return false;
+    };
+    let mut salt_bytes = [0_u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let mut computed = vec![0_u8; expected.len()];
+    let hashed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password.as_bytes(),
+        salt,
+        &mut computed,
+        work,
+    );
+    // Output's equality is constant-time.
+    hashed.is_ok()
+        && password_hash::Output::new(&computed).is_ok_and(|computed| computed == expected)
 }
 
 /// A hash of a random password, made once, checked against when the user
@@ -205,29 +251,33 @@ pub fn session(
     token: &str,
     now_ms: i64,
 ) -> anyhow::Result<Option<Principal>> {
-    let row: Option<(String, String, String)> = store
+    let row: Option<(String, String, String, bool)> = store
         .read()
         .query_row(
-            "SELECT s.user, u.role, s.csrf FROM sessions s JOIN users u ON u.name = s.user
+            "SELECT s.user, u.role, s.csrf, u.must_change_password FROM sessions s
+             JOIN users u ON u.name = s.user
              WHERE s.token_hash = ?1 AND s.expires_ms > ?2 AND u.disabled = 0",
             params![sha256_hex(token.as_bytes()), now_ms],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
         )
         .optional()?;
-    Ok(row.and_then(|(user, role, csrf)| {
+    Ok(row.and_then(|(user, role, csrf, must_change_password)| {
         Role::parse(&role).map(|role| Principal {
             user,
             role,
             csrf: Some(csrf),
+            must_change_password,
         })
     }))
 }
 
-/// Creates an API token for `user`; returns it (shown once).
+/// Creates an API token for `user`, valid for `ttl` when given (else until
+/// revoked); returns it (shown once).
 pub fn create_token(
     store: &IncidentStore,
     user: &str,
     label: &str,
+    ttl: Option<std::time::Duration>,
     now_ms: i64,
 ) -> anyhow::Result<String> {
     let exists: bool = store.read().query_row(
@@ -239,9 +289,18 @@ pub fn create_token(
         anyhow::bail!("no user {user:?}: create it with `user add` first");
     }
     let token = format!("cwa_{}", secret());
+    let expires_ms =
+        ttl.map(|ttl| now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)));
     store.write().execute(
-        "INSERT INTO api_tokens (token_hash, user, label, created_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![sha256_hex(token.as_bytes()), user, label, now_ms],
+        "INSERT INTO api_tokens (token_hash, user, label, created_ms, expires_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            sha256_hex(token.as_bytes()),
+            user,
+            label,
+            now_ms,
+            expires_ms
+        ],
     )?;
     Ok(token)
 }
@@ -252,20 +311,22 @@ pub fn bearer(
     token: &str,
     now_ms: i64,
 ) -> anyhow::Result<Option<Principal>> {
-    let row: Option<(String, String)> = store
+    let row: Option<(String, String, bool)> = store
         .read()
         .query_row(
-            "SELECT t.user, u.role FROM api_tokens t JOIN users u ON u.name = t.user
+            "SELECT t.user, u.role, u.must_change_password FROM api_tokens t
+             JOIN users u ON u.name = t.user
              WHERE t.token_hash = ?1 AND (t.expires_ms IS NULL OR t.expires_ms > ?2) AND u.disabled = 0",
             params![sha256_hex(token.as_bytes()), now_ms],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .optional()?;
-    Ok(row.and_then(|(user, role)| {
+    Ok(row.and_then(|(user, role, must_change_password)| {
         Role::parse(&role).map(|role| Principal {
             user,
             role,
             csrf: None,
+            must_change_password,
         })
     }))
 }
@@ -277,30 +338,69 @@ pub const FAILURE_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// Most addresses tracked; beyond it the oldest windows are forgotten.
 const MAX_TRACKED: usize = 10_000;
 
-/// Counts failed logins per source address; refuses further attempts from
-/// an address that failed [`MAX_FAILURES`] times within the window, so
-/// passwords cannot be guessed at argon2's speed.
-#[derive(Default)]
+/// Password checks run at once. Each holds [`HASH_MEMORY_BLOCKS`] KiB of
+/// argon2 memory, so logins cost at most this many times 19 MiB however
+/// many arrive together; a login arriving when all are busy is answered
+/// 503 at once instead of waiting with its own memory.
+pub const CONCURRENT_PASSWORD_CHECKS: usize = 2;
+/// argon2id's memory in KiB blocks for checking a password: 19 MiB, the
+/// parameters `Argon2::default()` hashes with (m=19456, t=2, p=1, OWASP's
+/// recommended minimum for argon2id), so existing hashes still verify. Two
+/// leases (38 MiB) fit any county server; more memory per hash would buy
+/// little against an offline attacker who already needs the database.
+pub const HASH_MEMORY_BLOCKS: usize = argon2::Params::DEFAULT_M_COST as usize;
+
+/// One password check's argon2 work memory, leased from the limiter and
+/// returned to it when dropped, so it is allocated once and reused rather
+/// than left to the allocator after every login.
+pub struct HashMemory {
+    /// The blocks argon2 works in.
+    blocks: Vec<argon2::Block>,
+    /// Where the blocks go back.
+    pool: std::sync::Arc<Mutex<Vec<Vec<argon2::Block>>>>,
+}
+
+impl Drop for HashMemory {
+    fn drop(&mut self) {
+        let blocks = std::mem::take(&mut self.blocks);
+        self.pool
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .push(blocks);
+    }
+}
+
+/// Guards the login form: counts failed logins per source address and
+/// refuses further attempts from an address that failed [`MAX_FAILURES`]
+/// times within the window, so passwords cannot be guessed at argon2's
+/// speed; and lends the argon2 memory, [`CONCURRENT_PASSWORD_CHECKS`] at a
+/// time. An attempt is counted as a failure *before* its password is
+/// checked (and forgiven if it succeeds), so parallel requests cannot all
+/// pass the check before any failure is counted.
 pub struct LoginLimiter {
-    /// Address -> (window start, failures in it).
+    /// Address -> (window start, attempts counted in it).
     failures: Mutex<HashMap<IpAddr, (i64, u32)>>,
+    /// Idle argon2 memory.
+    idle: std::sync::Arc<Mutex<Vec<Vec<argon2::Block>>>>,
+}
+
+impl Default for LoginLimiter {
+    fn default() -> Self {
+        let idle = (0..CONCURRENT_PASSWORD_CHECKS)
+            .map(|_| Vec::new())
+            .collect::<Vec<_>>();
+        LoginLimiter {
+            failures: Mutex::new(HashMap::new()),
+            idle: std::sync::Arc::new(Mutex::new(idle)),
+        }
+    }
 }
 
 impl LoginLimiter {
-    /// Whether `address` may try now.
-    pub fn allows(&self, address: IpAddr, now_ms: i64) -> bool {
-        let failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        match failures.get(&address) {
-            Some((start, count)) => now_ms - start > FAILURE_WINDOW_MS || *count < MAX_FAILURES,
-            None => true,
-        }
-    }
-
-    /// Records a failure; returns the failures in the current window.
-    pub fn failed(&self, address: IpAddr, now_ms: i64) -> u32 {
+    /// Counts an attempt from `address` now, before its password is
+    /// checked; returns the attempts in the window, or `None` when the
+    /// address is over its limit (nothing counted).
+    pub fn reserve(&self, address: IpAddr, now_ms: i64) -> Option<u32> {
         let mut failures = self
             .failures
             .lock()
@@ -315,8 +415,11 @@ impl LoginLimiter {
         if now_ms - entry.0 > FAILURE_WINDOW_MS {
             *entry = (now_ms, 0);
         }
+        if entry.1 >= MAX_FAILURES {
+            return None;
+        }
         entry.1 = entry.1.saturating_add(1);
-        entry.1
+        Some(entry.1)
     }
 
     /// Forgets an address after a successful login.
@@ -325,6 +428,24 @@ impl LoginLimiter {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .remove(&address);
+    }
+
+    /// Argon2 memory for one password check, or `None` when
+    /// [`CONCURRENT_PASSWORD_CHECKS`] are running. The memory is allocated
+    /// on first use and kept.
+    pub fn lease_memory(&self) -> Option<HashMemory> {
+        let mut blocks = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .pop()?;
+        if blocks.len() < HASH_MEMORY_BLOCKS {
+            blocks = vec![argon2::Block::default(); HASH_MEMORY_BLOCKS];
+        }
+        Some(HashMemory {
+            blocks,
+            pool: std::sync::Arc::clone(&self.idle),
+        })
     }
 }
 
@@ -345,13 +466,18 @@ mod tests {
             0,
         )
         .unwrap();
+        let limiter = LoginLimiter::default();
+        let mut memory = limiter.lease_memory().unwrap();
         assert_eq!(
-            check_password(&store, "alice", "correct horse battery").unwrap(),
+            check_password(&store, "alice", "correct horse battery", &mut memory).unwrap(),
             Some(Role::SecurityOfficer)
         );
-        assert_eq!(check_password(&store, "alice", "wrong").unwrap(), None);
         assert_eq!(
-            check_password(&store, "bob", "correct horse battery").unwrap(),
+            check_password(&store, "alice", "wrong", &mut memory).unwrap(),
+            None
+        );
+        assert_eq!(
+            check_password(&store, "bob", "correct horse battery", &mut memory).unwrap(),
             None
         );
 
@@ -362,21 +488,58 @@ mod tests {
         assert_eq!(session(&store, &session_id, 2_000).unwrap(), None);
         assert_eq!(session(&store, "forged", 500).unwrap(), None);
 
-        let token = create_token(&store, "alice", "report script", 0).unwrap();
+        let token = create_token(&store, "alice", "report script", None, 0).unwrap();
         assert_eq!(bearer(&store, &token, 1).unwrap().unwrap().user, "alice");
-        assert!(create_token(&store, "nobody", "x", 0).is_err());
+        assert!(create_token(&store, "nobody", "x", None, 0).is_err());
+
+        // A token with a lifetime stops working when it ends.
+        let brief = create_token(
+            &store,
+            "alice",
+            "brief",
+            Some(std::time::Duration::from_secs(1)),
+            0,
+        )
+        .unwrap();
+        assert!(bearer(&store, &brief, 999).unwrap().is_some());
+        assert_eq!(bearer(&store, &brief, 1_000).unwrap(), None);
+
+        // Resetting the password ends every session and token.
+        add_user(
+            &store,
+            "alice",
+            Role::SecurityOfficer,
+            "another horse battery",
+            0,
+        )
+        .unwrap();
+        assert_eq!(bearer(&store, &token, 1).unwrap(), None);
+        let session_id = create_session(&store, "alice", 1_000, 10).unwrap();
+        add_user(&store, "alice", Role::Viewer, "a third horse battery", 0).unwrap();
+        assert_eq!(session(&store, &session_id, 500).unwrap(), None);
     }
 
     #[test]
-    fn the_limiter_refuses_after_five_failures_until_the_window_passes() {
+    fn the_limiter_counts_attempts_before_checking_and_lends_two_memories() {
         let limiter = LoginLimiter::default();
         let address: IpAddr = "192.0.2.7".parse().unwrap();
-        for _ in 0..MAX_FAILURES {
-            assert!(limiter.allows(address, 1_000));
-            limiter.failed(address, 1_000);
+        for attempt in 1..=MAX_FAILURES {
+            assert_eq!(limiter.reserve(address, 1_000), Some(attempt));
         }
-        assert!(!limiter.allows(address, 1_000));
-        assert!(limiter.allows("192.0.2.8".parse().unwrap(), 1_000));
-        assert!(limiter.allows(address, 1_000 + FAILURE_WINDOW_MS + 1));
+        assert_eq!(limiter.reserve(address, 1_000), None);
+        assert_eq!(
+            limiter.reserve("192.0.2.8".parse().unwrap(), 1_000),
+            Some(1)
+        );
+        assert_eq!(
+            limiter.reserve(address, 1_000 + FAILURE_WINDOW_MS + 1),
+            Some(1)
+        );
+        let first = limiter.lease_memory().unwrap();
+        let second = limiter.lease_memory().unwrap();
+        assert!(limiter.lease_memory().is_none());
+        drop(first);
+        assert!(limiter.lease_memory().is_some());
+        drop(second);
     }
 }

@@ -5,21 +5,26 @@
 
 mod abuse;
 mod alerting;
+mod audit_tamper;
 mod authorization;
 mod bad_input;
 mod cli;
 mod dashboards;
+mod day_one;
 mod detection;
 mod events;
 mod faults;
 mod incident_web;
 mod incidents;
 mod link_cut;
+mod local_time;
+mod login_guessing;
 mod node_exporter;
 mod notify;
 mod openssh;
 mod outputs;
 mod packaging;
+mod ports;
 mod reload;
 mod rules;
 mod service_probes;

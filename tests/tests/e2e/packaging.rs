@@ -261,6 +261,15 @@ fn rpm_packages_list_the_expected_files() {
         ] {
             assert!(listing.contains(&path), "{path} not in the rpm");
         }
+        if name == "collector" {
+            for path in [
+                "/usr/share/countywatch/rules/packs/host.yaml",
+                "/usr/share/countywatch/rules/detection/ssh.yaml",
+                "/usr/share/countywatch/dashboards/fleet-overview.json",
+            ] {
+                assert!(listing.contains(path), "{path} not in the rpm");
+            }
+        }
         let config_line = listing
             .lines()
             .find(|line| line.ends_with(&format!("/etc/countywatch/{name}.yaml")))
@@ -404,6 +413,30 @@ fn deb_packages_install_and_run_in_a_debian_12_root() {
             version.trim(),
             checked.trim()
         );
+    }
+
+    // The packaged config runs the built-in packs, and the packs and
+    // dashboards are installed for users to copy.
+    let listed = stdout(&chroot(
+        root,
+        &[
+            "countywatch-collector",
+            "rules",
+            "list",
+            "--config",
+            "/etc/countywatch/collector.yaml",
+        ],
+    ));
+    for rule in ["ssh_brute_force", "countywatch-agent/AgentSilent"] {
+        assert!(listed.contains(rule), "{rule} not listed:\n{listed}");
+    }
+    assert!(listed.contains("built-in detection/ssh.yaml:"), "{listed}");
+    for path in [
+        "/usr/share/countywatch/rules/packs/host.yaml",
+        "/usr/share/countywatch/rules/detection/ssh.yaml",
+        "/usr/share/countywatch/dashboards/fleet-overview.json",
+    ] {
+        assert_eq!(stat(root, path), "root:root 644", "{path}");
     }
 
     // Ownership and modes: binaries and units root's, configs readable by

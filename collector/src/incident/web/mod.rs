@@ -11,9 +11,11 @@
 
 pub mod i18n;
 pub mod pages;
+pub mod password;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use countywatch_wire::{Event, EventKind, EventSource};
@@ -45,6 +47,15 @@ pub struct PageContext {
     pub principal: Option<Principal>,
     /// The path and query, for the language switch.
     pub path: String,
+    /// The time zone times are shown in.
+    pub display: Arc<crate::display::Display>,
+}
+
+impl PageContext {
+    /// Unix milliseconds as people read them, in the display zone.
+    pub fn time(&self, ms: i64) -> String {
+        self.display.time(ms)
+    }
 }
 
 /// Serves an authorized page request.
@@ -59,15 +70,18 @@ pub fn serve(
         &query,
         cookies.get(LANGUAGE_COOKIE),
         request::header(request, "accept-language"),
+        incidents.display.language,
     );
     let context = PageContext {
         lang,
         principal: authorized.principal.clone(),
         path: request.uri().path().to_string(),
+        display: Arc::clone(&incidents.display),
     };
     let mut response = match authorized.route.endpoint {
         Endpoint::Style => request::respond(StatusCode::OK, "text/css; charset=utf-8", STYLE),
         Endpoint::LoginPage => login_page(&context, None, StatusCode::OK, incidents.secure_cookies),
+        Endpoint::PasswordPage => html(pages::password(&context, None)),
         Endpoint::Login => login(
             incidents,
             &context,
@@ -75,7 +89,10 @@ pub fn serve(
             request.body(),
             authorized.peer.addr.ip(),
         ),
-        Endpoint::Logout | Endpoint::TransitionForm | Endpoint::CommentForm => {
+        Endpoint::Logout
+        | Endpoint::TransitionForm
+        | Endpoint::CommentForm
+        | Endpoint::PasswordForm => {
             let form = request::form(request.body());
             let Some(principal) = &authorized.principal else {
                 return request::redirect("/login");
@@ -167,7 +184,7 @@ pub fn serve(
     response
 }
 
-fn html(markup: Markup) -> Response<Full<Bytes>> {
+pub(crate) fn html(markup: Markup) -> Response<Full<Bytes>> {
     request::respond(
         StatusCode::OK,
         "text/html; charset=utf-8",
@@ -175,7 +192,7 @@ fn html(markup: Markup) -> Response<Full<Bytes>> {
     )
 }
 
-fn failure(context: &PageContext, error: &anyhow::Error) -> Response<Full<Bytes>> {
+pub(crate) fn failure(context: &PageContext, error: &anyhow::Error) -> Response<Full<Bytes>> {
     tracing::error!("page failed: {error:#}");
     let mut response = html(pages::message(context, context.lang.text("error")));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
@@ -223,7 +240,9 @@ fn login(
     let user = form.get("username").cloned().unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
     let now = now_ms();
-    if !incidents.limiter.allows(address, now) {
+    // The attempt counts before its password is checked, so that parallel
+    // requests cannot all pass the limit before any failure is counted.
+    let Some(count) = incidents.limiter.reserve(address, now) else {
         login_failed(
             incidents,
             &user,
@@ -237,15 +256,33 @@ fn login(
             StatusCode::TOO_MANY_REQUESTS,
             incidents.secure_cookies,
         );
-    }
+    };
+    // At most CONCURRENT_PASSWORD_CHECKS argon2 runs hold memory; others
+    // are turned away at once rather than queued with theirs. The attempt
+    // stays counted: a flood from one address uses up its own limit.
+    let Some(mut memory) = incidents.limiter.lease_memory() else {
+        login_failed(incidents, &user, address, "server busy", count);
+        let mut response = login_page(
+            context,
+            Some(context.lang.text("login_limited")),
+            StatusCode::SERVICE_UNAVAILABLE,
+            incidents.secure_cookies,
+        );
+        response.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("1"),
+        );
+        return response;
+    };
     // argon2 takes tens of milliseconds of CPU; this runs on the blocking
     // pool (see `incident::handle`).
-    let role = match auth::check_password(&incidents.store, &user, &password) {
+    let role = auth::check_password(&incidents.store, &user, &password, &mut memory);
+    drop(memory);
+    let role = match role {
         Ok(role) => role,
         Err(error) => return failure(context, &error),
     };
     if role.is_none() {
-        let count = incidents.limiter.failed(address, now);
         login_failed(
             incidents,
             &user,
@@ -339,6 +376,7 @@ fn post_form(
             .filter(|value| !value.is_empty())
     };
     let result = match authorized.route.endpoint {
+        Endpoint::PasswordForm => return password::change(incidents, principal, form, context),
         Endpoint::Logout => {
             if let Some(session) = cookies.get(SESSION_COOKIE)
                 && let Err(error) = auth::end_session(&incidents.store, session)
