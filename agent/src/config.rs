@@ -139,6 +139,8 @@ pub struct ProbesConfig {
     pub bonding: ProbeToggle,
     /// Memory controller (EDAC) error counts.
     pub edac: ProbeToggle,
+    /// Temperatures of thermal zones, states of cooling devices.
+    pub thermal_zone: ProbeToggle,
     /// Whether SELinux is on, and its modes.
     pub selinux: ProbeToggle,
     /// Metrics from `*.prom` files that cron jobs and scripts write.
@@ -475,6 +477,7 @@ impl Default for ProbesConfig {
             udp_queues: ProbeToggle::default(),
             bonding: ProbeToggle::default(),
             edac: ProbeToggle::default(),
+            thermal_zone: ProbeToggle::default(),
             selinux: ProbeToggle::default(),
             textfile: crate::probe::textfile::TextfileConfig::default(),
             systemd: SystemdConfig::default(),

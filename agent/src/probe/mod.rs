@@ -38,6 +38,7 @@ mod softnet;
 mod system;
 pub mod systemd;
 pub mod textfile;
+mod thermal_zone;
 mod udp_queues;
 mod vmstat;
 
@@ -257,6 +258,9 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
         Box::new(bonding::BondingProbe::new(sysfs))
     });
     add(&probes.edac, &|| Box::new(edac::EdacProbe::new(sysfs)));
+    add(&probes.thermal_zone, &|| {
+        Box::new(thermal_zone::ThermalZoneProbe::new(sysfs))
+    });
     // Without units there is nothing to ask systemd.
     if !probes.systemd.units.is_empty() {
         add(&probes.systemd.toggle(), &|| {
@@ -292,7 +296,7 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
 
 /// Checks every probe section, adding each problem to `problems`.
 pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
-    let sections: [(&str, Option<_>); 15] = [
+    let sections: [(&str, Option<_>); 16] = [
         ("cpu", probes.cpu.interval),
         ("load", probes.load.interval),
         ("memory", probes.memory.interval),
@@ -308,6 +312,7 @@ pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
         ("selinux", probes.selinux.interval),
         ("bonding", probes.bonding.interval),
         ("edac", probes.edac.interval),
+        ("thermal_zone", probes.thermal_zone.interval),
     ];
     let file_sections = file_probes(probes).map(|(name, toggle, _)| (name, toggle.interval));
     for (name, interval) in sections.into_iter().chain(file_sections) {
