@@ -147,8 +147,9 @@ pub fn change_own_password(
     user: &str,
     current: &str,
     new: &str,
+    memory: &mut auth::HashMemory,
 ) -> Result<(), PasswordChangeError> {
-    if auth::check_password(store, user, current)?.is_none() {
+    if auth::check_password(store, user, current, memory)?.is_none() {
         return Err(PasswordChangeError::WrongCurrentPassword);
     }
     if current == new {
@@ -207,6 +208,31 @@ pub fn list_users(store: &IncidentStore, now_ms: i64) -> anyhow::Result<Vec<User
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
+}
+
+/// Sets a new password someone else chose (an admin on the users page):
+/// every session and token of the user ends, and the user must choose
+/// their own at the next login. `false` when there is no such user.
+pub fn reset_password(store: &IncidentStore, name: &str, password: &str) -> anyhow::Result<bool> {
+    let hash = auth::hash_password(password)?;
+    let connection = store.write();
+    let changed = connection.execute(
+        "UPDATE users SET password_hash = ?2, must_change_password = 1 WHERE name = ?1",
+        params![name, hash],
+    )?;
+    if changed > 0 {
+        revoke_credentials(&connection, name)?;
+    }
+    Ok(changed > 0)
+}
+
+/// Changes a user's role; `false` when there is no such user.
+pub fn set_role(store: &IncidentStore, name: &str, role: Role) -> anyhow::Result<bool> {
+    let changed = store.write().execute(
+        "UPDATE users SET role = ?2 WHERE name = ?1",
+        params![name, role.as_str()],
+    )?;
+    Ok(changed > 0)
 }
 
 /// Disables (ending its sessions and tokens) or enables a user; `false`
@@ -286,8 +312,10 @@ mod tests {
         assert_eq!(password.len(), GENERATED_PASSWORD_LENGTH);
         // Only once: a second start leaves the user and the file alone.
         assert_eq!(ensure_first_admin(&store, dir.path(), 2).unwrap(), None);
+        let limiter = auth::LoginLimiter::default();
+        let mut memory = limiter.lease_memory().unwrap();
         assert_eq!(
-            auth::check_password(&store, FIRST_ADMIN, &password).unwrap(),
+            auth::check_password(&store, FIRST_ADMIN, &password, &mut memory).unwrap(),
             Some(Role::Admin)
         );
         let session = auth::create_session(&store, FIRST_ADMIN, 1_000_000, 1).unwrap();
@@ -299,11 +327,25 @@ mod tests {
         );
 
         assert!(matches!(
-            change_own_password(&store, dir.path(), FIRST_ADMIN, "wrong-password!", "x"),
+            change_own_password(
+                &store,
+                dir.path(),
+                FIRST_ADMIN,
+                "wrong-password!",
+                "x",
+                &mut memory
+            ),
             Err(PasswordChangeError::WrongCurrentPassword)
         ));
         assert!(matches!(
-            change_own_password(&store, dir.path(), FIRST_ADMIN, &password, "short"),
+            change_own_password(
+                &store,
+                dir.path(),
+                FIRST_ADMIN,
+                &password,
+                "short",
+                &mut memory
+            ),
             Err(PasswordChangeError::BadLength)
         ));
         change_own_password(
@@ -312,6 +354,7 @@ mod tests {
             FIRST_ADMIN,
             &password,
             "a county's own admin password",
+            &mut memory,
         )
         .unwrap();
         assert!(!path.exists());
