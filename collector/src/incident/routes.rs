@@ -365,6 +365,14 @@ pub const ROUTES: &[Route] = &[
         Api,
         Endpoint::Alertmanager,
     ),
+    // The notification configuration names every receiver: admins only.
+    route(
+        "GET",
+        "/api/v2/status",
+        AtLeast(Admin),
+        Api,
+        Endpoint::Alertmanager,
+    ),
     route(
         "POST",
         "/api/v2/alerts",

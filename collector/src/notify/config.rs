@@ -5,9 +5,9 @@
 //! Where we differ from Alertmanager: receivers are `*_configs` lists as
 //! there, but email `to`/`cc` are lists, TLS is chosen with `tls:
 //! starttls|implicit|none`, templates are mustache-style (see
-//! [`crate::notify::template`]), and time interval `location` takes a fixed
-//! offset (`+08:00`) or one of the zones without daylight saving listed in
-//! [`crate::notify::time_interval`].
+//! [`crate::notify::template`]), and time interval `location` also takes a
+//! fixed offset (`+08:00`). `alertmanager_config` reads an unmodified
+//! `alertmanager.yml` instead (see [`crate::notify::alertmanager_file`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -53,6 +53,9 @@ pub struct NotifyConfig {
     pub time_intervals: Vec<TimeIntervalConfig>,
     /// The persistent outbox: retries, backoff and the give-up deadline.
     pub outbox: OutboxConfig,
+    /// The text of the `alertmanager_config` file as it was loaded.
+    #[serde(skip)]
+    pub alertmanager_text: Option<String>,
     /// Hold back alerts that change state too often.
     pub flap_detection: Option<FlapConfig>,
     /// The dead-man's switch: report when an always-firing alert stops arriving.
@@ -374,8 +377,9 @@ pub struct TimeIntervalSpec {
     pub months: Vec<Spanned<String>>,
     /// Years or ranges: `2026`, `2026:2027`.
     pub years: Vec<Spanned<String>>,
-    /// Where the clock is read: `UTC` (default), a fixed offset like
-    /// `+08:00`, or a zone without daylight saving such as `Asia/Shanghai`.
+    /// Where the clock is read: `UTC` (default), `Local` (the host's zone),
+    /// an IANA zone such as `Asia/Shanghai` or `Europe/Berlin` (daylight
+    /// saving followed), or a fixed offset like `+08:00`.
     pub location: Option<Spanned<String>>,
 }
 
@@ -461,6 +465,7 @@ impl Default for NotifyConfig {
             inhibit_rules: Vec::new(),
             time_intervals: Vec::new(),
             outbox: OutboxConfig::default(),
+            alertmanager_text: None,
             flap_detection: None,
             heartbeat: None,
             silence_notifications: None,
@@ -557,6 +562,7 @@ impl NotifyConfig {
         self.inhibit_rules = converted.inhibit_rules;
         self.time_intervals = converted.time_intervals;
         self.resolve_timeout = converted.resolve_timeout;
+        self.alertmanager_text = Some(converted.text);
         Ok(())
     }
 
