@@ -258,14 +258,10 @@ fn replay(
     let summary = match source {
         ReplaySource::Auth => countywatch_agent::source::auth_log::replay(input, &mut out, options)
             .map(|summary| summary.to_string()),
-        ReplaySource::Syslog => countywatch_agent::source::syslog::replay(
-            input,
-            &mut out,
-            options.max_line,
-            device,
-            options.now_ms,
-        )
-        .map(|summary| summary.to_string()),
+        ReplaySource::Syslog => {
+            countywatch_agent::source::syslog::replay(input, &mut out, options, device)
+                .map(|summary| summary.to_string())
+        }
     };
     match summary {
         Ok(summary) => {

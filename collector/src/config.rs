@@ -8,6 +8,9 @@ use countywatch_daemon::config_file::{self, Problems, Spanned};
 use countywatch_daemon::duration::PromDuration;
 use serde::Deserialize;
 
+use crate::metrics_auth::{MetricsAuthConfig, MetricsCredentials};
+use crate::tls_files::TlsFiles;
+
 /// The whole collector configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -82,24 +85,6 @@ pub struct HttpConfig {
     pub metrics_auth: Option<MetricsAuthConfig>,
 }
 
-/// Credentials `/metrics` requires. Set either `bearer_token_file`, or
-/// `username` and `password_file`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricsAuthConfig {
-    /// File holding the token Prometheus sends as `Authorization: Bearer
-    /// TOKEN` (its `authorization: {credentials_file: ...}`). Read at start.
-    #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
-    /// Basic auth user name (Prometheus's `basic_auth.username`).
-    #[serde(default)]
-    pub username: Option<String>,
-    /// File holding the basic auth password (`basic_auth.password_file`).
-    /// Read at start.
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-}
-
 /// The ingest listener.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -123,16 +108,6 @@ pub struct IngestConfig {
     /// Time allowed for the TLS handshake and for reading a whole request;
     /// a slow sender (slowloris) is cut off after it.
     pub request_timeout: PromDuration,
-}
-
-/// Certificate and key files in PEM.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFiles {
-    /// Certificate chain, leaf first.
-    pub cert_file: PathBuf,
-    /// Private key (PKCS#8, PKCS#1 or SEC1).
-    pub key_file: PathBuf,
 }
 
 /// Keeping agents' metrics.
@@ -254,7 +229,7 @@ impl Config {
             );
         }
         if let Some(auth) = &self.http.metrics_auth
-            && let Err(message) = crate::http::MetricsCredentials::load(auth)
+            && let Err(message) = MetricsCredentials::load(auth)
         {
             problems.general(format!("http.metrics_auth: {message}"));
         }
@@ -395,7 +370,7 @@ mod tests {
         let problems =
             problems_of("http:\n  metrics_auth:\n    bearer_token_file: /nonexistent/token\n");
         assert!(
-            problems.contains("cannot read /nonexistent/token"),
+            problems.contains("cannot read secret file /nonexistent/token"),
             "{problems}"
         );
     }

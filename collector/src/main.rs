@@ -452,7 +452,7 @@ fn main() -> ExitCode {
             command: AgentsCommand::Revoke { location, name },
         } => with_state(location, |config| {
             let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
-            if registry.revoke(&name, countywatch_collector::enroll::now_ms())? {
+            if registry.revoke(&name, countywatch_daemon::clock::now_ms())? {
                 audit::record(
                     &config.data_dir,
                     &audit::cli_actor(),
@@ -650,7 +650,7 @@ fn token_create(config: &Config, ttl: &str, name: Option<&str>) -> anyhow::Resul
     }
     let ca = countywatch_collector::certificate_authority(config)?;
     let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
-    let token = registry.create_token(name, ttl, countywatch_collector::enroll::now_ms())?;
+    let token = registry.create_token(name, ttl, countywatch_daemon::clock::now_ms())?;
     let enroll = config.enroll_listen()?;
     let host = if enroll.ip().is_unspecified() {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -707,7 +707,7 @@ fn audit_list(
     actor: Option<&str>,
     action: Option<&str>,
 ) -> anyhow::Result<()> {
-    let now = countywatch_collector::enroll::now_ms();
+    let now = countywatch_daemon::clock::now_ms();
     let since_ms = match since {
         None => None,
         Some(text) => Some(match countywatch_daemon::duration::parse(text) {
@@ -806,7 +806,7 @@ fn user(command: UserCommand) -> ExitCode {
                 &name,
                 role,
                 &password,
-                countywatch_collector::enroll::now_ms(),
+                countywatch_daemon::clock::now_ms(),
             )?;
             audit::record(
                 &config.data_dir,
@@ -840,7 +840,7 @@ fn user(command: UserCommand) -> ExitCode {
                 &name,
                 &label,
                 ttl,
-                countywatch_collector::enroll::now_ms(),
+                countywatch_daemon::clock::now_ms(),
             )?;
             let lifetime = ttl.map_or_else(
                 || "until revoked".to_string(),
@@ -858,7 +858,7 @@ fn user(command: UserCommand) -> ExitCode {
         }),
         UserCommand::List { location } => with_state(location, |config| {
             let store = IncidentStore::open(&config.data_dir)?;
-            let users = accounts::list_users(&store, countywatch_collector::enroll::now_ms())?;
+            let users = accounts::list_users(&store, countywatch_daemon::clock::now_ms())?;
             println!(
                 "{:<24} {:<18} {:<22} {:>8} {:>6}",
                 "NAME", "ROLE", "STATE", "SESSIONS", "TOKENS"
@@ -981,7 +981,7 @@ fn agents_list(config: &Config) -> anyhow::Result<()> {
     use countywatch_collector::display::ago;
     let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
     let display = config.display();
-    let now = countywatch_collector::enroll::now_ms();
+    let now = countywatch_daemon::clock::now_ms();
     let silent_ms = i64::try_from(config.agents.silent_after.get().as_millis()).unwrap_or(i64::MAX);
     let validity_ms = i64::try_from(countywatch_collector::ca::AGENT_CERT_VALIDITY.as_millis())
         .unwrap_or(i64::MAX);

@@ -13,7 +13,6 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::enroll::now_ms;
 use crate::incident::audit::Outcome;
 use crate::incident::event_search::{self, EventQuery};
 use crate::incident::lifecycle::{Transition, TransitionError};
@@ -21,6 +20,7 @@ use crate::incident::request::{self, json_error};
 use crate::incident::routes::Endpoint;
 use crate::incident::store::{IncidentFilter, Status};
 use crate::incident::{Authorized, Incidents, export};
+use countywatch_daemon::clock::now_ms;
 
 /// The OpenAPI description of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -254,7 +254,7 @@ fn describe(query: &HashMap<String, String>) -> String {
     pairs.join("&")
 }
 
-/// The raw events search over `collector.db`'s `events` table.
+/// The raw events search over the event log.
 fn events(
     incidents: &Incidents,
     query: &HashMap<String, String>,

@@ -19,7 +19,7 @@ use argon2::password_hash::{self, PasswordHash, PasswordHasher, SaltString};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use crate::ca::sha256_hex;
+use crate::digest::sha256_hex;
 use crate::incident::store::IncidentStore;
 
 /// What a user may do; each role includes the ones before it.

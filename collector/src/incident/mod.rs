@@ -53,7 +53,6 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
 use crate::alerting::Alerting;
-use crate::enroll::now_ms;
 use crate::incident::audit::Outcome;
 use crate::incident::auth::{LoginLimiter, Principal};
 use crate::incident::routes::{Access, Endpoint, Route, Surface};
@@ -61,6 +60,7 @@ use crate::incident::store::IncidentStore;
 use crate::notify::Notifier;
 use crate::registry::Registry;
 use crate::serve::Peer;
+use countywatch_daemon::clock::now_ms;
 
 /// What the page and the API work with.
 pub struct Incidents {

@@ -355,7 +355,8 @@ impl IncidentStore {
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
         let path = data_dir.join(FILE_NAME);
         let writer = connect(&path)?;
-        migrate(&writer).with_context(|| format!("cannot migrate {}", path.display()))?;
+        crate::sqlite::migrate(&writer, MIGRATIONS)
+            .with_context(|| format!("cannot migrate {}", path.display()))?;
         let reader = connect(&path)?;
         Ok(IncidentStore {
             path,
@@ -630,42 +631,8 @@ pub fn backup_file(source: &Path, destination: &Path) -> anyhow::Result<()> {
 
 /// Opens a connection with the store's settings.
 pub(crate) fn connect(path: &Path) -> anyhow::Result<Connection> {
-    let connection =
-        Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    // WAL: the page reads while ingest writes, and the CLI (user add, audit
-    // verify) works while the daemon runs. NORMAL sync survives a killed
-    // process; foreign keys so that purging an incident drops its evidence.
-    connection
-        .pragma_update(None, "journal_mode", "WAL")
-        .and_then(|()| connection.pragma_update(None, "synchronous", "NORMAL"))
-        .and_then(|()| connection.pragma_update(None, "foreign_keys", "ON"))
-        .and_then(|()| connection.busy_timeout(Duration::from_secs(5)))
-        .with_context(|| format!("cannot configure {}", path.display()))?;
-    Ok(connection)
-}
-
-fn migrate(connection: &Connection) -> rusqlite::Result<()> {
-    connection
-        .execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
-    let version: i64 = connection
-        .query_row("SELECT version FROM schema_version", [], |row| row.get(0))
-        .optional()?
-        .unwrap_or(0);
-    for (index, migration) in MIGRATIONS.iter().enumerate() {
-        let target = i64::try_from(index).unwrap_or(i64::MAX).saturating_add(1);
-        if target <= version {
-            continue;
-        }
-        let transaction = connection.unchecked_transaction()?;
-        transaction.execute_batch(migration)?;
-        transaction.execute("DELETE FROM schema_version", [])?;
-        transaction.execute(
-            "INSERT INTO schema_version (version) VALUES (?1)",
-            params![target],
-        )?;
-        transaction.commit()?;
-    }
-    Ok(())
+    // Foreign keys so that purging an incident drops its evidence.
+    Ok(crate::sqlite::open_with_foreign_keys(path)?)
 }
 
 /// The columns [`incident_row`] reads, in order.

@@ -23,9 +23,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::notify::Notifier;
-use crate::notify::alert::{Alert, LabelSet, now_ms, parse_rfc3339, rfc3339};
+use crate::notify::alert::{Alert, LabelSet, parse_rfc3339, rfc3339};
 use crate::notify::matcher::{MatchType, Matcher};
 use crate::notify::silence::{Silence, SilenceError};
+use countywatch_daemon::clock::now_ms;
 
 /// Largest request body: 10,000 alerts of a few hundred bytes each.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;

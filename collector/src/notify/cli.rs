@@ -10,13 +10,14 @@ use std::path::Path;
 
 use countywatch_daemon::config_file::Problems;
 
-use crate::notify::alert::{LabelSet, now_ms, rfc3339};
+use crate::notify::alert::{LabelSet, rfc3339};
 use crate::notify::config::NotifyConfig;
 use crate::notify::db::Db;
 use crate::notify::matcher::{MatchType, Matcher};
 use crate::notify::notification::{Kind, Notification};
 use crate::notify::route_tree::Route;
 use crate::notify::silence::{SilenceState, SilenceStore};
+use countywatch_daemon::clock::now_ms;
 
 /// `silence add`: prints the new silence's id.
 pub fn silence_add(

@@ -57,7 +57,7 @@ use rusqlite::params;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::notify::alert::{Alert, Fingerprint, now_ms};
+use crate::notify::alert::{Alert, Fingerprint};
 use crate::notify::config::NotifyConfig;
 use crate::notify::db::Db;
 use crate::notify::dispatch::{Dispatcher, Flushed, NflogEntry, NflogKey, Settings};
@@ -65,6 +65,7 @@ use crate::notify::metrics::NotifyMetrics;
 use crate::notify::notification::{Kind, Notification};
 use crate::notify::outbox::Delivery;
 use crate::notify::silence::{Notice, SilenceStore};
+use countywatch_daemon::clock::now_ms;
 
 /// Alert batches queued between producers and the dispatcher; a full
 /// queue makes `submit` wait, which slows producers instead of growing memory.

@@ -146,7 +146,7 @@ fn run() -> Vec<Figure> {
                 &format!("host-{host}"),
                 sequence[slot],
                 &events,
-                countywatch_collector::enroll::now_ms(),
+                countywatch_daemon::clock::now_ms(),
             )
             .unwrap();
     }
@@ -189,7 +189,7 @@ fn run() -> Vec<Figure> {
                         &format!("host-{host}"),
                         sequence[slot],
                         &events,
-                        countywatch_collector::enroll::now_ms(),
+                        countywatch_daemon::clock::now_ms(),
                     )
                     .unwrap();
                 stored.fetch_add(BATCH_EVENTS, Ordering::Relaxed);

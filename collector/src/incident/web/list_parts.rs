@@ -6,7 +6,7 @@ use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use maud::{Markup, html};
 
-use crate::enroll::now_ms;
+use countywatch_daemon::clock::now_ms;
 use crate::incident::request;
 use crate::incident::web::PageContext;
 

@@ -40,7 +40,6 @@ use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use maud::Markup;
 
-use crate::enroll::now_ms;
 use crate::incident::audit::Outcome;
 use crate::incident::auth::{self, Principal};
 use crate::incident::lifecycle::Transition;
@@ -48,6 +47,7 @@ use crate::incident::request::{self, LANGUAGE_COOKIE, LOGIN_CSRF_COOKIE, SESSION
 use crate::incident::routes::Endpoint;
 use crate::incident::store::{IncidentFilter, Status};
 use crate::incident::{Authorized, Incidents, api, csrf, refuse_audited};
+use countywatch_daemon::clock::now_ms;
 
 use self::i18n::Lang;
 

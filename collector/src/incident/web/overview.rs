@@ -10,7 +10,7 @@ use http_body_util::Full;
 use hyper::Response;
 use maud::{Markup, html};
 
-use crate::enroll::now_ms;
+use countywatch_daemon::clock::now_ms;
 use crate::incident::auth::Role;
 use crate::incident::event_search;
 use crate::incident::store::{EvidenceField, IncidentFilter, QUEUE_STATUS};

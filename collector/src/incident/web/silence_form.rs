@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
 
-use crate::enroll::now_ms;
+use countywatch_daemon::clock::now_ms;
 use crate::incident::Incidents;
 use crate::incident::audit::Outcome;
 use crate::incident::auth::Principal;

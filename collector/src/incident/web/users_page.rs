@@ -11,7 +11,7 @@ use http_body_util::Full;
 use hyper::Response;
 use maud::html;
 
-use crate::enroll::now_ms;
+use countywatch_daemon::clock::now_ms;
 use crate::incident::Incidents;
 use crate::incident::accounts::{self, TokenRow, UserRow};
 use crate::incident::audit::Outcome;

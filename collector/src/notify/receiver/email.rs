@@ -11,8 +11,10 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::notify::config::{EmailConfig, Language, SmtpTls};
 use crate::notify::notification::Notification;
-use crate::notify::receiver::{Integration, SendError, SendFuture, read_secret};
+use crate::notify::receiver::{Integration, SendFuture};
 use crate::notify::template::Templates;
+use crate::secret::read_secret;
+use crate::send_error::SendError;
 
 /// One email integration.
 pub struct Email {
@@ -81,7 +83,7 @@ impl Email {
         if let Some(user) = &config.auth_username {
             let password = match (&config.auth_password, &config.auth_password_file) {
                 (Some(password), _) => password.clone(),
-                (None, Some(path)) => read_secret(path)?,
+                (None, Some(path)) => read_secret(path).map_err(|error| error.to_string())?,
                 (None, None) => String::new(),
             };
             builder = builder.credentials(Credentials::new(user.clone(), password));
