@@ -52,6 +52,10 @@ pub struct EnrollConfig {
     pub enabled: bool,
     /// Address to listen on, `HOST:PORT` (TLS, no client certificate).
     pub listen: Spanned<String>,
+    /// The enrolment URL agents use, `https://HOST:PORT`, as `token create`
+    /// prints it. Unset: the first `ingest.server_names` entry with the
+    /// listen port, else the listen address.
+    pub public_url: Option<Spanned<String>>,
 }
 
 /// Agent liveness.
@@ -175,6 +179,7 @@ impl Default for EnrollConfig {
         EnrollConfig {
             enabled: true,
             listen: unspanned(DEFAULT_ENROLL_LISTEN.to_string()),
+            public_url: None,
         }
     }
 }
@@ -249,6 +254,14 @@ impl Config {
                 ),
             );
         }
+        if let Some(url) = &self.enroll.public_url
+            && !url.value.starts_with("https://")
+        {
+            problems.at(
+                url,
+                format!("enroll.public_url {:?} must start with https://", url.value),
+            );
+        }
         if let Some(auth) = &self.http.metrics_auth
             && let Err(message) = crate::http::MetricsCredentials::load(auth)
         {
@@ -295,6 +308,27 @@ impl Config {
     /// The enrolment listen address; call after [`Config::validate`].
     pub fn enroll_listen(&self) -> anyhow::Result<SocketAddr> {
         parse_address(&self.enroll.listen.value).map_err(anyhow::Error::msg)
+    }
+
+    /// The enrolment URL `token create` prints: `enroll.public_url`, else
+    /// the first `ingest.server_names` entry with the listen port, else the
+    /// listen address; `None` when the listener is on every address and
+    /// nothing names this collector (the machine's host name is not
+    /// printed: agents on other networks rarely resolve it). Call after
+    /// [`Config::validate`].
+    pub fn enroll_url(&self) -> anyhow::Result<Option<String>> {
+        if let Some(url) = &self.enroll.public_url {
+            return Ok(Some(url.value.trim_end_matches('/').to_string()));
+        }
+        let listen = self.enroll_listen()?;
+        let host = match self.ingest.server_names.first() {
+            Some(name) if name.contains(':') => format!("[{name}]"),
+            Some(name) => name.clone(),
+            None if listen.ip().is_unspecified() => return Ok(None),
+            None if listen.is_ipv6() => format!("[{}]", listen.ip()),
+            None => listen.ip().to_string(),
+        };
+        Ok(Some(format!("https://{host}:{}", listen.port())))
     }
 
     /// The ingest listen address; call after [`Config::validate`].
@@ -393,6 +427,33 @@ mod tests {
         assert!(
             problems.contains("cannot read /nonexistent/token"),
             "{problems}"
+        );
+    }
+
+    #[test]
+    fn the_enrolment_url_comes_from_public_url_then_server_names_never_the_host_name() {
+        let url = |text: &str| {
+            let config: Config = config_file::parse(Path::new("c.yaml"), text).unwrap();
+            config.enroll_url().unwrap()
+        };
+        assert_eq!(
+            url("enroll:\n  public_url: https://cw.county.example:443/\n").as_deref(),
+            Some("https://cw.county.example:443")
+        );
+        assert_eq!(
+            url("ingest:\n  server_names: [cw.county.example, 10.0.0.5]\nenroll:\n  listen: 0.0.0.0:9782\n")
+                .as_deref(),
+            Some("https://cw.county.example:9782")
+        );
+        assert_eq!(
+            url("ingest:\n  server_names: [\"fd00::5\"]\n").as_deref(),
+            Some("https://[fd00::5]:9782")
+        );
+        assert_eq!(url("").as_deref(), Some("https://127.0.0.1:9782"));
+        assert_eq!(url("enroll:\n  listen: 0.0.0.0:9782\n"), None);
+        assert!(
+            problems_of("enroll:\n  public_url: http://x:1\n")
+                .starts_with("c.yaml:2:15: enroll.public_url")
         );
     }
 

@@ -373,3 +373,83 @@ fn the_page_and_the_cli_show_times_in_the_display_zone_with_the_offset() {
         "--action user. keeps only user.* entries: {listed}"
     );
 }
+
+#[test]
+fn enrolment_prints_a_start_command_with_its_config_and_token_create_never_the_host_name() {
+    let collector = Collector::start();
+    let dir = tempfile::tempdir().unwrap();
+    let agent_config = dir.path().join("agent.yaml");
+    std::fs::write(
+        &agent_config,
+        format!(
+            "state_dir: {:?}\n",
+            dir.path().join("state").display().to_string()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(binary("countywatch-agent"))
+        .args(["enroll", "--collector", &collector.enroll_url(), "--token"])
+        .arg(collector.token(Some("web7")))
+        .args(["--ca-sha256", &collector.ca_sha256, "--config"])
+        .arg(&agent_config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "Start the agent with: countywatch-agent run --config {}",
+            agent_config.display()
+        )),
+        "{stdout}"
+    );
+
+    // token create: enroll.public_url, else the first server name, never
+    // the machine's host name.
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    let data_dir = dir.path().join("data");
+    for (config, expected) in [
+        (
+            "enroll:\n  public_url: https://cw.county.example:9443\n",
+            "--collector https://cw.county.example:9443 ",
+        ),
+        (
+            "ingest:\n  server_names: [collector.county.example]\nenroll:\n  listen: 0.0.0.0:9782\n",
+            "--collector https://collector.county.example:9782 ",
+        ),
+        (
+            "enroll:\n  listen: 0.0.0.0:9782\n",
+            "--collector https://COLLECTOR-ADDRESS:PORT ",
+        ),
+    ] {
+        let file = dir.path().join("collector.yaml");
+        std::fs::write(
+            &file,
+            format!("data_dir: {:?}\n{config}", data_dir.display().to_string()),
+        )
+        .unwrap();
+        let output = Command::new(binary("countywatch-collector"))
+            .args(["token", "create", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains(expected), "{config}: {stdout}");
+        assert!(
+            !stdout.contains(&format!("https://{host_name}:")),
+            "{config}: {stdout}"
+        );
+    }
+}
