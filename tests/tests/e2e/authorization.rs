@@ -73,6 +73,8 @@ const EXPECTED: &[(&str, &str, Listener, May)] = &[
     ("POST", "/incidents/{id}/comment", PAGE, OFFICER),
     ("GET", "/agents", PAGE, VIEWER),
     ("GET", "/alerts", PAGE, VIEWER),
+    ("GET", "/alerts/{fingerprint}", PAGE, VIEWER),
+    ("POST", "/alerts/{fingerprint}/silence", PAGE, OPERATOR),
     ("GET", "/api/v1/openapi.json", API, May::Anyone),
     ("GET", "/api/v1/whoami", API, VIEWER),
     ("GET", "/api/v1/incidents", API, VIEWER),
@@ -243,6 +245,7 @@ fn call(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Answ
 fn concrete(path: &str) -> String {
     path.replace("{id}", "1")
         .replace("{silence}", "no-such-silence")
+        .replace("{fingerprint}", "0123456789abcdef")
 }
 
 /// How many refusals of the authorization check the audit trail holds.

@@ -453,3 +453,147 @@ fn enrolment_prints_a_start_command_with_its_config_and_token_create_never_the_h
         );
     }
 }
+
+/// The `Details: URL` links of an email's text.
+fn detail_links(message: &Value) -> Vec<String> {
+    message["text"]
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("Details: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `GET path` with a session cookie; the status, the `location` header and
+/// the body.
+fn page(collector: &Collector, cookie: &str, path: &str) -> (u16, String, String) {
+    let raw = crate::incidents::raw_request(collector.http_addr, "GET", path, &[cookie], "");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let location = head
+        .lines()
+        .find_map(|line| line.strip_prefix("location: "))
+        .unwrap_or("")
+        .to_string();
+    (status, location, body.to_string())
+}
+
+#[test]
+fn the_details_link_of_a_real_email_opens_the_alert_or_the_detections_incident() {
+    use countywatch_e2e::notify_peers::{SmtpServer, post_alerts};
+    use countywatch_wire::{Batch, Event, EventKind, EventSource, WIRE_VERSION};
+
+    let smtp = SmtpServer::plain();
+    let config = format!(
+        "notify:\n  accept_alerts_api: true\n  external_url: http://countywatch.county.example:9780/\n  route:\n    receiver: mail\n    group_by: [alertname]\n    group_wait: 0s\n    group_interval: 1s\n  receivers:\n  - name: mail\n    email_configs:\n      - to: [soc@county.test]\n        from: countywatch@county.test\n        smarthost: {}\n        tls: none\n        timeout: 5s\n",
+        smtp.addr
+    );
+    let collector = Collector::start_with(Some(&config), &[]);
+    add_user(&collector.data_dir, "oper", "operator", "operator-password");
+    let (status, session) =
+        crate::incidents::login(collector.http_addr, "oper", "operator-password");
+    assert_eq!(status, 303);
+    let cookie = format!("Cookie: cw_session={}", session.unwrap());
+
+    // An alert from outside (Alertmanager's API): its page, then a silence.
+    post_alerts(
+        collector.http_addr,
+        &serde_json::json!([{
+            "labels": {"alertname": "DiskAlmostFull", "instance": "web1"},
+            "annotations": {"summary": "web1's /var is 97% full"},
+        }]),
+    );
+    let messages = smtp.wait_for(1, Duration::from_secs(30));
+    let links = detail_links(&messages[0]);
+    assert_eq!(links.len(), 1, "{messages:#?}");
+    let path = links[0]
+        .strip_prefix("http://countywatch.county.example:9780")
+        .unwrap_or_else(|| panic!("{links:?}"))
+        .to_string();
+    let (status, _, _) = page(&collector, "", &path);
+    assert_eq!(status, 303, "not logged in: to the login page");
+    let (status, _, body) = page(&collector, &cookie, &path);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("DiskAlmostFull"), "{body}");
+    assert!(
+        body.contains("web1&#39;s /var is 97% full") || body.contains("web1's /var is 97% full"),
+        "{body}"
+    );
+    assert!(body.contains("id=\"silence\""), "{body}");
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let form = format!("csrf={csrf}&duration=1h&comment=disk+being+replaced");
+    let response = crate::incidents::raw_request(
+        collector.http_addr,
+        "POST",
+        &format!("{path}/silence"),
+        &[&cookie, "Content-Type: application/x-www-form-urlencoded"],
+        &form,
+    );
+    assert!(response.starts_with("HTTP/1.1 303"), "{response}");
+    let (_, _, body) = page(&collector, &cookie, &path);
+    assert!(body.contains("disk being replaced"), "{body}");
+    assert!(body.contains(">silenced<"), "{body}");
+
+    // A detection's alert: its link leads to the incident.
+    let identity = collector.enrolled_identity("web2");
+    let now = countywatch_collector::enroll::now_ms();
+    let events: Vec<Event> = (0..12)
+        .map(|n| {
+            let mut event = Event::new(
+                now - 30_000 + n * 1_000,
+                EventSource::Auth,
+                EventKind::SshLoginFailed,
+            );
+            event.fields.user = Some("root".to_string());
+            event.fields.src_ip = Some("198.51.100.44".parse().unwrap());
+            event.raw = format!("Failed password for root from 198.51.100.44 port {n}");
+            event
+        })
+        .collect();
+    let batch = Batch {
+        version: WIRE_VERSION,
+        agent: "web2".into(),
+        seq: 1,
+        collected_at_ms: now,
+        metrics: Vec::new(),
+        events,
+    };
+    let response =
+        countywatch_e2e::http::post_batch(collector.ingest_addr, identity.path(), &batch);
+    assert_eq!(response.status, 200, "{}", response.body);
+    let mut link = None;
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            link = smtp
+                .messages()
+                .iter()
+                .filter(|message| message.to_string().contains("ssh_brute_force"))
+                .flat_map(detail_links)
+                .next();
+            link.is_some()
+        }),
+        "{:#?}",
+        smtp.messages()
+    );
+    let path = link
+        .unwrap()
+        .strip_prefix("http://countywatch.county.example:9780")
+        .unwrap()
+        .to_string();
+    let (status, location, _) = page(&collector, &cookie, &path);
+    assert_eq!(status, 303);
+    assert!(location.starts_with("/incidents/"), "{location}");
+    let (status, _, body) = page(&collector, &cookie, &location);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("198.51.100.44"), "{body}");
+}

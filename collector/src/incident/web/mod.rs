@@ -9,6 +9,7 @@
 //! `web_login_failed` security events), logout, the forms (each checked
 //! against the session's CSRF token), and which page to render.
 
+pub mod alert_page;
 pub mod i18n;
 pub mod pages;
 pub mod password;
@@ -82,6 +83,7 @@ pub fn serve(
         Endpoint::Style => request::respond(StatusCode::OK, "text/css; charset=utf-8", STYLE),
         Endpoint::LoginPage => login_page(&context, None, StatusCode::OK, incidents.secure_cookies),
         Endpoint::PasswordPage => html(pages::password(&context, None)),
+        Endpoint::AlertPage => alert_page::show(incidents, &context),
         Endpoint::Login => login(
             incidents,
             &context,
@@ -92,7 +94,8 @@ pub fn serve(
         Endpoint::Logout
         | Endpoint::TransitionForm
         | Endpoint::CommentForm
-        | Endpoint::PasswordForm => {
+        | Endpoint::PasswordForm
+        | Endpoint::AlertSilenceForm => {
             let form = request::form(request.body());
             let Some(principal) = &authorized.principal else {
                 return request::redirect("/login");
@@ -357,6 +360,9 @@ fn post_form(
     };
     let result = match authorized.route.endpoint {
         Endpoint::PasswordForm => return password::change(incidents, principal, form, context),
+        Endpoint::AlertSilenceForm => {
+            return alert_page::silence(incidents, principal, form, context);
+        }
         Endpoint::Logout => {
             if let Some(session) = cookies.get(SESSION_COOKIE)
                 && let Err(error) = auth::end_session(&incidents.store, session)

@@ -16,7 +16,7 @@ use crate::incident::web::i18n::Lang;
 /// Severities, most severe first, as the queue counts them.
 const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "info"];
 
-fn layout(context: &PageContext, title: &str, body: Markup) -> Markup {
+pub(crate) fn layout(context: &PageContext, title: &str, body: Markup) -> Markup {
     let lang = context.lang;
     html! {
         (DOCTYPE)
@@ -55,7 +55,7 @@ fn layout(context: &PageContext, title: &str, body: Markup) -> Markup {
     }
 }
 
-fn csrf_field(context: &PageContext) -> Markup {
+pub(crate) fn csrf_field(context: &PageContext) -> Markup {
     let token = context
         .principal
         .as_ref()
