@@ -1002,5 +1002,7 @@ fn load(path: Option<&PathBuf>, overrides: Overrides) -> Result<Config, ExitCode
     config
         .validate(&source)
         .map_err(|problems| problems.report())?;
+    // `notify test` writes times in the zone people read, as `run` does.
+    config.notify.display = config.display();
     Ok(config)
 }

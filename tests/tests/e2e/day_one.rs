@@ -490,7 +490,7 @@ fn the_details_link_of_a_real_email_opens_the_alert_or_the_detections_incident()
 
     let smtp = SmtpServer::plain();
     let config = format!(
-        "notify:\n  accept_alerts_api: true\n  external_url: http://countywatch.county.example:9780/\n  route:\n    receiver: mail\n    group_by: [alertname]\n    group_wait: 0s\n    group_interval: 1s\n  receivers:\n  - name: mail\n    email_configs:\n      - to: [soc@county.test]\n        from: countywatch@county.test\n        smarthost: {}\n        tls: none\n        timeout: 5s\n",
+        "display:\n  language: en\n  timezone: Asia/Shanghai\nnotify:\n  accept_alerts_api: true\n  external_url: http://countywatch.county.example:9780/\n  route:\n    receiver: mail\n    group_by: [alertname]\n    group_wait: 0s\n    group_interval: 1s\n  receivers:\n  - name: mail\n    email_configs:\n      - to: [soc@county.test]\n        from: countywatch@county.test\n        smarthost: {}\n        tls: none\n        timeout: 5s\n",
         smtp.addr
     );
     let collector = Collector::start_with(Some(&config), &[]);
@@ -509,6 +509,16 @@ fn the_details_link_of_a_real_email_opens_the_alert_or_the_detections_incident()
         }]),
     );
     let messages = smtp.wait_for(1, Duration::from_secs(30));
+    // `display:` sets the notifications' language and zone too.
+    let started = messages[0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Started: "))
+        .unwrap_or_else(|| panic!("{messages:#?}"))
+        .to_string();
+    assert!(has_shanghai_time(&format!("{started} ")), "{started}");
+    assert!(started.ends_with(" +08:00"), "{started}");
     let links = detail_links(&messages[0]);
     assert_eq!(links.len(), 1, "{messages:#?}");
     let path = links[0]
