@@ -42,6 +42,8 @@ pub struct Config {
     pub detection: crate::detection::DetectionConfig,
     /// The time zone and language people read (`display.rs`).
     pub display: crate::display::DisplayConfig,
+    /// Where audit checkpoints are sent off the host (docs/security.md).
+    pub audit: crate::incident::audit_anchor::AuditConfig,
 }
 
 /// The enrolment listener.
@@ -170,6 +172,7 @@ impl Default for Config {
             incidents: Default::default(),
             detection: Default::default(),
             display: Default::default(),
+            audit: Default::default(),
         }
     }
 }
@@ -230,7 +233,8 @@ pub use countywatch_daemon::config_file::unspanned;
 impl Config {
     /// Loads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, Problems> {
-        let config: Config = config_file::load(path)?;
+        let mut config: Config = config_file::load(path)?;
+        config.notify.apply_alertmanager_file(path)?;
         config.validate(path)?;
         Ok(config)
     }

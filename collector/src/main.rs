@@ -121,11 +121,24 @@ enum AuditCommand {
         #[arg(long)]
         action: Option<String>,
     },
-    /// Walk the hash chain and the signed checkpoints; exit 1 at the first
-    /// broken link, naming the entry.
+    /// Walk the hash chain and the signed checkpoint chain; print what was
+    /// proved and what cannot be without anchors; exit 1 at the first
+    /// broken entry.
     Verify {
         #[command(flatten)]
         location: StateLocation,
+        /// A file of `countywatch-audit-checkpoint` lines received by syslog
+        /// or the SIEM; the database must hold every one of them unchanged.
+        #[arg(long)]
+        anchors: Option<PathBuf>,
+    },
+    /// Print the signed checkpoints as the anchor lines sent off the host.
+    Checkpoints {
+        #[command(flatten)]
+        location: StateLocation,
+        /// Start at this checkpoint number.
+        #[arg(long, default_value_t = 1)]
+        since: i64,
     },
 }
 
@@ -243,6 +256,59 @@ enum NotifyCommand {
         #[arg(long)]
         receiver: String,
     },
+    /// The routing tree, printed as `amtool config routes` prints it.
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
+}
+
+/// `notify routes` subcommands (drop-ins for amtool's).
+#[derive(Subcommand)]
+enum RoutesCommand {
+    /// Print the receivers the labels are routed to, comma-separated in
+    /// tree order (exit 1 when --verify-receivers differs).
+    Test {
+        #[command(flatten)]
+        source: RoutesSource,
+        /// Print the matching part of the tree first.
+        #[arg(long)]
+        tree: bool,
+        /// The expected receivers, comma-separated.
+        #[arg(long)]
+        verify_receivers: Option<String>,
+        /// Labels as `name=value` or `name="value"`.
+        labels: Vec<String>,
+    },
+    /// Print the whole routing tree.
+    Show {
+        #[command(flatten)]
+        source: RoutesSource,
+    },
+}
+
+/// Where `notify routes` reads the routes from.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct RoutesSource {
+    /// The collector's configuration file (either notify form).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// An Alertmanager configuration file (alertmanager.yml).
+    #[arg(long)]
+    alertmanager_config: Option<PathBuf>,
+}
+
+/// Loads the route tree for `notify routes`, or the exit code of an invalid
+/// configuration.
+fn routes_tree(source: &RoutesSource) -> Result<notify::route_tree::Route, ExitCode> {
+    let source = match (&source.config, &source.alertmanager_config) {
+        (Some(path), _) => notify::cli::RoutesSource::Collector(path),
+        (None, Some(path)) => notify::cli::RoutesSource::Alertmanager(path),
+        (None, None) => return Err(ExitCode::from(2)),
+    };
+    let config = notify::cli::load_routes(source).map_err(|problems| problems.report())?;
+    Ok(notify::route_tree::Route::build(&config.route))
 }
 
 /// `rules` subcommands; exit 0 when everything passed, 1 otherwise.
@@ -402,8 +468,17 @@ fn main() -> ExitCode {
         }),
         Command::Silence { command } => silence(command),
         Command::Audit {
-            command: AuditCommand::Verify { location },
-        } => with_state(location, audit_verify),
+            command: AuditCommand::Verify { location, anchors },
+        } => with_state(location, |config| audit_verify(config, anchors.as_deref())),
+        Command::Audit {
+            command: AuditCommand::Checkpoints { location, since },
+        } => with_state(location, |config| {
+            let audit = audit::Audit::open(&config.data_dir, config.incidents.checkpoint_every)?;
+            for checkpoint in audit.checkpoints_since(since)? {
+                println!("{}", checkpoint.anchor_line());
+            }
+            Ok(())
+        }),
         Command::Audit {
             command:
                 AuditCommand::List {
@@ -426,6 +501,9 @@ fn main() -> ExitCode {
             file,
         } => with_state(location, |config| backup(config, &file, events.as_deref())),
         Command::User { command } => user(command),
+        Command::Notify {
+            command: NotifyCommand::Routes { command },
+        } => notify_routes(command),
         Command::Notify {
             command: NotifyCommand::Test { location, receiver },
         } => with_state(location, |config| {
@@ -458,6 +536,45 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// `notify routes test|show`: amtool's output and exit codes.
+fn notify_routes(command: RoutesCommand) -> ExitCode {
+    match command {
+        RoutesCommand::Test {
+            source,
+            tree,
+            verify_receivers,
+            labels,
+        } => {
+            let route = match routes_tree(&source) {
+                Ok(route) => route,
+                Err(code) => return code,
+            };
+            let labels = match notify::cli::parse_label_arguments(&labels) {
+                Ok(labels) => labels,
+                Err(problem) => {
+                    eprintln!("{problem}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let (text, verified) =
+                notify::cli::routes_test(&route, &labels, tree, verify_receivers.as_deref());
+            print!("{text}");
+            if verified {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        RoutesCommand::Show { source } => match routes_tree(&source) {
+            Ok(route) => {
+                print!("{}", notify::cli::routes_show(&route));
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
     }
 }
 
@@ -559,22 +676,22 @@ fn token_create(config: &Config, ttl: &str, name: Option<&str>) -> anyhow::Resul
     Ok(())
 }
 
-fn audit_verify(config: &Config) -> anyhow::Result<()> {
-    let verification = audit::verify(&config.data_dir)?;
-    if let Some(key) = &verification.public_key {
-        println!("checkpoint public key (Ed25519): {key}");
-    }
+fn audit_verify(config: &Config, anchors: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let options = audit::VerifyOptions {
+        checkpoint_every: config.incidents.checkpoint_every,
+        anchors: anchors.map(audit::read_anchors).transpose()?,
+    };
+    let verification = audit::verify_with(&config.data_dir, &options)?;
     match verification.first_break {
         None => {
-            println!(
-                "audit trail intact: {} entries, {} signed checkpoints",
-                verification.entries, verification.checkpoints
-            );
+            println!("{}", verification.report());
             Ok(())
         }
-        Some((seq, problem)) => {
+        Some(broken) => {
             anyhow::bail!(
-                "audit trail broken at entry {seq}: {problem} ({} entries checked)",
+                "audit trail broken at {}: {} ({} entries checked)",
+                broken.at,
+                broken.problem,
                 verification.entries
             )
         }

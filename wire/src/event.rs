@@ -184,6 +184,11 @@ event_kinds! {
     /// salvaged and the rest were lost, counted (last, so that adding it
     /// moved no other kind's bit in saved detection state).
     SpoolDamaged => "spool_damaged",
+    /// Collector: it signed an audit checkpoint; `message` is the anchor
+    /// line (`countywatch-audit-checkpoint {json}`), so the SIEM keeps a
+    /// copy the collector's root cannot rewrite (after `spool_damaged`, for
+    /// the same reason).
+    AuditCheckpoint => "audit_checkpoint",
 }
 
 /// The typed details of an event. Every field is optional; `docs/events.md`

@@ -147,8 +147,9 @@ pub fn change_own_password(
     user: &str,
     current: &str,
     new: &str,
+    memory: &mut auth::HashMemory,
 ) -> Result<(), PasswordChangeError> {
-    if auth::check_password(store, user, current)?.is_none() {
+    if auth::check_password(store, user, current, memory)?.is_none() {
         return Err(PasswordChangeError::WrongCurrentPassword);
     }
     if current == new {
@@ -286,8 +287,10 @@ mod tests {
         assert_eq!(password.len(), GENERATED_PASSWORD_LENGTH);
         // Only once: a second start leaves the user and the file alone.
         assert_eq!(ensure_first_admin(&store, dir.path(), 2).unwrap(), None);
+        let limiter = auth::LoginLimiter::default();
+        let mut memory = limiter.lease_memory().unwrap();
         assert_eq!(
-            auth::check_password(&store, FIRST_ADMIN, &password).unwrap(),
+            auth::check_password(&store, FIRST_ADMIN, &password, &mut memory).unwrap(),
             Some(Role::Admin)
         );
         let session = auth::create_session(&store, FIRST_ADMIN, 1_000_000, 1).unwrap();
@@ -299,11 +302,25 @@ mod tests {
         );
 
         assert!(matches!(
-            change_own_password(&store, dir.path(), FIRST_ADMIN, "wrong-password!", "x"),
+            change_own_password(
+                &store,
+                dir.path(),
+                FIRST_ADMIN,
+                "wrong-password!",
+                "x",
+                &mut memory
+            ),
             Err(PasswordChangeError::WrongCurrentPassword)
         ));
         assert!(matches!(
-            change_own_password(&store, dir.path(), FIRST_ADMIN, &password, "short"),
+            change_own_password(
+                &store,
+                dir.path(),
+                FIRST_ADMIN,
+                &password,
+                "short",
+                &mut memory
+            ),
             Err(PasswordChangeError::BadLength)
         ));
         change_own_password(
@@ -312,6 +329,7 @@ mod tests {
             FIRST_ADMIN,
             &password,
             "a county's own admin password",
+            &mut memory,
         )
         .unwrap();
         assert!(!path.exists());

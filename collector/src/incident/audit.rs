@@ -4,15 +4,27 @@
 //!
 //! Entries are hash-chained: each stores the SHA-256 of the previous
 //! entry's hash and its own content, so editing, deleting or inserting a row
-//! breaks every later link. Every `checkpoint_every` entries (and on demand)
-//! the head hash is signed with an Ed25519 key kept in the data dir
-//! (`audit-signing.pk8`, 0600), so that rewriting the whole chain from an
-//! edited row onwards also needs the key. [`verify`] walks the chain and
-//! reports the first broken link.
+//! breaks every later link. Sequence numbers start at 1 and are
+//! contiguous; the oldest entry moves only by a retention purge, which
+//! signs a purge record naming the first entry it kept and that entry's
+//! hash (table `audit_purges`).
 //!
-//! Retention deletes the oldest entries; verification then starts at the
-//! oldest one left and trusts its `prev_hash` (recorded in the
-//! `audit_purged` entry the purge appends).
+//! Checkpoints (table `audit_checkpoints`) form a chain of their own: each
+//! signs, with an Ed25519 key kept in the data dir (`audit-signing.pk8`,
+//! 0600), its own number, the number of entries written so far, the head
+//! entry's hash and the previous checkpoint's hash. One is signed by the
+//! append that reaches `checkpoint_every` entries or 10 minutes since the
+//! last one, by the collector every 10 minutes when there are new entries,
+//! and at every clean shutdown, so [`verify`] can require the newest
+//! checkpoint to lie within those bounds of the tail: deleting the newest
+//! entries, emptying the table or rewriting it from an edited row onwards
+//! then breaks a signature or a bound, and forging one needs the key.
+//!
+//! Whoever is root on the collector also holds the key, so every checkpoint
+//! is also sent off the host as one line, [`ANCHOR_PREFIX`] followed by its
+//! JSON (see `audit_anchor.rs`); [`verify_with`] checks the database
+//! against such lines, which catches a truncated tail and a re-signed
+//! trail.
 
 use std::path::{Path, PathBuf};
 
@@ -109,10 +121,7 @@ impl Audit {
         outcome: Outcome,
         details: &str,
     ) -> anyhow::Result<i64> {
-        let mut connection = self
-            .connection
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut connection = self.lock();
         let transaction =
             connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let seq = append_in(
@@ -132,13 +141,48 @@ impl Audit {
         Ok(seq)
     }
 
-    /// Signs the head of the chain now (the daily checkpoint).
-    pub fn checkpoint(&self) -> anyhow::Result<Option<i64>> {
-        let connection = self
-            .connection
+    /// Signs the head of the chain now unless it is signed already (at
+    /// shutdown, after a purge).
+    pub fn checkpoint(&self) -> anyhow::Result<Option<Checkpoint>> {
+        let connection = self.lock();
+        checkpoint_head(&connection, &self.key_path, now_ms(), None)
+    }
+
+    /// Signs the head if it is unsigned and the newest checkpoint is 10
+    /// minutes old (the collector's timer).
+    pub fn checkpoint_if_due(&self, now: i64) -> anyhow::Result<Option<Checkpoint>> {
+        let connection = self.lock();
+        checkpoint_head(&connection, &self.key_path, now, Some(CHECKPOINT_PERIOD_MS))
+    }
+
+    /// Checkpoints from number `since` on, oldest first.
+    pub fn checkpoints_since(&self, since: i64) -> anyhow::Result<Vec<Checkpoint>> {
+        Ok(checkpoints_since(&self.lock(), since)?)
+    }
+
+    /// Checkpoints not yet sent off the host, oldest first.
+    pub fn unanchored(&self) -> anyhow::Result<Vec<Checkpoint>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE anchored = 0 ORDER BY seq"
+        ))?;
+        let rows = statement.query_map([], checkpoint_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records that checkpoint `seq` was sent off the host.
+    pub fn mark_anchored(&self, seq: i64) -> anyhow::Result<()> {
+        self.lock().execute(
+            "UPDATE audit_checkpoints SET anchored = 1 WHERE seq = ?1",
+            params![seq],
+        )?;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection
             .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        checkpoint_head(&connection, &self.key_path)
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 
@@ -224,7 +268,8 @@ pub fn entry_hash(prev_hash: &str, content: &Content<'_>) -> String {
 }
 
 /// Appends inside the caller's transaction (so an incident change and its
-/// audit entry commit together). The caller's transaction must hold the
+/// audit entry commit together), and signs a checkpoint in the same
+/// transaction when one is due. The caller's transaction must hold the
 /// write lock (IMMEDIATE, or having written already) so that two appenders
 /// never read the same head.
 pub(crate) fn append_in(
@@ -233,14 +278,7 @@ pub(crate) fn append_in(
     checkpoint_every: u32,
     entry: &NewEntry<'_>,
 ) -> anyhow::Result<i64> {
-    let head: Option<(i64, String)> = connection
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
-    let (seq, prev_hash) = match head {
+    let (seq, prev_hash) = match head(connection)? {
         Some((seq, hash)) => (seq.saturating_add(1), hash),
         None => (1, GENESIS.to_string()),
     };
@@ -272,54 +310,300 @@ pub(crate) fn append_in(
             hash
         ],
     )?;
-    if seq % i64::from(checkpoint_every.max(1)) == 0 {
+    // Due by count or by time: whatever wrote the entry (the daemon or a
+    // CLI command while it is stopped) signs, so the bound `verify`
+    // checks holds without the daemon's timer.
+    let due = match latest_checkpoint(connection)? {
+        None => true,
+        Some(last) => {
+            seq - last.entries >= i64::from(checkpoint_every.max(1))
+                || entry.at_ms.saturating_sub(last.at) >= CHECKPOINT_PERIOD_MS
+        }
+    };
+    if due {
         sign_checkpoint(connection, key_path, seq, &hash, entry.at_ms)?;
     }
     Ok(seq)
 }
 
-/// Signs the current head unless it is signed already.
-fn checkpoint_head(connection: &Connection, key_path: &Path) -> anyhow::Result<Option<i64>> {
-    let head: Option<(i64, String)> = connection
+/// The newest entry's seq and hash.
+fn head(connection: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
+    connection
         .query_row(
-            "SELECT seq, hash FROM audit WHERE seq > COALESCE((SELECT MAX(seq) FROM audit_checkpoints), 0)
-             ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
             [],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
-        .optional()?;
-    let Some((seq, hash)) = head else {
-        return Ok(None);
-    };
-    sign_checkpoint(connection, key_path, seq, &hash, now_ms())?;
-    Ok(Some(seq))
+        .optional()
 }
 
+/// The most time allowed between the newest checkpoint and a later entry:
+/// 10 minutes.
+pub const CHECKPOINT_PERIOD_MS: i64 = 10 * 60 * 1000;
+
+/// The text before a checkpoint's JSON when it is sent off the host (to
+/// syslog, to the SIEM) and printed by `audit checkpoints`.
+pub const ANCHOR_PREFIX: &str = "countywatch-audit-checkpoint ";
+
+/// A signed checkpoint: links the checkpoint chain and fixes the trail's
+/// length and head.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// Its number in the checkpoint chain, from 1.
+    pub seq: i64,
+    /// When it was signed, Unix milliseconds.
+    pub at: i64,
+    /// How many entries the trail held (the head entry's seq).
+    pub entries: i64,
+    /// The head entry's hash.
+    pub head_hash: String,
+    /// The previous checkpoint's [`Checkpoint::hash`] ([`GENESIS`] for the first).
+    pub prev_checkpoint_hash: String,
+    /// The signing key's id: the first 16 hex digits of the SHA-256 of its
+    /// public key.
+    pub key_id: String,
+    /// Ed25519 signature of [`Checkpoint::message`], hex.
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// The signed text: every field but the signature, one per line.
+    pub fn message(&self) -> String {
+        format!(
+            "countywatch audit checkpoint v2\nseq={}\nat={}\nentries={}\nhead_hash={}\nprev_checkpoint_hash={}\nkey_id={}\n",
+            self.seq, self.at, self.entries, self.head_hash, self.prev_checkpoint_hash, self.key_id
+        )
+    }
+
+    /// This checkpoint's hash, which the next one signs.
+    pub fn hash(&self) -> String {
+        sha256_hex(self.message().as_bytes())
+    }
+
+    /// The one-line form sent to syslog and the SIEM.
+    pub fn anchor_line(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        format!("{ANCHOR_PREFIX}{json}")
+    }
+
+    /// Reads a checkpoint from a line holding [`ANCHOR_PREFIX`] (anything
+    /// before it, such as a syslog header, is skipped).
+    pub fn from_anchor_line(line: &str) -> Option<Checkpoint> {
+        let start = line.find(ANCHOR_PREFIX)? + ANCHOR_PREFIX.len();
+        serde_json::from_str(line[start..].trim()).ok()
+    }
+
+    /// Whether the signature is valid for `public_key`.
+    fn signed_by(&self, public_key: &[u8]) -> bool {
+        hex::decode(&self.signature).is_ok_and(|signature| {
+            UnparsedPublicKey::new(&ED25519, public_key)
+                .verify(self.message().as_bytes(), &signature)
+                .is_ok()
+        })
+    }
+}
+
+/// A retention purge's signed statement of where the trail now starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PurgeRecord {
+    /// The oldest entry kept.
+    pub first_kept_seq: i64,
+    /// Its hash.
+    pub first_kept_hash: String,
+    /// When, Unix milliseconds.
+    pub at_ms: i64,
+    /// The signing key's id.
+    pub key_id: String,
+    /// Ed25519 signature of [`PurgeRecord::message`], hex.
+    pub signature: String,
+}
+
+impl PurgeRecord {
+    /// The signed text.
+    fn message(&self) -> String {
+        format!(
+            "countywatch audit purge v1\nfirst_kept_seq={}\nfirst_kept_hash={}\nat={}\nkey_id={}\n",
+            self.first_kept_seq, self.first_kept_hash, self.at_ms, self.key_id
+        )
+    }
+}
+
+/// The id checkpoints name their key by.
+fn key_id(public_key: &[u8]) -> String {
+    sha256_hex(public_key).chars().take(16).collect()
+}
+
+/// The newest checkpoint.
+pub(crate) fn latest_checkpoint(connection: &Connection) -> rusqlite::Result<Option<Checkpoint>> {
+    connection
+        .query_row(
+            &format!(
+                "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
+            ),
+            [],
+            checkpoint_row,
+        )
+        .optional()
+}
+
+/// The columns [`checkpoint_row`] reads.
+const CHECKPOINT_COLUMNS: &str =
+    "seq, at_ms, entries, head_hash, prev_checkpoint_hash, key_id, signature";
+
+fn checkpoint_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
+    Ok(Checkpoint {
+        seq: row.get(0)?,
+        at: row.get(1)?,
+        entries: row.get(2)?,
+        head_hash: row.get(3)?,
+        prev_checkpoint_hash: row.get(4)?,
+        key_id: row.get(5)?,
+        signature: row.get(6)?,
+    })
+}
+
+/// Every checkpoint from number `since` on, oldest first.
+pub(crate) fn checkpoints_since(
+    connection: &Connection,
+    since: i64,
+) -> rusqlite::Result<Vec<Checkpoint>> {
+    let mut statement = connection.prepare(&format!(
+        "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE seq >= ?1 ORDER BY seq"
+    ))?;
+    let rows = statement.query_map(params![since], checkpoint_row)?;
+    rows.collect()
+}
+
+/// Signs a checkpoint over the head `entries`/`head_hash`, chained to the
+/// newest one.
 fn sign_checkpoint(
     connection: &Connection,
     key_path: &Path,
-    seq: i64,
-    hash: &str,
+    entries: i64,
+    head_hash: &str,
     at_ms: i64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Checkpoint> {
     let key = load_or_create_key(key_path)?;
-    let signature = key.sign(checkpoint_message(seq, hash).as_bytes());
+    let previous = latest_checkpoint(connection)?;
+    let mut checkpoint = Checkpoint {
+        seq: previous
+            .as_ref()
+            .map_or(1, |last| last.seq.saturating_add(1)),
+        at: at_ms,
+        entries,
+        head_hash: head_hash.to_string(),
+        prev_checkpoint_hash: previous
+            .as_ref()
+            .map_or_else(|| GENESIS.to_string(), Checkpoint::hash),
+        key_id: key_id(key.public_key().as_ref()),
+        signature: String::new(),
+    };
+    checkpoint.signature = hex::encode(key.sign(checkpoint.message().as_bytes()).as_ref());
     connection.execute(
-        "INSERT OR REPLACE INTO audit_checkpoints (seq, at_ms, hash, public_key, signature)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO audit_checkpoints
+         (seq, at_ms, entries, head_hash, prev_checkpoint_hash, key_id, signature, anchored)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
         params![
-            seq,
-            at_ms,
-            hash,
-            hex::encode(key.public_key().as_ref()),
-            hex::encode(signature.as_ref())
+            checkpoint.seq,
+            checkpoint.at,
+            checkpoint.entries,
+            checkpoint.head_hash,
+            checkpoint.prev_checkpoint_hash,
+            checkpoint.key_id,
+            checkpoint.signature
         ],
     )?;
-    Ok(())
+    Ok(checkpoint)
 }
 
-fn checkpoint_message(seq: i64, hash: &str) -> String {
-    format!("countywatch audit checkpoint v1\nseq={seq}\nhash={hash}\n")
+/// Signs the current head unless the newest checkpoint covers it already,
+/// and, when `only_after_ms` is given, only if the newest checkpoint is
+/// that old (the 10-minute rule).
+fn checkpoint_head(
+    connection: &Connection,
+    key_path: &Path,
+    now: i64,
+    only_after_ms: Option<i64>,
+) -> anyhow::Result<Option<Checkpoint>> {
+    let Some((seq, hash)) = head(connection)? else {
+        return Ok(None);
+    };
+    let last = latest_checkpoint(connection)?;
+    if let Some(last) = &last {
+        let old_enough = only_after_ms.is_none_or(|period| now.saturating_sub(last.at) >= period);
+        if last.entries >= seq || !old_enough {
+            return Ok(None);
+        }
+    }
+    sign_checkpoint(connection, key_path, seq, &hash, now).map(Some)
+}
+
+/// Deletes the entries older than `cutoff_ms` (never the newest), signs a
+/// purge record naming the first one kept, and appends an `audit.purged`
+/// entry, all in one transaction. Returns how many entries went.
+pub(crate) fn purge_before(
+    connection: &mut Connection,
+    key_path: &Path,
+    checkpoint_every: u32,
+    cutoff_ms: i64,
+) -> anyhow::Result<u64> {
+    let transaction =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let first_kept: Option<(i64, String)> = transaction
+        .query_row(
+            "SELECT seq, hash FROM audit WHERE at_ms >= ?1 OR seq = (SELECT MAX(seq) FROM audit)
+             ORDER BY seq LIMIT 1",
+            params![cutoff_ms],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let Some((first_kept_seq, first_kept_hash)) = first_kept else {
+        return Ok(0);
+    };
+    let deleted =
+        transaction.execute("DELETE FROM audit WHERE seq < ?1", params![first_kept_seq])?;
+    if deleted == 0 {
+        return Ok(0);
+    }
+    let key = load_or_create_key(key_path)?;
+    let now = now_ms();
+    let mut record = PurgeRecord {
+        first_kept_seq,
+        first_kept_hash,
+        at_ms: now,
+        key_id: key_id(key.public_key().as_ref()),
+        signature: String::new(),
+    };
+    record.signature = hex::encode(key.sign(record.message().as_bytes()).as_ref());
+    transaction.execute(
+        "INSERT OR REPLACE INTO audit_purges (first_kept_seq, first_kept_hash, at_ms, key_id, signature)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            record.first_kept_seq,
+            record.first_kept_hash,
+            record.at_ms,
+            record.key_id,
+            record.signature
+        ],
+    )?;
+    append_in(
+        &transaction,
+        key_path,
+        checkpoint_every,
+        &NewEntry {
+            at_ms: now,
+            actor: "system",
+            action: "audit.purged",
+            target: "audit",
+            outcome: Outcome::Success,
+            details: &format!(
+                "{deleted} entries older than {cutoff_ms}; the trail starts at entry {first_kept_seq}"
+            ),
+        },
+    )?;
+    transaction.commit()?;
+    Ok(deleted as u64)
 }
 
 /// Loads the signing key, creating it (0600) on first use.
@@ -340,57 +624,299 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<Ed25519KeyPair> {
         .map_err(|_| anyhow::anyhow!("{} is not an Ed25519 PKCS#8 key", path.display()))
 }
 
+/// Where a break was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BreakAt {
+    /// At this entry.
+    Entry(i64),
+    /// At this checkpoint.
+    Checkpoint(i64),
+    /// The trail as a whole (empty, or not covered by any checkpoint).
+    Trail,
+}
+
+impl std::fmt::Display for BreakAt {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BreakAt::Entry(seq) => write!(formatter, "entry {seq}"),
+            BreakAt::Checkpoint(seq) => write!(formatter, "checkpoint {seq}"),
+            BreakAt::Trail => formatter.write_str("the trail"),
+        }
+    }
+}
+
+/// The first problem [`verify`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Break {
+    /// Where.
+    pub at: BreakAt,
+    /// What is wrong, as a sentence fragment.
+    pub problem: String,
+}
+
+impl Break {
+    fn new(at: BreakAt, problem: impl Into<String>) -> Break {
+        Break {
+            at,
+            problem: problem.into(),
+        }
+    }
+}
+
 /// What [`verify`] found.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Verification {
     /// Entries checked.
     pub entries: i64,
+    /// The oldest and newest entry present.
+    pub range: Option<(i64, i64)>,
     /// Signed checkpoints checked.
     pub checkpoints: i64,
-    /// The first problem, if any: the entry's seq and what is wrong.
-    pub first_break: Option<(i64, String)>,
-    /// The public key checkpoints were verified with (hex), to compare with
+    /// The newest checkpoint.
+    pub newest_checkpoint: Option<Checkpoint>,
+    /// The newest purge record, when the trail no longer starts at 1.
+    pub purge: Option<PurgeRecord>,
+    /// Anchor lines checked against the database.
+    pub anchors: usize,
+    /// The newest anchored checkpoint's number.
+    pub newest_anchor: Option<i64>,
+    /// The first problem, if any.
+    pub first_break: Option<Break>,
+    /// The id of the key the checkpoints were verified with, to compare with
     /// a copy kept elsewhere.
-    pub public_key: Option<String>,
+    pub key_id: Option<String>,
 }
 
-/// Walks the whole chain of `data_dir`'s audit trail and checks every
-/// link, every hash and every checkpoint signature.
+impl Verification {
+    /// What was proved and what cannot be without anchors, for people.
+    pub fn report(&self) -> String {
+        let mut lines = Vec::new();
+        if let Some(key) = &self.key_id {
+            lines.push(format!("checkpoint signing key id: {key}"));
+        }
+        let (Some((first, last)), Some(checkpoint)) = (self.range, &self.newest_checkpoint) else {
+            return lines.join("\n");
+        };
+        lines.push(format!(
+            "audit trail intact: {} entries, {} signed checkpoints",
+            self.entries, self.checkpoints
+        ));
+        let start = match &self.purge {
+            Some(purge) => format!(
+                "the trail starts at entry {first}, where the retention purge signed at {} left it",
+                format_ms(purge.at_ms)
+            ),
+            None => "the trail starts at entry 1".to_string(),
+        };
+        lines.push(format!(
+            "proved: entries {first}..{} are present and unaltered ({start}), covered by checkpoint {} signed at {}",
+            checkpoint.entries.min(last),
+            checkpoint.seq,
+            format_ms(checkpoint.at)
+        ));
+        lines.push(format!(
+            "proved: checkpoints 1..{} form an unbroken signed chain",
+            checkpoint.seq
+        ));
+        if last > checkpoint.entries {
+            lines.push(format!(
+                "not yet signed: entries {}..{last} follow the newest checkpoint within the allowed bound; they are hash-linked only, so they could be rewritten undetected until the next checkpoint",
+                checkpoint.entries + 1
+            ));
+        }
+        match self.newest_anchor {
+            Some(anchor) => lines.push(format!(
+                "proved with {} anchor lines: the database holds every anchored checkpoint up to {anchor}, unchanged and signed with the same key",
+                self.anchors
+            )),
+            None => {
+                lines.push(format!(
+                    "cannot prove without anchors: that no entries or checkpoints newer than checkpoint {} were deleted, nor that the trail was not rewritten and re-signed by someone holding the signing key (root on this host); run `audit verify --anchors FILE` with the checkpoint lines your syslog server or SIEM received",
+                    checkpoint.seq
+                ));
+            }
+        }
+        if self.newest_anchor.is_some() {
+            lines.push(format!(
+                "cannot prove from anchors: entries after the newest anchored checkpoint ({}..{last})",
+                self.newest_anchor
+                    .and_then(|anchor| (anchor == checkpoint.seq).then_some(checkpoint.entries + 1))
+                    .unwrap_or(first)
+            ));
+        }
+        lines.join("\n")
+    }
+}
+
+/// A Unix millisecond time as RFC 3339 UTC.
+fn format_ms(at_ms: i64) -> String {
+    crate::notify::alert::rfc3339(at_ms)
+}
+
+/// How to verify.
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    /// The configured checkpoint period in entries (the bound the newest
+    /// checkpoint must meet).
+    pub checkpoint_every: u32,
+    /// Checkpoints received elsewhere (syslog, the SIEM), to check the
+    /// database against.
+    pub anchors: Option<Vec<Checkpoint>>,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            checkpoint_every: crate::incident::config::IncidentsConfig::default().checkpoint_every,
+            anchors: None,
+        }
+    }
+}
+
+/// Reads anchor lines (anything else in the file is skipped); errors if the
+/// file holds none.
+pub fn read_anchors(path: &Path) -> anyhow::Result<Vec<Checkpoint>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let anchors: Vec<Checkpoint> = text
+        .lines()
+        .filter_map(Checkpoint::from_anchor_line)
+        .collect();
+    if anchors.is_empty() {
+        anyhow::bail!("{} holds no {ANCHOR_PREFIX}lines", path.display());
+    }
+    Ok(anchors)
+}
+
+/// [`verify_with`] with the default bound and no anchors.
 pub fn verify(data_dir: &Path) -> anyhow::Result<Verification> {
+    verify_with(data_dir, &VerifyOptions::default())
+}
+
+/// Walks the whole trail of `data_dir`: every entry's link and hash, the
+/// start (entry 1 or a signed purge record), the checkpoint chain and its
+/// signatures, every checkpoint's head against the entries, the newest
+/// checkpoint's distance from the tail, and the anchors if given.
+pub fn verify_with(data_dir: &Path, options: &VerifyOptions) -> anyhow::Result<Verification> {
     let path = data_dir.join(crate::incident::store::FILE_NAME);
     if !path.exists() {
         anyhow::bail!("{} does not exist", path.display());
     }
     let connection = connect(&path)?;
-    let key = match std::fs::read(data_dir.join(KEY_FILE)) {
+    let public_key = match std::fs::read(data_dir.join(KEY_FILE)) {
         Ok(bytes) => Some(
             Ed25519KeyPair::from_pkcs8(&bytes)
-                .map_err(|_| anyhow::anyhow!("{KEY_FILE} is not an Ed25519 PKCS#8 key"))?,
+                .map_err(|_| anyhow::anyhow!("{KEY_FILE} is not an Ed25519 PKCS#8 key"))?
+                .public_key()
+                .as_ref()
+                .to_vec(),
         ),
         Err(_) => None,
     };
-    let public_key = key.as_ref().map(|key| key.public_key().as_ref().to_vec());
     let mut result = Verification {
-        entries: 0,
-        checkpoints: 0,
-        first_break: None,
-        public_key: public_key.as_ref().map(hex::encode),
+        key_id: public_key.as_deref().map(key_id),
+        ..Verification::default()
     };
+    result.first_break = check(&connection, public_key.as_deref(), options, &mut result)?;
+    Ok(result)
+}
+
+/// The checks of [`verify_with`]; fills `result` and returns the first break.
+fn check(
+    connection: &Connection,
+    public_key: Option<&[u8]>,
+    options: &VerifyOptions,
+    result: &mut Verification,
+) -> anyhow::Result<Option<Break>> {
+    // The checkpoint chain first: it says how long the trail must be.
+    let checkpoints = checkpoints_since(connection, 0)?;
+    result.checkpoints = i64::try_from(checkpoints.len()).unwrap_or(i64::MAX);
+    let mut previous_hash = GENESIS.to_string();
+    let mut previous_entries = 0;
+    for (index, checkpoint) in checkpoints.iter().enumerate() {
+        let expected_seq = i64::try_from(index).unwrap_or(i64::MAX) + 1;
+        let at = BreakAt::Checkpoint(checkpoint.seq);
+        let Some(public_key) = public_key else {
+            return Ok(Some(Break::new(
+                at,
+                format!("{KEY_FILE} is missing: cannot check checkpoint signatures"),
+            )));
+        };
+        let problem = if checkpoint.seq != expected_seq {
+            Some(format!("checkpoint {expected_seq} is missing"))
+        } else if checkpoint.prev_checkpoint_hash != previous_hash {
+            Some("it does not link to the previous checkpoint".to_string())
+        } else if checkpoint.key_id != key_id(public_key) || !checkpoint.signed_by(public_key) {
+            Some("its signature is not valid for this trail's key".to_string())
+        } else if checkpoint.entries <= previous_entries {
+            Some("it covers no more entries than the previous checkpoint".to_string())
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Ok(Some(Break::new(at, problem)));
+        }
+        previous_hash = checkpoint.hash();
+        previous_entries = checkpoint.entries;
+    }
+    result.newest_checkpoint = checkpoints.last().cloned();
+
+    // Where the trail may start: entry 1, or where the newest purge says.
+    result.purge = connection
+        .query_row(
+            "SELECT first_kept_seq, first_kept_hash, at_ms, key_id, signature FROM audit_purges
+             ORDER BY first_kept_seq DESC LIMIT 1",
+            [],
+            |row| {
+                Ok(PurgeRecord {
+                    first_kept_seq: row.get(0)?,
+                    first_kept_hash: row.get(1)?,
+                    at_ms: row.get(2)?,
+                    key_id: row.get(3)?,
+                    signature: row.get(4)?,
+                })
+            },
+        )
+        .optional()?;
+    if let Some(purge) = &result.purge {
+        let valid = public_key.is_some_and(|public_key| {
+            purge.key_id == key_id(public_key)
+                && hex::decode(&purge.signature).is_ok_and(|signature| {
+                    UnparsedPublicKey::new(&ED25519, public_key)
+                        .verify(purge.message().as_bytes(), &signature)
+                        .is_ok()
+                })
+        });
+        if !valid {
+            return Ok(Some(Break::new(
+                BreakAt::Entry(purge.first_kept_seq),
+                "the purge record naming it as the first kept entry is not validly signed",
+            )));
+        }
+    }
+
+    // Every entry, in order.
+    let heads: std::collections::BTreeMap<i64, &Checkpoint> = checkpoints
+        .iter()
+        .map(|checkpoint| (checkpoint.entries, checkpoint))
+        .collect();
     let mut statement = connection.prepare(
         "SELECT seq, at_ms, actor, action, target, outcome, details, prev_hash, hash
          FROM audit ORDER BY seq",
     )?;
     let mut rows = statement.query([])?;
     let mut previous: Option<(i64, String)> = None;
+    let mut tail_at_ms = 0;
     while let Some(row) = rows.next()? {
         let seq: i64 = row.get(0)?;
+        let at_ms: i64 = row.get(1)?;
         let prev_hash: String = row.get(7)?;
         let hash: String = row.get(8)?;
         let computed = entry_hash(
             &prev_hash,
             &Content {
                 seq,
-                at_ms: row.get(1)?,
+                at_ms,
                 actor: &row.get::<_, String>(2)?,
                 action: &row.get::<_, String>(3)?,
                 target: &row.get::<_, String>(4)?,
@@ -407,52 +933,160 @@ pub fn verify(data_dir: &Path) -> anyhow::Result<Verification> {
             Some((_, previous_hash)) if &prev_hash != previous_hash => {
                 Some("prev_hash does not match the previous entry's hash".to_string())
             }
-            None if seq == 1 && prev_hash != GENESIS => {
-                Some("the first entry does not start from the genesis hash".to_string())
-            }
+            None => start_problem(seq, &prev_hash, &hash, result.purge.as_ref()),
             _ if computed != hash => {
                 Some("content does not match its hash (the row was edited)".to_string())
             }
             _ => None,
         };
+        let problem = problem.or_else(|| {
+            (computed != hash)
+                .then(|| "content does not match its hash (the row was edited)".to_string())
+        });
+        let problem = problem.or_else(|| {
+            heads
+                .get(&seq)
+                .filter(|checkpoint| checkpoint.head_hash != hash)
+                .map(|checkpoint| {
+                    format!(
+                        "its hash differs from the one checkpoint {} signed: it or an entry before it was changed",
+                        checkpoint.seq
+                    )
+                })
+        });
         if let Some(problem) = problem {
-            result.first_break = Some((seq, problem));
-            return Ok(result);
+            return Ok(Some(Break::new(BreakAt::Entry(seq), problem)));
+        }
+        if previous.is_none() {
+            result.range = Some((seq, seq));
         }
         previous = Some((seq, hash));
+        tail_at_ms = at_ms;
     }
     drop(rows);
-    let mut statement = connection.prepare(
-        "SELECT c.seq, c.hash, c.signature, a.hash FROM audit_checkpoints c
-         LEFT JOIN audit a ON a.seq = c.seq ORDER BY c.seq",
-    )?;
-    let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
-        let seq: i64 = row.get(0)?;
-        let signed_hash: String = row.get(1)?;
-        let signature: String = row.get(2)?;
-        let entry_hash: Option<String> = row.get(3)?;
-        result.checkpoints += 1;
-        let problem = if entry_hash.as_ref().is_some_and(|hash| hash != &signed_hash) {
-            Some("the entry's hash differs from the signed checkpoint".to_string())
-        } else if let Some(public_key) = &public_key {
-            let valid = hex::decode(&signature).ok().is_some_and(|signature| {
-                UnparsedPublicKey::new(&ED25519, public_key)
-                    .verify(checkpoint_message(seq, &signed_hash).as_bytes(), &signature)
-                    .is_ok()
+    let Some((tail, _)) = previous else {
+        return Ok(Some(Break::new(
+            BreakAt::Trail,
+            match &result.newest_checkpoint {
+                Some(checkpoint) => format!(
+                    "the trail is empty, but checkpoint {} signed {} entries",
+                    checkpoint.seq, checkpoint.entries
+                ),
+                None => "the trail is empty".to_string(),
+            },
+        )));
+    };
+    if let Some((first, _)) = result.range {
+        result.range = Some((first, tail));
+    }
+
+    // The newest checkpoint bounds the tail from both sides.
+    let Some(newest) = result.newest_checkpoint.clone() else {
+        return Ok(Some(Break::new(
+            BreakAt::Trail,
+            "no signed checkpoint covers the trail (the table of checkpoints was emptied)",
+        )));
+    };
+    if newest.entries > tail {
+        return Ok(Some(Break::new(
+            BreakAt::Entry(tail + 1),
+            format!(
+                "entries {}..{} are missing: checkpoint {} signed {} entries",
+                tail + 1,
+                newest.entries,
+                newest.seq,
+                newest.entries
+            ),
+        )));
+    }
+    let unsigned = tail - newest.entries;
+    if unsigned > i64::from(options.checkpoint_every.max(1)) {
+        return Ok(Some(Break::new(
+            BreakAt::Entry(newest.entries + 1),
+            format!(
+                "{unsigned} entries follow the newest checkpoint ({}), more than checkpoint_every ({}) allows: checkpoints after it were deleted",
+                newest.seq, options.checkpoint_every
+            ),
+        )));
+    }
+    if unsigned > 0 && tail_at_ms.saturating_sub(newest.at) > CHECKPOINT_PERIOD_MS {
+        return Ok(Some(Break::new(
+            BreakAt::Entry(newest.entries + 1),
+            format!(
+                "entries follow the newest checkpoint ({}, signed at {}) by more than 10 minutes: checkpoints after it were deleted",
+                newest.seq,
+                format_ms(newest.at)
+            ),
+        )));
+    }
+
+    // Anchors: each must be in the database as it was sent.
+    if let Some(anchors) = &options.anchors {
+        result.anchors = anchors.len();
+        for anchor in anchors {
+            let at = BreakAt::Checkpoint(anchor.seq);
+            let signed = public_key.is_some_and(|public_key| {
+                anchor.key_id == key_id(public_key) && anchor.signed_by(public_key)
             });
-            (!valid).then(|| "the checkpoint's signature is not valid".to_string())
-        } else {
-            Some(format!(
-                "{KEY_FILE} is missing: cannot check checkpoint signatures"
-            ))
-        };
-        if let Some(problem) = problem {
-            result.first_break = Some((seq, problem));
-            return Ok(result);
+            if !signed {
+                return Ok(Some(Break::new(
+                    at,
+                    "the anchored checkpoint was not signed with this trail's key (the key was replaced and the trail re-signed?)",
+                )));
+            }
+            match checkpoints.iter().find(|stored| stored.seq == anchor.seq) {
+                None => {
+                    return Ok(Some(Break::new(
+                        at,
+                        format!(
+                            "anchored (signed at {} over {} entries) but missing from the database: the trail was truncated after checkpoint {} (entry {tail})",
+                            format_ms(anchor.at),
+                            anchor.entries,
+                            newest.seq
+                        ),
+                    )));
+                }
+                Some(stored) if stored != anchor => {
+                    return Ok(Some(Break::new(
+                        at,
+                        "differs from the anchored copy: the trail was rewritten and re-signed",
+                    )));
+                }
+                Some(_) => {}
+            }
+            result.newest_anchor = result.newest_anchor.max(Some(anchor.seq));
         }
     }
-    Ok(result)
+    Ok(None)
+}
+
+/// What is wrong with the oldest entry present, if anything: it must be
+/// entry 1 starting from [`GENESIS`], or the entry a signed purge record
+/// names, with the hash it names.
+fn start_problem(
+    seq: i64,
+    prev_hash: &str,
+    hash: &str,
+    purge: Option<&PurgeRecord>,
+) -> Option<String> {
+    match purge {
+        None if seq != 1 => Some(format!(
+            "entries 1..{} are missing and no purge record says retention removed them",
+            seq - 1
+        )),
+        None if prev_hash != GENESIS => {
+            Some("the first entry does not start from the genesis hash".to_string())
+        }
+        None => None,
+        Some(purge) if purge.first_kept_seq != seq => Some(format!(
+            "the trail starts at entry {seq}, but the last retention purge kept entries from {}",
+            purge.first_kept_seq
+        )),
+        Some(purge) if purge.first_kept_hash != hash => {
+            Some("its hash differs from the one the purge record signed".to_string())
+        }
+        Some(_) => None,
+    }
 }
 
 /// The latest entries, newest first, optionally only those about `target`.
@@ -486,11 +1120,10 @@ pub fn entries(
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_edited_entry_breaks_the_chain_at_that_entry() {
+    fn trail(entries: usize, checkpoint_every: u32) -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
-        let audit = Audit::open(dir.path(), 2).unwrap();
-        for index in 0..5 {
+        let audit = Audit::open(dir.path(), checkpoint_every).unwrap();
+        for index in 0..entries {
             audit
                 .append(
                     "alice",
@@ -501,84 +1134,146 @@ mod tests {
                 )
                 .unwrap();
         }
+        let connection = Connection::open(dir.path().join("incidents.db")).unwrap();
+        (dir, connection)
+    }
+
+    fn broken_at(dir: &Path) -> Option<Break> {
+        verify_with(
+            dir,
+            &VerifyOptions {
+                checkpoint_every: 2,
+                anchors: None,
+            },
+        )
+        .unwrap()
+        .first_break
+    }
+
+    #[test]
+    fn an_edited_entry_breaks_the_chain_at_that_entry() {
+        let (dir, connection) = trail(5, 2);
         let clean = verify(dir.path()).unwrap();
         assert_eq!(clean.entries, 5);
-        assert_eq!(clean.checkpoints, 2);
+        // The first entry signs one, then every second: 1, 2, 4.
+        assert_eq!(clean.checkpoints, 3);
         assert_eq!(clean.first_break, None);
-
-        let connection = Connection::open(dir.path().join("incidents.db")).unwrap();
         connection
             .execute("UPDATE audit SET actor = 'mallory' WHERE seq = 3", [])
             .unwrap();
-        let broken = verify(dir.path()).unwrap();
-        assert_eq!(broken.first_break.map(|(seq, _)| seq), Some(3));
+        assert_eq!(broken_at(dir.path()).unwrap().at, BreakAt::Entry(3));
     }
 
     #[test]
     fn a_deleted_entry_is_reported_as_missing() {
-        let dir = tempfile::tempdir().unwrap();
-        let audit = Audit::open(dir.path(), 100).unwrap();
-        for _ in 0..4 {
-            audit.append("a", "b", "c", Outcome::Failure, "d").unwrap();
-        }
-        let connection = Connection::open(dir.path().join("incidents.db")).unwrap();
+        let (dir, connection) = trail(4, 100);
         connection
             .execute("DELETE FROM audit WHERE seq = 2", [])
             .unwrap();
-        let broken = verify(dir.path()).unwrap();
-        let (seq, problem) = broken.first_break.unwrap();
-        assert_eq!(seq, 3);
-        assert!(problem.contains("entry 2 is missing"), "{problem}");
+        let broken = verify(dir.path()).unwrap().first_break.unwrap();
+        assert_eq!(broken.at, BreakAt::Entry(3));
+        assert!(broken.problem.contains("entry 2 is missing"), "{broken:?}");
     }
 
     #[test]
     fn a_rewritten_chain_fails_the_signed_checkpoint() {
-        let dir = tempfile::tempdir().unwrap();
-        let audit = Audit::open(dir.path(), 2).unwrap();
-        for _ in 0..2 {
-            audit.append("a", "b", "c", Outcome::Success, "").unwrap();
-        }
-        // Rewrite entry 2 and recompute its hash, as someone without the
-        // key would: the chain is consistent, the signature is not.
-        let connection = Connection::open(dir.path().join("incidents.db")).unwrap();
-        let prev: String = connection
-            .query_row("SELECT prev_hash FROM audit WHERE seq = 2", [], |row| {
-                row.get(0)
-            })
-            .unwrap();
-        let at: i64 = connection
-            .query_row("SELECT at_ms FROM audit WHERE seq = 2", [], |row| {
-                row.get(0)
-            })
+        let (dir, connection) = trail(3, 2);
+        // Rewrite entry 3 (which checkpoint 2 signs) and recompute its hash, as someone without the
+        // key would: the chain is consistent, the signed head is not.
+        let (prev, at): (String, i64) = connection
+            .query_row(
+                "SELECT prev_hash, at_ms FROM audit WHERE seq = 3",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
             .unwrap();
         let forged = entry_hash(
             &prev,
             &Content {
-                seq: 2,
+                seq: 3,
                 at_ms: at,
                 actor: "mallory",
-                action: "b",
-                target: "c",
+                action: "test",
+                target: "thing/2",
                 outcome: "success",
                 details: "",
             },
         );
         connection
             .execute(
-                "UPDATE audit SET actor = 'mallory', hash = ?1 WHERE seq = 2",
+                "UPDATE audit SET actor = 'mallory', hash = ?1 WHERE seq = 3",
                 params![forged],
             )
+            .unwrap();
+        let broken = broken_at(dir.path()).unwrap();
+        assert_eq!(broken.at, BreakAt::Entry(3));
+        assert!(broken.problem.contains("checkpoint 2 signed"), "{broken:?}");
+    }
+
+    #[test]
+    fn a_purge_signs_the_new_start_and_deleting_more_is_caught() {
+        let (dir, connection) = trail(6, 2);
+        let key = dir.path().join(KEY_FILE);
+        let mut writer = connect(&dir.path().join("incidents.db")).unwrap();
+        // Everything older than entry 4 goes.
+        let cutoff: i64 = connection
+            .query_row("SELECT at_ms FROM audit WHERE seq = 4", [], |row| {
+                row.get(0)
+            })
             .unwrap();
         connection
-            .execute(
-                "UPDATE audit_checkpoints SET hash = ?1 WHERE seq = 2",
-                params![forged],
-            )
+            .execute("UPDATE audit SET at_ms = at_ms - 1 WHERE seq < 4", [])
             .unwrap();
-        let broken = verify(dir.path()).unwrap();
-        assert_eq!(broken.entries, 2);
-        let (seq, problem) = broken.first_break.unwrap();
-        assert_eq!(seq, 2);
-        assert!(problem.contains("signature"), "{problem}");
+        // Editing at_ms broke entries 1..3, which the purge removes.
+        assert_eq!(purge_before(&mut writer, &key, 2, cutoff).unwrap(), 3);
+        let after = verify(dir.path()).unwrap();
+        assert_eq!(after.first_break, None, "{after:?}");
+        assert_eq!(after.range, Some((4, 7)));
+        connection
+            .execute("DELETE FROM audit WHERE seq = 4", [])
+            .unwrap();
+        let broken = broken_at(dir.path()).unwrap();
+        assert_eq!(broken.at, BreakAt::Entry(5));
+        assert!(broken.problem.contains("kept entries from 4"), "{broken:?}");
+    }
+
+    #[test]
+    fn anchors_catch_a_truncated_tail_and_survive_a_round_trip() {
+        let (dir, connection) = trail(5, 2);
+        let audit = Audit::open(dir.path(), 2).unwrap();
+        let lines: Vec<String> = audit
+            .checkpoints_since(1)
+            .unwrap()
+            .iter()
+            .map(|checkpoint| format!("Dec  6 04:50:00 host x[1]: {}", checkpoint.anchor_line()))
+            .collect();
+        let anchors: Vec<Checkpoint> = lines
+            .iter()
+            .filter_map(|line| Checkpoint::from_anchor_line(line))
+            .collect();
+        assert_eq!(anchors.len(), 3);
+        let with_anchors = VerifyOptions {
+            checkpoint_every: 2,
+            anchors: Some(anchors),
+        };
+        assert_eq!(
+            verify_with(dir.path(), &with_anchors).unwrap().first_break,
+            None
+        );
+        // Drop the last two entries and the checkpoint over them: the
+        // database alone still looks whole, the anchors do not.
+        connection
+            .execute("DELETE FROM audit WHERE seq > 3", [])
+            .unwrap();
+        connection
+            .execute("DELETE FROM audit_checkpoints WHERE seq = 3", [])
+            .unwrap();
+        assert_eq!(broken_at(dir.path()), None);
+        let broken = verify_with(dir.path(), &with_anchors)
+            .unwrap()
+            .first_break
+            .unwrap();
+        assert_eq!(broken.at, BreakAt::Checkpoint(3));
+        assert!(broken.problem.contains("truncated"), "{broken:?}");
     }
 }

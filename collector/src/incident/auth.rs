@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{self, PasswordHash, PasswordHasher, SaltString};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
@@ -122,12 +122,14 @@ pub(crate) fn hash_password(password: &str) -> anyhow::Result<String> {
         .to_string())
 }
 
-/// Checks a password; `None` when the user is unknown, disabled or the
-/// password is wrong (callers cannot tell which, nor can attackers).
+/// Checks a password with argon2 work memory leased from
+/// [`LoginLimiter::lease_memory`]; `None` when the user is unknown, disabled
+/// or the password is wrong (callers cannot tell which, nor can attackers).
 pub fn check_password(
     store: &IncidentStore,
     name: &str,
     password: &str,
+    memory: &mut HashMemory,
 ) -> anyhow::Result<Option<Role>> {
     let row: Option<(String, String)> = store
         .read()
@@ -143,22 +145,55 @@ pub fn check_password(
     let Some((role, hash)) = row else {
         // Spend the same time as for a real user, so that response times
         // do not tell which user names exist.
-        let _ = dummy_hash().and_then(|dummy| {
-            PasswordHash::new(dummy).ok().and_then(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .ok()
-            })
-        });
+        if let Some(dummy) = dummy_hash() {
+            let _ = matches(password, dummy, memory);
+        }
         return Ok(None);
     };
-    let Ok(parsed) = PasswordHash::new(&hash) else {
-        return Ok(None);
+    Ok(matches(password, &hash, memory)
+        .then(|| Role::parse(&role))
+        .flatten())
+}
+
+/// Whether `password` matches the PHC string `stored`, computed in
+/// `memory` rather than in a fresh allocation. A stored hash asking for
+/// more memory than a lease holds never matches (this code never writes
+/// one).
+fn matches(password: &str, stored: &str, memory: &mut HashMemory) -> bool {
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return false;
     };
-    Ok(Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .ok()
-        .and_then(|()| Role::parse(&role)))
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
+        argon2::Algorithm::try_from(parsed.algorithm),
+        argon2::Params::try_from(&parsed),
+        parsed.salt,
+        parsed.hash,
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let blocks = params.block_count();
+    let Some(work) = memory.blocks.get_mut(..blocks) else {
+        return false;
+    };
+    let mut salt_bytes = [0_u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let mut computed = vec![0_u8; expected.len()];
+    let hashed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password.as_bytes(),
+        salt,
+        &mut computed,
+        work,
+    );
+    // Output's equality is constant-time.
+    hashed.is_ok()
+        && password_hash::Output::new(&computed).is_ok_and(|computed| computed == expected)
 }
 
 /// A hash of a random password, made once, checked against when the user
@@ -303,30 +338,69 @@ pub const FAILURE_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// Most addresses tracked; beyond it the oldest windows are forgotten.
 const MAX_TRACKED: usize = 10_000;
 
-/// Counts failed logins per source address; refuses further attempts from
-/// an address that failed [`MAX_FAILURES`] times within the window, so
-/// passwords cannot be guessed at argon2's speed.
-#[derive(Default)]
+/// Password checks run at once. Each holds [`HASH_MEMORY_BLOCKS`] KiB of
+/// argon2 memory, so logins cost at most this many times 19 MiB however
+/// many arrive together; a login arriving when all are busy is answered
+/// 503 at once instead of waiting with its own memory.
+pub const CONCURRENT_PASSWORD_CHECKS: usize = 2;
+/// argon2id's memory in KiB blocks for checking a password: 19 MiB, the
+/// parameters `Argon2::default()` hashes with (m=19456, t=2, p=1, OWASP's
+/// recommended minimum for argon2id), so existing hashes still verify. Two
+/// leases (38 MiB) fit any county server; more memory per hash would buy
+/// little against an offline attacker who already needs the database.
+pub const HASH_MEMORY_BLOCKS: usize = argon2::Params::DEFAULT_M_COST as usize;
+
+/// One password check's argon2 work memory, leased from the limiter and
+/// returned to it when dropped, so it is allocated once and reused rather
+/// than left to the allocator after every login.
+pub struct HashMemory {
+    /// The blocks argon2 works in.
+    blocks: Vec<argon2::Block>,
+    /// Where the blocks go back.
+    pool: std::sync::Arc<Mutex<Vec<Vec<argon2::Block>>>>,
+}
+
+impl Drop for HashMemory {
+    fn drop(&mut self) {
+        let blocks = std::mem::take(&mut self.blocks);
+        self.pool
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .push(blocks);
+    }
+}
+
+/// Guards the login form: counts failed logins per source address and
+/// refuses further attempts from an address that failed [`MAX_FAILURES`]
+/// times within the window, so passwords cannot be guessed at argon2's
+/// speed; and lends the argon2 memory, [`CONCURRENT_PASSWORD_CHECKS`] at a
+/// time. An attempt is counted as a failure *before* its password is
+/// checked (and forgiven if it succeeds), so parallel requests cannot all
+/// pass the check before any failure is counted.
 pub struct LoginLimiter {
-    /// Address -> (window start, failures in it).
+    /// Address -> (window start, attempts counted in it).
     failures: Mutex<HashMap<IpAddr, (i64, u32)>>,
+    /// Idle argon2 memory.
+    idle: std::sync::Arc<Mutex<Vec<Vec<argon2::Block>>>>,
+}
+
+impl Default for LoginLimiter {
+    fn default() -> Self {
+        let idle = (0..CONCURRENT_PASSWORD_CHECKS)
+            .map(|_| Vec::new())
+            .collect::<Vec<_>>();
+        LoginLimiter {
+            failures: Mutex::new(HashMap::new()),
+            idle: std::sync::Arc::new(Mutex::new(idle)),
+        }
+    }
 }
 
 impl LoginLimiter {
-    /// Whether `address` may try now.
-    pub fn allows(&self, address: IpAddr, now_ms: i64) -> bool {
-        let failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        match failures.get(&address) {
-            Some((start, count)) => now_ms - start > FAILURE_WINDOW_MS || *count < MAX_FAILURES,
-            None => true,
-        }
-    }
-
-    /// Records a failure; returns the failures in the current window.
-    pub fn failed(&self, address: IpAddr, now_ms: i64) -> u32 {
+    /// Counts an attempt from `address` now, before its password is
+    /// checked; returns the attempts in the window, or `None` when the
+    /// address is over its limit (nothing counted).
+    pub fn reserve(&self, address: IpAddr, now_ms: i64) -> Option<u32> {
         let mut failures = self
             .failures
             .lock()
@@ -341,8 +415,11 @@ impl LoginLimiter {
         if now_ms - entry.0 > FAILURE_WINDOW_MS {
             *entry = (now_ms, 0);
         }
+        if entry.1 >= MAX_FAILURES {
+            return None;
+        }
         entry.1 = entry.1.saturating_add(1);
-        entry.1
+        Some(entry.1)
     }
 
     /// Forgets an address after a successful login.
@@ -351,6 +428,24 @@ impl LoginLimiter {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .remove(&address);
+    }
+
+    /// Argon2 memory for one password check, or `None` when
+    /// [`CONCURRENT_PASSWORD_CHECKS`] are running. The memory is allocated
+    /// on first use and kept.
+    pub fn lease_memory(&self) -> Option<HashMemory> {
+        let mut blocks = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .pop()?;
+        if blocks.len() < HASH_MEMORY_BLOCKS {
+            blocks = vec![argon2::Block::default(); HASH_MEMORY_BLOCKS];
+        }
+        Some(HashMemory {
+            blocks,
+            pool: std::sync::Arc::clone(&self.idle),
+        })
     }
 }
 
@@ -371,13 +466,18 @@ mod tests {
             0,
         )
         .unwrap();
+        let limiter = LoginLimiter::default();
+        let mut memory = limiter.lease_memory().unwrap();
         assert_eq!(
-            check_password(&store, "alice", "correct horse battery").unwrap(),
+            check_password(&store, "alice", "correct horse battery", &mut memory).unwrap(),
             Some(Role::SecurityOfficer)
         );
-        assert_eq!(check_password(&store, "alice", "wrong").unwrap(), None);
         assert_eq!(
-            check_password(&store, "bob", "correct horse battery").unwrap(),
+            check_password(&store, "alice", "wrong", &mut memory).unwrap(),
+            None
+        );
+        assert_eq!(
+            check_password(&store, "bob", "correct horse battery", &mut memory).unwrap(),
             None
         );
 
@@ -420,15 +520,26 @@ mod tests {
     }
 
     #[test]
-    fn the_limiter_refuses_after_five_failures_until_the_window_passes() {
+    fn the_limiter_counts_attempts_before_checking_and_lends_two_memories() {
         let limiter = LoginLimiter::default();
         let address: IpAddr = "192.0.2.7".parse().unwrap();
-        for _ in 0..MAX_FAILURES {
-            assert!(limiter.allows(address, 1_000));
-            limiter.failed(address, 1_000);
+        for attempt in 1..=MAX_FAILURES {
+            assert_eq!(limiter.reserve(address, 1_000), Some(attempt));
         }
-        assert!(!limiter.allows(address, 1_000));
-        assert!(limiter.allows("192.0.2.8".parse().unwrap(), 1_000));
-        assert!(limiter.allows(address, 1_000 + FAILURE_WINDOW_MS + 1));
+        assert_eq!(limiter.reserve(address, 1_000), None);
+        assert_eq!(
+            limiter.reserve("192.0.2.8".parse().unwrap(), 1_000),
+            Some(1)
+        );
+        assert_eq!(
+            limiter.reserve(address, 1_000 + FAILURE_WINDOW_MS + 1),
+            Some(1)
+        );
+        let first = limiter.lease_memory().unwrap();
+        let second = limiter.lease_memory().unwrap();
+        assert!(limiter.lease_memory().is_none());
+        drop(first);
+        assert!(limiter.lease_memory().is_some());
+        drop(second);
     }
 }

@@ -8,6 +8,8 @@
 //! - [`detection_sink`]: the store as the detection task's sink, and the
 //!   incident gauges on `/metrics`.
 //! - [`audit`]: the hash-chained audit trail, signed checkpoints, `verify`.
+//! - [`audit_anchor`]: the `audit:` config, the checkpoint timer, external
+//!   anchors (syslog, the SIEM) and the hourly self-verification.
 //! - [`retention`]: the daily purge in small transactions.
 //! - [`auth`]: users (argon2), sessions, API tokens, roles, login rate limit.
 //! - [`accounts`]: the first admin, password changes, disabling and
@@ -26,6 +28,7 @@
 pub mod accounts;
 pub mod api;
 pub mod audit;
+pub mod audit_anchor;
 pub mod auth;
 pub mod config;
 pub mod csrf;

@@ -2,7 +2,8 @@
 //! incidents and audit entries older than `incidents.retention` are
 //! deleted, a few hundred rows per transaction so ingest and the page never
 //! wait long for the write lock. Open incidents are kept whatever their age.
-//! The purge itself is audited.
+//! The purge itself is audited, and the audit trail's own purge leaves a
+//! signed record of its new start (see `audit.rs`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -48,16 +49,14 @@ pub fn purge(store: &IncidentStore, data_dir: &Path, cutoff_ms: i64) -> anyhow::
             WHERE status IN ('resolved', 'false_positive') AND last_seen_ms < ?1 LIMIT ?2)",
         cutoff_ms,
     )?;
-    // The newest entry is never purged: the chain must keep a head.
-    purged.audit = delete_in_batches(
-        &store.write(),
-        "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE at_ms < ?1
-            AND seq < (SELECT MAX(seq) FROM audit) ORDER BY seq LIMIT ?2)",
+    // The newest entry is never purged: the chain must keep a head. The
+    // audit purge is one transaction that also signs where the trail now
+    // starts, so that no verification ever sees a start nobody signed.
+    purged.audit = crate::incident::audit::purge_before(
+        &mut store.write(),
+        &store.key_path,
+        store.settings.checkpoint_every,
         cutoff_ms,
-    )?;
-    store.write().execute(
-        "DELETE FROM audit_checkpoints WHERE seq < COALESCE((SELECT MIN(seq) FROM audit), 0)",
-        [],
     )?;
     if purged != Purged::default() {
         store.audit(

@@ -111,6 +111,29 @@ const MIGRATIONS: &[&str] = &[
     );",
     // The first admin's generated password must be replaced at first login.
     "ALTER TABLE users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0;",
+    // Version 2: checkpoints form their own signed chain and carry the
+    // entry count; retention purges leave a signed record of where the
+    // trail starts. Version-1 checkpoints signed only a head hash, so they
+    // are dropped: the next entry signs the first checkpoint of the chain,
+    // and the entries' own hash links are kept.
+    "DROP TABLE audit_checkpoints;
+    CREATE TABLE audit_checkpoints (
+        seq INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        entries INTEGER NOT NULL,
+        head_hash TEXT NOT NULL,
+        prev_checkpoint_hash TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        anchored INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE audit_purges (
+        first_kept_seq INTEGER PRIMARY KEY,
+        first_kept_hash TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        key_id TEXT NOT NULL,
+        signature TEXT NOT NULL
+    );",
 ];
 
 /// Where an incident is in its lifecycle.

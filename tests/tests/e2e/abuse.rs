@@ -27,7 +27,7 @@ const HTTP_CAP: usize = 256;
 const FD_MARGIN: usize = 64;
 
 /// Peak resident memory of `pid` in KiB (`VmHWM`).
-fn peak_rss_kib(pid: u32) -> u64 {
+pub fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()

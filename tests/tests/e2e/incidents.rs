@@ -165,7 +165,8 @@ pub fn audit_trail(addr: SocketAddr, token: &str, target: &str) -> Vec<(String, 
     entries
 }
 
-fn collector_cli(data_dir: &Path, args: &[&str]) -> std::process::Output {
+/// Runs a `countywatch-collector` command on `data_dir`.
+pub fn collector_cli(data_dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(binary("countywatch-collector"))
         .args(args)
         .arg("--data-dir")
@@ -176,7 +177,7 @@ fn collector_cli(data_dir: &Path, args: &[&str]) -> std::process::Output {
 
 /// Posts the login form the way a browser does (double-submit cookie);
 /// returns the status and the session cookie when one was set.
-pub(crate) fn login(addr: SocketAddr, user: &str, password: &str) -> (u16, Option<String>) {
+pub fn login(addr: SocketAddr, user: &str, password: &str) -> (u16, Option<String>) {
     let page = request(addr, "GET", "/login", &[], "").unwrap();
     assert_eq!(page.status, 200);
     let token = page

@@ -5,6 +5,7 @@
 
 mod abuse;
 mod alerting;
+mod audit_tamper;
 mod authorization;
 mod bad_input;
 mod cli;
@@ -16,11 +17,14 @@ mod faults;
 mod incident_web;
 mod incidents;
 mod link_cut;
+mod local_time;
+mod login_guessing;
 mod node_exporter;
 mod notify;
 mod openssh;
 mod outputs;
 mod packaging;
+mod ports;
 mod reload;
 mod rules;
 mod service_probes;

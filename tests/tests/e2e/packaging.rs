@@ -463,6 +463,8 @@ fn deb_packages_install_and_run_in_a_debian_12_root() {
             "/var/lib/countywatch/collector",
             "countywatch:countywatch 750",
         ),
+        // The textfile collector's directory: root's cron jobs write it.
+        ("/var/lib/countywatch/textfile", "root:root 755"),
     ] {
         assert_eq!(stat(root, path), expected, "{path}");
     }
@@ -497,6 +499,7 @@ fn deb_packages_install_and_run_in_a_debian_12_root() {
     // Purge removes the state and the user.
     chroot(root, &["dpkg", "--purge", "countywatch-agent"]);
     assert!(!root.join("var/lib/countywatch/agent").exists());
+    assert!(!root.join("var/lib/countywatch/textfile").exists());
     let output = Command::new("chroot")
         .arg(root)
         .args(["getent", "passwd", "countywatch-agent"])

@@ -76,6 +76,10 @@ impl Lang {
             "confirm_password" => ("再次输入新密码", "New password again"),
             "password_mismatch" => ("两次输入的新密码不一致。", "The new passwords differ."),
             "password_wrong" => ("当前密码错误。", "The current password is wrong."),
+            "password_busy" => (
+                "服务器正忙，请稍后再试。",
+                "The server is busy; try again in a moment.",
+            ),
             "password_unchanged" => (
                 "新密码不能与当前密码相同。",
                 "The new password must differ from the current one.",

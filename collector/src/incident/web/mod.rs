@@ -243,7 +243,9 @@ fn login(
     let user = form.get("username").cloned().unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
     let now = now_ms();
-    if !incidents.limiter.allows(address, now) {
+    // The attempt counts before its password is checked, so that parallel
+    // requests cannot all pass the limit before any failure is counted.
+    let Some(count) = incidents.limiter.reserve(address, now) else {
         login_failed(
             incidents,
             &user,
@@ -257,15 +259,33 @@ fn login(
             StatusCode::TOO_MANY_REQUESTS,
             incidents.secure_cookies,
         );
-    }
+    };
+    // At most CONCURRENT_PASSWORD_CHECKS argon2 runs hold memory; others
+    // are turned away at once rather than queued with theirs. The attempt
+    // stays counted: a flood from one address uses up its own limit.
+    let Some(mut memory) = incidents.limiter.lease_memory() else {
+        login_failed(incidents, &user, address, "server busy", count);
+        let mut response = login_page(
+            context,
+            Some(context.lang.text("login_limited")),
+            StatusCode::SERVICE_UNAVAILABLE,
+            incidents.secure_cookies,
+        );
+        response.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("1"),
+        );
+        return response;
+    };
     // argon2 takes tens of milliseconds of CPU; this runs on the blocking
     // pool (see `incident::handle`).
-    let role = match auth::check_password(&incidents.store, &user, &password) {
+    let role = auth::check_password(&incidents.store, &user, &password, &mut memory);
+    drop(memory);
+    let role = match role {
         Ok(role) => role,
         Err(error) => return failure(context, &error),
     };
     if role.is_none() {
-        let count = incidents.limiter.failed(address, now);
         login_failed(
             incidents,
             &user,

@@ -36,12 +36,20 @@ pub fn change(
     if field("new") != field("confirm") {
         return refused("password_mismatch", "the new passwords differ");
     }
+    // The current password is checked with argon2 like a login, in memory
+    // leased from the same bounded pool.
+    let Some(mut memory) = incidents.limiter.lease_memory() else {
+        let mut response = html(pages::password(context, Some(lang.text("password_busy"))));
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        return response;
+    };
     match accounts::change_own_password(
         &incidents.store,
         &incidents.data_dir,
         &principal.user,
         field("current"),
         field("new"),
+        &mut memory,
     ) {
         Ok(()) => {}
         Err(PasswordChangeError::WrongCurrentPassword) => {
