@@ -231,11 +231,19 @@ impl Default for MetricsConfig {
 pub use countywatch_daemon::config_file::unspanned;
 
 impl Config {
-    /// Loads and validates a config file.
+    /// Loads and validates a config file, reporting every problem in file
+    /// order: the shape ones (unknown keys, wrong types) and the semantic
+    /// ones of what parsed around them. Only a YAML syntax error stops early.
     pub fn load(path: &Path) -> Result<Config, Problems> {
-        let mut config: Config = config_file::load(path)?;
+        let (config, mut problems) = config_file::load_lenient::<Config>(path);
+        let Some(mut config) = config else {
+            return Err(problems);
+        };
         config.notify.apply_alertmanager_file(path)?;
-        config.validate(path)?;
+        if let Err(semantic) = config.validate(path) {
+            problems.problems.extend(semantic.problems);
+        }
+        problems.into_result()?;
         Ok(config)
     }
 
@@ -459,6 +467,28 @@ mod tests {
             problems_of("enroll:\n  public_url: http://x:1\n")
                 .starts_with("c.yaml:2:15: enroll.public_url")
         );
+    }
+
+    #[test]
+    fn check_config_reports_an_unknown_key_a_bad_value_and_a_semantic_problem_in_one_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "http:\n  listen: 0.0.0.0:9780\ningest:\n  max_connections: many\nmetrics:\n  stale_afterr: 5m\n",
+        )
+        .unwrap();
+        let report = Config::load(&path).err().unwrap().to_string();
+        let lines: Vec<&str> = report.lines().collect();
+        assert_eq!(lines.len(), 3, "{report}");
+        let file = path.display().to_string();
+        assert!(
+            lines[0].starts_with(&format!("{file}:2:11: http.listen")),
+            "{report}"
+        );
+        assert!(lines[1].starts_with(&format!("{file}:4:20: ")), "{report}");
+        assert!(lines[2].starts_with(&format!("{file}:6:3: ")), "{report}");
+        assert!(lines[2].contains("stale_afterr"), "{report}");
     }
 
     #[test]

@@ -607,3 +607,33 @@ fn the_details_link_of_a_real_email_opens_the_alert_or_the_detections_incident()
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("198.51.100.44"), "{body}");
 }
+
+#[test]
+fn check_config_lists_three_positioned_problems_for_a_file_with_three() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("collector.yaml");
+    // A bad value, a semantic problem and an unknown key, out of file order
+    // in kind so the report's order is the file's.
+    std::fs::write(
+        &config,
+        "ingest:\n  max_connections: many\nhttp:\n  listen: 0.0.0.0:9780\nnotify:\n  resolve_timeut: 5m\n",
+    )
+    .unwrap();
+    let output = Command::new(binary("countywatch-collector"))
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    let file = config.display().to_string();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(lines[0].starts_with(&format!("{file}:2:20: ")), "{stderr}");
+    assert!(
+        lines[1].starts_with(&format!("{file}:4:11: http.listen")),
+        "{stderr}"
+    );
+    assert!(lines[2].starts_with(&format!("{file}:6:3: ")), "{stderr}");
+    assert!(lines[2].contains("resolve_timeut"), "{stderr}");
+}

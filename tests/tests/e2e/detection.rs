@@ -228,11 +228,10 @@ fn a_detection_reaches_smtp_and_survives_a_collector_restart_mid_window() {
         .find(|line| line.contains("detection state restored"))
         .unwrap();
     let restored: serde_json::Value = serde_json::from_str(&restored).unwrap();
-    assert_eq!(
-        (restored["cursor"].as_i64(), restored["keys"].as_i64()),
-        (Some(6), Some(1)),
-        "{restored}"
-    );
+    // The cursor is past the six failures (and past the audit checkpoint
+    // events the collector records among them); one key holds the window.
+    assert!(restored["cursor"].as_i64() >= Some(6), "{restored}");
+    assert_eq!(restored["keys"].as_i64(), Some(1), "{restored}");
     // Four more, minutes later but within the 10-minute window.
     append_failures(&log, "203.0.113.9", 300, 4);
     let messages = smtp.wait_for(1, Duration::from_secs(90));
