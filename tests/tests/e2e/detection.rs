@@ -155,18 +155,23 @@ fn replay_of_a_synthetic_openssh_log_raises_brute_force_for_exactly_the_addresse
     assert_eq!(raised, expected, "{stderr}");
 }
 
-/// Appends refused logins from `address`, one second apart from `first`.
-fn append_failures(log: &Path, address: &str, first: u64, count: u64) {
+/// Appends refused logins from `address`, one second apart, `first`
+/// seconds after `base_ms` (whole seconds). The times are recent: the
+/// collector's own events (audit checkpoints) carry the current time and
+/// move the detection engine's event clock, which would expire a window of
+/// old log lines.
+fn append_failures(log: &Path, address: &str, base_ms: i64, first: u64, count: u64) {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
     for second in first..first + count {
+        let at_ms = base_ms + i64::try_from(second).unwrap() * 1000;
+        let stamp = countywatch_collector::notify::alert::rfc3339(at_ms).replace('Z', "+00:00");
         writeln!(
             file,
-            "{} web1 sshd[{second}]: Failed password for root from {address} port {} ssh2",
-            stamp(second),
+            "{stamp} web1 sshd[{second}]: Failed password for root from {address} port {} ssh2",
             40_000 + second
         )
         .unwrap();
@@ -196,7 +201,9 @@ fn a_detection_reaches_smtp_and_survives_a_collector_restart_mid_window() {
     );
     let collector = Collector::start_with(Some(&config), &[]);
     let log = dir.path().join("auth.log");
-    append_failures(&log, "203.0.113.9", 0, 6);
+    // Ten minutes ago, in whole seconds.
+    let base_ms = (countywatch_collector::enroll::now_ms() / 1000 - 600) * 1000;
+    append_failures(&log, "203.0.113.9", base_ms, 0, 6);
     let agent = crate::events::start_agent("detect-host", &collector, &crate::events::config(&log));
     assert!(
         wait_until(Duration::from_secs(60), || detection_events_seen(
@@ -233,7 +240,7 @@ fn a_detection_reaches_smtp_and_survives_a_collector_restart_mid_window() {
     assert!(restored["cursor"].as_i64() >= Some(6), "{restored}");
     assert_eq!(restored["keys"].as_i64(), Some(1), "{restored}");
     // Four more, minutes later but within the 10-minute window.
-    append_failures(&log, "203.0.113.9", 300, 4);
+    append_failures(&log, "203.0.113.9", base_ms, 300, 4);
     let messages = smtp.wait_for(1, Duration::from_secs(90));
     assert_eq!(
         messages.len(),
