@@ -8,6 +8,7 @@
 //! - [`serve`]: the accept loop all listeners share (limits, timeouts, shutdown).
 //! - [`enroll`]: `POST /v1/enroll`, tokens in, client certificates out.
 //! - [`ingest`]: `POST /v1/batches`, identity from the certificate, exactly-once storage.
+//! - [`host_binding`]: which hosts and devices an agent may speak for (`devices`).
 //! - [`liveness`]: marks silent agents and records `agent_silent` events.
 //! - [`metric_store`]: the latest metrics per agent and their exposition.
 //! - [`http`]: `/metrics`, health endpoints and the status page.
@@ -33,6 +34,7 @@ pub mod ca;
 pub mod config;
 pub mod detection;
 pub mod enroll;
+pub mod host_binding;
 pub mod http;
 pub mod incident;
 pub mod ingest;
@@ -318,8 +320,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         move |request, peer| http::handle(Arc::clone(&http_state), request, peer),
         stopped.clone(),
     )));
+    let hosts = Arc::new(host_binding::HostBinding::open(&config.data_dir)?);
+    hosts
+        .register(telemetry.registry())
+        .context("cannot register the host binding counter")?;
     let ingest_state = Arc::new(ingest::IngestState {
         store,
+        hosts,
         registry: Arc::clone(&registry),
         telemetry: Arc::clone(&telemetry),
         outputs,

@@ -284,6 +284,31 @@ enum AgentsCommand {
         /// The agent's name.
         name: String,
     },
+    /// Network devices and the agent each is bound to (the first to report
+    /// it; only that agent's events and samples may name it).
+    Devices {
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevicesCommand {
+    /// List devices and their agents.
+    List {
+        #[command(flatten)]
+        location: StateLocation,
+    },
+    /// Bind a device to another agent (audited).
+    Move {
+        #[command(flatten)]
+        location: StateLocation,
+        /// The device's name.
+        device: String,
+        /// The agent to bind it to.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 /// Flags that override the configuration file.
@@ -345,6 +370,9 @@ fn main() -> ExitCode {
                 anyhow::bail!("no enrolled, unrevoked agent named {name:?}")
             }
         }),
+        Command::Agents {
+            command: AgentsCommand::Devices { command },
+        } => devices(command),
         Command::Silence { command } => silence(command),
         Command::Audit {
             command: AuditCommand::Verify { location, anchors },
@@ -498,6 +526,34 @@ fn token_create(config: &Config, ttl: &str, name: Option<&str>) -> anyhow::Resul
         ca.fingerprint()
     );
     Ok(())
+}
+
+fn devices(command: DevicesCommand) -> ExitCode {
+    use countywatch_collector::host_binding;
+    match command {
+        DevicesCommand::List { location } => with_state(location, |config| {
+            for (device, agent) in host_binding::list(&config.data_dir)? {
+                println!("{device}\t{agent}");
+            }
+            Ok(())
+        }),
+        DevicesCommand::Move {
+            location,
+            device,
+            to,
+        } => with_state(location, |config| {
+            let before = host_binding::move_device(&config.data_dir, &device, &to)?;
+            audit::record(
+                &config.data_dir,
+                &audit::cli_actor(),
+                "device.moved",
+                &format!("device/{device}"),
+                &format!("from {} to {to}", before.as_deref().unwrap_or("nobody")),
+            );
+            println!("{device} is bound to {to}");
+            Ok(())
+        }),
+    }
 }
 
 fn audit_verify(config: &Config, anchors: Option<&std::path::Path>) -> anyhow::Result<()> {

@@ -67,8 +67,9 @@ pub const ENROLL_RESULTS: [&str; 6] = [
 
 /// The outcomes `ingest_requests` is labelled with; pre-created so that
 /// each series exists (at 0) from the start, which `rate()` needs.
-pub const INGEST_RESULTS: [&str; 10] = [
+pub const INGEST_RESULTS: [&str; 11] = [
     "accepted",
+    "reserved",
     "duplicate",
     "unauthorized",
     "forged_identity",
