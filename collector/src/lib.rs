@@ -155,6 +155,10 @@ async fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
 /// Binds the listeners and starts serving.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let ca = Arc::new(certificate_authority(&config)?);
+    // A data dir from an older version or made by hand may be readable by
+    // others; the files in it never should be.
+    countywatch_daemon::private_files::tighten_dir(&config.data_dir)
+        .with_context(|| format!("cannot make {} owner-only", config.data_dir.display()))?;
     let registry = Arc::new(Registry::open(&config.data_dir)?);
     let telemetry = Arc::new(
         Telemetry::for_data_dir(&config.data_dir).context("cannot register self-metrics")?,

@@ -329,6 +329,8 @@ struct Overrides {
 }
 
 fn main() -> ExitCode {
+    // Before anything is created: data files are owner-only.
+    countywatch_daemon::private_files::restrict_umask();
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match cli.command {

@@ -1,7 +1,7 @@
 # countywatch-agent (rpm): never starts an unenrolled agent; restarts an
 # enrolled one on upgrade.
 install -d -m 0755 /var/lib/countywatch
-install -d -m 0750 -o countywatch-agent -g countywatch-agent /var/lib/countywatch/agent
+install -d -m 0700 -o countywatch-agent -g countywatch-agent /var/lib/countywatch/agent
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || true
     systemctl enable countywatch-agent.service >/dev/null 2>&1 || true

@@ -13,6 +13,7 @@ mod dashboards;
 mod detection;
 mod events;
 mod faults;
+mod file_modes;
 mod host_spoofing;
 mod incident_web;
 mod incidents;
