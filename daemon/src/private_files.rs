@@ -24,9 +24,13 @@ pub fn restrict_umask() {
 
 /// Makes `dir` 0700 and every file and directory inside it (one level of
 /// subdirectories deep, as both daemons lay them out) owner-only, removing
-/// group and other bits and keeping the owner's. Missing entries are
-/// skipped; anything else that fails is returned.
+/// group and other bits and keeping the owner's. A missing `dir` or entry
+/// is skipped (nothing to protect yet); anything else that fails is
+/// returned.
 pub fn tighten_dir(dir: &Path) -> std::io::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
     tighten(dir)?;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -80,5 +84,6 @@ mod tests {
         assert_eq!(mode(dir.path()), 0o700);
         assert_eq!(mode(&inner), 0o700);
         assert_eq!(mode(&file), 0o700);
+        tighten_dir(&dir.path().join("missing")).unwrap();
     }
 }
