@@ -267,6 +267,11 @@ enum TokenCommand {
         /// Bind the token to this agent name.
         #[arg(long)]
         name: Option<String>,
+        /// Let the token enrol over the enrolled agent of that name (a
+        /// reinstalled server): its certificate stops working. Without it,
+        /// a name an enrolled agent holds is refused.
+        #[arg(long, requires = "name")]
+        replace: bool,
     },
 }
 
@@ -347,9 +352,10 @@ fn main() -> ExitCode {
                     location,
                     ttl,
                     name,
+                    replace,
                 },
         } => with_state(location, |config| {
-            token_create(config, &ttl, name.as_deref())
+            token_create(config, &ttl, name.as_deref(), replace)
         }),
         Command::Agents {
             command: AgentsCommand::List { location },
@@ -492,7 +498,12 @@ fn with_state(
     }
 }
 
-fn token_create(config: &Config, ttl: &str, name: Option<&str>) -> anyhow::Result<()> {
+fn token_create(
+    config: &Config,
+    ttl: &str,
+    name: Option<&str>,
+    replace: bool,
+) -> anyhow::Result<()> {
     let ttl = countywatch_daemon::duration::parse(ttl)?;
     if let Some(name) = name
         && !countywatch_wire::is_valid_agent_name(name)
@@ -501,7 +512,21 @@ fn token_create(config: &Config, ttl: &str, name: Option<&str>) -> anyhow::Resul
     }
     let ca = countywatch_collector::certificate_authority(config)?;
     let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
-    let token = registry.create_token(name, ttl, countywatch_collector::enroll::now_ms())?;
+    let token =
+        registry.create_token(name, replace, ttl, countywatch_collector::enroll::now_ms())?;
+    audit::record(
+        &config.data_dir,
+        &audit::cli_actor(),
+        "token.created",
+        &name.map_or_else(|| "token".to_string(), |name| format!("agent/{name}")),
+        &format!(
+            "enrolment token valid {}{}{}",
+            countywatch_daemon::duration::PromDuration(ttl),
+            name.map(|name| format!(", bound to {name}"))
+                .unwrap_or_else(|| ", for any name not enrolled".to_string()),
+            if replace { ", may replace it" } else { "" }
+        ),
+    );
     let enroll = config.enroll_listen()?;
     let host = if enroll.ip().is_unspecified() {
         std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -56,9 +56,10 @@ pub struct Telemetry {
 }
 
 /// The outcomes `enroll_requests` is labelled with.
-pub const ENROLL_RESULTS: [&str; 6] = [
+pub const ENROLL_RESULTS: [&str; 7] = [
     "enrolled",
     "invalid_token",
+    "name_taken",
     "bad_request",
     "rate_limited",
     "not_found",

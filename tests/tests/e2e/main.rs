@@ -12,6 +12,7 @@ mod bad_input;
 mod cli;
 mod dashboards;
 mod detection;
+mod enrolment_takeover;
 mod events;
 mod faults;
 mod file_modes;
