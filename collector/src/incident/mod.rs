@@ -267,7 +267,12 @@ async fn alertmanager(
 ) -> Response<Full<Bytes>> {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let response = crate::notify::api::handle(Arc::clone(&incidents.notifier), request).await;
+    let user = authorized
+        .principal
+        .as_ref()
+        .map(|principal| principal.user.clone());
+    let response =
+        crate::notify::api::handle(Arc::clone(&incidents.notifier), request, user.as_deref()).await;
     let action = match (method.as_str(), path.as_str()) {
         ("POST", "/api/v2/silences") => "silence.created",
         ("DELETE", _) => "silence.expired",

@@ -1,5 +1,6 @@
 //! What an anonymous caller on the HTTP listener can reach (issue 21, items
-//! 6 and 7): the Alertmanager-compatible reads need a viewer, the open
+//! 6, 7 and 11): the Alertmanager-compatible reads need a viewer, a
+//! silence is created by whoever authenticated, the open
 //! status page names no agent, and paths the route table does not match
 //! exactly (`/api/v2/silence//ID`, a trailing slash, an extra segment) are
 //! answered 404 before they reach the notifier.
@@ -51,6 +52,8 @@ fn anonymous_callers_read_no_alerts_no_agent_names_and_reach_no_handler_by_a_cro
     let (_, listed) = notify_peers::request(addr, "GET", "/api/v2/silences", "");
     let silences: Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(silences[0]["status"]["state"], "active", "{listed}");
+    // The body said "ops"; the silence names who authenticated (item 11).
+    assert_eq!(silences[0]["createdBy"], "test-operator", "{listed}");
     let denied: i64 = rusqlite::Connection::open(collector.data_dir.join("incidents.db"))
         .unwrap()
         .query_row(
