@@ -2,6 +2,8 @@
 # README command 1: builds countywatch, starts a collector with its embedded
 # defaults and an agent for this host connected to it, and prints where to
 # look. Data lives in ./.countywatch/. `deploy/quickstart.sh stop` stops both.
+# `--no-build` uses the binaries in target/release as they are; without it
+# they are rebuilt only when a source file is newer than them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=.countywatch
@@ -17,14 +19,43 @@ stop() {
     done
 }
 
-if [ "${1:-}" = "stop" ]; then
-    stop
-    exit 0
-fi
+build=yes
+case "${1:-}" in
+    stop)
+        stop
+        exit 0
+        ;;
+    --no-build) build=no ;;
+    "") ;;
+    *)
+        echo "usage: deploy/quickstart.sh [stop | --no-build]" >&2
+        exit 2
+        ;;
+esac
 stop >/dev/null
 
-cargo build --release --bins -p countywatch-collector -p countywatch-agent
 bin=target/release
+# Rebuild only when a source or manifest is newer than a binary: cargo
+# itself would also notice, but it takes a while to say so.
+up_to_date() {
+    for name in countywatch-collector countywatch-agent; do
+        [ -x "$bin/$name" ] || return 1
+        if [ -n "$(find Cargo.toml Cargo.lock agent collector daemon detect parse rules wire \
+            -newer "$bin/$name" \( -name '*.rs' -o -name '*.toml' -o -name '*.yaml' \
+            -o -name '*.css' -o -name '*.json' -o -name Cargo.lock \) -print -quit 2>/dev/null)" ]; then
+            return 1
+        fi
+    done
+}
+if [ "$build" = no ]; then
+    for name in countywatch-collector countywatch-agent; do
+        [ -x "$bin/$name" ] || { echo "--no-build: $bin/$name is missing" >&2; exit 1; }
+    done
+elif up_to_date; then
+    echo "binaries in $bin are up to date; not rebuilding"
+else
+    cargo build --release --bins -p countywatch-collector -p countywatch-agent
+fi
 
 "$bin/countywatch-collector" --log-format json run --data-dir "$state/collector" \
     >"$state/collector.log" 2>&1 &
@@ -61,10 +92,24 @@ fi
     >"$state/agent.log" 2>&1 &
 echo $! >"$state/agent.pid"
 
+# The first start creates the user admin with a random password in this
+# file; the first login replaces it and the file goes.
+password_file="$state/collector/initial-admin-password"
+if [ -f "$password_file" ]; then
+    password=$(cat "$password_file")
+    password_note="(from $password_file; you choose a new one at first login)"
+else
+    password="the one you chose at your first login"
+    password_note="(forgotten? countywatch-collector user add admin --role admin --data-dir $state/collector)"
+fi
+
 cat <<MSG
 countywatch is running.
   metrics (Prometheus format): http://$http_addr/metrics
   web page:                    http://$http_addr/
+    user:                      admin
+    password:                  $password
+                               $password_note
   agent reports to:            https://$ingest_addr (mutual TLS; CA SHA-256 $fingerprint)
   enrol another server:        $bin/countywatch-collector token create --data-dir $state/collector
   logs:                        $state/collector.log, $state/agent.log

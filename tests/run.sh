@@ -51,6 +51,9 @@ packages=(
     snmp
     # The reference for the SNMP probe's names, labels and values (e2e snmp).
     prometheus-snmp-exporter
+    # The system tzdb the agent reads log times' zones from (Asia/Shanghai
+    # in the parse and agent tests, TZ=Asia/Shanghai in e2e local_time).
+    tzdata
 )
 missing=()
 for package in "${packages[@]}"; do

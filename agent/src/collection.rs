@@ -7,6 +7,13 @@
 //! returns, and is skipped (and reported as failing) until then, so a stuck
 //! mount costs one thread, never a pile of them.
 //!
+//! Beside the agent's own per-probe metrics, each collection reports
+//! node_exporter's `node_scrape_collector_duration_seconds{collector}` and
+//! `node_scrape_collector_success{collector}` under node_exporter's
+//! collector names ([`Probe::collectors`]), so its dashboards' collector
+//! panels work; a probe standing for several collectors reports its one
+//! outcome under each name.
+//!
 //! A probe with its own interval runs only when due; in between, each batch
 //! repeats its last families, because the collector replaces an agent's
 //! metrics with every batch and the series must not blink out.
@@ -167,6 +174,11 @@ impl Schedule {
 pub struct Collector {
     /// The probes, in registration order.
     slots: Vec<(&'static str, Slot)>,
+    /// The node_exporter collectors each probe stands for, parallel to
+    /// `slots` (asked once: a stuck probe cannot be asked later).
+    collectors: Vec<Vec<&'static str>>,
+    /// Whether each probe's source was found absent and that was logged.
+    absent: Vec<bool>,
     /// Per-probe schedule, parallel to `slots`.
     schedules: Vec<Schedule>,
     /// Per-probe time limit.
@@ -180,6 +192,10 @@ pub struct Collector {
     failing: Vec<bool>,
     /// How long the previous collection took, reported in the next one.
     last_collection: Duration,
+    /// Families dropped because an earlier probe reported the same name
+    /// (a textfile naming `node_load1`): the collector refuses a batch
+    /// with a name twice, so the later one goes, counted.
+    duplicate_families: u64,
 }
 
 impl Collector {
@@ -198,6 +214,8 @@ impl Collector {
             .collect();
         Collector {
             schedules,
+            collectors: probes.iter().map(|probe| probe.collectors()).collect(),
+            absent: vec![false; count],
             slots: probes
                 .into_iter()
                 .map(|probe| (probe.name(), Slot::Ready(probe)))
@@ -207,6 +225,7 @@ impl Collector {
             errors: vec![0; count],
             failing: vec![false; count],
             last_collection: Duration::ZERO,
+            duplicate_families: 0,
         }
     }
 
@@ -279,7 +298,10 @@ impl Collector {
                     schedule.last_success = success;
                     schedule.last_duration = duration;
                     families.extend(probe_families);
-                    self.record(index, result.map_err(|error| error.to_string()));
+                    match result {
+                        Err(ProbeError::Absent(path)) => self.record_absent(index, &path),
+                        result => self.record(index, result.map_err(|error| error.to_string())),
+                    }
                     outcomes.push(ProbeOutcome {
                         name,
                         success,
@@ -307,7 +329,13 @@ impl Collector {
             }
         }
         self.last_collection = started.elapsed();
+        self.drop_duplicate_families(&mut families);
         families.extend(self.self_metrics(&outcomes));
+        families.extend(
+            self.scrape_metrics(&outcomes)
+                .into_iter()
+                .filter(|family| !family.samples.is_empty()),
+        );
         Collected { families, events }
     }
 
@@ -328,6 +356,66 @@ impl Collector {
                 self.failing[index] = true;
             }
         }
+    }
+
+    /// Keeps the first family of each name, counting the others.
+    fn drop_duplicate_families(&mut self, families: &mut Vec<MetricFamily>) {
+        let keep: Vec<bool> = {
+            let mut seen = std::collections::HashSet::with_capacity(families.len());
+            families
+                .iter()
+                .map(|family| seen.insert(family.name.as_str()))
+                .collect()
+        };
+        let before = families.len();
+        let mut keep = keep.into_iter();
+        families.retain(|_| keep.next().unwrap_or(true));
+        let dropped = before - families.len();
+        if dropped > 0 {
+            if self.duplicate_families == 0 {
+                tracing::warn!(
+                    dropped,
+                    "probes reported a metric family name twice; the later ones are dropped"
+                );
+            }
+            self.duplicate_families += dropped as u64;
+        }
+    }
+
+    /// A probe whose source does not exist: node_exporter reports it as a
+    /// failed collector, but it is the host's shape, not a fault, so it is
+    /// logged once at info level and not counted in the errors.
+    fn record_absent(&mut self, index: usize, path: &std::path::Path) {
+        if !self.absent[index] {
+            tracing::info!(
+                probe = self.slots[index].0,
+                path = %path.display(),
+                "probe source does not exist on this host; not looking again"
+            );
+            self.absent[index] = true;
+        }
+    }
+
+    /// node_exporter's `node_scrape_collector_*` families.
+    fn scrape_metrics(&self, outcomes: &[ProbeOutcome]) -> [MetricFamily; 2] {
+        let mut duration = MetricFamily::new(
+            "node_scrape_collector_duration_seconds",
+            "node_exporter: Duration of a collector scrape.",
+            MetricKind::Gauge,
+        );
+        let mut success = MetricFamily::new(
+            "node_scrape_collector_success",
+            "node_exporter: Whether a collector succeeded.",
+            MetricKind::Gauge,
+        );
+        for (outcome, collectors) in outcomes.iter().zip(&self.collectors) {
+            for collector in collectors {
+                let labels = [("collector", *collector)];
+                duration.push(&labels, outcome.duration.as_secs_f64());
+                success.push(&labels, if outcome.success { 1.0 } else { 0.0 });
+            }
+        }
+        [duration, success]
     }
 
     fn self_metrics(&self, outcomes: &[ProbeOutcome]) -> Vec<MetricFamily> {
@@ -442,6 +530,12 @@ impl Collector {
             ),
             spool_dropped,
             spool_damaged,
+            MetricFamily::single(
+                "countywatch_agent_duplicate_families_total",
+                "Metric families dropped because an earlier probe reported the same name (a textfile naming a family the agent serves).",
+                MetricKind::Counter,
+                self.duplicate_families as f64,
+            ),
             counter(
                 "countywatch_agent_spool_damaged_events_total",
                 "Events in the event batches lost to a damaged spool file (exact: each batch's count is kept apart from its body).",
@@ -544,6 +638,82 @@ mod tests {
         let third = collector.collect().await.families;
         assert!(third.iter().any(|f| f.name == "sleepy_value"));
         assert_eq!(success_of(&third, "sleepy"), Some(1.0));
+    }
+
+    /// Stands for two node_exporter collectors, like the cpu probe.
+    struct Twofold;
+
+    impl Probe for Twofold {
+        fn name(&self) -> &'static str {
+            "twofold"
+        }
+        fn collectors(&self) -> Vec<&'static str> {
+            vec!["cpu", "stat"]
+        }
+        fn collect(&mut self, _out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
+            Ok(())
+        }
+    }
+
+    /// A collector whose source the host does not have.
+    struct Missing;
+
+    impl Probe for Missing {
+        fn name(&self) -> &'static str {
+            "conntrack"
+        }
+        fn collectors(&self) -> Vec<&'static str> {
+            vec!["conntrack"]
+        }
+        fn collect(&mut self, _out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
+            Err(ProbeError::Absent("/proc/sys/net/netfilter".into()))
+        }
+    }
+
+    fn scrape_series(families: &[MetricFamily], name: &str) -> Vec<(String, f64)> {
+        families
+            .iter()
+            .filter(|family| family.name == name)
+            .flat_map(|family| &family.samples)
+            .map(|sample| (sample.labels[0].1.clone(), sample.value))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn node_exporter_collector_names_and_absent_sources() {
+        let probes: Vec<Box<dyn Probe>> =
+            vec![Box::new(Twofold), Box::new(Missing), Box::new(Quick)];
+        let mut collector = Collector::new(
+            probes,
+            Duration::from_secs(5),
+            Arc::new(TransportStats::default()),
+        );
+        collector.collect().await;
+        let families = collector.collect().await.families;
+        assert_eq!(
+            scrape_series(&families, "node_scrape_collector_success"),
+            vec![
+                ("cpu".to_string(), 1.0),
+                ("stat".to_string(), 1.0),
+                ("conntrack".to_string(), 0.0)
+            ],
+            "a probe with no node_exporter collector (quick) has no series"
+        );
+        assert_eq!(
+            scrape_series(&families, "node_scrape_collector_duration_seconds").len(),
+            3
+        );
+        // Quick's family twice: the batch would be refused, so one goes.
+        let mut twice = vec![MetricFamily::single("quick_value", "h", MetricKind::Gauge, 1.0); 2];
+        collector.drop_duplicate_families(&mut twice);
+        assert_eq!(twice.len(), 1);
+        assert_eq!(collector.duplicate_families, 1);
+        // Absent is node_exporter's failed collector, but not an agent error.
+        let errors = families
+            .iter()
+            .find(|family| family.name == "countywatch_agent_probe_errors_total")
+            .unwrap();
+        assert!(errors.samples.iter().all(|sample| sample.value == 0.0));
     }
 
     struct Counting {

@@ -119,6 +119,26 @@ pub struct ProbesConfig {
     pub system: ProbeToggle,
     /// Pressure stall information, where the kernel has it.
     pub pressure: ProbeToggle,
+    /// Paging, swapping, page faults and OOM kills from /proc/vmstat.
+    pub vmstat: ProbeToggle,
+    /// TCP, UDP, ICMP and IP protocol counters from /proc/net/netstat and snmp.
+    pub netstat: ProbeToggle,
+    /// Sockets in use per protocol and state from /proc/net/sockstat.
+    pub sockstat: ProbeToggle,
+    /// The kernel's random pool.
+    pub entropy: ProbeToggle,
+    /// The netfilter connection table's fill and limit (absent without the module).
+    pub conntrack: ProbeToggle,
+    /// Per-CPU packet processing and backlog drops from /proc/net/softnet_stat.
+    pub softnet: ProbeToggle,
+    /// ARP entries per device.
+    pub arp: ProbeToggle,
+    /// Bytes queued in the kernel for UDP sockets.
+    pub udp_queues: ProbeToggle,
+    /// Whether SELinux is on, and its modes.
+    pub selinux: ProbeToggle,
+    /// Metrics from `*.prom` files that cron jobs and scripts write.
+    pub textfile: crate::probe::textfile::TextfileConfig,
     /// State of the listed systemd units.
     pub systemd: SystemdConfig,
     /// Per-process CPU, memory and file descriptors (off by default).
@@ -189,6 +209,10 @@ pub struct AuthSourceConfig {
     pub journal: JournalMode,
     /// The `journalctl` program run to read the journal.
     pub journalctl: PathBuf,
+    /// The zone of the files' zone-less timestamps (`Dec  6 10:00:01`):
+    /// `local` (the default: `TZ`, else `/etc/localtime`) or a tzdb name
+    /// (`Asia/Shanghai`, `UTC`). ISO-8601 stamps keep their own offset.
+    pub timezone: Option<Spanned<String>>,
 }
 
 /// When the auth source reads the journal.
@@ -227,6 +251,11 @@ pub struct PortsSourceConfig {
     /// `tcp/127.0.0.1:5432`, `udp/[::1]:53`. `tcp` and `udp` cover both
     /// IPv4 and IPv6.
     pub allow: Vec<Spanned<String>>,
+    /// How long an unconnected UDP socket bound to a port in the kernel's
+    /// ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`) must stay
+    /// bound before it counts as a listener; DNS and NTP clients' sockets
+    /// live seconds. UDP ports outside the range count at once.
+    pub udp_grace: PromDuration,
 }
 
 /// The syslog receiver for network devices (`docs/events.md`, `syslog`).
@@ -253,6 +282,10 @@ pub struct SyslogSourceConfig {
     pub queue: usize,
     /// Most TCP connections open at once; more are closed and counted.
     pub max_connections: usize,
+    /// The zone of zone-less timestamps (`Dec  6 10:00:01`) in lines that
+    /// old servers forward (auth lines, `docs/events.md`): `local` (the
+    /// default: this host's zone) or a tzdb name (`Asia/Shanghai`).
+    pub timezone: Option<Spanned<String>>,
 }
 
 impl Default for SyslogSourceConfig {
@@ -264,6 +297,7 @@ impl Default for SyslogSourceConfig {
             max_message_bytes: 8 * 1024,
             queue: 20_000,
             max_connections: 256,
+            timezone: None,
         }
     }
 }
@@ -306,6 +340,16 @@ impl SyslogSourceConfig {
         if !(1..=10_000).contains(&self.max_connections) {
             problems.general("sources.syslog.max_connections must be between 1 and 10000");
         }
+        validate_timezone(self.timezone.as_ref(), problems);
+    }
+}
+
+/// A source's `timezone` must name a zone the system's tzdb knows.
+fn validate_timezone(setting: Option<&Spanned<String>>, problems: &mut Problems) {
+    if let Some(setting) = setting
+        && let Err(error) = crate::source::log_time::zone(Some(&setting.value))
+    {
+        problems.at(setting, error.to_string());
     }
 }
 
@@ -333,6 +377,7 @@ impl Default for AuthSourceConfig {
             max_line_bytes: 16 * 1024,
             journal: JournalMode::Auto,
             journalctl: PathBuf::from("journalctl"),
+            timezone: None,
         }
     }
 }
@@ -365,6 +410,7 @@ impl Default for PortsSourceConfig {
         PortsSourceConfig {
             enabled: true,
             allow: Vec::new(),
+            udp_grace: PromDuration(Duration::from_secs(300)),
         }
     }
 }
@@ -415,6 +461,16 @@ impl Default for ProbesConfig {
             network: ProbeToggle::default(),
             system: ProbeToggle::default(),
             pressure: ProbeToggle::default(),
+            vmstat: ProbeToggle::default(),
+            netstat: ProbeToggle::default(),
+            sockstat: ProbeToggle::default(),
+            entropy: ProbeToggle::default(),
+            conntrack: ProbeToggle::default(),
+            softnet: ProbeToggle::default(),
+            arp: ProbeToggle::default(),
+            udp_queues: ProbeToggle::default(),
+            selinux: ProbeToggle::default(),
+            textfile: crate::probe::textfile::TextfileConfig::default(),
             systemd: SystemdConfig::default(),
             process: ProcessConfig::default(),
             service: ServiceConfig::default(),
@@ -563,6 +619,7 @@ impl Config {
                 countywatch_wire::MAX_RAW_BYTES
             ));
         }
+        validate_timezone(sources.auth.timezone.as_ref(), &mut problems);
         sources.syslog.validate(&mut problems);
         if !(1..=40_000).contains(&sources.max_events_per_batch) {
             problems.general("sources.max_events_per_batch must be between 1 and 40000");
@@ -678,6 +735,27 @@ mod tests {
                 .fim
                 .paths
                 .contains(&PathBuf::from("/etc/shadow"))
+        );
+    }
+
+    #[test]
+    fn time_zones_must_be_known_to_the_tzdb() {
+        let text = "sources:\n  auth:\n    timezone: Asia/Shanghai\n  syslog:\n    timezone: Mars/Olympus\n";
+        let problems = Config::load_from_text(text).unwrap_err().to_string();
+        assert!(
+            problems.starts_with("a.yaml:5:15: time zone \"Mars/Olympus\""),
+            "{problems}"
+        );
+        assert_eq!(problems.lines().count(), 1, "{problems}");
+        let config = Config::load_from_text("sources:\n  auth:\n    timezone: local\n").unwrap();
+        assert_eq!(
+            config
+                .sources
+                .auth
+                .timezone
+                .map(|zone| zone.value)
+                .as_deref(),
+            Some("local")
         );
     }
 

@@ -85,6 +85,15 @@ enum Command {
         /// it is the sender's address).
         #[arg(long, default_value = "replay")]
         device: String,
+        /// The zone of zone-less timestamps (`Dec  6 10:00:01`): `local`
+        /// (this host's: TZ, else /etc/localtime) or a tzdb name
+        /// (Asia/Shanghai, UTC). ISO-8601 stamps keep their offset.
+        #[arg(long, default_value = "local")]
+        timezone: String,
+        /// `--source auth`: examples printed for each shape of line not
+        /// understood (the summary always counts them by shape).
+        #[arg(long, default_value_t = 0)]
+        unknown_samples: usize,
         /// The log file (`-` for standard input).
         file: PathBuf,
     },
@@ -125,8 +134,25 @@ fn main() -> ExitCode {
             source,
             max_line_bytes,
             device,
+            timezone,
+            unknown_samples,
             file,
-        } => replay(source, &file, max_line_bytes, &device),
+        } => {
+            let zone = match countywatch_agent::source::log_time::zone(Some(&timezone)) {
+                Ok(zone) => zone,
+                Err(error) => {
+                    eprintln!("{error}");
+                    return ExitCode::from(2);
+                }
+            };
+            let options = countywatch_agent::source::auth_log::ReplayOptions {
+                max_line: max_line_bytes.clamp(1, countywatch_wire::MAX_RAW_BYTES),
+                now_ms: countywatch_daemon::clock::now_ms(),
+                zone,
+                unknown_samples,
+            };
+            replay(source, &file, &options, &device)
+        }
         Command::CheckConfig { file } => config_file::check_command(&file, Config::load(&file)),
         Command::Test { config } => {
             let config = match load(config.as_ref(), None) {
@@ -212,7 +238,12 @@ fn main() -> ExitCode {
 }
 
 /// `replay --source auth|syslog FILE`.
-fn replay(source: ReplaySource, file: &PathBuf, max_line_bytes: usize, device: &str) -> ExitCode {
+fn replay(
+    source: ReplaySource,
+    file: &PathBuf,
+    options: &countywatch_agent::source::auth_log::ReplayOptions,
+    device: &str,
+) -> ExitCode {
     use std::io::Write;
     let input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
@@ -226,20 +257,17 @@ fn replay(source: ReplaySource, file: &PathBuf, max_line_bytes: usize, device: &
         }
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    let max_line = max_line_bytes.clamp(1, countywatch_wire::MAX_RAW_BYTES);
     let summary = match source {
-        ReplaySource::Auth => {
-            countywatch_agent::source::auth_log::replay(input, &mut out, max_line, now)
-                .map(|summary| summary.to_string())
-        }
-        ReplaySource::Syslog => {
-            countywatch_agent::source::syslog::replay(input, &mut out, max_line, device, now)
-                .map(|summary| summary.to_string())
-        }
+        ReplaySource::Auth => countywatch_agent::source::auth_log::replay(input, &mut out, options)
+            .map(|summary| summary.to_string()),
+        ReplaySource::Syslog => countywatch_agent::source::syslog::replay(
+            input,
+            &mut out,
+            options.max_line,
+            device,
+            options.now_ms,
+        )
+        .map(|summary| summary.to_string()),
     };
     match summary {
         Ok(summary) => {

@@ -41,9 +41,14 @@ use crate::output::remote_write::Series;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RulesConfig {
-    /// Prometheus rule files to evaluate. None by default: the packs in
-    /// the repository's `rules/packs/` are opt-in.
+    /// Prometheus rule files to evaluate, beside the built-in packs.
     pub files: Vec<PathBuf>,
+    /// Whether the packs shipped in `rules/packs/` (compiled in) run too.
+    /// A rule in `files` with the same group and name replaces the built-in one.
+    pub builtin: bool,
+    /// Rules switched off, built-in or not: an alert or record name, or
+    /// `GROUP/NAME` for one group's rule only.
+    pub disabled: Vec<String>,
     /// How often a group without its own `interval` runs.
     pub evaluation_interval: PromDuration,
     /// The least history kept per series; more is kept when a rule reads
@@ -67,12 +72,38 @@ impl Default for RulesConfig {
     fn default() -> Self {
         RulesConfig {
             files: Vec::new(),
+            builtin: true,
+            disabled: Vec::new(),
             evaluation_interval: PromDuration(Duration::from_secs(60)),
             retention: PromDuration(Duration::from_secs(3600)),
             max_series: 1_000_000,
             max_samples: 5_000_000,
             rule_timeout: PromDuration(Duration::from_secs(10)),
             external_labels: BTreeMap::new(),
+        }
+    }
+}
+
+impl RulesConfig {
+    /// Reports each `disabled` entry that names no rule: a typo there would
+    /// leave the rule running while its author thinks it off.
+    pub fn validate_disabled(&self, problems: &mut Problems) {
+        let all = RulesConfig {
+            disabled: Vec::new(),
+            ..self.clone()
+        };
+        let Ok(known) = rule_groups(&all) else {
+            return;
+        };
+        for entry in &self.disabled {
+            let found = known.iter().any(|group| {
+                group.spec.rules.iter().any(|rule| {
+                    is_disabled(std::slice::from_ref(entry), &group.spec.name, rule.name())
+                })
+            });
+            if !found {
+                problems.general(format!("rules.disabled: no rule is named {entry:?}"));
+            }
         }
     }
 }
@@ -154,43 +185,113 @@ struct SavedAlert {
     value: f64,
 }
 
-fn load_groups(config: &RulesConfig) -> Result<Loaded, Vec<Problems>> {
+/// A rule group as loaded, with where it came from.
+#[derive(Clone, Debug)]
+pub struct LoadedGroup {
+    /// The validated group, with disabled and replaced rules left out.
+    pub spec: rulefmt::GroupSpec,
+    /// The rule file, or a built-in pack's origin (`built-in packs/x.yaml`).
+    pub file: PathBuf,
+}
+
+/// Every rule group that runs under `config`: the built-in packs (unless
+/// `builtin: false`) less the rules a file replaces, then the files' groups,
+/// each less the rules in `disabled`. Reports every file's problems.
+pub fn rule_groups(config: &RulesConfig) -> Result<Vec<LoadedGroup>, Vec<Problems>> {
     let mut groups = Vec::new();
     let mut problems = Vec::new();
-    let mut history: Millis = 0;
-    let now = Instant::now();
     for file in &config.files {
         match rulefmt::load(file) {
-            Ok(specs) => {
-                for spec in specs {
-                    let interval = spec.interval.unwrap_or(config.evaluation_interval.get());
-                    for rule in &spec.rules {
-                        let hold = match &rule.kind {
-                            rulefmt::RuleKind::Alert {
-                                for_,
-                                keep_firing_for,
-                                ..
-                            } => *for_ + *keep_firing_for,
-                            rulefmt::RuleKind::Record { .. } => Duration::ZERO,
-                        };
-                        history = history.max(history_needed(&rule.expr) + millis(hold));
-                    }
-                    groups.push(GroupState {
-                        group: Group::new(spec),
-                        file: file.display().to_string(),
-                        interval,
-                        next_due: now,
-                        last_evaluation: None,
-                        last_duration: Duration::ZERO,
-                        failures: 0,
-                    });
-                }
-            }
+            Ok(specs) => groups.extend(specs.into_iter().map(|spec| LoadedGroup {
+                spec,
+                file: file.clone(),
+            })),
             Err(file_problems) => problems.push(file_problems),
         }
     }
     if !problems.is_empty() {
         return Err(problems);
+    }
+    let replaced: std::collections::HashSet<(String, String)> = groups
+        .iter()
+        .flat_map(|group| {
+            group
+                .spec
+                .rules
+                .iter()
+                .map(|rule| (group.spec.name.clone(), rule.name().to_string()))
+        })
+        .collect();
+    let mut builtin = Vec::new();
+    if config.builtin {
+        for pack in crate::builtin_packs::ALERTING {
+            match rulefmt::parse(&pack.origin(), pack.text) {
+                Ok(specs) => {
+                    for mut spec in specs {
+                        let name = spec.name.clone();
+                        spec.rules.retain(|rule| {
+                            !replaced.contains(&(name.clone(), rule.name().to_string()))
+                        });
+                        builtin.push(LoadedGroup {
+                            spec,
+                            file: pack.origin(),
+                        });
+                    }
+                }
+                Err(pack_problems) => problems.push(pack_problems),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    builtin.extend(groups);
+    for group in &mut builtin {
+        let name = group.spec.name.clone();
+        group
+            .spec
+            .rules
+            .retain(|rule| !is_disabled(&config.disabled, &name, rule.name()));
+    }
+    builtin.retain(|group| !group.spec.rules.is_empty());
+    Ok(builtin)
+}
+
+/// Whether `rules.disabled` names the rule `rule` of group `group`.
+pub fn is_disabled(disabled: &[String], group: &str, rule: &str) -> bool {
+    disabled.iter().any(|entry| match entry.split_once('/') {
+        Some((disabled_group, disabled_rule)) => disabled_group == group && disabled_rule == rule,
+        None => entry == rule,
+    })
+}
+
+fn load_groups(config: &RulesConfig) -> Result<Loaded, Vec<Problems>> {
+    let mut groups = Vec::new();
+    let mut history: Millis = 0;
+    let now = Instant::now();
+    for loaded in rule_groups(config)? {
+        let spec = loaded.spec;
+        let interval = spec.interval.unwrap_or(config.evaluation_interval.get());
+        for rule in &spec.rules {
+            let hold = match &rule.kind {
+                rulefmt::RuleKind::Alert {
+                    for_,
+                    keep_firing_for,
+                    ..
+                } => *for_ + *keep_firing_for,
+                rulefmt::RuleKind::Record { .. } => Duration::ZERO,
+            };
+            history = history.max(history_needed(&rule.expr) + millis(hold));
+        }
+        groups.push(GroupState {
+            group: Group::new(spec),
+            file: loaded.file.display().to_string(),
+            interval,
+            next_due: now,
+            last_evaluation: None,
+            last_duration: Duration::ZERO,
+            failures: 0,
+        });
     }
     Ok(Loaded {
         groups,
@@ -598,7 +699,7 @@ fn restore_saved(path: &Path, groups: &mut [GroupState]) {
     }
 }
 
-/// Starts the evaluation task when rule files are configured.
+/// Starts the evaluation task when there are rules: built-in or in files.
 pub fn start(
     config: &RulesConfig,
     data_dir: &Path,
@@ -606,7 +707,7 @@ pub fn start(
     outputs: Arc<Outputs>,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<(Arc<Alerting>, tokio::task::JoinHandle<()>)>> {
-    if config.files.is_empty() {
+    if config.files.is_empty() && !config.builtin {
         return Ok(None);
     }
     let state_file = data_dir.join("rules").join("alerts.json");
@@ -618,7 +719,12 @@ pub fn start(
         audit_dir: Some(data_dir.to_path_buf()),
         ..alerting.with_outputs(outputs)
     });
-    tracing::info!(files = config.files.len(), "rule evaluation started");
+    tracing::info!(
+        files = config.files.len(),
+        builtin = config.builtin,
+        groups = alerting.lock().groups.len(),
+        "rule evaluation started"
+    );
     // Listened for here, not in the task: a SIGHUP sent as soon as the
     // collector says it listens must not fall before the task first runs.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -743,6 +849,7 @@ mod tests {
         std::fs::write(&rules, rules_text).unwrap();
         let config = RulesConfig {
             files: vec![rules],
+            builtin: false,
             ..RulesConfig::default()
         };
         let store = MetricStore::new(Duration::from_secs(300));
@@ -930,5 +1037,75 @@ mod tests {
             "{}",
             problems[0]
         );
+    }
+
+    #[test]
+    fn built_in_packs_run_unless_replaced_disabled_or_switched_off() {
+        let names = |config: &RulesConfig| -> Vec<(String, String, String)> {
+            rule_groups(config)
+                .unwrap()
+                .iter()
+                .flat_map(|group| {
+                    group.spec.rules.iter().map(|rule| {
+                        (
+                            group.spec.name.clone(),
+                            rule.name().to_string(),
+                            group.file.display().to_string(),
+                        )
+                    })
+                })
+                .collect()
+        };
+        let defaults = names(&RulesConfig::default());
+        assert!(
+            defaults.contains(&(
+                "countywatch-agent".to_string(),
+                "AgentSilent".to_string(),
+                "built-in packs/agent.yaml".to_string()
+            )),
+            "{defaults:?}"
+        );
+        assert!(
+            defaults
+                .iter()
+                .any(|(_, rule, _)| rule == "HostOutOfMemory")
+        );
+
+        // A file's rule with the same group and name replaces the built-in
+        // one; `disabled` drops single rules, built-in or not.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mine.yaml");
+        std::fs::write(
+            &file,
+            "groups:\n  - name: countywatch-agent\n    rules:\n      - alert: AgentSilent\n        expr: vector(1)\n      - alert: Mine\n        expr: vector(1)\n",
+        )
+        .unwrap();
+        let config = RulesConfig {
+            files: vec![file.clone()],
+            disabled: vec![
+                "HostOutOfMemory".to_string(),
+                "countywatch-agent/Mine".to_string(),
+            ],
+            ..RulesConfig::default()
+        };
+        let loaded = names(&config);
+        let silent: Vec<_> = loaded
+            .iter()
+            .filter(|(_, rule, _)| rule == "AgentSilent")
+            .collect();
+        assert_eq!(silent.len(), 1, "{loaded:?}");
+        assert_eq!(silent[0].2, file.display().to_string());
+        assert!(
+            !loaded
+                .iter()
+                .any(|(_, rule, _)| rule == "HostOutOfMemory" || rule == "Mine")
+        );
+        assert!(loaded.iter().any(|(_, rule, _)| rule == "AgentGone"));
+
+        let off = RulesConfig {
+            builtin: false,
+            ..RulesConfig::default()
+        };
+        assert!(names(&off).is_empty());
     }
 }

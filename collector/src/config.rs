@@ -40,6 +40,8 @@ pub struct Config {
     pub incidents: crate::incident::config::IncidentsConfig,
     /// Detection rules over agents' security events (docs/detection.md).
     pub detection: crate::detection::DetectionConfig,
+    /// The time zone and language people read (`display.rs`).
+    pub display: crate::display::DisplayConfig,
     /// Where audit checkpoints are sent off the host (docs/security.md).
     pub audit: crate::incident::audit_anchor::AuditConfig,
 }
@@ -165,6 +167,7 @@ impl Default for Config {
             outputs: Default::default(),
             incidents: Default::default(),
             detection: Default::default(),
+            display: Default::default(),
             audit: Default::default(),
         }
     }
@@ -225,7 +228,8 @@ pub use countywatch_daemon::config_file::unspanned;
 impl Config {
     /// Loads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, Problems> {
-        let config: Config = config_file::load(path)?;
+        let mut config: Config = config_file::load(path)?;
+        config.notify.apply_alertmanager_file(path)?;
         config.validate(path)?;
         Ok(config)
     }
@@ -265,9 +269,10 @@ impl Config {
         self.notify.validate(&mut problems);
         // Rule files are part of the configuration: a bad one stops the
         // collector at start with every problem, like a bad config.
-        for file in &self.rules.files {
-            if let Err(rule_problems) = countywatch_rules::rulefmt::load(file) {
-                for problem in rule_problems.problems {
+        match crate::alerting::rule_groups(&self.rules) {
+            Ok(_) => self.rules.validate_disabled(&mut problems),
+            Err(failures) => {
+                for problem in failures.into_iter().flat_map(|failure| failure.problems) {
                     problems.general(format!("rules.files: {problem}"));
                 }
             }
@@ -275,7 +280,15 @@ impl Config {
         self.outputs.validate(&mut problems);
         self.incidents.validate(&mut problems);
         self.detection.validate(&mut problems);
+        self.display.validate(&mut problems);
         problems.into_result()
+    }
+
+    /// The time zone and language people read.
+    pub fn display(&self) -> crate::display::Display {
+        let calendar = countywatch_detect::calendar::Calendar::new(&self.detection.calendar)
+            .unwrap_or_default();
+        self.display.resolve(calendar.zone())
     }
 
     /// The HTTP listen address; call after [`Config::validate`].

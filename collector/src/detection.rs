@@ -50,9 +50,13 @@ const IDLE: Duration = Duration::from_millis(200);
 #[serde(deny_unknown_fields, default)]
 pub struct DetectionConfig {
     /// Detection rule files or directories of them (`*.yaml`, tests
-    /// excluded). None by default: the packs in `rules/detection/` are
-    /// opt-in.
+    /// excluded), beside the built-in packs.
     pub rule_files: Vec<PathBuf>,
+    /// Whether the packs shipped in `rules/detection/` (compiled in) run
+    /// too. A rule in `rule_files` with the same `id` replaces the built-in one.
+    pub builtin: bool,
+    /// Rule ids switched off, built-in or not.
+    pub disabled: Vec<String>,
     /// Working hours and time zone for `working_hours:` and `time_of_day:`
     /// conditions (Asia/Shanghai, 09:00-18:00 Monday to Friday by default).
     pub calendar: CalendarConfig,
@@ -67,6 +71,8 @@ impl Default for DetectionConfig {
     fn default() -> Self {
         DetectionConfig {
             rule_files: Vec::new(),
+            builtin: true,
+            disabled: Vec::new(),
             calendar: CalendarConfig::default(),
             save_every: PromDuration(Duration::from_secs(10)),
             from_beginning: false,
@@ -85,24 +91,64 @@ impl DetectionConfig {
         if self.save_every.get().is_zero() {
             problems.general("detection.save_every must be positive");
         }
-        if let Err(failures) = self.load_rules() {
-            for problem in failures.lines() {
-                problems.general(format!("detection.rule_files: {problem}"));
+        match self.load_all_rules() {
+            Ok(rules) => {
+                // A typo here would leave the rule running while its
+                // author thinks it off.
+                for id in &self.disabled {
+                    if !rules.iter().any(|rule| &rule.id == id) {
+                        problems.general(format!("detection.disabled: no rule has id {id:?}"));
+                    }
+                }
+            }
+            Err(failures) => {
+                for problem in failures.lines() {
+                    problems.general(format!("detection.rule_files: {problem}"));
+                }
             }
         }
     }
 
-    /// Loads the rules; the error lists every problem, one per line.
+    /// Loads the rules that run: the built-in packs (unless `builtin:
+    /// false`) less the ids `rule_files` define, then the files' rules,
+    /// all less `disabled`. The error lists every problem, one per line.
     pub fn load_rules(&self) -> Result<Vec<rulefmt::Rule>, String> {
-        let files = rulefmt::rule_files(&self.rule_files)
-            .map_err(|error| format!("cannot list rule files: {error}"))?;
-        rulefmt::load_all(&files).map_err(|failures| {
+        let mut rules = self.load_all_rules()?;
+        rules.retain(|rule| !self.disabled.contains(&rule.id));
+        Ok(rules)
+    }
+
+    /// [`DetectionConfig::load_rules`] without `disabled` applied.
+    fn load_all_rules(&self) -> Result<Vec<rulefmt::Rule>, String> {
+        let joined = |failures: Vec<countywatch_daemon::config_file::Problems>| {
             failures
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("\n")
-        })
+        };
+        let files = rulefmt::rule_files(&self.rule_files)
+            .map_err(|error| format!("cannot list rule files: {error}"))?;
+        let own = rulefmt::load_all(&files).map_err(joined)?;
+        let mut rules = Vec::new();
+        if self.builtin {
+            let mut failures = Vec::new();
+            for pack in crate::builtin_packs::DETECTION {
+                match rulefmt::parse(&pack.origin(), pack.text) {
+                    Ok(pack_rules) => rules.extend(
+                        pack_rules
+                            .into_iter()
+                            .filter(|rule| !own.iter().any(|mine| mine.id == rule.id)),
+                    ),
+                    Err(problems) => failures.push(problems),
+                }
+            }
+            if !failures.is_empty() {
+                return Err(joined(failures));
+            }
+        }
+        rules.extend(own);
+        Ok(rules)
     }
 }
 
@@ -396,7 +442,7 @@ impl Detector {
     }
 }
 
-/// Starts the detection task when rule files are configured.
+/// Starts the detection task when there are rules: built-in or in files.
 pub fn start(
     config: &DetectionConfig,
     data_dir: &Path,
@@ -405,10 +451,10 @@ pub fn start(
     registry: &prometheus::Registry,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    if config.rule_files.is_empty() {
+    let rules = config.load_rules().map_err(anyhow::Error::msg)?;
+    if rules.is_empty() {
         return Ok(None);
     }
-    let rules = config.load_rules().map_err(anyhow::Error::msg)?;
     let calendar =
         Calendar::new(&config.calendar).map_err(|problems| anyhow::anyhow!(problems.join("; ")))?;
     let rule_count = rules.len();
@@ -597,12 +643,16 @@ pub fn replay_command(
         Some(path) => Calendar::load(path).map_err(anyhow::Error::msg)?,
         None => Calendar::default(),
     };
+    // People read the detections' times in the host's zone, else the
+    // calendar's.
+    let display = crate::display::DisplayConfig::default().resolve(calendar.zone());
     let mut engine = Engine::new(loaded, calendar);
     let mut sink = PrintingSink {
         out,
         err: &mut *err,
         json,
         described: 0,
+        display,
     };
     let summary = if events.as_os_str() == "-" {
         // Standard input cannot be read twice: evidence comes from the
@@ -656,6 +706,8 @@ struct PrintingSink<'a, O, E> {
     json: bool,
     /// Skipped lines described so far.
     described: u64,
+    /// The zone detections' times are printed in.
+    display: crate::display::Display,
 }
 
 impl<O: std::io::Write, E: std::io::Write> ReplaySink for PrintingSink<'_, O, E> {
@@ -664,7 +716,8 @@ impl<O: std::io::Write, E: std::io::Write> ReplaySink for PrintingSink<'_, O, E>
             serde_json::to_writer(&mut *self.out, detection)?;
             writeln!(self.out)
         } else {
-            writeln!(self.out, "{}", replay::describe(detection))
+            let time = self.display.time(detection.at_ms);
+            writeln!(self.out, "{}", replay::describe(detection, &time))
         }
     }
 
@@ -826,11 +879,11 @@ mod tests {
 
     #[test]
     fn a_bad_calendar_file_is_refused_with_its_position() {
-        let (passed, out, err) = replay_file(MONDAY_20H, Some("timezone: Europe/Paris\n"));
+        let (passed, out, err) = replay_file(MONDAY_20H, Some("timezone: Mars/Olympus_Mons\n"));
         assert!(!passed);
         assert_eq!(out, "");
         assert!(err.contains("calendar.yaml: "), "{err}");
-        assert!(err.contains("Europe/Paris"), "{err}");
+        assert!(err.contains("Mars/Olympus_Mons"), "{err}");
         let (passed, _, err) = replay_file(MONDAY_20H, Some("start: \"08:00\"\nopen: always\n"));
         assert!(!passed);
         assert!(err.contains("calendar.yaml:2:1"), "{err}");

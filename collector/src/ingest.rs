@@ -245,6 +245,25 @@ async fn identify(state: &IngestState, peer: &Peer) -> Result<String, Refusal> {
     }
 }
 
+/// Longest version string kept for `agents list`; an agent's build info is
+/// authenticated but still not trusted to be short.
+const MAX_VERSION_CHARS: usize = 64;
+
+/// The `version` label of the batch's `countywatch_agent_build_info`.
+fn reported_version(metrics: &[countywatch_wire::MetricFamily]) -> Option<String> {
+    metrics
+        .iter()
+        .filter(|family| family.name == "countywatch_agent_build_info")
+        .flat_map(|family| family.samples.first())
+        .find_map(|sample| {
+            sample
+                .labels
+                .iter()
+                .find(|(name, _)| name == "version")
+                .map(|(_, version)| version.chars().take(MAX_VERSION_CHARS).collect())
+        })
+}
+
 /// Stores a batch exactly once and returns its sequence number and whether
 /// it was new. Metrics of a duplicate are older than what is stored and are
 /// not applied.
@@ -269,15 +288,19 @@ async fn store(
     }
     let agent_for_store = agent.clone();
     let hosts = Arc::clone(&state.hosts);
+    let version = reported_version(&metrics);
     let (outcome, metrics) = tokio::task::spawn_blocking(move || {
         // Events and samples speak only for the agent and its devices.
         if let Err(error) = hosts.apply(&agent_for_store, &mut events, &mut metrics, now_ms()) {
             return (Err(error), metrics);
         }
         let outcome = registry.accept_batch(&agent_for_store, seq, &events, now_ms());
-        // The address is for people (the agents page); failing to note it
-        // must not refuse a batch that was stored.
-        if let Err(error) = registry.note_address(&agent_for_store, &address.to_string()) {
+        // The address and version are for people (the agents page and
+        // `agents list`); failing to note them must not refuse a batch
+        // that was stored.
+        if let Err(error) =
+            registry.note_sender(&agent_for_store, &address.to_string(), version.as_deref())
+        {
             tracing::warn!(agent = %agent_for_store, "cannot note the agent's address: {error:#}");
         }
         (outcome, metrics)

@@ -2,6 +2,7 @@
 //! the command line around these functions, and tests call them directly.
 //!
 //! - [`config`]: the configuration file, its defaults and validation.
+//! - [`display`]: the time zone and language people read.
 //! - [`ca`]: the certificate authority that signs server and agent certificates.
 //! - [`tls`]: rustls set-up; mutual TLS on the ingest listener.
 //! - [`registry`]: SQLite state: tokens, agents, sequence numbers, events.
@@ -16,6 +17,8 @@
 //! - [`telemetry`]: the collector's own `countywatch_*` metrics.
 //! - [`notify`]: routing, grouping, silences, the outbox and receivers.
 //! - [`alerting`]: rule evaluation over agents' metrics (`countywatch-rules`).
+//! - [`builtin_packs`]: the shipped rule packs, compiled in and on by default.
+//! - [`rule_listing`]: `rules list`, every rule that would run and its origin.
 //! - [`rule_alerts`]: hands the alerting rules' firing alerts to [`notify`].
 //! - [`detection`]: detection rules over stored events (`countywatch-detect`):
 //!   alerts to [`notify`], detections with evidence to a sink.
@@ -30,9 +33,11 @@
 #![deny(clippy::panic, clippy::todo, clippy::unimplemented)]
 
 pub mod alerting;
+pub mod builtin_packs;
 pub mod ca;
 pub mod config;
 pub mod detection;
+pub mod display;
 pub mod enroll;
 pub mod host_binding;
 pub mod http;
@@ -45,6 +50,7 @@ pub mod openmetrics;
 pub mod output;
 pub mod registry;
 pub mod rule_alerts;
+pub mod rule_listing;
 pub mod serve;
 pub mod telemetry;
 pub mod tls;
@@ -249,6 +255,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             &format!("retention {}: {reason}", config.incidents.retention.value),
         )?;
     }
+    if let Some(path) = incident::accounts::ensure_first_admin(
+        &incident_store,
+        &config.data_dir,
+        crate::enroll::now_ms(),
+    )? {
+        tracing::warn!(
+            user = incident::accounts::FIRST_ADMIN,
+            path = %path.display(),
+            "no user existed: created the first admin; its password is in this file \
+             (readable by this service's user only), and its first login must change it"
+        );
+    }
     incident_store.announce_changes_to(Arc::clone(&registry));
     // Starts and clean stops are in the trail (MLPS 8.1.4.3 asks for
     // them), and a started collector's trail is never empty.
@@ -287,6 +305,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         session_ttl: config.incidents.session_ttl.get(),
         silent_after: config.agents.silent_after.get(),
         data_dir: config.data_dir.clone(),
+        display: Arc::new(config.display()),
     });
     if let Some(task) = detection::start(
         &config.detection,

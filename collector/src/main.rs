@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use countywatch_collector::config::{Config, unspanned};
+use countywatch_collector::incident::accounts;
 use countywatch_collector::incident::audit;
 use countywatch_collector::incident::auth::{self, Role};
 use countywatch_collector::incident::store::IncidentStore;
@@ -104,6 +105,22 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
+    /// Print audit entries, oldest first, with times in the display zone.
+    List {
+        #[command(flatten)]
+        location: StateLocation,
+        /// Only entries from this long ago on (`24h`, `7d`) or since this
+        /// RFC 3339 time (`2026-12-06T09:00:00+08:00`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only entries by this actor (`admin`, `cli:root`, `system`).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only entries with this action (`login`, `user.added`), or with
+        /// this prefix when it ends in `.` (`user.`).
+        #[arg(long)]
+        action: Option<String>,
+    },
     /// Walk the hash chain and the signed checkpoint chain; print what was
     /// proved and what cannot be without anchors; exit 1 at the first
     /// broken entry.
@@ -147,6 +164,49 @@ enum UserCommand {
         /// What the token is for, e.g. "monthly report script".
         #[arg(long, default_value = "api")]
         label: String,
+        /// How long the token works, e.g. 90d; until revoked without it.
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// List users: role, state, sessions and tokens.
+    List {
+        #[command(flatten)]
+        location: StateLocation,
+    },
+    /// Disable a user, ending their sessions and API tokens.
+    Disable {
+        #[command(flatten)]
+        location: StateLocation,
+        /// The user name.
+        name: String,
+    },
+    /// Enable a disabled user again (they log in with their password).
+    Enable {
+        #[command(flatten)]
+        location: StateLocation,
+        /// The user name.
+        name: String,
+    },
+    /// Remove a user with their sessions and API tokens.
+    Remove {
+        #[command(flatten)]
+        location: StateLocation,
+        /// The user name.
+        name: String,
+    },
+    /// List API tokens (never the tokens themselves), of one user or all.
+    Tokens {
+        #[command(flatten)]
+        location: StateLocation,
+        /// Only this user's tokens.
+        name: Option<String>,
+    },
+    /// Revoke one API token by the id `user tokens` shows.
+    RevokeToken {
+        #[command(flatten)]
+        location: StateLocation,
+        /// The token's id.
+        id: i64,
     },
 }
 
@@ -196,11 +256,72 @@ enum NotifyCommand {
         #[arg(long)]
         receiver: String,
     },
+    /// The routing tree, printed as `amtool config routes` prints it.
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
+}
+
+/// `notify routes` subcommands (drop-ins for amtool's).
+#[derive(Subcommand)]
+enum RoutesCommand {
+    /// Print the receivers the labels are routed to, comma-separated in
+    /// tree order (exit 1 when --verify-receivers differs).
+    Test {
+        #[command(flatten)]
+        source: RoutesSource,
+        /// Print the matching part of the tree first.
+        #[arg(long)]
+        tree: bool,
+        /// The expected receivers, comma-separated.
+        #[arg(long)]
+        verify_receivers: Option<String>,
+        /// Labels as `name=value` or `name="value"`.
+        labels: Vec<String>,
+    },
+    /// Print the whole routing tree.
+    Show {
+        #[command(flatten)]
+        source: RoutesSource,
+    },
+}
+
+/// Where `notify routes` reads the routes from.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct RoutesSource {
+    /// The collector's configuration file (either notify form).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// An Alertmanager configuration file (alertmanager.yml).
+    #[arg(long)]
+    alertmanager_config: Option<PathBuf>,
+}
+
+/// Loads the route tree for `notify routes`, or the exit code of an invalid
+/// configuration.
+fn routes_tree(source: &RoutesSource) -> Result<notify::route_tree::Route, ExitCode> {
+    let source = match (&source.config, &source.alertmanager_config) {
+        (Some(path), _) => notify::cli::RoutesSource::Collector(path),
+        (None, Some(path)) => notify::cli::RoutesSource::Alertmanager(path),
+        (None, None) => return Err(ExitCode::from(2)),
+    };
+    let config = notify::cli::load_routes(source).map_err(|problems| problems.report())?;
+    Ok(notify::route_tree::Route::build(&config.route))
 }
 
 /// `rules` subcommands; exit 0 when everything passed, 1 otherwise.
 #[derive(Subcommand)]
 enum RulesCommand {
+    /// Print every rule the configuration runs (built-in packs and rule
+    /// files, less replaced and disabled ones): kind, name and origin.
+    List {
+        /// Configuration file (YAML), loaded as `run` loads it; without it
+        /// the embedded defaults apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Validate rule files (alerting or detection, told apart by content),
     /// printing every problem with file:line:column (exit 1), and lint
     /// alerting rules as promtool does (exit 0, or 3 with --lint-fatal).
@@ -394,12 +515,31 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Command::Audit {
+            command:
+                AuditCommand::List {
+                    location,
+                    since,
+                    actor,
+                    action,
+                },
+        } => with_state(location, |config| {
+            audit_list(
+                config,
+                since.as_deref(),
+                actor.as_deref(),
+                action.as_deref(),
+            )
+        }),
         Command::Backup {
             location,
             events,
             file,
         } => with_state(location, |config| backup(config, &file, events.as_deref())),
         Command::User { command } => user(command),
+        Command::Notify {
+            command: NotifyCommand::Routes { command },
+        } => notify_routes(command),
         Command::Notify {
             command: NotifyCommand::Test { location, receiver },
         } => with_state(location, |config| {
@@ -432,6 +572,45 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// `notify routes test|show`: amtool's output and exit codes.
+fn notify_routes(command: RoutesCommand) -> ExitCode {
+    match command {
+        RoutesCommand::Test {
+            source,
+            tree,
+            verify_receivers,
+            labels,
+        } => {
+            let route = match routes_tree(&source) {
+                Ok(route) => route,
+                Err(code) => return code,
+            };
+            let labels = match notify::cli::parse_label_arguments(&labels) {
+                Ok(labels) => labels,
+                Err(problem) => {
+                    eprintln!("{problem}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let (text, verified) =
+                notify::cli::routes_test(&route, &labels, tree, verify_receivers.as_deref());
+            print!("{text}");
+            if verified {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        RoutesCommand::Show { source } => match routes_tree(&source) {
+            Ok(route) => {
+                print!("{}", notify::cli::routes_show(&route));
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
     }
 }
 
@@ -605,6 +784,62 @@ fn audit_verify(config: &Config, anchors: Option<&std::path::Path>) -> anyhow::R
     }
 }
 
+fn audit_list(
+    config: &Config,
+    since: Option<&str>,
+    actor: Option<&str>,
+    action: Option<&str>,
+) -> anyhow::Result<()> {
+    let now = countywatch_collector::enroll::now_ms();
+    let since_ms = match since {
+        None => None,
+        Some(text) => Some(match countywatch_daemon::duration::parse(text) {
+            Ok(ago) => now.saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX)),
+            Err(_) => notify::alert::parse_rfc3339(text).map_err(|error| {
+                anyhow::anyhow!(
+                    "--since {text:?}: give a duration like 24h or an RFC 3339 time ({error})"
+                )
+            })?,
+        }),
+    };
+    let store = IncidentStore::open(&config.data_dir)?;
+    let display = config.display();
+    // Every entry, newest first, filtered here: the audit module owns the
+    // table, and a county's trail is small enough to read whole.
+    let mut entries = audit::entries(&store, None, u32::MAX)?;
+    entries.retain(|entry| {
+        since_ms.is_none_or(|since| entry.at_ms >= since)
+            && actor.is_none_or(|actor| entry.actor == actor)
+            && action.is_none_or(|action| match action.strip_suffix('.') {
+                Some(prefix) => entry.action.starts_with(&format!("{prefix}.")),
+                None => entry.action == action,
+            })
+    });
+    entries.reverse();
+    println!(
+        "{:>6} {:<27} {:<20} {:<22} {:<28} {:<8} DETAILS",
+        "SEQ",
+        format!("TIME ({})", display.zone_name()),
+        "ACTOR",
+        "ACTION",
+        "TARGET",
+        "OUTCOME"
+    );
+    for entry in entries {
+        println!(
+            "{:>6} {:<27} {:<20} {:<22} {:<28} {:<8} {}",
+            entry.seq,
+            display.time(entry.at_ms),
+            entry.actor,
+            entry.action,
+            entry.target,
+            entry.outcome,
+            entry.details
+        );
+    }
+    Ok(())
+}
+
 fn backup(
     config: &Config,
     file: &std::path::Path,
@@ -663,32 +898,143 @@ fn user(command: UserCommand) -> ExitCode {
                 &format!("user/{name}"),
                 role.as_str(),
             );
-            println!("user {name} has role {}", role.as_str());
+            if name == accounts::FIRST_ADMIN {
+                accounts::forget_initial_password(&config.data_dir);
+            }
+            println!(
+                "user {name} has role {}; any earlier sessions and API tokens of {name} are revoked",
+                role.as_str()
+            );
             Ok(())
         }),
         UserCommand::Token {
             location,
             name,
             label,
+            ttl,
         } => with_state(location, |config| {
+            let ttl = ttl
+                .as_deref()
+                .map(countywatch_daemon::duration::parse)
+                .transpose()?;
             let store = IncidentStore::open(&config.data_dir)?;
             let token = auth::create_token(
                 &store,
                 &name,
                 &label,
+                ttl,
                 countywatch_collector::enroll::now_ms(),
             )?;
+            let lifetime = ttl.map_or_else(
+                || "until revoked".to_string(),
+                |ttl| format!("for {}", countywatch_daemon::duration::PromDuration(ttl)),
+            );
             audit::record(
                 &config.data_dir,
                 &audit::cli_actor(),
                 "token.created",
                 &format!("user/{name}"),
-                &label,
+                &format!("{label}, valid {lifetime}"),
             );
             println!("{token}");
             Ok(())
         }),
+        UserCommand::List { location } => with_state(location, |config| {
+            let store = IncidentStore::open(&config.data_dir)?;
+            let users = accounts::list_users(&store, countywatch_collector::enroll::now_ms())?;
+            println!(
+                "{:<24} {:<18} {:<22} {:>8} {:>6}",
+                "NAME", "ROLE", "STATE", "SESSIONS", "TOKENS"
+            );
+            for user in users {
+                let state = match (user.disabled, user.must_change_password) {
+                    (true, _) => "disabled",
+                    (false, true) => "must change password",
+                    (false, false) => "active",
+                };
+                println!(
+                    "{:<24} {:<18} {:<22} {:>8} {:>6}",
+                    user.name, user.role, state, user.sessions, user.tokens
+                );
+            }
+            Ok(())
+        }),
+        UserCommand::Disable { location, name } => with_state(location, |config| {
+            user_change(config, &name, "user.disabled", |store| {
+                accounts::set_disabled(store, &name, true)
+            })?;
+            println!("user {name} disabled; their sessions and API tokens are revoked");
+            Ok(())
+        }),
+        UserCommand::Enable { location, name } => with_state(location, |config| {
+            user_change(config, &name, "user.enabled", |store| {
+                accounts::set_disabled(store, &name, false)
+            })?;
+            println!("user {name} enabled");
+            Ok(())
+        }),
+        UserCommand::Remove { location, name } => with_state(location, |config| {
+            user_change(config, &name, "user.removed", |store| {
+                accounts::remove_user(store, &name)
+            })?;
+            println!("user {name} removed with their sessions and API tokens");
+            Ok(())
+        }),
+        UserCommand::Tokens { location, name } => with_state(location, |config| {
+            let store = IncidentStore::open(&config.data_dir)?;
+            println!(
+                "{:>6} {:<24} {:<32} {:<14} EXPIRES (UNIX MS)",
+                "ID", "USER", "LABEL", "CREATED (MS)"
+            );
+            for token in accounts::list_tokens(&store, name.as_deref())? {
+                let expires = token
+                    .expires_ms
+                    .map_or_else(|| "never".to_string(), |ms| ms.to_string());
+                println!(
+                    "{:>6} {:<24} {:<32} {:<14} {expires}",
+                    token.id, token.user, token.label, token.created_ms
+                );
+            }
+            Ok(())
+        }),
+        UserCommand::RevokeToken { location, id } => with_state(location, |config| {
+            let store = IncidentStore::open(&config.data_dir)?;
+            let Some(user) = accounts::revoke_token(&store, id)? else {
+                anyhow::bail!("no API token with id {id}; `user tokens` lists them");
+            };
+            audit::record(
+                &config.data_dir,
+                &audit::cli_actor(),
+                "token.revoked",
+                &format!("user/{user}"),
+                &format!("token {id}"),
+            );
+            println!("token {id} of {user} revoked");
+            Ok(())
+        }),
     }
+}
+
+/// Applies `change` to the user `name` and audits it as `action`; an error
+/// when there is no such user.
+fn user_change(
+    config: &Config,
+    name: &str,
+    action: &str,
+    change: impl FnOnce(&IncidentStore) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let store = IncidentStore::open(&config.data_dir)?;
+    if !change(&store)? {
+        anyhow::bail!("no user named {name:?}; `user list` shows them");
+    }
+    audit::record(
+        &config.data_dir,
+        &audit::cli_actor(),
+        action,
+        &format!("user/{name}"),
+        "",
+    );
+    Ok(())
 }
 
 /// One line from standard input; on a terminal, prompts and turns echo off.
@@ -715,24 +1061,41 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 fn agents_list(config: &Config) -> anyhow::Result<()> {
+    use countywatch_collector::display::ago;
     let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
+    let display = config.display();
+    let now = countywatch_collector::enroll::now_ms();
+    let silent_ms = i64::try_from(config.agents.silent_after.get().as_millis()).unwrap_or(i64::MAX);
+    let validity_ms = i64::try_from(countywatch_collector::ca::AGENT_CERT_VALIDITY.as_millis())
+        .unwrap_or(i64::MAX);
     println!(
-        "{:<32} {:<10} {:>10} {:<24} CERT SHA-256",
-        "NAME", "STATE", "LAST SEQ", "LAST SEEN (UNIX MS)"
+        "{:<32} {:<8} {:<42} {:<12} {:<26} {:<40} CERT SHA-256",
+        "NAME",
+        "STATE",
+        format!("LAST SEEN ({})", display.zone_name()),
+        "VERSION",
+        "CERT EXPIRES",
+        "ADDRESS"
     );
     for agent in registry.agents()? {
-        let state = if agent.revoked_ms.is_some() {
-            "revoked"
-        } else {
-            "enrolled"
+        let state = match (agent.revoked_ms, agent.last_seen_ms) {
+            (Some(_), _) => "revoked",
+            (None, Some(seen)) if now.saturating_sub(seen) <= silent_ms => "up",
+            (None, _) => "down",
         };
-        let seen = agent
-            .last_seen_ms
-            .map(|ms| ms.to_string())
-            .unwrap_or_else(|| "never".to_string());
+        let seen = agent.last_seen_ms.map_or_else(
+            || "never".to_string(),
+            |ms| format!("{}, {}", ago(now, ms), display.time(ms)),
+        );
         println!(
-            "{:<32} {:<10} {:>10} {:<24} {}",
-            agent.name, state, agent.last_seq, seen, agent.cert_sha256
+            "{:<32} {:<8} {:<42} {:<12} {:<26} {:<40} {}",
+            agent.name,
+            state,
+            seen,
+            agent.last_version.as_deref().unwrap_or("-"),
+            display.time(agent.enrolled_ms.saturating_add(validity_ms)),
+            agent.last_address.as_deref().unwrap_or("-"),
+            agent.cert_sha256
         );
     }
     Ok(())
@@ -744,6 +1107,15 @@ fn rules_command(command: RulesCommand) -> ExitCode {
     // than panicking as `print!` would; the exit code still tells.
     let mut stdout = std::io::stdout().lock();
     let passed = match command {
+        RulesCommand::List { config } => {
+            let location = StateLocation {
+                config,
+                data_dir: None,
+            };
+            return with_state(location, |config| {
+                countywatch_collector::rule_listing::print(config, &mut stdout)
+            });
+        }
         RulesCommand::Check {
             files,
             lint,

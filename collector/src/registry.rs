@@ -63,6 +63,9 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
     // The address each agent last sent from, for the agents page.
     "ALTER TABLE agents ADD COLUMN last_address TEXT;",
+    // The version each agent last reported, so `agents list` shows it
+    // while the collector is stopped.
+    "ALTER TABLE agents ADD COLUMN last_version TEXT;",
     // Tokens that may replace an enrolled agent of their bound name
     // (`token create --name NAME --replace`); others may not take a name
     // an enrolled agent holds.
@@ -86,6 +89,8 @@ pub struct AgentRecord {
     pub last_seen_ms: Option<i64>,
     /// The IP address its last batch came from.
     pub last_address: Option<String>,
+    /// The version it last reported (`countywatch_agent_build_info`).
+    pub last_version: Option<String>,
 }
 
 /// Why a token could not be redeemed. The messages are what the enrolling
@@ -143,11 +148,11 @@ pub struct Registry {
     /// One connection, serialised: writes are short and SQLite serialises
     /// writers anyway.
     connection: Mutex<Connection>,
-    /// The address each agent was last seen at, as stored: ingest notes the
-    /// address on every batch, and this lets the common case (unchanged)
-    /// skip the UPDATE and SQLite's write lock. Bounded by the enrolled
-    /// agents, since only authenticated batches reach it.
-    last_addresses: Mutex<HashMap<String, String>>,
+    /// The address and version each agent was last seen with, as stored:
+    /// ingest notes them on every batch, and this lets the common case
+    /// (unchanged) skip the UPDATE and SQLite's write lock. Bounded by the
+    /// enrolled agents, since only authenticated batches reach it.
+    last_senders: Mutex<HashMap<String, (String, Option<String>)>>,
 }
 
 impl Registry {
@@ -167,7 +172,7 @@ impl Registry {
         migrate(&connection).with_context(|| format!("cannot migrate {}", path.display()))?;
         Ok(Registry {
             connection: Mutex::new(connection),
-            last_addresses: Mutex::new(HashMap::new()),
+            last_senders: Mutex::new(HashMap::new()),
         })
     }
 
@@ -318,7 +323,8 @@ impl Registry {
     pub fn agents(&self) -> anyhow::Result<Vec<AgentRecord>> {
         let connection = self.lock();
         let mut statement = connection.prepare(
-            "SELECT name, cert_sha256, enrolled_ms, revoked_ms, last_seq, last_seen_ms, last_address
+            "SELECT name, cert_sha256, enrolled_ms, revoked_ms, last_seq, last_seen_ms, last_address,
+                last_version
              FROM agents ORDER BY name",
         )?;
         let rows = statement.query_map([], |row| {
@@ -330,27 +336,41 @@ impl Registry {
                 last_seq: row.get(4)?,
                 last_seen_ms: row.get(5)?,
                 last_address: row.get(6)?,
+                last_version: row.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// Records the address `agent` sent from. Written only when it changed,
-    /// so the usual batch costs a lookup, not a write.
-    pub fn note_address(&self, agent: &str, address: &str) -> anyhow::Result<()> {
+    /// Records the address `agent` sent from and the version it reported
+    /// (`None` keeps the stored one: not every batch carries metrics).
+    /// Written only when something changed, so the usual batch costs a
+    /// lookup, not a write.
+    pub fn note_sender(
+        &self,
+        agent: &str,
+        address: &str,
+        version: Option<&str>,
+    ) -> anyhow::Result<()> {
         let mut known = self
-            .last_addresses
+            .last_senders
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        if known.get(agent).is_some_and(|last| last == address) {
+        let version = version
+            .map(str::to_owned)
+            .or_else(|| known.get(agent).and_then(|(_, version)| version.clone()));
+        if known
+            .get(agent)
+            .is_some_and(|last| last.0 == address && last.1 == version)
+        {
             return Ok(());
         }
         self.lock().execute(
-            "UPDATE agents SET last_address = ?2
-             WHERE name = ?1 AND last_address IS NOT ?2",
-            params![agent, address],
+            "UPDATE agents SET last_address = ?2, last_version = COALESCE(?3, last_version)
+             WHERE name = ?1",
+            params![agent, address, version],
         )?;
-        known.insert(agent.to_owned(), address.to_owned());
+        known.insert(agent.to_owned(), (address.to_owned(), version));
         Ok(())
     }
 
@@ -657,18 +677,28 @@ mod tests {
         let registry = Registry::open(dir.path()).unwrap();
         registry.enrol("a", "cert-1", 0).unwrap();
         let address = |registry: &Registry| registry.agents().unwrap()[0].last_address.clone();
-        registry.note_address("a", "192.0.2.1").unwrap();
-        registry.note_address("a", "192.0.2.1").unwrap();
+        let version = |registry: &Registry| registry.agents().unwrap()[0].last_version.clone();
+        registry
+            .note_sender("a", "192.0.2.1", Some("0.1.0"))
+            .unwrap();
+        registry.note_sender("a", "192.0.2.1", None).unwrap();
         assert_eq!(address(&registry).as_deref(), Some("192.0.2.1"));
-        registry.note_address("a", "192.0.2.7").unwrap();
+        assert_eq!(version(&registry).as_deref(), Some("0.1.0"));
+        registry.note_sender("a", "192.0.2.7", None).unwrap();
         assert_eq!(address(&registry).as_deref(), Some("192.0.2.7"));
+        assert_eq!(version(&registry).as_deref(), Some("0.1.0"));
         drop(registry);
         let registry = Registry::open(dir.path()).unwrap();
         assert_eq!(address(&registry).as_deref(), Some("192.0.2.7"));
         // A fresh process has no memory of the address and writes the
-        // same value again without harm.
-        registry.note_address("a", "192.0.2.7").unwrap();
+        // same value again without harm, keeping the stored version.
+        registry.note_sender("a", "192.0.2.7", None).unwrap();
         assert_eq!(address(&registry).as_deref(), Some("192.0.2.7"));
+        assert_eq!(version(&registry).as_deref(), Some("0.1.0"));
+        registry
+            .note_sender("a", "192.0.2.7", Some("0.2.0"))
+            .unwrap();
+        assert_eq!(version(&registry).as_deref(), Some("0.2.0"));
     }
 
     #[test]

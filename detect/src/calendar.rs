@@ -1,40 +1,23 @@
 //! Working hours: which instants are inside the organisation's working
 //! time, for `working_hours:` and `time_of_day:` conditions.
 //!
-//! Time zones are fixed UTC offsets. The default, Asia/Shanghai, has had no
-//! daylight saving time since 1991, nor have the other zones in
-//! [`KNOWN_ZONES`]; a zone with daylight saving would need the tz database,
-//! which this crate does not read, so such zones are refused with a message
-//! asking for an offset instead of being silently wrong half the year.
-//! Public holidays and China's make-up working days (调休) are lists of dates.
+//! Time zones are IANA names looked up in the tz database through `jiff`
+//! (the collector compiles the database in), so zones with daylight saving
+//! (`Europe/Berlin`) are right all year; a fixed offset (`+08:00`) works
+//! too. The default is Asia/Shanghai. Public holidays and China's make-up
+//! working days (调休) are lists of dates.
 
 use std::collections::HashSet;
 
+use jiff::tz::{Offset, TimeZone};
 use serde::{Deserialize, Serialize};
-
-/// Zones without daylight saving, by name, with their offset in minutes.
-pub const KNOWN_ZONES: &[(&str, i32)] = &[
-    ("Asia/Shanghai", 480),
-    ("Asia/Chongqing", 480),
-    ("Asia/Harbin", 480),
-    ("Asia/Urumqi", 360),
-    ("Asia/Hong_Kong", 480),
-    ("Asia/Macau", 480),
-    ("Asia/Taipei", 480),
-    ("Asia/Singapore", 480),
-    ("Asia/Tokyo", 540),
-    ("Asia/Seoul", 540),
-    ("Asia/Kolkata", 330),
-    ("UTC", 0),
-    ("Etc/UTC", 0),
-];
 
 /// The calendar as written in configuration and test files.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CalendarConfig {
-    /// A zone from the known list (`Asia/Shanghai`) or a fixed offset
-    /// (`+08:00`, `-05:30`).
+    /// An IANA time zone (`Asia/Shanghai`, `Europe/Berlin`) or a fixed
+    /// offset (`+08:00`, `-05:30`).
     pub timezone: String,
     /// Working weekdays (`mon` .. `sun`).
     pub workdays: Vec<String>,
@@ -69,8 +52,8 @@ impl Default for CalendarConfig {
 /// A validated calendar.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Calendar {
-    /// Minutes east of UTC.
-    offset_minutes: i32,
+    /// The zone local times are read in.
+    zone: TimeZone,
     /// Working weekdays, Monday first.
     workdays: [bool; 7],
     /// Working day start, minutes after local midnight.
@@ -91,7 +74,7 @@ impl Default for Calendar {
     fn default() -> Self {
         // The default configuration is valid by construction.
         Calendar::new(&CalendarConfig::default()).unwrap_or(Calendar {
-            offset_minutes: 480,
+            zone: TimeZone::fixed(Offset::constant(8)),
             workdays: [true, true, true, true, true, false, false],
             start_minute: 540,
             end_minute: 1080,
@@ -105,9 +88,9 @@ impl Calendar {
     /// Checks a configuration, reporting every problem.
     pub fn new(config: &CalendarConfig) -> Result<Calendar, Vec<String>> {
         let mut problems = Vec::new();
-        let offset_minutes = parse_zone(&config.timezone).unwrap_or_else(|message| {
+        let zone = parse_zone(&config.timezone).unwrap_or_else(|message| {
             problems.push(message);
-            0
+            TimeZone::UTC
         });
         let mut workdays = [false; 7];
         for day in &config.workdays {
@@ -143,7 +126,7 @@ impl Calendar {
         let extra_workdays = dates(&config.extra_workdays);
         if problems.is_empty() {
             Ok(Calendar {
-                offset_minutes,
+                zone,
                 workdays,
                 start_minute,
                 end_minute,
@@ -194,7 +177,15 @@ impl Calendar {
     }
 
     fn local_minutes(&self, at_ms: i64) -> i64 {
-        at_ms.div_euclid(MS_PER_MINUTE) + i64::from(self.offset_minutes)
+        let offset_seconds = jiff::Timestamp::from_millisecond(at_ms)
+            .map(|instant| self.zone.to_offset(instant).seconds())
+            .unwrap_or(0);
+        at_ms.div_euclid(MS_PER_MINUTE) + i64::from(offset_seconds) / 60
+    }
+
+    /// The calendar's time zone.
+    pub fn zone(&self) -> &TimeZone {
+        &self.zone
     }
 }
 
@@ -208,26 +199,26 @@ pub fn in_span(minute: u32, from: u32, to: u32) -> bool {
     }
 }
 
-fn parse_zone(text: &str) -> Result<i32, String> {
-    if let Some((_, offset)) = KNOWN_ZONES.iter().find(|(name, _)| *name == text) {
-        return Ok(*offset);
-    }
+/// An IANA zone name or a fixed offset `+HH:MM` within ±14:00.
+pub fn parse_zone(text: &str) -> Result<TimeZone, String> {
     let sign = match text.chars().next() {
         Some('+') => 1,
         Some('-') => -1,
         _ => {
-            return Err(format!(
-                "unknown timezone {text:?}: give a zone without daylight saving ({}) or a fixed offset like +08:00",
-                KNOWN_ZONES
-                    .iter()
-                    .map(|(name, _)| *name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            return TimeZone::get(text).map_err(|_| {
+                format!(
+                    "unknown timezone {text:?}: give an IANA zone like Asia/Shanghai or a fixed offset like +08:00"
+                )
+            });
         }
     };
     match parse_clock(&text[1..]) {
-        Some(minutes) if minutes <= 14 * 60 => Ok(sign * i32::try_from(minutes).unwrap_or(0)),
+        Some(minutes) if minutes <= 14 * 60 => {
+            let seconds = sign * i32::try_from(minutes).unwrap_or(0) * 60;
+            Offset::from_seconds(seconds)
+                .map(TimeZone::fixed)
+                .map_err(|error| format!("timezone offset {text:?}: {error}"))
+        }
         _ => Err(format!(
             "timezone offset {text:?} is not +HH:MM within ±14:00"
         )),
@@ -301,7 +292,7 @@ mod tests {
     #[test]
     fn bad_calendars_report_every_problem() {
         let config = CalendarConfig {
-            timezone: "Europe/Paris".into(),
+            timezone: "Mars/Olympus_Mons".into(),
             workdays: vec!["funday".into()],
             start: "9am".into(),
             holidays: vec!["2026-13-01".into()],
@@ -309,13 +300,27 @@ mod tests {
         };
         let problems = Calendar::new(&config).unwrap_err();
         assert_eq!(problems.len(), 4, "{problems:?}");
-        assert!(problems[0].contains("Europe/Paris"));
+        assert!(problems[0].contains("Mars/Olympus_Mons"));
         let offset = CalendarConfig {
             timezone: "-05:30".into(),
             ..CalendarConfig::default()
         };
         let calendar = Calendar::new(&offset).unwrap();
         assert_eq!(calendar.local_minute(at("2026-11-02", 10, 0, -330)), 600);
+    }
+
+    #[test]
+    fn zones_with_daylight_saving_follow_it() {
+        let berlin = Calendar::new(&CalendarConfig {
+            timezone: "Europe/Berlin".into(),
+            ..CalendarConfig::default()
+        })
+        .unwrap();
+        // 09:30 local is 08:30 UTC in winter (+01:00), 07:30 in summer (+02:00).
+        assert_eq!(berlin.local_minute(at("2026-01-12", 8, 30, 0)), 570);
+        assert_eq!(berlin.local_minute(at("2026-07-13", 7, 30, 0)), 570);
+        assert!(berlin.is_working_time(at("2026-07-13", 7, 30, 0)));
+        assert!(!berlin.is_working_time(at("2026-01-12", 7, 30, 0)));
     }
 
     #[test]

@@ -318,11 +318,12 @@ fn skip_rest_of_line(input: &mut impl BufRead) -> std::io::Result<u64> {
     }
 }
 
-/// One line describing a detection for people.
-pub fn describe(detection: &Detection) -> String {
+/// One line describing a detection for people, its time written as `time`
+/// (the caller's zone).
+pub fn describe(detection: &Detection, time: &str) -> String {
     format!(
         "{} {:<8} {} [{}] {} ({} events)",
-        format_time(detection.at_ms),
+        time,
         detection.severity.as_str(),
         detection.rule_id,
         detection.group_key,

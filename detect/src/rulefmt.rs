@@ -200,6 +200,9 @@ pub struct Rule {
     pub id: String,
     /// The file it came from.
     pub file: PathBuf,
+    /// The line of its `id` in that file, so listings can say where a rule
+    /// came from.
+    pub line: u64,
     /// Title template.
     pub title: Template,
     /// Description.
@@ -600,6 +603,7 @@ fn validate_rule(
     Some(Rule {
         id: raw.id.value.clone(),
         file: path.to_path_buf(),
+        line: raw.id.referenced.line(),
         title,
         description: raw.description.clone().unwrap_or_default(),
         severity: raw.severity,

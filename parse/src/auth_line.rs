@@ -10,13 +10,19 @@
 use std::collections::BTreeMap;
 
 use countywatch_wire::{Event, EventKind, EventSource, MAX_FIELD_BYTES, MAX_RAW_BYTES};
+use jiff::tz::TimeZone;
 
 use crate::sanitize::{cap, cap_fields, escape_controls};
-use crate::{Parsed, syslog_prefix};
+use crate::unknown_lines::UnknownLines;
+use crate::{Parsed, pam_legacy, syslog_prefix};
 
 /// Most events one `message repeated N times` line expands to; rsyslog
 /// repeats for bursts, and a forged huge N must not flood the batch.
 pub const MAX_REPEAT: u32 = 1_000;
+
+/// How far after "now" a line's time may be before it is taken as clock
+/// skew and the line stamped with "now".
+pub const MAX_FUTURE_MS: i64 = 5 * 60_000;
 
 /// Counts of what the parser saw, for self-metrics and the replay summary.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,27 +37,60 @@ pub struct ParseStats {
     pub lines_unknown: u64,
     /// Lines longer than the cap, kept cut.
     pub lines_truncated: u64,
+    /// Events whose line was stamped more than [`MAX_FUTURE_MS`] ahead of
+    /// "now", stamped with "now" instead.
+    pub events_clock_skew: u64,
     /// Events produced, by kind.
     pub events: BTreeMap<EventKind, u64>,
 }
 
 /// Parses authentication log lines into events.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LineParser {
     /// What was seen so far.
     pub stats: ParseStats,
+    /// The not-understood lines by shape, when asked for
+    /// ([`LineParser::count_unknown`]; `replay` does, the live agent not).
+    pub unknown: Option<UnknownLines>,
+    /// The zone RFC 3164 timestamps are read in.
+    zone: TimeZone,
     /// The clock of the last line, reused while "now" stays the same.
     clock: Option<syslog_prefix::Clock>,
 }
 
+impl Default for LineParser {
+    /// A parser reading zone-less times as UTC (detection-rule tests,
+    /// fuzzing); the agent passes the host's zone to [`LineParser::new`].
+    fn default() -> Self {
+        LineParser::new(TimeZone::UTC)
+    }
+}
+
 impl LineParser {
+    /// A parser reading zone-less timestamps in `zone`.
+    pub fn new(zone: TimeZone) -> LineParser {
+        LineParser {
+            stats: ParseStats::default(),
+            unknown: None,
+            zone,
+            clock: None,
+        }
+    }
+
+    /// Also counts not-understood lines by shape, keeping `samples`
+    /// examples of each.
+    pub fn count_unknown(mut self, samples: usize) -> LineParser {
+        self.unknown = Some(UnknownLines::new(samples));
+        self
+    }
+
     /// The clock for `now_ms`, computed once per distinct value.
     fn clock(&mut self, now_ms: i64) -> syslog_prefix::Clock {
-        match self.clock {
-            Some(clock) if clock.now_ms == now_ms => clock,
+        match &self.clock {
+            Some(clock) if clock.now_ms == now_ms => clock.clone(),
             _ => {
-                let clock = syslog_prefix::Clock::new(now_ms);
-                self.clock = Some(clock);
+                let clock = syslog_prefix::Clock::new(now_ms, &self.zone);
+                self.clock = Some(clock.clone());
                 clock
             }
         }
@@ -77,11 +116,22 @@ impl LineParser {
         }
         let line = escape_controls(line);
         let clock = self.clock(now_ms);
-        let Some(prefix) = syslog_prefix::parse(&line, &clock) else {
+        let Some(mut prefix) = syslog_prefix::parse(&line, &clock) else {
             self.stats.lines_unknown += 1;
+            if let Some(unknown) = &mut self.unknown {
+                unknown.record(None, &line);
+            }
             return 0;
         };
-        self.parse_message(&prefix, &line, truncated, out)
+        let skewed = prefix.timestamp_ms > now_ms.saturating_add(MAX_FUTURE_MS);
+        if skewed {
+            prefix.timestamp_ms = now_ms;
+        }
+        let events = self.parse_message(&prefix, &line, truncated, out);
+        if skewed {
+            self.stats.events_clock_skew += events as u64;
+        }
+        events
     }
 
     /// Parses one message whose prefix is already split off (a syslog line,
@@ -96,7 +146,11 @@ impl LineParser {
         out: &mut Vec<Event>,
     ) -> usize {
         let (message, repeat) = repeated(prefix.message);
-        match crate::parse_message(prefix.program, message) {
+        let (parsed, repeat) = match pam_legacy::more_failures(prefix.program, message) {
+            Some((count, parsed)) => (parsed, repeat.saturating_mul(count).clamp(1, MAX_REPEAT)),
+            None => (crate::parse_message(prefix.program, message), repeat),
+        };
+        match parsed {
             Parsed::Event(kind, mut fields) => {
                 fields.process = Some(prefix.program.to_string());
                 fields.pid = prefix.pid;
@@ -124,6 +178,9 @@ impl LineParser {
             }
             Parsed::Unknown => {
                 self.stats.lines_unknown += 1;
+                if let Some(unknown) = &mut self.unknown {
+                    unknown.record(Some((prefix.program, message)), raw);
+                }
                 0
             }
         }
@@ -322,6 +379,119 @@ Nov 28 01:09:01 web-01 CRON[1400]: pam_unix(cron:session): session opened for us
             Some("\"root\" from 6.6.6.6 port 22")
         );
         assert_eq!(events[3].fields.user.as_deref(), Some("eve"));
+    }
+
+    #[test]
+    fn the_same_line_in_shanghai_and_in_utc_is_eight_hours_apart() {
+        let line = "Nov 28 09:00:01 web-01 sshd[1001]: Failed password for root from 203.0.113.5 port 40000 ssh2";
+        let mut events = Vec::new();
+        let shanghai = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+        LineParser::new(shanghai).parse_line(line, false, NOW, &mut events);
+        LineParser::new(TimeZone::UTC).parse_line(line, false, NOW, &mut events);
+        // 09:00:01 in Shanghai is 01:00:01Z; in UTC it is 09:00:01Z.
+        assert_eq!(events[0].timestamp_ms, NOW - 11 * 3_600_000 + 1_000);
+        assert_eq!(events[1].timestamp_ms, NOW - 3 * 3_600_000 + 1_000);
+        assert_eq!(
+            events[1].timestamp_ms - events[0].timestamp_ms,
+            8 * 3_600_000
+        );
+    }
+
+    #[test]
+    fn lines_from_the_future_are_stamped_now_and_counted() {
+        let mut parser = LineParser::default();
+        let mut events = Vec::new();
+        // NOW is 12:00:00Z: four minutes ahead is skew the agent accepts,
+        // ten minutes (a zone set wrong, a sender's clock ahead) is not.
+        for line in [
+            "Nov 28 12:04:00 h sshd[1]: Invalid user a from 192.0.2.1 port 1",
+            "Nov 28 12:10:00 h sshd[1]: Invalid user b from 192.0.2.1 port 1",
+            "Nov 28 12:10:00 h sshd[1]: message repeated 3 times: [ Invalid user c from 192.0.2.1 port 1]",
+            "Nov 28 12:10:00 h sshd[1]: Connection closed by 192.0.2.1 port 1 [preauth]",
+            "2026-11-28T20:30:00+08:00 h sshd[1]: Invalid user d from 192.0.2.1 port 1",
+        ] {
+            parser.parse_line(line, false, NOW, &mut events);
+        }
+        let stamps: Vec<i64> = events.iter().map(|event| event.timestamp_ms).collect();
+        assert_eq!(stamps, vec![NOW + 240_000, NOW, NOW, NOW, NOW, NOW]);
+        assert_eq!(parser.stats.events_clock_skew, 5);
+        assert!(
+            events[1].raw.starts_with("Nov 28 12:10:00 "),
+            "original time kept"
+        );
+    }
+
+    /// A CentOS/RHEL 4-5 `/var/log/secure` excerpt: OpenSSH 3.9/4.3 and
+    /// pam_unix in the program field.
+    const RHEL4_SECURE: &str = "\
+Dec  6 03:10:01 old-db sshd[2412]: Invalid user oracle from 192.0.2.44
+Dec  6 03:10:01 old-db sshd(pam_unix)[2412]: check pass; user unknown
+Dec  6 03:10:01 old-db sshd(pam_unix)[2412]: authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=host-44.example.net
+Dec  6 03:10:03 old-db sshd[2412]: Failed password for invalid user oracle from 192.0.2.44 port 51234 ssh2
+Dec  6 03:10:09 old-db sshd(pam_unix)[2413]: authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=host-44.example.net  user=root
+Dec  6 03:10:15 old-db sshd(pam_unix)[2413]: 2 more authentication failures; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=host-44.example.net  user=root
+Dec  6 03:10:20 old-db sshd[2414]: Did not receive identification string from 192.0.2.44
+Dec  6 03:10:21 old-db sshd[2415]: Received disconnect from 192.0.2.44: 11: Bye Bye
+Dec  6 03:10:22 old-db sshd[2416]: reverse mapping checking getaddrinfo for host-44.example.net [192.0.2.44] failed - POSSIBLE BREAK-IN ATTEMPT!
+Dec  6 03:11:00 old-db su(pam_unix)[2500]: session opened for user root by alice(uid=500)
+Dec  6 03:11:30 old-db su(pam_unix)[2500]: session closed for user root
+Dec  6 03:12:00 old-db sshd(pam_unix)[2600]: session opened for user alice by (uid=0)
+Dec  6 03:12:05 old-db sshd(pam_unix)[2600]: session closed for user alice
+Dec  6 03:12:10 old-db login(pam_unix)[2700]: authentication failure; logname=LOGIN uid=0 euid=0 tty=tty1 ruser= rhost=  user=root
+Dec  6 03:12:20 old-db ftpd[2800]: authentication failure; logname= uid=0 euid=0 tty= ruser= rhost=192.0.2.45 user=ftp1
+Dec  6 03:12:30 old-db ntpd[99]: synchronized to 192.0.2.1, stratum 2
+";
+
+    #[test]
+    fn rhel4_secure_log() {
+        let mut parser = LineParser::default().count_unknown(1);
+        let mut events = Vec::new();
+        // 2026-12-06T12:00:00Z.
+        let now = NOW + 8 * 86_400_000;
+        for line in RHEL4_SECURE.lines() {
+            parser.parse_line(line, false, now, &mut events);
+        }
+        assert_eq!(
+            kinds(&events),
+            vec![
+                "ssh_invalid_user",
+                "pam_auth_failed",
+                "ssh_login_failed",
+                "pam_auth_failed",
+                "pam_auth_failed",
+                "pam_auth_failed",
+                "ssh_possible_break_in",
+                "su",
+                "pam_auth_failed",
+                "pam_auth_failed",
+            ]
+        );
+        assert_eq!(events[0].fields.src_ip, Some("192.0.2.44".parse().unwrap()));
+        assert_eq!(
+            events[1].fields.src_host.as_deref(),
+            Some("host-44.example.net")
+        );
+        for summary in &events[4..6] {
+            assert_eq!(summary.fields.user.as_deref(), Some("root"));
+            assert_eq!(
+                summary.fields.src_host.as_deref(),
+                Some("host-44.example.net")
+            );
+            assert_eq!(summary.fields.process.as_deref(), Some("sshd(pam_unix)"));
+        }
+        assert_eq!(events[7].fields.target_user.as_deref(), Some("root"));
+        assert_eq!(events[8].fields.user.as_deref(), Some("root"));
+        assert_eq!(events[9].fields.user.as_deref(), Some("ftp1"));
+        let stats = &parser.stats;
+        assert_eq!(stats.lines, 16);
+        assert_eq!(stats.lines_with_events, 9);
+        assert_eq!(stats.lines_ignored, 6);
+        assert_eq!(stats.lines_unknown, 1);
+        let unknown = parser.unknown.unwrap();
+        assert_eq!(
+            unknown.by_count()[0].0,
+            "ntpd: synchronized to <N> stratum <N>"
+        );
     }
 
     #[test]

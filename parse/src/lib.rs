@@ -11,7 +11,10 @@
 //! - [`syslog_prefix`]: the `TIMESTAMP HOST program[pid]:` a local syslog
 //!   daemon writes (RFC 3164 and ISO-8601).
 //! - [`sshd`], [`pam`], [`sudo`], [`su`], [`shadow_utils`]: one parser per
-//!   program family, picked by [`parse_message`].
+//!   program family, picked by [`parse_message`]; [`pam_legacy`] for the
+//!   RHEL 4-5 `NAME(pam_unix)` programs.
+//! - [`unknown_lines`]: the lines no parser understood, counted by shape,
+//!   for `countywatch-agent replay`.
 //! - [`syslog_message`]: one message a device sent to its event.
 //! - [`syslog_header`]: its RFC 3164 / RFC 5424 header (`syslog_loose`).
 //! - [`cisco`] (also Ruijie), [`huawei`], [`h3c`]: one parser per vendor,
@@ -39,6 +42,7 @@ pub mod device_tag;
 pub mod h3c;
 pub mod huawei;
 pub mod pam;
+pub mod pam_legacy;
 pub mod sanitize;
 pub mod shadow_utils;
 pub mod sshd;
@@ -47,6 +51,7 @@ pub mod sudo;
 pub mod syslog_header;
 pub mod syslog_message;
 pub mod syslog_prefix;
+pub mod unknown_lines;
 
 use std::net::IpAddr;
 
@@ -80,7 +85,11 @@ pub fn parse_message(program: &str, message: &str) -> Parsed {
         "su" => su::parse(message),
         "useradd" | "userdel" | "usermod" | "groupadd" | "groupdel" | "groupmod" | "gpasswd"
         | "passwd" | "chpasswd" | "chage" | "newusers" => shadow_utils::parse(message),
-        _ => Parsed::Unknown,
+        "ftpd" => pam_legacy::parse("ftpd", message),
+        _ => match pam_legacy::service(program) {
+            Some(service) => pam_legacy::parse(service, message),
+            None => Parsed::Unknown,
+        },
     };
     match parsed {
         Parsed::Unknown if message.starts_with("pam_") => pam::parse(message),

@@ -18,6 +18,13 @@ pub fn parse(message: &str) -> Parsed {
     let service = service_type
         .split_once(':')
         .map_or(service_type, |(service, _)| service);
+    parse_text(service, text)
+}
+
+/// Parses the text a PAM module logged for `service` (after
+/// `pam_MODULE(SERVICE:TYPE): `, or the whole message of the RHEL 4-5
+/// `SERVICE(pam_unix)` programs).
+pub(crate) fn parse_text(service: &str, text: &str) -> Parsed {
     if let Some(details) = text.strip_prefix("authentication failure;") {
         return auth_failure(service, details);
     }
@@ -44,17 +51,29 @@ pub fn parse(message: &str) -> Parsed {
         "account ",
         "Consecutive login failures",
     ];
-    if IGNORED.iter().any(|prefix| text.starts_with(prefix)) {
+    if IGNORED.iter().any(|prefix| text.starts_with(prefix)) || more_failures(text).is_some() {
         return Parsed::Ignored;
     }
     Parsed::Unknown
+}
+
+/// `N more authentication failures;DETAILS` → (N, DETAILS): pam_unix's
+/// summary of the failures after the first in one conversation.
+pub(crate) fn more_failures(text: &str) -> Option<(u32, &str)> {
+    let (count, details) = text.split_once(" more authentication failures;")?;
+    if count.is_empty() || !count.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    // All digits: only an overflow fails, and a forged huge count is capped
+    // by the caller anyway.
+    Some((count.parse().unwrap_or(u32::MAX), details))
 }
 
 /// `logname=X uid=N euid=N tty=T ruser=R rhost=H  user=U`. `user=` comes
 /// last and holds whatever name was tried, spaces and `key=` text
 /// included, so it is everything after the first ` user=` that follows
 /// `rhost=`.
-fn auth_failure(service: &str, details: &str) -> Parsed {
+pub(crate) fn auth_failure(service: &str, details: &str) -> Parsed {
     let mut fields = EventFields {
         service: Some(service.to_string()),
         ..EventFields::default()
@@ -89,7 +108,7 @@ fn auth_failure(service: &str, details: &str) -> Parsed {
 
 /// `TARGET(uid=N) by CALLER(uid=M)` (Debian) or `TARGET by CALLER(uid=M)`
 /// (RHEL).
-fn su_session(service: &str, rest: &str) -> Parsed {
+pub(crate) fn su_session(service: &str, rest: &str) -> Parsed {
     let Some((target, caller)) = rest.rsplit_once(" by ") else {
         return Parsed::Unknown;
     };

@@ -57,10 +57,10 @@ pub fn parse(message: &str) -> Parsed {
                 EventKind::SshInvalidUser,
                 Some(user),
                 address,
-                port,
+                Some(port),
                 EventFields::default(),
             ),
-            None => Parsed::Unknown,
+            None => invalid_user_without_port(rest),
         };
     }
     if let Some(rest) = message.strip_prefix("maximum authentication attempts exceeded for ") {
@@ -69,7 +69,7 @@ pub fn parse(message: &str) -> Parsed {
                 EventKind::SshMaxAuthAttempts,
                 Some(strip_invalid(user)),
                 address,
-                port,
+                Some(port),
                 EventFields::default(),
             ),
             None => Parsed::Unknown,
@@ -96,9 +96,13 @@ pub fn parse(message: &str) -> Parsed {
     ] {
         if let Some(rest) = message.strip_prefix(prefix) {
             return match split_last_address(rest) {
-                Some((user, address, port, _)) => {
-                    with_remote(kind, Some(user), address, port, EventFields::default())
-                }
+                Some((user, address, port, _)) => with_remote(
+                    kind,
+                    Some(user),
+                    address,
+                    Some(port),
+                    EventFields::default(),
+                ),
                 None => Parsed::Unknown,
             };
         }
@@ -136,7 +140,32 @@ fn login(kind: EventKind, rest: &str) -> Parsed {
     if user.starts_with("invalid user ") {
         fields.reason = Some("invalid user".to_string());
     }
-    with_remote(kind, Some(strip_invalid(user)), address, port, fields)
+    with_remote(kind, Some(strip_invalid(user)), address, Some(port), fields)
+}
+
+/// OpenSSH before 7.3 (CentOS/RHEL 6) logs `Invalid user NAME from ADDR`
+/// without the port. The address is the last word; it must be an IP
+/// address or a dotted host name (`UseDNS`), so that a line cut short is
+/// not read as one.
+fn invalid_user_without_port(rest: &str) -> Parsed {
+    let Some(index) = memchr::memmem::rfind(rest.as_bytes(), b" from ") else {
+        return Parsed::Unknown;
+    };
+    let (user, address) = (&rest[..index], &rest[index + 6..]);
+    let host_name = address.contains('.')
+        && address
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b'_'));
+    if address.parse::<std::net::IpAddr>().is_err() && !host_name {
+        return Parsed::Unknown;
+    }
+    with_remote(
+        EventKind::SshInvalidUser,
+        Some(user),
+        address,
+        None,
+        EventFields::default(),
+    )
 }
 
 fn strip_invalid(user: &str) -> &str {
@@ -147,12 +176,12 @@ fn with_remote(
     kind: EventKind,
     user: Option<&str>,
     address: &str,
-    port: u16,
+    port: Option<u16>,
     mut fields: EventFields,
 ) -> Parsed {
     fields.user = user.map(str::to_string);
     set_remote(&mut fields, address);
-    fields.src_port = Some(port);
+    fields.src_port = port;
     Parsed::event(kind, fields)
 }
 
@@ -339,6 +368,53 @@ mod tests {
             };
             assert_eq!(kind, EventKind::SshPossibleBreakIn);
             assert_eq!(fields.src_ip, Some("192.0.2.44".parse().unwrap()));
+        }
+    }
+
+    /// OpenSSH 5.3 as CentOS/RHEL 6 ship it (before 7.3 added ` port N`
+    /// to more lines), message by message as it writes them.
+    #[test]
+    fn openssh_before_7_3() {
+        let Parsed::Event(kind, fields) = parse("Invalid user oracle from 192.0.2.44") else {
+            panic!()
+        };
+        assert_eq!(kind, EventKind::SshInvalidUser);
+        assert_eq!(fields.user.as_deref(), Some("oracle"));
+        assert_eq!(fields.src_ip, Some("192.0.2.44".parse().unwrap()));
+        assert_eq!(fields.src_port, None);
+        let Parsed::Event(_, fields) = parse("Invalid user test from host-44.example.net") else {
+            panic!()
+        };
+        assert_eq!(fields.src_host.as_deref(), Some("host-44.example.net"));
+        // A user name holding ` from ` keeps the last one as the address.
+        let Parsed::Event(_, fields) = parse("Invalid user a from 6.6.6.6 from 192.0.2.44") else {
+            panic!()
+        };
+        assert_eq!(fields.user.as_deref(), Some("a from 6.6.6.6"));
+        assert_eq!(fields.src_ip, Some("192.0.2.44".parse().unwrap()));
+        let fields = check(
+            "Failed password for invalid user oracle from 192.0.2.44 port 51234 ssh2",
+            EventKind::SshLoginFailed,
+            "oracle",
+            "192.0.2.44",
+            51234,
+        );
+        assert_eq!(fields.reason.as_deref(), Some("invalid user"));
+        for message in [
+            "reverse mapping checking getaddrinfo for host-44.example.net [192.0.2.44] failed - POSSIBLE BREAK-IN ATTEMPT!",
+            "Address 192.0.2.44 maps to host-44.example.net, but this does not map back to the address - POSSIBLE BREAK-IN ATTEMPT!",
+        ] {
+            let Parsed::Event(kind, fields) = parse(message) else {
+                panic!("{message}")
+            };
+            assert_eq!(kind, EventKind::SshPossibleBreakIn);
+            assert_eq!(fields.src_ip, Some("192.0.2.44".parse().unwrap()));
+        }
+        for message in [
+            "Did not receive identification string from 192.0.2.44",
+            "Received disconnect from 192.0.2.44: 11: Bye Bye",
+        ] {
+            assert_eq!(parse(message), Parsed::Ignored, "{message}");
         }
     }
 

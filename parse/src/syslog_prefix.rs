@@ -5,10 +5,14 @@
 //! sshd[812]: ...`, rsyslog's `RSYSLOG_FileFormat` and `journalctl -o
 //! short-iso`).
 //!
-//! RFC 3164 timestamps carry neither a year nor a zone. The year is the one
-//! that puts the time closest before "now" (a December line read in January
-//! belongs to last year); the zone is taken as UTC, which is right for most
-//! servers and off by the zone offset otherwise (see docs/events.md).
+//! RFC 3164 timestamps carry neither a year nor a zone. They are read in the
+//! zone the [`Clock`] carries (the agent passes the host's zone, or the one
+//! configured for the source), and the year is the one that puts the time
+//! closest before "now" in that zone (a December line read in January
+//! belongs to last year). ISO-8601 timestamps keep their own offset.
+
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
 
 /// The parts of one syslog line, borrowed from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,21 +29,27 @@ pub struct SyslogLine<'a> {
     pub message: &'a str,
 }
 
-/// "Now", which places year-less timestamps, with its year worked out once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// "Now" and the zone, which place zone-less, year-less timestamps, with
+/// the local year worked out once.
+#[derive(Clone, Debug)]
 pub struct Clock {
     /// Milliseconds since the Unix epoch.
     pub now_ms: i64,
-    /// The (UTC) year of `now_ms`.
-    year: i64,
+    /// The year of `now_ms` in `zone`.
+    year: i16,
+    /// The zone RFC 3164 timestamps are read in.
+    zone: TimeZone,
 }
 
 impl Clock {
-    /// The clock at `now_ms`.
-    pub fn new(now_ms: i64) -> Clock {
+    /// The clock at `now_ms`, reading zone-less times in `zone`.
+    pub fn new(now_ms: i64, zone: &TimeZone) -> Clock {
+        let year = jiff::Timestamp::from_millisecond(now_ms)
+            .map_or(1970, |now| zone.to_datetime(now).year());
         Clock {
             now_ms,
-            year: civil_from_days(now_ms.div_euclid(86_400_000)).0,
+            year,
+            zone: zone.clone(),
         }
     }
 }
@@ -93,11 +103,16 @@ fn rfc3164<'a>(line: &'a str, now: &Clock) -> Option<(i64, &'a str)> {
         (tens, ones) => digit_value(tens)? * 10 + digit_value(ones)?,
     };
     let (hour, minute, second) = clock(&bytes[7..15])?;
-    // Up to a day in the future is clock skew; more means last year.
-    let mut timestamp = to_ms(now.year, month, day, hour, minute, second, 0)?;
-    if timestamp > now.now_ms + 86_400_000 {
-        timestamp = to_ms(now.year - 1, month, day, hour, minute, second, 0)?;
-    }
+    let time = |year: i16| {
+        let local = civil(year, month, day, hour, minute, second, 0)?;
+        Some(now.zone.to_timestamp(local).ok()?.as_millisecond())
+    };
+    // Up to a day in the future is clock skew; more means last year. Feb 29
+    // of a leap year read in the next year exists only in the year before.
+    let timestamp = match time(now.year) {
+        Some(timestamp) if timestamp <= now.now_ms + 86_400_000 => timestamp,
+        _ => time(now.year.checked_sub(1)?)?,
+    };
     Some((timestamp, &line[16..]))
 }
 
@@ -108,7 +123,7 @@ fn iso8601(line: &str) -> Option<(i64, &str)> {
     if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b'T' {
         return None;
     }
-    let year = number(&bytes[0..4])? as i64;
+    let year = i16::try_from(number(&bytes[0..4])?).ok()?;
     let month = number(&bytes[5..7])?;
     let day = number(&bytes[8..10])?;
     let (hour, minute, second) = clock(&bytes[11..19])?;
@@ -135,8 +150,9 @@ fn iso8601(line: &str) -> Option<(i64, &str)> {
         }
         _ => return None,
     };
-    let local = to_ms(year, month, day, hour, minute, second, millis)?;
-    Some((local - offset_minutes * 60_000, rest))
+    let local = civil(year, month, day, hour, minute, second, millis)?;
+    let utc = TimeZone::UTC.to_timestamp(local).ok()?.as_millisecond();
+    Some((utc - offset_minutes * 60_000, rest))
 }
 
 fn digit_value(byte: u8) -> Option<u32> {
@@ -161,59 +177,28 @@ fn clock(bytes: &[u8]) -> Option<(u32, u32, u32)> {
     ))
 }
 
-fn to_ms(
-    year: i64,
+/// A civil date and time, `None` when it does not exist (Feb 30, 25:00). A
+/// leap second (`:60`) is read as `:59`.
+fn civil(
+    year: i16,
     month: u32,
     day: u32,
     hour: u32,
     minute: u32,
     second: u32,
     millis: u32,
-) -> Option<i64> {
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    let seconds =
-        days * 86_400 + i64::from(hour) * 3_600 + i64::from(minute) * 60 + i64::from(second);
-    Some(seconds * 1_000 + i64::from(millis))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// algorithm, exact for every year we will see).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month = i64::from(month);
-    let day_of_year =
-        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The inverse of [`days_from_civil`]: (year, month, day).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+) -> Option<DateTime> {
+    let small = |value: u32| i8::try_from(value).ok();
+    DateTime::new(
+        year,
+        small(month)?,
+        small(day)?,
+        small(hour)?,
+        small(minute)?,
+        small(second.min(59))?,
+        i32::try_from(millis).ok()? * 1_000_000,
+    )
+    .ok()
 }
 
 #[cfg(test)]
@@ -223,80 +208,121 @@ mod tests {
     /// 2026-11-28T12:00:00Z.
     const NOW: i64 = 1_795_867_200_000;
 
+    fn utc() -> Clock {
+        Clock::new(NOW, &TimeZone::UTC)
+    }
+
+    fn shanghai() -> TimeZone {
+        TimeZone::get("Asia/Shanghai").unwrap()
+    }
+
+    /// Milliseconds of a UTC date and time.
+    fn at(year: i16, month: i8, day: i8, hour: i8, minute: i8, second: i8, millis: i32) -> i64 {
+        let time = DateTime::new(year, month, day, hour, minute, second, millis * 1_000_000);
+        TimeZone::UTC
+            .to_timestamp(time.unwrap())
+            .unwrap()
+            .as_millisecond()
+    }
+
     #[test]
-    fn civil_dates_round_trip() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        for days in [-1, 0, 59, 11_016, 20_000, 20_785] {
-            let (year, month, day) = civil_from_days(days);
-            assert_eq!(days_from_civil(year, month, day), days);
-        }
-        assert_eq!(civil_from_days(NOW / 86_400_000), (2026, 11, 28));
+    fn the_clock_knows_its_year_in_its_zone() {
+        assert_eq!(utc().year, 2026);
+        // 2026-12-31T20:00:00Z is already 2027 in Shanghai.
+        let new_year = at(2026, 12, 31, 20, 0, 0, 0);
+        assert_eq!(Clock::new(new_year, &TimeZone::UTC).year, 2026);
+        assert_eq!(Clock::new(new_year, &shanghai()).year, 2027);
     }
 
     #[test]
     fn rfc3164_lines() {
         let line = parse(
             "Nov 28 01:14:37 web-01 sshd[812]: Accepted password for bob from 10.0.0.5 port 50000 ssh2",
-            &Clock::new(NOW),
+            &utc(),
         )
         .unwrap();
-        assert_eq!(
-            line.timestamp_ms,
-            to_ms(2026, 11, 28, 1, 14, 37, 0).unwrap()
-        );
+        assert_eq!(line.timestamp_ms, at(2026, 11, 28, 1, 14, 37, 0));
         assert_eq!(line.host, "web-01");
         assert_eq!(line.program, "sshd");
         assert_eq!(line.pid, Some(812));
         assert!(line.message.starts_with("Accepted password"));
-        let padded = parse(
-            "Nov  8 09:00:00 h sudo:   alice : TTY=pts/0",
-            &Clock::new(NOW),
-        )
-        .unwrap();
+        let padded = parse("Nov  8 09:00:00 h sudo:   alice : TTY=pts/0", &utc()).unwrap();
         assert_eq!(padded.program, "sudo");
         assert_eq!(padded.pid, None);
         assert_eq!(padded.message, "alice : TTY=pts/0");
-        assert_eq!(padded.timestamp_ms, to_ms(2026, 11, 8, 9, 0, 0, 0).unwrap());
+        assert_eq!(padded.timestamp_ms, at(2026, 11, 8, 9, 0, 0, 0));
+    }
+
+    #[test]
+    fn rfc3164_times_are_read_in_the_clocks_zone() {
+        let line = "Nov 28 09:14:37 web-01 sshd[812]: x";
+        let in_utc = parse(line, &utc()).unwrap().timestamp_ms;
+        let in_shanghai = parse(line, &Clock::new(NOW, &shanghai()))
+            .unwrap()
+            .timestamp_ms;
+        assert_eq!(in_utc, at(2026, 11, 28, 9, 14, 37, 0));
+        assert_eq!(in_shanghai, at(2026, 11, 28, 1, 14, 37, 0));
+        assert_eq!(in_utc - in_shanghai, 8 * 3_600_000);
+        // A zone with summer time: July in New York is UTC-4.
+        let new_york = TimeZone::get("America/New_York").unwrap();
+        let summer = parse("Jul  4 12:00:00 h su: x", &Clock::new(NOW, &new_york)).unwrap();
+        assert_eq!(summer.timestamp_ms, at(2026, 7, 4, 16, 0, 0, 0));
     }
 
     #[test]
     fn a_december_line_read_in_january_is_last_year() {
-        let january = to_ms(2027, 1, 2, 0, 0, 0, 0).unwrap();
-        let line = parse("Dec 31 23:59:59 h su: x", &Clock::new(january)).unwrap();
+        let january = at(2027, 1, 2, 0, 0, 0, 0);
+        let line = parse(
+            "Dec 31 23:59:59 h su: x",
+            &Clock::new(january, &TimeZone::UTC),
+        )
+        .unwrap();
+        assert_eq!(line.timestamp_ms, at(2026, 12, 31, 23, 59, 59, 0));
+    }
+
+    #[test]
+    fn new_year_in_shanghai_is_placed_in_local_time() {
+        let zone = shanghai();
+        // 2027-01-01T00:00:30+08:00, which is still 2026 in UTC: the agent
+        // reads a line written half a minute before, in the old local year.
+        let now = at(2026, 12, 31, 16, 0, 30, 0);
+        let before = parse("Dec 31 23:59:59 h sshd[1]: x", &Clock::new(now, &zone)).unwrap();
+        assert_eq!(before.timestamp_ms, at(2026, 12, 31, 15, 59, 59, 0));
+        let after = parse("Jan  1 00:00:10 h sshd[1]: x", &Clock::new(now, &zone)).unwrap();
+        assert_eq!(after.timestamp_ms, at(2026, 12, 31, 16, 0, 10, 0));
+        // Read a day later (in 2027 everywhere), the December line is still
+        // last year's and the January one this year's.
+        let later = Clock::new(at(2027, 1, 1, 16, 0, 0, 0), &zone);
         assert_eq!(
-            line.timestamp_ms,
-            to_ms(2026, 12, 31, 23, 59, 59, 0).unwrap()
+            parse("Dec 31 23:59:59 h sshd[1]: x", &later)
+                .unwrap()
+                .timestamp_ms,
+            at(2026, 12, 31, 15, 59, 59, 0)
+        );
+        assert_eq!(
+            parse("Jan  1 00:00:10 h sshd[1]: x", &later)
+                .unwrap()
+                .timestamp_ms,
+            at(2026, 12, 31, 16, 0, 10, 0)
         );
     }
 
     #[test]
-    fn iso8601_lines_with_zones_and_fractions() {
-        let line = parse(
-            "2026-11-28T09:14:37.123456+08:00 kylin-01 sshd-session[4242]: Invalid user admin from 203.0.113.7 port 41000",
-            &Clock::new(NOW),
-        )
-        .unwrap();
-        assert_eq!(
-            line.timestamp_ms,
-            to_ms(2026, 11, 28, 1, 14, 37, 123).unwrap()
-        );
-        assert_eq!(line.program, "sshd-session");
-        assert_eq!(line.pid, Some(4242));
-        let zulu = parse("2026-11-28T01:14:37Z h passwd[1]: x", &Clock::new(NOW)).unwrap();
-        assert_eq!(
-            zulu.timestamp_ms,
-            to_ms(2026, 11, 28, 1, 14, 37, 0).unwrap()
-        );
-        let west = parse(
-            "2026-11-27T20:14:37.5-05:00 h passwd[1]: x",
-            &Clock::new(NOW),
-        )
-        .unwrap();
-        assert_eq!(
-            west.timestamp_ms,
-            to_ms(2026, 11, 28, 1, 14, 37, 500).unwrap()
-        );
+    fn iso8601_lines_keep_their_offset_whatever_the_clocks_zone() {
+        for clock in [utc(), Clock::new(NOW, &shanghai())] {
+            let line = parse(
+                "2026-11-28T09:14:37.123456+08:00 kylin-01 sshd-session[4242]: Invalid user admin from 203.0.113.7 port 41000",
+                &clock,
+            )
+            .unwrap();
+            assert_eq!(line.timestamp_ms, at(2026, 11, 28, 1, 14, 37, 123));
+            assert_eq!(line.program, "sshd-session");
+            assert_eq!(line.pid, Some(4242));
+            let zulu = parse("2026-11-28T01:14:37Z h passwd[1]: x", &clock).unwrap();
+            assert_eq!(zulu.timestamp_ms, at(2026, 11, 28, 1, 14, 37, 0));
+            let west = parse("2026-11-27T20:14:37.5-05:00 h passwd[1]: x", &clock).unwrap();
+            assert_eq!(west.timestamp_ms, at(2026, 11, 28, 1, 14, 37, 500));
+        }
     }
 
     #[test]
@@ -307,12 +333,13 @@ mod tests {
             "Foo 28 01:14:37 h sshd[1]: x",
             "Nov 28 01:14:37 h no tag here",
             "Nov 28 25:14:37 h sshd[1]: x",
+            "Nov 31 01:14:37 h sshd[1]: x",
             "Nov 28 01:14:37 h sshd[x]: y",
             "2026-13-28T01:14:37Z h sshd[1]: x",
             "2026-11-28T01:14:37 h sshd[1]: x",
             "Nov 28 01:14:37",
         ] {
-            assert_eq!(parse(line, &Clock::new(NOW)), None, "{line:?}");
+            assert_eq!(parse(line, &utc()), None, "{line:?}");
         }
     }
 }

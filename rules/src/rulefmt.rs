@@ -101,6 +101,9 @@ pub struct RuleSpec {
     pub expr: Expr,
     /// Output labels as templates (a recording rule's have no actions).
     pub labels: Vec<(String, Template)>,
+    /// The line of the rule in its file (0 when unknown), so listings can
+    /// say where a rule came from.
+    pub line: u64,
 }
 
 /// What differs between the two kinds of rule.
@@ -370,6 +373,7 @@ fn validate_rule(
     }
     let expr = expr?;
     Some(RuleSpec {
+        line: rule.referenced.line(),
         kind,
         expr_text: raw
             .expr

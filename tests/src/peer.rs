@@ -512,10 +512,19 @@ impl Drop for Rsyslog {
     }
 }
 
+/// Whether a `promtool check metrics` finding is one promtool reports on
+/// node_exporter's own output: the camelCase of its meminfo and netstat
+/// names (`node_memory_MemTotal_bytes`, `node_netstat_Tcp_InSegs`) and the
+/// `bits` unit of its entropy gauges. Those names are the compatibility we
+/// promise.
+pub fn is_node_exporter_lint(finding: &str) -> bool {
+    ((finding.starts_with("node_memory_") || finding.starts_with("node_netstat_"))
+        && finding.contains("'snake_case' not 'camelCase'"))
+        || (finding.starts_with("node_entropy_") && finding.contains("instead of \"bits\""))
+}
+
 /// Runs `promtool check metrics` on exposition text and returns its
-/// findings, one per line, except the camelCase lint on node_exporter's
-/// own meminfo names (`node_memory_MemTotal_bytes`), which are the
-/// compatibility we promise and which promtool flags on node_exporter too.
+/// findings, one per line, except [`is_node_exporter_lint`]'s.
 pub fn promtool_findings(text: &str) -> Vec<String> {
     use std::io::Write;
     let mut child = Command::new("promtool")
@@ -539,9 +548,7 @@ pub fn promtool_findings(text: &str) -> Vec<String> {
     );
     report
         .lines()
-        .filter(|line| {
-            !(line.starts_with("node_memory_") && line.contains("'snake_case' not 'camelCase'"))
-        })
+        .filter(|line| !is_node_exporter_lint(line))
         .map(str::to_string)
         .collect()
 }

@@ -15,6 +15,9 @@ pub enum MetricKind {
     Counter,
     /// A value that goes up and down.
     Gauge,
+    /// A value of unknown type: node_exporter serves /proc/net/netstat and
+    /// /proc/vmstat fields untyped, and dashboards see the type.
+    Untyped,
 }
 
 impl MetricKind {
@@ -23,6 +26,7 @@ impl MetricKind {
         match self {
             MetricKind::Counter => "counter",
             MetricKind::Gauge => "gauge",
+            MetricKind::Untyped => "untyped",
         }
     }
 }
@@ -35,7 +39,7 @@ pub struct MetricFamily {
     pub name: String,
     /// The help text shown in `# HELP`.
     pub help: String,
-    /// Counter or gauge.
+    /// Counter, gauge or untyped.
     pub kind: MetricKind,
     /// The samples, one per distinct label set.
     pub samples: Vec<Sample>,

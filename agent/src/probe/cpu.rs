@@ -43,6 +43,10 @@ impl Probe for CpuProbe {
         "cpu"
     }
 
+    fn collectors(&self) -> Vec<&'static str> {
+        vec!["cpu", "stat"]
+    }
+
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let (path, text) = read_file(self.procfs.join("stat"))?;
         let families = parse(&text, self.ticks_per_second);

@@ -1,7 +1,10 @@
 //! The disk probe: block device I/O counters from /proc/diskstats, named
 //! as node_exporter's diskstats collector names them
 //! (`node_disk_read_bytes_total{device}` and its siblings), with its
-//! default device exclusion (partitions, loop, ram and floppy devices).
+//! default device exclusion (partitions, loop, ram and floppy devices),
+//! and `node_disk_info{device,major,minor,path,wwn,model,serial,revision}`
+//! with the identity udev recorded under /run/udev/data (empty labels where
+//! udev has none, as in a container).
 //!
 //! The kernel counts sectors of 512 bytes whatever the device's real sector
 //! size, and times in milliseconds; both become bytes and seconds here.
@@ -123,16 +126,28 @@ impl Probe for DiskProbe {
         "disk"
     }
 
+    fn collectors(&self) -> Vec<&'static str> {
+        vec!["diskstats"]
+    }
+
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let (_, text) = read_file(self.procfs.join("diskstats"))?;
-        out.extend(parse(&text));
+        out.extend(parse(&text, &|major, minor| {
+            std::fs::read_to_string(format!("/run/udev/data/b{major}:{minor}")).ok()
+        }));
         Ok(())
     }
 }
 
 /// Turns /proc/diskstats text into families. Older kernels have fewer
 /// columns (no discard or flush counters); those families are then absent.
-pub fn parse(text: &str) -> Vec<MetricFamily> {
+/// `udev` gives the udev database text of a device by major and minor.
+pub fn parse(text: &str, udev: &dyn Fn(&str, &str) -> Option<String>) -> Vec<MetricFamily> {
+    let mut info = MetricFamily::new(
+        "node_disk_info",
+        "Info of /sys/block/<block_device>.",
+        MetricKind::Gauge,
+    );
     let mut families: Vec<MetricFamily> = COLUMNS
         .iter()
         .map(|(name, help, _)| {
@@ -146,7 +161,7 @@ pub fn parse(text: &str) -> Vec<MetricFamily> {
         .collect();
     for line in text.lines() {
         let mut fields = line.split_whitespace();
-        let (Some(_major), Some(_minor), Some(device)) =
+        let (Some(major), Some(minor), Some(device)) =
             (fields.next(), fields.next(), fields.next())
         else {
             continue;
@@ -154,25 +169,50 @@ pub fn parse(text: &str) -> Vec<MetricFamily> {
         if is_excluded(device) {
             continue;
         }
+        let properties = udev(major, minor).unwrap_or_default();
+        let property = |key: &str| {
+            properties
+                .lines()
+                .filter_map(|line| line.strip_prefix("E:")?.split_once('='))
+                .find(|(name, _)| *name == key)
+                .map(|(_, value)| value)
+                .unwrap_or("")
+        };
+        info.push(
+            &[
+                ("device", device),
+                ("major", major),
+                ("minor", minor),
+                ("model", property("ID_MODEL")),
+                ("path", property("ID_PATH")),
+                ("revision", property("ID_REVISION")),
+                ("serial", property("ID_SERIAL_SHORT")),
+                ("wwn", property("ID_WWN")),
+            ],
+            1.0,
+        );
         let values: Vec<f64> = fields.map_while(|value| value.parse().ok()).collect();
         for ((family, (_, _, factor)), value) in families.iter_mut().zip(COLUMNS).zip(values) {
             family.push(&[("device", device)], value * factor);
         }
     }
+    families.push(info);
     families.retain(|family| !family.samples.is_empty());
     families
 }
 
-/// node_exporter's default `--collector.diskstats.device-exclude`,
-/// `^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$`, without a regex
+/// node_exporter 1.5's default `--collector.diskstats.device-exclude`,
+/// `^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$`, without a regex
 /// engine: partitions of whole disks and virtual devices are left out.
+/// (`zram` devices are reported: later node_exporters exclude them with
+/// `z?ram`, Debian 12's 1.5 does not.)
 pub fn is_excluded(device: &str) -> bool {
     // Every excluded name ends in digits after one of the prefixes.
     let stem = device.trim_end_matches(|c: char| c.is_ascii_digit());
     if stem.len() == device.len() {
         return false;
     }
-    if matches!(stem, "ram" | "zram" | "loop" | "fd") {
+    if matches!(stem, "ram" | "loop" | "fd") {
         return true;
     }
     // (h|s|v|xv)d[a-z] followed by digits: sda1, vdb2, xvda1.
@@ -208,7 +248,13 @@ mod tests {
 
     #[test]
     fn units_and_exclusions_follow_node_exporter() {
-        let families = parse(DISKSTATS);
+        let families = parse(DISKSTATS, &|major, minor| {
+            (major == "254" && minor == "0").then(|| {
+                "S:disk/by-path/virtio-pci-0000:00:04.0\nE:ID_PATH=pci-0000:00:04.0\n\
+E:ID_SERIAL_SHORT=abc123\nE:ID_MODEL=QEMU=DISK\n"
+                    .to_string()
+            })
+        });
         let find = |name: &str| families.iter().find(|f| f.name == name).unwrap();
         let read = find("node_disk_read_bytes_total");
         let devices: Vec<&str> = read
@@ -235,6 +281,29 @@ mod tests {
             9.948
         );
         assert_eq!(find("node_disk_io_now").kind, MetricKind::Gauge);
+        let info = find("node_disk_info");
+        let vda: Vec<(&str, &str)> = info.samples[0]
+            .labels
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        assert_eq!(
+            vda,
+            vec![
+                ("device", "vda"),
+                ("major", "254"),
+                ("minor", "0"),
+                ("model", "QEMU=DISK"),
+                ("path", "pci-0000:00:04.0"),
+                ("revision", ""),
+                ("serial", "abc123"),
+                ("wwn", ""),
+            ]
+        );
+        assert_eq!(
+            info.samples[1].labels[4],
+            ("path".to_string(), String::new())
+        );
         // The old 11-column nvme line has no discard or flush counters.
         assert_eq!(find("node_disk_flush_requests_total").samples.len(), 1);
         assert_eq!(find("node_disk_discards_completed_total").samples.len(), 2);
@@ -251,13 +320,12 @@ mod tests {
             "nvme10n2p3",
             "loop7",
             "ram0",
-            "zram0",
             "fd0",
         ] {
             assert!(is_excluded(excluded), "{excluded}");
         }
         for kept in [
-            "sda", "vda", "nvme0n1", "dm-0", "md0", "sdaa1", "mmcblk0", "xvda", "loop",
+            "sda", "vda", "nvme0n1", "dm-0", "md0", "sdaa1", "mmcblk0", "xvda", "loop", "zram0",
         ] {
             assert!(!is_excluded(kept), "{kept}");
         }

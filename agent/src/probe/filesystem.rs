@@ -215,6 +215,10 @@ impl Probe for FilesystemProbe {
         "filesystem"
     }
 
+    fn collectors(&self) -> Vec<&'static str> {
+        vec!["filesystem"]
+    }
+
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let (_, text) = read_file(self.procfs.join("mounts"))?;
         let mounts = parse_mounts(&text);

@@ -28,6 +28,10 @@ impl Probe for LoadProbe {
         "load"
     }
 
+    fn collectors(&self) -> Vec<&'static str> {
+        vec!["loadavg"]
+    }
+
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let loads = if self.procfs == std::path::Path::new("/proc") {
             let load = sysinfo::System::load_average()

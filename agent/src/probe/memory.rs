@@ -26,6 +26,10 @@ impl Probe for MemoryProbe {
         "memory"
     }
 
+    fn collectors(&self) -> Vec<&'static str> {
+        vec!["meminfo"]
+    }
+
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let (path, text) = read_file(self.procfs.join("meminfo"))?;
         let families = parse(&text);

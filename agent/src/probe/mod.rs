@@ -15,20 +15,31 @@
 //! probe's own file beside the code that reads them, and checked by
 //! [`validate`].
 
+mod arp;
+mod conntrack;
 mod cpu;
 mod disk;
+mod entropy;
+mod file_probe;
 pub mod filesystem;
 mod load;
 mod memory;
+mod netstat;
 mod network;
 mod pressure;
 pub mod process;
+mod selinux;
 pub mod service;
 pub mod snmp;
+mod sockstat;
+mod softnet;
 mod system;
 pub mod systemd;
+pub mod textfile;
+mod udp_queues;
+mod vmstat;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use countywatch_daemon::config_file::Problems;
@@ -40,6 +51,15 @@ use crate::config::{Config, ProbeToggle, ProbesConfig};
 pub trait Probe: Send {
     /// The probe's name, used in self-metrics (`probe="cpu"`) and logs.
     fn name(&self) -> &'static str;
+
+    /// The node_exporter collectors this probe stands for, as the
+    /// `collector` label of `node_scrape_collector_*` names them. A probe
+    /// covering several (cpu covers `cpu` and `stat`) reports its one
+    /// outcome under each; a probe node_exporter has no collector for
+    /// (service checks, SNMP) lists none. Asked once, when the agent starts.
+    fn collectors(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
 
     /// Reads the host and appends metric families to `out`.
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError>;
@@ -69,6 +89,10 @@ struct Every {
 impl Probe for Every {
     fn name(&self) -> &'static str {
         self.probe.name()
+    }
+
+    fn collectors(&self) -> Vec<&'static str> {
+        self.probe.collectors()
     }
 
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
@@ -103,6 +127,11 @@ pub enum ProbeError {
         /// What was wrong.
         message: String,
     },
+    /// The probe's source does not exist on this host (a kernel module not
+    /// loaded, a feature not built): reported as a failed collector, as
+    /// node_exporter does, but logged quietly and not counted as an error.
+    #[error("{0} does not exist on this host")]
+    Absent(PathBuf),
     /// A system interface (through sysinfo) failed.
     #[error("{0}")]
     System(String),
@@ -114,6 +143,26 @@ pub(crate) fn read_file(path: PathBuf) -> Result<(PathBuf, String), ProbeError> 
         Ok(text) => Ok((path, text)),
         Err(source) => Err(ProbeError::Read { path, source }),
     }
+}
+
+/// Builds a collector that reads files under procfs and sysfs.
+type MakeFileProbe = fn(&Path, &Path) -> file_probe::FileProbe;
+
+/// The node_exporter collectors that are one [`file_probe::FileProbe`]
+/// each, with their config sections: the one table [`build`] and
+/// [`validate`] both read, so adding such a collector is its file, its
+/// config field and one line here.
+fn file_probes(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeFileProbe); 8] {
+    [
+        ("vmstat", &probes.vmstat, vmstat::probe),
+        ("netstat", &probes.netstat, netstat::probe),
+        ("sockstat", &probes.sockstat, sockstat::probe),
+        ("entropy", &probes.entropy, entropy::probe),
+        ("conntrack", &probes.conntrack, conntrack::probe),
+        ("softnet", &probes.softnet, softnet::probe),
+        ("arp", &probes.arp, arp::probe),
+        ("udp_queues", &probes.udp_queues, udp_queues::probe),
+    ]
 }
 
 /// Builds the enabled probes in a fixed order. Adding a probe means adding
@@ -158,10 +207,16 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
         Box::new(network::NetworkProbe::new(procfs.clone(), sysfs.clone()))
     });
     add(&probes.system, &|| {
-        Box::new(system::SystemProbe::new(procfs.clone()))
+        Box::new(system::SystemProbe::new(procfs.clone(), sysfs.clone()))
     });
     add(&probes.pressure, &|| {
         Box::new(pressure::PressureProbe::new(procfs.clone()))
+    });
+    for (_, toggle, make) in file_probes(probes) {
+        add(toggle, &|| Box::new(make(procfs, sysfs)));
+    }
+    add(&probes.selinux, &|| {
+        Box::new(selinux::SelinuxProbe::new(sysfs))
     });
     // Without units there is nothing to ask systemd.
     if !probes.systemd.units.is_empty() {
@@ -186,12 +241,19 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
             ))
         });
     }
+    // Last, so that a file naming a family another probe reports loses
+    // (the collection drops the later duplicate).
+    add(&probes.textfile.toggle(), &|| {
+        Box::new(textfile::TextfileProbe::new(
+            probes.textfile.directory.clone(),
+        ))
+    });
     built
 }
 
 /// Checks every probe section, adding each problem to `problems`.
 pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
-    let sections: [(&str, Option<_>); 11] = [
+    let sections: [(&str, Option<_>); 13] = [
         ("cpu", probes.cpu.interval),
         ("load", probes.load.interval),
         ("memory", probes.memory.interval),
@@ -203,8 +265,11 @@ pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
         ("systemd", probes.systemd.interval),
         ("process", probes.process.interval),
         ("service", probes.service.interval),
+        ("textfile", probes.textfile.interval),
+        ("selinux", probes.selinux.interval),
     ];
-    for (name, interval) in sections {
+    let file_sections = file_probes(probes).map(|(name, toggle, _)| (name, toggle.interval));
+    for (name, interval) in sections.into_iter().chain(file_sections) {
         if let Some(interval) = interval
             && interval.get() < Duration::from_secs(1)
         {

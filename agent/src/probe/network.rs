@@ -2,7 +2,14 @@
 //! node_exporter's netdev collector names them
 //! (`node_network_receive_bytes_total{device}` and its siblings), plus the
 //! link attributes of /sys/class/net as its netclass collector reports them
-//! (`node_network_up`, `node_network_info`, `node_network_mtu_bytes`).
+//! (`node_network_up`, `node_network_info`, and one family per numeric
+//! property: `node_network_carrier`, `node_network_speed_bytes`,
+//! `node_network_mtu_bytes`, ...), and `node_network_receive_nohandler_total`
+//! from each device's statistics (node_exporter reads it over netlink).
+//!
+//! A property the driver cannot report (reading `speed` of a virtual
+//! device fails with EINVAL) is left out for that device, as node_exporter
+//! leaves it out.
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +37,104 @@ const COLUMNS: [&str; 16] = [
     "transmit_compressed",
 ];
 
+/// The numeric properties of /sys/class/net/<device>/: file, the name
+/// after `node_network_`, its type, and how its text is read.
+const PROPERTIES: [(&str, &str, MetricKind, Number); 17] = [
+    (
+        "addr_assign_type",
+        "address_assign_type",
+        MetricKind::Gauge,
+        Number::Decimal,
+    ),
+    ("carrier", "carrier", MetricKind::Gauge, Number::Decimal),
+    (
+        "carrier_changes",
+        "carrier_changes_total",
+        MetricKind::Counter,
+        Number::Decimal,
+    ),
+    (
+        "carrier_up_count",
+        "carrier_up_changes_total",
+        MetricKind::Counter,
+        Number::Decimal,
+    ),
+    (
+        "carrier_down_count",
+        "carrier_down_changes_total",
+        MetricKind::Counter,
+        Number::Decimal,
+    ),
+    ("dev_id", "device_id", MetricKind::Gauge, Number::Hex),
+    ("dormant", "dormant", MetricKind::Gauge, Number::Decimal),
+    ("flags", "flags", MetricKind::Gauge, Number::Hex),
+    ("ifindex", "iface_id", MetricKind::Gauge, Number::Decimal),
+    ("iflink", "iface_link", MetricKind::Gauge, Number::Decimal),
+    (
+        "link_mode",
+        "iface_link_mode",
+        MetricKind::Gauge,
+        Number::Decimal,
+    ),
+    ("mtu", "mtu_bytes", MetricKind::Gauge, Number::Decimal),
+    (
+        "name_assign_type",
+        "name_assign_type",
+        MetricKind::Gauge,
+        Number::Decimal,
+    ),
+    (
+        "netdev_group",
+        "net_dev_group",
+        MetricKind::Gauge,
+        Number::Decimal,
+    ),
+    (
+        "speed",
+        "speed_bytes",
+        MetricKind::Gauge,
+        Number::MegabitsToBytes,
+    ),
+    (
+        "tx_queue_len",
+        "transmit_queue_length",
+        MetricKind::Gauge,
+        Number::Decimal,
+    ),
+    ("type", "protocol_type", MetricKind::Gauge, Number::Decimal),
+];
+
+/// How a property file's text becomes a value.
+#[derive(Clone, Copy, Debug)]
+enum Number {
+    /// `1500`.
+    Decimal,
+    /// `0x1003`.
+    Hex,
+    /// `1000` (Mb/s) to bytes per second; `-1` (unknown) stays negative,
+    /// as node_exporter reports it.
+    MegabitsToBytes,
+}
+
+impl Number {
+    fn read(self, text: &str) -> Option<f64> {
+        let text = text.trim();
+        match self {
+            Number::Decimal => text.parse().ok(),
+            Number::Hex => {
+                let digits = text.strip_prefix("0x").unwrap_or(text);
+                u64::from_str_radix(digits, 16)
+                    .ok()
+                    .map(|value| value as f64)
+            }
+            Number::MegabitsToBytes => text
+                .parse::<f64>()
+                .ok()
+                .map(|megabits| megabits * 1_000_000.0 / 8.0),
+        }
+    }
+}
+
 /// Reads `<procfs>/net/dev` and `<sysfs>/class/net`.
 pub struct NetworkProbe {
     /// procfs root, `/proc` unless configured.
@@ -46,7 +151,7 @@ impl NetworkProbe {
 }
 
 /// The attributes of one interface under /sys/class/net/<device>/.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Link {
     /// Interface name.
     pub device: String,
@@ -60,8 +165,11 @@ pub struct Link {
     pub duplex: String,
     /// Administrator's alias.
     pub ifalias: String,
-    /// MTU in bytes, when readable.
-    pub mtu: Option<f64>,
+    /// The numeric properties that could be read, by index in
+    /// [`PROPERTIES`].
+    pub properties: [Option<f64>; PROPERTIES.len()],
+    /// `statistics/rx_nohandler`, when the kernel has it.
+    pub receive_nohandler: Option<f64>,
 }
 
 /// Reads every interface's attributes; an unreadable attribute is empty,
@@ -87,7 +195,8 @@ pub fn read_links(sysfs: &Path) -> Vec<Link> {
                 broadcast: read("broadcast"),
                 duplex: read("duplex"),
                 ifalias: read("ifalias"),
-                mtu: read("mtu").parse().ok(),
+                properties: PROPERTIES.map(|(file, _, _, number)| number.read(&read(file))),
+                receive_nohandler: Number::Decimal.read(&read("statistics/rx_nohandler")),
             }
         })
         .collect();
@@ -95,7 +204,8 @@ pub fn read_links(sysfs: &Path) -> Vec<Link> {
     links
 }
 
-/// `node_network_up`, `node_network_info` and `node_network_mtu_bytes`.
+/// `node_network_up`, `node_network_info`, one family per property and
+/// `node_network_receive_nohandler_total`.
 pub fn link_families(links: &[Link]) -> Vec<MetricFamily> {
     let mut up = MetricFamily::new(
         "node_network_up",
@@ -107,10 +217,20 @@ pub fn link_families(links: &[Link]) -> Vec<MetricFamily> {
         "Non-numeric data from /sys/class/net/<iface>, value is always 1.",
         MetricKind::Gauge,
     );
-    let mut mtu = MetricFamily::new(
-        "node_network_mtu_bytes",
-        "Network device property: mtu_bytes",
-        MetricKind::Gauge,
+    let mut properties: Vec<MetricFamily> = PROPERTIES
+        .iter()
+        .map(|(_, name, kind, _)| {
+            MetricFamily::new(
+                format!("node_network_{name}"),
+                format!("Network device property: {name}"),
+                *kind,
+            )
+        })
+        .collect();
+    let mut nohandler = MetricFamily::new(
+        "node_network_receive_nohandler_total",
+        "Network device statistic receive_nohandler.",
+        MetricKind::Counter,
     );
     for link in links {
         let device = [("device", link.device.as_str())];
@@ -126,11 +246,18 @@ pub fn link_families(links: &[Link]) -> Vec<MetricFamily> {
             ],
             1.0,
         );
-        if let Some(value) = link.mtu {
-            mtu.push(&device, value);
+        for (family, value) in properties.iter_mut().zip(link.properties) {
+            if let Some(value) = value {
+                family.push(&device, value);
+            }
+        }
+        if let Some(value) = link.receive_nohandler {
+            nohandler.push(&device, value);
         }
     }
-    let mut families = vec![up, info, mtu];
+    let mut families = vec![up, info];
+    families.extend(properties);
+    families.push(nohandler);
     families.retain(|family| !family.samples.is_empty());
     families
 }
@@ -138,6 +265,10 @@ pub fn link_families(links: &[Link]) -> Vec<MetricFamily> {
 impl Probe for NetworkProbe {
     fn name(&self) -> &'static str {
         "network"
+    }
+
+    fn collectors(&self) -> Vec<&'static str> {
+        vec!["netdev", "netclass"]
     }
 
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
@@ -222,8 +353,14 @@ eth0: 2000 20 1 2 0 0 0 3 4000 40 5 6 0 7 0 0\n broken: 1 2\n";
             std::fs::write(dir.join("broadcast"), "ff:ff:ff:ff:ff:ff\n").unwrap();
             std::fs::write(dir.join("ifalias"), "\n").unwrap();
             std::fs::write(dir.join("mtu"), "1500\n").unwrap();
+            std::fs::write(dir.join("flags"), "0x1003\n").unwrap();
             if let Some(duplex) = duplex {
                 std::fs::write(dir.join("duplex"), duplex).unwrap();
+                // Only the real NIC has a speed and statistics; `lo`'s
+                // speed fails to read, so it has no speed_bytes series.
+                std::fs::write(dir.join("speed"), "1000\n").unwrap();
+                std::fs::create_dir_all(dir.join("statistics")).unwrap();
+                std::fs::write(dir.join("statistics/rx_nohandler"), "7\n").unwrap();
             }
         }
         let families = link_families(&read_links(sysfs.path()));
@@ -244,6 +381,29 @@ eth0: 2000 20 1 2 0 0 0 3 4000 40 5 6 0 7 0 0\n broken: 1 2\n";
             info.samples[0].labels[5],
             ("operstate".to_string(), "up".to_string())
         );
-        assert_eq!(families[2].samples[0].value, 1500.0);
+        let family = |name: &str| {
+            families
+                .iter()
+                .find(|family| family.name == name)
+                .unwrap_or_else(|| panic!("no {name}"))
+        };
+        let mtu = family("node_network_mtu_bytes");
+        assert_eq!(mtu.help, "Network device property: mtu_bytes");
+        assert_eq!(mtu.samples[0].value, 1500.0);
+        assert_eq!(family("node_network_flags").samples[1].value, 4099.0);
+        let speed = family("node_network_speed_bytes");
+        assert_eq!(speed.samples.len(), 1);
+        assert_eq!(speed.samples[0].value, 125_000_000.0);
+        assert_eq!(
+            family("node_network_receive_nohandler_total").samples[0].value,
+            7.0
+        );
+        assert!(
+            families
+                .iter()
+                .all(|family| family.name != "node_network_carrier")
+        );
+        assert_eq!(Number::MegabitsToBytes.read("-1\n"), Some(-125000.0));
+        assert_eq!(Number::Hex.read("0x0"), Some(0.0));
     }
 }

@@ -65,6 +65,10 @@ impl Probe for PressureProbe {
         "pressure"
     }
 
+    fn collectors(&self) -> Vec<&'static str> {
+        vec!["pressure"]
+    }
+
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         for resource in ["cpu", "io", "memory"] {
             let path = self.procfs.join("pressure").join(resource);

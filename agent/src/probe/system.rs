@@ -1,10 +1,12 @@
 //! The system probe: what node_exporter's time, uname, os and filefd
 //! collectors report: `node_time_seconds`, `node_uname_info`,
-//! `node_os_info`, `node_os_version`, `node_filefd_allocated` and
-//! `node_filefd_maximum`. (`node_boot_time_seconds` comes with /proc/stat,
+//! `node_os_info`, `node_os_version`, `node_filefd_allocated`,
+//! `node_filefd_maximum`, and the clock sources of
+//! /sys/devices/system/clocksource (`node_time_clocksource_available_info`,
+//! `node_time_clocksource_current_info`). (`node_boot_time_seconds` comes with /proc/stat,
 //! in the cpu probe, as in node_exporter's stat collector.)
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use countywatch_wire::{MetricFamily, MetricKind};
@@ -32,15 +34,18 @@ const OS_LABELS: [(&str, &str); 12] = [
 pub struct SystemProbe {
     /// procfs root, `/proc` unless configured.
     procfs: PathBuf,
+    /// sysfs root, `/sys` unless configured.
+    sysfs: PathBuf,
     /// Where os-release may be, first found wins (the os-release(5) order).
     os_release: Vec<PathBuf>,
 }
 
 impl SystemProbe {
-    /// A probe reading under `procfs` and the host's os-release.
-    pub fn new(procfs: PathBuf) -> Self {
+    /// A probe reading under `procfs`, `sysfs` and the host's os-release.
+    pub fn new(procfs: PathBuf, sysfs: PathBuf) -> Self {
         SystemProbe {
             procfs,
+            sysfs,
             os_release: vec![
                 PathBuf::from("/etc/os-release"),
                 PathBuf::from("/usr/lib/os-release"),
@@ -54,6 +59,10 @@ impl Probe for SystemProbe {
         "system"
     }
 
+    fn collectors(&self) -> Vec<&'static str> {
+        vec!["time", "uname", "os", "filefd"]
+    }
+
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -65,6 +74,7 @@ impl Probe for SystemProbe {
             MetricKind::Gauge,
             now,
         ));
+        out.extend(clocksource_families(&self.sysfs));
         let uname = rustix::system::uname();
         let text = |value: &std::ffi::CStr| value.to_string_lossy().into_owned();
         out.push(uname_family(&[
@@ -101,6 +111,47 @@ impl Probe for SystemProbe {
         ));
         Ok(())
     }
+}
+
+/// The clock sources of each `clocksource<N>` device, as node_exporter's
+/// time collector reports them; nothing where sysfs has none.
+fn clocksource_families(sysfs: &Path) -> Vec<MetricFamily> {
+    let mut available = MetricFamily::new(
+        "node_time_clocksource_available_info",
+        "Available clocksources read from '/sys/devices/system/clocksource'.",
+        MetricKind::Gauge,
+    );
+    let mut current = MetricFamily::new(
+        "node_time_clocksource_current_info",
+        "Current clocksource read from '/sys/devices/system/clocksource'.",
+        MetricKind::Gauge,
+    );
+    let root = sysfs.join("devices/system/clocksource");
+    let mut devices: Vec<(String, PathBuf)> = std::fs::read_dir(&root)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let device = name.strip_prefix("clocksource")?.to_string();
+                    Some((device, entry.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    devices.sort();
+    for (device, path) in devices {
+        let read = |file: &str| std::fs::read_to_string(path.join(file)).unwrap_or_default();
+        for source in read("available_clocksource").split_whitespace() {
+            available.push(&[("clocksource", source), ("device", &device)], 1.0);
+        }
+        if let Some(source) = read("current_clocksource").split_whitespace().next() {
+            current.push(&[("clocksource", source), ("device", &device)], 1.0);
+        }
+    }
+    let mut families = vec![available, current];
+    families.retain(|family| !family.samples.is_empty());
+    families
 }
 
 fn uname_family(labels: &[(&str, String)]) -> MetricFamily {
@@ -270,7 +321,15 @@ VARIANT=\"with \\\"quotes\\\"\"\n";
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("sys/fs")).unwrap();
         std::fs::write(dir.path().join("sys/fs/file-nr"), "10 0 100\n").unwrap();
-        let mut probe = SystemProbe::new(dir.path().to_path_buf());
+        let clocksource = dir.path().join("devices/system/clocksource/clocksource0");
+        std::fs::create_dir_all(&clocksource).unwrap();
+        std::fs::write(
+            clocksource.join("available_clocksource"),
+            "tsc kvm-clock \n",
+        )
+        .unwrap();
+        std::fs::write(clocksource.join("current_clocksource"), "tsc\n").unwrap();
+        let mut probe = SystemProbe::new(dir.path().to_path_buf(), dir.path().to_path_buf());
         probe.os_release = vec![dir.path().join("missing")];
         let mut out = Vec::new();
         probe.collect(&mut out).unwrap();
@@ -279,14 +338,24 @@ VARIANT=\"with \\\"quotes\\\"\"\n";
             names,
             vec![
                 "node_time_seconds",
+                "node_time_clocksource_available_info",
+                "node_time_clocksource_current_info",
                 "node_uname_info",
                 "node_filefd_allocated",
                 "node_filefd_maximum"
             ]
         );
         assert!(out[0].samples[0].value > 1.6e9);
+        assert_eq!(out[1].samples.len(), 2);
         assert_eq!(
-            out[1].samples[0].labels[4],
+            out[2].samples[0].labels,
+            vec![
+                ("clocksource".to_string(), "tsc".to_string()),
+                ("device".to_string(), "0".to_string())
+            ]
+        );
+        assert_eq!(
+            out[3].samples[0].labels[4],
             ("sysname".to_string(), "Linux".to_string())
         );
     }

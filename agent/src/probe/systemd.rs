@@ -95,6 +95,10 @@ impl Probe for SystemdProbe {
         "systemd"
     }
 
+    fn collectors(&self) -> Vec<&'static str> {
+        vec!["systemd"]
+    }
+
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let output = Command::new(&self.systemctl)
             .args([

@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use countywatch_parse::auth_line::{LineParser, ParseStats};
+use countywatch_parse::unknown_lines::UnknownLines;
 use countywatch_wire::{Event, MAX_RAW_BYTES};
 
 use super::lines::LineSplitter;
@@ -19,7 +20,12 @@ use super::tail::{Position, Tailer};
 pub struct ReplaySummary {
     /// The parser's counts.
     pub stats: ParseStats,
+    /// The lines not understood, by shape.
+    pub unknown: UnknownLines,
 }
+
+/// Most shapes of not-understood lines the summary lists.
+const MAX_SHAPES_PRINTED: usize = 50;
 
 impl std::fmt::Display for ReplaySummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -36,19 +42,47 @@ impl std::fmt::Display for ReplaySummary {
             stats.lines_ignored
         )?;
         writeln!(f, "lines not understood: {}", stats.lines_unknown)?;
+        let shapes = self.unknown.by_count();
+        for (shape, found) in shapes.iter().take(MAX_SHAPES_PRINTED) {
+            writeln!(f, "  {:>7}  {shape}", found.lines)?;
+            for sample in &found.samples {
+                writeln!(f, "           e.g. {sample}")?;
+            }
+        }
+        if shapes.len() > MAX_SHAPES_PRINTED {
+            writeln!(f, "  ({} more shapes)", shapes.len() - MAX_SHAPES_PRINTED)?;
+        }
+        writeln!(
+            f,
+            "events stamped in the future (> 5 min), stamped now: {}",
+            stats.events_clock_skew
+        )?;
         write!(f, "lines truncated: {}", stats.lines_truncated)
     }
 }
 
+/// How `replay` reads a log.
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    /// Lines are capped at this many bytes, like the live source.
+    pub max_line: usize,
+    /// "Now", which places year-less timestamps.
+    pub now_ms: i64,
+    /// The zone of zone-less timestamps.
+    pub zone: jiff::tz::TimeZone,
+    /// Examples printed per shape of not-understood lines.
+    pub unknown_samples: usize,
+}
+
 /// Reads a whole log through the parsers and writes one JSON event per line
-/// to `out`. Lines are capped at `max_line` bytes like the live source.
+/// to `out`.
 pub fn replay(
     mut input: impl Read,
     out: &mut impl Write,
-    max_line: usize,
-    now_ms: i64,
+    options: &ReplayOptions,
 ) -> std::io::Result<ReplaySummary> {
-    let mut parser = LineParser::default();
+    let (max_line, now_ms) = (options.max_line, options.now_ms);
+    let mut parser = LineParser::new(options.zone.clone()).count_unknown(options.unknown_samples);
     let mut splitter = LineSplitter::new(max_line);
     let mut buffer = vec![0u8; 256 * 1024];
     let mut filled = 0;
@@ -100,6 +134,7 @@ pub fn replay(
     out.flush()?;
     Ok(ReplaySummary {
         stats: parser.stats,
+        unknown: parser.unknown.unwrap_or_default(),
     })
 }
 
@@ -132,6 +167,7 @@ impl AuthSource {
         positions: &BTreeMap<PathBuf, Position>,
         read_existing: bool,
         max_line: usize,
+        zone: jiff::tz::TimeZone,
     ) -> Self {
         let tailers = paths
             .iter()
@@ -140,7 +176,7 @@ impl AuthSource {
         AuthSource {
             tailers,
             journal: None,
-            parser: LineParser::default(),
+            parser: LineParser::new(zone),
             max_line,
         }
     }
@@ -221,7 +257,13 @@ Nov 28 01:05:00 web-01 sshd[1004]: Accepted publickey for deploy from 192.0.2.10
             b"\nNov 28 03:00:00 web-01 sshd[1]: Invalid user last from 192.0.2.1 port 1",
         );
         let mut out = Vec::new();
-        let summary = replay(&log[..], &mut out, 16 * 1024, NOW).unwrap();
+        let options = ReplayOptions {
+            max_line: 16 * 1024,
+            now_ms: NOW,
+            zone: jiff::tz::TimeZone::UTC,
+            unknown_samples: 1,
+        };
+        let summary = replay(&log[..], &mut out, &options).unwrap();
         let text = String::from_utf8(out).unwrap();
         let events: Vec<Event> = text
             .lines()
@@ -236,5 +278,29 @@ Nov 28 01:05:00 web-01 sshd[1004]: Accepted publickey for deploy from 192.0.2.10
         assert!(printed.contains("lines read: 7"), "{printed}");
         assert!(printed.contains("  ssh_login_failed: 6"), "{printed}");
         assert!(printed.contains("lines not understood: 2"), "{printed}");
+        assert!(
+            printed.contains(
+                "        2  (no syslog prefix)\n           e.g. \u{fffd}\u{fffd} binary garbage\n"
+            ),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn replay_reads_zone_less_times_in_the_given_zone() {
+        let line = "Nov 28 09:00:01 web-01 sshd[1001]: Failed password for root from 203.0.113.5 port 40000 ssh2\n";
+        let stamp = |zone: &str| {
+            let options = ReplayOptions {
+                max_line: 1024,
+                now_ms: NOW,
+                zone: jiff::tz::TimeZone::get(zone).unwrap(),
+                unknown_samples: 0,
+            };
+            let mut out = Vec::new();
+            replay(line.as_bytes(), &mut out, &options).unwrap();
+            serde_json::from_slice::<Event>(&out).unwrap().timestamp_ms
+        };
+        assert_eq!(stamp("UTC") - stamp("Asia/Shanghai"), 8 * 3_600_000);
+        assert_eq!(stamp("Asia/Shanghai"), NOW - 11 * 3_600_000 + 1_000);
     }
 }

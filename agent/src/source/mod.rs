@@ -3,6 +3,7 @@
 //!
 //! - [`auth_log`]: authentication logs through the `countywatch-parse`
 //!   crate's parsers, followed by [`tail`] (one line splitter in [`lines`]).
+//!   [`log_time`] picks the zone of their zone-less timestamps.
 //! - [`fim`]: file integrity monitoring.
 //! - [`ports`]: listening sockets.
 //! - [`syslog`]: syslog received from network devices (UDP, TCP), turned
@@ -22,6 +23,7 @@ pub mod auth_log;
 pub mod fim;
 pub mod journal;
 pub mod lines;
+pub mod log_time;
 pub mod ports;
 pub mod syslog;
 pub mod tail;
@@ -32,6 +34,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use countywatch_wire::{Event, EventKind, EventSource, MetricFamily, MetricKind};
+
+use countywatch_daemon::config_file::Spanned;
 
 use crate::config::Config;
 
@@ -62,6 +66,9 @@ pub struct Sources {
     events_total: BTreeMap<(EventSource, EventKind), u64>,
     /// Log files that could not be read, per poll.
     auth_read_errors: u64,
+    /// Sources whose clock skew (events stamped in the future) was logged:
+    /// once per source, the counter says how often.
+    clock_skew_logged: std::collections::BTreeSet<&'static str>,
     /// The serialised positions last handed out, to skip unchanged ones.
     last_positions: BTreeMap<&'static str, String>,
     /// Signalled when a followed log file changes or FIM finds a change.
@@ -117,6 +124,7 @@ impl Sources {
                 &positions,
                 settings.auth.read_existing,
                 settings.auth.max_line_bytes,
+                source_zone("auth", settings.auth.timezone.as_ref()),
             )
         });
         let wake = Arc::new(tokio::sync::Notify::new());
@@ -134,15 +142,20 @@ impl Sources {
             None
         };
         let ports = settings.ports.enabled.then(|| {
-            let allow = settings
-                .ports
-                .allow
-                .iter()
-                .filter_map(|rule| ports::AllowRule::parse(&rule.value).ok())
-                .collect();
+            let options = ports::PortsOptions {
+                allow: settings
+                    .ports
+                    .allow
+                    .iter()
+                    .filter_map(|rule| ports::AllowRule::parse(&rule.value).ok())
+                    .collect(),
+                udp_grace_ms: i64::try_from(settings.ports.udp_grace.get().as_millis())
+                    .unwrap_or(i64::MAX),
+                own_pid: Some(std::process::id()),
+            };
             ports::PortsSource::new(
                 config.paths.procfs.clone(),
-                allow,
+                options,
                 parse_position(PORTS_POSITION, load(PORTS_POSITION)),
             )
         });
@@ -155,6 +168,7 @@ impl Sources {
             max_events: settings.max_events_per_batch,
             events_total: BTreeMap::new(),
             auth_read_errors: 0,
+            clock_skew_logged: std::collections::BTreeSet::new(),
             last_positions,
             wake,
             _log_watcher: log_watcher,
@@ -224,6 +238,7 @@ impl Sources {
         if let Some(syslog) = &self.syslog {
             syslog.drain(self.max_events.saturating_sub(events.len()), &mut events);
         }
+        self.log_clock_skew();
         let mut checkpoint = Checkpoint::default();
         for (name, state) in states {
             match state {
@@ -245,6 +260,27 @@ impl Sources {
                 .or_default() += 1;
         }
         (events, checkpoint)
+    }
+
+    /// Events stamped in the future, by source.
+    fn clock_skew(&self) -> Vec<(&'static str, u64)> {
+        let mut counts = Vec::new();
+        if let Some(auth) = &self.auth {
+            counts.push(("auth", auth.parser.stats.events_clock_skew));
+        }
+        counts
+    }
+
+    /// Logs the first clock skew of each source (the counter has the rest).
+    fn log_clock_skew(&mut self) {
+        for (source, count) in self.clock_skew() {
+            if count > 0 && self.clock_skew_logged.insert(source) {
+                tracing::warn!(
+                    source,
+                    "log lines stamped more than 5 minutes in the future: stamped with the time they were read instead (the sender's clock or time zone is wrong; see countywatch_agent_events_clock_skew_total)"
+                );
+            }
+        }
     }
 
     /// The sources' self-metrics: lines read and dropped, events produced.
@@ -288,6 +324,15 @@ impl Sources {
                 stats.lines_truncated,
             ));
         }
+        let mut skew = MetricFamily::new(
+            "countywatch_agent_events_clock_skew_total",
+            "Events whose log line was stamped more than 5 minutes after the agent's clock, stamped with the time they were read instead, by source.",
+            MetricKind::Counter,
+        );
+        for (source, count) in self.clock_skew() {
+            skew.push(&[("source", source)], count as f64);
+        }
+        families.push(skew);
         let mut errors = MetricFamily::new(
             "countywatch_agent_source_read_errors_total",
             "Failed reads of a log file, watched file or socket table, by source.",
@@ -318,6 +363,19 @@ impl Sources {
         }
         families
     }
+}
+
+/// The zone of a source's zone-less timestamps; a setting the tzdb does
+/// not know (caught by validation, unless the tzdb changed since) falls
+/// back to the host's zone with an error.
+fn source_zone(source: &str, setting: Option<&Spanned<String>>) -> jiff::tz::TimeZone {
+    let zone =
+        log_time::zone(setting.map(|setting| setting.value.as_str())).unwrap_or_else(|error| {
+            tracing::error!(source, %error, "using the host's time zone");
+            log_time::host_zone()
+        });
+    tracing::info!(source, timezone = %log_time::name(&zone), "reading zone-less log times");
+    zone
 }
 
 /// Whether the auth source reads the journal: when told to, or (`auto`)

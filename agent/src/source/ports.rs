@@ -6,6 +6,16 @@
 //! allow-list produce no events. The set of known listeners is persisted
 //! with the checkpoint, so a restart neither re-reports every listener nor
 //! misses one that appeared while the agent was down.
+//!
+//! What counts as a listener: a TCP socket in LISTEN. A UDP socket has no
+//! such state: a DNS resolver, an NTP client or the agent's own SNMP
+//! poller binds an unconnected socket to an ephemeral port just like a
+//! server binds its port. So an unconnected UDP socket counts only when
+//! its port is outside the kernel's ephemeral range
+//! (`/proc/sys/net/ipv4/ip_local_port_range`), or once it has stayed bound
+//! longer than `sources.ports.udp_grace` (default 5m): client sockets come
+//! and go within seconds. The agent's own sockets (its syslog receiver,
+//! its pollers) are never reported.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -17,6 +27,10 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol tables scanned, by file name under `/proc/net`.
 pub const PROTOCOLS: [&str; 4] = ["tcp", "tcp6", "udp", "udp6"];
+
+/// The kernel's default ephemeral range, used when
+/// `sys/net/ipv4/ip_local_port_range` cannot be read.
+pub const DEFAULT_EPHEMERAL: (u16, u16) = (32_768, 60_999);
 
 /// One listening socket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,14 +180,30 @@ pub struct PortsStats {
     pub read_errors: AtomicU64,
 }
 
+/// How the ports source tells listeners from other sockets.
+#[derive(Clone, Debug)]
+pub struct PortsOptions {
+    /// Listeners that produce no events.
+    pub allow: Vec<AllowRule>,
+    /// How long an unconnected UDP socket on an ephemeral port must stay
+    /// bound to count as a listener, in milliseconds.
+    pub udp_grace_ms: i64,
+    /// The agent's own process id, whose sockets are never reported
+    /// (`None` in tests that watch their own sockets).
+    pub own_pid: Option<u32>,
+}
+
 /// The ports source.
 pub struct PortsSource {
     /// procfs root.
     procfs: PathBuf,
-    /// Listeners that produce no events.
-    allow: Vec<AllowRule>,
+    /// What counts and what is reported.
+    options: PortsOptions,
     /// Listeners as of the last scan, by key (ahead of the committed set).
     known: Option<BTreeMap<String, Listener>>,
+    /// Unconnected UDP sockets on ephemeral ports not yet counted, by key
+    /// and inode (a rebound socket starts afresh): when first seen.
+    udp_pending: HashMap<(String, u64), i64>,
     /// Counters.
     pub stats: PortsStats,
 }
@@ -181,16 +211,17 @@ pub struct PortsSource {
 impl PortsSource {
     /// A source reading under `procfs`, starting from the persisted set
     /// (`None`: the first scan becomes the baseline silently).
-    pub fn new(procfs: PathBuf, allow: Vec<AllowRule>, known: Option<Vec<Listener>>) -> Self {
+    pub fn new(procfs: PathBuf, options: PortsOptions, known: Option<Vec<Listener>>) -> Self {
         PortsSource {
             procfs,
-            allow,
+            options,
             known: known.map(|listeners| {
                 listeners
                     .into_iter()
                     .map(|listener| (listener.key(), listener))
                     .collect()
             }),
+            udp_pending: HashMap::new(),
             stats: PortsStats::default(),
         }
     }
@@ -198,14 +229,46 @@ impl PortsSource {
     /// Scans, appends an event per change, and returns the set to persist.
     pub fn poll(&mut self, now_ms: i64, out: &mut Vec<Event>) -> Vec<Listener> {
         let mut current = BTreeMap::new();
+        let ephemeral = ephemeral_range(&self.procfs);
+        let own = self
+            .options
+            .own_pid
+            .map(|pid| process_sockets(&self.procfs.join(pid.to_string())))
+            .unwrap_or_default();
+        let mut own_keys = Vec::new();
+        let mut pending = HashMap::new();
         for protocol in PROTOCOLS {
             let path = self.procfs.join("net").join(protocol);
             match std::fs::read_to_string(&path) {
                 Ok(text) => {
                     for listener in parse(protocol, &text) {
-                        if !self.allow.iter().any(|rule| rule.allows(&listener)) {
-                            current.insert(listener.key(), listener);
+                        let key = listener.key();
+                        if own.contains(&listener.inode) {
+                            own_keys.push(key);
+                            continue;
                         }
+                        if self.options.allow.iter().any(|rule| rule.allows(&listener)) {
+                            continue;
+                        }
+                        let udp_client_like = protocol.starts_with("udp")
+                            && (ephemeral.0..=ephemeral.1).contains(&listener.port);
+                        if udp_client_like {
+                            let id = (key.clone(), listener.inode);
+                            let since = self.udp_pending.get(&id).copied().unwrap_or(now_ms);
+                            pending.insert(id, since);
+                            // The first scan is the silent baseline: what
+                            // is bound then counts at once.
+                            let known_already = self
+                                .known
+                                .as_ref()
+                                .is_none_or(|known| known.contains_key(&key));
+                            if !known_already
+                                && now_ms.saturating_sub(since) < self.options.udp_grace_ms
+                            {
+                                continue;
+                            }
+                        }
+                        current.insert(key, listener);
                     }
                 }
                 // IPv6 may be disabled; that is not an error.
@@ -216,10 +279,18 @@ impl PortsSource {
                 }
             }
         }
-        let Some(known) = self.known.take() else {
+        self.udp_pending = pending;
+        let Some(mut known) = self.known.take() else {
             self.known = Some(current);
             return self.persisted();
         };
+        // A listener of ours known from before (an agent that reported its
+        // own sockets) leaves silently.
+        for key in &own_keys {
+            if !current.contains_key(key) {
+                known.remove(key);
+            }
+        }
         let opened: Vec<String> = current
             .keys()
             .filter(|key| !known.contains_key(*key))
@@ -290,6 +361,44 @@ fn event(now_ms: i64, kind: EventKind, listener: &Listener) -> Event {
     event
 }
 
+/// The kernel's ephemeral port range (`sys/net/ipv4/ip_local_port_range`,
+/// `32768\t60999`), or [`DEFAULT_EPHEMERAL`] when it cannot be read.
+fn ephemeral_range(procfs: &Path) -> (u16, u16) {
+    std::fs::read_to_string(procfs.join("sys/net/ipv4/ip_local_port_range"))
+        .ok()
+        .and_then(|text| parse_port_range(&text))
+        .unwrap_or(DEFAULT_EPHEMERAL)
+}
+
+/// `LOW<whitespace>HIGH`.
+fn parse_port_range(text: &str) -> Option<(u16, u16)> {
+    let mut numbers = text.split_whitespace().map(str::parse::<u16>);
+    let low = numbers.next()?.ok()?;
+    let high = numbers.next()?.ok()?;
+    (low <= high).then_some((low, high))
+}
+
+/// The socket inodes a process holds, from `PROCESS/fd/*` links.
+fn process_sockets(process: &Path) -> std::collections::HashSet<u64> {
+    let Ok(fds) = std::fs::read_dir(process.join("fd")) else {
+        return std::collections::HashSet::new();
+    };
+    fds.flatten()
+        .filter_map(|fd| socket_inode(&fd.path()))
+        .collect()
+}
+
+/// The inode of a `socket:[INODE]` fd link.
+fn socket_inode(fd: &Path) -> Option<u64> {
+    let target = std::fs::read_link(fd).ok()?;
+    target
+        .to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
 /// Socket inode to (pid, process name), from `/proc/PID/fd/*` links
 /// (`socket:[INODE]`). Processes we may not inspect are skipped.
 fn socket_owners(procfs: &Path) -> HashMap<u64, (u32, String)> {
@@ -309,15 +418,7 @@ fn socket_owners(procfs: &Path) -> HashMap<u64, (u32, String)> {
             continue;
         };
         for fd in fds.flatten() {
-            let Ok(target) = std::fs::read_link(fd.path()) else {
-                continue;
-            };
-            let target = target.to_string_lossy();
-            if let Some(inode) = target
-                .strip_prefix("socket:[")
-                .and_then(|rest| rest.strip_suffix(']'))
-                .and_then(|inode| inode.parse::<u64>().ok())
-            {
+            if let Some(inode) = socket_inode(&fd.path()) {
                 owners.entry(inode).or_insert_with(|| {
                     let name = std::fs::read_to_string(process.path().join("comm"))
                         .map(|name| name.trim_end().to_string())
@@ -347,6 +448,117 @@ mod tests {
   100: 3500007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000   102        0 18200 2 0000000000000000 0
   101: 0F02000A:A1B2 08080808:0035 01 00000000:00000000 00:00000000 00000000  1000        0 18201 2 0000000000000000 0
 ";
+
+    /// Options for a test watching its own sockets, with a 5-minute grace.
+    fn options(allow: Vec<AllowRule>) -> PortsOptions {
+        PortsOptions {
+            allow,
+            udp_grace_ms: 300_000,
+            own_pid: None,
+        }
+    }
+
+    /// A procfs tree with `udp` as its only socket table and an ephemeral
+    /// range of 40000-50000.
+    fn fixture_procfs(udp: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("net")).unwrap();
+        std::fs::create_dir_all(dir.path().join("sys/net/ipv4")).unwrap();
+        std::fs::write(dir.path().join("net/udp"), udp).unwrap();
+        std::fs::write(
+            dir.path().join("sys/net/ipv4/ip_local_port_range"),
+            "40000\t50000\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    const UDP_HEADER: &str = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n";
+    /// An NTP client's unconnected socket on 0.0.0.0:45000 (ephemeral).
+    const UDP_CLIENT: &str = "  7: 00000000:AFC8 00000000:0000 07 00000000:00000000 00:00000000 00000000   105        0 5001 2 0000000000000000 0\n";
+    /// A resolver's connected socket (state 01, remote 8.8.8.8:53).
+    const UDP_CONNECTED: &str = "  8: 0F02000A:A1B2 08080808:0035 01 00000000:00000000 00:00000000 00000000  1000        0 5002 2 0000000000000000 0\n";
+    /// A server on 0.0.0.0:5353, outside the ephemeral range.
+    const UDP_SERVER: &str = "  9: 00000000:14E9 00000000:0000 07 00000000:00000000 00:00000000 00000000   107        0 5003 2 0000000000000000 0\n";
+
+    fn opened_ports(events: &[Event]) -> Vec<u16> {
+        events
+            .iter()
+            .filter(|event| event.kind == EventKind::PortOpened)
+            .filter_map(|event| event.fields.local_port)
+            .collect()
+    }
+
+    #[test]
+    fn udp_client_sockets_count_only_outside_the_ephemeral_range_or_after_the_grace() {
+        assert_eq!(parse_port_range("32768\t60999\n"), Some((32_768, 60_999)));
+        assert_eq!(parse_port_range("9 1"), None);
+        let procfs = fixture_procfs(UDP_HEADER);
+        let mut source = PortsSource::new(procfs.path().into(), options(Vec::new()), None);
+        let mut events = Vec::new();
+        source.poll(0, &mut events);
+        let table = format!("{UDP_HEADER}{UDP_CLIENT}{UDP_CONNECTED}{UDP_SERVER}");
+        std::fs::write(procfs.path().join("net/udp"), &table).unwrap();
+        source.poll(1_000, &mut events);
+        assert_eq!(opened_ports(&events), vec![5353], "the server at once");
+        events.clear();
+        source.poll(300_000, &mut events);
+        assert!(events.is_empty(), "the client within its grace: {events:?}");
+        source.poll(301_000, &mut events);
+        assert_eq!(opened_ports(&events), vec![45_000], "bound past the grace");
+        // A client socket closed within its grace makes no event at all.
+        let next = UDP_CLIENT
+            .replace("AFC8", "AFC9")
+            .replace(" 5001 ", " 5004 ");
+        std::fs::write(procfs.path().join("net/udp"), format!("{table}{next}")).unwrap();
+        events.clear();
+        source.poll(302_000, &mut events);
+        std::fs::write(procfs.path().join("net/udp"), &table).unwrap();
+        source.poll(303_000, &mut events);
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn udp_sockets_bound_at_the_first_scan_are_the_baseline() {
+        let procfs = fixture_procfs(&format!("{UDP_HEADER}{UDP_CLIENT}"));
+        let mut source = PortsSource::new(procfs.path().into(), options(Vec::new()), None);
+        let mut events = Vec::new();
+        let known = source.poll(0, &mut events);
+        assert_eq!(known.len(), 1);
+        source.poll(600_000, &mut events);
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn the_agents_own_sockets_are_never_reported() {
+        let mut own = options(Vec::new());
+        own.own_pid = Some(std::process::id());
+        let mut source = PortsSource::new("/proc".into(), own, Some(Vec::new()));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut events = Vec::new();
+        let known = source.poll(0, &mut events);
+        assert!(
+            !events
+                .iter()
+                .any(|event| event.fields.local_port == Some(port))
+        );
+        assert!(!known.iter().any(|listener| listener.port == port));
+        // One known from before (an older agent reported it) leaves silently.
+        let mut older = PortsSource::new("/proc".into(), options(Vec::new()), Some(Vec::new()));
+        let known = older.poll(0, &mut events);
+        let mut own = options(Vec::new());
+        own.own_pid = Some(std::process::id());
+        let mut source = PortsSource::new("/proc".into(), own, Some(known));
+        events.clear();
+        source.poll(1, &mut events);
+        assert!(
+            !events
+                .iter()
+                .any(|event| event.fields.local_port == Some(port)),
+            "{events:?}"
+        );
+    }
 
     #[test]
     fn parses_listening_sockets_only() {
@@ -380,7 +592,7 @@ mod tests {
     #[test]
     fn a_real_listener_opens_and_closes_with_its_process() {
         let procfs = PathBuf::from("/proc");
-        let mut source = PortsSource::new(procfs, Vec::new(), None);
+        let mut source = PortsSource::new(procfs, options(Vec::new()), None);
         let mut events = Vec::new();
         source.poll(0, &mut events);
         assert!(events.is_empty(), "the first scan is the baseline");
@@ -401,7 +613,7 @@ mod tests {
         assert!(known.iter().any(|listener| listener.port == port));
 
         // A restart from the persisted set reports nothing new.
-        let mut restarted = PortsSource::new("/proc".into(), Vec::new(), Some(known));
+        let mut restarted = PortsSource::new("/proc".into(), options(Vec::new()), Some(known));
         let mut after_restart = Vec::new();
         restarted.poll(2, &mut after_restart);
         assert!(!after_restart.iter().any(|event| mine(&event)));
@@ -424,7 +636,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let rule = AllowRule::parse(&format!("tcp/127.0.0.1:{port}")).unwrap();
-        let mut source = PortsSource::new("/proc".into(), vec![rule], Some(Vec::new()));
+        let mut source = PortsSource::new("/proc".into(), options(vec![rule]), Some(Vec::new()));
         let mut events = Vec::new();
         source.poll(0, &mut events);
         assert!(

@@ -72,6 +72,9 @@ pub struct Principal {
     /// The session's CSRF token (`None` for bearer tokens, which browsers
     /// never send by themselves).
     pub csrf: Option<String>,
+    /// The user logged in with a password someone else chose (the first
+    /// admin's) and may do nothing but set their own until they have.
+    pub must_change_password: bool,
 }
 
 /// Longest password accepted (argon2 takes time proportional to it).
@@ -93,22 +96,30 @@ pub fn add_user(
     {
         anyhow::bail!("user names are 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'");
     }
+    let hash = hash_password(password)?;
+    let connection = store.write();
+    // A reset password ends every session and token the old one allowed.
+    crate::incident::accounts::revoke_credentials(&connection, name)?;
+    connection.execute(
+        "INSERT INTO users (name, role, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash,
+            disabled = 0, must_change_password = 0",
+        params![name, role.as_str(), hash, now_ms],
+    )?;
+    Ok(())
+}
+
+/// The argon2id PHC string of a password of 12 to 1024 characters.
+pub(crate) fn hash_password(password: &str) -> anyhow::Result<String> {
     if password.chars().count() < 12 || password.len() > MAX_PASSWORD_BYTES {
         anyhow::bail!("passwords must be 12 to 1024 characters long");
     }
     let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
         .map_err(|error| anyhow::anyhow!("cannot make a salt: {error}"))?;
-    let hash = Argon2::default()
+    Ok(Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map_err(|error| anyhow::anyhow!("cannot hash the password: {error}"))?
-        .to_string();
-    store.write().execute(
-        "INSERT INTO users (name, role, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash,
-            disabled = 0",
-        params![name, role.as_str(), hash, now_ms],
-    )?;
-    Ok(())
+        .to_string())
 }
 
 /// Checks a password with argon2 work memory leased from
@@ -240,29 +251,33 @@ pub fn session(
     token: &str,
     now_ms: i64,
 ) -> anyhow::Result<Option<Principal>> {
-    let row: Option<(String, String, String)> = store
+    let row: Option<(String, String, String, bool)> = store
         .read()
         .query_row(
-            "SELECT s.user, u.role, s.csrf FROM sessions s JOIN users u ON u.name = s.user
+            "SELECT s.user, u.role, s.csrf, u.must_change_password FROM sessions s
+             JOIN users u ON u.name = s.user
              WHERE s.token_hash = ?1 AND s.expires_ms > ?2 AND u.disabled = 0",
             params![sha256_hex(token.as_bytes()), now_ms],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
         )
         .optional()?;
-    Ok(row.and_then(|(user, role, csrf)| {
+    Ok(row.and_then(|(user, role, csrf, must_change_password)| {
         Role::parse(&role).map(|role| Principal {
             user,
             role,
             csrf: Some(csrf),
+            must_change_password,
         })
     }))
 }
 
-/// Creates an API token for `user`; returns it (shown once).
+/// Creates an API token for `user`, valid for `ttl` when given (else until
+/// revoked); returns it (shown once).
 pub fn create_token(
     store: &IncidentStore,
     user: &str,
     label: &str,
+    ttl: Option<std::time::Duration>,
     now_ms: i64,
 ) -> anyhow::Result<String> {
     let exists: bool = store.read().query_row(
@@ -274,9 +289,18 @@ pub fn create_token(
         anyhow::bail!("no user {user:?}: create it with `user add` first");
     }
     let token = format!("cwa_{}", secret());
+    let expires_ms =
+        ttl.map(|ttl| now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)));
     store.write().execute(
-        "INSERT INTO api_tokens (token_hash, user, label, created_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![sha256_hex(token.as_bytes()), user, label, now_ms],
+        "INSERT INTO api_tokens (token_hash, user, label, created_ms, expires_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            sha256_hex(token.as_bytes()),
+            user,
+            label,
+            now_ms,
+            expires_ms
+        ],
     )?;
     Ok(token)
 }
@@ -287,20 +311,22 @@ pub fn bearer(
     token: &str,
     now_ms: i64,
 ) -> anyhow::Result<Option<Principal>> {
-    let row: Option<(String, String)> = store
+    let row: Option<(String, String, bool)> = store
         .read()
         .query_row(
-            "SELECT t.user, u.role FROM api_tokens t JOIN users u ON u.name = t.user
+            "SELECT t.user, u.role, u.must_change_password FROM api_tokens t
+             JOIN users u ON u.name = t.user
              WHERE t.token_hash = ?1 AND (t.expires_ms IS NULL OR t.expires_ms > ?2) AND u.disabled = 0",
             params![sha256_hex(token.as_bytes()), now_ms],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .optional()?;
-    Ok(row.and_then(|(user, role)| {
+    Ok(row.and_then(|(user, role, must_change_password)| {
         Role::parse(&role).map(|role| Principal {
             user,
             role,
             csrf: None,
+            must_change_password,
         })
     }))
 }
@@ -462,9 +488,35 @@ mod tests {
         assert_eq!(session(&store, &session_id, 2_000).unwrap(), None);
         assert_eq!(session(&store, "forged", 500).unwrap(), None);
 
-        let token = create_token(&store, "alice", "report script", 0).unwrap();
+        let token = create_token(&store, "alice", "report script", None, 0).unwrap();
         assert_eq!(bearer(&store, &token, 1).unwrap().unwrap().user, "alice");
-        assert!(create_token(&store, "nobody", "x", 0).is_err());
+        assert!(create_token(&store, "nobody", "x", None, 0).is_err());
+
+        // A token with a lifetime stops working when it ends.
+        let brief = create_token(
+            &store,
+            "alice",
+            "brief",
+            Some(std::time::Duration::from_secs(1)),
+            0,
+        )
+        .unwrap();
+        assert!(bearer(&store, &brief, 999).unwrap().is_some());
+        assert_eq!(bearer(&store, &brief, 1_000).unwrap(), None);
+
+        // Resetting the password ends every session and token.
+        add_user(
+            &store,
+            "alice",
+            Role::SecurityOfficer,
+            "another horse battery",
+            0,
+        )
+        .unwrap();
+        assert_eq!(bearer(&store, &token, 1).unwrap(), None);
+        let session_id = create_session(&store, "alice", 1_000, 10).unwrap();
+        add_user(&store, "alice", Role::Viewer, "a third horse battery", 0).unwrap();
+        assert_eq!(session(&store, &session_id, 500).unwrap(), None);
     }
 
     #[test]

@@ -48,6 +48,7 @@ mod tests {
         let session = Principal {
             user: "alice".to_string(),
             role: Role::Viewer,
+            must_change_password: false,
             csrf: Some("abc".to_string()),
         };
         assert!(valid(&session, Some("abc")));
@@ -55,6 +56,7 @@ mod tests {
         assert!(!valid(&session, None));
         let bearer = Principal {
             csrf: None,
+            must_change_password: false,
             ..session
         };
         assert!(valid(&bearer, None));

@@ -12,6 +12,8 @@
 //!   anchors (syslog, the SIEM) and the hourly self-verification.
 //! - [`retention`]: the daily purge in small transactions.
 //! - [`auth`]: users (argon2), sessions, API tokens, roles, login rate limit.
+//! - [`accounts`]: the first admin, password changes, disabling and
+//!   removing users, listing and revoking tokens.
 //! - [`csrf`]: CSRF tokens for forms and the API.
 //! - [`routes`]: the one route table: paths, roles, handlers.
 //! - [`request`]: cookies, bodies, responses with the security headers.
@@ -23,6 +25,7 @@
 //! authenticates (bearer token or session cookie), checks the role, and
 //! audits every refusal before any handler runs.
 
+pub mod accounts;
 pub mod api;
 pub mod audit;
 pub mod audit_anchor;
@@ -79,6 +82,8 @@ pub struct Incidents {
     pub silent_after: Duration,
     /// The data directory (for `collector.db` reads).
     pub data_dir: PathBuf,
+    /// The time zone and default language people read.
+    pub display: Arc<crate::display::Display>,
 }
 
 /// A request that passed routing and authorization.
@@ -192,6 +197,23 @@ fn authorize(
                 _ => request::json_error(status, &reason),
             }));
         }
+    }
+    // A user whose password someone else chose (the first admin) may only
+    // choose their own, or leave.
+    if let Some(principal) = &principal
+        && principal.must_change_password
+        && !matches!(
+            route.endpoint,
+            Endpoint::PasswordPage | Endpoint::PasswordForm | Endpoint::Logout | Endpoint::Style
+        )
+    {
+        return Err(Box::new(match route.surface {
+            Surface::Page => request::redirect("/password"),
+            Surface::Api => request::json_error(
+                StatusCode::FORBIDDEN,
+                "set a new password first, on the page's /password",
+            ),
+        }));
     }
     // API writes with a session cookie must carry its CSRF token; forms
     // are checked by the page handlers once the body is read.

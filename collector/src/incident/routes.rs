@@ -34,6 +34,10 @@ pub enum Endpoint {
     Login,
     /// `POST /logout`.
     Logout,
+    /// `GET /password`: the form to change one's own password.
+    PasswordPage,
+    /// `POST /password` (form).
+    PasswordForm,
     /// `GET /assets/style.css`.
     Style,
     /// `GET /` and `GET /incidents`: the queue.
@@ -121,6 +125,20 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/login", Public, Page, Endpoint::LoginPage),
     route("POST", "/login", Public, Page, Endpoint::Login),
     route("POST", "/logout", AtLeast(Viewer), Page, Endpoint::Logout),
+    route(
+        "GET",
+        "/password",
+        AtLeast(Viewer),
+        Page,
+        Endpoint::PasswordPage,
+    ),
+    route(
+        "POST",
+        "/password",
+        AtLeast(Viewer),
+        Page,
+        Endpoint::PasswordForm,
+    ),
     route("GET", "/assets/style.css", Public, Page, Endpoint::Style),
     route("GET", "/", AtLeast(Viewer), Page, Endpoint::QueuePage),
     route(

@@ -109,6 +109,8 @@ const MIGRATIONS: &[&str] = &[
         created_ms INTEGER NOT NULL,
         expires_ms INTEGER
     );",
+    // The first admin's generated password must be replaced at first login.
+    "ALTER TABLE users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0;",
     // Version 2: checkpoints form their own signed chain and carry the
     // entry count; retention purges leave a signed record of where the
     // trail starts. Version-1 checkpoints signed only a head hash, so they

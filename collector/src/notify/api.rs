@@ -181,7 +181,10 @@ async fn post_alerts(notifier: &Notifier, body: &[u8]) -> Response<Full<Bytes>> 
     };
     let now = now_ms();
     let mut alerts = Vec::with_capacity(posted.len());
-    for item in posted {
+    for mut item in posted {
+        // Alertmanager drops empty label values on arrival: an empty label
+        // is an absent one, so it must not split groups or fingerprints.
+        item.labels.retain(|_, value| !value.is_empty());
         if item.labels.is_empty() {
             return error(StatusCode::BAD_REQUEST, "an alert needs at least one label");
         }

@@ -2,15 +2,20 @@
 //! (written straight to `notify.db`; the running collector notices within
 //! a second) and `notify test`, which sends a test notification through
 //! every integration of a receiver, bypassing the outbox, and reports each
-//! result so an operator can check SMTP settings before an incident.
+//! result so an operator can check SMTP settings before an incident; and
+//! `notify routes test|show`, printing exactly what `amtool config routes
+//! test|show` prints for the same configuration.
 
 use std::path::Path;
 
-use crate::notify::alert::{now_ms, rfc3339};
+use countywatch_daemon::config_file::Problems;
+
+use crate::notify::alert::{LabelSet, now_ms, rfc3339};
 use crate::notify::config::NotifyConfig;
 use crate::notify::db::Db;
-use crate::notify::matcher::Matcher;
+use crate::notify::matcher::{MatchType, Matcher};
 use crate::notify::notification::{Kind, Notification};
+use crate::notify::route_tree::Route;
 use crate::notify::silence::{SilenceState, SilenceStore};
 
 /// `silence add`: prints the new silence's id.
@@ -118,4 +123,161 @@ pub async fn notify_test(config: &NotifyConfig, receiver: &str) -> anyhow::Resul
         anyhow::bail!("{failures} of {} integrations failed", integrations.len());
     }
     Ok(())
+}
+
+/// Where `notify routes` reads the notification configuration from.
+pub enum RoutesSource<'a> {
+    /// The collector's own config file (either notify form).
+    Collector(&'a Path),
+    /// An `alertmanager.yml`.
+    Alertmanager(&'a Path),
+}
+
+/// Loads and validates the notification configuration for `notify routes`.
+pub fn load_routes(source: RoutesSource<'_>) -> Result<NotifyConfig, Problems> {
+    match source {
+        RoutesSource::Collector(path) => {
+            crate::config::Config::load(path).map(|config| config.notify)
+        }
+        RoutesSource::Alertmanager(path) => {
+            let mut notify = NotifyConfig {
+                alertmanager_config: Some(countywatch_daemon::config_file::unspanned(
+                    path.to_path_buf(),
+                )),
+                ..NotifyConfig::default()
+            };
+            notify.apply_alertmanager_file(path)?;
+            let mut problems = Problems::new(path);
+            notify.validate(&mut problems);
+            problems.into_result()?;
+            Ok(notify)
+        }
+    }
+}
+
+/// Parses label arguments as amtool does: each one `name=value` or
+/// `name="value"` in Alertmanager's matcher syntax, equality only.
+pub fn parse_label_arguments(arguments: &[String]) -> anyhow::Result<LabelSet> {
+    let mut labels = LabelSet::new();
+    for argument in arguments {
+        let matcher = Matcher::parse(argument)
+            .map_err(|problem| anyhow::anyhow!("Failed to parse labels: {problem}"))?;
+        if matcher.kind != MatchType::Equal {
+            anyhow::bail!("Failed to parse labels: labels must be specified as key=value pairs");
+        }
+        labels.insert(matcher.name, matcher.value);
+    }
+    Ok(labels)
+}
+
+/// `notify routes test`: the text `amtool config routes test` prints (the
+/// matching tree first with `tree`), and whether the receivers equal
+/// `verify` when given.
+pub fn routes_test(
+    route: &Route,
+    labels: &LabelSet,
+    tree: bool,
+    verify: Option<&str>,
+) -> (String, bool) {
+    let mut out = String::new();
+    if tree {
+        let mut node = TreeNode::default();
+        matching_tree(route, labels, &mut node);
+        out.push_str("Matching routes:\n");
+        out.push_str(&render_tree(&node));
+        out.push_str("\n\n");
+    }
+    let receivers: Vec<&str> = route
+        .matching(labels)
+        .iter()
+        .map(|route| route.receiver.as_str())
+        .collect();
+    let slug = receivers.join(",");
+    out.push_str(&slug);
+    out.push('\n');
+    let verified = verify.is_none_or(|expected| expected.is_empty() || expected == slug);
+    if !verified {
+        out.push_str("WARNING: Expected receivers did not match resolved receivers.\n");
+    }
+    (out, verified)
+}
+
+/// `notify routes show`: the text `amtool config routes show` prints.
+pub fn routes_show(route: &Route) -> String {
+    let mut node = TreeNode::default();
+    whole_tree(route, &mut node);
+    format!("Routing tree:\n{}\n", render_tree(&node))
+}
+
+/// One line of a printed tree and its children.
+#[derive(Default)]
+struct TreeNode {
+    /// The text of the line.
+    text: String,
+    /// The lines below it.
+    children: Vec<TreeNode>,
+}
+
+/// A route as amtool names it: its sorted matchers, or `default-route`.
+fn route_slug(route: &Route, show_continue: bool, show_receiver: bool) -> String {
+    let mut slug = if route.matchers().is_empty() {
+        "default-route".to_string()
+    } else {
+        crate::notify::matcher::list_to_string(route.matchers())
+    };
+    if show_continue && route.continues() {
+        slug.push_str("  continue: true");
+    }
+    if show_receiver {
+        slug.push_str("  receiver: ");
+        slug.push_str(&route.receiver);
+    }
+    slug
+}
+
+fn whole_tree(route: &Route, parent: &mut TreeNode) {
+    let mut node = TreeNode {
+        text: route_slug(route, true, true),
+        children: Vec::new(),
+    };
+    for child in route.children() {
+        whole_tree(child, &mut node);
+    }
+    parent.children.push(node);
+}
+
+fn matching_tree(route: &Route, labels: &LabelSet, parent: &mut TreeNode) {
+    let mut node = TreeNode::default();
+    let mut last = true;
+    for child in route.children() {
+        if crate::notify::matcher::all_match(child.matchers(), labels) {
+            matching_tree(child, labels, &mut node);
+            last = false;
+            if !child.continues() {
+                break;
+            }
+        }
+    }
+    node.text = route_slug(route, false, last);
+    parent.children.push(node);
+}
+
+/// Draws the tree as amtool's tree printer does, under a `.` root.
+fn render_tree(root: &TreeNode) -> String {
+    fn draw(node: &TreeNode, prefix: &str, out: &mut String) {
+        for (index, child) in node.children.iter().enumerate() {
+            let last = index + 1 == node.children.len();
+            out.push_str(prefix);
+            out.push_str(if last { "└── " } else { "├── " });
+            out.push_str(&child.text);
+            out.push('\n');
+            // amtool's tree printer indents under a continuing branch with
+            // two no-break spaces and a space.
+            let deeper = format!("{prefix}{}", if last { "    " } else { "│\u{a0}\u{a0} " });
+            draw(child, &deeper, out);
+        }
+    }
+    let mut out = ".\n".to_string();
+    draw(root, "", &mut out);
+    out
 }

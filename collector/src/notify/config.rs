@@ -10,7 +10,7 @@
 //! [`crate::notify::time_interval`].
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use countywatch_daemon::config_file::{Problems, Spanned};
@@ -38,6 +38,11 @@ pub struct NotifyConfig {
     /// Accept silences on `POST`/`DELETE /api/v2/silences` (the CLI writes
     /// the database directly and needs no API).
     pub accept_silences_api: bool,
+    /// An unmodified Alertmanager configuration file (`alertmanager.yml`)
+    /// giving the route tree, receivers, inhibit rules, time intervals and
+    /// `global.resolve_timeout` instead of the keys of the same names here
+    /// (setting both is an error). Relative to the working directory.
+    pub alertmanager_config: Option<Spanned<PathBuf>>,
     /// The routing tree; its root matches every alert.
     pub route: RouteConfig,
     /// Where notifications go, by name.
@@ -83,8 +88,19 @@ pub struct RouteConfig {
     pub group_interval: Option<PromDuration>,
     /// Wait this long before repeating a notification that already went out.
     pub repeat_interval: Option<PromDuration>,
-    /// Every matcher must match for an alert to take this route.
+    /// Every matcher must match for an alert to take this route; one
+    /// entry may hold several (`'{a="x", b="y"}'`).
+    #[serde(deserialize_with = "crate::notify::matcher::deserialize_lists")]
     pub matchers: Vec<Matcher>,
+    /// Alertmanager's deprecated `match:` map: label name to exact value.
+    #[serde(
+        rename = "match",
+        deserialize_with = "crate::notify::matcher::deserialize_legacy_equal"
+    )]
+    pub match_equal: Vec<Matcher>,
+    /// Alertmanager's deprecated `match_re:` map: label name to regex.
+    #[serde(deserialize_with = "crate::notify::matcher::deserialize_legacy_regex")]
+    pub match_re: Vec<Matcher>,
     /// Keep looking at the following sibling routes after this one matched.
     #[serde(rename = "continue")]
     pub continue_matching: bool,
@@ -294,11 +310,41 @@ pub struct AlertmanagerConfig {
 #[serde(deny_unknown_fields)]
 pub struct InhibitRuleConfig {
     /// What makes an alert a source.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::notify::matcher::deserialize_lists"
+    )]
     pub source_matchers: Vec<Matcher>,
+    /// Alertmanager's deprecated `source_match:` map (exact values).
+    #[serde(
+        default,
+        deserialize_with = "crate::notify::matcher::deserialize_legacy_equal"
+    )]
+    pub source_match: Vec<Matcher>,
+    /// Alertmanager's deprecated `source_match_re:` map (regexes).
+    #[serde(
+        default,
+        deserialize_with = "crate::notify::matcher::deserialize_legacy_regex"
+    )]
+    pub source_match_re: Vec<Matcher>,
     /// What makes an alert a target.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::notify::matcher::deserialize_lists"
+    )]
     pub target_matchers: Vec<Matcher>,
+    /// Alertmanager's deprecated `target_match:` map (exact values).
+    #[serde(
+        default,
+        deserialize_with = "crate::notify::matcher::deserialize_legacy_equal"
+    )]
+    pub target_match: Vec<Matcher>,
+    /// Alertmanager's deprecated `target_match_re:` map (regexes).
+    #[serde(
+        default,
+        deserialize_with = "crate::notify::matcher::deserialize_legacy_regex"
+    )]
+    pub target_match_re: Vec<Matcher>,
     /// Labels whose values must be equal in source and target.
     #[serde(default)]
     pub equal: Vec<String>,
@@ -378,6 +424,7 @@ pub struct FlapConfig {
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatConfig {
     /// What identifies the heartbeat alert, e.g. `alertname="Watchdog"`.
+    #[serde(deserialize_with = "crate::notify::matcher::deserialize_lists")]
     pub matchers: Vec<Matcher>,
     /// When no firing heartbeat arrived for this long, a
     /// `HeartbeatMissing` alert fires and is routed like any other.
@@ -408,6 +455,7 @@ impl Default for NotifyConfig {
             resolve_timeout: PromDuration(Duration::from_secs(300)),
             accept_alerts_api: false,
             accept_silences_api: false,
+            alertmanager_config: None,
             route: RouteConfig::default(),
             receivers: Vec::new(),
             inhibit_rules: Vec::new(),
@@ -432,9 +480,111 @@ impl Default for OutboxConfig {
     }
 }
 
+impl RouteConfig {
+    /// Whether nothing of the route was written (the default).
+    pub fn is_unset(&self) -> bool {
+        self.receiver.is_none()
+            && self.group_by.is_none()
+            && self.group_wait.is_none()
+            && self.group_interval.is_none()
+            && self.repeat_interval.is_none()
+            && self.all_matchers().is_empty()
+            && !self.continue_matching
+            && self.routes.is_empty()
+            && self.mute_time_intervals.is_empty()
+            && self.active_time_intervals.is_empty()
+    }
+
+    /// Every matcher of this route, legacy `match`/`match_re` included,
+    /// sorted as Alertmanager sorts them (by name, value, then kind).
+    pub fn all_matchers(&self) -> Vec<Matcher> {
+        let mut all: Vec<Matcher> = self
+            .match_equal
+            .iter()
+            .chain(&self.match_re)
+            .chain(&self.matchers)
+            .cloned()
+            .collect();
+        all.sort_by(|left, right| left.sort_key().cmp(&right.sort_key()));
+        all
+    }
+}
+
+impl InhibitRuleConfig {
+    /// The source matchers, legacy `source_match`/`source_match_re` included.
+    pub fn source_matchers(&self) -> impl Iterator<Item = Matcher> + '_ {
+        self.source_match
+            .iter()
+            .chain(&self.source_match_re)
+            .chain(&self.source_matchers)
+            .cloned()
+    }
+
+    /// The target matchers, legacy `target_match`/`target_match_re` included.
+    pub fn target_matchers(&self) -> impl Iterator<Item = Matcher> + '_ {
+        self.target_match
+            .iter()
+            .chain(&self.target_match_re)
+            .chain(&self.target_matchers)
+            .cloned()
+    }
+}
+
 impl NotifyConfig {
+    /// With `alertmanager_config` set, reads that file into the route,
+    /// receivers, inhibit rules, time intervals and resolve timeout; its
+    /// problems are reported against its own lines. Refuses a config that
+    /// also sets those keys here.
+    pub fn apply_alertmanager_file(&mut self, config_path: &Path) -> Result<(), Problems> {
+        let Some(path) = &self.alertmanager_config else {
+            return Ok(());
+        };
+        if !self.route.is_unset()
+            || !self.receivers.is_empty()
+            || !self.inhibit_rules.is_empty()
+            || !self.time_intervals.is_empty()
+        {
+            let mut problems = Problems::new(config_path);
+            problems.at(
+                path,
+                "notify.alertmanager_config is set together with notify.route, receivers, inhibit_rules or time_intervals; keep one of the two forms",
+            );
+            return Err(problems);
+        }
+        let converted = crate::notify::alertmanager_file::load(&path.value)?;
+        self.route = converted.route;
+        self.receivers = converted.receivers;
+        self.inhibit_rules = converted.inhibit_rules;
+        self.time_intervals = converted.time_intervals;
+        self.resolve_timeout = converted.resolve_timeout;
+        Ok(())
+    }
+
     /// Semantic checks: names that must exist, URLs, addresses, intervals.
+    /// What came from an `alertmanager_config` file is reported against it.
     pub fn validate(&self, problems: &mut Problems) {
+        match &self.alertmanager_config {
+            Some(path) => {
+                let mut file_problems = Problems::new(&path.value);
+                self.validate_alerting(&mut file_problems);
+                problems.problems.extend(file_problems.problems);
+            }
+            None => self.validate_alerting(problems),
+        }
+        self.validate_own_keys(problems);
+    }
+
+    /// The receiver names.
+    fn receiver_names(&self) -> BTreeSet<&str> {
+        self.receivers
+            .iter()
+            .map(|receiver| receiver.name.value.as_str())
+            .collect()
+    }
+
+    /// Checks the keys an `alertmanager.yml` can give: receivers, time
+    /// intervals, the route tree and inhibit rules.
+    pub fn validate_alerting(&self, problems: &mut Problems) {
         let mut receivers = BTreeSet::new();
         for receiver in &self.receivers {
             if !receivers.insert(receiver.name.value.as_str()) {
@@ -471,7 +621,22 @@ impl NotifyConfig {
             }
             _ => {}
         }
+        validate_root_route(&self.route, problems);
         validate_route(&self.route, &receivers, &intervals, problems);
+        for rule in &self.inhibit_rules {
+            for label in &rule.equal {
+                if !crate::notify::matcher::valid_label_name(label) {
+                    problems.general(format!(
+                        "notify.inhibit_rules: invalid label name {label:?} in equal"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Checks countywatch's own keys beside the Alertmanager-shaped ones.
+    fn validate_own_keys(&self, problems: &mut Problems) {
+        let receivers = self.receiver_names();
         for name in [
             self.outbox.fallback_receiver.as_ref(),
             self.silence_notifications
@@ -503,15 +668,29 @@ impl NotifyConfig {
         {
             problems.general("notify.heartbeat.matchers must not be empty");
         }
-        for rule in &self.inhibit_rules {
-            for label in &rule.equal {
-                if !crate::notify::matcher::valid_label_name(label) {
-                    problems.general(format!(
-                        "notify.inhibit_rules: invalid label name {label:?} in equal"
-                    ));
-                }
-            }
-        }
+    }
+}
+
+/// What Alertmanager refuses on the root route, which is the fallback for
+/// every alert and so must match everything, always.
+fn validate_root_route(root: &RouteConfig, problems: &mut Problems) {
+    if !root.all_matchers().is_empty() {
+        problems.general("notify.route: root route must not have any matchers");
+    }
+    if let Some(name) = root.mute_time_intervals.first() {
+        problems.at(
+            name,
+            "notify.route: root route must not have any mute time intervals",
+        );
+    }
+    if let Some(name) = root.active_time_intervals.first() {
+        problems.at(
+            name,
+            "notify.route: root route must not have any active time intervals",
+        );
+    }
+    if root.continue_matching {
+        problems.general("notify.route: cannot have continue in root route");
     }
 }
 
@@ -536,12 +715,23 @@ fn validate_route(
         }
     }
     if let Some(group_by) = &route.group_by {
+        let mut seen = BTreeSet::new();
         for label in group_by {
             if label != "..." && !crate::notify::matcher::valid_label_name(label) {
                 problems.general(format!(
-                    "notify.route: invalid label name {label:?} in group_by"
+                    "notify.route: invalid label name {label:?} in group_by list"
                 ));
             }
+            if label != "..." && !seen.insert(label.as_str()) {
+                problems.general(format!(
+                    "notify.route: duplicated label {label:?} in group_by"
+                ));
+            }
+        }
+        if !seen.is_empty() && group_by.iter().any(|label| label == "...") {
+            problems.general(
+                "notify.route: cannot have wildcard group_by (`...`) and other labels at the same time",
+            );
         }
     }
     if route
@@ -732,6 +922,84 @@ mod tests {
                 .iter()
                 .any(|line| line.starts_with("n.yaml:17:22: no receiver named \"ghost\"")),
             "{problems}"
+        );
+    }
+
+    #[test]
+    fn what_alertmanager_refuses_is_refused() {
+        for (yaml, expected) in [
+            (
+                "route:\n  group_by: ['...', foo]\n",
+                "cannot have wildcard group_by",
+            ),
+            (
+                "route:\n  group_by: [a, b, a]\n",
+                "duplicated label \"a\" in group_by",
+            ),
+            (
+                "route:\n  matchers: [a=b]\n",
+                "root route must not have any matchers",
+            ),
+            (
+                "route:\n  match: {a: b}\n",
+                "root route must not have any matchers",
+            ),
+            (
+                "route:\n  continue: true\n",
+                "cannot have continue in root route",
+            ),
+            (
+                "route:\n  routes:\n  - matchers: ['x=y\"z']\n",
+                "unescaped double quote",
+            ),
+            (
+                "route:\n  routes:\n  - match: {1a: b}\n",
+                "invalid label name",
+            ),
+            (
+                "route:\n  routes:\n  - match_re: {a: '('}\n",
+                "invalid regex",
+            ),
+            (
+                "route:\n  routes:\n  - match_re: {a: 'x{1001}'}\n",
+                "invalid repeat count",
+            ),
+        ] {
+            let problems = problems_of(yaml);
+            assert!(problems.contains(expected), "{yaml}: {problems}");
+        }
+    }
+
+    #[test]
+    fn legacy_match_and_lists_in_one_string_are_read() {
+        let config: NotifyConfig = countywatch_daemon::config_file::parse(
+            Path::new("n.yaml"),
+            "route:\n  routes:\n  - match: {service: db, b: x}\n    match_re: {team: 'a|b'}\n    matchers: ['{z=\"1\", c=~\"2\"}', 'c=3']\ninhibit_rules:\n- source_match: {severity: critical}\n  target_match_re: {severity: 'warn.*'}\n  equal: [x]\n",
+        )
+        .unwrap();
+        let written: Vec<String> = config.route.routes[0]
+            .all_matchers()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            written,
+            [
+                "b=\"x\"",
+                "c=~\"2\"",
+                "c=\"3\"",
+                "service=\"db\"",
+                "team=~\"^(?:a|b)$\"",
+                "z=\"1\""
+            ]
+        );
+        let rule = &config.inhibit_rules[0];
+        assert_eq!(rule.source_matchers().count(), 1);
+        assert_eq!(
+            rule.target_matchers()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>(),
+            ["severity=~\"^(?:warn.*)$\""]
         );
     }
 

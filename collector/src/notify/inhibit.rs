@@ -44,8 +44,8 @@ impl Inhibitor {
             rules: configs
                 .iter()
                 .map(|config| Rule {
-                    source: config.source_matchers.clone(),
-                    target: config.target_matchers.clone(),
+                    source: config.source_matchers().collect(),
+                    target: config.target_matchers().collect(),
                     equal: config.equal.clone(),
                 })
                 .collect(),

@@ -1,7 +1,10 @@
 //! Label matchers in Alertmanager's syntax: `name="value"`, `name!="value"`,
-//! `name=~"regex"`, `name!~"regex"`, alone or as a `{a="b", c=~"d"}` list.
-//! Regexes are fully anchored (`^(?:re)$`), as in Alertmanager, and a
-//! missing label matches as the empty string.
+//! `name=~"regex"`, `name!~"regex"`, alone or as a `{a="b", c=~"d"}` list,
+//! parsed exactly as Alertmanager 0.25 parses them (see [`Matcher::parse`]
+//! and [`parse_list`]), plus the legacy `match:`/`match_re:` maps.
+//! Regexes are Go's RE2 syntax with Go's meaning (see
+//! [`crate::notify::go_regex`]), fully anchored (`^(?:re)$`), and a missing
+//! label matches as the empty string.
 
 use std::fmt;
 
@@ -43,18 +46,14 @@ impl PartialEq for Matcher {
 }
 
 impl Matcher {
-    /// Builds a matcher, compiling the regex for regex kinds.
+    /// Builds a matcher, compiling the regex (Go's RE2 syntax, anchored as
+    /// Alertmanager anchors it) for regex kinds.
     pub fn new(name: &str, kind: MatchType, value: &str) -> Result<Matcher, String> {
-        if !valid_label_name(name) {
+        if !valid_matcher_name(name) {
             return Err(format!("invalid label name {name:?}"));
         }
         let regex = match kind {
-            MatchType::Regex | MatchType::NotRegex => Some(
-                regex::RegexBuilder::new(&format!("^(?:{value})$"))
-                    .size_limit(1 << 20)
-                    .build()
-                    .map_err(|error| format!("invalid regex {value:?}: {error}"))?,
-            ),
+            MatchType::Regex | MatchType::NotRegex => Some(compile_go_regex(value)?),
             MatchType::Equal | MatchType::NotEqual => None,
         };
         Ok(Matcher {
@@ -65,30 +64,45 @@ impl Matcher {
         })
     }
 
-    /// Parses one matcher such as `instance="web1"` or `job=~"node|db"`.
+    /// Parses one matcher such as `instance="web1"`, `job=~"node|db"` or
+    /// `severity=critical`, exactly as Alertmanager 0.25's `ParseMatcher`:
+    /// whitespace around the three parts is dropped, the value may be
+    /// quoted, `\"`, `\\` and `\n` are escapes and any other backslash is
+    /// kept as written (so `"node-\d{2}"` stays a regex for two digits).
     pub fn parse(text: &str) -> Result<Matcher, String> {
-        let text = text.trim();
-        let name_end = text
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .ok_or_else(|| format!("{text:?} has no operator; expected e.g. instance=\"web1\""))?;
-        let name = &text[..name_end];
-        let rest = text[name_end..].trim_start();
+        let bad_format = || format!("bad matcher format: {text}");
+        let rest = text.trim_start_matches(is_go_space);
+        let name_end = rest
+            .char_indices()
+            .find(|(index, c)| {
+                !(c.is_ascii_alphabetic()
+                    || *c == '_'
+                    || *c == ':'
+                    || (*index > 0 && c.is_ascii_digit()))
+            })
+            .map_or(rest.len(), |(index, _)| index);
+        if name_end == 0 {
+            return Err(bad_format());
+        }
+        let name = &rest[..name_end];
+        let rest = rest[name_end..].trim_start_matches(is_go_space);
+        // `=~` comes before `=`, as in Alertmanager's expression.
         let (kind, rest) = if let Some(rest) = rest.strip_prefix("=~") {
             (MatchType::Regex, rest)
-        } else if let Some(rest) = rest.strip_prefix("!~") {
-            (MatchType::NotRegex, rest)
-        } else if let Some(rest) = rest.strip_prefix("!=") {
-            (MatchType::NotEqual, rest)
         } else if let Some(rest) = rest.strip_prefix('=') {
             (MatchType::Equal, rest)
+        } else if let Some(rest) = rest.strip_prefix("!=") {
+            (MatchType::NotEqual, rest)
+        } else if let Some(rest) = rest.strip_prefix("!~") {
+            (MatchType::NotRegex, rest)
         } else {
-            return Err(format!(
-                "{text:?} has no operator (=, !=, =~, !~) after the label name"
-            ));
+            return Err(bad_format());
         };
-        let value = unquote(rest.trim()).ok_or_else(|| {
-            format!("{text:?}: the value has an unterminated quote or a bad escape")
-        })?;
+        let raw = rest
+            .trim_start_matches(is_go_space)
+            .trim_end_matches(is_go_space);
+        let value = unescape(raw)
+            .ok_or_else(|| format!("matcher value contains unescaped double quote: {raw}"))?;
         Matcher::new(name, kind, &value)
     }
 
@@ -109,6 +123,18 @@ impl Matcher {
             (MatchType::Regex | MatchType::NotRegex, None) => false,
         }
     }
+
+    /// Alertmanager's order of matchers: by name, then value, then kind
+    /// (`=`, `!=`, `=~`, `!~`); routes show and compare matchers sorted.
+    pub fn sort_key(&self) -> (&str, &str, u8) {
+        let kind = match self.kind {
+            MatchType::Equal => 0,
+            MatchType::NotEqual => 1,
+            MatchType::Regex => 2,
+            MatchType::NotRegex => 3,
+        };
+        (&self.name, &self.value, kind)
+    }
 }
 
 impl fmt::Display for Matcher {
@@ -123,36 +149,95 @@ impl fmt::Display for Matcher {
     }
 }
 
-/// Parses a list: `{a="b", c!="d"}` or `a="b", c!="d"` (commas inside
-/// quotes are part of the value).
+/// Writes matchers as Alertmanager does: `{a="b",c=~"d"}`.
+pub fn list_to_string(matchers: &[Matcher]) -> String {
+    let written: Vec<String> = matchers.iter().map(Matcher::to_string).collect();
+    format!("{{{}}}", written.join(","))
+}
+
+/// Parses a list exactly as Alertmanager 0.25's `ParseMatchers`: one
+/// leading `{` and one trailing `}` are dropped, commas outside double
+/// quotes separate matchers, and a trailing comma is allowed:
+/// `{a="b", c!="d"}`, `a=b,c!=d`.
 pub fn parse_list(text: &str) -> Result<Vec<Matcher>, String> {
-    let trimmed = text.trim();
-    let inner = trimmed
-        .strip_prefix('{')
-        .and_then(|rest| rest.strip_suffix('}'))
-        .unwrap_or(trimmed);
-    let mut matchers = Vec::new();
+    let inner = text.strip_prefix('{').unwrap_or(text);
+    let inner = inner.strip_suffix('}').unwrap_or(inner);
+    let mut tokens = Vec::new();
     let mut current = String::new();
     let mut in_quotes = false;
     let mut escaped = false;
     for character in inner.chars() {
-        if escaped {
-            escaped = false;
-        } else if character == '\\' && in_quotes {
-            escaped = true;
-        } else if character == '"' {
-            in_quotes = !in_quotes;
-        } else if character == ',' && !in_quotes {
-            if !current.trim().is_empty() {
-                matchers.push(Matcher::parse(&current)?);
+        match character {
+            ',' if !in_quotes => {
+                tokens.push(std::mem::take(&mut current));
+                continue;
             }
-            current.clear();
-            continue;
+            ',' => {}
+            '"' => {
+                if escaped {
+                    escaped = false;
+                } else {
+                    in_quotes = !in_quotes;
+                }
+            }
+            '\\' => escaped = !escaped,
+            _ => escaped = false,
         }
         current.push(character);
     }
-    if !current.trim().is_empty() {
-        matchers.push(Matcher::parse(&current)?);
+    let last = current.trim();
+    if !last.is_empty() {
+        tokens.push(last.to_string());
+    }
+    tokens.iter().map(|token| Matcher::parse(token)).collect()
+}
+
+/// Parses a YAML list of matcher strings, each of which may hold several
+/// matchers (`['{a="x", b="y"}', 'c=~"z"']`), as Alertmanager's
+/// `matchers:`, `source_matchers:` and `target_matchers:` are read.
+pub fn deserialize_lists<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Matcher>, D::Error> {
+    let lines = Vec::<String>::deserialize(deserializer)?;
+    let mut matchers = Vec::new();
+    for line in &lines {
+        matchers.extend(parse_list(line).map_err(serde::de::Error::custom)?);
+    }
+    Ok(matchers)
+}
+
+/// Reads Alertmanager's legacy `match:` map (label name to exact value).
+pub fn deserialize_legacy_equal<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Matcher>, D::Error> {
+    legacy(deserializer, MatchType::Equal)
+}
+
+/// Reads Alertmanager's legacy `match_re:` map (label name to regex). The
+/// value is kept anchored, `^(?:re)$`, as Alertmanager keeps and shows it.
+pub fn deserialize_legacy_regex<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Matcher>, D::Error> {
+    legacy(deserializer, MatchType::Regex)
+}
+
+fn legacy<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    kind: MatchType,
+) -> Result<Vec<Matcher>, D::Error> {
+    let map = std::collections::BTreeMap::<String, String>::deserialize(deserializer)?;
+    let mut matchers = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        if !valid_label_name(&name) {
+            return Err(serde::de::Error::custom(format!(
+                "invalid label name {name:?}"
+            )));
+        }
+        let value = match kind {
+            MatchType::Regex => format!("^(?:{value})$"),
+            _ => value,
+        };
+        matchers.push(Matcher::new(&name, kind, &value).map_err(serde::de::Error::custom)?);
     }
     Ok(matchers)
 }
@@ -171,30 +256,72 @@ pub fn valid_label_name(name: &str) -> bool {
         && characters.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn unquote(text: &str) -> Option<String> {
-    let Some(inner) = text.strip_prefix('"') else {
-        // Unquoted values are allowed, as in Alertmanager's matchers.
-        return Some(text.to_string());
+/// The names Alertmanager's matcher parser accepts: label names plus `:`.
+fn valid_matcher_name(name: &str) -> bool {
+    let mut characters = name.chars();
+    characters
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_' || first == ':')
+        && characters.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Compiles a Go regex anchored as Alertmanager anchors it.
+fn compile_go_regex(value: &str) -> Result<Regex, String> {
+    let invalid = |problem: String| format!("invalid regex {value:?}: {problem}");
+    let translated = crate::notify::go_regex::translate(value).map_err(invalid)?;
+    regex::RegexBuilder::new(&format!("^(?:{translated})$"))
+        .size_limit(1 << 22)
+        .build()
+        .map_err(|error| invalid(error.to_string()))
+}
+
+/// Go's `\s` in Alertmanager's matcher expression.
+fn is_go_space(character: char) -> bool {
+    matches!(character, ' ' | '\t' | '\n' | '\x0C' | '\r')
+}
+
+/// Alertmanager's unescaping of a matcher value: an optional pair of
+/// surrounding quotes, `\n`, `\"` and `\\` as escapes, any other backslash
+/// literal, and no unescaped quote inside. `None` for a stray quote.
+fn unescape(raw: &str) -> Option<String> {
+    let (raw, mut expect_trailing_quote) = match raw.strip_prefix('"') {
+        Some(inner) => (inner, true),
+        None => (raw, false),
     };
-    let inner = inner.strip_suffix('"')?;
-    let mut out = String::with_capacity(inner.len());
-    let mut characters = inner.chars();
-    while let Some(character) = characters.next() {
-        if character == '\\' {
-            match characters.next()? {
+    let mut out = String::with_capacity(raw.len());
+    let mut escaped = false;
+    for (index, character) in raw.char_indices() {
+        if escaped {
+            escaped = false;
+            match character {
                 'n' => out.push('\n'),
-                't' => out.push('\t'),
-                other => out.push(other),
+                '"' | '\\' => out.push(character),
+                other => {
+                    out.push('\\');
+                    out.push(other);
+                }
             }
-        } else if character == '"' {
-            return None;
-        } else {
-            out.push(character);
+            continue;
         }
+        let last = index + character.len_utf8() == raw.len();
+        match character {
+            '\\' if !last => escaped = true,
+            '"' => {
+                if !expect_trailing_quote || !last {
+                    return None;
+                }
+                expect_trailing_quote = false;
+            }
+            other => out.push(other),
+        }
+    }
+    if expect_trailing_quote {
+        return None;
     }
     Some(out)
 }
 
+/// Alertmanager's `openMetricsEscape` inside double quotes.
 fn quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('"');
@@ -281,5 +408,89 @@ mod tests {
             "say \"hi\""
         );
         assert!(parse_list("").unwrap().is_empty());
+    }
+
+    fn parsed(text: &str) -> Vec<String> {
+        parse_list(text)
+            .unwrap()
+            .iter()
+            .map(|matcher| format!("{}|{:?}|{}", matcher.name, matcher.kind, matcher.value))
+            .collect()
+    }
+
+    #[test]
+    fn alertmanagers_parser_keeps_unknown_escapes() {
+        // The issue's mis-routing: `\d` and `\.` must reach the regex.
+        assert_eq!(
+            parsed(r#"instance=~"node-\d{2}\.example\.com:9100""#),
+            [r"instance|Regex|node-\d{2}\.example\.com:9100"]
+        );
+        check(
+            r#"instance=~"node-\d{2}\.example\.com:9100""#,
+            &[("instance", "node-01.example.com:9100")],
+            true,
+        );
+        check(
+            r#"instance=~"node-\d{2}\.example\.com:9100""#,
+            &[("instance", "node-dd.example.com:9100")],
+            false,
+        );
+        check(r#"instance=~"web\d+""#, &[("instance", "web٣")], false);
+        assert_eq!(parsed(r#"a="x\ny\"z\\""#), ["a|Equal|x\ny\"z\\"]);
+        assert_eq!(parsed(r#"a="x\ty""#), [r"a|Equal|x\ty"]);
+        // A backslash as the last character is literal.
+        assert_eq!(parsed(r"a=x\"), [r"a|Equal|x\"]);
+        assert_eq!(parsed(r#"a=~"\Qa.b\E""#), [r"a|Regex|\Qa.b\E"]);
+    }
+
+    #[test]
+    fn alertmanagers_parser_lists_and_unquoted_values() {
+        assert_eq!(
+            parsed(r#"{foo = "bar", dings != "bums", }"#),
+            ["foo|Equal|bar", "dings|NotEqual|bums"]
+        );
+        assert_eq!(
+            parsed("foo=bar,dings!=bums"),
+            ["foo|Equal|bar", "dings|NotEqual|bums"]
+        );
+        assert_eq!(
+            parsed(r#"{quote="She said: \"Hi, ladies! That's gender-neutral…\""}"#),
+            [r#"quote|Equal|She said: "Hi, ladies! That's gender-neutral…""#]
+        );
+        assert_eq!(parsed("statuscode=~5.."), ["statuscode|Regex|5.."]);
+        assert_eq!(parsed("  a  =~  b c  "), ["a|Regex|b c"]);
+        assert_eq!(parsed("a="), ["a|Equal|"]);
+        assert_eq!(parsed("job:rate=x"), ["job:rate|Equal|x"]);
+        assert_eq!(parsed(r#"a=~"x,y""#), ["a|Regex|x,y"]);
+        // An equals sign inside an unquoted value is part of the value.
+        assert_eq!(parsed("a=b=c"), ["a|Equal|b=c"]);
+        assert_eq!(parsed("a=~=b"), ["a|Regex|=b"]);
+    }
+
+    #[test]
+    fn alertmanagers_parser_refusals() {
+        for text in [
+            r#"x=y"z"#,
+            r#"a="x"#,
+            r#"a=x""#,
+            r#"a="x"y""#,
+            "a=b,,c=d",
+            " {a=b}",
+            "a",
+            "1a=b",
+            r#"a=~"web\d{1001}""#,
+            r#"a=~"(?<n>x)""#,
+        ] {
+            assert!(parse_list(text).is_err(), "{text} must be refused");
+        }
+    }
+
+    #[test]
+    fn display_sorts_and_escapes_as_alertmanager() {
+        let mut list = parse_list(r#"b="2",a!="x",a="x",a=~"x""#).unwrap();
+        list.sort_by(|left, right| left.sort_key().cmp(&right.sort_key()));
+        assert_eq!(list_to_string(&list), r#"{a="x",a!="x",a=~"x",b="2"}"#);
+        let matcher = Matcher::parse(r#"a=~"x\\d""#).unwrap();
+        assert_eq!(matcher.to_string(), r#"a=~"x\\d""#);
     }
 }

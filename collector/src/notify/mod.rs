@@ -28,11 +28,13 @@
 //! or after its deadline, counted and reported to the fallback receiver.
 
 pub mod alert;
+pub mod alertmanager_file;
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod dispatch;
+pub mod go_regex;
 pub mod http_client;
 pub mod inhibit;
 pub mod matcher;
@@ -97,7 +99,13 @@ impl Notifier {
     /// Hands alerts to the notifier. Producers call this on every
     /// evaluation with their firing alerts (and once with `ends_at` set when
     /// an alert resolves). Waits only when the queue is full.
-    pub async fn submit(&self, alerts: Vec<Alert>) -> Result<(), Stopped> {
+    pub async fn submit(&self, mut alerts: Vec<Alert>) -> Result<(), Stopped> {
+        // An empty label value is an absent label, as in Alertmanager and
+        // Prometheus: drop it so that it changes no group or fingerprint.
+        for alert in &mut alerts {
+            alert.labels.retain(|_, value| !value.is_empty());
+        }
+        alerts.retain(|alert| !alert.labels.is_empty());
         if alerts.is_empty() {
             return Ok(());
         }

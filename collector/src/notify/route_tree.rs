@@ -69,10 +69,21 @@ impl Route {
     }
 
     fn inherit(config: &RouteConfig, parent: &Route, id: String) -> Route {
-        let group_by = match &config.group_by {
-            Some(labels) if labels.iter().any(|label| label == "...") => GroupBy::All,
-            Some(labels) => GroupBy::Labels(labels.clone()),
-            None => parent.group_by.clone(),
+        // As in Alertmanager: named labels replace the parent's grouping,
+        // `...` alone groups by everything, and an empty list inherits.
+        let named: Vec<String> = config
+            .group_by
+            .iter()
+            .flatten()
+            .filter(|label| *label != "...")
+            .cloned()
+            .collect();
+        let group_by = if !named.is_empty() {
+            GroupBy::Labels(named)
+        } else if config.group_by.iter().flatten().any(|label| label == "...") {
+            GroupBy::All
+        } else {
+            parent.group_by.clone()
         };
         let mut route = Route {
             id: id.clone(),
@@ -90,7 +101,7 @@ impl Route {
             repeat_interval: config
                 .repeat_interval
                 .map_or(parent.repeat_interval, |value| value.get()),
-            matchers: config.matchers.clone(),
+            matchers: config.all_matchers(),
             continue_matching: config.continue_matching,
             routes: Vec::new(),
             mute_time_intervals: config
@@ -131,6 +142,21 @@ impl Route {
             all.push(self);
         }
         all
+    }
+
+    /// The conditions to enter this route, sorted as Alertmanager sorts them.
+    pub fn matchers(&self) -> &[Matcher] {
+        &self.matchers
+    }
+
+    /// Whether siblings are tried after this route matched.
+    pub fn continues(&self) -> bool {
+        self.continue_matching
+    }
+
+    /// The child routes, in order.
+    pub fn children(&self) -> &[Route] {
+        &self.routes
     }
 
     /// The labels of the group an alert belongs to on this route.
@@ -225,6 +251,18 @@ routes:
         assert_eq!(dba.group_by, GroupBy::Labels(vec!["alertname".to_string()]));
         assert_eq!(route.group_wait, Duration::from_secs(10));
         assert_eq!(route.walk().len(), 5);
+    }
+
+    #[test]
+    fn group_by_inherits_as_in_alertmanager() {
+        let route = tree(
+            "receiver: r\ngroup_by: ['...']\nroutes:\n- matchers: [a=1]\n  group_by: []\n- matchers: [a=2]\n  group_by: [x]\n",
+        );
+        let first = route.matching(&labels([("a", "1")]))[0];
+        // An empty list inherits, as Alertmanager reads it.
+        assert_eq!(first.group_by, GroupBy::All);
+        let second = route.matching(&labels([("a", "2")]))[0];
+        assert_eq!(second.group_by, GroupBy::Labels(vec!["x".to_string()]));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use countywatch_wire::MetricFamily;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{Notify, watch};
 
 use crate::output::config::{HttpUrl, RemoteWriteConfig};
@@ -237,7 +237,8 @@ impl RemoteWrite {
     /// transaction; returns how many samples were dropped.
     fn store_chunks(&self, chunks: &[(Vec<u8>, u64)]) -> anyhow::Result<u64> {
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        // Immediate for the same reason as in `remove_through`.
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let name = &self.config.name;
         {
             let mut insert = transaction.prepare_cached(
@@ -318,7 +319,12 @@ impl RemoteWrite {
     /// Deletes the chunks up to `last_id`; returns how many samples left.
     fn remove_through(&self, last_id: i64) -> anyhow::Result<u64> {
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        // Immediate, not deferred: every output has its own connection to
+        // `outputs.db`, and a deferred transaction that reads before it
+        // writes fails at once with SQLITE_BUSY (the busy timeout does not
+        // apply) when another output committed in between. A failed delete
+        // left the chunks queued, so they were sent and counted again.
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let removed: i64 = transaction.query_row(
             "SELECT COALESCE(SUM(samples), 0) FROM remote_write_queue WHERE output = ?1 AND id <= ?2",
             params![self.config.name, last_id],
@@ -665,8 +671,12 @@ mod tests {
     }
 
     fn config(max_pending: u64, per_send: usize) -> RemoteWriteConfig {
+        named_config("t", max_pending, per_send)
+    }
+
+    fn named_config(name: &str, max_pending: u64, per_send: usize) -> RemoteWriteConfig {
         let text = format!(
-            "name: t\nurl: http://127.0.0.1:1/api/v1/write\nmax_pending_samples: {max_pending}\nmax_samples_per_send: {per_send}\n"
+            "name: {name}\nurl: http://127.0.0.1:1/api/v1/write\nmax_pending_samples: {max_pending}\nmax_samples_per_send: {per_send}\n"
         );
         countywatch_daemon::config_file::parse(Path::new("t.yaml"), &text).unwrap()
     }
@@ -710,6 +720,47 @@ mod tests {
         let (_, samples, body) = output.peek().unwrap().unwrap();
         assert_eq!(samples, 4, "both fit one request");
         assert_eq!(fields(&body).len(), 4, "four time series, decompressed");
+    }
+
+    #[test]
+    fn sent_chunks_are_removed_while_another_output_writes_the_same_database() {
+        // Two outputs share `outputs.db` through their own connections; the
+        // second one's enqueues must never make the first one's delete fail
+        // (a failed delete resends, and recounts, what was already sent).
+        let dir = tempfile::tempdir().unwrap();
+        let registry = prometheus::Registry::new();
+        let metrics = RemoteWriteMetrics::register(&registry).unwrap();
+        let sender = RemoteWrite::open(dir.path(), config(1_000_000, 4), metrics.clone()).unwrap();
+        let other_config = named_config("other", 1_000, 4);
+        let other = RemoteWrite::open(dir.path(), other_config, metrics).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let failure = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    other.enqueue(series(2));
+                }
+            });
+            let mut failure = None;
+            for round in 0..300 {
+                sender.enqueue(series(2));
+                let (last_id, samples, _) = sender.peek().unwrap().unwrap();
+                match sender.remove_through(last_id) {
+                    Ok(removed) if removed == samples => {}
+                    Ok(removed) => {
+                        failure = Some(format!("round {round}: {removed} of {samples} removed"));
+                        break;
+                    }
+                    Err(error) => {
+                        failure = Some(format!("round {round}: {error:#}"));
+                        break;
+                    }
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            failure
+        });
+        assert_eq!(failure, None);
+        assert_eq!(sender.pending(), 0);
     }
 
     #[test]

@@ -61,6 +61,8 @@ const EXPECTED: &[(&str, &str, Listener, May)] = &[
     ("GET", "/login", PAGE, May::Anyone),
     ("POST", "/login", PAGE, May::Anyone),
     ("POST", "/logout", PAGE, VIEWER),
+    ("GET", "/password", PAGE, VIEWER),
+    ("POST", "/password", PAGE, VIEWER),
     ("GET", "/assets/style.css", PAGE, May::Anyone),
     ("GET", "/", PAGE, VIEWER),
     ("GET", "/incidents", PAGE, VIEWER),

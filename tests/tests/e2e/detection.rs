@@ -190,7 +190,7 @@ fn a_detection_reaches_smtp_and_survives_a_collector_restart_mid_window() {
     )
     .unwrap();
     let config = format!(
-        "detection:\n  rule_files: [{:?}]\n  save_every: 1s\n  from_beginning: true\nnotify:\n  route:\n    receiver: mail\n    group_by: [alertname, src_ip]\n    group_wait: 0s\n  receivers:\n  - name: mail\n    email_configs:\n      - to: [soc@county.test]\n        from: countywatch@county.test\n        smarthost: {}\n        tls: none\n        timeout: 5s\n",
+        "detection:\n  builtin: false\n  rule_files: [{:?}]\n  save_every: 1s\n  from_beginning: true\nnotify:\n  route:\n    receiver: mail\n    group_by: [alertname, src_ip]\n    group_wait: 0s\n  receivers:\n  - name: mail\n    email_configs:\n      - to: [soc@county.test]\n        from: countywatch@county.test\n        smarthost: {}\n        tls: none\n        timeout: 5s\n",
         rules.display().to_string(),
         smtp.addr
     );

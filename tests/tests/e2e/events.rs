@@ -21,6 +21,16 @@ pub(crate) fn config(log: &Path) -> String {
 
 /// Enrols `name` with `collector` and starts it with `config`.
 pub(crate) fn start_agent(name: &str, collector: &Collector, config: &str) -> Agent {
+    start_agent_wrapped(name, collector, config, &[])
+}
+
+/// Like [`start_agent`], the binary run through `wrapper` (`env TZ=...`).
+pub(crate) fn start_agent_wrapped(
+    name: &str,
+    collector: &Collector,
+    config: &str,
+    wrapper: &[&str],
+) -> Agent {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, stderr) = enroll(
         &collector.enroll_url(),
@@ -30,7 +40,20 @@ pub(crate) fn start_agent(name: &str, collector: &Collector, config: &str) -> Ag
         &dir.path().join("state"),
     );
     assert_eq!(code, 0, "enrolment failed: {stderr}");
-    Agent::start_in(dir, config)
+    Agent::start_wrapped(dir, config, wrapper)
+}
+
+/// The stored events of `agent` from `source`, as JSON bodies, oldest first.
+pub(crate) fn stored(collector: &Collector, agent: &str, source: &str) -> Vec<serde_json::Value> {
+    let database = collector.database();
+    let mut statement = database
+        .prepare("SELECT body FROM events WHERE agent = ?1 AND source = ?2 ORDER BY id")
+        .unwrap();
+    statement
+        .query_map([agent, source], |row| row.get::<_, String>(0))
+        .unwrap()
+        .map(|body| serde_json::from_str(&body.unwrap()).unwrap())
+        .collect()
 }
 
 pub(crate) fn append_lines(log: &Path, first: usize, count: usize) {

@@ -215,7 +215,13 @@ pub fn login(addr: SocketAddr, user: &str, password: &str) -> (u16, Option<Strin
 }
 
 /// A request whose whole response (head included) is returned as text.
-fn raw_request(addr: SocketAddr, method: &str, path: &str, headers: &[&str], body: &str) -> String {
+pub(crate) fn raw_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     let mut head = format!(

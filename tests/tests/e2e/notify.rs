@@ -1075,3 +1075,97 @@ fn get_alerts_lists_firing_alerts_as_alertmanager_does() {
         1
     );
 }
+
+/// The Alertmanager configurations of the differential routing test.
+fn alertmanager_testdata() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/alertmanager")
+}
+
+/// Runs a command and returns its exit status and standard output.
+fn run_for_output(command: &mut Command) -> (Option<i32>, String) {
+    let output = command.output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn routes_test_prints_what_amtool_prints_for_unmodified_alertmanager_files() {
+    // Issue 25: Alertmanager's own routing test cases and three realistic
+    // files, each label set fed to Debian's amtool and to the collector;
+    // the matching trees and receiver lists must be identical.
+    let directory = alertmanager_testdata();
+    let cases = std::fs::read_to_string(directory.join("routes_cases.tsv")).unwrap();
+    let mut compared = 0;
+    let mut files = BTreeSet::new();
+    for line in cases.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let mut fields = line.split('\t');
+        let file = directory.join(fields.next().unwrap());
+        let expected = fields.next().unwrap();
+        let labels: Vec<&str> = fields.collect();
+        let amtool = run_for_output(
+            Command::new("amtool")
+                .args(["config", "routes", "test", "--tree"])
+                .arg(format!("--config.file={}", file.display()))
+                .args(&labels),
+        );
+        let collector = run_for_output(
+            Command::new(binary("countywatch-collector"))
+                .args([
+                    "notify",
+                    "routes",
+                    "test",
+                    "--tree",
+                    "--alertmanager-config",
+                ])
+                .arg(&file)
+                .args(&labels),
+        );
+        // Label arguments amtool refuses (`msg=say "hi"`) must be refused
+        // too: the exit status is compared with the output.
+        assert_eq!(collector, amtool, "{line}");
+        if expected != "-" {
+            assert_eq!(amtool.1.lines().last(), Some(expected), "{line}");
+        }
+        files.insert(file);
+        if amtool.0 == Some(0) {
+            compared += 1;
+        }
+    }
+    assert!(compared >= 100, "only {compared} label sets routed");
+    for file in &files {
+        let amtool = run_for_output(
+            Command::new("amtool")
+                .args(["config", "routes", "show"])
+                .arg(format!("--config.file={}", file.display())),
+        );
+        let collector = run_for_output(
+            Command::new(binary("countywatch-collector"))
+                .args(["notify", "routes", "show", "--alertmanager-config"])
+                .arg(file),
+        );
+        assert_eq!(collector, amtool, "routes show of {}", file.display());
+    }
+    // --verify-receivers fails as amtool's does, with its warning.
+    let file = directory.join("route_test.yml");
+    for receivers in ["notify-A", "notify-def"] {
+        let amtool = run_for_output(
+            Command::new("amtool")
+                .args(["config", "routes", "test"])
+                .arg(format!("--config.file={}", file.display()))
+                .arg(format!("--verify.receivers={receivers}"))
+                .arg("owner=team-A"),
+        );
+        let collector = run_for_output(
+            Command::new(binary("countywatch-collector"))
+                .args(["notify", "routes", "test", "--alertmanager-config"])
+                .arg(&file)
+                .args(["--verify-receivers", receivers, "owner=team-A"]),
+        );
+        assert_eq!(collector, amtool, "--verify-receivers {receivers}");
+    }
+}

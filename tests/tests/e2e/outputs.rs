@@ -367,8 +367,10 @@ fn events_reach_rsyslog_over_tcp_and_tls_once_each_with_fields_intact() {
     let tls = TlsFiles::create(tls_dir.path());
     let mut plain = Rsyslog::start(None);
     let secure = Rsyslog::start(Some(&tls));
+    // The built-in detection packs stay off: the incident_changed events
+    // they would add are forwarded too, and this test counts every line.
     let config = format!(
-        "outputs:\n  forward:\n    - name: siem-tcp\n      syslog:\n        address: {}\n      from_beginning: true\n      max_backoff: 1s\n    - name: siem-tls\n      syslog:\n        address: {}\n        facility: 13\n        tls:\n          ca_file: {}\n      filter:\n        sources: [auth]\n",
+        "detection:\n  builtin: false\noutputs:\n  forward:\n    - name: siem-tcp\n      syslog:\n        address: {}\n      from_beginning: true\n      max_backoff: 1s\n    - name: siem-tls\n      syslog:\n        address: {}\n        facility: 13\n        tls:\n          ca_file: {}\n      filter:\n        sources: [auth]\n",
         plain.addr,
         secure.addr,
         tls.ca.display()
@@ -546,8 +548,10 @@ fn remote_write_over_mutual_tls_with_basic_auth_and_refusals_counted() {
 #[test]
 fn events_stored_while_the_receiver_is_down_survive_a_collector_restart() {
     let mut rsyslog = Rsyslog::start(None);
+    // The built-in detection packs stay off: the incident_changed events
+    // they would add are forwarded too, and this test counts every line.
     let config = format!(
-        "outputs:\n  forward:\n    - name: siem\n      syslog:\n        address: {}\n      max_backoff: 1s\n",
+        "detection:\n  builtin: false\noutputs:\n  forward:\n    - name: siem\n      syslog:\n        address: {}\n      max_backoff: 1s\n",
         rsyslog.addr
     );
     let collector = Collector::start_with(Some(&config), &[]);

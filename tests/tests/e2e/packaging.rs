@@ -261,6 +261,15 @@ fn rpm_packages_list_the_expected_files() {
         ] {
             assert!(listing.contains(&path), "{path} not in the rpm");
         }
+        if name == "collector" {
+            for path in [
+                "/usr/share/countywatch/rules/packs/host.yaml",
+                "/usr/share/countywatch/rules/detection/ssh.yaml",
+                "/usr/share/countywatch/dashboards/fleet-overview.json",
+            ] {
+                assert!(listing.contains(path), "{path} not in the rpm");
+            }
+        }
         let config_line = listing
             .lines()
             .find(|line| line.ends_with(&format!("/etc/countywatch/{name}.yaml")))
@@ -406,6 +415,30 @@ fn deb_packages_install_and_run_in_a_debian_12_root() {
         );
     }
 
+    // The packaged config runs the built-in packs, and the packs and
+    // dashboards are installed for users to copy.
+    let listed = stdout(&chroot(
+        root,
+        &[
+            "countywatch-collector",
+            "rules",
+            "list",
+            "--config",
+            "/etc/countywatch/collector.yaml",
+        ],
+    ));
+    for rule in ["ssh_brute_force", "countywatch-agent/AgentSilent"] {
+        assert!(listed.contains(rule), "{rule} not listed:\n{listed}");
+    }
+    assert!(listed.contains("built-in detection/ssh.yaml:"), "{listed}");
+    for path in [
+        "/usr/share/countywatch/rules/packs/host.yaml",
+        "/usr/share/countywatch/rules/detection/ssh.yaml",
+        "/usr/share/countywatch/dashboards/fleet-overview.json",
+    ] {
+        assert_eq!(stat(root, path), "root:root 644", "{path}");
+    }
+
     // Ownership and modes: binaries and units root's, configs readable by
     // the service's group only, state private to the service user.
     for (path, expected) in [
@@ -430,6 +463,8 @@ fn deb_packages_install_and_run_in_a_debian_12_root() {
             "/var/lib/countywatch/collector",
             "countywatch:countywatch 750",
         ),
+        // The textfile collector's directory: root's cron jobs write it.
+        ("/var/lib/countywatch/textfile", "root:root 755"),
     ] {
         assert_eq!(stat(root, path), expected, "{path}");
     }
@@ -464,6 +499,7 @@ fn deb_packages_install_and_run_in_a_debian_12_root() {
     // Purge removes the state and the user.
     chroot(root, &["dpkg", "--purge", "countywatch-agent"]);
     assert!(!root.join("var/lib/countywatch/agent").exists());
+    assert!(!root.join("var/lib/countywatch/textfile").exists());
     let output = Command::new("chroot")
         .arg(root)
         .args(["getent", "passwd", "countywatch-agent"])

@@ -44,15 +44,7 @@ fn logger(address: SocketAddr, arguments: &[&str], message: &str) {
 
 /// The stored syslog events of `agent`, as JSON bodies, oldest first.
 fn stored(collector: &Collector, agent: &str) -> Vec<serde_json::Value> {
-    let database = collector.database();
-    let mut statement = database
-        .prepare("SELECT body FROM events WHERE agent = ?1 AND source = 'syslog' ORDER BY id")
-        .unwrap();
-    statement
-        .query_map([agent], |row| row.get::<_, String>(0))
-        .unwrap()
-        .map(|body| serde_json::from_str(&body.unwrap()).unwrap())
-        .collect()
+    crate::events::stored(collector, agent, "syslog")
 }
 
 fn agent_counter(collector: &Collector, agent: &str, result: &str) -> Option<f64> {

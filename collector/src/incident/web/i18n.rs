@@ -28,6 +28,7 @@ impl Lang {
         query: &HashMap<String, String>,
         cookie: Option<&String>,
         accept_language: Option<&str>,
+        default: crate::display::Language,
     ) -> Lang {
         let parse = |code: &str| match code {
             code if code.starts_with("zh") => Some(Lang::Zh),
@@ -47,7 +48,10 @@ impl Lang {
             .split(',')
             .filter_map(|item| parse(item.trim().to_ascii_lowercase().as_str()))
             .next()
-            .unwrap_or(Lang::En)
+            .unwrap_or(match default {
+                crate::display::Language::Zh => Lang::Zh,
+                crate::display::Language::En => Lang::En,
+            })
     }
 
     /// The text for `key` in this language; the key itself when missing.
@@ -59,6 +63,31 @@ impl Lang {
             "alerts" => ("告警与静默", "Alerts and silences"),
             "logout" => ("退出", "Log out"),
             "login" => ("登录", "Log in"),
+            "change_password" => ("修改密码", "Change password"),
+            "must_change_password" => (
+                "这是初始密码，请先设置您自己的新密码。",
+                "This is the initial password: set your own before going on.",
+            ),
+            "current_password" => ("当前密码", "Current password"),
+            "new_password" => (
+                "新密码（12 至 1024 个字符）",
+                "New password (12 to 1024 characters)",
+            ),
+            "confirm_password" => ("再次输入新密码", "New password again"),
+            "password_mismatch" => ("两次输入的新密码不一致。", "The new passwords differ."),
+            "password_wrong" => ("当前密码错误。", "The current password is wrong."),
+            "password_busy" => (
+                "服务器正忙，请稍后再试。",
+                "The server is busy; try again in a moment.",
+            ),
+            "password_unchanged" => (
+                "新密码不能与当前密码相同。",
+                "The new password must differ from the current one.",
+            ),
+            "password_length" => (
+                "密码长度须为 12 至 1024 个字符。",
+                "Passwords are 12 to 1024 characters long.",
+            ),
             "username" => ("用户名", "User name"),
             "password" => ("密码", "Password"),
             "login_failed" => ("用户名或密码错误。", "Wrong user name or password."),
@@ -138,17 +167,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn query_beats_cookie_beats_accept_language() {
+    fn query_beats_cookie_beats_accept_language_beats_the_configured_default() {
+        use crate::display::Language;
         let none = HashMap::new();
         assert_eq!(
-            Lang::choose(&none, None, Some("zh-CN,zh;q=0.9,en;q=0.8")),
+            Lang::choose(&none, None, Some("zh-CN,zh;q=0.9,en;q=0.8"), Language::En),
             Lang::Zh
         );
-        assert_eq!(Lang::choose(&none, None, Some("fr, en-US")), Lang::En);
-        assert_eq!(Lang::choose(&none, None, None), Lang::En);
+        assert_eq!(
+            Lang::choose(&none, None, Some("fr, en-US"), Language::Zh),
+            Lang::En
+        );
+        assert_eq!(Lang::choose(&none, None, None, Language::En), Lang::En);
+        assert_eq!(Lang::choose(&none, None, None, Language::Zh), Lang::Zh);
+        assert_eq!(
+            Lang::choose(&none, None, Some("fr"), Language::Zh),
+            Lang::Zh
+        );
         let cookie = "en".to_string();
-        assert_eq!(Lang::choose(&none, Some(&cookie), Some("zh-CN")), Lang::En);
+        assert_eq!(
+            Lang::choose(&none, Some(&cookie), Some("zh-CN"), Language::Zh),
+            Lang::En
+        );
         let query = HashMap::from([("lang".to_string(), "zh".to_string())]);
-        assert_eq!(Lang::choose(&query, Some(&cookie), None), Lang::Zh);
+        assert_eq!(
+            Lang::choose(&query, Some(&cookie), None, Language::En),
+            Lang::Zh
+        );
     }
 }

@@ -11,9 +11,11 @@
 
 pub mod i18n;
 pub mod pages;
+pub mod password;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use countywatch_wire::{Event, EventKind, EventSource};
@@ -45,6 +47,15 @@ pub struct PageContext {
     pub principal: Option<Principal>,
     /// The path and query, for the language switch.
     pub path: String,
+    /// The time zone times are shown in.
+    pub display: Arc<crate::display::Display>,
+}
+
+impl PageContext {
+    /// Unix milliseconds as people read them, in the display zone.
+    pub fn time(&self, ms: i64) -> String {
+        self.display.time(ms)
+    }
 }
 
 /// Serves an authorized page request.
@@ -59,15 +70,18 @@ pub fn serve(
         &query,
         cookies.get(LANGUAGE_COOKIE),
         request::header(request, "accept-language"),
+        incidents.display.language,
     );
     let context = PageContext {
         lang,
         principal: authorized.principal.clone(),
         path: request.uri().path().to_string(),
+        display: Arc::clone(&incidents.display),
     };
     let mut response = match authorized.route.endpoint {
         Endpoint::Style => request::respond(StatusCode::OK, "text/css; charset=utf-8", STYLE),
         Endpoint::LoginPage => login_page(&context, None, StatusCode::OK, incidents.secure_cookies),
+        Endpoint::PasswordPage => html(pages::password(&context, None)),
         Endpoint::Login => login(
             incidents,
             &context,
@@ -75,7 +89,10 @@ pub fn serve(
             request.body(),
             authorized.peer.addr.ip(),
         ),
-        Endpoint::Logout | Endpoint::TransitionForm | Endpoint::CommentForm => {
+        Endpoint::Logout
+        | Endpoint::TransitionForm
+        | Endpoint::CommentForm
+        | Endpoint::PasswordForm => {
             let form = request::form(request.body());
             let Some(principal) = &authorized.principal else {
                 return request::redirect("/login");
@@ -167,7 +184,7 @@ pub fn serve(
     response
 }
 
-fn html(markup: Markup) -> Response<Full<Bytes>> {
+pub(crate) fn html(markup: Markup) -> Response<Full<Bytes>> {
     request::respond(
         StatusCode::OK,
         "text/html; charset=utf-8",
@@ -175,7 +192,7 @@ fn html(markup: Markup) -> Response<Full<Bytes>> {
     )
 }
 
-fn failure(context: &PageContext, error: &anyhow::Error) -> Response<Full<Bytes>> {
+pub(crate) fn failure(context: &PageContext, error: &anyhow::Error) -> Response<Full<Bytes>> {
     tracing::error!("page failed: {error:#}");
     let mut response = html(pages::message(context, context.lang.text("error")));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
@@ -359,6 +376,7 @@ fn post_form(
             .filter(|value| !value.is_empty())
     };
     let result = match authorized.route.endpoint {
+        Endpoint::PasswordForm => return password::change(incidents, principal, form, context),
         Endpoint::Logout => {
             if let Some(session) = cookies.get(SESSION_COOKIE)
                 && let Err(error) = auth::end_session(&incidents.store, session)

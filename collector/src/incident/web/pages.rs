@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use crate::incident::auth::Role;
 use crate::incident::csrf;
-use crate::incident::export::rfc3339;
 use crate::incident::store::{EvidenceRecord, Incident, IncidentFilter, Status, TimelineEntry};
 use crate::incident::web::PageContext;
 use crate::incident::web::i18n::Lang;
@@ -86,6 +85,35 @@ pub fn login(context: &PageContext, token: &str, error: Option<&str>) -> Markup 
                 p { label for="password" { (lang.text("password")) } " "
                     input #password type="password" name="password" autocomplete="current-password" required; }
                 p { button #login type="submit" { (lang.text("login")) } }
+            }
+        },
+    )
+}
+
+/// The form to change one's own password (the only page a user whose
+/// password someone else chose can reach).
+pub fn password(context: &PageContext, error: Option<&str>) -> Markup {
+    let lang = context.lang;
+    let forced = context
+        .principal
+        .as_ref()
+        .is_some_and(|principal| principal.must_change_password);
+    layout(
+        context,
+        lang.text("change_password"),
+        html! {
+            h1 { (lang.text("change_password")) }
+            @if forced { p #must-change { (lang.text("must_change_password")) } }
+            @if let Some(error) = error { p.error #password-error { (error) } }
+            form method="post" action="/password" {
+                (csrf_field(context))
+                p { label for="current" { (lang.text("current_password")) } " "
+                    input #current type="password" name="current" autocomplete="current-password" required; }
+                p { label for="new" { (lang.text("new_password")) } " "
+                    input #new type="password" name="new" autocomplete="new-password" minlength="12" maxlength="1024" required; }
+                p { label for="confirm" { (lang.text("confirm_password")) } " "
+                    input #confirm type="password" name="confirm" autocomplete="new-password" minlength="12" maxlength="1024" required; }
+                p { button #change-password type="submit" { (lang.text("change_password")) } }
             }
         },
     )
@@ -212,8 +240,8 @@ pub fn queue(
                                 td { (status_text(lang, incident.status)) }
                                 td { a href={ "/incidents/" (incident.id) } { (incident.title) } }
                                 td { (incident.hosts.join(", ")) }
-                                td { (rfc3339(incident.first_seen_ms)) }
-                                td { (rfc3339(incident.last_seen_ms)) }
+                                td { (context.time(incident.first_seen_ms)) }
+                                td { (context.time(incident.last_seen_ms)) }
                                 td { (incident.evidence_count) }
                                 td { (incident.assignee.clone().unwrap_or_default()) }
                             }
@@ -259,8 +287,8 @@ pub fn detail(
                 dt { (lang.text("rule")) } dd { code { (incident.rule_id) } }
                 dt { (lang.text("group")) } dd { code { (incident.group_key) } }
                 dt { (lang.text("host")) } dd #hosts { (incident.hosts.join(", ")) }
-                dt { (lang.text("first_seen")) } dd { (rfc3339(incident.first_seen_ms)) }
-                dt { (lang.text("last_seen")) } dd { (rfc3339(incident.last_seen_ms)) }
+                dt { (lang.text("first_seen")) } dd { (context.time(incident.first_seen_ms)) }
+                dt { (lang.text("last_seen")) } dd { (context.time(incident.last_seen_ms)) }
                 dt { (lang.text("assignee")) } dd #assignee { (incident.assignee.clone().unwrap_or_default()) }
                 @if let Some(reason) = &incident.reason { dt { (lang.text("reason")) } dd { (reason) } }
                 @if !incident.tags.is_empty() { dt { (lang.text("tags")) } dd { (incident.tags.join(", ")) } }
@@ -276,7 +304,7 @@ pub fn detail(
                     @for record in evidence {
                         @let event = serde_json::to_value(&record.event).unwrap_or(Value::Null);
                         tr.evidence-row {
-                            td { (rfc3339(record.event.timestamp_ms)) }
+                            td { (context.time(record.event.timestamp_ms)) }
                             td { (record.event.host) }
                             td { (record.event.kind.as_str()) }
                             td.evidence-user { (field_text(&event, "user")) }
@@ -291,7 +319,7 @@ pub fn detail(
                 thead { tr { th { (lang.text("time")) } th { (lang.text("actor")) } th { (lang.text("action")) } th { (lang.text("detail")) } } }
                 tbody {
                     @for entry in timeline {
-                        tr { td { (rfc3339(entry.at_ms)) } td { (entry.actor) } td { (entry.action) } td { (entry.detail) } }
+                        tr { td { (context.time(entry.at_ms)) } td { (entry.actor) } td { (entry.action) } td { (entry.detail) } }
                     }
                 }
             }
@@ -334,7 +362,7 @@ pub fn detail(
 /// The agents overview.
 pub fn agents(context: &PageContext, agents: &[Value]) -> Markup {
     let lang = context.lang;
-    let time = |value: &Value| value.as_i64().map(rfc3339).unwrap_or_default();
+    let time = |value: &Value| time_value(context, value);
     layout(
         context,
         lang.text("agents"),
@@ -385,7 +413,7 @@ pub fn alerts(context: &PageContext, firing: &Value, silences: &[Value]) -> Mark
             @else {
                 table #alerts { tbody {
                     @for alert in alerts {
-                        tr { td { (pairs(&alert["labels"])) } td { (pairs(&alert["annotations"])) } td { (time_value(&alert["fired_at_ms"])) } }
+                        tr { td { (pairs(&alert["labels"])) } td { (pairs(&alert["annotations"])) } td { (time_value(context, &alert["fired_at_ms"])) } }
                     }
                 } }
             }
@@ -411,6 +439,9 @@ pub fn alerts(context: &PageContext, firing: &Value, silences: &[Value]) -> Mark
     )
 }
 
-fn time_value(value: &Value) -> String {
-    value.as_i64().map(rfc3339).unwrap_or_default()
+fn time_value(context: &PageContext, value: &Value) -> String {
+    value
+        .as_i64()
+        .map(|ms| context.time(ms))
+        .unwrap_or_default()
 }

@@ -1,0 +1,188 @@
+//! How times and words are shown to people (`display:` in the
+//! configuration): the time zone every time a person reads is written in
+//! (the web page, CLI tables, `audit list`, `rules replay`), and the default
+//! language of the page.
+//!
+//! People read `2026-12-06 18:30:05 +08:00`: local time, no milliseconds,
+//! the offset always written so a copied line is never ambiguous. Machines
+//! keep reading RFC 3339 and epoch milliseconds (the JSON API, exports).
+//! The zone is `display.timezone`, else the host's (`TZ`, then
+//! `/etc/localtime`), else the detection calendar's.
+
+use countywatch_daemon::config_file::{Problems, Spanned};
+use jiff::tz::TimeZone;
+use serde::Deserialize;
+
+/// `display:` in the collector configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DisplayConfig {
+    /// An IANA time zone (`Asia/Shanghai`) or a fixed offset (`+08:00`) for
+    /// every time shown to people. Unset: the host's zone (`TZ`, else
+    /// `/etc/localtime`), else the detection calendar's.
+    pub timezone: Option<Spanned<String>>,
+    /// The page's language when the browser's choice is neither Chinese
+    /// nor English and none was picked: `zh` (default) or `en`.
+    pub language: Language,
+}
+
+/// A language people read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    /// Simplified Chinese.
+    #[default]
+    Zh,
+    /// English.
+    En,
+}
+
+/// The resolved display settings.
+#[derive(Clone, Debug)]
+pub struct Display {
+    /// The zone times are shown in.
+    zone: TimeZone,
+    /// The default language.
+    pub language: Language,
+}
+
+impl Default for Display {
+    fn default() -> Self {
+        Display {
+            zone: TimeZone::UTC,
+            language: Language::Zh,
+        }
+    }
+}
+
+impl DisplayConfig {
+    /// Adds a problem for a zone that does not exist.
+    pub fn validate(&self, problems: &mut Problems) {
+        if let Some(zone) = &self.timezone
+            && let Err(message) = countywatch_detect::calendar::parse_zone(&zone.value)
+        {
+            problems.at(zone, format!("display.timezone: {message}"));
+        }
+    }
+
+    /// The settings to show with; `calendar_zone` is the detection
+    /// calendar's, used when neither the configuration nor the host names
+    /// a zone.
+    pub fn resolve(&self, calendar_zone: &TimeZone) -> Display {
+        let configured = self
+            .timezone
+            .as_ref()
+            .and_then(|zone| countywatch_detect::calendar::parse_zone(&zone.value).ok());
+        let zone = configured
+            .or_else(|| TimeZone::try_system().ok())
+            .unwrap_or_else(|| calendar_zone.clone());
+        Display {
+            zone,
+            language: self.language,
+        }
+    }
+}
+
+impl Display {
+    /// Settings with this zone, for tests and tools.
+    pub fn with_zone(zone: TimeZone, language: Language) -> Display {
+        Display { zone, language }
+    }
+
+    /// The zone's name (`Asia/Shanghai`), or its offset when it has none.
+    pub fn zone_name(&self) -> String {
+        self.zone.iana_name().map_or_else(
+            || {
+                jiff::Timestamp::now()
+                    .to_zoned(self.zone.clone())
+                    .strftime("%:z")
+                    .to_string()
+            },
+            str::to_string,
+        )
+    }
+
+    /// Unix milliseconds as people read them: `2026-12-06 18:30:05 +08:00`.
+    pub fn time(&self, ms: i64) -> String {
+        match jiff::Timestamp::from_millisecond(ms) {
+            Ok(instant) => instant
+                .to_zoned(self.zone.clone())
+                .strftime("%Y-%m-%d %H:%M:%S %:z")
+                .to_string(),
+            Err(_) => ms.to_string(),
+        }
+    }
+
+    /// Unix milliseconds as RFC 3339 with this zone's offset and
+    /// milliseconds (`2026-12-06T18:30:05.123+08:00`), for JSON.
+    pub fn rfc3339(&self, ms: i64) -> String {
+        match jiff::Timestamp::from_millisecond(ms) {
+            Ok(instant) => instant
+                .to_zoned(self.zone.clone())
+                .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
+                .to_string(),
+            Err(_) => ms.to_string(),
+        }
+    }
+}
+
+/// How long ago `then_ms` was at `now_ms`, briefly: `12 s ago`, `5 min
+/// ago`, `3 h ago`, `2 d ago`.
+pub fn ago(now_ms: i64, then_ms: i64) -> String {
+    let seconds = now_ms.saturating_sub(then_ms).max(0) / 1000;
+    match seconds {
+        0..60 => format!("{seconds} s ago"),
+        60..3600 => format!("{} min ago", seconds / 60),
+        3600..86_400 => format!("{} h ago", seconds / 3600),
+        _ => format!("{} d ago", seconds / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-12-06T10:30:05.123Z.
+    const INSTANT_MS: i64 = 1_796_553_005_123;
+
+    #[test]
+    fn times_read_in_the_configured_zone_with_the_offset_written() {
+        let config: DisplayConfig = countywatch_daemon::config_file::parse(
+            std::path::Path::new("c.yaml"),
+            "timezone: Asia/Shanghai\nlanguage: en\n",
+        )
+        .unwrap();
+        let display = config.resolve(&TimeZone::UTC);
+        assert_eq!(display.time(INSTANT_MS), "2026-12-06 18:30:05 +08:00");
+        assert_eq!(display.rfc3339(INSTANT_MS), "2026-12-06T18:30:05.123+08:00");
+        assert_eq!(display.language, Language::En);
+        assert_eq!(display.zone_name(), "Asia/Shanghai");
+        let berlin = Display::with_zone(TimeZone::get("Europe/Berlin").unwrap(), Language::Zh);
+        assert_eq!(berlin.time(INSTANT_MS), "2026-12-06 11:30:05 +01:00");
+        // Summer time: 2026-07-01T10:00:00Z.
+        assert_eq!(berlin.time(1_782_900_000_000), "2026-07-01 12:00:00 +02:00");
+    }
+
+    #[test]
+    fn unknown_zones_are_positioned_problems() {
+        let config: DisplayConfig = countywatch_daemon::config_file::parse(
+            std::path::Path::new("c.yaml"),
+            "timezone: Asia/Shangai\n",
+        )
+        .unwrap();
+        let mut problems = Problems::new("c.yaml");
+        config.validate(&mut problems);
+        let text = problems.to_string();
+        assert!(
+            text.starts_with("c.yaml:1:11: display.timezone: unknown timezone"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn ago_is_brief() {
+        assert_eq!(ago(12_000, 0), "12 s ago");
+        assert_eq!(ago(3_600_000 * 3, 0), "3 h ago");
+        assert_eq!(ago(0, 5_000), "0 s ago");
+    }
+}

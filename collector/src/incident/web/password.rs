@@ -1,0 +1,99 @@
+//! `POST /password`: a user changes their own password. The current one is
+//! asked again (a session left open must not be enough to lock its owner
+//! out); every session and token of the user ends, and a new session starts
+//! for this browser. The first admin's forced change ends here too, and
+//! deletes the initial password file (`incident::accounts`).
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+
+use crate::enroll::now_ms;
+use crate::incident::Incidents;
+use crate::incident::accounts::{self, PasswordChangeError};
+use crate::incident::audit::Outcome;
+use crate::incident::auth::{self, Principal};
+use crate::incident::request::{self, SESSION_COOKIE};
+use crate::incident::web::{PageContext, failure, html, pages};
+
+/// Handles the form (its CSRF token already checked).
+pub fn change(
+    incidents: &Incidents,
+    principal: &Principal,
+    form: &HashMap<String, String>,
+    context: &PageContext,
+) -> Response<Full<Bytes>> {
+    let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
+    let lang = context.lang;
+    let refused = |key: &'static str, reason: &str| {
+        audit(incidents, principal, Outcome::Failure, reason);
+        let mut response = html(pages::password(context, Some(lang.text(key))));
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+        response
+    };
+    if field("new") != field("confirm") {
+        return refused("password_mismatch", "the new passwords differ");
+    }
+    // The current password is checked with argon2 like a login, in memory
+    // leased from the same bounded pool.
+    let Some(mut memory) = incidents.limiter.lease_memory() else {
+        let mut response = html(pages::password(context, Some(lang.text("password_busy"))));
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        return response;
+    };
+    match accounts::change_own_password(
+        &incidents.store,
+        &incidents.data_dir,
+        &principal.user,
+        field("current"),
+        field("new"),
+        &mut memory,
+    ) {
+        Ok(()) => {}
+        Err(PasswordChangeError::WrongCurrentPassword) => {
+            return refused("password_wrong", "wrong current password");
+        }
+        Err(PasswordChangeError::Unchanged) => {
+            return refused("password_unchanged", "new password equals the current one");
+        }
+        Err(PasswordChangeError::BadLength) => {
+            return refused("password_length", "new password too short or too long");
+        }
+        Err(PasswordChangeError::Store(error)) => return failure(context, &error),
+    }
+    audit(
+        incidents,
+        principal,
+        Outcome::Success,
+        "sessions and tokens revoked",
+    );
+    tracing::info!(user = principal.user, "password changed");
+    let ttl_ms = i64::try_from(incidents.session_ttl.as_millis()).unwrap_or(i64::MAX);
+    let session = match auth::create_session(&incidents.store, &principal.user, ttl_ms, now_ms()) {
+        Ok(session) => session,
+        Err(error) => return failure(context, &error),
+    };
+    let mut response = request::redirect("/incidents");
+    request::set_cookie(
+        &mut response,
+        SESSION_COOKIE,
+        &session,
+        Some(ttl_ms / 1000),
+        incidents.secure_cookies,
+    );
+    response
+}
+
+fn audit(incidents: &Incidents, principal: &Principal, outcome: Outcome, details: &str) {
+    if let Err(error) = incidents.store.audit(
+        &principal.user,
+        "user.password_changed",
+        &format!("user/{}", principal.user),
+        outcome,
+        details,
+    ) {
+        tracing::error!("cannot audit a password change: {error:#}");
+    }
+}
