@@ -12,7 +12,6 @@ use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use maud::html;
 
-use countywatch_daemon::clock::now_ms;
 use crate::incident::Incidents;
 use crate::incident::audit::Outcome;
 use crate::incident::auth::{Principal, Role};
@@ -22,6 +21,7 @@ use crate::incident::web::{PageContext, failure, html};
 use crate::notify::alert::{Alert, Fingerprint};
 use crate::notify::matcher::{MatchType, Matcher, all_match};
 use crate::notify::silence::SilenceState;
+use countywatch_daemon::clock::now_ms;
 
 /// How many recent incidents are searched for a detection alert's.
 const RECENT_INCIDENTS: u32 = 10_000;

@@ -18,8 +18,8 @@ use std::pin::Pin;
 use crate::notify::config::{NotifyConfig, ReceiverConfig};
 use crate::notify::notification::Notification;
 use crate::notify::receiver::chat_bot::ChatBot;
-use crate::send_error::SendError;
 use crate::notify::template::TemplateDefaults;
+use crate::send_error::SendError;
 
 /// The future a delivery returns.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>>;
