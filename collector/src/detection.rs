@@ -363,7 +363,13 @@ impl Detector {
     fn step(&mut self, metrics: &DetectionMetrics) -> anyhow::Result<(Vec<Detection>, usize)> {
         let mut statement = self
             .events
-            .prepare_cached("SELECT id, body FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+            // Audit checkpoints are in the table for the SIEM, not for
+            // rules: they carry no evidence, and their wall-clock times
+            // would move the engine's clock among replayed or late events.
+            .prepare_cached(
+                "SELECT id, body FROM events WHERE id > ?1 AND kind != 'audit_checkpoint'
+                 ORDER BY id LIMIT ?2",
+            )?;
         let rows: Vec<(i64, String)> = statement
             .query_map(params![self.cursor, EVENTS_PER_READ], |row| {
                 Ok((row.get(0)?, row.get(1)?))
