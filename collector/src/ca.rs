@@ -19,9 +19,9 @@ use rcgen::{
 };
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use sha2::{Digest, Sha256};
 
-use crate::config::TlsFiles;
+use crate::digest::sha256_hex;
+use crate::tls_files::TlsFiles;
 
 /// How long an agent certificate is valid. Revocation, not expiry, is how
 /// an agent is cut off; expiry only bounds a forgotten key's life.
@@ -153,11 +153,6 @@ impl CertificateAuthority {
             pem: certificate.pem(),
         })
     }
-}
-
-/// SHA-256 of bytes, lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 fn create(files: &TlsFiles) -> anyhow::Result<()> {

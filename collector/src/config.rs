@@ -8,6 +8,9 @@ use countywatch_daemon::config_file::{self, Problems, Spanned};
 use countywatch_daemon::duration::PromDuration;
 use serde::Deserialize;
 
+use crate::metrics_auth::{MetricsAuthConfig, MetricsCredentials};
+use crate::tls_files::TlsFiles;
+
 /// The whole collector configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -54,6 +57,10 @@ pub struct EnrollConfig {
     pub enabled: bool,
     /// Address to listen on, `HOST:PORT` (TLS, no client certificate).
     pub listen: Spanned<String>,
+    /// The enrolment URL agents use, `https://HOST:PORT`, as `token create`
+    /// prints it. Unset: the first `ingest.server_names` entry with the
+    /// listen port, else the listen address.
+    pub public_url: Option<Spanned<String>>,
 }
 
 /// Agent liveness.
@@ -82,24 +89,6 @@ pub struct HttpConfig {
     pub metrics_auth: Option<MetricsAuthConfig>,
 }
 
-/// Credentials `/metrics` requires. Set either `bearer_token_file`, or
-/// `username` and `password_file`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricsAuthConfig {
-    /// File holding the token Prometheus sends as `Authorization: Bearer
-    /// TOKEN` (its `authorization: {credentials_file: ...}`). Read at start.
-    #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
-    /// Basic auth user name (Prometheus's `basic_auth.username`).
-    #[serde(default)]
-    pub username: Option<String>,
-    /// File holding the basic auth password (`basic_auth.password_file`).
-    /// Read at start.
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-}
-
 /// The ingest listener.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -123,16 +112,6 @@ pub struct IngestConfig {
     /// Time allowed for the TLS handshake and for reading a whole request;
     /// a slow sender (slowloris) is cut off after it.
     pub request_timeout: PromDuration,
-}
-
-/// Certificate and key files in PEM.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFiles {
-    /// Certificate chain, leaf first.
-    pub cert_file: PathBuf,
-    /// Private key (PKCS#8, PKCS#1 or SEC1).
-    pub key_file: PathBuf,
 }
 
 /// Keeping agents' metrics.
@@ -178,6 +157,7 @@ impl Default for EnrollConfig {
         EnrollConfig {
             enabled: true,
             listen: unspanned(DEFAULT_ENROLL_LISTEN.to_string()),
+            public_url: None,
         }
     }
 }
@@ -226,11 +206,19 @@ impl Default for MetricsConfig {
 pub use countywatch_daemon::config_file::unspanned;
 
 impl Config {
-    /// Loads and validates a config file.
+    /// Loads and validates a config file, reporting every problem in file
+    /// order: the shape ones (unknown keys, wrong types) and the semantic
+    /// ones of what parsed around them. Only a YAML syntax error stops early.
     pub fn load(path: &Path) -> Result<Config, Problems> {
-        let mut config: Config = config_file::load(path)?;
+        let (config, mut problems) = config_file::load_lenient::<Config>(path);
+        let Some(mut config) = config else {
+            return Err(problems);
+        };
         config.notify.apply_alertmanager_file(path)?;
-        config.validate(path)?;
+        if let Err(semantic) = config.validate(path) {
+            problems.problems.extend(semantic.problems);
+        }
+        problems.into_result()?;
         Ok(config)
     }
 
@@ -253,8 +241,16 @@ impl Config {
                 ),
             );
         }
+        if let Some(url) = &self.enroll.public_url
+            && !url.value.starts_with("https://")
+        {
+            problems.at(
+                url,
+                format!("enroll.public_url {:?} must start with https://", url.value),
+            );
+        }
         if let Some(auth) = &self.http.metrics_auth
-            && let Err(message) = crate::http::MetricsCredentials::load(auth)
+            && let Err(message) = MetricsCredentials::load(auth)
         {
             problems.general(format!("http.metrics_auth: {message}"));
         }
@@ -299,6 +295,27 @@ impl Config {
     /// The enrolment listen address; call after [`Config::validate`].
     pub fn enroll_listen(&self) -> anyhow::Result<SocketAddr> {
         parse_address(&self.enroll.listen.value).map_err(anyhow::Error::msg)
+    }
+
+    /// The enrolment URL `token create` prints: `enroll.public_url`, else
+    /// the first `ingest.server_names` entry with the listen port, else the
+    /// listen address; `None` when the listener is on every address and
+    /// nothing names this collector (the machine's host name is not
+    /// printed: agents on other networks rarely resolve it). Call after
+    /// [`Config::validate`].
+    pub fn enroll_url(&self) -> anyhow::Result<Option<String>> {
+        if let Some(url) = &self.enroll.public_url {
+            return Ok(Some(url.value.trim_end_matches('/').to_string()));
+        }
+        let listen = self.enroll_listen()?;
+        let host = match self.ingest.server_names.first() {
+            Some(name) if name.contains(':') => format!("[{name}]"),
+            Some(name) => name.clone(),
+            None if listen.ip().is_unspecified() => return Ok(None),
+            None if listen.is_ipv6() => format!("[{}]", listen.ip()),
+            None => listen.ip().to_string(),
+        };
+        Ok(Some(format!("https://{host}:{}", listen.port())))
     }
 
     /// The ingest listen address; call after [`Config::validate`].
@@ -395,9 +412,58 @@ mod tests {
         let problems =
             problems_of("http:\n  metrics_auth:\n    bearer_token_file: /nonexistent/token\n");
         assert!(
-            problems.contains("cannot read /nonexistent/token"),
+            problems.contains("cannot read secret file /nonexistent/token"),
             "{problems}"
         );
+    }
+
+    #[test]
+    fn the_enrolment_url_comes_from_public_url_then_server_names_never_the_host_name() {
+        let url = |text: &str| {
+            let config: Config = config_file::parse(Path::new("c.yaml"), text).unwrap();
+            config.enroll_url().unwrap()
+        };
+        assert_eq!(
+            url("enroll:\n  public_url: https://cw.county.example:443/\n").as_deref(),
+            Some("https://cw.county.example:443")
+        );
+        assert_eq!(
+            url("ingest:\n  server_names: [cw.county.example, 10.0.0.5]\nenroll:\n  listen: 0.0.0.0:9782\n")
+                .as_deref(),
+            Some("https://cw.county.example:9782")
+        );
+        assert_eq!(
+            url("ingest:\n  server_names: [\"fd00::5\"]\n").as_deref(),
+            Some("https://[fd00::5]:9782")
+        );
+        assert_eq!(url("").as_deref(), Some("https://127.0.0.1:9782"));
+        assert_eq!(url("enroll:\n  listen: 0.0.0.0:9782\n"), None);
+        assert!(
+            problems_of("enroll:\n  public_url: http://x:1\n")
+                .starts_with("c.yaml:2:15: enroll.public_url")
+        );
+    }
+
+    #[test]
+    fn check_config_reports_an_unknown_key_a_bad_value_and_a_semantic_problem_in_one_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "http:\n  listen: 0.0.0.0:9780\ningest:\n  max_connections: many\nmetrics:\n  stale_afterr: 5m\n",
+        )
+        .unwrap();
+        let report = Config::load(&path).err().unwrap().to_string();
+        let lines: Vec<&str> = report.lines().collect();
+        assert_eq!(lines.len(), 3, "{report}");
+        let file = path.display().to_string();
+        assert!(
+            lines[0].starts_with(&format!("{file}:2:11: http.listen")),
+            "{report}"
+        );
+        assert!(lines[1].starts_with(&format!("{file}:4:20: ")), "{report}");
+        assert!(lines[2].starts_with(&format!("{file}:6:3: ")), "{report}");
+        assert!(lines[2].contains("stale_afterr"), "{report}");
     }
 
     #[test]

@@ -30,10 +30,11 @@ use countywatch_detect::{Detection, rulefmt};
 use countywatch_rules::check::CheckOutcome;
 use countywatch_wire::Event;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use crate::event_log::{EventCursor, EventLog};
 use crate::notify::Notifier;
 use crate::notify::alert::{Alert, LabelSet};
 
@@ -41,7 +42,7 @@ use crate::notify::alert::{Alert, LabelSet};
 /// the alert resolves by itself after this lease.
 const ALERT_LEASE_MS: i64 = 5 * 60_000;
 /// Most events read per round.
-const EVENTS_PER_READ: i64 = 1_000;
+const EVENTS_PER_READ: usize = 1_000;
 /// Pause when there was nothing to read.
 const IDLE: Duration = Duration::from_millis(200);
 
@@ -281,12 +282,12 @@ pub fn to_alert(detection: &Detection, now_ms: i64) -> Alert {
 struct Detector {
     /// The engine.
     engine: Engine,
-    /// Read-only connection to `collector.db`.
-    events: Connection,
+    /// The event log, read-only.
+    events: EventLog,
     /// `detection.db`, where state and cursor are saved.
     state: Connection,
     /// The last event id run through the engine.
-    cursor: i64,
+    cursor: EventCursor,
     /// Evictions already reported to the metric, by rule.
     reported_evictions: BTreeMap<String, u64>,
     /// Template failures already reported.
@@ -302,18 +303,11 @@ const STATE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS detection_state (
 
 impl Detector {
     fn open(data_dir: &Path, engine: Engine, from_beginning: bool) -> anyhow::Result<Detector> {
-        let path = data_dir.join("collector.db");
-        let events = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .with_context(|| format!("cannot open {} to read events", path.display()))?;
-        events.busy_timeout(Duration::from_secs(5))?;
+        let events = EventLog::open_read_only(data_dir).context("cannot read events")?;
         let state_path = data_dir.join("detection.db");
-        let state = Connection::open(&state_path)
-            .with_context(|| format!("cannot open {}", state_path.display()))?;
+        let state = crate::sqlite::open(&state_path)?;
         state
-            .pragma_update(None, "journal_mode", "WAL")
-            .and_then(|()| state.pragma_update(None, "synchronous", "NORMAL"))
-            .and_then(|()| state.busy_timeout(Duration::from_secs(5)))
-            .and_then(|()| state.execute_batch(STATE_SCHEMA))
+            .execute_batch(STATE_SCHEMA)
             .with_context(|| format!("cannot set up {}", state_path.display()))?;
         let saved: Option<(i64, Vec<u8>)> = state
             .query_row(
@@ -326,13 +320,13 @@ impl Detector {
             engine,
             events,
             state,
-            cursor: 0,
+            cursor: EventCursor::START,
             reported_evictions: BTreeMap::new(),
             reported_template_failures: 0,
         };
         match saved {
             Some((cursor, bytes)) => {
-                detector.cursor = cursor;
+                detector.cursor = EventCursor::from_id(cursor);
                 match detector.engine.restore(&bytes) {
                     Ok(summary) => tracing::info!(
                         cursor,
@@ -347,11 +341,7 @@ impl Detector {
                 }
             }
             None if !from_beginning => {
-                detector.cursor = detector.events.query_row(
-                    "SELECT COALESCE(MAX(id), 0) FROM events",
-                    [],
-                    |row| row.get(0),
-                )?;
+                detector.cursor = detector.events.end()?;
             }
             None => {}
         }
@@ -361,44 +351,21 @@ impl Detector {
     /// Runs the next events through the engine, and the clock to now.
     /// Returns the detections and how many events were read.
     fn step(&mut self, metrics: &DetectionMetrics) -> anyhow::Result<(Vec<Detection>, usize)> {
-        let mut statement = self
-            .events
-            // Audit checkpoints are in the table for the SIEM, not for
-            // rules: they carry no evidence, and their wall-clock times
-            // would move the engine's clock among replayed or late events.
-            .prepare_cached(
-                "SELECT id, body FROM events WHERE id > ?1 AND kind != 'audit_checkpoint'
-                 ORDER BY id LIMIT ?2",
-            )?;
-        let rows: Vec<(i64, String)> = statement
-            .query_map(params![self.cursor, EVENTS_PER_READ], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?
-            .collect::<Result<_, _>>()?;
-        drop(statement);
+        let rows = self.events.read_after(self.cursor, EVENTS_PER_READ)?;
         let mut detections = Vec::new();
         let events = &self.events;
-        let mut lookup = |id: i64| -> Option<Event> {
-            let body: String = events
-                .query_row(
-                    "SELECT body FROM events WHERE id = ?1",
-                    params![id],
-                    |row| row.get(0),
-                )
-                .ok()?;
-            serde_json::from_str(&body).ok()
-        };
-        for (id, body) in &rows {
-            self.cursor = *id;
-            match serde_json::from_str::<Event>(body) {
+        let mut lookup = |id: i64| -> Option<Event> { events.get(id) };
+        for row in &rows {
+            self.cursor = row.cursor();
+            match serde_json::from_str::<Event>(&row.body) {
                 Ok(event) => {
                     metrics.events.inc();
                     self.engine
-                        .process(&event, *id, &mut lookup, &mut detections);
+                        .process(&event, row.id, &mut lookup, &mut detections);
                 }
                 Err(error) => {
                     metrics.failures.with_label_values(&["decode"]).inc();
-                    tracing::warn!(id, %error, "stored event does not decode; skipped by detection");
+                    tracing::warn!(id = row.id, %error, "stored event does not decode; skipped by detection");
                 }
             }
         }
@@ -442,7 +409,7 @@ impl Detector {
         self.state.execute(
             "INSERT INTO detection_state (id, cursor, state, saved_ms) VALUES (1, ?1, ?2, ?3)
              ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor, state = excluded.state, saved_ms = excluded.saved_ms",
-            params![self.cursor, bytes, now_ms()],
+            params![self.cursor.id(), bytes, now_ms()],
         )?;
         Ok(())
     }
@@ -470,7 +437,7 @@ pub fn start(
         DetectionMetrics::register(registry).context("cannot register detection metrics")?;
     tracing::info!(
         rules = rule_count,
-        cursor = detector.cursor,
+        cursor = detector.cursor.id(),
         "detection rules loaded"
     );
     // Listened for here, not in the task: a SIGHUP sent as soon as the

@@ -16,14 +16,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use countywatch_daemon::clock::now_ms;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::ca::CertificateAuthority;
-use crate::ingest::json;
 use crate::registry::{Registry, TokenError};
+use crate::response::json;
 use crate::serve::Peer;
 use crate::telemetry::Telemetry;
 
@@ -328,8 +329,6 @@ async fn enrol(
 fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     json(status, &serde_json::json!({ "error": message }).to_string())
 }
-
-pub use countywatch_daemon::clock::now_ms;
 
 #[cfg(test)]
 mod tests {

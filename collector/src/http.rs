@@ -21,10 +21,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
-use crate::enroll::now_ms;
 use crate::metric_store::{JOB, MetricStore};
+use crate::metrics_auth::MetricsCredentials;
 use crate::registry::Registry;
 use crate::telemetry::Telemetry;
+use countywatch_daemon::clock::now_ms;
 
 /// What the HTTP routes read.
 pub struct HttpState {
@@ -46,66 +47,6 @@ pub struct HttpState {
     pub incidents: Arc<crate::incident::Incidents>,
     /// Credentials `/metrics` requires, if any.
     pub metrics_auth: Option<MetricsCredentials>,
-}
-
-/// What `/metrics` accepts in the `Authorization` header.
-#[derive(Clone)]
-pub struct MetricsCredentials {
-    /// The whole expected header value: `Bearer TOKEN` or `Basic BASE64`.
-    expected: String,
-    /// The challenge sent with a 401 (`Bearer` or `Basic realm=...`).
-    challenge: &'static str,
-}
-
-impl MetricsCredentials {
-    /// Reads the configured secret files.
-    pub fn load(config: &crate::config::MetricsAuthConfig) -> Result<Self, String> {
-        use base64::Engine;
-        let read = crate::notify::receiver::read_secret;
-        match (
-            &config.bearer_token_file,
-            &config.username,
-            &config.password_file,
-        ) {
-            (Some(token_file), None, None) => {
-                let token = read(token_file)?;
-                if token.is_empty() {
-                    return Err(format!("{} is empty", token_file.display()));
-                }
-                Ok(MetricsCredentials {
-                    expected: format!("Bearer {token}"),
-                    challenge: "Bearer",
-                })
-            }
-            (None, Some(username), Some(password_file)) => {
-                let password = read(password_file)?;
-                let encoded = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{username}:{password}"));
-                Ok(MetricsCredentials {
-                    expected: format!("Basic {encoded}"),
-                    challenge: "Basic realm=\"countywatch\"",
-                })
-            }
-            _ => Err("set either bearer_token_file, or username and password_file".to_string()),
-        }
-    }
-
-    /// Whether `header` (the request's `Authorization` value) matches, in
-    /// time that does not depend on where it differs.
-    fn accepts(&self, header: Option<&[u8]>) -> bool {
-        let Some(header) = header else {
-            return false;
-        };
-        let expected = self.expected.as_bytes();
-        if header.len() != expected.len() {
-            return false;
-        }
-        header
-            .iter()
-            .zip(expected)
-            .fold(0u8, |difference, (a, b)| difference | (a ^ b))
-            == 0
-    }
 }
 
 /// What this file serves itself.
@@ -174,7 +115,7 @@ pub async fn handle(
                     );
                     response.headers_mut().insert(
                         hyper::header::WWW_AUTHENTICATE,
-                        hyper::header::HeaderValue::from_static(credentials.challenge),
+                        hyper::header::HeaderValue::from_static(credentials.challenge()),
                     );
                     return response;
                 }
@@ -297,33 +238,6 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::MetricsAuthConfig;
-
-    #[test]
-    fn bearer_and_basic_credentials_are_checked_exactly() {
-        let dir = tempfile::tempdir().unwrap();
-        let token = dir.path().join("token");
-        std::fs::write(&token, "s3cret\n").unwrap();
-        let bearer = MetricsCredentials::load(&MetricsAuthConfig {
-            bearer_token_file: Some(token.clone()),
-            username: None,
-            password_file: None,
-        })
-        .unwrap();
-        assert!(bearer.accepts(Some(b"Bearer s3cret")));
-        assert!(!bearer.accepts(Some(b"Bearer s3creT")));
-        assert!(!bearer.accepts(Some(b"Bearer s3cret2")));
-        assert!(!bearer.accepts(None));
-        let basic = MetricsCredentials::load(&MetricsAuthConfig {
-            bearer_token_file: None,
-            username: Some("prometheus".to_string()),
-            password_file: Some(token),
-        })
-        .unwrap();
-        // base64("prometheus:s3cret")
-        assert!(basic.accepts(Some(b"Basic cHJvbWV0aGV1czpzM2NyZXQ=")));
-        assert!(!basic.accepts(Some(b"Bearer s3cret")));
-    }
 
     #[test]
     fn own_routes_do_not_overlap_the_incident_and_notifier_routes() {

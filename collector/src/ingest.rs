@@ -24,11 +24,12 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
-use crate::enroll::now_ms;
 use crate::metric_store::MetricStore;
 use crate::registry::{BatchOutcome, Registry};
+use crate::response::json;
 use crate::serve::Peer;
 use crate::telemetry::Telemetry;
+use countywatch_daemon::clock::now_ms;
 
 /// What the ingest handler needs.
 pub struct IngestState {
@@ -338,15 +339,4 @@ async fn store(
         }
     }
     Ok((seq, outcome))
-}
-
-/// A response with a JSON body.
-pub fn json(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    response
 }

@@ -5,14 +5,23 @@
 //! - [`display`]: the time zone and language people read.
 //! - [`ca`]: the certificate authority that signs server and agent certificates.
 //! - [`tls`]: rustls set-up; mutual TLS on the ingest listener.
-//! - [`registry`]: SQLite state: tokens, agents, sequence numbers, events.
+//! - [`tls_files`], [`digest`]: the certificate/key file pair and SHA-256
+//!   hex, leaf modules the layers above share.
+//! - [`backoff`], [`secret`], [`send_error`]: the retry schedule, the
+//!   secret-file reader and the retryable-or-not failure every sender shares.
+//! - [`sqlite`]: opens every SQLite database with the pragmas they rely on.
+//! - [`registry`]: SQLite state: tokens, agents, sequence numbers.
+//! - [`event_log`]: the `events` table's one owner: append, read after a
+//!   cursor, get, search, purge.
 //! - [`serve`]: the accept loop all listeners share (limits, timeouts, shutdown).
 //! - [`enroll`]: `POST /v1/enroll`, tokens in, client certificates out.
 //! - [`ingest`]: `POST /v1/batches`, identity from the certificate, exactly-once storage.
 //! - [`host_binding`]: which hosts and devices an agent may speak for (`devices`).
+//! - [`response`]: the JSON responses enrolment and ingest answer with.
 //! - [`liveness`]: marks silent agents and records `agent_silent` events.
 //! - [`metric_store`]: the latest metrics per agent and their exposition.
 //! - [`http`]: `/metrics`, health endpoints and the status page.
+//! - [`metrics_auth`]: the credentials `/metrics` requires.
 //! - [`openmetrics`]: `/metrics` in OpenMetrics 1.0.0 for scrapers that ask for it.
 //! - [`telemetry`]: the collector's own `countywatch_*` metrics.
 //! - [`notify`]: routing, grouping, silences, the outbox and receivers.
@@ -33,27 +42,36 @@
 #![deny(clippy::panic, clippy::todo, clippy::unimplemented)]
 
 pub mod alerting;
+pub mod backoff;
 pub mod builtin_packs;
 pub mod ca;
 pub mod config;
 pub mod detection;
+pub mod digest;
 pub mod display;
 pub mod enroll;
+pub mod event_log;
 pub mod host_binding;
 pub mod http;
 pub mod incident;
 pub mod ingest;
 pub mod liveness;
 pub mod metric_store;
+pub mod metrics_auth;
 pub mod notify;
 pub mod openmetrics;
 pub mod output;
 pub mod registry;
+pub mod response;
 pub mod rule_alerts;
 pub mod rule_listing;
+pub mod secret;
+pub mod send_error;
 pub mod serve;
+pub mod sqlite;
 pub mod telemetry;
 pub mod tls;
+pub mod tls_files;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -159,7 +177,9 @@ async fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
 }
 
 /// Binds the listeners and starts serving.
-pub async fn start(config: Config) -> anyhow::Result<Running> {
+pub async fn start(mut config: Config) -> anyhow::Result<Running> {
+    // Notifications write times in the zone people read.
+    config.notify.display = config.display();
     let ca = Arc::new(certificate_authority(&config)?);
     // A data dir from an older version or made by hand may be readable by
     // others; the files in it never should be.
@@ -237,7 +257,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         )));
     }
     let metrics_auth = match &config.http.metrics_auth {
-        Some(auth) => Some(http::MetricsCredentials::load(auth).map_err(anyhow::Error::msg)?),
+        Some(auth) => {
+            Some(metrics_auth::MetricsCredentials::load(auth).map_err(anyhow::Error::msg)?)
+        }
         None => None,
     };
     let incident_store = Arc::new(incident::store::IncidentStore::open_with(
@@ -258,7 +280,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if let Some(path) = incident::accounts::ensure_first_admin(
         &incident_store,
         &config.data_dir,
-        crate::enroll::now_ms(),
+        countywatch_daemon::clock::now_ms(),
     )? {
         tracing::warn!(
             user = incident::accounts::FIRST_ADMIN,
@@ -305,6 +327,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         session_ttl: config.incidents.session_ttl.get(),
         silent_after: config.agents.silent_after.get(),
         data_dir: config.data_dir.clone(),
+        // Rules that failed to load were refused with the configuration.
+        rule_texts: incident::web::rule_texts::RuleTexts::new(
+            config.detection.load_rules().unwrap_or_default(),
+        ),
+        telemetry: telemetry.registry().clone(),
         display: Arc::new(config.display()),
     });
     if let Some(task) = detection::start(

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::enroll::now_ms;
 use crate::registry::Registry;
+use countywatch_daemon::clock::now_ms;
 
 /// Checks for silent agents until `stopped` turns true.
 pub async fn watch(

@@ -485,7 +485,7 @@ fn main() -> ExitCode {
             command: AgentsCommand::Revoke { location, name },
         } => with_state(location, |config| {
             let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
-            if registry.revoke(&name, countywatch_collector::enroll::now_ms())? {
+            if registry.revoke(&name, countywatch_daemon::clock::now_ms())? {
                 audit::record(
                     &config.data_dir,
                     &audit::cli_actor(),
@@ -691,8 +691,7 @@ fn token_create(
     }
     let ca = countywatch_collector::certificate_authority(config)?;
     let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
-    let token =
-        registry.create_token(name, replace, ttl, countywatch_collector::enroll::now_ms())?;
+    let token = registry.create_token(name, replace, ttl, countywatch_daemon::clock::now_ms())?;
     audit::record(
         &config.data_dir,
         &audit::cli_actor(),
@@ -706,16 +705,7 @@ fn token_create(
             if replace { ", may replace it" } else { "" }
         ),
     );
-    let enroll = config.enroll_listen()?;
-    let host = if enroll.ip().is_unspecified() {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|host| host.trim().to_string())
-            .unwrap_or_else(|_| "COLLECTOR-HOST".to_string())
-    } else if enroll.is_ipv6() {
-        format!("[{}]", enroll.ip())
-    } else {
-        enroll.ip().to_string()
-    };
+    let url = config.enroll_url()?;
     let name_flag = name
         .map(|name| format!(" --name {name}"))
         .unwrap_or_default();
@@ -727,10 +717,16 @@ fn token_create(
     println!("CA SHA-256: {}", ca.fingerprint());
     println!("enrol with:");
     println!(
-        "  countywatch-agent enroll --collector https://{host}:{} --token {token} --ca-sha256 {}{name_flag}",
-        enroll.port(),
+        "  countywatch-agent enroll --collector {} --token {token} --ca-sha256 {}{name_flag}",
+        url.as_deref().unwrap_or("https://COLLECTOR-ADDRESS:PORT"),
         ca.fingerprint()
     );
+    if url.is_none() {
+        println!(
+            "(replace COLLECTOR-ADDRESS:PORT with the address agents reach the enrolment \
+             listener at, or set enroll.public_url or ingest.server_names)"
+        );
+    }
     Ok(())
 }
 
@@ -790,7 +786,7 @@ fn audit_list(
     actor: Option<&str>,
     action: Option<&str>,
 ) -> anyhow::Result<()> {
-    let now = countywatch_collector::enroll::now_ms();
+    let now = countywatch_daemon::clock::now_ms();
     let since_ms = match since {
         None => None,
         Some(text) => Some(match countywatch_daemon::duration::parse(text) {
@@ -889,7 +885,7 @@ fn user(command: UserCommand) -> ExitCode {
                 &name,
                 role,
                 &password,
-                countywatch_collector::enroll::now_ms(),
+                countywatch_daemon::clock::now_ms(),
             )?;
             audit::record(
                 &config.data_dir,
@@ -923,7 +919,7 @@ fn user(command: UserCommand) -> ExitCode {
                 &name,
                 &label,
                 ttl,
-                countywatch_collector::enroll::now_ms(),
+                countywatch_daemon::clock::now_ms(),
             )?;
             let lifetime = ttl.map_or_else(
                 || "until revoked".to_string(),
@@ -941,7 +937,7 @@ fn user(command: UserCommand) -> ExitCode {
         }),
         UserCommand::List { location } => with_state(location, |config| {
             let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
-            let users = accounts::list_users(&store, countywatch_collector::enroll::now_ms())?;
+            let users = accounts::list_users(&store, countywatch_daemon::clock::now_ms())?;
             println!(
                 "{:<24} {:<18} {:<22} {:>8} {:>6}",
                 "NAME", "ROLE", "STATE", "SESSIONS", "TOKENS"
@@ -1064,7 +1060,7 @@ fn agents_list(config: &Config) -> anyhow::Result<()> {
     use countywatch_collector::display::ago;
     let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
     let display = config.display();
-    let now = countywatch_collector::enroll::now_ms();
+    let now = countywatch_daemon::clock::now_ms();
     let silent_ms = i64::try_from(config.agents.silent_after.get().as_millis()).unwrap_or(i64::MAX);
     let validity_ms = i64::try_from(countywatch_collector::ca::AGENT_CERT_VALIDITY.as_millis())
         .unwrap_or(i64::MAX);
@@ -1205,5 +1201,7 @@ fn load(path: Option<&PathBuf>, overrides: Overrides) -> Result<Config, ExitCode
     config
         .validate(&source)
         .map_err(|problems| problems.report())?;
+    // `notify test` writes times in the zone people read, as `run` does.
+    config.notify.display = config.display();
     Ok(config)
 }

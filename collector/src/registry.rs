@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use countywatch_wire::{Event, EventKind, EventSource};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::ca::sha256_hex;
+use crate::digest::sha256_hex;
+use crate::event_log::{self, NewEvent, Position};
 
 /// Schema migrations, applied in order; the index + 1 is the version.
 const MIGRATIONS: &[&str] = &[
@@ -159,17 +160,11 @@ impl Registry {
     /// Opens (creating and migrating) the database in `data_dir`.
     pub fn open(data_dir: &Path) -> anyhow::Result<Registry> {
         let path = data_dir.join("collector.db");
-        let connection =
-            Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
         // WAL lets the CLI (token create, agents revoke) write while the
-        // daemon runs; NORMAL sync survives a killed process (the WAL is in
-        // the OS's hands) and costs no fsync per batch.
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .and_then(|()| connection.pragma_update(None, "synchronous", "NORMAL"))
-            .and_then(|()| connection.busy_timeout(Duration::from_secs(5)))
-            .with_context(|| format!("cannot configure {}", path.display()))?;
-        migrate(&connection).with_context(|| format!("cannot migrate {}", path.display()))?;
+        // daemon runs; NORMAL sync costs no fsync per batch.
+        let connection = crate::sqlite::open(&path)?;
+        crate::sqlite::migrate(&connection, MIGRATIONS)
+            .with_context(|| format!("cannot migrate {}", path.display()))?;
         Ok(Registry {
             connection: Mutex::new(connection),
             last_senders: Mutex::new(HashMap::new()),
@@ -385,7 +380,9 @@ impl Registry {
     ) -> anyhow::Result<BatchOutcome> {
         let seq = i64::try_from(seq).context("sequence number out of range")?;
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        // Immediate: it reads before it writes, and retention and the CLI
+        // write `collector.db` through connections of their own.
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let last_seq: i64 = transaction
             .query_row(
                 "SELECT last_seq FROM agents WHERE name = ?1",
@@ -402,24 +399,17 @@ impl Registry {
             transaction.commit()?;
             return Ok(BatchOutcome::Duplicate);
         }
-        {
-            let mut insert = transaction.prepare_cached(
-                "INSERT INTO events (agent, seq, position, received_ms, timestamp_ms, source, kind, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for (position, event) in events.iter().enumerate() {
-                let body = serde_json::to_string(event).context("cannot serialise an event")?;
-                insert.execute(params![
+        for (position, event) in events.iter().enumerate() {
+            event_log::append(
+                &transaction,
+                &NewEvent {
                     agent,
                     seq,
-                    i64::try_from(position).unwrap_or(i64::MAX),
-                    now_ms,
-                    event.timestamp_ms,
-                    event.source.as_str(),
-                    event.kind.as_str(),
-                    body
-                ])?;
-            }
+                    position: Position::At(i64::try_from(position).unwrap_or(i64::MAX)),
+                    received_ms: now_ms,
+                    event,
+                },
+            )?;
         }
         transaction.execute(
             "INSERT INTO batches (agent, seq, received_ms, events) VALUES (?1, ?2, ?3, ?4)",
@@ -444,7 +434,8 @@ impl Registry {
         let cutoff =
             now_ms.saturating_sub(i64::try_from(silent_after.as_millis()).unwrap_or(i64::MAX));
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        // Immediate for the same reason as in `accept_batch`.
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let names: Vec<(String, Option<i64>)> = {
             let mut statement = transaction.prepare(
                 "SELECT name, last_seen_ms FROM agents WHERE revoked_ms IS NULL AND silent = 0
@@ -459,10 +450,15 @@ impl Registry {
             event.host.clone_from(name);
             event.fields.last_seen_ms = *last_seen_ms;
             event.raw = format!("no batch from agent {name} for {}s", silent_after.as_secs());
-            transaction.execute(
-                "INSERT INTO events (agent, seq, position, received_ms, timestamp_ms, source, kind, body)
-                 VALUES (?1, -?2, 0, ?2, ?2, 'agent', 'agent_silent', ?3)",
-                params![name, now_ms, serde_json::to_string(&event)?],
+            event_log::append(
+                &transaction,
+                &NewEvent {
+                    agent: name,
+                    seq: -now_ms,
+                    position: Position::At(0),
+                    received_ms: now_ms,
+                    event: &event,
+                },
             )?;
             transaction.execute(
                 "UPDATE agents SET silent = 1 WHERE name = ?1",
@@ -477,24 +473,19 @@ impl Registry {
     /// web page), under the agent name `collector`, so detection rules and
     /// outputs see it like any agent's event. Returns its row id.
     pub fn record_collector_event(&self, event: &Event, now_ms: i64) -> anyhow::Result<i64> {
-        let connection = self.lock();
         // seq is the negated time, as for `agent_silent`; position counts
         // events within the same millisecond, keeping (agent, seq, position)
         // unique.
-        connection.execute(
-            "INSERT INTO events (agent, seq, position, received_ms, timestamp_ms, source, kind, body)
-             VALUES ('collector', -?1,
-                COALESCE((SELECT MAX(position) + 1 FROM events WHERE agent = 'collector' AND seq = -?1), 0),
-                ?1, ?2, ?3, ?4, ?5)",
-            params![
-                now_ms,
-                event.timestamp_ms,
-                event.source.as_str(),
-                event.kind.as_str(),
-                serde_json::to_string(event)?
-            ],
-        )?;
-        Ok(connection.last_insert_rowid())
+        Ok(event_log::append(
+            &self.lock(),
+            &NewEvent {
+                agent: "collector",
+                seq: -now_ms,
+                position: Position::Next,
+                received_ms: now_ms,
+                event,
+            },
+        )?)
     }
 
     /// Number of stored events of `agent` with `kind` (all kinds when `None`).
@@ -505,25 +496,6 @@ impl Registry {
             |row| row.get(0),
         )?)
     }
-}
-
-fn migrate(connection: &Connection) -> rusqlite::Result<()> {
-    connection
-        .execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
-    let version: i64 = connection
-        .query_row("SELECT version FROM schema_version", [], |row| row.get(0))
-        .optional()?
-        .unwrap_or(0);
-    for (index, migration) in MIGRATIONS.iter().enumerate() {
-        let target = i64::try_from(index).unwrap_or(i64::MAX) + 1;
-        if target <= version {
-            continue;
-        }
-        connection.execute_batch(&format!(
-            "BEGIN; {migration}; DELETE FROM schema_version; INSERT INTO schema_version VALUES ({target}); COMMIT;"
-        ))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -172,7 +172,7 @@ async fn serve_connection<H, F>(
                         .1
                         .peer_certificates()
                         .and_then(|chain| chain.first())
-                        .map(|leaf| crate::ca::sha256_hex(leaf.as_ref()));
+                        .map(|leaf| crate::digest::sha256_hex(leaf.as_ref()));
                     let peer = Peer {
                         addr: peer,
                         certificate_sha256,

@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
-use crate::config::TlsFiles;
+use crate::tls_files::TlsFiles;
 
 /// Reads a PEM certificate chain and private key.
 pub fn load(

@@ -10,17 +10,17 @@ use std::time::UNIX_EPOCH;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
-use rusqlite::params;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::enroll::now_ms;
 use crate::incident::audit::Outcome;
+use crate::incident::event_search::{self, EventQuery};
 use crate::incident::lifecycle::{Transition, TransitionError};
 use crate::incident::request::{self, json_error};
 use crate::incident::routes::Endpoint;
-use crate::incident::store::{IncidentFilter, Status, connect};
+use crate::incident::store::{IncidentFilter, Status};
 use crate::incident::{Authorized, Incidents, export};
+use countywatch_daemon::clock::now_ms;
 
 /// The OpenAPI description of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -254,48 +254,13 @@ fn describe(query: &HashMap<String, String>) -> String {
     pairs.join("&")
 }
 
-/// The raw events search over `collector.db`'s `events` table.
+/// The raw events search over the event log.
 fn events(
     incidents: &Incidents,
     query: &HashMap<String, String>,
 ) -> anyhow::Result<Response<Full<Bytes>>> {
-    let connection = connect(&incidents.data_dir.join("collector.db"))?;
-    let text = |name: &str| query.get(name).filter(|value| !value.is_empty()).cloned();
-    let number = |name: &str| query.get(name).and_then(|value| value.parse::<i64>().ok());
-    let limit = number("limit").unwrap_or(100).clamp(1, 1_000);
-    let mut statement = connection.prepare_cached(
-        "SELECT id, agent, received_ms, body FROM events
-         WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR kind = ?2)
-           AND (?3 IS NULL OR timestamp_ms >= ?3) AND (?4 IS NULL OR timestamp_ms < ?4)
-           AND (?5 IS NULL OR instr(body, ?5) > 0) AND (?6 IS NULL OR id < ?6)
-         ORDER BY id DESC LIMIT ?7",
-    )?;
-    let rows = statement.query_map(
-        params![
-            text("host"),
-            text("kind"),
-            number("since_ms"),
-            number("until_ms"),
-            text("q"),
-            number("before_id"),
-            limit
-        ],
-        |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, String>(3)?,
-            ))
-        },
-    )?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, agent, received_ms, body) = row?;
-        let event: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        out.push(json!({ "id": id, "agent": agent, "received_ms": received_ms, "event": event }));
-    }
-    Ok(request::json(StatusCode::OK, &json!({ "events": out })))
+    let rows = event_search::search(&incidents.data_dir, &EventQuery::from_query(query))?;
+    Ok(request::json(StatusCode::OK, &json!({ "events": rows })))
 }
 
 /// Agents as the API and the agents page show them.

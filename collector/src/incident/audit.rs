@@ -34,9 +34,9 @@ use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::ca::sha256_hex;
-use crate::enroll::now_ms;
+use crate::digest::sha256_hex;
 use crate::incident::store::{IncidentStore, connect};
+use countywatch_daemon::clock::now_ms;
 
 /// The signing key's file name in the data dir (PKCS#8).
 pub const KEY_FILE: &str = "audit-signing.pk8";

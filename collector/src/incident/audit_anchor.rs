@@ -126,7 +126,8 @@ impl Anchoring {
     /// Signs the head if 10 minutes passed since the newest checkpoint and
     /// sends every checkpoint not yet sent.
     fn tick(&self) -> anyhow::Result<()> {
-        self.audit.checkpoint_if_due(crate::enroll::now_ms())?;
+        self.audit
+            .checkpoint_if_due(countywatch_daemon::clock::now_ms())?;
         self.send_pending()
     }
 
@@ -178,7 +179,7 @@ impl Anchoring {
         event.fields.message = Some(line.to_string());
         event.raw = line.to_string();
         self.event_log
-            .record_collector_event(&event, crate::enroll::now_ms())?;
+            .record_collector_event(&event, countywatch_daemon::clock::now_ms())?;
         Ok(())
     }
 
@@ -206,7 +207,7 @@ impl Anchoring {
             .set(if intact { 1.0 } else { 0.0 });
         self.metrics
             .verify_timestamp
-            .set(crate::enroll::now_ms() as f64 / 1000.0);
+            .set(countywatch_daemon::clock::now_ms() as f64 / 1000.0);
     }
 }
 

@@ -19,7 +19,7 @@ use argon2::password_hash::{self, PasswordHash, PasswordHasher, SaltString};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use crate::ca::sha256_hex;
+use crate::digest::sha256_hex;
 use crate::incident::store::IncidentStore;
 
 /// What a user may do; each role includes the ones before it.
@@ -234,6 +234,18 @@ pub fn create_session(
         params![sha256_hex(token.as_bytes()), user, secret(), now_ms, now_ms.saturating_add(ttl_ms)],
     )?;
     Ok(token)
+}
+
+/// The enabled users an incident can be assigned to (security officers
+/// and admins), by name.
+pub fn assignable_users(store: &IncidentStore) -> anyhow::Result<Vec<String>> {
+    let connection = store.read();
+    let mut statement = connection.prepare_cached(
+        "SELECT name FROM users WHERE disabled = 0 AND role IN ('security_officer', 'admin')
+         ORDER BY name",
+    )?;
+    let rows = statement.query_map([], |row| row.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Ends a session.

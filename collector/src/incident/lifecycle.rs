@@ -55,7 +55,9 @@ impl IncidentStore {
             "incident {} ({}) is {} ({})",
             change.id, change.rule_id, change.status, change.actor
         );
-        if let Err(error) = registry.record_collector_event(&event, crate::enroll::now_ms()) {
+        if let Err(error) =
+            registry.record_collector_event(&event, countywatch_daemon::clock::now_ms())
+        {
             tracing::error!(
                 incident = change.id,
                 "cannot record an incident_changed event: {error:#}"
@@ -259,7 +261,7 @@ impl IncidentStore {
             &self.key_path,
             self.settings.checkpoint_every,
             &NewEntry {
-                at_ms: crate::enroll::now_ms(),
+                at_ms: countywatch_daemon::clock::now_ms(),
                 actor: DETECTION_ACTOR,
                 action,
                 target: &format!("incident/{id}"),
@@ -433,7 +435,7 @@ impl IncidentStore {
             &self.key_path,
             self.settings.checkpoint_every,
             &NewEntry {
-                at_ms: crate::enroll::now_ms(),
+                at_ms: countywatch_daemon::clock::now_ms(),
                 actor,
                 action,
                 target,

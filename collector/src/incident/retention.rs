@@ -9,14 +9,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::params;
 use tokio::sync::watch;
 
+use crate::event_log::EventLog;
 use crate::incident::audit::Outcome;
-use crate::incident::store::{IncidentStore, connect};
+use crate::incident::store::IncidentStore;
+use crate::sqlite::delete_in_batches;
 
-/// Rows deleted per transaction.
-const BATCH_ROWS: i64 = 500;
 /// Time between purges.
 const PERIOD: Duration = Duration::from_secs(24 * 3600);
 
@@ -34,14 +33,8 @@ pub struct Purged {
 /// Deletes everything older than `cutoff_ms`, in small transactions.
 pub fn purge(store: &IncidentStore, data_dir: &Path, cutoff_ms: i64) -> anyhow::Result<Purged> {
     let mut purged = Purged::default();
-    let events_db = data_dir.join("collector.db");
-    if events_db.exists() {
-        let connection = connect(&events_db)?;
-        purged.events = delete_in_batches(
-            &connection,
-            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE received_ms < ?1 LIMIT ?2)",
-            cutoff_ms,
-        )?;
+    if data_dir.join("collector.db").exists() {
+        purged.events = EventLog::open(data_dir)?.purge_before(cutoff_ms)?;
     }
     purged.incidents = delete_in_batches(
         &store.write(),
@@ -73,21 +66,6 @@ pub fn purge(store: &IncidentStore, data_dir: &Path, cutoff_ms: i64) -> anyhow::
     Ok(purged)
 }
 
-fn delete_in_batches(
-    connection: &rusqlite::Connection,
-    sql: &str,
-    cutoff_ms: i64,
-) -> anyhow::Result<u64> {
-    let mut total = 0_u64;
-    loop {
-        let deleted = connection.execute(sql, params![cutoff_ms, BATCH_ROWS])?;
-        total += deleted as u64;
-        if (deleted as i64) < BATCH_ROWS {
-            return Ok(total);
-        }
-    }
-}
-
 /// Purges once a day (first a minute after start) and signs an audit
 /// checkpoint, until `stopped`.
 pub async fn run(
@@ -106,7 +84,7 @@ pub async fn run(
         let store = Arc::clone(&store);
         let data_dir = data_dir.clone();
         let done = tokio::task::spawn_blocking(move || {
-            let cutoff = crate::enroll::now_ms()
+            let cutoff = countywatch_daemon::clock::now_ms()
                 .saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
             let purged = purge(&store, &data_dir, cutoff)?;
             let audit =

@@ -40,8 +40,24 @@ pub enum Endpoint {
     PasswordForm,
     /// `GET /assets/style.css`.
     Style,
-    /// `GET /` and `GET /incidents`: the queue.
+    /// `GET /incidents`: the queue.
     QueuePage,
+    /// `GET /`: the overview.
+    OverviewPage,
+    /// `GET /events`: the raw events search.
+    EventsPage,
+    /// `GET /events/export.csv` and `.json`.
+    EventsExport,
+    /// `GET /audit`: the audit trail.
+    AuditPage,
+    /// `GET /audit/export.csv` and `.json`.
+    AuditExport,
+    /// `POST /alerts/silences`: create or expire a silence (form).
+    SilenceForm,
+    /// `GET /users`: users and tokens.
+    UsersPage,
+    /// `POST /users`: a change to a user or token (form).
+    UsersForm,
     /// `GET /incidents/{id}`.
     DetailPage,
     /// `POST /incidents/{id}/transition` (form).
@@ -52,6 +68,11 @@ pub enum Endpoint {
     AgentsPage,
     /// `GET /alerts`: firing alerts and silences.
     AlertsPage,
+    /// `GET /alerts/{fingerprint}`: one alert, the link notifications carry
+    /// (a detection's alert leads on to its incident).
+    AlertPage,
+    /// `POST /alerts/{fingerprint}/silence` (form): silence that alert.
+    AlertSilenceForm,
     /// `GET /incidents/export.csv` and `.json` (page surface, for the link).
     ExportPage,
     /// `GET /api/v1/openapi.json`.
@@ -90,7 +111,8 @@ pub enum Endpoint {
 pub struct Route {
     /// The HTTP method.
     pub method: &'static str,
-    /// The path; `{id}` matches one segment of digits.
+    /// The path; `{id}` matches one segment of digits, `{fingerprint}` one
+    /// of 16 lowercase hex digits.
     pub path: &'static str,
     /// Who may call it.
     pub access: Access,
@@ -140,7 +162,7 @@ pub const ROUTES: &[Route] = &[
         Endpoint::PasswordForm,
     ),
     route("GET", "/assets/style.css", Public, Page, Endpoint::Style),
-    route("GET", "/", AtLeast(Viewer), Page, Endpoint::QueuePage),
+    route("GET", "/", AtLeast(Viewer), Page, Endpoint::OverviewPage),
     route(
         "GET",
         "/incidents",
@@ -196,6 +218,71 @@ pub const ROUTES: &[Route] = &[
         AtLeast(Viewer),
         Page,
         Endpoint::AlertsPage,
+    ),
+    route(
+        "GET",
+        "/alerts/{fingerprint}",
+        AtLeast(Viewer),
+        Page,
+        Endpoint::AlertPage,
+    ),
+    route(
+        "POST",
+        "/alerts/{fingerprint}/silence",
+        AtLeast(Operator),
+        Page,
+        Endpoint::AlertSilenceForm,
+    ),
+    route(
+        "GET",
+        "/events",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::EventsPage,
+    ),
+    route(
+        "GET",
+        "/events/export.csv",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::EventsExport,
+    ),
+    route(
+        "GET",
+        "/events/export.json",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::EventsExport,
+    ),
+    route(
+        "GET",
+        "/audit",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::AuditPage,
+    ),
+    route(
+        "GET",
+        "/audit/export.csv",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::AuditExport,
+    ),
+    route(
+        "POST",
+        "/alerts/silences",
+        AtLeast(Operator),
+        Page,
+        Endpoint::SilenceForm,
+    ),
+    route("GET", "/users", AtLeast(Admin), Page, Endpoint::UsersPage),
+    route("POST", "/users", AtLeast(Admin), Page, Endpoint::UsersForm),
+    route(
+        "GET",
+        "/audit/export.json",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::AuditExport,
     ),
     route(
         "GET",
@@ -307,6 +394,14 @@ pub const ROUTES: &[Route] = &[
         Api,
         Endpoint::Alertmanager,
     ),
+    // The notification configuration names every receiver: admins only.
+    route(
+        "GET",
+        "/api/v2/status",
+        AtLeast(Admin),
+        Api,
+        Endpoint::Alertmanager,
+    ),
     route(
         "POST",
         "/api/v2/alerts",
@@ -363,6 +458,11 @@ fn matches(pattern: &str, path: &str) -> Option<Option<i64>> {
                 id = Some(segment.parse().ok()?);
             }
             (Some("{silence}"), Some(segment)) if !segment.is_empty() => {}
+            (Some("{fingerprint}"), Some(segment))
+                if segment.len() == 16
+                    && segment
+                        .bytes()
+                        .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)) => {}
             (Some(expected), Some(segment)) if expected == segment => {}
             _ => return None,
         }
@@ -398,6 +498,12 @@ mod tests {
             assert!(find("DELETE", path).is_none(), "{path}");
             assert!(crate::incident::owns(path), "{path}");
         }
+        assert_eq!(
+            find("GET", "/alerts/0123456789abcdef").unwrap().0.endpoint,
+            Endpoint::AlertPage
+        );
+        assert!(find("GET", "/alerts/0123456789ABCDEF").is_none());
+        assert!(find("GET", "/alerts/0123").is_none());
     }
 
     #[test]

@@ -107,8 +107,6 @@ pub fn labels<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> LabelS
         .collect()
 }
 
-pub use countywatch_daemon::clock::now_ms;
-
 /// Formats Unix milliseconds as RFC 3339 in UTC (`2026-11-28T01:02:03.456Z`).
 pub fn rfc3339(ms: i64) -> String {
     let nanos = i128::from(ms) * 1_000_000;

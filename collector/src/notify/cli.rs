@@ -10,13 +10,14 @@ use std::path::Path;
 
 use countywatch_daemon::config_file::Problems;
 
-use crate::notify::alert::{LabelSet, now_ms, rfc3339};
+use crate::notify::alert::{LabelSet, rfc3339};
 use crate::notify::config::NotifyConfig;
 use crate::notify::db::Db;
 use crate::notify::matcher::{MatchType, Matcher};
 use crate::notify::notification::{Kind, Notification};
 use crate::notify::route_tree::Route;
 use crate::notify::silence::{SilenceState, SilenceStore};
+use countywatch_daemon::clock::now_ms;
 
 /// `silence add`: prints the new silence's id.
 pub fn silence_add(
@@ -44,7 +45,7 @@ pub fn silence_list(data_dir: &Path, all: bool) -> anyhow::Result<()> {
     let store = SilenceStore::open(Db::open(data_dir)?)?;
     let now = now_ms();
     println!(
-        "{:<32} {:<8} {:<24} {:<24} {:<12} {:<40} COMMENT",
+        "{:<36} {:<8} {:<24} {:<24} {:<12} {:<40} COMMENT",
         "ID", "STATE", "STARTS", "ENDS", "AUTHOR", "MATCHERS"
     );
     for silence in store.list() {
@@ -54,7 +55,7 @@ pub fn silence_list(data_dir: &Path, all: bool) -> anyhow::Result<()> {
         }
         let matchers: Vec<String> = silence.matchers.iter().map(Matcher::to_string).collect();
         println!(
-            "{:<32} {:<8} {:<24} {:<24} {:<12} {:<40} {}",
+            "{:<36} {:<8} {:<24} {:<24} {:<12} {:<40} {}",
             silence.id,
             state.as_str(),
             rfc3339(silence.starts_at_ms),

@@ -11,7 +11,6 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use anyhow::Context;
 use rusqlite::Connection;
@@ -65,16 +64,10 @@ impl Db {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
         let path = data_dir.join("notify.db");
-        let connection =
-            Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
         // NORMAL in WAL mode: a killed process loses nothing committed (the
         // outbox's promise); only an operating-system crash could lose the
         // last transactions, and costs no fsync per notification.
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .and_then(|()| connection.pragma_update(None, "synchronous", "NORMAL"))
-            .and_then(|()| connection.busy_timeout(Duration::from_secs(5)))
-            .with_context(|| format!("cannot configure {}", path.display()))?;
+        let connection = crate::sqlite::open(&path)?;
         migrate(&connection).with_context(|| format!("cannot migrate {}", path.display()))?;
         Ok(Db {
             connection: Arc::new(Mutex::new(connection)),

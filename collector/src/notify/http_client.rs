@@ -14,7 +14,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 
-use crate::notify::receiver::SendError;
+use crate::send_error::SendError;
 
 /// Largest response body read; receivers answer with a few bytes of JSON.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -172,12 +172,10 @@ async fn exchange(
     let text = String::from_utf8_lossy(&body[..body.len().min(300)])
         .trim()
         .to_string();
-    let message = format!("{} answered {status}: {text}", target.authority);
-    if status >= 500 || status == 429 || status == 408 {
-        Err(SendError::Retryable(message))
-    } else {
-        Err(SendError::Permanent(message))
-    }
+    Err(SendError::from_status(
+        status,
+        format!("{} answered {status}: {text}", target.authority),
+    ))
 }
 
 async fn send<T>(

@@ -23,12 +23,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::notify::alert::now_ms;
+use crate::backoff::backoff;
 use crate::notify::config::OutboxConfig;
 use crate::notify::db::Db;
 use crate::notify::metrics::NotifyMetrics;
 use crate::notify::notification::{Kind, Notification};
-use crate::notify::receiver::{Integration, Receivers, SendError};
+use crate::notify::receiver::{Integration, Receivers};
+use crate::send_error::SendError;
+use countywatch_daemon::clock::now_ms;
 
 /// One stored notification.
 #[derive(Clone, Debug)]
@@ -79,16 +81,6 @@ pub fn insert(
 /// Notifications waiting, all receivers.
 pub fn pending(connection: &Connection) -> rusqlite::Result<i64> {
     connection.query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))
-}
-
-/// The wait before attempt `attempts + 1`: `initial * 2^(attempts-1)` capped
-/// at `max`, then drawn uniformly from its upper half (jitter), so that
-/// many notifications failing together do not retry together.
-pub fn backoff(attempts: u32, initial: Duration, max: Duration) -> Duration {
-    let exponent = attempts.saturating_sub(1).min(30);
-    let base = initial.saturating_mul(1u32 << exponent).min(max);
-    let half = base / 2;
-    half + half.mul_f64(rand::random::<f64>())
 }
 
 /// What the delivery tasks share.
@@ -700,25 +692,5 @@ mod tests {
                 .get()
                 >= 2
         );
-    }
-
-    #[test]
-    fn backoff_grows_is_capped_and_jittered() {
-        let initial = Duration::from_secs(1);
-        let max = Duration::from_secs(60);
-        for _ in 0..100 {
-            let first = backoff(1, initial, max);
-            assert!(
-                first >= Duration::from_millis(500) && first <= initial,
-                "{first:?}"
-            );
-            let fourth = backoff(4, initial, max);
-            assert!(
-                fourth >= Duration::from_secs(4) && fourth <= Duration::from_secs(8),
-                "{fourth:?}"
-            );
-            let late = backoff(40, initial, max);
-            assert!(late >= Duration::from_secs(30) && late <= max, "{late:?}");
-        }
     }
 }

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::output::config::{ClientTls, HttpUrl};
+use crate::send_error::SendError;
 
 /// A byte stream to a receiver, plain or TLS.
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -125,26 +126,6 @@ fn read_certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>
         .with_context(|| format!("cannot read certificates from {}", path.display()))
 }
 
-/// Why an HTTP request failed.
-#[derive(Debug)]
-pub enum HttpError {
-    /// No answer (connect, TLS, timeout, broken connection) or an answer
-    /// that says "later" (5xx, 429): worth retrying.
-    Retryable(String),
-    /// The receiver refused the request for good (4xx): retrying the same
-    /// body cannot succeed.
-    Refused(u16, String),
-}
-
-impl std::fmt::Display for HttpError {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HttpError::Retryable(message) => formatter.write_str(message),
-            HttpError::Refused(status, body) => write!(formatter, "HTTP {status}: {body}"),
-        }
-    }
-}
-
 /// An HTTP/1.1 client for one endpoint that keeps its connection open.
 pub struct HttpClient {
     /// The endpoint.
@@ -175,23 +156,23 @@ impl HttpClient {
     }
 
     /// POSTs `body` with `headers`; `Ok` on a 2xx answer.
-    pub async fn post(&mut self, headers: &[(&str, &str)], body: Bytes) -> Result<(), HttpError> {
+    pub async fn post(&mut self, headers: &[(&str, &str)], body: Bytes) -> Result<(), SendError> {
         match tokio::time::timeout(self.timeout, self.post_inner(headers, body)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => {
-                if matches!(error, HttpError::Retryable(_)) {
+                if matches!(error, SendError::Retryable(_)) {
                     self.connection = None;
                 }
                 Err(error)
             }
             Err(_) => {
                 self.connection = None;
-                Err(HttpError::Retryable("request timed out".to_string()))
+                Err(SendError::Retryable("request timed out".to_string()))
             }
         }
     }
 
-    async fn post_inner(&mut self, headers: &[(&str, &str)], body: Bytes) -> Result<(), HttpError> {
+    async fn post_inner(&mut self, headers: &[(&str, &str)], body: Bytes) -> Result<(), SendError> {
         let reusable = match &mut self.connection {
             Some(sender) => sender.ready().await.is_ok(),
             None => false,
@@ -201,10 +182,10 @@ impl HttpClient {
                 .connector
                 .connect(self.timeout)
                 .await
-                .map_err(HttpError::Retryable)?;
+                .map_err(SendError::Retryable)?;
             let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
-                .map_err(|error| HttpError::Retryable(error.to_string()))?;
+                .map_err(|error| SendError::Retryable(error.to_string()))?;
             tokio::spawn(async move {
                 if let Err(error) = connection.await {
                     tracing::debug!(%error, "output connection closed");
@@ -213,7 +194,7 @@ impl HttpClient {
             self.connection = Some(sender);
         }
         let Some(sender) = self.connection.as_mut() else {
-            return Err(HttpError::Retryable("no connection".to_string()));
+            return Err(SendError::Retryable("no connection".to_string()));
         };
         let mut request = hyper::Request::post(self.url.path.as_str())
             .header(hyper::header::HOST, self.url.authority())
@@ -226,11 +207,11 @@ impl HttpClient {
         }
         let request = request
             .body(Full::new(body))
-            .map_err(|error| HttpError::Retryable(error.to_string()))?;
+            .map_err(|error| SendError::Retryable(error.to_string()))?;
         let response = sender
             .send_request(request)
             .await
-            .map_err(|error| HttpError::Retryable(error.to_string()))?;
+            .map_err(|error| SendError::Retryable(error.to_string()))?;
         let status = response.status();
         // Read the body so the connection can be reused; keep only its start
         // for the log line.
@@ -246,74 +227,9 @@ impl HttpClient {
         let text = String::from_utf8_lossy(&body[..body.len().min(512)])
             .trim()
             .to_string();
-        if status.is_server_error() || status.as_u16() == 429 {
-            Err(HttpError::Retryable(format!(
-                "HTTP {}: {text}",
-                status.as_u16()
-            )))
-        } else {
-            Err(HttpError::Refused(status.as_u16(), text))
-        }
-    }
-}
-
-/// Standard base64 (RFC 4648, with padding), for basic authentication.
-pub fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (index, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if index <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Exponential backoff with full jitter: a wait in [base/2, base], then the
-/// next base doubled up to `max`. Jitter keeps many collectors that lost the
-/// same receiver from retrying in lockstep.
-pub fn next_backoff(base: Duration, max: Duration) -> (Duration, Duration) {
-    use rand::Rng;
-    let millis = u64::try_from(base.as_millis()).unwrap_or(u64::MAX).max(1);
-    let wait = rand::rng().random_range(millis / 2..=millis);
-    (Duration::from_millis(wait), (base * 2).min(max))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (input, expected) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(input.as_bytes()), expected);
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_maximum_with_jitter() {
-        let max = Duration::from_secs(1);
-        let (wait, next) = next_backoff(Duration::from_millis(400), max);
-        assert!(wait >= Duration::from_millis(200) && wait <= Duration::from_millis(400));
-        assert_eq!(next, Duration::from_millis(800));
-        assert_eq!(next_backoff(next, max).1, max);
+        Err(SendError::from_status(
+            status.as_u16(),
+            format!("HTTP {}: {text}", status.as_u16()),
+        ))
     }
 }

@@ -24,12 +24,15 @@ use anyhow::Context;
 use bytes::Bytes;
 use countywatch_wire::Event;
 use prometheus::{IntCounterVec, Opts};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
+use crate::backoff::backoff;
+use crate::event_log::{EventCursor, EventLog, StoredEvent};
 use crate::output::config::{ForwardConfig, HttpUrl, parse_host_port, severity_number};
-use crate::output::connect::{Connector, HttpClient, HttpError, Stream, next_backoff};
+use crate::output::connect::{Connector, HttpClient, Stream};
+use crate::send_error::SendError;
 
 /// The outcomes `countywatch_forward_events_total` is labelled with.
 pub const RESULTS: [&str; 4] = ["sent", "filtered", "retried", "rejected"];
@@ -88,19 +91,6 @@ impl ForwardMetrics {
     }
 }
 
-/// One stored event as the forwarder reads it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StoredEvent {
-    /// The registry's row id: increasing, the cursor's unit.
-    pub id: i64,
-    /// The agent it came from (the syslog HOSTNAME).
-    pub agent: String,
-    /// When the collector stored it, Unix milliseconds.
-    pub received_ms: i64,
-    /// The event itself.
-    pub event: Event,
-}
-
 /// Where an output's events go.
 enum Target {
     /// Syslog over TCP or TLS.
@@ -142,9 +132,10 @@ async fn forward_loop(
     metrics
         .cursor
         .with_label_values(&[&name])
-        .set(cursor.last_id);
+        .set(cursor.position.id());
     let max_backoff = config.max_backoff.get();
-    let mut backoff = Duration::from_millis(100);
+    // Failures in a row, for the backoff.
+    let mut failures = 0u32;
     let mut failing = false;
     let filter = Filter::new(&config);
     while !*stopped.borrow() {
@@ -167,7 +158,7 @@ async fn forward_loop(
                 continue;
             }
         };
-        let Some(last) = events.last().map(|event| event.id) else {
+        let Some(last) = events.last().map(|event| EventCursor::from_id(event.id)) else {
             // Caught up: look again shortly. A query on the primary key
             // costs microseconds, so polling is cheaper than wiring a
             // notification through the ingest path.
@@ -209,7 +200,7 @@ async fn forward_loop(
                 if let Err(error) = saved {
                     tracing::error!(output = %name, error = %format!("{error:#}"), "cannot save the forwarding cursor");
                 }
-                metrics.cursor.with_label_values(&[&name]).set(last);
+                metrics.cursor.with_label_values(&[&name]).set(last.id());
                 if !selected.is_empty() {
                     metrics
                         .last_success
@@ -220,7 +211,7 @@ async fn forward_loop(
                     tracing::info!(output = %name, "forwarding receiver reachable again");
                     failing = false;
                 }
-                backoff = Duration::from_millis(100);
+                failures = 0;
             }
             Err(SendFailure::Retry(message)) => {
                 count(&metrics, &name, "retried", selected.len() as u64);
@@ -228,8 +219,8 @@ async fn forward_loop(
                     tracing::warn!(output = %name, %message, "cannot forward events, will retry with backoff");
                     failing = true;
                 }
-                let (wait, next) = next_backoff(backoff, max_backoff);
-                backoff = next;
+                failures = failures.saturating_add(1);
+                let wait = backoff(failures, Duration::from_millis(100), max_backoff);
                 pause(&mut stopped, wait).await;
             }
         }
@@ -272,10 +263,7 @@ fn build_target(config: &ForwardConfig) -> anyhow::Result<Target> {
     if let Some(json) = &config.json_lines {
         let url = HttpUrl::parse(&json.url.value).map_err(anyhow::Error::msg)?;
         let authorization = match &json.bearer_token_file {
-            Some(file) => Some(format!(
-                "Bearer {}",
-                crate::output::remote_write::read_secret(file)?
-            )),
+            Some(file) => Some(format!("Bearer {}", crate::secret::read_secret(file)?)),
             None => None,
         };
         return Ok(Target::JsonLines {
@@ -350,8 +338,8 @@ async fn send(target: &mut Target, events: &[&StoredEvent]) -> Result<(), SendFa
                 .post(&headers, Bytes::from(body))
                 .await
                 .map_err(|error| match error {
-                    HttpError::Retryable(message) => SendFailure::Retry(message),
-                    refused @ HttpError::Refused(..) => SendFailure::Rejected(refused.to_string()),
+                    SendError::Retryable(message) => SendFailure::Retry(message),
+                    SendError::Permanent(message) => SendFailure::Rejected(message),
                 })
         }
     }
@@ -375,26 +363,23 @@ async fn pause(stopped: &mut watch::Receiver<bool>, wait: Duration) {
     }
 }
 
-/// An output's durable position in the events table.
+/// An output's durable position in the event log.
 struct Cursor {
-    /// Read-only connection to `collector.db`.
-    events: Connection,
+    /// The event log, read-only.
+    events: EventLog,
     /// Connection to `outputs.db`, where the cursor is saved.
     state: Connection,
     /// The output's name.
     name: String,
-    /// The last id delivered.
-    last_id: i64,
+    /// The last event delivered.
+    position: EventCursor,
 }
 
 impl Cursor {
     /// Loads the output's cursor, creating it at the start (or the current
-    /// end) of the events table on first use.
+    /// end) of the event log on first use.
     fn open(data_dir: &Path, name: &str, from_beginning: bool) -> anyhow::Result<Cursor> {
-        let path = data_dir.join("collector.db");
-        let events = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .with_context(|| format!("cannot open {} to read events", path.display()))?;
-        events.busy_timeout(Duration::from_secs(5))?;
+        let events = EventLog::open_read_only(data_dir).context("cannot read events")?;
         let state = crate::output::open_database(data_dir)?;
         let saved: Option<i64> = state
             .query_row(
@@ -403,20 +388,16 @@ impl Cursor {
                 |row| row.get(0),
             )
             .optional()?;
-        let last_id = match saved {
-            Some(last_id) => last_id,
+        let position = match saved {
+            Some(last_id) => EventCursor::from_id(last_id),
             None => {
                 let start = match from_beginning {
-                    true => 0,
-                    false => {
-                        events.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |row| {
-                            row.get(0)
-                        })?
-                    }
+                    true => EventCursor::START,
+                    false => events.end()?,
                 };
                 state.execute(
                     "INSERT INTO forward_cursors (output, last_id) VALUES (?1, ?2)",
-                    params![name, start],
+                    params![name, start.id()],
                 )?;
                 start
             }
@@ -425,7 +406,7 @@ impl Cursor {
             events,
             state,
             name: name.to_string(),
-            last_id,
+            position,
         })
     }
 
@@ -433,45 +414,25 @@ impl Cursor {
     /// body does not decode is skipped with a log line rather than
     /// blocking the output forever.
     fn read(&self, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
-        let mut statement = self.events.prepare_cached(
-            "SELECT id, agent, received_ms, body FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )?;
-        let rows = statement.query_map(
-            params![self.last_id, i64::try_from(limit).unwrap_or(i64::MAX)],
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, String>(3)?,
-                ))
-            },
-        )?;
         let mut events = Vec::new();
-        for row in rows {
-            let (id, agent, received_ms, body) = row?;
-            match serde_json::from_str::<Event>(&body) {
-                Ok(event) => events.push(StoredEvent {
-                    id,
-                    agent,
-                    received_ms,
-                    event,
-                }),
+        for row in self.events.read_after(self.position, limit)? {
+            match row.decode() {
+                Ok(event) => events.push(event),
                 Err(error) => {
-                    tracing::error!(output = %self.name, id, %error, "stored event does not decode; not forwarded");
+                    tracing::error!(output = %self.name, id = row.id, %error, "stored event does not decode; not forwarded");
                 }
             }
         }
         Ok(events)
     }
 
-    /// Saves `last_id` as delivered.
-    fn advance(&mut self, last_id: i64) -> anyhow::Result<()> {
+    /// Saves `position` as delivered.
+    fn advance(&mut self, position: EventCursor) -> anyhow::Result<()> {
         self.state.execute(
             "UPDATE forward_cursors SET last_id = ?2 WHERE output = ?1",
-            params![self.name, last_id],
+            params![self.name, position.id()],
         )?;
-        self.last_id = last_id;
+        self.position = position;
         Ok(())
     }
 }
@@ -726,7 +687,7 @@ pub fn spawn_all(
     for config in outputs {
         let cursor = Cursor::open(data_dir, &config.name, config.from_beginning)
             .with_context(|| format!("forwarding output {:?}", config.name))?;
-        tracing::info!(output = %config.name, cursor = cursor.last_id, "forwarding output started");
+        tracing::info!(output = %config.name, cursor = cursor.position.id(), "forwarding output started");
         tasks.push(tokio::spawn(forward_loop(
             cursor,
             config.clone(),
@@ -942,7 +903,7 @@ mod tests {
 
         // A restart resumes after the last delivered event.
         let cursor = Cursor::open(dir.path(), "j", true).unwrap();
-        assert_eq!(cursor.last_id, 6);
+        assert_eq!(cursor.position, EventCursor::from_id(6));
         assert!(cursor.read(10).unwrap().is_empty());
     }
 

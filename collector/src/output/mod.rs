@@ -24,7 +24,6 @@ pub mod remote_write;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use countywatch_wire::MetricFamily;
@@ -54,15 +53,10 @@ const SCHEMA: &str = "
 /// Opens (creating) `<data_dir>/outputs.db`.
 pub fn open_database(data_dir: &Path) -> anyhow::Result<Connection> {
     let path = data_dir.join("outputs.db");
-    let connection =
-        Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-    // WAL so the sender reads while ingest appends; NORMAL sync survives a
-    // killed process, like the registry.
+    // WAL so the sender reads while ingest appends.
+    let connection = crate::sqlite::open(&path)?;
     connection
-        .pragma_update(None, "journal_mode", "WAL")
-        .and_then(|()| connection.pragma_update(None, "synchronous", "NORMAL"))
-        .and_then(|()| connection.busy_timeout(Duration::from_secs(5)))
-        .and_then(|()| connection.execute_batch(SCHEMA))
+        .execute_batch(SCHEMA)
         .with_context(|| format!("cannot set up {}", path.display()))?;
     Ok(connection)
 }

@@ -10,7 +10,7 @@
 //! compression divides the disk a backlog needs several times). A sender task sends the oldest chunks as
 //! one snappy-compressed `WriteRequest` (the concatenation of encoded
 //! `TimeSeries` fields is itself a valid `WriteRequest`), deletes them on a
-//! 2xx answer, retries 5xx, 429 and network failures with exponential
+//! 2xx answer, retries 5xx, 429, 408 and network failures with exponential
 //! backoff and jitter, and drops (counting) what the receiver refuses with
 //! another 4xx, as the specification asks. Memory holds one request at a
 //! time; the disk holds at most `max_pending_samples`, beyond which the
@@ -23,14 +23,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use base64::Engine as _;
 use bytes::Bytes;
 use countywatch_wire::MetricFamily;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{Notify, watch};
 
+use crate::backoff::backoff;
 use crate::output::config::{HttpUrl, RemoteWriteConfig};
-use crate::output::connect::{HttpClient, HttpError, base64, next_backoff};
+use crate::output::connect::HttpClient;
+use crate::secret::read_secret;
+use crate::send_error::SendError;
 
 /// The outcomes `countywatch_remote_write_samples_total` is labelled with.
 pub const RESULTS: [&str; 4] = ["sent", "retried", "rejected", "dropped"];
@@ -376,7 +380,8 @@ impl RemoteWrite {
         ];
         if let Some(auth) = &self.config.basic_auth {
             let password = read_secret(&auth.password_file)?;
-            let credentials = base64(format!("{}:{password}", auth.username).as_bytes());
+            let credentials = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{password}", auth.username));
             headers.push(("Authorization".to_string(), format!("Basic {credentials}")));
         }
         if let Some(file) = &self.config.bearer_token_file {
@@ -385,13 +390,6 @@ impl RemoteWrite {
         }
         Ok(headers)
     }
-}
-
-/// Reads a secret file, without its trailing newline.
-pub fn read_secret(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read secret file {}", path.display()))?;
-    Ok(text.trim_end_matches(['\n', '\r']).to_string())
 }
 
 /// Sends the queue to the receiver until `stopped` turns true.
@@ -417,7 +415,8 @@ pub async fn send_loop(output: std::sync::Arc<RemoteWrite>, mut stopped: watch::
     };
     let min_backoff = output.config.min_backoff.get();
     let max_backoff = output.config.max_backoff.get();
-    let mut backoff = min_backoff;
+    // Failures in a row, for the backoff.
+    let mut failures = 0u32;
     let mut failing = false;
     while !*stopped.borrow() {
         let peek_output = std::sync::Arc::clone(&output);
@@ -463,7 +462,7 @@ pub async fn send_loop(output: std::sync::Arc<RemoteWrite>, mut stopped: watch::
                     _ = stopped.changed() => break,
                 }
             }
-            Err(error) => Err(HttpError::Retryable(format!("{error:#}"))),
+            Err(error) => Err(SendError::Retryable(format!("{error:#}"))),
         };
         match outcome {
             Ok(()) => {
@@ -482,22 +481,21 @@ pub async fn send_loop(output: std::sync::Arc<RemoteWrite>, mut stopped: watch::
                     tracing::info!(output = %name, pending = output.pending(), "remote_write receiver reachable again");
                     failing = false;
                 }
-                backoff = min_backoff;
+                failures = 0;
             }
-            Err(HttpError::Refused(status, body)) => {
-                tracing::warn!(output = %name, status, %body, samples, "remote_write receiver refused a request; dropping it");
+            Err(SendError::Permanent(message)) => {
+                tracing::warn!(output = %name, %message, samples, "remote_write receiver refused a request; dropping it");
                 output.count("rejected", samples);
                 remove(&output, last_id).await;
             }
-            Err(HttpError::Retryable(message)) => {
+            Err(SendError::Retryable(message)) => {
                 output.count("retried", samples);
                 if !failing {
                     tracing::warn!(output = %name, %message, "cannot write to the remote_write receiver, will retry with backoff");
                     failing = true;
                 }
-                let (wait, next) = next_backoff(backoff, max_backoff);
-                backoff = next;
-                pause(&mut stopped, wait).await;
+                failures = failures.saturating_add(1);
+                pause(&mut stopped, backoff(failures, min_backoff, max_backoff)).await;
             }
         }
     }
@@ -720,6 +718,30 @@ mod tests {
         let (_, samples, body) = output.peek().unwrap().unwrap();
         assert_eq!(samples, 4, "both fit one request");
         assert_eq!(fields(&body).len(), 4, "four time series, decompressed");
+    }
+
+    #[test]
+    fn basic_auth_is_sent_as_rfc_7617_base64_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "county-secret\n").unwrap();
+        let text = format!(
+            "name: t\nurl: http://127.0.0.1:1/api/v1/write\nbasic_auth:\n  username: countywatch\n  password_file: {}\n",
+            password.display()
+        );
+        let config = countywatch_daemon::config_file::parse(Path::new("t.yaml"), &text).unwrap();
+        let metrics = RemoteWriteMetrics::register(&prometheus::Registry::new()).unwrap();
+        let output = RemoteWrite::open(dir.path(), config, metrics).unwrap();
+        let headers = output.headers().unwrap();
+        let authorization = headers
+            .iter()
+            .find(|(name, _)| name == "Authorization")
+            .map(|(_, value)| value.as_str());
+        // base64("countywatch:county-secret"), as `echo -n ... | base64` prints it.
+        assert_eq!(
+            authorization,
+            Some("Basic Y291bnR5d2F0Y2g6Y291bnR5LXNlY3JldA==")
+        );
     }
 
     #[test]

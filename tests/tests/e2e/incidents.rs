@@ -71,7 +71,7 @@ pub fn raise_brute_force_incident(data_dir: &Path) -> i64 {
     );
 
     let registry = Registry::open(data_dir).unwrap();
-    let now = countywatch_collector::enroll::now_ms();
+    let now = countywatch_daemon::clock::now_ms();
     registry
         .enrol("county-web-01", "test-certificate", now)
         .unwrap();

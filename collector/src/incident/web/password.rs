@@ -10,13 +10,13 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 
-use crate::enroll::now_ms;
 use crate::incident::Incidents;
 use crate::incident::accounts::{self, PasswordChangeError};
 use crate::incident::audit::Outcome;
 use crate::incident::auth::{self, Principal};
 use crate::incident::request::{self, SESSION_COOKIE};
 use crate::incident::web::{PageContext, failure, html, pages};
+use countywatch_daemon::clock::now_ms;
 
 /// Handles the form (its CSRF token already checked).
 pub fn change(

@@ -7,11 +7,11 @@
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::notify::alert::now_ms;
 use crate::notify::http_client::Target;
 use crate::notify::notification::Notification;
 use crate::notify::receiver::chat_bot::{ChatBot, Dialect, truncate};
 use crate::notify::receiver::hmac_sha256;
+use countywatch_daemon::clock::now_ms;
 
 /// Feishu refuses request bodies above 20 KB.
 const MAX_CONTENT_BYTES: usize = 18_000;

@@ -15,27 +15,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::notify::config::{Language, NotifyConfig, ReceiverConfig};
+use crate::notify::config::{NotifyConfig, ReceiverConfig};
 use crate::notify::notification::Notification;
 use crate::notify::receiver::chat_bot::ChatBot;
-
-/// Why a delivery failed, and whether trying again can help.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
-    /// A temporary failure: connection refused, timeout, 5xx, rate limit.
-    #[error("{0}")]
-    Retryable(String),
-    /// A failure no retry will fix: bad address, 4xx, refused credentials.
-    #[error("{0}")]
-    Permanent(String),
-}
-
-impl SendError {
-    /// Whether a retry can help.
-    pub fn retryable(&self) -> bool {
-        matches!(self, SendError::Retryable(_))
-    }
-}
+use crate::notify::template::TemplateDefaults;
+use crate::send_error::SendError;
 
 /// The future a delivery returns.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>>;
@@ -60,7 +44,14 @@ pub fn build(config: &NotifyConfig) -> anyhow::Result<Receivers> {
     for receiver in &config.receivers {
         receivers.insert(
             receiver.name.value.clone(),
-            build_receiver(receiver, config.language, &config.external_url)?,
+            build_receiver(
+                receiver,
+                &TemplateDefaults {
+                    language: config.language.unwrap_or(config.display.language),
+                    display: config.display.clone(),
+                },
+                &config.external_url,
+            )?,
         );
     }
     Ok(receivers)
@@ -68,14 +59,14 @@ pub fn build(config: &NotifyConfig) -> anyhow::Result<Receivers> {
 
 fn build_receiver(
     receiver: &ReceiverConfig,
-    language: Language,
+    defaults: &TemplateDefaults,
     external_url: &str,
 ) -> anyhow::Result<Vec<Box<dyn Integration>>> {
     let name = &receiver.name.value;
     let context = |kind: &str, index: usize| format!("receiver {name:?}: {kind}_configs[{index}]");
     let mut integrations: Vec<Box<dyn Integration>> = Vec::new();
     for (index, config) in receiver.email_configs.iter().enumerate() {
-        integrations.push(Box::new(email::Email::new(config, language).map_err(
+        integrations.push(Box::new(email::Email::new(config, defaults).map_err(
             |error| anyhow::anyhow!("{}: {error}", context("email", index)),
         )?));
     }
@@ -87,19 +78,19 @@ fn build_receiver(
     }
     for (index, config) in receiver.dingtalk_configs.iter().enumerate() {
         integrations.push(Box::new(
-            ChatBot::<dingtalk::DingTalk>::new(config, language)
+            ChatBot::<dingtalk::DingTalk>::new(config, defaults)
                 .map_err(|error| anyhow::anyhow!("{}: {error}", context("dingtalk", index)))?,
         ));
     }
     for (index, config) in receiver.wecom_configs.iter().enumerate() {
         integrations.push(Box::new(
-            ChatBot::<wecom::WeCom>::new(config, language)
+            ChatBot::<wecom::WeCom>::new(config, defaults)
                 .map_err(|error| anyhow::anyhow!("{}: {error}", context("wecom", index)))?,
         ));
     }
     for (index, config) in receiver.feishu_configs.iter().enumerate() {
         integrations.push(Box::new(
-            ChatBot::<feishu::Feishu>::new(config, language)
+            ChatBot::<feishu::Feishu>::new(config, defaults)
                 .map_err(|error| anyhow::anyhow!("{}: {error}", context("feishu", index)))?,
         ));
     }
@@ -111,30 +102,12 @@ fn build_receiver(
     Ok(integrations)
 }
 
-/// Reads a secret file, trimming the trailing newline editors add.
-pub fn read_secret(path: &std::path::Path) -> Result<String, String> {
-    std::fs::read_to_string(path)
-        .map(|text| text.trim_end_matches(['\r', '\n']).to_string())
-        .map_err(|error| format!("cannot read {}: {error}", path.display()))
-}
-
 /// HMAC-SHA256 (RFC 2104), which DingTalk and Feishu use to sign requests.
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    const BLOCK: usize = 64;
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|byte| byte ^ 0x36));
-    inner.update(message);
-    let mut outer = Sha256::new();
-    outer.update(block.map(|byte| byte ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key), message);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
 }
 
 /// Percent-encodes for a URL query value (RFC 3986 unreserved kept).

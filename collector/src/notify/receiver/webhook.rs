@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use crate::notify::config::WebhookConfig;
 use crate::notify::http_client::{self, Target};
 use crate::notify::notification::Notification;
-use crate::notify::receiver::{Integration, SendFuture, read_secret};
+use crate::notify::receiver::{Integration, SendFuture};
+use crate::secret::read_secret;
 
 /// One webhook integration.
 pub struct Webhook {
@@ -71,7 +72,7 @@ impl Webhook {
     pub fn new(config: &WebhookConfig, external_url: &str) -> Result<Webhook, String> {
         let bearer_token = match (&config.bearer_token, &config.bearer_token_file) {
             (Some(token), _) => Some(token.clone()),
-            (None, Some(path)) => Some(read_secret(path)?),
+            (None, Some(path)) => Some(read_secret(path).map_err(|error| error.to_string())?),
             (None, None) => None,
         };
         Ok(Webhook {
