@@ -798,7 +798,7 @@ fn audit_list(
             })?,
         }),
     };
-    let store = IncidentStore::open(&config.data_dir)?;
+    let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
     let display = config.display();
     // Every entry, newest first, filtered here: the audit module owns the
     // table, and a county's trail is small enough to read whole.
@@ -846,7 +846,7 @@ fn backup(
             anyhow::bail!("{} exists; give a new file name", target.display());
         }
     }
-    let store = IncidentStore::open(&config.data_dir)?;
+    let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
     store.backup(file)?;
     println!("incident store copied to {}", file.display());
     if let Some(events) = events {
@@ -879,7 +879,7 @@ fn user(command: UserCommand) -> ExitCode {
                 );
             };
             let password = read_password()?;
-            let store = IncidentStore::open(&config.data_dir)?;
+            let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
             auth::add_user(
                 &store,
                 &name,
@@ -913,7 +913,7 @@ fn user(command: UserCommand) -> ExitCode {
                 .as_deref()
                 .map(countywatch_daemon::duration::parse)
                 .transpose()?;
-            let store = IncidentStore::open(&config.data_dir)?;
+            let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
             let token = auth::create_token(
                 &store,
                 &name,
@@ -936,7 +936,7 @@ fn user(command: UserCommand) -> ExitCode {
             Ok(())
         }),
         UserCommand::List { location } => with_state(location, |config| {
-            let store = IncidentStore::open(&config.data_dir)?;
+            let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
             let users = accounts::list_users(&store, countywatch_daemon::clock::now_ms())?;
             println!(
                 "{:<24} {:<18} {:<22} {:>8} {:>6}",
@@ -977,7 +977,7 @@ fn user(command: UserCommand) -> ExitCode {
             Ok(())
         }),
         UserCommand::Tokens { location, name } => with_state(location, |config| {
-            let store = IncidentStore::open(&config.data_dir)?;
+            let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
             println!(
                 "{:>6} {:<24} {:<32} {:<14} EXPIRES (UNIX MS)",
                 "ID", "USER", "LABEL", "CREATED (MS)"
@@ -994,7 +994,7 @@ fn user(command: UserCommand) -> ExitCode {
             Ok(())
         }),
         UserCommand::RevokeToken { location, id } => with_state(location, |config| {
-            let store = IncidentStore::open(&config.data_dir)?;
+            let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
             let Some(user) = accounts::revoke_token(&store, id)? else {
                 anyhow::bail!("no API token with id {id}; `user tokens` lists them");
             };
@@ -1019,7 +1019,7 @@ fn user_change(
     action: &str,
     change: impl FnOnce(&IncidentStore) -> anyhow::Result<bool>,
 ) -> anyhow::Result<()> {
-    let store = IncidentStore::open(&config.data_dir)?;
+    let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
     if !change(&store)? {
         anyhow::bail!("no user named {name:?}; `user list` shows them");
     }
