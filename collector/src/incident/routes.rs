@@ -68,6 +68,11 @@ pub enum Endpoint {
     AgentsPage,
     /// `GET /alerts`: firing alerts and silences.
     AlertsPage,
+    /// `GET /alerts/{fingerprint}`: one alert, the link notifications carry
+    /// (a detection's alert leads on to its incident).
+    AlertPage,
+    /// `POST /alerts/{fingerprint}/silence` (form): silence that alert.
+    AlertSilenceForm,
     /// `GET /incidents/export.csv` and `.json` (page surface, for the link).
     ExportPage,
     /// `GET /api/v1/openapi.json`.
@@ -106,7 +111,8 @@ pub enum Endpoint {
 pub struct Route {
     /// The HTTP method.
     pub method: &'static str,
-    /// The path; `{id}` matches one segment of digits.
+    /// The path; `{id}` matches one segment of digits, `{fingerprint}` one
+    /// of 16 lowercase hex digits.
     pub path: &'static str,
     /// Who may call it.
     pub access: Access,
@@ -212,6 +218,20 @@ pub const ROUTES: &[Route] = &[
         AtLeast(Viewer),
         Page,
         Endpoint::AlertsPage,
+    ),
+    route(
+        "GET",
+        "/alerts/{fingerprint}",
+        AtLeast(Viewer),
+        Page,
+        Endpoint::AlertPage,
+    ),
+    route(
+        "POST",
+        "/alerts/{fingerprint}/silence",
+        AtLeast(Operator),
+        Page,
+        Endpoint::AlertSilenceForm,
     ),
     route(
         "GET",
@@ -355,13 +375,22 @@ pub const ROUTES: &[Route] = &[
         Api,
         Endpoint::ApiUsers,
     ),
-    // The notifier's Alertmanager-compatible API: reads stay open as in
-    // Alertmanager (Prometheus and amtool read them); writes need an operator.
-    route("GET", "/api/v2/alerts", Public, Api, Endpoint::Alertmanager),
+    // The notifier's Alertmanager-compatible API. Reads need a viewer:
+    // alerts carry what the detections know (user names, source addresses,
+    // hosts), which an intruder must not be able to watch; amtool and
+    // Grafana send a viewer's token (`--http.config.file`, a bearer token).
+    // Writes need an operator.
+    route(
+        "GET",
+        "/api/v2/alerts",
+        AtLeast(Viewer),
+        Api,
+        Endpoint::Alertmanager,
+    ),
     route(
         "GET",
         "/api/v2/silences",
-        Public,
+        AtLeast(Viewer),
         Api,
         Endpoint::Alertmanager,
     ),
@@ -429,6 +458,11 @@ fn matches(pattern: &str, path: &str) -> Option<Option<i64>> {
                 id = Some(segment.parse().ok()?);
             }
             (Some("{silence}"), Some(segment)) if !segment.is_empty() => {}
+            (Some("{fingerprint}"), Some(segment))
+                if segment.len() == 16
+                    && segment
+                        .bytes()
+                        .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)) => {}
             (Some(expected), Some(segment)) if expected == segment => {}
             _ => return None,
         }
@@ -456,6 +490,20 @@ mod tests {
             Access::AtLeast(Role::Operator)
         );
         assert!(find("GET", "/api/v1/incidents/1/../../x").is_none());
+        assert_eq!(
+            find("GET", "/alerts/0123456789abcdef").unwrap().0.endpoint,
+            Endpoint::AlertPage
+        );
+        assert!(find("GET", "/alerts/0123456789ABCDEF").is_none());
+        assert!(find("GET", "/alerts/0123").is_none());
+        for path in [
+            "/api/v2/silence//abc",
+            "/api/v2/silence/abc/",
+            "/api/v2/silence/x/y",
+        ] {
+            assert!(find("DELETE", path).is_none(), "{path}");
+            assert!(crate::incident::owns(path), "{path}");
+        }
     }
 
     #[test]

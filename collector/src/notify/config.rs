@@ -26,8 +26,13 @@ pub struct NotifyConfig {
     /// Base URL of the collector's page, for links in notifications
     /// (`<external_url>/alerts/<fingerprint>`).
     pub external_url: String,
-    /// Language of the default templates: `en` or `zh` (Simplified Chinese).
-    pub language: Language,
+    /// Language of the default templates: `en` or `zh` (Simplified
+    /// Chinese). Unset: `display.language`.
+    pub language: Option<Language>,
+    /// Where times in notifications are written and the default language,
+    /// from the collector's `display:` section (not read from `notify:`).
+    #[serde(skip)]
+    pub display: crate::display::Display,
     /// A firing alert submitted without an end time and not submitted again
     /// for this long is considered resolved (Alertmanager's `resolve_timeout`).
     pub resolve_timeout: PromDuration,
@@ -455,7 +460,8 @@ impl Default for NotifyConfig {
     fn default() -> Self {
         NotifyConfig {
             external_url: "http://127.0.0.1:9780".to_string(),
-            language: Language::En,
+            language: None,
+            display: crate::display::Display::default(),
             resolve_timeout: PromDuration(Duration::from_secs(300)),
             accept_alerts_api: false,
             accept_silences_api: false,

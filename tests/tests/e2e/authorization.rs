@@ -73,6 +73,8 @@ const EXPECTED: &[(&str, &str, Listener, May)] = &[
     ("POST", "/incidents/{id}/comment", PAGE, OFFICER),
     ("GET", "/agents", PAGE, VIEWER),
     ("GET", "/alerts", PAGE, VIEWER),
+    ("GET", "/alerts/{fingerprint}", PAGE, VIEWER),
+    ("POST", "/alerts/{fingerprint}/silence", PAGE, OPERATOR),
     ("GET", "/events", PAGE, OFFICER),
     ("GET", "/events/export.csv", PAGE, OFFICER),
     ("GET", "/events/export.json", PAGE, OFFICER),
@@ -95,12 +97,12 @@ const EXPECTED: &[(&str, &str, Listener, May)] = &[
     ("GET", "/api/v1/silences", API, VIEWER),
     ("GET", "/api/v1/audit", API, OFFICER),
     ("GET", "/api/v1/users", API, ADMIN),
-    ("GET", "/api/v2/alerts", API, May::Anyone),
-    ("GET", "/api/v2/silences", API, May::Anyone),
-    ("GET", "/api/v2/status", API, ADMIN),
+    ("GET", "/api/v2/alerts", API, VIEWER),
+    ("GET", "/api/v2/silences", API, VIEWER),
     ("POST", "/api/v2/alerts", API, OPERATOR),
     ("POST", "/api/v2/silences", API, OPERATOR),
     ("DELETE", "/api/v2/silence/{silence}", API, OPERATOR),
+    ("GET", "/api/v2/status", API, ADMIN),
     ("GET", "/metrics", API, May::Anyone),
     ("GET", "/-/healthy", API, May::Anyone),
     ("GET", "/-/ready", API, May::Anyone),
@@ -253,6 +255,7 @@ fn call(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Answ
 fn concrete(path: &str) -> String {
     path.replace("{id}", "1")
         .replace("{silence}", "no-such-silence")
+        .replace("{fingerprint}", "0123456789abcdef")
 }
 
 /// How many refusals of the authorization check the audit trail holds.

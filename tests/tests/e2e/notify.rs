@@ -162,7 +162,7 @@ fn email_over_starttls_and_implicit_tls_with_auth() {
     };
     let collector = Collector::start_with(
         Some(&config(&format!(
-            "  route:\n    receiver: mail\n    group_wait: 0s\n    group_interval: 1s\n  receivers:\n  - name: mail\n    email_configs:\n{}{}",
+            "  language: en\n  route:\n    receiver: mail\n    group_wait: 0s\n    group_interval: 1s\n  receivers:\n  - name: mail\n    email_configs:\n{}{}",
             integration(&starttls, "starttls"),
             integration(&implicit, "implicit")
         ))),
@@ -211,7 +211,7 @@ fn a_storm_of_10000_alerts_for_500_hosts_makes_one_email_per_group() {
     let smtp = SmtpServer::plain();
     let collector = Collector::start_with(
         Some(&config(&format!(
-            "  route:\n    receiver: mail\n    group_by: [alertname, department]\n    group_wait: 5s\n    group_interval: 1h\n  receivers:\n{}",
+            "  language: en\n  route:\n    receiver: mail\n    group_by: [alertname, department]\n    group_wait: 5s\n    group_interval: 1h\n  receivers:\n{}",
             email_receiver("mail", &smtp, "")
         ))),
         &[],

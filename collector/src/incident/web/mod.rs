@@ -18,6 +18,7 @@
 //! `web_login_failed` security events), logout, the forms (each checked
 //! against the session's CSRF token), and which page to render.
 
+pub mod alert_page;
 pub mod attack;
 pub mod audit_page;
 pub mod events_page;
@@ -127,6 +128,7 @@ pub fn serve(
         Endpoint::Style => request::respond(StatusCode::OK, "text/css; charset=utf-8", STYLE),
         Endpoint::LoginPage => login_page(&context, None, StatusCode::OK, incidents.secure_cookies),
         Endpoint::PasswordPage => html(pages::password(&context, None)),
+        Endpoint::AlertPage => alert_page::show(incidents, &context),
         Endpoint::Login => login(
             incidents,
             &context,
@@ -138,6 +140,7 @@ pub fn serve(
         | Endpoint::TransitionForm
         | Endpoint::CommentForm
         | Endpoint::PasswordForm
+        | Endpoint::AlertSilenceForm
         | Endpoint::UsersForm
         | Endpoint::SilenceForm => {
             let form = request::form(request.body());
@@ -327,6 +330,17 @@ fn login(
             incidents.secure_cookies,
         );
     };
+    // Then per account (backoff) and overall (the global budget), so many
+    // addresses cannot share the guessing of one password.
+    if let Err(reason) = incidents.limiter.reserve_account(&user, now) {
+        login_failed(incidents, &user, address, reason, count);
+        return login_page(
+            context,
+            Some(context.lang.text("login_limited")),
+            StatusCode::TOO_MANY_REQUESTS,
+            incidents.secure_cookies,
+        );
+    }
     // At most CONCURRENT_PASSWORD_CHECKS argon2 runs hold memory; others
     // are turned away at once rather than queued with theirs. The attempt
     // stays counted: a flood from one address uses up its own limit.
@@ -367,7 +381,7 @@ fn login(
             incidents.secure_cookies,
         );
     }
-    incidents.limiter.succeeded(address);
+    incidents.limiter.succeeded(address, &user);
     let ttl_ms = i64::try_from(incidents.session_ttl.as_millis()).unwrap_or(i64::MAX);
     let session = match auth::create_session(&incidents.store, &user, ttl_ms, now) {
         Ok(session) => session,
@@ -447,6 +461,9 @@ fn post_form(
     };
     let result = match authorized.route.endpoint {
         Endpoint::PasswordForm => return password::change(incidents, principal, form, context),
+        Endpoint::AlertSilenceForm => {
+            return alert_page::silence(incidents, principal, form, context);
+        }
         Endpoint::UsersForm => return users_page::change(incidents, principal, form),
         Endpoint::SilenceForm => return silence_form::change(incidents, principal, form),
         Endpoint::Logout => {

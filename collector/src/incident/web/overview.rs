@@ -10,7 +10,6 @@ use http_body_util::Full;
 use hyper::Response;
 use maud::{Markup, html};
 
-use countywatch_daemon::clock::now_ms;
 use crate::incident::auth::Role;
 use crate::incident::event_search;
 use crate::incident::store::{EvidenceField, IncidentFilter, QUEUE_STATUS};
@@ -18,6 +17,7 @@ use crate::incident::web::i18n::{self, Lang};
 use crate::incident::web::pages::{SEVERITIES, agent_state, layout, severity_text};
 use crate::incident::web::{PageContext, failure, html};
 use crate::incident::{Incidents, api};
+use countywatch_daemon::clock::now_ms;
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;

@@ -11,7 +11,6 @@ use http_body_util::Full;
 use hyper::Response;
 use maud::html;
 
-use countywatch_daemon::clock::now_ms;
 use crate::incident::Incidents;
 use crate::incident::accounts::{self, TokenRow, UserRow};
 use crate::incident::audit::Outcome;
@@ -20,6 +19,7 @@ use crate::incident::request;
 use crate::incident::web::i18n;
 use crate::incident::web::pages::{csrf_field, layout, time_cell};
 use crate::incident::web::{PageContext, failure, html};
+use countywatch_daemon::clock::now_ms;
 
 /// Serves the page (`done` in the query is the last change's outcome).
 pub fn page(incidents: &Incidents, context: &PageContext) -> Response<Full<Bytes>> {
