@@ -41,6 +41,9 @@ packages=(
     # headless Chromium driven over WebDriver by chromedriver.
     chromium
     chromium-driver
+    # CJK glyphs, so the console's Chinese pages render (and are judged)
+    # in Chromium's screenshots (tests/tests/e2e/console_web.rs).
+    fonts-noto-cjk
     # The audit test edits incidents.db with the sqlite3 CLI, as an intruder
     # would; a fault test holds a lock on collector.db with it.
     sqlite3

@@ -102,6 +102,14 @@ impl Display {
         )
     }
 
+    /// The zone's offset from UTC at `ms`, in milliseconds (for grouping
+    /// by local day).
+    pub fn offset_ms(&self, ms: i64) -> i64 {
+        jiff::Timestamp::from_millisecond(ms).map_or(0, |instant| {
+            i64::from(self.zone.to_offset(instant).seconds()) * 1000
+        })
+    }
+
     /// Unix milliseconds as people read them: `2026-12-06 18:30:05 +08:00`.
     pub fn time(&self, ms: i64) -> String {
         match jiff::Timestamp::from_millisecond(ms) {
@@ -144,6 +152,16 @@ mod tests {
 
     /// 2026-12-06T10:30:05.123Z.
     const INSTANT_MS: i64 = 1_796_553_005_123;
+
+    #[test]
+    fn the_offset_is_the_zone_s_at_that_instant() {
+        let shanghai = Display::with_zone(
+            countywatch_detect::calendar::parse_zone("Asia/Shanghai").unwrap(),
+            Language::Zh,
+        );
+        assert_eq!(shanghai.offset_ms(INSTANT_MS), 8 * 3_600_000);
+        assert_eq!(Display::default().offset_ms(INSTANT_MS), 0);
+    }
 
     #[test]
     fn times_read_in_the_configured_zone_with_the_offset_written() {

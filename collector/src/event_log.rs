@@ -11,6 +11,7 @@
 //! [`append`] writes inside the registry's transactions, so that a batch's
 //! events and its sequence number are stored together or not at all.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use countywatch_wire::Event;
@@ -95,6 +96,10 @@ pub struct EventSearch {
     pub until_ms: Option<i64>,
     /// Events whose JSON body contains this text.
     pub text: Option<String>,
+    /// Events whose `user` field is this.
+    pub user: Option<String>,
+    /// Events whose `src_ip` field is this.
+    pub src_ip: Option<String>,
     /// Only ids below this one (the next page of a newest-first listing).
     pub before_id: Option<i64>,
     /// At most this many events.
@@ -229,7 +234,9 @@ impl EventLog {
              WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR kind = ?2)
                AND (?3 IS NULL OR timestamp_ms >= ?3) AND (?4 IS NULL OR timestamp_ms < ?4)
                AND (?5 IS NULL OR instr(body, ?5) > 0) AND (?6 IS NULL OR id < ?6)
-             ORDER BY id DESC LIMIT ?7",
+               AND (?7 IS NULL OR json_extract(body, '$.fields.user') = ?7)
+               AND (?8 IS NULL OR json_extract(body, '$.fields.src_ip') = ?8)
+             ORDER BY id DESC LIMIT ?9",
         )?;
         let rows = statement.query_map(
             params![
@@ -239,11 +246,33 @@ impl EventLog {
                 search.until_ms,
                 search.text,
                 search.before_id,
+                search.user,
+                search.src_ip,
                 search.limit
             ],
             event_row,
         )?;
         rows.collect()
+    }
+
+    /// Events received per hour (hours since the epoch) since `since_ms`.
+    pub fn received_per_hour(&self, since_ms: i64) -> rusqlite::Result<BTreeMap<i64, i64>> {
+        // Row ids grow in the order events were accepted: walk back from the
+        // newest and stop at the window's start, so only the window is read
+        // (there is no index on the time).
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT received_ms FROM events ORDER BY id DESC")?;
+        let mut rows = statement.query([])?;
+        let mut counts = BTreeMap::new();
+        while let Some(row) = rows.next()? {
+            let received_ms: i64 = row.get(0)?;
+            if received_ms < since_ms {
+                break;
+            }
+            *counts.entry(received_ms / 3_600_000).or_insert(0) += 1;
+        }
+        Ok(counts)
     }
 
     /// Deletes the events received before `cutoff_ms`, a few hundred per

@@ -319,6 +319,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         session_ttl: config.incidents.session_ttl.get(),
         silent_after: config.agents.silent_after.get(),
         data_dir: config.data_dir.clone(),
+        // Rules that failed to load were refused with the configuration.
+        rule_texts: incident::web::rule_texts::RuleTexts::new(
+            config.detection.load_rules().unwrap_or_default(),
+        ),
+        telemetry: telemetry.registry().clone(),
         display: Arc::new(config.display()),
     });
     if let Some(task) = detection::start(

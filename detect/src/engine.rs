@@ -277,6 +277,10 @@ impl Engine {
                 template_text.push('\n');
                 template_text.push_str(template.source());
             }
+            for title in rule.i18n.values().filter_map(|text| text.title.as_ref()) {
+                template_text.push('\n');
+                template_text.push_str(title.source());
+            }
             let templates_read_all = names_all_labels(&template_text);
             let template_fields = Field::ALL
                 .iter()
@@ -622,11 +626,19 @@ impl Engine {
             })
         };
         let title = render(&rule.title);
-        let annotations = rule
+        // Translated titles travel as `title_<language>` annotations, like
+        // the alerting packs' `summary_zh`: the page and notifications show
+        // them with the same fields as the title.
+        let mut annotations: BTreeMap<String, String> = rule
             .annotations
             .iter()
             .map(|(name, template)| (name.clone(), render(template)))
             .collect();
+        for (language, text) in &rule.i18n {
+            if let Some(template) = &text.title {
+                annotations.insert(format!("title_{language}"), render(template));
+            }
+        }
         let kept = &hits[hits.len().saturating_sub(rule.evidence)..];
         let mut evidence = Vec::with_capacity(kept.len());
         for hit in kept {
@@ -1060,6 +1072,22 @@ mod tests {
     }
 
     const BRUTE: &str = "rules:\n  - {id: brute, title: 'from {{ $labels.src_ip }} as {{ $labels.user }}, {{ $value }} times', severity: high, match: {kind: ssh_login_failed}, group_by: [src_ip], max_groups: 3, threshold: {count: 3, window: 1m}, cooldown: 5m, labels: {team: sec}}\n";
+
+    #[test]
+    fn translated_titles_render_with_the_event_s_fields() {
+        let mut engine = engine(
+            "rules:\n  - {id: root, title: 'root on {{ $labels.host }}', i18n: {zh: {title: '{{ $labels.host }} 上 {{ $labels.user }} 登录失败'}}, severity: high, match: {kind: ssh_login_failed}}\n",
+        );
+        let detections = run(&mut engine, &[failed(0, "203.0.113.9")]);
+        assert_eq!(detections[0].title, "root on web1");
+        assert_eq!(
+            detections[0]
+                .annotations
+                .get("title_zh")
+                .map(String::as_str),
+            Some("web1 上 root 登录失败")
+        );
+    }
 
     #[test]
     fn a_threshold_detection_carries_labels_evidence_and_templates() {

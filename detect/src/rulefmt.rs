@@ -83,6 +83,13 @@ pub struct RawRule {
     pub description: Option<String>,
     /// `info`, `low`, `medium`, `high` or `critical`.
     pub severity: Severity,
+    /// What a security officer should do when the rule fires.
+    #[serde(default)]
+    pub guidance: Option<String>,
+    /// The title, description and guidance per language (`zh`, `en`), for
+    /// the web page; the fields above are the default.
+    #[serde(default)]
+    pub i18n: BTreeMap<String, Spanned<RawRuleText>>,
     /// Free tags, MITRE ATT&CK technique ids for instance.
     #[serde(default)]
     pub tags: Vec<String>,
@@ -125,6 +132,21 @@ pub struct RawRule {
     /// Fire when a key seen before has no match for `window`.
     #[serde(default)]
     pub absence: Option<Spanned<RawAbsence>>,
+}
+
+/// One language's texts of a rule, as written under `i18n:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuleText {
+    /// The title in this language; a template like `title`.
+    #[serde(default)]
+    pub title: Option<Spanned<String>>,
+    /// The description in this language.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The guidance in this language.
+    #[serde(default)]
+    pub guidance: Option<String>,
 }
 
 /// `threshold:` as written.
@@ -209,6 +231,10 @@ pub struct Rule {
     pub description: String,
     /// Severity.
     pub severity: Severity,
+    /// What to do when it fires.
+    pub guidance: String,
+    /// Title, description and guidance per language code.
+    pub i18n: BTreeMap<String, RuleText>,
     /// Tags.
     pub tags: Vec<String>,
     /// Static labels.
@@ -234,6 +260,43 @@ pub struct Rule {
     /// A summary of what the state means (kind, windows, group key): state
     /// restored from a snapshot is kept only when this is unchanged.
     pub signature: String,
+}
+
+/// One language's texts of a rule (each falls back to the rule's own).
+#[derive(Clone, Debug)]
+pub struct RuleText {
+    /// Title template.
+    pub title: Option<Template>,
+    /// Description.
+    pub description: Option<String>,
+    /// Guidance.
+    pub guidance: Option<String>,
+}
+
+impl Rule {
+    /// The title template in `language`, else the rule's own.
+    pub fn title_in(&self, language: &str) -> &Template {
+        self.i18n
+            .get(language)
+            .and_then(|text| text.title.as_ref())
+            .unwrap_or(&self.title)
+    }
+
+    /// The description in `language`, else the rule's own.
+    pub fn description_in(&self, language: &str) -> &str {
+        self.i18n
+            .get(language)
+            .and_then(|text| text.description.as_deref())
+            .unwrap_or(&self.description)
+    }
+
+    /// The guidance in `language`, else the rule's own.
+    pub fn guidance_in(&self, language: &str) -> &str {
+        self.i18n
+            .get(language)
+            .and_then(|text| text.guidance.as_deref())
+            .unwrap_or(&self.guidance)
+    }
 }
 
 /// The correlation kind and its parameters.
@@ -529,6 +592,33 @@ fn validate_rule(
 ) -> Option<Rule> {
     let raw = &rule.value;
     let title = template(problems, &raw.title);
+    let mut i18n = BTreeMap::new();
+    for (language, text) in &raw.i18n {
+        if language.is_empty()
+            || language.len() > 8
+            || !language
+                .bytes()
+                .all(|byte| byte.is_ascii_lowercase() || byte == b'-')
+        {
+            problems.at(
+                text,
+                format!("i18n: {language:?} is not a language code such as zh or en"),
+            );
+        }
+        let title = text
+            .value
+            .title
+            .as_ref()
+            .and_then(|title| template(problems, title));
+        i18n.insert(
+            language.clone(),
+            RuleText {
+                title,
+                description: text.value.description.clone(),
+                guidance: text.value.guidance.clone(),
+            },
+        );
+    }
     let mut annotations = Vec::new();
     for (name, text) in &raw.annotations {
         annotations.extend(template(problems, text).map(|parsed| (name.clone(), parsed)));
@@ -607,6 +697,8 @@ fn validate_rule(
         title,
         description: raw.description.clone().unwrap_or_default(),
         severity: raw.severity,
+        guidance: raw.guidance.clone().unwrap_or_default(),
+        i18n,
         tags: raw.tags.clone(),
         labels,
         annotations,
@@ -796,6 +888,45 @@ rules:
         assert_eq!(rules[0].cooldown_ms, 600_000);
         assert_eq!(rules[0].group_by, vec![Field::SrcIp]);
         assert!(matches!(rules[1].kind, KindSpec::Single));
+    }
+
+    #[test]
+    fn texts_per_language_fall_back_to_the_rule_s_own() {
+        let text = r#"
+rules:
+  - id: root_login
+    title: "root logged in on {{ $labels.host }}"
+    description: A root login.
+    guidance: Ask who it was.
+    i18n:
+      zh:
+        title: "{{ $labels.host }} 上有 root 登录"
+        guidance: 询问是谁登录的。
+    severity: critical
+    match: {kind: ssh_login_accepted, user: root}
+"#;
+        let rules = parse(Path::new("r.yaml"), text).unwrap();
+        let rule = &rules[0];
+        assert_eq!(
+            rule.title_in("zh").source(),
+            "{{ $labels.host }} 上有 root 登录"
+        );
+        assert_eq!(rule.title_in("en").source(), rule.title.source());
+        assert_eq!(rule.guidance_in("zh"), "询问是谁登录的。");
+        assert_eq!(rule.description_in("zh"), "A root login.");
+        assert_eq!(rule.guidance_in("fr"), "Ask who it was.");
+        let bad = problems(
+            r#"rules:
+  - id: a
+    title: t
+    severity: low
+    i18n:
+      Chinese: {title: "{{ oops"}
+    match: {kind: ssh_login_failed}
+"#,
+        );
+        assert!(bad.contains("\"Chinese\" is not a language code"), "{bad}");
+        assert!(bad.contains("unclosed action"), "{bad}");
     }
 
     #[test]

@@ -76,3 +76,55 @@ fn all_packs_load_together_with_unique_ids() {
     });
     assert!(rules.len() >= 16);
 }
+
+/// The web page is Chinese first: every shipped rule says what to do, and
+/// carries its title, description and guidance in Chinese, whose title
+/// names the same labels as the English one (so it renders as fully).
+#[test]
+fn every_shipped_rule_has_guidance_and_chinese_texts() {
+    let packs = rulefmt::rule_files(&[pack_dir()]).unwrap();
+    for pack in &packs {
+        for rule in rulefmt::load(pack).unwrap_or_else(|problems| panic!("{problems}")) {
+            assert!(
+                !rule.guidance.trim().is_empty(),
+                "{} has no guidance",
+                rule.id
+            );
+            let zh = rule
+                .i18n
+                .get("zh")
+                .unwrap_or_else(|| panic!("{} has no i18n.zh", rule.id));
+            let title = zh.title.as_ref().expect("a Chinese title").source();
+            assert!(
+                title
+                    .chars()
+                    .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+                "{}: {title}",
+                rule.id
+            );
+            for label in rule.title.source().split("$labels.").skip(1) {
+                let name: String = label
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    title.contains(&format!("$labels.{name}")),
+                    "{}: {title}",
+                    rule.id
+                );
+            }
+            assert!(
+                zh.description
+                    .as_deref()
+                    .is_some_and(|text| !text.is_empty()),
+                "{}",
+                rule.id
+            );
+            assert!(
+                zh.guidance.as_deref().is_some_and(|text| !text.is_empty()),
+                "{}",
+                rule.id
+            );
+        }
+    }
+}

@@ -164,6 +164,38 @@ impl Browser {
         reply["value"]["error"].is_null()
     }
 
+    /// Runs `script` (a function body; `arguments` holds `args`) in the
+    /// page and returns what it returns. WebDriver scripts are not subject
+    /// to the page's Content-Security-Policy.
+    pub fn execute(&self, script: &str, args: &[Value]) -> Value {
+        self.session_call(
+            "POST",
+            "/execute/sync",
+            &json!({ "script": script, "args": args }),
+        )
+    }
+
+    /// Resizes the window so that the viewport is `width` x `height` CSS
+    /// pixels (the size screenshots have).
+    pub fn set_viewport(&self, width: i64, height: i64) {
+        self.session_call(
+            "POST",
+            "/window/rect",
+            &json!({ "width": width, "height": height }),
+        );
+        // The window's frame takes some of it: grow by the difference.
+        let inner = self.execute("return [window.innerWidth, window.innerHeight]", &[]);
+        let extra_width = width - inner[0].as_i64().unwrap_or(width);
+        let extra_height = height - inner[1].as_i64().unwrap_or(height);
+        if extra_width != 0 || extra_height != 0 {
+            self.session_call(
+                "POST",
+                "/window/rect",
+                &json!({ "width": width + extra_width, "height": height + extra_height }),
+            );
+        }
+    }
+
     /// A PNG screenshot of the viewport.
     pub fn screenshot(&self) -> Vec<u8> {
         let encoded = self.session_call("GET", "/screenshot", &Value::Null);

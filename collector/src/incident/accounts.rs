@@ -210,6 +210,31 @@ pub fn list_users(store: &IncidentStore, now_ms: i64) -> anyhow::Result<Vec<User
     Ok(rows)
 }
 
+/// Sets a new password someone else chose (an admin on the users page):
+/// every session and token of the user ends, and the user must choose
+/// their own at the next login. `false` when there is no such user.
+pub fn reset_password(store: &IncidentStore, name: &str, password: &str) -> anyhow::Result<bool> {
+    let hash = auth::hash_password(password)?;
+    let connection = store.write();
+    let changed = connection.execute(
+        "UPDATE users SET password_hash = ?2, must_change_password = 1 WHERE name = ?1",
+        params![name, hash],
+    )?;
+    if changed > 0 {
+        revoke_credentials(&connection, name)?;
+    }
+    Ok(changed > 0)
+}
+
+/// Changes a user's role; `false` when there is no such user.
+pub fn set_role(store: &IncidentStore, name: &str, role: Role) -> anyhow::Result<bool> {
+    let changed = store.write().execute(
+        "UPDATE users SET role = ?2 WHERE name = ?1",
+        params![name, role.as_str()],
+    )?;
+    Ok(changed > 0)
+}
+
 /// Disables (ending its sessions and tokens) or enables a user; `false`
 /// when there is no such user.
 pub fn set_disabled(store: &IncidentStore, name: &str, disabled: bool) -> anyhow::Result<bool> {

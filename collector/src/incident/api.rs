@@ -13,8 +13,8 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::event_log::{EventLog, EventSearch};
 use crate::incident::audit::Outcome;
+use crate::incident::event_search::{self, EventQuery};
 use crate::incident::lifecycle::{Transition, TransitionError};
 use crate::incident::request::{self, json_error};
 use crate::incident::routes::Endpoint;
@@ -259,24 +259,8 @@ fn events(
     incidents: &Incidents,
     query: &HashMap<String, String>,
 ) -> anyhow::Result<Response<Full<Bytes>>> {
-    let log = EventLog::open(&incidents.data_dir)?;
-    let text = |name: &str| query.get(name).filter(|value| !value.is_empty()).cloned();
-    let number = |name: &str| query.get(name).and_then(|value| value.parse::<i64>().ok());
-    let rows = log.search(&EventSearch {
-        agent: text("host"),
-        kind: text("kind"),
-        since_ms: number("since_ms"),
-        until_ms: number("until_ms"),
-        text: text("q"),
-        before_id: number("before_id"),
-        limit: number("limit").unwrap_or(100).clamp(1, 1_000),
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let event: Value = serde_json::from_str(&row.body).unwrap_or(Value::Null);
-        out.push(json!({ "id": row.id, "agent": row.agent, "received_ms": row.received_ms, "event": event }));
-    }
-    Ok(request::json(StatusCode::OK, &json!({ "events": out })))
+    let rows = event_search::search(&incidents.data_dir, &EventQuery::from_query(query))?;
+    Ok(request::json(StatusCode::OK, &json!({ "events": rows })))
 }
 
 /// Agents as the API and the agents page show them.

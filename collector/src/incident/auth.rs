@@ -236,6 +236,18 @@ pub fn create_session(
     Ok(token)
 }
 
+/// The enabled users an incident can be assigned to (security officers
+/// and admins), by name.
+pub fn assignable_users(store: &IncidentStore) -> anyhow::Result<Vec<String>> {
+    let connection = store.read();
+    let mut statement = connection.prepare_cached(
+        "SELECT name FROM users WHERE disabled = 0 AND role IN ('security_officer', 'admin')
+         ORDER BY name",
+    )?;
+    let rows = statement.query_map([], |row| row.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Ends a session.
 pub fn end_session(store: &IncidentStore, token: &str) -> anyhow::Result<()> {
     store.write().execute(

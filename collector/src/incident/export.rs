@@ -1,5 +1,6 @@
 //! CSV and JSON exports of a filtered incident list, for the monthly report
-//! to the county leadership. CSV cells that a spreadsheet would run as a
+//! to the county leadership (and the CSV writer the events and audit
+//! exports share). CSV cells that a spreadsheet would run as a
 //! formula (`=`, `+`, `-`, `@`) are prefixed with `'`: titles and group keys
 //! carry attacker-chosen text.
 
@@ -11,24 +12,34 @@ const HEADER: &str = "id,rule_id,title,severity,status,group_key,hosts,first_see
 /// Renders incidents as CSV (RFC 4180, CRLF line ends, UTF-8 with BOM so
 /// that spreadsheet programs show Chinese text correctly).
 pub fn csv(incidents: &[Incident]) -> String {
+    csv_table(
+        HEADER,
+        incidents.iter().map(|incident| {
+            vec![
+                incident.id.to_string(),
+                incident.rule_id.clone(),
+                incident.title.clone(),
+                incident.severity.as_str().to_string(),
+                incident.status.as_str().to_string(),
+                incident.group_key.clone(),
+                incident.hosts.join(" "),
+                rfc3339(incident.first_seen_ms),
+                rfc3339(incident.last_seen_ms),
+                incident.assignee.clone().unwrap_or_default(),
+                incident.reason.clone().unwrap_or_default(),
+                incident.evidence_count.to_string(),
+            ]
+        }),
+    )
+}
+
+/// Renders rows as CSV under `header` (comma-separated names), the same
+/// way as [`csv`]: BOM, CRLF, formula-looking cells defused.
+pub fn csv_table(header: &str, rows: impl Iterator<Item = Vec<String>>) -> String {
     let mut out = String::from("\u{feff}");
-    out.push_str(HEADER);
+    out.push_str(header);
     out.push_str("\r\n");
-    for incident in incidents {
-        let cells = [
-            incident.id.to_string(),
-            incident.rule_id.clone(),
-            incident.title.clone(),
-            incident.severity.as_str().to_string(),
-            incident.status.as_str().to_string(),
-            incident.group_key.clone(),
-            incident.hosts.join(" "),
-            rfc3339(incident.first_seen_ms),
-            rfc3339(incident.last_seen_ms),
-            incident.assignee.clone().unwrap_or_default(),
-            incident.reason.clone().unwrap_or_default(),
-            incident.evidence_count.to_string(),
-        ];
+    for cells in rows {
         let line: Vec<String> = cells.iter().map(|cell| cell_text(cell)).collect();
         out.push_str(&line.join(","));
         out.push_str("\r\n");

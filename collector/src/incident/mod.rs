@@ -20,6 +20,7 @@
 //! - [`api`]: the JSON API under `/api/v1/` and its OpenAPI description.
 //! - [`web`]: the server-rendered pages (maud), in Chinese and English.
 //! - [`export`]: CSV and JSON exports of incident lists.
+//! - [`event_search`]: the raw events search over `collector.db`.
 //!
 //! [`handle`] is the one entry point from `http.rs`: it finds the route,
 //! authenticates (bearer token or session cookie), checks the role, and
@@ -33,6 +34,7 @@ pub mod auth;
 pub mod config;
 pub mod csrf;
 pub mod detection_sink;
+pub mod event_search;
 pub mod export;
 pub mod lifecycle;
 pub mod request;
@@ -82,6 +84,11 @@ pub struct Incidents {
     pub silent_after: Duration,
     /// The data directory (for `collector.db` reads).
     pub data_dir: PathBuf,
+    /// The detection rules' descriptions and guidance, per language.
+    pub rule_texts: web::rule_texts::RuleTexts,
+    /// The collector's own metrics, for the audit trail's last
+    /// self-verification on the overview.
+    pub telemetry: prometheus::Registry,
     /// The time zone and default language people read.
     pub display: Arc<crate::display::Display>,
 }

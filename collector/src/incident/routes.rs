@@ -40,8 +40,24 @@ pub enum Endpoint {
     PasswordForm,
     /// `GET /assets/style.css`.
     Style,
-    /// `GET /` and `GET /incidents`: the queue.
+    /// `GET /incidents`: the queue.
     QueuePage,
+    /// `GET /`: the overview.
+    OverviewPage,
+    /// `GET /events`: the raw events search.
+    EventsPage,
+    /// `GET /events/export.csv` and `.json`.
+    EventsExport,
+    /// `GET /audit`: the audit trail.
+    AuditPage,
+    /// `GET /audit/export.csv` and `.json`.
+    AuditExport,
+    /// `POST /alerts/silences`: create or expire a silence (form).
+    SilenceForm,
+    /// `GET /users`: users and tokens.
+    UsersPage,
+    /// `POST /users`: a change to a user or token (form).
+    UsersForm,
     /// `GET /incidents/{id}`.
     DetailPage,
     /// `POST /incidents/{id}/transition` (form).
@@ -140,7 +156,7 @@ pub const ROUTES: &[Route] = &[
         Endpoint::PasswordForm,
     ),
     route("GET", "/assets/style.css", Public, Page, Endpoint::Style),
-    route("GET", "/", AtLeast(Viewer), Page, Endpoint::QueuePage),
+    route("GET", "/", AtLeast(Viewer), Page, Endpoint::OverviewPage),
     route(
         "GET",
         "/incidents",
@@ -196,6 +212,57 @@ pub const ROUTES: &[Route] = &[
         AtLeast(Viewer),
         Page,
         Endpoint::AlertsPage,
+    ),
+    route(
+        "GET",
+        "/events",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::EventsPage,
+    ),
+    route(
+        "GET",
+        "/events/export.csv",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::EventsExport,
+    ),
+    route(
+        "GET",
+        "/events/export.json",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::EventsExport,
+    ),
+    route(
+        "GET",
+        "/audit",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::AuditPage,
+    ),
+    route(
+        "GET",
+        "/audit/export.csv",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::AuditExport,
+    ),
+    route(
+        "POST",
+        "/alerts/silences",
+        AtLeast(Operator),
+        Page,
+        Endpoint::SilenceForm,
+    ),
+    route("GET", "/users", AtLeast(Admin), Page, Endpoint::UsersPage),
+    route("POST", "/users", AtLeast(Admin), Page, Endpoint::UsersForm),
+    route(
+        "GET",
+        "/audit/export.json",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::AuditExport,
     ),
     route(
         "GET",

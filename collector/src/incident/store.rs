@@ -134,6 +134,11 @@ const MIGRATIONS: &[&str] = &[
         key_id TEXT NOT NULL,
         signature TEXT NOT NULL
     );",
+    // The console: the events page links each event to the incidents it is
+    // evidence of, and the overview counts the week's evidence by source
+    // address and host.
+    "CREATE INDEX evidence_by_event ON evidence (event_id);
+    CREATE INDEX evidence_by_time ON evidence (timestamp_ms);",
 ];
 
 /// Where an incident is in its lifecycle.
@@ -250,11 +255,21 @@ pub struct TimelineEntry {
     pub detail: String,
 }
 
+/// What [`IncidentStore::top_evidence`] counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvidenceField {
+    /// The event's `src_ip`.
+    SourceAddress,
+    /// The host the event came from.
+    Host,
+}
+
 /// Filters of the incident list (all optional, combined with AND).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct IncidentFilter {
-    /// Only this status.
+    /// Only this status; `queue` for open and acknowledged, `all` (or
+    /// none) for every status.
     pub status: Option<String>,
     /// Only this severity.
     pub severity: Option<String>,
@@ -319,6 +334,11 @@ pub struct IncidentStore {
     /// the collector has connected it; tools and tests run without.
     pub(crate) event_log: std::sync::OnceLock<std::sync::Arc<crate::registry::Registry>>,
 }
+
+/// The `status` filter value for the queue: open and acknowledged.
+pub const QUEUE_STATUS: &str = "queue";
+/// The `status` filter value for every status.
+pub const ALL_STATUSES: &str = "all";
 
 /// The database file name inside the data directory.
 pub const FILE_NAME: &str = "incidents.db";
@@ -485,6 +505,110 @@ impl IncidentStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Other incidents last seen since `since_ms` with the same source
+    /// address (in the group key) or one of the same hosts, newest first.
+    pub fn related(
+        &self,
+        incident: &Incident,
+        since_ms: i64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Incident>> {
+        let mut conditions = Vec::new();
+        let mut values = vec![Value::Integer(incident.id), Value::Integer(since_ms)];
+        if let Some(address) = incident
+            .labels
+            .get("src_ip")
+            .filter(|value| !value.is_empty())
+        {
+            conditions.push("instr(group_key, ?) > 0");
+            values.push(Value::Text(format!("src_ip={address}")));
+        }
+        for host in incident.hosts.iter().take(10) {
+            conditions.push("instr(hosts, ?) > 0");
+            values.push(Value::Text(serde_json::to_string(host)?));
+        }
+        if conditions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents
+             WHERE id != ? AND last_seen_ms >= ? AND ({})
+             ORDER BY last_seen_ms DESC LIMIT {limit}",
+            conditions.join(" OR ")
+        ))?;
+        let rows = statement.query_map(rusqlite::params_from_iter(values.iter()), incident_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// New incidents per day since `since_ms`; days are counted since the
+    /// epoch in a zone `offset_ms` ahead of UTC (the display zone's).
+    pub fn incidents_per_day(
+        &self,
+        since_ms: i64,
+        offset_ms: i64,
+    ) -> anyhow::Result<BTreeMap<i64, i64>> {
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(
+            "SELECT (first_seen_ms + ?2) / 86400000, COUNT(*) FROM incidents
+             WHERE first_seen_ms >= ?1 GROUP BY 1",
+        )?;
+        let rows = statement.query_map(params![since_ms, offset_ms], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The most frequent values of an evidence event's field (`src_ip`) or
+    /// of its host (`host`) among evidence since `since_ms`: what attacks
+    /// and what is attacked.
+    pub fn top_evidence(
+        &self,
+        field: EvidenceField,
+        since_ms: i64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<(String, i64)>> {
+        let column = match field {
+            EvidenceField::SourceAddress => "json_extract(event, '$.fields.src_ip')",
+            EvidenceField::Host => "host",
+        };
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT {column} AS value, COUNT(*) AS n FROM evidence
+             WHERE timestamp_ms >= ?1 AND value IS NOT NULL AND value != ''
+             GROUP BY value ORDER BY n DESC, value LIMIT ?2"
+        ))?;
+        let rows = statement.query_map(params![since_ms, limit], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The incidents each of these `events` rows is evidence of.
+    pub fn incidents_of_events(
+        &self,
+        event_ids: &[i64],
+    ) -> anyhow::Result<BTreeMap<i64, Vec<i64>>> {
+        let mut found: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        if event_ids.is_empty() {
+            return Ok(found);
+        }
+        let placeholders = vec!["?"; event_ids.len()].join(", ");
+        let connection = self.read();
+        let mut statement = connection.prepare(&format!(
+            "SELECT DISTINCT event_id, incident_id FROM evidence
+             WHERE event_id IN ({placeholders}) ORDER BY incident_id"
+        ))?;
+        let rows = statement.query_map(rusqlite::params_from_iter(event_ids.iter()), |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (event, incident) = row?;
+            found.entry(event).or_default().push(incident);
+        }
+        Ok(found)
+    }
+
     /// Copies the database to `destination` with SQLite's online backup API:
     /// a consistent snapshot while the collector keeps writing.
     pub fn backup(&self, destination: &Path) -> anyhow::Result<()> {
@@ -551,9 +675,13 @@ fn where_clause(filter: &IncidentFilter) -> (String, Vec<Value>) {
     let mut conditions = Vec::new();
     let mut values = Vec::new();
     let non_empty = |value: &Option<String>| value.clone().filter(|value| !value.is_empty());
-    if let Some(status) = non_empty(&filter.status) {
-        conditions.push("status = ?");
-        values.push(Value::Text(status));
+    match non_empty(&filter.status).as_deref() {
+        None | Some(ALL_STATUSES) => {}
+        Some(QUEUE_STATUS) => conditions.push("status IN ('open', 'acknowledged')"),
+        Some(status) => {
+            conditions.push("status = ?");
+            values.push(Value::Text(status.to_string()));
+        }
     }
     if let Some(severity) = non_empty(&filter.severity) {
         conditions.push("severity = ?");
@@ -590,4 +718,118 @@ fn where_clause(filter: &IncidentFilter) -> (String, Vec<Value>) {
         format!("WHERE {}", conditions.join(" AND "))
     };
     (clause, values)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use countywatch_detect::{Detection, Evidence, Severity};
+    use countywatch_wire::{Event, EventKind, EventSource};
+
+    use super::*;
+
+    /// A detection from `address` on `host` with evidence rows `event_ids`.
+    fn detection(
+        rule: &str,
+        address: &str,
+        host: &str,
+        at_ms: i64,
+        event_ids: &[i64],
+    ) -> Detection {
+        Detection {
+            rule_id: rule.to_string(),
+            title: format!("{rule} from {address}"),
+            severity: Severity::High,
+            group_key: format!("src_ip={address}"),
+            labels: BTreeMap::from([("src_ip".to_string(), address.to_string())]),
+            annotations: BTreeMap::new(),
+            tags: Vec::new(),
+            hosts: vec![host.to_string()],
+            at_ms,
+            evidence: event_ids
+                .iter()
+                .map(|&id| {
+                    let mut event = Event::new(at_ms, EventSource::Auth, EventKind::SshLoginFailed);
+                    event.host = host.to_string();
+                    event.fields.src_ip = address.parse().ok();
+                    Evidence {
+                        event_id: Some(id),
+                        event,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_console_s_reads_find_the_queue_related_incidents_and_evidence() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        let record = |detection: &Detection| store.record_detection(detection).unwrap().id();
+        let brute = record(&detection(
+            "brute",
+            "203.0.113.9",
+            "web1",
+            1_000,
+            &[1, 2, 3],
+        ));
+        let spray = record(&detection("spray", "203.0.113.9", "db1", 2_000, &[4]));
+        let other = record(&detection("brute", "198.51.100.7", "db1", 3_000, &[5, 6]));
+        let unrelated = record(&detection("brute", "192.0.2.1", "mail1", 4_000, &[7]));
+        store
+            .transition(
+                unrelated,
+                &crate::incident::lifecycle::Transition {
+                    to: Status::Resolved,
+                    assignee: None,
+                    reason: Some("blocked".to_string()),
+                },
+                "alice",
+                5_000,
+            )
+            .unwrap();
+
+        // The queue leaves out the resolved one; `all` keeps it.
+        let queue = |status: &str| {
+            store
+                .list(&IncidentFilter {
+                    status: Some(status.to_string()),
+                    ..IncidentFilter::default()
+                })
+                .unwrap()
+                .1
+        };
+        assert_eq!((queue(QUEUE_STATUS), queue(ALL_STATUSES)), (3, 4));
+
+        // Related: the same source address, or one of the same hosts.
+        let of = |id: i64| {
+            let incident = store.incident(id).unwrap().unwrap();
+            let mut ids: Vec<i64> = store
+                .related(&incident, 0, 10)
+                .unwrap()
+                .iter()
+                .map(|incident| incident.id)
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        assert_eq!(of(brute), vec![spray]);
+        assert_eq!(of(spray), vec![brute, other]);
+        assert!(of(unrelated).is_empty());
+
+        let top = store
+            .top_evidence(EvidenceField::SourceAddress, 0, 10)
+            .unwrap();
+        assert_eq!(top[0], ("203.0.113.9".to_string(), 4));
+        let hosts = store.top_evidence(EvidenceField::Host, 2_500, 10).unwrap();
+        assert_eq!(
+            hosts,
+            vec![("db1".to_string(), 2), ("mail1".to_string(), 1)]
+        );
+        let linked = store.incidents_of_events(&[3, 4, 99]).unwrap();
+        assert_eq!(linked.get(&3), Some(&vec![brute]));
+        assert_eq!(linked.get(&4), Some(&vec![spray]));
+        assert_eq!(linked.get(&99), None);
+    }
 }

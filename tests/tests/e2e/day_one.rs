@@ -153,7 +153,8 @@ fn the_first_admin_logs_in_with_the_generated_password_and_must_change_it_first(
         "the initial password file outlived the change"
     );
 
-    // The old password no longer works; the new one does, straight to the queue.
+    // The old password no longer works; the new one does, straight to the
+    // overview.
     browser.find("#logout").click_and_wait();
     browser.find("#username").type_text("admin");
     browser.find("#password").type_text(&password);
@@ -164,7 +165,8 @@ fn the_first_admin_logs_in_with_the_generated_password_and_must_change_it_first(
         .find("#password")
         .type_text("our county's own admin password");
     browser.find("#login").click_and_wait();
-    assert!(browser.url().ends_with("/incidents"), "{}", browser.url());
+    // Login lands on the overview.
+    assert_eq!(browser.url(), format!("{base}/"));
 
     // A restart with users present creates no new admin file.
     let (ingest, enroll, data_dir) = (

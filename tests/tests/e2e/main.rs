@@ -9,6 +9,7 @@ mod audit_tamper;
 mod authorization;
 mod bad_input;
 mod cli;
+mod console_web;
 mod dashboards;
 mod day_one;
 mod detection;

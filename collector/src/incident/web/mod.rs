@@ -3,15 +3,32 @@
 //! attacker-controlled text). No JavaScript: forms post and redirect.
 //!
 //! - [`i18n`]: Chinese and English strings and the language choice.
-//! - [`pages`]: the HTML of each page.
+//! - [`pages`]: the layout, the incident list and page, agents, alerts.
+//! - [`overview`]: `/`, how the county is doing, with inline SVG charts.
+//! - [`events_page`]: `/events`, the raw events search and its export.
+//! - [`audit_page`]: `/audit`, the audit trail with filters and export.
+//! - [`list_parts`]: what those two lists share (ranges, links, downloads).
+//! - [`rule_texts`]: detection rules' titles, descriptions and guidance
+//!   in the page's language.
+//! - [`attack`]: MITRE ATT&CK technique names.
+//! - [`users_page`]: `/users`, users and tokens for admins.
+//! - [`silence_form`]: silencing an alert and expiring a silence.
 //!
 //! This file handles the requests: login (rate-limited; failures become
 //! `web_login_failed` security events), logout, the forms (each checked
 //! against the session's CSRF token), and which page to render.
 
+pub mod attack;
+pub mod audit_page;
+pub mod events_page;
 pub mod i18n;
+pub mod list_parts;
+pub mod overview;
 pub mod pages;
 pub mod password;
+pub mod rule_texts;
+pub mod silence_form;
+pub mod users_page;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -36,6 +53,8 @@ use self::i18n::Lang;
 
 /// The stylesheet.
 const STYLE: &str = include_str!("style.css");
+/// How far back related incidents are looked for.
+const RELATED_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
 /// Longest user name kept in a security event.
 const MAX_LOGGED_USER: usize = 128;
 
@@ -45,8 +64,10 @@ pub struct PageContext {
     pub lang: Lang,
     /// Who is logged in.
     pub principal: Option<Principal>,
-    /// The path and query, for the language switch.
+    /// The path, for the language switch and the navigation.
     pub path: String,
+    /// The query, for the language switch.
+    pub query: HashMap<String, String>,
     /// The time zone times are shown in.
     pub display: Arc<crate::display::Display>,
 }
@@ -55,6 +76,29 @@ impl PageContext {
     /// Unix milliseconds as people read them, in the display zone.
     pub fn time(&self, ms: i64) -> String {
         self.display.time(ms)
+    }
+
+    /// Whether the user's role is at least `role`.
+    pub fn is_at_least(&self, role: auth::Role) -> bool {
+        self.principal
+            .as_ref()
+            .is_some_and(|principal| principal.role >= role)
+    }
+
+    /// This page in language `code`, with its query.
+    pub fn language_link(&self, code: &str) -> String {
+        let mut serializer = form_urlencoded::Serializer::new(String::new());
+        let mut pairs: Vec<(&String, &String)> = self
+            .query
+            .iter()
+            .filter(|(name, _)| name.as_str() != "lang")
+            .collect();
+        pairs.sort();
+        for (name, value) in pairs {
+            serializer.append_pair(name, value);
+        }
+        serializer.append_pair("lang", code);
+        format!("{}?{}", self.path, serializer.finish())
     }
 }
 
@@ -76,6 +120,7 @@ pub fn serve(
         lang,
         principal: authorized.principal.clone(),
         path: request.uri().path().to_string(),
+        query: query.clone(),
         display: Arc::clone(&incidents.display),
     };
     let mut response = match authorized.route.endpoint {
@@ -92,7 +137,9 @@ pub fn serve(
         Endpoint::Logout
         | Endpoint::TransitionForm
         | Endpoint::CommentForm
-        | Endpoint::PasswordForm => {
+        | Endpoint::PasswordForm
+        | Endpoint::UsersForm
+        | Endpoint::SilenceForm => {
             let form = request::form(request.body());
             let Some(principal) = &authorized.principal else {
                 return request::redirect("/login");
@@ -128,8 +175,16 @@ pub fn serve(
             api::export_list(incidents, &query, user)
                 .unwrap_or_else(|error| failure(&context, &error))
         }
+        Endpoint::OverviewPage => overview::serve(incidents, &context),
+        Endpoint::UsersPage => users_page::page(incidents, &context),
+        Endpoint::EventsPage | Endpoint::EventsExport => {
+            events_page::serve(incidents, &context, authorized.route.endpoint)
+        }
+        Endpoint::AuditPage | Endpoint::AuditExport => {
+            audit_page::serve(incidents, &context, authorized.route.endpoint)
+        }
         Endpoint::QueuePage => {
-            let filter = IncidentFilter::from_query(&query);
+            let filter = queue_filter(&query);
             incidents
                 .store
                 .list(&filter)
@@ -150,7 +205,7 @@ pub fn serve(
             .unwrap_or_else(|error| failure(&context, &error))
         }
         Endpoint::AgentsPage => api::agent_rows(incidents)
-            .map(|agents| html(pages::agents(&context, &agents)))
+            .map(|agents| html(pages::agents(&context, &agents, now_ms())))
             .unwrap_or_else(|error| failure(&context, &error)),
         Endpoint::AlertsPage => {
             let now = now_ms();
@@ -161,7 +216,9 @@ pub fn serve(
                 .iter()
                 .map(|silence| crate::notify::api::silence_json(silence, now))
                 .collect();
-            html(pages::alerts(&context, &api::alerts(incidents), &silences))
+            let mut firing = incidents.notifier.active_alerts();
+            firing.sort_by_key(|alert| std::cmp::Reverse(alert.starts_at_ms));
+            html(pages::alerts(&context, &firing, &silences))
         }
         _ => request::respond(
             StatusCode::NOT_FOUND,
@@ -184,6 +241,18 @@ pub fn serve(
     response
 }
 
+/// The queue's filter: without a `status`, the queue (open and
+/// acknowledged); `status=all` for every status.
+fn queue_filter(query: &HashMap<String, String>) -> IncidentFilter {
+    let mut filter = IncidentFilter::from_query(query);
+    if filter.status.is_none() {
+        filter.status = Some(crate::incident::store::QUEUE_STATUS.to_string());
+    }
+    filter.limit = Some(pages::PAGE_SIZE);
+    filter
+}
+
+/// A page's response.
 pub(crate) fn html(markup: Markup) -> Response<Full<Bytes>> {
     request::respond(
         StatusCode::OK,
@@ -192,6 +261,7 @@ pub(crate) fn html(markup: Markup) -> Response<Full<Bytes>> {
     )
 }
 
+/// The error page (the details go to the log, not to the browser).
 pub(crate) fn failure(context: &PageContext, error: &anyhow::Error) -> Response<Full<Bytes>> {
     tracing::error!("page failed: {error:#}");
     let mut response = html(pages::message(context, context.lang.text("error")));
@@ -313,7 +383,7 @@ fn login(
         tracing::error!("cannot audit a login: {error:#}");
     }
     tracing::info!(user, %address, "login");
-    let mut response = request::redirect("/incidents");
+    let mut response = request::redirect("/");
     request::set_cookie(
         &mut response,
         SESSION_COOKIE,
@@ -377,6 +447,8 @@ fn post_form(
     };
     let result = match authorized.route.endpoint {
         Endpoint::PasswordForm => return password::change(incidents, principal, form, context),
+        Endpoint::UsersForm => return users_page::change(incidents, principal, form),
+        Endpoint::SilenceForm => return silence_form::change(incidents, principal, form),
         Endpoint::Logout => {
             if let Some(session) = cookies.get(SESSION_COOKIE)
                 && let Err(error) = auth::end_session(&incidents.store, session)
@@ -445,13 +517,29 @@ fn detail(
     error: Option<&str>,
 ) -> anyhow::Result<Response<Full<Bytes>>> {
     let Some(incident) = incidents.store.incident(id)? else {
-        let mut response = html(pages::message(context, "404"));
+        let mut response = html(pages::message(context, context.lang.text("not_found")));
         *response.status_mut() = StatusCode::NOT_FOUND;
         return Ok(response);
     };
     let evidence = incidents.store.evidence(id, api::MAX_EVIDENCE)?;
     let timeline = incidents.store.timeline(id)?;
+    let related =
+        incidents
+            .store
+            .related(&incident, now_ms().saturating_sub(RELATED_WINDOW_MS), 20)?;
+    let assignable = auth::assignable_users(&incidents.store)?;
+    let lang = context.lang;
     Ok(html(pages::detail(
-        context, &incident, &evidence, &timeline, error,
+        context,
+        &incident,
+        &pages::DetailData {
+            evidence: &evidence,
+            timeline: &timeline,
+            related: &related,
+            assignable: &assignable,
+            description: incidents.rule_texts.description(lang, &incident.rule_id),
+            guidance: incidents.rule_texts.guidance(lang, &incident.rule_id),
+            error,
+        },
     )))
 }

@@ -1,0 +1,188 @@
+//! `/audit`: the audit trail for security officers, newest first, filtered
+//! by actor, action, target and time, with its CSV/JSON export (itself
+//! audited), and the chain's verification status.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Response;
+use maud::html;
+
+use crate::incident::audit::{self, AuditEntry, Outcome};
+use crate::incident::routes::Endpoint;
+use crate::incident::web::i18n;
+use crate::incident::web::list_parts::{TimeRange, download, list_link, range_select, range_since};
+use crate::incident::web::overview::verification;
+use crate::incident::web::pages::{PAGE_SIZE, layout, pager, time_cell};
+use crate::incident::web::{PageContext, failure, html};
+use crate::incident::{Incidents, export};
+
+/// Most entries the filters look through (newest first).
+const SCAN_LIMIT: u32 = 100_000;
+/// The time ranges offered: query value, text key, length in ms.
+const RANGES: &[TimeRange] = &[
+    ("24h", "range_24h", 86_400_000),
+    ("7d", "range_7d", 7 * 86_400_000),
+    ("30d", "range_30d", 30 * 86_400_000),
+];
+
+/// Serves the page or the export.
+pub fn serve(
+    incidents: &Incidents,
+    context: &PageContext,
+    endpoint: Endpoint,
+) -> Response<Full<Bytes>> {
+    let text = |name: &str| {
+        context
+            .query
+            .get(name)
+            .map(|value| value.trim().to_string())
+            .filter(|value| !value.is_empty())
+    };
+    let since_ms = range_since(context, RANGES);
+    let (actor, action, target) = (text("actor"), text("action"), text("target"));
+    // The trail's own query filters by exact target; the rest is matched
+    // here, as text contained in the field.
+    let entries = audit::entries(&incidents.store, None, SCAN_LIMIT).map(|entries| {
+        entries
+            .into_iter()
+            .filter(|entry| {
+                let contains = |filter: &Option<String>, value: &str| {
+                    filter
+                        .as_deref()
+                        .is_none_or(|filter| value.contains(filter))
+                };
+                contains(&actor, &entry.actor)
+                    && contains(&action, &entry.action)
+                    && contains(&target, &entry.target)
+                    && since_ms.is_none_or(|since| entry.at_ms >= since)
+            })
+            .collect::<Vec<AuditEntry>>()
+    });
+    let entries = match entries {
+        Ok(entries) => entries,
+        Err(error) => return failure(context, &error),
+    };
+    let result = match endpoint {
+        Endpoint::AuditExport => export_entries(incidents, context, &entries),
+        _ => Ok(page(incidents, context, &entries)),
+    };
+    result.unwrap_or_else(|error| failure(context, &error))
+}
+
+fn page(
+    incidents: &Incidents,
+    context: &PageContext,
+    entries: &[AuditEntry],
+) -> Response<Full<Bytes>> {
+    let lang = context.lang;
+    let value = |name: &str| context.query.get(name).cloned().unwrap_or_default();
+    let offset: u32 = context
+        .query
+        .get("offset")
+        .and_then(|offset| offset.parse().ok())
+        .unwrap_or(0);
+    let shown: Vec<&AuditEntry> = entries
+        .iter()
+        .skip(offset as usize)
+        .take(PAGE_SIZE as usize)
+        .collect();
+    let link = |base: &str, offset: Option<u32>| {
+        list_link(
+            context,
+            base,
+            &["actor", "action", "target", "range"],
+            offset.map(|offset| ("offset", offset.to_string())),
+        )
+    };
+    let total = i64::try_from(entries.len()).unwrap_or(i64::MAX);
+    html(layout(
+        context,
+        lang.text("audit"),
+        html! {
+            h1 { (lang.text("audit")) }
+            p #verification { strong { (lang.text("audit_verification")) ": " } (verification(incidents, context)) }
+            form.filters method="get" action="/audit" {
+                label { (lang.text("actor")) " " input #filter-actor type="text" name="actor" value=(value("actor")); }
+                label { (lang.text("action")) " " input #filter-action type="text" name="action" value=(value("action")); }
+                label { (lang.text("target")) " " input #filter-target type="text" name="target" value=(value("target")); }
+                (range_select(context, RANGES))
+                button #audit-filter type="submit" { (lang.text("filter")) }
+                a #audit-csv href=(link("/audit/export.csv", None)) { (lang.text("export_csv")) }
+                a #audit-json href=(link("/audit/export.json", None)) { (lang.text("export_json")) }
+            }
+            @if shown.is_empty() {
+                p #empty { (lang.text("no_audit")) }
+            } @else {
+                table #audit {
+                    thead { tr {
+                        th { "#" } th { (lang.text("time")) } th { (lang.text("actor")) } th { (lang.text("action")) }
+                        th { (lang.text("target")) } th { (lang.text("outcome")) } th { (lang.text("detail")) }
+                    } }
+                    tbody {
+                        @for entry in &shown {
+                            tr.audit-row {
+                                td.num { (entry.seq) }
+                                (time_cell(context, entry.at_ms))
+                                td { (i18n::actor(lang, &entry.actor)) }
+                                td { code { (entry.action) } }
+                                td { (entry.target) }
+                                td class={ "outcome-" (entry.outcome) } {
+                                    @if entry.outcome == "success" { (lang.text("success")) } @else { (lang.text("failure")) }
+                                }
+                                td { (entry.details) }
+                            }
+                        }
+                    }
+                }
+                (pager(lang, offset, shown.len(), total, |offset| link("/audit", Some(offset))))
+            }
+        },
+    ))
+}
+
+fn export_entries(
+    incidents: &Incidents,
+    context: &PageContext,
+    entries: &[AuditEntry],
+) -> anyhow::Result<Response<Full<Bytes>>> {
+    let csv = context.path.ends_with(".csv");
+    let user = context
+        .principal
+        .as_ref()
+        .map_or("anonymous", |principal| principal.user.as_str());
+    incidents.store.audit(
+        user,
+        "audit.exported",
+        "audit",
+        Outcome::Success,
+        &format!(
+            "{} entries as {}",
+            entries.len(),
+            if csv { "csv" } else { "json" }
+        ),
+    )?;
+    if !csv {
+        return Ok(download(
+            false,
+            "audit",
+            serde_json::to_string_pretty(entries)?,
+        ));
+    }
+    let body = export::csv_table(
+        "seq,time,actor,action,target,outcome,details,prev_hash,hash",
+        entries.iter().map(|entry| {
+            vec![
+                entry.seq.to_string(),
+                export::rfc3339(entry.at_ms),
+                entry.actor.clone(),
+                entry.action.clone(),
+                entry.target.clone(),
+                entry.outcome.clone(),
+                entry.details.clone(),
+                entry.prev_hash.clone(),
+                entry.hash.clone(),
+            ]
+        }),
+    );
+    Ok(download(true, "audit", body))
+}

@@ -1,0 +1,61 @@
+//! The detection rules' texts for the page: an incident's title,
+//! description and guidance in the page's language. The engine renders a
+//! rule's translated titles beside its own, as `title_<language>`
+//! annotations (the fields of the event that fired are gone afterwards);
+//! descriptions and guidance come from the loaded rules. Incidents raised
+//! before a translation existed keep their stored title.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use countywatch_detect::rulefmt::Rule;
+
+use crate::incident::store::Incident;
+use crate::incident::web::i18n::Lang;
+
+/// The incident's title in `lang`: the `title_<language>` annotation
+/// the engine rendered from the rule's `i18n` title, else the stored
+/// title.
+pub fn incident_title(lang: Lang, incident: &Incident) -> &str {
+    incident
+        .annotations
+        .get(&format!("title_{}", lang.rule_key()))
+        .unwrap_or(&incident.title)
+}
+
+/// The loaded detection rules by id.
+#[derive(Clone, Default)]
+pub struct RuleTexts {
+    /// Rule id to rule.
+    rules: Arc<HashMap<String, Rule>>,
+}
+
+impl RuleTexts {
+    /// The texts of `rules`.
+    pub fn new(rules: Vec<Rule>) -> RuleTexts {
+        RuleTexts {
+            rules: Arc::new(
+                rules
+                    .into_iter()
+                    .map(|rule| (rule.id.clone(), rule))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The rule's description in `lang` (empty for unknown rules).
+    pub fn description(&self, lang: Lang, rule_id: &str) -> String {
+        self.rules
+            .get(rule_id)
+            .map(|rule| rule.description_in(lang.rule_key()).trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// The rule's guidance in `lang` (empty for unknown rules).
+    pub fn guidance(&self, lang: Lang, rule_id: &str) -> String {
+        self.rules
+            .get(rule_id)
+            .map(|rule| rule.guidance_in(lang.rule_key()).trim().to_string())
+            .unwrap_or_default()
+    }
+}
