@@ -376,6 +376,44 @@ mod tests {
     }
 
     #[test]
+    fn search_filters_on_user_and_source_and_counts_per_hour() {
+        let (_dir, log) = log_with_events();
+        let mut login = event(200, "from a user");
+        login.fields.user = Some("张三".to_string());
+        login.fields.src_ip = Some("203.0.113.9".parse().unwrap());
+        append(
+            &log.connection,
+            &NewEvent {
+                agent: "web-1",
+                seq: 2,
+                position: Position::At(0),
+                received_ms: 3_600_000 * 2 + 5,
+                event: &login,
+            },
+        )
+        .unwrap();
+        for search in [
+            EventSearch {
+                user: Some("张三".to_string()),
+                limit: 10,
+                ..EventSearch::default()
+            },
+            EventSearch {
+                src_ip: Some("203.0.113.9".to_string()),
+                limit: 10,
+                ..EventSearch::default()
+            },
+        ] {
+            let found = log.search(&search).unwrap();
+            assert_eq!(found.len(), 1, "{search:?}");
+            assert_eq!(found[0].decode().unwrap().event.raw, "from a user");
+        }
+        let per_hour = log.received_per_hour(0).unwrap();
+        assert_eq!(per_hour.into_iter().collect::<Vec<_>>(), [(0, 3), (2, 1)]);
+        assert_eq!(log.received_per_hour(3_600_000).unwrap().len(), 1);
+    }
+
+    #[test]
     fn search_filters_newest_first_and_purge_deletes_only_the_old() {
         let (_dir, log) = log_with_events();
         let found = log
