@@ -135,6 +135,12 @@ pub struct ProbesConfig {
     pub arp: ProbeToggle,
     /// Bytes queued in the kernel for UDP sockets.
     pub udp_queues: ProbeToggle,
+    /// Configured and active slaves of bonding interfaces.
+    pub bonding: ProbeToggle,
+    /// Memory controller (EDAC) error counts.
+    pub edac: ProbeToggle,
+    /// Temperatures of thermal zones, states of cooling devices.
+    pub thermal_zone: ProbeToggle,
     /// Whether SELinux is on, and its modes.
     pub selinux: ProbeToggle,
     /// Metrics from `*.prom` files that cron jobs and scripts write.
@@ -469,6 +475,9 @@ impl Default for ProbesConfig {
             softnet: ProbeToggle::default(),
             arp: ProbeToggle::default(),
             udp_queues: ProbeToggle::default(),
+            bonding: ProbeToggle::default(),
+            edac: ProbeToggle::default(),
+            thermal_zone: ProbeToggle::default(),
             selinux: ProbeToggle::default(),
             textfile: crate::probe::textfile::TextfileConfig::default(),
             systemd: SystemdConfig::default(),

@@ -172,6 +172,7 @@ fn main() -> ExitCode {
             state_dir,
             config,
         } => {
+            let start_command = start_command(config.as_deref(), state_dir.as_deref());
             let overrides = Overrides {
                 collector: None,
                 name: None,
@@ -194,11 +195,15 @@ fn main() -> ExitCode {
             ));
             match enrolled {
                 Ok(enrollment) => {
+                    let start_command = start_command.unwrap_or_else(|| {
+                        format!(
+                            "countywatch-agent run --state-dir {}",
+                            config.state_dir.display()
+                        )
+                    });
                     println!(
-                        "enrolled as {}; batches go to {}. Start the agent with: countywatch-agent run --state-dir {}",
-                        enrollment.agent,
-                        enrollment.ingest_url,
-                        config.state_dir.display()
+                        "enrolled as {}; batches go to {}. Start the agent with: {start_command}",
+                        enrollment.agent, enrollment.ingest_url,
                     );
                     ExitCode::SUCCESS
                 }
@@ -258,14 +263,10 @@ fn replay(
     let summary = match source {
         ReplaySource::Auth => countywatch_agent::source::auth_log::replay(input, &mut out, options)
             .map(|summary| summary.to_string()),
-        ReplaySource::Syslog => countywatch_agent::source::syslog::replay(
-            input,
-            &mut out,
-            options.max_line,
-            device,
-            options.now_ms,
-        )
-        .map(|summary| summary.to_string()),
+        ReplaySource::Syslog => {
+            countywatch_agent::source::syslog::replay(input, &mut out, options, device)
+                .map(|summary| summary.to_string())
+        }
     };
     match summary {
         Ok(summary) => {
@@ -326,4 +327,20 @@ fn load_config(
     let source = path.cloned().unwrap_or_else(|| PathBuf::from("<flags>"));
     config.validate(&source)?;
     Ok(config)
+}
+
+/// The `run` command that uses what `enroll` was given: the same
+/// `--config` (so the agent runs with the file it enrolled with) and the
+/// same `--state-dir` when one was given. `None` without a config file, for
+/// the caller to name the state dir it used.
+fn start_command(
+    config: Option<&std::path::Path>,
+    state_dir: Option<&std::path::Path>,
+) -> Option<String> {
+    let config = config?;
+    let mut command = format!("countywatch-agent run --config {}", config.display());
+    if let Some(state_dir) = state_dir {
+        command.push_str(&format!(" --state-dir {}", state_dir.display()));
+    }
+    Some(command)
 }

@@ -57,6 +57,10 @@ pub struct EnrollConfig {
     pub enabled: bool,
     /// Address to listen on, `HOST:PORT` (TLS, no client certificate).
     pub listen: Spanned<String>,
+    /// The enrolment URL agents use, `https://HOST:PORT`, as `token create`
+    /// prints it. Unset: the first `ingest.server_names` entry with the
+    /// listen port, else the listen address.
+    pub public_url: Option<Spanned<String>>,
 }
 
 /// Agent liveness.
@@ -153,6 +157,7 @@ impl Default for EnrollConfig {
         EnrollConfig {
             enabled: true,
             listen: unspanned(DEFAULT_ENROLL_LISTEN.to_string()),
+            public_url: None,
         }
     }
 }
@@ -201,11 +206,19 @@ impl Default for MetricsConfig {
 pub use countywatch_daemon::config_file::unspanned;
 
 impl Config {
-    /// Loads and validates a config file.
+    /// Loads and validates a config file, reporting every problem in file
+    /// order: the shape ones (unknown keys, wrong types) and the semantic
+    /// ones of what parsed around them. Only a YAML syntax error stops early.
     pub fn load(path: &Path) -> Result<Config, Problems> {
-        let mut config: Config = config_file::load(path)?;
+        let (config, mut problems) = config_file::load_lenient::<Config>(path);
+        let Some(mut config) = config else {
+            return Err(problems);
+        };
         config.notify.apply_alertmanager_file(path)?;
-        config.validate(path)?;
+        if let Err(semantic) = config.validate(path) {
+            problems.problems.extend(semantic.problems);
+        }
+        problems.into_result()?;
         Ok(config)
     }
 
@@ -226,6 +239,14 @@ impl Config {
                     "http.listen {address} is not a loopback address: configure http.tls, \
                      or set http.insecure_http: true to serve plain HTTP on it"
                 ),
+            );
+        }
+        if let Some(url) = &self.enroll.public_url
+            && !url.value.starts_with("https://")
+        {
+            problems.at(
+                url,
+                format!("enroll.public_url {:?} must start with https://", url.value),
             );
         }
         if let Some(auth) = &self.http.metrics_auth
@@ -274,6 +295,27 @@ impl Config {
     /// The enrolment listen address; call after [`Config::validate`].
     pub fn enroll_listen(&self) -> anyhow::Result<SocketAddr> {
         parse_address(&self.enroll.listen.value).map_err(anyhow::Error::msg)
+    }
+
+    /// The enrolment URL `token create` prints: `enroll.public_url`, else
+    /// the first `ingest.server_names` entry with the listen port, else the
+    /// listen address; `None` when the listener is on every address and
+    /// nothing names this collector (the machine's host name is not
+    /// printed: agents on other networks rarely resolve it). Call after
+    /// [`Config::validate`].
+    pub fn enroll_url(&self) -> anyhow::Result<Option<String>> {
+        if let Some(url) = &self.enroll.public_url {
+            return Ok(Some(url.value.trim_end_matches('/').to_string()));
+        }
+        let listen = self.enroll_listen()?;
+        let host = match self.ingest.server_names.first() {
+            Some(name) if name.contains(':') => format!("[{name}]"),
+            Some(name) => name.clone(),
+            None if listen.ip().is_unspecified() => return Ok(None),
+            None if listen.is_ipv6() => format!("[{}]", listen.ip()),
+            None => listen.ip().to_string(),
+        };
+        Ok(Some(format!("https://{host}:{}", listen.port())))
     }
 
     /// The ingest listen address; call after [`Config::validate`].
@@ -373,6 +415,55 @@ mod tests {
             problems.contains("cannot read secret file /nonexistent/token"),
             "{problems}"
         );
+    }
+
+    #[test]
+    fn the_enrolment_url_comes_from_public_url_then_server_names_never_the_host_name() {
+        let url = |text: &str| {
+            let config: Config = config_file::parse(Path::new("c.yaml"), text).unwrap();
+            config.enroll_url().unwrap()
+        };
+        assert_eq!(
+            url("enroll:\n  public_url: https://cw.county.example:443/\n").as_deref(),
+            Some("https://cw.county.example:443")
+        );
+        assert_eq!(
+            url("ingest:\n  server_names: [cw.county.example, 10.0.0.5]\nenroll:\n  listen: 0.0.0.0:9782\n")
+                .as_deref(),
+            Some("https://cw.county.example:9782")
+        );
+        assert_eq!(
+            url("ingest:\n  server_names: [\"fd00::5\"]\n").as_deref(),
+            Some("https://[fd00::5]:9782")
+        );
+        assert_eq!(url("").as_deref(), Some("https://127.0.0.1:9782"));
+        assert_eq!(url("enroll:\n  listen: 0.0.0.0:9782\n"), None);
+        assert!(
+            problems_of("enroll:\n  public_url: http://x:1\n")
+                .starts_with("c.yaml:2:15: enroll.public_url")
+        );
+    }
+
+    #[test]
+    fn check_config_reports_an_unknown_key_a_bad_value_and_a_semantic_problem_in_one_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "http:\n  listen: 0.0.0.0:9780\ningest:\n  max_connections: many\nmetrics:\n  stale_afterr: 5m\n",
+        )
+        .unwrap();
+        let report = Config::load(&path).err().unwrap().to_string();
+        let lines: Vec<&str> = report.lines().collect();
+        assert_eq!(lines.len(), 3, "{report}");
+        let file = path.display().to_string();
+        assert!(
+            lines[0].starts_with(&format!("{file}:2:11: http.listen")),
+            "{report}"
+        );
+        assert!(lines[1].starts_with(&format!("{file}:4:20: ")), "{report}");
+        assert!(lines[2].starts_with(&format!("{file}:6:3: ")), "{report}");
+        assert!(lines[2].contains("stale_afterr"), "{report}");
     }
 
     #[test]

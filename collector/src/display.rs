@@ -13,28 +13,40 @@ use countywatch_daemon::config_file::{Problems, Spanned};
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 
+/// A language people read: the page's default and the notification
+/// templates'.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    /// English.
+    #[default]
+    En,
+    /// Simplified Chinese.
+    Zh,
+}
+
 /// `display:` in the collector configuration.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DisplayConfig {
     /// An IANA time zone (`Asia/Shanghai`) or a fixed offset (`+08:00`) for
     /// every time shown to people. Unset: the host's zone (`TZ`, else
     /// `/etc/localtime`), else the detection calendar's.
     pub timezone: Option<Spanned<String>>,
-    /// The page's language when the browser's choice is neither Chinese
-    /// nor English and none was picked: `zh` (default) or `en`.
+    /// The language people read by default: the page's when the browser
+    /// asks for neither Chinese nor English, and the notifications' unless
+    /// `notify.language` or a receiver's `language` says otherwise: `zh`
+    /// (default) or `en`.
     pub language: Language,
 }
 
-/// A language people read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Language {
-    /// Simplified Chinese.
-    #[default]
-    Zh,
-    /// English.
-    En,
+impl Default for DisplayConfig {
+    fn default() -> Self {
+        DisplayConfig {
+            timezone: None,
+            language: Language::Zh,
+        }
+    }
 }
 
 /// The resolved display settings.

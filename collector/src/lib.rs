@@ -175,7 +175,9 @@ async fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
 }
 
 /// Binds the listeners and starts serving.
-pub async fn start(config: Config) -> anyhow::Result<Running> {
+pub async fn start(mut config: Config) -> anyhow::Result<Running> {
+    // Notifications write times in the zone people read.
+    config.notify.display = config.display();
     let ca = Arc::new(certificate_authority(&config)?);
     let registry = Arc::new(Registry::open(&config.data_dir)?);
     let telemetry = Arc::new(

@@ -651,16 +651,7 @@ fn token_create(config: &Config, ttl: &str, name: Option<&str>) -> anyhow::Resul
     let ca = countywatch_collector::certificate_authority(config)?;
     let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
     let token = registry.create_token(name, ttl, countywatch_daemon::clock::now_ms())?;
-    let enroll = config.enroll_listen()?;
-    let host = if enroll.ip().is_unspecified() {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|host| host.trim().to_string())
-            .unwrap_or_else(|_| "COLLECTOR-HOST".to_string())
-    } else if enroll.is_ipv6() {
-        format!("[{}]", enroll.ip())
-    } else {
-        enroll.ip().to_string()
-    };
+    let url = config.enroll_url()?;
     let name_flag = name
         .map(|name| format!(" --name {name}"))
         .unwrap_or_default();
@@ -672,10 +663,16 @@ fn token_create(config: &Config, ttl: &str, name: Option<&str>) -> anyhow::Resul
     println!("CA SHA-256: {}", ca.fingerprint());
     println!("enrol with:");
     println!(
-        "  countywatch-agent enroll --collector https://{host}:{} --token {token} --ca-sha256 {}{name_flag}",
-        enroll.port(),
+        "  countywatch-agent enroll --collector {} --token {token} --ca-sha256 {}{name_flag}",
+        url.as_deref().unwrap_or("https://COLLECTOR-ADDRESS:PORT"),
         ca.fingerprint()
     );
+    if url.is_none() {
+        println!(
+            "(replace COLLECTOR-ADDRESS:PORT with the address agents reach the enrolment \
+             listener at, or set enroll.public_url or ingest.server_names)"
+        );
+    }
     Ok(())
 }
 
@@ -1122,5 +1119,7 @@ fn load(path: Option<&PathBuf>, overrides: Overrides) -> Result<Config, ExitCode
     config
         .validate(&source)
         .map_err(|problems| problems.report())?;
+    // `notify test` writes times in the zone people read, as `run` does.
+    config.notify.display = config.display();
     Ok(config)
 }

@@ -1,10 +1,14 @@
 //! YAML configuration files with located errors.
 //!
 //! Parsing goes through serde-saphyr (see ARCHITECTURE.md for why not
-//! serde_yaml). Shape errors (syntax, unknown keys, wrong types) stop at the
-//! first one, as serde does; semantic checks then run over the whole parsed
-//! config and report every problem at once through [`Problems`]. Both kinds
-//! print as `file:line:column: message`, one per line.
+//! serde_yaml). A YAML syntax error stops parsing and is reported alone.
+//! Otherwise every shape error (unknown keys, wrong types) is found: serde
+//! stops at the first, so [`parse_lenient`] records it, blanks the entry it
+//! is about (the line and the lines indented under it, keeping every other
+//! line where it was, so later positions stay true) and parses again, until
+//! the rest parses. Semantic checks then run over what parsed and add their
+//! problems through [`Problems`]; all print in file order as
+//! `file:line:column: message`, one per line.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -147,37 +151,143 @@ pub fn unspanned<T>(value: T) -> Spanned<T> {
     Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
 }
 
-/// Reads and parses a YAML config file into `T`.
+/// Reads and parses a YAML config file into `T`, reporting every shape
+/// problem.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, Problems> {
-    let mut problems = Problems::new(path);
-    let text = match read_bounded(path) {
-        Ok(text) => text,
-        Err(message) => {
-            problems.general(message);
-            return Err(problems);
-        }
-    };
-    parse(path, &text)
+    match load_lenient(path) {
+        (Some(value), problems) if problems.is_empty() => Ok(value),
+        (_, problems) => Err(problems),
+    }
 }
 
-/// Parses YAML text that came from `path` (used for the error positions).
+/// Parses YAML text that came from `path` (used for the error positions),
+/// reporting every shape problem.
 pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Problems> {
+    match parse_lenient(path, text) {
+        (Some(value), problems) if problems.is_empty() => Ok(value),
+        (_, problems) => Err(problems),
+    }
+}
+
+/// [`load`], also returning what parsed once the entries with shape
+/// problems were left out, so semantic checks can report theirs too.
+pub fn load_lenient<T: DeserializeOwned>(path: &Path) -> (Option<T>, Problems) {
+    match read_bounded(path) {
+        Ok(text) => parse_lenient(path, &text),
+        Err(message) => {
+            let mut problems = Problems::new(path);
+            problems.general(message);
+            (None, problems)
+        }
+    }
+}
+
+/// Most shape problems reported before giving up on a file.
+const MAX_SHAPE_PROBLEMS: usize = 100;
+
+/// [`parse`], also returning what parsed once the entries with shape
+/// problems were blanked (`None` after a syntax error, or when blanking
+/// did not get the rest to parse).
+pub fn parse_lenient<T: DeserializeOwned>(path: &Path, text: &str) -> (Option<T>, Problems) {
+    let mut problems = Problems::new(path);
     // An empty file means "all defaults"; serde-saphyr treats it as null.
-    let text = if text.trim().is_empty() { "{}" } else { text };
-    serde_saphyr::from_str::<T>(text).map_err(|error| {
-        let mut problems = Problems::new(path);
-        let (line, column) = error
-            .location()
-            .map(|location| (location.line(), location.column()))
-            .unwrap_or((0, 0));
-        problems.problems.push(Problem {
-            file: path.to_path_buf(),
-            line,
-            column,
-            message: plain_message(&error),
-        });
-        problems
-    })
+    let mut text = if text.trim().is_empty() {
+        "{}".to_string()
+    } else {
+        text.to_string()
+    };
+    for _ in 0..MAX_SHAPE_PROBLEMS {
+        match serde_saphyr::from_str::<T>(&text) {
+            Ok(value) => return (Some(value), problems),
+            Err(error) => {
+                let line = error.location().map_or(0, |location| location.line());
+                // A syntax error (the text does not parse as YAML at all,
+                // at the same place) stops here: nothing after it can be
+                // trusted.
+                if let Err(syntax) = serde_saphyr::from_str::<serde::de::IgnoredAny>(&text)
+                    && syntax.location().map(|location| location.line())
+                        == error.location().map(|location| location.line())
+                {
+                    if problems.is_empty() {
+                        push_error(&mut problems, path, &error);
+                    }
+                    return (None, problems);
+                }
+                // A required key missing only because an entry with a
+                // problem was blanked is not a problem of its own.
+                if !problems.is_empty() && plain_message(&error).starts_with("missing field") {
+                    return (None, problems);
+                }
+                push_error(&mut problems, path, &error);
+                match blank_entry(&text, line) {
+                    Some(blanked) => text = blanked,
+                    None => return (None, problems),
+                }
+            }
+        }
+    }
+    (None, problems)
+}
+
+fn push_error(problems: &mut Problems, path: &Path, error: &serde_saphyr::Error) {
+    let (line, column) = error
+        .location()
+        .map(|location| (location.line(), location.column()))
+        .unwrap_or((0, 0));
+    problems.problems.push(Problem {
+        file: path.to_path_buf(),
+        line,
+        column,
+        message: plain_message(error),
+    });
+}
+
+/// `text` with line `line` (1-based) and the lines indented deeper under it
+/// replaced by empty lines; `None` when there is no such line or it is
+/// already blank (nothing left to take out).
+fn blank_entry(text: &str, line: u64) -> Option<String> {
+    let index = usize::try_from(line).ok()?.checked_sub(1)?;
+    let lines: Vec<&str> = text.split('\n').collect();
+    let first = lines.get(index)?;
+    if first.trim().is_empty() {
+        return None;
+    }
+    let indent = |line: &str| line.len() - line.trim_start_matches([' ', '-']).len();
+    let depth = indent(first);
+    let mut end = index + 1;
+    while end < lines.len() && (lines[end].trim().is_empty() || indent(lines[end]) > depth) {
+        end += 1;
+    }
+    // A parent left with no entry would read as null, which a section
+    // refuses: it becomes an empty mapping, on its own line so that no
+    // other position moves.
+    let parent = (0..index)
+        .rev()
+        .find(|&number| !lines[number].trim().is_empty() && indent(lines[number]) < depth);
+    let orphaned = parent.filter(|&parent| {
+        lines[parent].trim_end().ends_with(':')
+            && !lines[parent + 1..]
+                .iter()
+                .enumerate()
+                .map(|(offset, line)| (parent + 1 + offset, line))
+                .take_while(|(_, line)| {
+                    line.trim().is_empty() || indent(line) > indent(lines[parent])
+                })
+                .any(|(number, line)| !(index..end).contains(&number) && !line.trim().is_empty())
+    });
+    let mut out = String::with_capacity(text.len());
+    for (number, line) in lines.iter().enumerate() {
+        if number > 0 {
+            out.push('\n');
+        }
+        if !(index..end).contains(&number) {
+            out.push_str(line);
+        }
+        if Some(number) == orphaned {
+            out.push_str(" {}");
+        }
+    }
+    Some(out)
 }
 
 /// The error's message alone, without serde-saphyr's own position suffix or
@@ -227,6 +337,28 @@ mod tests {
         name: String,
         #[serde(default)]
         port: Option<Spanned<u16>>,
+    }
+
+    #[test]
+    fn every_shape_problem_is_reported_and_a_syntax_error_alone() {
+        let text = "prot: 80\nname: a\nport: eighty\ncolour: red\n";
+        assert_eq!(
+            blank_entry("a:\n  b: 1\nc: 2\n", 2).as_deref(),
+            Some("a: {}\n\nc: 2\n")
+        );
+        let (parsed, problems) = parse_lenient::<Sample>(Path::new("c.yaml"), text);
+        let report = problems.to_string();
+        let lines: Vec<&str> = report.lines().collect();
+        assert_eq!(lines.len(), 3, "{report}");
+        assert!(lines[0].starts_with("c.yaml:1:1: "), "{report}");
+        assert!(lines[1].starts_with("c.yaml:3:7: "), "{report}");
+        assert!(lines[2].starts_with("c.yaml:4:1: "), "{report}");
+        assert_eq!(parsed.map(|sample| sample.name).as_deref(), Some("a"));
+
+        let (parsed, problems) =
+            parse_lenient::<Sample>(Path::new("c.yaml"), "prot: 80\nname: [a\n");
+        assert!(parsed.is_none());
+        assert_eq!(problems.problems.len(), 1, "{problems}");
     }
 
     #[test]

@@ -44,6 +44,27 @@ pub struct ParseStats {
     pub events: BTreeMap<EventKind, u64>,
 }
 
+/// What became of one line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineOutcome {
+    /// It gave this many events (at least one).
+    Events(usize),
+    /// It was understood and means no event.
+    Ignored,
+    /// No parser understood it.
+    Unknown,
+}
+
+impl LineOutcome {
+    /// How many events the line gave.
+    pub fn events(self) -> usize {
+        match self {
+            LineOutcome::Events(events) => events,
+            LineOutcome::Ignored | LineOutcome::Unknown => 0,
+        }
+    }
+}
+
 /// Parses authentication log lines into events.
 #[derive(Debug)]
 pub struct LineParser {
@@ -123,11 +144,36 @@ impl LineParser {
             }
             return 0;
         };
-        let skewed = prefix.timestamp_ms > now_ms.saturating_add(MAX_FUTURE_MS);
-        if skewed {
-            prefix.timestamp_ms = now_ms;
-        }
-        let events = self.parse_message(&prefix, &line, truncated, out);
+        let skewed = restamp_future(&mut prefix, now_ms);
+        let outcome = self.message_outcome(&prefix, &line, truncated, out);
+        self.count_skew(skewed, outcome)
+    }
+
+    /// Parses a message another server forwarded over syslog (`<PRI>`
+    /// first, control characters escaped) when an auth program logged it
+    /// ([`crate::forwarded_auth`]): its events (host: the name the sender
+    /// wrote) are appended to `out` and the outcome counted and returned.
+    /// `None`, and nothing counted, for any other message. `now_ms` is when
+    /// it arrived.
+    pub fn parse_forwarded(
+        &mut self,
+        text: &str,
+        now_ms: i64,
+        out: &mut Vec<Event>,
+    ) -> Option<LineOutcome> {
+        let clock = self.clock(now_ms);
+        let mut line = crate::forwarded_auth::split(text, &clock)?;
+        self.stats.lines += 1;
+        let skewed = restamp_future(&mut line, now_ms);
+        let outcome = self.message_outcome(&line, text, false, out);
+        self.count_skew(skewed, outcome);
+        Some(outcome)
+    }
+
+    /// Counts the events of a restamped (`skewed`) line as clock skew;
+    /// returns how many events the line gave.
+    fn count_skew(&mut self, skewed: bool, outcome: LineOutcome) -> usize {
+        let events = outcome.events();
         if skewed {
             self.stats.events_clock_skew += events as u64;
         }
@@ -145,6 +191,17 @@ impl LineParser {
         truncated: bool,
         out: &mut Vec<Event>,
     ) -> usize {
+        self.message_outcome(prefix, raw, truncated, out).events()
+    }
+
+    /// [`LineParser::parse_message`], saying what became of the message.
+    fn message_outcome(
+        &mut self,
+        prefix: &syslog_prefix::SyslogLine<'_>,
+        raw: &str,
+        truncated: bool,
+        out: &mut Vec<Event>,
+    ) -> LineOutcome {
         let (message, repeat) = repeated(prefix.message);
         let (parsed, repeat) = match pam_legacy::more_failures(prefix.program, message) {
             Some((count, parsed)) => (parsed, repeat.saturating_mul(count).clamp(1, MAX_REPEAT)),
@@ -170,21 +227,31 @@ impl LineParser {
                 out.push(event);
                 self.stats.lines_with_events += 1;
                 *self.stats.events.entry(kind).or_default() += u64::from(repeat);
-                repeat as usize
+                LineOutcome::Events(repeat as usize)
             }
             Parsed::Ignored => {
                 self.stats.lines_ignored += 1;
-                0
+                LineOutcome::Ignored
             }
             Parsed::Unknown => {
                 self.stats.lines_unknown += 1;
                 if let Some(unknown) = &mut self.unknown {
                     unknown.record(Some((prefix.program, message)), raw);
                 }
-                0
+                LineOutcome::Unknown
             }
         }
     }
+}
+
+/// Stamps a line more than [`MAX_FUTURE_MS`] ahead of `now_ms` with
+/// `now_ms` (its `raw` keeps the original); returns whether it did.
+fn restamp_future(line: &mut syslog_prefix::SyslogLine<'_>, now_ms: i64) -> bool {
+    let skewed = line.timestamp_ms > now_ms.saturating_add(MAX_FUTURE_MS);
+    if skewed {
+        line.timestamp_ms = now_ms;
+    }
+    skewed
 }
 
 /// `message repeated N times: [ MESSAGE]` → (MESSAGE, N); anything else → (message, 1).
@@ -491,6 +558,57 @@ Dec  6 03:12:30 old-db ntpd[99]: synchronized to 192.0.2.1, stratum 2
         assert_eq!(
             unknown.by_count()[0].0,
             "ntpd: synchronized to <N> stratum <N>"
+        );
+    }
+
+    #[test]
+    fn forwarded_lines_of_auth_programs_are_parsed_and_counted() {
+        let mut parser = LineParser::default();
+        let mut events = Vec::new();
+        let now = NOW + 8 * 86_400_000;
+        let outcomes: Vec<Option<LineOutcome>> = [
+            "<38>Dec  6 03:10:01 old-db sshd[2412]: Invalid user oracle from 192.0.2.44",
+            "<86>Dec  6 03:10:15 old-db sshd(pam_unix)[2413]: 2 more authentication failures; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=host-44.example.net  user=root",
+            "<86>Dec  6 03:10:16 old-db sshd(pam_unix)[2413]: session closed for user root",
+            "<38>Dec  6 03:10:17 old-db sshd[2414]: something new",
+            "<13>Dec  6 03:10:18 old-db ntpd[1]: not an auth program",
+            "<38>Dec  6 13:10:18 old-db sshd[2415]: Invalid user late from 192.0.2.44",
+        ]
+        .iter()
+        .map(|text| parser.parse_forwarded(text, now, &mut events))
+        .collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                Some(LineOutcome::Events(1)),
+                Some(LineOutcome::Events(2)),
+                Some(LineOutcome::Ignored),
+                Some(LineOutcome::Unknown),
+                None,
+                Some(LineOutcome::Events(1)),
+            ]
+        );
+        assert_eq!(
+            kinds(&events)[..3],
+            ["ssh_invalid_user", "pam_auth_failed", "pam_auth_failed"]
+        );
+        assert_eq!(events[0].host, "old-db");
+        assert_eq!(
+            events[0].timestamp_ms,
+            now - (8 * 60 + 49) * 60_000 - 59_000
+        );
+        assert_eq!(
+            events[3].timestamp_ms, now,
+            "an hour ahead: stamped on arrival"
+        );
+        assert_eq!(parser.stats.events_clock_skew, 1);
+        assert_eq!(
+            (
+                parser.stats.lines,
+                parser.stats.lines_ignored,
+                parser.stats.lines_unknown
+            ),
+            (5, 1, 1)
         );
     }
 

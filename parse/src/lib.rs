@@ -15,7 +15,8 @@
 //!   RHEL 4-5 `NAME(pam_unix)` programs.
 //! - [`unknown_lines`]: the lines no parser understood, counted by shape,
 //!   for `countywatch-agent replay`.
-//! - [`syslog_message`]: one message a device sent to its event.
+//! - [`syslog_message`]: one message a device sent to its event;
+//!   [`forwarded_auth`]: the auth lines old servers forward over syslog.
 //! - [`syslog_header`]: its RFC 3164 / RFC 5424 header (`syslog_loose`).
 //! - [`cisco`] (also Ruijie), [`huawei`], [`h3c`]: one parser per vendor,
 //!   dispatched by [`parse_device`]; [`device_tag`] finds and splits the
@@ -39,6 +40,7 @@
 pub mod auth_line;
 pub mod cisco;
 pub mod device_tag;
+pub mod forwarded_auth;
 pub mod h3c;
 pub mod huawei;
 pub mod pam;

@@ -25,6 +25,8 @@ pub struct SyslogHeader<'a> {
     pub hostname: Option<&'a str>,
     /// RFC 5424 APP-NAME or the RFC 3164 tag.
     pub app_name: Option<&'a str>,
+    /// RFC 5424 PROCID or the RFC 3164 tag's `[pid]`, when numeric.
+    pub pid: Option<u32>,
     /// RFC 5424 MSGID.
     pub msg_id: Option<&'a str>,
     /// The message after the header (RFC 5424 MSG, RFC 3164 CONTENT), or
@@ -41,6 +43,13 @@ pub struct SyslogHeader<'a> {
 /// timestamps, which carry none. Never fails: an unparseable header leaves
 /// the fields empty and the whole text as the message.
 pub fn parse(text: &str, year: i32) -> SyslogHeader<'_> {
+    parse_at_offset(text, year, 0)
+}
+
+/// [`parse`], reading zone-less RFC 3164 times at `utc_offset_seconds`
+/// east of UTC (`replay --timezone`; the live receiver stamps device
+/// events with their arrival instead).
+pub fn parse_at_offset(text: &str, year: i32, utc_offset_seconds: i32) -> SyslogHeader<'_> {
     let (facility, severity, after_pri) = match pri(text) {
         Some((value, rest)) => (Some(value >> 3), Some(value & 7), rest),
         None => (None, None, text),
@@ -55,11 +64,11 @@ pub fn parse(text: &str, year: i32) -> SyslogHeader<'_> {
     if facility.is_none() {
         return fallback;
     }
-    let utc = FixedOffset::east_opt(0);
+    let zone = FixedOffset::east_opt(utc_offset_seconds);
     let Ok(parsed) = syslog_loose::parse_message_with_year_exact_tz(
         text,
         |_| year,
-        utc,
+        zone,
         syslog_loose::Variant::Either,
     ) else {
         return fallback;
@@ -70,6 +79,11 @@ pub fn parse(text: &str, year: i32) -> SyslogHeader<'_> {
         timestamp_ms: parsed.timestamp.map(|time| time.timestamp_millis()),
         hostname: non_empty(parsed.hostname),
         app_name: non_empty(parsed.appname),
+        pid: match parsed.procid {
+            Some(syslog_loose::ProcId::PID(pid)) => u32::try_from(pid).ok(),
+            Some(syslog_loose::ProcId::Name(name)) => name.parse().ok(),
+            None => None,
+        },
         msg_id: non_empty(parsed.msgid),
         message: parsed.msg.trim(),
         after_pri,
@@ -84,7 +98,7 @@ fn non_empty(value: Option<&str>) -> Option<&str> {
 
 /// `<N>` at the start, N at most 191 (facility 23, severity 7), up to
 /// three digits; returns N and the text after `>`.
-fn pri(text: &str) -> Option<(u8, &str)> {
+pub(crate) fn pri(text: &str) -> Option<(u8, &str)> {
     let rest = text.strip_prefix('<')?;
     let end = rest.find('>')?;
     let digits = &rest[..end];

@@ -75,10 +75,13 @@ fn year_of(now_ms: i64) -> i32 {
 }
 
 /// The header's own time, for replay (the live receiver stamps events
-/// with the time they arrived instead).
-pub fn header_time(message: &[u8], now_ms: i64) -> Option<i64> {
+/// with the time they arrived instead); zone-less RFC 3164 times are read
+/// in `zone` (at its offset at `now_ms`).
+pub fn header_time(message: &[u8], now_ms: i64, zone: &jiff::tz::TimeZone) -> Option<i64> {
     let text = String::from_utf8_lossy(message);
-    syslog_header::parse(&text, year_of(now_ms)).timestamp_ms
+    let offset =
+        jiff::Timestamp::from_millisecond(now_ms).map_or(0, |now| zone.to_offset(now).seconds());
+    syslog_header::parse_at_offset(&text, year_of(now_ms), offset).timestamp_ms
 }
 
 #[cfg(test)]
@@ -89,6 +92,24 @@ mod tests {
 
     fn event(text: &[u8]) -> Event {
         message_to_event(text, "192.0.2.1", NOW, NOW).0
+    }
+
+    #[test]
+    fn header_times_are_read_in_the_replay_zone() {
+        let message = b"<13>Nov 28 09:00:00 sw-1 app: x";
+        let utc = header_time(message, NOW, &jiff::tz::TimeZone::UTC).unwrap();
+        let shanghai = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+        assert_eq!(utc, NOW - 3 * 3_600_000);
+        assert_eq!(
+            header_time(message, NOW, &shanghai),
+            Some(utc - 8 * 3_600_000)
+        );
+        // RFC 5424 keeps its offset.
+        let with_offset = b"<13>1 2026-11-28T09:00:00+08:00 sw-1 app - - - x";
+        assert_eq!(
+            header_time(with_offset, NOW, &jiff::tz::TimeZone::UTC),
+            Some(utc - 8 * 3_600_000)
+        );
     }
 
     #[test]

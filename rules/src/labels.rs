@@ -250,8 +250,8 @@ impl fmt::Display for Labels {
     }
 }
 
-/// Quotes a label value the way Go's `strconv.Quote` does for the
-/// characters that matter in label values.
+/// Quotes a label value the way Go's `strconv.Quote` does: escapes for
+/// quotes, backslashes and control characters, printable Unicode kept.
 pub fn quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('"');
@@ -262,6 +262,16 @@ pub fn quote(value: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\u{b}' => out.push_str("\\v"),
+            control if u32::from(control) < 0x20 || control == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", u32::from(control)));
+            }
+            control if control.is_control() => {
+                out.push_str(&format!("\\u{:04x}", u32::from(control)));
+            }
             other => out.push(other),
         }
     }

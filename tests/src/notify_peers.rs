@@ -472,13 +472,16 @@ pub struct AlertmanagerPeer {
 impl AlertmanagerPeer {
     /// Starts one with a route to a receiver that does nothing.
     pub fn start() -> AlertmanagerPeer {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("alertmanager.yml");
-        std::fs::write(
-            &config,
+        AlertmanagerPeer::start_with_config(
             "route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n",
         )
-        .unwrap();
+    }
+
+    /// Starts one with this `alertmanager.yml`.
+    pub fn start_with_config(yaml: &str) -> AlertmanagerPeer {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("alertmanager.yml");
+        std::fs::write(&config, yaml).unwrap();
         // Alertmanager cannot be told to pick a port and report it, so take
         // a free one from the kernel and hand it over.
         let port = TcpListener::bind("127.0.0.1:0")

@@ -131,10 +131,7 @@ mod tests {
             Some(STAT.into()),
         ])
         .unwrap();
-        let got: Vec<(&str, f64)> = families
-            .iter()
-            .map(|family| (family.name.as_str(), family.samples[0].value))
-            .collect();
+        let got = crate::probe::first_values(&families);
         assert_eq!(
             got,
             vec![

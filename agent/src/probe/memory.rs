@@ -85,10 +85,7 @@ mod tests {
     fn names_and_units_follow_node_exporter() {
         let text = "MemTotal:       16303836 kB\nActive(anon):     123 kB\nHugePages_Total:       0\nHugepagesize:       2048 kB\ngarbage\n";
         let families = parse(text);
-        let got: Vec<(&str, f64)> = families
-            .iter()
-            .map(|family| (family.name.as_str(), family.samples[0].value))
-            .collect();
+        let got = crate::probe::first_values(&families);
         assert_eq!(
             got,
             vec![

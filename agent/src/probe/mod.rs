@@ -16,9 +16,11 @@
 //! [`validate`].
 
 mod arp;
+mod bonding;
 mod conntrack;
 mod cpu;
 mod disk;
+mod edac;
 mod entropy;
 mod file_probe;
 pub mod filesystem;
@@ -36,6 +38,7 @@ mod softnet;
 mod system;
 pub mod systemd;
 pub mod textfile;
+mod thermal_zone;
 mod udp_queues;
 mod vmstat;
 
@@ -137,12 +140,45 @@ pub enum ProbeError {
     System(String),
 }
 
+/// The entries `<prefix><N>` of a sysfs directory (`mc0`, `csrow10`,
+/// `clocksource0`) as (N, path), sorted by N; none when it cannot be read.
+pub(crate) fn numbered_entries(dir: &Path, prefix: &str) -> Vec<(String, PathBuf)> {
+    let mut found: Vec<(u32, String, PathBuf)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let number = name.strip_prefix(prefix)?;
+                    let parsed = number.parse::<u32>().ok()?;
+                    Some((parsed, number.to_string(), entry.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+        .into_iter()
+        .map(|(_, number, path)| (number, path))
+        .collect()
+}
+
 /// Reads a small pseudo-file completely.
 pub(crate) fn read_file(path: PathBuf) -> Result<(PathBuf, String), ProbeError> {
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok((path, text)),
         Err(source) => Err(ProbeError::Read { path, source }),
     }
+}
+
+/// For tests: each family's name and its first sample's value, the shape
+/// most probes' single-sample families are checked in.
+#[cfg(test)]
+pub(crate) fn first_values(families: &[MetricFamily]) -> Vec<(&str, f64)> {
+    families
+        .iter()
+        .map(|family| (family.name.as_str(), family.samples[0].value))
+        .collect()
 }
 
 /// Builds a collector that reads files under procfs and sysfs.
@@ -218,6 +254,13 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
     add(&probes.selinux, &|| {
         Box::new(selinux::SelinuxProbe::new(sysfs))
     });
+    add(&probes.bonding, &|| {
+        Box::new(bonding::BondingProbe::new(sysfs))
+    });
+    add(&probes.edac, &|| Box::new(edac::EdacProbe::new(sysfs)));
+    add(&probes.thermal_zone, &|| {
+        Box::new(thermal_zone::ThermalZoneProbe::new(sysfs))
+    });
     // Without units there is nothing to ask systemd.
     if !probes.systemd.units.is_empty() {
         add(&probes.systemd.toggle(), &|| {
@@ -253,7 +296,7 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
 
 /// Checks every probe section, adding each problem to `problems`.
 pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
-    let sections: [(&str, Option<_>); 13] = [
+    let sections: [(&str, Option<_>); 16] = [
         ("cpu", probes.cpu.interval),
         ("load", probes.load.interval),
         ("memory", probes.memory.interval),
@@ -267,6 +310,9 @@ pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
         ("service", probes.service.interval),
         ("textfile", probes.textfile.interval),
         ("selinux", probes.selinux.interval),
+        ("bonding", probes.bonding.interval),
+        ("edac", probes.edac.interval),
+        ("thermal_zone", probes.thermal_zone.interval),
     ];
     let file_sections = file_probes(probes).map(|(name, toggle, _)| (name, toggle.interval));
     for (name, interval) in sections.into_iter().chain(file_sections) {

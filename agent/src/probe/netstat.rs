@@ -176,10 +176,7 @@ Icmp6InMsgs 3\nUdp6InDatagrams 8\nUdpLite6InErrors 0\n";
     #[test]
     fn default_fields_from_the_three_tables() {
         let families = parse(NETSTAT, Some(SNMP), Some(SNMP6)).unwrap();
-        let got: Vec<(&str, f64)> = families
-            .iter()
-            .map(|family| (family.name.as_str(), family.samples[0].value))
-            .collect();
+        let got = crate::probe::first_values(&families);
         assert_eq!(
             got,
             vec![

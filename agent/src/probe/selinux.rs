@@ -105,13 +105,7 @@ pub fn parse(enforce: Option<&str>, config: Option<&str>) -> Vec<MetricFamily> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(families: &[MetricFamily]) -> Vec<(&str, f64)> {
-        families
-            .iter()
-            .map(|family| (family.name.as_str(), family.samples[0].value))
-            .collect()
-    }
+    use crate::probe::first_values as values;
 
     #[test]
     fn modes_as_node_exporter_reports_them() {

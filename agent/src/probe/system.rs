@@ -3,7 +3,9 @@
 //! `node_os_info`, `node_os_version`, `node_filefd_allocated`,
 //! `node_filefd_maximum`, and the clock sources of
 //! /sys/devices/system/clocksource (`node_time_clocksource_available_info`,
-//! `node_time_clocksource_current_info`). (`node_boot_time_seconds` comes with /proc/stat,
+//! `node_time_clocksource_current_info`), and the local zone's offset
+//! (`node_time_zone_offset_seconds{time_zone}`, the zone's abbreviation as
+//! Go names it: `UTC`, `CET`, `EDT`). (`node_boot_time_seconds` comes with /proc/stat,
 //! in the cpu probe, as in node_exporter's stat collector.)
 
 use std::path::{Path, PathBuf};
@@ -74,6 +76,10 @@ impl Probe for SystemProbe {
             MetricKind::Gauge,
             now,
         ));
+        out.push(zone_family(
+            &jiff::tz::TimeZone::system(),
+            jiff::Timestamp::now(),
+        ));
         out.extend(clocksource_families(&self.sysfs));
         let uname = rustix::system::uname();
         let text = |value: &std::ffi::CStr| value.to_string_lossy().into_owned();
@@ -113,6 +119,21 @@ impl Probe for SystemProbe {
     }
 }
 
+/// `node_time_zone_offset_seconds` of `zone` at `now`.
+fn zone_family(zone: &jiff::tz::TimeZone, now: jiff::Timestamp) -> MetricFamily {
+    let info = zone.to_offset_info(now);
+    let mut family = MetricFamily::new(
+        "node_time_zone_offset_seconds",
+        "System time zone offset in seconds.",
+        MetricKind::Gauge,
+    );
+    family.push(
+        &[("time_zone", info.abbreviation())],
+        f64::from(info.offset().seconds()),
+    );
+    family
+}
+
 /// The clock sources of each `clocksource<N>` device, as node_exporter's
 /// time collector reports them; nothing where sysfs has none.
 fn clocksource_families(sysfs: &Path) -> Vec<MetricFamily> {
@@ -126,20 +147,7 @@ fn clocksource_families(sysfs: &Path) -> Vec<MetricFamily> {
         "Current clocksource read from '/sys/devices/system/clocksource'.",
         MetricKind::Gauge,
     );
-    let root = sysfs.join("devices/system/clocksource");
-    let mut devices: Vec<(String, PathBuf)> = std::fs::read_dir(&root)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|entry| {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    let device = name.strip_prefix("clocksource")?.to_string();
-                    Some((device, entry.path()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    devices.sort();
+    let devices = super::numbered_entries(&sysfs.join("devices/system/clocksource"), "clocksource");
     for (device, path) in devices {
         let read = |file: &str| std::fs::read_to_string(path.join(file)).unwrap_or_default();
         for source in read("available_clocksource").split_whitespace() {
@@ -311,6 +319,21 @@ VARIANT=\"with \\\"quotes\\\"\"\n";
     }
 
     #[test]
+    fn zone_offset_with_go_abbreviations() {
+        let new_york = jiff::tz::TimeZone::get("America/New_York").unwrap();
+        let july: jiff::Timestamp = "2026-07-01T12:00:00Z".parse().unwrap();
+        let family = zone_family(&new_york, july);
+        assert_eq!(
+            family.samples[0].labels,
+            vec![("time_zone".to_string(), "EDT".to_string())]
+        );
+        assert_eq!(family.samples[0].value, -14400.0);
+        let utc = zone_family(&jiff::tz::TimeZone::UTC, july);
+        assert_eq!(utc.samples[0].labels[0].1, "UTC");
+        assert_eq!(utc.samples[0].value, 0.0);
+    }
+
+    #[test]
     fn file_nr() {
         assert_eq!(parse_file_nr("705\t0\t2466170\n"), Some([705.0, 2466170.0]));
         assert_eq!(parse_file_nr("705\n"), None);
@@ -338,6 +361,7 @@ VARIANT=\"with \\\"quotes\\\"\"\n";
             names,
             vec![
                 "node_time_seconds",
+                "node_time_zone_offset_seconds",
                 "node_time_clocksource_available_info",
                 "node_time_clocksource_current_info",
                 "node_uname_info",
@@ -346,16 +370,16 @@ VARIANT=\"with \\\"quotes\\\"\"\n";
             ]
         );
         assert!(out[0].samples[0].value > 1.6e9);
-        assert_eq!(out[1].samples.len(), 2);
+        assert_eq!(out[2].samples.len(), 2);
         assert_eq!(
-            out[2].samples[0].labels,
+            out[3].samples[0].labels,
             vec![
                 ("clocksource".to_string(), "tsc".to_string()),
                 ("device".to_string(), "0".to_string())
             ]
         );
         assert_eq!(
-            out[3].samples[0].labels[4],
+            out[4].samples[0].labels[4],
             ("sysname".to_string(), "Linux".to_string())
         );
     }

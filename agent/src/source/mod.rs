@@ -183,6 +183,8 @@ impl Sources {
             self.syslog = Some(syslog::SyslogSource::start(
                 &config.sources.syslog,
                 Arc::clone(&self.wake),
+                self.host.clone(),
+                source_zone("syslog", config.sources.syslog.timezone.as_ref()),
             )?);
         }
         Ok(())
@@ -235,7 +237,7 @@ impl Sources {
                 None => states.push((AUTH_POSITION, to_json(&positions))),
             }
         }
-        if let Some(syslog) = &self.syslog {
+        if let Some(syslog) = &mut self.syslog {
             syslog.drain(self.max_events.saturating_sub(events.len()), &mut events);
         }
         self.log_clock_skew();
@@ -253,7 +255,12 @@ impl Sources {
             }
         }
         for event in &mut events {
-            event.host.clone_from(&self.host);
+            // Forwarded auth lines are about the server that sent them, a
+            // device of this agent (see `syslog`); everything else is ours.
+            let forwarded = event.source == EventSource::Auth && event.fields.device.is_some();
+            if !forwarded {
+                event.host.clone_from(&self.host);
+            }
             *self
                 .events_total
                 .entry((event.source, event.kind))
@@ -267,6 +274,9 @@ impl Sources {
         let mut counts = Vec::new();
         if let Some(auth) = &self.auth {
             counts.push(("auth", auth.parser.stats.events_clock_skew));
+        }
+        if let Some(syslog) = &self.syslog {
+            counts.push(("syslog", syslog.auth_parser.stats.events_clock_skew));
         }
         counts
     }

@@ -68,6 +68,11 @@ pub enum Endpoint {
     AgentsPage,
     /// `GET /alerts`: firing alerts and silences.
     AlertsPage,
+    /// `GET /alerts/{fingerprint}`: one alert, the link notifications carry
+    /// (a detection's alert leads on to its incident).
+    AlertPage,
+    /// `POST /alerts/{fingerprint}/silence` (form): silence that alert.
+    AlertSilenceForm,
     /// `GET /incidents/export.csv` and `.json` (page surface, for the link).
     ExportPage,
     /// `GET /api/v1/openapi.json`.
@@ -106,7 +111,8 @@ pub enum Endpoint {
 pub struct Route {
     /// The HTTP method.
     pub method: &'static str,
-    /// The path; `{id}` matches one segment of digits.
+    /// The path; `{id}` matches one segment of digits, `{fingerprint}` one
+    /// of 16 lowercase hex digits.
     pub path: &'static str,
     /// Who may call it.
     pub access: Access,
@@ -212,6 +218,20 @@ pub const ROUTES: &[Route] = &[
         AtLeast(Viewer),
         Page,
         Endpoint::AlertsPage,
+    ),
+    route(
+        "GET",
+        "/alerts/{fingerprint}",
+        AtLeast(Viewer),
+        Page,
+        Endpoint::AlertPage,
+    ),
+    route(
+        "POST",
+        "/alerts/{fingerprint}/silence",
+        AtLeast(Operator),
+        Page,
+        Endpoint::AlertSilenceForm,
     ),
     route(
         "GET",
@@ -365,6 +385,14 @@ pub const ROUTES: &[Route] = &[
         Api,
         Endpoint::Alertmanager,
     ),
+    // The notification configuration names every receiver: admins only.
+    route(
+        "GET",
+        "/api/v2/status",
+        AtLeast(Admin),
+        Api,
+        Endpoint::Alertmanager,
+    ),
     route(
         "POST",
         "/api/v2/alerts",
@@ -421,6 +449,11 @@ fn matches(pattern: &str, path: &str) -> Option<Option<i64>> {
                 id = Some(segment.parse().ok()?);
             }
             (Some("{silence}"), Some(segment)) if !segment.is_empty() => {}
+            (Some("{fingerprint}"), Some(segment))
+                if segment.len() == 16
+                    && segment
+                        .bytes()
+                        .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)) => {}
             (Some(expected), Some(segment)) if expected == segment => {}
             _ => return None,
         }
@@ -448,6 +481,12 @@ mod tests {
             Access::AtLeast(Role::Operator)
         );
         assert!(find("GET", "/api/v1/incidents/1/../../x").is_none());
+        assert_eq!(
+            find("GET", "/alerts/0123456789abcdef").unwrap().0.endpoint,
+            Endpoint::AlertPage
+        );
+        assert!(find("GET", "/alerts/0123456789ABCDEF").is_none());
+        assert!(find("GET", "/alerts/0123").is_none());
     }
 
     #[test]

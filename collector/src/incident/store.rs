@@ -394,6 +394,32 @@ impl IncidentStore {
             .optional()?)
     }
 
+    /// The newest incident whose detection raised the alert with this
+    /// fingerprint (the alert's labels are the incident's), among the
+    /// `recent` most recently seen: what a detection alert's notification
+    /// link leads to.
+    pub fn incident_for_alert(
+        &self,
+        fingerprint: crate::notify::alert::Fingerprint,
+        recent: u32,
+    ) -> anyhow::Result<Option<i64>> {
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(
+            "SELECT id, labels FROM incidents ORDER BY last_seen_ms DESC, id DESC LIMIT ?1",
+        )?;
+        let mut rows = statement.query(params![recent])?;
+        while let Some(row) = rows.next()? {
+            let labels: String = row.get(1)?;
+            let Ok(labels) = serde_json::from_str::<crate::notify::alert::LabelSet>(&labels) else {
+                continue;
+            };
+            if crate::notify::alert::fingerprint(&labels) == fingerprint {
+                return Ok(Some(row.get(0)?));
+            }
+        }
+        Ok(None)
+    }
+
     /// An incident's evidence, oldest first, at most `limit`.
     pub fn evidence(&self, id: i64, limit: u32) -> anyhow::Result<Vec<EvidenceRecord>> {
         let connection = self.read();

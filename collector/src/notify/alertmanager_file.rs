@@ -326,6 +326,8 @@ pub struct Converted {
     pub time_intervals: Vec<TimeIntervalConfig>,
     /// `global.resolve_timeout`.
     pub resolve_timeout: PromDuration,
+    /// The file's text, served as `config.original` by `/api/v2/status`.
+    pub text: String,
 }
 
 /// Reads the file: a shape error stops at once; everything countywatch
@@ -333,6 +335,8 @@ pub struct Converted {
 /// file's own lines and columns.
 pub fn load(path: &Path) -> Result<Converted, Problems> {
     let file: AlertmanagerFile = countywatch_daemon::config_file::load(path)?;
+    // Read once more for `/api/v2/status`; the size was bounded just above.
+    let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut problems = Problems::new(path);
     if file
         .route
@@ -341,7 +345,21 @@ pub fn load(path: &Path) -> Result<Converted, Problems> {
     {
         problems.general("root route must specify a default receiver");
     }
-    let converted = file.convert(&mut problems);
+    let converted = file.convert(&mut problems, text);
+    if !problems.is_empty()
+        && let Some(converted) = &converted
+    {
+        // Report the routing problems too, so that one check-config run
+        // lists everything wrong with the file.
+        let notify = crate::notify::config::NotifyConfig {
+            route: converted.route.clone(),
+            receivers: converted.receivers.clone(),
+            inhibit_rules: converted.inhibit_rules.clone(),
+            time_intervals: converted.time_intervals.clone(),
+            ..Default::default()
+        };
+        notify.validate_alerting(&mut problems);
+    }
     problems.into_result()?;
     converted.ok_or_else(|| {
         let mut problems = Problems::new(path);
@@ -350,15 +368,125 @@ pub fn load(path: &Path) -> Result<Converted, Problems> {
     })
 }
 
-/// Appends another file's problems to the collector config's, keeping
-/// their own file name.
-pub fn merge_problems(into: &mut Problems, from: Problems) {
-    into.problems.extend(from.problems);
+/// The notification configuration as Alertmanager configuration text, for
+/// `config.original` in `GET /api/v2/status`: the `alertmanager.yml` as
+/// loaded, or else the collector's route tree, receiver names, inhibit
+/// rules and time intervals written in Alertmanager's form (as JSON, which
+/// is YAML). Receivers' settings are left out: they hold secrets, and
+/// amtool needs only their names.
+pub fn original_text(config: &crate::notify::config::NotifyConfig) -> String {
+    if let Some(text) = &config.alertmanager_text {
+        return text.clone();
+    }
+    let receivers: Vec<serde_json::Value> = config
+        .receivers
+        .iter()
+        .map(|receiver| serde_json::json!({"name": receiver.name.value}))
+        .collect();
+    let inhibit_rules: Vec<serde_json::Value> = config
+        .inhibit_rules
+        .iter()
+        .map(|rule| {
+            serde_json::json!({
+                "source_matchers": rule.source_matchers().map(|m| m.to_string()).collect::<Vec<_>>(),
+                "target_matchers": rule.target_matchers().map(|m| m.to_string()).collect::<Vec<_>>(),
+                "equal": rule.equal,
+            })
+        })
+        .collect();
+    let time_intervals: Vec<serde_json::Value> = config
+        .time_intervals
+        .iter()
+        .map(|interval| {
+            let specs: Vec<serde_json::Value> = interval
+                .time_intervals
+                .iter()
+                .map(|spec| {
+                    let values = |list: &[Spanned<String>]| -> Vec<String> {
+                        list.iter().map(|value| value.value.clone()).collect()
+                    };
+                    let mut object = serde_json::json!({
+                        "times": spec.times.iter().map(|range| serde_json::json!({
+                            "start_time": range.start_time.value,
+                            "end_time": range.end_time.value,
+                        })).collect::<Vec<_>>(),
+                        "weekdays": values(&spec.weekdays),
+                        "days_of_month": values(&spec.days_of_month),
+                        "months": values(&spec.months),
+                        "years": values(&spec.years),
+                    });
+                    if let Some(location) = &spec.location {
+                        object["location"] = serde_json::json!(location.value);
+                    }
+                    object
+                })
+                .collect();
+            serde_json::json!({"name": interval.name.value, "time_intervals": specs})
+        })
+        .collect();
+    let mut document = serde_json::json!({
+        "global": {"resolve_timeout": config.resolve_timeout.to_string()},
+        "route": route_json(&config.route),
+        "receivers": receivers,
+        "inhibit_rules": inhibit_rules,
+        "time_intervals": time_intervals,
+    });
+    if config.route.receiver.is_none() {
+        // Alertmanager needs a root receiver; an unconfigured collector
+        // notifies nobody, which an empty receiver says.
+        document["route"]["receiver"] = serde_json::json!("countywatch-none");
+        document["receivers"] = serde_json::json!([{"name": "countywatch-none"}]);
+    }
+    serde_json::to_string_pretty(&document).unwrap_or_default()
+}
+
+fn route_json(route: &RouteConfig) -> serde_json::Value {
+    let mut object = serde_json::Map::new();
+    if let Some(receiver) = &route.receiver {
+        object.insert("receiver".into(), receiver.value.clone().into());
+    }
+    if let Some(group_by) = &route.group_by {
+        object.insert("group_by".into(), group_by.clone().into());
+    }
+    for (key, value) in [
+        ("group_wait", route.group_wait),
+        ("group_interval", route.group_interval),
+        ("repeat_interval", route.repeat_interval),
+    ] {
+        if let Some(value) = value {
+            object.insert(key.into(), value.to_string().into());
+        }
+    }
+    let matchers: Vec<String> = route
+        .all_matchers()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if !matchers.is_empty() {
+        object.insert("matchers".into(), matchers.into());
+    }
+    if route.continue_matching {
+        object.insert("continue".into(), true.into());
+    }
+    for (key, names) in [
+        ("mute_time_intervals", &route.mute_time_intervals),
+        ("active_time_intervals", &route.active_time_intervals),
+    ] {
+        if !names.is_empty() {
+            let names: Vec<String> = names.iter().map(|name| name.value.clone()).collect();
+            object.insert(key.into(), names.into());
+        }
+    }
+    if !route.routes.is_empty() {
+        let children: Vec<serde_json::Value> = route.routes.iter().map(route_json).collect();
+        object.insert("routes".into(), children.into());
+    }
+    serde_json::Value::Object(object)
 }
 
 impl AlertmanagerFile {
     /// Converts to countywatch's configuration, reporting what it lacks.
-    pub fn convert(self, problems: &mut Problems) -> Option<Converted> {
+    pub fn convert(self, problems: &mut Problems, text: String) -> Option<Converted> {
         if let Some(template) = self.templates.first() {
             problems.at(
                 template,
@@ -388,6 +516,7 @@ impl AlertmanagerFile {
             inhibit_rules: self.inhibit_rules,
             time_intervals,
             resolve_timeout: self.global.resolve_timeout,
+            text,
         })
     }
 }
@@ -788,5 +917,24 @@ mod tests {
         notify.receivers.clear();
         notify.apply_alertmanager_file(Path::new("c.yaml")).unwrap();
         assert_eq!(notify.receivers[0].name.value, "r");
+    }
+
+    #[test]
+    fn the_collectors_own_form_is_served_as_an_equivalent_alertmanager_file() {
+        let notify: crate::notify::config::NotifyConfig = countywatch_daemon::config_file::parse(
+            Path::new("c.yaml"),
+            "route:\n  receiver: ops\n  group_by: [alertname]\n  group_wait: 10s\n  routes:\n  - matchers: ['team=~\"db|\\\\d\"', 'env!=test']\n    receiver: dba\n    continue: true\n    mute_time_intervals: [nights]\n  - match: {severity: critical}\n    receiver: ops\nreceivers:\n- name: ops\n  webhook_configs: [{url: 'http://127.0.0.1:1/', bearer_token: secret}]\n- name: dba\ninhibit_rules:\n- source_match: {severity: critical}\n  target_matchers: [severity=warning]\n  equal: [instance]\ntime_intervals:\n- name: nights\n  time_intervals: [{times: [{start_time: '22:00', end_time: '24:00'}], location: Asia/Shanghai}]\n",
+        )
+        .unwrap();
+        let text = original_text(&notify);
+        assert!(!text.contains("secret"), "{text}");
+        let path = write("original", &text);
+        let converted = load(&path).unwrap_or_else(|problems| panic!("{problems}\n{text}"));
+        let show = |route: &RouteConfig| {
+            crate::notify::cli::routes_show(&crate::notify::route_tree::Route::build(route))
+        };
+        assert_eq!(show(&converted.route), show(&notify.route));
+        assert_eq!(converted.inhibit_rules.len(), 1);
+        assert_eq!(converted.time_intervals[0].name.value, "nights");
     }
 }

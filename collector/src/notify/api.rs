@@ -7,6 +7,10 @@
 //! - `POST /api/v2/silences`: create one (when `notify.accept_silences_api`),
 //!   answers `{"silenceID": ...}`.
 //! - `DELETE /api/v2/silence/{id}`: expire one (same switch).
+//! - `GET /api/v2/status`: the configuration as Alertmanager configuration
+//!   text, uptime and version, so that `amtool config show` and `amtool
+//!   config routes test --alertmanager.url` work (admins only: the
+//!   configuration names every receiver).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,13 +101,53 @@ pub async fn handle(notifier: Arc<Notifier>, request: Request<Incoming>) -> Resp
         ),
         (Method::GET, "/api/v2/alerts") => {
             let now = now_ms();
-            let alerts: Vec<Value> = notifier
-                .active_alerts()
+            let active = notifier.active_alerts();
+            let index = notifier.inhibitor.index(
+                active
+                    .iter()
+                    .map(|alert| (alert.fingerprint(), &alert.labels)),
+            );
+            let alerts: Vec<Value> = active
                 .iter()
-                .map(|alert| alert_json(alert, &notifier.silences().silencing(&alert.labels, now)))
+                .map(|alert| {
+                    let inhibited_by: Vec<String> = notifier
+                        .inhibitor
+                        .inhibited_by(&index, alert.fingerprint(), &alert.labels)
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    let receivers: Vec<&str> = notifier
+                        .routes
+                        .matching(&alert.labels)
+                        .iter()
+                        .map(|route| route.receiver.as_str())
+                        .collect();
+                    alert_json(
+                        alert,
+                        &notifier.silences().silencing(&alert.labels, now),
+                        &inhibited_by,
+                        &receivers,
+                    )
+                })
                 .collect();
             respond(StatusCode::OK, Value::Array(alerts))
         }
+        (Method::GET, "/api/v2/status") => respond(
+            StatusCode::OK,
+            json!({
+                "cluster": {"status": "disabled", "peers": []},
+                "config": {"original": notifier.config_original},
+                "uptime": rfc3339(notifier.started_ms),
+                "versionInfo": {
+                    "branch": "",
+                    "buildDate": "",
+                    "buildUser": "",
+                    "goVersion": "",
+                    "revision": "",
+                    "version": format!("countywatch-collector {}", env!("CARGO_PKG_VERSION")),
+                },
+            }),
+        ),
         (Method::GET, "/api/v2/silences") => {
             let now = now_ms();
             let list: Vec<Value> = notifier
@@ -289,12 +333,18 @@ fn post_silence(notifier: &Notifier, body: &[u8]) -> Response<Full<Bytes>> {
 
 /// An alert in Alertmanager's API v2 shape (`gettableAlert`); silenced
 /// alerts are `suppressed` with the silences' ids.
-fn alert_json(alert: &Alert, silenced_by: &[String]) -> Value {
-    let state = if silenced_by.is_empty() {
+fn alert_json(
+    alert: &Alert,
+    silenced_by: &[String],
+    inhibited_by: &[String],
+    receivers: &[&str],
+) -> Value {
+    let state = if silenced_by.is_empty() && inhibited_by.is_empty() {
         "active"
     } else {
         "suppressed"
     };
+    let receivers: Vec<Value> = receivers.iter().map(|name| json!({"name": name})).collect();
     json!({
         "labels": alert.labels,
         "annotations": alert.annotations,
@@ -303,7 +353,8 @@ fn alert_json(alert: &Alert, silenced_by: &[String]) -> Value {
         "updatedAt": rfc3339(now_ms()),
         "generatorURL": alert.generator_url,
         "fingerprint": alert.fingerprint().to_string(),
-        "status": {"state": state, "silencedBy": silenced_by, "inhibitedBy": []},
+        "receivers": receivers,
+        "status": {"state": state, "silencedBy": silenced_by, "inhibitedBy": inhibited_by},
     })
 }
 

@@ -45,7 +45,7 @@ pub fn silence_list(data_dir: &Path, all: bool) -> anyhow::Result<()> {
     let store = SilenceStore::open(Db::open(data_dir)?)?;
     let now = now_ms();
     println!(
-        "{:<32} {:<8} {:<24} {:<24} {:<12} {:<40} COMMENT",
+        "{:<36} {:<8} {:<24} {:<24} {:<12} {:<40} COMMENT",
         "ID", "STATE", "STARTS", "ENDS", "AUTHOR", "MATCHERS"
     );
     for silence in store.list() {
@@ -55,7 +55,7 @@ pub fn silence_list(data_dir: &Path, all: bool) -> anyhow::Result<()> {
         }
         let matchers: Vec<String> = silence.matchers.iter().map(Matcher::to_string).collect();
         println!(
-            "{:<32} {:<8} {:<24} {:<24} {:<12} {:<40} {}",
+            "{:<36} {:<8} {:<24} {:<24} {:<12} {:<40} {}",
             silence.id,
             state.as_str(),
             rfc3339(silence.starts_at_ms),

@@ -5,9 +5,9 @@
 //! Where we differ from Alertmanager: receivers are `*_configs` lists as
 //! there, but email `to`/`cc` are lists, TLS is chosen with `tls:
 //! starttls|implicit|none`, templates are mustache-style (see
-//! [`crate::notify::template`]), and time interval `location` takes a fixed
-//! offset (`+08:00`) or one of the zones without daylight saving listed in
-//! [`crate::notify::time_interval`].
+//! [`crate::notify::template`]), and time interval `location` also takes a
+//! fixed offset (`+08:00`). `alertmanager_config` reads an unmodified
+//! `alertmanager.yml` instead (see [`crate::notify::alertmanager_file`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,7 @@ use countywatch_daemon::config_file::{Problems, Spanned};
 use countywatch_daemon::duration::PromDuration;
 use serde::Deserialize;
 
+use crate::display::Language;
 use crate::notify::matcher::Matcher;
 
 /// The whole `notify:` section.
@@ -26,8 +27,13 @@ pub struct NotifyConfig {
     /// Base URL of the collector's page, for links in notifications
     /// (`<external_url>/alerts/<fingerprint>`).
     pub external_url: String,
-    /// Language of the default templates: `en` or `zh` (Simplified Chinese).
-    pub language: Language,
+    /// Language of the default templates: `en` or `zh` (Simplified
+    /// Chinese). Unset: `display.language`.
+    pub language: Option<Language>,
+    /// Where times in notifications are written and the default language,
+    /// from the collector's `display:` section (not read from `notify:`).
+    #[serde(skip)]
+    pub display: crate::display::Display,
     /// A firing alert submitted without an end time and not submitted again
     /// for this long is considered resolved (Alertmanager's `resolve_timeout`).
     pub resolve_timeout: PromDuration,
@@ -53,23 +59,15 @@ pub struct NotifyConfig {
     pub time_intervals: Vec<TimeIntervalConfig>,
     /// The persistent outbox: retries, backoff and the give-up deadline.
     pub outbox: OutboxConfig,
+    /// The text of the `alertmanager_config` file as it was loaded.
+    #[serde(skip)]
+    pub alertmanager_text: Option<String>,
     /// Hold back alerts that change state too often.
     pub flap_detection: Option<FlapConfig>,
     /// The dead-man's switch: report when an always-firing alert stops arriving.
     pub heartbeat: Option<HeartbeatConfig>,
     /// Send a notice when a silence is created and when it expires.
     pub silence_notifications: Option<SilenceNotificationsConfig>,
-}
-
-/// Language of the default templates.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Language {
-    /// English.
-    #[default]
-    En,
-    /// Simplified Chinese.
-    Zh,
 }
 
 /// One node of the routing tree. Unset fields inherit from the parent.
@@ -374,8 +372,9 @@ pub struct TimeIntervalSpec {
     pub months: Vec<Spanned<String>>,
     /// Years or ranges: `2026`, `2026:2027`.
     pub years: Vec<Spanned<String>>,
-    /// Where the clock is read: `UTC` (default), a fixed offset like
-    /// `+08:00`, or a zone without daylight saving such as `Asia/Shanghai`.
+    /// Where the clock is read: `UTC` (default), `Local` (the host's zone),
+    /// an IANA zone such as `Asia/Shanghai` or `Europe/Berlin` (daylight
+    /// saving followed), or a fixed offset like `+08:00`.
     pub location: Option<Spanned<String>>,
 }
 
@@ -451,7 +450,8 @@ impl Default for NotifyConfig {
     fn default() -> Self {
         NotifyConfig {
             external_url: "http://127.0.0.1:9780".to_string(),
-            language: Language::En,
+            language: None,
+            display: crate::display::Display::default(),
             resolve_timeout: PromDuration(Duration::from_secs(300)),
             accept_alerts_api: false,
             accept_silences_api: false,
@@ -461,6 +461,7 @@ impl Default for NotifyConfig {
             inhibit_rules: Vec::new(),
             time_intervals: Vec::new(),
             outbox: OutboxConfig::default(),
+            alertmanager_text: None,
             flap_detection: None,
             heartbeat: None,
             silence_notifications: None,
@@ -557,6 +558,7 @@ impl NotifyConfig {
         self.inhibit_rules = converted.inhibit_rules;
         self.time_intervals = converted.time_intervals;
         self.resolve_timeout = converted.resolve_timeout;
+        self.alertmanager_text = Some(converted.text);
         Ok(())
     }
 

@@ -98,6 +98,8 @@ struct Group {
     labels: LabelSet,
     alerts: BTreeSet<Fingerprint>,
     next_flush_ms: i64,
+    /// Whether the group has been flushed once (its group_wait is over).
+    flushed: bool,
 }
 
 /// The grouping state machine.
@@ -236,6 +238,7 @@ impl Dispatcher {
                 (key, route.id.clone(), group_labels, wait)
             })
             .collect();
+        let starts_at_ms = entry.alert.starts_at_ms;
         let mut joined = 0;
         for (key, route_id, group_labels, wait) in routed {
             let group = self.groups.entry(key).or_insert_with(|| Group {
@@ -243,7 +246,13 @@ impl Dispatcher {
                 labels: group_labels,
                 alerts: BTreeSet::new(),
                 next_flush_ms: now_ms + wait,
+                flushed: false,
             });
+            // As Alertmanager: an alert that started more than group_wait
+            // ago makes a group that has not notified yet due at once.
+            if !group.flushed && starts_at_ms.saturating_add(wait) < now_ms {
+                group.next_flush_ms = group.next_flush_ms.min(now_ms);
+            }
             if group.alerts.insert(fingerprint) {
                 joined += 1;
             }
@@ -356,6 +365,7 @@ impl Dispatcher {
         let repeat_ms = i64::try_from(route.repeat_interval.as_millis()).unwrap_or(i64::MAX / 4);
         let interval = i64::try_from(route.group_interval.as_millis()).unwrap_or(i64::MAX / 4);
         let receiver = route.receiver.clone();
+        let notification_key = format!("{}:{}", route.key, go_label_set_string(&group_labels));
         let integrations = self
             .settings
             .integrations
@@ -390,14 +400,17 @@ impl Dispatcher {
                         .map(|(_, snapshot)| snapshot.clone())
                         .collect();
                     if send_resolved {
-                        alerts.extend(resolved_told.iter().map(|(_, snapshot)| snapshot.clone()));
+                        // As Alertmanager: every resolved alert still in
+                        // the group is listed, told before or not.
+                        alerts.extend(resolved.iter().map(|(_, snapshot)| snapshot.clone()));
                     }
+                    alerts.sort_by(|left, right| alertmanager_order(&left.labels, &right.labels));
                     flushed.outgoing.push(Outgoing {
                         integration,
                         notification: Notification {
                             kind: Kind::Alerts,
                             receiver: receiver.clone(),
-                            group_key: key.to_string(),
+                            group_key: notification_key.clone(),
                             group_labels: group_labels.clone(),
                             alerts,
                             external_url: self.settings.external_url.clone(),
@@ -414,6 +427,7 @@ impl Dispatcher {
         let mut emptied = false;
         if let Some(group) = self.groups.get_mut(key) {
             group.next_flush_ms = now_ms + interval;
+            group.flushed = true;
             for (fingerprint, _) in &resolved {
                 if group.alerts.remove(fingerprint)
                     && let Some(entry) = self.alerts.get_mut(fingerprint)
@@ -536,6 +550,45 @@ fn heartbeat_alert(now_ms: i64) -> Alert {
     alert
 }
 
+/// Alertmanager's order of alerts in a notification: by `job`, then
+/// `instance` (an alert having the label first), then by the label sets
+/// (fewer labels first, then name by name).
+pub fn alertmanager_order(left: &LabelSet, right: &LabelSet) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    for name in ["job", "instance"] {
+        match (left.get(name), right.get(name)) {
+            (None, None) => continue,
+            (None, Some(_)) => return Ordering::Greater,
+            (Some(_), None) => return Ordering::Less,
+            (Some(a), Some(b)) if a != b => return a.cmp(b),
+            (Some(_), Some(_)) => {}
+        }
+    }
+    if left.len() != right.len() {
+        return left.len().cmp(&right.len());
+    }
+    let names: BTreeSet<&String> = left.keys().chain(right.keys()).collect();
+    for name in names {
+        match (left.get(name), right.get(name)) {
+            (None, _) => return Ordering::Less,
+            (_, None) => return Ordering::Greater,
+            (Some(a), Some(b)) if a != b => return a.cmp(b),
+            _ => {}
+        }
+    }
+    Ordering::Equal
+}
+
+/// A label set written as Alertmanager writes it in a `groupKey`:
+/// `{alertname="X", instance="y"}`, values quoted as Go quotes them.
+pub fn go_label_set_string(labels: &LabelSet) -> String {
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(name, value)| format!("{name}={}", countywatch_rules::labels::quote(value)))
+        .collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
 /// A group's key: the route's position and the group's labels.
 pub fn group_key(route_id: &str, labels: &LabelSet) -> String {
     let inner: Vec<String> = labels
@@ -653,6 +706,34 @@ mod tests {
                 })
                 .collect()
         }
+    }
+
+    #[test]
+    fn a_resolved_notification_lists_every_resolved_alert_of_the_group() {
+        let mut h = Harness::new("receiver: hook\ngroup_wait: 0s\ngroup_interval: 1m\n");
+        h.fire(&[("alertname", "Down"), ("instance", "a")], 0);
+        assert_eq!(h.flush(0), ["hook/0: a:f"]);
+        // b fires and resolves between two flushes; a resolves too. As in
+        // Alertmanager, both are listed, though b was never notified.
+        h.fire(&[("alertname", "Down"), ("instance", "b")], 10 * S);
+        h.resolve(&[("alertname", "Down"), ("instance", "b")], 20 * S);
+        h.resolve(&[("alertname", "Down"), ("instance", "a")], 30 * S);
+        assert_eq!(h.flush(60 * S), ["hook/0: a:r b:r"]);
+    }
+
+    #[test]
+    fn alerts_that_started_before_group_wait_are_notified_at_once() {
+        let mut h = Harness::new("receiver: mail\ngroup_by: [alertname]\ngroup_wait: 30s\n");
+        // Started 10 minutes before it reached the collector (Prometheus
+        // restarted, or the collector did): its group is already due.
+        let mut alert = Alert::firing(labels([("alertname", "Old")]), 0);
+        alert.starts_at_ms = 0;
+        h.dispatcher.submit(vec![alert], 600 * S);
+        assert_eq!(h.flush(600 * S), ["mail/0: Old:f"]);
+        // A fresh alert still waits.
+        h.fire(&[("alertname", "New")], 600 * S);
+        assert!(h.flush(601 * S).is_empty());
+        assert_eq!(h.flush(630 * S), ["mail/0: New:f"]);
     }
 
     #[test]

@@ -85,22 +85,37 @@ impl Inhibitor {
         fingerprint: Fingerprint,
         labels: &LabelSet,
     ) -> bool {
-        self.rules
-            .iter()
-            .zip(&index.per_rule)
-            .any(|(rule, sources)| {
-                if !all_match(&rule.target, labels) {
-                    return false;
-                }
-                let two_sided = all_match(&rule.source, labels);
-                sources
-                    .get(&equal_values(&rule.equal, labels))
-                    .is_some_and(|candidates| {
-                        candidates.iter().any(|(source, source_both)| {
+        !self.inhibited_by(index, fingerprint, labels).is_empty()
+    }
+
+    /// The firing alerts inhibiting this one (for `inhibitedBy` in the
+    /// API), sorted and without repeats; empty when it is not inhibited.
+    pub fn inhibited_by(
+        &self,
+        index: &InhibitIndex,
+        fingerprint: Fingerprint,
+        labels: &LabelSet,
+    ) -> Vec<Fingerprint> {
+        let mut sources: Vec<Fingerprint> = Vec::new();
+        for (rule, by_equal) in self.rules.iter().zip(&index.per_rule) {
+            if !all_match(&rule.target, labels) {
+                continue;
+            }
+            let two_sided = all_match(&rule.source, labels);
+            if let Some(candidates) = by_equal.get(&equal_values(&rule.equal, labels)) {
+                sources.extend(
+                    candidates
+                        .iter()
+                        .filter(|(source, source_both)| {
                             *source != fingerprint && !(two_sided && *source_both)
                         })
-                    })
-            })
+                        .map(|(source, _)| *source),
+                );
+            }
+        }
+        sources.sort_unstable();
+        sources.dedup();
+        sources
     }
 }
 

@@ -85,6 +85,15 @@ pub struct Notifier {
     /// `GET /api/v2/alerts`. Bounded like the dispatcher: an alert leaves
     /// when it resolves or its lease runs out.
     active: std::sync::Mutex<HashMap<Fingerprint, Alert>>,
+    /// The configuration as Alertmanager configuration text, for
+    /// `GET /api/v2/status` (amtool reads routes from it).
+    pub config_original: String,
+    /// When the notifier started, Unix milliseconds (`uptime` there).
+    pub started_ms: i64,
+    /// The route tree, for `receivers` in `GET /api/v2/alerts`.
+    pub routes: route_tree::Route,
+    /// The inhibit rules, for `inhibitedBy` there.
+    pub inhibitor: inhibit::Inhibitor,
 }
 
 /// Most alerts `GET /api/v2/alerts` keeps; beyond this, new fingerprints
@@ -249,6 +258,10 @@ pub fn start(
             accept_alerts_api: config.accept_alerts_api,
             accept_silences_api: config.accept_silences_api,
             active: std::sync::Mutex::new(HashMap::new()),
+            config_original: alertmanager_file::original_text(config),
+            started_ms: now_ms(),
+            routes: route_tree::Route::build(&config.route),
+            inhibitor: inhibit::Inhibitor::new(&config.inhibit_rules),
         }),
         tasks,
     })

@@ -24,6 +24,10 @@ pub struct Route {
     /// Position in the tree, e.g. `0.2.1`; part of every group key, so
     /// that the same labels routed twice form two groups.
     pub id: String,
+    /// Alertmanager's route key: the parent's key, `/`, and this route's
+    /// sorted matchers (`{}/{owner="team-A"}`); the first part of the
+    /// `groupKey` receivers see. Unlike `id` it need not be unique.
+    pub key: String,
     /// The receiver notified.
     pub receiver: String,
     /// Grouping.
@@ -51,6 +55,7 @@ impl Route {
     pub fn build(config: &RouteConfig) -> Route {
         let root_defaults = Route {
             id: String::new(),
+            key: String::new(),
             receiver: String::new(),
             group_by: GroupBy::Labels(Vec::new()),
             group_wait: Duration::from_secs(30),
@@ -65,6 +70,7 @@ impl Route {
         let mut root = Route::inherit(config, &root_defaults, "0".to_string());
         // The root matches everything, as in Alertmanager.
         root.matchers.clear();
+        root.key = "{}".to_string();
         root
     }
 
@@ -85,8 +91,16 @@ impl Route {
         } else {
             parent.group_by.clone()
         };
+        let matchers = config.all_matchers();
+        let own_key = crate::notify::matcher::list_to_string(&matchers);
+        let key = if parent.key.is_empty() {
+            own_key
+        } else {
+            format!("{}/{own_key}", parent.key)
+        };
         let mut route = Route {
             id: id.clone(),
+            key,
             receiver: config.receiver.as_ref().map_or_else(
                 || parent.receiver.clone(),
                 |receiver| receiver.value.clone(),
@@ -101,7 +115,7 @@ impl Route {
             repeat_interval: config
                 .repeat_interval
                 .map_or(parent.repeat_interval, |value| value.get()),
-            matchers: config.all_matchers(),
+            matchers,
             continue_matching: config.continue_matching,
             routes: Vec::new(),
             mute_time_intervals: config
@@ -251,6 +265,26 @@ routes:
         assert_eq!(dba.group_by, GroupBy::Labels(vec!["alertname".to_string()]));
         assert_eq!(route.group_wait, Duration::from_secs(10));
         assert_eq!(route.walk().len(), 5);
+    }
+
+    #[test]
+    fn route_keys_are_alertmanagers() {
+        let route = tree(
+            "receiver: r\nroutes:\n- match: {owner: team-A}\n  routes:\n  - match_re: {env: 'produ.*', job: '.*'}\n",
+        );
+        let keys: Vec<&str> = route
+            .walk()
+            .iter()
+            .map(|route| route.key.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "{}",
+                "{}/{owner=\"team-A\"}",
+                "{}/{owner=\"team-A\"}/{env=~\"^(?:produ.*)$\",job=~\"^(?:.*)$\"}"
+            ]
+        );
     }
 
     #[test]

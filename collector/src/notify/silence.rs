@@ -206,7 +206,7 @@ impl SilenceStore {
         if created_by.trim().is_empty() {
             return Err(SilenceError::Invalid("a silence needs an author".into()));
         }
-        let id = hex::encode(rand::random::<[u8; 16]>());
+        let id = uuid_v4(rand::random::<[u8; 16]>());
         let texts: Vec<String> = matchers.iter().map(ToString::to_string).collect();
         let matchers_json = serde_json::to_string(&texts).unwrap_or_else(|_| "[]".to_string());
         self.db.lock().execute(
@@ -347,6 +347,23 @@ impl SilenceStore {
     }
 }
 
+/// A random UUID (version 4) as Alertmanager gives silences, written
+/// `8-4-4-4-12` in lower-case hex. Silences created before UUIDs keep
+/// their 32-hex-digit IDs; IDs are only ever compared as strings.
+fn uuid_v4(mut bytes: [u8; 16]) -> String {
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex = hex::encode(bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,6 +399,32 @@ mod tests {
         assert!(store.silencing(&web1, 6_500).is_empty());
         assert_eq!(store.list()[0].state(6_500), SilenceState::Expired);
         assert_eq!(store.list()[0].created_by, "ops");
+    }
+
+    #[test]
+    fn ids_are_uuids_and_old_ids_keep_working() {
+        assert_eq!(uuid_v4([0xff; 16]), "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        let dir = tempfile::tempdir().unwrap();
+        let store = SilenceStore::open(Db::open(dir.path()).unwrap()).unwrap();
+        let id = store
+            .add(parse_list("job=db").unwrap(), 0, 2_000, "ops", "", 0)
+            .unwrap();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        // A silence stored before UUIDs, with its 32-digit ID.
+        let old = "0123456789abcdef0123456789abcdef";
+        store
+            .db()
+            .lock()
+            .execute(
+                "UPDATE silences SET id = ?1 WHERE id = ?2",
+                params![old, id],
+            )
+            .unwrap();
+        let reopened = SilenceStore::open(Db::open(dir.path()).unwrap()).unwrap();
+        let set = labels([("job", "db")]);
+        assert_eq!(reopened.silencing(&set, 1_000), [old.to_string()]);
+        assert!(reopened.expire(old, 1_000).unwrap());
     }
 
     #[test]

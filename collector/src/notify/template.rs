@@ -21,7 +21,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::notify::config::{Language, TemplateOverrides, TemplateSource};
+use crate::display::Language;
+use crate::notify::config::{TemplateOverrides, TemplateSource};
 use crate::notify::notification::Notification;
 
 /// Alerts listed in one message; the rest are counted in `more_alerts`,
@@ -234,7 +235,11 @@ pub fn escape_html(text: &str) -> String {
 }
 
 /// The data templates see for a notification.
-pub fn data(notification: &Notification, language: Language) -> Value {
+pub fn data(
+    notification: &Notification,
+    language: Language,
+    display: &crate::display::Display,
+) -> Value {
     let status = notification.status();
     let firing_count = notification
         .alerts
@@ -280,8 +285,8 @@ pub fn data(notification: &Notification, language: Language) -> Value {
                 "summary": alert.annotations.get("summary").cloned().unwrap_or_default(),
                 "description": alert.annotations.get("description").cloned().unwrap_or_default(),
                 "value": alert.value.clone().unwrap_or_default(),
-                "starts_at": alert.starts_at(),
-                "ends_at": alert.ends_at_ms.map(crate::notify::alert::rfc3339).unwrap_or_default(),
+                "starts_at": display.time(alert.starts_at_ms),
+                "ends_at": alert.ends_at_ms.map(|ms| display.time(ms)).unwrap_or_default(),
                 "url": notification.alert_url(alert),
                 "generator_url": alert.generator_url,
                 "fingerprint": alert.fingerprint,
@@ -338,11 +343,23 @@ const MARKDOWN_EN: &str = "### {{subject}}\n\n{{#alerts}}- **[{{status}}] {{name
 
 const MARKDOWN_ZH: &str = "### {{subject}}\n\n{{#alerts}}- **【{{status_zh}}】{{name}}** {{labels_text}}{{#summary}}\n  {{summary}}{{/summary}}{{#value}}（数值 {{value}}）{{/value}}\n  开始 {{starts_at}}{{#ends_at}}，结束 {{ends_at}}{{/ends_at}} [详情]({{url}})\n{{/alerts}}{{#more_alerts}}\n……另有 {{more_alerts}} 条告警未列出。\n{{/more_alerts}}";
 
+/// What every integration's templates default to.
+#[derive(Clone, Debug)]
+pub struct TemplateDefaults {
+    /// The language of the default templates (`notify.language`, else
+    /// `display.language`).
+    pub language: Language,
+    /// The zone times are written in (`display:`).
+    pub display: crate::display::Display,
+}
+
 /// The four templates of one integration.
 #[derive(Clone, Debug)]
 pub struct Templates {
     /// Language of the defaults and of the data's `subject`.
     language: Language,
+    /// The zone `starts_at` and `ends_at` are written in.
+    display: crate::display::Display,
     /// Email subject and bot title.
     subject: Template,
     /// Plain-text email body.
@@ -368,7 +385,11 @@ pub struct Rendered {
 
 impl Templates {
     /// The defaults in `language`, replaced by `overrides` where given.
-    pub fn new(language: Language, overrides: &TemplateOverrides) -> Result<Templates, String> {
+    pub fn new(
+        language: Language,
+        overrides: &TemplateOverrides,
+        display: &crate::display::Display,
+    ) -> Result<Templates, String> {
         let (text, html, markdown) = match language {
             Language::En => (TEXT_EN, HTML_EN, MARKDOWN_EN),
             Language::Zh => (TEXT_ZH, HTML_ZH, MARKDOWN_ZH),
@@ -379,6 +400,7 @@ impl Templates {
         };
         Ok(Templates {
             language,
+            display: display.clone(),
             subject: pick(&overrides.subject, SUBJECT)?,
             text: pick(&overrides.text, text)?,
             html: pick(&overrides.html, html)?,
@@ -388,7 +410,7 @@ impl Templates {
 
     /// Renders every part for a notification.
     pub fn render(&self, notification: &Notification) -> Rendered {
-        let data = data(notification, self.language);
+        let data = data(notification, self.language, &self.display);
         let subject = self.subject.render(&data, Escape::None);
         Rendered {
             // A header line must not break: newlines become spaces.
@@ -456,7 +478,12 @@ mod tests {
 
     #[test]
     fn default_templates_in_both_languages() {
-        let en = Templates::new(Language::En, &TemplateOverrides::default()).unwrap();
+        let en = Templates::new(
+            Language::En,
+            &TemplateOverrides::default(),
+            &crate::display::Display::default(),
+        )
+        .unwrap();
         let rendered = en.render(&notification());
         assert_eq!(rendered.subject, "[FIRING:1] alertname=磁盘将满");
         assert!(
@@ -472,7 +499,12 @@ mod tests {
             rendered.text
         );
         assert!(rendered.html.contains("<td>0.03</td>"), "{}", rendered.html);
-        let zh = Templates::new(Language::Zh, &TemplateOverrides::default()).unwrap();
+        let zh = Templates::new(
+            Language::Zh,
+            &TemplateOverrides::default(),
+            &crate::display::Display::default(),
+        )
+        .unwrap();
         let rendered = zh.render(&notification());
         assert_eq!(rendered.subject, "【告警:1】alertname=磁盘将满");
         assert!(
@@ -503,9 +535,13 @@ mod tests {
             )),
             ..TemplateOverrides::default()
         };
-        let rendered = Templates::new(Language::En, &overrides)
-            .unwrap()
-            .render(&notification());
+        let rendered = Templates::new(
+            Language::En,
+            &overrides,
+            &crate::display::Display::default(),
+        )
+        .unwrap()
+        .render(&notification());
         assert_eq!(rendered.subject, "web1 磁盘将满");
         assert_eq!(rendered.markdown, "**firing** 1");
         let missing = TemplateSource::File {
@@ -523,7 +559,12 @@ mod tests {
         let mut many = notification();
         let alert = many.alerts[0].clone();
         many.alerts = vec![alert; MAX_LISTED + 5];
-        let en = Templates::new(Language::En, &TemplateOverrides::default()).unwrap();
+        let en = Templates::new(
+            Language::En,
+            &TemplateOverrides::default(),
+            &crate::display::Display::default(),
+        )
+        .unwrap();
         let rendered = en.render(&many);
         assert!(
             rendered.text.contains("... and 5 more alert(s)."),

@@ -2,36 +2,23 @@
 //! month, months and years, read in a location, for `mute_time_intervals`
 //! (working hours, holidays) and `active_time_intervals`.
 //!
-//! Locations are fixed offsets. We carry no time-zone database: `UTC`,
-//! `Local` is refused (a server's zone should not change alert routing),
-//! `+08:00`-style offsets work, and the named zones in [`NAMED_ZONES`] that
-//! have no daylight saving (China's among them) map to their offset.
+//! Locations are read as Alertmanager reads them: `UTC` (the default),
+//! `Local` (the host's zone) or any IANA zone name, daylight saving
+//! included, from the time-zone database bundled with jiff (so a host
+//! without tzdata reads zones the same way). A fixed offset such as
+//! `+08:00` is also accepted, as countywatch always has. Ranges are
+//! validated as Alertmanager validates them: a reversed weekday, month or
+//! year range, or a day-of-month range that is always empty, is refused.
 
 use std::collections::HashMap;
 
 use countywatch_daemon::config_file::Spanned;
+use jiff::tz::{Offset, TimeZone};
 
 use crate::notify::config::{TimeIntervalConfig, TimeIntervalSpec};
 
-/// Zones without daylight saving that we accept by name, with their offset
-/// in seconds east of UTC.
-pub const NAMED_ZONES: &[(&str, i32)] = &[
-    ("UTC", 0),
-    ("Etc/UTC", 0),
-    ("Asia/Shanghai", 8 * 3600),
-    ("Asia/Chongqing", 8 * 3600),
-    ("Asia/Harbin", 8 * 3600),
-    ("Asia/Urumqi", 6 * 3600),
-    ("Asia/Hong_Kong", 8 * 3600),
-    ("Asia/Macau", 8 * 3600),
-    ("Asia/Taipei", 8 * 3600),
-    ("Asia/Singapore", 8 * 3600),
-    ("Asia/Tokyo", 9 * 3600),
-    ("PRC", 8 * 3600),
-];
-
 /// One compiled interval; every non-empty list must contain the instant.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interval {
     /// Minute-of-day ranges, start inclusive, end exclusive.
     times: Vec<(u32, u32)>,
@@ -43,8 +30,8 @@ pub struct Interval {
     months: Vec<(u8, u8)>,
     /// Year ranges.
     years: Vec<(i32, i32)>,
-    /// Seconds east of UTC of the location.
-    offset_seconds: i32,
+    /// The zone the clock is read in.
+    zone: TimeZone,
 }
 
 /// Where a problem is: the offending value, when it has a position.
@@ -77,14 +64,22 @@ const MONTHS: [&str; 12] = [
 impl Interval {
     /// Compiles one interval from its config.
     pub fn build(spec: &TimeIntervalSpec) -> Result<Interval, BuildError> {
-        let mut interval = Interval::default();
+        let mut interval = Interval {
+            times: Vec::new(),
+            weekdays: Vec::new(),
+            days_of_month: Vec::new(),
+            months: Vec::new(),
+            years: Vec::new(),
+            zone: TimeZone::UTC,
+        };
         for range in &spec.times {
             let start = minute_of_day(&range.start_time)?;
             let end = minute_of_day(&range.end_time)?;
             if start >= end {
                 return Err((
                     Some(range.end_time.clone()),
-                    "time interval: end_time must be after start_time".to_string(),
+                    "time interval: start time cannot be equal or greater than end time"
+                        .to_string(),
                 ));
             }
             interval.times.push((start, end));
@@ -96,6 +91,7 @@ impl Interval {
                     .position(|name| *name == part.to_ascii_lowercase())
                     .and_then(|index| u8::try_from(index).ok())
             })?;
+            ordered(text, a, b, "start day cannot be before end day")?;
             interval.weekdays.push((a, b));
         }
         for text in &spec.days_of_month {
@@ -104,6 +100,21 @@ impl Interval {
                     .ok()
                     .filter(|day| (1..=31).contains(&day.abs()))
             })?;
+            if a < 0 && b > 0 {
+                return Err((
+                    Some(text.clone()),
+                    "time interval: end day must be negative if start day is negative".to_string(),
+                ));
+            }
+            // As Alertmanager: refuse ranges empty in every month, counting
+            // negative days from a 28-day month.
+            let from_28 = |day: i32| if day < 0 { 28 + day } else { day };
+            ordered(
+                text,
+                from_28(a),
+                from_28(b),
+                &format!("end day {b} is always before start day {a}"),
+            )?;
             interval.days_of_month.push((a, b));
         }
         for text in &spec.months {
@@ -118,21 +129,22 @@ impl Interval {
                             .filter(|month| (1..=12).contains(month))
                     })
             })?;
+            ordered(text, a, b, "end month is before start month")?;
             interval.months.push((a, b));
         }
         for text in &spec.years {
             let (a, b) = range_of(text, |part| {
                 part.parse::<i32>().ok().filter(|year| *year > 0)
             })?;
+            ordered(text, a, b, "end year is before start year")?;
             interval.years.push((a, b));
         }
         if let Some(location) = &spec.location {
-            interval.offset_seconds = parse_location(&location.value).ok_or_else(|| {
+            interval.zone = parse_location(&location.value).ok_or_else(|| {
                 (
                     Some(location.clone()),
                     format!(
-                        "time interval: unsupported location {:?}; use UTC, an offset like +08:00, \
-                             or a zone without daylight saving such as Asia/Shanghai",
+                        "time interval: unknown location {:?}; use UTC, Local, an IANA zone such as Asia/Shanghai or Europe/Berlin, or an offset like +08:00",
                         location.value
                     ),
                 )
@@ -141,25 +153,20 @@ impl Interval {
         Ok(interval)
     }
 
-    /// Whether the instant (Unix milliseconds) is inside the interval.
+    /// Whether the instant (Unix milliseconds) is inside the interval, read
+    /// on the wall clock of the interval's zone.
     pub fn contains(&self, ms: i64) -> bool {
-        let seconds = ms.div_euclid(1000) + i64::from(self.offset_seconds);
-        let Ok(time) = time::OffsetDateTime::from_unix_timestamp(seconds) else {
+        let Ok(instant) = jiff::Timestamp::from_millisecond(ms) else {
             return false;
         };
-        let minute = u32::from(time.hour()) * 60 + u32::from(time.minute());
-        let weekday = time.weekday().number_days_from_sunday();
-        let month = u8::from(time.month());
+        let time = instant.to_zoned(self.zone.clone()).datetime();
+        let minute = u32::try_from(i32::from(time.hour()) * 60 + i32::from(time.minute()))
+            .unwrap_or(u32::MAX);
+        let weekday = u8::try_from(time.weekday().to_sunday_zero_offset()).unwrap_or(u8::MAX);
+        let month = u8::try_from(time.month()).unwrap_or(u8::MAX);
         let day = i32::from(time.day());
-        let days_in_month = i32::from(time.month().length(time.year()));
-        let year = time.year();
-        let resolve_day = |day: i32| {
-            if day < 0 {
-                days_in_month + 1 + day
-            } else {
-                day
-            }
-        };
+        let days_in_month = i32::from(time.days_in_month());
+        let year = i32::from(time.year());
         (self.times.is_empty() || self.times.iter().any(|(a, b)| (*a..*b).contains(&minute)))
             && (self.weekdays.is_empty()
                 || self
@@ -170,11 +177,44 @@ impl Interval {
                 || self
                     .days_of_month
                     .iter()
-                    .any(|(a, b)| (resolve_day(*a)..=resolve_day(*b)).contains(&day)))
+                    .any(|(a, b)| day_in_range(*a, *b, day, days_in_month)))
             && (self.months.is_empty()
                 || self.months.iter().any(|(a, b)| (*a..=*b).contains(&month)))
             && (self.years.is_empty() || self.years.iter().any(|(a, b)| (*a..=*b).contains(&year)))
     }
+}
+
+/// Alertmanager's day-of-month test: negative days count from the month's
+/// end, a range starting after the month's last day matches nothing, and
+/// the end is clamped to the month.
+fn day_in_range(begin: i32, end: i32, day: i32, days_in_month: i32) -> bool {
+    let resolve = |value: i32| {
+        if value < 0 {
+            days_in_month + value + 1
+        } else {
+            value
+        }
+    };
+    let begin = resolve(begin);
+    if begin > days_in_month {
+        return false;
+    }
+    let begin = begin.clamp(-days_in_month, days_in_month);
+    let end = resolve(end).clamp(-days_in_month, days_in_month);
+    (begin..=end).contains(&day)
+}
+
+/// Refuses a range whose end comes before its start.
+fn ordered<T: PartialOrd>(
+    text: &Spanned<String>,
+    start: T,
+    end: T,
+    message: &str,
+) -> Result<(), BuildError> {
+    if start > end {
+        return Err((Some(text.clone()), format!("time interval: {message}")));
+    }
+    Ok(())
 }
 
 /// Every named interval set of the config.
@@ -219,7 +259,11 @@ fn minute_of_day(text: &Spanned<String>) -> Result<u32, BuildError> {
             ),
         )
     };
+    // Alertmanager's form: two-digit hours and minutes, 00:00 to 24:00.
     let (hours, minutes) = text.value.split_once(':').ok_or_else(fail)?;
+    if hours.len() != 2 || minutes.len() != 2 {
+        return Err(fail());
+    }
     let hours: u32 = hours.parse().map_err(|_| fail())?;
     let minutes: u32 = minutes.parse().map_err(|_| fail())?;
     if minutes >= 60 || hours > 24 || (hours == 24 && minutes != 0) {
@@ -249,22 +293,28 @@ fn range_of<T: PartialOrd + Copy>(
     Ok((start, end))
 }
 
-fn parse_location(text: &str) -> Option<i32> {
-    if let Some((_, offset)) = NAMED_ZONES.iter().find(|(name, _)| *name == text) {
-        return Some(*offset);
+fn parse_location(text: &str) -> Option<TimeZone> {
+    match text {
+        "" | "UTC" => return Some(TimeZone::UTC),
+        // Alertmanager's `Local` is the host's zone.
+        "Local" => return Some(TimeZone::system()),
+        _ => {}
     }
-    let (sign, rest) = match text.as_bytes().first()? {
-        b'+' => (1, &text[1..]),
-        b'-' => (-1, &text[1..]),
-        _ => return None,
-    };
-    let (hours, minutes) = rest.split_once(':')?;
-    let hours: i32 = hours.parse().ok()?;
-    let minutes: i32 = minutes.parse().ok()?;
-    if hours > 14 || minutes >= 60 {
-        return None;
+    if let Some(sign) = match text.as_bytes().first()? {
+        b'+' => Some(1),
+        b'-' => Some(-1),
+        _ => None,
+    } {
+        let (hours, minutes) = text[1..].split_once(':')?;
+        let hours: i32 = hours.parse().ok()?;
+        let minutes: i32 = minutes.parse().ok()?;
+        if hours > 14 || minutes >= 60 {
+            return None;
+        }
+        let offset = Offset::from_seconds(sign * (hours * 3600 + minutes * 60)).ok()?;
+        return Some(TimeZone::fixed(offset));
     }
-    Some(sign * (hours * 3600 + minutes * 60))
+    TimeZone::get(text).ok()
 }
 
 #[cfg(test)]
@@ -314,13 +364,61 @@ mod tests {
         for yaml in [
             "weekdays: [funday]\n",
             "times:\n- start_time: \"17:00\"\n  end_time: \"09:00\"\n",
-            "location: Europe/Berlin\n",
+            "location: Mars/Olympus\n",
             "months: [\"13\"]\n",
+            "weekdays: [\"friday:monday\"]\n",
+            "months: [\"march:january\"]\n",
+            "years: [\"2027:2026\"]\n",
+            "days_of_month: [\"-1:5\"]\n",
+            "days_of_month: [\"10:2\"]\n",
+            "days_of_month: [\"0\"]\n",
+            "times:\n- start_time: \"9:00\"\n  end_time: \"17:00\"\n",
         ] {
             let spec: TimeIntervalSpec =
                 countywatch_daemon::config_file::parse(std::path::Path::new("t.yaml"), yaml)
                     .unwrap();
             assert!(Interval::build(&spec).is_err(), "{yaml}");
         }
+    }
+
+    #[test]
+    fn daylight_saving_zones_follow_the_wall_clock() {
+        let berlin = interval(
+            "times:\n- start_time: \"09:00\"\n  end_time: \"17:00\"\nlocation: Europe/Berlin\n",
+        );
+        // Summer (CEST, UTC+2): 07:00 UTC is 09:00 in Berlin.
+        assert!(berlin.contains(at("2026-07-01T07:00:00Z")));
+        assert!(!berlin.contains(at("2026-07-01T06:59:59Z")));
+        // Winter (CET, UTC+1): 07:00 UTC is 08:00 in Berlin.
+        assert!(!berlin.contains(at("2026-01-15T07:00:00Z")));
+        assert!(berlin.contains(at("2026-01-15T08:00:00Z")));
+        let new_york = interval("weekdays: [sunday]\nlocation: America/New_York\n");
+        // 2026-03-08 03:30 UTC is still Saturday evening in New York.
+        assert!(!new_york.contains(at("2026-03-08T03:30:00Z")));
+        assert!(new_york.contains(at("2026-03-08T12:00:00Z")));
+    }
+
+    #[test]
+    fn local_is_the_hosts_zone() {
+        let local =
+            interval("times:\n- start_time: \"00:00\"\n  end_time: \"12:00\"\nlocation: Local\n");
+        let instant = at("2026-06-01T10:00:00Z");
+        let hour = jiff::Timestamp::from_millisecond(instant)
+            .unwrap()
+            .to_zoned(TimeZone::system())
+            .hour();
+        assert_eq!(local.contains(instant), hour < 12);
+    }
+
+    #[test]
+    fn days_of_month_as_alertmanager_reads_them() {
+        // A range past the month's end matches nothing that month; an end
+        // past it is clamped.
+        let late = interval("days_of_month: [\"30:31\"]\n");
+        assert!(!late.contains(at("2026-02-28T12:00:00Z")));
+        assert!(late.contains(at("2026-04-30T12:00:00Z")));
+        let last_week = interval("days_of_month: [\"-7:-1\"]\n");
+        assert!(last_week.contains(at("2026-02-22T12:00:00Z")));
+        assert!(!last_week.contains(at("2026-02-21T12:00:00Z")));
     }
 }

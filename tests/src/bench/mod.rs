@@ -11,6 +11,7 @@ mod detect_engine;
 mod incident_store;
 mod ingest;
 mod metrics_scrape;
+mod noise_day;
 mod notify_latency;
 mod outputs;
 mod replay_memory;
@@ -105,6 +106,7 @@ pub const ALL: &[Benchmark] = &[
     snmp_poll::BENCHMARK,
     detect_engine::BENCHMARK,
     replay_memory::BENCHMARK,
+    noise_day::BENCHMARK,
 ];
 
 #[cfg(test)]

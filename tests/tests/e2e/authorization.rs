@@ -73,6 +73,8 @@ const EXPECTED: &[(&str, &str, Listener, May)] = &[
     ("POST", "/incidents/{id}/comment", PAGE, OFFICER),
     ("GET", "/agents", PAGE, VIEWER),
     ("GET", "/alerts", PAGE, VIEWER),
+    ("GET", "/alerts/{fingerprint}", PAGE, VIEWER),
+    ("POST", "/alerts/{fingerprint}/silence", PAGE, OPERATOR),
     ("GET", "/events", PAGE, OFFICER),
     ("GET", "/events/export.csv", PAGE, OFFICER),
     ("GET", "/events/export.json", PAGE, OFFICER),
@@ -252,6 +254,7 @@ fn call(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Answ
 fn concrete(path: &str) -> String {
     path.replace("{id}", "1")
         .replace("{silence}", "no-such-silence")
+        .replace("{fingerprint}", "0123456789abcdef")
 }
 
 /// How many refusals of the authorization check the audit trail holds.

@@ -28,7 +28,7 @@ const SCANNER: &str = "198.51.100.7";
 /// A syslog time (`Dec  6 02:50:10`, UTC) `seconds` after an hour ago,
 /// so that the week's and the day's panels show the attack.
 fn syslog_time(seconds: i64) -> String {
-    let at = countywatch_daemon::clock::now_ms() - 3_600_000 + seconds * 1000;
+    let at = crate::outputs::now_ms() - 3_600_000 + seconds * 1000;
     let text = countywatch_collector::incident::export::rfc3339(at);
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -83,7 +83,7 @@ fn store_attack_events(data_dir: &Path) -> usize {
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
     let registry = Registry::open(data_dir).unwrap();
-    let now = countywatch_daemon::clock::now_ms();
+    let now = crate::outputs::now_ms();
     registry
         .enrol("county-web-01", "test-certificate", now)
         .unwrap();

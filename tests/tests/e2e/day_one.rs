@@ -375,3 +375,267 @@ fn the_page_and_the_cli_show_times_in_the_display_zone_with_the_offset() {
         "--action user. keeps only user.* entries: {listed}"
     );
 }
+
+#[test]
+fn enrolment_prints_a_start_command_with_its_config_and_token_create_never_the_host_name() {
+    let collector = Collector::start();
+    let dir = tempfile::tempdir().unwrap();
+    let agent_config = dir.path().join("agent.yaml");
+    std::fs::write(
+        &agent_config,
+        format!(
+            "state_dir: {:?}\n",
+            dir.path().join("state").display().to_string()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(binary("countywatch-agent"))
+        .args(["enroll", "--collector", &collector.enroll_url(), "--token"])
+        .arg(collector.token(Some("web7")))
+        .args(["--ca-sha256", &collector.ca_sha256, "--config"])
+        .arg(&agent_config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "Start the agent with: countywatch-agent run --config {}",
+            agent_config.display()
+        )),
+        "{stdout}"
+    );
+
+    // token create: enroll.public_url, else the first server name, never
+    // the machine's host name.
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    let data_dir = dir.path().join("data");
+    for (config, expected) in [
+        (
+            "enroll:\n  public_url: https://cw.county.example:9443\n",
+            "--collector https://cw.county.example:9443 ",
+        ),
+        (
+            "ingest:\n  server_names: [collector.county.example]\nenroll:\n  listen: 0.0.0.0:9782\n",
+            "--collector https://collector.county.example:9782 ",
+        ),
+        (
+            "enroll:\n  listen: 0.0.0.0:9782\n",
+            "--collector https://COLLECTOR-ADDRESS:PORT ",
+        ),
+    ] {
+        let file = dir.path().join("collector.yaml");
+        std::fs::write(
+            &file,
+            format!("data_dir: {:?}\n{config}", data_dir.display().to_string()),
+        )
+        .unwrap();
+        let output = Command::new(binary("countywatch-collector"))
+            .args(["token", "create", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains(expected), "{config}: {stdout}");
+        assert!(
+            !stdout.contains(&format!("https://{host_name}:")),
+            "{config}: {stdout}"
+        );
+    }
+}
+
+/// The `Details: URL` links of an email's text.
+fn detail_links(message: &Value) -> Vec<String> {
+    message["text"]
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("Details: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `GET path` with a session cookie; the status, the `location` header and
+/// the body.
+fn page(collector: &Collector, cookie: &str, path: &str) -> (u16, String, String) {
+    let raw = crate::incidents::raw_request(collector.http_addr, "GET", path, &[cookie], "");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let location = head
+        .lines()
+        .find_map(|line| line.strip_prefix("location: "))
+        .unwrap_or("")
+        .to_string();
+    (status, location, body.to_string())
+}
+
+#[test]
+fn the_details_link_of_a_real_email_opens_the_alert_or_the_detections_incident() {
+    use countywatch_e2e::notify_peers::{SmtpServer, post_alerts};
+    use countywatch_wire::{Batch, Event, EventKind, EventSource, WIRE_VERSION};
+
+    let smtp = SmtpServer::plain();
+    let config = format!(
+        "display:\n  language: en\n  timezone: Asia/Shanghai\nnotify:\n  accept_alerts_api: true\n  external_url: http://countywatch.county.example:9780/\n  route:\n    receiver: mail\n    group_by: [alertname]\n    group_wait: 0s\n    group_interval: 1s\n  receivers:\n  - name: mail\n    email_configs:\n      - to: [soc@county.test]\n        from: countywatch@county.test\n        smarthost: {}\n        tls: none\n        timeout: 5s\n",
+        smtp.addr
+    );
+    let collector = Collector::start_with(Some(&config), &[]);
+    add_user(&collector.data_dir, "oper", "operator", "operator-password");
+    let (status, session) =
+        crate::incidents::login(collector.http_addr, "oper", "operator-password");
+    assert_eq!(status, 303);
+    let cookie = format!("Cookie: cw_session={}", session.unwrap());
+
+    // An alert from outside (Alertmanager's API): its page, then a silence.
+    post_alerts(
+        collector.http_addr,
+        &serde_json::json!([{
+            "labels": {"alertname": "DiskAlmostFull", "instance": "web1"},
+            "annotations": {"summary": "web1's /var is 97% full"},
+        }]),
+    );
+    let messages = smtp.wait_for(1, Duration::from_secs(30));
+    // `display:` sets the notifications' language and zone too.
+    let started = messages[0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Started: "))
+        .unwrap_or_else(|| panic!("{messages:#?}"))
+        .to_string();
+    assert!(has_shanghai_time(&format!("{started} ")), "{started}");
+    assert!(started.ends_with(" +08:00"), "{started}");
+    let links = detail_links(&messages[0]);
+    assert_eq!(links.len(), 1, "{messages:#?}");
+    let path = links[0]
+        .strip_prefix("http://countywatch.county.example:9780")
+        .unwrap_or_else(|| panic!("{links:?}"))
+        .to_string();
+    let (status, _, _) = page(&collector, "", &path);
+    assert_eq!(status, 303, "not logged in: to the login page");
+    let (status, _, body) = page(&collector, &cookie, &path);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("DiskAlmostFull"), "{body}");
+    assert!(
+        body.contains("web1&#39;s /var is 97% full") || body.contains("web1's /var is 97% full"),
+        "{body}"
+    );
+    assert!(body.contains("id=\"silence\""), "{body}");
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let form = format!("csrf={csrf}&duration=1h&comment=disk+being+replaced");
+    let response = crate::incidents::raw_request(
+        collector.http_addr,
+        "POST",
+        &format!("{path}/silence"),
+        &[&cookie, "Content-Type: application/x-www-form-urlencoded"],
+        &form,
+    );
+    assert!(response.starts_with("HTTP/1.1 303"), "{response}");
+    let (_, _, body) = page(&collector, &cookie, &path);
+    assert!(body.contains("disk being replaced"), "{body}");
+    assert!(body.contains(">silenced<"), "{body}");
+
+    // A detection's alert: its link leads to the incident.
+    let identity = collector.enrolled_identity("web2");
+    let now = crate::outputs::now_ms();
+    let events: Vec<Event> = (0..12)
+        .map(|n| {
+            let mut event = Event::new(
+                now - 30_000 + n * 1_000,
+                EventSource::Auth,
+                EventKind::SshLoginFailed,
+            );
+            event.fields.user = Some("root".to_string());
+            event.fields.src_ip = Some("198.51.100.44".parse().unwrap());
+            event.raw = format!("Failed password for root from 198.51.100.44 port {n}");
+            event
+        })
+        .collect();
+    let batch = Batch {
+        version: WIRE_VERSION,
+        agent: "web2".into(),
+        seq: 1,
+        collected_at_ms: now,
+        metrics: Vec::new(),
+        events,
+    };
+    let response =
+        countywatch_e2e::http::post_batch(collector.ingest_addr, identity.path(), &batch);
+    assert_eq!(response.status, 200, "{}", response.body);
+    let mut link = None;
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            link = smtp
+                .messages()
+                .iter()
+                .filter(|message| message.to_string().contains("ssh_brute_force"))
+                .flat_map(detail_links)
+                .next();
+            link.is_some()
+        }),
+        "{:#?}",
+        smtp.messages()
+    );
+    let path = link
+        .unwrap()
+        .strip_prefix("http://countywatch.county.example:9780")
+        .unwrap()
+        .to_string();
+    let (status, location, _) = page(&collector, &cookie, &path);
+    assert_eq!(status, 303);
+    assert!(location.starts_with("/incidents/"), "{location}");
+    let (status, _, body) = page(&collector, &cookie, &location);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("198.51.100.44"), "{body}");
+}
+
+#[test]
+fn check_config_lists_three_positioned_problems_for_a_file_with_three() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("collector.yaml");
+    // A bad value, a semantic problem and an unknown key, out of file order
+    // in kind so the report's order is the file's.
+    std::fs::write(
+        &config,
+        "ingest:\n  max_connections: many\nhttp:\n  listen: 0.0.0.0:9780\nnotify:\n  resolve_timeut: 5m\n",
+    )
+    .unwrap();
+    let output = Command::new(binary("countywatch-collector"))
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    let file = config.display().to_string();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(lines[0].starts_with(&format!("{file}:2:20: ")), "{stderr}");
+    assert!(
+        lines[1].starts_with(&format!("{file}:4:11: http.listen")),
+        "{stderr}"
+    );
+    assert!(lines[2].starts_with(&format!("{file}:6:3: ")), "{stderr}");
+    assert!(lines[2].contains("resolve_timeut"), "{stderr}");
+}

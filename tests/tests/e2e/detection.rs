@@ -156,10 +156,6 @@ fn replay_of_a_synthetic_openssh_log_raises_brute_force_for_exactly_the_addresse
 }
 
 /// Appends refused logins from `address`, one second apart from `first`.
-fn append_failures(log: &Path, address: &str, first: u64, count: u64) {
-    append_failures_stamped(log, address, first, count, stamp);
-}
-
 /// Appends `count` failed logins from `address`, the n-th stamped by
 /// `stamp(first + n)`.
 fn append_failures_stamped(

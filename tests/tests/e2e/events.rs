@@ -43,6 +43,25 @@ pub(crate) fn start_agent_wrapped(
     Agent::start_wrapped(dir, config, wrapper)
 }
 
+/// `Mmm dd hh:mm:ss` (RFC 3164, day space-padded) of `seconds` since the
+/// epoch at UTC offset `hours`.
+pub(crate) fn rfc3164_stamp(seconds: i64, hours: i8) -> String {
+    let time = time::OffsetDateTime::from_unix_timestamp(seconds)
+        .unwrap()
+        .to_offset(time::UtcOffset::from_hms(hours, 0, 0).unwrap());
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{} {:>2} {:02}:{:02}:{:02}",
+        MONTHS[usize::from(u8::from(time.month())) - 1],
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    )
+}
+
 /// The stored events of `agent` from `source`, as JSON bodies, oldest first.
 pub(crate) fn stored(collector: &Collector, agent: &str, source: &str) -> Vec<serde_json::Value> {
     let database = collector.database();

@@ -9,26 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use countywatch_e2e::Collector;
 use countywatch_e2e::process::wait_until;
 
-use crate::events::{config, start_agent_wrapped, stored};
-
-/// `Mmm dd hh:mm:ss` of `seconds` since the epoch in UTC+08:00, which is
-/// Asia/Shanghai (no summer time since 1991).
-fn shanghai_rfc3164(seconds: i64) -> String {
-    let time = time::OffsetDateTime::from_unix_timestamp(seconds)
-        .unwrap()
-        .to_offset(time::UtcOffset::from_hms(8, 0, 0).unwrap());
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{} {:>2} {:02}:{:02}:{:02}",
-        MONTHS[usize::from(u8::from(time.month())) - 1],
-        time.day(),
-        time.hour(),
-        time.minute(),
-        time.second()
-    )
-}
+use crate::events::{config, rfc3164_stamp, start_agent_wrapped, stored};
 
 #[test]
 fn an_agent_under_tz_asia_shanghai_stores_the_true_instant_and_one_under_utc_counts_skew() {
@@ -40,8 +21,9 @@ fn an_agent_under_tz_asia_shanghai_stores_the_true_instant_and_one_under_utc_cou
     // Written an hour ago by a server whose clock is Shanghai time.
     let instant = now - 3_600;
     let line = format!(
+        // Asia/Shanghai is UTC+8 all year (no summer time since 1991).
         "{} county-db sshd[4242]: Failed password for root from 203.0.113.9 port 40000 ssh2\n",
-        shanghai_rfc3164(instant)
+        rfc3164_stamp(instant, 8)
     );
     let mut agents = Vec::new();
     for (name, zone) in [("tz-shanghai", "Asia/Shanghai"), ("tz-utc", "UTC")] {

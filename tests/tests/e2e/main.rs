@@ -23,6 +23,7 @@ mod local_time;
 mod login_guessing;
 mod node_exporter;
 mod notify;
+mod old_servers;
 mod openssh;
 mod outputs;
 mod packaging;

@@ -394,10 +394,6 @@ const NOT_SERVED: &[(&str, &str)] = &[
         "node_timex_",
         "timex needs adjtimex(2), which rustix 1.1 does not wrap and the workspace forbids unsafe code; not done",
     ),
-    (
-        "node_time_zone_offset_seconds",
-        "needs the local zone's abbreviation from the tz database; not done",
-    ),
     ("node_selinux_", "selinux collector not done yet"),
     (
         "node_systemd_",
@@ -422,8 +418,6 @@ const NOT_SERVED: &[(&str, &str)] = &[
         "thermal_zone collector not done yet",
     ),
     ("node_md_", "mdadm collector not done yet"),
-    ("node_edac_", "edac collector not done yet"),
-    ("node_bonding_", "bonding collector not done yet"),
     ("node_dmi_info", "dmi collector not done yet"),
     ("node_schedstat_", "schedstat collector not done yet"),
     ("node_cpu_frequency_", "cpufreq collector not done yet"),

@@ -162,7 +162,7 @@ fn email_over_starttls_and_implicit_tls_with_auth() {
     };
     let collector = Collector::start_with(
         Some(&config(&format!(
-            "  route:\n    receiver: mail\n    group_wait: 0s\n    group_interval: 1s\n  receivers:\n  - name: mail\n    email_configs:\n{}{}",
+            "  language: en\n  route:\n    receiver: mail\n    group_wait: 0s\n    group_interval: 1s\n  receivers:\n  - name: mail\n    email_configs:\n{}{}",
             integration(&starttls, "starttls"),
             integration(&implicit, "implicit")
         ))),
@@ -211,7 +211,7 @@ fn a_storm_of_10000_alerts_for_500_hosts_makes_one_email_per_group() {
     let smtp = SmtpServer::plain();
     let collector = Collector::start_with(
         Some(&config(&format!(
-            "  route:\n    receiver: mail\n    group_by: [alertname, department]\n    group_wait: 5s\n    group_interval: 1h\n  receivers:\n{}",
+            "  language: en\n  route:\n    receiver: mail\n    group_by: [alertname, department]\n    group_wait: 5s\n    group_interval: 1h\n  receivers:\n{}",
             email_receiver("mail", &smtp, "")
         ))),
         &[],
@@ -689,7 +689,7 @@ fn silences_from_the_cli_and_the_api_with_notices_and_metrics() {
     );
     assert!(ok, "{stderr}");
     let id = stdout.trim().to_string();
-    assert_eq!(id.len(), 32, "{stdout}");
+    assert_eq!(id.len(), 36, "a UUID, as Alertmanager gives: {stdout}");
     // The running collector notices the CLI's silence and announces it.
     let created = notices.wait_for(1, Duration::from_secs(10));
     let payload = created[0].json();
@@ -1016,7 +1016,7 @@ fn inhibition_the_dead_mans_switch_and_resolved_notices_for_silenced_alerts() {
 fn get_alerts_lists_firing_alerts_as_alertmanager_does() {
     let collector = Collector::start_with(
         Some(&config(
-            "  route:\n    receiver: nobody\n  receivers:\n    - name: nobody\n",
+            "  route:\n    receiver: nobody\n    routes:\n    - matchers: [instance=~\"web-.*\"]\n      receiver: web\n      continue: true\n    - matchers: [severity=critical]\n      receiver: oncall\n  receivers:\n    - name: nobody\n    - name: web\n    - name: oncall\n  inhibit_rules:\n    - source_matchers: [severity=critical]\n      target_matchers: [severity=warning]\n      equal: [instance]\n",
         )),
         &[],
     );
@@ -1025,6 +1025,19 @@ fn get_alerts_lists_firing_alerts_as_alertmanager_does() {
         ("instance", "web-01"),
         ("severity", "critical"),
     ];
+    // Issue 25: an inhibited alert is listed suppressed, with the alert
+    // inhibiting it, and every alert names its receivers in tree order.
+    post_alerts(
+        collector.http_addr,
+        &json!([alert(
+            &[
+                ("alertname", "DiskSlow"),
+                ("instance", "web-01"),
+                ("severity", "warning")
+            ],
+            &[]
+        )]),
+    );
     post_alerts(
         collector.http_addr,
         &json!([
@@ -1035,14 +1048,26 @@ fn get_alerts_lists_firing_alerts_as_alertmanager_does() {
     let (status, body) = request(collector.http_addr, "GET", "/api/v2/alerts", "");
     assert_eq!(status, 200, "{body}");
     let listed: Vec<Value> = serde_json::from_str(&body).unwrap();
-    assert_eq!(listed.len(), 2, "{body}");
-    let disk = listed
-        .iter()
-        .find(|alert| alert["labels"]["alertname"] == "DiskFull")
-        .unwrap();
+    assert_eq!(listed.len(), 3, "{body}");
+    let find = |name: &str| {
+        listed
+            .iter()
+            .find(|alert| alert["labels"]["alertname"] == name)
+            .unwrap()
+            .clone()
+    };
+    let disk = find("DiskFull");
     assert_eq!(disk["annotations"]["summary"], "磁盘已满");
     assert_eq!(disk["status"]["state"], "active");
     assert_eq!(disk["fingerprint"].as_str().unwrap().len(), 16);
+    assert_eq!(
+        disk["receivers"],
+        json!([{"name": "web"}, {"name": "oncall"}])
+    );
+    let slow = find("DiskSlow");
+    assert_eq!(slow["status"]["state"], "suppressed", "{body}");
+    assert_eq!(slow["status"]["inhibitedBy"], json!([disk["fingerprint"]]));
+    assert_eq!(find("LoadHigh")["receivers"], json!([{"name": "web"}]));
 
     // A silence suppresses it; a resolution removes the other.
     let silence = json!({
@@ -1064,6 +1089,14 @@ fn get_alerts_lists_firing_alerts_as_alertmanager_does() {
         &json!([resolved(&[
             ("alertname", "LoadHigh"),
             ("instance", "web-02")
+        ])]),
+    );
+    post_alerts(
+        collector.http_addr,
+        &json!([resolved(&[
+            ("alertname", "DiskSlow"),
+            ("instance", "web-01"),
+            ("severity", "warning")
         ])]),
     );
     let (_, body) = request(collector.http_addr, "GET", "/api/v2/alerts", "");
@@ -1168,4 +1201,280 @@ fn routes_test_prints_what_amtool_prints_for_unmodified_alertmanager_files() {
         );
         assert_eq!(collector, amtool, "--verify-receivers {receivers}");
     }
+}
+
+#[test]
+fn an_alertmanager_yml_groups_orders_and_keys_as_alertmanager_does() {
+    // Issue 25: the same alertmanager.yml (apart from the webhook's path)
+    // drives Debian's Alertmanager and the collector
+    // (notify.alertmanager_config); the same alerts posted to both give
+    // the same group, groupKey, alert order, labels (empty ones dropped),
+    // fingerprints and truncation.
+    let hook = Recorder::start("{}");
+    let yaml = |path: &str| {
+        format!(
+            "global:\n  resolve_timeout: 5m\nroute:\n  receiver: default\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  routes:\n  - matchers: ['{{team=\"A\", severity=~\"warn.*\"}}']\n    receiver: team-a\n    group_by: [alertname, team]\n    routes:\n    - match: {{job: node}}\n      continue: true\nreceivers:\n- name: default\n- name: team-a\n  webhook_configs:\n  - url: '{}'\n    max_alerts: 2\n",
+            hook.url(path)
+        )
+    };
+    let alertmanager = AlertmanagerPeer::start_with_config(&yaml("/am"));
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("alertmanager.yml");
+    std::fs::write(&file, yaml("/cw")).unwrap();
+    let collector = Collector::start_with(
+        Some(&config(&format!(
+            "  alertmanager_config: {}\n",
+            file.display()
+        ))),
+        &[],
+    );
+    let alerts: Vec<Value> = [
+        ("web3", "node"),
+        ("web1", "node"),
+        ("db1", "mysql"),
+        ("web2", ""),
+        ("web0", "node"),
+    ]
+    .iter()
+    .map(|(instance, job)| {
+        alert(
+            &[
+                ("alertname", "DiskFull"),
+                ("team", "A"),
+                ("severity", "warning"),
+                ("instance", instance),
+                ("job", job),
+                ("empty", ""),
+            ],
+            &[("summary", "disk")],
+        )
+    })
+    .collect();
+    post_alerts(collector.http_addr, &json!(alerts));
+    let (status, body) = request(
+        alertmanager.addr,
+        "POST",
+        "/api/v2/alerts",
+        &json!(alerts).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    // Two groups each: job="node" alerts take the child route.
+    let mut by_path: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Value>> =
+        Default::default();
+    assert!(wait_until(Duration::from_secs(30), || {
+        for recorded in hook.requests() {
+            let payload = recorded.json();
+            let key = payload["groupKey"].as_str().unwrap_or_default().to_string();
+            by_path
+                .entry(recorded.path.clone())
+                .or_default()
+                .entry(key)
+                .or_insert(payload);
+        }
+        by_path.values().map(|groups| groups.len()).sum::<usize>() == 4
+    }));
+    let (am, cw) = (&by_path["/am"], &by_path["/cw"]);
+    assert_eq!(
+        am.keys().collect::<Vec<_>>(),
+        [
+            "{}/{severity=~\"warn.*\",team=\"A\"}/{job=\"node\"}:{alertname=\"DiskFull\", team=\"A\"}",
+            "{}/{severity=~\"warn.*\",team=\"A\"}:{alertname=\"DiskFull\", team=\"A\"}"
+        ]
+    );
+    assert_eq!(cw.keys().collect::<Vec<_>>(), am.keys().collect::<Vec<_>>());
+    // Three node alerts, two sent: which two depends on the order.
+    let node_group = am.values().next().unwrap();
+    assert_eq!(node_group["truncatedAlerts"], 1);
+    assert_eq!(node_group["alerts"][0]["labels"]["instance"], "web0");
+    let summary = |payload: &Value| -> Vec<(Value, Value, Value)> {
+        payload["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|alert| {
+                (
+                    alert["labels"].clone(),
+                    alert["fingerprint"].clone(),
+                    alert["status"].clone(),
+                )
+            })
+            .collect()
+    };
+    let keys =
+        |value: &Value| -> Vec<String> { value.as_object().unwrap().keys().cloned().collect() };
+    for (group, am) in am {
+        let cw = &cw[group];
+        for key in [
+            "receiver",
+            "status",
+            "groupLabels",
+            "commonLabels",
+            "truncatedAlerts",
+        ] {
+            assert_eq!(cw[key], am[key], "{key} of {group}");
+        }
+        assert_eq!(summary(cw), summary(am), "{group}");
+        assert_eq!(keys(cw), keys(am), "{group}");
+    }
+    // All resolved: each group's resolved notification lists the same
+    // alerts, in the same order, with the same truncation.
+    let resolved_alerts: Vec<Value> = alerts
+        .iter()
+        .map(|alert| {
+            let mut alert = alert.clone();
+            alert["endsAt"] = json!("2000-01-01T00:00:00Z");
+            alert
+        })
+        .collect();
+    post_alerts(collector.http_addr, &json!(resolved_alerts));
+    let (status, body) = request(
+        alertmanager.addr,
+        "POST",
+        "/api/v2/alerts",
+        &json!(resolved_alerts).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut resolved: std::collections::BTreeMap<(String, String), Value> = Default::default();
+    assert!(wait_until(Duration::from_secs(30), || {
+        for recorded in hook.requests() {
+            let payload = recorded.json();
+            if payload["status"] == "resolved" {
+                let key = payload["groupKey"].as_str().unwrap_or_default().to_string();
+                resolved.insert((recorded.path.clone(), key), payload);
+            }
+        }
+        resolved.len() == 4
+    }));
+    for ((path, group), payload) in &resolved {
+        if path != "/am" {
+            continue;
+        }
+        let ours = &resolved[&("/cw".to_string(), group.clone())];
+        assert_eq!(
+            ours["truncatedAlerts"], payload["truncatedAlerts"],
+            "{group}"
+        );
+        assert_eq!(summary(ours), summary(payload), "resolved {group}");
+    }
+}
+
+#[test]
+fn amtool_reads_routes_from_the_collectors_status_endpoint_as_an_admin() {
+    // Issue 25: GET /api/v2/status serves the loaded alertmanager.yml, so
+    // amtool's --alertmanager.url works against the collector; it is for
+    // admins only, since the configuration names every receiver.
+    let file = alertmanager_testdata().join("route_test.yml");
+    let collector = Collector::start_with(
+        Some(&config(&format!(
+            "  alertmanager_config: {}\n",
+            file.display()
+        ))),
+        &[],
+    );
+    let (status, _) = countywatch_e2e::http::get(collector.http_addr, "/api/v2/status")
+        .map(|response| (response.status, response.body))
+        .unwrap();
+    assert_eq!(status, 401, "anonymous");
+    countywatch_e2e::process::add_user(&collector.data_dir, "chief", "admin", "chief-password");
+    let token = countywatch_e2e::process::api_token(&collector.data_dir, "chief");
+    let http_config = collector.data_dir.join("amtool-http.yml");
+    std::fs::write(
+        &http_config,
+        format!("authorization:\n  credentials: {token}\n"),
+    )
+    .unwrap();
+    let remote = run_for_output(
+        Command::new("amtool")
+            .args(["config", "routes", "test"])
+            .arg(format!("--alertmanager.url=http://{}", collector.http_addr))
+            .arg(format!("--http.config.file={}", http_config.display()))
+            .args(["owner=team-A", "env=production"]),
+    );
+    assert_eq!(
+        remote,
+        (
+            Some(0),
+            "notify-productionA,notify-productionB\n".to_string()
+        )
+    );
+    let shown = run_for_output(
+        Command::new("amtool")
+            .args(["config", "show"])
+            .arg(format!("--alertmanager.url=http://{}", collector.http_addr))
+            .arg(format!("--http.config.file={}", http_config.display())),
+    );
+    assert_eq!(shown.0, Some(0));
+    assert!(shown.1.contains("notify-productionB"), "{}", shown.1);
+    // An operator may post alerts but not read the configuration.
+    countywatch_e2e::process::add_user(&collector.data_dir, "duty", "operator", "duty-password");
+    let operator = countywatch_e2e::process::api_token(&collector.data_dir, "duty");
+    std::fs::write(
+        &http_config,
+        format!("authorization:\n  credentials: {operator}\n"),
+    )
+    .unwrap();
+    let refused = run_for_output(
+        Command::new("amtool")
+            .args(["config", "routes", "test"])
+            .arg(format!("--alertmanager.url=http://{}", collector.http_addr))
+            .arg(format!("--http.config.file={}", http_config.display()))
+            .arg("owner=team-A"),
+    );
+    assert_ne!(refused.0, Some(0));
+}
+
+#[test]
+fn check_config_reports_an_alertmanager_yml_s_problems_at_its_own_lines() {
+    // Issue 25: what countywatch lacks is an error at the file's line and
+    // column, never ignored; a file using only what it has loads as is.
+    let dir = tempfile::tempdir().unwrap();
+    let alertmanager = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &alertmanager,
+        "route:\n  receiver: team\n  routes:\n  - matchers: [severity=critical]\n    receiver: pager\nreceivers:\n- name: team\n  slack_configs:\n  - channel: '#ops'\n",
+    )
+    .unwrap();
+    let collector_config = dir.path().join("c.yaml");
+    std::fs::write(
+        &collector_config,
+        format!(
+            "notify:\n  alertmanager_config: {}\n",
+            alertmanager.display()
+        ),
+    )
+    .unwrap();
+    let check = |path: &std::path::Path| {
+        let output = Command::new(binary("countywatch-collector"))
+            .arg("check-config")
+            .arg(path)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = check(&collector_config);
+    assert_eq!(code, Some(3), "{stderr}");
+    let at = |line: &str| format!("{}:{line}", alertmanager.display());
+    assert!(
+        stderr.contains(&at(
+            "9:5: receiver \"team\": slack_configs: countywatch has no Slack integration"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&at("5:15: no receiver named \"pager\"")),
+        "{stderr}"
+    );
+    std::fs::write(
+        &collector_config,
+        format!(
+            "notify:\n  alertmanager_config: {}\n",
+            alertmanager_testdata().join("simple.yml").display()
+        ),
+    )
+    .unwrap();
+    let (code, stderr) = check(&collector_config);
+    assert_eq!(code, Some(0), "{stderr}");
 }

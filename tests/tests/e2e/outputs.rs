@@ -17,7 +17,7 @@ use countywatch_wire::{
 /// asks for.
 const OUTAGE: Duration = Duration::from_secs(120);
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()

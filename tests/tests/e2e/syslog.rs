@@ -28,8 +28,15 @@ fn config(queue: usize) -> String {
 
 /// Runs `logger` with `arguments` against `address`.
 fn logger(address: SocketAddr, arguments: &[&str], message: &str) {
+    logger_in_zone(address, "UTC", arguments, message);
+}
+
+/// Runs `logger` under `TZ=zone` (its RFC 3164 stamps are local time) with
+/// `arguments` against `address`.
+pub(crate) fn logger_in_zone(address: SocketAddr, zone: &str, arguments: &[&str], message: &str) {
     let port = address.port().to_string();
     let output = Command::new("logger")
+        .env("TZ", zone)
         .args(["-n", "127.0.0.1", "-P", &port])
         .args(arguments)
         .arg(message)

@@ -275,9 +275,11 @@ mod tests {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let source = SyslogSource::start(
+            let mut source = SyslogSource::start(
                 &config(&["127.0.0.1/32"]),
                 Arc::new(tokio::sync::Notify::new()),
+                "agent-1".to_string(),
+                jiff::tz::TimeZone::UTC,
             )
             .unwrap();
             let udp = source.listeners.udp.unwrap();

@@ -9,12 +9,23 @@
 //!   loop, and `countywatch-agent replay --source syslog`. Turning a
 //!   message into its event is `countywatch_parse::syslog_message`.
 //!
+//! Servers too old to run the agent (CentOS 5/6) forward their
+//! authentication log here too: a message whose program is an auth program
+//! (`countywatch_parse::forwarded_auth`) goes to the auth-log parsers
+//! instead, and its events (`source: auth`) carry the sending server's
+//! host name as `host` and `device` (the name in the header when it is a
+//! plausible host name other than this agent's, else the sender's
+//! address), and `path: syslog:ADDRESS`.
+//!
 //! Accounting: every message read off a socket is counted exactly once in
 //! [`ReceiverStats`]: accepted into the inbox, or dropped with its reason.
 //! Every accepted message becomes exactly one event in a later
-//! [`SyslogSource::drain`], which the run loop spools at once; received
-//! messages have no position to resume from, so what is still in the inbox
-//! when the agent stops is lost (and was counted as accepted).
+//! [`SyslogSource::drain`], which the run loop spools at once, except a
+//! forwarded auth line: its auth events, or none when it is understood and
+//! means nothing (counted as ignored); one the auth parsers do not
+//! understand still becomes its `syslog_message` event. Received messages
+//! have no position to resume from, so what is still in the inbox when the
+//! agent stops is lost (and was counted as accepted).
 
 pub mod allow;
 pub mod framing;
@@ -26,6 +37,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use countywatch_parse::auth_line::{LineOutcome, LineParser};
+use countywatch_parse::sanitize::escape_controls;
 use countywatch_parse::syslog_message::{header_time, message_to_event};
 use countywatch_wire::{Event, EventKind, MetricFamily, MetricKind};
 
@@ -170,36 +183,50 @@ pub struct SyslogSource {
     pub inbox: Arc<Inbox>,
     /// The sockets; dropping them stops them.
     pub listeners: listener::Listeners,
+    /// The auth-log parsers for forwarded auth lines (zone-less times in
+    /// `sources.syslog.timezone`), and their counts.
+    pub auth_parser: LineParser,
+    /// This agent's name, which a forwarded line may not claim as its host.
+    own_host: String,
 }
 
 impl SyslogSource {
     /// Binds the configured listeners (inside a tokio runtime) and starts
-    /// receiving into a new inbox that signals `wake`.
+    /// receiving into a new inbox that signals `wake`. `own_host` is this
+    /// agent's name; `zone` the zone of forwarded lines' zone-less times.
     pub fn start(
         config: &crate::config::SyslogSourceConfig,
         wake: Arc<tokio::sync::Notify>,
+        own_host: String,
+        zone: jiff::tz::TimeZone,
     ) -> std::io::Result<SyslogSource> {
         let inbox = Arc::new(Inbox::new(config.queue, wake));
         let allow = allow::AllowList::new(config.allow.iter().map(|entry| entry.value.as_str()));
         let listeners = listener::Listeners::start(config, allow, Arc::clone(&inbox))?;
-        Ok(SyslogSource { inbox, listeners })
+        Ok(SyslogSource {
+            inbox,
+            listeners,
+            auth_parser: LineParser::new(zone),
+            own_host,
+        })
     }
 
     /// Turns up to `budget` waiting messages into events appended to `out`,
     /// at most [`MAX_DRAIN_BYTES`] of them, so that a batch of the largest
     /// messages stays under the collector's body and decompression caps.
-    pub fn drain(&self, budget: usize, out: &mut Vec<Event>) {
+    pub fn drain(&mut self, budget: usize, out: &mut Vec<Event>) {
         for received in self.inbox.take(budget, MAX_DRAIN_BYTES) {
-            let (event, lossy) = message_to_event(
+            let lossy = message_events(
+                &mut self.auth_parser,
                 &received.bytes,
                 &received.from.to_string(),
                 received.received_ms,
-                received.received_ms,
+                &self.own_host,
+                out,
             );
             if lossy {
                 ReceiverStats::add(&self.inbox.stats.invalid_utf8);
             }
-            out.push(event);
         }
     }
 
@@ -221,6 +248,19 @@ impl SyslogSource {
         ] {
             messages.push(&[("result", result)], load(counter));
         }
+        let auth = &self.auth_parser.stats;
+        let mut auth_lines = MetricFamily::new(
+            "countywatch_agent_syslog_auth_lines_total",
+            "Forwarded authentication log lines (an auth program's messages), by what the auth parsers made of them: events, understood and ignored (no event), or not understood (kept as a syslog_message event).",
+            MetricKind::Counter,
+        );
+        for (result, count) in [
+            ("event", auth.lines_with_events),
+            ("ignored", auth.lines_ignored),
+            ("not_understood", auth.lines_unknown),
+        ] {
+            auth_lines.push(&[("result", result)], count as f64);
+        }
         let mut connections = MetricFamily::new(
             "countywatch_agent_syslog_connections_total",
             "Syslog TCP connections, by result (refusals from outside the allow-list are counted in countywatch_agent_syslog_messages_total{result=\"dropped_not_allowed\"}).",
@@ -233,6 +273,7 @@ impl SyslogSource {
         );
         vec![
             messages,
+            auth_lines,
             connections,
             MetricFamily::single(
                 "countywatch_agent_syslog_connections_open",
@@ -268,6 +309,56 @@ impl SyslogSource {
     }
 }
 
+/// Turns one received message into its events, appended to `out`: a
+/// forwarded auth line through `parser`, anything else its one event.
+/// `sender` is the sender's address (or replay's `--device`), `own_host`
+/// this agent's name. Returns whether the bytes were not valid UTF-8.
+fn message_events(
+    parser: &mut LineParser,
+    bytes: &[u8],
+    sender: &str,
+    received_ms: i64,
+    own_host: &str,
+    out: &mut Vec<Event>,
+) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let lossy = matches!(text, std::borrow::Cow::Owned(_));
+    let escaped = escape_controls(&text);
+    let first = out.len();
+    match parser.parse_forwarded(&escaped, received_ms, out) {
+        Some(LineOutcome::Events(_)) => {
+            for event in &mut out[first..] {
+                let server = server_name(&event.host, sender, own_host);
+                event.fields.device = Some(server.clone());
+                event.fields.path = Some(format!("syslog:{sender}"));
+                event.host = server;
+            }
+            return lossy;
+        }
+        Some(LineOutcome::Ignored) => return lossy,
+        Some(LineOutcome::Unknown) | None => {}
+    }
+    let (event, lossy) = message_to_event(bytes, sender, received_ms, received_ms);
+    out.push(event);
+    lossy
+}
+
+/// The name a forwarded line's events carry as their host: the host name
+/// in its header (lower-cased), unless that is not a plausible host name
+/// or is this agent's own name, then the sender's address.
+fn server_name(claimed: &str, sender: &str, own_host: &str) -> String {
+    let plausible = !claimed.is_empty()
+        && claimed.len() <= 253
+        && claimed
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_'));
+    if plausible && !claimed.eq_ignore_ascii_case(own_host) {
+        claimed.to_ascii_lowercase()
+    } else {
+        sender.to_string()
+    }
+}
+
 /// What `replay --source syslog` prints on stderr at the end.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReplaySummary {
@@ -277,6 +368,8 @@ pub struct ReplaySummary {
     pub events: std::collections::BTreeMap<EventKind, u64>,
     /// Messages that were not valid UTF-8.
     pub invalid_utf8: u64,
+    /// The auth parsers' counts of forwarded auth lines.
+    pub auth: countywatch_parse::auth_line::ParseStats,
 }
 
 impl std::fmt::Display for ReplaySummary {
@@ -285,21 +378,32 @@ impl std::fmt::Display for ReplaySummary {
         for (kind, count) in &self.events {
             writeln!(f, "  {}: {count}", kind.as_str())?;
         }
+        writeln!(
+            f,
+            "forwarded auth lines: {} ({} with events, {} ignored, {} not understood)",
+            self.auth.lines,
+            self.auth.lines_with_events,
+            self.auth.lines_ignored,
+            self.auth.lines_unknown
+        )?;
         write!(f, "not valid UTF-8: {}", self.invalid_utf8)
     }
 }
 
 /// Reads one message per line (as sent on the wire, `<PRI>` first, or as
 /// a syslog daemon wrote it to a file) and writes one JSON event per line.
-/// The header's own time stamps each event when it has one; `device` is
-/// what the `device` field says.
+/// The header's own time stamps each event when it has one (zone-less
+/// forwarded auth lines in `options.zone`); `device` is what the `device`
+/// field says of network devices' messages.
 pub fn replay(
     input: impl Read,
     out: &mut impl Write,
-    max_line: usize,
+    options: &crate::source::auth_log::ReplayOptions,
     device: &str,
-    now_ms: i64,
 ) -> std::io::Result<ReplaySummary> {
+    let (max_line, now_ms) = (options.max_line, options.now_ms);
+    let mut parser = LineParser::new(options.zone.clone());
+    let mut events = Vec::new();
     let mut summary = ReplaySummary::default();
     let mut reader = std::io::BufReader::with_capacity(256 * 1024, input);
     let mut line = Vec::new();
@@ -315,19 +419,25 @@ pub fn replay(
             continue;
         }
         let message = &message[..message.len().min(max_line)];
-        let (mut event, lossy) = message_to_event(message, device, now_ms, now_ms);
-        if let Some(stamp) = header_time(message, now_ms) {
-            event.timestamp_ms = stamp;
-        }
+        events.clear();
+        let lossy = message_events(&mut parser, message, device, now_ms, "", &mut events);
         summary.messages += 1;
         summary.invalid_utf8 += u64::from(lossy);
-        *summary.events.entry(event.kind).or_default() += 1;
-        json.clear();
-        serde_json::to_writer(&mut json, &event)?;
-        json.push(b'\n');
-        out.write_all(&json)?;
+        for event in &mut events {
+            if event.source == countywatch_wire::EventSource::Syslog
+                && let Some(stamp) = header_time(message, now_ms, &options.zone)
+            {
+                event.timestamp_ms = stamp;
+            }
+            *summary.events.entry(event.kind).or_default() += 1;
+            json.clear();
+            serde_json::to_writer(&mut json, &*event)?;
+            json.push(b'\n');
+            out.write_all(&json)?;
+        }
     }
     out.flush()?;
+    summary.auth = parser.stats;
     Ok(summary)
 }
 
@@ -336,6 +446,15 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_795_867_200_000;
+
+    fn options() -> crate::source::auth_log::ReplayOptions {
+        crate::source::auth_log::ReplayOptions {
+            max_line: 8192,
+            now_ms: NOW,
+            zone: jiff::tz::TimeZone::UTC,
+            unknown_samples: 0,
+        }
+    }
 
     #[test]
     fn a_full_inbox_drops_and_counts() {
@@ -351,10 +470,80 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_auth_lines_become_auth_events_of_the_sending_server() {
+        let mut parser = LineParser::default();
+        let mut events = Vec::new();
+        let send = |parser: &mut LineParser, events: &mut Vec<Event>, text: &str| {
+            message_events(parser, text.as_bytes(), "192.0.2.7", NOW, "agent-1", events);
+        };
+        send(
+            &mut parser,
+            &mut events,
+            "<38>Nov 28 11:50:00 OLD-DB sshd[2412]: Invalid user oracle from 192.0.2.44",
+        );
+        send(
+            &mut parser,
+            &mut events,
+            "<38>Nov 28 11:50:01 agent-1 sshd[2413]: Invalid user claim from 192.0.2.44",
+        );
+        send(
+            &mut parser,
+            &mut events,
+            "<38>Nov 28 11:50:02 bad/name sshd[2414]: Invalid user odd from 192.0.2.44",
+        );
+        send(
+            &mut parser,
+            &mut events,
+            "<86>Nov 28 11:50:03 old-db sshd(pam_unix)[2415]: session closed for user root",
+        );
+        send(
+            &mut parser,
+            &mut events,
+            "<38>Nov 28 11:50:04 old-db sshd[2416]: a line nobody knows",
+        );
+        send(
+            &mut parser,
+            &mut events,
+            "<13>Nov 28 11:50:05 old-db ntpd[1]: synchronized",
+        );
+        let summary: Vec<(&str, &str, Option<&str>)> = events
+            .iter()
+            .map(|event| {
+                (
+                    event.kind.as_str(),
+                    event.host.as_str(),
+                    event.fields.device.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("ssh_invalid_user", "old-db", Some("old-db")),
+                ("ssh_invalid_user", "192.0.2.7", Some("192.0.2.7")),
+                ("ssh_invalid_user", "192.0.2.7", Some("192.0.2.7")),
+                ("syslog_message", "", Some("192.0.2.7")),
+                ("syslog_message", "", Some("192.0.2.7")),
+            ]
+        );
+        assert_eq!(events[0].source, countywatch_wire::EventSource::Auth);
+        assert_eq!(events[0].fields.path.as_deref(), Some("syslog:192.0.2.7"));
+        assert_eq!(events[0].timestamp_ms, NOW - 10 * 60_000);
+        assert_eq!(
+            (
+                parser.stats.lines_with_events,
+                parser.stats.lines_ignored,
+                parser.stats.lines_unknown
+            ),
+            (3, 1, 1)
+        );
+    }
+
+    #[test]
     fn replay_prints_one_event_per_line_with_the_header_time() {
         let input = b"<13>Nov 28 01:02:03 h app: one\n\n<189>%SYS-5-CONFIG_I: Configured from console by admin on vty0 (10.0.0.1)\n";
         let mut out = Vec::new();
-        let summary = replay(&input[..], &mut out, 8192, "sw-1", NOW).unwrap();
+        let summary = replay(&input[..], &mut out, &options(), "sw-1").unwrap();
         assert_eq!(summary.messages, 2);
         assert_eq!(
             summary.events.get(&EventKind::DeviceConfigChanged),
@@ -367,5 +556,24 @@ mod tests {
             .collect();
         assert_eq!(lines[0].timestamp_ms, 1_795_827_723_000);
         assert_eq!(lines[1].fields.device.as_deref(), Some("sw-1"));
+    }
+
+    #[test]
+    fn replay_reads_forwarded_auth_lines_in_the_given_zone() {
+        let input = b"<86>Nov 28 19:10:01 old-db su(pam_unix)[2500]: session opened for user root by alice(uid=500)\n";
+        let mut options = options();
+        options.zone = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+        let mut out = Vec::new();
+        let summary = replay(&input[..], &mut out, &options, "sw-1").unwrap();
+        let event: Event = serde_json::from_slice(&out).unwrap();
+        assert_eq!(event.kind, EventKind::Su);
+        assert_eq!(event.host, "old-db");
+        assert_eq!(event.timestamp_ms, NOW - 50 * 60_000 + 1_000);
+        assert_eq!(summary.auth.lines_with_events, 1);
+        assert!(
+            summary
+                .to_string()
+                .contains("forwarded auth lines: 1 (1 with events")
+        );
     }
 }

@@ -18,6 +18,7 @@
 //! `web_login_failed` security events), logout, the forms (each checked
 //! against the session's CSRF token), and which page to render.
 
+pub mod alert_page;
 pub mod attack;
 pub mod audit_page;
 pub mod events_page;
@@ -127,6 +128,7 @@ pub fn serve(
         Endpoint::Style => request::respond(StatusCode::OK, "text/css; charset=utf-8", STYLE),
         Endpoint::LoginPage => login_page(&context, None, StatusCode::OK, incidents.secure_cookies),
         Endpoint::PasswordPage => html(pages::password(&context, None)),
+        Endpoint::AlertPage => alert_page::show(incidents, &context),
         Endpoint::Login => login(
             incidents,
             &context,
@@ -138,6 +140,7 @@ pub fn serve(
         | Endpoint::TransitionForm
         | Endpoint::CommentForm
         | Endpoint::PasswordForm
+        | Endpoint::AlertSilenceForm
         | Endpoint::UsersForm
         | Endpoint::SilenceForm => {
             let form = request::form(request.body());
@@ -447,6 +450,9 @@ fn post_form(
     };
     let result = match authorized.route.endpoint {
         Endpoint::PasswordForm => return password::change(incidents, principal, form, context),
+        Endpoint::AlertSilenceForm => {
+            return alert_page::silence(incidents, principal, form, context);
+        }
         Endpoint::UsersForm => return users_page::change(incidents, principal, form),
         Endpoint::SilenceForm => return silence_form::change(incidents, principal, form),
         Endpoint::Logout => {

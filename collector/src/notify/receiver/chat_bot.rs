@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::notify::config::{BotConfig, Language};
+use crate::notify::config::BotConfig;
 use crate::notify::http_client::{self, Target};
 use crate::notify::notification::Notification;
 use crate::notify::receiver::{Integration, SendFuture, check_bot_answer};
+use crate::notify::template::TemplateDefaults;
 use crate::notify::template::Templates;
 
 /// One robot's wire format.
@@ -51,12 +52,16 @@ pub struct ChatBot<D> {
 
 impl<D: Dialect> ChatBot<D> {
     /// Builds the integration from its config.
-    pub fn new(config: &BotConfig, language: Language) -> Result<ChatBot<D>, String> {
+    pub fn new(config: &BotConfig, defaults: &TemplateDefaults) -> Result<ChatBot<D>, String> {
         Ok(ChatBot {
             target: Target::parse(&config.url.value)?,
             secret: config.secret.clone(),
             tls: http_client::tls_config(config.tls_config.ca_file.as_deref())?,
-            templates: Templates::new(config.language.unwrap_or(language), &config.templates)?,
+            templates: Templates::new(
+                config.language.unwrap_or(defaults.language),
+                &config.templates,
+                &defaults.display,
+            )?,
             send_resolved: config.send_resolved,
             timeout: config.timeout.get(),
             dialect: PhantomData,

@@ -9,9 +9,10 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::notify::config::{EmailConfig, Language, SmtpTls};
+use crate::notify::config::{EmailConfig, SmtpTls};
 use crate::notify::notification::Notification;
 use crate::notify::receiver::{Integration, SendFuture};
+use crate::notify::template::TemplateDefaults;
 use crate::notify::template::Templates;
 use crate::secret::read_secret;
 use crate::send_error::SendError;
@@ -48,7 +49,7 @@ pub fn split_host_port(text: &str) -> Option<(String, u16)> {
 
 impl Email {
     /// Builds the integration from its config.
-    pub fn new(config: &EmailConfig, language: Language) -> Result<Email, String> {
+    pub fn new(config: &EmailConfig, defaults: &TemplateDefaults) -> Result<Email, String> {
         let (host, port) = split_host_port(&config.smarthost.value)
             .ok_or_else(|| format!("smarthost {:?} is not HOST:PORT", config.smarthost.value))?;
         let parameters = || -> Result<TlsParameters, String> {
@@ -97,7 +98,11 @@ impl Email {
             from: mailbox(&config.from)?,
             to: config.to.iter().map(mailbox).collect::<Result<_, _>>()?,
             cc: config.cc.iter().map(mailbox).collect::<Result<_, _>>()?,
-            templates: Templates::new(config.language.unwrap_or(language), &config.templates)?,
+            templates: Templates::new(
+                config.language.unwrap_or(defaults.language),
+                &config.templates,
+                &defaults.display,
+            )?,
             send_resolved: config.send_resolved,
             timeout,
         })

@@ -15,9 +15,10 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::notify::config::{Language, NotifyConfig, ReceiverConfig};
+use crate::notify::config::{NotifyConfig, ReceiverConfig};
 use crate::notify::notification::Notification;
 use crate::notify::receiver::chat_bot::ChatBot;
+use crate::notify::template::TemplateDefaults;
 use crate::send_error::SendError;
 
 /// The future a delivery returns.
@@ -43,7 +44,14 @@ pub fn build(config: &NotifyConfig) -> anyhow::Result<Receivers> {
     for receiver in &config.receivers {
         receivers.insert(
             receiver.name.value.clone(),
-            build_receiver(receiver, config.language, &config.external_url)?,
+            build_receiver(
+                receiver,
+                &TemplateDefaults {
+                    language: config.language.unwrap_or(config.display.language),
+                    display: config.display.clone(),
+                },
+                &config.external_url,
+            )?,
         );
     }
     Ok(receivers)
@@ -51,14 +59,14 @@ pub fn build(config: &NotifyConfig) -> anyhow::Result<Receivers> {
 
 fn build_receiver(
     receiver: &ReceiverConfig,
-    language: Language,
+    defaults: &TemplateDefaults,
     external_url: &str,
 ) -> anyhow::Result<Vec<Box<dyn Integration>>> {
     let name = &receiver.name.value;
     let context = |kind: &str, index: usize| format!("receiver {name:?}: {kind}_configs[{index}]");
     let mut integrations: Vec<Box<dyn Integration>> = Vec::new();
     for (index, config) in receiver.email_configs.iter().enumerate() {
-        integrations.push(Box::new(email::Email::new(config, language).map_err(
+        integrations.push(Box::new(email::Email::new(config, defaults).map_err(
             |error| anyhow::anyhow!("{}: {error}", context("email", index)),
         )?));
     }
@@ -70,19 +78,19 @@ fn build_receiver(
     }
     for (index, config) in receiver.dingtalk_configs.iter().enumerate() {
         integrations.push(Box::new(
-            ChatBot::<dingtalk::DingTalk>::new(config, language)
+            ChatBot::<dingtalk::DingTalk>::new(config, defaults)
                 .map_err(|error| anyhow::anyhow!("{}: {error}", context("dingtalk", index)))?,
         ));
     }
     for (index, config) in receiver.wecom_configs.iter().enumerate() {
         integrations.push(Box::new(
-            ChatBot::<wecom::WeCom>::new(config, language)
+            ChatBot::<wecom::WeCom>::new(config, defaults)
                 .map_err(|error| anyhow::anyhow!("{}: {error}", context("wecom", index)))?,
         ));
     }
     for (index, config) in receiver.feishu_configs.iter().enumerate() {
         integrations.push(Box::new(
-            ChatBot::<feishu::Feishu>::new(config, language)
+            ChatBot::<feishu::Feishu>::new(config, defaults)
                 .map_err(|error| anyhow::anyhow!("{}: {error}", context("feishu", index)))?,
         ));
     }
