@@ -95,7 +95,7 @@ elif [ -n "$binary" ]; then
         --no-create-home --shell /sbin/nologin --comment "countywatch agent" "$user"
     if getent group adm >/dev/null; then usermod -a -G adm "$user"; fi
     install -d -m 0755 /etc/countywatch /var/lib/countywatch
-    install -d -m 0750 -o "$user" -g "$user" "$state"
+    install -d -m 0700 -o "$user" -g "$user" "$state"
     if [ ! -f "$config" ]; then
         printf 'state_dir: %s\ninterval: 15s\n' "$state" >"$config"
     fi

@@ -104,6 +104,14 @@ pub async fn run_with_reload(
         }
     };
     let mut config = config;
+    // A state dir from an older version may be readable by others; the
+    // spool in it holds raw auth-log lines.
+    countywatch_daemon::private_files::tighten_dir(&config.state_dir).map_err(|error| {
+        anyhow::anyhow!(
+            "cannot make {} owner-only: {error}",
+            config.state_dir.display()
+        )
+    })?;
     let identity = IdentityFiles::new(&config.state_dir);
     let enrollment = identity.read_enrollment()?;
     let name = enrollment.agent.clone();

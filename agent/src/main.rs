@@ -125,6 +125,8 @@ struct Overrides {
 }
 
 fn main() -> ExitCode {
+    // Before anything is created: the state dir and spool are owner-only.
+    countywatch_daemon::private_files::restrict_umask();
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match cli.command {

@@ -167,23 +167,23 @@ pub async fn handle(
     }
     let outcome = enrol(&state, request).await;
     match outcome {
-        Ok(response) => {
+        Ok((response, replaced)) => {
             state.telemetry.enroll_result("enrolled");
-            tracing::info!(agent = %response.agent, peer = %peer.addr, "agent enrolled");
-            if let Some(data_dir) = state.audit_dir.clone() {
-                let agent = response.agent.clone();
-                let address = peer.addr;
-                let _ = tokio::task::spawn_blocking(move || {
-                    crate::incident::audit::record(
-                        &data_dir,
-                        &format!("agent:{agent}"),
-                        "agent.enrolled",
-                        &format!("agent/{agent}"),
-                        &format!("from {address}"),
-                    );
-                })
-                .await;
-            }
+            tracing::info!(agent = %response.agent, peer = %peer.addr, replaced, "agent enrolled");
+            let action = match replaced {
+                true => "agent.replaced",
+                false => "agent.enrolled",
+            };
+            let agent = response.agent.clone();
+            audit_enrolment(
+                &state,
+                format!("agent:{agent}"),
+                action,
+                format!("agent/{agent}"),
+                crate::incident::audit::Outcome::Success,
+                format!("from {}", peer.addr),
+            )
+            .await;
             let body = serde_json::to_string(&response).unwrap_or_default();
             json(StatusCode::OK, &body)
         }
@@ -193,6 +193,17 @@ pub async fn handle(
                 limiter.record_failure(address, Instant::now());
             }
             tracing::warn!(peer = %peer.addr, status = status.as_u16(), error = %message, "enrolment refused");
+            // Refusals are audited too (a takeover attempt, token
+            // guessing); the rate limit above bounds how many.
+            audit_enrolment(
+                &state,
+                format!("anonymous@{}", peer.addr.ip()),
+                "agent.enrolment_refused",
+                "enroll".to_string(),
+                crate::incident::audit::Outcome::Failure,
+                format!("{result}: {message}"),
+            )
+            .await;
             error(status, &message)
         }
     }
@@ -200,10 +211,31 @@ pub async fn handle(
 
 type Refusal = (StatusCode, &'static str, String);
 
+/// Appends an enrolment's audit entry, when the collector keeps a trail.
+async fn audit_enrolment(
+    state: &Arc<EnrollState>,
+    actor: String,
+    action: &'static str,
+    target: String,
+    outcome: crate::incident::audit::Outcome,
+    details: String,
+) {
+    let Some(data_dir) = state.audit_dir.clone() else {
+        return;
+    };
+    let _ = tokio::task::spawn_blocking(move || {
+        crate::incident::audit::record_outcome(
+            &data_dir, &actor, action, &target, outcome, &details,
+        );
+    })
+    .await;
+}
+
+/// Enrols; returns the answer and whether it replaced an enrolled agent.
 async fn enrol(
     state: &Arc<EnrollState>,
     request: Request<Incoming>,
-) -> Result<EnrollResponse, Refusal> {
+) -> Result<(EnrollResponse, bool), Refusal> {
     let bad = |message: String| (StatusCode::BAD_REQUEST, "bad_request", message);
     if request.uri().path() != ENROLL_PATH {
         return Err((
@@ -237,7 +269,7 @@ async fn enrol(
     let state = Arc::clone(state);
     let outcome = tokio::task::spawn_blocking(move || {
         let now = now_ms();
-        let name = state
+        let redeemed = state
             .registry
             .redeem_token(
                 &enroll.token,
@@ -251,8 +283,14 @@ async fn enrol(
                     "error",
                     format!("storage error: {error}"),
                 ),
+                TokenError::NameTaken(name) => (
+                    StatusCode::CONFLICT,
+                    "name_taken",
+                    TokenError::NameTaken(name).to_string(),
+                ),
                 other => (StatusCode::FORBIDDEN, "invalid_token", other.to_string()),
             })?;
+        let name = redeemed.name;
         let issued = state
             .ca
             .sign_agent(&enroll.csr_pem, &name)
@@ -267,13 +305,16 @@ async fn enrol(
                     format!("{error:#}"),
                 )
             })?;
-        Ok(EnrollResponse {
-            agent: name,
-            certificate_pem: issued.pem,
-            ca_pem: state.ca.certificate_pem().to_string(),
-            ingest_port: state.ingest_port,
-            first_seq,
-        })
+        Ok((
+            EnrollResponse {
+                agent: name,
+                certificate_pem: issued.pem,
+                ca_pem: state.ca.certificate_pem().to_string(),
+                ingest_port: state.ingest_port,
+                first_seq,
+            },
+            redeemed.replaces,
+        ))
     })
     .await;
     outcome.unwrap_or_else(|error| {

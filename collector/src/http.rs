@@ -1,9 +1,9 @@
 //! The HTTP listener's routes: `/metrics` for Prometheus, `/-/healthy` and
 //! `/-/ready` for supervisors, and `/status`, a status page with the CA
 //! fingerprint. The incident page and API (`/`, `/incidents`, `/api/v1/`,
-//! and the role check of `/api/v2/` writes) belong to `incident/`, whose
-//! route table decides; other `/api/v2/` paths go to the notifier's API
-//! (`notify/api.rs`).
+//! and every `/api/v2/` path) belong to `incident/`, whose route table
+//! decides, matching paths exactly; the routes it lets through to the
+//! notifier's API (`notify/api.rs`) are the only way there.
 //!
 //! `/metrics` answers in the text format 0.0.4, or in OpenMetrics 1.0.0
 //! when the scraper's `Accept` asks for it (`openmetrics`). It may require a
@@ -13,7 +13,6 @@
 //! rendered on a blocking thread from snapshots (see `metric_store`), so a
 //! scrape never holds up ingest.
 
-use std::fmt::Write;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -92,9 +91,6 @@ pub async fn handle(
 ) -> Response<Full<Bytes>> {
     if crate::incident::owns(request.uri().path()) {
         return crate::incident::handle(Arc::clone(&state.incidents), request, peer).await;
-    }
-    if crate::notify::api::owns(request.uri().path()) {
-        return crate::notify::api::handle(Arc::clone(&state.notifier), request).await;
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(
@@ -213,36 +209,20 @@ fn write_agent_up(state: &HttpState, out: &mut String) {
     }
 }
 
+/// The open status page: the CA fingerprint agents pin and how many agents
+/// report. It is served to anyone, so it names no agent (the agents page
+/// does, for viewers): a list of host names is a map for an intruder.
 fn status_page(state: &HttpState) -> String {
-    let mut rows = String::new();
-    let now = SystemTime::now();
-    for (name, seen) in state.store.agents() {
-        let ago = now.duration_since(seen).unwrap_or_default().as_secs();
-        let _ = write!(
-            rows,
-            "<tr><td>{}</td><td>{ago} s ago</td></tr>",
-            escape_html(&name)
-        );
-    }
-    if rows.is_empty() {
-        rows.push_str("<tr><td colspan=2>No agent has reported yet.</td></tr>");
-    }
+    let reporting = state.store.agents().len();
     format!(
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>countywatch collector</title></head>\
          <body><h1>countywatch collector</h1>\
          <p>Prometheus metrics: <a href=\"/metrics\">/metrics</a></p>\
          <p>CA certificate SHA-256 (agents pin it when they enrol): <code>{}</code></p>\
-         <table><thead><tr><th>Agent</th><th>Last batch</th></tr></thead><tbody>{rows}</tbody></table>\
+         <p>{reporting} agents have reported; their names are on the <a href=\"/agents\">agents page</a> (sign in).</p>\
          </body></html>\n",
         state.ca_fingerprint
     )
-}
-
-fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

@@ -4,11 +4,13 @@
 //! CA; here the certificate is looked up on every request (so a revocation
 //! takes effect at once, even on an open connection) and the agent's name
 //! comes from it, never from the payload: a batch claiming another host is
-//! refused. A body is read under a size cap and a deadline, decoded under a
+//! refused, and events and samples are held to the hosts the agent may
+//! speak for (`host_binding.rs`). A body is read under a size cap and a deadline, decoded under a
 //! decompression cap, validated, and stored exactly once: its sequence
 //! number must be above the agent's last, else it is acknowledged as a
 //! duplicate and nothing is written. Every refusal gets a status that says
-//! why (400 malformed, 403 unknown/revoked/forged, 413 too large, 408 too
+//! why (400 malformed or carrying the collector's own metric families or
+//! event kinds, 403 unknown/revoked/forged, 413 too large, 408 too
 //! slow, 404, 405) and a one-line JSON error, is counted in
 //! `countywatch_ingest_requests_total{result}`, and leaves the collector
 //! serving everyone else.
@@ -39,6 +41,8 @@ pub struct IngestState {
     pub telemetry: Arc<Telemetry>,
     /// Scale-out outputs that get every stored batch's samples.
     pub outputs: Arc<crate::output::Outputs>,
+    /// Which hosts each agent may speak for.
+    pub hosts: Arc<crate::host_binding::HostBinding>,
     /// Largest compressed body.
     pub max_body_bytes: usize,
     /// Largest decompressed body.
@@ -200,6 +204,9 @@ async fn accept(
             ),
         ));
     }
+    if let Some(reserved) = crate::host_binding::reserved_content(&batch) {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "reserved", reserved));
+    }
     if batch.agent != agent {
         return Err(Refusal::new(
             StatusCode::FORBIDDEN,
@@ -270,8 +277,8 @@ async fn store(
     let Batch {
         agent,
         seq,
-        metrics,
-        events,
+        mut metrics,
+        mut events,
         collected_at_ms,
         ..
     } = batch;
@@ -281,8 +288,13 @@ async fn store(
         *kinds.entry(event.kind.as_str()).or_default() += 1;
     }
     let agent_for_store = agent.clone();
+    let hosts = Arc::clone(&state.hosts);
     let version = reported_version(&metrics);
-    let outcome = tokio::task::spawn_blocking(move || {
+    let (outcome, metrics) = tokio::task::spawn_blocking(move || {
+        // Events and samples speak only for the agent and its devices.
+        if let Err(error) = hosts.apply(&agent_for_store, &mut events, &mut metrics, now_ms()) {
+            return (Err(error), metrics);
+        }
         let outcome = registry.accept_batch(&agent_for_store, seq, &events, now_ms());
         // The address and version are for people (the agents page and
         // `agents list`); failing to note them must not refuse a batch
@@ -292,7 +304,7 @@ async fn store(
         {
             tracing::warn!(agent = %agent_for_store, "cannot note the agent's address: {error:#}");
         }
-        outcome
+        (outcome, metrics)
     })
     .await
     .map_err(|error| {
@@ -301,8 +313,8 @@ async fn store(
             "error",
             error.to_string(),
         )
-    })?
-    .map_err(|error| {
+    })?;
+    let outcome = outcome.map_err(|error| {
         Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "error",

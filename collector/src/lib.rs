@@ -17,6 +17,7 @@
 //! - [`enroll`]: `POST /v1/enroll`, tokens in, client certificates out.
 //! - [`ingest`]: `POST /v1/batches`, identity from the certificate, exactly-once storage.
 //! - [`response`]: the JSON responses enrolment and ingest answer with.
+//! - [`host_binding`]: which hosts and devices an agent may speak for (`devices`).
 //! - [`liveness`]: marks silent agents and records `agent_silent` events.
 //! - [`metric_store`]: the latest metrics per agent and their exposition.
 //! - [`http`]: `/metrics`, health endpoints and the status page.
@@ -50,6 +51,7 @@ pub mod digest;
 pub mod display;
 pub mod enroll;
 pub mod event_log;
+pub mod host_binding;
 pub mod http;
 pub mod incident;
 pub mod ingest;
@@ -179,6 +181,10 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     // Notifications write times in the zone people read.
     config.notify.display = config.display();
     let ca = Arc::new(certificate_authority(&config)?);
+    // A data dir from an older version or made by hand may be readable by
+    // others; the files in it never should be.
+    countywatch_daemon::private_files::tighten_dir(&config.data_dir)
+        .with_context(|| format!("cannot make {} owner-only", config.data_dir.display()))?;
     let registry = Arc::new(Registry::open(&config.data_dir)?);
     let telemetry = Arc::new(
         Telemetry::for_data_dir(&config.data_dir).context("cannot register self-metrics")?,
@@ -364,8 +370,13 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         move |request, peer| http::handle(Arc::clone(&http_state), request, peer),
         stopped.clone(),
     )));
+    let hosts = Arc::new(host_binding::HostBinding::open(&config.data_dir)?);
+    hosts
+        .register(telemetry.registry())
+        .context("cannot register the host binding counter")?;
     let ingest_state = Arc::new(ingest::IngestState {
         store,
+        hosts,
         registry: Arc::clone(&registry),
         telemetry: Arc::clone(&telemetry),
         outputs,

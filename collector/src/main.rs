@@ -388,6 +388,11 @@ enum TokenCommand {
         /// Bind the token to this agent name.
         #[arg(long)]
         name: Option<String>,
+        /// Let the token enrol over the enrolled agent of that name (a
+        /// reinstalled server): its certificate stops working. Without it,
+        /// a name an enrolled agent holds is refused.
+        #[arg(long, requires = "name")]
+        replace: bool,
     },
 }
 
@@ -404,6 +409,31 @@ enum AgentsCommand {
         location: StateLocation,
         /// The agent's name.
         name: String,
+    },
+    /// Network devices and the agent each is bound to (the first to report
+    /// it; only that agent's events and samples may name it).
+    Devices {
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevicesCommand {
+    /// List devices and their agents.
+    List {
+        #[command(flatten)]
+        location: StateLocation,
+    },
+    /// Bind a device to another agent (audited).
+    Move {
+        #[command(flatten)]
+        location: StateLocation,
+        /// The device's name.
+        device: String,
+        /// The agent to bind it to.
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -425,6 +455,8 @@ struct Overrides {
 }
 
 fn main() -> ExitCode {
+    // Before anything is created: data files are owner-only.
+    countywatch_daemon::private_files::restrict_umask();
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match cli.command {
@@ -441,9 +473,10 @@ fn main() -> ExitCode {
                     location,
                     ttl,
                     name,
+                    replace,
                 },
         } => with_state(location, |config| {
-            token_create(config, &ttl, name.as_deref())
+            token_create(config, &ttl, name.as_deref(), replace)
         }),
         Command::Agents {
             command: AgentsCommand::List { location },
@@ -466,6 +499,9 @@ fn main() -> ExitCode {
                 anyhow::bail!("no enrolled, unrevoked agent named {name:?}")
             }
         }),
+        Command::Agents {
+            command: AgentsCommand::Devices { command },
+        } => devices(command),
         Command::Silence { command } => silence(command),
         Command::Audit {
             command: AuditCommand::Verify { location, anchors },
@@ -641,7 +677,12 @@ fn with_state(
     }
 }
 
-fn token_create(config: &Config, ttl: &str, name: Option<&str>) -> anyhow::Result<()> {
+fn token_create(
+    config: &Config,
+    ttl: &str,
+    name: Option<&str>,
+    replace: bool,
+) -> anyhow::Result<()> {
     let ttl = countywatch_daemon::duration::parse(ttl)?;
     if let Some(name) = name
         && !countywatch_wire::is_valid_agent_name(name)
@@ -650,7 +691,20 @@ fn token_create(config: &Config, ttl: &str, name: Option<&str>) -> anyhow::Resul
     }
     let ca = countywatch_collector::certificate_authority(config)?;
     let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
-    let token = registry.create_token(name, ttl, countywatch_daemon::clock::now_ms())?;
+    let token = registry.create_token(name, replace, ttl, countywatch_daemon::clock::now_ms())?;
+    audit::record(
+        &config.data_dir,
+        &audit::cli_actor(),
+        "token.created",
+        &name.map_or_else(|| "token".to_string(), |name| format!("agent/{name}")),
+        &format!(
+            "enrolment token valid {}{}{}",
+            countywatch_daemon::duration::PromDuration(ttl),
+            name.map(|name| format!(", bound to {name}"))
+                .unwrap_or_else(|| ", for any name not enrolled".to_string()),
+            if replace { ", may replace it" } else { "" }
+        ),
+    );
     let url = config.enroll_url()?;
     let name_flag = name
         .map(|name| format!(" --name {name}"))
@@ -674,6 +728,34 @@ fn token_create(config: &Config, ttl: &str, name: Option<&str>) -> anyhow::Resul
         );
     }
     Ok(())
+}
+
+fn devices(command: DevicesCommand) -> ExitCode {
+    use countywatch_collector::host_binding;
+    match command {
+        DevicesCommand::List { location } => with_state(location, |config| {
+            for (device, agent) in host_binding::list(&config.data_dir)? {
+                println!("{device}\t{agent}");
+            }
+            Ok(())
+        }),
+        DevicesCommand::Move {
+            location,
+            device,
+            to,
+        } => with_state(location, |config| {
+            let before = host_binding::move_device(&config.data_dir, &device, &to)?;
+            audit::record(
+                &config.data_dir,
+                &audit::cli_actor(),
+                "device.moved",
+                &format!("device/{device}"),
+                &format!("from {} to {to}", before.as_deref().unwrap_or("nobody")),
+            );
+            println!("{device} is bound to {to}");
+            Ok(())
+        }),
+    }
 }
 
 fn audit_verify(config: &Config, anchors: Option<&std::path::Path>) -> anyhow::Result<()> {
@@ -716,7 +798,7 @@ fn audit_list(
             })?,
         }),
     };
-    let store = IncidentStore::open(&config.data_dir)?;
+    let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
     let display = config.display();
     // Every entry, newest first, filtered here: the audit module owns the
     // table, and a county's trail is small enough to read whole.
@@ -764,7 +846,7 @@ fn backup(
             anyhow::bail!("{} exists; give a new file name", target.display());
         }
     }
-    let store = IncidentStore::open(&config.data_dir)?;
+    let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
     store.backup(file)?;
     println!("incident store copied to {}", file.display());
     if let Some(events) = events {
@@ -797,7 +879,7 @@ fn user(command: UserCommand) -> ExitCode {
                 );
             };
             let password = read_password()?;
-            let store = IncidentStore::open(&config.data_dir)?;
+            let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
             auth::add_user(
                 &store,
                 &name,
@@ -831,7 +913,7 @@ fn user(command: UserCommand) -> ExitCode {
                 .as_deref()
                 .map(countywatch_daemon::duration::parse)
                 .transpose()?;
-            let store = IncidentStore::open(&config.data_dir)?;
+            let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
             let token = auth::create_token(
                 &store,
                 &name,
@@ -854,7 +936,7 @@ fn user(command: UserCommand) -> ExitCode {
             Ok(())
         }),
         UserCommand::List { location } => with_state(location, |config| {
-            let store = IncidentStore::open(&config.data_dir)?;
+            let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
             let users = accounts::list_users(&store, countywatch_daemon::clock::now_ms())?;
             println!(
                 "{:<24} {:<18} {:<22} {:>8} {:>6}",
@@ -895,7 +977,7 @@ fn user(command: UserCommand) -> ExitCode {
             Ok(())
         }),
         UserCommand::Tokens { location, name } => with_state(location, |config| {
-            let store = IncidentStore::open(&config.data_dir)?;
+            let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
             println!(
                 "{:>6} {:<24} {:<32} {:<14} EXPIRES (UNIX MS)",
                 "ID", "USER", "LABEL", "CREATED (MS)"
@@ -912,7 +994,7 @@ fn user(command: UserCommand) -> ExitCode {
             Ok(())
         }),
         UserCommand::RevokeToken { location, id } => with_state(location, |config| {
-            let store = IncidentStore::open(&config.data_dir)?;
+            let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
             let Some(user) = accounts::revoke_token(&store, id)? else {
                 anyhow::bail!("no API token with id {id}; `user tokens` lists them");
             };
@@ -937,7 +1019,7 @@ fn user_change(
     action: &str,
     change: impl FnOnce(&IncidentStore) -> anyhow::Result<bool>,
 ) -> anyhow::Result<()> {
-    let store = IncidentStore::open(&config.data_dir)?;
+    let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
     if !change(&store)? {
         anyhow::bail!("no user named {name:?}; `user list` shows them");
     }

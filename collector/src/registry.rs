@@ -67,6 +67,10 @@ const MIGRATIONS: &[&str] = &[
     // The version each agent last reported, so `agents list` shows it
     // while the collector is stopped.
     "ALTER TABLE agents ADD COLUMN last_version TEXT;",
+    // Tokens that may replace an enrolled agent of their bound name
+    // (`token create --name NAME --replace`); others may not take a name
+    // an enrolled agent holds.
+    "ALTER TABLE tokens ADD COLUMN replace_existing INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// An enrolled agent as `agents list` shows it.
@@ -110,9 +114,25 @@ pub enum TokenError {
         /// The name the agent asked for.
         requested: String,
     },
+    /// An enrolled agent has the name and the token was not made to
+    /// replace it.
+    #[error(
+        "agent {0:?} is enrolled; to replace it, create a token with `countywatch-collector token create --name NAME --replace`"
+    )]
+    NameTaken(String),
     /// The database failed.
     #[error(transparent)]
     Storage(#[from] rusqlite::Error),
+}
+
+/// A redeemed token: the name to enrol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redeemed {
+    /// The agent name.
+    pub name: String,
+    /// Whether it replaces an enrolled agent of that name (its certificate
+    /// stops working).
+    pub replaces: bool,
 }
 
 /// What happened to a batch.
@@ -158,20 +178,27 @@ impl Registry {
     }
 
     /// Creates a single-use token valid for `ttl`, optionally bound to an
-    /// agent name, and returns it. Only its hash is stored.
+    /// agent name, and returns it. Only its hash is stored. A token made
+    /// with `replace` (which needs a name) may enrol over an enrolled agent
+    /// of that name; no other token may.
     pub fn create_token(
         &self,
         name: Option<&str>,
+        replace: bool,
         ttl: Duration,
         now_ms: i64,
     ) -> anyhow::Result<String> {
+        if replace && name.is_none() {
+            anyhow::bail!("only a token bound to a name (--name) may replace an agent");
+        }
         let secret: [u8; 24] = rand::random();
         let token = format!("cwt_{}", hex::encode(secret));
         let expires = now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
         self.lock()
             .execute(
-                "INSERT INTO tokens (hash, name, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![sha256_hex(token.as_bytes()), name, now_ms, expires],
+                "INSERT INTO tokens (hash, name, created_ms, expires_ms, replace_existing)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![sha256_hex(token.as_bytes()), name, now_ms, expires, replace],
             )
             .context("cannot store the token")?;
         Ok(token)
@@ -179,25 +206,26 @@ impl Registry {
 
     /// Redeems a token and returns the name to enrol: the token's bound
     /// name, else `requested`, else `fallback` (the agent's host name). A
-    /// `requested` name other than the bound one is refused. The token is
-    /// used up.
+    /// `requested` name other than the bound one is refused, and so is the
+    /// name of an enrolled, unrevoked agent unless the token was made to
+    /// replace it (then the token is not used up). The token is used up.
     pub fn redeem_token(
         &self,
         token: &str,
         requested: Option<&str>,
         fallback: Option<&str>,
         now_ms: i64,
-    ) -> Result<String, TokenError> {
+    ) -> Result<Redeemed, TokenError> {
         let mut connection = self.lock();
         let transaction = connection.transaction()?;
-        let row: Option<(Option<String>, i64, Option<i64>)> = transaction
+        let row: Option<(Option<String>, i64, Option<i64>, bool)> = transaction
             .query_row(
-                "SELECT name, expires_ms, used_ms FROM tokens WHERE hash = ?1",
+                "SELECT name, expires_ms, used_ms, replace_existing FROM tokens WHERE hash = ?1",
                 params![sha256_hex(token.as_bytes())],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
             )
             .optional()?;
-        let Some((bound, expires_ms, used_ms)) = row else {
+        let Some((bound, expires_ms, used_ms, replace)) = row else {
             return Err(TokenError::Invalid);
         };
         if used_ms.is_some() || expires_ms < now_ms {
@@ -217,12 +245,23 @@ impl Registry {
                 None => return Err(TokenError::NoName),
             },
         };
+        let taken: bool = transaction.query_row(
+            "SELECT EXISTS (SELECT 1 FROM agents WHERE name = ?1 AND revoked_ms IS NULL)",
+            params![name],
+            |row| row.get(0),
+        )?;
+        if taken && !replace {
+            return Err(TokenError::NameTaken(name));
+        }
         transaction.execute(
             "UPDATE tokens SET used_ms = ?1, used_by = ?2 WHERE hash = ?3",
             params![now_ms, name, sha256_hex(token.as_bytes())],
         )?;
         transaction.commit()?;
-        Ok(name)
+        Ok(Redeemed {
+            name,
+            replaces: taken,
+        })
     }
 
     /// Records an agent's new certificate and returns the first sequence
@@ -474,12 +513,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(dir.path()).unwrap();
         let token = registry
-            .create_token(None, Duration::from_secs(60), 1_000)
+            .create_token(None, false, Duration::from_secs(60), 1_000)
             .unwrap();
         assert_eq!(
             registry
                 .redeem_token(&token, Some("a"), None, 2_000)
-                .unwrap(),
+                .unwrap()
+                .name,
             "a"
         );
         assert!(matches!(
@@ -487,14 +527,14 @@ mod tests {
             Err(TokenError::Invalid)
         ));
         let expired = registry
-            .create_token(None, Duration::from_secs(1), 1_000)
+            .create_token(None, false, Duration::from_secs(1), 1_000)
             .unwrap();
         assert!(matches!(
             registry.redeem_token(&expired, Some("a"), None, 5_000),
             Err(TokenError::Invalid)
         ));
         let bound = registry
-            .create_token(Some("web-01"), Duration::from_secs(60), 1_000)
+            .create_token(Some("web-01"), false, Duration::from_secs(60), 1_000)
             .unwrap();
         assert!(matches!(
             registry.redeem_token(&bound, Some("db-01"), None, 2_000),
@@ -503,17 +543,45 @@ mod tests {
         assert_eq!(
             registry
                 .redeem_token(&bound, None, Some("host"), 2_000)
-                .unwrap(),
+                .unwrap()
+                .name,
             "web-01"
         );
         let unbound = registry
-            .create_token(None, Duration::from_secs(60), 1_000)
+            .create_token(None, false, Duration::from_secs(60), 1_000)
             .unwrap();
         assert_eq!(
             registry
                 .redeem_token(&unbound, None, Some("host"), 2_000)
-                .unwrap(),
+                .unwrap()
+                .name,
             "host"
+        );
+        // An enrolled name is taken unless the token replaces it.
+        registry.enrol("host", "cert", 3_000).unwrap();
+        let takeover = registry
+            .create_token(None, false, Duration::from_secs(60), 3_000)
+            .unwrap();
+        assert!(matches!(
+            registry.redeem_token(&takeover, Some("host"), None, 3_000),
+            Err(TokenError::NameTaken(_))
+        ));
+        assert!(
+            registry
+                .create_token(None, true, Duration::from_secs(60), 3_000)
+                .is_err()
+        );
+        let replacing = registry
+            .create_token(Some("host"), true, Duration::from_secs(60), 3_000)
+            .unwrap();
+        assert_eq!(
+            registry
+                .redeem_token(&replacing, None, None, 3_000)
+                .unwrap(),
+            Redeemed {
+                name: "host".to_string(),
+                replaces: true
+            }
         );
         assert!(matches!(
             registry.redeem_token("cwt_guess", Some("a"), None, 2_000),

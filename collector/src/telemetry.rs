@@ -56,9 +56,10 @@ pub struct Telemetry {
 }
 
 /// The outcomes `enroll_requests` is labelled with.
-pub const ENROLL_RESULTS: [&str; 6] = [
+pub const ENROLL_RESULTS: [&str; 7] = [
     "enrolled",
     "invalid_token",
+    "name_taken",
     "bad_request",
     "rate_limited",
     "not_found",
@@ -67,8 +68,9 @@ pub const ENROLL_RESULTS: [&str; 6] = [
 
 /// The outcomes `ingest_requests` is labelled with; pre-created so that
 /// each series exists (at 0) from the start, which `rate()` needs.
-pub const INGEST_RESULTS: [&str; 10] = [
+pub const INGEST_RESULTS: [&str; 11] = [
     "accepted",
+    "reserved",
     "duplicate",
     "unauthorized",
     "forged_identity",

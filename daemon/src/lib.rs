@@ -9,6 +9,7 @@
 //! - [`notify`]: systemd readiness (`READY=1` on `$NOTIFY_SOCKET`).
 //! - [`durable_file`]: keys, certificates and records written whole, with
 //!   their permissions from the first byte.
+//! - [`private_files`]: the owner-only umask and tightening of older dirs.
 //!
 //! This crate knows nothing about metrics, events or the wire format; it
 //! exists so that the agent and the collector do not depend on each other.
@@ -19,4 +20,5 @@ pub mod durable_file;
 pub mod duration;
 pub mod logging;
 pub mod notify;
+pub mod private_files;
 pub mod shutdown;

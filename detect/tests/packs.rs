@@ -50,6 +50,7 @@ fn every_pack_passes_its_tests_and_every_rule_fires_in_them() {
         "sudo_auth_failures",
         "account_changed",
         "privileged_group_changed",
+        "collector_login_guessing",
         "sensitive_file_changed",
         "unexpected_listening_port",
         "device_login_failures",

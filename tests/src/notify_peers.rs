@@ -531,16 +531,13 @@ impl Drop for AlertmanagerPeer {
     }
 }
 
-/// Sends `method path` with a JSON body and returns (status, body). Writes
-/// carry an operator's bearer token when `addr` is a collector this process
-/// started (its `/api/v2/` writes need the operator role).
+/// Sends `method path` with a JSON body and returns (status, body). It
+/// carries an operator's bearer token when `addr` is a collector this
+/// process started (its `/api/v2/` reads need a viewer, writes an operator).
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let authorization = match method {
-        "GET" => String::new(),
-        _ => crate::process::operator_token(addr)
-            .map(|token| format!("Authorization: Bearer {token}\r\n"))
-            .unwrap_or_default(),
-    };
+    let authorization = crate::process::operator_token(addr)
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))

@@ -202,20 +202,44 @@ pub fn record_outcome(
     outcome: Outcome,
     details: &str,
 ) {
-    let checkpoint_every = crate::incident::config::IncidentsConfig::default().checkpoint_every;
-    let appended = Audit::open(data_dir, checkpoint_every)
+    // These callers do not know the configured checkpoint period, so each
+    // of their (rare) entries is signed at once: the bound `verify` checks
+    // then holds whatever `checkpoint_every` is configured.
+    let appended = Audit::open(data_dir, 1)
         .and_then(|audit| audit.append(actor, action, target, outcome, details));
     if let Err(error) = appended {
         tracing::error!(action, target, "cannot write the audit trail: {error:#}");
     }
 }
 
-/// The actor name for command-line actions: `cli:` and the login user.
+/// The actor name for command-line actions: `cli:` and the login user
+/// (`$USER`, else the name of the process's real uid in `/etc/passwd`, as
+/// under cron or `sudo -i` without it, else `uid:N`).
 pub fn cli_actor() -> String {
-    format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".to_string())
-    )
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|user| !user.is_empty())
+        .or_else(uid_name)
+        .unwrap_or_else(|| "unknown".to_string());
+    format!("cli:{user}")
+}
+
+/// The user name of the process's real uid.
+fn uid_name() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == uid).then(|| name.to_string())
+    });
+    Some(name.unwrap_or_else(|| format!("uid:{uid}")))
 }
 
 /// An entry to append.

@@ -105,9 +105,13 @@ pub struct Authorized {
     pub peer: Peer,
 }
 
-/// Whether `http.rs` should hand this path to [`handle`].
+/// Whether `http.rs` should hand this path to [`handle`]: every path of
+/// the route table, and every path under the notifier's `/api/v2/`, so
+/// that a path the table does not match exactly (`/api/v2/silence//ID`,
+/// a trailing slash, an extra segment) is answered 404 here instead of
+/// reaching the notifier without a role check.
 pub fn owns(path: &str) -> bool {
-    routes::known_path(path)
+    routes::known_path(path) || crate::notify::api::owns(path)
 }
 
 /// Serves one request of the page or the API. SQLite and argon2 work runs
@@ -292,7 +296,12 @@ async fn alertmanager(
 ) -> Response<Full<Bytes>> {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let response = crate::notify::api::handle(Arc::clone(&incidents.notifier), request).await;
+    let user = authorized
+        .principal
+        .as_ref()
+        .map(|principal| principal.user.clone());
+    let response =
+        crate::notify::api::handle(Arc::clone(&incidents.notifier), request, user.as_deref()).await;
     let action = match (method.as_str(), path.as_str()) {
         ("POST", "/api/v2/silences") => "silence.created",
         ("DELETE", _) => "silence.expired",

@@ -375,13 +375,22 @@ pub const ROUTES: &[Route] = &[
         Api,
         Endpoint::ApiUsers,
     ),
-    // The notifier's Alertmanager-compatible API: reads stay open as in
-    // Alertmanager (Prometheus and amtool read them); writes need an operator.
-    route("GET", "/api/v2/alerts", Public, Api, Endpoint::Alertmanager),
+    // The notifier's Alertmanager-compatible API. Reads need a viewer:
+    // alerts carry what the detections know (user names, source addresses,
+    // hosts), which an intruder must not be able to watch; amtool and
+    // Grafana send a viewer's token (`--http.config.file`, a bearer token).
+    // Writes need an operator.
+    route(
+        "GET",
+        "/api/v2/alerts",
+        AtLeast(Viewer),
+        Api,
+        Endpoint::Alertmanager,
+    ),
     route(
         "GET",
         "/api/v2/silences",
-        Public,
+        AtLeast(Viewer),
         Api,
         Endpoint::Alertmanager,
     ),
@@ -487,6 +496,14 @@ mod tests {
         );
         assert!(find("GET", "/alerts/0123456789ABCDEF").is_none());
         assert!(find("GET", "/alerts/0123").is_none());
+        for path in [
+            "/api/v2/silence//abc",
+            "/api/v2/silence/abc/",
+            "/api/v2/silence/x/y",
+        ] {
+            assert!(find("DELETE", path).is_none(), "{path}");
+            assert!(crate::incident::owns(path), "{path}");
+        }
     }
 
     #[test]

@@ -83,8 +83,14 @@ pub fn owns(path: &str) -> bool {
     path.starts_with("/api/v2/")
 }
 
-/// Handles one API request.
-pub async fn handle(notifier: Arc<Notifier>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Handles one API request that the route table let through; `user` is the
+/// authenticated caller, recorded as a new silence's `createdBy` whatever
+/// the body says.
+pub async fn handle(
+    notifier: Arc<Notifier>,
+    request: Request<Incoming>,
+    user: Option<&str>,
+) -> Response<Full<Bytes>> {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     match (method, path.as_str()) {
@@ -163,7 +169,7 @@ pub async fn handle(notifier: Arc<Notifier>, request: Request<Incoming>) -> Resp
                 Ok(body) => body,
                 Err(response) => return response,
             };
-            post_silence(&notifier, &body)
+            post_silence(&notifier, &body, user)
         }
         (Method::DELETE, path)
             if path.starts_with("/api/v2/silence/") && notifier.accept_silences_api =>
@@ -274,8 +280,8 @@ async fn post_alerts(notifier: &Notifier, body: &[u8]) -> Response<Full<Bytes>> 
     }
 }
 
-fn post_silence(notifier: &Notifier, body: &[u8]) -> Response<Full<Bytes>> {
-    let posted: PostableSilence = match serde_json::from_slice(body) {
+fn post_silence(notifier: &Notifier, body: &[u8], user: Option<&str>) -> Response<Full<Bytes>> {
+    let mut posted: PostableSilence = match serde_json::from_slice(body) {
         Ok(posted) => posted,
         Err(problem) => {
             return error(
@@ -310,6 +316,10 @@ fn post_silence(notifier: &Notifier, body: &[u8]) -> Response<Full<Bytes>> {
         (Ok(starts), Ok(ends)) => (starts, ends),
         (Err(problem), _) | (_, Err(problem)) => return error(StatusCode::BAD_REQUEST, &problem),
     };
+    // Who made a silence is who authenticated, not what the body claims.
+    if let Some(user) = user {
+        posted.created_by = user.to_string();
+    }
     let now = now_ms();
     match notifier.silences().add(
         matchers,

@@ -1,7 +1,7 @@
 # countywatch-agent (rpm): never starts an unenrolled agent; restarts an
 # enrolled one on upgrade.
 install -d -m 0755 /var/lib/countywatch
-install -d -m 0750 -o countywatch-agent -g countywatch-agent /var/lib/countywatch/agent
+install -d -m 0700 -o countywatch-agent -g countywatch-agent /var/lib/countywatch/agent
 # The textfile collector's directory (probes.textfile.directory).
 install -d -m 0755 -o root -g root /var/lib/countywatch/textfile
 if [ -d /run/systemd/system ]; then

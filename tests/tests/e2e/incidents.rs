@@ -456,10 +456,11 @@ fn forms_need_the_session_csrf_token_and_failed_logins_become_events() {
     .unwrap();
     assert_eq!(posted.status, 303);
 
-    // Password guessing: refused, rate-limited, and visible to detection.
+    // Password guessing: refused, then the account backs off (three free
+    // attempts, then 1 s, 2 s... apart), and visible to detection.
     for attempt in 0..5 {
         let (status, session) = login(addr, "officer2", &format!("guess-{attempt}"));
-        assert_eq!(status, 401);
+        assert_eq!(status, if attempt < 3 { 401 } else { 429 }, "{attempt}");
         assert!(session.is_none());
     }
     let (status, _) = login(addr, "officer2", "officer-password-2");

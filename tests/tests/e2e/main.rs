@@ -5,6 +5,7 @@
 
 mod abuse;
 mod alerting;
+mod anonymous_reads;
 mod audit_tamper;
 mod authorization;
 mod bad_input;
@@ -13,8 +14,11 @@ mod console_web;
 mod dashboards;
 mod day_one;
 mod detection;
+mod enrolment_takeover;
 mod events;
 mod faults;
+mod file_modes;
+mod host_spoofing;
 mod import_circles;
 mod incident_web;
 mod incidents;

@@ -330,6 +330,17 @@ fn login(
             incidents.secure_cookies,
         );
     };
+    // Then per account (backoff) and overall (the global budget), so many
+    // addresses cannot share the guessing of one password.
+    if let Err(reason) = incidents.limiter.reserve_account(&user, now) {
+        login_failed(incidents, &user, address, reason, count);
+        return login_page(
+            context,
+            Some(context.lang.text("login_limited")),
+            StatusCode::TOO_MANY_REQUESTS,
+            incidents.secure_cookies,
+        );
+    }
     // At most CONCURRENT_PASSWORD_CHECKS argon2 runs hold memory; others
     // are turned away at once rather than queued with theirs. The attempt
     // stays counted: a flood from one address uses up its own limit.
@@ -370,7 +381,7 @@ fn login(
             incidents.secure_cookies,
         );
     }
-    incidents.limiter.succeeded(address);
+    incidents.limiter.succeeded(address, &user);
     let ttl_ms = i64::try_from(incidents.session_ttl.as_millis()).unwrap_or(i64::MAX);
     let session = match auth::create_session(&incidents.store, &user, ttl_ms, now) {
         Ok(session) => session,
