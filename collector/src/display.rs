@@ -13,7 +13,17 @@ use countywatch_daemon::config_file::{Problems, Spanned};
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 
-pub use crate::notify::config::Language;
+/// A language people read: the page's default and the notification
+/// templates'.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    /// English.
+    #[default]
+    En,
+    /// Simplified Chinese.
+    Zh,
+}
 
 /// `display:` in the collector configuration.
 #[derive(Clone, Debug, Deserialize)]

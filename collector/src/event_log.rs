@@ -11,6 +11,7 @@
 //! [`append`] writes inside the registry's transactions, so that a batch's
 //! events and its sequence number are stored together or not at all.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use countywatch_wire::Event;
@@ -95,6 +96,10 @@ pub struct EventSearch {
     pub until_ms: Option<i64>,
     /// Events whose JSON body contains this text.
     pub text: Option<String>,
+    /// Events whose `user` field is this.
+    pub user: Option<String>,
+    /// Events whose `src_ip` field is this.
+    pub src_ip: Option<String>,
     /// Only ids below this one (the next page of a newest-first listing).
     pub before_id: Option<i64>,
     /// At most this many events.
@@ -229,7 +234,9 @@ impl EventLog {
              WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR kind = ?2)
                AND (?3 IS NULL OR timestamp_ms >= ?3) AND (?4 IS NULL OR timestamp_ms < ?4)
                AND (?5 IS NULL OR instr(body, ?5) > 0) AND (?6 IS NULL OR id < ?6)
-             ORDER BY id DESC LIMIT ?7",
+               AND (?7 IS NULL OR json_extract(body, '$.fields.user') = ?7)
+               AND (?8 IS NULL OR json_extract(body, '$.fields.src_ip') = ?8)
+             ORDER BY id DESC LIMIT ?9",
         )?;
         let rows = statement.query_map(
             params![
@@ -239,11 +246,33 @@ impl EventLog {
                 search.until_ms,
                 search.text,
                 search.before_id,
+                search.user,
+                search.src_ip,
                 search.limit
             ],
             event_row,
         )?;
         rows.collect()
+    }
+
+    /// Events received per hour (hours since the epoch) since `since_ms`.
+    pub fn received_per_hour(&self, since_ms: i64) -> rusqlite::Result<BTreeMap<i64, i64>> {
+        // Row ids grow in the order events were accepted: walk back from the
+        // newest and stop at the window's start, so only the window is read
+        // (there is no index on the time).
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT received_ms FROM events ORDER BY id DESC")?;
+        let mut rows = statement.query([])?;
+        let mut counts = BTreeMap::new();
+        while let Some(row) = rows.next()? {
+            let received_ms: i64 = row.get(0)?;
+            if received_ms < since_ms {
+                break;
+            }
+            *counts.entry(received_ms / 3_600_000).or_insert(0) += 1;
+        }
+        Ok(counts)
     }
 
     /// Deletes the events received before `cutoff_ms`, a few hundred per
@@ -344,6 +373,44 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(positions, [0, 1]);
+    }
+
+    #[test]
+    fn search_filters_on_user_and_source_and_counts_per_hour() {
+        let (_dir, log) = log_with_events();
+        let mut login = event(200, "from a user");
+        login.fields.user = Some("张三".to_string());
+        login.fields.src_ip = Some("203.0.113.9".parse().unwrap());
+        append(
+            &log.connection,
+            &NewEvent {
+                agent: "web-1",
+                seq: 2,
+                position: Position::At(0),
+                received_ms: 3_600_000 * 2 + 5,
+                event: &login,
+            },
+        )
+        .unwrap();
+        for search in [
+            EventSearch {
+                user: Some("张三".to_string()),
+                limit: 10,
+                ..EventSearch::default()
+            },
+            EventSearch {
+                src_ip: Some("203.0.113.9".to_string()),
+                limit: 10,
+                ..EventSearch::default()
+            },
+        ] {
+            let found = log.search(&search).unwrap();
+            assert_eq!(found.len(), 1, "{search:?}");
+            assert_eq!(found[0].decode().unwrap().event.raw, "from a user");
+        }
+        let per_hour = log.received_per_hour(0).unwrap();
+        assert_eq!(per_hour.into_iter().collect::<Vec<_>>(), [(0, 3), (2, 1)]);
+        assert_eq!(log.received_per_hour(3_600_000).unwrap().len(), 1);
     }
 
     #[test]

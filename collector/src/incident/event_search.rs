@@ -1,17 +1,16 @@
-//! The raw events search over `collector.db`'s `events` table, for the API
-//! (`/api/v1/events`) and the page (`/events`): filters by host, kind,
-//! user, source address, free text and time, newest first, paged by row id
-//! (`before_id`), and the per-hour counts of the overview. Reads only; the
-//! registry writes the table.
+//! The raw events search for the API (`/api/v1/events`) and the page
+//! (`/events`): the query string read into filters by host, kind, user,
+//! source address, free text and time, newest first, paged by row id
+//! (`before_id`), and the per-hour counts of the overview. The SQL is the
+//! event log's (`event_log.rs`), the `events` table's one owner.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use rusqlite::params;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::incident::store::connect;
+use crate::event_log::{EventLog, EventSearch};
 
 /// Most rows one search returns.
 pub const MAX_ROWS: i64 = 1_000;
@@ -79,66 +78,29 @@ pub struct EventRow {
 
 /// The events matching `query`, newest first.
 pub fn search(data_dir: &Path, query: &EventQuery) -> anyhow::Result<Vec<EventRow>> {
-    let connection = connect(&data_dir.join("collector.db"))?;
-    let mut statement = connection.prepare_cached(
-        "SELECT id, agent, received_ms, body FROM events
-         WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR kind = ?2)
-           AND (?3 IS NULL OR timestamp_ms >= ?3) AND (?4 IS NULL OR timestamp_ms < ?4)
-           AND (?5 IS NULL OR instr(body, ?5) > 0) AND (?6 IS NULL OR id < ?6)
-           AND (?7 IS NULL OR json_extract(body, '$.fields.user') = ?7)
-           AND (?8 IS NULL OR json_extract(body, '$.fields.src_ip') = ?8)
-         ORDER BY id DESC LIMIT ?9",
-    )?;
-    let rows = statement.query_map(
-        params![
-            query.host,
-            query.kind,
-            query.since_ms,
-            query.until_ms,
-            query.q,
-            query.before_id,
-            query.user,
-            query.src_ip,
-            query.limit
-        ],
-        |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, String>(3)?,
-            ))
-        },
-    )?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, agent, received_ms, body) = row?;
-        out.push(EventRow {
-            id,
-            agent,
-            received_ms,
-            event: serde_json::from_str(&body).unwrap_or(Value::Null),
-        });
-    }
-    Ok(out)
+    let rows = EventLog::open(data_dir)?.search(&EventSearch {
+        agent: query.host.clone(),
+        kind: query.kind.clone(),
+        since_ms: query.since_ms,
+        until_ms: query.until_ms,
+        text: query.q.clone(),
+        user: query.user.clone(),
+        src_ip: query.src_ip.clone(),
+        before_id: query.before_id,
+        limit: query.limit,
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|row| EventRow {
+            event: serde_json::from_str(&row.body).unwrap_or(Value::Null),
+            id: row.id,
+            agent: row.agent,
+            received_ms: row.received_ms,
+        })
+        .collect())
 }
 
 /// Events accepted per hour (hours since the epoch) since `since_ms`.
 pub fn per_hour(data_dir: &Path, since_ms: i64) -> anyhow::Result<BTreeMap<i64, i64>> {
-    let connection = connect(&data_dir.join("collector.db"))?;
-    // Row ids grow in the order events were accepted: walk back from the
-    // newest and stop at the window's start, so only the window is read
-    // (there is no index on the time).
-    let mut statement =
-        connection.prepare_cached("SELECT received_ms FROM events ORDER BY id DESC")?;
-    let mut rows = statement.query([])?;
-    let mut counts = BTreeMap::new();
-    while let Some(row) = rows.next()? {
-        let received_ms: i64 = row.get(0)?;
-        if received_ms < since_ms {
-            break;
-        }
-        *counts.entry(received_ms / 3_600_000).or_insert(0) += 1;
-    }
-    Ok(counts)
+    Ok(EventLog::open(data_dir)?.received_per_hour(since_ms)?)
 }

@@ -17,6 +17,7 @@ use countywatch_daemon::config_file::{Problems, Spanned};
 use countywatch_daemon::duration::PromDuration;
 use serde::Deserialize;
 
+use crate::display::Language;
 use crate::notify::matcher::Matcher;
 
 /// The whole `notify:` section.
@@ -67,17 +68,6 @@ pub struct NotifyConfig {
     pub heartbeat: Option<HeartbeatConfig>,
     /// Send a notice when a silence is created and when it expires.
     pub silence_notifications: Option<SilenceNotificationsConfig>,
-}
-
-/// Language of the default templates.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Language {
-    /// English.
-    #[default]
-    En,
-    /// Simplified Chinese.
-    Zh,
 }
 
 /// One node of the routing tree. Unset fields inherit from the parent.

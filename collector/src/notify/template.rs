@@ -21,7 +21,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::notify::config::{Language, TemplateOverrides, TemplateSource};
+use crate::display::Language;
+use crate::notify::config::{TemplateOverrides, TemplateSource};
 use crate::notify::notification::Notification;
 
 /// Alerts listed in one message; the rest are counted in `more_alerts`,

@@ -32,7 +32,7 @@ impl Lang {
         query: &HashMap<String, String>,
         cookie: Option<&String>,
         accept_language: Option<&str>,
-        default: crate::notify::config::Language,
+        default: crate::display::Language,
     ) -> Lang {
         let parse = |code: &str| match code {
             code if code.starts_with("zh") => Some(Lang::Zh),
@@ -53,8 +53,8 @@ impl Lang {
             .filter_map(|item| parse(item.trim().to_ascii_lowercase().as_str()))
             .next()
             .unwrap_or(match default {
-                crate::notify::config::Language::Zh => Lang::Zh,
-                crate::notify::config::Language::En => Lang::En,
+                crate::display::Language::Zh => Lang::Zh,
+                crate::display::Language::En => Lang::En,
             })
     }
 
@@ -396,7 +396,7 @@ mod tests {
 
     #[test]
     fn query_beats_cookie_beats_accept_language_beats_the_configured_default() {
-        use crate::notify::config::Language;
+        use crate::display::Language;
         let none = HashMap::new();
         assert_eq!(
             Lang::choose(&none, None, Some("zh-CN,zh;q=0.9,en;q=0.8"), Language::En),
