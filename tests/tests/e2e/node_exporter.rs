@@ -567,7 +567,9 @@ fn tolerance(family: &str) -> (f64, f64) {
     match family {
         "node_time_seconds" => (0.0, 30.0),
         "node_boot_time_seconds" => (0.0, 1.0),
-        "node_procs_running" | "node_procs_blocked" => (0.0, 16.0),
+        // Runnable tasks at one instant: under a parallel test suite the
+        // count jumps by tens between two reads a moment apart.
+        "node_procs_running" | "node_procs_blocked" => (1.0, 64.0),
         "node_load1" | "node_load5" | "node_load15" => (0.2, 1.0),
         "node_entropy_available_bits" => (0.5, 64.0),
         "node_filefd_allocated" => (0.2, 500.0),
