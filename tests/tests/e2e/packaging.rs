@@ -455,13 +455,15 @@ fn deb_packages_install_and_run_in_a_debian_12_root() {
         ("/etc/countywatch/agent.yaml", "root:countywatch-agent 640"),
         ("/etc/countywatch/collector.yaml", "root:countywatch 640"),
         ("/var/lib/countywatch", "root:root 755"),
+        // State dirs are owner-only (docs/security.md): the spool holds raw
+        // auth-log lines, the collector's databases hold password hashes.
         (
             "/var/lib/countywatch/agent",
-            "countywatch-agent:countywatch-agent 750",
+            "countywatch-agent:countywatch-agent 700",
         ),
         (
             "/var/lib/countywatch/collector",
-            "countywatch:countywatch 750",
+            "countywatch:countywatch 700",
         ),
         // The textfile collector's directory: root's cron jobs write it.
         ("/var/lib/countywatch/textfile", "root:root 755"),
