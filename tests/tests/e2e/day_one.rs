@@ -564,6 +564,14 @@ fn the_details_link_of_a_real_email_opens_the_alert_or_the_detections_incident()
         "{body}"
     );
     assert!(body.contains("id=\"silence\""), "{body}");
+    // The receiver the email came from is listed with when, in the zone.
+    let notified = body
+        .split("id=\"alert-notified\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(notified.contains("<td>mail</td>"), "{notified}");
+    assert!(notified.contains(" +08:00"), "{notified}");
     let csrf = body
         .split("name=\"csrf\" value=\"")
         .nth(1)
