@@ -592,12 +592,14 @@ pub fn check_file(path: &Path) -> CheckOutcome {
 
 /// `rules replay`: prints what `rules` raise over the events in `events`
 /// (`-` for standard input) on `out`, with `calendar` (a calendar file) or
-/// the default one; skipped lines and the summary go to `err`. Returns
+/// the default one, times in `display`'s zone (else the host's); skipped
+/// lines and the summary go to `err`. Returns
 /// whether the rules loaded and every line was replayed.
 pub fn replay_command(
     events: &Path,
     rules: &[PathBuf],
     calendar: Option<&Path>,
+    display: Option<crate::display::Display>,
     json: bool,
     out: &mut impl std::io::Write,
     err: &mut impl std::io::Write,
@@ -616,9 +618,10 @@ pub fn replay_command(
         Some(path) => Calendar::load(path).map_err(anyhow::Error::msg)?,
         None => Calendar::default(),
     };
-    // People read the detections' times in the host's zone, else the
-    // calendar's.
-    let display = crate::display::DisplayConfig::default().resolve(calendar.zone());
+    // People read the detections' times in the configuration's zone when
+    // one was given, else the host's, else the calendar's.
+    let display = display
+        .unwrap_or_else(|| crate::display::DisplayConfig::default().resolve(calendar.zone()));
     let mut engine = Engine::new(loaded, calendar);
     let mut sink = PrintingSink {
         out,
@@ -808,6 +811,7 @@ mod tests {
             &events_path,
             &[ssh_pack()],
             calendar_path.as_deref(),
+            None,
             false,
             &mut out,
             &mut err,

@@ -361,6 +361,10 @@ enum RulesCommand {
         /// Asia/Shanghai 09:00-18:00 Monday to Friday when absent.
         #[arg(long)]
         calendar: Option<PathBuf>,
+        /// Configuration file (YAML) whose `display.timezone` the
+        /// detections' times are printed in; without it the host's zone.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -1158,20 +1162,41 @@ fn rules_command(command: RulesCommand) -> ExitCode {
             rules,
             json,
             calendar,
-        } => match countywatch_collector::detection::replay_command(
-            &events,
-            &rules,
-            calendar.as_deref(),
-            json,
-            &mut stdout,
-            &mut std::io::stderr().lock(),
-        ) {
-            Ok(passed) => passed,
-            Err(error) => {
-                eprintln!("{error:#}");
-                false
+            config,
+        } => {
+            // Only the display settings are read: the rules and calendar
+            // come from their own flags, as promtool-style tools expect.
+            let display = match config {
+                Some(path) => match load(
+                    Some(&path),
+                    Overrides {
+                        http_listen: None,
+                        ingest_listen: None,
+                        enroll_listen: None,
+                        data_dir: None,
+                    },
+                ) {
+                    Ok(config) => Some(config.display()),
+                    Err(code) => return code,
+                },
+                None => None,
+            };
+            match countywatch_collector::detection::replay_command(
+                &events,
+                &rules,
+                calendar.as_deref(),
+                display,
+                json,
+                &mut stdout,
+                &mut std::io::stderr().lock(),
+            ) {
+                Ok(passed) => passed,
+                Err(error) => {
+                    eprintln!("{error:#}");
+                    false
+                }
             }
-        },
+        }
     };
     if passed {
         ExitCode::SUCCESS

@@ -13,6 +13,7 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::display::Display;
 use crate::incident::audit::Outcome;
 use crate::incident::event_search::{self, EventQuery};
 use crate::incident::lifecycle::{Transition, TransitionError};
@@ -28,6 +29,56 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub const MAX_EVIDENCE: u32 = 1_000;
 /// Most incidents in one export.
 pub const MAX_EXPORT: u32 = 100_000;
+
+/// The Unix-millisecond fields the API writes, each with the RFC 3339
+/// sibling added next to it in the display zone's offset
+/// (`first_seen_ms` and `first_seen_at`): scripts keep the numbers, people
+/// and tools that parse dates read the strings. Only these names, so a
+/// field an agent wrote into an event is never rewritten.
+const TIME_FIELDS: &[(&str, &str)] = &[
+    ("first_seen_ms", "first_seen_at"),
+    ("last_seen_ms", "last_seen_at"),
+    ("closed_ms", "closed_at"),
+    ("at_ms", "at"),
+    ("timestamp_ms", "timestamp"),
+    ("received_ms", "received_at"),
+    ("revoked_ms", "revoked_at"),
+    ("enrolled_ms", "enrolled_at"),
+    ("certificate_expires_ms", "certificate_expires_at"),
+    ("active_at_ms", "active_at"),
+    ("fired_at_ms", "fired_at"),
+    ("created_ms", "created_at"),
+];
+
+/// Adds the RFC 3339 sibling of every [`TIME_FIELDS`] number in `value`,
+/// at any depth; a sibling name already present is left as it is.
+pub fn with_times(display: &Display, mut value: Value) -> Value {
+    add_times(display, &mut value);
+    value
+}
+
+fn add_times(display: &Display, value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            for (millis, at) in TIME_FIELDS {
+                if let Some(ms) = object.get(*millis).and_then(Value::as_i64)
+                    && !object.contains_key(*at)
+                {
+                    object.insert((*at).to_string(), Value::String(display.rfc3339(ms)));
+                }
+            }
+            for child in object.values_mut() {
+                add_times(display, child);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                add_times(display, item);
+            }
+        }
+        _ => {}
+    }
+}
 
 /// A transition request.
 #[derive(Deserialize)]
@@ -84,7 +135,10 @@ pub fn serve(
         Endpoint::ApiExport => export_list(incidents, &query, &user),
         Endpoint::ApiEvents => events(incidents, &query),
         Endpoint::ApiAgents => agents(incidents),
-        Endpoint::ApiAlerts => Ok(request::json(StatusCode::OK, &alerts(incidents))),
+        Endpoint::ApiAlerts => Ok(request::json(
+            StatusCode::OK,
+            &with_times(&incidents.display, alerts(incidents)),
+        )),
         Endpoint::ApiSilences => {
             let now = now_ms();
             let silences: Vec<Value> = incidents
@@ -107,7 +161,12 @@ pub fn serve(
                 query.get("target").map(String::as_str),
                 limit,
             )
-            .map(|entries| request::json(StatusCode::OK, &json!({ "entries": entries })))
+            .map(|entries| {
+                request::json(
+                    StatusCode::OK,
+                    &with_times(&incidents.display, json!({ "entries": entries })),
+                )
+            })
         }
         Endpoint::ApiUsers => users(incidents),
         _ => Ok(json_error(StatusCode::NOT_FOUND, "not found")),
@@ -130,7 +189,10 @@ fn list(
     let counts = incidents.store.counts_by_severity(&filter)?;
     Ok(request::json(
         StatusCode::OK,
-        &json!({ "total": total, "counts_by_severity": counts, "incidents": list }),
+        &with_times(
+            &incidents.display,
+            json!({ "total": total, "counts_by_severity": counts, "incidents": list }),
+        ),
     ))
 }
 
@@ -142,7 +204,10 @@ fn detail(incidents: &Incidents, id: i64) -> anyhow::Result<Response<Full<Bytes>
     let timeline = incidents.store.timeline(id)?;
     Ok(request::json(
         StatusCode::OK,
-        &json!({ "incident": incident, "evidence": evidence, "timeline": timeline }),
+        &with_times(
+            &incidents.display,
+            json!({ "incident": incident, "evidence": evidence, "timeline": timeline }),
+        ),
     ))
 }
 
@@ -260,7 +325,10 @@ fn events(
     query: &HashMap<String, String>,
 ) -> anyhow::Result<Response<Full<Bytes>>> {
     let rows = event_search::search(&incidents.data_dir, &EventQuery::from_query(query))?;
-    Ok(request::json(StatusCode::OK, &json!({ "events": rows })))
+    Ok(request::json(
+        StatusCode::OK,
+        &with_times(&incidents.display, json!({ "events": rows })),
+    ))
 }
 
 /// Agents as the API and the agents page show them.
@@ -300,7 +368,10 @@ pub fn agent_rows(incidents: &Incidents) -> anyhow::Result<Vec<Value>> {
 fn agents(incidents: &Incidents) -> anyhow::Result<Response<Full<Bytes>>> {
     Ok(request::json(
         StatusCode::OK,
-        &json!({ "agents": agent_rows(incidents)? }),
+        &with_times(
+            &incidents.display,
+            json!({ "agents": agent_rows(incidents)? }),
+        ),
     ))
 }
 
@@ -353,5 +424,42 @@ fn users(incidents: &Incidents) -> anyhow::Result<Response<Full<Bytes>>> {
         }))
     })?;
     let users = rows.collect::<Result<Vec<_>, _>>()?;
-    Ok(request::json(StatusCode::OK, &json!({ "users": users })))
+    Ok(request::json(
+        StatusCode::OK,
+        &with_times(&incidents.display, json!({ "users": users })),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::display::Language;
+
+    #[test]
+    fn known_millisecond_fields_get_an_rfc3339_sibling_at_any_depth() {
+        let shanghai = Display::with_zone(
+            countywatch_detect::calendar::parse_zone("Asia/Shanghai").unwrap(),
+            Language::En,
+        );
+        let value = with_times(
+            &shanghai,
+            json!({
+                "incident": {"first_seen_ms": 1_796_553_005_123_i64, "closed_ms": null},
+                "timeline": [{"at_ms": 0}],
+                "event": {"fields": {"duration_ms": 5}, "timestamp_ms": 0, "timestamp": "kept"},
+            }),
+        );
+        assert_eq!(
+            value["incident"]["first_seen_at"],
+            "2026-12-06T18:30:05.123+08:00"
+        );
+        assert!(value["incident"].get("closed_at").is_none(), "{value}");
+        assert_eq!(value["timeline"][0]["at"], "1970-01-01T08:00:00.000+08:00");
+        assert_eq!(value["event"]["timestamp"], "kept");
+        assert!(
+            value["event"]["fields"].get("duration_at").is_none(),
+            "{value}"
+        );
+        assert_eq!(value["incident"]["first_seen_ms"], 1_796_553_005_123_i64);
+    }
 }

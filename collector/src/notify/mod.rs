@@ -94,6 +94,8 @@ pub struct Notifier {
     pub routes: route_tree::Route,
     /// The inhibit rules, for `inhibitedBy` there.
     pub inhibitor: inhibit::Inhibitor,
+    /// `notify.db`, for the notification log the alert page reads.
+    db: Db,
 }
 
 /// Most alerts `GET /api/v2/alerts` keeps; beyond this, new fingerprints
@@ -158,6 +160,23 @@ impl Notifier {
     pub fn silences(&self) -> &SilenceStore {
         &self.silences
     }
+
+    /// The receivers last told that `fingerprint` is firing, with when,
+    /// newest first. The notification log keeps one entry per group and
+    /// receiver (the latest notification, as Alertmanager's does) and
+    /// forgets it when the group resolves, so this is not a full history.
+    pub fn last_notified(&self, fingerprint: Fingerprint) -> anyhow::Result<Vec<(String, i64)>> {
+        let mut latest: HashMap<String, i64> = HashMap::new();
+        for ((_, receiver, _), entry) in load_nflog(&self.db)? {
+            if entry.firing.contains(&fingerprint) {
+                let sent = latest.entry(receiver).or_insert(entry.sent_ms);
+                *sent = (*sent).max(entry.sent_ms);
+            }
+        }
+        let mut notified: Vec<(String, i64)> = latest.into_iter().collect();
+        notified.sort_by(|left, right| right.1.cmp(&left.1).then_with(|| left.0.cmp(&right.0)));
+        Ok(notified)
+    }
 }
 
 /// A started notifier and its tasks.
@@ -221,7 +240,7 @@ pub fn start(
     metrics.outbox_pending.set(outbox::pending(&db.lock())?);
     let (wake, _) = watch::channel(0u64);
     let delivery = Arc::new(Delivery {
-        db,
+        db: db.clone(),
         receivers,
         config: config.outbox.clone(),
         metrics,
@@ -262,6 +281,7 @@ pub fn start(
             started_ms: now_ms(),
             routes: route_tree::Route::build(&config.route),
             inhibitor: inhibit::Inhibitor::new(&config.inhibit_rules),
+            db,
         }),
         tasks,
     })

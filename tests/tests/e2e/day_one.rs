@@ -340,6 +340,33 @@ fn the_page_and_the_cli_show_times_in_the_display_zone_with_the_offset() {
         assert!(page.body.contains("Incidents"), "{}", page.body);
     }
 
+    // The API keeps epoch milliseconds and adds RFC 3339 in the same zone.
+    let token = api_token(&data_dir, "officer");
+    let (status, detail) = crate::incidents::api(
+        collector.http_addr,
+        "GET",
+        &format!("/api/v1/incidents/{id}"),
+        &token,
+        &Value::Null,
+    );
+    assert_eq!(status, 200, "{detail}");
+    let incident = &detail["incident"];
+    let first_seen_ms = incident["first_seen_ms"].as_i64().unwrap();
+    let first_seen_at = incident["first_seen_at"].as_str().unwrap();
+    assert!(first_seen_at.ends_with("+08:00"), "{detail:#}");
+    let parsed = time::OffsetDateTime::parse(
+        first_seen_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(
+        parsed.unix_timestamp_nanos() / 1_000_000,
+        i128::from(first_seen_ms),
+        "{detail:#}"
+    );
+    let at = detail["timeline"][0]["at"].as_str().unwrap_or_default();
+    assert!(at.ends_with("+08:00"), "{detail:#}");
+
     // `audit list` reads the same zone from the same configuration.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("collector.yaml");
@@ -537,6 +564,14 @@ fn the_details_link_of_a_real_email_opens_the_alert_or_the_detections_incident()
         "{body}"
     );
     assert!(body.contains("id=\"silence\""), "{body}");
+    // The receiver the email came from is listed with when, in the zone.
+    let notified = body
+        .split("id=\"alert-notified\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(notified.contains("<td>mail</td>"), "{notified}");
+    assert!(notified.contains(" +08:00"), "{notified}");
     let csrf = body
         .split("name=\"csrf\" value=\"")
         .nth(1)

@@ -520,7 +520,7 @@ fn rules_replay_backtests_with_the_countys_calendar_and_skips_bad_lines() {
         "timezone: Asia/Shanghai\nworkdays: [mon, tue, wed, thu, fri]\nstart: \"08:00\"\nend: \"21:00\"\n",
     )
     .unwrap();
-    let replay = |calendar: Option<&Path>| {
+    let replay_with = |calendar: Option<&Path>, config: Option<&Path>| {
         let mut command = Command::new(binary("countywatch-collector"));
         command
             .args(["rules", "replay", "--events"])
@@ -530,6 +530,9 @@ fn rules_replay_backtests_with_the_countys_calendar_and_skips_bad_lines() {
         if let Some(calendar) = calendar {
             command.arg("--calendar").arg(calendar);
         }
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
         let output = command.output().unwrap();
         (
             output.status.code(),
@@ -537,6 +540,7 @@ fn rules_replay_backtests_with_the_countys_calendar_and_skips_bad_lines() {
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     };
+    let replay = |calendar: Option<&Path>| replay_with(calendar, None);
     let (code, stdout, stderr) = replay(None);
     let outside: Vec<&str> = stdout
         .lines()
@@ -553,4 +557,21 @@ fn rules_replay_backtests_with_the_countys_calendar_and_skips_bad_lines() {
     let (_, stdout, stderr) = replay(Some(&calendar));
     assert_eq!(stdout, "", "{stderr}");
     assert!(stderr.contains("2 events, 0 detections"), "{stderr}");
+
+    // `--config`: times in its display zone (a zone no test host runs in,
+    // so the host's cannot pass for it), the offset written.
+    let config = dir.path().join("collector.yaml");
+    std::fs::write(&config, "display:\n  timezone: America/Sao_Paulo\n").unwrap();
+    let (code, stdout, stderr) = replay_with(None, Some(&config));
+    assert_eq!(code, Some(1), "{stderr}");
+    let first = stdout
+        .lines()
+        .find(|line| line.contains("ssh_login_outside_working_hours"))
+        .unwrap_or_else(|| panic!("{stdout}{stderr}"));
+    assert!(first.contains("2026-11-02 09:00:00 -03:00"), "{stdout}");
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "display:\n  timezone: Mars/Olympus\n").unwrap();
+    let (code, stdout, stderr) = replay_with(None, Some(&broken));
+    assert_ne!(code, Some(0), "{stdout}");
+    assert!(stderr.contains("display.timezone"), "{stderr}");
 }

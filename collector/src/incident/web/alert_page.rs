@@ -2,8 +2,9 @@
 //! opens. An alert raised by a detection rule leads on to its incident
 //! (found by the alert's labels, which are the incident's, so the link
 //! keeps working after the alert's short lease ends). Any other alert shows
-//! its labels, annotations, state, start and the silences that match it,
-//! with a form to silence it (operators and above).
+//! its labels, annotations, state, start, the receivers last notified of
+//! it and the silences that match it, with a form to silence it (operators
+//! and above).
 
 use std::collections::HashMap;
 
@@ -71,6 +72,14 @@ pub fn show(incidents: &Incidents, context: &PageContext) -> Response<Full<Bytes
     let silenced = silences
         .iter()
         .any(|silence| silence.state(now) == SilenceState::Active);
+    // A page without the log is still useful: the failure is logged.
+    let notified = incidents
+        .notifier
+        .last_notified(fingerprint)
+        .unwrap_or_else(|error| {
+            tracing::error!("cannot read the notification log: {error:#}");
+            Vec::new()
+        });
     let may_silence = context
         .principal
         .as_ref()
@@ -103,6 +112,14 @@ pub fn show(incidents: &Incidents, context: &PageContext) -> Response<Full<Bytes
                             td { (silence.created_by) }
                             td { (silence.comment) }
                         }
+                    }
+                }
+            }
+            h2 { "notified" }
+            table #alert-notified {
+                tbody {
+                    @for (receiver, sent_ms) in &notified {
+                        tr { td { (receiver) } td.time { (context.time(*sent_ms)) } }
                     }
                 }
             }
