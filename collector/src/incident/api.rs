@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::display::Display;
 use crate::incident::audit::Outcome;
-use crate::incident::event_search::{self, EventQuery};
+use crate::incident::event_search;
 use crate::incident::lifecycle::{Transition, TransitionError};
 use crate::incident::request::{self, json_error};
 use crate::incident::routes::Endpoint;
@@ -324,7 +324,7 @@ fn events(
     incidents: &Incidents,
     query: &HashMap<String, String>,
 ) -> anyhow::Result<Response<Full<Bytes>>> {
-    let rows = event_search::search(&incidents.data_dir, &EventQuery::from_query(query))?;
+    let rows = event_search::search(&incidents.data_dir, &event_search::from_query(query))?;
     Ok(request::json(
         StatusCode::OK,
         &with_times(&incidents.display, json!({ "events": rows })),

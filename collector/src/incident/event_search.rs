@@ -15,51 +15,27 @@ use crate::event_log::{EventLog, EventSearch};
 /// Most rows one search returns.
 pub const MAX_ROWS: i64 = 1_000;
 
-/// What to search for; every filter is optional.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EventQuery {
-    /// The agent (host) that sent the event.
-    pub host: Option<String>,
-    /// The event kind (`ssh_login_failed`).
-    pub kind: Option<String>,
-    /// The event's `user` field.
-    pub user: Option<String>,
-    /// The event's `src_ip` field.
-    pub src_ip: Option<String>,
-    /// Text anywhere in the event (its raw line included).
-    pub q: Option<String>,
-    /// The event's time at or after this, Unix milliseconds.
-    pub since_ms: Option<i64>,
-    /// The event's time before this, Unix milliseconds.
-    pub until_ms: Option<i64>,
-    /// Only rows older than this row id (the next page).
-    pub before_id: Option<i64>,
-    /// Rows per page.
-    pub limit: i64,
-}
-
-impl EventQuery {
-    /// Reads the query from query-string pairs; malformed numbers are
-    /// ignored.
-    pub fn from_query(query: &HashMap<String, String>) -> EventQuery {
-        let text = |name: &str| {
-            query
-                .get(name)
-                .map(|value| value.trim().to_string())
-                .filter(|value| !value.is_empty())
-        };
-        let number = |name: &str| query.get(name).and_then(|value| value.parse::<i64>().ok());
-        EventQuery {
-            host: text("host"),
-            kind: text("kind"),
-            user: text("user"),
-            src_ip: text("src_ip"),
-            q: text("q"),
-            since_ms: number("since_ms"),
-            until_ms: number("until_ms"),
-            before_id: number("before_id"),
-            limit: number("limit").unwrap_or(100).clamp(1, MAX_ROWS),
-        }
+/// Reads the event log's search from query-string pairs (`host`, `kind`,
+/// `user`, `src_ip`, `q`, `since_ms`, `until_ms`, `before_id`, `limit`);
+/// malformed numbers are ignored.
+pub fn from_query(query: &HashMap<String, String>) -> EventSearch {
+    let text = |name: &str| {
+        query
+            .get(name)
+            .map(|value| value.trim().to_string())
+            .filter(|value| !value.is_empty())
+    };
+    let number = |name: &str| query.get(name).and_then(|value| value.parse::<i64>().ok());
+    EventSearch {
+        agent: text("host"),
+        kind: text("kind"),
+        user: text("user"),
+        src_ip: text("src_ip"),
+        text: text("q"),
+        since_ms: number("since_ms"),
+        until_ms: number("until_ms"),
+        before_id: number("before_id"),
+        limit: number("limit").unwrap_or(100).clamp(1, MAX_ROWS),
     }
 }
 
@@ -77,18 +53,8 @@ pub struct EventRow {
 }
 
 /// The events matching `query`, newest first.
-pub fn search(data_dir: &Path, query: &EventQuery) -> anyhow::Result<Vec<EventRow>> {
-    let rows = EventLog::open(data_dir)?.search(&EventSearch {
-        agent: query.host.clone(),
-        kind: query.kind.clone(),
-        since_ms: query.since_ms,
-        until_ms: query.until_ms,
-        text: query.q.clone(),
-        user: query.user.clone(),
-        src_ip: query.src_ip.clone(),
-        before_id: query.before_id,
-        limit: query.limit,
-    })?;
+pub fn search(data_dir: &Path, query: &EventSearch) -> anyhow::Result<Vec<EventRow>> {
+    let rows = EventLog::open(data_dir)?.search(query)?;
     Ok(rows
         .into_iter()
         .map(|row| EventRow {

@@ -9,8 +9,9 @@ use hyper::Response;
 use maud::{Markup, html};
 use serde_json::Value;
 
+use crate::event_log::EventSearch;
 use crate::incident::audit::Outcome;
-use crate::incident::event_search::{self, EventQuery, EventRow};
+use crate::incident::event_search::{self, EventRow};
 use crate::incident::routes::Endpoint;
 use crate::incident::web::list_parts::{TimeRange, download, list_link, range_select, range_since};
 use crate::incident::web::pages::{PAGE_SIZE, layout, time_cell};
@@ -38,7 +39,7 @@ pub fn serve(
     context: &PageContext,
     endpoint: Endpoint,
 ) -> Response<Full<Bytes>> {
-    let mut query = EventQuery::from_query(&context.query);
+    let mut query = event_search::from_query(&context.query);
     if let Some(since) = range_since(context, RANGES) {
         query.since_ms = Some(since);
     }
@@ -52,7 +53,7 @@ pub fn serve(
 fn page(
     incidents: &Incidents,
     context: &PageContext,
-    mut query: EventQuery,
+    mut query: EventSearch,
 ) -> anyhow::Result<Response<Full<Bytes>>> {
     query.limit = i64::from(PAGE_SIZE);
     let rows = event_search::search(&incidents.data_dir, &query)?;
@@ -131,7 +132,7 @@ fn page(
 fn export_events(
     incidents: &Incidents,
     context: &PageContext,
-    mut query: EventQuery,
+    mut query: EventSearch,
 ) -> anyhow::Result<Response<Full<Bytes>>> {
     let csv = context.path.ends_with(".csv");
     query.limit = event_search::MAX_ROWS;
