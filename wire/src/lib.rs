@@ -4,13 +4,15 @@
 //! security events it observed since the last batch. A batch travels as
 //! gzip-compressed JSON in the body of `POST /v1/batches` (see
 //! `docs/wire-format.md`). This crate owns the types, their validation and
-//! their encoding, and the address blocks ([`Cidr`]) both daemons'
+//! their encoding, the active-response decisions the collector sends back
+//! ([`DecisionFeed`]), and the address blocks ([`Cidr`]) both daemons'
 //! configurations write; it does no IO, so both daemons can depend on it
 //! without depending on each other.
 
 mod batch;
 mod cidr;
 mod codec;
+mod decision;
 mod event;
 mod exposition;
 mod metric;
@@ -18,6 +20,11 @@ mod metric;
 pub use batch::{Batch, BatchError, WIRE_VERSION, is_valid_agent_name};
 pub use cidr::{Cidr, CidrError};
 pub use codec::{CONTENT_ENCODING_GZIP, DecodeError, INGEST_PATH, decode_batch, encode_batch};
+pub use decision::{
+    DECISIONS_ACK_PATH, DECISIONS_AFTER_HEADER, DECISIONS_LOCAL_PATH, DECISIONS_PATH, DecisionAck,
+    DecisionFeed, DecisionUpdate, LocalDecision, LocalDecisions, MAX_DECISIONS_WAIT_SECONDS,
+    MAX_FEED_UPDATES, RefusedUpdate, ResponseMode,
+};
 pub use event::{
     Event, EventError, EventFields, EventKind, EventSource, FileState, MAX_FIELD_BYTES,
     MAX_RAW_BYTES, MAX_USERS_CHANGED,
