@@ -22,6 +22,7 @@ mod host_spoofing;
 mod import_circles;
 mod incident_web;
 mod incidents;
+mod ingest_budget;
 mod link_cut;
 mod local_time;
 mod login_guessing;
