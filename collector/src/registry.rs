@@ -71,6 +71,13 @@ const MIGRATIONS: &[&str] = &[
     // (`token create --name NAME --replace`); others may not take a name
     // an enrolled agent holds.
     "ALTER TABLE tokens ADD COLUMN replace_existing INTEGER NOT NULL DEFAULT 0;",
+    // Where each outbox relayed into the event log stopped (the incident
+    // store's announcements): moved in the transaction that appends the
+    // relayed event, so each is appended once.
+    "CREATE TABLE relay_cursors (
+        relay TEXT PRIMARY KEY,
+        last_id INTEGER NOT NULL
+    );",
 ];
 
 /// An enrolled agent as `agents list` shows it.
@@ -473,19 +480,45 @@ impl Registry {
     /// web page), under the agent name `collector`, so detection rules and
     /// outputs see it like any agent's event. Returns its row id.
     pub fn record_collector_event(&self, event: &Event, now_ms: i64) -> anyhow::Result<i64> {
-        // seq is the negated time, as for `agent_silent`; position counts
-        // events within the same millisecond, keeping (agent, seq, position)
-        // unique.
         Ok(event_log::append(
             &self.lock(),
-            &NewEvent {
-                agent: "collector",
-                seq: -now_ms,
-                position: Position::Next,
-                received_ms: now_ms,
-                event,
-            },
+            &collector_event(event, now_ms),
         )?)
+    }
+
+    /// Records one of the collector's own events relayed from another
+    /// database's outbox, where it has id `outbox_id`, unless the relay
+    /// named `relay` already passed that id: the event and the relay's
+    /// cursor commit together, so a relay repeated after a crash appends
+    /// nothing twice. Returns whether it was appended.
+    pub fn relay_collector_event(
+        &self,
+        relay: &str,
+        outbox_id: i64,
+        event: &Event,
+        now_ms: i64,
+    ) -> anyhow::Result<bool> {
+        let mut connection = self.lock();
+        let transaction =
+            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let last: Option<i64> = transaction
+            .query_row(
+                "SELECT last_id FROM relay_cursors WHERE relay = ?1",
+                params![relay],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if last.is_some_and(|last| outbox_id <= last) {
+            return Ok(false);
+        }
+        event_log::append(&transaction, &collector_event(event, now_ms))?;
+        transaction.execute(
+            "INSERT INTO relay_cursors (relay, last_id) VALUES (?1, ?2)
+             ON CONFLICT (relay) DO UPDATE SET last_id = excluded.last_id",
+            params![relay, outbox_id],
+        )?;
+        transaction.commit()?;
+        Ok(true)
     }
 
     /// Number of stored events of `agent` with `kind` (all kinds when `None`).
@@ -498,6 +531,20 @@ impl Registry {
     }
 }
 
+/// One of the collector's own events as the event log stores it.
+fn collector_event(event: &Event, now_ms: i64) -> NewEvent<'_> {
+    // seq is the negated time, as for `agent_silent`; position counts
+    // events within the same millisecond, keeping (agent, seq, position)
+    // unique.
+    NewEvent {
+        agent: "collector",
+        seq: -now_ms,
+        position: Position::Next,
+        received_ms: now_ms,
+        event,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,6 +553,30 @@ mod tests {
         let mut event = Event::new(1, EventSource::Auth, kind);
         event.raw = "raw".to_string();
         event
+    }
+
+    #[test]
+    fn a_relayed_event_is_appended_once_per_outbox_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        let announcement = event(EventKind::IncidentChanged);
+        // (relay, outbox id, appended): a relay repeated after a crash and
+        // an older id append nothing; another relay has its own cursor.
+        let steps = [
+            ("r", 1, true),
+            ("r", 1, false),
+            ("r", 2, true),
+            ("r", 1, false),
+            ("other", 1, true),
+        ];
+        for (now_ms, (relay, id, appended)) in (10..).zip(steps) {
+            let result = registry.relay_collector_event(relay, id, &announcement, now_ms);
+            assert_eq!(result.unwrap(), appended, "{relay} {id}");
+        }
+        let stored = registry
+            .count_events("collector", Some("incident_changed"))
+            .unwrap();
+        assert_eq!(stored, 3);
     }
 
     #[test]

@@ -216,7 +216,20 @@ impl Collector {
         config: Option<&str>,
         extra_args: &[&str],
     ) -> Collector {
+        Collector::start_in_with_env(dir, data_dir, config, extra_args, &[])
+    }
+
+    /// [`Collector::start_in`] with extra environment variables (the
+    /// test-only `COUNTYWATCH_FAILPOINT`, say).
+    pub fn start_in_with_env(
+        dir: tempfile::TempDir,
+        data_dir: &Path,
+        config: Option<&str>,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Collector {
         let mut command = Command::new(binary("countywatch-collector"));
+        command.envs(env.iter().copied());
         command.args([
             "--log-format",
             "json",

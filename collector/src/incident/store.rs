@@ -139,6 +139,12 @@ const MIGRATIONS: &[&str] = &[
     // address and host.
     "CREATE INDEX evidence_by_event ON evidence (event_id);
     CREATE INDEX evidence_by_time ON evidence (timestamp_ms);",
+    // The outbox of `incident_changed` announcements: written in the
+    // change's transaction, relayed to `collector.db`'s event log after.
+    "CREATE TABLE announcements (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event TEXT NOT NULL
+    );",
 ];
 
 /// Where an incident is in its lifecycle.
