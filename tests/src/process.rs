@@ -531,6 +531,14 @@ impl Agent {
     pub fn start_wrapped(dir: tempfile::TempDir, config: &str, wrapper: &[&str]) -> Agent {
         let state_dir = dir.path().join("state");
         let config_path = dir.path().join("agent.yaml");
+        // Tests never touch the test machine's own firewall: an agent in
+        // the root namespace has active response off unless its config
+        // says otherwise (the response tests run theirs in namespaces).
+        let config = if wrapper.is_empty() && !config.contains("response:") {
+            format!("{config}\nresponse:\n  backend: off\n")
+        } else {
+            config.to_string()
+        };
         std::fs::write(&config_path, config).unwrap();
         let mut command = match wrapper.split_first() {
             Some((program, arguments)) => {
