@@ -7,8 +7,7 @@
 //! and then verifies the chain against that CA as usual (names included).
 //! One HTTP/1.1 connection per transport is kept open and reused (the
 //! decisions' long poll has a sibling transport of its own, so that it never
-//! holds up a batch); any error drops it and
-//! the next request reconnects.
+//! holds up a batch); any error drops it and the next request reconnects.
 
 use std::sync::Arc;
 use std::time::Duration;
