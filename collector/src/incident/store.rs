@@ -785,6 +785,7 @@ mod tests {
                     }
                 })
                 .collect(),
+            response: None,
         }
     }
 
