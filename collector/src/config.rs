@@ -47,6 +47,9 @@ pub struct Config {
     pub display: crate::display::DisplayConfig,
     /// Where audit checkpoints are sent off the host (docs/security.md).
     pub audit: crate::incident::audit_anchor::AuditConfig,
+    /// Active response: decisions that block attacking addresses on
+    /// agents, dry run by default (docs/security.md).
+    pub response: crate::active_response::config::ResponseConfig,
 }
 
 /// The enrolment listener.
@@ -148,6 +151,7 @@ impl Default for Config {
             detection: Default::default(),
             display: Default::default(),
             audit: Default::default(),
+            response: Default::default(),
         }
     }
 }
@@ -277,6 +281,7 @@ impl Config {
         self.incidents.validate(&mut problems);
         self.detection.validate(&mut problems);
         self.display.validate(&mut problems);
+        self.response.validate(&mut problems);
         problems.into_result()
     }
 

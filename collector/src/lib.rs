@@ -33,6 +33,8 @@
 //!   alerts to [`notify`], detections with evidence to a sink.
 //! - [`output`]: scale-out outputs: remote_write and event forwarding.
 //! - [`incident`]: incidents, the audit trail, the web page and `/api/v1/`.
+//! - [`active_response`]: decisions from detections, the agents' decision
+//!   feed on the ingest listener, `decisions add|list|delete`.
 //!
 //! [`start`] binds the listeners and returns a [`Running`] collector whose
 //! addresses tests can read; [`run`] is start-then-wait for the binary.
@@ -41,6 +43,7 @@
 // tests); unwrap and expect are denied workspace-wide.
 #![deny(clippy::panic, clippy::todo, clippy::unimplemented)]
 
+pub mod active_response;
 pub mod alerting;
 pub mod backoff;
 pub mod builtin_packs;
@@ -316,6 +319,11 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         config.incidents.retention.value.get(),
         stopped.clone(),
     )));
+    let response = Arc::new(config.response.clone());
+    tasks.push(tokio::spawn(active_response::watch_other_writers(
+        Arc::clone(&incident_store),
+        stopped.clone(),
+    )));
     let incidents = Arc::new(incident::Incidents {
         store: Arc::clone(&incident_store),
         registry: Arc::clone(&registry),
@@ -340,6 +348,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         Arc::new(incident::detection_sink::IncidentSink {
             store: Arc::clone(&incident_store),
             telemetry: Arc::clone(&telemetry),
+            response: Arc::clone(&response),
         }),
         Arc::clone(&notifier),
         telemetry.registry(),
@@ -380,6 +389,11 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         registry: Arc::clone(&registry),
         telemetry: Arc::clone(&telemetry),
         outputs,
+        decisions: Arc::new(active_response::feed::FeedState {
+            store: Arc::clone(&incident_store),
+            config: Arc::clone(&response),
+            stopped: stopped.clone(),
+        }),
         max_body_bytes: config.ingest.max_body_bytes,
         max_decompressed_bytes: config.ingest.max_decompressed_bytes,
         request_timeout,

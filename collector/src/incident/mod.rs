@@ -5,6 +5,7 @@
 //! - [`config`]: the `incidents:` section (retention, reopen window, sessions).
 //! - [`store`]: `incidents.db` (SQLite, WAL), its schema and the read side.
 //! - [`lifecycle`]: detections in (dedup, reopen), transitions and comments.
+//! - [`decisions`]: active-response decisions and the update log agents follow.
 //! - [`detection_sink`]: the store as the detection task's sink, and the
 //!   incident gauges on `/metrics`.
 //! - [`audit`]: the hash-chained audit trail, signed checkpoints, `verify`.
@@ -33,6 +34,7 @@ pub mod audit_anchor;
 pub mod auth;
 pub mod config;
 pub mod csrf;
+pub mod decisions;
 pub mod detection_sink;
 pub mod event_search;
 pub mod export;
