@@ -291,6 +291,23 @@ fn a_block_drops_the_attackers_new_connections_only_never_a_protected_address_an
     let table = site.kernel_table();
     assert!(table.contains(ATTACKER), "{table}");
     assert!(!table.contains(PROTECTED), "{table}");
+    // The agent's acknowledgements reach the collector: one applied, one
+    // refused with the agent's reason.
+    let applied = format!("{}:applied", site.name);
+    let refused = format!("{}:refused (in response.never_block", site.name);
+    let mut listed = String::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            listed = site.decisions(&["list"]);
+            listed
+                .lines()
+                .any(|line| line.contains(ATTACKER) && line.contains(&applied))
+                && listed
+                    .lines()
+                    .any(|line| line.contains(PROTECTED) && line.contains(&refused))
+        }),
+        "{listed}"
+    );
 
     // An unblock from the collector's command line lifts it.
     site.decisions(&["delete", ATTACKER]);
