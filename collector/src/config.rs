@@ -47,6 +47,10 @@ pub struct Config {
     pub display: crate::display::DisplayConfig,
     /// Where audit checkpoints are sent off the host (docs/security.md).
     pub audit: crate::incident::audit_anchor::AuditConfig,
+    /// The file this configuration was read from, which a reload reads
+    /// again; `None` when the collector runs on defaults. Not a key.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// The enrolment listener.
@@ -148,6 +152,7 @@ impl Default for Config {
             detection: Default::default(),
             display: Default::default(),
             audit: Default::default(),
+            source: None,
         }
     }
 }
@@ -219,6 +224,7 @@ impl Config {
             problems.problems.extend(semantic.problems);
         }
         problems.into_result()?;
+        config.source = Some(path.to_path_buf());
         Ok(config)
     }
 

@@ -224,6 +224,11 @@ impl Dispatcher {
                 );
             }
         }
+        self.join_groups(fingerprint, now_ms);
+    }
+
+    /// Puts a known alert into the group of every route it matches.
+    fn join_groups(&mut self, fingerprint: Fingerprint, now_ms: i64) {
         let Some(entry) = self.alerts.get(&fingerprint) else {
             return;
         };
@@ -259,6 +264,47 @@ impl Dispatcher {
         }
         if let Some(entry) = self.alerts.get_mut(&fingerprint) {
             entry.groups += joined;
+        }
+    }
+
+    /// Takes a reloaded configuration, as Alertmanager's reload does: the
+    /// groups are formed again under the new route tree from the alerts
+    /// known (firing ones, and resolved ones whose resolution is still to
+    /// be told), while the alerts and the notification log are kept. A
+    /// group that notified before under the same key and receiver is not
+    /// notified again before its repeat interval; an alert that now routes
+    /// to another receiver is notified there at once (it started more than
+    /// `group_wait` ago, or gets its `group_wait`).
+    pub fn reconfigure(
+        &mut self,
+        root: Route,
+        intervals: TimeIntervals,
+        inhibitor: Inhibitor,
+        settings: Settings,
+        now_ms: i64,
+    ) {
+        self.routes = root
+            .walk()
+            .into_iter()
+            .map(|route| (route.id.clone(), route.clone()))
+            .collect();
+        self.root = root;
+        self.intervals = intervals;
+        self.inhibitor = inhibitor;
+        self.settings = settings;
+        self.groups.clear();
+        let mut regroup: Vec<Fingerprint> = Vec::new();
+        for (fingerprint, entry) in &self.alerts {
+            if entry.groups > 0 || self.resolved_at(entry, now_ms).is_none() {
+                regroup.push(*fingerprint);
+            }
+        }
+        for entry in self.alerts.values_mut() {
+            entry.groups = 0;
+        }
+        regroup.sort();
+        for fingerprint in regroup {
+            self.join_groups(fingerprint, now_ms);
         }
     }
 
@@ -719,6 +765,42 @@ mod tests {
         h.resolve(&[("alertname", "Down"), ("instance", "b")], 20 * S);
         h.resolve(&[("alertname", "Down"), ("instance", "a")], 30 * S);
         assert_eq!(h.flush(60 * S), ["hook/0: a:r b:r"]);
+    }
+
+    #[test]
+    fn a_reloaded_route_tree_keeps_alerts_and_tells_only_a_new_receiver() {
+        let mut h = Harness::new(
+            "receiver: mail\ngroup_by: [alertname]\ngroup_wait: 30s\nrepeat_interval: 4h\n",
+        );
+        h.fire(&[("alertname", "Down"), ("instance", "a")], 0);
+        assert_eq!(h.flush(30 * S), ["mail/0: a:f"]);
+        // The same tree again: the group is formed anew but was told.
+        let same = Harness::new(
+            "receiver: mail\ngroup_by: [alertname]\ngroup_wait: 30s\nrepeat_interval: 4h\n",
+        );
+        let (root, settings) = (same.dispatcher.root, same.dispatcher.settings);
+        h.dispatcher.reconfigure(
+            root,
+            same.dispatcher.intervals,
+            same.dispatcher.inhibitor,
+            settings,
+            60 * S,
+        );
+        assert_eq!(h.dispatcher.group_count(), 1);
+        assert!(h.flush(60 * S).is_empty(), "no repeat before 4h");
+        // Routed to another receiver: the firing alert, never re-submitted,
+        // is told there at once (it started more than group_wait ago).
+        let moved = Harness::new("receiver: hook\ngroup_by: [alertname]\ngroup_wait: 30s\n");
+        h.dispatcher.reconfigure(
+            moved.dispatcher.root,
+            moved.dispatcher.intervals,
+            moved.dispatcher.inhibitor,
+            moved.dispatcher.settings,
+            90 * S,
+        );
+        assert_eq!(h.flush(90 * S), ["hook/0: a:f"]);
+        h.resolve(&[("alertname", "Down"), ("instance", "a")], 100 * S);
+        assert_eq!(h.flush(400 * S), ["hook/0: a:r"]);
     }
 
     #[test]

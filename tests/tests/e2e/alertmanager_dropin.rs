@@ -1,0 +1,172 @@
+//! Issue 25, the Alertmanager drop-in's operational side: the notification
+//! configuration (an unmodified `alertmanager.yml` here) reloads on SIGHUP
+//! and `POST /-/reload` as Alertmanager's does, keeping alerts and
+//! silences, and a broken file keeps the running configuration.
+
+use std::time::Duration;
+
+use countywatch_e2e::Collector;
+use countywatch_e2e::notify_peers::{Recorded, Recorder, post_alerts, request};
+use countywatch_e2e::process::{add_user, api_token, wait_until};
+use serde_json::json;
+
+/// A collector config accepting alerts and silences on the API, reading
+/// its notification configuration from `alertmanager_yml`.
+fn collector_config(alertmanager_yml: &std::path::Path) -> String {
+    format!(
+        "notify:\n  accept_alerts_api: true\n  accept_silences_api: true\n  alertmanager_config: {}\n",
+        alertmanager_yml.display()
+    )
+}
+
+fn metric(collector: &Collector, series: &str) -> f64 {
+    countywatch_e2e::http::sample_value(&collector.metrics(), series).unwrap_or(-1.0)
+}
+
+/// Whether the recorder got a notification on `path` naming `alertname`.
+fn notified(hook: &Recorder, path: &str, alertname: &str) -> bool {
+    hook.requests().iter().any(|recorded: &Recorded| {
+        recorded.path == path
+            && recorded.json()["alerts"].as_array().is_some_and(|alerts| {
+                alerts
+                    .iter()
+                    .any(|alert| alert["labels"]["alertname"] == alertname)
+            })
+    })
+}
+
+const RELOAD_OK: &str = "countywatch_notify_config_last_reload_successful";
+
+#[test]
+fn sighup_and_post_reload_route_to_the_new_receiver_and_a_broken_file_keeps_the_old() {
+    let hook = Recorder::start("{}");
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("alertmanager.yml");
+    // Every receiver exists in every version; only the route's choice
+    // changes, as when an on-call rota moves.
+    let routing = |receiver: &str| {
+        format!(
+            "route:\n  receiver: {receiver}\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 4h\nreceivers:\n- name: first\n  webhook_configs:\n  - url: '{}'\n- name: second\n  webhook_configs:\n  - url: '{}'\n- name: third\n  webhook_configs:\n  - url: '{}'\n",
+            hook.url("/first"),
+            hook.url("/second"),
+            hook.url("/third")
+        )
+    };
+    std::fs::write(&file, routing("first")).unwrap();
+    let collector = Collector::start_with(Some(&collector_config(&file)), &[]);
+    assert_eq!(metric(&collector, RELOAD_OK), 1.0);
+    let alert = |name: &str| json!([{"labels": {"alertname": name, "instance": "web1"}}]);
+    post_alerts(collector.http_addr, &alert("DiskFull"));
+    assert!(
+        wait_until(Duration::from_secs(30), || notified(
+            &hook, "/first", "DiskFull"
+        )),
+        "{:?}",
+        hook.requests()
+    );
+    let (status, body) = request(
+        collector.http_addr,
+        "POST",
+        "/api/v2/silences",
+        &json!({
+            "matchers": [{"name": "alertname", "value": "Quiet", "isRegex": false}],
+            "startsAt": "2020-01-01T00:00:00Z",
+            "endsAt": "2099-01-01T00:00:00Z",
+            "createdBy": "test",
+            "comment": "kept across reloads",
+        })
+        .to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // SIGHUP with the route moved: the firing alert, not posted again, is
+    // kept and told to the new receiver.
+    std::fs::write(&file, routing("second")).unwrap();
+    collector.hangup();
+    assert!(
+        wait_until(Duration::from_secs(30), || notified(
+            &hook, "/second", "DiskFull"
+        )),
+        "{:?}",
+        hook.requests()
+    );
+    assert_eq!(metric(&collector, RELOAD_OK), 1.0);
+    let reloaded_at = metric(
+        &collector,
+        "countywatch_notify_config_last_reload_success_timestamp_seconds",
+    );
+    assert!(reloaded_at > 1.7e9, "{reloaded_at}");
+
+    // A broken file (a route to a receiver it does not define) is refused
+    // with its position; the previous routing keeps working.
+    std::fs::write(&file, routing("nowhere")).unwrap();
+    collector.hangup();
+    assert!(
+        collector.logs.wait_for(
+            "notification configuration not reloaded",
+            Duration::from_secs(30)
+        ),
+        "{}",
+        collector.logs.all().join("\n")
+    );
+    let logged = collector.logs.all().join("\n");
+    assert!(logged.contains("nowhere"), "{logged}");
+    assert!(
+        logged.contains(&format!("{}:2:", file.display())),
+        "the problem names the file and line: {logged}"
+    );
+    assert_eq!(metric(&collector, RELOAD_OK), 0.0);
+    post_alerts(collector.http_addr, &alert("CpuHot"));
+    assert!(
+        wait_until(Duration::from_secs(30), || notified(
+            &hook, "/second", "CpuHot"
+        )),
+        "{:?}",
+        hook.requests()
+    );
+
+    // POST /-/reload, as an admin: the same, and its answer says how it went.
+    add_user(&collector.data_dir, "chief", "admin", "chief-password");
+    let admin = format!(
+        "Authorization: Bearer {}",
+        api_token(&collector.data_dir, "chief")
+    );
+    let reload = || {
+        countywatch_e2e::http::request(collector.http_addr, "POST", "/-/reload", &[&admin], "")
+            .unwrap()
+    };
+    let refused = reload();
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("nowhere"), "{}", refused.body);
+    std::fs::write(&file, routing("third")).unwrap();
+    let answered = reload();
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    assert_eq!(metric(&collector, RELOAD_OK), 1.0);
+    assert!(
+        wait_until(Duration::from_secs(30), || notified(
+            &hook, "/third", "DiskFull"
+        ) && notified(
+            &hook, "/third", "CpuHot"
+        )),
+        "{:?}",
+        hook.requests()
+    );
+    // An operator may not reload.
+    let (status, _) = request(collector.http_addr, "POST", "/-/reload", "");
+    assert_eq!(status, 403);
+    // The silence survived three reloads.
+    let (status, body) = request(collector.http_addr, "GET", "/api/v2/silences", "");
+    assert_eq!(status, 200);
+    assert!(body.contains("kept across reloads"), "{body}");
+    // The audit trail has the reloads, refused ones too.
+    let trail = countywatch_e2e::http::request(
+        collector.http_addr,
+        "GET",
+        "/api/v1/audit?action=notify.reloaded",
+        &[&admin],
+        "",
+    )
+    .unwrap();
+    assert!(trail.body.contains("notify.reloaded"), "{}", trail.body);
+    assert!(trail.body.contains("failure"), "{}", trail.body);
+}
