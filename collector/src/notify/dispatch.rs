@@ -56,10 +56,22 @@ pub struct Flushed {
     pub nflog: Vec<(NflogKey, Option<NflogEntry>)>,
 }
 
+/// What the dispatcher needs to know of one integration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IntegrationPolicy {
+    /// Whether resolved-only notifications are wanted.
+    pub send_resolved: bool,
+    /// Firing alerts are sent again this often (at the group's
+    /// `group_interval` at the earliest) whatever the route's
+    /// `repeat_interval`, each send with `endsAt` four such cadences
+    /// ahead: forwarders to an Alertmanager, as Prometheus sends.
+    pub resend_ms: Option<i64>,
+}
+
 /// Settings the dispatcher needs beyond the route tree.
 pub struct Settings {
-    /// Receiver name to each integration's `send_resolved`.
-    pub integrations: BTreeMap<String, Vec<bool>>,
+    /// Receiver name to each integration's policy, in config order.
+    pub integrations: BTreeMap<String, Vec<IntegrationPolicy>>,
     /// Alerts not re-submitted for this long resolve.
     pub resolve_timeout_ms: i64,
     /// Flap detection: (window, changes allowed).
@@ -419,7 +431,16 @@ impl Dispatcher {
             .cloned()
             .unwrap_or_default();
         if !muted_by_time {
-            for (integration, send_resolved) in integrations.into_iter().enumerate() {
+            for (integration, policy) in integrations.into_iter().enumerate() {
+                let send_resolved = policy.send_resolved;
+                // A forwarder resends at its own cadence, quantised by the
+                // group's flushes; endsAt covers four of those.
+                let repeat_ms = policy
+                    .resend_ms
+                    .map_or(repeat_ms, |resend| resend.min(repeat_ms));
+                let lease_ms = policy
+                    .resend_ms
+                    .map(|resend| resend.max(interval).saturating_mul(4));
                 let log_key = (key.to_string(), receiver.clone(), integration);
                 let previous = self.nflog.get(&log_key);
                 let told: BTreeSet<Fingerprint> = previous
@@ -461,6 +482,7 @@ impl Dispatcher {
                             alerts,
                             external_url: self.settings.external_url.clone(),
                             created_ms: now_ms,
+                            lease_ms,
                         },
                     });
                     self.set_nflog(log_key, still_told, now_ms, flushed);
@@ -682,6 +704,23 @@ mod tests {
                     ("both".to_string(), vec![false, true]),
                 ]
                 .into_iter()
+                .map(|(name, list)| {
+                    let policies = list
+                        .into_iter()
+                        .map(|send_resolved| IntegrationPolicy {
+                            send_resolved,
+                            resend_ms: None,
+                        })
+                        .collect();
+                    (name, policies)
+                })
+                .chain([(
+                    "forward".to_string(),
+                    vec![IntegrationPolicy {
+                        send_resolved: true,
+                        resend_ms: Some(60 * S),
+                    }],
+                )])
                 .collect(),
                 resolve_timeout_ms: 300 * S,
                 flap,
@@ -801,6 +840,40 @@ mod tests {
         assert_eq!(h.flush(90 * S), ["hook/0: a:f"]);
         h.resolve(&[("alertname", "Down"), ("instance", "a")], 100 * S);
         assert_eq!(h.flush(400 * S), ["hook/0: a:r"]);
+    }
+
+    #[test]
+    fn a_forwarder_resends_firing_alerts_with_a_lease_of_four_cadences() {
+        let mut h = Harness::new(
+            "receiver: forward\ngroup_wait: 0s\ngroup_interval: 30s\nrepeat_interval: 4h\n",
+        );
+        h.fire(&[("alertname", "Down")], 0);
+        let leases = |flushed: Flushed| -> Vec<Option<i64>> {
+            flushed
+                .outgoing
+                .iter()
+                .map(|out| out.notification.lease_ms)
+                .collect()
+        };
+        let never = |_: &LabelSet| false;
+        // Resent every minute (its resend_interval, longer than the
+        // group_interval), not every 4 h, each with four minutes' lease.
+        assert_eq!(leases(h.dispatcher.flush_due(0, &never)), [Some(240 * S)]);
+        assert!(h.dispatcher.flush_due(30 * S, &never).outgoing.is_empty());
+        assert_eq!(
+            leases(h.dispatcher.flush_due(60 * S, &never)),
+            [Some(240 * S)]
+        );
+        // Other integrations keep the route's repeat_interval and no lease.
+        let mut mail = Harness::new("receiver: mail\ngroup_wait: 0s\ngroup_interval: 30s\n");
+        mail.fire(&[("alertname", "Down")], 0);
+        assert_eq!(leases(mail.dispatcher.flush_due(0, &never)), [None]);
+        assert!(
+            mail.dispatcher
+                .flush_due(60 * S, &never)
+                .outgoing
+                .is_empty()
+        );
     }
 
     #[test]
@@ -1043,7 +1116,15 @@ mod tests {
             TimeIntervals::default(),
             Inhibitor::default(),
             Settings {
-                integrations: [("hook".to_string(), vec![true])].into_iter().collect(),
+                integrations: [(
+                    "hook".to_string(),
+                    vec![IntegrationPolicy {
+                        send_resolved: true,
+                        resend_ms: None,
+                    }],
+                )]
+                .into_iter()
+                .collect(),
                 resolve_timeout_ms: 300 * S,
                 flap: None,
                 heartbeat: None,

@@ -60,7 +60,9 @@ use tokio::task::JoinHandle;
 use crate::notify::alert::{Alert, Fingerprint};
 use crate::notify::config::NotifyConfig;
 use crate::notify::db::Db;
-use crate::notify::dispatch::{Dispatcher, Flushed, NflogEntry, NflogKey, Settings};
+use crate::notify::dispatch::{
+    Dispatcher, Flushed, IntegrationPolicy, NflogEntry, NflogKey, Settings,
+};
 use crate::notify::metrics::NotifyMetrics;
 use crate::notify::notification::{Kind, Notification};
 use crate::notify::outbox::Delivery;
@@ -353,13 +355,16 @@ pub fn start(
 
 /// What the dispatcher needs beyond the route tree.
 fn settings(config: &NotifyConfig, receivers: &receiver::Receivers) -> Settings {
-    let integrations: BTreeMap<String, Vec<bool>> = receivers
+    let integrations: BTreeMap<String, Vec<IntegrationPolicy>> = receivers
         .iter()
         .map(|(name, list)| {
             (
                 name.clone(),
                 list.iter()
-                    .map(|integration| integration.send_resolved())
+                    .map(|integration| IntegrationPolicy {
+                        send_resolved: integration.send_resolved(),
+                        resend_ms: integration.resend_interval().map(millis),
+                    })
                     .collect(),
             )
         })

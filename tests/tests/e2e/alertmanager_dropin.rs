@@ -1,12 +1,15 @@
 //! Issue 25, the Alertmanager drop-in's operational side: the notification
 //! configuration (an unmodified `alertmanager.yml` here) reloads on SIGHUP
 //! and `POST /-/reload` as Alertmanager's does, keeping alerts and
-//! silences, and a broken file keeps the running configuration.
+//! silences, and a broken file keeps the running configuration; alerts
+//! forwarded to Debian's Alertmanager carry `endsAt` as Prometheus sends
+//! them.
 
 use std::time::Duration;
 
+use countywatch_collector::notify::alert::parse_rfc3339;
 use countywatch_e2e::Collector;
-use countywatch_e2e::notify_peers::{Recorded, Recorder, post_alerts, request};
+use countywatch_e2e::notify_peers::{AlertmanagerPeer, Recorded, Recorder, post_alerts, request};
 use countywatch_e2e::process::{add_user, api_token, wait_until};
 use serde_json::json;
 
@@ -169,4 +172,55 @@ fn sighup_and_post_reload_route_to_the_new_receiver_and_a_broken_file_keeps_the_
     .unwrap();
     assert!(trail.body.contains("notify.reloaded"), "{}", trail.body);
     assert!(trail.body.contains("failure"), "{}", trail.body);
+}
+
+#[test]
+fn a_forwarded_alert_outlives_alertmanagers_resolve_timeout_while_firing_and_ends_when_sends_stop()
+{
+    // The issue's case with shorter times: Alertmanager's resolve_timeout
+    // is 10 s (1m in the issue) and the route's repeat_interval 4 h; the
+    // collector resends every 5 s with endsAt four resends (20 s) ahead,
+    // as Prometheus does with its resend delay. Without endsAt and
+    // resends, Alertmanager would resolve the alert 10 s after the first
+    // send.
+    let alertmanager = AlertmanagerPeer::start_with_config(
+        "global:\n  resolve_timeout: 10s\nroute:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n",
+    );
+    let collector = Collector::start_with(
+        Some(&format!(
+            "notify:\n  accept_alerts_api: true\n  route:\n    receiver: am\n    group_by: ['...']\n    group_wait: 0s\n    group_interval: 1s\n    repeat_interval: 4h\n  receivers:\n  - name: am\n    alertmanager_configs:\n      - url: http://{}\n        resend_interval: 5s\n",
+            alertmanager.addr
+        )),
+        &[],
+    );
+    post_alerts(
+        collector.http_addr,
+        &json!([{"labels": {"alertname": "HostDown", "instance": "web7"}}]),
+    );
+    let active = || -> Option<i64> {
+        let alerts = alertmanager.alerts();
+        let alert = alerts.first()?;
+        (alert["status"]["state"] == "active")
+            .then(|| parse_rfc3339(alert["endsAt"].as_str()?).ok())
+            .flatten()
+    };
+    assert!(wait_until(Duration::from_secs(20), || active().is_some()));
+    let first_seen = std::time::Instant::now();
+    // Three resolve_timeouts: still active at every look, and its endsAt
+    // is the collector's lease, further ahead than resolve_timeout.
+    while first_seen.elapsed() < Duration::from_secs(30) {
+        let ends_at = active().expect("still active in Alertmanager");
+        let now = countywatch_daemon::clock::now_ms();
+        assert!(ends_at - now > 10_000, "endsAt {} ms ahead", ends_at - now);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    // The collector stops sending (killed, as a crash): Alertmanager
+    // resolves the alert by itself once the last endsAt passes.
+    let stopped_at = std::time::Instant::now();
+    let _ = collector.kill();
+    assert!(active().is_some(), "still active right after the last send");
+    assert!(wait_until(Duration::from_secs(60), || alertmanager
+        .alerts()
+        .is_empty()));
+    assert!(stopped_at.elapsed() <= Duration::from_secs(30));
 }
