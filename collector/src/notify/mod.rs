@@ -10,6 +10,7 @@
 //! - [`silence`]: silences, persisted.
 //! - [`time_interval`]: `mute_time_intervals` and `active_time_intervals`.
 //! - [`notification`]: what is stored and sent for one group and receiver.
+//! - [`redaction`]: `<secret>` in the configuration text the API shows.
 //! - [`template`]: mustache-style templates, defaults in English and Chinese.
 //! - [`outbox`]: the persistent outbox and the delivery tasks.
 //! - [`receiver`]: email, webhook, DingTalk, WeCom, Feishu, Alertmanager.
@@ -42,6 +43,7 @@ pub mod metrics;
 pub mod notification;
 pub mod outbox;
 pub mod receiver;
+pub mod redaction;
 pub mod route_tree;
 pub mod silence;
 pub mod template;

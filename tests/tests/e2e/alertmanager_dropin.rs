@@ -224,3 +224,51 @@ fn a_forwarded_alert_outlives_alertmanagers_resolve_timeout_while_firing_and_end
         .is_empty()));
     assert!(stopped_at.elapsed() <= Duration::from_secs(30));
 }
+
+#[test]
+fn the_status_endpoint_shows_a_pasted_files_secrets_as_secret_and_amtool_still_reads_it() {
+    // Issue 21 item 6 / issue 25: /api/v2/status shows the loaded file as
+    // Alertmanager does, every secret as `<secret>`.
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("alertmanager.yml");
+    std::fs::write(
+        &file,
+        "global:\n  smtp_smarthost: '127.0.0.1:2525'\n  smtp_from: alerts@county.test\n  smtp_auth_username: alerts\n  smtp_auth_password: 'smtp-pass-secret'\nroute:\n  receiver: ops\n  routes:\n  - matchers: ['team=\"db\"']\n    receiver: robot\nreceivers:\n- name: ops\n  email_configs:\n  - to: ops@county.test\n    auth_password: 'email-pass-secret'\n- name: robot\n  webhook_configs:\n  - url: 'http://127.0.0.1:9/robot/send?access_token=robot-token-secret'\n    http_config:\n      authorization:\n        credentials: 'bearer-cred-secret'\n",
+    )
+    .unwrap();
+    let collector = Collector::start_with(Some(&collector_config(&file)), &[]);
+    add_user(&collector.data_dir, "chief", "admin", "chief-password");
+    let token = api_token(&collector.data_dir, "chief");
+    let status = countywatch_e2e::http::request(
+        collector.http_addr,
+        "GET",
+        "/api/v2/status",
+        &[&format!("Authorization: Bearer {token}")],
+        "",
+    )
+    .unwrap();
+    assert_eq!(status.status, 200);
+    let original =
+        serde_json::from_str::<serde_json::Value>(&status.body).unwrap()["config"]["original"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    assert!(!original.contains("-secret"), "{original}");
+    assert_eq!(original.matches("<secret>").count(), 4, "{original}");
+    assert!(original.contains("smtp_auth_username"), "{original}");
+    // amtool still reads the routes from it.
+    let http_config = directory.path().join("amtool-http.yml");
+    std::fs::write(
+        &http_config,
+        format!("authorization:\n  credentials: {token}\n"),
+    )
+    .unwrap();
+    let output = std::process::Command::new("amtool")
+        .args(["config", "routes", "test"])
+        .arg(format!("--alertmanager.url=http://{}", collector.http_addr))
+        .arg(format!("--http.config.file={}", http_config.display()))
+        .arg("team=db")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "robot\n");
+}
