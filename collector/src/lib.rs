@@ -2,6 +2,7 @@
 //! the command line around these functions, and tests call them directly.
 //!
 //! - [`config`]: the configuration file, its defaults and validation.
+//! - [`config_reload`]: SIGHUP and `POST /-/reload` without a restart.
 //! - [`display`]: the time zone and language people read.
 //! - [`ca`]: the certificate authority that signs server and agent certificates.
 //! - [`tls`]: rustls set-up; mutual TLS on the ingest listener.
@@ -49,6 +50,7 @@ pub mod backoff;
 pub mod builtin_packs;
 pub mod ca;
 pub mod config;
+pub mod config_reload;
 pub mod detection;
 pub mod digest;
 pub mod display;
@@ -111,6 +113,8 @@ pub struct Running {
     /// The incident store; detections go in through
     /// [`incident::store::IncidentStore::record_detection`].
     pub incidents: Arc<incident::store::IncidentStore>,
+    /// Reloads the configuration (SIGHUP, `POST /-/reload`).
+    pub reloader: Arc<config_reload::Reloader>,
     /// Signs and anchors the last audit checkpoint once every task stopped.
     audit_anchoring: Arc<incident::audit_anchor::Anchoring>,
     /// Turning this true stops every listener.
@@ -324,6 +328,11 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         Arc::clone(&incident_store),
         stopped.clone(),
     )));
+    let reloader = Arc::new(config_reload::Reloader::new(
+        &config,
+        Arc::clone(&notifier),
+        alerting.clone(),
+    ));
     let incidents = Arc::new(incident::Incidents {
         store: Arc::clone(&incident_store),
         registry: Arc::clone(&registry),
@@ -341,6 +350,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         ),
         telemetry: telemetry.registry().clone(),
         display: Arc::new(config.display()),
+        reloader: Arc::clone(&reloader),
     });
     if let Some(task) = detection::start(
         &config.detection,
@@ -451,6 +461,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         notifier,
         alerting,
         incidents: incident_store,
+        reloader,
         audit_anchoring,
         stop,
         tasks,
@@ -462,19 +473,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     // `systemctl reload` sends SIGHUP, whose default action would end the
     // process. The handler is installed before the listeners exist, so no
     // SIGHUP can arrive unhandled once the collector says it listens. Rule
-    // files reload on it (see `alerting`); everything else in the
-    // configuration needs a restart, which this says.
+    // files reload on it (see `alerting`), the notification configuration
+    // here (see `config_reload`); everything else needs a restart.
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let running = start(config).await?;
     countywatch_daemon::notify::ready();
+    let reloader = Arc::clone(&running.reloader);
     let hangups = tokio::spawn(async move {
         let Ok(mut hangups) = hangups else {
             return;
         };
         while hangups.recv().await.is_some() {
-            tracing::info!(
-                "SIGHUP: rule files are reloaded; other settings take effect at the next restart"
-            );
+            // The outcome is logged, audited and in the metrics.
+            let _ = reloader
+                .reload(config_reload::Trigger::Hangup, "system")
+                .await;
         }
     });
     running.wait(shutdown).await;

@@ -412,6 +412,16 @@ impl Collector {
         self.dir.take().unwrap()
     }
 
+    /// Sends SIGHUP (`systemctl reload`).
+    pub fn hangup(&self) {
+        if let Some(pid) = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::HUP);
+        }
+    }
+
     /// The collector's `/metrics` text.
     pub fn metrics(&self) -> String {
         let response = crate::http::get(self.http_addr, "/metrics").unwrap();

@@ -5,6 +5,7 @@
 
 mod abuse;
 mod alerting;
+mod alertmanager_dropin;
 mod anonymous_reads;
 mod audit_tamper;
 mod authorization;
