@@ -652,7 +652,10 @@ mod tests {
         assert_eq!(per_hour.into_iter().collect::<Vec<_>>(), [(0, 3), (2, 1)]);
         assert_eq!(log.received_per_hour(3_600_000).unwrap().len(), 1);
         let from_the_middle = log.received_per_hour(1_001).unwrap();
-        assert_eq!(from_the_middle.into_iter().collect::<Vec<_>>(), [(0, 2), (2, 1)]);
+        assert_eq!(
+            from_the_middle.into_iter().collect::<Vec<_>>(),
+            [(0, 2), (2, 1)]
+        );
         assert!(log.received_per_hour(i64::MAX / 2).unwrap().is_empty());
     }
 
