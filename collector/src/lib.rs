@@ -13,7 +13,8 @@
 //! - [`sqlite`]: opens every SQLite database with the pragmas they rely on.
 //! - [`registry`]: SQLite state: tokens, agents, sequence numbers.
 //! - [`event_log`]: the `events` table's one owner: append, read after a
-//!   cursor, get, search, purge.
+//!   cursor, get, search, purge, and the free-text index's SQL.
+//! - [`event_text_index`]: the task that keeps the free-text index caught up.
 //! - [`serve`]: the accept loop all listeners share (limits, timeouts, shutdown).
 //! - [`enroll`]: `POST /v1/enroll`, tokens in, client certificates out.
 //! - [`ingest`]: `POST /v1/batches`, identity from the certificate, exactly-once storage.
@@ -56,6 +57,7 @@ pub mod digest;
 pub mod display;
 pub mod enroll;
 pub mod event_log;
+pub mod event_text_index;
 pub mod host_binding;
 pub mod http;
 pub mod incident;
@@ -315,6 +317,10 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     )?);
     tasks.push(tokio::spawn(incident::audit_anchor::run(
         Arc::clone(&audit_anchoring),
+        stopped.clone(),
+    )));
+    tasks.push(tokio::spawn(event_text_index::run(
+        config.data_dir.clone(),
         stopped.clone(),
     )));
     tasks.push(tokio::spawn(incident::retention::run(
