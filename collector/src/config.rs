@@ -47,6 +47,8 @@ pub struct Config {
     pub display: crate::display::DisplayConfig,
     /// Where audit checkpoints are sent off the host (docs/security.md).
     pub audit: crate::incident::audit_anchor::AuditConfig,
+    /// The county report and the history it reads (docs/report.md).
+    pub report: crate::report::config::ReportConfig,
 }
 
 /// The enrolment listener.
@@ -148,6 +150,7 @@ impl Default for Config {
             detection: Default::default(),
             display: Default::default(),
             audit: Default::default(),
+            report: Default::default(),
         }
     }
 }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use countywatch_wire::Event;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::sqlite::{self, OpenError};
 
@@ -273,6 +273,18 @@ impl EventLog {
             *counts.entry(received_ms / 3_600_000).or_insert(0) += 1;
         }
         Ok(counts)
+    }
+
+    /// When the oldest event still kept was received, if any (the report's
+    /// evidence of how long events are kept).
+    pub fn oldest_received_ms(&self) -> rusqlite::Result<Option<i64>> {
+        self.connection
+            .query_row(
+                "SELECT received_ms FROM events ORDER BY id LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
     }
 
     /// Deletes the events received before `cutoff_ms`, a few hundred per

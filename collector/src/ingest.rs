@@ -43,6 +43,8 @@ pub struct IngestState {
     pub outputs: Arc<crate::output::Outputs>,
     /// Which hosts each agent may speak for.
     pub hosts: Arc<crate::host_binding::HostBinding>,
+    /// The county report's history, which follows every stored batch.
+    pub history: Arc<crate::history::History>,
     /// Largest compressed body.
     pub max_body_bytes: usize,
     /// Largest decompressed body.
@@ -332,6 +334,9 @@ async fn store(
             .outputs
             .enqueue_agent_samples(&agent, crate::metric_store::JOB, collected_at_ms, metrics)
             .await;
+        state
+            .history
+            .observe_batch(&agent, now_ms(), collected_at_ms, &metrics);
         if !metrics.is_empty() {
             state.store.update(&agent, metrics, collected_at_ms);
         } else {

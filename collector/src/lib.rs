@@ -33,6 +33,10 @@
 //!   alerts to [`notify`], detections with evidence to a sink.
 //! - [`output`]: scale-out outputs: remote_write and event forwarding.
 //! - [`incident`]: incidents, the audit trail, the web page and `/api/v1/`.
+//! - [`history`]: `history.db`, the hourly availability and incident history
+//!   the county report reads.
+//! - [`report`]: the county report: its model, its forms (JSON, CSV, HTML)
+//!   and the `report` command.
 //!
 //! [`start`] binds the listeners and returns a [`Running`] collector whose
 //! addresses tests can read; [`run`] is start-then-wait for the binary.
@@ -51,6 +55,7 @@ pub mod digest;
 pub mod display;
 pub mod enroll;
 pub mod event_log;
+pub mod history;
 pub mod host_binding;
 pub mod http;
 pub mod incident;
@@ -62,6 +67,7 @@ pub mod notify;
 pub mod openmetrics;
 pub mod output;
 pub mod registry;
+pub mod report;
 pub mod response;
 pub mod rule_alerts;
 pub mod rule_listing;
@@ -374,9 +380,20 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     hosts
         .register(telemetry.registry())
         .context("cannot register the host binding counter")?;
+    let history = Arc::new(history::History::open(
+        &config.data_dir,
+        config.agents.silent_after.get(),
+        config.report.retention.get(),
+    )?);
+    tasks.push(tokio::spawn(history::run(
+        Arc::clone(&history),
+        Arc::clone(&incident_store),
+        stopped.clone(),
+    )));
     let ingest_state = Arc::new(ingest::IngestState {
         store,
         hosts,
+        history,
         registry: Arc::clone(&registry),
         telemetry: Arc::clone(&telemetry),
         outputs,

@@ -101,6 +101,14 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The county report: service availability and security for a month
+    /// or a range of days (docs/report.md).
+    Report {
+        #[command(flatten)]
+        location: StateLocation,
+        #[command(flatten)]
+        args: countywatch_collector::report::cli::ReportArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -541,6 +549,9 @@ fn main() -> ExitCode {
             file,
         } => with_state(location, |config| backup(config, &file, events.as_deref())),
         Command::User { command } => user(command),
+        Command::Report { location, args } => with_state(location, |config| {
+            countywatch_collector::report::cli::run(config, &args)
+        }),
         Command::Notify {
             command: NotifyCommand::Routes { command },
         } => notify_routes(command),
