@@ -505,6 +505,9 @@ fn a_synthetic_month_of_outages_and_incidents_gives_the_known_report_in_json_htm
     let english = report(&["--lang", "en"]);
     assert!(english.contains("County systems availability and security report"));
     assert!(english.contains("99.549%"));
+    for (language, page) in [("zh", &html), ("en", &english)] {
+        print_in_chromium(language, page);
+    }
     let csv_dir = data_dir.parent().unwrap().join("csv");
     report(&["--format", "csv", "--out", csv_dir.to_str().unwrap()]);
     let services = std::fs::read_to_string(csv_dir.join("services.csv")).unwrap();
@@ -853,5 +856,75 @@ fn check_json(report: &Value) {
             "pass".to_string(),
             "审计记录中有 1 次备份，最近一次 2026-11-28 03:00:00 +08:00".to_string()
         )
+    );
+}
+
+/// Prints the report to A4 PDF with headless Chromium (as a county would
+/// attach it) and takes a 1366-wide screenshot into
+/// target/screenshots/report/, for people to look at.
+fn print_in_chromium(language: &str, page: &str) {
+    let dir = binary("countywatch-collector")
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("screenshots")
+        .join("report");
+    std::fs::create_dir_all(&dir).unwrap();
+    let html = dir.join(format!("report-{language}.html"));
+    std::fs::write(&html, page).unwrap();
+    let pdf = dir.join(format!("report-{language}.pdf"));
+    let png = dir.join(format!("report-{language}.png"));
+    let profile = tempfile::tempdir().unwrap();
+    let chromium = |extra: &[String]| {
+        let output = Command::new("/usr/bin/chromium")
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("file://{}", html.display()))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    chromium(&[
+        "--no-pdf-header-footer".to_string(),
+        format!("--print-to-pdf={}", pdf.display()),
+    ]);
+    chromium(&[
+        "--window-size=1366,2400".to_string(),
+        "--hide-scrollbars".to_string(),
+        format!("--screenshot={}", png.display()),
+    ]);
+    let bytes = std::fs::read(&pdf).unwrap();
+    assert!(bytes.starts_with(b"%PDF-"), "{language}: not a PDF");
+    let text = String::from_utf8_lossy(&bytes);
+    // Each section starts a page: the summary, services, outages, hosts,
+    // security and the checklist make six pages at least.
+    let pages = text.matches("/Type /Page").count() - text.matches("/Type /Pages").count();
+    assert!(pages >= 6, "{language}: {pages} pages");
+    if language == "zh" {
+        assert!(
+            text.contains("NotoSansCJK") || text.contains("NotoSerifCJK"),
+            "the Chinese text is set in Debian's Noto CJK"
+        );
+    }
+    let screenshot = std::fs::read(&png).unwrap();
+    assert!(
+        screenshot.starts_with(b"\x89PNG"),
+        "{language}: no screenshot"
+    );
+    // The PNG header's width: 1366 pixels, as asked.
+    assert_eq!(
+        u32::from_be_bytes(screenshot[16..20].try_into().unwrap()),
+        1366
     );
 }
