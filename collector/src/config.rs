@@ -54,6 +54,8 @@ pub struct Config {
     /// again; `None` when the collector runs on defaults. Not a key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// The county report and the history it reads (docs/report.md).
+    pub report: crate::report::config::ReportConfig,
 }
 
 /// The enrolment listener.
@@ -157,6 +159,7 @@ impl Default for Config {
             audit: Default::default(),
             response: Default::default(),
             source: None,
+            report: Default::default(),
         }
     }
 }

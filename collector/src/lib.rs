@@ -37,6 +37,10 @@
 //! - [`incident`]: incidents, the audit trail, the web page and `/api/v1/`.
 //! - [`active_response`]: decisions from detections, the agents' decision
 //!   feed on the ingest listener, `decisions add|list|delete`.
+//! - [`history`]: `history.db`, the hourly availability and incident history
+//!   the county report reads.
+//! - [`report`]: the county report: its model, its forms (JSON, CSV, HTML)
+//!   and the `report` command.
 //!
 //! [`start`] binds the listeners and returns a [`Running`] collector whose
 //! addresses tests can read; [`run`] is start-then-wait for the binary.
@@ -58,6 +62,7 @@ pub mod display;
 pub mod enroll;
 pub mod event_log;
 pub mod event_text_index;
+pub mod history;
 pub mod host_binding;
 pub mod http;
 pub mod incident;
@@ -69,6 +74,7 @@ pub mod notify;
 pub mod openmetrics;
 pub mod output;
 pub mod registry;
+pub mod report;
 pub mod response;
 pub mod rule_alerts;
 pub mod rule_listing;
@@ -399,9 +405,20 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     hosts
         .register(telemetry.registry())
         .context("cannot register the host binding counter")?;
+    let history = Arc::new(history::History::open(
+        &config.data_dir,
+        config.agents.silent_after.get(),
+        config.report.retention.get(),
+    )?);
+    tasks.push(tokio::spawn(history::run(
+        Arc::clone(&history),
+        Arc::clone(&incident_store),
+        stopped.clone(),
+    )));
     let ingest_state = Arc::new(ingest::IngestState {
         store,
         hosts,
+        history,
         registry: Arc::clone(&registry),
         telemetry: Arc::clone(&telemetry),
         outputs,

@@ -22,6 +22,7 @@
 //! - [`web`]: the server-rendered pages (maud), in Chinese and English.
 //! - [`export`]: CSV and JSON exports of incident lists.
 //! - [`event_search`]: the raw events search over `collector.db`.
+//! - [`report_records`]: incidents as the county report's history keeps them.
 //!
 //! [`handle`] is the one entry point from `http.rs`: it finds the route,
 //! authenticates (bearer token or session cookie), checks the role, and
@@ -39,6 +40,7 @@ pub mod detection_sink;
 pub mod event_search;
 pub mod export;
 pub mod lifecycle;
+pub mod report_records;
 pub mod request;
 pub mod retention;
 pub mod routes;

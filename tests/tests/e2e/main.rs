@@ -12,6 +12,7 @@ mod authorization;
 mod bad_input;
 mod cli;
 mod console_web;
+mod county_report;
 mod dashboards;
 mod day_one;
 mod detection;
