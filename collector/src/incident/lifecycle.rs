@@ -563,6 +563,7 @@ mod tests {
                     }
                 })
                 .collect(),
+            response: None,
         }
     }
 

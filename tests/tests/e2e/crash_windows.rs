@@ -86,13 +86,9 @@ fn a_kill_between_an_incident_change_and_its_announcement_loses_and_repeats_noth
         );
         let dir = collector.stop_keeping_data();
 
-        let mut collector = Collector::start_in_with_env(
-            dir,
-            &data_dir,
-            None,
-            &[],
-            &[("COUNTYWATCH_FAILPOINT", failpoint)],
-        );
+        let variable = format!("COUNTYWATCH_FAILPOINT={failpoint}");
+        let mut collector =
+            Collector::start_wrapped(dir, &data_dir, None, &[], &["env", &variable]);
         // The answer never comes: the collector dies inside the window.
         let _ = request(
             collector.http_addr,
