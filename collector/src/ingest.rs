@@ -34,7 +34,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::active_response::feed::{self, Endpoint, FeedState};
 use crate::metric_store::MetricStore;
-use crate::registry::{BatchOutcome, Registry};
+use crate::registry::{BatchOutcome, Registry, SamplesForOutputs};
 use crate::response::json;
 use crate::serve::Peer;
 use crate::telemetry::Telemetry;
@@ -419,12 +419,30 @@ async fn store(
     let agent_for_store = agent.clone();
     let hosts = Arc::clone(&state.hosts);
     let version = reported_version(&metrics);
+    let outputs = Arc::clone(&state.outputs);
     let (outcome, metrics) = tokio::task::spawn_blocking(move || {
         // Events and samples speak only for the agent and its devices.
         if let Err(error) = hosts.apply(&agent_for_store, &mut events, &mut metrics, now_ms()) {
             return (Err(error), metrics);
         }
-        let outcome = registry.accept_batch(&agent_for_store, seq, &events, now_ms());
+        // The outputs' share goes into the outbox in the batch's own
+        // transaction, then is relayed to their queues.
+        let for_outputs = outputs.wants_agent_samples().then_some(SamplesForOutputs {
+            job: crate::metric_store::JOB,
+            collected_at_ms,
+            families: &metrics,
+        });
+        let outcome = registry.accept_batch_for_outputs(
+            &agent_for_store,
+            seq,
+            &events,
+            for_outputs.as_ref(),
+            now_ms(),
+        );
+        if for_outputs.is_some() && matches!(outcome, Ok(BatchOutcome::Stored)) {
+            countywatch_daemon::failpoint::hit("ingest.batch_stored");
+            outputs.relay_agent_samples(&registry);
+        }
         // The address and version are for people (the agents page and
         // `agents list`); failing to note them must not refuse a batch
         // that was stored.
@@ -451,10 +469,6 @@ async fn store(
         for (kind, count) in kinds {
             state.telemetry.security_events(&agent, kind, count);
         }
-        let metrics = state
-            .outputs
-            .enqueue_agent_samples(&agent, crate::metric_store::JOB, collected_at_ms, metrics)
-            .await;
         state
             .history
             .observe_batch(&agent, now_ms(), collected_at_ms, &metrics);

@@ -245,6 +245,8 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         telemetry.registry(),
         &stopped,
     )?;
+    // Samples of batches stored just before a crash, not yet queued.
+    outputs.relay_agent_samples(&registry);
     let notify::Started {
         notifier,
         tasks: notify_tasks,

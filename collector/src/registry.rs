@@ -80,7 +80,42 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         relay TEXT PRIMARY KEY,
         last_id INTEGER NOT NULL
     );",
+    // The samples of stored batches that remote_write outputs must still
+    // queue: written in the batch's transaction, relayed into outputs.db,
+    // whose queues keep how far they took them (`output::Outputs`).
+    "CREATE TABLE samples_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent TEXT NOT NULL,
+        job TEXT NOT NULL,
+        collected_at_ms INTEGER NOT NULL,
+        families TEXT NOT NULL
+    );",
 ];
+
+/// A stored batch's samples for the scale-out outputs, queued in the
+/// `samples_outbox` in the batch's own transaction.
+pub struct SamplesForOutputs<'a> {
+    /// The `job` label they are exposed with.
+    pub job: &'a str,
+    /// The batch's collection time, their timestamp.
+    pub collected_at_ms: i64,
+    /// The families as accepted.
+    pub families: &'a [countywatch_wire::MetricFamily],
+}
+
+/// One row of the `samples_outbox`.
+pub struct OutboxSamples {
+    /// Its id, in storage order.
+    pub id: i64,
+    /// The agent that sent them.
+    pub agent: String,
+    /// Their `job` label.
+    pub job: String,
+    /// Their timestamp.
+    pub collected_at_ms: i64,
+    /// The families.
+    pub families: Vec<countywatch_wire::MetricFamily>,
+}
 
 /// An enrolled agent as `agents list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -390,6 +425,20 @@ impl Registry {
         events: &[Event],
         now_ms: i64,
     ) -> anyhow::Result<BatchOutcome> {
+        self.accept_batch_for_outputs(agent, seq, events, None, now_ms)
+    }
+
+    /// [`Registry::accept_batch`], queuing `samples` in the
+    /// `samples_outbox` in the same transaction, so that a batch stored is
+    /// a batch the outputs will get, whatever happens after the commit.
+    pub fn accept_batch_for_outputs(
+        &self,
+        agent: &str,
+        seq: u64,
+        events: &[Event],
+        samples: Option<&SamplesForOutputs<'_>>,
+        now_ms: i64,
+    ) -> anyhow::Result<BatchOutcome> {
         let seq = i64::try_from(seq).context("sequence number out of range")?;
         let mut connection = self.lock();
         // Immediate: it reads before it writes, and retention and the CLI
@@ -436,8 +485,78 @@ impl Registry {
             "UPDATE agents SET last_seq = ?1 WHERE name = ?2",
             params![seq, agent],
         )?;
+        if let Some(samples) = samples.filter(|samples| !samples.families.is_empty()) {
+            transaction.execute(
+                "INSERT INTO samples_outbox (agent, job, collected_at_ms, families)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    agent,
+                    samples.job,
+                    samples.collected_at_ms,
+                    serde_json::to_string(samples.families)?
+                ],
+            )?;
+        }
         transaction.commit()?;
         Ok(BatchOutcome::Stored)
+    }
+
+    /// Up to `limit` rows of the `samples_outbox` after id `after`, oldest
+    /// first. A row that no longer parses (a damaged page) is skipped with
+    /// a log line: no retry would mend it.
+    pub fn samples_outbox_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<OutboxSamples>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(
+            "SELECT id, agent, job, collected_at_ms, families FROM samples_outbox
+             WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = statement
+            .query_map(
+                params![after, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, String>(4)?,
+                    ))
+                },
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, agent, job, collected_at_ms, families)| {
+                let families = serde_json::from_str(&families).unwrap_or_else(|error| {
+                    tracing::error!(
+                        outbox_id = id,
+                        "dropping unreadable samples from the outbox: {error}"
+                    );
+                    Vec::new()
+                });
+                OutboxSamples {
+                    id,
+                    agent,
+                    job,
+                    collected_at_ms,
+                    families,
+                }
+            })
+            .collect())
+    }
+
+    /// Deletes the `samples_outbox` rows up to id `through`, which every
+    /// output has queued.
+    pub fn trim_samples_outbox(&self, through: i64) -> anyhow::Result<()> {
+        self.lock().execute(
+            "DELETE FROM samples_outbox WHERE id <= ?1",
+            params![through],
+        )?;
+        Ok(())
     }
 
     /// Marks agents silent when their last batch is older than `silent_after`
