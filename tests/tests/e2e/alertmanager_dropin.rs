@@ -272,3 +272,59 @@ fn the_status_endpoint_shows_a_pasted_files_secrets_as_secret_and_amtool_still_r
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), "robot\n");
 }
+
+#[test]
+fn open_alerts_read_shows_anonymous_callers_alerting_rule_alerts_and_never_detections() {
+    // Issue 21 item 6: `http.open_alerts_read: true` opens GET
+    // /api/v2/alerts as an Alertmanager's is open, for alerting-rule alerts
+    // only; a detection's alert (user names, addresses) still needs a
+    // viewer, and so does everything else.
+    let collector = Collector::start_with(
+        Some("http:\n  open_alerts_read: true\nnotify:\n  accept_alerts_api: true\n"),
+        &[],
+    );
+    let addr = collector.http_addr;
+    post_alerts(
+        addr,
+        &json!([{"labels": {"alertname": "DiskFull", "instance": "web1"}}]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    crate::day_one::append_failures(&log, "203.0.113.77", 15);
+    let agent = crate::events::start_agent("web1", &collector, &crate::events::config(&log));
+    add_user(&collector.data_dir, "reader", "viewer", "reader-password-1");
+    let viewer = format!(
+        "Authorization: Bearer {}",
+        api_token(&collector.data_dir, "reader")
+    );
+    let list = |headers: &[&str]| -> (u16, Vec<serde_json::Value>) {
+        let response =
+            countywatch_e2e::http::request(addr, "GET", "/api/v2/alerts", headers, "").unwrap();
+        let alerts = serde_json::from_str(&response.body).unwrap_or_default();
+        (response.status, alerts)
+    };
+    let mut seen = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            seen = list(&[&viewer]).1;
+            seen.len() >= 2
+        }),
+        "a viewer sees the rule's and the detection's alerts: {seen:?}"
+    );
+    let (status, open) = list(&[]);
+    assert_eq!(status, 200);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["labels"]["alertname"], "DiskFull");
+    assert!(!format!("{open:?}").contains("203.0.113.77"), "{open:?}");
+    // Nothing else opens.
+    for (method, path) in [
+        ("GET", "/api/v2/silences"),
+        ("GET", "/api/v2/status"),
+        ("POST", "/api/v2/alerts"),
+        ("POST", "/-/reload"),
+    ] {
+        let response = countywatch_e2e::http::request(addr, method, path, &[], "").unwrap();
+        assert_eq!(response.status, 401, "{method} {path}");
+    }
+    drop(agent);
+}
