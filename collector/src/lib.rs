@@ -13,7 +13,8 @@
 //! - [`sqlite`]: opens every SQLite database with the pragmas they rely on.
 //! - [`registry`]: SQLite state: tokens, agents, sequence numbers.
 //! - [`event_log`]: the `events` table's one owner: append, read after a
-//!   cursor, get, search, purge.
+//!   cursor, get, search, purge, and the free-text index's SQL.
+//! - [`event_text_index`]: the task that keeps the free-text index caught up.
 //! - [`serve`]: the accept loop all listeners share (limits, timeouts, shutdown).
 //! - [`enroll`]: `POST /v1/enroll`, tokens in, client certificates out.
 //! - [`ingest`]: `POST /v1/batches`, identity from the certificate, exactly-once storage.
@@ -34,6 +35,12 @@
 //!   alerts to [`notify`], detections with evidence to a sink.
 //! - [`output`]: scale-out outputs: remote_write and event forwarding.
 //! - [`incident`]: incidents, the audit trail, the web page and `/api/v1/`.
+//! - [`active_response`]: decisions from detections, the agents' decision
+//!   feed on the ingest listener, `decisions add|list|delete`.
+//! - [`history`]: `history.db`, the hourly availability and incident history
+//!   the county report reads.
+//! - [`report`]: the county report: its model, its forms (JSON, CSV, HTML)
+//!   and the `report` command.
 //!
 //! [`start`] binds the listeners and returns a [`Running`] collector whose
 //! addresses tests can read; [`run`] is start-then-wait for the binary.
@@ -42,6 +49,7 @@
 // tests); unwrap and expect are denied workspace-wide.
 #![deny(clippy::panic, clippy::todo, clippy::unimplemented)]
 
+pub mod active_response;
 pub mod alerting;
 pub mod backoff;
 pub mod builtin_packs;
@@ -53,6 +61,8 @@ pub mod digest;
 pub mod display;
 pub mod enroll;
 pub mod event_log;
+pub mod event_text_index;
+pub mod history;
 pub mod host_binding;
 pub mod http;
 pub mod incident;
@@ -64,6 +74,7 @@ pub mod notify;
 pub mod openmetrics;
 pub mod output;
 pub mod registry;
+pub mod report;
 pub mod response;
 pub mod rule_alerts;
 pub mod rule_listing;
@@ -314,10 +325,19 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         Arc::clone(&audit_anchoring),
         stopped.clone(),
     )));
+    tasks.push(tokio::spawn(event_text_index::run(
+        config.data_dir.clone(),
+        stopped.clone(),
+    )));
     tasks.push(tokio::spawn(incident::retention::run(
         Arc::clone(&incident_store),
         config.data_dir.clone(),
         config.incidents.retention.value.get(),
+        stopped.clone(),
+    )));
+    let response = Arc::new(config.response.clone());
+    tasks.push(tokio::spawn(active_response::watch_other_writers(
+        Arc::clone(&incident_store),
         stopped.clone(),
     )));
     let reloader = Arc::new(config_reload::Reloader::new(
@@ -351,6 +371,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         Arc::new(incident::detection_sink::IncidentSink {
             store: Arc::clone(&incident_store),
             telemetry: Arc::clone(&telemetry),
+            response: Arc::clone(&response),
         }),
         Arc::clone(&notifier),
         telemetry.registry(),
@@ -385,12 +406,28 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     hosts
         .register(telemetry.registry())
         .context("cannot register the host binding counter")?;
+    let history = Arc::new(history::History::open(
+        &config.data_dir,
+        config.agents.silent_after.get(),
+        config.report.retention.get(),
+    )?);
+    tasks.push(tokio::spawn(history::run(
+        Arc::clone(&history),
+        Arc::clone(&incident_store),
+        stopped.clone(),
+    )));
     let ingest_state = Arc::new(ingest::IngestState {
         store,
         hosts,
+        history,
         registry: Arc::clone(&registry),
         telemetry: Arc::clone(&telemetry),
         outputs,
+        decisions: Arc::new(active_response::feed::FeedState {
+            store: Arc::clone(&incident_store),
+            config: Arc::clone(&response),
+            stopped: stopped.clone(),
+        }),
         max_body_bytes: config.ingest.max_body_bytes,
         max_decompressed_bytes: config.ingest.max_decompressed_bytes,
         request_timeout,

@@ -5,6 +5,7 @@
 //! - [`config`]: the `incidents:` section (retention, reopen window, sessions).
 //! - [`store`]: `incidents.db` (SQLite, WAL), its schema and the read side.
 //! - [`lifecycle`]: detections in (dedup, reopen), transitions and comments.
+//! - [`decisions`]: active-response decisions and the update log agents follow.
 //! - [`detection_sink`]: the store as the detection task's sink, and the
 //!   incident gauges on `/metrics`.
 //! - [`audit`]: the hash-chained audit trail, signed checkpoints, `verify`.
@@ -21,6 +22,7 @@
 //! - [`web`]: the server-rendered pages (maud), in Chinese and English.
 //! - [`export`]: CSV and JSON exports of incident lists.
 //! - [`event_search`]: the raw events search over `collector.db`.
+//! - [`report_records`]: incidents as the county report's history keeps them.
 //!
 //! [`handle`] is the one entry point from `http.rs`: it finds the route,
 //! authenticates (bearer token or session cookie), checks the role, and
@@ -33,10 +35,12 @@ pub mod audit_anchor;
 pub mod auth;
 pub mod config;
 pub mod csrf;
+pub mod decisions;
 pub mod detection_sink;
 pub mod event_search;
 pub mod export;
 pub mod lifecycle;
+pub mod report_records;
 pub mod request;
 pub mod retention;
 pub mod routes;
