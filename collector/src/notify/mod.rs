@@ -12,6 +12,7 @@
 //! - [`notification`]: what is stored and sent for one group and receiver.
 //! - [`redaction`]: `<secret>` in the configuration text the API shows.
 //! - [`template`]: mustache-style templates, defaults in English and Chinese.
+//! - [`go_template`]: the Go-template subset of `alertmanager.yml` files.
 //! - [`outbox`]: the persistent outbox and the delivery tasks.
 //! - [`receiver`]: email, webhook, DingTalk, WeCom, Feishu, Alertmanager.
 //! - [`http_client`]: the HTTP client the HTTP receivers share.
@@ -36,6 +37,7 @@ pub mod config;
 pub mod db;
 pub mod dispatch;
 pub mod go_regex;
+pub mod go_template;
 pub mod http_client;
 pub mod inhibit;
 pub mod matcher;
