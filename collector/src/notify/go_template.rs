@@ -21,8 +21,9 @@
 //! `.EndsAt`) are text in the display zone (`2026-12-06 18:30:05 +08:00`).
 //!
 //! **Architecture Invariant:** rendering never fails and never loops
-//! forever: a missing value is empty and `template` calls nest at most
-//! [`MAX_DEPTH`] deep.
+//! forever: a missing value is empty, `template` calls nest at most
+//! [`MAX_DEPTH`] deep, and one rendering runs at most [`MAX_STEPS`] nodes
+//! (a template calling itself twice would otherwise double at each level).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,6 +34,9 @@ use crate::notify::notification::Notification;
 
 /// How deep `template` calls may nest (a template calling itself stops).
 pub const MAX_DEPTH: usize = 32;
+
+/// Most nodes one rendering runs; the rest is left out.
+pub const MAX_STEPS: usize = 200_000;
 
 /// The functions the subset has.
 const FUNCTIONS: &[&str] = &[
@@ -165,11 +169,13 @@ impl TemplateSet {
     pub fn render(&self, name: &str, data: &Value, html: bool) -> String {
         let mut out = String::new();
         if let Some(body) = self.templates.get(name) {
+            let steps = std::cell::Cell::new(0);
             let mut scope = Scope {
                 set: self,
                 root: data,
                 variables: Vec::new(),
                 html,
+                steps: &steps,
             };
             scope.run(body, data, &mut out, 0);
         }
@@ -617,11 +623,17 @@ struct Scope<'a> {
     root: &'a Value,
     variables: Vec<(String, Value)>,
     html: bool,
+    /// Nodes run so far in this rendering, against [`MAX_STEPS`].
+    steps: &'a std::cell::Cell<usize>,
 }
 
 impl Scope<'_> {
     fn run(&mut self, nodes: &[Node], dot: &Value, out: &mut String, depth: usize) {
         for node in nodes {
+            self.steps.set(self.steps.get() + 1);
+            if self.steps.get() > MAX_STEPS {
+                return;
+            }
             match node {
                 Node::Text(text) => out.push_str(text),
                 Node::Action(pipeline) => {
@@ -700,6 +712,7 @@ impl Scope<'_> {
                             root: self.root,
                             variables: Vec::new(),
                             html: self.html,
+                            steps: self.steps,
                         };
                         inner.run(body, &value, out, depth + 1);
                     }
@@ -1156,5 +1169,17 @@ Details:
         set.add_field("t", "t", r#"{{ template "loop" . }}"#)
             .unwrap();
         assert_eq!(set.render("t", &Value::Null, false).len(), MAX_DEPTH);
+        // Calling itself twice would double at every level: the step
+        // budget ends it.
+        let mut set = TemplateSet::default();
+        set.add_file(
+            "f",
+            r#"{{ define "twice" }}x{{ template "twice" . }}{{ template "twice" . }}{{ end }}"#,
+        )
+        .unwrap();
+        set.add_field("t", "t", r#"{{ template "twice" . }}"#)
+            .unwrap();
+        let rendered = set.render("t", &Value::Null, false);
+        assert!(rendered.len() <= MAX_STEPS, "{}", rendered.len());
     }
 }
