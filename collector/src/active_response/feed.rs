@@ -242,14 +242,22 @@ async fn long_poll(
     }
 }
 
+/// The feed after `after`, less any block of an address this collector's
+/// `never_block` covers: a decision written by a CLI run without the
+/// collector's `--config` (so without its `never_block`) is still never
+/// sent.
 async fn read_feed(state: &FeedState, agent: &str, after: u64) -> Result<DecisionFeed, FeedError> {
     let store = Arc::clone(&state.store);
     let agent = agent.to_string();
     let mode = state.config.mode;
-    tokio::task::spawn_blocking(move || store.decision_feed(&agent, after, now_ms(), mode))
-        .await
-        .map_err(FeedError::storage)?
-        .map_err(|error| FeedError::storage(format!("{error:#}")))
+    let mut feed =
+        tokio::task::spawn_blocking(move || store.decision_feed(&agent, after, now_ms(), mode))
+            .await
+            .map_err(FeedError::storage)?
+            .map_err(|error| FeedError::storage(format!("{error:#}")))?;
+    feed.updates
+        .retain(|update| update.removed || state.config.refusal(update.address).is_none());
+    Ok(feed)
 }
 
 #[cfg(test)]

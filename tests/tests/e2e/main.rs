@@ -33,6 +33,7 @@ mod outputs;
 mod packaging;
 mod ports;
 mod reload;
+mod response_decisions;
 mod rules;
 mod service_probes;
 mod skeleton;
