@@ -341,6 +341,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         ),
         telemetry: telemetry.registry().clone(),
         display: Arc::new(config.display()),
+        response: Arc::clone(&response),
     });
     if let Some(task) = detection::start(
         &config.detection,

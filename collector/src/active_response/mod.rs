@@ -176,6 +176,56 @@ pub enum HandDecisionError {
     Storage(anyhow::Error),
 }
 
+/// Says in the detection's alert what its rule's response does, one line
+/// per language (`response`, `response_zh` annotations, which the default
+/// notification templates show): the block, its scope and mode, or why
+/// there is none.
+pub fn annotate(
+    config: &ResponseConfig,
+    detection: &Detection,
+    alert: &mut crate::notify::alert::Alert,
+) {
+    let Some(response) = &detection.response else {
+        return;
+    };
+    let Some(address) = source_address(detection) else {
+        return;
+    };
+    let (en, zh) = match config.refusal(address) {
+        Some(reason) => (format!("no block: {reason}"), format!("未封禁：{reason}")),
+        None => {
+            let duration = countywatch_daemon::duration::PromDuration(Duration::from_millis(
+                u64::try_from(config.duration_ms(response.duration_ms, 0)).unwrap_or(0),
+            ));
+            let (scope_en, scope_zh) = match response.scope {
+                ResponseScope::Host => (
+                    format!("on {}", detection.hosts.join(", ")),
+                    format!("在 {} 上", detection.hosts.join(", ")),
+                ),
+                ResponseScope::County => {
+                    ("on every agent".to_string(), "在全县所有主机上".to_string())
+                }
+            };
+            match response.mode.unwrap_or(config.mode) {
+                countywatch_wire::ResponseMode::Enforce => (
+                    format!("{address} blocked for {duration} {scope_en}"),
+                    format!("{scope_zh}封禁 {address}，时长 {duration}"),
+                ),
+                countywatch_wire::ResponseMode::DryRun => (
+                    format!(
+                        "dry run: {address} would be blocked for {duration} {scope_en} (recorded only; response.mode is dry_run)"
+                    ),
+                    format!(
+                        "演练：将{scope_zh}封禁 {address}，时长 {duration}（仅记录，未实际封禁；response.mode 为 dry_run）"
+                    ),
+                ),
+            }
+        }
+    };
+    alert.annotations.insert("response".to_string(), en);
+    alert.annotations.insert("response_zh".to_string(), zh);
+}
+
 /// The address a detection is about: its `src_ip` label (the rule groups
 /// by it), else the one `src_ip` all its evidence shares.
 fn source_address(detection: &Detection) -> Option<IpAddr> {
@@ -294,6 +344,58 @@ mod tests {
         assert_eq!(
             decide(&store, &config, &found, again, later + 1).unwrap(),
             Decided::Nothing
+        );
+    }
+
+    #[test]
+    fn the_notification_says_what_the_response_does_in_the_receiver_s_language() {
+        use crate::display::{Display, Language};
+        use crate::notify::notification::{AlertSnapshot, Kind, Notification};
+        use crate::notify::template::Templates;
+        let rendered = |config: &ResponseConfig, language: Language| {
+            let found = detection("203.0.113.9", &["web1"], ResponseScope::Host);
+            let mut alert = crate::detection::to_alert(&found, 1_000);
+            annotate(config, &found, &mut alert);
+            let notification = Notification {
+                kind: Kind::Alerts,
+                receiver: "officers".to_string(),
+                group_key: "0:{}".to_string(),
+                group_labels: Default::default(),
+                alerts: vec![AlertSnapshot::of(&alert, 1_000)],
+                external_url: "http://collector:9780".to_string(),
+                created_ms: 1_000,
+            };
+            let templates =
+                Templates::new(language, &Default::default(), &Display::default()).unwrap();
+            templates.render(&notification)
+        };
+        let dry = rendered(&config(""), Language::En);
+        assert!(
+            dry.text.contains(
+                "  Response: dry run: 203.0.113.9 would be blocked for 1h on web1 (recorded only"
+            ),
+            "{}",
+            dry.text
+        );
+        let zh = rendered(&config("response: {mode: enforce}\n"), Language::Zh);
+        assert!(
+            zh.text
+                .contains("  响应：在 web1 上封禁 203.0.113.9，时长 1h\n"),
+            "{}",
+            zh.text
+        );
+        assert!(zh.markdown.contains("封禁 203.0.113.9"), "{}", zh.markdown);
+        assert!(zh.html.contains("<br>在 web1 上封禁"), "{}", zh.html);
+        let spared = rendered(
+            &config("response: {never_block: [203.0.113.0/24]}\n"),
+            Language::En,
+        );
+        assert!(
+            spared
+                .text
+                .contains("Response: no block: 203.0.113.9 is in response.never_block"),
+            "{}",
+            spared.text
         );
     }
 

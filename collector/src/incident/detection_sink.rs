@@ -40,6 +40,10 @@ impl DetectionSink for IncidentSink {
         )?;
         Ok(())
     }
+
+    fn annotate(&self, detection: &Detection, alert: &mut crate::notify::alert::Alert) {
+        crate::active_response::annotate(&self.response, detection, alert);
+    }
 }
 
 /// Sets `countywatch_incidents{severity,status}` from the store, every

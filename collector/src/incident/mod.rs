@@ -93,6 +93,8 @@ pub struct Incidents {
     pub telemetry: prometheus::Registry,
     /// The time zone and default language people read.
     pub display: Arc<crate::display::Display>,
+    /// The `response:` section: the decisions page says when it is a dry run.
+    pub response: Arc<crate::active_response::config::ResponseConfig>,
 }
 
 /// A request that passed routing and authorization.

@@ -81,6 +81,34 @@ fn updates(feed: &DecisionFeed) -> Vec<(String, bool)> {
         .collect()
 }
 
+/// Posts `batch` as `identity` asking for decisions after 0; the answer's
+/// `accepted_seq` and feed.
+fn batch_answer(addr: SocketAddr, identity: &Path, batch: &Batch) -> (u64, DecisionFeed) {
+    let answer = curl_post(
+        addr,
+        INGEST_PATH,
+        &countywatch_wire::encode_batch(batch),
+        &[
+            "Content-Encoding: gzip",
+            &format!("{DECISIONS_AFTER_HEADER}: 0"),
+        ],
+        Some(&CurlIdentity {
+            state_dir: identity,
+        }),
+    );
+    let answer: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    let feed = serde_json::from_value(answer["decisions"].clone()).unwrap();
+    (answer["accepted_seq"].as_u64().unwrap(), feed)
+}
+
+/// The value of the first form field `name` in a page.
+fn form_value<'a>(page: &'a str, name: &str) -> &'a str {
+    page.split(&format!("name=\"{name}\" value=\""))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+}
+
 fn cli(collector: &Collector, args: &[&str]) -> (bool, String) {
     let output = collector_cli(&collector.data_dir, args);
     let text = format!(
@@ -115,6 +143,17 @@ fn config_of(collector: &Collector) -> String {
         .join("collector.yaml")
         .display()
         .to_string()
+}
+
+/// Asserts that one audit line about decisions holds every needle.
+fn assert_audited(collector: &Collector, needles: &[&str]) {
+    let trail = audit(collector);
+    assert!(
+        trail
+            .lines()
+            .any(|line| needles.iter().all(|needle| line.contains(needle))),
+        "{needles:?} not in:\n{trail}"
+    );
 }
 
 fn audit(collector: &Collector) -> String {
@@ -162,36 +201,10 @@ fn a_brute_force_from_one_agent_is_blocked_on_that_agent_only_in_dry_run_by_defa
 
     // The batch answer carries the feed when the agent sends its cursor,
     // and keeps accepted_seq.
-    let answer = curl_post(
-        addr,
-        INGEST_PATH,
-        &countywatch_wire::encode_batch(&failures("web2", 1, "198.51.100.1", 1)),
-        &[
-            "Content-Encoding: gzip",
-            &format!("{DECISIONS_AFTER_HEADER}: 0"),
-        ],
-        Some(&CurlIdentity {
-            state_dir: web2.path(),
-        }),
-    );
-    let answer: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
-    assert_eq!(answer["accepted_seq"], 1);
-    let in_batch: DecisionFeed = serde_json::from_value(answer["decisions"].clone()).unwrap();
+    let (seq, in_batch) = batch_answer(addr, web2.path(), &failures("web2", 1, "198.51.100.1", 1));
+    assert_eq!(seq, 1);
     assert!(in_batch.updates.is_empty(), "{in_batch:?}");
-    let answer = curl_post(
-        addr,
-        INGEST_PATH,
-        &countywatch_wire::encode_batch(&failures("web1", 2, "198.51.100.1", 1)),
-        &[
-            "Content-Encoding: gzip",
-            &format!("{DECISIONS_AFTER_HEADER}: 0"),
-        ],
-        Some(&CurlIdentity {
-            state_dir: web1.path(),
-        }),
-    );
-    let answer: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
-    let in_batch: DecisionFeed = serde_json::from_value(answer["decisions"].clone()).unwrap();
+    let (_, in_batch) = batch_answer(addr, web1.path(), &failures("web1", 2, "198.51.100.1", 1));
     assert_eq!(updates(&in_batch), [("203.0.113.9".to_string(), false)]);
     let plain = post_batch(addr, web1.path(), &failures("web1", 3, "198.51.100.1", 1));
     assert!(!plain.body.contains("decisions"), "{}", plain.body);
@@ -214,13 +227,7 @@ fn a_brute_force_from_one_agent_is_blocked_on_that_agent_only_in_dry_run_by_defa
     assert!(line.contains("dry_run"), "{line}");
     assert!(line.contains("rule:ssh_brute_force"), "{line}");
     assert!(line.contains("web1:applied"), "{line}");
-    let trail = audit(&collector);
-    assert!(
-        trail.lines().any(|line| line.contains("detection")
-            && line.contains("decision.added")
-            && line.contains("203.0.113.9")),
-        "{trail}"
-    );
+    assert_audited(&collector, &["detection", "decision.added", "203.0.113.9"]);
 }
 
 #[test]
@@ -271,15 +278,8 @@ fn a_county_decision_from_the_cli_reaches_every_agent_and_its_deletion_wakes_the
     );
     let (again, text) = cli(&collector, &["decisions", "delete", "198.51.100.7"]);
     assert!(!again && text.contains("no active decision"), "{text}");
-    let trail = audit(&collector);
-    for action in ["decision.added", "decision.removed"] {
-        assert!(
-            trail
-                .lines()
-                .any(|line| line.contains("cli:") && line.contains(action)),
-            "{trail}"
-        );
-    }
+    assert_audited(&collector, &["cli:", "decision.added"]);
+    assert_audited(&collector, &["cli:", "decision.removed"]);
 }
 
 #[test]
@@ -355,13 +355,7 @@ fn decisions_an_agent_made_offline_are_recorded_as_its_own_and_audited() {
     assert!(line.contains("agent:web1"), "{line}");
     assert!(line.contains("host:web1"), "{line}");
     assert!(line.contains("enforce"), "{line}");
-    let trail = audit(&collector);
-    assert!(
-        trail
-            .lines()
-            .any(|line| line.contains("agent:web1") && line.contains("decision.added")),
-        "{trail}"
-    );
+    assert_audited(&collector, &["agent:web1", "decision.added"]);
     // A body that is not the contract is refused with 400, not stored.
     let bad = curl_post(
         collector.ingest_addr,
@@ -376,4 +370,90 @@ fn decisions_an_agent_made_offline_are_recorded_as_its_own_and_audited() {
     // Without a client certificate nothing is answered.
     let anonymous = curl_post(collector.ingest_addr, DECISIONS_ACK_PATH, b"{}", &[], None);
     assert_ne!(anonymous.status, 200, "{}", anonymous.body);
+}
+
+#[test]
+fn an_officer_sees_the_dry_run_decision_on_the_console_and_unblocks_it() {
+    use crate::incidents::{login, raw_request};
+    let collector = Collector::start();
+    let web1 = collector.enrolled_identity("web1");
+    countywatch_e2e::process::add_user(
+        &collector.data_dir,
+        "officer1",
+        "security_officer",
+        "officer-password-1",
+    );
+    let response = post_batch(
+        collector.ingest_addr,
+        web1.path(),
+        &failures("web1", 1, "203.0.113.9", 12),
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    let line = listed(&collector, &["decisions", "list"], "203.0.113.9").unwrap();
+    let incident = line
+        .split_whitespace()
+        .skip_while(|word| *word != "rule:ssh_brute_force")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert!(incident.parse::<i64>().is_ok(), "{line}");
+
+    let (status, session) = login(collector.http_addr, "officer1", "officer-password-1");
+    assert_eq!(status, 303);
+    let cookie = format!("Cookie: cw_session={}", session.unwrap());
+    let page = raw_request(
+        collector.http_addr,
+        "GET",
+        "/decisions?lang=en",
+        &[&cookie],
+        "",
+    );
+    assert!(page.contains("Active response is in dry run"), "{page}");
+    assert!(page.contains("data-address=\"203.0.113.9\""), "{page}");
+    assert!(page.contains("data-mode=\"dry_run\""), "{page}");
+    assert!(
+        page.contains(&format!("href=\"/incidents/{incident}\"")),
+        "{page}"
+    );
+    let zh = raw_request(
+        collector.http_addr,
+        "GET",
+        "/decisions?lang=zh",
+        &[&cookie],
+        "",
+    );
+    assert!(zh.contains("解除封禁"), "{zh}");
+    let detail = raw_request(
+        collector.http_addr,
+        "GET",
+        &format!("/incidents/{incident}?lang=en"),
+        &[&cookie],
+        "",
+    );
+    assert!(detail.contains("data-address=\"203.0.113.9\""), "{detail}");
+
+    let csrf = form_value(&page, "csrf");
+    let id = form_value(&page, "id");
+    let form = format!("csrf={csrf}&id={id}");
+    let forged = raw_request(
+        collector.http_addr,
+        "POST",
+        "/decisions",
+        &[&cookie, "Content-Type: application/x-www-form-urlencoded"],
+        &format!("csrf=wrong&id={id}"),
+    );
+    assert!(forged.starts_with("HTTP/1.1 403"), "{forged}");
+    let posted = raw_request(
+        collector.http_addr,
+        "POST",
+        "/decisions",
+        &[&cookie, "Content-Type: application/x-www-form-urlencoded"],
+        &form,
+    );
+    assert!(posted.contains("location: /decisions?done=ok"), "{posted}");
+    let (_, active) = cli(&collector, &["decisions", "list"]);
+    assert!(!active.contains("203.0.113.9"), "{active}");
+    let (feed, _) = poll(collector.ingest_addr, web1.path(), 0, 0);
+    assert_eq!(updates(&feed), [("203.0.113.9".to_string(), true)]);
+    assert_audited(&collector, &["officer1", "decision.removed"]);
 }
