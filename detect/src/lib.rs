@@ -1,4 +1,4 @@
-//! Detection rules over security events (issue 7): the YAML rule format,
+//! Detection rules over security events: the YAML rule format,
 //! the engine that runs every accepted event through the loaded rules, and
 //! the [`Detection`] it produces for the collector's notifier and incident
 //! store.

@@ -364,6 +364,7 @@ mod tests {
                 alerts: vec![AlertSnapshot::of(&alert, 1_000)],
                 external_url: "http://collector:9780".to_string(),
                 created_ms: 1_000,
+                lease_ms: None,
             };
             let templates =
                 Templates::new(language, &Default::default(), &Display::default()).unwrap();
