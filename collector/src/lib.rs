@@ -336,6 +336,9 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         stopped.clone(),
     )));
     let response = Arc::new(config.response.clone());
+    let response_metrics =
+        active_response::metrics::ResponseMetrics::register(telemetry.registry())
+            .context("cannot register the active-response metrics")?;
     tasks.push(tokio::spawn(active_response::watch_other_writers(
         Arc::clone(&incident_store),
         stopped.clone(),
@@ -372,6 +375,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             store: Arc::clone(&incident_store),
             telemetry: Arc::clone(&telemetry),
             response: Arc::clone(&response),
+            response_metrics: response_metrics.clone(),
         }),
         Arc::clone(&notifier),
         telemetry.registry(),
@@ -427,6 +431,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             store: Arc::clone(&incident_store),
             config: Arc::clone(&response),
             stopped: stopped.clone(),
+            metrics: response_metrics,
         }),
         max_body_bytes: config.ingest.max_body_bytes,
         max_decompressed_bytes: config.ingest.max_decompressed_bytes,

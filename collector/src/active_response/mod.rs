@@ -7,6 +7,7 @@
 //!   poll, acknowledgements, agent-made decisions, and the feed in batch
 //!   answers.
 //! - [`cli`]: `decisions add|list|delete`.
+//! - [`metrics`]: `countywatch_response_*` counters.
 //!
 //! The decisions themselves are stored by `incident::decisions`, beside the
 //! incidents that cause them and the audit trail.
@@ -19,6 +20,7 @@
 pub mod cli;
 pub mod config;
 pub mod feed;
+pub mod metrics;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -44,8 +46,22 @@ pub enum Decided {
     Nothing,
     /// A decision with this id.
     Made(i64),
-    /// Refused (never_block, no single source address); the reason.
+    /// Refused: the address may never be blocked; the reason (audited).
     Refused(String),
+    /// The detection has no single source address to block.
+    NoAddress,
+}
+
+impl Decided {
+    /// The `outcome` label of `countywatch_response_decisions_total`.
+    pub fn outcome(&self) -> Option<&'static str> {
+        match self {
+            Decided::Nothing => None,
+            Decided::Made(_) => Some("made"),
+            Decided::Refused(_) => Some("refused"),
+            Decided::NoAddress => Some("no_address"),
+        }
+    }
 }
 
 /// Records the decision a detection's rule asks for, after the store
@@ -71,12 +87,12 @@ pub fn decide(
         }
     }
     let Some(address) = source_address(detection) else {
-        let reason = format!(
-            "incident {incident} ({}) has no single source address to block",
-            detection.rule_id
+        tracing::warn!(
+            incident,
+            rule = %detection.rule_id,
+            "no decision: the detection has no single source address to block"
         );
-        tracing::warn!("{reason}");
-        return Ok(Decided::Refused(reason));
+        return Ok(Decided::NoAddress);
     };
     if let Some(reason) = config.refusal(address) {
         store.refuse_decision(

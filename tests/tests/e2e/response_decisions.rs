@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use countywatch_e2e::Collector;
-use countywatch_e2e::http::{CurlIdentity, curl_get, curl_post, post_batch};
+use countywatch_e2e::http::{CurlIdentity, curl_get, curl_post, post_batch, sample_value};
 use countywatch_e2e::process::wait_until;
 use countywatch_wire::{
     Batch, DECISIONS_ACK_PATH, DECISIONS_AFTER_HEADER, DECISIONS_LOCAL_PATH, DecisionFeed, Event,
@@ -174,10 +174,17 @@ fn a_brute_force_from_one_agent_is_blocked_on_that_agent_only_in_dry_run_by_defa
     let web2_poll = std::thread::spawn(move || poll(addr, &web2_path, 0, 8));
     std::thread::sleep(Duration::from_millis(500));
     let attack = failures("web1", 1, "203.0.113.9", 12);
+    let attacked = Instant::now();
     let response = post_batch(addr, web1.path(), &attack);
     assert_eq!(response.status, 200, "{}", response.body);
 
     let (feed, took) = web1_poll.join().unwrap();
+    // For the record, not asserted (timing belongs to benchmarks): from
+    // the batch's POST to the long poll's answer.
+    eprintln!(
+        "batch to decision at the long poll: {:?}",
+        attacked.elapsed()
+    );
     assert_eq!(updates(&feed), [("203.0.113.9".to_string(), false)]);
     assert!(
         took < Duration::from_secs(30),
@@ -210,7 +217,7 @@ fn a_brute_force_from_one_agent_is_blocked_on_that_agent_only_in_dry_run_by_defa
     assert!(!plain.body.contains("decisions"), "{}", plain.body);
 
     // The agent's acknowledgement shows in `decisions list`.
-    let ack = serde_json::json!({ "applied": [update.id] }).to_string();
+    let ack = serde_json::json!({ "applied": [update.id, 9_999] }).to_string();
     let acked = curl_post(
         addr,
         DECISIONS_ACK_PATH,
@@ -228,6 +235,23 @@ fn a_brute_force_from_one_agent_is_blocked_on_that_agent_only_in_dry_run_by_defa
     assert!(line.contains("rule:ssh_brute_force"), "{line}");
     assert!(line.contains("web1:applied"), "{line}");
     assert_audited(&collector, &["detection", "decision.added", "203.0.113.9"]);
+    let metrics = collector.metrics();
+    for (series, value) in [
+        (
+            "countywatch_response_decisions_total{made_by=\"rule\",outcome=\"made\"}",
+            1.0,
+        ),
+        (
+            "countywatch_response_answers_total{result=\"applied\"}",
+            2.0,
+        ),
+        (
+            "countywatch_response_answers_total{result=\"unknown\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(sample_value(&metrics, series), Some(value), "{series}");
+    }
 }
 
 #[test]
@@ -268,9 +292,14 @@ fn a_county_decision_from_the_cli_reaches_every_agent_and_its_deletion_wakes_the
     let cursor = feed.cursor;
     let waiting = std::thread::spawn(move || poll(addr, &web1_path, cursor, 40));
     std::thread::sleep(Duration::from_millis(500));
+    let unblocked = Instant::now();
     let (deleted, text) = cli(&collector, &["decisions", "delete", "198.51.100.7"]);
     assert!(deleted, "{text}");
     let (removal, took) = waiting.join().unwrap();
+    eprintln!(
+        "decisions delete (the CLI's whole run) to removal at the long poll: {:?}",
+        unblocked.elapsed()
+    );
     assert_eq!(updates(&removal), [("198.51.100.7".to_string(), true)]);
     assert!(
         took < Duration::from_secs(30),
@@ -318,6 +347,13 @@ fn expired_decisions_are_never_sent_and_never_block_addresses_get_none() {
     );
     let (_, all) = cli(&collector, &["decisions", "list", "--all"]);
     assert!(!all.contains("203.0.113."), "{all}");
+    assert_eq!(
+        sample_value(
+            &collector.metrics(),
+            "countywatch_response_decisions_total{made_by=\"rule\",outcome=\"refused\"}"
+        ),
+        Some(1.0)
+    );
     // Even a decision written without the collector's configuration (so
     // without its never_block) is never sent.
     let (added, text) = cli(&collector, &["decisions", "add", "203.0.113.51"]);
