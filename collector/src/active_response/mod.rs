@@ -108,7 +108,7 @@ pub fn decide(
         ResponseScope::Host => DecisionScope::Hosts(detection.hosts.clone()),
     };
     let window_ms = i64::try_from(config.repeat_window.get().as_millis()).unwrap_or(i64::MAX);
-    let repeats = store.decisions_since(address, now_ms.saturating_sub(window_ms))?;
+    let repeats = store.ended_decisions_since(address, now_ms.saturating_sub(window_ms), now_ms)?;
     let duration_ms = config.duration_ms(response.duration_ms, repeats);
     let decision = NewDecision {
         address,
@@ -353,6 +353,21 @@ mod tests {
         );
         let listed = store.decisions(DecisionFilter::All, later, 10).unwrap();
         assert_eq!(listed[0].expires_ms - listed[0].start_ms, 2 * hour);
+        // Another rule firing on the same attack while that block is in
+        // force gets the rule's own duration: no repeat yet.
+        let mut spraying = found.clone();
+        spraying.rule_id = "ssh_password_spraying".to_string();
+        let sprayed = store.record_detection(&spraying).unwrap();
+        assert!(matches!(
+            decide(&store, &config, &spraying, sprayed, later).unwrap(),
+            Decided::Made(3)
+        ));
+        let listed = store.decisions(DecisionFilter::All, later, 10).unwrap();
+        assert_eq!(
+            listed[0].expires_ms - listed[0].start_ms,
+            2 * hour,
+            "one ended decision before it"
+        );
         // Once an officer lifted it, the incident gets no new block.
         store
             .remove_decisions("203.0.113.9".parse().unwrap(), None, "alice", later)

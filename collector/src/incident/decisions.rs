@@ -301,12 +301,20 @@ impl IncidentStore {
     }
 
     /// How many decisions against `address` started at or after
-    /// `since_ms`: the repeats that lengthen the next one.
-    pub fn decisions_since(&self, address: IpAddr, since_ms: i64) -> anyhow::Result<u32> {
+    /// `since_ms` and are over by `now_ms` (expired or lifted): the repeats
+    /// that lengthen the next one. Decisions still in force do not count,
+    /// so two rules firing on one attack do not double each other.
+    pub fn ended_decisions_since(
+        &self,
+        address: IpAddr,
+        since_ms: i64,
+        now_ms: i64,
+    ) -> anyhow::Result<u32> {
         let connection = self.read();
         let count: i64 = connection.query_row(
-            "SELECT COUNT(*) FROM decisions WHERE address = ?1 AND start_ms >= ?2",
-            params![address.to_canonical().to_string(), since_ms],
+            "SELECT COUNT(*) FROM decisions WHERE address = ?1 AND start_ms >= ?2
+                AND (expires_ms <= ?3 OR removed_ms IS NOT NULL)",
+            params![address.to_canonical().to_string(), since_ms, now_ms],
             |row| row.get(0),
         )?;
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
