@@ -96,6 +96,12 @@ pub struct HttpConfig {
     /// Prometheus sends them with `authorization` or `basic_auth`. Unset,
     /// `/metrics` is open to whoever reaches the listener.
     pub metrics_auth: Option<MetricsAuthConfig>,
+    /// Let anyone who reaches the listener read `GET /api/v2/alerts`
+    /// without credentials, as an Alertmanager's is open (for a Grafana or
+    /// a wall display without a token). Alerting-rule alerts only: the
+    /// detections' alerts, whose labels name users, addresses and hosts,
+    /// still need a viewer. Off by default.
+    pub open_alerts_read: bool,
 }
 
 /// The ingest listener.
@@ -189,6 +195,7 @@ impl Default for HttpConfig {
             tls: None,
             insecure_http: false,
             metrics_auth: None,
+            open_alerts_read: false,
         }
     }
 }

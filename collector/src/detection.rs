@@ -497,7 +497,11 @@ async fn run(
                     sink.annotate(detection, &mut alert);
                     alerts.push(alert);
                 }
-                if notifier.submit(alerts).await.is_err() {
+                if notifier
+                    .submit_from(crate::notify::Origin::Detection, alerts)
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 read

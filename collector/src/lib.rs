@@ -367,6 +367,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         display: Arc::new(config.display()),
         response: Arc::clone(&response),
         reloader: Arc::clone(&reloader),
+        open_alerts_read: config.http.open_alerts_read,
     });
     if let Some(task) = detection::start(
         &config.detection,
