@@ -340,6 +340,9 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         stopped.clone(),
     )));
     let response = Arc::new(config.response.clone());
+    let response_metrics =
+        active_response::metrics::ResponseMetrics::register(telemetry.registry())
+            .context("cannot register the active-response metrics")?;
     tasks.push(tokio::spawn(active_response::watch_other_writers(
         Arc::clone(&incident_store),
         stopped.clone(),
@@ -366,6 +369,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         ),
         telemetry: telemetry.registry().clone(),
         display: Arc::new(config.display()),
+        response: Arc::clone(&response),
         reloader: Arc::clone(&reloader),
         open_alerts_read: config.http.open_alerts_read,
     });
@@ -376,6 +380,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             store: Arc::clone(&incident_store),
             telemetry: Arc::clone(&telemetry),
             response: Arc::clone(&response),
+            response_metrics: response_metrics.clone(),
         }),
         Arc::clone(&notifier),
         telemetry.registry(),
@@ -431,6 +436,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             store: Arc::clone(&incident_store),
             config: Arc::clone(&response),
             stopped: stopped.clone(),
+            metrics: response_metrics,
         }),
         max_body_bytes: config.ingest.max_body_bytes,
         max_decompressed_bytes: config.ingest.max_decompressed_bytes,

@@ -95,6 +95,8 @@ pub struct Incidents {
     pub telemetry: prometheus::Registry,
     /// The time zone and default language people read.
     pub display: Arc<crate::display::Display>,
+    /// The `response:` section: the decisions page says when it is a dry run.
+    pub response: Arc<crate::active_response::config::ResponseConfig>,
     /// Reloads the configuration on `POST /-/reload`.
     pub reloader: Arc<crate::config_reload::Reloader>,
     /// `http.open_alerts_read`: anonymous `GET /api/v2/alerts` lists the

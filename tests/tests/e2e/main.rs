@@ -38,6 +38,7 @@ mod packaging;
 mod ports;
 mod reload;
 mod response;
+mod response_decisions;
 mod rules;
 mod service_probes;
 mod skeleton;
