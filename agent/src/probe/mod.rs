@@ -6,9 +6,10 @@
 //! Each probe has a pure `parse` function over the text it reads, tested
 //! against fixtures at the bottom of its file, and a thin part doing IO.
 //!
-//! Probes are synchronous: the collection loop runs each one on a blocking
-//! thread under a timeout, so a probe stuck in the kernel (a hung NFS mount)
-//! cannot stall the others or the agent.
+//! Probes are synchronous: the collection loop runs them in turn on a
+//! blocking thread, each under a timeout, so a probe stuck in the kernel (a
+//! hung NFS mount) cannot stall the others or the agent; probes that wait
+//! on the network get a thread of their own ([`Probe::needs_own_thread`]).
 //!
 //! Each probe has its own config section (an enable flag, an interval where
 //! it makes sense); sections with more than a flag are defined in the
@@ -72,6 +73,14 @@ pub trait Probe: Send {
         None
     }
 
+    /// Whether the probe runs on a thread of its own instead of in turn
+    /// with the others: probes that wait on the network or another daemon
+    /// (service checks, SNMP, systemd, network filesystems) would delay
+    /// every probe queued behind them. Asked once, when the agent starts.
+    fn needs_own_thread(&self) -> bool {
+        false
+    }
+
     /// Takes the events the probe saw since it was last asked: state
     /// changes of the network devices it polls. Host probes see none. The
     /// collection returns them beside the families and the run loop spools
@@ -104,6 +113,10 @@ impl Probe for Every {
 
     fn interval(&self) -> Option<Duration> {
         Some(self.interval)
+    }
+
+    fn needs_own_thread(&self) -> bool {
+        self.probe.needs_own_thread()
     }
 
     fn take_events(&mut self) -> Vec<Event> {
@@ -161,6 +174,24 @@ pub(crate) fn numbered_entries(dir: &Path, prefix: &str) -> Vec<(String, PathBuf
         .into_iter()
         .map(|(_, number, path)| (number, path))
         .collect()
+}
+
+/// The most a sysfs attribute holds: the kernel formats one into a page.
+pub(crate) const ATTRIBUTE_MAX: usize = 4096;
+
+/// Reads a sysfs attribute with one read of at most `limit` bytes (up to
+/// [`ATTRIBUTE_MAX`]): open, read, close. sysfs hands an attribute over
+/// whole in the first read, so this skips the size lookup and the second
+/// read to find the end that `read_to_string` makes, for probes that read
+/// dozens of attributes per collection (netclass reads 23 per interface).
+/// A driver that answers EAGAIN (some hwmon chips) gets no second try.
+/// Invalid UTF-8 is replaced, as node_exporter does.
+pub(crate) fn read_attribute(path: &Path, limit: usize) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut buffer = [0_u8; ATTRIBUTE_MAX];
+    let limit = limit.min(ATTRIBUTE_MAX);
+    let length = std::fs::File::open(path)?.read(&mut buffer[..limit])?;
+    Ok(String::from_utf8_lossy(&buffer[..length]).into_owned())
 }
 
 /// Reads a small pseudo-file completely.
