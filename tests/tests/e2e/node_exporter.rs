@@ -411,17 +411,11 @@ const NOT_SERVED: &[(&str, &str)] = &[
         "node_disk_ata_",
         "diskstats' udev ATA properties (hosts with udev) not done yet",
     ),
-    ("node_hwmon_", "hwmon collector not done yet"),
     ("node_thermal_zone_", "thermal_zone collector not done yet"),
     (
         "node_cooling_device_",
         "thermal_zone collector not done yet",
     ),
-    ("node_md_", "mdadm collector not done yet"),
-    ("node_dmi_info", "dmi collector not done yet"),
-    ("node_schedstat_", "schedstat collector not done yet"),
-    ("node_cpu_frequency_", "cpufreq collector not done yet"),
-    ("node_cpu_scaling_", "cpufreq collector not done yet"),
     (
         "node_cpu_core_throttles_total",
         "cpu collector's thermal throttle counters (bare metal only) not done yet",
@@ -429,10 +423,6 @@ const NOT_SERVED: &[(&str, &str)] = &[
     (
         "node_cpu_package_throttles_total",
         "cpu collector's thermal throttle counters (bare metal only) not done yet",
-    ),
-    (
-        "node_power_supply_",
-        "powersupplyclass collector not done yet",
     ),
     ("node_rapl_", "rapl collector not done yet"),
     ("node_nvme_", "nvme collector not done yet"),
