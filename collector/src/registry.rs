@@ -22,7 +22,7 @@ use crate::digest::sha256_hex;
 use crate::event_log::{self, NewEvent, Position};
 
 /// Schema migrations, applied in order; the index + 1 is the version.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     "CREATE TABLE tokens (
         hash TEXT PRIMARY KEY,
         name TEXT,
@@ -71,6 +71,8 @@ const MIGRATIONS: &[&str] = &[
     // (`token create --name NAME --replace`); others may not take a name
     // an enrolled agent holds.
     "ALTER TABLE tokens ADD COLUMN replace_existing INTEGER NOT NULL DEFAULT 0;",
+    // The events' free-text index (issue 24), owned by the event log.
+    event_log::TEXT_INDEX_SCHEMA,
 ];
 
 /// An enrolled agent as `agents list` shows it.
@@ -217,7 +219,10 @@ impl Registry {
         now_ms: i64,
     ) -> Result<Redeemed, TokenError> {
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        // Immediate, like every read-then-write here: the CLI and the host
+        // binding write this file too, and a deferred transaction that has
+        // read would fail at once with SQLITE_BUSY instead of waiting.
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row: Option<(Option<String>, i64, Option<i64>, bool)> = transaction
             .query_row(
                 "SELECT name, expires_ms, used_ms, replace_existing FROM tokens WHERE hash = ?1",
