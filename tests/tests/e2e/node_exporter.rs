@@ -440,7 +440,13 @@ const NOT_SERVED: &[(&str, &str)] = &[
 
 /// The share of Node Exporter Full's families node_exporter serves here
 /// that the agent serves too, at least. Issue 23 aims for 0.95; measured
-/// 0.915 on Debian 12 (188 families served here, 16 missing, all timex).
+/// 0.915 on Debian 12 (188 families served here, 16 missing, all timex),
+/// again on 2026-12-06 with hwmon, mdadm, cpufreq, powersupplyclass,
+/// schedstat and dmi added: the CI machine (a container) has none of their
+/// sources, so node_exporter serves none of those families here either and
+/// the figure does not move; those collectors are checked against fixture
+/// trees in their own files, and their `node_scrape_collector_success`
+/// series (0, or 1 for cpufreq and powersupplyclass) agree here.
 /// FIXME: timex (adjtimex(2)) would bring it to 1.0.
 const DASHBOARD_SHARE_FLOOR: f64 = 0.91;
 
