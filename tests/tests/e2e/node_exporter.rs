@@ -392,7 +392,7 @@ const NOT_SERVED: &[(&str, &str)] = &[
     ),
     (
         "node_timex_",
-        "timex needs adjtimex(2), which rustix 1.1 does not wrap and the workspace forbids unsafe code; not done",
+        "timex needs adjtimex(2), which neither rustix (0.38, 1.1) nor nix (0.31) wraps safely, and the workspace forbids unsafe code; not done",
     ),
     ("node_selinux_", "selinux collector not done yet"),
     (
