@@ -169,6 +169,19 @@ impl Site {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Waits until `decisions list` shows `answer` (an agent's
+    /// acknowledgement, `NAME:applied` or `NAME:refused (REASON`).
+    fn wait_for_answer(&self, answer: &str) {
+        let mut listed = String::new();
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                listed = self.decisions(&["list"]);
+                listed.contains(answer)
+            }),
+            "no {answer:?} in {listed}"
+        );
+    }
+
     /// Blocks `address` on this agent for `duration`, in `mode`.
     fn block(&self, address: &str, duration: &str, mode: &str) {
         let scope = format!("host:{}", self.name);
@@ -468,4 +481,69 @@ fn the_iptables_and_ipset_fallback_blocks_and_unblocks() {
     assert!(listed.contains("in set"), "{listed}");
     site.decisions(&["delete", ATTACKER]);
     assert!(site.wait_for_connect(ATTACKER, Connect::Connected));
+}
+
+#[test]
+fn the_peer_of_an_open_ssh_session_is_blocked_only_once_the_session_ends() {
+    let site = Site::start("ssh", 27, "", NFTABLES);
+    // A listener on port 22 in the agent's namespace stands for sshd (the
+    // agent counts port 22 as sshd's whoever listens there); it holds
+    // every connection open.
+    let mut sshd = Command::new("ip")
+        .args(["netns", "exec", &site.link.name, "python3", "-c"])
+        .arg(format!(
+            "import socket\ns = socket.socket()\ns.bind(('{SERVER}', 22))\ns.listen(16)\nheld = []\nwhile True:\n    held.append(s.accept()[0])\n"
+        ))
+        .spawn()
+        .unwrap();
+    let session = || {
+        Command::new("ip")
+            .args(["netns", "exec", &site.attackers.name, "python3", "-c"])
+            .arg(format!(
+                "import socket, time\ns = socket.create_connection(('{SERVER}', 22), source_address=('{ATTACKER}', 0))\ntime.sleep(600)\n"
+            ))
+            .spawn()
+            .unwrap()
+    };
+    let established = || {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &site.link.name])
+            .args(["ss", "-Htn", "state", "established"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).contains(&format!("{ATTACKER}:"))
+    };
+    let mut open = session();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            if !established() {
+                // The listener may not have been up yet.
+                if matches!(open.try_wait(), Ok(Some(_))) {
+                    open = session();
+                }
+                return false;
+            }
+            true
+        }),
+        "the SSH session should be established"
+    );
+    site.block(ATTACKER, "1h", "enforce");
+    site.wait_for_answer(&format!(
+        "{}:refused (peer of an open SSH session",
+        site.name
+    ));
+    assert_eq!(site.connect(ATTACKER), Connect::Connected);
+    assert!(!site.kernel_table().contains(ATTACKER));
+
+    // The session ends: the block applies and is acknowledged as applied.
+    let _ = open.kill();
+    let _ = open.wait();
+    assert!(
+        site.wait_for_connect(ATTACKER, Connect::TimedOut),
+        "the block should apply once the session is gone"
+    );
+    site.wait_for_answer(&format!("{}:applied", site.name));
+    assert_eq!(site.connect(BYSTANDER), Connect::Connected);
+    let _ = sshd.kill();
+    let _ = sshd.wait();
 }
