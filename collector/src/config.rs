@@ -50,6 +50,12 @@ pub struct Config {
     /// Active response: decisions that block attacking addresses on
     /// agents, dry run by default (docs/security.md).
     pub response: crate::active_response::config::ResponseConfig,
+    /// The file this configuration was read from, which a reload reads
+    /// again; `None` when the collector runs on defaults. Not a key.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+    /// The county report and the history it reads (docs/report.md).
+    pub report: crate::report::config::ReportConfig,
 }
 
 /// The enrolment listener.
@@ -152,6 +158,8 @@ impl Default for Config {
             display: Default::default(),
             audit: Default::default(),
             response: Default::default(),
+            source: None,
+            report: Default::default(),
         }
     }
 }
@@ -223,6 +231,7 @@ impl Config {
             problems.problems.extend(semantic.problems);
         }
         problems.into_result()?;
+        config.source = Some(path.to_path_buf());
         Ok(config)
     }
 

@@ -53,6 +53,8 @@ pub struct IngestState {
     pub hosts: Arc<crate::host_binding::HostBinding>,
     /// The decision endpoints and the feed batch answers carry.
     pub decisions: Arc<FeedState>,
+    /// The county report's history, which follows every stored batch.
+    pub history: Arc<crate::history::History>,
     /// Largest compressed body.
     pub max_body_bytes: usize,
     /// Largest decompressed body.
@@ -416,6 +418,9 @@ async fn store(
             .outputs
             .enqueue_agent_samples(&agent, crate::metric_store::JOB, collected_at_ms, metrics)
             .await;
+        state
+            .history
+            .observe_batch(&agent, now_ms(), collected_at_ms, &metrics);
         if !metrics.is_empty() {
             state.store.update(&agent, metrics, collected_at_ms);
         } else {

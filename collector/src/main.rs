@@ -102,6 +102,14 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The county report: service availability and security for a month
+    /// or a range of days (docs/report.md).
+    Report {
+        #[command(flatten)]
+        location: StateLocation,
+        #[command(flatten)]
+        args: countywatch_collector::report::cli::ReportArgs,
+    },
     /// Active-response decisions: addresses blocked on agents (dry run
     /// until `response.mode: enforce`).
     Decisions {
@@ -587,6 +595,9 @@ fn main() -> ExitCode {
                 active_response::cli::delete(config, &args)
             }),
         },
+        Command::Report { location, args } => with_state(location, |config| {
+            countywatch_collector::report::cli::run(config, &args)
+        }),
         Command::Notify {
             command: NotifyCommand::Routes { command },
         } => notify_routes(command),

@@ -216,7 +216,26 @@ impl Collector {
         config: Option<&str>,
         extra_args: &[&str],
     ) -> Collector {
-        let mut command = Command::new(binary("countywatch-collector"));
+        Collector::start_wrapped(dir, data_dir, config, extra_args, &[])
+    }
+
+    /// Like [`Collector::start_in`], with the binary run through `wrapper`
+    /// (e.g. `env LD_PRELOAD=...libfaketime...`).
+    pub fn start_wrapped(
+        dir: tempfile::TempDir,
+        data_dir: &Path,
+        config: Option<&str>,
+        extra_args: &[&str],
+        wrapper: &[&str],
+    ) -> Collector {
+        let mut command = match wrapper.split_first() {
+            Some((program, arguments)) => {
+                let mut command = Command::new(program);
+                command.args(arguments).arg(binary("countywatch-collector"));
+                command
+            }
+            None => Command::new(binary("countywatch-collector")),
+        };
         command.args([
             "--log-format",
             "json",
@@ -410,6 +429,16 @@ impl Collector {
     pub fn stop_keeping_data(mut self) -> tempfile::TempDir {
         terminate(&mut self.child);
         self.dir.take().unwrap()
+    }
+
+    /// Sends SIGHUP (`systemctl reload`).
+    pub fn hangup(&self) {
+        if let Some(pid) = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::HUP);
+        }
     }
 
     /// The collector's `/metrics` text.
