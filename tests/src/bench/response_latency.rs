@@ -8,6 +8,8 @@
 //! measured for this figure. Then log line to block, the same lines fed to
 //! Debian's fail2ban (sshd jail settings, nftables action) in a namespace of
 //! its own, measured to its `Ban` log line.
+//! Then 20 unblocks from the command line (`decisions delete`, one at a
+//! time) to the agent's log line saying it lifted the block.
 //! Then the cost of the set on accepted connections: 2,000 TCP connects
 //! from the root namespace to a listener in the agent's, with the set
 //! empty and with 10,000 elements.
@@ -36,6 +38,8 @@ const ADDRESSES: usize = 1_000;
 /// Addresses written per step; a step every [`STEP`].
 const PER_STEP: usize = 10;
 const STEP: Duration = Duration::from_millis(100);
+/// Blocks lifted from the command line, one after another.
+const UNBLOCKS: usize = 20;
 
 /// Milliseconds since the epoch of a tracing JSON timestamp
 /// (`2026-12-06T08:01:02.123456Z`).
@@ -281,6 +285,33 @@ fn run() -> Vec<Figure> {
     let in_kernel =
         countywatch_agent::response::nftables::parse_list(&String::from_utf8_lossy(&kernel.stdout))
             .len();
+    // Unblocks from the command line, one at a time: from starting
+    // `decisions delete` to the agent's log line saying it lifted the block
+    // (after `nft` returned).
+    let mut unblock: Vec<f64> = (0..UNBLOCKS)
+        .filter_map(|index| {
+            let target = address(index);
+            let started_ms = countywatch_daemon::clock::now_ms();
+            let deleted = Command::new(crate::binary("countywatch-collector"))
+                .args(["decisions", "delete", &target, "--data-dir"])
+                .arg(&collector.data_dir)
+                .output()
+                .ok()?;
+            assert!(deleted.status.success(), "{deleted:?}");
+            let lifted = || {
+                agent.logs.all().iter().find_map(|line| {
+                    let value = serde_json::from_str::<serde_json::Value>(line).ok()?;
+                    (value["message"] == "block lifted by the collector"
+                        && value["address"] == target.as_str())
+                    .then(|| log_time_ms(value["timestamp"].as_str()?))
+                    .flatten()
+                })
+            };
+            wait_until(Duration::from_secs(30), || lifted().is_some());
+            Some((lifted()? - started_ms) as f64)
+        })
+        .collect();
+    unblock.sort_by(f64::total_cmp);
     let mut figures = vec![
         Figure::new(
             "response_latency_p50",
@@ -300,6 +331,12 @@ fn run() -> Vec<Figure> {
         Figure::new("response_decisions", decided.len() as f64, "decisions"),
         Figure::new("response_blocked", decision_to_block.len() as f64, "blocks"),
         Figure::new("response_kernel_set_size", in_kernel as f64, "elements"),
+        Figure::new("response_unblock_p50", percentile(&unblock, 0.50), "ms"),
+        Figure::new(
+            "response_unblock_max",
+            unblock.last().copied().unwrap_or(f64::NAN),
+            "ms",
+        ),
     ];
     // The cost of a full set on accepted connections: the agent is
     // stopped (it would lift elements it does not hold), then connects from
