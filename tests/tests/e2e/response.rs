@@ -53,7 +53,7 @@ struct Site {
     /// The attacker's namespace, joined to the agent's.
     attackers: LinkedNs,
     /// The listener inside the agent's namespace.
-    listener: Child,
+    _listener: Stopped,
     /// The agent's config file, for `blocks list` and restarts.
     config_path: PathBuf,
     /// The agent's state directory.
@@ -117,7 +117,7 @@ impl Site {
             name,
             link,
             attackers,
-            listener,
+            _listener: Stopped(listener),
             config_path,
             state_dir,
             log,
@@ -258,10 +258,24 @@ impl Site {
     }
 }
 
-impl Drop for Site {
+/// Runs a Python `script` inside `namespace`, until the test ends.
+fn python_in(namespace: &str, script: &str) -> Stopped {
+    Stopped(
+        Command::new("ip")
+            .args(["netns", "exec", namespace, "python3", "-c", script])
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// A helper process, killed when the test ends, passed or not (deleting a
+/// namespace does not end the processes in it).
+struct Stopped(Child);
+
+impl Drop for Stopped {
     fn drop(&mut self) {
-        let _ = self.listener.kill();
-        let _ = self.listener.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -489,21 +503,19 @@ fn the_peer_of_an_open_ssh_session_is_blocked_only_once_the_session_ends() {
     // A listener on port 22 in the agent's namespace stands for sshd (the
     // agent counts port 22 as sshd's whoever listens there); it holds
     // every connection open.
-    let mut sshd = Command::new("ip")
-        .args(["netns", "exec", &site.link.name, "python3", "-c"])
-        .arg(format!(
+    let _sshd = python_in(
+        &site.link.name,
+        &format!(
             "import socket\ns = socket.socket()\ns.bind(('{SERVER}', 22))\ns.listen(16)\nheld = []\nwhile True:\n    held.append(s.accept()[0])\n"
-        ))
-        .spawn()
-        .unwrap();
+        ),
+    );
     let session = || {
-        Command::new("ip")
-            .args(["netns", "exec", &site.attackers.name, "python3", "-c"])
-            .arg(format!(
+        python_in(
+            &site.attackers.name,
+            &format!(
                 "import socket, time\ns = socket.create_connection(('{SERVER}', 22), source_address=('{ATTACKER}', 0))\ntime.sleep(600)\n"
-            ))
-            .spawn()
-            .unwrap()
+            ),
+        )
     };
     let established = || {
         let output = Command::new("ip")
@@ -518,7 +530,7 @@ fn the_peer_of_an_open_ssh_session_is_blocked_only_once_the_session_ends() {
         wait_until(Duration::from_secs(30), || {
             if !established() {
                 // The listener may not have been up yet.
-                if matches!(open.try_wait(), Ok(Some(_))) {
+                if matches!(open.0.try_wait(), Ok(Some(_))) {
                     open = session();
                 }
                 return false;
@@ -536,14 +548,11 @@ fn the_peer_of_an_open_ssh_session_is_blocked_only_once_the_session_ends() {
     assert!(!site.kernel_table().contains(ATTACKER));
 
     // The session ends: the block applies and is acknowledged as applied.
-    let _ = open.kill();
-    let _ = open.wait();
+    drop(open);
     assert!(
         site.wait_for_connect(ATTACKER, Connect::TimedOut),
         "the block should apply once the session is gone"
     );
     site.wait_for_answer(&format!("{}:applied", site.name));
     assert_eq!(site.connect(BYSTANDER), Connect::Connected);
-    let _ = sshd.kill();
-    let _ = sshd.wait();
 }
