@@ -491,7 +491,11 @@ async fn run(
                     }
                     alerts.push(to_alert(detection, now));
                 }
-                if notifier.submit(alerts).await.is_err() {
+                if notifier
+                    .submit_from(crate::notify::Origin::Detection, alerts)
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 read

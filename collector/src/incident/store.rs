@@ -141,6 +141,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX evidence_by_time ON evidence (timestamp_ms);",
     // Active response: decisions, their update log and agents' answers.
     crate::incident::decisions::SCHEMA,
+    // The outbox of `incident_changed` announcements: written in the
+    // change's transaction, relayed to `collector.db`'s event log after.
+    "CREATE TABLE announcements (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event TEXT NOT NULL
+    );",
 ];
 
 /// Where an incident is in its lifecycle.

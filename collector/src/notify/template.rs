@@ -368,6 +368,8 @@ pub struct Templates {
     html: Template,
     /// Bot markdown.
     markdown: Template,
+    /// Go templates replacing the parts they name (`alertmanager.yml`).
+    go: Option<std::sync::Arc<crate::notify::go_template::TemplateSet>>,
 }
 
 /// A rendered message.
@@ -405,18 +407,29 @@ impl Templates {
             text: pick(&overrides.text, text)?,
             html: pick(&overrides.html, html)?,
             markdown: pick(&overrides.markdown, markdown)?,
+            go: overrides.go.clone(),
         })
     }
 
     /// Renders every part for a notification.
     pub fn render(&self, notification: &Notification) -> Rendered {
         let data = data(notification, self.language, &self.display);
-        let subject = self.subject.render(&data, Escape::None);
+        let go_data = self
+            .go
+            .as_ref()
+            .map(|_| crate::notify::go_template::data(notification, &self.display));
+        let part = |name: &str, template: &Template, escape: Escape| match (&self.go, &go_data) {
+            (Some(set), Some(go_data)) if set.has(name) => {
+                set.render(name, go_data, escape == Escape::Html)
+            }
+            _ => template.render(&data, escape),
+        };
+        let subject = part("subject", &self.subject, Escape::None);
         Rendered {
             // A header line must not break: newlines become spaces.
             subject: subject.replace(['\r', '\n'], " ").trim().to_string(),
-            text: self.text.render(&data, Escape::None),
-            html: self.html.render(&data, Escape::Html),
+            text: part("text", &self.text, Escape::None),
+            html: part("html", &self.html, Escape::Html),
             markdown: self.markdown.render(&data, Escape::None),
         }
     }
