@@ -147,6 +147,10 @@ pub async fn run_with_reload(
         transport.sibling(),
         Arc::clone(&responder),
     ));
+    let upkeep = tokio::spawn(response::delivery::upkeep_loop(
+        transport.sibling(),
+        Arc::clone(&responder),
+    ));
     let mut spool = Spool::open(
         &config.state_dir,
         config.spool.max_bytes,
@@ -277,6 +281,7 @@ pub async fn run_with_reload(
     }
     sender.abort();
     poller.abort();
+    upkeep.abort();
     tracing::info!("agent stopped");
     Ok(())
 }
