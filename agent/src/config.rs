@@ -200,6 +200,9 @@ pub struct ProbesConfig {
     pub schedstat: ProbeToggle,
     /// The firmware's machine description (DMI), read once.
     pub dmi: ProbeToggle,
+    /// The kernel clock's NTP discipline state (sync, offset, error) from
+    /// adjtimex(2), read only.
+    pub timex: ProbeToggle,
     /// Metrics from `*.prom` files that cron jobs and scripts write.
     pub textfile: crate::probe::textfile::TextfileConfig,
     /// State of the listed systemd units.
@@ -543,6 +546,7 @@ impl Default for ProbesConfig {
             powersupplyclass: ProbeToggle::default(),
             schedstat: ProbeToggle::default(),
             dmi: ProbeToggle::default(),
+            timex: ProbeToggle::default(),
             textfile: crate::probe::textfile::TextfileConfig::default(),
             systemd: SystemdConfig::default(),
             process: ProcessConfig::default(),

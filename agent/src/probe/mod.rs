@@ -47,6 +47,7 @@ mod system;
 pub mod systemd;
 pub mod textfile;
 mod thermal_zone;
+mod timex;
 mod udp_queues;
 mod vmstat;
 
@@ -261,7 +262,7 @@ type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 /// roots, with their config sections: the one table [`build`] and
 /// [`validate`] both read, so adding such a collector is its file, its
 /// config field and one line here.
-fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 18] {
+fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 19] {
     [
         ("vmstat", &probes.vmstat, |procfs, sysfs| {
             Box::new(vmstat::probe(procfs, sysfs))
@@ -317,6 +318,7 @@ fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeP
         ("dmi", &probes.dmi, |_, sysfs| {
             Box::new(dmi::DmiProbe::new(sysfs))
         }),
+        ("timex", &probes.timex, |_, _| Box::new(timex::TimexProbe)),
     ]
 }
 
