@@ -17,7 +17,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use countywatch_e2e::Collector;
-use countywatch_e2e::http::post_batch;
+use countywatch_e2e::http::{post_batch, request};
 use countywatch_e2e::process::{binary, enroll, wait_until};
 use countywatch_wire::{
     Batch, Event, EventKind, EventSource, MetricFamily, MetricKind, WIRE_VERSION,
@@ -447,6 +447,77 @@ fn a_synthetic_month_of_outages_and_incidents_gives_the_known_report_in_json_htm
     );
     assert_eq!(list["total"], 4, "only the scenario's incidents: {list}");
 
+    // The console's Reports page: last month by default, the same figures,
+    // the same downloads; for security officers and admins only.
+    let page = |token: &str, path: &str| {
+        let authorization = format!("Authorization: Bearer {token}");
+        request(
+            scenario.collector.http_addr,
+            "GET",
+            path,
+            &[&authorization],
+            "",
+        )
+        .unwrap()
+    };
+    let mut shown = String::new();
+    let complete = wait_until(Duration::from_secs(60), || {
+        shown = page(&scenario.officer, "/reports").body;
+        shown.contains("99.549%")
+    });
+    assert!(
+        complete,
+        "the Reports page never showed November complete: {shown}"
+    );
+    for figure in [
+        "2026-11-01 00:00:00 +08:00",
+        "99.444%",
+        "2026-11-22 17:30:00 +08:00",
+        "/reports/report.csv?month=2026-11",
+    ] {
+        assert!(shown.contains(figure), "the Reports page lacks {figure}");
+    }
+    let downloaded = page(&scenario.officer, "/reports/report.json?month=2026-11");
+    assert_eq!(downloaded.status, 200);
+    let downloaded: Value = serde_json::from_str(&downloaded.body).unwrap();
+    let section = page(
+        &scenario.officer,
+        "/reports/report.csv?month=2026-11&section=services",
+    );
+    assert!(
+        section.body.contains("99.549,195,2,150"),
+        "{}",
+        section.body
+    );
+    let land = page(
+        &scenario.officer,
+        "/reports/report.html?month=2026-11&department=%E8%87%AA%E7%84%B6%E8%B5%84%E6%BA%90%E5%B1%80",
+    );
+    assert!(
+        land.body.contains("不动产登记") && !land.body.contains("政务服务网"),
+        "{}",
+        land.body
+    );
+    scenario.clock.cli(
+        &data_dir,
+        &["user", "add", "viewer1", "--role", "viewer"],
+        Some("viewer-password-1"),
+    );
+    let viewer = String::from_utf8(
+        scenario
+            .clock
+            .cli(&data_dir, &["user", "token", "viewer1"], None)
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    assert_ne!(
+        page(&viewer, "/reports").status,
+        200,
+        "viewers do not read the report"
+    );
+
     // The collector writes the hour in progress when it stops.
     scenario.clock.set(local("2026-12-01T00:30"));
     let Scenario {
@@ -470,6 +541,20 @@ fn a_synthetic_month_of_outages_and_incidents_gives_the_known_report_in_json_htm
     // Shown when an assertion fails.
     println!("{json:#}");
     check_json(&json);
+    for section in [
+        "departments",
+        "services",
+        "hosts",
+        "devices",
+        "outages",
+        "certificates",
+        "security",
+    ] {
+        assert_eq!(
+            json[section], downloaded[section],
+            "the page's {section} differ"
+        );
+    }
 
     // HTML (Chinese by default, from display.language) and CSV carry the
     // same figures.

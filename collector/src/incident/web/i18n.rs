@@ -168,6 +168,7 @@ impl Lang {
             "overview" => ("总览", "Overview"),
             "events" => ("原始事件", "Events"),
             "audit" => ("审计记录", "Audit trail"),
+            "reports" => ("月报", "Reports"),
             "users" => ("用户", "Users"),
             "queue" => ("待处理队列", "Queue"),
             "queue_hint" => (

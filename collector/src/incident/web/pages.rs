@@ -34,6 +34,7 @@ const NAVIGATION: &[(&str, &str, Role)] = &[
     ("/alerts", "alerts", Role::Viewer),
     ("/agents", "agents", Role::Viewer),
     ("/audit", "audit", Role::SecurityOfficer),
+    ("/reports", "reports", Role::SecurityOfficer),
     ("/users", "users", Role::Admin),
 ];
 
