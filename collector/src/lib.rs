@@ -385,6 +385,9 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         config.agents.silent_after.get(),
         config.report.retention.get(),
     )?);
+    history
+        .register(telemetry.registry())
+        .context("cannot register the history counter")?;
     tasks.push(tokio::spawn(history::run(
         Arc::clone(&history),
         Arc::clone(&incident_store),

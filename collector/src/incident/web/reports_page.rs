@@ -15,6 +15,7 @@ use crate::incident::Incidents;
 use crate::incident::request;
 use crate::incident::routes::Endpoint;
 use crate::incident::web::i18n::Lang;
+use crate::incident::web::list_parts::attachment;
 use crate::incident::web::pages::layout;
 use crate::incident::web::{PageContext, failure};
 use crate::report::gather::{Range, Sources, gather};
@@ -112,13 +113,7 @@ pub fn serve(
                     Err(error) => return failure(context, &error.into()),
                 }
             };
-            let mut response = request::respond(StatusCode::OK, content_type, body);
-            request::add_header(
-                &mut response,
-                "content-disposition",
-                &format!("attachment; filename=\"{name}.{extension}\""),
-            );
-            response
+            attachment(content_type, &format!("{name}.{extension}"), body)
         }
         _ => {
             let query = |extra: &str| {
