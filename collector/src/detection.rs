@@ -730,6 +730,7 @@ mod tests {
                 event_id: Some(7),
                 event: Event::new(1_000, EventSource::Auth, EventKind::SshLoginFailed),
             }],
+            response: None,
         }
     }
 

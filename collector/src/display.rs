@@ -25,6 +25,20 @@ pub enum Language {
     Zh,
 }
 
+/// `display.language`: the page's default language, or `auto` to follow
+/// the browser's `Accept-Language`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PageLanguage {
+    /// English.
+    En,
+    /// Simplified Chinese.
+    Zh,
+    /// The first of Chinese and English the browser's `Accept-Language`
+    /// names, else Chinese.
+    Auto,
+}
+
 /// `display:` in the collector configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -33,18 +47,19 @@ pub struct DisplayConfig {
     /// every time shown to people. Unset: the host's zone (`TZ`, else
     /// `/etc/localtime`), else the detection calendar's.
     pub timezone: Option<Spanned<String>>,
-    /// The language people read by default: the page's when the browser
-    /// asks for neither Chinese nor English, and the notifications' unless
-    /// `notify.language` or a receiver's `language` says otherwise: `zh`
-    /// (default) or `en`.
-    pub language: Language,
+    /// The language people read by default: the page's unless the user
+    /// chose one with the page's 中文/English switch, and the
+    /// notifications' unless `notify.language` or a receiver's `language`
+    /// says otherwise: `zh` (default), `en`, or `auto` (the page follows
+    /// the browser's `Accept-Language`; notifications are in Chinese).
+    pub language: PageLanguage,
 }
 
 impl Default for DisplayConfig {
     fn default() -> Self {
         DisplayConfig {
             timezone: None,
-            language: Language::Zh,
+            language: PageLanguage::Zh,
         }
     }
 }
@@ -54,8 +69,10 @@ impl Default for DisplayConfig {
 pub struct Display {
     /// The zone times are shown in.
     zone: TimeZone,
-    /// The default language.
+    /// The notifications' default language.
     pub language: Language,
+    /// The page's default language (`auto`: the browser's).
+    pub page_language: PageLanguage,
 }
 
 impl Default for Display {
@@ -63,6 +80,7 @@ impl Default for Display {
         Display {
             zone: TimeZone::UTC,
             language: Language::Zh,
+            page_language: PageLanguage::Zh,
         }
     }
 }
@@ -90,7 +108,11 @@ impl DisplayConfig {
             .unwrap_or_else(|| calendar_zone.clone());
         Display {
             zone,
-            language: self.language,
+            language: match self.language {
+                PageLanguage::En => Language::En,
+                PageLanguage::Zh | PageLanguage::Auto => Language::Zh,
+            },
+            page_language: self.language,
         }
     }
 }
@@ -98,7 +120,15 @@ impl DisplayConfig {
 impl Display {
     /// Settings with this zone, for tests and tools.
     pub fn with_zone(zone: TimeZone, language: Language) -> Display {
-        Display { zone, language }
+        let page_language = match language {
+            Language::En => PageLanguage::En,
+            Language::Zh => PageLanguage::Zh,
+        };
+        Display {
+            zone,
+            language,
+            page_language,
+        }
     }
 
     /// The zone itself, for calendar arithmetic (the report's months).
@@ -196,6 +226,20 @@ mod tests {
         assert_eq!(berlin.time(INSTANT_MS), "2026-12-06 11:30:05 +01:00");
         // Summer time: 2026-07-01T10:00:00Z.
         assert_eq!(berlin.time(1_782_900_000_000), "2026-07-01 12:00:00 +02:00");
+    }
+
+    #[test]
+    fn auto_leaves_the_page_to_the_browser_and_notifications_in_chinese() {
+        let config: DisplayConfig = countywatch_daemon::config_file::parse(
+            std::path::Path::new("c.yaml"),
+            "language: auto\n",
+        )
+        .unwrap();
+        let display = config.resolve(&TimeZone::UTC);
+        assert_eq!(display.page_language, PageLanguage::Auto);
+        assert_eq!(display.language, Language::Zh);
+        let default = DisplayConfig::default().resolve(&TimeZone::UTC);
+        assert_eq!(default.page_language, PageLanguage::Zh);
     }
 
     #[test]

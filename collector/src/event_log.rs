@@ -10,14 +10,48 @@
 //! created by the registry's migrations, which own `collector.db`'s schema;
 //! [`append`] writes inside the registry's transactions, so that a batch's
 //! events and its sequence number are stored together or not at all.
+//!
+//! Free-text search reads a trigram index of each event's `raw` line
+//! (`events_text`, SQLite FTS5, case-sensitive, rows only: `detail=none`).
+//! The index is filled behind the log, in large chunks, by
+//! [`EventLog::index_text`] (run by `event_text_index.rs`), not by
+//! [`append`]: FTS5 writes a segment per transaction, and agents' batches
+//! of ten events would cost ingest more than half its rate. A search reads
+//! the index up to where it is filled and scans the rest, so it sees every
+//! event either way; the index only makes it fast. An index hit is checked
+//! against the line itself, so results are exactly "the raw line contains
+//! the text".
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use countywatch_wire::Event;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use crate::sqlite::{self, OpenError};
+
+/// The free-text index's schema, a migration of `collector.db` (the
+/// registry applies it in order with the rest). An existing log starts with
+/// an empty index filled to row 0, and [`EventLog::index_text`] catches up
+/// in the background; searches scan what is not indexed yet meanwhile.
+pub const TEXT_INDEX_SCHEMA: &str = "
+    CREATE VIRTUAL TABLE events_text USING fts5(
+        raw, content = '', contentless_delete = 1, detail = none,
+        tokenize = 'trigram case_sensitive 1'
+    );
+    CREATE TABLE events_text_filled (up_to INTEGER NOT NULL);
+    INSERT INTO events_text_filled (up_to) VALUES (0);";
+
+/// The text a free-text search looks in: the event's raw line. The index
+/// holds this expression's trigrams, and every hit is checked against it.
+const SEARCHED_TEXT: &str = "json_extract(events.body, '$.raw')";
+
+/// Milliseconds in an hour.
+const HOUR_MS: i64 = 3_600_000;
+
+/// Characters in a trigram: shorter search text cannot use the index.
+const TRIGRAM: usize = 3;
 
 /// A reader's position in the log: the row id of the last event it handled.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -94,7 +128,7 @@ pub struct EventSearch {
     pub since_ms: Option<i64>,
     /// Events that happened before this time, Unix milliseconds.
     pub until_ms: Option<i64>,
-    /// Events whose JSON body contains this text.
+    /// Events whose raw line contains this text (case-sensitive).
     pub text: Option<String>,
     /// Events whose `user` field is this.
     pub user: Option<String>,
@@ -228,49 +262,163 @@ impl EventLog {
     }
 
     /// The events `search` selects, newest first.
+    ///
+    /// Only the filters given become SQL, so that SQLite can use the
+    /// `(agent, timestamp_ms)` index. Free text of three characters or more
+    /// reads the trigram index up to where it is filled and scans the
+    /// events after that; shorter text scans.
     pub fn search(&self, search: &EventSearch) -> rusqlite::Result<Vec<EventRow>> {
-        let mut statement = self.connection.prepare_cached(
-            "SELECT id, agent, received_ms, body FROM events
-             WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR kind = ?2)
-               AND (?3 IS NULL OR timestamp_ms >= ?3) AND (?4 IS NULL OR timestamp_ms < ?4)
-               AND (?5 IS NULL OR instr(body, ?5) > 0) AND (?6 IS NULL OR id < ?6)
-               AND (?7 IS NULL OR json_extract(body, '$.fields.user') = ?7)
-               AND (?8 IS NULL OR json_extract(body, '$.fields.src_ip') = ?8)
-             ORDER BY id DESC LIMIT ?9",
-        )?;
-        let rows = statement.query_map(
-            params![
-                search.agent,
-                search.kind,
-                search.since_ms,
-                search.until_ms,
-                search.text,
-                search.before_id,
-                search.user,
-                search.src_ip,
-                search.limit
-            ],
-            event_row,
-        )?;
+        let mut filters = SearchFilters::default();
+        filters.add("events.agent = ?", search.agent.clone().map(Value::Text));
+        filters.add("events.kind = ?", search.kind.clone().map(Value::Text));
+        filters.add(
+            "events.timestamp_ms >= ?",
+            search.since_ms.map(Value::Integer),
+        );
+        filters.add(
+            "events.timestamp_ms < ?",
+            search.until_ms.map(Value::Integer),
+        );
+        filters.add("events.id < ?", search.before_id.map(Value::Integer));
+        filters.add(
+            "json_extract(events.body, '$.fields.user') = ?",
+            search.user.clone().map(Value::Text),
+        );
+        filters.add(
+            "json_extract(events.body, '$.fields.src_ip') = ?",
+            search.src_ip.clone().map(Value::Text),
+        );
+        let Some(text) = &search.text else {
+            return self.scan(&filters, search.limit);
+        };
+        filters.add(
+            &format!("instr({SEARCHED_TEXT}, ?) > 0"),
+            Some(Value::Text(text.clone())),
+        );
+        let Some(query) = trigram_query(text) else {
+            return self.scan(&filters, search.limit);
+        };
+        let filled: i64 =
+            self.connection
+                .query_row("SELECT up_to FROM events_text_filled", [], |row| row.get(0))?;
+        // Newest first: the events the index does not hold yet are the
+        // newest ones.
+        let mut tail = filters.clone();
+        tail.add("events.id > ?", Some(Value::Integer(filled)));
+        let mut rows = self.scan(&tail, search.limit)?;
+        let wanted = search.limit - i64::try_from(rows.len()).unwrap_or(i64::MAX);
+        if wanted <= 0 {
+            return Ok(rows);
+        }
+        // The row id bound is given to the index itself, so that it starts
+        // reading there instead of at its newest row.
+        let below = search
+            .before_id
+            .map_or(filled + 1, |before| before.min(filled + 1));
+        let mut indexed = filters;
+        indexed.add("events_text.rowid < ?", Some(Value::Integer(below)));
+        let sql = format!(
+            "SELECT events.id, events.agent, events.received_ms, events.body
+             FROM events_text JOIN events ON events.id = events_text.rowid
+             WHERE events_text MATCH ? AND {}
+             ORDER BY events_text.rowid DESC LIMIT ?",
+            indexed.clauses.join(" AND ")
+        );
+        let mut values = vec![Value::Text(query)];
+        values.extend(indexed.values);
+        values.push(Value::Integer(wanted));
+        let mut statement = self.connection.prepare_cached(&sql)?;
+        let found = statement.query_map(params_from_iter(values), event_row)?;
+        for row in found {
+            rows.push(row?);
+        }
+        Ok(rows)
+    }
+
+    /// The newest `limit` events `filters` select, read from the table.
+    fn scan(&self, filters: &SearchFilters, limit: i64) -> rusqlite::Result<Vec<EventRow>> {
+        let condition = match filters.clauses.is_empty() {
+            true => "1".to_string(),
+            false => filters.clauses.join(" AND "),
+        };
+        let sql = format!(
+            "SELECT events.id, events.agent, events.received_ms, events.body FROM events
+             WHERE {condition} ORDER BY events.id DESC LIMIT ?"
+        );
+        let mut values = filters.values.clone();
+        values.push(Value::Integer(limit));
+        let mut statement = self.connection.prepare_cached(&sql)?;
+        let rows = statement.query_map(params_from_iter(values), event_row)?;
         rows.collect()
     }
 
-    /// Events received per hour (hours since the epoch) since `since_ms`.
+    /// Adds up to `limit` events after the filled part to the free-text
+    /// index, in one transaction; returns how many it added (fewer than
+    /// `limit`: the index has caught up).
+    pub fn index_text(&self, limit: i64) -> rusqlite::Result<i64> {
+        let transaction = rusqlite::Transaction::new_unchecked(
+            &self.connection,
+            rusqlite::TransactionBehavior::Immediate,
+        )?;
+        let filled: i64 =
+            transaction.query_row("SELECT up_to FROM events_text_filled", [], |row| row.get(0))?;
+        let (added, up_to): (i64, Option<i64>) = transaction.query_row(
+            "SELECT COUNT(*), MAX(id) FROM
+                (SELECT id FROM events WHERE id > ?1 ORDER BY id LIMIT ?2)",
+            params![filled, limit],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        transaction.execute(
+            &format!(
+                "INSERT INTO events_text (rowid, raw)
+                 SELECT events.id, {SEARCHED_TEXT} FROM events
+                 WHERE events.id > ?1 AND events.id <= ?2"
+            ),
+            params![filled, up_to.unwrap_or(filled)],
+        )?;
+        transaction.execute(
+            "UPDATE events_text_filled SET up_to = ?1",
+            params![up_to.unwrap_or(filled)],
+        )?;
+        transaction.commit()?;
+        Ok(added)
+    }
+
+    /// Events received per hour (hours since the epoch) since `since_ms`;
+    /// hours without events are left out.
+    ///
+    /// Counted from row ids, without reading the rows: ids are given in
+    /// the order events are stored, so they grow with the time received,
+    /// and the stored ids are one unbroken range, because retention only
+    /// ever deletes the oldest and a rolled-back insert leaves no gap. The
+    /// events of an hour are then the ids from the first received in it to
+    /// the first received after it, each found by a binary search over ids
+    /// (a few hundred lookups instead of a million rows read). Batches
+    /// stored concurrently may be a few milliseconds out of order, so an
+    /// hour's edge can count an event to its neighbour.
     pub fn received_per_hour(&self, since_ms: i64) -> rusqlite::Result<BTreeMap<i64, i64>> {
-        // Row ids grow in the order events were accepted: walk back from the
-        // newest and stop at the window's start, so only the window is read
-        // (there is no index on the time).
+        let (oldest, newest): (Option<i64>, Option<i64>) =
+            self.connection
+                .query_row("SELECT MIN(id), MAX(id) FROM events", [], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?;
+        let (Some(oldest), Some(newest)) = (oldest, newest) else {
+            return Ok(BTreeMap::new());
+        };
         let mut statement = self
             .connection
-            .prepare_cached("SELECT received_ms FROM events ORDER BY id DESC")?;
-        let mut rows = statement.query([])?;
+            .prepare_cached("SELECT received_ms FROM events WHERE id >= ?1 ORDER BY id LIMIT 1")?;
         let mut counts = BTreeMap::new();
-        while let Some(row) = rows.next()? {
-            let received_ms: i64 = row.get(0)?;
-            if received_ms < since_ms {
-                break;
-            }
-            *counts.entry(received_ms / 3_600_000).or_insert(0) += 1;
+        let mut start = first_received_from(&mut statement, (oldest, newest), since_ms)?;
+        while start <= newest {
+            // The hour of the next event: empty hours are skipped, not
+            // searched.
+            let received_ms: i64 = statement.query_row(params![start], |row| row.get(0))?;
+            let hour = received_ms.div_euclid(HOUR_MS);
+            let end = first_received_from(&mut statement, (oldest, newest), (hour + 1) * HOUR_MS)?;
+            let end = end.max(start + 1);
+            counts.insert(hour, end - start);
+            start = end;
         }
         Ok(counts)
     }
@@ -291,12 +439,104 @@ impl EventLog {
     /// transaction so ingest never waits long for the write lock; returns
     /// how many were deleted.
     pub fn purge_before(&self, cutoff_ms: i64) -> rusqlite::Result<u64> {
-        sqlite::delete_in_batches(
-            &self.connection,
-            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE received_ms < ?1 LIMIT ?2)",
-            cutoff_ms,
-        )
+        let mut total = 0_u64;
+        loop {
+            let transaction = rusqlite::Transaction::new_unchecked(
+                &self.connection,
+                rusqlite::TransactionBehavior::Immediate,
+            )?;
+            let batch = "SELECT id FROM events WHERE received_ms < ?1 ORDER BY id LIMIT ?2";
+            let bounds = params![cutoff_ms, sqlite::ROWS_PER_DELETE];
+            transaction.execute(
+                &format!("DELETE FROM events_text WHERE rowid IN ({batch})"),
+                bounds,
+            )?;
+            let deleted = transaction
+                .execute(&format!("DELETE FROM events WHERE id IN ({batch})"), bounds)?;
+            // An emptied table gives out its ids again from 1, so the index
+            // must start again from 1 too; in the same transaction, so that
+            // no event can take a reused id in between.
+            let emptied: bool =
+                transaction.query_row("SELECT NOT EXISTS (SELECT 1 FROM events)", [], |row| {
+                    row.get(0)
+                })?;
+            if emptied {
+                transaction.execute_batch(
+                    "INSERT INTO events_text (events_text) VALUES ('delete-all');
+                     UPDATE events_text_filled SET up_to = 0;",
+                )?;
+            }
+            transaction.commit()?;
+            total += deleted as u64;
+            if i64::try_from(deleted).unwrap_or(i64::MAX) < sqlite::ROWS_PER_DELETE {
+                return Ok(total);
+            }
+        }
     }
+}
+
+/// The first id in `ids` (the stored range, oldest and newest) received at
+/// or after `at_ms`, or the newest + 1: a binary search, `received` being
+/// the statement that reads the time of the first event at or after an id.
+fn first_received_from(
+    received: &mut rusqlite::CachedStatement<'_>,
+    (oldest, newest): (i64, i64),
+    at_ms: i64,
+) -> rusqlite::Result<i64> {
+    let (mut low, mut high) = (oldest, newest + 1);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let received_ms: i64 = received.query_row(params![middle], |row| row.get(0))?;
+        match received_ms < at_ms {
+            true => low = middle + 1,
+            false => high = middle,
+        }
+    }
+    Ok(low)
+}
+
+/// The SQL conditions of a search and their values, in order.
+#[derive(Clone, Default)]
+struct SearchFilters {
+    /// Conditions, each with one `?`.
+    clauses: Vec<String>,
+    /// The value of each condition's `?`.
+    values: Vec<Value>,
+}
+
+impl SearchFilters {
+    /// Adds `clause` when the filter has a value.
+    fn add(&mut self, clause: &str, value: Option<Value>) {
+        if let Some(value) = value {
+            self.clauses.push(clause.to_string());
+            self.values.push(value);
+        }
+    }
+}
+
+/// The FTS5 query that finds every line containing `text` (and some that
+/// do not: a `detail=none` index holds no positions, so it can only ask
+/// for the text's trigrams, in any order), or `None` when `text` is too
+/// short to have a trigram. Trigrams that start every third character, and
+/// the last one, cover the text; each is quoted as an FTS5 string.
+fn trigram_query(text: &str) -> Option<String> {
+    let characters: Vec<char> = text.chars().collect();
+    if characters.len() < TRIGRAM {
+        return None;
+    }
+    let last = characters.len() - TRIGRAM;
+    let mut starts: Vec<usize> = (0..=last).step_by(TRIGRAM).collect();
+    if starts.last() != Some(&last) {
+        starts.push(last);
+    }
+    let trigrams: Vec<String> = starts
+        .into_iter()
+        .map(|start| {
+            let trigram: String = characters[start..start + TRIGRAM].iter().collect();
+            format!("\"{}\"", trigram.replace('"', "\"\""))
+        })
+        .collect();
+    Some(trigrams.join(" AND "))
 }
 
 fn event_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
@@ -423,6 +663,12 @@ mod tests {
         let per_hour = log.received_per_hour(0).unwrap();
         assert_eq!(per_hour.into_iter().collect::<Vec<_>>(), [(0, 3), (2, 1)]);
         assert_eq!(log.received_per_hour(3_600_000).unwrap().len(), 1);
+        let from_the_middle = log.received_per_hour(1_001).unwrap();
+        assert_eq!(
+            from_the_middle.into_iter().collect::<Vec<_>>(),
+            [(0, 2), (2, 1)]
+        );
+        assert!(log.received_per_hour(i64::MAX / 2).unwrap().is_empty());
     }
 
     #[test]
@@ -455,5 +701,152 @@ mod tests {
         let left = log.read_after(EventCursor::START, 10).unwrap();
         assert_eq!(left.len(), 2);
         assert_eq!(left[0].decode().unwrap().event.raw, "second");
+    }
+
+    fn append_raw(log: &EventLog, seq: i64, raw: &str) -> i64 {
+        append(
+            &log.connection,
+            &NewEvent {
+                agent: "web-2",
+                seq,
+                position: Position::At(0),
+                received_ms: 10_000 + seq,
+                event: &event(10_000 + seq, raw),
+            },
+        )
+        .unwrap()
+    }
+
+    fn found(log: &EventLog, text: &str) -> Vec<String> {
+        log.search(&EventSearch {
+            text: Some(text.to_string()),
+            limit: 10,
+            ..EventSearch::default()
+        })
+        .unwrap()
+        .iter()
+        .map(|row| row.decode().unwrap().event.raw)
+        .collect()
+    }
+
+    #[test]
+    fn free_text_finds_the_same_lines_through_the_index_and_in_the_unindexed_tail() {
+        let (_dir, log) = log_with_events();
+        append_raw(&log, 2, "abc bcx");
+        append_raw(
+            &log,
+            3,
+            r#"sshd: Failed password for "admin" from 203.0.113.9"#,
+        );
+        append_raw(&log, 4, "用户 张三 登录失败");
+        let everything = [
+            ("bcx", vec!["abc bcx"]),
+            // Both trigrams are in "abc bcx", but not the text.
+            ("abcx", vec![]),
+            (
+                r#""admin""#,
+                vec![r#"sshd: Failed password for "admin" from 203.0.113.9"#],
+            ),
+            ("登录失败", vec!["用户 张三 登录失败"]),
+            ("hir", vec!["third"]),
+            // Case-sensitive, as before the index.
+            ("THIR", vec![]),
+            // The host is in the body, not the raw line.
+            ("web-1", vec![]),
+        ];
+        let check = |stage: &str| {
+            for (text, expected) in &everything {
+                assert_eq!(&found(&log, text), expected, "{stage}: {text}");
+            }
+        };
+        check("nothing indexed");
+        assert_eq!(log.index_text(4).unwrap(), 4);
+        check("half indexed");
+        assert_eq!(log.index_text(100).unwrap(), 2);
+        assert_eq!(log.index_text(100).unwrap(), 0);
+        check("all indexed");
+        // Newest first across the index and the tail, and paged.
+        append_raw(&log, 5, "fourth bcx");
+        assert_eq!(found(&log, "bcx"), ["fourth bcx", "abc bcx"]);
+        let newest = log
+            .search(&EventSearch {
+                text: Some("bcx".to_string()),
+                limit: 1,
+                ..EventSearch::default()
+            })
+            .unwrap();
+        let next = log
+            .search(&EventSearch {
+                text: Some("bcx".to_string()),
+                before_id: Some(newest[0].id),
+                limit: 1,
+                ..EventSearch::default()
+            })
+            .unwrap();
+        assert_eq!(next[0].decode().unwrap().event.raw, "abc bcx");
+    }
+
+    #[test]
+    fn purging_empties_the_index_too_and_reused_ids_are_indexed_again() {
+        let (_dir, log) = log_with_events();
+        assert_eq!(log.index_text(100).unwrap(), 3);
+        let indexed = |log: &EventLog| -> i64 {
+            log.connection
+                .query_row("SELECT COUNT(*) FROM events_text", [], |row| row.get(0))
+                .unwrap()
+        };
+        assert_eq!(indexed(&log), 3);
+        assert_eq!(log.purge_before(1_001).unwrap(), 1);
+        assert_eq!(indexed(&log), 2);
+        assert_eq!(log.purge_before(i64::MAX).unwrap(), 2);
+        assert_eq!(indexed(&log), 0);
+        // An emptied log gives out its ids again.
+        let id = append_raw(&log, 9, "after the purge");
+        assert_eq!(id, 1);
+        assert_eq!(found(&log, "purge"), ["after the purge"]);
+        assert_eq!(log.index_text(100).unwrap(), 1);
+        assert_eq!(found(&log, "purge"), ["after the purge"]);
+        assert_eq!(indexed(&log), 1);
+    }
+
+    #[test]
+    fn an_existing_log_gets_an_empty_index_that_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("collector.db");
+        let before = crate::registry::MIGRATIONS.len() - 1;
+        let old = sqlite::open(&path).unwrap();
+        sqlite::migrate(&old, &crate::registry::MIGRATIONS[..before]).unwrap();
+        append(
+            &old,
+            &NewEvent {
+                agent: "web-1",
+                seq: 1,
+                position: Position::At(0),
+                received_ms: 1,
+                event: &event(1, "stored before the index existed"),
+            },
+        )
+        .unwrap();
+        drop(old);
+        crate::registry::Registry::open(dir.path()).unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        assert_eq!(found(&log, "before"), ["stored before the index existed"]);
+        assert_eq!(log.index_text(100).unwrap(), 1);
+        assert_eq!(found(&log, "before"), ["stored before the index existed"]);
+    }
+
+    #[test]
+    fn trigram_queries_cover_the_text_and_quote_it() {
+        assert_eq!(trigram_query("ab"), None);
+        assert_eq!(trigram_query("abc").unwrap(), r#""abc""#);
+        assert_eq!(
+            trigram_query("abcdefg").unwrap(),
+            r#""abc" AND "def" AND "efg""#
+        );
+        assert_eq!(trigram_query(r#"a"b"#).unwrap(), r#""a""b""#);
+        assert_eq!(
+            trigram_query("登录失败").unwrap(),
+            r#""登录失" AND "录失败""#
+        );
     }
 }

@@ -22,7 +22,7 @@ use crate::digest::sha256_hex;
 use crate::event_log::{self, NewEvent, Position};
 
 /// Schema migrations, applied in order; the index + 1 is the version.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     "CREATE TABLE tokens (
         hash TEXT PRIMARY KEY,
         name TEXT,
@@ -71,6 +71,8 @@ const MIGRATIONS: &[&str] = &[
     // (`token create --name NAME --replace`); others may not take a name
     // an enrolled agent holds.
     "ALTER TABLE tokens ADD COLUMN replace_existing INTEGER NOT NULL DEFAULT 0;",
+    // The events' free-text index (issue 24), owned by the event log.
+    event_log::TEXT_INDEX_SCHEMA,
 ];
 
 /// An enrolled agent as `agents list` shows it.

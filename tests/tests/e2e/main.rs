@@ -5,6 +5,7 @@
 
 mod abuse;
 mod alerting;
+mod alertmanager_dropin;
 mod anonymous_reads;
 mod audit_tamper;
 mod authorization;
@@ -34,6 +35,7 @@ mod outputs;
 mod packaging;
 mod ports;
 mod reload;
+mod response;
 mod rules;
 mod service_probes;
 mod skeleton;

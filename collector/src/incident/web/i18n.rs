@@ -1,12 +1,16 @@
 //! The page's two languages: Chinese and English. The choice comes from the
 //! `lang` query parameter (the switch in the page, remembered in a cookie),
-//! else the cookie, else `Accept-Language` when it names Chinese or English,
-//! else `display.language` (default `zh`). Every string a person reads on the page goes through
+//! else the cookie, else `display.language` (default `zh`), unless that is
+//! `auto`: then `Accept-Language` when it names Chinese or English, else
+//! Chinese. A county's page is in the county's language even when an
+//! office's browser was installed in English; a person who wants the other
+//! one clicks once. Every string a person reads on the page goes through
 //! [`Lang::text`], or through the functions below for text the collector
 //! stores in English (timeline actions, role names, annotation keys).
 
 use std::collections::HashMap;
 
+use crate::display::PageLanguage;
 use crate::incident::auth::Role;
 
 /// A page language.
@@ -32,7 +36,7 @@ impl Lang {
         query: &HashMap<String, String>,
         cookie: Option<&String>,
         accept_language: Option<&str>,
-        default: crate::display::Language,
+        default: PageLanguage,
     ) -> Lang {
         let parse = |code: &str| match code {
             code if code.starts_with("zh") => Some(Lang::Zh),
@@ -45,17 +49,18 @@ impl Lang {
         if let Some(lang) = cookie.and_then(|code| parse(code)) {
             return lang;
         }
-        // The first listed language we have; q-values are in the order
-        // browsers send them.
-        accept_language
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|item| parse(item.trim().to_ascii_lowercase().as_str()))
-            .next()
-            .unwrap_or(match default {
-                crate::display::Language::Zh => Lang::Zh,
-                crate::display::Language::En => Lang::En,
-            })
+        match default {
+            PageLanguage::Zh => Lang::Zh,
+            PageLanguage::En => Lang::En,
+            // The first listed language we have; q-values are in the order
+            // browsers send them.
+            PageLanguage::Auto => accept_language
+                .unwrap_or("")
+                .split(',')
+                .filter_map(|item| parse(item.trim().to_ascii_lowercase().as_str()))
+                .next()
+                .unwrap_or(Lang::Zh),
+        }
     }
 
     /// The detection rules' `i18n` key of this language.
@@ -396,33 +401,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn query_beats_cookie_beats_accept_language_beats_the_configured_default() {
-        use crate::display::Language;
+    fn the_switch_beats_the_cookie_beats_the_configured_language_beats_the_browser() {
         let none = HashMap::new();
-        assert_eq!(
-            Lang::choose(&none, None, Some("zh-CN,zh;q=0.9,en;q=0.8"), Language::En),
-            Lang::Zh
-        );
-        assert_eq!(
-            Lang::choose(&none, None, Some("fr, en-US"), Language::Zh),
-            Lang::En
-        );
-        assert_eq!(Lang::choose(&none, None, None, Language::En), Lang::En);
-        assert_eq!(Lang::choose(&none, None, None, Language::Zh), Lang::Zh);
-        assert_eq!(
-            Lang::choose(&none, None, Some("fr"), Language::Zh),
-            Lang::Zh
-        );
-        let cookie = "en".to_string();
-        assert_eq!(
-            Lang::choose(&none, Some(&cookie), Some("zh-CN"), Language::Zh),
-            Lang::En
-        );
-        let query = HashMap::from([("lang".to_string(), "zh".to_string())]);
-        assert_eq!(
-            Lang::choose(&query, Some(&cookie), None, Language::En),
-            Lang::Zh
-        );
+        let english = "en".to_string();
+        let chinese = HashMap::from([("lang".to_string(), "zh".to_string())]);
+        let browser_zh = Some("zh-CN,zh;q=0.9,en;q=0.8");
+        let browser_en = Some("en-US,en;q=0.9");
+        let cases = [
+            // 1. The switch (`?lang=`), whatever else is said.
+            (
+                &chinese,
+                Some(&english),
+                browser_en,
+                PageLanguage::En,
+                Lang::Zh,
+            ),
+            // 2. The cookie the switch left, over the configuration and the
+            //    browser.
+            (
+                &none,
+                Some(&english),
+                browser_zh,
+                PageLanguage::Zh,
+                Lang::En,
+            ),
+            (
+                &none,
+                Some(&english),
+                browser_zh,
+                PageLanguage::Auto,
+                Lang::En,
+            ),
+            // 3. `display.language`, over the browser's language.
+            (&none, None, browser_en, PageLanguage::Zh, Lang::Zh),
+            (&none, None, browser_zh, PageLanguage::En, Lang::En),
+            // 4. `auto`: the first of Chinese and English the browser names.
+            (&none, None, browser_en, PageLanguage::Auto, Lang::En),
+            (&none, None, browser_zh, PageLanguage::Auto, Lang::Zh),
+            (&none, None, Some("fr, en-US"), PageLanguage::Auto, Lang::En),
+            // 5. Neither: Chinese.
+            (&none, None, Some("fr"), PageLanguage::Auto, Lang::Zh),
+            (&none, None, None, PageLanguage::Auto, Lang::Zh),
+        ];
+        for (query, cookie, browser, configured, expected) in cases {
+            assert_eq!(
+                Lang::choose(query, cookie, browser, configured),
+                expected,
+                "{query:?} {cookie:?} {browser:?} {configured:?}"
+            );
+        }
     }
 
     #[test]

@@ -116,7 +116,7 @@ pub fn serve(
         &query,
         cookies.get(LANGUAGE_COOKIE),
         request::header(request, "accept-language"),
-        incidents.display.language,
+        incidents.display.page_language,
     );
     let context = PageContext {
         lang,
