@@ -173,6 +173,7 @@ impl Lang {
             "overview" => ("总览", "Overview"),
             "events" => ("原始事件", "Events"),
             "audit" => ("审计记录", "Audit trail"),
+            "reports" => ("月报", "Reports"),
             "users" => ("用户", "Users"),
             "decisions" => ("封禁决策", "Decisions"),
             "decisions_dry_run" => (

@@ -29,6 +29,7 @@ pub mod list_parts;
 pub mod overview;
 pub mod pages;
 pub mod password;
+pub mod reports_page;
 pub mod rule_texts;
 pub mod silence_form;
 pub mod users_page;
@@ -189,6 +190,9 @@ pub fn serve(
         }
         Endpoint::AuditPage | Endpoint::AuditExport => {
             audit_page::serve(incidents, &context, authorized.route.endpoint)
+        }
+        Endpoint::ReportsPage | Endpoint::ReportDownload => {
+            reports_page::serve(incidents, &context, authorized.route.endpoint)
         }
         Endpoint::QueuePage => {
             let filter = queue_filter(&query);

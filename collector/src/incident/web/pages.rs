@@ -35,6 +35,7 @@ const NAVIGATION: &[(&str, &str, Role)] = &[
     ("/agents", "agents", Role::Viewer),
     ("/audit", "audit", Role::SecurityOfficer),
     ("/decisions", "decisions", Role::SecurityOfficer),
+    ("/reports", "reports", Role::SecurityOfficer),
     ("/users", "users", Role::Admin),
 ];
 
