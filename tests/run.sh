@@ -54,6 +54,13 @@ packages=(
     snmp
     # The reference for the SNMP probe's names, labels and values (e2e snmp).
     prometheus-snmp-exporter
+    # Active response (tests/tests/e2e/response.rs): the agent's nftables
+    # table in namespaces the tests create, and the iptables + ipset
+    # fallback; the packaging test traces all three against the unit's
+    # system call filter.
+    nftables
+    ipset
+    iptables
     # The system tzdb the agent reads log times' zones from (Asia/Shanghai
     # in the parse and agent tests, TZ=Asia/Shanghai in e2e local_time).
     tzdata

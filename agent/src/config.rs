@@ -46,6 +46,9 @@ pub struct Config {
     /// and rules can group and filter hosts by them
     /// (`* on (instance) group_left (department) countywatch_agent_info`).
     pub labels: std::collections::BTreeMap<String, Spanned<String>>,
+    /// Active response: how this host enforces the blocks the collector
+    /// decides on (`docs/configuration.md`, `response`).
+    pub response: ResponseConfig,
 }
 
 /// Most labels an agent may describe itself with.
@@ -69,6 +72,48 @@ pub struct CollectorConfig {
     /// collector. Batches go one at a time (the collector drops a sequence
     /// number below one it already has, so they must arrive in order).
     pub catch_up_rate: f64,
+}
+
+/// Active response on this host: the firewall backend that enforces the
+/// collector's block decisions, and this host's own safety limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponseConfig {
+    /// Which firewall enforces blocks: `auto` (nftables when `nft` is
+    /// installed, else iptables with ipset), `nftables`, `iptables`, or
+    /// `off`, which never touches the firewall (blocks are refused and the
+    /// refusal reported to the collector; dry runs are still recorded).
+    pub backend: FirewallBackend,
+    /// Addresses and CIDR blocks this host never blocks, in addition to
+    /// loopback, the collector's addresses and the peers of open SSH
+    /// sessions (`10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32`).
+    pub never_block: Vec<Spanned<String>>,
+    /// Most blocks held at once; beyond it the oldest is lifted first.
+    pub max_blocks: usize,
+}
+
+impl Default for ResponseConfig {
+    fn default() -> Self {
+        ResponseConfig {
+            backend: FirewallBackend::Auto,
+            never_block: Vec::new(),
+            max_blocks: 10_000,
+        }
+    }
+}
+
+/// The firewall backend of active response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirewallBackend {
+    /// nftables when `nft` is installed, else iptables with ipset.
+    Auto,
+    /// nftables: the agent's own table `inet countywatch`.
+    Nftables,
+    /// iptables with ipset (CentOS 7 and other hosts without nftables).
+    Iptables,
+    /// Never touch the firewall.
+    Off,
 }
 
 /// The durable spool.
@@ -433,6 +478,7 @@ impl Default for Config {
             probes: ProbesConfig::default(),
             sources: SourcesConfig::default(),
             labels: std::collections::BTreeMap::new(),
+            response: ResponseConfig::default(),
         }
     }
 }
@@ -616,6 +662,17 @@ impl Config {
             problems.general(format!("interval {} is shorter than 1s", self.interval));
         }
         crate::probe::validate(&self.probes, &mut problems);
+        for entry in &self.response.never_block {
+            if let Err(error) = countywatch_wire::Cidr::parse(&entry.value) {
+                problems.at(
+                    entry,
+                    format!("response.never_block entry {:?} {error}", entry.value),
+                );
+            }
+        }
+        if !(1..=1_000_000).contains(&self.response.max_blocks) {
+            problems.general("response.max_blocks must be between 1 and 1000000");
+        }
         let sources = &self.sources;
         for rule in &sources.ports.allow {
             if let Err(message) = crate::source::ports::AllowRule::parse(&rule.value) {
@@ -872,6 +929,32 @@ mod tests {
             problems.contains("a.yaml:10:17: target \"nohost\" must be host:port"),
             "{problems}"
         );
+    }
+
+    #[test]
+    fn the_response_section_is_checked_with_positions() {
+        let config = Config::load_from_text(
+            "response:\n  backend: nftables\n  never_block: [10.0.0.0/8, 192.0.2.7]\n  max_blocks: 50\n",
+        )
+        .unwrap();
+        assert_eq!(config.response.backend, FirewallBackend::Nftables);
+        assert_eq!(config.response.never_block.len(), 2);
+        assert_eq!(config.response.max_blocks, 50);
+        assert_eq!(Config::default().response.backend, FirewallBackend::Auto);
+        assert_eq!(Config::default().response.max_blocks, 10_000);
+        let bad = "response:\n  never_block: [10.0.0.0/33]\n  max_blocks: 0\n";
+        let problems = Config::load_from_text(bad).unwrap_err().to_string();
+        let lines: Vec<&str> = problems.lines().collect();
+        assert_eq!(lines.len(), 2, "{problems}");
+        assert!(
+            lines[0].starts_with("a.yaml:2:17: response.never_block entry \"10.0.0.0/33\""),
+            "{problems}"
+        );
+        assert!(lines[1].contains("response.max_blocks"), "{problems}");
+        let unknown = Config::load_from_text("response:\n  backend: pf\n")
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.starts_with("a.yaml:2:"), "{unknown}");
     }
 
     #[test]

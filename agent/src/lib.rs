@@ -10,6 +10,8 @@
 //! - [`source`]: security event sources (auth logs, file integrity, ports,
 //!   syslog from network devices).
 //! - [`transport`]: HTTPS to the collector, mutual TLS.
+//! - [`response`]: active response: the blocks the collector decides on,
+//!   their safety rules and the firewall that enforces them.
 //!
 //! [`run`] is the daemon: every interval the probes run and their batch is
 //! written to the spool; a sender task delivers the spool oldest first,
@@ -24,6 +26,7 @@ pub mod config;
 pub mod enroll;
 pub mod identity;
 pub mod probe;
+pub mod response;
 pub mod source;
 pub mod spool;
 pub mod transport;
@@ -132,7 +135,18 @@ pub async fn run_with_reload(
         .unwrap_or_else(|| enrollment.ingest_url.clone());
     let url = CollectorUrl::parse(&url_text).map_err(anyhow::Error::msg)?;
     let tls = transport::mutual_tls(&identity)?;
-    let transport = Transport::new(url, tls, config.collector.timeout.get());
+    let transport = Transport::new(url.clone(), tls, config.collector.timeout.get());
+    let responder = response::Responder::new(response::Response::open(
+        &config.response,
+        url,
+        &config.paths.procfs,
+        &config.state_dir,
+        now_ms(),
+    ));
+    let poller = tokio::spawn(response::delivery::poll_loop(
+        transport.sibling(),
+        Arc::clone(&responder),
+    ));
     let mut spool = Spool::open(
         &config.state_dir,
         config.spool.max_bytes,
@@ -151,6 +165,7 @@ pub async fn run_with_reload(
         Arc::clone(&stats),
         pace,
         name.clone(),
+        Arc::clone(&responder),
     ));
     let mut collector = Collector::new(
         probe::build(&config),
@@ -239,6 +254,7 @@ pub async fn run_with_reload(
             wake.notify_one();
         }
         metrics.extend(sources.metrics());
+        metrics.extend(responder.metrics());
         metrics.push(collection::agent_info(&config.labels));
         let kind = if events.is_empty() {
             BatchKind::Metrics
@@ -260,6 +276,7 @@ pub async fn run_with_reload(
         }
     }
     sender.abort();
+    poller.abort();
     tracing::info!("agent stopped");
     Ok(())
 }
@@ -289,6 +306,10 @@ fn apply_reload(
                     format!("{:?}", new.sources) != format!("{:?}", config.sources),
                 ),
                 ("state_dir", new.state_dir != config.state_dir),
+                (
+                    "response",
+                    format!("{:?}", new.response) != format!("{:?}", config.response),
+                ),
                 (
                     "name",
                     format!("{:?}", new.name.as_ref().map(|name| &name.value))
@@ -521,6 +542,7 @@ async fn send_loop(
     stats: Arc<TransportStats>,
     pace: Duration,
     agent: String,
+    responder: Arc<response::Responder>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
     let mut failing = false;
@@ -544,11 +566,18 @@ async fn send_loop(
             }
         };
         let size = body.len() as u64;
+        // The cursor rides along, so the answer carries any decisions.
+        let cursor = response::delivery::cursor_header(&responder);
         match transport
-            .post(INGEST_PATH, Some(CONTENT_ENCODING_GZIP), Bytes::from(body))
+            .post_with_headers(
+                INGEST_PATH,
+                Some(CONTENT_ENCODING_GZIP),
+                &[cursor],
+                Bytes::from(body),
+            )
             .await
         {
-            Ok(_) => {
+            Ok(answer) => {
                 if failing {
                     tracing::info!("collector reachable again");
                     failing = false;
@@ -557,6 +586,7 @@ async fn send_loop(
                 stats.batches_sent.fetch_add(1, Ordering::Relaxed);
                 stats.bytes_sent.fetch_add(size, Ordering::Relaxed);
                 acknowledge(&outbox, &stats, &agent, seq);
+                response::delivery::apply_batch_answer(&answer, &responder, &mut transport).await;
                 // Pace the catch-up after an outage; a live agent has at
                 // most one batch waiting and does not sleep here.
                 if !outbox.lock().is_empty() {

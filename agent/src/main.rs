@@ -66,6 +66,11 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Active response: the addresses this host blocks.
+    Blocks {
+        #[command(subcommand)]
+        command: BlocksCommand,
+    },
     /// Check a configuration file: exit 0 when valid, else print every problem.
     CheckConfig {
         /// The file to check.
@@ -96,6 +101,22 @@ enum Command {
         unknown_samples: usize,
         /// The log file (`-` for standard input).
         file: PathBuf,
+    },
+}
+
+/// `blocks` subcommands.
+#[derive(Subcommand)]
+enum BlocksCommand {
+    /// Print the blocks held (address, expiry in local time, mode, whether
+    /// the firewall set holds it, reason), from the agent's record and its
+    /// firewall set; safe while the agent runs.
+    List {
+        /// Configuration file (YAML), for its state_dir and response.backend.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// State directory (state_dir); defaults to the config's.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
 }
 
@@ -152,6 +173,19 @@ fn main() -> ExitCode {
                 unknown_samples,
             };
             replay(source, &file, &options, &device)
+        }
+        Command::Blocks {
+            command: BlocksCommand::List { config, state_dir },
+        } => {
+            let overrides = Overrides {
+                collector: None,
+                name: None,
+                state_dir,
+            };
+            match load(config.as_ref(), Some(overrides)) {
+                Ok(config) => list_blocks(&config),
+                Err(code) => code,
+            }
         }
         Command::CheckConfig { file } => config_file::check_command(&file, Config::load(&file)),
         Command::Test { config } => {
@@ -283,6 +317,54 @@ fn replay(
             ExitCode::FAILURE
         }
     }
+}
+
+/// `blocks list`: one line per block, expiry in this host's time zone.
+fn list_blocks(config: &Config) -> ExitCode {
+    use countywatch_agent::response::{self, Firewall};
+    let now = countywatch_daemon::clock::now_ms();
+    let firewall = Firewall::choose(config.response.backend);
+    let listed = match response::list_blocks(&config.state_dir, firewall, now) {
+        Ok(listed) => listed,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let zone = jiff::tz::TimeZone::system();
+    println!(
+        "{:<39}  {:<26}  {:<7}  {:<8}  REASON",
+        "ADDRESS", "EXPIRES", "MODE", "FIREWALL"
+    );
+    for entry in &listed {
+        let block = &entry.block;
+        let expires = jiff::Timestamp::from_millisecond(block.expires_at_ms)
+            .map(|at| {
+                at.to_zoned(zone.clone())
+                    .strftime("%Y-%m-%d %H:%M:%S %:z")
+                    .to_string()
+            })
+            .unwrap_or_else(|_| block.expires_at_ms.to_string());
+        let mode = match block.mode {
+            countywatch_wire::ResponseMode::Enforce => "enforce",
+            countywatch_wire::ResponseMode::DryRun => "dry_run",
+        };
+        let firewall = match entry.in_kernel {
+            Some(true) => "in set",
+            Some(false) => "MISSING",
+            None if block.mode == countywatch_wire::ResponseMode::DryRun => "-",
+            None => "unknown",
+        };
+        println!(
+            "{:<39}  {expires:<26}  {mode:<7}  {firewall:<8}  {}",
+            block.address.to_string(),
+            block.reason
+        );
+    }
+    if listed.is_empty() {
+        println!("(no blocks)");
+    }
+    ExitCode::SUCCESS
 }
 
 /// The agent runs on one thread: it sits on small county servers, and its

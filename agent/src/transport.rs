@@ -5,8 +5,9 @@
 //! certificate. For enrolment it has no CA yet: it accepts a server whose
 //! chain contains a CA certificate with the SHA-256 the operator pasted,
 //! and then verifies the chain against that CA as usual (names included).
-//! One HTTP/1.1 connection is kept open and reused; any error drops it and
-//! the next request reconnects.
+//! One HTTP/1.1 connection per transport is kept open and reused (the
+//! decisions' long poll has a sibling transport of its own, so that it never
+//! holds up a batch); any error drops it and the next request reconnects.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -155,6 +156,23 @@ impl Transport {
         }
     }
 
+    /// Another transport to the same collector with the same TLS identity
+    /// and its own connection, for the decisions' long poll, which must
+    /// not hold up batches.
+    pub fn sibling(&self) -> Transport {
+        Transport {
+            url: self.url.clone(),
+            connector: self.connector.clone(),
+            connection: None,
+            timeout: self.timeout,
+        }
+    }
+
+    /// The configured upper bound on one send.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// POSTs `body` to `path` and returns the response body of a 2xx answer.
     pub async fn post(
         &mut self,
@@ -162,9 +180,52 @@ impl Transport {
         content_encoding: Option<&str>,
         body: Bytes,
     ) -> Result<Bytes, SendError> {
-        let address = self.address();
-        match tokio::time::timeout(self.timeout, self.post_inner(path, content_encoding, body))
+        self.post_with_headers(path, content_encoding, &[], body)
             .await
+    }
+
+    /// POSTs `body` to `path` with extra request `headers`.
+    pub async fn post_with_headers(
+        &mut self,
+        path: &str,
+        content_encoding: Option<&str>,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> Result<Bytes, SendError> {
+        let timeout = self.timeout;
+        self.request(
+            hyper::Method::POST,
+            path,
+            content_encoding,
+            headers,
+            body,
+            timeout,
+        )
+        .await
+    }
+
+    /// GETs `path`, allowing `timeout` (a long poll waits longer than a
+    /// send), and returns the response body of a 2xx answer.
+    pub async fn get(&mut self, path: &str, timeout: Duration) -> Result<Bytes, SendError> {
+        self.request(hyper::Method::GET, path, None, &[], Bytes::new(), timeout)
+            .await
+    }
+
+    async fn request(
+        &mut self,
+        method: hyper::Method,
+        path: &str,
+        content_encoding: Option<&str>,
+        headers: &[(&str, String)],
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, SendError> {
+        let address = self.address();
+        match tokio::time::timeout(
+            timeout,
+            self.request_inner(method, path, content_encoding, headers, body),
+        )
+        .await
         {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(error)) => {
@@ -178,10 +239,12 @@ impl Transport {
         }
     }
 
-    async fn post_inner(
+    async fn request_inner(
         &mut self,
+        method: hyper::Method,
         path: &str,
         content_encoding: Option<&str>,
+        headers: &[(&str, String)],
         body: Bytes,
     ) -> Result<Bytes, SendError> {
         let address = self.address();
@@ -199,11 +262,16 @@ impl Transport {
         let Some(sender) = self.connection.as_mut() else {
             return Err(unreachable("no connection".to_string()));
         };
-        let mut request = hyper::Request::post(path)
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
             .header(hyper::header::HOST, &address)
             .header(hyper::header::CONTENT_TYPE, "application/json");
         if let Some(encoding) = content_encoding {
             request = request.header(hyper::header::CONTENT_ENCODING, encoding);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, value);
         }
         let request = request
             .body(Full::new(body))

@@ -778,7 +778,7 @@ pub async fn run(
     }
 }
 
-fn reload_and_log(alerting: &Alerting, reason: &str) {
+pub(crate) fn reload_and_log(alerting: &Alerting, reason: &str) {
     let outcome = match alerting.reload() {
         Ok(()) => {
             tracing::info!(%reason, "rule files reloaded");

@@ -47,6 +47,15 @@ pub struct Config {
     pub display: crate::display::DisplayConfig,
     /// Where audit checkpoints are sent off the host (docs/security.md).
     pub audit: crate::incident::audit_anchor::AuditConfig,
+    /// Active response: decisions that block attacking addresses on
+    /// agents, dry run by default (docs/security.md).
+    pub response: crate::active_response::config::ResponseConfig,
+    /// The file this configuration was read from, which a reload reads
+    /// again; `None` when the collector runs on defaults. Not a key.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+    /// The county report and the history it reads (docs/report.md).
+    pub report: crate::report::config::ReportConfig,
 }
 
 /// The enrolment listener.
@@ -148,6 +157,9 @@ impl Default for Config {
             detection: Default::default(),
             display: Default::default(),
             audit: Default::default(),
+            response: Default::default(),
+            source: None,
+            report: Default::default(),
         }
     }
 }
@@ -219,6 +231,7 @@ impl Config {
             problems.problems.extend(semantic.problems);
         }
         problems.into_result()?;
+        config.source = Some(path.to_path_buf());
         Ok(config)
     }
 
@@ -277,6 +290,7 @@ impl Config {
         self.incidents.validate(&mut problems);
         self.detection.validate(&mut problems);
         self.display.validate(&mut problems);
+        self.response.validate(&mut problems);
         problems.into_result()
     }
 

@@ -1,4 +1,4 @@
-//! Detection rules in the collector (issue 7): a task that reads accepted
+//! Detection rules in the collector: a task that reads accepted
 //! events from the registry's `events` table by row id with a durable
 //! cursor, runs them through the detection engine (`countywatch-detect`),
 //! and turns each [`Detection`] into an alert for the notifier and a record
@@ -730,6 +730,7 @@ mod tests {
                 event_id: Some(7),
                 event: Event::new(1_000, EventSource::Auth, EventKind::SshLoginFailed),
             }],
+            response: None,
         }
     }
 

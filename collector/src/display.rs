@@ -131,6 +131,11 @@ impl Display {
         }
     }
 
+    /// The zone itself, for calendar arithmetic (the report's months).
+    pub fn zone(&self) -> &TimeZone {
+        &self.zone
+    }
+
     /// The zone's name (`Asia/Shanghai`), or its offset when it has none.
     pub fn zone_name(&self) -> String {
         self.zone.iana_name().map_or_else(

@@ -27,7 +27,7 @@ use std::path::Path;
 
 use countywatch_wire::Event;
 use rusqlite::types::Value;
-use rusqlite::{Connection, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use crate::sqlite::{self, Conditions, OpenError};
 
@@ -416,6 +416,18 @@ impl EventLog {
             start = end;
         }
         Ok(counts)
+    }
+
+    /// When the oldest event still kept was received, if any (the report's
+    /// evidence of how long events are kept).
+    pub fn oldest_received_ms(&self) -> rusqlite::Result<Option<i64>> {
+        self.connection
+            .query_row(
+                "SELECT received_ms FROM events ORDER BY id LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
     }
 
     /// Deletes the events received before `cutoff_ms`, a few hundred per

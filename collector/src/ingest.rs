@@ -14,6 +14,13 @@
 //! slow, 404, 405) and a one-line JSON error, is counted in
 //! `countywatch_ingest_requests_total{result}`, and leaves the collector
 //! serving everyone else.
+//!
+//! The same listener serves the active-response endpoints
+//! (`/v1/decisions`, `/v1/decisions/ack`, `/v1/decisions/local`): the
+//! agent is identified and the body read here, under the same caps, and
+//! `active_response::feed` answers (counted as `result="decisions"`). A
+//! batch request carrying the decisions cursor header gets the agent's
+//! decision feed in its answer beside `accepted_seq`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +31,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
+use crate::active_response::feed::{self, Endpoint, FeedState};
 use crate::metric_store::MetricStore;
 use crate::registry::{BatchOutcome, Registry};
 use crate::response::json;
@@ -43,6 +51,10 @@ pub struct IngestState {
     pub outputs: Arc<crate::output::Outputs>,
     /// Which hosts each agent may speak for.
     pub hosts: Arc<crate::host_binding::HostBinding>,
+    /// The decision endpoints and the feed batch answers carry.
+    pub decisions: Arc<FeedState>,
+    /// The county report's history, which follows every stored batch.
+    pub history: Arc<crate::history::History>,
     /// Largest compressed body.
     pub max_body_bytes: usize,
     /// Largest decompressed body.
@@ -57,30 +69,94 @@ pub async fn handle(
     request: Request<Incoming>,
     peer: Peer,
 ) -> Response<Full<Bytes>> {
+    if let Some(endpoint) = Endpoint::at(request.uri().path()) {
+        return decisions(&state, endpoint, request, &peer).await;
+    }
+    let decisions_after = feed::after_header(request.headers());
     let outcome = match accept(&state, request, &peer).await {
-        Ok(batch) => store(&state, batch, peer.addr.ip()).await,
+        Ok(batch) => {
+            let agent = batch.agent.clone();
+            store(&state, batch, peer.addr.ip())
+                .await
+                .map(|(seq, outcome)| (agent, seq, outcome))
+        }
         Err(refusal) => Err(refusal),
     };
     match outcome {
-        Ok((seq, BatchOutcome::Stored)) => {
-            state.telemetry.ingest_result("accepted");
-            json(StatusCode::OK, &format!("{{\"accepted_seq\":{seq}}}"))
-        }
-        Ok((seq, BatchOutcome::Duplicate)) => {
-            state.telemetry.ingest_result("duplicate");
+        Ok((agent, seq, outcome)) => {
+            let mut answer = serde_json::Map::new();
+            answer.insert("accepted_seq".to_string(), seq.into());
+            if outcome == BatchOutcome::Duplicate {
+                answer.insert("duplicate".to_string(), true.into());
+            }
+            // The decisions ride on the answer only when the agent asks
+            // with its cursor; older agents get the answer they know.
+            if let Some(after) = decisions_after
+                && let Some(feed) = feed::batch_feed(&state.decisions, &agent, after).await
+                && let Ok(feed) = serde_json::to_value(feed)
+            {
+                answer.insert("decisions".to_string(), feed);
+            }
+            state.telemetry.ingest_result(match outcome {
+                BatchOutcome::Stored => "accepted",
+                BatchOutcome::Duplicate => "duplicate",
+            });
             json(
                 StatusCode::OK,
-                &format!("{{\"accepted_seq\":{seq},\"duplicate\":true}}"),
+                &serde_json::Value::Object(answer).to_string(),
             )
         }
-        Err(refusal) => {
-            state.telemetry.ingest_result(refusal.result);
-            if refusal.status != StatusCode::NOT_FOUND {
-                tracing::warn!(peer = %peer.addr, status = refusal.status.as_u16(), error = %refusal.message, "ingest request refused");
-            }
-            let body = serde_json::json!({ "error": refusal.message }).to_string();
-            json(refusal.status, &body)
+        Err(refusal) => refused(&state, refusal, &peer),
+    }
+}
+
+/// The answer to a refused request: counted, logged (but 404s) and said.
+fn refused(state: &IngestState, refusal: Refusal, peer: &Peer) -> Response<Full<Bytes>> {
+    state.telemetry.ingest_result(refusal.result);
+    if refusal.status != StatusCode::NOT_FOUND {
+        tracing::warn!(peer = %peer.addr, status = refusal.status.as_u16(), error = %refusal.message, "ingest request refused");
+    }
+    let body = serde_json::json!({ "error": refusal.message }).to_string();
+    json(refusal.status, &body)
+}
+
+/// A request to one of the decision endpoints (`active_response::feed`):
+/// the same identification and body caps as a batch.
+async fn decisions(
+    state: &IngestState,
+    endpoint: Endpoint,
+    request: Request<Incoming>,
+    peer: &Peer,
+) -> Response<Full<Bytes>> {
+    let answered = async {
+        let agent = identify(state, peer).await?;
+        if request.method() != endpoint.method() {
+            return Err(Refusal::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("use {}", endpoint.method()),
+            ));
         }
+        let query = request.uri().query().map(str::to_string);
+        let (body, encoding) = read_body(state, request).await?;
+        if encoding.is_some() {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "decision requests are plain JSON, not encoded",
+            ));
+        }
+        feed::answer(&state.decisions, &agent, endpoint, query.as_deref(), &body)
+            .await
+            .map_err(|error| Refusal::new(error.status, error.result, error.message))
+    }
+    .await;
+    match answered {
+        Ok(body) => {
+            state.telemetry.ingest_result("decisions");
+            json(StatusCode::OK, &body)
+        }
+        Err(refusal) => refused(state, refusal, peer),
     }
 }
 
@@ -124,6 +200,59 @@ async fn accept(
             "use POST",
         ));
     }
+    let (bytes, encoding) = read_body(state, request).await?;
+    let batch = decode_batch(&bytes, encoding.as_deref(), state.max_decompressed_bytes).map_err(
+        |error| {
+            if error.is_too_large() {
+                Refusal::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    error.to_string(),
+                )
+            } else {
+                Refusal::new(StatusCode::BAD_REQUEST, "bad_request", error.to_string())
+            }
+        },
+    )?;
+    // The collector's own series share the namespace; an agent must not
+    // shadow them (agents report countywatch_agent_* and countywatch_snmp_*).
+    if let Some(family) = batch
+        .metrics
+        .iter()
+        .find(|family| !countywatch_wire::is_agent_metric_name(&family.name))
+    {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!(
+                "metric {} is in the collector's reserved namespace",
+                family.name
+            ),
+        ));
+    }
+    if let Some(reserved) = crate::host_binding::reserved_content(&batch) {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "reserved", reserved));
+    }
+    if batch.agent != agent {
+        return Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            "forged_identity",
+            format!(
+                "batch claims to come from {:?} but the certificate is {agent:?}'s",
+                batch.agent
+            ),
+        ));
+    }
+    state.telemetry.ingest_bytes.inc_by(bytes.len() as u64);
+    Ok(batch)
+}
+
+/// Reads a request's body under the size cap and the deadline; returns it
+/// with its `Content-Encoding`, if any.
+async fn read_body(
+    state: &IngestState,
+    request: Request<Incoming>,
+) -> Result<(Bytes, Option<String>), Refusal> {
     let too_large = || {
         Refusal::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -175,50 +304,7 @@ async fn accept(
             ));
         }
     };
-    let batch = decode_batch(&bytes, encoding.as_deref(), state.max_decompressed_bytes).map_err(
-        |error| {
-            if error.is_too_large() {
-                Refusal::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
-                    error.to_string(),
-                )
-            } else {
-                Refusal::new(StatusCode::BAD_REQUEST, "bad_request", error.to_string())
-            }
-        },
-    )?;
-    // The collector's own series share the namespace; an agent must not
-    // shadow them (agents report countywatch_agent_* and countywatch_snmp_*).
-    if let Some(family) = batch
-        .metrics
-        .iter()
-        .find(|family| !countywatch_wire::is_agent_metric_name(&family.name))
-    {
-        return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!(
-                "metric {} is in the collector's reserved namespace",
-                family.name
-            ),
-        ));
-    }
-    if let Some(reserved) = crate::host_binding::reserved_content(&batch) {
-        return Err(Refusal::new(StatusCode::BAD_REQUEST, "reserved", reserved));
-    }
-    if batch.agent != agent {
-        return Err(Refusal::new(
-            StatusCode::FORBIDDEN,
-            "forged_identity",
-            format!(
-                "batch claims to come from {:?} but the certificate is {agent:?}'s",
-                batch.agent
-            ),
-        ));
-    }
-    state.telemetry.ingest_bytes.inc_by(bytes.len() as u64);
-    Ok(batch)
+    Ok((bytes, encoding))
 }
 
 /// The agent name the peer's certificate belongs to, if it is enrolled and
@@ -332,6 +418,9 @@ async fn store(
             .outputs
             .enqueue_agent_samples(&agent, crate::metric_store::JOB, collected_at_ms, metrics)
             .await;
+        state
+            .history
+            .observe_batch(&agent, now_ms(), collected_at_ms, &metrics);
         if !metrics.is_empty() {
             state.store.update(&agent, metrics, collected_at_ms);
         } else {

@@ -2,6 +2,7 @@
 //! the command line around these functions, and tests call them directly.
 //!
 //! - [`config`]: the configuration file, its defaults and validation.
+//! - [`config_reload`]: SIGHUP and `POST /-/reload` without a restart.
 //! - [`display`]: the time zone and language people read.
 //! - [`ca`]: the certificate authority that signs server and agent certificates.
 //! - [`tls`]: rustls set-up; mutual TLS on the ingest listener.
@@ -34,6 +35,12 @@
 //!   alerts to [`notify`], detections with evidence to a sink.
 //! - [`output`]: scale-out outputs: remote_write and event forwarding.
 //! - [`incident`]: incidents, the audit trail, the web page and `/api/v1/`.
+//! - [`active_response`]: decisions from detections, the agents' decision
+//!   feed on the ingest listener, `decisions add|list|delete`.
+//! - [`history`]: `history.db`, the hourly availability and incident history
+//!   the county report reads.
+//! - [`report`]: the county report: its model, its forms (JSON, CSV, HTML)
+//!   and the `report` command.
 //!
 //! [`start`] binds the listeners and returns a [`Running`] collector whose
 //! addresses tests can read; [`run`] is start-then-wait for the binary.
@@ -42,17 +49,20 @@
 // tests); unwrap and expect are denied workspace-wide.
 #![deny(clippy::panic, clippy::todo, clippy::unimplemented)]
 
+pub mod active_response;
 pub mod alerting;
 pub mod backoff;
 pub mod builtin_packs;
 pub mod ca;
 pub mod config;
+pub mod config_reload;
 pub mod detection;
 pub mod digest;
 pub mod display;
 pub mod enroll;
 pub mod event_log;
 pub mod event_text_index;
+pub mod history;
 pub mod host_binding;
 pub mod http;
 pub mod incident;
@@ -64,6 +74,7 @@ pub mod notify;
 pub mod openmetrics;
 pub mod output;
 pub mod registry;
+pub mod report;
 pub mod response;
 pub mod rule_alerts;
 pub mod rule_listing;
@@ -110,6 +121,8 @@ pub struct Running {
     /// The incident store; detections go in through
     /// [`incident::store::IncidentStore::record_detection`].
     pub incidents: Arc<incident::store::IncidentStore>,
+    /// Reloads the configuration (SIGHUP, `POST /-/reload`).
+    pub reloader: Arc<config_reload::Reloader>,
     /// Signs and anchors the last audit checkpoint once every task stopped.
     audit_anchoring: Arc<incident::audit_anchor::Anchoring>,
     /// Turning this true stops every listener.
@@ -322,6 +335,16 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         config.incidents.retention.value.get(),
         stopped.clone(),
     )));
+    let response = Arc::new(config.response.clone());
+    tasks.push(tokio::spawn(active_response::watch_other_writers(
+        Arc::clone(&incident_store),
+        stopped.clone(),
+    )));
+    let reloader = Arc::new(config_reload::Reloader::new(
+        &config,
+        Arc::clone(&notifier),
+        alerting.clone(),
+    ));
     let incidents = Arc::new(incident::Incidents {
         store: Arc::clone(&incident_store),
         registry: Arc::clone(&registry),
@@ -339,6 +362,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         ),
         telemetry: telemetry.registry().clone(),
         display: Arc::new(config.display()),
+        reloader: Arc::clone(&reloader),
     });
     if let Some(task) = detection::start(
         &config.detection,
@@ -346,6 +370,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         Arc::new(incident::detection_sink::IncidentSink {
             store: Arc::clone(&incident_store),
             telemetry: Arc::clone(&telemetry),
+            response: Arc::clone(&response),
         }),
         Arc::clone(&notifier),
         telemetry.registry(),
@@ -380,12 +405,28 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     hosts
         .register(telemetry.registry())
         .context("cannot register the host binding counter")?;
+    let history = Arc::new(history::History::open(
+        &config.data_dir,
+        config.agents.silent_after.get(),
+        config.report.retention.get(),
+    )?);
+    tasks.push(tokio::spawn(history::run(
+        Arc::clone(&history),
+        Arc::clone(&incident_store),
+        stopped.clone(),
+    )));
     let ingest_state = Arc::new(ingest::IngestState {
         store,
         hosts,
+        history,
         registry: Arc::clone(&registry),
         telemetry: Arc::clone(&telemetry),
         outputs,
+        decisions: Arc::new(active_response::feed::FeedState {
+            store: Arc::clone(&incident_store),
+            config: Arc::clone(&response),
+            stopped: stopped.clone(),
+        }),
         max_body_bytes: config.ingest.max_body_bytes,
         max_decompressed_bytes: config.ingest.max_decompressed_bytes,
         request_timeout,
@@ -443,6 +484,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         notifier,
         alerting,
         incidents: incident_store,
+        reloader,
         audit_anchoring,
         stop,
         tasks,
@@ -454,19 +496,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     // `systemctl reload` sends SIGHUP, whose default action would end the
     // process. The handler is installed before the listeners exist, so no
     // SIGHUP can arrive unhandled once the collector says it listens. Rule
-    // files reload on it (see `alerting`); everything else in the
-    // configuration needs a restart, which this says.
+    // files reload on it (see `alerting`), the notification configuration
+    // here (see `config_reload`); everything else needs a restart.
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let running = start(config).await?;
     countywatch_daemon::notify::ready();
+    let reloader = Arc::clone(&running.reloader);
     let hangups = tokio::spawn(async move {
         let Ok(mut hangups) = hangups else {
             return;
         };
         while hangups.recv().await.is_some() {
-            tracing::info!(
-                "SIGHUP: rule files are reloaded; other settings take effect at the next restart"
-            );
+            // The outcome is logged, audited and in the metrics.
+            let _ = reloader
+                .reload(config_reload::Trigger::Hangup, "system")
+                .await;
         }
     });
     running.wait(shutdown).await;

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use countywatch_collector::active_response;
 use countywatch_collector::config::{Config, unspanned};
 use countywatch_collector::incident::accounts;
 use countywatch_collector::incident::audit;
@@ -100,6 +101,48 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// The county report: service availability and security for a month
+    /// or a range of days (docs/report.md).
+    Report {
+        #[command(flatten)]
+        location: StateLocation,
+        #[command(flatten)]
+        args: countywatch_collector::report::cli::ReportArgs,
+    },
+    /// Active-response decisions: addresses blocked on agents (dry run
+    /// until `response.mode: enforce`).
+    Decisions {
+        #[command(subcommand)]
+        command: DecisionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DecisionsCommand {
+    /// Block an address (county-wide unless --scope host:NAME); agents
+    /// hear of it within 2 seconds while the collector runs.
+    Add {
+        #[command(flatten)]
+        location: StateLocation,
+        #[command(flatten)]
+        args: active_response::cli::AddArgs,
+    },
+    /// List active decisions (with --all, lifted and expired ones too).
+    List {
+        #[command(flatten)]
+        location: StateLocation,
+        /// Include lifted and expired decisions.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Unblock an address: every active decision against it, or those of
+    /// --scope.
+    Delete {
+        #[command(flatten)]
+        location: StateLocation,
+        #[command(flatten)]
+        args: active_response::cli::DeleteArgs,
     },
 }
 
@@ -541,6 +584,20 @@ fn main() -> ExitCode {
             file,
         } => with_state(location, |config| backup(config, &file, events.as_deref())),
         Command::User { command } => user(command),
+        Command::Decisions { command } => match command {
+            DecisionsCommand::Add { location, args } => {
+                with_state(location, |config| active_response::cli::add(config, &args))
+            }
+            DecisionsCommand::List { location, all } => {
+                with_state(location, |config| active_response::cli::list(config, all))
+            }
+            DecisionsCommand::Delete { location, args } => with_state(location, |config| {
+                active_response::cli::delete(config, &args)
+            }),
+        },
+        Command::Report { location, args } => with_state(location, |config| {
+            countywatch_collector::report::cli::run(config, &args)
+        }),
         Command::Notify {
             command: NotifyCommand::Routes { command },
         } => notify_routes(command),

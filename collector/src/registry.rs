@@ -219,7 +219,10 @@ impl Registry {
         now_ms: i64,
     ) -> Result<Redeemed, TokenError> {
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        // Immediate, like every read-then-write here: the CLI and the host
+        // binding write this file too, and a deferred transaction that has
+        // read would fail at once with SQLITE_BUSY instead of waiting.
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row: Option<(Option<String>, i64, Option<i64>, bool)> = transaction
             .query_row(
                 "SELECT name, expires_ms, used_ms, replace_existing FROM tokens WHERE hash = ?1",

@@ -1,4 +1,4 @@
-//! The accept loop both listeners share: optional TLS, HTTP/1.1 through
+//! The accept loop every listener shares (HTTP, ingest, enrolment): optional TLS, HTTP/1.1 through
 //! hyper, a cap on concurrent connections, timeouts against slow peers, and
 //! graceful shutdown.
 //!

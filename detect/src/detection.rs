@@ -82,4 +82,7 @@ pub struct Detection {
     pub at_ms: i64,
     /// The events that made it fire, oldest first, capped per rule.
     pub evidence: Vec<Evidence>,
+    /// The rule's active response, for the collector to make a decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<crate::response::ResponseSpec>,
 }

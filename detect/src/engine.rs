@@ -578,6 +578,7 @@ impl Engine {
                 hosts: Vec::new(),
                 at_ms,
                 evidence: Vec::new(),
+                response: None,
             };
         };
         let rule = &runtime.rule;
@@ -674,6 +675,7 @@ impl Engine {
             hosts,
             at_ms,
             evidence,
+            response: rule.response.clone(),
         };
         self.template_failures += failures;
         detection

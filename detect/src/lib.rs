@@ -1,4 +1,4 @@
-//! Detection rules over security events (issue 7): the YAML rule format,
+//! Detection rules over security events: the YAML rule format,
 //! the engine that runs every accepted event through the loaded rules, and
 //! the [`Detection`] it produces for the collector's notifier and incident
 //! store.
@@ -16,6 +16,7 @@
 //!   (`countywatch-parse`).
 //! - [`replay`]: recorded events through the rules, for backtesting.
 //! - [`detection`]: what a firing rule produces.
+//! - [`response`]: a rule's `response:` (block the source address).
 //!
 //! Like `countywatch-rules`, this crate does no IO besides reading rule and
 //! test files and has no clock: callers pass every event's time, so tests and
@@ -29,6 +30,7 @@ pub mod field;
 pub mod kind;
 pub mod node;
 pub mod replay;
+pub mod response;
 pub mod rulefmt;
 pub mod suppress;
 pub mod test_lines;

@@ -36,6 +36,7 @@ use crate::condition::{self, Condition, KindSet, Scope};
 use crate::detection::Severity;
 use crate::field::Field;
 use crate::node::Node;
+use crate::response::{self, RawResponse, ResponseSpec};
 
 /// Shortest window: below a second, event timestamps are too coarse.
 pub const MIN_WINDOW: Duration = Duration::from_secs(1);
@@ -132,6 +133,9 @@ pub struct RawRule {
     /// Fire when a key seen before has no match for `window`.
     #[serde(default)]
     pub absence: Option<Spanned<RawAbsence>>,
+    /// Block the source address when the rule fires (`response.rs`).
+    #[serde(default)]
+    pub response: Option<Spanned<RawResponse>>,
 }
 
 /// One language's texts of a rule, as written under `i18n:`.
@@ -260,6 +264,8 @@ pub struct Rule {
     /// A summary of what the state means (kind, windows, group key): state
     /// restored from a snapshot is kept only when this is unchanged.
     pub signature: String,
+    /// What the collector does beyond an incident when the rule fires.
+    pub response: Option<ResponseSpec>,
 }
 
 /// One language's texts of a rule (each falls back to the rule's own).
@@ -674,6 +680,10 @@ fn validate_rule(
     let evidence = raw.evidence.as_ref().map_or(DEFAULT_EVIDENCE, |value| {
         count(problems, "evidence", value, MAX_EVIDENCE)
     });
+    let response = raw
+        .response
+        .as_ref()
+        .and_then(|raw_response| response::validate(problems, &raw_response.value));
     let kind = validate_kind(problems, scope, rule)?;
     let condition = condition?;
     let title = title?;
@@ -711,6 +721,7 @@ fn validate_rule(
         kind,
         kinds,
         signature,
+        response,
     })
 }
 
@@ -985,6 +996,61 @@ rules:
         assert!(report.starts_with("r.yaml:4:"), "{report}");
         let report = problems("rules:\n  - id: a\n    titel: t\n");
         assert!(report.contains("titel"), "{report}");
+    }
+
+    #[test]
+    fn a_response_is_read_and_its_mistakes_are_reported_at_their_positions() {
+        let text = r#"rules:
+  - id: a
+    title: t
+    severity: high
+    match: {kind: ssh_login_failed}
+    response: {action: block_source, duration: 1h, scope: host}
+  - id: b
+    title: t
+    severity: high
+    match: {kind: ssh_login_failed}
+    response: {action: block_source, duration: 2h, scope: county, mode: enforce}
+"#;
+        let rules = parse(Path::new("r.yaml"), text).unwrap();
+        let first = rules[0].response.as_ref().unwrap();
+        assert_eq!(first.duration_ms, 3_600_000);
+        assert_eq!(first.scope, crate::response::ResponseScope::Host);
+        assert_eq!(first.mode, None);
+        let second = rules[1].response.as_ref().unwrap();
+        assert_eq!(second.scope, crate::response::ResponseScope::County);
+        assert_eq!(second.mode, Some(countywatch_wire::ResponseMode::Enforce));
+        let report = problems(
+            r#"rules:
+  - id: a
+    title: t
+    severity: high
+    match: {kind: ssh_login_failed}
+    response: {action: reboot, duration: 0s, scope: world, mode: maybe}
+"#,
+        );
+        let lines: Vec<&str> = report.lines().collect();
+        assert_eq!(lines.len(), 4, "{report}");
+        assert!(
+            lines[0].starts_with("r.yaml:6:24: response action \"reboot\""),
+            "{report}"
+        );
+        assert!(
+            lines[1].starts_with("r.yaml:6:42: response duration \"0s\" must be between"),
+            "{report}"
+        );
+        assert!(
+            lines[2].starts_with("r.yaml:6:53: response scope \"world\""),
+            "{report}"
+        );
+        assert!(
+            lines[3].starts_with("r.yaml:6:66: response mode \"maybe\""),
+            "{report}"
+        );
+        let missing = problems(
+            "rules:\n  - {id: a, title: t, severity: low, match: {}, response: {action: block_source}}\n",
+        );
+        assert!(missing.contains("duration"), "{missing}");
     }
 
     #[test]

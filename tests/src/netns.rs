@@ -24,6 +24,13 @@ pub fn ip(arguments: &[&str]) {
     assert!(status.success(), "ip {arguments:?} failed");
 }
 
+/// Runs `ip` with `arguments` inside namespace `name`.
+fn ip_inside(name: &str, arguments: &[&str]) {
+    let mut all = vec!["netns", "exec", name, "ip"];
+    all.extend_from_slice(arguments);
+    ip(&all);
+}
+
 impl NetNs {
     /// Creates namespace `cw-TAG-PID` with `inner_address`/30 inside and
     /// `host_address`/30 on the root end, both up, and loopback up inside.
@@ -74,9 +81,7 @@ impl NetNs {
 
     /// Runs `ip` with `arguments` inside the namespace.
     pub fn ip(&self, arguments: &[&str]) {
-        let mut all = vec!["netns", "exec", &self.name, "ip"];
-        all.extend_from_slice(arguments);
-        ip(&all);
+        ip_inside(&self.name, arguments);
     }
 
     /// The command prefix that runs a program inside the namespace.
@@ -100,6 +105,71 @@ impl Drop for NetNs {
         let _ = Command::new("ip")
             .args(["link", "del", &self.host_end])
             .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A second namespace joined to an existing one (not to the root) by a
+/// veth pair: the attacker's host beside a server's namespace. Its end
+/// carries several addresses, so a test can connect from one address and
+/// then from another. Removed on drop (deleting the namespace deletes the
+/// pair).
+pub struct LinkedNs {
+    /// The namespace's name, for `ip netns exec`.
+    pub name: String,
+}
+
+impl LinkedNs {
+    /// Creates namespace `cw-TAG-PID` joined to `to` by a veth pair:
+    /// `near_address`/24 on `to`'s end, every one of `far_addresses`/24 on
+    /// the new namespace's end, both up, and loopback up inside.
+    pub fn new(tag: &str, to: &NetNs, near_address: &str, far_addresses: &[&str]) -> LinkedNs {
+        assert!(
+            tag.len() <= 4,
+            "the tag {tag} makes interface names too long"
+        );
+        let id = std::process::id() % 100_000;
+        let namespace = LinkedNs {
+            name: format!("cw-{tag}-{id}"),
+        };
+        let (near_end, far_end) = (format!("cw{tag}n{id}"), format!("cw{tag}f{id}"));
+        ip(&["netns", "add", &namespace.name]);
+        ip(&[
+            "link", "add", &near_end, "type", "veth", "peer", "name", &far_end,
+        ]);
+        ip(&["link", "set", &near_end, "netns", &to.name]);
+        ip(&["link", "set", &far_end, "netns", &namespace.name]);
+        to.ip(&[
+            "addr",
+            "add",
+            &format!("{near_address}/24"),
+            "dev",
+            &near_end,
+        ]);
+        to.ip(&["link", "set", &near_end, "up"]);
+        for address in far_addresses {
+            namespace.ip(&["addr", "add", &format!("{address}/24"), "dev", &far_end]);
+        }
+        namespace.ip(&["link", "set", &far_end, "up"]);
+        namespace.ip(&["link", "set", "lo", "up"]);
+        namespace
+    }
+
+    /// Runs `ip` with `arguments` inside the namespace.
+    pub fn ip(&self, arguments: &[&str]) {
+        ip_inside(&self.name, arguments);
+    }
+
+    /// The command prefix that runs a program inside the namespace.
+    pub fn exec(&self) -> [&str; 4] {
+        ["ip", "netns", "exec", &self.name]
+    }
+}
+
+impl Drop for LinkedNs {
+    fn drop(&mut self) {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();

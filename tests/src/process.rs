@@ -216,7 +216,26 @@ impl Collector {
         config: Option<&str>,
         extra_args: &[&str],
     ) -> Collector {
-        let mut command = Command::new(binary("countywatch-collector"));
+        Collector::start_wrapped(dir, data_dir, config, extra_args, &[])
+    }
+
+    /// Like [`Collector::start_in`], with the binary run through `wrapper`
+    /// (e.g. `env LD_PRELOAD=...libfaketime...`).
+    pub fn start_wrapped(
+        dir: tempfile::TempDir,
+        data_dir: &Path,
+        config: Option<&str>,
+        extra_args: &[&str],
+        wrapper: &[&str],
+    ) -> Collector {
+        let mut command = match wrapper.split_first() {
+            Some((program, arguments)) => {
+                let mut command = Command::new(program);
+                command.args(arguments).arg(binary("countywatch-collector"));
+                command
+            }
+            None => Command::new(binary("countywatch-collector")),
+        };
         command.args([
             "--log-format",
             "json",
@@ -412,6 +431,16 @@ impl Collector {
         self.dir.take().unwrap()
     }
 
+    /// Sends SIGHUP (`systemctl reload`).
+    pub fn hangup(&self) {
+        if let Some(pid) = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::HUP);
+        }
+    }
+
     /// The collector's `/metrics` text.
     pub fn metrics(&self) -> String {
         let response = crate::http::get(self.http_addr, "/metrics").unwrap();
@@ -531,6 +560,14 @@ impl Agent {
     pub fn start_wrapped(dir: tempfile::TempDir, config: &str, wrapper: &[&str]) -> Agent {
         let state_dir = dir.path().join("state");
         let config_path = dir.path().join("agent.yaml");
+        // Tests never touch the test machine's own firewall: an agent in
+        // the root namespace has active response off unless its config
+        // says otherwise (the response tests run theirs in namespaces).
+        let config = if wrapper.is_empty() && !config.contains("response:") {
+            format!("{config}\nresponse:\n  backend: off\n")
+        } else {
+            config.to_string()
+        };
         std::fs::write(&config_path, config).unwrap();
         let mut command = match wrapper.split_first() {
             Some((program, arguments)) => {

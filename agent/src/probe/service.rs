@@ -114,6 +114,16 @@ pub struct TargetConfig {
     /// and the expiry are still checked, the issuer and name are not.
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// The department that runs the service, e.g. `政务服务中心`, reported
+    /// as the `department` label; the county report groups by it (the
+    /// agent's own `labels.department` otherwise).
+    #[serde(default)]
+    pub department: Option<String>,
+    /// The service's name for people, e.g. `政务服务网`, reported as the
+    /// `service` label; the county report lists it (the target's `name`
+    /// otherwise).
+    #[serde(default)]
+    pub service: Option<String>,
 }
 
 fn default_target_timeout() -> PromDuration {
@@ -350,11 +360,18 @@ pub fn families(outcomes: &[(&TargetConfig, &Outcome)]) -> Vec<MetricFamily> {
         "Returns last SSL chain expiry in unixtime",
     );
     for (target, outcome) in outcomes {
-        let labels = [
+        let mut labels = vec![
             ("name", target.name.as_str()),
             ("module", target.module.as_str()),
             ("target", target.target.value.as_str()),
         ];
+        labels.extend(
+            target
+                .department
+                .as_deref()
+                .map(|value| ("department", value)),
+        );
+        labels.extend(target.service.as_deref().map(|value| ("service", value)));
         success.push(&labels, if outcome.success { 1.0 } else { 0.0 });
         duration.push(&labels, outcome.duration);
         if target.module == Module::Http {
@@ -742,7 +759,28 @@ mod tests {
             timeout: PromDuration(Duration::from_secs(2)),
             ca_file: None,
             insecure_skip_verify: false,
+            department: None,
+            service: None,
         }
+    }
+
+    #[test]
+    fn a_targets_department_and_service_travel_as_labels_on_its_series() {
+        let mut portal = target(Module::Tcp, "127.0.0.1:1");
+        portal.department = Some("政务服务中心".into());
+        portal.service = Some("政务服务网".into());
+        let outcome = Outcome {
+            success: false,
+            duration: 0.1,
+            status: None,
+            earliest_expiry: None,
+            error: None,
+        };
+        let out = families(&[(&portal, &outcome)]);
+        let success = out.iter().find(|f| f.name == "probe_success").unwrap();
+        let labels = &success.samples[0].labels;
+        assert!(labels.contains(&("department".into(), "政务服务中心".into())));
+        assert!(labels.contains(&("service".into(), "政务服务网".into())));
     }
 
     fn run(targets: Vec<TargetConfig>) -> Vec<MetricFamily> {

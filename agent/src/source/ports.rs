@@ -152,7 +152,7 @@ pub fn parse(protocol: &str, text: &str) -> Vec<Listener> {
 
 /// `0100007F:0016` or the 32-digit IPv6 form. The kernel prints the address
 /// as host-order 32-bit words, so each word's bytes are reversed.
-fn parse_address(text: &str) -> Option<(IpAddr, u16)> {
+pub(crate) fn parse_address(text: &str) -> Option<(IpAddr, u16)> {
     let (address, port) = text.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
     let ip = match address.len() {
@@ -401,7 +401,7 @@ fn socket_inode(fd: &Path) -> Option<u64> {
 
 /// Socket inode to (pid, process name), from `/proc/PID/fd/*` links
 /// (`socket:[INODE]`). Processes we may not inspect are skipped.
-fn socket_owners(procfs: &Path) -> HashMap<u64, (u32, String)> {
+pub(crate) fn socket_owners(procfs: &Path) -> HashMap<u64, (u32, String)> {
     let mut owners = HashMap::new();
     let Ok(processes) = std::fs::read_dir(procfs) else {
         return owners;

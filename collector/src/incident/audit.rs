@@ -1115,6 +1115,22 @@ fn start_problem(
     }
 }
 
+/// When entries with `action` were written in `[from_ms, to_ms)`, oldest
+/// first (the report's evidence of backups).
+pub fn times_of_action(
+    store: &IncidentStore,
+    action: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> anyhow::Result<Vec<i64>> {
+    let connection = store.read();
+    let mut statement = connection.prepare_cached(
+        "SELECT at_ms FROM audit WHERE action = ?1 AND at_ms >= ?2 AND at_ms < ?3 ORDER BY seq",
+    )?;
+    let rows = statement.query_map(params![action, from_ms, to_ms], |row| row.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// How a filter of the trail matches a field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TextMatch {

@@ -1,6 +1,7 @@
 //! Where detection rules' findings become incidents: the incident store as
 //! the detection task's [`DetectionSink`], counting each new incident in
-//! `countywatch_incidents_opened_total`.
+//! `countywatch_incidents_opened_total` and making the decision a rule's
+//! `response:` asks for (`active_response`).
 
 use std::sync::Arc;
 
@@ -17,16 +18,26 @@ pub struct IncidentSink {
     pub store: Arc<IncidentStore>,
     /// Where new incidents are counted.
     pub telemetry: Arc<Telemetry>,
+    /// The `response:` section, for rules that ask for a block.
+    pub response: Arc<crate::active_response::config::ResponseConfig>,
 }
 
 impl DetectionSink for IncidentSink {
     fn record(&self, detection: &Detection) -> anyhow::Result<()> {
         // Only a new incident is counted as opened: evidence added to an
         // open one, or a reopened one, is the same incident.
-        if let Recorded::Opened(_) = self.store.record_detection(detection)? {
+        let recorded = self.store.record_detection(detection)?;
+        if let Recorded::Opened(_) = recorded {
             self.telemetry
                 .incident_opened(&detection.rule_id, detection.severity.as_str());
         }
+        crate::active_response::decide(
+            &self.store,
+            &self.response,
+            detection,
+            recorded,
+            countywatch_daemon::clock::now_ms(),
+        )?;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 //! - [`config`]: the `incidents:` section (retention, reopen window, sessions).
 //! - [`store`]: `incidents.db` (SQLite, WAL), its schema and the read side.
 //! - [`lifecycle`]: detections in (dedup, reopen), transitions and comments.
+//! - [`decisions`]: active-response decisions and the update log agents follow.
 //! - [`detection_sink`]: the store as the detection task's sink, and the
 //!   incident gauges on `/metrics`.
 //! - [`audit`]: the hash-chained audit trail, signed checkpoints, `verify`.
@@ -21,6 +22,7 @@
 //! - [`web`]: the server-rendered pages (maud), in Chinese and English.
 //! - [`export`]: CSV and JSON exports of incident lists.
 //! - [`event_search`]: the raw events search over `collector.db`.
+//! - [`report_records`]: incidents as the county report's history keeps them.
 //!
 //! [`handle`] is the one entry point from `http.rs`: it finds the route,
 //! authenticates (bearer token or session cookie), checks the role, and
@@ -33,10 +35,12 @@ pub mod audit_anchor;
 pub mod auth;
 pub mod config;
 pub mod csrf;
+pub mod decisions;
 pub mod detection_sink;
 pub mod event_search;
 pub mod export;
 pub mod lifecycle;
+pub mod report_records;
 pub mod request;
 pub mod retention;
 pub mod routes;
@@ -91,6 +95,8 @@ pub struct Incidents {
     pub telemetry: prometheus::Registry,
     /// The time zone and default language people read.
     pub display: Arc<crate::display::Display>,
+    /// Reloads the configuration on `POST /-/reload`.
+    pub reloader: Arc<crate::config_reload::Reloader>,
 }
 
 /// A request that passed routing and authorization.
@@ -142,6 +148,9 @@ pub async fn handle(
     };
     if route.endpoint == Endpoint::Alertmanager {
         return alertmanager(&incidents, request, &authorized).await;
+    }
+    if route.endpoint == Endpoint::Reload {
+        return reload(&incidents, &authorized).await;
     }
     let (parts, body) = request.into_parts();
     let body = match parts.method {
@@ -284,6 +293,27 @@ pub(crate) fn refuse_audited(
         reason,
     ) {
         tracing::error!("cannot audit a refused request: {error:#}");
+    }
+}
+
+/// `POST /-/reload`, as Alertmanager's: 200 when the configuration was
+/// reloaded, 400 with the problems when it was refused (the previous one
+/// keeps running).
+async fn reload(incidents: &Incidents, authorized: &Authorized) -> Response<Full<Bytes>> {
+    let actor = authorized
+        .principal
+        .as_ref()
+        .map_or("anonymous", |principal| principal.user.as_str());
+    match incidents
+        .reloader
+        .reload(crate::config_reload::Trigger::Http, actor)
+        .await
+    {
+        Ok(()) => request::json(StatusCode::OK, &serde_json::json!({"status": "reloaded"})),
+        Err(error) => request::json_error(
+            StatusCode::BAD_REQUEST,
+            &format!("failed to reload config: {error}"),
+        ),
     }
 }
 

@@ -122,6 +122,7 @@ mod tests {
             hosts: Vec::new(),
             at_ms: 1_000,
             evidence: Vec::new(),
+            response: None,
         };
         let open = store.record_detection(&detection("a")).unwrap().id();
         let closed = store.record_detection(&detection("b")).unwrap().id();

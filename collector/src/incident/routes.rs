@@ -77,6 +77,8 @@ pub enum Endpoint {
     ExportPage,
     /// `GET /api/v1/openapi.json`.
     OpenApi,
+    /// `POST /-/reload`: reload the configuration, as Alertmanager's.
+    Reload,
     /// `GET /api/v1/incidents`.
     ApiIncidents,
     /// `GET /api/v1/incidents/{id}`.
@@ -423,6 +425,9 @@ pub const ROUTES: &[Route] = &[
         Api,
         Endpoint::Alertmanager,
     ),
+    // Alertmanager's and Prometheus's reload endpoint; it re-reads files
+    // an admin controls, so admins only.
+    route("POST", "/-/reload", AtLeast(Admin), Api, Endpoint::Reload),
 ];
 
 /// The route for `method path`, and the `{id}` it captured (a number).

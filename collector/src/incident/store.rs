@@ -139,6 +139,8 @@ const MIGRATIONS: &[&str] = &[
     // address and host.
     "CREATE INDEX evidence_by_event ON evidence (event_id);
     CREATE INDEX evidence_by_time ON evidence (timestamp_ms);",
+    // Active response: decisions, their update log and agents' answers.
+    crate::incident::decisions::SCHEMA,
 ];
 
 /// Where an incident is in its lifecycle.
@@ -333,6 +335,9 @@ pub struct IncidentStore {
     /// (the registry's `events` table, which event forwarding reads), once
     /// the collector has connected it; tools and tests run without.
     pub(crate) event_log: std::sync::OnceLock<std::sync::Arc<crate::registry::Registry>>,
+    /// The newest decision update known, which wakes agents' long polls
+    /// (`decisions.rs`).
+    pub(crate) decision_signal: tokio::sync::watch::Sender<u64>,
 }
 
 /// The `status` filter value for the queue: open and acknowledged.
@@ -358,6 +363,11 @@ impl IncidentStore {
         crate::sqlite::migrate(&writer, MIGRATIONS)
             .with_context(|| format!("cannot migrate {}", path.display()))?;
         let reader = connect(&path)?;
+        let last_update: i64 = reader.query_row(
+            "SELECT COALESCE(MAX(id), 0) FROM decision_updates",
+            [],
+            |row| row.get(0),
+        )?;
         Ok(IncidentStore {
             path,
             writer: Mutex::new(writer),
@@ -365,6 +375,9 @@ impl IncidentStore {
             key_path: data_dir.join(crate::incident::audit::KEY_FILE),
             settings: settings.clone(),
             event_log: std::sync::OnceLock::new(),
+            decision_signal: tokio::sync::watch::Sender::new(
+                u64::try_from(last_update).unwrap_or(0),
+            ),
         })
     }
 
@@ -785,6 +798,7 @@ mod tests {
                     }
                 })
                 .collect(),
+            response: None,
         }
     }
 

@@ -370,13 +370,13 @@ pub fn load(path: &Path) -> Result<Converted, Problems> {
 
 /// The notification configuration as Alertmanager configuration text, for
 /// `config.original` in `GET /api/v2/status`: the `alertmanager.yml` as
-/// loaded, or else the collector's route tree, receiver names, inhibit
+/// loaded with every secret shown as `<secret>` (`redaction.rs`), or else the collector's route tree, receiver names, inhibit
 /// rules and time intervals written in Alertmanager's form (as JSON, which
 /// is YAML). Receivers' settings are left out: they hold secrets, and
 /// amtool needs only their names.
 pub fn original_text(config: &crate::notify::config::NotifyConfig) -> String {
     if let Some(text) = &config.alertmanager_text {
-        return text.clone();
+        return crate::notify::redaction::redacted(text);
     }
     let receivers: Vec<serde_json::Value> = config
         .receivers

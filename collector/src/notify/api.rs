@@ -108,7 +108,8 @@ pub async fn handle(
         (Method::GET, "/api/v2/alerts") => {
             let now = now_ms();
             let active = notifier.active_alerts();
-            let index = notifier.inhibitor.index(
+            let shown = notifier.shown();
+            let index = shown.inhibitor.index(
                 active
                     .iter()
                     .map(|alert| (alert.fingerprint(), &alert.labels)),
@@ -116,13 +117,13 @@ pub async fn handle(
             let alerts: Vec<Value> = active
                 .iter()
                 .map(|alert| {
-                    let inhibited_by: Vec<String> = notifier
+                    let inhibited_by: Vec<String> = shown
                         .inhibitor
                         .inhibited_by(&index, alert.fingerprint(), &alert.labels)
                         .iter()
                         .map(ToString::to_string)
                         .collect();
-                    let receivers: Vec<&str> = notifier
+                    let receivers: Vec<&str> = shown
                         .routes
                         .matching(&alert.labels)
                         .iter()
@@ -142,7 +143,7 @@ pub async fn handle(
             StatusCode::OK,
             json!({
                 "cluster": {"status": "disabled", "peers": []},
-                "config": {"original": notifier.config_original},
+                "config": {"original": notifier.shown().config_original},
                 "uptime": rfc3339(notifier.started_ms),
                 "versionInfo": {
                     "branch": "",

@@ -300,6 +300,17 @@ pub struct AlertmanagerConfig {
     /// Longest time one delivery attempt may take.
     #[serde(default = "default_timeout")]
     pub timeout: PromDuration,
+    /// Firing alerts are sent again this often (at the group's
+    /// `group_interval` at the earliest), with `endsAt` four times that
+    /// cadence ahead, as Prometheus's `--rules.alert.resend-delay`: the
+    /// Alertmanager keeps them firing between sends and resolves them by
+    /// itself if the collector stops sending.
+    #[serde(default = "default_resend_interval")]
+    pub resend_interval: PromDuration,
+}
+
+fn default_resend_interval() -> PromDuration {
+    PromDuration(Duration::from_secs(60))
 }
 
 /// An inhibition rule: while a source alert fires, target alerts that have

@@ -56,10 +56,22 @@ pub struct Flushed {
     pub nflog: Vec<(NflogKey, Option<NflogEntry>)>,
 }
 
+/// What the dispatcher needs to know of one integration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IntegrationPolicy {
+    /// Whether resolved-only notifications are wanted.
+    pub send_resolved: bool,
+    /// Firing alerts are sent again this often (at the group's
+    /// `group_interval` at the earliest) whatever the route's
+    /// `repeat_interval`, each send with `endsAt` four such cadences
+    /// ahead: forwarders to an Alertmanager, as Prometheus sends.
+    pub resend_ms: Option<i64>,
+}
+
 /// Settings the dispatcher needs beyond the route tree.
 pub struct Settings {
-    /// Receiver name to each integration's `send_resolved`.
-    pub integrations: BTreeMap<String, Vec<bool>>,
+    /// Receiver name to each integration's policy, in config order.
+    pub integrations: BTreeMap<String, Vec<IntegrationPolicy>>,
     /// Alerts not re-submitted for this long resolve.
     pub resolve_timeout_ms: i64,
     /// Flap detection: (window, changes allowed).
@@ -224,6 +236,11 @@ impl Dispatcher {
                 );
             }
         }
+        self.join_groups(fingerprint, now_ms);
+    }
+
+    /// Puts a known alert into the group of every route it matches.
+    fn join_groups(&mut self, fingerprint: Fingerprint, now_ms: i64) {
         let Some(entry) = self.alerts.get(&fingerprint) else {
             return;
         };
@@ -259,6 +276,47 @@ impl Dispatcher {
         }
         if let Some(entry) = self.alerts.get_mut(&fingerprint) {
             entry.groups += joined;
+        }
+    }
+
+    /// Takes a reloaded configuration, as Alertmanager's reload does: the
+    /// groups are formed again under the new route tree from the alerts
+    /// known (firing ones, and resolved ones whose resolution is still to
+    /// be told), while the alerts and the notification log are kept. A
+    /// group that notified before under the same key and receiver is not
+    /// notified again before its repeat interval; an alert that now routes
+    /// to another receiver is notified there at once (it started more than
+    /// `group_wait` ago, or gets its `group_wait`).
+    pub fn reconfigure(
+        &mut self,
+        root: Route,
+        intervals: TimeIntervals,
+        inhibitor: Inhibitor,
+        settings: Settings,
+        now_ms: i64,
+    ) {
+        self.routes = root
+            .walk()
+            .into_iter()
+            .map(|route| (route.id.clone(), route.clone()))
+            .collect();
+        self.root = root;
+        self.intervals = intervals;
+        self.inhibitor = inhibitor;
+        self.settings = settings;
+        self.groups.clear();
+        let mut regroup: Vec<Fingerprint> = Vec::new();
+        for (fingerprint, entry) in &self.alerts {
+            if entry.groups > 0 || self.resolved_at(entry, now_ms).is_none() {
+                regroup.push(*fingerprint);
+            }
+        }
+        for entry in self.alerts.values_mut() {
+            entry.groups = 0;
+        }
+        regroup.sort();
+        for fingerprint in regroup {
+            self.join_groups(fingerprint, now_ms);
         }
     }
 
@@ -373,7 +431,16 @@ impl Dispatcher {
             .cloned()
             .unwrap_or_default();
         if !muted_by_time {
-            for (integration, send_resolved) in integrations.into_iter().enumerate() {
+            for (integration, policy) in integrations.into_iter().enumerate() {
+                let send_resolved = policy.send_resolved;
+                // A forwarder resends at its own cadence, quantised by the
+                // group's flushes; endsAt covers four of those.
+                let repeat_ms = policy
+                    .resend_ms
+                    .map_or(repeat_ms, |resend| resend.min(repeat_ms));
+                let lease_ms = policy
+                    .resend_ms
+                    .map(|resend| resend.max(interval).saturating_mul(4));
                 let log_key = (key.to_string(), receiver.clone(), integration);
                 let previous = self.nflog.get(&log_key);
                 let told: BTreeSet<Fingerprint> = previous
@@ -415,6 +482,7 @@ impl Dispatcher {
                             alerts,
                             external_url: self.settings.external_url.clone(),
                             created_ms: now_ms,
+                            lease_ms,
                         },
                     });
                     self.set_nflog(log_key, still_told, now_ms, flushed);
@@ -636,6 +704,23 @@ mod tests {
                     ("both".to_string(), vec![false, true]),
                 ]
                 .into_iter()
+                .map(|(name, list)| {
+                    let policies = list
+                        .into_iter()
+                        .map(|send_resolved| IntegrationPolicy {
+                            send_resolved,
+                            resend_ms: None,
+                        })
+                        .collect();
+                    (name, policies)
+                })
+                .chain([(
+                    "forward".to_string(),
+                    vec![IntegrationPolicy {
+                        send_resolved: true,
+                        resend_ms: Some(60 * S),
+                    }],
+                )])
                 .collect(),
                 resolve_timeout_ms: 300 * S,
                 flap,
@@ -719,6 +804,76 @@ mod tests {
         h.resolve(&[("alertname", "Down"), ("instance", "b")], 20 * S);
         h.resolve(&[("alertname", "Down"), ("instance", "a")], 30 * S);
         assert_eq!(h.flush(60 * S), ["hook/0: a:r b:r"]);
+    }
+
+    #[test]
+    fn a_reloaded_route_tree_keeps_alerts_and_tells_only_a_new_receiver() {
+        let mut h = Harness::new(
+            "receiver: mail\ngroup_by: [alertname]\ngroup_wait: 30s\nrepeat_interval: 4h\n",
+        );
+        h.fire(&[("alertname", "Down"), ("instance", "a")], 0);
+        assert_eq!(h.flush(30 * S), ["mail/0: a:f"]);
+        // The same tree again: the group is formed anew but was told.
+        let same = Harness::new(
+            "receiver: mail\ngroup_by: [alertname]\ngroup_wait: 30s\nrepeat_interval: 4h\n",
+        );
+        let (root, settings) = (same.dispatcher.root, same.dispatcher.settings);
+        h.dispatcher.reconfigure(
+            root,
+            same.dispatcher.intervals,
+            same.dispatcher.inhibitor,
+            settings,
+            60 * S,
+        );
+        assert_eq!(h.dispatcher.group_count(), 1);
+        assert!(h.flush(60 * S).is_empty(), "no repeat before 4h");
+        // Routed to another receiver: the firing alert, never re-submitted,
+        // is told there at once (it started more than group_wait ago).
+        let moved = Harness::new("receiver: hook\ngroup_by: [alertname]\ngroup_wait: 30s\n");
+        h.dispatcher.reconfigure(
+            moved.dispatcher.root,
+            moved.dispatcher.intervals,
+            moved.dispatcher.inhibitor,
+            moved.dispatcher.settings,
+            90 * S,
+        );
+        assert_eq!(h.flush(90 * S), ["hook/0: a:f"]);
+        h.resolve(&[("alertname", "Down"), ("instance", "a")], 100 * S);
+        assert_eq!(h.flush(400 * S), ["hook/0: a:r"]);
+    }
+
+    #[test]
+    fn a_forwarder_resends_firing_alerts_with_a_lease_of_four_cadences() {
+        let mut h = Harness::new(
+            "receiver: forward\ngroup_wait: 0s\ngroup_interval: 30s\nrepeat_interval: 4h\n",
+        );
+        h.fire(&[("alertname", "Down")], 0);
+        let leases = |flushed: Flushed| -> Vec<Option<i64>> {
+            flushed
+                .outgoing
+                .iter()
+                .map(|out| out.notification.lease_ms)
+                .collect()
+        };
+        let never = |_: &LabelSet| false;
+        // Resent every minute (its resend_interval, longer than the
+        // group_interval), not every 4 h, each with four minutes' lease.
+        assert_eq!(leases(h.dispatcher.flush_due(0, &never)), [Some(240 * S)]);
+        assert!(h.dispatcher.flush_due(30 * S, &never).outgoing.is_empty());
+        assert_eq!(
+            leases(h.dispatcher.flush_due(60 * S, &never)),
+            [Some(240 * S)]
+        );
+        // Other integrations keep the route's repeat_interval and no lease.
+        let mut mail = Harness::new("receiver: mail\ngroup_wait: 0s\ngroup_interval: 30s\n");
+        mail.fire(&[("alertname", "Down")], 0);
+        assert_eq!(leases(mail.dispatcher.flush_due(0, &never)), [None]);
+        assert!(
+            mail.dispatcher
+                .flush_due(60 * S, &never)
+                .outgoing
+                .is_empty()
+        );
     }
 
     #[test]
@@ -961,7 +1116,15 @@ mod tests {
             TimeIntervals::default(),
             Inhibitor::default(),
             Settings {
-                integrations: [("hook".to_string(), vec![true])].into_iter().collect(),
+                integrations: [(
+                    "hook".to_string(),
+                    vec![IntegrationPolicy {
+                        send_resolved: true,
+                        resend_ms: None,
+                    }],
+                )]
+                .into_iter()
+                .collect(),
                 resolve_timeout_ms: 300 * S,
                 flap: None,
                 heartbeat: None,

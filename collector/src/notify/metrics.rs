@@ -3,11 +3,14 @@
 //! `countywatch_notifications_failed_total{receiver}`,
 //! `countywatch_notification_latency_seconds{receiver}`,
 //! `countywatch_alerts{state}`, `countywatch_outbox_pending` and
-//! `countywatch_silences{state}`. Receiver names come from the config, so
-//! the label sets are bounded.
+//! `countywatch_silences{state}`, and the reload gauges
+//! `countywatch_notify_config_last_reload_successful` and
+//! `countywatch_notify_config_last_reload_success_timestamp_seconds`
+//! (named after Alertmanager's `alertmanager_config_last_reload_*`).
+//! Receiver names come from the config, so the label sets are bounded.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// Outcomes in `countywatch_notifications_total{status}`.
@@ -28,6 +31,10 @@ pub struct NotifyMetrics {
     pub outbox_pending: IntGauge,
     /// Silences by state.
     pub silences: IntGaugeVec,
+    /// Whether the last reload of the notification configuration worked.
+    pub reload_successful: IntGauge,
+    /// When the configuration was last loaded successfully, Unix seconds.
+    pub reload_success_timestamp: Gauge,
 }
 
 impl NotifyMetrics {
@@ -76,12 +83,14 @@ impl NotifyMetrics {
             Opts::new("countywatch_silences", "Silences by state."),
             &["state"],
         )?;
-        for receiver in receivers {
-            for status in STATUSES {
-                notifications.with_label_values(&[receiver.as_str(), status]);
-            }
-            failed.with_label_values(&[receiver.as_str()]);
-        }
+        let reload_successful = IntGauge::new(
+            "countywatch_notify_config_last_reload_successful",
+            "Whether the last reload of the notification configuration worked (1) or kept the previous one (0).",
+        )?;
+        let reload_success_timestamp = Gauge::new(
+            "countywatch_notify_config_last_reload_success_timestamp_seconds",
+            "When the notification configuration was last loaded successfully.",
+        )?;
         for state in ["active", "suppressed", "resolved"] {
             alerts.with_label_values(&[state]);
         }
@@ -95,14 +104,41 @@ impl NotifyMetrics {
             registry.register(Box::new(alerts.clone()))?;
             registry.register(Box::new(outbox_pending.clone()))?;
             registry.register(Box::new(silences.clone()))?;
+            registry.register(Box::new(reload_successful.clone()))?;
+            registry.register(Box::new(reload_success_timestamp.clone()))?;
         }
-        Ok(NotifyMetrics {
+        let metrics = NotifyMetrics {
             notifications,
             failed,
             latency,
             alerts,
             outbox_pending,
             silences,
-        })
+            reload_successful,
+            reload_success_timestamp,
+        };
+        metrics.add_receivers(receivers);
+        Ok(metrics)
+    }
+
+    /// Pre-creates each receiver's series at 0 (a reload may add receivers).
+    pub fn add_receivers(&self, receivers: &[String]) {
+        for receiver in receivers {
+            for status in STATUSES {
+                self.notifications
+                    .with_label_values(&[receiver.as_str(), status]);
+            }
+            self.failed.with_label_values(&[receiver.as_str()]);
+        }
+    }
+
+    /// Records the outcome of loading the configuration (at start or on a
+    /// reload).
+    pub fn note_reload(&self, successful: bool) {
+        self.reload_successful.set(i64::from(successful));
+        if successful {
+            self.reload_success_timestamp
+                .set(countywatch_daemon::clock::now_ms() as f64 / 1000.0);
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`silence`]: silences, persisted.
 //! - [`time_interval`]: `mute_time_intervals` and `active_time_intervals`.
 //! - [`notification`]: what is stored and sent for one group and receiver.
+//! - [`redaction`]: `<secret>` in the configuration text the API shows.
 //! - [`template`]: mustache-style templates, defaults in English and Chinese.
 //! - [`outbox`]: the persistent outbox and the delivery tasks.
 //! - [`receiver`]: email, webhook, DingTalk, WeCom, Feishu, Alertmanager.
@@ -42,6 +43,7 @@ pub mod metrics;
 pub mod notification;
 pub mod outbox;
 pub mod receiver;
+pub mod redaction;
 pub mod route_tree;
 pub mod silence;
 pub mod template;
@@ -60,7 +62,9 @@ use tokio::task::JoinHandle;
 use crate::notify::alert::{Alert, Fingerprint};
 use crate::notify::config::NotifyConfig;
 use crate::notify::db::Db;
-use crate::notify::dispatch::{Dispatcher, Flushed, NflogEntry, NflogKey, Settings};
+use crate::notify::dispatch::{
+    Dispatcher, Flushed, IntegrationPolicy, NflogEntry, NflogKey, Settings,
+};
 use crate::notify::metrics::NotifyMetrics;
 use crate::notify::notification::{Kind, Notification};
 use crate::notify::outbox::Delivery;
@@ -71,10 +75,46 @@ use countywatch_daemon::clock::now_ms;
 /// queue makes `submit` wait, which slows producers instead of growing memory.
 const QUEUE_BATCHES: usize = 1024;
 
+/// What the dispatcher task is handed: alerts, or a reloaded configuration.
+enum Input {
+    /// A producer's batch.
+    Alerts(Vec<Alert>),
+    /// A reloaded configuration (boxed: it is large and rare).
+    Reconfigure(Box<Reconfigured>),
+}
+
+/// A reloaded configuration, as the dispatcher task needs it.
+struct Reconfigured {
+    /// The route tree.
+    root: route_tree::Route,
+    /// The named time intervals.
+    intervals: time_interval::TimeIntervals,
+    /// The inhibit rules.
+    inhibitor: inhibit::Inhibitor,
+    /// Everything else the dispatcher reads.
+    settings: Settings,
+    /// The receivers, for writing the outbox.
+    delivery: Arc<Delivery>,
+    /// Where silence notices go.
+    notices_to: Option<String>,
+}
+
+/// The parts of the configuration the API shows, replaced as a whole on
+/// a reload.
+pub struct Shown {
+    /// The configuration as Alertmanager configuration text, for
+    /// `GET /api/v2/status` (amtool reads routes from it).
+    pub config_original: String,
+    /// The route tree, for `receivers` in `GET /api/v2/alerts`.
+    pub routes: route_tree::Route,
+    /// The inhibit rules, for `inhibitedBy` there.
+    pub inhibitor: inhibit::Inhibitor,
+}
+
 /// The notification subsystem as producers and the API see it.
 pub struct Notifier {
-    /// Alert batches to the dispatcher task.
-    sender: mpsc::Sender<Vec<Alert>>,
+    /// Alert batches (and reloads) to the dispatcher task.
+    sender: mpsc::Sender<Input>,
     /// Silences (the API reads and writes them).
     silences: Arc<SilenceStore>,
     /// Whether `POST /api/v2/alerts` is served.
@@ -85,17 +125,19 @@ pub struct Notifier {
     /// `GET /api/v2/alerts`. Bounded like the dispatcher: an alert leaves
     /// when it resolves or its lease runs out.
     active: std::sync::Mutex<HashMap<Fingerprint, Alert>>,
-    /// The configuration as Alertmanager configuration text, for
-    /// `GET /api/v2/status` (amtool reads routes from it).
-    pub config_original: String,
+    /// What the API shows of the configuration; a reload swaps it. A std
+    /// lock: it is held only to clone the `Arc`, never across an await.
+    shown: std::sync::RwLock<Arc<Shown>>,
     /// When the notifier started, Unix milliseconds (`uptime` there).
     pub started_ms: i64,
-    /// The route tree, for `receivers` in `GET /api/v2/alerts`.
-    pub routes: route_tree::Route,
-    /// The inhibit rules, for `inhibitedBy` there.
-    pub inhibitor: inhibit::Inhibitor,
     /// `notify.db`, for the notification log the alert page reads.
     db: Db,
+    /// The receivers the delivery tasks serve; a reload sends new ones and
+    /// the supervising task restarts the delivery tasks on them.
+    deliveries: watch::Sender<Arc<Delivery>>,
+    /// The metrics, kept for reloads (new receivers' series, the reload
+    /// gauges).
+    metrics: NotifyMetrics,
 }
 
 /// Most alerts `GET /api/v2/alerts` keeps; beyond this, new fingerprints
@@ -122,7 +164,65 @@ impl Notifier {
             return Ok(());
         }
         self.note_active(&alerts);
-        self.sender.send(alerts).await.map_err(|_| Stopped)
+        self.sender
+            .send(Input::Alerts(alerts))
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// What the API shows of the configuration now.
+    pub fn shown(&self) -> Arc<Shown> {
+        Arc::clone(
+            &self
+                .shown
+                .read()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        )
+    }
+
+    /// Applies a reloaded notification configuration (routes, receivers,
+    /// inhibit rules, time intervals, templates) without losing alerts,
+    /// silences or the notification log. Receivers are built first, so a
+    /// receiver that cannot be built (a missing secret file, say) changes
+    /// nothing. The outbox, the API switches and the data directory keep
+    /// their values from the start.
+    pub async fn reconfigure(&self, config: &NotifyConfig) -> anyhow::Result<()> {
+        let receivers = receiver::build(config)?;
+        let names: Vec<String> = receivers.keys().cloned().collect();
+        self.metrics.add_receivers(&names);
+        let settings = settings(config, &receivers);
+        let old = Arc::clone(&self.deliveries.borrow());
+        let delivery = Arc::new(Delivery {
+            db: self.db.clone(),
+            receivers,
+            config: old.config.clone(),
+            metrics: self.metrics.clone(),
+            wake: watch::channel(0u64).0,
+            external_url: config.external_url.clone(),
+        });
+        self.sender
+            .send(Input::Reconfigure(Box::new(Reconfigured {
+                root: route_tree::Route::build(&config.route),
+                intervals: time_interval::TimeIntervals::build(&config.time_intervals),
+                inhibitor: inhibit::Inhibitor::new(&config.inhibit_rules),
+                settings,
+                delivery: Arc::clone(&delivery),
+                notices_to: notices_to(config),
+            })))
+            .await
+            .map_err(|_| Stopped)?;
+        self.deliveries.send_replace(delivery);
+        *self
+            .shown
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = Arc::new(shown(config));
+        Ok(())
+    }
+
+    /// Sets `countywatch_notify_config_last_reload_successful` and, on
+    /// success, its timestamp companion.
+    pub fn note_reload(&self, successful: bool) {
+        self.metrics.note_reload(successful);
     }
 
     /// Keeps the latest state of each submitted alert for the API.
@@ -206,34 +306,11 @@ pub fn start(
         NotifyMetrics::new(registry, &names).context("cannot register notification metrics")?;
     let nflog = load_nflog(&db).context("cannot load the notification log")?;
     let now = now_ms();
-    let integrations: BTreeMap<String, Vec<bool>> = receivers
-        .iter()
-        .map(|(name, list)| {
-            (
-                name.clone(),
-                list.iter()
-                    .map(|integration| integration.send_resolved())
-                    .collect(),
-            )
-        })
-        .collect();
     let dispatcher = Dispatcher::new(
         route_tree::Route::build(&config.route),
         time_interval::TimeIntervals::build(&config.time_intervals),
         inhibit::Inhibitor::new(&config.inhibit_rules),
-        Settings {
-            integrations,
-            resolve_timeout_ms: millis(config.resolve_timeout.get()),
-            flap: config
-                .flap_detection
-                .as_ref()
-                .map(|flap| (millis(flap.window.get()), flap.max_changes as usize)),
-            heartbeat: config
-                .heartbeat
-                .as_ref()
-                .map(|heartbeat| (heartbeat.matchers.clone(), millis(heartbeat.timeout.get()))),
-            external_url: config.external_url.clone(),
-        },
+        settings(config, &receivers),
         nflog,
         now,
     );
@@ -243,33 +320,24 @@ pub fn start(
         db: db.clone(),
         receivers,
         config: config.outbox.clone(),
-        metrics,
+        metrics: metrics.clone(),
         wake,
         external_url: config.external_url.clone(),
     });
     let (sender, queue) = mpsc::channel(QUEUE_BATCHES);
-    let mut tasks = Vec::new();
-    for (name, list) in &delivery.receivers {
-        for index in 0..list.len() {
-            tasks.push(tokio::spawn(outbox::deliver(
-                Arc::clone(&delivery),
-                name.clone(),
-                index,
-                stop.clone(),
-            )));
-        }
-    }
-    tasks.push(tokio::spawn(run_dispatcher(
-        dispatcher,
-        queue,
-        Arc::clone(&delivery),
-        Arc::clone(&silences),
-        config
-            .silence_notifications
-            .as_ref()
-            .map(|notices| notices.receiver.value.clone()),
-        stop,
-    )));
+    let (deliveries, delivering) = watch::channel(Arc::clone(&delivery));
+    let tasks = vec![
+        tokio::spawn(supervise_delivery(delivering, stop.clone())),
+        tokio::spawn(run_dispatcher(
+            dispatcher,
+            queue,
+            delivery,
+            Arc::clone(&silences),
+            notices_to(config),
+            stop,
+        )),
+    ];
+    metrics.note_reload(true);
     Ok(Started {
         notifier: Arc::new(Notifier {
             sender,
@@ -277,14 +345,97 @@ pub fn start(
             accept_alerts_api: config.accept_alerts_api,
             accept_silences_api: config.accept_silences_api,
             active: std::sync::Mutex::new(HashMap::new()),
-            config_original: alertmanager_file::original_text(config),
+            shown: std::sync::RwLock::new(Arc::new(shown(config))),
             started_ms: now_ms(),
-            routes: route_tree::Route::build(&config.route),
-            inhibitor: inhibit::Inhibitor::new(&config.inhibit_rules),
             db,
+            deliveries,
+            metrics,
         }),
         tasks,
     })
+}
+
+/// What the dispatcher needs beyond the route tree.
+fn settings(config: &NotifyConfig, receivers: &receiver::Receivers) -> Settings {
+    let integrations: BTreeMap<String, Vec<IntegrationPolicy>> = receivers
+        .iter()
+        .map(|(name, list)| {
+            (
+                name.clone(),
+                list.iter()
+                    .map(|integration| IntegrationPolicy {
+                        send_resolved: integration.send_resolved(),
+                        resend_ms: integration.resend_interval().map(millis),
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    Settings {
+        integrations,
+        resolve_timeout_ms: millis(config.resolve_timeout.get()),
+        flap: config
+            .flap_detection
+            .as_ref()
+            .map(|flap| (millis(flap.window.get()), flap.max_changes as usize)),
+        heartbeat: config
+            .heartbeat
+            .as_ref()
+            .map(|heartbeat| (heartbeat.matchers.clone(), millis(heartbeat.timeout.get()))),
+        external_url: config.external_url.clone(),
+    }
+}
+
+/// The receiver silence notices go to, if any.
+fn notices_to(config: &NotifyConfig) -> Option<String> {
+    config
+        .silence_notifications
+        .as_ref()
+        .map(|notices| notices.receiver.value.clone())
+}
+
+fn shown(config: &NotifyConfig) -> Shown {
+    Shown {
+        config_original: alertmanager_file::original_text(config),
+        routes: route_tree::Route::build(&config.route),
+        inhibitor: inhibit::Inhibitor::new(&config.inhibit_rules),
+    }
+}
+
+/// Runs one delivery task per integration of the current receivers; when
+/// a reload brings new ones, stops the old tasks (a send in flight is
+/// abandoned, and its row goes out again from the new task) and starts
+/// new ones. Ends when `stop` turns true.
+async fn supervise_delivery(
+    mut deliveries: watch::Receiver<Arc<Delivery>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let delivery = Arc::clone(&deliveries.borrow_and_update());
+        let (generation_stop, generation_stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for (name, list) in &delivery.receivers {
+            for index in 0..list.len() {
+                tasks.push(tokio::spawn(outbox::deliver(
+                    Arc::clone(&delivery),
+                    name.clone(),
+                    index,
+                    generation_stopped.clone(),
+                )));
+            }
+        }
+        let stopping = tokio::select! {
+            changed = deliveries.changed() => changed.is_err(),
+            _ = stop.changed() => true,
+        };
+        let _ = generation_stop.send(true);
+        for task in tasks {
+            let _ = task.await;
+        }
+        if stopping || *stop.borrow() {
+            break;
+        }
+    }
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -293,10 +444,10 @@ fn millis(duration: Duration) -> i64 {
 
 async fn run_dispatcher(
     mut dispatcher: Dispatcher,
-    mut queue: mpsc::Receiver<Vec<Alert>>,
-    delivery: Arc<Delivery>,
+    mut queue: mpsc::Receiver<Input>,
+    mut delivery: Arc<Delivery>,
     silences: Arc<SilenceStore>,
-    notices_to: Option<String>,
+    mut notices_to: Option<String>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut next_housekeeping = 0;
@@ -322,18 +473,27 @@ async fn run_dispatcher(
             .map_or(next_housekeeping, |at| at.min(next_housekeeping));
         let sleep_ms = u64::try_from((wake_at - now_ms()).clamp(0, 1_000)).unwrap_or(1_000);
         tokio::select! {
-            batch = queue.recv() => match batch {
-                Some(alerts) => {
-                    let now = now_ms();
-                    dispatcher.submit(alerts, now);
-                    // Take whatever else is queued before flushing, so that
-                    // a burst is grouped in one pass.
-                    while let Ok(more) = queue.try_recv() {
-                        dispatcher.submit(more, now);
+            input = queue.recv() => {
+                let Some(input) = input else {
+                    break;
+                };
+                let now = now_ms();
+                // Take whatever else is queued before flushing, so that a
+                // burst is grouped in one pass.
+                let mut next = Some(input);
+                while let Some(input) = next {
+                    match input {
+                        Input::Alerts(alerts) => dispatcher.submit(alerts, now),
+                        Input::Reconfigure(reconfigured) => {
+                            let Reconfigured { root, intervals, inhibitor, settings, delivery: reloaded, notices_to: notices } = *reconfigured;
+                            dispatcher.reconfigure(root, intervals, inhibitor, settings, now);
+                            delivery = reloaded;
+                            notices_to = notices;
+                        }
                     }
+                    next = queue.try_recv().ok();
                 }
-                None => break,
-            },
+            }
             () = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
             _ = stop.changed() => break,
         }

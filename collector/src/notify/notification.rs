@@ -93,6 +93,12 @@ pub struct Notification {
     pub external_url: String,
     /// When it was made, Unix milliseconds.
     pub created_ms: i64,
+    /// For forwarding to an Alertmanager: firing alerts are sent with
+    /// `endsAt` this long after the send (four times the resend cadence,
+    /// as Prometheus does), so that the receiving Alertmanager keeps them
+    /// until the next resend is overdue. Absent in rows written before.
+    #[serde(default)]
+    pub lease_ms: Option<i64>,
 }
 
 impl Notification {
@@ -144,6 +150,7 @@ impl Notification {
             alerts: vec![snapshot],
             external_url: external_url.to_string(),
             created_ms: now_ms,
+            lease_ms: None,
         }
     }
 }

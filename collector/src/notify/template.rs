@@ -473,6 +473,7 @@ mod tests {
             alerts: vec![AlertSnapshot::of(&alert, 1)],
             external_url: "http://collector:9780".into(),
             created_ms: 1,
+            lease_ms: None,
         }
     }
 

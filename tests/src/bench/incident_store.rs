@@ -114,6 +114,7 @@ fn detection(index: u64) -> Detection {
                 event: event(index * 3 + offset),
             })
             .collect(),
+        response: None,
     }
 }
 

@@ -15,6 +15,7 @@ mod noise_day;
 mod notify_latency;
 mod outputs;
 mod replay_memory;
+mod response_latency;
 mod rule_eval;
 mod snmp_poll;
 mod syslog_flood;
@@ -81,6 +82,16 @@ fn round(value: f64) -> String {
     }
 }
 
+/// The value at `fraction` (0.5, 0.99) of `sorted` (nearest rank), NaN
+/// when there is none.
+pub(crate) fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
 /// A benchmark: its name and the function that runs it.
 pub struct Benchmark {
     /// Name given on the command line.
@@ -107,6 +118,7 @@ pub const ALL: &[Benchmark] = &[
     detect_engine::BENCHMARK,
     replay_memory::BENCHMARK,
     noise_day::BENCHMARK,
+    response_latency::BENCHMARK,
 ];
 
 #[cfg(test)]

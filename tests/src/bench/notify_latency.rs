@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use super::{Benchmark, Figure};
+use super::{Benchmark, Figure, percentile};
 use crate::Collector;
 use crate::notify_peers::{SmtpServer, post_alerts};
 use crate::process::wait_until;
@@ -33,14 +33,6 @@ fn unix_seconds() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-fn percentile(sorted: &[f64], fraction: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 /// The instance label from a subject `[FIRING:1] alertname=..., instance=X`.

@@ -103,6 +103,7 @@ const EXPECTED: &[(&str, &str, Listener, May)] = &[
     ("POST", "/api/v2/silences", API, OPERATOR),
     ("DELETE", "/api/v2/silence/{silence}", API, OPERATOR),
     ("GET", "/api/v2/status", API, ADMIN),
+    ("POST", "/-/reload", API, ADMIN),
     ("GET", "/metrics", API, May::Anyone),
     ("GET", "/-/healthy", API, May::Anyone),
     ("GET", "/-/ready", API, May::Anyone),

@@ -112,6 +112,7 @@ pub fn raise_brute_force_incident(data_dir: &Path) -> i64 {
                 },
             })
             .collect(),
+        response: None,
     };
     IncidentStore::open(data_dir)
         .unwrap()

@@ -5,12 +5,14 @@
 
 mod abuse;
 mod alerting;
+mod alertmanager_dropin;
 mod anonymous_reads;
 mod audit_tamper;
 mod authorization;
 mod bad_input;
 mod cli;
 mod console_web;
+mod county_report;
 mod dashboards;
 mod day_one;
 mod detection;
@@ -33,6 +35,7 @@ mod outputs;
 mod packaging;
 mod ports;
 mod reload;
+mod response;
 mod rules;
 mod service_probes;
 mod skeleton;

@@ -154,6 +154,20 @@ fn hardened_units_pass_verify_and_meet_exposure_targets() {
             "packaging: {unit}: systemd-analyze verify ok, exposure {score:.1} (target <= {target})"
         );
         assert!(score <= target, "{unit} exposure {score} above {target}");
+        // The agent may change its own firewall sets (active response) and
+        // nothing more; the collector holds no capability at all.
+        let capabilities = if program == "countywatch-agent" {
+            "CAP_NET_ADMIN CAP_NET_RAW"
+        } else {
+            ""
+        };
+        for setting in ["CapabilityBoundingSet", "AmbientCapabilities"] {
+            let line = format!("\n{setting}={capabilities}\n");
+            assert!(
+                std::fs::read_to_string(&file).unwrap().contains(&line),
+                "{unit} must say {line:?}"
+            );
+        }
         let text = std::fs::read_to_string(&file).unwrap();
         for setting in [
             "Type=notify",
@@ -161,6 +175,7 @@ fn hardened_units_pass_verify_and_meet_exposure_targets() {
             "ProtectSystem=strict",
             "PrivateTmp=yes",
             "CapabilityBoundingSet=",
+            "AmbientCapabilities=",
             "RestrictAddressFamilies=",
             "SystemCallFilter=@system-service",
             "Restart=on-failure",
@@ -866,6 +881,113 @@ fn daemons_stay_within_the_units_system_call_filter() {
         assert!(
             outside.is_empty(),
             "{daemon} needs {outside:?}, which the unit's SystemCallFilter refuses"
+        );
+    }
+}
+
+/// Active response runs `nft`, or `ipset` and `iptables`, as children of
+/// the agent, under the same system call filter: each of them, doing what
+/// the agent asks of it, stays within it. They run inside a network
+/// namespace of the test's own, so the machine's firewall is not touched.
+#[test]
+fn the_firewall_programs_of_active_response_stay_within_the_agent_units_filter() {
+    use countywatch_agent::response::{Change, iptables, nftables};
+    let allowed = unit_filter_allows();
+    let dir = tempfile::tempdir().unwrap();
+    let namespace = countywatch_e2e::netns::NetNs::new("sysf", "10.231.9.1", "10.231.9.2");
+    let block = [Change::Block {
+        address: "10.231.9.1".parse().unwrap(),
+        timeout: Duration::from_secs(60),
+    }];
+    let nft_script = dir.path().join("nft");
+    std::fs::write(
+        &nft_script,
+        format!(
+            "{}{}",
+            nftables::setup_script(),
+            nftables::update_script(&block)
+        ),
+    )
+    .unwrap();
+    let ipset_script = dir.path().join("ipset");
+    std::fs::write(
+        &ipset_script,
+        format!(
+            "{}{}",
+            iptables::create_script(),
+            iptables::update_script(&block)
+        ),
+    )
+    .unwrap();
+    let nft_script = nft_script.display().to_string();
+    let ipset_script = ipset_script.display().to_string();
+    let runs: [(&str, Vec<&str>); 5] = [
+        ("nft", vec!["nft", "-f", &nft_script]),
+        (
+            "nft-list",
+            vec!["nft", "-j", "list", "table", "inet", "countywatch"],
+        ),
+        (
+            "ipset",
+            vec!["ipset", "-exist", "restore", "-f", &ipset_script],
+        ),
+        (
+            "iptables",
+            vec![
+                "iptables",
+                "-w",
+                "-I",
+                "INPUT",
+                "1",
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "NEW",
+                "-m",
+                "set",
+                "--match-set",
+                "countywatch4",
+                "src",
+                "-j",
+                "DROP",
+            ],
+        ),
+        (
+            "ipset-list",
+            vec!["ipset", "list", "countywatch4", "-output", "save"],
+        ),
+    ];
+    for (label, command) in runs {
+        let trace = dir.path().join(format!("{label}.trace"));
+        let output = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &namespace.name,
+                "strace",
+                "-f",
+                "-qq",
+                "-o",
+            ])
+            .arg(&trace)
+            .args(&command)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{command:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let calls = traced_calls(&trace);
+        let outside: Vec<_> = calls.difference(&allowed).collect();
+        println!(
+            "packaging: {label} made {} distinct system calls, outside the agent unit's filter: {outside:?}",
+            calls.len()
+        );
+        assert!(calls.len() > 10, "{label}: too few calls traced: {calls:?}");
+        assert!(
+            outside.is_empty(),
+            "{label} needs {outside:?}, which the agent unit's SystemCallFilter refuses"
         );
     }
 }

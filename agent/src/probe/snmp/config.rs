@@ -157,6 +157,14 @@ pub struct DeviceConfig {
     /// More OIDs to walk beside IF-MIB.
     #[serde(default)]
     pub extra_oids: Vec<ExtraOid>,
+    /// The department the device serves, reported as the `department`
+    /// label of its `snmp_up`; the county report groups by it.
+    #[serde(default)]
+    pub department: Option<String>,
+    /// What the device carries for people (`政务外网核心交换`), reported as
+    /// the `service` label of its `snmp_up`.
+    #[serde(default)]
+    pub service: Option<String>,
 }
 
 fn default_timeout() -> PromDuration {

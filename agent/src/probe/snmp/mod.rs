@@ -191,6 +191,23 @@ impl Probe for SnmpProbe {
                 }
             };
             families.extend(device_health(&name, up, duration, &device.errors));
+            // The report's grouping travels on `snmp_up` only; the
+            // collector gives the device's interfaces the same.
+            let grouping = [
+                ("department", &device.config.department),
+                ("service", &device.config.service),
+            ];
+            for sample in families
+                .iter_mut()
+                .filter(|family| family.name == "snmp_up")
+                .flat_map(|family| family.samples.iter_mut())
+            {
+                for (label, value) in &grouping {
+                    if let Some(value) = value {
+                        sample.labels.push((label.to_string(), value.clone()));
+                    }
+                }
+            }
             device.cached = families;
         }
         let mut merged: Vec<MetricFamily> = Vec::new();

@@ -1,19 +1,22 @@
 //! Forwarding to an Alertmanager: `POST <url>/api/v2/alerts` with the
 //! group's alerts, for sites that already run one or scale out to a
-//! cluster. Firing alerts are sent without `endsAt`, so Alertmanager
-//! resolves them after its `resolve_timeout` unless they come again: route
-//! them with a `repeat_interval` shorter than that. Resolved alerts carry
-//! their `endsAt` and resolve at once.
+//! cluster. As Prometheus sends them: firing alerts are sent again every
+//! `resend_interval` (whatever the route's `repeat_interval`) with `endsAt`
+//! four sends ahead, so the Alertmanager keeps them firing however short
+//! its `resolve_timeout` and resolves them by itself if the collector stops
+//! sending; resolved alerts carry their resolution time and resolve at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::notify::alert::rfc3339;
 use crate::notify::config::AlertmanagerConfig;
 use crate::notify::http_client::{self, Target};
 use crate::notify::notification::Notification;
 use crate::notify::receiver::{Integration, SendFuture};
+use countywatch_daemon::clock::now_ms;
 
 /// One Alertmanager.
 pub struct Alertmanager {
@@ -27,10 +30,12 @@ pub struct Alertmanager {
     send_resolved: bool,
     /// Bound on one delivery.
     timeout: Duration,
+    /// How often firing alerts are sent again.
+    resend_interval: Duration,
 }
 
-/// The body Alertmanager's API v2 expects.
-pub fn payload(notification: &Notification) -> Value {
+/// The body Alertmanager's API v2 expects, sent at `now_ms`.
+pub fn payload(notification: &Notification, now_ms: i64) -> Value {
     Value::Array(
         notification
             .alerts
@@ -44,6 +49,8 @@ pub fn payload(notification: &Notification) -> Value {
                 });
                 if !alert.firing() {
                     item["endsAt"] = json!(alert.ends_at());
+                } else if let Some(lease) = notification.lease_ms {
+                    item["endsAt"] = json!(rfc3339(now_ms.saturating_add(lease)));
                 }
                 item
             })
@@ -61,6 +68,7 @@ impl Alertmanager {
             tls: http_client::tls_config(config.tls_config.ca_file.as_deref())?,
             send_resolved: config.send_resolved,
             timeout: config.timeout.get(),
+            resend_interval: config.resend_interval.get(),
         })
     }
 }
@@ -74,13 +82,17 @@ impl Integration for Alertmanager {
         self.send_resolved
     }
 
+    fn resend_interval(&self) -> Option<Duration> {
+        Some(self.resend_interval)
+    }
+
     fn send<'a>(&'a self, notification: &'a Notification) -> SendFuture<'a> {
         Box::pin(async move {
             let mut headers = Vec::new();
             if let Some(token) = &self.bearer_token {
                 headers.push(("authorization", format!("Bearer {token}")));
             }
-            let body = payload(notification).to_string();
+            let body = payload(notification, now_ms()).to_string();
             http_client::post(
                 &self.target,
                 &headers,

@@ -30,6 +30,12 @@ pub trait Integration: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Whether resolved-only notifications are wanted.
     fn send_resolved(&self) -> bool;
+    /// How often firing alerts are sent again whatever the route's
+    /// `repeat_interval`: only forwarders to an Alertmanager, which
+    /// resolve alerts that stop coming, as Prometheus resends them.
+    fn resend_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Delivers one notification; bounded by the integration's timeout.
     fn send<'a>(&'a self, notification: &'a Notification) -> SendFuture<'a>;
 }

@@ -1,0 +1,171 @@
+//! How block decisions reach the agent (`wire::decision`): the cursor goes
+//! up with every batch in the `x-countywatch-decisions-after` header and
+//! the answer's `"decisions"` feed is applied, and between batches one long
+//! poll, `GET /v1/decisions?after=CURSOR&wait=25`, waits on a sibling of the
+//! batch transport (same mTLS identity, its own connection, so a poll never
+//! holds up a batch). After applying a feed the agent acknowledges it with
+//! `POST /v1/decisions/ack`.
+//!
+//! A collector that does not know the endpoint (an older version answers
+//! 404) is asked again every five minutes; the batch answers carry no feed
+//! either, so nothing is applied meanwhile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use countywatch_wire::{
+    DECISIONS_ACK_PATH, DECISIONS_AFTER_HEADER, DECISIONS_PATH, DecisionAck, DecisionFeed,
+};
+use serde::Deserialize;
+
+use super::Responder;
+use crate::Backoff;
+use crate::transport::{SendError, Transport};
+
+/// How long the collector is asked to hold a long poll, in seconds.
+pub const POLL_WAIT_SECONDS: u64 = 25;
+/// How often the kernel set is reconciled with the list.
+const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+/// How long to wait before asking a collector without the endpoint again.
+const UNSUPPORTED_RETRY: Duration = Duration::from_secs(300);
+
+/// The part of a batch answer this module reads.
+#[derive(Deserialize)]
+struct BatchAnswer {
+    /// The feed, present when the request carried the cursor header.
+    #[serde(default)]
+    decisions: Option<DecisionFeed>,
+}
+
+/// The header to send with a batch.
+pub fn cursor_header(responder: &Responder) -> (&'static str, String) {
+    (DECISIONS_AFTER_HEADER, responder.cursor().to_string())
+}
+
+/// Applies the feed in a batch answer, if any, and acknowledges it on the
+/// same transport. A malformed answer is logged and skipped: the long
+/// poll asks again from the same cursor.
+pub async fn apply_batch_answer(
+    answer: &[u8],
+    responder: &Arc<Responder>,
+    transport: &mut Transport,
+) {
+    let feed = match serde_json::from_slice::<BatchAnswer>(answer) {
+        Ok(BatchAnswer {
+            decisions: Some(feed),
+        }) => feed,
+        Ok(BatchAnswer { decisions: None }) => return,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the decisions in the batch answer");
+            return;
+        }
+    };
+    apply_and_acknowledge(feed, responder, transport).await;
+}
+
+/// Applies `feed` and posts the acknowledgement when there is anything to
+/// acknowledge. Returns whether the collector has more waiting.
+async fn apply_and_acknowledge(
+    feed: DecisionFeed,
+    responder: &Arc<Responder>,
+    transport: &mut Transport,
+) -> bool {
+    let more = feed.more;
+    if feed.updates.is_empty() {
+        return more;
+    }
+    let ack = responder.apply(feed).await;
+    if ack != DecisionAck::default() {
+        let body = match serde_json::to_vec(&ack) {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::error!(%error, "cannot encode the acknowledgement");
+                return more;
+            }
+        };
+        // A lost acknowledgement is not retried: the collector shows the
+        // decision as not yet confirmed, and the kernel set is what counts.
+        if let Err(error) = transport
+            .post(DECISIONS_ACK_PATH, None, Bytes::from(body))
+            .await
+        {
+            tracing::warn!(%error, "cannot acknowledge decisions");
+        }
+    }
+    more
+}
+
+/// Keeps one long poll open for as long as the agent runs, and reconciles
+/// the kernel set with the list every minute.
+pub async fn poll_loop(mut transport: Transport, responder: Arc<Responder>) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let mut last_reconcile = tokio::time::Instant::now();
+    // Logged once per outage, not per attempt.
+    let mut failing = false;
+    loop {
+        if last_reconcile.elapsed() >= RECONCILE_EVERY {
+            responder.reconcile().await;
+            last_reconcile = tokio::time::Instant::now();
+        }
+        let path = format!(
+            "{DECISIONS_PATH}?after={}&wait={POLL_WAIT_SECONDS}",
+            responder.cursor()
+        );
+        let started = tokio::time::Instant::now();
+        let wait = Duration::from_secs(POLL_WAIT_SECONDS) + transport.timeout();
+        match transport.get(&path, wait).await {
+            Ok(body) => {
+                failing = false;
+                backoff.reset();
+                let feed = match serde_json::from_slice::<DecisionFeed>(&body) {
+                    Ok(feed) => feed,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read the decision feed");
+                        tokio::time::sleep(backoff.next_delay()).await;
+                        continue;
+                    }
+                };
+                let empty = feed.updates.is_empty();
+                let more = apply_and_acknowledge(feed, &responder, &mut transport).await;
+                // A collector answering at once with nothing must not be
+                // asked again in a tight loop.
+                if empty && !more && started.elapsed() < Duration::from_secs(1) {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            Err(SendError::Rejected {
+                status: 404 | 405, ..
+            }) => {
+                tracing::info!(
+                    "the collector has no decision endpoint; asking again in five minutes"
+                );
+                tokio::time::sleep(UNSUPPORTED_RETRY).await;
+            }
+            Err(error) => {
+                let delay = backoff.next_delay();
+                if !failing {
+                    tracing::warn!(%error, retry_in = ?delay, "cannot poll for decisions");
+                    failing = true;
+                }
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_answer_without_decisions_or_with_other_members_is_read() {
+        let plain: BatchAnswer = serde_json::from_str("{\"accepted_seq\":5}").unwrap();
+        assert!(plain.decisions.is_none());
+        let with: BatchAnswer = serde_json::from_str(
+            "{\"accepted_seq\":5,\"duplicate\":true,\"decisions\":{\"cursor\":9,\"updates\":[],\"mode\":\"enforce\"}}",
+        )
+        .unwrap();
+        assert_eq!(with.decisions.map(|feed| feed.cursor), Some(9));
+    }
+}

@@ -1,0 +1,987 @@
+//! Active response on the agent: the set of blocks this host holds, the
+//! safety rules every block passes, and the firewall that enforces them.
+//!
+//! - [`safety`]: addresses never blocked (loopback, the collector,
+//!   `response.never_block`, open SSH sessions' peers).
+//! - [`nftables`], [`iptables`]: one file per firewall backend; each turns
+//!   a list of [`Change`]s into one update of the agent's own sets.
+//! - [`state`]: `response.json`, the cursor and the blocks, on disk.
+//! - [`delivery`]: receiving updates from the collector (the batch answer
+//!   and the long poll) and acknowledging them.
+//!
+//! [`Response`] owns the block list: updates from the collector go through
+//! [`Response::apply_feed`], which checks each against the safety rules,
+//! records dry runs, changes the kernel set in one transaction and writes
+//! the state file, and returns the acknowledgement. Expiry is the kernel's
+//! own (every element carries its timeout); the list forgets expired
+//! blocks when it next looks. At start, and every minute, the list and the
+//! kernel set are reconciled: the agent's own table or sets are recreated
+//! if something removed them, blocks missing from the kernel are put back,
+//! and (at start only) elements found in the set without a record are
+//! adopted, so a crash or `kill -9` never flushes a block.
+//!
+//! Architecture invariant: the agent changes no firewall state but its own
+//! table (`inet countywatch`) or its own ipsets and their two rules.
+
+pub mod delivery;
+pub mod iptables;
+pub mod nftables;
+pub mod safety;
+pub mod state;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use countywatch_wire::{
+    DecisionAck, DecisionFeed, MetricFamily, MetricKind, RefusedUpdate, ResponseMode,
+};
+
+use crate::config::{CollectorUrl, FirewallBackend, ResponseConfig};
+use safety::{Guard, Refusal};
+use state::{Block, ResponseState};
+
+/// One change to the kernel set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Block `address` for `timeout` from now (replacing any timeout it had).
+    Block {
+        /// The address.
+        address: IpAddr,
+        /// How long from now.
+        timeout: Duration,
+    },
+    /// Lift the block of `address`, if any.
+    Unblock {
+        /// The address.
+        address: IpAddr,
+    },
+}
+
+/// An element of the agent's kernel set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelEntry {
+    /// The address.
+    pub address: IpAddr,
+    /// The time it has left; none for an element without a timeout.
+    pub remaining: Option<Duration>,
+}
+
+/// Why a firewall program failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    /// The program could not be started (not installed).
+    #[error("cannot run {program}: {source}")]
+    Start {
+        /// The program.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The program ran and failed.
+    #[error("{program} failed ({status}): {stderr}")]
+    Failed {
+        /// The program.
+        program: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// The start of what it printed on stderr.
+        stderr: String,
+    },
+}
+
+/// Runs `program` with `arguments`, `input` on its stdin, and returns its
+/// stdout.
+pub(crate) fn run_program(
+    program: &str,
+    arguments: &[&str],
+    input: Option<&str>,
+) -> Result<String, FirewallError> {
+    let start = |source| FirewallError::Start {
+        program: program.to_string(),
+        source,
+    };
+    let mut child = Command::new(program)
+        .args(arguments)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(start)?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A write error shows as the program's failure below.
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let output = child.wait_with_output().map_err(start)?;
+    if output.status.success() {
+        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(FirewallError::Failed {
+        program: program.to_string(),
+        status: output.status,
+        stderr: stderr.trim().chars().take(500).collect(),
+    })
+}
+
+/// A firewall the agent can drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firewall {
+    /// nftables, [`nftables`].
+    Nftables,
+    /// iptables with ipset, [`iptables`].
+    Iptables,
+}
+
+impl Firewall {
+    /// The firewall `backend` names: `auto` picks nftables when `nft` runs,
+    /// else iptables when `ipset` runs, else none; `off` is none.
+    pub fn choose(backend: FirewallBackend) -> Option<Firewall> {
+        let runs = |program: &str| run_program(program, &["--version"], None).is_ok();
+        match backend {
+            FirewallBackend::Off => None,
+            FirewallBackend::Nftables => Some(Firewall::Nftables),
+            FirewallBackend::Iptables => Some(Firewall::Iptables),
+            FirewallBackend::Auto if runs("nft") => Some(Firewall::Nftables),
+            FirewallBackend::Auto if runs("ipset") => Some(Firewall::Iptables),
+            FirewallBackend::Auto => None,
+        }
+    }
+
+    fn setup(self) -> Result<(), FirewallError> {
+        match self {
+            Firewall::Nftables => nftables::setup(),
+            Firewall::Iptables => iptables::setup(),
+        }
+    }
+
+    fn apply(self, changes: &[Change]) -> Result<(), FirewallError> {
+        match self {
+            Firewall::Nftables => nftables::apply(changes),
+            Firewall::Iptables => iptables::apply(changes),
+        }
+    }
+
+    /// The elements of the agent's sets now in the kernel.
+    pub fn list(self) -> Result<Vec<KernelEntry>, FirewallError> {
+        match self {
+            Firewall::Nftables => nftables::list(),
+            Firewall::Iptables => iptables::list(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Firewall::Nftables => "nftables",
+            Firewall::Iptables => "iptables",
+        }
+    }
+}
+
+/// Counters of active response, reported with every batch.
+#[derive(Debug, Default)]
+pub struct ResponseStats {
+    /// Blocks put into the firewall.
+    applied_enforce: AtomicU64,
+    /// Dry-run blocks recorded.
+    applied_dry_run: AtomicU64,
+    /// Refusals, by [`Refusal::LABELS`] index.
+    refused: [AtomicU64; 8],
+    /// Enforced blocks whose time ran out.
+    expired: AtomicU64,
+    /// Blocks the collector lifted.
+    lifted: AtomicU64,
+    /// Blocks lifted early to stay within `response.max_blocks`.
+    evicted: AtomicU64,
+    /// Enforced blocks held now.
+    active_enforce: AtomicU64,
+    /// Dry-run blocks held now.
+    active_dry_run: AtomicU64,
+}
+
+impl ResponseStats {
+    fn refuse(&self, refusal: &Refusal) {
+        if let Some(index) = Refusal::LABELS
+            .iter()
+            .position(|label| *label == refusal.label())
+        {
+            self.refused[index].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The `countywatch_agent_response_*` families.
+    pub fn families(&self) -> Vec<MetricFamily> {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed) as f64;
+        let by_mode = |name: &str, help: &str, kind, enforce: &AtomicU64, dry_run: &AtomicU64| {
+            let mut family = MetricFamily::new(name, help, kind);
+            family.push(&[("mode", "enforce")], load(enforce));
+            family.push(&[("mode", "dry_run")], load(dry_run));
+            family
+        };
+        let applied = by_mode(
+            "countywatch_agent_response_applied_total",
+            "Block decisions applied: enforced in the firewall, or recorded in dry run.",
+            MetricKind::Counter,
+            &self.applied_enforce,
+            &self.applied_dry_run,
+        );
+        let mut refused = MetricFamily::new(
+            "countywatch_agent_response_refused_total",
+            "Block decisions refused by this host, by reason (safety rules, expiry, firewall).",
+            MetricKind::Counter,
+        );
+        for (label, counter) in Refusal::LABELS.iter().zip(&self.refused) {
+            refused.push(&[("reason", label)], load(counter));
+        }
+        let active = by_mode(
+            "countywatch_agent_response_active_blocks",
+            "Blocks held now, by mode.",
+            MetricKind::Gauge,
+            &self.active_enforce,
+            &self.active_dry_run,
+        );
+        vec![
+            applied,
+            refused,
+            active,
+            MetricFamily::single(
+                "countywatch_agent_response_expired_total",
+                "Enforced blocks whose time ran out (the kernel lifted them).",
+                MetricKind::Counter,
+                load(&self.expired),
+            ),
+            MetricFamily::single(
+                "countywatch_agent_response_lifted_total",
+                "Blocks the collector lifted before their time.",
+                MetricKind::Counter,
+                load(&self.lifted),
+            ),
+            MetricFamily::single(
+                "countywatch_agent_response_evicted_total",
+                "Blocks lifted early to stay within response.max_blocks.",
+                MetricKind::Counter,
+                load(&self.evicted),
+            ),
+        ]
+    }
+}
+
+/// How often the collector's name is resolved again.
+const RESOLVE_EVERY: Duration = Duration::from_secs(300);
+
+/// The block list and what enforces it.
+pub struct Response {
+    /// The firewall, none with `backend: off` or none installed.
+    firewall: Option<Firewall>,
+    /// Whether `backend` asked for no firewall (else none was found).
+    off: bool,
+    /// `never_block` and the collector's addresses.
+    guard: Guard,
+    /// The collector's host and port, resolved again now and then.
+    collector: CollectorUrl,
+    /// When the collector was last resolved.
+    resolved_at: Option<Instant>,
+    /// Where `/proc` is, for the SSH sessions.
+    procfs: PathBuf,
+    /// Where `response.json` lives.
+    state_dir: PathBuf,
+    /// The cursor and blocks.
+    state: ResponseState,
+    /// `response.max_blocks`.
+    max_blocks: usize,
+    /// Counters, shared with the batch that reports them.
+    stats: Arc<ResponseStats>,
+}
+
+impl Response {
+    /// Opens the block list in `state_dir`, sets up the firewall and
+    /// reconciles the two. Nothing here stops the agent: a firewall that
+    /// cannot be set up is logged, and its blocks are refused until it can.
+    pub fn open(
+        config: &ResponseConfig,
+        collector: CollectorUrl,
+        procfs: &Path,
+        state_dir: &Path,
+        now_ms: i64,
+    ) -> Response {
+        let state = match state::load(state_dir) {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::error!(%error, "starting active response afresh");
+                if let state::StateError::Damaged { .. } = error
+                    && let Err(error) = state::set_aside(state_dir, now_ms)
+                {
+                    tracing::error!(%error, "cannot move the damaged response state aside");
+                }
+                ResponseState::default()
+            }
+        };
+        let firewall = Firewall::choose(config.backend);
+        match (config.backend, firewall) {
+            (FirewallBackend::Off, _) => {
+                tracing::info!("active response: backend off, the firewall is never touched");
+            }
+            (_, None) => tracing::warn!(
+                "active response: neither nft nor ipset runs here; blocks will be refused"
+            ),
+            (_, Some(firewall)) => {
+                tracing::info!(backend = firewall.name(), "active response enabled")
+            }
+        }
+        let mut response = Response {
+            firewall,
+            off: config.backend == FirewallBackend::Off,
+            guard: Guard {
+                never_block: config
+                    .never_block
+                    .iter()
+                    .filter_map(|entry| {
+                        countywatch_wire::Cidr::parse(&entry.value)
+                            .ok()
+                            .map(|block| (entry.value.clone(), block))
+                    })
+                    .collect(),
+                collector: Vec::new(),
+            },
+            collector,
+            resolved_at: None,
+            procfs: procfs.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+            state,
+            max_blocks: config.max_blocks,
+            stats: Arc::new(ResponseStats::default()),
+        };
+        response.reconcile(now_ms, true);
+        response
+    }
+
+    /// The counters, for the batches.
+    pub fn stats(&self) -> Arc<ResponseStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// The last update id seen.
+    pub fn cursor(&self) -> u64 {
+        self.state.cursor
+    }
+
+    /// The blocks held, oldest first.
+    pub fn blocks(&self) -> &[Block] {
+        &self.state.blocks
+    }
+
+    /// Applies the updates of `feed` after the cursor and says what became
+    /// of each.
+    pub fn apply_feed(&mut self, feed: &DecisionFeed, now_ms: i64) -> DecisionAck {
+        let mut ack = DecisionAck::default();
+        self.forget_expired(now_ms);
+        self.refresh_collector();
+        let fresh: Vec<_> = feed
+            .updates
+            .iter()
+            .filter(|update| update.id > self.state.cursor)
+            .collect();
+        // /proc is read once per feed, and only when something may block.
+        let ssh_peers = if fresh.iter().any(|update| !update.removed) {
+            safety::ssh_peers(&self.procfs)
+        } else {
+            HashSet::new()
+        };
+        let mut dirty = BTreeSet::new();
+        let mut pending = Vec::new();
+        for update in fresh {
+            let address = update.address.to_canonical();
+            if update.removed {
+                let before = self.state.blocks.len();
+                self.state
+                    .blocks
+                    .retain(|block| block.decision != Some(update.decision));
+                if self.state.blocks.len() < before {
+                    self.stats.lifted.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%address, decision = update.decision, "block lifted by the collector");
+                    dirty.insert(address);
+                }
+                ack.applied.push(update.id);
+                continue;
+            }
+            let refusal = if update.expires_at_ms <= now_ms {
+                Err(Refusal::Expired)
+            } else {
+                self.guard.check(address, &ssh_peers)
+            }
+            .and_then(|()| match (update.mode, self.firewall) {
+                (ResponseMode::Enforce, None) if self.off => Err(Refusal::BackendOff),
+                (ResponseMode::Enforce, None) => Err(Refusal::FirewallError(
+                    "neither nft nor ipset is installed".to_string(),
+                )),
+                _ => Ok(()),
+            });
+            if let Err(refusal) = refusal {
+                tracing::warn!(%address, decision = update.decision, reason = %refusal, "block refused");
+                self.stats.refuse(&refusal);
+                ack.refused.push(RefusedUpdate {
+                    id: update.id,
+                    reason: refusal.to_string(),
+                });
+                continue;
+            }
+            // A new update of a decision replaces it; an adopted element
+            // of the same address is now accounted for by the decision.
+            self.state.blocks.retain(|block| {
+                block.decision != Some(update.decision)
+                    && !(block.decision.is_none() && block.address == address)
+            });
+            self.state.blocks.push(Block {
+                address,
+                decision: Some(update.decision),
+                started_at_ms: now_ms,
+                expires_at_ms: update.expires_at_ms,
+                mode: update.mode,
+                reason: update.reason.clone(),
+            });
+            match update.mode {
+                ResponseMode::Enforce => {
+                    dirty.insert(address);
+                    pending.push((update.id, update.decision, address));
+                }
+                ResponseMode::DryRun => {
+                    tracing::info!(%address, decision = update.decision, reason = %update.reason, "dry run: would block");
+                    self.stats.applied_dry_run.fetch_add(1, Ordering::Relaxed);
+                    ack.applied.push(update.id);
+                }
+            }
+        }
+        self.evict(&mut dirty);
+        let changes = self.changes_for(&dirty, now_ms);
+        let result = match self.firewall {
+            Some(firewall) => firewall.apply(&changes),
+            None => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                for (id, decision, address) in pending {
+                    tracing::info!(%address, decision, "blocked");
+                    self.stats.applied_enforce.fetch_add(1, Ordering::Relaxed);
+                    ack.applied.push(id);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot update the firewall set");
+                let refusal = Refusal::FirewallError(error.to_string());
+                for (id, decision, _) in pending {
+                    self.state
+                        .blocks
+                        .retain(|block| block.decision != Some(decision));
+                    self.stats.refuse(&refusal);
+                    ack.refused.push(RefusedUpdate {
+                        id,
+                        reason: refusal.to_string(),
+                    });
+                }
+            }
+        }
+        let last = feed.updates.iter().map(|update| update.id).max();
+        self.state.cursor = self
+            .state
+            .cursor
+            .max(feed.cursor)
+            .max(last.unwrap_or_default());
+        self.state.mode = feed.mode;
+        self.save();
+        ack
+    }
+
+    /// Makes the kernel set match the list: sets the firewall up again
+    /// (recreating the agent's table or sets if something removed them),
+    /// puts back blocks missing from it and removes elements the list does
+    /// not hold; at start (`adopt`) such elements are adopted instead,
+    /// since a crash may have come between the kernel and the file.
+    pub fn reconcile(&mut self, now_ms: i64, adopt: bool) {
+        self.forget_expired(now_ms);
+        let Some(firewall) = self.firewall else {
+            self.publish();
+            return;
+        };
+        if let Err(error) = firewall.setup() {
+            tracing::error!(%error, "cannot set up the firewall for active response");
+            self.publish();
+            return;
+        }
+        let kernel = match firewall.list() {
+            Ok(kernel) => kernel,
+            Err(error) => {
+                tracing::error!(%error, "cannot list the firewall set");
+                self.publish();
+                return;
+            }
+        };
+        let in_kernel: HashSet<IpAddr> = kernel
+            .iter()
+            .map(|entry| entry.address.to_canonical())
+            .collect();
+        let mut dirty: BTreeSet<IpAddr> = self
+            .enforced()
+            .keys()
+            .filter(|address| !in_kernel.contains(address))
+            .copied()
+            .collect();
+        if !dirty.is_empty() {
+            tracing::info!(
+                missing = dirty.len(),
+                "blocks missing from the firewall set, putting them back"
+            );
+        }
+        let held = self.enforced();
+        for entry in &kernel {
+            let address = entry.address.to_canonical();
+            if held.contains_key(&address) {
+                continue;
+            }
+            if adopt {
+                let remaining = entry.remaining.unwrap_or(Duration::from_secs(3600));
+                tracing::info!(%address, ?remaining, "adopting a block found in the firewall set");
+                self.state.blocks.push(Block {
+                    address,
+                    decision: None,
+                    started_at_ms: now_ms,
+                    expires_at_ms: now_ms
+                        .saturating_add(i64::try_from(remaining.as_millis()).unwrap_or(i64::MAX)),
+                    mode: ResponseMode::Enforce,
+                    reason: "found in the firewall set at start".to_string(),
+                });
+                // An element without a timeout gets one.
+                if entry.remaining.is_none() {
+                    dirty.insert(address);
+                }
+            } else {
+                tracing::warn!(%address, "removing an element the agent does not hold");
+                dirty.insert(address);
+            }
+        }
+        let changes = self.changes_for(&dirty, now_ms);
+        if let Err(error) = firewall.apply(&changes) {
+            tracing::error!(%error, "cannot update the firewall set");
+        }
+        self.save();
+    }
+
+    /// Enforced blocks by address, with the latest expiry of each.
+    fn enforced(&self) -> BTreeMap<IpAddr, i64> {
+        let mut enforced = BTreeMap::new();
+        for block in &self.state.blocks {
+            if block.mode == ResponseMode::Enforce {
+                let expiry = enforced.entry(block.address).or_insert(block.expires_at_ms);
+                *expiry = (*expiry).max(block.expires_at_ms);
+            }
+        }
+        enforced
+    }
+
+    /// The kernel changes that make each address in `dirty` match the list.
+    fn changes_for(&self, dirty: &BTreeSet<IpAddr>, now_ms: i64) -> Vec<Change> {
+        let enforced = self.enforced();
+        dirty
+            .iter()
+            .map(|address| match enforced.get(address) {
+                Some(expiry) if *expiry > now_ms => Change::Block {
+                    address: *address,
+                    timeout: Duration::from_millis(
+                        u64::try_from(expiry.saturating_sub(now_ms)).unwrap_or(1),
+                    ),
+                },
+                _ => Change::Unblock { address: *address },
+            })
+            .collect()
+    }
+
+    /// Lifts the oldest blocks beyond `max_blocks`.
+    fn evict(&mut self, dirty: &mut BTreeSet<IpAddr>) {
+        while self.state.blocks.len() > self.max_blocks {
+            let Some(oldest) = self
+                .state
+                .blocks
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, block)| block.started_at_ms)
+                .map(|(index, _)| index)
+            else {
+                break;
+            };
+            let block = self.state.blocks.remove(oldest);
+            tracing::warn!(address = %block.address, max_blocks = self.max_blocks, "response.max_blocks reached, lifting the oldest block");
+            self.stats.evicted.fetch_add(1, Ordering::Relaxed);
+            dirty.insert(block.address);
+        }
+    }
+
+    /// Forgets blocks whose time ran out (the kernel already lifted them).
+    fn forget_expired(&mut self, now_ms: i64) {
+        let before = self.state.blocks.len();
+        let mut expired = 0;
+        self.state.blocks.retain(|block| {
+            let live = block.expires_at_ms > now_ms;
+            if !live && block.mode == ResponseMode::Enforce {
+                expired += 1;
+            }
+            live
+        });
+        self.stats.expired.fetch_add(expired, Ordering::Relaxed);
+        if self.state.blocks.len() != before {
+            self.save();
+        }
+    }
+
+    /// Resolves the collector's address again when it is time.
+    fn refresh_collector(&mut self) {
+        if self
+            .resolved_at
+            .is_some_and(|at| at.elapsed() < RESOLVE_EVERY)
+        {
+            return;
+        }
+        match safety::resolve_collector(&self.collector.host, self.collector.port) {
+            Ok(addresses) => {
+                self.guard.collector = addresses;
+                self.resolved_at = Some(Instant::now());
+            }
+            // The addresses resolved before are kept.
+            Err(error) => {
+                tracing::warn!(%error, host = %self.collector.host, "cannot resolve the collector")
+            }
+        }
+    }
+
+    /// Writes the state file and publishes the gauges.
+    fn save(&mut self) {
+        if let Err(error) = state::save(&self.state_dir, &self.state) {
+            tracing::error!(%error, "cannot save the response state");
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let count = |mode| {
+            self.state
+                .blocks
+                .iter()
+                .filter(|block| block.mode == mode)
+                .count() as u64
+        };
+        self.stats
+            .active_enforce
+            .store(count(ResponseMode::Enforce), Ordering::Relaxed);
+        self.stats
+            .active_dry_run
+            .store(count(ResponseMode::DryRun), Ordering::Relaxed);
+    }
+}
+
+/// A [`Response`] shared by the sender and the long poll, used from async
+/// code: the firewall programs run on a blocking thread.
+pub struct Responder {
+    /// The list; a std mutex, held only on blocking threads.
+    response: Mutex<Response>,
+    /// Its counters, readable without the lock.
+    stats: Arc<ResponseStats>,
+}
+
+impl Responder {
+    /// Wraps `response`.
+    pub fn new(response: Response) -> Arc<Responder> {
+        Arc::new(Responder {
+            stats: response.stats(),
+            response: Mutex::new(response),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Response> {
+        self.response
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The cursor to send.
+    pub fn cursor(&self) -> u64 {
+        self.lock().cursor()
+    }
+
+    /// The counters' families.
+    pub fn metrics(&self) -> Vec<MetricFamily> {
+        self.stats.families()
+    }
+
+    /// Applies `feed` on a blocking thread.
+    pub async fn apply(self: &Arc<Self>, feed: DecisionFeed) -> DecisionAck {
+        let responder = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            responder
+                .lock()
+                .apply_feed(&feed, countywatch_daemon::clock::now_ms())
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// Reconciles on a blocking thread.
+    pub async fn reconcile(self: &Arc<Self>) {
+        let responder = Arc::clone(self);
+        let _ = tokio::task::spawn_blocking(move || {
+            responder
+                .lock()
+                .reconcile(countywatch_daemon::clock::now_ms(), false)
+        })
+        .await;
+    }
+}
+
+/// One line of `countywatch-agent blocks list`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedBlock {
+    /// The block as recorded.
+    pub block: Block,
+    /// Whether the kernel set holds it: none when the set could not be
+    /// read (no permission) or for a dry run.
+    pub in_kernel: Option<bool>,
+}
+
+/// The blocks recorded in `state_dir` that have not expired, each checked
+/// against the kernel set when `firewall` can list it, plus any element of
+/// the set the record lacks. Reads only: safe while the daemon runs.
+pub fn list_blocks(
+    state_dir: &Path,
+    firewall: Option<Firewall>,
+    now_ms: i64,
+) -> Result<Vec<ListedBlock>, state::StateError> {
+    let state = state::load(state_dir)?;
+    let kernel: Option<Vec<KernelEntry>> = firewall.and_then(|firewall| firewall.list().ok());
+    let in_kernel: Option<HashSet<IpAddr>> = kernel.as_ref().map(|entries| {
+        entries
+            .iter()
+            .map(|entry| entry.address.to_canonical())
+            .collect()
+    });
+    let mut listed: Vec<ListedBlock> = state
+        .blocks
+        .into_iter()
+        .filter(|block| block.expires_at_ms > now_ms)
+        .map(|block| ListedBlock {
+            in_kernel: match block.mode {
+                ResponseMode::DryRun => None,
+                ResponseMode::Enforce => in_kernel.as_ref().map(|set| set.contains(&block.address)),
+            },
+            block,
+        })
+        .collect();
+    let recorded: HashSet<IpAddr> = listed.iter().map(|listed| listed.block.address).collect();
+    for entry in kernel.into_iter().flatten() {
+        let address = entry.address.to_canonical();
+        if recorded.contains(&address) {
+            continue;
+        }
+        let remaining = entry.remaining.unwrap_or_default();
+        listed.push(ListedBlock {
+            block: Block {
+                address,
+                decision: None,
+                started_at_ms: now_ms,
+                expires_at_ms: now_ms
+                    .saturating_add(i64::try_from(remaining.as_millis()).unwrap_or(i64::MAX)),
+                mode: ResponseMode::Enforce,
+                reason: "in the firewall set, not yet in the agent's record".to_string(),
+            },
+            in_kernel: Some(true),
+        });
+    }
+    Ok(listed)
+}
+
+#[cfg(test)]
+mod tests {
+    use countywatch_wire::DecisionUpdate;
+
+    use super::*;
+
+    fn response(dir: &Path, backend: FirewallBackend, max_blocks: usize) -> Response {
+        let config = ResponseConfig {
+            backend,
+            never_block: vec![crate::config::unspanned("192.0.2.0/24".to_string())],
+            max_blocks,
+        };
+        let collector = CollectorUrl {
+            host: "198.51.100.200".to_string(),
+            port: 9781,
+        };
+        // An empty procfs: no SSH sessions.
+        Response::open(&config, collector, dir, dir, 1_000)
+    }
+
+    fn update(id: u64, address: &str, expires_at_ms: i64, mode: ResponseMode) -> DecisionUpdate {
+        DecisionUpdate {
+            id,
+            decision: id,
+            address: address.parse().unwrap(),
+            expires_at_ms,
+            mode,
+            reason: format!("rule incident {id}"),
+            removed: false,
+        }
+    }
+
+    fn feed(updates: Vec<DecisionUpdate>) -> DecisionFeed {
+        DecisionFeed {
+            cursor: updates.iter().map(|update| update.id).max().unwrap_or(0),
+            updates,
+            mode: ResponseMode::DryRun,
+            more: false,
+        }
+    }
+
+    #[test]
+    fn with_backend_off_dry_runs_are_recorded_and_blocks_refused_by_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut response = response(dir.path(), FirewallBackend::Off, 100);
+        let ack = response.apply_feed(
+            &feed(vec![
+                update(1, "203.0.113.1", 10_000, ResponseMode::DryRun),
+                update(2, "203.0.113.2", 10_000, ResponseMode::Enforce),
+                update(3, "127.0.0.1", 10_000, ResponseMode::DryRun),
+                update(4, "192.0.2.9", 10_000, ResponseMode::Enforce),
+                update(5, "198.51.100.200", 10_000, ResponseMode::Enforce),
+                update(6, "203.0.113.6", 500, ResponseMode::DryRun),
+            ]),
+            1_000,
+        );
+        assert_eq!(ack.applied, vec![1]);
+        let reasons: Vec<(u64, &str)> = ack
+            .refused
+            .iter()
+            .map(|refused| (refused.id, refused.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (2, "response.backend is off on this host"),
+                (3, "loopback address"),
+                (4, "in response.never_block (192.0.2.0/24)"),
+                (5, "the collector's address"),
+                (6, "expired before it arrived"),
+            ]
+        );
+        assert_eq!(response.cursor(), 6);
+        assert_eq!(response.blocks().len(), 1);
+        assert_eq!(response.blocks()[0].mode, ResponseMode::DryRun);
+        let text = metrics_text(&response.stats());
+        assert!(
+            text.contains("countywatch_agent_response_refused_total{reason=\"backend_off\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("countywatch_agent_response_applied_total{mode=\"dry_run\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("countywatch_agent_response_active_blocks{mode=\"dry_run\"} 1"),
+            "{text}"
+        );
+        // Seen updates are not applied twice (the batch answer and the long
+        // poll may both carry them).
+        let again = response.apply_feed(
+            &feed(vec![update(1, "203.0.113.1", 10_000, ResponseMode::DryRun)]),
+            1_000,
+        );
+        assert_eq!(again, DecisionAck::default());
+        // The record survives a restart, and expiry forgets the block.
+        let mut reopened = self::response(dir.path(), FirewallBackend::Off, 100);
+        assert_eq!(reopened.cursor(), 6);
+        assert_eq!(reopened.blocks().len(), 1);
+        reopened.apply_feed(&feed(Vec::new()), 20_000);
+        assert!(reopened.blocks().is_empty());
+    }
+
+    #[test]
+    fn a_removal_lifts_its_decision_and_the_oldest_block_is_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut response = response(dir.path(), FirewallBackend::Off, 2);
+        response.apply_feed(
+            &feed(vec![
+                update(1, "203.0.113.1", 10_000, ResponseMode::DryRun),
+                update(2, "203.0.113.2", 10_000, ResponseMode::DryRun),
+            ]),
+            1_000,
+        );
+        response.apply_feed(
+            &feed(vec![update(3, "203.0.113.3", 10_000, ResponseMode::DryRun)]),
+            2_000,
+        );
+        let addresses: Vec<String> = response
+            .blocks()
+            .iter()
+            .map(|block| block.address.to_string())
+            .collect();
+        assert_eq!(addresses, ["203.0.113.2", "203.0.113.3"]);
+        let mut removal = update(4, "203.0.113.2", 10_000, ResponseMode::DryRun);
+        removal.decision = 2;
+        removal.removed = true;
+        let ack = response.apply_feed(&feed(vec![removal]), 2_000);
+        assert_eq!(ack.applied, vec![4]);
+        assert_eq!(response.blocks().len(), 1);
+        let text = metrics_text(&response.stats());
+        assert!(
+            text.contains("countywatch_agent_response_evicted_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("countywatch_agent_response_lifted_total 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn changes_take_the_latest_expiry_of_an_address_and_unblock_without_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut response = response(dir.path(), FirewallBackend::Off, 100);
+        for (decision, expiry) in [(1, 5_000), (2, 9_000)] {
+            response.state.blocks.push(Block {
+                address: "203.0.113.1".parse().unwrap(),
+                decision: Some(decision),
+                started_at_ms: 0,
+                expires_at_ms: expiry,
+                mode: ResponseMode::Enforce,
+                reason: String::new(),
+            });
+        }
+        let dirty: BTreeSet<IpAddr> = ["203.0.113.1", "203.0.113.2"]
+            .iter()
+            .map(|address| address.parse().unwrap())
+            .collect();
+        assert_eq!(
+            response.changes_for(&dirty, 1_000),
+            vec![
+                Change::Block {
+                    address: "203.0.113.1".parse().unwrap(),
+                    timeout: Duration::from_millis(8_000),
+                },
+                Change::Unblock {
+                    address: "203.0.113.2".parse().unwrap(),
+                },
+            ]
+        );
+    }
+
+    fn metrics_text(stats: &ResponseStats) -> String {
+        let families = stats.families();
+        let refs: Vec<_> = families.iter().collect();
+        let mut text = String::new();
+        countywatch_wire::write_text(&mut text, &refs, &[]);
+        text
+    }
+}

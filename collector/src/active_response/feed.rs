@@ -1,0 +1,333 @@
+//! The agent-facing side of active response, on the ingest listener (mutual
+//! TLS; `ingest.rs` identifies the agent from its certificate, reads the
+//! body under the ingest caps and hands it here):
+//!
+//! - `GET /v1/decisions?after=N&wait=S`: the updates after cursor `N` that
+//!   concern the agent, at once if there are any, else as soon as one is
+//!   written (the store's signal, or the poll of other writers), else an
+//!   empty feed after `S` seconds (at most
+//!   [`MAX_DECISIONS_WAIT_SECONDS`]; `0` or no `wait` answers at once).
+//! - `POST /v1/decisions/ack`: a [`DecisionAck`], recorded per agent and
+//!   update; answers `{"recorded":N}`.
+//! - `POST /v1/decisions/local`: [`LocalDecisions`] the agent made while
+//!   offline, recorded as made by the agent; answers `{"recorded":N}`.
+//! - `POST /v1/batches` with the [`DECISIONS_AFTER_HEADER`] header: the
+//!   batch answer carries the feed under `"decisions"` ([`batch_feed`]).
+//!
+//! The wire types are `countywatch_wire::decision`'s; the store is
+//! `incident::decisions`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use countywatch_daemon::clock::now_ms;
+use countywatch_wire::{
+    DECISIONS_ACK_PATH, DECISIONS_AFTER_HEADER, DECISIONS_LOCAL_PATH, DECISIONS_PATH, DecisionAck,
+    DecisionFeed, LocalDecisions, MAX_DECISIONS_WAIT_SECONDS,
+};
+use hyper::{HeaderMap, Method, StatusCode};
+use tokio::sync::watch;
+
+use crate::active_response::config::ResponseConfig;
+use crate::incident::store::IncidentStore;
+
+/// What the decision endpoints need.
+pub struct FeedState {
+    /// Where decisions are kept.
+    pub store: Arc<IncidentStore>,
+    /// The `response:` section: the mode carried in feeds, the caps on
+    /// agent-made decisions.
+    pub config: Arc<ResponseConfig>,
+    /// Turns true when the collector stops: long polls answer at once.
+    pub stopped: watch::Receiver<bool>,
+}
+
+/// One of the decision endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The long poll.
+    Feed,
+    /// Acknowledgements.
+    Ack,
+    /// Agent-made decisions.
+    Local,
+}
+
+impl Endpoint {
+    /// The endpoint at `path`, if it is one of these.
+    pub fn at(path: &str) -> Option<Endpoint> {
+        match path {
+            DECISIONS_PATH => Some(Endpoint::Feed),
+            DECISIONS_ACK_PATH => Some(Endpoint::Ack),
+            DECISIONS_LOCAL_PATH => Some(Endpoint::Local),
+            _ => None,
+        }
+    }
+
+    /// The method it answers.
+    pub fn method(self) -> Method {
+        match self {
+            Endpoint::Feed => Method::GET,
+            Endpoint::Ack | Endpoint::Local => Method::POST,
+        }
+    }
+}
+
+/// Why a decision request was refused.
+#[derive(Debug)]
+pub struct FeedError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The `countywatch_ingest_requests_total` result label.
+    pub result: &'static str,
+    /// One line for the log and the answer.
+    pub message: String,
+}
+
+impl FeedError {
+    fn bad_request(message: impl Into<String>) -> FeedError {
+        FeedError {
+            status: StatusCode::BAD_REQUEST,
+            result: "bad_request",
+            message: message.into(),
+        }
+    }
+
+    fn storage(error: impl std::fmt::Display) -> FeedError {
+        FeedError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            result: "error",
+            message: error.to_string(),
+        }
+    }
+}
+
+/// The cursor a batch request carries, when it asks for decisions. An
+/// unreadable value asks from the start: the batch itself is not refused
+/// for it.
+pub fn after_header(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(DECISIONS_AFTER_HEADER)?;
+    Some(
+        value
+            .to_str()
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+/// The feed for a batch answer, without waiting; `None` (logged) when the
+/// store cannot be read, so that the stored batch is still acknowledged.
+pub async fn batch_feed(state: &FeedState, agent: &str, after: u64) -> Option<DecisionFeed> {
+    match read_feed(state, agent, after).await {
+        Ok(feed) => Some(feed),
+        Err(error) => {
+            tracing::warn!(
+                agent,
+                "cannot read decisions for a batch answer: {}",
+                error.message
+            );
+            None
+        }
+    }
+}
+
+/// Answers one decision request from `agent` with a JSON body.
+pub async fn answer(
+    state: &FeedState,
+    agent: &str,
+    endpoint: Endpoint,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<String, FeedError> {
+    match endpoint {
+        Endpoint::Feed => {
+            let (after, wait) = feed_query(query.unwrap_or(""))?;
+            let feed = long_poll(state, agent, after, wait).await?;
+            serde_json::to_string(&feed).map_err(FeedError::storage)
+        }
+        Endpoint::Ack => {
+            let ack: DecisionAck = serde_json::from_slice(body)
+                .map_err(|error| FeedError::bad_request(format!("not a DecisionAck: {error}")))?;
+            let store = Arc::clone(&state.store);
+            let agent = agent.to_string();
+            let recorded = tokio::task::spawn_blocking(move || {
+                store.record_decision_acks(&agent, &ack, now_ms())
+            })
+            .await
+            .map_err(FeedError::storage)?
+            .map_err(|error| FeedError::storage(format!("{error:#}")))?;
+            Ok(format!("{{\"recorded\":{recorded}}}"))
+        }
+        Endpoint::Local => {
+            let local: LocalDecisions = serde_json::from_slice(body)
+                .map_err(|error| FeedError::bad_request(format!("not LocalDecisions: {error}")))?;
+            let store = Arc::clone(&state.store);
+            let config = Arc::clone(&state.config);
+            let agent = agent.to_string();
+            let recorded = tokio::task::spawn_blocking(move || {
+                let refusal = |address| config.refusal(address);
+                store.record_local_decisions(
+                    &agent,
+                    &local.decisions,
+                    config.max_duration_ms(),
+                    &refusal,
+                    now_ms(),
+                )
+            })
+            .await
+            .map_err(FeedError::storage)?
+            .map_err(|error| FeedError::storage(format!("{error:#}")))?;
+            Ok(format!("{{\"recorded\":{}}}", recorded.len()))
+        }
+    }
+}
+
+/// `after` and `wait` from the long poll's query string; `wait` is whole
+/// seconds (`25`) or a duration (`25s`), cut to the maximum.
+fn feed_query(query: &str) -> Result<(u64, Duration), FeedError> {
+    let mut after = 0;
+    let mut wait = Duration::ZERO;
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match name.as_ref() {
+            "after" => {
+                after = value.parse().map_err(|_| {
+                    FeedError::bad_request(format!("after={value:?} is not a cursor"))
+                })?;
+            }
+            "wait" => {
+                wait = match value.parse::<u64>() {
+                    Ok(seconds) => Duration::from_secs(seconds),
+                    Err(_) => countywatch_daemon::duration::parse(&value).map_err(|_| {
+                        FeedError::bad_request(format!("wait={value:?} is not a number of seconds"))
+                    })?,
+                };
+            }
+            _ => {}
+        }
+    }
+    Ok((
+        after,
+        wait.min(Duration::from_secs(MAX_DECISIONS_WAIT_SECONDS)),
+    ))
+}
+
+/// The feed after `after`, waiting up to `wait` for a first update.
+async fn long_poll(
+    state: &FeedState,
+    agent: &str,
+    after: u64,
+    wait: Duration,
+) -> Result<DecisionFeed, FeedError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut updates = state.store.watch_decision_updates();
+    let mut stopped = state.stopped.clone();
+    loop {
+        // Marked seen before reading, so that an update written during the
+        // read wakes the wait below instead of being missed.
+        updates.borrow_and_update();
+        let feed = read_feed(state, agent, after).await?;
+        if !feed.updates.is_empty() || *stopped.borrow() {
+            return Ok(feed);
+        }
+        tokio::select! {
+            changed = updates.changed() => {
+                if changed.is_err() {
+                    return Ok(feed);
+                }
+            }
+            _ = stopped.changed() => return Ok(feed),
+            _ = tokio::time::sleep_until(deadline) => return Ok(feed),
+        }
+    }
+}
+
+async fn read_feed(state: &FeedState, agent: &str, after: u64) -> Result<DecisionFeed, FeedError> {
+    let store = Arc::clone(&state.store);
+    let agent = agent.to_string();
+    let mode = state.config.mode;
+    tokio::task::spawn_blocking(move || store.decision_feed(&agent, after, now_ms(), mode))
+        .await
+        .map_err(FeedError::storage)?
+        .map_err(|error| FeedError::storage(format!("{error:#}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_long_poll_query_reads_cursor_and_wait_and_caps_the_wait() {
+        assert_eq!(feed_query("").unwrap(), (0, Duration::ZERO));
+        assert_eq!(
+            feed_query("after=12&wait=25").unwrap(),
+            (12, Duration::from_secs(25))
+        );
+        assert_eq!(
+            feed_query("wait=25s&after=3").unwrap(),
+            (3, Duration::from_secs(25))
+        );
+        assert_eq!(
+            feed_query("after=1&wait=1h").unwrap().1,
+            Duration::from_secs(MAX_DECISIONS_WAIT_SECONDS)
+        );
+        assert_eq!(
+            feed_query("after=-1").unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+        assert!(feed_query("wait=soon").is_err());
+    }
+
+    #[test]
+    fn the_batch_header_asks_from_its_cursor_or_from_the_start() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(after_header(&headers), None);
+        headers.insert(DECISIONS_AFTER_HEADER, "41".parse().unwrap());
+        assert_eq!(after_header(&headers), Some(41));
+        headers.insert(DECISIONS_AFTER_HEADER, "soon".parse().unwrap());
+        assert_eq!(after_header(&headers), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_poll_answers_as_soon_as_a_decision_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(IncidentStore::open(dir.path()).unwrap());
+        let (_stop, stopped) = watch::channel(false);
+        let state = FeedState {
+            store: Arc::clone(&store),
+            config: Arc::new(ResponseConfig::default()),
+            stopped,
+        };
+        let writer = Arc::clone(&store);
+        let write = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::task::spawn_blocking(move || {
+                writer.add_decision(
+                    &crate::incident::decisions::NewDecision {
+                        address: "203.0.113.9".parse().unwrap(),
+                        scope: crate::incident::decisions::DecisionScope::County,
+                        incident_id: None,
+                        rule: None,
+                        reason: "by hand".to_string(),
+                        made_by: "user:alice".to_string(),
+                        start_ms: now_ms(),
+                        expires_ms: now_ms() + 60_000,
+                        mode: countywatch_wire::ResponseMode::Enforce,
+                    },
+                    "alice",
+                )
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        });
+        let body = answer(&state, "web1", Endpoint::Feed, Some("after=0&wait=30"), b"")
+            .await
+            .unwrap();
+        write.await.unwrap();
+        let feed: DecisionFeed = serde_json::from_str(&body).unwrap();
+        assert_eq!(feed.updates.len(), 1, "{body}");
+        assert_eq!(feed.cursor, 1);
+        assert_eq!(feed.mode, countywatch_wire::ResponseMode::DryRun);
+    }
+}
