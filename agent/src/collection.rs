@@ -2,10 +2,12 @@
 //! metric families, plus the agent's own `countywatch_agent_*` metrics,
 //! and the events probes saw (the SNMP probe's device state changes).
 //!
-//! A probe runs on a blocking thread. When it overruns its timeout the
-//! collection goes on without it; the probe stays parked until its thread
-//! returns, and is skipped (and reported as failing) until then, so a stuck
-//! mount costs one thread, never a pile of them.
+//! Probes run one after another on a blocking thread (a [`lane`]), those
+//! that wait on the network each on a thread of their own. When a probe
+//! overruns its timeout the collection goes on without it, the probes
+//! queued behind it on a fresh thread; the probe stays parked until its
+//! thread returns, and is skipped (and reported as failing) until then, so
+//! a stuck mount costs one thread, never a pile of them.
 //!
 //! Beside the agent's own per-probe metrics, each collection reports
 //! node_exporter's `node_scrape_collector_duration_seconds{collector}` and
@@ -18,13 +20,17 @@
 //! repeats its last families, because the collector replaces an agent's
 //! metrics with every batch and the series must not blink out.
 
+mod lane;
+
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use countywatch_wire::{Event, MetricFamily, MetricKind};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use self::lane::{Finished, Lane};
 use crate::probe::{Probe, ProbeError};
 
 /// Counters the sender updates and every batch reports.
@@ -93,14 +99,6 @@ pub fn agent_info(
     family
 }
 
-type ProbeRun = (
-    Box<dyn Probe>,
-    Vec<MetricFamily>,
-    Vec<Event>,
-    Result<(), ProbeError>,
-    Duration,
-);
-
 /// What one collection produced.
 #[derive(Debug, Default)]
 pub struct Collected {
@@ -115,21 +113,15 @@ pub struct Collected {
 enum Slot {
     /// Idle, ready to run.
     Ready(Box<dyn Probe>),
-    /// Still running from an earlier collection that gave up waiting.
-    Stuck(JoinHandle<ProbeRun>),
-    /// Lost: its thread panicked. Never happens with our probes, but a lost
-    /// probe must not take the agent down.
+    /// Queued or running on a lane in this collection.
+    Running,
+    /// Still running from a collection that gave up waiting for it.
+    Stuck,
+    /// Its late result arrived; taken back at the next collection.
+    Late(Box<Finished>),
+    /// Lost: it panicked. Never happens with our probes, but a lost probe
+    /// must not take the agent down.
     Lost,
-}
-
-/// What the collection does with a probe this time.
-enum Run {
-    /// Started (or a late result is ready to be taken back).
-    Started(JoinHandle<ProbeRun>),
-    /// Not due under its own interval: repeat its last families.
-    NotDue,
-    /// Still stuck from an earlier collection, or lost.
-    Skipped,
 }
 
 /// The outcome of one probe in one collection.
@@ -170,6 +162,17 @@ impl Schedule {
     }
 }
 
+/// What one collection gathers per probe before putting it in order.
+#[derive(Default)]
+struct Gathered {
+    /// Each probe's families, by probe index.
+    families: Vec<Vec<MetricFamily>>,
+    /// Each probe's events, by probe index.
+    events: Vec<Vec<Event>>,
+    /// Each probe's outcome, by probe index.
+    outcomes: Vec<Option<ProbeOutcome>>,
+}
+
 /// Runs the probes and keeps per-probe state across collections.
 pub struct Collector {
     /// The probes, in registration order.
@@ -177,12 +180,19 @@ pub struct Collector {
     /// The node_exporter collectors each probe stands for, parallel to
     /// `slots` (asked once: a stuck probe cannot be asked later).
     collectors: Vec<Vec<&'static str>>,
+    /// Whether each probe asked for a thread of its own, parallel to
+    /// `slots` (asked once, like `collectors`).
+    own_thread: Vec<bool>,
     /// Whether each probe's source was found absent and that was logged.
     absent: Vec<bool>,
     /// Per-probe schedule, parallel to `slots`.
     schedules: Vec<Schedule>,
     /// Per-probe time limit.
     timeout: Duration,
+    /// Where lanes send finished runs; cloned into every lane.
+    results_sender: UnboundedSender<Finished>,
+    /// Finished runs, this collection's and stuck probes' late ones.
+    results: UnboundedReceiver<Finished>,
     /// Shared with the sender, reported in each batch.
     stats: Arc<TransportStats>,
     /// Cumulative errors per probe, reported as a counter.
@@ -212,15 +222,22 @@ impl Collector {
                 last_duration: Duration::ZERO,
             })
             .collect();
+        let (results_sender, results) = tokio::sync::mpsc::unbounded_channel();
         Collector {
             schedules,
             collectors: probes.iter().map(|probe| probe.collectors()).collect(),
+            own_thread: probes
+                .iter()
+                .map(|probe| probe.needs_own_thread())
+                .collect(),
             absent: vec![false; count],
             slots: probes
                 .into_iter()
                 .map(|probe| (probe.name(), Slot::Ready(probe)))
                 .collect(),
             timeout,
+            results_sender,
+            results,
             stats,
             errors: vec![0; count],
             failing: vec![false; count],
@@ -231,104 +248,126 @@ impl Collector {
 
     /// Runs every probe once and returns all families, self-metrics last,
     /// with the events probes saw.
+    ///
+    /// The due probes run in registration order on one lane; those that
+    /// asked for a thread of their own (they wait on the network) each get
+    /// a lane. A probe that overruns the timeout is left behind as stuck
+    /// and the probes queued after it move to a fresh lane.
     pub async fn collect(&mut self) -> Collected {
-        let mut families = Vec::new();
-        let mut events = Vec::new();
-        let mut outcomes = Vec::with_capacity(self.slots.len());
-        // Start every ready probe first so they run in parallel.
-        let started = Instant::now();
-        let mut running: Vec<Run> = Vec::with_capacity(self.slots.len());
-        for ((_, slot), schedule) in self.slots.iter_mut().zip(&mut self.schedules) {
-            let run = match std::mem::replace(slot, Slot::Lost) {
-                Slot::Ready(probe) if !schedule.is_due(started) => {
-                    *slot = Slot::Ready(probe);
-                    Run::NotDue
-                }
-                Slot::Ready(probe) => {
-                    schedule.last_started = Some(started);
-                    Run::Started(spawn_probe(probe))
-                }
-                Slot::Stuck(handle) if handle.is_finished() => {
-                    schedule.last_started = Some(started);
-                    Run::Started(handle)
-                }
-                Slot::Stuck(handle) => {
-                    *slot = Slot::Stuck(handle);
-                    Run::Skipped
-                }
-                Slot::Lost => Run::Skipped,
-            };
-            running.push(run);
+        let count = self.slots.len();
+        let mut gathered = Gathered {
+            families: (0..count).map(|_| Vec::new()).collect(),
+            events: (0..count).map(|_| Vec::new()).collect(),
+            outcomes: (0..count).map(|_| None).collect(),
+        };
+        // Late results of stuck probes that came back since last time.
+        while let Ok(finished) = self.results.try_recv() {
+            self.take_late(finished);
         }
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        for (index, run) in running.into_iter().enumerate() {
+        let started = Instant::now();
+        let mut shared_queue = VecDeque::new();
+        let mut lanes = Vec::new();
+        let mut pending = 0;
+        for index in 0..count {
             let name = self.slots[index].0;
-            let mut handle = match run {
-                Run::Started(handle) => handle,
-                Run::NotDue => {
-                    let schedule = &self.schedules[index];
-                    families.extend(schedule.cached.iter().cloned());
-                    outcomes.push(ProbeOutcome {
+            let schedule = &mut self.schedules[index];
+            match std::mem::replace(&mut self.slots[index].1, Slot::Lost) {
+                Slot::Ready(probe) if !schedule.is_due(started) => {
+                    self.slots[index].1 = Slot::Ready(probe);
+                    gathered.families[index] = schedule.cached.clone();
+                    gathered.outcomes[index] = Some(ProbeOutcome {
                         name,
                         success: schedule.last_success,
                         duration: schedule.last_duration,
                     });
-                    continue;
                 }
-                Run::Skipped => {
+                Slot::Ready(probe) => {
+                    schedule.last_started = Some(started);
+                    self.slots[index].1 = Slot::Running;
+                    pending += 1;
+                    if self.own_thread[index] {
+                        let queue = VecDeque::from([(index, probe)]);
+                        lanes.push(Lane::start(queue, self.results_sender.clone()));
+                    } else {
+                        shared_queue.push_back((index, probe));
+                    }
+                }
+                Slot::Late(finished) => {
+                    schedule.last_started = Some(started);
+                    self.finish(*finished, &mut gathered);
+                }
+                slot @ (Slot::Stuck | Slot::Lost) => {
+                    self.slots[index].1 = slot;
                     let error = "still running from an earlier collection (timed out)";
                     self.record(index, Err(error.to_string()));
-                    outcomes.push(ProbeOutcome {
-                        name,
-                        success: false,
-                        duration: self.timeout,
-                    });
-                    continue;
-                }
-            };
-            match tokio::time::timeout_at(deadline, &mut handle).await {
-                Ok(Ok((probe, probe_families, probe_events, result, duration))) => {
-                    self.slots[index].1 = Slot::Ready(probe);
-                    events.extend(probe_events);
-                    let success = result.is_ok();
-                    let schedule = &mut self.schedules[index];
-                    if schedule.interval.is_some() {
-                        schedule.cached.clone_from(&probe_families);
-                    }
-                    schedule.last_success = success;
-                    schedule.last_duration = duration;
-                    families.extend(probe_families);
-                    match result {
-                        Err(ProbeError::Absent(path)) => self.record_absent(index, &path),
-                        result => self.record(index, result.map_err(|error| error.to_string())),
-                    }
-                    outcomes.push(ProbeOutcome {
-                        name,
-                        success,
-                        duration,
-                    });
-                }
-                Ok(Err(join_error)) => {
-                    self.record(index, Err(format!("probe thread failed: {join_error}")));
-                    outcomes.push(ProbeOutcome {
+                    gathered.outcomes[index] = Some(ProbeOutcome {
                         name,
                         success: false,
                         duration: self.timeout,
                     });
                 }
+                // Every run of the previous collection finished or was
+                // left behind as stuck before it returned.
+                Slot::Running => self.slots[index].1 = Slot::Running,
+            }
+        }
+        if !shared_queue.is_empty() {
+            lanes.push(Lane::start(shared_queue, self.results_sender.clone()));
+        }
+        while pending > 0 {
+            let now = Instant::now();
+            let wake = lanes
+                .iter()
+                .filter_map(|lane| lane.running_since())
+                .min()
+                .unwrap_or(now)
+                + self.timeout;
+            match tokio::time::timeout_at(wake.into(), self.results.recv()).await {
+                Ok(Some(finished)) => {
+                    if matches!(self.slots[finished.index].1, Slot::Running) {
+                        pending -= 1;
+                        self.finish(finished, &mut gathered);
+                    } else {
+                        self.take_late(finished);
+                    }
+                }
+                // Unreachable: the collector holds a sender.
+                Ok(None) => break,
                 Err(_) => {
-                    self.slots[index].1 = Slot::Stuck(handle);
-                    self.schedules[index].cached.clear();
-                    self.record(index, Err(format!("timed out after {:?}", self.timeout)));
-                    outcomes.push(ProbeOutcome {
-                        name,
-                        success: false,
-                        duration: self.timeout,
-                    });
+                    let now = Instant::now();
+                    let mut fresh = Vec::new();
+                    let mut abandoned = Vec::new();
+                    for (position, lane) in lanes.iter().enumerate() {
+                        let Some((index, rest)) = lane.abandon_overdue(self.timeout, now) else {
+                            continue;
+                        };
+                        abandoned.push(position);
+                        pending -= 1;
+                        self.slots[index].1 = Slot::Stuck;
+                        self.schedules[index].cached.clear();
+                        self.record(index, Err(format!("timed out after {:?}", self.timeout)));
+                        gathered.outcomes[index] = Some(ProbeOutcome {
+                            name: self.slots[index].0,
+                            success: false,
+                            duration: self.timeout,
+                        });
+                        if !rest.is_empty() {
+                            fresh.push(Lane::start(rest, self.results_sender.clone()));
+                        }
+                    }
+                    // An abandoned lane is not waited for again: its
+                    // probe's result will come back as a late one.
+                    for position in abandoned.into_iter().rev() {
+                        lanes.swap_remove(position);
+                    }
+                    lanes.extend(fresh);
                 }
             }
         }
         self.last_collection = started.elapsed();
+        let mut families: Vec<MetricFamily> = gathered.families.into_iter().flatten().collect();
+        let events = gathered.events.into_iter().flatten().collect();
+        let outcomes: Vec<ProbeOutcome> = gathered.outcomes.into_iter().flatten().collect();
         self.drop_duplicate_families(&mut families);
         families.extend(self.self_metrics(&outcomes));
         families.extend(
@@ -337,6 +376,44 @@ impl Collector {
                 .filter(|family| !family.samples.is_empty()),
         );
         Collected { families, events }
+    }
+
+    /// A result for a probe this collection is not waiting for: a stuck
+    /// probe came back. It is taken back at the next collection.
+    fn take_late(&mut self, finished: Finished) {
+        let index = finished.index;
+        if matches!(self.slots[index].1, Slot::Stuck) {
+            self.slots[index].1 = Slot::Late(Box::new(finished));
+        }
+    }
+
+    /// Takes a probe's run: the probe back into its slot, its families,
+    /// events and outcome into `gathered`.
+    fn finish(&mut self, finished: Finished, gathered: &mut Gathered) {
+        let index = finished.index;
+        let name = self.slots[index].0;
+        self.slots[index].1 = match finished.probe {
+            Some(probe) => Slot::Ready(probe),
+            None => Slot::Lost,
+        };
+        let success = finished.result.is_ok();
+        let schedule = &mut self.schedules[index];
+        if schedule.interval.is_some() {
+            schedule.cached.clone_from(&finished.families);
+        }
+        schedule.last_success = success;
+        schedule.last_duration = finished.duration;
+        gathered.families[index] = finished.families;
+        gathered.events[index] = finished.events;
+        match finished.result {
+            Err(ProbeError::Absent(path)) => self.record_absent(index, &path),
+            result => self.record(index, result.map_err(|error| error.to_string())),
+        }
+        gathered.outcomes[index] = Some(ProbeOutcome {
+            name,
+            success,
+            duration: finished.duration,
+        });
     }
 
     fn record(&mut self, index: usize, result: Result<(), String>) {
@@ -550,16 +627,6 @@ impl Collector {
     }
 }
 
-fn spawn_probe(mut probe: Box<dyn Probe>) -> JoinHandle<ProbeRun> {
-    tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        let mut families = Vec::new();
-        let result = probe.collect(&mut families);
-        let events = probe.take_events();
-        (probe, families, events, result, started.elapsed())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -638,6 +705,33 @@ mod tests {
         let third = collector.collect().await.families;
         assert!(third.iter().any(|f| f.name == "sleepy_value"));
         assert_eq!(success_of(&third, "sleepy"), Some(1.0));
+    }
+
+    struct Panicking;
+
+    impl Probe for Panicking {
+        fn name(&self) -> &'static str {
+            "panicking"
+        }
+        fn collect(&mut self, _out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
+            panic!("a probe bug");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_probe_is_lost_and_the_probes_after_it_still_run() {
+        let probes: Vec<Box<dyn Probe>> = vec![Box::new(Panicking), Box::new(Quick)];
+        let mut collector = Collector::new(
+            probes,
+            Duration::from_secs(5),
+            Arc::new(TransportStats::default()),
+        );
+        for _ in 0..2 {
+            let families = collector.collect().await.families;
+            assert!(families.iter().any(|f| f.name == "quick_value"));
+            assert_eq!(success_of(&families, "panicking"), Some(0.0));
+            assert_eq!(success_of(&families, "quick"), Some(1.0));
+        }
     }
 
     /// Stands for two node_exporter collectors, like the cpu probe.

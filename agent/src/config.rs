@@ -188,6 +188,18 @@ pub struct ProbesConfig {
     pub thermal_zone: ProbeToggle,
     /// Whether SELinux is on, and its modes.
     pub selinux: ProbeToggle,
+    /// Hardware sensors (temperatures, fans, voltages) from /sys/class/hwmon.
+    pub hwmon: ProbeToggle,
+    /// Software RAID arrays from /proc/mdstat.
+    pub mdadm: ProbeToggle,
+    /// CPU clock frequencies from cpufreq.
+    pub cpufreq: ProbeToggle,
+    /// Batteries and power adapters from /sys/class/power_supply.
+    pub powersupplyclass: ProbeToggle,
+    /// Per-CPU scheduler running and waiting time from /proc/schedstat.
+    pub schedstat: ProbeToggle,
+    /// The firmware's machine description (DMI), read once.
+    pub dmi: ProbeToggle,
     /// Metrics from `*.prom` files that cron jobs and scripts write.
     pub textfile: crate::probe::textfile::TextfileConfig,
     /// State of the listed systemd units.
@@ -525,6 +537,12 @@ impl Default for ProbesConfig {
             edac: ProbeToggle::default(),
             thermal_zone: ProbeToggle::default(),
             selinux: ProbeToggle::default(),
+            hwmon: ProbeToggle::default(),
+            mdadm: ProbeToggle::default(),
+            cpufreq: ProbeToggle::default(),
+            powersupplyclass: ProbeToggle::default(),
+            schedstat: ProbeToggle::default(),
+            dmi: ProbeToggle::default(),
             textfile: crate::probe::textfile::TextfileConfig::default(),
             systemd: SystemdConfig::default(),
             process: ProcessConfig::default(),

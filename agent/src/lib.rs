@@ -147,6 +147,10 @@ pub async fn run_with_reload(
         transport.sibling(),
         Arc::clone(&responder),
     ));
+    let upkeep = tokio::spawn(response::delivery::upkeep_loop(
+        transport.sibling(),
+        Arc::clone(&responder),
+    ));
     let mut spool = Spool::open(
         &config.state_dir,
         config.spool.max_bytes,
@@ -277,6 +281,7 @@ pub async fn run_with_reload(
     }
     sender.abort();
     poller.abort();
+    upkeep.abort();
     tracing::info!("agent stopped");
     Ok(())
 }
@@ -603,7 +608,7 @@ async fn send_loop(
             }
             Err(error) => {
                 stats.send_failures.fetch_add(1, Ordering::Relaxed);
-                let delay = backoff.next_delay();
+                let delay = retry_delay(backoff.next_delay(), error.retry_after());
                 if !failing {
                     tracing::warn!(%error, retry_in = ?delay, "cannot send to the collector, will retry with backoff");
                     failing = true;
@@ -626,6 +631,13 @@ fn is_worth_retrying(error: &SendError) -> bool {
         } => true,
         other => other.is_retryable(),
     }
+}
+
+/// The wait before retrying the same batch: the backoff's, or longer when
+/// the collector asked for longer (a 503 from its ingest budget says
+/// `Retry-After`); the batch stays in the spool meanwhile.
+fn retry_delay(backoff: Duration, retry_after: Option<Duration>) -> Duration {
+    retry_after.map_or(backoff, |asked| asked.max(backoff))
 }
 
 fn acknowledge(outbox: &Outbox, stats: &TransportStats, agent: &str, seq: u64) {
@@ -678,6 +690,29 @@ pub use countywatch_daemon::clock::now_ms;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_lengthens_the_backoff_and_never_shortens_it() {
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            retry_delay(Duration::from_millis(300), Some(second)),
+            second
+        );
+        assert_eq!(
+            retry_delay(Duration::from_secs(8), Some(second)),
+            Duration::from_secs(8)
+        );
+        assert_eq!(
+            retry_delay(Duration::from_millis(300), None),
+            Duration::from_millis(300)
+        );
+        let busy = SendError::Rejected {
+            status: 503,
+            body: String::new(),
+            retry_after: Some(second),
+        };
+        assert!(is_worth_retrying(&busy), "a 503 keeps the batch");
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_caps() {

@@ -54,6 +54,9 @@ pub enum SendError {
         status: u16,
         /// The start of the response body, which says why.
         body: String,
+        /// How long the collector asked us to wait (`Retry-After` in
+        /// seconds), when it said.
+        retry_after: Option<Duration>,
     },
 }
 
@@ -65,6 +68,26 @@ impl SendError {
             _ => true,
         }
     }
+
+    /// How long the collector asked us to wait before the next attempt.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SendError::Rejected { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// The longest `Retry-After` honoured: a collector (or something posing as
+/// one on the path) must not park the agent's delivery for hours.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// A `Retry-After` header's delay, in its delta-seconds form (the form the
+/// collector sends), capped at [`MAX_RETRY_AFTER`]; an HTTP date or garbage
+/// is ignored and the usual backoff applies.
+pub fn parse_retry_after(value: &[u8]) -> Option<Duration> {
+    let seconds: u64 = std::str::from_utf8(value).ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
 /// A reusable connection to the collector.
@@ -281,6 +304,10 @@ impl Transport {
             .await
             .map_err(|error| unreachable(error.to_string()))?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|value| parse_retry_after(value.as_bytes()));
         // Read the body fully so the connection can be reused; cap what we keep.
         let body = response
             .into_body()
@@ -304,6 +331,7 @@ impl Transport {
         Err(SendError::Rejected {
             status: status.as_u16(),
             body: text,
+            retry_after,
         })
     }
 
@@ -328,6 +356,20 @@ impl Transport {
             }
         });
         Ok(sender)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        assert_eq!(parse_retry_after(b"1"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_retry_after(b" 30 "), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_after(b"999999"), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after(b"Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after(b"-1"), None);
     }
 }
 

@@ -96,6 +96,12 @@ pub struct HttpConfig {
     /// Prometheus sends them with `authorization` or `basic_auth`. Unset,
     /// `/metrics` is open to whoever reaches the listener.
     pub metrics_auth: Option<MetricsAuthConfig>,
+    /// Let anyone who reaches the listener read `GET /api/v2/alerts`
+    /// without credentials, as an Alertmanager's is open (for a Grafana or
+    /// a wall display without a token). Alerting-rule alerts only: the
+    /// detections' alerts, whose labels name users, addresses and hosts,
+    /// still need a viewer. Off by default.
+    pub open_alerts_read: bool,
 }
 
 /// The ingest listener.
@@ -115,6 +121,11 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// Largest body after decompression, in bytes (413 beyond); refuses gzip bombs.
     pub max_decompressed_bytes: usize,
+    /// Most decompressed bytes held by all ingest requests in flight
+    /// together; a request that would pass it is answered 503 with
+    /// `Retry-After` and the agent retries. At least
+    /// `max_decompressed_bytes`, so that a largest batch can get through.
+    pub max_inflight_decompressed_bytes: usize,
     /// Most connections served at once; further ones wait in the kernel's
     /// backlog rather than costing memory here.
     pub max_connections: usize,
@@ -189,6 +200,7 @@ impl Default for HttpConfig {
             tls: None,
             insecure_http: false,
             metrics_auth: None,
+            open_alerts_read: false,
         }
     }
 }
@@ -201,6 +213,7 @@ impl Default for IngestConfig {
             server_names: Vec::new(),
             max_body_bytes: 8 * 1024 * 1024,
             max_decompressed_bytes: 64 * 1024 * 1024,
+            max_inflight_decompressed_bytes: 256 * 1024 * 1024,
             max_connections: 4096,
             request_timeout: PromDuration(Duration::from_secs(30)),
         }
@@ -270,6 +283,11 @@ impl Config {
         if self.ingest.max_body_bytes == 0 || self.ingest.max_decompressed_bytes == 0 {
             problems.general(
                 "ingest.max_body_bytes and ingest.max_decompressed_bytes must be positive",
+            );
+        }
+        if self.ingest.max_inflight_decompressed_bytes < self.ingest.max_decompressed_bytes {
+            problems.general(
+                "ingest.max_inflight_decompressed_bytes must be at least ingest.max_decompressed_bytes",
             );
         }
         if self.ingest.max_connections == 0 {

@@ -159,6 +159,10 @@ impl DetectionConfig {
 pub trait DetectionSink: Send + Sync {
     /// Records one detection.
     fn record(&self, detection: &Detection) -> anyhow::Result<()>;
+
+    /// Adds what the sink did beyond recording to the detection's alert
+    /// (the incident store: the block a rule's response asked for).
+    fn annotate(&self, _detection: &Detection, _alert: &mut Alert) {}
 }
 
 /// Appends each detection, evidence included, as one JSON line.
@@ -489,9 +493,15 @@ async fn run(
                         metrics.failures.with_label_values(&["record"]).inc();
                         tracing::error!(error = %format!("{error:#}"), "cannot record a detection");
                     }
-                    alerts.push(to_alert(detection, now));
+                    let mut alert = to_alert(detection, now);
+                    sink.annotate(detection, &mut alert);
+                    alerts.push(alert);
                 }
-                if notifier.submit(alerts).await.is_err() {
+                if notifier
+                    .submit_from(crate::notify::Origin::Detection, alerts)
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 read

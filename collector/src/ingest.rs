@@ -11,7 +11,8 @@
 //! duplicate and nothing is written. Every refusal gets a status that says
 //! why (400 malformed or carrying the collector's own metric families or
 //! event kinds, 403 unknown/revoked/forged, 413 too large, 408 too
-//! slow, 404, 405) and a one-line JSON error, is counted in
+//! slow, 404, 405, 503 with `Retry-After` when the decompressed bytes in
+//! flight would pass `ingest_budget.rs`'s budget) and a one-line JSON error, is counted in
 //! `countywatch_ingest_requests_total{result}`, and leaves the collector
 //! serving everyone else.
 //!
@@ -26,14 +27,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use countywatch_wire::{Batch, INGEST_PATH, decode_batch};
+use countywatch_wire::{Batch, DecodeError, INGEST_PATH};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::active_response::feed::{self, Endpoint, FeedState};
 use crate::metric_store::MetricStore;
-use crate::registry::{BatchOutcome, Registry};
+use crate::registry::{BatchOutcome, Registry, SamplesForOutputs};
 use crate::response::json;
 use crate::serve::Peer;
 use crate::telemetry::Telemetry;
@@ -59,6 +60,8 @@ pub struct IngestState {
     pub max_body_bytes: usize,
     /// Largest decompressed body.
     pub max_decompressed_bytes: usize,
+    /// Decompressed bytes all requests in flight may hold together.
+    pub budget: Arc<crate::ingest_budget::InflightBudget>,
     /// Deadline for reading a whole body.
     pub request_timeout: Duration,
 }
@@ -74,7 +77,8 @@ pub async fn handle(
     }
     let decisions_after = feed::after_header(request.headers());
     let outcome = match accept(&state, request, &peer).await {
-        Ok(batch) => {
+        // The room the batch holds is given back once it is stored.
+        Ok((batch, _room)) => {
             let agent = batch.agent.clone();
             store(&state, batch, peer.addr.ip())
                 .await
@@ -117,7 +121,14 @@ fn refused(state: &IngestState, refusal: Refusal, peer: &Peer) -> Response<Full<
         tracing::warn!(peer = %peer.addr, status = refusal.status.as_u16(), error = %refusal.message, "ingest request refused");
     }
     let body = serde_json::json!({ "error": refusal.message }).to_string();
-    json(refusal.status, &body)
+    let mut response = json(refusal.status, &body);
+    if refusal.result == BUSY {
+        response.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from(crate::ingest_budget::RETRY_AFTER_SECONDS),
+        );
+    }
+    response
 }
 
 /// A request to one of the decision endpoints (`active_response::feed`):
@@ -171,6 +182,15 @@ struct Refusal {
 }
 
 impl Refusal {
+    /// A failure of our own (a blocking task that panicked): 500.
+    fn internal(error: impl std::fmt::Display) -> Self {
+        Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "error",
+            error.to_string(),
+        )
+    }
+
     fn new(status: StatusCode, result: &'static str, message: impl Into<String>) -> Self {
         Refusal {
             status,
@@ -180,11 +200,14 @@ impl Refusal {
     }
 }
 
+/// The `result` label of a request refused for want of room in the budget.
+const BUSY: &str = "busy";
+
 async fn accept(
     state: &IngestState,
     request: Request<Incoming>,
     peer: &Peer,
-) -> Result<Batch, Refusal> {
+) -> Result<(Batch, crate::ingest_budget::InflightPermit), Refusal> {
     let agent = identify(state, peer).await?;
     if request.uri().path() != INGEST_PATH {
         return Err(Refusal::new(
@@ -201,19 +224,8 @@ async fn accept(
         ));
     }
     let (bytes, encoding) = read_body(state, request).await?;
-    let batch = decode_batch(&bytes, encoding.as_deref(), state.max_decompressed_bytes).map_err(
-        |error| {
-            if error.is_too_large() {
-                Refusal::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
-                    error.to_string(),
-                )
-            } else {
-                Refusal::new(StatusCode::BAD_REQUEST, "bad_request", error.to_string())
-            }
-        },
-    )?;
+    let body_bytes = bytes.len();
+    let (batch, room) = decode(state, bytes, encoding).await?;
     // The collector's own series share the namespace; an agent must not
     // shadow them (agents report countywatch_agent_* and countywatch_snmp_*).
     if let Some(family) = batch
@@ -243,8 +255,39 @@ async fn accept(
             ),
         ));
     }
-    state.telemetry.ingest_bytes.inc_by(bytes.len() as u64);
-    Ok(batch)
+    state.telemetry.ingest_bytes.inc_by(body_bytes as u64);
+    Ok((batch, room))
+}
+
+/// Inflates and decodes the body within the budget, off the runtime: a
+/// large body takes a while to inflate and parse.
+async fn decode(
+    state: &IngestState,
+    bytes: Bytes,
+    encoding: Option<String>,
+) -> Result<(Batch, crate::ingest_budget::InflightPermit), Refusal> {
+    let max = state.max_decompressed_bytes;
+    let budget = Arc::clone(&state.budget);
+    let decoded =
+        tokio::task::spawn_blocking(move || budget.decode(&bytes, encoding.as_deref(), max))
+            .await
+            .map_err(Refusal::internal)?;
+    decoded.map_err(|error| match error {
+        DecodeError::NoRoom(_) => Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            BUSY,
+            format!(
+                "the collector holds {} decompressed bytes of other requests; retry later",
+                state.budget.in_use_bytes()
+            ),
+        ),
+        error if error.is_too_large() => Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            error.to_string(),
+        ),
+        error => Refusal::new(StatusCode::BAD_REQUEST, "bad_request", error.to_string()),
+    })
 }
 
 /// Reads a request's body under the size cap and the deadline; returns it
@@ -376,12 +419,30 @@ async fn store(
     let agent_for_store = agent.clone();
     let hosts = Arc::clone(&state.hosts);
     let version = reported_version(&metrics);
+    let outputs = Arc::clone(&state.outputs);
     let (outcome, metrics) = tokio::task::spawn_blocking(move || {
         // Events and samples speak only for the agent and its devices.
         if let Err(error) = hosts.apply(&agent_for_store, &mut events, &mut metrics, now_ms()) {
             return (Err(error), metrics);
         }
-        let outcome = registry.accept_batch(&agent_for_store, seq, &events, now_ms());
+        // The outputs' share goes into the outbox in the batch's own
+        // transaction, then is relayed to their queues.
+        let for_outputs = outputs.wants_agent_samples().then_some(SamplesForOutputs {
+            job: crate::metric_store::JOB,
+            collected_at_ms,
+            families: &metrics,
+        });
+        let outcome = registry.accept_batch_for_outputs(
+            &agent_for_store,
+            seq,
+            &events,
+            for_outputs.as_ref(),
+            now_ms(),
+        );
+        if for_outputs.is_some() && matches!(outcome, Ok(BatchOutcome::Stored)) {
+            countywatch_daemon::failpoint::hit("ingest.batch_stored");
+            outputs.relay_agent_samples(&registry);
+        }
         // The address and version are for people (the agents page and
         // `agents list`); failing to note them must not refuse a batch
         // that was stored.
@@ -393,13 +454,7 @@ async fn store(
         (outcome, metrics)
     })
     .await
-    .map_err(|error| {
-        Refusal::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "error",
-            error.to_string(),
-        )
-    })?;
+    .map_err(Refusal::internal)?;
     let outcome = outcome.map_err(|error| {
         Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -414,10 +469,6 @@ async fn store(
         for (kind, count) in kinds {
             state.telemetry.security_events(&agent, kind, count);
         }
-        let metrics = state
-            .outputs
-            .enqueue_agent_samples(&agent, crate::metric_store::JOB, collected_at_ms, metrics)
-            .await;
         state
             .history
             .observe_batch(&agent, now_ms(), collected_at_ms, &metrics);

@@ -18,6 +18,7 @@
 //! - [`serve`]: the accept loop all listeners share (limits, timeouts, shutdown).
 //! - [`enroll`]: `POST /v1/enroll`, tokens in, client certificates out.
 //! - [`ingest`]: `POST /v1/batches`, identity from the certificate, exactly-once storage.
+//! - [`ingest_budget`]: the decompressed bytes all ingest requests may hold at once.
 //! - [`response`]: the JSON responses enrolment and ingest answer with.
 //! - [`host_binding`]: which hosts and devices an agent may speak for (`devices`).
 //! - [`liveness`]: marks silent agents and records `agent_silent` events.
@@ -67,6 +68,7 @@ pub mod host_binding;
 pub mod http;
 pub mod incident;
 pub mod ingest;
+pub mod ingest_budget;
 pub mod liveness;
 pub mod metric_store;
 pub mod metrics_auth;
@@ -243,6 +245,8 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         telemetry.registry(),
         &stopped,
     )?;
+    // Samples of batches stored just before a crash, not yet queued.
+    outputs.relay_agent_samples(&registry);
     let notify::Started {
         notifier,
         tasks: notify_tasks,
@@ -336,6 +340,9 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         stopped.clone(),
     )));
     let response = Arc::new(config.response.clone());
+    let response_metrics =
+        active_response::metrics::ResponseMetrics::register(telemetry.registry())
+            .context("cannot register the active-response metrics")?;
     tasks.push(tokio::spawn(active_response::watch_other_writers(
         Arc::clone(&incident_store),
         stopped.clone(),
@@ -362,7 +369,9 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         ),
         telemetry: telemetry.registry().clone(),
         display: Arc::new(config.display()),
+        response: Arc::clone(&response),
         reloader: Arc::clone(&reloader),
+        open_alerts_read: config.http.open_alerts_read,
     });
     if let Some(task) = detection::start(
         &config.detection,
@@ -371,6 +380,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             store: Arc::clone(&incident_store),
             telemetry: Arc::clone(&telemetry),
             response: Arc::clone(&response),
+            response_metrics: response_metrics.clone(),
         }),
         Arc::clone(&notifier),
         telemetry.registry(),
@@ -426,9 +436,13 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             store: Arc::clone(&incident_store),
             config: Arc::clone(&response),
             stopped: stopped.clone(),
+            metrics: response_metrics,
         }),
         max_body_bytes: config.ingest.max_body_bytes,
         max_decompressed_bytes: config.ingest.max_decompressed_bytes,
+        budget: Arc::new(ingest_budget::InflightBudget::new(
+            config.ingest.max_inflight_decompressed_bytes,
+        )),
         request_timeout,
     });
     tasks.push(tokio::spawn(serve(

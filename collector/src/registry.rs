@@ -73,7 +73,49 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE tokens ADD COLUMN replace_existing INTEGER NOT NULL DEFAULT 0;",
     // The events' free-text index (issue 24), owned by the event log.
     event_log::TEXT_INDEX_SCHEMA,
+    // Where each outbox relayed into the event log stopped (the incident
+    // store's announcements): moved in the transaction that appends the
+    // relayed event, so each is appended once.
+    "CREATE TABLE relay_cursors (
+        relay TEXT PRIMARY KEY,
+        last_id INTEGER NOT NULL
+    );",
+    // The samples of stored batches that remote_write outputs must still
+    // queue: written in the batch's transaction, relayed into outputs.db,
+    // whose queues keep how far they took them (`output::Outputs`).
+    "CREATE TABLE samples_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent TEXT NOT NULL,
+        job TEXT NOT NULL,
+        collected_at_ms INTEGER NOT NULL,
+        families TEXT NOT NULL
+    );",
 ];
+
+/// A stored batch's samples for the scale-out outputs, queued in the
+/// `samples_outbox` in the batch's own transaction.
+pub struct SamplesForOutputs<'a> {
+    /// The `job` label they are exposed with.
+    pub job: &'a str,
+    /// The batch's collection time, their timestamp.
+    pub collected_at_ms: i64,
+    /// The families as accepted.
+    pub families: &'a [countywatch_wire::MetricFamily],
+}
+
+/// One row of the `samples_outbox`.
+pub struct OutboxSamples {
+    /// Its id, in storage order.
+    pub id: i64,
+    /// The agent that sent them.
+    pub agent: String,
+    /// Their `job` label.
+    pub job: String,
+    /// Their timestamp.
+    pub collected_at_ms: i64,
+    /// The families.
+    pub families: Vec<countywatch_wire::MetricFamily>,
+}
 
 /// An enrolled agent as `agents list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -383,6 +425,20 @@ impl Registry {
         events: &[Event],
         now_ms: i64,
     ) -> anyhow::Result<BatchOutcome> {
+        self.accept_batch_for_outputs(agent, seq, events, None, now_ms)
+    }
+
+    /// [`Registry::accept_batch`], queuing `samples` in the
+    /// `samples_outbox` in the same transaction, so that a batch stored is
+    /// a batch the outputs will get, whatever happens after the commit.
+    pub fn accept_batch_for_outputs(
+        &self,
+        agent: &str,
+        seq: u64,
+        events: &[Event],
+        samples: Option<&SamplesForOutputs<'_>>,
+        now_ms: i64,
+    ) -> anyhow::Result<BatchOutcome> {
         let seq = i64::try_from(seq).context("sequence number out of range")?;
         let mut connection = self.lock();
         // Immediate: it reads before it writes, and retention and the CLI
@@ -429,8 +485,78 @@ impl Registry {
             "UPDATE agents SET last_seq = ?1 WHERE name = ?2",
             params![seq, agent],
         )?;
+        if let Some(samples) = samples.filter(|samples| !samples.families.is_empty()) {
+            transaction.execute(
+                "INSERT INTO samples_outbox (agent, job, collected_at_ms, families)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    agent,
+                    samples.job,
+                    samples.collected_at_ms,
+                    serde_json::to_string(samples.families)?
+                ],
+            )?;
+        }
         transaction.commit()?;
         Ok(BatchOutcome::Stored)
+    }
+
+    /// Up to `limit` rows of the `samples_outbox` after id `after`, oldest
+    /// first. A row that no longer parses (a damaged page) is skipped with
+    /// a log line: no retry would mend it.
+    pub fn samples_outbox_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<OutboxSamples>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(
+            "SELECT id, agent, job, collected_at_ms, families FROM samples_outbox
+             WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = statement
+            .query_map(
+                params![after, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, String>(4)?,
+                    ))
+                },
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, agent, job, collected_at_ms, families)| {
+                let families = serde_json::from_str(&families).unwrap_or_else(|error| {
+                    tracing::error!(
+                        outbox_id = id,
+                        "dropping unreadable samples from the outbox: {error}"
+                    );
+                    Vec::new()
+                });
+                OutboxSamples {
+                    id,
+                    agent,
+                    job,
+                    collected_at_ms,
+                    families,
+                }
+            })
+            .collect())
+    }
+
+    /// Deletes the `samples_outbox` rows up to id `through`, which every
+    /// output has queued.
+    pub fn trim_samples_outbox(&self, through: i64) -> anyhow::Result<()> {
+        self.lock().execute(
+            "DELETE FROM samples_outbox WHERE id <= ?1",
+            params![through],
+        )?;
+        Ok(())
     }
 
     /// Marks agents silent when their last batch is older than `silent_after`
@@ -478,19 +604,45 @@ impl Registry {
     /// web page), under the agent name `collector`, so detection rules and
     /// outputs see it like any agent's event. Returns its row id.
     pub fn record_collector_event(&self, event: &Event, now_ms: i64) -> anyhow::Result<i64> {
-        // seq is the negated time, as for `agent_silent`; position counts
-        // events within the same millisecond, keeping (agent, seq, position)
-        // unique.
         Ok(event_log::append(
             &self.lock(),
-            &NewEvent {
-                agent: "collector",
-                seq: -now_ms,
-                position: Position::Next,
-                received_ms: now_ms,
-                event,
-            },
+            &collector_event(event, now_ms),
         )?)
+    }
+
+    /// Records one of the collector's own events relayed from another
+    /// database's outbox, where it has id `outbox_id`, unless the relay
+    /// named `relay` already passed that id: the event and the relay's
+    /// cursor commit together, so a relay repeated after a crash appends
+    /// nothing twice. Returns whether it was appended.
+    pub fn relay_collector_event(
+        &self,
+        relay: &str,
+        outbox_id: i64,
+        event: &Event,
+        now_ms: i64,
+    ) -> anyhow::Result<bool> {
+        let mut connection = self.lock();
+        let transaction =
+            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let last: Option<i64> = transaction
+            .query_row(
+                "SELECT last_id FROM relay_cursors WHERE relay = ?1",
+                params![relay],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if last.is_some_and(|last| outbox_id <= last) {
+            return Ok(false);
+        }
+        event_log::append(&transaction, &collector_event(event, now_ms))?;
+        transaction.execute(
+            "INSERT INTO relay_cursors (relay, last_id) VALUES (?1, ?2)
+             ON CONFLICT (relay) DO UPDATE SET last_id = excluded.last_id",
+            params![relay, outbox_id],
+        )?;
+        transaction.commit()?;
+        Ok(true)
     }
 
     /// Number of stored events of `agent` with `kind` (all kinds when `None`).
@@ -503,6 +655,20 @@ impl Registry {
     }
 }
 
+/// One of the collector's own events as the event log stores it.
+fn collector_event(event: &Event, now_ms: i64) -> NewEvent<'_> {
+    // seq is the negated time, as for `agent_silent`; position counts
+    // events within the same millisecond, keeping (agent, seq, position)
+    // unique.
+    NewEvent {
+        agent: "collector",
+        seq: -now_ms,
+        position: Position::Next,
+        received_ms: now_ms,
+        event,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,6 +677,30 @@ mod tests {
         let mut event = Event::new(1, EventSource::Auth, kind);
         event.raw = "raw".to_string();
         event
+    }
+
+    #[test]
+    fn a_relayed_event_is_appended_once_per_outbox_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        let announcement = event(EventKind::IncidentChanged);
+        // (relay, outbox id, appended): a relay repeated after a crash and
+        // an older id append nothing; another relay has its own cursor.
+        let steps = [
+            ("r", 1, true),
+            ("r", 1, false),
+            ("r", 2, true),
+            ("r", 1, false),
+            ("other", 1, true),
+        ];
+        for (now_ms, (relay, id, appended)) in (10..).zip(steps) {
+            let result = registry.relay_collector_event(relay, id, &announcement, now_ms);
+            assert_eq!(result.unwrap(), appended, "{relay} {id}");
+        }
+        let stored = registry
+            .count_events("collector", Some("incident_changed"))
+            .unwrap();
+        assert_eq!(stored, 3);
     }
 
     #[test]

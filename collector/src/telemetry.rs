@@ -68,8 +68,9 @@ pub const ENROLL_RESULTS: [&str; 7] = [
 
 /// The outcomes `ingest_requests` is labelled with; pre-created so that
 /// each series exists (at 0) from the start, which `rate()` needs.
-pub const INGEST_RESULTS: [&str; 12] = [
+pub const INGEST_RESULTS: [&str; 13] = [
     "accepted",
+    "busy",
     "decisions",
     "reserved",
     "duplicate",

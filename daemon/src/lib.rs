@@ -10,6 +10,8 @@
 //! - [`durable_file`]: keys, certificates and records written whole, with
 //!   their permissions from the first byte.
 //! - [`private_files`]: the owner-only umask and tightening of older dirs.
+//! - [`failpoint`]: test-only crash points (`COUNTYWATCH_FAILPOINT`), debug
+//!   builds only.
 //!
 //! This crate knows nothing about metrics, events or the wire format; it
 //! exists so that the agent and the collector do not depend on each other.
@@ -18,6 +20,7 @@ pub mod clock;
 pub mod config_file;
 pub mod durable_file;
 pub mod duration;
+pub mod failpoint;
 pub mod logging;
 pub mod notify;
 pub mod private_files;

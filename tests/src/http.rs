@@ -130,19 +130,43 @@ pub fn curl_post(
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("body");
     std::fs::write(&file, body).unwrap();
-    let mut command = std::process::Command::new("curl");
+    let mut command = curl(identity, 30);
     command
-        .args([
-            "-s",
-            "--max-time",
-            "30",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "--data-binary",
-        ])
+        .arg("--data-binary")
         .arg(format!("@{}", file.display()));
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    command.arg(format!("https://{addr}{path}"));
+    run_curl(command)
+}
+
+/// GETs `https://addr/path` through curl as the enrolled agent `identity`
+/// (the decisions long poll), waiting up to `max_seconds` for the answer.
+pub fn curl_get(
+    addr: SocketAddr,
+    path: &str,
+    identity: &CurlIdentity<'_>,
+    max_seconds: u32,
+) -> Response {
+    let mut command = curl(Some(identity), max_seconds);
+    command.arg(format!("https://{addr}{path}"));
+    run_curl(command)
+}
+
+/// A curl command printing the body then the status, presenting
+/// `identity` (or none, trusting anything).
+fn curl(identity: Option<&CurlIdentity<'_>>, max_seconds: u32) -> std::process::Command {
+    let mut command = std::process::Command::new("curl");
+    command.args([
+        "-s",
+        "--max-time",
+        &max_seconds.to_string(),
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+    ]);
     match identity {
         Some(identity) => {
             let files = identity.state_dir.join("identity");
@@ -158,10 +182,10 @@ pub fn curl_post(
             command.arg("-k");
         }
     }
-    for header in headers {
-        command.args(["-H", header]);
-    }
-    command.arg(format!("https://{addr}{path}"));
+    command
+}
+
+fn run_curl(mut command: std::process::Command) -> Response {
     let output = command.output().expect("curl is installed by tests/run.sh");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));

@@ -561,9 +561,11 @@ impl Agent {
         let state_dir = dir.path().join("state");
         let config_path = dir.path().join("agent.yaml");
         // Tests never touch the test machine's own firewall: an agent in
-        // the root namespace has active response off unless its config
-        // says otherwise (the response tests run theirs in namespaces).
-        let config = if wrapper.is_empty() && !config.contains("response:") {
+        // the root namespace (not run through `ip netns exec`) has active
+        // response off unless its config says otherwise (the response
+        // tests run theirs in namespaces of their own).
+        let in_namespace = wrapper.starts_with(&["ip", "netns"]);
+        let config = if !in_namespace && !config.contains("response:") {
             format!("{config}\nresponse:\n  backend: off\n")
         } else {
             config.to_string()

@@ -32,6 +32,10 @@ pub enum DecodeError {
     /// The JSON does not describe a batch.
     #[error("invalid batch JSON: {0}")]
     Json(serde_json::Error),
+    /// The caller's budget for decompressed bytes refused room for this
+    /// many bytes of buffer (see [`decode_batch_within`]).
+    #[error("no room to decompress {0} bytes now")]
+    NoRoom(usize),
     /// The batch is well-formed but breaks a rule.
     #[error("invalid batch: {0}")]
     Invalid(#[from] BatchError),
@@ -70,33 +74,93 @@ pub fn decode_batch(
     content_encoding: Option<&str>,
     max_decompressed: usize,
 ) -> Result<Batch, DecodeError> {
+    decode_batch_within(body, content_encoding, max_decompressed, &mut |_| true)
+}
+
+/// [`decode_batch`], asking `reserve` for every byte of the buffer the body
+/// inflates into before that buffer grows: first the size the gzip trailer
+/// claims (a hint only: the sender wrote it), then, if the body inflates
+/// past that, the rest up to the cap. When
+/// `reserve` refuses, decoding stops with [`DecodeError::NoRoom`] and what
+/// was inflated is freed; what `reserve` granted is the caller's to release.
+/// The sum granted is at least the buffer's largest size.
+pub fn decode_batch_within(
+    body: &[u8],
+    content_encoding: Option<&str>,
+    max_decompressed: usize,
+    reserve: &mut dyn FnMut(usize) -> bool,
+) -> Result<Batch, DecodeError> {
     let json = match content_encoding.map(str::trim) {
         None | Some("") | Some("identity") => {
             if body.len() > max_decompressed {
                 return Err(DecodeError::TooLarge(max_decompressed));
             }
+            if !reserve(body.len()) {
+                return Err(DecodeError::NoRoom(body.len()));
+            }
             body.to_vec()
         }
         Some(encoding) if encoding.eq_ignore_ascii_case(CONTENT_ENCODING_GZIP) => {
-            let mut inflated = Vec::new();
-            // Read one byte past the cap to tell "exactly at the cap" from "over".
-            let limit = u64::try_from(max_decompressed)
-                .unwrap_or(u64::MAX)
-                .saturating_add(1);
-            GzDecoder::new(body)
-                .take(limit)
-                .read_to_end(&mut inflated)
-                .map_err(DecodeError::Gzip)?;
-            if inflated.len() > max_decompressed {
-                return Err(DecodeError::TooLarge(max_decompressed));
-            }
-            inflated
+            inflate(body, max_decompressed, reserve)?
         }
         Some(other) => return Err(DecodeError::Encoding(other.to_string())),
     };
     let batch: Batch = serde_json::from_slice(&json).map_err(DecodeError::Json)?;
     batch.validate()?;
     Ok(batch)
+}
+
+/// The smallest first reservation (a body whose trailer claims nothing
+/// still gets a useful buffer) and the size of each read from the decoder.
+const MIN_GROWTH: usize = 64 * 1024;
+
+/// Inflates a gzip body into a buffer whose every byte `reserve` granted,
+/// reading one byte past the cap to tell "exactly at the cap" from "over".
+fn inflate(
+    body: &[u8],
+    max_decompressed: usize,
+    reserve: &mut dyn FnMut(usize) -> bool,
+) -> Result<Vec<u8>, DecodeError> {
+    let limit = max_decompressed.saturating_add(1);
+    // ISIZE, the last four bytes: the uncompressed size modulo 2^32 as the
+    // sender claims it. An honest agent's claim is exact, so its batch
+    // takes one reservation and one allocation.
+    let claimed = body
+        .len()
+        .checked_sub(4)
+        .and_then(|start| body.get(start..))
+        .and_then(|tail| <[u8; 4]>::try_from(tail).ok())
+        .map_or(0, |tail| u32::from_le_bytes(tail) as usize);
+    let mut granted = claimed.clamp(MIN_GROWTH.min(limit), limit);
+    if !reserve(granted) {
+        return Err(DecodeError::NoRoom(granted));
+    }
+    let mut inflated: Vec<u8> = Vec::with_capacity(granted);
+    let mut decoder = GzDecoder::new(body).take(limit as u64);
+    let mut chunk = vec![0u8; MIN_GROWTH];
+    loop {
+        let read = decoder.read(&mut chunk).map_err(DecodeError::Gzip)?;
+        if read == 0 {
+            break;
+        }
+        if inflated.len() + read > granted {
+            // The trailer lied (or the body is several gzip members): take
+            // room up to the cap at once rather than doubling. Small
+            // doubling steps would each be a separate allocation, which
+            // the allocator keeps resident after it is freed; one buffer
+            // of the cap's size is mapped on its own and returned whole.
+            if !reserve(limit - granted) {
+                return Err(DecodeError::NoRoom(limit));
+            }
+            granted = limit;
+            inflated.reserve_exact(granted - inflated.len());
+        }
+        inflated.extend_from_slice(&chunk[..read]);
+    }
+    if inflated.len() > max_decompressed {
+        return Err(DecodeError::TooLarge(max_decompressed));
+    }
+    Ok(inflated)
 }
 
 #[cfg(test)]
@@ -134,6 +198,55 @@ mod tests {
         assert!(bomb.len() < 1 << 20, "bomb should be small: {}", bomb.len());
         let error = decode_batch(&bomb, Some("gzip"), 8 << 20).unwrap_err();
         assert!(error.is_too_large(), "{error}");
+    }
+
+    /// Every byte the buffer holds was granted first, whatever the trailer
+    /// claims, and a refusal stops the inflation.
+    #[test]
+    fn the_buffer_never_outgrows_what_was_granted() {
+        let mut padded = serde_json::to_vec(&batch()).unwrap();
+        padded.extend(std::iter::repeat_n(b' ', 3 << 20));
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+        encoder.write_all(&padded).unwrap();
+        let honest = encoder.finish().unwrap();
+        // A second, empty gzip member after the first: the decoder reads
+        // only the first, but the trailer at the end now claims 0 bytes.
+        let mut lying = honest.clone();
+        lying.extend(
+            GzEncoder::new(Vec::new(), Compression::best())
+                .finish()
+                .unwrap(),
+        );
+        for body in [&honest, &lying] {
+            let mut granted = 0;
+            let decoded = decode_batch_within(body, Some("gzip"), 4 << 20, &mut |bytes| {
+                granted += bytes;
+                true
+            })
+            .unwrap();
+            assert_eq!(decoded, batch());
+            assert!(granted >= padded.len(), "{granted}");
+            assert!(granted <= (4 << 20) + 1, "{granted}");
+            let mut budget = 1 << 20;
+            let error = decode_batch_within(body, Some("gzip"), 4 << 20, &mut |bytes| {
+                let room = bytes <= budget;
+                budget = budget.saturating_sub(bytes);
+                room
+            })
+            .unwrap_err();
+            assert!(matches!(error, DecodeError::NoRoom(_)), "{error}");
+        }
+        let mut asked = Vec::new();
+        decode_batch_within(&honest, Some("gzip"), 4 << 20, &mut |bytes| {
+            asked.push(bytes);
+            true
+        })
+        .unwrap();
+        assert_eq!(
+            asked,
+            [padded.len()],
+            "an honest trailer is one reservation"
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ mod metric;
 
 pub use batch::{Batch, BatchError, WIRE_VERSION, is_valid_agent_name};
 pub use cidr::{Cidr, CidrError};
-pub use codec::{CONTENT_ENCODING_GZIP, DecodeError, INGEST_PATH, decode_batch, encode_batch};
+pub use codec::{
+    CONTENT_ENCODING_GZIP, DecodeError, INGEST_PATH, decode_batch, decode_batch_within,
+    encode_batch,
+};
 pub use decision::{
     DECISIONS_ACK_PATH, DECISIONS_AFTER_HEADER, DECISIONS_LOCAL_PATH, DECISIONS_PATH, DecisionAck,
     DecisionFeed, DecisionUpdate, LocalDecision, LocalDecisions, MAX_DECISIONS_WAIT_SECONDS,

@@ -219,6 +219,11 @@ impl Probe for FilesystemProbe {
         vec!["filesystem"]
     }
 
+    // A network filesystem answers statvfs at the network's pace.
+    fn needs_own_thread(&self) -> bool {
+        true
+    }
+
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let (_, text) = read_file(self.procfs.join("mounts"))?;
         let mounts = parse_mounts(&text);

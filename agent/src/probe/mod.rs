@@ -6,9 +6,10 @@
 //! Each probe has a pure `parse` function over the text it reads, tested
 //! against fixtures at the bottom of its file, and a thin part doing IO.
 //!
-//! Probes are synchronous: the collection loop runs each one on a blocking
-//! thread under a timeout, so a probe stuck in the kernel (a hung NFS mount)
-//! cannot stall the others or the agent.
+//! Probes are synchronous: the collection loop runs them in turn on a
+//! blocking thread, each under a timeout, so a probe stuck in the kernel (a
+//! hung NFS mount) cannot stall the others or the agent; probes that wait
+//! on the network get a thread of their own ([`Probe::needs_own_thread`]).
 //!
 //! Each probe has its own config section (an enable flag, an interval where
 //! it makes sense); sections with more than a flag are defined in the
@@ -19,17 +20,24 @@ mod arp;
 mod bonding;
 mod conntrack;
 mod cpu;
+mod cpufreq;
 mod disk;
+mod dmi;
 mod edac;
 mod entropy;
+mod family_set;
 mod file_probe;
 pub mod filesystem;
+mod hwmon;
 mod load;
+mod mdadm;
 mod memory;
 mod netstat;
 mod network;
+mod powersupplyclass;
 mod pressure;
 pub mod process;
+mod schedstat;
 mod selinux;
 pub mod service;
 pub mod snmp;
@@ -72,6 +80,14 @@ pub trait Probe: Send {
         None
     }
 
+    /// Whether the probe runs on a thread of its own instead of in turn
+    /// with the others: probes that wait on the network or another daemon
+    /// (service checks, SNMP, systemd, network filesystems) would delay
+    /// every probe queued behind them. Asked once, when the agent starts.
+    fn needs_own_thread(&self) -> bool {
+        false
+    }
+
     /// Takes the events the probe saw since it was last asked: state
     /// changes of the network devices it polls. Host probes see none. The
     /// collection returns them beside the families and the run loop spools
@@ -104,6 +120,10 @@ impl Probe for Every {
 
     fn interval(&self) -> Option<Duration> {
         Some(self.interval)
+    }
+
+    fn needs_own_thread(&self) -> bool {
+        self.probe.needs_own_thread()
     }
 
     fn take_events(&mut self) -> Vec<Event> {
@@ -163,6 +183,59 @@ pub(crate) fn numbered_entries(dir: &Path, prefix: &str) -> Vec<(String, PathBuf
         .collect()
 }
 
+/// The most a sysfs attribute holds: the kernel formats one into a page.
+pub(crate) const ATTRIBUTE_MAX: usize = 4096;
+
+/// Reads a sysfs attribute with one read of at most `limit` bytes (up to
+/// [`ATTRIBUTE_MAX`]): open, read, close. sysfs hands an attribute over
+/// whole in the first read, so this skips the size lookup and the second
+/// read to find the end that `read_to_string` makes, for probes that read
+/// dozens of attributes per collection (netclass reads 23 per interface).
+/// A driver that answers EAGAIN (some hwmon chips) gets no second try.
+/// Invalid UTF-8 is replaced, as node_exporter does.
+pub(crate) fn read_attribute(path: &Path, limit: usize) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut buffer = [0_u8; ATTRIBUTE_MAX];
+    let limit = limit.min(ATTRIBUTE_MAX);
+    let length = std::fs::File::open(path)?.read(&mut buffer[..limit])?;
+    Ok(String::from_utf8_lossy(&buffer[..length]).into_owned())
+}
+
+/// Lists a collector's source directory (/sys/class/hwmon): once it was
+/// found missing, `absent` is set and the directory is not looked at
+/// again, so a collector the host has no hardware for costs nothing.
+pub(crate) fn read_source_dir(
+    dir: &Path,
+    absent: &mut bool,
+) -> Result<std::fs::ReadDir, ProbeError> {
+    if *absent {
+        return Err(ProbeError::Absent(dir.to_path_buf()));
+    }
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(entries),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            *absent = true;
+            Err(ProbeError::Absent(dir.to_path_buf()))
+        }
+        Err(source) => Err(ProbeError::Read {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// An info family: one sample of value 1 carrying `labels`
+/// (`node_uname_info`, `node_dmi_info`).
+pub(crate) fn info_family(name: &str, help: &str, labels: &[(&str, String)]) -> MetricFamily {
+    let mut family = MetricFamily::new(name, help, countywatch_wire::MetricKind::Gauge);
+    let pairs: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|(label, value)| (*label, value.as_str()))
+        .collect();
+    family.push(&pairs, 1.0);
+    family
+}
+
 /// Reads a small pseudo-file completely.
 pub(crate) fn read_file(path: PathBuf) -> Result<(PathBuf, String), ProbeError> {
     match std::fs::read_to_string(&path) {
@@ -181,23 +254,69 @@ pub(crate) fn first_values(families: &[MetricFamily]) -> Vec<(&str, f64)> {
         .collect()
 }
 
-/// Builds a collector that reads files under procfs and sysfs.
-type MakeFileProbe = fn(&Path, &Path) -> file_probe::FileProbe;
+/// Builds a node_exporter collector that reads under procfs and sysfs.
+type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 
-/// The node_exporter collectors that are one [`file_probe::FileProbe`]
-/// each, with their config sections: the one table [`build`] and
+/// The node_exporter collectors that need nothing but the procfs and sysfs
+/// roots, with their config sections: the one table [`build`] and
 /// [`validate`] both read, so adding such a collector is its file, its
 /// config field and one line here.
-fn file_probes(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeFileProbe); 8] {
+fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 18] {
     [
-        ("vmstat", &probes.vmstat, vmstat::probe),
-        ("netstat", &probes.netstat, netstat::probe),
-        ("sockstat", &probes.sockstat, sockstat::probe),
-        ("entropy", &probes.entropy, entropy::probe),
-        ("conntrack", &probes.conntrack, conntrack::probe),
-        ("softnet", &probes.softnet, softnet::probe),
-        ("arp", &probes.arp, arp::probe),
-        ("udp_queues", &probes.udp_queues, udp_queues::probe),
+        ("vmstat", &probes.vmstat, |procfs, sysfs| {
+            Box::new(vmstat::probe(procfs, sysfs))
+        }),
+        ("netstat", &probes.netstat, |procfs, sysfs| {
+            Box::new(netstat::probe(procfs, sysfs))
+        }),
+        ("sockstat", &probes.sockstat, |procfs, sysfs| {
+            Box::new(sockstat::probe(procfs, sysfs))
+        }),
+        ("entropy", &probes.entropy, |procfs, sysfs| {
+            Box::new(entropy::probe(procfs, sysfs))
+        }),
+        ("conntrack", &probes.conntrack, |procfs, sysfs| {
+            Box::new(conntrack::probe(procfs, sysfs))
+        }),
+        ("softnet", &probes.softnet, |procfs, sysfs| {
+            Box::new(softnet::probe(procfs, sysfs))
+        }),
+        ("arp", &probes.arp, |procfs, sysfs| {
+            Box::new(arp::probe(procfs, sysfs))
+        }),
+        ("udp_queues", &probes.udp_queues, |procfs, sysfs| {
+            Box::new(udp_queues::probe(procfs, sysfs))
+        }),
+        ("mdadm", &probes.mdadm, |procfs, sysfs| {
+            Box::new(mdadm::probe(procfs, sysfs))
+        }),
+        ("schedstat", &probes.schedstat, |procfs, sysfs| {
+            Box::new(schedstat::probe(procfs, sysfs))
+        }),
+        ("selinux", &probes.selinux, |_, sysfs| {
+            Box::new(selinux::SelinuxProbe::new(sysfs))
+        }),
+        ("bonding", &probes.bonding, |_, sysfs| {
+            Box::new(bonding::BondingProbe::new(sysfs))
+        }),
+        ("edac", &probes.edac, |_, sysfs| {
+            Box::new(edac::EdacProbe::new(sysfs))
+        }),
+        ("thermal_zone", &probes.thermal_zone, |_, sysfs| {
+            Box::new(thermal_zone::ThermalZoneProbe::new(sysfs))
+        }),
+        ("hwmon", &probes.hwmon, |_, sysfs| {
+            Box::new(hwmon::HwmonProbe::new(sysfs))
+        }),
+        ("cpufreq", &probes.cpufreq, |_, sysfs| {
+            Box::new(cpufreq::CpufreqProbe::new(sysfs))
+        }),
+        ("powersupplyclass", &probes.powersupplyclass, |_, sysfs| {
+            Box::new(powersupplyclass::PowerSupplyClassProbe::new(sysfs))
+        }),
+        ("dmi", &probes.dmi, |_, sysfs| {
+            Box::new(dmi::DmiProbe::new(sysfs))
+        }),
     ]
 }
 
@@ -248,19 +367,9 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
     add(&probes.pressure, &|| {
         Box::new(pressure::PressureProbe::new(procfs.clone()))
     });
-    for (_, toggle, make) in file_probes(probes) {
-        add(toggle, &|| Box::new(make(procfs, sysfs)));
+    for (_, toggle, make) in node_collectors(probes) {
+        add(toggle, &|| make(procfs, sysfs));
     }
-    add(&probes.selinux, &|| {
-        Box::new(selinux::SelinuxProbe::new(sysfs))
-    });
-    add(&probes.bonding, &|| {
-        Box::new(bonding::BondingProbe::new(sysfs))
-    });
-    add(&probes.edac, &|| Box::new(edac::EdacProbe::new(sysfs)));
-    add(&probes.thermal_zone, &|| {
-        Box::new(thermal_zone::ThermalZoneProbe::new(sysfs))
-    });
     // Without units there is nothing to ask systemd.
     if !probes.systemd.units.is_empty() {
         add(&probes.systemd.toggle(), &|| {
@@ -296,7 +405,7 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
 
 /// Checks every probe section, adding each problem to `problems`.
 pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
-    let sections: [(&str, Option<_>); 16] = [
+    let sections: [(&str, Option<_>); 12] = [
         ("cpu", probes.cpu.interval),
         ("load", probes.load.interval),
         ("memory", probes.memory.interval),
@@ -309,13 +418,10 @@ pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
         ("process", probes.process.interval),
         ("service", probes.service.interval),
         ("textfile", probes.textfile.interval),
-        ("selinux", probes.selinux.interval),
-        ("bonding", probes.bonding.interval),
-        ("edac", probes.edac.interval),
-        ("thermal_zone", probes.thermal_zone.interval),
     ];
-    let file_sections = file_probes(probes).map(|(name, toggle, _)| (name, toggle.interval));
-    for (name, interval) in sections.into_iter().chain(file_sections) {
+    let collector_sections =
+        node_collectors(probes).map(|(name, toggle, _)| (name, toggle.interval));
+    for (name, interval) in sections.into_iter().chain(collector_sections) {
         if let Some(interval) = interval
             && interval.get() < Duration::from_secs(1)
         {
@@ -335,4 +441,28 @@ pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
     process::validate(&probes.process, problems);
     service::validate(&probes.service, probes.timeout.get(), problems);
     snmp::validate(&probes.snmp, probes.timeout.get(), problems);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_node_collector_is_named_after_its_config_key() {
+        let probes = ProbesConfig::default();
+        let (procfs, sysfs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for (key, toggle, make) in node_collectors(&probes) {
+            assert!(
+                toggle.enabled,
+                "{key} is on by default, as in node_exporter"
+            );
+            let probe = make(procfs.path(), sysfs.path());
+            assert_eq!(probe.name(), key);
+            assert_eq!(probe.collectors(), vec![key]);
+            assert!(
+                !probe.needs_own_thread(),
+                "{key} reads only procfs and sysfs"
+            );
+        }
+    }
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
-use super::{Probe, ProbeError, read_file};
+use super::{ATTRIBUTE_MAX, Probe, ProbeError, read_attribute, read_file};
 
 /// The columns of /proc/net/dev after the interface name, in order.
 const COLUMNS: [&str; 16] = [
@@ -184,7 +184,7 @@ pub fn read_links(sysfs: &Path) -> Vec<Link> {
         .map(|entry| {
             let dir = entry.path();
             let read = |name: &str| {
-                std::fs::read_to_string(dir.join(name))
+                read_attribute(&dir.join(name), ATTRIBUTE_MAX)
                     .map(|text| text.trim().to_string())
                     .unwrap_or_default()
             };

@@ -300,6 +300,10 @@ impl Probe for ServiceProbe {
         "service"
     }
 
+    fn needs_own_thread(&self) -> bool {
+        true
+    }
+
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
             let handles: Vec<_> = self

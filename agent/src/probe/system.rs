@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
-use super::{Probe, ProbeError, read_file};
+use super::{Probe, ProbeError, info_family, read_file};
 
 /// The os-release keys node_exporter turns into `node_os_info` labels, in
 /// its order (label name, os-release key).
@@ -163,17 +163,11 @@ fn clocksource_families(sysfs: &Path) -> Vec<MetricFamily> {
 }
 
 fn uname_family(labels: &[(&str, String)]) -> MetricFamily {
-    let mut family = MetricFamily::new(
+    info_family(
         "node_uname_info",
         "Labeled system information as provided by the uname system call.",
-        MetricKind::Gauge,
-    );
-    let labels: Vec<(&str, &str)> = labels
-        .iter()
-        .map(|(name, value)| (*name, value.as_str()))
-        .collect();
-    family.push(&labels, 1.0);
-    family
+        labels,
+    )
 }
 
 /// Parses os-release(5): `KEY=value` lines, values optionally in single or

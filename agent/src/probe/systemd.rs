@@ -99,6 +99,10 @@ impl Probe for SystemdProbe {
         vec!["systemd"]
     }
 
+    fn needs_own_thread(&self) -> bool {
+        true
+    }
+
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let output = Command::new(&self.systemctl)
             .args([

@@ -6,6 +6,11 @@
 //! holds up a batch). After applying a feed the agent acknowledges it with
 //! `POST /v1/decisions/ack`.
 //!
+//! Beside the poll, an upkeep task reconciles the kernel set with the
+//! list every minute and, every two seconds, applies the updates that wait
+//! for an SSH session to end, acknowledging them as applied (the collector
+//! replaces the refusal it was sent first).
+//!
 //! A collector that does not know the endpoint (an older version answers
 //! 404) is asked again every five minutes; the batch answers carry no feed
 //! either, so nothing is applied meanwhile.
@@ -27,6 +32,8 @@ use crate::transport::{SendError, Transport};
 pub const POLL_WAIT_SECONDS: u64 = 25;
 /// How often the kernel set is reconciled with the list.
 const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+/// How often updates waiting for an SSH session to end are tried again.
+const RETRY_DEFERRED_EVERY: Duration = Duration::from_secs(2);
 /// How long to wait before asking a collector without the endpoint again.
 const UNSUPPORTED_RETRY: Duration = Duration::from_secs(300);
 
@@ -76,38 +83,57 @@ async fn apply_and_acknowledge(
         return more;
     }
     let ack = responder.apply(feed).await;
-    if ack != DecisionAck::default() {
-        let body = match serde_json::to_vec(&ack) {
-            Ok(body) => body,
-            Err(error) => {
-                tracing::error!(%error, "cannot encode the acknowledgement");
-                return more;
-            }
-        };
-        // A lost acknowledgement is not retried: the collector shows the
-        // decision as not yet confirmed, and the kernel set is what counts.
-        if let Err(error) = transport
-            .post(DECISIONS_ACK_PATH, None, Bytes::from(body))
-            .await
-        {
-            tracing::warn!(%error, "cannot acknowledge decisions");
-        }
-    }
+    acknowledge(&ack, transport).await;
     more
 }
 
-/// Keeps one long poll open for as long as the agent runs, and reconciles
-/// the kernel set with the list every minute.
-pub async fn poll_loop(mut transport: Transport, responder: Arc<Responder>) {
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+/// Posts `ack` unless it is empty. A lost acknowledgement is not retried:
+/// the collector shows the decision as not yet confirmed, and the kernel
+/// set is what counts.
+async fn acknowledge(ack: &DecisionAck, transport: &mut Transport) {
+    if *ack == DecisionAck::default() {
+        return;
+    }
+    let body = match serde_json::to_vec(ack) {
+        Ok(body) => body,
+        Err(error) => {
+            tracing::error!(%error, "cannot encode the acknowledgement");
+            return;
+        }
+    };
+    if let Err(error) = transport
+        .post(DECISIONS_ACK_PATH, None, Bytes::from(body))
+        .await
+    {
+        tracing::warn!(%error, "cannot acknowledge decisions");
+    }
+}
+
+/// Reconciles the kernel set every minute and applies the updates waiting
+/// for SSH sessions to end, acknowledging them on `transport` (a sibling
+/// of the batch transport, which connects only when there is something to
+/// say).
+pub async fn upkeep_loop(mut transport: Transport, responder: Arc<Responder>) {
+    let mut ticker = tokio::time::interval(RETRY_DEFERRED_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_reconcile = tokio::time::Instant::now();
-    // Logged once per outage, not per attempt.
-    let mut failing = false;
     loop {
+        ticker.tick().await;
         if last_reconcile.elapsed() >= RECONCILE_EVERY {
             responder.reconcile().await;
             last_reconcile = tokio::time::Instant::now();
         }
+        let ack = responder.retry_deferred().await;
+        acknowledge(&ack, &mut transport).await;
+    }
+}
+
+/// Keeps one long poll open for as long as the agent runs.
+pub async fn poll_loop(mut transport: Transport, responder: Arc<Responder>) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    // Logged once per outage, not per attempt.
+    let mut failing = false;
+    loop {
         let path = format!(
             "{DECISIONS_PATH}?after={}&wait={POLL_WAIT_SECONDS}",
             responder.cursor()

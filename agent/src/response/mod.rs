@@ -39,7 +39,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use countywatch_wire::{
-    DecisionAck, DecisionFeed, MetricFamily, MetricKind, RefusedUpdate, ResponseMode,
+    DecisionAck, DecisionFeed, DecisionUpdate, MetricFamily, MetricKind, RefusedUpdate,
+    ResponseMode,
 };
 
 use crate::config::{CollectorUrl, FirewallBackend, ResponseConfig};
@@ -382,14 +383,68 @@ impl Response {
     /// Applies the updates of `feed` after the cursor and says what became
     /// of each.
     pub fn apply_feed(&mut self, feed: &DecisionFeed, now_ms: i64) -> DecisionAck {
-        let mut ack = DecisionAck::default();
-        self.forget_expired(now_ms);
-        self.refresh_collector();
-        let fresh: Vec<_> = feed
+        let fresh: Vec<DecisionUpdate> = feed
             .updates
             .iter()
             .filter(|update| update.id > self.state.cursor)
+            .cloned()
             .collect();
+        let ack = self.apply_updates(fresh, now_ms);
+        let last = feed.updates.iter().map(|update| update.id).max();
+        self.state.cursor = self
+            .state
+            .cursor
+            .max(feed.cursor)
+            .max(last.unwrap_or_default());
+        self.state.mode = feed.mode;
+        self.save();
+        ack
+    }
+
+    /// Applies the deferred updates whose address no longer has an open
+    /// SSH session here (or has expired: those are dropped). Returns the
+    /// acknowledgement of those applied, for the collector to replace the
+    /// refusal it was sent; empty when nothing changed.
+    pub fn retry_deferred(&mut self, now_ms: i64) -> DecisionAck {
+        if self.state.deferred.is_empty() {
+            return DecisionAck::default();
+        }
+        self.state
+            .deferred
+            .retain(|update| update.expires_at_ms > now_ms);
+        let ssh_peers = safety::ssh_peers(&self.procfs);
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.state.deferred)
+            .into_iter()
+            .partition(|update| !ssh_peers.contains(&update.address.to_canonical()));
+        self.state.deferred = waiting;
+        let ack = if ready.is_empty() {
+            DecisionAck::default()
+        } else {
+            tracing::info!(
+                count = ready.len(),
+                "SSH sessions ended; applying the blocks that waited for them"
+            );
+            self.apply_updates(ready, now_ms)
+        };
+        self.save();
+        ack
+    }
+
+    /// Whether any update waits for an SSH session to end.
+    pub fn has_deferred(&self) -> bool {
+        !self.state.deferred.is_empty()
+    }
+
+    /// Applies `updates` (already past the cursor) and says what became of
+    /// each. An update refused because its address has an open SSH session
+    /// here is kept and tried again when the session ends
+    /// ([`Response::retry_deferred`]): an officer's session is never cut,
+    /// and an attacker's connection to sshd does not outlive its login
+    /// grace time.
+    fn apply_updates(&mut self, fresh: Vec<DecisionUpdate>, now_ms: i64) -> DecisionAck {
+        let mut ack = DecisionAck::default();
+        self.forget_expired(now_ms);
+        self.refresh_collector();
         // /proc is read once per feed, and only when something may block.
         let ssh_peers = if fresh.iter().any(|update| !update.removed) {
             safety::ssh_peers(&self.procfs)
@@ -398,9 +453,12 @@ impl Response {
         };
         let mut dirty = BTreeSet::new();
         let mut pending = Vec::new();
-        for update in fresh {
+        for update in &fresh {
             let address = update.address.to_canonical();
             if update.removed {
+                self.state
+                    .deferred
+                    .retain(|deferred| deferred.decision != update.decision);
                 let before = self.state.blocks.len();
                 self.state
                     .blocks
@@ -426,6 +484,12 @@ impl Response {
                 _ => Ok(()),
             });
             if let Err(refusal) = refusal {
+                if refusal == Refusal::SshSession {
+                    self.state
+                        .deferred
+                        .retain(|deferred| deferred.decision != update.decision);
+                    self.state.deferred.push(update.clone());
+                }
                 tracing::warn!(%address, decision = update.decision, reason = %refusal, "block refused");
                 self.stats.refuse(&refusal);
                 ack.refused.push(RefusedUpdate {
@@ -489,13 +553,6 @@ impl Response {
                 }
             }
         }
-        let last = feed.updates.iter().map(|update| update.id).max();
-        self.state.cursor = self
-            .state
-            .cursor
-            .max(feed.cursor)
-            .max(last.unwrap_or_default());
-        self.state.mode = feed.mode;
         self.save();
         ack
     }
@@ -726,6 +783,22 @@ impl Responder {
             responder
                 .lock()
                 .apply_feed(&feed, countywatch_daemon::clock::now_ms())
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// Retries the updates waiting for SSH sessions to end, on a blocking
+    /// thread; none when nothing waits.
+    pub async fn retry_deferred(self: &Arc<Self>) -> DecisionAck {
+        if !self.lock().has_deferred() {
+            return DecisionAck::default();
+        }
+        let responder = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            responder
+                .lock()
+                .retry_deferred(countywatch_daemon::clock::now_ms())
         })
         .await
         .unwrap_or_default()
@@ -975,6 +1048,60 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_block_of_an_open_ssh_sessions_peer_waits_until_the_session_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        // The agent's procfs is the same directory: 203.0.113.7 has an
+        // established connection to port 22.
+        std::fs::create_dir(dir.path().join("net")).unwrap();
+        let header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+        let session = "   0: 0100000A:0016 077100CB:C350 01 00000000:00000000 02:0009A2B5 00000000     0        0 401 2 0000000000000000 20 4 30 10 -1\n";
+        std::fs::write(dir.path().join("net/tcp"), format!("{header}{session}")).unwrap();
+        let mut response = response(dir.path(), FirewallBackend::Off, 100);
+        let ack = response.apply_feed(
+            &feed(vec![
+                update(1, "203.0.113.7", 100_000, ResponseMode::DryRun),
+                update(2, "203.0.113.8", 100_000, ResponseMode::DryRun),
+            ]),
+            1_000,
+        );
+        assert_eq!(ack.applied, vec![2]);
+        assert_eq!(ack.refused.len(), 1);
+        assert!(
+            ack.refused[0]
+                .reason
+                .starts_with("peer of an open SSH session"),
+            "{ack:?}"
+        );
+        assert!(response.has_deferred());
+        assert_eq!(response.retry_deferred(2_000), DecisionAck::default());
+        // The session ends: the block applies, acknowledged as applied.
+        std::fs::write(dir.path().join("net/tcp"), header).unwrap();
+        let later = response.retry_deferred(3_000);
+        assert_eq!(later.applied, vec![1]);
+        assert!(!response.has_deferred());
+        assert_eq!(response.blocks().len(), 2);
+
+        // A deferred block the collector lifts meanwhile is forgotten.
+        std::fs::write(dir.path().join("net/tcp"), format!("{header}{session}")).unwrap();
+        let mut lifted = update(3, "203.0.113.7", 100_000, ResponseMode::DryRun);
+        lifted.decision = 30;
+        response.apply_feed(&feed(vec![lifted.clone()]), 4_000);
+        assert!(response.has_deferred());
+        lifted.id = 4;
+        lifted.removed = true;
+        response.apply_feed(&feed(vec![lifted]), 5_000);
+        assert!(!response.has_deferred());
+        // And one that expires while waiting is dropped.
+        response.apply_feed(
+            &feed(vec![update(5, "203.0.113.7", 6_000, ResponseMode::DryRun)]),
+            5_000,
+        );
+        std::fs::write(dir.path().join("net/tcp"), header).unwrap();
+        assert_eq!(response.retry_deferred(7_000), DecisionAck::default());
+        assert!(!response.has_deferred());
     }
 
     fn metrics_text(stats: &ResponseStats) -> String {

@@ -77,7 +77,10 @@ impl std::fmt::Display for Refusal {
             Refusal::NotAHost => write!(f, "not a single host's address"),
             Refusal::Collector => write!(f, "the collector's address"),
             Refusal::NeverBlock(block) => write!(f, "in response.never_block ({block})"),
-            Refusal::SshSession => write!(f, "peer of an open SSH session on this host"),
+            Refusal::SshSession => write!(
+                f,
+                "peer of an open SSH session on this host; blocked once the session ends"
+            ),
             Refusal::Expired => write!(f, "expired before it arrived"),
             Refusal::BackendOff => write!(f, "response.backend is off on this host"),
             Refusal::FirewallError(message) => write!(f, "firewall error: {message}"),

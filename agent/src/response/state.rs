@@ -30,6 +30,10 @@ pub struct ResponseState {
     /// The blocks held (enforced or dry run), oldest first.
     #[serde(default)]
     pub blocks: Vec<Block>,
+    /// Updates refused because their address had an open SSH session
+    /// here, tried again when the session ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deferred: Vec<countywatch_wire::DecisionUpdate>,
 }
 
 /// One block the agent holds.
@@ -136,6 +140,7 @@ mod tests {
                     reason: "adopted".to_string(),
                 },
             ],
+            deferred: Vec::new(),
         };
         save(dir.path(), &state).unwrap();
         let mode = std::fs::metadata(path(dir.path()))

@@ -29,8 +29,9 @@ pub struct ResponseConfig {
     /// requests are cut to it.
     pub max_duration: Spanned<PromDuration>,
     /// Each earlier decision against the same address within
-    /// `repeat_window` multiplies a rule's duration by this factor (2:
-    /// 1h, 2h, 4h...), up to `max_duration`. 1 turns escalation off.
+    /// `repeat_window` that is over (expired or lifted: the address came
+    /// back) multiplies a rule's duration by this factor (2: 1h, 2h,
+    /// 4h...), up to `max_duration`. 1 turns escalation off.
     pub repeat_factor: u32,
     /// How far back earlier decisions against an address count as repeats.
     pub repeat_window: PromDuration,

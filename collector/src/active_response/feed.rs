@@ -40,6 +40,8 @@ pub struct FeedState {
     pub config: Arc<ResponseConfig>,
     /// Turns true when the collector stops: long polls answer at once.
     pub stopped: watch::Receiver<bool>,
+    /// Where agents' answers and decisions are counted.
+    pub metrics: crate::active_response::metrics::ResponseMetrics,
 }
 
 /// One of the decision endpoints.
@@ -151,12 +153,23 @@ pub async fn answer(
                 .map_err(|error| FeedError::bad_request(format!("not a DecisionAck: {error}")))?;
             let store = Arc::clone(&state.store);
             let agent = agent.to_string();
+            let (applied, refused) = (ack.applied.len(), ack.refused.len());
             let recorded = tokio::task::spawn_blocking(move || {
                 store.record_decision_acks(&agent, &ack, now_ms())
             })
             .await
             .map_err(FeedError::storage)?
             .map_err(|error| FeedError::storage(format!("{error:#}")))?;
+            let answers = &state.metrics.answers;
+            answers
+                .with_label_values(&["applied"])
+                .inc_by(applied as u64);
+            answers
+                .with_label_values(&["refused"])
+                .inc_by(refused as u64);
+            answers
+                .with_label_values(&["unknown"])
+                .inc_by((applied + refused).saturating_sub(recorded) as u64);
             Ok(format!("{{\"recorded\":{recorded}}}"))
         }
         Endpoint::Local => {
@@ -178,6 +191,11 @@ pub async fn answer(
             .await
             .map_err(FeedError::storage)?
             .map_err(|error| FeedError::storage(format!("{error:#}")))?;
+            state
+                .metrics
+                .decisions
+                .with_label_values(&["agent", "made"])
+                .inc_by(recorded.len() as u64);
             Ok(format!("{{\"recorded\":{}}}", recorded.len()))
         }
     }
@@ -242,14 +260,22 @@ async fn long_poll(
     }
 }
 
+/// The feed after `after`, less any block of an address this collector's
+/// `never_block` covers: a decision written by a CLI run without the
+/// collector's `--config` (so without its `never_block`) is still never
+/// sent.
 async fn read_feed(state: &FeedState, agent: &str, after: u64) -> Result<DecisionFeed, FeedError> {
     let store = Arc::clone(&state.store);
     let agent = agent.to_string();
     let mode = state.config.mode;
-    tokio::task::spawn_blocking(move || store.decision_feed(&agent, after, now_ms(), mode))
-        .await
-        .map_err(FeedError::storage)?
-        .map_err(|error| FeedError::storage(format!("{error:#}")))
+    let mut feed =
+        tokio::task::spawn_blocking(move || store.decision_feed(&agent, after, now_ms(), mode))
+            .await
+            .map_err(FeedError::storage)?
+            .map_err(|error| FeedError::storage(format!("{error:#}")))?;
+    feed.updates
+        .retain(|update| update.removed || state.config.refusal(update.address).is_none());
+    Ok(feed)
 }
 
 #[cfg(test)]
@@ -297,6 +323,7 @@ mod tests {
             store: Arc::clone(&store),
             config: Arc::new(ResponseConfig::default()),
             stopped,
+            metrics: crate::active_response::metrics::ResponseMetrics::new().unwrap(),
         };
         let writer = Arc::clone(&store);
         let write = tokio::spawn(async move {

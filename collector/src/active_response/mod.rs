@@ -7,6 +7,7 @@
 //!   poll, acknowledgements, agent-made decisions, and the feed in batch
 //!   answers.
 //! - [`cli`]: `decisions add|list|delete`.
+//! - [`metrics`]: `countywatch_response_*` counters.
 //!
 //! The decisions themselves are stored by `incident::decisions`, beside the
 //! incidents that cause them and the audit trail.
@@ -19,6 +20,7 @@
 pub mod cli;
 pub mod config;
 pub mod feed;
+pub mod metrics;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -44,8 +46,22 @@ pub enum Decided {
     Nothing,
     /// A decision with this id.
     Made(i64),
-    /// Refused (never_block, no single source address); the reason.
+    /// Refused: the address may never be blocked; the reason (audited).
     Refused(String),
+    /// The detection has no single source address to block.
+    NoAddress,
+}
+
+impl Decided {
+    /// The `outcome` label of `countywatch_response_decisions_total`.
+    pub fn outcome(&self) -> Option<&'static str> {
+        match self {
+            Decided::Nothing => None,
+            Decided::Made(_) => Some("made"),
+            Decided::Refused(_) => Some("refused"),
+            Decided::NoAddress => Some("no_address"),
+        }
+    }
 }
 
 /// Records the decision a detection's rule asks for, after the store
@@ -71,12 +87,12 @@ pub fn decide(
         }
     }
     let Some(address) = source_address(detection) else {
-        let reason = format!(
-            "incident {incident} ({}) has no single source address to block",
-            detection.rule_id
+        tracing::warn!(
+            incident,
+            rule = %detection.rule_id,
+            "no decision: the detection has no single source address to block"
         );
-        tracing::warn!("{reason}");
-        return Ok(Decided::Refused(reason));
+        return Ok(Decided::NoAddress);
     };
     if let Some(reason) = config.refusal(address) {
         store.refuse_decision(
@@ -92,7 +108,7 @@ pub fn decide(
         ResponseScope::Host => DecisionScope::Hosts(detection.hosts.clone()),
     };
     let window_ms = i64::try_from(config.repeat_window.get().as_millis()).unwrap_or(i64::MAX);
-    let repeats = store.decisions_since(address, now_ms.saturating_sub(window_ms))?;
+    let repeats = store.ended_decisions_since(address, now_ms.saturating_sub(window_ms), now_ms)?;
     let duration_ms = config.duration_ms(response.duration_ms, repeats);
     let decision = NewDecision {
         address,
@@ -174,6 +190,56 @@ pub enum HandDecisionError {
     /// The store failed.
     #[error(transparent)]
     Storage(anyhow::Error),
+}
+
+/// Says in the detection's alert what its rule's response does, one line
+/// per language (`response`, `response_zh` annotations, which the default
+/// notification templates show): the block, its scope and mode, or why
+/// there is none.
+pub fn annotate(
+    config: &ResponseConfig,
+    detection: &Detection,
+    alert: &mut crate::notify::alert::Alert,
+) {
+    let Some(response) = &detection.response else {
+        return;
+    };
+    let Some(address) = source_address(detection) else {
+        return;
+    };
+    let (en, zh) = match config.refusal(address) {
+        Some(reason) => (format!("no block: {reason}"), format!("未封禁：{reason}")),
+        None => {
+            let duration = countywatch_daemon::duration::PromDuration(Duration::from_millis(
+                u64::try_from(config.duration_ms(response.duration_ms, 0)).unwrap_or(0),
+            ));
+            let (scope_en, scope_zh) = match response.scope {
+                ResponseScope::Host => (
+                    format!("on {}", detection.hosts.join(", ")),
+                    format!("在 {} 上", detection.hosts.join(", ")),
+                ),
+                ResponseScope::County => {
+                    ("on every agent".to_string(), "在全县所有主机上".to_string())
+                }
+            };
+            match response.mode.unwrap_or(config.mode) {
+                countywatch_wire::ResponseMode::Enforce => (
+                    format!("{address} blocked for {duration} {scope_en}"),
+                    format!("{scope_zh}封禁 {address}，时长 {duration}"),
+                ),
+                countywatch_wire::ResponseMode::DryRun => (
+                    format!(
+                        "dry run: {address} would be blocked for {duration} {scope_en} (recorded only; response.mode is dry_run)"
+                    ),
+                    format!(
+                        "演练：将{scope_zh}封禁 {address}，时长 {duration}（仅记录，未实际封禁；response.mode 为 dry_run）"
+                    ),
+                ),
+            }
+        }
+    };
+    alert.annotations.insert("response".to_string(), en);
+    alert.annotations.insert("response_zh".to_string(), zh);
 }
 
 /// The address a detection is about: its `src_ip` label (the rule groups
@@ -287,6 +353,21 @@ mod tests {
         );
         let listed = store.decisions(DecisionFilter::All, later, 10).unwrap();
         assert_eq!(listed[0].expires_ms - listed[0].start_ms, 2 * hour);
+        // Another rule firing on the same attack while that block is in
+        // force gets the rule's own duration: no repeat yet.
+        let mut spraying = found.clone();
+        spraying.rule_id = "ssh_password_spraying".to_string();
+        let sprayed = store.record_detection(&spraying).unwrap();
+        assert!(matches!(
+            decide(&store, &config, &spraying, sprayed, later).unwrap(),
+            Decided::Made(3)
+        ));
+        let listed = store.decisions(DecisionFilter::All, later, 10).unwrap();
+        assert_eq!(
+            listed[0].expires_ms - listed[0].start_ms,
+            2 * hour,
+            "one ended decision before it"
+        );
         // Once an officer lifted it, the incident gets no new block.
         store
             .remove_decisions("203.0.113.9".parse().unwrap(), None, "alice", later)
@@ -294,6 +375,59 @@ mod tests {
         assert_eq!(
             decide(&store, &config, &found, again, later + 1).unwrap(),
             Decided::Nothing
+        );
+    }
+
+    #[test]
+    fn the_notification_says_what_the_response_does_in_the_receiver_s_language() {
+        use crate::display::{Display, Language};
+        use crate::notify::notification::{AlertSnapshot, Kind, Notification};
+        use crate::notify::template::Templates;
+        let rendered = |config: &ResponseConfig, language: Language| {
+            let found = detection("203.0.113.9", &["web1"], ResponseScope::Host);
+            let mut alert = crate::detection::to_alert(&found, 1_000);
+            annotate(config, &found, &mut alert);
+            let notification = Notification {
+                kind: Kind::Alerts,
+                receiver: "officers".to_string(),
+                group_key: "0:{}".to_string(),
+                group_labels: Default::default(),
+                alerts: vec![AlertSnapshot::of(&alert, 1_000)],
+                external_url: "http://collector:9780".to_string(),
+                created_ms: 1_000,
+                lease_ms: None,
+            };
+            let templates =
+                Templates::new(language, &Default::default(), &Display::default()).unwrap();
+            templates.render(&notification)
+        };
+        let dry = rendered(&config(""), Language::En);
+        assert!(
+            dry.text.contains(
+                "  Response: dry run: 203.0.113.9 would be blocked for 1h on web1 (recorded only"
+            ),
+            "{}",
+            dry.text
+        );
+        let zh = rendered(&config("response: {mode: enforce}\n"), Language::Zh);
+        assert!(
+            zh.text
+                .contains("  响应：在 web1 上封禁 203.0.113.9，时长 1h\n"),
+            "{}",
+            zh.text
+        );
+        assert!(zh.markdown.contains("封禁 203.0.113.9"), "{}", zh.markdown);
+        assert!(zh.html.contains("<br>在 web1 上封禁"), "{}", zh.html);
+        let spared = rendered(
+            &config("response: {never_block: [203.0.113.0/24]}\n"),
+            Language::En,
+        );
+        assert!(
+            spared
+                .text
+                .contains("Response: no block: 203.0.113.9 is in response.never_block"),
+            "{}",
+            spared.text
         );
     }
 

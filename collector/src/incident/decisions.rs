@@ -2,8 +2,9 @@
 //! these agents until then) and the append-only update log agents follow,
 //! in `incidents.db` beside the incidents that cause them and the audit
 //! trail that records them. This module owns the tables `decisions`,
-//! `decision_hosts`, `decision_updates` and `decision_acks`; nothing else
-//! writes SQL over them.
+//! `decision_hosts`, `decision_updates` and `decision_acks` (created by the
+//! store's migrations, `store.rs`, like every table of `incidents.db`);
+//! nothing else writes SQL over them.
 //!
 //! A decision is made once and lifted at most once; both are rows of
 //! `decision_updates`, whose `AUTOINCREMENT` id is the agents' cursor
@@ -28,45 +29,6 @@ use serde::Serialize;
 
 use crate::incident::audit::{NewEntry, Outcome, append_in};
 use crate::incident::store::IncidentStore;
-
-/// The tables, as one migration of the incident store.
-pub(crate) const SCHEMA: &str = "CREATE TABLE decisions (
-        id INTEGER PRIMARY KEY,
-        address TEXT NOT NULL,
-        scope TEXT NOT NULL,
-        incident_id INTEGER,
-        rule TEXT,
-        reason TEXT NOT NULL,
-        made_by TEXT NOT NULL,
-        start_ms INTEGER NOT NULL,
-        expires_ms INTEGER NOT NULL,
-        mode TEXT NOT NULL,
-        removed_ms INTEGER,
-        removed_by TEXT
-    );
-    CREATE INDEX decisions_by_address ON decisions (address, start_ms);
-    CREATE INDEX decisions_by_incident ON decisions (incident_id);
-    CREATE INDEX decisions_by_expiry ON decisions (expires_ms);
-    CREATE TABLE decision_hosts (
-        decision_id INTEGER NOT NULL REFERENCES decisions (id) ON DELETE CASCADE,
-        host TEXT NOT NULL,
-        PRIMARY KEY (decision_id, host)
-    );
-    CREATE INDEX decision_hosts_by_host ON decision_hosts (host, decision_id);
-    CREATE TABLE decision_updates (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        decision_id INTEGER NOT NULL REFERENCES decisions (id) ON DELETE CASCADE,
-        removed INTEGER NOT NULL,
-        at_ms INTEGER NOT NULL
-    );
-    CREATE TABLE decision_acks (
-        update_id INTEGER NOT NULL REFERENCES decision_updates (id) ON DELETE CASCADE,
-        agent TEXT NOT NULL,
-        applied INTEGER NOT NULL,
-        reason TEXT NOT NULL,
-        at_ms INTEGER NOT NULL,
-        PRIMARY KEY (update_id, agent)
-    );";
 
 /// Where a decision applies.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -339,12 +301,20 @@ impl IncidentStore {
     }
 
     /// How many decisions against `address` started at or after
-    /// `since_ms`: the repeats that lengthen the next one.
-    pub fn decisions_since(&self, address: IpAddr, since_ms: i64) -> anyhow::Result<u32> {
+    /// `since_ms` and are over by `now_ms` (expired or lifted): the repeats
+    /// that lengthen the next one. Decisions still in force do not count,
+    /// so two rules firing on one attack do not double each other.
+    pub fn ended_decisions_since(
+        &self,
+        address: IpAddr,
+        since_ms: i64,
+        now_ms: i64,
+    ) -> anyhow::Result<u32> {
         let connection = self.read();
         let count: i64 = connection.query_row(
-            "SELECT COUNT(*) FROM decisions WHERE address = ?1 AND start_ms >= ?2",
-            params![address.to_canonical().to_string(), since_ms],
+            "SELECT COUNT(*) FROM decisions WHERE address = ?1 AND start_ms >= ?2
+                AND (expires_ms <= ?3 OR removed_ms IS NOT NULL)",
+            params![address.to_canonical().to_string(), since_ms, now_ms],
             |row| row.get(0),
         )?;
         Ok(u32::try_from(count).unwrap_or(u32::MAX))

@@ -20,6 +20,8 @@ pub struct IncidentSink {
     pub telemetry: Arc<Telemetry>,
     /// The `response:` section, for rules that ask for a block.
     pub response: Arc<crate::active_response::config::ResponseConfig>,
+    /// Where decisions are counted.
+    pub response_metrics: crate::active_response::metrics::ResponseMetrics,
 }
 
 impl DetectionSink for IncidentSink {
@@ -31,14 +33,24 @@ impl DetectionSink for IncidentSink {
             self.telemetry
                 .incident_opened(&detection.rule_id, detection.severity.as_str());
         }
-        crate::active_response::decide(
+        let decided = crate::active_response::decide(
             &self.store,
             &self.response,
             detection,
             recorded,
             countywatch_daemon::clock::now_ms(),
         )?;
+        if let Some(outcome) = decided.outcome() {
+            self.response_metrics
+                .decisions
+                .with_label_values(&["rule", outcome])
+                .inc();
+        }
         Ok(())
+    }
+
+    fn annotate(&self, detection: &Detection, alert: &mut crate::notify::alert::Alert) {
+        crate::active_response::annotate(&self.response, detection, alert);
     }
 }
 

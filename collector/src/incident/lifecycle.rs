@@ -1,8 +1,10 @@
 //! The incident lifecycle: detections open incidents (or add evidence to the
 //! open one of the same rule and group key, or reopen a recently resolved
 //! one), and people move them open -> acknowledged -> resolved or
-//! false_positive, with comments, an assignee and a reason. Every change
-//! and its audit entry commit in one transaction.
+//! false_positive, with comments, an assignee and a reason. Every change,
+//! its audit entry and its `incident_changed` announcement (in the
+//! `announcements` outbox) commit in one transaction; the announcement is
+//! then relayed to the event log in `collector.db` exactly once.
 
 use countywatch_detect::Detection;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
@@ -22,48 +24,116 @@ struct Change<'a> {
     at_ms: i64,
 }
 
+/// The name the registry keeps the announcements' relay cursor under.
+const ANNOUNCEMENTS_RELAY: &str = "incident_announcements";
+
 impl IncidentStore {
     /// Announces this store's lifecycle changes as `incident_changed`
-    /// events in `registry`, where event forwarding picks them up.
+    /// events in `registry`, where event forwarding picks them up, starting
+    /// with those a crash (or a change made while no collector ran) left in
+    /// the outbox.
     pub fn announce_changes_to(&self, registry: std::sync::Arc<crate::registry::Registry>) {
         let _ = self.event_log.set(registry);
+        self.relay_announcements();
     }
 
-    /// Records one change as an event, after its transaction committed: a
-    /// failure is logged, never undoes the change.
-    fn announce(&self, change: &Change<'_>) {
+    /// Relays the outbox's announcements to the event log, oldest first.
+    /// Each is appended once: the registry stores the last relayed outbox
+    /// id in the transaction that appends the event, so a crash before the
+    /// outbox row is deleted cannot repeat it. A failure is logged and the
+    /// rest waits for the next change or the next start.
+    pub(crate) fn relay_announcements(&self) {
         let Some(registry) = self.event_log.get() else {
             return;
         };
-        let mut event = countywatch_wire::Event::new(
-            change.at_ms,
-            countywatch_wire::EventSource::Agent,
-            countywatch_wire::EventKind::IncidentChanged,
-        );
-        event.host = "collector".to_string();
-        event.fields.incident_id = Some(change.id);
-        event.fields.rule_id = Some(change.rule_id.to_string());
-        event.fields.severity = Some(change.severity.to_string());
-        event.fields.status = Some(change.status.to_string());
-        // Titles and reasons can carry attacker text (a templated user
-        // name): cut well inside the wire's field limit.
-        let clip = |text: &str| text.chars().take(1024).collect::<String>();
-        event.fields.user = Some(clip(change.actor));
-        event.fields.reason = change.reason.map(clip);
-        event.fields.message = Some(clip(change.title));
-        event.raw = format!(
-            "incident {} ({}) is {} ({})",
-            change.id, change.rule_id, change.status, change.actor
-        );
-        if let Err(error) =
-            registry.record_collector_event(&event, countywatch_daemon::clock::now_ms())
+        let pending = {
+            let connection = self.write();
+            let rows = connection
+                .prepare("SELECT id, event FROM announcements ORDER BY id")
+                .and_then(|mut statement| {
+                    statement
+                        .query_map([], |row| {
+                            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                        })?
+                        .collect::<Result<Vec<_>, _>>()
+                });
+            match rows {
+                Ok(rows) => rows,
+                Err(error) => {
+                    tracing::error!("cannot read the incident announcements outbox: {error:#}");
+                    return;
+                }
+            }
+        };
+        let mut relayed = None;
+        for (id, body) in pending {
+            match serde_json::from_str::<countywatch_wire::Event>(&body) {
+                Ok(event) => {
+                    if let Err(error) = registry.relay_collector_event(
+                        ANNOUNCEMENTS_RELAY,
+                        id,
+                        &event,
+                        countywatch_daemon::clock::now_ms(),
+                    ) {
+                        tracing::error!(
+                            outbox_id = id,
+                            "cannot record an incident_changed event; it stays queued: {error:#}"
+                        );
+                        break;
+                    }
+                }
+                // We wrote it; unreadable means a damaged row, which no
+                // retry mends.
+                Err(error) => tracing::error!(
+                    outbox_id = id,
+                    "dropping an unreadable incident announcement: {error}"
+                ),
+            }
+            relayed = Some(id);
+            countywatch_daemon::failpoint::hit("incident.announcement_relayed");
+        }
+        if let Some(last) = relayed
+            && let Err(error) = self
+                .write()
+                .execute("DELETE FROM announcements WHERE id <= ?1", params![last])
         {
-            tracing::error!(
-                incident = change.id,
-                "cannot record an incident_changed event: {error:#}"
-            );
+            tracing::warn!("cannot trim the incident announcements outbox: {error:#}");
         }
     }
+}
+
+/// Queues the `incident_changed` event for `change` in the outbox, inside
+/// the transaction that makes the change, so that the change and its
+/// announcement commit together.
+fn queue_announcement(
+    connection: &rusqlite::Connection,
+    change: &Change<'_>,
+) -> anyhow::Result<()> {
+    let mut event = countywatch_wire::Event::new(
+        change.at_ms,
+        countywatch_wire::EventSource::Agent,
+        countywatch_wire::EventKind::IncidentChanged,
+    );
+    event.host = "collector".to_string();
+    event.fields.incident_id = Some(change.id);
+    event.fields.rule_id = Some(change.rule_id.to_string());
+    event.fields.severity = Some(change.severity.to_string());
+    event.fields.status = Some(change.status.to_string());
+    // Titles and reasons can carry attacker text (a templated user
+    // name): cut well inside the wire's field limit.
+    let clip = |text: &str| text.chars().take(1024).collect::<String>();
+    event.fields.user = Some(clip(change.actor));
+    event.fields.reason = change.reason.map(clip);
+    event.fields.message = Some(clip(change.title));
+    event.raw = format!(
+        "incident {} ({}) is {} ({})",
+        change.id, change.rule_id, change.status, change.actor
+    );
+    connection.execute(
+        "INSERT INTO announcements (event) VALUES (?1)",
+        params![serde_json::to_string(&event)?],
+    )?;
+    Ok(())
 }
 
 /// The actor name detections are recorded under.
@@ -269,24 +339,30 @@ impl IncidentStore {
                 details: &format!("{detail}, group {}", detection.group_key),
             },
         )?;
-        transaction.commit()?;
         let status = match recorded {
             Recorded::Opened(_) => Some("open"),
             Recorded::Reopened(_) => Some("reopened"),
             Recorded::Deduplicated(_) => None,
         };
         if let Some(status) = status {
-            self.announce(&Change {
-                id,
-                rule_id: &detection.rule_id,
-                title: &detection.title,
-                severity: detection.severity.as_str(),
-                status,
-                actor: DETECTION_ACTOR,
-                reason: None,
-                at_ms: detection.at_ms,
-            });
+            queue_announcement(
+                &transaction,
+                &Change {
+                    id,
+                    rule_id: &detection.rule_id,
+                    title: &detection.title,
+                    severity: detection.severity.as_str(),
+                    status,
+                    actor: DETECTION_ACTOR,
+                    reason: None,
+                    at_ms: detection.at_ms,
+                },
+            )?;
         }
+        transaction.commit()?;
+        drop(connection);
+        countywatch_daemon::failpoint::hit("incident.committed");
+        self.relay_announcements();
         Ok(recorded)
     }
 
@@ -366,17 +442,23 @@ impl IncidentStore {
                 details: &format!("{} -> {}: {detail}", from.as_str(), change.to.as_str()),
             },
         )?;
+        queue_announcement(
+            &transaction,
+            &Change {
+                id,
+                rule_id: &rule_id,
+                title: &title,
+                severity: &severity,
+                status: change.to.as_str(),
+                actor,
+                reason,
+                at_ms: now_ms,
+            },
+        )?;
         transaction.commit()?;
-        self.announce(&Change {
-            id,
-            rule_id: &rule_id,
-            title: &title,
-            severity: &severity,
-            status: change.to.as_str(),
-            actor,
-            reason,
-            at_ms: now_ms,
-        });
+        drop(connection);
+        countywatch_daemon::failpoint::hit("incident.committed");
+        self.relay_announcements();
         Ok(change.to)
     }
 

@@ -95,8 +95,13 @@ pub struct Incidents {
     pub telemetry: prometheus::Registry,
     /// The time zone and default language people read.
     pub display: Arc<crate::display::Display>,
+    /// The `response:` section: the decisions page says when it is a dry run.
+    pub response: Arc<crate::active_response::config::ResponseConfig>,
     /// Reloads the configuration on `POST /-/reload`.
     pub reloader: Arc<crate::config_reload::Reloader>,
+    /// `http.open_alerts_read`: anonymous `GET /api/v2/alerts` lists the
+    /// alerting-rule alerts.
+    pub open_alerts_read: bool,
 }
 
 /// A request that passed routing and authorization.
@@ -186,8 +191,15 @@ fn authorize(
     let method = head.method().as_str();
     let path = head.uri().path();
     let principal = authenticate(incidents, head);
+    // The one route a switch opens to anonymous callers (the handler then
+    // lists alerting-rule alerts only).
+    let opened = incidents.open_alerts_read
+        && route.endpoint == Endpoint::Alertmanager
+        && method == "GET"
+        && path == "/api/v2/alerts";
     if let Access::AtLeast(role) = route.access {
         let refusal = match &principal {
+            None if opened => None,
             None => Some((
                 StatusCode::UNAUTHORIZED,
                 "authentication required".to_string(),

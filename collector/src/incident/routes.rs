@@ -58,6 +58,10 @@ pub enum Endpoint {
     UsersPage,
     /// `POST /users`: a change to a user or token (form).
     UsersForm,
+    /// `GET /decisions`: active-response decisions in force.
+    DecisionsPage,
+    /// `POST /decisions`: unblock one (form).
+    DecisionsForm,
     /// `GET /incidents/{id}`.
     DetailPage,
     /// `POST /incidents/{id}/transition` (form).
@@ -276,6 +280,20 @@ pub const ROUTES: &[Route] = &[
         AtLeast(Operator),
         Page,
         Endpoint::SilenceForm,
+    ),
+    route(
+        "GET",
+        "/decisions",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::DecisionsPage,
+    ),
+    route(
+        "POST",
+        "/decisions",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::DecisionsForm,
     ),
     route("GET", "/users", AtLeast(Admin), Page, Endpoint::UsersPage),
     route("POST", "/users", AtLeast(Admin), Page, Endpoint::UsersForm),

@@ -139,8 +139,51 @@ const MIGRATIONS: &[&str] = &[
     // address and host.
     "CREATE INDEX evidence_by_event ON evidence (event_id);
     CREATE INDEX evidence_by_time ON evidence (timestamp_ms);",
-    // Active response: decisions, their update log and agents' answers.
-    crate::incident::decisions::SCHEMA,
+    // Active response: decisions, their update log and agents' answers
+    // (`decisions.rs` owns these tables).
+    "CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY,
+        address TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        incident_id INTEGER,
+        rule TEXT,
+        reason TEXT NOT NULL,
+        made_by TEXT NOT NULL,
+        start_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        mode TEXT NOT NULL,
+        removed_ms INTEGER,
+        removed_by TEXT
+    );
+    CREATE INDEX decisions_by_address ON decisions (address, start_ms);
+    CREATE INDEX decisions_by_incident ON decisions (incident_id);
+    CREATE INDEX decisions_by_expiry ON decisions (expires_ms);
+    CREATE TABLE decision_hosts (
+        decision_id INTEGER NOT NULL REFERENCES decisions (id) ON DELETE CASCADE,
+        host TEXT NOT NULL,
+        PRIMARY KEY (decision_id, host)
+    );
+    CREATE INDEX decision_hosts_by_host ON decision_hosts (host, decision_id);
+    CREATE TABLE decision_updates (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        decision_id INTEGER NOT NULL REFERENCES decisions (id) ON DELETE CASCADE,
+        removed INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE decision_acks (
+        update_id INTEGER NOT NULL REFERENCES decision_updates (id) ON DELETE CASCADE,
+        agent TEXT NOT NULL,
+        applied INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (update_id, agent)
+    );",
+    // The outbox of `incident_changed` announcements: written in the
+    // change's transaction, relayed to `collector.db`'s event log after.
+    "CREATE TABLE announcements (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event TEXT NOT NULL
+    );",
 ];
 
 /// Where an incident is in its lifecycle.

@@ -28,6 +28,7 @@ use crate::notify::config::{
     EmailConfig, HttpTlsConfig, InhibitRuleConfig, ReceiverConfig, RouteConfig, SmtpTls,
     TemplateOverrides, TimeIntervalConfig, WebhookConfig,
 };
+use crate::notify::go_template::TemplateSet;
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize)]
@@ -50,7 +51,9 @@ pub struct AlertmanagerFile {
     /// The older name of `time_intervals`; both are read.
     #[serde(default)]
     pub mute_time_intervals: Vec<TimeIntervalConfig>,
-    /// Go template files; countywatch's templates are its own.
+    /// Go template files (`*` and `?` allowed in the file name), relative
+    /// to this file's directory; their `define`s serve the email fields
+    /// (`go_template.rs` says which subset of Go templates runs).
     #[serde(default)]
     pub templates: Vec<Spanned<String>>,
 }
@@ -345,7 +348,7 @@ pub fn load(path: &Path) -> Result<Converted, Problems> {
     {
         problems.general("root route must specify a default receiver");
     }
-    let converted = file.convert(&mut problems, text);
+    let converted = file.convert(&mut problems, text, path.parent().unwrap_or(Path::new(".")));
     if !problems.is_empty()
         && let Some(converted) = &converted
     {
@@ -485,13 +488,14 @@ fn route_json(route: &RouteConfig) -> serde_json::Value {
 }
 
 impl AlertmanagerFile {
-    /// Converts to countywatch's configuration, reporting what it lacks.
-    pub fn convert(self, problems: &mut Problems, text: String) -> Option<Converted> {
-        if let Some(template) = self.templates.first() {
-            problems.at(
-                template,
-                "templates: countywatch does not run Go templates; remove `templates:` to use countywatch's default messages, or set `templates:` per integration in the collector's notify.receivers (mustache syntax, see docs/notifications.md)",
-            );
+    /// Converts to countywatch's configuration, reporting what it lacks;
+    /// `templates:` paths are read from `base`, the file's directory.
+    pub fn convert(self, problems: &mut Problems, text: String, base: &Path) -> Option<Converted> {
+        let mut templates = TemplateSet::default();
+        for pattern in &self.templates {
+            if let Err(message) = load_templates(&mut templates, base, &pattern.value) {
+                problems.at(pattern, format!("templates: {message}"));
+            }
         }
         for (value, key) in [
             (&self.global.smtp_auth_secret, "smtp_auth_secret"),
@@ -506,7 +510,12 @@ impl AlertmanagerFile {
         }
         let mut receivers = Vec::with_capacity(self.receivers.len());
         for receiver in &self.receivers {
-            receivers.push(convert_receiver(receiver, &self.global, problems));
+            receivers.push(convert_receiver(
+                receiver,
+                &self.global,
+                &templates,
+                problems,
+            ));
         }
         let mut time_intervals = self.time_intervals;
         time_intervals.extend(self.mute_time_intervals);
@@ -535,9 +544,65 @@ const MISSING: &[(&str, &str)] = &[
     ("webex_configs", "Webex"),
 ];
 
+/// Adds the `define`s of every file `pattern` names (a `*` or `?` in the
+/// file name matches as in a shell; a relative path is read from `base`).
+/// A pattern matching nothing adds nothing, as in Alertmanager.
+fn load_templates(set: &mut TemplateSet, base: &Path, pattern: &str) -> Result<(), String> {
+    let path = base.join(pattern);
+    let directory = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut files: Vec<std::path::PathBuf> = if name.contains(['*', '?']) {
+        let entries = std::fs::read_dir(&directory)
+            .map_err(|error| format!("cannot list {}: {error}", directory.display()))?;
+        entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|file| {
+                file.file_name()
+                    .is_some_and(|found| wildcard_match(&name, &found.to_string_lossy()))
+            })
+            .collect()
+    } else {
+        vec![path]
+    };
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|error| format!("cannot read {}: {error}", file.display()))?;
+        set.add_file(&file.display().to_string(), &text)
+            .map_err(|error| error.to_string())?;
+    }
+    Ok(())
+}
+
+/// A shell-style match of one file name: `*` any run, `?` one character.
+fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let name: Vec<char> = name.chars().collect();
+    // matched[j]: whether the pattern so far matches name[..j].
+    let mut matched = vec![false; name.len() + 1];
+    matched[0] = true;
+    for symbol in pattern {
+        let mut next = vec![false; name.len() + 1];
+        for j in 0..=name.len() {
+            next[j] = match symbol {
+                '*' => matched[j] || (j > 0 && next[j - 1]),
+                '?' => j > 0 && matched[j - 1],
+                literal => j > 0 && matched[j - 1] && name[j - 1] == literal,
+            };
+        }
+        matched = next;
+    }
+    matched[name.len()]
+}
+
 fn convert_receiver(
     receiver: &AmReceiver,
     global: &GlobalConfig,
+    templates: &TemplateSet,
     problems: &mut Problems,
 ) -> ReceiverConfig {
     let unsupported = [
@@ -568,7 +633,7 @@ fn convert_receiver(
         email_configs: receiver
             .email_configs
             .iter()
-            .filter_map(|email| convert_email(email, global, problems))
+            .filter_map(|email| convert_email(email, global, templates, problems))
             .collect(),
         webhook_configs: receiver
             .webhook_configs
@@ -585,29 +650,21 @@ fn convert_receiver(
 fn convert_email(
     email: &AmEmailConfig,
     global: &GlobalConfig,
+    templates: &TemplateSet,
     problems: &mut Problems,
 ) -> Option<EmailConfig> {
     for (value, key) in [
-        (&email.html, "html"),
-        (&email.text, "text"),
         (&email.auth_secret, "auth_secret"),
         (&email.auth_identity, "auth_identity"),
     ] {
         if let Some(value) = value {
-            let hint = if key.starts_with("auth") {
-                "countywatch authenticates with PLAIN or LOGIN and a password only"
-            } else {
-                "countywatch does not run Go templates; remove it to use countywatch's default email, or use the collector's notify.receivers with mustache `templates:`"
-            };
-            problems.at(value, format!("email_configs.{key}: {hint}"));
+            problems.at(
+                value,
+                format!("email_configs.{key}: countywatch authenticates with PLAIN or LOGIN and a password only"),
+            );
         }
     }
-    if let Some(headers) = &email.headers {
-        problems.at(
-            headers,
-            "email_configs.headers: countywatch writes Subject, From and To itself and does not run Go templates; remove `headers:`",
-        );
-    }
+    let go = email_templates(email, templates, problems);
     let Some(smarthost) = email
         .smarthost
         .clone()
@@ -671,8 +728,63 @@ fn convert_email(
         send_resolved: email.send_resolved,
         timeout: PromDuration(Duration::from_secs(30)),
         language: None,
-        templates: TemplateOverrides::default(),
+        templates: TemplateOverrides {
+            go,
+            ..TemplateOverrides::default()
+        },
     })
+}
+
+/// The email's Go-template fields (`html`, `text`, `headers.Subject`)
+/// with the `templates:` files' `define`s; `None` when it sets none (the
+/// collector's default message is used, as for the defaults Alertmanager
+/// would use).
+fn email_templates(
+    email: &AmEmailConfig,
+    templates: &TemplateSet,
+    problems: &mut Problems,
+) -> Option<std::sync::Arc<TemplateSet>> {
+    let mut set = templates.clone();
+    let mut any = false;
+    for (value, name, key) in [(&email.html, "html", "html"), (&email.text, "text", "text")] {
+        if let Some(value) = value {
+            any = true;
+            let field = format!("email_configs.{key}");
+            if let Err(error) = set.add_field(name, &field, &value.value) {
+                problems.at(value, format!("{field}: {error}"));
+            }
+        }
+    }
+    if let Some(headers) = &email.headers {
+        for (header, value) in &headers.value {
+            if header.eq_ignore_ascii_case("subject") {
+                any = true;
+                if let Err(error) = set.add_field("subject", "email_configs.headers.Subject", value)
+                {
+                    problems.at(headers, format!("email_configs.headers.Subject: {error}"));
+                }
+            } else {
+                problems.at(
+                    headers,
+                    format!("email_configs.headers.{header}: countywatch writes From, To and the other headers itself; only Subject may be set"),
+                );
+            }
+        }
+    }
+    if !any {
+        return None;
+    }
+    if let Err(error) = set.check_calls() {
+        let message = format!("email_configs: {error}");
+        if let Some(value) = email.html.as_ref().or(email.text.as_ref()) {
+            problems.at(value, message);
+        } else if let Some(headers) = &email.headers {
+            problems.at(headers, message);
+        } else {
+            problems.general(message);
+        }
+    }
+    Some(std::sync::Arc::new(set))
 }
 
 fn convert_webhook(
@@ -864,10 +976,58 @@ mod tests {
     }
 
     #[test]
+    fn templates_files_serve_the_email_fields_and_their_faults_are_positioned() {
+        let path = write(
+            "templates",
+            "route: {receiver: ops}\ntemplates: ['*.tmpl']\nreceivers:\n- name: ops\n  email_configs:\n  - to: ops@county.test\n    from: am@county.test\n    smarthost: 127.0.0.1:25\n    headers: {Subject: '{{ template \"county.subject\" . }}'}\n    html: '{{ template \"county.html\" . }}'\n",
+        );
+        let directory = path.parent().unwrap();
+        std::fs::write(
+            directory.join("county.tmpl"),
+            "{{ define \"county.subject\" }}[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }}{{ end }}\n{{ define \"county.html\" }}{{ range .Alerts }}<p>{{ .Labels.instance }}</p>{{ end }}{{ end }}\n",
+        )
+        .unwrap();
+        let converted = load(&path).unwrap();
+        let go = converted.receivers[0].email_configs[0]
+            .templates
+            .go
+            .clone()
+            .unwrap();
+        assert!(go.has("subject") && go.has("html") && !go.has("text"));
+        // A function the subset lacks: the yml's line, then the template
+        // file's own line.
+        std::fs::write(
+            directory.join("county.tmpl"),
+            "{{ define \"county.subject\" }}\n{{ .Alerts | humanize }}{{ end }}\n",
+        )
+        .unwrap();
+        let found = match load(&path) {
+            Ok(_) => String::new(),
+            Err(problems) => problems.to_string(),
+        };
+        assert!(
+            found.contains("alertmanager.yml:2:")
+                && found.contains("county.tmpl:2: function \"humanize\" is not supported"),
+            "{found}"
+        );
+        std::fs::remove_file(directory.join("county.tmpl")).unwrap();
+        let found = match load(&path) {
+            Ok(_) => String::new(),
+            Err(problems) => problems.to_string(),
+        };
+        assert!(
+            found.contains("template \"county.html\" is not defined"),
+            "{found}"
+        );
+        assert!(wildcard_match("*.tmpl", "a.tmpl") && !wildcard_match("*.tmpl", "a.tmpl~"));
+        assert!(wildcard_match("t?.tmpl", "t1.tmpl") && !wildcard_match("t?.tmpl", "t12.tmpl"));
+    }
+
+    #[test]
     fn what_countywatch_lacks_is_refused_at_its_position() {
         let found = problems(
             "slack",
-            "route: {receiver: r}\nreceivers:\n- name: r\n  slack_configs:\n  - api_url: http://x/\n  webhook_configs:\n  - url: http://127.0.0.1:1/\n    http_config:\n      basic_auth: {username: a, password: b}\ntemplates: ['/etc/am/*.tmpl']\n",
+            "route: {receiver: r}\nreceivers:\n- name: r\n  slack_configs:\n  - api_url: http://x/\n  webhook_configs:\n  - url: http://127.0.0.1:1/\n    http_config:\n      basic_auth: {username: a, password: b}\ntemplates: ['/nonexistent-countywatch/*.tmpl']\n",
         );
         let lines: Vec<&str> = found.lines().collect();
         assert!(
@@ -885,7 +1045,7 @@ mod tests {
         assert!(
             lines
                 .iter()
-                .any(|line| line.contains(":10:") && line.contains("Go templates")),
+                .any(|line| line.contains(":10:") && line.contains("templates: cannot list")),
             "{found}"
         );
         assert!(problems("noroute", "receivers: [{name: r}]\n").contains("no routes provided"));

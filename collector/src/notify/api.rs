@@ -107,7 +107,13 @@ pub async fn handle(
         ),
         (Method::GET, "/api/v2/alerts") => {
             let now = now_ms();
-            let active = notifier.active_alerts();
+            // Only `http.open_alerts_read` lets an anonymous caller here,
+            // and it opens alerting-rule alerts only: a detection's labels
+            // tell an intruder whether they were noticed.
+            let active = notifier.active_alerts_from(
+                user.is_none()
+                    .then_some(crate::notify::Origin::AlertingRule),
+            );
             let shown = notifier.shown();
             let index = shown.inhibitor.index(
                 active

@@ -161,6 +161,12 @@ pub struct TemplateOverrides {
     pub html: Option<TemplateSource>,
     /// Markdown message of chat bots.
     pub markdown: Option<TemplateSource>,
+    /// Go templates from an `alertmanager.yml` (its `templates:` files and
+    /// an email's `html`, `text` and `headers.Subject`): the parts named
+    /// `subject`, `text` and `html` in the set replace the defaults. Not a
+    /// key of the collector's file.
+    #[serde(skip)]
+    pub go: Option<std::sync::Arc<crate::notify::go_template::TemplateSet>>,
 }
 
 /// A template given inline or read from a file at start.

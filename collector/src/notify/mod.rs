@@ -12,6 +12,7 @@
 //! - [`notification`]: what is stored and sent for one group and receiver.
 //! - [`redaction`]: `<secret>` in the configuration text the API shows.
 //! - [`template`]: mustache-style templates, defaults in English and Chinese.
+//! - [`go_template`]: the Go-template subset of `alertmanager.yml` files.
 //! - [`outbox`]: the persistent outbox and the delivery tasks.
 //! - [`receiver`]: email, webhook, DingTalk, WeCom, Feishu, Alertmanager.
 //! - [`http_client`]: the HTTP client the HTTP receivers share.
@@ -36,6 +37,7 @@ pub mod config;
 pub mod db;
 pub mod dispatch;
 pub mod go_regex;
+pub mod go_template;
 pub mod http_client;
 pub mod inhibit;
 pub mod matcher;
@@ -122,9 +124,10 @@ pub struct Notifier {
     /// Whether silences may be changed through the API.
     pub accept_silences_api: bool,
     /// The latest submission of every alert not yet resolved, for
-    /// `GET /api/v2/alerts`. Bounded like the dispatcher: an alert leaves
-    /// when it resolves or its lease runs out.
-    active: std::sync::Mutex<HashMap<Fingerprint, Alert>>,
+    /// `GET /api/v2/alerts`, with whether a detection raised it. Bounded
+    /// like the dispatcher: an alert leaves when it resolves or its lease
+    /// runs out.
+    active: std::sync::Mutex<HashMap<Fingerprint, (Alert, Origin)>>,
     /// What the API shows of the configuration; a reload swaps it. A std
     /// lock: it is held only to clone the `Arc`, never across an await.
     shown: std::sync::RwLock<Arc<Shown>>,
@@ -144,6 +147,16 @@ pub struct Notifier {
 /// are not listed (they are still notified).
 const MAX_LISTED_ALERTS: usize = 100_000;
 
+/// Who raised an alert, for who may read it (`http.open_alerts_read`
+/// opens alerting-rule alerts only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// An alerting rule, the collector's or a Prometheus posting to the API.
+    AlertingRule,
+    /// A detection rule: its labels carry user names, addresses and hosts.
+    Detection,
+}
+
 /// The dispatcher has stopped (the collector is shutting down).
 #[derive(Debug, thiserror::Error)]
 #[error("the notifier has stopped")]
@@ -153,7 +166,12 @@ impl Notifier {
     /// Hands alerts to the notifier. Producers call this on every
     /// evaluation with their firing alerts (and once with `ends_at` set when
     /// an alert resolves). Waits only when the queue is full.
-    pub async fn submit(&self, mut alerts: Vec<Alert>) -> Result<(), Stopped> {
+    pub async fn submit(&self, alerts: Vec<Alert>) -> Result<(), Stopped> {
+        self.submit_from(Origin::AlertingRule, alerts).await
+    }
+
+    /// [`Notifier::submit`] for alerts of the given origin.
+    pub async fn submit_from(&self, origin: Origin, mut alerts: Vec<Alert>) -> Result<(), Stopped> {
         // An empty label value is an absent label, as in Alertmanager and
         // Prometheus: drop it so that it changes no group or fingerprint.
         for alert in &mut alerts {
@@ -163,7 +181,7 @@ impl Notifier {
         if alerts.is_empty() {
             return Ok(());
         }
-        self.note_active(&alerts);
+        self.note_active(&alerts, origin);
         self.sender
             .send(Input::Alerts(alerts))
             .await
@@ -226,7 +244,7 @@ impl Notifier {
     }
 
     /// Keeps the latest state of each submitted alert for the API.
-    fn note_active(&self, alerts: &[Alert]) {
+    fn note_active(&self, alerts: &[Alert], origin: Origin) {
         let now = now_ms();
         let mut active = self
             .active
@@ -237,7 +255,7 @@ impl Notifier {
             if alert.resolved_at(now) {
                 active.remove(&fingerprint);
             } else if active.len() < MAX_LISTED_ALERTS || active.contains_key(&fingerprint) {
-                active.insert(fingerprint, alert.clone());
+                active.insert(fingerprint, (alert.clone(), origin));
             }
         }
     }
@@ -245,13 +263,22 @@ impl Notifier {
     /// The alerts firing now (resolved ones and expired leases left out),
     /// sorted by fingerprint.
     pub fn active_alerts(&self) -> Vec<Alert> {
+        self.active_alerts_from(None)
+    }
+
+    /// [`Notifier::active_alerts`] of one origin only, or of all.
+    pub fn active_alerts_from(&self, origin: Option<Origin>) -> Vec<Alert> {
         let now = now_ms();
         let mut active = self
             .active
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        active.retain(|_, alert| !alert.resolved_at(now));
-        let mut alerts: Vec<Alert> = active.values().cloned().collect();
+        active.retain(|_, (alert, _)| !alert.resolved_at(now));
+        let mut alerts: Vec<Alert> = active
+            .values()
+            .filter(|(_, from)| origin.is_none_or(|origin| origin == *from))
+            .map(|(alert, _)| alert.clone())
+            .collect();
         alerts.sort_by_key(Alert::fingerprint);
         alerts
     }

@@ -15,7 +15,8 @@
 //! `more_alerts` (alerts beyond the first [`MAX_LISTED`], not listed),
 //! `external_url`, `common_labels.NAME`, `common_annotations.NAME`, and
 //! `alerts`, each with `status`, `name`, `labels.NAME`, `labels_text`,
-//! `annotations.NAME`, `summary`, `description`, `value`, `starts_at`,
+//! `annotations.NAME`, `summary`, `description`, `response` (what an
+//! active response did, in the template's language), `value`, `starts_at`,
 //! `ends_at`, `url` (the alert on the collector's page), `generator_url`,
 //! `fingerprint`.
 
@@ -189,7 +190,7 @@ fn render_nodes(nodes: &[Node], stack: &mut Vec<&Value>, escape: Escape, out: &m
                     Some(other) => other.to_string(),
                 };
                 if *escaped && escape == Escape::Html {
-                    out.push_str(&escape_html(&text));
+                    out.push_str(&crate::notify::go_template::escape_html(&text));
                 } else {
                     out.push_str(&text);
                 }
@@ -224,14 +225,6 @@ fn render_nodes(nodes: &[Node], stack: &mut Vec<&Value>, escape: Escape, out: &m
             }
         }
     }
-}
-
-/// Escapes text for HTML.
-pub fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// The data templates see for a notification.
@@ -284,6 +277,11 @@ pub fn data(
                 "annotations": alert.annotations,
                 "summary": alert.annotations.get("summary").cloned().unwrap_or_default(),
                 "description": alert.annotations.get("description").cloned().unwrap_or_default(),
+                // What an active response did (`active_response::annotate`).
+                "response": alert.annotations.get(match language {
+                    Language::Zh => "response_zh",
+                    Language::En => "response",
+                }).cloned().unwrap_or_default(),
                 "value": alert.value.clone().unwrap_or_default(),
                 "starts_at": display.time(alert.starts_at_ms),
                 "ends_at": alert.ends_at_ms.map(|ms| display.time(ms)).unwrap_or_default(),
@@ -331,17 +329,17 @@ pub fn data(
 
 const SUBJECT: &str = "{{subject}}";
 
-const TEXT_EN: &str = "{{status_upper}}: {{alert_count}} alert(s), {{firing_count}} firing, {{resolved_count}} resolved\nGroup: {{group}}\n\n{{#alerts}}[{{status}}] {{name}}\n  Labels: {{labels_text}}\n{{#summary}}  Summary: {{summary}}\n{{/summary}}{{#description}}  Description: {{description}}\n{{/description}}{{#value}}  Value: {{value}}\n{{/value}}  Started: {{starts_at}}\n{{#ends_at}}  Ended: {{ends_at}}\n{{/ends_at}}  Details: {{url}}\n\n{{/alerts}}{{#more_alerts}}... and {{more_alerts}} more alert(s).\n{{/more_alerts}}-- \ncountywatch\n";
+const TEXT_EN: &str = "{{status_upper}}: {{alert_count}} alert(s), {{firing_count}} firing, {{resolved_count}} resolved\nGroup: {{group}}\n\n{{#alerts}}[{{status}}] {{name}}\n  Labels: {{labels_text}}\n{{#summary}}  Summary: {{summary}}\n{{/summary}}{{#response}}  Response: {{response}}\n{{/response}}{{#description}}  Description: {{description}}\n{{/description}}{{#value}}  Value: {{value}}\n{{/value}}  Started: {{starts_at}}\n{{#ends_at}}  Ended: {{ends_at}}\n{{/ends_at}}  Details: {{url}}\n\n{{/alerts}}{{#more_alerts}}... and {{more_alerts}} more alert(s).\n{{/more_alerts}}-- \ncountywatch\n";
 
-const TEXT_ZH: &str = "{{status_zh}}：共 {{alert_count}} 条，告警中 {{firing_count}} 条，已恢复 {{resolved_count}} 条\n分组：{{group}}\n\n{{#alerts}}【{{status_zh}}】{{name}}\n  标签：{{labels_text}}\n{{#summary}}  摘要：{{summary}}\n{{/summary}}{{#description}}  描述：{{description}}\n{{/description}}{{#value}}  数值：{{value}}\n{{/value}}  开始时间：{{starts_at}}\n{{#ends_at}}  结束时间：{{ends_at}}\n{{/ends_at}}  详情：{{url}}\n\n{{/alerts}}{{#more_alerts}}……另有 {{more_alerts}} 条告警未列出。\n{{/more_alerts}}-- \ncountywatch 县级监控\n";
+const TEXT_ZH: &str = "{{status_zh}}：共 {{alert_count}} 条，告警中 {{firing_count}} 条，已恢复 {{resolved_count}} 条\n分组：{{group}}\n\n{{#alerts}}【{{status_zh}}】{{name}}\n  标签：{{labels_text}}\n{{#summary}}  摘要：{{summary}}\n{{/summary}}{{#response}}  响应：{{response}}\n{{/response}}{{#description}}  描述：{{description}}\n{{/description}}{{#value}}  数值：{{value}}\n{{/value}}  开始时间：{{starts_at}}\n{{#ends_at}}  结束时间：{{ends_at}}\n{{/ends_at}}  详情：{{url}}\n\n{{/alerts}}{{#more_alerts}}……另有 {{more_alerts}} 条告警未列出。\n{{/more_alerts}}-- \ncountywatch 县级监控\n";
 
-const HTML_EN: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>{{subject}}</title></head><body><h2>{{subject}}</h2><p>{{alert_count}} alert(s): {{firing_count}} firing, {{resolved_count}} resolved.</p><table border=\"1\" cellpadding=\"4\" cellspacing=\"0\"><tr><th>Status</th><th>Alert</th><th>Labels</th><th>Summary</th><th>Value</th><th>Started</th><th>Ended</th></tr>{{#alerts}}<tr><td>{{status}}</td><td><a href=\"{{url}}\">{{name}}</a></td><td>{{labels_text}}</td><td>{{summary}}</td><td>{{value}}</td><td>{{starts_at}}</td><td>{{ends_at}}</td></tr>{{/alerts}}</table>{{#more_alerts}}<p>... and {{more_alerts}} more alert(s).</p>{{/more_alerts}}<p>countywatch</p></body></html>\n";
+const HTML_EN: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>{{subject}}</title></head><body><h2>{{subject}}</h2><p>{{alert_count}} alert(s): {{firing_count}} firing, {{resolved_count}} resolved.</p><table border=\"1\" cellpadding=\"4\" cellspacing=\"0\"><tr><th>Status</th><th>Alert</th><th>Labels</th><th>Summary</th><th>Value</th><th>Started</th><th>Ended</th></tr>{{#alerts}}<tr><td>{{status}}</td><td><a href=\"{{url}}\">{{name}}</a></td><td>{{labels_text}}</td><td>{{summary}}{{#response}}<br>{{response}}{{/response}}</td><td>{{value}}</td><td>{{starts_at}}</td><td>{{ends_at}}</td></tr>{{/alerts}}</table>{{#more_alerts}}<p>... and {{more_alerts}} more alert(s).</p>{{/more_alerts}}<p>countywatch</p></body></html>\n";
 
-const HTML_ZH: &str = "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>{{subject}}</title></head><body><h2>{{subject}}</h2><p>共 {{alert_count}} 条：告警中 {{firing_count}} 条，已恢复 {{resolved_count}} 条。</p><table border=\"1\" cellpadding=\"4\" cellspacing=\"0\"><tr><th>状态</th><th>告警</th><th>标签</th><th>摘要</th><th>数值</th><th>开始时间</th><th>结束时间</th></tr>{{#alerts}}<tr><td>{{status_zh}}</td><td><a href=\"{{url}}\">{{name}}</a></td><td>{{labels_text}}</td><td>{{summary}}</td><td>{{value}}</td><td>{{starts_at}}</td><td>{{ends_at}}</td></tr>{{/alerts}}</table>{{#more_alerts}}<p>……另有 {{more_alerts}} 条告警未列出。</p>{{/more_alerts}}<p>countywatch 县级监控</p></body></html>\n";
+const HTML_ZH: &str = "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>{{subject}}</title></head><body><h2>{{subject}}</h2><p>共 {{alert_count}} 条：告警中 {{firing_count}} 条，已恢复 {{resolved_count}} 条。</p><table border=\"1\" cellpadding=\"4\" cellspacing=\"0\"><tr><th>状态</th><th>告警</th><th>标签</th><th>摘要</th><th>数值</th><th>开始时间</th><th>结束时间</th></tr>{{#alerts}}<tr><td>{{status_zh}}</td><td><a href=\"{{url}}\">{{name}}</a></td><td>{{labels_text}}</td><td>{{summary}}{{#response}}<br>{{response}}{{/response}}</td><td>{{value}}</td><td>{{starts_at}}</td><td>{{ends_at}}</td></tr>{{/alerts}}</table>{{#more_alerts}}<p>……另有 {{more_alerts}} 条告警未列出。</p>{{/more_alerts}}<p>countywatch 县级监控</p></body></html>\n";
 
-const MARKDOWN_EN: &str = "### {{subject}}\n\n{{#alerts}}- **[{{status}}] {{name}}** {{labels_text}}{{#summary}}\n  {{summary}}{{/summary}}{{#value}} (value {{value}}){{/value}}\n  started {{starts_at}}{{#ends_at}}, ended {{ends_at}}{{/ends_at}} [details]({{url}})\n{{/alerts}}{{#more_alerts}}\n... and {{more_alerts}} more alert(s).\n{{/more_alerts}}";
+const MARKDOWN_EN: &str = "### {{subject}}\n\n{{#alerts}}- **[{{status}}] {{name}}** {{labels_text}}{{#summary}}\n  {{summary}}{{/summary}}{{#response}}\n  {{response}}{{/response}}{{#value}} (value {{value}}){{/value}}\n  started {{starts_at}}{{#ends_at}}, ended {{ends_at}}{{/ends_at}} [details]({{url}})\n{{/alerts}}{{#more_alerts}}\n... and {{more_alerts}} more alert(s).\n{{/more_alerts}}";
 
-const MARKDOWN_ZH: &str = "### {{subject}}\n\n{{#alerts}}- **【{{status_zh}}】{{name}}** {{labels_text}}{{#summary}}\n  {{summary}}{{/summary}}{{#value}}（数值 {{value}}）{{/value}}\n  开始 {{starts_at}}{{#ends_at}}，结束 {{ends_at}}{{/ends_at}} [详情]({{url}})\n{{/alerts}}{{#more_alerts}}\n……另有 {{more_alerts}} 条告警未列出。\n{{/more_alerts}}";
+const MARKDOWN_ZH: &str = "### {{subject}}\n\n{{#alerts}}- **【{{status_zh}}】{{name}}** {{labels_text}}{{#summary}}\n  {{summary}}{{/summary}}{{#response}}\n  {{response}}{{/response}}{{#value}}（数值 {{value}}）{{/value}}\n  开始 {{starts_at}}{{#ends_at}}，结束 {{ends_at}}{{/ends_at}} [详情]({{url}})\n{{/alerts}}{{#more_alerts}}\n……另有 {{more_alerts}} 条告警未列出。\n{{/more_alerts}}";
 
 /// What every integration's templates default to.
 #[derive(Clone, Debug)]
@@ -368,6 +366,8 @@ pub struct Templates {
     html: Template,
     /// Bot markdown.
     markdown: Template,
+    /// Go templates replacing the parts they name (`alertmanager.yml`).
+    go: Option<std::sync::Arc<crate::notify::go_template::TemplateSet>>,
 }
 
 /// A rendered message.
@@ -405,18 +405,29 @@ impl Templates {
             text: pick(&overrides.text, text)?,
             html: pick(&overrides.html, html)?,
             markdown: pick(&overrides.markdown, markdown)?,
+            go: overrides.go.clone(),
         })
     }
 
     /// Renders every part for a notification.
     pub fn render(&self, notification: &Notification) -> Rendered {
         let data = data(notification, self.language, &self.display);
-        let subject = self.subject.render(&data, Escape::None);
+        let go_data = self
+            .go
+            .as_ref()
+            .map(|_| crate::notify::go_template::data(notification, &self.display));
+        let part = |name: &str, template: &Template, escape: Escape| match (&self.go, &go_data) {
+            (Some(set), Some(go_data)) if set.has(name) => {
+                set.render(name, go_data, escape == Escape::Html)
+            }
+            _ => template.render(&data, escape),
+        };
+        let subject = part("subject", &self.subject, Escape::None);
         Rendered {
             // A header line must not break: newlines become spaces.
             subject: subject.replace(['\r', '\n'], " ").trim().to_string(),
-            text: self.text.render(&data, Escape::None),
-            html: self.html.render(&data, Escape::Html),
+            text: part("text", &self.text, Escape::None),
+            html: part("html", &self.html, Escape::Html),
             markdown: self.markdown.render(&data, Escape::None),
         }
     }

@@ -8,8 +8,9 @@
 //! - [`connect`]: TCP/TLS connections and the HTTP client both use.
 //! - [`config`]: the `outputs:` config section.
 //!
-//! [`Outputs`] is what the rest of the collector holds: ingest calls
-//! [`Outputs::enqueue_agent_samples`] for every batch it stores, and the
+//! [`Outputs`] is what the rest of the collector holds: ingest queues every
+//! stored batch's samples in the registry's `samples_outbox` in the
+//! batch's transaction and calls [`Outputs::relay_agent_samples`], and the
 //! rule evaluator calls [`Outputs::enqueue_computed`] for the series it
 //! computes (recording rules, `ALERTS`).
 //!
@@ -26,7 +27,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use countywatch_wire::MetricFamily;
 use rusqlite::Connection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -48,6 +48,10 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS forward_cursors (
         output TEXT PRIMARY KEY,
         last_id INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS remote_write_relayed (
+        output TEXT PRIMARY KEY,
+        last_id INTEGER NOT NULL
     );";
 
 /// Opens (creating) `<data_dir>/outputs.db`.
@@ -65,7 +69,18 @@ pub fn open_database(data_dir: &Path) -> anyhow::Result<Connection> {
 pub struct Outputs {
     /// The remote_write outputs.
     remote_writes: Vec<Arc<RemoteWrite>>,
+    /// Held while relaying the samples outbox: one relay at a time takes
+    /// the rows in id order, so no output's cursor passes a row it has not
+    /// queued.
+    relaying: std::sync::Mutex<()>,
+    /// The outbox id through which rows were deleted, so that rows every
+    /// output queued just before a crash are deleted once, at the first
+    /// relay after it.
+    trimmed_through: std::sync::atomic::AtomicI64,
 }
+
+/// Outbox rows relayed per read.
+const RELAY_ROWS: usize = 64;
 
 impl Outputs {
     /// Opens every output's durable state, registers the metrics in
@@ -106,40 +121,99 @@ impl Outputs {
                 stopped,
             )?);
         }
-        Ok((Arc::new(Outputs { remote_writes }), tasks))
+        Ok((
+            Arc::new(Outputs {
+                remote_writes,
+                relaying: std::sync::Mutex::new(()),
+                trimmed_through: std::sync::atomic::AtomicI64::new(0),
+            }),
+            tasks,
+        ))
     }
 
     /// No outputs (tests, and collectors without an `outputs:` section).
     pub fn none() -> Arc<Outputs> {
         Arc::new(Outputs {
             remote_writes: Vec::new(),
+            relaying: std::sync::Mutex::new(()),
+            trimmed_through: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
-    /// Queues the samples of a batch ingest just stored: labelled as on
-    /// `/metrics` (`instance`, `job`), stamped with the batch's collection
-    /// time. Runs on the blocking pool and hands the families back.
-    pub async fn enqueue_agent_samples(
-        self: &Arc<Self>,
-        agent: &str,
-        job: &'static str,
-        collected_at_ms: i64,
-        families: Vec<MetricFamily>,
-    ) -> Vec<MetricFamily> {
-        if self.remote_writes.is_empty() || families.is_empty() {
-            return families;
+    /// Whether any output takes the samples of agents' batches, so that
+    /// ingest queues them in the registry's `samples_outbox`.
+    pub fn wants_agent_samples(&self) -> bool {
+        !self.remote_writes.is_empty()
+    }
+
+    /// Relays the registry's `samples_outbox` into every remote_write
+    /// queue: labelled as on `/metrics` (`instance`, `job`), stamped with
+    /// the batch's collection time. Each output moves its cursor in the
+    /// transaction that queues a row's samples, so a relay repeated after a
+    /// crash queues nothing twice; rows every output has passed are then
+    /// deleted. Ingest calls it after each stored batch, and the collector
+    /// at start for what a crash left. Blocks on SQLite.
+    pub fn relay_agent_samples(&self, registry: &crate::registry::Registry) {
+        if self.remote_writes.is_empty() {
+            return;
         }
-        let outputs = Arc::clone(self);
-        let agent = agent.to_string();
-        let task = tokio::task::spawn_blocking(move || {
-            for output in &outputs.remote_writes {
-                output.enqueue_agent_families(&agent, job, collected_at_ms, &families);
+        let _relaying = self
+            .relaying
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        loop {
+            let cursors: anyhow::Result<Vec<i64>> = self
+                .remote_writes
+                .iter()
+                .map(|output| output.relayed_through())
+                .collect();
+            let (cursors, rows) = match cursors.and_then(|cursors| {
+                let from = cursors.iter().copied().min().unwrap_or(0);
+                Ok((cursors, registry.samples_outbox_after(from, RELAY_ROWS)?))
+            }) {
+                Ok(found) => found,
+                Err(error) => {
+                    tracing::error!("cannot read the samples outbox; relaying later: {error:#}");
+                    return;
+                }
+            };
+            let from = cursors.iter().copied().min().unwrap_or(0);
+            let Some(last) = rows.last().map(|row| row.id) else {
+                self.trim_outbox(registry, from);
+                return;
+            };
+            for row in &rows {
+                for (output, cursor) in self.remote_writes.iter().zip(&cursors) {
+                    if row.id > *cursor
+                        && !output.enqueue_relayed(
+                            row.id,
+                            &row.agent,
+                            &row.job,
+                            row.collected_at_ms,
+                            &row.families,
+                        )
+                    {
+                        // Kept in the outbox; the next relay tries again.
+                        return;
+                    }
+                }
+                countywatch_daemon::failpoint::hit("remote_write.relayed");
             }
-            families
-        });
-        // A panic on the blocking pool would lose the families; they are
-        // only needed for /metrics, which the next batch refreshes.
-        task.await.unwrap_or_default()
+            self.trim_outbox(registry, last);
+        }
+    }
+
+    /// Deletes the outbox rows through `through`, every output having
+    /// queued them, unless that was done already.
+    fn trim_outbox(&self, registry: &crate::registry::Registry, through: i64) {
+        use std::sync::atomic::Ordering;
+        if through <= self.trimmed_through.load(Ordering::Relaxed) {
+            return;
+        }
+        match registry.trim_samples_outbox(through) {
+            Ok(()) => self.trimmed_through.store(through, Ordering::Relaxed),
+            Err(error) => tracing::warn!("cannot trim the samples outbox: {error:#}"),
+        }
     }
 
     /// Whether any output takes the series the collector computes, so that

@@ -27,7 +27,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use countywatch_wire::MetricFamily;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{Notify, watch};
 
 use crate::backoff::backoff;
@@ -164,16 +164,34 @@ impl RemoteWrite {
         self.pending.load(Ordering::Relaxed)
     }
 
-    /// Queues an agent's families as they were accepted: each sample gets
-    /// `instance` and `job` as on `/metrics`, and the batch's timestamp.
+    /// How far this output queued the registry's `samples_outbox` (0:
+    /// nothing yet).
+    pub fn relayed_through(&self) -> anyhow::Result<i64> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT last_id FROM remote_write_relayed WHERE output = ?1",
+                params![self.config.name],
+                |row| row.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// Queues an agent's families as they were accepted (row `outbox_id`
+    /// of the registry's `samples_outbox`), moving this output's relay
+    /// cursor in the same transaction: each sample gets `instance` and
+    /// `job` as on `/metrics`, and the batch's timestamp. Returns whether
+    /// the row was taken (queued, or dropped and counted by the bound).
     /// Blocks on SQLite.
-    pub fn enqueue_agent_families(
+    pub fn enqueue_relayed(
         &self,
+        outbox_id: i64,
         agent: &str,
         job: &str,
         timestamp_ms: i64,
         families: &[MetricFamily],
-    ) {
+    ) -> bool {
         let series = families.iter().flat_map(|family| {
             family.samples.iter().map(move |sample| {
                 let mut labels = Vec::with_capacity(sample.labels.len() + 3);
@@ -189,12 +207,22 @@ impl RemoteWrite {
                 }
             })
         });
-        self.enqueue(series);
+        self.enqueue_through(series, Some(outbox_id))
     }
 
     /// Queues series, encoded, in chunks of at most `max_samples_per_send`
     /// samples. What cannot be stored is counted as dropped. Blocks on SQLite.
     pub fn enqueue(&self, series: impl IntoIterator<Item = Series>) {
+        self.enqueue_through(series, None);
+    }
+
+    /// [`RemoteWrite::enqueue`], moving the relay cursor to `relayed` (an
+    /// outbox id) in the same transaction; returns whether it committed.
+    fn enqueue_through(
+        &self,
+        series: impl IntoIterator<Item = Series>,
+        relayed: Option<i64>,
+    ) -> bool {
         let mut chunks: Vec<(Vec<u8>, u64)> = Vec::new();
         let mut current = Vec::new();
         let mut current_samples = 0u64;
@@ -213,11 +241,13 @@ impl RemoteWrite {
         if current_samples > 0 {
             chunks.push((current, current_samples));
         }
-        if chunks.is_empty() {
-            return;
+        if chunks.is_empty() && relayed.is_none() {
+            return true;
         }
         let total: u64 = chunks.iter().map(|(_, samples)| samples).sum();
-        match self.store_chunks(&chunks) {
+        let stored = self.store_chunks(&chunks, relayed);
+        let taken = stored.is_ok();
+        match stored {
             Ok(dropped) => {
                 if dropped > 0 {
                     tracing::warn!(
@@ -231,15 +261,20 @@ impl RemoteWrite {
             }
             Err(error) => {
                 tracing::error!(output = %self.config.name, error = %format!("{error:#}"), "cannot queue samples for remote_write");
-                self.count("dropped", total);
+                // Relayed samples stay in the outbox for the next try.
+                if relayed.is_none() {
+                    self.count("dropped", total);
+                }
             }
         }
         self.wake.notify_one();
+        taken
     }
 
     /// Appends chunks and trims the oldest beyond the bound, in one
-    /// transaction; returns how many samples were dropped.
-    fn store_chunks(&self, chunks: &[(Vec<u8>, u64)]) -> anyhow::Result<u64> {
+    /// transaction that also moves the relay cursor to `relayed`; returns
+    /// how many samples were dropped.
+    fn store_chunks(&self, chunks: &[(Vec<u8>, u64)], relayed: Option<i64>) -> anyhow::Result<u64> {
         let mut connection = self.lock();
         // Immediate for the same reason as in `remove_through`.
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -271,6 +306,13 @@ impl RemoteWrite {
             let samples = u64::try_from(samples).unwrap_or(0);
             pending = pending.saturating_sub(samples);
             dropped += samples;
+        }
+        if let Some(last_id) = relayed {
+            transaction.execute(
+                "INSERT INTO remote_write_relayed (output, last_id) VALUES (?1, ?2)
+                 ON CONFLICT (output) DO UPDATE SET last_id = excluded.last_id",
+                params![name, last_id],
+            )?;
         }
         transaction.commit()?;
         self.set_pending(pending);

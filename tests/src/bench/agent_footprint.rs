@@ -10,7 +10,9 @@
 //! CPU is counted from the first collection on, so one-off start-up work
 //! is left out on both sides; peak RSS includes start-up, as it would on a
 //! real server. `COUNTYWATCH_BENCH_COLLECTIONS` sets the number of
-//! collections (default 60).
+//! collections (default 60). `COUNTYWATCH_BENCH_AGENT_CONFIG` is YAML
+//! appended to both agents' config (after the benchmark's own), for
+//! on/off comparisons such as turning some probes off.
 
 use std::time::{Duration, Instant};
 
@@ -105,10 +107,16 @@ fn measure_node_exporter(count: u32) -> (Usage, Usage) {
     (before, after)
 }
 
+/// Extra agent config from `COUNTYWATCH_BENCH_AGENT_CONFIG`, empty when unset.
+fn extra_config() -> String {
+    std::env::var("COUNTYWATCH_BENCH_AGENT_CONFIG").unwrap_or_default()
+}
+
 fn run() -> Vec<Figure> {
     let count = collections();
-    let (agent_before, agent_after) = measure_agent(count, SOURCES_OFF);
-    let (full_before, full_after) = measure_agent(count, "");
+    let extra = extra_config();
+    let (agent_before, agent_after) = measure_agent(count, &format!("{SOURCES_OFF}{extra}"));
+    let (full_before, full_after) = measure_agent(count, &extra);
     let (node_before, node_after) = measure_node_exporter(count);
     let per_collection =
         |before: Usage, after: Usage| (after.cpu_seconds - before.cpu_seconds) / f64::from(count);

@@ -5,7 +5,11 @@
 //! agent runs in a network namespace of the benchmark's own with the
 //! nftables backend; the failures are written to its tailed auth log, ten
 //! per address for 1,000 addresses, 100 addresses a second. No peer is
-//! measured in the same run (fail2ban's log-line-to-ban time is not done).
+//! measured for this figure. Then log line to block, the same lines fed to
+//! Debian's fail2ban (sshd jail settings, nftables action) in a namespace of
+//! its own, measured to its `Ban` log line.
+//! Then 20 unblocks from the command line (`decisions delete`, one at a
+//! time) to the agent's log line saying it lifted the block.
 //! Then the cost of the set on accepted connections: 2,000 TCP connects
 //! from the root namespace to a listener in the agent's, with the set
 //! empty and with 10,000 elements.
@@ -14,6 +18,8 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::{Benchmark, Figure, percentile};
@@ -32,6 +38,8 @@ const ADDRESSES: usize = 1_000;
 /// Addresses written per step; a step every [`STEP`].
 const PER_STEP: usize = 10;
 const STEP: Duration = Duration::from_millis(100);
+/// Blocks lifted from the command line, one after another.
+const UNBLOCKS: usize = 20;
 
 /// Milliseconds since the epoch of a tracing JSON timestamp
 /// (`2026-12-06T08:01:02.123456Z`).
@@ -63,6 +71,131 @@ fn log_time_ms(text: &str) -> Option<i64> {
 
 fn address(index: usize) -> String {
     format!("10.240.{}.{}", index / 250, index % 250 + 1)
+}
+
+/// Appends ten failures for each of the [`ADDRESSES`] addresses to `log`,
+/// [`PER_STEP`] addresses every [`STEP`], stamped now in the rsyslog ISO
+/// format, and returns when each address's lines were written (epoch ms).
+fn write_attack(log: &Path, host: &str) -> HashMap<String, i64> {
+    let started = Instant::now();
+    let mut written = HashMap::new();
+    let mut file = std::fs::OpenOptions::new().append(true).open(log).unwrap();
+    for step in 0..ADDRESSES / PER_STEP {
+        let now = time::OffsetDateTime::now_utc();
+        let stamp = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000000+00:00",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second()
+        );
+        let mut text = String::new();
+        for index in step * PER_STEP..(step + 1) * PER_STEP {
+            for attempt in 0..10 {
+                text.push_str(&format!(
+                    "{stamp} {host} sshd[{index}]: Failed password for root from {} port {} ssh2\n",
+                    address(index),
+                    10_000 + attempt
+                ));
+            }
+        }
+        let at = countywatch_daemon::clock::now_ms();
+        file.write_all(text.as_bytes()).unwrap();
+        for index in step * PER_STEP..(step + 1) * PER_STEP {
+            written.insert(address(index), at);
+        }
+        let due = STEP * (step as u32 + 1);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    written
+}
+
+/// Milliseconds from each address's lines being written to its block,
+/// sorted.
+fn latencies(written: &HashMap<String, i64>, blocked: &HashMap<String, i64>) -> Vec<f64> {
+    let mut millis: Vec<f64> = written
+        .iter()
+        .filter_map(|(address, at)| Some((blocked.get(address)? - at) as f64))
+        .collect();
+    millis.sort_by(f64::total_cmp);
+    millis
+}
+
+/// Debian's fail2ban (1.0, sshd filter, pyinotify backend, nftables
+/// action, `maxretry = 10`, `findtime = 2m`) in a namespace of its own, fed
+/// the same lines: milliseconds from each address's lines to its `Ban`
+/// log line. None when fail2ban is not installed.
+fn fail2ban_log_to_ban() -> Option<Vec<f64>> {
+    if Command::new("fail2ban-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    for linked in ["filter.d", "action.d"] {
+        std::os::unix::fs::symlink(Path::new("/etc/fail2ban").join(linked), conf.join(linked))
+            .unwrap();
+    }
+    std::fs::write(
+        conf.join("fail2ban.conf"),
+        format!(
+            "[Definition]\nloglevel = INFO\nlogtarget = {}\nsocket = {}\npidfile = {}\ndbfile = :memory:\n",
+            path("f2b.log"),
+            path("f2b.sock"),
+            path("f2b.pid")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        conf.join("jail.conf"),
+        format!(
+            "[sshd]\nenabled = true\nfilter = sshd\nlogpath = {}\nbackend = pyinotify\nmaxretry = 10\nfindtime = 2m\nbantime = 1h\naction = nftables-allports[name=sshd]\n",
+            path("auth.log")
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("auth.log"), "").unwrap();
+    let namespace = NetNs::new("bf2b", "10.231.31.1", "10.231.31.2");
+    let started = Command::new("ip")
+        .args(["netns", "exec", &namespace.name, "env", "TZ=UTC"])
+        .args(["fail2ban-server", "-b", "-x", "-c"])
+        .arg(&conf)
+        .args(["-s", &path("f2b.sock"), "-p", &path("f2b.pid")])
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "{started:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    let written = write_attack(&dir.path().join("auth.log"), "bench-response");
+    let bans = || -> HashMap<String, i64> {
+        std::fs::read_to_string(path("f2b.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                // `2026-12-06 08:04:07,886 fail2ban.actions [N]: NOTICE [sshd] Ban ADDRESS`
+                let address = line.split_once("] Ban ")?.1.trim();
+                let stamp = format!(
+                    "{}Z",
+                    line.get(..23)?.replacen(' ', "T", 1).replace(',', ".")
+                );
+                Some((address.to_string(), log_time_ms(&stamp)?))
+            })
+            .collect()
+    };
+    wait_until(Duration::from_secs(300), || bans().len() >= ADDRESSES);
+    let banned = bans();
+    let _ = Command::new("fail2ban-client")
+        .args(["-s", &path("f2b.sock"), "stop"])
+        .output();
+    Some(latencies(&written, &banned))
 }
 
 fn run() -> Vec<Figure> {
@@ -99,35 +232,7 @@ fn run() -> Vec<Figure> {
             .is_some()
     );
 
-    let started = Instant::now();
-    let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
-    for step in 0..ADDRESSES / PER_STEP {
-        let now = time::OffsetDateTime::now_utc();
-        let stamp = format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000000+00:00",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second()
-        );
-        let mut text = String::new();
-        for index in step * PER_STEP..(step + 1) * PER_STEP {
-            for attempt in 0..10 {
-                text.push_str(&format!(
-                    "{stamp} {name} sshd[{index}]: Failed password for root from {} port {} ssh2\n",
-                    address(index),
-                    10_000 + attempt
-                ));
-            }
-        }
-        file.write_all(text.as_bytes()).unwrap();
-        let due = STEP * (step as u32 + 1);
-        if let Some(wait) = due.checked_sub(started.elapsed()) {
-            std::thread::sleep(wait);
-        }
-    }
+    let written = write_attack(&log, name);
     let blocked_lines = || -> Vec<serde_json::Value> {
         agent
             .logs
@@ -158,11 +263,12 @@ fn run() -> Vec<Figure> {
         .unwrap()
         .filter_map(Result::ok)
         .collect();
-    let mut latencies: Vec<f64> = decided
+    let mut decision_to_block: Vec<f64> = decided
         .iter()
         .filter_map(|(address, start_ms)| Some((blocked.get(address)? - start_ms) as f64))
         .collect();
-    latencies.sort_by(f64::total_cmp);
+    decision_to_block.sort_by(f64::total_cmp);
+    let log_to_block = latencies(&written, &blocked);
     let kernel = std::process::Command::new("ip")
         .args(["netns", "exec", &link.name])
         .args([
@@ -179,17 +285,58 @@ fn run() -> Vec<Figure> {
     let in_kernel =
         countywatch_agent::response::nftables::parse_list(&String::from_utf8_lossy(&kernel.stdout))
             .len();
+    // Unblocks from the command line, one at a time: from starting
+    // `decisions delete` to the agent's log line saying it lifted the block
+    // (after `nft` returned).
+    let mut unblock: Vec<f64> = (0..UNBLOCKS)
+        .filter_map(|index| {
+            let target = address(index);
+            let started_ms = countywatch_daemon::clock::now_ms();
+            let deleted = Command::new(crate::binary("countywatch-collector"))
+                .args(["decisions", "delete", &target, "--data-dir"])
+                .arg(&collector.data_dir)
+                .output()
+                .ok()?;
+            assert!(deleted.status.success(), "{deleted:?}");
+            let lifted = || {
+                agent.logs.all().iter().find_map(|line| {
+                    let value = serde_json::from_str::<serde_json::Value>(line).ok()?;
+                    (value["message"] == "block lifted by the collector"
+                        && value["address"] == target.as_str())
+                    .then(|| log_time_ms(value["timestamp"].as_str()?))
+                    .flatten()
+                })
+            };
+            wait_until(Duration::from_secs(30), || lifted().is_some());
+            Some((lifted()? - started_ms) as f64)
+        })
+        .collect();
+    unblock.sort_by(f64::total_cmp);
     let mut figures = vec![
-        Figure::new("response_latency_p50", percentile(&latencies, 0.50), "ms"),
-        Figure::new("response_latency_p99", percentile(&latencies, 0.99), "ms"),
+        Figure::new(
+            "response_latency_p50",
+            percentile(&decision_to_block, 0.50),
+            "ms",
+        ),
+        Figure::new(
+            "response_latency_p99",
+            percentile(&decision_to_block, 0.99),
+            "ms",
+        ),
         Figure::new(
             "response_latency_max",
-            latencies.last().copied().unwrap_or(f64::NAN),
+            decision_to_block.last().copied().unwrap_or(f64::NAN),
             "ms",
         ),
         Figure::new("response_decisions", decided.len() as f64, "decisions"),
-        Figure::new("response_blocked", latencies.len() as f64, "blocks"),
+        Figure::new("response_blocked", decision_to_block.len() as f64, "blocks"),
         Figure::new("response_kernel_set_size", in_kernel as f64, "elements"),
+        Figure::new("response_unblock_p50", percentile(&unblock, 0.50), "ms"),
+        Figure::new(
+            "response_unblock_max",
+            unblock.last().copied().unwrap_or(f64::NAN),
+            "ms",
+        ),
     ];
     // The cost of a full set on accepted connections: the agent is
     // stopped (it would lift elements it does not hold), then connects from
@@ -265,6 +412,20 @@ fn run() -> Vec<Figure> {
         Figure::new("response_connects_timed", full.len() as f64, "connects")
             .with_peer("empty set", empty.len() as f64),
     ]);
+    // Log line to block, next to fail2ban on the same lines (run after the
+    // agent has stopped, so the two do not share the machine).
+    let fail2ban = fail2ban_log_to_ban();
+    for (name, fraction) in [("p50", 0.50), ("p99", 0.99)] {
+        let figure = Figure::new(
+            &format!("response_log_to_block_{name}"),
+            percentile(&log_to_block, fraction),
+            "ms",
+        );
+        figures.push(match &fail2ban {
+            Some(fail2ban) => figure.with_peer("fail2ban", percentile(fail2ban, fraction)),
+            None => figure,
+        });
+    }
     figures
 }
 

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use countywatch_collector::notify::alert::parse_rfc3339;
 use countywatch_e2e::Collector;
-use countywatch_e2e::notify_peers::{AlertmanagerPeer, Recorded, Recorder, post_alerts, request};
+use countywatch_e2e::notify_peers::{
+    AlertmanagerPeer, Recorded, Recorder, SmtpServer, post_alerts, request,
+};
 use countywatch_e2e::process::{add_user, api_token, wait_until};
 use serde_json::json;
 
@@ -271,4 +273,135 @@ fn the_status_endpoint_shows_a_pasted_files_secrets_as_secret_and_amtool_still_r
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), "robot\n");
+}
+
+#[test]
+fn open_alerts_read_shows_anonymous_callers_alerting_rule_alerts_and_never_detections() {
+    // Issue 21 item 6: `http.open_alerts_read: true` opens GET
+    // /api/v2/alerts as an Alertmanager's is open, for alerting-rule alerts
+    // only; a detection's alert (user names, addresses) still needs a
+    // viewer, and so does everything else.
+    let collector = Collector::start_with(
+        Some("http:\n  open_alerts_read: true\nnotify:\n  accept_alerts_api: true\n"),
+        &[],
+    );
+    let addr = collector.http_addr;
+    post_alerts(
+        addr,
+        &json!([{"labels": {"alertname": "DiskFull", "instance": "web1"}}]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    crate::day_one::append_failures(&log, "203.0.113.77", 15);
+    let agent = crate::events::start_agent("web1", &collector, &crate::events::config(&log));
+    add_user(&collector.data_dir, "reader", "viewer", "reader-password-1");
+    let viewer = format!(
+        "Authorization: Bearer {}",
+        api_token(&collector.data_dir, "reader")
+    );
+    let list = |headers: &[&str]| -> (u16, Vec<serde_json::Value>) {
+        let response =
+            countywatch_e2e::http::request(addr, "GET", "/api/v2/alerts", headers, "").unwrap();
+        let alerts = serde_json::from_str(&response.body).unwrap_or_default();
+        (response.status, alerts)
+    };
+    let mut seen = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            seen = list(&[&viewer]).1;
+            seen.len() >= 2
+        }),
+        "a viewer sees the rule's and the detection's alerts: {seen:?}"
+    );
+    let (status, open) = list(&[]);
+    assert_eq!(status, 200);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["labels"]["alertname"], "DiskFull");
+    assert!(!format!("{open:?}").contains("203.0.113.77"), "{open:?}");
+    // Nothing else opens.
+    for (method, path) in [
+        ("GET", "/api/v2/silences"),
+        ("GET", "/api/v2/status"),
+        ("POST", "/api/v2/alerts"),
+        ("POST", "/-/reload"),
+    ] {
+        let response = countywatch_e2e::http::request(addr, method, path, &[], "").unwrap();
+        assert_eq!(response.status, 401, "{method} {path}");
+    }
+    drop(agent);
+}
+
+/// A templates file in the style of Alertmanager's documentation
+/// (`notification_examples.md`) as a county would keep it.
+const COUNTY_TMPL: &str = r#"{{ define "county.subject" }}[{{ .Status | toUpper }}{{ if eq .Status "firing" }}:{{ .Alerts.Firing | len }}{{ end }}] {{ .GroupLabels.SortedPairs.Values | join " " }} ({{ .CommonLabels.department }}){{ end }}
+
+{{ define "county.text" -}}
+{{ range .Alerts -}}
+Alert: {{ .Labels.alertname }} on {{ .Labels.instance }}
+{{- if .Annotations.summary }}
+Summary: {{ .Annotations.summary }}
+{{- end }}
+{{ end -}}
+See {{ .ExternalURL }}
+{{- end }}
+
+{{ define "county.html" }}<h1>{{ template "county.subject" . }}</h1>
+{{ range .Alerts }}<p>{{ .Labels.instance | title }}: {{ .Annotations.summary }}</p>
+{{ end }}{{ end }}
+"#;
+
+#[test]
+fn an_alertmanager_yml_s_go_templates_write_the_email() {
+    // Issue 25: `templates:` files with `define` blocks, called from the
+    // email's headers.Subject, text and html, render a real email.
+    let smtp = SmtpServer::plain();
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::create_dir(directory.path().join("templates")).unwrap();
+    std::fs::write(directory.path().join("templates/county.tmpl"), COUNTY_TMPL).unwrap();
+    let file = directory.path().join("alertmanager.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "global:\n  smtp_smarthost: '{}'\n  smtp_from: alerts@county.test\n  smtp_require_tls: false\ntemplates: ['templates/*.tmpl']\nroute:\n  receiver: mail\n  group_by: [alertname]\n  group_wait: 1s\nreceivers:\n- name: mail\n  email_configs:\n  - to: ops@county.test\n    headers:\n      Subject: '{{{{ template \"county.subject\" . }}}}'\n    text: '{{{{ template \"county.text\" . }}}}'\n    html: '{{{{ template \"county.html\" . }}}}'\n",
+            smtp.addr
+        ),
+    )
+    .unwrap();
+    let collector = Collector::start_with(
+        Some(&format!(
+            "notify:\n  accept_alerts_api: true\n  external_url: http://collector.test\n  alertmanager_config: {}\n",
+            file.display()
+        )),
+        &[],
+    );
+    post_alerts(
+        collector.http_addr,
+        &json!(
+            ["web1", "web2"]
+                .iter()
+                .map(|host| json!({
+                    "labels": {"alertname": "DiskFull", "instance": host, "department": "财政局"},
+                    "annotations": {"summary": format!("{host} <disk> full")},
+                }))
+                .collect::<Vec<_>>()
+        ),
+    );
+    let messages = smtp.wait_for(1, Duration::from_secs(30));
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    let message = &messages[0];
+    assert_eq!(message["subject"], "[FIRING:2] DiskFull (财政局)");
+    assert_eq!(
+        message["text"]
+            .as_str()
+            .unwrap()
+            .replace("\r\n", "\n")
+            .trim_end(),
+        "Alert: DiskFull on web1\nSummary: web1 <disk> full\nAlert: DiskFull on web2\nSummary: web2 <disk> full\nSee http://collector.test"
+    );
+    let html = message["html"].as_str().unwrap();
+    assert!(
+        html.contains("<h1>[FIRING:2] DiskFull (财政局)</h1>")
+            && html.contains("<p>Web1: web1 &lt;disk&gt; full</p>"),
+        "{html}"
+    );
 }

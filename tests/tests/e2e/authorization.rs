@@ -82,6 +82,8 @@ const EXPECTED: &[(&str, &str, Listener, May)] = &[
     ("GET", "/audit/export.csv", PAGE, OFFICER),
     ("GET", "/audit/export.json", PAGE, OFFICER),
     ("POST", "/alerts/silences", PAGE, OPERATOR),
+    ("GET", "/decisions", PAGE, OFFICER),
+    ("POST", "/decisions", PAGE, OFFICER),
     ("GET", "/users", PAGE, ADMIN),
     ("POST", "/users", PAGE, ADMIN),
     ("GET", "/api/v1/openapi.json", API, May::Anyone),

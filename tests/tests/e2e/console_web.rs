@@ -192,7 +192,7 @@ fn pages_for(role: &str) -> Vec<&'static str> {
         "/agents",
     ];
     if matches!(role, "security_officer" | "admin") {
-        pages.extend(["/events", "/audit"]);
+        pages.extend(["/events", "/audit", "/decisions"]);
     }
     if role == "admin" {
         pages.push("/users");

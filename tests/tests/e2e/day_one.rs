@@ -13,7 +13,7 @@ use countywatch_e2e::{Collector, binary};
 use serde_json::Value;
 
 /// Appends `count` refused SSH logins from `address`, one second apart.
-fn append_failures(log: &Path, address: &str, count: u64) {
+pub(crate) fn append_failures(log: &Path, address: &str, count: u64) {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -392,7 +392,7 @@ const NOT_SERVED: &[(&str, &str)] = &[
     ),
     (
         "node_timex_",
-        "timex needs adjtimex(2), which rustix 1.1 does not wrap and the workspace forbids unsafe code; not done",
+        "timex needs adjtimex(2), which neither rustix (0.38, 1.1) nor nix (0.31) wraps safely, and the workspace forbids unsafe code; not done",
     ),
     ("node_selinux_", "selinux collector not done yet"),
     (
@@ -411,17 +411,11 @@ const NOT_SERVED: &[(&str, &str)] = &[
         "node_disk_ata_",
         "diskstats' udev ATA properties (hosts with udev) not done yet",
     ),
-    ("node_hwmon_", "hwmon collector not done yet"),
     ("node_thermal_zone_", "thermal_zone collector not done yet"),
     (
         "node_cooling_device_",
         "thermal_zone collector not done yet",
     ),
-    ("node_md_", "mdadm collector not done yet"),
-    ("node_dmi_info", "dmi collector not done yet"),
-    ("node_schedstat_", "schedstat collector not done yet"),
-    ("node_cpu_frequency_", "cpufreq collector not done yet"),
-    ("node_cpu_scaling_", "cpufreq collector not done yet"),
     (
         "node_cpu_core_throttles_total",
         "cpu collector's thermal throttle counters (bare metal only) not done yet",
@@ -429,10 +423,6 @@ const NOT_SERVED: &[(&str, &str)] = &[
     (
         "node_cpu_package_throttles_total",
         "cpu collector's thermal throttle counters (bare metal only) not done yet",
-    ),
-    (
-        "node_power_supply_",
-        "powersupplyclass collector not done yet",
     ),
     ("node_rapl_", "rapl collector not done yet"),
     ("node_nvme_", "nvme collector not done yet"),
@@ -450,7 +440,13 @@ const NOT_SERVED: &[(&str, &str)] = &[
 
 /// The share of Node Exporter Full's families node_exporter serves here
 /// that the agent serves too, at least. Issue 23 aims for 0.95; measured
-/// 0.915 on Debian 12 (188 families served here, 16 missing, all timex).
+/// 0.915 on Debian 12 (188 families served here, 16 missing, all timex),
+/// again on 2026-12-06 with hwmon, mdadm, cpufreq, powersupplyclass,
+/// schedstat and dmi added: the CI machine (a container) has none of their
+/// sources, so node_exporter serves none of those families here either and
+/// the figure does not move; those collectors are checked against fixture
+/// trees in their own files, and their `node_scrape_collector_success`
+/// series (0, or 1 for cpufreq and powersupplyclass) agree here.
 /// FIXME: timex (adjtimex(2)) would bring it to 1.0.
 const DASHBOARD_SHARE_FLOOR: f64 = 0.91;
 

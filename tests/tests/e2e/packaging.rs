@@ -240,7 +240,12 @@ fn agent_notifies_systemd_once_started() {
     let state = collector.enrolled_identity("notify-agent");
     let (socket, path) = notify_socket(state.path());
     let config = state.path().join("agent.yaml");
-    std::fs::write(&config, TEST_AGENT_CONFIG).unwrap();
+    // Active response off: this agent runs in the machine's own namespace.
+    std::fs::write(
+        &config,
+        format!("{TEST_AGENT_CONFIG}response:\n  backend: off\n"),
+    )
+    .unwrap();
     let mut child = Command::new(binary("countywatch-agent"))
         .args(["--log-format", "json", "run", "--config"])
         .arg(&config)

@@ -53,7 +53,7 @@ struct Site {
     /// The attacker's namespace, joined to the agent's.
     attackers: LinkedNs,
     /// The listener inside the agent's namespace.
-    listener: Child,
+    _listener: Stopped,
     /// The agent's config file, for `blocks list` and restarts.
     config_path: PathBuf,
     /// The agent's state directory.
@@ -117,7 +117,7 @@ impl Site {
             name,
             link,
             attackers,
-            listener,
+            _listener: Stopped(listener),
             config_path,
             state_dir,
             log,
@@ -167,6 +167,19 @@ impl Site {
             .unwrap();
         assert_success(&output, &format!("decisions {args:?}"));
         String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Waits until `decisions list` shows `answer` (an agent's
+    /// acknowledgement, `NAME:applied` or `NAME:refused (REASON`).
+    fn wait_for_answer(&self, answer: &str) {
+        let mut listed = String::new();
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                listed = self.decisions(&["list"]);
+                listed.contains(answer)
+            }),
+            "no {answer:?} in {listed}"
+        );
     }
 
     /// Blocks `address` on this agent for `duration`, in `mode`.
@@ -245,10 +258,24 @@ impl Site {
     }
 }
 
-impl Drop for Site {
+/// Runs a Python `script` inside `namespace`, until the test ends.
+fn python_in(namespace: &str, script: &str) -> Stopped {
+    Stopped(
+        Command::new("ip")
+            .args(["netns", "exec", namespace, "python3", "-c", script])
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// A helper process, killed when the test ends, passed or not (deleting a
+/// namespace does not end the processes in it).
+struct Stopped(Child);
+
+impl Drop for Stopped {
     fn drop(&mut self) {
-        let _ = self.listener.kill();
-        let _ = self.listener.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -468,4 +495,64 @@ fn the_iptables_and_ipset_fallback_blocks_and_unblocks() {
     assert!(listed.contains("in set"), "{listed}");
     site.decisions(&["delete", ATTACKER]);
     assert!(site.wait_for_connect(ATTACKER, Connect::Connected));
+}
+
+#[test]
+fn the_peer_of_an_open_ssh_session_is_blocked_only_once_the_session_ends() {
+    let site = Site::start("ssh", 27, "", NFTABLES);
+    // A listener on port 22 in the agent's namespace stands for sshd (the
+    // agent counts port 22 as sshd's whoever listens there); it holds
+    // every connection open.
+    let _sshd = python_in(
+        &site.link.name,
+        &format!(
+            "import socket\ns = socket.socket()\ns.bind(('{SERVER}', 22))\ns.listen(16)\nheld = []\nwhile True:\n    held.append(s.accept()[0])\n"
+        ),
+    );
+    let session = || {
+        python_in(
+            &site.attackers.name,
+            &format!(
+                "import socket, time\ns = socket.create_connection(('{SERVER}', 22), source_address=('{ATTACKER}', 0))\ntime.sleep(600)\n"
+            ),
+        )
+    };
+    let established = || {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &site.link.name])
+            .args(["ss", "-Htn", "state", "established"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).contains(&format!("{ATTACKER}:"))
+    };
+    let mut open = session();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            if !established() {
+                // The listener may not have been up yet.
+                if matches!(open.0.try_wait(), Ok(Some(_))) {
+                    open = session();
+                }
+                return false;
+            }
+            true
+        }),
+        "the SSH session should be established"
+    );
+    site.block(ATTACKER, "1h", "enforce");
+    site.wait_for_answer(&format!(
+        "{}:refused (peer of an open SSH session",
+        site.name
+    ));
+    assert_eq!(site.connect(ATTACKER), Connect::Connected);
+    assert!(!site.kernel_table().contains(ATTACKER));
+
+    // The session ends: the block applies and is acknowledged as applied.
+    drop(open);
+    assert!(
+        site.wait_for_connect(ATTACKER, Connect::TimedOut),
+        "the block should apply once the session is gone"
+    );
+    site.wait_for_answer(&format!("{}:applied", site.name));
+    assert_eq!(site.connect(BYSTANDER), Connect::Connected);
 }

@@ -106,6 +106,10 @@ impl Probe for SnmpProbe {
         "snmp"
     }
 
+    fn needs_own_thread(&self) -> bool {
+        true
+    }
+
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|error| ProbeError::System(format!("no async runtime: {error}")))?;

@@ -13,6 +13,7 @@
 //! - [`attack`]: MITRE ATT&CK technique names.
 //! - [`users_page`]: `/users`, users and tokens for admins.
 //! - [`silence_form`]: silencing an alert and expiring a silence.
+//! - [`decisions_page`]: `/decisions`, active-response blocks and unblocking.
 //!
 //! This file handles the requests: login (rate-limited; failures become
 //! `web_login_failed` security events), logout, the forms (each checked
@@ -21,6 +22,7 @@
 pub mod alert_page;
 pub mod attack;
 pub mod audit_page;
+pub mod decisions_page;
 pub mod events_page;
 pub mod i18n;
 pub mod list_parts;
@@ -142,6 +144,7 @@ pub fn serve(
         | Endpoint::PasswordForm
         | Endpoint::AlertSilenceForm
         | Endpoint::UsersForm
+        | Endpoint::DecisionsForm
         | Endpoint::SilenceForm => {
             let form = request::form(request.body());
             let Some(principal) = &authorized.principal else {
@@ -180,6 +183,7 @@ pub fn serve(
         }
         Endpoint::OverviewPage => overview::serve(incidents, &context),
         Endpoint::UsersPage => users_page::page(incidents, &context),
+        Endpoint::DecisionsPage => decisions_page::page(incidents, &context),
         Endpoint::EventsPage | Endpoint::EventsExport => {
             events_page::serve(incidents, &context, authorized.route.endpoint)
         }
@@ -478,6 +482,7 @@ fn post_form(
         }
         Endpoint::UsersForm => return users_page::change(incidents, principal, form),
         Endpoint::SilenceForm => return silence_form::change(incidents, principal, form),
+        Endpoint::DecisionsForm => return decisions_page::unblock(incidents, principal, form),
         Endpoint::Logout => {
             if let Some(session) = cookies.get(SESSION_COOKIE)
                 && let Err(error) = auth::end_session(&incidents.store, session)
@@ -557,6 +562,7 @@ fn detail(
             .store
             .related(&incident, now_ms().saturating_sub(RELATED_WINDOW_MS), 20)?;
     let assignable = auth::assignable_users(&incidents.store)?;
+    let decisions = incidents.store.decisions_of_incident(id)?;
     let lang = context.lang;
     Ok(html(pages::detail(
         context,
@@ -566,6 +572,7 @@ fn detail(
             timeline: &timeline,
             related: &related,
             assignable: &assignable,
+            decisions: &decisions,
             description: incidents.rule_texts.description(lang, &incident.rule_id),
             guidance: incidents.rule_texts.guidance(lang, &incident.rule_id),
             error,

@@ -34,6 +34,7 @@ const NAVIGATION: &[(&str, &str, Role)] = &[
     ("/alerts", "alerts", Role::Viewer),
     ("/agents", "agents", Role::Viewer),
     ("/audit", "audit", Role::SecurityOfficer),
+    ("/decisions", "decisions", Role::SecurityOfficer),
     ("/users", "users", Role::Admin),
 ];
 
@@ -356,6 +357,8 @@ pub struct DetailData<'a> {
     pub related: &'a [Incident],
     /// Users who can be assigned (security officers and admins).
     pub assignable: &'a [String],
+    /// The active-response decisions the incident caused.
+    pub decisions: &'a [crate::incident::decisions::DecisionRecord],
     /// The rule's description in the page's language.
     pub description: String,
     /// The rule's guidance in the page's language.
@@ -528,6 +531,7 @@ pub fn detail(context: &PageContext, incident: &Incident, data: &DetailData<'_>)
                     @for (name, value) in &shown_annotations { dt { (name) } dd { (value) } }
                 }
             }
+            (crate::incident::web::decisions_page::incident_section(context, data.decisions))
             h2 { (lang.text("evidence")) " (" (incident.evidence_count) ")" }
             table #evidence {
                 thead { tr {
