@@ -90,6 +90,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         collected_at_ms INTEGER NOT NULL,
         families TEXT NOT NULL
     );",
+    // The certificate an agent renewed to (`renewal.rs`) and has not yet
+    // presented: both it and `cert_sha256` are accepted until the agent
+    // connects with the new one, which then replaces the old for good.
+    "ALTER TABLE agents ADD COLUMN pending_cert_sha256 TEXT;",
 ];
 
 /// A stored batch's samples for the scale-out outputs, queued in the
@@ -322,7 +326,8 @@ impl Registry {
             .execute(
                 "INSERT INTO agents (name, cert_sha256, enrolled_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (name) DO UPDATE SET cert_sha256 = excluded.cert_sha256,
-                    enrolled_ms = excluded.enrolled_ms, revoked_ms = NULL, silent = 0",
+                    enrolled_ms = excluded.enrolled_ms, revoked_ms = NULL, silent = 0,
+                    pending_cert_sha256 = NULL",
                 params![name, cert_sha256, now_ms],
             )
             .context("cannot record the agent")?;
@@ -338,15 +343,50 @@ impl Registry {
 
     /// The agent a client certificate belongs to, if it is current and not
     /// revoked. Called on every request, so revocation is immediate.
+    ///
+    /// A renewed certificate presented for the first time is the agent's
+    /// confirmation that it holds the new key: it becomes the agent's
+    /// certificate, and the one it replaces is refused from then on.
     pub fn identify(&self, cert_sha256: &str) -> anyhow::Result<Option<String>> {
-        self.lock()
+        let connection = self.lock();
+        let found: Option<(String, bool)> = connection
             .query_row(
-                "SELECT name FROM agents WHERE cert_sha256 = ?1 AND revoked_ms IS NULL",
+                "SELECT name, cert_sha256 = ?1 FROM agents
+                 WHERE (cert_sha256 = ?1 OR pending_cert_sha256 = ?1) AND revoked_ms IS NULL",
                 params![cert_sha256],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()
-            .context("cannot look up the agent")
+            .context("cannot look up the agent")?;
+        let Some((name, current)) = found else {
+            return Ok(None);
+        };
+        if !current {
+            connection
+                .execute(
+                    "UPDATE agents SET cert_sha256 = pending_cert_sha256, pending_cert_sha256 = NULL
+                     WHERE name = ?1 AND pending_cert_sha256 = ?2",
+                    params![name, cert_sha256],
+                )
+                .context("cannot retire the renewed certificate")?;
+            tracing::info!(agent = %name, cert_sha256, "agent switched to its renewed certificate; the old one is refused from now on");
+        }
+        Ok(Some(name))
+    }
+
+    /// Records a renewed certificate for `name`, accepted beside the
+    /// current one until the agent presents it ([`Registry::identify`]).
+    /// A second renewal before that replaces the first. Returns false when
+    /// no such agent is enrolled or it is revoked.
+    pub fn offer_renewal(&self, name: &str, cert_sha256: &str) -> anyhow::Result<bool> {
+        let changed = self
+            .lock()
+            .execute(
+                "UPDATE agents SET pending_cert_sha256 = ?2 WHERE name = ?1 AND revoked_ms IS NULL",
+                params![name, cert_sha256],
+            )
+            .context("cannot record the renewed certificate")?;
+        Ok(changed > 0)
     }
 
     /// Revokes an agent; returns false when no such agent is enrolled.
