@@ -53,6 +53,8 @@ pub struct IssuedCertificate {
     pub pem: String,
     /// SHA-256 of its DER, which identifies the agent on every connection.
     pub sha256: String,
+    /// When it expires, Unix milliseconds.
+    pub not_after_ms: i64,
 }
 
 impl CertificateAuthority {
@@ -160,10 +162,12 @@ impl CertificateAuthority {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         set_validity(&mut params, self.agent_validity);
         params.serial_number = Some(random_serial());
+        let not_after_ms = params.not_after.unix_timestamp().saturating_mul(1000);
         let certificate = params
             .signed_by(&request.public_key, &self.issuer)
             .context("cannot sign the agent certificate")?;
         Ok(IssuedCertificate {
+            not_after_ms,
             sha256: sha256_hex(certificate.der().as_ref()),
             pem: certificate.pem(),
         })

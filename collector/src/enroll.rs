@@ -313,6 +313,12 @@ async fn enrol(
         let first_seq = state
             .registry
             .enrol(&name, &issued.sha256, now)
+            .and_then(|first_seq| {
+                state
+                    .registry
+                    .record_cert_expiry(&name, issued.not_after_ms)
+                    .map(|()| first_seq)
+            })
             .map_err(|error| {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -93,7 +93,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // The certificate an agent renewed to (`renewal.rs`) and has not yet
     // presented: both it and `cert_sha256` are accepted until the agent
     // connects with the new one, which then replaces the old for good.
-    "ALTER TABLE agents ADD COLUMN pending_cert_sha256 TEXT;",
+    // With their expiry, for `agents list`: certificates last
+    // `agents.cert_lifetime`, which may change between enrolments.
+    "ALTER TABLE agents ADD COLUMN pending_cert_sha256 TEXT;
+     ALTER TABLE agents ADD COLUMN pending_cert_expires_ms INTEGER;
+     ALTER TABLE agents ADD COLUMN cert_expires_ms INTEGER;",
 ];
 
 /// A stored batch's samples for the scale-out outputs, queued in the
@@ -140,6 +144,20 @@ pub struct AgentRecord {
     pub last_address: Option<String>,
     /// The version it last reported (`countywatch_agent_build_info`).
     pub last_version: Option<String>,
+    /// When its current certificate expires, when that was recorded
+    /// (certificates issued before renewal existed were not).
+    pub cert_expires_ms: Option<i64>,
+}
+
+impl AgentRecord {
+    /// When its current certificate expires: as recorded, else five years
+    /// after enrolment, the validity of certificates issued before
+    /// `agents.cert_lifetime` existed.
+    pub fn certificate_expires_ms(&self) -> i64 {
+        const LEGACY_VALIDITY_MS: i64 = 5 * 365 * 24 * 3600 * 1000;
+        self.cert_expires_ms
+            .unwrap_or_else(|| self.enrolled_ms.saturating_add(LEGACY_VALIDITY_MS))
+    }
 }
 
 /// Why a token could not be redeemed. The messages are what the enrolling
@@ -364,7 +382,8 @@ impl Registry {
         if !current {
             connection
                 .execute(
-                    "UPDATE agents SET cert_sha256 = pending_cert_sha256, pending_cert_sha256 = NULL
+                    "UPDATE agents SET cert_sha256 = pending_cert_sha256, pending_cert_sha256 = NULL,
+                        cert_expires_ms = pending_cert_expires_ms, pending_cert_expires_ms = NULL
                      WHERE name = ?1 AND pending_cert_sha256 = ?2",
                     params![name, cert_sha256],
                 )
@@ -378,15 +397,32 @@ impl Registry {
     /// current one until the agent presents it ([`Registry::identify`]).
     /// A second renewal before that replaces the first. Returns false when
     /// no such agent is enrolled or it is revoked.
-    pub fn offer_renewal(&self, name: &str, cert_sha256: &str) -> anyhow::Result<bool> {
+    pub fn offer_renewal(
+        &self,
+        name: &str,
+        cert_sha256: &str,
+        expires_ms: i64,
+    ) -> anyhow::Result<bool> {
         let changed = self
             .lock()
             .execute(
-                "UPDATE agents SET pending_cert_sha256 = ?2 WHERE name = ?1 AND revoked_ms IS NULL",
-                params![name, cert_sha256],
+                "UPDATE agents SET pending_cert_sha256 = ?2, pending_cert_expires_ms = ?3
+                 WHERE name = ?1 AND revoked_ms IS NULL",
+                params![name, cert_sha256, expires_ms],
             )
             .context("cannot record the renewed certificate")?;
         Ok(changed > 0)
+    }
+
+    /// Records when the certificate `name` just enrolled with expires.
+    pub fn record_cert_expiry(&self, name: &str, expires_ms: i64) -> anyhow::Result<()> {
+        self.lock()
+            .execute(
+                "UPDATE agents SET cert_expires_ms = ?2 WHERE name = ?1",
+                params![name, expires_ms],
+            )
+            .context("cannot record the certificate's expiry")?;
+        Ok(())
     }
 
     /// Revokes an agent; returns false when no such agent is enrolled.
@@ -406,7 +442,7 @@ impl Registry {
         let connection = self.lock();
         let mut statement = connection.prepare(
             "SELECT name, cert_sha256, enrolled_ms, revoked_ms, last_seq, last_seen_ms, last_address,
-                last_version
+                last_version, cert_expires_ms
              FROM agents ORDER BY name",
         )?;
         let rows = statement.query_map([], |row| {
@@ -419,6 +455,7 @@ impl Registry {
                 last_seen_ms: row.get(5)?,
                 last_address: row.get(6)?,
                 last_version: row.get(7)?,
+                cert_expires_ms: row.get(8)?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -101,7 +101,7 @@ async fn issue(renewal: &Renewal, agent: &str, body: &[u8]) -> Result<(String, S
             .sign_agent(&request.csr_pem, &agent)
             .map_err(|error| (StatusCode::BAD_REQUEST, "bad_request", format!("{error:#}")))?;
         let recorded = registry
-            .offer_renewal(&agent, &issued.sha256)
+            .offer_renewal(&agent, &issued.sha256, issued.not_after_ms)
             .map_err(|error| {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -60,6 +60,18 @@ fn recorded(collector: &Collector, agent: &str) -> (String, Option<String>) {
         .unwrap()
 }
 
+/// When the collector says `agent`'s current certificate expires.
+fn recorded_expiry(collector: &Collector, agent: &str) -> i64 {
+    collector
+        .database()
+        .query_row(
+            "SELECT cert_expires_ms FROM agents WHERE name = ?1",
+            [agent],
+            |row| row.get(0),
+        )
+        .unwrap()
+}
+
 /// Copies the identity files under `from` (`<from>/identity/`) to a new
 /// state directory, as an attacker keeping a stolen key would.
 fn copy_identity(from: &Path) -> tempfile::TempDir {
@@ -98,6 +110,7 @@ fn an_agent_renews_its_short_lived_certificate_keeps_reporting_and_the_old_one_i
     let certificate = state_dir.join("identity/agent.crt");
     let old_sha256 = fingerprint(&stolen.path().join("identity/agent.crt"));
     assert_eq!(recorded(&collector, "renewing-host").0, old_sha256);
+    let old_expiry = recorded_expiry(&collector, "renewing-host");
 
     // Renewal comes at two thirds of the minute; give it room.
     let renewed = wait_until(Duration::from_secs(120), || {
@@ -110,6 +123,10 @@ fn an_agent_renews_its_short_lived_certificate_keeps_reporting_and_the_old_one_i
         "the agent did not renew (recorded {:?}); agent log:\n{}",
         recorded(&collector, "renewing-host"),
         agent.logs.all().join("\n")
+    );
+    assert!(
+        recorded_expiry(&collector, "renewing-host") > old_expiry,
+        "agents list shows the renewed certificate's expiry"
     );
     let key = std::fs::read_to_string(state_dir.join("identity/agent.key")).unwrap();
     let old_key = std::fs::read_to_string(stolen.path().join("identity/agent.key")).unwrap();
