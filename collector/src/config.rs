@@ -315,6 +315,7 @@ impl Config {
         self.incidents.validate(&mut problems);
         self.detection.validate(&mut problems);
         self.display.validate(&mut problems);
+        self.report.validate(&self.notify, &mut problems);
         self.response.validate(&mut problems);
         problems.into_result()
     }

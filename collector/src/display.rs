@@ -181,15 +181,19 @@ impl Display {
     }
 }
 
-/// How long ago `then_ms` was at `now_ms`, briefly: `12 s ago`, `5 min
-/// ago`, `3 h ago`, `2 d ago`.
-pub fn ago(now_ms: i64, then_ms: i64) -> String {
+/// How long ago `then_ms` was at `now_ms`, briefly, in `language`: `12 s
+/// ago`, `5 min ago`, `3 h ago`, `2 d ago` (`12 秒前`, `5 分钟前`, ...).
+pub fn ago(language: Language, now_ms: i64, then_ms: i64) -> String {
     let seconds = now_ms.saturating_sub(then_ms).max(0) / 1000;
-    match seconds {
-        0..60 => format!("{seconds} s ago"),
-        60..3600 => format!("{} min ago", seconds / 60),
-        3600..86_400 => format!("{} h ago", seconds / 3600),
-        _ => format!("{} d ago", seconds / 86_400),
+    let (value, zh, en) = match seconds {
+        0..60 => (seconds, "秒前", "s ago"),
+        60..3600 => (seconds / 60, "分钟前", "min ago"),
+        3600..86_400 => (seconds / 3600, "小时前", "h ago"),
+        _ => (seconds / 86_400, "天前", "d ago"),
+    };
+    match language {
+        Language::Zh => format!("{value} {zh}"),
+        Language::En => format!("{value} {en}"),
     }
 }
 
@@ -260,8 +264,9 @@ mod tests {
 
     #[test]
     fn ago_is_brief() {
-        assert_eq!(ago(12_000, 0), "12 s ago");
-        assert_eq!(ago(3_600_000 * 3, 0), "3 h ago");
-        assert_eq!(ago(0, 5_000), "0 s ago");
+        assert_eq!(ago(Language::En, 12_000, 0), "12 s ago");
+        assert_eq!(ago(Language::En, 3_600_000 * 3, 0), "3 h ago");
+        assert_eq!(ago(Language::En, 0, 5_000), "0 s ago");
+        assert_eq!(ago(Language::Zh, 300_000, 0), "5 分钟前");
     }
 }

@@ -29,7 +29,7 @@ use countywatch_wire::Event;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
-use crate::sqlite::{self, OpenError};
+use crate::sqlite::{self, Conditions, OpenError};
 
 /// The free-text index's schema, a migration of `collector.db` (the
 /// registry applies it in order with the rest). An existing log starts with
@@ -268,7 +268,7 @@ impl EventLog {
     /// reads the trigram index up to where it is filled and scans the
     /// events after that; shorter text scans.
     pub fn search(&self, search: &EventSearch) -> rusqlite::Result<Vec<EventRow>> {
-        let mut filters = SearchFilters::default();
+        let mut filters = Conditions::default();
         filters.add("events.agent = ?", search.agent.clone().map(Value::Text));
         filters.add("events.kind = ?", search.kind.clone().map(Value::Text));
         filters.add(
@@ -322,11 +322,10 @@ impl EventLog {
              FROM events_text JOIN events ON events.id = events_text.rowid
              WHERE events_text MATCH ? AND {}
              ORDER BY events_text.rowid DESC LIMIT ?",
-            indexed.clauses.join(" AND ")
+            indexed.sql()
         );
         let mut values = vec![Value::Text(query)];
-        values.extend(indexed.values);
-        values.push(Value::Integer(wanted));
+        values.extend(indexed.values_then(&[Value::Integer(wanted)]));
         let mut statement = self.connection.prepare_cached(&sql)?;
         let found = statement.query_map(params_from_iter(values), event_row)?;
         for row in found {
@@ -336,18 +335,14 @@ impl EventLog {
     }
 
     /// The newest `limit` events `filters` select, read from the table.
-    fn scan(&self, filters: &SearchFilters, limit: i64) -> rusqlite::Result<Vec<EventRow>> {
-        let condition = match filters.clauses.is_empty() {
-            true => "1".to_string(),
-            false => filters.clauses.join(" AND "),
-        };
+    fn scan(&self, filters: &Conditions, limit: i64) -> rusqlite::Result<Vec<EventRow>> {
         let sql = format!(
             "SELECT events.id, events.agent, events.received_ms, events.body FROM events
-             WHERE {condition} ORDER BY events.id DESC LIMIT ?"
+             WHERE {} ORDER BY events.id DESC LIMIT ?",
+            filters.sql()
         );
-        let mut values = filters.values.clone();
-        values.push(Value::Integer(limit));
         let mut statement = self.connection.prepare_cached(&sql)?;
+        let values = filters.values_then(&[Value::Integer(limit)]);
         let rows = statement.query_map(params_from_iter(values), event_row)?;
         rows.collect()
     }
@@ -493,25 +488,6 @@ fn first_received_from(
         }
     }
     Ok(low)
-}
-
-/// The SQL conditions of a search and their values, in order.
-#[derive(Clone, Default)]
-struct SearchFilters {
-    /// Conditions, each with one `?`.
-    clauses: Vec<String>,
-    /// The value of each condition's `?`.
-    values: Vec<Value>,
-}
-
-impl SearchFilters {
-    /// Adds `clause` when the filter has a value.
-    fn add(&mut self, clause: &str, value: Option<Value>) {
-        if let Some(value) = value {
-            self.clauses.push(clause.to_string());
-            self.values.push(value);
-        }
-    }
 }
 
 /// The FTS5 query that finds every line containing `text` (and some that

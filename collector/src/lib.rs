@@ -424,6 +424,38 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         config.agents.silent_after.get(),
         config.report.retention.get(),
     )?);
+    history
+        .register(telemetry.registry())
+        .context("cannot register the history counter")?;
+    if let Some(schedule) = &config.report.schedule {
+        let display = config.display();
+        let defaults = notify::template::TemplateDefaults {
+            language: display.language,
+            display: display.clone(),
+        };
+        let emails = config
+            .notify
+            .receivers
+            .iter()
+            .filter(|receiver| receiver.name.value == schedule.receiver.value)
+            .flat_map(|receiver| &receiver.email_configs)
+            .map(|email| notify::receiver::email::Email::new(email, &defaults))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(anyhow::Error::msg)
+            .context("report.schedule")?;
+        tasks.push(tokio::spawn(report::schedule::run(
+            Arc::new(report::schedule::Schedule {
+                emails,
+                display,
+                data_dir: config.data_dir.clone(),
+                store: Arc::clone(&incident_store),
+                registry: Arc::clone(&registry),
+                history: Arc::clone(&history),
+                silent_after: config.agents.silent_after.get(),
+            }),
+            stopped.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(history::run(
         Arc::clone(&history),
         Arc::clone(&incident_store),

@@ -861,17 +861,17 @@ fn audit_list(
     };
     let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
     let display = config.display();
-    // Every entry, newest first, filtered here: the audit module owns the
-    // table, and a county's trail is small enough to read whole.
-    let mut entries = audit::entries(&store, None, u32::MAX)?;
-    entries.retain(|entry| {
-        since_ms.is_none_or(|since| entry.at_ms >= since)
-            && actor.is_none_or(|actor| entry.actor == actor)
-            && action.is_none_or(|action| match action.strip_suffix('.') {
-                Some(prefix) => entry.action.starts_with(&format!("{prefix}.")),
-                None => entry.action == action,
-            })
-    });
+    // `--action user.` is every action of the `user.` family.
+    let filter = audit::AuditFilter {
+        since_ms,
+        actor: actor.map(|actor| audit::TextMatch::Is(actor.to_string())),
+        action: action.map(|action| match action.ends_with('.') {
+            true => audit::TextMatch::StartsWith(action.to_string()),
+            false => audit::TextMatch::Is(action.to_string()),
+        }),
+        target: None,
+    };
+    let mut entries = audit::entries(&store, &filter, u32::MAX, 0)?;
     entries.reverse();
     println!(
         "{:>6} {:<27} {:<20} {:<22} {:<28} {:<8} DETAILS",
@@ -1118,7 +1118,7 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 fn agents_list(config: &Config) -> anyhow::Result<()> {
-    use countywatch_collector::display::ago;
+    use countywatch_collector::display::{Language, ago};
     let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
     let display = config.display();
     let now = countywatch_daemon::clock::now_ms();
@@ -1140,7 +1140,7 @@ fn agents_list(config: &Config) -> anyhow::Result<()> {
         };
         let seen = agent.last_seen_ms.map_or_else(
             || "never".to_string(),
-            |ms| format!("{}, {}", ago(now, ms), display.time(ms)),
+            |ms| format!("{}, {}", ago(Language::En, now, ms), display.time(ms)),
         );
         println!(
             "{:<32} {:<8} {:<42} {:<12} {:<26} {:<40} {}",

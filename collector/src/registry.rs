@@ -71,8 +71,6 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // (`token create --name NAME --replace`); others may not take a name
     // an enrolled agent holds.
     "ALTER TABLE tokens ADD COLUMN replace_existing INTEGER NOT NULL DEFAULT 0;",
-    // The events' free-text index (issue 24), owned by the event log.
-    event_log::TEXT_INDEX_SCHEMA,
     // Where each outbox relayed into the event log stopped (the incident
     // store's announcements): moved in the transaction that appends the
     // relayed event, so each is appended once.
@@ -90,6 +88,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         collected_at_ms INTEGER NOT NULL,
         families TEXT NOT NULL
     );",
+    // The events' free-text index (issue 24), owned by the event log.
+    event_log::TEXT_INDEX_SCHEMA,
     // The certificate an agent renewed to (`renewal.rs`) and has not yet
     // presented: both it and `cert_sha256` are accepted until the agent
     // connects with the new one, which then replaces the old for good.

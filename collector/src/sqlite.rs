@@ -18,6 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 /// How long a connection waits for another connection's write lock.
@@ -117,6 +118,46 @@ pub fn delete_in_batches(
         if (deleted as i64) < ROWS_PER_DELETE {
             return Ok(total);
         }
+    }
+}
+
+/// The `WHERE` of a search built from the filters given, so that SQLite
+/// sees only real conditions and can use its indexes (a fixed statement of
+/// `(?1 IS NULL OR column = ?1)` conditions reads every row): conditions
+/// with `?` placeholders, and their values in order.
+#[derive(Clone, Debug, Default)]
+pub struct Conditions {
+    /// The conditions, joined by `AND`.
+    clauses: Vec<String>,
+    /// The value of each `?`, in order.
+    values: Vec<Value>,
+}
+
+impl Conditions {
+    /// Adds `clause` with one `?` when `value` is given.
+    pub fn add(&mut self, clause: &str, value: Option<Value>) {
+        if let Some(value) = value {
+            self.add_with(clause, vec![value]);
+        }
+    }
+
+    /// Adds `clause` with the values of its `?`s.
+    pub fn add_with(&mut self, clause: &str, values: Vec<Value>) {
+        self.clauses.push(clause.to_string());
+        self.values.extend(values);
+    }
+
+    /// The conditions as SQL (`1` when there are none).
+    pub fn sql(&self) -> String {
+        match self.clauses.is_empty() {
+            true => "1".to_string(),
+            false => self.clauses.join(" AND "),
+        }
+    }
+
+    /// The values, followed by `more` (a `LIMIT`, an `OFFSET`).
+    pub fn values_then(&self, more: &[Value]) -> Vec<Value> {
+        self.values.iter().chain(more).cloned().collect()
     }
 }
 

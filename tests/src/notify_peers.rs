@@ -54,6 +54,7 @@ class Handler:
             "content_type": parsed.get_content_type(),
             "text": text,
             "html": html,
+            "attachments": [part.get_filename() for part in parsed.walk() if part.get_filename()],
             # Implicit TLS leaves session.ssl unset; ask the transport.
             "tls": server.transport.get_extra_info("ssl_object") is not None,
             "auth": session.authenticated,

@@ -11,7 +11,7 @@ use countywatch_wire::ResponseMode;
 
 use crate::active_response::{HandDecisionError, decide_by_hand};
 use crate::config::Config;
-use crate::display::ago;
+use crate::display::{Language, ago};
 use crate::incident::audit::cli_actor;
 use crate::incident::config::IncidentsConfig;
 use crate::incident::decisions::{DecisionFilter, DecisionScope, mode_name};
@@ -149,7 +149,7 @@ pub fn list(config: &Config, all: bool) -> anyhow::Result<()> {
             None => format!(
                 "{} (in {})",
                 display.time(decision.expires_ms),
-                ago(decision.expires_ms, now).trim_end_matches(" ago")
+                ago(Language::En, decision.expires_ms, now).trim_end_matches(" ago")
             ),
         };
         let answers: Vec<String> = decision

@@ -33,7 +33,6 @@ pub mod timeline;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use countywatch_wire::MetricFamily;
@@ -198,8 +197,9 @@ pub struct History {
     stale_ms: i64,
     /// `report.retention`.
     retention_ms: i64,
-    /// Series not followed because [`MAX_SERIES`] was reached.
-    pub dropped_series: AtomicU64,
+    /// Series not followed because [`MAX_SERIES`] was reached
+    /// (`countywatch_history_series_dropped_total`).
+    dropped_series: prometheus::IntCounter,
 }
 
 /// One series over a range, summed from its hours.
@@ -292,8 +292,16 @@ impl History {
             tracker: Mutex::new(Tracker::default()),
             stale_ms: millis(silent_after),
             retention_ms: millis(retention),
-            dropped_series: AtomicU64::new(0),
+            dropped_series: prometheus::IntCounter::new(
+                "countywatch_history_series_dropped_total",
+                "Series the report history did not follow because it follows the most it may.",
+            )?,
         })
+    }
+
+    /// Registers the dropped-series counter.
+    pub fn register(&self, registry: &prometheus::Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.dropped_series.clone()))
     }
 
     /// Folds one stored batch in: the agent reported at `received_ms`; its
@@ -374,7 +382,7 @@ impl History {
                 Some(tracked)
             }
             std::collections::hash_map::Entry::Vacant(_) if full => {
-                self.dropped_series.fetch_add(1, Ordering::Relaxed);
+                self.dropped_series.inc();
                 None
             }
             std::collections::hash_map::Entry::Vacant(entry) => Some(entry.insert(Tracked {

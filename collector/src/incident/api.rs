@@ -156,12 +156,13 @@ pub fn serve(
                 .and_then(|limit| limit.parse().ok())
                 .unwrap_or(200_u32)
                 .min(10_000);
-            crate::incident::audit::entries(
-                &incidents.store,
-                query.get("target").map(String::as_str),
-                limit,
-            )
-            .map(|entries| {
+            let filter = crate::incident::audit::AuditFilter {
+                target: query
+                    .get("target")
+                    .map(|target| crate::incident::audit::TextMatch::Is(target.clone())),
+                ..Default::default()
+            };
+            crate::incident::audit::entries(&incidents.store, &filter, limit, 0).map(|entries| {
                 request::json(
                     StatusCode::OK,
                     &with_times(&incidents.display, json!({ "entries": entries })),
@@ -339,6 +340,12 @@ pub fn agent_rows(incidents: &Incidents) -> anyhow::Result<Vec<Value>> {
     let versions = incidents
         .metrics
         .label_per_agent("countywatch_agent_build_info", "version");
+    // The network devices each agent reports (syslog senders, SNMP
+    // targets), as bound to it on first report.
+    let mut devices: HashMap<String, Vec<String>> = HashMap::new();
+    for (device, agent) in crate::host_binding::list(&incidents.data_dir)? {
+        devices.entry(agent).or_default().push(device);
+    }
     Ok(incidents
         .registry
         .agents()?
@@ -359,6 +366,7 @@ pub fn agent_rows(incidents: &Incidents) -> anyhow::Result<Vec<Value>> {
                 "last_seq": agent.last_seq,
                 "certificate_sha256": agent.cert_sha256,
                 "certificate_expires_ms": agent.certificate_expires_ms(),
+                "devices": devices.remove(&agent.name).unwrap_or_default(),
             })
         })
         .collect())

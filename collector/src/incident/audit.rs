@@ -31,11 +31,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use ring::rand::SystemRandom;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde::Serialize;
 
 use crate::digest::sha256_hex;
 use crate::incident::store::{IncidentStore, connect};
+use crate::sqlite::Conditions;
 use countywatch_daemon::clock::now_ms;
 
 /// The signing key's file name in the data dir (PKCS#8).
@@ -1129,18 +1131,81 @@ pub fn times_of_action(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The latest entries, newest first, optionally only those about `target`.
+/// How a filter of the trail matches a field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TextMatch {
+    /// The field is this text.
+    Is(String),
+    /// The field starts with this text (`audit list --action user.`).
+    StartsWith(String),
+    /// The field contains this text (the page's filters).
+    Contains(String),
+}
+
+impl TextMatch {
+    /// `column`'s condition and its values.
+    fn add_to(&self, conditions: &mut Conditions, column: &str) {
+        let text = |value: &String| Value::Text(value.clone());
+        match self {
+            TextMatch::Is(value) => conditions.add(&format!("{column} = ?"), Some(text(value))),
+            TextMatch::StartsWith(value) => conditions.add_with(
+                &format!("substr({column}, 1, length(?)) = ?"),
+                vec![text(value), text(value)],
+            ),
+            TextMatch::Contains(value) => {
+                conditions.add(&format!("instr({column}, ?) > 0"), Some(text(value)));
+            }
+        }
+    }
+}
+
+/// Which entries of the trail to read; `None` filters nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Entries at or after this time, Unix milliseconds.
+    pub since_ms: Option<i64>,
+    /// By who did it.
+    pub actor: Option<TextMatch>,
+    /// By what was done.
+    pub action: Option<TextMatch>,
+    /// By what it was done to.
+    pub target: Option<TextMatch>,
+}
+
+impl AuditFilter {
+    fn conditions(&self) -> Conditions {
+        let mut conditions = Conditions::default();
+        conditions.add("at_ms >= ?", self.since_ms.map(Value::Integer));
+        for (column, filter) in [
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("target", &self.target),
+        ] {
+            if let Some(filter) = filter {
+                filter.add_to(&mut conditions, column);
+            }
+        }
+        conditions
+    }
+}
+
+/// The entries `filter` selects, newest first: `limit` of them after
+/// skipping `offset`.
 pub fn entries(
     store: &IncidentStore,
-    target: Option<&str>,
+    filter: &AuditFilter,
     limit: u32,
+    offset: u32,
 ) -> anyhow::Result<Vec<AuditEntry>> {
+    let conditions = filter.conditions();
     let connection = store.read();
-    let mut statement = connection.prepare_cached(
+    let mut statement = connection.prepare_cached(&format!(
         "SELECT seq, at_ms, actor, action, target, outcome, details, prev_hash, hash FROM audit
-         WHERE ?1 IS NULL OR target = ?1 ORDER BY seq DESC LIMIT ?2",
-    )?;
-    let rows = statement.query_map(params![target, limit], |row| {
+         WHERE {} ORDER BY seq DESC LIMIT ? OFFSET ?",
+        conditions.sql()
+    ))?;
+    let values = conditions.values_then(&[Value::from(limit), Value::from(offset)]);
+    let rows = statement.query_map(params_from_iter(values), |row| {
         Ok(AuditEntry {
             seq: row.get(0)?,
             at_ms: row.get(1)?,
@@ -1154,6 +1219,21 @@ pub fn entries(
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How many entries `filter` selects.
+pub fn count(store: &IncidentStore, filter: &AuditFilter) -> anyhow::Result<i64> {
+    let conditions = filter.conditions();
+    let connection = store.read();
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT COUNT(*) FROM audit WHERE {}",
+        conditions.sql()
+    ))?;
+    Ok(
+        statement.query_row(params_from_iter(conditions.values_then(&[])), |row| {
+            row.get(0)
+        })?,
+    )
 }
 
 #[cfg(test)]
@@ -1315,5 +1395,53 @@ mod tests {
             .unwrap();
         assert_eq!(broken.at, BreakAt::Checkpoint(3));
         assert!(broken.problem.contains("truncated"), "{broken:?}");
+    }
+
+    #[test]
+    fn filters_select_in_sql_with_limit_offset_and_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        for (actor, action, target) in [
+            ("alice", "user.created", "user/bob"),
+            ("alice", "user.disabled", "user/bob"),
+            ("bob", "login", "user/bob"),
+            ("alice", "users.listed", "users"),
+            ("carol", "incident.acknowledged", "incident/12"),
+        ] {
+            store
+                .audit(actor, action, target, Outcome::Success, "")
+                .unwrap();
+        }
+        let actions = |filter: &AuditFilter, limit: u32, offset: u32| -> Vec<String> {
+            entries(&store, filter, limit, offset)
+                .unwrap()
+                .into_iter()
+                .map(|entry| entry.action)
+                .collect()
+        };
+        let family = AuditFilter {
+            action: Some(TextMatch::StartsWith("user.".to_string())),
+            ..AuditFilter::default()
+        };
+        assert_eq!(actions(&family, 10, 0), ["user.disabled", "user.created"]);
+        assert_eq!(count(&store, &family).unwrap(), 2);
+        assert_eq!(actions(&family, 1, 1), ["user.created"]);
+        let contains = AuditFilter {
+            actor: Some(TextMatch::Contains("li".to_string())),
+            target: Some(TextMatch::Contains("bob".to_string())),
+            ..AuditFilter::default()
+        };
+        assert_eq!(actions(&contains, 10, 0), ["user.disabled", "user.created"]);
+        let exact = AuditFilter {
+            actor: Some(TextMatch::Is("bob".to_string())),
+            ..AuditFilter::default()
+        };
+        assert_eq!(actions(&exact, 10, 0), ["login"]);
+        let future = AuditFilter {
+            since_ms: Some(i64::MAX),
+            ..AuditFilter::default()
+        };
+        assert_eq!(count(&store, &future).unwrap(), 0);
+        assert!(count(&store, &AuditFilter::default()).unwrap() >= 5);
     }
 }

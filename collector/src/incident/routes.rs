@@ -52,6 +52,10 @@ pub enum Endpoint {
     AuditPage,
     /// `GET /audit/export.csv` and `.json`.
     AuditExport,
+    /// `GET /reports`: the county report.
+    ReportsPage,
+    /// `GET /reports/report.html`, `.json` and `.csv` (one section).
+    ReportDownload,
     /// `POST /alerts/silences`: create or expire a silence (form).
     SilenceForm,
     /// `GET /users`: users and tokens.
@@ -303,6 +307,34 @@ pub const ROUTES: &[Route] = &[
         AtLeast(SecurityOfficer),
         Page,
         Endpoint::AuditExport,
+    ),
+    route(
+        "GET",
+        "/reports",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::ReportsPage,
+    ),
+    route(
+        "GET",
+        "/reports/report.html",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::ReportDownload,
+    ),
+    route(
+        "GET",
+        "/reports/report.json",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::ReportDownload,
+    ),
+    route(
+        "GET",
+        "/reports/report.csv",
+        AtLeast(SecurityOfficer),
+        Page,
+        Endpoint::ReportDownload,
     ),
     route(
         "GET",

@@ -7,10 +7,12 @@
 
 use std::path::PathBuf;
 
-use super::gather::{Range, gather};
+use super::gather::{Range, Sources, gather};
 use super::texts::Texts;
 use crate::config::Config;
 use crate::display::Language;
+use crate::incident::store::IncidentStore;
+use crate::registry::Registry;
 
 /// The report command's flags.
 #[derive(Clone, Debug, clap::Args)]
@@ -76,7 +78,21 @@ pub fn run(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
         None => display.language,
     };
     let now_ms = countywatch_daemon::clock::now_ms();
-    let inputs = gather(config, &display, &range, args.department.as_deref(), now_ms)?;
+    let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
+    let registry = Registry::open(&config.data_dir)?;
+    let sources = Sources {
+        data_dir: &config.data_dir,
+        store: &store,
+        registry: &registry,
+        silent_after: config.agents.silent_after.get(),
+    };
+    let inputs = gather(
+        &sources,
+        &display,
+        &range,
+        args.department.as_deref(),
+        now_ms,
+    )?;
     let report = super::build(&inputs, &display, language);
     let texts = Texts::new(language);
     let text = match args.format {

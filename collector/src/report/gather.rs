@@ -7,9 +7,13 @@
 use jiff::ToSpan;
 use jiff::civil::Date;
 
+use std::path::Path;
+use std::time::Duration;
+
 use super::{AuditEvidence, Inputs};
-use crate::config::Config;
 use crate::display::Display;
+use crate::incident::store::IncidentStore;
+use crate::registry::Registry;
 
 /// `[from, to)` in Unix milliseconds.
 pub type Span = (i64, i64);
@@ -113,18 +117,30 @@ impl Range {
     }
 }
 
-/// Reads everything a report of `range` needs from `config`'s data
-/// directory, as of `now_ms`.
+/// Where a report's inputs are read: the command opens these itself, the
+/// console passes its own.
+pub struct Sources<'a> {
+    /// The data directory (`history.db`, `collector.db`, the audit key).
+    pub data_dir: &'a Path,
+    /// The incident store (incidents, audit trail).
+    pub store: &'a IncidentStore,
+    /// The registry (enrolled agents).
+    pub registry: &'a Registry,
+    /// `agents.silent_after`: who counts as reporting.
+    pub silent_after: Duration,
+}
+
+/// Reads everything a report of `range` needs, as of `now_ms`.
 pub fn gather(
-    config: &Config,
+    sources: &Sources<'_>,
     display: &Display,
     range: &Range,
     department: Option<&str>,
     now_ms: i64,
 ) -> anyhow::Result<Inputs> {
     let ((from_ms, to_ms), (previous_from_ms, previous_to_ms)) = range.bounds(display)?;
-    let data_dir = &config.data_dir;
-    let store = crate::incident::store::IncidentStore::open_with(data_dir, &config.incidents)?;
+    let data_dir = sources.data_dir;
+    let store = sources.store;
     let mut history = crate::history::open(data_dir)?;
     crate::history::copy_incidents(&mut history, &store.report_records()?)?;
     let series = crate::history::series_summaries(&history, from_ms, to_ms)?;
@@ -135,7 +151,7 @@ pub fn gather(
         .ok()
         .and_then(|log| log.oldest_received_ms().ok().flatten());
     let options = crate::incident::audit::VerifyOptions {
-        checkpoint_every: config.incidents.checkpoint_every,
+        checkpoint_every: store.settings.checkpoint_every,
         anchors: None,
     };
     let audit = crate::incident::audit::verify_with(data_dir, &options)
@@ -150,9 +166,9 @@ pub fn gather(
                 .newest_checkpoint
                 .map(|checkpoint| checkpoint.at),
         });
-    let registry = crate::registry::Registry::open(data_dir)?;
-    let silent_ms = i64::try_from(config.agents.silent_after.get().as_millis()).unwrap_or(i64::MAX);
-    let enrolled: Vec<_> = registry
+    let silent_ms = i64::try_from(sources.silent_after.as_millis()).unwrap_or(i64::MAX);
+    let enrolled: Vec<_> = sources
+        .registry
         .agents()?
         .into_iter()
         .filter(|agent| agent.revoked_ms.is_none())
@@ -166,7 +182,7 @@ pub fn gather(
         })
         .count();
     let backups_ms =
-        crate::incident::audit::times_of_action(&store, "store.backed_up", from_ms, to_ms)?;
+        crate::incident::audit::times_of_action(store, "store.backed_up", from_ms, to_ms)?;
     Ok(Inputs {
         from_ms,
         to_ms,

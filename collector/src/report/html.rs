@@ -40,10 +40,6 @@ svg text { font-size: 11px; fill: #1d2733; }
 /// The whole page.
 pub fn render(report: &Report, texts: &Texts) -> String {
     let word = |key: &str| texts.word(key);
-    let department = report
-        .department
-        .clone()
-        .unwrap_or_else(|| word("all_departments").to_string());
     let page = html! {
         (DOCTYPE)
         html lang=(if report.language == "zh" { "zh-CN" } else { "en" }) {
@@ -53,7 +49,21 @@ pub fn render(report: &Report, texts: &Texts) -> String {
                 title { (word("title")) " " (report.period.from) }
                 style { (STYLE) }
             }
-            body {
+            body { (sections(report, texts)) }
+        }
+    };
+    page.into_string()
+}
+
+/// The report's sections, for the page above and the console's Reports
+/// page (which has its own stylesheet).
+pub fn sections(report: &Report, texts: &Texts) -> Markup {
+    let word = |key: &str| texts.word(key);
+    let department = report
+        .department
+        .clone()
+        .unwrap_or_else(|| word("all_departments").to_string());
+    html! {
                 section.first id="summary" {
                     h1 { (word("title")) }
                     div.meta {
@@ -149,10 +159,7 @@ pub fn render(report: &Report, texts: &Texts) -> String {
                         } } }
                     }
                 }
-            }
-        }
-    };
-    page.into_string()
+    }
 }
 
 fn security(report: &Report, texts: &Texts) -> Markup {

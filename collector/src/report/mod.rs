@@ -2,8 +2,9 @@
 //! `history.db` (availability, outages, incidents), the audit trail, the
 //! event log and the registry, and written as JSON (the struct itself),
 //! CSV (`csv.rs`, one file per section) or self-contained HTML
-//! (`html.rs`). `cli.rs` is `countywatch-collector report`; `texts.rs`
-//! holds its words in Chinese and English.
+//! (`html.rs`). `cli.rs` is `countywatch-collector report`; `schedule.rs`
+//! mails last month's report on the 1st; `texts.rs` holds its words in
+//! Chinese and English.
 //!
 //! Figures are defined once, here: availability is milliseconds up over
 //! milliseconds whose state is known (a probe whose agent was silent is
@@ -18,6 +19,7 @@ pub mod config;
 pub mod csv;
 pub mod gather;
 pub mod html;
+pub mod schedule;
 pub mod texts;
 
 use std::collections::BTreeMap;

@@ -216,6 +216,17 @@ impl Texts {
         }
     }
 
+    /// The body of the monthly mail the report is attached to.
+    pub fn mail_text(&self, month: &str) -> String {
+        if self.zh {
+            format!("附件为 {month} 的县级信息系统运行与安全月报（HTML，可直接打印为 PDF）。")
+        } else {
+            format!(
+                "Attached: the county systems availability and security report for {month} (HTML, prints to PDF)."
+            )
+        }
+    }
+
     fn pick(&self, zh: &str, en: &str) -> String {
         if self.zh { zh } else { en }.to_string()
     }

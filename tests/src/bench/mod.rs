@@ -15,6 +15,7 @@ mod noise_day;
 mod notify_latency;
 mod outputs;
 mod replay_memory;
+mod report_history;
 mod response_latency;
 mod rule_eval;
 mod snmp_poll;
@@ -118,6 +119,7 @@ pub const ALL: &[Benchmark] = &[
     detect_engine::BENCHMARK,
     replay_memory::BENCHMARK,
     noise_day::BENCHMARK,
+    report_history::BENCHMARK,
     response_latency::BENCHMARK,
 ];
 

@@ -13,17 +13,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use countywatch_collector::host_binding::HostBinding;
 use countywatch_collector::registry::Registry;
 use countywatch_e2e::process::{add_user, wait_until};
 use countywatch_e2e::webdriver::Browser;
 use countywatch_e2e::{Collector, binary};
-use countywatch_wire::Event;
+use countywatch_wire::{Event, EventKind, EventSource};
 use serde_json::Value;
 
 /// The brute-forcing address.
 const ATTACKER: &str = "203.0.113.9";
 /// An address guessing user names.
 const SCANNER: &str = "198.51.100.7";
+/// The network devices whose syslog county-web-01 receives.
+const NETWORK_DEVICES: [&str; 4] = ["core-sw1", "core-sw2", "access-sw1", "access-sw2"];
 
 /// A syslog time (`Dec  6 02:50:10`, UTC) `seconds` after an hour ago,
 /// so that the week's and the day's panels show the attack.
@@ -89,6 +92,20 @@ fn store_attack_events(data_dir: &Path) -> usize {
         .unwrap();
     registry
         .accept_batch("county-web-01", 1, &events, now)
+        .unwrap();
+    // The switches whose syslog it receives, bound to it as ingest binds
+    // them, for the agents page's devices column.
+    let mut device_events: Vec<Event> = NETWORK_DEVICES
+        .iter()
+        .map(|device| {
+            let mut event = Event::new(now, EventSource::Syslog, EventKind::InterfaceDown);
+            event.fields.device = Some(device.to_string());
+            event
+        })
+        .collect();
+    HostBinding::open(data_dir)
+        .unwrap()
+        .apply("county-web-01", &mut device_events, &mut Vec::new(), now)
         .unwrap();
     events.len()
 }
@@ -397,6 +414,23 @@ fn every_role_reads_every_page_in_chinese_and_english_in_chromium() {
     let rows = browser.find_all("tr.event-row");
     assert_eq!(rows.len(), 12);
     assert!(!browser.find_all("a.evidence-of").is_empty());
+    // Free text (the raw line; the trigram index or the scan, the same
+    // rows either way), and text under a trigram's length.
+    browser.go(&format!("{base}/events?q=Failed+password+for+invalid+user"));
+    assert_eq!(browser.find_all("tr.event-row").len(), 12);
+    browser.go(&format!("{base}/events?q=guest1"));
+    assert_eq!(browser.find_all("tr.event-row").len(), 3, "guest1, 10, 11");
+    // The agents page names the devices each agent reports.
+    browser.go(&format!("{base}/agents?lang=zh"));
+    assert_eq!(
+        browser.find("#agent-county-web-01 td.devices").text(),
+        "access-sw1, access-sw2, core-sw1 等 4 台"
+    );
+    browser.go(&format!("{base}/agents?lang=en"));
+    assert_eq!(
+        browser.find("#agent-county-web-01 td.devices").text(),
+        "access-sw1, access-sw2, core-sw1 and 1 more"
+    );
     browser.go(&format!("{base}/audit?action=login"));
     assert!(
         browser

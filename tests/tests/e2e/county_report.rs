@@ -17,7 +17,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use countywatch_e2e::Collector;
-use countywatch_e2e::http::post_batch;
+use countywatch_e2e::http::{post_batch, request};
+use countywatch_e2e::notify_peers::SmtpServer;
 use countywatch_e2e::process::{binary, enroll, wait_until};
 use countywatch_wire::{
     Batch, Event, EventKind, EventSource, MetricFamily, MetricKind, WIRE_VERSION,
@@ -305,10 +306,16 @@ fn a_synthetic_month_of_outages_and_incidents_gives_the_known_report_in_json_htm
     // agent_silent would open an incident at whatever time the liveness
     // tick saw db-1's silence; the scenario's incidents are the brute
     // forces only.
-    let config = "display:\n  timezone: Asia/Shanghai\n  language: zh\nagents:\n  silent_after: 2h\ndetection:\n  disabled: [agent_silent]\n";
+    // Last month's report is mailed on the 1st through `mail`'s settings
+    // (alerts go nowhere: `nobody` has no integration).
+    let smtp = SmtpServer::plain();
+    let config = format!(
+        "display:\n  timezone: Asia/Shanghai\n  language: zh\nagents:\n  silent_after: 2h\ndetection:\n  disabled: [agent_silent]\nnotify:\n  route:\n    receiver: nobody\n  receivers:\n  - name: nobody\n  - name: mail\n    email_configs:\n    - to: ['局领导 <chief@county.test>']\n      from: countywatch@county.test\n      smarthost: {}\n      tls: none\nreport:\n  schedule:\n    receiver: mail\n",
+        smtp.addr
+    );
     let wrapper = clock.wrapper();
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
-    let collector = Collector::start_wrapped(dir, &data_dir, Some(config), &[], &wrapper);
+    let collector = Collector::start_wrapped(dir, &data_dir, Some(&config), &[], &wrapper);
     clock.cli(
         &data_dir,
         &["user", "add", "officer1", "--role", "security_officer"],
@@ -447,6 +454,103 @@ fn a_synthetic_month_of_outages_and_incidents_gives_the_known_report_in_json_htm
     );
     assert_eq!(list["total"], 4, "only the scenario's incidents: {list}");
 
+    // The console's Reports page: last month by default, the same figures,
+    // the same downloads; for security officers and admins only.
+    let page = |token: &str, path: &str| {
+        let authorization = format!("Authorization: Bearer {token}");
+        request(
+            scenario.collector.http_addr,
+            "GET",
+            path,
+            &[&authorization],
+            "",
+        )
+        .unwrap()
+    };
+    let mut shown = String::new();
+    let complete = wait_until(Duration::from_secs(60), || {
+        shown = page(&scenario.officer, "/reports").body;
+        shown.contains("99.549%")
+    });
+    assert!(
+        complete,
+        "the Reports page never showed November complete: {shown}"
+    );
+    for figure in [
+        "2026-11-01 00:00:00 +08:00",
+        "99.444%",
+        "2026-11-22 17:30:00 +08:00",
+        "/reports/report.csv?month=2026-11",
+    ] {
+        assert!(shown.contains(figure), "the Reports page lacks {figure}");
+    }
+    let downloaded = page(&scenario.officer, "/reports/report.json?month=2026-11");
+    assert_eq!(downloaded.status, 200);
+    let downloaded: Value = serde_json::from_str(&downloaded.body).unwrap();
+    let section = page(
+        &scenario.officer,
+        "/reports/report.csv?month=2026-11&section=services",
+    );
+    assert!(
+        section.body.contains("99.549,195,2,150"),
+        "{}",
+        section.body
+    );
+    let land = page(
+        &scenario.officer,
+        "/reports/report.html?month=2026-11&department=%E8%87%AA%E7%84%B6%E8%B5%84%E6%BA%90%E5%B1%80",
+    );
+    assert!(
+        land.body.contains("不动产登记") && !land.body.contains("政务服务网"),
+        "{}",
+        land.body
+    );
+    scenario.clock.cli(
+        &data_dir,
+        &["user", "add", "viewer1", "--role", "viewer"],
+        Some("viewer-password-1"),
+    );
+    let viewer = String::from_utf8(
+        scenario
+            .clock
+            .cli(&data_dir, &["user", "token", "viewer1"], None)
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    assert_ne!(
+        page(&viewer, "/reports").status,
+        200,
+        "viewers do not read the report"
+    );
+
+    // On 1 December, November's report arrives by mail, attached.
+    let mut mailed = None;
+    let arrived = wait_until(Duration::from_secs(60), || {
+        mailed = smtp
+            .messages()
+            .into_iter()
+            .find(|message| message["subject"] == "县级信息系统运行与安全月报 2026-11");
+        mailed.is_some()
+    });
+    assert!(arrived, "no report mail: {:?}", smtp.messages());
+    let mailed = mailed.unwrap();
+    assert_eq!(mailed["attachments"], json!(["county-report-2026-11.html"]));
+    assert_eq!(mailed["to"], "局领导 <chief@county.test>");
+    let attached = mailed["html"].as_str().unwrap();
+    for figure in [
+        "99.549%",
+        "99.444%",
+        "2026-11-20 09:45:00 +08:00",
+        "203.0.113.9",
+    ] {
+        assert!(
+            attached.contains(figure),
+            "the mailed report lacks {figure}"
+        );
+    }
+
     // The collector writes the hour in progress when it stops.
     scenario.clock.set(local("2026-12-01T00:30"));
     let Scenario {
@@ -470,6 +574,20 @@ fn a_synthetic_month_of_outages_and_incidents_gives_the_known_report_in_json_htm
     // Shown when an assertion fails.
     println!("{json:#}");
     check_json(&json);
+    for section in [
+        "departments",
+        "services",
+        "hosts",
+        "devices",
+        "outages",
+        "certificates",
+        "security",
+    ] {
+        assert_eq!(
+            json[section], downloaded[section],
+            "the page's {section} differ"
+        );
+    }
 
     // HTML (Chinese by default, from display.language) and CSV carry the
     // same figures.

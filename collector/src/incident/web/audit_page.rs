@@ -16,8 +16,8 @@ use crate::incident::web::pages::{PAGE_SIZE, layout, pager, time_cell};
 use crate::incident::web::{PageContext, failure, html};
 use crate::incident::{Incidents, export};
 
-/// Most entries the filters look through (newest first).
-const SCAN_LIMIT: u32 = 100_000;
+/// Most entries one export holds (newest first).
+const EXPORT_LIMIT: u32 = 100_000;
 /// The time ranges offered: query value, text key, length in ms.
 const RANGES: &[TimeRange] = &[
     ("24h", "range_24h", 86_400_000),
@@ -38,33 +38,17 @@ pub fn serve(
             .map(|value| value.trim().to_string())
             .filter(|value| !value.is_empty())
     };
-    let since_ms = range_since(context, RANGES);
-    let (actor, action, target) = (text("actor"), text("action"), text("target"));
-    // The trail's own query filters by exact target; the rest is matched
-    // here, as text contained in the field.
-    let entries = audit::entries(&incidents.store, None, SCAN_LIMIT).map(|entries| {
-        entries
-            .into_iter()
-            .filter(|entry| {
-                let contains = |filter: &Option<String>, value: &str| {
-                    filter
-                        .as_deref()
-                        .is_none_or(|filter| value.contains(filter))
-                };
-                contains(&actor, &entry.actor)
-                    && contains(&action, &entry.action)
-                    && contains(&target, &entry.target)
-                    && since_ms.is_none_or(|since| entry.at_ms >= since)
-            })
-            .collect::<Vec<AuditEntry>>()
-    });
-    let entries = match entries {
-        Ok(entries) => entries,
-        Err(error) => return failure(context, &error),
+    let contains = |name: &str| text(name).map(audit::TextMatch::Contains);
+    let filter = audit::AuditFilter {
+        since_ms: range_since(context, RANGES),
+        actor: contains("actor"),
+        action: contains("action"),
+        target: contains("target"),
     };
     let result = match endpoint {
-        Endpoint::AuditExport => export_entries(incidents, context, &entries),
-        _ => Ok(page(incidents, context, &entries)),
+        Endpoint::AuditExport => audit::entries(&incidents.store, &filter, EXPORT_LIMIT, 0)
+            .and_then(|entries| export_entries(incidents, context, &entries)),
+        _ => page(incidents, context, &filter),
     };
     result.unwrap_or_else(|error| failure(context, &error))
 }
@@ -72,8 +56,8 @@ pub fn serve(
 fn page(
     incidents: &Incidents,
     context: &PageContext,
-    entries: &[AuditEntry],
-) -> Response<Full<Bytes>> {
+    filter: &audit::AuditFilter,
+) -> anyhow::Result<Response<Full<Bytes>>> {
     let lang = context.lang;
     let value = |name: &str| context.query.get(name).cloned().unwrap_or_default();
     let offset: u32 = context
@@ -81,11 +65,8 @@ fn page(
         .get("offset")
         .and_then(|offset| offset.parse().ok())
         .unwrap_or(0);
-    let shown: Vec<&AuditEntry> = entries
-        .iter()
-        .skip(offset as usize)
-        .take(PAGE_SIZE as usize)
-        .collect();
+    let shown = audit::entries(&incidents.store, filter, PAGE_SIZE, offset)?;
+    let total = audit::count(&incidents.store, filter)?;
     let link = |base: &str, offset: Option<u32>| {
         list_link(
             context,
@@ -94,8 +75,7 @@ fn page(
             offset.map(|offset| ("offset", offset.to_string())),
         )
     };
-    let total = i64::try_from(entries.len()).unwrap_or(i64::MAX);
-    html(layout(
+    Ok(html(layout(
         context,
         lang.text("audit"),
         html! {
@@ -137,7 +117,7 @@ fn page(
                 (pager(lang, offset, shown.len(), total, |offset| link("/audit", Some(offset))))
             }
         },
-    ))
+    )))
 }
 
 fn export_entries(

@@ -63,6 +63,14 @@ impl Lang {
         }
     }
 
+    /// The same language as the display settings name it.
+    pub fn language(self) -> crate::display::Language {
+        match self {
+            Lang::Zh => crate::display::Language::Zh,
+            Lang::En => crate::display::Language::En,
+        }
+    }
+
     /// The detection rules' `i18n` key of this language.
     pub fn rule_key(self) -> &'static str {
         match self {
@@ -152,6 +160,7 @@ impl Lang {
             "revoked" => ("已吊销", "revoked"),
             "name" => ("名称", "Name"),
             "cert_expiry" => ("证书到期", "Certificate expires"),
+            "devices" => ("网络设备", "Network devices"),
             "version" => ("版本", "Version"),
             "address" => ("地址", "Address"),
             "firing" => ("正在触发的告警", "Firing alerts"),
@@ -173,6 +182,7 @@ impl Lang {
             "overview" => ("总览", "Overview"),
             "events" => ("原始事件", "Events"),
             "audit" => ("审计记录", "Audit trail"),
+            "reports" => ("月报", "Reports"),
             "users" => ("用户", "Users"),
             "decisions" => ("封禁决策", "Decisions"),
             "decisions_dry_run" => (

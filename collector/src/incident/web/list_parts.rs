@@ -65,11 +65,20 @@ pub fn download(csv: bool, name: &str, body: String) -> Response<Full<Bytes>> {
     } else {
         ("application/json", "json")
     };
+    attachment(content_type, &format!("{name}.{extension}"), body)
+}
+
+/// A download of `content_type` saved as `file_name`.
+pub fn attachment(
+    content_type: &'static str,
+    file_name: &str,
+    body: String,
+) -> Response<Full<Bytes>> {
     let mut response = request::respond(StatusCode::OK, content_type, body);
     request::add_header(
         &mut response,
         "content-disposition",
-        &format!("attachment; filename=\"{name}.{extension}\""),
+        &format!("attachment; filename=\"{file_name}\""),
     );
     response
 }

@@ -29,6 +29,7 @@ pub mod list_parts;
 pub mod overview;
 pub mod pages;
 pub mod password;
+pub mod reports_page;
 pub mod rule_texts;
 pub mod silence_form;
 pub mod users_page;
@@ -189,6 +190,9 @@ pub fn serve(
         }
         Endpoint::AuditPage | Endpoint::AuditExport => {
             audit_page::serve(incidents, &context, authorized.route.endpoint)
+        }
+        Endpoint::ReportsPage | Endpoint::ReportDownload => {
+            reports_page::serve(incidents, &context, authorized.route.endpoint)
         }
         Endpoint::QueuePage => {
             let filter = queue_filter(&query);
@@ -386,9 +390,8 @@ fn login(
         );
     }
     incidents.limiter.succeeded(address, &user);
-    let ttl_ms = i64::try_from(incidents.session_ttl.as_millis()).unwrap_or(i64::MAX);
-    let session = match auth::create_session(&incidents.store, &user, ttl_ms, now) {
-        Ok(session) => session,
+    let mut response = match start_session(incidents, &user, now, "/") {
+        Ok(response) => response,
         Err(error) => return failure(context, &error),
     };
     if let Err(error) = incidents.store.audit(
@@ -401,14 +404,6 @@ fn login(
         tracing::error!("cannot audit a login: {error:#}");
     }
     tracing::info!(user, %address, "login");
-    let mut response = request::redirect("/");
-    request::set_cookie(
-        &mut response,
-        SESSION_COOKIE,
-        &session,
-        Some(ttl_ms / 1000),
-        incidents.secure_cookies,
-    );
     request::set_cookie(
         &mut response,
         LOGIN_CSRF_COOKIE,
@@ -417,6 +412,27 @@ fn login(
         incidents.secure_cookies,
     );
     response
+}
+
+/// Starts a session for `user` (a login, or a password change that ended
+/// the others): the redirect to `location` that sets its cookie.
+pub(crate) fn start_session(
+    incidents: &Incidents,
+    user: &str,
+    now_ms: i64,
+    location: &str,
+) -> anyhow::Result<Response<Full<Bytes>>> {
+    let ttl_ms = i64::try_from(incidents.session_ttl.as_millis()).unwrap_or(i64::MAX);
+    let session = auth::create_session(&incidents.store, user, ttl_ms, now_ms)?;
+    let mut response = request::redirect(location);
+    request::set_cookie(
+        &mut response,
+        SESSION_COOKIE,
+        &session,
+        Some(ttl_ms / 1000),
+        incidents.secure_cookies,
+    );
+    Ok(response)
 }
 
 /// A failed login: logged, audited, and stored as a `web_login_failed`

@@ -35,6 +35,7 @@ const NAVIGATION: &[(&str, &str, Role)] = &[
     ("/agents", "agents", Role::Viewer),
     ("/audit", "audit", Role::SecurityOfficer),
     ("/decisions", "decisions", Role::SecurityOfficer),
+    ("/reports", "reports", Role::SecurityOfficer),
     ("/users", "users", Role::Admin),
 ];
 
@@ -602,21 +603,6 @@ pub fn agent_state(agent: &Value) -> &'static str {
     }
 }
 
-/// How long ago, roughly: `3 min`, `5 h`, `2 d` (`分钟`, `小时`, `天`).
-pub fn ago(lang: Lang, ms: i64, now_ms: i64) -> String {
-    let seconds = now_ms.saturating_sub(ms).max(0) / 1000;
-    let (value, zh, en) = match seconds {
-        0..60 => (seconds, "秒前", "s ago"),
-        60..3600 => (seconds / 60, "分钟前", "min ago"),
-        3600..86_400 => (seconds / 3600, "小时前", "h ago"),
-        _ => (seconds / 86_400, "天前", "d ago"),
-    };
-    match lang {
-        Lang::Zh => format!("{value} {zh}"),
-        Lang::En => format!("{value} {en}"),
-    }
-}
-
 /// The agents.
 pub fn agents(context: &PageContext, agents: &[Value], now_ms: i64) -> Markup {
     let lang = context.lang;
@@ -629,7 +615,7 @@ pub fn agents(context: &PageContext, agents: &[Value], now_ms: i64) -> Markup {
                 p #empty { (lang.text("no_agents")) }
             } @else {
                 table #agents {
-                    thead { tr { th { (lang.text("name")) } th { (lang.text("status")) } th { (lang.text("version")) } th { (lang.text("address")) } th { (lang.text("last_seen")) } th { (lang.text("cert_expiry")) } } }
+                    thead { tr { th { (lang.text("name")) } th { (lang.text("status")) } th { (lang.text("version")) } th { (lang.text("address")) } th { (lang.text("last_seen")) } th { (lang.text("cert_expiry")) } th { (lang.text("devices")) } } }
                     tbody {
                         @for agent in agents {
                             @let state = agent_state(agent);
@@ -640,10 +626,11 @@ pub fn agents(context: &PageContext, agents: &[Value], now_ms: i64) -> Markup {
                                 td { (agent["address"].as_str().unwrap_or("")) }
                                 td.time {
                                     @if let Some(seen) = agent["last_seen_ms"].as_i64() {
-                                        (ago(lang, seen, now_ms)) " · " span.muted { (context.time(seen)) }
+                                        (crate::display::ago(lang.language(), now_ms, seen)) " · " span.muted { (context.time(seen)) }
                                     }
                                 }
                                 td.time { (agent["certificate_expires_ms"].as_i64().map(|ms| context.time(ms)).unwrap_or_default()) }
+                                td.devices { (device_list(lang, &agent["devices"])) }
                             }
                         }
                     }
@@ -651,6 +638,29 @@ pub fn agents(context: &PageContext, agents: &[Value], now_ms: i64) -> Markup {
             }
         },
     )
+}
+
+/// Devices shown by name on the agents page before the rest are counted.
+const DEVICES_NAMED: usize = 3;
+
+/// An agent's devices (a JSON array of names): the first few by name and
+/// how many more, or a dash when it reports none.
+fn device_list(lang: Lang, devices: &Value) -> String {
+    let names: Vec<&str> = devices
+        .as_array()
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if names.is_empty() {
+        return "—".to_string();
+    }
+    let shown = names[..names.len().min(DEVICES_NAMED)].join(", ");
+    match names.len().saturating_sub(DEVICES_NAMED) {
+        0 => shown,
+        more => match lang {
+            Lang::Zh => format!("{shown} 等 {} 台", names.len()),
+            Lang::En => format!("{shown} and {more} more"),
+        },
+    }
 }
 
 /// A silence's state (`active`, `pending`, `expired`) in `lang`.

@@ -13,9 +13,8 @@ use hyper::{Response, StatusCode};
 use crate::incident::Incidents;
 use crate::incident::accounts::{self, PasswordChangeError};
 use crate::incident::audit::Outcome;
-use crate::incident::auth::{self, Principal};
-use crate::incident::request::{self, SESSION_COOKIE};
-use crate::incident::web::{PageContext, failure, html, pages};
+use crate::incident::auth::Principal;
+use crate::incident::web::{PageContext, failure, html, pages, start_session};
 use countywatch_daemon::clock::now_ms;
 
 /// Handles the form (its CSRF token already checked).
@@ -70,20 +69,8 @@ pub fn change(
         "sessions and tokens revoked",
     );
     tracing::info!(user = principal.user, "password changed");
-    let ttl_ms = i64::try_from(incidents.session_ttl.as_millis()).unwrap_or(i64::MAX);
-    let session = match auth::create_session(&incidents.store, &principal.user, ttl_ms, now_ms()) {
-        Ok(session) => session,
-        Err(error) => return failure(context, &error),
-    };
-    let mut response = request::redirect("/incidents");
-    request::set_cookie(
-        &mut response,
-        SESSION_COOKIE,
-        &session,
-        Some(ttl_ms / 1000),
-        incidents.secure_cookies,
-    );
-    response
+    start_session(incidents, &principal.user, now_ms(), "/incidents")
+        .unwrap_or_else(|error| failure(context, &error))
 }
 
 fn audit(incidents: &Incidents, principal: &Principal, outcome: Outcome, details: &str) {

@@ -108,6 +108,49 @@ impl Email {
         })
     }
 
+    /// Sends `text` with `file_name` attached (the monthly report), to the
+    /// same recipients, through the same server.
+    pub async fn send_attachment(
+        &self,
+        subject: &str,
+        text: &str,
+        file_name: &str,
+        html: String,
+    ) -> Result<(), SendError> {
+        let mut builder = Message::builder().from(self.from.clone()).subject(subject);
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        for cc in &self.cc {
+            builder = builder.cc(cc.clone());
+        }
+        let attachment = lettre::message::Attachment::new(file_name.to_string())
+            .body(html, lettre::message::header::ContentType::TEXT_HTML);
+        let message = builder
+            .multipart(
+                MultiPart::mixed()
+                    .singlepart(lettre::message::SinglePart::plain(text.to_string()))
+                    .singlepart(attachment),
+            )
+            .map_err(|error| SendError::Permanent(format!("cannot build the message: {error}")))?;
+        self.deliver(message).await
+    }
+
+    async fn deliver(&self, message: Message) -> Result<(), SendError> {
+        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
+            Ok(Ok(_)) => Ok(()),
+            // A 5xx answer (unknown mailbox, refused credentials) will
+            // not change by retrying; anything else may.
+            Ok(Err(error)) if error.is_permanent() => {
+                Err(SendError::Permanent(format!("SMTP: {error}")))
+            }
+            Ok(Err(error)) => Err(SendError::Retryable(format!("SMTP: {error}"))),
+            Err(_) => Err(SendError::Retryable(
+                "SMTP: no answer within the timeout".to_string(),
+            )),
+        }
+    }
+
     fn message(&self, notification: &Notification) -> Result<Message, SendError> {
         let rendered = self.templates.render(notification);
         let mut builder = Message::builder()
@@ -161,18 +204,7 @@ impl Integration for Email {
     fn send<'a>(&'a self, notification: &'a Notification) -> SendFuture<'a> {
         Box::pin(async move {
             let message = self.message(notification)?;
-            match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
-                Ok(Ok(_)) => Ok(()),
-                // A 5xx answer (unknown mailbox, refused credentials) will
-                // not change by retrying; anything else may.
-                Ok(Err(error)) if error.is_permanent() => {
-                    Err(SendError::Permanent(format!("SMTP: {error}")))
-                }
-                Ok(Err(error)) => Err(SendError::Retryable(format!("SMTP: {error}"))),
-                Err(_) => Err(SendError::Retryable(
-                    "SMTP: no answer within the timeout".to_string(),
-                )),
-            }
+            self.deliver(message).await
         })
     }
 }
