@@ -90,6 +90,11 @@ impl CertificateAuthority {
         })
     }
 
+    /// How long the agent certificates it signs are valid.
+    pub fn agent_validity(&self) -> Duration {
+        self.agent_validity
+    }
+
     /// The CA, signing agent certificates valid for `validity`.
     pub fn with_agent_validity(mut self, validity: Duration) -> Self {
         self.agent_validity = validity;

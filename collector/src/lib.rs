@@ -485,6 +485,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             registry: Arc::clone(&registry),
             telemetry: Arc::clone(&telemetry),
             audit_dir: Some(config.data_dir.clone()),
+            last_renewed: Default::default(),
         },
     });
     tasks.push(tokio::spawn(serve(

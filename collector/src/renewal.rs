@@ -9,10 +9,15 @@
 //! accepted beside the old until the agent first presents it, which
 //! retires the old one (`Registry::identify`). Every renewal and every
 //! refusal is audited and counted in `countywatch_enroll_requests_total`
-//! (`renewed`, `renewal_refused`).
+//! (`renewed`, `renewal_refused`), except one: an agent renews at most once
+//! a tenth of the lifetime (at most a minute), and a request sooner gets
+//! 429, counted as `rate_limited` but not audited, so that an agent asking
+//! in a loop cannot flood the trail with certificates.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
 
@@ -32,6 +37,39 @@ pub struct Renewal {
     pub telemetry: Arc<Telemetry>,
     /// The data dir whose audit trail records renewals; `None` in tests.
     pub audit_dir: Option<PathBuf>,
+    /// When each agent last renewed, so that an agent asking in a loop
+    /// cannot flood the audit trail or keep the CA busy.
+    pub last_renewed: Mutex<HashMap<String, Instant>>,
+}
+
+/// The shortest time between two renewals of one agent: a tenth of the
+/// certificate lifetime, at most a minute. An agent whose answer was lost
+/// retries after 5 s, then 10 s, ..., so it still renews well before its
+/// old certificate expires.
+fn renewal_interval(lifetime: Duration) -> Duration {
+    (lifetime / 10).min(Duration::from_secs(60))
+}
+
+/// Whether `agent` renewed less than `interval` before `now`.
+fn renewed_recently(
+    last_renewed: &Mutex<HashMap<String, Instant>>,
+    agent: &str,
+    interval: Duration,
+    now: Instant,
+) -> bool {
+    last_renewed
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .get(agent)
+        .is_some_and(|at| now.duration_since(*at) < interval)
+}
+
+/// Notes that `agent` renewed at `now`.
+fn note_renewal(last_renewed: &Mutex<HashMap<String, Instant>>, agent: &str, now: Instant) {
+    last_renewed
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .insert(agent.to_string(), now);
 }
 
 /// Renews `agent`'s certificate (the name of the certificate the request
@@ -43,7 +81,20 @@ pub async fn renew(
     body: &[u8],
     peer: std::net::SocketAddr,
 ) -> Result<String, Refusal> {
+    let interval = renewal_interval(renewal.ca.agent_validity());
+    if renewed_recently(&renewal.last_renewed, agent, interval, Instant::now()) {
+        // Counted, not audited: the limit exists to keep the trail small.
+        renewal.telemetry.enroll_result("rate_limited");
+        return Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("agent {agent:?} renewed less than {interval:?} ago"),
+        ));
+    }
     let outcome = issue(renewal, agent, body).await;
+    if outcome.is_ok() {
+        note_renewal(&renewal.last_renewed, agent, Instant::now());
+    }
     let (result, action, audit_outcome, details) = match &outcome {
         Ok((sha256, _)) => (
             "renewed",
@@ -131,4 +182,27 @@ async fn issue(renewal: &Renewal, agent: &str, body: &[u8]) -> Result<(String, S
     })
     .await;
     crate::enroll::joined(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_renews_at_most_once_an_interval_and_others_are_not_held_up() {
+        let last = Mutex::new(HashMap::new());
+        let interval = renewal_interval(Duration::from_secs(365 * 24 * 3600));
+        assert_eq!(interval, Duration::from_secs(60));
+        assert_eq!(
+            renewal_interval(Duration::from_secs(60)),
+            Duration::from_secs(6)
+        );
+        let now = Instant::now();
+        assert!(!renewed_recently(&last, "web-01", interval, now));
+        note_renewal(&last, "web-01", now);
+        let soon = now + Duration::from_secs(59);
+        assert!(renewed_recently(&last, "web-01", interval, soon));
+        assert!(!renewed_recently(&last, "web-02", interval, soon));
+        assert!(!renewed_recently(&last, "web-01", interval, now + interval));
+    }
 }

@@ -311,6 +311,19 @@ fn a_renewal_signed_by_one_agent_cannot_obtain_a_certificate_for_another() {
         (fingerprint(&new_certificate), None)
     );
 
+    // Renewing again at once is refused, so an agent asking in a loop
+    // cannot flood the audit trail with certificates.
+    let again = curl_post(
+        collector.ingest_addr,
+        RENEW_PATH,
+        body.as_bytes(),
+        &[],
+        Some(&CurlIdentity {
+            state_dir: renewed.path(),
+        }),
+    );
+    assert_eq!(again.status, 429, "{}", again.body);
+
     // Without a client certificate there is no renewal at all.
     let anonymous = curl_post(
         collector.ingest_addr,
@@ -325,8 +338,10 @@ fn a_renewal_signed_by_one_agent_cannot_obtain_a_certificate_for_another() {
     assert!(
         entries
             .iter()
-            .any(|(actor, action, _)| actor == "agent:agent-a"
-                && action == "agent.certificate_renewed"),
+            .filter(|(actor, action, _)| actor == "agent:agent-a"
+                && action == "agent.certificate_renewed")
+            .count()
+            == 1,
         "{entries:#?}"
     );
     assert!(
