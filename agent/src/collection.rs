@@ -64,6 +64,10 @@ pub struct TransportStats {
     pub spool_damaged_uncounted_batches: AtomicU64,
     /// Events in the event batches lost to a damaged spool file.
     pub spool_damaged_events: AtomicU64,
+    /// Client certificates renewed (`renewal.rs`).
+    pub cert_renewals: AtomicU64,
+    /// Certificate renewal attempts that failed (each retry counts).
+    pub cert_renewal_failures: AtomicU64,
     /// Whether the last attempt to write the spool failed, so that a run of
     /// failures is logged once.
     pub spool_failing: std::sync::atomic::AtomicBool,
@@ -572,6 +576,16 @@ impl Collector {
                 "countywatch_agent_batches_sent_total",
                 "Batches the collector acknowledged.",
                 &stats.batches_sent,
+            ),
+            counter(
+                "countywatch_agent_cert_renewals_total",
+                "Client certificates renewed over mutual TLS.",
+                &stats.cert_renewals,
+            ),
+            counter(
+                "countywatch_agent_cert_renewal_failures_total",
+                "Certificate renewal attempts that failed; the old certificate stays in use and the renewal is retried.",
+                &stats.cert_renewal_failures,
             ),
             counter(
                 "countywatch_agent_send_failures_total",

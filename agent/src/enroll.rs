@@ -50,6 +50,22 @@ struct EnrollResponse {
     first_seq: u64,
 }
 
+/// A new key pair and a certificate signing request for it, PEM. The
+/// collector uses only the request's public key (the name is its own), at
+/// enrolment and at renewal alike; `common_name` is for people reading it.
+pub(crate) fn signing_request(common_name: &str) -> anyhow::Result<(KeyPair, String)> {
+    let key = KeyPair::generate().context("cannot generate a key pair")?;
+    let mut params = CertificateParams::default();
+    let mut subject = DistinguishedName::new();
+    subject.push(DnType::CommonName, common_name);
+    params.distinguished_name = subject;
+    let csr_pem = params
+        .serialize_request(&key)
+        .and_then(|csr| csr.pem())
+        .context("cannot create the certificate signing request")?;
+    Ok((key, csr_pem))
+}
+
 /// Enrols with the collector at `collector` (its enrolment URL) and writes
 /// the identity into `state_dir`. Returns the enrolment record.
 pub async fn enroll(
@@ -68,15 +84,7 @@ pub async fn enroll(
         anyhow::bail!("invalid agent name {name:?}: use 1 to 253 letters, digits, '.', '-' or '_'");
     }
     let host_name = Some(host_name).filter(|host| countywatch_wire::is_valid_agent_name(host));
-    let key = KeyPair::generate().context("cannot generate a key pair")?;
-    let mut params = CertificateParams::default();
-    let mut subject = DistinguishedName::new();
-    subject.push(DnType::CommonName, name.unwrap_or("countywatch-agent"));
-    params.distinguished_name = subject;
-    let csr_pem = params
-        .serialize_request(&key)
-        .and_then(|csr| csr.pem())
-        .context("cannot create the certificate signing request")?;
+    let (key, csr_pem) = signing_request(name.unwrap_or("countywatch-agent"))?;
     let body = serde_json::to_vec(&EnrollRequest {
         token,
         name,

@@ -89,6 +89,49 @@ impl IdentityFiles {
         durable_file::replace(&self.enrollment(), record.as_bytes(), 0o644)?;
         Ok(())
     }
+
+    /// Where a renewed key waits until it is moved into place.
+    fn next_key(&self) -> PathBuf {
+        self.directory.join("agent.key.next")
+    }
+
+    /// Where a renewed certificate waits until it is moved into place.
+    fn next_certificate(&self) -> PathBuf {
+        self.directory.join("agent.crt.next")
+    }
+
+    /// Replaces the key and certificate with renewed ones. Both are
+    /// written and synced beside the old ones before either is renamed
+    /// into place, so that a crash at any point leaves a pair that belongs
+    /// together once [`IdentityFiles::finish_renewal`] has run.
+    pub fn write_renewed(&self, key_pem: &str, certificate_pem: &str) -> anyhow::Result<()> {
+        durable_file::replace(&self.next_key(), key_pem.as_bytes(), 0o600)?;
+        durable_file::replace(&self.next_certificate(), certificate_pem.as_bytes(), 0o644)?;
+        self.finish_renewal()
+    }
+
+    /// Completes a renewal that a crash interrupted (called at start): a
+    /// new key without its certificate is dropped (the old pair stands),
+    /// otherwise whatever is still waiting is moved into place.
+    pub fn finish_renewal(&self) -> anyhow::Result<()> {
+        let (next_key, next_certificate) = (self.next_key(), self.next_certificate());
+        if !next_certificate.exists() {
+            if next_key.exists() {
+                std::fs::remove_file(&next_key)
+                    .with_context(|| format!("cannot remove {}", next_key.display()))?;
+            }
+            return Ok(());
+        }
+        if next_key.exists() {
+            std::fs::rename(&next_key, self.key())
+                .with_context(|| format!("cannot move {} into place", next_key.display()))?;
+        }
+        std::fs::rename(&next_certificate, self.certificate())
+            .with_context(|| format!("cannot move {} into place", next_certificate.display()))?;
+        std::fs::File::open(&self.directory)
+            .and_then(|directory| directory.sync_all())
+            .with_context(|| format!("cannot sync {}", self.directory.display()))
+    }
 }
 
 #[cfg(test)]
@@ -96,21 +139,55 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    fn web_01() -> Enrollment {
+        Enrollment {
+            agent: "web-01".to_string(),
+            ingest_url: "https://c:9781".to_string(),
+            first_seq: 1,
+        }
+    }
+
     #[test]
     fn written_identity_reads_back_with_a_private_key() {
         let dir = tempfile::tempdir().unwrap();
         let files = IdentityFiles::new(dir.path());
-        let record = Enrollment {
-            agent: "web-01".to_string(),
-            ingest_url: "https://c:9781".to_string(),
-            first_seq: 1,
-        };
+        let record = web_01();
         files.write("KEY", "CERT", "CA", &record).unwrap();
         files.write("KEY2", "CERT2", "CA", &record).unwrap();
         assert_eq!(files.read_enrollment().unwrap(), record);
         assert_eq!(std::fs::read_to_string(files.key()).unwrap(), "KEY2");
         let mode = std::fs::metadata(files.key()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn a_renewal_cut_short_by_a_crash_leaves_a_matching_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = IdentityFiles::new(dir.path());
+        let record = web_01();
+        files.write("KEY1", "CERT1", "CA", &record).unwrap();
+        // Crash after the new key only: the old pair stands.
+        std::fs::write(files.next_key(), "KEY2").unwrap();
+        files.finish_renewal().unwrap();
+        assert_eq!(std::fs::read_to_string(files.key()).unwrap(), "KEY1");
+        assert!(!files.next_key().exists());
+        // Crash after the key was moved but before the certificate was.
+        std::fs::write(files.key(), "KEY3").unwrap();
+        std::fs::write(files.next_certificate(), "CERT3").unwrap();
+        files.finish_renewal().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(files.certificate()).unwrap(),
+            "CERT3"
+        );
+        files.write_renewed("KEY4", "CERT4").unwrap();
+        assert_eq!(std::fs::read_to_string(files.key()).unwrap(), "KEY4");
+        assert_eq!(
+            std::fs::read_to_string(files.certificate()).unwrap(),
+            "CERT4"
+        );
+        let mode = std::fs::metadata(files.key()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!files.next_key().exists() && !files.next_certificate().exists());
     }
 
     #[test]

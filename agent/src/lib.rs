@@ -6,6 +6,7 @@
 //! - [`collection`]: runs the probes under timeouts, adds self-metrics.
 //! - [`enroll`]: `countywatch-agent enroll`, a token in, a certificate out.
 //! - [`identity`]: the key, certificates and enrolment record on disk.
+//! - [`renewal`]: renews the client certificate at two thirds of its life.
 //! - [`spool`]: the durable, bounded queue of batches (SQLite).
 //! - [`source`]: security event sources (auth logs, file integrity, ports,
 //!   syslog from network devices).
@@ -26,6 +27,7 @@ pub mod config;
 pub mod enroll;
 pub mod identity;
 pub mod probe;
+pub mod renewal;
 pub mod response;
 pub mod source;
 pub mod spool;
@@ -134,6 +136,7 @@ pub async fn run_with_reload(
         .map(|url| url.value.clone())
         .unwrap_or_else(|| enrollment.ingest_url.clone());
     let url = CollectorUrl::parse(&url_text).map_err(anyhow::Error::msg)?;
+    identity.finish_renewal()?;
     let tls = transport::mutual_tls(&identity)?;
     let transport = Transport::new(url.clone(), tls, config.collector.timeout.get());
     let responder = response::Responder::new(response::Response::open(
@@ -158,6 +161,12 @@ pub async fn run_with_reload(
     )?;
     let stats = Arc::new(TransportStats::default());
     publish_spool_state(&mut spool, &stats, &name);
+    let renewer = tokio::spawn(renewal::renewal_loop(
+        transport.sibling(),
+        IdentityFiles::new(&config.state_dir),
+        name.clone(),
+        Arc::clone(&stats),
+    ));
     let outbox = Arc::new(Outbox {
         spool: Mutex::new(spool),
         notify: Notify::new(),
@@ -282,6 +291,7 @@ pub async fn run_with_reload(
     sender.abort();
     poller.abort();
     upkeep.abort();
+    renewer.abort();
     tracing::info!("agent stopped");
     Ok(())
 }

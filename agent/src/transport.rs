@@ -95,11 +95,31 @@ pub struct Transport {
     /// Where the collector is.
     url: CollectorUrl,
     /// TLS settings: mutual TLS for batches, CA pinning for enrolment.
-    connector: TlsConnector,
-    /// The open connection, if any.
-    connection: Option<SendRequest<Full<Bytes>>>,
+    /// Shared with the siblings, so that a renewed certificate reaches
+    /// every connection.
+    tls: SharedTls,
+    /// The open connection, if any, with the TLS generation it was made with.
+    connection: Option<(u64, SendRequest<Full<Bytes>>)>,
     /// Upper bound on one send, connection set-up included.
     timeout: Duration,
+}
+
+/// The TLS settings a transport and its siblings share, with a generation
+/// that [`Transport::replace_tls`] raises: a connection made with an older
+/// generation is dropped before its next request, so a renewed client
+/// certificate is used from the next request on, without a restart.
+#[derive(Clone)]
+struct SharedTls(Arc<std::sync::RwLock<(u64, TlsConnector)>>);
+
+impl SharedTls {
+    fn current(&self) -> (u64, TlsConnector) {
+        let guard = self.0.read().unwrap_or_else(|poison| poison.into_inner());
+        (guard.0, guard.1.clone())
+    }
+
+    fn generation(&self) -> u64 {
+        self.0.read().unwrap_or_else(|poison| poison.into_inner()).0
+    }
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -165,10 +185,26 @@ impl Transport {
     pub fn new(url: CollectorUrl, tls: Arc<ClientConfig>, timeout: Duration) -> Self {
         Transport {
             url,
-            connector: TlsConnector::from(tls),
+            tls: SharedTls(Arc::new(std::sync::RwLock::new((
+                0,
+                TlsConnector::from(tls),
+            )))),
             connection: None,
             timeout,
         }
+    }
+
+    /// Uses `tls` for every new connection of this transport and its
+    /// siblings; their open connections are replaced before their next
+    /// request.
+    pub fn replace_tls(&self, tls: Arc<ClientConfig>) {
+        let mut guard = self
+            .tls
+            .0
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        guard.0 = guard.0.wrapping_add(1);
+        guard.1 = TlsConnector::from(tls);
     }
 
     fn address(&self) -> String {
@@ -185,7 +221,7 @@ impl Transport {
     pub fn sibling(&self) -> Transport {
         Transport {
             url: self.url.clone(),
-            connector: self.connector.clone(),
+            tls: self.tls.clone(),
             connection: None,
             timeout: self.timeout,
         }
@@ -275,14 +311,15 @@ impl Transport {
             address: address.clone(),
             message,
         };
+        let generation = self.tls.generation();
         let reusable = match &mut self.connection {
-            Some(sender) => sender.ready().await.is_ok(),
-            None => false,
+            Some((made_with, sender)) if *made_with == generation => sender.ready().await.is_ok(),
+            _ => false,
         };
         if !reusable {
             self.connection = Some(self.connect().await.map_err(unreachable)?);
         }
-        let Some(sender) = self.connection.as_mut() else {
+        let Some((_, sender)) = self.connection.as_mut() else {
             return Err(unreachable("no connection".to_string()));
         };
         let mut request = hyper::Request::builder()
@@ -335,15 +372,15 @@ impl Transport {
         })
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
+    async fn connect(&self) -> Result<(u64, SendRequest<Full<Bytes>>), String> {
+        let (generation, connector) = self.tls.current();
         let tcp = TcpStream::connect((self.url.host.as_str(), self.url.port))
             .await
             .map_err(|error| error.to_string())?;
         let _ = tcp.set_nodelay(true);
         let server_name = ServerName::try_from(self.url.host.clone())
             .map_err(|error| format!("invalid server name: {error}"))?;
-        let tls = self
-            .connector
+        let tls = connector
             .connect(server_name, tcp)
             .await
             .map_err(|error| format!("TLS handshake failed: {error}"))?;
@@ -355,7 +392,7 @@ impl Transport {
                 tracing::debug!(%error, "collector connection closed");
             }
         });
-        Ok(sender)
+        Ok((generation, sender))
     }
 }
 

@@ -23,9 +23,15 @@ use rustls::pki_types::pem::PemObject;
 use crate::digest::sha256_hex;
 use crate::tls_files::TlsFiles;
 
-/// How long an agent certificate is valid. Revocation, not expiry, is how
-/// an agent is cut off; expiry only bounds a forgotten key's life.
-pub const AGENT_CERT_VALIDITY: Duration = Duration::from_secs(5 * 365 * 24 * 3600);
+/// How long an agent certificate is valid unless `agents.cert_lifetime`
+/// says otherwise. Revocation, not expiry, is how an agent is cut off;
+/// expiry bounds a stolen or forgotten key's life, and agents renew at two
+/// thirds of it (`renewal.rs`).
+pub const AGENT_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The shortest agent certificate lifetime `agents.cert_lifetime` accepts:
+/// an agent renews at two thirds of it, and a renewal must have time to be
+/// retried before the old certificate expires.
+pub const MIN_AGENT_CERT_VALIDITY: Duration = Duration::from_secs(60);
 /// How long the CA and server certificates are valid.
 const CA_VALIDITY: Duration = Duration::from_secs(20 * 365 * 24 * 3600);
 
@@ -37,6 +43,8 @@ pub struct CertificateAuthority {
     certificate_pem: String,
     /// Signs with the CA key.
     issuer: Issuer<'static, KeyPair>,
+    /// How long the agent certificates it signs are valid.
+    agent_validity: Duration,
 }
 
 /// An agent certificate just issued.
@@ -45,6 +53,8 @@ pub struct IssuedCertificate {
     pub pem: String,
     /// SHA-256 of its DER, which identifies the agent on every connection.
     pub sha256: String,
+    /// When it expires, Unix milliseconds.
+    pub not_after_ms: i64,
 }
 
 impl CertificateAuthority {
@@ -76,7 +86,19 @@ impl CertificateAuthority {
             certificate,
             certificate_pem,
             issuer,
+            agent_validity: AGENT_CERT_VALIDITY,
         })
+    }
+
+    /// How long the agent certificates it signs are valid.
+    pub fn agent_validity(&self) -> Duration {
+        self.agent_validity
+    }
+
+    /// The CA, signing agent certificates valid for `validity`.
+    pub fn with_agent_validity(mut self, validity: Duration) -> Self {
+        self.agent_validity = validity;
+        self
     }
 
     /// The CA certificate.
@@ -143,12 +165,14 @@ impl CertificateAuthority {
         params.is_ca = IsCa::ExplicitNoCa;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        set_validity(&mut params, AGENT_CERT_VALIDITY);
+        set_validity(&mut params, self.agent_validity);
         params.serial_number = Some(random_serial());
+        let not_after_ms = params.not_after.unix_timestamp().saturating_mul(1000);
         let certificate = params
             .signed_by(&request.public_key, &self.issuer)
             .context("cannot sign the agent certificate")?;
         Ok(IssuedCertificate {
+            not_after_ms,
             sha256: sha256_hex(certificate.der().as_ref()),
             pem: certificate.pem(),
         })
@@ -185,8 +209,12 @@ fn name(common_name: &str) -> DistinguishedName {
 
 fn set_validity(params: &mut CertificateParams, validity: Duration) {
     let now = time::OffsetDateTime::now_utc();
-    // An hour of slack for clocks that run behind, common on county servers.
-    params.not_before = now - time::Duration::hours(1);
+    // An hour of slack for clocks that run behind, common on county servers;
+    // a tenth of a short lifetime, so that two thirds of the validity (when
+    // agents renew) stays ahead of the moment of issue.
+    let slack = Duration::from_secs(3600).min(validity / 10);
+    params.not_before =
+        now - time::Duration::seconds(i64::try_from(slack.as_secs()).unwrap_or(3600));
     params.not_after =
         now + time::Duration::seconds(i64::try_from(validity.as_secs()).unwrap_or(i64::MAX / 2));
 }

@@ -79,6 +79,9 @@ pub struct AgentsConfig {
     /// An enrolled agent not heard from for this long is down
     /// (`countywatch_agent_up` 0) and gets one `agent_silent` event.
     pub silent_after: PromDuration,
+    /// How long the client certificates issued to agents are valid (at
+    /// least 1m). Agents renew theirs over mutual TLS at two thirds of it.
+    pub cert_lifetime: PromDuration,
 }
 
 /// The HTTP listener for Prometheus and people.
@@ -189,6 +192,7 @@ impl Default for AgentsConfig {
     fn default() -> Self {
         AgentsConfig {
             silent_after: PromDuration(Duration::from_secs(120)),
+            cert_lifetime: PromDuration(crate::ca::AGENT_CERT_VALIDITY),
         }
     }
 }
@@ -292,6 +296,9 @@ impl Config {
         }
         if self.ingest.max_connections == 0 {
             problems.general("ingest.max_connections must be at least 1");
+        }
+        if self.agents.cert_lifetime.get() < crate::ca::MIN_AGENT_CERT_VALIDITY {
+            problems.general("agents.cert_lifetime must be at least 1m");
         }
         self.notify.validate(&mut problems);
         // Rule files are part of the configuration: a bad one stops the

@@ -209,7 +209,22 @@ pub async fn handle(
     }
 }
 
-type Refusal = (StatusCode, &'static str, String);
+/// A refused request: status, the `result` label, and why.
+pub(crate) type Refusal = (StatusCode, &'static str, String);
+
+/// The outcome of a blocking task that signs: a task that panicked is our
+/// own failure, 500.
+pub(crate) fn joined<T>(
+    outcome: Result<Result<T, Refusal>, tokio::task::JoinError>,
+) -> Result<T, Refusal> {
+    outcome.unwrap_or_else(|error| {
+        Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "error",
+            error.to_string(),
+        ))
+    })
+}
 
 /// Appends an enrolment's audit entry, when the collector keeps a trail.
 async fn audit_enrolment(
@@ -298,6 +313,12 @@ async fn enrol(
         let first_seq = state
             .registry
             .enrol(&name, &issued.sha256, now)
+            .and_then(|first_seq| {
+                state
+                    .registry
+                    .record_cert_expiry(&name, issued.not_after_ms)
+                    .map(|()| first_seq)
+            })
             .map_err(|error| {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -317,13 +338,7 @@ async fn enrol(
         ))
     })
     .await;
-    outcome.unwrap_or_else(|error| {
-        Err((
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "error",
-            error.to_string(),
-        ))
-    })
+    joined(outcome)
 }
 
 fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {

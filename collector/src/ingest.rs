@@ -16,6 +16,9 @@
 //! `countywatch_ingest_requests_total{result}`, and leaves the collector
 //! serving everyone else.
 //!
+//! Agents renew their certificates here too (`POST /v1/renew`,
+//! `renewal.rs`), identified the same way.
+//!
 //! The same listener serves the active-response endpoints
 //! (`/v1/decisions`, `/v1/decisions/ack`, `/v1/decisions/local`): the
 //! agent is identified and the body read here, under the same caps, and
@@ -64,6 +67,8 @@ pub struct IngestState {
     pub budget: Arc<crate::ingest_budget::InflightBudget>,
     /// Deadline for reading a whole body.
     pub request_timeout: Duration,
+    /// Signs agents' renewed certificates (`POST /v1/renew`).
+    pub renewal: crate::renewal::Renewal,
 }
 
 /// Handles one ingest request.
@@ -74,6 +79,9 @@ pub async fn handle(
 ) -> Response<Full<Bytes>> {
     if let Some(endpoint) = Endpoint::at(request.uri().path()) {
         return decisions(&state, endpoint, request, &peer).await;
+    }
+    if request.uri().path() == countywatch_wire::RENEW_PATH {
+        return renew(&state, request, &peer).await;
     }
     let decisions_after = feed::after_header(request.headers());
     let outcome = match accept(&state, request, &peer).await {
@@ -167,6 +175,34 @@ async fn decisions(
             state.telemetry.ingest_result("decisions");
             json(StatusCode::OK, &body)
         }
+        Err(refusal) => refused(state, refusal, peer),
+    }
+}
+
+/// A certificate renewal (`renewal.rs`): the agent is the one the
+/// presenting certificate names, identified and read like a batch.
+async fn renew(
+    state: &IngestState,
+    request: Request<Incoming>,
+    peer: &Peer,
+) -> Response<Full<Bytes>> {
+    let answered = async {
+        let agent = identify(state, peer).await?;
+        if request.method() != Method::POST {
+            return Err(Refusal::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "use POST",
+            ));
+        }
+        let (body, _) = read_body(state, request).await?;
+        crate::renewal::renew(&state.renewal, &agent, &body, peer.addr)
+            .await
+            .map_err(|(status, result, message)| Refusal::new(status, result, message))
+    }
+    .await;
+    match answered {
+        Ok(body) => json(StatusCode::OK, &body),
         Err(refusal) => refused(state, refusal, peer),
     }
 }

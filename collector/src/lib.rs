@@ -17,6 +17,8 @@
 //! - [`event_text_index`]: the task that keeps the free-text index caught up.
 //! - [`serve`]: the accept loop all listeners share (limits, timeouts, shutdown).
 //! - [`enroll`]: `POST /v1/enroll`, tokens in, client certificates out.
+//! - [`renewal`]: `POST /v1/renew` on the ingest listener, agents renew
+//!   their certificates over mutual TLS.
 //! - [`ingest`]: `POST /v1/batches`, identity from the certificate, exactly-once storage.
 //! - [`ingest_budget`]: the decompressed bytes all ingest requests may hold at once.
 //! - [`response`]: the JSON responses enrolment and ingest answer with.
@@ -76,6 +78,7 @@ pub mod notify;
 pub mod openmetrics;
 pub mod output;
 pub mod registry;
+pub mod renewal;
 pub mod report;
 pub mod response;
 pub mod rule_alerts;
@@ -185,6 +188,7 @@ pub fn certificate_authority(config: &Config) -> anyhow::Result<CertificateAutho
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     CertificateAuthority::load_or_create(&config.data_dir, config.ca.as_ref())
+        .map(|ca| ca.with_agent_validity(config.agents.cert_lifetime.get()))
 }
 
 async fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
@@ -476,6 +480,13 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             config.ingest.max_inflight_decompressed_bytes,
         )),
         request_timeout,
+        renewal: renewal::Renewal {
+            ca: Arc::clone(&ca),
+            registry: Arc::clone(&registry),
+            telemetry: Arc::clone(&telemetry),
+            audit_dir: Some(config.data_dir.clone()),
+            last_renewed: Default::default(),
+        },
     });
     tasks.push(tokio::spawn(serve(
         ingest_listener,

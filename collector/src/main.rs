@@ -1123,8 +1123,6 @@ fn agents_list(config: &Config) -> anyhow::Result<()> {
     let display = config.display();
     let now = countywatch_daemon::clock::now_ms();
     let silent_ms = i64::try_from(config.agents.silent_after.get().as_millis()).unwrap_or(i64::MAX);
-    let validity_ms = i64::try_from(countywatch_collector::ca::AGENT_CERT_VALIDITY.as_millis())
-        .unwrap_or(i64::MAX);
     println!(
         "{:<32} {:<8} {:<42} {:<12} {:<26} {:<40} CERT SHA-256",
         "NAME",
@@ -1150,7 +1148,7 @@ fn agents_list(config: &Config) -> anyhow::Result<()> {
             state,
             seen,
             agent.last_version.as_deref().unwrap_or("-"),
-            display.time(agent.enrolled_ms.saturating_add(validity_ms)),
+            display.time(agent.certificate_expires_ms()),
             agent.last_address.as_deref().unwrap_or("-"),
             agent.cert_sha256
         );

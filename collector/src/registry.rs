@@ -90,6 +90,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );",
     // The events' free-text index (issue 24), owned by the event log.
     event_log::TEXT_INDEX_SCHEMA,
+    // The certificate an agent renewed to (`renewal.rs`) and has not yet
+    // presented: both it and `cert_sha256` are accepted until the agent
+    // connects with the new one, which then replaces the old for good.
+    // With their expiry, for `agents list`: certificates last
+    // `agents.cert_lifetime`, which may change between enrolments.
+    "ALTER TABLE agents ADD COLUMN pending_cert_sha256 TEXT;
+     ALTER TABLE agents ADD COLUMN pending_cert_expires_ms INTEGER;
+     ALTER TABLE agents ADD COLUMN cert_expires_ms INTEGER;",
 ];
 
 /// A stored batch's samples for the scale-out outputs, queued in the
@@ -136,6 +144,20 @@ pub struct AgentRecord {
     pub last_address: Option<String>,
     /// The version it last reported (`countywatch_agent_build_info`).
     pub last_version: Option<String>,
+    /// When its current certificate expires, when that was recorded
+    /// (certificates issued before renewal existed were not).
+    pub cert_expires_ms: Option<i64>,
+}
+
+impl AgentRecord {
+    /// When its current certificate expires: as recorded, else five years
+    /// after enrolment, the validity of certificates issued before
+    /// `agents.cert_lifetime` existed.
+    pub fn certificate_expires_ms(&self) -> i64 {
+        const LEGACY_VALIDITY_MS: i64 = 5 * 365 * 24 * 3600 * 1000;
+        self.cert_expires_ms
+            .unwrap_or_else(|| self.enrolled_ms.saturating_add(LEGACY_VALIDITY_MS))
+    }
 }
 
 /// Why a token could not be redeemed. The messages are what the enrolling
@@ -322,7 +344,8 @@ impl Registry {
             .execute(
                 "INSERT INTO agents (name, cert_sha256, enrolled_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (name) DO UPDATE SET cert_sha256 = excluded.cert_sha256,
-                    enrolled_ms = excluded.enrolled_ms, revoked_ms = NULL, silent = 0",
+                    enrolled_ms = excluded.enrolled_ms, revoked_ms = NULL, silent = 0,
+                    pending_cert_sha256 = NULL",
                 params![name, cert_sha256, now_ms],
             )
             .context("cannot record the agent")?;
@@ -338,15 +361,68 @@ impl Registry {
 
     /// The agent a client certificate belongs to, if it is current and not
     /// revoked. Called on every request, so revocation is immediate.
+    ///
+    /// A renewed certificate presented for the first time is the agent's
+    /// confirmation that it holds the new key: it becomes the agent's
+    /// certificate, and the one it replaces is refused from then on.
     pub fn identify(&self, cert_sha256: &str) -> anyhow::Result<Option<String>> {
-        self.lock()
+        let connection = self.lock();
+        let found: Option<(String, bool)> = connection
             .query_row(
-                "SELECT name FROM agents WHERE cert_sha256 = ?1 AND revoked_ms IS NULL",
+                "SELECT name, cert_sha256 = ?1 FROM agents
+                 WHERE (cert_sha256 = ?1 OR pending_cert_sha256 = ?1) AND revoked_ms IS NULL",
                 params![cert_sha256],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()
-            .context("cannot look up the agent")
+            .context("cannot look up the agent")?;
+        let Some((name, current)) = found else {
+            return Ok(None);
+        };
+        if !current {
+            connection
+                .execute(
+                    "UPDATE agents SET cert_sha256 = pending_cert_sha256, pending_cert_sha256 = NULL,
+                        cert_expires_ms = pending_cert_expires_ms, pending_cert_expires_ms = NULL
+                     WHERE name = ?1 AND pending_cert_sha256 = ?2",
+                    params![name, cert_sha256],
+                )
+                .context("cannot retire the renewed certificate")?;
+            tracing::info!(agent = %name, cert_sha256, "agent switched to its renewed certificate; the old one is refused from now on");
+        }
+        Ok(Some(name))
+    }
+
+    /// Records a renewed certificate for `name`, accepted beside the
+    /// current one until the agent presents it ([`Registry::identify`]).
+    /// A second renewal before that replaces the first. Returns false when
+    /// no such agent is enrolled or it is revoked.
+    pub fn offer_renewal(
+        &self,
+        name: &str,
+        cert_sha256: &str,
+        expires_ms: i64,
+    ) -> anyhow::Result<bool> {
+        let changed = self
+            .lock()
+            .execute(
+                "UPDATE agents SET pending_cert_sha256 = ?2, pending_cert_expires_ms = ?3
+                 WHERE name = ?1 AND revoked_ms IS NULL",
+                params![name, cert_sha256, expires_ms],
+            )
+            .context("cannot record the renewed certificate")?;
+        Ok(changed > 0)
+    }
+
+    /// Records when the certificate `name` just enrolled with expires.
+    pub fn record_cert_expiry(&self, name: &str, expires_ms: i64) -> anyhow::Result<()> {
+        self.lock()
+            .execute(
+                "UPDATE agents SET cert_expires_ms = ?2 WHERE name = ?1",
+                params![name, expires_ms],
+            )
+            .context("cannot record the certificate's expiry")?;
+        Ok(())
     }
 
     /// Revokes an agent; returns false when no such agent is enrolled.
@@ -366,7 +442,7 @@ impl Registry {
         let connection = self.lock();
         let mut statement = connection.prepare(
             "SELECT name, cert_sha256, enrolled_ms, revoked_ms, last_seq, last_seen_ms, last_address,
-                last_version
+                last_version, cert_expires_ms
              FROM agents ORDER BY name",
         )?;
         let rows = statement.query_map([], |row| {
@@ -379,6 +455,7 @@ impl Registry {
                 last_seen_ms: row.get(5)?,
                 last_address: row.get(6)?,
                 last_version: row.get(7)?,
+                cert_expires_ms: row.get(8)?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -56,8 +56,10 @@ pub struct Telemetry {
 }
 
 /// The outcomes `enroll_requests` is labelled with.
-pub const ENROLL_RESULTS: [&str; 7] = [
+pub const ENROLL_RESULTS: [&str; 9] = [
     "enrolled",
+    "renewed",
+    "renewal_refused",
     "invalid_token",
     "name_taken",
     "bad_request",
@@ -211,7 +213,7 @@ impl Telemetry {
         let enroll_requests = IntCounterVec::new(
             Opts::new(
                 "countywatch_enroll_requests_total",
-                "Enrolment requests by outcome.",
+                "Enrolment and certificate renewal requests by outcome (renewed, renewal_refused: renewals over mutual TLS).",
             ),
             &["result"],
         )?;

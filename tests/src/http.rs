@@ -209,6 +209,18 @@ pub fn sample_value(text: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// A batch from `agent` with sequence number `seq` and nothing in it.
+pub fn empty_batch(agent: &str, seq: u64) -> countywatch_wire::Batch {
+    countywatch_wire::Batch {
+        version: countywatch_wire::WIRE_VERSION,
+        agent: agent.to_string(),
+        seq,
+        collected_at_ms: 0,
+        metrics: Vec::new(),
+        events: Vec::new(),
+    }
+}
+
 /// POSTs `batch` (gzip JSON, as agents send it) to the collector's ingest
 /// listener as the enrolled agent in `state_dir`; returns the status.
 pub fn post_batch(

@@ -16,6 +16,7 @@ mod decision;
 mod event;
 mod exposition;
 mod metric;
+mod renewal;
 
 pub use batch::{Batch, BatchError, WIRE_VERSION, is_valid_agent_name};
 pub use cidr::{Cidr, CidrError};
@@ -40,3 +41,4 @@ pub use metric::{
     Sample, ValidationError, exposed_labels, is_agent_metric_name, is_valid_label_name,
     is_valid_metric_name,
 };
+pub use renewal::{RENEW_PATH, RenewRequest, RenewResponse};

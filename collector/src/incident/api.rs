@@ -336,7 +336,6 @@ fn events(
 pub fn agent_rows(incidents: &Incidents) -> anyhow::Result<Vec<Value>> {
     let now = now_ms();
     let silent_ms = i64::try_from(incidents.silent_after.as_millis()).unwrap_or(i64::MAX);
-    let validity_ms = i64::try_from(crate::ca::AGENT_CERT_VALIDITY.as_millis()).unwrap_or(i64::MAX);
     // The version each agent reports in countywatch_agent_build_info.
     let versions = incidents
         .metrics
@@ -366,7 +365,7 @@ pub fn agent_rows(incidents: &Incidents) -> anyhow::Result<Vec<Value>> {
                 "last_seen_ms": agent.last_seen_ms,
                 "last_seq": agent.last_seq,
                 "certificate_sha256": agent.cert_sha256,
-                "certificate_expires_ms": agent.enrolled_ms.saturating_add(validity_ms),
+                "certificate_expires_ms": agent.certificate_expires_ms(),
                 "devices": devices.remove(&agent.name).unwrap_or_default(),
             })
         })

@@ -6,21 +6,9 @@
 
 use std::process::Command;
 
-use countywatch_e2e::http::post_batch;
+use countywatch_e2e::http::{empty_batch, post_batch};
 use countywatch_e2e::{Collector, binary, enroll};
-use countywatch_wire::{Batch, WIRE_VERSION};
 use rusqlite::Connection;
-
-fn empty_batch(agent: &str, seq: u64) -> Batch {
-    Batch {
-        version: WIRE_VERSION,
-        agent: agent.to_string(),
-        seq,
-        collected_at_ms: 0,
-        metrics: Vec::new(),
-        events: Vec::new(),
-    }
-}
 
 /// (actor, action, target, outcome, details) of every audit entry.
 fn trail(collector: &Collector) -> Vec<(String, String, String, String, String)> {

@@ -10,6 +10,7 @@ mod anonymous_reads;
 mod audit_tamper;
 mod authorization;
 mod bad_input;
+mod cert_renewal;
 mod cli;
 mod console_web;
 mod county_report;
