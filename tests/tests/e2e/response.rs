@@ -220,6 +220,18 @@ impl Site {
             .map(str::to_string)
     }
 
+    /// The line of `blocks list` about `address` once it is there: the agent
+    /// writes its state file just after the kernel set, so a connect that
+    /// already times out can beat the list by a moment.
+    fn listed_soon(&self, address: &str) -> Option<String> {
+        let mut line = None;
+        wait_until(Duration::from_secs(30), || {
+            line = self.listed(address);
+            line.is_some()
+        });
+        line
+    }
+
     /// The text of `nft list table inet countywatch` in the agent's namespace.
     fn kernel_table(&self) -> String {
         let output = Command::new("ip")
@@ -309,7 +321,7 @@ fn a_block_drops_the_attackers_new_connections_only_never_a_protected_address_an
         "1",
     );
     assert_eq!(site.connect(PROTECTED), Connect::Connected);
-    let listed = site.listed(ATTACKER).expect("the block is listed");
+    let listed = site.listed_soon(ATTACKER).expect("the block is listed");
     assert!(
         listed.contains("enforce") && listed.contains("in set"),
         "{listed}"
@@ -383,6 +395,13 @@ fn a_kill_9_leaves_the_kernel_set_and_the_restarted_agent_owns_it() {
     let mut site = Site::start("kil", 23, "", NFTABLES);
     site.block(ATTACKER, "1h", "enforce");
     assert!(site.wait_for_connect(ATTACKER, Connect::TimedOut));
+    // The kill comes after the state file names the block, as it would
+    // for any block older than a moment.
+    assert!(
+        site.listed_soon(ATTACKER).is_some(),
+        "{}",
+        site.blocks_list()
+    );
     let dir = site.agent.take().unwrap().kill();
     // Nothing flushed the set: the attacker stays blocked with no agent.
     assert!(site.kernel_table().contains(ATTACKER));
@@ -404,7 +423,13 @@ fn a_kill_9_leaves_the_kernel_set_and_the_restarted_agent_owns_it() {
         site.wait_for_connect(ATTACKER, Connect::Connected),
         "the restarted agent should lift the block it resumed"
     );
-    assert!(site.listed(ATTACKER).is_none(), "{}", site.blocks_list());
+    // The agent lifts the kernel element first and then rewrites its state
+    // file, so the connect can succeed a moment before the list is empty.
+    assert!(
+        wait_until(Duration::from_secs(30), || site.listed(ATTACKER).is_none()),
+        "{}",
+        site.blocks_list()
+    );
 }
 
 #[test]
@@ -418,7 +443,7 @@ fn dry_run_blocks_nothing_and_records_everything() {
         "the dry run should be recorded: {}",
         site.blocks_list()
     );
-    let listed = site.listed(ATTACKER).unwrap();
+    let listed = site.listed_soon(ATTACKER).unwrap();
     assert!(listed.contains("dry_run"), "{listed}");
     site.wait_for_agent_metric(
         "countywatch_agent_response_applied_total",
@@ -464,7 +489,7 @@ fn ssh_failures_in_the_agents_log_block_the_attacker_through_detection_and_the_c
         "detection should block the attacker"
     );
     assert_eq!(site.connect(BYSTANDER), Connect::Connected);
-    let listed = site.listed(ATTACKER).unwrap();
+    let listed = site.listed_soon(ATTACKER).unwrap();
     assert!(listed.contains("ssh_brute_force"), "{listed}");
     site.decisions(&["delete", ATTACKER]);
     assert!(site.wait_for_connect(ATTACKER, Connect::Connected));
@@ -491,7 +516,7 @@ fn the_iptables_and_ipset_fallback_blocks_and_unblocks() {
         saved.contains(&format!("add countywatch4 {ATTACKER} timeout")),
         "{saved}"
     );
-    let listed = site.listed(ATTACKER).unwrap();
+    let listed = site.listed_soon(ATTACKER).unwrap();
     assert!(listed.contains("in set"), "{listed}");
     site.decisions(&["delete", ATTACKER]);
     assert!(site.wait_for_connect(ATTACKER, Connect::Connected));
