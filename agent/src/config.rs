@@ -90,6 +90,13 @@ pub struct ResponseConfig {
     pub never_block: Vec<Spanned<String>>,
     /// Most blocks held at once; beyond it the oldest is lifted first.
     pub max_blocks: usize,
+    /// Offline mode: once the agent has not reached the collector for
+    /// longer than this, it runs its own security events through the
+    /// host-scoped detection rules the collector sent it and applies their
+    /// blocks itself, in the mode it last received, until the collector
+    /// answers again. Keep it above `interval` and 25 s (the long poll),
+    /// which are how often a healthy link is heard from.
+    pub offline_after: PromDuration,
 }
 
 impl Default for ResponseConfig {
@@ -98,6 +105,7 @@ impl Default for ResponseConfig {
             backend: FirewallBackend::Auto,
             never_block: Vec::new(),
             max_blocks: 10_000,
+            offline_after: PromDuration(Duration::from_secs(60)),
         }
     }
 }
@@ -695,6 +703,9 @@ impl Config {
         if !(1..=1_000_000).contains(&self.response.max_blocks) {
             problems.general("response.max_blocks must be between 1 and 1000000");
         }
+        if self.response.offline_after.get() < Duration::from_secs(1) {
+            problems.general("response.offline_after must be at least 1s");
+        }
         let sources = &self.sources;
         for rule in &sources.ports.allow {
             if let Err(message) = crate::source::ports::AllowRule::parse(&rule.value) {
@@ -964,6 +975,10 @@ mod tests {
         assert_eq!(config.response.max_blocks, 50);
         assert_eq!(Config::default().response.backend, FirewallBackend::Auto);
         assert_eq!(Config::default().response.max_blocks, 10_000);
+        assert_eq!(
+            Config::default().response.offline_after.get(),
+            Duration::from_secs(60)
+        );
         let bad = "response:\n  never_block: [10.0.0.0/33]\n  max_blocks: 0\n";
         let problems = Config::load_from_text(bad).unwrap_err().to_string();
         let lines: Vec<&str> = problems.lines().collect();

@@ -473,6 +473,10 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             config: Arc::clone(&response),
             stopped: stopped.clone(),
             metrics: response_metrics,
+            offline_rules: Arc::new(active_response::offline_rules::build(
+                &config.detection,
+                response.max_duration_ms(),
+            )),
         }),
         max_body_bytes: config.ingest.max_body_bytes,
         max_decompressed_bytes: config.ingest.max_decompressed_bytes,

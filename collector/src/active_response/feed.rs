@@ -7,10 +7,14 @@
 //!   written (the store's signal, or the poll of other writers), else an
 //!   empty feed after `S` seconds (at most
 //!   [`MAX_DECISIONS_WAIT_SECONDS`]; `0` or no `wait` answers at once).
+//!   With `rules=VERSION` naming another set than [`FeedState::offline_rules`]
+//!   it answers at once, with the set (offline mode).
 //! - `POST /v1/decisions/ack`: a [`DecisionAck`], recorded per agent and
 //!   update; answers `{"recorded":N}`.
 //! - `POST /v1/decisions/local`: [`LocalDecisions`] the agent made while
-//!   offline, recorded as made by the agent; answers `{"recorded":N}`.
+//!   offline, recorded as made by the agent and filed under an incident of
+//!   their rule and group key (opened if the agent's events have not
+//!   opened it yet); answers `{"recorded":N}`.
 //! - `POST /v1/batches` with the [`DECISIONS_AFTER_HEADER`] header: the
 //!   batch answer carries the feed under `"decisions"` ([`batch_feed`]).
 //!
@@ -23,7 +27,7 @@ use std::time::Duration;
 use countywatch_daemon::clock::now_ms;
 use countywatch_wire::{
     DECISIONS_ACK_PATH, DECISIONS_AFTER_HEADER, DECISIONS_LOCAL_PATH, DECISIONS_PATH, DecisionAck,
-    DecisionFeed, LocalDecisions, MAX_DECISIONS_WAIT_SECONDS,
+    DecisionFeed, LocalDecisions, MAX_DECISIONS_WAIT_SECONDS, OfflineRules, RULES_QUERY,
 };
 use hyper::{HeaderMap, Method, StatusCode};
 use tokio::sync::watch;
@@ -42,6 +46,9 @@ pub struct FeedState {
     pub stopped: watch::Receiver<bool>,
     /// Where agents' answers and decisions are counted.
     pub metrics: crate::active_response::metrics::ResponseMetrics,
+    /// The host-scoped rules agents run while offline
+    /// (`active_response::offline_rules`).
+    pub offline_rules: Arc<OfflineRules>,
 }
 
 /// One of the decision endpoints.
@@ -144,8 +151,19 @@ pub async fn answer(
 ) -> Result<String, FeedError> {
     match endpoint {
         Endpoint::Feed => {
-            let (after, wait) = feed_query(query.unwrap_or(""))?;
-            let feed = long_poll(state, agent, after, wait).await?;
+            let query = query.unwrap_or("");
+            let (after, mut wait) = feed_query(query)?;
+            // An agent holding another rule set gets the current one at
+            // once rather than at the end of its wait.
+            let stale_rules =
+                rules_query(query).is_some_and(|held| held != state.offline_rules.version);
+            if stale_rules {
+                wait = Duration::ZERO;
+            }
+            let mut feed = long_poll(state, agent, after, wait).await?;
+            if stale_rules {
+                feed.offline_rules = Some(OfflineRules::clone(&state.offline_rules));
+            }
             serde_json::to_string(&feed).map_err(FeedError::storage)
         }
         Endpoint::Ack => {
@@ -179,10 +197,16 @@ pub async fn answer(
             let config = Arc::clone(&state.config);
             let agent = agent.to_string();
             let recorded = tokio::task::spawn_blocking(move || {
+                let incidents = local
+                    .decisions
+                    .iter()
+                    .map(|decision| local_incident(&store, &agent, decision))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
                 let refusal = |address| config.refusal(address);
                 store.record_local_decisions(
                     &agent,
                     &local.decisions,
+                    &incidents,
                     config.max_duration_ms(),
                     &refusal,
                     now_ms(),
@@ -199,6 +223,56 @@ pub async fn answer(
             Ok(format!("{{\"recorded\":{}}}", recorded.len()))
         }
     }
+}
+
+/// Files a decision `agent` made offline under an incident, so that
+/// officers see it: the incident of its rule and group key if the agent's
+/// spooled events already opened it, else a new one, which the collector's
+/// own engine then finds when those events arrive (and, seeing the
+/// agent's decision active, makes none of its own). `None` for a decision
+/// without a group key (an agent that sends none).
+fn local_incident(
+    store: &IncidentStore,
+    agent: &str,
+    local: &countywatch_wire::LocalDecision,
+) -> anyhow::Result<Option<i64>> {
+    if local.group_key.is_empty() || local.rule.is_empty() {
+        return Ok(None);
+    }
+    let clipped = |text: &str| text.chars().take(200).collect::<String>();
+    let title = if local.title.is_empty() {
+        format!("{} on {agent} (blocked offline)", local.rule)
+    } else {
+        clipped(&local.title)
+    };
+    let severity = crate::incident::store::parse_severity(&local.severity)
+        .unwrap_or(countywatch_detect::Severity::Medium);
+    let detection = countywatch_detect::Detection {
+        rule_id: clipped(&local.rule),
+        title,
+        severity,
+        group_key: clipped(&local.group_key),
+        labels: [
+            (
+                "src_ip".to_string(),
+                local.address.to_canonical().to_string(),
+            ),
+            ("rule_id".to_string(), clipped(&local.rule)),
+            ("severity".to_string(), severity.as_str().to_string()),
+        ]
+        .into(),
+        annotations: [(
+            "offline".to_string(),
+            format!("blocked by {agent} while it could not reach the collector"),
+        )]
+        .into(),
+        tags: Vec::new(),
+        hosts: vec![agent.to_string()],
+        at_ms: local.started_at_ms.min(now_ms()),
+        evidence: Vec::new(),
+        response: None,
+    };
+    Ok(Some(store.record_detection(&detection)?.id()))
 }
 
 /// `after` and `wait` from the long poll's query string; `wait` is whole
@@ -228,6 +302,14 @@ fn feed_query(query: &str) -> Result<(u64, Duration), FeedError> {
         after,
         wait.min(Duration::from_secs(MAX_DECISIONS_WAIT_SECONDS)),
     ))
+}
+
+/// The offline rule version the long poll's query names, if it names one
+/// (an agent that predates offline mode does not).
+fn rules_query(query: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == RULES_QUERY)
+        .map(|(_, value)| value.into_owned())
 }
 
 /// The feed after `after`, waiting up to `wait` for a first update.
@@ -283,6 +365,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_rules_version_is_read_from_the_query_only_when_named() {
+        assert_eq!(rules_query("after=1&wait=25"), None);
+        assert_eq!(rules_query("after=1&rules="), Some(String::new()));
+        assert_eq!(rules_query("rules=ab12&after=1"), Some("ab12".to_string()));
+    }
+
+    #[test]
     fn the_long_poll_query_reads_cursor_and_wait_and_caps_the_wait() {
         assert_eq!(feed_query("").unwrap(), (0, Duration::ZERO));
         assert_eq!(
@@ -324,6 +413,7 @@ mod tests {
             config: Arc::new(ResponseConfig::default()),
             stopped,
             metrics: crate::active_response::metrics::ResponseMetrics::new().unwrap(),
+            offline_rules: Arc::new(OfflineRules::default()),
         };
         let writer = Arc::clone(&store);
         let write = tokio::spawn(async move {

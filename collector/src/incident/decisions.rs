@@ -421,6 +421,7 @@ impl IncidentStore {
             updates,
             mode,
             more,
+            offline_rules: None,
         })
     }
 
@@ -460,13 +461,15 @@ impl IncidentStore {
 
     /// Records the decisions `agent` made by itself while it could not
     /// reach the collector, as made by the agent (host scope, the agent
-    /// only), each audited with the agent as actor. `refusal` says why an
-    /// address may not be blocked: such a decision is recorded and lifted
-    /// at once, so that the agent drops the block. Returns their ids.
+    /// only), each audited with the agent as actor and linked to the
+    /// incident at the same index of `incidents`, if any. `refusal` says
+    /// why an address may not be blocked: such a decision is recorded and
+    /// lifted at once, so that the agent drops the block. Returns their ids.
     pub fn record_local_decisions(
         &self,
         agent: &str,
         decisions: &[LocalDecision],
+        incidents: &[Option<i64>],
         max_duration_ms: i64,
         refusal: &dyn Fn(IpAddr) -> Option<String>,
         now_ms: i64,
@@ -478,7 +481,7 @@ impl IncidentStore {
             let mut connection = self.write();
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for local in decisions {
+            for (index, local) in decisions.iter().enumerate() {
                 let rule = clip(&local.rule);
                 // An agent's clock and its rules are its own: a block never
                 // lasts longer here than the collector allows.
@@ -489,7 +492,7 @@ impl IncidentStore {
                 let new = NewDecision {
                     address: local.address.to_canonical(),
                     scope: DecisionScope::Hosts(vec![agent.to_string()]),
-                    incident_id: None,
+                    incident_id: incidents.get(index).copied().flatten(),
                     rule: Some(rule.clone()),
                     reason: format!("{rule} on {agent} while offline"),
                     made_by: actor.clone(),
@@ -941,6 +944,9 @@ mod tests {
             started_at_ms: 1_000,
             expires_at_ms: 1_000_000_000,
             mode: ResponseMode::Enforce,
+            group_key: String::new(),
+            title: String::new(),
+            severity: String::new(),
         };
         let refusal = |address: IpAddr| {
             (address.to_string() == "10.0.0.5").then(|| "in never_block".to_string())
@@ -949,6 +955,7 @@ mod tests {
             .record_local_decisions(
                 "web1",
                 &[local("203.0.113.9"), local("10.0.0.5")],
+                &[],
                 3_600_000,
                 &refusal,
                 5_000,
