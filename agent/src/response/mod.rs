@@ -673,9 +673,16 @@ impl Response {
                     .deferred
                     .retain(|deferred| deferred.decision != update.decision);
                 let before = self.state.blocks.len();
-                self.state
-                    .blocks
-                    .retain(|block| block.decision != Some(update.decision));
+                // The collector lifting an address lifts the agent's own
+                // block of it too (its decisions take over), even when
+                // the block it lifts never reached this agent.
+                let collector_update = !is_local(update.id);
+                self.state.blocks.retain(|block| {
+                    block.decision != Some(update.decision)
+                        && !(collector_update
+                            && block.decision.is_some_and(is_local)
+                            && block.address == address)
+                });
                 if self.state.blocks.len() < before {
                     self.stats.lifted.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(%address, decision = update.decision, "block lifted by the collector");
@@ -1266,17 +1273,30 @@ mod tests {
         );
         assert_eq!(response.blocks().len(), 1);
         assert_eq!(response.blocks()[0].decision, Some(9));
+        // The collector lifting an address lifts the agent's own block of
+        // it, even for a decision whose block never reached the agent.
+        let events: Vec<Event> = (0..3)
+            .map(|n| offline::tests::failure(6_500 + n, "203.0.113.11"))
+            .collect();
+        assert_eq!(response.evaluate_offline(&events, 6_600), 1);
+        assert_eq!(response.blocks().len(), 2);
+        let mut lift = update(10, "203.0.113.11", 900_000, ResponseMode::DryRun);
+        lift.decision = 77;
+        lift.removed = true;
+        response.apply_feed(&feed(vec![lift]), 6_700);
+        assert_eq!(response.blocks().len(), 1);
         // With enforce last received, a backend that is off refuses the
         // block, and nothing is reported.
         let mut enforce = feed(Vec::new());
-        enforce.cursor = 9;
+        enforce.cursor = 10;
         enforce.mode = ResponseMode::Enforce;
         response.apply_feed(&enforce, 7_000);
         let events: Vec<Event> = (0..3)
             .map(|n| offline::tests::failure(8_000 + n, "203.0.113.10"))
             .collect();
         assert_eq!(response.evaluate_offline(&events, 9_000), 1);
-        assert!(response.unreported().is_empty());
+        // Only the dry run before waits to be reported, not the refusal.
+        assert_eq!(response.unreported().len(), 1);
         assert_eq!(response.blocks().len(), 1);
     }
 
