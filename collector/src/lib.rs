@@ -475,7 +475,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             metrics: response_metrics,
             offline_rules: Arc::new(active_response::offline_rules::build(
                 &config.detection,
-                response.max_duration_ms(),
+                &response,
             )),
         }),
         max_body_bytes: config.ingest.max_body_bytes,

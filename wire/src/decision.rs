@@ -126,6 +126,10 @@ pub struct OfflineRules {
     /// The collector's `response.max_duration`, in milliseconds: no block
     /// made offline lasts longer.
     pub max_duration_ms: i64,
+    /// The collector's `response.never_block` entries (addresses and CIDR
+    /// blocks): the agent never blocks them offline either.
+    #[serde(default)]
+    pub never_block: Vec<String>,
 }
 
 /// One detection rule file for offline mode.
@@ -244,6 +248,7 @@ mod tests {
                     rules: vec!["ssh_brute_force".to_string()],
                 }],
                 max_duration_ms: 3_600_000,
+                never_block: vec!["10.0.0.0/8".to_string()],
             }),
             ..DecisionFeed::default()
         };

@@ -517,6 +517,14 @@ impl Response {
                 tracing::warn!(rule = %detection.rule_id, "offline: no single source address to block");
                 continue;
             };
+            // The collector's never_block binds the agent's own decisions:
+            // the collector would lift such a block at once anyway.
+            if let Some(entry) = self.offline.never_block(address) {
+                let refusal = Refusal::NeverBlock(format!("{entry}, the collector's"));
+                tracing::warn!(%address, rule = %detection.rule_id, reason = %refusal, "offline: block refused");
+                self.stats.refuse(&refusal);
+                continue;
+            }
             let id = state::LOCAL_DECISIONS_FROM.saturating_add(self.state.next_local);
             self.state.next_local = self.state.next_local.saturating_add(1);
             let mode = response.mode.unwrap_or(self.state.mode);
@@ -1297,6 +1305,16 @@ mod tests {
         assert_eq!(response.evaluate_offline(&events, 9_000), 1);
         // Only the dry run before waits to be reported, not the refusal.
         assert_eq!(response.unreported().len(), 1);
+        // The collector's never_block, sent with the rules, binds offline
+        // decisions too.
+        let events: Vec<Event> = (0..3)
+            .map(|n| offline::tests::failure(9_500 + n, "198.51.100.7"))
+            .collect();
+        assert_eq!(response.evaluate_offline(&events, 9_600), 0);
+        assert!(
+            metrics_text(&response.stats)
+                .contains("countywatch_agent_response_refused_total{reason=\"never_block\"} 1")
+        );
         assert_eq!(response.blocks().len(), 1);
     }
 

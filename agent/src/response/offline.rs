@@ -20,7 +20,7 @@ use countywatch_detect::calendar::Calendar;
 use countywatch_detect::engine::Engine;
 use countywatch_detect::response::ResponseScope;
 use countywatch_detect::rulefmt;
-use countywatch_wire::{Event, OfflineRules};
+use countywatch_wire::{Cidr, Event, OfflineRules};
 
 /// The file's name in the state directory.
 pub const FILE: &str = "offline_rules.json";
@@ -34,6 +34,9 @@ pub struct OfflineRuleSet {
     engine: Option<Engine>,
     /// How many rules the engine runs.
     rule_count: usize,
+    /// The collector's `never_block`, parsed (an entry that does not parse
+    /// is logged and left out).
+    never_block: Vec<(String, Cidr)>,
 }
 
 impl OfflineRuleSet {
@@ -78,10 +81,22 @@ impl OfflineRuleSet {
         }
         let rule_count = loaded.len();
         let engine = (!loaded.is_empty()).then(|| Engine::new(loaded, Calendar::default()));
+        let never_block = rules
+            .never_block
+            .iter()
+            .filter_map(|entry| match Cidr::parse(entry) {
+                Ok(block) => Some((entry.clone(), block)),
+                Err(error) => {
+                    tracing::error!(entry, %error, "offline rules: a never_block entry from the collector does not parse");
+                    None
+                }
+            })
+            .collect();
         OfflineRuleSet {
             rules,
             engine,
             rule_count,
+            never_block,
         }
     }
 
@@ -109,6 +124,14 @@ impl OfflineRuleSet {
     /// The collector's `response.max_duration`, in milliseconds.
     pub fn max_duration_ms(&self) -> i64 {
         self.rules.max_duration_ms
+    }
+
+    /// The collector's `never_block` entry covering `address`, if any.
+    pub fn never_block(&self, address: std::net::IpAddr) -> Option<&str> {
+        self.never_block
+            .iter()
+            .find(|(_, block)| block.contains(address))
+            .map(|(text, _)| text.as_str())
     }
 
     /// How many rules run.
@@ -186,6 +209,7 @@ rules:
                 ],
             }],
             max_duration_ms: 600_000,
+            never_block: vec!["198.51.100.0/24".to_string(), "bastion".to_string()],
         }
     }
 
@@ -232,6 +256,11 @@ rules:
             "203.0.113.9".parse().ok(),
             "{fired:?}"
         );
+        assert_eq!(
+            again.never_block("198.51.100.7".parse().unwrap()),
+            Some("198.51.100.0/24")
+        );
+        assert_eq!(again.never_block("203.0.113.9".parse().unwrap()), None);
         std::fs::write(path(dir.path()), b"{not json").unwrap();
         assert_eq!(OfflineRuleSet::load(dir.path()).version(), "");
     }

@@ -15,13 +15,21 @@ use countywatch_detect::response::ResponseScope;
 use countywatch_wire::{OfflineRuleFile, OfflineRules};
 use sha2::{Digest, Sha256};
 
+use crate::active_response::config::ResponseConfig;
 use crate::builtin_packs;
 use crate::detection::DetectionConfig;
 
-/// The offline rules of `detection`, blocks capped at `max_duration_ms`.
+/// The offline rules of `detection`, with `response`'s `max_duration` and
+/// `never_block`, which bind the agent's own blocks too.
 /// A rule file that cannot be read again is left out (logged); with no such
 /// rules the set is empty, which tells agents to drop the ones they hold.
-pub fn build(detection: &DetectionConfig, max_duration_ms: i64) -> OfflineRules {
+pub fn build(detection: &DetectionConfig, response: &ResponseConfig) -> OfflineRules {
+    let max_duration_ms = response.max_duration_ms();
+    let never_block: Vec<String> = response
+        .never_block
+        .iter()
+        .map(|entry| entry.value.clone())
+        .collect();
     let rules = detection.load_rules().unwrap_or_default();
     let mut by_file: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
     for rule in &rules {
@@ -59,6 +67,7 @@ pub fn build(detection: &DetectionConfig, max_duration_ms: i64) -> OfflineRules 
     }
     let mut digest = Sha256::new();
     digest.update(max_duration_ms.to_le_bytes());
+    digest.update(never_block.join("\n").as_bytes());
     for file in &files {
         for part in [&file.name, &file.text, &file.rules.join("\n")] {
             digest.update((part.len() as u64).to_le_bytes());
@@ -69,6 +78,7 @@ pub fn build(detection: &DetectionConfig, max_duration_ms: i64) -> OfflineRules 
         version: hex::encode(&digest.finalize()[..12]),
         files,
         max_duration_ms,
+        never_block,
     }
 }
 
@@ -79,7 +89,8 @@ mod tests {
     #[test]
     fn the_shipped_ssh_rules_are_offline_rules_and_the_version_follows_the_content() {
         let config = DetectionConfig::default();
-        let rules = build(&config, 3_600_000);
+        let response = ResponseConfig::default();
+        let rules = build(&config, &response);
         let ids: Vec<&str> = rules
             .files
             .iter()
@@ -93,8 +104,16 @@ mod tests {
                 countywatch_detect::rulefmt::parse(std::path::Path::new(&file.name), &file.text);
             assert!(loaded.is_ok(), "{}", file.name);
         }
-        assert_eq!(build(&config, 3_600_000).version, rules.version);
-        assert_ne!(build(&config, 60_000).version, rules.version);
+        assert_eq!(build(&config, &response).version, rules.version);
+        let guarded = ResponseConfig {
+            never_block: vec![countywatch_daemon::config_file::unspanned(
+                "10.0.0.0/8".to_string(),
+            )],
+            ..ResponseConfig::default()
+        };
+        let with_never_block = build(&config, &guarded);
+        assert_eq!(with_never_block.never_block, ["10.0.0.0/8"]);
+        assert_ne!(with_never_block.version, rules.version);
         let disabled = DetectionConfig {
             disabled: vec![
                 "ssh_brute_force".to_string(),
@@ -102,7 +121,7 @@ mod tests {
             ],
             ..DetectionConfig::default()
         };
-        let fewer = build(&disabled, 3_600_000);
+        let fewer = build(&disabled, &response);
         assert!(
             !fewer
                 .files
