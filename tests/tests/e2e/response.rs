@@ -300,6 +300,28 @@ fn assert_success(output: &Output, what: &str) {
     );
 }
 
+/// Twelve refused SSH logins from the attacker on `host`, stamped now, as
+/// sshd logs them (ISO timestamps); `pid` numbers the sshd processes, so
+/// that two tests' lines differ.
+fn failed_logins(host: &str, pid: u32) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let mut text = String::new();
+    for attempt in 0..12 {
+        text.push_str(&format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000000+00:00 {host} sshd[{}]: Failed password for root from {ATTACKER} port {} ssh2\n",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second(),
+            pid + attempt,
+            40_000 + attempt,
+        ));
+    }
+    text
+}
+
 /// The agent's `response:` section for most tests.
 const NFTABLES: &str = "  backend: nftables\n  never_block: [10.232.0.4/32]\n";
 
@@ -467,23 +489,7 @@ fn ssh_failures_in_the_agents_log_block_the_attacker_through_detection_and_the_c
     // the county turns enforcement on in one line.
     let site = Site::start("det", 25, "response:\n  mode: enforce\n", NFTABLES);
     assert_eq!(site.connect(ATTACKER), Connect::Connected);
-    let now = time::OffsetDateTime::now_utc();
-    let mut text = String::new();
-    for attempt in 0..12 {
-        text.push_str(&format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000000+00:00 {} sshd[{}]: Failed password for root from {ATTACKER} port {} ssh2\n",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second(),
-            site.name,
-            4000 + attempt,
-            40_000 + attempt,
-        ));
-    }
-    std::fs::write(&site.log, text).unwrap();
+    std::fs::write(&site.log, failed_logins(&site.name, 4000)).unwrap();
     assert!(
         site.wait_for_connect(ATTACKER, Connect::TimedOut),
         "detection should block the attacker"
@@ -609,22 +615,7 @@ fn with_its_link_cut_the_agent_blocks_a_brute_force_by_itself_and_the_collector_
     site.link.set_link(false);
     // Past offline_after with a margin: the agent is on its own.
     std::thread::sleep(Duration::from_secs(5));
-    let now = time::OffsetDateTime::now_utc();
-    let mut text = String::new();
-    for attempt in 0..12 {
-        text.push_str(&format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000000+00:00 {} sshd[{}]: Failed password for root from {ATTACKER} port {} ssh2\n",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second(),
-            site.name,
-            5000 + attempt,
-            41_000 + attempt,
-        ));
-    }
+    let text = failed_logins(&site.name, 5000);
     // All twelve failures land at once: the tenth is written now.
     let tenth_failure = Instant::now();
     std::fs::write(&site.log, text).unwrap();
