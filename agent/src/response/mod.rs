@@ -302,7 +302,7 @@ impl ResponseStats {
             ),
             MetricFamily::single(
                 "countywatch_agent_response_offline_rules",
-                "Host-scoped detection rules held for offline mode.",
+                "Host-scoped detection rules held for offline mode, as the collector listed them.",
                 MetricKind::Gauge,
                 load(&self.offline_rules),
             ),
@@ -499,7 +499,11 @@ impl Response {
     /// what fires: host-scoped `block_source` responses, for at most the
     /// collector's `max_duration`, in the rule's mode or else the one last
     /// received. Returns the decisions made (applied or waiting).
-    pub fn evaluate_offline(&mut self, events: &[Event], now_ms: i64) -> usize {
+    /// `new_outage` starts the rules' state afresh.
+    pub fn evaluate_offline(&mut self, events: &[Event], now_ms: i64, new_outage: bool) -> usize {
+        if new_outage {
+            self.offline.start_outage();
+        }
         let detections = self.offline.evaluate(events);
         self.stats
             .offline_detections
@@ -996,6 +1000,9 @@ pub struct Responder {
     /// Whether the agent worked offline when last asked, so that the
     /// change is logged once each way.
     offline: AtomicBool,
+    /// Set when an outage begins, taken by the first evaluation in it,
+    /// which starts the rules' state afresh.
+    new_outage: AtomicBool,
 }
 
 impl Responder {
@@ -1008,6 +1015,7 @@ impl Responder {
             last_contact_ms: AtomicI64::new(countywatch_daemon::clock::now_ms()),
             offline_after_ms: i64::try_from(offline_after.as_millis()).unwrap_or(i64::MAX),
             offline: AtomicBool::new(false),
+            new_outage: AtomicBool::new(false),
         })
     }
 
@@ -1036,6 +1044,7 @@ impl Responder {
                 "collector unreachable beyond response.offline_after: offline mode, evaluating host-scoped rules on this agent"
             );
             self.stats.offline.store(1, Ordering::Relaxed);
+            self.new_outage.store(true, Ordering::Relaxed);
         }
         offline
     }
@@ -1054,10 +1063,13 @@ impl Responder {
         }
         let responder = Arc::clone(self);
         let events = events.to_vec();
+        let new_outage = self.new_outage.swap(false, Ordering::Relaxed);
         let _ = tokio::task::spawn_blocking(move || {
-            responder
-                .lock()
-                .evaluate_offline(&events, countywatch_daemon::clock::now_ms())
+            responder.lock().evaluate_offline(
+                &events,
+                countywatch_daemon::clock::now_ms(),
+                new_outage,
+            )
         })
         .await;
     }
@@ -1248,7 +1260,7 @@ mod tests {
         let events: Vec<Event> = (0..3)
             .map(|n| offline::tests::failure(2_000 + n, "203.0.113.9"))
             .collect();
-        assert_eq!(response.evaluate_offline(&events, 5_000), 1);
+        assert_eq!(response.evaluate_offline(&events, 5_000, true), 1);
         // The feed's mode was dry run: recorded, nothing enforced.
         let block = response.blocks()[0].clone();
         assert!(block.decision.is_some_and(state::is_local), "{block:?}");
@@ -1286,7 +1298,7 @@ mod tests {
         let events: Vec<Event> = (0..3)
             .map(|n| offline::tests::failure(6_500 + n, "203.0.113.11"))
             .collect();
-        assert_eq!(response.evaluate_offline(&events, 6_600), 1);
+        assert_eq!(response.evaluate_offline(&events, 6_600, false), 1);
         assert_eq!(response.blocks().len(), 2);
         let mut lift = update(10, "203.0.113.11", 900_000, ResponseMode::DryRun);
         lift.decision = 77;
@@ -1302,7 +1314,7 @@ mod tests {
         let events: Vec<Event> = (0..3)
             .map(|n| offline::tests::failure(8_000 + n, "203.0.113.10"))
             .collect();
-        assert_eq!(response.evaluate_offline(&events, 9_000), 1);
+        assert_eq!(response.evaluate_offline(&events, 9_000, false), 1);
         // Only the dry run before waits to be reported, not the refusal.
         assert_eq!(response.unreported().len(), 1);
         // The collector's never_block, sent with the rules, binds offline
@@ -1310,7 +1322,7 @@ mod tests {
         let events: Vec<Event> = (0..3)
             .map(|n| offline::tests::failure(9_500 + n, "198.51.100.7"))
             .collect();
-        assert_eq!(response.evaluate_offline(&events, 9_600), 0);
+        assert_eq!(response.evaluate_offline(&events, 9_600, false), 0);
         assert!(
             metrics_text(&response.stats)
                 .contains("countywatch_agent_response_refused_total{reason=\"never_block\"} 1")

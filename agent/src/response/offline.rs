@@ -7,7 +7,10 @@
 //!
 //! Memory stays bounded as at the collector: each rule keeps at most its
 //! `max_groups` keys, each a few hits (never events); evidence is looked
-//! up only among the events of the batch being evaluated.
+//! up only among the events of the batch being evaluated. The rules are
+//! parsed and the engine built only when an outage begins, fresh for each
+//! one: an agent that never loses its collector never runs (nor pages in)
+//! the rule parser, the regular expressions or the engine.
 //!
 //! What to do with a detection (the safety checks, the firewall, the
 //! report to the collector) is `response::Response`'s.
@@ -30,10 +33,11 @@ pub struct OfflineRuleSet {
     /// The set as the collector sent it; its version goes up with every
     /// long poll.
     rules: OfflineRules,
-    /// The engine over the set's rules; none when they are none.
+    /// The engine over the set's rules, built at the first evaluation of
+    /// an outage; none before, or when no rule loads.
     engine: Option<Engine>,
-    /// How many rules the engine runs.
-    rule_count: usize,
+    /// Whether `engine` was built for this outage.
+    built: bool,
     /// The collector's `never_block`, parsed (an entry that does not parse
     /// is logged and left out).
     never_block: Vec<(String, Cidr)>,
@@ -59,10 +63,38 @@ impl OfflineRuleSet {
         OfflineRuleSet::new(rules)
     }
 
-    /// A set over `rules`, with empty state. Rules that do not load (a
+    /// A set over `rules`, with no engine yet.
+    pub fn new(rules: OfflineRules) -> OfflineRuleSet {
+        let never_block = rules
+            .never_block
+            .iter()
+            .filter_map(|entry| match Cidr::parse(entry) {
+                Ok(block) => Some((entry.clone(), block)),
+                Err(error) => {
+                    tracing::error!(entry, %error, "offline rules: a never_block entry from the collector does not parse");
+                    None
+                }
+            })
+            .collect();
+        OfflineRuleSet {
+            rules,
+            engine: None,
+            built: false,
+            never_block,
+        }
+    }
+
+    /// Forgets the engine and its state: the next evaluation builds it
+    /// afresh (a new outage).
+    pub fn start_outage(&mut self) {
+        self.engine = None;
+        self.built = false;
+    }
+
+    /// The engine over the set's rules. Rules that do not load (a
     /// collector newer than the agent may send a form it does not know)
     /// are left out, logged.
-    pub fn new(rules: OfflineRules) -> OfflineRuleSet {
+    fn build_engine(rules: &OfflineRules) -> Option<Engine> {
         let mut loaded = Vec::new();
         for file in &rules.files {
             let wanted: HashSet<&str> = file.rules.iter().map(String::as_str).collect();
@@ -79,25 +111,8 @@ impl OfflineRuleSet {
                 }
             }
         }
-        let rule_count = loaded.len();
-        let engine = (!loaded.is_empty()).then(|| Engine::new(loaded, Calendar::default()));
-        let never_block = rules
-            .never_block
-            .iter()
-            .filter_map(|entry| match Cidr::parse(entry) {
-                Ok(block) => Some((entry.clone(), block)),
-                Err(error) => {
-                    tracing::error!(entry, %error, "offline rules: a never_block entry from the collector does not parse");
-                    None
-                }
-            })
-            .collect();
-        OfflineRuleSet {
-            rules,
-            engine,
-            rule_count,
-            never_block,
-        }
+        tracing::info!(rules = loaded.len(), "offline rules loaded");
+        (!loaded.is_empty()).then(|| Engine::new(loaded, Calendar::default()))
     }
 
     /// Replaces the set with `rules` and keeps them in `state_dir`.
@@ -110,7 +125,7 @@ impl OfflineRuleSet {
         }
         *self = OfflineRuleSet::new(rules);
         tracing::info!(
-            rules = self.rule_count,
+            rules = self.rule_count(),
             version = %self.rules.version,
             "offline rules received"
         );
@@ -134,14 +149,18 @@ impl OfflineRuleSet {
             .map(|(text, _)| text.as_str())
     }
 
-    /// How many rules run.
+    /// How many rules the collector listed.
     pub fn rule_count(&self) -> usize {
-        self.rule_count
+        self.rules.files.iter().map(|file| file.rules.len()).sum()
     }
 
     /// Runs `events` through the rules and returns what fired.
     pub fn evaluate(&mut self, events: &[Event]) -> Vec<Detection> {
         let mut detections = Vec::new();
+        if !self.built {
+            self.engine = OfflineRuleSet::build_engine(&self.rules);
+            self.built = true;
+        }
         let Some(engine) = self.engine.as_mut() else {
             return detections;
         };
@@ -235,7 +254,7 @@ rules:
         let mut set = OfflineRuleSet::load(dir.path());
         assert_eq!(set.version(), "");
         set.replace(dir.path(), rules());
-        assert_eq!(set.rule_count(), 1);
+        assert_eq!(set.rule_count(), 2);
         let mode = std::fs::metadata(path(dir.path()))
             .unwrap()
             .permissions()
@@ -249,6 +268,7 @@ rules:
             .chain((0..3).map(|n| failure(2_000 + n, "192.0.2.99")))
             .collect();
         let fired = again.evaluate(&events);
+        // Only the host-scoped rule runs, though both were listed.
         assert_eq!(fired.len(), 1, "{fired:?}");
         assert_eq!(fired[0].rule_id, "local_brute_force");
         assert_eq!(
@@ -261,6 +281,10 @@ rules:
             Some("198.51.100.0/24")
         );
         assert_eq!(again.never_block("203.0.113.9".parse().unwrap()), None);
+        // A new outage starts with empty state: two more failures do not
+        // complete a count begun in the last one.
+        again.start_outage();
+        assert!(again.evaluate(&events[..2]).is_empty());
         std::fs::write(path(dir.path()), b"{not json").unwrap();
         assert_eq!(OfflineRuleSet::load(dir.path()).version(), "");
     }
