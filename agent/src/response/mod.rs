@@ -239,6 +239,9 @@ pub struct ResponseStats {
     /// Decisions made offline dropped unreported (over `MAX_UNREPORTED`,
     /// or refused by a collector that cannot read them).
     offline_unreported_dropped: AtomicU64,
+    /// Decisions made offline waiting to be reported now; also read by
+    /// the upkeep task, without the list's lock, to know whether to report.
+    offline_unreported: AtomicU64,
 }
 
 impl ResponseStats {
@@ -311,6 +314,12 @@ impl ResponseStats {
                 "Detections of the offline rules while the agent worked offline.",
                 MetricKind::Counter,
                 load(&self.offline_detections),
+            ),
+            MetricFamily::single(
+                "countywatch_agent_response_offline_unreported",
+                "Decisions made offline waiting to be reported to the collector.",
+                MetricKind::Gauge,
+                load(&self.offline_unreported),
             ),
             MetricFamily::single(
                 "countywatch_agent_response_offline_unreported_dropped_total",
@@ -981,6 +990,9 @@ impl Response {
         self.stats
             .active_dry_run
             .store(count(ResponseMode::DryRun), Ordering::Relaxed);
+        self.stats
+            .offline_unreported
+            .store(self.state.unreported.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -1074,8 +1086,12 @@ impl Responder {
         .await;
     }
 
-    /// The decisions made offline not yet reported.
+    /// The decisions made offline not yet reported; the list is locked
+    /// only when there are some.
     pub fn unreported(&self) -> Vec<LocalDecision> {
+        if self.stats.offline_unreported.load(Ordering::Relaxed) == 0 {
+            return Vec::new();
+        }
         self.lock().unreported().to_vec()
     }
 
@@ -1272,9 +1288,14 @@ mod tests {
         assert_eq!(report[0].rule, "local_brute_force");
         assert_eq!(report[0].group_key, "src_ip=203.0.113.9");
         assert_eq!(report[0].severity, "high");
+        let text = metrics_text(&response.stats);
         assert!(
-            metrics_text(&response.stats)
-                .contains("countywatch_agent_response_offline_decisions_total{mode=\"dry_run\"} 1")
+            text.contains("countywatch_agent_response_offline_decisions_total{mode=\"dry_run\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("countywatch_agent_response_offline_unreported 1"),
+            "{text}"
         );
         // Kept across a restart until reported.
         let reopened = super::tests::response(dir.path(), FirewallBackend::Off, 100);
