@@ -42,6 +42,10 @@ pub const POLL_WAIT_SECONDS: u64 = 25;
 const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 /// How often updates waiting for an SSH session to end are tried again.
 const RETRY_DEFERRED_EVERY: Duration = Duration::from_secs(2);
+/// Most decisions made offline reported in one request, so that a long
+/// outage's report stays far below the collector's body cap; the rest go
+/// in the next rounds.
+const REPORT_AT_ONCE: usize = 500;
 /// How long to wait before asking a collector without the endpoint again.
 const UNSUPPORTED_RETRY: Duration = Duration::from_secs(300);
 
@@ -145,10 +149,11 @@ async fn report_offline_decisions(responder: &Arc<Responder>, transport: &mut Tr
     if responder.is_offline() {
         return;
     }
-    let decisions = responder.unreported();
+    let mut decisions = responder.unreported();
     if decisions.is_empty() {
         return;
     }
+    decisions.truncate(REPORT_AT_ONCE);
     let count = decisions.len();
     let body = match serde_json::to_vec(&LocalDecisions { decisions }) {
         Ok(body) => body,
