@@ -196,11 +196,12 @@ pub async fn answer(
             let store = Arc::clone(&state.store);
             let config = Arc::clone(&state.config);
             let agent = agent.to_string();
+            let offline_rules = Arc::clone(&state.offline_rules);
             let recorded = tokio::task::spawn_blocking(move || {
                 let incidents = local
                     .decisions
                     .iter()
-                    .map(|decision| local_incident(&store, &agent, decision))
+                    .map(|decision| local_incident(&store, &offline_rules, &agent, decision))
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 let refusal = |address| config.refusal(address);
                 store.record_local_decisions(
@@ -229,14 +230,26 @@ pub async fn answer(
 /// officers see it: the incident of its rule and group key if the agent's
 /// spooled events already opened it, else a new one, which the collector's
 /// own engine then finds when those events arrive (and, seeing the
-/// agent's decision active, makes none of its own). `None` for a decision
-/// without a group key (an agent that sends none).
+/// agent's decision active, makes none of its own). `None` (the decision
+/// is still recorded, without an incident) unless the rule is one of the
+/// offline rules sent to agents and the group key names the blocked
+/// address: an agent cannot add itself to another rule's incidents.
 fn local_incident(
     store: &IncidentStore,
+    offline_rules: &OfflineRules,
     agent: &str,
     local: &countywatch_wire::LocalDecision,
 ) -> anyhow::Result<Option<i64>> {
-    if local.group_key.is_empty() || local.rule.is_empty() {
+    let known_rule = offline_rules
+        .files
+        .iter()
+        .any(|file| file.rules.contains(&local.rule));
+    let address = local.address.to_canonical().to_string();
+    let names_address = local.group_key.split(',').any(|pair| {
+        pair.split_once('=')
+            .is_some_and(|(_, value)| value == address)
+    });
+    if !known_rule || !names_address {
         return Ok(None);
     }
     let clipped = |text: &str| text.chars().take(200).collect::<String>();
@@ -363,6 +376,68 @@ async fn read_feed(state: &FeedState, agent: &str, after: u64) -> Result<Decisio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offline_decision_opens_one_incident_per_rule_and_key_and_only_for_known_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        let rules = OfflineRules {
+            files: vec![countywatch_wire::OfflineRuleFile {
+                rules: vec!["ssh_brute_force".to_string()],
+                ..Default::default()
+            }],
+            ..OfflineRules::default()
+        };
+        let local = |rule: &str, group_key: &str| countywatch_wire::LocalDecision {
+            address: "203.0.113.9".parse().unwrap(),
+            rule: rule.to_string(),
+            started_at_ms: 1_000,
+            expires_at_ms: 3_601_000,
+            mode: countywatch_wire::ResponseMode::Enforce,
+            group_key: group_key.to_string(),
+            title: "SSH brute force from 203.0.113.9".to_string(),
+            severity: "high".to_string(),
+        };
+        let first = local_incident(
+            &store,
+            &rules,
+            "web1",
+            &local("ssh_brute_force", "src_ip=203.0.113.9"),
+        )
+        .unwrap()
+        .unwrap();
+        let again = local_incident(
+            &store,
+            &rules,
+            "web1",
+            &local("ssh_brute_force", "src_ip=203.0.113.9"),
+        )
+        .unwrap();
+        assert_eq!(again, Some(first));
+        let incident = store.incident(first).unwrap().unwrap();
+        assert_eq!(incident.rule_id, "ssh_brute_force");
+        assert_eq!(incident.hosts, ["web1"]);
+        assert_eq!(
+            local_incident(
+                &store,
+                &rules,
+                "web1",
+                &local("other_rule", "src_ip=203.0.113.9")
+            )
+            .unwrap(),
+            None
+        );
+        assert_eq!(
+            local_incident(
+                &store,
+                &rules,
+                "web1",
+                &local("ssh_brute_force", "src_ip=198.51.100.1")
+            )
+            .unwrap(),
+            None
+        );
+    }
 
     #[test]
     fn the_rules_version_is_read_from_the_query_only_when_named() {
