@@ -37,12 +37,14 @@ mod network;
 mod powersupplyclass;
 mod pressure;
 pub mod process;
+mod rapl;
 mod schedstat;
 mod selinux;
 pub mod service;
 pub mod snmp;
 mod sockstat;
 mod softnet;
+mod sysfs_class;
 mod system;
 pub mod systemd;
 pub mod textfile;
@@ -262,7 +264,7 @@ type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 /// roots, with their config sections: the one table [`build`] and
 /// [`validate`] both read, so adding such a collector is its file, its
 /// config field and one line here.
-fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 19] {
+fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 20] {
     [
         ("vmstat", &probes.vmstat, |procfs, sysfs| {
             Box::new(vmstat::probe(procfs, sysfs))
@@ -319,6 +321,9 @@ fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeP
             Box::new(dmi::DmiProbe::new(sysfs))
         }),
         ("timex", &probes.timex, |_, _| Box::new(timex::TimexProbe)),
+        ("rapl", &probes.rapl, |_, sysfs| {
+            Box::new(rapl::RaplProbe::new(sysfs))
+        }),
     ]
 }
 
