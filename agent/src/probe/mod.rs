@@ -34,6 +34,7 @@ mod mdadm;
 mod memory;
 mod netstat;
 mod network;
+mod nvme;
 mod powersupplyclass;
 mod pressure;
 pub mod process;
@@ -264,7 +265,7 @@ type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 /// roots, with their config sections: the one table [`build`] and
 /// [`validate`] both read, so adding such a collector is its file, its
 /// config field and one line here.
-fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 20] {
+fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 21] {
     [
         ("vmstat", &probes.vmstat, |procfs, sysfs| {
             Box::new(vmstat::probe(procfs, sysfs))
@@ -321,6 +322,9 @@ fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeP
             Box::new(dmi::DmiProbe::new(sysfs))
         }),
         ("timex", &probes.timex, |_, _| Box::new(timex::TimexProbe)),
+        ("nvme", &probes.nvme, |_, sysfs| {
+            Box::new(nvme::NvmeProbe::new(sysfs))
+        }),
         ("rapl", &probes.rapl, |_, sysfs| {
             Box::new(rapl::RaplProbe::new(sysfs))
         }),
