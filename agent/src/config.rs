@@ -205,6 +205,8 @@ pub struct ProbesConfig {
     pub timex: ProbeToggle,
     /// Energy counters of Intel RAPL power zones from /sys/class/powercap.
     pub rapl: ProbeToggle,
+    /// Fibre Channel adapters' state and error counters from /sys/class/fc_host.
+    pub fibrechannel: ProbeToggle,
     /// Identity and state of NVMe controllers from /sys/class/nvme.
     pub nvme: ProbeToggle,
     /// Metrics from `*.prom` files that cron jobs and scripts write.
@@ -552,6 +554,7 @@ impl Default for ProbesConfig {
             dmi: ProbeToggle::default(),
             timex: ProbeToggle::default(),
             rapl: ProbeToggle::default(),
+            fibrechannel: ProbeToggle::default(),
             nvme: ProbeToggle::default(),
             textfile: crate::probe::textfile::TextfileConfig::default(),
             systemd: SystemdConfig::default(),

@@ -26,6 +26,7 @@ mod dmi;
 mod edac;
 mod entropy;
 mod family_set;
+mod fibrechannel;
 mod file_probe;
 pub mod filesystem;
 mod hwmon;
@@ -265,7 +266,7 @@ type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 /// roots, with their config sections: the one table [`build`] and
 /// [`validate`] both read, so adding such a collector is its file, its
 /// config field and one line here.
-fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 21] {
+fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 22] {
     [
         ("vmstat", &probes.vmstat, |procfs, sysfs| {
             Box::new(vmstat::probe(procfs, sysfs))
@@ -322,6 +323,9 @@ fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeP
             Box::new(dmi::DmiProbe::new(sysfs))
         }),
         ("timex", &probes.timex, |_, _| Box::new(timex::TimexProbe)),
+        ("fibrechannel", &probes.fibrechannel, |_, sysfs| {
+            Box::new(fibrechannel::FibreChannelProbe::new(sysfs))
+        }),
         ("nvme", &probes.nvme, |_, sysfs| {
             Box::new(nvme::NvmeProbe::new(sysfs))
         }),
