@@ -205,6 +205,8 @@ pub struct ProbesConfig {
     pub timex: ProbeToggle,
     /// Energy counters of Intel RAPL power zones from /sys/class/powercap.
     pub rapl: ProbeToggle,
+    /// InfiniBand adapters' port state, rate and counters from /sys/class/infiniband.
+    pub infiniband: ProbeToggle,
     /// Fibre Channel adapters' state and error counters from /sys/class/fc_host.
     pub fibrechannel: ProbeToggle,
     /// Identity and state of NVMe controllers from /sys/class/nvme.
@@ -554,6 +556,7 @@ impl Default for ProbesConfig {
             dmi: ProbeToggle::default(),
             timex: ProbeToggle::default(),
             rapl: ProbeToggle::default(),
+            infiniband: ProbeToggle::default(),
             fibrechannel: ProbeToggle::default(),
             nvme: ProbeToggle::default(),
             textfile: crate::probe::textfile::TextfileConfig::default(),

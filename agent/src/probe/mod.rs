@@ -30,6 +30,7 @@ mod fibrechannel;
 mod file_probe;
 pub mod filesystem;
 mod hwmon;
+mod infiniband;
 mod load;
 mod mdadm;
 mod memory;
@@ -266,7 +267,7 @@ type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 /// roots, with their config sections: the one table [`build`] and
 /// [`validate`] both read, so adding such a collector is its file, its
 /// config field and one line here.
-fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 22] {
+fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 23] {
     [
         ("vmstat", &probes.vmstat, |procfs, sysfs| {
             Box::new(vmstat::probe(procfs, sysfs))
@@ -323,6 +324,9 @@ fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeP
             Box::new(dmi::DmiProbe::new(sysfs))
         }),
         ("timex", &probes.timex, |_, _| Box::new(timex::TimexProbe)),
+        ("infiniband", &probes.infiniband, |_, sysfs| {
+            Box::new(infiniband::InfinibandProbe::new(sysfs))
+        }),
         ("fibrechannel", &probes.fibrechannel, |_, sysfs| {
             Box::new(fibrechannel::FibreChannelProbe::new(sysfs))
         }),

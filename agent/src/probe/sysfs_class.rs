@@ -66,6 +66,16 @@ pub fn sorted_entries(entries: std::fs::ReadDir) -> Vec<(String, PathBuf)> {
     found
 }
 
+/// Lists a directory inside a class entry (an InfiniBand device's
+/// `ports`), sorted by name.
+pub fn list(dir: &Path) -> Result<Vec<(String, PathBuf)>, ProbeError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ProbeError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(sorted_entries(entries))
+}
+
 /// An attribute's text, trimmed: what node_exporter's `SysReadFile` gives.
 pub fn read_text(path: &Path) -> Result<String, ProbeError> {
     match read_attribute(path, ATTRIBUTE_BYTES) {
