@@ -205,6 +205,8 @@ pub struct ProbesConfig {
     pub timex: ProbeToggle,
     /// Energy counters of Intel RAPL power zones from /sys/class/powercap.
     pub rapl: ProbeToggle,
+    /// SCSI tape drives' I/O statistics from /sys/class/scsi_tape.
+    pub tapestats: ProbeToggle,
     /// InfiniBand adapters' port state, rate and counters from /sys/class/infiniband.
     pub infiniband: ProbeToggle,
     /// Fibre Channel adapters' state and error counters from /sys/class/fc_host.
@@ -556,6 +558,7 @@ impl Default for ProbesConfig {
             dmi: ProbeToggle::default(),
             timex: ProbeToggle::default(),
             rapl: ProbeToggle::default(),
+            tapestats: ProbeToggle::default(),
             infiniband: ProbeToggle::default(),
             fibrechannel: ProbeToggle::default(),
             nvme: ProbeToggle::default(),

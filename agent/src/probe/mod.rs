@@ -50,6 +50,7 @@ mod softnet;
 mod sysfs_class;
 mod system;
 pub mod systemd;
+mod tapestats;
 pub mod textfile;
 mod thermal_zone;
 mod timex;
@@ -267,7 +268,7 @@ type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 /// roots, with their config sections: the one table [`build`] and
 /// [`validate`] both read, so adding such a collector is its file, its
 /// config field and one line here.
-fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 23] {
+fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 24] {
     [
         ("vmstat", &probes.vmstat, |procfs, sysfs| {
             Box::new(vmstat::probe(procfs, sysfs))
@@ -324,6 +325,9 @@ fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeP
             Box::new(dmi::DmiProbe::new(sysfs))
         }),
         ("timex", &probes.timex, |_, _| Box::new(timex::TimexProbe)),
+        ("tapestats", &probes.tapestats, |_, sysfs| {
+            Box::new(tapestats::TapestatsProbe::new(sysfs))
+        }),
         ("infiniband", &probes.infiniband, |_, sysfs| {
             Box::new(infiniband::InfinibandProbe::new(sysfs))
         }),

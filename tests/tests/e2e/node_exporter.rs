@@ -427,7 +427,6 @@ const NOT_SERVED: &[(&str, &str)] = &[
     ("node_zfs_", "zfs collector not done yet"),
     ("node_btrfs_", "btrfs collector not done yet"),
     ("node_bcache_", "bcache collector not done yet"),
-    ("node_tape_", "tapestats collector not done yet"),
 ];
 
 /// The share of Node Exporter Full's families node_exporter serves here
