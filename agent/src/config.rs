@@ -205,6 +205,8 @@ pub struct ProbesConfig {
     pub timex: ProbeToggle,
     /// Energy counters of Intel RAPL power zones from /sys/class/powercap.
     pub rapl: ProbeToggle,
+    /// IPVS (LVS load balancer) totals and backends from /proc/net/ip_vs.
+    pub ipvs: ProbeToggle,
     /// SCSI tape drives' I/O statistics from /sys/class/scsi_tape.
     pub tapestats: ProbeToggle,
     /// InfiniBand adapters' port state, rate and counters from /sys/class/infiniband.
@@ -558,6 +560,7 @@ impl Default for ProbesConfig {
             dmi: ProbeToggle::default(),
             timex: ProbeToggle::default(),
             rapl: ProbeToggle::default(),
+            ipvs: ProbeToggle::default(),
             tapestats: ProbeToggle::default(),
             infiniband: ProbeToggle::default(),
             fibrechannel: ProbeToggle::default(),

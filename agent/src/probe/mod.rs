@@ -31,6 +31,7 @@ mod file_probe;
 pub mod filesystem;
 mod hwmon;
 mod infiniband;
+mod ipvs;
 mod load;
 mod mdadm;
 mod memory;
@@ -268,7 +269,7 @@ type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 /// roots, with their config sections: the one table [`build`] and
 /// [`validate`] both read, so adding such a collector is its file, its
 /// config field and one line here.
-fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 24] {
+fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 25] {
     [
         ("vmstat", &probes.vmstat, |procfs, sysfs| {
             Box::new(vmstat::probe(procfs, sysfs))
@@ -325,6 +326,9 @@ fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeP
             Box::new(dmi::DmiProbe::new(sysfs))
         }),
         ("timex", &probes.timex, |_, _| Box::new(timex::TimexProbe)),
+        ("ipvs", &probes.ipvs, |procfs, sysfs| {
+            Box::new(ipvs::probe(procfs, sysfs))
+        }),
         ("tapestats", &probes.tapestats, |_, sysfs| {
             Box::new(tapestats::TapestatsProbe::new(sysfs))
         }),

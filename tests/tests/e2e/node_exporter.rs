@@ -420,7 +420,6 @@ const NOT_SERVED: &[(&str, &str)] = &[
         "node_cpu_package_throttles_total",
         "cpu collector's thermal throttle counters (bare metal only) not done yet",
     ),
-    ("node_ipvs_", "ipvs collector not done yet"),
     ("node_nfs_", "nfs collector not done yet"),
     ("node_nfsd_", "nfsd collector not done yet"),
     ("node_xfs_", "xfs collector not done yet"),
