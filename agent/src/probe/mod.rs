@@ -20,6 +20,7 @@ mod arp;
 mod bonding;
 mod conntrack;
 mod cpu;
+mod cpu_throttle;
 mod cpufreq;
 mod disk;
 mod dmi;
@@ -368,7 +369,7 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
         }
     };
     add(&probes.cpu, &|| {
-        Box::new(cpu::CpuProbe::new(procfs.clone()))
+        Box::new(cpu::CpuProbe::new(procfs.clone(), sysfs))
     });
     add(&probes.load, &|| {
         Box::new(load::LoadProbe::new(procfs.clone()))

@@ -412,14 +412,6 @@ const NOT_SERVED: &[(&str, &str)] = &[
         "node_cooling_device_",
         "thermal_zone collector not done yet",
     ),
-    (
-        "node_cpu_core_throttles_total",
-        "cpu collector's thermal throttle counters (bare metal only) not done yet",
-    ),
-    (
-        "node_cpu_package_throttles_total",
-        "cpu collector's thermal throttle counters (bare metal only) not done yet",
-    ),
     ("node_nfs_", "nfs collector not done yet"),
     ("node_nfsd_", "nfsd collector not done yet"),
     ("node_xfs_", "xfs collector not done yet"),
