@@ -407,11 +407,6 @@ const NOT_SERVED: &[(&str, &str)] = &[
         "node_disk_ata_",
         "diskstats' udev ATA properties (hosts with udev) not done yet",
     ),
-    ("node_thermal_zone_", "thermal_zone collector not done yet"),
-    (
-        "node_cooling_device_",
-        "thermal_zone collector not done yet",
-    ),
     ("node_nfs_", "nfs collector not done yet"),
     ("node_nfsd_", "nfsd collector not done yet"),
     ("node_xfs_", "xfs collector not done yet"),
