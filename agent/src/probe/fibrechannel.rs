@@ -275,13 +275,8 @@ mod tests {
             .unwrap();
         let info = &out[0];
         assert_eq!(info.name, "node_fibrechannel_info");
-        let labels: Vec<(&str, &str)> = info.samples[0]
-            .labels
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-            .collect();
         assert_eq!(
-            labels,
+            crate::probe::label_pairs(&info.samples[0]),
             vec![
                 ("fc_host", "host0"),
                 ("speed", "16 Gbit"),

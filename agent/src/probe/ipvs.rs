@@ -281,7 +281,7 @@ SCTP  C0A80017:0CEA wlc
     fn totals_and_backends_with_node_exporters_default_labels() {
         let families = parse(&texts(STATS, TABLE)).unwrap();
         assert_eq!(
-            super::super::first_values(&families[..5]),
+            crate::probe::first_values(&families[..5]),
             vec![
                 ("node_ipvs_connections_total", 23_765_872.0),
                 ("node_ipvs_incoming_packets_total", 3_811_989_221.0),

@@ -263,6 +263,16 @@ pub(crate) fn first_values(families: &[MetricFamily]) -> Vec<(&str, f64)> {
         .collect()
 }
 
+/// For tests: a sample's labels as (name, value) pairs.
+#[cfg(test)]
+pub(crate) fn label_pairs(sample: &countywatch_wire::Sample) -> Vec<(&str, &str)> {
+    sample
+        .labels
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect()
+}
+
 /// Builds a node_exporter collector that reads under procfs and sysfs.
 type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 

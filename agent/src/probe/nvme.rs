@@ -131,13 +131,7 @@ mod tests {
         let labels: Vec<Vec<(&str, &str)>> = out[0]
             .samples
             .iter()
-            .map(|sample| {
-                sample
-                    .labels
-                    .iter()
-                    .map(|(name, value)| (name.as_str(), value.as_str()))
-                    .collect()
-            })
+            .map(crate::probe::label_pairs)
             .collect();
         assert_eq!(
             labels[0],
