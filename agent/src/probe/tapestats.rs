@@ -236,6 +236,17 @@ mod tests {
     }
 
     #[test]
+    fn a_kernel_before_4_2_without_tape_statistics_fails_the_collection() {
+        // CentOS 7's 3.10 kernel lists the drives but has no stats/.
+        let sysfs = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(sysfs.path().join("class/scsi_tape/st0")).unwrap();
+        let mut out = Vec::new();
+        let result = TapestatsProbe::new(sysfs.path()).collect(&mut out);
+        assert!(matches!(result, Err(ProbeError::Read { .. })));
+        assert!(out.is_empty());
+    }
+
+    #[test]
     fn a_host_without_tape_drives_fails_the_collector() {
         let sysfs = tempfile::tempdir().unwrap();
         let mut out = Vec::new();
