@@ -21,7 +21,8 @@
 //! serves here and the agent serves too is printed and asserted.
 //!
 //! The third covers the collectors whose hardware no CI machine has (RAPL,
-//! NVMe, Fibre Channel, InfiniBand, tape, IPVS, CPU throttling): node_exporter
+//! NVMe, Fibre Channel, InfiniBand, tape, IPVS, CPU throttling, thermal
+//! zones): node_exporter
 //! and the agent read the same fixture tree (`--path.sysfs`/`paths.sysfs`)
 //! and must serve the same series, values, types and help.
 
@@ -757,7 +758,9 @@ fn wait_for_two_batches(collector: &Collector, agent: &Agent, name: &str) {
 
 /// The families of the collectors whose hardware no CI machine has, which
 /// the fixture test below compares.
-const FIXTURE_FAMILIES: [&str; 8] = [
+const FIXTURE_FAMILIES: [&str; 10] = [
+    "node_thermal_zone_",
+    "node_cooling_device_",
     "node_rapl_",
     "node_nvme_",
     "node_fibrechannel_",
@@ -772,7 +775,8 @@ const FIXTURE_FAMILIES: [&str; 8] = [
 /// under `root`, in the kernel's formats: two RAPL packages with subzones,
 /// an NVMe controller, a Fibre Channel port (hexadecimal statistics, one
 /// the firmware lacks), an InfiniBand adapter with a port, a tape drive,
-/// two hyperthreaded CPUs with throttle counters, and an IPVS director.
+/// two hyperthreaded CPUs with throttle counters, an IPVS director, and
+/// two thermal zones and cooling devices.
 fn write_bare_metal_tree(root: &std::path::Path) {
     let files: &[(&str, &str)] = &[
         ("sys/class/powercap/intel-rapl/enabled", "1"),
@@ -806,6 +810,19 @@ fn write_bare_metal_tree(root: &std::path::Path) {
             "sys/class/powercap/intel-rapl:1:0/max_energy_range_uj",
             "262143328850",
         ),
+        ("sys/class/thermal/thermal_zone0/type", "acpitz"),
+        ("sys/class/thermal/thermal_zone0/policy", "step_wise"),
+        ("sys/class/thermal/thermal_zone0/temp", "27800"),
+        ("sys/class/thermal/thermal_zone1/type", "x86_pkg_temp"),
+        ("sys/class/thermal/thermal_zone1/policy", "step_wise"),
+        ("sys/class/thermal/thermal_zone1/mode", "enabled"),
+        ("sys/class/thermal/thermal_zone1/temp", "-1500"),
+        ("sys/class/thermal/cooling_device0/type", "Processor"),
+        ("sys/class/thermal/cooling_device0/cur_state", "0"),
+        ("sys/class/thermal/cooling_device0/max_state", "3"),
+        ("sys/class/thermal/cooling_device1/type", "intel_powerclamp"),
+        ("sys/class/thermal/cooling_device1/cur_state", "-1"),
+        ("sys/class/thermal/cooling_device1/max_state", "50"),
         ("sys/class/nvme/nvme0/firmware_rev", "1B2QEXM7"),
         (
             "sys/class/nvme/nvme0/model",
@@ -985,6 +1002,7 @@ fn hardware_collectors_read_a_bare_metal_tree_as_node_exporter_does() {
         "tapestats",
         "ipvs",
         "cpu",
+        "thermal_zone",
     ];
     let mut flags = vec![
         format!("--path.procfs={}", procfs.display()),
