@@ -21,8 +21,9 @@
 //! serves here and the agent serves too is printed and asserted.
 //!
 //! The third covers the collectors whose hardware no CI machine has (RAPL,
-//! NVMe, Fibre Channel, InfiniBand, tape, IPVS, CPU throttling, thermal
-//! zones): node_exporter
+//! NVMe, Fibre Channel, InfiniBand, tape, IPVS, CPU throttling and
+//! frequency, thermal zones, EDAC, md RAID, bonding, power supplies):
+//! node_exporter
 //! and the agent read the same fixture tree (`--path.sysfs`/`paths.sysfs`)
 //! and must serve the same series, values, types and help.
 
@@ -758,7 +759,12 @@ fn wait_for_two_batches(collector: &Collector, agent: &Agent, name: &str) {
 
 /// The families of the collectors whose hardware no CI machine has, which
 /// the fixture test below compares.
-const FIXTURE_FAMILIES: [&str; 10] = [
+const FIXTURE_FAMILIES: [&str; 15] = [
+    "node_edac_",
+    "node_md_",
+    "node_bonding_",
+    "node_power_supply_",
+    "node_cpu_scaling_",
     "node_thermal_zone_",
     "node_cooling_device_",
     "node_rapl_",
@@ -775,8 +781,10 @@ const FIXTURE_FAMILIES: [&str; 10] = [
 /// under `root`, in the kernel's formats: two RAPL packages with subzones,
 /// an NVMe controller, a Fibre Channel port (hexadecimal statistics, one
 /// the firmware lacks), an InfiniBand adapter with a port, a tape drive,
-/// two hyperthreaded CPUs with throttle counters, an IPVS director, and
-/// two thermal zones and cooling devices.
+/// two hyperthreaded CPUs with throttle counters and cpufreq, an IPVS
+/// director, two thermal zones and cooling devices, a memory controller
+/// with EDAC counts, a mirror and a recovering RAID 5 with a failed disk,
+/// a bond with one slave down, and a laptop's battery and mains adapter.
 fn write_bare_metal_tree(root: &std::path::Path) {
     let files: &[(&str, &str)] = &[
         ("sys/class/powercap/intel-rapl/enabled", "1"),
@@ -823,6 +831,103 @@ fn write_bare_metal_tree(root: &std::path::Path) {
         ("sys/class/thermal/cooling_device1/type", "intel_powerclamp"),
         ("sys/class/thermal/cooling_device1/cur_state", "-1"),
         ("sys/class/thermal/cooling_device1/max_state", "50"),
+        ("sys/devices/system/edac/mc/mc0/ce_count", "3"),
+        ("sys/devices/system/edac/mc/mc0/ue_count", "1"),
+        ("sys/devices/system/edac/mc/mc0/ce_noinfo_count", "2"),
+        ("sys/devices/system/edac/mc/mc0/ue_noinfo_count", "0"),
+        ("sys/devices/system/edac/mc/mc0/csrow0/ce_count", "1"),
+        ("sys/devices/system/edac/mc/mc0/csrow0/ue_count", "1"),
+        ("sys/class/net/bonding_masters", "bond0"),
+        ("sys/class/net/bond0/bonding/slaves", "eth0 eth1"),
+        (
+            "sys/class/net/bond0/lower_eth0/bonding_slave/mii_status",
+            "up",
+        ),
+        (
+            "sys/class/net/bond0/lower_eth1/bonding_slave/mii_status",
+            "down",
+        ),
+        ("sys/class/power_supply/BAT0/type", "Battery"),
+        ("sys/class/power_supply/BAT0/status", "Discharging"),
+        ("sys/class/power_supply/BAT0/present", "1"),
+        ("sys/class/power_supply/BAT0/technology", "Li-ion"),
+        ("sys/class/power_supply/BAT0/capacity", "87"),
+        ("sys/class/power_supply/BAT0/voltage_now", "12219000"),
+        ("sys/class/power_supply/BAT0/energy_full", "41220000"),
+        ("sys/class/power_supply/BAT0/energy_now", "35880000"),
+        ("sys/class/power_supply/BAT0/manufacturer", "SMP"),
+        ("sys/class/power_supply/AC/type", "Mains"),
+        ("sys/class/power_supply/AC/online", "0"),
+        (
+            "sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq",
+            "1800000",
+        ),
+        (
+            "sys/devices/system/cpu/cpu0/cpufreq/scaling_min_freq",
+            "800000",
+        ),
+        (
+            "sys/devices/system/cpu/cpu0/cpufreq/scaling_max_freq",
+            "3500000",
+        ),
+        (
+            "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_min_freq",
+            "800000",
+        ),
+        (
+            "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq",
+            "3500000",
+        ),
+        (
+            "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor",
+            "powersave",
+        ),
+        (
+            "sys/devices/system/cpu/cpu0/cpufreq/scaling_available_governors",
+            "performance powersave",
+        ),
+        (
+            "sys/devices/system/cpu/cpu0/cpufreq/scaling_driver",
+            "intel_pstate",
+        ),
+        ("sys/devices/system/cpu/cpu0/cpufreq/related_cpus", "0"),
+        (
+            "sys/devices/system/cpu/cpu0/cpufreq/scaling_setspeed",
+            "<unsupported>",
+        ),
+        (
+            "sys/devices/system/cpu/cpu1/cpufreq/scaling_cur_freq",
+            "2000000",
+        ),
+        (
+            "sys/devices/system/cpu/cpu1/cpufreq/scaling_min_freq",
+            "800000",
+        ),
+        (
+            "sys/devices/system/cpu/cpu1/cpufreq/scaling_max_freq",
+            "3500000",
+        ),
+        (
+            "sys/devices/system/cpu/cpu1/cpufreq/scaling_governor",
+            "powersave",
+        ),
+        (
+            "sys/devices/system/cpu/cpu1/cpufreq/scaling_available_governors",
+            "performance powersave",
+        ),
+        (
+            "sys/devices/system/cpu/cpu1/cpufreq/scaling_driver",
+            "intel_pstate",
+        ),
+        ("sys/devices/system/cpu/cpu1/cpufreq/related_cpus", "1"),
+        (
+            "sys/devices/system/cpu/cpu1/cpufreq/scaling_setspeed",
+            "<unsupported>",
+        ),
+        (
+            "proc/mdstat",
+            "Personalities : [raid1] [raid6] [raid5] [raid4]\nmd0 : active raid1 sdb1[1] sda1[0]\n      1046528 blocks super 1.2 [2/2] [UU]\n\nmd1 : active raid5 sdd1[3](F) sdc1[2] sdb2[1] sda2[0]\n      2093056 blocks super 1.2 level 5, 512k chunk, algorithm 2 [3/3] [UUU]\n      [=>...................]  recovery =  8.5% (89024/1046528) finish=0.7min speed=22256K/sec\n\nunused devices: <none>\n",
+        ),
         ("sys/class/nvme/nvme0/firmware_rev", "1B2QEXM7"),
         (
             "sys/class/nvme/nvme0/model",
@@ -1003,6 +1108,11 @@ fn hardware_collectors_read_a_bare_metal_tree_as_node_exporter_does() {
         "ipvs",
         "cpu",
         "thermal_zone",
+        "edac",
+        "mdadm",
+        "bonding",
+        "powersupplyclass",
+        "cpufreq",
     ];
     let mut flags = vec![
         format!("--path.procfs={}", procfs.display()),
