@@ -22,7 +22,8 @@
 //!
 //! The third covers the collectors whose hardware no CI machine has (RAPL,
 //! NVMe, Fibre Channel, InfiniBand, tape, IPVS, CPU throttling and
-//! frequency, thermal zones, EDAC, md RAID, bonding, power supplies):
+//! frequency, thermal zones, EDAC, md RAID, bonding, power supplies,
+//! hardware sensors, DMI):
 //! node_exporter
 //! and the agent read the same fixture tree (`--path.sysfs`/`paths.sysfs`)
 //! and must serve the same series, values, types and help.
@@ -759,7 +760,9 @@ fn wait_for_two_batches(collector: &Collector, agent: &Agent, name: &str) {
 
 /// The families of the collectors whose hardware no CI machine has, which
 /// the fixture test below compares.
-const FIXTURE_FAMILIES: [&str; 15] = [
+const FIXTURE_FAMILIES: [&str; 17] = [
+    "node_hwmon_",
+    "node_dmi_",
     "node_edac_",
     "node_md_",
     "node_bonding_",
@@ -784,7 +787,8 @@ const FIXTURE_FAMILIES: [&str; 15] = [
 /// two hyperthreaded CPUs with throttle counters and cpufreq, an IPVS
 /// director, two thermal zones and cooling devices, a memory controller
 /// with EDAC counts, a mirror and a recovering RAID 5 with a failed disk,
-/// a bond with one slave down, and a laptop's battery and mains adapter.
+/// a bond with one slave down, a laptop's battery and mains adapter, two
+/// sensor chips and a server's DMI fields.
 fn write_bare_metal_tree(root: &std::path::Path) {
     let files: &[(&str, &str)] = &[
         ("sys/class/powercap/intel-rapl/enabled", "1"),
@@ -928,6 +932,28 @@ fn write_bare_metal_tree(root: &std::path::Path) {
             "proc/mdstat",
             "Personalities : [raid1] [raid6] [raid5] [raid4]\nmd0 : active raid1 sdb1[1] sda1[0]\n      1046528 blocks super 1.2 [2/2] [UU]\n\nmd1 : active raid5 sdd1[3](F) sdc1[2] sdb2[1] sda2[0]\n      2093056 blocks super 1.2 level 5, 512k chunk, algorithm 2 [3/3] [UUU]\n      [=>...................]  recovery =  8.5% (89024/1046528) finish=0.7min speed=22256K/sec\n\nunused devices: <none>\n",
         ),
+        ("sys/class/hwmon/hwmon0/name", "coretemp"),
+        ("sys/class/hwmon/hwmon0/temp1_input", "45000"),
+        ("sys/class/hwmon/hwmon0/temp1_label", "Package id 0"),
+        ("sys/class/hwmon/hwmon0/temp1_crit", "100000"),
+        ("sys/class/hwmon/hwmon0/temp1_crit_alarm", "0"),
+        ("sys/class/hwmon/hwmon0/temp1_max", "80000"),
+        ("sys/class/hwmon/hwmon1/name", "nct6775"),
+        ("sys/class/hwmon/hwmon1/fan1_input", "1200"),
+        ("sys/class/hwmon/hwmon1/fan1_min", "300"),
+        ("sys/class/hwmon/hwmon1/in0_input", "1056"),
+        ("sys/class/hwmon/hwmon1/in0_label", "Vcore"),
+        ("sys/class/hwmon/hwmon1/pwm1", "128"),
+        ("sys/class/hwmon/hwmon1/intrusion0_alarm", "1"),
+        ("sys/class/dmi/id/bios_vendor", "American Megatrends Inc."),
+        ("sys/class/dmi/id/bios_version", "2.6"),
+        ("sys/class/dmi/id/bios_date", "04/12/2023"),
+        ("sys/class/dmi/id/sys_vendor", "Supermicro"),
+        ("sys/class/dmi/id/product_name", "SYS-5019C-M"),
+        ("sys/class/dmi/id/product_serial", "S123"),
+        ("sys/class/dmi/id/board_vendor", "Supermicro"),
+        ("sys/class/dmi/id/board_name", "X11SCM-F"),
+        ("sys/class/dmi/id/chassis_type", "17"),
         ("sys/class/nvme/nvme0/firmware_rev", "1B2QEXM7"),
         (
             "sys/class/nvme/nvme0/model",
@@ -1113,6 +1139,8 @@ fn hardware_collectors_read_a_bare_metal_tree_as_node_exporter_does() {
         "bonding",
         "powersupplyclass",
         "cpufreq",
+        "hwmon",
+        "dmi",
     ];
     let mut flags = vec![
         format!("--path.procfs={}", procfs.display()),
