@@ -398,7 +398,6 @@ const NOT_SERVED: &[(&str, &str)] = &[
         "node_exporter_build_info",
         "node_exporter's own version; the agent's is countywatch_agent_build_info",
     ),
-    ("node_selinux_", "selinux collector not done yet"),
     (
         "node_systemd_",
         "Debian enables node_exporter's systemd collector (upstream has it off); the agent reports only the units in probes.systemd.units",
