@@ -38,6 +38,8 @@
 //!   alerts to [`notify`], detections with evidence to a sink.
 //! - [`output`]: scale-out outputs: remote_write and event forwarding.
 //! - [`incident`]: incidents, the audit trail, the web page and `/api/v1/`.
+//! - [`admin`]: the administrative commands (`token`, `agents`, `audit`,
+//!   `backup`, `user`, `silence`), each recording its own audit entry.
 //! - [`active_response`]: decisions from detections, the agents' decision
 //!   feed on the ingest listener, `decisions add|list|delete`.
 //! - [`history`]: `history.db`, the hourly availability and incident history
@@ -53,6 +55,7 @@
 #![deny(clippy::panic, clippy::todo, clippy::unimplemented)]
 
 pub mod active_response;
+pub mod admin;
 pub mod alerting;
 pub mod backoff;
 pub mod builtin_packs;
