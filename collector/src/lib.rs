@@ -8,8 +8,9 @@
 //! - [`tls`]: rustls set-up; mutual TLS on the ingest listener.
 //! - [`tls_files`], [`digest`]: the certificate/key file pair and SHA-256
 //!   hex, leaf modules the layers above share.
-//! - [`backoff`], [`secret`], [`send_error`]: the retry schedule, the
-//!   secret-file reader and the retryable-or-not failure every sender shares.
+//! - [`backoff`], [`secret`]: the retry schedule and the secret-file
+//!   reader every sender shares (connections, the HTTP client and the
+//!   retryable-or-not `SendError` are the `countywatch-net` crate's).
 //! - [`sqlite`]: opens every SQLite database with the pragmas they rely on.
 //! - [`registry`]: SQLite state: tokens, agents, sequence numbers.
 //! - [`event_log`]: the `events` table's one owner: append, read after a
@@ -87,7 +88,6 @@ pub mod response;
 pub mod rule_alerts;
 pub mod rule_listing;
 pub mod secret;
-pub mod send_error;
 pub mod serve;
 pub mod sqlite;
 pub mod telemetry;

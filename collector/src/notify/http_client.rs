@@ -1,23 +1,18 @@
-//! The HTTP client every HTTP receiver uses: one POST per connection over
-//! hyper, TLS through rustls (public roots plus an optional CA file), the
-//! whole exchange bounded by the integration's timeout, and the answer
-//! classified into "accepted", "retry later" and "will never work".
+//! What every HTTP receiver sends with: its URL ([`Target`]), its TLS
+//! trust (public roots plus an optional CA file) and one JSON POST per
+//! connection through `countywatch-net`'s client, the whole exchange
+//! bounded by the integration's timeout and the answer classified into
+//! "accepted", "retry later" and "will never work".
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
+use countywatch_net::connect::Connector;
+use countywatch_net::http_client::HttpClient;
+use countywatch_net::send_error::SendError;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::net::TcpStream;
-
-use crate::send_error::SendError;
-
-/// Largest response body read; receivers answer with a few bytes of JSON.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// A parsed `http` or `https` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,9 +97,9 @@ pub fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::Clien
     Ok(Arc::new(config))
 }
 
-/// POSTs `body` and returns the status and response body when the answer
-/// is 2xx. 5xx, 429, 408, connection failures and the timeout are
-/// retryable; other statuses are not.
+/// POSTs `body` as JSON on a connection of its own and returns the status
+/// and response body when the answer is 2xx. 5xx, 429, 408, connection
+/// failures and the timeout are retryable; other statuses are not.
 pub async fn post(
     target: &Target,
     headers: &[(&str, String)],
@@ -112,90 +107,20 @@ pub async fn post(
     tls: &Arc<rustls::ClientConfig>,
     timeout: Duration,
 ) -> Result<(u16, Bytes), SendError> {
-    match tokio::time::timeout(timeout, exchange(target, headers, body, tls)).await {
-        Ok(result) => result,
-        Err(_) => Err(SendError::Retryable(format!(
-            "no answer from {} within {}",
-            target.authority,
-            countywatch_daemon::duration::PromDuration(timeout)
-        ))),
-    }
-}
-
-async fn exchange(
-    target: &Target,
-    headers: &[(&str, String)],
-    body: Vec<u8>,
-    tls: &Arc<rustls::ClientConfig>,
-) -> Result<(u16, Bytes), SendError> {
-    let retry = |what: &str, error: &dyn std::fmt::Display| {
-        SendError::Retryable(format!("{what} {}: {error}", target.authority))
-    };
-    let tcp = TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(|error| retry("cannot connect to", &error))?;
-    let _ = tcp.set_nodelay(true);
-    let mut request = Request::post(target.path_and_query.as_str())
-        .header(hyper::header::HOST, target.authority.as_str())
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(
-            hyper::header::USER_AGENT,
-            concat!("countywatch/", env!("CARGO_PKG_VERSION")),
-        );
-    for (name, value) in headers {
-        request = request.header(*name, value.as_str());
-    }
-    let request = request
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|error| SendError::Permanent(format!("cannot build the request: {error}")))?;
-    let response = if target.https {
-        let name = ServerName::try_from(target.host.clone())
-            .map_err(|error| SendError::Permanent(format!("invalid server name: {error}")))?;
-        let stream = tokio_rustls::TlsConnector::from(Arc::clone(tls))
-            .connect(name, tcp)
-            .await
-            .map_err(|error| retry("TLS handshake failed with", &error))?;
-        send(TokioIo::new(stream), request).await
-    } else {
-        send(TokioIo::new(tcp), request).await
-    }
-    .map_err(|error| retry("HTTP exchange failed with", &error))?;
-    let status = response.status().as_u16();
-    let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-        .collect()
-        .await
-        .map(|collected| collected.to_bytes())
-        .unwrap_or_default();
-    if (200..300).contains(&status) {
-        return Ok((status, body));
-    }
-    let text = String::from_utf8_lossy(&body[..body.len().min(300)])
-        .trim()
-        .to_string();
-    Err(SendError::from_status(
-        status,
-        format!("{} answered {status}: {text}", target.authority),
-    ))
-}
-
-async fn send<T>(
-    io: TokioIo<T>,
-    request: Request<Full<Bytes>>,
-) -> Result<hyper::Response<hyper::body::Incoming>, hyper::Error>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
-    let driver = tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let response = sender.send_request(request).await;
-    // The connection task ends with the sender; abort it so that a server
-    // keeping the connection open costs nothing after the answer.
-    if response.is_err() {
-        driver.abort();
-    }
-    response
+    let tls = target.https.then(|| (Arc::clone(tls), target.host.clone()));
+    let connector = Connector::new(&target.host, target.port, tls)
+        .map_err(|error| SendError::Permanent(format!("invalid server name: {error}")))?;
+    // Notifications are minutes apart: the client, and with it the
+    // connection, lasts one request.
+    let mut client = HttpClient::new(
+        connector,
+        target.authority.clone(),
+        target.path_and_query.clone(),
+        timeout,
+    );
+    let mut all_headers = vec![(hyper::header::CONTENT_TYPE.as_str(), "application/json")];
+    all_headers.extend(headers.iter().map(|(name, value)| (*name, value.as_str())));
+    client.post(&all_headers, Bytes::from(body)).await
 }
 
 #[cfg(test)]

@@ -29,8 +29,8 @@ use crate::notify::db::Db;
 use crate::notify::metrics::NotifyMetrics;
 use crate::notify::notification::{Kind, Notification};
 use crate::notify::receiver::{Integration, Receivers};
-use crate::send_error::SendError;
 use countywatch_daemon::clock::now_ms;
+use countywatch_net::send_error::SendError;
 
 /// One stored notification.
 #[derive(Clone, Debug)]

@@ -15,7 +15,7 @@ use crate::notify::receiver::{Integration, SendFuture};
 use crate::notify::template::TemplateDefaults;
 use crate::notify::template::Templates;
 use crate::secret::read_secret;
-use crate::send_error::SendError;
+use countywatch_net::send_error::SendError;
 
 /// One email integration.
 pub struct Email {

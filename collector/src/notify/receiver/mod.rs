@@ -19,7 +19,7 @@ use crate::notify::config::{NotifyConfig, ReceiverConfig};
 use crate::notify::notification::Notification;
 use crate::notify::receiver::chat_bot::ChatBot;
 use crate::notify::template::TemplateDefaults;
-use crate::send_error::SendError;
+use countywatch_net::send_error::SendError;
 
 /// The future a delivery returns.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>>;
