@@ -283,9 +283,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         )));
     }
     let metrics_auth = match &config.http.metrics_auth {
-        Some(auth) => {
-            Some(metrics_auth::MetricsCredentials::load(auth).map_err(anyhow::Error::msg)?)
-        }
+        Some(auth) => Some(metrics_auth::MetricsCredentials::load(auth)?),
         None => None,
     };
     let incident_store = Arc::new(incident::store::IncidentStore::open_with(

@@ -255,7 +255,7 @@ enum SendFailure {
 
 fn build_target(config: &ForwardConfig) -> anyhow::Result<Target> {
     if let Some(syslog) = &config.syslog {
-        let (host, port) = parse_host_port(&syslog.address.value).map_err(anyhow::Error::msg)?;
+        let (host, port) = parse_host_port(&syslog.address.value)?;
         return Ok(Target::Syslog {
             connector: connect::connector(&host, port, syslog.tls.as_ref())?,
             stream: None,
@@ -263,7 +263,7 @@ fn build_target(config: &ForwardConfig) -> anyhow::Result<Target> {
         });
     }
     if let Some(json) = &config.json_lines {
-        let url = HttpUrl::parse(&json.url.value).map_err(anyhow::Error::msg)?;
+        let url = HttpUrl::parse(&json.url.value)?;
         let authorization = match &json.bearer_token_file {
             Some(file) => Some(format!("Bearer {}", crate::secret::read_secret(file)?)),
             None => None,
