@@ -340,12 +340,12 @@ struct RoutesSource {
 /// Loads the route tree for `notify routes`, or the exit code of an invalid
 /// configuration.
 fn routes_tree(source: &RoutesSource) -> Result<notify::route_tree::Route, ExitCode> {
-    let source = match (&source.config, &source.alertmanager_config) {
-        (Some(path), _) => notify::cli::RoutesSource::Collector(path),
-        (None, Some(path)) => notify::cli::RoutesSource::Alertmanager(path),
+    let config = match (&source.config, &source.alertmanager_config) {
+        (Some(path), _) => Config::load(path).map(|config| config.notify),
+        (None, Some(path)) => notify::cli::load_alertmanager_routes(path),
         (None, None) => return Err(ExitCode::from(2)),
-    };
-    let config = notify::cli::load_routes(source).map_err(|problems| problems.report())?;
+    }
+    .map_err(|problems| problems.report())?;
     Ok(notify::route_tree::Route::build(&config.route))
 }
 

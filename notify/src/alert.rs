@@ -3,7 +3,7 @@
 //! labels, plus the RFC 3339 time helpers every payload uses.
 //!
 //! Both producers, alerting rules and detection rules, hand alerts of this
-//! type to [`crate::notify::Notifier::submit`]. A producer re-submits a firing
+//! type to [`crate::Notifier::submit`]. A producer re-submits a firing
 //! alert on every evaluation (or at least within `notify.resolve_timeout`)
 //! and submits it once more with `ends_at` set when it stops firing.
 

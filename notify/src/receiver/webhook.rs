@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::notify::config::WebhookConfig;
-use crate::notify::http_client::{self, Target};
-use crate::notify::notification::Notification;
-use crate::notify::receiver::{Integration, SendFuture};
-use crate::secret::read_secret;
+use crate::config::WebhookConfig;
+use crate::http_client::{self, Target};
+use crate::notification::Notification;
+use crate::receiver::{Integration, SendFuture};
+use countywatch_net::secret::read_secret;
 
 /// One webhook integration.
 pub struct Webhook {

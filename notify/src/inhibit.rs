@@ -7,9 +7,9 @@
 
 use std::collections::HashMap;
 
-use crate::notify::alert::{Fingerprint, LabelSet};
-use crate::notify::config::InhibitRuleConfig;
-use crate::notify::matcher::{Matcher, all_match};
+use crate::alert::{Fingerprint, LabelSet};
+use crate::config::InhibitRuleConfig;
+use crate::matcher::{Matcher, all_match};
 
 /// The compiled rules.
 #[derive(Clone, Debug, Default)]
@@ -129,7 +129,7 @@ fn equal_values(names: &[String], labels: &LabelSet) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::alert::{fingerprint, labels};
+    use crate::alert::{fingerprint, labels};
 
     fn inhibitor(yaml: &str) -> Inhibitor {
         let configs: Vec<InhibitRuleConfig> =

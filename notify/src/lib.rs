@@ -17,6 +17,8 @@
 //! - [`receiver`]: email, webhook, DingTalk, WeCom, Feishu, Alertmanager.
 //! - [`http_client`]: the HTTP client the HTTP receivers share.
 //! - [`db`]: the SQLite file `notify.db` in the data directory.
+//! - [`display`]: the time zone and language people read; the collector's
+//!   pages, report and CLI use it too.
 //! - [`api`]: `/api/v2/alerts` and `/api/v2/silences` (Alertmanager's API).
 //! - [`cli`]: `silence add|list|expire` and `notify test`.
 //! - [`metrics`]: `countywatch_notifications_total` and friends.
@@ -28,6 +30,14 @@
 //! **Architecture Invariant:** a notification exists in the outbox before
 //! any attempt to send it, and leaves it only when its receiver accepted it
 //! or after its deadline, counted and reported to the fallback receiver.
+//!
+//! **Architecture Invariant:** the crate knows nothing of the collector:
+//! alerts come in through [`Notifier::submit`], the collector's router
+//! calls [`api`], and the collector reads its own config file's `notify:`.
+
+// The collector never panics on purpose outside tests (clippy.toml allows
+// it in tests); unwrap and expect are denied workspace-wide.
+#![deny(clippy::panic, clippy::todo, clippy::unimplemented)]
 
 pub mod alert;
 pub mod alertmanager_file;
@@ -36,6 +46,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod dispatch;
+pub mod display;
 pub mod go_regex;
 pub mod go_template;
 pub mod http_client;
@@ -61,16 +72,14 @@ use rusqlite::params;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::notify::alert::{Alert, Fingerprint};
-use crate::notify::config::NotifyConfig;
-use crate::notify::db::Db;
-use crate::notify::dispatch::{
-    Dispatcher, Flushed, IntegrationPolicy, NflogEntry, NflogKey, Settings,
-};
-use crate::notify::metrics::NotifyMetrics;
-use crate::notify::notification::{Kind, Notification};
-use crate::notify::outbox::Delivery;
-use crate::notify::silence::{Notice, SilenceStore};
+use crate::alert::{Alert, Fingerprint};
+use crate::config::NotifyConfig;
+use crate::db::Db;
+use crate::dispatch::{Dispatcher, Flushed, IntegrationPolicy, NflogEntry, NflogKey, Settings};
+use crate::metrics::NotifyMetrics;
+use crate::notification::{Kind, Notification};
+use crate::outbox::Delivery;
+use crate::silence::{Notice, SilenceStore};
 use countywatch_daemon::clock::now_ms;
 
 /// Alert batches queued between producers and the dispatcher; a full

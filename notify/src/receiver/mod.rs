@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::notify::config::{NotifyConfig, ReceiverConfig};
-use crate::notify::notification::Notification;
-use crate::notify::receiver::chat_bot::ChatBot;
-use crate::notify::template::TemplateDefaults;
+use crate::config::{NotifyConfig, ReceiverConfig};
+use crate::notification::Notification;
+use crate::receiver::chat_bot::ChatBot;
+use crate::template::TemplateDefaults;
 use countywatch_net::send_error::SendError;
 
 /// The future a delivery returns.

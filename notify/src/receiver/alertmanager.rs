@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::notify::alert::rfc3339;
-use crate::notify::config::AlertmanagerConfig;
-use crate::notify::http_client::{self, Target};
-use crate::notify::notification::Notification;
-use crate::notify::receiver::{Integration, SendFuture};
+use crate::alert::rfc3339;
+use crate::config::AlertmanagerConfig;
+use crate::http_client::{self, Target};
+use crate::notification::Notification;
+use crate::receiver::{Integration, SendFuture};
 use countywatch_daemon::clock::now_ms;
 
 /// One Alertmanager.

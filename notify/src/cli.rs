@@ -10,13 +10,13 @@ use std::path::Path;
 
 use countywatch_daemon::config_file::Problems;
 
-use crate::notify::alert::{LabelSet, rfc3339};
-use crate::notify::config::NotifyConfig;
-use crate::notify::db::Db;
-use crate::notify::matcher::{MatchType, Matcher};
-use crate::notify::notification::{Kind, Notification};
-use crate::notify::route_tree::Route;
-use crate::notify::silence::{SilenceState, SilenceStore};
+use crate::alert::{LabelSet, rfc3339};
+use crate::config::NotifyConfig;
+use crate::db::Db;
+use crate::matcher::{MatchType, Matcher};
+use crate::notification::{Kind, Notification};
+use crate::route_tree::Route;
+use crate::silence::{SilenceState, SilenceStore};
 use countywatch_daemon::clock::now_ms;
 
 /// `silence add`: prints the new silence's id.
@@ -30,7 +30,7 @@ pub fn silence_add(
     let duration = countywatch_daemon::duration::parse(duration)?;
     let mut parsed = Vec::new();
     for text in matchers {
-        parsed.extend(crate::notify::matcher::parse_list(text).map_err(anyhow::Error::msg)?);
+        parsed.extend(crate::matcher::parse_list(text).map_err(anyhow::Error::msg)?);
     }
     let store = SilenceStore::open(Db::open(data_dir)?)?;
     let now = now_ms();
@@ -81,7 +81,7 @@ pub fn silence_expire(data_dir: &Path, id: &str) -> anyhow::Result<()> {
 
 /// `notify test --receiver NAME`: one test notification per integration.
 pub async fn notify_test(config: &NotifyConfig, receiver: &str) -> anyhow::Result<()> {
-    let receivers = crate::notify::receiver::build(config)?;
+    let receivers = crate::receiver::build(config)?;
     let Some(integrations) = receivers.get(receiver) else {
         anyhow::bail!(
             "no receiver named {receiver:?}; configured: {}",
@@ -126,34 +126,21 @@ pub async fn notify_test(config: &NotifyConfig, receiver: &str) -> anyhow::Resul
     Ok(())
 }
 
-/// Where `notify routes` reads the notification configuration from.
-pub enum RoutesSource<'a> {
-    /// The collector's own config file (either notify form).
-    Collector(&'a Path),
-    /// An `alertmanager.yml`.
-    Alertmanager(&'a Path),
-}
-
-/// Loads and validates the notification configuration for `notify routes`.
-pub fn load_routes(source: RoutesSource<'_>) -> Result<NotifyConfig, Problems> {
-    match source {
-        RoutesSource::Collector(path) => {
-            crate::config::Config::load(path).map(|config| config.notify)
-        }
-        RoutesSource::Alertmanager(path) => {
-            let mut notify = NotifyConfig {
-                alertmanager_config: Some(countywatch_daemon::config_file::unspanned(
-                    path.to_path_buf(),
-                )),
-                ..NotifyConfig::default()
-            };
-            notify.apply_alertmanager_file(path)?;
-            let mut problems = Problems::new(path);
-            notify.validate(&mut problems);
-            problems.into_result()?;
-            Ok(notify)
-        }
-    }
+/// Loads and validates an `alertmanager.yml` as the notification
+/// configuration, for `notify routes --alertmanager-config` (the collector
+/// reads its own config file's `notify:` itself).
+pub fn load_alertmanager_routes(path: &Path) -> Result<NotifyConfig, Problems> {
+    let mut notify = NotifyConfig {
+        alertmanager_config: Some(countywatch_daemon::config_file::unspanned(
+            path.to_path_buf(),
+        )),
+        ..NotifyConfig::default()
+    };
+    notify.apply_alertmanager_file(path)?;
+    let mut problems = Problems::new(path);
+    notify.validate(&mut problems);
+    problems.into_result()?;
+    Ok(notify)
 }
 
 /// Parses label arguments as amtool does: each one `name=value` or
@@ -224,7 +211,7 @@ fn route_slug(route: &Route, show_continue: bool, show_receiver: bool) -> String
     let mut slug = if route.matchers().is_empty() {
         "default-route".to_string()
     } else {
-        crate::notify::matcher::list_to_string(route.matchers())
+        crate::matcher::list_to_string(route.matchers())
     };
     if show_continue && route.continues() {
         slug.push_str("  continue: true");
@@ -251,7 +238,7 @@ fn matching_tree(route: &Route, labels: &LabelSet, parent: &mut TreeNode) {
     let mut node = TreeNode::default();
     let mut last = true;
     for child in route.children() {
-        if crate::notify::matcher::all_match(child.matchers(), labels) {
+        if crate::matcher::all_match(child.matchers(), labels) {
             matching_tree(child, labels, &mut node);
             last = false;
             if !child.continues() {

@@ -22,9 +22,9 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::config::{TemplateOverrides, TemplateSource};
 use crate::display::Language;
-use crate::notify::config::{TemplateOverrides, TemplateSource};
-use crate::notify::notification::Notification;
+use crate::notification::Notification;
 
 /// Alerts listed in one message; the rest are counted in `more_alerts`,
 /// so that a storm cannot make a message too large to deliver.
@@ -190,7 +190,7 @@ fn render_nodes(nodes: &[Node], stack: &mut Vec<&Value>, escape: Escape, out: &m
                     Some(other) => other.to_string(),
                 };
                 if *escaped && escape == Escape::Html {
-                    out.push_str(&crate::notify::go_template::escape_html(&text));
+                    out.push_str(&crate::go_template::escape_html(&text));
                 } else {
                     out.push_str(&text);
                 }
@@ -253,7 +253,7 @@ pub fn data(
         .collect::<Vec<_>>()
         .join(", ");
     let status_zh = match (notification.kind, status) {
-        (crate::notify::notification::Kind::Test, _) => "测试",
+        (crate::notification::Kind::Test, _) => "测试",
         (_, "firing") => "告警",
         _ => "已恢复",
     };
@@ -367,7 +367,7 @@ pub struct Templates {
     /// Bot markdown.
     markdown: Template,
     /// Go templates replacing the parts they name (`alertmanager.yml`).
-    go: Option<std::sync::Arc<crate::notify::go_template::TemplateSet>>,
+    go: Option<std::sync::Arc<crate::go_template::TemplateSet>>,
 }
 
 /// A rendered message.
@@ -415,7 +415,7 @@ impl Templates {
         let go_data = self
             .go
             .as_ref()
-            .map(|_| crate::notify::go_template::data(notification, &self.display));
+            .map(|_| crate::go_template::data(notification, &self.display));
         let part = |name: &str, template: &Template, escape: Escape| match (&self.go, &go_data) {
             (Some(set), Some(go_data)) if set.has(name) => {
                 set.render(name, go_data, escape == Escape::Html)
@@ -436,8 +436,8 @@ impl Templates {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::alert::{Alert, labels};
-    use crate::notify::notification::{AlertSnapshot, Kind};
+    use crate::alert::{Alert, labels};
+    use crate::notification::{AlertSnapshot, Kind};
 
     fn check(template: &str, data: Value, expected: &str) {
         let parsed = Template::parse(template).unwrap();

@@ -22,10 +22,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::notify::Notifier;
-use crate::notify::alert::{Alert, LabelSet, parse_rfc3339, rfc3339};
-use crate::notify::matcher::{MatchType, Matcher};
-use crate::notify::silence::{Silence, SilenceError};
+use crate::Notifier;
+use crate::alert::{Alert, LabelSet, parse_rfc3339, rfc3339};
+use crate::matcher::{MatchType, Matcher};
+use crate::silence::{Silence, SilenceError};
 use countywatch_daemon::clock::now_ms;
 
 /// Largest request body: 10,000 alerts of a few hundred bytes each.
@@ -110,10 +110,8 @@ pub async fn handle(
             // Only `http.open_alerts_read` lets an anonymous caller here,
             // and it opens alerting-rule alerts only: a detection's labels
             // tell an intruder whether they were noticed.
-            let active = notifier.active_alerts_from(
-                user.is_none()
-                    .then_some(crate::notify::Origin::AlertingRule),
-            );
+            let active =
+                notifier.active_alerts_from(user.is_none().then_some(crate::Origin::AlertingRule));
             let shown = notifier.shown();
             let index = shown.inhibitor.index(
                 active
@@ -243,7 +241,7 @@ async fn post_alerts(notifier: &Notifier, body: &[u8]) -> Response<Full<Bytes>> 
         if let Some(name) = item
             .labels
             .keys()
-            .find(|name| !crate::notify::matcher::valid_label_name(name))
+            .find(|name| !crate::matcher::valid_label_name(name))
         {
             return error(
                 StatusCode::BAD_REQUEST,

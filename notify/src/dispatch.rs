@@ -1,6 +1,6 @@
 //! Grouping and deciding what to send, as a pure state machine: the time is
 //! always a parameter, so tests drive it without clocks, and the async task
-//! in [`crate::notify`] only feeds it alerts and writes its output.
+//! in [`crate`] only feeds it alerts and writes its output.
 //!
 //! Alertmanager's semantics: an alert joins one group per matching route
 //! (keyed by the route and its `group_by` labels); a new group is flushed
@@ -18,12 +18,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use crate::notify::alert::{Alert, Fingerprint, LabelSet, labels};
-use crate::notify::inhibit::Inhibitor;
-use crate::notify::matcher::{Matcher, all_match};
-use crate::notify::notification::{AlertSnapshot, Kind, Notification};
-use crate::notify::route_tree::Route;
-use crate::notify::time_interval::TimeIntervals;
+use crate::alert::{Alert, Fingerprint, LabelSet, labels};
+use crate::inhibit::Inhibitor;
+use crate::matcher::{Matcher, all_match};
+use crate::notification::{AlertSnapshot, Kind, Notification};
+use crate::route_tree::Route;
+use crate::time_interval::TimeIntervals;
 
 /// Key of a notification-log entry: group key, receiver, integration index.
 pub type NflogKey = (String, String, usize);
@@ -375,7 +375,7 @@ impl Dispatcher {
         key: &str,
         now_ms: i64,
         silenced: &dyn Fn(&LabelSet) -> bool,
-        index: Option<&crate::notify::inhibit::InhibitIndex>,
+        index: Option<&crate::inhibit::InhibitIndex>,
         flushed: &mut Flushed,
     ) {
         let Some(group) = self.groups.get(key) else {
@@ -669,7 +669,7 @@ pub fn group_key(route_id: &str, labels: &LabelSet) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::config::{InhibitRuleConfig, RouteConfig, TimeIntervalConfig};
+    use crate::config::{InhibitRuleConfig, RouteConfig, TimeIntervalConfig};
 
     const S: i64 = 1_000;
 
@@ -1074,7 +1074,7 @@ mod tests {
     #[test]
     fn dead_mans_switch() {
         let heartbeat = (
-            crate::notify::matcher::parse_list("alertname=Watchdog").unwrap(),
+            crate::matcher::parse_list("alertname=Watchdog").unwrap(),
             60 * S,
         );
         let mut h = Harness::with(

@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::notify::http_client::Target;
-use crate::notify::notification::Notification;
-use crate::notify::receiver::chat_bot::{ChatBot, Dialect, truncate};
+use crate::http_client::Target;
+use crate::notification::Notification;
+use crate::receiver::chat_bot::{ChatBot, Dialect, truncate};
 
 /// WeCom refuses markdown content longer than 4096 bytes.
 const MAX_CONTENT_BYTES: usize = 4_000;

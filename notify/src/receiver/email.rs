@@ -9,12 +9,12 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::notify::config::{EmailConfig, SmtpTls};
-use crate::notify::notification::Notification;
-use crate::notify::receiver::{Integration, SendFuture};
-use crate::notify::template::TemplateDefaults;
-use crate::notify::template::Templates;
-use crate::secret::read_secret;
+use crate::config::{EmailConfig, SmtpTls};
+use crate::notification::Notification;
+use crate::receiver::{Integration, SendFuture};
+use crate::template::TemplateDefaults;
+use crate::template::Templates;
+use countywatch_net::secret::read_secret;
 use countywatch_net::send_error::SendError;
 
 /// One email integration.

@@ -5,9 +5,9 @@
 //! Where we differ from Alertmanager: receivers are `*_configs` lists as
 //! there, but email `to`/`cc` are lists, TLS is chosen with `tls:
 //! starttls|implicit|none`, templates are mustache-style (see
-//! [`crate::notify::template`]), and time interval `location` also takes a
+//! [`crate::template`]), and time interval `location` also takes a
 //! fixed offset (`+08:00`). `alertmanager_config` reads an unmodified
-//! `alertmanager.yml` instead (see [`crate::notify::alertmanager_file`]).
+//! `alertmanager.yml` instead (see [`crate::alertmanager_file`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use countywatch_daemon::duration::PromDuration;
 use serde::Deserialize;
 
 use crate::display::Language;
-use crate::notify::matcher::Matcher;
+use crate::matcher::Matcher;
 
 /// The whole `notify:` section.
 #[derive(Clone, Debug, Deserialize)]
@@ -88,16 +88,16 @@ pub struct RouteConfig {
     pub repeat_interval: Option<PromDuration>,
     /// Every matcher must match for an alert to take this route; one
     /// entry may hold several (`'{a="x", b="y"}'`).
-    #[serde(deserialize_with = "crate::notify::matcher::deserialize_lists")]
+    #[serde(deserialize_with = "crate::matcher::deserialize_lists")]
     pub matchers: Vec<Matcher>,
     /// Alertmanager's deprecated `match:` map: label name to exact value.
     #[serde(
         rename = "match",
-        deserialize_with = "crate::notify::matcher::deserialize_legacy_equal"
+        deserialize_with = "crate::matcher::deserialize_legacy_equal"
     )]
     pub match_equal: Vec<Matcher>,
     /// Alertmanager's deprecated `match_re:` map: label name to regex.
-    #[serde(deserialize_with = "crate::notify::matcher::deserialize_legacy_regex")]
+    #[serde(deserialize_with = "crate::matcher::deserialize_legacy_regex")]
     pub match_re: Vec<Matcher>,
     /// Keep looking at the following sibling routes after this one matched.
     #[serde(rename = "continue")]
@@ -166,7 +166,7 @@ pub struct TemplateOverrides {
     /// `subject`, `text` and `html` in the set replace the defaults. Not a
     /// key of the collector's file.
     #[serde(skip)]
-    pub go: Option<std::sync::Arc<crate::notify::go_template::TemplateSet>>,
+    pub go: Option<std::sync::Arc<crate::go_template::TemplateSet>>,
 }
 
 /// A template given inline or read from a file at start.
@@ -325,40 +325,22 @@ fn default_resend_interval() -> PromDuration {
 #[serde(deny_unknown_fields)]
 pub struct InhibitRuleConfig {
     /// What makes an alert a source.
-    #[serde(
-        default,
-        deserialize_with = "crate::notify::matcher::deserialize_lists"
-    )]
+    #[serde(default, deserialize_with = "crate::matcher::deserialize_lists")]
     pub source_matchers: Vec<Matcher>,
     /// Alertmanager's deprecated `source_match:` map (exact values).
-    #[serde(
-        default,
-        deserialize_with = "crate::notify::matcher::deserialize_legacy_equal"
-    )]
+    #[serde(default, deserialize_with = "crate::matcher::deserialize_legacy_equal")]
     pub source_match: Vec<Matcher>,
     /// Alertmanager's deprecated `source_match_re:` map (regexes).
-    #[serde(
-        default,
-        deserialize_with = "crate::notify::matcher::deserialize_legacy_regex"
-    )]
+    #[serde(default, deserialize_with = "crate::matcher::deserialize_legacy_regex")]
     pub source_match_re: Vec<Matcher>,
     /// What makes an alert a target.
-    #[serde(
-        default,
-        deserialize_with = "crate::notify::matcher::deserialize_lists"
-    )]
+    #[serde(default, deserialize_with = "crate::matcher::deserialize_lists")]
     pub target_matchers: Vec<Matcher>,
     /// Alertmanager's deprecated `target_match:` map (exact values).
-    #[serde(
-        default,
-        deserialize_with = "crate::notify::matcher::deserialize_legacy_equal"
-    )]
+    #[serde(default, deserialize_with = "crate::matcher::deserialize_legacy_equal")]
     pub target_match: Vec<Matcher>,
     /// Alertmanager's deprecated `target_match_re:` map (regexes).
-    #[serde(
-        default,
-        deserialize_with = "crate::notify::matcher::deserialize_legacy_regex"
-    )]
+    #[serde(default, deserialize_with = "crate::matcher::deserialize_legacy_regex")]
     pub target_match_re: Vec<Matcher>,
     /// Labels whose values must be equal in source and target.
     #[serde(default)]
@@ -440,7 +422,7 @@ pub struct FlapConfig {
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatConfig {
     /// What identifies the heartbeat alert, e.g. `alertname="Watchdog"`.
-    #[serde(deserialize_with = "crate::notify::matcher::deserialize_lists")]
+    #[serde(deserialize_with = "crate::matcher::deserialize_lists")]
     pub matchers: Vec<Matcher>,
     /// When no firing heartbeat arrived for this long, a
     /// `HeartbeatMissing` alert fires and is routed like any other.
@@ -569,7 +551,7 @@ impl NotifyConfig {
             );
             return Err(problems);
         }
-        let converted = crate::notify::alertmanager_file::load(&path.value)?;
+        let converted = crate::alertmanager_file::load(&path.value)?;
         self.route = converted.route;
         self.receivers = converted.receivers;
         self.inhibit_rules = converted.inhibit_rules;
@@ -626,7 +608,7 @@ impl NotifyConfig {
                 );
             }
             for spec in &interval.time_intervals {
-                if let Err((at, message)) = crate::notify::time_interval::Interval::build(spec) {
+                if let Err((at, message)) = crate::time_interval::Interval::build(spec) {
                     match at {
                         Some(spanned) => problems.at(&spanned, message),
                         None => problems.general(message),
@@ -644,7 +626,7 @@ impl NotifyConfig {
         validate_route(&self.route, &receivers, &intervals, problems);
         for rule in &self.inhibit_rules {
             for label in &rule.equal {
-                if !crate::notify::matcher::valid_label_name(label) {
+                if !crate::matcher::valid_label_name(label) {
                     problems.general(format!(
                         "notify.inhibit_rules: invalid label name {label:?} in equal"
                     ));
@@ -736,7 +718,7 @@ fn validate_route(
     if let Some(group_by) = &route.group_by {
         let mut seen = BTreeSet::new();
         for label in group_by {
-            if label != "..." && !crate::notify::matcher::valid_label_name(label) {
+            if label != "..." && !crate::matcher::valid_label_name(label) {
                 problems.general(format!(
                     "notify.route: invalid label name {label:?} in group_by list"
                 ));
@@ -772,7 +754,7 @@ fn validate_route(
 
 fn validate_receiver(receiver: &ReceiverConfig, problems: &mut Problems) {
     for email in &receiver.email_configs {
-        if crate::notify::receiver::email::split_host_port(&email.smarthost.value).is_none() {
+        if crate::receiver::email::split_host_port(&email.smarthost.value).is_none() {
             problems.at(
                 &email.smarthost,
                 format!("smarthost {:?} is not HOST:PORT", email.smarthost.value),
@@ -820,7 +802,7 @@ fn validate_receiver(receiver: &ReceiverConfig, problems: &mut Problems) {
                 .map(|config| &config.url),
         );
     for url in urls {
-        if let Err(message) = crate::notify::http_client::Target::parse(&url.value) {
+        if let Err(message) = crate::http_client::Target::parse(&url.value) {
             problems.at(url, message);
         }
     }
@@ -844,7 +826,7 @@ fn check_templates<T>(templates: &TemplateOverrides, at: &Spanned<T>, problems: 
     .into_iter()
     .flatten()
     {
-        if let Err(message) = crate::notify::template::Template::load(source) {
+        if let Err(message) = crate::template::Template::load(source) {
             problems.at(at, message);
         }
     }

@@ -30,7 +30,7 @@ use std::fmt;
 
 use serde_json::{Map, Value, json};
 
-use crate::notify::notification::Notification;
+use crate::notification::Notification;
 
 /// How deep `template` calls may nest (a template calling itself stops).
 pub const MAX_DEPTH: usize = 32;

@@ -12,9 +12,9 @@ use std::time::Duration;
 use rusqlite::params;
 use serde::Serialize;
 
-use crate::notify::alert::LabelSet;
-use crate::notify::db::Db;
-use crate::notify::matcher::{Matcher, all_match};
+use crate::alert::LabelSet;
+use crate::db::Db;
+use crate::matcher::{Matcher, all_match};
 
 /// How long expired silences are kept (Alertmanager keeps 120 h).
 pub const RETENTION: Duration = Duration::from_secs(120 * 3600);
@@ -367,8 +367,8 @@ fn uuid_v4(mut bytes: [u8; 16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::alert::labels;
-    use crate::notify::matcher::parse_list;
+    use crate::alert::labels;
+    use crate::matcher::parse_list;
 
     #[test]
     fn silences_mute_persist_and_expire() {

@@ -3,7 +3,7 @@
 //! parsed exactly as Alertmanager 0.25 parses them (see [`Matcher::parse`]
 //! and [`parse_list`]), plus the legacy `match:`/`match_re:` maps.
 //! Regexes are Go's RE2 syntax with Go's meaning (see
-//! [`crate::notify::go_regex`]), fully anchored (`^(?:re)$`), and a missing
+//! [`crate::go_regex`]), fully anchored (`^(?:re)$`), and a missing
 //! label matches as the empty string.
 
 use std::fmt;
@@ -11,7 +11,7 @@ use std::fmt;
 use regex::Regex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::notify::alert::LabelSet;
+use crate::alert::LabelSet;
 
 /// How a matcher compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,7 +268,7 @@ fn valid_matcher_name(name: &str) -> bool {
 /// Compiles a Go regex anchored as Alertmanager anchors it.
 fn compile_go_regex(value: &str) -> Result<Regex, String> {
     let invalid = |problem: String| format!("invalid regex {value:?}: {problem}");
-    let translated = crate::notify::go_regex::translate(value).map_err(invalid)?;
+    let translated = crate::go_regex::translate(value).map_err(invalid)?;
     regex::RegexBuilder::new(&format!("^(?:{translated})$"))
         .size_limit(1 << 22)
         .build()
@@ -353,7 +353,7 @@ impl<'de> Deserialize<'de> for Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::alert::labels;
+    use crate::alert::labels;
 
     fn check(matcher: &str, set: &[(&str, &str)], expected: bool) {
         let parsed = Matcher::parse(matcher).unwrap();

@@ -5,10 +5,10 @@
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::notify::http_client::Target;
-use crate::notify::notification::Notification;
-use crate::notify::receiver::chat_bot::{ChatBot, Dialect, truncate};
-use crate::notify::receiver::{hmac_sha256, percent_encode};
+use crate::http_client::Target;
+use crate::notification::Notification;
+use crate::receiver::chat_bot::{ChatBot, Dialect, truncate};
+use crate::receiver::{hmac_sha256, percent_encode};
 use countywatch_daemon::clock::now_ms;
 
 /// DingTalk refuses markdown longer than this many bytes.

@@ -23,13 +23,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::backoff::backoff;
-use crate::notify::config::OutboxConfig;
-use crate::notify::db::Db;
-use crate::notify::metrics::NotifyMetrics;
-use crate::notify::notification::{Kind, Notification};
-use crate::notify::receiver::{Integration, Receivers};
+use crate::config::OutboxConfig;
+use crate::db::Db;
+use crate::metrics::NotifyMetrics;
+use crate::notification::{Kind, Notification};
+use crate::receiver::{Integration, Receivers};
 use countywatch_daemon::clock::now_ms;
+use countywatch_net::backoff::backoff;
 use countywatch_net::send_error::SendError;
 
 /// One stored notification.
@@ -439,7 +439,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::notify::receiver::SendFuture;
+    use crate::receiver::SendFuture;
 
     /// An integration that answers from a script and records what it got.
     struct Scripted {
@@ -486,11 +486,15 @@ mod tests {
             });
             receivers.insert(name.to_string(), vec![integration]);
         }
-        let mut config = OutboxConfig::default();
-        config.initial_backoff = Duration::from_millis(10).into();
-        config.max_backoff = Duration::from_millis(20).into();
-        config.deadline = deadline.into();
-        config.fallback_receiver = Some(crate::config::unspanned("fallback".to_string()));
+        let config = OutboxConfig {
+            initial_backoff: Duration::from_millis(10).into(),
+            max_backoff: Duration::from_millis(20).into(),
+            deadline: deadline.into(),
+            fallback_receiver: Some(countywatch_daemon::config_file::unspanned(
+                "fallback".to_string(),
+            )),
+            ..OutboxConfig::default()
+        };
         let names: Vec<String> = receivers.keys().cloned().collect();
         let (wake, _) = watch::channel(0);
         let delivery = Delivery {

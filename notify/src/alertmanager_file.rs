@@ -3,7 +3,7 @@
 //! PATH`, and `notify routes test --alertmanager-config PATH`.
 //!
 //! The route tree, inhibit rules and time intervals already have
-//! Alertmanager's shape in [`crate::notify::config`] and are read as they
+//! Alertmanager's shape in [`crate::config`] and are read as they
 //! are. This module owns what differs: `global:` defaults (resolve_timeout,
 //! `smtp_*`, `http_config`), top-level `mute_time_intervals:`, email and
 //! webhook receivers in Alertmanager's form, and the refusal, at their line
@@ -24,11 +24,11 @@ use countywatch_daemon::duration::PromDuration;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use crate::notify::config::{
+use crate::config::{
     EmailConfig, HttpTlsConfig, InhibitRuleConfig, ReceiverConfig, RouteConfig, SmtpTls,
     TemplateOverrides, TimeIntervalConfig, WebhookConfig,
 };
-use crate::notify::go_template::TemplateSet;
+use crate::go_template::TemplateSet;
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize)]
@@ -354,7 +354,7 @@ pub fn load(path: &Path) -> Result<Converted, Problems> {
     {
         // Report the routing problems too, so that one check-config run
         // lists everything wrong with the file.
-        let notify = crate::notify::config::NotifyConfig {
+        let notify = crate::config::NotifyConfig {
             route: converted.route.clone(),
             receivers: converted.receivers.clone(),
             inhibit_rules: converted.inhibit_rules.clone(),
@@ -377,9 +377,9 @@ pub fn load(path: &Path) -> Result<Converted, Problems> {
 /// rules and time intervals written in Alertmanager's form (as JSON, which
 /// is YAML). Receivers' settings are left out: they hold secrets, and
 /// amtool needs only their names.
-pub fn original_text(config: &crate::notify::config::NotifyConfig) -> String {
+pub fn original_text(config: &crate::config::NotifyConfig) -> String {
     if let Some(text) = &config.alertmanager_text {
-        return crate::notify::redaction::redacted(text);
+        return crate::redaction::redacted(text);
     }
     let receivers: Vec<serde_json::Value> = config
         .receivers
@@ -937,7 +937,7 @@ mod tests {
         ] {
             let path = directory.join(name);
             let converted = load(&path).unwrap_or_else(|problems| panic!("{problems}"));
-            let notify = crate::notify::config::NotifyConfig {
+            let notify = crate::config::NotifyConfig {
                 route: converted.route,
                 receivers: converted.receivers,
                 inhibit_rules: converted.inhibit_rules,
@@ -1058,15 +1058,14 @@ mod tests {
     #[test]
     fn both_forms_together_are_refused() {
         let path = write("both", "route: {receiver: r}\nreceivers: [{name: r}]\n");
-        let mut notify: crate::notify::config::NotifyConfig =
-            countywatch_daemon::config_file::parse(
-                Path::new("c.yaml"),
-                &format!(
-                    "alertmanager_config: {}\nroute: {{receiver: x}}\nreceivers: [{{name: x}}]\n",
-                    path.display()
-                ),
-            )
-            .unwrap();
+        let mut notify: crate::config::NotifyConfig = countywatch_daemon::config_file::parse(
+            Path::new("c.yaml"),
+            &format!(
+                "alertmanager_config: {}\nroute: {{receiver: x}}\nreceivers: [{{name: x}}]\n",
+                path.display()
+            ),
+        )
+        .unwrap();
         let error = notify
             .apply_alertmanager_file(Path::new("c.yaml"))
             .unwrap_err()
@@ -1081,7 +1080,7 @@ mod tests {
 
     #[test]
     fn the_collectors_own_form_is_served_as_an_equivalent_alertmanager_file() {
-        let notify: crate::notify::config::NotifyConfig = countywatch_daemon::config_file::parse(
+        let notify: crate::config::NotifyConfig = countywatch_daemon::config_file::parse(
             Path::new("c.yaml"),
             "route:\n  receiver: ops\n  group_by: [alertname]\n  group_wait: 10s\n  routes:\n  - matchers: ['team=~\"db|\\\\d\"', 'env!=test']\n    receiver: dba\n    continue: true\n    mute_time_intervals: [nights]\n  - match: {severity: critical}\n    receiver: ops\nreceivers:\n- name: ops\n  webhook_configs: [{url: 'http://127.0.0.1:1/', bearer_token: secret}]\n- name: dba\ninhibit_rules:\n- source_match: {severity: critical}\n  target_matchers: [severity=warning]\n  equal: [instance]\ntime_intervals:\n- name: nights\n  time_intervals: [{times: [{start_time: '22:00', end_time: '24:00'}], location: Asia/Shanghai}]\n",
         )
@@ -1090,9 +1089,8 @@ mod tests {
         assert!(!text.contains("secret"), "{text}");
         let path = write("original", &text);
         let converted = load(&path).unwrap_or_else(|problems| panic!("{problems}\n{text}"));
-        let show = |route: &RouteConfig| {
-            crate::notify::cli::routes_show(&crate::notify::route_tree::Route::build(route))
-        };
+        let show =
+            |route: &RouteConfig| crate::cli::routes_show(&crate::route_tree::Route::build(route));
         assert_eq!(show(&converted.route), show(&notify.route));
         assert_eq!(converted.inhibit_rules.len(), 1);
         assert_eq!(converted.time_intervals[0].name.value, "nights");

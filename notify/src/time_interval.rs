@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use countywatch_daemon::config_file::Spanned;
 use jiff::tz::{Offset, TimeZone};
 
-use crate::notify::config::{TimeIntervalConfig, TimeIntervalSpec};
+use crate::config::{TimeIntervalConfig, TimeIntervalSpec};
 
 /// One compiled interval; every non-empty list must contain the instant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -320,7 +320,7 @@ fn parse_location(text: &str) -> Option<TimeZone> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::alert::parse_rfc3339;
+    use crate::alert::parse_rfc3339;
 
     fn interval(yaml: &str) -> Interval {
         let spec: TimeIntervalSpec =

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use crate::notify::alert::LabelSet;
-use crate::notify::config::RouteConfig;
-use crate::notify::matcher::{Matcher, all_match};
+use crate::alert::LabelSet;
+use crate::config::RouteConfig;
+use crate::matcher::{Matcher, all_match};
 
 /// How a route groups alerts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,7 +92,7 @@ impl Route {
             parent.group_by.clone()
         };
         let matchers = config.all_matchers();
-        let own_key = crate::notify::matcher::list_to_string(&matchers);
+        let own_key = crate::matcher::list_to_string(&matchers);
         let key = if parent.key.is_empty() {
             own_key
         } else {
@@ -197,7 +197,7 @@ impl Route {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::alert::labels;
+    use crate::alert::labels;
 
     fn tree(yaml: &str) -> Route {
         let config: RouteConfig =

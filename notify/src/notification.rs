@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::notify::alert::{Alert, LabelSet, labels, rfc3339};
+use crate::alert::{Alert, LabelSet, labels, rfc3339};
 
 /// What a notification is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::notify::config::BotConfig;
-use crate::notify::http_client::{self, Target};
-use crate::notify::notification::Notification;
-use crate::notify::receiver::{Integration, SendFuture, check_bot_answer};
-use crate::notify::template::TemplateDefaults;
-use crate::notify::template::Templates;
+use crate::config::BotConfig;
+use crate::http_client::{self, Target};
+use crate::notification::Notification;
+use crate::receiver::{Integration, SendFuture, check_bot_answer};
+use crate::template::TemplateDefaults;
+use crate::template::Templates;
 
 /// One robot's wire format.
 pub trait Dialect: Send + Sync + 'static {

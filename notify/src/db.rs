@@ -67,7 +67,7 @@ impl Db {
         // NORMAL in WAL mode: a killed process loses nothing committed (the
         // outbox's promise); only an operating-system crash could lose the
         // last transactions, and costs no fsync per notification.
-        let connection = crate::sqlite::open(&path)?;
+        let connection = countywatch_daemon::sqlite::open(&path)?;
         migrate(&connection).with_context(|| format!("cannot migrate {}", path.display()))?;
         Ok(Db {
             connection: Arc::new(Mutex::new(connection)),
