@@ -447,8 +447,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             .filter(|receiver| receiver.name.value == schedule.receiver.value)
             .flat_map(|receiver| &receiver.email_configs)
             .map(|email| notify::receiver::email::Email::new(email, &defaults))
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(anyhow::Error::msg)
+            .collect::<Result<Vec<_>, _>>()
             .context("report.schedule")?;
         tasks.push(tokio::spawn(report::schedule::run(
             Arc::new(report::schedule::Schedule {

@@ -803,7 +803,7 @@ fn validate_receiver(receiver: &ReceiverConfig, problems: &mut Problems) {
         );
     for url in urls {
         if let Err(message) = crate::http_client::Target::parse(&url.value) {
-            problems.at(url, message);
+            problems.at(url, message.to_string());
         }
     }
     for bot in receiver

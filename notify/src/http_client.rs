@@ -14,6 +14,49 @@ use countywatch_net::send_error::SendError;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
+/// A receiver URL that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// Not a URL at all.
+    #[error("invalid URL {url:?}: {source}")]
+    Invalid {
+        /// The URL as configured.
+        url: String,
+        /// What the parser said.
+        source: hyper::http::uri::InvalidUri,
+    },
+    /// A scheme other than `http` or `https`.
+    #[error("URL {0:?} must start with http:// or https://")]
+    Scheme(String),
+    /// No host to connect to.
+    #[error("URL {0:?} has no host")]
+    NoHost(String),
+}
+
+/// A receiver's TLS settings that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    /// The CA file cannot be read or holds no PEM certificates.
+    #[error("cannot read CA file {}: {source}", path.display())]
+    ReadCa {
+        /// The configured `ca_file`.
+        path: std::path::PathBuf,
+        /// Why.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// A certificate in the CA file is not a usable trust anchor.
+    #[error("unusable CA in {}: {source}", path.display())]
+    UnusableCa {
+        /// The configured `ca_file`.
+        path: std::path::PathBuf,
+        /// What rustls said.
+        source: rustls::Error,
+    },
+    /// rustls refused the protocol versions.
+    #[error("cannot configure TLS: {0}")]
+    Versions(rustls::Error),
+}
+
 /// A parsed `http` or `https` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -31,18 +74,19 @@ pub struct Target {
 
 impl Target {
     /// Parses a URL; only `http` and `https` are accepted.
-    pub fn parse(url: &str) -> Result<Target, String> {
-        let uri: hyper::Uri = url
-            .parse()
-            .map_err(|error| format!("invalid URL {url:?}: {error}"))?;
+    pub fn parse(url: &str) -> Result<Target, TargetError> {
+        let uri: hyper::Uri = url.parse().map_err(|source| TargetError::Invalid {
+            url: url.to_string(),
+            source,
+        })?;
         let https = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
-            _ => return Err(format!("URL {url:?} must start with http:// or https://")),
+            _ => return Err(TargetError::Scheme(url.to_string())),
         };
         let authority = uri
             .authority()
-            .ok_or_else(|| format!("URL {url:?} has no host"))?;
+            .ok_or_else(|| TargetError::NoHost(url.to_string()))?;
         let host = authority
             .host()
             .trim_start_matches('[')
@@ -74,24 +118,32 @@ impl Target {
 }
 
 /// A TLS client configuration with the public roots and, when given, a CA file.
-pub fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn tls_config(
+    ca_file: Option<&std::path::Path>,
+) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
         let certificates = CertificateDer::pem_file_iter(path)
             .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
-            .map_err(|error| format!("cannot read CA file {}: {error}", path.display()))?;
+            .map_err(|source| TlsConfigError::ReadCa {
+                path: path.to_path_buf(),
+                source,
+            })?;
         for certificate in certificates {
             roots
                 .add(certificate)
-                .map_err(|error| format!("unusable CA in {}: {error}", path.display()))?;
+                .map_err(|source| TlsConfigError::UnusableCa {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
         }
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|error| format!("cannot configure TLS: {error}"))?
+    .map_err(TlsConfigError::Versions)?
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(Arc::new(config))

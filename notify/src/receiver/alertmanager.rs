@@ -15,7 +15,7 @@ use crate::alert::rfc3339;
 use crate::config::AlertmanagerConfig;
 use crate::http_client::{self, Target};
 use crate::notification::Notification;
-use crate::receiver::{Integration, SendFuture};
+use crate::receiver::{BuildError, Integration, SendFuture};
 use countywatch_daemon::clock::now_ms;
 
 /// One Alertmanager.
@@ -60,7 +60,7 @@ pub fn payload(notification: &Notification, now_ms: i64) -> Value {
 
 impl Alertmanager {
     /// Builds the integration from its config.
-    pub fn new(config: &AlertmanagerConfig) -> Result<Alertmanager, String> {
+    pub fn new(config: &AlertmanagerConfig) -> Result<Alertmanager, BuildError> {
         let base = config.url.value.trim_end_matches('/');
         Ok(Alertmanager {
             target: Target::parse(&format!("{base}/api/v2/alerts"))?,

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::config::BotConfig;
 use crate::http_client::{self, Target};
 use crate::notification::Notification;
-use crate::receiver::{Integration, SendFuture, check_bot_answer};
+use crate::receiver::{BuildError, Integration, SendFuture, check_bot_answer};
 use crate::template::TemplateDefaults;
 use crate::template::Templates;
 
@@ -52,7 +52,7 @@ pub struct ChatBot<D> {
 
 impl<D: Dialect> ChatBot<D> {
     /// Builds the integration from its config.
-    pub fn new(config: &BotConfig, defaults: &TemplateDefaults) -> Result<ChatBot<D>, String> {
+    pub fn new(config: &BotConfig, defaults: &TemplateDefaults) -> Result<ChatBot<D>, BuildError> {
         Ok(ChatBot {
             target: Target::parse(&config.url.value)?,
             secret: config.secret.clone(),
@@ -61,7 +61,8 @@ impl<D: Dialect> ChatBot<D> {
                 config.language.unwrap_or(defaults.language),
                 &config.templates,
                 &defaults.display,
-            )?,
+            )
+            .map_err(BuildError::Template)?,
             send_resolved: config.send_resolved,
             timeout: config.timeout.get(),
             dialect: PhantomData,

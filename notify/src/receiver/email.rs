@@ -11,7 +11,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{EmailConfig, SmtpTls};
 use crate::notification::Notification;
-use crate::receiver::{Integration, SendFuture};
+use crate::receiver::{BuildError, Integration, SendFuture};
 use crate::template::TemplateDefaults;
 use crate::template::Templates;
 use countywatch_net::secret::read_secret;
@@ -49,21 +49,24 @@ pub fn split_host_port(text: &str) -> Option<(String, u16)> {
 
 impl Email {
     /// Builds the integration from its config.
-    pub fn new(config: &EmailConfig, defaults: &TemplateDefaults) -> Result<Email, String> {
+    pub fn new(config: &EmailConfig, defaults: &TemplateDefaults) -> Result<Email, BuildError> {
         let (host, port) = split_host_port(&config.smarthost.value)
-            .ok_or_else(|| format!("smarthost {:?} is not HOST:PORT", config.smarthost.value))?;
-        let parameters = || -> Result<TlsParameters, String> {
+            .ok_or_else(|| BuildError::Smarthost(config.smarthost.value.clone()))?;
+        let parameters = || -> Result<TlsParameters, BuildError> {
             let mut builder = TlsParameters::builder(host.clone());
             if let Some(path) = &config.ca_file {
-                let pem = std::fs::read(path)
-                    .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-                let certificate = Certificate::from_pem(&pem)
-                    .map_err(|error| format!("invalid CA file {}: {error}", path.display()))?;
+                let pem = std::fs::read(path).map_err(|source| BuildError::ReadCa {
+                    path: path.clone(),
+                    source,
+                })?;
+                let certificate =
+                    Certificate::from_pem(&pem).map_err(|source| BuildError::InvalidCa {
+                        path: path.clone(),
+                        source,
+                    })?;
                 builder = builder.add_root_certificate(certificate);
             }
-            builder
-                .build_rustls()
-                .map_err(|error| format!("cannot configure TLS: {error}"))
+            builder.build_rustls().map_err(BuildError::EmailTls)
         };
         let tls = match config.tls {
             SmtpTls::Starttls => Tls::Required(parameters()?),
@@ -84,14 +87,17 @@ impl Email {
         if let Some(user) = &config.auth_username {
             let password = match (&config.auth_password, &config.auth_password_file) {
                 (Some(password), _) => password.clone(),
-                (None, Some(path)) => read_secret(path).map_err(|error| error.to_string())?,
+                (None, Some(path)) => read_secret(path)?,
                 (None, None) => String::new(),
             };
             builder = builder.credentials(Credentials::new(user.clone(), password));
         }
         let mailbox = |text: &String| {
             text.parse::<Mailbox>()
-                .map_err(|error| format!("invalid address {text:?}: {error}"))
+                .map_err(|source| BuildError::Address {
+                    text: text.clone(),
+                    source,
+                })
         };
         Ok(Email {
             transport: builder.build(),
@@ -102,7 +108,8 @@ impl Email {
                 config.language.unwrap_or(defaults.language),
                 &config.templates,
                 &defaults.display,
-            )?,
+            )
+            .map_err(BuildError::Template)?,
             send_resolved: config.send_resolved,
             timeout,
         })

@@ -21,6 +21,54 @@ use crate::receiver::chat_bot::ChatBot;
 use crate::template::TemplateDefaults;
 use countywatch_net::send_error::SendError;
 
+/// Why an integration cannot be built from its config: the operator must
+/// fix the config or a file it names; no retry helps.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The URL is not a usable `http(s)://` URL.
+    #[error(transparent)]
+    Url(#[from] crate::http_client::TargetError),
+    /// The TLS settings or the CA file cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::http_client::TlsConfigError),
+    /// A secret file cannot be read.
+    #[error(transparent)]
+    Secret(#[from] countywatch_net::secret::SecretError),
+    /// A template does not parse or its file cannot be read.
+    #[error("{0}")]
+    Template(String),
+    /// The smarthost is not `HOST:PORT`.
+    #[error("smarthost {0:?} is not HOST:PORT")]
+    Smarthost(String),
+    /// The email CA file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    ReadCa {
+        /// The configured `ca_file`.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The email CA file holds no usable certificate.
+    #[error("invalid CA file {}: {source}", path.display())]
+    InvalidCa {
+        /// The configured `ca_file`.
+        path: std::path::PathBuf,
+        /// What lettre said.
+        source: lettre::transport::smtp::Error,
+    },
+    /// lettre refused the email TLS settings.
+    #[error("cannot configure TLS: {0}")]
+    EmailTls(lettre::transport::smtp::Error),
+    /// A `from`, `to` or `cc` address does not parse.
+    #[error("invalid address {text:?}: {source}")]
+    Address {
+        /// The address as configured.
+        text: String,
+        /// What lettre said.
+        source: lettre::address::AddressError,
+    },
+}
+
 /// The future a delivery returns.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>>;
 

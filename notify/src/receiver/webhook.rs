@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::config::WebhookConfig;
 use crate::http_client::{self, Target};
 use crate::notification::Notification;
-use crate::receiver::{Integration, SendFuture};
+use crate::receiver::{BuildError, Integration, SendFuture};
 use countywatch_net::secret::read_secret;
 
 /// One webhook integration.
@@ -69,10 +69,10 @@ pub fn payload(notification: &Notification, max_alerts: usize, external_url: &st
 
 impl Webhook {
     /// Builds the integration from its config.
-    pub fn new(config: &WebhookConfig, external_url: &str) -> Result<Webhook, String> {
+    pub fn new(config: &WebhookConfig, external_url: &str) -> Result<Webhook, BuildError> {
         let bearer_token = match (&config.bearer_token, &config.bearer_token_file) {
             (Some(token), _) => Some(token.clone()),
-            (None, Some(path)) => Some(read_secret(path).map_err(|error| error.to_string())?),
+            (None, Some(path)) => Some(read_secret(path)?),
             (None, None) => None,
         };
         Ok(Webhook {
