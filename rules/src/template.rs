@@ -61,52 +61,82 @@ pub struct Data<'a> {
 }
 
 /// Why a template cannot be used: the rule's author must change it.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+// Display is written out rather than derived with thiserror so that the
+// label and template code needs no dependency of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ParseError {
     /// `{{` without its `}}`.
-    #[error("unclosed action in template {0:?}")]
     UnclosedAction(String),
     /// `{{ }}`.
-    #[error("empty action {{{{ }}}} in template")]
     EmptyAction,
     /// `{{ x | }}` and the like.
-    #[error("missing command in pipeline {0:?}")]
     MissingCommand(String),
     /// A function or keyword outside the supported subset.
-    #[error(
-        "unsupported template function or keyword {0:?} (supported: $labels, $value, $externalLabels, humanize, humanizePercentage, humanizeDuration, printf)"
-    )]
     UnsupportedFunction(String),
     /// A value followed by arguments.
-    #[error("unexpected arguments in template action {0:?}")]
     UnexpectedArguments(String),
     /// A quote without its closing quote.
-    #[error("unterminated string in template action {0:?}")]
     UnterminatedString(String),
     /// An operand outside the supported subset.
-    #[error(
-        "unsupported template operand {0:?} (supported: $labels.NAME, $value, $externalLabels.NAME, strings, numbers)"
-    )]
     UnsupportedOperand(String),
 }
 
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParseError::UnclosedAction(text) => write!(f, "unclosed action in template {text:?}"),
+            ParseError::EmptyAction => write!(f, "empty action {{{{ }}}} in template"),
+            ParseError::MissingCommand(action) => {
+                write!(f, "missing command in pipeline {action:?}")
+            }
+            ParseError::UnsupportedFunction(word) => write!(
+                f,
+                "unsupported template function or keyword {word:?} (supported: $labels, $value, $externalLabels, humanize, humanizePercentage, humanizeDuration, printf)"
+            ),
+            ParseError::UnexpectedArguments(action) => {
+                write!(f, "unexpected arguments in template action {action:?}")
+            }
+            ParseError::UnterminatedString(action) => {
+                write!(f, "unterminated string in template action {action:?}")
+            }
+            ParseError::UnsupportedOperand(token) => write!(
+                f,
+                "unsupported template operand {token:?} (supported: $labels.NAME, $value, $externalLabels.NAME, strings, numbers)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
 /// Why a parsed template could not be expanded for one alert: a function
 /// was given input it cannot use.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RenderError {
     /// A command with nothing to work on.
-    #[error("empty command in template")]
     EmptyCommand,
     /// `printf` without a format string first.
-    #[error("printf needs a format string as its first argument")]
     PrintfFormat,
     /// A one-argument function given another number of arguments.
-    #[error("{0} takes exactly one argument")]
     Arity(String),
     /// A text that does not read as a number where one is needed.
-    #[error("cannot convert {0:?} to a number")]
     NotANumber(String),
 }
+
+impl std::fmt::Display for RenderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RenderError::EmptyCommand => write!(f, "empty command in template"),
+            RenderError::PrintfFormat => {
+                write!(f, "printf needs a format string as its first argument")
+            }
+            RenderError::Arity(function) => write!(f, "{function} takes exactly one argument"),
+            RenderError::NotANumber(text) => write!(f, "cannot convert {text:?} to a number"),
+        }
+    }
+}
+
+impl std::error::Error for RenderError {}
 
 /// A value while a pipeline runs.
 #[derive(Clone, Debug)]
