@@ -26,7 +26,7 @@ use countywatch_wire::{
     DecisionFeed, LocalDecisions, MAX_DECISIONS_WAIT_SECONDS,
 };
 use hyper::{HeaderMap, Method, StatusCode};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::active_response::config::ResponseConfig;
 use crate::incident::store::IncidentStore;
@@ -42,6 +42,34 @@ pub struct FeedState {
     pub stopped: watch::Receiver<bool>,
     /// Where agents' answers and decisions are counted.
     pub metrics: crate::active_response::metrics::ResponseMetrics,
+    /// Feed reads allowed on the blocking pool at once. A decision wakes
+    /// every waiting poll together, and the reads queue on the store's one
+    /// reader connection anyway: without this bound a thousand polls grew
+    /// the blocking pool to its 512 threads for nothing
+    /// (docs/benchmarks.md, decision_polls).
+    reads: Semaphore,
+}
+
+/// How many feed reads run on the blocking pool at once: one on the
+/// reader connection and one ready behind it.
+const CONCURRENT_FEED_READS: usize = 2;
+
+impl FeedState {
+    /// The endpoints' state over `store`.
+    pub fn new(
+        store: Arc<IncidentStore>,
+        config: Arc<ResponseConfig>,
+        stopped: watch::Receiver<bool>,
+        metrics: crate::active_response::metrics::ResponseMetrics,
+    ) -> FeedState {
+        FeedState {
+            store,
+            config,
+            stopped,
+            metrics,
+            reads: Semaphore::new(CONCURRENT_FEED_READS),
+        }
+    }
 }
 
 /// One of the decision endpoints.
@@ -268,6 +296,7 @@ async fn read_feed(state: &FeedState, agent: &str, after: u64) -> Result<Decisio
     let store = Arc::clone(&state.store);
     let agent = agent.to_string();
     let mode = state.config.mode;
+    let _permit = state.reads.acquire().await.map_err(FeedError::storage)?;
     let mut feed =
         tokio::task::spawn_blocking(move || store.decision_feed(&agent, after, now_ms(), mode))
             .await
@@ -319,12 +348,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(IncidentStore::open(dir.path()).unwrap());
         let (_stop, stopped) = watch::channel(false);
-        let state = FeedState {
-            store: Arc::clone(&store),
-            config: Arc::new(ResponseConfig::default()),
+        let state = FeedState::new(
+            Arc::clone(&store),
+            Arc::new(ResponseConfig::default()),
             stopped,
-            metrics: crate::active_response::metrics::ResponseMetrics::new().unwrap(),
-        };
+            crate::active_response::metrics::ResponseMetrics::new().unwrap(),
+        );
         let writer = Arc::clone(&store);
         let write = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
