@@ -344,16 +344,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_waiting_poll_answers_as_soon_as_a_decision_is_made() {
+    async fn every_waiting_poll_answers_as_soon_as_a_decision_is_made() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(IncidentStore::open(dir.path()).unwrap());
         let (_stop, stopped) = watch::channel(false);
-        let state = FeedState::new(
+        let state = Arc::new(FeedState::new(
             Arc::clone(&store),
             Arc::new(ResponseConfig::default()),
             stopped,
             crate::active_response::metrics::ResponseMetrics::new().unwrap(),
-        );
+        ));
+        // Many polls wait at once; their reads take turns
+        // (CONCURRENT_FEED_READS) and none is left behind.
+        let polls: Vec<_> = (0..200)
+            .map(|index| {
+                let state = Arc::clone(&state);
+                tokio::spawn(async move {
+                    let agent = format!("web{index}");
+                    answer(&state, &agent, Endpoint::Feed, Some("after=0&wait=30"), b"")
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
         let writer = Arc::clone(&store);
         let write = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -377,13 +390,13 @@ mod tests {
             .unwrap()
             .unwrap();
         });
-        let body = answer(&state, "web1", Endpoint::Feed, Some("after=0&wait=30"), b"")
-            .await
-            .unwrap();
         write.await.unwrap();
-        let feed: DecisionFeed = serde_json::from_str(&body).unwrap();
-        assert_eq!(feed.updates.len(), 1, "{body}");
-        assert_eq!(feed.cursor, 1);
-        assert_eq!(feed.mode, countywatch_wire::ResponseMode::DryRun);
+        for poll in polls {
+            let body = poll.await.unwrap();
+            let feed: DecisionFeed = serde_json::from_str(&body).unwrap();
+            assert_eq!(feed.updates.len(), 1, "{body}");
+            assert_eq!(feed.cursor, 1);
+            assert_eq!(feed.mode, countywatch_wire::ResponseMode::DryRun);
+        }
     }
 }
