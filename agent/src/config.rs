@@ -203,6 +203,8 @@ pub struct ProbesConfig {
     /// The kernel clock's NTP discipline state (sync, offset, error) from
     /// adjtimex(2), read only.
     pub timex: ProbeToggle,
+    /// The NFS client's RPC and per-procedure counters from /proc/net/rpc/nfs.
+    pub nfs: ProbeToggle,
     /// Metrics from `*.prom` files that cron jobs and scripts write.
     pub textfile: crate::probe::textfile::TextfileConfig,
     /// State of the listed systemd units.
@@ -547,6 +549,7 @@ impl Default for ProbesConfig {
             schedstat: ProbeToggle::default(),
             dmi: ProbeToggle::default(),
             timex: ProbeToggle::default(),
+            nfs: ProbeToggle::default(),
             textfile: crate::probe::textfile::TextfileConfig::default(),
             systemd: SystemdConfig::default(),
             process: ProcessConfig::default(),

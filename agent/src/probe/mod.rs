@@ -34,6 +34,7 @@ mod mdadm;
 mod memory;
 mod netstat;
 mod network;
+mod nfs;
 mod powersupplyclass;
 mod pressure;
 pub mod process;
@@ -262,7 +263,7 @@ type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 /// roots, with their config sections: the one table [`build`] and
 /// [`validate`] both read, so adding such a collector is its file, its
 /// config field and one line here.
-fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 19] {
+fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 20] {
     [
         ("vmstat", &probes.vmstat, |procfs, sysfs| {
             Box::new(vmstat::probe(procfs, sysfs))
@@ -319,6 +320,9 @@ fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeP
             Box::new(dmi::DmiProbe::new(sysfs))
         }),
         ("timex", &probes.timex, |_, _| Box::new(timex::TimexProbe)),
+        ("nfs", &probes.nfs, |procfs, sysfs| {
+            Box::new(nfs::probe(procfs, sysfs))
+        }),
     ]
 }
 
