@@ -205,6 +205,8 @@ pub struct ProbesConfig {
     pub timex: ProbeToggle,
     /// The NFS client's RPC and per-procedure counters from /proc/net/rpc/nfs.
     pub nfs: ProbeToggle,
+    /// The kernel NFS server's counters from /proc/net/rpc/nfsd.
+    pub nfsd: ProbeToggle,
     /// Metrics from `*.prom` files that cron jobs and scripts write.
     pub textfile: crate::probe::textfile::TextfileConfig,
     /// State of the listed systemd units.
@@ -550,6 +552,7 @@ impl Default for ProbesConfig {
             dmi: ProbeToggle::default(),
             timex: ProbeToggle::default(),
             nfs: ProbeToggle::default(),
+            nfsd: ProbeToggle::default(),
             textfile: crate::probe::textfile::TextfileConfig::default(),
             systemd: SystemdConfig::default(),
             process: ProcessConfig::default(),

@@ -35,6 +35,7 @@ mod memory;
 mod netstat;
 mod network;
 mod nfs;
+mod nfsd;
 mod powersupplyclass;
 mod pressure;
 pub mod process;
@@ -263,7 +264,7 @@ type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 /// roots, with their config sections: the one table [`build`] and
 /// [`validate`] both read, so adding such a collector is its file, its
 /// config field and one line here.
-fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 20] {
+fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 21] {
     [
         ("vmstat", &probes.vmstat, |procfs, sysfs| {
             Box::new(vmstat::probe(procfs, sysfs))
@@ -322,6 +323,9 @@ fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeP
         ("timex", &probes.timex, |_, _| Box::new(timex::TimexProbe)),
         ("nfs", &probes.nfs, |procfs, sysfs| {
             Box::new(nfs::probe(procfs, sysfs))
+        }),
+        ("nfsd", &probes.nfsd, |procfs, sysfs| {
+            Box::new(nfsd::probe(procfs, sysfs))
         }),
     ]
 }
