@@ -207,6 +207,8 @@ pub struct ProbesConfig {
     pub nfs: ProbeToggle,
     /// The kernel NFS server's counters from /proc/net/rpc/nfsd.
     pub nfsd: ProbeToggle,
+    /// Per-filesystem XFS statistics from /sys/fs/xfs.
+    pub xfs: ProbeToggle,
     /// Metrics from `*.prom` files that cron jobs and scripts write.
     pub textfile: crate::probe::textfile::TextfileConfig,
     /// State of the listed systemd units.
@@ -553,6 +555,7 @@ impl Default for ProbesConfig {
             timex: ProbeToggle::default(),
             nfs: ProbeToggle::default(),
             nfsd: ProbeToggle::default(),
+            xfs: ProbeToggle::default(),
             textfile: crate::probe::textfile::TextfileConfig::default(),
             systemd: SystemdConfig::default(),
             process: ProcessConfig::default(),

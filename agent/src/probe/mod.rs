@@ -52,6 +52,7 @@ mod thermal_zone;
 mod timex;
 mod udp_queues;
 mod vmstat;
+mod xfs;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -264,7 +265,7 @@ type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 /// roots, with their config sections: the one table [`build`] and
 /// [`validate`] both read, so adding such a collector is its file, its
 /// config field and one line here.
-fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 21] {
+fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 22] {
     [
         ("vmstat", &probes.vmstat, |procfs, sysfs| {
             Box::new(vmstat::probe(procfs, sysfs))
@@ -326,6 +327,9 @@ fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeP
         }),
         ("nfsd", &probes.nfsd, |procfs, sysfs| {
             Box::new(nfsd::probe(procfs, sysfs))
+        }),
+        ("xfs", &probes.xfs, |_, sysfs| {
+            Box::new(xfs::XfsProbe::new(sysfs))
         }),
     ]
 }

@@ -425,7 +425,6 @@ const NOT_SERVED: &[(&str, &str)] = &[
     ("node_fibrechannel_", "fibrechannel collector not done yet"),
     ("node_infiniband_", "infiniband collector not done yet"),
     ("node_ipvs_", "ipvs collector not done yet"),
-    ("node_xfs_", "xfs collector not done yet"),
     ("node_zfs_", "zfs collector not done yet"),
     ("node_btrfs_", "btrfs collector not done yet"),
     ("node_bcache_", "bcache collector not done yet"),
