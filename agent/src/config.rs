@@ -209,6 +209,8 @@ pub struct ProbesConfig {
     pub nfsd: ProbeToggle,
     /// Per-filesystem XFS statistics from /sys/fs/xfs.
     pub xfs: ProbeToggle,
+    /// Space allocation of Btrfs filesystems from /sys/fs/btrfs.
+    pub btrfs: ProbeToggle,
     /// Metrics from `*.prom` files that cron jobs and scripts write.
     pub textfile: crate::probe::textfile::TextfileConfig,
     /// State of the listed systemd units.
@@ -556,6 +558,7 @@ impl Default for ProbesConfig {
             nfs: ProbeToggle::default(),
             nfsd: ProbeToggle::default(),
             xfs: ProbeToggle::default(),
+            btrfs: ProbeToggle::default(),
             textfile: crate::probe::textfile::TextfileConfig::default(),
             systemd: SystemdConfig::default(),
             process: ProcessConfig::default(),

@@ -18,6 +18,7 @@
 
 mod arp;
 mod bonding;
+mod btrfs;
 mod conntrack;
 mod cpu;
 mod cpufreq;
@@ -265,7 +266,7 @@ type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 /// roots, with their config sections: the one table [`build`] and
 /// [`validate`] both read, so adding such a collector is its file, its
 /// config field and one line here.
-fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 22] {
+fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 23] {
     [
         ("vmstat", &probes.vmstat, |procfs, sysfs| {
             Box::new(vmstat::probe(procfs, sysfs))
@@ -330,6 +331,9 @@ fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeP
         }),
         ("xfs", &probes.xfs, |_, sysfs| {
             Box::new(xfs::XfsProbe::new(sysfs))
+        }),
+        ("btrfs", &probes.btrfs, |_, sysfs| {
+            Box::new(btrfs::BtrfsProbe::new(sysfs))
         }),
     ]
 }
