@@ -211,6 +211,8 @@ pub struct ProbesConfig {
     pub xfs: ProbeToggle,
     /// Space allocation of Btrfs filesystems from /sys/fs/btrfs.
     pub btrfs: ProbeToggle,
+    /// bcache cache sets from /sys/fs/bcache (without the priority stats).
+    pub bcache: ProbeToggle,
     /// Metrics from `*.prom` files that cron jobs and scripts write.
     pub textfile: crate::probe::textfile::TextfileConfig,
     /// State of the listed systemd units.
@@ -559,6 +561,7 @@ impl Default for ProbesConfig {
             nfsd: ProbeToggle::default(),
             xfs: ProbeToggle::default(),
             btrfs: ProbeToggle::default(),
+            bcache: ProbeToggle::default(),
             textfile: crate::probe::textfile::TextfileConfig::default(),
             systemd: SystemdConfig::default(),
             process: ProcessConfig::default(),

@@ -17,6 +17,7 @@
 //! [`validate`].
 
 mod arp;
+mod bcache;
 mod bonding;
 mod btrfs;
 mod conntrack;
@@ -266,7 +267,7 @@ type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 /// roots, with their config sections: the one table [`build`] and
 /// [`validate`] both read, so adding such a collector is its file, its
 /// config field and one line here.
-fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 23] {
+fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 24] {
     [
         ("vmstat", &probes.vmstat, |procfs, sysfs| {
             Box::new(vmstat::probe(procfs, sysfs))
@@ -334,6 +335,9 @@ fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeP
         }),
         ("btrfs", &probes.btrfs, |_, sysfs| {
             Box::new(btrfs::BtrfsProbe::new(sysfs))
+        }),
+        ("bcache", &probes.bcache, |_, sysfs| {
+            Box::new(bcache::BcacheProbe::new(sysfs))
         }),
     ]
 }

@@ -434,7 +434,6 @@ const NOT_SERVED: &[(&str, &str)] = &[
         "node_btrfs_device_unused_bytes",
         "needs btrfs ioctls on a mounted filesystem (an unsafe call the agent does not make)",
     ),
-    ("node_bcache_", "bcache collector not done yet"),
     ("node_tape_", "tapestats collector not done yet"),
 ];
 
