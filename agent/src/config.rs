@@ -213,6 +213,8 @@ pub struct ProbesConfig {
     pub btrfs: ProbeToggle,
     /// bcache cache sets from /sys/fs/bcache (without the priority stats).
     pub bcache: ProbeToggle,
+    /// OpenZFS kstats (ARC, pools, datasets) from /proc/spl/kstat/zfs.
+    pub zfs: ProbeToggle,
     /// Metrics from `*.prom` files that cron jobs and scripts write.
     pub textfile: crate::probe::textfile::TextfileConfig,
     /// State of the listed systemd units.
@@ -562,6 +564,7 @@ impl Default for ProbesConfig {
             xfs: ProbeToggle::default(),
             btrfs: ProbeToggle::default(),
             bcache: ProbeToggle::default(),
+            zfs: ProbeToggle::default(),
             textfile: crate::probe::textfile::TextfileConfig::default(),
             systemd: SystemdConfig::default(),
             process: ProcessConfig::default(),

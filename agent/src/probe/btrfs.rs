@@ -252,6 +252,7 @@ pub fn families(filesystems: &[Filesystem]) -> Vec<MetricFamily> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::sample_value;
 
     /// Writes `files` (path, content) under `root`.
     fn tree(root: &Path, files: &[(&str, &str)]) {
@@ -288,20 +289,6 @@ mod tests {
         .collect();
         let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
         tree(root, &files);
-    }
-
-    fn value_of(families: &[MetricFamily], name: &str, labels: &[&str]) -> Option<f64> {
-        families
-            .iter()
-            .find(|family| family.name == name)?
-            .samples
-            .iter()
-            .find(|sample| {
-                labels
-                    .iter()
-                    .all(|label| sample.labels.iter().any(|(_, v)| v == label))
-            })
-            .map(|sample| sample.value)
     }
 
     #[test]
@@ -346,28 +333,28 @@ mod tests {
         let new = "6e2f1f1d-8b2c-4c9e-9c55-0a6a1bb0e1f4";
         let old = "0a1b2c3d-0000-4000-8000-000000000001";
         assert_eq!(
-            value_of(&out, "node_btrfs_info", &[new, "backups"]),
+            sample_value(&out, "node_btrfs_info", &[new, "backups"]),
             Some(1.0)
         );
-        assert_eq!(value_of(&out, "node_btrfs_info", &[old, ""]), Some(1.0));
+        assert_eq!(sample_value(&out, "node_btrfs_info", &[old, ""]), Some(1.0));
         assert_eq!(
-            value_of(&out, "node_btrfs_used_bytes", &[new, "metadata", "raid1"]),
+            sample_value(&out, "node_btrfs_used_bytes", &[new, "metadata", "raid1"]),
             Some(1163264.0)
         );
         assert_eq!(
-            value_of(&out, "node_btrfs_allocation_ratio", &[new, "data", "raid1"]),
+            sample_value(&out, "node_btrfs_allocation_ratio", &[new, "data", "raid1"]),
             Some(2.0)
         );
         assert_eq!(
-            value_of(&out, "node_btrfs_size_bytes", &[old, "metadata", "dup"]),
+            sample_value(&out, "node_btrfs_size_bytes", &[old, "metadata", "dup"]),
             Some(0.0)
         );
         assert_eq!(
-            value_of(&out, "node_btrfs_device_size_bytes", &[new, "sdc"]),
+            sample_value(&out, "node_btrfs_device_size_bytes", &[new, "sdc"]),
             Some(10737418240.0)
         );
         assert_eq!(
-            value_of(&out, "node_btrfs_reserved_bytes", &[new, "metadata"]),
+            sample_value(&out, "node_btrfs_reserved_bytes", &[new, "metadata"]),
             Some(131072.0)
         );
         assert_eq!(out[0].samples.len(), 2);

@@ -55,6 +55,7 @@ mod timex;
 mod udp_queues;
 mod vmstat;
 mod xfs;
+mod zfs;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -260,6 +261,27 @@ pub(crate) fn first_values(families: &[MetricFamily]) -> Vec<(&str, f64)> {
         .collect()
 }
 
+/// For tests: the value of the first sample of family `name` that carries
+/// every label value in `label_values`, whatever the label names.
+#[cfg(test)]
+pub(crate) fn sample_value(
+    families: &[MetricFamily],
+    name: &str,
+    label_values: &[&str],
+) -> Option<f64> {
+    families
+        .iter()
+        .find(|family| family.name == name)?
+        .samples
+        .iter()
+        .find(|sample| {
+            label_values
+                .iter()
+                .all(|wanted| sample.labels.iter().any(|(_, value)| value == wanted))
+        })
+        .map(|sample| sample.value)
+}
+
 /// Builds a node_exporter collector that reads under procfs and sysfs.
 type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 
@@ -267,7 +289,7 @@ type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 /// roots, with their config sections: the one table [`build`] and
 /// [`validate`] both read, so adding such a collector is its file, its
 /// config field and one line here.
-fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 24] {
+fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 25] {
     [
         ("vmstat", &probes.vmstat, |procfs, sysfs| {
             Box::new(vmstat::probe(procfs, sysfs))
@@ -338,6 +360,9 @@ fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeP
         }),
         ("bcache", &probes.bcache, |_, sysfs| {
             Box::new(bcache::BcacheProbe::new(sysfs))
+        }),
+        ("zfs", &probes.zfs, |procfs, _| {
+            Box::new(zfs::ZfsProbe::new(procfs))
         }),
     ]
 }

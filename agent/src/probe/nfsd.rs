@@ -256,6 +256,7 @@ fn families(server: &Server) -> Vec<MetricFamily> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::sample_value;
 
     /// A 6.1 kernel's server file: no `ra` line, a `th` line of two
     /// numbers, 76 NFSv4 operations.
@@ -285,24 +286,11 @@ proc4 2 2 28
 proc4ops 59 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 26 0 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
 ";
 
-    fn value(families: &[MetricFamily], name: &str, labels: &[&str]) -> Option<f64> {
-        families
-            .iter()
-            .find(|family| family.name == name)?
-            .samples
-            .iter()
-            .find(|sample| {
-                sample.labels.len() == labels.len()
-                    && sample.labels.iter().zip(labels).all(|((_, a), b)| a == b)
-            })
-            .map(|sample| sample.value)
-    }
-
     #[test]
     fn a_6_1_server() {
         let families = parse(SERVER_6_1).unwrap();
         assert_eq!(families.len(), 14);
-        let one = |name| value(&families, name, &[]);
+        let one = |name| sample_value(&families, name, &[]);
         assert_eq!(one("node_nfsd_reply_cache_misses_total"), Some(4116.0));
         assert_eq!(one("node_nfsd_file_handles_stale_total"), Some(3.0));
         assert_eq!(one("node_nfsd_disk_bytes_written_total"), Some(2097152.0));
@@ -311,15 +299,15 @@ proc4ops 59 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 26 0 1 0 0 0 0 0 0 0 0 0
         assert_eq!(one("node_nfsd_connections_total"), Some(12.0));
         assert_eq!(one("node_nfsd_server_rpcs_total"), Some(4137.0));
         assert_eq!(
-            value(&families, "node_nfsd_packets_total", &["tcp"]),
+            sample_value(&families, "node_nfsd_packets_total", &["tcp"]),
             Some(4137.0)
         );
         assert_eq!(
-            value(&families, "node_nfsd_rpc_errors_total", &["auth"]),
+            sample_value(&families, "node_nfsd_rpc_errors_total", &["auth"]),
             Some(1.0)
         );
         let requests =
-            |proto, method| value(&families, "node_nfsd_requests_total", &[proto, method]);
+            |proto, method| sample_value(&families, "node_nfsd_requests_total", &[proto, method]);
         assert_eq!(requests("3", "Read"), Some(1500.0));
         assert_eq!(requests("3", "Commit"), Some(50.0));
         assert_eq!(requests("3", "Null"), None);
@@ -337,12 +325,12 @@ proc4ops 59 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 26 0 1 0 0 0 0 0 0 0 0 0
     #[test]
     fn a_3_10_server_with_a_read_ahead_cache() {
         let families = parse(SERVER_3_10).unwrap();
-        let one = |name| value(&families, name, &[]);
+        let one = |name| sample_value(&families, name, &[]);
         assert_eq!(one("node_nfsd_read_ahead_cache_size_blocks"), Some(32.0));
         assert_eq!(one("node_nfsd_read_ahead_cache_not_found_total"), Some(7.0));
         assert_eq!(one("node_nfsd_disk_bytes_written_total"), Some(24.0));
         let requests =
-            |proto, method| value(&families, "node_nfsd_requests_total", &[proto, method]);
+            |proto, method| sample_value(&families, "node_nfsd_requests_total", &[proto, method]);
         assert_eq!(requests("3", "Write"), Some(12.0));
         assert_eq!(requests("4", "PutFH"), Some(26.0));
     }

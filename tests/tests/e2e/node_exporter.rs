@@ -425,7 +425,6 @@ const NOT_SERVED: &[(&str, &str)] = &[
     ("node_fibrechannel_", "fibrechannel collector not done yet"),
     ("node_infiniband_", "infiniband collector not done yet"),
     ("node_ipvs_", "ipvs collector not done yet"),
-    ("node_zfs_", "zfs collector not done yet"),
     (
         "node_btrfs_device_errors_total",
         "needs btrfs ioctls on a mounted filesystem (an unsafe call the agent does not make); so does node_btrfs_device_unused_bytes",
