@@ -395,18 +395,6 @@ const NOT_SERVED: &[(&str, &str)] = &[
         "node_systemd_",
         "Debian enables node_exporter's systemd collector (upstream has it off); the agent reports only the units in probes.systemd.units",
     ),
-    (
-        "node_disk_filesystem_info",
-        "diskstats' udev filesystem labels (hosts with udev) not done yet",
-    ),
-    (
-        "node_disk_device_mapper_info",
-        "diskstats' udev device-mapper labels (hosts with udev) not done yet",
-    ),
-    (
-        "node_disk_ata_",
-        "diskstats' udev ATA properties (hosts with udev) not done yet",
-    ),
     ("node_thermal_zone_", "thermal_zone collector not done yet"),
     (
         "node_cooling_device_",
