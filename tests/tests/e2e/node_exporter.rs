@@ -18,7 +18,10 @@
 //! names, except the [`NOT_SERVED`] list (each with its reason); the values
 //! of the families both serve agree; and the share of Node Exporter Full's
 //! families (tests/data/node-exporter-full-families.txt) that node_exporter
-//! serves here and the agent serves too is printed and asserted.
+//! serves here and the agent serves too is printed and asserted. The
+//! collectors whose sources this machine lacks (NFS, ZFS, XFS, Btrfs,
+//! bcache) are compared on the fixture trees in tests/data/node-fixtures,
+//! series by series and value by value.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -742,4 +745,112 @@ fn every_node_exporter_family_is_served_alike_and_node_exporter_full_is_covered(
     );
     assert!(compared > 200, "only {compared} series compared");
     assert!(problems.is_empty(), "problems:\n{}", problems.join("\n"));
+}
+
+/// The collectors whose sources this machine lacks, checked on the fixture
+/// trees in tests/data/node-fixtures instead, with their families' prefix.
+const FIXTURE_COLLECTORS: [(&str, &str); 6] = [
+    ("nfs", "node_nfs_"),
+    ("nfsd", "node_nfsd_"),
+    ("xfs", "node_xfs_"),
+    ("btrfs", "node_btrfs_"),
+    ("bcache", "node_bcache_"),
+    ("zfs", "node_zfs_"),
+];
+
+#[test]
+fn nfs_nfsd_xfs_btrfs_bcache_and_zfs_serve_node_exporters_series_from_the_same_fixture_trees() {
+    const FIXTURE_AGENT: &str = "e2e-node-fixtures";
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/node-fixtures");
+    let (procfs, sysfs) = (fixtures.join("proc"), fixtures.join("sys"));
+    let collector = Collector::start();
+    let agent = countywatch_e2e::Agent::start_for_with(
+        FIXTURE_AGENT,
+        &collector,
+        &format!(
+            "paths:\n  procfs: {}\n  sysfs: {}\n",
+            procfs.display(),
+            sysfs.display()
+        ),
+    );
+    let mut flags = vec![
+        format!("--path.procfs={}", procfs.display()),
+        format!("--path.sysfs={}", sysfs.display()),
+        "--collector.disable-defaults".to_string(),
+    ];
+    flags.extend(
+        FIXTURE_COLLECTORS
+            .iter()
+            .map(|(name, _)| format!("--collector.{name}")),
+    );
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let node_exporter = NodeExporter::start_with(&flags);
+    let response = countywatch_e2e::http::get(node_exporter.addr, "/metrics").unwrap();
+    assert_eq!(response.status, 200);
+    let theirs = Exposition::parse(&response.body, None);
+    let series = format!("node_zfs_zpool_state{{instance=\"{FIXTURE_AGENT}\"");
+    assert!(
+        wait_until(Duration::from_secs(60), || collector
+            .metrics()
+            .lines()
+            .any(|line| line.starts_with(&series))),
+        "the agent served no fixture series; agent log:\n{}",
+        agent.logs.all().join("\n")
+    );
+    let ours = Exposition::parse(&collector.metrics(), Some(FIXTURE_AGENT));
+
+    let mut problems = Vec::new();
+    for (collector_name, prefix) in FIXTURE_COLLECTORS {
+        let pick = |exposition: &Exposition| -> BTreeMap<(String, BTreeMap<String, String>), f64> {
+            exposition
+                .series
+                .iter()
+                .filter(|((name, _), _)| name.starts_with(prefix))
+                .map(|(key, value)| (key.clone(), *value))
+                .collect()
+        };
+        let (their_series, our_series) = (pick(&theirs), pick(&ours));
+        assert!(
+            !their_series.is_empty(),
+            "node_exporter served no {prefix} series from the fixtures"
+        );
+        for (key, value) in &their_series {
+            match our_series.get(key) {
+                None => problems.push(format!("{key:?}: not served by the agent")),
+                Some(ours) if ours != value && !(ours.is_nan() && value.is_nan()) => {
+                    problems.push(format!("{key:?}: agent {ours}, node_exporter {value}"))
+                }
+                Some(_) => {}
+            }
+            if theirs.types.get(&key.0) != ours.types.get(&key.0) {
+                problems.push(format!(
+                    "{}: type {:?}, node_exporter's {:?}",
+                    key.0,
+                    ours.types.get(&key.0),
+                    theirs.types.get(&key.0)
+                ));
+            }
+        }
+        for key in our_series.keys() {
+            if !their_series.contains_key(key) {
+                problems.push(format!("{key:?}: served by the agent only"));
+            }
+        }
+        let success = |exposition: &Exposition| {
+            let labels = BTreeMap::from([("collector".to_string(), collector_name.to_string())]);
+            exposition
+                .series
+                .get(&("node_scrape_collector_success".to_string(), labels))
+                .copied()
+        };
+        if success(&theirs) != Some(1.0) || success(&ours) != Some(1.0) {
+            problems.push(format!(
+                "{collector_name}: success agent {:?}, node_exporter {:?}",
+                success(&ours),
+                success(&theirs)
+            ));
+        }
+    }
+    problems.dedup();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
