@@ -19,11 +19,11 @@
 //! A host without the ZFS module has no /proc/spl/kstat/zfs: the collector
 //! is absent there, as in node_exporter, and does not look again.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
-use super::family_set::FamilySet;
 use super::{Probe, ProbeError};
 
 /// The module-wide kstat files and the subsystem each is served under.
@@ -67,6 +67,37 @@ impl ZfsProbe {
     }
 }
 
+/// The families of a collection by name. Unlike `FamilySet` it does not
+/// look for a repeated label set before adding a sample: every series here
+/// is a different figure, pool or dataset (the kernel keeps those names
+/// unique), so a file server with thousands of datasets costs no
+/// quadratic search.
+#[derive(Debug, Default)]
+pub struct Families(BTreeMap<String, MetricFamily>);
+
+impl Families {
+    /// Adds a sample to the family `name`, creating it with the help
+    /// `help` makes (once per family) if it is new.
+    fn push(
+        &mut self,
+        name: String,
+        help: impl FnOnce() -> String,
+        kind: MetricKind,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
+        self.0
+            .entry(name)
+            .or_insert_with_key(|name| MetricFamily::new(name.clone(), help(), kind))
+            .push(labels, value);
+    }
+
+    /// The families, in name order.
+    pub fn into_families(self) -> Vec<MetricFamily> {
+        self.0.into_values().collect()
+    }
+}
+
 /// A file's text, `None` when it does not exist.
 fn read_optional(path: &Path) -> Result<Option<String>, ProbeError> {
     match std::fs::read_to_string(path) {
@@ -96,7 +127,7 @@ impl Probe for ZfsProbe {
             .map(|entry| entry.path())
             .collect();
         pools.sort();
-        let mut families = FamilySet::default();
+        let mut families = Families::default();
         let parse_error = |path: &Path| {
             let path = path.to_path_buf();
             move |message| ProbeError::Parse { path, message }
@@ -178,15 +209,14 @@ pub fn kstat(
     text: &str,
     subsystem: &str,
     file: &str,
-    families: &mut FamilySet,
+    families: &mut Families,
 ) -> Result<(), String> {
     for (name, kind, value) in kstat_lines(text)? {
         if kind == KSTAT_UINT64 {
-            let help = format!("kstat.zfs.misc.{file}.{name}");
-            let family = family_name(subsystem, name)?;
+            let help = || format!("kstat.zfs.misc.{file}.{name}");
             families.push(
-                &family,
-                &help,
+                family_name(subsystem, name)?,
+                help,
                 MetricKind::Untyped,
                 &[],
                 number(name, value)?,
@@ -198,7 +228,7 @@ pub fn kstat(
 
 /// A pool's `io` kstat (a line of field names starting with `nread`, then
 /// a line of values) into `families`.
-pub fn pool_io(text: &str, pool: &str, families: &mut FamilySet) -> Result<(), String> {
+pub fn pool_io(text: &str, pool: &str, families: &mut Families) -> Result<(), String> {
     let mut lines = text.lines();
     let Some(header) = lines.by_ref().find(|line| {
         let mut fields = line.split_whitespace();
@@ -212,11 +242,10 @@ pub fn pool_io(text: &str, pool: &str, families: &mut FamilySet) -> Result<(), S
             let value = values
                 .get(index)
                 .ok_or_else(|| format!("no value for {field} in {line:?}"))?;
-            let help = format!("kstat.zfs.misc.io.{field}");
-            let family = family_name("zfs_zpool", field)?;
+            let help = || format!("kstat.zfs.misc.io.{field}");
             families.push(
-                &family,
-                &help,
+                family_name("zfs_zpool", field)?,
+                help,
                 MetricKind::Untyped,
                 &[("zpool", pool)],
                 number(field, value)?,
@@ -228,18 +257,17 @@ pub fn pool_io(text: &str, pool: &str, families: &mut FamilySet) -> Result<(), S
 
 /// A dataset's `objset-*` kstat into `families`, labelled by the
 /// `dataset_name` it names.
-pub fn objset(text: &str, pool: &str, families: &mut FamilySet) -> Result<(), String> {
+pub fn objset(text: &str, pool: &str, families: &mut Families) -> Result<(), String> {
     let mut dataset = "";
     for (name, kind, value) in kstat_lines(text)? {
         if name == "dataset_name" {
             dataset = value;
         } else if kind == KSTAT_UINT64 {
-            let help = format!("kstat.zfs.misc.objset.{name}");
-            let family = family_name("zfs_zpool_dataset", name)?;
+            let help = || format!("kstat.zfs.misc.objset.{name}");
             let labels = [("zpool", pool), ("dataset", dataset)];
             families.push(
-                &family,
-                &help,
+                family_name("zfs_zpool_dataset", name)?,
+                help,
                 MetricKind::Untyped,
                 &labels,
                 number(name, value)?,
@@ -250,12 +278,12 @@ pub fn objset(text: &str, pool: &str, families: &mut FamilySet) -> Result<(), St
 }
 
 /// A pool's `state` file (`ONLINE`) into one series per known state.
-pub fn pool_state(text: &str, pool: &str, families: &mut FamilySet) {
+pub fn pool_state(text: &str, pool: &str, families: &mut Families) {
     let current = text.lines().next().unwrap_or_default().to_lowercase();
     for state in POOL_STATES {
         families.push(
-            "node_zfs_zpool_state",
-            "kstat.zfs.misc.state",
+            "node_zfs_zpool_state".to_string(),
+            || "kstat.zfs.misc.state".to_string(),
             MetricKind::Gauge,
             &[("zpool", pool), ("state", state)],
             if current == state { 1.0 } else { 0.0 },
@@ -300,7 +328,7 @@ nread    nwritten reads    writes   wtime    wlentime wupdate  rtime    rlentime
 
     #[test]
     fn module_pool_and_dataset_kstats() {
-        let mut families = FamilySet::default();
+        let mut families = Families::default();
         kstat(ARCSTATS, "zfs_arc", "arcstats", &mut families).unwrap();
         pool_io(POOL_IO, "pool0", &mut families).unwrap();
         objset(OBJSET, "pool0", &mut families).unwrap();
@@ -359,7 +387,7 @@ nread    nwritten reads    writes   wtime    wlentime wupdate  rtime    rlentime
 
     #[test]
     fn malformed_kstats_fail() {
-        let mut families = FamilySet::default();
+        let mut families = Families::default();
         assert!(
             kstat(
                 "13 1 0x01\nhits 4 1\n",
