@@ -299,6 +299,51 @@ xpc 3571712 3568056 0
 debug 0
 ";
 
+    /// The global stats of the machine the tests were written on (a 6.18
+    /// kernel, XFS loaded, nothing mounted): the newer B-tree groups, and
+    /// `qm` with eight counts again.
+    const STATS_6_18: &str = "extent_alloc 0 0 0 0
+abt 0 0 0 0
+blk_map 0 0 0 0 0 0 0
+bmbt 0 0 0 0
+dir 0 0 0 0
+trans 0 0 0
+ig 0 0 0 0 0 0 0
+log 0 0 0 0 0
+push_ail 0 0 0 0 0 0 0 0 0 0
+xstrat 0 0
+rw 0 0
+attr 0 0 0 0
+icluster 0 0 0
+vnodes 0 0 0 0 0 0 0 0
+buf 0 0 0 0 0 0 0 0 0
+abtb2 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+abtc2 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+bmbt2 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+ibt2 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+fibt2 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+rmapbt 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+refcntbt 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+rmapbt_mem 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+rcbagbt 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+rtrmapbt 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+rtrmapbt_mem 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+rtrefcntbt 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+qm 0 0 0 0 0 0 0 0
+xpc 0 0 0
+defer_relog 0
+debug 0
+";
+
+    #[test]
+    fn this_machines_6_18_format_and_its_live_file() {
+        assert_eq!(counts(STATS_6_18).unwrap(), [0; 39]);
+        // The live file, where this host has XFS loaded.
+        if let Ok(text) = std::fs::read_to_string("/sys/fs/xfs/stats/stats") {
+            counts(&text).unwrap();
+        }
+    }
+
     fn sample(families: &[MetricFamily], name: &str, device: &str) -> Option<f64> {
         families
             .iter()
