@@ -142,6 +142,9 @@ pub struct PathsConfig {
     pub procfs: PathBuf,
     /// sysfs mount point (node_exporter's `--path.sysfs`).
     pub sysfs: PathBuf,
+    /// udev's device database, read for the disks' identities
+    /// (node_exporter's `--path.udev.data`).
+    pub udev_data: PathBuf,
 }
 
 /// The probes: one section each, with its enable flag and interval.
@@ -525,6 +528,7 @@ impl Default for PathsConfig {
         PathsConfig {
             procfs: PathBuf::from("/proc"),
             sysfs: PathBuf::from("/sys"),
+            udev_data: PathBuf::from("/run/udev/data"),
         }
     }
 }

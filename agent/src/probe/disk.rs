@@ -3,7 +3,8 @@
 //! (`node_disk_read_bytes_total{device}` and its siblings), with its
 //! default device exclusion (partitions, loop, ram and floppy devices),
 //! and `node_disk_info{device,major,minor,path,wwn,model,serial,revision}`
-//! with the identity udev recorded under /run/udev/data (empty labels where
+//! with the identity udev recorded under /run/udev/data (`paths.udev_data`;
+//! empty labels where
 //! udev has none, as in a container). From the same udev record, as
 //! node_exporter 1.5 does: `node_disk_filesystem_info` for a device holding
 //! a filesystem udev identified, `node_disk_device_mapper_info` for a
@@ -133,16 +134,18 @@ const ATA_PROPERTIES: [(&str, &str, &str); 3] = [
 /// /proc/diskstats counts in 512-byte sectors regardless of the device.
 const SECTOR_BYTES: f64 = 512.0;
 
-/// Reads `<procfs>/diskstats`.
+/// Reads `<procfs>/diskstats` and `<udev_data>/b<major>:<minor>`.
 pub struct DiskProbe {
     /// procfs root, `/proc` unless configured.
     procfs: PathBuf,
+    /// udev's database, `/run/udev/data` unless configured.
+    udev_data: PathBuf,
 }
 
 impl DiskProbe {
-    /// A probe reading under `procfs`.
-    pub fn new(procfs: PathBuf) -> Self {
-        DiskProbe { procfs }
+    /// A probe reading under `procfs` and `udev_data`.
+    pub fn new(procfs: PathBuf, udev_data: PathBuf) -> Self {
+        DiskProbe { procfs, udev_data }
     }
 }
 
@@ -158,7 +161,7 @@ impl Probe for DiskProbe {
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let (_, text) = read_file(self.procfs.join("diskstats"))?;
         out.extend(parse(&text, &|major, minor| {
-            std::fs::read_to_string(format!("/run/udev/data/b{major}:{minor}")).ok()
+            std::fs::read_to_string(self.udev_data.join(format!("b{major}:{minor}"))).ok()
         }));
         Ok(())
     }

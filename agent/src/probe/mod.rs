@@ -403,7 +403,10 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
         ))
     });
     add(&probes.disk, &|| {
-        Box::new(disk::DiskProbe::new(procfs.clone()))
+        Box::new(disk::DiskProbe::new(
+            procfs.clone(),
+            config.paths.udev_data.clone(),
+        ))
     });
     add(&probes.network, &|| {
         Box::new(network::NetworkProbe::new(procfs.clone(), sysfs.clone()))
