@@ -126,7 +126,7 @@ pub fn probe(procfs: &Path, _sysfs: &Path) -> FileProbe {
 }
 
 /// The lines of an rpc statistics file as (key, numbers), in order.
-pub fn lines(text: &str) -> impl Iterator<Item = Result<(&str, Vec<u64>), String>> {
+pub fn rpc_lines(text: &str) -> impl Iterator<Item = Result<(&str, Vec<u64>), String>> {
     text.lines()
         .filter(|line| !line.trim().is_empty())
         .map(|line| {
@@ -192,7 +192,7 @@ pub fn push_procedures(
 pub fn parse(text: &str) -> Result<Vec<MetricFamily>, String> {
     let (mut network, mut rpc) = ([0_u64; 4], [0_u64; 3]);
     let (mut v2, mut v3, mut v4) = (Vec::new(), Vec::new(), Vec::new());
-    for line in lines(text) {
+    for line in rpc_lines(text) {
         let (key, numbers) = line?;
         match key {
             "net" => {

@@ -4,7 +4,7 @@
 //! ahead cache (kernels before 5.x; zero after), packets and connections,
 //! RPC errors and `node_nfsd_requests_total{proto,method}` per NFSv2 and
 //! v3 procedure and NFSv4 operation. The line format is the nfs
-//! collector's ([`super::nfs::lines`]).
+//! collector's ([`super::nfs::rpc_lines`]).
 //!
 //! A host that does not serve NFS has no /proc/net/rpc/nfsd: the collector
 //! is absent there and does not look again.
@@ -14,7 +14,7 @@ use std::path::Path;
 use countywatch_wire::{MetricFamily, MetricKind};
 
 use super::file_probe::FileProbe;
-use super::nfs::{V2_PROCEDURES, V3_PROCEDURES, exactly, lines, procedures, push_procedures};
+use super::nfs::{V2_PROCEDURES, V3_PROCEDURES, exactly, procedures, push_procedures, rpc_lines};
 
 /// The NFSv4 operations in the kernel's order (`proc4ops`), as
 /// node_exporter names them; the first 39 are all it reads.
@@ -106,7 +106,7 @@ struct Server {
 /// The file's text to node_exporter's families.
 pub fn parse(text: &str) -> Result<Vec<MetricFamily>, String> {
     let mut server = Server::default();
-    for line in lines(text) {
+    for line in rpc_lines(text) {
         let (key, numbers) = line?;
         let fixed: &mut [u64] = match key {
             "rc" => &mut server.reply_cache,
