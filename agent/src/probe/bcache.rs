@@ -1,4 +1,4 @@
-//! The bcache collector: cache sets from /sys/fs/bcache/<uuid>, as
+//! The bcache collector: cache sets from `/sys/fs/bcache/<uuid>`, as
 //! node_exporter 1.5 serves them with its defaults (priority stats off,
 //! since reading them makes the kernel walk every bucket): per set the
 //! btree and journal figures `node_bcache_*{uuid}`, per backing device

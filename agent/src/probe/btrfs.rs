@@ -1,5 +1,5 @@
 //! The btrfs collector: space allocation of mounted Btrfs filesystems from
-//! /sys/fs/btrfs/<uuid>, as node_exporter 1.5 serves them from sysfs:
+//! `/sys/fs/btrfs/<uuid>`, as node_exporter 1.5 serves them from sysfs:
 //! `node_btrfs_info{uuid,label}`, the global reserve, per block group type
 //! (data, metadata, system) the reserved bytes and per layout (single,
 //! dup, raid1, ...) the used and allocated bytes and allocation ratio, and

@@ -1,5 +1,5 @@
 //! The xfs collector: per-filesystem XFS runtime statistics from
-//! /sys/fs/xfs/<device>/stats/stats (kernel 4.4 and later), as
+//! `/sys/fs/xfs/<device>/stats/stats` (kernel 4.4 and later), as
 //! node_exporter 1.5 serves them: 39 counters `node_xfs_*_total{device}`
 //! for extent allocation, the allocation and block map B-trees, block
 //! mapping, directory and inode operations, read and write calls and
