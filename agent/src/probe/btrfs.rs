@@ -252,16 +252,7 @@ pub fn families(filesystems: &[Filesystem]) -> Vec<MetricFamily> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::sample_value;
-
-    /// Writes `files` (path, content) under `root`.
-    fn tree(root: &Path, files: &[(&str, &str)]) {
-        for (path, content) in files {
-            let path = root.join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, content).unwrap();
-        }
-    }
+    use crate::probe::{sample_value, write_tree};
 
     /// A two-device RAID 1 filesystem as a 6.1 kernel lays it out (the
     /// devices are symlinks to block devices there; directories here).
@@ -288,7 +279,7 @@ mod tests {
         .map(|(path, content)| (format!("{fs}/{path}"), *content))
         .collect();
         let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
-        tree(root, &files);
+        write_tree(root, &files);
     }
 
     #[test]
@@ -298,7 +289,7 @@ mod tests {
         // 3.10 has no metadata_uuid and no label file when none was set;
         // its data lives in `single`, its metadata in `dup`.
         let old = "fs/btrfs/0a1b2c3d-0000-4000-8000-000000000001";
-        tree(
+        write_tree(
             sysfs.path(),
             &[
                 ("fs/btrfs/features/raid56", "0\n"),
@@ -368,12 +359,12 @@ mod tests {
         // A filesystem without its devices directory fails, as in
         // node_exporter; a host with only `features` has none.
         let sysfs = tempfile::tempdir().unwrap();
-        tree(sysfs.path(), &[("fs/btrfs/features/raid56", "0\n")]);
+        write_tree(sysfs.path(), &[("fs/btrfs/features/raid56", "0\n")]);
         let mut probe = BtrfsProbe::new(sysfs.path());
         let mut out = Vec::new();
         probe.collect(&mut out).unwrap();
         assert!(out.is_empty());
-        tree(sysfs.path(), &[("fs/btrfs/a-b/label", "x\n")]);
+        write_tree(sysfs.path(), &[("fs/btrfs/a-b/label", "x\n")]);
         assert!(probe.collect(&mut out).is_err());
 
         let none = tempfile::tempdir().unwrap();

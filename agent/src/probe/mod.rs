@@ -22,15 +22,19 @@ mod bonding;
 mod btrfs;
 mod conntrack;
 mod cpu;
+mod cpu_throttle;
 mod cpufreq;
 mod disk;
 mod dmi;
 mod edac;
 mod entropy;
 mod family_set;
+mod fibrechannel;
 mod file_probe;
 pub mod filesystem;
 mod hwmon;
+mod infiniband;
+mod ipvs;
 mod load;
 mod mdadm;
 mod memory;
@@ -38,17 +42,21 @@ mod netstat;
 mod network;
 mod nfs;
 mod nfsd;
+mod nvme;
 mod powersupplyclass;
 mod pressure;
 pub mod process;
+mod rapl;
 mod schedstat;
 mod selinux;
 pub mod service;
 pub mod snmp;
 mod sockstat;
 mod softnet;
+mod sysfs_class;
 mod system;
 pub mod systemd;
+mod tapestats;
 pub mod textfile;
 mod thermal_zone;
 mod timex;
@@ -261,6 +269,27 @@ pub(crate) fn first_values(families: &[MetricFamily]) -> Vec<(&str, f64)> {
         .collect()
 }
 
+/// For tests: a sample's labels as (name, value) pairs.
+#[cfg(test)]
+pub(crate) fn label_pairs(sample: &countywatch_wire::Sample) -> Vec<(&str, &str)> {
+    sample
+        .labels
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect()
+}
+
+/// For tests: writes `files` (relative path, text) under `root`, creating
+/// the directories.
+#[cfg(test)]
+pub(crate) fn write_tree(root: &Path, files: &[(&str, &str)]) {
+    for (relative, text) in files {
+        let path = root.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
 /// For tests: the value of the first sample of family `name` that carries
 /// every label value in `label_values`, whatever the label names.
 #[cfg(test)]
@@ -289,7 +318,7 @@ type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 /// roots, with their config sections: the one table [`build`] and
 /// [`validate`] both read, so adding such a collector is its file, its
 /// config field and one line here.
-fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 25] {
+fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 31] {
     [
         ("vmstat", &probes.vmstat, |procfs, sysfs| {
             Box::new(vmstat::probe(procfs, sysfs))
@@ -346,6 +375,24 @@ fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeP
             Box::new(dmi::DmiProbe::new(sysfs))
         }),
         ("timex", &probes.timex, |_, _| Box::new(timex::TimexProbe)),
+        ("ipvs", &probes.ipvs, |procfs, sysfs| {
+            Box::new(ipvs::probe(procfs, sysfs))
+        }),
+        ("tapestats", &probes.tapestats, |_, sysfs| {
+            Box::new(tapestats::TapestatsProbe::new(sysfs))
+        }),
+        ("infiniband", &probes.infiniband, |_, sysfs| {
+            Box::new(infiniband::InfinibandProbe::new(sysfs))
+        }),
+        ("fibrechannel", &probes.fibrechannel, |_, sysfs| {
+            Box::new(fibrechannel::FibreChannelProbe::new(sysfs))
+        }),
+        ("nvme", &probes.nvme, |_, sysfs| {
+            Box::new(nvme::NvmeProbe::new(sysfs))
+        }),
+        ("rapl", &probes.rapl, |_, sysfs| {
+            Box::new(rapl::RaplProbe::new(sysfs))
+        }),
         ("nfs", &probes.nfs, |procfs, sysfs| {
             Box::new(nfs::probe(procfs, sysfs))
         }),
@@ -388,7 +435,7 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
         }
     };
     add(&probes.cpu, &|| {
-        Box::new(cpu::CpuProbe::new(procfs.clone()))
+        Box::new(cpu::CpuProbe::new(procfs.clone(), sysfs))
     });
     add(&probes.load, &|| {
         Box::new(load::LoadProbe::new(procfs.clone()))
