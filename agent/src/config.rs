@@ -216,16 +216,16 @@ pub struct ProbesConfig {
     pub timex: ProbeToggle,
     /// Energy counters of Intel RAPL power zones from /sys/class/powercap.
     pub rapl: ProbeToggle,
-    /// IPVS (LVS load balancer) totals and backends from /proc/net/ip_vs.
-    pub ipvs: ProbeToggle,
-    /// SCSI tape drives' I/O statistics from /sys/class/scsi_tape.
-    pub tapestats: ProbeToggle,
-    /// InfiniBand adapters' port state, rate and counters from /sys/class/infiniband.
-    pub infiniband: ProbeToggle,
-    /// Fibre Channel adapters' state and error counters from /sys/class/fc_host.
-    pub fibrechannel: ProbeToggle,
     /// Identity and state of NVMe controllers from /sys/class/nvme.
     pub nvme: ProbeToggle,
+    /// Fibre Channel adapters' state and error counters from /sys/class/fc_host.
+    pub fibrechannel: ProbeToggle,
+    /// InfiniBand adapters' port state, rate and counters from /sys/class/infiniband.
+    pub infiniband: ProbeToggle,
+    /// SCSI tape drives' I/O statistics from /sys/class/scsi_tape.
+    pub tapestats: ProbeToggle,
+    /// IPVS (LVS load balancer) totals and backends from /proc/net/ip_vs.
+    pub ipvs: ProbeToggle,
     /// The NFS client's RPC and per-procedure counters from /proc/net/rpc/nfs.
     pub nfs: ProbeToggle,
     /// The kernel NFS server's counters from /proc/net/rpc/nfsd.
@@ -584,11 +584,11 @@ impl Default for ProbesConfig {
             dmi: ProbeToggle::default(),
             timex: ProbeToggle::default(),
             rapl: ProbeToggle::default(),
-            ipvs: ProbeToggle::default(),
-            tapestats: ProbeToggle::default(),
-            infiniband: ProbeToggle::default(),
-            fibrechannel: ProbeToggle::default(),
             nvme: ProbeToggle::default(),
+            fibrechannel: ProbeToggle::default(),
+            infiniband: ProbeToggle::default(),
+            tapestats: ProbeToggle::default(),
+            ipvs: ProbeToggle::default(),
             nfs: ProbeToggle::default(),
             nfsd: ProbeToggle::default(),
             xfs: ProbeToggle::default(),

@@ -375,23 +375,23 @@ fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeP
             Box::new(dmi::DmiProbe::new(sysfs))
         }),
         ("timex", &probes.timex, |_, _| Box::new(timex::TimexProbe)),
-        ("ipvs", &probes.ipvs, |procfs, sysfs| {
-            Box::new(ipvs::probe(procfs, sysfs))
-        }),
-        ("tapestats", &probes.tapestats, |_, sysfs| {
-            Box::new(tapestats::TapestatsProbe::new(sysfs))
-        }),
-        ("infiniband", &probes.infiniband, |_, sysfs| {
-            Box::new(infiniband::InfinibandProbe::new(sysfs))
-        }),
-        ("fibrechannel", &probes.fibrechannel, |_, sysfs| {
-            Box::new(fibrechannel::FibreChannelProbe::new(sysfs))
+        ("rapl", &probes.rapl, |_, sysfs| {
+            Box::new(rapl::RaplProbe::new(sysfs))
         }),
         ("nvme", &probes.nvme, |_, sysfs| {
             Box::new(nvme::NvmeProbe::new(sysfs))
         }),
-        ("rapl", &probes.rapl, |_, sysfs| {
-            Box::new(rapl::RaplProbe::new(sysfs))
+        ("fibrechannel", &probes.fibrechannel, |_, sysfs| {
+            Box::new(fibrechannel::FibreChannelProbe::new(sysfs))
+        }),
+        ("infiniband", &probes.infiniband, |_, sysfs| {
+            Box::new(infiniband::InfinibandProbe::new(sysfs))
+        }),
+        ("tapestats", &probes.tapestats, |_, sysfs| {
+            Box::new(tapestats::TapestatsProbe::new(sysfs))
+        }),
+        ("ipvs", &probes.ipvs, |procfs, sysfs| {
+            Box::new(ipvs::probe(procfs, sysfs))
         }),
         ("nfs", &probes.nfs, |procfs, sysfs| {
             Box::new(nfs::probe(procfs, sysfs))
