@@ -142,6 +142,9 @@ pub struct PathsConfig {
     pub procfs: PathBuf,
     /// sysfs mount point (node_exporter's `--path.sysfs`).
     pub sysfs: PathBuf,
+    /// udev's device database, read for the disks' identities
+    /// (node_exporter's `--path.udev.data`).
+    pub udev_data: PathBuf,
 }
 
 /// The probes: one section each, with its enable flag and interval.
@@ -215,6 +218,18 @@ pub struct ProbesConfig {
     pub fibrechannel: ProbeToggle,
     /// Identity and state of NVMe controllers from /sys/class/nvme.
     pub nvme: ProbeToggle,
+    /// The NFS client's RPC and per-procedure counters from /proc/net/rpc/nfs.
+    pub nfs: ProbeToggle,
+    /// The kernel NFS server's counters from /proc/net/rpc/nfsd.
+    pub nfsd: ProbeToggle,
+    /// Per-filesystem XFS statistics from /sys/fs/xfs.
+    pub xfs: ProbeToggle,
+    /// Space allocation of Btrfs filesystems from /sys/fs/btrfs.
+    pub btrfs: ProbeToggle,
+    /// bcache cache sets from /sys/fs/bcache (without the priority stats).
+    pub bcache: ProbeToggle,
+    /// OpenZFS kstats (ARC, pools, datasets) from /proc/spl/kstat/zfs.
+    pub zfs: ProbeToggle,
     /// Metrics from `*.prom` files that cron jobs and scripts write.
     pub textfile: crate::probe::textfile::TextfileConfig,
     /// State of the listed systemd units.
@@ -525,6 +540,7 @@ impl Default for PathsConfig {
         PathsConfig {
             procfs: PathBuf::from("/proc"),
             sysfs: PathBuf::from("/sys"),
+            udev_data: PathBuf::from("/run/udev/data"),
         }
     }
 }
@@ -565,6 +581,12 @@ impl Default for ProbesConfig {
             infiniband: ProbeToggle::default(),
             fibrechannel: ProbeToggle::default(),
             nvme: ProbeToggle::default(),
+            nfs: ProbeToggle::default(),
+            nfsd: ProbeToggle::default(),
+            xfs: ProbeToggle::default(),
+            btrfs: ProbeToggle::default(),
+            bcache: ProbeToggle::default(),
+            zfs: ProbeToggle::default(),
             textfile: crate::probe::textfile::TextfileConfig::default(),
             systemd: SystemdConfig::default(),
             process: ProcessConfig::default(),

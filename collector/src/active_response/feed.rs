@@ -26,7 +26,7 @@ use countywatch_wire::{
     DecisionFeed, LocalDecisions, MAX_DECISIONS_WAIT_SECONDS,
 };
 use hyper::{HeaderMap, Method, StatusCode};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::active_response::config::ResponseConfig;
 use crate::incident::store::IncidentStore;
@@ -42,6 +42,34 @@ pub struct FeedState {
     pub stopped: watch::Receiver<bool>,
     /// Where agents' answers and decisions are counted.
     pub metrics: crate::active_response::metrics::ResponseMetrics,
+    /// Feed reads allowed on the blocking pool at once. A decision wakes
+    /// every waiting poll together, and the reads queue on the store's one
+    /// reader connection anyway: without this bound a thousand polls grew
+    /// the blocking pool to its 512 threads for nothing
+    /// (docs/benchmarks.md, decision_polls).
+    reads: Semaphore,
+}
+
+/// How many feed reads run on the blocking pool at once: one on the
+/// reader connection and one ready behind it.
+const CONCURRENT_FEED_READS: usize = 2;
+
+impl FeedState {
+    /// The endpoints' state over `store`.
+    pub fn new(
+        store: Arc<IncidentStore>,
+        config: Arc<ResponseConfig>,
+        stopped: watch::Receiver<bool>,
+        metrics: crate::active_response::metrics::ResponseMetrics,
+    ) -> FeedState {
+        FeedState {
+            store,
+            config,
+            stopped,
+            metrics,
+            reads: Semaphore::new(CONCURRENT_FEED_READS),
+        }
+    }
 }
 
 /// One of the decision endpoints.
@@ -268,6 +296,7 @@ async fn read_feed(state: &FeedState, agent: &str, after: u64) -> Result<Decisio
     let store = Arc::clone(&state.store);
     let agent = agent.to_string();
     let mode = state.config.mode;
+    let _permit = state.reads.acquire().await.map_err(FeedError::storage)?;
     let mut feed =
         tokio::task::spawn_blocking(move || store.decision_feed(&agent, after, now_ms(), mode))
             .await
@@ -315,16 +344,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_waiting_poll_answers_as_soon_as_a_decision_is_made() {
+    async fn every_waiting_poll_answers_as_soon_as_a_decision_is_made() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(IncidentStore::open(dir.path()).unwrap());
         let (_stop, stopped) = watch::channel(false);
-        let state = FeedState {
-            store: Arc::clone(&store),
-            config: Arc::new(ResponseConfig::default()),
+        let state = Arc::new(FeedState::new(
+            Arc::clone(&store),
+            Arc::new(ResponseConfig::default()),
             stopped,
-            metrics: crate::active_response::metrics::ResponseMetrics::new().unwrap(),
-        };
+            crate::active_response::metrics::ResponseMetrics::new().unwrap(),
+        ));
+        // Many polls wait at once; their reads take turns
+        // (CONCURRENT_FEED_READS) and none is left behind.
+        let polls: Vec<_> = (0..200)
+            .map(|index| {
+                let state = Arc::clone(&state);
+                tokio::spawn(async move {
+                    let agent = format!("web{index}");
+                    answer(&state, &agent, Endpoint::Feed, Some("after=0&wait=30"), b"")
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
         let writer = Arc::clone(&store);
         let write = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -348,13 +390,13 @@ mod tests {
             .unwrap()
             .unwrap();
         });
-        let body = answer(&state, "web1", Endpoint::Feed, Some("after=0&wait=30"), b"")
-            .await
-            .unwrap();
         write.await.unwrap();
-        let feed: DecisionFeed = serde_json::from_str(&body).unwrap();
-        assert_eq!(feed.updates.len(), 1, "{body}");
-        assert_eq!(feed.cursor, 1);
-        assert_eq!(feed.mode, countywatch_wire::ResponseMode::DryRun);
+        for poll in polls {
+            let body = poll.await.unwrap();
+            let feed: DecisionFeed = serde_json::from_str(&body).unwrap();
+            assert_eq!(feed.updates.len(), 1, "{body}");
+            assert_eq!(feed.cursor, 1);
+            assert_eq!(feed.mode, countywatch_wire::ResponseMode::DryRun);
+        }
     }
 }

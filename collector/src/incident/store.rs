@@ -184,6 +184,10 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         event TEXT NOT NULL
     );",
+    // Active response: a removal that takes one host out of a host-scoped
+    // decision is addressed to that host alone (NULL: every agent the
+    // decision covers).
+    "ALTER TABLE decision_updates ADD COLUMN host TEXT;",
 ];
 
 /// Where an incident is in its lifecycle.
@@ -406,11 +410,8 @@ impl IncidentStore {
         crate::sqlite::migrate(&writer, MIGRATIONS)
             .with_context(|| format!("cannot migrate {}", path.display()))?;
         let reader = connect(&path)?;
-        let last_update: i64 = reader.query_row(
-            "SELECT COALESCE(MAX(id), 0) FROM decision_updates",
-            [],
-            |row| row.get(0),
-        )?;
+        let last_update: i64 =
+            reader.query_row(crate::incident::decisions::LOG_END, [], |row| row.get(0))?;
         Ok(IncidentStore {
             path,
             writer: Mutex::new(writer),
