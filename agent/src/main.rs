@@ -166,7 +166,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let options = countywatch_agent::source::auth_log::ReplayOptions {
+            let options = countywatch_parse::auth_replay::ReplayOptions {
                 max_line: max_line_bytes.clamp(1, countywatch_wire::MAX_RAW_BYTES),
                 now_ms: countywatch_daemon::clock::now_ms(),
                 zone,
@@ -280,11 +280,11 @@ fn main() -> ExitCode {
 fn replay(
     source: ReplaySource,
     file: &PathBuf,
-    options: &countywatch_agent::source::auth_log::ReplayOptions,
+    options: &countywatch_parse::auth_replay::ReplayOptions,
     device: &str,
 ) -> ExitCode {
     use std::io::Write;
-    let input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
+    let mut input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
     } else {
         match std::fs::File::open(file) {
@@ -297,7 +297,7 @@ fn replay(
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let summary = match source {
-        ReplaySource::Auth => countywatch_agent::source::auth_log::replay(input, &mut out, options)
+        ReplaySource::Auth => countywatch_parse::auth_replay::replay(&mut input, &mut out, options)
             .map(|summary| summary.to_string()),
         ReplaySource::Syslog => {
             countywatch_agent::source::syslog::replay(input, &mut out, options, device)

@@ -19,6 +19,19 @@
 //! a corrupt-page error later) is salvaged into a fresh spool
 //! (`spool/salvage.rs`), and what could not be read is counted as [`Loss`].
 //!
+//! What is synced: every write that adds to the spool (a batch, with its
+//! source positions) is synced before [`Spool::push`] returns, so
+//! security events and the read positions that skip them survive a power
+//! cut. Deleting an acknowledged batch is not synced (`synchronous=NORMAL`
+//! for that one transaction): a power cut can only undo the delete, the
+//! batch is then sent again under its old sequence number and the
+//! collector acknowledges it as a duplicate. That saves one of the two
+//! `fsync`s per batch, which were 8% of the agent's CPU per collection
+//! (docs/benchmarks.md, agent_footprint). Insert syncs cannot be relaxed the same way, even for
+//! metric batches: an unsynced insert that is lost would give its
+//! sequence number out again, and the collector would take the next
+//! batch, perhaps security events, for a duplicate and drop it.
+//!
 //! The spool is bounded (`spool.max_bytes`). When full, metric batches go
 //! first (a newer one supersedes them anyway); security events go only when
 //! nothing else is left. Every drop is counted and reported.
@@ -359,6 +372,25 @@ impl Spool {
         Ok(overflow)
     }
 
+    /// Runs `operation` with `synchronous=NORMAL`: in WAL mode its commit
+    /// is written but not synced, so a power cut may undo it, never tear
+    /// it; the next synced commit (every [`Spool::push`]) syncs it too.
+    /// The connection is back at `FULL` before this returns, or the error
+    /// says it could not be.
+    fn unsynced<T>(
+        &mut self,
+        operation: impl FnOnce(&mut Spool) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.connection
+            .pragma_update(None, "synchronous", "NORMAL")
+            .context("cannot relax the spool's syncing")?;
+        let result = operation(self);
+        self.connection
+            .pragma_update(None, "synchronous", "FULL")
+            .context("cannot restore the spool's syncing")?;
+        result
+    }
+
     /// Deletes a batch's index row and body together.
     fn delete(&mut self, seq: u64) -> anyhow::Result<()> {
         let transaction = self.connection.transaction()?;
@@ -415,7 +447,9 @@ impl Spool {
         })
     }
 
-    /// Deletes an acknowledged batch.
+    /// Deletes an acknowledged batch. The delete is not synced to disk
+    /// (see the module doc): a power cut may bring the batch back, and the
+    /// collector then answers its resend as a duplicate.
     pub fn acknowledge(&mut self, seq: u64) -> anyhow::Result<()> {
         self.guarded(|spool| {
             let size: Option<i64> = spool
@@ -428,7 +462,9 @@ impl Spool {
                 .optional()
                 .context("cannot read the spool")?;
             if let Some(size) = size {
-                spool.delete(seq).context("cannot delete from the spool")?;
+                spool
+                    .unsynced(|spool| spool.delete(seq))
+                    .context("cannot delete from the spool")?;
                 spool.bytes = spool.bytes.saturating_sub(u64::try_from(size).unwrap_or(0));
                 spool.count = spool.count.saturating_sub(1);
             }
@@ -541,6 +577,32 @@ mod tests {
             body.resize(size, 0);
             body
         }
+    }
+
+    fn synchronous(spool: &Spool) -> i64 {
+        spool
+            .connection
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn only_the_acknowledgement_is_unsynced_and_pushes_stay_synced() {
+        // 2 is FULL: a push's commit is synced before it returns.
+        const FULL: i64 = 2;
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20, 1).unwrap();
+        assert_eq!(synchronous(&spool), FULL);
+        let (first, _) = spool.push(BatchKind::Events, 0, 1, body(10), &[]).unwrap();
+        spool.acknowledge(first).unwrap();
+        assert_eq!(synchronous(&spool), FULL);
+        // Acknowledging a batch that is not there changes nothing either.
+        spool.acknowledge(first).unwrap();
+        assert_eq!(synchronous(&spool), FULL);
+        drop(spool);
+        // The unsynced delete still reached the database.
+        let spool = Spool::open(dir.path(), 1 << 20, 1).unwrap();
+        assert!(spool.is_empty());
     }
 
     #[test]

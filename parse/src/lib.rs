@@ -15,6 +15,11 @@
 //!   RHEL 4-5 `NAME(pam_unix)` programs.
 //! - [`unknown_lines`]: the lines no parser understood, counted by shape,
 //!   for `countywatch-agent replay`.
+//! - [`line_splitter`]: bytes to lines with a cap on line length, for the
+//!   agent's tailers and replay.
+//! - [`auth_replay`]: `countywatch-agent replay --source auth`, a whole
+//!   log to JSON events and a summary (kept here, built for speed, while
+//!   the agent is built for size).
 //! - [`syslog_message`]: one message a device sent to its event;
 //!   [`forwarded_auth`]: the auth lines old servers forward over syslog.
 //! - [`syslog_header`]: its RFC 3164 / RFC 5424 header (`syslog_loose`).
@@ -33,16 +38,19 @@
 //! user name.
 //!
 //! **Architecture Invariant:** no IO and no panics on any input; every
-//! string that leaves the crate went through [`sanitize`].
+//! string that leaves the crate went through [`sanitize`]. ([`auth_replay`]
+//! reads and writes, but only through the reader and writer it is given.)
 
 #![forbid(unsafe_code)]
 
 pub mod auth_line;
+pub mod auth_replay;
 pub mod cisco;
 pub mod device_tag;
 pub mod forwarded_auth;
 pub mod h3c;
 pub mod huawei;
+pub mod line_splitter;
 pub mod pam;
 pub mod pam_legacy;
 pub mod sanitize;

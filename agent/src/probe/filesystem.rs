@@ -8,7 +8,14 @@
 //! mount that does not answer in time is reported with
 //! `node_filesystem_device_error 1` and is not stat'ed again until its
 //! stuck thread returns, so one dead server costs one thread, not one per
-//! collection (node_exporter's issues #244 and #1353).
+//! collection (node_exporter's issues #244 and #1353). Local disk and
+//! memory filesystems ([`ANSWERS_FROM_MEMORY`]) are stat'ed on the probe's
+//! own thread instead: their `statvfs` reads counters the kernel keeps in
+//! memory and cannot hang on a device or a server, and a thread per mount
+//! per collection was a measurable part of the agent's CPU
+//! (docs/benchmarks.md, agent_footprint). A local mount below a network
+//! one still gets its own thread, since the path walk to it crosses the
+//! network filesystem.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -105,6 +112,12 @@ const EXCLUDED_MOUNT_ROOTS: [&str; 4] = ["/dev", "/proc", "/sys", "/run/credenti
 /// Mount-point prefixes excluded only below them, not the directory itself.
 const EXCLUDED_MOUNT_CHILDREN: [&str; 2] = ["/var/lib/docker/", "/var/lib/containers/storage/"];
 
+/// Filesystem types whose `statvfs` answers from counters in memory,
+/// without waiting on a device or a server.
+const ANSWERS_FROM_MEMORY: [&str; 8] = [
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "vfat", "f2fs",
+];
+
 /// One line of /proc/mounts that survived the exclusions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mount {
@@ -142,16 +155,22 @@ impl FilesystemProbe {
         }
     }
 
-    /// Stats every mount, each on its own thread, and waits for them until
-    /// the deadline. Mounts still stuck from earlier are not tried again.
+    /// Stats every mount, those that could hang each on its own thread,
+    /// and waits for those threads until the deadline. Mounts still stuck
+    /// from earlier are not tried again.
     fn stat_all(&mut self, mounts: &[Mount]) -> Vec<Option<Usage>> {
         let (stuck, stat) = (&mut self.stuck, self.stat);
-        let pending: Vec<Option<mpsc::Receiver<Option<Usage>>>> = mounts
+        let inline = answers_from_memory(mounts);
+        let pending: Vec<Pending> = mounts
             .iter()
-            .map(|mount| {
+            .zip(inline)
+            .map(|(mount, inline)| {
+                if inline {
+                    return Pending::Done(stat(&mount.mountpoint));
+                }
                 if let Some(receiver) = stuck.get(&mount.mountpoint) {
                     match receiver.try_recv() {
-                        Err(mpsc::TryRecvError::Empty) => return None,
+                        Err(mpsc::TryRecvError::Empty) => return Pending::Done(None),
                         Ok(_) | Err(mpsc::TryRecvError::Disconnected) => {
                             tracing::info!(mountpoint = %mount.mountpoint, "filesystem answers again");
                             stuck.remove(&mount.mountpoint);
@@ -166,15 +185,21 @@ impl FilesystemProbe {
                     .spawn(move || {
                         let _ = sender.send(stat(&mountpoint));
                     });
-                spawned.ok().map(|_| receiver)
+                match spawned {
+                    Ok(_) => Pending::Thread(receiver),
+                    Err(_) => Pending::Done(None),
+                }
             })
             .collect();
         let deadline = Instant::now() + self.stat_timeout;
         let mut usages = Vec::with_capacity(mounts.len());
-        for (mount, receiver) in mounts.iter().zip(pending) {
-            let Some(receiver) = receiver else {
-                usages.push(None);
-                continue;
+        for (mount, pending) in mounts.iter().zip(pending) {
+            let receiver = match pending {
+                Pending::Done(usage) => {
+                    usages.push(usage);
+                    continue;
+                }
+                Pending::Thread(receiver) => receiver,
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             match receiver.recv_timeout(remaining) {
@@ -193,6 +218,39 @@ impl FilesystemProbe {
         }
         usages
     }
+}
+
+/// One mount's stat: done (on the probe's thread, or not tried because it
+/// is still stuck), or running on its own thread.
+enum Pending {
+    /// The figures, or `None` when there are none to report.
+    Done(Option<Usage>),
+    /// The thread's answer will come on this channel.
+    Thread(mpsc::Receiver<Option<Usage>>),
+}
+
+/// For each mount, whether it can be stat'ed without a thread: its type
+/// answers from memory and no mount of another type lies on the path to
+/// it.
+fn answers_from_memory(mounts: &[Mount]) -> Vec<bool> {
+    let is_local = |mount: &Mount| ANSWERS_FROM_MEMORY.contains(&mount.fstype.as_str());
+    let crosses = |mount: &Mount, other: &Mount| {
+        let ancestor = other.mountpoint.trim_end_matches('/');
+        other.mountpoint != mount.mountpoint
+            && mount
+                .mountpoint
+                .strip_prefix(ancestor)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    mounts
+        .iter()
+        .map(|mount| {
+            is_local(mount)
+                && !mounts
+                    .iter()
+                    .any(|other| !is_local(other) && crosses(mount, other))
+        })
+        .collect()
 }
 
 /// The statvfs figures of one filesystem, in bytes and inodes.
@@ -481,6 +539,34 @@ short line\n";
         out.clear();
         probe.collect(&mut out).unwrap();
         assert_eq!(device_errors(&out), expected);
+    }
+
+    #[test]
+    fn only_local_mounts_off_any_network_path_are_stated_without_a_thread() {
+        let mounts = parse_mounts(
+            "/dev/a / ext4 rw 0 0\n\
+             tmpfs /run tmpfs rw 0 0\n\
+             srv:/x /mnt/nfs nfs4 rw 0 0\n\
+             /dev/b /mnt/nfs/local xfs rw 0 0\n\
+             /dev/c /mnt/nfs-like btrfs rw 0 0\n\
+             fuse /mnt/fuse fuse.sshfs rw 0 0\n",
+        );
+        let inline: Vec<(&str, bool)> = mounts
+            .iter()
+            .map(|mount| mount.mountpoint.as_str())
+            .zip(answers_from_memory(&mounts))
+            .collect();
+        assert_eq!(
+            inline,
+            vec![
+                ("/", true),
+                ("/mnt/fuse", false),
+                ("/mnt/nfs", false),
+                ("/mnt/nfs-like", true),
+                ("/mnt/nfs/local", false),
+                ("/run", true),
+            ]
+        );
     }
 
     #[test]

@@ -18,12 +18,11 @@ use std::sync::mpsc::{Receiver, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use countywatch_parse::auth_line::LineParser;
+use countywatch_parse::line_splitter::LineSplitter;
 use countywatch_parse::sanitize::escape_controls;
 use countywatch_parse::syslog_prefix::SyslogLine;
 use countywatch_wire::Event;
 use serde::{Deserialize, Serialize};
-
-use super::lines::LineSplitter;
 
 /// Entries buffered between journalctl and the poll.
 const CHANNEL_CAPACITY: usize = 4_096;

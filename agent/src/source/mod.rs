@@ -22,7 +22,6 @@
 pub mod auth_log;
 pub mod fim;
 pub mod journal;
-pub mod lines;
 pub mod log_time;
 pub mod ports;
 pub mod syslog;

@@ -27,10 +27,9 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use countywatch_parse::line_splitter::LineSplitter;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-
-use super::lines::LineSplitter;
 
 /// How many bytes of the first line identify a file.
 const IDENTITY_BYTES: usize = 1024;

@@ -33,9 +33,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use countywatch_agent::source::auth_log::{ReplayOptions, replay};
 use countywatch_agent::source::fim::Fim;
 use countywatch_agent::source::ports::{PortsOptions, PortsSource};
+use countywatch_parse::auth_replay::{ReplayOptions, replay};
 use countywatch_wire::Event;
 
 use super::{Benchmark, Figure};
@@ -157,8 +157,8 @@ fn auth_events(log: &Path, zone: &str) -> Vec<Event> {
         unknown_samples: 0,
     };
     let mut out = Vec::new();
-    let input = std::fs::File::open(log).expect("fixture");
-    replay(input, &mut out, &options).expect("replay");
+    let mut input = std::fs::File::open(log).expect("fixture");
+    replay(&mut input, &mut out, &options).expect("replay");
     String::from_utf8_lossy(&out)
         .lines()
         .map(|line| serde_json::from_str(line).expect("event"))

@@ -398,7 +398,7 @@ impl std::fmt::Display for ReplaySummary {
 pub fn replay(
     input: impl Read,
     out: &mut impl Write,
-    options: &crate::source::auth_log::ReplayOptions,
+    options: &countywatch_parse::auth_replay::ReplayOptions,
     device: &str,
 ) -> std::io::Result<ReplaySummary> {
     let (max_line, now_ms) = (options.max_line, options.now_ms);
@@ -447,8 +447,8 @@ mod tests {
 
     const NOW: i64 = 1_795_867_200_000;
 
-    fn options() -> crate::source::auth_log::ReplayOptions {
-        crate::source::auth_log::ReplayOptions {
+    fn options() -> countywatch_parse::auth_replay::ReplayOptions {
+        countywatch_parse::auth_replay::ReplayOptions {
             max_line: 8192,
             now_ms: NOW,
             zone: jiff::tz::TimeZone::UTC,
