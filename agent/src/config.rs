@@ -203,6 +203,18 @@ pub struct ProbesConfig {
     /// The kernel clock's NTP discipline state (sync, offset, error) from
     /// adjtimex(2), read only.
     pub timex: ProbeToggle,
+    /// Energy counters of Intel RAPL power zones from /sys/class/powercap.
+    pub rapl: ProbeToggle,
+    /// IPVS (LVS load balancer) totals and backends from /proc/net/ip_vs.
+    pub ipvs: ProbeToggle,
+    /// SCSI tape drives' I/O statistics from /sys/class/scsi_tape.
+    pub tapestats: ProbeToggle,
+    /// InfiniBand adapters' port state, rate and counters from /sys/class/infiniband.
+    pub infiniband: ProbeToggle,
+    /// Fibre Channel adapters' state and error counters from /sys/class/fc_host.
+    pub fibrechannel: ProbeToggle,
+    /// Identity and state of NVMe controllers from /sys/class/nvme.
+    pub nvme: ProbeToggle,
     /// Metrics from `*.prom` files that cron jobs and scripts write.
     pub textfile: crate::probe::textfile::TextfileConfig,
     /// State of the listed systemd units.
@@ -547,6 +559,12 @@ impl Default for ProbesConfig {
             schedstat: ProbeToggle::default(),
             dmi: ProbeToggle::default(),
             timex: ProbeToggle::default(),
+            rapl: ProbeToggle::default(),
+            ipvs: ProbeToggle::default(),
+            tapestats: ProbeToggle::default(),
+            infiniband: ProbeToggle::default(),
+            fibrechannel: ProbeToggle::default(),
+            nvme: ProbeToggle::default(),
             textfile: crate::probe::textfile::TextfileConfig::default(),
             systemd: SystemdConfig::default(),
             process: ProcessConfig::default(),

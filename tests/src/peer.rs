@@ -76,9 +76,16 @@ pub struct NodeExporter {
 impl NodeExporter {
     /// Starts node_exporter on a free loopback port.
     pub fn start() -> NodeExporter {
+        NodeExporter::start_with(&[])
+    }
+
+    /// Starts node_exporter with extra flags (`--path.sysfs=...`,
+    /// `--collector.disable-defaults`, ...).
+    pub fn start_with(flags: &[String]) -> NodeExporter {
         let (child, addr) = start_listening("/metrics", |addr| {
             let mut command = Command::new("prometheus-node-exporter");
             command.arg(format!("--web.listen-address={addr}"));
+            command.args(flags);
             command
         });
         NodeExporter { child, addr }

@@ -3,13 +3,17 @@
 //! `node_context_switches_total`, `node_intr_total`, `node_forks_total`,
 //! `node_procs_running`, `node_procs_blocked`.
 //!
+//! On Intel bare metal it also serves the collector's thermal throttle
+//! counters ([`super::cpu_throttle`]).
+//!
 //! Values are the kernel's counters since boot (not deltas), converted from
 //! clock ticks to seconds, so `rate()` in PromQL works as with node_exporter.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
+use super::cpu_throttle::ThermalThrottle;
 use super::{Probe, ProbeError, read_file};
 
 /// The modes of a `cpu` line, in the kernel's column order. Guest time is
@@ -25,15 +29,18 @@ pub struct CpuProbe {
     procfs: PathBuf,
     /// Clock ticks per second (USER_HZ), read once.
     ticks_per_second: f64,
+    /// The thermal throttle counters under sysfs.
+    throttle: ThermalThrottle,
 }
 
 impl CpuProbe {
-    /// A probe reading under `procfs`.
-    pub fn new(procfs: PathBuf) -> Self {
+    /// A probe reading under `procfs` and `sysfs`.
+    pub fn new(procfs: PathBuf, sysfs: &Path) -> Self {
         let ticks = rustix::param::clock_ticks_per_second();
         CpuProbe {
             procfs,
             ticks_per_second: if ticks == 0 { 100.0 } else { ticks as f64 },
+            throttle: ThermalThrottle::new(sysfs),
         }
     }
 }
@@ -57,6 +64,7 @@ impl Probe for CpuProbe {
             });
         }
         out.extend(families);
+        self.throttle.collect(out);
         Ok(())
     }
 }

@@ -20,31 +20,39 @@ mod arp;
 mod bonding;
 mod conntrack;
 mod cpu;
+mod cpu_throttle;
 mod cpufreq;
 mod disk;
 mod dmi;
 mod edac;
 mod entropy;
 mod family_set;
+mod fibrechannel;
 mod file_probe;
 pub mod filesystem;
 mod hwmon;
+mod infiniband;
+mod ipvs;
 mod load;
 mod mdadm;
 mod memory;
 mod netstat;
 mod network;
+mod nvme;
 mod powersupplyclass;
 mod pressure;
 pub mod process;
+mod rapl;
 mod schedstat;
 mod selinux;
 pub mod service;
 pub mod snmp;
 mod sockstat;
 mod softnet;
+mod sysfs_class;
 mod system;
 pub mod systemd;
+mod tapestats;
 pub mod textfile;
 mod thermal_zone;
 mod timex;
@@ -255,6 +263,16 @@ pub(crate) fn first_values(families: &[MetricFamily]) -> Vec<(&str, f64)> {
         .collect()
 }
 
+/// For tests: a sample's labels as (name, value) pairs.
+#[cfg(test)]
+pub(crate) fn label_pairs(sample: &countywatch_wire::Sample) -> Vec<(&str, &str)> {
+    sample
+        .labels
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect()
+}
+
 /// Builds a node_exporter collector that reads under procfs and sysfs.
 type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 
@@ -262,7 +280,7 @@ type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 /// roots, with their config sections: the one table [`build`] and
 /// [`validate`] both read, so adding such a collector is its file, its
 /// config field and one line here.
-fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 19] {
+fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 25] {
     [
         ("vmstat", &probes.vmstat, |procfs, sysfs| {
             Box::new(vmstat::probe(procfs, sysfs))
@@ -319,6 +337,24 @@ fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeP
             Box::new(dmi::DmiProbe::new(sysfs))
         }),
         ("timex", &probes.timex, |_, _| Box::new(timex::TimexProbe)),
+        ("ipvs", &probes.ipvs, |procfs, sysfs| {
+            Box::new(ipvs::probe(procfs, sysfs))
+        }),
+        ("tapestats", &probes.tapestats, |_, sysfs| {
+            Box::new(tapestats::TapestatsProbe::new(sysfs))
+        }),
+        ("infiniband", &probes.infiniband, |_, sysfs| {
+            Box::new(infiniband::InfinibandProbe::new(sysfs))
+        }),
+        ("fibrechannel", &probes.fibrechannel, |_, sysfs| {
+            Box::new(fibrechannel::FibreChannelProbe::new(sysfs))
+        }),
+        ("nvme", &probes.nvme, |_, sysfs| {
+            Box::new(nvme::NvmeProbe::new(sysfs))
+        }),
+        ("rapl", &probes.rapl, |_, sysfs| {
+            Box::new(rapl::RaplProbe::new(sysfs))
+        }),
     ]
 }
 
@@ -343,7 +379,7 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
         }
     };
     add(&probes.cpu, &|| {
-        Box::new(cpu::CpuProbe::new(procfs.clone()))
+        Box::new(cpu::CpuProbe::new(procfs.clone(), sysfs))
     });
     add(&probes.load, &|| {
         Box::new(load::LoadProbe::new(procfs.clone()))
