@@ -54,6 +54,9 @@ const WRITER_EVENTS_PER_SECOND: u64 = 20_000;
 /// takes: about 3 minutes at the rate above, a few more gigabytes.
 const WRITER_MAX_EVENTS: u64 = 4_000_000;
 
+/// The collector's configuration: the shipped detection rules off.
+const COLLECTOR_CONFIG: &str = "detection:\n  builtin: false\n";
+
 /// Milliseconds in a day.
 const DAY_MS: i64 = 86_400_000;
 /// The stored events happened over the week before the run, so that the
@@ -389,7 +392,11 @@ fn run() -> Vec<Figure> {
     let incident_rate = INCIDENTS as f64 / started.elapsed().as_secs_f64();
     drop(store);
 
-    let collector = Collector::start_in(dir, &data_dir, None, &[]);
+    // Without the shipped detection rules: the writer's synthetic events
+    // repeat each source address every few seconds, and the built-in SSH
+    // rules turned them into 60,000 more incidents (and firing alerts)
+    // within minutes, so the pages were no longer measured at 10,000.
+    let collector = Collector::start_in(dir, &data_dir, Some(COLLECTOR_CONFIG), &[]);
     let indexing = wait_for_text_index(&data_dir);
     let index_rate = EVENTS as f64 / indexing.as_secs_f64();
     eprintln!("the free-text index caught up in {indexing:?}");
