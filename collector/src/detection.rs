@@ -103,7 +103,7 @@ impl DetectionConfig {
                 }
             }
             Err(failures) => {
-                for problem in failures.lines() {
+                for problem in failures.to_string().lines() {
                     problems.general(format!("detection.rule_files: {problem}"));
                 }
             }
@@ -113,24 +113,16 @@ impl DetectionConfig {
     /// Loads the rules that run: the built-in packs (unless `builtin:
     /// false`) less the ids `rule_files` define, then the files' rules,
     /// all less `disabled`. The error lists every problem, one per line.
-    pub fn load_rules(&self) -> Result<Vec<rulefmt::Rule>, String> {
+    pub fn load_rules(&self) -> Result<Vec<rulefmt::Rule>, RuleFilesError> {
         let mut rules = self.load_all_rules()?;
         rules.retain(|rule| !self.disabled.contains(&rule.id));
         Ok(rules)
     }
 
     /// [`DetectionConfig::load_rules`] without `disabled` applied.
-    fn load_all_rules(&self) -> Result<Vec<rulefmt::Rule>, String> {
-        let joined = |failures: Vec<countywatch_daemon::config_file::Problems>| {
-            failures
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        let files = rulefmt::rule_files(&self.rule_files)
-            .map_err(|error| format!("cannot list rule files: {error}"))?;
-        let own = rulefmt::load_all(&files).map_err(joined)?;
+    fn load_all_rules(&self) -> Result<Vec<rulefmt::Rule>, RuleFilesError> {
+        let files = rulefmt::rule_files(&self.rule_files).map_err(RuleFilesError::List)?;
+        let own = rulefmt::load_all(&files).map_err(RuleFilesError::Invalid)?;
         let mut rules = Vec::new();
         if self.builtin {
             let mut failures = Vec::new();
@@ -145,12 +137,24 @@ impl DetectionConfig {
                 }
             }
             if !failures.is_empty() {
-                return Err(joined(failures));
+                return Err(RuleFilesError::Invalid(failures));
             }
         }
         rules.extend(own);
         Ok(rules)
     }
+}
+
+/// Why the detection rules cannot be loaded; the operator must fix a rule
+/// file or `detection.rule_files`.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleFilesError {
+    /// A `rule_files` entry cannot be listed.
+    #[error("cannot list rule files: {0}")]
+    List(std::io::Error),
+    /// Files or built-in packs with problems; one line per problem.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<countywatch_daemon::config_file::Problems>),
 }
 
 /// Where detections are recorded with their evidence: the incident store in
@@ -428,7 +432,7 @@ pub fn start(
     registry: &prometheus::Registry,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    let rules = config.load_rules().map_err(anyhow::Error::msg)?;
+    let rules = config.load_rules()?;
     if rules.is_empty() {
         return Ok(None);
     }

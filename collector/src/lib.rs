@@ -3,14 +3,17 @@
 //!
 //! - [`config`]: the configuration file, its defaults and validation.
 //! - [`config_reload`]: SIGHUP and `POST /-/reload` without a restart.
-//! - [`display`]: the time zone and language people read.
+//! - `display`: the time zone and language people read (in
+//!   `countywatch-notify`, its first user).
 //! - [`ca`]: the certificate authority that signs server and agent certificates.
 //! - [`tls`]: rustls set-up; mutual TLS on the ingest listener.
 //! - [`tls_files`], [`digest`]: the certificate/key file pair and SHA-256
 //!   hex, leaf modules the layers above share.
-//! - [`backoff`], [`secret`], [`send_error`]: the retry schedule, the
-//!   secret-file reader and the retryable-or-not failure every sender shares.
-//! - [`sqlite`]: opens every SQLite database with the pragmas they rely on.
+//! - `backoff`, `secret`: the retry schedule and the secret-file reader
+//!   every sender shares, with connections, the HTTP client and the
+//!   retryable-or-not `SendError` (in `countywatch-net`).
+//! - `sqlite`: opens every SQLite database with the pragmas they rely on
+//!   (in `countywatch-daemon`).
 //! - [`registry`]: SQLite state: tokens, agents, sequence numbers.
 //! - [`event_log`]: the `events` table's one owner: append, read after a
 //!   cursor, get, search, purge, and the free-text index's SQL.
@@ -29,15 +32,18 @@
 //! - [`metrics_auth`]: the credentials `/metrics` requires.
 //! - [`openmetrics`]: `/metrics` in OpenMetrics 1.0.0 for scrapers that ask for it.
 //! - [`telemetry`]: the collector's own `countywatch_*` metrics.
-//! - [`notify`]: routing, grouping, silences, the outbox and receivers.
+//! - `notify`: routing, grouping, silences, the outbox and receivers (the
+//!   `countywatch-notify` crate).
 //! - [`alerting`]: rule evaluation over agents' metrics (`countywatch-rules`).
 //! - [`builtin_packs`]: the shipped rule packs, compiled in and on by default.
 //! - [`rule_listing`]: `rules list`, every rule that would run and its origin.
-//! - [`rule_alerts`]: hands the alerting rules' firing alerts to [`notify`].
+//! - [`rule_alerts`]: hands the alerting rules' firing alerts to `notify`.
 //! - [`detection`]: detection rules over stored events (`countywatch-detect`):
-//!   alerts to [`notify`], detections with evidence to a sink.
+//!   alerts to `notify`, detections with evidence to a sink.
 //! - [`output`]: scale-out outputs: remote_write and event forwarding.
 //! - [`incident`]: incidents, the audit trail, the web page and `/api/v1/`.
+//! - [`admin`]: the administrative commands (`token`, `agents`, `audit`,
+//!   `backup`, `user`, `silence`), each recording its own audit entry.
 //! - [`active_response`]: decisions from detections, the agents' decision
 //!   feed on the ingest listener, `decisions add|list|delete`.
 //! - [`history`]: `history.db`, the hourly availability and incident history
@@ -52,16 +58,23 @@
 // tests); unwrap and expect are denied workspace-wide.
 #![deny(clippy::panic, clippy::todo, clippy::unimplemented)]
 
+// Modules that moved to lower crates so that `countywatch-notify` can share
+// them, named here under their old paths: the collector's `crate::notify`,
+// `crate::display`, ... paths, and those of branches written before the
+// move, stay valid.
+pub use countywatch_daemon::sqlite;
+pub use countywatch_net::{backoff, secret};
+pub use countywatch_notify::{self as notify, display};
+
 pub mod active_response;
+pub mod admin;
 pub mod alerting;
-pub mod backoff;
 pub mod builtin_packs;
 pub mod ca;
 pub mod config;
 pub mod config_reload;
 pub mod detection;
 pub mod digest;
-pub mod display;
 pub mod enroll;
 pub mod event_log;
 pub mod event_text_index;
@@ -74,7 +87,6 @@ pub mod ingest_budget;
 pub mod liveness;
 pub mod metric_store;
 pub mod metrics_auth;
-pub mod notify;
 pub mod openmetrics;
 pub mod output;
 pub mod registry;
@@ -83,10 +95,7 @@ pub mod report;
 pub mod response;
 pub mod rule_alerts;
 pub mod rule_listing;
-pub mod secret;
-pub mod send_error;
 pub mod serve;
-pub mod sqlite;
 pub mod telemetry;
 pub mod tls;
 pub mod tls_files;
@@ -280,9 +289,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         )));
     }
     let metrics_auth = match &config.http.metrics_auth {
-        Some(auth) => {
-            Some(metrics_auth::MetricsCredentials::load(auth).map_err(anyhow::Error::msg)?)
-        }
+        Some(auth) => Some(metrics_auth::MetricsCredentials::load(auth)?),
         None => None,
     };
     let incident_store = Arc::new(incident::store::IncidentStore::open_with(
@@ -440,8 +447,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             .filter(|receiver| receiver.name.value == schedule.receiver.value)
             .flat_map(|receiver| &receiver.email_configs)
             .map(|email| notify::receiver::email::Email::new(email, &defaults))
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(anyhow::Error::msg)
+            .collect::<Result<Vec<_>, _>>()
             .context("report.schedule")?;
         tasks.push(tokio::spawn(report::schedule::run(
             Arc::new(report::schedule::Schedule {

@@ -11,13 +11,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use countywatch_collector::active_response;
 use countywatch_collector::config::{Config, unspanned};
-use countywatch_collector::incident::accounts;
-use countywatch_collector::incident::audit;
-use countywatch_collector::incident::auth::{self, Role};
-use countywatch_collector::incident::store::IncidentStore;
-use countywatch_collector::notify;
+use countywatch_collector::{active_response, admin, notify};
 use countywatch_daemon::config_file;
 use countywatch_daemon::logging::{self, LogFormat};
 
@@ -345,12 +340,12 @@ struct RoutesSource {
 /// Loads the route tree for `notify routes`, or the exit code of an invalid
 /// configuration.
 fn routes_tree(source: &RoutesSource) -> Result<notify::route_tree::Route, ExitCode> {
-    let source = match (&source.config, &source.alertmanager_config) {
-        (Some(path), _) => notify::cli::RoutesSource::Collector(path),
-        (None, Some(path)) => notify::cli::RoutesSource::Alertmanager(path),
+    let config = match (&source.config, &source.alertmanager_config) {
+        (Some(path), _) => Config::load(path).map(|config| config.notify),
+        (None, Some(path)) => notify::cli::load_alertmanager_routes(path),
         (None, None) => return Err(ExitCode::from(2)),
-    };
-    let config = notify::cli::load_routes(source).map_err(|problems| problems.report())?;
+    }
+    .map_err(|problems| problems.report())?;
     Ok(notify::route_tree::Route::build(&config.route))
 }
 
@@ -523,44 +518,27 @@ fn main() -> ExitCode {
                     replace,
                 },
         } => with_state(location, |config| {
-            token_create(config, &ttl, name.as_deref(), replace)
+            admin::token::create(config, &ttl, name.as_deref(), replace)
         }),
         Command::Agents {
             command: AgentsCommand::List { location },
-        } => with_state(location, agents_list),
+        } => with_state(location, admin::agents::list),
         Command::Agents {
             command: AgentsCommand::Revoke { location, name },
-        } => with_state(location, |config| {
-            let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
-            if registry.revoke(&name, countywatch_daemon::clock::now_ms())? {
-                audit::record(
-                    &config.data_dir,
-                    &audit::cli_actor(),
-                    "agent.revoked",
-                    &format!("agent/{name}"),
-                    "",
-                );
-                println!("revoked {name}: its certificate is refused from its next request on");
-                Ok(())
-            } else {
-                anyhow::bail!("no enrolled, unrevoked agent named {name:?}")
-            }
-        }),
+        } => with_state(location, |config| admin::agents::revoke(config, &name)),
         Command::Agents {
             command: AgentsCommand::Devices { command },
         } => devices(command),
         Command::Silence { command } => silence(command),
         Command::Audit {
             command: AuditCommand::Verify { location, anchors },
-        } => with_state(location, |config| audit_verify(config, anchors.as_deref())),
+        } => with_state(location, |config| {
+            admin::audit_trail::verify(config, anchors.as_deref())
+        }),
         Command::Audit {
             command: AuditCommand::Checkpoints { location, since },
         } => with_state(location, |config| {
-            let audit = audit::Audit::open(&config.data_dir, config.incidents.checkpoint_every)?;
-            for checkpoint in audit.checkpoints_since(since)? {
-                println!("{}", checkpoint.anchor_line());
-            }
-            Ok(())
+            admin::audit_trail::checkpoints(config, since)
         }),
         Command::Audit {
             command:
@@ -571,7 +549,7 @@ fn main() -> ExitCode {
                     action,
                 },
         } => with_state(location, |config| {
-            audit_list(
+            admin::audit_trail::list(
                 config,
                 since.as_deref(),
                 actor.as_deref(),
@@ -582,7 +560,9 @@ fn main() -> ExitCode {
             location,
             events,
             file,
-        } => with_state(location, |config| backup(config, &file, events.as_deref())),
+        } => with_state(location, |config| {
+            admin::backup::run(config, &file, events.as_deref())
+        }),
         Command::User { command } => user(command),
         Command::Decisions { command } => match command {
             DecisionsCommand::Add { location, args } => {
@@ -684,33 +664,14 @@ fn silence(command: SilenceCommand) -> ExitCode {
             comment,
             author,
         } => with_state(location, |config| {
-            let author = author
-                .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_else(|| "unknown".to_string());
-            notify::cli::silence_add(&config.data_dir, &matchers, &duration, &author, &comment)?;
-            audit::record(
-                &config.data_dir,
-                &audit::cli_actor(),
-                "silence.created",
-                "silences",
-                &format!("{} for {duration}: {comment}", matchers.join(", ")),
-            );
-            Ok(())
+            admin::silence::add(config, &matchers, &duration, author, &comment)
         }),
         SilenceCommand::List { location, all } => with_state(location, |config| {
             notify::cli::silence_list(&config.data_dir, all)
         }),
-        SilenceCommand::Expire { location, id } => with_state(location, |config| {
-            notify::cli::silence_expire(&config.data_dir, &id)?;
-            audit::record(
-                &config.data_dir,
-                &audit::cli_actor(),
-                "silence.expired",
-                &format!("silence/{id}"),
-                "",
-            );
-            Ok(())
-        }),
+        SilenceCommand::Expire { location, id } => {
+            with_state(location, |config| admin::silence::expire(config, &id))
+        }
     }
 }
 
@@ -738,193 +699,17 @@ fn with_state(
     }
 }
 
-fn token_create(
-    config: &Config,
-    ttl: &str,
-    name: Option<&str>,
-    replace: bool,
-) -> anyhow::Result<()> {
-    let ttl = countywatch_daemon::duration::parse(ttl)?;
-    if let Some(name) = name
-        && !countywatch_wire::is_valid_agent_name(name)
-    {
-        anyhow::bail!("invalid agent name {name:?}: use 1 to 253 letters, digits, '.', '-' or '_'");
-    }
-    let ca = countywatch_collector::certificate_authority(config)?;
-    let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
-    let token = registry.create_token(name, replace, ttl, countywatch_daemon::clock::now_ms())?;
-    audit::record(
-        &config.data_dir,
-        &audit::cli_actor(),
-        "token.created",
-        &name.map_or_else(|| "token".to_string(), |name| format!("agent/{name}")),
-        &format!(
-            "enrolment token valid {}{}{}",
-            countywatch_daemon::duration::PromDuration(ttl),
-            name.map(|name| format!(", bound to {name}"))
-                .unwrap_or_else(|| ", for any name not enrolled".to_string()),
-            if replace { ", may replace it" } else { "" }
-        ),
-    );
-    let url = config.enroll_url()?;
-    let name_flag = name
-        .map(|name| format!(" --name {name}"))
-        .unwrap_or_default();
-    println!("token: {token}");
-    println!(
-        "expires in: {}",
-        countywatch_daemon::duration::PromDuration(ttl)
-    );
-    println!("CA SHA-256: {}", ca.fingerprint());
-    println!("enrol with:");
-    println!(
-        "  countywatch-agent enroll --collector {} --token {token} --ca-sha256 {}{name_flag}",
-        url.as_deref().unwrap_or("https://COLLECTOR-ADDRESS:PORT"),
-        ca.fingerprint()
-    );
-    if url.is_none() {
-        println!(
-            "(replace COLLECTOR-ADDRESS:PORT with the address agents reach the enrolment \
-             listener at, or set enroll.public_url or ingest.server_names)"
-        );
-    }
-    Ok(())
-}
-
 fn devices(command: DevicesCommand) -> ExitCode {
-    use countywatch_collector::host_binding;
     match command {
-        DevicesCommand::List { location } => with_state(location, |config| {
-            for (device, agent) in host_binding::list(&config.data_dir)? {
-                println!("{device}\t{agent}");
-            }
-            Ok(())
-        }),
+        DevicesCommand::List { location } => with_state(location, admin::agents::devices_list),
         DevicesCommand::Move {
             location,
             device,
             to,
         } => with_state(location, |config| {
-            let before = host_binding::move_device(&config.data_dir, &device, &to)?;
-            audit::record(
-                &config.data_dir,
-                &audit::cli_actor(),
-                "device.moved",
-                &format!("device/{device}"),
-                &format!("from {} to {to}", before.as_deref().unwrap_or("nobody")),
-            );
-            println!("{device} is bound to {to}");
-            Ok(())
+            admin::agents::device_move(config, &device, &to)
         }),
     }
-}
-
-fn audit_verify(config: &Config, anchors: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let options = audit::VerifyOptions {
-        checkpoint_every: config.incidents.checkpoint_every,
-        anchors: anchors.map(audit::read_anchors).transpose()?,
-    };
-    let verification = audit::verify_with(&config.data_dir, &options)?;
-    match verification.first_break {
-        None => {
-            println!("{}", verification.report());
-            Ok(())
-        }
-        Some(broken) => {
-            anyhow::bail!(
-                "audit trail broken at {}: {} ({} entries checked)",
-                broken.at,
-                broken.problem,
-                verification.entries
-            )
-        }
-    }
-}
-
-fn audit_list(
-    config: &Config,
-    since: Option<&str>,
-    actor: Option<&str>,
-    action: Option<&str>,
-) -> anyhow::Result<()> {
-    let now = countywatch_daemon::clock::now_ms();
-    let since_ms = match since {
-        None => None,
-        Some(text) => Some(match countywatch_daemon::duration::parse(text) {
-            Ok(ago) => now.saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX)),
-            Err(_) => notify::alert::parse_rfc3339(text).map_err(|error| {
-                anyhow::anyhow!(
-                    "--since {text:?}: give a duration like 24h or an RFC 3339 time ({error})"
-                )
-            })?,
-        }),
-    };
-    let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
-    let display = config.display();
-    // `--action user.` is every action of the `user.` family.
-    let filter = audit::AuditFilter {
-        since_ms,
-        actor: actor.map(|actor| audit::TextMatch::Is(actor.to_string())),
-        action: action.map(|action| match action.ends_with('.') {
-            true => audit::TextMatch::StartsWith(action.to_string()),
-            false => audit::TextMatch::Is(action.to_string()),
-        }),
-        target: None,
-    };
-    let mut entries = audit::entries(&store, &filter, u32::MAX, 0)?;
-    entries.reverse();
-    println!(
-        "{:>6} {:<27} {:<20} {:<22} {:<28} {:<8} DETAILS",
-        "SEQ",
-        format!("TIME ({})", display.zone_name()),
-        "ACTOR",
-        "ACTION",
-        "TARGET",
-        "OUTCOME"
-    );
-    for entry in entries {
-        println!(
-            "{:>6} {:<27} {:<20} {:<22} {:<28} {:<8} {}",
-            entry.seq,
-            display.time(entry.at_ms),
-            entry.actor,
-            entry.action,
-            entry.target,
-            entry.outcome,
-            entry.details
-        );
-    }
-    Ok(())
-}
-
-fn backup(
-    config: &Config,
-    file: &std::path::Path,
-    events: Option<&std::path::Path>,
-) -> anyhow::Result<()> {
-    for target in std::iter::once(file).chain(events) {
-        if target.exists() {
-            anyhow::bail!("{} exists; give a new file name", target.display());
-        }
-    }
-    let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
-    store.backup(file)?;
-    println!("incident store copied to {}", file.display());
-    if let Some(events) = events {
-        countywatch_collector::incident::store::backup_file(
-            &config.data_dir.join("collector.db"),
-            events,
-        )?;
-        println!("security events copied to {}", events.display());
-    }
-    audit::record(
-        &config.data_dir,
-        &audit::cli_actor(),
-        "store.backed_up",
-        &file.display().to_string(),
-        "",
-    );
-    Ok(())
 }
 
 fn user(command: UserCommand) -> ExitCode {
@@ -933,227 +718,32 @@ fn user(command: UserCommand) -> ExitCode {
             location,
             name,
             role,
-        } => with_state(location, |config| {
-            let Some(role) = Role::parse(&role) else {
-                anyhow::bail!(
-                    "unknown role {role:?}: use viewer, operator, security_officer or admin"
-                );
-            };
-            let password = read_password()?;
-            let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
-            auth::add_user(
-                &store,
-                &name,
-                role,
-                &password,
-                countywatch_daemon::clock::now_ms(),
-            )?;
-            audit::record(
-                &config.data_dir,
-                &audit::cli_actor(),
-                "user.added",
-                &format!("user/{name}"),
-                role.as_str(),
-            );
-            if name == accounts::FIRST_ADMIN {
-                accounts::forget_initial_password(&config.data_dir);
-            }
-            println!(
-                "user {name} has role {}; any earlier sessions and API tokens of {name} are revoked",
-                role.as_str()
-            );
-            Ok(())
-        }),
+        } => with_state(location, |config| admin::user::add(config, &name, &role)),
         UserCommand::Token {
             location,
             name,
             label,
             ttl,
         } => with_state(location, |config| {
-            let ttl = ttl
-                .as_deref()
-                .map(countywatch_daemon::duration::parse)
-                .transpose()?;
-            let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
-            let token = auth::create_token(
-                &store,
-                &name,
-                &label,
-                ttl,
-                countywatch_daemon::clock::now_ms(),
-            )?;
-            let lifetime = ttl.map_or_else(
-                || "until revoked".to_string(),
-                |ttl| format!("for {}", countywatch_daemon::duration::PromDuration(ttl)),
-            );
-            audit::record(
-                &config.data_dir,
-                &audit::cli_actor(),
-                "token.created",
-                &format!("user/{name}"),
-                &format!("{label}, valid {lifetime}"),
-            );
-            println!("{token}");
-            Ok(())
+            admin::user::token(config, &name, &label, ttl.as_deref())
         }),
-        UserCommand::List { location } => with_state(location, |config| {
-            let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
-            let users = accounts::list_users(&store, countywatch_daemon::clock::now_ms())?;
-            println!(
-                "{:<24} {:<18} {:<22} {:>8} {:>6}",
-                "NAME", "ROLE", "STATE", "SESSIONS", "TOKENS"
-            );
-            for user in users {
-                let state = match (user.disabled, user.must_change_password) {
-                    (true, _) => "disabled",
-                    (false, true) => "must change password",
-                    (false, false) => "active",
-                };
-                println!(
-                    "{:<24} {:<18} {:<22} {:>8} {:>6}",
-                    user.name, user.role, state, user.sessions, user.tokens
-                );
-            }
-            Ok(())
-        }),
-        UserCommand::Disable { location, name } => with_state(location, |config| {
-            user_change(config, &name, "user.disabled", |store| {
-                accounts::set_disabled(store, &name, true)
-            })?;
-            println!("user {name} disabled; their sessions and API tokens are revoked");
-            Ok(())
-        }),
-        UserCommand::Enable { location, name } => with_state(location, |config| {
-            user_change(config, &name, "user.enabled", |store| {
-                accounts::set_disabled(store, &name, false)
-            })?;
-            println!("user {name} enabled");
-            Ok(())
-        }),
-        UserCommand::Remove { location, name } => with_state(location, |config| {
-            user_change(config, &name, "user.removed", |store| {
-                accounts::remove_user(store, &name)
-            })?;
-            println!("user {name} removed with their sessions and API tokens");
-            Ok(())
-        }),
+        UserCommand::List { location } => with_state(location, admin::user::list),
+        UserCommand::Disable { location, name } => {
+            with_state(location, |config| admin::user::disable(config, &name))
+        }
+        UserCommand::Enable { location, name } => {
+            with_state(location, |config| admin::user::enable(config, &name))
+        }
+        UserCommand::Remove { location, name } => {
+            with_state(location, |config| admin::user::remove(config, &name))
+        }
         UserCommand::Tokens { location, name } => with_state(location, |config| {
-            let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
-            println!(
-                "{:>6} {:<24} {:<32} {:<14} EXPIRES (UNIX MS)",
-                "ID", "USER", "LABEL", "CREATED (MS)"
-            );
-            for token in accounts::list_tokens(&store, name.as_deref())? {
-                let expires = token
-                    .expires_ms
-                    .map_or_else(|| "never".to_string(), |ms| ms.to_string());
-                println!(
-                    "{:>6} {:<24} {:<32} {:<14} {expires}",
-                    token.id, token.user, token.label, token.created_ms
-                );
-            }
-            Ok(())
+            admin::user::tokens(config, name.as_deref())
         }),
-        UserCommand::RevokeToken { location, id } => with_state(location, |config| {
-            let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
-            let Some(user) = accounts::revoke_token(&store, id)? else {
-                anyhow::bail!("no API token with id {id}; `user tokens` lists them");
-            };
-            audit::record(
-                &config.data_dir,
-                &audit::cli_actor(),
-                "token.revoked",
-                &format!("user/{user}"),
-                &format!("token {id}"),
-            );
-            println!("token {id} of {user} revoked");
-            Ok(())
-        }),
+        UserCommand::RevokeToken { location, id } => {
+            with_state(location, |config| admin::user::revoke_token(config, id))
+        }
     }
-}
-
-/// Applies `change` to the user `name` and audits it as `action`; an error
-/// when there is no such user.
-fn user_change(
-    config: &Config,
-    name: &str,
-    action: &str,
-    change: impl FnOnce(&IncidentStore) -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
-    let store = IncidentStore::open_with(&config.data_dir, &config.incidents)?;
-    if !change(&store)? {
-        anyhow::bail!("no user named {name:?}; `user list` shows them");
-    }
-    audit::record(
-        &config.data_dir,
-        &audit::cli_actor(),
-        action,
-        &format!("user/{name}"),
-        "",
-    );
-    Ok(())
-}
-
-/// One line from standard input; on a terminal, prompts and turns echo off.
-fn read_password() -> anyhow::Result<String> {
-    use std::io::{BufRead, IsTerminal, Write};
-    let terminal = std::io::stdin().is_terminal();
-    if terminal {
-        eprint!("password: ");
-        let _ = std::io::stderr().flush();
-        let _ = std::process::Command::new("stty").arg("-echo").status();
-    }
-    let mut line = String::new();
-    let read = std::io::stdin().lock().read_line(&mut line);
-    if terminal {
-        let _ = std::process::Command::new("stty").arg("echo").status();
-        eprintln!();
-    }
-    read?;
-    let password = line.trim_end_matches(['\r', '\n']).to_string();
-    if password.is_empty() {
-        anyhow::bail!("no password given on standard input");
-    }
-    Ok(password)
-}
-
-fn agents_list(config: &Config) -> anyhow::Result<()> {
-    use countywatch_collector::display::{Language, ago};
-    let registry = countywatch_collector::registry::Registry::open(&config.data_dir)?;
-    let display = config.display();
-    let now = countywatch_daemon::clock::now_ms();
-    let silent_ms = i64::try_from(config.agents.silent_after.get().as_millis()).unwrap_or(i64::MAX);
-    println!(
-        "{:<32} {:<8} {:<42} {:<12} {:<26} {:<40} CERT SHA-256",
-        "NAME",
-        "STATE",
-        format!("LAST SEEN ({})", display.zone_name()),
-        "VERSION",
-        "CERT EXPIRES",
-        "ADDRESS"
-    );
-    for agent in registry.agents()? {
-        let state = match (agent.revoked_ms, agent.last_seen_ms) {
-            (Some(_), _) => "revoked",
-            (None, Some(seen)) if now.saturating_sub(seen) <= silent_ms => "up",
-            (None, _) => "down",
-        };
-        let seen = agent.last_seen_ms.map_or_else(
-            || "never".to_string(),
-            |ms| format!("{}, {}", ago(Language::En, now, ms), display.time(ms)),
-        );
-        println!(
-            "{:<32} {:<8} {:<42} {:<12} {:<26} {:<40} {}",
-            agent.name,
-            state,
-            seen,
-            agent.last_version.as_deref().unwrap_or("-"),
-            display.time(agent.certificate_expires_ms()),
-            agent.last_address.as_deref().unwrap_or("-"),
-            agent.cert_sha256
-        );
-    }
-    Ok(())
 }
 
 fn rules_command(command: RulesCommand) -> ExitCode {

@@ -33,13 +33,26 @@ pub struct MetricsCredentials {
     challenge: &'static str,
 }
 
+/// Why the `/metrics` credentials cannot be loaded; the operator must fix
+/// the config or the secret file.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsAuthError {
+    /// A secret file cannot be read.
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
+    /// The bearer token file holds nothing.
+    #[error("{} is empty", .0.display())]
+    EmptyToken(std::path::PathBuf),
+    /// Neither or both of the two forms are configured.
+    #[error("set either bearer_token_file, or username and password_file")]
+    NoSingleForm,
+}
+
 impl MetricsCredentials {
     /// Reads the configured secret files.
-    pub fn load(config: &MetricsAuthConfig) -> Result<Self, String> {
+    pub fn load(config: &MetricsAuthConfig) -> Result<Self, MetricsAuthError> {
         use base64::Engine;
-        let read = |path: &std::path::Path| {
-            crate::secret::read_secret(path).map_err(|error| error.to_string())
-        };
+        let read = crate::secret::read_secret;
         match (
             &config.bearer_token_file,
             &config.username,
@@ -48,7 +61,7 @@ impl MetricsCredentials {
             (Some(token_file), None, None) => {
                 let token = read(token_file)?;
                 if token.is_empty() {
-                    return Err(format!("{} is empty", token_file.display()));
+                    return Err(MetricsAuthError::EmptyToken(token_file.clone()));
                 }
                 Ok(MetricsCredentials {
                     expected: format!("Bearer {token}"),
@@ -64,7 +77,7 @@ impl MetricsCredentials {
                     challenge: "Basic realm=\"countywatch\"",
                 })
             }
-            _ => Err("set either bearer_token_file, or username and password_file".to_string()),
+            _ => Err(MetricsAuthError::NoSingleForm),
         }
     }
 

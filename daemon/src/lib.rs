@@ -12,6 +12,7 @@
 //! - [`private_files`]: the owner-only umask and tightening of older dirs.
 //! - [`failpoint`]: test-only crash points (`COUNTYWATCH_FAILPOINT`), debug
 //!   builds only.
+//! - [`sqlite`]: opens every SQLite database with the pragmas it relies on.
 //!
 //! This crate knows nothing about metrics, events or the wire format; it
 //! exists so that the agent and the collector do not depend on each other.
@@ -25,3 +26,4 @@ pub mod logging;
 pub mod notify;
 pub mod private_files;
 pub mod shutdown;
+pub mod sqlite;

@@ -586,7 +586,7 @@ fn field(problems: &mut Problems, name: &Spanned<String>) -> Option<Field> {
 
 fn template(problems: &mut Problems, text: &Spanned<String>) -> Option<Template> {
     Template::parse(&text.value)
-        .map_err(|message| problems.at(text, message))
+        .map_err(|message| problems.at(text, message.to_string()))
         .ok()
 }
 

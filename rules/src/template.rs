@@ -60,6 +60,84 @@ pub struct Data<'a> {
     pub value: f64,
 }
 
+/// Why a template cannot be used: the rule's author must change it.
+// Display is written out rather than derived with thiserror so that the
+// label and template code needs no dependency of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// `{{` without its `}}`.
+    UnclosedAction(String),
+    /// `{{ }}`.
+    EmptyAction,
+    /// `{{ x | }}` and the like.
+    MissingCommand(String),
+    /// A function or keyword outside the supported subset.
+    UnsupportedFunction(String),
+    /// A value followed by arguments.
+    UnexpectedArguments(String),
+    /// A quote without its closing quote.
+    UnterminatedString(String),
+    /// An operand outside the supported subset.
+    UnsupportedOperand(String),
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParseError::UnclosedAction(text) => write!(f, "unclosed action in template {text:?}"),
+            ParseError::EmptyAction => write!(f, "empty action {{{{ }}}} in template"),
+            ParseError::MissingCommand(action) => {
+                write!(f, "missing command in pipeline {action:?}")
+            }
+            ParseError::UnsupportedFunction(word) => write!(
+                f,
+                "unsupported template function or keyword {word:?} (supported: $labels, $value, $externalLabels, humanize, humanizePercentage, humanizeDuration, printf)"
+            ),
+            ParseError::UnexpectedArguments(action) => {
+                write!(f, "unexpected arguments in template action {action:?}")
+            }
+            ParseError::UnterminatedString(action) => {
+                write!(f, "unterminated string in template action {action:?}")
+            }
+            ParseError::UnsupportedOperand(token) => write!(
+                f,
+                "unsupported template operand {token:?} (supported: $labels.NAME, $value, $externalLabels.NAME, strings, numbers)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Why a parsed template could not be expanded for one alert: a function
+/// was given input it cannot use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RenderError {
+    /// A command with nothing to work on.
+    EmptyCommand,
+    /// `printf` without a format string first.
+    PrintfFormat,
+    /// A one-argument function given another number of arguments.
+    Arity(String),
+    /// A text that does not read as a number where one is needed.
+    NotANumber(String),
+}
+
+impl std::fmt::Display for RenderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RenderError::EmptyCommand => write!(f, "empty command in template"),
+            RenderError::PrintfFormat => {
+                write!(f, "printf needs a format string as its first argument")
+            }
+            RenderError::Arity(function) => write!(f, "{function} takes exactly one argument"),
+            RenderError::NotANumber(text) => write!(f, "cannot convert {text:?} to a number"),
+        }
+    }
+}
+
+impl std::error::Error for RenderError {}
+
 /// A value while a pipeline runs.
 #[derive(Clone, Debug)]
 enum Runtime {
@@ -69,7 +147,7 @@ enum Runtime {
 
 impl Template {
     /// Parses `text`, refusing unsupported constructs.
-    pub fn parse(text: &str) -> Result<Template, String> {
+    pub fn parse(text: &str) -> Result<Template, ParseError> {
         let mut parts = Vec::new();
         let mut rest = text;
         while let Some(open) = rest.find("{{") {
@@ -80,7 +158,7 @@ impl Template {
                 inner = &inner[1..];
             }
             let Some(close) = inner.find("}}") else {
-                return Err(format!("unclosed action in template {text:?}"));
+                return Err(ParseError::UnclosedAction(text.to_string()));
             };
             let mut action = &inner[..close];
             rest = &inner[close + 2..];
@@ -112,7 +190,7 @@ impl Template {
     }
 
     /// Expands the template; errors come from functions given bad input.
-    pub fn render(&self, data: &Data<'_>) -> Result<String, String> {
+    pub fn render(&self, data: &Data<'_>) -> Result<String, RenderError> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -134,15 +212,15 @@ impl Template {
     }
 }
 
-fn parse_pipeline(action: &str) -> Result<Vec<Command>, String> {
+fn parse_pipeline(action: &str) -> Result<Vec<Command>, ParseError> {
     let tokens = tokenize(action)?;
     if tokens.is_empty() {
-        return Err("empty action {{ }} in template".to_string());
+        return Err(ParseError::EmptyAction);
     }
     let mut commands = Vec::new();
     for segment in tokens.split(|token| token == "|") {
         let Some((first, args)) = segment.split_first() else {
-            return Err(format!("missing command in pipeline {action:?}"));
+            return Err(ParseError::MissingCommand(action.to_string()));
         };
         let function = match first.as_str() {
             "humanize" => Some(Function::Humanize),
@@ -150,17 +228,11 @@ fn parse_pipeline(action: &str) -> Result<Vec<Command>, String> {
             "humanizeDuration" => Some(Function::HumanizeDuration),
             "printf" => Some(Function::Printf),
             word if word.starts_with(['$', '.', '"', '`']) || word.parse::<f64>().is_ok() => None,
-            word => {
-                return Err(format!(
-                    "unsupported template function or keyword {word:?} (supported: $labels, $value, $externalLabels, humanize, humanizePercentage, humanizeDuration, printf)"
-                ));
-            }
+            word => return Err(ParseError::UnsupportedFunction(word.to_string())),
         };
         let operands = if function.is_some() { args } else { segment };
         if function.is_none() && operands.len() != 1 {
-            return Err(format!(
-                "unexpected arguments in template action {action:?}"
-            ));
+            return Err(ParseError::UnexpectedArguments(action.to_string()));
         }
         let args = operands
             .iter()
@@ -171,7 +243,7 @@ fn parse_pipeline(action: &str) -> Result<Vec<Command>, String> {
     Ok(commands)
 }
 
-fn tokenize(action: &str) -> Result<Vec<String>, String> {
+fn tokenize(action: &str) -> Result<Vec<String>, ParseError> {
     let mut tokens = Vec::new();
     let mut chars = action.chars().peekable();
     while let Some(&c) = chars.peek() {
@@ -197,7 +269,7 @@ fn tokenize(action: &str) -> Result<Vec<String>, String> {
                 }
             }
             if !closed {
-                return Err(format!("unterminated string in template action {action:?}"));
+                return Err(ParseError::UnterminatedString(action.to_string()));
             }
             tokens.push(token);
         } else {
@@ -215,7 +287,7 @@ fn tokenize(action: &str) -> Result<Vec<String>, String> {
     Ok(tokens)
 }
 
-fn parse_operand(token: &str) -> Result<Operand, String> {
+fn parse_operand(token: &str) -> Result<Operand, ParseError> {
     if let Some(name) = token
         .strip_prefix("$labels.")
         .or_else(|| token.strip_prefix(".Labels."))
@@ -242,9 +314,7 @@ fn parse_operand(token: &str) -> Result<Operand, String> {
     if let Ok(number) = token.parse::<f64>() {
         return Ok(Operand::Number(number));
     }
-    Err(format!(
-        "unsupported template operand {token:?} (supported: $labels.NAME, $value, $externalLabels.NAME, strings, numbers)"
-    ))
+    Err(ParseError::UnsupportedOperand(token.to_string()))
 }
 
 fn unescape(text: &str) -> String {
@@ -269,31 +339,29 @@ fn run_command(
     command: &Command,
     piped: Option<Runtime>,
     data: &Data<'_>,
-) -> Result<Runtime, String> {
+) -> Result<Runtime, RenderError> {
     let mut args: Vec<Runtime> = command.args.iter().map(|arg| resolve(arg, data)).collect();
     if let Some(piped) = piped {
         args.push(piped);
     }
     let Some(function) = command.function else {
-        return args
-            .pop()
-            .ok_or_else(|| "empty command in template".to_string());
+        return args.pop().ok_or(RenderError::EmptyCommand);
     };
     if function == Function::Printf {
         let Some((Runtime::Text(format), rest)) = args.split_first() else {
-            return Err("printf needs a format string as its first argument".to_string());
+            return Err(RenderError::PrintfFormat);
         };
         return Ok(Runtime::Text(printf(format, rest)));
     }
     let [arg] = args.as_slice() else {
-        return Err(format!("{function:?} takes exactly one argument"));
+        return Err(RenderError::Arity(format!("{function:?}")));
     };
     let value = match arg {
         Runtime::Number(value) => *value,
         Runtime::Text(text) => text
             .trim()
             .parse::<f64>()
-            .map_err(|_| format!("cannot convert {text:?} to a number"))?,
+            .map_err(|_| RenderError::NotANumber(text.clone()))?,
     };
     Ok(Runtime::Text(match function {
         Function::Humanize => humanize(value),
@@ -515,11 +583,34 @@ mod tests {
     fn render(text: &str, value: f64) -> Result<String, String> {
         let labels = Labels::from_pairs([("instance", "web1"), ("job", "node")]);
         let external = BTreeMap::from([("site".to_string(), "county".to_string())]);
-        Template::parse(text)?.render(&Data {
-            labels: &labels,
-            external_labels: &external,
-            value,
-        })
+        Template::parse(text)
+            .map_err(|error| error.to_string())?
+            .render(&Data {
+                labels: &labels,
+                external_labels: &external,
+                value,
+            })
+            .map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn errors_read_as_the_author_needs_them() {
+        assert_eq!(
+            Template::parse("{{ }}").unwrap_err().to_string(),
+            "empty action {{ }} in template"
+        );
+        assert_eq!(
+            Template::parse("{{ $value ").unwrap_err(),
+            ParseError::UnclosedAction("{{ $value ".to_string())
+        );
+        assert_eq!(
+            render("{{ \"abc\" | humanize }}", 0.0).unwrap_err(),
+            "cannot convert \"abc\" to a number"
+        );
+        assert_eq!(
+            render("{{ humanize 1 2 }}", 0.0).unwrap_err(),
+            "Humanize takes exactly one argument"
+        );
     }
 
     #[test]

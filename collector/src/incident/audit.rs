@@ -130,14 +130,7 @@ impl Audit {
             &transaction,
             &self.key_path,
             self.checkpoint_every,
-            &NewEntry {
-                at_ms: now_ms(),
-                actor,
-                action,
-                target,
-                outcome,
-                details,
-            },
+            &NewEntry::now(actor, action, target, outcome, details),
         )?;
         transaction.commit()?;
         Ok(seq)
@@ -260,6 +253,26 @@ pub(crate) struct NewEntry<'a> {
     pub details: &'a str,
 }
 
+impl<'a> NewEntry<'a> {
+    /// An entry stamped with the current time.
+    pub fn now(
+        actor: &'a str,
+        action: &'a str,
+        target: &'a str,
+        outcome: Outcome,
+        details: &'a str,
+    ) -> NewEntry<'a> {
+        NewEntry {
+            at_ms: now_ms(),
+            actor,
+            action,
+            target,
+            outcome,
+            details,
+        }
+    }
+}
+
 /// The hashed fields of an entry.
 pub struct Content<'a> {
     /// Position in the chain.
@@ -350,6 +363,29 @@ pub(crate) fn append_in(
         sign_checkpoint(connection, key_path, seq, &hash, entry.at_ms)?;
     }
     Ok(seq)
+}
+
+impl IncidentStore {
+    /// Appends an entry stamped now inside `transaction`, one of this
+    /// store's write transactions, so that the change it records and the
+    /// entry commit together (see [`append_in`]); returns its sequence
+    /// number.
+    pub(crate) fn audit_in(
+        &self,
+        transaction: &Connection,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: Outcome,
+        details: &str,
+    ) -> anyhow::Result<i64> {
+        append_in(
+            transaction,
+            &self.key_path,
+            self.settings.checkpoint_every,
+            &NewEntry::now(actor, action, target, outcome, details),
+        )
+    }
 }
 
 /// The newest entry's seq and hash.

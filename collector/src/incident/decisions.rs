@@ -27,7 +27,7 @@ use countywatch_wire::{
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
-use crate::incident::audit::{NewEntry, Outcome, append_in};
+use crate::incident::audit::Outcome;
 use crate::incident::store::IncidentStore;
 
 /// Where a decision applies.
@@ -636,32 +636,6 @@ impl IncidentStore {
                 .collect::<Result<_, _>>()?;
         }
         Ok(records)
-    }
-
-    /// Appends an audit entry about a decision inside `transaction`.
-    fn audit_in(
-        &self,
-        transaction: &Transaction<'_>,
-        actor: &str,
-        action: &str,
-        target: &str,
-        outcome: Outcome,
-        details: &str,
-    ) -> anyhow::Result<()> {
-        append_in(
-            transaction,
-            &self.key_path,
-            self.settings.checkpoint_every,
-            &NewEntry {
-                at_ms: countywatch_daemon::clock::now_ms(),
-                actor,
-                action,
-                target,
-                outcome,
-                details,
-            },
-        )?;
-        Ok(())
     }
 }
 

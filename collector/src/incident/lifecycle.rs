@@ -327,18 +327,13 @@ impl IncidentStore {
             "INSERT INTO timeline (incident_id, at_ms, actor, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id, detection.at_ms, DETECTION_ACTOR, timeline_action, detail],
         )?;
-        append_in(
+        self.audit_in(
             &transaction,
-            &self.key_path,
-            self.settings.checkpoint_every,
-            &NewEntry {
-                at_ms: countywatch_daemon::clock::now_ms(),
-                actor: DETECTION_ACTOR,
-                action,
-                target: &format!("incident/{id}"),
-                outcome: Outcome::Success,
-                details: &format!("{detail}, group {}", detection.group_key),
-            },
+            DETECTION_ACTOR,
+            action,
+            &format!("incident/{id}"),
+            Outcome::Success,
+            &format!("{detail}, group {}", detection.group_key),
         )?;
         let status = match recorded {
             Recorded::Opened(_) => Some("open"),
@@ -513,19 +508,7 @@ impl IncidentStore {
     ) -> anyhow::Result<i64> {
         let mut connection = self.write();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let seq = append_in(
-            &transaction,
-            &self.key_path,
-            self.settings.checkpoint_every,
-            &NewEntry {
-                at_ms: countywatch_daemon::clock::now_ms(),
-                actor,
-                action,
-                target,
-                outcome,
-                details,
-            },
-        )?;
+        let seq = self.audit_in(&transaction, actor, action, target, outcome, details)?;
         transaction.commit()?;
         Ok(seq)
     }

@@ -188,6 +188,21 @@ fn default_facility() -> u8 {
     10
 }
 
+/// An output's URL or syslog address that cannot be used; the operator
+/// must fix the config.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// The scheme is neither `http` nor `https`.
+    #[error("{0:?} is not an http:// or https:// URL")]
+    NotHttp(String),
+    /// The URL's host or port is missing or malformed.
+    #[error("{0:?} has no usable host[:port]")]
+    NoHost(String),
+    /// A syslog address is not `HOST:PORT`.
+    #[error("{0:?} is not HOST:PORT")]
+    NotHostPort(String),
+}
+
 /// A parsed `http://` or `https://` URL: the only shapes outputs accept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpUrl {
@@ -203,20 +218,20 @@ pub struct HttpUrl {
 
 impl HttpUrl {
     /// Parses `scheme://host[:port][/path]`.
-    pub fn parse(text: &str) -> Result<HttpUrl, String> {
+    pub fn parse(text: &str) -> Result<HttpUrl, AddressError> {
         let (https, rest) = if let Some(rest) = text.strip_prefix("https://") {
             (true, rest)
         } else if let Some(rest) = text.strip_prefix("http://") {
             (false, rest)
         } else {
-            return Err(format!("{text:?} is not an http:// or https:// URL"));
+            return Err(AddressError::NotHttp(text.to_string()));
         };
         let (authority, path) = match rest.find('/') {
             Some(index) => (&rest[..index], &rest[index..]),
             None => (rest, "/"),
         };
-        let (host, port) = split_host_port(authority)
-            .ok_or_else(|| format!("{text:?} has no usable host[:port]"))?;
+        let (host, port) =
+            split_host_port(authority).ok_or_else(|| AddressError::NoHost(text.to_string()))?;
         let port = match port {
             Some(port) => port,
             None if https => 443,
@@ -436,10 +451,10 @@ fn check_tls(problems: &mut Problems, name: &str, tls: Option<&ClientTls>) {
 }
 
 /// Parses `HOST:PORT` (IPv6 in brackets) for a syslog receiver.
-pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+pub fn parse_host_port(text: &str) -> Result<(String, u16), AddressError> {
     match split_host_port(text) {
         Some((host, Some(port))) => Ok((host, port)),
-        _ => Err(format!("{text:?} is not HOST:PORT")),
+        _ => Err(AddressError::NotHostPort(text.to_string())),
     }
 }
 

@@ -31,8 +31,10 @@ use tokio::sync::watch;
 use crate::backoff::backoff;
 use crate::event_log::{EventCursor, EventLog, StoredEvent};
 use crate::output::config::{ForwardConfig, HttpUrl, parse_host_port, severity_number};
-use crate::output::connect::{Connector, HttpClient, Stream};
-use crate::send_error::SendError;
+use crate::output::connect;
+use countywatch_net::connect::{Connector, Stream};
+use countywatch_net::http_client::HttpClient;
+use countywatch_net::send_error::SendError;
 
 /// The outcomes `countywatch_forward_events_total` is labelled with.
 pub const RESULTS: [&str; 4] = ["sent", "filtered", "retried", "rejected"];
@@ -253,21 +255,21 @@ enum SendFailure {
 
 fn build_target(config: &ForwardConfig) -> anyhow::Result<Target> {
     if let Some(syslog) = &config.syslog {
-        let (host, port) = parse_host_port(&syslog.address.value).map_err(anyhow::Error::msg)?;
+        let (host, port) = parse_host_port(&syslog.address.value)?;
         return Ok(Target::Syslog {
-            connector: Connector::new(&host, port, syslog.tls.as_ref())?,
+            connector: connect::connector(&host, port, syslog.tls.as_ref())?,
             stream: None,
             facility: syslog.facility,
         });
     }
     if let Some(json) = &config.json_lines {
-        let url = HttpUrl::parse(&json.url.value).map_err(anyhow::Error::msg)?;
+        let url = HttpUrl::parse(&json.url.value)?;
         let authorization = match &json.bearer_token_file {
             Some(file) => Some(format!("Bearer {}", crate::secret::read_secret(file)?)),
             None => None,
         };
         return Ok(Target::JsonLines {
-            client: HttpClient::new(url, json.tls.as_ref(), Duration::from_secs(30))?,
+            client: connect::http_client(&url, json.tls.as_ref(), Duration::from_secs(30))?,
             authorization,
         });
     }
@@ -297,9 +299,12 @@ async fn send(target: &mut Target, events: &[&StoredEvent]) -> Result<(), SendFa
                 *stream = None;
             }
             if stream.is_none() {
-                *stream = Some(connector.connect(Duration::from_secs(10)).await.map_err(
-                    |message| SendFailure::Retry(format!("{}: {message}", connector.address())),
-                )?);
+                *stream = Some(
+                    connector
+                        .connect(Duration::from_secs(10))
+                        .await
+                        .map_err(|error| SendFailure::Retry(error.to_string()))?,
+                );
             }
             let Some(open) = stream.as_mut() else {
                 return Err(SendFailure::Retry("no connection".to_string()));
@@ -337,6 +342,7 @@ async fn send(target: &mut Target, events: &[&StoredEvent]) -> Result<(), SendFa
             client
                 .post(&headers, Bytes::from(body))
                 .await
+                .map(|_| ())
                 .map_err(|error| match error {
                     SendError::Retryable(message) => SendFailure::Retry(message),
                     SendError::Permanent(message) => SendFailure::Rejected(message),

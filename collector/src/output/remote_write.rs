@@ -32,9 +32,9 @@ use tokio::sync::{Notify, watch};
 
 use crate::backoff::backoff;
 use crate::output::config::{HttpUrl, RemoteWriteConfig};
-use crate::output::connect::HttpClient;
+use crate::output::connect;
 use crate::secret::read_secret;
-use crate::send_error::SendError;
+use countywatch_net::send_error::SendError;
 
 /// The outcomes `countywatch_remote_write_samples_total` is labelled with.
 pub const RESULTS: [&str; 4] = ["sent", "retried", "rejected", "dropped"];
@@ -444,8 +444,8 @@ pub async fn send_loop(output: std::sync::Arc<RemoteWrite>, mut stopped: watch::
             return;
         }
     };
-    let mut client = match HttpClient::new(
-        url,
+    let mut client = match connect::http_client(
+        &url,
         output.config.tls.as_ref(),
         output.config.timeout.get(),
     ) {
@@ -507,7 +507,7 @@ pub async fn send_loop(output: std::sync::Arc<RemoteWrite>, mut stopped: watch::
             Err(error) => Err(SendError::Retryable(format!("{error:#}"))),
         };
         match outcome {
-            Ok(()) => {
+            Ok(_) => {
                 remove(&output, last_id).await;
                 output.count("sent", samples);
                 let now = SystemTime::now()
