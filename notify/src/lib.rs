@@ -779,7 +779,7 @@ fn give_notices(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::alert::LabelSet;
+    use crate::alert::LabelSet;
 
     #[tokio::test]
     async fn the_firing_alerts_are_listed_by_fingerprint_and_the_first_few_counted_apart() {
