@@ -90,6 +90,13 @@ pub struct ResponseConfig {
     pub never_block: Vec<Spanned<String>>,
     /// Most blocks held at once; beyond it the oldest is lifted first.
     pub max_blocks: usize,
+    /// Offline mode: once the agent has not reached the collector for
+    /// longer than this, it runs its own security events through the
+    /// host-scoped detection rules the collector sent it and applies their
+    /// blocks itself, in the mode it last received, until the collector
+    /// answers again. Keep it above `interval` and 25 s (the long poll),
+    /// which are how often a healthy link is heard from.
+    pub offline_after: PromDuration,
 }
 
 impl Default for ResponseConfig {
@@ -98,6 +105,7 @@ impl Default for ResponseConfig {
             backend: FirewallBackend::Auto,
             never_block: Vec::new(),
             max_blocks: 10_000,
+            offline_after: PromDuration(Duration::from_secs(60)),
         }
     }
 }
@@ -142,6 +150,9 @@ pub struct PathsConfig {
     pub procfs: PathBuf,
     /// sysfs mount point (node_exporter's `--path.sysfs`).
     pub sysfs: PathBuf,
+    /// udev's device database, read for the disks' identities
+    /// (node_exporter's `--path.udev.data`).
+    pub udev_data: PathBuf,
 }
 
 /// The probes: one section each, with its enable flag and interval.
@@ -205,16 +216,28 @@ pub struct ProbesConfig {
     pub timex: ProbeToggle,
     /// Energy counters of Intel RAPL power zones from /sys/class/powercap.
     pub rapl: ProbeToggle,
-    /// IPVS (LVS load balancer) totals and backends from /proc/net/ip_vs.
-    pub ipvs: ProbeToggle,
-    /// SCSI tape drives' I/O statistics from /sys/class/scsi_tape.
-    pub tapestats: ProbeToggle,
-    /// InfiniBand adapters' port state, rate and counters from /sys/class/infiniband.
-    pub infiniband: ProbeToggle,
-    /// Fibre Channel adapters' state and error counters from /sys/class/fc_host.
-    pub fibrechannel: ProbeToggle,
     /// Identity and state of NVMe controllers from /sys/class/nvme.
     pub nvme: ProbeToggle,
+    /// Fibre Channel adapters' state and error counters from /sys/class/fc_host.
+    pub fibrechannel: ProbeToggle,
+    /// InfiniBand adapters' port state, rate and counters from /sys/class/infiniband.
+    pub infiniband: ProbeToggle,
+    /// SCSI tape drives' I/O statistics from /sys/class/scsi_tape.
+    pub tapestats: ProbeToggle,
+    /// IPVS (LVS load balancer) totals and backends from /proc/net/ip_vs.
+    pub ipvs: ProbeToggle,
+    /// The NFS client's RPC and per-procedure counters from /proc/net/rpc/nfs.
+    pub nfs: ProbeToggle,
+    /// The kernel NFS server's counters from /proc/net/rpc/nfsd.
+    pub nfsd: ProbeToggle,
+    /// Per-filesystem XFS statistics from /sys/fs/xfs.
+    pub xfs: ProbeToggle,
+    /// Space allocation of Btrfs filesystems from /sys/fs/btrfs.
+    pub btrfs: ProbeToggle,
+    /// bcache cache sets from /sys/fs/bcache (without the priority stats).
+    pub bcache: ProbeToggle,
+    /// OpenZFS kstats (ARC, pools, datasets) from /proc/spl/kstat/zfs.
+    pub zfs: ProbeToggle,
     /// Metrics from `*.prom` files that cron jobs and scripts write.
     pub textfile: crate::probe::textfile::TextfileConfig,
     /// State of the listed systemd units.
@@ -525,6 +548,7 @@ impl Default for PathsConfig {
         PathsConfig {
             procfs: PathBuf::from("/proc"),
             sysfs: PathBuf::from("/sys"),
+            udev_data: PathBuf::from("/run/udev/data"),
         }
     }
 }
@@ -560,11 +584,17 @@ impl Default for ProbesConfig {
             dmi: ProbeToggle::default(),
             timex: ProbeToggle::default(),
             rapl: ProbeToggle::default(),
-            ipvs: ProbeToggle::default(),
-            tapestats: ProbeToggle::default(),
-            infiniband: ProbeToggle::default(),
-            fibrechannel: ProbeToggle::default(),
             nvme: ProbeToggle::default(),
+            fibrechannel: ProbeToggle::default(),
+            infiniband: ProbeToggle::default(),
+            tapestats: ProbeToggle::default(),
+            ipvs: ProbeToggle::default(),
+            nfs: ProbeToggle::default(),
+            nfsd: ProbeToggle::default(),
+            xfs: ProbeToggle::default(),
+            btrfs: ProbeToggle::default(),
+            bcache: ProbeToggle::default(),
+            zfs: ProbeToggle::default(),
             textfile: crate::probe::textfile::TextfileConfig::default(),
             systemd: SystemdConfig::default(),
             process: ProcessConfig::default(),
@@ -712,6 +742,9 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&self.response.max_blocks) {
             problems.general("response.max_blocks must be between 1 and 1000000");
+        }
+        if self.response.offline_after.get() < Duration::from_secs(1) {
+            problems.general("response.offline_after must be at least 1s");
         }
         let sources = &self.sources;
         for rule in &sources.ports.allow {
@@ -982,6 +1015,10 @@ mod tests {
         assert_eq!(config.response.max_blocks, 50);
         assert_eq!(Config::default().response.backend, FirewallBackend::Auto);
         assert_eq!(Config::default().response.max_blocks, 10_000);
+        assert_eq!(
+            Config::default().response.offline_after.get(),
+            Duration::from_secs(60)
+        );
         let bad = "response:\n  never_block: [10.0.0.0/33]\n  max_blocks: 0\n";
         let problems = Config::load_from_text(bad).unwrap_err().to_string();
         let lines: Vec<&str> = problems.lines().collect();

@@ -139,13 +139,16 @@ pub async fn run_with_reload(
     identity.finish_renewal()?;
     let tls = transport::mutual_tls(&identity)?;
     let transport = Transport::new(url.clone(), tls, config.collector.timeout.get());
-    let responder = response::Responder::new(response::Response::open(
-        &config.response,
-        url,
-        &config.paths.procfs,
-        &config.state_dir,
-        now_ms(),
-    ));
+    let responder = response::Responder::new(
+        response::Response::open(
+            &config.response,
+            url,
+            &config.paths.procfs,
+            &config.state_dir,
+            now_ms(),
+        ),
+        config.response.offline_after.get(),
+    );
     let poller = tokio::spawn(response::delivery::poll_loop(
         transport.sibling(),
         Arc::clone(&responder),
@@ -237,6 +240,7 @@ pub async fn run_with_reload(
             if backlog {
                 wake.notify_one();
             }
+            responder.evaluate_offline(&events).await;
             let positions = checkpoint.positions();
             if (!events.is_empty() || !positions.is_empty())
                 && !spool_holding(
@@ -266,6 +270,7 @@ pub async fn run_with_reload(
         if backlog {
             wake.notify_one();
         }
+        responder.evaluate_offline(&events).await;
         metrics.extend(sources.metrics());
         metrics.extend(responder.metrics());
         metrics.push(collection::agent_info(&config.labels));
@@ -593,6 +598,7 @@ async fn send_loop(
             .await
         {
             Ok(answer) => {
+                responder.contact();
                 if failing {
                     tracing::info!("collector reachable again");
                     failing = false;

@@ -24,9 +24,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use countywatch_daemon::config_file::Problems;
 use countywatch_daemon::duration::PromDuration;
+use countywatch_labels::labels::{Labels, METRIC_NAME};
 use countywatch_rules::alert::{Alert, State};
 use countywatch_rules::group::{EvalOptions, Group, Rule};
-use countywatch_rules::labels::{Labels, METRIC_NAME};
 use countywatch_rules::promql::analysis::history_needed;
 use countywatch_rules::rulefmt;
 use countywatch_rules::storage::{Millis, Storage};

@@ -474,12 +474,13 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         registry: Arc::clone(&registry),
         telemetry: Arc::clone(&telemetry),
         outputs,
-        decisions: Arc::new(active_response::feed::FeedState {
-            store: Arc::clone(&incident_store),
-            config: Arc::clone(&response),
-            stopped: stopped.clone(),
-            metrics: response_metrics,
-        }),
+        decisions: Arc::new(active_response::feed::FeedState::new(
+            Arc::clone(&incident_store),
+            Arc::clone(&response),
+            stopped.clone(),
+            response_metrics,
+            active_response::offline_rules::build(&config.detection, &response),
+        )),
         max_body_bytes: config.ingest.max_body_bytes,
         max_decompressed_bytes: config.ingest.max_decompressed_bytes,
         budget: Arc::new(ingest_budget::InflightBudget::new(

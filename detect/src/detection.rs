@@ -3,6 +3,7 @@
 //! the incident store (an incident with its evidence).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use countywatch_wire::Event;
 use serde::{Deserialize, Serialize};
@@ -85,4 +86,23 @@ pub struct Detection {
     /// The rule's active response, for the collector to make a decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<crate::response::ResponseSpec>,
+}
+
+impl Detection {
+    /// The address the detection is about, for a `block_source` response:
+    /// its `src_ip` label (the rule groups by it), else the one `src_ip`
+    /// all its evidence shares. The collector and an agent working offline
+    /// both block this address.
+    pub fn source_address(&self) -> Option<IpAddr> {
+        if let Some(label) = self.labels.get("src_ip") {
+            return label.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+        }
+        let mut addresses = self
+            .evidence
+            .iter()
+            .filter_map(|evidence| evidence.event.fields.src_ip)
+            .map(|ip| ip.to_canonical());
+        let first = addresses.next()?;
+        addresses.all(|other| other == first).then_some(first)
+    }
 }

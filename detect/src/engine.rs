@@ -15,8 +15,8 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash, Hasher};
 
-use countywatch_rules::labels::Labels;
-use countywatch_rules::template::Data;
+use countywatch_labels::labels::Labels;
+use countywatch_labels::template::Data;
 use countywatch_wire::{Event, EventKind};
 use serde::{Deserialize, Serialize};
 
@@ -620,7 +620,7 @@ impl Engine {
             value: hits.len() as f64,
         };
         let mut failures = 0;
-        let mut render = |template: &countywatch_rules::template::Template| {
+        let mut render = |template: &countywatch_labels::template::Template| {
             template.render(&data).unwrap_or_else(|_| {
                 failures += 1;
                 template.source().to_string()

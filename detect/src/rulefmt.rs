@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use countywatch_daemon::config_file::{self, Problems, Spanned};
 use countywatch_daemon::duration;
-use countywatch_rules::template::Template;
+use countywatch_labels::template::Template;
 use serde::Deserialize;
 
 use crate::condition::{self, Condition, KindSet, Scope};

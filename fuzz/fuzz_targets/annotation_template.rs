@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use countywatch_rules::labels::Labels;
-use countywatch_rules::template::{Data, Template};
+use countywatch_labels::labels::Labels;
+use countywatch_labels::template::{Data, Template};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

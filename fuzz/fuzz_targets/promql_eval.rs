@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use countywatch_rules::labels::Labels;
+use countywatch_labels::labels::Labels;
 use countywatch_rules::promql::{Evaluator, parse_expr};
 use countywatch_rules::storage::{Storage, stale_marker};
 use libfuzzer_sys::fuzz_target;

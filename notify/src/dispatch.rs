@@ -652,7 +652,7 @@ pub fn alertmanager_order(left: &LabelSet, right: &LabelSet) -> std::cmp::Orderi
 pub fn go_label_set_string(labels: &LabelSet) -> String {
     let inner: Vec<String> = labels
         .iter()
-        .map(|(name, value)| format!("{name}={}", countywatch_rules::labels::quote(value)))
+        .map(|(name, value)| format!("{name}={}", countywatch_labels::labels::quote(value)))
         .collect();
     format!("{{{}}}", inner.join(", "))
 }

@@ -7,11 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::labels::{FastMap, Labels, METRIC_NAME};
 use crate::promql::Sample;
 use crate::rulefmt::RuleSpec;
 use crate::storage::Millis;
-use crate::template::{Data, Template};
+use countywatch_labels::labels::{FastMap, Labels, METRIC_NAME};
+use countywatch_labels::template::{Data, Template};
 
 /// How long a resolved alert is kept, as Prometheus's `resolvedRetention`.
 pub const RESOLVED_RETENTION: Millis = 15 * 60 * 1000;

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::alert::{Alert, AlertingRule};
-use crate::labels::{FastSet, Labels};
 use crate::promql::{Evaluator, Sample, Value};
 use crate::recording::RecordingRule;
 use crate::rulefmt::GroupSpec;
 use crate::storage::{Millis, Storage, stale_marker};
+use countywatch_labels::labels::{FastSet, Labels};
 
 /// Settings shared by every group.
 #[derive(Clone, Debug)]

@@ -2,10 +2,10 @@
 //! metric name with its labels applied, as Prometheus's
 //! `RecordingRule.Eval`.
 
-use crate::labels::{Labels, METRIC_NAME};
 use crate::promql::Sample;
 use crate::rulefmt::{RuleKind, RuleSpec};
 use crate::storage::Millis;
+use countywatch_labels::labels::{Labels, METRIC_NAME};
 
 /// A recording rule ready to run.
 #[derive(Clone, Debug)]
@@ -42,8 +42,10 @@ impl RecordingRule {
         limit: usize,
     ) -> Result<Vec<Sample>, String> {
         let mut output = Vec::with_capacity(result.len());
-        let mut seen =
-            crate::labels::FastSet::with_capacity_and_hasher(result.len(), Default::default());
+        let mut seen = countywatch_labels::labels::FastSet::with_capacity_and_hasher(
+            result.len(),
+            Default::default(),
+        );
         for sample in result {
             let mut labels: Labels = sample.labels;
             labels.set(METRIC_NAME, &self.name);

@@ -17,7 +17,7 @@ use promql_parser::parser::Expr;
 use serde::Deserialize;
 
 use crate::promql::parse_expr;
-use crate::template::Template;
+use countywatch_labels::template::Template;
 
 /// A rule file as written.
 #[derive(Clone, Debug, Deserialize)]

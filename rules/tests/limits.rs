@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use countywatch_rules::labels::Labels;
+use countywatch_labels::labels::Labels;
 use countywatch_rules::promql::{Evaluator, parse_expr};
 use countywatch_rules::storage::{AppendError, Storage};
 

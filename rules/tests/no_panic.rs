@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use countywatch_rules::labels::Labels;
+use countywatch_labels::labels::Labels;
 use countywatch_rules::promql::{Evaluator, parse_expr};
 use countywatch_rules::storage::{Storage, stale_marker};
 

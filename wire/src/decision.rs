@@ -17,6 +17,14 @@
 //! Updates are ordered by id and an id is never reused, so an agent that
 //! was offline catches up by asking for everything after its cursor.
 //! A removal is an update too ([`DecisionUpdate::removed`]).
+//!
+//! For the time it cannot reach the collector, an agent keeps the
+//! host-scoped detection rules that carry a `response:` ([`OfflineRules`]).
+//! It names the set it holds in the long poll (`rules=VERSION`, see
+//! [`RULES_QUERY`]); the collector answers with the set only when it holds
+//! another one, so the rules cross the link once per change. A collector
+//! that predates offline mode ignores the parameter, and an agent that
+//! predates it never sends one and is never sent rules.
 
 use std::net::IpAddr;
 
@@ -35,6 +43,9 @@ pub const DECISIONS_AFTER_HEADER: &str = "x-countywatch-decisions-after";
 pub const MAX_DECISIONS_WAIT_SECONDS: u64 = 60;
 /// Most updates in one feed; an agent further behind asks again.
 pub const MAX_FEED_UPDATES: usize = 10_000;
+/// The long poll's query parameter naming the [`OfflineRules::version`] the
+/// agent holds (empty for none).
+pub const RULES_QUERY: &str = "rules";
 
 /// Whether a decision blocks or only records what it would block.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +104,46 @@ pub struct DecisionFeed {
     /// True when more updates are waiting than one feed holds.
     #[serde(default)]
     pub more: bool,
+    /// The rules for offline mode, present only in a long poll's answer
+    /// whose [`RULES_QUERY`] named another version than the collector's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_rules: Option<OfflineRules>,
+}
+
+/// The detection rules an agent evaluates by itself while it cannot reach
+/// the collector: those whose `response:` is host-scoped, as rule files the
+/// agent's detection engine loads (a rule may use its file's lists and
+/// macros, so a file is sent whole, with the ids to keep from it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineRules {
+    /// Names this set: a digest of everything below, sent back by the agent
+    /// so that an unchanged set is not sent again.
+    pub version: String,
+    /// The files holding such rules.
+    #[serde(default)]
+    pub files: Vec<OfflineRuleFile>,
+    /// The collector's `response.max_duration`, in milliseconds: no block
+    /// made offline lasts longer.
+    pub max_duration_ms: i64,
+    /// The collector's `response.never_block` entries (addresses and CIDR
+    /// blocks): the agent never blocks them offline either.
+    #[serde(default)]
+    pub never_block: Vec<String>,
+}
+
+/// One detection rule file for offline mode.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineRuleFile {
+    /// Where the collector loaded it from, for the agent's messages.
+    pub name: String,
+    /// The file's text.
+    pub text: String,
+    /// The ids of the rules to run from it; the file's other rules are not
+    /// run (they have no response, a county scope, or were replaced or
+    /// disabled at the collector).
+    pub rules: Vec<String>,
 }
 
 /// What an agent did with the updates it received.
@@ -132,6 +183,17 @@ pub struct LocalDecision {
     pub expires_at_ms: i64,
     /// The mode the agent honoured (the one it last received).
     pub mode: ResponseMode,
+    /// The detection's group key (`src_ip=203.0.113.9`), so that the
+    /// collector files it under the incident its own engine opens for the
+    /// same rule and key when the agent's spooled events arrive.
+    #[serde(default)]
+    pub group_key: String,
+    /// The detection's title, templates expanded.
+    #[serde(default)]
+    pub title: String,
+    /// The rule's severity (`low`, `medium`, `high`, `critical`).
+    #[serde(default)]
+    pub severity: String,
 }
 
 /// The body of `POST /v1/decisions/local`.
@@ -161,6 +223,7 @@ mod tests {
             }],
             mode: ResponseMode::Enforce,
             more: false,
+            offline_rules: None,
         };
         let text = serde_json::to_string(&feed).unwrap_or_default();
         assert!(text.contains("\"mode\":\"enforce\""), "{text}");
@@ -168,5 +231,33 @@ mod tests {
         assert_eq!(back, feed);
         let empty: DecisionFeed = serde_json::from_str("{\"cursor\":0}").unwrap_or_default();
         assert_eq!(empty.mode, ResponseMode::DryRun);
+        // A feed without offline rules reads as it did before offline
+        // mode, so an agent that predates it still accepts it.
+        assert!(!text.contains("offline_rules"), "{text}");
+    }
+
+    #[test]
+    fn offline_rules_ride_in_the_feed_and_local_decisions_read_without_their_new_fields() {
+        let feed = DecisionFeed {
+            cursor: 1,
+            offline_rules: Some(OfflineRules {
+                version: "v1".to_string(),
+                files: vec![OfflineRuleFile {
+                    name: "builtin/ssh.yaml".to_string(),
+                    text: "rules: []\n".to_string(),
+                    rules: vec!["ssh_brute_force".to_string()],
+                }],
+                max_duration_ms: 3_600_000,
+                never_block: vec!["10.0.0.0/8".to_string()],
+            }),
+            ..DecisionFeed::default()
+        };
+        let text = serde_json::to_string(&feed).unwrap_or_default();
+        let back: DecisionFeed = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(back, feed);
+        let old = "{\"decisions\":[{\"address\":\"192.0.2.1\",\"rule\":\"r\",\"started_at_ms\":1,\"expires_at_ms\":2,\"mode\":\"enforce\"}]}";
+        let local: LocalDecisions = serde_json::from_str(old).unwrap_or_default();
+        assert_eq!(local.decisions.len(), 1);
+        assert_eq!(local.decisions[0].group_key, "");
     }
 }

@@ -27,7 +27,7 @@ pub use codec::{
 pub use decision::{
     DECISIONS_ACK_PATH, DECISIONS_AFTER_HEADER, DECISIONS_LOCAL_PATH, DECISIONS_PATH, DecisionAck,
     DecisionFeed, DecisionUpdate, LocalDecision, LocalDecisions, MAX_DECISIONS_WAIT_SECONDS,
-    MAX_FEED_UPDATES, RefusedUpdate, ResponseMode,
+    MAX_FEED_UPDATES, OfflineRuleFile, OfflineRules, RULES_QUERY, RefusedUpdate, ResponseMode,
 };
 pub use event::{
     Event, EventError, EventFields, EventKind, EventSource, FileState, MAX_FIELD_BYTES,

@@ -3,8 +3,14 @@
 //! (`node_disk_read_bytes_total{device}` and its siblings), with its
 //! default device exclusion (partitions, loop, ram and floppy devices),
 //! and `node_disk_info{device,major,minor,path,wwn,model,serial,revision}`
-//! with the identity udev recorded under /run/udev/data (empty labels where
-//! udev has none, as in a container).
+//! with the identity udev recorded under /run/udev/data (`paths.udev_data`;
+//! empty labels where
+//! udev has none, as in a container). From the same udev record, as
+//! node_exporter 1.5 does: `node_disk_filesystem_info` for a device holding
+//! a filesystem udev identified, `node_disk_device_mapper_info` for a
+//! device-mapper device (LVM volumes, dm-crypt), and for ATA disks
+//! `node_disk_ata_write_cache`, `node_disk_ata_write_cache_enabled` and
+//! `node_disk_ata_rotation_rate_rpm` (each only where udev recorded it).
 //!
 //! The kernel counts sectors of 512 bytes whatever the device's real sector
 //! size, and times in milliseconds; both become bytes and seconds here.
@@ -105,19 +111,41 @@ const COLUMNS: [(&str, &str, f64); 17] = [
     ),
 ];
 
+/// The udev properties of an ATA disk served as gauges, by property:
+/// family name and help.
+const ATA_PROPERTIES: [(&str, &str, &str); 3] = [
+    (
+        "ID_ATA_WRITE_CACHE",
+        "node_disk_ata_write_cache",
+        "ATA disk has a write cache.",
+    ),
+    (
+        "ID_ATA_WRITE_CACHE_ENABLED",
+        "node_disk_ata_write_cache_enabled",
+        "ATA disk has its write cache enabled.",
+    ),
+    (
+        "ID_ATA_ROTATION_RATE_RPM",
+        "node_disk_ata_rotation_rate_rpm",
+        "ATA disk rotation rate in RPMs (0 for SSDs).",
+    ),
+];
+
 /// /proc/diskstats counts in 512-byte sectors regardless of the device.
 const SECTOR_BYTES: f64 = 512.0;
 
-/// Reads `<procfs>/diskstats`.
+/// Reads `<procfs>/diskstats` and `<udev_data>/b<major>:<minor>`.
 pub struct DiskProbe {
     /// procfs root, `/proc` unless configured.
     procfs: PathBuf,
+    /// udev's database, `/run/udev/data` unless configured.
+    udev_data: PathBuf,
 }
 
 impl DiskProbe {
-    /// A probe reading under `procfs`.
-    pub fn new(procfs: PathBuf) -> Self {
-        DiskProbe { procfs }
+    /// A probe reading under `procfs` and `udev_data`.
+    pub fn new(procfs: PathBuf, udev_data: PathBuf) -> Self {
+        DiskProbe { procfs, udev_data }
     }
 }
 
@@ -133,7 +161,7 @@ impl Probe for DiskProbe {
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let (_, text) = read_file(self.procfs.join("diskstats"))?;
         out.extend(parse(&text, &|major, minor| {
-            std::fs::read_to_string(format!("/run/udev/data/b{major}:{minor}")).ok()
+            std::fs::read_to_string(self.udev_data.join(format!("b{major}:{minor}"))).ok()
         }));
         Ok(())
     }
@@ -159,6 +187,18 @@ pub fn parse(text: &str, udev: &dyn Fn(&str, &str) -> Option<String>) -> Vec<Met
             MetricFamily::new(*name, *help, kind)
         })
         .collect();
+    let mut filesystem_info = MetricFamily::new(
+        "node_disk_filesystem_info",
+        "Info about disk filesystem.",
+        MetricKind::Gauge,
+    );
+    let mut device_mapper_info = MetricFamily::new(
+        "node_disk_device_mapper_info",
+        "Info about disk device mapper.",
+        MetricKind::Gauge,
+    );
+    let mut ata =
+        ATA_PROPERTIES.map(|(_, name, help)| MetricFamily::new(name, help, MetricKind::Gauge));
     for line in text.lines() {
         let mut fields = line.split_whitespace();
         let (Some(major), Some(minor), Some(device)) =
@@ -170,9 +210,11 @@ pub fn parse(text: &str, udev: &dyn Fn(&str, &str) -> Option<String>) -> Vec<Met
             continue;
         }
         let properties = udev(major, minor).unwrap_or_default();
+        // The last record of a property wins, as in node_exporter's map.
         let property = |key: &str| {
             properties
                 .lines()
+                .rev()
                 .filter_map(|line| line.strip_prefix("E:")?.split_once('='))
                 .find(|(name, _)| *name == key)
                 .map(|(_, value)| value)
@@ -195,8 +237,47 @@ pub fn parse(text: &str, udev: &dyn Fn(&str, &str) -> Option<String>) -> Vec<Met
         for ((family, (_, _, factor)), value) in families.iter_mut().zip(COLUMNS).zip(values) {
             family.push(&[("device", device)], value * factor);
         }
+        let filesystem_type = property("ID_FS_TYPE");
+        if !filesystem_type.is_empty() {
+            filesystem_info.push(
+                &[
+                    ("device", device),
+                    ("type", filesystem_type),
+                    ("usage", property("ID_FS_USAGE")),
+                    ("uuid", property("ID_FS_UUID")),
+                    ("version", property("ID_FS_VERSION")),
+                ],
+                1.0,
+            );
+        }
+        let mapper_name = property("DM_NAME");
+        if !mapper_name.is_empty() {
+            device_mapper_info.push(
+                &[
+                    ("device", device),
+                    ("name", mapper_name),
+                    ("uuid", property("DM_UUID")),
+                    ("vg_name", property("DM_VG_NAME")),
+                    ("lv_name", property("DM_LV_NAME")),
+                    ("lv_layer", property("DM_LV_LAYER")),
+                ],
+                1.0,
+            );
+        }
+        if !property("ID_ATA").is_empty() {
+            for (family, (key, _, _)) in ata.iter_mut().zip(ATA_PROPERTIES) {
+                // A missing or unparsable property is left out, as
+                // node_exporter leaves it out.
+                if let Ok(value) = property(key).parse::<f64>() {
+                    family.push(&[("device", device)], value);
+                }
+            }
+        }
     }
     families.push(info);
+    families.push(filesystem_info);
+    families.push(device_mapper_info);
+    families.extend(ata);
     families.retain(|family| !family.samples.is_empty());
     families
 }
@@ -307,6 +388,105 @@ E:ID_SERIAL_SHORT=abc123\nE:ID_MODEL=QEMU=DISK\n"
         // The old 11-column nvme line has no discard or flush counters.
         assert_eq!(find("node_disk_flush_requests_total").samples.len(), 1);
         assert_eq!(find("node_disk_discards_completed_total").samples.len(), 2);
+    }
+
+    /// A udev record of an LVM volume holding ext4, as systemd 252 writes it.
+    const UDEV_LVM: &str = "S:disk/by-id/dm-name-vg0-root
+S:mapper/vg0-root
+I:2718302
+E:DM_UDEV_DISABLE_LIBRARY_FALLBACK_FLAG=1
+E:DM_UDEV_PRIMARY_SOURCE_FLAG=1
+E:DM_UDEV_RULES_VSN=2
+E:DM_NAME=vg0-root
+E:DM_UUID=LVM-4wMbD4pfKbTnYB4X3bJ2Ck0aMwXeHTdkX0dNo1W6rEQ0tq7J1bnf6wrQ7F8YQOjZ
+E:DM_SUSPENDED=0
+E:DM_VG_NAME=vg0
+E:DM_LV_NAME=root
+E:ID_FS_UUID=a2b1c2d3-0f1e-4d5c-9b8a-112233445566
+E:ID_FS_UUID_ENC=a2b1c2d3-0f1e-4d5c-9b8a-112233445566
+E:ID_FS_VERSION=1.0
+E:ID_FS_TYPE=ext4
+E:ID_FS_USAGE=filesystem
+G:systemd
+Q:systemd
+V:1
+";
+
+    /// A udev record of a SATA disk: a spinning one with a write cache.
+    const UDEV_ATA: &str = "S:disk/by-id/ata-WDC_WD40EFRX-68N32N0_WD-WCC7K0XXXXXX
+E:ID_ATA=1
+E:ID_TYPE=disk
+E:ID_BUS=ata
+E:ID_MODEL=WDC_WD40EFRX-68N32N0
+E:ID_REVISION=82.00A82
+E:ID_SERIAL_SHORT=WD-WCC7K0XXXXXX
+E:ID_ATA_WRITE_CACHE=1
+E:ID_ATA_WRITE_CACHE_ENABLED=1
+E:ID_ATA_ROTATION_RATE_RPM=5400
+E:ID_ATA_SATA=1
+E:ID_PART_TABLE_TYPE=gpt
+E:ID_PATH=pci-0000:00:17.0-ata-1
+";
+
+    #[test]
+    fn udev_filesystem_device_mapper_and_ata_properties() {
+        let diskstats = "   8       0 sda 1 2 3 4 5 6 7 8 9 10 11
+ 253       0 dm-0 1 2 3 4 5 6 7 8 9 10 11
+ 253       1 dm-1 1 2 3 4 5 6 7 8 9 10 11
+";
+        let families = parse(diskstats, &|major, minor| match (major, minor) {
+            ("8", "0") => Some(UDEV_ATA.to_string()),
+            ("253", "0") => Some(UDEV_LVM.to_string()),
+            // A device whose ATA record has a property that is no number.
+            ("253", "1") => Some("E:ID_ATA=1\nE:ID_ATA_WRITE_CACHE=yes\n".to_string()),
+            _ => None,
+        });
+        let labels = |name: &str| -> Vec<Vec<(String, String)>> {
+            families
+                .iter()
+                .find(|family| family.name == name)
+                .map(|family| family.samples.iter().map(|s| s.labels.clone()).collect())
+                .unwrap_or_default()
+        };
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            labels("node_disk_filesystem_info"),
+            vec![pairs(&[
+                ("device", "dm-0"),
+                ("type", "ext4"),
+                ("usage", "filesystem"),
+                ("uuid", "a2b1c2d3-0f1e-4d5c-9b8a-112233445566"),
+                ("version", "1.0"),
+            ])]
+        );
+        assert_eq!(
+            labels("node_disk_device_mapper_info"),
+            vec![pairs(&[
+                ("device", "dm-0"),
+                ("name", "vg0-root"),
+                (
+                    "uuid",
+                    "LVM-4wMbD4pfKbTnYB4X3bJ2Ck0aMwXeHTdkX0dNo1W6rEQ0tq7J1bnf6wrQ7F8YQOjZ"
+                ),
+                ("vg_name", "vg0"),
+                ("lv_name", "root"),
+                ("lv_layer", ""),
+            ])]
+        );
+        for (name, value) in [
+            ("node_disk_ata_write_cache", 1.0),
+            ("node_disk_ata_write_cache_enabled", 1.0),
+            ("node_disk_ata_rotation_rate_rpm", 5400.0),
+        ] {
+            let family = families.iter().find(|family| family.name == name).unwrap();
+            assert_eq!(family.samples.len(), 1, "{name}: only sda");
+            assert_eq!(family.samples[0].labels, pairs(&[("device", "sda")]));
+            assert_eq!(family.samples[0].value, value);
+        }
     }
 
     #[test]

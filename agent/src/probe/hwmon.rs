@@ -440,15 +440,7 @@ fn read_sensors(dir: &Path, sensors: &mut BTreeMap<String, Sensor>) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Writes `files` (relative path, text) under `root`.
-    fn write_tree(root: &Path, files: &[(&str, &str)]) {
-        for (relative, text) in files {
-            let path = root.join(relative);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        }
-    }
+    use crate::probe::write_tree;
 
     fn symlink(target: &str, link: &Path) {
         std::fs::create_dir_all(link.parent().unwrap()).unwrap();

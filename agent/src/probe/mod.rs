@@ -17,7 +17,9 @@
 //! [`validate`].
 
 mod arp;
+mod bcache;
 mod bonding;
+mod btrfs;
 mod conntrack;
 mod cpu;
 mod cpu_throttle;
@@ -38,6 +40,8 @@ mod mdadm;
 mod memory;
 mod netstat;
 mod network;
+mod nfs;
+mod nfsd;
 mod nvme;
 mod powersupplyclass;
 mod pressure;
@@ -58,6 +62,8 @@ mod thermal_zone;
 mod timex;
 mod udp_queues;
 mod vmstat;
+mod xfs;
+mod zfs;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -273,6 +279,38 @@ pub(crate) fn label_pairs(sample: &countywatch_wire::Sample) -> Vec<(&str, &str)
         .collect()
 }
 
+/// For tests: writes `files` (relative path, text) under `root`, creating
+/// the directories.
+#[cfg(test)]
+pub(crate) fn write_tree(root: &Path, files: &[(&str, &str)]) {
+    for (relative, text) in files {
+        let path = root.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+/// For tests: the value of the first sample of family `name` that carries
+/// every label value in `label_values`, whatever the label names.
+#[cfg(test)]
+pub(crate) fn sample_value(
+    families: &[MetricFamily],
+    name: &str,
+    label_values: &[&str],
+) -> Option<f64> {
+    families
+        .iter()
+        .find(|family| family.name == name)?
+        .samples
+        .iter()
+        .find(|sample| {
+            label_values
+                .iter()
+                .all(|wanted| sample.labels.iter().any(|(_, value)| value == wanted))
+        })
+        .map(|sample| sample.value)
+}
+
 /// Builds a node_exporter collector that reads under procfs and sysfs.
 type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 
@@ -280,7 +318,7 @@ type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
 /// roots, with their config sections: the one table [`build`] and
 /// [`validate`] both read, so adding such a collector is its file, its
 /// config field and one line here.
-fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 25] {
+fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 31] {
     [
         ("vmstat", &probes.vmstat, |procfs, sysfs| {
             Box::new(vmstat::probe(procfs, sysfs))
@@ -337,23 +375,41 @@ fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeP
             Box::new(dmi::DmiProbe::new(sysfs))
         }),
         ("timex", &probes.timex, |_, _| Box::new(timex::TimexProbe)),
-        ("ipvs", &probes.ipvs, |procfs, sysfs| {
-            Box::new(ipvs::probe(procfs, sysfs))
-        }),
-        ("tapestats", &probes.tapestats, |_, sysfs| {
-            Box::new(tapestats::TapestatsProbe::new(sysfs))
-        }),
-        ("infiniband", &probes.infiniband, |_, sysfs| {
-            Box::new(infiniband::InfinibandProbe::new(sysfs))
-        }),
-        ("fibrechannel", &probes.fibrechannel, |_, sysfs| {
-            Box::new(fibrechannel::FibreChannelProbe::new(sysfs))
+        ("rapl", &probes.rapl, |_, sysfs| {
+            Box::new(rapl::RaplProbe::new(sysfs))
         }),
         ("nvme", &probes.nvme, |_, sysfs| {
             Box::new(nvme::NvmeProbe::new(sysfs))
         }),
-        ("rapl", &probes.rapl, |_, sysfs| {
-            Box::new(rapl::RaplProbe::new(sysfs))
+        ("fibrechannel", &probes.fibrechannel, |_, sysfs| {
+            Box::new(fibrechannel::FibreChannelProbe::new(sysfs))
+        }),
+        ("infiniband", &probes.infiniband, |_, sysfs| {
+            Box::new(infiniband::InfinibandProbe::new(sysfs))
+        }),
+        ("tapestats", &probes.tapestats, |_, sysfs| {
+            Box::new(tapestats::TapestatsProbe::new(sysfs))
+        }),
+        ("ipvs", &probes.ipvs, |procfs, sysfs| {
+            Box::new(ipvs::probe(procfs, sysfs))
+        }),
+        ("nfs", &probes.nfs, |procfs, sysfs| {
+            Box::new(nfs::probe(procfs, sysfs))
+        }),
+        ("nfsd", &probes.nfsd, |procfs, sysfs| {
+            Box::new(nfsd::probe(procfs, sysfs))
+        }),
+        ("xfs", &probes.xfs, |_, sysfs| {
+            Box::new(xfs::XfsProbe::new(sysfs))
+        }),
+        ("btrfs", &probes.btrfs, |_, sysfs| {
+            Box::new(btrfs::BtrfsProbe::new(sysfs))
+        }),
+        ("bcache", &probes.bcache, |_, sysfs| {
+            Box::new(bcache::BcacheProbe::new(sysfs))
+        }),
+        ("zfs", &probes.zfs, |procfs, _| {
+            Box::new(zfs::ZfsProbe::new(procfs))
         }),
     ]
 }
@@ -394,7 +450,10 @@ pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
         ))
     });
     add(&probes.disk, &|| {
-        Box::new(disk::DiskProbe::new(procfs.clone()))
+        Box::new(disk::DiskProbe::new(
+            procfs.clone(),
+            config.paths.udev_data.clone(),
+        ))
     });
     add(&probes.network, &|| {
         Box::new(network::NetworkProbe::new(procfs.clone(), sysfs.clone()))

@@ -14,13 +14,21 @@
 //! A collector that does not know the endpoint (an older version answers
 //! 404) is asked again every five minutes; the batch answers carry no feed
 //! either, so nothing is applied meanwhile.
+//!
+//! Offline mode: the long poll names the offline rule set the agent holds
+//! (`rules=VERSION`) and receives the collector's when it differs. Every
+//! answer from the collector (batch, poll, report) tells the responder it
+//! is reachable. Once it is, the upkeep task reports the decisions made
+//! offline by `POST /v1/decisions/local` and forgets them when the
+//! collector has recorded them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use countywatch_wire::{
-    DECISIONS_ACK_PATH, DECISIONS_AFTER_HEADER, DECISIONS_PATH, DecisionAck, DecisionFeed,
+    DECISIONS_ACK_PATH, DECISIONS_AFTER_HEADER, DECISIONS_LOCAL_PATH, DECISIONS_PATH, DecisionAck,
+    DecisionFeed, LocalDecisions, RULES_QUERY,
 };
 use serde::Deserialize;
 
@@ -34,6 +42,10 @@ pub const POLL_WAIT_SECONDS: u64 = 25;
 const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 /// How often updates waiting for an SSH session to end are tried again.
 const RETRY_DEFERRED_EVERY: Duration = Duration::from_secs(2);
+/// Most decisions made offline reported in one request, so that a long
+/// outage's report stays far below the collector's body cap; the rest go
+/// in the next rounds.
+const REPORT_AT_ONCE: usize = 500;
 /// How long to wait before asking a collector without the endpoint again.
 const UNSUPPORTED_RETRY: Duration = Duration::from_secs(300);
 
@@ -79,7 +91,7 @@ async fn apply_and_acknowledge(
     transport: &mut Transport,
 ) -> bool {
     let more = feed.more;
-    if feed.updates.is_empty() {
+    if feed.updates.is_empty() && feed.offline_rules.is_none() {
         return more;
     }
     let ack = responder.apply(feed).await;
@@ -125,6 +137,57 @@ pub async fn upkeep_loop(mut transport: Transport, responder: Arc<Responder>) {
         }
         let ack = responder.retry_deferred().await;
         acknowledge(&ack, &mut transport).await;
+        report_offline_decisions(&responder, &mut transport).await;
+    }
+}
+
+/// Reports the decisions made offline once the collector is reachable, and
+/// forgets them when it has recorded them. A collector that cannot read
+/// them (an older one answers 400 or 404) never will: they are dropped,
+/// counted. Other failures keep them for the next round.
+async fn report_offline_decisions(responder: &Arc<Responder>, transport: &mut Transport) {
+    if responder.is_offline() {
+        return;
+    }
+    let mut decisions = responder.unreported();
+    if decisions.is_empty() {
+        return;
+    }
+    decisions.truncate(REPORT_AT_ONCE);
+    let count = decisions.len();
+    let body = match serde_json::to_vec(&LocalDecisions { decisions }) {
+        Ok(body) => body,
+        Err(error) => {
+            tracing::error!(%error, "cannot encode the decisions made offline");
+            return;
+        }
+    };
+    match transport
+        .post(DECISIONS_LOCAL_PATH, None, Bytes::from(body))
+        .await
+    {
+        Ok(_) => {
+            responder.contact();
+            tracing::info!(
+                count,
+                "reported the decisions made offline to the collector"
+            );
+            responder.reported(count, false).await;
+        }
+        Err(SendError::Rejected {
+            status: status @ (400 | 404 | 405),
+            ..
+        }) => {
+            tracing::error!(
+                count,
+                status,
+                "the collector cannot record the decisions made offline; dropping the report"
+            );
+            responder.reported(count, true).await;
+        }
+        Err(error) => {
+            tracing::warn!(%error, count, "cannot report the decisions made offline yet");
+        }
     }
 }
 
@@ -135,13 +198,15 @@ pub async fn poll_loop(mut transport: Transport, responder: Arc<Responder>) {
     let mut failing = false;
     loop {
         let path = format!(
-            "{DECISIONS_PATH}?after={}&wait={POLL_WAIT_SECONDS}",
-            responder.cursor()
+            "{DECISIONS_PATH}?after={}&wait={POLL_WAIT_SECONDS}&{RULES_QUERY}={}",
+            responder.cursor(),
+            responder.offline_rules_version()
         );
         let started = tokio::time::Instant::now();
         let wait = Duration::from_secs(POLL_WAIT_SECONDS) + transport.timeout();
         match transport.get(&path, wait).await {
             Ok(body) => {
+                responder.contact();
                 failing = false;
                 backoff.reset();
                 let feed = match serde_json::from_slice::<DecisionFeed>(&body) {

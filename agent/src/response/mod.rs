@@ -7,7 +7,9 @@
 //!   a list of [`Change`]s into one update of the agent's own sets.
 //! - [`state`]: `response.json`, the cursor and the blocks, on disk.
 //! - [`delivery`]: receiving updates from the collector (the batch answer
-//!   and the long poll) and acknowledging them.
+//!   and the long poll) and acknowledging them; reporting decisions made
+//!   offline.
+//! - [`offline`]: offline mode's rules and their detection engine.
 //!
 //! [`Response`] owns the block list: updates from the collector go through
 //! [`Response::apply_feed`], which checks each against the safety rules,
@@ -20,12 +22,23 @@
 //! and (at start only) elements found in the set without a record are
 //! adopted, so a crash or `kill -9` never flushes a block.
 //!
+//! Offline mode: once the collector has not been heard from for
+//! `response.offline_after`, [`Responder::evaluate_offline`] runs the
+//! agent's events through the host-scoped rules it was sent and turns
+//! what fires into updates of its own (ids from
+//! [`state::LOCAL_DECISIONS_FROM`]), which pass the same safety checks and
+//! firewall as the collector's, in the mode last received. Those applied
+//! are kept in `response.json` until the collector takes the report. A
+//! collector update for the same address replaces the agent's own block:
+//! the collector's decisions take over.
+//!
 //! Architecture invariant: the agent changes no firewall state but its own
 //! table (`inet countywatch`) or its own ipsets and their two rules.
 
 pub mod delivery;
 pub mod iptables;
 pub mod nftables;
+pub mod offline;
 pub mod safety;
 pub mod state;
 
@@ -34,18 +47,24 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use countywatch_detect::response::ResponseScope;
 use countywatch_wire::{
-    DecisionAck, DecisionFeed, DecisionUpdate, MetricFamily, MetricKind, RefusedUpdate,
-    ResponseMode,
+    DecisionAck, DecisionFeed, DecisionUpdate, Event, LocalDecision, MetricFamily, MetricKind,
+    OfflineRules, RefusedUpdate, ResponseMode,
 };
 
 use crate::config::{CollectorUrl, FirewallBackend, ResponseConfig};
+use offline::OfflineRuleSet;
 use safety::{Guard, Refusal};
-use state::{Block, ResponseState};
+use state::{Block, MadeOffline, ResponseState, is_local};
+
+/// Most decisions made offline kept for the report; beyond it the oldest
+/// is dropped (counted), so an agent cut off for weeks stays bounded.
+const MAX_UNREPORTED: usize = 10_000;
 
 /// One change to the kernel set.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -207,6 +226,22 @@ pub struct ResponseStats {
     active_enforce: AtomicU64,
     /// Dry-run blocks held now.
     active_dry_run: AtomicU64,
+    /// Whether the agent works offline now (1) or not (0).
+    offline: AtomicU64,
+    /// Offline rules held.
+    offline_rules: AtomicU64,
+    /// Detections of the offline rules.
+    offline_detections: AtomicU64,
+    /// Decisions made offline and applied, enforced.
+    offline_enforce: AtomicU64,
+    /// Decisions made offline and recorded in dry run.
+    offline_dry_run: AtomicU64,
+    /// Decisions made offline dropped unreported (over `MAX_UNREPORTED`,
+    /// or refused by a collector that cannot read them).
+    offline_unreported_dropped: AtomicU64,
+    /// Decisions made offline waiting to be reported now; also read by
+    /// the upkeep task, without the list's lock, to know whether to report.
+    offline_unreported: AtomicU64,
 }
 
 impl ResponseStats {
@@ -250,10 +285,48 @@ impl ResponseStats {
             &self.active_enforce,
             &self.active_dry_run,
         );
+        let offline = by_mode(
+            "countywatch_agent_response_offline_decisions_total",
+            "Block decisions this agent made by itself while it could not reach the collector, by mode.",
+            MetricKind::Counter,
+            &self.offline_enforce,
+            &self.offline_dry_run,
+        );
         vec![
             applied,
             refused,
             active,
+            offline,
+            MetricFamily::single(
+                "countywatch_agent_response_offline",
+                "Whether the agent works offline now: it has not reached the collector for response.offline_after and evaluates its offline rules itself.",
+                MetricKind::Gauge,
+                load(&self.offline),
+            ),
+            MetricFamily::single(
+                "countywatch_agent_response_offline_rules",
+                "Host-scoped detection rules held for offline mode, as the collector listed them.",
+                MetricKind::Gauge,
+                load(&self.offline_rules),
+            ),
+            MetricFamily::single(
+                "countywatch_agent_response_offline_detections_total",
+                "Detections of the offline rules while the agent worked offline.",
+                MetricKind::Counter,
+                load(&self.offline_detections),
+            ),
+            MetricFamily::single(
+                "countywatch_agent_response_offline_unreported",
+                "Decisions made offline waiting to be reported to the collector.",
+                MetricKind::Gauge,
+                load(&self.offline_unreported),
+            ),
+            MetricFamily::single(
+                "countywatch_agent_response_offline_unreported_dropped_total",
+                "Decisions made offline never reported to the collector (too many waiting, or refused by it).",
+                MetricKind::Counter,
+                load(&self.offline_unreported_dropped),
+            ),
             MetricFamily::single(
                 "countywatch_agent_response_expired_total",
                 "Enforced blocks whose time ran out (the kernel lifted them).",
@@ -301,6 +374,8 @@ pub struct Response {
     max_blocks: usize,
     /// Counters, shared with the batch that reports them.
     stats: Arc<ResponseStats>,
+    /// Offline mode's rules and engine.
+    offline: OfflineRuleSet,
 }
 
 impl Response {
@@ -360,7 +435,12 @@ impl Response {
             state,
             max_blocks: config.max_blocks,
             stats: Arc::new(ResponseStats::default()),
+            offline: OfflineRuleSet::load(state_dir),
         };
+        response
+            .stats
+            .offline_rules
+            .store(response.offline.rule_count() as u64, Ordering::Relaxed);
         response.reconcile(now_ms, true);
         response
     }
@@ -397,8 +477,158 @@ impl Response {
             .max(feed.cursor)
             .max(last.unwrap_or_default());
         self.state.mode = feed.mode;
+        if let Some(rules) = &feed.offline_rules {
+            self.replace_offline_rules(rules.clone());
+        }
         self.save();
         ack
+    }
+
+    /// Replaces the offline rules with `rules` (kept on disk).
+    pub fn replace_offline_rules(&mut self, rules: OfflineRules) {
+        self.offline.replace(&self.state_dir, rules);
+        self.stats
+            .offline_rules
+            .store(self.offline.rule_count() as u64, Ordering::Relaxed);
+    }
+
+    /// The offline rule set's version, for the long poll's query: the
+    /// collector's digest is hex; anything else reads as none, so that the
+    /// collector sends its set again.
+    pub fn offline_rules_version(&self) -> String {
+        let version = self.offline.version();
+        if version.bytes().all(|byte| byte.is_ascii_alphanumeric()) {
+            version.to_string()
+        } else {
+            String::new()
+        }
+    }
+
+    /// Runs `events` through the offline rules and applies the blocks of
+    /// what fires: host-scoped `block_source` responses, for at most the
+    /// collector's `max_duration`, in the rule's mode or else the one last
+    /// received. Returns the decisions made (applied or waiting).
+    /// `new_outage` starts the rules' state afresh.
+    pub fn evaluate_offline(&mut self, events: &[Event], now_ms: i64, new_outage: bool) -> usize {
+        if new_outage {
+            self.offline.start_outage();
+        }
+        let detections = self.offline.evaluate(events);
+        self.stats
+            .offline_detections
+            .fetch_add(detections.len() as u64, Ordering::Relaxed);
+        let mut updates = Vec::new();
+        for detection in &detections {
+            let Some(response) = detection
+                .response
+                .as_ref()
+                .filter(|response| response.scope == ResponseScope::Host)
+            else {
+                continue;
+            };
+            let Some(address) = detection.source_address() else {
+                tracing::warn!(rule = %detection.rule_id, "offline: no single source address to block");
+                continue;
+            };
+            // The collector's never_block binds the agent's own decisions:
+            // the collector would lift such a block at once anyway.
+            if let Some(entry) = self.offline.never_block(address) {
+                let refusal = Refusal::NeverBlock(format!("{entry}, the collector's"));
+                tracing::warn!(%address, rule = %detection.rule_id, reason = %refusal, "offline: block refused");
+                self.stats.refuse(&refusal);
+                continue;
+            }
+            let id = state::LOCAL_DECISIONS_FROM.saturating_add(self.state.next_local);
+            self.state.next_local = self.state.next_local.saturating_add(1);
+            let mode = response.mode.unwrap_or(self.state.mode);
+            let duration_ms = response
+                .duration_ms
+                .min(self.offline.max_duration_ms().max(1_000));
+            let expires_at_ms = now_ms.saturating_add(duration_ms);
+            tracing::warn!(%address, rule = %detection.rule_id, group = %detection.group_key, mode = ?mode, "offline: the collector is unreachable, blocking by this agent's own decision");
+            updates.push(DecisionUpdate {
+                id,
+                decision: id,
+                address,
+                expires_at_ms,
+                mode,
+                reason: format!("{} (offline, by this agent)", detection.rule_id),
+                removed: false,
+            });
+            self.state.made_offline.push(MadeOffline {
+                id,
+                report: LocalDecision {
+                    address,
+                    rule: detection.rule_id.clone(),
+                    started_at_ms: now_ms,
+                    expires_at_ms,
+                    mode,
+                    group_key: detection.group_key.clone(),
+                    title: detection.title.clone(),
+                    severity: detection.severity.as_str().to_string(),
+                },
+            });
+        }
+        let made = updates.len();
+        if made > 0 {
+            self.apply_updates(updates, now_ms);
+        }
+        made
+    }
+
+    /// The decisions made offline and applied that the collector has not
+    /// been told of yet, oldest first.
+    pub fn unreported(&self) -> &[LocalDecision] {
+        &self.state.unreported
+    }
+
+    /// Forgets the first `count` unreported decisions: the collector has
+    /// them (or refused them for good, `dropped`).
+    pub fn reported(&mut self, count: usize, dropped: bool) {
+        let count = count.min(self.state.unreported.len());
+        self.state.unreported.drain(..count);
+        if dropped {
+            self.stats
+                .offline_unreported_dropped
+                .fetch_add(count as u64, Ordering::Relaxed);
+        }
+        self.save();
+    }
+
+    /// Moves the decisions made offline that `ack` applied to the report,
+    /// and forgets those refused for good (not waiting for an SSH session).
+    fn settle_offline(&mut self, ack: &DecisionAck, now_ms: i64) {
+        if self.state.made_offline.is_empty() {
+            return;
+        }
+        for id in &ack.applied {
+            let Some(position) = self
+                .state
+                .made_offline
+                .iter()
+                .position(|made| made.id == *id)
+            else {
+                continue;
+            };
+            let made = self.state.made_offline.remove(position);
+            let counter = match made.report.mode {
+                ResponseMode::Enforce => &self.stats.offline_enforce,
+                ResponseMode::DryRun => &self.stats.offline_dry_run,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            self.state.unreported.push(made.report);
+        }
+        let waiting: HashSet<u64> = self.state.deferred.iter().map(|update| update.id).collect();
+        self.state
+            .made_offline
+            .retain(|made| waiting.contains(&made.id) && made.report.expires_at_ms > now_ms);
+        let excess = self.state.unreported.len().saturating_sub(MAX_UNREPORTED);
+        if excess > 0 {
+            self.state.unreported.drain(..excess);
+            self.stats
+                .offline_unreported_dropped
+                .fetch_add(excess as u64, Ordering::Relaxed);
+        }
     }
 
     /// Applies the deferred updates whose address no longer has an open
@@ -427,6 +657,10 @@ impl Response {
             self.apply_updates(ready, now_ms)
         };
         self.save();
+        // The agent's own decisions are reported, not acknowledged.
+        let mut ack = ack;
+        ack.applied.retain(|id| !is_local(*id));
+        ack.refused.retain(|refused| !is_local(refused.id));
         ack
     }
 
@@ -460,9 +694,16 @@ impl Response {
                     .deferred
                     .retain(|deferred| deferred.decision != update.decision);
                 let before = self.state.blocks.len();
-                self.state
-                    .blocks
-                    .retain(|block| block.decision != Some(update.decision));
+                // The collector lifting an address lifts the agent's own
+                // block of it too (its decisions take over), even when
+                // the block it lifts never reached this agent.
+                let collector_update = !is_local(update.id);
+                self.state.blocks.retain(|block| {
+                    block.decision != Some(update.decision)
+                        && !(collector_update
+                            && block.decision.is_some_and(is_local)
+                            && block.address == address)
+                });
                 if self.state.blocks.len() < before {
                     self.stats.lifted.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(%address, decision = update.decision, "block lifted by the collector");
@@ -499,11 +740,20 @@ impl Response {
                 continue;
             }
             // A new update of a decision replaces it; an adopted element
-            // of the same address is now accounted for by the decision.
+            // of the same address is now accounted for by the decision,
+            // and so is the agent's own block of it from offline mode
+            // when the update is the collector's: its decisions take over.
+            let collector_update = !is_local(update.id);
+            let before = self.state.blocks.len();
             self.state.blocks.retain(|block| {
+                let own = block.decision.is_some_and(is_local);
                 block.decision != Some(update.decision)
                     && !(block.decision.is_none() && block.address == address)
+                    && !(collector_update && own && block.address == address)
             });
+            if self.state.blocks.len() < before {
+                dirty.insert(address);
+            }
             self.state.blocks.push(Block {
                 address,
                 decision: Some(update.decision),
@@ -553,6 +803,7 @@ impl Response {
                 }
             }
         }
+        self.settle_offline(&ack, now_ms);
         self.save();
         ack
     }
@@ -739,6 +990,9 @@ impl Response {
         self.stats
             .active_dry_run
             .store(count(ResponseMode::DryRun), Ordering::Relaxed);
+        self.stats
+            .offline_unreported
+            .store(self.state.unreported.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -749,15 +1003,104 @@ pub struct Responder {
     response: Mutex<Response>,
     /// Its counters, readable without the lock.
     stats: Arc<ResponseStats>,
+    /// When the collector last answered (a batch, the long poll, a
+    /// report), in milliseconds since the Unix epoch; the start counts, so
+    /// that an agent started during an outage waits `offline_after` too.
+    last_contact_ms: AtomicI64,
+    /// `response.offline_after`, in milliseconds.
+    offline_after_ms: i64,
+    /// Whether the agent worked offline when last asked, so that the
+    /// change is logged once each way.
+    offline: AtomicBool,
+    /// Set when an outage begins, taken by the first evaluation in it,
+    /// which starts the rules' state afresh.
+    new_outage: AtomicBool,
 }
 
 impl Responder {
-    /// Wraps `response`.
-    pub fn new(response: Response) -> Arc<Responder> {
+    /// Wraps `response`; the agent works offline once the collector has not
+    /// answered for `offline_after`.
+    pub fn new(response: Response, offline_after: Duration) -> Arc<Responder> {
         Arc::new(Responder {
             stats: response.stats(),
             response: Mutex::new(response),
+            last_contact_ms: AtomicI64::new(countywatch_daemon::clock::now_ms()),
+            offline_after_ms: i64::try_from(offline_after.as_millis()).unwrap_or(i64::MAX),
+            offline: AtomicBool::new(false),
+            new_outage: AtomicBool::new(false),
         })
+    }
+
+    /// The collector answered: offline mode ends (local evaluation stops;
+    /// the decisions made meanwhile are reported by the upkeep task).
+    pub fn contact(&self) {
+        self.last_contact_ms
+            .store(countywatch_daemon::clock::now_ms(), Ordering::Relaxed);
+        if self.offline.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                "collector reachable again: offline mode ends, the collector's decisions take over"
+            );
+            self.stats.offline.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the collector has not answered for `offline_after`.
+    pub fn is_offline(&self) -> bool {
+        let silent_ms = countywatch_daemon::clock::now_ms()
+            .saturating_sub(self.last_contact_ms.load(Ordering::Relaxed));
+        let offline = silent_ms > self.offline_after_ms;
+        if offline && !self.offline.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                silent_ms,
+                rules = self.stats.offline_rules.load(Ordering::Relaxed),
+                "collector unreachable beyond response.offline_after: offline mode, evaluating host-scoped rules on this agent"
+            );
+            self.stats.offline.store(1, Ordering::Relaxed);
+            self.new_outage.store(true, Ordering::Relaxed);
+        }
+        offline
+    }
+
+    /// The offline rule set's version, for the long poll.
+    pub fn offline_rules_version(&self) -> String {
+        self.lock().offline_rules_version()
+    }
+
+    /// Runs `events` through the offline rules when the agent works
+    /// offline, on a blocking thread (a block runs `nft`); nothing
+    /// otherwise.
+    pub async fn evaluate_offline(self: &Arc<Self>, events: &[Event]) {
+        if events.is_empty() || !self.is_offline() {
+            return;
+        }
+        let responder = Arc::clone(self);
+        let events = events.to_vec();
+        let new_outage = self.new_outage.swap(false, Ordering::Relaxed);
+        let _ = tokio::task::spawn_blocking(move || {
+            responder.lock().evaluate_offline(
+                &events,
+                countywatch_daemon::clock::now_ms(),
+                new_outage,
+            )
+        })
+        .await;
+    }
+
+    /// The decisions made offline not yet reported; the list is locked
+    /// only when there are some.
+    pub fn unreported(&self) -> Vec<LocalDecision> {
+        if self.stats.offline_unreported.load(Ordering::Relaxed) == 0 {
+            return Vec::new();
+        }
+        self.lock().unreported().to_vec()
+    }
+
+    /// Forgets the first `count` unreported decisions (see
+    /// [`Response::reported`]).
+    pub async fn reported(self: &Arc<Self>, count: usize, dropped: bool) {
+        let responder = Arc::clone(self);
+        let _ =
+            tokio::task::spawn_blocking(move || responder.lock().reported(count, dropped)).await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Response> {
@@ -888,6 +1231,7 @@ mod tests {
             backend,
             never_block: vec![crate::config::unspanned("192.0.2.0/24".to_string())],
             max_blocks,
+            ..ResponseConfig::default()
         };
         let collector = CollectorUrl {
             host: "198.51.100.200".to_string(),
@@ -915,7 +1259,112 @@ mod tests {
             updates,
             mode: ResponseMode::DryRun,
             more: false,
+            offline_rules: None,
         }
+    }
+
+    #[test]
+    fn offline_detections_block_in_the_mode_last_received_are_reported_and_give_way_to_the_collector()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let mut response = response(dir.path(), FirewallBackend::Off, 100);
+        // The rules come in a feed, as from the long poll.
+        let mut with_rules = feed(Vec::new());
+        with_rules.offline_rules = Some(offline::tests::rules());
+        response.apply_feed(&with_rules, 1_000);
+        assert_eq!(response.offline_rules_version(), "v1");
+        let events: Vec<Event> = (0..3)
+            .map(|n| offline::tests::failure(2_000 + n, "203.0.113.9"))
+            .collect();
+        assert_eq!(response.evaluate_offline(&events, 5_000, true), 1);
+        // The feed's mode was dry run: recorded, nothing enforced.
+        let block = response.blocks()[0].clone();
+        assert!(block.decision.is_some_and(state::is_local), "{block:?}");
+        assert_eq!(block.mode, ResponseMode::DryRun);
+        // The rule asks for an hour; the collector's max_duration is ten minutes.
+        assert_eq!(block.expires_at_ms, 5_000 + 600_000);
+        let report = response.unreported().to_vec();
+        assert_eq!(report.len(), 1);
+        assert_eq!(report[0].rule, "local_brute_force");
+        assert_eq!(report[0].group_key, "src_ip=203.0.113.9");
+        assert_eq!(report[0].severity, "high");
+        let text = metrics_text(&response.stats);
+        assert!(
+            text.contains("countywatch_agent_response_offline_decisions_total{mode=\"dry_run\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("countywatch_agent_response_offline_unreported 1"),
+            "{text}"
+        );
+        // Kept across a restart until reported.
+        let reopened = super::tests::response(dir.path(), FirewallBackend::Off, 100);
+        assert_eq!(reopened.unreported(), report.as_slice());
+        response.reported(1, false);
+        assert!(response.unreported().is_empty());
+        // The collector's decision for the address replaces the agent's own.
+        response.apply_feed(
+            &feed(vec![update(
+                9,
+                "203.0.113.9",
+                900_000,
+                ResponseMode::DryRun,
+            )]),
+            6_000,
+        );
+        assert_eq!(response.blocks().len(), 1);
+        assert_eq!(response.blocks()[0].decision, Some(9));
+        // The collector lifting an address lifts the agent's own block of
+        // it, even for a decision whose block never reached the agent.
+        let events: Vec<Event> = (0..3)
+            .map(|n| offline::tests::failure(6_500 + n, "203.0.113.11"))
+            .collect();
+        assert_eq!(response.evaluate_offline(&events, 6_600, false), 1);
+        assert_eq!(response.blocks().len(), 2);
+        let mut lift = update(10, "203.0.113.11", 900_000, ResponseMode::DryRun);
+        lift.decision = 77;
+        lift.removed = true;
+        response.apply_feed(&feed(vec![lift]), 6_700);
+        assert_eq!(response.blocks().len(), 1);
+        // With enforce last received, a backend that is off refuses the
+        // block, and nothing is reported.
+        let mut enforce = feed(Vec::new());
+        enforce.cursor = 10;
+        enforce.mode = ResponseMode::Enforce;
+        response.apply_feed(&enforce, 7_000);
+        let events: Vec<Event> = (0..3)
+            .map(|n| offline::tests::failure(8_000 + n, "203.0.113.10"))
+            .collect();
+        assert_eq!(response.evaluate_offline(&events, 9_000, false), 1);
+        // Only the dry run before waits to be reported, not the refusal.
+        assert_eq!(response.unreported().len(), 1);
+        // The collector's never_block, sent with the rules, binds offline
+        // decisions too.
+        let events: Vec<Event> = (0..3)
+            .map(|n| offline::tests::failure(9_500 + n, "198.51.100.7"))
+            .collect();
+        assert_eq!(response.evaluate_offline(&events, 9_600, false), 0);
+        assert!(
+            metrics_text(&response.stats)
+                .contains("countywatch_agent_response_refused_total{reason=\"never_block\"} 1")
+        );
+        assert_eq!(response.blocks().len(), 1);
+    }
+
+    #[test]
+    fn the_agent_works_offline_only_while_the_collector_is_silent_for_offline_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let responder = Responder::new(
+            response(dir.path(), FirewallBackend::Off, 100),
+            Duration::from_millis(50),
+        );
+        assert!(!responder.is_offline());
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(responder.is_offline());
+        assert!(metrics_text(&responder.stats).contains("countywatch_agent_response_offline 1"));
+        responder.contact();
+        assert!(!responder.is_offline());
+        assert!(metrics_text(&responder.stats).contains("countywatch_agent_response_offline 0"));
     }
 
     #[test]

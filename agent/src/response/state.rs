@@ -34,6 +34,38 @@ pub struct ResponseState {
     /// here, tried again when the session ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deferred: Vec<countywatch_wire::DecisionUpdate>,
+    /// Decisions made offline so far, numbering the next one
+    /// ([`LOCAL_DECISIONS_FROM`] plus this).
+    #[serde(default)]
+    pub next_local: u64,
+    /// Decisions made offline and not yet applied (waiting for an SSH
+    /// session to end), by their local id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub made_offline: Vec<MadeOffline>,
+    /// Decisions made offline and applied, not yet reported to the
+    /// collector, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreported: Vec<countywatch_wire::LocalDecision>,
+}
+
+/// Decisions the agent makes offline are numbered from here, above any id
+/// the collector gives (SQLite row ids, below 2^63), so that they share the
+/// block list and the safety checks with the collector's.
+pub const LOCAL_DECISIONS_FROM: u64 = 1 << 63;
+
+/// Whether a decision or update id is the agent's own.
+pub fn is_local(id: u64) -> bool {
+    id >= LOCAL_DECISIONS_FROM
+}
+
+/// A decision made offline that waits to be applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MadeOffline {
+    /// Its local id (update and decision alike).
+    pub id: u64,
+    /// What the collector is told once it is applied.
+    pub report: countywatch_wire::LocalDecision,
 }
 
 /// One block the agent holds.
@@ -42,8 +74,10 @@ pub struct ResponseState {
 pub struct Block {
     /// The blocked address.
     pub address: IpAddr,
-    /// The collector's decision id; none for an element found in the
-    /// agent's firewall set at start without a record (adopted).
+    /// The collector's decision id, or the agent's own (at or above
+    /// [`LOCAL_DECISIONS_FROM`]) for a block made offline; none for an
+    /// element found in the agent's firewall set at start without a record
+    /// (adopted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<u64>,
     /// When the agent applied it, in milliseconds since the Unix epoch.
@@ -140,7 +174,7 @@ mod tests {
                     reason: "adopted".to_string(),
                 },
             ],
-            deferred: Vec::new(),
+            ..ResponseState::default()
         };
         save(dir.path(), &state).unwrap();
         let mode = std::fs::metadata(path(dir.path()))

@@ -16,6 +16,7 @@ use crate::incident::audit::cli_actor;
 use crate::incident::config::IncidentsConfig;
 use crate::incident::decisions::{DecisionFilter, DecisionScope, mode_name};
 use crate::incident::store::IncidentStore;
+use crate::registry::Registry;
 
 /// `decisions add`'s arguments.
 #[derive(Clone, Debug, clap::Args)]
@@ -42,8 +43,10 @@ pub struct AddArgs {
 pub struct DeleteArgs {
     /// The blocked address.
     pub address: IpAddr,
-    /// Only the decisions of this scope (`county` or `host:NAME`); without
-    /// it, every active decision against the address.
+    /// Only the county-wide decisions (`county`), or only on one host
+    /// (`host:NAME`: that host is taken out of the host-scoped decisions
+    /// that list it, the others keep the block); without it, every active
+    /// decision against the address.
     #[arg(long)]
     pub scope: Option<String>,
 }
@@ -66,6 +69,25 @@ fn scope(text: &str) -> anyhow::Result<DecisionScope> {
         .with_context(|| format!("--scope {text:?} is neither county nor host:NAME"))
 }
 
+/// Refuses a host scope naming an agent that is not enrolled (or was
+/// revoked): such a decision would reach no agent, and a typo would look
+/// like a block.
+fn check_enrolled(config: &Config, hosts: &[String]) -> anyhow::Result<()> {
+    let agents = Registry::open(&config.data_dir)?.agents()?;
+    for host in hosts {
+        match agents.iter().find(|agent| &agent.name == host) {
+            None => anyhow::bail!(
+                "--scope host:{host}: no agent named {host:?} is enrolled (`agents list` shows them)"
+            ),
+            Some(agent) if agent.revoked_ms.is_some() => {
+                anyhow::bail!("--scope host:{host}: the agent {host:?} was revoked")
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// `decisions add`.
 pub fn add(config: &Config, args: &AddArgs) -> anyhow::Result<()> {
     let duration = match &args.duration {
@@ -77,13 +99,17 @@ pub fn add(config: &Config, args: &AddArgs) -> anyhow::Result<()> {
         "enforce" => ResponseMode::Enforce,
         _ => ResponseMode::DryRun,
     });
+    let scope = scope(&args.scope)?;
+    if let DecisionScope::Hosts(hosts) = &scope {
+        check_enrolled(config, hosts)?;
+    }
     let store = open_store(config)?;
     let now = countywatch_daemon::clock::now_ms();
     let decided = decide_by_hand(
         &store,
         &config.response,
         args.address,
-        scope(&args.scope)?,
+        scope,
         duration_ms,
         mode,
         args.reason.as_deref().unwrap_or(""),
@@ -181,7 +207,8 @@ pub fn list(config: &Config, all: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `decisions delete`: lifts the active decisions against the address.
+/// `decisions delete`: lifts the active decisions against the address;
+/// with `--scope host:NAME`, only on that host.
 pub fn delete(config: &Config, args: &DeleteArgs) -> anyhow::Result<()> {
     let scope = args.scope.as_deref().map(scope).transpose()?;
     let store = open_store(config)?;
@@ -197,11 +224,17 @@ pub fn delete(config: &Config, args: &DeleteArgs) -> anyhow::Result<()> {
                 .unwrap_or_default()
         );
     }
-    for id in removed {
-        println!(
-            "decision {id} removed: {} unblocked",
-            args.address.to_canonical()
-        );
+    for lifted in removed {
+        let address = args.address.to_canonical();
+        match lifted.remaining.is_empty() {
+            true => println!("decision {} removed: {address} unblocked", lifted.id),
+            false => println!(
+                "decision {}: {address} unblocked on {}, still blocked on {}",
+                lifted.id,
+                lifted.hosts.join(","),
+                lifted.remaining.join(",")
+            ),
+        }
     }
     Ok(())
 }

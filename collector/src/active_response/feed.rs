@@ -7,10 +7,14 @@
 //!   written (the store's signal, or the poll of other writers), else an
 //!   empty feed after `S` seconds (at most
 //!   [`MAX_DECISIONS_WAIT_SECONDS`]; `0` or no `wait` answers at once).
+//!   With `rules=VERSION` naming another set than [`FeedState::offline_rules`]
+//!   it answers at once, with the set (offline mode).
 //! - `POST /v1/decisions/ack`: a [`DecisionAck`], recorded per agent and
 //!   update; answers `{"recorded":N}`.
 //! - `POST /v1/decisions/local`: [`LocalDecisions`] the agent made while
-//!   offline, recorded as made by the agent; answers `{"recorded":N}`.
+//!   offline, recorded as made by the agent and filed under an incident of
+//!   their rule and group key (opened if the agent's events have not
+//!   opened it yet); answers `{"recorded":N}`.
 //! - `POST /v1/batches` with the [`DECISIONS_AFTER_HEADER`] header: the
 //!   batch answer carries the feed under `"decisions"` ([`batch_feed`]).
 //!
@@ -23,10 +27,10 @@ use std::time::Duration;
 use countywatch_daemon::clock::now_ms;
 use countywatch_wire::{
     DECISIONS_ACK_PATH, DECISIONS_AFTER_HEADER, DECISIONS_LOCAL_PATH, DECISIONS_PATH, DecisionAck,
-    DecisionFeed, LocalDecisions, MAX_DECISIONS_WAIT_SECONDS,
+    DecisionFeed, LocalDecisions, MAX_DECISIONS_WAIT_SECONDS, OfflineRules, RULES_QUERY,
 };
 use hyper::{HeaderMap, Method, StatusCode};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::active_response::config::ResponseConfig;
 use crate::incident::store::IncidentStore;
@@ -42,6 +46,40 @@ pub struct FeedState {
     pub stopped: watch::Receiver<bool>,
     /// Where agents' answers and decisions are counted.
     pub metrics: crate::active_response::metrics::ResponseMetrics,
+    /// Feed reads allowed on the blocking pool at once. A decision wakes
+    /// every waiting poll together, and the reads queue on the store's one
+    /// reader connection anyway: without this bound a thousand polls grew
+    /// the blocking pool to its 512 threads for nothing
+    /// (docs/benchmarks.md, decision_polls).
+    reads: Semaphore,
+    /// The host-scoped rules agents run while offline
+    /// (`active_response::offline_rules`).
+    pub offline_rules: Arc<OfflineRules>,
+}
+
+/// How many feed reads run on the blocking pool at once: one on the
+/// reader connection and one ready behind it.
+const CONCURRENT_FEED_READS: usize = 2;
+
+impl FeedState {
+    /// The endpoints' state over `store`, sending `offline_rules` to
+    /// agents that hold another set.
+    pub fn new(
+        store: Arc<IncidentStore>,
+        config: Arc<ResponseConfig>,
+        stopped: watch::Receiver<bool>,
+        metrics: crate::active_response::metrics::ResponseMetrics,
+        offline_rules: OfflineRules,
+    ) -> FeedState {
+        FeedState {
+            store,
+            config,
+            stopped,
+            metrics,
+            reads: Semaphore::new(CONCURRENT_FEED_READS),
+            offline_rules: Arc::new(offline_rules),
+        }
+    }
 }
 
 /// One of the decision endpoints.
@@ -144,8 +182,19 @@ pub async fn answer(
 ) -> Result<String, FeedError> {
     match endpoint {
         Endpoint::Feed => {
-            let (after, wait) = feed_query(query.unwrap_or(""))?;
-            let feed = long_poll(state, agent, after, wait).await?;
+            let query = query.unwrap_or("");
+            let (after, mut wait) = feed_query(query)?;
+            // An agent holding another rule set gets the current one at
+            // once rather than at the end of its wait.
+            let stale_rules =
+                rules_query(query).is_some_and(|held| held != state.offline_rules.version);
+            if stale_rules {
+                wait = Duration::ZERO;
+            }
+            let mut feed = long_poll(state, agent, after, wait).await?;
+            if stale_rules {
+                feed.offline_rules = Some(OfflineRules::clone(&state.offline_rules));
+            }
             serde_json::to_string(&feed).map_err(FeedError::storage)
         }
         Endpoint::Ack => {
@@ -178,11 +227,18 @@ pub async fn answer(
             let store = Arc::clone(&state.store);
             let config = Arc::clone(&state.config);
             let agent = agent.to_string();
+            let offline_rules = Arc::clone(&state.offline_rules);
             let recorded = tokio::task::spawn_blocking(move || {
+                let incidents = local
+                    .decisions
+                    .iter()
+                    .map(|decision| local_incident(&store, &offline_rules, &agent, decision))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
                 let refusal = |address| config.refusal(address);
                 store.record_local_decisions(
                     &agent,
                     &local.decisions,
+                    &incidents,
                     config.max_duration_ms(),
                     &refusal,
                     now_ms(),
@@ -199,6 +255,68 @@ pub async fn answer(
             Ok(format!("{{\"recorded\":{}}}", recorded.len()))
         }
     }
+}
+
+/// Files a decision `agent` made offline under an incident, so that
+/// officers see it: the incident of its rule and group key if the agent's
+/// spooled events already opened it, else a new one, which the collector's
+/// own engine then finds when those events arrive (and, seeing the
+/// agent's decision active, makes none of its own). `None` (the decision
+/// is still recorded, without an incident) unless the rule is one of the
+/// offline rules sent to agents and the group key names the blocked
+/// address: an agent cannot add itself to another rule's incidents.
+fn local_incident(
+    store: &IncidentStore,
+    offline_rules: &OfflineRules,
+    agent: &str,
+    local: &countywatch_wire::LocalDecision,
+) -> anyhow::Result<Option<i64>> {
+    let known_rule = offline_rules
+        .files
+        .iter()
+        .any(|file| file.rules.contains(&local.rule));
+    let address = local.address.to_canonical().to_string();
+    let names_address = local.group_key.split(',').any(|pair| {
+        pair.split_once('=')
+            .is_some_and(|(_, value)| value == address)
+    });
+    if !known_rule || !names_address {
+        return Ok(None);
+    }
+    let clipped = |text: &str| text.chars().take(200).collect::<String>();
+    let title = if local.title.is_empty() {
+        format!("{} on {agent} (blocked offline)", local.rule)
+    } else {
+        clipped(&local.title)
+    };
+    let severity = crate::incident::store::parse_severity(&local.severity)
+        .unwrap_or(countywatch_detect::Severity::Medium);
+    let detection = countywatch_detect::Detection {
+        rule_id: clipped(&local.rule),
+        title,
+        severity,
+        group_key: clipped(&local.group_key),
+        labels: [
+            (
+                "src_ip".to_string(),
+                local.address.to_canonical().to_string(),
+            ),
+            ("rule_id".to_string(), clipped(&local.rule)),
+            ("severity".to_string(), severity.as_str().to_string()),
+        ]
+        .into(),
+        annotations: [(
+            "offline".to_string(),
+            format!("blocked by {agent} while it could not reach the collector"),
+        )]
+        .into(),
+        tags: Vec::new(),
+        hosts: vec![agent.to_string()],
+        at_ms: local.started_at_ms.min(now_ms()),
+        evidence: Vec::new(),
+        response: None,
+    };
+    Ok(Some(store.record_detection(&detection)?.id()))
 }
 
 /// `after` and `wait` from the long poll's query string; `wait` is whole
@@ -228,6 +346,14 @@ fn feed_query(query: &str) -> Result<(u64, Duration), FeedError> {
         after,
         wait.min(Duration::from_secs(MAX_DECISIONS_WAIT_SECONDS)),
     ))
+}
+
+/// The offline rule version the long poll's query names, if it names one
+/// (an agent that predates offline mode does not).
+fn rules_query(query: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == RULES_QUERY)
+        .map(|(_, value)| value.into_owned())
 }
 
 /// The feed after `after`, waiting up to `wait` for a first update.
@@ -268,6 +394,7 @@ async fn read_feed(state: &FeedState, agent: &str, after: u64) -> Result<Decisio
     let store = Arc::clone(&state.store);
     let agent = agent.to_string();
     let mode = state.config.mode;
+    let _permit = state.reads.acquire().await.map_err(FeedError::storage)?;
     let mut feed =
         tokio::task::spawn_blocking(move || store.decision_feed(&agent, after, now_ms(), mode))
             .await
@@ -281,6 +408,75 @@ async fn read_feed(state: &FeedState, agent: &str, after: u64) -> Result<Decisio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offline_decision_opens_one_incident_per_rule_and_key_and_only_for_known_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        let rules = OfflineRules {
+            files: vec![countywatch_wire::OfflineRuleFile {
+                rules: vec!["ssh_brute_force".to_string()],
+                ..Default::default()
+            }],
+            ..OfflineRules::default()
+        };
+        let local = |rule: &str, group_key: &str| countywatch_wire::LocalDecision {
+            address: "203.0.113.9".parse().unwrap(),
+            rule: rule.to_string(),
+            started_at_ms: 1_000,
+            expires_at_ms: 3_601_000,
+            mode: countywatch_wire::ResponseMode::Enforce,
+            group_key: group_key.to_string(),
+            title: "SSH brute force from 203.0.113.9".to_string(),
+            severity: "high".to_string(),
+        };
+        let first = local_incident(
+            &store,
+            &rules,
+            "web1",
+            &local("ssh_brute_force", "src_ip=203.0.113.9"),
+        )
+        .unwrap()
+        .unwrap();
+        let again = local_incident(
+            &store,
+            &rules,
+            "web1",
+            &local("ssh_brute_force", "src_ip=203.0.113.9"),
+        )
+        .unwrap();
+        assert_eq!(again, Some(first));
+        let incident = store.incident(first).unwrap().unwrap();
+        assert_eq!(incident.rule_id, "ssh_brute_force");
+        assert_eq!(incident.hosts, ["web1"]);
+        assert_eq!(
+            local_incident(
+                &store,
+                &rules,
+                "web1",
+                &local("other_rule", "src_ip=203.0.113.9")
+            )
+            .unwrap(),
+            None
+        );
+        assert_eq!(
+            local_incident(
+                &store,
+                &rules,
+                "web1",
+                &local("ssh_brute_force", "src_ip=198.51.100.1")
+            )
+            .unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn the_rules_version_is_read_from_the_query_only_when_named() {
+        assert_eq!(rules_query("after=1&wait=25"), None);
+        assert_eq!(rules_query("after=1&rules="), Some(String::new()));
+        assert_eq!(rules_query("rules=ab12&after=1"), Some("ab12".to_string()));
+    }
 
     #[test]
     fn the_long_poll_query_reads_cursor_and_wait_and_caps_the_wait() {
@@ -315,16 +511,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_waiting_poll_answers_as_soon_as_a_decision_is_made() {
+    async fn every_waiting_poll_answers_as_soon_as_a_decision_is_made() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(IncidentStore::open(dir.path()).unwrap());
         let (_stop, stopped) = watch::channel(false);
-        let state = FeedState {
-            store: Arc::clone(&store),
-            config: Arc::new(ResponseConfig::default()),
+        let state = Arc::new(FeedState::new(
+            Arc::clone(&store),
+            Arc::new(ResponseConfig::default()),
             stopped,
-            metrics: crate::active_response::metrics::ResponseMetrics::new().unwrap(),
-        };
+            crate::active_response::metrics::ResponseMetrics::new().unwrap(),
+            OfflineRules::default(),
+        ));
+        // Many polls wait at once; their reads take turns
+        // (CONCURRENT_FEED_READS) and none is left behind.
+        let polls: Vec<_> = (0..200)
+            .map(|index| {
+                let state = Arc::clone(&state);
+                tokio::spawn(async move {
+                    let agent = format!("web{index}");
+                    answer(&state, &agent, Endpoint::Feed, Some("after=0&wait=30"), b"")
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
         let writer = Arc::clone(&store);
         let write = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -348,13 +558,13 @@ mod tests {
             .unwrap()
             .unwrap();
         });
-        let body = answer(&state, "web1", Endpoint::Feed, Some("after=0&wait=30"), b"")
-            .await
-            .unwrap();
         write.await.unwrap();
-        let feed: DecisionFeed = serde_json::from_str(&body).unwrap();
-        assert_eq!(feed.updates.len(), 1, "{body}");
-        assert_eq!(feed.cursor, 1);
-        assert_eq!(feed.mode, countywatch_wire::ResponseMode::DryRun);
+        for poll in polls {
+            let body = poll.await.unwrap();
+            let feed: DecisionFeed = serde_json::from_str(&body).unwrap();
+            assert_eq!(feed.updates.len(), 1, "{body}");
+            assert_eq!(feed.cursor, 1);
+            assert_eq!(feed.mode, countywatch_wire::ResponseMode::DryRun);
+        }
     }
 }

@@ -6,6 +6,8 @@
 //! - [`feed`]: the agent-facing endpoints on the ingest listener: the long
 //!   poll, acknowledgements, agent-made decisions, and the feed in batch
 //!   answers.
+//! - [`offline_rules`]: the host-scoped rules sent to agents for the time
+//!   they cannot reach the collector.
 //! - [`cli`]: `decisions add|list|delete`.
 //! - [`metrics`]: `countywatch_response_*` counters.
 //!
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod feed;
 pub mod metrics;
+pub mod offline_rules;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -86,7 +89,7 @@ pub fn decide(
             return Ok(Decided::Nothing);
         }
     }
-    let Some(address) = source_address(detection) else {
+    let Some(address) = detection.source_address() else {
         tracing::warn!(
             incident,
             rule = %detection.rule_id,
@@ -204,7 +207,7 @@ pub fn annotate(
     let Some(response) = &detection.response else {
         return;
     };
-    let Some(address) = source_address(detection) else {
+    let Some(address) = detection.source_address() else {
         return;
     };
     let (en, zh) = match config.refusal(address) {
@@ -240,21 +243,6 @@ pub fn annotate(
     };
     alert.annotations.insert("response".to_string(), en);
     alert.annotations.insert("response_zh".to_string(), zh);
-}
-
-/// The address a detection is about: its `src_ip` label (the rule groups
-/// by it), else the one `src_ip` all its evidence shares.
-fn source_address(detection: &Detection) -> Option<IpAddr> {
-    if let Some(label) = detection.labels.get("src_ip") {
-        return label.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
-    }
-    let mut addresses = detection
-        .evidence
-        .iter()
-        .filter_map(|evidence| evidence.event.fields.src_ip)
-        .map(|ip| ip.to_canonical());
-    let first = addresses.next()?;
-    addresses.all(|other| other == first).then_some(first)
 }
 
 /// Wakes the long polls for updates another process (the CLI) wrote: the

@@ -16,8 +16,9 @@ pub const MINIMUM_RETENTION: Duration = Duration::from_secs(180 * 24 * 3600);
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IncidentsConfig {
-    /// How long security events, closed incidents and audit entries are
-    /// kept. Less than 180 days is refused unless
+    /// How long security events, closed incidents, expired
+    /// active-response decisions and audit entries are kept. Less than 180
+    /// days is refused unless
     /// `retention_override_reason` says why.
     pub retention: Spanned<PromDuration>,
     /// Why retention is shorter than 180 days (for instance a lab

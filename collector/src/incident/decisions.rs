@@ -10,10 +10,23 @@
 //! `decision_updates`, whose `AUTOINCREMENT` id is the agents' cursor
 //! (never reused, even after rows are deleted). A decision's scope is
 //! `county` (every agent) or `host` (the agents listed in
-//! `decision_hosts`). The feed an agent reads holds the updates after its
-//! cursor that concern it, leaving out decisions already expired (never
-//! sent) and blocks already lifted (only their removal is sent). Every add
-//! and removal commits in one transaction with its audit entry.
+//! `decision_hosts`). One host can be taken out of a host-scoped decision
+//! (`decisions delete ADDRESS --scope host:NAME`): its row leaves
+//! `decision_hosts` and a removal update addressed to that host alone
+//! (`decision_updates.host`) is appended; the decision itself ends when
+//! its last host is taken out. The feed an agent reads holds the updates
+//! after its cursor that concern it, leaving out decisions already expired
+//! (never sent) and blocks already lifted (only their removal is sent).
+//! Every add and removal commits in one transaction with its audit entry.
+//!
+//! Retention ([`IncidentStore::purge_ended_decisions`]) deletes decisions
+//! that expired before the cutoff, with their hosts, updates and acks. No
+//! agent can need those rows: their blocks left every kernel set by the
+//! elements' own timeouts, and an agent whose cursor is older than the
+//! oldest update kept reads every update kept, which is every decision
+//! still in force that concerns it (a full resync). The end of the log is
+//! read from `sqlite_sequence`, so a purge that empties the log does not
+//! look like a replaced store to agents whose cursor is current.
 //!
 //! Writers in this process wake the long polls at once through
 //! [`IncidentStore::decision_signal`]; the CLI writes from another process,
@@ -145,8 +158,27 @@ pub enum DecisionFilter {
     All,
 }
 
+/// What [`IncidentStore::remove_decisions`] lifted from one decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lifted {
+    /// The decision.
+    pub id: i64,
+    /// The hosts taken out of it (for a county-wide decision, none: it
+    /// ended everywhere).
+    pub hosts: Vec<String>,
+    /// The hosts it still blocks on; when empty, the decision has ended.
+    pub remaining: Vec<String>,
+}
+
 /// Longest agent-written text kept (refusal reasons, rule names).
 const MAX_AGENT_TEXT: usize = 256;
+
+/// The id of the newest update ever written: `sqlite_sequence` keeps it
+/// after retention deleted the row (`MAX(id)` covers a store whose
+/// sequence row is missing).
+pub(crate) const LOG_END: &str = "SELECT MAX(
+        COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'decision_updates'), 0),
+        COALESCE((SELECT MAX(id) FROM decision_updates), 0))";
 
 const DECISION_COLUMNS: &str = "id, address, scope, incident_id, rule, reason, made_by, \
      start_ms, expires_ms, mode, removed_ms, removed_by";
@@ -205,21 +237,23 @@ impl IncidentStore {
         Ok(())
     }
 
-    /// Lifts the active decisions against `address` (those whose scope
-    /// covers `scope`, or all of them), as `actor`; returns their ids.
+    /// Lifts the active decisions against `address` as `actor`: every one
+    /// without `scope`; with `county`, the county-wide ones; with
+    /// `host:NAME`, that host out of each host-scoped decision that lists
+    /// it (the decision ends when no host is left). Returns what was lifted.
     pub fn remove_decisions(
         &self,
         address: IpAddr,
         scope: Option<&DecisionScope>,
         actor: &str,
         now_ms: i64,
-    ) -> anyhow::Result<Vec<i64>> {
+    ) -> anyhow::Result<Vec<Lifted>> {
         let address = address.to_canonical().to_string();
-        let (ids, last_update) = {
+        let (lifted, last_update) = {
             let mut connection = self.write();
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut ids = Vec::new();
+            let mut active = Vec::new();
             {
                 let mut statement = transaction.prepare(
                     "SELECT id, scope FROM decisions
@@ -229,41 +263,63 @@ impl IncidentStore {
                     Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
                 })?;
                 for row in rows {
-                    let (id, decision_scope) = row?;
-                    let covered = match scope {
-                        None => true,
-                        Some(DecisionScope::County) => decision_scope == "county",
-                        Some(DecisionScope::Hosts(hosts)) => {
-                            decision_scope == "host"
-                                && hosts_of(&transaction, id)?
-                                    .iter()
-                                    .any(|host| hosts.contains(host))
-                        }
-                    };
-                    if covered {
-                        ids.push(id);
-                    }
+                    active.push(row?);
                 }
             }
+            let mut lifted = Vec::new();
             let mut last_update = None;
-            for id in &ids {
-                last_update = Some(remove_in(&transaction, *id, actor, now_ms)?);
-                self.audit_in(
-                    &transaction,
-                    actor,
-                    "decision.removed",
-                    &format!("decision/{id}"),
-                    Outcome::Success,
-                    &format!("unblock {address}"),
-                )?;
+            for (id, decision_scope) in active {
+                let hosts = hosts_of(&transaction, id)?;
+                let taken_out: Vec<String> = match scope {
+                    None => hosts.clone(),
+                    Some(DecisionScope::County) if decision_scope == "county" => Vec::new(),
+                    Some(DecisionScope::Hosts(named)) if decision_scope == "host" => hosts
+                        .iter()
+                        .filter(|host| named.contains(host))
+                        .cloned()
+                        .collect(),
+                    Some(_) => continue,
+                };
+                let remaining: Vec<String> = hosts
+                    .into_iter()
+                    .filter(|host| !taken_out.contains(host))
+                    .collect();
+                // A host-scoped decision that does not list the named host
+                // is not this removal's.
+                if scope.is_some() && decision_scope == "host" && taken_out.is_empty() {
+                    continue;
+                }
+                if decision_scope == "county" || remaining.is_empty() {
+                    last_update = Some(self.lift_in(&transaction, id, &address, actor, now_ms)?);
+                } else {
+                    for host in &taken_out {
+                        last_update = Some(remove_host_in(&transaction, id, host, now_ms)?);
+                        self.audit_in(
+                            &transaction,
+                            actor,
+                            "decision.removed",
+                            &format!("decision/{id}"),
+                            Outcome::Success,
+                            &format!(
+                                "unblock {address} on host:{host}; still blocked on host:{}",
+                                remaining.join(",")
+                            ),
+                        )?;
+                    }
+                }
+                lifted.push(Lifted {
+                    id,
+                    hosts: taken_out,
+                    remaining,
+                });
             }
             transaction.commit()?;
-            (ids, last_update)
+            (lifted, last_update)
         };
         if let Some(update) = last_update {
             self.signal_decision_update(update);
         }
-        Ok(ids)
+        Ok(lifted)
     }
 
     /// Lifts one decision by id as `actor` (the console's unblock button);
@@ -284,15 +340,7 @@ impl IncidentStore {
             let Some(address) = address else {
                 return Ok(false);
             };
-            let update = remove_in(&transaction, id, actor, now_ms)?;
-            self.audit_in(
-                &transaction,
-                actor,
-                "decision.removed",
-                &format!("decision/{id}"),
-                Outcome::Success,
-                &format!("unblock {address}"),
-            )?;
+            let update = self.lift_in(&transaction, id, &address, actor, now_ms)?;
             transaction.commit()?;
             update
         };
@@ -354,11 +402,7 @@ impl IncidentStore {
         // One read transaction: the updates and the end of the log are
         // from the same commit.
         let transaction = connection.transaction()?;
-        let last: i64 = transaction.query_row(
-            "SELECT COALESCE(MAX(id), 0) FROM decision_updates",
-            [],
-            |row| row.get(0),
-        )?;
+        let last: i64 = transaction.query_row(LOG_END, [], |row| row.get(0))?;
         let last = u64::try_from(last).unwrap_or(0);
         let after = if after > last { 0 } else { after };
         let mut updates = Vec::new();
@@ -367,9 +411,11 @@ impl IncidentStore {
                 "SELECT u.id, u.decision_id, d.address, d.expires_ms, d.mode, d.reason, u.removed
                  FROM decision_updates u JOIN decisions d ON d.id = u.decision_id
                  WHERE u.id > ?1 AND u.id <= ?2 AND d.expires_ms > ?3
-                   AND (u.removed = 1 OR d.removed_ms IS NULL)
-                   AND (d.scope = 'county' OR EXISTS (SELECT 1 FROM decision_hosts h
-                        WHERE h.decision_id = d.id AND h.host = ?4))
+                   AND (u.host = ?4
+                        OR (u.host IS NULL
+                            AND (u.removed = 1 OR d.removed_ms IS NULL)
+                            AND (d.scope = 'county' OR EXISTS (SELECT 1 FROM decision_hosts h
+                                 WHERE h.decision_id = d.id AND h.host = ?4))))
                  ORDER BY u.id LIMIT ?5",
             )?;
             let rows = statement.query_map(
@@ -421,6 +467,7 @@ impl IncidentStore {
             updates,
             mode,
             more,
+            offline_rules: None,
         })
     }
 
@@ -460,13 +507,15 @@ impl IncidentStore {
 
     /// Records the decisions `agent` made by itself while it could not
     /// reach the collector, as made by the agent (host scope, the agent
-    /// only), each audited with the agent as actor. `refusal` says why an
-    /// address may not be blocked: such a decision is recorded and lifted
-    /// at once, so that the agent drops the block. Returns their ids.
+    /// only), each audited with the agent as actor and linked to the
+    /// incident at the same index of `incidents`, if any. `refusal` says
+    /// why an address may not be blocked: such a decision is recorded and
+    /// lifted at once, so that the agent drops the block. Returns their ids.
     pub fn record_local_decisions(
         &self,
         agent: &str,
         decisions: &[LocalDecision],
+        incidents: &[Option<i64>],
         max_duration_ms: i64,
         refusal: &dyn Fn(IpAddr) -> Option<String>,
         now_ms: i64,
@@ -478,7 +527,7 @@ impl IncidentStore {
             let mut connection = self.write();
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for local in decisions {
+            for (index, local) in decisions.iter().enumerate() {
                 let rule = clip(&local.rule);
                 // An agent's clock and its rules are its own: a block never
                 // lasts longer here than the collector allows.
@@ -489,7 +538,7 @@ impl IncidentStore {
                 let new = NewDecision {
                     address: local.address.to_canonical(),
                     scope: DecisionScope::Hosts(vec![agent.to_string()]),
-                    incident_id: None,
+                    incident_id: incidents.get(index).copied().flatten(),
                     rule: Some(rule.clone()),
                     reason: format!("{rule} on {agent} while offline"),
                     made_by: actor.clone(),
@@ -559,15 +608,26 @@ impl IncidentStore {
         )
     }
 
-    /// The id of the newest update, 0 when there is none.
+    /// The id of the newest update ever written, 0 when there is none.
     pub fn last_decision_update(&self) -> anyhow::Result<u64> {
         let connection = self.read();
-        let last: i64 = connection.query_row(
-            "SELECT COALESCE(MAX(id), 0) FROM decision_updates",
-            [],
-            |row| row.get(0),
-        )?;
+        let last: i64 = connection.query_row(LOG_END, [], |row| row.get(0))?;
         Ok(u64::try_from(last).unwrap_or(0))
+    }
+
+    /// Retention: deletes the decisions that expired before `cutoff_ms`,
+    /// with their hosts, updates and acks (the schema's cascades), a few
+    /// hundred per transaction; returns how many. A decision lifted early
+    /// stays until its expiry is that old too: an agent that was offline
+    /// when it was lifted still holds the element until the kernel's
+    /// timeout, and must read the removal when it comes back.
+    pub fn purge_ended_decisions(&self, cutoff_ms: i64) -> anyhow::Result<u64> {
+        Ok(crate::sqlite::delete_in_batches(
+            &self.write(),
+            "DELETE FROM decisions WHERE id IN (SELECT id FROM decisions
+                WHERE expires_ms < ?1 LIMIT ?2)",
+            cutoff_ms,
+        )?)
     }
 
     /// Tells the long polls that updates up to `update` exist.
@@ -637,6 +697,28 @@ impl IncidentStore {
         }
         Ok(records)
     }
+
+    /// Lifts decision `id` (against `address`) everywhere inside
+    /// `transaction`, audited as `actor`; returns its removal update.
+    fn lift_in(
+        &self,
+        transaction: &Transaction<'_>,
+        id: i64,
+        address: &str,
+        actor: &str,
+        now_ms: i64,
+    ) -> anyhow::Result<u64> {
+        let update = remove_in(transaction, id, actor, now_ms)?;
+        self.audit_in(
+            transaction,
+            actor,
+            "decision.removed",
+            &format!("decision/{id}"),
+            Outcome::Success,
+            &format!("unblock {address}"),
+        )?;
+        Ok(update)
+    }
 }
 
 /// Inserts a decision, its hosts and its first update; returns the
@@ -674,7 +756,7 @@ fn insert_decision(
             )?;
         }
     }
-    let update = append_update(transaction, id, false, decision.start_ms)?;
+    let update = append_update(transaction, id, false, decision.start_ms, None)?;
     Ok((id, update))
 }
 
@@ -689,18 +771,36 @@ fn remove_in(
         "UPDATE decisions SET removed_ms = ?2, removed_by = ?3 WHERE id = ?1",
         params![id, now_ms, actor],
     )?;
-    append_update(transaction, id, true, now_ms)
+    append_update(transaction, id, true, now_ms, None)
 }
 
+/// Takes `host` out of host-scoped decision `id` and appends a removal
+/// update addressed to that host alone.
+fn remove_host_in(
+    transaction: &Transaction<'_>,
+    id: i64,
+    host: &str,
+    now_ms: i64,
+) -> anyhow::Result<u64> {
+    transaction.execute(
+        "DELETE FROM decision_hosts WHERE decision_id = ?1 AND host = ?2",
+        params![id, host],
+    )?;
+    append_update(transaction, id, true, now_ms, Some(host))
+}
+
+/// Appends an update of `decision`; `host` addresses it to that agent
+/// alone, else it goes to every agent the decision's scope covers.
 fn append_update(
     transaction: &Transaction<'_>,
     decision: i64,
     removed: bool,
     at_ms: i64,
+    host: Option<&str>,
 ) -> anyhow::Result<u64> {
     transaction.execute(
-        "INSERT INTO decision_updates (decision_id, removed, at_ms) VALUES (?1, ?2, ?3)",
-        params![decision, removed, at_ms],
+        "INSERT INTO decision_updates (decision_id, removed, at_ms, host) VALUES (?1, ?2, ?3, ?4)",
+        params![decision, removed, at_ms, host],
     )?;
     Ok(u64::try_from(transaction.last_insert_rowid()).unwrap_or(0))
 }
@@ -753,6 +853,18 @@ mod tests {
             expires_ms,
             mode: ResponseMode::DryRun,
         }
+    }
+
+    /// The first column of every row `sql` selects, as text.
+    fn column(store: &IncidentStore, sql: &str) -> Vec<String> {
+        store
+            .read()
+            .prepare(sql)
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     }
 
     fn addresses(feed: &DecisionFeed) -> Vec<(String, bool)> {
@@ -840,7 +952,14 @@ mod tests {
         let county = store
             .remove_decisions(address, Some(&DecisionScope::County), "cli:root", 2_000)
             .unwrap();
-        assert_eq!(county, [2]);
+        assert_eq!(
+            county,
+            [Lifted {
+                id: 2,
+                hosts: vec![],
+                remaining: vec![]
+            }]
+        );
         let other_host = DecisionScope::parse("host:db1").unwrap();
         assert!(
             store
@@ -853,18 +972,165 @@ mod tests {
         assert_eq!(active[0].hosts, ["web1", "web2"]);
         let (open, lifted) = store.incident_decision_state(7, 2_000).unwrap();
         assert!(open && lifted);
-        let actions: Vec<String> = store
-            .read()
-            .prepare("SELECT action FROM audit ORDER BY seq")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
         assert_eq!(
-            actions,
+            column(&store, "SELECT action FROM audit ORDER BY seq"),
             ["decision.added", "decision.added", "decision.removed"]
         );
+    }
+
+    #[test]
+    fn one_host_taken_out_of_a_decision_hears_its_removal_alone_and_the_last_one_ends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        let address: IpAddr = "203.0.113.9".parse().unwrap();
+        let mode = ResponseMode::DryRun;
+        let hosts = DecisionScope::Hosts(vec!["web1".to_string(), "web2".to_string()]);
+        store
+            .add_decision(&decision("203.0.113.9", hosts, 10_000), "detection")
+            .unwrap();
+        let web1 = DecisionScope::parse("host:web1").unwrap();
+        let lifted = store
+            .remove_decisions(address, Some(&web1), "cli:root", 2_000)
+            .unwrap();
+        assert_eq!(
+            lifted,
+            [Lifted {
+                id: 1,
+                hosts: vec!["web1".to_string()],
+                remaining: vec!["web2".to_string()]
+            }]
+        );
+        // web1 reads the removal; web2 reads nothing new and keeps the block.
+        let web1_feed = store.decision_feed("web1", 1, 2_000, mode).unwrap();
+        assert_eq!(addresses(&web1_feed), [("203.0.113.9".to_string(), true)]);
+        assert!(
+            store
+                .decision_feed("web2", 1, 2_000, mode)
+                .unwrap()
+                .updates
+                .is_empty()
+        );
+        // From the start, web2 is told to block and web1 only to lift.
+        let fresh_web2 = store.decision_feed("web2", 0, 2_000, mode).unwrap();
+        assert_eq!(addresses(&fresh_web2), [("203.0.113.9".to_string(), false)]);
+        let fresh_web1 = store.decision_feed("web1", 0, 2_000, mode).unwrap();
+        assert_eq!(addresses(&fresh_web1), [("203.0.113.9".to_string(), true)]);
+        let active = store.decisions(DecisionFilter::Active, 2_000, 10).unwrap();
+        assert_eq!(active.len(), 1, "the decision still holds on web2");
+        assert_eq!(active[0].hosts, ["web2"]);
+        // Taking web1 out again finds nothing; taking web2 out ends it.
+        assert!(
+            store
+                .remove_decisions(address, Some(&web1), "cli:root", 2_000)
+                .unwrap()
+                .is_empty()
+        );
+        let web2 = DecisionScope::parse("host:web2").unwrap();
+        let ended = store
+            .remove_decisions(address, Some(&web2), "cli:root", 3_000)
+            .unwrap();
+        assert!(ended[0].remaining.is_empty());
+        assert!(
+            store
+                .decisions(DecisionFilter::Active, 3_000, 10)
+                .unwrap()
+                .is_empty()
+        );
+        let web2_feed = store.decision_feed("web2", 2, 3_000, mode).unwrap();
+        assert_eq!(addresses(&web2_feed), [("203.0.113.9".to_string(), true)]);
+        assert!(
+            store
+                .decision_feed("web1", 3, 3_000, mode)
+                .unwrap()
+                .updates
+                .is_empty(),
+            "web1 is not told twice"
+        );
+        assert_eq!(
+            column(
+                &store,
+                "SELECT details FROM audit WHERE action = 'decision.removed' ORDER BY seq"
+            ),
+            [
+                "unblock 203.0.113.9 on host:web1; still blocked on host:web2",
+                "unblock 203.0.113.9"
+            ]
+        );
+    }
+
+    #[test]
+    fn retention_deletes_expired_decisions_and_an_old_cursor_still_reads_every_block_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        let mode = ResponseMode::DryRun;
+        let web1 = || DecisionScope::Hosts(vec!["web1".to_string()]);
+        // 1: expired long ago, acknowledged; 2: lifted long ago but in
+        // force until 50,000; 3: in force until 900,000.
+        store
+            .add_decision(&decision("192.0.2.1", web1(), 5_000), "detection")
+            .unwrap();
+        let ack = DecisionAck {
+            applied: vec![1],
+            refused: vec![],
+        };
+        store.record_decision_acks("web1", &ack, 2_000).unwrap();
+        store
+            .add_decision(&decision("192.0.2.2", web1(), 50_000), "detection")
+            .unwrap();
+        store
+            .remove_decisions("192.0.2.2".parse().unwrap(), None, "cli:root", 3_000)
+            .unwrap();
+        store
+            .add_decision(&decision("192.0.2.3", web1(), 900_000), "detection")
+            .unwrap();
+        let end = store.last_decision_update().unwrap();
+        assert_eq!(end, 4);
+
+        assert_eq!(store.purge_ended_decisions(40_000).unwrap(), 1);
+        let count = |table: &str| -> i64 {
+            store
+                .read()
+                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
+                    row.get(0)
+                })
+                .unwrap()
+        };
+        assert_eq!(count("decisions"), 2);
+        assert_eq!(count("decision_hosts"), 2);
+        assert_eq!(count("decision_updates"), 3);
+        assert_eq!(count("decision_acks"), 0, "the ack went with its decision");
+        // An agent that has been away since before the purged rows reads
+        // the lift it missed and the block in force.
+        let away = store.decision_feed("web1", 0, 45_000, mode).unwrap();
+        assert_eq!(
+            addresses(&away),
+            [
+                ("192.0.2.2".to_string(), true),
+                ("192.0.2.3".to_string(), false)
+            ]
+        );
+        // Once everything has expired and been purged, a current cursor is
+        // still current (not taken for a replaced store), and the next
+        // update continues the numbering.
+        assert_eq!(store.purge_ended_decisions(i64::MAX).unwrap(), 2);
+        assert_eq!(count("decision_updates"), 0);
+        assert_eq!(store.last_decision_update().unwrap(), end);
+        let current = store.decision_feed("web1", end, 1_000_000, mode).unwrap();
+        assert_eq!(current.cursor, end);
+        assert!(current.updates.is_empty());
+        store
+            .add_decision(
+                &decision("192.0.2.4", DecisionScope::County, 2_000_000),
+                "cli:root",
+            )
+            .unwrap();
+        let next = store.decision_feed("web1", end, 1_000_000, mode).unwrap();
+        assert_eq!(addresses(&next), [("192.0.2.4".to_string(), false)]);
+        assert_eq!(next.cursor, end + 1);
+        // A reopened store starts its long polls from the same end.
+        drop(store);
+        let reopened = IncidentStore::open(dir.path()).unwrap();
+        assert_eq!(*reopened.watch_decision_updates().borrow(), end + 1);
     }
 
     #[test]
@@ -915,6 +1181,9 @@ mod tests {
             started_at_ms: 1_000,
             expires_at_ms: 1_000_000_000,
             mode: ResponseMode::Enforce,
+            group_key: String::new(),
+            title: String::new(),
+            severity: String::new(),
         };
         let refusal = |address: IpAddr| {
             (address.to_string() == "10.0.0.5").then(|| "in never_block".to_string())
@@ -923,6 +1192,7 @@ mod tests {
             .record_local_decisions(
                 "web1",
                 &[local("203.0.113.9"), local("10.0.0.5")],
+                &[],
                 3_600_000,
                 &refusal,
                 5_000,

@@ -1,6 +1,7 @@
 //! Retention: once a day, security events (in `collector.db`), closed
-//! incidents and audit entries older than `incidents.retention` are
-//! deleted, a few hundred rows per transaction so ingest and the page never
+//! incidents, active-response decisions that expired (with their hosts,
+//! updates and acks; `decisions.rs` says why no agent needs them) and audit
+//! entries older than `incidents.retention` are deleted, a few hundred rows per transaction so ingest and the page never
 //! wait long for the write lock. Open incidents are kept whatever their age.
 //! The purge itself is audited, and the audit trail's own purge leaves a
 //! signed record of its new start (see `audit.rs`).
@@ -26,6 +27,8 @@ pub struct Purged {
     pub events: u64,
     /// Closed incidents deleted (with their evidence and timeline).
     pub incidents: u64,
+    /// Decisions deleted (with their hosts, updates and acks).
+    pub decisions: u64,
     /// Audit entries deleted.
     pub audit: u64,
 }
@@ -42,6 +45,7 @@ pub fn purge(store: &IncidentStore, data_dir: &Path, cutoff_ms: i64) -> anyhow::
             WHERE status IN ('resolved', 'false_positive') AND last_seen_ms < ?1 LIMIT ?2)",
         cutoff_ms,
     )?;
+    purged.decisions = store.purge_ended_decisions(cutoff_ms)?;
     // The overview's hourly evidence counts go with the evidence's hours
     // (an incident kept open keeps its evidence, but the overview only
     // counts the last week).
@@ -67,8 +71,8 @@ pub fn purge(store: &IncidentStore, data_dir: &Path, cutoff_ms: i64) -> anyhow::
             "store",
             Outcome::Success,
             &format!(
-                "before {cutoff_ms}: {} events, {} incidents, {} audit entries",
-                purged.events, purged.incidents, purged.audit
+                "before {cutoff_ms}: {} events, {} incidents, {} decisions, {} audit entries",
+                purged.events, purged.incidents, purged.decisions, purged.audit
             ),
         )?;
     }
@@ -165,8 +169,24 @@ mod tests {
                 2_000,
             )
             .unwrap();
+        let expired = crate::incident::decisions::NewDecision {
+            address: "192.0.2.1".parse().unwrap(),
+            scope: crate::incident::decisions::DecisionScope::County,
+            incident_id: Some(closed),
+            rule: None,
+            reason: "by hand".to_string(),
+            made_by: "cli:root".to_string(),
+            start_ms: 1_000,
+            expires_ms: 2_000,
+            mode: countywatch_wire::ResponseMode::DryRun,
+        };
+        store.add_decision(&expired, "cli:root").unwrap();
         let purged = purge(&store, dir.path(), i64::MAX).unwrap();
         assert_eq!(purged.incidents, 1);
+        assert_eq!(
+            purged.decisions, 1,
+            "on the incidents' schedule and retention"
+        );
         assert!(store.incident(open).unwrap().is_some());
         assert!(store.incident(closed).unwrap().is_none());
         assert!(purged.audit >= 2);

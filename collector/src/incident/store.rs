@@ -184,6 +184,10 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         event TEXT NOT NULL
     );",
+    // Active response: a removal that takes one host out of a host-scoped
+    // decision is addressed to that host alone (NULL: every agent the
+    // decision covers).
+    "ALTER TABLE decision_updates ADD COLUMN host TEXT;",
     // The overview's top source addresses and hosts of the week, counted
     // as evidence is stored (issue 24): counting the evidence rows read
     // every event's JSON, about a second for 100,000 of them.
@@ -467,11 +471,8 @@ impl IncidentStore {
         crate::sqlite::migrate(&writer, MIGRATIONS)
             .with_context(|| format!("cannot migrate {}", path.display()))?;
         let reader = connect(&path)?;
-        let last_update: i64 = reader.query_row(
-            "SELECT COALESCE(MAX(id), 0) FROM decision_updates",
-            [],
-            |row| row.get(0),
-        )?;
+        let last_update: i64 =
+            reader.query_row(crate::incident::decisions::LOG_END, [], |row| row.get(0))?;
         Ok(IncidentStore {
             path,
             writer: Mutex::new(writer),

@@ -2,7 +2,7 @@
 //! arithmetic as Prometheus 2.x (running mean for `avg`, Welford for
 //! `stddev`/`stdvar`) so that results are bit-for-bit comparable.
 
-use crate::labels::FastMap as HashMap;
+use countywatch_labels::labels::FastMap as HashMap;
 
 use promql_parser::parser::token::{
     T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
@@ -12,8 +12,8 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use super::eval::Evaluator;
 use super::{EvalError, Sample, Value, format_float};
-use crate::labels::Labels;
 use crate::storage::Millis;
+use countywatch_labels::labels::Labels;
 
 /// One output group's running state.
 struct Group {

@@ -2,7 +2,7 @@
 //! set operators, with `on`/`ignoring` and `group_left`/`group_right`
 //! matching exactly as Prometheus's `VectorBinop` does.
 
-use crate::labels::{FastMap as HashMap, FastSet as HashSet};
+use countywatch_labels::labels::{FastMap as HashMap, FastSet as HashSet};
 
 use promql_parser::parser::token::{
     T_ADD, T_ATAN2, T_DIV, T_EQLC, T_GTE, T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS, T_MOD,
@@ -12,8 +12,8 @@ use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use super::eval::Evaluator;
 use super::{EvalError, Sample, Value};
-use crate::labels::Labels;
 use crate::storage::Millis;
+use countywatch_labels::labels::Labels;
 
 /// Evaluates a binary expression at `t`.
 pub fn eval(evaluator: &Evaluator<'_>, expr: &BinaryExpr, t: Millis) -> Result<Value, EvalError> {
@@ -283,7 +283,7 @@ fn matched_binop(
                 sample.labels.clone()
             };
             if drops_name(op) {
-                labels.remove(crate::labels::METRIC_NAME);
+                labels.remove(countywatch_labels::labels::METRIC_NAME);
             }
             labels
         };
@@ -291,7 +291,7 @@ fn matched_binop(
             labels.set(name, other.labels.get(name));
         }
         if return_bool {
-            labels.remove(crate::labels::METRIC_NAME);
+            labels.remove(countywatch_labels::labels::METRIC_NAME);
         }
         if one_to_one {
             if !matched_one_to_one.insert(signature) {

@@ -9,8 +9,8 @@ use promql_parser::label::Matchers;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 
 use super::{EvalError, RangeSeries, Sample, Value, aggregate, binary, functions};
-use crate::labels::{Labels, METRIC_NAME};
 use crate::storage::{Millis, Storage};
+use countywatch_labels::labels::{Labels, METRIC_NAME};
 
 /// Most steps one subquery may evaluate, so that `x[1y:1s]` fails fast
 /// instead of running for hours.

@@ -24,8 +24,8 @@ pub mod go_math;
 pub mod parse_guard;
 pub mod syntax_error;
 
-use crate::labels::Labels;
 use crate::storage::Millis;
+use countywatch_labels::labels::Labels;
 
 pub use eval::{Evaluator, parse_expr};
 

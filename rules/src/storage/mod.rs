@@ -15,7 +15,7 @@ use chunk::Chunk;
 
 use std::sync::Arc;
 
-use crate::labels::{FastMap, FastSet, Labels};
+use countywatch_labels::labels::{FastMap, FastSet, Labels};
 
 /// Milliseconds since the Unix epoch, as Prometheus timestamps are.
 pub type Millis = i64;

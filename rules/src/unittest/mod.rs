@@ -19,10 +19,10 @@ use promql_parser::parser::Expr;
 use serde::Deserialize;
 
 use crate::group::{EvalOptions, Group};
-use crate::labels::{Labels, METRIC_NAME};
 use crate::promql::{Evaluator, Value, parse_expr};
 use crate::rulefmt::{self, GroupSpec};
 use crate::storage::{Millis, Storage};
+use countywatch_labels::labels::{Labels, METRIC_NAME};
 use notation::Slot;
 
 /// A unit-test file.

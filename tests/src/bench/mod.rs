@@ -7,6 +7,7 @@
 
 mod agent_footprint;
 mod auth_replay;
+mod decision_polls;
 mod detect_engine;
 mod incident_store;
 mod ingest;
@@ -132,6 +133,7 @@ pub const ALL: &[Benchmark] = &[
     noise_day::BENCHMARK,
     report_history::BENCHMARK,
     response_latency::BENCHMARK,
+    decision_polls::BENCHMARK,
 ];
 
 #[cfg(test)]

@@ -300,6 +300,28 @@ fn assert_success(output: &Output, what: &str) {
     );
 }
 
+/// Twelve refused SSH logins from the attacker on `host`, stamped now, as
+/// sshd logs them (ISO timestamps); `pid` numbers the sshd processes, so
+/// that two tests' lines differ.
+fn failed_logins(host: &str, pid: u32) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let mut text = String::new();
+    for attempt in 0..12 {
+        text.push_str(&format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000000+00:00 {host} sshd[{}]: Failed password for root from {ATTACKER} port {} ssh2\n",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second(),
+            pid + attempt,
+            40_000 + attempt,
+        ));
+    }
+    text
+}
+
 /// The agent's `response:` section for most tests.
 const NFTABLES: &str = "  backend: nftables\n  never_block: [10.232.0.4/32]\n";
 
@@ -467,23 +489,7 @@ fn ssh_failures_in_the_agents_log_block_the_attacker_through_detection_and_the_c
     // the county turns enforcement on in one line.
     let site = Site::start("det", 25, "response:\n  mode: enforce\n", NFTABLES);
     assert_eq!(site.connect(ATTACKER), Connect::Connected);
-    let now = time::OffsetDateTime::now_utc();
-    let mut text = String::new();
-    for attempt in 0..12 {
-        text.push_str(&format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000000+00:00 {} sshd[{}]: Failed password for root from {ATTACKER} port {} ssh2\n",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second(),
-            site.name,
-            4000 + attempt,
-            40_000 + attempt,
-        ));
-    }
-    std::fs::write(&site.log, text).unwrap();
+    std::fs::write(&site.log, failed_logins(&site.name, 4000)).unwrap();
     assert!(
         site.wait_for_connect(ATTACKER, Connect::TimedOut),
         "detection should block the attacker"
@@ -580,4 +586,82 @@ fn the_peer_of_an_open_ssh_session_is_blocked_only_once_the_session_ends() {
     );
     site.wait_for_answer(&format!("{}:applied", site.name));
     assert_eq!(site.connect(BYSTANDER), Connect::Connected);
+}
+
+#[test]
+fn with_its_link_cut_the_agent_blocks_a_brute_force_by_itself_and_the_collector_takes_over_when_it_is_back()
+ {
+    // Offline mode after three seconds without the collector, so that the
+    // test need not wait the default minute.
+    let site = Site::start(
+        "off",
+        29,
+        "response:\n  mode: enforce\n",
+        "  backend: nftables\n  never_block: [10.232.0.4/32]\n  offline_after: 3s\n",
+    );
+    // The first long poll brings the offline rules and the mode in force.
+    let rules_file = site.state_dir.join("offline_rules.json");
+    let state_file = site.state_dir.join("response.json");
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            std::fs::read_to_string(&rules_file).is_ok_and(|text| text.contains("ssh_brute_force"))
+                && std::fs::read_to_string(&state_file)
+                    .is_ok_and(|text| text.contains("\"mode\": \"enforce\""))
+        }),
+        "the agent should hold the offline rules and the enforce mode"
+    );
+    assert_eq!(site.connect(ATTACKER), Connect::Connected);
+
+    site.link.set_link(false);
+    // Past offline_after with a margin: the agent is on its own.
+    std::thread::sleep(Duration::from_secs(5));
+    let text = failed_logins(&site.name, 5000);
+    // All twelve failures land at once: the tenth is written now.
+    let tenth_failure = Instant::now();
+    std::fs::write(&site.log, text).unwrap();
+    let in_set = wait_until(Duration::from_secs(60), || {
+        site.kernel_table().contains(ATTACKER)
+    });
+    let elapsed = tenth_failure.elapsed();
+    assert!(in_set, "the agent should block by itself while cut off");
+    println!("offline: tenth failure to kernel set entry {elapsed:?}");
+    assert_eq!(site.connect(ATTACKER), Connect::TimedOut);
+    assert_eq!(site.connect(BYSTANDER), Connect::Connected);
+    let listed = site.listed_soon(ATTACKER).unwrap();
+    assert!(listed.contains("offline"), "{listed}");
+
+    // The link comes back: the agent reports its decision, the collector
+    // records it as the agent's, under an incident.
+    site.link.set_link(true);
+    let made_by = format!("agent:{}", site.name);
+    let mut listed = String::new();
+    let mut line = None;
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            listed = site.decisions(&["list"]);
+            line = listed
+                .lines()
+                .find(|line| line.contains(ATTACKER) && line.contains(&made_by))
+                .map(str::to_string);
+            line.is_some()
+        }),
+        "no decision by {made_by} in {listed}"
+    );
+    let line = line.unwrap_or_default();
+    let incident = line
+        .split_whitespace()
+        .skip_while(|word| *word != made_by)
+        .nth(1)
+        .unwrap_or("-");
+    assert!(
+        incident.parse::<i64>().is_ok(),
+        "the agent's decision should have an incident: {line}"
+    );
+    // The collector's decisions take over: deleting them lifts the block
+    // the agent made by itself.
+    site.decisions(&["delete", ATTACKER]);
+    assert!(
+        site.wait_for_connect(ATTACKER, Connect::Connected),
+        "the collector's delete should lift the agent's own block"
+    );
 }

@@ -493,3 +493,93 @@ fn an_officer_sees_the_dry_run_decision_on_the_console_and_unblocks_it() {
     assert_eq!(updates(&feed), [("203.0.113.9".to_string(), true)]);
     assert_audited(&collector, &["officer1", "decision.removed"]);
 }
+
+#[test]
+fn deleting_one_host_of_a_host_decision_lifts_it_there_only_and_a_host_scope_must_be_enrolled() {
+    let collector = Collector::start();
+    let web1 = collector.enrolled_identity("web1");
+    let web2 = collector.enrolled_identity("web2");
+    let addr = collector.ingest_addr;
+
+    // One address attacks both agents: the rule fires on the tenth failure
+    // with evidence from both, so its decision blocks on both.
+    for (identity, name, count) in [(&web1, "web1", 5), (&web2, "web2", 7)] {
+        let response = post_batch(
+            addr,
+            identity.path(),
+            &failures(name, 1, "203.0.113.9", count),
+        );
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+    let line = listed(&collector, &["decisions", "list"], "203.0.113.9").unwrap();
+    assert!(line.contains("host:web1,web2 "), "{line}");
+    let (web1_feed, _) = poll(addr, web1.path(), 0, 0);
+    assert_eq!(updates(&web1_feed), [("203.0.113.9".to_string(), false)]);
+    let (web2_feed, _) = poll(addr, web2.path(), 0, 0);
+    assert_eq!(updates(&web2_feed), [("203.0.113.9".to_string(), false)]);
+
+    // Taking web1 out wakes web1's poll with the removal; web2 keeps it.
+    let web1_path = web1.path().to_path_buf();
+    let cursor = web1_feed.cursor;
+    let waiting = std::thread::spawn(move || poll(addr, &web1_path, cursor, 40));
+    std::thread::sleep(Duration::from_millis(500));
+    let (deleted, text) = cli(
+        &collector,
+        &["decisions", "delete", "203.0.113.9", "--scope", "host:web1"],
+    );
+    assert!(deleted, "{text}");
+    assert!(
+        text.contains("203.0.113.9 unblocked on web1, still blocked on web2"),
+        "{text}"
+    );
+    let (removal, took) = waiting.join().unwrap();
+    assert_eq!(updates(&removal), [("203.0.113.9".to_string(), true)]);
+    assert!(took < Duration::from_secs(30), "woken ({took:?})");
+    let (untouched, _) = poll(addr, web2.path(), web2_feed.cursor, 0);
+    assert!(untouched.updates.is_empty(), "{untouched:?}");
+    let line = listed(&collector, &["decisions", "list"], "203.0.113.9").unwrap();
+    assert!(line.contains("host:web2 "), "{line}");
+    assert_audited(
+        &collector,
+        &[
+            "decision.removed",
+            "on host:web1; still blocked on host:web2",
+        ],
+    );
+
+    // Taking out the last host ends the decision, and only web2 is told.
+    let (deleted, text) = cli(
+        &collector,
+        &["decisions", "delete", "203.0.113.9", "--scope", "host:web2"],
+    );
+    assert!(deleted, "{text}");
+    assert!(text.contains("removed: 203.0.113.9 unblocked"), "{text}");
+    let (lifted, _) = poll(addr, web2.path(), untouched.cursor, 0);
+    assert_eq!(updates(&lifted), [("203.0.113.9".to_string(), true)]);
+    let (quiet, _) = poll(addr, web1.path(), removal.cursor, 0);
+    assert!(quiet.updates.is_empty(), "{quiet:?}");
+    let (_, active) = cli(&collector, &["decisions", "list"]);
+    assert!(!active.contains("203.0.113.9"), "{active}");
+
+    // A host scope must name an enrolled agent.
+    let (added, text) = cli(
+        &collector,
+        &["decisions", "add", "198.51.100.3", "--scope", "host:web9"],
+    );
+    assert!(!added, "{text}");
+    assert!(
+        text.contains("no agent named \"web9\" is enrolled"),
+        "{text}"
+    );
+    let (_, all) = cli(&collector, &["decisions", "list", "--all"]);
+    assert!(!all.contains("198.51.100.3"), "nothing recorded: {all}");
+    let (added, text) = cli(
+        &collector,
+        &["decisions", "add", "198.51.100.3", "--scope", "host:web1"],
+    );
+    assert!(added, "{text}");
+    let (for_web1, _) = poll(addr, web1.path(), quiet.cursor, 0);
+    assert_eq!(updates(&for_web1), [("198.51.100.3".to_string(), false)]);
+    let (for_web2, _) = poll(addr, web2.path(), lifted.cursor, 0);
+    assert!(for_web2.updates.is_empty(), "{for_web2:?}");
+}

@@ -1,15 +1,15 @@
 //! `histogram_quantile` over classic histograms (`le` buckets), with
 //! Prometheus's bucket coalescing and monotonicity repair.
 
-use crate::labels::FastMap as HashMap;
+use countywatch_labels::labels::FastMap as HashMap;
 
 use promql_parser::parser::Expr;
 
 use super::super::eval::Evaluator;
 use super::super::{EvalError, Sample, Value};
 use super::arg;
-use crate::labels::Labels;
 use crate::storage::Millis;
+use countywatch_labels::labels::Labels;
 
 /// Evaluates `histogram_quantile(q, buckets)`.
 pub fn eval(evaluator: &Evaluator<'_>, args: &[&Expr], t: Millis) -> Result<Value, EvalError> {

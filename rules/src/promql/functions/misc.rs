@@ -7,8 +7,8 @@ use promql_parser::parser::Expr;
 use super::super::eval::Evaluator;
 use super::super::{EvalError, Sample, Value};
 use super::arg;
-use crate::labels::{Labels, METRIC_NAME};
 use crate::storage::Millis;
+use countywatch_labels::labels::{Labels, METRIC_NAME};
 
 /// Evaluates `name` if it is one of this family; `None` otherwise.
 pub fn eval(

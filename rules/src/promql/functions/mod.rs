@@ -14,7 +14,7 @@ pub mod misc;
 pub mod range;
 pub mod time;
 
-use crate::labels::FastSet as HashSet;
+use countywatch_labels::labels::FastSet as HashSet;
 
 use promql_parser::parser::{Call, Expr};
 

@@ -5,8 +5,8 @@ use promql_parser::parser::Expr;
 
 use super::super::eval::Evaluator;
 use super::super::{EvalError, Sample, Value};
-use crate::labels::Labels;
 use crate::storage::Millis;
+use countywatch_labels::labels::Labels;
 
 /// Evaluates `name` if it is a time function; `None` otherwise.
 pub fn eval(
