@@ -277,19 +277,42 @@ impl Notifier {
 
     /// [`Notifier::active_alerts`] of one origin only, or of all.
     pub fn active_alerts_from(&self, origin: Option<Origin>) -> Vec<Alert> {
+        let active = self.firing();
+        // Sorted by the map's keys: `Alert::fingerprint` hashes the labels
+        // again at every comparison, a second for 60,000 alerts.
+        let mut alerts: Vec<(Fingerprint, Alert)> = active
+            .iter()
+            .filter(|(_, (_, from))| origin.is_none_or(|origin| origin == *from))
+            .map(|(fingerprint, (alert, _))| (*fingerprint, alert.clone()))
+            .collect();
+        alerts.sort_unstable_by_key(|(fingerprint, _)| *fingerprint);
+        alerts.into_iter().map(|(_, alert)| alert).collect()
+    }
+
+    /// The alerts kept for the API, resolved ones and expired leases
+    /// dropped first.
+    fn firing(&self) -> std::sync::MutexGuard<'_, HashMap<Fingerprint, (Alert, Origin)>> {
         let now = now_ms();
         let mut active = self
             .active
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         active.retain(|_, (alert, _)| !alert.resolved_at(now));
-        let mut alerts: Vec<Alert> = active
-            .values()
-            .filter(|(_, from)| origin.is_none_or(|origin| origin == *from))
-            .map(|(alert, _)| alert.clone())
+        active
+    }
+
+    /// How many alerts fire now, and the first `limit` of them by
+    /// fingerprint (the overview's panel), without copying the others.
+    pub fn active_alerts_first(&self, limit: usize) -> (usize, Vec<Alert>) {
+        let active = self.firing();
+        let mut fingerprints: Vec<Fingerprint> = active.keys().copied().collect();
+        fingerprints.sort_unstable();
+        let first = fingerprints
+            .iter()
+            .take(limit)
+            .filter_map(|fingerprint| active.get(fingerprint).map(|(alert, _)| alert.clone()))
             .collect();
-        alerts.sort_by_key(Alert::fingerprint);
-        alerts
+        (fingerprints.len(), first)
     }
 
     /// The silences.
@@ -751,4 +774,35 @@ fn give_notices(
         .outbox_pending
         .set(outbox::pending(&connection)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::LabelSet;
+
+    #[tokio::test]
+    async fn the_firing_alerts_are_listed_by_fingerprint_and_the_first_few_counted_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_stop, stopped) = watch::channel(false);
+        let started = start(&NotifyConfig::default(), dir.path(), None, stopped).unwrap();
+        let alerts: Vec<Alert> = (0..50)
+            .map(|index| Alert {
+                labels: LabelSet::from([("alertname".to_string(), format!("rule_{index}"))]),
+                annotations: LabelSet::new(),
+                starts_at_ms: now_ms(),
+                ends_at_ms: None,
+                generator_url: String::new(),
+                value: None,
+            })
+            .collect();
+        started.notifier.submit(alerts).await.unwrap();
+        let listed = started.notifier.active_alerts();
+        let fingerprints: Vec<Fingerprint> = listed.iter().map(Alert::fingerprint).collect();
+        let mut sorted = fingerprints.clone();
+        sorted.sort_unstable();
+        assert_eq!((listed.len(), &fingerprints), (50, &sorted));
+        let (count, first) = started.notifier.active_alerts_first(5);
+        assert_eq!((count, first.as_slice()), (50, &listed[..5]));
+    }
 }

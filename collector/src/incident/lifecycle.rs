@@ -294,6 +294,7 @@ impl IncidentStore {
                     serde_json::to_string(&evidence.event)?,
                 ],
             )?;
+            crate::incident::store::count_evidence(&transaction, &evidence.event)?;
             added += 1;
         }
         // Hosts: the union of what the incident had and what this adds.

@@ -46,6 +46,15 @@ pub fn purge(store: &IncidentStore, data_dir: &Path, cutoff_ms: i64) -> anyhow::
         cutoff_ms,
     )?;
     purged.decisions = store.purge_ended_decisions(cutoff_ms)?;
+    // The overview's hourly evidence counts go with the evidence's hours
+    // (an incident kept open keeps its evidence, but the overview only
+    // counts the last week).
+    delete_in_batches(
+        &store.write(),
+        "DELETE FROM evidence_counts WHERE (field, hour, value) IN
+            (SELECT field, hour, value FROM evidence_counts WHERE hour < ?1 / 3600000 LIMIT ?2)",
+        cutoff_ms,
+    )?;
     // The newest entry is never purged: the chain must keep a head. The
     // audit purge is one transaction that also signs where the trail now
     // starts, so that no verification ever sees a start nobody signed.
@@ -111,11 +120,14 @@ mod tests {
     use crate::incident::lifecycle::Transition;
     use crate::incident::store::Status;
 
-    #[test]
-    fn purge_keeps_open_incidents_and_the_chain_head() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = IncidentStore::open(dir.path()).unwrap();
-        let detection = |rule: &str| countywatch_detect::Detection {
+    /// A low-severity detection of `rule` at `at_ms`, with its hosts taken
+    /// from `evidence`.
+    fn detection(
+        rule: &str,
+        at_ms: i64,
+        evidence: Vec<countywatch_detect::Evidence>,
+    ) -> countywatch_detect::Detection {
+        countywatch_detect::Detection {
             rule_id: rule.to_string(),
             title: rule.to_string(),
             severity: countywatch_detect::Severity::Low,
@@ -123,13 +135,28 @@ mod tests {
             labels: Default::default(),
             annotations: Default::default(),
             tags: Vec::new(),
-            hosts: Vec::new(),
-            at_ms: 1_000,
-            evidence: Vec::new(),
+            hosts: evidence
+                .iter()
+                .map(|item| item.event.host.clone())
+                .collect(),
+            at_ms,
+            evidence,
             response: None,
-        };
-        let open = store.record_detection(&detection("a")).unwrap().id();
-        let closed = store.record_detection(&detection("b")).unwrap().id();
+        }
+    }
+
+    #[test]
+    fn purge_keeps_open_incidents_and_the_chain_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        let open = store
+            .record_detection(&detection("a", 1_000, Vec::new()))
+            .unwrap()
+            .id();
+        let closed = store
+            .record_detection(&detection("b", 1_000, Vec::new()))
+            .unwrap()
+            .id();
         store
             .transition(
                 closed,
@@ -166,5 +193,35 @@ mod tests {
         // What is left still verifies from its oldest entry.
         let verification = crate::incident::audit::verify(dir.path()).unwrap();
         assert_eq!(verification.first_break, None);
+    }
+
+    #[test]
+    fn purge_drops_the_overviews_evidence_counts_of_the_hours_before_the_cutoff() {
+        const HOUR_MS: i64 = 3_600_000;
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        for (rule, host, at_ms) in [("a", "old-host", 1_000), ("b", "new-host", 2 * HOUR_MS)] {
+            let mut event = countywatch_wire::Event::new(
+                at_ms,
+                countywatch_wire::EventSource::Auth,
+                countywatch_wire::EventKind::SshLoginFailed,
+            );
+            event.host = host.to_string();
+            let evidence = countywatch_detect::Evidence {
+                event_id: None,
+                event,
+            };
+            store
+                .record_detection(&detection(rule, at_ms, vec![evidence]))
+                .unwrap();
+        }
+        let hosts = || {
+            store
+                .top_evidence(crate::incident::store::EvidenceField::Host, 0, 10)
+                .unwrap()
+        };
+        assert_eq!(hosts().len(), 2);
+        purge(&store, dir.path(), 2 * HOUR_MS).unwrap();
+        assert_eq!(hosts(), vec![("new-host".to_string(), 1)]);
     }
 }

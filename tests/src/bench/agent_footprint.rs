@@ -37,12 +37,6 @@ struct Usage {
 }
 
 fn usage(pid: u32) -> Usage {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields 14 and 15 of proc(5); fields[0] is field 3.
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    let per_second = rustix::param::clock_ticks_per_second() as f64;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let peak_kib: f64 = status
         .lines()
@@ -51,7 +45,7 @@ fn usage(pid: u32) -> Usage {
         .and_then(|value| value.parse().ok())
         .unwrap();
     Usage {
-        cpu_seconds: ticks / per_second,
+        cpu_seconds: super::cpu_seconds(pid),
         peak_rss: peak_kib * 1024.0,
     }
 }

@@ -94,6 +94,17 @@ pub(crate) fn percentile(sorted: &[f64], fraction: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// The user plus system CPU time process `pid` has used so far, seconds
+/// (fields 14 and 15 of proc(5)'s `/proc/PID/stat`, clock ticks).
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // fields[0] is field 3.
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / rustix::param::clock_ticks_per_second() as f64
+}
+
 /// A benchmark: its name and the function that runs it.
 pub struct Benchmark {
     /// Name given on the command line.

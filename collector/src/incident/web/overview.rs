@@ -24,6 +24,8 @@ const DAY_MS: i64 = 24 * HOUR_MS;
 /// The SVG charts' drawing size (they scale to their box).
 const CHART_WIDTH: i64 = 600;
 const CHART_HEIGHT: i64 = 150;
+/// Firing alerts listed on the overview (the count shows how many fire).
+const FIRING_LISTED: usize = 5;
 
 /// Serves the overview.
 pub fn serve(incidents: &Incidents, context: &PageContext) -> Response<Full<Bytes>> {
@@ -115,7 +117,7 @@ fn render(incidents: &Incidents, context: &PageContext) -> anyhow::Result<Respon
     let hosts = incidents
         .store
         .top_evidence(EvidenceField::Host, week_ago, 10)?;
-    let firing = incidents.notifier.active_alerts();
+    let (firing_count, firing) = incidents.notifier.active_alerts_first(FIRING_LISTED);
     let officer = context.is_at_least(Role::SecurityOfficer);
     let body = html! {
         h1 { (lang.text("overview")) }
@@ -143,10 +145,10 @@ fn render(incidents: &Incidents, context: &PageContext) -> anyhow::Result<Respon
                         }
                     }
                 }
-                h2 { a href="/alerts" { (lang.text("firing")) } " (" span #overview-firing { (firing.len()) } ")" }
+                h2 { a href="/alerts" { (lang.text("firing")) } " (" span #overview-firing { (firing_count) } ")" }
                 @if firing.is_empty() { p { (lang.text("no_alerts")) } }
                 ul {
-                    @for alert in firing.iter().take(5) {
+                    @for alert in &firing {
                         li {
                             (i18n::localized_annotation(lang, &alert.annotations, "title")
                                 .or_else(|| alert.labels.get("alertname"))
