@@ -167,6 +167,11 @@ pub trait DetectionSink: Send + Sync {
     /// Adds what the sink did beyond recording to the detection's alert
     /// (the incident store: the block a rule's response asked for).
     fn annotate(&self, _detection: &Detection, _alert: &mut Alert) {}
+
+    /// Hears that SIGHUP put `config`'s rules in force, so that what the
+    /// sink built from the rules follows them (the incident store: the
+    /// rules agents run while offline).
+    fn rules_reloaded(&self, _config: &DetectionConfig) {}
 }
 
 /// Appends each detection, evidence included, as one JSON line.
@@ -535,7 +540,7 @@ async fn run(
         tokio::select! {
             _ = stopped.changed() => break,
             _ = tokio::time::sleep(IDLE) => {}
-            _ = hangup_received => reload(&mut detector, &config, &metrics),
+            _ = hangup_received => reload(&mut detector, &config, sink.as_ref(), &metrics),
         }
     }
     save(&mut detector, &metrics);
@@ -548,12 +553,18 @@ fn save(detector: &mut Detector, metrics: &DetectionMetrics) {
     }
 }
 
-fn reload(detector: &mut Detector, config: &DetectionConfig, metrics: &DetectionMetrics) {
+fn reload(
+    detector: &mut Detector,
+    config: &DetectionConfig,
+    sink: &dyn DetectionSink,
+    metrics: &DetectionMetrics,
+) {
     match config.load_rules() {
         Ok(rules) => {
             let count = rules.len();
             let calendar = Calendar::new(&config.calendar).unwrap_or_default();
             detector.engine.replace_rules(rules, calendar);
+            sink.rules_reloaded(config);
             tracing::info!(rules = count, "SIGHUP: detection rules reloaded");
         }
         Err(problems) => {

@@ -384,6 +384,9 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         reloader: Arc::clone(&reloader),
         open_alerts_read: config.http.open_alerts_read,
     });
+    let offline_rules = Arc::new(active_response::offline_rules::OfflineRulesCell::new(
+        active_response::offline_rules::build(&config.detection, &response),
+    ));
     if let Some(task) = detection::start(
         &config.detection,
         &config.data_dir,
@@ -392,6 +395,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             telemetry: Arc::clone(&telemetry),
             response: Arc::clone(&response),
             response_metrics: response_metrics.clone(),
+            offline_rules: Arc::clone(&offline_rules),
         }),
         Arc::clone(&notifier),
         telemetry.registry(),
@@ -479,7 +483,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             Arc::clone(&response),
             stopped.clone(),
             response_metrics,
-            active_response::offline_rules::build(&config.detection, &response),
+            offline_rules,
         )),
         max_body_bytes: config.ingest.max_body_bytes,
         max_decompressed_bytes: config.ingest.max_decompressed_bytes,

@@ -33,6 +33,7 @@ use hyper::{HeaderMap, Method, StatusCode};
 use tokio::sync::{Semaphore, watch};
 
 use crate::active_response::config::ResponseConfig;
+use crate::active_response::offline_rules::OfflineRulesCell;
 use crate::incident::store::IncidentStore;
 
 /// What the decision endpoints need.
@@ -53,8 +54,8 @@ pub struct FeedState {
     /// (docs/benchmarks.md, decision_polls).
     reads: Semaphore,
     /// The host-scoped rules agents run while offline
-    /// (`active_response::offline_rules`).
-    pub offline_rules: Arc<OfflineRules>,
+    /// (`active_response::offline_rules`), replaced on SIGHUP.
+    pub offline_rules: Arc<OfflineRulesCell>,
 }
 
 /// How many feed reads run on the blocking pool at once: one on the
@@ -69,7 +70,7 @@ impl FeedState {
         config: Arc<ResponseConfig>,
         stopped: watch::Receiver<bool>,
         metrics: crate::active_response::metrics::ResponseMetrics,
-        offline_rules: OfflineRules,
+        offline_rules: Arc<OfflineRulesCell>,
     ) -> FeedState {
         FeedState {
             store,
@@ -77,7 +78,7 @@ impl FeedState {
             stopped,
             metrics,
             reads: Semaphore::new(CONCURRENT_FEED_READS),
-            offline_rules: Arc::new(offline_rules),
+            offline_rules,
         }
     }
 }
@@ -186,14 +187,14 @@ pub async fn answer(
             let (after, mut wait) = feed_query(query)?;
             // An agent holding another rule set gets the current one at
             // once rather than at the end of its wait.
-            let stale_rules =
-                rules_query(query).is_some_and(|held| held != state.offline_rules.version);
+            let rules = state.offline_rules.current();
+            let stale_rules = rules_query(query).is_some_and(|held| held != rules.version);
             if stale_rules {
                 wait = Duration::ZERO;
             }
             let mut feed = long_poll(state, agent, after, wait).await?;
             if stale_rules {
-                feed.offline_rules = Some(OfflineRules::clone(&state.offline_rules));
+                feed.offline_rules = Some(OfflineRules::clone(&rules));
             }
             serde_json::to_string(&feed).map_err(FeedError::storage)
         }
@@ -227,7 +228,7 @@ pub async fn answer(
             let store = Arc::clone(&state.store);
             let config = Arc::clone(&state.config);
             let agent = agent.to_string();
-            let offline_rules = Arc::clone(&state.offline_rules);
+            let offline_rules = state.offline_rules.current();
             let recorded = tokio::task::spawn_blocking(move || {
                 let incidents = local
                     .decisions
@@ -511,6 +512,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_poll_holding_an_older_rule_set_gets_the_one_a_reload_put_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(IncidentStore::open(dir.path()).unwrap());
+        let (_stop, stopped) = watch::channel(false);
+        let set = |version: &str| OfflineRules {
+            version: version.to_string(),
+            ..OfflineRules::default()
+        };
+        let cell = Arc::new(OfflineRulesCell::new(set("first")));
+        let state = FeedState::new(
+            store,
+            Arc::new(ResponseConfig::default()),
+            stopped,
+            crate::active_response::metrics::ResponseMetrics::new().unwrap(),
+            Arc::clone(&cell),
+        );
+        let poll = |held: &'static str| {
+            let state = &state;
+            async move {
+                let query = format!("after=0&wait=0&{RULES_QUERY}={held}");
+                let body = answer(state, "web1", Endpoint::Feed, Some(&query), b"")
+                    .await
+                    .unwrap();
+                serde_json::from_str::<DecisionFeed>(&body)
+                    .unwrap()
+                    .offline_rules
+                    .map(|rules| rules.version)
+            }
+        };
+        assert_eq!(poll("first").await, None);
+        cell.replace(set("second"));
+        assert_eq!(poll("first").await.as_deref(), Some("second"));
+        assert_eq!(poll("second").await, None);
+    }
+
+    #[tokio::test]
     async fn every_waiting_poll_answers_as_soon_as_a_decision_is_made() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(IncidentStore::open(dir.path()).unwrap());
@@ -520,7 +557,7 @@ mod tests {
             Arc::new(ResponseConfig::default()),
             stopped,
             crate::active_response::metrics::ResponseMetrics::new().unwrap(),
-            OfflineRules::default(),
+            Arc::default(),
         ));
         // Many polls wait at once; their reads take turns
         // (CONCURRENT_FEED_READS) and none is left behind.

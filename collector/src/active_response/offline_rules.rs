@@ -4,12 +4,14 @@
 //! from, named by a digest so that an agent holding the same set is not
 //! sent it again.
 //!
-//! The set is built once at start from `detection:` as loaded (built-in
-//! packs, `rule_files`, less `disabled`); a SIGHUP reload of detection
-//! rules reaches agents at the collector's next start.
+//! The set is built at start from `detection:` as loaded (built-in packs,
+//! `rule_files`, less `disabled`) and again whenever SIGHUP reloads the
+//! detection rules ([`OfflineRulesCell`]), so agents get the new set on
+//! their next long poll.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use countywatch_detect::response::ResponseScope;
 use countywatch_wire::{OfflineRuleFile, OfflineRules};
@@ -18,6 +20,31 @@ use sha2::{Digest, Sha256};
 use crate::active_response::config::ResponseConfig;
 use crate::builtin_packs;
 use crate::detection::DetectionConfig;
+
+/// The offline rules in force, shared by the decision feed (which sends
+/// them) and the detection task (which replaces them when SIGHUP reloads
+/// the rules). A poisoned lock still holds a whole set: it is only ever
+/// replaced, never edited in place.
+#[derive(Debug, Default)]
+pub struct OfflineRulesCell(RwLock<Arc<OfflineRules>>);
+
+impl OfflineRulesCell {
+    /// A cell holding `rules`.
+    pub fn new(rules: OfflineRules) -> OfflineRulesCell {
+        OfflineRulesCell(RwLock::new(Arc::new(rules)))
+    }
+
+    /// The set in force now.
+    pub fn current(&self) -> Arc<OfflineRules> {
+        Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts `rules` in force; agents holding another version get them on
+    /// their next long poll.
+    pub fn replace(&self, rules: OfflineRules) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(rules);
+    }
+}
 
 /// The offline rules of `detection`, with `response`'s `max_duration` and
 /// `never_block`, which bind the agent's own blocks too.

@@ -22,6 +22,9 @@ pub struct IncidentSink {
     pub response: Arc<crate::active_response::config::ResponseConfig>,
     /// Where decisions are counted.
     pub response_metrics: crate::active_response::metrics::ResponseMetrics,
+    /// The rules agents run while offline, rebuilt when SIGHUP reloads the
+    /// detection rules.
+    pub offline_rules: Arc<crate::active_response::offline_rules::OfflineRulesCell>,
 }
 
 impl DetectionSink for IncidentSink {
@@ -51,6 +54,12 @@ impl DetectionSink for IncidentSink {
 
     fn annotate(&self, detection: &Detection, alert: &mut crate::notify::alert::Alert) {
         crate::active_response::annotate(&self.response, detection, alert);
+    }
+
+    fn rules_reloaded(&self, config: &crate::detection::DetectionConfig) {
+        let rules = crate::active_response::offline_rules::build(config, &self.response);
+        tracing::info!(version = %rules.version, "SIGHUP: offline rules for agents rebuilt");
+        self.offline_rules.replace(rules);
     }
 }
 
