@@ -41,7 +41,7 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
 use crate::incident::audit::Outcome;
-use crate::incident::store::IncidentStore;
+use crate::incident::store::{DECISION_LOG_END, IncidentStore};
 
 /// Where a decision applies.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,13 +172,6 @@ pub struct Lifted {
 
 /// Longest agent-written text kept (refusal reasons, rule names).
 const MAX_AGENT_TEXT: usize = 256;
-
-/// The id of the newest update ever written: `sqlite_sequence` keeps it
-/// after retention deleted the row (`MAX(id)` covers a store whose
-/// sequence row is missing).
-pub(crate) const LOG_END: &str = "SELECT MAX(
-        COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'decision_updates'), 0),
-        COALESCE((SELECT MAX(id) FROM decision_updates), 0))";
 
 const DECISION_COLUMNS: &str = "id, address, scope, incident_id, rule, reason, made_by, \
      start_ms, expires_ms, mode, removed_ms, removed_by";
@@ -402,7 +395,7 @@ impl IncidentStore {
         // One read transaction: the updates and the end of the log are
         // from the same commit.
         let transaction = connection.transaction()?;
-        let last: i64 = transaction.query_row(LOG_END, [], |row| row.get(0))?;
+        let last: i64 = transaction.query_row(DECISION_LOG_END, [], |row| row.get(0))?;
         let last = u64::try_from(last).unwrap_or(0);
         let after = if after > last { 0 } else { after };
         let mut updates = Vec::new();
@@ -611,7 +604,7 @@ impl IncidentStore {
     /// The id of the newest update ever written, 0 when there is none.
     pub fn last_decision_update(&self) -> anyhow::Result<u64> {
         let connection = self.read();
-        let last: i64 = connection.query_row(LOG_END, [], |row| row.get(0))?;
+        let last: i64 = connection.query_row(DECISION_LOG_END, [], |row| row.get(0))?;
         Ok(u64::try_from(last).unwrap_or(0))
     }
 

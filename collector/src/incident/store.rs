@@ -427,6 +427,15 @@ impl IncidentFilter {
     }
 }
 
+/// The id of the newest decision update ever written, the end of the
+/// agents' feed: `sqlite_sequence` keeps it after retention deleted the row
+/// (`MAX(id)` covers a store whose sequence row is missing). It lives here,
+/// beside the schema, so that opening the store needs nothing from
+/// `decisions`.
+pub(crate) const DECISION_LOG_END: &str = "SELECT MAX(
+        COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'decision_updates'), 0),
+        COALESCE((SELECT MAX(id) FROM decision_updates), 0))";
+
 /// The incidents database.
 pub struct IncidentStore {
     /// Where the database file is (for `backup`).
@@ -472,7 +481,7 @@ impl IncidentStore {
             .with_context(|| format!("cannot migrate {}", path.display()))?;
         let reader = connect(&path)?;
         let last_update: i64 =
-            reader.query_row(crate::incident::decisions::LOG_END, [], |row| row.get(0))?;
+            reader.query_row(DECISION_LOG_END, [], |row| row.get(0))?;
         Ok(IncidentStore {
             path,
             writer: Mutex::new(writer),
