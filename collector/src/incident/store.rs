@@ -480,8 +480,7 @@ impl IncidentStore {
         crate::sqlite::migrate(&writer, MIGRATIONS)
             .with_context(|| format!("cannot migrate {}", path.display()))?;
         let reader = connect(&path)?;
-        let last_update: i64 =
-            reader.query_row(DECISION_LOG_END, [], |row| row.get(0))?;
+        let last_update: i64 = reader.query_row(DECISION_LOG_END, [], |row| row.get(0))?;
         Ok(IncidentStore {
             path,
             writer: Mutex::new(writer),
