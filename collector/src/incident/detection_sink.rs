@@ -81,3 +81,34 @@ pub fn refresh_incident_counts(store: &IncidentStore, telemetry: &Telemetry) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::active_response::offline_rules::OfflineRulesCell;
+    use crate::detection::DetectionConfig;
+
+    #[test]
+    fn a_reload_puts_the_reloaded_rules_offline_set_in_force_for_the_feed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cell = Arc::new(OfflineRulesCell::default());
+        let sink = IncidentSink {
+            store: Arc::new(IncidentStore::open(dir.path()).unwrap()),
+            telemetry: Arc::new(Telemetry::new().unwrap()),
+            response: Arc::default(),
+            response_metrics: crate::active_response::metrics::ResponseMetrics::new().unwrap(),
+            offline_rules: Arc::clone(&cell),
+        };
+        assert!(cell.current().files.is_empty());
+        let mut config = DetectionConfig::default();
+        sink.rules_reloaded(&config);
+        let with_builtin = cell.current();
+        assert!(!with_builtin.files.is_empty());
+        // Without the shipped packs there is no host-scoped rule with a
+        // response left: the empty set tells agents to drop theirs.
+        config.builtin = false;
+        sink.rules_reloaded(&config);
+        assert!(cell.current().files.is_empty());
+        assert_ne!(cell.current().version, with_builtin.version);
+    }
+}
