@@ -33,8 +33,11 @@ const MAX_CHUNK: i64 = 16_000;
 const CHUNK_TIME: Duration = Duration::from_millis(400);
 
 /// Pause between chunks while catching up, so that ingest, which waits for
-/// the same write lock, gets it between two chunks.
-const BETWEEN_CHUNKS: Duration = Duration::from_millis(20);
+/// the same write lock, gets it between two chunks: as long as the longest
+/// sleep of SQLite's busy handler (100 ms), so that a batch that started
+/// waiting during a chunk wakes up inside the pause instead of sleeping
+/// through it into the next chunk.
+const BETWEEN_CHUNKS: Duration = Duration::from_millis(100);
 
 /// Time between rounds once the index has caught up.
 const PAUSE: Duration = Duration::from_millis(500);
