@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::alerting::Alerting;
 use crate::config::Config;
 use crate::incident::audit::{Outcome, record_outcome};
-use crate::notify::Notifier;
+use countywatch_notify::Notifier;
 
 /// What a reload needs: where the file is and what it reconfigures.
 pub struct Reloader {

@@ -40,7 +40,7 @@ pub struct HttpState {
     /// An agent not heard from for this long is down.
     pub silent_after: std::time::Duration,
     /// The notifier, for the alerts and silences API.
-    pub notifier: Arc<crate::notify::Notifier>,
+    pub notifier: Arc<countywatch_notify::Notifier>,
     /// The rule engine, whose `ALERTS` and rule metrics `/metrics` shows.
     pub alerting: Option<Arc<crate::alerting::Alerting>>,
     /// The incident page and API.
@@ -243,7 +243,7 @@ mod tests {
     fn own_routes_do_not_overlap_the_incident_and_notifier_routes() {
         for (path, _) in OWN_ROUTES {
             assert!(!crate::incident::owns(path), "{path}");
-            assert!(!crate::notify::api::owns(path), "{path}");
+            assert!(!countywatch_notify::api::owns(path), "{path}");
         }
         assert_eq!(own_endpoint("/-/ready"), Some(OwnEndpoint::Health));
         assert_eq!(own_endpoint("/metrics/"), None);

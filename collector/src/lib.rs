@@ -3,17 +3,10 @@
 //!
 //! - [`config`]: the configuration file, its defaults and validation.
 //! - [`config_reload`]: SIGHUP and `POST /-/reload` without a restart.
-//! - `display`: the time zone and language people read (in
-//!   `countywatch-notify`, its first user).
 //! - [`ca`]: the certificate authority that signs server and agent certificates.
 //! - [`tls`]: rustls set-up; mutual TLS on the ingest listener.
 //! - [`tls_files`], [`digest`]: the certificate/key file pair and SHA-256
 //!   hex, leaf modules the layers above share.
-//! - `backoff`, `secret`: the retry schedule and the secret-file reader
-//!   every sender shares, with connections, the HTTP client and the
-//!   retryable-or-not `SendError` (in `countywatch-net`).
-//! - `sqlite`: opens every SQLite database with the pragmas they rely on
-//!   (in `countywatch-daemon`).
 //! - [`registry`]: SQLite state: tokens, agents, sequence numbers.
 //! - [`event_log`]: the `events` table's one owner: append, read after a
 //!   cursor, get, search, purge, and the free-text index's SQL.
@@ -32,8 +25,6 @@
 //! - [`metrics_auth`]: the credentials `/metrics` requires.
 //! - [`openmetrics`]: `/metrics` in OpenMetrics 1.0.0 for scrapers that ask for it.
 //! - [`telemetry`]: the collector's own `countywatch_*` metrics.
-//! - `notify`: routing, grouping, silences, the outbox and receivers (the
-//!   `countywatch-notify` crate).
 //! - [`alerting`]: rule evaluation over agents' metrics (`countywatch-rules`).
 //! - [`builtin_packs`]: the shipped rule packs, compiled in and on by default.
 //! - [`rule_listing`]: `rules list`, every rule that would run and its origin.
@@ -51,20 +42,18 @@
 //! - [`report`]: the county report: its model, its forms (JSON, CSV, HTML)
 //!   and the `report` command.
 //!
+//! Shared pieces live in crates of their own and are imported from there,
+//! never through this crate: `countywatch_notify` (routing, grouping,
+//! silences, the outbox, receivers, and `display`, the time zone and
+//! language people read), `countywatch_net` (`backoff`, `secret`, the HTTP
+//! client) and `countywatch_daemon::sqlite` (every database's pragmas).
+//!
 //! [`start`] binds the listeners and returns a [`Running`] collector whose
 //! addresses tests can read; [`run`] is start-then-wait for the binary.
 
 // The daemons never panic on purpose outside tests (clippy.toml allows it in
 // tests); unwrap and expect are denied workspace-wide.
 #![deny(clippy::panic, clippy::todo, clippy::unimplemented)]
-
-// Modules that moved to lower crates so that `countywatch-notify` can share
-// them, named here under their old paths: the collector's `crate::notify`,
-// `crate::display`, ... paths, and those of branches written before the
-// move, stay valid.
-pub use countywatch_daemon::sqlite;
-pub use countywatch_net::{backoff, secret};
-pub use countywatch_notify::{self as notify, display};
 
 pub mod active_response;
 pub mod admin;
@@ -128,7 +117,7 @@ pub struct Running {
     /// SHA-256 of the CA certificate, which agents pin when they enrol.
     pub ca_fingerprint: String,
     /// Where alerting and detection rules submit alerts.
-    pub notifier: Arc<notify::Notifier>,
+    pub notifier: Arc<countywatch_notify::Notifier>,
     /// The rule engine, when rule files are configured; notifiers read its
     /// firing alerts.
     pub alerting: Option<Arc<alerting::Alerting>>,
@@ -260,10 +249,10 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     )?;
     // Samples of batches stored just before a crash, not yet queued.
     outputs.relay_agent_samples(&registry);
-    let notify::Started {
+    let countywatch_notify::Started {
         notifier,
         tasks: notify_tasks,
-    } = notify::start(
+    } = countywatch_notify::start(
         &config.notify,
         &config.data_dir,
         Some(telemetry.registry()),
@@ -440,7 +429,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         .context("cannot register the history counter")?;
     if let Some(schedule) = &config.report.schedule {
         let display = config.display();
-        let defaults = notify::template::TemplateDefaults {
+        let defaults = countywatch_notify::template::TemplateDefaults {
             language: display.language,
             display: display.clone(),
         };
@@ -450,7 +439,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             .iter()
             .filter(|receiver| receiver.name.value == schedule.receiver.value)
             .flat_map(|receiver| &receiver.email_configs)
-            .map(|email| notify::receiver::email::Email::new(email, &defaults))
+            .map(|email| countywatch_notify::receiver::email::Email::new(email, &defaults))
             .collect::<Result<Vec<_>, _>>()
             .context("report.schedule")?;
         tasks.push(tokio::spawn(report::schedule::run(

@@ -13,7 +13,6 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::display::Display;
 use crate::incident::audit::Outcome;
 use crate::incident::event_search;
 use crate::incident::lifecycle::{Transition, TransitionError};
@@ -22,6 +21,7 @@ use crate::incident::routes::Endpoint;
 use crate::incident::store::{IncidentFilter, Status};
 use crate::incident::{Authorized, Incidents, export};
 use countywatch_daemon::clock::now_ms;
+use countywatch_notify::display::Display;
 
 /// The OpenAPI description of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -146,7 +146,7 @@ pub fn serve(
                 .silences()
                 .list()
                 .iter()
-                .map(|silence| crate::notify::api::silence_json(silence, now))
+                .map(|silence| countywatch_notify::api::silence_json(silence, now))
                 .collect();
             Ok(request::json(StatusCode::OK, &Value::Array(silences)))
         }
@@ -440,7 +440,7 @@ fn users(incidents: &Incidents) -> anyhow::Result<Response<Full<Bytes>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::display::Language;
+    use countywatch_notify::display::Language;
 
     #[test]
     fn known_millisecond_fields_get_an_rfc3339_sibling_at_any_depth() {

@@ -37,8 +37,8 @@ use serde::Serialize;
 
 use crate::digest::sha256_hex;
 use crate::incident::store::{IncidentStore, connect};
-use crate::sqlite::Conditions;
 use countywatch_daemon::clock::now_ms;
+use countywatch_daemon::sqlite::Conditions;
 
 /// The signing key's file name in the data dir (PKCS#8).
 pub const KEY_FILE: &str = "audit-signing.pk8";
@@ -812,7 +812,7 @@ impl Verification {
 
 /// A Unix millisecond time as RFC 3339 UTC.
 fn format_ms(at_ms: i64) -> String {
-    crate::notify::alert::rfc3339(at_ms)
+    countywatch_notify::alert::rfc3339(at_ms)
 }
 
 /// How to verify.

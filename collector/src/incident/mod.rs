@@ -61,10 +61,10 @@ use crate::incident::audit::Outcome;
 use crate::incident::auth::{LoginLimiter, Principal};
 use crate::incident::routes::{Access, Endpoint, Route, Surface};
 use crate::incident::store::IncidentStore;
-use crate::notify::Notifier;
 use crate::registry::Registry;
 use crate::serve::Peer;
 use countywatch_daemon::clock::now_ms;
+use countywatch_notify::Notifier;
 
 /// What the page and the API work with.
 pub struct Incidents {
@@ -94,7 +94,7 @@ pub struct Incidents {
     /// self-verification on the overview.
     pub telemetry: prometheus::Registry,
     /// The time zone and default language people read.
-    pub display: Arc<crate::display::Display>,
+    pub display: Arc<countywatch_notify::display::Display>,
     /// The `response:` section: the decisions page says when it is a dry run.
     pub response: Arc<crate::active_response::config::ResponseConfig>,
     /// Reloads the configuration on `POST /-/reload`.
@@ -122,7 +122,7 @@ pub struct Authorized {
 /// a trailing slash, an extra segment) is answered 404 here instead of
 /// reaching the notifier without a role check.
 pub fn owns(path: &str) -> bool {
-    routes::known_path(path) || crate::notify::api::owns(path)
+    routes::known_path(path) || countywatch_notify::api::owns(path)
 }
 
 /// Serves one request of the page or the API. SQLite and argon2 work runs
@@ -343,7 +343,8 @@ async fn alertmanager(
         .as_ref()
         .map(|principal| principal.user.clone());
     let response =
-        crate::notify::api::handle(Arc::clone(&incidents.notifier), request, user.as_deref()).await;
+        countywatch_notify::api::handle(Arc::clone(&incidents.notifier), request, user.as_deref())
+            .await;
     let action = match (method.as_str(), path.as_str()) {
         ("POST", "/api/v2/silences") => "silence.created",
         ("DELETE", _) => "silence.expired",

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::event_log::EventLog;
 use crate::incident::audit::Outcome;
 use crate::incident::store::IncidentStore;
-use crate::sqlite::delete_in_batches;
+use countywatch_daemon::sqlite::delete_in_batches;
 
 /// Time between purges.
 const PERIOD: Duration = Duration::from_secs(24 * 3600);

@@ -477,7 +477,7 @@ impl IncidentStore {
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
         let path = data_dir.join(FILE_NAME);
         let writer = connect(&path)?;
-        crate::sqlite::migrate(&writer, MIGRATIONS)
+        countywatch_daemon::sqlite::migrate(&writer, MIGRATIONS)
             .with_context(|| format!("cannot migrate {}", path.display()))?;
         let reader = connect(&path)?;
         let last_update: i64 = reader.query_row(DECISION_LOG_END, [], |row| row.get(0))?;
@@ -526,7 +526,7 @@ impl IncidentStore {
     /// link leads to.
     pub fn incident_for_alert(
         &self,
-        fingerprint: crate::notify::alert::Fingerprint,
+        fingerprint: countywatch_notify::alert::Fingerprint,
         recent: u32,
     ) -> anyhow::Result<Option<i64>> {
         let connection = self.read();
@@ -536,10 +536,11 @@ impl IncidentStore {
         let mut rows = statement.query(params![recent])?;
         while let Some(row) = rows.next()? {
             let labels: String = row.get(1)?;
-            let Ok(labels) = serde_json::from_str::<crate::notify::alert::LabelSet>(&labels) else {
+            let Ok(labels) = serde_json::from_str::<countywatch_notify::alert::LabelSet>(&labels)
+            else {
                 continue;
             };
-            if crate::notify::alert::fingerprint(&labels) == fingerprint {
+            if countywatch_notify::alert::fingerprint(&labels) == fingerprint {
                 return Ok(Some(row.get(0)?));
             }
         }
@@ -782,7 +783,7 @@ pub fn backup_file(source: &Path, destination: &Path) -> anyhow::Result<()> {
 /// Opens a connection with the store's settings.
 pub(crate) fn connect(path: &Path) -> anyhow::Result<Connection> {
     // Foreign keys so that purging an incident drops its evidence.
-    Ok(crate::sqlite::open_with_foreign_keys(path)?)
+    Ok(countywatch_daemon::sqlite::open_with_foreign_keys(path)?)
 }
 
 /// The columns [`incident_row`] reads, in order.

@@ -11,9 +11,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{AuditEvidence, Inputs};
-use crate::display::Display;
 use crate::incident::store::IncidentStore;
 use crate::registry::Registry;
+use countywatch_notify::display::Display;
 
 /// `[from, to)` in Unix milliseconds.
 pub type Span = (i64, i64);
@@ -205,7 +205,7 @@ pub fn gather(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::display::Language;
+    use countywatch_notify::display::Language;
 
     #[test]
     fn a_month_and_a_day_range_are_local_days_with_the_period_before() {

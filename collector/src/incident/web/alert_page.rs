@@ -19,10 +19,10 @@ use crate::incident::auth::{Principal, Role};
 use crate::incident::request;
 use crate::incident::web::pages::{csrf_field, layout};
 use crate::incident::web::{PageContext, failure, html};
-use crate::notify::alert::{Alert, Fingerprint};
-use crate::notify::matcher::{MatchType, Matcher, all_match};
-use crate::notify::silence::SilenceState;
 use countywatch_daemon::clock::now_ms;
+use countywatch_notify::alert::{Alert, Fingerprint};
+use countywatch_notify::matcher::{MatchType, Matcher, all_match};
+use countywatch_notify::silence::SilenceState;
 
 /// How many recent incidents are searched for a detection alert's.
 const RECENT_INCIDENTS: u32 = 10_000;

@@ -13,7 +13,6 @@ use http_body_util::Full;
 use hyper::Response;
 use maud::{Markup, html};
 
-use crate::display::{Language, ago};
 use crate::incident::Incidents;
 use crate::incident::auth::Principal;
 use crate::incident::decisions::{DecisionFilter, DecisionRecord};
@@ -22,6 +21,7 @@ use crate::incident::web::i18n::Lang;
 use crate::incident::web::pages::{csrf_field, layout, time_cell};
 use crate::incident::web::{PageContext, failure, html};
 use countywatch_daemon::clock::now_ms;
+use countywatch_notify::display::{Language, ago};
 
 /// Most decisions listed.
 const LIMIT: u32 = 1_000;

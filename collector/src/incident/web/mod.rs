@@ -73,7 +73,7 @@ pub struct PageContext {
     /// The query, for the language switch.
     pub query: HashMap<String, String>,
     /// The time zone times are shown in.
-    pub display: Arc<crate::display::Display>,
+    pub display: Arc<countywatch_notify::display::Display>,
 }
 
 impl PageContext {
@@ -225,7 +225,7 @@ pub fn serve(
                 .silences()
                 .list()
                 .iter()
-                .map(|silence| crate::notify::api::silence_json(silence, now))
+                .map(|silence| countywatch_notify::api::silence_json(silence, now))
                 .collect();
             let mut firing = incidents.notifier.active_alerts();
             firing.sort_by_key(|alert| std::cmp::Reverse(alert.starts_at_ms));

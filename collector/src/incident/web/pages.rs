@@ -626,7 +626,7 @@ pub fn agents(context: &PageContext, agents: &[Value], now_ms: i64) -> Markup {
                                 td { (agent["address"].as_str().unwrap_or("")) }
                                 td.time {
                                     @if let Some(seen) = agent["last_seen_ms"].as_i64() {
-                                        (crate::display::ago(lang.language(), now_ms, seen)) " · " span.muted { (context.time(seen)) }
+                                        (countywatch_notify::display::ago(lang.language(), now_ms, seen)) " · " span.muted { (context.time(seen)) }
                                     }
                                 }
                                 td.time { (agent["certificate_expires_ms"].as_i64().map(|ms| context.time(ms)).unwrap_or_default()) }
@@ -687,7 +687,7 @@ fn pairs(labels: &BTreeMap<String, String>) -> String {
 /// Firing alerts, from alerting and detection rules, and silences.
 pub fn alerts(
     context: &PageContext,
-    firing: &[crate::notify::alert::Alert],
+    firing: &[countywatch_notify::alert::Alert],
     silences: &[Value],
 ) -> Markup {
     let lang = context.lang;

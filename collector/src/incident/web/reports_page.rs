@@ -10,7 +10,6 @@ use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use maud::html;
 
-use crate::display::Language;
 use crate::incident::Incidents;
 use crate::incident::request;
 use crate::incident::routes::Endpoint;
@@ -21,6 +20,7 @@ use crate::incident::web::{PageContext, failure};
 use crate::report::gather::{Range, Sources, gather};
 use crate::report::texts::Texts;
 use countywatch_daemon::clock::now_ms;
+use countywatch_notify::display::Language;
 
 /// The CSV sections a download may ask for.
 const SECTIONS: &[&str] = &[
@@ -154,7 +154,7 @@ pub fn serve(
 }
 
 /// `YYYY-MM` of the month before the one holding `now_ms`, local time.
-fn last_month(display: &crate::display::Display, now_ms: i64) -> String {
+fn last_month(display: &countywatch_notify::display::Display, now_ms: i64) -> String {
     use jiff::ToSpan;
     jiff::Timestamp::from_millisecond(now_ms)
         .ok()

@@ -13,9 +13,9 @@ use crate::incident::Incidents;
 use crate::incident::audit::Outcome;
 use crate::incident::auth::Principal;
 use crate::incident::request;
-use crate::notify::alert::LabelSet;
-use crate::notify::matcher::{self, MatchType, Matcher};
 use countywatch_daemon::clock::now_ms;
+use countywatch_notify::alert::LabelSet;
+use countywatch_notify::matcher::{self, MatchType, Matcher};
 
 /// The durations offered: form value, text key, milliseconds.
 pub const DURATIONS: &[(&str, &str, i64)] = &[
