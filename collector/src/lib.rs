@@ -21,9 +21,10 @@
 //! - [`host_binding`]: which hosts and devices an agent may speak for (`devices`).
 //! - [`liveness`]: marks silent agents and records `agent_silent` events.
 //! - [`metric_store`]: the latest metrics per agent and their exposition.
-//! - [`http`]: `/metrics`, health endpoints and the status page.
+//! - [`http`]: the HTTP listener and everything it serves: `/metrics`
+//!   (text and OpenMetrics), health endpoints, the status page, and the
+//!   console (route table, authentication, CSRF, the JSON API, the pages).
 //! - [`metrics_auth`]: the credentials `/metrics` requires.
-//! - [`openmetrics`]: `/metrics` in OpenMetrics 1.0.0 for scrapers that ask for it.
 //! - [`telemetry`]: the collector's own `countywatch_*` metrics.
 //! - [`alerting`]: rule evaluation over agents' metrics (`countywatch-rules`).
 //! - [`builtin_packs`]: the shipped rule packs, compiled in and on by default.
@@ -32,7 +33,8 @@
 //! - [`detection`]: detection rules over stored events (`countywatch-detect`):
 //!   alerts to `notify`, detections with evidence to a sink.
 //! - [`output`]: scale-out outputs: remote_write and event forwarding.
-//! - [`incident`]: incidents, the audit trail, the web page and `/api/v1/`.
+//! - [`incident`]: the incident domain: incidents, users and sessions,
+//!   decisions, retention and the audit trail.
 //! - [`admin`]: the administrative commands (`token`, `agents`, `audit`,
 //!   `backup`, `user`, `silence`), each recording its own audit entry.
 //! - [`active_response`]: decisions from detections, the agents' decision
@@ -76,7 +78,6 @@ pub mod ingest_budget;
 pub mod liveness;
 pub mod metric_store;
 pub mod metrics_auth;
-pub mod openmetrics;
 pub mod output;
 pub mod registry;
 pub mod renewal;
@@ -352,27 +353,6 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         Arc::clone(&notifier),
         alerting.clone(),
     ));
-    let incidents = Arc::new(incident::Incidents {
-        store: Arc::clone(&incident_store),
-        registry: Arc::clone(&registry),
-        metrics: Arc::clone(&store),
-        notifier: Arc::clone(&notifier),
-        alerting: alerting.clone(),
-        limiter: incident::auth::LoginLimiter::default(),
-        secure_cookies: http_tls.is_some(),
-        session_ttl: config.incidents.session_ttl.get(),
-        silent_after: config.agents.silent_after.get(),
-        data_dir: config.data_dir.clone(),
-        // Rules that failed to load were refused with the configuration.
-        rule_texts: incident::web::rule_texts::RuleTexts::new(
-            config.detection.load_rules().unwrap_or_default(),
-        ),
-        telemetry: telemetry.registry().clone(),
-        display: Arc::new(config.display()),
-        response: Arc::clone(&response),
-        reloader: Arc::clone(&reloader),
-        open_alerts_read: config.http.open_alerts_read,
-    });
     let offline_rules = Arc::new(active_response::offline_rules::OfflineRulesCell::new(
         active_response::offline_rules::build(&config.detection, &response),
     ));
@@ -392,16 +372,28 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     )? {
         tasks.push(task);
     }
-    let http_state = Arc::new(http::HttpState {
-        incidents,
-        metrics_auth,
+    let http_state = Arc::new(http::State {
+        store: Arc::clone(&incident_store),
+        registry: Arc::clone(&registry),
+        metrics: Arc::clone(&store),
+        telemetry: Arc::clone(&telemetry),
         notifier: Arc::clone(&notifier),
         alerting: alerting.clone(),
-        store: Arc::clone(&store),
-        registry: Arc::clone(&registry),
-        telemetry: Arc::clone(&telemetry),
         ca_fingerprint: ca_fingerprint.clone(),
+        metrics_auth,
+        limiter: incident::auth::LoginLimiter::default(),
+        secure_cookies: http_tls.is_some(),
+        session_ttl: config.incidents.session_ttl.get(),
         silent_after: config.agents.silent_after.get(),
+        data_dir: config.data_dir.clone(),
+        // Rules that failed to load were refused with the configuration.
+        rule_texts: http::web::rule_texts::RuleTexts::new(
+            config.detection.load_rules().unwrap_or_default(),
+        ),
+        display: Arc::new(config.display()),
+        response: Arc::clone(&response),
+        reloader: Arc::clone(&reloader),
+        open_alerts_read: config.http.open_alerts_read,
     });
     tasks.push(tokio::spawn(serve(
         http_listener,

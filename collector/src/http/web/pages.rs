@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 
+use crate::http::csrf;
+use crate::http::web::i18n::{self, Lang};
+use crate::http::web::{PageContext, attack, rule_texts, silence_form};
 use crate::incident::auth::Role;
-use crate::incident::csrf;
 use crate::incident::store::{
     self, EvidenceRecord, Incident, IncidentFilter, Status, TimelineEntry,
 };
-use crate::incident::web::i18n::{self, Lang};
-use crate::incident::web::{PageContext, attack, rule_texts, silence_form};
 
 /// Severities, most severe first, as the queue counts them.
 pub const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "info"];
@@ -532,7 +532,7 @@ pub fn detail(context: &PageContext, incident: &Incident, data: &DetailData<'_>)
                     @for (name, value) in &shown_annotations { dt { (name) } dd { (value) } }
                 }
             }
-            (crate::incident::web::decisions_page::incident_section(context, data.decisions))
+            (crate::http::web::decisions_page::incident_section(context, data.decisions))
             h2 { (lang.text("evidence")) " (" (incident.evidence_count) ")" }
             table #evidence {
                 thead { tr {
