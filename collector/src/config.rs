@@ -46,7 +46,7 @@ pub struct Config {
     /// The time zone and language people read (`display.rs`).
     pub display: countywatch_notify::display::DisplayConfig,
     /// Where audit checkpoints are sent off the host (docs/security.md).
-    pub audit: crate::incident::audit_anchor::AuditConfig,
+    pub audit: crate::audit::anchor::AuditConfig,
     /// Active response: decisions that block attacking addresses on
     /// agents, dry run by default (docs/security.md).
     pub response: crate::active_response::config::ResponseConfig,

@@ -34,7 +34,9 @@
 //!   alerts to `notify`, detections with evidence to a sink.
 //! - [`output`]: scale-out outputs: remote_write and event forwarding.
 //! - [`incident`]: the incident domain: incidents, users and sessions,
-//!   decisions, retention and the audit trail.
+//!   decisions, retention.
+//! - [`audit`]: the hash-chained audit trail every layer records into, its
+//!   signed checkpoints and their external anchors.
 //! - [`admin`]: the administrative commands (`token`, `agents`, `audit`,
 //!   `backup`, `user`, `silence`), each recording its own audit entry.
 //! - [`active_response`]: decisions from detections, the agents' decision
@@ -60,6 +62,7 @@
 pub mod active_response;
 pub mod admin;
 pub mod alerting;
+pub mod audit;
 pub mod builtin_packs;
 pub mod ca;
 pub mod config;
@@ -128,7 +131,7 @@ pub struct Running {
     /// Reloads the configuration (SIGHUP, `POST /-/reload`).
     pub reloader: Arc<config_reload::Reloader>,
     /// Signs and anchors the last audit checkpoint once every task stopped.
-    audit_anchoring: Arc<incident::audit_anchor::Anchoring>,
+    audit_anchoring: Arc<audit::anchor::Anchoring>,
     /// Turning this true stops every listener.
     stop: watch::Sender<bool>,
     /// The listeners' and background tasks.
@@ -293,7 +296,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             "system",
             "retention.override",
             "config",
-            incident::audit::Outcome::Success,
+            audit::Outcome::Success,
             &format!("retention {}: {reason}", config.incidents.retention.value),
         )?;
     }
@@ -316,17 +319,17 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         "system",
         "collector.started",
         "collector",
-        incident::audit::Outcome::Success,
+        audit::Outcome::Success,
         &format!("version {}", env!("CARGO_PKG_VERSION")),
     )?;
-    let audit_anchoring = Arc::new(incident::audit_anchor::Anchoring::new(
+    let audit_anchoring = Arc::new(audit::anchor::Anchoring::new(
         &config.audit,
         &config.data_dir,
         config.incidents.checkpoint_every,
         Arc::clone(&registry),
         telemetry.registry(),
     )?);
-    tasks.push(tokio::spawn(incident::audit_anchor::run(
+    tasks.push(tokio::spawn(audit::anchor::run(
         Arc::clone(&audit_anchoring),
         stopped.clone(),
     )));

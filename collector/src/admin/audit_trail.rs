@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use crate::audit;
 use crate::config::Config;
-use crate::incident::audit;
 use crate::incident::store::IncidentStore;
 
 /// Prints the entries from `since` (a duration ago or an RFC 3339 time) on,

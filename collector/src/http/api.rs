@@ -13,10 +13,10 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::audit::Outcome;
 use crate::http::request::{self, json_error};
 use crate::http::routes::Endpoint;
 use crate::http::{Authorized, State};
-use crate::incident::audit::Outcome;
 use crate::incident::event_search;
 use crate::incident::export;
 use crate::incident::lifecycle::{Transition, TransitionError};
@@ -157,13 +157,13 @@ pub fn serve(
                 .and_then(|limit| limit.parse().ok())
                 .unwrap_or(200_u32)
                 .min(10_000);
-            let filter = crate::incident::audit::AuditFilter {
+            let filter = crate::audit::AuditFilter {
                 target: query
                     .get("target")
-                    .map(|target| crate::incident::audit::TextMatch::Is(target.clone())),
+                    .map(|target| crate::audit::TextMatch::Is(target.clone())),
                 ..Default::default()
             };
-            crate::incident::audit::entries(&state.store, &filter, limit, 0).map(|entries| {
+            crate::audit::entries(&state.store, &filter, limit, 0).map(|entries| {
                 request::json(
                     StatusCode::OK,
                     &with_times(&state.display, json!({ "entries": entries })),

@@ -11,9 +11,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
+use crate::audit::Outcome;
 use crate::http::routes::{self, Access, Endpoint, Route, Surface};
 use crate::http::{Authorized, State, api, csrf, refuse_audited, request, web};
-use crate::incident::audit::Outcome;
 use crate::incident::auth::{self, Principal};
 use crate::serve::Peer;
 use countywatch_daemon::clock::now_ms;

@@ -42,9 +42,9 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::active_response::config::ResponseConfig;
 use crate::alerting::Alerting;
+use crate::audit::Outcome;
 use crate::config_reload::Reloader;
 use crate::http::routes::Route;
-use crate::incident::audit::Outcome;
 use crate::incident::auth::{LoginLimiter, Principal};
 use crate::incident::store::IncidentStore;
 use crate::metric_store::{JOB, MetricStore};

@@ -40,7 +40,7 @@ use countywatch_wire::{
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
-use crate::incident::audit::Outcome;
+use crate::audit::Outcome;
 use crate::incident::store::{DECISION_LOG_END, IncidentStore};
 
 /// Where a decision applies.

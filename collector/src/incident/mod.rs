@@ -1,6 +1,6 @@
 //! Incidents: what detection rules found, the evidence, who looked at it and
-//! what they decided, with a tamper-evident audit trail. This is the domain
-//! only; the web page and API security officers work through it with are
+//! what they decided. This is the domain only (the audit trail every layer
+//! records into is [`crate::audit`]); the web page and API security officers work through it with are
 //! in [`crate::http`], which imports this module and never the reverse. See
 //! docs/incidents.md.
 //!
@@ -10,9 +10,6 @@
 //! - [`decisions`]: active-response decisions and the update log agents follow.
 //! - [`detection_sink`]: the store as the detection task's sink, and the
 //!   incident gauges on `/metrics`.
-//! - [`audit`]: the hash-chained audit trail, signed checkpoints, `verify`.
-//! - [`audit_anchor`]: the `audit:` config, the checkpoint timer, external
-//!   anchors (syslog, the SIEM) and the hourly self-verification.
 //! - [`retention`]: the daily purge in small transactions.
 //! - [`auth`]: users (argon2), sessions, API tokens, roles, login rate limit.
 //! - [`accounts`]: the first admin, password changes, disabling and
@@ -22,8 +19,6 @@
 //! - [`report_records`]: incidents as the county report's history keeps them.
 
 pub mod accounts;
-pub mod audit;
-pub mod audit_anchor;
 pub mod auth;
 pub mod config;
 pub mod decisions;

@@ -465,6 +465,11 @@ pub const ALL_STATUSES: &str = "all";
 /// The database file name inside the data directory.
 pub const FILE_NAME: &str = "incidents.db";
 
+/// The audit trail's signing key (PKCS#8) inside the data directory. It is
+/// named here, beside the database whose trail it signs, so that the store
+/// can hand its path to the trail without importing the trail.
+pub const KEY_FILE: &str = "audit-signing.pk8";
+
 impl IncidentStore {
     /// Opens (creating and migrating) `<data_dir>/incidents.db`.
     pub fn open(data_dir: &Path) -> anyhow::Result<IncidentStore> {
@@ -485,7 +490,7 @@ impl IncidentStore {
             path,
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
-            key_path: data_dir.join(crate::incident::audit::KEY_FILE),
+            key_path: data_dir.join(KEY_FILE),
             settings: settings.clone(),
             event_log: std::sync::OnceLock::new(),
             decision_signal: tokio::sync::watch::Sender::new(

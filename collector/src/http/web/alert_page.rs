@@ -13,11 +13,11 @@ use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use maud::html;
 
+use crate::audit::Outcome;
 use crate::http::State;
 use crate::http::request;
 use crate::http::web::pages::{csrf_field, layout};
 use crate::http::web::{PageContext, failure, html};
-use crate::incident::audit::Outcome;
 use crate::incident::auth::{Principal, Role};
 use countywatch_daemon::clock::now_ms;
 use countywatch_notify::alert::{Alert, Fingerprint};

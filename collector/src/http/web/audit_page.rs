@@ -7,6 +7,7 @@ use http_body_util::Full;
 use hyper::Response;
 use maud::html;
 
+use crate::audit::{self, AuditEntry, Outcome};
 use crate::http::State;
 use crate::http::routes::Endpoint;
 use crate::http::web::i18n;
@@ -14,7 +15,6 @@ use crate::http::web::list_parts::{TimeRange, download, list_link, range_select,
 use crate::http::web::overview::verification;
 use crate::http::web::pages::{PAGE_SIZE, layout, pager, time_cell};
 use crate::http::web::{PageContext, failure, html};
-use crate::incident::audit::{self, AuditEntry, Outcome};
 use crate::incident::export;
 
 /// Most entries one export holds (newest first).

@@ -9,13 +9,13 @@ use hyper::Response;
 use maud::{Markup, html};
 use serde_json::Value;
 
+use crate::audit::Outcome;
 use crate::event_log::EventSearch;
 use crate::http::State;
 use crate::http::routes::Endpoint;
 use crate::http::web::list_parts::{TimeRange, download, list_link, range_select, range_since};
 use crate::http::web::pages::{PAGE_SIZE, layout, time_cell};
 use crate::http::web::{PageContext, failure, html};
-use crate::incident::audit::Outcome;
 use crate::incident::event_search::{self, EventRow};
 use crate::incident::export;
 

@@ -44,11 +44,11 @@ use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use maud::Markup;
 
+use crate::audit::Outcome;
 use crate::http::request::{self, LANGUAGE_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 use crate::http::routes::Endpoint;
 use crate::http::{Authorized, State, refuse_audited};
 use crate::http::{api, csrf};
-use crate::incident::audit::Outcome;
 use crate::incident::auth::{self, Principal};
 use crate::incident::lifecycle::Transition;
 use crate::incident::store::{IncidentFilter, Status};

@@ -34,7 +34,7 @@ pub fn serve(state: &State, context: &PageContext) -> Response<Full<Bytes>> {
 }
 
 /// The audit trail's last self-verification (hourly, by
-/// `incident::audit_anchor`), from its metrics: "not verified yet" until it
+/// `audit::anchor`), from its metrics: "not verified yet" until it
 /// has run, else its result and when.
 pub fn verification(state: &State, context: &PageContext) -> String {
     let gauge = |name: &str| {

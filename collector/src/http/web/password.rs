@@ -10,10 +10,10 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 
+use crate::audit::Outcome;
 use crate::http::State;
 use crate::http::web::{PageContext, failure, html, pages, start_session};
 use crate::incident::accounts::{self, PasswordChangeError};
-use crate::incident::audit::Outcome;
 use crate::incident::auth::Principal;
 use countywatch_daemon::clock::now_ms;
 

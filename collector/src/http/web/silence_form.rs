@@ -9,9 +9,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
 
+use crate::audit::Outcome;
 use crate::http::State;
 use crate::http::request;
-use crate::incident::audit::Outcome;
 use crate::incident::auth::Principal;
 use countywatch_daemon::clock::now_ms;
 use countywatch_notify::alert::LabelSet;
