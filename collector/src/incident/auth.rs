@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use argon2::Argon2;
 use argon2::password_hash::{self, PasswordHash, PasswordHasher, SaltString};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::digest::sha256_hex;
@@ -99,7 +99,7 @@ pub fn add_user(
     let hash = hash_password(password)?;
     let connection = store.write();
     // A reset password ends every session and token the old one allowed.
-    crate::incident::accounts::revoke_credentials(&connection, name)?;
+    revoke_credentials(&connection, name)?;
     connection.execute(
         "INSERT INTO users (name, role, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash,
@@ -107,6 +107,13 @@ pub fn add_user(
         params![name, role.as_str(), hash, now_ms],
     )?;
     Ok(())
+}
+
+/// Ends every session and API token of `user`; returns how many of each.
+pub fn revoke_credentials(connection: &Connection, user: &str) -> rusqlite::Result<(usize, usize)> {
+    let sessions = connection.execute("DELETE FROM sessions WHERE user = ?1", params![user])?;
+    let tokens = connection.execute("DELETE FROM api_tokens WHERE user = ?1", params![user])?;
+    Ok((sessions, tokens))
 }
 
 /// The argon2id PHC string of a password of 12 to 1024 characters.

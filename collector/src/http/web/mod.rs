@@ -556,7 +556,7 @@ fn detail(
             timeline: &timeline,
             related: &related,
             assignable: &assignable,
-            decisions: &decisions,
+            decisions: decisions_page::incident_section(context, &decisions),
             description: state.rule_texts.description(lang, &incident.rule_id),
             guidance: state.rule_texts.guidance(lang, &incident.rule_id),
             error,
