@@ -13,7 +13,7 @@ use http_body_util::Full;
 use hyper::Response;
 use maud::{Markup, html};
 
-use crate::display::{Language, ago};
+use crate::display::{Language, span};
 use crate::incident::Incidents;
 use crate::incident::auth::Principal;
 use crate::incident::decisions::{DecisionFilter, DecisionRecord};
@@ -138,13 +138,11 @@ fn scope_text(lang: Lang, decision: &DecisionRecord) -> String {
     }
 }
 
-/// Time left until `until`, as `ago` words it without "ago".
+/// Time left until `until`, in the page's language.
 fn left(lang: Lang, now: i64, until: i64) -> String {
-    let words = ago(Language::En, until, now);
-    let words = words.trim_end_matches(" ago");
     match lang {
-        Lang::Zh => format!("剩余 {words}"),
-        Lang::En => format!("{words} left"),
+        Lang::Zh => format!("剩余 {}", span(Language::Zh, until - now)),
+        Lang::En => format!("{} left", span(Language::En, until - now)),
     }
 }
 
