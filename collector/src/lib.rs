@@ -208,6 +208,19 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     // others; the files in it never should be.
     countywatch_daemon::private_files::tighten_dir(&config.data_dir)
         .with_context(|| format!("cannot make {} owner-only", config.data_dir.display()))?;
+    // Every agent's connection is an open file; a collector started by
+    // hand gets the hard limit rather than a login shell's 1,024.
+    let files = countywatch_daemon::open_files::raise_to_hard_limit();
+    if files
+        .now
+        .is_some_and(|limit| limit < config.ingest.max_connections as u64 + 256)
+    {
+        tracing::warn!(
+            open_files = files.now,
+            max_connections = config.ingest.max_connections,
+            "the open-file limit is below ingest.max_connections; raise LimitNOFILE or ulimit -n"
+        );
+    }
     let registry = Arc::new(Registry::open(&config.data_dir)?);
     let telemetry = Arc::new(
         Telemetry::for_data_dir(&config.data_dir).context("cannot register self-metrics")?,

@@ -21,7 +21,7 @@ use crate::http::web::{PageContext, failure, html};
 use crate::incident::auth::Principal;
 use crate::incident::decisions::{DecisionFilter, DecisionRecord};
 use countywatch_daemon::clock::now_ms;
-use countywatch_notify::display::{Language, ago};
+use countywatch_notify::display::{Language, span};
 
 /// Most decisions listed.
 const LIMIT: u32 = 1_000;
@@ -135,13 +135,11 @@ fn scope_text(lang: Lang, decision: &DecisionRecord) -> String {
     }
 }
 
-/// Time left until `until`, as `ago` words it without "ago".
+/// Time left until `until`, in the page's language.
 fn left(lang: Lang, now: i64, until: i64) -> String {
-    let words = ago(Language::En, until, now);
-    let words = words.trim_end_matches(" ago");
     match lang {
-        Lang::Zh => format!("剩余 {words}"),
-        Lang::En => format!("{words} left"),
+        Lang::Zh => format!("剩余 {}", span(Language::Zh, until - now)),
+        Lang::En => format!("{} left", span(Language::En, until - now)),
     }
 }
 
