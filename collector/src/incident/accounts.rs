@@ -305,8 +305,8 @@ mod tests {
         assert_eq!(password.len(), GENERATED_PASSWORD_LENGTH);
         // Only once: a second start leaves the user and the file alone.
         assert_eq!(ensure_first_admin(&store, dir.path(), 2).unwrap(), None);
-        let limiter = auth::LoginLimiter::default();
-        let mut memory = limiter.lease_memory().unwrap();
+        let pool = auth::HashMemoryPool::new(1);
+        let mut memory = pool.lease().unwrap();
         assert_eq!(
             auth::check_password(&store, FIRST_ADMIN, &password, &mut memory).unwrap(),
             Some(Role::Admin)
