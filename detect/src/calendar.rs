@@ -145,7 +145,7 @@ impl Calendar {
     /// and column for the YAML's shape.
     pub fn load(path: &std::path::Path) -> Result<Calendar, String> {
         let config: CalendarConfig =
-            countywatch_daemon::config_file::load(path).map_err(|problems| problems.to_string())?;
+            countywatch_config::config_file::load(path).map_err(|problems| problems.to_string())?;
         Calendar::new(&config).map_err(|problems| {
             problems
                 .iter()

@@ -27,8 +27,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use countywatch_daemon::config_file::{self, Problems, Spanned};
-use countywatch_daemon::duration;
+use countywatch_config::config_file::{self, Problems, Spanned};
+use countywatch_config::duration;
 use countywatch_labels::template::Template;
 use serde::Deserialize;
 

@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use countywatch_daemon::config_file::{Problems, Spanned};
-use countywatch_daemon::duration::PromDuration;
+use countywatch_config::config_file::{Problems, Spanned};
+use countywatch_config::duration::PromDuration;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
@@ -337,7 +337,7 @@ pub struct Converted {
 /// cannot do as Alertmanager would is reported, all together, against the
 /// file's own lines and columns.
 pub fn load(path: &Path) -> Result<Converted, Problems> {
-    let file: AlertmanagerFile = countywatch_daemon::config_file::load(path)?;
+    let file: AlertmanagerFile = countywatch_config::config_file::load(path)?;
     // Read once more for `/api/v2/status`; the size was bounded just above.
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut problems = Problems::new(path);
@@ -1058,7 +1058,7 @@ mod tests {
     #[test]
     fn both_forms_together_are_refused() {
         let path = write("both", "route: {receiver: r}\nreceivers: [{name: r}]\n");
-        let mut notify: crate::config::NotifyConfig = countywatch_daemon::config_file::parse(
+        let mut notify: crate::config::NotifyConfig = countywatch_config::config_file::parse(
             Path::new("c.yaml"),
             &format!(
                 "alertmanager_config: {}\nroute: {{receiver: x}}\nreceivers: [{{name: x}}]\n",
@@ -1080,7 +1080,7 @@ mod tests {
 
     #[test]
     fn the_collectors_own_form_is_served_as_an_equivalent_alertmanager_file() {
-        let notify: crate::config::NotifyConfig = countywatch_daemon::config_file::parse(
+        let notify: crate::config::NotifyConfig = countywatch_config::config_file::parse(
             Path::new("c.yaml"),
             "route:\n  receiver: ops\n  group_by: [alertname]\n  group_wait: 10s\n  routes:\n  - matchers: ['team=~\"db|\\\\d\"', 'env!=test']\n    receiver: dba\n    continue: true\n    mute_time_intervals: [nights]\n  - match: {severity: critical}\n    receiver: ops\nreceivers:\n- name: ops\n  webhook_configs: [{url: 'http://127.0.0.1:1/', bearer_token: secret}]\n- name: dba\ninhibit_rules:\n- source_match: {severity: critical}\n  target_matchers: [severity=warning]\n  equal: [instance]\ntime_intervals:\n- name: nights\n  time_intervals: [{times: [{start_time: '22:00', end_time: '24:00'}], location: Asia/Shanghai}]\n",
         )

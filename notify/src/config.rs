@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use countywatch_daemon::config_file::{Problems, Spanned};
-use countywatch_daemon::duration::PromDuration;
+use countywatch_config::config_file::{Problems, Spanned};
+use countywatch_config::duration::PromDuration;
 use serde::Deserialize;
 
 use crate::display::Language;
@@ -840,7 +840,7 @@ mod tests {
 
     fn problems_of(text: &str) -> String {
         let config: NotifyConfig =
-            match countywatch_daemon::config_file::parse(Path::new("n.yaml"), text) {
+            match countywatch_config::config_file::parse(Path::new("n.yaml"), text) {
                 Ok(config) => config,
                 Err(problems) => return problems.to_string(),
             };
@@ -973,7 +973,7 @@ mod tests {
 
     #[test]
     fn legacy_match_and_lists_in_one_string_are_read() {
-        let config: NotifyConfig = countywatch_daemon::config_file::parse(
+        let config: NotifyConfig = countywatch_config::config_file::parse(
             Path::new("n.yaml"),
             "route:\n  routes:\n  - match: {service: db, b: x}\n    match_re: {team: 'a|b'}\n    matchers: ['{z=\"1\", c=~\"2\"}', 'c=3']\ninhibit_rules:\n- source_match: {severity: critical}\n  target_match_re: {severity: 'warn.*'}\n  equal: [x]\n",
         )

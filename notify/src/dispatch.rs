@@ -692,11 +692,11 @@ mod tests {
         ) -> Harness {
             let parse = |text: &str| std::path::Path::new(text).to_path_buf();
             let route: RouteConfig =
-                countywatch_daemon::config_file::parse(&parse("r"), route).unwrap();
+                countywatch_config::config_file::parse(&parse("r"), route).unwrap();
             let inhibit: Vec<InhibitRuleConfig> =
-                countywatch_daemon::config_file::parse(&parse("i"), inhibit).unwrap();
+                countywatch_config::config_file::parse(&parse("i"), inhibit).unwrap();
             let intervals: Vec<TimeIntervalConfig> =
-                countywatch_daemon::config_file::parse(&parse("t"), intervals).unwrap();
+                countywatch_config::config_file::parse(&parse("t"), intervals).unwrap();
             let settings = Settings {
                 integrations: [
                     ("mail".to_string(), vec![false]),
@@ -1106,7 +1106,7 @@ mod tests {
             .into_iter()
             .filter_map(|(key, entry)| Some((key, entry?)))
             .collect();
-        let route: RouteConfig = countywatch_daemon::config_file::parse(
+        let route: RouteConfig = countywatch_config::config_file::parse(
             std::path::Path::new("r"),
             "receiver: hook\ngroup_wait: 0s\n",
         )

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use countywatch_daemon::config_file::Spanned;
+use countywatch_config::config_file::Spanned;
 use jiff::tz::{Offset, TimeZone};
 
 use crate::config::{TimeIntervalConfig, TimeIntervalSpec};
@@ -324,7 +324,7 @@ mod tests {
 
     fn interval(yaml: &str) -> Interval {
         let spec: TimeIntervalSpec =
-            countywatch_daemon::config_file::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
+            countywatch_config::config_file::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
         Interval::build(&spec).unwrap()
     }
 
@@ -375,7 +375,7 @@ mod tests {
             "times:\n- start_time: \"9:00\"\n  end_time: \"17:00\"\n",
         ] {
             let spec: TimeIntervalSpec =
-                countywatch_daemon::config_file::parse(std::path::Path::new("t.yaml"), yaml)
+                countywatch_config::config_file::parse(std::path::Path::new("t.yaml"), yaml)
                     .unwrap();
             assert!(Interval::build(&spec).is_err(), "{yaml}");
         }
