@@ -24,11 +24,13 @@ use countywatch_config::duration::PromDuration;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use crate::config::{
-    EmailConfig, HttpTlsConfig, InhibitRuleConfig, ReceiverConfig, RouteConfig, SmtpTls,
-    TemplateOverrides, TimeIntervalConfig, WebhookConfig,
-};
+use crate::config::{InhibitRuleConfig, RouteConfig, TimeIntervalConfig};
 use crate::go_template::TemplateSet;
+use crate::http_client::HttpTlsConfig;
+use crate::receiver::ReceiverConfig;
+use crate::receiver::email::{EmailConfig, SmtpTls};
+use crate::receiver::webhook::WebhookConfig;
+use crate::template::TemplateOverrides;
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize)]
@@ -628,8 +630,9 @@ fn convert_receiver(
             );
         }
     }
+    // The keys Alertmanager has; a receiver kind of countywatch's own is
+    // left empty, whatever the table of kinds holds.
     ReceiverConfig {
-        name: receiver.name.clone(),
         email_configs: receiver
             .email_configs
             .iter()
@@ -640,10 +643,7 @@ fn convert_receiver(
             .iter()
             .map(|webhook| convert_webhook(webhook, global, problems))
             .collect(),
-        dingtalk_configs: Vec::new(),
-        wecom_configs: Vec::new(),
-        feishu_configs: Vec::new(),
-        alertmanager_configs: Vec::new(),
+        ..ReceiverConfig::named(receiver.name.clone())
     }
 }
 

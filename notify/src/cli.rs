@@ -81,7 +81,7 @@ pub fn silence_expire(data_dir: &Path, id: &str) -> anyhow::Result<()> {
 
 /// `notify test --receiver NAME`: one test notification per integration.
 pub async fn notify_test(config: &NotifyConfig, receiver: &str) -> anyhow::Result<()> {
-    let receivers = crate::receiver::build(config)?;
+    let receivers = config.build_receivers()?;
     let Some(integrations) = receivers.get(receiver) else {
         anyhow::bail!(
             "no receiver named {receiver:?}; configured: {}",

@@ -20,15 +20,69 @@
 //! `ends_at`, `url` (the alert on the collector's page), `generator_url`,
 //! `fingerprint`.
 
+use std::path::PathBuf;
+
+use countywatch_config::config_file::{Problems, Spanned};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::config::{TemplateOverrides, TemplateSource};
 use crate::display::Language;
 use crate::notification::Notification;
 
 /// Alerts listed in one message; the rest are counted in `more_alerts`,
 /// so that a storm cannot make a message too large to deliver.
 pub const MAX_LISTED: usize = 30;
+
+/// Templates that replace the defaults. Each is inline text or `{file: PATH}`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplateOverrides {
+    /// Email subject, bot message title.
+    pub subject: Option<TemplateSource>,
+    /// Plain-text email body.
+    pub text: Option<TemplateSource>,
+    /// HTML email body.
+    pub html: Option<TemplateSource>,
+    /// Markdown message of chat bots.
+    pub markdown: Option<TemplateSource>,
+    /// Go templates from an `alertmanager.yml` (its `templates:` files and
+    /// an email's `html`, `text` and `headers.Subject`): the parts named
+    /// `subject`, `text` and `html` in the set replace the defaults. Not a
+    /// key of the collector's file.
+    #[serde(skip)]
+    pub go: Option<std::sync::Arc<crate::go_template::TemplateSet>>,
+}
+
+/// A template given inline or read from a file at start.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum TemplateSource {
+    /// The template text itself.
+    Inline(String),
+    /// A file holding the template.
+    File {
+        /// The file's path.
+        file: PathBuf,
+    },
+}
+
+/// Adds a problem at `at` for every override that does not parse or whose
+/// file cannot be read.
+pub fn check_overrides<T>(templates: &TemplateOverrides, at: &Spanned<T>, problems: &mut Problems) {
+    for source in [
+        &templates.subject,
+        &templates.text,
+        &templates.html,
+        &templates.markdown,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Err(message) = Template::load(source) {
+            problems.at(at, message);
+        }
+    }
+}
 
 /// A parsed template.
 #[derive(Clone, Debug, PartialEq)]
