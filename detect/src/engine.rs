@@ -33,6 +33,18 @@ const SWEEP_EVERY_MS: i64 = 1_000;
 /// A full rule evicts this fraction of its cap at once (see
 /// `KeyTable::evict`).
 const EVICTION_BATCH_DIVISOR: usize = 16;
+/// Why saved detection state was not restored; either way the engine
+/// starts with empty windows.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// Not a snapshot (a torn or foreign file).
+    #[error("unreadable detection state: {0}")]
+    Unreadable(serde_json::Error),
+    /// A snapshot of another format version.
+    #[error("detection state version {0} is not {SNAPSHOT_VERSION}")]
+    Version(u32),
+}
+
 /// Version of the snapshot format.
 const SNAPSHOT_VERSION: u32 = 1;
 
@@ -684,14 +696,10 @@ impl Engine {
 
     /// Restores state saved by [`Engine::snapshot`] into the rules that
     /// still exist with the same meaning; the others' state is dropped.
-    pub fn restore(&mut self, bytes: &[u8]) -> Result<RestoreSummary, String> {
-        let snapshot: Snapshot = serde_json::from_slice(bytes)
-            .map_err(|error| format!("unreadable detection state: {error}"))?;
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<RestoreSummary, RestoreError> {
+        let snapshot: Snapshot = serde_json::from_slice(bytes).map_err(RestoreError::Unreadable)?;
         if snapshot.version != SNAPSHOT_VERSION {
-            return Err(format!(
-                "detection state version {} is not {SNAPSHOT_VERSION}",
-                snapshot.version
-            ));
+            return Err(RestoreError::Version(snapshot.version));
         }
         let mut summary = RestoreSummary::default();
         self.clock_ms = self.clock_ms.max(snapshot.clock_ms);

@@ -173,8 +173,8 @@ pub enum BuildError {
     #[error(transparent)]
     Secret(#[from] countywatch_net::secret::SecretError),
     /// A template does not parse or its file cannot be read.
-    #[error("{0}")]
-    Template(String),
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateLoadError),
     /// The smarthost is not `HOST:PORT`.
     #[error("smarthost {0:?} is not HOST:PORT")]
     Smarthost(String),
