@@ -24,13 +24,14 @@ use countywatch_config::duration::PromDuration;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use crate::config::{InhibitRuleConfig, RouteConfig, TimeIntervalConfig};
+use crate::config::{InhibitRuleConfig, RouteConfig};
 use crate::go_template::TemplateSet;
 use crate::http_client::HttpTlsConfig;
 use crate::receiver::ReceiverConfig;
 use crate::receiver::email::{EmailConfig, SmtpTls};
 use crate::receiver::webhook::WebhookConfig;
 use crate::template::TemplateOverrides;
+use crate::time_interval::TimeIntervalConfig;
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize)]

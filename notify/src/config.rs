@@ -8,6 +8,10 @@
 //! [`crate::template`]), and time interval `location` also takes a
 //! fixed offset (`+08:00`). `alertmanager_config` reads an unmodified
 //! `alertmanager.yml` instead (see [`crate::alertmanager_file`]).
+//!
+//! A receiver kind's settings live in its file under [`crate::receiver`],
+//! the time intervals' in [`crate::time_interval`]: this file only puts
+//! the section together and checks what spans it (names that must exist).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -21,6 +25,7 @@ use crate::display::Language;
 use crate::matcher::Matcher;
 use crate::receiver::{self, BuildContext, ReceiverConfig, Receivers};
 use crate::template::TemplateDefaults;
+use crate::time_interval::TimeIntervalConfig;
 
 /// The whole `notify:` section.
 #[derive(Clone, Debug, Deserialize)]
@@ -138,46 +143,6 @@ pub struct InhibitRuleConfig {
     /// Labels whose values must be equal in source and target.
     #[serde(default)]
     pub equal: Vec<String>,
-}
-
-/// A named set of time intervals.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TimeIntervalConfig {
-    /// The name routes refer to.
-    pub name: Spanned<String>,
-    /// The intervals; the set contains an instant when any of them does.
-    pub time_intervals: Vec<TimeIntervalSpec>,
-}
-
-/// One interval in Alertmanager's form. An empty field means "any".
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TimeIntervalSpec {
-    /// Times of day, `start_time` inclusive, `end_time` exclusive, `HH:MM`.
-    pub times: Vec<TimeRangeConfig>,
-    /// Days of the week or ranges: `monday`, `monday:friday`.
-    pub weekdays: Vec<Spanned<String>>,
-    /// Days of the month or ranges; negative counts from the end: `1:5`, `-1`.
-    pub days_of_month: Vec<Spanned<String>>,
-    /// Months by name or number, or ranges: `january:march`, `10`.
-    pub months: Vec<Spanned<String>>,
-    /// Years or ranges: `2026`, `2026:2027`.
-    pub years: Vec<Spanned<String>>,
-    /// Where the clock is read: `UTC` (default), `Local` (the host's zone),
-    /// an IANA zone such as `Asia/Shanghai` or `Europe/Berlin` (daylight
-    /// saving followed), or a fixed offset like `+08:00`.
-    pub location: Option<Spanned<String>>,
-}
-
-/// A time-of-day range.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TimeRangeConfig {
-    /// Start, `HH:MM`, inclusive.
-    pub start_time: Spanned<String>,
-    /// End, `HH:MM`, exclusive; `24:00` is the end of the day.
-    pub end_time: Spanned<String>,
 }
 
 /// The persistent outbox.

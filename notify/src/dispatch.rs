@@ -669,7 +669,8 @@ pub fn group_key(route_id: &str, labels: &LabelSet) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{InhibitRuleConfig, RouteConfig, TimeIntervalConfig};
+    use crate::config::{InhibitRuleConfig, RouteConfig};
+    use crate::time_interval::TimeIntervalConfig;
 
     const S: i64 = 1_000;
 
