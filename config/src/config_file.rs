@@ -314,7 +314,7 @@ pub enum ReadError {
     /// A directory, a device, a socket.
     #[error("cannot read: not a regular file")]
     NotAFile,
-    /// Larger than [`MAX_CONFIG_BYTES`].
+    /// Larger than the 4 MiB a config file may have.
     #[error("cannot read: file is {size} bytes, larger than the {MAX_CONFIG_BYTES} byte limit")]
     TooLarge {
         /// The file's size.

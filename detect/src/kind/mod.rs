@@ -5,7 +5,7 @@
 //!
 //! A kind's file owns its rule-file section (`Raw`), its validated
 //! parameters (`Spec`) and what a group key remembers (`State`), and
-//! implements [`Kind`]. The [`detection_kinds!`] table below is the one
+//! implements [`Kind`]. The `detection_kinds!` table below is the one
 //! place that lists them: it makes the rule-file keys of
 //! [`crate::rulefmt::RawRule`], [`KindSpec`] and [`GroupState`]. A rule
 //! with none of the keys is `single`: every match fires.

@@ -4,7 +4,7 @@
 //! itself.
 //!
 //! Each kind's file owns its config struct and implements [`Kind`]; the
-//! [`receiver_kinds!`] table below is the one place that lists them: it
+//! `receiver_kinds!` table below is the one place that lists them: it
 //! gives [`ReceiverConfig`] its `NAME_configs` keys, and building and
 //! checking receivers (also those read from an `alertmanager.yml`) go
 //! through it.
