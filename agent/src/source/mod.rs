@@ -34,7 +34,7 @@ use std::sync::atomic::Ordering;
 
 use countywatch_wire::{Event, EventKind, EventSource, MetricFamily, MetricKind};
 
-use countywatch_daemon::config_file::Spanned;
+use countywatch_config::config_file::Spanned;
 
 use crate::config::Config;
 
