@@ -33,7 +33,7 @@ use countywatch_wire::{
 use serde::Deserialize;
 
 use super::Responder;
-use crate::Backoff;
+use crate::sender::Backoff;
 use crate::transport::{SendError, Transport};
 
 /// How long the collector is asked to hold a long poll, in seconds.
