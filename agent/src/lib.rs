@@ -13,6 +13,8 @@
 //! - [`sender`]: the spool glue and the delivery of the spool to the
 //!   collector.
 //! - [`transport`]: HTTPS to the collector, mutual TLS.
+//! - [`tls_verifier`]: custom server-certificate checks with the
+//!   handshake signatures always checked.
 //! - [`response`]: active response: the blocks the collector decides on,
 //!   their safety rules and the firewall that enforces them.
 //!
@@ -35,6 +37,7 @@ pub mod response;
 pub mod sender;
 pub mod source;
 pub mod spool;
+pub mod tls_verifier;
 pub mod transport;
 
 use std::future::Future;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use countywatch_daemon::clock::now_ms;
+use countywatch_net::backoff::Backoff;
 use countywatch_wire::{
     Batch, CONTENT_ENCODING_GZIP, Event, EventKind, EventSource, INGEST_PATH, MetricFamily,
     WIRE_VERSION, encode_batch,
@@ -353,43 +354,6 @@ fn acknowledge(outbox: &Outbox, stats: &TransportStats, agent: &str, seq: u64) {
     publish_spool_state(&mut spool, stats, agent);
 }
 
-/// Exponential backoff with jitter between half and all of the step, so
-/// that agents cut off together do not reconnect together.
-pub struct Backoff {
-    /// First delay.
-    base: Duration,
-    /// Largest delay.
-    cap: Duration,
-    /// Failures since the last success.
-    attempts: u32,
-}
-
-impl Backoff {
-    /// Backoff from `base` doubling up to `cap`.
-    pub fn new(base: Duration, cap: Duration) -> Self {
-        Backoff {
-            base,
-            cap,
-            attempts: 0,
-        }
-    }
-
-    /// The delay before the next attempt.
-    pub fn next_delay(&mut self) -> Duration {
-        let step = self
-            .base
-            .saturating_mul(2u32.saturating_pow(self.attempts.min(20)))
-            .min(self.cap);
-        self.attempts = self.attempts.saturating_add(1);
-        step.mul_f64(rand::random_range(0.5..=1.0))
-    }
-
-    /// Back to the first delay after a success.
-    pub fn reset(&mut self) {
-        self.attempts = 0;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,20 +379,21 @@ mod tests {
             retry_after: Some(second),
         };
         assert!(is_worth_retrying(&busy), "a 503 keeps the batch");
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        let first = backoff.next_delay();
-        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-        let second = backoff.next_delay();
-        assert!(second >= Duration::from_millis(100) && second <= Duration::from_millis(200));
-        for _ in 0..30 {
-            assert!(backoff.next_delay() <= Duration::from_secs(1));
-        }
-        backoff.reset();
-        assert!(backoff.next_delay() <= Duration::from_millis(100));
+        let slow = SendError::Rejected {
+            status: 408,
+            body: String::new(),
+            retry_after: None,
+        };
+        assert!(
+            is_worth_retrying(&slow),
+            "a 408 (the body did not arrive in time) keeps the batch"
+        );
+        let bad = SendError::Rejected {
+            status: 400,
+            body: String::new(),
+            retry_after: None,
+        };
+        assert!(!is_worth_retrying(&bad), "a 400 drops the batch");
     }
 
     #[test]
