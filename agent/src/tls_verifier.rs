@@ -18,16 +18,40 @@ use rustls::{ClientConfig, DigitallySignedStruct};
 
 /// What a custom verifier decides: whether the presented chain is trusted.
 pub trait ChainCheck: Debug + Send + Sync + 'static {
-    /// Accepts or refuses the chain `end_entity` + `intermediates` for
-    /// `server_name`, with rustls's own arguments.
-    fn check_chain(
+    /// Accepts or refuses `chain`.
+    fn check_chain(&self, chain: &PresentedChain<'_>) -> Result<ServerCertVerified, rustls::Error>;
+}
+
+/// What the server presented, and for which name: rustls's arguments to
+/// [`ServerCertVerifier::verify_server_cert`].
+pub struct PresentedChain<'a> {
+    /// The server's own certificate.
+    pub end_entity: &'a CertificateDer<'a>,
+    /// The rest of the chain, as sent.
+    pub intermediates: &'a [CertificateDer<'a>],
+    /// The name the certificate must carry.
+    pub server_name: &'a ServerName<'a>,
+    /// A stapled OCSP response, possibly empty.
+    pub ocsp_response: &'a [u8],
+    /// The time to check validity at.
+    pub now: UnixTime,
+}
+
+impl PresentedChain<'_> {
+    /// Verifies the chain with `verifier` (a standard one, for a check
+    /// that delegates once it has chosen the roots).
+    pub fn verify_with(
         &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error>;
+        verifier: &dyn ServerCertVerifier,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        verifier.verify_server_cert(
+            self.end_entity,
+            self.intermediates,
+            self.server_name,
+            self.ocsp_response,
+            self.now,
+        )
+    }
 }
 
 /// A TLS client configuration (safe default versions, no client
@@ -65,8 +89,13 @@ impl<C: ChainCheck> ServerCertVerifier for SignaturesChecked<C> {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.check
-            .check_chain(end_entity, intermediates, server_name, ocsp_response, now)
+        self.check.check_chain(&PresentedChain {
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        })
     }
 
     fn verify_tls12_signature(

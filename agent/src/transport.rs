@@ -18,9 +18,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerified;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
@@ -28,7 +28,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::CollectorUrl;
 use crate::identity::IdentityFiles;
-use crate::tls_verifier::{self, ChainCheck};
+use crate::tls_verifier::{self, ChainCheck, PresentedChain};
 
 /// Why a send failed. Every variant is worth retrying except
 /// [`SendError::Rejected`] with a status that says the request itself is
@@ -421,15 +421,9 @@ struct PinnedCa {
 }
 
 impl ChainCheck for PinnedCa {
-    fn check_chain(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let ca = intermediates
+    fn check_chain(&self, chain: &PresentedChain<'_>) -> Result<ServerCertVerified, rustls::Error> {
+        let ca = chain
+            .intermediates
             .iter()
             .find(|certificate| <[u8; 32]>::from(Sha256::digest(certificate.as_ref())) == self.pin)
             .ok_or_else(|| {
@@ -450,6 +444,6 @@ impl ChainCheck for PinnedCa {
         .map_err(|error| {
             rustls::Error::General(format!("cannot verify against the pinned CA: {error}"))
         })?;
-        verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        chain.verify_with(verifier.as_ref())
     }
 }

@@ -24,13 +24,13 @@ use countywatch_daemon::duration::PromDuration;
 use countywatch_wire::{MetricFamily, MetricKind};
 use rustls::client::danger::ServerCertVerified;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use serde::Deserialize;
 
 use super::{Probe, ProbeError};
 use crate::config::ProbeToggle;
-use crate::tls_verifier::{self, ChainCheck};
+use crate::tls_verifier::{self, ChainCheck, PresentedChain};
 
 /// Where Debian and its derivatives keep the system's trusted CAs.
 const DEFAULT_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -612,11 +612,7 @@ struct AnyCertificate;
 impl ChainCheck for AnyCertificate {
     fn check_chain(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        _chain: &PresentedChain<'_>,
     ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
     }
