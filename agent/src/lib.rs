@@ -44,7 +44,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use countywatch_daemon::clock::now_ms;
 use countywatch_wire::{Event, MetricFamily};
 use tokio::signal::unix::Signal;
@@ -387,18 +386,13 @@ fn collector_url(
     Ok((url_text, url))
 }
 
-/// Starts the sources from the positions stored in the spool, and the
-/// syslog receiver.
+/// Starts the sources (the syslog receiver included) from the positions
+/// stored in the spool.
 fn start_sources(config: &Config, name: &str, outbox: &Outbox) -> anyhow::Result<source::Sources> {
-    let mut sources = {
-        let spool = outbox.lock();
-        source::Sources::start(config, name.to_string(), |source| {
-            spool.position(source).ok().flatten()
-        })
-    };
-    sources
-        .start_syslog(config)
-        .context("cannot start the syslog receiver")?;
+    let spool = outbox.lock();
+    let sources = source::Sources::start(config, name.to_string(), |source| {
+        spool.position(source).ok().flatten()
+    })?;
     Ok(sources)
 }
 

@@ -1,5 +1,6 @@
-//! The one retry schedule of everything the collector sends (remote_write,
-//! event forwarding, notifications): exponential, capped, with jitter.
+//! The one retry schedule of everything countywatch sends (remote_write,
+//! event forwarding, notifications, the agent's batches and decision
+//! polls): exponential, capped, with jitter.
 
 use std::time::Duration;
 

@@ -25,6 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use countywatch_wire::{Event, EventFields, EventKind, EventSource};
 use serde::{Deserialize, Serialize};
 
+use super::{Position, Source, StartContext, StartError};
+
 /// The protocol tables scanned, by file name under `/proc/net`.
 pub const PROTOCOLS: [&str; 4] = ["tcp", "tcp6", "udp", "udp6"];
 
@@ -191,6 +193,42 @@ pub struct PortsOptions {
     /// The agent's own process id, whose sockets are never reported
     /// (`None` in tests that watch their own sockets).
     pub own_pid: Option<u32>,
+}
+
+/// Position key of the known listeners (a list of [`Listener`]).
+pub const POSITION: &str = "ports";
+
+/// Starts the ports source when `sources.ports` enables it.
+pub fn start(context: &mut StartContext<'_>) -> Result<Option<Box<dyn Source>>, StartError> {
+    let settings = &context.config.sources.ports;
+    if !settings.enabled {
+        return Ok(None);
+    }
+    let options = PortsOptions {
+        allow: settings
+            .allow
+            .iter()
+            .filter_map(|rule| AllowRule::parse(&rule.value).ok())
+            .collect(),
+        udp_grace_ms: i64::try_from(settings.udp_grace.get().as_millis()).unwrap_or(i64::MAX),
+        own_pid: Some(std::process::id()),
+    };
+    Ok(Some(Box::new(PortsSource::new(
+        context.config.paths.procfs.clone(),
+        options,
+        context.position(POSITION),
+    ))))
+}
+
+impl Source for PortsSource {
+    fn poll(&mut self, now_ms: i64, _budget: usize, out: &mut Vec<Event>) -> Option<Position> {
+        let known = PortsSource::poll(self, now_ms, out);
+        Some(Position::of(POSITION, &known))
+    }
+
+    fn read_errors(&self) -> Option<u64> {
+        Some(self.stats.read_errors.load(Ordering::Relaxed))
+    }
 }
 
 /// The ports source.
