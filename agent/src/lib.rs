@@ -382,7 +382,7 @@ fn collector_url(
         .as_ref()
         .map(|url| url.value.clone())
         .unwrap_or_else(|| enrollment.ingest_url.clone());
-    let url = CollectorUrl::parse(&url_text).map_err(anyhow::Error::msg)?;
+    let url = CollectorUrl::parse(&url_text)?;
     Ok((url_text, url))
 }
 

@@ -5,7 +5,7 @@
 //! [`SOURCES`], which also fixes the order they are polled in:
 //!
 //! - [`fim`]: file integrity monitoring.
-//! - [`ports`]: listening sockets.
+//! - [`ports`]: listening sockets ([`port_allow`]: its allow-list entries).
 //! - [`auth_log`]: authentication logs through the `countywatch-parse`
 //!   crate's parsers, followed by [`tail`] (or read from the [`journal`]).
 //!   [`log_time`] picks the zone of their zone-less timestamps.
@@ -26,6 +26,7 @@ pub mod auth_log;
 pub mod fim;
 pub mod journal;
 pub mod log_time;
+pub mod port_allow;
 pub mod ports;
 pub mod syslog;
 pub mod tail;

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use countywatch_wire::{Event, EventFields, EventKind, EventSource};
 use serde::{Deserialize, Serialize};
 
+use super::port_allow::AllowRule;
 use super::{Position, Source, StartContext, StartError};
 
 /// The protocol tables scanned, by file name under `/proc/net`.
@@ -66,47 +67,10 @@ impl Listener {
     }
 }
 
-/// An allow-list entry: `tcp/22` (any address) or `tcp/127.0.0.1:5432`,
-/// `udp/[::1]:53`. `tcp` and `udp` cover IPv4 and IPv6.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AllowRule {
-    /// `tcp` or `udp`.
-    pub protocol: String,
-    /// The address, or any.
-    pub ip: Option<IpAddr>,
-    /// The port.
-    pub port: u16,
-}
-
 impl AllowRule {
-    /// Parses `PROTO/PORT` or `PROTO/ADDR:PORT`.
-    pub fn parse(text: &str) -> Result<AllowRule, String> {
-        let fail = || {
-            format!(
-                "port allow-list entry {text:?} must be PROTO/PORT or PROTO/ADDRESS:PORT, PROTO tcp or udp (e.g. tcp/22, udp/[::1]:53)"
-            )
-        };
-        let (protocol, rest) = text.split_once('/').ok_or_else(fail)?;
-        if !matches!(protocol, "tcp" | "udp") {
-            return Err(fail());
-        }
-        let (ip, port) = match rest.rsplit_once(':') {
-            Some((address, port)) => {
-                let address = address
-                    .strip_prefix('[')
-                    .and_then(|inner| inner.strip_suffix(']'))
-                    .unwrap_or(address);
-                (Some(address.parse().map_err(|_| fail())?), port)
-            }
-            None => (None, rest),
-        };
-        Ok(AllowRule {
-            protocol: protocol.to_string(),
-            ip,
-            port: port.parse().map_err(|_| fail())?,
-        })
-    }
-
+    /// Whether this entry covers `listener` (the rule's own file,
+    /// `port_allow.rs`, knows no listeners, so that the configuration's
+    /// checks can parse rules without importing the source).
     fn allows(&self, listener: &Listener) -> bool {
         listener.protocol.starts_with(&self.protocol)
             && listener.port == self.port
