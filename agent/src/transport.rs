@@ -316,7 +316,7 @@ impl Transport {
             _ => false,
         };
         if !reusable {
-            self.connection = Some(self.connect().await.map_err(unreachable)?);
+            self.connection = Some(self.connect().await?);
         }
         let Some((_, sender)) = self.connection.as_mut() else {
             return Err(unreachable("no connection".to_string()));
@@ -371,21 +371,27 @@ impl Transport {
         })
     }
 
-    async fn connect(&self) -> Result<(u64, SendRequest<Full<Bytes>>), String> {
+    /// Opens a connection with the current TLS settings (and their
+    /// generation); any failure says the collector is unreachable.
+    async fn connect(&self) -> Result<(u64, SendRequest<Full<Bytes>>), SendError> {
+        let unreachable = |message: String| SendError::Unreachable {
+            address: self.address(),
+            message,
+        };
         let (generation, connector) = self.tls.current();
         let tcp = TcpStream::connect((self.url.host.as_str(), self.url.port))
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| unreachable(error.to_string()))?;
         let _ = tcp.set_nodelay(true);
         let server_name = ServerName::try_from(self.url.host.clone())
-            .map_err(|error| format!("invalid server name: {error}"))?;
+            .map_err(|error| unreachable(format!("invalid server name: {error}")))?;
         let tls = connector
             .connect(server_name, tcp)
             .await
-            .map_err(|error| format!("TLS handshake failed: {error}"))?;
+            .map_err(|error| unreachable(format!("TLS handshake failed: {error}")))?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| unreachable(error.to_string()))?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "collector connection closed");
