@@ -145,6 +145,46 @@ fn hangup_signals() -> Option<Signal> {
 /// poll and upkeep, the certificate renewal); dropping this stops them.
 struct BackgroundTasks(Vec<JoinHandle<()>>);
 
+impl BackgroundTasks {
+    /// Starts the decisions' long poll and upkeep, the certificate
+    /// renewal and the sender (which takes `transport`; the others use
+    /// siblings of it).
+    fn spawn(
+        config: &Config,
+        transport: Transport,
+        name: &str,
+        responder: &Arc<response::Responder>,
+        outbox: &Arc<Outbox>,
+        stats: &Arc<TransportStats>,
+    ) -> BackgroundTasks {
+        let pace = Duration::from_secs_f64(1.0 / config.collector.catch_up_rate);
+        BackgroundTasks(vec![
+            tokio::spawn(response::delivery::poll_loop(
+                transport.sibling(),
+                Arc::clone(responder),
+            )),
+            tokio::spawn(response::delivery::upkeep_loop(
+                transport.sibling(),
+                Arc::clone(responder),
+            )),
+            tokio::spawn(renewal::renewal_loop(
+                transport.sibling(),
+                IdentityFiles::new(&config.state_dir),
+                name.to_string(),
+                Arc::clone(stats),
+            )),
+            tokio::spawn(send_loop(
+                transport,
+                Arc::clone(outbox),
+                Arc::clone(stats),
+                pace,
+                name.to_string(),
+                Arc::clone(responder),
+            )),
+        ])
+    }
+}
+
 impl Drop for BackgroundTasks {
     fn drop(&mut self) {
         for task in &self.0 {
@@ -197,10 +237,7 @@ impl Running {
         let identity = IdentityFiles::new(&config.state_dir);
         let enrollment = identity.read_enrollment()?;
         let name = enrolled_name(&config, &enrollment);
-        let (url_text, url) = collector_url(&config, &enrollment)?;
-        identity.finish_renewal()?;
-        let tls = transport::mutual_tls(&identity)?;
-        let transport = Transport::new(url.clone(), tls, config.collector.timeout.get());
+        let (url_text, url, transport) = open_transport(&config, &identity, &enrollment)?;
         let responder = response::Responder::new(
             response::Response::open(
                 &config.response,
@@ -211,16 +248,6 @@ impl Running {
             ),
             config.response.offline_after.get(),
         );
-        let mut tasks = BackgroundTasks(vec![
-            tokio::spawn(response::delivery::poll_loop(
-                transport.sibling(),
-                Arc::clone(&responder),
-            )),
-            tokio::spawn(response::delivery::upkeep_loop(
-                transport.sibling(),
-                Arc::clone(&responder),
-            )),
-        ]);
         let mut spool = Spool::open(
             &config.state_dir,
             config.spool.max_bytes,
@@ -228,22 +255,8 @@ impl Running {
         )?;
         let stats = Arc::new(TransportStats::default());
         publish_spool_state(&mut spool, &stats, &name);
-        tasks.0.push(tokio::spawn(renewal::renewal_loop(
-            transport.sibling(),
-            IdentityFiles::new(&config.state_dir),
-            name.clone(),
-            Arc::clone(&stats),
-        )));
         let outbox = Arc::new(Outbox::new(spool));
-        let pace = Duration::from_secs_f64(1.0 / config.collector.catch_up_rate);
-        tasks.0.push(tokio::spawn(send_loop(
-            transport,
-            Arc::clone(&outbox),
-            Arc::clone(&stats),
-            pace,
-            name.clone(),
-            Arc::clone(&responder),
-        )));
+        let tasks = BackgroundTasks::spawn(&config, transport, &name, &responder, &outbox, &stats);
         let collector = Collector::new(
             probe::build(&config),
             config.probes.timeout.get(),
@@ -371,11 +384,14 @@ fn enrolled_name(config: &Config, enrollment: &Enrollment) -> String {
     name
 }
 
-/// The collector's URL: the configured one, else the one from enrolment.
-fn collector_url(
+/// The transport to the collector (the configured URL, else the one from
+/// enrolment) with the agent's certificate, once an interrupted renewal
+/// is finished; and the URL, as written and parsed.
+fn open_transport(
     config: &Config,
+    identity: &IdentityFiles,
     enrollment: &Enrollment,
-) -> anyhow::Result<(String, CollectorUrl)> {
+) -> anyhow::Result<(String, CollectorUrl, Transport)> {
     let url_text = config
         .collector
         .url
@@ -383,7 +399,10 @@ fn collector_url(
         .map(|url| url.value.clone())
         .unwrap_or_else(|| enrollment.ingest_url.clone());
     let url = CollectorUrl::parse(&url_text)?;
-    Ok((url_text, url))
+    identity.finish_renewal()?;
+    let tls = transport::mutual_tls(identity)?;
+    let transport = Transport::new(url.clone(), tls, config.collector.timeout.get());
+    Ok((url_text, url, transport))
 }
 
 /// Starts the sources (the syslog receiver included) from the positions
