@@ -782,19 +782,19 @@ pub(crate) fn reload_and_log(alerting: &Alerting, reason: &str) {
     let outcome = match alerting.reload() {
         Ok(()) => {
             tracing::info!(%reason, "rule files reloaded");
-            (crate::incident::audit::Outcome::Success, reason.to_string())
+            (crate::audit::Outcome::Success, reason.to_string())
         }
         Err(problems) => {
             let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
             tracing::error!(%reason, problems = %text.join("\n"), "rule reload failed; the previous rules keep running");
             (
-                crate::incident::audit::Outcome::Failure,
+                crate::audit::Outcome::Failure,
                 format!("{reason}: {}", text.join("; ")),
             )
         }
     };
     if let Some(data_dir) = &alerting.audit_dir {
-        crate::incident::audit::record_outcome(
+        crate::audit::record_outcome(
             data_dir,
             "system",
             "rules.reloaded",

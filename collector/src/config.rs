@@ -35,7 +35,7 @@ pub struct Config {
     /// Agent liveness.
     pub agents: AgentsConfig,
     /// Notifications: routes, receivers, silences, the outbox.
-    pub notify: crate::notify::config::NotifyConfig,
+    pub notify: countywatch_notify::config::NotifyConfig,
     /// Scale-out outputs: Prometheus remote_write and security-event
     /// forwarding (see `output/config.rs`).
     pub outputs: crate::output::config::OutputsConfig,
@@ -44,9 +44,9 @@ pub struct Config {
     /// Detection rules over agents' security events (docs/detection.md).
     pub detection: crate::detection::DetectionConfig,
     /// The time zone and language people read (`display.rs`).
-    pub display: crate::display::DisplayConfig,
+    pub display: countywatch_notify::display::DisplayConfig,
     /// Where audit checkpoints are sent off the host (docs/security.md).
-    pub audit: crate::incident::audit_anchor::AuditConfig,
+    pub audit: crate::audit::anchor::AuditConfig,
     /// Active response: decisions that block attacking addresses on
     /// agents, dry run by default (docs/security.md).
     pub response: crate::active_response::config::ResponseConfig,
@@ -165,7 +165,7 @@ impl Default for Config {
             enroll: EnrollConfig::default(),
             ca: None,
             agents: AgentsConfig::default(),
-            notify: crate::notify::config::NotifyConfig::default(),
+            notify: countywatch_notify::config::NotifyConfig::default(),
             outputs: Default::default(),
             incidents: Default::default(),
             detection: Default::default(),
@@ -321,7 +321,7 @@ impl Config {
     }
 
     /// The time zone and language people read.
-    pub fn display(&self) -> crate::display::Display {
+    pub fn display(&self) -> countywatch_notify::display::Display {
         let calendar = countywatch_detect::calendar::Calendar::new(&self.detection.calendar)
             .unwrap_or_default();
         self.display.resolve(calendar.zone())

@@ -17,9 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::alerting::Alerting;
+use crate::audit::{Outcome, record_outcome};
 use crate::config::Config;
-use crate::incident::audit::{Outcome, record_outcome};
-use crate::notify::Notifier;
+use countywatch_notify::Notifier;
 
 /// What a reload needs: where the file is and what it reconfigures.
 pub struct Reloader {

@@ -35,8 +35,8 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::event_log::{EventCursor, EventLog};
-use crate::notify::Notifier;
-use crate::notify::alert::{Alert, LabelSet};
+use countywatch_notify::Notifier;
+use countywatch_notify::alert::{Alert, LabelSet};
 
 /// How long a detection's alert stays active: detections are one-shot, so
 /// the alert resolves by itself after this lease.
@@ -318,7 +318,7 @@ impl Detector {
     fn open(data_dir: &Path, engine: Engine, from_beginning: bool) -> anyhow::Result<Detector> {
         let events = EventLog::open_read_only(data_dir).context("cannot read events")?;
         let state_path = data_dir.join("detection.db");
-        let state = crate::sqlite::open(&state_path)?;
+        let state = countywatch_daemon::sqlite::open(&state_path)?;
         state
             .execute_batch(STATE_SCHEMA)
             .with_context(|| format!("cannot set up {}", state_path.display()))?;
@@ -507,7 +507,7 @@ async fn run(
                     alerts.push(alert);
                 }
                 if notifier
-                    .submit_from(crate::notify::Origin::Detection, alerts)
+                    .submit_from(countywatch_notify::Origin::Detection, alerts)
                     .await
                     .is_err()
                 {
@@ -624,7 +624,7 @@ pub fn replay_command(
     events: &Path,
     rules: &[PathBuf],
     calendar: Option<&Path>,
-    display: Option<crate::display::Display>,
+    display: Option<countywatch_notify::display::Display>,
     json: bool,
     out: &mut impl std::io::Write,
     err: &mut impl std::io::Write,
@@ -645,8 +645,9 @@ pub fn replay_command(
     };
     // People read the detections' times in the configuration's zone when
     // one was given, else the host's, else the calendar's.
-    let display = display
-        .unwrap_or_else(|| crate::display::DisplayConfig::default().resolve(calendar.zone()));
+    let display = display.unwrap_or_else(|| {
+        countywatch_notify::display::DisplayConfig::default().resolve(calendar.zone())
+    });
     let mut engine = Engine::new(loaded, calendar);
     let mut sink = PrintingSink {
         out,
@@ -708,7 +709,7 @@ struct PrintingSink<'a, O, E> {
     /// Skipped lines described so far.
     described: u64,
     /// The zone detections' times are printed in.
-    display: crate::display::Display,
+    display: countywatch_notify::display::Display,
 }
 
 impl<O: std::io::Write, E: std::io::Write> ReplaySink for PrintingSink<'_, O, E> {

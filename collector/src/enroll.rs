@@ -180,7 +180,7 @@ pub async fn handle(
                 format!("agent:{agent}"),
                 action,
                 format!("agent/{agent}"),
-                crate::incident::audit::Outcome::Success,
+                crate::audit::Outcome::Success,
                 format!("from {}", peer.addr),
             )
             .await;
@@ -200,7 +200,7 @@ pub async fn handle(
                 format!("anonymous@{}", peer.addr.ip()),
                 "agent.enrolment_refused",
                 "enroll".to_string(),
-                crate::incident::audit::Outcome::Failure,
+                crate::audit::Outcome::Failure,
                 format!("{result}: {message}"),
             )
             .await;
@@ -232,16 +232,14 @@ async fn audit_enrolment(
     actor: String,
     action: &'static str,
     target: String,
-    outcome: crate::incident::audit::Outcome,
+    outcome: crate::audit::Outcome,
     details: String,
 ) {
     let Some(data_dir) = state.audit_dir.clone() else {
         return;
     };
     let _ = tokio::task::spawn_blocking(move || {
-        crate::incident::audit::record_outcome(
-            &data_dir, &actor, action, &target, outcome, &details,
-        );
+        crate::audit::record_outcome(&data_dir, &actor, action, &target, outcome, &details);
     })
     .await;
 }

@@ -29,7 +29,7 @@ use countywatch_wire::Event;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
-use crate::sqlite::{self, Conditions, OpenError};
+use countywatch_daemon::sqlite::{self, Conditions, OpenError};
 
 /// The free-text index's schema, a migration of `collector.db` (the
 /// registry applies it in order with the rest). An existing log starts with

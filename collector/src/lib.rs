@@ -3,17 +3,10 @@
 //!
 //! - [`config`]: the configuration file, its defaults and validation.
 //! - [`config_reload`]: SIGHUP and `POST /-/reload` without a restart.
-//! - `display`: the time zone and language people read (in
-//!   `countywatch-notify`, its first user).
 //! - [`ca`]: the certificate authority that signs server and agent certificates.
 //! - [`tls`]: rustls set-up; mutual TLS on the ingest listener.
 //! - [`tls_files`], [`digest`]: the certificate/key file pair and SHA-256
 //!   hex, leaf modules the layers above share.
-//! - `backoff`, `secret`: the retry schedule and the secret-file reader
-//!   every sender shares, with connections, the HTTP client and the
-//!   retryable-or-not `SendError` (in `countywatch-net`).
-//! - `sqlite`: opens every SQLite database with the pragmas they rely on
-//!   (in `countywatch-daemon`).
 //! - [`registry`]: SQLite state: tokens, agents, sequence numbers.
 //! - [`event_log`]: the `events` table's one owner: append, read after a
 //!   cursor, get, search, purge, and the free-text index's SQL.
@@ -28,12 +21,11 @@
 //! - [`host_binding`]: which hosts and devices an agent may speak for (`devices`).
 //! - [`liveness`]: marks silent agents and records `agent_silent` events.
 //! - [`metric_store`]: the latest metrics per agent and their exposition.
-//! - [`http`]: `/metrics`, health endpoints and the status page.
+//! - [`http`]: the HTTP listener and everything it serves: `/metrics`
+//!   (text and OpenMetrics), health endpoints, the status page, and the
+//!   console (route table, authentication, CSRF, the JSON API, the pages).
 //! - [`metrics_auth`]: the credentials `/metrics` requires.
-//! - [`openmetrics`]: `/metrics` in OpenMetrics 1.0.0 for scrapers that ask for it.
 //! - [`telemetry`]: the collector's own `countywatch_*` metrics.
-//! - `notify`: routing, grouping, silences, the outbox and receivers (the
-//!   `countywatch-notify` crate).
 //! - [`alerting`]: rule evaluation over agents' metrics (`countywatch-rules`).
 //! - [`builtin_packs`]: the shipped rule packs, compiled in and on by default.
 //! - [`rule_listing`]: `rules list`, every rule that would run and its origin.
@@ -41,7 +33,10 @@
 //! - [`detection`]: detection rules over stored events (`countywatch-detect`):
 //!   alerts to `notify`, detections with evidence to a sink.
 //! - [`output`]: scale-out outputs: remote_write and event forwarding.
-//! - [`incident`]: incidents, the audit trail, the web page and `/api/v1/`.
+//! - [`incident`]: the incident domain: incidents, users and sessions,
+//!   decisions, retention.
+//! - [`audit`]: the hash-chained audit trail every layer records into, its
+//!   signed checkpoints and their external anchors.
 //! - [`admin`]: the administrative commands (`token`, `agents`, `audit`,
 //!   `backup`, `user`, `silence`), each recording its own audit entry.
 //! - [`active_response`]: decisions from detections, the agents' decision
@@ -51,6 +46,12 @@
 //! - [`report`]: the county report: its model, its forms (JSON, CSV, HTML)
 //!   and the `report` command.
 //!
+//! Shared pieces live in crates of their own and are imported from there,
+//! never through this crate: `countywatch_notify` (routing, grouping,
+//! silences, the outbox, receivers, and `display`, the time zone and
+//! language people read), `countywatch_net` (`backoff`, `secret`, the HTTP
+//! client) and `countywatch_daemon::sqlite` (every database's pragmas).
+//!
 //! [`start`] binds the listeners and returns a [`Running`] collector whose
 //! addresses tests can read; [`run`] is start-then-wait for the binary.
 
@@ -58,17 +59,10 @@
 // tests); unwrap and expect are denied workspace-wide.
 #![deny(clippy::panic, clippy::todo, clippy::unimplemented)]
 
-// Modules that moved to lower crates so that `countywatch-notify` can share
-// them, named here under their old paths: the collector's `crate::notify`,
-// `crate::display`, ... paths, and those of branches written before the
-// move, stay valid.
-pub use countywatch_daemon::sqlite;
-pub use countywatch_net::{backoff, secret};
-pub use countywatch_notify::{self as notify, display};
-
 pub mod active_response;
 pub mod admin;
 pub mod alerting;
+pub mod audit;
 pub mod builtin_packs;
 pub mod ca;
 pub mod config;
@@ -87,7 +81,6 @@ pub mod ingest_budget;
 pub mod liveness;
 pub mod metric_store;
 pub mod metrics_auth;
-pub mod openmetrics;
 pub mod output;
 pub mod registry;
 pub mod renewal;
@@ -128,7 +121,7 @@ pub struct Running {
     /// SHA-256 of the CA certificate, which agents pin when they enrol.
     pub ca_fingerprint: String,
     /// Where alerting and detection rules submit alerts.
-    pub notifier: Arc<notify::Notifier>,
+    pub notifier: Arc<countywatch_notify::Notifier>,
     /// The rule engine, when rule files are configured; notifiers read its
     /// firing alerts.
     pub alerting: Option<Arc<alerting::Alerting>>,
@@ -138,7 +131,7 @@ pub struct Running {
     /// Reloads the configuration (SIGHUP, `POST /-/reload`).
     pub reloader: Arc<config_reload::Reloader>,
     /// Signs and anchors the last audit checkpoint once every task stopped.
-    audit_anchoring: Arc<incident::audit_anchor::Anchoring>,
+    audit_anchoring: Arc<audit::anchor::Anchoring>,
     /// Turning this true stops every listener.
     stop: watch::Sender<bool>,
     /// The listeners' and background tasks.
@@ -215,6 +208,19 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     // others; the files in it never should be.
     countywatch_daemon::private_files::tighten_dir(&config.data_dir)
         .with_context(|| format!("cannot make {} owner-only", config.data_dir.display()))?;
+    // Every agent's connection is an open file; a collector started by
+    // hand gets the hard limit rather than a login shell's 1,024.
+    let files = countywatch_daemon::open_files::raise_to_hard_limit();
+    if files
+        .now
+        .is_some_and(|limit| limit < config.ingest.max_connections as u64 + 256)
+    {
+        tracing::warn!(
+            open_files = files.now,
+            max_connections = config.ingest.max_connections,
+            "the open-file limit is below ingest.max_connections; raise LimitNOFILE or ulimit -n"
+        );
+    }
     let registry = Arc::new(Registry::open(&config.data_dir)?);
     let telemetry = Arc::new(
         Telemetry::for_data_dir(&config.data_dir).context("cannot register self-metrics")?,
@@ -260,10 +266,10 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     )?;
     // Samples of batches stored just before a crash, not yet queued.
     outputs.relay_agent_samples(&registry);
-    let notify::Started {
+    let countywatch_notify::Started {
         notifier,
         tasks: notify_tasks,
-    } = notify::start(
+    } = countywatch_notify::start(
         &config.notify,
         &config.data_dir,
         Some(telemetry.registry()),
@@ -303,7 +309,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             "system",
             "retention.override",
             "config",
-            incident::audit::Outcome::Success,
+            audit::Outcome::Success,
             &format!("retention {}: {reason}", config.incidents.retention.value),
         )?;
     }
@@ -326,17 +332,17 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         "system",
         "collector.started",
         "collector",
-        incident::audit::Outcome::Success,
+        audit::Outcome::Success,
         &format!("version {}", env!("CARGO_PKG_VERSION")),
     )?;
-    let audit_anchoring = Arc::new(incident::audit_anchor::Anchoring::new(
+    let audit_anchoring = Arc::new(audit::anchor::Anchoring::new(
         &config.audit,
         &config.data_dir,
         config.incidents.checkpoint_every,
         Arc::clone(&registry),
         telemetry.registry(),
     )?);
-    tasks.push(tokio::spawn(incident::audit_anchor::run(
+    tasks.push(tokio::spawn(audit::anchor::run(
         Arc::clone(&audit_anchoring),
         stopped.clone(),
     )));
@@ -363,27 +369,6 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         Arc::clone(&notifier),
         alerting.clone(),
     ));
-    let incidents = Arc::new(incident::Incidents {
-        store: Arc::clone(&incident_store),
-        registry: Arc::clone(&registry),
-        metrics: Arc::clone(&store),
-        notifier: Arc::clone(&notifier),
-        alerting: alerting.clone(),
-        limiter: incident::auth::LoginLimiter::default(),
-        secure_cookies: http_tls.is_some(),
-        session_ttl: config.incidents.session_ttl.get(),
-        silent_after: config.agents.silent_after.get(),
-        data_dir: config.data_dir.clone(),
-        // Rules that failed to load were refused with the configuration.
-        rule_texts: incident::web::rule_texts::RuleTexts::new(
-            config.detection.load_rules().unwrap_or_default(),
-        ),
-        telemetry: telemetry.registry().clone(),
-        display: Arc::new(config.display()),
-        response: Arc::clone(&response),
-        reloader: Arc::clone(&reloader),
-        open_alerts_read: config.http.open_alerts_read,
-    });
     let offline_rules = Arc::new(active_response::offline_rules::OfflineRulesCell::new(
         active_response::offline_rules::build(&config.detection, &response),
     ));
@@ -403,16 +388,28 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     )? {
         tasks.push(task);
     }
-    let http_state = Arc::new(http::HttpState {
-        incidents,
-        metrics_auth,
+    let http_state = Arc::new(http::State {
+        store: Arc::clone(&incident_store),
+        registry: Arc::clone(&registry),
+        metrics: Arc::clone(&store),
+        telemetry: Arc::clone(&telemetry),
         notifier: Arc::clone(&notifier),
         alerting: alerting.clone(),
-        store: Arc::clone(&store),
-        registry: Arc::clone(&registry),
-        telemetry: Arc::clone(&telemetry),
         ca_fingerprint: ca_fingerprint.clone(),
+        metrics_auth,
+        limiter: incident::auth::LoginLimiter::default(),
+        secure_cookies: http_tls.is_some(),
+        session_ttl: config.incidents.session_ttl.get(),
         silent_after: config.agents.silent_after.get(),
+        data_dir: config.data_dir.clone(),
+        // Rules that failed to load were refused with the configuration.
+        rule_texts: http::web::rule_texts::RuleTexts::new(
+            config.detection.load_rules().unwrap_or_default(),
+        ),
+        display: Arc::new(config.display()),
+        response: Arc::clone(&response),
+        reloader: Arc::clone(&reloader),
+        open_alerts_read: config.http.open_alerts_read,
     });
     tasks.push(tokio::spawn(serve(
         http_listener,
@@ -440,7 +437,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         .context("cannot register the history counter")?;
     if let Some(schedule) = &config.report.schedule {
         let display = config.display();
-        let defaults = notify::template::TemplateDefaults {
+        let defaults = countywatch_notify::template::TemplateDefaults {
             language: display.language,
             display: display.clone(),
         };
@@ -450,7 +447,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             .iter()
             .filter(|receiver| receiver.name.value == schedule.receiver.value)
             .flat_map(|receiver| &receiver.email_configs)
-            .map(|email| notify::receiver::email::Email::new(email, &defaults))
+            .map(|email| countywatch_notify::receiver::email::Email::new(email, &defaults))
             .collect::<Result<Vec<_>, _>>()
             .context("report.schedule")?;
         tasks.push(tokio::spawn(report::schedule::run(

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use countywatch_collector::config::{Config, unspanned};
-use countywatch_collector::{active_response, admin, notify};
+use countywatch_collector::{active_response, admin};
 use countywatch_daemon::config_file;
 use countywatch_daemon::logging::{self, LogFormat};
 
@@ -339,14 +339,14 @@ struct RoutesSource {
 
 /// Loads the route tree for `notify routes`, or the exit code of an invalid
 /// configuration.
-fn routes_tree(source: &RoutesSource) -> Result<notify::route_tree::Route, ExitCode> {
+fn routes_tree(source: &RoutesSource) -> Result<countywatch_notify::route_tree::Route, ExitCode> {
     let config = match (&source.config, &source.alertmanager_config) {
         (Some(path), _) => Config::load(path).map(|config| config.notify),
-        (None, Some(path)) => notify::cli::load_alertmanager_routes(path),
+        (None, Some(path)) => countywatch_notify::cli::load_alertmanager_routes(path),
         (None, None) => return Err(ExitCode::from(2)),
     }
     .map_err(|problems| problems.report())?;
-    Ok(notify::route_tree::Route::build(&config.route))
+    Ok(countywatch_notify::route_tree::Route::build(&config.route))
 }
 
 /// `rules` subcommands; exit 0 when everything passed, 1 otherwise.
@@ -587,7 +587,10 @@ fn main() -> ExitCode {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(notify::cli::notify_test(&config.notify, &receiver))
+            runtime.block_on(countywatch_notify::cli::notify_test(
+                &config.notify,
+                &receiver,
+            ))
         }),
         Command::Run { config, overrides } => {
             let config = match load(config.as_ref(), overrides) {
@@ -629,15 +632,19 @@ fn notify_routes(command: RoutesCommand) -> ExitCode {
                 Ok(route) => route,
                 Err(code) => return code,
             };
-            let labels = match notify::cli::parse_label_arguments(&labels) {
+            let labels = match countywatch_notify::cli::parse_label_arguments(&labels) {
                 Ok(labels) => labels,
                 Err(problem) => {
                     eprintln!("{problem}");
                     return ExitCode::FAILURE;
                 }
             };
-            let (text, verified) =
-                notify::cli::routes_test(&route, &labels, tree, verify_receivers.as_deref());
+            let (text, verified) = countywatch_notify::cli::routes_test(
+                &route,
+                &labels,
+                tree,
+                verify_receivers.as_deref(),
+            );
             print!("{text}");
             if verified {
                 ExitCode::SUCCESS
@@ -647,7 +654,7 @@ fn notify_routes(command: RoutesCommand) -> ExitCode {
         }
         RoutesCommand::Show { source } => match routes_tree(&source) {
             Ok(route) => {
-                print!("{}", notify::cli::routes_show(&route));
+                print!("{}", countywatch_notify::cli::routes_show(&route));
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -667,7 +674,7 @@ fn silence(command: SilenceCommand) -> ExitCode {
             admin::silence::add(config, &matchers, &duration, author, &comment)
         }),
         SilenceCommand::List { location, all } => with_state(location, |config| {
-            notify::cli::silence_list(&config.data_dir, all)
+            countywatch_notify::cli::silence_list(&config.data_dir, all)
         }),
         SilenceCommand::Expire { location, id } => {
             with_state(location, |config| admin::silence::expire(config, &id))

@@ -39,7 +39,7 @@ pub struct MetricsCredentials {
 pub enum MetricsAuthError {
     /// A secret file cannot be read.
     #[error(transparent)]
-    Secret(#[from] crate::secret::SecretError),
+    Secret(#[from] countywatch_net::secret::SecretError),
     /// The bearer token file holds nothing.
     #[error("{} is empty", .0.display())]
     EmptyToken(std::path::PathBuf),
@@ -52,7 +52,7 @@ impl MetricsCredentials {
     /// Reads the configured secret files.
     pub fn load(config: &MetricsAuthConfig) -> Result<Self, MetricsAuthError> {
         use base64::Engine;
-        let read = crate::secret::read_secret;
+        let read = countywatch_net::secret::read_secret;
         match (
             &config.bearer_token_file,
             &config.username,

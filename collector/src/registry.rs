@@ -235,8 +235,8 @@ impl Registry {
         let path = data_dir.join("collector.db");
         // WAL lets the CLI (token create, agents revoke) write while the
         // daemon runs; NORMAL sync costs no fsync per batch.
-        let connection = crate::sqlite::open(&path)?;
-        crate::sqlite::migrate(&connection, MIGRATIONS)
+        let connection = countywatch_daemon::sqlite::open(&path)?;
+        countywatch_daemon::sqlite::migrate(&connection, MIGRATIONS)
             .with_context(|| format!("cannot migrate {}", path.display()))?;
         Ok(Registry {
             connection: Mutex::new(connection),

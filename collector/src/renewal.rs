@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
 
+use crate::audit::Outcome;
 use crate::ca::CertificateAuthority;
 use crate::enroll::Refusal;
-use crate::incident::audit::Outcome;
 use crate::registry::Registry;
 use crate::telemetry::Telemetry;
 
@@ -120,7 +120,7 @@ pub async fn renew(
         let actor = format!("agent:{agent}");
         let target = format!("agent/{agent}");
         let _ = tokio::task::spawn_blocking(move || {
-            crate::incident::audit::record_outcome(
+            crate::audit::record_outcome(
                 &data_dir,
                 &actor,
                 action,

@@ -1,7 +1,7 @@
 //! The plain JSON responses the agent-facing listeners (enrolment and
 //! ingest) answer with: a leaf of the HTTP layer, so that neither listener
 //! imports the other for it. The web console's responses, with their
-//! security headers, are `incident::request`'s.
+//! security headers, are `http::request`'s.
 
 use bytes::Bytes;
 use http_body_util::Full;

@@ -11,9 +11,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::alerting::{Alerting, FiringAlert};
-use crate::notify::Notifier;
-use crate::notify::alert::{Alert, LabelSet};
 use countywatch_daemon::clock::now_ms;
+use countywatch_notify::Notifier;
+use countywatch_notify::alert::{Alert, LabelSet};
 
 /// How often firing alerts are re-submitted.
 const PERIOD: Duration = Duration::from_secs(5);

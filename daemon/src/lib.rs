@@ -13,6 +13,7 @@
 //! - [`failpoint`]: test-only crash points (`COUNTYWATCH_FAILPOINT`), debug
 //!   builds only.
 //! - [`sqlite`]: opens every SQLite database with the pragmas it relies on.
+//! - [`open_files`]: the soft open-file limit raised to the hard one.
 //!
 //! This crate knows nothing about metrics, events or the wire format; it
 //! exists so that the agent and the collector do not depend on each other.
@@ -24,6 +25,7 @@ pub mod duration;
 pub mod failpoint;
 pub mod logging;
 pub mod notify;
+pub mod open_files;
 pub mod private_files;
 pub mod shutdown;
 pub mod sqlite;

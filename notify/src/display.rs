@@ -184,12 +184,23 @@ impl Display {
 /// How long ago `then_ms` was at `now_ms`, briefly, in `language`: `12 s
 /// ago`, `5 min ago`, `3 h ago`, `2 d ago` (`12 秒前`, `5 分钟前`, ...).
 pub fn ago(language: Language, now_ms: i64, then_ms: i64) -> String {
-    let seconds = now_ms.saturating_sub(then_ms).max(0) / 1000;
+    let span = span(language, now_ms.saturating_sub(then_ms));
+    match language {
+        Language::Zh => format!("{span}前"),
+        Language::En => format!("{span} ago"),
+    }
+}
+
+/// A span of `ms` milliseconds, briefly, in `language`, in its largest
+/// whole unit: `12 s`, `5 min`, `3 h`, `2 d` (`12 秒`, `5 分钟`, ...).
+/// Negative spans read as zero.
+pub fn span(language: Language, ms: i64) -> String {
+    let seconds = ms.max(0) / 1000;
     let (value, zh, en) = match seconds {
-        0..60 => (seconds, "秒前", "s ago"),
-        60..3600 => (seconds / 60, "分钟前", "min ago"),
-        3600..86_400 => (seconds / 3600, "小时前", "h ago"),
-        _ => (seconds / 86_400, "天前", "d ago"),
+        0..60 => (seconds, "秒", "s"),
+        60..3600 => (seconds / 60, "分钟", "min"),
+        3600..86_400 => (seconds / 3600, "小时", "h"),
+        _ => (seconds / 86_400, "天", "d"),
     };
     match language {
         Language::Zh => format!("{value} {zh}"),
@@ -268,5 +279,9 @@ mod tests {
         assert_eq!(ago(Language::En, 3_600_000 * 3, 0), "3 h ago");
         assert_eq!(ago(Language::En, 0, 5_000), "0 s ago");
         assert_eq!(ago(Language::Zh, 300_000, 0), "5 分钟前");
+        // Time left on the Decisions page: the unit is Chinese too.
+        assert_eq!(span(Language::Zh, 59 * 60_000 + 5), "59 分钟");
+        assert_eq!(span(Language::En, 2 * 86_400_000), "2 d");
+        assert_eq!(span(Language::Zh, -5), "0 秒");
     }
 }

@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod bench;
+pub mod fake_clock;
 pub mod http;
 pub mod netns;
 pub mod notify_peers;

@@ -10,13 +10,13 @@ use anyhow::Context;
 use countywatch_wire::ResponseMode;
 
 use crate::active_response::{HandDecisionError, decide_by_hand};
+use crate::audit::cli_actor;
 use crate::config::Config;
-use crate::display::{Language, ago};
-use crate::incident::audit::cli_actor;
 use crate::incident::config::IncidentsConfig;
 use crate::incident::decisions::{DecisionFilter, DecisionScope, mode_name};
 use crate::incident::store::IncidentStore;
 use crate::registry::Registry;
+use countywatch_notify::display::{Language, ago};
 
 /// `decisions add`'s arguments.
 #[derive(Clone, Debug, clap::Args)]

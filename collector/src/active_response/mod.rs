@@ -202,7 +202,7 @@ pub enum HandDecisionError {
 pub fn annotate(
     config: &ResponseConfig,
     detection: &Detection,
-    alert: &mut crate::notify::alert::Alert,
+    alert: &mut countywatch_notify::alert::Alert,
 ) {
     let Some(response) = &detection.response else {
         return;
@@ -368,9 +368,9 @@ mod tests {
 
     #[test]
     fn the_notification_says_what_the_response_does_in_the_receiver_s_language() {
-        use crate::display::{Display, Language};
-        use crate::notify::notification::{AlertSnapshot, Kind, Notification};
-        use crate::notify::template::Templates;
+        use countywatch_notify::display::{Display, Language};
+        use countywatch_notify::notification::{AlertSnapshot, Kind, Notification};
+        use countywatch_notify::template::Templates;
         let rendered = |config: &ResponseConfig, language: Language| {
             let found = detection("203.0.113.9", &["web1"], ResponseScope::Host);
             let mut alert = crate::detection::to_alert(&found, 1_000);

@@ -2,10 +2,10 @@
 //! the network devices bound to them.
 
 use crate::config::Config;
-use crate::display::{Language, ago};
 use crate::host_binding;
 use crate::registry::Registry;
 use countywatch_daemon::clock::now_ms;
+use countywatch_notify::display::{Language, ago};
 
 /// Prints every enrolled agent: state, last contact, version, certificate
 /// expiry, address and certificate fingerprint.

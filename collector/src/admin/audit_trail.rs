@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use crate::audit;
 use crate::config::Config;
-use crate::incident::audit;
 use crate::incident::store::IncidentStore;
 
 /// Prints the entries from `since` (a duration ago or an RFC 3339 time) on,
@@ -20,7 +20,7 @@ pub fn list(
         None => None,
         Some(text) => Some(match countywatch_daemon::duration::parse(text) {
             Ok(ago) => now.saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX)),
-            Err(_) => crate::notify::alert::parse_rfc3339(text).map_err(|error| {
+            Err(_) => countywatch_notify::alert::parse_rfc3339(text).map_err(|error| {
                 anyhow::anyhow!(
                     "--since {text:?}: give a duration like 24h or an RFC 3339 time ({error})"
                 )

@@ -18,7 +18,7 @@ pub mod user;
 
 use std::path::Path;
 
-use crate::incident::audit;
+use crate::audit;
 
 /// Records a command-line action in the audit trail of `data_dir` as
 /// `cli:$USER`. A failure is logged rather than returned: the action has

@@ -2,7 +2,6 @@
 //! (`silence list` changes nothing and calls `notify::cli` directly.)
 
 use crate::config::Config;
-use crate::notify;
 
 /// Creates a silence of `matchers` for `duration` by `author` (`$USER`, else
 /// `unknown`, without it), prints its id and audits it.
@@ -16,7 +15,7 @@ pub fn add(
     let author = author
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".to_string());
-    notify::cli::silence_add(&config.data_dir, matchers, duration, &author, comment)?;
+    countywatch_notify::cli::silence_add(&config.data_dir, matchers, duration, &author, comment)?;
     super::record(
         &config.data_dir,
         "silence.created",
@@ -28,7 +27,7 @@ pub fn add(
 
 /// Expires the silence `id` now and audits it.
 pub fn expire(config: &Config, id: &str) -> anyhow::Result<()> {
-    notify::cli::silence_expire(&config.data_dir, id)?;
+    countywatch_notify::cli::silence_expire(&config.data_dir, id)?;
     super::record(
         &config.data_dir,
         "silence.expired",

@@ -275,8 +275,8 @@ pub struct IncidentRecord {
 
 /// Opens `history.db` in `data_dir`, bringing its schema up to date.
 pub fn open(data_dir: &Path) -> anyhow::Result<Connection> {
-    let connection = crate::sqlite::open(&data_dir.join(FILE_NAME))?;
-    crate::sqlite::migrate(&connection, MIGRATIONS)?;
+    let connection = countywatch_daemon::sqlite::open(&data_dir.join(FILE_NAME))?;
+    countywatch_daemon::sqlite::migrate(&connection, MIGRATIONS)?;
     Ok(connection)
 }
 
@@ -505,7 +505,7 @@ impl History {
                 FROM outages WHERE end_ms < ?1 LIMIT ?2)",
             "DELETE FROM incidents WHERE id IN (SELECT id FROM incidents WHERE opened_ms < ?1 LIMIT ?2)",
         ] {
-            crate::sqlite::delete_in_batches(connection, sql, cutoff)?;
+            countywatch_daemon::sqlite::delete_in_batches(connection, sql, cutoff)?;
         }
         // Hours go series by series through the primary key, so the purge
         // never scans the whole table.

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::incident::audit::Outcome;
+use crate::audit::Outcome;
 use crate::incident::auth::{self, Role};
 use crate::incident::store::IncidentStore;
 

@@ -40,7 +40,7 @@ use countywatch_wire::{
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
-use crate::incident::audit::Outcome;
+use crate::audit::Outcome;
 use crate::incident::store::{DECISION_LOG_END, IncidentStore};
 
 /// Where a decision applies.
@@ -615,7 +615,7 @@ impl IncidentStore {
     /// when it was lifted still holds the element until the kernel's
     /// timeout, and must read the removal when it comes back.
     pub fn purge_ended_decisions(&self, cutoff_ms: i64) -> anyhow::Result<u64> {
-        Ok(crate::sqlite::delete_in_batches(
+        Ok(countywatch_daemon::sqlite::delete_in_batches(
             &self.write(),
             "DELETE FROM decisions WHERE id IN (SELECT id FROM decisions
                 WHERE expires_ms < ?1 LIMIT ?2)",

@@ -52,7 +52,7 @@ impl DetectionSink for IncidentSink {
         Ok(())
     }
 
-    fn annotate(&self, detection: &Detection, alert: &mut crate::notify::alert::Alert) {
+    fn annotate(&self, detection: &Detection, alert: &mut countywatch_notify::alert::Alert) {
         crate::active_response::annotate(&self.response, detection, alert);
     }
 

@@ -67,7 +67,7 @@ fn cell_text(cell: &str) -> String {
 
 /// A Unix-milliseconds time as RFC 3339 UTC.
 pub fn rfc3339(ms: i64) -> String {
-    crate::notify::alert::rfc3339(ms)
+    countywatch_notify::alert::rfc3339(ms)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 use countywatch_detect::Detection;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use crate::incident::audit::{NewEntry, Outcome, append_in};
+use crate::audit::{NewEntry, Outcome, append_in};
 use crate::incident::store::{IncidentStore, Status};
 
 /// What an `incident_changed` event says about the incident it announces.
@@ -595,7 +595,7 @@ mod tests {
             .unwrap();
         assert!(matches!(after, Recorded::Opened(other) if other != id));
         assert!(
-            crate::incident::audit::verify(dir.path())
+            crate::audit::verify(dir.path())
                 .unwrap()
                 .first_break
                 .is_none()

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::audit::Outcome;
 use crate::event_log::EventLog;
-use crate::incident::audit::Outcome;
 use crate::incident::store::IncidentStore;
-use crate::sqlite::delete_in_batches;
+use countywatch_daemon::sqlite::delete_in_batches;
 
 /// Time between purges.
 const PERIOD: Duration = Duration::from_secs(24 * 3600);
@@ -58,7 +58,7 @@ pub fn purge(store: &IncidentStore, data_dir: &Path, cutoff_ms: i64) -> anyhow::
     // The newest entry is never purged: the chain must keep a head. The
     // audit purge is one transaction that also signs where the trail now
     // starts, so that no verification ever sees a start nobody signed.
-    purged.audit = crate::incident::audit::purge_before(
+    purged.audit = crate::audit::purge_before(
         &mut store.write(),
         &store.key_path,
         store.settings.checkpoint_every,
@@ -100,8 +100,7 @@ pub async fn run(
             let cutoff = countywatch_daemon::clock::now_ms()
                 .saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
             let purged = purge(&store, &data_dir, cutoff)?;
-            let audit =
-                crate::incident::audit::Audit::open(&data_dir, store.settings.checkpoint_every)?;
+            let audit = crate::audit::Audit::open(&data_dir, store.settings.checkpoint_every)?;
             audit.checkpoint()?;
             anyhow::Ok(purged)
         })
@@ -191,7 +190,7 @@ mod tests {
         assert!(store.incident(closed).unwrap().is_none());
         assert!(purged.audit >= 2);
         // What is left still verifies from its oldest entry.
-        let verification = crate::incident::audit::verify(dir.path()).unwrap();
+        let verification = crate::audit::verify(dir.path()).unwrap();
         assert_eq!(verification.first_break, None);
     }
 

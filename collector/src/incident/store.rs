@@ -465,6 +465,11 @@ pub const ALL_STATUSES: &str = "all";
 /// The database file name inside the data directory.
 pub const FILE_NAME: &str = "incidents.db";
 
+/// The audit trail's signing key (PKCS#8) inside the data directory. It is
+/// named here, beside the database whose trail it signs, so that the store
+/// can hand its path to the trail without importing the trail.
+pub const KEY_FILE: &str = "audit-signing.pk8";
+
 impl IncidentStore {
     /// Opens (creating and migrating) `<data_dir>/incidents.db`.
     pub fn open(data_dir: &Path) -> anyhow::Result<IncidentStore> {
@@ -477,7 +482,7 @@ impl IncidentStore {
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
         let path = data_dir.join(FILE_NAME);
         let writer = connect(&path)?;
-        crate::sqlite::migrate(&writer, MIGRATIONS)
+        countywatch_daemon::sqlite::migrate(&writer, MIGRATIONS)
             .with_context(|| format!("cannot migrate {}", path.display()))?;
         let reader = connect(&path)?;
         let last_update: i64 = reader.query_row(DECISION_LOG_END, [], |row| row.get(0))?;
@@ -485,7 +490,7 @@ impl IncidentStore {
             path,
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
-            key_path: data_dir.join(crate::incident::audit::KEY_FILE),
+            key_path: data_dir.join(KEY_FILE),
             settings: settings.clone(),
             event_log: std::sync::OnceLock::new(),
             decision_signal: tokio::sync::watch::Sender::new(
@@ -526,7 +531,7 @@ impl IncidentStore {
     /// link leads to.
     pub fn incident_for_alert(
         &self,
-        fingerprint: crate::notify::alert::Fingerprint,
+        fingerprint: countywatch_notify::alert::Fingerprint,
         recent: u32,
     ) -> anyhow::Result<Option<i64>> {
         let connection = self.read();
@@ -536,10 +541,11 @@ impl IncidentStore {
         let mut rows = statement.query(params![recent])?;
         while let Some(row) = rows.next()? {
             let labels: String = row.get(1)?;
-            let Ok(labels) = serde_json::from_str::<crate::notify::alert::LabelSet>(&labels) else {
+            let Ok(labels) = serde_json::from_str::<countywatch_notify::alert::LabelSet>(&labels)
+            else {
                 continue;
             };
-            if crate::notify::alert::fingerprint(&labels) == fingerprint {
+            if countywatch_notify::alert::fingerprint(&labels) == fingerprint {
                 return Ok(Some(row.get(0)?));
             }
         }
@@ -782,7 +788,7 @@ pub fn backup_file(source: &Path, destination: &Path) -> anyhow::Result<()> {
 /// Opens a connection with the store's settings.
 pub(crate) fn connect(path: &Path) -> anyhow::Result<Connection> {
     // Foreign keys so that purging an incident drops its evidence.
-    Ok(crate::sqlite::open_with_foreign_keys(path)?)
+    Ok(countywatch_daemon::sqlite::open_with_foreign_keys(path)?)
 }
 
 /// The columns [`incident_row`] reads, in order.

@@ -28,10 +28,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
-use crate::backoff::backoff;
 use crate::event_log::{EventCursor, EventLog, StoredEvent};
 use crate::output::config::{ForwardConfig, HttpUrl, parse_host_port, severity_number};
 use crate::output::connect;
+use countywatch_net::backoff::backoff;
 use countywatch_net::connect::{Connector, Stream};
 use countywatch_net::http_client::HttpClient;
 use countywatch_net::send_error::SendError;
@@ -265,7 +265,10 @@ fn build_target(config: &ForwardConfig) -> anyhow::Result<Target> {
     if let Some(json) = &config.json_lines {
         let url = HttpUrl::parse(&json.url.value)?;
         let authorization = match &json.bearer_token_file {
-            Some(file) => Some(format!("Bearer {}", crate::secret::read_secret(file)?)),
+            Some(file) => Some(format!(
+                "Bearer {}",
+                countywatch_net::secret::read_secret(file)?
+            )),
             None => None,
         };
         return Ok(Target::JsonLines {

@@ -58,7 +58,7 @@ const SCHEMA: &str = "
 pub fn open_database(data_dir: &Path) -> anyhow::Result<Connection> {
     let path = data_dir.join("outputs.db");
     // WAL so the sender reads while ingest appends.
-    let connection = crate::sqlite::open(&path)?;
+    let connection = countywatch_daemon::sqlite::open(&path)?;
     connection
         .execute_batch(SCHEMA)
         .with_context(|| format!("cannot set up {}", path.display()))?;

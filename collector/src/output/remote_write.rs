@@ -30,10 +30,10 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{Notify, watch};
 
-use crate::backoff::backoff;
 use crate::output::config::{HttpUrl, RemoteWriteConfig};
 use crate::output::connect;
-use crate::secret::read_secret;
+use countywatch_net::backoff::backoff;
+use countywatch_net::secret::read_secret;
 use countywatch_net::send_error::SendError;
 
 /// The outcomes `countywatch_remote_write_samples_total` is labelled with.

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use super::gather::{Range, Sources, gather};
 use super::texts::Texts;
 use crate::config::Config;
-use crate::display::Language;
 use crate::incident::store::IncidentStore;
 use crate::registry::Registry;
+use countywatch_notify::display::Language;
 
 /// The report command's flags.
 #[derive(Clone, Debug, clap::Args)]

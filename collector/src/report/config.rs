@@ -41,7 +41,11 @@ impl Default for ReportConfig {
 
 impl ReportConfig {
     /// The scheduled receiver must exist and send email.
-    pub fn validate(&self, notify: &crate::notify::config::NotifyConfig, problems: &mut Problems) {
+    pub fn validate(
+        &self,
+        notify: &countywatch_notify::config::NotifyConfig,
+        problems: &mut Problems,
+    ) {
         let Some(schedule) = &self.schedule else {
             return;
         };

@@ -11,9 +11,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{AuditEvidence, Inputs};
-use crate::display::Display;
 use crate::incident::store::IncidentStore;
 use crate::registry::Registry;
+use countywatch_notify::display::Display;
 
 /// `[from, to)` in Unix milliseconds.
 pub type Span = (i64, i64);
@@ -150,11 +150,11 @@ pub fn gather(
     let oldest_event_ms = crate::event_log::EventLog::open_read_only(data_dir)
         .ok()
         .and_then(|log| log.oldest_received_ms().ok().flatten());
-    let options = crate::incident::audit::VerifyOptions {
+    let options = crate::audit::VerifyOptions {
         checkpoint_every: store.settings.checkpoint_every,
         anchors: None,
     };
-    let audit = crate::incident::audit::verify_with(data_dir, &options)
+    let audit = crate::audit::verify_with(data_dir, &options)
         .ok()
         .map(|verification| AuditEvidence {
             problem: verification
@@ -181,8 +181,7 @@ pub fn gather(
                 .is_some_and(|seen| now_ms.saturating_sub(seen) <= silent_ms)
         })
         .count();
-    let backups_ms =
-        crate::incident::audit::times_of_action(store, "store.backed_up", from_ms, to_ms)?;
+    let backups_ms = crate::audit::times_of_action(store, "store.backed_up", from_ms, to_ms)?;
     Ok(Inputs {
         from_ms,
         to_ms,
@@ -205,7 +204,7 @@ pub fn gather(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::display::Language;
+    use countywatch_notify::display::Language;
 
     #[test]
     fn a_month_and_a_day_range_are_local_days_with_the_period_before() {

@@ -26,8 +26,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::display::{Display, Language};
 use crate::history::{IncidentRecord, OutageRecord, SeriesKind, SeriesSummary};
+use countywatch_notify::display::{Display, Language};
 
 /// Days a certificate may have left before the report lists it.
 pub const CERTIFICATE_WARNING_DAYS: i64 = 30;

@@ -13,12 +13,12 @@ use tokio::sync::watch;
 
 use super::gather::{Range, Sources, gather};
 use super::texts::Texts;
-use crate::display::Display;
 use crate::history::History;
 use crate::incident::store::IncidentStore;
-use crate::notify::receiver::email::Email;
 use crate::registry::Registry;
 use countywatch_daemon::clock::now_ms;
+use countywatch_notify::display::Display;
+use countywatch_notify::receiver::email::Email;
 
 /// What the scheduled mail needs.
 pub struct Schedule {

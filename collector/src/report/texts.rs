@@ -2,7 +2,7 @@
 //! names, checklist requirements and their evidence sentences. The report
 //! is Chinese first; English is for the same figures read elsewhere.
 
-use crate::display::Language;
+use countywatch_notify::display::Language;
 
 /// The report's words in one language.
 pub struct Texts {

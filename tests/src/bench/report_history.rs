@@ -13,11 +13,11 @@
 
 use std::time::{Duration, Instant};
 
-use countywatch_collector::display::{Display, Language};
 use countywatch_collector::history::History;
 use countywatch_collector::incident::store::IncidentStore;
 use countywatch_collector::registry::Registry;
 use countywatch_collector::report::gather::{Range, Sources, gather};
+use countywatch_notify::display::{Display, Language};
 use countywatch_wire::{MetricFamily, MetricKind};
 
 use super::{Benchmark, Figure};

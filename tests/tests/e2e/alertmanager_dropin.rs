@@ -7,12 +7,12 @@
 
 use std::time::Duration;
 
-use countywatch_collector::notify::alert::parse_rfc3339;
 use countywatch_e2e::Collector;
 use countywatch_e2e::notify_peers::{
     AlertmanagerPeer, Recorded, Recorder, SmtpServer, post_alerts, request,
 };
 use countywatch_e2e::process::{add_user, api_token, wait_until};
+use countywatch_notify::alert::parse_rfc3339;
 use serde_json::json;
 
 /// A collector config accepting alerts and silences on the API, reading

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use countywatch_collector::incident::audit::{Content, GENESIS, entry_hash};
+use countywatch_collector::audit::{Content, GENESIS, entry_hash};
 use countywatch_e2e::Collector;
 use countywatch_e2e::http::request;
 use rusqlite::{Connection, params};

@@ -4,7 +4,7 @@
 //!
 //! `EXPECTED` below is the matrix written down by hand. The test first
 //! checks it against the route tables the collector dispatches from
-//! (`incident::routes::ROUTES`, `http::OWN_ROUTES`, the ingest and enrolment
+//! (`http::routes::ROUTES`, `http::OWN_ROUTES`, the ingest and enrolment
 //! paths), in both directions: a route added to the code without a line here
 //! fails, as does a line here for a route the code no longer has. Then it
 //! calls every route as every caller and checks the status, and that every
@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use countywatch_collector::incident::routes::{Access, ROUTES};
+use countywatch_collector::http::routes::{Access, ROUTES};
 use countywatch_e2e::Collector;
 use countywatch_e2e::http::{CurlIdentity, curl_post};
 use countywatch_e2e::process::{add_user, api_token, wait_until};
@@ -180,7 +180,7 @@ fn the_matrix_lists_exactly_the_routes_the_code_dispatches() {
             ),
         };
         assert_eq!(*may, stated, "{} {}", route.method, route.path);
-        let page = route.surface == countywatch_collector::incident::routes::Surface::Page;
+        let page = route.surface == countywatch_collector::http::routes::Surface::Page;
         assert_eq!(
             *listener,
             Listener::Web { page },

@@ -12,7 +12,7 @@
 //! JSON, then found again in the HTML and CSV forms.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -42,28 +42,19 @@ fn local(text: &str) -> i64 {
 
 /// The frozen clock the collector (and the CLI runs below) read.
 struct FakeClock {
-    file: PathBuf,
+    clock: countywatch_e2e::fake_clock::FakeClock,
 }
 
 impl FakeClock {
     fn set(&self, ms: i64) {
-        let utc = jiff::Timestamp::from_millisecond(ms)
-            .unwrap()
-            .strftime("%Y-%m-%d %H:%M:%S")
-            .to_string();
-        std::fs::write(&self.file, format!("{utc}\n")).unwrap();
+        self.clock.set_ms(ms);
     }
 
-    /// `env` arguments that run a program on this clock.
+    /// `env` arguments that run a program on this clock, in UTC.
     fn wrapper(&self) -> Vec<String> {
-        vec![
-            "env".to_string(),
-            "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1".to_string(),
-            format!("FAKETIME_TIMESTAMP_FILE={}", self.file.display()),
-            "FAKETIME_NO_CACHE=1".to_string(),
-            "DONT_FAKE_MONOTONIC=1".to_string(),
-            "TZ=UTC".to_string(),
-        ]
+        let mut wrapper = self.clock.wrapper();
+        wrapper.push("TZ=UTC".to_string());
+        wrapper
     }
 
     /// Runs the collector's CLI at the fake time.
@@ -298,10 +289,10 @@ impl Scenario {
 fn a_synthetic_month_of_outages_and_incidents_gives_the_known_report_in_json_html_and_csv() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let clock = FakeClock {
-        file: dir.path().join("faketime"),
-    };
     let start = local("2026-10-31T20:00");
+    let clock = FakeClock {
+        clock: countywatch_e2e::fake_clock::FakeClock::new(&dir.path().join("faketime"), "+0"),
+    };
     clock.set(start);
     // agent_silent would open an incident at whatever time the liveness
     // tick saw db-1's silence; the scenario's incidents are the brute
@@ -482,7 +473,10 @@ fn a_synthetic_month_of_outages_and_incidents_gives_the_known_report_in_json_htm
         "2026-11-22 17:30:00 +08:00",
         "/reports/report.csv?month=2026-11",
     ] {
-        assert!(shown.contains(figure), "the Reports page lacks {figure}");
+        assert!(
+            shown.contains(figure),
+            "the Reports page lacks {figure}: {shown}"
+        );
     }
     let downloaded = page(&scenario.officer, "/reports/report.json?month=2026-11");
     assert_eq!(downloaded.status, 200);

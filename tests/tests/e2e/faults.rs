@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use countywatch_e2e::fake_clock::FakeClock;
 use countywatch_e2e::http::sample_value;
 use countywatch_e2e::process::wait_until;
 use countywatch_e2e::{Agent, Collector};
@@ -251,25 +252,14 @@ fn the_agents_clock_jumping_back_and_forward_loses_nothing() {
     assert_eq!(code, 0, "{stderr}");
     // libfaketime (Debian's faketime) reads the offset from this file on
     // every call; the monotonic clock, which timers use, stays real.
-    let offset = logs.path().join("faketime");
-    std::fs::write(&offset, "+0\n").unwrap();
-    let preload = "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-    let file = format!("FAKETIME_TIMESTAMP_FILE={}", offset.display());
-    let mut agent = Agent::start_wrapped(
-        dir,
-        &config,
-        &[
-            "env",
-            preload,
-            &file,
-            "FAKETIME_NO_CACHE=1",
-            "DONT_FAKE_MONOTONIC=1",
-        ],
-    );
+    let clock = FakeClock::new(&logs.path().join("faketime"), "+0");
+    let wrapper = clock.wrapper();
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let mut agent = Agent::start_wrapped(dir, &config, &wrapper);
     assert_eq!(wait_for_events(&collector, "clock-jump", 30), 30);
     let mut expected = 30;
     for (jump, hours) in [("-2h", -2.0), ("+3h", 3.0), ("-10d", -240.0), ("+0", 0.0)] {
-        std::fs::write(&offset, format!("{jump}\n")).unwrap();
+        clock.write(jump);
         // The fault is real: the agent's own clock reading moved.
         let moved = wait_until(Duration::from_secs(20), || {
             let real = std::time::SystemTime::now()

@@ -9,14 +9,15 @@ use hyper::Response;
 use maud::{Markup, html};
 use serde_json::Value;
 
+use crate::audit::Outcome;
 use crate::event_log::EventSearch;
-use crate::incident::audit::Outcome;
+use crate::http::State;
+use crate::http::routes::Endpoint;
+use crate::http::web::list_parts::{TimeRange, download, list_link, range_select, range_since};
+use crate::http::web::pages::{PAGE_SIZE, layout, time_cell};
+use crate::http::web::{PageContext, failure, html};
 use crate::incident::event_search::{self, EventRow};
-use crate::incident::routes::Endpoint;
-use crate::incident::web::list_parts::{TimeRange, download, list_link, range_select, range_since};
-use crate::incident::web::pages::{PAGE_SIZE, layout, time_cell};
-use crate::incident::web::{PageContext, failure, html};
-use crate::incident::{Incidents, export};
+use crate::incident::export;
 
 /// Most events in one export.
 const MAX_EXPORT: usize = 100_000;
@@ -34,31 +35,27 @@ const FILTERS: [&str; 8] = [
 ];
 
 /// Serves the page or the export.
-pub fn serve(
-    incidents: &Incidents,
-    context: &PageContext,
-    endpoint: Endpoint,
-) -> Response<Full<Bytes>> {
+pub fn serve(state: &State, context: &PageContext, endpoint: Endpoint) -> Response<Full<Bytes>> {
     let mut query = event_search::from_query(&context.query);
     if let Some(since) = range_since(context, RANGES) {
         query.since_ms = Some(since);
     }
     let result = match endpoint {
-        Endpoint::EventsExport => export_events(incidents, context, query),
-        _ => page(incidents, context, query),
+        Endpoint::EventsExport => export_events(state, context, query),
+        _ => page(state, context, query),
     };
     result.unwrap_or_else(|error| failure(context, &error))
 }
 
 fn page(
-    incidents: &Incidents,
+    state: &State,
     context: &PageContext,
     mut query: EventSearch,
 ) -> anyhow::Result<Response<Full<Bytes>>> {
     query.limit = i64::from(PAGE_SIZE);
-    let rows = event_search::search(&incidents.data_dir, &query)?;
+    let rows = event_search::search(&state.data_dir, &query)?;
     let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-    let evidence_of = incidents.store.incidents_of_events(&ids)?;
+    let evidence_of = state.store.incidents_of_events(&ids)?;
     let lang = context.lang;
     let field = |row: &EventRow, name: &str| -> String {
         match &row.event["fields"][name] {
@@ -130,7 +127,7 @@ fn page(
 }
 
 fn export_events(
-    incidents: &Incidents,
+    state: &State,
     context: &PageContext,
     mut query: EventSearch,
 ) -> anyhow::Result<Response<Full<Bytes>>> {
@@ -138,7 +135,7 @@ fn export_events(
     query.limit = event_search::MAX_ROWS;
     let mut all: Vec<EventRow> = Vec::new();
     loop {
-        let page = event_search::search(&incidents.data_dir, &query)?;
+        let page = event_search::search(&state.data_dir, &query)?;
         let done = page.len() < event_search::MAX_ROWS as usize || all.len() >= MAX_EXPORT;
         query.before_id = page.last().map(|row| row.id);
         all.extend(page);
@@ -151,7 +148,7 @@ fn export_events(
         .principal
         .as_ref()
         .map_or("anonymous", |principal| principal.user.as_str());
-    incidents.store.audit(
+    state.store.audit(
         user,
         "events.exported",
         "events",

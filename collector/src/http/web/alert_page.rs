@@ -13,16 +13,16 @@ use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use maud::html;
 
-use crate::incident::Incidents;
-use crate::incident::audit::Outcome;
+use crate::audit::Outcome;
+use crate::http::State;
+use crate::http::request;
+use crate::http::web::pages::{csrf_field, layout};
+use crate::http::web::{PageContext, failure, html};
 use crate::incident::auth::{Principal, Role};
-use crate::incident::request;
-use crate::incident::web::pages::{csrf_field, layout};
-use crate::incident::web::{PageContext, failure, html};
-use crate::notify::alert::{Alert, Fingerprint};
-use crate::notify::matcher::{MatchType, Matcher, all_match};
-use crate::notify::silence::SilenceState;
 use countywatch_daemon::clock::now_ms;
+use countywatch_notify::alert::{Alert, Fingerprint};
+use countywatch_notify::matcher::{MatchType, Matcher, all_match};
+use countywatch_notify::silence::SilenceState;
 
 /// How many recent incidents are searched for a detection alert's.
 const RECENT_INCIDENTS: u32 = 10_000;
@@ -35,8 +35,8 @@ pub fn fingerprint_in(path: &str) -> Option<Fingerprint> {
     u64::from_str_radix(text, 16).ok().map(Fingerprint)
 }
 
-fn active(incidents: &Incidents, fingerprint: Fingerprint) -> Option<Alert> {
-    incidents
+fn active(state: &State, fingerprint: Fingerprint) -> Option<Alert> {
+    state
         .notifier
         .active_alerts()
         .into_iter()
@@ -44,11 +44,11 @@ fn active(incidents: &Incidents, fingerprint: Fingerprint) -> Option<Alert> {
 }
 
 /// `GET /alerts/{fingerprint}`.
-pub fn show(incidents: &Incidents, context: &PageContext) -> Response<Full<Bytes>> {
+pub fn show(state: &State, context: &PageContext) -> Response<Full<Bytes>> {
     let Some(fingerprint) = fingerprint_in(&context.path) else {
         return not_found(context);
     };
-    match incidents
+    match state
         .store
         .incident_for_alert(fingerprint, RECENT_INCIDENTS)
     {
@@ -56,12 +56,12 @@ pub fn show(incidents: &Incidents, context: &PageContext) -> Response<Full<Bytes
         Ok(None) => {}
         Err(error) => return failure(context, &error),
     }
-    let Some(alert) = active(incidents, fingerprint) else {
+    let Some(alert) = active(state, fingerprint) else {
         return not_found(context);
     };
     let lang = context.lang;
     let now = now_ms();
-    let silences: Vec<_> = incidents
+    let silences: Vec<_> = state
         .notifier
         .silences()
         .list()
@@ -73,7 +73,7 @@ pub fn show(incidents: &Incidents, context: &PageContext) -> Response<Full<Bytes
         .iter()
         .any(|silence| silence.state(now) == SilenceState::Active);
     // A page without the log is still useful: the failure is logged.
-    let notified = incidents
+    let notified = state
         .notifier
         .last_notified(fingerprint)
         .unwrap_or_else(|error| {
@@ -140,7 +140,7 @@ pub fn show(incidents: &Incidents, context: &PageContext) -> Response<Full<Bytes
 /// `POST /alerts/{fingerprint}/silence` (CSRF token already checked):
 /// silences exactly this alert's labels for the form's duration.
 pub fn silence(
-    incidents: &Incidents,
+    state: &State,
     principal: &Principal,
     form: &HashMap<String, String>,
     context: &PageContext,
@@ -148,7 +148,7 @@ pub fn silence(
     let Some(fingerprint) = fingerprint_in(&context.path) else {
         return not_found(context);
     };
-    let Some(alert) = active(incidents, fingerprint) else {
+    let Some(alert) = active(state, fingerprint) else {
         return not_found(context);
     };
     let back = format!("/alerts/{fingerprint}");
@@ -170,7 +170,7 @@ pub fn silence(
     let now = now_ms();
     let ends = now.saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
     let added = matchers.map_err(anyhow::Error::msg).and_then(|matchers| {
-        incidents
+        state
             .notifier
             .silences()
             .add(matchers, now, ends, &principal.user, comment, now)
@@ -180,7 +180,7 @@ pub fn silence(
         Ok(id) => id,
         Err(error) => return failure(context, &error),
     };
-    if let Err(error) = incidents.store.audit(
+    if let Err(error) = state.store.audit(
         &principal.user,
         "silence.created",
         &format!("silence/{id}"),
@@ -196,7 +196,7 @@ pub fn silence(
 }
 
 fn not_found(context: &PageContext) -> Response<Full<Bytes>> {
-    let mut response = html(crate::incident::web::pages::message(
+    let mut response = html(crate::http::web::pages::message(
         context,
         "404: this alert is not active (it resolved, or its details expired)",
     ));

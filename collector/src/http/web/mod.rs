@@ -44,13 +44,14 @@ use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use maud::Markup;
 
-use crate::incident::audit::Outcome;
+use crate::audit::Outcome;
+use crate::http::request::{self, LANGUAGE_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
+use crate::http::routes::Endpoint;
+use crate::http::{Authorized, State, refuse_audited};
+use crate::http::{api, csrf};
 use crate::incident::auth::{self, Principal};
 use crate::incident::lifecycle::Transition;
-use crate::incident::request::{self, LANGUAGE_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
-use crate::incident::routes::Endpoint;
 use crate::incident::store::{IncidentFilter, Status};
-use crate::incident::{Authorized, Incidents, api, csrf, refuse_audited};
 use countywatch_daemon::clock::now_ms;
 
 use self::i18n::Lang;
@@ -73,7 +74,7 @@ pub struct PageContext {
     /// The query, for the language switch.
     pub query: HashMap<String, String>,
     /// The time zone times are shown in.
-    pub display: Arc<crate::display::Display>,
+    pub display: Arc<countywatch_notify::display::Display>,
 }
 
 impl PageContext {
@@ -108,7 +109,7 @@ impl PageContext {
 
 /// Serves an authorized page request.
 pub fn serve(
-    incidents: &Incidents,
+    state: &State,
     request: &Request<Bytes>,
     authorized: &Authorized,
 ) -> Response<Full<Bytes>> {
@@ -118,22 +119,22 @@ pub fn serve(
         &query,
         cookies.get(LANGUAGE_COOKIE),
         request::header(request, "accept-language"),
-        incidents.display.page_language,
+        state.display.page_language,
     );
     let context = PageContext {
         lang,
         principal: authorized.principal.clone(),
         path: request.uri().path().to_string(),
         query: query.clone(),
-        display: Arc::clone(&incidents.display),
+        display: Arc::clone(&state.display),
     };
     let mut response = match authorized.route.endpoint {
         Endpoint::Style => request::respond(StatusCode::OK, "text/css; charset=utf-8", STYLE),
-        Endpoint::LoginPage => login_page(&context, None, StatusCode::OK, incidents.secure_cookies),
+        Endpoint::LoginPage => login_page(&context, None, StatusCode::OK, state.secure_cookies),
         Endpoint::PasswordPage => html(pages::password(&context, None)),
-        Endpoint::AlertPage => alert_page::show(incidents, &context),
+        Endpoint::AlertPage => alert_page::show(state, &context),
         Endpoint::Login => login(
-            incidents,
+            state,
             &context,
             &cookies,
             request.body(),
@@ -153,7 +154,7 @@ pub fn serve(
             };
             if !csrf::valid(principal, form.get(csrf::FIELD).map(String::as_str)) {
                 refuse_audited(
-                    incidents,
+                    state,
                     &principal.user,
                     authorized.route.method,
                     &context.path,
@@ -165,7 +166,7 @@ pub fn serve(
                     "missing or wrong CSRF token; reload the page\n",
                 );
             }
-            post_form(incidents, authorized, principal, &form, &cookies, &context)
+            post_form(state, authorized, principal, &form, &cookies, &context)
         }
         Endpoint::ExportPage => {
             let mut query = query.clone();
@@ -179,55 +180,49 @@ pub fn serve(
                 .principal
                 .as_ref()
                 .map_or("anonymous", |principal| principal.user.as_str());
-            api::export_list(incidents, &query, user)
-                .unwrap_or_else(|error| failure(&context, &error))
+            api::export_list(state, &query, user).unwrap_or_else(|error| failure(&context, &error))
         }
-        Endpoint::OverviewPage => overview::serve(incidents, &context),
-        Endpoint::UsersPage => users_page::page(incidents, &context),
-        Endpoint::DecisionsPage => decisions_page::page(incidents, &context),
+        Endpoint::OverviewPage => overview::serve(state, &context),
+        Endpoint::UsersPage => users_page::page(state, &context),
+        Endpoint::DecisionsPage => decisions_page::page(state, &context),
         Endpoint::EventsPage | Endpoint::EventsExport => {
-            events_page::serve(incidents, &context, authorized.route.endpoint)
+            events_page::serve(state, &context, authorized.route.endpoint)
         }
         Endpoint::AuditPage | Endpoint::AuditExport => {
-            audit_page::serve(incidents, &context, authorized.route.endpoint)
+            audit_page::serve(state, &context, authorized.route.endpoint)
         }
         Endpoint::ReportsPage | Endpoint::ReportDownload => {
-            reports_page::serve(incidents, &context, authorized.route.endpoint)
+            reports_page::serve(state, &context, authorized.route.endpoint)
         }
         Endpoint::QueuePage => {
             let filter = queue_filter(&query);
-            incidents
+            state
                 .store
                 .list(&filter)
                 .and_then(|(list, total)| {
-                    let counts = incidents.store.counts_by_severity(&filter)?;
+                    let counts = state.store.counts_by_severity(&filter)?;
                     Ok(html(pages::queue(&context, &filter, &list, total, &counts)))
                 })
                 .unwrap_or_else(|error| failure(&context, &error))
         }
         Endpoint::DetailPage => {
             let id = authorized.id.unwrap_or(0);
-            detail(
-                incidents,
-                &context,
-                id,
-                query.get("error").map(String::as_str),
-            )
-            .unwrap_or_else(|error| failure(&context, &error))
+            detail(state, &context, id, query.get("error").map(String::as_str))
+                .unwrap_or_else(|error| failure(&context, &error))
         }
-        Endpoint::AgentsPage => api::agent_rows(incidents)
+        Endpoint::AgentsPage => api::agent_rows(state)
             .map(|agents| html(pages::agents(&context, &agents, now_ms())))
             .unwrap_or_else(|error| failure(&context, &error)),
         Endpoint::AlertsPage => {
             let now = now_ms();
-            let silences: Vec<serde_json::Value> = incidents
+            let silences: Vec<serde_json::Value> = state
                 .notifier
                 .silences()
                 .list()
                 .iter()
-                .map(|silence| crate::notify::api::silence_json(silence, now))
+                .map(|silence| countywatch_notify::api::silence_json(silence, now))
                 .collect();
-            let mut firing = incidents.notifier.active_alerts();
+            let mut firing = state.notifier.active_alerts();
             firing.sort_by_key(|alert| std::cmp::Reverse(alert.starts_at_ms));
             html(pages::alerts(&context, &firing, &silences))
         }
@@ -246,7 +241,7 @@ pub fn serve(
             LANGUAGE_COOKIE,
             code,
             Some(365 * 24 * 3600),
-            incidents.secure_cookies,
+            state.secure_cookies,
         );
     }
     response
@@ -296,7 +291,7 @@ fn login_page(
 }
 
 fn login(
-    incidents: &Incidents,
+    state: &State,
     context: &PageContext,
     cookies: &HashMap<String, String>,
     body: &[u8],
@@ -305,7 +300,7 @@ fn login(
     let form = request::form(body);
     if !csrf::login_valid(cookies, &form) {
         refuse_audited(
-            incidents,
+            state,
             &format!("anonymous@{address}"),
             "POST",
             "/login",
@@ -315,7 +310,7 @@ fn login(
             context,
             Some(context.lang.text("error")),
             StatusCode::FORBIDDEN,
-            incidents.secure_cookies,
+            state.secure_cookies,
         );
     }
     let user = form.get("username").cloned().unwrap_or_default();
@@ -323,42 +318,36 @@ fn login(
     let now = now_ms();
     // The attempt counts before its password is checked, so that parallel
     // requests cannot all pass the limit before any failure is counted.
-    let Some(count) = incidents.limiter.reserve(address, now) else {
-        login_failed(
-            incidents,
-            &user,
-            address,
-            "rate limited",
-            auth::MAX_FAILURES,
-        );
+    let Some(count) = state.limiter.reserve(address, now) else {
+        login_failed(state, &user, address, "rate limited", auth::MAX_FAILURES);
         return login_page(
             context,
             Some(context.lang.text("login_limited")),
             StatusCode::TOO_MANY_REQUESTS,
-            incidents.secure_cookies,
+            state.secure_cookies,
         );
     };
     // Then per account (backoff) and overall (the global budget), so many
     // addresses cannot share the guessing of one password.
-    if let Err(reason) = incidents.limiter.reserve_account(&user, now) {
-        login_failed(incidents, &user, address, reason, count);
+    if let Err(reason) = state.limiter.reserve_account(&user, now) {
+        login_failed(state, &user, address, reason, count);
         return login_page(
             context,
             Some(context.lang.text("login_limited")),
             StatusCode::TOO_MANY_REQUESTS,
-            incidents.secure_cookies,
+            state.secure_cookies,
         );
     }
     // At most CONCURRENT_PASSWORD_CHECKS argon2 runs hold memory; others
     // are turned away at once rather than queued with theirs. The attempt
     // stays counted: a flood from one address uses up its own limit.
-    let Some(mut memory) = incidents.limiter.lease_memory() else {
-        login_failed(incidents, &user, address, "server busy", count);
+    let Some(mut memory) = state.limiter.lease_memory() else {
+        login_failed(state, &user, address, "server busy", count);
         let mut response = login_page(
             context,
             Some(context.lang.text("login_limited")),
             StatusCode::SERVICE_UNAVAILABLE,
-            incidents.secure_cookies,
+            state.secure_cookies,
         );
         response.headers_mut().insert(
             hyper::header::RETRY_AFTER,
@@ -367,34 +356,28 @@ fn login(
         return response;
     };
     // argon2 takes tens of milliseconds of CPU; this runs on the blocking
-    // pool (see `incident::handle`).
-    let role = auth::check_password(&incidents.store, &user, &password, &mut memory);
+    // pool (see `console::handle`).
+    let role = auth::check_password(&state.store, &user, &password, &mut memory);
     drop(memory);
     let role = match role {
         Ok(role) => role,
         Err(error) => return failure(context, &error),
     };
     if role.is_none() {
-        login_failed(
-            incidents,
-            &user,
-            address,
-            "wrong user name or password",
-            count,
-        );
+        login_failed(state, &user, address, "wrong user name or password", count);
         return login_page(
             context,
             Some(context.lang.text("login_failed")),
             StatusCode::UNAUTHORIZED,
-            incidents.secure_cookies,
+            state.secure_cookies,
         );
     }
-    incidents.limiter.succeeded(address, &user);
-    let mut response = match start_session(incidents, &user, now, "/") {
+    state.limiter.succeeded(address, &user);
+    let mut response = match start_session(state, &user, now, "/") {
         Ok(response) => response,
         Err(error) => return failure(context, &error),
     };
-    if let Err(error) = incidents.store.audit(
+    if let Err(error) = state.store.audit(
         &user,
         "login",
         &format!("user/{user}"),
@@ -409,7 +392,7 @@ fn login(
         LOGIN_CSRF_COOKIE,
         "",
         Some(0),
-        incidents.secure_cookies,
+        state.secure_cookies,
     );
     response
 }
@@ -417,27 +400,27 @@ fn login(
 /// Starts a session for `user` (a login, or a password change that ended
 /// the others): the redirect to `location` that sets its cookie.
 pub(crate) fn start_session(
-    incidents: &Incidents,
+    state: &State,
     user: &str,
     now_ms: i64,
     location: &str,
 ) -> anyhow::Result<Response<Full<Bytes>>> {
-    let ttl_ms = i64::try_from(incidents.session_ttl.as_millis()).unwrap_or(i64::MAX);
-    let session = auth::create_session(&incidents.store, user, ttl_ms, now_ms)?;
+    let ttl_ms = i64::try_from(state.session_ttl.as_millis()).unwrap_or(i64::MAX);
+    let session = auth::create_session(&state.store, user, ttl_ms, now_ms)?;
     let mut response = request::redirect(location);
     request::set_cookie(
         &mut response,
         SESSION_COOKIE,
         &session,
         Some(ttl_ms / 1000),
-        incidents.secure_cookies,
+        state.secure_cookies,
     );
     Ok(response)
 }
 
 /// A failed login: logged, audited, and stored as a `web_login_failed`
 /// security event so detection rules can see password guessing.
-fn login_failed(incidents: &Incidents, user: &str, address: IpAddr, reason: &str, count: u32) {
+fn login_failed(state: &State, user: &str, address: IpAddr, reason: &str, count: u32) {
     let user: String = user.chars().take(MAX_LOGGED_USER).collect();
     tracing::warn!(user, %address, reason, "login failed");
     let now = now_ms();
@@ -449,10 +432,10 @@ fn login_failed(incidents: &Incidents, user: &str, address: IpAddr, reason: &str
     event.fields.count = Some(count);
     event.fields.service = Some("countywatch-collector".to_string());
     event.raw = format!("web login failed for {user:?} from {address}: {reason}");
-    if let Err(error) = incidents.registry.record_collector_event(&event, now) {
+    if let Err(error) = state.registry.record_collector_event(&event, now) {
         tracing::error!("cannot record a login failure event: {error:#}");
     }
-    if let Err(error) = incidents.store.audit(
+    if let Err(error) = state.store.audit(
         &format!("anonymous@{address}"),
         "login",
         &format!("user/{user}"),
@@ -464,7 +447,7 @@ fn login_failed(incidents: &Incidents, user: &str, address: IpAddr, reason: &str
 }
 
 fn post_form(
-    incidents: &Incidents,
+    state: &State,
     authorized: &Authorized,
     principal: &Principal,
     form: &HashMap<String, String>,
@@ -480,16 +463,16 @@ fn post_form(
             .filter(|value| !value.is_empty())
     };
     let result = match authorized.route.endpoint {
-        Endpoint::PasswordForm => return password::change(incidents, principal, form, context),
+        Endpoint::PasswordForm => return password::change(state, principal, form, context),
         Endpoint::AlertSilenceForm => {
-            return alert_page::silence(incidents, principal, form, context);
+            return alert_page::silence(state, principal, form, context);
         }
-        Endpoint::UsersForm => return users_page::change(incidents, principal, form),
-        Endpoint::SilenceForm => return silence_form::change(incidents, principal, form),
-        Endpoint::DecisionsForm => return decisions_page::unblock(incidents, principal, form),
+        Endpoint::UsersForm => return users_page::change(state, principal, form),
+        Endpoint::SilenceForm => return silence_form::change(state, principal, form),
+        Endpoint::DecisionsForm => return decisions_page::unblock(state, principal, form),
         Endpoint::Logout => {
             if let Some(session) = cookies.get(SESSION_COOKIE)
-                && let Err(error) = auth::end_session(&incidents.store, session)
+                && let Err(error) = auth::end_session(&state.store, session)
             {
                 return failure(context, &error);
             }
@@ -499,19 +482,19 @@ fn post_form(
                 SESSION_COOKIE,
                 "",
                 Some(0),
-                incidents.secure_cookies,
+                state.secure_cookies,
             );
             return response;
         }
         Endpoint::CommentForm => match field("text") {
-            Some(text) => incidents.store.comment(id, &text, &principal.user, now),
+            Some(text) => state.store.comment(id, &text, &principal.user, now),
             None => return request::redirect(&back),
         },
         _ => {
             let Some(to) = form.get("status").and_then(|status| Status::parse(status)) else {
                 return request::redirect(&format!("{back}?error=status"));
             };
-            let changed = incidents.store.transition(
+            let changed = state.store.transition(
                 id,
                 &Transition {
                     to,
@@ -522,9 +505,7 @@ fn post_form(
                 now,
             );
             match (changed, field("comment")) {
-                (Ok(_), Some(comment)) => {
-                    incidents.store.comment(id, &comment, &principal.user, now)
-                }
+                (Ok(_), Some(comment)) => state.store.comment(id, &comment, &principal.user, now),
                 (Ok(_), None) => Ok(()),
                 (Err(error), _) => Err(error),
             }
@@ -549,24 +530,23 @@ fn post_form(
 }
 
 fn detail(
-    incidents: &Incidents,
+    state: &State,
     context: &PageContext,
     id: i64,
     error: Option<&str>,
 ) -> anyhow::Result<Response<Full<Bytes>>> {
-    let Some(incident) = incidents.store.incident(id)? else {
+    let Some(incident) = state.store.incident(id)? else {
         let mut response = html(pages::message(context, context.lang.text("not_found")));
         *response.status_mut() = StatusCode::NOT_FOUND;
         return Ok(response);
     };
-    let evidence = incidents.store.evidence(id, api::MAX_EVIDENCE)?;
-    let timeline = incidents.store.timeline(id)?;
-    let related =
-        incidents
-            .store
-            .related(&incident, now_ms().saturating_sub(RELATED_WINDOW_MS), 20)?;
-    let assignable = auth::assignable_users(&incidents.store)?;
-    let decisions = incidents.store.decisions_of_incident(id)?;
+    let evidence = state.store.evidence(id, api::MAX_EVIDENCE)?;
+    let timeline = state.store.timeline(id)?;
+    let related = state
+        .store
+        .related(&incident, now_ms().saturating_sub(RELATED_WINDOW_MS), 20)?;
+    let assignable = auth::assignable_users(&state.store)?;
+    let decisions = state.store.decisions_of_incident(id)?;
     let lang = context.lang;
     Ok(html(pages::detail(
         context,
@@ -577,8 +557,8 @@ fn detail(
             related: &related,
             assignable: &assignable,
             decisions: &decisions,
-            description: incidents.rule_texts.description(lang, &incident.rule_id),
-            guidance: incidents.rule_texts.guidance(lang, &incident.rule_id),
+            description: state.rule_texts.description(lang, &incident.rule_id),
+            guidance: state.rule_texts.guidance(lang, &incident.rule_id),
             error,
         },
     )))

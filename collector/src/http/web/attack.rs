@@ -3,7 +3,7 @@
 //! shipped packs use and their parents are listed; an unknown id shows as
 //! the id alone.
 
-use crate::incident::web::i18n::Lang;
+use crate::http::web::i18n::Lang;
 
 /// Technique id, English name, Chinese name.
 const TECHNIQUES: &[(&str, &str, &str)] = &[

@@ -6,8 +6,8 @@ use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use maud::{Markup, html};
 
-use crate::incident::request;
-use crate::incident::web::PageContext;
+use crate::http::request;
+use crate::http::web::PageContext;
 use countywatch_daemon::clock::now_ms;
 
 /// A time range a list can be limited to: query value, text key, length

@@ -22,9 +22,19 @@
 //!
 //! Whoever is root on the collector also holds the key, so every checkpoint
 //! is also sent off the host as one line, [`ANCHOR_PREFIX`] followed by its
-//! JSON (see `audit_anchor.rs`); [`verify_with`] checks the database
+//! JSON (see [`anchor`]); [`verify_with`] checks the database
 //! against such lines, which catches a truncated tail and a re-signed
 //! trail.
+//!
+//! Every layer may call this module (listeners, tasks, the admin commands,
+//! the console); it imports only the incident store, whose database holds
+//! the trail, so that an entry can commit in the same transaction as the
+//! change it records.
+//!
+//! - [`anchor`]: the `audit:` config, the checkpoint timer, external
+//!   anchors (syslog, the SIEM) and the hourly self-verification.
+
+pub mod anchor;
 
 use std::path::{Path, PathBuf};
 
@@ -36,12 +46,10 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde::Serialize;
 
 use crate::digest::sha256_hex;
-use crate::incident::store::{IncidentStore, connect};
-use crate::sqlite::Conditions;
+use crate::incident::store::{IncidentStore, KEY_FILE, connect};
 use countywatch_daemon::clock::now_ms;
+use countywatch_daemon::sqlite::Conditions;
 
-/// The signing key's file name in the data dir (PKCS#8).
-pub const KEY_FILE: &str = "audit-signing.pk8";
 /// `prev_hash` of the first entry ever written.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -812,7 +820,7 @@ impl Verification {
 
 /// A Unix millisecond time as RFC 3339 UTC.
 fn format_ms(at_ms: i64) -> String {
-    crate::notify::alert::rfc3339(at_ms)
+    countywatch_notify::alert::rfc3339(at_ms)
 }
 
 /// How to verify.

@@ -7,14 +7,15 @@ use http_body_util::Full;
 use hyper::Response;
 use maud::html;
 
-use crate::incident::audit::{self, AuditEntry, Outcome};
-use crate::incident::routes::Endpoint;
-use crate::incident::web::i18n;
-use crate::incident::web::list_parts::{TimeRange, download, list_link, range_select, range_since};
-use crate::incident::web::overview::verification;
-use crate::incident::web::pages::{PAGE_SIZE, layout, pager, time_cell};
-use crate::incident::web::{PageContext, failure, html};
-use crate::incident::{Incidents, export};
+use crate::audit::{self, AuditEntry, Outcome};
+use crate::http::State;
+use crate::http::routes::Endpoint;
+use crate::http::web::i18n;
+use crate::http::web::list_parts::{TimeRange, download, list_link, range_select, range_since};
+use crate::http::web::overview::verification;
+use crate::http::web::pages::{PAGE_SIZE, layout, pager, time_cell};
+use crate::http::web::{PageContext, failure, html};
+use crate::incident::export;
 
 /// Most entries one export holds (newest first).
 const EXPORT_LIMIT: u32 = 100_000;
@@ -26,11 +27,7 @@ const RANGES: &[TimeRange] = &[
 ];
 
 /// Serves the page or the export.
-pub fn serve(
-    incidents: &Incidents,
-    context: &PageContext,
-    endpoint: Endpoint,
-) -> Response<Full<Bytes>> {
+pub fn serve(state: &State, context: &PageContext, endpoint: Endpoint) -> Response<Full<Bytes>> {
     let text = |name: &str| {
         context
             .query
@@ -46,15 +43,15 @@ pub fn serve(
         target: contains("target"),
     };
     let result = match endpoint {
-        Endpoint::AuditExport => audit::entries(&incidents.store, &filter, EXPORT_LIMIT, 0)
-            .and_then(|entries| export_entries(incidents, context, &entries)),
-        _ => page(incidents, context, &filter),
+        Endpoint::AuditExport => audit::entries(&state.store, &filter, EXPORT_LIMIT, 0)
+            .and_then(|entries| export_entries(state, context, &entries)),
+        _ => page(state, context, &filter),
     };
     result.unwrap_or_else(|error| failure(context, &error))
 }
 
 fn page(
-    incidents: &Incidents,
+    state: &State,
     context: &PageContext,
     filter: &audit::AuditFilter,
 ) -> anyhow::Result<Response<Full<Bytes>>> {
@@ -65,8 +62,8 @@ fn page(
         .get("offset")
         .and_then(|offset| offset.parse().ok())
         .unwrap_or(0);
-    let shown = audit::entries(&incidents.store, filter, PAGE_SIZE, offset)?;
-    let total = audit::count(&incidents.store, filter)?;
+    let shown = audit::entries(&state.store, filter, PAGE_SIZE, offset)?;
+    let total = audit::count(&state.store, filter)?;
     let link = |base: &str, offset: Option<u32>| {
         list_link(
             context,
@@ -80,7 +77,7 @@ fn page(
         lang.text("audit"),
         html! {
             h1 { (lang.text("audit")) }
-            p #verification { strong { (lang.text("audit_verification")) ": " } (verification(incidents, context)) }
+            p #verification { strong { (lang.text("audit_verification")) ": " } (verification(state, context)) }
             form.filters method="get" action="/audit" {
                 label { (lang.text("actor")) " " input #filter-actor type="text" name="actor" value=(value("actor")); }
                 label { (lang.text("action")) " " input #filter-action type="text" name="action" value=(value("action")); }
@@ -121,7 +118,7 @@ fn page(
 }
 
 fn export_entries(
-    incidents: &Incidents,
+    state: &State,
     context: &PageContext,
     entries: &[AuditEntry],
 ) -> anyhow::Result<Response<Full<Bytes>>> {
@@ -130,7 +127,7 @@ fn export_entries(
         .principal
         .as_ref()
         .map_or("anonymous", |principal| principal.user.as_str());
-    incidents.store.audit(
+    state.store.audit(
         user,
         "audit.exported",
         "audit",

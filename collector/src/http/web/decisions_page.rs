@@ -13,26 +13,23 @@ use http_body_util::Full;
 use hyper::Response;
 use maud::{Markup, html};
 
-use crate::display::{Language, ago};
-use crate::incident::Incidents;
+use crate::http::State;
+use crate::http::request;
+use crate::http::web::i18n::Lang;
+use crate::http::web::pages::{csrf_field, layout, time_cell};
+use crate::http::web::{PageContext, failure, html};
 use crate::incident::auth::Principal;
 use crate::incident::decisions::{DecisionFilter, DecisionRecord};
-use crate::incident::request;
-use crate::incident::web::i18n::Lang;
-use crate::incident::web::pages::{csrf_field, layout, time_cell};
-use crate::incident::web::{PageContext, failure, html};
 use countywatch_daemon::clock::now_ms;
+use countywatch_notify::display::{Language, span};
 
 /// Most decisions listed.
 const LIMIT: u32 = 1_000;
 
 /// The page.
-pub fn page(incidents: &Incidents, context: &PageContext) -> Response<Full<Bytes>> {
+pub fn page(state: &State, context: &PageContext) -> Response<Full<Bytes>> {
     let now = now_ms();
-    let decisions = match incidents
-        .store
-        .decisions(DecisionFilter::Active, now, LIMIT)
-    {
+    let decisions = match state.store.decisions(DecisionFilter::Active, now, LIMIT) {
         Ok(decisions) => decisions,
         Err(error) => return failure(context, &error),
     };
@@ -43,7 +40,7 @@ pub fn page(incidents: &Incidents, context: &PageContext) -> Response<Full<Bytes
         lang.text("decisions"),
         html! {
             h1 { (lang.text("decisions")) }
-            @if incidents.response.mode == ResponseMode::DryRun {
+            @if state.response.mode == ResponseMode::DryRun {
                 p.guidance #dry-run { (lang.text("decisions_dry_run")) " " code { "response: {mode: enforce}" } }
             }
             @match done {
@@ -138,20 +135,18 @@ fn scope_text(lang: Lang, decision: &DecisionRecord) -> String {
     }
 }
 
-/// Time left until `until`, as `ago` words it without "ago".
+/// Time left until `until`, in the page's language.
 fn left(lang: Lang, now: i64, until: i64) -> String {
-    let words = ago(Language::En, until, now);
-    let words = words.trim_end_matches(" ago");
     match lang {
-        Lang::Zh => format!("剩余 {words}"),
-        Lang::En => format!("{words} left"),
+        Lang::Zh => format!("剩余 {}", span(Language::Zh, until - now)),
+        Lang::En => format!("{} left", span(Language::En, until - now)),
     }
 }
 
 /// The unblock form (its CSRF token already checked): lifts the decision
 /// as the officer, audited, and returns to the page.
 pub fn unblock(
-    incidents: &Incidents,
+    state: &State,
     principal: &Principal,
     form: &HashMap<String, String>,
 ) -> Response<Full<Bytes>> {
@@ -159,10 +154,7 @@ pub fn unblock(
         .get("id")
         .and_then(|id| id.trim().parse::<i64>().ok())
         .unwrap_or(0);
-    let done = match incidents
-        .store
-        .remove_decision(id, &principal.user, now_ms())
-    {
+    let done = match state.store.remove_decision(id, &principal.user, now_ms()) {
         Ok(true) => "ok",
         Ok(false) => "gone",
         Err(error) => {

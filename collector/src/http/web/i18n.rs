@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 
-use crate::display::PageLanguage;
 use crate::incident::auth::Role;
+use countywatch_notify::display::PageLanguage;
 
 /// A page language.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,10 +64,10 @@ impl Lang {
     }
 
     /// The same language as the display settings name it.
-    pub fn language(self) -> crate::display::Language {
+    pub fn language(self) -> countywatch_notify::display::Language {
         match self {
-            Lang::Zh => crate::display::Language::Zh,
-            Lang::En => crate::display::Language::En,
+            Lang::Zh => countywatch_notify::display::Language::Zh,
+            Lang::En => countywatch_notify::display::Language::En,
         }
     }
 

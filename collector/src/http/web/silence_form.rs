@@ -9,13 +9,13 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
 
-use crate::incident::Incidents;
-use crate::incident::audit::Outcome;
+use crate::audit::Outcome;
+use crate::http::State;
+use crate::http::request;
 use crate::incident::auth::Principal;
-use crate::incident::request;
-use crate::notify::alert::LabelSet;
-use crate::notify::matcher::{self, MatchType, Matcher};
 use countywatch_daemon::clock::now_ms;
+use countywatch_notify::alert::LabelSet;
+use countywatch_notify::matcher::{self, MatchType, Matcher};
 
 /// The durations offered: form value, text key, milliseconds.
 pub const DURATIONS: &[(&str, &str, i64)] = &[
@@ -36,13 +36,13 @@ pub fn matchers_of(labels: &LabelSet) -> String {
 /// Applies the form (its CSRF token already checked) and returns to the
 /// alerts page with the outcome.
 pub fn change(
-    incidents: &Incidents,
+    state: &State,
     principal: &Principal,
     form: &HashMap<String, String>,
 ) -> Response<Full<Bytes>> {
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("").trim();
     let now = now_ms();
-    let silences = incidents.notifier.silences();
+    let silences = state.notifier.silences();
     let (action, target, result): (&str, String, Result<String, String>) = match field("action") {
         "expire" => {
             let id = field("id");
@@ -91,7 +91,7 @@ pub fn change(
         Ok(details) => (Outcome::Success, details.clone(), "ok"),
         Err(error) => (Outcome::Failure, error.clone(), "refused"),
     };
-    if let Err(error) = incidents
+    if let Err(error) = state
         .store
         .audit(&principal.user, action, &target, outcome, &details)
     {

@@ -557,7 +557,7 @@ mod tests {
             "/api/v2/silence/x/y",
         ] {
             assert!(find("DELETE", path).is_none(), "{path}");
-            assert!(crate::incident::owns(path), "{path}");
+            assert!(crate::http::console::owns(path), "{path}");
         }
     }
 

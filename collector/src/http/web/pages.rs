@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 
+use crate::http::csrf;
+use crate::http::web::i18n::{self, Lang};
+use crate::http::web::{PageContext, attack, rule_texts, silence_form};
 use crate::incident::auth::Role;
-use crate::incident::csrf;
 use crate::incident::store::{
     self, EvidenceRecord, Incident, IncidentFilter, Status, TimelineEntry,
 };
-use crate::incident::web::i18n::{self, Lang};
-use crate::incident::web::{PageContext, attack, rule_texts, silence_form};
 
 /// Severities, most severe first, as the queue counts them.
 pub const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "info"];
@@ -532,7 +532,7 @@ pub fn detail(context: &PageContext, incident: &Incident, data: &DetailData<'_>)
                     @for (name, value) in &shown_annotations { dt { (name) } dd { (value) } }
                 }
             }
-            (crate::incident::web::decisions_page::incident_section(context, data.decisions))
+            (crate::http::web::decisions_page::incident_section(context, data.decisions))
             h2 { (lang.text("evidence")) " (" (incident.evidence_count) ")" }
             table #evidence {
                 thead { tr {
@@ -626,7 +626,7 @@ pub fn agents(context: &PageContext, agents: &[Value], now_ms: i64) -> Markup {
                                 td { (agent["address"].as_str().unwrap_or("")) }
                                 td.time {
                                     @if let Some(seen) = agent["last_seen_ms"].as_i64() {
-                                        (crate::display::ago(lang.language(), now_ms, seen)) " · " span.muted { (context.time(seen)) }
+                                        (countywatch_notify::display::ago(lang.language(), now_ms, seen)) " · " span.muted { (context.time(seen)) }
                                     }
                                 }
                                 td.time { (agent["certificate_expires_ms"].as_i64().map(|ms| context.time(ms)).unwrap_or_default()) }
@@ -687,7 +687,7 @@ fn pairs(labels: &BTreeMap<String, String>) -> String {
 /// Firing alerts, from alerting and detection rules, and silences.
 pub fn alerts(
     context: &PageContext,
-    firing: &[crate::notify::alert::Alert],
+    firing: &[countywatch_notify::alert::Alert],
     silences: &[Value],
 ) -> Markup {
     let lang = context.lang;

@@ -11,21 +11,20 @@ use http_body_util::Full;
 use hyper::Response;
 use maud::html;
 
-use crate::incident::Incidents;
+use crate::audit::Outcome;
+use crate::http::State;
+use crate::http::request;
+use crate::http::web::i18n;
+use crate::http::web::pages::{csrf_field, layout, time_cell};
+use crate::http::web::{PageContext, failure, html};
 use crate::incident::accounts::{self, TokenRow, UserRow};
-use crate::incident::audit::Outcome;
 use crate::incident::auth::{Principal, Role};
-use crate::incident::request;
-use crate::incident::web::i18n;
-use crate::incident::web::pages::{csrf_field, layout, time_cell};
-use crate::incident::web::{PageContext, failure, html};
 use countywatch_daemon::clock::now_ms;
 
 /// Serves the page (`done` in the query is the last change's outcome).
-pub fn page(incidents: &Incidents, context: &PageContext) -> Response<Full<Bytes>> {
-    let listed = accounts::list_users(&incidents.store, now_ms()).and_then(|users| {
-        accounts::list_tokens(&incidents.store, None).map(|tokens| (users, tokens))
-    });
+pub fn page(state: &State, context: &PageContext) -> Response<Full<Bytes>> {
+    let listed = accounts::list_users(&state.store, now_ms())
+        .and_then(|users| accounts::list_tokens(&state.store, None).map(|tokens| (users, tokens)));
     match listed {
         Ok((users, tokens)) => html(render(context, &users, &tokens)),
         Err(error) => failure(context, &error),
@@ -130,7 +129,7 @@ fn render(context: &PageContext, users: &[UserRow], tokens: &[TokenRow]) -> maud
 /// Applies one change from the form (its CSRF token already checked),
 /// audits it, and returns to the page with the outcome.
 pub fn change(
-    incidents: &Incidents,
+    state: &State,
     principal: &Principal,
     form: &HashMap<String, String>,
 ) -> Response<Full<Bytes>> {
@@ -141,7 +140,7 @@ pub fn change(
             Some(role) => (
                 "user.role_changed",
                 format!("user/{user}"),
-                accounts::set_role(&incidents.store, user, role)
+                accounts::set_role(&state.store, user, role)
                     .map(|found| found.then(|| format!("role {}", role.as_str()))),
             ),
             None => ("user.role_changed", format!("user/{user}"), Ok(None)),
@@ -159,7 +158,7 @@ pub fn change(
                 if disable && user == principal.user {
                     Ok(None)
                 } else {
-                    accounts::set_disabled(&incidents.store, user, disable)
+                    accounts::set_disabled(&state.store, user, disable)
                         .map(|found| found.then(String::new))
                 },
             )
@@ -168,7 +167,7 @@ pub fn change(
             "user.password_reset",
             format!("user/{user}"),
             accounts::reset_password(
-                &incidents.store,
+                &state.store,
                 user,
                 form.get("password").map_or("", String::as_str),
             )
@@ -179,7 +178,7 @@ pub fn change(
             (
                 "token.revoked",
                 format!("token/{id}"),
-                accounts::revoke_token(&incidents.store, id)
+                accounts::revoke_token(&state.store, id)
                     .map(|owner| owner.map(|owner| format!("of user {owner}"))),
             )
         }
@@ -194,7 +193,7 @@ pub fn change(
         ),
         Err(error) => (Outcome::Failure, format!("{error:#}"), "refused"),
     };
-    if let Err(error) = incidents
+    if let Err(error) = state
         .store
         .audit(&principal.user, action, &target, outcome, &details)
     {

@@ -10,16 +10,16 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 
-use crate::incident::Incidents;
+use crate::audit::Outcome;
+use crate::http::State;
+use crate::http::web::{PageContext, failure, html, pages, start_session};
 use crate::incident::accounts::{self, PasswordChangeError};
-use crate::incident::audit::Outcome;
 use crate::incident::auth::Principal;
-use crate::incident::web::{PageContext, failure, html, pages, start_session};
 use countywatch_daemon::clock::now_ms;
 
 /// Handles the form (its CSRF token already checked).
 pub fn change(
-    incidents: &Incidents,
+    state: &State,
     principal: &Principal,
     form: &HashMap<String, String>,
     context: &PageContext,
@@ -27,7 +27,7 @@ pub fn change(
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
     let lang = context.lang;
     let refused = |key: &'static str, reason: &str| {
-        audit(incidents, principal, Outcome::Failure, reason);
+        audit(state, principal, Outcome::Failure, reason);
         let mut response = html(pages::password(context, Some(lang.text(key))));
         *response.status_mut() = StatusCode::BAD_REQUEST;
         response
@@ -37,14 +37,14 @@ pub fn change(
     }
     // The current password is checked with argon2 like a login, in memory
     // leased from the same bounded pool.
-    let Some(mut memory) = incidents.limiter.lease_memory() else {
+    let Some(mut memory) = state.limiter.lease_memory() else {
         let mut response = html(pages::password(context, Some(lang.text("password_busy"))));
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         return response;
     };
     match accounts::change_own_password(
-        &incidents.store,
-        &incidents.data_dir,
+        &state.store,
+        &state.data_dir,
         &principal.user,
         field("current"),
         field("new"),
@@ -63,18 +63,18 @@ pub fn change(
         Err(PasswordChangeError::Store(error)) => return failure(context, &error),
     }
     audit(
-        incidents,
+        state,
         principal,
         Outcome::Success,
         "sessions and tokens revoked",
     );
     tracing::info!(user = principal.user, "password changed");
-    start_session(incidents, &principal.user, now_ms(), "/incidents")
+    start_session(state, &principal.user, now_ms(), "/incidents")
         .unwrap_or_else(|error| failure(context, &error))
 }
 
-fn audit(incidents: &Incidents, principal: &Principal, outcome: Outcome, details: &str) {
-    if let Err(error) = incidents.store.audit(
+fn audit(state: &State, principal: &Principal, outcome: Outcome, details: &str) {
+    if let Err(error) = state.store.audit(
         &principal.user,
         "user.password_changed",
         &format!("user/{}", principal.user),

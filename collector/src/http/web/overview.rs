@@ -10,13 +10,14 @@ use http_body_util::Full;
 use hyper::Response;
 use maud::{Markup, html};
 
+use crate::http::State;
+use crate::http::api;
+use crate::http::web::i18n::{self, Lang};
+use crate::http::web::pages::{SEVERITIES, agent_state, layout, severity_text};
+use crate::http::web::{PageContext, failure, html};
 use crate::incident::auth::Role;
 use crate::incident::event_search;
 use crate::incident::store::{EvidenceField, IncidentFilter, QUEUE_STATUS};
-use crate::incident::web::i18n::{self, Lang};
-use crate::incident::web::pages::{SEVERITIES, agent_state, layout, severity_text};
-use crate::incident::web::{PageContext, failure, html};
-use crate::incident::{Incidents, api};
 use countywatch_daemon::clock::now_ms;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -28,17 +29,18 @@ const CHART_HEIGHT: i64 = 150;
 const FIRING_LISTED: usize = 5;
 
 /// Serves the overview.
-pub fn serve(incidents: &Incidents, context: &PageContext) -> Response<Full<Bytes>> {
-    render(incidents, context).unwrap_or_else(|error| failure(context, &error))
+pub fn serve(state: &State, context: &PageContext) -> Response<Full<Bytes>> {
+    render(state, context).unwrap_or_else(|error| failure(context, &error))
 }
 
 /// The audit trail's last self-verification (hourly, by
-/// `incident::audit_anchor`), from its metrics: "not verified yet" until it
+/// `audit::anchor`), from its metrics: "not verified yet" until it
 /// has run, else its result and when.
-pub fn verification(incidents: &Incidents, context: &PageContext) -> String {
+pub fn verification(state: &State, context: &PageContext) -> String {
     let gauge = |name: &str| {
-        incidents
+        state
             .telemetry
+            .registry()
             .gather()
             .into_iter()
             .find(|family| family.name() == name)
@@ -68,24 +70,24 @@ pub fn verification(incidents: &Incidents, context: &PageContext) -> String {
     }
 }
 
-fn render(incidents: &Incidents, context: &PageContext) -> anyhow::Result<Response<Full<Bytes>>> {
+fn render(state: &State, context: &PageContext) -> anyhow::Result<Response<Full<Bytes>>> {
     let lang = context.lang;
     let now = now_ms();
-    let agents = api::agent_rows(incidents)?;
+    let agents = api::agent_rows(state)?;
     let count_state = |state: &str| {
         agents
             .iter()
             .filter(|agent| agent_state(agent) == state)
             .count()
     };
-    let open = incidents.store.counts_by_severity(&IncidentFilter {
+    let open = state.store.counts_by_severity(&IncidentFilter {
         status: Some(QUEUE_STATUS.to_string()),
         ..IncidentFilter::default()
     })?;
     // Days are the display zone's: a day starts at its local midnight.
     let offset = context.display.offset_ms(now);
     let today = (now + offset).div_euclid(DAY_MS);
-    let per_day = incidents
+    let per_day = state
         .store
         .incidents_per_day((today - 29) * DAY_MS - offset, offset)?;
     let day_bars: Vec<(String, i64)> = (today - 29..=today)
@@ -99,7 +101,7 @@ fn render(incidents: &Incidents, context: &PageContext) -> anyhow::Result<Respon
         })
         .collect();
     let this_hour = now.div_euclid(HOUR_MS);
-    let per_hour = event_search::per_hour(&incidents.data_dir, (this_hour - 23) * HOUR_MS)?;
+    let per_hour = event_search::per_hour(&state.data_dir, (this_hour - 23) * HOUR_MS)?;
     let hour_bars: Vec<(String, i64)> = (this_hour - 23..=this_hour)
         .map(|hour| {
             let label = context
@@ -111,13 +113,13 @@ fn render(incidents: &Incidents, context: &PageContext) -> anyhow::Result<Respon
         })
         .collect();
     let week_ago = now.saturating_sub(7 * DAY_MS);
-    let sources = incidents
+    let sources = state
         .store
         .top_evidence(EvidenceField::SourceAddress, week_ago, 10)?;
-    let hosts = incidents
+    let hosts = state
         .store
         .top_evidence(EvidenceField::Host, week_ago, 10)?;
-    let (firing_count, firing) = incidents.notifier.active_alerts_first(FIRING_LISTED);
+    let (firing_count, firing) = state.notifier.active_alerts_first(FIRING_LISTED);
     let officer = context.is_at_least(Role::SecurityOfficer);
     let body = html! {
         h1 { (lang.text("overview")) }
@@ -158,7 +160,7 @@ fn render(incidents: &Incidents, context: &PageContext) -> anyhow::Result<Respon
                     }
                 }
                 p #audit-verification { strong { (lang.text("audit_verification")) ": " }
-                    @if officer { a href="/audit" { (verification(incidents, context)) } } @else { (verification(incidents, context)) }
+                    @if officer { a href="/audit" { (verification(state, context)) } } @else { (verification(state, context)) }
                 }
             }
             section.panel.wide #incidents-chart {

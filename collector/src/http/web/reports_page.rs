@@ -10,17 +10,17 @@ use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use maud::html;
 
-use crate::display::Language;
-use crate::incident::Incidents;
-use crate::incident::request;
-use crate::incident::routes::Endpoint;
-use crate::incident::web::i18n::Lang;
-use crate::incident::web::list_parts::attachment;
-use crate::incident::web::pages::layout;
-use crate::incident::web::{PageContext, failure};
+use crate::http::State;
+use crate::http::request;
+use crate::http::routes::Endpoint;
+use crate::http::web::i18n::Lang;
+use crate::http::web::list_parts::attachment;
+use crate::http::web::pages::layout;
+use crate::http::web::{PageContext, failure};
 use crate::report::gather::{Range, Sources, gather};
 use crate::report::texts::Texts;
 use countywatch_daemon::clock::now_ms;
+use countywatch_notify::display::Language;
 
 /// The CSV sections a download may ask for.
 const SECTIONS: &[&str] = &[
@@ -36,13 +36,9 @@ const SECTIONS: &[&str] = &[
 ];
 
 /// Serves the page or a download.
-pub fn serve(
-    incidents: &Incidents,
-    context: &PageContext,
-    endpoint: Endpoint,
-) -> Response<Full<Bytes>> {
+pub fn serve(state: &State, context: &PageContext, endpoint: Endpoint) -> Response<Full<Bytes>> {
     let now = now_ms();
-    let display = &incidents.display;
+    let display = &state.display;
     let month = context
         .query
         .get("month")
@@ -69,10 +65,10 @@ pub fn serve(
         Lang::En => Language::En,
     };
     let sources = Sources {
-        data_dir: &incidents.data_dir,
-        store: &incidents.store,
-        registry: &incidents.registry,
-        silent_after: incidents.silent_after,
+        data_dir: &state.data_dir,
+        store: &state.store,
+        registry: &state.registry,
+        silent_after: state.silent_after,
     };
     let report = gather(&sources, display, &range, department.as_deref(), now)
         .map(|inputs| crate::report::build(&inputs, display, language));
@@ -154,7 +150,7 @@ pub fn serve(
 }
 
 /// `YYYY-MM` of the month before the one holding `now_ms`, local time.
-fn last_month(display: &crate::display::Display, now_ms: i64) -> String {
+fn last_month(display: &countywatch_notify::display::Display, now_ms: i64) -> String {
     use jiff::ToSpan;
     jiff::Timestamp::from_millisecond(now_ms)
         .ok()

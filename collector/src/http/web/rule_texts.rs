@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use countywatch_detect::rulefmt::Rule;
 
+use crate::http::web::i18n::Lang;
 use crate::incident::store::Incident;
-use crate::incident::web::i18n::Lang;
 
 /// The incident's title in `lang`: the `title_<language>` annotation
 /// the engine rendered from the rule's `i18n` title, else the stored

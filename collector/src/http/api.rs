@@ -13,15 +13,16 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::display::Display;
-use crate::incident::audit::Outcome;
+use crate::audit::Outcome;
+use crate::http::request::{self, json_error};
+use crate::http::routes::Endpoint;
+use crate::http::{Authorized, State};
 use crate::incident::event_search;
+use crate::incident::export;
 use crate::incident::lifecycle::{Transition, TransitionError};
-use crate::incident::request::{self, json_error};
-use crate::incident::routes::Endpoint;
 use crate::incident::store::{IncidentFilter, Status};
-use crate::incident::{Authorized, Incidents, export};
 use countywatch_daemon::clock::now_ms;
+use countywatch_notify::display::Display;
 
 /// The OpenAPI description of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -104,7 +105,7 @@ struct CommentBody {
 
 /// Serves an authorized API request.
 pub fn serve(
-    incidents: &Incidents,
+    state: &State,
     request: &Request<Bytes>,
     authorized: &Authorized,
 ) -> Response<Full<Bytes>> {
@@ -127,26 +128,26 @@ pub fn serve(
                 "role": authorized.principal.as_ref().map(|principal| principal.role.as_str()),
             }),
         )),
-        Endpoint::ApiIncidents => list(incidents, &query),
-        Endpoint::ApiIncident => detail(incidents, authorized.id.unwrap_or(0)),
+        Endpoint::ApiIncidents => list(state, &query),
+        Endpoint::ApiIncident => detail(state, authorized.id.unwrap_or(0)),
         Endpoint::ApiTransition | Endpoint::ApiComment => {
-            change(incidents, authorized, &user, request.body())
+            change(state, authorized, &user, request.body())
         }
-        Endpoint::ApiExport => export_list(incidents, &query, &user),
-        Endpoint::ApiEvents => events(incidents, &query),
-        Endpoint::ApiAgents => agents(incidents),
+        Endpoint::ApiExport => export_list(state, &query, &user),
+        Endpoint::ApiEvents => events(state, &query),
+        Endpoint::ApiAgents => agents(state),
         Endpoint::ApiAlerts => Ok(request::json(
             StatusCode::OK,
-            &with_times(&incidents.display, alerts(incidents)),
+            &with_times(&state.display, alerts(state)),
         )),
         Endpoint::ApiSilences => {
             let now = now_ms();
-            let silences: Vec<Value> = incidents
+            let silences: Vec<Value> = state
                 .notifier
                 .silences()
                 .list()
                 .iter()
-                .map(|silence| crate::notify::api::silence_json(silence, now))
+                .map(|silence| countywatch_notify::api::silence_json(silence, now))
                 .collect();
             Ok(request::json(StatusCode::OK, &Value::Array(silences)))
         }
@@ -156,20 +157,20 @@ pub fn serve(
                 .and_then(|limit| limit.parse().ok())
                 .unwrap_or(200_u32)
                 .min(10_000);
-            let filter = crate::incident::audit::AuditFilter {
+            let filter = crate::audit::AuditFilter {
                 target: query
                     .get("target")
-                    .map(|target| crate::incident::audit::TextMatch::Is(target.clone())),
+                    .map(|target| crate::audit::TextMatch::Is(target.clone())),
                 ..Default::default()
             };
-            crate::incident::audit::entries(&incidents.store, &filter, limit, 0).map(|entries| {
+            crate::audit::entries(&state.store, &filter, limit, 0).map(|entries| {
                 request::json(
                     StatusCode::OK,
-                    &with_times(&incidents.display, json!({ "entries": entries })),
+                    &with_times(&state.display, json!({ "entries": entries })),
                 )
             })
         }
-        Endpoint::ApiUsers => users(incidents),
+        Endpoint::ApiUsers => users(state),
         _ => Ok(json_error(StatusCode::NOT_FOUND, "not found")),
     };
     result.unwrap_or_else(|error| {
@@ -181,39 +182,36 @@ pub fn serve(
     })
 }
 
-fn list(
-    incidents: &Incidents,
-    query: &HashMap<String, String>,
-) -> anyhow::Result<Response<Full<Bytes>>> {
+fn list(state: &State, query: &HashMap<String, String>) -> anyhow::Result<Response<Full<Bytes>>> {
     let filter = IncidentFilter::from_query(query);
-    let (list, total) = incidents.store.list(&filter)?;
-    let counts = incidents.store.counts_by_severity(&filter)?;
+    let (list, total) = state.store.list(&filter)?;
+    let counts = state.store.counts_by_severity(&filter)?;
     Ok(request::json(
         StatusCode::OK,
         &with_times(
-            &incidents.display,
+            &state.display,
             json!({ "total": total, "counts_by_severity": counts, "incidents": list }),
         ),
     ))
 }
 
-fn detail(incidents: &Incidents, id: i64) -> anyhow::Result<Response<Full<Bytes>>> {
-    let Some(incident) = incidents.store.incident(id)? else {
+fn detail(state: &State, id: i64) -> anyhow::Result<Response<Full<Bytes>>> {
+    let Some(incident) = state.store.incident(id)? else {
         return Ok(json_error(StatusCode::NOT_FOUND, "no such incident"));
     };
-    let evidence = incidents.store.evidence(id, MAX_EVIDENCE)?;
-    let timeline = incidents.store.timeline(id)?;
+    let evidence = state.store.evidence(id, MAX_EVIDENCE)?;
+    let timeline = state.store.timeline(id)?;
     Ok(request::json(
         StatusCode::OK,
         &with_times(
-            &incidents.display,
+            &state.display,
             json!({ "incident": incident, "evidence": evidence, "timeline": timeline }),
         ),
     ))
 }
 
 fn change(
-    incidents: &Incidents,
+    state: &State,
     authorized: &Authorized,
     user: &str,
     body: &[u8],
@@ -233,7 +231,7 @@ fn change(
                 "a comment is 1 to 16384 bytes",
             ));
         }
-        incidents.store.comment(id, &comment.text, user, now)
+        state.store.comment(id, &comment.text, user, now)
     } else {
         let Ok(body) = serde_json::from_slice::<TransitionBody>(body) else {
             return Ok(json_error(
@@ -244,7 +242,7 @@ fn change(
         let Some(to) = Status::parse(&body.status) else {
             return Ok(json_error(StatusCode::BAD_REQUEST, "unknown status"));
         };
-        incidents
+        state
             .store
             .transition(
                 id,
@@ -259,7 +257,7 @@ fn change(
             .map(|_| ())
     };
     Ok(match done {
-        Ok(()) => detail(incidents, id)?,
+        Ok(()) => detail(state, id)?,
         Err(TransitionError::NotFound(_)) => json_error(StatusCode::NOT_FOUND, "no such incident"),
         Err(TransitionError::Storage(error)) => return Err(error),
         Err(refused) => json_error(StatusCode::CONFLICT, &refused.to_string()),
@@ -268,7 +266,7 @@ fn change(
 
 /// Every incident matching the filter (paged internally), as CSV or JSON.
 pub fn export_list(
-    incidents: &Incidents,
+    state: &State,
     query: &HashMap<String, String>,
     user: &str,
 ) -> anyhow::Result<Response<Full<Bytes>>> {
@@ -277,7 +275,7 @@ pub fn export_list(
     filter.offset = Some(0);
     filter.limit = Some(1_000);
     loop {
-        let (page, _) = incidents.store.list(&filter)?;
+        let (page, _) = state.store.list(&filter)?;
         let done = page.len() < 1_000 || all.len() + page.len() >= MAX_EXPORT as usize;
         all.extend(page);
         if done {
@@ -286,7 +284,7 @@ pub fn export_list(
         filter.offset = Some(filter.offset.unwrap_or(0).saturating_add(1_000));
     }
     let format = query.get("format").map_or("json", String::as_str);
-    incidents.store.audit(
+    state.store.audit(
         user,
         "incidents.exported",
         "incidents",
@@ -305,7 +303,7 @@ pub fn export_list(
     request::add_header(
         &mut response,
         "content-disposition",
-        &format!("attachment; filename=\"incidents.{extension}\""),
+        &format!("attachment; filename=\"state.{extension}\""),
     );
     Ok(response)
 }
@@ -321,32 +319,29 @@ fn describe(query: &HashMap<String, String>) -> String {
 }
 
 /// The raw events search over the event log.
-fn events(
-    incidents: &Incidents,
-    query: &HashMap<String, String>,
-) -> anyhow::Result<Response<Full<Bytes>>> {
-    let rows = event_search::search(&incidents.data_dir, &event_search::from_query(query))?;
+fn events(state: &State, query: &HashMap<String, String>) -> anyhow::Result<Response<Full<Bytes>>> {
+    let rows = event_search::search(&state.data_dir, &event_search::from_query(query))?;
     Ok(request::json(
         StatusCode::OK,
-        &with_times(&incidents.display, json!({ "events": rows })),
+        &with_times(&state.display, json!({ "events": rows })),
     ))
 }
 
 /// Agents as the API and the agents page show them.
-pub fn agent_rows(incidents: &Incidents) -> anyhow::Result<Vec<Value>> {
+pub fn agent_rows(state: &State) -> anyhow::Result<Vec<Value>> {
     let now = now_ms();
-    let silent_ms = i64::try_from(incidents.silent_after.as_millis()).unwrap_or(i64::MAX);
+    let silent_ms = i64::try_from(state.silent_after.as_millis()).unwrap_or(i64::MAX);
     // The version each agent reports in countywatch_agent_build_info.
-    let versions = incidents
+    let versions = state
         .metrics
         .label_per_agent("countywatch_agent_build_info", "version");
     // The network devices each agent reports (syslog senders, SNMP
     // targets), as bound to it on first report.
     let mut devices: HashMap<String, Vec<String>> = HashMap::new();
-    for (device, agent) in crate::host_binding::list(&incidents.data_dir)? {
+    for (device, agent) in crate::host_binding::list(&state.data_dir)? {
         devices.entry(agent).or_default().push(device);
     }
-    Ok(incidents
+    Ok(state
         .registry
         .agents()?
         .into_iter()
@@ -372,24 +367,21 @@ pub fn agent_rows(incidents: &Incidents) -> anyhow::Result<Vec<Value>> {
         .collect())
 }
 
-fn agents(incidents: &Incidents) -> anyhow::Result<Response<Full<Bytes>>> {
+fn agents(state: &State) -> anyhow::Result<Response<Full<Bytes>>> {
     Ok(request::json(
         StatusCode::OK,
-        &with_times(
-            &incidents.display,
-            json!({ "agents": agent_rows(incidents)? }),
-        ),
+        &with_times(&state.display, json!({ "agents": agent_rows(state)? })),
     ))
 }
 
 /// The alerting rules' firing alerts.
-pub fn alerts(incidents: &Incidents) -> Value {
+pub fn alerts(state: &State) -> Value {
     let millis = |time: std::time::SystemTime| {
         time.duration_since(UNIX_EPOCH).map_or(0, |since| {
             i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
         })
     };
-    let firing: Vec<Value> = incidents
+    let firing: Vec<Value> = state
         .alerting
         .as_ref()
         .map(|alerting| alerting.firing())
@@ -418,8 +410,8 @@ pub fn alerts(incidents: &Incidents) -> Value {
     json!({ "alerts": firing })
 }
 
-fn users(incidents: &Incidents) -> anyhow::Result<Response<Full<Bytes>>> {
-    let connection = incidents.store.read();
+fn users(state: &State) -> anyhow::Result<Response<Full<Bytes>>> {
+    let connection = state.store.read();
     let mut statement = connection
         .prepare_cached("SELECT name, role, created_ms, disabled FROM users ORDER BY name")?;
     let rows = statement.query_map([], |row| {
@@ -433,14 +425,14 @@ fn users(incidents: &Incidents) -> anyhow::Result<Response<Full<Bytes>>> {
     let users = rows.collect::<Result<Vec<_>, _>>()?;
     Ok(request::json(
         StatusCode::OK,
-        &with_times(&incidents.display, json!({ "users": users })),
+        &with_times(&state.display, json!({ "users": users })),
     ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::display::Language;
+    use countywatch_notify::display::Language;
 
     #[test]
     fn known_millisecond_fields_get_an_rfc3339_sibling_at_any_depth() {

@@ -22,7 +22,7 @@ use prometheus::{Gauge, IntCounterVec, Opts};
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::incident::audit::{ANCHOR_PREFIX, Audit, Checkpoint, VerifyOptions, verify_with};
+use crate::audit::{ANCHOR_PREFIX, Audit, Checkpoint, VerifyOptions, verify_with};
 use crate::registry::Registry;
 
 /// The `audit:` section of the collector's configuration.
@@ -138,7 +138,7 @@ impl Anchoring {
             "system",
             "collector.stopped",
             "collector",
-            crate::incident::audit::Outcome::Success,
+            crate::audit::Outcome::Success,
             "",
         )?;
         self.audit.checkpoint()?;

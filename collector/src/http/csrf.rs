@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 
+use crate::http::request::{LOGIN_CSRF_COOKIE, same_secret};
 use crate::incident::auth::Principal;
-use crate::incident::request::{LOGIN_CSRF_COOKIE, same_secret};
 
 /// The form field carrying the token.
 pub const FIELD: &str = "csrf";
