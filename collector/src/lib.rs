@@ -30,6 +30,8 @@
 //! - [`builtin_packs`]: the shipped rule packs, compiled in and on by default.
 //! - [`rule_listing`]: `rules list`, every rule that would run and its origin.
 //! - [`rule_alerts`]: hands the alerting rules' firing alerts to `notify`.
+//! - [`detection_rules_in_force`]: the detection rules in force by id, for
+//!   the console's texts; replaced on reload.
 //! - [`detection`]: detection rules over stored events (`countywatch-detect`):
 //!   alerts to `notify`, detections with evidence to a sink.
 //! - [`output`]: scale-out outputs: remote_write and event forwarding.
@@ -68,6 +70,7 @@ pub mod ca;
 pub mod config;
 pub mod config_reload;
 pub mod detection;
+pub mod detection_rules_in_force;
 pub mod digest;
 pub mod enroll;
 pub mod event_log;
@@ -372,6 +375,10 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     let offline_rules = Arc::new(active_response::offline_rules::OfflineRulesCell::new(
         active_response::offline_rules::build(&config.detection, &response),
     ));
+    // Rules that failed to load were refused with the configuration.
+    let rules_in_force = Arc::new(detection_rules_in_force::DetectionRulesInForce::new(
+        config.detection.load_rules().unwrap_or_default(),
+    ));
     if let Some(task) = detection::start(
         &config.detection,
         &config.data_dir,
@@ -381,6 +388,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             response: Arc::clone(&response),
             response_metrics: response_metrics.clone(),
             offline_rules: Arc::clone(&offline_rules),
+            rules_in_force: Arc::clone(&rules_in_force),
         }),
         Arc::clone(&notifier),
         telemetry.registry(),
@@ -402,10 +410,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         session_ttl: config.incidents.session_ttl.get(),
         silent_after: config.agents.silent_after.get(),
         data_dir: config.data_dir.clone(),
-        // Rules that failed to load were refused with the configuration.
-        rule_texts: http::web::rule_texts::RuleTexts::new(
-            config.detection.load_rules().unwrap_or_default(),
-        ),
+        rule_texts: http::web::rule_texts::RuleTexts::new(Arc::clone(&rules_in_force)),
         display: Arc::new(config.display()),
         response: Arc::clone(&response),
         reloader: Arc::clone(&reloader),

@@ -25,6 +25,9 @@ pub struct IncidentSink {
     /// The rules agents run while offline, rebuilt when SIGHUP reloads the
     /// detection rules.
     pub offline_rules: Arc<crate::active_response::offline_rules::OfflineRulesCell>,
+    /// The rules whose descriptions and guidance the console shows,
+    /// replaced when SIGHUP reloads the detection rules.
+    pub rules_in_force: Arc<crate::detection_rules_in_force::DetectionRulesInForce>,
 }
 
 impl DetectionSink for IncidentSink {
@@ -60,6 +63,14 @@ impl DetectionSink for IncidentSink {
         let rules = crate::active_response::offline_rules::build(config, &self.response);
         tracing::info!(version = %rules.version, "SIGHUP: offline rules for agents rebuilt");
         self.offline_rules.replace(rules);
+        match config.load_rules() {
+            Ok(rules) => self.rules_in_force.replace(rules),
+            // The detection task loaded the same files a moment ago; a file
+            // changed again in between keeps the texts of the last load.
+            Err(problems) => {
+                tracing::warn!(%problems, "SIGHUP: the console keeps the previous rule texts")
+            }
+        }
     }
 }
 
@@ -87,28 +98,34 @@ mod tests {
     use super::*;
     use crate::active_response::offline_rules::OfflineRulesCell;
     use crate::detection::DetectionConfig;
+    use crate::detection_rules_in_force::DetectionRulesInForce;
 
     #[test]
-    fn a_reload_puts_the_reloaded_rules_offline_set_in_force_for_the_feed() {
+    fn a_reload_puts_the_reloaded_rules_offline_set_and_texts_in_force() {
         let dir = tempfile::tempdir().unwrap();
         let cell = Arc::new(OfflineRulesCell::default());
+        let texts = Arc::new(DetectionRulesInForce::default());
         let sink = IncidentSink {
             store: Arc::new(IncidentStore::open(dir.path()).unwrap()),
             telemetry: Arc::new(Telemetry::new().unwrap()),
             response: Arc::default(),
             response_metrics: crate::active_response::metrics::ResponseMetrics::new().unwrap(),
             offline_rules: Arc::clone(&cell),
+            rules_in_force: Arc::clone(&texts),
         };
         assert!(cell.current().files.is_empty());
         let mut config = DetectionConfig::default();
         sink.rules_reloaded(&config);
         let with_builtin = cell.current();
         assert!(!with_builtin.files.is_empty());
+        // The console's guidance follows the reload too.
+        assert!(texts.current().contains_key("ssh_brute_force"));
         // Without the shipped packs there is no host-scoped rule with a
         // response left: the empty set tells agents to drop theirs.
         config.builtin = false;
         sink.rules_reloaded(&config);
         assert!(cell.current().files.is_empty());
+        assert!(!texts.current().contains_key("ssh_brute_force"));
         assert_ne!(cell.current().version, with_builtin.version);
     }
 }

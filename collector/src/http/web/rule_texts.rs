@@ -2,13 +2,13 @@
 //! description and guidance in the page's language. The engine renders a
 //! rule's translated titles beside its own, as `title_<language>`
 //! annotations (the fields of the event that fired are gone afterwards);
-//! descriptions and guidance come from the loaded rules. Incidents raised
+//! descriptions and guidance come from the rules in force (reloaded on
+//! SIGHUP). Incidents raised
 //! before a translation existed keep their stored title.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use countywatch_detect::rulefmt::Rule;
+use crate::detection_rules_in_force::DetectionRulesInForce;
 
 use crate::http::web::i18n::Lang;
 use crate::incident::store::Incident;
@@ -23,29 +23,23 @@ pub fn incident_title(lang: Lang, incident: &Incident) -> &str {
         .unwrap_or(&incident.title)
 }
 
-/// The loaded detection rules by id.
+/// The detection rules in force, read for their texts.
 #[derive(Clone, Default)]
 pub struct RuleTexts {
-    /// Rule id to rule.
-    rules: Arc<HashMap<String, Rule>>,
+    /// Replaced by the detection sink on a reload.
+    rules: Arc<DetectionRulesInForce>,
 }
 
 impl RuleTexts {
-    /// The texts of `rules`.
-    pub fn new(rules: Vec<Rule>) -> RuleTexts {
-        RuleTexts {
-            rules: Arc::new(
-                rules
-                    .into_iter()
-                    .map(|rule| (rule.id.clone(), rule))
-                    .collect(),
-            ),
-        }
+    /// The texts of the rules `rules` holds, now and after reloads.
+    pub fn new(rules: Arc<DetectionRulesInForce>) -> RuleTexts {
+        RuleTexts { rules }
     }
 
     /// The rule's description in `lang` (empty for unknown rules).
     pub fn description(&self, lang: Lang, rule_id: &str) -> String {
         self.rules
+            .current()
             .get(rule_id)
             .map(|rule| rule.description_in(lang.rule_key()).trim().to_string())
             .unwrap_or_default()
@@ -54,6 +48,7 @@ impl RuleTexts {
     /// The rule's guidance in `lang` (empty for unknown rules).
     pub fn guidance(&self, lang: Lang, rule_id: &str) -> String {
         self.rules
+            .current()
             .get(rule_id)
             .map(|rule| rule.guidance_in(lang.rule_key()).trim().to_string())
             .unwrap_or_default()
