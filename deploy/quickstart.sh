@@ -40,7 +40,7 @@ bin=target/release
 up_to_date() {
     for name in countywatch-collector countywatch-agent; do
         [ -x "$bin/$name" ] || return 1
-        if [ -n "$(find Cargo.toml Cargo.lock agent collector daemon detect net notify parse rules sysclock wire \
+        if [ -n "$(find Cargo.toml Cargo.lock agent collector config daemon detect net notify parse rules sysclock wire \
             -newer "$bin/$name" \( -name '*.rs' -o -name '*.toml' -o -name '*.yaml' \
             -o -name '*.css' -o -name '*.json' -o -name Cargo.lock \) -print -quit 2>/dev/null)" ]; then
             return 1

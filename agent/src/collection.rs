@@ -88,7 +88,7 @@ impl TransportStats {
 /// Prometheus info metric, so dashboards join on `instance` to filter by
 /// them. Reported even without labels, so the join never loses a host.
 pub fn agent_info(
-    labels: &std::collections::BTreeMap<String, countywatch_daemon::config_file::Spanned<String>>,
+    labels: &std::collections::BTreeMap<String, countywatch_config::config_file::Spanned<String>>,
 ) -> MetricFamily {
     let mut family = MetricFamily::new(
         "countywatch_agent_info",

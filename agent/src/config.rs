@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use countywatch_daemon::config_file::{self, Problems, Spanned};
-use countywatch_daemon::duration::PromDuration;
+use countywatch_config::config_file::{self, Problems, Spanned};
+use countywatch_config::duration::PromDuration;
 use serde::Deserialize;
 
 pub use crate::probe::filesystem::FilesystemConfig;
@@ -605,7 +605,7 @@ impl Default for ProbesConfig {
     }
 }
 
-pub use countywatch_daemon::config_file::unspanned;
+pub use countywatch_config::config_file::unspanned;
 
 /// A parsed collector URL.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -70,7 +70,7 @@ pub async fn collect_once(config: &Config) -> Vec<MetricFamily> {
 /// passes a function that loads the file and applies the command-line
 /// overrides again.
 pub type Reload =
-    Box<dyn FnMut() -> Result<Config, countywatch_daemon::config_file::Problems> + Send>;
+    Box<dyn FnMut() -> Result<Config, countywatch_config::config_file::Problems> + Send>;
 
 /// Runs the agent until `shutdown` resolves, without reloading.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use countywatch_agent::config::{Config, unspanned};
-use countywatch_daemon::config_file;
+use countywatch_config::config_file;
 use countywatch_daemon::logging::{self, LogFormat};
 
 /// countywatch agent: reports this host's health and security events to a
@@ -392,7 +392,7 @@ fn load(path: Option<&PathBuf>, overrides: Option<Overrides>) -> Result<Config, 
 fn load_config(
     path: Option<&PathBuf>,
     overrides: Option<Overrides>,
-) -> Result<Config, countywatch_daemon::config_file::Problems> {
+) -> Result<Config, countywatch_config::config_file::Problems> {
     let mut config = match path {
         Some(path) => Config::load(path)?,
         None => Config::default(),

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use countywatch_daemon::config_file::Problems;
-use countywatch_daemon::duration::PromDuration;
+use countywatch_config::config_file::Problems;
+use countywatch_config::duration::PromDuration;
 use countywatch_labels::labels::{Labels, METRIC_NAME};
 use countywatch_rules::alert::{Alert, State};
 use countywatch_rules::group::{EvalOptions, Group, Rule};

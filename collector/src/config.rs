@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use countywatch_daemon::config_file::{self, Problems, Spanned};
-use countywatch_daemon::duration::PromDuration;
+use countywatch_config::config_file::{self, Problems, Spanned};
+use countywatch_config::duration::PromDuration;
 use serde::Deserialize;
 
 use crate::metrics_auth::{MetricsAuthConfig, MetricsCredentials};
@@ -232,7 +232,7 @@ impl Default for MetricsConfig {
     }
 }
 
-pub use countywatch_daemon::config_file::unspanned;
+pub use countywatch_config::config_file::unspanned;
 
 impl Config {
     /// Loads and validates a config file, reporting every problem in file

@@ -41,7 +41,7 @@ pub struct Reloader {
 pub enum ReloadError {
     /// The file has problems (each with its position).
     #[error("{0}")]
-    Invalid(countywatch_daemon::config_file::Problems),
+    Invalid(countywatch_config::config_file::Problems),
     /// The file is valid but a receiver cannot be built from it (a secret
     /// file that cannot be read, say), or the collector is stopping.
     #[error("{0:#}")]

@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use countywatch_config::duration::PromDuration;
 use countywatch_daemon::clock::now_ms;
-use countywatch_daemon::duration::PromDuration;
 use countywatch_detect::calendar::{Calendar, CalendarConfig};
 use countywatch_detect::engine::Engine;
 use countywatch_detect::replay::{self, RecentEvents, ReplaySink, Reread, SkipReason};
@@ -83,7 +83,7 @@ impl Default for DetectionConfig {
 
 impl DetectionConfig {
     /// Adds every problem of the rule files and calendar to `problems`.
-    pub fn validate(&self, problems: &mut countywatch_daemon::config_file::Problems) {
+    pub fn validate(&self, problems: &mut countywatch_config::config_file::Problems) {
         if let Err(messages) = Calendar::new(&self.calendar) {
             for message in messages {
                 problems.general(format!("detection.calendar: {message}"));
@@ -154,7 +154,7 @@ pub enum RuleFilesError {
     List(std::io::Error),
     /// Files or built-in packs with problems; one line per problem.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-    Invalid(Vec<countywatch_daemon::config_file::Problems>),
+    Invalid(Vec<countywatch_config::config_file::Problems>),
 }
 
 /// Where detections are recorded with their evidence: the incident store in

@@ -405,7 +405,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         alerting: alerting.clone(),
         ca_fingerprint: ca_fingerprint.clone(),
         metrics_auth,
-        limiter: incident::auth::LoginLimiter::default(),
+        limiter: http::login_limiter::LoginLimiter::default(),
         secure_cookies: http_tls.is_some(),
         session_ttl: config.incidents.session_ttl.get(),
         silent_after: config.agents.silent_after.get(),

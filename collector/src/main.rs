@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use countywatch_collector::config::{Config, unspanned};
 use countywatch_collector::{active_response, admin};
-use countywatch_daemon::config_file;
+use countywatch_config::config_file;
 use countywatch_daemon::logging::{self, LogFormat};
 
 /// countywatch collector: receives agents' reports, exposes them to

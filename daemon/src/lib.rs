@@ -2,9 +2,6 @@
 //!
 //! - [`logging`]: `tracing` set-up, human on a terminal, JSON on request.
 //! - [`clock`]: Unix milliseconds, the one timestamp both daemons record.
-//! - [`config_file`]: YAML loading through serde-saphyr with every problem
-//!   reported as `file:line:column: message`.
-//! - [`duration`]: Prometheus-style durations (`15s`, `1m30s`) in configs.
 //! - [`shutdown`]: the future that resolves on SIGTERM or SIGINT.
 //! - [`notify`]: systemd readiness (`READY=1` on `$NOTIFY_SOCKET`).
 //! - [`durable_file`]: keys, certificates and records written whole, with
@@ -17,11 +14,11 @@
 //!
 //! This crate knows nothing about metrics, events or the wire format; it
 //! exists so that the agent and the collector do not depend on each other.
+//! The config and rule file formats (YAML with located problems, durations)
+//! are `countywatch-config`'s, so the engines need not depend on this crate.
 
 pub mod clock;
-pub mod config_file;
 pub mod durable_file;
-pub mod duration;
 pub mod failpoint;
 pub mod logging;
 pub mod notify;

@@ -84,6 +84,22 @@ impl Default for Calendar {
     }
 }
 
+/// Why a calendar file cannot be used; both are the operator's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum CalendarLoadError {
+    /// Unreadable, or not YAML of the calendar's shape.
+    #[error(transparent)]
+    Shape(#[from] countywatch_config::config_file::Problems),
+    /// Values that do not make a calendar (an unknown zone, a bad date).
+    #[error("{}", problems.iter().map(|problem| format!("{}: {problem}", file.display())).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// The calendar file.
+        file: std::path::PathBuf,
+        /// Every problem, without position.
+        problems: Vec<String>,
+    },
+}
+
 impl Calendar {
     /// Checks a configuration, reporting every problem.
     pub fn new(config: &CalendarConfig) -> Result<Calendar, Vec<String>> {
@@ -143,15 +159,11 @@ impl Calendar {
     /// `workdays`, `start`, `end`, `holidays`, `extra_workdays`), as
     /// `rules replay --calendar` does. Problems name the file, and the line
     /// and column for the YAML's shape.
-    pub fn load(path: &std::path::Path) -> Result<Calendar, String> {
-        let config: CalendarConfig =
-            countywatch_daemon::config_file::load(path).map_err(|problems| problems.to_string())?;
-        Calendar::new(&config).map_err(|problems| {
-            problems
-                .iter()
-                .map(|problem| format!("{}: {problem}", path.display()))
-                .collect::<Vec<_>>()
-                .join("\n")
+    pub fn load(path: &std::path::Path) -> Result<Calendar, CalendarLoadError> {
+        let config: CalendarConfig = countywatch_config::config_file::load(path)?;
+        Calendar::new(&config).map_err(|problems| CalendarLoadError::Invalid {
+            file: path.to_path_buf(),
+            problems,
         })
     }
 

@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use countywatch_daemon::config_file::{Problems, Spanned};
+use countywatch_config::config_file::{Problems, Spanned};
 use countywatch_wire::{Cidr, Event, EventKind};
 use regex::{Regex, RegexBuilder};
 
@@ -648,7 +648,7 @@ fn compile_in(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use countywatch_daemon::config_file;
+    use countywatch_config::config_file;
     use countywatch_wire::EventSource;
     use std::path::Path;
 

@@ -24,8 +24,8 @@ use crate::calendar::Calendar;
 use crate::condition::kind_bit;
 use crate::detection::{Detection, Evidence};
 use crate::field::Field;
-use crate::kind::{self, GroupState, Hit};
-use crate::rulefmt::{KindSpec, Rule};
+use crate::kind::{self, GroupState, Hit, KindSpec, MatchContext};
+use crate::rulefmt::Rule;
 use crate::suppress;
 
 /// How often, in event time, expired keys are dropped and absences checked.
@@ -33,6 +33,18 @@ const SWEEP_EVERY_MS: i64 = 1_000;
 /// A full rule evicts this fraction of its cap at once (see
 /// `KeyTable::evict`).
 const EVICTION_BATCH_DIVISOR: usize = 16;
+/// Why saved detection state was not restored; either way the engine
+/// starts with empty windows.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// Not a snapshot (a torn or foreign file).
+    #[error("unreadable detection state: {0}")]
+    Unreadable(serde_json::Error),
+    /// A snapshot of another format version.
+    #[error("detection state version {0} is not {SNAPSHOT_VERSION}")]
+    Version(u32),
+}
+
 /// Version of the snapshot format.
 const SNAPSHOT_VERSION: u32 = 1;
 
@@ -343,12 +355,9 @@ impl Engine {
             if !rule.condition.matches(event, &self.calendar) {
                 continue;
             }
-            let mut steps = [0usize; 8];
+            let mut steps = [0usize; kind::sequence::MAX_STEPS];
             let mut matched_steps = 0;
-            if let KindSpec::Sequence {
-                steps: conditions, ..
-            } = &rule.kind
-            {
+            if let Some(conditions) = rule.kind.steps() {
                 for (step, (condition, _)) in conditions.iter().enumerate() {
                     if condition.matches(event, &self.calendar) && matched_steps < steps.len() {
                         steps[matched_steps] = step;
@@ -391,90 +400,16 @@ impl Engine {
                 continue;
             };
             let rule = &runtime.rule;
-            let fired = match (&rule.kind, &mut group.state) {
-                (KindSpec::Single, _) => Some(kind::single::on_match(hit)),
-                (KindSpec::Threshold { count, window_ms }, GroupState::Hits(hits)) => {
-                    kind::threshold::on_match(hits, hit, *count, *window_ms)
-                }
-                (
-                    KindSpec::Distinct {
-                        field,
-                        count,
-                        window_ms,
-                    },
-                    GroupState::Distinct(values),
-                ) => {
-                    // An event without the counted field is not a value.
-                    match field.get(event) {
-                        Some(value) => {
-                            self.value_buffer.clear();
-                            value.write_to(&mut self.value_buffer);
-                            let value_hash = kind::stable_hash(self.value_buffer.as_bytes());
-                            kind::distinct::on_match(values, value_hash, hit, *count, *window_ms)
-                        }
-                        None => None,
-                    }
-                }
-                (
-                    KindSpec::Sequence {
-                        window_ms,
-                        steps: conditions,
-                    },
-                    GroupState::Sequence(progress),
-                ) => {
-                    // At most 8 steps (checked at load): no allocation.
-                    let mut counts = [0usize; 8];
-                    for (slot, (_, count)) in counts.iter_mut().zip(conditions) {
-                        *slot = *count;
-                    }
-                    kind::sequence::on_match(
-                        progress,
-                        &steps[..matched_steps],
-                        hit,
-                        &counts[..conditions.len().min(counts.len())],
-                        *window_ms,
-                    )
-                }
-                (
-                    KindSpec::NewValue {
-                        fields,
-                        learning_ms,
-                        max_values,
-                    },
-                    GroupState::Seen(seen),
-                ) => {
-                    let value = &mut self.value_buffer;
-                    value.clear();
-                    for field in fields {
-                        if let Some(found) = field.get(event) {
-                            found.write_to(value);
-                        }
-                        value.push('\u{1f}');
-                    }
-                    let learning_until = first_event_ms.saturating_add(*learning_ms);
-                    kind::new_value::on_match(
-                        seen,
-                        kind::stable_hash(value.as_bytes()),
-                        hit,
-                        learning_until,
-                        *max_values,
-                    )
-                }
-                (KindSpec::Absence { .. }, GroupState::LastSeen { hit: last, fired }) => {
-                    kind::absence::on_match(last, fired, hit);
-                    None
-                }
-                // A state of another kind (a restored key whose rule changed
-                // kind keeps its signature out, so this is only a fresh key).
-                (spec, state) => {
-                    *state = initial_state(spec, hit);
-                    if let KindSpec::Absence { .. } = spec {
-                        None
-                    } else {
-                        continue;
-                    }
-                }
-            };
+            let fired = rule.kind.on_match(
+                &mut group.state,
+                event,
+                hit,
+                &mut MatchContext {
+                    value_buffer: &mut self.value_buffer,
+                    first_event_ms,
+                    matched_steps: &steps[..matched_steps],
+                },
+            );
             let Some(hits) = fired else {
                 continue;
             };
@@ -517,9 +452,9 @@ impl Engine {
             let Some(runtime) = self.rules.get_mut(index) else {
                 continue;
             };
-            let KindSpec::Absence { window_ms } = runtime.rule.kind else {
+            if !runtime.rule.kind.fires_on_time() {
                 continue;
-            };
+            }
             let Some(table) = self.tables.get_mut(runtime.table) else {
                 continue;
             };
@@ -529,14 +464,11 @@ impl Engine {
                 .values_mut()
                 .filter_map(|entry| entry.slots.get_mut(runtime.slot)?.as_mut());
             for group in groups {
-                if let GroupState::LastSeen { hit, fired } = &mut group.state
-                    && kind::absence::is_due(*hit, *fired, now_ms, window_ms)
+                if let Some(hit) = runtime.rule.kind.fire_due(&mut group.state, now_ms)
+                    && !suppress::is_cooling_down(group.quiet_until_ms, now_ms)
                 {
-                    *fired = true;
-                    if !suppress::is_cooling_down(group.quiet_until_ms, now_ms) {
-                        group.quiet_until_ms = suppress::quiet_until(&runtime.rule, now_ms);
-                        due.push(*hit);
-                    }
+                    group.quiet_until_ms = suppress::quiet_until(&runtime.rule, now_ms);
+                    due.push(hit);
                 }
             }
             runtime.detections += due.len() as u64;
@@ -764,14 +696,10 @@ impl Engine {
 
     /// Restores state saved by [`Engine::snapshot`] into the rules that
     /// still exist with the same meaning; the others' state is dropped.
-    pub fn restore(&mut self, bytes: &[u8]) -> Result<RestoreSummary, String> {
-        let snapshot: Snapshot = serde_json::from_slice(bytes)
-            .map_err(|error| format!("unreadable detection state: {error}"))?;
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<RestoreSummary, RestoreError> {
+        let snapshot: Snapshot = serde_json::from_slice(bytes).map_err(RestoreError::Unreadable)?;
         if snapshot.version != SNAPSHOT_VERSION {
-            return Err(format!(
-                "detection state version {} is not {SNAPSHOT_VERSION}",
-                snapshot.version
-            ));
+            return Err(RestoreError::Version(snapshot.version));
         }
         let mut summary = RestoreSummary::default();
         self.clock_ms = self.clock_ms.max(snapshot.clock_ms);
@@ -872,7 +800,7 @@ impl KeyTable {
         let group = place.get_or_insert_with(|| Group {
             touched_ms: at_ms,
             quiet_until_ms: i64::MIN,
-            state: initial_state(&runtime.rule.kind, Hit { at_ms, id: -1 }),
+            state: runtime.rule.kind.initial_state(Hit { at_ms, id: -1 }),
         });
         group.touched_ms = group.touched_ms.max(at_ms);
         Some(group)
@@ -993,21 +921,6 @@ fn keeps_state(rule: &Rule) -> bool {
 /// How long a rule's key can matter after its last touch.
 fn retention_ms(rule: &Rule) -> i64 {
     rule.kind.retention_ms().max(rule.cooldown_ms)
-}
-
-/// The empty state of a new key for a kind.
-fn initial_state(kind: &KindSpec, first: Hit) -> GroupState {
-    match kind {
-        KindSpec::Single => GroupState::Empty,
-        KindSpec::Threshold { .. } => GroupState::Hits(Vec::new()),
-        KindSpec::Distinct { .. } => GroupState::Distinct(Vec::new()),
-        KindSpec::Sequence { .. } => GroupState::Sequence(Vec::new()),
-        KindSpec::NewValue { .. } => GroupState::Seen(Vec::new()),
-        KindSpec::Absence { .. } => GroupState::LastSeen {
-            hit: first,
-            fired: false,
-        },
-    }
 }
 
 /// The group key's hash, salted. `DefaultHasher::new()` is SipHash with

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use countywatch_daemon::config_file::Spanned;
+use countywatch_config::config_file::Spanned;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// One YAML node.

@@ -12,8 +12,8 @@
 //! `response.max_duration` and never blocks its `response.never_block`
 //! addresses; this module only checks the shape, with positions.
 
-use countywatch_daemon::config_file::{Problems, Spanned};
-use countywatch_daemon::duration;
+use countywatch_config::config_file::{Problems, Spanned};
+use countywatch_config::duration;
 use countywatch_wire::ResponseMode;
 use serde::{Deserialize, Serialize};
 

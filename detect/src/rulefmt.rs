@@ -27,14 +27,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use countywatch_daemon::config_file::{self, Problems, Spanned};
-use countywatch_daemon::duration;
+use countywatch_config::config_file::{self, Problems, Spanned};
+use countywatch_config::duration;
 use countywatch_labels::template::Template;
 use serde::Deserialize;
 
 use crate::condition::{self, Condition, KindSet, Scope};
 use crate::detection::Severity;
 use crate::field::Field;
+use crate::kind::{Kind, KindSpec, detection_kinds};
 use crate::node::Node;
 use crate::response::{self, RawResponse, ResponseSpec};
 
@@ -71,72 +72,102 @@ pub struct RawFile {
     pub rules: Vec<Spanned<RawRule>>,
 }
 
-/// One rule as written.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRule {
-    /// Unique id across all loaded files; the alert name.
-    pub id: Spanned<String>,
-    /// One-line summary; a template.
-    pub title: Spanned<String>,
-    /// What the rule detects and what to do about it.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// `info`, `low`, `medium`, `high` or `critical`.
-    pub severity: Severity,
-    /// What a security officer should do when the rule fires.
-    #[serde(default)]
-    pub guidance: Option<String>,
-    /// The title, description and guidance per language (`zh`, `en`), for
-    /// the web page; the fields above are the default.
-    #[serde(default)]
-    pub i18n: BTreeMap<String, Spanned<RawRuleText>>,
-    /// Free tags, MITRE ATT&CK technique ids for instance.
-    #[serde(default)]
-    pub tags: Vec<String>,
-    /// Labels added to the alert.
-    #[serde(default)]
-    pub labels: BTreeMap<String, Spanned<String>>,
-    /// Annotations of the alert; templates.
-    #[serde(default)]
-    pub annotations: BTreeMap<String, Spanned<String>>,
-    /// Which events the rule looks at (optional for `sequence`).
-    #[serde(default, rename = "match")]
-    pub match_: Option<Spanned<Node>>,
-    /// Events matching this are ignored by the rule (allow-lists).
-    #[serde(default)]
-    pub allow: Option<Spanned<Node>>,
-    /// Fields whose values make the group key.
-    #[serde(default)]
-    pub group_by: Option<Spanned<Vec<Spanned<String>>>>,
-    /// Most group keys kept; the oldest is evicted (and counted) beyond it.
-    #[serde(default)]
-    pub max_groups: Option<Spanned<u64>>,
-    /// After firing for a key, stay quiet for that key this long.
-    #[serde(default)]
-    pub cooldown: Option<Spanned<String>>,
-    /// Most events kept as evidence.
-    #[serde(default)]
-    pub evidence: Option<Spanned<u64>>,
-    /// Fire when `count` matches fall within `window`.
-    #[serde(default)]
-    pub threshold: Option<Spanned<RawThreshold>>,
-    /// Fire when `count` distinct values of `field` fall within `window`.
-    #[serde(default)]
-    pub distinct: Option<Spanned<RawDistinct>>,
-    /// Fire when steps match in order within `window`.
-    #[serde(default)]
-    pub sequence: Option<Spanned<RawSequence>>,
-    /// Fire the first time a value is seen for a key.
-    #[serde(default)]
-    pub new_value: Option<Spanned<RawNewValue>>,
-    /// Fire when a key seen before has no match for `window`.
-    #[serde(default)]
-    pub absence: Option<Spanned<RawAbsence>>,
-    /// Block the source address when the rule fires (`response.rs`).
-    #[serde(default)]
-    pub response: Option<Spanned<RawResponse>>,
+/// Makes [`RawRule`], with one key per correlation kind of the table in
+/// `kind/mod.rs`, and `validate_kind`, which reads whichever is set.
+macro_rules! raw_rule {
+    ($($(#[doc = $doc:literal])* $key:ident: $variant:ident($kind:ty) as $state:literal,)*) => {
+        /// One rule as written.
+        #[derive(Clone, Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawRule {
+            /// Unique id across all loaded files; the alert name.
+            pub id: Spanned<String>,
+            /// One-line summary; a template.
+            pub title: Spanned<String>,
+            /// What the rule detects and what to do about it.
+            #[serde(default)]
+            pub description: Option<String>,
+            /// `info`, `low`, `medium`, `high` or `critical`.
+            pub severity: Severity,
+            /// What a security officer should do when the rule fires.
+            #[serde(default)]
+            pub guidance: Option<String>,
+            /// The title, description and guidance per language (`zh`, `en`), for
+            /// the web page; the fields above are the default.
+            #[serde(default)]
+            pub i18n: BTreeMap<String, Spanned<RawRuleText>>,
+            /// Free tags, MITRE ATT&CK technique ids for instance.
+            #[serde(default)]
+            pub tags: Vec<String>,
+            /// Labels added to the alert.
+            #[serde(default)]
+            pub labels: BTreeMap<String, Spanned<String>>,
+            /// Annotations of the alert; templates.
+            #[serde(default)]
+            pub annotations: BTreeMap<String, Spanned<String>>,
+            /// Which events the rule looks at (optional for `sequence`).
+            #[serde(default, rename = "match")]
+            pub match_: Option<Spanned<Node>>,
+            /// Events matching this are ignored by the rule (allow-lists).
+            #[serde(default)]
+            pub allow: Option<Spanned<Node>>,
+            /// Fields whose values make the group key.
+            #[serde(default)]
+            pub group_by: Option<Spanned<Vec<Spanned<String>>>>,
+            /// Most group keys kept; the oldest is evicted (and counted) beyond it.
+            #[serde(default)]
+            pub max_groups: Option<Spanned<u64>>,
+            /// After firing for a key, stay quiet for that key this long.
+            #[serde(default)]
+            pub cooldown: Option<Spanned<String>>,
+            /// Most events kept as evidence.
+            #[serde(default)]
+            pub evidence: Option<Spanned<u64>>,
+            $(
+                $(#[doc = $doc])*
+                #[serde(default)]
+                pub $key: Option<Spanned<<$kind as Kind>::Raw>>,
+            )*
+            /// Block the source address when the rule fires (`response.rs`).
+            #[serde(default)]
+            pub response: Option<Spanned<RawResponse>>,
+        }
+
+        /// The rule's correlation: the one kind key that is set, else
+        /// `single`.
+        fn validate_kind(
+            problems: &mut Problems,
+            scope: &Scope,
+            rule: &Spanned<RawRule>,
+        ) -> Option<KindSpec> {
+            let raw = &rule.value;
+            let given = [$(raw.$key.is_some()),*]
+                .iter()
+                .filter(|set| **set)
+                .count();
+            if given > 1 {
+                problems.at(
+                    rule,
+                    format!(
+                        "rule {:?}: set at most one of {}",
+                        raw.id.value,
+                        KindSpec::KEYS.join(", ")
+                    ),
+                );
+                return None;
+            }
+            $(
+                if let Some(section) = &raw.$key {
+                    return <$kind as Kind>::validate(problems, scope, &section.value)
+                        .map(KindSpec::$variant);
+                }
+            )*
+            Some(KindSpec::Single)
+        }
+    };
 }
+
+detection_kinds!(raw_rule);
 
 /// One language's texts of a rule, as written under `i18n:`.
 #[derive(Clone, Debug, Deserialize)]
@@ -151,72 +182,6 @@ pub struct RawRuleText {
     /// The guidance in this language.
     #[serde(default)]
     pub guidance: Option<String>,
-}
-
-/// `threshold:` as written.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawThreshold {
-    /// Matches needed.
-    pub count: Spanned<u64>,
-    /// Sliding window.
-    pub window: Spanned<String>,
-}
-
-/// `distinct:` as written.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDistinct {
-    /// The field whose distinct values are counted.
-    pub field: Spanned<String>,
-    /// Distinct values needed.
-    pub count: Spanned<u64>,
-    /// Sliding window.
-    pub window: Spanned<String>,
-}
-
-/// `sequence:` as written.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSequence {
-    /// From the first step's first counted match to the last step's match.
-    pub window: Spanned<String>,
-    /// The steps, in order.
-    pub steps: Spanned<Vec<Spanned<RawStep>>>,
-}
-
-/// One step of a sequence.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawStep {
-    /// Which events make the step.
-    #[serde(rename = "match")]
-    pub match_: Spanned<Node>,
-    /// How many matches the step needs (1 by default).
-    #[serde(default)]
-    pub count: Option<Spanned<u64>>,
-}
-
-/// `new_value:` as written.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawNewValue {
-    /// The fields whose combination is remembered per key.
-    pub fields: Spanned<Vec<Spanned<String>>>,
-    /// After the rule's first event, only learn for this long.
-    #[serde(default)]
-    pub learning: Option<Spanned<String>>,
-    /// Most values remembered per key (oldest forgotten first).
-    #[serde(default)]
-    pub max_values: Option<Spanned<u64>>,
-}
-
-/// `absence:` as written.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAbsence {
-    /// How long without a match before firing.
-    pub window: Spanned<String>,
 }
 
 /// A validated rule, ready for the engine.
@@ -302,76 +267,6 @@ impl Rule {
             .get(language)
             .and_then(|text| text.guidance.as_deref())
             .unwrap_or(&self.guidance)
-    }
-}
-
-/// The correlation kind and its parameters.
-#[derive(Clone, Debug)]
-pub enum KindSpec {
-    /// Every match fires.
-    Single,
-    /// `count` matches within `window_ms`.
-    Threshold {
-        /// Matches needed.
-        count: usize,
-        /// Window, ms.
-        window_ms: i64,
-    },
-    /// `count` distinct values of `field` within `window_ms`.
-    Distinct {
-        /// Counted field.
-        field: Field,
-        /// Distinct values needed.
-        count: usize,
-        /// Window, ms.
-        window_ms: i64,
-    },
-    /// Steps in order within `window_ms`.
-    Sequence {
-        /// Window, ms.
-        window_ms: i64,
-        /// Each step's condition and count.
-        steps: Vec<(Condition, usize)>,
-    },
-    /// A new combination of `fields` for the key.
-    NewValue {
-        /// Remembered fields.
-        fields: Vec<Field>,
-        /// Learning period, ms.
-        learning_ms: i64,
-        /// Most values per key.
-        max_values: usize,
-    },
-    /// No match for `window_ms` from a key seen before.
-    Absence {
-        /// Window, ms.
-        window_ms: i64,
-    },
-}
-
-impl KindSpec {
-    /// The kind's name as written in rule files.
-    pub fn name(&self) -> &'static str {
-        match self {
-            KindSpec::Single => "single",
-            KindSpec::Threshold { .. } => "threshold",
-            KindSpec::Distinct { .. } => "distinct",
-            KindSpec::Sequence { .. } => "sequence",
-            KindSpec::NewValue { .. } => "new_value",
-            KindSpec::Absence { .. } => "absence",
-        }
-    }
-
-    /// How long a key's state is worth keeping after its last match.
-    pub fn retention_ms(&self) -> i64 {
-        match self {
-            KindSpec::Single => 0,
-            KindSpec::Threshold { window_ms, .. }
-            | KindSpec::Distinct { window_ms, .. }
-            | KindSpec::Sequence { window_ms, .. } => *window_ms,
-            // Remembered values and silent keys are the state itself.
-            KindSpec::NewValue { .. } | KindSpec::Absence { .. } => i64::MAX,
-        }
     }
 }
 
@@ -534,7 +429,12 @@ fn build_scope(problems: &mut Problems, raw: &RawFile) -> Scope {
     scope
 }
 
-fn window(problems: &mut Problems, what: &str, text: &Spanned<String>, max: Duration) -> i64 {
+pub(crate) fn window(
+    problems: &mut Problems,
+    what: &str,
+    text: &Spanned<String>,
+    max: Duration,
+) -> i64 {
     match duration::parse(&text.value) {
         Ok(value) if value < MIN_WINDOW => {
             problems.at(
@@ -562,14 +462,14 @@ fn window(problems: &mut Problems, what: &str, text: &Spanned<String>, max: Dura
     }
 }
 
-fn count(problems: &mut Problems, what: &str, value: &Spanned<u64>, max: u64) -> usize {
+pub(crate) fn count(problems: &mut Problems, what: &str, value: &Spanned<u64>, max: u64) -> usize {
     if value.value == 0 || value.value > max {
         problems.at(value, format!("{what} must be between 1 and {max}"));
     }
     usize::try_from(value.value.min(max)).unwrap_or(1)
 }
 
-fn field(problems: &mut Problems, name: &Spanned<String>) -> Option<Field> {
+pub(crate) fn field(problems: &mut Problems, name: &Spanned<String>) -> Option<Field> {
     let found = Field::from_name(&name.value);
     if found.is_none() {
         problems.at(
@@ -688,7 +588,7 @@ fn validate_rule(
     let condition = condition?;
     let title = title?;
     let mut kinds = condition.kinds();
-    if let KindSpec::Sequence { steps, .. } = &kind {
+    if let Some(steps) = kind.steps() {
         kinds &= steps.iter().fold(0, |set, (step, _)| set | step.kinds());
     }
     let signature = format!(
@@ -698,7 +598,7 @@ fn validate_rule(
             .iter()
             .map(|field| field.name())
             .collect::<Vec<_>>(),
-        kind_parameters(&kind)
+        kind.parameters()
     );
     Some(Rule {
         id: raw.id.value.clone(),
@@ -723,128 +623,6 @@ fn validate_rule(
         signature,
         response,
     })
-}
-
-fn kind_parameters(kind: &KindSpec) -> String {
-    match kind {
-        KindSpec::Single => String::new(),
-        KindSpec::Threshold { count, window_ms } => format!("{count}/{window_ms}"),
-        KindSpec::Distinct {
-            field,
-            count,
-            window_ms,
-        } => format!("{}/{count}/{window_ms}", field.name()),
-        KindSpec::Sequence { window_ms, steps } => format!(
-            "{window_ms}/{:?}",
-            steps.iter().map(|(_, count)| *count).collect::<Vec<_>>()
-        ),
-        KindSpec::NewValue { fields, .. } => {
-            format!(
-                "{:?}",
-                fields.iter().map(|field| field.name()).collect::<Vec<_>>()
-            )
-        }
-        KindSpec::Absence { window_ms } => format!("{window_ms}"),
-    }
-}
-
-fn validate_kind(
-    problems: &mut Problems,
-    scope: &Scope,
-    rule: &Spanned<RawRule>,
-) -> Option<KindSpec> {
-    let raw = &rule.value;
-    let given = [
-        raw.threshold.is_some(),
-        raw.distinct.is_some(),
-        raw.sequence.is_some(),
-        raw.new_value.is_some(),
-        raw.absence.is_some(),
-    ]
-    .iter()
-    .filter(|set| **set)
-    .count();
-    if given > 1 {
-        problems.at(
-            rule,
-            format!(
-                "rule {:?}: set at most one of threshold, distinct, sequence, new_value, absence",
-                raw.id.value
-            ),
-        );
-        return None;
-    }
-    if let Some(threshold) = &raw.threshold {
-        let count = count(
-            problems,
-            "threshold count",
-            &threshold.value.count,
-            MAX_COUNT,
-        );
-        let window_ms = window(problems, "window", &threshold.value.window, MAX_WINDOW);
-        return Some(KindSpec::Threshold { count, window_ms });
-    }
-    if let Some(distinct) = &raw.distinct {
-        let counted = field(problems, &distinct.value.field);
-        let count = count(problems, "distinct count", &distinct.value.count, MAX_COUNT);
-        let window_ms = window(problems, "window", &distinct.value.window, MAX_WINDOW);
-        return Some(KindSpec::Distinct {
-            field: counted?,
-            count,
-            window_ms,
-        });
-    }
-    if let Some(sequence) = &raw.sequence {
-        let window_ms = window(problems, "window", &sequence.value.window, MAX_WINDOW);
-        let raw_steps = &sequence.value.steps;
-        if raw_steps.value.len() < 2 || raw_steps.value.len() > 8 {
-            problems.at(raw_steps, "a sequence needs between 2 and 8 steps");
-        }
-        let mut steps = Vec::new();
-        for step in &raw_steps.value {
-            let step_count = step
-                .value
-                .count
-                .as_ref()
-                .map_or(1, |value| count(problems, "step count", value, MAX_COUNT));
-            if let Some(compiled) = condition::compile(problems, scope, &step.value.match_) {
-                steps.push((compiled, step_count));
-            }
-        }
-        return Some(KindSpec::Sequence { window_ms, steps });
-    }
-    if let Some(new_value) = &raw.new_value {
-        let mut fields = Vec::new();
-        for name in &new_value.value.fields.value {
-            fields.extend(field(problems, name));
-        }
-        if new_value.value.fields.value.is_empty() {
-            problems.at(
-                &new_value.value.fields,
-                "new_value needs at least one field",
-            );
-        }
-        let learning_ms = match &new_value.value.learning {
-            Some(text) if text.value == "0" => 0,
-            Some(text) => window(problems, "learning", text, MAX_LEARNING),
-            None => 0,
-        };
-        let max_values = new_value
-            .value
-            .max_values
-            .as_ref()
-            .map_or(100, |value| count(problems, "max_values", value, MAX_COUNT));
-        return Some(KindSpec::NewValue {
-            fields,
-            learning_ms,
-            max_values,
-        });
-    }
-    if let Some(absence) = &raw.absence {
-        let window_ms = window(problems, "window", &absence.value.window, MAX_WINDOW);
-        return Some(KindSpec::Absence { window_ms });
-    }
-    Some(KindSpec::Single)
 }
 
 fn is_label_name(name: &str) -> bool {
@@ -891,10 +669,10 @@ rules:
         assert_eq!(rules.len(), 2);
         assert!(matches!(
             rules[0].kind,
-            KindSpec::Threshold {
+            KindSpec::Threshold(crate::kind::threshold::Spec {
                 count: 10,
                 window_ms: 120_000
-            }
+            })
         ));
         assert_eq!(rules[0].cooldown_ms, 600_000);
         assert_eq!(rules[0].group_by, vec![Field::SrcIp]);

@@ -28,7 +28,7 @@
 //! a problem too unless the entry says `kind: syslog_message`. `kind:`, when
 //! given, is checked against what the parser made.
 
-use countywatch_daemon::config_file::{Problems, Spanned};
+use countywatch_config::config_file::{Problems, Spanned};
 use countywatch_parse::auth_line::LineParser;
 use countywatch_parse::syslog_message::message_to_event;
 use countywatch_wire::{Event, EventKind};
@@ -237,7 +237,7 @@ fn iso8601_utc(time_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use countywatch_daemon::config_file;
+    use countywatch_config::config_file;
     use std::path::Path;
 
     fn lines(yaml: &str) -> Result<Vec<Event>, String> {
@@ -252,11 +252,11 @@ mod tests {
         let mut events = Vec::new();
         for spec in &parsed.lines {
             let at = spec.value.at.as_ref().map_or(0, |text| {
-                countywatch_daemon::duration::parse(&text.value)
+                countywatch_config::duration::parse(&text.value)
                     .map_or(0, |value| value.as_millis() as i64)
             });
             let every = spec.value.every.as_ref().map_or(1000, |text| {
-                countywatch_daemon::duration::parse(&text.value)
+                countywatch_config::duration::parse(&text.value)
                     .map_or(0, |value| value.as_millis() as i64)
             });
             build(&mut problems, "t", spec, start, at, every, &mut events);

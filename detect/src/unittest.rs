@@ -26,8 +26,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use countywatch_daemon::config_file::{self, Problems, Spanned};
-use countywatch_daemon::duration;
+use countywatch_config::config_file::{self, Problems, Spanned};
+use countywatch_config::duration;
 use countywatch_wire::{Event, EventKind, EventSource};
 use serde::Deserialize;
 

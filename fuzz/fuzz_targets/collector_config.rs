@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let path = Path::new("collector.yaml");
-    if let Ok(config) = countywatch_daemon::config_file::parse::<Config>(path, &text) {
+    if let Ok(config) = countywatch_config::config_file::parse::<Config>(path, &text) {
         let _ = config.validate(path);
     }
 });

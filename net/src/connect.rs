@@ -34,7 +34,7 @@ pub enum ConnectError {
         source: std::io::Error,
     },
     /// Nothing within the deadline.
-    #[error("no connection to {address} within {}", countywatch_daemon::duration::PromDuration(*.timeout))]
+    #[error("no connection to {address} within {}", countywatch_config::duration::PromDuration(*.timeout))]
     Timeout {
         /// `host:port`.
         address: String,

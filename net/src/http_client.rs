@@ -75,7 +75,7 @@ impl HttpClient {
                 Err(SendError::Retryable(format!(
                     "no answer from {} within {}",
                     self.connector.address(),
-                    countywatch_daemon::duration::PromDuration(self.timeout)
+                    countywatch_config::duration::PromDuration(self.timeout)
                 )))
             }
         }

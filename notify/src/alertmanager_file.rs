@@ -19,16 +19,19 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use countywatch_daemon::config_file::{Problems, Spanned};
-use countywatch_daemon::duration::PromDuration;
+use countywatch_config::config_file::{Problems, Spanned};
+use countywatch_config::duration::PromDuration;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use crate::config::{
-    EmailConfig, HttpTlsConfig, InhibitRuleConfig, ReceiverConfig, RouteConfig, SmtpTls,
-    TemplateOverrides, TimeIntervalConfig, WebhookConfig,
-};
+use crate::config::{InhibitRuleConfig, RouteConfig};
 use crate::go_template::TemplateSet;
+use crate::http_client::HttpTlsConfig;
+use crate::receiver::ReceiverConfig;
+use crate::receiver::email::{EmailConfig, SmtpTls};
+use crate::receiver::webhook::WebhookConfig;
+use crate::template::TemplateOverrides;
+use crate::time_interval::TimeIntervalConfig;
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize)]
@@ -337,7 +340,7 @@ pub struct Converted {
 /// cannot do as Alertmanager would is reported, all together, against the
 /// file's own lines and columns.
 pub fn load(path: &Path) -> Result<Converted, Problems> {
-    let file: AlertmanagerFile = countywatch_daemon::config_file::load(path)?;
+    let file: AlertmanagerFile = countywatch_config::config_file::load(path)?;
     // Read once more for `/api/v2/status`; the size was bounded just above.
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut problems = Problems::new(path);
@@ -628,8 +631,9 @@ fn convert_receiver(
             );
         }
     }
+    // The keys Alertmanager has; a receiver kind of countywatch's own is
+    // left empty, whatever the table of kinds holds.
     ReceiverConfig {
-        name: receiver.name.clone(),
         email_configs: receiver
             .email_configs
             .iter()
@@ -640,10 +644,7 @@ fn convert_receiver(
             .iter()
             .map(|webhook| convert_webhook(webhook, global, problems))
             .collect(),
-        dingtalk_configs: Vec::new(),
-        wecom_configs: Vec::new(),
-        feishu_configs: Vec::new(),
-        alertmanager_configs: Vec::new(),
+        ..ReceiverConfig::named(receiver.name.clone())
     }
 }
 
@@ -1058,7 +1059,7 @@ mod tests {
     #[test]
     fn both_forms_together_are_refused() {
         let path = write("both", "route: {receiver: r}\nreceivers: [{name: r}]\n");
-        let mut notify: crate::config::NotifyConfig = countywatch_daemon::config_file::parse(
+        let mut notify: crate::config::NotifyConfig = countywatch_config::config_file::parse(
             Path::new("c.yaml"),
             &format!(
                 "alertmanager_config: {}\nroute: {{receiver: x}}\nreceivers: [{{name: x}}]\n",
@@ -1080,7 +1081,7 @@ mod tests {
 
     #[test]
     fn the_collectors_own_form_is_served_as_an_equivalent_alertmanager_file() {
-        let notify: crate::config::NotifyConfig = countywatch_daemon::config_file::parse(
+        let notify: crate::config::NotifyConfig = countywatch_config::config_file::parse(
             Path::new("c.yaml"),
             "route:\n  receiver: ops\n  group_by: [alertname]\n  group_wait: 10s\n  routes:\n  - matchers: ['team=~\"db|\\\\d\"', 'env!=test']\n    receiver: dba\n    continue: true\n    mute_time_intervals: [nights]\n  - match: {severity: critical}\n    receiver: ops\nreceivers:\n- name: ops\n  webhook_configs: [{url: 'http://127.0.0.1:1/', bearer_token: secret}]\n- name: dba\ninhibit_rules:\n- source_match: {severity: critical}\n  target_matchers: [severity=warning]\n  equal: [instance]\ntime_intervals:\n- name: nights\n  time_intervals: [{times: [{start_time: '22:00', end_time: '24:00'}], location: Asia/Shanghai}]\n",
         )

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use countywatch_daemon::config_file::Problems;
+use countywatch_config::config_file::Problems;
 
 use crate::alert::{LabelSet, rfc3339};
 use crate::config::NotifyConfig;
@@ -27,7 +27,7 @@ pub fn silence_add(
     author: &str,
     comment: &str,
 ) -> anyhow::Result<()> {
-    let duration = countywatch_daemon::duration::parse(duration)?;
+    let duration = countywatch_config::duration::parse(duration)?;
     let mut parsed = Vec::new();
     for text in matchers {
         parsed.extend(crate::matcher::parse_list(text).map_err(anyhow::Error::msg)?);
@@ -81,7 +81,7 @@ pub fn silence_expire(data_dir: &Path, id: &str) -> anyhow::Result<()> {
 
 /// `notify test --receiver NAME`: one test notification per integration.
 pub async fn notify_test(config: &NotifyConfig, receiver: &str) -> anyhow::Result<()> {
-    let receivers = crate::receiver::build(config)?;
+    let receivers = config.build_receivers()?;
     let Some(integrations) = receivers.get(receiver) else {
         anyhow::bail!(
             "no receiver named {receiver:?}; configured: {}",
@@ -131,7 +131,7 @@ pub async fn notify_test(config: &NotifyConfig, receiver: &str) -> anyhow::Resul
 /// reads its own config file's `notify:` itself).
 pub fn load_alertmanager_routes(path: &Path) -> Result<NotifyConfig, Problems> {
     let mut notify = NotifyConfig {
-        alertmanager_config: Some(countywatch_daemon::config_file::unspanned(
+        alertmanager_config: Some(countywatch_config::config_file::unspanned(
             path.to_path_buf(),
         )),
         ..NotifyConfig::default()

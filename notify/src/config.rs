@@ -8,17 +8,24 @@
 //! [`crate::template`]), and time interval `location` also takes a
 //! fixed offset (`+08:00`). `alertmanager_config` reads an unmodified
 //! `alertmanager.yml` instead (see [`crate::alertmanager_file`]).
+//!
+//! A receiver kind's settings live in its file under [`crate::receiver`],
+//! the time intervals' in [`crate::time_interval`]: this file only puts
+//! the section together and checks what spans it (names that must exist).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use countywatch_daemon::config_file::{Problems, Spanned};
-use countywatch_daemon::duration::PromDuration;
+use countywatch_config::config_file::{Problems, Spanned};
+use countywatch_config::duration::PromDuration;
 use serde::Deserialize;
 
 use crate::display::Language;
 use crate::matcher::Matcher;
+use crate::receiver::{self, BuildContext, ReceiverConfig, Receivers};
+use crate::template::TemplateDefaults;
+use crate::time_interval::TimeIntervalConfig;
 
 /// The whole `notify:` section.
 #[derive(Clone, Debug, Deserialize)]
@@ -110,215 +117,6 @@ pub struct RouteConfig {
     pub active_time_intervals: Vec<Spanned<String>>,
 }
 
-/// A named receiver with any number of integrations.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReceiverConfig {
-    /// Its name, referenced by routes.
-    pub name: Spanned<String>,
-    /// SMTP email.
-    #[serde(default)]
-    pub email_configs: Vec<EmailConfig>,
-    /// Generic webhooks with Alertmanager's payload (version 4).
-    #[serde(default)]
-    pub webhook_configs: Vec<WebhookConfig>,
-    /// DingTalk group robots.
-    #[serde(default)]
-    pub dingtalk_configs: Vec<BotConfig>,
-    /// WeCom (企业微信) group robots.
-    #[serde(default)]
-    pub wecom_configs: Vec<BotConfig>,
-    /// Feishu / Lark group robots.
-    #[serde(default)]
-    pub feishu_configs: Vec<BotConfig>,
-    /// Forwarding to an Alertmanager (or a cluster member) `/api/v2/alerts`.
-    #[serde(default)]
-    pub alertmanager_configs: Vec<AlertmanagerConfig>,
-}
-
-/// How the SMTP connection is secured.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmtpTls {
-    /// Plain connection upgraded with STARTTLS; refuses servers without it.
-    #[default]
-    Starttls,
-    /// TLS from the first byte (SMTPS, usually port 465).
-    Implicit,
-    /// No TLS at all: only for a relay on the same host.
-    None,
-}
-
-/// Templates that replace the defaults. Each is inline text or `{file: PATH}`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TemplateOverrides {
-    /// Email subject, bot message title.
-    pub subject: Option<TemplateSource>,
-    /// Plain-text email body.
-    pub text: Option<TemplateSource>,
-    /// HTML email body.
-    pub html: Option<TemplateSource>,
-    /// Markdown message of chat bots.
-    pub markdown: Option<TemplateSource>,
-    /// Go templates from an `alertmanager.yml` (its `templates:` files and
-    /// an email's `html`, `text` and `headers.Subject`): the parts named
-    /// `subject`, `text` and `html` in the set replace the defaults. Not a
-    /// key of the collector's file.
-    #[serde(skip)]
-    pub go: Option<std::sync::Arc<crate::go_template::TemplateSet>>,
-}
-
-/// A template given inline or read from a file at start.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
-pub enum TemplateSource {
-    /// The template text itself.
-    Inline(String),
-    /// A file holding the template.
-    File {
-        /// The file's path.
-        file: PathBuf,
-    },
-}
-
-/// One email integration.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailConfig {
-    /// Recipients.
-    pub to: Vec<String>,
-    /// Copy recipients.
-    #[serde(default)]
-    pub cc: Vec<String>,
-    /// Sender address, e.g. `countywatch <alerts@county.gov.cn>`.
-    pub from: String,
-    /// SMTP server, `HOST:PORT`.
-    pub smarthost: Spanned<String>,
-    /// How the connection is secured.
-    #[serde(default)]
-    pub tls: SmtpTls,
-    /// Trust this CA file (PEM) in addition to the public roots, for a
-    /// mail server with a certificate from the county's own CA.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// SMTP AUTH user name (PLAIN or LOGIN, only over TLS).
-    #[serde(default)]
-    pub auth_username: Option<String>,
-    /// SMTP AUTH password; prefer `auth_password_file`.
-    #[serde(default)]
-    pub auth_password: Option<String>,
-    /// File holding the SMTP AUTH password.
-    #[serde(default)]
-    pub auth_password_file: Option<PathBuf>,
-    /// Name sent in EHLO; defaults to `localhost`.
-    #[serde(default)]
-    pub hello: Option<String>,
-    /// Also notify when alerts resolve.
-    #[serde(default)]
-    pub send_resolved: bool,
-    /// Longest time one delivery attempt may take.
-    #[serde(default = "default_timeout")]
-    pub timeout: PromDuration,
-    /// Language of the default templates for this integration.
-    #[serde(default)]
-    pub language: Option<Language>,
-    /// Templates replacing the defaults.
-    #[serde(default)]
-    pub templates: TemplateOverrides,
-}
-
-/// TLS options of HTTP integrations.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpTlsConfig {
-    /// Trust this CA file (PEM) in addition to the public roots.
-    pub ca_file: Option<PathBuf>,
-}
-
-/// A generic webhook.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// The URL to POST to (`http` or `https`).
-    pub url: Spanned<String>,
-    /// Sent as `Authorization: Bearer ...`; prefer `bearer_token_file`.
-    #[serde(default)]
-    pub bearer_token: Option<String>,
-    /// File holding the bearer token.
-    #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
-    /// TLS options for `https` URLs.
-    #[serde(default)]
-    pub tls_config: HttpTlsConfig,
-    /// Most alerts per payload (0: all); the rest are counted in `truncatedAlerts`.
-    #[serde(default)]
-    pub max_alerts: usize,
-    /// Also notify when alerts resolve.
-    #[serde(default = "yes")]
-    pub send_resolved: bool,
-    /// Longest time one delivery attempt may take.
-    #[serde(default = "default_timeout")]
-    pub timeout: PromDuration,
-}
-
-/// A DingTalk, WeCom or Feishu group robot.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BotConfig {
-    /// The robot's webhook URL, with its access token.
-    pub url: Spanned<String>,
-    /// Signing secret (DingTalk "加签", Feishu "签名校验"); unused by WeCom.
-    #[serde(default)]
-    pub secret: Option<String>,
-    /// TLS options for `https` URLs.
-    #[serde(default)]
-    pub tls_config: HttpTlsConfig,
-    /// Also notify when alerts resolve.
-    #[serde(default = "yes")]
-    pub send_resolved: bool,
-    /// Longest time one delivery attempt may take.
-    #[serde(default = "default_timeout")]
-    pub timeout: PromDuration,
-    /// Language of the default templates for this integration.
-    #[serde(default)]
-    pub language: Option<Language>,
-    /// Templates replacing the defaults (`subject` and `markdown`).
-    #[serde(default)]
-    pub templates: TemplateOverrides,
-}
-
-/// Forwarding to an Alertmanager.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertmanagerConfig {
-    /// The Alertmanager's base URL, e.g. `http://127.0.0.1:9093`.
-    pub url: Spanned<String>,
-    /// Sent as `Authorization: Bearer ...`.
-    #[serde(default)]
-    pub bearer_token: Option<String>,
-    /// TLS options for `https` URLs.
-    #[serde(default)]
-    pub tls_config: HttpTlsConfig,
-    /// Forward resolutions too (Alertmanager needs them to resolve quickly).
-    #[serde(default = "yes")]
-    pub send_resolved: bool,
-    /// Longest time one delivery attempt may take.
-    #[serde(default = "default_timeout")]
-    pub timeout: PromDuration,
-    /// Firing alerts are sent again this often (at the group's
-    /// `group_interval` at the earliest), with `endsAt` four times that
-    /// cadence ahead, as Prometheus's `--rules.alert.resend-delay`: the
-    /// Alertmanager keeps them firing between sends and resolves them by
-    /// itself if the collector stops sending.
-    #[serde(default = "default_resend_interval")]
-    pub resend_interval: PromDuration,
-}
-
-fn default_resend_interval() -> PromDuration {
-    PromDuration(Duration::from_secs(60))
-}
-
 /// An inhibition rule: while a source alert fires, target alerts that have
 /// the same values for the `equal` labels are muted.
 #[derive(Clone, Debug, Deserialize)]
@@ -345,46 +143,6 @@ pub struct InhibitRuleConfig {
     /// Labels whose values must be equal in source and target.
     #[serde(default)]
     pub equal: Vec<String>,
-}
-
-/// A named set of time intervals.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TimeIntervalConfig {
-    /// The name routes refer to.
-    pub name: Spanned<String>,
-    /// The intervals; the set contains an instant when any of them does.
-    pub time_intervals: Vec<TimeIntervalSpec>,
-}
-
-/// One interval in Alertmanager's form. An empty field means "any".
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TimeIntervalSpec {
-    /// Times of day, `start_time` inclusive, `end_time` exclusive, `HH:MM`.
-    pub times: Vec<TimeRangeConfig>,
-    /// Days of the week or ranges: `monday`, `monday:friday`.
-    pub weekdays: Vec<Spanned<String>>,
-    /// Days of the month or ranges; negative counts from the end: `1:5`, `-1`.
-    pub days_of_month: Vec<Spanned<String>>,
-    /// Months by name or number, or ranges: `january:march`, `10`.
-    pub months: Vec<Spanned<String>>,
-    /// Years or ranges: `2026`, `2026:2027`.
-    pub years: Vec<Spanned<String>>,
-    /// Where the clock is read: `UTC` (default), `Local` (the host's zone),
-    /// an IANA zone such as `Asia/Shanghai` or `Europe/Berlin` (daylight
-    /// saving followed), or a fixed offset like `+08:00`.
-    pub location: Option<Spanned<String>>,
-}
-
-/// A time-of-day range.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TimeRangeConfig {
-    /// Start, `HH:MM`, inclusive.
-    pub start_time: Spanned<String>,
-    /// End, `HH:MM`, exclusive; `24:00` is the end of the day.
-    pub end_time: Spanned<String>,
 }
 
 /// The persistent outbox.
@@ -435,14 +193,6 @@ pub struct HeartbeatConfig {
 pub struct SilenceNotificationsConfig {
     /// The receiver told when a silence is created and when it expires.
     pub receiver: Spanned<String>,
-}
-
-fn default_timeout() -> PromDuration {
-    PromDuration(Duration::from_secs(30))
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl Default for NotifyConfig {
@@ -561,6 +311,20 @@ impl NotifyConfig {
         Ok(())
     }
 
+    /// Builds every receiver's integrations (reads password, token and
+    /// template files, builds TLS configurations).
+    pub fn build_receivers(&self) -> anyhow::Result<Receivers> {
+        let defaults = TemplateDefaults {
+            language: self.language.unwrap_or(self.display.language),
+            display: self.display.clone(),
+        };
+        let context = BuildContext {
+            defaults: &defaults,
+            external_url: &self.external_url,
+        };
+        receiver::build(&self.receivers, &context)
+    }
+
     /// Semantic checks: names that must exist, URLs, addresses, intervals.
     /// What came from an `alertmanager_config` file is reported against it.
     pub fn validate(&self, problems: &mut Problems) {
@@ -594,7 +358,7 @@ impl NotifyConfig {
                     format!("notify.receivers: duplicate name {:?}", receiver.name.value),
                 );
             }
-            validate_receiver(receiver, problems);
+            receiver.validate(problems);
         }
         let mut intervals = BTreeSet::new();
         for interval in &self.time_intervals {
@@ -752,86 +516,6 @@ fn validate_route(
     }
 }
 
-fn validate_receiver(receiver: &ReceiverConfig, problems: &mut Problems) {
-    for email in &receiver.email_configs {
-        if crate::receiver::email::split_host_port(&email.smarthost.value).is_none() {
-            problems.at(
-                &email.smarthost,
-                format!("smarthost {:?} is not HOST:PORT", email.smarthost.value),
-            );
-        }
-        if email.to.is_empty() {
-            problems.at(
-                &email.smarthost,
-                "email_configs: `to` must name at least one address",
-            );
-        }
-        for address in email.to.iter().chain(&email.cc).chain([&email.from]) {
-            if address.parse::<lettre::message::Mailbox>().is_err() {
-                problems.at(
-                    &email.smarthost,
-                    format!("email_configs: invalid address {address:?}"),
-                );
-            }
-        }
-        if email.auth_username.is_some() && email.tls == SmtpTls::None {
-            problems.at(
-                &email.smarthost,
-                "auth_username needs tls: starttls or implicit; a password must not cross the network in clear",
-            );
-        }
-        if email.auth_password.is_some() && email.auth_password_file.is_some() {
-            problems.at(
-                &email.smarthost,
-                "set auth_password or auth_password_file, not both",
-            );
-        }
-        check_templates(&email.templates, &email.smarthost, problems);
-    }
-    let urls = receiver
-        .webhook_configs
-        .iter()
-        .map(|config| &config.url)
-        .chain(receiver.dingtalk_configs.iter().map(|config| &config.url))
-        .chain(receiver.wecom_configs.iter().map(|config| &config.url))
-        .chain(receiver.feishu_configs.iter().map(|config| &config.url))
-        .chain(
-            receiver
-                .alertmanager_configs
-                .iter()
-                .map(|config| &config.url),
-        );
-    for url in urls {
-        if let Err(message) = crate::http_client::Target::parse(&url.value) {
-            problems.at(url, message.to_string());
-        }
-    }
-    for bot in receiver
-        .dingtalk_configs
-        .iter()
-        .chain(&receiver.wecom_configs)
-        .chain(&receiver.feishu_configs)
-    {
-        check_templates(&bot.templates, &bot.url, problems);
-    }
-}
-
-fn check_templates<T>(templates: &TemplateOverrides, at: &Spanned<T>, problems: &mut Problems) {
-    for source in [
-        &templates.subject,
-        &templates.text,
-        &templates.html,
-        &templates.markdown,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if let Err(message) = crate::template::Template::load(source) {
-            problems.at(at, message);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -840,7 +524,7 @@ mod tests {
 
     fn problems_of(text: &str) -> String {
         let config: NotifyConfig =
-            match countywatch_daemon::config_file::parse(Path::new("n.yaml"), text) {
+            match countywatch_config::config_file::parse(Path::new("n.yaml"), text) {
                 Ok(config) => config,
                 Err(problems) => return problems.to_string(),
             };
@@ -973,7 +657,7 @@ mod tests {
 
     #[test]
     fn legacy_match_and_lists_in_one_string_are_read() {
-        let config: NotifyConfig = countywatch_daemon::config_file::parse(
+        let config: NotifyConfig = countywatch_config::config_file::parse(
             Path::new("n.yaml"),
             "route:\n  routes:\n  - match: {service: db, b: x}\n    match_re: {team: 'a|b'}\n    matchers: ['{z=\"1\", c=~\"2\"}', 'c=3']\ninhibit_rules:\n- source_match: {severity: critical}\n  target_match_re: {severity: 'warn.*'}\n  equal: [x]\n",
         )

@@ -669,7 +669,8 @@ pub fn group_key(route_id: &str, labels: &LabelSet) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{InhibitRuleConfig, RouteConfig, TimeIntervalConfig};
+    use crate::config::{InhibitRuleConfig, RouteConfig};
+    use crate::time_interval::TimeIntervalConfig;
 
     const S: i64 = 1_000;
 
@@ -692,11 +693,11 @@ mod tests {
         ) -> Harness {
             let parse = |text: &str| std::path::Path::new(text).to_path_buf();
             let route: RouteConfig =
-                countywatch_daemon::config_file::parse(&parse("r"), route).unwrap();
+                countywatch_config::config_file::parse(&parse("r"), route).unwrap();
             let inhibit: Vec<InhibitRuleConfig> =
-                countywatch_daemon::config_file::parse(&parse("i"), inhibit).unwrap();
+                countywatch_config::config_file::parse(&parse("i"), inhibit).unwrap();
             let intervals: Vec<TimeIntervalConfig> =
-                countywatch_daemon::config_file::parse(&parse("t"), intervals).unwrap();
+                countywatch_config::config_file::parse(&parse("t"), intervals).unwrap();
             let settings = Settings {
                 integrations: [
                     ("mail".to_string(), vec![false]),
@@ -1106,7 +1107,7 @@ mod tests {
             .into_iter()
             .filter_map(|(key, entry)| Some((key, entry?)))
             .collect();
-        let route: RouteConfig = countywatch_daemon::config_file::parse(
+        let route: RouteConfig = countywatch_config::config_file::parse(
             std::path::Path::new("r"),
             "receiver: hook\ngroup_wait: 0s\n",
         )

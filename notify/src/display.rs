@@ -9,7 +9,7 @@
 //! The zone is `display.timezone`, else the host's (`TZ`, then
 //! `/etc/localtime`), else the detection calendar's.
 
-use countywatch_daemon::config_file::{Problems, Spanned};
+use countywatch_config::config_file::{Problems, Spanned};
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 
@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn times_read_in_the_configured_zone_with_the_offset_written() {
-        let config: DisplayConfig = countywatch_daemon::config_file::parse(
+        let config: DisplayConfig = countywatch_config::config_file::parse(
             std::path::Path::new("c.yaml"),
             "timezone: Asia/Shanghai\nlanguage: en\n",
         )
@@ -245,7 +245,7 @@ mod tests {
 
     #[test]
     fn auto_leaves_the_page_to_the_browser_and_notifications_in_chinese() {
-        let config: DisplayConfig = countywatch_daemon::config_file::parse(
+        let config: DisplayConfig = countywatch_config::config_file::parse(
             std::path::Path::new("c.yaml"),
             "language: auto\n",
         )
@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn unknown_zones_are_positioned_problems() {
-        let config: DisplayConfig = countywatch_daemon::config_file::parse(
+        let config: DisplayConfig = countywatch_config::config_file::parse(
             std::path::Path::new("c.yaml"),
             "timezone: Asia/Shangai\n",
         )

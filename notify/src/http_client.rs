@@ -4,6 +4,7 @@
 //! bounded by the integration's timeout and the answer classified into
 //! "accepted", "retry later" and "will never work".
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use countywatch_net::http_client::HttpClient;
 use countywatch_net::send_error::SendError;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use serde::Deserialize;
 
 /// A receiver URL that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,14 @@ pub enum TlsConfigError {
     /// rustls refused the protocol versions.
     #[error("cannot configure TLS: {0}")]
     Versions(rustls::Error),
+}
+
+/// TLS options of HTTP integrations.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpTlsConfig {
+    /// Trust this CA file (PEM) in addition to the public roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A parsed `http` or `https` URL.

@@ -133,7 +133,7 @@ mod tests {
 
     fn inhibitor(yaml: &str) -> Inhibitor {
         let configs: Vec<InhibitRuleConfig> =
-            countywatch_daemon::config_file::parse(std::path::Path::new("i.yaml"), yaml).unwrap();
+            countywatch_config::config_file::parse(std::path::Path::new("i.yaml"), yaml).unwrap();
         Inhibitor::new(&configs)
     }
 

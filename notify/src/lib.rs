@@ -214,7 +214,7 @@ impl Notifier {
     /// nothing. The outbox, the API switches and the data directory keep
     /// their values from the start.
     pub async fn reconfigure(&self, config: &NotifyConfig) -> anyhow::Result<()> {
-        let receivers = receiver::build(config)?;
+        let receivers = config.build_receivers()?;
         let names: Vec<String> = receivers.keys().cloned().collect();
         self.metrics.add_receivers(&names);
         let settings = settings(config, &receivers);
@@ -356,7 +356,7 @@ pub fn start(
 ) -> anyhow::Result<Started> {
     let db = Db::open(data_dir)?;
     let silences = Arc::new(SilenceStore::open(db.clone()).context("cannot load silences")?);
-    let receivers = receiver::build(config)?;
+    let receivers = config.build_receivers()?;
     if receivers.is_empty() {
         tracing::info!("notify has no receivers: alerts are grouped but sent nowhere");
     }

@@ -490,7 +490,7 @@ mod tests {
             initial_backoff: Duration::from_millis(10).into(),
             max_backoff: Duration::from_millis(20).into(),
             deadline: deadline.into(),
-            fallback_receiver: Some(countywatch_daemon::config_file::unspanned(
+            fallback_receiver: Some(countywatch_config::config_file::unspanned(
                 "fallback".to_string(),
             )),
             ..OutboxConfig::default()

@@ -51,7 +51,7 @@ const SECRET_UNDER: &[(&str, &str)] = &[("slack_configs", "api_url"), ("tls_conf
 /// that does not parse is not shown at all (it could not have loaded).
 pub fn redacted(text: &str) -> String {
     let source = std::path::Path::new("alertmanager.yml");
-    match countywatch_daemon::config_file::parse::<Value>(source, text) {
+    match countywatch_config::config_file::parse::<Value>(source, text) {
         Ok(mut value) => {
             redact(&mut value, "");
             serde_json::to_string_pretty(&value).unwrap_or_default()

@@ -201,7 +201,7 @@ mod tests {
 
     fn tree(yaml: &str) -> Route {
         let config: RouteConfig =
-            countywatch_daemon::config_file::parse(std::path::Path::new("r.yaml"), yaml).unwrap();
+            countywatch_config::config_file::parse(std::path::Path::new("r.yaml"), yaml).unwrap();
         Route::build(&config)
     }
 

@@ -20,15 +20,96 @@
 //! `ends_at`, `url` (the alert on the collector's page), `generator_url`,
 //! `fingerprint`.
 
+use std::path::PathBuf;
+
+use countywatch_config::config_file::{Problems, Spanned};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::config::{TemplateOverrides, TemplateSource};
 use crate::display::Language;
 use crate::notification::Notification;
 
 /// Alerts listed in one message; the rest are counted in `more_alerts`,
 /// so that a storm cannot make a message too large to deliver.
 pub const MAX_LISTED: usize = 30;
+
+/// Templates that replace the defaults. Each is inline text or `{file: PATH}`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplateOverrides {
+    /// Email subject, bot message title.
+    pub subject: Option<TemplateSource>,
+    /// Plain-text email body.
+    pub text: Option<TemplateSource>,
+    /// HTML email body.
+    pub html: Option<TemplateSource>,
+    /// Markdown message of chat bots.
+    pub markdown: Option<TemplateSource>,
+    /// Go templates from an `alertmanager.yml` (its `templates:` files and
+    /// an email's `html`, `text` and `headers.Subject`): the parts named
+    /// `subject`, `text` and `html` in the set replace the defaults. Not a
+    /// key of the collector's file.
+    #[serde(skip)]
+    pub go: Option<std::sync::Arc<crate::go_template::TemplateSet>>,
+}
+
+/// A template given inline or read from a file at start.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum TemplateSource {
+    /// The template text itself.
+    Inline(String),
+    /// A file holding the template.
+    File {
+        /// The file's path.
+        file: PathBuf,
+    },
+}
+
+/// Why a template cannot be used: the operator fixes the text or the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateLoadError {
+    /// An inline template does not parse.
+    #[error("template: {0}")]
+    Inline(String),
+    /// A template file cannot be read.
+    #[error("cannot read template {}: {source}", file.display())]
+    Read {
+        /// The configured file.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A template file does not parse.
+    #[error("template {}: {message}", file.display())]
+    Parse {
+        /// The configured file.
+        file: PathBuf,
+        /// What is wrong, and where.
+        message: String,
+    },
+    /// A built-in default does not parse: a bug, caught by the tests.
+    #[error("{0}")]
+    Default(String),
+}
+
+/// Adds a problem at `at` for every override that does not parse or whose
+/// file cannot be read.
+pub fn check_overrides<T>(templates: &TemplateOverrides, at: &Spanned<T>, problems: &mut Problems) {
+    for source in [
+        &templates.subject,
+        &templates.text,
+        &templates.html,
+        &templates.markdown,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Err(error) = Template::load(source) {
+            problems.at(at, error.to_string());
+        }
+    }
+}
 
 /// A parsed template.
 #[derive(Clone, Debug, PartialEq)]
@@ -123,16 +204,21 @@ impl Template {
     }
 
     /// Reads a template given inline or as a file.
-    pub fn load(source: &TemplateSource) -> Result<Template, String> {
+    pub fn load(source: &TemplateSource) -> Result<Template, TemplateLoadError> {
         match source {
             TemplateSource::Inline(text) => {
-                Template::parse(text).map_err(|error| format!("template: {error}"))
+                Template::parse(text).map_err(TemplateLoadError::Inline)
             }
             TemplateSource::File { file } => {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|error| format!("cannot read template {}: {error}", file.display()))?;
-                Template::parse(&text)
-                    .map_err(|error| format!("template {}: {error}", file.display()))
+                let text =
+                    std::fs::read_to_string(file).map_err(|source| TemplateLoadError::Read {
+                        file: file.clone(),
+                        source,
+                    })?;
+                Template::parse(&text).map_err(|message| TemplateLoadError::Parse {
+                    file: file.clone(),
+                    message,
+                })
             }
         }
     }
@@ -389,14 +475,14 @@ impl Templates {
         language: Language,
         overrides: &TemplateOverrides,
         display: &crate::display::Display,
-    ) -> Result<Templates, String> {
+    ) -> Result<Templates, TemplateLoadError> {
         let (text, html, markdown) = match language {
             Language::En => (TEXT_EN, HTML_EN, MARKDOWN_EN),
             Language::Zh => (TEXT_ZH, HTML_ZH, MARKDOWN_ZH),
         };
         let pick = |source: &Option<TemplateSource>, default: &str| match source {
             Some(source) => Template::load(source),
-            None => Template::parse(default),
+            None => Template::parse(default).map_err(TemplateLoadError::Default),
         };
         Ok(Templates {
             language,
@@ -559,11 +645,9 @@ mod tests {
         let missing = TemplateSource::File {
             file: dir.path().join("missing"),
         };
-        assert!(
-            Template::load(&missing)
-                .unwrap_err()
-                .starts_with("cannot read template")
-        );
+        let error = Template::load(&missing).unwrap_err();
+        assert!(matches!(error, TemplateLoadError::Read { .. }), "{error}");
+        assert!(error.to_string().starts_with("cannot read template"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Alertmanager's `time_intervals`: times of day, weekdays, days of the
 //! month, months and years, read in a location, for `mute_time_intervals`
-//! (working hours, holidays) and `active_time_intervals`.
+//! (working hours, holidays) and `active_time_intervals`. The config
+//! shape ([`TimeIntervalConfig`]) lives here with what reads it.
 //!
 //! Locations are read as Alertmanager reads them: `UTC` (the default),
 //! `Local` (the host's zone) or any IANA zone name, daylight saving
@@ -12,10 +13,49 @@
 
 use std::collections::HashMap;
 
-use countywatch_daemon::config_file::Spanned;
+use countywatch_config::config_file::Spanned;
 use jiff::tz::{Offset, TimeZone};
+use serde::Deserialize;
 
-use crate::config::{TimeIntervalConfig, TimeIntervalSpec};
+/// A named set of time intervals.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeIntervalConfig {
+    /// The name routes refer to.
+    pub name: Spanned<String>,
+    /// The intervals; the set contains an instant when any of them does.
+    pub time_intervals: Vec<TimeIntervalSpec>,
+}
+
+/// One interval in Alertmanager's form. An empty field means "any".
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeIntervalSpec {
+    /// Times of day, `start_time` inclusive, `end_time` exclusive, `HH:MM`.
+    pub times: Vec<TimeRangeConfig>,
+    /// Days of the week or ranges: `monday`, `monday:friday`.
+    pub weekdays: Vec<Spanned<String>>,
+    /// Days of the month or ranges; negative counts from the end: `1:5`, `-1`.
+    pub days_of_month: Vec<Spanned<String>>,
+    /// Months by name or number, or ranges: `january:march`, `10`.
+    pub months: Vec<Spanned<String>>,
+    /// Years or ranges: `2026`, `2026:2027`.
+    pub years: Vec<Spanned<String>>,
+    /// Where the clock is read: `UTC` (default), `Local` (the host's zone),
+    /// an IANA zone such as `Asia/Shanghai` or `Europe/Berlin` (daylight
+    /// saving followed), or a fixed offset like `+08:00`.
+    pub location: Option<Spanned<String>>,
+}
+
+/// A time-of-day range.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeRangeConfig {
+    /// Start, `HH:MM`, inclusive.
+    pub start_time: Spanned<String>,
+    /// End, `HH:MM`, exclusive; `24:00` is the end of the day.
+    pub end_time: Spanned<String>,
+}
 
 /// One compiled interval; every non-empty list must contain the instant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -324,7 +364,7 @@ mod tests {
 
     fn interval(yaml: &str) -> Interval {
         let spec: TimeIntervalSpec =
-            countywatch_daemon::config_file::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
+            countywatch_config::config_file::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
         Interval::build(&spec).unwrap()
     }
 
@@ -375,7 +415,7 @@ mod tests {
             "times:\n- start_time: \"9:00\"\n  end_time: \"17:00\"\n",
         ] {
             let spec: TimeIntervalSpec =
-                countywatch_daemon::config_file::parse(std::path::Path::new("t.yaml"), yaml)
+                countywatch_config::config_file::parse(std::path::Path::new("t.yaml"), yaml)
                     .unwrap();
             assert!(Interval::build(&spec).is_err(), "{yaml}");
         }

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::output_error::OutputError;
 use crate::promql::Sample;
 use crate::rulefmt::RuleSpec;
 use crate::storage::Millis;
@@ -117,7 +118,7 @@ impl AlertingRule {
         t: Millis,
         external_labels: &BTreeMap<String, String>,
         limit: usize,
-    ) -> Result<Vec<Sample>, String> {
+    ) -> Result<Vec<Sample>, OutputError> {
         let mut current: FastMap<Labels, Alert> =
             FastMap::with_capacity_and_hasher(result.len(), Default::default());
         for sample in result {
@@ -142,10 +143,7 @@ impl AlertingRule {
                 .map(|(name, template)| (name.clone(), expand(template)))
                 .collect();
             if current.contains_key(&labels) {
-                return Err(
-                    "vector contains metrics with the same labelset after applying alert labels"
-                        .to_string(),
-                );
+                return Err(OutputError::DuplicateLabelset { applied: "alert" });
             }
             current.insert(
                 labels.clone(),
@@ -228,9 +226,11 @@ impl AlertingRule {
         }
         if limit > 0 && active_count > limit {
             self.active.clear();
-            return Err(format!(
-                "exceeded limit of {limit} with {active_count} alerts"
-            ));
+            return Err(OutputError::LimitExceeded {
+                limit,
+                count: active_count,
+                counted: "alerts",
+            });
         }
         Ok(output)
     }
@@ -388,7 +388,11 @@ mod tests {
             .collect();
         assert_eq!(
             rule.eval(result, 0, &BTreeMap::new(), 2),
-            Err("exceeded limit of 2 with 3 alerts".to_string())
+            Err(OutputError::LimitExceeded {
+                limit: 2,
+                count: 3,
+                counted: "alerts"
+            })
         );
         assert!(rule.alerts().is_empty());
     }

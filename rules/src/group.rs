@@ -138,10 +138,12 @@ impl Group {
             let output = match result {
                 Err(error) => Err(error.to_string()),
                 Ok(samples) => match &mut self.rules[index] {
-                    Rule::Alert(rule) => {
-                        rule.eval(samples, t, &options.external_labels, self.spec.limit)
-                    }
-                    Rule::Record(rule) => rule.eval(samples, t, self.spec.limit),
+                    Rule::Alert(rule) => rule
+                        .eval(samples, t, &options.external_labels, self.spec.limit)
+                        .map_err(|error| error.to_string()),
+                    Rule::Record(rule) => rule
+                        .eval(samples, t, self.spec.limit)
+                        .map_err(|error| error.to_string()),
                 },
             };
             let output = match output {

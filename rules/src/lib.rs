@@ -5,6 +5,7 @@
 //! - [`rulefmt`]: the rule-file schema and its validation with positions.
 //! - [`alert`]: one alerting rule's state machine.
 //! - [`recording`]: one recording rule.
+//! - [`output_error`]: why a rule's result at one evaluation was refused.
 //! - [`group`]: a rule group evaluated in order, feeding results back.
 //! - [`check`]: `rules check`, promtool-style rule-file validation.
 //! - [`unittest`]: promtool's rule unit-test format and its runner.
@@ -18,6 +19,7 @@
 pub mod alert;
 pub mod check;
 pub mod group;
+pub mod output_error;
 pub mod promql;
 pub mod recording;
 pub mod rulefmt;

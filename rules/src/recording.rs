@@ -2,6 +2,7 @@
 //! metric name with its labels applied, as Prometheus's
 //! `RecordingRule.Eval`.
 
+use crate::output_error::OutputError;
 use crate::promql::Sample;
 use crate::rulefmt::{RuleKind, RuleSpec};
 use crate::storage::Millis;
@@ -40,7 +41,7 @@ impl RecordingRule {
         result: Vec<Sample>,
         t: Millis,
         limit: usize,
-    ) -> Result<Vec<Sample>, String> {
+    ) -> Result<Vec<Sample>, OutputError> {
         let mut output = Vec::with_capacity(result.len());
         let mut seen = countywatch_labels::labels::FastSet::with_capacity_and_hasher(
             result.len(),
@@ -53,10 +54,7 @@ impl RecordingRule {
                 labels.set(name, value);
             }
             if !seen.insert(labels.clone()) {
-                return Err(
-                    "vector contains metrics with the same labelset after applying rule labels"
-                        .to_string(),
-                );
+                return Err(OutputError::DuplicateLabelset { applied: "rule" });
             }
             output.push(Sample {
                 labels,
@@ -65,10 +63,11 @@ impl RecordingRule {
             });
         }
         if limit > 0 && output.len() > limit {
-            return Err(format!(
-                "exceeded limit of {limit} with {} series",
-                output.len()
-            ));
+            return Err(OutputError::LimitExceeded {
+                limit,
+                count: output.len(),
+                counted: "series",
+            });
         }
         Ok(output)
     }

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
-use countywatch_daemon::config_file::{self, Problems, Spanned};
-use countywatch_daemon::duration;
+use countywatch_config::config_file::{self, Problems, Spanned};
+use countywatch_config::duration;
 use promql_parser::parser::Expr;
 use serde::Deserialize;
 

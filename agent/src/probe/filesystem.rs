@@ -22,8 +22,8 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use countywatch_daemon::config_file::Problems;
-use countywatch_daemon::duration::PromDuration;
+use countywatch_config::config_file::Problems;
+use countywatch_config::duration::PromDuration;
 use countywatch_wire::{MetricFamily, MetricKind};
 use serde::Deserialize;
 

@@ -68,7 +68,7 @@ mod zfs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use countywatch_daemon::config_file::Problems;
+use countywatch_config::config_file::Problems;
 use countywatch_wire::{Event, MetricFamily};
 
 use crate::config::{Config, ProbeToggle, ProbesConfig};

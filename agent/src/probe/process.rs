@@ -17,8 +17,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use countywatch_daemon::config_file::Problems;
-use countywatch_daemon::duration::PromDuration;
+use countywatch_config::config_file::Problems;
+use countywatch_config::duration::PromDuration;
 use countywatch_wire::{MetricFamily, MetricKind};
 use serde::Deserialize;
 

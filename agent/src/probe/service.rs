@@ -19,8 +19,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use countywatch_daemon::config_file::{Problems, Spanned};
-use countywatch_daemon::duration::PromDuration;
+use countywatch_config::config_file::{Problems, Spanned};
+use countywatch_config::duration::PromDuration;
 use countywatch_wire::{MetricFamily, MetricKind};
 use rustls::client::danger::ServerCertVerified;
 use rustls::pki_types::pem::PemObject;
@@ -717,7 +717,7 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 mod tests {
     use std::net::TcpListener;
 
-    use countywatch_daemon::config_file::Location;
+    use countywatch_config::config_file::Location;
 
     use super::*;
 

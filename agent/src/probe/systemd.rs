@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use countywatch_daemon::config_file::Problems;
-use countywatch_daemon::duration::PromDuration;
+use countywatch_config::config_file::Problems;
+use countywatch_config::duration::PromDuration;
 use countywatch_wire::{MetricFamily, MetricKind};
 use serde::Deserialize;
 

@@ -49,7 +49,7 @@ pub struct TextfileConfig {
     /// Whether the collector runs.
     pub enabled: bool,
     /// How often it runs; defaults to the agent's interval.
-    pub interval: Option<countywatch_daemon::duration::PromDuration>,
+    pub interval: Option<countywatch_config::duration::PromDuration>,
     /// The directory whose `*.prom` files are read (node_exporter's
     /// `--collector.textfile.directory`); the packages create it.
     pub directory: PathBuf,

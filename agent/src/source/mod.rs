@@ -36,8 +36,8 @@ use std::sync::Arc;
 
 use countywatch_wire::{Event, EventKind, EventSource, MetricFamily, MetricKind};
 
+use countywatch_config::config_file::Spanned;
 use countywatch_daemon::clock::now_ms;
-use countywatch_daemon::config_file::Spanned;
 
 use crate::config::Config;
 
@@ -522,10 +522,10 @@ mod tests {
         let mut config = config(dir.path());
         config.sources.auth.journal = crate::config::JournalMode::Never;
         config.sources.ports.enabled = true;
-        config.sources.syslog.udp = Some(countywatch_daemon::config_file::unspanned(
+        config.sources.syslog.udp = Some(countywatch_config::config_file::unspanned(
             "127.0.0.1:0".to_string(),
         ));
-        config.sources.syslog.allow = vec![countywatch_daemon::config_file::unspanned(
+        config.sources.syslog.allow = vec![countywatch_config::config_file::unspanned(
             "127.0.0.1".to_string(),
         )];
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -91,7 +91,7 @@ fn check_enrolled(config: &Config, hosts: &[String]) -> anyhow::Result<()> {
 /// `decisions add`.
 pub fn add(config: &Config, args: &AddArgs) -> anyhow::Result<()> {
     let duration = match &args.duration {
-        Some(text) => countywatch_daemon::duration::parse(text)?,
+        Some(text) => countywatch_config::duration::parse(text)?,
         None => config.response.default_duration.value.get(),
     };
     let duration_ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);

@@ -5,8 +5,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use countywatch_daemon::config_file::{Problems, Spanned, unspanned};
-use countywatch_daemon::duration::PromDuration;
+use countywatch_config::config_file::{Problems, Spanned, unspanned};
+use countywatch_config::duration::PromDuration;
 use countywatch_wire::{Cidr, ResponseMode};
 use serde::Deserialize;
 
@@ -141,7 +141,7 @@ mod tests {
     use std::path::Path;
 
     use crate::config::Config;
-    use countywatch_daemon::config_file;
+    use countywatch_config::config_file;
 
     use super::*;
 

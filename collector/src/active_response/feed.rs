@@ -335,7 +335,7 @@ fn feed_query(query: &str) -> Result<(u64, Duration), FeedError> {
             "wait" => {
                 wait = match value.parse::<u64>() {
                     Ok(seconds) => Duration::from_secs(seconds),
-                    Err(_) => countywatch_daemon::duration::parse(&value).map_err(|_| {
+                    Err(_) => countywatch_config::duration::parse(&value).map_err(|_| {
                         FeedError::bad_request(format!("wait={value:?} is not a number of seconds"))
                     })?,
                 };

@@ -213,7 +213,7 @@ pub fn annotate(
     let (en, zh) = match config.refusal(address) {
         Some(reason) => (format!("no block: {reason}"), format!("未封禁：{reason}")),
         None => {
-            let duration = countywatch_daemon::duration::PromDuration(Duration::from_millis(
+            let duration = countywatch_config::duration::PromDuration(Duration::from_millis(
                 u64::try_from(config.duration_ms(response.duration_ms, 0)).unwrap_or(0),
             ));
             let (scope_en, scope_zh) = match response.scope {
@@ -306,7 +306,7 @@ mod tests {
 
     fn config(text: &str) -> ResponseConfig {
         let config: crate::config::Config =
-            countywatch_daemon::config_file::parse(std::path::Path::new("c.yaml"), text).unwrap();
+            countywatch_config::config_file::parse(std::path::Path::new("c.yaml"), text).unwrap();
         config.response
     }
 

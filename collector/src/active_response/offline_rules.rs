@@ -133,7 +133,7 @@ mod tests {
         }
         assert_eq!(build(&config, &response).version, rules.version);
         let guarded = ResponseConfig {
-            never_block: vec![countywatch_daemon::config_file::unspanned(
+            never_block: vec![countywatch_config::config_file::unspanned(
                 "10.0.0.0/8".to_string(),
             )],
             ..ResponseConfig::default()

@@ -18,7 +18,7 @@ pub fn list(
     let now = countywatch_daemon::clock::now_ms();
     let since_ms = match since {
         None => None,
-        Some(text) => Some(match countywatch_daemon::duration::parse(text) {
+        Some(text) => Some(match countywatch_config::duration::parse(text) {
             Ok(ago) => now.saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX)),
             Err(_) => countywatch_notify::alert::parse_rfc3339(text).map_err(|error| {
                 anyhow::anyhow!(

@@ -1,7 +1,7 @@
 //! `token create`: single-use enrolment tokens for agents.
 
 use crate::config::Config;
-use countywatch_daemon::duration::{self, PromDuration};
+use countywatch_config::duration::{self, PromDuration};
 
 /// Creates an enrolment token valid for `ttl` (a Prometheus duration),
 /// bound to the agent `name` when given (`replace` lets it enrol over an

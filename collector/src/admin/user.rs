@@ -5,8 +5,8 @@ use crate::config::Config;
 use crate::incident::accounts;
 use crate::incident::auth::{self, Role};
 use crate::incident::store::IncidentStore;
+use countywatch_config::duration::{self, PromDuration};
 use countywatch_daemon::clock::now_ms;
-use countywatch_daemon::duration::{self, PromDuration};
 
 /// Creates the user `name` with `role` (or resets its role and password),
 /// the password read from standard input; audited as `user.added`.

@@ -18,6 +18,8 @@
 //! - [`routes`]: the one route table: paths, roles, handlers.
 //! - [`request`]: cookies, bodies, responses with the security headers.
 //! - [`csrf`]: CSRF tokens for forms and the API.
+//! - [`login_limiter`]: failed logins per address and account, and the
+//!   argon2 memory password checks are lent.
 //! - [`api`]: the JSON API under `/api/v1/` and its OpenAPI description.
 //! - [`web`]: the server-rendered pages (maud), in Chinese and English.
 //! - [`openmetrics`]: `/metrics` in OpenMetrics 1.0.0 for scrapers that ask
@@ -26,6 +28,7 @@
 pub mod api;
 pub mod console;
 pub mod csrf;
+pub mod login_limiter;
 pub mod openmetrics;
 pub mod request;
 pub mod routes;
@@ -44,8 +47,9 @@ use crate::active_response::config::ResponseConfig;
 use crate::alerting::Alerting;
 use crate::audit::Outcome;
 use crate::config_reload::Reloader;
+use crate::http::login_limiter::LoginLimiter;
 use crate::http::routes::Route;
-use crate::incident::auth::{LoginLimiter, Principal};
+use crate::incident::auth::Principal;
 use crate::incident::store::IncidentStore;
 use crate::metric_store::{JOB, MetricStore};
 use crate::metrics_auth::MetricsCredentials;

@@ -4,7 +4,7 @@
 //! revoking API tokens.
 //!
 //! Whenever a password is reset or a user disabled or removed, every
-//! session and API token of that user ends with it ([`revoke_credentials`]).
+//! session and API token of that user ends with it ([`auth::revoke_credentials`]).
 //!
 //! The first admin: on a start with an empty user table the collector
 //! creates `admin` with a random password, writes it to
@@ -14,11 +14,11 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use crate::audit::Outcome;
-use crate::incident::auth::{self, Role};
+use crate::incident::auth::{self, Role, revoke_credentials};
 use crate::incident::store::IncidentStore;
 
 /// The first admin's user name.
@@ -63,13 +63,6 @@ pub struct TokenRow {
     pub created_ms: i64,
     /// Unix milliseconds; `None` for a token valid until revoked.
     pub expires_ms: Option<i64>,
-}
-
-/// Ends every session and API token of `user`; returns how many of each.
-pub fn revoke_credentials(connection: &Connection, user: &str) -> rusqlite::Result<(usize, usize)> {
-    let sessions = connection.execute("DELETE FROM sessions WHERE user = ?1", params![user])?;
-    let tokens = connection.execute("DELETE FROM api_tokens WHERE user = ?1", params![user])?;
-    Ok((sessions, tokens))
 }
 
 /// Creates the first admin when the user table is empty; returns the
@@ -312,8 +305,8 @@ mod tests {
         assert_eq!(password.len(), GENERATED_PASSWORD_LENGTH);
         // Only once: a second start leaves the user and the file alone.
         assert_eq!(ensure_first_admin(&store, dir.path(), 2).unwrap(), None);
-        let limiter = auth::LoginLimiter::default();
-        let mut memory = limiter.lease_memory().unwrap();
+        let pool = auth::HashMemoryPool::new(1);
+        let mut memory = pool.lease().unwrap();
         assert_eq!(
             auth::check_password(&store, FIRST_ADMIN, &password, &mut memory).unwrap(),
             Some(Role::Admin)

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use countywatch_daemon::config_file::{Problems, Spanned, unspanned};
-use countywatch_daemon::duration::PromDuration;
+use countywatch_config::config_file::{Problems, Spanned, unspanned};
+use countywatch_config::duration::PromDuration;
 use serde::Deserialize;
 
 /// The least retention the law asks for without a recorded reason: China's
@@ -82,7 +82,7 @@ mod tests {
 
     fn problems(text: &str) -> String {
         let path = Path::new("collector.yaml");
-        let config: Config = countywatch_daemon::config_file::parse(path, text).unwrap();
+        let config: Config = countywatch_config::config_file::parse(path, text).unwrap();
         match config.validate(path) {
             Ok(()) => String::new(),
             Err(problems) => problems.to_string(),

@@ -570,7 +570,7 @@ mod tests {
     fn a_repeat_while_open_adds_evidence_and_a_later_one_reopens_or_opens() {
         let dir = tempfile::tempdir().unwrap();
         let settings = IncidentsConfig {
-            reopen_within: countywatch_daemon::duration::PromDuration(
+            reopen_within: countywatch_config::duration::PromDuration(
                 std::time::Duration::from_secs(3600),
             ),
             ..IncidentsConfig::default()

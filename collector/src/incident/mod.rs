@@ -11,7 +11,7 @@
 //! - [`detection_sink`]: the store as the detection task's sink, and the
 //!   incident gauges on `/metrics`.
 //! - [`retention`]: the daily purge in small transactions.
-//! - [`auth`]: users (argon2), sessions, API tokens, roles, login rate limit.
+//! - [`auth`]: users (argon2), sessions, API tokens, roles.
 //! - [`accounts`]: the first admin, password changes, disabling and
 //!   removing users, listing and revoking tokens.
 //! - [`export`]: CSV and JSON exports of incident lists.

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use countywatch_daemon::config_file::{Problems, Spanned};
-use countywatch_daemon::duration::PromDuration;
+use countywatch_config::config_file::{Problems, Spanned};
+use countywatch_config::duration::PromDuration;
 use serde::Deserialize;
 
 /// Every scale-out output.
@@ -483,7 +483,7 @@ mod tests {
 
     fn problems_of(text: &str) -> String {
         let path = std::path::Path::new("c.yaml");
-        let config: crate::config::Config = match countywatch_daemon::config_file::parse(path, text)
+        let config: crate::config::Config = match countywatch_config::config_file::parse(path, text)
         {
             Ok(config) => config,
             Err(problems) => return problems.to_string(),

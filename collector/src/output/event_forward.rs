@@ -792,7 +792,7 @@ mod tests {
 
     #[test]
     fn filters_match_source_kind_and_severity() {
-        let config: ForwardConfig = countywatch_daemon::config_file::parse(
+        let config: ForwardConfig = countywatch_config::config_file::parse(
             Path::new("f.yaml"),
             "name: f\nsyslog:\n  address: 127.0.0.1:1\nfilter:\n  sources: [auth]\n  min_severity: warning\n",
         )
@@ -860,7 +860,7 @@ mod tests {
         let events: Vec<Event> = (0..6).map(event).collect();
         registry.accept_batch("a", 1, &events, 5).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let config: ForwardConfig = countywatch_daemon::config_file::parse(
+        let config: ForwardConfig = countywatch_config::config_file::parse(
             Path::new("f.yaml"),
             &format!(
                 "name: j\njson_lines:\n  url: http://{}/ingest\nfrom_beginning: true\nfilter:\n  sources: [auth]\n",

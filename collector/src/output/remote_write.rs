@@ -718,7 +718,7 @@ mod tests {
         let text = format!(
             "name: {name}\nurl: http://127.0.0.1:1/api/v1/write\nmax_pending_samples: {max_pending}\nmax_samples_per_send: {per_send}\n"
         );
-        countywatch_daemon::config_file::parse(Path::new("t.yaml"), &text).unwrap()
+        countywatch_config::config_file::parse(Path::new("t.yaml"), &text).unwrap()
     }
 
     fn series(n: usize) -> Vec<Series> {
@@ -771,7 +771,7 @@ mod tests {
             "name: t\nurl: http://127.0.0.1:1/api/v1/write\nbasic_auth:\n  username: countywatch\n  password_file: {}\n",
             password.display()
         );
-        let config = countywatch_daemon::config_file::parse(Path::new("t.yaml"), &text).unwrap();
+        let config = countywatch_config::config_file::parse(Path::new("t.yaml"), &text).unwrap();
         let metrics = RemoteWriteMetrics::register(&prometheus::Registry::new()).unwrap();
         let output = RemoteWrite::open(dir.path(), config, metrics).unwrap();
         let headers = output.headers().unwrap();

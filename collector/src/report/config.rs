@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use countywatch_daemon::config_file::{Problems, Spanned};
-use countywatch_daemon::duration::PromDuration;
+use countywatch_config::config_file::{Problems, Spanned};
+use countywatch_config::duration::PromDuration;
 use serde::Deserialize;
 
 /// `report:` in the collector configuration.
@@ -81,7 +81,7 @@ mod tests {
 
     fn problems_of(text: &str) -> String {
         let config: Config =
-            countywatch_daemon::config_file::parse(Path::new("c.yaml"), text).unwrap();
+            countywatch_config::config_file::parse(Path::new("c.yaml"), text).unwrap();
         config
             .validate(Path::new("c.yaml"))
             .err()

@@ -2,7 +2,79 @@
 //! `window`. Only the latest `count` hits are kept: count >= N within the
 //! window exactly when the N-th latest hit is inside it.
 
-use super::{Hit, expire, push_bounded};
+use countywatch_config::config_file::{Problems, Spanned};
+use countywatch_wire::Event;
+use serde::Deserialize;
+
+use super::{Hit, Kind, MatchContext, expire, push_bounded};
+use crate::condition::Scope;
+use crate::rulefmt::{MAX_COUNT, MAX_WINDOW, count, window};
+
+/// `threshold:` as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Raw {
+    /// Matches needed.
+    pub count: Spanned<u64>,
+    /// Sliding window.
+    pub window: Spanned<String>,
+}
+
+/// `count` matches within `window_ms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    /// Matches needed.
+    pub count: usize,
+    /// Window, ms.
+    pub window_ms: i64,
+}
+
+/// The threshold kind; a key remembers its latest hits within the window,
+/// oldest first.
+pub struct Threshold;
+
+impl Kind for Threshold {
+    type Raw = Raw;
+    const EXAMPLE: &'static str = "{count: 3, window: 1m}";
+    type Spec = Spec;
+    type State = Vec<Hit>;
+
+    fn validate(problems: &mut Problems, _: &Scope, raw: &Raw) -> Option<Spec> {
+        let count = count(problems, "threshold count", &raw.count, MAX_COUNT);
+        let window_ms = window(problems, "window", &raw.window, MAX_WINDOW);
+        Some(Spec { count, window_ms })
+    }
+
+    fn parameters(spec: &Spec) -> String {
+        format!("{}/{}", spec.count, spec.window_ms)
+    }
+
+    fn retention_ms(spec: &Spec) -> i64 {
+        spec.window_ms
+    }
+
+    fn initial_state(_: &Spec, _: Hit) -> Vec<Hit> {
+        Vec::new()
+    }
+
+    fn on_match(
+        spec: &Spec,
+        hits: &mut Vec<Hit>,
+        _: &Event,
+        hit: Hit,
+        _: &mut MatchContext<'_>,
+    ) -> Option<Vec<Hit>> {
+        on_match(hits, hit, spec.count, spec.window_ms)
+    }
+
+    fn first_heap_word(hits: &Vec<Hit>) -> Option<i64> {
+        hits.first().map(|hit| hit.at_ms)
+    }
+
+    fn heap_bytes(hits: &Vec<Hit>) -> usize {
+        hits.capacity() * size_of::<Hit>()
+    }
+}
 
 /// Adds `hit`; returns the hits that fired (and forgets them) once `count`
 /// are within `window_ms`.

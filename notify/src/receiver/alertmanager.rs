@@ -9,14 +9,47 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use countywatch_config::config_file::{Problems, Spanned};
+use countywatch_config::duration::PromDuration;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::alert::rfc3339;
-use crate::config::AlertmanagerConfig;
-use crate::http_client::{self, Target};
+use crate::http_client::{self, HttpTlsConfig, Target};
 use crate::notification::Notification;
-use crate::receiver::{BuildError, Integration, SendFuture};
+use crate::receiver::{BuildContext, BuildError, Integration, Kind, SendFuture, check_url};
 use countywatch_daemon::clock::now_ms;
+
+/// Forwarding to an Alertmanager.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// The Alertmanager's base URL, e.g. `http://127.0.0.1:9093`.
+    pub url: Spanned<String>,
+    /// Sent as `Authorization: Bearer ...`.
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    /// TLS options for `https` URLs.
+    #[serde(default)]
+    pub tls_config: HttpTlsConfig,
+    /// Forward resolutions too (Alertmanager needs them to resolve quickly).
+    #[serde(default = "crate::receiver::yes")]
+    pub send_resolved: bool,
+    /// Longest time one delivery attempt may take.
+    #[serde(default = "crate::receiver::default_timeout")]
+    pub timeout: PromDuration,
+    /// Firing alerts are sent again this often (at the group's
+    /// `group_interval` at the earliest), with `endsAt` four times that
+    /// cadence ahead, as Prometheus's `--rules.alert.resend-delay`: the
+    /// Alertmanager keeps them firing between sends and resolves them by
+    /// itself if the collector stops sending.
+    #[serde(default = "default_resend_interval")]
+    pub resend_interval: PromDuration,
+}
+
+fn default_resend_interval() -> PromDuration {
+    PromDuration(Duration::from_secs(60))
+}
 
 /// One Alertmanager.
 pub struct Alertmanager {
@@ -70,6 +103,21 @@ impl Alertmanager {
             timeout: config.timeout.get(),
             resend_interval: config.resend_interval.get(),
         })
+    }
+}
+
+impl Kind for Alertmanager {
+    type Config = AlertmanagerConfig;
+
+    fn build(
+        config: &AlertmanagerConfig,
+        _: &BuildContext<'_>,
+    ) -> Result<Alertmanager, BuildError> {
+        Alertmanager::new(config)
+    }
+
+    fn validate(config: &AlertmanagerConfig, problems: &mut Problems) {
+        check_url(&config.url, problems);
     }
 }
 

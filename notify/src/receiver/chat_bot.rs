@@ -8,14 +8,18 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use countywatch_config::config_file::{Problems, Spanned};
+use countywatch_config::duration::PromDuration;
+use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::BotConfig;
-use crate::http_client::{self, Target};
+use crate::display::Language;
+use crate::http_client::{self, HttpTlsConfig, Target};
 use crate::notification::Notification;
-use crate::receiver::{BuildError, Integration, SendFuture, check_bot_answer};
-use crate::template::TemplateDefaults;
-use crate::template::Templates;
+use crate::receiver::{
+    BuildContext, BuildError, Integration, Kind, SendFuture, check_bot_answer, check_url,
+};
+use crate::template::{TemplateDefaults, TemplateOverrides, Templates, check_overrides};
 
 /// One robot's wire format.
 pub trait Dialect: Send + Sync + 'static {
@@ -29,6 +33,32 @@ pub trait Dialect: Send + Sync + 'static {
     fn request(bot: &ChatBot<Self>, notification: &Notification) -> (Target, Value)
     where
         Self: Sized;
+}
+
+/// A DingTalk, WeCom or Feishu group robot.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotConfig {
+    /// The robot's webhook URL, with its access token.
+    pub url: Spanned<String>,
+    /// Signing secret (DingTalk "加签", Feishu "签名校验"); unused by WeCom.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// TLS options for `https` URLs.
+    #[serde(default)]
+    pub tls_config: HttpTlsConfig,
+    /// Also notify when alerts resolve.
+    #[serde(default = "crate::receiver::yes")]
+    pub send_resolved: bool,
+    /// Longest time one delivery attempt may take.
+    #[serde(default = "crate::receiver::default_timeout")]
+    pub timeout: PromDuration,
+    /// Language of the default templates for this integration.
+    #[serde(default)]
+    pub language: Option<Language>,
+    /// Templates replacing the defaults (`subject` and `markdown`).
+    #[serde(default)]
+    pub templates: TemplateOverrides,
 }
 
 /// One configured robot of dialect `D`.
@@ -67,6 +97,19 @@ impl<D: Dialect> ChatBot<D> {
             timeout: config.timeout.get(),
             dialect: PhantomData,
         })
+    }
+}
+
+impl<D: Dialect> Kind for ChatBot<D> {
+    type Config = BotConfig;
+
+    fn build(config: &BotConfig, context: &BuildContext<'_>) -> Result<ChatBot<D>, BuildError> {
+        ChatBot::new(config, context.defaults)
+    }
+
+    fn validate(config: &BotConfig, problems: &mut Problems) {
+        check_url(&config.url, problems);
+        check_overrides(&config.templates, &config.url, problems);
     }
 }
 

@@ -3,19 +3,82 @@
 //! templates. Non-ASCII subjects and addresses are RFC 2047-encoded and
 //! bodies sent as UTF-8 by lettre, so Chinese arrives intact.
 
+use std::path::PathBuf;
+
+use countywatch_config::config_file::{Problems, Spanned};
+use countywatch_config::duration::PromDuration;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::config::{EmailConfig, SmtpTls};
+use crate::display::Language;
 use crate::notification::Notification;
-use crate::receiver::{BuildError, Integration, SendFuture};
-use crate::template::TemplateDefaults;
-use crate::template::Templates;
+use crate::receiver::{BuildContext, BuildError, Integration, Kind, SendFuture};
+use crate::template::{TemplateDefaults, TemplateOverrides, Templates, check_overrides};
 use countywatch_net::secret::read_secret;
 use countywatch_net::send_error::SendError;
+use serde::Deserialize;
+
+/// One email integration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Copy recipients.
+    #[serde(default)]
+    pub cc: Vec<String>,
+    /// Sender address, e.g. `countywatch <alerts@county.gov.cn>`.
+    pub from: String,
+    /// SMTP server, `HOST:PORT`.
+    pub smarthost: Spanned<String>,
+    /// How the connection is secured.
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// Trust this CA file (PEM) in addition to the public roots, for a
+    /// mail server with a certificate from the county's own CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// SMTP AUTH user name (PLAIN or LOGIN, only over TLS).
+    #[serde(default)]
+    pub auth_username: Option<String>,
+    /// SMTP AUTH password; prefer `auth_password_file`.
+    #[serde(default)]
+    pub auth_password: Option<String>,
+    /// File holding the SMTP AUTH password.
+    #[serde(default)]
+    pub auth_password_file: Option<PathBuf>,
+    /// Name sent in EHLO; defaults to `localhost`.
+    #[serde(default)]
+    pub hello: Option<String>,
+    /// Also notify when alerts resolve.
+    #[serde(default)]
+    pub send_resolved: bool,
+    /// Longest time one delivery attempt may take.
+    #[serde(default = "crate::receiver::default_timeout")]
+    pub timeout: PromDuration,
+    /// Language of the default templates for this integration.
+    #[serde(default)]
+    pub language: Option<Language>,
+    /// Templates replacing the defaults.
+    #[serde(default)]
+    pub templates: TemplateOverrides,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS; refuses servers without it.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Implicit,
+    /// No TLS at all: only for a relay on the same host.
+    None,
+}
 
 /// One email integration.
 pub struct Email {
@@ -197,6 +260,50 @@ fn message_id(notification: &Notification) -> String {
         notification.created_ms,
         hex::encode(&digest[..12])
     )
+}
+
+impl Kind for Email {
+    type Config = EmailConfig;
+
+    fn build(config: &EmailConfig, context: &BuildContext<'_>) -> Result<Email, BuildError> {
+        Email::new(config, context.defaults)
+    }
+
+    fn validate(email: &EmailConfig, problems: &mut Problems) {
+        if split_host_port(&email.smarthost.value).is_none() {
+            problems.at(
+                &email.smarthost,
+                format!("smarthost {:?} is not HOST:PORT", email.smarthost.value),
+            );
+        }
+        if email.to.is_empty() {
+            problems.at(
+                &email.smarthost,
+                "email_configs: `to` must name at least one address",
+            );
+        }
+        for address in email.to.iter().chain(&email.cc).chain([&email.from]) {
+            if address.parse::<Mailbox>().is_err() {
+                problems.at(
+                    &email.smarthost,
+                    format!("email_configs: invalid address {address:?}"),
+                );
+            }
+        }
+        if email.auth_username.is_some() && email.tls == SmtpTls::None {
+            problems.at(
+                &email.smarthost,
+                "auth_username needs tls: starttls or implicit; a password must not cross the network in clear",
+            );
+        }
+        if email.auth_password.is_some() && email.auth_password_file.is_some() {
+            problems.at(
+                &email.smarthost,
+                "set auth_password or auth_password_file, not both",
+            );
+        }
+        check_overrides(&email.templates, &email.smarthost, problems);
+    }
 }
 
 impl Integration for Email {

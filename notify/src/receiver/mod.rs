@@ -2,6 +2,12 @@
 //! A receiver in the config is a name with any number of integrations;
 //! each integration has its own outbox queue, so a hanging one delays only
 //! itself.
+//!
+//! Each kind's file owns its config struct and implements [`Kind`]; the
+//! `receiver_kinds!` table below is the one place that lists them: it
+//! gives [`ReceiverConfig`] its `NAME_configs` keys, and building and
+//! checking receivers (also those read from an `alertmanager.yml`) go
+//! through it.
 
 pub mod alertmanager;
 pub mod chat_bot;
@@ -12,14 +18,146 @@ pub mod webhook;
 pub mod wecom;
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
-use crate::config::{NotifyConfig, ReceiverConfig};
+use countywatch_config::config_file::{Problems, Spanned};
+use countywatch_config::duration::PromDuration;
+use countywatch_net::send_error::SendError;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
 use crate::notification::Notification;
 use crate::receiver::chat_bot::ChatBot;
 use crate::template::TemplateDefaults;
-use countywatch_net::send_error::SendError;
+
+/// One kind of integration, as its file declares it: the settings under
+/// its `NAME_configs` key, how they are checked, and how an integration is
+/// built from them.
+pub trait Kind: Integration + Sized + 'static {
+    /// The settings of one integration, one entry of `NAME_configs`.
+    type Config: Clone + Debug + DeserializeOwned;
+
+    /// Builds the integration (reads secret and template files, builds TLS
+    /// configurations).
+    fn build(config: &Self::Config, context: &BuildContext<'_>) -> Result<Self, BuildError>;
+
+    /// Adds a problem, at its position, for everything wrong in `config`
+    /// that a running collector would otherwise find only when it sends.
+    fn validate(config: &Self::Config, problems: &mut Problems);
+}
+
+/// What building an integration needs besides its own settings.
+pub struct BuildContext<'a> {
+    /// The default language and display settings of templates.
+    pub defaults: &'a TemplateDefaults,
+    /// The collector's base URL, for links.
+    pub external_url: &'a str,
+}
+
+/// The table of integration kinds: each line is a `NAME_configs` key of a
+/// receiver and the [`Kind`] its entries build. Generates
+/// [`ReceiverConfig`] and the loops over its keys.
+macro_rules! receiver_kinds {
+    ($($(#[doc = $doc:literal])* $key:ident: $kind:ty,)*) => {
+        /// A named receiver with any number of integrations.
+        #[derive(Clone, Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct ReceiverConfig {
+            /// Its name, referenced by routes.
+            pub name: Spanned<String>,
+            $(
+                $(#[doc = $doc])*
+                #[serde(default)]
+                pub $key: Vec<<$kind as Kind>::Config>,
+            )*
+        }
+
+        impl ReceiverConfig {
+            /// Every `NAME_configs` key, in table order.
+            pub const KEYS: &'static [&'static str] = &[$(stringify!($key)),*];
+
+            /// A receiver named `name` with no integrations.
+            pub fn named(name: Spanned<String>) -> ReceiverConfig {
+                ReceiverConfig {
+                    name,
+                    $($key: Vec::new(),)*
+                }
+            }
+
+            /// Adds the problems of every integration.
+            pub fn validate(&self, problems: &mut Problems) {
+                $(
+                    for config in &self.$key {
+                        <$kind as Kind>::validate(config, problems);
+                    }
+                )*
+            }
+
+            /// Builds every integration, in table order.
+            fn build_integrations(
+                &self,
+                context: &BuildContext<'_>,
+            ) -> anyhow::Result<Vec<Box<dyn Integration>>> {
+                let mut integrations: Vec<Box<dyn Integration>> = Vec::new();
+                $(build_each::<$kind>(&self.name.value, stringify!($key), &self.$key, context, &mut integrations)?;)*
+                Ok(integrations)
+            }
+        }
+    };
+}
+
+// The registration point: one line per kind of integration.
+receiver_kinds! {
+    /// SMTP email.
+    email_configs: email::Email,
+    /// Generic webhooks with Alertmanager's payload (version 4).
+    webhook_configs: webhook::Webhook,
+    /// DingTalk group robots.
+    dingtalk_configs: ChatBot<dingtalk::DingTalk>,
+    /// WeCom (企业微信) group robots.
+    wecom_configs: ChatBot<wecom::WeCom>,
+    /// Feishu / Lark group robots.
+    feishu_configs: ChatBot<feishu::Feishu>,
+    /// Forwarding to an Alertmanager (or a cluster member) `/api/v2/alerts`.
+    alertmanager_configs: alertmanager::Alertmanager,
+}
+
+/// Builds the integrations of one key of receiver `name`, naming the
+/// failing entry (`receiver "ops": email_configs[1]: ...`).
+fn build_each<K: Kind>(
+    name: &str,
+    key: &str,
+    configs: &[K::Config],
+    context: &BuildContext<'_>,
+    integrations: &mut Vec<Box<dyn Integration>>,
+) -> anyhow::Result<()> {
+    for (index, config) in configs.iter().enumerate() {
+        let integration = K::build(config, context)
+            .map_err(|error| anyhow::anyhow!("receiver {name:?}: {key}[{index}]: {error}"))?;
+        integrations.push(Box::new(integration));
+    }
+    Ok(())
+}
+
+/// The default bound on one delivery attempt.
+pub fn default_timeout() -> PromDuration {
+    PromDuration(Duration::from_secs(30))
+}
+
+/// `true`, for `#[serde(default = ...)]` of keys that default to on.
+pub fn yes() -> bool {
+    true
+}
+
+/// Adds a problem at `url` unless it is a usable `http(s)://` URL.
+pub fn check_url(url: &Spanned<String>, problems: &mut Problems) {
+    if let Err(message) = crate::http_client::Target::parse(&url.value) {
+        problems.at(url, message.to_string());
+    }
+}
 
 /// Why an integration cannot be built from its config: the operator must
 /// fix the config or a file it names; no retry helps.
@@ -35,8 +173,8 @@ pub enum BuildError {
     #[error(transparent)]
     Secret(#[from] countywatch_net::secret::SecretError),
     /// A template does not parse or its file cannot be read.
-    #[error("{0}")]
-    Template(String),
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateLoadError),
     /// The smarthost is not `HOST:PORT`.
     #[error("smarthost {0:?} is not HOST:PORT")]
     Smarthost(String),
@@ -93,67 +231,15 @@ pub type Receivers = BTreeMap<String, Vec<Box<dyn Integration>>>;
 
 /// Builds every receiver's integrations (reads password, token and
 /// template files, builds TLS configurations).
-pub fn build(config: &NotifyConfig) -> anyhow::Result<Receivers> {
+pub fn build(configs: &[ReceiverConfig], context: &BuildContext<'_>) -> anyhow::Result<Receivers> {
     let mut receivers = Receivers::new();
-    for receiver in &config.receivers {
+    for receiver in configs {
         receivers.insert(
             receiver.name.value.clone(),
-            build_receiver(
-                receiver,
-                &TemplateDefaults {
-                    language: config.language.unwrap_or(config.display.language),
-                    display: config.display.clone(),
-                },
-                &config.external_url,
-            )?,
+            receiver.build_integrations(context)?,
         );
     }
     Ok(receivers)
-}
-
-fn build_receiver(
-    receiver: &ReceiverConfig,
-    defaults: &TemplateDefaults,
-    external_url: &str,
-) -> anyhow::Result<Vec<Box<dyn Integration>>> {
-    let name = &receiver.name.value;
-    let context = |kind: &str, index: usize| format!("receiver {name:?}: {kind}_configs[{index}]");
-    let mut integrations: Vec<Box<dyn Integration>> = Vec::new();
-    for (index, config) in receiver.email_configs.iter().enumerate() {
-        integrations.push(Box::new(email::Email::new(config, defaults).map_err(
-            |error| anyhow::anyhow!("{}: {error}", context("email", index)),
-        )?));
-    }
-    for (index, config) in receiver.webhook_configs.iter().enumerate() {
-        integrations.push(Box::new(
-            webhook::Webhook::new(config, external_url)
-                .map_err(|error| anyhow::anyhow!("{}: {error}", context("webhook", index)))?,
-        ));
-    }
-    for (index, config) in receiver.dingtalk_configs.iter().enumerate() {
-        integrations.push(Box::new(
-            ChatBot::<dingtalk::DingTalk>::new(config, defaults)
-                .map_err(|error| anyhow::anyhow!("{}: {error}", context("dingtalk", index)))?,
-        ));
-    }
-    for (index, config) in receiver.wecom_configs.iter().enumerate() {
-        integrations.push(Box::new(
-            ChatBot::<wecom::WeCom>::new(config, defaults)
-                .map_err(|error| anyhow::anyhow!("{}: {error}", context("wecom", index)))?,
-        ));
-    }
-    for (index, config) in receiver.feishu_configs.iter().enumerate() {
-        integrations.push(Box::new(
-            ChatBot::<feishu::Feishu>::new(config, defaults)
-                .map_err(|error| anyhow::anyhow!("{}: {error}", context("feishu", index)))?,
-        ));
-    }
-    for (index, config) in receiver.alertmanager_configs.iter().enumerate() {
-        integrations.push(Box::new(alertmanager::Alertmanager::new(config).map_err(
-            |error| anyhow::anyhow!("{}: {error}", context("alertmanager", index)),
-        )?));
-    }
-    Ok(integrations)
 }
 
 /// HMAC-SHA256 (RFC 2104), which DingTalk and Feishu use to sign requests.
@@ -211,6 +297,65 @@ pub fn check_bot_answer(body: &[u8], rate_limit_codes: &[i64]) -> Result<(), Sen
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One entry of each kind in the table: a URL does for every kind but
+    /// email.
+    fn receiver_with_every_kind() -> String {
+        let mut text = "receivers:\n- name: every\n".to_string();
+        for key in ReceiverConfig::KEYS {
+            let entry = match *key {
+                "email_configs" => {
+                    "{to: [ops@example.org], from: cw@example.org, smarthost: '127.0.0.1:25', tls: none}"
+                }
+                _ => "{url: 'http://127.0.0.1:9/'}",
+            };
+            text.push_str(&format!("  {key}:\n  - {entry}\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn every_kind_in_the_table_is_read_checked_and_built_from_its_key() {
+        let path = std::path::Path::new("notify.yaml");
+        let config: crate::config::NotifyConfig =
+            countywatch_config::config_file::parse(path, &receiver_with_every_kind()).unwrap();
+        let mut problems = Problems::new(path);
+        config.receivers[0].validate(&mut problems);
+        assert!(problems.is_empty(), "{problems}");
+        let receivers = config.build_receivers().unwrap();
+        let kinds: Vec<String> = receivers["every"]
+            .iter()
+            .map(|integration| format!("{}_configs", integration.kind()))
+            .collect();
+        assert_eq!(kinds, ReceiverConfig::KEYS);
+        assert_eq!(
+            ReceiverConfig::KEYS,
+            [
+                "email_configs",
+                "webhook_configs",
+                "dingtalk_configs",
+                "wecom_configs",
+                "feishu_configs",
+                "alertmanager_configs"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_kinds_check_runs_for_its_key() {
+        let text = receiver_with_every_kind().replace("http://127.0.0.1:9/", "ftp://x/");
+        let path = std::path::Path::new("notify.yaml");
+        let config: crate::config::NotifyConfig =
+            countywatch_config::config_file::parse(path, &text).unwrap();
+        let mut problems = Problems::new(path);
+        config.receivers[0].validate(&mut problems);
+        // Every kind but email has a URL, and each refuses it.
+        assert_eq!(
+            problems.problems.len(),
+            ReceiverConfig::KEYS.len() - 1,
+            "{problems}"
+        );
+    }
 
     #[test]
     fn hmac_matches_rfc_4231() {

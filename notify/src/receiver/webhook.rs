@@ -1,16 +1,45 @@
 //! The generic webhook: Alertmanager's payload, version 4, so that any
 //! tool written for Alertmanager webhooks accepts ours unchanged.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use countywatch_config::config_file::{Problems, Spanned};
+use countywatch_config::duration::PromDuration;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::config::WebhookConfig;
-use crate::http_client::{self, Target};
+use crate::http_client::{self, HttpTlsConfig, Target};
 use crate::notification::Notification;
-use crate::receiver::{BuildError, Integration, SendFuture};
+use crate::receiver::{BuildContext, BuildError, Integration, Kind, SendFuture, check_url};
 use countywatch_net::secret::read_secret;
+
+/// A generic webhook.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The URL to POST to (`http` or `https`).
+    pub url: Spanned<String>,
+    /// Sent as `Authorization: Bearer ...`; prefer `bearer_token_file`.
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    /// File holding the bearer token.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// TLS options for `https` URLs.
+    #[serde(default)]
+    pub tls_config: HttpTlsConfig,
+    /// Most alerts per payload (0: all); the rest are counted in `truncatedAlerts`.
+    #[serde(default)]
+    pub max_alerts: usize,
+    /// Also notify when alerts resolve.
+    #[serde(default = "crate::receiver::yes")]
+    pub send_resolved: bool,
+    /// Longest time one delivery attempt may take.
+    #[serde(default = "crate::receiver::default_timeout")]
+    pub timeout: PromDuration,
+}
 
 /// One webhook integration.
 pub struct Webhook {
@@ -84,6 +113,18 @@ impl Webhook {
             timeout: config.timeout.get(),
             external_url: external_url.to_string(),
         })
+    }
+}
+
+impl Kind for Webhook {
+    type Config = WebhookConfig;
+
+    fn build(config: &WebhookConfig, context: &BuildContext<'_>) -> Result<Webhook, BuildError> {
+        Webhook::new(config, context.external_url)
+    }
+
+    fn validate(config: &WebhookConfig, problems: &mut Problems) {
+        check_url(&config.url, problems);
     }
 }
 

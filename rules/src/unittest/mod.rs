@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use countywatch_daemon::config_file;
-use countywatch_daemon::duration::PromDuration;
+use countywatch_config::config_file;
+use countywatch_config::duration::PromDuration;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::Expr;
 use serde::Deserialize;

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use async_snmp::{Auth, AuthProtocol, Oid, PrivProtocol, UsmConfig};
-use countywatch_daemon::config_file::{Problems, Spanned};
-use countywatch_daemon::duration::PromDuration;
+use countywatch_config::config_file::{Problems, Spanned};
+use countywatch_config::duration::PromDuration;
 use serde::Deserialize;
 
 use crate::config::ProbeToggle;
@@ -375,7 +375,7 @@ pub fn validate(config: &SnmpConfig, probe_timeout: Duration, problems: &mut Pro
 mod tests {
     use std::path::Path;
 
-    use countywatch_daemon::config_file;
+    use countywatch_config::config_file;
 
     use super::*;
 

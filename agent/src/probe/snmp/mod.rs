@@ -404,7 +404,7 @@ async fn connect(config: &DeviceConfig) -> Result<Client, PollFailure> {
 mod tests {
     use std::path::Path;
 
-    use countywatch_daemon::config_file;
+    use countywatch_config::config_file;
     use tokio::net::UdpSocket;
 
     use super::*;

@@ -156,7 +156,7 @@ pub fn silence(
     let duration = form
         .get("duration")
         .map_or(DEFAULT_SILENCE, |text| text.trim());
-    let Ok(duration) = countywatch_daemon::duration::parse(duration) else {
+    let Ok(duration) = countywatch_config::duration::parse(duration) else {
         return request::redirect(&format!("{back}?error=duration"));
     };
     if comment.is_empty() || duration.is_zero() {
@@ -187,7 +187,7 @@ pub fn silence(
         Outcome::Success,
         &format!(
             "alert {fingerprint} for {}: {comment}",
-            countywatch_daemon::duration::PromDuration(duration)
+            countywatch_config::duration::PromDuration(duration)
         ),
     ) {
         tracing::error!("cannot audit a silence: {error:#}");

@@ -48,7 +48,7 @@ use crate::audit::Outcome;
 use crate::http::request::{self, LANGUAGE_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 use crate::http::routes::Endpoint;
 use crate::http::{Authorized, State, refuse_audited};
-use crate::http::{api, csrf};
+use crate::http::{api, csrf, login_limiter};
 use crate::incident::auth::{self, Principal};
 use crate::incident::lifecycle::Transition;
 use crate::incident::store::{IncidentFilter, Status};
@@ -319,7 +319,13 @@ fn login(
     // The attempt counts before its password is checked, so that parallel
     // requests cannot all pass the limit before any failure is counted.
     let Some(count) = state.limiter.reserve(address, now) else {
-        login_failed(state, &user, address, "rate limited", auth::MAX_FAILURES);
+        login_failed(
+            state,
+            &user,
+            address,
+            "rate limited",
+            login_limiter::MAX_FAILURES,
+        );
         return login_page(
             context,
             Some(context.lang.text("login_limited")),
@@ -556,7 +562,7 @@ fn detail(
             timeline: &timeline,
             related: &related,
             assignable: &assignable,
-            decisions: &decisions,
+            decisions: decisions_page::incident_section(context, &decisions),
             description: state.rule_texts.description(lang, &incident.rule_id),
             guidance: state.rule_texts.guidance(lang, &incident.rule_id),
             error,

@@ -358,8 +358,10 @@ pub struct DetailData<'a> {
     pub related: &'a [Incident],
     /// Users who can be assigned (security officers and admins).
     pub assignable: &'a [String],
-    /// The active-response decisions the incident caused.
-    pub decisions: &'a [crate::incident::decisions::DecisionRecord],
+    /// The active-response decisions the incident caused, rendered by
+    /// `decisions_page` (which uses this file's layout, so this file does
+    /// not call it back).
+    pub decisions: Markup,
     /// The rule's description in the page's language.
     pub description: String,
     /// The rule's guidance in the page's language.
@@ -532,7 +534,7 @@ pub fn detail(context: &PageContext, incident: &Incident, data: &DetailData<'_>)
                     @for (name, value) in &shown_annotations { dt { (name) } dd { (value) } }
                 }
             }
-            (crate::http::web::decisions_page::incident_section(context, data.decisions))
+            (data.decisions)
             h2 { (lang.text("evidence")) " (" (incident.evidence_count) ")" }
             table #evidence {
                 thead { tr {

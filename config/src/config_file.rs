@@ -174,9 +174,9 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Problems
 pub fn load_lenient<T: DeserializeOwned>(path: &Path) -> (Option<T>, Problems) {
     match read_bounded(path) {
         Ok(text) => parse_lenient(path, &text),
-        Err(message) => {
+        Err(error) => {
             let mut problems = Problems::new(path);
-            problems.general(message);
+            problems.general(error.to_string());
             (None, problems)
         }
     }
@@ -305,24 +305,43 @@ fn plain_message(error: &serde_saphyr::Error) -> String {
     }
 }
 
-fn read_bounded(path: &Path) -> Result<String, String> {
-    let metadata = std::fs::metadata(path).map_err(|error| format!("cannot read: {error}"))?;
+/// Why a config file could not be read as text.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file is missing or unreadable.
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    /// A directory, a device, a socket.
+    #[error("cannot read: not a regular file")]
+    NotAFile,
+    /// Larger than the 4 MiB a config file may have.
+    #[error("cannot read: file is {size} bytes, larger than the {MAX_CONFIG_BYTES} byte limit")]
+    TooLarge {
+        /// The file's size.
+        size: u64,
+    },
+    /// Not UTF-8 text.
+    #[error("cannot read: not UTF-8 (invalid byte at offset {offset})")]
+    NotUtf8 {
+        /// Where the first invalid byte is.
+        offset: usize,
+    },
+}
+
+/// Reads a config file whole, refusing what is not a small UTF-8 file.
+pub fn read_bounded(path: &Path) -> Result<String, ReadError> {
+    let metadata = std::fs::metadata(path)?;
     if !metadata.is_file() {
-        return Err("cannot read: not a regular file".to_string());
+        return Err(ReadError::NotAFile);
     }
     if metadata.len() > MAX_CONFIG_BYTES {
-        return Err(format!(
-            "cannot read: file is {} bytes, larger than the {} byte limit",
-            metadata.len(),
-            MAX_CONFIG_BYTES
-        ));
+        return Err(ReadError::TooLarge {
+            size: metadata.len(),
+        });
     }
-    let bytes = std::fs::read(path).map_err(|error| format!("cannot read: {error}"))?;
-    String::from_utf8(bytes).map_err(|error| {
-        format!(
-            "cannot read: not UTF-8 (invalid byte at offset {})",
-            error.utf8_error().valid_up_to()
-        )
+    let bytes = std::fs::read(path)?;
+    String::from_utf8(bytes).map_err(|error| ReadError::NotUtf8 {
+        offset: error.utf8_error().valid_up_to(),
     })
 }
 
