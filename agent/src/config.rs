@@ -15,6 +15,7 @@ pub use crate::probe::process::ProcessConfig;
 pub use crate::probe::service::ServiceConfig;
 pub use crate::probe::snmp::SnmpConfig;
 pub use crate::probe::systemd::SystemdConfig;
+pub use crate::probe::toggle::ProbeToggle;
 
 /// The whole agent configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -250,26 +251,6 @@ pub struct ProbesConfig {
     pub snmp: SnmpConfig,
     /// How long one probe may run before the collection moves on without it.
     pub timeout: PromDuration,
-}
-
-/// A probe's switch and schedule.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProbeToggle {
-    /// Whether the probe runs.
-    pub enabled: bool,
-    /// How often the probe runs; between runs each batch repeats its last
-    /// figures. Defaults to the agent's `interval` (every collection).
-    pub interval: Option<PromDuration>,
-}
-
-impl Default for ProbeToggle {
-    fn default() -> Self {
-        ProbeToggle {
-            enabled: true,
-            interval: None,
-        }
-    }
 }
 
 /// The security event sources.

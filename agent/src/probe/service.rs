@@ -28,8 +28,8 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use serde::Deserialize;
 
+use super::toggle::ProbeToggle;
 use super::{Probe, ProbeError};
-use crate::config::ProbeToggle;
 use crate::tls_verifier::{self, ChainCheck, PresentedChain};
 
 /// Where Debian and its derivatives keep the system's trusted CAs.
