@@ -15,6 +15,7 @@ pub use crate::probe::process::ProcessConfig;
 pub use crate::probe::service::ServiceConfig;
 pub use crate::probe::snmp::SnmpConfig;
 pub use crate::probe::systemd::SystemdConfig;
+pub use crate::probe::toggle::ProbeToggle;
 
 /// The whole agent configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -250,26 +251,6 @@ pub struct ProbesConfig {
     pub snmp: SnmpConfig,
     /// How long one probe may run before the collection moves on without it.
     pub timeout: PromDuration,
-}
-
-/// A probe's switch and schedule.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProbeToggle {
-    /// Whether the probe runs.
-    pub enabled: bool,
-    /// How often the probe runs; between runs each batch repeats its last
-    /// figures. Defaults to the agent's `interval` (every collection).
-    pub interval: Option<PromDuration>,
-}
-
-impl Default for ProbeToggle {
-    fn default() -> Self {
-        ProbeToggle {
-            enabled: true,
-            interval: None,
-        }
-    }
 }
 
 /// The security event sources.
@@ -616,22 +597,40 @@ pub struct CollectorUrl {
     pub port: u16,
 }
 
+/// Why a collector URL is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CollectorUrlError {
+    /// Not `https://`.
+    #[error("collector URL {0:?} must start with https://")]
+    NotHttps(String),
+    /// A path, query or user part.
+    #[error("collector URL {0:?} must be https://HOST:PORT without a path")]
+    HasPath(String),
+    /// `[` without `]`.
+    #[error("collector URL {0:?} has an unclosed '['")]
+    UnclosedBracket(String),
+    /// Nothing before the port.
+    #[error("collector URL {0:?} has no host")]
+    NoHost(String),
+    /// Not a port number from 1 to 65535.
+    #[error("collector URL {0:?} has an invalid port")]
+    InvalidPort(String),
+}
+
 impl CollectorUrl {
     /// Parses `https://HOST:PORT` with an optional trailing `/`.
-    pub fn parse(text: &str) -> Result<CollectorUrl, String> {
+    pub fn parse(text: &str) -> Result<CollectorUrl, CollectorUrlError> {
         let rest = text
             .strip_prefix("https://")
-            .ok_or_else(|| format!("collector URL {text:?} must start with https://"))?;
+            .ok_or_else(|| CollectorUrlError::NotHttps(text.to_string()))?;
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains('/') || rest.contains('?') || rest.contains('@') {
-            return Err(format!(
-                "collector URL {text:?} must be https://HOST:PORT without a path"
-            ));
+            return Err(CollectorUrlError::HasPath(text.to_string()));
         }
         let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
             let (host, after) = bracketed
                 .split_once(']')
-                .ok_or_else(|| format!("collector URL {text:?} has an unclosed '['"))?;
+                .ok_or_else(|| CollectorUrlError::UnclosedBracket(text.to_string()))?;
             (host, after.strip_prefix(':'))
         } else {
             match rest.rsplit_once(':') {
@@ -640,14 +639,14 @@ impl CollectorUrl {
             }
         };
         if host.is_empty() {
-            return Err(format!("collector URL {text:?} has no host"));
+            return Err(CollectorUrlError::NoHost(text.to_string()));
         }
         let port = match port {
             Some(port) => port
                 .parse::<u16>()
                 .ok()
                 .filter(|port| *port != 0)
-                .ok_or_else(|| format!("collector URL {text:?} has an invalid port"))?,
+                .ok_or_else(|| CollectorUrlError::InvalidPort(text.to_string()))?,
             None => 443,
         };
         Ok(CollectorUrl {
@@ -657,14 +656,24 @@ impl CollectorUrl {
     }
 }
 
+/// Why a pasted CA fingerprint is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FingerprintError {
+    /// Something other than hex digits and colons.
+    #[error("fingerprint {0:?} is not hexadecimal")]
+    NotHex(String),
+    /// Hex, but not a SHA-256.
+    #[error("fingerprint {0:?} is not 32 bytes (64 hex digits)")]
+    WrongLength(String),
+}
+
 /// Parses a hex SHA-256 fingerprint, with or without colons.
-pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
+pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], FingerprintError> {
     let hex_only: String = text.chars().filter(|c| *c != ':').collect();
-    let bytes =
-        hex::decode(&hex_only).map_err(|_| format!("fingerprint {text:?} is not hexadecimal"))?;
+    let bytes = hex::decode(&hex_only).map_err(|_| FingerprintError::NotHex(text.to_string()))?;
     bytes
         .try_into()
-        .map_err(|_| format!("fingerprint {text:?} is not 32 bytes (64 hex digits)"))
+        .map_err(|_| FingerprintError::WrongLength(text.to_string()))
 }
 
 impl Config {
@@ -717,9 +726,9 @@ impl Config {
             );
         }
         if let Some(url) = &self.collector.url
-            && let Err(message) = CollectorUrl::parse(&url.value)
+            && let Err(error) = CollectorUrl::parse(&url.value)
         {
-            problems.at(url, message);
+            problems.at(url, error.to_string());
         }
         if !self.collector.catch_up_rate.is_finite() || self.collector.catch_up_rate <= 0.0 {
             problems
@@ -748,8 +757,8 @@ impl Config {
         }
         let sources = &self.sources;
         for rule in &sources.ports.allow {
-            if let Err(message) = crate::source::ports::AllowRule::parse(&rule.value) {
-                problems.at(rule, message);
+            if let Err(error) = crate::source::port_allow::AllowRule::parse(&rule.value) {
+                problems.at(rule, error.to_string());
             }
         }
         if !(1..=countywatch_wire::MAX_RAW_BYTES).contains(&sources.auth.max_line_bytes) {

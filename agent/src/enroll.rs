@@ -76,8 +76,8 @@ pub async fn enroll(
     host_name: &str,
     state_dir: &Path,
 ) -> anyhow::Result<Enrollment> {
-    let url = CollectorUrl::parse(collector).map_err(anyhow::Error::msg)?;
-    let pin = parse_fingerprint(ca_sha256).map_err(anyhow::Error::msg)?;
+    let url = CollectorUrl::parse(collector)?;
+    let pin = parse_fingerprint(ca_sha256)?;
     if let Some(name) = name
         && !countywatch_wire::is_valid_agent_name(name)
     {

@@ -17,12 +17,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use rustls::DigitallySignedStruct;
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::client::danger::ServerCertVerified;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
@@ -30,10 +28,11 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::CollectorUrl;
 use crate::identity::IdentityFiles;
+use crate::tls_verifier::{self, ChainCheck, PresentedChain};
 
 /// Why a send failed. Every variant is worth retrying except
-/// [`SendError::Rejected`] with a 4xx status, which means the batch itself
-/// is bad and retrying it would fail forever.
+/// [`SendError::Rejected`] with a status that says the request itself is
+/// bad (most 4xx), so retrying it would fail forever.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// TCP connect, TLS handshake or HTTP exchange failed.
@@ -61,10 +60,15 @@ pub enum SendError {
 }
 
 impl SendError {
-    /// Whether the same batch may succeed later.
+    /// Whether the same batch may succeed later: a status is read the way
+    /// every sender of countywatch reads it
+    /// ([`countywatch_net::send_error::SendError::from_status`]).
     pub fn is_retryable(&self) -> bool {
         match self {
-            SendError::Rejected { status, .. } => *status >= 500 || *status == 429,
+            SendError::Rejected { status, .. } => {
+                countywatch_net::send_error::SendError::from_status(*status, String::new())
+                    .retryable()
+            }
             _ => true,
         }
     }
@@ -166,17 +170,12 @@ pub fn mutual_tls(identity: &IdentityFiles) -> anyhow::Result<Arc<ClientConfig>>
 /// SHA-256 `pin`, found in the chain the server presents.
 pub fn pinned_ca_tls(pin: [u8; 32]) -> anyhow::Result<Arc<ClientConfig>> {
     let provider = provider();
-    let verifier = Arc::new(PinnedCa {
+    let check = PinnedCa {
         pin,
         provider: Arc::clone(&provider),
-        algorithms: provider.signature_verification_algorithms,
-    });
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("cannot configure TLS versions")?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+    };
+    let config =
+        tls_verifier::client_config(provider, check).context("cannot configure TLS versions")?;
     Ok(Arc::new(config))
 }
 
@@ -317,7 +316,7 @@ impl Transport {
             _ => false,
         };
         if !reusable {
-            self.connection = Some(self.connect().await.map_err(unreachable)?);
+            self.connection = Some(self.connect().await?);
         }
         let Some((_, sender)) = self.connection.as_mut() else {
             return Err(unreachable("no connection".to_string()));
@@ -372,21 +371,27 @@ impl Transport {
         })
     }
 
-    async fn connect(&self) -> Result<(u64, SendRequest<Full<Bytes>>), String> {
+    /// Opens a connection with the current TLS settings (and their
+    /// generation); any failure says the collector is unreachable.
+    async fn connect(&self) -> Result<(u64, SendRequest<Full<Bytes>>), SendError> {
+        let unreachable = |message: String| SendError::Unreachable {
+            address: self.address(),
+            message,
+        };
         let (generation, connector) = self.tls.current();
         let tcp = TcpStream::connect((self.url.host.as_str(), self.url.port))
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| unreachable(error.to_string()))?;
         let _ = tcp.set_nodelay(true);
         let server_name = ServerName::try_from(self.url.host.clone())
-            .map_err(|error| format!("invalid server name: {error}"))?;
+            .map_err(|error| unreachable(format!("invalid server name: {error}")))?;
         let tls = connector
             .connect(server_name, tcp)
             .await
-            .map_err(|error| format!("TLS handshake failed: {error}"))?;
+            .map_err(|error| unreachable(format!("TLS handshake failed: {error}")))?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| unreachable(error.to_string()))?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "collector connection closed");
@@ -419,20 +424,12 @@ struct PinnedCa {
     pin: [u8; 32],
     /// The crypto provider for the delegated verification.
     provider: Arc<rustls::crypto::CryptoProvider>,
-    /// How to check handshake signatures.
-    algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for PinnedCa {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let ca = intermediates
+impl ChainCheck for PinnedCa {
+    fn check_chain(&self, chain: &PresentedChain<'_>) -> Result<ServerCertVerified, rustls::Error> {
+        let ca = chain
+            .intermediates
             .iter()
             .find(|certificate| <[u8; 32]>::from(Sha256::digest(certificate.as_ref())) == self.pin)
             .ok_or_else(|| {
@@ -453,28 +450,6 @@ impl ServerCertVerifier for PinnedCa {
         .map_err(|error| {
             rustls::Error::General(format!("cannot verify against the pinned CA: {error}"))
         })?;
-        verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.algorithms.supported_schemes()
+        chain.verify_with(verifier.as_ref())
     }
 }

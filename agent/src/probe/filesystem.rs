@@ -27,8 +27,8 @@ use countywatch_config::duration::PromDuration;
 use countywatch_wire::{MetricFamily, MetricKind};
 use serde::Deserialize;
 
+use super::toggle::ProbeToggle;
 use super::{Probe, ProbeError, read_file};
-use crate::config::ProbeToggle;
 
 /// The filesystem probe's config section.
 #[derive(Clone, Debug, Deserialize)]

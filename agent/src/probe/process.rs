@@ -22,8 +22,8 @@ use countywatch_config::duration::PromDuration;
 use countywatch_wire::{MetricFamily, MetricKind};
 use serde::Deserialize;
 
+use super::toggle::ProbeToggle;
 use super::{Probe, ProbeError, read_file};
-use crate::config::ProbeToggle;
 
 /// The process probe's config section; off, with nothing listed, by default.
 #[derive(Clone, Debug, Default, Deserialize)]

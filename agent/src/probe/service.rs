@@ -22,15 +22,15 @@ use std::time::{Duration, Instant};
 use countywatch_config::config_file::{Problems, Spanned};
 use countywatch_config::duration::PromDuration;
 use countywatch_wire::{MetricFamily, MetricKind};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::client::danger::ServerCertVerified;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
 use serde::Deserialize;
 
+use super::toggle::ProbeToggle;
 use super::{Probe, ProbeError};
-use crate::config::ProbeToggle;
+use crate::tls_verifier::{self, ChainCheck, PresentedChain};
 
 /// Where Debian and its derivatives keep the system's trusted CAs.
 const DEFAULT_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -586,68 +586,35 @@ fn load_roots(path: &PathBuf) -> Result<RootCertStore, String> {
 
 fn client_config(target: &TargetConfig) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+    if target.insecure_skip_verify {
+        let config = tls_verifier::client_config(provider, AnyCertificate)
+            .map_err(|error| error.to_string())?;
+        return Ok(Arc::new(config));
+    }
+    let path = target
+        .ca_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CA_FILE));
+    let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|error| error.to_string())?;
-    let config = if target.insecure_skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate {
-                algorithms: provider.signature_verification_algorithms,
-            }))
-            .with_no_client_auth()
-    } else {
-        let path = target
-            .ca_file
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CA_FILE));
-        builder
-            .with_root_certificates(load_roots(&path)?)
-            .with_no_client_auth()
-    };
+        .map_err(|error| error.to_string())?
+        .with_root_certificates(load_roots(&path)?)
+        .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
-/// Accepts any certificate chain but still checks the handshake signatures,
-/// so the server does hold the key of the certificate whose expiry we report.
+/// Accepts any certificate chain; the handshake signatures are still
+/// checked ([`tls_verifier`]), so the server does hold the key of the
+/// certificate whose expiry we report.
 #[derive(Debug)]
-struct AnyCertificate {
-    /// The signature algorithms of the crypto provider.
-    algorithms: WebPkiSupportedAlgorithms,
-}
+struct AnyCertificate;
 
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
+impl ChainCheck for AnyCertificate {
+    fn check_chain(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        _chain: &PresentedChain<'_>,
     ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.algorithms.supported_schemes()
     }
 }
 

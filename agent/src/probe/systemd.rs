@@ -14,8 +14,8 @@ use countywatch_config::duration::PromDuration;
 use countywatch_wire::{MetricFamily, MetricKind};
 use serde::Deserialize;
 
+use super::toggle::ProbeToggle;
 use super::{Probe, ProbeError};
-use crate::config::ProbeToggle;
 
 /// The states node_exporter reports for every unit.
 const STATES: [&str; 5] = ["activating", "active", "deactivating", "failed", "inactive"];

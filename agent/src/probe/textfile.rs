@@ -24,8 +24,8 @@ use std::time::UNIX_EPOCH;
 use countywatch_wire::{MetricFamily, MetricKind};
 use serde::Deserialize;
 
+use super::toggle::ProbeToggle;
 use super::{Probe, ProbeError};
-use crate::config::ProbeToggle;
 
 /// Files larger than this are refused rather than read.
 const MAX_FILE_BYTES: u64 = 4 << 20;

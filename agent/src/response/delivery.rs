@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use countywatch_net::backoff::Backoff;
 use countywatch_wire::{
     DECISIONS_ACK_PATH, DECISIONS_AFTER_HEADER, DECISIONS_LOCAL_PATH, DECISIONS_PATH, DecisionAck,
     DecisionFeed, LocalDecisions, RULES_QUERY,
@@ -33,7 +34,6 @@ use countywatch_wire::{
 use serde::Deserialize;
 
 use super::Responder;
-use crate::Backoff;
 use crate::transport::{SendError, Transport};
 
 /// How long the collector is asked to hold a long poll, in seconds.

@@ -5,12 +5,49 @@
 //! replay` over a whole file is `countywatch_parse::auth_replay`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use countywatch_parse::auth_line::LineParser;
-use countywatch_wire::{Event, MAX_RAW_BYTES};
+use countywatch_wire::{Event, MAX_RAW_BYTES, MetricFamily, MetricKind};
 
-use super::tail::{Position, Tailer};
+use super::journal::{self, JournalSource};
+use super::tail::{self, Tailer};
+use super::{Position, Source, StartContext, StartError};
+use crate::config::{AuthSourceConfig, JournalMode};
+
+/// Position key of the log positions (a map of path to [`tail::Position`]).
+pub const POSITION: &str = "auth";
+
+/// Starts the auth source when `sources.auth` enables it: the journal
+/// ([`use_journal`]) or the files, which inotify watches to wake the run
+/// loop early.
+pub fn start(context: &mut StartContext<'_>) -> Result<Option<Box<dyn Source>>, StartError> {
+    let settings = &context.config.sources.auth;
+    if !settings.enabled {
+        return Ok(None);
+    }
+    let mut source = if use_journal(settings) {
+        let journal = JournalSource::new(
+            settings.journalctl.clone(),
+            context.position(journal::POSITION),
+            settings.read_existing,
+        );
+        AuthSource::from_journal(journal)
+    } else {
+        let positions: BTreeMap<PathBuf, tail::Position> =
+            context.position(POSITION).unwrap_or_default();
+        AuthSource::new(
+            &settings.paths,
+            &positions,
+            settings.read_existing,
+            settings.max_line_bytes,
+            super::source_zone("auth", settings.timezone.as_ref()),
+        )
+    };
+    source.log_watcher = watch_logs(&settings.paths, context.wake);
+    Ok(Some(Box::new(source)))
+}
 
 /// The live source: tails every configured file, or reads the journal.
 pub struct AuthSource {
@@ -22,6 +59,10 @@ pub struct AuthSource {
     pub parser: LineParser,
     /// Cap on line length.
     max_line: usize,
+    /// Log files that could not be read, one per file and poll.
+    read_errors: u64,
+    /// The inotify watch on the log files' directories (dropping it stops it).
+    log_watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl AuthSource {
@@ -29,7 +70,7 @@ impl AuthSource {
     /// the first time start at their end unless `read_existing`.
     pub fn new(
         paths: &[PathBuf],
-        positions: &BTreeMap<PathBuf, Position>,
+        positions: &BTreeMap<PathBuf, tail::Position>,
         read_existing: bool,
         max_line: usize,
         zone: jiff::tz::TimeZone,
@@ -43,6 +84,8 @@ impl AuthSource {
             journal: None,
             parser: LineParser::new(zone),
             max_line,
+            read_errors: 0,
+            log_watcher: None,
         }
     }
 
@@ -53,6 +96,8 @@ impl AuthSource {
             journal: Some(journal),
             parser: LineParser::default(),
             max_line: MAX_RAW_BYTES,
+            read_errors: 0,
+            log_watcher: None,
         }
     }
 
@@ -64,7 +109,7 @@ impl AuthSource {
         now_ms: i64,
         budget: usize,
         out: &mut Vec<Event>,
-        positions: &mut BTreeMap<PathBuf, Position>,
+        positions: &mut BTreeMap<PathBuf, tail::Position>,
     ) -> u64 {
         let mut read_errors = 0;
         for tailer in &mut self.tailers {
@@ -94,4 +139,122 @@ impl AuthSource {
         }
         read_errors
     }
+}
+
+impl Source for AuthSource {
+    fn poll(&mut self, now_ms: i64, budget: usize, out: &mut Vec<Event>) -> Option<Position> {
+        let mut positions = BTreeMap::new();
+        // Room for at least one event, whatever the sources before took.
+        let budget = budget.max(out.len() + 1);
+        self.read_errors += AuthSource::poll(self, now_ms, budget, out, &mut positions);
+        Some(match &self.journal {
+            Some(journal) => Position::of(journal::POSITION, journal.position()),
+            None => Position::of(POSITION, &positions),
+        })
+    }
+
+    fn clock_skew(&self) -> Option<u64> {
+        Some(self.parser.stats.events_clock_skew)
+    }
+
+    fn read_errors(&self) -> Option<u64> {
+        let journal_errors = self.journal.as_ref().map_or(0, |journal| journal.errors);
+        Some(self.read_errors + journal_errors)
+    }
+
+    fn self_metrics(&self) -> Vec<MetricFamily> {
+        let counter = |name: &str, help: &str, value: u64| {
+            MetricFamily::single(name, help, MetricKind::Counter, value as f64)
+        };
+        let stats = &self.parser.stats;
+        vec![
+            counter(
+                "countywatch_agent_auth_lines_total",
+                "Authentication log lines read.",
+                stats.lines,
+            ),
+            counter(
+                "countywatch_agent_auth_lines_ignored_total",
+                "Authentication log lines understood and deliberately turned into no event.",
+                stats.lines_ignored,
+            ),
+            counter(
+                "countywatch_agent_auth_lines_not_understood_total",
+                "Authentication log lines no parser understood (dropped, counted here).",
+                stats.lines_unknown,
+            ),
+            counter(
+                "countywatch_agent_auth_lines_truncated_total",
+                "Authentication log lines longer than sources.auth.max_line_bytes, kept cut.",
+                stats.lines_truncated,
+            ),
+        ]
+    }
+}
+
+/// Whether the auth source reads the journal: when told to, or (`auto`)
+/// when none of the log files exists and journald runs.
+fn use_journal(settings: &AuthSourceConfig) -> bool {
+    match settings.journal {
+        JournalMode::Always => true,
+        JournalMode::Never => false,
+        JournalMode::Auto => {
+            !settings.paths.iter().any(|path| path.exists())
+                && journal::journald_present(Path::new("/"))
+        }
+    }
+}
+
+/// Watches the directories of the log files (not the files: rotation
+/// replaces them) and signals `wake` on writes, creations and renames of a
+/// file whose name starts with a log's name. Accesses are ignored: our own
+/// reads would otherwise wake us forever.
+fn watch_logs(
+    paths: &[PathBuf],
+    wake: &Arc<tokio::sync::Notify>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let logs: Vec<(PathBuf, String)> = paths
+        .iter()
+        .filter_map(|path| {
+            let directory = path.parent()?.to_path_buf();
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            Some((directory, name))
+        })
+        .collect();
+    let watched = logs.clone();
+    let wake = Arc::clone(wake);
+    let is_log = move |path: &Path| {
+        watched.iter().any(|(directory, name)| {
+            path.parent() == Some(directory.as_path())
+                && path
+                    .file_name()
+                    .is_some_and(|file| file.to_string_lossy().starts_with(name.as_str()))
+        })
+    };
+    let mut watcher = match notify::recommended_watcher(
+        move |result: notify::Result<notify::Event>| {
+            let relevant = match &result {
+                Ok(event) => !event.kind.is_access() && event.paths.iter().any(|path| is_log(path)),
+                Err(_) => true,
+            };
+            if relevant {
+                wake.notify_one();
+            }
+        },
+    ) {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            tracing::warn!(%error, "cannot use inotify for the log files; reading them every interval");
+            return None;
+        }
+    };
+    let directories: std::collections::BTreeSet<&PathBuf> =
+        logs.iter().map(|(directory, _)| directory).collect();
+    for directory in directories {
+        if let Err(error) = watcher.watch(directory, notify::RecursiveMode::NonRecursive) {
+            tracing::debug!(directory = %directory.display(), %error, "cannot watch the log directory; reading it every interval");
+        }
+    }
+    Some(watcher)
 }

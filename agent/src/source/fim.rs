@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use countywatch_wire::{Event, EventFields, EventKind, EventSource, FileState, MAX_USERS_CHANGED};
 use serde::{Deserialize, Serialize};
+
+use super::{Position, Source, StartContext, StartError};
 use sha2::{Digest, Sha256};
 
 /// Files larger than this are not hashed (their size, mode and owner are
@@ -79,6 +81,35 @@ struct Inner {
     last_scan: Instant,
     /// Signalled when a rescan finds a change, so it is sent early.
     wake: Option<Arc<tokio::sync::Notify>>,
+}
+
+/// Position key of the FIM baseline ([`Baseline`]).
+pub const POSITION: &str = "fim";
+
+/// Starts file integrity monitoring when `sources.fim` enables it.
+pub fn start(context: &mut StartContext<'_>) -> Result<Option<Box<dyn Source>>, StartError> {
+    let settings = &context.config.sources.fim;
+    if !settings.enabled {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(Fim::new(
+        settings.paths.clone(),
+        context.position(POSITION),
+        settings.rescan_interval.get(),
+        Some(Arc::clone(context.wake)),
+    ))))
+}
+
+impl Source for Fim {
+    fn poll(&mut self, _now_ms: i64, _budget: usize, out: &mut Vec<Event>) -> Option<Position> {
+        let (events, baseline) = Fim::poll(self);
+        out.extend(events);
+        Some(Position::of(POSITION, &baseline))
+    }
+
+    fn read_errors(&self) -> Option<u64> {
+        Some(self.stats.read_errors.load(Ordering::Relaxed))
+    }
 }
 
 /// The FIM source.

@@ -33,6 +33,9 @@ const RESTART_DELAY: Duration = Duration::from_secs(5);
 /// Where journald keeps its sockets: present when journald runs.
 pub const JOURNALD_RUNTIME_DIR: &str = "/run/systemd/journal";
 
+/// Position key of the journal cursor ([`JournalPosition`]).
+pub const POSITION: &str = "journal";
+
 /// The persisted position: the cursor of the last entry consumed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,11 +1,14 @@
 //! Security event sources: what the host already records, turned into
 //! [`Event`]s for the collector's detection rules.
 //!
-//! - [`auth_log`]: authentication logs through the `countywatch-parse`
-//!   crate's parsers, followed by [`tail`] (one line splitter in [`lines`]).
-//!   [`log_time`] picks the zone of their zone-less timestamps.
+//! Every source implements [`Source`] and is registered by one line in
+//! [`SOURCES`], which also fixes the order they are polled in:
+//!
 //! - [`fim`]: file integrity monitoring.
-//! - [`ports`]: listening sockets.
+//! - [`ports`]: listening sockets ([`port_allow`]: its allow-list entries).
+//! - [`auth_log`]: authentication logs through the `countywatch-parse`
+//!   crate's parsers, followed by [`tail`] (or read from the [`journal`]).
+//!   [`log_time`] picks the zone of their zone-less timestamps.
 //! - [`syslog`]: syslog received from network devices (UDP, TCP), turned
 //!   into device events by the vendor parsers in `countywatch-parse`.
 //!
@@ -23,48 +26,138 @@ pub mod auth_log;
 pub mod fim;
 pub mod journal;
 pub mod log_time;
+pub mod port_allow;
 pub mod ports;
 pub mod syslog;
 pub mod tail;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use countywatch_wire::{Event, EventKind, EventSource, MetricFamily, MetricKind};
 
 use countywatch_config::config_file::Spanned;
+use countywatch_daemon::clock::now_ms;
 
 use crate::config::Config;
 
-/// Position key of the log positions (a map of path to [`tail::Position`]).
-pub const AUTH_POSITION: &str = "auth";
-/// Position key of the journal cursor ([`journal::JournalPosition`]).
-pub const JOURNAL_POSITION: &str = "journal";
-/// Position key of the FIM baseline ([`fim::Baseline`]).
-pub const FIM_POSITION: &str = "fim";
-/// Position key of the known listeners (a list of [`ports::Listener`]).
-pub const PORTS_POSITION: &str = "ports";
+/// Every source kind, by the `source` label of its counters, in the order
+/// they are polled (earlier ones have the first call on the event budget).
+/// Adding a source is its file and one line here.
+pub const SOURCES: &[(&str, StartSource)] = &[
+    ("fim", fim::start),
+    ("ports", ports::start),
+    ("auth", auth_log::start),
+    ("syslog", syslog::start),
+];
+
+/// Starts one source kind from the configuration: `Ok(None)` when the
+/// configuration leaves it off.
+pub type StartSource = fn(&mut StartContext<'_>) -> Result<Option<Box<dyn Source>>, StartError>;
+
+/// One running security event source.
+pub trait Source: Send {
+    /// Reads what happened since the last poll into `out`, which may grow
+    /// to `budget` events (a source whose every read is small and bounded
+    /// may pass it), and returns the state to store with those events, or
+    /// `None` for a source that resumes from nothing.
+    fn poll(&mut self, now_ms: i64, budget: usize, out: &mut Vec<Event>) -> Option<Position>;
+
+    /// Events stamped in the future so far, for a source that reads log
+    /// times (`countywatch_agent_events_clock_skew_total`).
+    fn clock_skew(&self) -> Option<u64> {
+        None
+    }
+
+    /// Failed reads so far (log files, watched files, socket tables), for
+    /// a source that reads (`countywatch_agent_source_read_errors_total`).
+    fn read_errors(&self) -> Option<u64> {
+        None
+    }
+
+    /// Whether input is still waiting after the last poll (it hit the
+    /// budget): the run loop polls again without waiting.
+    fn has_backlog(&self) -> bool {
+        false
+    }
+
+    /// The source's own self-metrics, beside the counters every source has.
+    fn self_metrics(&self) -> Vec<MetricFamily> {
+        Vec::new()
+    }
+}
+
+/// A source's state after a poll, stored with the poll's events.
+pub struct Position {
+    /// The name it is stored under.
+    key: &'static str,
+    /// The state, serialised.
+    json: std::io::Result<String>,
+}
+
+impl Position {
+    /// `state` serialised under `key`.
+    pub fn of<T: serde::Serialize>(key: &'static str, state: &T) -> Position {
+        Position {
+            key,
+            json: serde_json::to_string(state).map_err(std::io::Error::other),
+        }
+    }
+}
+
+/// What a source is started with.
+pub struct StartContext<'a> {
+    /// The agent's configuration.
+    pub config: &'a Config,
+    /// The name events carry as `host`.
+    pub host: &'a str,
+    /// Signal it when new input arrives, to be polled sooner than the
+    /// interval.
+    pub wake: &'a Arc<tokio::sync::Notify>,
+    /// Reads a stored position by key.
+    stored: &'a dyn Fn(&str) -> Option<String>,
+    /// The positions read, as stored, so that unchanged ones are not
+    /// stored again.
+    loaded: BTreeMap<&'static str, String>,
+}
+
+impl StartContext<'_> {
+    /// The position stored under `key`, or `None` when there is none or
+    /// it cannot be read (with a warning: the source starts afresh).
+    pub fn position<T: serde::de::DeserializeOwned>(&mut self, key: &'static str) -> Option<T> {
+        let text = (self.stored)(key)?;
+        self.loaded.insert(key, text.clone());
+        match serde_json::from_str(&text) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                tracing::warn!(source = key, %error, "stored source position is unusable, starting afresh");
+                None
+            }
+        }
+    }
+}
+
+/// A source that could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the {what}")]
+pub struct StartError {
+    /// What could not start (`syslog receiver`).
+    pub what: &'static str,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
+}
 
 /// Every enabled source.
 pub struct Sources {
     /// The name events carry as `host`.
     host: String,
-    /// The authentication log source, when enabled.
-    auth: Option<auth_log::AuthSource>,
-    /// File integrity monitoring, when enabled.
-    fim: Option<fim::Fim>,
-    /// Listening ports, when enabled.
-    ports: Option<ports::PortsSource>,
-    /// The syslog receiver, once started ([`Sources::start_syslog`]).
-    syslog: Option<syslog::SyslogSource>,
+    /// The enabled sources, by label, in [`SOURCES`] order.
+    sources: Vec<(&'static str, Box<dyn Source>)>,
     /// Most events returned by one poll.
     max_events: usize,
     /// Events produced, by source and kind, for self-metrics.
     events_total: BTreeMap<(EventSource, EventKind), u64>,
-    /// Log files that could not be read, per poll.
-    auth_read_errors: u64,
     /// Sources whose clock skew (events stamped in the future) was logged:
     /// once per source, the counter says how often.
     clock_skew_logged: std::collections::BTreeSet<&'static str>,
@@ -72,8 +165,6 @@ pub struct Sources {
     last_positions: BTreeMap<&'static str, String>,
     /// Signalled when a followed log file changes or FIM finds a change.
     wake: Arc<tokio::sync::Notify>,
-    /// The inotify watch on the log files' directories (dropping it stops it).
-    _log_watcher: Option<notify::RecommendedWatcher>,
 }
 
 /// The positions that go with the events of one poll: each source's name
@@ -92,116 +183,51 @@ impl Checkpoint {
 }
 
 impl Sources {
-    /// Starts the enabled sources from their stored positions; `stored`
-    /// returns a source's serialised position by name ([`AUTH_POSITION`]...).
-    /// `host` is the name events carry.
+    /// Starts the enabled sources of [`SOURCES`] from their stored
+    /// positions (inside a tokio runtime when a receiver is configured);
+    /// `stored` returns a source's serialised position by key. `host` is
+    /// the name events carry. A configured receiver that cannot be bound
+    /// is an error: the operator asked for it.
     pub fn start(
         config: &Config,
         host: String,
         stored: impl Fn(&str) -> Option<String>,
-    ) -> Sources {
-        let settings = &config.sources;
-        let mut last_positions = BTreeMap::new();
-        let mut load = |name: &'static str| -> Option<String> {
-            let text = stored(name)?;
-            last_positions.insert(name, text.clone());
-            Some(text)
-        };
-        let auth = settings.auth.enabled.then(|| {
-            if use_journal(&settings.auth) {
-                let journal = journal::JournalSource::new(
-                    settings.auth.journalctl.clone(),
-                    parse_position(JOURNAL_POSITION, load(JOURNAL_POSITION)),
-                    settings.auth.read_existing,
-                );
-                return auth_log::AuthSource::from_journal(journal);
-            }
-            let positions: BTreeMap<PathBuf, tail::Position> =
-                parse_position(AUTH_POSITION, load(AUTH_POSITION)).unwrap_or_default();
-            auth_log::AuthSource::new(
-                &settings.auth.paths,
-                &positions,
-                settings.auth.read_existing,
-                settings.auth.max_line_bytes,
-                source_zone("auth", settings.auth.timezone.as_ref()),
-            )
-        });
+    ) -> Result<Sources, StartError> {
         let wake = Arc::new(tokio::sync::Notify::new());
-        let fim = settings.fim.enabled.then(|| {
-            fim::Fim::new(
-                settings.fim.paths.clone(),
-                parse_position(FIM_POSITION, load(FIM_POSITION)),
-                settings.fim.rescan_interval.get(),
-                Some(Arc::clone(&wake)),
-            )
-        });
-        let log_watcher = if settings.auth.enabled {
-            watch_logs(&settings.auth.paths, &wake)
-        } else {
-            None
+        let mut context = StartContext {
+            config,
+            host: &host,
+            wake: &wake,
+            stored: &stored,
+            loaded: BTreeMap::new(),
         };
-        let ports = settings.ports.enabled.then(|| {
-            let options = ports::PortsOptions {
-                allow: settings
-                    .ports
-                    .allow
-                    .iter()
-                    .filter_map(|rule| ports::AllowRule::parse(&rule.value).ok())
-                    .collect(),
-                udp_grace_ms: i64::try_from(settings.ports.udp_grace.get().as_millis())
-                    .unwrap_or(i64::MAX),
-                own_pid: Some(std::process::id()),
-            };
-            ports::PortsSource::new(
-                config.paths.procfs.clone(),
-                options,
-                parse_position(PORTS_POSITION, load(PORTS_POSITION)),
-            )
-        });
-        Sources {
+        let mut sources = Vec::new();
+        for (name, start) in SOURCES {
+            if let Some(source) = start(&mut context)? {
+                sources.push((*name, source));
+            }
+        }
+        let last_positions = context.loaded;
+        Ok(Sources {
             host,
-            auth,
-            fim,
-            ports,
-            syslog: None,
-            max_events: settings.max_events_per_batch,
+            sources,
+            max_events: config.sources.max_events_per_batch,
             events_total: BTreeMap::new(),
-            auth_read_errors: 0,
             clock_skew_logged: std::collections::BTreeSet::new(),
             last_positions,
             wake,
-            _log_watcher: log_watcher,
-        }
-    }
-
-    /// Binds the syslog listeners when `sources.syslog` sets any (inside a
-    /// tokio runtime). A configured address that cannot be bound is an
-    /// error: the operator asked for it.
-    pub fn start_syslog(&mut self, config: &Config) -> std::io::Result<()> {
-        if config.sources.syslog.enabled() {
-            self.syslog = Some(syslog::SyslogSource::start(
-                &config.sources.syslog,
-                Arc::clone(&self.wake),
-                self.host.clone(),
-                source_zone("syslog", config.sources.syslog.timezone.as_ref()),
-            )?);
-        }
-        Ok(())
-    }
-
-    /// The syslog receiver's bound addresses (UDP, TCP), for tests.
-    pub fn syslog_addresses(&self) -> (Option<std::net::SocketAddr>, Option<std::net::SocketAddr>) {
-        self.syslog.as_ref().map_or((None, None), |source| {
-            (source.listeners.udp, source.listeners.tcp)
         })
+    }
+
+    /// The labels of the running sources, in poll order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.sources.iter().map(|(name, _)| *name).collect()
     }
 
     /// Whether received messages are still waiting after the last poll
     /// (it hit its event budget): poll again without waiting.
     pub fn has_backlog(&self) -> bool {
-        self.syslog
-            .as_ref()
-            .is_some_and(|source| !source.inbox.is_empty())
+        self.sources.iter().any(|(_, source)| source.has_backlog())
     }
 
     /// Signalled (at most one stored permit) when a followed log file was
@@ -217,39 +243,21 @@ impl Sources {
     pub fn poll(&mut self) -> (Vec<Event>, Checkpoint) {
         let now = now_ms();
         let mut events = Vec::new();
-        let mut states: Vec<(&'static str, std::io::Result<String>)> = Vec::new();
-        if let Some(fim) = &self.fim {
-            let (fim_events, baseline) = fim.poll();
-            events.extend(fim_events);
-            states.push((FIM_POSITION, to_json(&baseline)));
-        }
-        if let Some(ports) = &mut self.ports {
-            let known = ports.poll(now, &mut events);
-            states.push((PORTS_POSITION, to_json(&known)));
-        }
-        if let Some(auth) = &mut self.auth {
-            let mut positions = BTreeMap::new();
-            let budget = self.max_events.max(events.len() + 1);
-            self.auth_read_errors += auth.poll(now, budget, &mut events, &mut positions);
-            match &auth.journal {
-                Some(journal) => states.push((JOURNAL_POSITION, to_json(journal.position()))),
-                None => states.push((AUTH_POSITION, to_json(&positions))),
-            }
-        }
-        if let Some(syslog) = &mut self.syslog {
-            syslog.drain(self.max_events.saturating_sub(events.len()), &mut events);
+        let mut states = Vec::new();
+        for (_, source) in &mut self.sources {
+            states.extend(source.poll(now, self.max_events, &mut events));
         }
         self.log_clock_skew();
         let mut checkpoint = Checkpoint::default();
-        for (name, state) in states {
-            match state {
-                Ok(text) if self.last_positions.get(name) != Some(&text) => {
-                    self.last_positions.insert(name, text.clone());
-                    checkpoint.positions.push((name.to_string(), text));
+        for Position { key, json } in states {
+            match json {
+                Ok(text) if self.last_positions.get(key) != Some(&text) => {
+                    self.last_positions.insert(key, text.clone());
+                    checkpoint.positions.push((key.to_string(), text));
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    tracing::error!(source = name, %error, "cannot serialise a source position")
+                    tracing::error!(source = key, %error, "cannot serialise a source position")
                 }
             }
         }
@@ -270,14 +278,10 @@ impl Sources {
 
     /// Events stamped in the future, by source.
     fn clock_skew(&self) -> Vec<(&'static str, u64)> {
-        let mut counts = Vec::new();
-        if let Some(auth) = &self.auth {
-            counts.push(("auth", auth.parser.stats.events_clock_skew));
-        }
-        if let Some(syslog) = &self.syslog {
-            counts.push(("syslog", syslog.auth_parser.stats.events_clock_skew));
-        }
-        counts
+        self.sources
+            .iter()
+            .filter_map(|(name, source)| Some((*name, source.clock_skew()?)))
+            .collect()
     }
 
     /// Logs the first clock skew of each source (the counter has the rest).
@@ -307,32 +311,6 @@ impl Sources {
             );
         }
         families.push(events);
-        let counter = |name: &str, help: &str, value: u64| {
-            MetricFamily::single(name, help, MetricKind::Counter, value as f64)
-        };
-        if let Some(auth) = &self.auth {
-            let stats = &auth.parser.stats;
-            families.push(counter(
-                "countywatch_agent_auth_lines_total",
-                "Authentication log lines read.",
-                stats.lines,
-            ));
-            families.push(counter(
-                "countywatch_agent_auth_lines_ignored_total",
-                "Authentication log lines understood and deliberately turned into no event.",
-                stats.lines_ignored,
-            ));
-            families.push(counter(
-                "countywatch_agent_auth_lines_not_understood_total",
-                "Authentication log lines no parser understood (dropped, counted here).",
-                stats.lines_unknown,
-            ));
-            families.push(counter(
-                "countywatch_agent_auth_lines_truncated_total",
-                "Authentication log lines longer than sources.auth.max_line_bytes, kept cut.",
-                stats.lines_truncated,
-            ));
-        }
         let mut skew = MetricFamily::new(
             "countywatch_agent_events_clock_skew_total",
             "Events whose log line was stamped more than 5 minutes after the agent's clock, stamped with the time they were read instead, by source.",
@@ -347,28 +325,14 @@ impl Sources {
             "Failed reads of a log file, watched file or socket table, by source.",
             MetricKind::Counter,
         );
-        if let Some(auth) = &self.auth {
-            let journal_errors = auth.journal.as_ref().map_or(0, |journal| journal.errors);
-            errors.push(
-                &[("source", "auth")],
-                (self.auth_read_errors + journal_errors) as f64,
-            );
-        }
-        if let Some(fim) = &self.fim {
-            errors.push(
-                &[("source", "fim")],
-                fim.stats.read_errors.load(Ordering::Relaxed) as f64,
-            );
-        }
-        if let Some(ports) = &self.ports {
-            errors.push(
-                &[("source", "ports")],
-                ports.stats.read_errors.load(Ordering::Relaxed) as f64,
-            );
+        for (name, source) in &self.sources {
+            if let Some(count) = source.read_errors() {
+                errors.push(&[("source", name)], count as f64);
+            }
         }
         families.push(errors);
-        if let Some(syslog) = &self.syslog {
-            families.extend(syslog.metrics());
+        for (_, source) in &self.sources {
+            families.extend(source.self_metrics());
         }
         families
     }
@@ -387,92 +351,6 @@ fn source_zone(source: &str, setting: Option<&Spanned<String>>) -> jiff::tz::Tim
     zone
 }
 
-/// Whether the auth source reads the journal: when told to, or (`auto`)
-/// when none of the log files exists and journald runs.
-fn use_journal(settings: &crate::config::AuthSourceConfig) -> bool {
-    use crate::config::JournalMode;
-    match settings.journal {
-        JournalMode::Always => true,
-        JournalMode::Never => false,
-        JournalMode::Auto => {
-            !settings.paths.iter().any(|path| path.exists())
-                && journal::journald_present(Path::new("/"))
-        }
-    }
-}
-
-/// Watches the directories of the log files (not the files: rotation
-/// replaces them) and signals `wake` on writes, creations and renames of a
-/// file whose name starts with a log's name. Accesses are ignored: our own
-/// reads would otherwise wake us forever.
-fn watch_logs(
-    paths: &[PathBuf],
-    wake: &Arc<tokio::sync::Notify>,
-) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let logs: Vec<(PathBuf, String)> = paths
-        .iter()
-        .filter_map(|path| {
-            let directory = path.parent()?.to_path_buf();
-            let name = path.file_name()?.to_string_lossy().into_owned();
-            Some((directory, name))
-        })
-        .collect();
-    let watched = logs.clone();
-    let wake = Arc::clone(wake);
-    let is_log = move |path: &Path| {
-        watched.iter().any(|(directory, name)| {
-            path.parent() == Some(directory.as_path())
-                && path
-                    .file_name()
-                    .is_some_and(|file| file.to_string_lossy().starts_with(name.as_str()))
-        })
-    };
-    let mut watcher = match notify::recommended_watcher(
-        move |result: notify::Result<notify::Event>| {
-            let relevant = match &result {
-                Ok(event) => !event.kind.is_access() && event.paths.iter().any(|path| is_log(path)),
-                Err(_) => true,
-            };
-            if relevant {
-                wake.notify_one();
-            }
-        },
-    ) {
-        Ok(watcher) => watcher,
-        Err(error) => {
-            tracing::warn!(%error, "cannot use inotify for the log files; reading them every interval");
-            return None;
-        }
-    };
-    let directories: std::collections::BTreeSet<&PathBuf> =
-        logs.iter().map(|(directory, _)| directory).collect();
-    for directory in directories {
-        if let Err(error) = watcher.watch(directory, notify::RecursiveMode::NonRecursive) {
-            tracing::debug!(directory = %directory.display(), %error, "cannot watch the log directory; reading it every interval");
-        }
-    }
-    Some(watcher)
-}
-
-/// A stored position, or `None` (with a warning) when it cannot be read.
-fn parse_position<T: serde::de::DeserializeOwned>(name: &str, text: Option<String>) -> Option<T> {
-    let text = text?;
-    match serde_json::from_str(&text) {
-        Ok(value) => Some(value),
-        Err(error) => {
-            tracing::warn!(source = name, %error, "stored source position is unusable, starting afresh");
-            None
-        }
-    }
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> std::io::Result<String> {
-    serde_json::to_string(value).map_err(std::io::Error::other)
-}
-
-use countywatch_daemon::clock::now_ms;
-
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
@@ -490,6 +368,7 @@ mod tests {
             Sources::start(config, "host-1".into(), |name| {
                 self.0.borrow().get(name).cloned()
             })
+            .unwrap()
         }
 
         fn commit(&self, checkpoint: &Checkpoint) {
@@ -635,5 +514,34 @@ mod tests {
             assert_eq!(fim.len(), 1, "{events:?}");
             assert_eq!(fim[0].fields.users_changed, vec!["eve".to_string()]);
         }
+    }
+
+    #[test]
+    fn the_registry_starts_every_enabled_source_from_its_table_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path());
+        config.sources.auth.journal = crate::config::JournalMode::Never;
+        config.sources.ports.enabled = true;
+        config.sources.syslog.udp = Some(countywatch_config::config_file::unspanned(
+            "127.0.0.1:0".to_string(),
+        ));
+        config.sources.syslog.allow = vec![countywatch_config::config_file::unspanned(
+            "127.0.0.1".to_string(),
+        )];
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let names = runtime.block_on(async { Store::default().start(&config).names() });
+        let table: Vec<&str> = SOURCES.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, table, "every source enabled, in table order");
+        let unique: std::collections::BTreeSet<&str> = table.iter().copied().collect();
+        assert_eq!(unique.len(), table.len(), "labels are unique");
+
+        config.sources.auth.enabled = false;
+        config.sources.fim.enabled = false;
+        config.sources.ports.enabled = false;
+        config.sources.syslog.udp = None;
+        assert!(Store::default().start(&config).names().is_empty());
     }
 }

@@ -25,6 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use countywatch_wire::{Event, EventFields, EventKind, EventSource};
 use serde::{Deserialize, Serialize};
 
+use super::port_allow::AllowRule;
+use super::{Position, Source, StartContext, StartError};
+
 /// The protocol tables scanned, by file name under `/proc/net`.
 pub const PROTOCOLS: [&str; 4] = ["tcp", "tcp6", "udp", "udp6"];
 
@@ -64,47 +67,10 @@ impl Listener {
     }
 }
 
-/// An allow-list entry: `tcp/22` (any address) or `tcp/127.0.0.1:5432`,
-/// `udp/[::1]:53`. `tcp` and `udp` cover IPv4 and IPv6.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AllowRule {
-    /// `tcp` or `udp`.
-    pub protocol: String,
-    /// The address, or any.
-    pub ip: Option<IpAddr>,
-    /// The port.
-    pub port: u16,
-}
-
 impl AllowRule {
-    /// Parses `PROTO/PORT` or `PROTO/ADDR:PORT`.
-    pub fn parse(text: &str) -> Result<AllowRule, String> {
-        let fail = || {
-            format!(
-                "port allow-list entry {text:?} must be PROTO/PORT or PROTO/ADDRESS:PORT, PROTO tcp or udp (e.g. tcp/22, udp/[::1]:53)"
-            )
-        };
-        let (protocol, rest) = text.split_once('/').ok_or_else(fail)?;
-        if !matches!(protocol, "tcp" | "udp") {
-            return Err(fail());
-        }
-        let (ip, port) = match rest.rsplit_once(':') {
-            Some((address, port)) => {
-                let address = address
-                    .strip_prefix('[')
-                    .and_then(|inner| inner.strip_suffix(']'))
-                    .unwrap_or(address);
-                (Some(address.parse().map_err(|_| fail())?), port)
-            }
-            None => (None, rest),
-        };
-        Ok(AllowRule {
-            protocol: protocol.to_string(),
-            ip,
-            port: port.parse().map_err(|_| fail())?,
-        })
-    }
-
+    /// Whether this entry covers `listener` (the rule's own file,
+    /// `port_allow.rs`, knows no listeners, so that the configuration's
+    /// checks can parse rules without importing the source).
     fn allows(&self, listener: &Listener) -> bool {
         listener.protocol.starts_with(&self.protocol)
             && listener.port == self.port
@@ -191,6 +157,42 @@ pub struct PortsOptions {
     /// The agent's own process id, whose sockets are never reported
     /// (`None` in tests that watch their own sockets).
     pub own_pid: Option<u32>,
+}
+
+/// Position key of the known listeners (a list of [`Listener`]).
+pub const POSITION: &str = "ports";
+
+/// Starts the ports source when `sources.ports` enables it.
+pub fn start(context: &mut StartContext<'_>) -> Result<Option<Box<dyn Source>>, StartError> {
+    let settings = &context.config.sources.ports;
+    if !settings.enabled {
+        return Ok(None);
+    }
+    let options = PortsOptions {
+        allow: settings
+            .allow
+            .iter()
+            .filter_map(|rule| AllowRule::parse(&rule.value).ok())
+            .collect(),
+        udp_grace_ms: i64::try_from(settings.udp_grace.get().as_millis()).unwrap_or(i64::MAX),
+        own_pid: Some(std::process::id()),
+    };
+    Ok(Some(Box::new(PortsSource::new(
+        context.config.paths.procfs.clone(),
+        options,
+        context.position(POSITION),
+    ))))
+}
+
+impl Source for PortsSource {
+    fn poll(&mut self, now_ms: i64, _budget: usize, out: &mut Vec<Event>) -> Option<Position> {
+        let known = PortsSource::poll(self, now_ms, out);
+        Some(Position::of(POSITION, &known))
+    }
+
+    fn read_errors(&self) -> Option<u64> {
+        Some(self.stats.read_errors.load(Ordering::Relaxed))
+    }
 }
 
 /// The ports source.

@@ -8,7 +8,7 @@ use countywatch_config::config_file::{Problems, Spanned};
 use countywatch_config::duration::PromDuration;
 use serde::Deserialize;
 
-use crate::config::ProbeToggle;
+use crate::probe::toggle::ProbeToggle;
 
 /// The SNMP probe's config section.
 #[derive(Clone, Debug, Deserialize)]

@@ -42,6 +42,8 @@ use countywatch_parse::sanitize::escape_controls;
 use countywatch_parse::syslog_message::{header_time, message_to_event};
 use countywatch_wire::{Event, EventKind, MetricFamily, MetricKind};
 
+use super::{Position, Source, StartContext, StartError};
+
 /// Most message bytes turned into events per poll. Each event carries its
 /// message about twice (`raw` and `message`), so a batch stays near 7 MiB
 /// of JSON, under the collector's default 8 MiB body cap even compressed
@@ -174,6 +176,45 @@ impl Inbox {
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Binds the syslog listeners when `sources.syslog` sets any (inside a
+/// tokio runtime).
+pub fn start(context: &mut StartContext<'_>) -> Result<Option<Box<dyn Source>>, StartError> {
+    let settings = &context.config.sources.syslog;
+    if !settings.enabled() {
+        return Ok(None);
+    }
+    let source = SyslogSource::start(
+        settings,
+        Arc::clone(context.wake),
+        context.host.to_string(),
+        super::source_zone("syslog", settings.timezone.as_ref()),
+    )
+    .map_err(|source| StartError {
+        what: "syslog receiver",
+        source,
+    })?;
+    Ok(Some(Box::new(source)))
+}
+
+impl Source for SyslogSource {
+    fn poll(&mut self, _now_ms: i64, budget: usize, out: &mut Vec<Event>) -> Option<Position> {
+        self.drain(budget.saturating_sub(out.len()), out);
+        None
+    }
+
+    fn clock_skew(&self) -> Option<u64> {
+        Some(self.auth_parser.stats.events_clock_skew)
+    }
+
+    fn has_backlog(&self) -> bool {
+        !self.inbox.is_empty()
+    }
+
+    fn self_metrics(&self) -> Vec<MetricFamily> {
+        SyslogSource::metrics(self)
     }
 }
 
