@@ -37,10 +37,15 @@ stop >/dev/null
 bin=target/release
 # Rebuild only when a source or manifest is newer than a binary: cargo
 # itself would also notice, but it takes a while to say so.
+# The crates the daemons are built from: the workspace's members, read from
+# Cargo.toml so that a new crate cannot be forgotten here (the test crate
+# builds no daemon).
+crates=$(sed -n 's/^members = \[\(.*\)\]/\1/p' Cargo.toml | tr -d '",' | tr ' ' '\n' | grep -vx tests)
 up_to_date() {
     for name in countywatch-collector countywatch-agent; do
         [ -x "$bin/$name" ] || return 1
-        if [ -n "$(find Cargo.toml Cargo.lock agent collector config daemon detect net notify parse rules sysclock wire \
+        # shellcheck disable=SC2086 # one word per crate directory
+        if [ -n "$(find Cargo.toml Cargo.lock $crates \
             -newer "$bin/$name" \( -name '*.rs' -o -name '*.toml' -o -name '*.yaml' \
             -o -name '*.css' -o -name '*.json' -o -name Cargo.lock \) -print -quit 2>/dev/null)" ]; then
             return 1
