@@ -285,6 +285,17 @@ impl Scenario {
     }
 }
 
+/// The collector's log lines about the report, for a failure message.
+fn report_lines(collector: &Collector) -> String {
+    collector
+        .logs
+        .all()
+        .into_iter()
+        .filter(|line| line.contains("report"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
 fn a_synthetic_month_of_outages_and_incidents_gives_the_known_report_in_json_html_and_csv() {
     let dir = tempfile::tempdir().unwrap();
@@ -431,6 +442,23 @@ fn a_synthetic_month_of_outages_and_incidents_gives_the_known_report_in_json_htm
         }
         let attack: Vec<(&str, &str)> = attacks.get(&at).into_iter().copied().collect();
         scenario.step(at, &attack);
+        // October's report goes out on 1 November. The clock waits here
+        // until it has: the schedule looks at the clock every 5 s, and a
+        // send it tried while the clock raced through the day, and that
+        // failed, would hold the next try (November's) for ten minutes.
+        if at == local("2026-11-01T12:00") {
+            let sent = wait_until(Duration::from_secs(60), || {
+                smtp.messages()
+                    .iter()
+                    .any(|message| message["subject"] == "县级信息系统运行与安全月报 2026-10")
+            });
+            assert!(
+                sent,
+                "no October report mail on 1 November: {:?}; the collector's report lines:\n{}",
+                smtp.messages(),
+                report_lines(&scenario.collector)
+            );
+        }
         if let Some((_, source)) = attack.first() {
             scenario.incident(source);
         }
@@ -528,7 +556,12 @@ fn a_synthetic_month_of_outages_and_incidents_gives_the_known_report_in_json_htm
             .find(|message| message["subject"] == "县级信息系统运行与安全月报 2026-11");
         mailed.is_some()
     });
-    assert!(arrived, "no report mail: {:?}", smtp.messages());
+    assert!(
+        arrived,
+        "no report mail: {:?}; the collector's report lines:\n{}",
+        smtp.messages(),
+        report_lines(&scenario.collector)
+    );
     let mailed = mailed.unwrap();
     assert_eq!(mailed["attachments"], json!(["county-report-2026-11.html"]));
     assert_eq!(mailed["to"], "局领导 <chief@county.test>");
