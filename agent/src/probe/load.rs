@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
+use super::parse_error::ProbeParseError;
 use super::{Probe, ProbeError, read_file};
 
 /// Reports the 1, 5 and 15 minute load averages.
@@ -39,9 +40,9 @@ impl Probe for LoadProbe {
             [load.one, load.five, load.fifteen]
         } else {
             let (path, text) = read_file(self.procfs.join("loadavg"))?;
-            parse(&text).ok_or_else(|| ProbeError::Parse {
+            parse(&text).ok_or(ProbeError::Parse {
                 path,
-                message: "expected three load averages".to_string(),
+                source: ProbeParseError::Malformed("expected three load averages"),
             })?
         };
         for (name, minutes, value) in [

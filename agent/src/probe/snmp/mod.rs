@@ -380,9 +380,9 @@ fn failure(config: &DeviceConfig, error: &async_snmp::Error, answered: bool) -> 
 
 /// Makes the device's client.
 async fn connect(config: &DeviceConfig) -> Result<Client, PollFailure> {
-    let auth = config.auth().map_err(|message| PollFailure {
+    let auth = config.auth().map_err(|error| PollFailure {
         reason: "configuration",
-        message,
+        message: error.to_string(),
     })?;
     let retry = Retry::fixed(config.retries, Duration::ZERO).map_err(|error| PollFailure {
         reason: "configuration",
