@@ -104,8 +104,8 @@ impl Calendar {
     /// Checks a configuration, reporting every problem.
     pub fn new(config: &CalendarConfig) -> Result<Calendar, Vec<String>> {
         let mut problems = Vec::new();
-        let zone = parse_zone(&config.timezone).unwrap_or_else(|message| {
-            problems.push(message);
+        let zone = parse_zone(&config.timezone).unwrap_or_else(|error| {
+            problems.push(error.to_string());
             TimeZone::UTC
         });
         let mut workdays = [false; 7];
@@ -211,16 +211,41 @@ pub fn in_span(minute: u32, from: u32, to: u32) -> bool {
     }
 }
 
+/// Why a configured time zone is not usable.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ZoneError {
+    /// A name the time zone database does not hold.
+    #[error(
+        "unknown timezone {zone:?}: give an IANA zone like Asia/Shanghai or a fixed offset like +08:00"
+    )]
+    Unknown {
+        /// The name as configured.
+        zone: String,
+    },
+    /// An offset the time library refuses.
+    #[error("timezone offset {text:?}: {source}")]
+    Offset {
+        /// The offset as configured.
+        text: String,
+        /// The time library's reason.
+        source: jiff::Error,
+    },
+    /// An offset that is not `+HH:MM` within ±14:00.
+    #[error("timezone offset {text:?} is not +HH:MM within ±14:00")]
+    OffsetRange {
+        /// The offset as configured.
+        text: String,
+    },
+}
+
 /// An IANA zone name or a fixed offset `+HH:MM` within ±14:00.
-pub fn parse_zone(text: &str) -> Result<TimeZone, String> {
+pub fn parse_zone(text: &str) -> Result<TimeZone, ZoneError> {
     let sign = match text.chars().next() {
         Some('+') => 1,
         Some('-') => -1,
         _ => {
-            return TimeZone::get(text).map_err(|_| {
-                format!(
-                    "unknown timezone {text:?}: give an IANA zone like Asia/Shanghai or a fixed offset like +08:00"
-                )
+            return TimeZone::get(text).map_err(|_| ZoneError::Unknown {
+                zone: text.to_string(),
             });
         }
     };
@@ -229,11 +254,14 @@ pub fn parse_zone(text: &str) -> Result<TimeZone, String> {
             let seconds = sign * i32::try_from(minutes).unwrap_or(0) * 60;
             Offset::from_seconds(seconds)
                 .map(TimeZone::fixed)
-                .map_err(|error| format!("timezone offset {text:?}: {error}"))
+                .map_err(|source| ZoneError::Offset {
+                    text: text.to_string(),
+                    source,
+                })
         }
-        _ => Err(format!(
-            "timezone offset {text:?} is not +HH:MM within ±14:00"
-        )),
+        _ => Err(ZoneError::OffsetRange {
+            text: text.to_string(),
+        }),
     }
 }
 
