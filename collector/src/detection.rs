@@ -84,9 +84,9 @@ impl Default for DetectionConfig {
 impl DetectionConfig {
     /// Adds every problem of the rule files and calendar to `problems`.
     pub fn validate(&self, problems: &mut countywatch_config::config_file::Problems) {
-        if let Err(messages) = Calendar::new(&self.calendar) {
-            for message in messages {
-                problems.general(format!("detection.calendar: {message}"));
+        if let Err(calendar_problems) = Calendar::new(&self.calendar) {
+            for problem in calendar_problems.0 {
+                problems.general(format!("detection.calendar: {problem}"));
             }
         }
         if self.save_every.get().is_zero() {
@@ -442,7 +442,7 @@ pub fn start(
         return Ok(None);
     }
     let calendar =
-        Calendar::new(&config.calendar).map_err(|problems| anyhow::anyhow!(problems.join("; ")))?;
+        Calendar::new(&config.calendar).map_err(|problems| anyhow::anyhow!("{problems}"))?;
     let rule_count = rules.len();
     let engine = Engine::new(rules, calendar);
     let detector = Detector::open(data_dir, engine, config.from_beginning)?;
