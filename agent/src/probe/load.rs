@@ -35,8 +35,7 @@ impl Probe for LoadProbe {
 
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let loads = if self.procfs == std::path::Path::new("/proc") {
-            let load = sysinfo::System::load_average()
-                .map_err(|error| ProbeError::System(error.to_string()))?;
+            let load = sysinfo::System::load_average().map_err(ProbeError::LoadAverage)?;
             [load.one, load.five, load.fifteen]
         } else {
             let (path, text) = read_file(self.procfs.join("loadavg"))?;

@@ -174,9 +174,36 @@ pub enum ProbeError {
     /// node_exporter does, but logged quietly and not counted as an error.
     #[error("{0} does not exist on this host")]
     Absent(PathBuf),
-    /// A system interface (through sysinfo) failed.
+    /// The kernel's load averages could not be read (through sysinfo).
     #[error("{0}")]
-    System(String),
+    LoadAverage(sysinfo::Error),
+    /// adjtimex(2) failed.
+    #[error("adjtimex: {0}")]
+    Adjtimex(std::io::Error),
+    /// A command the probe runs could not be started.
+    #[error("cannot run {}: {source}", program.display())]
+    Run {
+        /// The command.
+        program: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `systemctl show` exited with a failure.
+    #[error("{} show failed ({status}): {stderr}", program.display())]
+    ShowFailed {
+        /// The systemctl binary.
+        program: PathBuf,
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// What it wrote on standard error, trimmed.
+        stderr: String,
+    },
+    /// A probe that needs the async runtime ran outside it.
+    #[error("no async runtime: {0}")]
+    NoRuntime(tokio::runtime::TryCurrentError),
+    /// The probe panicked; its thread caught it.
+    #[error("the probe panicked")]
+    Panicked,
     /// The probe did not finish within the collection's timeout; it is
     /// abandoned on its thread and taken back when it returns.
     #[error("timed out after {0:?}")]

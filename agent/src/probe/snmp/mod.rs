@@ -111,8 +111,7 @@ impl Probe for SnmpProbe {
     }
 
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|error| ProbeError::System(format!("no async runtime: {error}")))?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(ProbeError::NoRuntime)?;
         let now = Instant::now();
         let mut polls = Vec::new();
         for (position, device) in self.devices.iter_mut().enumerate() {
