@@ -168,10 +168,11 @@ pub trait DetectionSink: Send + Sync {
     /// (the incident store: the block a rule's response asked for).
     fn annotate(&self, _detection: &Detection, _alert: &mut Alert) {}
 
-    /// Hears that SIGHUP put `config`'s rules in force, so that what the
-    /// sink built from the rules follows them (the incident store: the
-    /// rules agents run while offline).
-    fn rules_reloaded(&self, _config: &DetectionConfig) {}
+    /// Hears that SIGHUP put `rules` in force (the ones the engine now
+    /// runs, loaded once), so that what the sink built from the rules
+    /// follows them (the incident store: the rules agents run while
+    /// offline, the texts the console shows).
+    fn rules_reloaded(&self, _rules: &[rulefmt::Rule]) {}
 }
 
 /// Appends each detection, evidence included, as one JSON line.
@@ -428,16 +429,18 @@ impl Detector {
     }
 }
 
-/// Starts the detection task when there are rules: built-in or in files.
+/// Starts the detection task over `rules` (`config`'s, loaded by the
+/// caller, who shares them with the offline set and the console) when
+/// there are any.
 pub fn start(
     config: &DetectionConfig,
+    rules: Vec<rulefmt::Rule>,
     data_dir: &Path,
     sink: Arc<dyn DetectionSink>,
     notifier: Arc<Notifier>,
     registry: &prometheus::Registry,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    let rules = config.load_rules()?;
     if rules.is_empty() {
         return Ok(None);
     }
@@ -563,8 +566,8 @@ fn reload(
         Ok(rules) => {
             let count = rules.len();
             let calendar = Calendar::new(&config.calendar).unwrap_or_default();
+            sink.rules_reloaded(&rules);
             detector.engine.replace_rules(rules, calendar);
-            sink.rules_reloaded(config);
             tracing::info!(rules = count, "SIGHUP: detection rules reloaded");
         }
         Err(problems) => {
