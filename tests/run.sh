@@ -35,7 +35,8 @@ packages=(
     strace
     # The TLS audit (tests/tests/e2e/tls_audit.rs) is done with openssl s_client.
     openssl
-    # libfaketime, to jump the agent's wall clock (tests/tests/e2e/faults.rs).
+    # libfaketime (its thread-safe libfaketimeMT, from the libfaketime
+    # dependency), to move the daemons' wall clock (faults.rs, county_report.rs).
     faketime
     # The incident page's browser test (tests/tests/e2e/incident_web.rs):
     # headless Chromium driven over WebDriver by chromedriver.

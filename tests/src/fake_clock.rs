@@ -9,11 +9,23 @@
 //! fall back to the real time for that one call. A single read of the real
 //! date in the middle of a synthetic month was enough to make the county
 //! report test see an agent report from the future.
+//!
+//! The preloaded library is the package's thread-safe build,
+//! `libfaketimeMT`. The plain `libfaketime` rereads the file into one
+//! static buffer that it first resets to `+0` (the real time), with no
+//! lock: in a daemon whose threads read the clock at once, a thread that
+//! parses the buffer inside that window gets the real time. A C program
+//! with four threads reading the clock saw the real date 6 to 9 times in
+//! 800,000 reads with the plain build and never with the MT build; in the
+//! county report test one such read by the history writer (on its own
+//! thread) wrote every hour up to today's real date, and the rest of the
+//! synthetic month was lost.
 
 use std::path::{Path, PathBuf};
 
-/// The preloaded library of Debian's `faketime` package.
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+/// The preloaded library of Debian's `libfaketime` package, the build
+/// that serialises clock reads (see above).
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 /// The file a faked clock reads and the `env` arguments that fake it.
 pub struct FakeClock {
