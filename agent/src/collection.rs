@@ -302,8 +302,7 @@ impl Collector {
                 }
                 slot @ (Slot::Stuck | Slot::Lost) => {
                     self.slots[index].1 = slot;
-                    let error = "still running from an earlier collection (timed out)";
-                    self.record(index, Err(error.to_string()));
+                    self.record(index, Err(ProbeError::StillRunning));
                     gathered.outcomes[index] = Some(ProbeOutcome {
                         name,
                         success: false,
@@ -349,7 +348,7 @@ impl Collector {
                         pending -= 1;
                         self.slots[index].1 = Slot::Stuck;
                         self.schedules[index].cached.clear();
-                        self.record(index, Err(format!("timed out after {:?}", self.timeout)));
+                        self.record(index, Err(ProbeError::TimedOut(self.timeout)));
                         gathered.outcomes[index] = Some(ProbeOutcome {
                             name: self.slots[index].0,
                             success: false,
@@ -411,7 +410,7 @@ impl Collector {
         gathered.events[index] = finished.events;
         match finished.result {
             Err(ProbeError::Absent(path)) => self.record_absent(index, &path),
-            result => self.record(index, result.map_err(|error| error.to_string())),
+            result => self.record(index, result),
         }
         gathered.outcomes[index] = Some(ProbeOutcome {
             name,
@@ -420,7 +419,7 @@ impl Collector {
         });
     }
 
-    fn record(&mut self, index: usize, result: Result<(), String>) {
+    fn record(&mut self, index: usize, result: Result<(), ProbeError>) {
         let name = self.slots[index].0;
         match result {
             Ok(()) => {

@@ -329,12 +329,12 @@ impl Config {
 
     /// The HTTP listen address; call after [`Config::validate`].
     pub fn http_listen(&self) -> anyhow::Result<SocketAddr> {
-        parse_address(&self.http.listen.value).map_err(anyhow::Error::msg)
+        Ok(parse_address(&self.http.listen.value)?)
     }
 
     /// The enrolment listen address; call after [`Config::validate`].
     pub fn enroll_listen(&self) -> anyhow::Result<SocketAddr> {
-        parse_address(&self.enroll.listen.value).map_err(anyhow::Error::msg)
+        Ok(parse_address(&self.enroll.listen.value)?)
     }
 
     /// The enrolment URL `token create` prints: `enroll.public_url`, else
@@ -360,7 +360,7 @@ impl Config {
 
     /// The ingest listen address; call after [`Config::validate`].
     pub fn ingest_listen(&self) -> anyhow::Result<SocketAddr> {
-        parse_address(&self.ingest.listen.value).map_err(anyhow::Error::msg)
+        Ok(parse_address(&self.ingest.listen.value)?)
     }
 }
 
@@ -371,16 +371,25 @@ fn parse_listen(
 ) -> Option<SocketAddr> {
     match parse_address(&listen.value) {
         Ok(address) => Some(address),
-        Err(message) => {
-            problems.at(listen, format!("{key}: {message}"));
+        Err(error) => {
+            problems.at(listen, format!("{key}: {error}"));
             None
         }
     }
 }
 
-fn parse_address(text: &str) -> Result<SocketAddr, String> {
-    text.parse::<SocketAddr>()
-        .map_err(|_| format!("{text:?} is not an address like 127.0.0.1:9780 or [::]:9781"))
+/// A listen address that is not `IP:PORT`.
+#[derive(Debug, thiserror::Error)]
+#[error("{text:?} is not an address like 127.0.0.1:9780 or [::]:9781")]
+pub struct ListenAddressError {
+    /// The address as configured.
+    text: String,
+}
+
+fn parse_address(text: &str) -> Result<SocketAddr, ListenAddressError> {
+    text.parse::<SocketAddr>().map_err(|_| ListenAddressError {
+        text: text.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -84,9 +84,9 @@ impl Default for DetectionConfig {
 impl DetectionConfig {
     /// Adds every problem of the rule files and calendar to `problems`.
     pub fn validate(&self, problems: &mut countywatch_config::config_file::Problems) {
-        if let Err(messages) = Calendar::new(&self.calendar) {
-            for message in messages {
-                problems.general(format!("detection.calendar: {message}"));
+        if let Err(calendar_problems) = Calendar::new(&self.calendar) {
+            for problem in calendar_problems.0 {
+                problems.general(format!("detection.calendar: {problem}"));
             }
         }
         if self.save_every.get().is_zero() {
@@ -168,10 +168,11 @@ pub trait DetectionSink: Send + Sync {
     /// (the incident store: the block a rule's response asked for).
     fn annotate(&self, _detection: &Detection, _alert: &mut Alert) {}
 
-    /// Hears that SIGHUP put `config`'s rules in force, so that what the
-    /// sink built from the rules follows them (the incident store: the
-    /// rules agents run while offline).
-    fn rules_reloaded(&self, _config: &DetectionConfig) {}
+    /// Hears that SIGHUP put `rules` in force (the ones the engine now
+    /// runs, loaded once), so that what the sink built from the rules
+    /// follows them (the incident store: the rules agents run while
+    /// offline, the texts the console shows).
+    fn rules_reloaded(&self, _rules: &[rulefmt::Rule]) {}
 }
 
 /// Appends each detection, evidence included, as one JSON line.
@@ -428,21 +429,23 @@ impl Detector {
     }
 }
 
-/// Starts the detection task when there are rules: built-in or in files.
+/// Starts the detection task over `rules` (`config`'s, loaded by the
+/// caller, who shares them with the offline set and the console) when
+/// there are any.
 pub fn start(
     config: &DetectionConfig,
+    rules: Vec<rulefmt::Rule>,
     data_dir: &Path,
     sink: Arc<dyn DetectionSink>,
     notifier: Arc<Notifier>,
     registry: &prometheus::Registry,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    let rules = config.load_rules()?;
     if rules.is_empty() {
         return Ok(None);
     }
     let calendar =
-        Calendar::new(&config.calendar).map_err(|problems| anyhow::anyhow!(problems.join("; ")))?;
+        Calendar::new(&config.calendar).map_err(|problems| anyhow::anyhow!("{problems}"))?;
     let rule_count = rules.len();
     let engine = Engine::new(rules, calendar);
     let detector = Detector::open(data_dir, engine, config.from_beginning)?;
@@ -563,8 +566,8 @@ fn reload(
         Ok(rules) => {
             let count = rules.len();
             let calendar = Calendar::new(&config.calendar).unwrap_or_default();
+            sink.rules_reloaded(&rules);
             detector.engine.replace_rules(rules, calendar);
-            sink.rules_reloaded(config);
             tracing::info!(rules = count, "SIGHUP: detection rules reloaded");
         }
         Err(problems) => {

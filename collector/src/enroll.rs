@@ -187,7 +187,9 @@ pub async fn handle(
             let body = serde_json::to_string(&response).unwrap_or_default();
             json(StatusCode::OK, &body)
         }
-        Err((status, result, message)) => {
+        Err(refusal) => {
+            let (status, result, message) =
+                (refusal.status(), refusal.result(), refusal.to_string());
             state.telemetry.enroll_result(result);
             if let Ok(mut limiter) = state.limiter.lock() {
                 limiter.record_failure(address, Instant::now());
@@ -209,21 +211,116 @@ pub async fn handle(
     }
 }
 
-/// A refused request: status, the `result` label, and why.
-pub(crate) type Refusal = (StatusCode, &'static str, String);
+/// Why an enrolment or a certificate renewal was refused: its text is
+/// the answer's `error`, the log line's and the audit entry's reason;
+/// [`Refusal::status`] and [`Refusal::result`] (the bounded label of the
+/// enrolment counter) follow from the variant.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// A path other than the enrolment path.
+    #[error("agents enrol at {ENROLL_PATH}")]
+    NotFound,
+    /// A method other than POST.
+    #[error("use POST")]
+    NotPost,
+    /// The body did not arrive within 30 s.
+    #[error("request body not received in time")]
+    BodyTimeout,
+    /// The body could not be read (or was too large).
+    #[error("cannot read the body: {0}")]
+    ReadBody(Box<dyn std::error::Error + Send + Sync>),
+    /// The body is not an enrolment request.
+    #[error("invalid enrolment request: {0}")]
+    InvalidEnrolment(serde_json::Error),
+    /// A name that cannot be an agent's.
+    #[error("invalid agent name {0:?}")]
+    AgentName(String),
+    /// The token was refused.
+    #[error(transparent)]
+    Token(TokenError),
+    /// The registry failed while redeeming the token.
+    #[error("storage error: {0}")]
+    TokenStorage(rusqlite::Error),
+    /// The CSR cannot be signed (not a CSR, a wrong key type).
+    #[error("{0:#}")]
+    Sign(anyhow::Error),
+    /// The registry failed while recording the certificate.
+    #[error("{0:#}")]
+    Storage(anyhow::Error),
+    /// The agent renewed within the last part of its validity already.
+    #[error("agent {agent:?} renewed less than {interval:?} ago")]
+    RenewedRecently {
+        /// The agent.
+        agent: String,
+        /// How long it must wait between renewals.
+        interval: Duration,
+    },
+    /// The body is not a renewal request.
+    #[error("invalid renewal request: {0}")]
+    InvalidRenewal(serde_json::Error),
+    /// The certificate's agent is not enrolled, or is revoked.
+    #[error("agent {agent:?} is not enrolled or is revoked")]
+    NotEnrolled {
+        /// The agent.
+        agent: String,
+    },
+    /// The answer could not be encoded.
+    #[error("{0}")]
+    Encode(serde_json::Error),
+    /// The task that signs panicked: our own failure.
+    #[error("{0}")]
+    Panicked(tokio::task::JoinError),
+}
+
+impl Refusal {
+    /// The HTTP status of the answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::NotFound => StatusCode::NOT_FOUND,
+            Refusal::NotPost => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::BodyTimeout
+            | Refusal::ReadBody(_)
+            | Refusal::InvalidEnrolment(_)
+            | Refusal::AgentName(_)
+            | Refusal::Sign(_)
+            | Refusal::InvalidRenewal(_) => StatusCode::BAD_REQUEST,
+            Refusal::Token(TokenError::NameTaken(_)) => StatusCode::CONFLICT,
+            Refusal::Token(_) | Refusal::NotEnrolled { .. } => StatusCode::FORBIDDEN,
+            Refusal::TokenStorage(_) | Refusal::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::RenewedRecently { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Encode(_) | Refusal::Panicked(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `result` label of the enrolment counter and the ingest refusal.
+    pub fn result(&self) -> &'static str {
+        match self {
+            Refusal::NotFound => "not_found",
+            Refusal::NotPost
+            | Refusal::BodyTimeout
+            | Refusal::ReadBody(_)
+            | Refusal::InvalidEnrolment(_)
+            | Refusal::AgentName(_)
+            | Refusal::Sign(_)
+            | Refusal::InvalidRenewal(_) => "bad_request",
+            Refusal::Token(TokenError::NameTaken(_)) => "name_taken",
+            Refusal::Token(_) => "invalid_token",
+            Refusal::NotEnrolled { .. } => "unauthorized",
+            Refusal::RenewedRecently { .. } => "rate_limited",
+            Refusal::TokenStorage(_)
+            | Refusal::Storage(_)
+            | Refusal::Encode(_)
+            | Refusal::Panicked(_) => "error",
+        }
+    }
+}
 
 /// The outcome of a blocking task that signs: a task that panicked is our
 /// own failure, 500.
 pub(crate) fn joined<T>(
     outcome: Result<Result<T, Refusal>, tokio::task::JoinError>,
 ) -> Result<T, Refusal> {
-    outcome.unwrap_or_else(|error| {
-        Err((
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "error",
-            error.to_string(),
-        ))
-    })
+    outcome.unwrap_or_else(|error| Err(Refusal::Panicked(error)))
 }
 
 /// Appends an enrolment's audit entry, when the collector keeps a trail.
@@ -249,34 +346,24 @@ async fn enrol(
     state: &Arc<EnrollState>,
     request: Request<Incoming>,
 ) -> Result<(EnrollResponse, bool), Refusal> {
-    let bad = |message: String| (StatusCode::BAD_REQUEST, "bad_request", message);
     if request.uri().path() != ENROLL_PATH {
-        return Err((
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("agents enrol at {ENROLL_PATH}"),
-        ));
+        return Err(Refusal::NotFound);
     }
     if request.method() != Method::POST {
-        return Err((
-            StatusCode::METHOD_NOT_ALLOWED,
-            "bad_request",
-            "use POST".to_string(),
-        ));
+        return Err(Refusal::NotPost);
     }
     let body = tokio::time::timeout(
         Duration::from_secs(30),
         Limited::new(request.into_body(), MAX_BODY).collect(),
     )
     .await
-    .map_err(|_| bad("request body not received in time".to_string()))?
-    .map_err(|error| bad(format!("cannot read the body: {error}")))?
+    .map_err(|_| Refusal::BodyTimeout)?
+    .map_err(Refusal::ReadBody)?
     .to_bytes();
-    let enroll: EnrollRequest = serde_json::from_slice(&body)
-        .map_err(|error| bad(format!("invalid enrolment request: {error}")))?;
+    let enroll: EnrollRequest = serde_json::from_slice(&body).map_err(Refusal::InvalidEnrolment)?;
     for name in enroll.name.iter().chain(enroll.host_name.iter()) {
         if !countywatch_wire::is_valid_agent_name(name) {
-            return Err(bad(format!("invalid agent name {name:?}")));
+            return Err(Refusal::AgentName(name.clone()));
         }
     }
     let state = Arc::clone(state);
@@ -291,23 +378,14 @@ async fn enrol(
                 now,
             )
             .map_err(|error| match error {
-                TokenError::Storage(error) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "error",
-                    format!("storage error: {error}"),
-                ),
-                TokenError::NameTaken(name) => (
-                    StatusCode::CONFLICT,
-                    "name_taken",
-                    TokenError::NameTaken(name).to_string(),
-                ),
-                other => (StatusCode::FORBIDDEN, "invalid_token", other.to_string()),
+                TokenError::Storage(error) => Refusal::TokenStorage(error),
+                other => Refusal::Token(other),
             })?;
         let name = redeemed.name;
         let issued = state
             .ca
             .sign_agent(&enroll.csr_pem, &name)
-            .map_err(|error| (StatusCode::BAD_REQUEST, "bad_request", format!("{error:#}")))?;
+            .map_err(Refusal::Sign)?;
         let first_seq = state
             .registry
             .enrol(&name, &issued.sha256, now)
@@ -317,13 +395,7 @@ async fn enrol(
                     .record_cert_expiry(&name, issued.not_after_ms)
                     .map(|()| first_seq)
             })
-            .map_err(|error| {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "error",
-                    format!("{error:#}"),
-                )
-            })?;
+            .map_err(Refusal::Storage)?;
         Ok((
             EnrollResponse {
                 agent: name,

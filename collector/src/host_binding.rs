@@ -118,9 +118,9 @@ impl HostBinding {
             .connection
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        let mut verdicts: std::collections::HashMap<String, Result<(), &'static str>> =
+        let mut verdicts: std::collections::HashMap<String, Result<(), DeviceRefusal>> =
             Default::default();
-        let mut verdict = |device: &str| -> anyhow::Result<Result<(), &'static str>> {
+        let mut verdict = |device: &str| -> anyhow::Result<Result<(), DeviceRefusal>> {
             if let Some(known) = verdicts.get(device) {
                 return Ok(*known);
             }
@@ -133,7 +133,7 @@ impl HostBinding {
                 Some(device) => match verdict(device)? {
                     Ok(()) if event.host == device || event.host == agent => None,
                     Ok(()) => Some("claimed_host"),
-                    Err(reason) => Some(reason),
+                    Err(refusal) => Some(refusal.label()),
                 },
                 None if event.host == agent => None,
                 None => Some("claimed_host"),
@@ -154,7 +154,7 @@ impl HostBinding {
                     .find(|(name, _)| name == DEVICE_INSTANCE_LABEL)
                     .map(|(_, value)| value.as_str());
                 match device.map(&mut verdict).transpose()? {
-                    Some(Err(reason)) => self.rehosted.with_label_values(&[reason]).inc(),
+                    Some(Err(refusal)) => self.rehosted.with_label_values(&[refusal.label()]).inc(),
                     _ => kept.push(sample),
                 }
             }
@@ -162,6 +162,25 @@ impl HostBinding {
         }
         metrics.retain(|family| !family.samples.is_empty());
         Ok(())
+    }
+}
+
+/// Why an agent may not speak for a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DeviceRefusal {
+    /// The device is the collector or an enrolled agent.
+    DeviceIsAgent,
+    /// Another agent reported the device first.
+    BoundElsewhere,
+}
+
+impl DeviceRefusal {
+    /// The `reason` label of the rehosted counter.
+    fn label(self) -> &'static str {
+        match self {
+            DeviceRefusal::DeviceIsAgent => "device_is_agent",
+            DeviceRefusal::BoundElsewhere => "device_bound_elsewhere",
+        }
     }
 }
 
@@ -173,9 +192,9 @@ fn may_speak_for(
     agent: &str,
     device: &str,
     now_ms: i64,
-) -> anyhow::Result<Result<(), &'static str>> {
+) -> anyhow::Result<Result<(), DeviceRefusal>> {
     if device.eq_ignore_ascii_case(COLLECTOR_HOST) {
-        return Ok(Err("device_is_agent"));
+        return Ok(Err(DeviceRefusal::DeviceIsAgent));
     }
     let is_agent: bool = connection.query_row(
         "SELECT EXISTS (SELECT 1 FROM agents WHERE lower(name) = lower(?1))",
@@ -183,14 +202,14 @@ fn may_speak_for(
         |row| row.get(0),
     )?;
     if is_agent {
-        return Ok(Err("device_is_agent"));
+        return Ok(Err(DeviceRefusal::DeviceIsAgent));
     }
     connection.execute(
         "INSERT OR IGNORE INTO devices (name, agent, bound_ms) VALUES (?1, ?2, ?3)",
         params![device, agent, now_ms],
     )?;
     Ok(match bound_agent(connection, device)? {
-        Some(bound) if bound != agent => Err("device_bound_elsewhere"),
+        Some(bound) if bound != agent => Err(DeviceRefusal::BoundElsewhere),
         _ => Ok(()),
     })
 }
@@ -242,7 +261,7 @@ pub fn move_device(data_dir: &Path, device: &str, agent: &str) -> anyhow::Result
     if !enrolled {
         anyhow::bail!("no enrolled, unrevoked agent named {agent:?}");
     }
-    if may_speak_for(&connection, agent, device, 0)? == Err("device_is_agent") {
+    if may_speak_for(&connection, agent, device, 0)? == Err(DeviceRefusal::DeviceIsAgent) {
         anyhow::bail!("{device:?} is the collector's or an enrolled agent's name, not a device");
     }
     let before = bound_agent(&connection, device)?;

@@ -198,7 +198,9 @@ async fn renew(
         let (body, _) = read_body(state, request).await?;
         crate::renewal::renew(&state.renewal, &agent, &body, peer.addr)
             .await
-            .map_err(|(status, result, message)| Refusal::new(status, result, message))
+            .map_err(|refusal| {
+                Refusal::new(refusal.status(), refusal.result(), refusal.to_string())
+            })
     }
     .await;
     match answered {

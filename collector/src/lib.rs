@@ -372,15 +372,18 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         Arc::clone(&notifier),
         alerting.clone(),
     ));
+    // Loaded once for the engine, the agents' offline set and the console;
+    // rules that failed to load were refused with the configuration.
+    let detection_rules = config.detection.load_rules()?;
     let offline_rules = Arc::new(active_response::offline_rules::OfflineRulesCell::new(
-        active_response::offline_rules::build(&config.detection, &response),
+        active_response::offline_rules::build(&detection_rules, &response),
     ));
-    // Rules that failed to load were refused with the configuration.
     let rules_in_force = Arc::new(detection_rules_in_force::DetectionRulesInForce::new(
-        config.detection.load_rules().unwrap_or_default(),
+        detection_rules.clone(),
     ));
     if let Some(task) = detection::start(
         &config.detection,
+        detection_rules,
         &config.data_dir,
         Arc::new(incident::detection_sink::IncidentSink {
             store: Arc::clone(&incident_store),

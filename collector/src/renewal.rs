@@ -19,8 +19,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hyper::StatusCode;
-
 use crate::audit::Outcome;
 use crate::ca::CertificateAuthority;
 use crate::enroll::Refusal;
@@ -85,11 +83,10 @@ pub async fn renew(
     if renewed_recently(&renewal.last_renewed, agent, interval, Instant::now()) {
         // Counted, not audited: the limit exists to keep the trail small.
         renewal.telemetry.enroll_result("rate_limited");
-        return Err((
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("agent {agent:?} renewed less than {interval:?} ago"),
-        ));
+        return Err(Refusal::RenewedRecently {
+            agent: agent.to_string(),
+            interval,
+        });
     }
     let outcome = issue(renewal, agent, body).await;
     if outcome.is_ok() {
@@ -102,18 +99,18 @@ pub async fn renew(
             Outcome::Success,
             format!("from {peer}, new certificate SHA-256 {sha256}"),
         ),
-        Err((_, _, message)) => (
+        Err(refusal) => (
             "renewal_refused",
             "agent.certificate_renewal_refused",
             Outcome::Failure,
-            format!("from {peer}: {message}"),
+            format!("from {peer}: {refusal}"),
         ),
     };
     renewal.telemetry.enroll_result(result);
     match &outcome {
         Ok(_) => tracing::info!(agent, peer = %peer, "agent certificate renewed"),
-        Err((_, _, message)) => {
-            tracing::warn!(agent, peer = %peer, error = %message, "agent certificate renewal refused")
+        Err(refusal) => {
+            tracing::warn!(agent, peer = %peer, error = %refusal, "agent certificate renewal refused")
         }
     }
     if let Some(data_dir) = renewal.audit_dir.clone() {
@@ -137,47 +134,25 @@ pub async fn renew(
 /// Signs and records the new certificate; returns its SHA-256 and the answer.
 async fn issue(renewal: &Renewal, agent: &str, body: &[u8]) -> Result<(String, String), Refusal> {
     let request: countywatch_wire::RenewRequest =
-        serde_json::from_slice(body).map_err(|error| {
-            (
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("invalid renewal request: {error}"),
-            )
-        })?;
+        serde_json::from_slice(body).map_err(Refusal::InvalidRenewal)?;
     let ca = Arc::clone(&renewal.ca);
     let registry = Arc::clone(&renewal.registry);
     let agent = agent.to_string();
     let outcome = tokio::task::spawn_blocking(move || {
         let issued = ca
             .sign_agent(&request.csr_pem, &agent)
-            .map_err(|error| (StatusCode::BAD_REQUEST, "bad_request", format!("{error:#}")))?;
+            .map_err(Refusal::Sign)?;
         let recorded = registry
             .offer_renewal(&agent, &issued.sha256, issued.not_after_ms)
-            .map_err(|error| {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "error",
-                    format!("{error:#}"),
-                )
-            })?;
+            .map_err(Refusal::Storage)?;
         if !recorded {
-            return Err((
-                StatusCode::FORBIDDEN,
-                "unauthorized",
-                format!("agent {agent:?} is not enrolled or is revoked"),
-            ));
+            return Err(Refusal::NotEnrolled { agent });
         }
         let answer = countywatch_wire::RenewResponse {
             agent,
             certificate_pem: issued.pem,
         };
-        let answer = serde_json::to_string(&answer).map_err(|error| {
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "error",
-                error.to_string(),
-            )
-        })?;
+        let answer = serde_json::to_string(&answer).map_err(Refusal::Encode)?;
         Ok((issued.sha256, answer))
     })
     .await;

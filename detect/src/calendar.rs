@@ -91,21 +91,55 @@ pub enum CalendarLoadError {
     #[error(transparent)]
     Shape(#[from] countywatch_config::config_file::Problems),
     /// Values that do not make a calendar (an unknown zone, a bad date).
-    #[error("{}", problems.iter().map(|problem| format!("{}: {problem}", file.display())).collect::<Vec<_>>().join("\n"))]
+    #[error("{}", problems.0.iter().map(|problem| format!("{}: {problem}", file.display())).collect::<Vec<_>>().join("\n"))]
     Invalid {
         /// The calendar file.
         file: std::path::PathBuf,
         /// Every problem, without position.
-        problems: Vec<String>,
+        problems: CalendarProblems,
+    },
+}
+
+/// Every problem of a calendar's values, in the order they were found;
+/// shown joined by `; `.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", self.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct CalendarProblems(pub Vec<CalendarProblem>);
+
+/// One value of a calendar's configuration that is not usable.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CalendarProblem {
+    /// The time zone.
+    #[error(transparent)]
+    Zone(#[from] ZoneError),
+    /// A working day that is no weekday.
+    #[error("unknown weekday {day:?} (expected mon .. sun)")]
+    Weekday {
+        /// The day as configured.
+        day: String,
+    },
+    /// A start or end of working hours that is no time of day.
+    #[error("{bound} {text:?} is not a local time HH:MM")]
+    Clock {
+        /// `start` or `end`.
+        bound: &'static str,
+        /// The time as configured.
+        text: String,
+    },
+    /// A holiday or extra working day that is no date.
+    #[error("{text:?} is not a date YYYY-MM-DD")]
+    Date {
+        /// The date as configured.
+        text: String,
     },
 }
 
 impl Calendar {
     /// Checks a configuration, reporting every problem.
-    pub fn new(config: &CalendarConfig) -> Result<Calendar, Vec<String>> {
+    pub fn new(config: &CalendarConfig) -> Result<Calendar, CalendarProblems> {
         let mut problems = Vec::new();
-        let zone = parse_zone(&config.timezone).unwrap_or_else(|message| {
-            problems.push(message);
+        let zone = parse_zone(&config.timezone).unwrap_or_else(|error| {
+            problems.push(CalendarProblem::Zone(error));
             TimeZone::UTC
         });
         let mut workdays = [false; 7];
@@ -115,12 +149,15 @@ impl Calendar {
                 .position(|name| name.eq_ignore_ascii_case(day))
             {
                 Some(index) => workdays[index] = true,
-                None => problems.push(format!("unknown weekday {day:?} (expected mon .. sun)")),
+                None => problems.push(CalendarProblem::Weekday { day: day.clone() }),
             }
         }
-        let mut minute = |text: &str, what: &str| {
+        let mut minute = |text: &str, bound: &'static str| {
             parse_clock(text).unwrap_or_else(|| {
-                problems.push(format!("{what} {text:?} is not a local time HH:MM"));
+                problems.push(CalendarProblem::Clock {
+                    bound,
+                    text: text.to_string(),
+                });
                 0
             })
         };
@@ -133,7 +170,7 @@ impl Calendar {
                     Some(day) => {
                         days.insert(day);
                     }
-                    None => problems.push(format!("{text:?} is not a date YYYY-MM-DD")),
+                    None => problems.push(CalendarProblem::Date { text: text.clone() }),
                 }
             }
             days
@@ -150,7 +187,7 @@ impl Calendar {
                 extra_workdays,
             })
         } else {
-            Err(problems)
+            Err(CalendarProblems(problems))
         }
     }
 
@@ -211,16 +248,41 @@ pub fn in_span(minute: u32, from: u32, to: u32) -> bool {
     }
 }
 
+/// Why a configured time zone is not usable.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ZoneError {
+    /// A name the time zone database does not hold.
+    #[error(
+        "unknown timezone {zone:?}: give an IANA zone like Asia/Shanghai or a fixed offset like +08:00"
+    )]
+    Unknown {
+        /// The name as configured.
+        zone: String,
+    },
+    /// An offset the time library refuses.
+    #[error("timezone offset {text:?}: {source}")]
+    Offset {
+        /// The offset as configured.
+        text: String,
+        /// The time library's reason.
+        source: jiff::Error,
+    },
+    /// An offset that is not `+HH:MM` within ±14:00.
+    #[error("timezone offset {text:?} is not +HH:MM within ±14:00")]
+    OffsetRange {
+        /// The offset as configured.
+        text: String,
+    },
+}
+
 /// An IANA zone name or a fixed offset `+HH:MM` within ±14:00.
-pub fn parse_zone(text: &str) -> Result<TimeZone, String> {
+pub fn parse_zone(text: &str) -> Result<TimeZone, ZoneError> {
     let sign = match text.chars().next() {
         Some('+') => 1,
         Some('-') => -1,
         _ => {
-            return TimeZone::get(text).map_err(|_| {
-                format!(
-                    "unknown timezone {text:?}: give an IANA zone like Asia/Shanghai or a fixed offset like +08:00"
-                )
+            return TimeZone::get(text).map_err(|_| ZoneError::Unknown {
+                zone: text.to_string(),
             });
         }
     };
@@ -229,11 +291,14 @@ pub fn parse_zone(text: &str) -> Result<TimeZone, String> {
             let seconds = sign * i32::try_from(minutes).unwrap_or(0) * 60;
             Offset::from_seconds(seconds)
                 .map(TimeZone::fixed)
-                .map_err(|error| format!("timezone offset {text:?}: {error}"))
+                .map_err(|source| ZoneError::Offset {
+                    text: text.to_string(),
+                    source,
+                })
         }
-        _ => Err(format!(
-            "timezone offset {text:?} is not +HH:MM within ±14:00"
-        )),
+        _ => Err(ZoneError::OffsetRange {
+            text: text.to_string(),
+        }),
     }
 }
 
@@ -310,9 +375,9 @@ mod tests {
             holidays: vec!["2026-13-01".into()],
             ..CalendarConfig::default()
         };
-        let problems = Calendar::new(&config).unwrap_err();
+        let problems = Calendar::new(&config).unwrap_err().0;
         assert_eq!(problems.len(), 4, "{problems:?}");
-        assert!(problems[0].contains("Mars/Olympus_Mons"));
+        assert!(problems[0].to_string().contains("Mars/Olympus_Mons"));
         let offset = CalendarConfig {
             timezone: "-05:30".into(),
             ..CalendarConfig::default()

@@ -209,20 +209,43 @@ pub fn glob_to_regex(glob: &str) -> String {
     pattern
 }
 
+/// Why a condition's regex (or glob) cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegexError {
+    /// It compiles to more than the size limit.
+    #[error("regex {pattern:?} is too large once compiled (limit {limit} bytes)")]
+    TooLarge {
+        /// The regex as compiled (a glob already translated).
+        pattern: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// It does not parse; the message is the regex crate's reason, without
+    /// its drawing of the pattern.
+    #[error("invalid regex {pattern:?}: {}", first_line(&source.to_string()))]
+    Invalid {
+        /// The regex as compiled.
+        pattern: String,
+        /// The regex crate's error.
+        source: regex::Error,
+    },
+}
+
 /// Compiles a regex with the size limit.
-pub fn compile_regex(pattern: &str) -> Result<Regex, String> {
+pub fn compile_regex(pattern: &str) -> Result<Regex, RegexError> {
     RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|error| match error {
-            regex::Error::CompiledTooBig(limit) => {
-                format!("regex {pattern:?} is too large once compiled (limit {limit} bytes)")
-            }
-            other => format!(
-                "invalid regex {pattern:?}: {}",
-                first_line(&other.to_string())
-            ),
+            regex::Error::CompiledTooBig(limit) => RegexError::TooLarge {
+                pattern: pattern.to_string(),
+                limit,
+            },
+            source => RegexError::Invalid {
+                pattern: pattern.to_string(),
+                source,
+            },
         })
 }
 
@@ -547,8 +570,8 @@ fn compile_operator(
                     };
                     match compile_regex(&pattern) {
                         Ok(regex) => Some(Test::Pattern(regex)),
-                        Err(message) => {
-                            problems.at(operand, message);
+                        Err(error) => {
+                            problems.at(operand, error.to_string());
                             None
                         }
                     }

@@ -144,8 +144,9 @@ pub fn build(
                 events
                     .iter()
                     .find(|event| event.kind != wanted)
-                    .map(|event| {
-                        format!("parses to {}, not {}", event.kind.as_str(), wanted.as_str())
+                    .map(|event| LineRefusal::WrongKind {
+                        made: event.kind.as_str(),
+                        wanted: wanted.as_str(),
                     })
             }),
         };
@@ -163,6 +164,39 @@ pub fn build(
     }
 }
 
+/// Why a test line does not make the event the test expects; the text
+/// follows `test "name": parser line "text"` in the check's output.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum LineRefusal {
+    /// A host that is not one word.
+    #[error("has host {host:?}, which a syslog line cannot carry (one word)")]
+    HostNotOneWord {
+        /// The host as written.
+        host: String,
+    },
+    /// The auth parser took the line as bookkeeping.
+    #[error("is understood by the parser but makes no event (bookkeeping such as a session line)")]
+    NoEvent,
+    /// The auth parser does not understand the line.
+    #[error(
+        "is not understood by the parser (`text` is what follows the timestamp and host name, like \"sshd[123]: Failed password for root from 203.0.113.9 port 22 ssh2\")"
+    )]
+    NotUnderstood,
+    /// No vendor parser understands the syslog message.
+    #[error(
+        "is understood by no vendor parser (the agent would make a plain syslog_message of it; say `kind: syslog_message` if the test means that)"
+    )]
+    NoVendorParser,
+    /// The line makes an event of another kind than the test names.
+    #[error("parses to {made}, not {wanted}")]
+    WrongKind {
+        /// The kind the parser made.
+        made: &'static str,
+        /// The kind the test names.
+        wanted: &'static str,
+    },
+}
+
 /// Writes `text` as a whole auth log line (ISO-8601 time in UTC, host) and
 /// parses it as the agent does.
 fn auth_log_events(
@@ -171,11 +205,11 @@ fn auth_log_events(
     text: &str,
     time_ms: i64,
     out: &mut Vec<Event>,
-) -> Result<(), String> {
+) -> Result<(), LineRefusal> {
     if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(format!(
-            "has host {host:?}, which a syslog line cannot carry (one word)"
-        ));
+        return Err(LineRefusal::HostNotOneWord {
+            host: host.to_string(),
+        });
     }
     let line = format!("{} {host} {text}", iso8601_utc(time_ms));
     let before = parser.stats.clone();
@@ -189,12 +223,9 @@ fn auth_log_events(
         return Ok(());
     }
     if parser.stats.lines_ignored > before.lines_ignored {
-        Err(
-            "is understood by the parser but makes no event (bookkeeping such as a session line)"
-                .to_string(),
-        )
+        Err(LineRefusal::NoEvent)
     } else {
-        Err("is not understood by the parser (`text` is what follows the timestamp and host name, like \"sshd[123]: Failed password for root from 203.0.113.9 port 22 ssh2\")".to_string())
+        Err(LineRefusal::NotUnderstood)
     }
 }
 
@@ -207,10 +238,10 @@ fn syslog_event(
     time_ms: i64,
     wanted: Option<EventKind>,
     out: &mut Vec<Event>,
-) -> Result<(), String> {
+) -> Result<(), LineRefusal> {
     let (mut event, _lossy) = message_to_event(text.as_bytes(), device, time_ms, time_ms);
     if event.kind == EventKind::SyslogMessage && wanted != Some(EventKind::SyslogMessage) {
-        return Err("is understood by no vendor parser (the agent would make a plain syslog_message of it; say `kind: syslog_message` if the test means that)".to_string());
+        return Err(LineRefusal::NoVendorParser);
     }
     event.host = host.to_string();
     out.push(event);

@@ -218,10 +218,7 @@ pub fn run_file(path: &Path) -> TestOutcome {
     let calendar = match file.calendar.as_ref().map(Calendar::new).transpose() {
         Ok(calendar) => calendar.unwrap_or_default(),
         Err(problems) => {
-            return fail(
-                report,
-                format!("{}: calendar: {}", path.display(), problems.join("; ")),
-            );
+            return fail(report, format!("{}: calendar: {problems}", path.display()));
         }
     };
     let mut problems = Problems::new(path);

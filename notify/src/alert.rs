@@ -119,12 +119,36 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
 }
 
+/// Why a text is not a usable RFC 3339 time (an API client's or a user's
+/// mistake, answered with 400).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TimeError {
+    /// Not RFC 3339.
+    #[error("invalid time {text:?}: {source}")]
+    Invalid {
+        /// The text as given.
+        text: String,
+        /// What the parser found.
+        source: time::error::Parse,
+    },
+    /// A time milliseconds since 1970 cannot hold.
+    #[error("time {text:?} out of range")]
+    OutOfRange {
+        /// The text as given.
+        text: String,
+    },
+}
+
 /// Parses an RFC 3339 time into Unix milliseconds.
-pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
+pub fn parse_rfc3339(text: &str) -> Result<i64, TimeError> {
     let time = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|error| format!("invalid time {text:?}: {error}"))?;
-    i64::try_from(time.unix_timestamp_nanos() / 1_000_000)
-        .map_err(|_| format!("time {text:?} out of range"))
+        .map_err(|source| TimeError::Invalid {
+            text: text.to_string(),
+            source,
+        })?;
+    i64::try_from(time.unix_timestamp_nanos() / 1_000_000).map_err(|_| TimeError::OutOfRange {
+        text: text.to_string(),
+    })
 }
 
 #[cfg(test)]

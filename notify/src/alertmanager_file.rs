@@ -496,8 +496,8 @@ impl AlertmanagerFile {
     pub fn convert(self, problems: &mut Problems, text: String, base: &Path) -> Option<Converted> {
         let mut templates = TemplateSet::default();
         for pattern in &self.templates {
-            if let Err(message) = load_templates(&mut templates, base, &pattern.value) {
-                problems.at(pattern, format!("templates: {message}"));
+            if let Err(error) = load_templates(&mut templates, base, &pattern.value) {
+                problems.at(pattern, format!("templates: {error}"));
             }
         }
         for (value, key) in [
@@ -547,10 +547,38 @@ const MISSING: &[(&str, &str)] = &[
     ("webex_configs", "Webex"),
 ];
 
+/// Why a `templates:` pattern's files could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateFilesError {
+    /// The directory of a wildcard pattern cannot be listed.
+    #[error("cannot list {}: {source}", directory.display())]
+    List {
+        /// The directory.
+        directory: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file cannot be read.
+    #[error("cannot read {}: {source}", file.display())]
+    Read {
+        /// The file.
+        file: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file's templates do not parse.
+    #[error(transparent)]
+    Template(#[from] crate::go_template::TemplateError),
+}
+
 /// Adds the `define`s of every file `pattern` names (a `*` or `?` in the
 /// file name matches as in a shell; a relative path is read from `base`).
 /// A pattern matching nothing adds nothing, as in Alertmanager.
-fn load_templates(set: &mut TemplateSet, base: &Path, pattern: &str) -> Result<(), String> {
+fn load_templates(
+    set: &mut TemplateSet,
+    base: &Path,
+    pattern: &str,
+) -> Result<(), TemplateFilesError> {
     let path = base.join(pattern);
     let directory = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let name = path
@@ -559,7 +587,7 @@ fn load_templates(set: &mut TemplateSet, base: &Path, pattern: &str) -> Result<(
         .unwrap_or_default();
     let mut files: Vec<std::path::PathBuf> = if name.contains(['*', '?']) {
         let entries = std::fs::read_dir(&directory)
-            .map_err(|error| format!("cannot list {}: {error}", directory.display()))?;
+            .map_err(|source| TemplateFilesError::List { directory, source })?;
         entries
             .filter_map(Result::ok)
             .map(|entry| entry.path())
@@ -573,10 +601,11 @@ fn load_templates(set: &mut TemplateSet, base: &Path, pattern: &str) -> Result<(
     };
     files.sort();
     for file in files {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|error| format!("cannot read {}: {error}", file.display()))?;
-        set.add_file(&file.display().to_string(), &text)
-            .map_err(|error| error.to_string())?;
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(source) => return Err(TemplateFilesError::Read { file, source }),
+        };
+        set.add_file(&file.display().to_string(), &text)?;
     }
     Ok(())
 }

@@ -225,7 +225,7 @@ async fn post_alerts(notifier: &Notifier, body: &[u8]) -> Response<Full<Bytes>> 
         Err(problem) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                &format!("invalid alerts: {problem}"),
+                format!("invalid alerts: {problem}"),
             );
         }
     };
@@ -245,7 +245,7 @@ async fn post_alerts(notifier: &Notifier, body: &[u8]) -> Response<Full<Bytes>> 
         {
             return error(
                 StatusCode::BAD_REQUEST,
-                &format!("invalid label name {name:?}"),
+                format!("invalid label name {name:?}"),
             );
         }
         let starts_at_ms = match item
@@ -291,7 +291,7 @@ fn post_silence(notifier: &Notifier, body: &[u8], user: Option<&str>) -> Respons
         Err(problem) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                &format!("invalid silence: {problem}"),
+                format!("invalid silence: {problem}"),
             );
         }
     };
@@ -409,6 +409,6 @@ fn respond(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     response
 }
 
-fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    respond(status, json!({"error": message}))
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<Full<Bytes>> {
+    respond(status, json!({"error": message.to_string()}))
 }

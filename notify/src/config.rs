@@ -372,11 +372,8 @@ impl NotifyConfig {
                 );
             }
             for spec in &interval.time_intervals {
-                if let Err((at, message)) = crate::time_interval::Interval::build(spec) {
-                    match at {
-                        Some(spanned) => problems.at(&spanned, message),
-                        None => problems.general(message),
-                    }
+                if let Err(error) = crate::time_interval::Interval::build(spec) {
+                    problems.at(&error.value, error.to_string());
                 }
             }
         }

@@ -89,9 +89,9 @@ impl DisplayConfig {
     /// Adds a problem for a zone that does not exist.
     pub fn validate(&self, problems: &mut Problems) {
         if let Some(zone) = &self.timezone
-            && let Err(message) = countywatch_detect::calendar::parse_zone(&zone.value)
+            && let Err(error) = countywatch_detect::calendar::parse_zone(&zone.value)
         {
-            problems.at(zone, format!("display.timezone: {message}"));
+            problems.at(zone, format!("display.timezone: {error}"));
         }
     }
 

@@ -25,9 +25,67 @@ const MAX_REPEAT: u32 = 1000;
 /// Go's `\s`: space, tab, newline, form feed and carriage return (not `\v`).
 const SPACE: &str = r"\t\n\x0C\r ";
 
+/// Why Go would refuse a regex; the texts are Go's own messages.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GoRegexError {
+    /// A `\` as the last character.
+    #[error("trailing backslash at end of expression")]
+    TrailingBackslash,
+    /// A repetition of a repetition (`a**`).
+    #[error("invalid nested repetition operator in {pattern:?}")]
+    NestedRepetition {
+        /// The whole regex.
+        pattern: String,
+    },
+    /// A repetition with nothing before it (`*a`).
+    #[error("missing argument to repetition operator in {pattern:?}")]
+    MissingArgument {
+        /// The whole regex.
+        pattern: String,
+    },
+    /// A `{n,m}` above 1000 or with `m` below `n`.
+    #[error("invalid repeat count {count} in {pattern:?}")]
+    RepeatCount {
+        /// The repetition as written (`{1001}`).
+        count: String,
+        /// The whole regex.
+        pattern: String,
+    },
+    /// `\1` to `\7`: a backreference, which RE2 does not have.
+    #[error("invalid escape sequence \\{digit} (backreferences are not supported)")]
+    Backreference {
+        /// The digit.
+        digit: char,
+    },
+    /// `\x{` or `\p{` without its `}`.
+    #[error("invalid escape sequence \\{escape}{{ without }}")]
+    UnclosedBrace {
+        /// The escape's letter.
+        escape: char,
+    },
+    /// An escape Go does not know, or one cut short by the end.
+    #[error("invalid escape sequence \\{escape}")]
+    InvalidEscape {
+        /// The character after the backslash.
+        escape: char,
+    },
+    /// A class without its `]`.
+    #[error("missing closing ]")]
+    MissingBracket,
+    /// `(?)`.
+    #[error("missing argument to repetition operator: (?)")]
+    EmptyFlags,
+    /// A group flag Go does not have (`(?x)`, `(?<name>`).
+    #[error("invalid or unsupported Perl syntax: {text:?}")]
+    PerlSyntax {
+        /// The group's opening as written.
+        text: String,
+    },
+}
+
 /// Rewrites a Go regex into Rust syntax with the same meaning, or says why
 /// Go would refuse it.
-pub fn translate(go: &str) -> Result<String, String> {
+pub fn translate(go: &str) -> Result<String, GoRegexError> {
     let characters: Vec<char> = go.chars().collect();
     let mut out = String::with_capacity(go.len() + 16);
     let mut index = 0;
@@ -42,7 +100,7 @@ pub fn translate(go: &str) -> Result<String, String> {
             '\\' => {
                 let next = *characters
                     .get(index + 1)
-                    .ok_or("trailing backslash at end of expression")?;
+                    .ok_or(GoRegexError::TrailingBackslash)?;
                 if next == 'Q' {
                     let end = find_quote_end(&characters, index + 2);
                     for literal in &characters[index + 2..end] {
@@ -62,10 +120,14 @@ pub fn translate(go: &str) -> Result<String, String> {
             }
             '*' | '+' | '?' => {
                 if after_repeat {
-                    return Err(format!("invalid nested repetition operator in {go:?}"));
+                    return Err(GoRegexError::NestedRepetition {
+                        pattern: go.to_string(),
+                    });
                 }
                 if !have_operand {
-                    return Err(format!("missing argument to repetition operator in {go:?}"));
+                    return Err(GoRegexError::MissingArgument {
+                        pattern: go.to_string(),
+                    });
                 }
                 out.push(character);
                 index += 1;
@@ -78,16 +140,26 @@ pub fn translate(go: &str) -> Result<String, String> {
             '{' => match repeat_count(&characters, index) {
                 Some((text, low, high, end)) => {
                     if after_repeat {
-                        return Err(format!("invalid nested repetition operator in {go:?}"));
+                        return Err(GoRegexError::NestedRepetition {
+                            pattern: go.to_string(),
+                        });
                     }
                     if !have_operand {
-                        return Err(format!("missing argument to repetition operator in {go:?}"));
+                        return Err(GoRegexError::MissingArgument {
+                            pattern: go.to_string(),
+                        });
                     }
                     if low > MAX_REPEAT || high.is_some_and(|high| high > MAX_REPEAT) {
-                        return Err(format!("invalid repeat count {text} in {go:?}"));
+                        return Err(GoRegexError::RepeatCount {
+                            count: text,
+                            pattern: go.to_string(),
+                        });
                     }
                     if high.is_some_and(|high| high < low) {
-                        return Err(format!("invalid repeat count {text} in {go:?}"));
+                        return Err(GoRegexError::RepeatCount {
+                            count: text,
+                            pattern: go.to_string(),
+                        });
                     }
                     out.push_str(&text);
                     index = end;
@@ -151,7 +223,7 @@ fn escape_outside_class(
     characters: &[char],
     index: usize,
     out: &mut String,
-) -> Result<usize, String> {
+) -> Result<usize, GoRegexError> {
     let next = characters[index + 1];
     let class = match next {
         'd' => Some("[0-9]".to_string()),
@@ -174,7 +246,11 @@ fn escape_outside_class(
 
 /// Escapes valid both inside and outside a class: octal, hex, Unicode
 /// classes, control characters and escaped punctuation.
-fn common_escape(characters: &[char], index: usize, out: &mut String) -> Result<usize, String> {
+fn common_escape(
+    characters: &[char],
+    index: usize,
+    out: &mut String,
+) -> Result<usize, GoRegexError> {
     let next = characters[index + 1];
     match next {
         '1'..='7'
@@ -182,9 +258,7 @@ fn common_escape(characters: &[char], index: usize, out: &mut String) -> Result<
                 .get(index + 2)
                 .is_some_and(|c| ('0'..='7').contains(c)) =>
         {
-            Err(format!(
-                "invalid escape sequence \\{next} (backreferences are not supported)"
-            ))
+            Err(GoRegexError::Backreference { digit: next })
         }
         '0'..='7' => {
             let mut value = next.to_digit(8).unwrap_or(0);
@@ -211,7 +285,7 @@ fn common_escape(characters: &[char], index: usize, out: &mut String) -> Result<
                         end += 1;
                     }
                     if end == characters.len() {
-                        return Err(format!("invalid escape sequence \\{next}{{ without }}"));
+                        return Err(GoRegexError::UnclosedBrace { escape: next });
                     }
                     out.push('}');
                     end += 1;
@@ -221,13 +295,13 @@ fn common_escape(characters: &[char], index: usize, out: &mut String) -> Result<
                     end += 1;
                     if next == 'x' {
                         let Some(&second) = characters.get(end) else {
-                            return Err("invalid escape sequence \\x".to_string());
+                            return Err(GoRegexError::InvalidEscape { escape: 'x' });
                         };
                         out.push(second);
                         end += 1;
                     }
                 }
-                None => return Err(format!("invalid escape sequence \\{next}")),
+                None => return Err(GoRegexError::InvalidEscape { escape: next }),
             }
             Ok(end)
         }
@@ -242,13 +316,13 @@ fn common_escape(characters: &[char], index: usize, out: &mut String) -> Result<
             out.push_str(&regex::escape(&punctuation.to_string()));
             Ok(index + 2)
         }
-        other => Err(format!("invalid escape sequence \\{other}")),
+        other => Err(GoRegexError::InvalidEscape { escape: other }),
     }
 }
 
 /// Writes a bracketed class starting at `index` and returns the index after
 /// its closing `]`.
-fn class(characters: &[char], index: usize, out: &mut String) -> Result<usize, String> {
+fn class(characters: &[char], index: usize, out: &mut String) -> Result<usize, GoRegexError> {
     let mut position = index + 1;
     out.push('[');
     if characters.get(position) == Some(&'^') {
@@ -290,7 +364,7 @@ fn class(characters: &[char], index: usize, out: &mut String) -> Result<usize, S
             }
             '\\' => {
                 let Some(&next) = characters.get(position + 1) else {
-                    return Err("missing closing ]".to_string());
+                    return Err(GoRegexError::MissingBracket);
                 };
                 let inside = match next {
                     'd' => Some("0-9".to_string()),
@@ -315,7 +389,7 @@ fn class(characters: &[char], index: usize, out: &mut String) -> Result<usize, S
             }
         }
     }
-    Err("missing closing ]".to_string())
+    Err(GoRegexError::MissingBracket)
 }
 
 /// A repetition `{n}`, `{n,}` or `{n,m}` at `index`: its text, bounds and
@@ -343,7 +417,7 @@ fn repeat_count(characters: &[char], index: usize) -> Option<(String, u32, Optio
 
 /// Writes a group opening at `index` after checking its flags as Go does,
 /// and returns the index after it.
-fn group_open(characters: &[char], index: usize, out: &mut String) -> Result<usize, String> {
+fn group_open(characters: &[char], index: usize, out: &mut String) -> Result<usize, GoRegexError> {
     if characters.get(index + 1) != Some(&'?') {
         out.push('(');
         return Ok(index + 1);
@@ -369,7 +443,7 @@ fn group_open(characters: &[char], index: usize, out: &mut String) -> Result<usi
             }
             ')' | ':' if saw_flag || !negated => {
                 if !saw_flag && !negated && character == ')' {
-                    return Err("missing argument to repetition operator: (?)".to_string());
+                    return Err(GoRegexError::EmptyFlags);
                 }
                 out.push(character);
                 return Ok(position + 1);
@@ -381,7 +455,7 @@ fn group_open(characters: &[char], index: usize, out: &mut String) -> Result<usi
     let shown: String = characters[index..(position + 1).min(characters.len())]
         .iter()
         .collect();
-    Err(format!("invalid or unsupported Perl syntax: {shown:?}"))
+    Err(GoRegexError::PerlSyntax { text: shown })
 }
 
 #[cfg(test)]
@@ -398,6 +472,7 @@ mod tests {
 
     fn refused(pattern: &str) -> bool {
         translate(pattern)
+            .map_err(|e| e.to_string())
             .and_then(|translated| {
                 regex::Regex::new(&format!("^(?:{translated})$")).map_err(|e| e.to_string())
             })

@@ -26,7 +26,6 @@
 //! (a template calling itself twice would otherwise double at each level).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde_json::{Map, Value, json};
 
@@ -63,20 +62,106 @@ const FUNCTIONS: &[&str] = &[
 ];
 
 /// A template that cannot be used, at its file and line.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {problem}")]
 pub struct TemplateError {
     /// The file (or the field, for an email field).
     pub file: String,
     /// 1-based line.
     pub line: usize,
     /// What is wrong.
-    pub message: String,
+    pub problem: TemplateProblem,
 }
 
-impl fmt::Display for TemplateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.message)
-    }
+/// What is wrong with a template at its line: Go syntax the subset lacks,
+/// or a mistake Go would refuse too.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateProblem {
+    /// A `{{` without its `}}`.
+    #[error("unclosed action")]
+    UnclosedAction,
+    /// `define` without a quoted name.
+    #[error("define needs a quoted name")]
+    DefineName,
+    /// `template` without a quoted name.
+    #[error("template needs a quoted name")]
+    TemplateName,
+    /// `else` with no block open.
+    #[error("else outside a block")]
+    ElseOutsideBlock,
+    /// `else` in a `define`, at the top, or after another `else`.
+    #[error("else without if, range or with")]
+    ElseWithoutBlock,
+    /// `end` with no block open.
+    #[error("end without a block")]
+    EndWithoutBlock,
+    /// A block still open at the end of the text.
+    #[error("{kind} is not closed with end")]
+    NotClosed {
+        /// The block (`if`, `range`, `with`, `define`).
+        kind: &'static str,
+    },
+    /// `block`, `break` or `continue`.
+    #[error("{keyword} is not supported (see docs/notifications.md for the Go template subset)")]
+    UnsupportedKeyword {
+        /// The keyword.
+        keyword: String,
+    },
+    /// `$x := ...` outside a `range` head.
+    #[error("variable assignment is supported in range only")]
+    Assignment,
+    /// A `(` without its `)`.
+    #[error("unclosed parenthesis")]
+    UnclosedParenthesis,
+    /// A `)` without its `(`.
+    #[error("unexpected )")]
+    UnexpectedClose,
+    /// `:=` or `,` where a value belongs.
+    #[error("unexpected := or ,")]
+    UnexpectedDeclare,
+    /// A function the subset does not have.
+    #[error("function {name:?} is not supported (supported: {})", FUNCTIONS.join(", "))]
+    UnsupportedFunction {
+        /// The function's name.
+        name: String,
+    },
+    /// An empty command (`{{ }}`, `| |`).
+    #[error("empty command")]
+    EmptyCommand,
+    /// A field followed by arguments: a method call.
+    #[error(
+        "method calls with arguments (such as .StartsAt.Format or .Labels.Remove) are not supported"
+    )]
+    MethodCall,
+    /// `(...).Field`.
+    #[error("fields of a parenthesised value are not supported")]
+    GroupField,
+    /// A `"` string without its closing quote.
+    #[error("unterminated string")]
+    UnterminatedString,
+    /// A backquoted string without its closing backquote.
+    #[error("unterminated raw string")]
+    UnterminatedRawString,
+    /// A number that does not parse.
+    #[error("bad number {text:?}")]
+    BadNumber {
+        /// The number as written.
+        text: String,
+    },
+    /// A character no token starts with.
+    #[error("unexpected character {character:?}")]
+    UnexpectedCharacter {
+        /// The character.
+        character: char,
+    },
+    /// A `template` call naming a template no file defines.
+    #[error(
+        "template {name:?} is not defined (Alertmanager's own default templates are not included: leave the field unset for countywatch's default message)"
+    )]
+    NotDefined {
+        /// The called name.
+        name: String,
+    },
 }
 
 /// Every `define`d template, and the named bodies of email fields.
@@ -154,11 +239,7 @@ impl TemplateSet {
     pub fn check_calls(&self) -> Result<(), TemplateError> {
         for (name, at) in &self.calls {
             if !self.templates.contains_key(name) {
-                let mut error = at.clone();
-                error.message = format!(
-                    "template {name:?} is not defined (Alertmanager's own default templates are not included: leave the field unset for countywatch's default message)"
-                );
-                return Err(error);
+                return Err(at.clone());
             }
         }
         Ok(())
@@ -183,10 +264,10 @@ impl TemplateSet {
     }
 
     fn parse(&mut self, file: &str, text: &str) -> Result<Vec<Node>, TemplateError> {
-        let error = |line: usize, message: String| TemplateError {
+        let error = |line: usize, problem: TemplateProblem| TemplateError {
             file: file.to_string(),
             line,
-            message,
+            problem,
         };
         let mut stack: Vec<Open> = vec![open("top", 1)];
         let mut rest = text;
@@ -205,7 +286,7 @@ impl TemplateSet {
             let after = &rest[start + 2..];
             let trim_before = after.starts_with("- ") || after.starts_with("-\n");
             let Some(end) = after.find("}}") else {
-                return Err(error(line, "unclosed action".to_string()));
+                return Err(error(line, TemplateProblem::UnclosedAction));
             };
             let mut inner = &after[..end];
             let trim_after = inner.ends_with(" -") || inner.ends_with("\n-");
@@ -229,7 +310,7 @@ impl TemplateSet {
             if inner.starts_with("/*") {
                 continue;
             }
-            let tokens = tokenize(inner).map_err(|message| error(line, message))?;
+            let tokens = tokenize(inner).map_err(|problem| error(line, problem))?;
             let keyword = match tokens.first() {
                 Some(Token::Word(word)) => word.as_str(),
                 _ => "",
@@ -256,7 +337,7 @@ impl TemplateSet {
                 }
                 "define" => {
                     let Some(Token::Str(name)) = tokens.get(1) else {
-                        return Err(error(line, "define needs a quoted name".to_string()));
+                        return Err(error(line, TemplateProblem::DefineName));
                     };
                     let mut block = open("define", line);
                     block.name = name.clone();
@@ -264,10 +345,10 @@ impl TemplateSet {
                 }
                 "else" => {
                     let Some(top) = stack.last_mut() else {
-                        return Err(error(line, "else outside a block".to_string()));
+                        return Err(error(line, TemplateProblem::ElseOutsideBlock));
                     };
                     if top.kind == "top" || top.kind == "define" || top.in_else {
-                        return Err(error(line, "else without if, range or with".to_string()));
+                        return Err(error(line, TemplateProblem::ElseWithoutBlock));
                     }
                     let nodes = std::mem::take(&mut top.nodes);
                     if let Some(last) = top.heads.last_mut() {
@@ -286,10 +367,10 @@ impl TemplateSet {
                 }
                 "end" => {
                     let Some(mut block) = stack.pop() else {
-                        return Err(error(line, "end without a block".to_string()));
+                        return Err(error(line, TemplateProblem::EndWithoutBlock));
                     };
                     if block.kind == "top" {
-                        return Err(error(line, "end without a block".to_string()));
+                        return Err(error(line, TemplateProblem::EndWithoutBlock));
                     }
                     let nodes = std::mem::take(&mut block.nodes);
                     if block.kind == "define" {
@@ -327,29 +408,27 @@ impl TemplateSet {
                 }
                 "template" => {
                     let Some(Token::Str(name)) = tokens.get(1) else {
-                        return Err(error(line, "template needs a quoted name".to_string()));
+                        return Err(error(line, TemplateProblem::TemplateName));
                     };
                     let pipeline = match tokens.len() > 2 {
                         true => Some(self.pipeline(&tokens[2..], file, line)?),
                         false => None,
                     };
-                    self.calls.push((name.clone(), error(line, String::new())));
+                    let undefined = TemplateProblem::NotDefined { name: name.clone() };
+                    self.calls.push((name.clone(), error(line, undefined)));
                     push_node(&mut stack, Node::Template(name.clone(), pipeline));
                 }
                 "block" | "break" | "continue" => {
                     return Err(error(
                         line,
-                        format!(
-                            "{keyword} is not supported (see docs/notifications.md for the Go template subset)"
-                        ),
+                        TemplateProblem::UnsupportedKeyword {
+                            keyword: keyword.to_string(),
+                        },
                     ));
                 }
                 _ => {
                     if tokens.iter().any(|token| matches!(token, Token::Declare)) {
-                        return Err(error(
-                            line,
-                            "variable assignment is supported in range only".to_string(),
-                        ));
+                        return Err(error(line, TemplateProblem::Assignment));
                     }
                     let pipeline = self.pipeline(&tokens, file, line)?;
                     push_node(&mut stack, Node::Action(pipeline));
@@ -359,7 +438,7 @@ impl TemplateSet {
         if stack.len() != 1 {
             let line = stack.last().map_or(1, |block| block.line);
             let kind = stack.last().map_or("", |block| block.kind);
-            return Err(error(line, format!("{kind} is not closed with end")));
+            return Err(error(line, TemplateProblem::NotClosed { kind }));
         }
         Ok(stack.pop().map(|block| block.nodes).unwrap_or_default())
     }
@@ -370,10 +449,10 @@ impl TemplateSet {
         file: &str,
         line: usize,
     ) -> Result<Pipeline, TemplateError> {
-        let error = |message: String| TemplateError {
+        let error = |problem: TemplateProblem| TemplateError {
             file: file.to_string(),
             line,
-            message,
+            problem,
         };
         let mut pipeline = Vec::new();
         let mut args: Vec<Arg> = Vec::new();
@@ -400,7 +479,7 @@ impl TemplateSet {
                         close += 1;
                     }
                     if depth != 0 {
-                        return Err(error("unclosed parenthesis".to_string()));
+                        return Err(error(TemplateProblem::UnclosedParenthesis));
                     }
                     args.push(Arg::Group(self.pipeline(
                         &tokens[index + 1..close],
@@ -409,7 +488,7 @@ impl TemplateSet {
                     )?));
                     index = close;
                 }
-                Token::Close => return Err(error("unexpected )".to_string())),
+                Token::Close => return Err(error(TemplateProblem::UnexpectedClose)),
                 Token::Field(path) => args.push(Arg::Field(path.clone())),
                 Token::Variable(name, path) => args.push(Arg::Variable(name.clone(), path.clone())),
                 Token::Str(text) => args.push(Arg::Literal(json!(text))),
@@ -419,14 +498,13 @@ impl TemplateSet {
                     "nil" => args.push(Arg::Literal(Value::Null)),
                     name if FUNCTIONS.contains(&name) => args.push(Arg::Function(name.to_string())),
                     name => {
-                        return Err(error(format!(
-                            "function {name:?} is not supported (supported: {})",
-                            FUNCTIONS.join(", ")
-                        )));
+                        return Err(error(TemplateProblem::UnsupportedFunction {
+                            name: name.to_string(),
+                        }));
                     }
                 },
                 Token::Declare | Token::Comma => {
-                    return Err(error("unexpected := or ,".to_string()));
+                    return Err(error(TemplateProblem::UnexpectedDeclare));
                 }
             }
             index += 1;
@@ -461,12 +539,12 @@ fn push_node(stack: &mut [Open], node: Node) {
 
 /// Checks one command's shape: a field followed by arguments would be a
 /// method call, which the subset lacks.
-fn command(args: Vec<Arg>) -> Result<Command, String> {
+fn command(args: Vec<Arg>) -> Result<Command, TemplateProblem> {
     if args.is_empty() {
-        return Err("empty command".to_string());
+        return Err(TemplateProblem::EmptyCommand);
     }
     if args.len() > 1 && !matches!(args[0], Arg::Function(_)) {
-        return Err("method calls with arguments (such as .StartsAt.Format or .Labels.Remove) are not supported".to_string());
+        return Err(TemplateProblem::MethodCall);
     }
     Ok(Command(args))
 }
@@ -503,7 +581,7 @@ enum Token {
     Comma,
 }
 
-fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+fn tokenize(text: &str) -> Result<Vec<Token>, TemplateProblem> {
     let chars: Vec<char> = text.chars().collect();
     let mut tokens = Vec::new();
     let mut index = 0;
@@ -539,7 +617,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                 index += 1;
                 // A field of a parenthesised value, `(index .Alerts 0).Labels`.
                 if index < chars.len() && chars[index] == '.' {
-                    return Err("fields of a parenthesised value are not supported".to_string());
+                    return Err(TemplateProblem::GroupField);
                 }
             }
             ',' => {
@@ -565,7 +643,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                 index += 1;
                 loop {
                     match chars.get(index) {
-                        None => return Err("unterminated string".to_string()),
+                        None => return Err(TemplateProblem::UnterminatedString),
                         Some('"') => break,
                         Some('\\') => {
                             index += 1;
@@ -573,7 +651,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                                 Some('n') => value.push('\n'),
                                 Some('t') => value.push('\t'),
                                 Some(other) => value.push(*other),
-                                None => return Err("unterminated string".to_string()),
+                                None => return Err(TemplateProblem::UnterminatedString),
                             }
                         }
                         Some(other) => value.push(*other),
@@ -586,7 +664,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
             '`' => {
                 let start = index + 1;
                 let Some(length) = chars[start..].iter().position(|c| *c == '`') else {
-                    return Err("unterminated raw string".to_string());
+                    return Err(TemplateProblem::UnterminatedRawString);
                 };
                 tokens.push(Token::Str(chars[start..start + length].iter().collect()));
                 index = start + length + 1;
@@ -601,7 +679,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                 let text: String = chars[start..index].iter().collect();
                 let number = text
                     .parse::<f64>()
-                    .map_err(|_| format!("bad number {text:?}"))?;
+                    .map_err(|_| TemplateProblem::BadNumber { text: text.clone() })?;
                 tokens.push(Token::Number(number));
             }
             c if word_char(c) => {
@@ -611,7 +689,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                 }
                 tokens.push(Token::Word(chars[start..index].iter().collect()));
             }
-            other => return Err(format!("unexpected character {other:?}")),
+            other => return Err(TemplateProblem::UnexpectedCharacter { character: other }),
         }
     }
     Ok(tokens)
@@ -1157,7 +1235,10 @@ Details:
             let mut set = TemplateSet::default();
             let error = set.add_file("f.tmpl", template).unwrap_err();
             assert_eq!(error.line, line, "{template}: {error}");
-            assert!(error.message.contains(says), "{template}: {error}");
+            assert!(
+                error.problem.to_string().contains(says),
+                "{template}: {error}"
+            );
             assert!(error.to_string().starts_with(&format!("f.tmpl:{line}: ")));
         }
         let mut set = TemplateSet::default();

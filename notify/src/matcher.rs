@@ -26,6 +26,51 @@ pub enum MatchType {
     NotRegex,
 }
 
+/// Why a matcher (or a list of them) was refused; the texts are
+/// Alertmanager's, and users read them in config-check output and in the
+/// API's and silence form's 400 answers.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MatcherError {
+    /// A name that is not a label name (`:` allowed).
+    #[error("invalid label name {name:?}")]
+    LabelName {
+        /// The name as written.
+        name: String,
+    },
+    /// Text that is not `name op value`.
+    #[error("bad matcher format: {text}")]
+    BadFormat {
+        /// The matcher as written.
+        text: String,
+    },
+    /// A value with a `"` that is neither escaped nor its closing quote.
+    #[error("matcher value contains unescaped double quote: {value}")]
+    UnescapedQuote {
+        /// The value as written.
+        value: String,
+    },
+    /// A regex Go would refuse, or one too large to compile.
+    #[error("invalid regex {regex:?}: {problem}")]
+    Regex {
+        /// The regex as written.
+        regex: String,
+        /// Why.
+        #[source]
+        problem: RegexProblem,
+    },
+}
+
+/// Why a matcher's regex cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegexProblem {
+    /// Go's syntax refuses it.
+    #[error(transparent)]
+    Go(#[from] crate::go_regex::GoRegexError),
+    /// The translated regex does not compile (its size, mostly).
+    #[error(transparent)]
+    Compile(#[from] regex::Error),
+}
+
 /// One label matcher.
 #[derive(Clone, Debug)]
 pub struct Matcher {
@@ -48,9 +93,11 @@ impl PartialEq for Matcher {
 impl Matcher {
     /// Builds a matcher, compiling the regex (Go's RE2 syntax, anchored as
     /// Alertmanager anchors it) for regex kinds.
-    pub fn new(name: &str, kind: MatchType, value: &str) -> Result<Matcher, String> {
+    pub fn new(name: &str, kind: MatchType, value: &str) -> Result<Matcher, MatcherError> {
         if !valid_matcher_name(name) {
-            return Err(format!("invalid label name {name:?}"));
+            return Err(MatcherError::LabelName {
+                name: name.to_string(),
+            });
         }
         let regex = match kind {
             MatchType::Regex | MatchType::NotRegex => Some(compile_go_regex(value)?),
@@ -69,8 +116,10 @@ impl Matcher {
     /// whitespace around the three parts is dropped, the value may be
     /// quoted, `\"`, `\\` and `\n` are escapes and any other backslash is
     /// kept as written (so `"node-\d{2}"` stays a regex for two digits).
-    pub fn parse(text: &str) -> Result<Matcher, String> {
-        let bad_format = || format!("bad matcher format: {text}");
+    pub fn parse(text: &str) -> Result<Matcher, MatcherError> {
+        let bad_format = || MatcherError::BadFormat {
+            text: text.to_string(),
+        };
         let rest = text.trim_start_matches(is_go_space);
         let name_end = rest
             .char_indices()
@@ -101,8 +150,9 @@ impl Matcher {
         let raw = rest
             .trim_start_matches(is_go_space)
             .trim_end_matches(is_go_space);
-        let value = unescape(raw)
-            .ok_or_else(|| format!("matcher value contains unescaped double quote: {raw}"))?;
+        let value = unescape(raw).ok_or_else(|| MatcherError::UnescapedQuote {
+            value: raw.to_string(),
+        })?;
         Matcher::new(name, kind, &value)
     }
 
@@ -159,7 +209,7 @@ pub fn list_to_string(matchers: &[Matcher]) -> String {
 /// leading `{` and one trailing `}` are dropped, commas outside double
 /// quotes separate matchers, and a trailing comma is allowed:
 /// `{a="b", c!="d"}`, `a=b,c!=d`.
-pub fn parse_list(text: &str) -> Result<Vec<Matcher>, String> {
+pub fn parse_list(text: &str) -> Result<Vec<Matcher>, MatcherError> {
     let inner = text.strip_prefix('{').unwrap_or(text);
     let inner = inner.strip_suffix('}').unwrap_or(inner);
     let mut tokens = Vec::new();
@@ -266,13 +316,17 @@ fn valid_matcher_name(name: &str) -> bool {
 }
 
 /// Compiles a Go regex anchored as Alertmanager anchors it.
-fn compile_go_regex(value: &str) -> Result<Regex, String> {
-    let invalid = |problem: String| format!("invalid regex {value:?}: {problem}");
-    let translated = crate::go_regex::translate(value).map_err(invalid)?;
+fn compile_go_regex(value: &str) -> Result<Regex, MatcherError> {
+    let invalid = |problem: RegexProblem| MatcherError::Regex {
+        regex: value.to_string(),
+        problem,
+    };
+    let translated =
+        crate::go_regex::translate(value).map_err(|error| invalid(RegexProblem::Go(error)))?;
     regex::RegexBuilder::new(&format!("^(?:{translated})$"))
         .size_limit(1 << 22)
         .build()
-        .map_err(|error| invalid(error.to_string()))
+        .map_err(|error| invalid(RegexProblem::Compile(error)))
 }
 
 /// Go's `\s` in Alertmanager's matcher expression.

@@ -71,7 +71,7 @@ pub enum TemplateSource {
 pub enum TemplateLoadError {
     /// An inline template does not parse.
     #[error("template: {0}")]
-    Inline(String),
+    Inline(#[source] TemplateSyntaxError),
     /// A template file cannot be read.
     #[error("cannot read template {}: {source}", file.display())]
     Read {
@@ -81,16 +81,44 @@ pub enum TemplateLoadError {
         source: std::io::Error,
     },
     /// A template file does not parse.
-    #[error("template {}: {message}", file.display())]
+    #[error("template {}: {source}", file.display())]
     Parse {
         /// The configured file.
         file: PathBuf,
         /// What is wrong, and where.
-        message: String,
+        source: TemplateSyntaxError,
     },
     /// A built-in default does not parse: a bug, caught by the tests.
-    #[error("{0}")]
-    Default(String),
+    #[error(transparent)]
+    Default(TemplateSyntaxError),
+}
+
+/// What is wrong with a template's text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateSyntaxError {
+    /// A `{{{` without its `}}}`.
+    #[error("unclosed {{{{{{ tag")]
+    UnclosedTriple,
+    /// A `{{` without its `}}`.
+    #[error("unclosed {{{{ tag")]
+    UnclosedDouble,
+    /// A `{{/name}}` with no section open.
+    #[error("unbalanced section")]
+    Unbalanced,
+    /// A `{{/name}}` closing another section.
+    #[error("section {{{{/{closing}}}}} closes {{{{#{open}}}}}")]
+    WrongClose {
+        /// The name the tag closes.
+        closing: String,
+        /// The section open there.
+        open: String,
+    },
+    /// A section still open at the end.
+    #[error("section {{{{#{open}}}}} is not closed")]
+    NotClosed {
+        /// The section.
+        open: String,
+    },
 }
 
 /// Adds a problem at `at` for every override that does not parse or whose
@@ -143,7 +171,7 @@ pub enum Escape {
 
 impl Template {
     /// Parses template text.
-    pub fn parse(text: &str) -> Result<Template, String> {
+    pub fn parse(text: &str) -> Result<Template, TemplateSyntaxError> {
         let mut stack: Vec<(String, bool, Vec<Node>)> = vec![(String::new(), false, Vec::new())];
         let mut rest = text;
         while let Some(start) = rest.find("{{") {
@@ -152,22 +180,27 @@ impl Template {
             }
             let after = &rest[start + 2..];
             let (tag, raw, consumed) = if let Some(inner) = after.strip_prefix('{') {
-                let end = inner.find("}}}").ok_or("unclosed {{{ tag")?;
+                let end = inner
+                    .find("}}}")
+                    .ok_or(TemplateSyntaxError::UnclosedTriple)?;
                 (&inner[..end], true, 3 + end + 3)
             } else {
-                let end = after.find("}}").ok_or("unclosed {{ tag")?;
+                let end = after
+                    .find("}}")
+                    .ok_or(TemplateSyntaxError::UnclosedDouble)?;
                 (&after[..end], false, 2 + end + 2)
             };
             let tag = tag.trim();
             if let Some(path) = tag.strip_prefix('#').or_else(|| tag.strip_prefix('^')) {
                 stack.push((path.trim().to_string(), tag.starts_with('^'), Vec::new()));
             } else if let Some(path) = tag.strip_prefix('/') {
-                let (open, inverted, children) = stack.pop().ok_or("unbalanced section")?;
+                let (open, inverted, children) =
+                    stack.pop().ok_or(TemplateSyntaxError::Unbalanced)?;
                 if stack.is_empty() || open != path.trim() {
-                    return Err(format!(
-                        "section {{{{/{}}}}} closes {{{{#{open}}}}}",
-                        path.trim()
-                    ));
+                    return Err(TemplateSyntaxError::WrongClose {
+                        closing: path.trim().to_string(),
+                        open,
+                    });
                 }
                 push(
                     &mut stack,
@@ -194,10 +227,9 @@ impl Template {
             push(&mut stack, Node::Text(rest.to_string()));
         }
         if stack.len() != 1 {
-            return Err(format!(
-                "section {{{{#{}}}}} is not closed",
-                stack.last().map_or("", |s| s.0.as_str())
-            ));
+            return Err(TemplateSyntaxError::NotClosed {
+                open: stack.last().map_or("", |s| s.0.as_str()).to_string(),
+            });
         }
         let nodes = stack.pop().map(|(_, _, nodes)| nodes).unwrap_or_default();
         Ok(Template { nodes })
@@ -215,9 +247,9 @@ impl Template {
                         file: file.clone(),
                         source,
                     })?;
-                Template::parse(&text).map_err(|message| TemplateLoadError::Parse {
+                Template::parse(&text).map_err(|source| TemplateLoadError::Parse {
                     file: file.clone(),
-                    message,
+                    source,
                 })
             }
         }

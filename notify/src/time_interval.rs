@@ -74,8 +74,72 @@ pub struct Interval {
     zone: TimeZone,
 }
 
-/// Where a problem is: the offending value, when it has a position.
-type BuildError = (Option<Spanned<String>>, String);
+/// Why an interval of the config cannot be compiled, at the offending
+/// value; the texts are Alertmanager's.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("time interval: {problem}")]
+pub struct IntervalError {
+    /// The offending value, with its position in the file.
+    pub value: Spanned<String>,
+    /// What is wrong with it.
+    pub problem: IntervalProblem,
+}
+
+/// What is wrong with one value of a time interval.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IntervalProblem {
+    /// A time range whose start is not before its end.
+    #[error("start time cannot be equal or greater than end time")]
+    TimeOrder,
+    /// A weekday range whose end is before its start.
+    #[error("start day cannot be before end day")]
+    WeekdayOrder,
+    /// A day-of-month range from a negative day to a positive one.
+    #[error("end day must be negative if start day is negative")]
+    NegativeStartDay,
+    /// A day-of-month range empty in every month.
+    #[error("end day {end} is always before start day {start}")]
+    DayOrder {
+        /// The range's start as written.
+        start: i32,
+        /// The range's end as written.
+        end: i32,
+    },
+    /// A month range whose end is before its start.
+    #[error("end month is before start month")]
+    MonthOrder,
+    /// A year range whose end is before its start.
+    #[error("end year is before start year")]
+    YearOrder,
+    /// A location that is no zone.
+    #[error(
+        "unknown location {location:?}; use UTC, Local, an IANA zone such as Asia/Shanghai or Europe/Berlin, or an offset like +08:00"
+    )]
+    UnknownLocation {
+        /// The location as written.
+        location: String,
+    },
+    /// A time that is not `HH:MM` from 00:00 to 24:00.
+    #[error("{text:?} is not a time of day like 09:00")]
+    TimeOfDay {
+        /// The time as written.
+        text: String,
+    },
+    /// A range whose ends are not names or numbers of the right kind.
+    #[error("cannot read {text:?}")]
+    Unreadable {
+        /// The range as written.
+        text: String,
+    },
+}
+
+/// The error `problem` at `value`.
+fn at(value: &Spanned<String>, problem: IntervalProblem) -> IntervalError {
+    IntervalError {
+        value: value.clone(),
+        problem,
+    }
+}
 
 const WEEKDAYS: [&str; 7] = [
     "sunday",
@@ -103,7 +167,7 @@ const MONTHS: [&str; 12] = [
 
 impl Interval {
     /// Compiles one interval from its config.
-    pub fn build(spec: &TimeIntervalSpec) -> Result<Interval, BuildError> {
+    pub fn build(spec: &TimeIntervalSpec) -> Result<Interval, IntervalError> {
         let mut interval = Interval {
             times: Vec::new(),
             weekdays: Vec::new(),
@@ -116,11 +180,7 @@ impl Interval {
             let start = minute_of_day(&range.start_time)?;
             let end = minute_of_day(&range.end_time)?;
             if start >= end {
-                return Err((
-                    Some(range.end_time.clone()),
-                    "time interval: start time cannot be equal or greater than end time"
-                        .to_string(),
-                ));
+                return Err(at(&range.end_time, IntervalProblem::TimeOrder));
             }
             interval.times.push((start, end));
         }
@@ -131,7 +191,7 @@ impl Interval {
                     .position(|name| *name == part.to_ascii_lowercase())
                     .and_then(|index| u8::try_from(index).ok())
             })?;
-            ordered(text, a, b, "start day cannot be before end day")?;
+            ordered(text, a, b, IntervalProblem::WeekdayOrder)?;
             interval.weekdays.push((a, b));
         }
         for text in &spec.days_of_month {
@@ -141,10 +201,7 @@ impl Interval {
                     .filter(|day| (1..=31).contains(&day.abs()))
             })?;
             if a < 0 && b > 0 {
-                return Err((
-                    Some(text.clone()),
-                    "time interval: end day must be negative if start day is negative".to_string(),
-                ));
+                return Err(at(text, IntervalProblem::NegativeStartDay));
             }
             // As Alertmanager: refuse ranges empty in every month, counting
             // negative days from a 28-day month.
@@ -153,7 +210,7 @@ impl Interval {
                 text,
                 from_28(a),
                 from_28(b),
-                &format!("end day {b} is always before start day {a}"),
+                IntervalProblem::DayOrder { start: a, end: b },
             )?;
             interval.days_of_month.push((a, b));
         }
@@ -169,25 +226,22 @@ impl Interval {
                             .filter(|month| (1..=12).contains(month))
                     })
             })?;
-            ordered(text, a, b, "end month is before start month")?;
+            ordered(text, a, b, IntervalProblem::MonthOrder)?;
             interval.months.push((a, b));
         }
         for text in &spec.years {
             let (a, b) = range_of(text, |part| {
                 part.parse::<i32>().ok().filter(|year| *year > 0)
             })?;
-            ordered(text, a, b, "end year is before start year")?;
+            ordered(text, a, b, IntervalProblem::YearOrder)?;
             interval.years.push((a, b));
         }
         if let Some(location) = &spec.location {
             interval.zone = parse_location(&location.value).ok_or_else(|| {
-                (
-                    Some(location.clone()),
-                    format!(
-                        "time interval: unknown location {:?}; use UTC, Local, an IANA zone such as Asia/Shanghai or Europe/Berlin, or an offset like +08:00",
-                        location.value
-                    ),
-                )
+                let problem = IntervalProblem::UnknownLocation {
+                    location: location.value.clone(),
+                };
+                at(location, problem)
             })?;
         }
         Ok(interval)
@@ -249,10 +303,10 @@ fn ordered<T: PartialOrd>(
     text: &Spanned<String>,
     start: T,
     end: T,
-    message: &str,
-) -> Result<(), BuildError> {
+    problem: IntervalProblem,
+) -> Result<(), IntervalError> {
     if start > end {
-        return Err((Some(text.clone()), format!("time interval: {message}")));
+        return Err(at(text, problem));
     }
     Ok(())
 }
@@ -289,15 +343,12 @@ impl TimeIntervals {
     }
 }
 
-fn minute_of_day(text: &Spanned<String>) -> Result<u32, BuildError> {
+fn minute_of_day(text: &Spanned<String>) -> Result<u32, IntervalError> {
     let fail = || {
-        (
-            Some(text.clone()),
-            format!(
-                "time interval: {:?} is not a time of day like 09:00",
-                text.value
-            ),
-        )
+        let problem = IntervalProblem::TimeOfDay {
+            text: text.value.clone(),
+        };
+        at(text, problem)
     };
     // Alertmanager's form: two-digit hours and minutes, 00:00 to 24:00.
     let (hours, minutes) = text.value.split_once(':').ok_or_else(fail)?;
@@ -315,12 +366,12 @@ fn minute_of_day(text: &Spanned<String>) -> Result<u32, BuildError> {
 fn range_of<T: PartialOrd + Copy>(
     text: &Spanned<String>,
     parse: impl Fn(&str) -> Option<T>,
-) -> Result<(T, T), BuildError> {
+) -> Result<(T, T), IntervalError> {
     let fail = || {
-        (
-            Some(text.clone()),
-            format!("time interval: cannot read {:?}", text.value),
-        )
+        let problem = IntervalProblem::Unreadable {
+            text: text.value.clone(),
+        };
+        at(text, problem)
     };
     let value = text.value.trim();
     // A negative day alone ("-1") must not be read as an empty range start.

@@ -136,7 +136,7 @@ impl Lane {
                     probe: None,
                     families: Vec::new(),
                     events: Vec::new(),
-                    result: Err(ProbeError::System("the probe panicked".to_string())),
+                    result: Err(ProbeError::Panicked),
                     duration,
                 },
             };

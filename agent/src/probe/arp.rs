@@ -7,6 +7,7 @@ use std::path::Path;
 use countywatch_wire::{MetricFamily, MetricKind};
 
 use super::file_probe::FileProbe;
+use super::parse_error::ProbeParseError;
 
 /// The probe reading `<procfs>/net/arp`.
 pub fn probe(procfs: &Path, _sysfs: &Path) -> FileProbe {
@@ -16,12 +17,12 @@ pub fn probe(procfs: &Path, _sysfs: &Path) -> FileProbe {
 }
 
 /// Counts the table's rows by their last column (the device).
-pub fn parse(text: &str) -> Result<Vec<MetricFamily>, String> {
+pub fn parse(text: &str) -> Result<Vec<MetricFamily>, ProbeParseError> {
     let mut counts: BTreeMap<&str, f64> = BTreeMap::new();
     for line in text.lines().filter(|line| !line.trim().is_empty()) {
         let columns: Vec<&str> = line.split_whitespace().collect();
         if columns.len() < 6 {
-            return Err("unexpected ARP table format".to_string());
+            return Err(ProbeParseError::Malformed("unexpected ARP table format"));
         }
         if columns[0] != "IP" {
             *counts.entry(columns[columns.len() - 1]).or_default() += 1.0;

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use countywatch_wire::{MetricFamily, MetricKind};
 
 use super::family_set::FamilySet;
+use super::parse_error::ProbeParseError;
 use super::{ATTRIBUTE_MAX, Probe, ProbeError, read_attribute};
 
 /// Reads `<sysfs>/fs/bcache/*-*`.
@@ -168,9 +169,9 @@ const WRITEBACK: [(&str, &str, &str); 5] = [
 /// Reads a humanized attribute: zero when it is missing.
 fn value(path: &Path) -> Result<f64, ProbeError> {
     match read_attribute(path, ATTRIBUTE_MAX) {
-        Ok(text) => dehumanize(text.trim_end_matches('\n')).map_err(|message| ProbeError::Parse {
+        Ok(text) => dehumanize(text.trim_end_matches('\n')).map_err(|source| ProbeError::Parse {
             path: path.to_path_buf(),
-            message,
+            source,
         }),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(0.0),
         Err(source) => Err(ProbeError::Read {
@@ -237,9 +238,9 @@ fn read_set(set: &Path, families: &mut FamilySet) -> Result<(), ProbeError> {
             path: debug_path.clone(),
             source,
         })?;
-        let rates = writeback_rate_debug(&debug).map_err(|message| ProbeError::Parse {
+        let rates = writeback_rate_debug(&debug).map_err(|source| ProbeError::Parse {
             path: debug_path,
-            message,
+            source,
         })?;
         for ((_, name, help), rate) in WRITEBACK.iter().zip(rates) {
             let name = format!("node_bcache_{name}");
@@ -258,19 +259,19 @@ fn read_set(set: &Path, families: &mut FamilySet) -> Result<(), ProbeError> {
 /// mantissa and a binary unit letter (`k`, `M`, ... `Y`) whose fraction
 /// digits count 1/10.24ths, truncated to a whole number. A leading `-` is
 /// kept (the controller terms are signed).
-pub fn dehumanize(text: &str) -> Result<f64, String> {
+pub fn dehumanize(text: &str) -> Result<f64, ProbeParseError> {
     let (negative, magnitude) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
     };
     let Some(last) = magnitude.chars().last() else {
-        return Err("an empty value".to_string());
+        return Err(ProbeParseError::Malformed("an empty value"));
     };
     // As in node_exporter, a last byte above `9` is a unit letter.
     let value = if last <= '9' {
         magnitude
             .parse::<f64>()
-            .map_err(|_| format!("not a number: {text:?}"))?
+            .map_err(|_| ProbeParseError::value("not a number:", text))?
     } else {
         let exponent = "kMGTPEZY".find(last).map_or(0, |index| index + 1);
         // An unknown letter multiplies by zero in node_exporter.
@@ -283,7 +284,7 @@ pub fn dehumanize(text: &str) -> Result<f64, String> {
         let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
         let parse = |part: &str| {
             part.parse::<f64>()
-                .map_err(|_| format!("not a number: {text:?}"))
+                .map_err(|_| ProbeParseError::value("not a number:", text))
         };
         let mut number = parse(whole)?;
         if mantissa.contains('.') {
@@ -299,7 +300,7 @@ pub fn dehumanize(text: &str) -> Result<f64, String> {
 
 /// `writeback_rate_debug` to (target, rate, proportional, integral,
 /// change), zero for a line it lacks.
-pub fn writeback_rate_debug(text: &str) -> Result<[f64; 5], String> {
+pub fn writeback_rate_debug(text: &str) -> Result<[f64; 5], ProbeParseError> {
     let mut found = [0.0; 5];
     for line in text.lines() {
         let Some((key, rest)) = line.split_once(':') else {
@@ -311,7 +312,7 @@ pub fn writeback_rate_debug(text: &str) -> Result<[f64; 5], String> {
                 value
                     .trim_end_matches("ms")
                     .parse::<i64>()
-                    .map_err(|_| format!("not a number: {line:?}"))?;
+                    .map_err(|_| ProbeParseError::line("not a number:", line))?;
             } else if key == "dirty" {
                 dehumanize(rest.split_whitespace().last().unwrap_or_default())?;
             }

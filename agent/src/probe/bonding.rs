@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
+use super::parse_error::ProbeParseError;
 use super::{Probe, ProbeError};
 
 /// Reads `<sysfs>/class/net`.
@@ -48,9 +49,9 @@ impl Probe for BondingProbe {
             self.absent = true;
             return Err(ProbeError::Absent(masters));
         };
-        let families = parse(&text, &read).map_err(|message| ProbeError::Parse {
+        let families = parse(&text, &read).map_err(|source| ProbeError::Parse {
             path: masters,
-            message,
+            source,
         })?;
         out.extend(families);
         Ok(())
@@ -62,7 +63,7 @@ impl Probe for BondingProbe {
 pub fn parse(
     masters: &str,
     read: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<MetricFamily>, String> {
+) -> Result<Vec<MetricFamily>, ProbeParseError> {
     let mut slaves = MetricFamily::new(
         "node_bonding_slaves",
         "Number of configured slaves per bonding interface.",
@@ -74,14 +75,20 @@ pub fn parse(
         MetricKind::Gauge,
     );
     for master in masters.split_whitespace() {
-        let list = read(&format!("{master}/bonding/slaves"))
-            .ok_or_else(|| format!("no slave list for {master}"))?;
+        let list = read(&format!("{master}/bonding/slaves")).ok_or_else(|| {
+            ProbeParseError::NoSlaveList {
+                master: master.to_string(),
+            }
+        })?;
         let (mut configured, mut up) = (0.0, 0.0);
         for slave in list.split_whitespace() {
             // Newer kernels link lower_<slave>, some older ones slave_<slave>.
             let status = read(&format!("{master}/lower_{slave}/bonding_slave/mii_status"))
                 .or_else(|| read(&format!("{master}/slave_{slave}/bonding_slave/mii_status")))
-                .ok_or_else(|| format!("no MII status for {slave} of {master}"))?;
+                .ok_or_else(|| ProbeParseError::NoMiiStatus {
+                    slave: slave.to_string(),
+                    master: master.to_string(),
+                })?;
             configured += 1.0;
             if status.trim() == "up" {
                 up += 1.0;

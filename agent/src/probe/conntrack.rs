@@ -10,6 +10,7 @@ use std::path::Path;
 use countywatch_wire::{MetricFamily, MetricKind};
 
 use super::file_probe::{FileProbe, number};
+use super::parse_error::ProbeParseError;
 
 /// The statistics columns node_exporter reports, with their help texts.
 const STATS: [(&str, &str); 8] = [
@@ -56,13 +57,15 @@ pub fn probe(procfs: &Path, _sysfs: &Path) -> FileProbe {
 }
 
 /// The three files' texts to families; the statistics table is optional.
-pub fn parse(texts: &[Option<String>]) -> Result<Vec<MetricFamily>, String> {
+pub fn parse(texts: &[Option<String>]) -> Result<Vec<MetricFamily>, ProbeParseError> {
     let text = |index: usize| texts.get(index).and_then(Option::as_ref);
     let mut families = vec![MetricFamily::single(
         "node_nf_conntrack_entries",
         "Number of currently allocated flow entries for connection tracking.",
         MetricKind::Gauge,
-        number(text(0)).ok_or("nf_conntrack_count is not a number")?,
+        number(text(0)).ok_or(ProbeParseError::Malformed(
+            "nf_conntrack_count is not a number",
+        ))?,
     )];
     if let Some(limit) = number(text(1)) {
         families.push(MetricFamily::single(
@@ -80,22 +83,25 @@ pub fn parse(texts: &[Option<String>]) -> Result<Vec<MetricFamily>, String> {
 
 /// Sums /proc/net/stat/nf_conntrack (a header line, then one line of hex
 /// counters per CPU) over the CPUs.
-pub fn parse_stat(text: &str) -> Result<Vec<MetricFamily>, String> {
+pub fn parse_stat(text: &str) -> Result<Vec<MetricFamily>, ProbeParseError> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines
         .next()
-        .ok_or("empty statistics table")?
+        .ok_or(ProbeParseError::Malformed("empty statistics table"))?
         .split_whitespace()
         .collect();
     let mut sums = vec![0.0; header.len()];
     for line in lines.filter(|line| !line.trim().is_empty()) {
         let values: Vec<&str> = line.split_whitespace().collect();
         if values.len() != header.len() {
-            return Err("statistics row and header differ in length".to_string());
+            return Err(ProbeParseError::Malformed(
+                "statistics row and header differ in length",
+            ));
         }
         for (sum, value) in sums.iter_mut().zip(values) {
             *sum += u64::from_str_radix(value, 16)
-                .map_err(|_| format!("invalid counter {value:?}"))? as f64;
+                .map_err(|_| ProbeParseError::value("invalid counter", value))?
+                as f64;
         }
     }
     Ok(STATS

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use countywatch_wire::{MetricFamily, MetricKind};
 
 use super::cpu_throttle::ThermalThrottle;
+use super::parse_error::ProbeParseError;
 use super::{Probe, ProbeError, read_file};
 
 /// The modes of a `cpu` line, in the kernel's column order. Guest time is
@@ -60,7 +61,7 @@ impl Probe for CpuProbe {
         if families.is_empty() {
             return Err(ProbeError::Parse {
                 path,
-                message: "no per-CPU lines found".to_string(),
+                source: ProbeParseError::Malformed("no per-CPU lines found"),
             });
         }
         out.extend(families);

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
+use super::parse_error::ProbeParseError;
 use super::{Probe, ProbeError};
 
 /// The files read, in the order of [`CpuFrequencies::khz`], with the
@@ -139,7 +140,7 @@ fn read_khz(path: &Path) -> Result<Option<f64>, ProbeError> {
             .map(|khz| Some(khz as f64))
             .map_err(|_| ProbeError::Parse {
                 path: path.to_path_buf(),
-                message: format!("not a frequency: {:?}", text.trim()),
+                source: ProbeParseError::value("not a frequency:", text.trim()),
             }),
         Err(error)
             if matches!(

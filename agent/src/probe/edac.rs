@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
+use super::parse_error::ProbeParseError;
 use super::{Probe, ProbeError, numbered_entries};
 
 /// Reads `<sysfs>/devices/system/edac/mc`.
@@ -54,7 +55,7 @@ impl Probe for EdacProbe {
             })?;
             text.trim().parse().map_err(|_| ProbeError::Parse {
                 path,
-                message: "not a number".to_string(),
+                source: ProbeParseError::Malformed("not a number"),
             })
         };
         let mut controllers = Vec::new();

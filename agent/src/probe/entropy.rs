@@ -6,6 +6,7 @@ use std::path::Path;
 use countywatch_wire::{MetricFamily, MetricKind};
 
 use super::file_probe::{FileProbe, number};
+use super::parse_error::ProbeParseError;
 
 /// The probe reading `<procfs>/sys/kernel/random/{entropy_avail,poolsize}`.
 pub fn probe(procfs: &Path, _sysfs: &Path) -> FileProbe {
@@ -18,10 +19,11 @@ pub fn probe(procfs: &Path, _sysfs: &Path) -> FileProbe {
 }
 
 /// Both files' texts to the two gauges.
-pub fn parse(texts: &[Option<String>]) -> Result<Vec<MetricFamily>, String> {
-    let available = number(texts[0].as_ref()).ok_or("couldn't get entropy_avail")?;
-    let pool_size =
-        number(texts.get(1).and_then(Option::as_ref)).ok_or("couldn't get entropy poolsize")?;
+pub fn parse(texts: &[Option<String>]) -> Result<Vec<MetricFamily>, ProbeParseError> {
+    let available = number(texts[0].as_ref())
+        .ok_or(ProbeParseError::Malformed("couldn't get entropy_avail"))?;
+    let pool_size = number(texts.get(1).and_then(Option::as_ref))
+        .ok_or(ProbeParseError::Malformed("couldn't get entropy poolsize"))?;
     Ok(vec![
         MetricFamily::single(
             "node_entropy_available_bits",

@@ -13,11 +13,12 @@ use std::path::PathBuf;
 
 use countywatch_wire::MetricFamily;
 
+use super::parse_error::ProbeParseError;
 use super::{Probe, ProbeError};
 
 /// A parse function: the text of each file (`None` where an optional file
 /// is missing), in the order the probe lists them, to metric families.
-pub type Parse = fn(&[Option<String>]) -> Result<Vec<MetricFamily>, String>;
+pub type Parse = fn(&[Option<String>]) -> Result<Vec<MetricFamily>, ProbeParseError>;
 
 /// A probe that reads files and parses their text.
 pub struct FileProbe {
@@ -80,9 +81,9 @@ impl Probe for FileProbe {
                 }
             }
         }
-        let families = (self.parse)(&texts).map_err(|message| ProbeError::Parse {
+        let families = (self.parse)(&texts).map_err(|source| ProbeError::Parse {
             path: first.clone(),
-            message,
+            source,
         })?;
         out.extend(families);
         Ok(())

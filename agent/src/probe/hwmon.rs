@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use countywatch_wire::{MetricFamily, MetricKind};
 
 use super::family_set::FamilySet;
+use super::parse_error::ProbeParseError;
 use super::{Probe, ProbeError, read_attribute, read_source_dir};
 
 /// The sensor types node_exporter reads; other attribute files are not
@@ -397,7 +398,7 @@ fn chip_label(dir: &Path) -> Result<String, ProbeError> {
     if name.is_empty() {
         return Err(ProbeError::Parse {
             path: dir.to_path_buf(),
-            message: "cannot derive a chip name".to_string(),
+            source: ProbeParseError::Malformed("cannot derive a chip name"),
         });
     }
     Ok(name)

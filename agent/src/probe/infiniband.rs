@@ -16,6 +16,7 @@ use std::path::Path;
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
+use super::parse_error::ProbeParseError;
 use super::sysfs_class::{ClassDir, is_unreadable_attribute, list, parse_unsigned, read_text};
 use super::{Probe, ProbeError, read_file};
 
@@ -325,13 +326,14 @@ impl Probe for InfinibandProbe {
 
 /// Reads one port's state, rate and counters.
 fn read_port(number: &str, dir: &Path) -> Result<Port, ProbeError> {
-    let parse_error = |path: &Path, message: String| ProbeError::Parse {
+    let parse_error = |path: &Path, source: ProbeParseError| ProbeError::Parse {
         path: path.to_path_buf(),
-        message,
+        source,
     };
-    let number = number
-        .parse()
-        .map_err(|_| parse_error(dir, format!("port {number:?} is not a number")))?;
+    let number = number.parse().map_err(|_| {
+        let port = number.to_string();
+        parse_error(dir, ProbeParseError::PortNumber { port })
+    })?;
     let (state_path, state) = read_file(dir.join("state"))?;
     let (phys_path, physical_state) = read_file(dir.join("phys_state"))?;
     let (rate_path, rate) = read_file(dir.join("rate"))?;
@@ -374,39 +376,41 @@ fn read_port(number: &str, dir: &Path) -> Result<Port, ProbeError> {
 }
 
 /// A `state` or `phys_state` file (`4: ACTIVE`) to its number.
-pub fn parse_state(text: &str) -> Result<u32, String> {
+pub fn parse_state(text: &str) -> Result<u32, ProbeParseError> {
     let mut parts = text.split(':');
     match (parts.next(), parts.next(), parts.next()) {
         (Some(number), Some(_), None) => number
             .trim()
             .parse()
-            .map_err(|_| format!("{:?} is not a state number", number.trim())),
-        _ => Err(format!("cannot split {text:?} into 'ID: NAME'")),
+            .map_err(|_| ProbeParseError::not_a(number.trim(), "a state number")),
+        _ => Err(ProbeParseError::NotIdAndName {
+            text: text.to_string(),
+        }),
     }
 }
 
 /// A `rate` file (`100 Gb/sec (4X EDR)`) to bytes per second. The number
 /// is read at single precision, as node_exporter reads it, so that odd
 /// rates (`2.5 Gb/sec`) give its figure exactly.
-pub fn parse_rate(text: &str) -> Result<u64, String> {
+pub fn parse_rate(text: &str) -> Result<u64, ProbeParseError> {
     let Some((number, _)) = text.split_once(' ') else {
-        return Err(format!("cannot split {text:?}"));
+        return Err(ProbeParseError::value("cannot split", text));
     };
     let gigabits: f32 = number
         .trim()
         .parse()
-        .map_err(|_| format!("{number:?} is not a number"))?;
+        .map_err(|_| ProbeParseError::not_a(number, "a number"))?;
     Ok((f64::from(gigabits) * 125_000_000.0) as u64)
 }
 
 /// A counter file's text: its value (times 4 for a word counter), `None`
 /// for a counter the adapter has no performance agent for.
-pub fn parse_counter(text: &str, words: bool) -> Result<Option<u64>, String> {
+pub fn parse_counter(text: &str, words: bool) -> Result<Option<u64>, ProbeParseError> {
     match parse_unsigned(text) {
         Some(value) if words => Ok(Some(value.wrapping_mul(4))),
         Some(value) => Ok(Some(value)),
         None if text.contains("N/A (no PMA)") => Ok(None),
-        None => Err(format!("{text:?} is not a counter")),
+        None => Err(ProbeParseError::not_a(text, "a counter")),
     }
 }
 

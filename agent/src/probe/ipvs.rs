@@ -20,6 +20,7 @@ use std::path::Path;
 use countywatch_wire::{MetricFamily, MetricKind};
 
 use super::file_probe::FileProbe;
+use super::parse_error::ProbeParseError;
 
 /// The probe reading `<procfs>/net/ip_vs_stats` and `<procfs>/net/ip_vs`.
 pub fn probe(procfs: &Path, _sysfs: &Path) -> FileProbe {
@@ -70,35 +71,41 @@ pub struct Backend {
 }
 
 /// ip_vs_stats and ip_vs to the totals and the backend families.
-pub fn parse(texts: &[Option<String>]) -> Result<Vec<MetricFamily>, String> {
+pub fn parse(texts: &[Option<String>]) -> Result<Vec<MetricFamily>, ProbeParseError> {
     let stats = texts
         .first()
         .and_then(Option::as_ref)
-        .ok_or("no ip_vs_stats")?;
+        .ok_or(ProbeParseError::Malformed("no ip_vs_stats"))?;
     let table = texts
         .get(1)
         .and_then(Option::as_ref)
-        .ok_or("could not get backend status: no /proc/net/ip_vs")?;
+        .ok_or(ProbeParseError::Malformed(
+            "could not get backend status: no /proc/net/ip_vs",
+        ))?;
     let totals = totals(stats)?;
     let backends = backends(table)?;
     Ok(families(&totals, &backends))
 }
 
 /// The five totals: hexadecimal, on ip_vs_stats' third line.
-pub fn totals(text: &str) -> Result<[u64; 5], String> {
+pub fn totals(text: &str) -> Result<[u64; 5], ProbeParseError> {
     let mut lines = text.splitn(4, '\n');
-    let line = lines.nth(2).ok_or("ip_vs_stats corrupt: too short")?;
+    let line = lines
+        .nth(2)
+        .ok_or(ProbeParseError::Malformed("ip_vs_stats corrupt: too short"))?;
     if lines.next().is_none() {
-        return Err("ip_vs_stats corrupt: too short".to_string());
+        return Err(ProbeParseError::Malformed("ip_vs_stats corrupt: too short"));
     }
     let fields: Vec<&str> = line.split_whitespace().collect();
     if fields.len() != 5 {
-        return Err("ip_vs_stats corrupt: unexpected number of fields".to_string());
+        return Err(ProbeParseError::Malformed(
+            "ip_vs_stats corrupt: unexpected number of fields",
+        ));
     }
     let mut totals = [0_u64; 5];
     for (total, field) in totals.iter_mut().zip(fields) {
         *total = u64::from_str_radix(field, 16)
-            .map_err(|_| format!("ip_vs_stats: {field:?} is not hexadecimal"))?;
+            .map_err(|_| ProbeParseError::not_a(field, "hexadecimal").in_part("ip_vs_stats"))?;
     }
     Ok(totals)
 }
@@ -108,7 +115,7 @@ pub fn totals(text: &str) -> Result<[u64; 5], String> {
 /// other lines (headers, protocols node_exporter does not know, such as
 /// SCTP) are skipped, and the backends under an unknown protocol count
 /// for the service before it, as node_exporter counts them.
-pub fn backends(text: &str) -> Result<Vec<Backend>, String> {
+pub fn backends(text: &str) -> Result<Vec<Backend>, ProbeParseError> {
     let mut found = Vec::new();
     let (mut proto, mut mark, mut address, mut port) =
         (String::new(), String::new(), String::new(), 0_u16);
@@ -134,9 +141,9 @@ pub fn backends(text: &str) -> Result<Vec<Backend>, String> {
             "->" if fields.len() >= 6 => {
                 let (remote_address, remote_port) = address_and_port(second)?;
                 let number = |index: usize| {
-                    fields[index]
-                        .parse::<u64>()
-                        .map_err(|_| format!("ip_vs: {:?} is not a number", fields[index]))
+                    fields[index].parse::<u64>().map_err(|_| {
+                        ProbeParseError::not_a(fields[index], "a number").in_part("ip_vs")
+                    })
                 };
                 found.push(Backend {
                     labels: [
@@ -161,8 +168,10 @@ pub fn backends(text: &str) -> Result<Vec<Backend>, String> {
 /// `C0A80016:0CEA` (IPv4 in hexadecimal) or
 /// `[2620:0000:...:0001]:0050` (IPv6 written out) to the address as Go
 /// prints it and the port.
-pub fn address_and_port(text: &str) -> Result<(String, u16), String> {
-    let unexpected = || format!("unexpected IP:Port: {text}");
+pub fn address_and_port(text: &str) -> Result<(String, u16), ProbeParseError> {
+    let unexpected = || ProbeParseError::AddressAndPort {
+        text: text.to_string(),
+    };
     let address = match text.len() {
         13 => {
             let bits = u32::from_str_radix(text.get(..8).ok_or_else(unexpected)?, 16)
@@ -171,9 +180,9 @@ pub fn address_and_port(text: &str) -> Result<(String, u16), String> {
         }
         46 => {
             let inner = text.get(1..40).ok_or_else(unexpected)?;
-            let address: Ipv6Addr = inner
-                .parse()
-                .map_err(|_| format!("invalid IPv6 address: {inner}"))?;
+            let address: Ipv6Addr = inner.parse().map_err(|_| ProbeParseError::Ipv6Address {
+                text: inner.to_string(),
+            })?;
             // Go prints an IPv4-mapped address in dotted form.
             match address.to_ipv4_mapped() {
                 Some(mapped) => mapped.to_string(),

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
+use super::parse_error::ProbeParseError;
 use super::{Probe, ProbeError, read_file};
 
 /// Reports the 1, 5 and 15 minute load averages.
@@ -34,14 +35,13 @@ impl Probe for LoadProbe {
 
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let loads = if self.procfs == std::path::Path::new("/proc") {
-            let load = sysinfo::System::load_average()
-                .map_err(|error| ProbeError::System(error.to_string()))?;
+            let load = sysinfo::System::load_average().map_err(ProbeError::LoadAverage)?;
             [load.one, load.five, load.fifteen]
         } else {
             let (path, text) = read_file(self.procfs.join("loadavg"))?;
-            parse(&text).ok_or_else(|| ProbeError::Parse {
+            parse(&text).ok_or(ProbeError::Parse {
                 path,
-                message: "expected three load averages".to_string(),
+                source: ProbeParseError::Malformed("expected three load averages"),
             })?
         };
         for (name, minutes, value) in [

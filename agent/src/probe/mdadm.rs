@@ -13,6 +13,7 @@ use std::path::Path;
 use countywatch_wire::{MetricFamily, MetricKind};
 
 use super::file_probe::FileProbe;
+use super::parse_error::ProbeParseError;
 
 /// The probe reading `<procfs>/mdstat`.
 pub fn probe(procfs: &Path, _sysfs: &Path) -> FileProbe {
@@ -41,15 +42,18 @@ pub struct Array {
 }
 
 /// The mdstat text to the five families.
-pub fn parse(texts: &[Option<String>]) -> Result<Vec<MetricFamily>, String> {
-    let text = texts.first().and_then(Option::as_ref).ok_or("no mdstat")?;
+pub fn parse(texts: &[Option<String>]) -> Result<Vec<MetricFamily>, ProbeParseError> {
+    let text = texts
+        .first()
+        .and_then(Option::as_ref)
+        .ok_or(ProbeParseError::Malformed("no mdstat"))?;
     Ok(families(&arrays(text)?))
 }
 
 /// The arrays in mdstat, in the file's order. Each array is a line
 /// `md0 : active raid1 sdb1[1] sda1[0]`, then an indented status line with
 /// its size and disks, then possibly a bitmap line and a sync line.
-pub fn arrays(text: &str) -> Result<Vec<Array>, String> {
+pub fn arrays(text: &str) -> Result<Vec<Array>, ProbeParseError> {
     let lines: Vec<&str> = text.split('\n').collect();
     let mut found = Vec::new();
     for (index, line) in lines.iter().enumerate() {
@@ -62,7 +66,10 @@ pub fn arrays(text: &str) -> Result<Vec<Array>, String> {
         }
         let fields: Vec<&str> = line.split_whitespace().collect();
         let (Some(name), Some(state)) = (fields.first(), fields.get(2)) else {
-            return Err(format!("not enough fields in the array line {line:?}"));
+            return Err(ProbeParseError::line(
+                "not enough fields in the array line",
+                line,
+            ));
         };
         let status = lines.get(index + 1).copied().unwrap_or("");
         let (active, required, blocks) = status_line(line, status)?;
@@ -89,8 +96,10 @@ pub fn arrays(text: &str) -> Result<Vec<Array>, String> {
             blocks_synced = if sync_line.contains("PENDING") || sync_line.contains("DELAYED") {
                 0.0
             } else {
-                synced_blocks(sync_line)
-                    .ok_or_else(|| format!("cannot read the sync line of {name}: {sync_line:?}"))?
+                synced_blocks(sync_line).ok_or_else(|| ProbeParseError::SyncLine {
+                    array: (*name).to_string(),
+                    line: sync_line.to_string(),
+                })?
             };
         }
         found.push(Array {
@@ -111,12 +120,13 @@ pub fn arrays(text: &str) -> Result<Vec<Array>, String> {
 /// status line (`312319552 blocks [2/1] [U_]`). Striped and linear arrays
 /// have no `[n/m]`: every disk listed is needed and active; an inactive
 /// array counts none.
-fn status_line(array_line: &str, status: &str) -> Result<(f64, f64, f64), String> {
+fn status_line(array_line: &str, status: &str) -> Result<(f64, f64, f64), ProbeParseError> {
     let blocks: f64 = status
         .split_whitespace()
         .next()
         .and_then(|size| size.parse::<u64>().ok())
-        .ok_or_else(|| format!("unexpected status line {status:?}"))? as f64;
+        .ok_or_else(|| ProbeParseError::line("unexpected status line", status))?
+        as f64;
     if array_line.contains("raid0") || array_line.contains("linear") {
         let disks = array_line.matches('[').count() as f64;
         return Ok((disks, disks, blocks));
@@ -127,14 +137,14 @@ fn status_line(array_line: &str, status: &str) -> Result<(f64, f64, f64), String
     let after_blocks = status
         .find(" blocks ")
         .map(|at| &status[at..])
-        .ok_or_else(|| format!("no block count in {status:?}"))?;
+        .ok_or_else(|| ProbeParseError::line("no block count in", status))?;
     // The last `[required/active] [UU_]` of the line.
     after_blocks
         .match_indices('[')
         .rev()
         .find_map(|(at, _)| disk_counts(&after_blocks[at..]))
         .map(|(required, active)| (active, required, blocks))
-        .ok_or_else(|| format!("no disk counts in {status:?}"))
+        .ok_or_else(|| ProbeParseError::line("no disk counts in", status))
 }
 
 /// `[2/1] [U_]` at the start of `text` to (required, active).

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
+use super::parse_error::ProbeParseError;
 use super::{Probe, ProbeError, read_file};
 
 /// Reads `<procfs>/meminfo`.
@@ -36,7 +37,7 @@ impl Probe for MemoryProbe {
         if families.is_empty() {
             return Err(ProbeError::Parse {
                 path,
-                message: "no fields found".to_string(),
+                source: ProbeParseError::Malformed("no fields found"),
             });
         }
         out.extend(families);

@@ -43,6 +43,7 @@ mod network;
 mod nfs;
 mod nfsd;
 mod nvme;
+pub mod parse_error;
 mod powersupplyclass;
 mod pressure;
 pub mod process;
@@ -71,6 +72,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use countywatch_wire::{Event, MetricFamily};
+
+use parse_error::ProbeParseError;
 
 pub use registry::{build, validate};
 
@@ -159,21 +162,56 @@ pub enum ProbeError {
         source: std::io::Error,
     },
     /// A file had content the probe does not understand.
-    #[error("cannot parse {path}: {message}")]
+    #[error("cannot parse {path}: {source}")]
     Parse {
         /// The file.
         path: PathBuf,
         /// What was wrong.
-        message: String,
+        source: ProbeParseError,
     },
     /// The probe's source does not exist on this host (a kernel module not
     /// loaded, a feature not built): reported as a failed collector, as
     /// node_exporter does, but logged quietly and not counted as an error.
     #[error("{0} does not exist on this host")]
     Absent(PathBuf),
-    /// A system interface (through sysinfo) failed.
+    /// The kernel's load averages could not be read (through sysinfo).
     #[error("{0}")]
-    System(String),
+    LoadAverage(sysinfo::Error),
+    /// adjtimex(2) failed.
+    #[error("adjtimex: {0}")]
+    Adjtimex(std::io::Error),
+    /// A command the probe runs could not be started.
+    #[error("cannot run {}: {source}", program.display())]
+    Run {
+        /// The command.
+        program: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `systemctl show` exited with a failure.
+    #[error("{} show failed ({status}): {stderr}", program.display())]
+    ShowFailed {
+        /// The systemctl binary.
+        program: PathBuf,
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// What it wrote on standard error, trimmed.
+        stderr: String,
+    },
+    /// A probe that needs the async runtime ran outside it.
+    #[error("no async runtime: {0}")]
+    NoRuntime(tokio::runtime::TryCurrentError),
+    /// The probe panicked; its thread caught it.
+    #[error("the probe panicked")]
+    Panicked,
+    /// The probe did not finish within the collection's timeout; it is
+    /// abandoned on its thread and taken back when it returns.
+    #[error("timed out after {0:?}")]
+    TimedOut(Duration),
+    /// The probe timed out in an earlier collection (or was lost there)
+    /// and has not come back, so this collection could not run it.
+    #[error("still running from an earlier collection (timed out)")]
+    StillRunning,
 }
 
 /// The entries `<prefix><N>` of a sysfs directory (`mc0`, `csrow10`,

@@ -10,6 +10,7 @@ use std::path::Path;
 use countywatch_wire::{MetricFamily, MetricKind};
 
 use super::file_probe::FileProbe;
+use super::parse_error::ProbeParseError;
 
 /// The probe reading the three tables; snmp6 is missing on hosts booted
 /// with IPv6 disabled, which node_exporter accepts too.
@@ -70,23 +71,29 @@ fn reported(protocol: &str, field: &str) -> bool {
 
 /// Adds a header/value table (`Tcp: A B\nTcp: 1 2`, as in /proc/net/netstat
 /// and /proc/net/snmp) to `stats`.
-fn add_paired(text: &str, stats: &mut BTreeMap<String, (String, f64)>) -> Result<(), String> {
+fn add_paired(
+    text: &str,
+    stats: &mut BTreeMap<String, (String, f64)>,
+) -> Result<(), ProbeParseError> {
     let mut lines = text.lines().filter(|line| !line.trim().is_empty());
     while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
         let (Some((protocol, names)), Some((value_protocol, values))) =
             (names.split_once(':'), values.split_once(':'))
         else {
-            return Err(format!("line without a protocol: {names:?}"));
+            return Err(ProbeParseError::line("line without a protocol:", names));
         };
         if protocol != value_protocol {
-            return Err(format!(
-                "{protocol} header followed by {value_protocol} values"
-            ));
+            return Err(ProbeParseError::ProtocolMismatch {
+                header: protocol.to_string(),
+                values: value_protocol.to_string(),
+            });
         }
         let names: Vec<&str> = names.split_whitespace().collect();
         let values: Vec<&str> = values.split_whitespace().collect();
         if names.len() != values.len() {
-            return Err(format!("field count mismatch for {protocol}"));
+            return Err(ProbeParseError::FieldCount {
+                protocol: protocol.to_string(),
+            });
         }
         for (field, value) in names.into_iter().zip(values) {
             add(stats, protocol, field, value)?;
@@ -97,7 +104,10 @@ fn add_paired(text: &str, stats: &mut BTreeMap<String, (String, f64)>) -> Result
 
 /// Adds /proc/net/snmp6 (`Ip6InOctets   123` lines) to `stats`: the
 /// protocol is the name up to its first `6`.
-fn add_snmp6(text: &str, stats: &mut BTreeMap<String, (String, f64)>) -> Result<(), String> {
+fn add_snmp6(
+    text: &str,
+    stats: &mut BTreeMap<String, (String, f64)>,
+) -> Result<(), ProbeParseError> {
     for line in text.lines() {
         let mut fields = line.split_whitespace();
         let (Some(name), Some(value)) = (fields.next(), fields.next()) else {
@@ -115,13 +125,16 @@ fn add(
     protocol: &str,
     field: &str,
     value: &str,
-) -> Result<(), String> {
+) -> Result<(), ProbeParseError> {
     if !reported(protocol, field) {
         return Ok(());
     }
     let value = value
         .parse::<f64>()
-        .map_err(|_| format!("invalid value {value:?} for {protocol}{field}"))?;
+        .map_err(|_| ProbeParseError::FieldValue {
+            field: format!("{protocol}{field}"),
+            value: value.to_string(),
+        })?;
     stats.insert(
         format!("{protocol}_{field}"),
         (format!("{protocol}{field}"), value),
@@ -134,7 +147,7 @@ pub fn parse(
     netstat: &str,
     snmp: Option<&str>,
     snmp6: Option<&str>,
-) -> Result<Vec<MetricFamily>, String> {
+) -> Result<Vec<MetricFamily>, ProbeParseError> {
     let mut stats = BTreeMap::new();
     add_paired(netstat, &mut stats)?;
     add_paired(snmp.unwrap_or_default(), &mut stats)?;

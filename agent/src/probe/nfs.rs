@@ -20,6 +20,7 @@ use std::path::Path;
 use countywatch_wire::{MetricFamily, MetricKind};
 
 use super::file_probe::FileProbe;
+use super::parse_error::ProbeParseError;
 
 /// NFSv2's procedures in the kernel's order, as node_exporter names them.
 pub const V2_PROCEDURES: [&str; 18] = [
@@ -126,7 +127,7 @@ pub fn probe(procfs: &Path, _sysfs: &Path) -> FileProbe {
 }
 
 /// The lines of an rpc statistics file as (key, numbers), in order.
-pub fn rpc_lines(text: &str) -> impl Iterator<Item = Result<(&str, Vec<u64>), String>> {
+pub fn rpc_lines(text: &str) -> impl Iterator<Item = Result<(&str, Vec<u64>), ProbeParseError>> {
     text.lines()
         .filter(|line| !line.trim().is_empty())
         .map(|line| {
@@ -138,35 +139,41 @@ pub fn rpc_lines(text: &str) -> impl Iterator<Item = Result<(&str, Vec<u64>), St
                 .take(count)
                 .map(|field| field.parse::<u64>())
                 .collect::<Result<Vec<u64>, _>>()
-                .map_err(|_| format!("invalid number in the line {line:?}"))?;
+                .map_err(|_| ProbeParseError::line("invalid number in the line", line))?;
             if numbers.is_empty() || (key == "th" && numbers.len() < 2) {
-                return Err(format!("too few numbers in the line {line:?}"));
+                return Err(ProbeParseError::line("too few numbers in the line", line));
             }
             Ok((key, numbers))
         })
 }
 
 /// Checks a line holds exactly `count` numbers.
-pub fn exactly(key: &str, numbers: &[u64], count: usize) -> Result<(), String> {
+pub fn exactly(key: &str, numbers: &[u64], count: usize) -> Result<(), ProbeParseError> {
     if numbers.len() == count {
         Ok(())
     } else {
-        Err(format!(
-            "the {key} line has {} numbers, not {count}",
-            numbers.len()
-        ))
+        Err(ProbeParseError::NumberCount {
+            key: key.to_string(),
+            found: numbers.len(),
+            expected: count,
+        })
     }
 }
 
 /// The counts of a procedure line (`22 0 12 ...`: its count, then that
 /// many counts), which must hold at least `minimum`.
-pub fn procedures<'a>(key: &str, numbers: &'a [u64], minimum: usize) -> Result<&'a [u64], String> {
+pub fn procedures<'a>(
+    key: &str,
+    numbers: &'a [u64],
+    minimum: usize,
+) -> Result<&'a [u64], ProbeParseError> {
     let (declared, counts) = numbers.split_first().unwrap_or((&0, &[]));
     if usize::try_from(*declared).ok() != Some(counts.len()) || counts.len() < minimum {
-        return Err(format!(
-            "the {key} line declares {declared} procedures and has {}",
-            counts.len()
-        ));
+        return Err(ProbeParseError::ProcedureCount {
+            key: key.to_string(),
+            declared: *declared,
+            found: counts.len(),
+        });
     }
     Ok(counts)
 }
@@ -189,7 +196,7 @@ pub fn push_procedures(
 }
 
 /// The file's text to node_exporter's families.
-pub fn parse(text: &str) -> Result<Vec<MetricFamily>, String> {
+pub fn parse(text: &str) -> Result<Vec<MetricFamily>, ProbeParseError> {
     let (mut network, mut rpc) = ([0_u64; 4], [0_u64; 3]);
     let (mut v2, mut v3, mut v4) = (Vec::new(), Vec::new(), Vec::new());
     for line in rpc_lines(text) {
@@ -206,7 +213,7 @@ pub fn parse(text: &str) -> Result<Vec<MetricFamily>, String> {
             "proc2" => v2 = procedures(key, &numbers, V2_PROCEDURES.len())?.to_vec(),
             "proc3" => v3 = procedures(key, &numbers, V3_PROCEDURES.len())?.to_vec(),
             "proc4" => v4 = procedures(key, &numbers, 0)?.to_vec(),
-            _ => return Err(format!("unknown NFS line {key:?}")),
+            _ => return Err(ProbeParseError::line("unknown NFS line", key)),
         }
     }
     let counter = MetricKind::Counter;

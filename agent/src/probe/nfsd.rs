@@ -15,6 +15,7 @@ use countywatch_wire::{MetricFamily, MetricKind};
 
 use super::file_probe::FileProbe;
 use super::nfs::{V2_PROCEDURES, V3_PROCEDURES, exactly, procedures, push_procedures, rpc_lines};
+use super::parse_error::ProbeParseError;
 
 /// The NFSv4 operations in the kernel's order (`proc4ops`), as
 /// node_exporter names them; the first 39 are all it reads.
@@ -104,7 +105,7 @@ struct Server {
 }
 
 /// The file's text to node_exporter's families.
-pub fn parse(text: &str) -> Result<Vec<MetricFamily>, String> {
+pub fn parse(text: &str) -> Result<Vec<MetricFamily>, ProbeParseError> {
     let mut server = Server::default();
     for line in rpc_lines(text) {
         let (key, numbers) = line?;
@@ -133,7 +134,7 @@ pub fn parse(text: &str) -> Result<Vec<MetricFamily>, String> {
                 server.v4_operations = procedures(key, &numbers, V4_OPERATIONS.len())?.to_vec();
                 continue;
             }
-            _ => return Err(format!("unknown NFSd line {key:?}")),
+            _ => return Err(ProbeParseError::line("unknown NFSd line", key)),
         };
         exactly(key, &numbers, fixed.len())?;
         fixed.copy_from_slice(&numbers);

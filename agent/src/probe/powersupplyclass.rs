@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use countywatch_wire::{MetricFamily, MetricKind};
 
 use super::family_set::FamilySet;
+use super::parse_error::ProbeParseError;
 use super::{Probe, ProbeError, read_attribute, read_source_dir};
 
 /// Numeric properties: the file, the family's name after
@@ -139,9 +140,9 @@ impl Probe for PowerSupplyClassProbe {
             supplies.push((name, read_properties(&entry.path())?));
         }
         supplies.sort();
-        let families = families(&supplies).map_err(|message| ProbeError::Parse {
+        let families = families(&supplies).map_err(|source| ProbeError::Parse {
             path: self.root.clone(),
-            message,
+            source,
         })?;
         out.extend(families);
         Ok(())
@@ -187,7 +188,7 @@ fn read_properties(dir: &Path) -> Result<Properties, ProbeError> {
 
 /// The families of every supply, by name. A numeric property that is not
 /// a number fails the collection, as it does node_exporter's.
-pub fn families(supplies: &[(String, Properties)]) -> Result<Vec<MetricFamily>, String> {
+pub fn families(supplies: &[(String, Properties)]) -> Result<Vec<MetricFamily>, ProbeParseError> {
     let mut set = FamilySet::default();
     for (supply, properties) in supplies {
         let labels = [("power_supply", supply.as_str())];
@@ -195,8 +196,9 @@ pub fn families(supplies: &[(String, Properties)]) -> Result<Vec<MetricFamily>, 
             let Some(text) = properties.get(file) else {
                 continue;
             };
-            let value = parse_integer(text)
-                .ok_or_else(|| format!("{supply}/{file}: not an integer: {text:?}"))?;
+            let value = parse_integer(text).ok_or_else(|| {
+                ProbeParseError::value("not an integer:", text).in_part(format!("{supply}/{file}"))
+            })?;
             set.push(
                 &format!("node_power_supply_{name}"),
                 &format!("{name} value of /sys/class/power_supply/<power_supply>."),

@@ -22,6 +22,7 @@ use countywatch_config::duration::PromDuration;
 use countywatch_wire::{MetricFamily, MetricKind};
 use serde::Deserialize;
 
+use super::parse_error::ProbeParseError;
 use super::toggle::ProbeToggle;
 use super::{Probe, ProbeError, read_file};
 
@@ -176,9 +177,9 @@ impl ProcessProbe {
             .lines()
             .find_map(|line| line.strip_prefix("btime "))
             .and_then(|value| value.trim().parse::<f64>().ok())
-            .ok_or_else(|| ProbeError::Parse {
+            .ok_or(ProbeError::Parse {
                 path,
-                message: "no btime line".to_string(),
+                source: ProbeParseError::Malformed("no btime line"),
             })?;
         self.boot_time = Some(boot_time);
         Ok(boot_time)

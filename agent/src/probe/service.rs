@@ -136,8 +136,8 @@ pub fn validate(config: &ServiceConfig, probe_timeout: Duration, problems: &mut 
         if target.name.is_empty() {
             problems.at(&target.target, "service target has an empty name");
         }
-        if let Err(message) = Endpoint::parse(target.module, &target.target.value) {
-            problems.at(&target.target, message);
+        if let Err(error) = Endpoint::parse(target.module, &target.target.value) {
+            problems.at(&target.target, error.to_string());
         }
         if target.timeout.get() >= probe_timeout || target.timeout.get().is_zero() {
             problems.at(
@@ -152,9 +152,9 @@ pub fn validate(config: &ServiceConfig, probe_timeout: Duration, problems: &mut 
             problems.at(&target.target, "expect_status applies to http targets only");
         }
         if let Some(ca_file) = &target.ca_file
-            && let Err(message) = load_roots(ca_file)
+            && let Err(error) = load_roots(ca_file)
         {
-            problems.at(&target.target, message);
+            problems.at(&target.target, error.to_string());
         }
     }
 }
@@ -174,7 +174,8 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Parses a target as the module expects it.
-    pub fn parse(module: Module, text: &str) -> Result<Endpoint, String> {
+    pub fn parse(module: Module, text: &str) -> Result<Endpoint, TargetError> {
+        let target = || text.to_string();
         let (tls, rest, default_port) = match module {
             Module::Http => {
                 if let Some(rest) = text.strip_prefix("https://") {
@@ -182,9 +183,7 @@ impl Endpoint {
                 } else if let Some(rest) = text.strip_prefix("http://") {
                     (false, rest, Some(80))
                 } else {
-                    return Err(format!(
-                        "http target {text:?} must start with http:// or https://"
-                    ));
+                    return Err(TargetError::Scheme { target: target() });
                 }
             }
             Module::Tcp => (false, text, None),
@@ -192,7 +191,7 @@ impl Endpoint {
         };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(index) if module == Module::Http => (&rest[..index], &rest[index..]),
-            Some(_) => return Err(format!("target {text:?} must be host:port")),
+            Some(_) => return Err(TargetError::NotHostAndPort { target: target() }),
             None => (rest, "/"),
         };
         let path = if path.starts_with('?') {
@@ -201,12 +200,12 @@ impl Endpoint {
             path.to_string()
         };
         if authority.contains('@') {
-            return Err(format!("target {text:?} must not hold credentials"));
+            return Err(TargetError::Credentials { target: target() });
         }
         let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
             let (host, after) = bracketed
                 .split_once(']')
-                .ok_or_else(|| format!("target {text:?} has an unclosed '['"))?;
+                .ok_or_else(|| TargetError::UnclosedBracket { target: target() })?;
             (host, after.strip_prefix(':'))
         } else {
             match authority.rsplit_once(':') {
@@ -215,16 +214,16 @@ impl Endpoint {
             }
         };
         if host.is_empty() || host.contains(char::is_whitespace) {
-            return Err(format!("target {text:?} has no valid host"));
+            return Err(TargetError::NoHost { target: target() });
         }
         let port = match (port, default_port) {
             (Some(port), _) => port
                 .parse::<u16>()
                 .ok()
                 .filter(|port| *port != 0)
-                .ok_or_else(|| format!("target {text:?} has an invalid port"))?,
+                .ok_or_else(|| TargetError::InvalidPort { target: target() })?,
             (None, Some(port)) => port,
-            (None, None) => return Err(format!("target {text:?} must be host:port")),
+            (None, None) => return Err(TargetError::NotHostAndPort { target: target() }),
         };
         Ok(Endpoint {
             host: host.to_string(),
@@ -235,6 +234,131 @@ impl Endpoint {
     }
 }
 
+/// Why a service target's text is not an address the module can check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// An http target without its scheme.
+    #[error("http target {target:?} must start with http:// or https://")]
+    Scheme {
+        /// The target as configured.
+        target: String,
+    },
+    /// A tcp or tls target with a path, or without a port.
+    #[error("target {target:?} must be host:port")]
+    NotHostAndPort {
+        /// The target as configured.
+        target: String,
+    },
+    /// A target with `user:password@`.
+    #[error("target {target:?} must not hold credentials")]
+    Credentials {
+        /// The target as configured.
+        target: String,
+    },
+    /// An IPv6 address whose `[` is not closed.
+    #[error("target {target:?} has an unclosed '['")]
+    UnclosedBracket {
+        /// The target as configured.
+        target: String,
+    },
+    /// An empty host, or one with spaces.
+    #[error("target {target:?} has no valid host")]
+    NoHost {
+        /// The target as configured.
+        target: String,
+    },
+    /// A port that is not 1 to 65535.
+    #[error("target {target:?} has an invalid port")]
+    InvalidPort {
+        /// The target as configured.
+        target: String,
+    },
+}
+
+/// Why the TLS settings of a target could not be built: the user must fix
+/// the CA file (checked at config load too).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    /// The CA file cannot be read or is not PEM.
+    #[error("cannot read CA certificates from {}: {source}", path.display())]
+    ReadCa {
+        /// The CA file.
+        path: PathBuf,
+        /// Why.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The CA file holds no certificate rustls accepts.
+    #[error("no usable CA certificate in {}", path.display())]
+    NoUsableCa {
+        /// The CA file.
+        path: PathBuf,
+    },
+    /// rustls refused the settings.
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+}
+
+/// Why one check of a target failed: a finding about the service, logged
+/// when the target starts failing.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The target did not parse (refused at config load, so not expected).
+    #[error("invalid target")]
+    InvalidTarget,
+    /// The target's TLS settings could not be built when the probe started.
+    #[error(transparent)]
+    TlsConfig(Arc<TlsConfigError>),
+    /// The check's timeout passed.
+    #[error("timed out")]
+    TimedOut,
+    /// The socket refused its timeouts.
+    #[error(transparent)]
+    SetTimeouts(std::io::Error),
+    /// The host name did not resolve.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// The host.
+        host: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The host name resolved to no address.
+    #[error("{host} has no address")]
+    NoAddress {
+        /// The host.
+        host: String,
+    },
+    /// No address accepted the connection; the last one tried.
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The host is not a name TLS can verify.
+    #[error("invalid server name: {0}")]
+    ServerName(rustls::pki_types::InvalidDnsNameError),
+    /// rustls could not start the connection.
+    #[error("TLS set-up failed: {0}")]
+    TlsSetup(rustls::Error),
+    /// The TLS handshake failed (a bad certificate, a closed connection).
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
+    /// The request could not be sent.
+    #[error("cannot send the request: {0}")]
+    Send(std::io::Error),
+    /// The response could not be read.
+    #[error("cannot read the response: {0}")]
+    Receive(std::io::Error),
+    /// The response did not start with an HTTP status line.
+    #[error("no HTTP status line in the response")]
+    NoStatusLine,
+    /// The status is not one the target expects.
+    #[error("unexpected HTTP status {0}")]
+    Status(u16),
+}
+
 /// A target ready to run.
 struct Target {
     /// Labels: name, module, target.
@@ -243,7 +367,7 @@ struct Target {
     endpoint: Option<Endpoint>,
     /// TLS settings, for https and tls targets; an error when the CA file
     /// could not be read, reported on every run.
-    tls: Option<Result<Arc<ClientConfig>, String>>,
+    tls: Option<Result<Arc<ClientConfig>, Arc<TlsConfigError>>>,
     /// Whether the last check failed, so that a failure is logged once per
     /// change of state, not every interval.
     failing: bool,
@@ -282,7 +406,7 @@ impl ServiceProbe {
                 let tls = endpoint
                     .as_ref()
                     .filter(|endpoint| endpoint.tls)
-                    .map(|_| client_config(target));
+                    .map(|_| client_config(target).map_err(Arc::new));
                 Target {
                     config: target.clone(),
                     endpoint,
@@ -398,21 +522,18 @@ fn check(target: &Target) -> Outcome {
     outcome.duration = started.elapsed().as_secs_f64();
     match result {
         Ok(()) => outcome.success = true,
-        Err(error) => outcome.error = Some(error),
+        Err(error) => outcome.error = Some(error.to_string()),
     }
     outcome
 }
 
-fn run_check(target: &Target, started: Instant, outcome: &mut Outcome) -> Result<(), String> {
-    let endpoint = target
-        .endpoint
-        .as_ref()
-        .ok_or_else(|| "invalid target".to_string())?;
+fn run_check(target: &Target, started: Instant, outcome: &mut Outcome) -> Result<(), CheckError> {
+    let endpoint = target.endpoint.as_ref().ok_or(CheckError::InvalidTarget)?;
     let deadline = started + target.config.timeout.get();
     let mut stream = connect(endpoint, deadline)?;
     let tls = match &target.tls {
         Some(Ok(config)) => Some(Arc::clone(config)),
-        Some(Err(error)) => return Err(error.clone()),
+        Some(Err(error)) => return Err(CheckError::TlsConfig(Arc::clone(error))),
         None => None,
     };
     match tls {
@@ -425,16 +546,16 @@ fn run_check(target: &Target, started: Instant, outcome: &mut Outcome) -> Result
             Ok(())
         }
         Some(config) => {
-            let name = ServerName::try_from(endpoint.host.clone())
-                .map_err(|error| format!("invalid server name: {error}"))?;
-            let connection = rustls::ClientConnection::new(config, name)
-                .map_err(|error| format!("TLS set-up failed: {error}"))?;
+            let name =
+                ServerName::try_from(endpoint.host.clone()).map_err(CheckError::ServerName)?;
+            let connection =
+                rustls::ClientConnection::new(config, name).map_err(CheckError::TlsSetup)?;
             let mut tls = rustls::StreamOwned::new(connection, stream);
             while tls.conn.is_handshaking() {
                 set_timeouts(&tls.sock, deadline)?;
                 tls.conn
                     .complete_io(&mut tls.sock)
-                    .map_err(|error| format!("TLS handshake failed: {error}"))?;
+                    .map_err(CheckError::Handshake)?;
             }
             outcome.earliest_expiry = tls
                 .conn
@@ -454,7 +575,7 @@ fn run_check(target: &Target, started: Instant, outcome: &mut Outcome) -> Result
     }
 }
 
-fn check_status(target: &TargetConfig, status: u16) -> Result<(), String> {
+fn check_status(target: &TargetConfig, status: u16) -> Result<(), CheckError> {
     let expected = if target.expect_status.is_empty() {
         (200..300).contains(&status)
     } else {
@@ -463,42 +584,47 @@ fn check_status(target: &TargetConfig, status: u16) -> Result<(), String> {
     if expected {
         Ok(())
     } else {
-        Err(format!("unexpected HTTP status {status}"))
+        Err(CheckError::Status(status))
     }
 }
 
-fn remaining(deadline: Instant) -> Result<Duration, String> {
+fn remaining(deadline: Instant) -> Result<Duration, CheckError> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
-        Err("timed out".to_string())
+        Err(CheckError::TimedOut)
     } else {
         Ok(left)
     }
 }
 
-fn set_timeouts(stream: &TcpStream, deadline: Instant) -> Result<(), String> {
+fn set_timeouts(stream: &TcpStream, deadline: Instant) -> Result<(), CheckError> {
     let left = remaining(deadline)?;
     stream
         .set_read_timeout(Some(left))
         .and_then(|()| stream.set_write_timeout(Some(left)))
-        .map_err(|error| error.to_string())
+        .map_err(CheckError::SetTimeouts)
 }
 
 /// Connects to the first address that answers. Name resolution uses the
 /// system resolver, which has its own timeouts.
-fn connect(endpoint: &Endpoint, deadline: Instant) -> Result<TcpStream, String> {
+fn connect(endpoint: &Endpoint, deadline: Instant) -> Result<TcpStream, CheckError> {
     let addresses: Vec<SocketAddr> = (endpoint.host.as_str(), endpoint.port)
         .to_socket_addrs()
-        .map_err(|error| format!("cannot resolve {}: {error}", endpoint.host))?
+        .map_err(|source| CheckError::Resolve {
+            host: endpoint.host.clone(),
+            source,
+        })?
         .collect();
-    let mut last_error = format!("{} has no address", endpoint.host);
+    let mut last_error = CheckError::NoAddress {
+        host: endpoint.host.clone(),
+    };
     for address in addresses {
         match TcpStream::connect_timeout(&address, remaining(deadline)?) {
             Ok(stream) => {
                 set_timeouts(&stream, deadline)?;
                 return Ok(stream);
             }
-            Err(error) => last_error = format!("cannot connect to {address}: {error}"),
+            Err(source) => last_error = CheckError::Connect { address, source },
         }
     }
     Err(last_error)
@@ -509,7 +635,7 @@ fn http_get(
     stream: &mut impl ReadWrite,
     endpoint: &Endpoint,
     deadline: Instant,
-) -> Result<u16, String> {
+) -> Result<u16, CheckError> {
     let host = if endpoint.host.contains(':') {
         format!("[{}]", endpoint.host)
     } else {
@@ -529,14 +655,12 @@ fn http_get(
     stream
         .write_all(request.as_bytes())
         .and_then(|()| stream.flush())
-        .map_err(|error| format!("cannot send the request: {error}"))?;
+        .map_err(CheckError::Send)?;
     let mut head = Vec::with_capacity(256);
     let mut buffer = [0u8; 256];
     while !head.windows(2).any(|pair| pair == b"\r\n") {
         remaining(deadline)?;
-        let read = stream
-            .read(&mut buffer)
-            .map_err(|error| format!("cannot read the response: {error}"))?;
+        let read = stream.read(&mut buffer).map_err(CheckError::Receive)?;
         if read == 0 {
             break;
         }
@@ -545,7 +669,7 @@ fn http_get(
             break;
         }
     }
-    parse_status_line(&head).ok_or_else(|| "no HTTP status line in the response".to_string())
+    parse_status_line(&head).ok_or(CheckError::NoStatusLine)
 }
 
 /// Both halves of a connection, plain or TLS.
@@ -567,28 +691,25 @@ pub fn parse_status_line(head: &[u8]) -> Option<u16> {
         .filter(|code| (100..600).contains(code))
 }
 
-fn load_roots(path: &PathBuf) -> Result<RootCertStore, String> {
+fn load_roots(path: &PathBuf) -> Result<RootCertStore, TlsConfigError> {
     let certificates = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|error| {
-            format!(
-                "cannot read CA certificates from {}: {error}",
-                path.display()
-            )
+        .map_err(|source| TlsConfigError::ReadCa {
+            path: path.clone(),
+            source,
         })?;
     let mut roots = RootCertStore::empty();
     let (added, _ignored) = roots.add_parsable_certificates(certificates);
     if added == 0 {
-        return Err(format!("no usable CA certificate in {}", path.display()));
+        return Err(TlsConfigError::NoUsableCa { path: path.clone() });
     }
     Ok(roots)
 }
 
-fn client_config(target: &TargetConfig) -> Result<Arc<ClientConfig>, String> {
+fn client_config(target: &TargetConfig) -> Result<Arc<ClientConfig>, TlsConfigError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     if target.insecure_skip_verify {
-        let config = tls_verifier::client_config(provider, AnyCertificate)
-            .map_err(|error| error.to_string())?;
+        let config = tls_verifier::client_config(provider, AnyCertificate)?;
         return Ok(Arc::new(config));
     }
     let path = target
@@ -596,8 +717,7 @@ fn client_config(target: &TargetConfig) -> Result<Arc<ClientConfig>, String> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CA_FILE));
     let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| error.to_string())?
+        .with_safe_default_protocol_versions()?
         .with_root_certificates(load_roots(&path)?)
         .with_no_client_auth();
     Ok(Arc::new(config))

@@ -8,6 +8,7 @@ use std::path::Path;
 use countywatch_wire::{MetricFamily, MetricKind};
 
 use super::file_probe::FileProbe;
+use super::parse_error::ProbeParseError;
 
 /// The states node_exporter reports; others are skipped as it does.
 const STATES: [&str; 6] = ["inuse", "orphan", "tw", "alloc", "mem", "memory"];
@@ -29,7 +30,7 @@ pub fn probe(procfs: &Path, _sysfs: &Path) -> FileProbe {
 }
 
 /// Turns one sockstat table into families, in file order.
-pub fn parse(text: &str, page_size: f64) -> Result<Vec<MetricFamily>, String> {
+pub fn parse(text: &str, page_size: f64) -> Result<Vec<MetricFamily>, ProbeParseError> {
     let mut families = Vec::new();
     for line in text.lines() {
         let Some((protocol, pairs)) = line.split_once(':') else {
@@ -37,13 +38,18 @@ pub fn parse(text: &str, page_size: f64) -> Result<Vec<MetricFamily>, String> {
         };
         let fields: Vec<&str> = pairs.split_whitespace().collect();
         if !fields.len().is_multiple_of(2) {
-            return Err(format!("odd number of fields for {protocol}"));
+            return Err(ProbeParseError::OddFields {
+                protocol: protocol.to_string(),
+            });
         }
         for pair in fields.chunks(2) {
             let (state, value) = (pair[0], pair[1]);
             let value = value
                 .parse::<f64>()
-                .map_err(|_| format!("invalid value {value:?} for {protocol} {state}"))?;
+                .map_err(|_| ProbeParseError::FieldValue {
+                    field: format!("{protocol} {state}"),
+                    value: value.to_string(),
+                })?;
             if protocol == "sockets" {
                 if state == "used" {
                     families.push(MetricFamily::single(

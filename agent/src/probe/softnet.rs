@@ -7,6 +7,7 @@ use std::path::Path;
 use countywatch_wire::{MetricFamily, MetricKind};
 
 use super::file_probe::FileProbe;
+use super::parse_error::ProbeParseError;
 
 /// The probe reading `<procfs>/net/softnet_stat`.
 pub fn probe(procfs: &Path, _sysfs: &Path) -> FileProbe {
@@ -18,7 +19,7 @@ pub fn probe(procfs: &Path, _sysfs: &Path) -> FileProbe {
 /// One line of hex columns per CPU: processed, dropped, time_squeezed
 /// first. The `cpu` label is the line's index, as node_exporter 1.5 sets
 /// it (later kernels add the CPU id as a column; 1.5 does not read it).
-pub fn parse(text: &str) -> Result<Vec<MetricFamily>, String> {
+pub fn parse(text: &str) -> Result<Vec<MetricFamily>, ProbeParseError> {
     let mut processed = MetricFamily::new(
         "node_softnet_processed_total",
         "Number of processed packets",
@@ -44,9 +45,9 @@ pub fn parse(text: &str) -> Result<Vec<MetricFamily>, String> {
             .take(3)
             .map(|column| u64::from_str_radix(column, 16).map(|value| value as f64))
             .collect::<Result<Vec<f64>, _>>()
-            .map_err(|_| format!("invalid line {line:?}"))?;
+            .map_err(|_| ProbeParseError::line("invalid line", line))?;
         let [processed_value, dropped_value, squeezed_value] = columns[..] else {
-            return Err(format!("fewer than 3 columns in {line:?}"));
+            return Err(ProbeParseError::line("fewer than 3 columns in", line));
         };
         let cpu = cpu.to_string();
         let labels = [("cpu", cpu.as_str())];

@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::parse_error::ProbeParseError;
 use super::{ProbeError, read_attribute, read_source_dir};
 
 /// node_exporter reads at most this much of a class attribute.
@@ -93,7 +94,7 @@ pub fn read_number(path: &Path) -> Result<u64, ProbeError> {
     let text = read_text(path)?;
     parse_unsigned(&text).ok_or_else(|| ProbeError::Parse {
         path: path.to_path_buf(),
-        message: format!("not an unsigned number: {text:?}"),
+        source: ProbeParseError::value("not an unsigned number:", &text),
     })
 }
 

@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
+use super::parse_error::ProbeParseError;
 use super::{Probe, ProbeError, info_family, read_file};
 
 /// The os-release keys node_exporter turns into `node_os_info` labels, in
@@ -99,9 +100,9 @@ impl Probe for SystemProbe {
             out.extend(os_families(&parse_os_release(&text)));
         }
         let (path, text) = read_file(self.procfs.join("sys/fs/file-nr"))?;
-        let [allocated, maximum] = parse_file_nr(&text).ok_or_else(|| ProbeError::Parse {
+        let [allocated, maximum] = parse_file_nr(&text).ok_or(ProbeError::Parse {
             path,
-            message: "expected three numbers".to_string(),
+            source: ProbeParseError::Malformed("expected three numbers"),
         })?;
         out.push(MetricFamily::single(
             "node_filefd_allocated",

@@ -115,16 +115,16 @@ impl Probe for SystemdProbe {
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .output()
-            .map_err(|error| {
-                ProbeError::System(format!("cannot run {}: {error}", self.systemctl.display()))
+            .map_err(|source| ProbeError::Run {
+                program: self.systemctl.clone(),
+                source,
             })?;
         if !output.status.success() {
-            return Err(ProbeError::System(format!(
-                "{} show failed ({}): {}",
-                self.systemctl.display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
+            return Err(ProbeError::ShowFailed {
+                program: self.systemctl.clone(),
+                status: output.status,
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
         }
         out.push(family(&parse(&String::from_utf8_lossy(&output.stdout))));
         Ok(())

@@ -79,8 +79,9 @@ impl TextfileConfig {
 pub struct TextfileProbe {
     /// The directory.
     directory: PathBuf,
-    /// The last reason each file (or the directory) was refused, so a
-    /// reason is logged once, not at every collection.
+    /// The last reason each file (or the directory) was refused, as the
+    /// log line said it, so a reason is logged once, not at every
+    /// collection.
     refusals: HashMap<PathBuf, String>,
 }
 
@@ -94,7 +95,8 @@ impl TextfileProbe {
     }
 
     /// Logs a refusal when its reason is new.
-    fn refuse(&mut self, path: &Path, reason: String) {
+    fn refuse(&mut self, path: &Path, reason: &TextfileError) {
+        let reason = reason.to_string();
         if self.refusals.get(path) != Some(&reason) {
             tracing::warn!(path = %path.display(), %reason, "textfile refused");
             self.refusals.insert(path.to_path_buf(), reason);
@@ -127,7 +129,7 @@ impl Probe for TextfileProbe {
             Err(error) => {
                 errored = true;
                 let directory = self.directory.clone();
-                self.refuse(&directory, format!("cannot read the directory: {error}"));
+                self.refuse(&directory, &TextfileError::ReadDirectory(error));
             }
         }
         files.sort();
@@ -145,7 +147,7 @@ impl Probe for TextfileProbe {
                 }
                 Err(reason) => {
                     errored = true;
-                    self.refuse(&path, reason);
+                    self.refuse(&path, &reason);
                 }
             }
         }
@@ -173,20 +175,17 @@ impl Probe for TextfileProbe {
 
 /// Reads a file with its mtime in whole seconds (as node_exporter rounds
 /// it), refusing oversized files.
-fn read(path: &Path) -> Result<(String, f64), String> {
-    let file = std::fs::File::open(path).map_err(|error| format!("cannot open: {error}"))?;
-    let metadata = file
-        .metadata()
-        .map_err(|error| format!("cannot stat: {error}"))?;
+fn read(path: &Path) -> Result<(String, f64), TextfileError> {
+    let file = std::fs::File::open(path).map_err(TextfileError::Open)?;
+    let metadata = file.metadata().map_err(TextfileError::Stat)?;
     if metadata.len() > MAX_FILE_BYTES {
-        return Err(format!(
-            "{} bytes, more than the {MAX_FILE_BYTES} read",
-            metadata.len()
-        ));
+        return Err(TextfileError::TooLarge {
+            bytes: metadata.len(),
+        });
     }
     let mut text = String::new();
     std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_FILE_BYTES), &mut text)
-        .map_err(|error| format!("cannot read: {error}"))?;
+        .map_err(TextfileError::Read)?;
     let mtime = metadata
         .modified()
         .ok()
@@ -194,6 +193,183 @@ fn read(path: &Path) -> Result<(String, f64), String> {
         .map(|elapsed| elapsed.as_secs() as f64)
         .unwrap_or(0.0);
     Ok((text, mtime))
+}
+
+/// Why a file (or the directory) was refused; the text is the reason the
+/// log line gives.
+#[derive(Debug, thiserror::Error)]
+pub enum TextfileError {
+    /// The directory cannot be listed.
+    #[error("cannot read the directory: {0}")]
+    ReadDirectory(std::io::Error),
+    /// The file cannot be opened.
+    #[error("cannot open: {0}")]
+    Open(std::io::Error),
+    /// The file's metadata cannot be read.
+    #[error("cannot stat: {0}")]
+    Stat(std::io::Error),
+    /// The file is larger than the agent reads.
+    #[error("{bytes} bytes, more than the {MAX_FILE_BYTES} read")]
+    TooLarge {
+        /// Its size.
+        bytes: u64,
+    },
+    /// The file cannot be read.
+    #[error("cannot read: {0}")]
+    Read(std::io::Error),
+    /// A line of the file does not parse or is refused.
+    #[error("line {line}: {problem}")]
+    Line {
+        /// The line's number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        problem: LineProblem,
+    },
+    /// A family in the agent's own `countywatch_` namespace.
+    #[error("{name} is in the agent's own namespace")]
+    OwnNamespace {
+        /// The family.
+        name: String,
+    },
+    /// A family another file gave a different type.
+    #[error("{name} is a {kind} here but a {other_kind} in {other_files}")]
+    KindConflict {
+        /// The family.
+        name: String,
+        /// Its type in this file.
+        kind: &'static str,
+        /// Its type in the files read before.
+        other_kind: &'static str,
+        /// Those files, comma-separated.
+        other_files: String,
+    },
+    /// A sample setting a label the agent or collector owns.
+    #[error("{name} sets the label {label}, which the agent owns")]
+    OwnedLabel {
+        /// The family.
+        name: String,
+        /// The label.
+        label: String,
+    },
+    /// A series given twice (in this file or one read before).
+    #[error("{name}{labels:?} appears twice")]
+    DuplicateSeries {
+        /// The family.
+        name: String,
+        /// The series' labels, sorted.
+        labels: Labels,
+    },
+    /// The file would pass the cap on samples all files may add.
+    #[error("{added} samples would pass the {MAX_SAMPLES} all files may add")]
+    TooManySamples {
+        /// The file's samples.
+        added: usize,
+    },
+}
+
+/// What is wrong with one line of a file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LineProblem {
+    /// A `# HELP`, `# TYPE` or sample line with an invalid metric name.
+    #[error("invalid metric name {name:?}")]
+    MetricName {
+        /// The name as written.
+        name: String,
+    },
+    /// A second `# HELP` for a family.
+    #[error("second HELP line for {name}")]
+    SecondHelp {
+        /// The family.
+        name: String,
+    },
+    /// A second `# TYPE` for a family.
+    #[error("second TYPE line for {name}")]
+    SecondType {
+        /// The family.
+        name: String,
+    },
+    /// A `# TYPE` after the family's first sample.
+    #[error("TYPE line for {name} after its samples")]
+    TypeAfterSamples {
+        /// The family.
+        name: String,
+    },
+    /// A summary or histogram, which the wire has no type for.
+    #[error("{name} is a {kind}, which the agent does not carry")]
+    UnsupportedType {
+        /// The family.
+        name: String,
+        /// The type as written.
+        kind: String,
+    },
+    /// A type the format does not have.
+    #[error("unknown type {kind:?}")]
+    UnknownType {
+        /// The type as written.
+        kind: String,
+    },
+    /// A sample without a value.
+    #[error("{name} has no value")]
+    NoValue {
+        /// The family.
+        name: String,
+    },
+    /// A sample value that is not a number.
+    #[error("invalid value {value:?}")]
+    InvalidValue {
+        /// The value as written.
+        value: String,
+    },
+    /// A sample with a timestamp after its value.
+    #[error("{name} carries a client timestamp, which node_exporter refuses")]
+    ClientTimestamp {
+        /// The family.
+        name: String,
+    },
+    /// A label without `=`.
+    #[error("{name}: label without a value")]
+    LabelWithoutValue {
+        /// The family.
+        name: String,
+    },
+    /// A label name that is not one.
+    #[error("{name}: invalid label name {label:?}")]
+    LabelName {
+        /// The family.
+        name: String,
+        /// The label as written.
+        label: String,
+    },
+    /// A label value without its opening quote.
+    #[error("{name}: label {label} value is not quoted")]
+    UnquotedValue {
+        /// The family.
+        name: String,
+        /// The label.
+        label: String,
+    },
+    /// A label value without its closing quote.
+    #[error("{name}: label {label} value is not closed")]
+    UnclosedValue {
+        /// The family.
+        name: String,
+        /// The label.
+        label: String,
+    },
+    /// A label given twice in one sample.
+    #[error("{name}: duplicate label {label}")]
+    DuplicateLabel {
+        /// The family.
+        name: String,
+        /// The label.
+        label: String,
+    },
+    /// Labels or name running into the value.
+    #[error("{name}: no space before the value")]
+    NoSpaceBeforeValue {
+        /// The family.
+        name: String,
+    },
 }
 
 /// A sample's labels, sorted by name.
@@ -212,7 +388,7 @@ struct Declared {
 
 /// Parses one file's Prometheus text format (0.0.4), with node_exporter's
 /// refusals. Families come out in the order the file first names them.
-fn parse(text: &str) -> Result<Vec<(String, Declared)>, String> {
+fn parse(text: &str) -> Result<Vec<(String, Declared)>, TextfileError> {
     let mut families: Vec<(String, Declared)> = Vec::new();
     let mut index_of: HashMap<String, usize> = HashMap::new();
     let mut family = |name: &str| -> usize {
@@ -223,7 +399,10 @@ fn parse(text: &str) -> Result<Vec<(String, Declared)>, String> {
     };
     let mut declared = Vec::new();
     for (number, line) in text.lines().enumerate() {
-        let at = |message: String| format!("line {}: {message}", number + 1);
+        let at = |problem: LineProblem| TextfileError::Line {
+            line: number + 1,
+            problem,
+        };
         let line = line.trim();
         if line.is_empty() {
             continue;
@@ -236,7 +415,9 @@ fn parse(text: &str) -> Result<Vec<(String, Declared)>, String> {
             }
             let name = words.next().unwrap_or_default();
             if !countywatch_wire::is_valid_metric_name(name) {
-                return Err(at(format!("invalid metric name {name:?}")));
+                return Err(at(LineProblem::MetricName {
+                    name: name.to_string(),
+                }));
             }
             let rest = words.next().unwrap_or_default();
             let slot = family(name);
@@ -244,27 +425,37 @@ fn parse(text: &str) -> Result<Vec<(String, Declared)>, String> {
             let target: &mut Declared = &mut declared[slot];
             if keyword == "HELP" {
                 if target.help.is_some() {
-                    return Err(at(format!("second HELP line for {name}")));
+                    return Err(at(LineProblem::SecondHelp {
+                        name: name.to_string(),
+                    }));
                 }
                 target.help = Some(unescape(rest, false));
             } else {
                 if target.kind.is_some() {
-                    return Err(at(format!("second TYPE line for {name}")));
+                    return Err(at(LineProblem::SecondType {
+                        name: name.to_string(),
+                    }));
                 }
                 if !target.samples.is_empty() {
-                    return Err(at(format!("TYPE line for {name} after its samples")));
+                    return Err(at(LineProblem::TypeAfterSamples {
+                        name: name.to_string(),
+                    }));
                 }
                 target.kind = Some(match rest.trim() {
                     "counter" => MetricKind::Counter,
                     "gauge" => MetricKind::Gauge,
                     "untyped" => MetricKind::Untyped,
                     "summary" | "histogram" => {
-                        return Err(at(format!(
-                            "{name} is a {}, which the agent does not carry",
-                            rest.trim()
-                        )));
+                        return Err(at(LineProblem::UnsupportedType {
+                            name: name.to_string(),
+                            kind: rest.trim().to_string(),
+                        }));
                     }
-                    other => return Err(at(format!("unknown type {other:?}"))),
+                    other => {
+                        return Err(at(LineProblem::UnknownType {
+                            kind: other.to_string(),
+                        }));
+                    }
                 });
             }
             continue;
@@ -273,12 +464,14 @@ fn parse(text: &str) -> Result<Vec<(String, Declared)>, String> {
         let mut values = rest.split_whitespace();
         let value = values
             .next()
-            .ok_or_else(|| at(format!("{name} has no value")))?;
-        let value = parse_value(value).ok_or_else(|| at(format!("invalid value {value:?}")))?;
+            .ok_or_else(|| at(LineProblem::NoValue { name: name.clone() }))?;
+        let value = parse_value(value).ok_or_else(|| {
+            at(LineProblem::InvalidValue {
+                value: value.to_string(),
+            })
+        })?;
         if values.next().is_some() {
-            return Err(at(format!(
-                "{name} carries a client timestamp, which node_exporter refuses"
-            )));
+            return Err(at(LineProblem::ClientTimestamp { name }));
         }
         let slot = family(&name);
         declared.resize_with(slot + 1, Default::default);
@@ -292,14 +485,17 @@ fn parse(text: &str) -> Result<Vec<(String, Declared)>, String> {
 }
 
 /// Splits `name{a="b",...} rest` into its parts, labels sorted by name.
-fn parse_sample(line: &str) -> Result<(String, Labels, &str), String> {
+fn parse_sample(line: &str) -> Result<(String, Labels, &str), LineProblem> {
     let name_end = line
         .find(|c: char| c == '{' || c.is_whitespace())
         .unwrap_or(line.len());
     let name = &line[..name_end];
     if !countywatch_wire::is_valid_metric_name(name) {
-        return Err(format!("invalid metric name {name:?}"));
+        return Err(LineProblem::MetricName {
+            name: name.to_string(),
+        });
     }
+    let sample = || name.to_string();
     let mut rest = &line[name_end..];
     let mut labels: Labels = Vec::new();
     if let Some(after) = rest.strip_prefix('{') {
@@ -312,19 +508,31 @@ fn parse_sample(line: &str) -> Result<(String, Labels, &str), String> {
             }
             let (label, after) = rest
                 .split_once('=')
-                .ok_or_else(|| format!("{name}: label without a value"))?;
+                .ok_or_else(|| LineProblem::LabelWithoutValue { name: sample() })?;
             let label = label.trim();
             if !countywatch_wire::is_valid_label_name(label) {
-                return Err(format!("{name}: invalid label name {label:?}"));
+                return Err(LineProblem::LabelName {
+                    name: sample(),
+                    label: label.to_string(),
+                });
             }
-            let after = after
-                .trim_start()
-                .strip_prefix('"')
-                .ok_or_else(|| format!("{name}: label {label} value is not quoted"))?;
-            let close = closing_quote(after)
-                .ok_or_else(|| format!("{name}: label {label} value is not closed"))?;
+            let after =
+                after
+                    .trim_start()
+                    .strip_prefix('"')
+                    .ok_or_else(|| LineProblem::UnquotedValue {
+                        name: sample(),
+                        label: label.to_string(),
+                    })?;
+            let close = closing_quote(after).ok_or_else(|| LineProblem::UnclosedValue {
+                name: sample(),
+                label: label.to_string(),
+            })?;
             if labels.iter().any(|(other, _)| other == label) {
-                return Err(format!("{name}: duplicate label {label}"));
+                return Err(LineProblem::DuplicateLabel {
+                    name: sample(),
+                    label: label.to_string(),
+                });
             }
             labels.push((label.to_string(), unescape(&after[..close], true)));
             rest = after[close + 1..].trim_start();
@@ -332,7 +540,7 @@ fn parse_sample(line: &str) -> Result<(String, Labels, &str), String> {
         }
     }
     if !rest.starts_with(char::is_whitespace) {
-        return Err(format!("{name}: no space before the value"));
+        return Err(LineProblem::NoSpaceBeforeValue { name: sample() });
     }
     labels.sort();
     Ok((name.to_string(), labels, rest))
@@ -408,22 +616,22 @@ struct MergedFamily {
 impl Merged {
     /// Adds one file's families, or refuses the whole file and changes
     /// nothing.
-    fn add(&mut self, path: &Path, families: Vec<(String, Declared)>) -> Result<(), String> {
+    fn add(&mut self, path: &Path, families: Vec<(String, Declared)>) -> Result<(), TextfileError> {
         let mut added = 0;
         for (name, declared) in &families {
             if name.starts_with("countywatch_") {
-                return Err(format!("{name} is in the agent's own namespace"));
+                return Err(TextfileError::OwnNamespace { name: name.clone() });
             }
             let kind = declared.kind.unwrap_or(MetricKind::Untyped);
             if let Some(existing) = self.families.get(name)
                 && existing.kind != kind
             {
-                return Err(format!(
-                    "{name} is a {} here but a {} in {}",
-                    kind.as_str(),
-                    existing.kind.as_str(),
-                    existing.files.join(", ")
-                ));
+                return Err(TextfileError::KindConflict {
+                    name: name.clone(),
+                    kind: kind.as_str(),
+                    other_kind: existing.kind.as_str(),
+                    other_files: existing.files.join(", "),
+                });
             }
             let mut seen: Vec<&Labels> = self
                 .families
@@ -435,21 +643,23 @@ impl Merged {
                     .iter()
                     .find(|(label, _)| REFUSED_LABELS.contains(&label.as_str()))
                 {
-                    return Err(format!(
-                        "{name} sets the label {label}, which the agent owns"
-                    ));
+                    return Err(TextfileError::OwnedLabel {
+                        name: name.clone(),
+                        label: label.clone(),
+                    });
                 }
                 if seen.contains(&labels) {
-                    return Err(format!("{name}{labels:?} appears twice"));
+                    return Err(TextfileError::DuplicateSeries {
+                        name: name.clone(),
+                        labels: labels.clone(),
+                    });
                 }
                 seen.push(labels);
             }
             added += declared.samples.len();
         }
         if self.samples + added > MAX_SAMPLES {
-            return Err(format!(
-                "{added} samples would pass the {MAX_SAMPLES} all files may add"
-            ));
+            return Err(TextfileError::TooManySamples { added });
         }
         self.samples += added;
         let file = path.to_string_lossy().into_owned();

@@ -36,8 +36,7 @@ impl Probe for TimexProbe {
     }
 
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
-        let clock = countywatch_sysclock::read()
-            .map_err(|error| ProbeError::System(format!("adjtimex: {error}")))?;
+        let clock = countywatch_sysclock::read().map_err(ProbeError::Adjtimex)?;
         out.extend(families(&clock));
         Ok(())
     }

@@ -8,6 +8,7 @@ use std::path::Path;
 use countywatch_wire::{MetricFamily, MetricKind};
 
 use super::file_probe::FileProbe;
+use super::parse_error::ProbeParseError;
 
 /// The probe reading both tables (udp6 is absent without IPv6).
 pub fn probe(procfs: &Path, _sysfs: &Path) -> FileProbe {
@@ -33,19 +34,20 @@ pub fn probe(procfs: &Path, _sysfs: &Path) -> FileProbe {
 }
 
 /// Sums the `tx_queue:rx_queue` column (hex) of a /proc/net/udp table.
-pub fn parse(text: &str) -> Result<[f64; 2], String> {
+pub fn parse(text: &str) -> Result<[f64; 2], ProbeParseError> {
     let mut sums = [0.0; 2];
     for line in text.lines().skip(1).filter(|line| !line.trim().is_empty()) {
         let queues = line
             .split_whitespace()
             .nth(4)
-            .ok_or_else(|| format!("short line {line:?}"))?;
+            .ok_or_else(|| ProbeParseError::line("short line", line))?;
         let (tx, rx) = queues
             .split_once(':')
-            .ok_or_else(|| format!("invalid queues {queues:?}"))?;
+            .ok_or_else(|| ProbeParseError::value("invalid queues", queues))?;
         for (sum, value) in sums.iter_mut().zip([tx, rx]) {
             *sum += u64::from_str_radix(value, 16)
-                .map_err(|_| format!("invalid queue length {value:?}"))? as f64;
+                .map_err(|_| ProbeParseError::value("invalid queue length", value))?
+                as f64;
         }
     }
     Ok(sums)

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
+use super::parse_error::ProbeParseError;
 use super::{Probe, ProbeError};
 
 /// Reads `<sysfs>/fs/xfs/*/stats/stats`.
@@ -70,9 +71,9 @@ impl Probe for XfsProbe {
             }
         }
         filesystems.sort();
-        let families = parse(&filesystems).map_err(|message| ProbeError::Parse {
+        let families = parse(&filesystems).map_err(|source| ProbeError::Parse {
             path: self.root.clone(),
-            message,
+            source,
         })?;
         out.extend(families);
         Ok(())
@@ -179,7 +180,7 @@ const GROUP_LENGTHS: [(&str, usize, usize); 20] = [
 
 /// One filesystem's stats text to its served counts, in [`COUNTERS`]'
 /// order, zero where the kernel has no line.
-pub fn counts(text: &str) -> Result<[u32; 39], String> {
+pub fn counts(text: &str) -> Result<[u32; 39], ProbeParseError> {
     let mut found = [0_u32; 39];
     for line in text.lines() {
         let mut fields = line.split_whitespace();
@@ -190,13 +191,13 @@ pub fn counts(text: &str) -> Result<[u32; 39], String> {
             let numbers: Result<Vec<u64>, _> = fields.map(str::parse::<u64>).collect();
             match numbers {
                 Ok(numbers) if numbers.len() == 3 => continue,
-                _ => return Err(format!("invalid xpc line {line:?}")),
+                _ => return Err(ProbeParseError::line("invalid xpc line", line)),
             }
         }
         let numbers = fields
             .map(str::parse::<u32>)
             .collect::<Result<Vec<u32>, _>>()
-            .map_err(|_| format!("invalid count in the line {line:?}"))?;
+            .map_err(|_| ProbeParseError::line("invalid count in the line", line))?;
         let expected = GROUP_LENGTHS
             .iter()
             .chain(&[("debug", 1, 1)])
@@ -204,10 +205,11 @@ pub fn counts(text: &str) -> Result<[u32; 39], String> {
         if let Some((_, shortest, longest)) = expected
             && !(*shortest..=*longest).contains(&numbers.len())
         {
-            return Err(format!(
-                "{group} has {} counts, not {shortest}",
-                numbers.len()
-            ));
+            return Err(ProbeParseError::GroupLength {
+                group: group.to_string(),
+                found: numbers.len(),
+                expected: *shortest,
+            });
         }
         for (slot, counter) in found.iter_mut().zip(&COUNTERS) {
             if counter.group == group {
@@ -219,7 +221,7 @@ pub fn counts(text: &str) -> Result<[u32; 39], String> {
 }
 
 /// The filesystems' (device, stats text) to node_exporter's families.
-pub fn parse(filesystems: &[(String, String)]) -> Result<Vec<MetricFamily>, String> {
+pub fn parse(filesystems: &[(String, String)]) -> Result<Vec<MetricFamily>, ProbeParseError> {
     let mut families: Vec<MetricFamily> = COUNTERS
         .iter()
         .map(|counter| {
@@ -231,7 +233,7 @@ pub fn parse(filesystems: &[(String, String)]) -> Result<Vec<MetricFamily>, Stri
         })
         .collect();
     for (device, text) in filesystems {
-        let found = counts(text).map_err(|message| format!("{device}: {message}"))?;
+        let found = counts(text).map_err(|problem| problem.in_part(device.as_str()))?;
         for (family, count) in families.iter_mut().zip(found) {
             family.push(&[("device", device)], f64::from(count));
         }

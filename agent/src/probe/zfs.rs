@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
+use super::parse_error::ProbeParseError;
 use super::{Probe, ProbeError};
 
 /// The module-wide kstat files and the subsystem each is served under.
@@ -130,7 +131,7 @@ impl Probe for ZfsProbe {
         let mut families = Families::default();
         let parse_error = |path: &Path| {
             let path = path.to_path_buf();
-            move |message| ProbeError::Parse { path, message }
+            move |source| ProbeError::Parse { path, source }
         };
         for (file, subsystem) in KSTAT_FILES {
             let path = self.root.join(file);
@@ -173,12 +174,12 @@ impl Probe for ZfsProbe {
 
 /// The figure lines after a kstat file's `name type data` line as (name,
 /// type, value text); an error when the file has no such line.
-fn kstat_lines(text: &str) -> Result<impl Iterator<Item = (&str, &str, &str)>, String> {
+fn kstat_lines(text: &str) -> Result<impl Iterator<Item = (&str, &str, &str)>, ProbeParseError> {
     let mut lines = text.lines();
     lines
         .by_ref()
         .find(|line| line.split_whitespace().eq(["name", "type", "data"]))
-        .ok_or("no `name type data` line")?;
+        .ok_or(ProbeParseError::Malformed("no `name type data` line"))?;
     Ok(lines.filter_map(|line| {
         let mut fields = line.split_whitespace();
         Some((fields.next()?, fields.next()?, fields.next()?))
@@ -187,21 +188,26 @@ fn kstat_lines(text: &str) -> Result<impl Iterator<Item = (&str, &str, &str)>, S
 
 /// A kstat figure's family name: `node_<subsystem>_<name>`, dashes as
 /// underscores; an error when that is not a metric name.
-fn family_name(subsystem: &str, name: &str) -> Result<String, String> {
+fn family_name(subsystem: &str, name: &str) -> Result<String, ProbeParseError> {
     let family = format!("node_{subsystem}_{}", name.replace('-', "_"));
     if countywatch_wire::is_valid_metric_name(&family) {
         Ok(family)
     } else {
-        Err(format!("{name:?} cannot be part of a metric name"))
+        Err(ProbeParseError::MetricName {
+            name: name.to_string(),
+        })
     }
 }
 
 /// A figure's value.
-fn number(name: &str, value: &str) -> Result<f64, String> {
+fn number(name: &str, value: &str) -> Result<f64, ProbeParseError> {
     value
         .parse::<u64>()
         .map(|value| value as f64)
-        .map_err(|_| format!("{name} is not an unsigned integer: {value:?}"))
+        .map_err(|_| ProbeParseError::NotUnsigned {
+            field: name.to_string(),
+            value: value.to_string(),
+        })
 }
 
 /// A module-wide kstat file (`arcstats`) into `families`.
@@ -210,7 +216,7 @@ pub fn kstat(
     subsystem: &str,
     file: &str,
     families: &mut Families,
-) -> Result<(), String> {
+) -> Result<(), ProbeParseError> {
     for (name, kind, value) in kstat_lines(text)? {
         if kind == KSTAT_UINT64 {
             let help = || format!("kstat.zfs.misc.{file}.{name}");
@@ -228,7 +234,7 @@ pub fn kstat(
 
 /// A pool's `io` kstat (a line of field names starting with `nread`, then
 /// a line of values) into `families`.
-pub fn pool_io(text: &str, pool: &str, families: &mut Families) -> Result<(), String> {
+pub fn pool_io(text: &str, pool: &str, families: &mut Families) -> Result<(), ProbeParseError> {
     let mut lines = text.lines();
     let Some(header) = lines.by_ref().find(|line| {
         let mut fields = line.split_whitespace();
@@ -239,9 +245,10 @@ pub fn pool_io(text: &str, pool: &str, families: &mut Families) -> Result<(), St
     for line in lines {
         let values: Vec<&str> = line.split_whitespace().collect();
         for (index, field) in header.split_whitespace().enumerate() {
-            let value = values
-                .get(index)
-                .ok_or_else(|| format!("no value for {field} in {line:?}"))?;
+            let value = values.get(index).ok_or_else(|| ProbeParseError::NoValue {
+                field: field.to_string(),
+                line: line.to_string(),
+            })?;
             let help = || format!("kstat.zfs.misc.io.{field}");
             families.push(
                 family_name("zfs_zpool", field)?,
@@ -257,7 +264,7 @@ pub fn pool_io(text: &str, pool: &str, families: &mut Families) -> Result<(), St
 
 /// A dataset's `objset-*` kstat into `families`, labelled by the
 /// `dataset_name` it names.
-pub fn objset(text: &str, pool: &str, families: &mut Families) -> Result<(), String> {
+pub fn objset(text: &str, pool: &str, families: &mut Families) -> Result<(), ProbeParseError> {
     let mut dataset = "";
     for (name, kind, value) in kstat_lines(text)? {
         if name == "dataset_name" {

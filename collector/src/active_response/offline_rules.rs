@@ -14,12 +14,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use countywatch_detect::response::ResponseScope;
+use countywatch_detect::rulefmt::Rule;
 use countywatch_wire::{OfflineRuleFile, OfflineRules};
 use sha2::{Digest, Sha256};
 
 use crate::active_response::config::ResponseConfig;
 use crate::builtin_packs;
-use crate::detection::DetectionConfig;
 
 /// The offline rules in force, shared by the decision feed (which sends
 /// them) and the detection task (which replaces them when SIGHUP reloads
@@ -46,20 +46,19 @@ impl OfflineRulesCell {
     }
 }
 
-/// The offline rules of `detection`, with `response`'s `max_duration` and
+/// The offline rules among `rules` (the detection rules in force), with `response`'s `max_duration` and
 /// `never_block`, which bind the agent's own blocks too.
 /// A rule file that cannot be read again is left out (logged); with no such
 /// rules the set is empty, which tells agents to drop the ones they hold.
-pub fn build(detection: &DetectionConfig, response: &ResponseConfig) -> OfflineRules {
+pub fn build(rules: &[Rule], response: &ResponseConfig) -> OfflineRules {
     let max_duration_ms = response.max_duration_ms();
     let never_block: Vec<String> = response
         .never_block
         .iter()
         .map(|entry| entry.value.clone())
         .collect();
-    let rules = detection.load_rules().unwrap_or_default();
     let mut by_file: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
-    for rule in &rules {
+    for rule in rules {
         if rule
             .response
             .as_ref()
@@ -112,12 +111,17 @@ pub fn build(detection: &DetectionConfig, response: &ResponseConfig) -> OfflineR
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detection::DetectionConfig;
+
+    fn loaded(config: &DetectionConfig) -> Vec<Rule> {
+        config.load_rules().unwrap()
+    }
 
     #[test]
     fn the_shipped_ssh_rules_are_offline_rules_and_the_version_follows_the_content() {
         let config = DetectionConfig::default();
         let response = ResponseConfig::default();
-        let rules = build(&config, &response);
+        let rules = build(&loaded(&config), &response);
         let ids: Vec<&str> = rules
             .files
             .iter()
@@ -131,14 +135,14 @@ mod tests {
                 countywatch_detect::rulefmt::parse(std::path::Path::new(&file.name), &file.text);
             assert!(loaded.is_ok(), "{}", file.name);
         }
-        assert_eq!(build(&config, &response).version, rules.version);
+        assert_eq!(build(&loaded(&config), &response).version, rules.version);
         let guarded = ResponseConfig {
             never_block: vec![countywatch_config::config_file::unspanned(
                 "10.0.0.0/8".to_string(),
             )],
             ..ResponseConfig::default()
         };
-        let with_never_block = build(&config, &guarded);
+        let with_never_block = build(&loaded(&config), &guarded);
         assert_eq!(with_never_block.never_block, ["10.0.0.0/8"]);
         assert_ne!(with_never_block.version, rules.version);
         let disabled = DetectionConfig {
@@ -148,7 +152,7 @@ mod tests {
             ],
             ..DetectionConfig::default()
         };
-        let fewer = build(&disabled, &response);
+        let fewer = build(&loaded(&disabled), &response);
         assert!(
             !fewer
                 .files

@@ -68,6 +68,19 @@ pub struct LoginLimiter {
     memory: HashMemoryPool,
 }
 
+/// Which limit turned a login attempt away before its password was
+/// checked; the text is the reason the login-failure event, log line and
+/// audit entry give.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AccountRefusal {
+    /// Every account together has used the window's failed-login budget.
+    #[error("global failed-login budget spent")]
+    GlobalBudget,
+    /// The account's own backoff has not passed since its last attempt.
+    #[error("account backoff")]
+    Backoff,
+}
+
 impl Default for LoginLimiter {
     fn default() -> Self {
         LoginLimiter {
@@ -108,7 +121,7 @@ impl LoginLimiter {
     /// Counts an attempt on `account` (the name as typed, known or not)
     /// against its backoff and against the global budget, before its
     /// password is checked; `Err` names which refused it (nothing counted).
-    pub fn reserve_account(&self, account: &str, now_ms: i64) -> Result<(), &'static str> {
+    pub fn reserve_account(&self, account: &str, now_ms: i64) -> Result<(), AccountRefusal> {
         let key: String = account.chars().take(64).collect::<String>().to_lowercase();
         let mut accounts = self
             .accounts
@@ -122,7 +135,7 @@ impl LoginLimiter {
             *global = (now_ms, 0);
         }
         if global.1 >= GLOBAL_FAILURES {
-            return Err("global failed-login budget spent");
+            return Err(AccountRefusal::GlobalBudget);
         }
         if accounts.len() >= MAX_TRACKED {
             accounts.retain(|_, (_, last)| now_ms - *last <= MAX_ACCOUNT_DELAY_MS);
@@ -135,7 +148,7 @@ impl LoginLimiter {
             *entry = (0, now_ms);
         }
         if now_ms < entry.1.saturating_add(account_delay_ms(entry.0)) {
-            return Err("account backoff");
+            return Err(AccountRefusal::Backoff);
         }
         *entry = (entry.0.saturating_add(1), now_ms);
         global.1 = global.1.saturating_add(1);
@@ -195,16 +208,17 @@ mod tests {
         }
         assert_eq!(
             limiter.reserve_account("admin1", 1_500),
-            Err("account backoff")
+            Err(AccountRefusal::Backoff)
         );
         assert_eq!(limiter.reserve_account("admin1", 2_000), Ok(()));
         assert_eq!(
             limiter.reserve_account("admin1", 3_000),
-            Err("account backoff")
+            Err(AccountRefusal::Backoff)
         );
         assert_eq!(limiter.reserve_account("admin1", 4_000), Ok(()));
         limiter.succeeded(address, "ADMIN1");
         assert_eq!(limiter.reserve_account("admin1", 4_001), Ok(()));
+        assert_eq!(AccountRefusal::Backoff.to_string(), "account backoff");
         assert_eq!(account_delay_ms(100), MAX_ACCOUNT_DELAY_MS);
         let first = limiter.lease_memory().unwrap();
         let second = limiter.lease_memory().unwrap();

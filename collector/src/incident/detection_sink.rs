@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use countywatch_detect::Detection;
+use countywatch_detect::rulefmt::Rule;
 
 use crate::detection::DetectionSink;
 use crate::incident::lifecycle::Recorded;
@@ -59,18 +60,11 @@ impl DetectionSink for IncidentSink {
         crate::active_response::annotate(&self.response, detection, alert);
     }
 
-    fn rules_reloaded(&self, config: &crate::detection::DetectionConfig) {
-        let rules = crate::active_response::offline_rules::build(config, &self.response);
-        tracing::info!(version = %rules.version, "SIGHUP: offline rules for agents rebuilt");
-        self.offline_rules.replace(rules);
-        match config.load_rules() {
-            Ok(rules) => self.rules_in_force.replace(rules),
-            // The detection task loaded the same files a moment ago; a file
-            // changed again in between keeps the texts of the last load.
-            Err(problems) => {
-                tracing::warn!(%problems, "SIGHUP: the console keeps the previous rule texts")
-            }
-        }
+    fn rules_reloaded(&self, rules: &[Rule]) {
+        let offline = crate::active_response::offline_rules::build(rules, &self.response);
+        tracing::info!(version = %offline.version, "SIGHUP: offline rules for agents rebuilt");
+        self.offline_rules.replace(offline);
+        self.rules_in_force.replace(rules.to_vec());
     }
 }
 
@@ -115,7 +109,7 @@ mod tests {
         };
         assert!(cell.current().files.is_empty());
         let mut config = DetectionConfig::default();
-        sink.rules_reloaded(&config);
+        sink.rules_reloaded(&config.load_rules().unwrap());
         let with_builtin = cell.current();
         assert!(!with_builtin.files.is_empty());
         // The console's guidance follows the reload too.
@@ -123,7 +117,7 @@ mod tests {
         // Without the shipped packs there is no host-scoped rule with a
         // response left: the empty set tells agents to drop theirs.
         config.builtin = false;
-        sink.rules_reloaded(&config);
+        sink.rules_reloaded(&config.load_rules().unwrap());
         assert!(cell.current().files.is_empty());
         assert!(!texts.current().contains_key("ssh_brute_force"));
         assert_ne!(cell.current().version, with_builtin.version);

@@ -23,7 +23,7 @@ pub const DEFAULT_LOOKBACK: Millis = 5 * 60 * 1000;
 /// (`1:6: parse error: ...`), as Prometheus's parser does.
 pub fn parse_expr(text: &str) -> Result<Expr, EvalError> {
     super::parse_guard::parse(text)
-        .map_err(|message| EvalError::new(super::syntax_error::describe(text, &message)))
+        .map_err(|error| EvalError::new(super::syntax_error::describe(text, &error.to_string())))
 }
 
 /// Evaluates expressions against a store.

@@ -20,19 +20,39 @@ pub const PANIC_MESSAGE: &str = "invalid duration: out of range";
 /// seconds, and a range of 30 billion years is a mistake anyway.
 const MAX_SECONDS: f64 = 1e18;
 
+/// Why an expression did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PromqlParseError {
+    /// The parser refused the text; `promql-parser` gives its reason only
+    /// as text (`unexpected end of input`), which is kept as it is.
+    #[error("{0}")]
+    Parser(String),
+    /// A number written as a duration that `Duration` cannot hold.
+    #[error("invalid duration \"{token}\": out of range")]
+    DurationOutOfRange {
+        /// The number as written.
+        token: String,
+    },
+    /// The parser panicked on the text.
+    #[error("{}", PANIC_MESSAGE)]
+    Panicked,
+}
+
 /// `promql_parser::parser::parse`, with a panic turned into an error.
-pub fn parse(text: &str) -> Result<Expr, String> {
+pub fn parse(text: &str) -> Result<Expr, PromqlParseError> {
     check_bare_durations(text)?;
     // The parser is a pure function of `text`: a panic half-way leaves no
     // shared state behind, so unwinding out of it is safe.
-    catch_unwind(AssertUnwindSafe(|| parser::parse(text)))
-        .unwrap_or_else(|_| Err(PANIC_MESSAGE.to_string()))
+    match catch_unwind(AssertUnwindSafe(|| parser::parse(text))) {
+        Ok(parsed) => parsed.map_err(PromqlParseError::Parser),
+        Err(_) => Err(PromqlParseError::Panicked),
+    }
 }
 
 /// Refuses a number written as a duration inside `[...]` (`up[300]`,
 /// `x[5m:1e40]`) that is not a finite count of seconds `Duration` can hold.
 /// Input the lexer refuses is left to the parser, which reports it.
-fn check_bare_durations(text: &str) -> Result<(), String> {
+fn check_bare_durations(text: &str) -> Result<(), PromqlParseError> {
     let Ok(lexer) = parser::lexer(text) else {
         return Ok(());
     };
@@ -46,7 +66,9 @@ fn check_bare_durations(text: &str) -> Result<(), String> {
                 if let Ok(seconds) = token.parse::<f64>()
                     && !(seconds.is_finite() && seconds <= MAX_SECONDS)
                 {
-                    return Err(format!("invalid duration \"{token}\": out of range"));
+                    return Err(PromqlParseError::DurationOutOfRange {
+                        token: token.to_string(),
+                    });
                 }
             }
             _ => {}
@@ -69,7 +91,7 @@ mod tests {
             "rate(up[1e400])",
             "up[5m:1e40]",
         ] {
-            let error = parse(text).unwrap_err();
+            let error = parse(text).unwrap_err().to_string();
             assert!(error.starts_with("invalid duration \""), "{text}: {error}");
             assert!(error.ends_with("\": out of range"), "{text}: {error}");
         }

@@ -87,10 +87,11 @@ fn viable(prefix: &str, open: &[&str]) -> bool {
         TRAILING_ENDINGS.iter().any(|trailing| {
             let candidate = format!("{prefix}{operand}{closers}{trailing}");
             parser::lexer(&candidate).is_ok()
-                && match super::parse_guard::parse(&candidate) {
-                    Ok(_) => true,
-                    Err(message) => message != INVALID_QUERY,
-                }
+                && !matches!(
+                    super::parse_guard::parse(&candidate),
+                    Err(super::parse_guard::PromqlParseError::Parser(message))
+                        if message == INVALID_QUERY
+                )
         })
     })
 }

@@ -471,8 +471,25 @@ pub fn go_float_e(value: f64) -> String {
     format!("{mantissa}E{sign}{:02}", exponent.abs())
 }
 
+/// Why a series in a test file is not `metric{label="value", ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SeriesError {
+    /// It does not parse as PromQL.
+    #[error(transparent)]
+    Parse(#[from] crate::promql::EvalError),
+    /// It parses, but not as a plain selector.
+    #[error("expected a series like metric{{label=\"value\"}}")]
+    NotASeries,
+    /// A matcher other than `=`.
+    #[error("only = is allowed in a series, got {matcher}")]
+    NotEqual {
+        /// The matcher as PromQL writes it.
+        matcher: String,
+    },
+}
+
 /// Parses `metric{label="value", ...}` (or `{...}` without a name) into labels.
-pub fn parse_series(text: &str) -> Result<Labels, String> {
+pub fn parse_series(text: &str) -> Result<Labels, SeriesError> {
     let text = text.trim();
     if text.is_empty() || text == "{}" {
         return Ok(Labels::default());
@@ -485,9 +502,9 @@ pub fn parse_series(text: &str) -> Result<Labels, String> {
     } else {
         text.to_string()
     };
-    let expr = parse_expr(&source).map_err(|error| error.to_string())?;
+    let expr = parse_expr(&source)?;
     let Expr::VectorSelector(selector) = expr else {
-        return Err("expected a series like metric{label=\"value\"}".to_string());
+        return Err(SeriesError::NotASeries);
     };
     let mut labels = Labels::default();
     if let Some(name) = &selector.name
@@ -497,7 +514,9 @@ pub fn parse_series(text: &str) -> Result<Labels, String> {
     }
     for matcher in &selector.matchers.matchers {
         if !matches!(matcher.op, MatchOp::Equal) {
-            return Err(format!("only = is allowed in a series, got {matcher}"));
+            return Err(SeriesError::NotEqual {
+                matcher: matcher.to_string(),
+            });
         }
         labels.set(&matcher.name, &matcher.value);
     }

@@ -13,17 +13,48 @@ pub enum Slot {
     Value(f64),
 }
 
+/// A `values:` token that does not expand; the text is the one promtool's
+/// report carries after the input series.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad value {token:?}: {problem}")]
+pub struct NotationError {
+    /// The token as written.
+    pub token: String,
+    /// What is wrong with it.
+    #[source]
+    pub problem: TokenProblem,
+}
+
+/// What is wrong with one token of the notation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenProblem {
+    /// An `xN` count that does not fit in 64 bits.
+    #[error("repeat count too large")]
+    RepeatTooLarge,
+    /// An `xN` count above the million slots a series may expand to.
+    #[error("repeat count above 1000000")]
+    RepeatAboveLimit,
+    /// A part that is not a number.
+    #[error("{text:?} is not a number")]
+    NotANumber {
+        /// The part as written.
+        text: String,
+    },
+}
+
 /// Expands a `values:` string into one slot per interval.
-pub fn expand(text: &str) -> Result<Vec<Slot>, String> {
+pub fn expand(text: &str) -> Result<Vec<Slot>, NotationError> {
     let mut slots = Vec::new();
     for token in text.split_whitespace() {
-        expand_token(token, &mut slots)
-            .map_err(|reason| format!("bad value {token:?}: {reason}"))?;
+        expand_token(token, &mut slots).map_err(|problem| NotationError {
+            token: token.to_string(),
+            problem,
+        })?;
     }
     Ok(slots)
 }
 
-fn expand_token(token: &str, slots: &mut Vec<Slot>) -> Result<(), String> {
+fn expand_token(token: &str, slots: &mut Vec<Slot>) -> Result<(), TokenProblem> {
     if token == "_" {
         slots.push(Slot::Omitted);
         return Ok(());
@@ -34,11 +65,9 @@ fn expand_token(token: &str, slots: &mut Vec<Slot>) -> Result<(), String> {
     }
     let (head, times) = match token.rsplit_once('x') {
         Some((head, times)) if !times.is_empty() && times.bytes().all(|b| b.is_ascii_digit()) => {
-            let times: u64 = times
-                .parse()
-                .map_err(|_| "repeat count too large".to_string())?;
+            let times: u64 = times.parse().map_err(|_| TokenProblem::RepeatTooLarge)?;
             if times > 1_000_000 {
-                return Err("repeat count above 1000000".to_string());
+                return Err(TokenProblem::RepeatAboveLimit);
             }
             (head, Some(times))
         }
@@ -76,15 +105,15 @@ fn expand_token(token: &str, slots: &mut Vec<Slot>) -> Result<(), String> {
     Ok(())
 }
 
-fn number(text: &str) -> Result<f64, String> {
+fn number(text: &str) -> Result<f64, TokenProblem> {
     let unsigned = text.trim_start_matches(['+', '-']);
     let negative = text.starts_with('-');
     let value = match unsigned {
         "Inf" | "inf" => f64::INFINITY,
         "NaN" | "nan" => return Ok(f64::NAN),
-        _ => text
-            .parse::<f64>()
-            .map_err(|_| format!("{text:?} is not a number"))?,
+        _ => text.parse::<f64>().map_err(|_| TokenProblem::NotANumber {
+            text: text.to_string(),
+        })?,
     };
     Ok(if unsigned.eq_ignore_ascii_case("inf") && negative {
         -value

@@ -156,7 +156,7 @@ fn modules(src: &Path) -> BTreeMap<String, PathBuf> {
 
 /// The source without comments, string and character literals' contents,
 /// and `#[cfg(test)]` items (their braces skipped to the matching one).
-fn without_tests_and_comments(text: &str) -> String {
+pub(super) fn without_tests_and_comments(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut index = 0;

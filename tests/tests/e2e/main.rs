@@ -47,3 +47,4 @@ mod snmp;
 mod syslog;
 mod tls_audit;
 mod transport;
+mod typed_errors;

@@ -179,23 +179,48 @@ fn default_max_repetitions() -> u32 {
     25
 }
 
+/// Why a device's credentials are not usable: the user must fix the
+/// device's section (checked at config load too).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// A v2c device without a community.
+    #[error("a v2c device needs a community")]
+    NoCommunity,
+    /// A v3 device without a user.
+    #[error("a v3 device needs a user")]
+    NoUser,
+    /// A privacy protocol or password without authentication.
+    #[error("privacy needs authentication")]
+    PrivacyWithoutAuthentication,
+    /// Only one of priv_protocol and priv_password.
+    #[error("priv_protocol and priv_password go together")]
+    PrivacyHalf,
+    /// Only one of auth_protocol and auth_password.
+    #[error("auth_protocol and auth_password go together")]
+    AuthenticationHalf,
+    /// The SNMP library refused the v3 credentials (a password too short,
+    /// a protocol its crypto backend lacks).
+    #[error("v3 credentials: {0}")]
+    Credentials(async_snmp::v3::CryptoError),
+}
+
 impl DeviceConfig {
     /// The credentials as the SNMP library takes them.
-    pub fn auth(&self) -> Result<Auth, String> {
+    pub fn auth(&self) -> Result<Auth, AuthError> {
         match self.version {
             SnmpVersion::V2c => match &self.community {
                 Some(community) => Ok(Auth::v2c(community.as_str())),
-                None => Err("a v2c device needs a community".to_string()),
+                None => Err(AuthError::NoCommunity),
             },
             SnmpVersion::V3 => {
                 let Some(user) = &self.user else {
-                    return Err("a v3 device needs a user".to_string());
+                    return Err(AuthError::NoUser);
                 };
                 let usm = UsmConfig::new(user.clone().into_bytes());
                 let usm = match (self.auth_protocol, &self.auth_password) {
                     (None, None) => {
                         if self.priv_protocol.is_some() || self.priv_password.is_some() {
-                            return Err("privacy needs authentication".to_string());
+                            return Err(AuthError::PrivacyWithoutAuthentication);
                         }
                         usm
                     }
@@ -209,15 +234,13 @@ impl DeviceConfig {
                                 priv_password,
                             ),
                             _ => {
-                                return Err(
-                                    "priv_protocol and priv_password go together".to_string()
-                                );
+                                return Err(AuthError::PrivacyHalf);
                             }
                         }
-                        .map_err(|error| format!("v3 credentials: {error}"))?
+                        .map_err(AuthError::Credentials)?
                     }
                     _ => {
-                        return Err("auth_protocol and auth_password go together".to_string());
+                        return Err(AuthError::AuthenticationHalf);
                     }
                 };
                 Ok(Auth::from(usm))
@@ -302,8 +325,8 @@ pub fn validate(config: &SnmpConfig, probe_timeout: Duration, problems: &mut Pro
         if device.address.value.trim().is_empty() {
             problems.at(&device.address, "device address is empty");
         }
-        if let Err(message) = device.auth() {
-            problems.at(name, format!("device {}: {message}", name.value));
+        if let Err(error) = device.auth() {
+            problems.at(name, format!("device {}: {error}", name.value));
         }
         if device.version == SnmpVersion::V2c
             && (device.user.is_some()

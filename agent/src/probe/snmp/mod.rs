@@ -111,8 +111,7 @@ impl Probe for SnmpProbe {
     }
 
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|error| ProbeError::System(format!("no async runtime: {error}")))?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(ProbeError::NoRuntime)?;
         let now = Instant::now();
         let mut polls = Vec::new();
         for (position, device) in self.devices.iter_mut().enumerate() {
@@ -380,9 +379,9 @@ fn failure(config: &DeviceConfig, error: &async_snmp::Error, answered: bool) -> 
 
 /// Makes the device's client.
 async fn connect(config: &DeviceConfig) -> Result<Client, PollFailure> {
-    let auth = config.auth().map_err(|message| PollFailure {
+    let auth = config.auth().map_err(|error| PollFailure {
         reason: "configuration",
-        message,
+        message: error.to_string(),
     })?;
     let retry = Retry::fixed(config.retries, Duration::ZERO).map_err(|error| PollFailure {
         reason: "configuration",

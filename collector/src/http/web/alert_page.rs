@@ -21,7 +21,7 @@ use crate::http::web::{PageContext, failure, html};
 use crate::incident::auth::{Principal, Role};
 use countywatch_daemon::clock::now_ms;
 use countywatch_notify::alert::{Alert, Fingerprint};
-use countywatch_notify::matcher::{MatchType, Matcher, all_match};
+use countywatch_notify::matcher::{MatchType, Matcher, MatcherError, all_match};
 use countywatch_notify::silence::SilenceState;
 
 /// How many recent incidents are searched for a detection alert's.
@@ -162,14 +162,14 @@ pub fn silence(
     if comment.is_empty() || duration.is_zero() {
         return request::redirect(&format!("{back}?error=comment"));
     }
-    let matchers: Result<Vec<Matcher>, String> = alert
+    let matchers: Result<Vec<Matcher>, MatcherError> = alert
         .labels
         .iter()
         .map(|(name, value)| Matcher::new(name, MatchType::Equal, value))
         .collect();
     let now = now_ms();
     let ends = now.saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
-    let added = matchers.map_err(anyhow::Error::msg).and_then(|matchers| {
+    let added = matchers.map_err(anyhow::Error::from).and_then(|matchers| {
         state
             .notifier
             .silences()

@@ -336,7 +336,7 @@ fn login(
     // Then per account (backoff) and overall (the global budget), so many
     // addresses cannot share the guessing of one password.
     if let Err(reason) = state.limiter.reserve_account(&user, now) {
-        login_failed(state, &user, address, reason, count);
+        login_failed(state, &user, address, &reason.to_string(), count);
         return login_page(
             context,
             Some(context.lang.text("login_limited")),
