@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
-use super::{ATTRIBUTE_MAX, Probe, ProbeError, read_attribute, read_file};
+use super::{ATTRIBUTE_MAX, Probe, ProbeError, read_attribute_at, read_file};
 
 /// The columns of /proc/net/dev after the interface name, in order.
 const COLUMNS: [&str; 16] = [
@@ -182,9 +182,12 @@ pub fn read_links(sysfs: &Path) -> Vec<Link> {
     let mut links: Vec<Link> = entries
         .filter_map(Result::ok)
         .map(|entry| {
-            let dir = entry.path();
+            // An interface gone since the listing reads as all empty, as
+            // each of its attributes would.
+            let dir = std::fs::File::open(entry.path()).ok();
             let read = |name: &str| {
-                read_attribute(&dir.join(name), ATTRIBUTE_MAX)
+                dir.as_ref()
+                    .and_then(|dir| read_attribute_at(dir, name, ATTRIBUTE_MAX).ok())
                     .map(|text| text.trim().to_string())
                     .unwrap_or_default()
             };
