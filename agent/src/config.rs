@@ -10,12 +10,7 @@ use countywatch_config::config_file::{self, Problems, Spanned};
 use countywatch_config::duration::PromDuration;
 use serde::Deserialize;
 
-pub use crate::probe::filesystem::FilesystemConfig;
-pub use crate::probe::process::ProcessConfig;
-pub use crate::probe::service::ServiceConfig;
-pub use crate::probe::snmp::SnmpConfig;
-pub use crate::probe::systemd::SystemdConfig;
-pub use crate::probe::toggle::ProbeToggle;
+pub use crate::probe::ProbesConfig;
 
 /// The whole agent configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -154,103 +149,6 @@ pub struct PathsConfig {
     /// udev's device database, read for the disks' identities
     /// (node_exporter's `--path.udev.data`).
     pub udev_data: PathBuf,
-}
-
-/// The probes: one section each, with its enable flag and interval.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProbesConfig {
-    /// CPU time per mode and the /proc/stat counters.
-    pub cpu: ProbeToggle,
-    /// Load averages.
-    pub load: ProbeToggle,
-    /// Every /proc/meminfo field.
-    pub memory: ProbeToggle,
-    /// Size and free space of mounted filesystems.
-    pub filesystem: FilesystemConfig,
-    /// Block device I/O counters from /proc/diskstats.
-    pub disk: ProbeToggle,
-    /// Per-interface network counters, link state and addresses.
-    pub network: ProbeToggle,
-    /// Clock, kernel and OS identity, file descriptor use.
-    pub system: ProbeToggle,
-    /// Pressure stall information, where the kernel has it.
-    pub pressure: ProbeToggle,
-    /// Paging, swapping, page faults and OOM kills from /proc/vmstat.
-    pub vmstat: ProbeToggle,
-    /// TCP, UDP, ICMP and IP protocol counters from /proc/net/netstat and snmp.
-    pub netstat: ProbeToggle,
-    /// Sockets in use per protocol and state from /proc/net/sockstat.
-    pub sockstat: ProbeToggle,
-    /// The kernel's random pool.
-    pub entropy: ProbeToggle,
-    /// The netfilter connection table's fill and limit (absent without the module).
-    pub conntrack: ProbeToggle,
-    /// Per-CPU packet processing and backlog drops from /proc/net/softnet_stat.
-    pub softnet: ProbeToggle,
-    /// ARP entries per device.
-    pub arp: ProbeToggle,
-    /// Bytes queued in the kernel for UDP sockets.
-    pub udp_queues: ProbeToggle,
-    /// Configured and active slaves of bonding interfaces.
-    pub bonding: ProbeToggle,
-    /// Memory controller (EDAC) error counts.
-    pub edac: ProbeToggle,
-    /// Temperatures of thermal zones, states of cooling devices.
-    pub thermal_zone: ProbeToggle,
-    /// Whether SELinux is on, and its modes.
-    pub selinux: ProbeToggle,
-    /// Hardware sensors (temperatures, fans, voltages) from /sys/class/hwmon.
-    pub hwmon: ProbeToggle,
-    /// Software RAID arrays from /proc/mdstat.
-    pub mdadm: ProbeToggle,
-    /// CPU clock frequencies from cpufreq.
-    pub cpufreq: ProbeToggle,
-    /// Batteries and power adapters from /sys/class/power_supply.
-    pub powersupplyclass: ProbeToggle,
-    /// Per-CPU scheduler running and waiting time from /proc/schedstat.
-    pub schedstat: ProbeToggle,
-    /// The firmware's machine description (DMI), read once.
-    pub dmi: ProbeToggle,
-    /// The kernel clock's NTP discipline state (sync, offset, error) from
-    /// adjtimex(2), read only.
-    pub timex: ProbeToggle,
-    /// Energy counters of Intel RAPL power zones from /sys/class/powercap.
-    pub rapl: ProbeToggle,
-    /// Identity and state of NVMe controllers from /sys/class/nvme.
-    pub nvme: ProbeToggle,
-    /// Fibre Channel adapters' state and error counters from /sys/class/fc_host.
-    pub fibrechannel: ProbeToggle,
-    /// InfiniBand adapters' port state, rate and counters from /sys/class/infiniband.
-    pub infiniband: ProbeToggle,
-    /// SCSI tape drives' I/O statistics from /sys/class/scsi_tape.
-    pub tapestats: ProbeToggle,
-    /// IPVS (LVS load balancer) totals and backends from /proc/net/ip_vs.
-    pub ipvs: ProbeToggle,
-    /// The NFS client's RPC and per-procedure counters from /proc/net/rpc/nfs.
-    pub nfs: ProbeToggle,
-    /// The kernel NFS server's counters from /proc/net/rpc/nfsd.
-    pub nfsd: ProbeToggle,
-    /// Per-filesystem XFS statistics from /sys/fs/xfs.
-    pub xfs: ProbeToggle,
-    /// Space allocation of Btrfs filesystems from /sys/fs/btrfs.
-    pub btrfs: ProbeToggle,
-    /// bcache cache sets from /sys/fs/bcache (without the priority stats).
-    pub bcache: ProbeToggle,
-    /// OpenZFS kstats (ARC, pools, datasets) from /proc/spl/kstat/zfs.
-    pub zfs: ProbeToggle,
-    /// Metrics from `*.prom` files that cron jobs and scripts write.
-    pub textfile: crate::probe::textfile::TextfileConfig,
-    /// State of the listed systemd units.
-    pub systemd: SystemdConfig,
-    /// Per-process CPU, memory and file descriptors (off by default).
-    pub process: ProcessConfig,
-    /// TCP, HTTP(S) and TLS checks of services (blackbox_exporter style).
-    pub service: ServiceConfig,
-    /// SNMP polling of network devices (snmp_exporter's if_mib names).
-    pub snmp: SnmpConfig,
-    /// How long one probe may run before the collection moves on without it.
-    pub timeout: PromDuration,
 }
 
 /// The security event sources.
@@ -530,58 +428,6 @@ impl Default for PathsConfig {
             procfs: PathBuf::from("/proc"),
             sysfs: PathBuf::from("/sys"),
             udev_data: PathBuf::from("/run/udev/data"),
-        }
-    }
-}
-
-impl Default for ProbesConfig {
-    fn default() -> Self {
-        ProbesConfig {
-            cpu: ProbeToggle::default(),
-            load: ProbeToggle::default(),
-            memory: ProbeToggle::default(),
-            filesystem: FilesystemConfig::default(),
-            disk: ProbeToggle::default(),
-            network: ProbeToggle::default(),
-            system: ProbeToggle::default(),
-            pressure: ProbeToggle::default(),
-            vmstat: ProbeToggle::default(),
-            netstat: ProbeToggle::default(),
-            sockstat: ProbeToggle::default(),
-            entropy: ProbeToggle::default(),
-            conntrack: ProbeToggle::default(),
-            softnet: ProbeToggle::default(),
-            arp: ProbeToggle::default(),
-            udp_queues: ProbeToggle::default(),
-            bonding: ProbeToggle::default(),
-            edac: ProbeToggle::default(),
-            thermal_zone: ProbeToggle::default(),
-            selinux: ProbeToggle::default(),
-            hwmon: ProbeToggle::default(),
-            mdadm: ProbeToggle::default(),
-            cpufreq: ProbeToggle::default(),
-            powersupplyclass: ProbeToggle::default(),
-            schedstat: ProbeToggle::default(),
-            dmi: ProbeToggle::default(),
-            timex: ProbeToggle::default(),
-            rapl: ProbeToggle::default(),
-            nvme: ProbeToggle::default(),
-            fibrechannel: ProbeToggle::default(),
-            infiniband: ProbeToggle::default(),
-            tapestats: ProbeToggle::default(),
-            ipvs: ProbeToggle::default(),
-            nfs: ProbeToggle::default(),
-            nfsd: ProbeToggle::default(),
-            xfs: ProbeToggle::default(),
-            btrfs: ProbeToggle::default(),
-            bcache: ProbeToggle::default(),
-            zfs: ProbeToggle::default(),
-            textfile: crate::probe::textfile::TextfileConfig::default(),
-            systemd: SystemdConfig::default(),
-            process: ProcessConfig::default(),
-            service: ServiceConfig::default(),
-            snmp: SnmpConfig::default(),
-            timeout: PromDuration(Duration::from_secs(5)),
         }
     }
 }
