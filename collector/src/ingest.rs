@@ -483,9 +483,11 @@ async fn store(
         }
         // The address and version are for people (the agents page and
         // `agents list`); failing to note them must not refuse a batch
-        // that was stored.
-        if let Err(error) =
-            registry.note_sender(&agent_for_store, &address.to_string(), version.as_deref())
+        // that was stored, and a batch that was not stored (the database
+        // is locked) does not wait for the lock a second time to note them.
+        if outcome.is_ok()
+            && let Err(error) =
+                registry.note_sender(&agent_for_store, &address.to_string(), version.as_deref())
         {
             tracing::warn!(agent = %agent_for_store, "cannot note the agent's address: {error:#}");
         }

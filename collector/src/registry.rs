@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
+use countywatch_daemon::sqlite::WriteGate;
 use countywatch_wire::{Event, EventKind, EventSource};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -227,6 +228,10 @@ pub struct Registry {
     /// (unchanged) skip the UPDATE and SQLite's write lock. Bounded by the
     /// enrolled agents, since only authenticated batches reach it.
     last_senders: Mutex<HashMap<String, (String, Option<String>)>>,
+    /// Refuses batches at once for a moment after one found `collector.db`
+    /// locked by another process, so that retrying agents do not queue up
+    /// behind the busy timeout.
+    write_gate: WriteGate,
 }
 
 impl Registry {
@@ -241,6 +246,7 @@ impl Registry {
         Ok(Registry {
             connection: Mutex::new(connection),
             last_senders: Mutex::new(HashMap::new()),
+            write_gate: WriteGate::default(),
         })
     }
 
@@ -524,10 +530,18 @@ impl Registry {
         now_ms: i64,
     ) -> anyhow::Result<BatchOutcome> {
         let seq = i64::try_from(seq).context("sequence number out of range")?;
+        self.write_gate.check()?;
         let mut connection = self.lock();
+        // A batch that waited for the connection behind one that found the
+        // database locked is refused without waiting again.
+        self.write_gate.check()?;
         // Immediate: it reads before it writes, and retention and the CLI
         // write `collector.db` through connections of their own.
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .inspect_err(|error| {
+                self.write_gate.observe(error);
+            })?;
         let last_seq: i64 = transaction
             .query_row(
                 "SELECT last_seq FROM agents WHERE name = ?1",
@@ -761,6 +775,31 @@ mod tests {
         let mut event = Event::new(1, EventSource::Auth, kind);
         event.raw = "raw".to_string();
         event
+    }
+
+    #[test]
+    fn batches_are_refused_at_once_after_one_found_the_database_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        let holder = countywatch_daemon::sqlite::open(&dir.path().join("collector.db")).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let events = [event(EventKind::SshLoginFailed)];
+        let first = registry.accept_batch("a", 1, &events, 1).unwrap_err();
+        assert!(
+            first
+                .downcast_ref::<countywatch_daemon::sqlite::WriteLocked>()
+                .is_none(),
+            "the first batch asks SQLite and waits: {first:#}"
+        );
+        let second = registry.accept_batch("a", 1, &events, 2).unwrap_err();
+        assert!(
+            second
+                .downcast_ref::<countywatch_daemon::sqlite::WriteLocked>()
+                .is_some(),
+            "the next one is refused without waiting: {second:#}"
+        );
+        holder.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(registry.count_events("a", None).unwrap(), 0);
     }
 
     #[test]

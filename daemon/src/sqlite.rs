@@ -99,6 +99,79 @@ fn open_configured(path: &Path, foreign_keys: bool) -> Result<Connection, OpenEr
     Ok(connection)
 }
 
+/// Refuses writes at once, for a while, after one waited out the busy
+/// timeout: another process (an operator's `sqlite3` shell, a backup tool)
+/// holds the database's write lock.
+///
+/// Without it every caller waits the whole [`BUSY_TIMEOUT`] in turn behind
+/// the connection's mutex, and a client that gives up and retries (an
+/// agent) adds another wait each time, so the queue grows for as long as
+/// the lock is held and even a patient client's answer comes too late. With
+/// it, one write per window asks SQLite and the others are refused at once,
+/// so every caller learns within about one busy timeout and can retry.
+#[derive(Debug)]
+pub struct WriteGate {
+    /// How long writes are refused after a busy one.
+    window: Duration,
+    /// When the last write failed for the lock, if it did.
+    tripped_at: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// A write refused because the database's write lock was held by another
+/// process moments ago.
+#[derive(Debug, thiserror::Error)]
+#[error("the database's write lock is held by another process (a write waited {}s moments ago); retry later", BUSY_TIMEOUT.as_secs())]
+pub struct WriteLocked;
+
+impl WriteGate {
+    /// How long writes are refused after one found the lock held, unless
+    /// told otherwise: long enough for the callers queued behind the busy
+    /// one to be refused, short enough that the lock's release is seen soon.
+    pub const WINDOW: Duration = Duration::from_secs(2);
+
+    /// A gate that refuses for `window` after a busy write.
+    pub fn new(window: Duration) -> WriteGate {
+        WriteGate {
+            window,
+            tripped_at: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// `Err` while a write found the lock held less than the window ago.
+    pub fn check(&self) -> Result<(), WriteLocked> {
+        let tripped_at = *self
+            .tripped_at
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        match tripped_at {
+            Some(at) if at.elapsed() < self.window => Err(WriteLocked),
+            _ => Ok(()),
+        }
+    }
+
+    /// Notes `error`: when it says the database was busy or locked, writes
+    /// are refused for the window from now. Returns whether it did.
+    pub fn observe(&self, error: &rusqlite::Error) -> bool {
+        let busy = matches!(
+            error.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        );
+        if busy {
+            *self
+                .tripped_at
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()) = Some(std::time::Instant::now());
+        }
+        busy
+    }
+}
+
+impl Default for WriteGate {
+    fn default() -> WriteGate {
+        WriteGate::new(WriteGate::WINDOW)
+    }
+}
+
 /// Rows deleted per transaction by [`delete_in_batches`]: small enough that
 /// ingest and the page never wait long for the write lock.
 pub const ROWS_PER_DELETE: i64 = 500;
@@ -257,5 +330,32 @@ mod tests {
         let error = open_read_only(&path).unwrap_err();
         assert!(matches!(error, OpenError::Open { .. }));
         assert!(error.to_string().contains("absent.db"), "{error}");
+    }
+
+    #[test]
+    fn a_write_that_finds_the_lock_held_closes_the_gate_for_its_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        let holder = open(&path).unwrap();
+        holder.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let writer = open(&path).unwrap();
+        writer.busy_timeout(Duration::from_millis(10)).unwrap();
+        let gate = WriteGate::new(Duration::from_secs(3600));
+        assert!(gate.check().is_ok(), "open until a write is busy");
+        let other = rusqlite::Error::QueryReturnedNoRows;
+        assert!(!gate.observe(&other), "only busy and locked close it");
+        assert!(gate.check().is_ok());
+        let busy = writer.execute("INSERT INTO t VALUES (1)", []).unwrap_err();
+        assert!(gate.observe(&busy), "{busy}");
+        let refused = gate.check().unwrap_err();
+        assert!(refused.to_string().contains("another process"), "{refused}");
+        holder.execute_batch("ROLLBACK").unwrap();
+
+        // A gate whose window has passed lets writes ask SQLite again.
+        let brief = WriteGate::new(Duration::ZERO);
+        assert!(brief.observe(&busy));
+        assert!(brief.check().is_ok());
+        writer.execute("INSERT INTO t VALUES (1)", []).unwrap();
     }
 }
