@@ -632,6 +632,29 @@ mod tests {
         assert!(problems.contains("enabeld"), "{problems}");
     }
 
+    #[test]
+    fn unknown_section_keys_list_the_sections_in_config_order() {
+        let probes = Config::load_from_text("probes:\n  cpus: {}\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            probes.trim_end(),
+            "a.yaml:2:3: unknown field `cpus`, expected one of cpu, load, memory, filesystem, \
+             disk, network, system, pressure, vmstat, netstat, sockstat, entropy, conntrack, \
+             softnet, arp, udp_queues, bonding, edac, thermal_zone, selinux, hwmon, mdadm, \
+             cpufreq, powersupplyclass, schedstat, dmi, timex, rapl, nvme, fibrechannel, \
+             infiniband, tapestats, ipvs, nfs, nfsd, xfs, btrfs, bcache, zfs, textfile, systemd, \
+             process, service, snmp, timeout"
+        );
+        let sources = Config::load_from_text("sources:\n  journal: {}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            sources.contains("expected one of auth, fim, ports, syslog, max_events_per_batch"),
+            "{sources}"
+        );
+    }
+
     impl Config {
         fn load_from_text(text: &str) -> Result<Config, Problems> {
             let config: Config = config_file::parse(Path::new("a.yaml"), text)?;
