@@ -93,7 +93,7 @@ pub const POSITION: &str = "auth";
 /// ([`use_journal`]) or the files, which inotify watches to wake the run
 /// loop early.
 pub fn start(context: &mut StartContext<'_>) -> Result<Option<Box<dyn Source>>, StartError> {
-    let settings = &context.config.sources.auth;
+    let settings = &context.sources.auth;
     if !settings.enabled {
         return Ok(None);
     }

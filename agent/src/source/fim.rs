@@ -139,7 +139,7 @@ pub const POSITION: &str = "fim";
 
 /// Starts file integrity monitoring when `sources.fim` enables it.
 pub fn start(context: &mut StartContext<'_>) -> Result<Option<Box<dyn Source>>, StartError> {
-    let settings = &context.config.sources.fim;
+    let settings = &context.sources.fim;
     if !settings.enabled {
         return Ok(None);
     }

@@ -36,8 +36,6 @@ use countywatch_wire::{Event, EventKind, EventSource, MetricFamily, MetricKind};
 use countywatch_config::config_file::{Problems, Spanned};
 use countywatch_daemon::clock::now_ms;
 
-use crate::config::Config;
-
 /// Generates, from one line per source (its section's doc comment, its
 /// config key, which is also the `source` label of its counters, its
 /// module, which has the section's type and `start`, and its place in the
@@ -180,8 +178,10 @@ impl Position {
 
 /// What a source is started with.
 pub struct StartContext<'a> {
-    /// The agent's configuration.
-    pub config: &'a Config,
+    /// The sources' configuration.
+    pub sources: &'a SourcesConfig,
+    /// procfs mount point (`paths.procfs`), for the socket tables.
+    pub procfs: &'a std::path::Path,
     /// The name events carry as `host`.
     pub host: &'a str,
     /// Signal it when new input arrives, to be polled sooner than the
@@ -259,16 +259,19 @@ impl Sources {
     /// Starts the enabled sources of [`SOURCE_TABLE`] from their stored
     /// positions (inside a tokio runtime when a receiver is configured);
     /// `stored` returns a source's serialised position by key. `host` is
-    /// the name events carry. A configured receiver that cannot be bound
-    /// is an error: the operator asked for it.
+    /// the name events carry, `procfs` the procfs mount point. A
+    /// configured receiver that cannot be bound is an error: the operator
+    /// asked for it.
     pub fn start(
-        config: &Config,
+        config: &SourcesConfig,
+        procfs: &std::path::Path,
         host: String,
         stored: impl Fn(&str) -> Option<String>,
     ) -> Result<Sources, StartError> {
         let wake = Arc::new(tokio::sync::Notify::new());
         let mut context = StartContext {
-            config,
+            sources: config,
+            procfs,
             host: &host,
             wake: &wake,
             stored: &stored,
@@ -284,7 +287,7 @@ impl Sources {
         Ok(Sources {
             host,
             sources,
-            max_events: config.sources.max_events_per_batch,
+            max_events: config.max_events_per_batch,
             events_total: BTreeMap::new(),
             clock_skew_logged: std::collections::BTreeSet::new(),
             last_positions,
@@ -431,6 +434,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::config::Config;
 
     /// Stands in for the spool's positions table.
     #[derive(Default)]
@@ -438,9 +442,12 @@ mod tests {
 
     impl Store {
         fn start(&self, config: &Config) -> Sources {
-            Sources::start(config, "host-1".into(), |name| {
-                self.0.borrow().get(name).cloned()
-            })
+            Sources::start(
+                &config.sources,
+                &config.paths.procfs,
+                "host-1".into(),
+                |name| self.0.borrow().get(name).cloned(),
+            )
             .unwrap()
         }
 

@@ -205,7 +205,7 @@ pub const POSITION: &str = "ports";
 
 /// Starts the ports source when `sources.ports` enables it.
 pub fn start(context: &mut StartContext<'_>) -> Result<Option<Box<dyn Source>>, StartError> {
-    let settings = &context.config.sources.ports;
+    let settings = &context.sources.ports;
     if !settings.enabled {
         return Ok(None);
     }
@@ -219,7 +219,7 @@ pub fn start(context: &mut StartContext<'_>) -> Result<Option<Box<dyn Source>>, 
         own_pid: Some(std::process::id()),
     };
     Ok(Some(Box::new(PortsSource::new(
-        context.config.paths.procfs.clone(),
+        context.procfs.to_path_buf(),
         options,
         context.position(POSITION),
     ))))

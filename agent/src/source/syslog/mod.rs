@@ -273,7 +273,7 @@ impl SourceSection for SyslogSourceConfig {
 /// Binds the syslog listeners when `sources.syslog` sets any (inside a
 /// tokio runtime).
 pub fn start(context: &mut StartContext<'_>) -> Result<Option<Box<dyn Source>>, StartError> {
-    let settings = &context.config.sources.syslog;
+    let settings = &context.sources.syslog;
     if !settings.enabled() {
         return Ok(None);
     }
