@@ -10,12 +10,8 @@ use countywatch_config::config_file::{self, Problems, Spanned};
 use countywatch_config::duration::PromDuration;
 use serde::Deserialize;
 
-pub use crate::probe::filesystem::FilesystemConfig;
-pub use crate::probe::process::ProcessConfig;
-pub use crate::probe::service::ServiceConfig;
-pub use crate::probe::snmp::SnmpConfig;
-pub use crate::probe::systemd::SystemdConfig;
-pub use crate::probe::toggle::ProbeToggle;
+pub use crate::probe::ProbesConfig;
+pub use crate::source::SourcesConfig;
 
 /// The whole agent configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -156,347 +152,6 @@ pub struct PathsConfig {
     pub udev_data: PathBuf,
 }
 
-/// The probes: one section each, with its enable flag and interval.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProbesConfig {
-    /// CPU time per mode and the /proc/stat counters.
-    pub cpu: ProbeToggle,
-    /// Load averages.
-    pub load: ProbeToggle,
-    /// Every /proc/meminfo field.
-    pub memory: ProbeToggle,
-    /// Size and free space of mounted filesystems.
-    pub filesystem: FilesystemConfig,
-    /// Block device I/O counters from /proc/diskstats.
-    pub disk: ProbeToggle,
-    /// Per-interface network counters, link state and addresses.
-    pub network: ProbeToggle,
-    /// Clock, kernel and OS identity, file descriptor use.
-    pub system: ProbeToggle,
-    /// Pressure stall information, where the kernel has it.
-    pub pressure: ProbeToggle,
-    /// Paging, swapping, page faults and OOM kills from /proc/vmstat.
-    pub vmstat: ProbeToggle,
-    /// TCP, UDP, ICMP and IP protocol counters from /proc/net/netstat and snmp.
-    pub netstat: ProbeToggle,
-    /// Sockets in use per protocol and state from /proc/net/sockstat.
-    pub sockstat: ProbeToggle,
-    /// The kernel's random pool.
-    pub entropy: ProbeToggle,
-    /// The netfilter connection table's fill and limit (absent without the module).
-    pub conntrack: ProbeToggle,
-    /// Per-CPU packet processing and backlog drops from /proc/net/softnet_stat.
-    pub softnet: ProbeToggle,
-    /// ARP entries per device.
-    pub arp: ProbeToggle,
-    /// Bytes queued in the kernel for UDP sockets.
-    pub udp_queues: ProbeToggle,
-    /// Configured and active slaves of bonding interfaces.
-    pub bonding: ProbeToggle,
-    /// Memory controller (EDAC) error counts.
-    pub edac: ProbeToggle,
-    /// Temperatures of thermal zones, states of cooling devices.
-    pub thermal_zone: ProbeToggle,
-    /// Whether SELinux is on, and its modes.
-    pub selinux: ProbeToggle,
-    /// Hardware sensors (temperatures, fans, voltages) from /sys/class/hwmon.
-    pub hwmon: ProbeToggle,
-    /// Software RAID arrays from /proc/mdstat.
-    pub mdadm: ProbeToggle,
-    /// CPU clock frequencies from cpufreq.
-    pub cpufreq: ProbeToggle,
-    /// Batteries and power adapters from /sys/class/power_supply.
-    pub powersupplyclass: ProbeToggle,
-    /// Per-CPU scheduler running and waiting time from /proc/schedstat.
-    pub schedstat: ProbeToggle,
-    /// The firmware's machine description (DMI), read once.
-    pub dmi: ProbeToggle,
-    /// The kernel clock's NTP discipline state (sync, offset, error) from
-    /// adjtimex(2), read only.
-    pub timex: ProbeToggle,
-    /// Energy counters of Intel RAPL power zones from /sys/class/powercap.
-    pub rapl: ProbeToggle,
-    /// Identity and state of NVMe controllers from /sys/class/nvme.
-    pub nvme: ProbeToggle,
-    /// Fibre Channel adapters' state and error counters from /sys/class/fc_host.
-    pub fibrechannel: ProbeToggle,
-    /// InfiniBand adapters' port state, rate and counters from /sys/class/infiniband.
-    pub infiniband: ProbeToggle,
-    /// SCSI tape drives' I/O statistics from /sys/class/scsi_tape.
-    pub tapestats: ProbeToggle,
-    /// IPVS (LVS load balancer) totals and backends from /proc/net/ip_vs.
-    pub ipvs: ProbeToggle,
-    /// The NFS client's RPC and per-procedure counters from /proc/net/rpc/nfs.
-    pub nfs: ProbeToggle,
-    /// The kernel NFS server's counters from /proc/net/rpc/nfsd.
-    pub nfsd: ProbeToggle,
-    /// Per-filesystem XFS statistics from /sys/fs/xfs.
-    pub xfs: ProbeToggle,
-    /// Space allocation of Btrfs filesystems from /sys/fs/btrfs.
-    pub btrfs: ProbeToggle,
-    /// bcache cache sets from /sys/fs/bcache (without the priority stats).
-    pub bcache: ProbeToggle,
-    /// OpenZFS kstats (ARC, pools, datasets) from /proc/spl/kstat/zfs.
-    pub zfs: ProbeToggle,
-    /// Metrics from `*.prom` files that cron jobs and scripts write.
-    pub textfile: crate::probe::textfile::TextfileConfig,
-    /// State of the listed systemd units.
-    pub systemd: SystemdConfig,
-    /// Per-process CPU, memory and file descriptors (off by default).
-    pub process: ProcessConfig,
-    /// TCP, HTTP(S) and TLS checks of services (blackbox_exporter style).
-    pub service: ServiceConfig,
-    /// SNMP polling of network devices (snmp_exporter's if_mib names).
-    pub snmp: SnmpConfig,
-    /// How long one probe may run before the collection moves on without it.
-    pub timeout: PromDuration,
-}
-
-/// The security event sources.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SourcesConfig {
-    /// Authentication logs.
-    pub auth: AuthSourceConfig,
-    /// File integrity monitoring.
-    pub fim: FimSourceConfig,
-    /// Listening ports.
-    pub ports: PortsSourceConfig,
-    /// Syslog from network devices (off unless a listener is set).
-    pub syslog: SyslogSourceConfig,
-    /// Most events put in one batch; the rest wait for the next batch
-    /// (the log positions only advance past what was sent).
-    pub max_events_per_batch: usize,
-}
-
-/// The authentication log source.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthSourceConfig {
-    /// Whether the source runs.
-    pub enabled: bool,
-    /// Log files to follow. Missing files are waited for, so the default
-    /// lists both the Debian/Ubuntu and the RHEL/Kylin/openEuler names.
-    pub paths: Vec<PathBuf>,
-    /// Whether a file found at the very first start (no saved position) is
-    /// read from its beginning; by default only lines written from then on
-    /// are reported. Files appearing later are always read whole.
-    pub read_existing: bool,
-    /// Longest line kept, in bytes; longer lines are cut and marked
-    /// `truncated`.
-    pub max_line_bytes: usize,
-    /// When to read systemd-journald instead of the files: `auto` when none
-    /// of `paths` exists at start and journald runs, `always`, or `never`.
-    pub journal: JournalMode,
-    /// The `journalctl` program run to read the journal.
-    pub journalctl: PathBuf,
-    /// The zone of the files' zone-less timestamps (`Dec  6 10:00:01`):
-    /// `local` (the default: `TZ`, else `/etc/localtime`) or a tzdb name
-    /// (`Asia/Shanghai`, `UTC`). ISO-8601 stamps keep their own offset.
-    pub timezone: Option<Spanned<String>>,
-}
-
-/// When the auth source reads the journal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JournalMode {
-    /// When none of the log files exists at start and journald runs.
-    Auto,
-    /// Always, ignoring the files.
-    Always,
-    /// Never.
-    Never,
-}
-
-/// File integrity monitoring.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FimSourceConfig {
-    /// Whether the source runs.
-    pub enabled: bool,
-    /// Files and directories to watch; a directory's files are watched one
-    /// level deep.
-    pub paths: Vec<PathBuf>,
-    /// How often everything is rescanned besides the realtime inotify
-    /// watch.
-    pub rescan_interval: PromDuration,
-}
-
-/// The listening ports source.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PortsSourceConfig {
-    /// Whether the source runs.
-    pub enabled: bool,
-    /// Listeners that produce no events: `tcp/22` (any address),
-    /// `tcp/127.0.0.1:5432`, `udp/[::1]:53`. `tcp` and `udp` cover both
-    /// IPv4 and IPv6.
-    pub allow: Vec<Spanned<String>>,
-    /// How long an unconnected UDP socket bound to a port in the kernel's
-    /// ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`) must stay
-    /// bound before it counts as a listener; DNS and NTP clients' sockets
-    /// live seconds. UDP ports outside the range count at once.
-    pub udp_grace: PromDuration,
-}
-
-/// The syslog receiver for network devices (`docs/events.md`, `syslog`).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SyslogSourceConfig {
-    /// UDP address to receive on, `ADDRESS:PORT` (`0.0.0.0:514`,
-    /// `[::]:514`); none by default. Port 514 needs root or
-    /// CAP_NET_BIND_SERVICE.
-    pub udp: Option<Spanned<String>>,
-    /// TCP address to receive on (RFC 6587: octet counting or one message
-    /// per line); none by default.
-    pub tcp: Option<Spanned<String>>,
-    /// Senders accepted: CIDR blocks or single addresses (`192.0.2.0/24`,
-    /// `10.1.1.1`, `2001:db8::/32`). Messages from anyone else are dropped
-    /// and counted. Required when a listener is set; `0.0.0.0/0` and
-    /// `::/0` accept everyone.
-    pub allow: Vec<Spanned<String>>,
-    /// Longest message accepted, in bytes; longer ones are dropped and
-    /// counted (RFC 5424 receivers must take 480 and should take 2048).
-    pub max_message_bytes: usize,
-    /// Most messages waiting to become events. A flood beyond it is dropped
-    /// and counted, so memory stays under `queue` × `max_message_bytes`.
-    pub queue: usize,
-    /// Most TCP connections open at once; more are closed and counted.
-    pub max_connections: usize,
-    /// The zone of zone-less timestamps (`Dec  6 10:00:01`) in lines that
-    /// old servers forward (auth lines, `docs/events.md`): `local` (the
-    /// default: this host's zone) or a tzdb name (`Asia/Shanghai`).
-    pub timezone: Option<Spanned<String>>,
-}
-
-impl Default for SyslogSourceConfig {
-    fn default() -> Self {
-        SyslogSourceConfig {
-            udp: None,
-            tcp: None,
-            allow: Vec::new(),
-            max_message_bytes: 8 * 1024,
-            queue: 20_000,
-            max_connections: 256,
-            timezone: None,
-        }
-    }
-}
-
-impl SyslogSourceConfig {
-    /// Whether any listener is configured.
-    pub fn enabled(&self) -> bool {
-        self.udp.is_some() || self.tcp.is_some()
-    }
-
-    /// Adds every problem of this section to `problems`.
-    fn validate(&self, problems: &mut Problems) {
-        for address in self.udp.iter().chain(&self.tcp) {
-            if address.value.parse::<std::net::SocketAddr>().is_err() {
-                problems.at(
-                    address,
-                    format!(
-                        "syslog listen address {:?} must be ADDRESS:PORT (0.0.0.0:514, [::]:514)",
-                        address.value
-                    ),
-                );
-            }
-        }
-        for entry in &self.allow {
-            if let Err(error) = countywatch_wire::Cidr::parse(&entry.value) {
-                problems.at(entry, format!("allow-list entry {:?} {error}", entry.value));
-            }
-        }
-        if self.enabled() && self.allow.is_empty() {
-            problems.general(
-                "sources.syslog.allow must list the senders (CIDR blocks) when a syslog listener is set",
-            );
-        }
-        if !(480..=65_535).contains(&self.max_message_bytes) {
-            problems.general("sources.syslog.max_message_bytes must be between 480 and 65535");
-        }
-        if !(1..=1_000_000).contains(&self.queue) {
-            problems.general("sources.syslog.queue must be between 1 and 1000000");
-        }
-        if !(1..=10_000).contains(&self.max_connections) {
-            problems.general("sources.syslog.max_connections must be between 1 and 10000");
-        }
-        validate_timezone(self.timezone.as_ref(), problems);
-    }
-}
-
-/// A source's `timezone` must name a zone the system's tzdb knows.
-fn validate_timezone(setting: Option<&Spanned<String>>, problems: &mut Problems) {
-    if let Some(setting) = setting
-        && let Err(error) = crate::source::log_time::zone(Some(&setting.value))
-    {
-        problems.at(setting, error.to_string());
-    }
-}
-
-impl Default for SourcesConfig {
-    fn default() -> Self {
-        SourcesConfig {
-            auth: AuthSourceConfig::default(),
-            fim: FimSourceConfig::default(),
-            ports: PortsSourceConfig::default(),
-            syslog: SyslogSourceConfig::default(),
-            max_events_per_batch: 10_000,
-        }
-    }
-}
-
-impl Default for AuthSourceConfig {
-    fn default() -> Self {
-        AuthSourceConfig {
-            enabled: true,
-            paths: vec![
-                PathBuf::from("/var/log/auth.log"),
-                PathBuf::from("/var/log/secure"),
-            ],
-            read_existing: false,
-            max_line_bytes: 16 * 1024,
-            journal: JournalMode::Auto,
-            journalctl: PathBuf::from("journalctl"),
-            timezone: None,
-        }
-    }
-}
-
-impl Default for FimSourceConfig {
-    fn default() -> Self {
-        FimSourceConfig {
-            enabled: true,
-            paths: [
-                "/etc/passwd",
-                "/etc/shadow",
-                "/etc/group",
-                "/etc/sudoers",
-                "/etc/sudoers.d",
-                "/etc/ssh/sshd_config",
-                "/root/.ssh/authorized_keys",
-                "/etc/crontab",
-                "/etc/cron.d",
-            ]
-            .into_iter()
-            .map(PathBuf::from)
-            .collect(),
-            rescan_interval: PromDuration(Duration::from_secs(300)),
-        }
-    }
-}
-
-impl Default for PortsSourceConfig {
-    fn default() -> Self {
-        PortsSourceConfig {
-            enabled: true,
-            allow: Vec::new(),
-            udp_grace: PromDuration(Duration::from_secs(300)),
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -530,58 +185,6 @@ impl Default for PathsConfig {
             procfs: PathBuf::from("/proc"),
             sysfs: PathBuf::from("/sys"),
             udev_data: PathBuf::from("/run/udev/data"),
-        }
-    }
-}
-
-impl Default for ProbesConfig {
-    fn default() -> Self {
-        ProbesConfig {
-            cpu: ProbeToggle::default(),
-            load: ProbeToggle::default(),
-            memory: ProbeToggle::default(),
-            filesystem: FilesystemConfig::default(),
-            disk: ProbeToggle::default(),
-            network: ProbeToggle::default(),
-            system: ProbeToggle::default(),
-            pressure: ProbeToggle::default(),
-            vmstat: ProbeToggle::default(),
-            netstat: ProbeToggle::default(),
-            sockstat: ProbeToggle::default(),
-            entropy: ProbeToggle::default(),
-            conntrack: ProbeToggle::default(),
-            softnet: ProbeToggle::default(),
-            arp: ProbeToggle::default(),
-            udp_queues: ProbeToggle::default(),
-            bonding: ProbeToggle::default(),
-            edac: ProbeToggle::default(),
-            thermal_zone: ProbeToggle::default(),
-            selinux: ProbeToggle::default(),
-            hwmon: ProbeToggle::default(),
-            mdadm: ProbeToggle::default(),
-            cpufreq: ProbeToggle::default(),
-            powersupplyclass: ProbeToggle::default(),
-            schedstat: ProbeToggle::default(),
-            dmi: ProbeToggle::default(),
-            timex: ProbeToggle::default(),
-            rapl: ProbeToggle::default(),
-            nvme: ProbeToggle::default(),
-            fibrechannel: ProbeToggle::default(),
-            infiniband: ProbeToggle::default(),
-            tapestats: ProbeToggle::default(),
-            ipvs: ProbeToggle::default(),
-            nfs: ProbeToggle::default(),
-            nfsd: ProbeToggle::default(),
-            xfs: ProbeToggle::default(),
-            btrfs: ProbeToggle::default(),
-            bcache: ProbeToggle::default(),
-            zfs: ProbeToggle::default(),
-            textfile: crate::probe::textfile::TextfileConfig::default(),
-            systemd: SystemdConfig::default(),
-            process: ProcessConfig::default(),
-            service: ServiceConfig::default(),
-            snmp: SnmpConfig::default(),
-            timeout: PromDuration(Duration::from_secs(5)),
         }
     }
 }
@@ -755,29 +358,7 @@ impl Config {
         if self.response.offline_after.get() < Duration::from_secs(1) {
             problems.general("response.offline_after must be at least 1s");
         }
-        let sources = &self.sources;
-        for rule in &sources.ports.allow {
-            if let Err(error) = crate::source::port_allow::AllowRule::parse(&rule.value) {
-                problems.at(rule, error.to_string());
-            }
-        }
-        if !(1..=countywatch_wire::MAX_RAW_BYTES).contains(&sources.auth.max_line_bytes) {
-            problems.general(format!(
-                "sources.auth.max_line_bytes must be between 1 and {}",
-                countywatch_wire::MAX_RAW_BYTES
-            ));
-        }
-        validate_timezone(sources.auth.timezone.as_ref(), &mut problems);
-        sources.syslog.validate(&mut problems);
-        if !(1..=40_000).contains(&sources.max_events_per_batch) {
-            problems.general("sources.max_events_per_batch must be between 1 and 40000");
-        }
-        if sources.fim.rescan_interval.get() < Duration::from_secs(1) {
-            problems.general(format!(
-                "sources.fim.rescan_interval {} is shorter than 1s",
-                sources.fim.rescan_interval
-            ));
-        }
+        self.sources.validate(&mut problems);
         problems.into_result()
     }
 
@@ -1049,6 +630,29 @@ mod tests {
         let problems = Config::load_from_text(text).unwrap_err().to_string();
         assert!(problems.starts_with("a.yaml:3:5: "), "{problems}");
         assert!(problems.contains("enabeld"), "{problems}");
+    }
+
+    #[test]
+    fn unknown_section_keys_list_the_sections_in_config_order() {
+        let probes = Config::load_from_text("probes:\n  cpus: {}\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            probes.trim_end(),
+            "a.yaml:2:3: unknown field `cpus`, expected one of cpu, load, memory, filesystem, \
+             disk, network, system, pressure, vmstat, netstat, sockstat, entropy, conntrack, \
+             softnet, arp, udp_queues, bonding, edac, thermal_zone, selinux, hwmon, mdadm, \
+             cpufreq, powersupplyclass, schedstat, dmi, timex, rapl, nvme, fibrechannel, \
+             infiniband, tapestats, ipvs, nfs, nfsd, xfs, btrfs, bcache, zfs, textfile, systemd, \
+             process, service, snmp, timeout"
+        );
+        let sources = Config::load_from_text("sources:\n  journal: {}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            sources.contains("expected one of auth, fim, ports, syslog, max_events_per_batch"),
+            "{sources}"
+        );
     }
 
     impl Config {

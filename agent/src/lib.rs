@@ -409,9 +409,12 @@ fn open_transport(
 /// stored in the spool.
 fn start_sources(config: &Config, name: &str, outbox: &Outbox) -> anyhow::Result<source::Sources> {
     let spool = outbox.lock();
-    let sources = source::Sources::start(config, name.to_string(), |source| {
-        spool.position(source).ok().flatten()
-    })?;
+    let sources = source::Sources::start(
+        &config.sources,
+        &config.paths.procfs,
+        name.to_string(),
+        |source| spool.position(source).ok().flatten(),
+    )?;
     Ok(sources)
 }
 

@@ -27,7 +27,7 @@ use countywatch_config::duration::PromDuration;
 use countywatch_wire::{MetricFamily, MetricKind};
 use serde::Deserialize;
 
-use super::toggle::ProbeToggle;
+use super::toggle::{ProbeSection, ProbeToggle};
 use super::{Probe, ProbeError, read_file};
 
 /// The filesystem probe's config section.
@@ -54,13 +54,16 @@ impl Default for FilesystemConfig {
     }
 }
 
-impl FilesystemConfig {
-    /// The enable flag and interval, as every probe has them.
-    pub fn toggle(&self) -> ProbeToggle {
+impl ProbeSection for FilesystemConfig {
+    fn toggle(&self) -> ProbeToggle {
         ProbeToggle {
             enabled: self.enabled,
             interval: self.interval,
         }
+    }
+
+    fn validate(&self, probe_timeout: Duration, problems: &mut Problems) {
+        validate(self, probe_timeout, problems);
     }
 }
 

@@ -1,4 +1,6 @@
-//! Host probes: one file per probe, registered in [`build`] (`registry.rs`).
+//! Host probes: one file per probe, registered by one line in the probe
+//! table below, which `registry.rs` turns into the modules, the config
+//! sections ([`ProbesConfig`]), [`build`] and [`validate`].
 //!
 //! A probe reads one part of the host (the node_exporter "collector"
 //! pattern) and appends metric families named exactly as node_exporter
@@ -13,60 +15,126 @@
 //!
 //! Each probe has its own config section (an enable flag, an interval where
 //! it makes sense); sections with more than a flag are defined in the
-//! probe's own file beside the code that reads them, and checked by
-//! [`validate`].
+//! probe's own file beside the code that reads them (implementing
+//! [`toggle::ProbeSection`]), and checked by [`validate`].
 
-mod arp;
-mod bcache;
-mod bonding;
-mod btrfs;
-mod conntrack;
-mod cpu;
 mod cpu_throttle;
-mod cpufreq;
-mod disk;
-mod dmi;
-mod edac;
-mod entropy;
 mod family_set;
-mod fibrechannel;
 mod file_probe;
-pub mod filesystem;
-mod hwmon;
-mod infiniband;
-mod ipvs;
-mod load;
-mod mdadm;
-mod memory;
-mod netstat;
-mod network;
-mod nfs;
-mod nfsd;
-mod nvme;
 pub mod parse_error;
-mod powersupplyclass;
-mod pressure;
-pub mod process;
-mod rapl;
+#[macro_use]
 mod registry;
-mod schedstat;
-mod selinux;
-pub mod service;
-pub mod snmp;
-mod sockstat;
-mod softnet;
 mod sysfs_class;
-mod system;
-pub mod systemd;
-mod tapestats;
-pub mod textfile;
-mod thermal_zone;
-mod timex;
 pub mod toggle;
-mod udp_queues;
-mod vmstat;
-mod xfs;
-mod zfs;
+
+// The probe table: one line per probe, in the order of its config
+// sections (`probes.<key>`), which is also the order the probes are built
+// and run in (textfile last, see `ProbeSection::runs_last`). A line gives
+// the section's doc comment, the module's visibility, the key (the
+// probe's module and name), the section's type (`ProbeToggle`, or the
+// probe's own config struct implementing `ProbeSection`) and the
+// constructor. Adding a probe is its file and one line here.
+probe_kinds! {
+    /// CPU time per mode and the /proc/stat counters.
+    cpu: ProbeToggle => |_, host| cpu::CpuProbe::new(host.procfs.clone(), host.sysfs),
+    /// Load averages.
+    load: ProbeToggle => |_, host| load::LoadProbe::new(host.procfs.clone()),
+    /// Every /proc/meminfo field.
+    memory: ProbeToggle => |_, host| memory::MemoryProbe::new(host.procfs.clone()),
+    /// Size and free space of mounted filesystems.
+    pub filesystem: filesystem::FilesystemConfig =>
+        |section, host| {
+            filesystem::FilesystemProbe::new(host.procfs.clone(), section.stat_timeout.get())
+        },
+    /// Block device I/O counters from /proc/diskstats.
+    disk: ProbeToggle =>
+        |_, host| disk::DiskProbe::new(host.procfs.clone(), host.udev_data.clone()),
+    /// Per-interface network counters, link state and addresses.
+    network: ProbeToggle =>
+        |_, host| network::NetworkProbe::new(host.procfs.clone(), host.sysfs.clone()),
+    /// Clock, kernel and OS identity, file descriptor use.
+    system: ProbeToggle =>
+        |_, host| system::SystemProbe::new(host.procfs.clone(), host.sysfs.clone()),
+    /// Pressure stall information, where the kernel has it.
+    pressure: ProbeToggle => |_, host| pressure::PressureProbe::new(host.procfs.clone()),
+    /// Paging, swapping, page faults and OOM kills from /proc/vmstat.
+    vmstat: ProbeToggle => |_, host| vmstat::probe(host.procfs, host.sysfs),
+    /// TCP, UDP, ICMP and IP protocol counters from /proc/net/netstat and snmp.
+    netstat: ProbeToggle => |_, host| netstat::probe(host.procfs, host.sysfs),
+    /// Sockets in use per protocol and state from /proc/net/sockstat.
+    sockstat: ProbeToggle => |_, host| sockstat::probe(host.procfs, host.sysfs),
+    /// The kernel's random pool.
+    entropy: ProbeToggle => |_, host| entropy::probe(host.procfs, host.sysfs),
+    /// The netfilter connection table's fill and limit (absent without the module).
+    conntrack: ProbeToggle => |_, host| conntrack::probe(host.procfs, host.sysfs),
+    /// Per-CPU packet processing and backlog drops from /proc/net/softnet_stat.
+    softnet: ProbeToggle => |_, host| softnet::probe(host.procfs, host.sysfs),
+    /// ARP entries per device.
+    arp: ProbeToggle => |_, host| arp::probe(host.procfs, host.sysfs),
+    /// Bytes queued in the kernel for UDP sockets.
+    udp_queues: ProbeToggle => |_, host| udp_queues::probe(host.procfs, host.sysfs),
+    /// Configured and active slaves of bonding interfaces.
+    bonding: ProbeToggle => |_, host| bonding::BondingProbe::new(host.sysfs),
+    /// Memory controller (EDAC) error counts.
+    edac: ProbeToggle => |_, host| edac::EdacProbe::new(host.sysfs),
+    /// Temperatures of thermal zones, states of cooling devices.
+    thermal_zone: ProbeToggle => |_, host| thermal_zone::ThermalZoneProbe::new(host.sysfs),
+    /// Whether SELinux is on, and its modes.
+    selinux: ProbeToggle => |_, host| selinux::SelinuxProbe::new(host.sysfs),
+    /// Hardware sensors (temperatures, fans, voltages) from /sys/class/hwmon.
+    hwmon: ProbeToggle => |_, host| hwmon::HwmonProbe::new(host.sysfs),
+    /// Software RAID arrays from /proc/mdstat.
+    mdadm: ProbeToggle => |_, host| mdadm::probe(host.procfs, host.sysfs),
+    /// CPU clock frequencies from cpufreq.
+    cpufreq: ProbeToggle => |_, host| cpufreq::CpufreqProbe::new(host.sysfs),
+    /// Batteries and power adapters from /sys/class/power_supply.
+    powersupplyclass: ProbeToggle =>
+        |_, host| powersupplyclass::PowerSupplyClassProbe::new(host.sysfs),
+    /// Per-CPU scheduler running and waiting time from /proc/schedstat.
+    schedstat: ProbeToggle => |_, host| schedstat::probe(host.procfs, host.sysfs),
+    /// The firmware's machine description (DMI), read once.
+    dmi: ProbeToggle => |_, host| dmi::DmiProbe::new(host.sysfs),
+    /// The kernel clock's NTP discipline state (sync, offset, error) from
+    /// adjtimex(2), read only.
+    timex: ProbeToggle => |_, _| timex::TimexProbe,
+    /// Energy counters of Intel RAPL power zones from /sys/class/powercap.
+    rapl: ProbeToggle => |_, host| rapl::RaplProbe::new(host.sysfs),
+    /// Identity and state of NVMe controllers from /sys/class/nvme.
+    nvme: ProbeToggle => |_, host| nvme::NvmeProbe::new(host.sysfs),
+    /// Fibre Channel adapters' state and error counters from /sys/class/fc_host.
+    fibrechannel: ProbeToggle => |_, host| fibrechannel::FibreChannelProbe::new(host.sysfs),
+    /// InfiniBand adapters' port state, rate and counters from /sys/class/infiniband.
+    infiniband: ProbeToggle => |_, host| infiniband::InfinibandProbe::new(host.sysfs),
+    /// SCSI tape drives' I/O statistics from /sys/class/scsi_tape.
+    tapestats: ProbeToggle => |_, host| tapestats::TapestatsProbe::new(host.sysfs),
+    /// IPVS (LVS load balancer) totals and backends from /proc/net/ip_vs.
+    ipvs: ProbeToggle => |_, host| ipvs::probe(host.procfs, host.sysfs),
+    /// The NFS client's RPC and per-procedure counters from /proc/net/rpc/nfs.
+    nfs: ProbeToggle => |_, host| nfs::probe(host.procfs, host.sysfs),
+    /// The kernel NFS server's counters from /proc/net/rpc/nfsd.
+    nfsd: ProbeToggle => |_, host| nfsd::probe(host.procfs, host.sysfs),
+    /// Per-filesystem XFS statistics from /sys/fs/xfs.
+    xfs: ProbeToggle => |_, host| xfs::XfsProbe::new(host.sysfs),
+    /// Space allocation of Btrfs filesystems from /sys/fs/btrfs.
+    btrfs: ProbeToggle => |_, host| btrfs::BtrfsProbe::new(host.sysfs),
+    /// bcache cache sets from /sys/fs/bcache (without the priority stats).
+    bcache: ProbeToggle => |_, host| bcache::BcacheProbe::new(host.sysfs),
+    /// OpenZFS kstats (ARC, pools, datasets) from /proc/spl/kstat/zfs.
+    zfs: ProbeToggle => |_, host| zfs::ZfsProbe::new(host.procfs),
+    /// Metrics from `*.prom` files that cron jobs and scripts write.
+    pub textfile: textfile::TextfileConfig =>
+        |section, _| textfile::TextfileProbe::new(section.directory.clone()),
+    /// State of the listed systemd units.
+    pub systemd: systemd::SystemdConfig => |section, _| systemd::SystemdProbe::new(section),
+    /// Per-process CPU, memory and file descriptors (off by default).
+    pub process: process::ProcessConfig =>
+        |section, host| process::ProcessProbe::new(host.procfs.clone(), section),
+    /// TCP, HTTP(S) and TLS checks of services (blackbox_exporter style).
+    pub service: service::ServiceConfig => |section, _| service::ServiceProbe::new(section),
+    /// SNMP polling of network devices (snmp_exporter's if_mib names).
+    pub snmp: snmp::SnmpConfig =>
+        |section, host| snmp::SnmpProbe::new(section, host.probe_timeout, host.interval),
+}
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -74,6 +142,7 @@ use std::time::Duration;
 use countywatch_wire::{Event, MetricFamily};
 
 use parse_error::ProbeParseError;
+use toggle::ProbeToggle;
 
 pub use registry::{build, validate};
 

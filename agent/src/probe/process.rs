@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use countywatch_config::config_file::Problems;
 use countywatch_config::duration::PromDuration;
@@ -23,7 +24,7 @@ use countywatch_wire::{MetricFamily, MetricKind};
 use serde::Deserialize;
 
 use super::parse_error::ProbeParseError;
-use super::toggle::ProbeToggle;
+use super::toggle::{ProbeSection, ProbeToggle};
 use super::{Probe, ProbeError, read_file};
 
 /// The process probe's config section; off, with nothing listed, by default.
@@ -42,13 +43,16 @@ pub struct ProcessConfig {
     pub top: usize,
 }
 
-impl ProcessConfig {
-    /// The enable flag and interval, as every probe has them.
-    pub fn toggle(&self) -> ProbeToggle {
+impl ProbeSection for ProcessConfig {
+    fn toggle(&self) -> ProbeToggle {
         ProbeToggle {
             enabled: self.enabled,
             interval: self.interval,
         }
+    }
+
+    fn validate(&self, _probe_timeout: Duration, problems: &mut Problems) {
+        validate(self, problems);
     }
 }
 

@@ -1,230 +1,158 @@
-//! The probe registry: which probes the agent builds from its config, in
-//! which order, and the checks of every probe section. It lives apart from
-//! `probe/mod.rs` so that the probes, which `config.rs` names for their
-//! sections, never import the config back through their parent.
+//! The probe registry: [`probe_kinds!`], the macro that turns the table in
+//! `probe/mod.rs` into the probe modules, `ProbesConfig` and the list
+//! [`build`] and [`validate`] read, so that adding a probe is its file and
+//! one line in that table. It lives apart from `probe/mod.rs` so that the
+//! probes never import the agent's config back through their parent.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use countywatch_config::config_file::Problems;
 
-use super::toggle::ProbeToggle;
+use super::toggle::{ProbeSection, ProbeToggle};
 use super::*;
-use crate::config::{Config, ProbesConfig};
+use crate::config::Config;
 
-/// Builds a node_exporter collector that reads under procfs and sysfs.
-type MakeProbe = fn(&Path, &Path) -> Box<dyn Probe>;
+/// Generates, from one line per probe (its doc comment, the visibility of
+/// its module, its config key, which is also its module's name, its
+/// section's type and its constructor):
+///
+/// - the probe modules;
+/// - `ProbesConfig`, one field per line in the table's order (serde's
+///   "expected one of" lists them in that order), then `timeout`, and its
+///   `Default`;
+/// - `ProbesConfig::kinds`, the lines as [`ProbeKind`]s.
+macro_rules! probe_kinds {
+    ($(
+        $(#[$doc:meta])*
+        $visibility:vis $key:ident: $section:ty => $make:expr,
+    )*) => {
+        $($visibility mod $key;)*
 
-/// The node_exporter collectors that need nothing but the procfs and sysfs
-/// roots, with their config sections: the one table [`build`] and
-/// [`validate`] both read, so adding such a collector is its file, its
-/// config field and one line here.
-fn node_collectors(probes: &ProbesConfig) -> [(&'static str, &ProbeToggle, MakeProbe); 31] {
-    [
-        ("vmstat", &probes.vmstat, |procfs, sysfs| {
-            Box::new(vmstat::probe(procfs, sysfs))
-        }),
-        ("netstat", &probes.netstat, |procfs, sysfs| {
-            Box::new(netstat::probe(procfs, sysfs))
-        }),
-        ("sockstat", &probes.sockstat, |procfs, sysfs| {
-            Box::new(sockstat::probe(procfs, sysfs))
-        }),
-        ("entropy", &probes.entropy, |procfs, sysfs| {
-            Box::new(entropy::probe(procfs, sysfs))
-        }),
-        ("conntrack", &probes.conntrack, |procfs, sysfs| {
-            Box::new(conntrack::probe(procfs, sysfs))
-        }),
-        ("softnet", &probes.softnet, |procfs, sysfs| {
-            Box::new(softnet::probe(procfs, sysfs))
-        }),
-        ("arp", &probes.arp, |procfs, sysfs| {
-            Box::new(arp::probe(procfs, sysfs))
-        }),
-        ("udp_queues", &probes.udp_queues, |procfs, sysfs| {
-            Box::new(udp_queues::probe(procfs, sysfs))
-        }),
-        ("mdadm", &probes.mdadm, |procfs, sysfs| {
-            Box::new(mdadm::probe(procfs, sysfs))
-        }),
-        ("schedstat", &probes.schedstat, |procfs, sysfs| {
-            Box::new(schedstat::probe(procfs, sysfs))
-        }),
-        ("selinux", &probes.selinux, |_, sysfs| {
-            Box::new(selinux::SelinuxProbe::new(sysfs))
-        }),
-        ("bonding", &probes.bonding, |_, sysfs| {
-            Box::new(bonding::BondingProbe::new(sysfs))
-        }),
-        ("edac", &probes.edac, |_, sysfs| {
-            Box::new(edac::EdacProbe::new(sysfs))
-        }),
-        ("thermal_zone", &probes.thermal_zone, |_, sysfs| {
-            Box::new(thermal_zone::ThermalZoneProbe::new(sysfs))
-        }),
-        ("hwmon", &probes.hwmon, |_, sysfs| {
-            Box::new(hwmon::HwmonProbe::new(sysfs))
-        }),
-        ("cpufreq", &probes.cpufreq, |_, sysfs| {
-            Box::new(cpufreq::CpufreqProbe::new(sysfs))
-        }),
-        ("powersupplyclass", &probes.powersupplyclass, |_, sysfs| {
-            Box::new(powersupplyclass::PowerSupplyClassProbe::new(sysfs))
-        }),
-        ("dmi", &probes.dmi, |_, sysfs| {
-            Box::new(dmi::DmiProbe::new(sysfs))
-        }),
-        ("timex", &probes.timex, |_, _| Box::new(timex::TimexProbe)),
-        ("rapl", &probes.rapl, |_, sysfs| {
-            Box::new(rapl::RaplProbe::new(sysfs))
-        }),
-        ("nvme", &probes.nvme, |_, sysfs| {
-            Box::new(nvme::NvmeProbe::new(sysfs))
-        }),
-        ("fibrechannel", &probes.fibrechannel, |_, sysfs| {
-            Box::new(fibrechannel::FibreChannelProbe::new(sysfs))
-        }),
-        ("infiniband", &probes.infiniband, |_, sysfs| {
-            Box::new(infiniband::InfinibandProbe::new(sysfs))
-        }),
-        ("tapestats", &probes.tapestats, |_, sysfs| {
-            Box::new(tapestats::TapestatsProbe::new(sysfs))
-        }),
-        ("ipvs", &probes.ipvs, |procfs, sysfs| {
-            Box::new(ipvs::probe(procfs, sysfs))
-        }),
-        ("nfs", &probes.nfs, |procfs, sysfs| {
-            Box::new(nfs::probe(procfs, sysfs))
-        }),
-        ("nfsd", &probes.nfsd, |procfs, sysfs| {
-            Box::new(nfsd::probe(procfs, sysfs))
-        }),
-        ("xfs", &probes.xfs, |_, sysfs| {
-            Box::new(xfs::XfsProbe::new(sysfs))
-        }),
-        ("btrfs", &probes.btrfs, |_, sysfs| {
-            Box::new(btrfs::BtrfsProbe::new(sysfs))
-        }),
-        ("bcache", &probes.bcache, |_, sysfs| {
-            Box::new(bcache::BcacheProbe::new(sysfs))
-        }),
-        ("zfs", &probes.zfs, |procfs, _| {
-            Box::new(zfs::ZfsProbe::new(procfs))
-        }),
-    ]
-}
-
-/// Builds the enabled probes in a fixed order. Adding a probe means adding
-/// its file, its config section and one line here.
-pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
-    let procfs = &config.paths.procfs;
-    let sysfs = &config.paths.sysfs;
-    let probes = &config.probes;
-    let mut built: Vec<Box<dyn Probe>> = Vec::new();
-    let mut add = |toggle: &ProbeToggle, make: &dyn Fn() -> Box<dyn Probe>| {
-        if !toggle.enabled {
-            return;
+        /// The probes: one section each, with its enable flag and interval.
+        #[derive(Clone, Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct ProbesConfig {
+            $(
+                $(#[$doc])*
+                pub $key: $section,
+            )*
+            /// How long one probe may run before the collection moves on without it.
+            pub timeout: countywatch_config::duration::PromDuration,
         }
-        let probe = make();
-        match toggle.interval {
-            Some(interval) => built.push(Box::new(Every {
-                probe,
-                interval: interval.get(),
-            })),
-            None => built.push(probe),
+
+        impl Default for ProbesConfig {
+            fn default() -> Self {
+                ProbesConfig {
+                    $($key: <$section>::default(),)*
+                    timeout: countywatch_config::duration::PromDuration(
+                        std::time::Duration::from_secs(5),
+                    ),
+                }
+            }
+        }
+
+        impl ProbesConfig {
+            /// Every line of the table, in its order, with this config's
+            /// section.
+            fn kinds(&self) -> Vec<registry::ProbeKind<'_>> {
+                vec![$(
+                    registry::ProbeKind {
+                        key: stringify!($key),
+                        section: &self.$key,
+                        make: {
+                            let make = registry::constructor::<$section, _, _>($make);
+                            Box::new(move |host| Box::new(make(&self.$key, host)))
+                        },
+                    },
+                )*]
+            }
         }
     };
-    add(&probes.cpu, &|| {
-        Box::new(cpu::CpuProbe::new(procfs.clone(), sysfs))
-    });
-    add(&probes.load, &|| {
-        Box::new(load::LoadProbe::new(procfs.clone()))
-    });
-    add(&probes.memory, &|| {
-        Box::new(memory::MemoryProbe::new(procfs.clone()))
-    });
-    add(&probes.filesystem.toggle(), &|| {
-        Box::new(filesystem::FilesystemProbe::new(
-            procfs.clone(),
-            probes.filesystem.stat_timeout.get(),
-        ))
-    });
-    add(&probes.disk, &|| {
-        Box::new(disk::DiskProbe::new(
-            procfs.clone(),
-            config.paths.udev_data.clone(),
-        ))
-    });
-    add(&probes.network, &|| {
-        Box::new(network::NetworkProbe::new(procfs.clone(), sysfs.clone()))
-    });
-    add(&probes.system, &|| {
-        Box::new(system::SystemProbe::new(procfs.clone(), sysfs.clone()))
-    });
-    add(&probes.pressure, &|| {
-        Box::new(pressure::PressureProbe::new(procfs.clone()))
-    });
-    for (_, toggle, make) in node_collectors(probes) {
-        add(toggle, &|| make(procfs, sysfs));
-    }
-    // Without units there is nothing to ask systemd.
-    if !probes.systemd.units.is_empty() {
-        add(&probes.systemd.toggle(), &|| {
-            Box::new(systemd::SystemdProbe::new(&probes.systemd))
-        });
-    }
-    add(&probes.process.toggle(), &|| {
-        Box::new(process::ProcessProbe::new(procfs.clone(), &probes.process))
-    });
-    if !probes.service.targets.is_empty() {
-        add(&probes.service.toggle(), &|| {
-            Box::new(service::ServiceProbe::new(&probes.service))
-        });
-    }
-    if !probes.snmp.devices.is_empty() {
-        add(&probes.snmp.toggle(), &|| {
-            Box::new(snmp::SnmpProbe::new(
-                &probes.snmp,
-                probes.timeout.get(),
-                config.interval.get(),
-            ))
-        });
-    }
-    // Last, so that a file naming a family another probe reports loses
-    // (the collection drops the later duplicate).
-    add(&probes.textfile.toggle(), &|| {
-        Box::new(textfile::TextfileProbe::new(
-            probes.textfile.directory.clone(),
-        ))
-    });
-    built
 }
 
-/// Checks every probe section, adding each problem to `problems`.
+/// One line of the probe table, with its section of a config.
+pub(super) struct ProbeKind<'a> {
+    /// The config key, which is also the probe's name.
+    pub(super) key: &'static str,
+    /// The probe's section.
+    pub(super) section: &'a dyn ProbeSection,
+    /// Builds the probe from its section.
+    pub(super) make: MakeProbe<'a>,
+}
+
+/// Builds a line's probe from its section of a config.
+pub(super) type MakeProbe<'a> = Box<dyn Fn(&ProbeHost<'_>) -> Box<dyn Probe> + 'a>;
+
+/// Gives a table line's constructor its argument types, so that the line
+/// can be a bare closure returning the probe.
+pub(super) fn constructor<Section, Made, Make>(make: Make) -> Make
+where
+    Make: Fn(&Section, &ProbeHost<'_>) -> Made,
+    Made: Probe + 'static,
+{
+    make
+}
+
+/// What a probe's constructor may use besides its own section.
+pub(super) struct ProbeHost<'a> {
+    /// procfs mount point.
+    pub(super) procfs: &'a PathBuf,
+    /// sysfs mount point.
+    pub(super) sysfs: &'a PathBuf,
+    /// udev's device database.
+    pub(super) udev_data: &'a PathBuf,
+    /// How long one probe may run (`probes.timeout`).
+    pub(super) probe_timeout: Duration,
+    /// The agent's collection interval.
+    pub(super) interval: Duration,
+}
+
+/// Builds the enabled probes in the table's order, except that a probe
+/// whose section [`ProbeSection::runs_last`] comes after all others.
+pub fn build(config: &Config) -> Vec<Box<dyn Probe>> {
+    let host = ProbeHost {
+        procfs: &config.paths.procfs,
+        sysfs: &config.paths.sysfs,
+        udev_data: &config.paths.udev_data,
+        probe_timeout: config.probes.timeout.get(),
+        interval: config.interval.get(),
+    };
+    let (last, first): (Vec<_>, Vec<_>) = config
+        .probes
+        .kinds()
+        .into_iter()
+        .partition(|kind| kind.section.runs_last());
+    first
+        .into_iter()
+        .chain(last)
+        .filter(|kind| kind.section.toggle().enabled && kind.section.has_work())
+        .map(|kind| scheduled(kind.section.toggle(), (kind.make)(&host)))
+        .collect()
+}
+
+/// The probe under its section's interval, when it has one.
+fn scheduled(toggle: ProbeToggle, probe: Box<dyn Probe>) -> Box<dyn Probe> {
+    match toggle.interval {
+        Some(interval) => Box::new(Every {
+            probe,
+            interval: interval.get(),
+        }),
+        None => probe,
+    }
+}
+
+/// Checks every probe section, adding each problem to `problems`: every
+/// section's interval, the overall timeout, then each section's own checks.
 pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
-    let sections: [(&str, Option<_>); 12] = [
-        ("cpu", probes.cpu.interval),
-        ("load", probes.load.interval),
-        ("memory", probes.memory.interval),
-        ("filesystem", probes.filesystem.interval),
-        ("disk", probes.disk.interval),
-        ("network", probes.network.interval),
-        ("system", probes.system.interval),
-        ("pressure", probes.pressure.interval),
-        ("systemd", probes.systemd.interval),
-        ("process", probes.process.interval),
-        ("service", probes.service.interval),
-        ("textfile", probes.textfile.interval),
-    ];
-    let collector_sections =
-        node_collectors(probes).map(|(name, toggle, _)| (name, toggle.interval));
-    for (name, interval) in sections.into_iter().chain(collector_sections) {
-        if let Some(interval) = interval
+    let kinds = probes.kinds();
+    for kind in &kinds {
+        if let Some(interval) = kind.section.toggle().interval
             && interval.get() < Duration::from_secs(1)
         {
             problems.general(format!(
-                "probes.{name}.interval {interval} is shorter than 1s"
+                "probes.{}.interval {interval} is shorter than 1s",
+                kind.key
             ));
         }
     }
@@ -234,33 +162,83 @@ pub fn validate(probes: &ProbesConfig, problems: &mut Problems) {
             probes.timeout
         ));
     }
-    filesystem::validate(&probes.filesystem, probes.timeout.get(), problems);
-    systemd::validate(&probes.systemd, problems);
-    process::validate(&probes.process, problems);
-    service::validate(&probes.service, probes.timeout.get(), problems);
-    snmp::validate(&probes.snmp, probes.timeout.get(), problems);
+    for kind in &kinds {
+        kind.section.validate(probes.timeout.get(), problems);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The lines that are not node_exporter collectors reading only procfs
+    /// and sysfs under their own name: probes covering several collectors,
+    /// probes with their own config, probes waiting on other programs.
+    const NOT_PLAIN_NODE_COLLECTORS: [&str; 13] = [
+        "cpu",
+        "load",
+        "memory",
+        "filesystem",
+        "disk",
+        "network",
+        "system",
+        "pressure",
+        "textfile",
+        "systemd",
+        "process",
+        "service",
+        "snmp",
+    ];
+
     #[test]
-    fn every_node_collector_is_named_after_its_config_key() {
+    fn every_probe_in_the_table_builds_and_is_named_after_its_config_key() {
         let probes = ProbesConfig::default();
         let (procfs, sysfs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        for (key, toggle, make) in node_collectors(&probes) {
+        let (procfs, sysfs) = (procfs.path().to_path_buf(), sysfs.path().to_path_buf());
+        let host = ProbeHost {
+            procfs: &procfs,
+            sysfs: &sysfs,
+            udev_data: &sysfs,
+            probe_timeout: Duration::from_secs(5),
+            interval: Duration::from_secs(15),
+        };
+        let kinds = probes.kinds();
+        let mut node_collectors = 0;
+        for kind in &kinds {
+            let probe = (kind.make)(&host);
+            assert_eq!(probe.name(), kind.key);
+            if NOT_PLAIN_NODE_COLLECTORS.contains(&kind.key) {
+                continue;
+            }
+            node_collectors += 1;
+            let key = kind.key;
             assert!(
-                toggle.enabled,
+                kind.section.toggle().enabled,
                 "{key} is on by default, as in node_exporter"
             );
-            let probe = make(procfs.path(), sysfs.path());
-            assert_eq!(probe.name(), key);
             assert_eq!(probe.collectors(), vec![key]);
             assert!(
                 !probe.needs_own_thread(),
                 "{key} reads only procfs and sysfs"
             );
         }
+        assert_eq!(node_collectors, 31);
+        assert_eq!(kinds.len(), 31 + NOT_PLAIN_NODE_COLLECTORS.len());
+    }
+
+    #[test]
+    fn the_default_build_keeps_the_table_order_with_textfile_last() {
+        let config = Config::default();
+        let names: Vec<&str> = build(&config).iter().map(|probe| probe.name()).collect();
+        let expected: Vec<&str> = config
+            .probes
+            .kinds()
+            .iter()
+            .map(|kind| kind.key)
+            // Off by default, or nothing to poll without a list.
+            .filter(|key| !["systemd", "process", "service", "snmp", "textfile"].contains(key))
+            .chain(["textfile"])
+            .collect();
+        assert_eq!(names, expected);
     }
 }

@@ -28,7 +28,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use serde::Deserialize;
 
-use super::toggle::ProbeToggle;
+use super::toggle::{ProbeSection, ProbeToggle};
 use super::{Probe, ProbeError};
 use crate::tls_verifier::{self, ChainCheck, PresentedChain};
 
@@ -57,13 +57,20 @@ impl Default for ServiceConfig {
     }
 }
 
-impl ServiceConfig {
-    /// The enable flag and interval, as every probe has them.
-    pub fn toggle(&self) -> ProbeToggle {
+impl ProbeSection for ServiceConfig {
+    fn toggle(&self) -> ProbeToggle {
         ProbeToggle {
             enabled: self.enabled,
             interval: self.interval,
         }
+    }
+
+    fn has_work(&self) -> bool {
+        !self.targets.is_empty()
+    }
+
+    fn validate(&self, probe_timeout: Duration, problems: &mut Problems) {
+        validate(self, probe_timeout, problems);
     }
 }
 

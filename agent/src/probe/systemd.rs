@@ -8,13 +8,14 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use countywatch_config::config_file::Problems;
 use countywatch_config::duration::PromDuration;
 use countywatch_wire::{MetricFamily, MetricKind};
 use serde::Deserialize;
 
-use super::toggle::ProbeToggle;
+use super::toggle::{ProbeSection, ProbeToggle};
 use super::{Probe, ProbeError};
 
 /// The states node_exporter reports for every unit.
@@ -45,13 +46,21 @@ impl Default for SystemdConfig {
     }
 }
 
-impl SystemdConfig {
-    /// The enable flag and interval, as every probe has them.
-    pub fn toggle(&self) -> ProbeToggle {
+impl ProbeSection for SystemdConfig {
+    fn toggle(&self) -> ProbeToggle {
         ProbeToggle {
             enabled: self.enabled,
             interval: self.interval,
         }
+    }
+
+    /// Without units there is nothing to ask systemd.
+    fn has_work(&self) -> bool {
+        !self.units.is_empty()
+    }
+
+    fn validate(&self, _probe_timeout: Duration, problems: &mut Problems) {
+        validate(self, problems);
     }
 }
 

@@ -24,7 +24,7 @@ use std::time::UNIX_EPOCH;
 use countywatch_wire::{MetricFamily, MetricKind};
 use serde::Deserialize;
 
-use super::toggle::ProbeToggle;
+use super::toggle::{ProbeSection, ProbeToggle};
 use super::{Probe, ProbeError};
 
 /// Files larger than this are refused rather than read.
@@ -65,13 +65,18 @@ impl Default for TextfileConfig {
     }
 }
 
-impl TextfileConfig {
-    /// The enable flag and interval, as every probe has them.
-    pub fn toggle(&self) -> ProbeToggle {
+impl ProbeSection for TextfileConfig {
+    fn toggle(&self) -> ProbeToggle {
         ProbeToggle {
             enabled: self.enabled,
             interval: self.interval,
         }
+    }
+
+    /// Last, so that a file naming a family another probe reports loses
+    /// (the collection drops the later duplicate).
+    fn runs_last(&self) -> bool {
+        true
     }
 }
 

@@ -13,8 +13,78 @@ use countywatch_wire::{Event, MAX_RAW_BYTES, MetricFamily, MetricKind};
 
 use super::journal::{self, JournalSource};
 use super::tail::{self, Tailer};
-use super::{Position, Source, StartContext, StartError};
-use crate::config::{AuthSourceConfig, JournalMode};
+use countywatch_config::config_file::{Problems, Spanned};
+use serde::Deserialize;
+
+use super::log_time::validate_timezone;
+use super::{Position, Source, SourceSection, StartContext, StartError};
+
+/// The authentication log source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSourceConfig {
+    /// Whether the source runs.
+    pub enabled: bool,
+    /// Log files to follow. Missing files are waited for, so the default
+    /// lists both the Debian/Ubuntu and the RHEL/Kylin/openEuler names.
+    pub paths: Vec<PathBuf>,
+    /// Whether a file found at the very first start (no saved position) is
+    /// read from its beginning; by default only lines written from then on
+    /// are reported. Files appearing later are always read whole.
+    pub read_existing: bool,
+    /// Longest line kept, in bytes; longer lines are cut and marked
+    /// `truncated`.
+    pub max_line_bytes: usize,
+    /// When to read systemd-journald instead of the files: `auto` when none
+    /// of `paths` exists at start and journald runs, `always`, or `never`.
+    pub journal: JournalMode,
+    /// The `journalctl` program run to read the journal.
+    pub journalctl: PathBuf,
+    /// The zone of the files' zone-less timestamps (`Dec  6 10:00:01`):
+    /// `local` (the default: `TZ`, else `/etc/localtime`) or a tzdb name
+    /// (`Asia/Shanghai`, `UTC`). ISO-8601 stamps keep their own offset.
+    pub timezone: Option<Spanned<String>>,
+}
+
+/// When the auth source reads the journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalMode {
+    /// When none of the log files exists at start and journald runs.
+    Auto,
+    /// Always, ignoring the files.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl Default for AuthSourceConfig {
+    fn default() -> Self {
+        AuthSourceConfig {
+            enabled: true,
+            paths: vec![
+                PathBuf::from("/var/log/auth.log"),
+                PathBuf::from("/var/log/secure"),
+            ],
+            read_existing: false,
+            max_line_bytes: 16 * 1024,
+            journal: JournalMode::Auto,
+            journalctl: PathBuf::from("journalctl"),
+            timezone: None,
+        }
+    }
+}
+
+impl SourceSection for AuthSourceConfig {
+    fn validate(&self, problems: &mut Problems) {
+        if !(1..=MAX_RAW_BYTES).contains(&self.max_line_bytes) {
+            problems.general(format!(
+                "sources.auth.max_line_bytes must be between 1 and {MAX_RAW_BYTES}"
+            ));
+        }
+        validate_timezone(self.timezone.as_ref(), problems);
+    }
+}
 
 /// Position key of the log positions (a map of path to [`tail::Position`]).
 pub const POSITION: &str = "auth";
@@ -23,7 +93,7 @@ pub const POSITION: &str = "auth";
 /// ([`use_journal`]) or the files, which inotify watches to wake the run
 /// loop early.
 pub fn start(context: &mut StartContext<'_>) -> Result<Option<Box<dyn Source>>, StartError> {
-    let settings = &context.config.sources.auth;
+    let settings = &context.sources.auth;
     if !settings.enabled {
         return Ok(None);
     }

@@ -26,7 +26,10 @@ use std::time::{Duration, Instant};
 use countywatch_wire::{Event, EventFields, EventKind, EventSource, FileState, MAX_USERS_CHANGED};
 use serde::{Deserialize, Serialize};
 
-use super::{Position, Source, StartContext, StartError};
+use countywatch_config::config_file::Problems;
+use countywatch_config::duration::PromDuration;
+
+use super::{Position, Source, SourceSection, StartContext, StartError};
 use sha2::{Digest, Sha256};
 
 /// Files larger than this are not hashed (their size, mode and owner are
@@ -83,12 +86,60 @@ struct Inner {
     wake: Option<Arc<tokio::sync::Notify>>,
 }
 
+/// File integrity monitoring.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FimSourceConfig {
+    /// Whether the source runs.
+    pub enabled: bool,
+    /// Files and directories to watch; a directory's files are watched one
+    /// level deep.
+    pub paths: Vec<PathBuf>,
+    /// How often everything is rescanned besides the realtime inotify
+    /// watch.
+    pub rescan_interval: PromDuration,
+}
+
+impl Default for FimSourceConfig {
+    fn default() -> Self {
+        FimSourceConfig {
+            enabled: true,
+            paths: [
+                "/etc/passwd",
+                "/etc/shadow",
+                "/etc/group",
+                "/etc/sudoers",
+                "/etc/sudoers.d",
+                "/etc/ssh/sshd_config",
+                "/root/.ssh/authorized_keys",
+                "/etc/crontab",
+                "/etc/cron.d",
+            ]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+            rescan_interval: PromDuration(Duration::from_secs(300)),
+        }
+    }
+}
+
+impl SourceSection for FimSourceConfig {
+    fn validate(&self, problems: &mut Problems) {
+        if self.rescan_interval.get() < Duration::from_secs(1) {
+            problems.general(format!(
+                "sources.fim.rescan_interval {} is shorter than 1s",
+                self.rescan_interval
+            ));
+        }
+    }
+}
+
 /// Position key of the FIM baseline ([`Baseline`]).
 pub const POSITION: &str = "fim";
 
 /// Starts file integrity monitoring when `sources.fim` enables it.
 pub fn start(context: &mut StartContext<'_>) -> Result<Option<Box<dyn Source>>, StartError> {
-    let settings = &context.config.sources.fim;
+    let settings = &context.sources.fim;
     if !settings.enabled {
         return Ok(None);
     }

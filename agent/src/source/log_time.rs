@@ -2,6 +2,7 @@
 //! `Dec  6 10:00:01`): the host's (`TZ`, else `/etc/localtime`, read from
 //! the system's tzdb), or the one a source's `timezone` setting names.
 
+use countywatch_config::config_file::{Problems, Spanned};
 use jiff::tz::TimeZone;
 
 /// The `timezone` value meaning the host's zone (also the default).
@@ -48,6 +49,15 @@ pub fn name(zone: &TimeZone) -> String {
     match zone.iana_name() {
         Some(name) => name.to_string(),
         None => format!("{}", zone.to_offset(jiff::Timestamp::now())),
+    }
+}
+
+/// A source's `timezone` must name a zone the system's tzdb knows.
+pub fn validate_timezone(setting: Option<&Spanned<String>>, problems: &mut Problems) {
+    if let Some(setting) = setting
+        && let Err(error) = zone(Some(&setting.value))
+    {
+        problems.at(setting, error.to_string());
     }
 }
 

@@ -2,7 +2,8 @@
 //! [`Event`]s for the collector's detection rules.
 //!
 //! Every source implements [`Source`] and is registered by one line in
-//! [`SOURCES`], which also fixes the order they are polled in:
+//! the `source_kinds!` table, which also makes its config section
+//! ([`SourcesConfig`]) and fixes the order they are polled in:
 //!
 //! - [`fim`]: file integrity monitoring.
 //! - [`ports`]: listening sockets ([`port_allow`]: its allow-list entries).
@@ -22,13 +23,9 @@
 //! again and stored ones are not. Received syslog has no position: its
 //! events are handed out once, and the caller spools them at once.
 
-pub mod auth_log;
-pub mod fim;
 pub mod journal;
 pub mod log_time;
 pub mod port_allow;
-pub mod ports;
-pub mod syslog;
 pub mod tail;
 
 use std::collections::BTreeMap;
@@ -36,20 +33,94 @@ use std::sync::Arc;
 
 use countywatch_wire::{Event, EventKind, EventSource, MetricFamily, MetricKind};
 
-use countywatch_config::config_file::Spanned;
+use countywatch_config::config_file::{Problems, Spanned};
 use countywatch_daemon::clock::now_ms;
 
-use crate::config::Config;
+/// Generates, from one line per source (its section's doc comment, its
+/// config key, which is also the `source` label of its counters, its
+/// module, which has the section's type and `start`, and its place in the
+/// poll order): the module, `SourcesConfig`, one field per line in the table's order (serde's
+/// "expected one of" lists them in that order), then
+/// `max_events_per_batch`, its `Default` and `validate`, and
+/// [`SOURCE_TABLE`].
+macro_rules! source_kinds {
+    ($(
+        $(#[$doc:meta])*
+        $key:ident in $module:ident: $section:ident, polled $rank:literal;
+    )*) => {
+        $(pub mod $module;)*
+
+        /// The security event sources.
+        #[derive(Clone, Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct SourcesConfig {
+            $(
+                $(#[$doc])*
+                pub $key: $module::$section,
+            )*
+            /// Most events put in one batch; the rest wait for the next batch
+            /// (the log positions only advance past what was sent).
+            pub max_events_per_batch: usize,
+        }
+
+        impl Default for SourcesConfig {
+            fn default() -> Self {
+                SourcesConfig {
+                    $($key: $module::$section::default(),)*
+                    max_events_per_batch: 10_000,
+                }
+            }
+        }
+
+        impl SourcesConfig {
+            /// Adds every problem of the sections to `problems`, section by
+            /// section in the table's order.
+            pub fn validate(&self, problems: &mut Problems) {
+                $(SourceSection::validate(&self.$key, problems);)*
+                if !(1..=40_000).contains(&self.max_events_per_batch) {
+                    problems.general("sources.max_events_per_batch must be between 1 and 40000");
+                }
+            }
+        }
+
+        /// Every source kind: its key, its start and its place in the poll
+        /// order, in the order of its config section.
+        pub const SOURCE_TABLE: &[(&str, StartSource, u8)] = &[$((stringify!($key), $module::start, $rank),)*];
+    };
+}
+
+// The source table: one line per source, in the order of its config
+// section (`sources.<key>`); `polled N` is its place in the poll order
+// (earlier ones have the first call on the event budget). Adding a source
+// is its file (its section's struct implementing `SourceSection`, and
+// `start`) and one line here.
+source_kinds! {
+    /// Authentication logs.
+    auth in auth_log: AuthSourceConfig, polled 3;
+    /// File integrity monitoring.
+    fim in fim: FimSourceConfig, polled 1;
+    /// Listening ports.
+    ports in ports: PortsSourceConfig, polled 2;
+    /// Syslog from network devices (off unless a listener is set).
+    syslog in syslog: SyslogSourceConfig, polled 4;
+}
 
 /// Every source kind, by the `source` label of its counters, in the order
 /// they are polled (earlier ones have the first call on the event budget).
-/// Adding a source is its file and one line here.
-pub const SOURCES: &[(&str, StartSource)] = &[
-    ("fim", fim::start),
-    ("ports", ports::start),
-    ("auth", auth_log::start),
-    ("syslog", syslog::start),
-];
+pub fn sources_in_poll_order() -> Vec<(&'static str, StartSource)> {
+    let mut table = SOURCE_TABLE.to_vec();
+    table.sort_by_key(|(_, _, rank)| *rank);
+    table
+        .into_iter()
+        .map(|(name, start, _)| (name, start))
+        .collect()
+}
+
+/// What the source table asks of a source's config section.
+pub trait SourceSection {
+    /// Adds the section's problems to `problems`.
+    fn validate(&self, _problems: &mut Problems) {}
+}
 
 /// Starts one source kind from the configuration: `Ok(None)` when the
 /// configuration leaves it off.
@@ -107,8 +178,10 @@ impl Position {
 
 /// What a source is started with.
 pub struct StartContext<'a> {
-    /// The agent's configuration.
-    pub config: &'a Config,
+    /// The sources' configuration.
+    pub sources: &'a SourcesConfig,
+    /// procfs mount point (`paths.procfs`), for the socket tables.
+    pub procfs: &'a std::path::Path,
     /// The name events carry as `host`.
     pub host: &'a str,
     /// Signal it when new input arrives, to be polled sooner than the
@@ -152,7 +225,7 @@ pub struct StartError {
 pub struct Sources {
     /// The name events carry as `host`.
     host: String,
-    /// The enabled sources, by label, in [`SOURCES`] order.
+    /// The enabled sources, by label, in poll order.
     sources: Vec<(&'static str, Box<dyn Source>)>,
     /// Most events returned by one poll.
     max_events: usize,
@@ -183,35 +256,38 @@ impl Checkpoint {
 }
 
 impl Sources {
-    /// Starts the enabled sources of [`SOURCES`] from their stored
+    /// Starts the enabled sources of [`SOURCE_TABLE`] from their stored
     /// positions (inside a tokio runtime when a receiver is configured);
     /// `stored` returns a source's serialised position by key. `host` is
-    /// the name events carry. A configured receiver that cannot be bound
-    /// is an error: the operator asked for it.
+    /// the name events carry, `procfs` the procfs mount point. A
+    /// configured receiver that cannot be bound is an error: the operator
+    /// asked for it.
     pub fn start(
-        config: &Config,
+        config: &SourcesConfig,
+        procfs: &std::path::Path,
         host: String,
         stored: impl Fn(&str) -> Option<String>,
     ) -> Result<Sources, StartError> {
         let wake = Arc::new(tokio::sync::Notify::new());
         let mut context = StartContext {
-            config,
+            sources: config,
+            procfs,
             host: &host,
             wake: &wake,
             stored: &stored,
             loaded: BTreeMap::new(),
         };
         let mut sources = Vec::new();
-        for (name, start) in SOURCES {
+        for (name, start) in sources_in_poll_order() {
             if let Some(source) = start(&mut context)? {
-                sources.push((*name, source));
+                sources.push((name, source));
             }
         }
         let last_positions = context.loaded;
         Ok(Sources {
             host,
             sources,
-            max_events: config.sources.max_events_per_batch,
+            max_events: config.max_events_per_batch,
             events_total: BTreeMap::new(),
             clock_skew_logged: std::collections::BTreeSet::new(),
             last_positions,
@@ -358,6 +434,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::config::Config;
 
     /// Stands in for the spool's positions table.
     #[derive(Default)]
@@ -365,9 +442,12 @@ mod tests {
 
     impl Store {
         fn start(&self, config: &Config) -> Sources {
-            Sources::start(config, "host-1".into(), |name| {
-                self.0.borrow().get(name).cloned()
-            })
+            Sources::start(
+                &config.sources,
+                &config.paths.procfs,
+                "host-1".into(),
+                |name| self.0.borrow().get(name).cloned(),
+            )
             .unwrap()
         }
 
@@ -520,7 +600,7 @@ mod tests {
     fn the_registry_starts_every_enabled_source_from_its_table_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config(dir.path());
-        config.sources.auth.journal = crate::config::JournalMode::Never;
+        config.sources.auth.journal = auth_log::JournalMode::Never;
         config.sources.ports.enabled = true;
         config.sources.syslog.udp = Some(countywatch_config::config_file::unspanned(
             "127.0.0.1:0".to_string(),
@@ -533,7 +613,10 @@ mod tests {
             .build()
             .unwrap();
         let names = runtime.block_on(async { Store::default().start(&config).names() });
-        let table: Vec<&str> = SOURCES.iter().map(|(name, _)| *name).collect();
+        let table: Vec<&str> = sources_in_poll_order()
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
         assert_eq!(names, table, "every source enabled, in table order");
         let unique: std::collections::BTreeSet<&str> = table.iter().copied().collect();
         assert_eq!(unique.len(), table.len(), "labels are unique");
@@ -543,5 +626,18 @@ mod tests {
         config.sources.ports.enabled = false;
         config.sources.syslog.udp = None;
         assert!(Store::default().start(&config).names().is_empty());
+    }
+
+    #[test]
+    fn with_defaults_every_table_line_but_syslog_starts_and_syslog_waits_for_a_listener() {
+        let keys: Vec<&str> = SOURCE_TABLE.iter().map(|(key, _, _)| *key).collect();
+        assert_eq!(keys, ["auth", "fim", "ports", "syslog"], "config order");
+        let mut ranks: Vec<u8> = SOURCE_TABLE.iter().map(|(_, _, rank)| *rank).collect();
+        ranks.sort_unstable();
+        ranks.dedup();
+        assert_eq!(ranks.len(), SOURCE_TABLE.len(), "one poll place each");
+        let names = Store::default().start(&Config::default()).names();
+        assert_eq!(names, ["fim", "ports", "auth"]);
+        assert!(!Config::default().sources.syslog.enabled());
     }
 }

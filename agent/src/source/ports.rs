@@ -21,12 +21,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use countywatch_wire::{Event, EventFields, EventKind, EventSource};
 use serde::{Deserialize, Serialize};
 
 use super::port_allow::AllowRule;
-use super::{Position, Source, StartContext, StartError};
+use countywatch_config::config_file::{Problems, Spanned};
+use countywatch_config::duration::PromDuration;
+
+use super::{Position, Source, SourceSection, StartContext, StartError};
 
 /// The protocol tables scanned, by file name under `/proc/net`.
 pub const PROTOCOLS: [&str; 4] = ["tcp", "tcp6", "udp", "udp6"];
@@ -159,12 +163,49 @@ pub struct PortsOptions {
     pub own_pid: Option<u32>,
 }
 
+/// The listening ports source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortsSourceConfig {
+    /// Whether the source runs.
+    pub enabled: bool,
+    /// Listeners that produce no events: `tcp/22` (any address),
+    /// `tcp/127.0.0.1:5432`, `udp/[::1]:53`. `tcp` and `udp` cover both
+    /// IPv4 and IPv6.
+    pub allow: Vec<Spanned<String>>,
+    /// How long an unconnected UDP socket bound to a port in the kernel's
+    /// ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`) must stay
+    /// bound before it counts as a listener; DNS and NTP clients' sockets
+    /// live seconds. UDP ports outside the range count at once.
+    pub udp_grace: PromDuration,
+}
+
+impl Default for PortsSourceConfig {
+    fn default() -> Self {
+        PortsSourceConfig {
+            enabled: true,
+            allow: Vec::new(),
+            udp_grace: PromDuration(Duration::from_secs(300)),
+        }
+    }
+}
+
+impl SourceSection for PortsSourceConfig {
+    fn validate(&self, problems: &mut Problems) {
+        for rule in &self.allow {
+            if let Err(error) = AllowRule::parse(&rule.value) {
+                problems.at(rule, error.to_string());
+            }
+        }
+    }
+}
+
 /// Position key of the known listeners (a list of [`Listener`]).
 pub const POSITION: &str = "ports";
 
 /// Starts the ports source when `sources.ports` enables it.
 pub fn start(context: &mut StartContext<'_>) -> Result<Option<Box<dyn Source>>, StartError> {
-    let settings = &context.config.sources.ports;
+    let settings = &context.sources.ports;
     if !settings.enabled {
         return Ok(None);
     }
@@ -178,7 +219,7 @@ pub fn start(context: &mut StartContext<'_>) -> Result<Option<Box<dyn Source>>, 
         own_pid: Some(std::process::id()),
     };
     Ok(Some(Box::new(PortsSource::new(
-        context.config.paths.procfs.clone(),
+        context.procfs.to_path_buf(),
         options,
         context.position(POSITION),
     ))))

@@ -8,7 +8,7 @@ use countywatch_config::config_file::{Problems, Spanned};
 use countywatch_config::duration::PromDuration;
 use serde::Deserialize;
 
-use crate::probe::toggle::ProbeToggle;
+use crate::probe::toggle::{ProbeSection, ProbeToggle};
 
 /// The SNMP probe's config section.
 #[derive(Clone, Debug, Deserialize)]
@@ -29,14 +29,20 @@ impl Default for SnmpConfig {
     }
 }
 
-impl SnmpConfig {
-    /// The enable flag; each device has its own interval, so the probe
-    /// itself runs every collection.
-    pub fn toggle(&self) -> ProbeToggle {
+impl ProbeSection for SnmpConfig {
+    fn toggle(&self) -> ProbeToggle {
         ProbeToggle {
             enabled: self.enabled,
             interval: None,
         }
+    }
+
+    fn has_work(&self) -> bool {
+        !self.devices.is_empty()
+    }
+
+    fn validate(&self, probe_timeout: Duration, problems: &mut Problems) {
+        validate(self, probe_timeout, problems);
     }
 }
 

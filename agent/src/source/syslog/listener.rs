@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
+use super::SyslogSourceConfig;
 use super::allow::AllowList;
 use super::framing::{Frame, Framer, trim_line_end};
 use super::{Inbox, ReceiverStats};
-use crate::config::SyslogSourceConfig;
 
 /// Receive buffer asked of the kernel for the UDP socket (it may grant
 /// less: `net.core.rmem_max`).
@@ -249,7 +249,8 @@ mod tests {
 
     use super::super::SyslogSource;
     use super::*;
-    use crate::config::{SyslogSourceConfig, unspanned};
+    use crate::config::unspanned;
+    use crate::source::syslog::SyslogSourceConfig;
 
     fn config(allow: &[&str]) -> SyslogSourceConfig {
         SyslogSourceConfig {

@@ -42,7 +42,11 @@ use countywatch_parse::sanitize::escape_controls;
 use countywatch_parse::syslog_message::{header_time, message_to_event};
 use countywatch_wire::{Event, EventKind, MetricFamily, MetricKind};
 
-use super::{Position, Source, StartContext, StartError};
+use countywatch_config::config_file::{Problems, Spanned};
+use serde::Deserialize;
+
+use super::log_time::validate_timezone;
+use super::{Position, Source, SourceSection, StartContext, StartError};
 
 /// Most message bytes turned into events per poll. Each event carries its
 /// message about twice (`raw` and `message`), so a batch stays near 7 MiB
@@ -179,10 +183,97 @@ impl Inbox {
     }
 }
 
+/// The syslog receiver for network devices (`docs/events.md`, `syslog`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogSourceConfig {
+    /// UDP address to receive on, `ADDRESS:PORT` (`0.0.0.0:514`,
+    /// `[::]:514`); none by default. Port 514 needs root or
+    /// CAP_NET_BIND_SERVICE.
+    pub udp: Option<Spanned<String>>,
+    /// TCP address to receive on (RFC 6587: octet counting or one message
+    /// per line); none by default.
+    pub tcp: Option<Spanned<String>>,
+    /// Senders accepted: CIDR blocks or single addresses (`192.0.2.0/24`,
+    /// `10.1.1.1`, `2001:db8::/32`). Messages from anyone else are dropped
+    /// and counted. Required when a listener is set; `0.0.0.0/0` and
+    /// `::/0` accept everyone.
+    pub allow: Vec<Spanned<String>>,
+    /// Longest message accepted, in bytes; longer ones are dropped and
+    /// counted (RFC 5424 receivers must take 480 and should take 2048).
+    pub max_message_bytes: usize,
+    /// Most messages waiting to become events. A flood beyond it is dropped
+    /// and counted, so memory stays under `queue` × `max_message_bytes`.
+    pub queue: usize,
+    /// Most TCP connections open at once; more are closed and counted.
+    pub max_connections: usize,
+    /// The zone of zone-less timestamps (`Dec  6 10:00:01`) in lines that
+    /// old servers forward (auth lines, `docs/events.md`): `local` (the
+    /// default: this host's zone) or a tzdb name (`Asia/Shanghai`).
+    pub timezone: Option<Spanned<String>>,
+}
+
+impl Default for SyslogSourceConfig {
+    fn default() -> Self {
+        SyslogSourceConfig {
+            udp: None,
+            tcp: None,
+            allow: Vec::new(),
+            max_message_bytes: 8 * 1024,
+            queue: 20_000,
+            max_connections: 256,
+            timezone: None,
+        }
+    }
+}
+
+impl SyslogSourceConfig {
+    /// Whether any listener is configured.
+    pub fn enabled(&self) -> bool {
+        self.udp.is_some() || self.tcp.is_some()
+    }
+}
+
+impl SourceSection for SyslogSourceConfig {
+    fn validate(&self, problems: &mut Problems) {
+        for address in self.udp.iter().chain(&self.tcp) {
+            if address.value.parse::<std::net::SocketAddr>().is_err() {
+                problems.at(
+                    address,
+                    format!(
+                        "syslog listen address {:?} must be ADDRESS:PORT (0.0.0.0:514, [::]:514)",
+                        address.value
+                    ),
+                );
+            }
+        }
+        for entry in &self.allow {
+            if let Err(error) = countywatch_wire::Cidr::parse(&entry.value) {
+                problems.at(entry, format!("allow-list entry {:?} {error}", entry.value));
+            }
+        }
+        if self.enabled() && self.allow.is_empty() {
+            problems.general(
+                "sources.syslog.allow must list the senders (CIDR blocks) when a syslog listener is set",
+            );
+        }
+        if !(480..=65_535).contains(&self.max_message_bytes) {
+            problems.general("sources.syslog.max_message_bytes must be between 480 and 65535");
+        }
+        if !(1..=1_000_000).contains(&self.queue) {
+            problems.general("sources.syslog.queue must be between 1 and 1000000");
+        }
+        if !(1..=10_000).contains(&self.max_connections) {
+            problems.general("sources.syslog.max_connections must be between 1 and 10000");
+        }
+        validate_timezone(self.timezone.as_ref(), problems);
+    }
+}
+
 /// Binds the syslog listeners when `sources.syslog` sets any (inside a
 /// tokio runtime).
 pub fn start(context: &mut StartContext<'_>) -> Result<Option<Box<dyn Source>>, StartError> {
-    let settings = &context.config.sources.syslog;
+    let settings = &context.sources.syslog;
     if !settings.enabled() {
         return Ok(None);
     }
@@ -236,7 +327,7 @@ impl SyslogSource {
     /// receiving into a new inbox that signals `wake`. `own_host` is this
     /// agent's name; `zone` the zone of forwarded lines' zone-less times.
     pub fn start(
-        config: &crate::config::SyslogSourceConfig,
+        config: &SyslogSourceConfig,
         wake: Arc<tokio::sync::Notify>,
         own_host: String,
         zone: jiff::tz::TimeZone,
