@@ -6,16 +6,12 @@
 //! A kind's file owns its rule-file section (`Raw`), its validated
 //! parameters (`Spec`) and what a group key remembers (`State`), and
 //! implements [`Kind`]. The `detection_kinds!` table below is the one
-//! place that lists them: it makes the rule-file keys of
+//! place that lists them: it declares their modules and makes the
+//! rule-file keys of
 //! [`crate::rulefmt::RawRule`], [`KindSpec`] and [`GroupState`]. A rule
 //! with none of the keys is `single`: every match fires.
 
-pub mod absence;
-pub mod distinct;
-pub mod new_value;
-pub mod sequence;
 pub mod single;
-pub mod threshold;
 
 use std::fmt::Debug;
 
@@ -107,7 +103,8 @@ pub struct Hit {
     pub id: i64,
 }
 
-/// The table of correlation kinds: each line is the rule-file key, the
+/// The table of correlation kinds: each line is the rule-file key (also
+/// the name of the kind's module), the
 /// variant of [`KindSpec`] and [`GroupState`], the [`Kind`], and the name
 /// its state has in snapshots. `$callback` receives the table; the enums
 /// here and the rule-file keys in `rulefmt.rs` are made from it.
@@ -129,10 +126,13 @@ macro_rules! detection_kinds {
 }
 pub(crate) use detection_kinds;
 
-/// Makes [`KindSpec`] and [`GroupState`] from the table, with the `match`es
-/// that dispatch to each kind.
+/// Makes the kinds' modules (each named after its rule-file key),
+/// [`KindSpec`] and [`GroupState`] from the table, with the `match`es that
+/// dispatch to each kind.
 macro_rules! kind_enums {
     ($($(#[doc = $doc:literal])* $key:ident: $variant:ident($kind:ty) as $state:literal,)*) => {
+        $(pub mod $key;)*
+
         /// The correlation kind and its parameters.
         #[derive(Clone, Debug)]
         pub enum KindSpec {

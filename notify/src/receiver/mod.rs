@@ -5,17 +5,12 @@
 //!
 //! Each kind's file owns its config struct and implements [`Kind`]; the
 //! `receiver_kinds!` table below is the one place that lists them: it
-//! gives [`ReceiverConfig`] its `NAME_configs` keys, and building and
+//! declares their modules, gives [`ReceiverConfig`] its `NAME_configs`
+//! keys, and building and
 //! checking receivers (also those read from an `alertmanager.yml`) go
 //! through it.
 
-pub mod alertmanager;
 pub mod chat_bot;
-pub mod dingtalk;
-pub mod email;
-pub mod feishu;
-pub mod webhook;
-pub mod wecom;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -58,10 +53,12 @@ pub struct BuildContext<'a> {
 }
 
 /// The table of integration kinds: each line is a `NAME_configs` key of a
-/// receiver and the [`Kind`] its entries build. Generates
-/// [`ReceiverConfig`] and the loops over its keys.
+/// receiver, the module of its kind and the [`Kind`] its entries build.
+/// Generates the modules, [`ReceiverConfig`] and the loops over its keys.
 macro_rules! receiver_kinds {
-    ($($(#[doc = $doc:literal])* $key:ident: $kind:ty,)*) => {
+    ($($(#[doc = $doc:literal])* $key:ident in $module:ident: $kind:ty,)*) => {
+        $(pub mod $module;)*
+
         /// A named receiver with any number of integrations.
         #[derive(Clone, Debug, Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -109,20 +106,21 @@ macro_rules! receiver_kinds {
     };
 }
 
-// The registration point: one line per kind of integration.
+// The registration point: one line per kind of integration (adding one
+// is its file and one line here).
 receiver_kinds! {
     /// SMTP email.
-    email_configs: email::Email,
+    email_configs in email: email::Email,
     /// Generic webhooks with Alertmanager's payload (version 4).
-    webhook_configs: webhook::Webhook,
+    webhook_configs in webhook: webhook::Webhook,
     /// DingTalk group robots.
-    dingtalk_configs: ChatBot<dingtalk::DingTalk>,
+    dingtalk_configs in dingtalk: ChatBot<dingtalk::DingTalk>,
     /// WeCom (企业微信) group robots.
-    wecom_configs: ChatBot<wecom::WeCom>,
+    wecom_configs in wecom: ChatBot<wecom::WeCom>,
     /// Feishu / Lark group robots.
-    feishu_configs: ChatBot<feishu::Feishu>,
+    feishu_configs in feishu: ChatBot<feishu::Feishu>,
     /// Forwarding to an Alertmanager (or a cluster member) `/api/v2/alerts`.
-    alertmanager_configs: alertmanager::Alertmanager,
+    alertmanager_configs in alertmanager: alertmanager::Alertmanager,
 }
 
 /// Builds the integrations of one key of receiver `name`, naming the
