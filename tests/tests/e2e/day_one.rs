@@ -146,8 +146,11 @@ fn the_first_admin_logs_in_with_the_generated_password_and_must_change_it_first(
         .find("#confirm")
         .type_text("our county's own admin password");
     browser.find("#change-password").click_and_wait();
-    assert!(browser.url().ends_with("/incidents"), "{}", browser.url());
+    // The change lands on the overview, signed in with a new session.
+    assert_eq!(browser.url(), format!("{base}/"));
     assert_eq!(browser.find("#whoami").text(), "admin");
+    let agents_up = browser.find("#agents-up").text();
+    assert!(agents_up.contains(": "), "{agents_up}");
     assert!(
         !file.exists(),
         "the initial password file outlived the change"

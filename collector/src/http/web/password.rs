@@ -69,7 +69,10 @@ pub fn change(
         "sessions and tokens revoked",
     );
     tracing::info!(user = principal.user, "password changed");
-    start_session(state, &principal.user, now_ms(), "/incidents")
+    // On to the overview, where a login lands too: after the first
+    // login's forced change, that is the page that says whether the
+    // agents are up and anything is wrong.
+    start_session(state, &principal.user, now_ms(), "/")
         .unwrap_or_else(|error| failure(context, &error))
 }
 
