@@ -8,6 +8,9 @@
 //! killed process loses nothing committed (the WAL is in the operating
 //! system's hands) without an fsync per transaction; and a busy timeout, so
 //! that a writer waits for another's transaction instead of failing.
+//! [`WriteGate`] bounds that wait for a busy writer's followers: after one
+//! write found the lock held by another process, the next ones are refused
+//! at once for a moment.
 //!
 //! **Architecture Invariant:** a transaction that reads before it writes on
 //! a database other connections write to is begun with
