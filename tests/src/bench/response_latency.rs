@@ -7,7 +7,10 @@
 //! per address for 1,000 addresses, 100 addresses a second. No peer is
 //! measured for this figure. Then log line to block, the same lines fed to
 //! Debian's fail2ban (sshd jail settings, nftables action) in a namespace of
-//! its own, measured to its `Ban` log line.
+//! its own, measured to its `Ban` log line; and the stages before the
+//! decision: from the lines to the collector storing an address's last
+//! failure (`received_ms`: the agent's pacing, its POST, ingest), and from
+//! there to the decision (the detection task).
 //! Then 20 unblocks from the command line (`decisions delete`, one at a
 //! time) to the agent's log line saying it lifted the block.
 //! Then the cost of the set on accepted connections: 2,000 TCP connects
@@ -269,6 +272,30 @@ fn run() -> Vec<Figure> {
         .collect();
     decision_to_block.sort_by(f64::total_cmp);
     let log_to_block = latencies(&written, &blocked);
+    // The stages before the decision: when the collector stored each
+    // address's last failure (the agent's pacing, its POST and ingest),
+    // and from there to the decision (the detection task).
+    let events = rusqlite::Connection::open_with_flags(
+        collector.data_dir.join("collector.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let stored: HashMap<String, i64> = events
+        .prepare(
+            "SELECT json_extract(body, '$.fields.src_ip'), MAX(received_ms) FROM events
+             WHERE kind = 'ssh_login_failed' GROUP BY 1",
+        )
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .filter_map(Result::ok)
+        .collect();
+    let log_to_stored = latencies(&written, &stored);
+    let mut stored_to_decision: Vec<f64> = decided
+        .iter()
+        .filter_map(|(address, start_ms)| Some((start_ms - stored.get(address)?) as f64))
+        .collect();
+    stored_to_decision.sort_by(f64::total_cmp);
     let kernel = std::process::Command::new("ip")
         .args(["netns", "exec", &link.name])
         .args([
@@ -326,6 +353,26 @@ fn run() -> Vec<Figure> {
         Figure::new(
             "response_latency_max",
             decision_to_block.last().copied().unwrap_or(f64::NAN),
+            "ms",
+        ),
+        Figure::new(
+            "response_log_to_stored_p50",
+            percentile(&log_to_stored, 0.50),
+            "ms",
+        ),
+        Figure::new(
+            "response_log_to_stored_p99",
+            percentile(&log_to_stored, 0.99),
+            "ms",
+        ),
+        Figure::new(
+            "response_stored_to_decision_p50",
+            percentile(&stored_to_decision, 0.50),
+            "ms",
+        ),
+        Figure::new(
+            "response_stored_to_decision_p99",
+            percentile(&stored_to_decision, 0.99),
             "ms",
         ),
         Figure::new("response_decisions", decided.len() as f64, "decisions"),
