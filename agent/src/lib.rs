@@ -18,7 +18,7 @@
 //! - [`response`]: active response: the blocks the collector decides on,
 //!   their safety rules and the firewall that enforces them.
 //! - [`wake_pacing`]: when a source's wake is polled for an events-only
-//!   batch: at once after a quiet spell, at most five a second in a flood.
+//!   batch: at once after a quiet spell, at most ten a second in a flood.
 //!
 //! [`run`] is the daemon, and this file its run loop: every interval the
 //! probes and sources run and their batch is written to the spool; between

@@ -6,7 +6,7 @@
 //! The first wake after a quiet spell is polled [`SETTLE`] later, so that
 //! an attack's lines reach the collector (and its block the firewall) at
 //! once instead of waiting for the next collection. During a flood, polls
-//! are at least [`MIN_GAP`] apart: at most five events-only batches a
+//! are at least [`MIN_GAP`] apart: at most ten events-only batches a
 //! second, however fast lines arrive, each holding everything written
 //! since the previous poll (up to `sources.max_events_per_batch`).
 //!
@@ -33,13 +33,17 @@ use tokio::time::Instant;
 pub const SETTLE: Duration = Duration::from_millis(20);
 
 /// Shortest time between two polls of the sources that spooled an
-/// events-only batch. Each events-only batch costs a spool transaction (fsync), a
-/// POST and a collector transaction; five a second keeps a flood on one
-/// host at a few percent of a core on both sides, and the collector's
-/// ingest budget answers `Retry-After` if many hosts flood at once (the
-/// spool holds the batches meanwhile). It also bounds the wait an
-/// attacker's lines see during a flood to this gap.
-pub const MIN_GAP: Duration = Duration::from_millis(200);
+/// events-only batch, and so the longest an attacker's line waits in a
+/// flood. Each batch costs a spool transaction (one fsync), a POST and a
+/// collector transaction: at ten a second that is about one percent of a
+/// core on each side, and the collector ingests about 2,000 batches a
+/// second (docs/benchmarks.md, ingest), so one flooded host costs it half
+/// a percent; if many flood at once its ingest budget answers
+/// `Retry-After` and the spool holds the batches. At 200 ms (five a
+/// second) the response_latency benchmark's log line to block was 161 ms
+/// p50, no better than fail2ban's best on this machine; at 100 ms, 85 ms
+/// (docs/benchmarks.md, response_latency).
+pub const MIN_GAP: Duration = Duration::from_millis(100);
 
 /// The pacing state: when the last events-only batch was polled.
 #[derive(Clone, Copy, Debug, Default)]
@@ -120,7 +124,7 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_is_coalesced_into_at_most_five_batches_a_second_and_nothing_is_lost() {
+    fn a_flood_is_coalesced_into_at_most_ten_batches_a_second_and_nothing_is_lost() {
         let start = Instant::now();
         // A line every 2 ms for ten seconds: 5,000 lines.
         let writes: Vec<u64> = (0..5_000).map(|index| index * 2).collect();
@@ -131,7 +135,7 @@ mod tests {
             .collect();
         assert_eq!(read, writes, "every line once, in order");
         assert!(
-            batches.len() <= 10 * 5 + 1,
+            batches.len() <= 10 * 10 + 1,
             "{} batches in ten seconds",
             batches.len()
         );

@@ -10,7 +10,8 @@
 //! its own, measured to its `Ban` log line; and the stages before the
 //! decision: from the lines to the collector storing an address's last
 //! failure (`received_ms`: the agent's pacing, its POST, ingest), and from
-//! there to the decision (the detection task).
+//! there to the decision (the detection task); and what the flood costs
+//! (batches a second, CPU of agent and collector, first line to last block).
 //! Then 20 unblocks from the command line (`decisions delete`, one at a
 //! time) to the agent's log line saying it lifted the block.
 //! Then the cost of the set on accepted connections: 2,000 TCP connects
@@ -25,7 +26,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{Benchmark, Figure, percentile};
+use super::{Benchmark, Figure, cpu_seconds, percentile};
 use crate::netns::NetNs;
 use crate::process::wait_until;
 use crate::{Agent, Collector, TEST_AGENT_CONFIG, enroll};
@@ -235,6 +236,9 @@ fn run() -> Vec<Figure> {
             .is_some()
     );
 
+    // What the flood costs, from the first line to the last block: CPU
+    // of both daemons and the batches the agent sent.
+    let cpu_before = (cpu_seconds(agent.pid()), cpu_seconds(collector.pid()));
     let written = write_attack(&log, name);
     let blocked_lines = || -> Vec<serde_json::Value> {
         agent
@@ -248,6 +252,7 @@ fn run() -> Vec<Figure> {
     wait_until(Duration::from_secs(300), || {
         blocked_lines().len() >= ADDRESSES
     });
+    let cpu_after = (cpu_seconds(agent.pid()), cpu_seconds(collector.pid()));
     let blocked: HashMap<String, i64> = blocked_lines()
         .iter()
         .filter_map(|value| {
@@ -291,6 +296,18 @@ fn run() -> Vec<Figure> {
         .filter_map(Result::ok)
         .collect();
     let log_to_stored = latencies(&written, &stored);
+    let flood_ms = (
+        written.values().min().copied().unwrap_or(0),
+        blocked.values().max().copied().unwrap_or(0),
+    );
+    let flood_batches: i64 = events
+        .query_row(
+            "SELECT COUNT(*) FROM batches WHERE agent = ?1 AND received_ms BETWEEN ?2 AND ?3",
+            rusqlite::params![name, flood_ms.0, flood_ms.1],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let flood_seconds = (flood_ms.1 - flood_ms.0) as f64 / 1000.0;
     let mut stored_to_decision: Vec<f64> = decided
         .iter()
         .filter_map(|(address, start_ms)| Some((start_ms - stored.get(address)?) as f64))
@@ -374,6 +391,21 @@ fn run() -> Vec<Figure> {
             "response_stored_to_decision_p99",
             percentile(&stored_to_decision, 0.99),
             "ms",
+        ),
+        Figure::new(
+            "response_flood_batches_per_second",
+            flood_batches as f64 / flood_seconds,
+            "batches/s",
+        ),
+        Figure::new(
+            "response_flood_agent_cpu",
+            (cpu_after.0 - cpu_before.0) / flood_seconds * 100.0,
+            "% of a core",
+        ),
+        Figure::new(
+            "response_flood_collector_cpu",
+            (cpu_after.1 - cpu_before.1) / flood_seconds * 100.0,
+            "% of a core",
         ),
         Figure::new("response_decisions", decided.len() as f64, "decisions"),
         Figure::new("response_blocked", decision_to_block.len() as f64, "blocks"),
