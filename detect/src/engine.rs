@@ -150,6 +150,11 @@ struct Group {
     touched_ms: i64,
     /// Until when the key stays quiet after firing.
     quiet_until_ms: i64,
+    /// For a rule that blocks on the hosts it saw attacked: the salted
+    /// hashes of the hosts it fired for since it last fired outside a
+    /// cooldown (`suppress::follows_to`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    fired_on: Vec<u64>,
     /// What the kind remembers.
     state: GroupState,
 }
@@ -413,10 +418,18 @@ impl Engine {
             let Some(hits) = fired else {
                 continue;
             };
-            if suppress::is_cooling_down(group.quiet_until_ms, at_ms) {
+            let host = suppress::blocks_per_host(rule).then(|| salted_hash(self.salt, &event.host));
+            let cooling_down = suppress::is_cooling_down(group.quiet_until_ms, at_ms);
+            if cooling_down && !host.is_some_and(|host| suppress::follows_to(&group.fired_on, host))
+            {
                 continue;
             }
-            group.quiet_until_ms = suppress::quiet_until(rule, at_ms);
+            if let Some(host) = host {
+                suppress::remember_host(&mut group.fired_on, host, cooling_down);
+            }
+            if !cooling_down {
+                group.quiet_until_ms = suppress::quiet_until(rule, at_ms);
+            }
             let key = group_key(&rule.group_by, event, &mut self.key_buffer).to_string();
             runtime.detections += 1;
             out.push(self.build(index, &key, &hits, at_ms, Some(event), lookup));
@@ -800,6 +813,7 @@ impl KeyTable {
         let group = place.get_or_insert_with(|| Group {
             touched_ms: at_ms,
             quiet_until_ms: i64::MIN,
+            fired_on: Vec::new(),
             state: runtime.rule.kind.initial_state(Hit { at_ms, id: -1 }),
         });
         group.touched_ms = group.touched_ms.max(at_ms);
@@ -1082,6 +1096,71 @@ mod tests {
                 "src_ip=203.0.113.9"
             ]
         );
+    }
+
+    #[test]
+    fn a_host_scoped_block_follows_the_attack_to_a_new_host_inside_the_cooldown() {
+        let on = |host: &str, at_ms: i64| {
+            let mut event = failed(at_ms, "203.0.113.9");
+            event.host = host.into();
+            event
+        };
+        let attack = |engine: &mut Engine| {
+            let mut events: Vec<Event> = (0..3).map(|i| on("web1", i * 1000)).collect();
+            // More failures on web1 inside the cooldown: quiet.
+            events.extend((0..3).map(|i| on("web1", 10_000 + i * 1000)));
+            // The same address moves to web2, then web3, then back to web1.
+            events.extend((0..3).map(|i| on("web2", 20_000 + i * 1000)));
+            events.extend((0..3).map(|i| on("web2", 30_000 + i * 1000)));
+            events.extend((0..3).map(|i| on("web3", 40_000 + i * 1000)));
+            events.extend((0..3).map(|i| on("web1", 50_000 + i * 1000)));
+            run(engine, &events)
+        };
+        let blocking = BRUTE.replace(
+            "labels: {team: sec}",
+            "labels: {team: sec}, response: {action: block_source, duration: 1h, scope: host}",
+        );
+        let detections = attack(&mut engine(&blocking));
+        let hosts: Vec<Vec<String>> = detections.iter().map(|d| d.hosts.clone()).collect();
+        assert_eq!(
+            detections.len(),
+            3,
+            "web1, then web2 and web3 once each: {hosts:?}"
+        );
+        assert!(hosts[0] == ["web1"], "{hosts:?}");
+        assert!(hosts[1].contains(&"web2".to_string()), "{hosts:?}");
+        assert!(hosts[2].contains(&"web3".to_string()), "{hosts:?}");
+        assert!(
+            detections
+                .iter()
+                .all(|d| d.group_key == "src_ip=203.0.113.9"),
+            "one key, so one incident"
+        );
+
+        // A county-wide block already covers every host, and a rule
+        // without a response only notifies: both keep their cooldown.
+        let county = blocking.replace("scope: host", "scope: county");
+        assert_eq!(attack(&mut engine(&county)).len(), 1);
+        assert_eq!(attack(&mut engine(BRUTE)).len(), 1);
+    }
+
+    #[test]
+    fn a_key_follows_at_most_max_hosts_followed_hosts_inside_one_cooldown() {
+        let blocking = BRUTE.replace(
+            "labels: {team: sec}",
+            "labels: {team: sec}, response: {action: block_source, duration: 1h, scope: host}",
+        );
+        let mut engine = engine(&blocking);
+        let mut events = Vec::new();
+        for host in 0..(suppress::MAX_HOSTS_FOLLOWED + 10) {
+            for i in 0..3 {
+                let mut event = failed((host * 10 + i) as i64, "203.0.113.9");
+                event.host = format!("web{host}");
+                events.push(event);
+            }
+        }
+        let detections = run(&mut engine, &events);
+        assert_eq!(detections.len(), suppress::MAX_HOSTS_FOLLOWED);
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub enum Decided {
     Nothing,
     /// A decision with this id.
     Made(i64),
+    /// The incident's host-scoped decision with this id now also blocks on
+    /// the hosts the attack moved to.
+    Extended(i64),
     /// Refused: the address may never be blocked; the reason (audited).
     Refused(String),
     /// The detection has no single source address to block.
@@ -61,6 +64,7 @@ impl Decided {
         match self {
             Decided::Nothing => None,
             Decided::Made(_) => Some("made"),
+            Decided::Extended(_) => Some("extended"),
             Decided::Refused(_) => Some("refused"),
             Decided::NoAddress => Some("no_address"),
         }
@@ -70,7 +74,9 @@ impl Decided {
 /// Records the decision a detection's rule asks for, after the store
 /// recorded the detection as `recorded`. A new or reopened incident always
 /// gets one; an incident seen again gets one only when it has none active
-/// and no officer lifted one (the attack outlasted the block).
+/// and no officer lifted one (the attack outlasted the block), and its
+/// active host-scoped one is extended to the detection's hosts it does not
+/// list yet (the attacker moved to another server).
 pub fn decide(
     store: &IncidentStore,
     config: &ResponseConfig,
@@ -85,6 +91,27 @@ pub fn decide(
     let incident = recorded.id();
     if let Recorded::Deduplicated(_) = recorded {
         let (active, lifted) = store.incident_decision_state(incident, now_ms)?;
+        if active
+            && !lifted
+            && response.scope == ResponseScope::Host
+            && let Some(address) = detection.source_address()
+            && let Some((id, hosts)) = store.extend_decision(
+                incident,
+                address,
+                &detection.hosts,
+                DETECTION_ACTOR,
+                now_ms,
+            )?
+        {
+            tracing::info!(
+                incident,
+                decision = id,
+                %address,
+                hosts = %hosts.join(","),
+                "decision extended to the hosts the attack moved to"
+            );
+            return Ok(Decided::Extended(id));
+        }
         if active || lifted {
             return Ok(Decided::Nothing);
         }
@@ -308,6 +335,61 @@ mod tests {
         let config: crate::config::Config =
             countywatch_config::config_file::parse(std::path::Path::new("c.yaml"), text).unwrap();
         config.response
+    }
+
+    #[test]
+    fn an_attack_that_moves_to_another_host_extends_the_incident_s_host_decision_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        let config = config("");
+        let on_web1 = detection("203.0.113.9", &["web1"], ResponseScope::Host);
+        let recorded = store.record_detection(&on_web1).unwrap();
+        assert_eq!(
+            decide(&store, &config, &on_web1, recorded, 10_000).unwrap(),
+            Decided::Made(1)
+        );
+        let web2_cursor = store
+            .decision_feed("web2", 0, 10_000, ResponseMode::DryRun)
+            .unwrap()
+            .cursor;
+
+        // The engine fired again, inside its cooldown, for web2.
+        let on_web2 = detection("203.0.113.9", &["web1", "web2"], ResponseScope::Host);
+        let again = store.record_detection(&on_web2).unwrap();
+        assert!(matches!(again, Recorded::Deduplicated(_)), "one incident");
+        assert_eq!(
+            decide(&store, &config, &on_web2, again, 20_000).unwrap(),
+            Decided::Extended(1)
+        );
+        let listed = store.decisions(DecisionFilter::All, 20_000, 10).unwrap();
+        assert_eq!(listed.len(), 1, "the same decision, not a second one");
+        assert_eq!(listed[0].hosts, ["web1", "web2"]);
+        // web2's agent hears of it after the cursor it already had.
+        let feed = store
+            .decision_feed("web2", web2_cursor, 20_000, ResponseMode::DryRun)
+            .unwrap();
+        assert_eq!(feed.updates.len(), 1, "{feed:?}");
+        assert_eq!(feed.updates[0].address.to_string(), "203.0.113.9");
+        assert!(!feed.updates[0].removed);
+        // Nothing new for web1, nor on a repeat for hosts already listed.
+        let web1 = store
+            .decision_feed("web1", 0, 20_000, ResponseMode::DryRun)
+            .unwrap();
+        assert_eq!(web1.updates.len(), 1, "{web1:?}");
+        let repeat = store.record_detection(&on_web2).unwrap();
+        assert_eq!(
+            decide(&store, &config, &on_web2, repeat, 30_000).unwrap(),
+            Decided::Nothing
+        );
+        // An officer's unblock stays: a later detection on a third host
+        // does not extend a lifted decision.
+        assert!(store.remove_decision(1, "officer", 40_000).unwrap());
+        let on_web3 = detection("203.0.113.9", &["web3"], ResponseScope::Host);
+        let later = store.record_detection(&on_web3).unwrap();
+        assert_eq!(
+            decide(&store, &config, &on_web3, later, 50_000).unwrap(),
+            Decided::Nothing
+        );
     }
 
     #[test]

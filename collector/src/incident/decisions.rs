@@ -315,6 +315,68 @@ impl IncidentStore {
         Ok(lifted)
     }
 
+    /// Adds `hosts` to incident `incident_id`'s active host-scoped decision
+    /// against `address`, as `actor`: the attack reached them after the
+    /// block was made. Each added host gets an update of its own in the
+    /// feed and an audit entry. Returns the decision and the hosts added,
+    /// or `None` when there is no such decision or it lists them all.
+    pub fn extend_decision(
+        &self,
+        incident_id: i64,
+        address: IpAddr,
+        hosts: &[String],
+        actor: &str,
+        now_ms: i64,
+    ) -> anyhow::Result<Option<(i64, Vec<String>)>> {
+        let address = address.to_canonical().to_string();
+        let (extended, last_update) = {
+            let mut connection = self.write();
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let id: Option<i64> = transaction
+                .query_row(
+                    "SELECT id FROM decisions
+                     WHERE incident_id = ?1 AND address = ?2 AND scope = 'host'
+                       AND removed_ms IS NULL AND expires_ms > ?3
+                     ORDER BY id DESC LIMIT 1",
+                    params![incident_id, address, now_ms],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let Some(id) = id else {
+                return Ok(None);
+            };
+            let listed = hosts_of(&transaction, id)?;
+            let added: Vec<String> = hosts
+                .iter()
+                .filter(|host| !host.is_empty() && !listed.contains(host))
+                .cloned()
+                .collect();
+            let mut last_update = None;
+            for host in &added {
+                transaction.execute(
+                    "INSERT OR IGNORE INTO decision_hosts (decision_id, host) VALUES (?1, ?2)",
+                    params![id, host],
+                )?;
+                last_update = Some(append_update(&transaction, id, false, now_ms, Some(host))?);
+                self.audit_in(
+                    &transaction,
+                    actor,
+                    "decision.extended",
+                    &format!("decision/{id}"),
+                    Outcome::Success,
+                    &format!("block {address} on host:{host} too (incident {incident_id})"),
+                )?;
+            }
+            transaction.commit()?;
+            ((!added.is_empty()).then_some((id, added)), last_update)
+        };
+        if let Some(update) = last_update {
+            self.signal_decision_update(update);
+        }
+        Ok(extended)
+    }
+
     /// Lifts one decision by id as `actor` (the console's unblock button);
     /// false when it was not active.
     pub fn remove_decision(&self, id: i64, actor: &str, now_ms: i64) -> anyhow::Result<bool> {

@@ -99,6 +99,51 @@ fn glibc_217_binaries_need_nothing_newer() {
     }
 }
 
+/// Size and address of each section of an ELF file, from `readelf -SW`.
+fn sections(binary: &Path) -> Vec<(String, u64, u64)> {
+    let output = run_ok(Command::new("readelf").arg("-SW").arg(binary));
+    stdout(&output)
+        .lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once(']')?;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let address = u64::from_str_radix(fields.get(2)?, 16).ok()?;
+            let size = u64::from_str_radix(fields.get(4)?, 16).ok()?;
+            Some((fields[0].to_string(), address, size))
+        })
+        .collect()
+}
+
+/// agent/link/hot_text.ld gathers the code the agent runs into one section
+/// before `.text`, which is most of its footprint win (docs/benchmarks.md,
+/// agent_footprint). If its patterns stopped matching (a new symbol
+/// mangling, build.rs no longer passing the script, a linker ignoring it),
+/// the binary would still work and only its memory would grow back, so the
+/// packaged binary is checked here.
+#[test]
+fn the_packaged_agent_keeps_the_code_it_runs_together() {
+    let agent = built("target/glibc217/x86_64-unknown-linux-gnu/release/countywatch-agent");
+    let sections = sections(&agent);
+    let find = |name: &str| {
+        sections
+            .iter()
+            .find(|(section, _, _)| section == name)
+            .unwrap_or_else(|| panic!("{} has no {name} section: {sections:?}", agent.display()))
+    };
+    let (_, hot_address, hot_size) = find(".text.hot_countywatch");
+    let (_, text_address, text_size) = find(".text");
+    println!("packaging: agent hot code {hot_size} bytes, the rest of .text {text_size} bytes");
+    assert!(
+        *hot_size >= 2_000_000,
+        "only {hot_size} bytes matched agent/link/hot_text.ld's patterns (about 3 MB when made); \
+         regenerate it with agent/link/hot_text.py"
+    );
+    assert!(
+        hot_address < text_address,
+        "the hot code is not before .text"
+    );
+}
+
 /// A unit file rewritten to run `binary` instead of /usr/bin/..., so that
 /// `systemd-analyze verify` finds the executable it checks for.
 fn unit_with_binary(unit: &str, binary: &Path, dir: &Path) -> PathBuf {

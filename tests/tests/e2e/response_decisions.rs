@@ -254,6 +254,81 @@ fn a_brute_force_from_one_agent_is_blocked_on_that_agent_only_in_dry_run_by_defa
     }
 }
 
+/// Journey 4.2: the address that attacked web1 then tries web2 while the
+/// rule is in its cooldown. The same incident takes the new evidence and
+/// its host-scoped decision now also blocks on web2, whose long poll hears
+/// of it, without a second incident or decision.
+#[test]
+fn an_attacker_moving_to_a_second_server_is_blocked_there_too_in_the_same_incident() {
+    let collector = Collector::start();
+    let web1 = collector.enrolled_identity("web1");
+    let web2 = collector.enrolled_identity("web2");
+    let addr = collector.ingest_addr;
+
+    let response = post_batch(addr, web1.path(), &failures("web1", 1, "203.0.113.77", 12));
+    assert_eq!(response.status, 200, "{}", response.body);
+    let line = listed(&collector, &["decisions", "list"], "203.0.113.77").unwrap();
+    assert!(line.contains("host:web1 "), "{line}");
+    // web2 has heard everything there is so far: nothing for it.
+    let (before, _) = poll(addr, web2.path(), 0, 0);
+    assert!(before.updates.is_empty(), "{before:?}");
+
+    let web2_path = web2.path().to_path_buf();
+    let cursor = before.cursor;
+    let web2_poll = std::thread::spawn(move || poll(addr, &web2_path, cursor, 40));
+    std::thread::sleep(Duration::from_millis(500));
+    let moved = Instant::now();
+    let response = post_batch(addr, web2.path(), &failures("web2", 1, "203.0.113.77", 12));
+    assert_eq!(response.status, 200, "{}", response.body);
+    let (feed, took) = web2_poll.join().unwrap();
+    eprintln!(
+        "second server's batch to the extended decision at its long poll: {:?}",
+        moved.elapsed()
+    );
+    assert_eq!(updates(&feed), [("203.0.113.77".to_string(), false)]);
+    assert!(
+        took < Duration::from_secs(30),
+        "the long poll answered when the decision was extended ({took:?})"
+    );
+    assert!(
+        feed.updates[0].reason.contains("ssh_brute_force"),
+        "{}",
+        feed.updates[0].reason
+    );
+
+    let line = listed(&collector, &["decisions", "list"], "203.0.113.77").unwrap();
+    assert!(line.contains("host:web1,web2 "), "{line}");
+    let (_, all) = cli(&collector, &["decisions", "list", "--all"]);
+    assert_eq!(
+        all.lines()
+            .filter(|line| line.split_whitespace().nth(1) == Some("203.0.113.77"))
+            .count(),
+        1,
+        "one decision: {all}"
+    );
+    assert_audited(
+        &collector,
+        &["decision.extended", "203.0.113.77", "host:web2"],
+    );
+    let metrics = collector.metrics();
+    for (series, value) in [
+        (
+            "countywatch_incidents_opened_total{rule=\"ssh_brute_force\",severity=\"high\"}",
+            1.0,
+        ),
+        (
+            "countywatch_response_decisions_total{made_by=\"rule\",outcome=\"made\"}",
+            1.0,
+        ),
+        (
+            "countywatch_response_decisions_total{made_by=\"rule\",outcome=\"extended\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(sample_value(&metrics, series), Some(value), "{series}");
+    }
+}
+
 #[test]
 fn a_county_decision_from_the_cli_reaches_every_agent_and_its_deletion_wakes_the_long_poll() {
     let collector = Collector::start_with(Some("response: {mode: enforce}\n"), &[]);
