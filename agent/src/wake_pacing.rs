@@ -35,14 +35,16 @@ pub const SETTLE: Duration = Duration::from_millis(20);
 /// Shortest time between two polls of the sources that spooled an
 /// events-only batch, and so the longest an attacker's line waits in a
 /// flood. Each batch costs a spool transaction (one fsync), a POST and a
-/// collector transaction: at ten a second that is about one percent of a
-/// core on each side, and the collector ingests about 2,000 batches a
-/// second (docs/benchmarks.md, ingest), so one flooded host costs it half
-/// a percent; if many flood at once its ingest budget answers
-/// `Retry-After` and the spool holds the batches. At 200 ms (five a
-/// second) the response_latency benchmark's log line to block was 161 ms
-/// p50, no better than fail2ban's best on this machine; at 100 ms, 85 ms
-/// (docs/benchmarks.md, response_latency).
+/// collector transaction; the collector ingests about 2,000 batches a
+/// second (docs/benchmarks.md, ingest), so ten a second from a flooded
+/// host is half a percent of it, and if many flood at once its ingest
+/// budget answers `Retry-After` while the spool holds the batches. In the
+/// response_latency benchmark (100 new attackers a second) a 200 ms gap
+/// gave 165-169 ms p50 from log line to block, level with fail2ban's best,
+/// and 100 ms gave 86-98 ms; the agent's CPU in that flood went from 11 %
+/// to 16-24 % of a core, two fifths of it the SSH-peer check reading
+/// /proc/net/tcp once per applied feed (docs/benchmarks.md,
+/// response_latency).
 pub const MIN_GAP: Duration = Duration::from_millis(100);
 
 /// The pacing state: when the last events-only batch was polled.
