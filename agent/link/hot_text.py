@@ -114,8 +114,12 @@ def callgrind_names(bin_dir, collections):
                 for line in file:
                     if line.startswith("ob="):
                         current_object = line[3:].strip()
-                    elif line.startswith("fn=") and current_object and current_object.endswith(
-                        "countywatch-agent.real"
+                    # Valgrind names the object of code outside `.text`
+                    # "???", which is where the agent's hot code already is
+                    # once this script has been applied.
+                    elif line.startswith("fn=") and current_object in (
+                        os.path.join(work, "countywatch-agent.real"),
+                        "???",
                     ):
                         name = line[3:].strip()
                         if not name.startswith(("(", "0x")):

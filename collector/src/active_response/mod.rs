@@ -371,6 +371,13 @@ mod tests {
         assert_eq!(feed.updates.len(), 1, "{feed:?}");
         assert_eq!(feed.updates[0].address.to_string(), "203.0.113.9");
         assert!(!feed.updates[0].removed);
+        // Read from the start (a restarted agent), the decision's first
+        // update and the one adding web2 are one update, not two.
+        let from_start = store
+            .decision_feed("web2", 0, 20_000, ResponseMode::DryRun)
+            .unwrap();
+        assert_eq!(from_start.updates.len(), 1, "{from_start:?}");
+        assert_eq!(from_start.cursor, feed.cursor);
         // Nothing new for web1, nor on a repeat for hosts already listed.
         let web1 = store
             .decision_feed("web1", 0, 20_000, ResponseMode::DryRun)

@@ -517,6 +517,18 @@ impl IncidentStore {
             (true, Some(update)) => update.id,
             _ => last.max(after),
         };
+        // An agent that was added to a decision after it was made (the
+        // attack moved to it) and reads from before the decision gets both
+        // the decision's first update and the one adding it; the last
+        // update of each decision is its state for this agent.
+        let mut seen = std::collections::HashSet::new();
+        let mut newest_first: Vec<DecisionUpdate> = updates
+            .into_iter()
+            .rev()
+            .filter(|update| seen.insert(update.decision))
+            .collect();
+        newest_first.reverse();
+        let updates = newest_first;
         Ok(DecisionFeed {
             cursor,
             updates,
@@ -730,10 +742,15 @@ impl IncidentStore {
         let mut hosts = connection.prepare_cached(
             "SELECT host FROM decision_hosts WHERE decision_id = ?1 ORDER BY host",
         )?;
+        // An agent can answer a decision more than once (it was added to
+        // it later, or read it again after a restart); its latest answer is
+        // the one that holds. SQLite takes the bare columns from the row
+        // holding the MAX.
         let mut answers = connection.prepare_cached(
-            "SELECT a.agent, a.applied, a.reason, a.at_ms
+            "SELECT a.agent, a.applied, a.reason, MAX(a.at_ms)
              FROM decision_acks a JOIN decision_updates u ON u.id = a.update_id
-             WHERE u.decision_id = ?1 AND u.removed = 0 ORDER BY a.agent",
+             WHERE u.decision_id = ?1 AND u.removed = 0
+             GROUP BY a.agent ORDER BY a.agent",
         )?;
         for record in &mut records {
             record.hosts = hosts
