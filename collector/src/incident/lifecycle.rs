@@ -307,14 +307,21 @@ impl IncidentStore {
         all_hosts.extend(detection.hosts.iter().cloned());
         all_hosts.sort();
         all_hosts.dedup();
+        // The annotations describe the latest detection ("the last for user
+        // root on web2"): a newer one replaces them, so the page does not
+        // keep naming the first host after the attack moved on. The title
+        // stays the first one's, since it names the incident.
         transaction.execute(
             "UPDATE incidents SET last_seen_ms = MAX(last_seen_ms, ?2), hosts = ?3,
-                evidence_count = evidence_count + ?4 WHERE id = ?1",
+                evidence_count = evidence_count + ?4,
+                annotations = CASE WHEN ?2 >= last_seen_ms THEN ?5 ELSE annotations END
+             WHERE id = ?1",
             params![
                 id,
                 detection.at_ms,
                 serde_json::to_string(&all_hosts)?,
-                added
+                added,
+                serde_json::to_string(&detection.annotations)?,
             ],
         )?;
         let (action, timeline_action) = match recorded {
@@ -580,11 +587,22 @@ mod tests {
         assert!(matches!(first, Recorded::Opened(_)));
         let id = first.id();
         // Event 2 again plus a new one: only the new one is added.
-        let again = store.record_detection(&detection(2_000, &[2, 3])).unwrap();
+        let mut newer = detection(2_000, &[2, 3]);
+        newer
+            .annotations
+            .insert("description".to_string(), "last on web2".to_string());
+        let again = store.record_detection(&newer).unwrap();
         assert_eq!(again, Recorded::Deduplicated(id));
         let incident = store.incident(id).unwrap().unwrap();
         assert_eq!(incident.evidence_count, 3);
         assert_eq!(incident.last_seen_ms, 2_000);
+        assert_eq!(incident.annotations["description"], "last on web2");
+        // An older detection arriving late (a spool catching up) does not
+        // replace the newer description.
+        let late = store.record_detection(&detection(1_500, &[6])).unwrap();
+        assert_eq!(late, Recorded::Deduplicated(id));
+        let incident = store.incident(id).unwrap().unwrap();
+        assert_eq!(incident.annotations["description"], "last on web2");
 
         resolve(&store, id, 10_000);
         let within = store.record_detection(&detection(20_000, &[4])).unwrap();
