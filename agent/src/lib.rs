@@ -17,11 +17,15 @@
 //!   handshake signatures always checked.
 //! - [`response`]: active response: the blocks the collector decides on,
 //!   their safety rules and the firewall that enforces them.
+//! - [`wake_pacing`]: when a source's wake is polled for an events-only
+//!   batch: at once after a quiet spell, at most ten a second in a flood.
 //!
 //! [`run`] is the daemon, and this file its run loop: every interval the
-//! probes and sources run and their batch is written to the spool; the
-//! [`sender`] task delivers the spool oldest first, deleting each batch only
-//! when the collector acknowledges it.
+//! probes and sources run and their batch is written to the spool; between
+//! two intervals, a source that sees new input wakes the loop, which spools
+//! the sources' events alone, paced by [`wake_pacing`]. The [`sender`] task
+//! delivers the spool oldest first, deleting each batch only when the
+//! collector acknowledges it.
 
 // The daemons never panic on purpose outside tests (clippy.toml allows it in
 // tests); unwrap and expect are denied workspace-wide.
@@ -39,6 +43,7 @@ pub mod source;
 pub mod spool;
 pub mod tls_verifier;
 pub mod transport;
+pub mod wake_pacing;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -55,6 +60,7 @@ use crate::identity::{Enrollment, IdentityFiles};
 use crate::sender::{Outbox, publish_spool_state, send_loop, spool_holding};
 use crate::spool::{BatchKind, Spool};
 use crate::transport::Transport;
+use crate::wake_pacing::WakePacing;
 
 /// Collects once and returns the families, as `countywatch-agent test` prints them.
 pub async fn collect_once(config: &Config) -> Vec<MetricFamily> {
@@ -211,11 +217,11 @@ struct Running {
     stats: Arc<TransportStats>,
     /// The collection interval.
     ticker: tokio::time::Interval,
-    /// New log lines and file changes wake the loop for an early,
-    /// events-only batch, at most one a second; metrics keep the interval.
+    /// New log lines, file changes and received syslog wake the loop for
+    /// an early, events-only batch; metrics keep the interval.
     wake: Arc<tokio::sync::Notify>,
-    /// When the sources were last polled, to pace early batches.
-    last_source_poll: tokio::time::Instant,
+    /// When a wake is polled: at once after a quiet spell, paced in a flood.
+    pacing: WakePacing,
     /// Whether the last poll left received syslog waiting (a full batch).
     backlog: bool,
     /// Stopped when the agent stops.
@@ -276,30 +282,30 @@ impl Running {
             outbox,
             stats,
             ticker,
-            last_source_poll: tokio::time::Instant::now(),
+            pacing: WakePacing::default(),
             backlog: false,
             _tasks: tasks,
         })
     }
 
     /// Woken by a source: spools its new events (and positions) as an
-    /// events-only batch. Returns false if the agent was asked to stop
-    /// while the spool could not be written.
+    /// events-only batch, when [`WakePacing`] says. Returns false if the
+    /// agent was asked to stop while the spool could not be written.
     async fn spool_source_events<F: Future<Output = ()>>(
         &mut self,
         shutdown: std::pin::Pin<&mut F>,
     ) -> bool {
-        // Let a burst of writes settle into one batch, unless received
-        // syslog is still waiting after a full batch: then keep draining,
-        // or a flood would be dropped from the queue.
-        if !self.backlog {
-            tokio::time::sleep_until(self.last_source_poll + Duration::from_secs(1)).await;
-        }
+        let poll_at = self
+            .pacing
+            .poll_at(tokio::time::Instant::now(), self.backlog);
+        tokio::time::sleep_until(poll_at).await;
+        let polled = tokio::time::Instant::now();
         let (events, checkpoint) = self.poll_sources().await;
         let positions = checkpoint.positions();
         if events.is_empty() && positions.is_empty() {
             return true;
         }
+        self.pacing.spooled(polled);
         spool_holding(
             &self.outbox,
             &self.stats,
@@ -319,7 +325,6 @@ impl Running {
         &mut self,
         shutdown: std::pin::Pin<&mut F>,
     ) -> bool {
-        self.last_source_poll = tokio::time::Instant::now();
         let collected = self.collector.collect().await;
         let mut metrics = collected.families;
         // The events and the positions after them go into the spool in one
@@ -351,7 +356,6 @@ impl Running {
 
     /// Polls the sources alone and lets the responder see their events.
     async fn poll_sources(&mut self) -> (Vec<Event>, source::Checkpoint) {
-        self.last_source_poll = tokio::time::Instant::now();
         let (events, checkpoint) = self.sources.poll();
         self.note_backlog();
         self.responder.evaluate_offline(&events).await;

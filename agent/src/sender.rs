@@ -245,7 +245,9 @@ fn spool_own_event(spool: &mut Spool, agent: &str, event: Event) -> anyhow::Resu
 
 /// Delivers the spool oldest first, one batch at a time, retrying with
 /// exponential backoff and jitter. Logs once when the collector becomes
-/// unreachable and once when it is back, not on every attempt.
+/// unreachable and once when it is back, not on every attempt. Sends start
+/// at least `pace` apart (`collector.catch_up_rate`); a batch spooled
+/// later than that after the previous send began goes at once.
 pub async fn send_loop(
     mut transport: Transport,
     outbox: Arc<Outbox>,
@@ -276,6 +278,7 @@ pub async fn send_loop(
             }
         };
         let size = body.len() as u64;
+        let started = tokio::time::Instant::now();
         // The cursor rides along, so the answer carries any decisions.
         let cursor = response::delivery::cursor_header(&responder);
         match transport
@@ -298,10 +301,13 @@ pub async fn send_loop(
                 stats.bytes_sent.fetch_add(size, Ordering::Relaxed);
                 acknowledge(&outbox, &stats, &agent, seq);
                 response::delivery::apply_batch_answer(&answer, &responder, &mut transport).await;
-                // Pace the catch-up after an outage; a live agent has at
-                // most one batch waiting and does not sleep here.
+                // Pace the catch-up after an outage. The pace counts from
+                // this send's start, not its end: a live agent's next
+                // batch, spooled while this one was on its way (a flood
+                // spools one every `wake_pacing::MIN_GAP`), has usually
+                // waited long enough already and goes at once.
                 if !outbox.lock().is_empty() {
-                    tokio::time::sleep(pace).await;
+                    tokio::time::sleep_until(started + pace).await;
                 }
             }
             Err(error) if !is_worth_retrying(&error) => {

@@ -12,6 +12,10 @@
 //! once). Rule files reload on SIGHUP; a reload that fails keeps the rules
 //! that run.
 //!
+//! The task reads again at once while reads return events; when idle it
+//! waits for the registry's append signal (ingest stored a batch), or
+//! [`IDLE`] for events another process appended, which nothing signals.
+//!
 //! Also here: the `rules check|test|replay` helpers for detection files.
 
 use std::collections::BTreeMap;
@@ -43,7 +47,8 @@ use countywatch_notify::alert::{Alert, LabelSet};
 const ALERT_LEASE_MS: i64 = 5 * 60_000;
 /// Most events read per round.
 const EVENTS_PER_READ: usize = 1_000;
-/// Pause when there was nothing to read.
+/// Longest pause when there was nothing to read: appends by this process
+/// wake the task at once, other processes' are seen after this.
 const IDLE: Duration = Duration::from_millis(200);
 
 /// `detection:` in the collector configuration.
@@ -439,7 +444,7 @@ pub fn start(
     sink: Arc<dyn DetectionSink>,
     notifier: Arc<Notifier>,
     registry: &prometheus::Registry,
-    stopped: watch::Receiver<bool>,
+    wakes: Wakes,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     if rules.is_empty() {
         return Ok(None);
@@ -466,8 +471,16 @@ pub fn start(
         sink,
         notifier,
         metrics,
-        stopped,
+        wakes,
     ))))
+}
+
+/// What ends the detection task's idle wait besides [`IDLE`] and SIGHUP.
+pub struct Wakes {
+    /// Changes when ingest appended events (`Registry::watch_appends`).
+    pub appended: watch::Receiver<i64>,
+    /// Turns true when the collector stops.
+    pub stopped: watch::Receiver<bool>,
 }
 
 async fn run(
@@ -477,10 +490,18 @@ async fn run(
     sink: Arc<dyn DetectionSink>,
     notifier: Arc<Notifier>,
     metrics: DetectionMetrics,
-    mut stopped: watch::Receiver<bool>,
+    Wakes {
+        mut appended,
+        mut stopped,
+    }: Wakes,
 ) {
     let mut last_save = tokio::time::Instant::now();
+    // False once the registry is gone: the idle poll alone remains.
+    let mut appends_signalled = true;
     loop {
+        // Marked seen before reading, so that an append committed during
+        // the read ends the idle wait below instead of waiting for IDLE.
+        appended.borrow_and_update();
         let step_metrics = metrics.clone();
         let Ok((returned, stepped)) = tokio::task::spawn_blocking(move || {
             let result = detector.step(&step_metrics);
@@ -542,6 +563,9 @@ async fn run(
         };
         tokio::select! {
             _ = stopped.changed() => break,
+            changed = appended.changed(), if appends_signalled => {
+                appends_signalled = changed.is_ok();
+            }
             _ = tokio::time::sleep(IDLE) => {}
             _ = hangup_received => reload(&mut detector, &config, sink.as_ref(), &metrics),
         }

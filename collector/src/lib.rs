@@ -395,7 +395,10 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         }),
         Arc::clone(&notifier),
         telemetry.registry(),
-        stopped.clone(),
+        detection::Wakes {
+            appended: registry.watch_appends(),
+            stopped: stopped.clone(),
+        },
     )? {
         tasks.push(task);
     }

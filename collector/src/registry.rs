@@ -7,6 +7,10 @@
 //! retries it after a lost acknowledgement, or the collector dies mid-way.
 //! The schema is versioned in code; [`Registry::open`] migrates forward.
 //!
+//! After a transaction that appended events commits, the newest row id is
+//! signalled on [`Registry::watch_appends`], so that the detection task
+//! reads the events at once instead of at its next idle poll.
+//!
 //! Calls block on SQLite; async callers run them on the blocking pool.
 
 use std::collections::HashMap;
@@ -232,6 +236,10 @@ pub struct Registry {
     /// locked by another process, so that retrying agents do not queue up
     /// behind the busy timeout.
     write_gate: WriteGate,
+    /// The newest event row id appended through this registry, sent after
+    /// its transaction commits (readers on other connections see the rows
+    /// by then). Appends by other processes are not signalled.
+    appended: tokio::sync::watch::Sender<i64>,
 }
 
 impl Registry {
@@ -247,7 +255,26 @@ impl Registry {
             connection: Mutex::new(connection),
             last_senders: Mutex::new(HashMap::new()),
             write_gate: WriteGate::default(),
+            appended: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Changes when events were appended through this registry, to the
+    /// newest one's row id.
+    pub fn watch_appends(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.appended.subscribe()
+    }
+
+    /// Signals, after the commit, that events up to row id `newest` were
+    /// appended.
+    fn signal_appended(&self, newest: i64) {
+        self.appended.send_if_modified(|signalled| {
+            let newer = newest > *signalled;
+            if newer {
+                *signalled = newest;
+            }
+            newer
+        });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -558,8 +585,9 @@ impl Registry {
             transaction.commit()?;
             return Ok(BatchOutcome::Duplicate);
         }
+        let mut newest = None;
         for (position, event) in events.iter().enumerate() {
-            event_log::append(
+            newest = Some(event_log::append(
                 &transaction,
                 &NewEvent {
                     agent,
@@ -568,7 +596,7 @@ impl Registry {
                     received_ms: now_ms,
                     event,
                 },
-            )?;
+            )?);
         }
         transaction.execute(
             "INSERT INTO batches (agent, seq, received_ms, events) VALUES (?1, ?2, ?3, ?4)",
@@ -596,6 +624,9 @@ impl Registry {
             )?;
         }
         transaction.commit()?;
+        if let Some(newest) = newest {
+            self.signal_appended(newest);
+        }
         Ok(BatchOutcome::Stored)
     }
 
@@ -674,12 +705,13 @@ impl Registry {
                 statement.query_map(params![cutoff], |row| Ok((row.get(0)?, row.get(1)?)))?;
             rows.collect::<Result<Vec<_>, _>>()?
         };
+        let mut newest = None;
         for (name, last_seen_ms) in &names {
             let mut event = Event::new(now_ms, EventSource::Agent, EventKind::AgentSilent);
             event.host.clone_from(name);
             event.fields.last_seen_ms = *last_seen_ms;
             event.raw = format!("no batch from agent {name} for {}s", silent_after.as_secs());
-            event_log::append(
+            newest = Some(event_log::append(
                 &transaction,
                 &NewEvent {
                     agent: name,
@@ -688,13 +720,16 @@ impl Registry {
                     received_ms: now_ms,
                     event: &event,
                 },
-            )?;
+            )?);
             transaction.execute(
                 "UPDATE agents SET silent = 1 WHERE name = ?1",
                 params![name],
             )?;
         }
         transaction.commit()?;
+        if let Some(newest) = newest {
+            self.signal_appended(newest);
+        }
         Ok(names.into_iter().map(|(name, _)| name).collect())
     }
 
@@ -702,10 +737,9 @@ impl Registry {
     /// web page), under the agent name `collector`, so detection rules and
     /// outputs see it like any agent's event. Returns its row id.
     pub fn record_collector_event(&self, event: &Event, now_ms: i64) -> anyhow::Result<i64> {
-        Ok(event_log::append(
-            &self.lock(),
-            &collector_event(event, now_ms),
-        )?)
+        let id = event_log::append(&self.lock(), &collector_event(event, now_ms))?;
+        self.signal_appended(id);
+        Ok(id)
     }
 
     /// Records one of the collector's own events relayed from another
@@ -733,13 +767,14 @@ impl Registry {
         if last.is_some_and(|last| outbox_id <= last) {
             return Ok(false);
         }
-        event_log::append(&transaction, &collector_event(event, now_ms))?;
+        let id = event_log::append(&transaction, &collector_event(event, now_ms))?;
         transaction.execute(
             "INSERT INTO relay_cursors (relay, last_id) VALUES (?1, ?2)
              ON CONFLICT (relay) DO UPDATE SET last_id = excluded.last_id",
             params![relay, outbox_id],
         )?;
         transaction.commit()?;
+        self.signal_appended(id);
         Ok(true)
     }
 
@@ -800,6 +835,40 @@ mod tests {
         );
         holder.execute_batch("ROLLBACK").unwrap();
         assert_eq!(registry.count_events("a", None).unwrap(), 0);
+    }
+
+    #[test]
+    fn appends_are_signalled_after_the_commit_and_duplicates_and_empty_batches_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        registry.enrol("a", "cert-a", 0).unwrap();
+        let mut appends = registry.watch_appends();
+        let reader = crate::event_log::EventLog::open_read_only(dir.path()).unwrap();
+        let events = [
+            event(EventKind::SshLoginFailed),
+            event(EventKind::SshLoginFailed),
+        ];
+        registry.accept_batch("a", 1, &events, 1).unwrap();
+        assert!(appends.has_changed().unwrap());
+        let newest = *appends.borrow_and_update();
+        // Signalled after the commit: another connection reads the rows.
+        let rows = reader
+            .read_after(crate::event_log::EventCursor::START, 10)
+            .unwrap();
+        assert_eq!(rows.last().map(|row| row.id), Some(newest));
+        assert_eq!(rows.len(), 2);
+        registry.accept_batch("a", 1, &events, 2).unwrap();
+        registry.accept_batch("a", 2, &[], 3).unwrap();
+        assert!(
+            !appends.has_changed().unwrap(),
+            "a duplicate and a batch of metrics alone append nothing"
+        );
+        let id = registry
+            .record_collector_event(&event(EventKind::WebLoginFailed), 4)
+            .unwrap();
+        assert!(appends.has_changed().unwrap());
+        assert_eq!(*appends.borrow_and_update(), id);
+        assert!(id > newest);
     }
 
     #[test]

@@ -48,6 +48,35 @@ const RETRY_DEFERRED_EVERY: Duration = Duration::from_secs(2);
 const REPORT_AT_ONCE: usize = 500;
 /// How long to wait before asking a collector without the endpoint again.
 const UNSUPPORTED_RETRY: Duration = Duration::from_secs(300);
+/// The pause after a long poll answered at once with nothing new.
+const IDLE_SPIN_PAUSE: Duration = Duration::from_secs(1);
+
+/// What a long poll's answer brought, to tell progress from a collector
+/// answering at once with nothing.
+#[derive(Clone, Copy, Debug)]
+struct PollAnswer {
+    /// It carried updates.
+    updates: bool,
+    /// The collector has more after them.
+    more: bool,
+    /// It carried an offline rule set other than the one held (the answer
+    /// to the first poll after a start, or after the collector's reload).
+    new_rules: bool,
+    /// How long the poll took.
+    elapsed: Duration,
+}
+
+impl PollAnswer {
+    /// Whether the poll came back within a second with nothing new: then
+    /// the collector is not waiting (an older one, or one stopping), and
+    /// asking again at once would spin. A new rule set is something: the
+    /// next poll names it and waits at the collector, and pausing here
+    /// would leave the decisions of the agent's first second to the batch
+    /// answers.
+    fn is_idle_spin(self) -> bool {
+        !self.updates && !self.more && !self.new_rules && self.elapsed < IDLE_SPIN_PAUSE
+    }
+}
 
 /// The part of a batch answer this module reads.
 #[derive(Deserialize)]
@@ -197,10 +226,10 @@ pub async fn poll_loop(mut transport: Transport, responder: Arc<Responder>) {
     // Logged once per outage, not per attempt.
     let mut failing = false;
     loop {
+        let rules_version = responder.offline_rules_version();
         let path = format!(
-            "{DECISIONS_PATH}?after={}&wait={POLL_WAIT_SECONDS}&{RULES_QUERY}={}",
+            "{DECISIONS_PATH}?after={}&wait={POLL_WAIT_SECONDS}&{RULES_QUERY}={rules_version}",
             responder.cursor(),
-            responder.offline_rules_version()
         );
         let started = tokio::time::Instant::now();
         let wait = Duration::from_secs(POLL_WAIT_SECONDS) + transport.timeout();
@@ -217,12 +246,16 @@ pub async fn poll_loop(mut transport: Transport, responder: Arc<Responder>) {
                         continue;
                     }
                 };
-                let empty = feed.updates.is_empty();
+                let updates = !feed.updates.is_empty();
                 let more = apply_and_acknowledge(feed, &responder, &mut transport).await;
-                // A collector answering at once with nothing must not be
-                // asked again in a tight loop.
-                if empty && !more && started.elapsed() < Duration::from_secs(1) {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                let answer = PollAnswer {
+                    updates,
+                    more,
+                    new_rules: responder.offline_rules_version() != rules_version,
+                    elapsed: started.elapsed(),
+                };
+                if answer.is_idle_spin() {
+                    tokio::time::sleep(IDLE_SPIN_PAUSE).await;
                 }
             }
             Err(SendError::Rejected {
@@ -248,6 +281,47 @@ pub async fn poll_loop(mut transport: Transport, responder: Arc<Responder>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_quick_answer_with_nothing_new_pauses_the_long_poll() {
+        let nothing = PollAnswer {
+            updates: false,
+            more: false,
+            new_rules: false,
+            elapsed: Duration::from_millis(5),
+        };
+        assert!(nothing.is_idle_spin());
+        assert!(
+            !PollAnswer {
+                new_rules: true,
+                ..nothing
+            }
+            .is_idle_spin(),
+            "the first answer after a start brings the rule set: poll again at once"
+        );
+        assert!(
+            !PollAnswer {
+                updates: true,
+                ..nothing
+            }
+            .is_idle_spin()
+        );
+        assert!(
+            !PollAnswer {
+                more: true,
+                ..nothing
+            }
+            .is_idle_spin()
+        );
+        assert!(
+            !PollAnswer {
+                elapsed: Duration::from_secs(25),
+                ..nothing
+            }
+            .is_idle_spin(),
+            "a poll that waited its time is no spin"
+        );
+    }
 
     #[test]
     fn a_batch_answer_without_decisions_or_with_other_members_is_read() {

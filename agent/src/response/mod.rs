@@ -1015,6 +1015,11 @@ pub struct Responder {
     /// Set when an outage begins, taken by the first evaluation in it,
     /// which starts the rules' state afresh.
     new_outage: AtomicBool,
+    /// The list's cursor, stored after every apply: the batch sender and
+    /// the long poll read it without waiting for the lock, which an apply
+    /// holds while `nft` runs (a batch held behind it was an attack's
+    /// lines held too).
+    cursor: AtomicU64,
 }
 
 impl Responder {
@@ -1023,6 +1028,7 @@ impl Responder {
     pub fn new(response: Response, offline_after: Duration) -> Arc<Responder> {
         Arc::new(Responder {
             stats: response.stats(),
+            cursor: AtomicU64::new(response.cursor()),
             response: Mutex::new(response),
             last_contact_ms: AtomicI64::new(countywatch_daemon::clock::now_ms()),
             offline_after_ms: i64::try_from(offline_after.as_millis()).unwrap_or(i64::MAX),
@@ -1109,9 +1115,9 @@ impl Responder {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// The cursor to send.
+    /// The cursor to send; never waits for an apply.
     pub fn cursor(&self) -> u64 {
-        self.lock().cursor()
+        self.cursor.load(Ordering::Acquire)
     }
 
     /// The counters' families.
@@ -1123,9 +1129,10 @@ impl Responder {
     pub async fn apply(self: &Arc<Self>, feed: DecisionFeed) -> DecisionAck {
         let responder = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            responder
-                .lock()
-                .apply_feed(&feed, countywatch_daemon::clock::now_ms())
+            let mut response = responder.lock();
+            let ack = response.apply_feed(&feed, countywatch_daemon::clock::now_ms());
+            responder.cursor.store(response.cursor(), Ordering::Release);
+            ack
         })
         .await
         .unwrap_or_default()
@@ -1427,6 +1434,33 @@ mod tests {
         assert_eq!(reopened.blocks().len(), 1);
         reopened.apply_feed(&feed(Vec::new()), 20_000);
         assert!(reopened.blocks().is_empty());
+    }
+
+    #[test]
+    fn the_responder_s_cursor_follows_applies_and_never_waits_for_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let responder = Responder::new(
+            self::response(dir.path(), FirewallBackend::Off, 100),
+            Duration::from_secs(60),
+        );
+        assert_eq!(responder.cursor(), 0);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let far = countywatch_daemon::clock::now_ms() + 3_600_000;
+        runtime.block_on(responder.apply(feed(vec![
+            update(4, "203.0.113.1", far, ResponseMode::DryRun),
+            update(7, "203.0.113.2", far, ResponseMode::DryRun),
+        ])));
+        assert_eq!(responder.cursor(), 7);
+        // An apply holds the lock while `nft` runs; the batch sender reads
+        // the cursor meanwhile.
+        let held = responder.lock();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let reader = Arc::clone(&responder);
+        std::thread::spawn(move || sender.send(reader.cursor()));
+        assert_eq!(receiver.recv_timeout(Duration::from_secs(10)), Ok(7));
+        drop(held);
     }
 
     #[test]

@@ -102,6 +102,7 @@ pub fn start(context: &mut StartContext<'_>) -> Result<Option<Box<dyn Source>>, 
             settings.journalctl.clone(),
             context.position(journal::POSITION),
             settings.read_existing,
+            Some(Arc::clone(context.wake)),
         );
         AuthSource::from_journal(journal)
     } else {

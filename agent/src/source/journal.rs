@@ -9,11 +9,15 @@
 //! `--after-cursor` resumes right after it. A reader thread turns
 //! journalctl's output into entries over a bounded channel, so a flood
 //! blocks journalctl rather than growing memory; if journalctl exits, it is
-//! started again from the last cursor on a later poll.
+//! started again from the last cursor on a later poll. The reader thread
+//! wakes the run loop when entries arrive, as inotify does for the log
+//! files, so an attack seen in the journal is sent without waiting for the
+//! interval.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -108,12 +112,20 @@ pub struct JournalSource {
     started: Option<Instant>,
     /// journalctl starts that failed or runs that ended.
     pub errors: u64,
+    /// Signalled by the reader thread when entries arrive; `None` in tests
+    /// that poll on their own.
+    wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl JournalSource {
     /// A source running `command` (normally `journalctl`), resuming after
-    /// the stored position.
-    pub fn new(command: PathBuf, position: Option<JournalPosition>, read_existing: bool) -> Self {
+    /// the stored position, signalling `wake` when entries arrive.
+    pub fn new(
+        command: PathBuf,
+        position: Option<JournalPosition>,
+        read_existing: bool,
+        wake: Option<Arc<tokio::sync::Notify>>,
+    ) -> Self {
         JournalSource {
             command,
             read_existing,
@@ -121,6 +133,7 @@ impl JournalSource {
             running: None,
             started: None,
             errors: 0,
+            wake,
         }
     }
 
@@ -214,9 +227,10 @@ impl JournalSource {
             return;
         };
         let (sender, receiver) = sync_channel(CHANNEL_CAPACITY);
+        let wake = self.wake.clone();
         let spawned = std::thread::Builder::new()
             .name("journal-reader".to_string())
-            .spawn(move || read_entries(stdout, &sender));
+            .spawn(move || read_entries(stdout, &sender, wake.as_deref()));
         if let Err(error) = spawned {
             tracing::warn!(%error, "cannot start the journal reader thread");
             let _ = child.kill();
@@ -237,8 +251,13 @@ impl Drop for JournalSource {
     }
 }
 
-/// Reads journalctl's JSON lines until it exits or the source is gone.
-fn read_entries(mut stdout: impl Read, sender: &std::sync::mpsc::SyncSender<Entry>) {
+/// Reads journalctl's JSON lines until it exits or the source is gone,
+/// signalling `wake` after each read that passed on entries.
+fn read_entries(
+    mut stdout: impl Read,
+    sender: &std::sync::mpsc::SyncSender<Entry>,
+    wake: Option<&tokio::sync::Notify>,
+) {
     let mut splitter = LineSplitter::new(MAX_ENTRY_BYTES);
     let mut buffer = vec![0u8; 64 * 1024];
     let mut filled = 0;
@@ -252,6 +271,7 @@ fn read_entries(mut stdout: impl Read, sender: &std::sync::mpsc::SyncSender<Entr
             Ok(read) => read,
         };
         filled += read;
+        let mut passed_on = false;
         let consumed = splitter.split(&buffer[..filled], &mut |line, truncated| {
             if truncated {
                 return true;
@@ -261,7 +281,10 @@ fn read_entries(mut stdout: impl Read, sender: &std::sync::mpsc::SyncSender<Entr
                 let mut pending = entry;
                 loop {
                     match sender.try_send(pending) {
-                        Ok(()) => break,
+                        Ok(()) => {
+                            passed_on = true;
+                            break;
+                        }
                         Err(TrySendError::Full(entry)) => {
                             pending = entry;
                             std::thread::sleep(Duration::from_millis(50));
@@ -277,6 +300,9 @@ fn read_entries(mut stdout: impl Read, sender: &std::sync::mpsc::SyncSender<Entr
         });
         if receiver_gone {
             return;
+        }
+        if passed_on && let Some(wake) = wake {
+            wake.notify_one();
         }
         buffer.copy_within(consumed..filled, 0);
         filled -= consumed;
@@ -354,7 +380,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let script = fake_journalctl(dir.path());
         let mut parser = LineParser::default();
-        let mut source = JournalSource::new(script.clone(), None, true);
+        let mut source = JournalSource::new(script.clone(), None, true, None);
         let events = poll_until(&mut source, &mut parser, 3);
         let kinds: Vec<&str> = events.iter().map(|event| event.kind.as_str()).collect();
         assert_eq!(
@@ -377,7 +403,7 @@ mod tests {
         let stored = JournalPosition {
             cursor: Some("s=739a;i=4ece7;b=6c7c;m=d31e;t=5e4f;x=fd9e".to_string()),
         };
-        let mut source = JournalSource::new(script, Some(stored), true);
+        let mut source = JournalSource::new(script, Some(stored), true, None);
         let events = poll_until(&mut source, &mut parser, 2);
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].kind.as_str(), "sudo_command");
@@ -391,8 +417,34 @@ mod tests {
     }
 
     #[test]
+    fn entries_arriving_wake_the_run_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let mut source = JournalSource::new(
+            fake_journalctl(dir.path()),
+            None,
+            true,
+            Some(Arc::clone(&wake)),
+        );
+        // The first poll starts journalctl; its entries arrive after.
+        source.poll(&mut LineParser::default(), 100, &mut Vec::new());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let woken = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), wake.notified())
+                .await
+                .is_ok()
+        });
+        assert!(woken, "the reader thread signals new entries");
+        let events = poll_until(&mut source, &mut LineParser::default(), 3);
+        assert_eq!(events.len(), 3);
+    }
+
+    #[test]
     fn a_missing_journalctl_is_counted_not_fatal() {
-        let mut source = JournalSource::new("/nonexistent/journalctl".into(), None, false);
+        let mut source = JournalSource::new("/nonexistent/journalctl".into(), None, false, None);
         let mut events = Vec::new();
         source.poll(&mut LineParser::default(), 10, &mut events);
         assert!(events.is_empty());

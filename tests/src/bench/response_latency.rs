@@ -7,7 +7,13 @@
 //! per address for 1,000 addresses, 100 addresses a second. No peer is
 //! measured for this figure. Then log line to block, the same lines fed to
 //! Debian's fail2ban (sshd jail settings, nftables action) in a namespace of
-//! its own, measured to its `Ban` log line.
+//! its own, measured to its `Ban` log line; and the stages before the
+//! decision: from the lines to the collector storing an address's last
+//! failure (`received_ms`: the agent's pacing, its POST, ingest), and from
+//! there to the decision (the detection task); and what the flood costs
+//! (batches a second, CPU of agent and collector, first line to last block).
+//! Then the quiet case, for both: 20 more attackers one at a time, each
+//! after half a second of silence, ten lines at once, log line to block.
 //! Then 20 unblocks from the command line (`decisions delete`, one at a
 //! time) to the agent's log line saying it lifted the block.
 //! Then the cost of the set on accepted connections: 2,000 TCP connects
@@ -22,7 +28,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{Benchmark, Figure, percentile};
+use super::{Benchmark, Figure, cpu_seconds, percentile};
 use crate::netns::NetNs;
 use crate::process::wait_until;
 use crate::{Agent, Collector, TEST_AGENT_CONFIG, enroll};
@@ -40,6 +46,10 @@ const PER_STEP: usize = 10;
 const STEP: Duration = Duration::from_millis(100);
 /// Blocks lifted from the command line, one after another.
 const UNBLOCKS: usize = 20;
+/// Attackers of the quiet case, one at a time after the flood.
+const ALONE: usize = 20;
+/// The quiet spell before each of them.
+const QUIET: Duration = Duration::from_millis(500);
 
 /// Milliseconds since the epoch of a tracing JSON timestamp
 /// (`2026-12-06T08:01:02.123456Z`).
@@ -81,26 +91,9 @@ fn write_attack(log: &Path, host: &str) -> HashMap<String, i64> {
     let mut written = HashMap::new();
     let mut file = std::fs::OpenOptions::new().append(true).open(log).unwrap();
     for step in 0..ADDRESSES / PER_STEP {
-        let now = time::OffsetDateTime::now_utc();
-        let stamp = format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000000+00:00",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second()
-        );
-        let mut text = String::new();
-        for index in step * PER_STEP..(step + 1) * PER_STEP {
-            for attempt in 0..10 {
-                text.push_str(&format!(
-                    "{stamp} {host} sshd[{index}]: Failed password for root from {} port {} ssh2\n",
-                    address(index),
-                    10_000 + attempt
-                ));
-            }
-        }
+        let text: String = (step * PER_STEP..(step + 1) * PER_STEP)
+            .map(|index| failures(host, index))
+            .collect();
         let at = countywatch_daemon::clock::now_ms();
         file.write_all(text.as_bytes()).unwrap();
         for index in step * PER_STEP..(step + 1) * PER_STEP {
@@ -110,6 +103,47 @@ fn write_attack(log: &Path, host: &str) -> HashMap<String, i64> {
         if let Some(wait) = due.checked_sub(started.elapsed()) {
             std::thread::sleep(wait);
         }
+    }
+    written
+}
+
+/// The ten `Failed password` lines of attacker `index`, stamped now in the
+/// rsyslog ISO format.
+fn failures(host: &str, index: usize) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000000+00:00",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    (0..10)
+        .map(|attempt| {
+            format!(
+                "{stamp} {host} sshd[{index}]: Failed password for root from {} port {} ssh2\n",
+                address(index),
+                10_000 + attempt
+            )
+        })
+        .collect()
+}
+
+/// The quiet case: [`ALONE`] attackers after the flood's, one at a time,
+/// each after a [`QUIET`] spell: its ten lines are written at once, then
+/// `blocked(address)` is awaited (30 s at most). Returns when each
+/// address's lines were written (epoch ms).
+fn write_alone(log: &Path, host: &str, blocked: impl Fn(&str) -> bool) -> HashMap<String, i64> {
+    let mut file = std::fs::OpenOptions::new().append(true).open(log).unwrap();
+    let mut written = HashMap::new();
+    for index in ADDRESSES..ADDRESSES + ALONE {
+        std::thread::sleep(QUIET);
+        let text = failures(host, index);
+        written.insert(address(index), countywatch_daemon::clock::now_ms());
+        file.write_all(text.as_bytes()).unwrap();
+        wait_until(Duration::from_secs(30), || blocked(&address(index)));
     }
     written
 }
@@ -128,8 +162,9 @@ fn latencies(written: &HashMap<String, i64>, blocked: &HashMap<String, i64>) -> 
 /// Debian's fail2ban (1.0, sshd filter, pyinotify backend, nftables
 /// action, `maxretry = 10`, `findtime = 2m`) in a namespace of its own, fed
 /// the same lines: milliseconds from each address's lines to its `Ban`
-/// log line. None when fail2ban is not installed.
-fn fail2ban_log_to_ban() -> Option<Vec<f64>> {
+/// log line, for the flood and for the attackers alone. None when
+/// fail2ban is not installed.
+fn fail2ban_log_to_ban() -> Option<(Vec<f64>, Vec<f64>)> {
     if Command::new("fail2ban-server")
         .arg("--version")
         .output()
@@ -191,11 +226,14 @@ fn fail2ban_log_to_ban() -> Option<Vec<f64>> {
             .collect()
     };
     wait_until(Duration::from_secs(300), || bans().len() >= ADDRESSES);
+    let alone = write_alone(&dir.path().join("auth.log"), "bench-response", |address| {
+        bans().contains_key(address)
+    });
     let banned = bans();
     let _ = Command::new("fail2ban-client")
         .args(["-s", &path("f2b.sock"), "stop"])
         .output();
-    Some(latencies(&written, &banned))
+    Some((latencies(&written, &banned), latencies(&alone, &banned)))
 }
 
 fn run() -> Vec<Figure> {
@@ -232,6 +270,9 @@ fn run() -> Vec<Figure> {
             .is_some()
     );
 
+    // What the flood costs, from the first line to the last block: CPU
+    // of both daemons and the batches the agent sent.
+    let cpu_before = (cpu_seconds(agent.pid()), cpu_seconds(collector.pid()));
     let written = write_attack(&log, name);
     let blocked_lines = || -> Vec<serde_json::Value> {
         agent
@@ -245,15 +286,20 @@ fn run() -> Vec<Figure> {
     wait_until(Duration::from_secs(300), || {
         blocked_lines().len() >= ADDRESSES
     });
-    let blocked: HashMap<String, i64> = blocked_lines()
-        .iter()
-        .filter_map(|value| {
-            Some((
-                value["address"].as_str()?.to_string(),
-                log_time_ms(value["timestamp"].as_str()?)?,
-            ))
-        })
-        .collect();
+    let cpu_after = (cpu_seconds(agent.pid()), cpu_seconds(collector.pid()));
+    // When each address was blocked, by the agent's log.
+    let blocked_at = || -> HashMap<String, i64> {
+        blocked_lines()
+            .iter()
+            .filter_map(|value| {
+                Some((
+                    value["address"].as_str()?.to_string(),
+                    log_time_ms(value["timestamp"].as_str()?)?,
+                ))
+            })
+            .collect()
+    };
+    let blocked = blocked_at();
     let incidents = rusqlite::Connection::open(collector.data_dir.join("incidents.db")).unwrap();
     let mut statement = incidents
         .prepare("SELECT address, start_ms FROM decisions")
@@ -269,6 +315,42 @@ fn run() -> Vec<Figure> {
         .collect();
     decision_to_block.sort_by(f64::total_cmp);
     let log_to_block = latencies(&written, &blocked);
+    // The stages before the decision: when the collector stored each
+    // address's last failure (the agent's pacing, its POST and ingest),
+    // and from there to the decision (the detection task).
+    let events = rusqlite::Connection::open_with_flags(
+        collector.data_dir.join("collector.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let stored: HashMap<String, i64> = events
+        .prepare(
+            "SELECT json_extract(body, '$.fields.src_ip'), MAX(received_ms) FROM events
+             WHERE kind = 'ssh_login_failed' GROUP BY 1",
+        )
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .filter_map(Result::ok)
+        .collect();
+    let log_to_stored = latencies(&written, &stored);
+    let flood_ms = (
+        written.values().min().copied().unwrap_or(0),
+        blocked.values().max().copied().unwrap_or(0),
+    );
+    let flood_batches: i64 = events
+        .query_row(
+            "SELECT COUNT(*) FROM batches WHERE agent = ?1 AND received_ms BETWEEN ?2 AND ?3",
+            rusqlite::params![name, flood_ms.0, flood_ms.1],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let flood_seconds = (flood_ms.1 - flood_ms.0) as f64 / 1000.0;
+    let mut stored_to_decision: Vec<f64> = decided
+        .iter()
+        .filter_map(|(address, start_ms)| Some((start_ms - stored.get(address)?) as f64))
+        .collect();
+    stored_to_decision.sort_by(f64::total_cmp);
     let kernel = std::process::Command::new("ip")
         .args(["netns", "exec", &link.name])
         .args([
@@ -312,6 +394,9 @@ fn run() -> Vec<Figure> {
         })
         .collect();
     unblock.sort_by(f64::total_cmp);
+    // The quiet case, after the flood: one attacker at a time.
+    let alone = write_alone(&log, name, |address| blocked_at().contains_key(address));
+    let alone_to_block = latencies(&alone, &blocked_at());
     let mut figures = vec![
         Figure::new(
             "response_latency_p50",
@@ -327,6 +412,41 @@ fn run() -> Vec<Figure> {
             "response_latency_max",
             decision_to_block.last().copied().unwrap_or(f64::NAN),
             "ms",
+        ),
+        Figure::new(
+            "response_log_to_stored_p50",
+            percentile(&log_to_stored, 0.50),
+            "ms",
+        ),
+        Figure::new(
+            "response_log_to_stored_p99",
+            percentile(&log_to_stored, 0.99),
+            "ms",
+        ),
+        Figure::new(
+            "response_stored_to_decision_p50",
+            percentile(&stored_to_decision, 0.50),
+            "ms",
+        ),
+        Figure::new(
+            "response_stored_to_decision_p99",
+            percentile(&stored_to_decision, 0.99),
+            "ms",
+        ),
+        Figure::new(
+            "response_flood_batches_per_second",
+            flood_batches as f64 / flood_seconds,
+            "batches/s",
+        ),
+        Figure::new(
+            "response_flood_agent_cpu",
+            (cpu_after.0 - cpu_before.0) / flood_seconds * 100.0,
+            "% of a core",
+        ),
+        Figure::new(
+            "response_flood_collector_cpu",
+            (cpu_after.1 - cpu_before.1) / flood_seconds * 100.0,
+            "% of a core",
         ),
         Figure::new("response_decisions", decided.len() as f64, "decisions"),
         Figure::new("response_blocked", decision_to_block.len() as f64, "blocks"),
@@ -415,16 +535,32 @@ fn run() -> Vec<Figure> {
     // Log line to block, next to fail2ban on the same lines (run after the
     // agent has stopped, so the two do not share the machine).
     let fail2ban = fail2ban_log_to_ban();
-    for (name, fraction) in [("p50", 0.50), ("p99", 0.99)] {
-        let figure = Figure::new(
-            &format!("response_log_to_block_{name}"),
-            percentile(&log_to_block, fraction),
-            "ms",
-        );
-        figures.push(match &fail2ban {
-            Some(fail2ban) => figure.with_peer("fail2ban", percentile(fail2ban, fraction)),
-            None => figure,
-        });
+    let cases = [
+        (
+            "response_log_to_block",
+            &log_to_block,
+            fail2ban.as_ref().map(|(flood, _)| flood),
+            [("p50", 0.50), ("p99", 0.99)],
+        ),
+        (
+            "response_alone_log_to_block",
+            &alone_to_block,
+            fail2ban.as_ref().map(|(_, alone)| alone),
+            [("p50", 0.50), ("max", 1.0)],
+        ),
+    ];
+    for (prefix, ours, fail2ban, points) in cases {
+        for (name, fraction) in points {
+            let figure = Figure::new(
+                &format!("{prefix}_{name}"),
+                percentile(ours, fraction),
+                "ms",
+            );
+            figures.push(match fail2ban {
+                Some(fail2ban) => figure.with_peer("fail2ban", percentile(fail2ban, fraction)),
+                None => figure,
+            });
+        }
     }
     figures
 }

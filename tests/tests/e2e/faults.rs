@@ -395,7 +395,7 @@ fn a_damaged_spool_page_is_salvaged_and_exactly_its_events_are_reported_lost() {
     // while the collector is away are in the spool.
     assert!(wait_until(Duration::from_secs(20), || spooled_events() == 0));
     // The collector goes away; the agent spools batch after batch (one
-    // per burst of lines, at most one a second, and metrics between).
+    // per burst of lines, at most ten a second, and metrics between).
     let (ingest, enroll, data_dir) = (
         collector.ingest_addr,
         collector.enroll_addr,
