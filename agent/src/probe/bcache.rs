@@ -234,7 +234,7 @@ fn read_set(set: &Path, families: &mut FamilySet) -> Result<(), ProbeError> {
             value(&dir.join("dirty_data"))?,
         );
         let debug_path = dir.join("writeback_rate_debug");
-        let debug = std::fs::read_to_string(&debug_path).map_err(|source| ProbeError::Read {
+        let debug = super::read_pseudo_file(&debug_path).map_err(|source| ProbeError::Read {
             path: debug_path.clone(),
             source,
         })?;

@@ -44,7 +44,7 @@ impl Probe for BondingProbe {
         if self.absent {
             return Err(ProbeError::Absent(masters));
         }
-        let read = |relative: &str| std::fs::read_to_string(self.root.join(relative)).ok();
+        let read = |relative: &str| super::read_pseudo_file(self.root.join(relative)).ok();
         let Some(text) = read("bonding_masters") else {
             self.absent = true;
             return Err(ProbeError::Absent(masters));

@@ -104,7 +104,7 @@ fn topology(root: &Path) -> Vec<(u64, u64, PathBuf)> {
 /// A file holding one unsigned decimal number; `None` when it is missing
 /// or holds something else (node_exporter skips such a CPU silently).
 fn read_count(path: &Path) -> Option<u64> {
-    parse_count(&std::fs::read_to_string(path).ok()?)
+    parse_count(&super::read_pseudo_file(path).ok()?)
 }
 
 /// The text of a count file to its number.

@@ -133,7 +133,7 @@ fn cpu_directories(root: &Path) -> Vec<(String, PathBuf)> {
 
 /// One frequency file; `None` when it is missing or root-only.
 fn read_khz(path: &Path) -> Result<Option<f64>, ProbeError> {
-    match std::fs::read_to_string(path) {
+    match super::read_pseudo_file(path) {
         Ok(text) => text
             .trim()
             .parse::<u64>()

@@ -161,7 +161,7 @@ impl Probe for DiskProbe {
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         let (_, text) = read_file(self.procfs.join("diskstats"))?;
         out.extend(parse(&text, &|major, minor| {
-            std::fs::read_to_string(self.udev_data.join(format!("b{major}:{minor}"))).ok()
+            super::read_pseudo_file(self.udev_data.join(format!("b{major}:{minor}"))).ok()
         }));
         Ok(())
     }

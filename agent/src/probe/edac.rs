@@ -49,7 +49,7 @@ impl Probe for EdacProbe {
             return Ok(());
         }
         let read = |path: PathBuf| -> Result<f64, ProbeError> {
-            let text = std::fs::read_to_string(&path).map_err(|source| ProbeError::Read {
+            let text = super::read_pseudo_file(&path).map_err(|source| ProbeError::Read {
                 path: path.clone(),
                 source,
             })?;

@@ -64,7 +64,7 @@ impl Probe for FileProbe {
         }
         let mut texts = Vec::with_capacity(self.files.len());
         for (index, path) in self.files.iter().enumerate() {
-            match std::fs::read_to_string(path) {
+            match super::read_pseudo_file(path) {
                 Ok(text) => texts.push(Some(text)),
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                     if index == 0 {

@@ -353,7 +353,7 @@ fn read_chip(dir: &Path) -> Result<Chip, ProbeError> {
     if device.exists() {
         read_sensors(&device, &mut sensors)?;
     }
-    let chip_name = std::fs::read_to_string(dir.join("name"))
+    let chip_name = super::read_pseudo_file(dir.join("name"))
         .ok()
         .map(|text| clean_name(&text))
         .filter(|name| !name.is_empty());
@@ -381,7 +381,7 @@ fn chip_label(dir: &Path) -> Result<String, ProbeError> {
             return Ok(device_name);
         }
     }
-    if let Ok(text) = std::fs::read_to_string(dir.join("name")) {
+    if let Ok(text) = super::read_pseudo_file(dir.join("name")) {
         let name = clean_name(&text);
         if !name.is_empty() {
             return Ok(name);

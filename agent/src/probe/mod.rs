@@ -350,6 +350,38 @@ fn read_attribute_from(mut file: std::fs::File, limit: usize) -> std::io::Result
     Ok(String::from_utf8_lossy(&buffer[..length]).into_owned())
 }
 
+/// How much one read of a pseudo-file asks for. /proc hands over at most
+/// a page per read whatever is asked; asking for more costs nothing and
+/// takes a sysfs attribute or a short /proc file in one go.
+const PSEUDO_FILE_READ: usize = 16 * 1024;
+
+/// Reads a /proc or /sys file whole, as `std::fs::read_to_string` would,
+/// for less: pseudo-files report a size of 0, so the standard reader asks
+/// the kernel for the size (a `statx`), then reads 32 bytes to find out
+/// whether the file is empty, then grows its buffer read by read. This
+/// reads in large pieces into a buffer on the stack and allocates the
+/// text once. The end is still found by a read that returns nothing: a
+/// short read from /proc does not mean the end. Invalid UTF-8 is
+/// replaced, as node_exporter does.
+pub(crate) fn read_pseudo_file(path: impl AsRef<Path>) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut chunk = [0_u8; PSEUDO_FILE_READ];
+    let mut text: Vec<u8> = Vec::new();
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(read) => text.extend_from_slice(&chunk[..read]),
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(match String::from_utf8(text) {
+        Ok(text) => text,
+        Err(invalid) => String::from_utf8_lossy(invalid.as_bytes()).into_owned(),
+    })
+}
+
 /// Lists a collector's source directory (/sys/class/hwmon): once it was
 /// found missing, `absent` is set and the directory is not looked at
 /// again, so a collector the host has no hardware for costs nothing.
@@ -387,7 +419,7 @@ pub(crate) fn info_family(name: &str, help: &str, labels: &[(&str, String)]) -> 
 
 /// Reads a small pseudo-file completely.
 pub(crate) fn read_file(path: PathBuf) -> Result<(PathBuf, String), ProbeError> {
-    match std::fs::read_to_string(&path) {
+    match read_pseudo_file(&path) {
         Ok(text) => Ok((path, text)),
         Err(source) => Err(ProbeError::Read { path, source }),
     }
@@ -443,4 +475,32 @@ pub(crate) fn sample_value(
                 .all(|wanted| sample.labels.iter().any(|(_, value)| value == wanted))
         })
         .map(|sample| sample.value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pseudo_file_is_read_whole_in_any_size_and_bad_bytes_are_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        // Several reads' worth, not a multiple of the read size.
+        let long: String = (0..9_000).map(|line| format!("line {line}\n")).collect();
+        assert!(long.len() > 4 * PSEUDO_FILE_READ);
+        std::fs::write(dir.path().join("long"), &long).unwrap();
+        assert_eq!(read_pseudo_file(dir.path().join("long")).unwrap(), long);
+        std::fs::write(dir.path().join("empty"), "").unwrap();
+        assert_eq!(read_pseudo_file(dir.path().join("empty")).unwrap(), "");
+        std::fs::write(dir.path().join("bad"), b"eth\xff0\n").unwrap();
+        assert_eq!(
+            read_pseudo_file(dir.path().join("bad")).unwrap(),
+            "eth\u{fffd}0\n"
+        );
+        let missing = read_pseudo_file(dir.path().join("missing")).unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+        // A real seq_file, which reports a size of 0 and hands over a
+        // page per read.
+        let meminfo = read_pseudo_file("/proc/meminfo").unwrap();
+        assert!(meminfo.starts_with("MemTotal:") && meminfo.ends_with('\n'));
+    }
 }

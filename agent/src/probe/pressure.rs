@@ -72,7 +72,7 @@ impl Probe for PressureProbe {
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         for resource in ["cpu", "io", "memory"] {
             let path = self.procfs.join("pressure").join(resource);
-            let text = match std::fs::read_to_string(&path) {
+            let text = match super::read_pseudo_file(&path) {
                 Ok(text) => text,
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
                 // EOPNOTSUPP: the files exist but PSI is disabled at boot.

@@ -47,11 +47,11 @@ impl Probe for SelinuxProbe {
         let enforce = if self.disabled {
             None
         } else {
-            std::fs::read_to_string(&self.enforce).ok()
+            super::read_pseudo_file(&self.enforce).ok()
         };
         self.disabled = enforce.is_none();
         let config = match enforce {
-            Some(_) => std::fs::read_to_string(&self.config).ok(),
+            Some(_) => super::read_pseudo_file(&self.config).ok(),
             None => None,
         };
         out.extend(parse(enforce.as_deref(), config.as_deref()));

@@ -95,7 +95,7 @@ impl Probe for SystemProbe {
         if let Some(text) = self
             .os_release
             .iter()
-            .find_map(|path| std::fs::read_to_string(path).ok())
+            .find_map(|path| super::read_pseudo_file(path).ok())
         {
             out.extend(os_families(&parse_os_release(&text)));
         }
@@ -150,7 +150,7 @@ fn clocksource_families(sysfs: &Path) -> Vec<MetricFamily> {
     );
     let devices = super::numbered_entries(&sysfs.join("devices/system/clocksource"), "clocksource");
     for (device, path) in devices {
-        let read = |file: &str| std::fs::read_to_string(path.join(file)).unwrap_or_default();
+        let read = |file: &str| super::read_pseudo_file(path.join(file)).unwrap_or_default();
         for source in read("available_clocksource").split_whitespace() {
             available.push(&[("clocksource", source), ("device", &device)], 1.0);
         }

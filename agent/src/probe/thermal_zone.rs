@@ -72,7 +72,7 @@ impl Probe for ThermalZoneProbe {
         let device_dirs = numbered_entries(&self.root, "cooling_device");
         self.empty = zone_dirs.is_empty() && device_dirs.is_empty();
         let read = |dir: &Path, file: &str| {
-            std::fs::read_to_string(dir.join(file))
+            super::read_pseudo_file(dir.join(file))
                 .ok()
                 .map(|text| text.trim().to_string())
         };

@@ -59,7 +59,7 @@ impl Probe for XfsProbe {
         let mut filesystems = Vec::new();
         for entry in entries.filter_map(Result::ok) {
             let path = entry.path().join("stats/stats");
-            match std::fs::read_to_string(&path) {
+            match super::read_pseudo_file(&path) {
                 Ok(text) => {
                     filesystems.push((entry.file_name().to_string_lossy().into_owned(), text))
                 }
@@ -341,7 +341,7 @@ debug 0
     fn this_machines_6_18_format_and_its_live_file() {
         assert_eq!(counts(STATS_6_18).unwrap(), [0; 39]);
         // The live file, where this host has XFS loaded.
-        if let Ok(text) = std::fs::read_to_string("/sys/fs/xfs/stats/stats") {
+        if let Ok(text) = crate::probe::read_pseudo_file("/sys/fs/xfs/stats/stats") {
             counts(&text).unwrap();
         }
     }

@@ -101,7 +101,7 @@ impl Families {
 
 /// A file's text, `None` when it does not exist.
 fn read_optional(path: &Path) -> Result<Option<String>, ProbeError> {
-    match std::fs::read_to_string(path) {
+    match super::read_pseudo_file(path) {
         Ok(text) => Ok(Some(text)),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(ProbeError::Read {
