@@ -27,10 +27,20 @@
 //! batch is then sent again under its old sequence number and the
 //! collector acknowledges it as a duplicate. That saves one of the two
 //! `fsync`s per batch, which were 8% of the agent's CPU per collection
-//! (docs/benchmarks.md, agent_footprint). Insert syncs cannot be relaxed the same way, even for
-//! metric batches: an unsynced insert that is lost would give its
-//! sequence number out again, and the collector would take the next
-//! batch, perhaps security events, for a duplicate and drop it.
+//! (docs/benchmarks.md, agent_footprint).
+//!
+//! A batch of metrics alone, carrying no source position, is not synced
+//! either, for at most [`MAX_UNSYNCED_INSERTS`] in a row: a power cut may
+//! lose the last few seconds of metrics, which the next collection
+//! supersedes anyway. What such a loss must not do is give a sequence
+//! number out again (the collector would take the next batch, perhaps
+//! security events, for a duplicate and drop it). Only a crash of the
+//! whole system loses an unsynced commit, and that changes the kernel's
+//! boot id; so the spool keeps the boot id it last ran under, and when it
+//! opens under another one it moves the sequence past every number the
+//! lost commits could have used. A process crash loses nothing: in WAL
+//! mode a commit is in the kernel's page cache once it returns. Without a
+//! boot id to compare (no /proc), every insert is synced, as before.
 //! The statements of the per-batch path are prepared once per connection
 //! and kept (`prepare_cached`): parsing them again for every batch was
 //! about 4% of the agent's CPU per collection.
@@ -112,6 +122,15 @@ impl Loss {
     }
 }
 
+/// Metric batches in a row whose insert is not synced; the next one is.
+/// Also how far the sequence moves after a system crash (see the module
+/// doc), so it bounds both the metrics a power cut can lose and the gap it
+/// leaves in the sequence.
+pub const MAX_UNSYNCED_INSERTS: u64 = 60;
+
+/// Where the kernel says which boot this is.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
 /// The spool database.
 pub struct Spool {
     /// The connection; the agent has one thread, so no pool.
@@ -128,6 +147,11 @@ pub struct Spool {
     count: u64,
     /// Losses to damage since the caller last took them ([`Spool::take_loss`]).
     loss: Loss,
+    /// Whether inserts of metrics alone may go unsynced: only when the
+    /// spool could record this boot's id (see the module doc).
+    may_defer_sync: bool,
+    /// Inserts since the last synced commit.
+    unsynced_inserts: u64,
 }
 
 /// The tables. `batches` is the index (small rows, many to a page) and
@@ -148,6 +172,9 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS batches (
     CREATE TABLE IF NOT EXISTS positions (
         source TEXT PRIMARY KEY,
         position TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS boot (
+        id TEXT NOT NULL
     );";
 
 /// A spool written before bodies moved to their own table (one `batches`
@@ -196,6 +223,17 @@ impl Spool {
     /// A damaged database is salvaged first (`spool/salvage.rs`); what that
     /// lost waits in [`Spool::take_loss`].
     pub fn open(state_dir: &Path, max_bytes: u64, first_seq: u64) -> anyhow::Result<Spool> {
+        let boot_id = std::fs::read_to_string(BOOT_ID).ok();
+        Spool::open_in_boot(state_dir, max_bytes, first_seq, boot_id.as_deref())
+    }
+
+    /// [`Spool::open`] in the boot `boot_id` names (`None`: unknown).
+    fn open_in_boot(
+        state_dir: &Path,
+        max_bytes: u64,
+        first_seq: u64,
+        boot_id: Option<&str>,
+    ) -> anyhow::Result<Spool> {
         let path = state_dir.join("spool.db");
         let mut loss = Loss::default();
         let connection = match open_checked(&path, first_seq) {
@@ -215,9 +253,47 @@ impl Spool {
             bytes: 0,
             count: 0,
             loss,
+            may_defer_sync: false,
+            unsynced_inserts: 0,
         };
         spool.recount()?;
+        if let Some(boot_id) = boot_id.map(str::trim).filter(|id| !id.is_empty()) {
+            spool
+                .guarded(|spool| spool.enter_boot(boot_id))
+                .with_context(|| format!("cannot record the boot in {}", spool.path.display()))?;
+            spool.may_defer_sync = true;
+        }
         Ok(spool)
+    }
+
+    /// Records `boot_id` as the boot the spool runs under. If the spool
+    /// last ran under another boot, the system went down since, perhaps
+    /// without syncing the last inserts: the sequence moves past every
+    /// number they could have used. A spool that never recorded a boot
+    /// (new, or written by an agent that synced every insert) has nothing
+    /// to move past. Synced, like every change to the sequence.
+    fn enter_boot(&mut self, boot_id: &str) -> anyhow::Result<()> {
+        let transaction = self.connection.transaction()?;
+        let last: Option<String> = transaction
+            .query_row("SELECT id FROM boot", [], |row| row.get(0))
+            .optional()?;
+        if last.as_deref() == Some(boot_id) {
+            return Ok(());
+        }
+        if last.is_some() {
+            transaction.execute(
+                "UPDATE sqlite_sequence SET seq = seq + ?1 WHERE name = 'batches'",
+                params![MAX_UNSYNCED_INSERTS as i64],
+            )?;
+            tracing::info!(
+                gap = MAX_UNSYNCED_INSERTS,
+                "the system restarted since the spool was last open; batch numbers skip ahead past any unsynced metric batches a crash may have lost"
+            );
+        }
+        transaction.execute("DELETE FROM boot", [])?;
+        transaction.execute("INSERT INTO boot (id) VALUES (?1)", params![boot_id])?;
+        transaction.commit()?;
+        Ok(())
     }
 
     /// Reads the size and count of what is waiting.
@@ -262,6 +338,9 @@ impl Spool {
                 };
                 self.connection = connection;
                 self.loss.add(loss);
+                // The fresh file has no boot recorded, so a crash could not
+                // be told apart later: sync every insert until restarted.
+                self.may_defer_sync = false;
                 self.recount()?;
                 operation(self)
             }
@@ -285,8 +364,24 @@ impl Spool {
     ) -> anyhow::Result<(u64, Overflow)> {
         // After a salvage the batch is encoded again under the fresh
         // spool's next number (the failed transaction committed nothing).
-        let (seq, size) =
-            self.guarded(|spool| spool.insert(kind, created_ms, events, &mut encode, positions))?;
+        // Metrics alone may go unsynced (see the module doc); events and
+        // source positions never.
+        let defer = self.may_defer_sync
+            && kind == BatchKind::Metrics
+            && positions.is_empty()
+            && self.unsynced_inserts < MAX_UNSYNCED_INSERTS;
+        let (seq, size) = self.guarded(|spool| {
+            if defer {
+                spool.unsynced(|spool| {
+                    spool.insert(kind, created_ms, events, &mut encode, positions)
+                })
+            } else {
+                spool.insert(kind, created_ms, events, &mut encode, positions)
+            }
+        })?;
+        // A synced commit syncs the whole log before it, so every earlier
+        // unsynced insert too.
+        self.unsynced_inserts = if defer { self.unsynced_inserts + 1 } else { 0 };
         self.bytes += size;
         self.count += 1;
         let overflow = self.guarded(|spool| spool.enforce_bound(seq))?;
@@ -385,12 +480,15 @@ impl Spool {
         &mut self,
         operation: impl FnOnce(&mut Spool) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
+        // Prepared once and kept: these run twice per collection.
         self.connection
-            .pragma_update(None, "synchronous", "NORMAL")
+            .prepare_cached("PRAGMA synchronous = NORMAL")
+            .and_then(|mut statement| statement.execute([]))
             .context("cannot relax the spool's syncing")?;
         let result = operation(self);
         self.connection
-            .pragma_update(None, "synchronous", "FULL")
+            .prepare_cached("PRAGMA synchronous = FULL")
+            .and_then(|mut statement| statement.execute([]))
             .context("cannot restore the spool's syncing")?;
         result
     }
@@ -610,6 +708,73 @@ mod tests {
         // The unsynced delete still reached the database.
         let spool = Spool::open(dir.path(), 1 << 20, 1).unwrap();
         assert!(spool.is_empty());
+    }
+
+    #[test]
+    fn metrics_alone_go_unsynced_a_bounded_number_of_times_and_events_never() {
+        const FULL: i64 = 2;
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open_in_boot(dir.path(), 1 << 20, 1, Some("boot-a\n")).unwrap();
+        for expected in 1..=3 {
+            spool.push(BatchKind::Metrics, 0, 0, body(10), &[]).unwrap();
+            assert_eq!(spool.unsynced_inserts, expected);
+        }
+        assert_eq!(synchronous(&spool), FULL, "back to synced after each");
+        // Events, and metrics carrying a source position, are synced, and
+        // their sync covers the unsynced commits before them.
+        spool.push(BatchKind::Events, 0, 1, body(10), &[]).unwrap();
+        assert_eq!(spool.unsynced_inserts, 0);
+        spool.push(BatchKind::Metrics, 0, 0, body(10), &[]).unwrap();
+        let position = [("auth".to_string(), "7".to_string())];
+        spool
+            .push(BatchKind::Metrics, 0, 0, body(10), &position)
+            .unwrap();
+        assert_eq!(spool.unsynced_inserts, 0);
+        // Never more than MAX_UNSYNCED_INSERTS in a row.
+        for _ in 0..MAX_UNSYNCED_INSERTS {
+            spool.push(BatchKind::Metrics, 0, 0, body(10), &[]).unwrap();
+        }
+        assert_eq!(spool.unsynced_inserts, MAX_UNSYNCED_INSERTS);
+        spool.push(BatchKind::Metrics, 0, 0, body(10), &[]).unwrap();
+        assert_eq!(spool.unsynced_inserts, 0, "the next one is synced");
+        // Without a boot id, every insert is synced.
+        let other = tempfile::tempdir().unwrap();
+        let mut unknown = Spool::open_in_boot(other.path(), 1 << 20, 1, None).unwrap();
+        unknown
+            .push(BatchKind::Metrics, 0, 0, body(10), &[])
+            .unwrap();
+        assert_eq!(unknown.unsynced_inserts, 0);
+    }
+
+    #[test]
+    fn after_a_system_restart_the_sequence_skips_what_unsynced_inserts_could_have_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |boot: Option<&str>| Spool::open_in_boot(dir.path(), 1 << 20, 1, boot).unwrap();
+        let next = |spool: &mut Spool| {
+            spool
+                .push(BatchKind::Metrics, 0, 0, body(10), &[])
+                .unwrap()
+                .0
+        };
+        // A spool that never recorded a boot (new, or an older agent's)
+        // starts where it is.
+        let mut spool = open(None);
+        assert_eq!(next(&mut spool), 1);
+        drop(spool);
+        let mut spool = open(Some("boot-a"));
+        assert_eq!(next(&mut spool), 2);
+        drop(spool);
+        // The agent restarting in the same boot loses nothing: no gap.
+        let mut spool = open(Some("boot-a"));
+        assert_eq!(next(&mut spool), 3);
+        drop(spool);
+        // Another boot: the last MAX_UNSYNCED_INSERTS numbers may have
+        // been used by commits the crash lost; none is given out again.
+        let mut spool = open(Some("boot-b"));
+        assert_eq!(next(&mut spool), 4 + MAX_UNSYNCED_INSERTS);
+        drop(spool);
+        let mut spool = open(Some("boot-b"));
+        assert_eq!(next(&mut spool), 5 + MAX_UNSYNCED_INSERTS);
     }
 
     #[test]
