@@ -28,9 +28,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use countywatch_wire::{Event, MetricFamily, MetricKind};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::UnboundedReceiver;
 
-use self::lane::{Finished, Lane};
+use self::lane::{Finished, Lane, Outlet};
 use crate::probe::{Probe, ProbeError};
 
 /// Counters the sender updates and every batch reports.
@@ -193,8 +193,9 @@ pub struct Collector {
     schedules: Vec<Schedule>,
     /// Per-probe time limit.
     timeout: Duration,
-    /// Where lanes send finished runs; cloned into every lane.
-    results_sender: UnboundedSender<Finished>,
+    /// Where lanes send finished runs and say they ended; cloned into
+    /// every lane.
+    outlet: Outlet,
     /// Finished runs, this collection's and stuck probes' late ones.
     results: UnboundedReceiver<Finished>,
     /// Shared with the sender, reported in each batch.
@@ -227,6 +228,10 @@ impl Collector {
             })
             .collect();
         let (results_sender, results) = tokio::sync::mpsc::unbounded_channel();
+        let outlet = Outlet {
+            results: results_sender,
+            lane_ended: Arc::new(tokio::sync::Notify::new()),
+        };
         Collector {
             schedules,
             collectors: probes.iter().map(|probe| probe.collectors()).collect(),
@@ -240,7 +245,7 @@ impl Collector {
                 .map(|probe| (probe.name(), Slot::Ready(probe)))
                 .collect(),
             timeout,
-            results_sender,
+            outlet,
             results,
             stats,
             errors: vec![0; count],
@@ -291,7 +296,7 @@ impl Collector {
                     pending += 1;
                     if self.own_thread[index] {
                         let queue = VecDeque::from([(index, probe)]);
-                        lanes.push(Lane::start(queue, self.results_sender.clone()));
+                        lanes.push(Lane::start(queue, self.outlet.clone()));
                     } else {
                         shared_queue.push_back((index, probe));
                     }
@@ -315,9 +320,22 @@ impl Collector {
             }
         }
         if !shared_queue.is_empty() {
-            lanes.push(Lane::start(shared_queue, self.results_sender.clone()));
+            lanes.push(Lane::start(shared_queue, self.outlet.clone()));
         }
-        while pending > 0 {
+        loop {
+            // Every result sent so far; the lanes do not wake this task for
+            // each (see `lane`), only when one ends.
+            while let Ok(finished) = self.results.try_recv() {
+                if matches!(self.slots[finished.index].1, Slot::Running) {
+                    pending -= 1;
+                    self.finish(finished, &mut gathered);
+                } else {
+                    self.take_late(finished);
+                }
+            }
+            if pending == 0 {
+                break;
+            }
             let now = Instant::now();
             let wake = lanes
                 .iter()
@@ -325,17 +343,11 @@ impl Collector {
                 .min()
                 .unwrap_or(now)
                 + self.timeout;
-            match tokio::time::timeout_at(wake.into(), self.results.recv()).await {
-                Ok(Some(finished)) => {
-                    if matches!(self.slots[finished.index].1, Slot::Running) {
-                        pending -= 1;
-                        self.finish(finished, &mut gathered);
-                    } else {
-                        self.take_late(finished);
-                    }
-                }
-                // Unreachable: the collector holds a sender.
-                Ok(None) => break,
+            let lane_ended = self.outlet.lane_ended.notified();
+            match tokio::time::timeout_at(wake.into(), lane_ended).await {
+                // A lane ended (or an earlier one's permit was left):
+                // take what arrived.
+                Ok(()) => {}
                 Err(_) => {
                     let now = Instant::now();
                     let mut fresh = Vec::new();
@@ -355,7 +367,7 @@ impl Collector {
                             duration: self.timeout,
                         });
                         if !rest.is_empty() {
-                            fresh.push(Lane::start(rest, self.results_sender.clone()));
+                            fresh.push(Lane::start(rest, self.outlet.clone()));
                         }
                     }
                     // An abandoned lane is not waited for again: its

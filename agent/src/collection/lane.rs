@@ -3,7 +3,10 @@
 //!
 //! Running the many small /proc and /sys readers in a row on one thread
 //! costs one thread wake-up per collection instead of one per probe (the
-//! agent's CPU per collection, docs/benchmarks.md, agent_footprint). What
+//! agent's CPU per collection, docs/benchmarks.md, agent_footprint). For
+//! the same reason a result sent does not wake the collection: it waits
+//! for a lane to end ([`Outlet::lane_ended`]) or for the running probe's
+//! time to run out, and then takes every result sent so far. What
 //! a thread per probe gave, that a probe stuck in the kernel cannot stall
 //! the others, the lane keeps with [`Lane::abandon_overdue`]: the
 //! collection gives up on a probe that overran its timeout, takes back the
@@ -20,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use countywatch_wire::{Event, MetricFamily};
+use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::probe::{Probe, ProbeError};
@@ -43,6 +47,17 @@ pub struct Finished {
     pub duration: Duration,
 }
 
+/// Where lanes hand their results: a channel the collection drains
+/// without waiting on it, and the signal that a lane has run out of probes.
+#[derive(Clone)]
+pub struct Outlet {
+    /// Each finished run, sent as soon as it is done.
+    pub results: UnboundedSender<Finished>,
+    /// Notified when a lane has run its last probe (or was abandoned and
+    /// its stuck probe came back), after its results were sent.
+    pub lane_ended: Arc<Notify>,
+}
+
 /// Probes waiting for one blocking thread, and the one it is running.
 pub struct Lane {
     /// The queue and the running probe, under one lock so that giving up
@@ -62,7 +77,7 @@ struct LaneState {
 impl Lane {
     /// Starts a blocking thread running `queue` in order, sending each
     /// result to `results`.
-    pub fn start(queue: VecDeque<Queued>, results: UnboundedSender<Finished>) -> Arc<Lane> {
+    pub fn start(queue: VecDeque<Queued>, outlet: Outlet) -> Arc<Lane> {
         let lane = Arc::new(Lane {
             state: Mutex::new(LaneState {
                 queue,
@@ -70,7 +85,10 @@ impl Lane {
             }),
         });
         let running = Arc::clone(&lane);
-        tokio::task::spawn_blocking(move || running.run(&results));
+        tokio::task::spawn_blocking(move || {
+            running.run(&outlet.results);
+            outlet.lane_ended.notify_one();
+        });
         lane
     }
 
