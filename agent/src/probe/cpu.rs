@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
+use super::kept_files::KeptFiles;
 use super::cpu_throttle::ThermalThrottle;
 use super::parse_error::ProbeParseError;
-use super::{Probe, ProbeError, read_file};
+use super::{Probe, ProbeError};
 
 /// The modes of a `cpu` line, in the kernel's column order. Guest time is
 /// already included in user and nice, so node_exporter reports it apart,
@@ -32,6 +33,8 @@ pub struct CpuProbe {
     ticks_per_second: f64,
     /// The thermal throttle counters under sysfs.
     throttle: ThermalThrottle,
+    /// The files read each collection, kept open (`kept_files`).
+    kept: KeptFiles,
 }
 
 impl CpuProbe {
@@ -42,6 +45,7 @@ impl CpuProbe {
             procfs,
             ticks_per_second: if ticks == 0 { 100.0 } else { ticks as f64 },
             throttle: ThermalThrottle::new(sysfs),
+            kept: KeptFiles::default(),
         }
     }
 }
@@ -56,7 +60,7 @@ impl Probe for CpuProbe {
     }
 
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
-        let (path, text) = read_file(self.procfs.join("stat"))?;
+        let (path, text) = self.kept.read_file(self.procfs.join("stat"))?;
         let families = parse(&text, self.ticks_per_second);
         if families.is_empty() {
             return Err(ProbeError::Parse {

@@ -19,7 +19,8 @@ use std::path::PathBuf;
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
-use super::{Probe, ProbeError, read_file};
+use super::kept_files::KeptFiles;
+use super::{Probe, ProbeError};
 
 /// How one /proc/diskstats column (after major, minor and name) becomes a
 /// metric: name, help, and the factor to base units.
@@ -140,12 +141,18 @@ pub struct DiskProbe {
     procfs: PathBuf,
     /// udev's database, `/run/udev/data` unless configured.
     udev_data: PathBuf,
+    /// The files read each collection, kept open (`kept_files`).
+    kept: KeptFiles,
 }
 
 impl DiskProbe {
     /// A probe reading under `procfs` and `udev_data`.
     pub fn new(procfs: PathBuf, udev_data: PathBuf) -> Self {
-        DiskProbe { procfs, udev_data }
+        DiskProbe {
+            procfs,
+            udev_data,
+            kept: KeptFiles::default(),
+        }
     }
 }
 
@@ -159,7 +166,7 @@ impl Probe for DiskProbe {
     }
 
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
-        let (_, text) = read_file(self.procfs.join("diskstats"))?;
+        let (_, text) = self.kept.read_file(self.procfs.join("diskstats"))?;
         out.extend(parse(&text, &|major, minor| {
             super::read_pseudo_file(self.udev_data.join(format!("b{major}:{minor}"))).ok()
         }));

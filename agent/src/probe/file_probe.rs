@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use countywatch_wire::MetricFamily;
 
+use super::kept_files::KeptFiles;
 use super::parse_error::ProbeParseError;
 use super::{Probe, ProbeError};
 
@@ -32,6 +33,8 @@ pub struct FileProbe {
     parse: Parse,
     /// Set once the first file was found missing: never look again.
     absent: bool,
+    /// The files read each collection, kept open (`kept_files`).
+    kept: KeptFiles,
 }
 
 impl FileProbe {
@@ -42,6 +45,7 @@ impl FileProbe {
             files,
             parse,
             absent: false,
+            kept: KeptFiles::default(),
         }
     }
 }
@@ -64,7 +68,7 @@ impl Probe for FileProbe {
         }
         let mut texts = Vec::with_capacity(self.files.len());
         for (index, path) in self.files.iter().enumerate() {
-            match super::read_pseudo_file(path) {
+            match self.kept.read_whole(path) {
                 Ok(text) => texts.push(Some(text)),
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                     if index == 0 {

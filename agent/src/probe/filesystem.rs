@@ -27,8 +27,9 @@ use countywatch_config::duration::PromDuration;
 use countywatch_wire::{MetricFamily, MetricKind};
 use serde::Deserialize;
 
+use super::kept_files::KeptFiles;
 use super::toggle::{ProbeSection, ProbeToggle};
-use super::{Probe, ProbeError, read_file};
+use super::{Probe, ProbeError};
 
 /// The filesystem probe's config section.
 #[derive(Clone, Debug, Deserialize)]
@@ -145,6 +146,8 @@ pub struct FilesystemProbe {
     /// Mount points whose stat has not returned yet, with the channel its
     /// thread will answer on.
     stuck: HashMap<String, mpsc::Receiver<Option<Usage>>>,
+    /// The files read each collection, kept open (`kept_files`).
+    kept: KeptFiles,
 }
 
 impl FilesystemProbe {
@@ -155,6 +158,7 @@ impl FilesystemProbe {
             stat_timeout,
             stat,
             stuck: HashMap::new(),
+            kept: KeptFiles::default(),
         }
     }
 
@@ -286,7 +290,7 @@ impl Probe for FilesystemProbe {
     }
 
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
-        let (_, text) = read_file(self.procfs.join("mounts"))?;
+        let (_, text) = self.kept.read_file(self.procfs.join("mounts"))?;
         let mounts = parse_mounts(&text);
         let usages = self.stat_all(&mounts);
         out.extend(families(&mounts, &usages));

@@ -8,19 +8,25 @@ use std::path::PathBuf;
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
+use super::kept_files::KeptFiles;
 use super::parse_error::ProbeParseError;
-use super::{Probe, ProbeError, read_file};
+use super::{Probe, ProbeError};
 
 /// Reports the 1, 5 and 15 minute load averages.
 pub struct LoadProbe {
     /// procfs root, `/proc` unless configured.
     procfs: PathBuf,
+    /// The files read each collection, kept open (`kept_files`).
+    kept: KeptFiles,
 }
 
 impl LoadProbe {
     /// A probe reading under `procfs`.
     pub fn new(procfs: PathBuf) -> Self {
-        LoadProbe { procfs }
+        LoadProbe {
+            procfs,
+            kept: KeptFiles::default(),
+        }
     }
 }
 
@@ -38,7 +44,7 @@ impl Probe for LoadProbe {
             let load = sysinfo::System::load_average().map_err(ProbeError::LoadAverage)?;
             [load.one, load.five, load.fifteen]
         } else {
-            let (path, text) = read_file(self.procfs.join("loadavg"))?;
+            let (path, text) = self.kept.read_file(self.procfs.join("loadavg"))?;
             parse(&text).ok_or(ProbeError::Parse {
                 path,
                 source: ProbeParseError::Malformed("expected three load averages"),

@@ -6,19 +6,25 @@ use std::path::PathBuf;
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
+use super::kept_files::KeptFiles;
 use super::parse_error::ProbeParseError;
-use super::{Probe, ProbeError, read_file};
+use super::{Probe, ProbeError};
 
 /// Reads `<procfs>/meminfo`.
 pub struct MemoryProbe {
     /// procfs root, `/proc` unless configured.
     procfs: PathBuf,
+    /// The files read each collection, kept open (`kept_files`).
+    kept: KeptFiles,
 }
 
 impl MemoryProbe {
     /// A probe reading under `procfs`.
     pub fn new(procfs: PathBuf) -> Self {
-        MemoryProbe { procfs }
+        MemoryProbe {
+            procfs,
+            kept: KeptFiles::default(),
+        }
     }
 }
 
@@ -32,7 +38,7 @@ impl Probe for MemoryProbe {
     }
 
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
-        let (path, text) = read_file(self.procfs.join("meminfo"))?;
+        let (path, text) = self.kept.read_file(self.procfs.join("meminfo"))?;
         let families = parse(&text);
         if families.is_empty() {
             return Err(ProbeError::Parse {

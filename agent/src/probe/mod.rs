@@ -21,6 +21,7 @@
 mod cpu_throttle;
 mod family_set;
 mod file_probe;
+mod kept_files;
 pub mod parse_error;
 #[macro_use]
 mod registry;
@@ -320,29 +321,11 @@ pub(crate) fn read_attribute(path: &Path, limit: usize) -> std::io::Result<Strin
     read_attribute_from(std::fs::File::open(path)?, limit)
 }
 
-/// [`read_attribute`] for `name` under a directory opened once: a probe
-/// reading many attributes of one device opens each relative to the
-/// device's directory, so the kernel walks one path component per
-/// attribute instead of the whole `/sys/class/net/<device>/...` path and
-/// its symlink every time (path walks were a tenth of the agent's CPU per
-/// collection, docs/benchmarks.md, agent_footprint).
-pub(crate) fn read_attribute_at(
-    directory: &std::fs::File,
-    name: &str,
+/// One read of at most `limit` bytes from an open attribute.
+pub(crate) fn read_attribute_from(
+    mut file: std::fs::File,
     limit: usize,
 ) -> std::io::Result<String> {
-    use rustix::fs::{Mode, OFlags};
-    let descriptor = rustix::fs::openat(
-        directory,
-        name,
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    read_attribute_from(std::fs::File::from(descriptor), limit)
-}
-
-/// One read of at most `limit` bytes from an open attribute.
-fn read_attribute_from(mut file: std::fs::File, limit: usize) -> std::io::Result<String> {
     use std::io::Read;
     let mut buffer = [0_u8; ATTRIBUTE_MAX];
     let limit = limit.min(ATTRIBUTE_MAX);
@@ -353,7 +336,7 @@ fn read_attribute_from(mut file: std::fs::File, limit: usize) -> std::io::Result
 /// How much one read of a pseudo-file asks for. /proc hands over at most
 /// a page per read whatever is asked; asking for more costs nothing and
 /// takes a sysfs attribute or a short /proc file in one go.
-const PSEUDO_FILE_READ: usize = 16 * 1024;
+pub(crate) const PSEUDO_FILE_READ: usize = 16 * 1024;
 
 /// Reads a /proc or /sys file whole, as `std::fs::read_to_string` would,
 /// for less: pseudo-files report a size of 0, so the standard reader asks
@@ -364,8 +347,12 @@ const PSEUDO_FILE_READ: usize = 16 * 1024;
 /// short read from /proc does not mean the end. Invalid UTF-8 is
 /// replaced, as node_exporter does.
 pub(crate) fn read_pseudo_file(path: impl AsRef<Path>) -> std::io::Result<String> {
+    read_stream(std::fs::File::open(path)?)
+}
+
+/// [`read_pseudo_file`] on a file just opened: reads it to the end.
+pub(crate) fn read_stream(mut file: std::fs::File) -> std::io::Result<String> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
     let mut chunk = [0_u8; PSEUDO_FILE_READ];
     let mut text: Vec<u8> = Vec::new();
     loop {
@@ -376,10 +363,15 @@ pub(crate) fn read_pseudo_file(path: impl AsRef<Path>) -> std::io::Result<String
             Err(error) => return Err(error),
         }
     }
-    Ok(match String::from_utf8(text) {
+    Ok(text_from_bytes(text))
+}
+
+/// Bytes read from the kernel as text, invalid UTF-8 replaced.
+pub(crate) fn text_from_bytes(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(invalid) => String::from_utf8_lossy(invalid.as_bytes()).into_owned(),
-    })
+    }
 }
 
 /// Lists a collector's source directory (/sys/class/hwmon): once it was

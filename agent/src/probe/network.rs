@@ -11,11 +11,14 @@
 //! device fails with EINVAL) is left out for that device, as node_exporter
 //! leaves it out.
 
+use std::collections::HashMap;
+use std::os::unix::fs::DirEntryExt;
 use std::path::{Path, PathBuf};
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
-use super::{ATTRIBUTE_MAX, Probe, ProbeError, read_attribute_at, read_file};
+use super::kept_files::KeptFiles;
+use super::{ATTRIBUTE_MAX, Probe, ProbeError};
 
 /// The columns of /proc/net/dev after the interface name, in order.
 const COLUMNS: [&str; 16] = [
@@ -141,13 +144,33 @@ pub struct NetworkProbe {
     procfs: PathBuf,
     /// sysfs root, `/sys` unless configured.
     sysfs: PathBuf,
+    /// /proc/net/dev, kept open.
+    net_dev: KeptFiles,
+    /// Each interface's attribute files, kept open.
+    links: KeptLinks,
 }
 
 impl NetworkProbe {
     /// A probe reading under `procfs` and `sysfs`.
     pub fn new(procfs: PathBuf, sysfs: PathBuf) -> Self {
-        NetworkProbe { procfs, sysfs }
+        NetworkProbe {
+            procfs,
+            sysfs,
+            net_dev: KeptFiles::default(),
+            links: KeptLinks::default(),
+        }
     }
+}
+
+/// Each interface's attribute files, kept open between collections
+/// (`kept_files`), with the inode of its /sys/class/net entry: a new
+/// device under an old name (a VLAN deleted and made again, a veth moved
+/// away and another given its name) has a new entry, and is read through
+/// files of its own, never the old device's.
+#[derive(Default)]
+pub struct KeptLinks {
+    /// By interface name: the entry's inode and the files.
+    links: HashMap<String, (u64, KeptFiles)>,
 }
 
 /// The attributes of one interface under /sys/class/net/<device>/.
@@ -173,26 +196,35 @@ pub struct Link {
 }
 
 /// Reads every interface's attributes; an unreadable attribute is empty,
-/// as in node_exporter.
-pub fn read_links(sysfs: &Path) -> Vec<Link> {
+/// as in node_exporter. Interfaces gone since the last call give their
+/// kept files back.
+pub fn read_links(sysfs: &Path, kept: &mut KeptLinks) -> Vec<Link> {
     let class = sysfs.join("class/net");
     let Ok(entries) = std::fs::read_dir(&class) else {
+        kept.links.clear();
         return Vec::new();
     };
+    let mut still_here = HashMap::with_capacity(kept.links.len());
     let mut links: Vec<Link> = entries
         .filter_map(Result::ok)
         .map(|entry| {
+            let device = entry.file_name().to_string_lossy().into_owned();
+            let inode = entry.ino();
+            let mut files = match kept.links.remove(&device) {
+                Some((known, files)) if known == inode => files,
+                _ => KeptFiles::default(),
+            };
+            let dir = entry.path();
             // An interface gone since the listing reads as all empty, as
             // each of its attributes would.
-            let dir = std::fs::File::open(entry.path()).ok();
-            let read = |name: &str| {
-                dir.as_ref()
-                    .and_then(|dir| read_attribute_at(dir, name, ATTRIBUTE_MAX).ok())
+            let mut read = |name: &str| {
+                files
+                    .read_attribute(&dir.join(name), ATTRIBUTE_MAX)
                     .map(|text| text.trim().to_string())
                     .unwrap_or_default()
             };
-            Link {
-                device: entry.file_name().to_string_lossy().into_owned(),
+            let link = Link {
+                device: device.clone(),
                 operstate: read("operstate"),
                 address: read("address"),
                 broadcast: read("broadcast"),
@@ -200,9 +232,12 @@ pub fn read_links(sysfs: &Path) -> Vec<Link> {
                 ifalias: read("ifalias"),
                 properties: PROPERTIES.map(|(file, _, _, number)| number.read(&read(file))),
                 receive_nohandler: Number::Decimal.read(&read("statistics/rx_nohandler")),
-            }
+            };
+            still_here.insert(device, (inode, files));
+            link
         })
         .collect();
+    kept.links = still_here;
     links.sort_by(|a, b| a.device.cmp(&b.device));
     links
 }
@@ -275,9 +310,9 @@ impl Probe for NetworkProbe {
     }
 
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
-        let (_, text) = read_file(self.procfs.join("net/dev"))?;
+        let (_, text) = self.net_dev.read_file(self.procfs.join("net/dev"))?;
         out.extend(parse(&text));
-        out.extend(link_families(&read_links(&self.sysfs)));
+        out.extend(link_families(&read_links(&self.sysfs, &mut self.links)));
         Ok(())
     }
 }
@@ -366,7 +401,7 @@ eth0: 2000 20 1 2 0 0 0 3 4000 40 5 6 0 7 0 0\n broken: 1 2\n";
                 std::fs::write(dir.join("statistics/rx_nohandler"), "7\n").unwrap();
             }
         }
-        let families = link_families(&read_links(sysfs.path()));
+        let families = link_families(&read_links(sysfs.path(), &mut KeptLinks::default()));
         let up = &families[0];
         assert_eq!(up.name, "node_network_up");
         let values: Vec<(&str, f64)> = up

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
+use super::kept_files::KeptFiles;
 use super::{Probe, ProbeError};
 
 /// Which line of which file becomes which metric (file, `some`/`full`,
@@ -51,12 +52,17 @@ const METRICS: [(&str, &str, &str, &str); 5] = [
 pub struct PressureProbe {
     /// procfs root, `/proc` unless configured.
     procfs: PathBuf,
+    /// The files read each collection, kept open (`kept_files`).
+    kept: KeptFiles,
 }
 
 impl PressureProbe {
     /// A probe reading under `procfs`.
     pub fn new(procfs: PathBuf) -> Self {
-        PressureProbe { procfs }
+        PressureProbe {
+            procfs,
+            kept: KeptFiles::default(),
+        }
     }
 }
 
@@ -72,7 +78,7 @@ impl Probe for PressureProbe {
     fn collect(&mut self, out: &mut Vec<MetricFamily>) -> Result<(), ProbeError> {
         for resource in ["cpu", "io", "memory"] {
             let path = self.procfs.join("pressure").join(resource);
-            let text = match super::read_pseudo_file(&path) {
+            let text = match self.kept.read_whole(&path) {
                 Ok(text) => text,
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
                 // EOPNOTSUPP: the files exist but PSI is disabled at boot.

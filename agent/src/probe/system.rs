@@ -13,8 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use countywatch_wire::{MetricFamily, MetricKind};
 
+use super::kept_files::KeptFiles;
 use super::parse_error::ProbeParseError;
-use super::{Probe, ProbeError, info_family, read_file};
+use super::{Probe, ProbeError, info_family};
 
 /// The os-release keys node_exporter turns into `node_os_info` labels, in
 /// its order (label name, os-release key).
@@ -41,6 +42,8 @@ pub struct SystemProbe {
     sysfs: PathBuf,
     /// Where os-release may be, first found wins (the os-release(5) order).
     os_release: Vec<PathBuf>,
+    /// The files read each collection, kept open (`kept_files`).
+    kept: KeptFiles,
 }
 
 impl SystemProbe {
@@ -53,6 +56,7 @@ impl SystemProbe {
                 PathBuf::from("/etc/os-release"),
                 PathBuf::from("/usr/lib/os-release"),
             ],
+            kept: KeptFiles::default(),
         }
     }
 }
@@ -99,7 +103,7 @@ impl Probe for SystemProbe {
         {
             out.extend(os_families(&parse_os_release(&text)));
         }
-        let (path, text) = read_file(self.procfs.join("sys/fs/file-nr"))?;
+        let (path, text) = self.kept.read_file(self.procfs.join("sys/fs/file-nr"))?;
         let [allocated, maximum] = parse_file_nr(&text).ok_or(ProbeError::Parse {
             path,
             source: ProbeParseError::Malformed("expected three numbers"),
