@@ -140,8 +140,8 @@ impl KeptFiles {
                 Ok(text)
             }
             Err(error) => {
-                self.budget.fetch_sub(1, Ordering::Relaxed);
                 if error.raw_os_error() == Some(libc_espipe()) {
+                    self.budget.fetch_sub(1, Ordering::Relaxed);
                     // A file that cannot be read at an offset (opened
                     // non-seekable by its driver): read it as a stream,
                     // from a fresh open each time.
@@ -149,9 +149,10 @@ impl KeptFiles {
                     return read_once(File::open(path)?, extent);
                 }
                 // An attribute that fails (`speed` of a virtual device
-                // answers EINVAL) fails on every read; keeping the file
-                // open for it saves nothing worth a descriptor.
-                self.files.insert(path.to_path_buf(), Kept::Reopen);
+                // answers EINVAL, a link down too) is asked again through
+                // the same file: each read asks the driver afresh.
+                self.files
+                    .insert(path.to_path_buf(), Kept::Open(file, self.budget));
                 Err(error)
             }
         }
@@ -261,7 +262,7 @@ mod tests {
             );
         }
         assert_eq!(kept.open_count(), 1);
-        // An attribute that fails is not kept, and fails the same way
+        // An attribute that fails is kept too, and fails the same way
         // each time.
         let speed = Path::new("/sys/class/net/lo/speed");
         for _ in 0..2 {
@@ -269,7 +270,7 @@ mod tests {
             let fresh = super::super::read_attribute(speed, 64).unwrap_err();
             assert_eq!(error.raw_os_error(), fresh.raw_os_error());
         }
-        assert_eq!(kept.open_count(), 1);
+        assert_eq!(kept.open_count(), 2);
     }
 
     #[test]
