@@ -140,7 +140,7 @@ impl KeptFiles {
                 Ok(text)
             }
             Err(error) => {
-                if error.raw_os_error() == Some(libc_espipe()) {
+                if error.raw_os_error() == Some(rustix::io::Errno::SPIPE.raw_os_error()) {
                     self.budget.fetch_sub(1, Ordering::Relaxed);
                     // A file that cannot be read at an offset (opened
                     // non-seekable by its driver): read it as a stream,
@@ -159,11 +159,6 @@ impl KeptFiles {
     }
 }
 
-/// ESPIPE, without a dependency for one constant.
-fn libc_espipe() -> i32 {
-    rustix::io::Errno::SPIPE.raw_os_error()
-}
-
 /// Whether an error means the file's kernel object is gone.
 fn is_stale(error: &std::io::Error) -> bool {
     matches!(
@@ -176,8 +171,9 @@ fn is_stale(error: &std::io::Error) -> bool {
 /// Whether the open file lives on procfs or sysfs.
 fn is_pseudo_file(file: &File) -> bool {
     rustix::fs::fstatfs(file).is_ok_and(|stat| {
-        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
-        let kind = i64::from(stat.f_type as i64);
+        // `f_type` is a C long: i64 here, i32 on 32-bit targets.
+        #[allow(clippy::unnecessary_cast)]
+        let kind = stat.f_type as i64;
         kind == PROC_SUPER_MAGIC || kind == SYSFS_MAGIC
     })
 }
