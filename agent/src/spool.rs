@@ -2,7 +2,7 @@
 //! deleted only when the collector acknowledges it, so nothing is lost when
 //! the collector, the link, the agent or the host goes down.
 //!
-//! SQLite (bundled, WAL, `synchronous=FULL`) rather than a home-made
+//! SQLite (bundled, WAL, synced commits) rather than a home-made
 //! segment log: transactions give us, for free, the atomic "batch + source
 //! positions" write that exactly-once delivery needs (see
 //! [`Spool::push`]'s `positions`), crash recovery, and checksummed WAL
@@ -22,12 +22,11 @@
 //! What is synced: every write that adds to the spool (a batch, with its
 //! source positions) is synced before [`Spool::push`] returns, so
 //! security events and the read positions that skip them survive a power
-//! cut. Deleting an acknowledged batch is not synced (`synchronous=NORMAL`
-//! for that one transaction): a power cut can only undo the delete, the
-//! batch is then sent again under its old sequence number and the
-//! collector acknowledges it as a duplicate. That saves one of the two
-//! `fsync`s per batch, which were 8% of the agent's CPU per collection
-//! (docs/benchmarks.md, agent_footprint).
+//! cut. Deleting an acknowledged batch is not synced: a power cut can only
+//! undo the delete, the batch is then sent again under its old sequence
+//! number and the collector acknowledges it as a duplicate. That saves one
+//! of the two `fsync`s per batch, which were 8% of the agent's CPU per
+//! collection (docs/benchmarks.md, agent_footprint).
 //!
 //! A batch of metrics alone, carrying no source position, is not synced
 //! either, for at most [`MAX_UNSYNCED_INSERTS`] in a row: a power cut may
@@ -41,9 +40,19 @@
 //! lost commits could have used. A process crash loses nothing: in WAL
 //! mode a commit is in the kernel's page cache once it returns. Without a
 //! boot id to compare (no /proc), every insert is synced, as before.
+//!
+//! So the connection rests at `synchronous=NORMAL` (in WAL mode a commit
+//! is written, not synced) and an insert that must be synced raises it to
+//! `FULL` for its own commit ([`Spool::synced`]), whose sync covers every
+//! unsynced commit before it. Most commits (acknowledgements, metric
+//! batches) then change no setting; flipping it twice around each was 2%
+//! of the agent's CPU per collection.
 //! The statements of the per-batch path are prepared once per connection
 //! and kept (`prepare_cached`): parsing them again for every batch was
-//! about 4% of the agent's CPU per collection.
+//! about 4% of the agent's CPU per collection. The body just pushed is
+//! kept in memory until it is taken for sending ([`Spool::oldest`]), so
+//! the common case, a batch sent as soon as it is spooled, does not read
+//! it back and hash it again.
 //!
 //! The spool is bounded (`spool.max_bytes`). When full, metric batches go
 //! first (a newer one supersedes them anyway); security events go only when
@@ -152,6 +161,13 @@ pub struct Spool {
     may_defer_sync: bool,
     /// Inserts since the last synced commit.
     unsynced_inserts: u64,
+    /// The last batch pushed, sequence number and body, until
+    /// [`Spool::oldest`] hands it out or it is deleted: sending it then
+    /// needs no read back.
+    fresh: Option<(u64, Vec<u8>)>,
+    /// `PRAGMA synchronous` as the last insert committed, for tests.
+    #[cfg(test)]
+    last_insert_synchronous: i64,
 }
 
 /// The tables. `batches` is the index (small rows, many to a page) and
@@ -255,6 +271,9 @@ impl Spool {
             loss,
             may_defer_sync: false,
             unsynced_inserts: 0,
+            fresh: None,
+            #[cfg(test)]
+            last_insert_synchronous: 0,
         };
         spool.recount()?;
         if let Some(boot_id) = boot_id.map(str::trim).filter(|id| !id.is_empty()) {
@@ -263,6 +282,7 @@ impl Spool {
                 .with_context(|| format!("cannot record the boot in {}", spool.path.display()))?;
             spool.may_defer_sync = true;
         }
+        spool.rest_unsynced()?;
         Ok(spool)
     }
 
@@ -341,7 +361,9 @@ impl Spool {
                 // The fresh file has no boot recorded, so a crash could not
                 // be told apart later: sync every insert until restarted.
                 self.may_defer_sync = false;
+                self.fresh = None;
                 self.recount()?;
+                self.rest_unsynced()?;
                 operation(self)
             }
             other => other,
@@ -372,11 +394,9 @@ impl Spool {
             && self.unsynced_inserts < MAX_UNSYNCED_INSERTS;
         let (seq, size) = self.guarded(|spool| {
             if defer {
-                spool.unsynced(|spool| {
-                    spool.insert(kind, created_ms, events, &mut encode, positions)
-                })
-            } else {
                 spool.insert(kind, created_ms, events, &mut encode, positions)
+            } else {
+                spool.synced(|spool| spool.insert(kind, created_ms, events, &mut encode, positions))
             }
         })?;
         // A synced commit syncs the whole log before it, so every earlier
@@ -434,7 +454,13 @@ impl Spool {
                 .and_then(|mut statement| statement.execute(params![source, position]))
                 .context("cannot save a source position")?;
         }
+        #[cfg(test)]
+        {
+            self.last_insert_synchronous =
+                transaction.query_row("PRAGMA synchronous", [], |row| row.get(0))?;
+        }
         transaction.commit().context("cannot write the spool")?;
+        self.fresh = Some((seq, body));
         Ok((seq, size))
     }
 
@@ -471,39 +497,55 @@ impl Spool {
         Ok(overflow)
     }
 
-    /// Runs `operation` with `synchronous=NORMAL`: in WAL mode its commit
-    /// is written but not synced, so a power cut may undo it, never tear
-    /// it; the next synced commit (every [`Spool::push`]) syncs it too.
-    /// The connection is back at `FULL` before this returns, or the error
-    /// says it could not be.
-    fn unsynced<T>(
-        &mut self,
-        operation: impl FnOnce(&mut Spool) -> anyhow::Result<T>,
-    ) -> anyhow::Result<T> {
-        // Prepared once and kept: these run twice per collection.
+    /// Puts the connection at its resting `synchronous=NORMAL` (see the
+    /// module doc); opening and salvaging leave it at `FULL`.
+    fn rest_unsynced(&mut self) -> anyhow::Result<()> {
         self.connection
             .prepare_cached("PRAGMA synchronous = NORMAL")
             .and_then(|mut statement| statement.execute([]))
-            .context("cannot relax the spool's syncing")?;
-        let result = operation(self);
+            .with_context(|| format!("cannot set up the spool {}", self.path.display()))?;
+        Ok(())
+    }
+
+    /// Runs `operation` with `synchronous=FULL`: its commit is synced
+    /// before it returns, and with it every unsynced commit before it. The
+    /// connection is back at rest before this returns, or the error says
+    /// it could not be.
+    fn synced<T>(
+        &mut self,
+        operation: impl FnOnce(&mut Spool) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
         self.connection
             .prepare_cached("PRAGMA synchronous = FULL")
             .and_then(|mut statement| statement.execute([]))
-            .context("cannot restore the spool's syncing")?;
+            .context("cannot make the spool sync")?;
+        let result = operation(self);
+        self.rest_unsynced()
+            .context("cannot set the spool's syncing back")?;
         result
     }
 
     /// Deletes a batch's index row and body together.
     fn delete(&mut self, seq: u64) -> anyhow::Result<()> {
+        self.delete_returning_size(seq).map(|_| ())
+    }
+
+    /// [`Spool::delete`], returning the deleted batch's size (`None`: it
+    /// was not there).
+    fn delete_returning_size(&mut self, seq: u64) -> anyhow::Result<Option<u64>> {
+        if self.fresh.as_ref().is_some_and(|(fresh, _)| *fresh == seq) {
+            self.fresh = None;
+        }
         let transaction = self.connection.transaction()?;
-        transaction
-            .prepare_cached("DELETE FROM batches WHERE seq = ?1")?
-            .execute(params![seq as i64])?;
+        let size: Option<i64> = transaction
+            .prepare_cached("DELETE FROM batches WHERE seq = ?1 RETURNING bytes")?
+            .query_row(params![seq as i64], |row| row.get(0))
+            .optional()?;
         transaction
             .prepare_cached("DELETE FROM bodies WHERE seq = ?1")?
             .execute(params![seq as i64])?;
         transaction.commit()?;
-        Ok(())
+        Ok(size.map(|size| u64::try_from(size).unwrap_or(0)))
     }
 
     /// The oldest unacknowledged batch whose body is intact. A body that is
@@ -527,6 +569,13 @@ impl Spool {
             let Some((seq, kind, events, size, stored)) = index else {
                 return Ok(None);
             };
+            // The batch just pushed: its body is in memory, as written.
+            if let Some((fresh, _)) = &spool.fresh
+                && i64::try_from(*fresh) == Ok(seq)
+                && let Some((fresh, body)) = spool.fresh.take()
+            {
+                return Ok(Some((fresh, body)));
+            }
             let body: Option<Vec<u8>> = spool
                 .connection
                 .prepare_cached("SELECT body FROM bodies WHERE seq = ?1")
@@ -558,19 +607,11 @@ impl Spool {
     /// collector then answers its resend as a duplicate.
     pub fn acknowledge(&mut self, seq: u64) -> anyhow::Result<()> {
         self.guarded(|spool| {
-            let size: Option<i64> = spool
-                .connection
-                .prepare_cached("SELECT bytes FROM batches WHERE seq = ?1")
-                .and_then(|mut statement| {
-                    statement.query_row(params![seq as i64], |row| row.get(0))
-                })
-                .optional()
-                .context("cannot read the spool")?;
+            let size = spool
+                .delete_returning_size(seq)
+                .context("cannot delete from the spool")?;
             if let Some(size) = size {
-                spool
-                    .unsynced(|spool| spool.delete(seq))
-                    .context("cannot delete from the spool")?;
-                spool.bytes = spool.bytes.saturating_sub(u64::try_from(size).unwrap_or(0));
+                spool.bytes = spool.bytes.saturating_sub(size);
                 spool.count = spool.count.saturating_sub(1);
             }
             Ok(())
@@ -691,19 +732,24 @@ mod tests {
             .unwrap()
     }
 
+    /// `PRAGMA synchronous` values.
+    const NORMAL: i64 = 1;
+    const FULL: i64 = 2;
+
     #[test]
-    fn only_the_acknowledgement_is_unsynced_and_pushes_stay_synced() {
-        // 2 is FULL: a push's commit is synced before it returns.
-        const FULL: i64 = 2;
+    fn the_connection_rests_unsynced_and_a_synced_push_raises_it_for_its_commit_only() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 1 << 20, 1).unwrap();
-        assert_eq!(synchronous(&spool), FULL);
+        assert_eq!(synchronous(&spool), NORMAL);
+        // An events batch is synced: the setting is FULL for its commit.
         let (first, _) = spool.push(BatchKind::Events, 0, 1, body(10), &[]).unwrap();
+        assert_eq!(spool.last_insert_synchronous, FULL);
+        assert_eq!(synchronous(&spool), NORMAL, "back at rest");
         spool.acknowledge(first).unwrap();
-        assert_eq!(synchronous(&spool), FULL);
+        assert_eq!(synchronous(&spool), NORMAL);
         // Acknowledging a batch that is not there changes nothing either.
         spool.acknowledge(first).unwrap();
-        assert_eq!(synchronous(&spool), FULL);
+        assert_eq!(synchronous(&spool), NORMAL);
         drop(spool);
         // The unsynced delete still reached the database.
         let spool = Spool::open(dir.path(), 1 << 20, 1).unwrap();
@@ -712,24 +758,26 @@ mod tests {
 
     #[test]
     fn metrics_alone_go_unsynced_a_bounded_number_of_times_and_events_never() {
-        const FULL: i64 = 2;
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open_in_boot(dir.path(), 1 << 20, 1, Some("boot-a\n")).unwrap();
         for expected in 1..=3 {
             spool.push(BatchKind::Metrics, 0, 0, body(10), &[]).unwrap();
             assert_eq!(spool.unsynced_inserts, expected);
+            assert_eq!(spool.last_insert_synchronous, NORMAL);
         }
-        assert_eq!(synchronous(&spool), FULL, "back to synced after each");
+        assert_eq!(synchronous(&spool), NORMAL, "at rest after each");
         // Events, and metrics carrying a source position, are synced, and
         // their sync covers the unsynced commits before them.
         spool.push(BatchKind::Events, 0, 1, body(10), &[]).unwrap();
         assert_eq!(spool.unsynced_inserts, 0);
+        assert_eq!(spool.last_insert_synchronous, FULL);
         spool.push(BatchKind::Metrics, 0, 0, body(10), &[]).unwrap();
         let position = [("auth".to_string(), "7".to_string())];
         spool
             .push(BatchKind::Metrics, 0, 0, body(10), &position)
             .unwrap();
         assert_eq!(spool.unsynced_inserts, 0);
+        assert_eq!(spool.last_insert_synchronous, FULL);
         // Never more than MAX_UNSYNCED_INSERTS in a row.
         for _ in 0..MAX_UNSYNCED_INSERTS {
             spool.push(BatchKind::Metrics, 0, 0, body(10), &[]).unwrap();
@@ -737,6 +785,7 @@ mod tests {
         assert_eq!(spool.unsynced_inserts, MAX_UNSYNCED_INSERTS);
         spool.push(BatchKind::Metrics, 0, 0, body(10), &[]).unwrap();
         assert_eq!(spool.unsynced_inserts, 0, "the next one is synced");
+        assert_eq!(spool.last_insert_synchronous, FULL);
         // Without a boot id, every insert is synced.
         let other = tempfile::tempdir().unwrap();
         let mut unknown = Spool::open_in_boot(other.path(), 1 << 20, 1, None).unwrap();
@@ -744,6 +793,7 @@ mod tests {
             .push(BatchKind::Metrics, 0, 0, body(10), &[])
             .unwrap();
         assert_eq!(unknown.unsynced_inserts, 0);
+        assert_eq!(unknown.last_insert_synchronous, FULL);
     }
 
     #[test]
@@ -924,6 +974,37 @@ mod tests {
             }
         );
         assert_eq!((spool.len(), spool.bytes()), (1, 100));
+    }
+
+    #[test]
+    fn the_batch_just_pushed_is_handed_out_from_memory_once_then_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20, 1).unwrap();
+        let (seq, _) = spool
+            .push(BatchKind::Events, 0, 4, distinct_body(100), &[])
+            .unwrap();
+        // The stored copy is damaged behind the spool's back; the first
+        // hand-out is the body as pushed, from memory.
+        Connection::open(dir.path().join("spool.db"))
+            .unwrap()
+            .execute("UPDATE bodies SET body = zeroblob(100) WHERE seq = 1", [])
+            .unwrap();
+        assert_eq!(
+            spool.oldest().unwrap(),
+            Some((seq, distinct_body(100)(seq)))
+        );
+        // Not acknowledged (a failed send): the next hand-out reads the
+        // stored copy, whose checksum catches the damage.
+        assert_eq!(spool.oldest().unwrap(), None);
+        assert_eq!(spool.take_loss().events, 4);
+        // A batch acknowledged before it was handed out leaves nothing
+        // behind in memory.
+        let (second, _) = spool
+            .push(BatchKind::Metrics, 0, 0, distinct_body(50), &[])
+            .unwrap();
+        spool.acknowledge(second).unwrap();
+        assert!(spool.fresh.is_none());
+        assert_eq!(spool.oldest().unwrap(), None);
     }
 
     #[test]
