@@ -99,7 +99,7 @@ pub fn agent_info(
         .iter()
         .map(|(name, value)| (name.as_str(), value.value.as_str()))
         .collect();
-    family.push(&pairs, 1.0);
+    family.push_copied(&pairs, 1.0);
     family
 }
 
@@ -503,8 +503,8 @@ impl Collector {
         for (outcome, collectors) in outcomes.iter().zip(&self.collectors) {
             for collector in collectors {
                 let labels = [("collector", *collector)];
-                duration.push(&labels, outcome.duration.as_secs_f64());
-                success.push(&labels, if outcome.success { 1.0 } else { 0.0 });
+                duration.push_static(&labels, outcome.duration.as_secs_f64());
+                success.push_static(&labels, if outcome.success { 1.0 } else { 0.0 });
             }
         }
         [duration, success]
@@ -516,7 +516,7 @@ impl Collector {
             "The agent's version; always 1.",
             MetricKind::Gauge,
         );
-        build.push(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+        build.push_static(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
         let mut duration = MetricFamily::new(
             "countywatch_agent_probe_duration_seconds",
             "How long each probe took in the last collection.",
@@ -534,9 +534,9 @@ impl Collector {
         );
         for (index, outcome) in outcomes.iter().enumerate() {
             let labels = [("probe", outcome.name)];
-            duration.push(&labels, outcome.duration.as_secs_f64());
-            success.push(&labels, if outcome.success { 1.0 } else { 0.0 });
-            errors.push(&labels, self.errors.get(index).copied().unwrap_or(0) as f64);
+            duration.push_static(&labels, outcome.duration.as_secs_f64());
+            success.push_static(&labels, if outcome.success { 1.0 } else { 0.0 });
+            errors.push_static(&labels, self.errors.get(index).copied().unwrap_or(0) as f64);
         }
         let stats = &self.stats;
         let mut spool_dropped = MetricFamily::new(
@@ -544,11 +544,11 @@ impl Collector {
             "Batches dropped because the spool was full, by kind.",
             MetricKind::Counter,
         );
-        spool_dropped.push(
+        spool_dropped.push_static(
             &[("kind", "metrics")],
             stats.spool_dropped_metrics.load(Ordering::Relaxed) as f64,
         );
-        spool_dropped.push(
+        spool_dropped.push_static(
             &[("kind", "events")],
             stats.spool_dropped_events.load(Ordering::Relaxed) as f64,
         );
@@ -562,7 +562,7 @@ impl Collector {
             ("metrics", &stats.spool_damaged_metric_batches),
             ("unknown", &stats.spool_damaged_uncounted_batches),
         ] {
-            spool_damaged.push(&[("kind", kind)], value.load(Ordering::Relaxed) as f64);
+            spool_damaged.push_static(&[("kind", kind)], value.load(Ordering::Relaxed) as f64);
         }
         let counter = |name: &str, help: &str, value: &AtomicU64| {
             MetricFamily::single(
@@ -794,7 +794,7 @@ mod tests {
             .iter()
             .filter(|family| family.name == name)
             .flat_map(|family| &family.samples)
-            .map(|sample| (sample.labels[0].1.clone(), sample.value))
+            .map(|sample| (sample.labels[0].1.to_string(), sample.value))
             .collect()
     }
 

@@ -524,7 +524,7 @@ mod tests {
         let info = crate::collection::agent_info(&config.labels);
         assert_eq!(info.name, "countywatch_agent_info");
         assert_eq!(
-            info.samples[0].labels,
+            info.samples[0].owned_labels(),
             vec![
                 ("department".to_string(), "财政局".to_string()),
                 ("site".to_string(), "town-3".to_string())

@@ -152,7 +152,7 @@ impl HostBinding {
                     .labels
                     .iter()
                     .find(|(name, _)| name == DEVICE_INSTANCE_LABEL)
-                    .map(|(_, value)| value.as_str());
+                    .map(|(_, value)| value.as_ref());
                 match device.map(&mut verdict).transpose()? {
                     Some(Err(refusal)) => self.rehosted.with_label_values(&[refusal.label()]).inc(),
                     _ => kept.push(sample),

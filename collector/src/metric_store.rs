@@ -23,7 +23,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use countywatch_wire::{
-    MetricFamily, MetricKind, write_agent_samples, write_family_header, write_samples_at,
+    LabelText, MetricFamily, MetricKind, write_agent_samples, write_family_header, write_samples_at,
 };
 
 /// The `job` label of every agent metric.
@@ -164,7 +164,7 @@ impl MetricStore {
                 .map(|elapsed| elapsed.as_secs_f64())
                 .unwrap_or(0.0);
             last_seen.samples.push(countywatch_wire::Sample {
-                labels: vec![("instance".to_string(), name.clone())],
+                labels: vec![("instance".into(), name.clone().into())],
                 value: seconds,
             });
         }
@@ -184,7 +184,7 @@ impl MetricStore {
     pub fn visit_samples(
         &self,
         now: SystemTime,
-        mut visit: impl FnMut(&str, SystemTime, &str, &[(String, String)], f64),
+        mut visit: impl FnMut(&str, SystemTime, &str, &[(LabelText, LabelText)], f64),
     ) {
         for (agent, metrics) in &self.snapshot() {
             let fresh =
@@ -234,7 +234,7 @@ impl MetricStore {
                         .labels
                         .iter()
                         .find(|(name, _)| name == label)
-                        .map(|(_, value)| value.clone())
+                        .map(|(_, value)| value.to_string())
                 });
             if let Some(value) = value {
                 values.insert(agent, value);

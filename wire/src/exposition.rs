@@ -67,7 +67,7 @@ pub fn write_samples_at(
             sample
                 .labels
                 .iter()
-                .map(|(name, value)| (name.as_str(), value.as_str())),
+                .map(|(name, value)| (name.as_ref(), value.as_ref())),
         );
         write_sample(out, &family.name, labels, sample.value, timestamp_ms);
     }

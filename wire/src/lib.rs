@@ -38,7 +38,7 @@ pub use exposition::{
 };
 pub use metric::{
     AGENT_METRIC_PREFIXES, DEVICE_INSTANCE_LABEL, MetricFamily, MetricKind, POLLING_AGENT_LABEL,
-    Sample, ValidationError, exposed_labels, is_agent_metric_name, is_valid_label_name,
+    LabelText, Sample, ValidationError, exposed_labels, is_agent_metric_name, is_valid_label_name,
     is_valid_metric_name,
 };
 pub use renewal::{RENEW_PATH, RenewRequest, RenewResponse};

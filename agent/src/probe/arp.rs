@@ -53,7 +53,7 @@ mod tests {
         let got: Vec<(&str, f64)> = family
             .samples
             .iter()
-            .map(|sample| (sample.labels[0].1.as_str(), sample.value))
+            .map(|sample| (sample.labels[0].1.as_ref(), sample.value))
             .collect();
         assert_eq!(got, vec![("br-lan", 1.0), ("eth0", 2.0)]);
         assert!(parse("1 2 3\n").is_err());

@@ -186,7 +186,7 @@ fn push_figures(
     families: &mut FamilySet,
     dir: &Path,
     figures: &[Figure],
-    labels: &[(&str, &str)],
+    labels: &[(&'static str, &str)],
 ) -> Result<(), ProbeError> {
     for (attribute, name, help, kind, factor) in figures {
         let figure = value(&dir.join(attribute))? * factor;
@@ -415,7 +415,7 @@ next io:\t-45ms
         assert!((value - 1.305e-6).abs() < 1e-15);
         let (labels, value) = get("node_bcache_dirty_data_bytes");
         assert_eq!(
-            labels[1],
+            (labels[1].0.to_string(), labels[1].1.to_string()),
             ("backing_device".to_string(), "bdev0".to_string())
         );
         assert_eq!(value, 1524.0);

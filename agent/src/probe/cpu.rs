@@ -177,7 +177,7 @@ softirq 1 2 3\n";
         assert_eq!(cpu.name, "node_cpu_seconds_total");
         assert_eq!(cpu.samples.len(), 16);
         assert_eq!(
-            cpu.samples[0].labels,
+            cpu.samples[0].owned_labels(),
             vec![
                 ("cpu".to_string(), "0".to_string()),
                 ("mode".to_string(), "user".to_string())

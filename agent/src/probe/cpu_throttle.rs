@@ -183,7 +183,7 @@ mod tests {
                     sample
                         .labels
                         .iter()
-                        .map(|(_, value)| value.as_str())
+                        .map(|(_, value)| value.as_ref())
                         .collect(),
                     sample.value,
                 )

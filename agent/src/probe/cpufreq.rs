@@ -213,7 +213,7 @@ mod tests {
         let scaling: Vec<(&str, f64)> = out[3]
             .samples
             .iter()
-            .map(|sample| (sample.labels[0].1.as_str(), sample.value))
+            .map(|sample| (sample.labels[0].1.as_ref(), sample.value))
             .collect();
         assert_eq!(out[3].name, "node_cpu_scaling_frequency_hertz");
         assert_eq!(

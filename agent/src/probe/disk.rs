@@ -348,7 +348,7 @@ E:ID_SERIAL_SHORT=abc123\nE:ID_MODEL=QEMU=DISK\n"
         let devices: Vec<&str> = read
             .samples
             .iter()
-            .map(|sample| sample.labels[0].1.as_str())
+            .map(|sample| sample.labels[0].1.as_ref())
             .collect();
         assert_eq!(devices, vec!["vda", "nvme0n1", "dm-0"]);
         assert_eq!(read.samples[0].value, 7807130.0 * 512.0);
@@ -373,7 +373,7 @@ E:ID_SERIAL_SHORT=abc123\nE:ID_MODEL=QEMU=DISK\n"
         let vda: Vec<(&str, &str)> = info.samples[0]
             .labels
             .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .map(|(name, value)| (name.as_ref(), value.as_ref()))
             .collect();
         assert_eq!(
             vda,
@@ -389,7 +389,7 @@ E:ID_SERIAL_SHORT=abc123\nE:ID_MODEL=QEMU=DISK\n"
             ]
         );
         assert_eq!(
-            info.samples[1].labels[4],
+            info.samples[1].owned_labels()[4],
             ("path".to_string(), String::new())
         );
         // The old 11-column nvme line has no discard or flush counters.
@@ -452,7 +452,7 @@ E:ID_PATH=pci-0000:00:17.0-ata-1
             families
                 .iter()
                 .find(|family| family.name == name)
-                .map(|family| family.samples.iter().map(|s| s.labels.clone()).collect())
+                .map(|family| family.samples.iter().map(|s| s.owned_labels()).collect())
                 .unwrap_or_default()
         };
         let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
@@ -491,7 +491,7 @@ E:ID_PATH=pci-0000:00:17.0-ata-1
         ] {
             let family = families.iter().find(|family| family.name == name).unwrap();
             assert_eq!(family.samples.len(), 1, "{name}: only sda");
-            assert_eq!(family.samples[0].labels, pairs(&[("device", "sda")]));
+            assert_eq!(family.samples[0].owned_labels(), pairs(&[("device", "sda")]));
             assert_eq!(family.samples[0].value, value);
         }
     }

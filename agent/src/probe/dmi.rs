@@ -108,7 +108,7 @@ fn read_fields(root: &Path) -> Result<Vec<(&'static str, String)>, ProbeError> {
 }
 
 /// `node_dmi_info` with the fields as labels.
-pub fn family(labels: &[(&str, String)]) -> MetricFamily {
+pub fn family(labels: &[(&'static str, String)]) -> MetricFamily {
     info_family(
         "node_dmi_info",
         "A metric with a constant '1' value labeled by bios_date, bios_release, bios_vendor, bios_version, board_asset_tag, board_name, board_serial, board_vendor, board_version, chassis_asset_tag, chassis_serial, chassis_vendor, chassis_version, product_family, product_name, product_serial, product_sku, product_uuid, product_version, system_vendor if provided by DMI.",
@@ -150,7 +150,7 @@ mod tests {
         let labels: Vec<(&str, &str)> = out[0].samples[0]
             .labels
             .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .map(|(name, value)| (name.as_ref(), value.as_ref()))
             .collect();
         assert_eq!(
             labels,

@@ -170,7 +170,7 @@ mod tests {
         let rows: Vec<(&str, f64)> = out[2]
             .samples
             .iter()
-            .map(|sample| (sample.labels[1].1.as_str(), sample.value))
+            .map(|sample| (sample.labels[1].1.as_ref(), sample.value))
             .collect();
         assert_eq!(rows, vec![("unknown", 2.0), ("0", 1.0), ("10", 0.0)]);
     }

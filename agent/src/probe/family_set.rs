@@ -28,7 +28,7 @@ impl FamilySet {
         name: &str,
         help: &str,
         kind: MetricKind,
-        labels: &[(&str, &str)],
+        labels: &[(&'static str, &str)],
         value: f64,
     ) {
         let family = self

@@ -516,7 +516,7 @@ short line\n";
         errors
             .samples
             .iter()
-            .map(|sample| (sample.labels[2].1.clone(), sample.value))
+            .map(|sample| (sample.labels[2].1.to_string(), sample.value))
             .collect()
     }
 

@@ -458,7 +458,7 @@ mod tests {
                         .labels
                         .iter()
                         .find(|(label, _)| label == name)
-                        .map(|(_, value)| value.clone())
+                        .map(|(_, value)| value.to_string())
                         .unwrap_or_default()
                 };
                 found.push((
@@ -606,7 +606,7 @@ mod tests {
         let family = |name: &str| out.iter().find(|family| family.name == name).unwrap();
         let label = &family("node_hwmon_sensor_label").samples[0].labels;
         assert_eq!(
-            label,
+            &label.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>(),
             &vec![
                 ("chip".to_string(), coretemp.to_string()),
                 ("sensor".to_string(), "temp1".to_string()),
@@ -626,7 +626,7 @@ mod tests {
             MetricKind::Counter
         );
         assert_eq!(
-            family("node_hwmon_chip_names").samples[0].labels[1],
+            family("node_hwmon_chip_names").samples[0].owned_labels()[1],
             ("chip_name".to_string(), "coretemp".to_string())
         );
     }

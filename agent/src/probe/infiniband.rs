@@ -510,7 +510,7 @@ mod tests {
         family
             .samples
             .iter()
-            .map(|sample| (sample.labels[0].1.clone(), sample.value))
+            .map(|sample| (sample.labels[0].1.to_string(), sample.value))
             .collect()
     }
 

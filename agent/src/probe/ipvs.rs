@@ -305,10 +305,10 @@ SCTP  C0A80017:0CEA wlc
             .samples
             .iter()
             .map(|sample| {
-                let names: Vec<&str> = sample.labels.iter().map(|l| l.0.as_str()).collect();
+                let names: Vec<&str> = sample.labels.iter().map(|l| l.0.as_ref()).collect();
                 assert_eq!(names, BACKEND_LABELS);
                 (
-                    sample.labels.iter().map(|l| l.1.as_str()).collect(),
+                    sample.labels.iter().map(|l| l.1.as_ref()).collect(),
                     sample.value,
                 )
             })

@@ -332,7 +332,7 @@ unused devices: <none>
             .samples
             .iter()
             .filter(|sample| sample.labels[0].1 == "md2")
-            .map(|sample| (sample.labels[1].1.as_str(), sample.value))
+            .map(|sample| (sample.labels[1].1.as_ref(), sample.value))
             .collect();
         assert_eq!(
             md2,
@@ -348,7 +348,7 @@ unused devices: <none>
             .samples
             .iter()
             .filter(|sample| sample.labels[0].1 == "md2")
-            .map(|sample| (sample.labels[1].1.as_str(), sample.value))
+            .map(|sample| (sample.labels[1].1.as_ref(), sample.value))
             .collect();
         assert_eq!(
             md2_disks,

@@ -399,9 +399,13 @@ pub(crate) fn read_source_dir(
 
 /// An info family: one sample of value 1 carrying `labels`
 /// (`node_uname_info`, `node_dmi_info`).
-pub(crate) fn info_family(name: &str, help: &str, labels: &[(&str, String)]) -> MetricFamily {
+pub(crate) fn info_family(
+    name: &str,
+    help: &str,
+    labels: &[(&'static str, String)],
+) -> MetricFamily {
     let mut family = MetricFamily::new(name, help, countywatch_wire::MetricKind::Gauge);
-    let pairs: Vec<(&str, &str)> = labels
+    let pairs: Vec<(&'static str, &str)> = labels
         .iter()
         .map(|(label, value)| (*label, value.as_str()))
         .collect();
@@ -433,7 +437,7 @@ pub(crate) fn label_pairs(sample: &countywatch_wire::Sample) -> Vec<(&str, &str)
     sample
         .labels
         .iter()
-        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .map(|(name, value)| (name.as_ref(), value.as_ref()))
         .collect()
 }
 

@@ -370,7 +370,7 @@ eth0: 2000 20 1 2 0 0 0 3 4000 40 5 6 0 7 0 0\n broken: 1 2\n";
         assert_eq!(families[0].help, "Network device statistic receive_bytes.");
         let eth0 = &families[0].samples[1];
         assert_eq!(
-            eth0.labels,
+            eth0.owned_labels(),
             vec![("device".to_string(), "eth0".to_string())]
         );
         assert_eq!(eth0.value, 2000.0);
@@ -407,16 +407,16 @@ eth0: 2000 20 1 2 0 0 0 3 4000 40 5 6 0 7 0 0\n broken: 1 2\n";
         let values: Vec<(&str, f64)> = up
             .samples
             .iter()
-            .map(|sample| (sample.labels[0].1.as_str(), sample.value))
+            .map(|sample| (sample.labels[0].1.as_ref(), sample.value))
             .collect();
         assert_eq!(values, vec![("eth0", 1.0), ("lo", 0.0)]);
         let info = &families[1];
         assert_eq!(
-            info.samples[1].labels[3],
+            info.samples[1].owned_labels()[3],
             ("duplex".to_string(), String::new())
         );
         assert_eq!(
-            info.samples[0].labels[5],
+            info.samples[0].owned_labels()[5],
             ("operstate".to_string(), "up".to_string())
         );
         let family = |name: &str| {

@@ -391,7 +391,7 @@ mod tests {
         let battery: Vec<(&str, &str)> = info.samples[1]
             .labels
             .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .map(|(name, value)| (name.as_ref(), value.as_ref()))
             .collect();
         // The empty serial number is left out.
         assert_eq!(

@@ -419,7 +419,7 @@ mod tests {
             .samples
             .iter()
             .find(|sample| {
-                sample.labels[0] == ("groupname".to_string(), name.to_string())
+                sample.owned_labels()[0] == ("groupname".to_string(), name.to_string())
                     && second.is_none_or(|second| sample.labels[1].1 == second)
             })
             .map(|sample| sample.value)

@@ -203,7 +203,7 @@ mod tests {
         assert_eq!(package.samples[0].value, 243354.434855);
         let root = sysfs.path().join("class/powercap");
         assert_eq!(
-            package.samples[1].labels,
+            package.samples[1].owned_labels(),
             vec![
                 ("index".to_string(), "1".to_string()),
                 (
@@ -215,7 +215,7 @@ mod tests {
         let core_indexes: Vec<&str> = out[0]
             .samples
             .iter()
-            .map(|sample| sample.labels[0].1.as_str())
+            .map(|sample| sample.labels[0].1.as_ref())
             .collect();
         assert_eq!(core_indexes, vec!["0", "1"], "repeated names are counted");
         assert_eq!(out[0].samples[1].value, 2.5);

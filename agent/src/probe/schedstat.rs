@@ -80,7 +80,7 @@ cpu2 0 0 0
         let running: Vec<(&str, f64)> = families[0]
             .samples
             .iter()
-            .map(|sample| (sample.labels[0].1.as_str(), sample.value))
+            .map(|sample| (sample.labels[0].1.as_ref(), sample.value))
             .collect();
         assert_eq!(running, vec![("0", 2501.449390617), ("1", 2.479612053)]);
         assert_eq!(families[1].samples[1].value, 9.2);

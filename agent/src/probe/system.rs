@@ -167,7 +167,7 @@ fn clocksource_families(sysfs: &Path) -> Vec<MetricFamily> {
     families
 }
 
-fn uname_family(labels: &[(&str, String)]) -> MetricFamily {
+fn uname_family(labels: &[(&'static str, String)]) -> MetricFamily {
     info_family(
         "node_uname_info",
         "Labeled system information as provided by the uname system call.",
@@ -291,7 +291,7 @@ VARIANT=\"with \\\"quotes\\\"\"\n";
         let labels: Vec<(&str, &str)> = info.samples[0]
             .labels
             .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .map(|(name, value)| (name.as_ref(), value.as_ref()))
             .collect();
         assert_eq!(
             labels,
@@ -323,7 +323,7 @@ VARIANT=\"with \\\"quotes\\\"\"\n";
         let july: jiff::Timestamp = "2026-07-01T12:00:00Z".parse().unwrap();
         let family = zone_family(&new_york, july);
         assert_eq!(
-            family.samples[0].labels,
+            family.samples[0].owned_labels(),
             vec![("time_zone".to_string(), "EDT".to_string())]
         );
         assert_eq!(family.samples[0].value, -14400.0);
@@ -371,14 +371,14 @@ VARIANT=\"with \\\"quotes\\\"\"\n";
         assert!(out[0].samples[0].value > 1.6e9);
         assert_eq!(out[2].samples.len(), 2);
         assert_eq!(
-            out[3].samples[0].labels,
+            out[3].samples[0].owned_labels(),
             vec![
                 ("clocksource".to_string(), "tsc".to_string()),
                 ("device".to_string(), "0".to_string())
             ]
         );
         assert_eq!(
-            out[4].samples[0].labels[4],
+            out[4].samples[0].owned_labels()[4],
             ("sysname".to_string(), "Linux".to_string())
         );
     }

@@ -224,9 +224,9 @@ Id=backup.timer\nLoadState=loaded\nActiveState=failed\n";
             .filter(|sample| sample.value == 1.0)
             .map(|sample| {
                 (
-                    sample.labels[0].1.clone(),
-                    sample.labels[1].1.clone(),
-                    sample.labels[2].1.clone(),
+                    sample.labels[0].1.to_string(),
+                    sample.labels[1].1.to_string(),
+                    sample.labels[2].1.to_string(),
                     sample.value,
                 )
             })

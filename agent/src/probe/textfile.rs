@@ -715,7 +715,7 @@ impl Merged {
                             (*label, value)
                         })
                         .collect();
-                    out.push(&full, *value);
+                    out.push_copied(&full, *value);
                 }
                 out
             })
@@ -772,7 +772,7 @@ raid_degraded{array=\"md0\",note=\"say \\\"hi\\\"\\n\"} 0\n",
         assert_eq!(backup.help, "When the backup last succeeded.");
         // The missing label is filled in empty, as node_exporter does.
         assert_eq!(
-            backup.samples[1].labels,
+            backup.samples[1].owned_labels(),
             vec![
                 ("job_name".to_string(), "weekly".to_string()),
                 ("target".to_string(), String::new())

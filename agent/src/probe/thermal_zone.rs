@@ -181,8 +181,8 @@ mod tests {
             .iter()
             .map(|sample| {
                 (
-                    sample.labels[0].1.as_str(),
-                    sample.labels[1].1.as_str(),
+                    sample.labels[0].1.as_ref(),
+                    sample.labels[1].1.as_ref(),
                     sample.value,
                 )
             })
@@ -194,7 +194,7 @@ mod tests {
         assert_eq!(out[1].name, "node_cooling_device_cur_state");
         assert_eq!(out[2].samples[0].value, 3.0);
         assert_eq!(
-            out[2].samples[0].labels,
+            out[2].samples[0].owned_labels(),
             vec![
                 ("name".to_string(), "0".to_string()),
                 ("type".to_string(), "Processor".to_string())

@@ -84,7 +84,7 @@ impl Families {
         name: String,
         help: impl FnOnce() -> String,
         kind: MetricKind,
-        labels: &[(&str, &str)],
+        labels: &[(&'static str, &str)],
         value: f64,
     ) {
         self.0

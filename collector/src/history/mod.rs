@@ -35,7 +35,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use countywatch_wire::MetricFamily;
+use countywatch_wire::{LabelText, MetricFamily};
 use rusqlite::{Connection, params};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -844,11 +844,11 @@ fn batch_samples(agent: &str, metrics: &[MetricFamily]) -> Vec<HistorySample> {
     samples
 }
 
-fn label<'a>(labels: &'a [(String, String)], name: &str) -> Option<&'a str> {
+fn label<'a>(labels: &'a [(LabelText, LabelText)], name: &str) -> Option<&'a str> {
     labels
         .iter()
         .find(|(label, _)| label == name)
-        .map(|(_, value)| value.as_str())
+        .map(|(_, value)| value.as_ref())
 }
 
 fn millis(duration: Duration) -> i64 {

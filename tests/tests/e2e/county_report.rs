@@ -97,7 +97,7 @@ struct Agent {
 fn gauge(name: &str, samples: &[(&[(&str, &str)], f64)]) -> MetricFamily {
     let mut family = MetricFamily::new(name, "", MetricKind::Gauge);
     for (labels, value) in samples {
-        family.push(labels, *value);
+        family.push_copied(labels, *value);
     }
     family
 }

@@ -453,11 +453,11 @@ pub fn families(device: &str, walk: &DeviceWalk, out: &mut Vec<MetricFamily>) {
             }
             labels.push(device_label);
             match value {
-                ExtraValue::Number(number) => family.push(&labels, *number),
-                ExtraValue::Counter32(number) => family.push(&labels, *number as f64),
+                ExtraValue::Number(number) => family.push_copied(&labels, *number),
+                ExtraValue::Counter32(number) => family.push_copied(&labels, *number as f64),
                 ExtraValue::Text(text) => {
                     labels.insert(0, (name.as_str(), text.as_str()));
-                    family.push(&labels, 1.0);
+                    family.push_copied(&labels, 1.0);
                 }
             }
         }

@@ -207,7 +207,7 @@ impl Probe for SnmpProbe {
             {
                 for (label, value) in &grouping {
                     if let Some(value) = value {
-                        sample.labels.push((label.to_string(), value.clone()));
+                        sample.labels.push((label.to_string().into(), value.clone().into()));
                     }
                 }
             }
