@@ -456,7 +456,7 @@ impl Collector {
             let mut seen = std::collections::HashSet::with_capacity(families.len());
             families
                 .iter()
-                .map(|family| seen.insert(family.name.as_str()))
+                .map(|family| seen.insert(family.name.as_ref()))
                 .collect()
         };
         let before = families.len();
@@ -564,7 +564,7 @@ impl Collector {
         ] {
             spool_damaged.push_static(&[("kind", kind)], value.load(Ordering::Relaxed) as f64);
         }
-        let counter = |name: &str, help: &str, value: &AtomicU64| {
+        let counter = |name: &'static str, help: &'static str, value: &AtomicU64| {
             MetricFamily::single(
                 name,
                 help,

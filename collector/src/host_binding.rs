@@ -50,7 +50,7 @@ pub fn reserved_content(batch: &Batch) -> Option<String> {
     if let Some(family) = batch
         .metrics
         .iter()
-        .find(|family| COLLECTOR_FAMILIES.contains(&family.name.as_str()))
+        .find(|family| COLLECTOR_FAMILIES.contains(&family.name.as_ref()))
     {
         return Some(format!(
             "metric family {} is the collector's own",

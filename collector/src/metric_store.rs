@@ -132,7 +132,7 @@ impl MetricStore {
         let mut by_name: BTreeMap<&str, Vec<(&str, i64, &MetricFamily)>> = BTreeMap::new();
         for (agent, metrics) in &fresh {
             for family in metrics.families.iter() {
-                by_name.entry(family.name.as_str()).or_default().push((
+                by_name.entry(family.name.as_ref()).or_default().push((
                     agent.as_str(),
                     metrics.collected_at_ms,
                     family,
@@ -263,7 +263,7 @@ mod tests {
     use super::*;
 
     fn family(name: &str, kind: MetricKind, value: f64) -> MetricFamily {
-        MetricFamily::single(name, "help", kind, value)
+        MetricFamily::single(name.to_string(), "help", kind, value)
     }
 
     #[test]

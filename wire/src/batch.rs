@@ -105,8 +105,8 @@ impl Batch {
         let mut names = std::collections::HashSet::with_capacity(self.metrics.len());
         for family in &self.metrics {
             family.validate()?;
-            if !names.insert(family.name.as_str()) {
-                return Err(ValidationError::DuplicateFamily(family.name.clone()).into());
+            if !names.insert(family.name.as_ref()) {
+                return Err(ValidationError::DuplicateFamily(family.name.to_string()).into());
             }
         }
         for (index, event) in self.events.iter().enumerate() {

@@ -37,8 +37,8 @@ pub use exposition::{
     write_agent_samples, write_family_header, write_samples, write_samples_at, write_text,
 };
 pub use metric::{
-    AGENT_METRIC_PREFIXES, DEVICE_INSTANCE_LABEL, MetricFamily, MetricKind, POLLING_AGENT_LABEL,
-    LabelText, Sample, ValidationError, exposed_labels, is_agent_metric_name, is_valid_label_name,
-    is_valid_metric_name,
+    AGENT_METRIC_PREFIXES, DEVICE_INSTANCE_LABEL, LabelText, MetricFamily, MetricKind,
+    POLLING_AGENT_LABEL, Sample, ValidationError, exposed_labels, is_agent_metric_name,
+    is_valid_label_name, is_valid_metric_name,
 };
 pub use renewal::{RENEW_PATH, RenewRequest, RenewResponse};

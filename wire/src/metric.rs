@@ -38,9 +38,9 @@ impl MetricKind {
 #[serde(deny_unknown_fields)]
 pub struct MetricFamily {
     /// The metric name, e.g. `node_memory_MemTotal_bytes`.
-    pub name: String,
+    pub name: LabelText,
     /// The help text shown in `# HELP`.
-    pub help: String,
+    pub help: LabelText,
     /// Counter, gauge or untyped.
     pub kind: MetricKind,
     /// The samples, one per distinct label set.
@@ -83,7 +83,7 @@ impl Sample {
 
 impl MetricFamily {
     /// A family with no samples yet.
-    pub fn new(name: impl Into<String>, help: impl Into<String>, kind: MetricKind) -> Self {
+    pub fn new(name: impl Into<LabelText>, help: impl Into<LabelText>, kind: MetricKind) -> Self {
         MetricFamily {
             name: name.into(),
             help: help.into(),
@@ -134,7 +134,12 @@ impl MetricFamily {
     }
 
     /// A family with one unlabelled sample.
-    pub fn single(name: &str, help: &str, kind: MetricKind, value: f64) -> Self {
+    pub fn single(
+        name: impl Into<LabelText>,
+        help: impl Into<LabelText>,
+        kind: MetricKind,
+        value: f64,
+    ) -> Self {
         let mut family = MetricFamily::new(name, help, kind);
         family.push(&[], value);
         family
@@ -262,13 +267,13 @@ impl MetricFamily {
     /// valid Prometheus text, whatever an agent sent.
     pub fn validate(&self) -> Result<(), ValidationError> {
         if !is_valid_metric_name(&self.name) {
-            return Err(ValidationError::MetricName(self.name.clone()));
+            return Err(ValidationError::MetricName(self.name.to_string()));
         }
         for sample in &self.samples {
             for (index, (label, _)) in sample.labels.iter().enumerate() {
                 if !is_valid_label_name(label) || RESERVED_LABELS.contains(&label.as_ref()) {
                     return Err(ValidationError::LabelName {
-                        metric: self.name.clone(),
+                        metric: self.name.to_string(),
                         label: label.to_string(),
                     });
                 }
@@ -277,7 +282,7 @@ impl MetricFamily {
                     .any(|(other, _)| other == label)
                 {
                     return Err(ValidationError::DuplicateLabel {
-                        metric: self.name.clone(),
+                        metric: self.name.to_string(),
                         label: label.to_string(),
                     });
                 }

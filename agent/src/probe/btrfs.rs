@@ -308,7 +308,7 @@ mod tests {
         let mut probe = BtrfsProbe::new(sysfs.path());
         let mut out = Vec::new();
         probe.collect(&mut out).unwrap();
-        let names: Vec<&str> = out.iter().map(|family| family.name.as_str()).collect();
+        let names: Vec<&str> = out.iter().map(|family| family.name.as_ref()).collect();
         assert_eq!(
             names,
             vec![

@@ -109,8 +109,8 @@ pub fn parse_stat(text: &str) -> Result<Vec<MetricFamily>, ProbeParseError> {
         .filter_map(|(column, help)| {
             let index = header.iter().position(|name| name == column)?;
             Some(MetricFamily::single(
-                &format!("node_nf_conntrack_stat_{column}"),
-                help,
+                format!("node_nf_conntrack_stat_{column}"),
+                *help,
                 MetricKind::Gauge,
                 sums[index],
             ))

@@ -192,7 +192,7 @@ softirq 1 2 3\n";
         assert_eq!(guest.samples[1].value, 0.1);
         let singles: Vec<(&str, f64)> = families[2..]
             .iter()
-            .map(|family| (family.name.as_str(), family.samples[0].value))
+            .map(|family| (family.name.as_ref(), family.samples[0].value))
             .collect();
         assert_eq!(
             singles,

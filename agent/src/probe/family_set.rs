@@ -34,7 +34,7 @@ impl FamilySet {
         let family = self
             .families
             .entry(name.to_string())
-            .or_insert_with(|| MetricFamily::new(name, help, kind));
+            .or_insert_with(|| MetricFamily::new(name.to_string(), help.to_string(), kind));
         let repeated = family.samples.iter().any(|sample| {
             sample.labels.len() == labels.len()
                 && sample.labels.iter().zip(labels).all(

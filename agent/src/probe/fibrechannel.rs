@@ -295,7 +295,7 @@ mod tests {
             .iter()
             .map(|family| {
                 assert_eq!(family.kind, MetricKind::Counter);
-                (family.name.as_str(), family.samples[0].value)
+                (family.name.as_ref(), family.samples[0].value)
             })
             .collect();
         assert_eq!(counters.len(), 13, "dumped_frames is not kept");

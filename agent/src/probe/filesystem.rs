@@ -315,7 +315,7 @@ fn stat(mountpoint: &str) -> Option<Usage> {
 /// Builds the families from the mounts and their usage (`None` where the
 /// filesystem could not be stat'ed, reported as a device error).
 pub fn families(mounts: &[Mount], usages: &[Option<Usage>]) -> Vec<MetricFamily> {
-    let gauge = |name: &str, help: &str| MetricFamily::new(name, help, MetricKind::Gauge);
+    let gauge = |name: &'static str, help: &'static str| MetricFamily::new(name, help, MetricKind::Gauge);
     let mut size = gauge("node_filesystem_size_bytes", "Filesystem size in bytes.");
     let mut free = gauge(
         "node_filesystem_free_bytes",
@@ -482,7 +482,7 @@ short line\n";
             files_free: 5.0,
         };
         let families = families(&mounts, &[Some(usage), None]);
-        let names: Vec<&str> = families.iter().map(|family| family.name.as_str()).collect();
+        let names: Vec<&str> = families.iter().map(|family| family.name.as_ref()).collect();
         assert_eq!(names.len(), 7);
         let size = &families[0];
         assert_eq!(size.samples.len(), 1);

@@ -462,7 +462,7 @@ mod tests {
                         .unwrap_or_default()
                 };
                 found.push((
-                    family.name.clone(),
+                    family.name.to_string(),
                     label("chip"),
                     label("sensor"),
                     sample.value,

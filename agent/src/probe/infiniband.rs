@@ -417,7 +417,7 @@ pub fn parse_counter(text: &str, words: bool) -> Result<Option<u64>, ProbeParseE
 /// The info family, the three port gauges and the counters; families
 /// without a series are left out.
 pub fn families(devices: &[Device]) -> Vec<MetricFamily> {
-    let gauge = |name: &str, help: &str| {
+    let gauge = |name: &str, help: &'static str| {
         MetricFamily::new(format!("node_infiniband_{name}"), help, MetricKind::Gauge)
     };
     let mut info = gauge(

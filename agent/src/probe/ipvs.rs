@@ -204,8 +204,8 @@ pub fn families(totals: &[u64; 5], backends: &[Backend]) -> Vec<MetricFamily> {
         .zip(totals)
         .map(|((name, help), value)| {
             MetricFamily::single(
-                &format!("node_ipvs_{name}"),
-                help,
+                format!("node_ipvs_{name}"),
+                *help,
                 MetricKind::Counter,
                 *value as f64,
             )

@@ -56,7 +56,7 @@ impl Probe for LoadProbe {
             ("node_load15", 15, loads[2]),
         ] {
             let help = format!("{minutes}m load average.");
-            out.push(MetricFamily::single(name, &help, MetricKind::Gauge, value));
+            out.push(MetricFamily::single(name, help, MetricKind::Gauge, value));
         }
         Ok(())
     }
@@ -95,7 +95,7 @@ mod tests {
             .unwrap();
         let got: Vec<(&str, f64)> = out
             .iter()
-            .map(|f| (f.name.as_str(), f.samples[0].value))
+            .map(|f| (f.name.as_ref(), f.samples[0].value))
             .collect();
         assert_eq!(
             got,

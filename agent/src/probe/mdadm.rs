@@ -316,7 +316,7 @@ unused devices: <none>
     #[test]
     fn families_with_node_exporter_names_and_labels() {
         let families = parse(&[Some(MDSTAT.to_string())]).unwrap();
-        let names: Vec<&str> = families.iter().map(|family| family.name.as_str()).collect();
+        let names: Vec<&str> = families.iter().map(|family| family.name.as_ref()).collect();
         assert_eq!(
             names,
             vec![

@@ -79,7 +79,7 @@ pub fn parse(text: &str) -> Vec<MetricFamily> {
             "Memory information field {}.",
             &name["node_memory_".len()..]
         );
-        families.push(MetricFamily::single(&name, &help, MetricKind::Gauge, value));
+        families.push(MetricFamily::single(name, help, MetricKind::Gauge, value));
     }
     families
 }

@@ -400,8 +400,8 @@ pub(crate) fn read_source_dir(
 /// An info family: one sample of value 1 carrying `labels`
 /// (`node_uname_info`, `node_dmi_info`).
 pub(crate) fn info_family(
-    name: &str,
-    help: &str,
+    name: &'static str,
+    help: &'static str,
     labels: &[(&'static str, String)],
 ) -> MetricFamily {
     let mut family = MetricFamily::new(name, help, countywatch_wire::MetricKind::Gauge);
@@ -427,7 +427,7 @@ pub(crate) fn read_file(path: PathBuf) -> Result<(PathBuf, String), ProbeError> 
 pub(crate) fn first_values(families: &[MetricFamily]) -> Vec<(&str, f64)> {
     families
         .iter()
-        .map(|family| (family.name.as_str(), family.samples[0].value))
+        .map(|family| (family.name.as_ref(), family.samples[0].value))
         .collect()
 }
 

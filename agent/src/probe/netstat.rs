@@ -156,8 +156,8 @@ pub fn parse(
         .into_iter()
         .map(|(key, (statistic, value))| {
             MetricFamily::single(
-                &format!("node_netstat_{key}"),
-                &format!("Statistic {statistic}."),
+                format!("node_netstat_{key}"),
+                format!("Statistic {statistic}."),
                 MetricKind::Untyped,
                 value,
             )

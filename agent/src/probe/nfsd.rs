@@ -145,7 +145,7 @@ pub fn parse(text: &str) -> Result<Vec<MetricFamily>, ProbeParseError> {
 /// The families of a server's figures.
 fn families(server: &Server) -> Vec<MetricFamily> {
     let (counter, gauge) = (MetricKind::Counter, MetricKind::Gauge);
-    let single = |name: &str, help: &str, kind, value: u64| {
+    let single = |name: &'static str, help: &'static str, kind, value: u64| {
         MetricFamily::single(name, help, kind, value as f64)
     };
     let mut packets = MetricFamily::new(

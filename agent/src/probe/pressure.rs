@@ -110,8 +110,8 @@ pub fn parse(resource: &str, text: &str) -> Vec<MetricFamily> {
             .and_then(|value| value.parse::<f64>().ok());
         if let Some(microseconds) = total {
             families.push(MetricFamily::single(
-                name,
-                help,
+                *name,
+                *help,
                 MetricKind::Counter,
                 microseconds / 1e6,
             ));
@@ -138,7 +138,7 @@ full avg10=0.00 avg60=0.00 avg300=0.00 total=3135315\n";
         let io = parse("io", IO);
         let io: Vec<(&str, f64)> = io
             .iter()
-            .map(|f| (f.name.as_str(), f.samples[0].value))
+            .map(|f| (f.name.as_ref(), f.samples[0].value))
             .collect();
         assert_eq!(
             io,

@@ -480,7 +480,7 @@ impl Probe for ServiceProbe {
 
 /// The families of all targets' outcomes.
 pub fn families(outcomes: &[(&TargetConfig, &Outcome)]) -> Vec<MetricFamily> {
-    let gauge = |name: &str, help: &str| MetricFamily::new(name, help, MetricKind::Gauge);
+    let gauge = |name: &'static str, help: &'static str| MetricFamily::new(name, help, MetricKind::Gauge);
     let mut success = gauge(
         "probe_success",
         "Displays whether or not the probe was a success",

@@ -68,8 +68,8 @@ pub fn parse(text: &str, page_size: f64) -> Result<Vec<MetricFamily>, ProbeParse
                 let name = format!("node_sockstat_{protocol}_{state}");
                 if countywatch_wire::is_valid_metric_name(&name) {
                     families.push(MetricFamily::single(
-                        &name,
-                        &format!("Number of {protocol} sockets in state {state}."),
+                        name,
+                        format!("Number of {protocol} sockets in state {state}."),
                         MetricKind::Gauge,
                         value,
                     ));
@@ -96,7 +96,7 @@ UDP: inuse 0 mem 3\nFRAG: inuse 0 memory 0\nXDP: inuse 0 weird 9\n";
         let got: Vec<(String, f64)> = parse(text, 4096.0)
             .unwrap()
             .into_iter()
-            .map(|family| (family.name, family.samples[0].value))
+            .map(|family| (family.name.to_string(), family.samples[0].value))
             .collect();
         let want: Vec<(String, f64)> = [
             ("node_sockstat_sockets_used", 16.0),

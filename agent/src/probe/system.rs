@@ -355,7 +355,7 @@ VARIANT=\"with \\\"quotes\\\"\"\n";
         probe.os_release = vec![dir.path().join("missing")];
         let mut out = Vec::new();
         probe.collect(&mut out).unwrap();
-        let names: Vec<&str> = out.iter().map(|f| f.name.as_str()).collect();
+        let names: Vec<&str> = out.iter().map(|f| f.name.as_ref()).collect();
         assert_eq!(
             names,
             vec![

@@ -201,7 +201,7 @@ mod tests {
             .map(|family| {
                 assert_eq!(family.samples[0].labels[0].1, "st0");
                 (
-                    family.name.as_str(),
+                    family.name.as_ref(),
                     family.samples.len(),
                     family.samples[0].value,
                 )

@@ -159,7 +159,7 @@ pub fn families(clock: &ClockState) -> Vec<MetricFamily> {
     ]
     .into_iter()
     .map(|(name, help, kind, value)| {
-        MetricFamily::single(&format!("node_timex_{name}"), help, kind, value)
+        MetricFamily::single(format!("node_timex_{name}"), help, kind, value)
     })
     .collect()
 }
@@ -236,7 +236,7 @@ mod tests {
         let counters: Vec<&str> = families
             .iter()
             .filter(|family| family.kind == MetricKind::Counter)
-            .map(|family| family.name.as_str())
+            .map(|family| family.name.as_ref())
             .collect();
         assert_eq!(
             counters,

@@ -38,8 +38,8 @@ pub fn parse(text: &str) -> Vec<MetricFamily> {
             let name = format!("node_vmstat_{field}");
             countywatch_wire::is_valid_metric_name(&name).then(|| {
                 MetricFamily::single(
-                    &name,
-                    &format!("/proc/vmstat information field {field}."),
+                    name,
+                    format!("/proc/vmstat information field {field}."),
                     MetricKind::Untyped,
                     value,
                 )
@@ -63,7 +63,7 @@ pgfault-bad x\n";
             .into_iter()
             .map(|family| {
                 assert_eq!(family.kind, MetricKind::Untyped);
-                (family.name, family.samples[0].value)
+                (family.name.to_string(), family.samples[0].value)
             })
             .collect();
         let want = [

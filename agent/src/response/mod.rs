@@ -257,7 +257,11 @@ impl ResponseStats {
     /// The `countywatch_agent_response_*` families.
     pub fn families(&self) -> Vec<MetricFamily> {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed) as f64;
-        let by_mode = |name: &str, help: &str, kind, enforce: &AtomicU64, dry_run: &AtomicU64| {
+        let by_mode = |name: &'static str,
+                       help: &'static str,
+                       kind,
+                       enforce: &AtomicU64,
+                       dry_run: &AtomicU64| {
             let mut family = MetricFamily::new(name, help, kind);
             family.push(&[("mode", "enforce")], load(enforce));
             family.push(&[("mode", "dry_run")], load(dry_run));

@@ -234,7 +234,7 @@ impl Source for AuthSource {
     }
 
     fn self_metrics(&self) -> Vec<MetricFamily> {
-        let counter = |name: &str, help: &str, value: u64| {
+        let counter = |name: &'static str, help: &'static str, value: u64| {
             MetricFamily::single(name, help, MetricKind::Counter, value as f64)
         };
         let stats = &self.parser.stats;

@@ -195,7 +195,7 @@ impl RemoteWrite {
         let series = families.iter().flat_map(|family| {
             family.samples.iter().map(move |sample| {
                 let mut labels = Vec::with_capacity(sample.labels.len() + 3);
-                labels.push(("__name__".to_string(), family.name.clone()));
+                labels.push(("__name__".to_string(), family.name.to_string()));
                 labels.extend(
                     countywatch_wire::exposed_labels(agent, job, &sample.labels)
                         .into_iter()

@@ -90,7 +90,7 @@ fn agent_families(seed: f64) -> Vec<MetricFamily> {
     let so_far: usize = families.iter().map(|family| family.samples.len()).sum();
     for gauge in so_far..500 {
         families.push(MetricFamily::single(
-            &format!("node_gauge_{gauge}"),
+            format!("node_gauge_{gauge}"),
             "A gauge.",
             MetricKind::Gauge,
             seed,

@@ -95,7 +95,7 @@ struct Agent {
 }
 
 fn gauge(name: &str, samples: &[(&[(&str, &str)], f64)]) -> MetricFamily {
-    let mut family = MetricFamily::new(name, "", MetricKind::Gauge);
+    let mut family = MetricFamily::new(name.to_string(), "", MetricKind::Gauge);
     for (labels, value) in samples {
         family.push_copied(labels, *value);
     }

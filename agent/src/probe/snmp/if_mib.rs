@@ -316,8 +316,8 @@ fn text(value: &Value) -> Option<String> {
 /// `if_mib` module names them, each sample labelled with the device.
 pub fn families(device: &str, walk: &DeviceWalk, out: &mut Vec<MetricFamily>) {
     let device_label = (DEVICE_INSTANCE_LABEL, device);
-    let gauge = |name: &str, help: &str| MetricFamily::new(name, help, MetricKind::Gauge);
-    let counter = |name: &str, help: &str| MetricFamily::new(name, help, MetricKind::Counter);
+    let gauge = |name: &'static str, help: &'static str| MetricFamily::new(name, help, MetricKind::Gauge);
+    let counter = |name: &'static str, help: &'static str| MetricFamily::new(name, help, MetricKind::Counter);
     if let Some(uptime) = walk.sys_uptime {
         let mut family = gauge(
             "sysUpTime",
@@ -445,7 +445,8 @@ pub fn families(device: &str, walk: &DeviceWalk, out: &mut Vec<MetricFamily>) {
             ExtraType::Counter => MetricKind::Counter,
             ExtraType::Gauge | ExtraType::Info => MetricKind::Gauge,
         };
-        let mut family = MetricFamily::new(name, "An extra OID from the agent's config.", kind);
+        let mut family =
+            MetricFamily::new(name.clone(), "An extra OID from the agent's config.", kind);
         for (index, value) in rows {
             let mut labels: Vec<(&str, &str)> = Vec::with_capacity(3);
             if !index.is_empty() {
