@@ -374,6 +374,12 @@ pub(crate) fn text_from_bytes(bytes: Vec<u8>) -> String {
     }
 }
 
+/// [`text_from_bytes`] from a borrowed buffer: one allocation, of the
+/// text's size.
+pub(crate) fn text_from_slice(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 /// Lists a collector's source directory (/sys/class/hwmon): once it was
 /// found missing, `absent` is set and the directory is not looked at
 /// again, so a collector the host has no hardware for costs nothing.
