@@ -570,11 +570,12 @@ impl Spool {
                 return Ok(None);
             };
             // The batch just pushed: its body is in memory, as written.
-            if let Some((fresh, _)) = &spool.fresh
-                && i64::try_from(*fresh) == Ok(seq)
-                && let Some((fresh, body)) = spool.fresh.take()
+            if spool
+                .fresh
+                .as_ref()
+                .is_some_and(|(fresh, _)| i64::try_from(*fresh) == Ok(seq))
             {
-                return Ok(Some((fresh, body)));
+                return Ok(spool.fresh.take());
             }
             let body: Option<Vec<u8>> = spool
                 .connection

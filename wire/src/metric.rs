@@ -47,12 +47,12 @@ pub struct MetricFamily {
     pub samples: Vec<Sample>,
 }
 
-/// A label's name or value. An agent's label names, and many of its
-/// values (a probe's name, a CPU mode), are literals in its code: borrowing
-/// them instead of copying each into a fresh `String` for every sample
-/// spared the agent about a third of its allocations per collection
-/// (docs/benchmarks.md, agent_footprint). What is read from the wire or
-/// the host is owned.
+/// A label's name or value, or a family's name or help. An agent's label
+/// names, family names and help, and many of its label values (a probe's
+/// name, a CPU mode) are literals in its code: borrowing them instead of
+/// copying each into a fresh `String` every collection spared the agent
+/// 37% of its allocations per collection (docs/benchmarks.md,
+/// agent_footprint). What is read from the wire or the host is owned.
 pub type LabelText = Cow<'static, str>;
 
 /// One labelled value of a metric family.
