@@ -18,6 +18,10 @@ over), so running it after each rebuild converges. Needs Debian's valgrind
 and linux-perf, root (perf on the whole machine), and the release binaries:
 
     cargo build --release --bins && python3 agent/link/hot_text.py
+
+The package's build (zig cc, so clang for the C code) runs C functions the
+native build inlines; the header of hot_text.ld says how to run this
+script on it too.
 """
 
 import argparse
@@ -46,6 +50,10 @@ FILES = [
 ]
 
 HASH = re.compile(r"^(_ZN.*17h)[0-9a-f]{16}E$")
+# Fat LTO renames the local copies of a function NAME.643, NAME.3186 (or
+# NAME.llvm.123...), numbered in the order modules were merged: another
+# build (the package's, or the next commit's) numbers them differently.
+LTO_SUFFIX = re.compile(r"^(.+?)\.(?:llvm\.)?[0-9]+$")
 # GCC names clones of a C function NAME.constprop.0, NAME.isra.0, NAME.part.0;
 # clang (zig cc, which builds the packages) keeps NAME.
 C_CLONE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\.(constprop|isra|part|cold)\b.*$")
@@ -57,6 +65,9 @@ def patterns(symbol):
     suffixes, so the list holds for both compilers."""
     # Callgrind marks recursion depth as NAME'2.
     symbol = re.sub(r"'[0-9]+$", "", symbol)
+    local = LTO_SUFFIX.match(symbol)
+    if local and local.group(1).startswith(("_ZN", "_R")):
+        return [each + suffix for each in patterns(local.group(1)) for suffix in ("", ".*")]
     match = HASH.match(symbol)
     if match:
         return [match.group(1) + "*E"]
@@ -213,6 +224,8 @@ def main():
     kept, header = existing_patterns()
     if args.fresh:
         kept = []
+    # Patterns written before the LTO rule existed are brought under it.
+    kept = [each for name in kept for each in (patterns(name) if LTO_SUFFIX.match(name) else [name])]
     traced = callgrind_names(args.bin_dir, args.collections)
     faulted = page_fault_names(args.bin_dir, args.collections)
     ordered = list(dict.fromkeys(kept))

@@ -9,7 +9,12 @@
 //!
 //! CPU is counted from the first collection on, so one-off start-up work
 //! is left out on both sides; peak RSS includes start-up, as it would on a
-//! real server. `COUNTYWATCH_BENCH_COLLECTIONS` sets the number of
+//! real server. The agent with host probes only and node_exporter run side
+//! by side and are counted over the same seconds, so that the machine's
+//! noise (a neighbour on the VM's host, a kernel worker) weighs on both
+//! figures of the ratio alike: measured one after the other, a busy minute
+//! on one side moved the ratio from 0.36 to 0.54 (docs/benchmarks.md,
+//! 2026-12-07). `COUNTYWATCH_BENCH_COLLECTIONS` sets the number of
 //! collections (default 60). `COUNTYWATCH_BENCH_AGENT_CONFIG` is YAML
 //! appended to both agents' config (after the benchmark's own), for
 //! on/off comparisons such as turning some probes off.
@@ -58,10 +63,10 @@ fn collections() -> u32 {
         .unwrap_or(60)
 }
 
-/// The agent: wait for its first batch, then for `count` more collections.
-/// `extra` is appended to the test config (e.g. to turn the security
-/// sources off, which node_exporter has no equivalent of).
-fn measure_agent(count: u32, extra: &str) -> (Usage, Usage) {
+/// Starts a collector and an agent reporting to it (`extra` is appended to
+/// the test config, e.g. to turn the security sources off, which
+/// node_exporter has no equivalent of) and waits for the agent's first batch.
+fn start_agent(extra: &str) -> (Collector, Agent) {
     let collector = Collector::start();
     // Every host probe is on by default; the process and service probes are
     // not host probes (and node_exporter has neither).
@@ -72,6 +77,12 @@ fn measure_agent(count: u32, extra: &str) -> (Usage, Usage) {
             Duration::from_secs(30),
         )
         .expect("the agent's first batch arrives");
+    (collector, agent)
+}
+
+/// The agent alone: from its first batch, `count` more collections.
+fn measure_agent(count: u32, extra: &str) -> (Usage, Usage) {
+    let (_collector, agent) = start_agent(extra);
     let before = usage(agent.pid());
     std::thread::sleep(Duration::from_secs(u64::from(count)));
     let after = usage(agent.pid());
@@ -82,23 +93,28 @@ fn measure_agent(count: u32, extra: &str) -> (Usage, Usage) {
 /// node_exporter is host probes only.
 const SOURCES_OFF: &str = "sources:\n  auth:\n    enabled: false\n  fim:\n    enabled: false\n  ports:\n    enabled: false\n";
 
-/// node_exporter: one warm-up scrape, then `count` scrapes a second apart.
-fn measure_node_exporter(count: u32) -> (Usage, Usage) {
+/// The agent (from its first batch) and node_exporter (after one warm-up
+/// scrape) over the same `count` seconds, node_exporter scraped once a
+/// second: (agent before, agent after), (node_exporter before, after).
+fn measure_side_by_side(count: u32, extra: &str) -> [(Usage, Usage); 2] {
+    let (_collector, agent) = start_agent(extra);
     let node_exporter = NodeExporter::start();
     let scrape = || {
         let response = crate::http::get(node_exporter.addr, "/metrics").unwrap();
         assert_eq!(response.status, 200);
     };
     scrape();
-    let before = usage(node_exporter.pid());
+    let agent_before = usage(agent.pid());
+    let node_before = usage(node_exporter.pid());
     let started = Instant::now();
     for index in 1..=count {
         let next = started + Duration::from_secs(u64::from(index));
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         scrape();
     }
-    let after = usage(node_exporter.pid());
-    (before, after)
+    let agent_after = usage(agent.pid());
+    let node_after = usage(node_exporter.pid());
+    [(agent_before, agent_after), (node_before, node_after)]
 }
 
 /// Extra agent config from `COUNTYWATCH_BENCH_AGENT_CONFIG`, empty when unset.
@@ -109,9 +125,9 @@ fn extra_config() -> String {
 fn run() -> Vec<Figure> {
     let count = collections();
     let extra = extra_config();
-    let (agent_before, agent_after) = measure_agent(count, &format!("{SOURCES_OFF}{extra}"));
+    let [(agent_before, agent_after), (node_before, node_after)] =
+        measure_side_by_side(count, &format!("{SOURCES_OFF}{extra}"));
     let (full_before, full_after) = measure_agent(count, &extra);
-    let (node_before, node_after) = measure_node_exporter(count);
     let per_collection =
         |before: Usage, after: Usage| (after.cpu_seconds - before.cpu_seconds) / f64::from(count);
     let mib = |bytes: f64| bytes / (1024.0 * 1024.0);
