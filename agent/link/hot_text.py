@@ -224,8 +224,6 @@ def main():
     kept, header = existing_patterns()
     if args.fresh:
         kept = []
-    # Patterns written before the LTO rule existed are brought under it.
-    kept = [each for name in kept for each in (patterns(name) if LTO_SUFFIX.match(name) else [name])]
     traced = callgrind_names(args.bin_dir, args.collections)
     faulted = page_fault_names(args.bin_dir, args.collections)
     ordered = list(dict.fromkeys(kept))
